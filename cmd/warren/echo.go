@@ -1,0 +1,107 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/warrenhq/warren/engine"
+)
+
+// tcpEcho writes back whatever it receives. It never blocks, so it runs
+// inline on the loops unless told otherwise.
+type tcpEcho struct{}
+
+func (tcpEcho) OnData(c *engine.Conn, in []byte) int {
+	c.Write(in)
+	return len(in)
+}
+
+func runEcho(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("warren echo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("addr", "127.0.0.1:8080", "listen address")
+	admin := fs.String("admin", "127.0.0.1:9901", "admin listener address (metrics, health, dashboard)")
+	proto := fs.String("proto", "tcp", "protocol: tcp")
+	drain := fs.Duration("drain-timeout", 10*time.Second, "how long SIGTERM/SIGINT waits for connections to finish")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	var cfg engine.Config
+	engineFlags(fs, &cfg)
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return 0
+		}
+		return 2
+	}
+	log := newLogger(stderr, *logLevel)
+	cfg.Logger = log
+	var h engine.Handler
+	switch *proto {
+	case "tcp":
+		h = tcpEcho{}
+		if !flagSet(fs, "inline") {
+			cfg.Inline = true
+		}
+	default:
+		fmt.Fprintf(stderr, "warren echo: unknown -proto %q\n", *proto)
+		return 2
+	}
+	_ = admin // the admin listener arrives with the observability work
+	e, err := engine.New(cfg, h)
+	if err != nil {
+		log.Error("engine", "error", err)
+		return 1
+	}
+	if err := e.Start(*addr); err != nil {
+		log.Error("listen", "addr", *addr, "error", err)
+		return 1
+	}
+	log.Info("warren echo listening", "addr", e.Addr().String(), "proto", *proto,
+		"loops", e.Config().Loops, "portable", e.Config().Portable)
+	return waitAndDrain(e, *drain, log)
+}
+
+// waitAndDrain blocks until SIGTERM or SIGINT, then shuts e down gracefully
+// within drain. It returns the process exit code.
+func waitAndDrain(e *engine.Engine, drain time.Duration, log *slog.Logger) int {
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sig)
+	select {
+	case s := <-sig:
+		log.Info("draining", "signal", s.String(), "connections", e.NumConns(), "timeout", drain)
+	case <-e.Done():
+		return 0
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), drain)
+	defer cancel()
+	if err := e.Shutdown(ctx); err != nil {
+		log.Warn("drain deadline reached; remaining connections closed", "error", err)
+	}
+	log.Info("stopped")
+	return 0
+}
+
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == name {
+			set = true
+		}
+	})
+	return set
+}
+
+func newLogger(w io.Writer, level string) *slog.Logger {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		lv = slog.LevelInfo
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: lv}))
+}

@@ -1,0 +1,102 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// buildWarren compiles the command once per test binary run.
+func buildWarren(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "warren")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+var listenRE = regexp.MustCompile(`addr=(\S+)`)
+
+// startWarren runs the binary and returns it with the address it reports.
+func startWarren(t *testing.T, bin string, args ...string) (*exec.Cmd, string, *bytes.Buffer) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	logs := &bytes.Buffer{}
+	sc := bufio.NewScanner(stderr)
+	addrCh := make(chan string, 1)
+	go func() {
+		for sc.Scan() {
+			line := sc.Text()
+			logs.WriteString(line + "\n")
+			if strings.Contains(line, "listening") {
+				if m := listenRE.FindStringSubmatch(line); m != nil {
+					addrCh <- m[1]
+				}
+			}
+		}
+	}()
+	select {
+	case a := <-addrCh:
+		return cmd, a, logs
+	case <-time.After(20 * time.Second):
+		t.Fatal("warren did not report its address")
+	}
+	return nil, "", nil
+}
+
+func TestEchoTCPAndGracefulSIGTERM(t *testing.T) {
+	bin := buildWarren(t)
+	cmd, addr, _ := startWarren(t, bin, "echo", "-proto", "tcp", "-addr", "127.0.0.1:0", "-admin", "127.0.0.1:0")
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	c.Write([]byte("ping"))
+	buf := make([]byte, 4)
+	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "ping" {
+		t.Fatalf("echo %q %v", buf, err)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("exit: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("did not exit after SIGTERM")
+	}
+	if _, err := c.Read(buf); err == nil {
+		t.Fatal("connection still open after drain")
+	}
+}
+
+func TestUsage(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := run([]string{"bogus"}, &out, &errb); code != 2 || !strings.Contains(errb.String(), "unknown command") {
+		t.Fatalf("code %d stderr %q", code, errb.String())
+	}
+	if code := run([]string{"echo", "-h"}, &out, &errb); code != 0 || !strings.Contains(errb.String(), "-max-conns") {
+		t.Fatalf("echo -h: code %d", code)
+	}
+	_ = os.Stderr
+}

@@ -1,0 +1,153 @@
+package engine
+
+import (
+	"log/slog"
+	"runtime"
+	"time"
+)
+
+// Config configures an Engine. The zero value is ready to use: every field
+// documents what zero means.
+type Config struct {
+	// Loops is the number of event loops. Zero means GOMAXPROCS.
+	Loops int
+	// Balance picks the loop for each new connection. Zero means RoundRobin.
+	// Ignored with ReusePort, where the kernel spreads connections.
+	Balance Balance
+	// ReusePort gives every loop its own listening socket bound with
+	// SO_REUSEPORT, so loops accept in parallel.
+	ReusePort bool
+	// Portable runs the portable engine (Go's net package, one goroutine per
+	// connection) instead of event loops. It is forced on platforms without
+	// epoll or kqueue. It keeps the Conn/Handler API but none of the
+	// memory properties of the loops.
+	Portable bool
+	// Inline runs OnData (and OnOpen, OnClose) on the event loop. The handler
+	// promises never to block. Zero means handlers run on the worker pool.
+	Inline bool
+
+	// MaxConns bounds open connections. Zero means 1,000,000; negative means
+	// no bound.
+	MaxConns int
+	// MaxConnsPerIP bounds open connections from one remote IP. Zero or
+	// negative means no bound.
+	MaxConnsPerIP int
+	// AcceptRate bounds accepted connections per second (token bucket).
+	// Zero or negative means no bound.
+	AcceptRate float64
+	// AcceptBurst is the token bucket's depth. Zero means max(1, AcceptRate).
+	AcceptBurst int
+
+	// IdleTimeout closes a connection with nothing in progress and no bytes
+	// moved for this long. Zero means 5 minutes; negative disables it.
+	IdleTimeout time.Duration
+	// ReadTimeout closes a connection whose message, once started, is not
+	// received whole (consumed by OnData) within this long. Zero means 30 s;
+	// negative disables it.
+	ReadTimeout time.Duration
+	// WriteTimeout closes a connection whose queued output makes no progress
+	// for this long. Zero means 30 s; negative disables it.
+	WriteTimeout time.Duration
+	// TickInterval is the resolution of the per-loop timing wheel: a timeout
+	// fires within one tick after its deadline. Zero means 100 ms.
+	TickInterval time.Duration
+
+	// WriteHighWater is the per-connection queued output, in bytes, past
+	// which SlowPolicy applies. Zero means 4 MiB.
+	WriteHighWater int
+	// WriteLowWater is where a connection paused by SlowPause resumes
+	// reading. Zero means WriteHighWater/4.
+	WriteLowWater int
+	// SlowPolicy is what passing the high watermark does. Zero means
+	// SlowClose.
+	SlowPolicy SlowPolicy
+	// MaxQueuedBytes bounds queued output across all connections; a write
+	// that would pass it closes its connection as a slow consumer. Zero
+	// means 1 GiB; negative means no bound.
+	MaxQueuedBytes int64
+	// MaxInputBytes bounds the unconsumed input kept for one connection; past
+	// it the connection is closed with ReasonLimitReached. Zero means 4 MiB.
+	MaxInputBytes int
+
+	// Workers bounds the worker pool's goroutines. Zero means 1024.
+	Workers int
+	// WorkerQueue bounds tasks waiting for a worker. Zero means 65536.
+	WorkerQueue int
+
+	// ReadBufferSize is each loop's shared read buffer. Zero means 64 KiB.
+	ReadBufferSize int
+	// Backlog is the listen backlog. Zero means 4096.
+	Backlog int
+
+	// Logger receives the engine's logs. Nil means slog.Default().
+	Logger *slog.Logger
+	// Clock drives timeouts and the accept rate. Nil means the system clock.
+	Clock Clock
+}
+
+// withDefaults returns c with zero fields replaced by their defaults.
+func (c Config) withDefaults() Config {
+	if c.Loops <= 0 {
+		c.Loops = runtime.GOMAXPROCS(0)
+	}
+	if c.MaxConns == 0 {
+		c.MaxConns = 1_000_000
+	}
+	if c.AcceptBurst <= 0 {
+		c.AcceptBurst = int(c.AcceptRate)
+		if c.AcceptBurst < 1 {
+			c.AcceptBurst = 1
+		}
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = 5 * time.Minute
+	}
+	if c.ReadTimeout == 0 {
+		c.ReadTimeout = 30 * time.Second
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = 30 * time.Second
+	}
+	if c.TickInterval <= 0 {
+		c.TickInterval = 100 * time.Millisecond
+	}
+	if c.WriteHighWater <= 0 {
+		c.WriteHighWater = 4 << 20
+	}
+	if c.WriteLowWater <= 0 || c.WriteLowWater > c.WriteHighWater {
+		c.WriteLowWater = c.WriteHighWater / 4
+	}
+	if c.MaxQueuedBytes == 0 {
+		c.MaxQueuedBytes = 1 << 30
+	}
+	if c.MaxInputBytes <= 0 {
+		c.MaxInputBytes = 4 << 20
+	}
+	if c.Workers <= 0 {
+		c.Workers = 1024
+	}
+	if c.WorkerQueue <= 0 {
+		c.WorkerQueue = 65536
+	}
+	if c.ReadBufferSize <= 0 {
+		c.ReadBufferSize = 64 << 10
+	}
+	if c.Backlog <= 0 {
+		c.Backlog = 4096
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Clock == nil {
+		c.Clock = systemClock{}
+	}
+	return c
+}
+
+// DefaultConfig returns a Config with every default filled in, as New would
+// apply them (Logger and Clock left nil).
+func DefaultConfig() Config {
+	c := Config{}.withDefaults()
+	c.Logger, c.Clock = nil, nil
+	return c
+}

@@ -1,0 +1,426 @@
+package engine
+
+import (
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/warrenhq/warren/internal/pool"
+	"github.com/warrenhq/warren/internal/timerwheel"
+)
+
+// Conn is one connection. It belongs to a single event loop; the methods
+// documented as safe for concurrent use may be called from any goroutine,
+// the rest only from the connection's own callbacks.
+//
+// An idle Conn holds no goroutine, no read or write buffer and no timer
+// object: only this struct and its slot in the loop's table.
+type Conn struct {
+	// mu guards the output queue and the closed/closing flags, and keeps
+	// the descriptor from being closed (and reused) under a writer.
+	mu         sync.Mutex
+	out        [][]byte // queued output, pooled buffers
+	outBytes   int
+	lastWrite  int64 // tick of the last write progress
+	closed     bool  // descriptor closed; writes fail
+	closing    bool  // close requested; writes fail
+	abort      bool  // close without flushing
+	closeWhy   CloseReason
+	closeErr   error
+	armPending bool // an opArmWrite is posted and not yet handled
+
+	// Owned by the loop (or, in the portable engine, the reader goroutine).
+	fd        int
+	l         *loop
+	p         *pconn
+	in        []byte // unconsumed input, pooled
+	timer     timerwheel.Entry[*Conn]
+	lastRead  int64 // tick of the last read
+	msgStart  int64 // tick the pending message started, 0 if none
+	interest  uint8 // registered poll interest (ioRead|ioWrite)
+	flags     uint8 // loop-owned flag bits
+	state     atomic.Uint32
+	idleTO    atomic.Int32 // per-connection override in ms; 0 default, <0 off
+	readTO    atomic.Int32
+	inflight  atomic.Int32 // Dispatch tasks queued or running
+	proto     atomic.Uint32
+	tq        *taskQueue // guarded by workerPool.mu
+	bytesIn   atomic.Uint64
+	bytesOut  atomic.Uint64
+	served    atomic.Uint64
+	ctx       atomic.Value
+	id        uint64
+	created   int64 // unix nanoseconds
+	remote    netip.AddrPort
+	loopIndex uint16
+}
+
+// Loop-owned flag bits.
+const (
+	fRegistered  uint8 = 1 << iota
+	fUserPaused        // PauseRead
+	fSlowPaused        // SlowPause policy
+	fWorkerBusy        // OnData running on the worker pool
+	fReadEOF           // peer sent FIN
+	fFlushClose        // closing once output is flushed
+	fDrainQuiet        // shutdown: close as soon as quiet
+)
+
+const (
+	ioRead  uint8 = 1
+	ioWrite uint8 = 2
+)
+
+// ID returns the connection's identifier, unique within the process.
+func (c *Conn) ID() uint64 { return c.id }
+
+// Loop returns the index of the loop that owns c.
+func (c *Conn) Loop() int { return int(c.loopIndex) }
+
+// RemoteAddr returns the peer's address.
+func (c *Conn) RemoteAddr() netip.AddrPort { return c.remote }
+
+// LocalAddr returns the local address, looked up on demand.
+func (c *Conn) LocalAddr() netip.AddrPort {
+	if c.p != nil {
+		return c.p.local
+	}
+	return localAddr(c)
+}
+
+// State returns c's current state. It is safe for concurrent use.
+func (c *Conn) State() State { return State(c.state.Load()) }
+
+// Created returns when c was accepted.
+func (c *Conn) Created() time.Time { return time.Unix(0, c.created) }
+
+// BytesIn returns the bytes read from c. It is safe for concurrent use.
+func (c *Conn) BytesIn() uint64 { return c.bytesIn.Load() }
+
+// BytesOut returns the bytes written to c. It is safe for concurrent use.
+func (c *Conn) BytesOut() uint64 { return c.bytesOut.Load() }
+
+// Served returns the count a protocol keeps with AddServed: requests or
+// messages handled. It is safe for concurrent use.
+func (c *Conn) Served() uint64 { return c.served.Load() }
+
+// AddServed adds n to the requests or messages served on c. It is safe for
+// concurrent use.
+func (c *Conn) AddServed(n uint64) { c.served.Add(n) }
+
+// Protocol returns what c speaks, as last set by SetProtocol.
+func (c *Conn) Protocol() Protocol { return Protocol(c.proto.Load()) }
+
+// SetProtocol records what c speaks, for introspection. It is safe for
+// concurrent use.
+func (c *Conn) SetProtocol(p Protocol) { c.proto.Store(uint32(p)) }
+
+// Context returns the value stored by SetContext, or nil. It is safe for
+// concurrent use.
+func (c *Conn) Context() any { return c.ctx.Load() }
+
+// SetContext stores a value for the handler's use. Every call must store
+// values of the same concrete type. It is safe for concurrent use.
+func (c *Conn) SetContext(v any) { c.ctx.Store(v) }
+
+// QueuedBytes returns the bytes waiting in c's output queue. It is safe for
+// concurrent use.
+func (c *Conn) QueuedBytes() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.outBytes
+}
+
+func durationMS(d time.Duration) int32 {
+	switch {
+	case d < 0:
+		return -1
+	case d == 0:
+		return 0
+	case d < time.Millisecond:
+		return 1
+	case d > 1<<31*time.Millisecond:
+		return 1<<31 - 1
+	}
+	return int32(d / time.Millisecond)
+}
+
+// SetIdleTimeout overrides Config.IdleTimeout for c: zero restores the
+// engine's value, negative disables it. It is safe for concurrent use and
+// takes effect at once.
+func (c *Conn) SetIdleTimeout(d time.Duration) {
+	c.idleTO.Store(durationMS(d))
+	c.post(opRetime, nil)
+}
+
+// SetReadTimeout overrides Config.ReadTimeout for c: zero restores the
+// engine's value, negative disables it. It is safe for concurrent use and
+// takes effect at once.
+func (c *Conn) SetReadTimeout(d time.Duration) {
+	c.readTO.Store(durationMS(d))
+	c.post(opRetime, nil)
+}
+
+// PauseRead stops reading from c until ResumeRead. It is safe for concurrent
+// use.
+func (c *Conn) PauseRead() { c.post(opPause, nil) }
+
+// ResumeRead undoes PauseRead. It is safe for concurrent use.
+func (c *Conn) ResumeRead() { c.post(opResume, nil) }
+
+// Close closes c once its queued output has been flushed (bounded by the
+// write timeout), with ReasonLocal. It is safe for concurrent use and
+// idempotent.
+func (c *Conn) Close() error {
+	c.CloseWithReason(ReasonLocal)
+	return nil
+}
+
+// CloseWithReason is Close with the reason recorded for hooks and metrics.
+// The first reason given wins.
+func (c *Conn) CloseWithReason(r CloseReason) { c.requestClose(r, nil, false) }
+
+// Abort closes c at once, discarding queued output, with reason r.
+func (c *Conn) Abort(r CloseReason) { c.requestClose(r, nil, true) }
+
+func (c *Conn) requestClose(r CloseReason, err error, abort bool) {
+	c.mu.Lock()
+	if c.closed || (c.closing && !(abort && !c.abort)) {
+		c.mu.Unlock()
+		return
+	}
+	if !c.closing {
+		c.closeWhy, c.closeErr = r, err
+	}
+	c.closing = true
+	c.abort = c.abort || abort
+	c.mu.Unlock()
+	if c.p != nil {
+		c.p.requestClose(c)
+		return
+	}
+	c.post(opClose, nil)
+}
+
+// Dispatch runs fn on the worker pool after every task dispatched earlier
+// for c, so a protocol can hand blocking work off its event loop and keep
+// per-connection order. It fails with ErrWorkerQueueFull when the pool's
+// queue is full. It is safe for concurrent use.
+func (c *Conn) Dispatch(fn func()) error {
+	e := c.engine()
+	c.inflight.Add(1)
+	err := e.workers.submit(c, func() {
+		defer c.taskDone()
+		defer e.recoverPanic(c)
+		fn()
+	}, false)
+	if err != nil {
+		c.inflight.Add(-1)
+	}
+	return err
+}
+
+func (c *Conn) taskDone() {
+	if c.inflight.Add(-1) == 0 {
+		c.post(opQuiet, nil)
+	}
+}
+
+func (c *Conn) engine() *Engine {
+	if c.p != nil {
+		return c.p.e
+	}
+	return c.l.e
+}
+
+// Write queues b for c, writing what it can at once; it never blocks on the
+// peer. It returns len(b) when everything was written or queued. Past the
+// high watermark the slow-consumer policy applies (ErrSlowConsumer under
+// SlowClose). b may be reused when Write returns. It is safe for concurrent
+// use; concurrent writes are not interleaved.
+func (c *Conn) Write(b []byte) (int, error) {
+	if len(b) == 0 {
+		return 0, nil
+	}
+	if c.p != nil {
+		return c.p.write(c, b)
+	}
+	bufs := [1][]byte{b}
+	return c.writev(bufs[:], len(b))
+}
+
+// Writev is Write for several buffers, sent with one writev where possible.
+func (c *Conn) Writev(bufs [][]byte) (int, error) {
+	total := 0
+	for _, b := range bufs {
+		total += len(b)
+	}
+	if total == 0 {
+		return 0, nil
+	}
+	if c.p != nil {
+		return c.p.writev(c, bufs)
+	}
+	return c.writev(bufs, total)
+}
+
+// writev is the poll engine's write path. It holds c.mu across the direct
+// write so the descriptor cannot be closed and reused under it.
+func (c *Conn) writev(bufs [][]byte, total int) (int, error) {
+	l := c.l
+	c.mu.Lock()
+	if c.closed || c.closing {
+		c.mu.Unlock()
+		return 0, ErrClosed
+	}
+	n := 0
+	if len(c.out) == 0 {
+		var err error
+		n, err = writeFD(c.fd, bufs)
+		if n > 0 {
+			c.bytesOut.Add(uint64(n))
+			l.stats.bytesOut.Add(uint64(n))
+			c.lastWrite = l.tick.Load()
+		}
+		if err != nil {
+			c.mu.Unlock()
+			c.requestClose(reasonFor(err), err, true)
+			return n, err
+		}
+		if n == total {
+			c.mu.Unlock()
+			return n, nil
+		}
+	}
+	err := c.enqueueLocked(bufs, n, total-n)
+	arm := err == nil && !c.armPending
+	if arm {
+		c.armPending = true
+	}
+	c.mu.Unlock()
+	if err != nil {
+		c.requestClose(ReasonSlowConsumer, err, true)
+		return n, err
+	}
+	if arm {
+		c.post(opArmWrite, nil)
+	}
+	return total, nil
+}
+
+// enqueueLocked copies the unwritten rest of bufs (skip bytes already
+// written, rest bytes left) into c's queue.
+func (c *Conn) enqueueLocked(bufs [][]byte, skip, rest int) error {
+	e := c.l.e
+	cfg := &e.cfg
+	limit := cfg.WriteHighWater
+	if cfg.SlowPolicy == SlowPause {
+		limit *= 4
+	}
+	if c.outBytes+rest > cfg.WriteHighWater {
+		c.l.stats.watermarkHits.Add(1)
+		if c.outBytes+rest > limit {
+			return ErrSlowConsumer
+		}
+	}
+	if cfg.MaxQueuedBytes > 0 && e.queued.Add(int64(rest)) > cfg.MaxQueuedBytes {
+		e.queued.Add(-int64(rest))
+		return ErrQueueLimit
+	} else if cfg.MaxQueuedBytes <= 0 {
+		e.queued.Add(int64(rest))
+	}
+	if len(c.out) == 0 {
+		c.lastWrite = c.l.tick.Load()
+	}
+	for _, b := range bufs {
+		if skip >= len(b) {
+			skip -= len(b)
+			continue
+		}
+		b = b[skip:]
+		skip = 0
+		for len(b) > 0 {
+			var last []byte
+			if k := len(c.out); k > 0 {
+				last = c.out[k-1]
+			}
+			if last == nil || len(last) == cap(last) {
+				size := len(b)
+				if size < 4096 {
+					size = 4096
+				}
+				if size > 256<<10 {
+					size = 256 << 10
+				}
+				last = pool.Get(size)[:0]
+				c.out = append(c.out, last)
+			}
+			m := copy(last[len(last):cap(last)], b)
+			c.out[len(c.out)-1] = last[:len(last)+m]
+			b = b[m:]
+		}
+	}
+	c.outBytes += rest
+	return nil
+}
+
+// flushLocked writes queued output; it reports whether the queue is empty.
+func (c *Conn) flushLocked() (bool, error) {
+	for len(c.out) > 0 {
+		batch := c.out
+		if len(batch) > 64 {
+			batch = batch[:64]
+		}
+		want := 0
+		for _, b := range batch {
+			want += len(b)
+		}
+		n, err := writeFD(c.fd, batch)
+		if n > 0 {
+			c.bytesOut.Add(uint64(n))
+			c.l.stats.bytesOut.Add(uint64(n))
+			c.lastWrite = c.l.tick.Load()
+			c.outBytes -= n
+			c.l.e.queued.Add(-int64(n))
+			c.consumeOutLocked(n)
+		}
+		if err != nil {
+			return false, err
+		}
+		if n < want {
+			return false, nil // the socket buffer is full
+		}
+	}
+	c.out = nil
+	return true, nil
+}
+
+// consumeOutLocked drops n written bytes from the head of the queue. A
+// partly written buffer is shifted down so it still starts where the pool
+// handed it out.
+func (c *Conn) consumeOutLocked(n int) {
+	for n > 0 {
+		b := c.out[0]
+		if n < len(b) {
+			m := copy(b, b[n:])
+			c.out[0] = b[:m]
+			return
+		}
+		n -= len(b)
+		pool.Put(b)
+		c.out[0] = nil
+		c.out = c.out[1:]
+	}
+}
+
+// releaseOutLocked drops queued output of a closed connection.
+func (c *Conn) releaseOutLocked(e *Engine) {
+	for _, b := range c.out {
+		pool.Put(b)
+	}
+	if c.outBytes > 0 {
+		e.queued.Add(-int64(c.outBytes))
+	}
+	c.out, c.outBytes = nil, 0
+}

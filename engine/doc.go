@@ -1,0 +1,51 @@
+// Package engine is warren's connection core: per-core event loops that
+// accept, read, write, time out, bound and drain TCP connections, with the
+// same Conn/Handler API on a portable engine built on Go's net package.
+//
+// # Model
+//
+// An Engine owns Config.Loops event loops (epoll on Linux, kqueue on macOS
+// and FreeBSD). Each Conn belongs to one loop for its whole life. A loop
+// reads into one shared buffer and calls the Handler's OnData with every
+// unconsumed byte of the connection; the handler returns how many it
+// consumed and the engine keeps only the rest, in a pooled buffer, until the
+// next read. An idle connection therefore holds no goroutine, no buffer and
+// no timer object: timeouts live in a per-loop timing wheel and are checked
+// lazily, so a read never resets a timer.
+//
+// With Config.Inline the handler runs on the loop and must never block.
+// Otherwise it runs on a bounded worker pool, one call at a time per
+// connection; protocols that parse on the loop hand blocking work to the pool
+// with Conn.Dispatch.
+//
+// # Concurrency
+//
+// Conn.Write, Writev, Close, CloseWithReason, Abort, Dispatch, PauseRead,
+// ResumeRead, SetIdleTimeout, SetReadTimeout and the accessors are safe from
+// any goroutine. A write goes straight to the socket when nothing is queued
+// and the socket takes it; otherwise the rest is queued and flushed when the
+// socket is writable. Other goroutines reach a loop through its mailbox, which
+// wakes the loop with an eventfd (or EVFILT_USER) only when it sleeps. The
+// output queue and the descriptor are guarded by a small per-connection
+// mutex, so a writer never writes to a descriptor the loop has closed and
+// reused.
+//
+// # Bounds and reasons
+//
+// Every bound has a default, a Config field and a typed reason when it is
+// hit: MaxConns, MaxConnsPerIP and AcceptRate refuse connections at accept
+// (counted in Stats.Rejected by Bound and closed with ReasonLimitReached);
+// MaxInputBytes closes with ReasonLimitReached; WriteHighWater applies the
+// SlowPolicy (ReasonSlowConsumer); MaxQueuedBytes bounds all queued output;
+// IdleTimeout, ReadTimeout and WriteTimeout close with their reasons, within
+// one TickInterval of the deadline. Accept errors such as EMFILE back off
+// and are logged once per burst.
+//
+// # Shutdown
+//
+// Shutdown stops accepting, marks every connection Draining, calls the
+// handler's OnDrain when it has one (HTTP answers with Connection: close,
+// WebSocket sends close 1001) or else closes each connection as soon as it
+// is quiet, waits for in-flight work, and closes whatever is left when the
+// context ends.
+package engine

@@ -1,0 +1,68 @@
+//go:build !(linux || darwin || freebsd)
+
+package engine
+
+import (
+	"errors"
+	"log/slog"
+	"net"
+	"net/netip"
+)
+
+// pollSupported is false here: Start always runs the portable engine.
+const pollSupported = false
+
+type opKind uint8
+
+const (
+	opFunc opKind = iota
+	opRegister
+	opClose
+	opArmWrite
+	opPause
+	opResume
+	opRetime
+	opQuiet
+	opDataDone
+)
+
+// loop is never instantiated on this platform.
+type loop struct {
+	e       *Engine
+	tick    atomicTick
+	stats   loopStats
+	conns   []*Conn
+	stopped chan struct{}
+}
+
+type atomicTick struct{}
+
+func (atomicTick) Load() int64 { return 0 }
+
+func (l *loop) postFunc(fn func()) bool { return false }
+func (l *loop) retimeAll()              {}
+func (l *loop) stopAccepting()          {}
+func (l *loop) drainAll()               {}
+func (l *loop) closeAll()               {}
+func (l *loop) stop()                   {}
+func (l *loop) snapshot() []ConnInfo    { return nil }
+
+func (c *Conn) post(kind opKind, buf []byte) {
+	if c.p != nil {
+		c.p.post(c, kind)
+	}
+}
+
+func startLoops(e *Engine, addr string, ln net.Listener) (net.Addr, error) {
+	return nil, errors.New("engine: event loops are not supported on this platform")
+}
+
+func localAddr(c *Conn) netip.AddrPort { return netip.AddrPort{} }
+
+func writeFD(fd int, bufs [][]byte) (int, error) {
+	return 0, errors.New("engine: no descriptors on this platform")
+}
+
+func raiseFileLimit(*slog.Logger) {}
+
+func reasonFor(err error) CloseReason { return reasonForNet(err) }

@@ -1,0 +1,63 @@
+//go:build linux || darwin || freebsd
+
+package engine
+
+import (
+	"log/slog"
+
+	"golang.org/x/sys/unix"
+)
+
+// readFD reads once. It returns (0, nil) at end of file and (0, EAGAIN)
+// when nothing is waiting.
+func readFD(fd int, buf []byte) (int, error) {
+	for {
+		n, err := unix.Read(fd, buf)
+		if err == unix.EINTR {
+			continue
+		}
+		if n < 0 {
+			n = 0
+		}
+		return n, err
+	}
+}
+
+// writeFD writes bufs with one writev. EAGAIN is not an error: it returns
+// the bytes written, possibly zero.
+func writeFD(fd int, bufs [][]byte) (int, error) {
+	for {
+		var n int
+		var err error
+		if len(bufs) == 1 {
+			n, err = unix.Write(fd, bufs[0])
+		} else {
+			n, err = writev(fd, bufs)
+		}
+		if n < 0 {
+			n = 0
+		}
+		switch err {
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return n, nil
+		}
+		return n, err
+	}
+}
+
+// raiseFileLimit lifts the soft RLIMIT_NOFILE to the hard limit.
+func raiseFileLimit(log *slog.Logger) {
+	var rl unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
+		return
+	}
+	if rl.Cur < rl.Max {
+		old := rl.Cur
+		rl.Cur = rl.Max
+		if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
+			log.Warn("engine: cannot raise open-file limit", "soft", old, "hard", rl.Max, "error", err)
+		}
+	}
+}

@@ -1,0 +1,493 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/warrenhq/warren/internal/pool"
+)
+
+// The portable engine runs on Go's net package: one goroutine per connection
+// reads, calls the handler and applies timeouts through deadlines. Writes
+// are synchronous, bounded by WriteTimeout, so there is no user-space output
+// queue and no watermark: a peer that stops reading is closed with
+// ReasonWriteTimeout. It exists for platforms without epoll or kqueue and as
+// a reference the tests compare the loops against.
+
+// portableReadSize is the read buffer each connection's goroutine holds.
+const portableReadSize = 16 << 10
+
+type portableEngine struct {
+	e     *Engine
+	ln    net.Listener
+	stats loopStats
+
+	// mu guards conns.
+	mu    sync.Mutex
+	conns map[*Conn]struct{}
+
+	wg       sync.WaitGroup
+	acceptWG sync.WaitGroup
+}
+
+// pconn is the portable engine's per-connection state.
+type pconn struct {
+	e     *Engine
+	pe    *portableEngine
+	nc    net.Conn
+	local netip.AddrPort
+
+	// mu guards the fields below.
+	mu     sync.Mutex
+	cond   *sync.Cond
+	paused bool
+	drain  bool
+
+	// last mirrors Conn.lastRead for observers on other goroutines.
+	last atomic.Int64
+}
+
+func startPortable(e *Engine, addr string) (*portableEngine, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return servePortable(e, ln)
+}
+
+func servePortable(e *Engine, ln net.Listener) (*portableEngine, error) {
+	pe := &portableEngine{e: e, ln: ln, conns: make(map[*Conn]struct{})}
+	pe.acceptWG.Add(1)
+	go pe.acceptLoop()
+	return pe, nil
+}
+
+func (pe *portableEngine) acceptLoop() {
+	defer pe.acceptWG.Done()
+	e := pe.e
+	var backoff time.Duration
+	for {
+		nc, err := pe.ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			pe.stats.rejected[BoundDescriptors].Add(1)
+			e.errLog.Log("engine: accept", err)
+			if backoff == 0 {
+				backoff = 5 * time.Millisecond
+			} else if backoff *= 2; backoff > time.Second {
+				backoff = time.Second
+			}
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
+		remote, _ := netip.ParseAddrPort(nc.RemoteAddr().String())
+		remote = netip.AddrPortFrom(remote.Addr().Unmap(), remote.Port())
+		if b, ok := e.admit(remote.Addr()); !ok {
+			nc.Close()
+			pe.stats.rejected[b].Add(1)
+			pe.stats.closed[ReasonLimitReached].Add(1)
+			continue
+		}
+		c := e.newConn(-1, remote)
+		local, _ := netip.ParseAddrPort(nc.LocalAddr().String())
+		pc := &pconn{e: e, pe: pe, nc: nc, local: local}
+		pc.cond = sync.NewCond(&pc.mu)
+		c.p = pc
+		pe.mu.Lock()
+		pe.conns[c] = struct{}{}
+		pe.mu.Unlock()
+		pe.stats.accepted.Add(1)
+		pe.stats.conns.Add(1)
+		pe.stats.states[StateNew].Add(1)
+		pe.wg.Add(1)
+		go pe.serve(c)
+	}
+}
+
+func (pe *portableEngine) setState(c *Conn, to State) {
+	from := State(c.state.Load())
+	if from == to {
+		return
+	}
+	c.state.Store(uint32(to))
+	pe.stats.states[from].Add(-1)
+	if to != StateClosed {
+		pe.stats.states[to].Add(1)
+	}
+	if h := pe.e.hState; h != nil {
+		h.OnStateChange(c, from, to)
+	}
+}
+
+func (pe *portableEngine) serve(c *Conn) {
+	defer pe.wg.Done()
+	e, pc := pe.e, c.p
+	if e.hOpen != nil {
+		e.callOnOpen(c)
+	}
+	buf := make([]byte, portableReadSize)
+	var why CloseReason
+	var ioErr error
+	for {
+		if r := pe.closeRequested(c); r != ReasonNone {
+			why = r
+			break
+		}
+		pc.mu.Lock()
+		for pc.paused && !c.closing {
+			pc.cond.Wait()
+		}
+		drain := pc.drain
+		pc.drain = false
+		pc.mu.Unlock()
+		if drain {
+			pe.drainConn(c)
+			continue
+		}
+		state := StateIdle
+		if len(c.in) > 0 || c.inflight.Load() > 0 {
+			state = StateActive
+		}
+		if e.draining.Load() {
+			state = StateDraining
+		}
+		pe.setState(c, state)
+		timeoutWhy, deadline := pe.deadline(c)
+		pc.nc.SetReadDeadline(deadline)
+		n, err := pc.nc.Read(buf)
+		if n > 0 {
+			pe.input(c, buf[:n])
+		}
+		if err == nil {
+			continue
+		}
+		if r := pe.closeRequested(c); r != ReasonNone {
+			why = r
+			break
+		}
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			if pc.takeDrain() {
+				pe.drainConn(c)
+				continue
+			}
+			if timeoutWhy != ReasonNone {
+				if e.hTimeout != nil && e.callOnTimeout(c, timeoutWhy) {
+					c.lastRead = time.Now().UnixNano()
+					if len(c.in) > 0 {
+						c.msgStart = c.lastRead
+					}
+					continue
+				}
+				why = timeoutWhy
+				break
+			}
+			continue
+		}
+		if err == io.EOF {
+			why = ReasonPeerClosed
+		} else {
+			why, ioErr = reasonForNet(err), err
+		}
+		break
+	}
+	pe.finish(c, why, ioErr)
+}
+
+func (pc *pconn) takeDrain() bool {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	d := pc.drain
+	pc.drain = false
+	return d
+}
+
+// deadline picks the read deadline: the read timeout while a message is
+// pending, else the idle timeout.
+func (pe *portableEngine) deadline(c *Conn) (CloseReason, time.Time) {
+	e := pe.e
+	now := time.Now()
+	if c.lastRead == 0 {
+		c.lastRead = now.UnixNano()
+	}
+	if c.inflight.Load() > 0 {
+		return ReasonNone, time.Time{}
+	}
+	if len(c.in) > 0 {
+		d := msDuration(c.readTO.Load(), e.cfg.ReadTimeout)
+		if d <= 0 {
+			return ReasonNone, time.Time{}
+		}
+		return ReasonReadTimeout, time.Unix(0, c.msgStart).Add(d)
+	}
+	d := msDuration(c.idleTO.Load(), time.Duration(e.idleTO.Load()))
+	if d <= 0 {
+		return ReasonNone, time.Time{}
+	}
+	return ReasonIdleTimeout, time.Unix(0, c.lastRead).Add(d)
+}
+
+func msDuration(ms int32, def time.Duration) time.Duration {
+	switch {
+	case ms < 0:
+		return -1
+	case ms > 0:
+		return time.Duration(ms) * time.Millisecond
+	}
+	return def
+}
+
+func (pe *portableEngine) input(c *Conn, data []byte) {
+	e := pe.e
+	now := time.Now().UnixNano()
+	c.bytesIn.Add(uint64(len(data)))
+	pe.stats.bytesIn.Add(uint64(len(data)))
+	c.lastRead = now
+	c.p.last.Store(now)
+	fromIn := false
+	if len(c.in) > 0 {
+		if len(c.in)+len(data) > e.cfg.MaxInputBytes {
+			c.requestClose(ReasonLimitReached, nil, true)
+			return
+		}
+		c.in = append(pool.Grow(c.in, len(data)), data...)
+		data, fromIn = c.in, true
+	}
+	used := e.callOnData(c, data)
+	rest := len(data) - used
+	if rest == 0 {
+		if c.in != nil {
+			pool.Put(c.in)
+			c.in = nil
+		}
+		c.msgStart = 0
+		return
+	}
+	if rest > e.cfg.MaxInputBytes {
+		c.requestClose(ReasonLimitReached, nil, true)
+		return
+	}
+	if fromIn {
+		c.in = c.in[:copy(c.in, c.in[used:])]
+	} else {
+		c.in = append(pool.Get(rest)[:0], data[used:]...)
+	}
+	if c.msgStart == 0 || used > 0 {
+		c.msgStart = now
+	}
+}
+
+func (pe *portableEngine) closeRequested(c *Conn) CloseReason {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing {
+		if c.closeWhy == ReasonNone {
+			return ReasonLocal
+		}
+		return c.closeWhy
+	}
+	return ReasonNone
+}
+
+func (pe *portableEngine) finish(c *Conn, why CloseReason, err error) {
+	e := pe.e
+	c.mu.Lock()
+	if c.closeWhy != ReasonNone {
+		why, err = c.closeWhy, c.closeErr
+	} else {
+		c.closeWhy, c.closeErr = why, err
+	}
+	c.closed, c.closing = true, true
+	c.mu.Unlock()
+	c.p.nc.Close()
+	if c.in != nil {
+		pool.Put(c.in)
+		c.in = nil
+	}
+	pe.mu.Lock()
+	delete(pe.conns, c)
+	pe.mu.Unlock()
+	pe.stats.conns.Add(-1)
+	pe.stats.closed[why].Add(1)
+	pe.stats.observeDuration(time.Duration(time.Now().UnixNano() - c.created))
+	pe.setState(c, StateClosed)
+	e.release(c)
+	if e.hClose != nil {
+		e.callOnClose(c, why, err)
+	}
+}
+
+func (pe *portableEngine) drainConn(c *Conn) {
+	e := pe.e
+	pe.setState(c, StateDraining)
+	if e.hDrain != nil {
+		e.callOnDrain(c)
+		return
+	}
+	if len(c.in) == 0 && c.inflight.Load() == 0 {
+		c.requestClose(ReasonShutdown, nil, false)
+	}
+}
+
+func (pc *pconn) post(c *Conn, kind opKind) {
+	switch kind {
+	case opPause, opResume:
+		pc.mu.Lock()
+		pc.paused = kind == opPause
+		pc.cond.Broadcast()
+		pc.mu.Unlock()
+	case opQuiet:
+		if pc.e.draining.Load() && pc.e.hDrain == nil && len(c.in) == 0 {
+			c.requestClose(ReasonShutdown, nil, false)
+		}
+	case opRetime:
+		pc.nc.SetReadDeadline(time.Now()) // re-evaluated by the reader
+	}
+}
+
+// requestClose interrupts the reader, which finishes the close. Writes are
+// synchronous, so nothing queued is lost.
+func (pc *pconn) requestClose(c *Conn) {
+	pc.mu.Lock()
+	pc.cond.Broadcast()
+	pc.mu.Unlock()
+	pc.nc.SetReadDeadline(time.Now())
+	c.mu.Lock()
+	abort := c.abort
+	c.mu.Unlock()
+	if abort {
+		pc.nc.Close()
+	}
+}
+
+func (pc *pconn) write(c *Conn, b []byte) (int, error) {
+	bufs := net.Buffers{b}
+	return pc.writev(c, bufs)
+}
+
+func (pc *pconn) writev(c *Conn, bufs net.Buffers) (int, error) {
+	c.mu.Lock()
+	if c.closed || c.closing {
+		c.mu.Unlock()
+		return 0, ErrClosed
+	}
+	if d := pc.e.cfg.WriteTimeout; d > 0 {
+		pc.nc.SetWriteDeadline(time.Now().Add(d))
+	}
+	n64, err := bufs.WriteTo(pc.nc)
+	n := int(n64)
+	c.mu.Unlock()
+	if n > 0 {
+		c.bytesOut.Add(uint64(n))
+		pc.pe.stats.bytesOut.Add(uint64(n))
+	}
+	if err != nil {
+		r := reasonForNet(err)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			r = ReasonWriteTimeout
+		}
+		c.requestClose(r, err, true)
+		return n, err
+	}
+	return n, nil
+}
+
+func reasonForNet(err error) CloseReason {
+	if errors.Is(err, io.EOF) {
+		return ReasonPeerClosed
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return ReasonIOError
+	}
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Err != nil {
+		if s := oe.Err.Error(); containsAny(s, "reset by peer", "broken pipe", "forcibly closed") {
+			return ReasonPeerReset
+		}
+	}
+	return ReasonIOError
+}
+
+func containsAny(s string, subs ...string) bool {
+	for _, sub := range subs {
+		for i := 0; i+len(sub) <= len(s); i++ {
+			if s[i:i+len(sub)] == sub {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (pe *portableEngine) all() []*Conn {
+	pe.mu.Lock()
+	defer pe.mu.Unlock()
+	out := make([]*Conn, 0, len(pe.conns))
+	for c := range pe.conns {
+		out = append(out, c)
+	}
+	return out
+}
+
+func (pe *portableEngine) snapshot() []ConnInfo {
+	var out []ConnInfo
+	for _, c := range pe.all() {
+		out = append(out, ConnInfo{
+			ID: c.id, Remote: c.remote, Local: c.p.local, State: c.State(), Protocol: c.Protocol(),
+			Created: time.Unix(0, c.created), LastActive: time.Unix(0, c.p.last.Load()),
+			BytesIn: c.bytesIn.Load(), BytesOut: c.bytesOut.Load(), Served: c.served.Load(),
+		})
+	}
+	return out
+}
+
+func (pe *portableEngine) closeByID(id uint64, r CloseReason) bool {
+	for _, c := range pe.all() {
+		if c.id == id {
+			c.CloseWithReason(r)
+			return true
+		}
+	}
+	return false
+}
+
+func (pe *portableEngine) shutdown(ctx context.Context) error {
+	e := pe.e
+	pe.ln.Close()
+	pe.acceptWG.Wait()
+	for _, c := range pe.all() {
+		pc := c.p
+		pc.mu.Lock()
+		pc.drain = true
+		pc.cond.Broadcast()
+		pc.mu.Unlock()
+		pc.nc.SetReadDeadline(time.Now())
+	}
+	e.checkDrained()
+	var err error
+	select {
+	case <-e.drained:
+	case <-ctx.Done():
+		err = ctx.Err()
+		for _, c := range pe.all() {
+			c.Abort(ReasonShutdown)
+		}
+	}
+	pe.wg.Wait()
+	e.workers.close()
+	if err == nil {
+		e.workers.wait(ctx.Done())
+	}
+	close(e.done)
+	return err
+}

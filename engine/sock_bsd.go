@@ -1,0 +1,22 @@
+//go:build darwin || freebsd
+
+package engine
+
+import "golang.org/x/sys/unix"
+
+func acceptFD(lfd int) (int, unix.Sockaddr, error) {
+	fd, sa, err := unix.Accept(lfd)
+	if err != nil {
+		return -1, nil, err
+	}
+	unix.CloseOnExec(fd)
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return -1, nil, err
+	}
+	return fd, sa, nil
+}
+
+func dupCloexec(fd int) (int, error) {
+	return unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+}

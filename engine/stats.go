@@ -1,0 +1,102 @@
+package engine
+
+import (
+	"sync/atomic"
+	"time"
+)
+
+// DurationBuckets are the upper bounds, in seconds, of the connection
+// length histogram in Stats.
+var DurationBuckets = []float64{0.01, 0.1, 1, 10, 60, 300, 1800, 3600, 6 * 3600, 24 * 3600}
+
+// loopStats are one loop's counters. Loops (and writers on other
+// goroutines) add to them with atomics; Stats sums them on demand, so
+// nothing is shared on the hot path between loops.
+type loopStats struct {
+	accepted      atomic.Uint64
+	closed        [numReasons]atomic.Uint64
+	rejected      [numBounds]atomic.Uint64
+	bytesIn       atomic.Uint64
+	bytesOut      atomic.Uint64
+	watermarkHits atomic.Uint64
+	conns         atomic.Int64
+	states        [numStates]atomic.Int64
+	durCounts     [11]atomic.Uint64 // len(DurationBuckets)+1
+	durSumMicros  atomic.Uint64
+	_             [64]byte // keep loops' counters on separate cache lines
+}
+
+func (s *loopStats) observeDuration(d time.Duration) {
+	sec := d.Seconds()
+	i := 0
+	for i < len(DurationBuckets) && sec > DurationBuckets[i] {
+		i++
+	}
+	s.durCounts[i].Add(1)
+	s.durSumMicros.Add(uint64(d / time.Microsecond))
+}
+
+// LoopStats are one loop's figures.
+type LoopStats struct {
+	// Conns is the number of connections the loop holds.
+	Conns int64
+	// Accepted counts connections handed to the loop.
+	Accepted uint64
+}
+
+// Stats is a snapshot of an engine's counters, summed over its loops.
+type Stats struct {
+	// Accepted counts connections admitted since start.
+	Accepted uint64
+	// Active is the number of open connections.
+	Active int64
+	// ByState counts open connections by State (index with a State).
+	ByState [numStates]int64
+	// Closed counts closed connections by CloseReason (index with one).
+	Closed [numReasons]uint64
+	// Rejected counts connections refused at accept by Bound (index with one).
+	Rejected [numBounds]uint64
+	// BytesIn and BytesOut count payload bytes read and written.
+	BytesIn, BytesOut uint64
+	// WatermarkHits counts writes that found a queue over its high watermark.
+	WatermarkHits uint64
+	// QueuedBytes is the output queued across all connections.
+	QueuedBytes int64
+	// WorkersBusy is the number of worker goroutines running a task.
+	WorkersBusy int64
+	// WorkerQueue is the number of tasks waiting for a worker.
+	WorkerQueue int
+	// IdleTimeout is the engine's effective idle timeout.
+	IdleTimeout time.Duration
+	// DurationCounts holds, per bucket of DurationBuckets plus a final
+	// +Inf bucket, how many closed connections lived that long (not
+	// cumulative).
+	DurationCounts [11]uint64
+	// DurationSum is the summed lifetime of closed connections.
+	DurationSum time.Duration
+	// Loops holds per-loop figures, for balance.
+	Loops []LoopStats
+}
+
+func (s *Stats) add(ls *loopStats) {
+	s.Accepted += ls.accepted.Load()
+	for i := range s.Closed {
+		s.Closed[i] += ls.closed[i].Load()
+	}
+	for i := range s.Rejected {
+		s.Rejected[i] += ls.rejected[i].Load()
+	}
+	for i := range s.ByState {
+		s.ByState[i] += ls.states[i].Load()
+	}
+	for i := range s.DurationCounts {
+		s.DurationCounts[i] += ls.durCounts[i].Load()
+	}
+	s.DurationSum += time.Duration(ls.durSumMicros.Load()) * time.Microsecond
+	s.BytesIn += ls.bytesIn.Load()
+	s.BytesOut += ls.bytesOut.Load()
+	s.WatermarkHits += ls.watermarkHits.Load()
+	n := ls.conns.Load()
+	s.Active += n
+	s.Loops = append(s.Loops, LoopStats{Conns: n, Accepted: ls.accepted.Load()})
+}

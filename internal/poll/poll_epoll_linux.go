@@ -1,0 +1,127 @@
+//go:build linux
+
+package poll
+
+import (
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+)
+
+// Poller wraps an epoll instance and an eventfd used to wake Wait.
+type Poller struct {
+	epfd   int
+	wakefd int
+	raw    []unix.EpollEvent
+	// woken coalesces Wake calls between two Waits into one eventfd write.
+	woken  atomic.Bool
+	closed atomic.Bool
+}
+
+// New creates a Poller able to return up to maxEvents events per Wait.
+func New(maxEvents int) (*Poller, error) {
+	if maxEvents <= 0 {
+		maxEvents = 256
+	}
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	wfd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, err
+	}
+	p := &Poller{epfd: epfd, wakefd: wfd, raw: make([]unix.EpollEvent, maxEvents)}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wfd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(wfd)}); err != nil {
+		p.Close()
+		return nil, err
+	}
+	return p, nil
+}
+
+func mask(read, write bool) uint32 {
+	var ev uint32 = unix.EPOLLRDHUP
+	if read {
+		ev |= unix.EPOLLIN
+	}
+	if write {
+		ev |= unix.EPOLLOUT
+	}
+	return ev
+}
+
+// Add registers fd with the given interests.
+func (p *Poller) Add(fd int, read, write bool) error {
+	return unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: mask(read, write), Fd: int32(fd)})
+}
+
+// Mod changes the interests of a registered fd.
+func (p *Poller) Mod(fd int, read, write bool) error {
+	return unix.EpollCtl(p.epfd, unix.EPOLL_CTL_MOD, fd, &unix.EpollEvent{Events: mask(read, write), Fd: int32(fd)})
+}
+
+// Del removes fd from the poller.
+func (p *Poller) Del(fd int) error {
+	return unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, fd, nil)
+}
+
+// Wake makes a concurrent or the next Wait return promptly.
+func (p *Poller) Wake() error {
+	if p.woken.Swap(true) {
+		return nil
+	}
+	var one = [8]byte{1}
+	_, err := unix.Write(p.wakefd, one[:])
+	if err == unix.EAGAIN {
+		return nil
+	}
+	return err
+}
+
+// Wait blocks for at most timeoutMs milliseconds (negative: forever) and
+// fills events. Wake-ups are consumed internally and not reported.
+func (p *Poller) Wait(events []Event, timeoutMs int) (int, error) {
+	if p.closed.Load() {
+		return 0, ErrClosed
+	}
+	max := len(events)
+	if max > len(p.raw) {
+		max = len(p.raw)
+	}
+	n, err := unix.EpollWait(p.epfd, p.raw[:max], timeoutMs)
+	if err != nil {
+		if err == unix.EINTR {
+			return 0, nil
+		}
+		return 0, err
+	}
+	j := 0
+	for i := 0; i < n; i++ {
+		r := &p.raw[i]
+		fd := int(r.Fd)
+		if fd == p.wakefd {
+			var buf [8]byte
+			unix.Read(p.wakefd, buf[:])
+			p.woken.Store(false)
+			continue
+		}
+		events[j] = Event{
+			Fd:       fd,
+			Readable: r.Events&(unix.EPOLLIN|unix.EPOLLERR|unix.EPOLLHUP|unix.EPOLLRDHUP) != 0,
+			Writable: r.Events&(unix.EPOLLOUT|unix.EPOLLERR) != 0,
+			Hangup:   r.Events&(unix.EPOLLHUP|unix.EPOLLERR) != 0,
+		}
+		j++
+	}
+	return j, nil
+}
+
+// Close releases the poller's descriptors.
+func (p *Poller) Close() error {
+	if p.closed.Swap(true) {
+		return nil
+	}
+	unix.Close(p.wakefd)
+	return unix.Close(p.epfd)
+}
