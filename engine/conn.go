@@ -58,13 +58,14 @@ type Conn struct {
 
 // Loop-owned flag bits.
 const (
-	fRegistered  uint8 = 1 << iota
-	fUserPaused        // PauseRead
-	fSlowPaused        // SlowPause policy
-	fWorkerBusy        // OnData running on the worker pool
-	fReadEOF           // peer sent FIN
-	fFlushClose        // closing once output is flushed
-	fDrainQuiet        // shutdown: close as soon as quiet
+	fRegistered uint8 = 1 << iota
+	fUserPaused       // PauseRead
+	fSlowPaused       // SlowPause policy
+	fWorkerBusy       // OnData running on the worker pool
+	fReadEOF          // peer sent FIN
+	fFlushClose       // closing once output is flushed
+	fDrainQuiet       // shutdown: close as soon as quiet
+	fMessage          // SetMessagePending: a message is in progress
 )
 
 const (
@@ -160,6 +161,38 @@ func (c *Conn) SetIdleTimeout(d time.Duration) {
 func (c *Conn) SetReadTimeout(d time.Duration) {
 	c.readTO.Store(durationMS(d))
 	c.post(opRetime, nil)
+}
+
+// pending reports whether a message is in progress: unconsumed input, or
+// a protocol that said so with SetMessagePending.
+func (c *Conn) pending() bool { return len(c.in) > 0 || c.flags&fMessage != 0 }
+
+// SetMessagePending tells the engine that a message is in progress although
+// OnData consumed its bytes so far (a protocol copying a request body into
+// its own buffer), so the read timeout, not the idle timeout, applies, and
+// the connection counts as Active. Setting it restarts the read timeout.
+// Call it only from OnData on the event loop (Config.Inline) or on the
+// portable engine; elsewhere it is ignored.
+func (c *Conn) SetMessagePending(pending bool) {
+	if c.p == nil && !c.l.e.cfg.Inline {
+		return
+	}
+	if !pending {
+		c.flags &^= fMessage
+		return
+	}
+	c.flags |= fMessage
+	c.startMessage()
+}
+
+// startMessage stamps the start of a message for the read timeout.
+func (c *Conn) startMessage() {
+	if c.p != nil {
+		c.msgStart = time.Now().UnixNano()
+		return
+	}
+	c.msgStart = c.l.tick.Load()
+	c.l.retime(c)
 }
 
 // PauseRead stops reading from c until ResumeRead. It is safe for concurrent

@@ -41,6 +41,7 @@ func (atomicTick) Load() int64 { return 0 }
 
 func (l *loop) postFunc(fn func()) bool { return false }
 func (l *loop) retimeAll()              {}
+func (l *loop) retime(*Conn)            {}
 func (l *loop) stopAccepting()          {}
 func (l *loop) drainAll()               {}
 func (l *loop) closeAll()               {}

@@ -295,7 +295,23 @@ func (l *loop) handle(o *op) {
 		l.retime(c)
 	case opQuiet:
 		l.updateState(c)
+		l.redeliver(c)
 	}
+}
+
+// redeliver calls OnData again with pending input once dispatched work is
+// done: a protocol that stopped parsing while a request was in flight (HTTP
+// pipelining) resumes where it left off without waiting for new bytes.
+func (l *loop) redeliver(c *Conn) {
+	if !l.e.cfg.Inline || len(c.in) == 0 || c.inflight.Load() > 0 || c.flags&fRegistered == 0 {
+		return
+	}
+	used := l.e.callOnData(c, c.in)
+	if c.flags&fRegistered == 0 || used == 0 {
+		return
+	}
+	l.keepRest(c, c.in, used, true)
+	l.updateState(c)
 }
 
 // accept takes pending connections off ln, applies admission and hands each
@@ -520,7 +536,9 @@ func (l *loop) keepRest(c *Conn, data []byte, used int, fromIn bool) {
 			pool.Put(c.in)
 			c.in = nil
 		}
-		c.msgStart = 0
+		if c.flags&fMessage == 0 {
+			c.msgStart = 0
+		}
 		return
 	}
 	if rest > l.e.cfg.MaxInputBytes {
@@ -626,7 +644,7 @@ func (l *loop) updateInterest(c *Conn) {
 // quiet reports whether c has nothing in progress: no pending input, no
 // handler work and no queued output.
 func (l *loop) quiet(c *Conn) bool {
-	if len(c.in) > 0 || c.flags&fWorkerBusy != 0 || c.inflight.Load() > 0 {
+	if c.pending() || c.flags&fWorkerBusy != 0 || c.inflight.Load() > 0 {
 		return false
 	}
 	c.mu.Lock()
@@ -642,7 +660,7 @@ func (l *loop) updateState(c *Conn) {
 	if c.flags&fRegistered == 0 {
 		return
 	}
-	busy := len(c.in) > 0 || c.flags&fWorkerBusy != 0 || c.inflight.Load() > 0
+	busy := c.pending() || c.flags&fWorkerBusy != 0 || c.inflight.Load() > 0
 	to := StateIdle
 	if c.flags&fDrainQuiet != 0 || (l.e.draining.Load() && c.State() == StateDraining) {
 		to = StateDraining
@@ -785,7 +803,7 @@ func (l *loop) deadline(c *Conn) (int64, CloseReason) {
 	if c.flags&fFlushClose != 0 || c.flags&fWorkerBusy != 0 || c.inflight.Load() > 0 {
 		return best, why // closing, or the handler is working: only writes are timed
 	}
-	if len(c.in) > 0 {
+	if c.pending() {
 		if t := msTicks(e, c.readTO.Load(), e.cfg.ReadTimeout); t > 0 && c.msgStart+t+1 < best {
 			best, why = c.msgStart+t+1, ReasonReadTimeout
 		}
@@ -826,7 +844,7 @@ func (l *loop) expire(ent *timerwheel.Entry[*Conn]) {
 			return
 		}
 		c.lastRead = now
-		if len(c.in) > 0 {
+		if c.pending() {
 			c.msgStart = now
 		}
 		l.retime(c)

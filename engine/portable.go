@@ -45,10 +45,11 @@ type pconn struct {
 	local netip.AddrPort
 
 	// mu guards the fields below.
-	mu     sync.Mutex
-	cond   *sync.Cond
-	paused bool
-	drain  bool
+	mu        sync.Mutex
+	cond      *sync.Cond
+	paused    bool
+	drain     bool
+	redeliver bool
 
 	// last mirrors Conn.lastRead for observers on other goroutines.
 	last atomic.Int64
@@ -154,8 +155,12 @@ func (pe *portableEngine) serve(c *Conn) {
 			pe.drainConn(c)
 			continue
 		}
+		if pc.takeRedeliver() && len(c.in) > 0 && c.inflight.Load() == 0 {
+			pe.input(c, nil)
+			continue
+		}
 		state := StateIdle
-		if len(c.in) > 0 || c.inflight.Load() > 0 {
+		if c.pending() || c.inflight.Load() > 0 {
 			state = StateActive
 		}
 		if e.draining.Load() {
@@ -181,10 +186,13 @@ func (pe *portableEngine) serve(c *Conn) {
 				pe.drainConn(c)
 				continue
 			}
+			if pc.peekRedeliver() {
+				continue
+			}
 			if timeoutWhy != ReasonNone {
 				if e.hTimeout != nil && e.callOnTimeout(c, timeoutWhy) {
 					c.lastRead = time.Now().UnixNano()
-					if len(c.in) > 0 {
+					if c.pending() {
 						c.msgStart = c.lastRead
 					}
 					continue
@@ -202,6 +210,20 @@ func (pe *portableEngine) serve(c *Conn) {
 		break
 	}
 	pe.finish(c, why, ioErr)
+}
+
+func (pc *pconn) takeRedeliver() bool {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	r := pc.redeliver
+	pc.redeliver = false
+	return r
+}
+
+func (pc *pconn) peekRedeliver() bool {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	return pc.redeliver
 }
 
 func (pc *pconn) takeDrain() bool {
@@ -223,7 +245,7 @@ func (pe *portableEngine) deadline(c *Conn) (CloseReason, time.Time) {
 	if c.inflight.Load() > 0 {
 		return ReasonNone, time.Time{}
 	}
-	if len(c.in) > 0 {
+	if c.pending() {
 		d := msDuration(c.readTO.Load(), e.cfg.ReadTimeout)
 		if d <= 0 {
 			return ReasonNone, time.Time{}
@@ -250,6 +272,21 @@ func msDuration(ms int32, def time.Duration) time.Duration {
 func (pe *portableEngine) input(c *Conn, data []byte) {
 	e := pe.e
 	now := time.Now().UnixNano()
+	if data == nil { // redelivery of pending input
+		used := e.callOnData(c, c.in)
+		if used > 0 {
+			c.in = c.in[:copy(c.in, c.in[used:])]
+			c.msgStart = now
+			if len(c.in) == 0 {
+				pool.Put(c.in)
+				c.in = nil
+				if c.flags&fMessage == 0 {
+					c.msgStart = 0
+				}
+			}
+		}
+		return
+	}
 	c.bytesIn.Add(uint64(len(data)))
 	pe.stats.bytesIn.Add(uint64(len(data)))
 	c.lastRead = now
@@ -270,7 +307,9 @@ func (pe *portableEngine) input(c *Conn, data []byte) {
 			pool.Put(c.in)
 			c.in = nil
 		}
-		c.msgStart = 0
+		if c.flags&fMessage == 0 {
+			c.msgStart = 0
+		}
 		return
 	}
 	if rest > e.cfg.MaxInputBytes {
@@ -347,9 +386,15 @@ func (pc *pconn) post(c *Conn, kind opKind) {
 		pc.cond.Broadcast()
 		pc.mu.Unlock()
 	case opQuiet:
-		if pc.e.draining.Load() && pc.e.hDrain == nil && len(c.in) == 0 {
-			c.requestClose(ReasonShutdown, nil, false)
+		if pc.e.draining.Load() && pc.e.hDrain == nil {
+			pc.mu.Lock()
+			pc.drain = true
+			pc.mu.Unlock()
 		}
+		pc.mu.Lock()
+		pc.redeliver = true
+		pc.mu.Unlock()
+		pc.nc.SetReadDeadline(time.Now()) // the reader resumes pending input
 	case opRetime:
 		pc.nc.SetReadDeadline(time.Now()) // re-evaluated by the reader
 	}
