@@ -8,10 +8,12 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"time"
 
 	"github.com/warrenhq/warren/engine"
+	"github.com/warrenhq/warren/http1"
 )
 
 // tcpEcho writes back whatever it receives. It never blocks, so it runs
@@ -28,11 +30,12 @@ func runEcho(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	addr := fs.String("addr", "127.0.0.1:8080", "listen address")
 	admin := fs.String("admin", "127.0.0.1:9901", "admin listener address (metrics, health, dashboard)")
-	proto := fs.String("proto", "tcp", "protocol: tcp")
+	proto := fs.String("proto", "http", "protocol: http (GET /, GET /delay?ms=N) or tcp (raw echo)")
 	drain := fs.Duration("drain-timeout", 10*time.Second, "how long SIGTERM/SIGINT waits for connections to finish")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
-	var cfg engine.Config
-	engineFlags(fs, &cfg)
+	var hcfg http1.Config
+	engineFlags(fs, &hcfg.Engine)
+	httpFlags(fs, &hcfg)
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
 			return 0
@@ -40,31 +43,61 @@ func runEcho(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	log := newLogger(stderr, *logLevel)
-	cfg.Logger = log
-	var h engine.Handler
+	hcfg.Engine.Logger, hcfg.Logger = log, log
+	_ = admin // the admin listener arrives with the observability work
+	var e *engine.Engine
 	switch *proto {
 	case "tcp":
-		h = tcpEcho{}
+		cfg := hcfg.Engine
 		if !flagSet(fs, "inline") {
 			cfg.Inline = true
 		}
+		var err error
+		if e, err = engine.New(cfg, tcpEcho{}); err != nil {
+			log.Error("engine", "error", err)
+			return 1
+		}
+		if err := e.Start(*addr); err != nil {
+			log.Error("listen", "addr", *addr, "error", err)
+			return 1
+		}
+	case "http":
+		srv, err := http1.NewServer(hcfg, echoRoutes())
+		if err != nil {
+			log.Error("http server", "error", err)
+			return 1
+		}
+		if err := srv.Start(*addr); err != nil {
+			log.Error("listen", "addr", *addr, "error", err)
+			return 1
+		}
+		e = srv.Engine()
 	default:
 		fmt.Fprintf(stderr, "warren echo: unknown -proto %q\n", *proto)
 		return 2
 	}
-	_ = admin // the admin listener arrives with the observability work
-	e, err := engine.New(cfg, h)
-	if err != nil {
-		log.Error("engine", "error", err)
-		return 1
-	}
-	if err := e.Start(*addr); err != nil {
-		log.Error("listen", "addr", *addr, "error", err)
-		return 1
-	}
 	log.Info("warren echo listening", "addr", e.Addr().String(), "proto", *proto,
 		"loops", e.Config().Loops, "portable", e.Config().Portable)
 	return waitAndDrain(e, *drain, log)
+}
+
+// echoRoutes is the benchmark server's HTTP surface.
+func echoRoutes() *http1.Router {
+	r := http1.NewRouter()
+	hello := []byte("hello")
+	// GET / never blocks: it runs on the event loop.
+	r.Handle("GET /", http1.InlineFunc(func(c *http1.Ctx) {
+		c.Write(hello)
+	}))
+	// GET /delay?ms=N sleeps in the handler: it runs on the worker pool.
+	r.HandleFunc("GET /delay", func(c *http1.Ctx) {
+		ms, _ := strconv.Atoi(string(c.Query("ms")))
+		if ms > 0 {
+			time.Sleep(time.Duration(min(ms, 60_000)) * time.Millisecond)
+		}
+		c.Write(hello)
+	})
+	return r
 }
 
 // waitAndDrain blocks until SIGTERM or SIGINT, then shuts e down gracefully

@@ -100,3 +100,26 @@ func TestUsage(t *testing.T) {
 	}
 	_ = os.Stderr
 }
+
+func TestEchoHTTP(t *testing.T) {
+	bin := buildWarren(t)
+	cmd, addr, _ := startWarren(t, bin, "echo", "-addr", "127.0.0.1:0", "-admin", "127.0.0.1:0", "-header-timeout", "2s")
+	for _, tc := range []struct{ path, want string }{{"/", "hello"}, {"/delay?ms=20", "hello"}} {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		c.Write([]byte("GET " + tc.path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
+		b, _ := io.ReadAll(c)
+		c.Close()
+		if !strings.HasPrefix(string(b), "HTTP/1.1 200 OK\r\n") || !strings.HasSuffix(string(b), tc.want) ||
+			!strings.Contains(string(b), "Content-Type: text/plain") {
+			t.Fatalf("GET %s: %q", tc.path, b)
+		}
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("exit: %v", err)
+	}
+}

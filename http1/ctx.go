@@ -1,0 +1,320 @@
+package http1
+
+import (
+	"net/netip"
+	"strconv"
+	"time"
+
+	"github.com/warrenhq/warren/engine"
+	"github.com/warrenhq/warren/internal/pool"
+)
+
+// Ctx is one request and its response. The embedded Request gives
+// zero-copy views of the method, path, query and headers; Body is the
+// request body. Both are valid only until the handler returns.
+//
+// The response is buffered and sent when the handler returns, with a
+// Content-Length; Flush switches to streaming (chunked for HTTP/1.1). A Ctx
+// is used by one goroutine at a time and must not be kept after the handler
+// returns.
+type Ctx struct {
+	*Request
+	body    []byte
+	conn    *engine.Conn
+	srv     *Server
+	hc      *httpConn
+	params  [8]param
+	nparams int
+	start   time.Time
+
+	status    int
+	hdrs      []kv
+	out       []byte
+	keepAlive bool
+	streaming bool
+	chunked   bool
+	headOnly  bool
+	inline    bool
+	panicked  bool
+	raw       bool
+	upgrade   engine.Handler
+	head      []byte // pooled copy of the request head, when owned
+	ownBody   []byte // pooled copy of the body, when owned
+}
+
+type kv struct{ k, v string }
+
+type param struct {
+	name       string
+	start, end int // offsets into Path
+}
+
+func (c *Ctx) reset(conn *engine.Conn, req *Request, body []byte, ps []param) {
+	c.Request, c.body, c.conn = req, body, conn
+	c.nparams = copy(c.params[:], ps)
+	c.status = 200
+	c.headOnly = len(req.Method) == 4 && string(req.Method) == "HEAD"
+}
+
+func (c *Ctx) resetResponse() {
+	c.status = 200
+	c.hdrs = c.hdrs[:0]
+	if c.out != nil {
+		c.out = c.out[:0]
+	}
+}
+
+func (c *Ctx) release() {
+	if c.head != nil {
+		pool.Put(c.head)
+	}
+	if c.ownBody != nil {
+		pool.Put(c.ownBody)
+	}
+	if c.out != nil {
+		pool.Put(c.out)
+	}
+	hdrs := c.hdrs[:0]
+	clear(c.hdrs)
+	*c = Ctx{srv: c.srv, hdrs: hdrs}
+}
+
+// Body returns the request body (nil when there is none).
+func (c *Ctx) Body() []byte { return c.body }
+
+// Conn returns the engine connection the request arrived on.
+func (c *Ctx) Conn() *engine.Conn { return c.conn }
+
+// RemoteAddr returns the client's address.
+func (c *Ctx) RemoteAddr() netip.AddrPort { return c.conn.RemoteAddr() }
+
+// Param returns the value of the router parameter name ({name} in the
+// pattern), or "" when there is none.
+func (c *Ctx) Param(name string) string {
+	for _, p := range c.params[:c.nparams] {
+		if p.name == name {
+			return string(c.Path[p.start:p.end])
+		}
+	}
+	return ""
+}
+
+// Query returns the raw (not percent-decoded) value of the first query
+// parameter called name, or nil. It does not allocate.
+func (c *Ctx) Query(name string) []byte {
+	q := c.RawQuery
+	for len(q) > 0 {
+		var part []byte
+		if i := indexByte(q, '&'); i >= 0 {
+			part, q = q[:i], q[i+1:]
+		} else {
+			part, q = q, nil
+		}
+		k, v := part, []byte{}
+		if i := indexByte(part, '='); i >= 0 {
+			k, v = part[:i], part[i+1:]
+		}
+		if string(k) == name {
+			return v
+		}
+	}
+	return nil
+}
+
+func indexByte(b []byte, c byte) int {
+	for i, x := range b {
+		if x == c {
+			return i
+		}
+	}
+	return -1
+}
+
+// SetStatus sets the response status code (default 200).
+func (c *Ctx) SetStatus(code int) { c.status = code }
+
+// Status returns the response status code set so far.
+func (c *Ctx) Status() int { return c.status }
+
+// SetHeader sets a response header, replacing any value it had. The
+// server writes Date, Content-Length, Transfer-Encoding and Connection
+// itself; setting them is ignored.
+func (c *Ctx) SetHeader(name, value string) {
+	for i := range c.hdrs {
+		if equalFold([]byte(c.hdrs[i].k), name) {
+			c.hdrs[i].v = value
+			return
+		}
+	}
+	c.hdrs = append(c.hdrs, kv{name, value})
+}
+
+// AddHeader adds a response header line, keeping existing ones.
+func (c *Ctx) AddHeader(name, value string) { c.hdrs = append(c.hdrs, kv{name, value}) }
+
+// Write appends p to the response body. After Flush it is sent as it is
+// written.
+func (c *Ctx) Write(p []byte) (int, error) {
+	if c.streaming {
+		return c.writeStream(p)
+	}
+	if c.out == nil {
+		c.out = pool.Get(len(p) + 512)[:0]
+	}
+	c.out = append(pool.Grow(c.out, len(p)), p...)
+	return len(p), nil
+}
+
+// WriteString is Write for a string.
+func (c *Ctx) WriteString(s string) (int, error) {
+	if c.streaming {
+		return c.writeStream([]byte(s))
+	}
+	if c.out == nil {
+		c.out = pool.Get(len(s) + 512)[:0]
+	}
+	c.out = append(pool.Grow(c.out, len(s)), s...)
+	return len(s), nil
+}
+
+// SetClose makes this the connection's last response.
+func (c *Ctx) SetClose() { c.keepAlive = false }
+
+// Inline reports whether the handler runs on the event loop.
+func (c *Ctx) Inline() bool { return c.inline }
+
+// Upgrade hands the connection to another protocol once the handler
+// returns: the handler writes the protocol's switching response with
+// WriteRaw, and every byte after this request goes to p.OnData. p may also
+// implement engine.CloseHandler, DrainHandler and TimeoutHandler. Only
+// Inline handlers may upgrade; Upgrade panics elsewhere.
+func (c *Ctx) Upgrade(p engine.Handler) {
+	if !c.inline {
+		panic("http1: Upgrade from a handler that is not Inline")
+	}
+	c.upgrade = p
+	c.keepAlive = true
+}
+
+// WriteRaw writes p to the connection as is, bypassing the response (for a
+// protocol switch). After WriteRaw the server sends no response of its own.
+func (c *Ctx) WriteRaw(p []byte) (int, error) {
+	c.streaming, c.chunked = true, false
+	c.status = 101
+	c.hdrs = c.hdrs[:0]
+	c.raw = true
+	return c.conn.Write(p)
+}
+
+// Flush sends the status and headers now and switches the response to
+// streaming: later writes go out as they are made, chunked for HTTP/1.1
+// clients; for HTTP/1.0 the connection closes to end the body.
+func (c *Ctx) Flush() error {
+	if c.streaming {
+		return nil
+	}
+	c.streaming = true
+	c.chunked = c.ProtoMinor >= 1 && !c.headOnly && bodyAllowed(c.status)
+	if !c.chunked && c.ProtoMinor == 0 {
+		c.keepAlive = false
+	}
+	b := c.appendHead(pool.Get(512)[:0], -1)
+	if c.chunked && len(c.out) > 0 {
+		b = AppendChunk(b, c.out)
+	} else if !c.headOnly {
+		b = append(b, c.out...)
+	}
+	if c.out != nil {
+		c.out = c.out[:0]
+	}
+	_, err := c.conn.Write(b)
+	pool.Put(b)
+	return err
+}
+
+func (c *Ctx) writeStream(p []byte) (int, error) {
+	if c.headOnly || len(p) == 0 {
+		return len(p), nil
+	}
+	if !c.chunked {
+		return c.conn.Write(p)
+	}
+	var hdr [20]byte
+	bufs := [3][]byte{AppendChunkHeader(hdr[:0], len(p)), p, crlf}
+	if _, err := c.conn.Writev(bufs[:]); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+var crlf = []byte("\r\n")
+
+func bodyAllowed(status int) bool {
+	return !(status >= 100 && status < 200) && status != 204 && status != 304
+}
+
+// appendHead appends the status line and header section. length is the
+// Content-Length, or -1 for a streamed body.
+func (c *Ctx) appendHead(b []byte, length int) []byte {
+	minor := 1
+	if c.Request != nil && c.ProtoMinor == 0 {
+		minor = 0
+	}
+	b = AppendStatusLine(b, minor, c.status)
+	b = c.srv.date.AppendHeader(b, time.Now())
+	hasCT := false
+	for _, h := range c.hdrs {
+		switch {
+		case equalFold([]byte(h.k), "Content-Length"), equalFold([]byte(h.k), "Transfer-Encoding"),
+			equalFold([]byte(h.k), "Connection"), equalFold([]byte(h.k), "Date"):
+			continue
+		case equalFold([]byte(h.k), "Content-Type"):
+			hasCT = true
+		}
+		b = append(b, h.k...)
+		b = append(b, ": "...)
+		b = append(b, h.v...)
+		b = append(b, "\r\n"...)
+	}
+	if bodyAllowed(c.status) {
+		if !hasCT && (length > 0 || length < 0) {
+			b = append(b, "Content-Type: text/plain; charset=utf-8\r\n"...)
+		}
+		if length >= 0 {
+			b = append(b, "Content-Length: "...)
+			b = strconv.AppendInt(b, int64(length), 10)
+			b = append(b, "\r\n"...)
+		} else if c.chunked {
+			b = append(b, "Transfer-Encoding: chunked\r\n"...)
+		}
+	}
+	switch {
+	case !c.keepAlive:
+		b = append(b, "Connection: close\r\n"...)
+	case minor == 0:
+		b = append(b, "Connection: keep-alive\r\n"...)
+	}
+	return append(b, "\r\n"...)
+}
+
+// send writes the buffered response, or ends a streamed one.
+func (c *Ctx) send() {
+	if c.raw {
+		return
+	}
+	if c.streaming {
+		if c.chunked {
+			c.conn.Write([]byte(LastChunk))
+		}
+		return
+	}
+	n := len(c.out)
+	var hb [512]byte
+	head := c.appendHead(hb[:0], n)
+	if c.headOnly || n == 0 || !bodyAllowed(c.status) {
+		c.conn.Write(head)
+		return
+	}
+	bufs := [2][]byte{head, c.out}
+	c.conn.Writev(bufs[:])
+}

@@ -1,0 +1,54 @@
+// Package http1 is warren's HTTP/1.1 server layer (RFC 9110, RFC 9112).
+//
+// The server that runs it on the engine is added later; this package
+// currently holds the pure, engine-independent part: an incremental,
+// allocation-free request parser, the chunked and fixed-length body readers,
+// and the primitives a server uses to write responses.
+//
+// # Parsing requests on an event loop
+//
+// The engine hands a protocol all the unconsumed input of a connection as one
+// contiguous slice and expects back how many bytes were consumed. [Parser]
+// fits that model: [Parser.Parse] returns (0, nil) while the header section
+// is incomplete and remembers, as offsets, how far it has scanned, so the next
+// call with the same bytes plus more appended resumes where it stopped. Input
+// trickled one byte at a time is therefore scanned in linear time. When the
+// section is complete, Parse fills a [Request] and returns the number of bytes
+// it used; the caller slices those off and goes on with the body, or with the
+// next pipelined request.
+//
+// A Request does not copy: its byte-slice fields are views into the input
+// slice passed to Parse and stay valid only while those bytes are neither
+// overwritten nor released. A server that hands a request to another goroutine
+// after the loop reuses its buffer copies it first with [Request.CopyTo]; one
+// whose buffer moves uses [Request.Rebase].
+//
+// # Errors
+//
+// A malformed or refused request yields an [*Error] carrying the status code
+// the server answers with before closing the connection: 400 for syntax
+// errors, 414, 431 and 413 for limits (see [Limits]), 501 for transfer codings
+// other than chunked and 505 for HTTP versions other than 1.0 and 1.1. Limit
+// errors fire as soon as a limit is exceeded, before the header section is
+// complete; syntax errors in the header section are reported once it is
+// complete, except for a method that is not a token, which is refused at once
+// so that non-HTTP traffic (a TLS handshake on a plain port) is rejected
+// without waiting for a line end.
+//
+// # Leniency
+//
+// The parser follows RFC 9112 strictly where leniency enables request
+// smuggling and accepts what RFC 9112 explicitly allows recipients to accept:
+//
+//   - A bare LF ends a line in the request line and header fields
+//     (RFC 9112 §2.2); a bare CR anywhere is an error. In chunked framing,
+//     where disagreement about line ends has been used to smuggle requests,
+//     only CRLF is accepted.
+//   - Empty lines before the request line are skipped (RFC 9112 §2.2).
+//   - Field line folding (obs-fold), whitespace between a field name and its
+//     colon, Content-Length together with Transfer-Encoding, and differing
+//     Content-Length values are all errors.
+//   - An absolute-form request-target sets Host from its authority, which
+//     takes precedence over the Host header field (RFC 9112 §3.2.2); such a
+//     request is accepted without a Host header field.
+package http1

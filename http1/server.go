@@ -1,0 +1,633 @@
+package http1
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/warrenhq/warren/engine"
+	"github.com/warrenhq/warren/internal/pool"
+)
+
+// Config configures a Server. The zero value is ready to use; every field
+// documents what zero means.
+type Config struct {
+	// Engine configures the connection engine underneath. The server runs
+	// its parser on the event loops, so Engine.Inline is forced on;
+	// handlers run on the engine's worker pool unless marked Inline.
+	// Engine.ReadTimeout is replaced by HeaderTimeout and Engine.IdleTimeout
+	// by IdleTimeout; Engine.WriteTimeout is the response write timeout.
+	Engine engine.Config
+	// Limits bounds request heads and bodies. Zero fields take the
+	// package defaults (64 KiB header section, 100 fields, 8 KiB target,
+	// 10 MiB body).
+	Limits Limits
+	// IdleTimeout closes a keep-alive connection idle between requests for
+	// this long. Zero means 60 s; negative disables it. Under overload the
+	// effective value shrinks (see Overload).
+	IdleTimeout time.Duration
+	// HeaderTimeout bounds receiving a request head once its first byte has
+	// arrived (slowloris). The client gets 408 and the connection closes.
+	// Zero means 10 s; negative disables it.
+	HeaderTimeout time.Duration
+	// BodyTimeout bounds receiving a request body once its head has been
+	// parsed. Zero means 30 s; negative disables it.
+	BodyTimeout time.Duration
+	// MaxRequestsPerConn closes a connection after this many requests (its
+	// last response carries Connection: close), like nginx's
+	// keepalive_requests. Zero means 100,000; negative means no limit.
+	MaxRequestsPerConn int
+	// MaxConnAge closes a connection after its first response once it is
+	// this old, like nginx's keepalive_time. Zero means 1 hour; negative
+	// means no limit.
+	MaxConnAge time.Duration
+	// Overload adapts keep-alive to pressure on connections and memory.
+	Overload Overload
+	// Hooks observe and intercept requests.
+	Hooks Hooks
+	// Logger receives the server's logs. Nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Hooks intercept the request lifecycle. Every field may be nil. Hooks run
+// where the handler runs (a worker, or the event loop for Inline routes)
+// except OnBadRequest, which runs on the event loop.
+type Hooks struct {
+	// OnRequest runs before the handler. Returning false short-circuits the
+	// request: the handler is skipped and whatever OnRequest wrote is the
+	// response (for example a 401 from an auth check).
+	OnRequest func(c *Ctx) bool
+	// OnResponse runs after a response has been handed to the engine, with
+	// its status and the time since the request head was parsed.
+	OnResponse func(c *Ctx, status int, elapsed time.Duration)
+	// OnPanic runs when a handler panics, after the server has logged the
+	// stack; the server then answers 500 (if nothing was sent yet) and
+	// closes the connection.
+	OnPanic func(c *Ctx, v any)
+	// OnBadRequest runs when a request is refused as malformed or over a
+	// limit, before the error response is sent.
+	OnBadRequest func(conn *engine.Conn, err *Error)
+}
+
+// Server is an HTTP/1.1 server on the engine. Create it with NewServer;
+// its methods are safe for concurrent use.
+type Server struct {
+	cfg     Config
+	h       Handler
+	eng     *engine.Engine
+	log     *slog.Logger
+	limits  Limits
+	date    DateCache
+	stats   serverStats
+	ov      overloadState
+	stopOv  chan struct{}
+	stopped sync.Once
+
+	reqPool sync.Pool
+	ctxPool sync.Pool
+	hcPool  sync.Pool
+}
+
+var (
+	_ engine.Handler        = (*Server)(nil)
+	_ engine.CloseHandler   = (*Server)(nil)
+	_ engine.DrainHandler   = (*Server)(nil)
+	_ engine.TimeoutHandler = (*Server)(nil)
+)
+
+// NewServer returns a server that answers requests with h (often a
+// *Router). It does not listen yet.
+func NewServer(cfg Config, h Handler) (*Server, error) {
+	cfg = cfg.withDefaults()
+	s := &Server{cfg: cfg, h: h, log: cfg.Logger, limits: cfg.Limits, stopOv: make(chan struct{})}
+	s.reqPool.New = func() any { r := new(Request); r.Reset(); return r }
+	s.ctxPool.New = func() any { return &Ctx{srv: s} }
+	s.hcPool.New = func() any { return new(httpConn) }
+	ec := cfg.Engine
+	ec.Inline = true
+	ec.ReadTimeout = cfg.HeaderTimeout
+	ec.IdleTimeout = cfg.IdleTimeout
+	if ec.Logger == nil {
+		ec.Logger = cfg.Logger
+	}
+	var err error
+	if s.eng, err = engine.New(ec, s); err != nil {
+		return nil, err
+	}
+	s.ov.init(s)
+	return s, nil
+}
+
+func (c Config) withDefaults() Config {
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = 60 * time.Second
+	}
+	if c.HeaderTimeout == 0 {
+		c.HeaderTimeout = 10 * time.Second
+	}
+	if c.BodyTimeout == 0 {
+		c.BodyTimeout = 30 * time.Second
+	}
+	if c.MaxRequestsPerConn == 0 {
+		c.MaxRequestsPerConn = 100_000
+	}
+	if c.MaxConnAge == 0 {
+		c.MaxConnAge = time.Hour
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	c.Overload = c.Overload.withDefaults()
+	return c
+}
+
+// Engine returns the engine underneath, for its stats and connections.
+func (s *Server) Engine() *engine.Engine { return s.eng }
+
+// Config returns the server's configuration with defaults filled in.
+func (s *Server) Config() Config { return s.cfg }
+
+// Start listens on addr and serves in the background.
+func (s *Server) Start(addr string) error {
+	if err := s.eng.Start(addr); err != nil {
+		return err
+	}
+	go s.ov.run()
+	return nil
+}
+
+// Serve takes over ln and serves until shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	go s.ov.run()
+	return s.eng.Serve(ln)
+}
+
+// ListenAndServe is Start followed by waiting for shutdown; it returns
+// engine.ErrServerClosed.
+func (s *Server) ListenAndServe(addr string) error {
+	if err := s.Start(addr); err != nil {
+		return err
+	}
+	return s.eng.Wait()
+}
+
+// Addr returns the listening address.
+func (s *Server) Addr() net.Addr { return s.eng.Addr() }
+
+// Shutdown stops accepting, answers requests in progress with
+// Connection: close, closes idle connections, and closes the rest when ctx
+// ends.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.stopped.Do(func() { close(s.stopOv) })
+	return s.eng.Shutdown(ctx)
+}
+
+// Close closes every connection at once.
+func (s *Server) Close() error {
+	s.stopped.Do(func() { close(s.stopOv) })
+	return s.eng.Close()
+}
+
+// httpConn is a connection's HTTP state. It exists only while a request is
+// partly received or in flight, or the connection was upgraded: an idle
+// keep-alive connection holds none.
+type httpConn struct {
+	parser   Parser
+	req      *Request // head of a request whose body is being read
+	head     []byte   // pooled copy of req's header section
+	body     []byte   // pooled body being accumulated
+	want     int64    // Content-Length body bytes still to read
+	chunk    *ChunkedReader
+	busy     atomic.Bool // a request is running on a worker
+	dead     atomic.Bool // refused or closing: ignore further input
+	upgraded engine.Handler
+}
+
+var continue100 = []byte("HTTP/1.1 100 Continue\r\n\r\n")
+
+var chunkedPool = sync.Pool{New: func() any { return new(ChunkedReader) }}
+
+func (s *Server) hcOf(c *engine.Conn) *httpConn {
+	hc, _ := c.Context().(*httpConn)
+	return hc
+}
+
+func (s *Server) ensureHC(c *engine.Conn) *httpConn {
+	if hc := s.hcOf(c); hc != nil {
+		return hc
+	}
+	hc := s.hcPool.Get().(*httpConn)
+	c.SetContext(hc)
+	return hc
+}
+
+// releaseHC frees a connection's HTTP state once nothing is in progress.
+func (s *Server) releaseHC(c *engine.Conn, hc *httpConn) {
+	if hc == nil || hc.busy.Load() || hc.req != nil || hc.upgraded != nil || hc.dead.Load() || hc.parser.pos != 0 {
+		return
+	}
+	c.SetContext((*httpConn)(nil))
+	hc.parser = Parser{}
+	hc.want = 0
+	s.hcPool.Put(hc)
+}
+
+// OnData parses requests from in and serves them in order. It implements
+// engine.Handler and runs on the event loop.
+func (s *Server) OnData(c *engine.Conn, in []byte) int {
+	hc := s.hcOf(c)
+	if hc != nil {
+		if hc.upgraded != nil {
+			return hc.upgraded.OnData(c, in)
+		}
+		if hc.dead.Load() {
+			return len(in)
+		}
+		if hc.busy.Load() {
+			return 0 // resumed by the engine when the request is done
+		}
+	}
+	off := 0
+	for off < len(in) {
+		if hc != nil && hc.req != nil {
+			n, done, err := s.readBody(hc, in[off:])
+			off += n
+			if err != nil {
+				s.refuse(c, hc, err)
+				return len(in)
+			}
+			if !done {
+				return off
+			}
+			c.SetMessagePending(false)
+			c.SetReadTimeout(0)
+			req, body := hc.req, hc.body
+			hc.req, hc.body = nil, nil
+			s.serve(c, hc, req, body, true)
+		} else {
+			var local Parser
+			p := &local
+			if hc != nil {
+				p = &hc.parser
+			}
+			req := s.reqPool.Get().(*Request)
+			n, err := p.Parse(in[off:], req, &s.limits)
+			if err != nil {
+				s.reqPool.Put(req)
+				hc = s.ensureHC(c)
+				s.refuse(c, hc, err)
+				return len(in)
+			}
+			if n == 0 {
+				s.reqPool.Put(req)
+				if hc == nil && p.pos > 0 {
+					hc = s.ensureHC(c)
+					hc.parser = *p
+				}
+				return off
+			}
+			bodyAt := off + n
+			switch {
+			case req.ContentLength > 0 && int64(len(in)-bodyAt) >= req.ContentLength:
+				end := bodyAt + int(req.ContentLength)
+				off = end
+				s.serve(c, hc, req, in[bodyAt:end], false)
+			case req.ContentLength > 0 || req.Chunked:
+				// The body spans reads: keep a copy of the head and
+				// collect the body in a pooled buffer.
+				hc = s.ensureHC(c)
+				hc.head = req.CopyTo(req, pool.Get(len(req.Raw()))[:0])
+				hc.req = req
+				if req.Chunked {
+					hc.chunk = chunkedPool.Get().(*ChunkedReader)
+					hc.chunk.Reset(&s.limits)
+					hc.body = pool.Get(4096)[:0]
+				} else {
+					hc.want = req.ContentLength
+					hc.body = pool.Get(int(req.ContentLength))[:0]
+				}
+				if req.Expect100 && len(in) == bodyAt {
+					c.Write(continue100)
+				}
+				c.SetReadTimeout(s.cfg.BodyTimeout)
+				c.SetMessagePending(true)
+				off = bodyAt
+				continue
+			default:
+				off = bodyAt
+				s.serve(c, hc, req, nil, false)
+			}
+		}
+		hc = s.hcOf(c)
+		if hc != nil {
+			if hc.upgraded != nil {
+				if off < len(in) {
+					return off + hc.upgraded.OnData(c, in[off:])
+				}
+				return off
+			}
+			if hc.dead.Load() {
+				return len(in)
+			}
+			if hc.busy.Load() {
+				return off
+			}
+		}
+	}
+	s.releaseHC(c, hc)
+	return off
+}
+
+// readBody moves body bytes from in into hc.body.
+func (s *Server) readBody(hc *httpConn, in []byte) (int, bool, error) {
+	if hc.chunk == nil {
+		n := int64(len(in))
+		if n > hc.want {
+			n = hc.want
+		}
+		hc.body = append(hc.body, in[:n]...)
+		hc.want -= n
+		return int(n), hc.want == 0, nil
+	}
+	off := 0
+	for {
+		n, data, done, err := hc.chunk.Next(in[off:])
+		if err != nil {
+			return off, false, err
+		}
+		off += n
+		if len(data) > 0 {
+			hc.body = append(pool.Grow(hc.body, len(data)), data...)
+		}
+		if done {
+			chunkedPool.Put(hc.chunk)
+			hc.chunk = nil
+			return off, true, nil
+		}
+		if n == 0 {
+			return off, false, nil
+		}
+	}
+}
+
+// refuse answers a malformed or over-limit request with its status and
+// closes the connection: what follows it cannot be trusted (no request
+// smuggling).
+func (s *Server) refuse(c *engine.Conn, hc *httpConn, err error) {
+	e, ok := err.(*Error)
+	if !ok {
+		e = &Error{Status: 400, Reason: err.Error()}
+	}
+	s.stats.refused.Add(1)
+	if h := s.cfg.Hooks.OnBadRequest; h != nil {
+		h(c, e)
+	}
+	hc.dead.Store(true)
+	s.dropBody(hc)
+	c.SetMessagePending(false)
+	b := pool.Get(256)[:0]
+	b = AppendStatusLine(b, 1, e.Status)
+	b = s.date.AppendHeader(b, time.Now())
+	b = append(b, "Content-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: "...)
+	b = appendInt(b, len(e.Reason)+1)
+	b = append(b, "\r\n\r\n"...)
+	b = append(b, e.Reason...)
+	b = append(b, '\n')
+	c.Write(b)
+	pool.Put(b)
+	s.stats.countStatus(e.Status)
+	c.CloseWithReason(engine.ReasonProtocolError)
+}
+
+func (s *Server) dropBody(hc *httpConn) {
+	if hc.req != nil {
+		s.reqPool.Put(hc.req)
+		hc.req = nil
+	}
+	if hc.head != nil {
+		pool.Put(hc.head)
+		hc.head = nil
+	}
+	if hc.body != nil {
+		pool.Put(hc.body)
+		hc.body = nil
+	}
+	if hc.chunk != nil {
+		chunkedPool.Put(hc.chunk)
+		hc.chunk = nil
+	}
+}
+
+// serve runs the handler for one complete request. owned reports that
+// body and the request's head are already copies the loop does not reuse.
+func (s *Server) serve(c *engine.Conn, hc *httpConn, req *Request, body []byte, owned bool) {
+	h, inline, params := s.route(req)
+	ctx := s.ctxPool.Get().(*Ctx)
+	ctx.reset(c, req, body, params)
+	ctx.start = time.Now()
+	ctx.keepAlive = s.keepAlive(c, req)
+	if owned {
+		ctx.head, ctx.ownBody = hc.head, body
+		hc.head = nil
+	}
+	if inline {
+		ctx.inline = true
+		s.run(ctx, h)
+		s.finish(ctx)
+		return
+	}
+	// Hand the request to a worker: it needs its own copy of whatever
+	// lives in the loop's buffers.
+	if !owned {
+		ctx.head = req.CopyTo(req, pool.Get(len(req.Raw()))[:0])
+		if len(body) > 0 {
+			ctx.ownBody = append(pool.Get(len(body))[:0], body...)
+			ctx.body = ctx.ownBody
+		}
+	}
+	if hc == nil {
+		hc = s.ensureHC(c)
+	}
+	hc.busy.Store(true)
+	ctx.hc = hc
+	err := c.Dispatch(func() {
+		s.run(ctx, h)
+		s.finish(ctx)
+		hc.busy.Store(false)
+	})
+	if err != nil {
+		hc.busy.Store(false)
+		ctx.hc = nil
+		ctx.SetStatus(503)
+		ctx.keepAlive = false
+		ctx.WriteString("server busy\n")
+		s.finish(ctx)
+	}
+}
+
+// run calls the hooks and the handler, recovering a panic.
+func (s *Server) run(ctx *Ctx, h Handler) {
+	defer func() {
+		if v := recover(); v != nil {
+			s.log.Error("http1: handler panic", "conn", ctx.conn.ID(), "path", string(ctx.Path),
+				"panic", v, "stack", string(debug.Stack()))
+			if hook := s.cfg.Hooks.OnPanic; hook != nil {
+				hook(ctx, v)
+			}
+			ctx.keepAlive = false
+			ctx.panicked = true
+			if !ctx.streaming {
+				ctx.resetResponse()
+				ctx.SetStatus(500)
+				ctx.WriteString("internal server error\n")
+			}
+		}
+	}()
+	if hook := s.cfg.Hooks.OnRequest; hook != nil && !hook(ctx) {
+		return
+	}
+	h.ServeHTTP1(ctx)
+}
+
+// keepAlive decides whether the connection may serve another request after
+// this one.
+func (s *Server) keepAlive(c *engine.Conn, req *Request) bool {
+	if req.Close || s.eng.Draining() || !s.ov.keepAlive.Load() {
+		return false
+	}
+	if m := s.cfg.MaxRequestsPerConn; m > 0 && c.Served()+1 >= uint64(m) {
+		return false
+	}
+	if a := s.cfg.MaxConnAge; a > 0 && time.Since(c.Created()) >= a {
+		return false
+	}
+	return true
+}
+
+// finish sends the response, releases the request, and closes the
+// connection when keep-alive ends.
+func (s *Server) finish(ctx *Ctx) {
+	c := ctx.conn
+	if ctx.keepAlive && ctx.upgrade == nil && s.eng.Draining() {
+		ctx.keepAlive = false
+	}
+	// Count before sending, so a client that saw the response sees it
+	// counted.
+	status := ctx.status
+	s.stats.countStatus(status)
+	s.stats.observe(time.Since(ctx.start))
+	c.AddServed(1)
+	ctx.send()
+	if hook := s.cfg.Hooks.OnResponse; hook != nil {
+		hook(ctx, status, time.Since(ctx.start))
+	}
+	if ctx.upgrade != nil {
+		hc := s.ensureHC(c)
+		hc.upgraded = ctx.upgrade
+	} else if !ctx.keepAlive {
+		if hc := s.hcOf(c); hc != nil {
+			hc.dead.Store(true)
+		} else {
+			s.ensureHC(c).dead.Store(true)
+		}
+		r := engine.ReasonLocal
+		if ctx.panicked {
+			r = engine.ReasonPanic
+		}
+		c.CloseWithReason(r)
+	}
+	s.reqPool.Put(ctx.Request)
+	ctx.release()
+	s.ctxPool.Put(ctx)
+}
+
+// OnClose releases a closed connection's HTTP state. It implements
+// engine.CloseHandler.
+func (s *Server) OnClose(c *engine.Conn, r engine.CloseReason, err error) {
+	hc := s.hcOf(c)
+	if hc == nil {
+		return
+	}
+	if ch, ok := hc.upgraded.(engine.CloseHandler); ok {
+		ch.OnClose(c, r, err)
+	}
+	if !hc.busy.Load() {
+		s.dropBody(hc)
+	}
+}
+
+// OnDrain implements engine.DrainHandler: an idle connection closes now, a
+// busy one after its response, which carries Connection: close.
+func (s *Server) OnDrain(c *engine.Conn) {
+	hc := s.hcOf(c)
+	if hc != nil && hc.upgraded != nil {
+		if dh, ok := hc.upgraded.(engine.DrainHandler); ok {
+			dh.OnDrain(c)
+			return
+		}
+		c.CloseWithReason(engine.ReasonShutdown)
+		return
+	}
+	if hc == nil || (!hc.busy.Load() && hc.req == nil) {
+		c.CloseWithReason(engine.ReasonShutdown)
+	}
+	// Otherwise keepAlive sees the engine draining and the response
+	// closes the connection.
+}
+
+// OnTimeout implements engine.TimeoutHandler: a request head or body that
+// did not arrive in time gets 408 before the connection closes.
+func (s *Server) OnTimeout(c *engine.Conn, r engine.CloseReason) bool {
+	hc := s.hcOf(c)
+	if hc != nil && hc.upgraded != nil {
+		if th, ok := hc.upgraded.(engine.TimeoutHandler); ok {
+			return th.OnTimeout(c, r)
+		}
+		return false
+	}
+	if r == engine.ReasonReadTimeout && (hc == nil || !hc.busy.Load()) {
+		s.stats.timeouts.Add(1)
+		b := pool.Get(256)[:0]
+		b = AppendStatusLine(b, 1, 408)
+		b = s.date.AppendHeader(b, time.Now())
+		b = append(b, "Connection: close\r\nContent-Length: 0\r\n\r\n"...)
+		c.Write(b)
+		pool.Put(b)
+		s.stats.countStatus(408)
+		if hc != nil {
+			hc.dead.Store(true)
+			s.dropBody(hc)
+		}
+		c.SetMessagePending(false)
+	}
+	return false
+}
+
+func appendInt(b []byte, n int) []byte {
+	if n == 0 {
+		return append(b, '0')
+	}
+	var tmp [20]byte
+	i := len(tmp)
+	for n > 0 {
+		i--
+		tmp[i] = byte('0' + n%10)
+		n /= 10
+	}
+	return append(b, tmp[i:]...)
+}
+
+// route picks the handler for req and whether it runs inline.
+func (s *Server) route(req *Request) (Handler, bool, []param) {
+	switch h := s.h.(type) {
+	case *Router:
+		return h.lookup(req.Method, req.Path)
+	case inlineHandler:
+		return h, true, nil
+	}
+	return s.h, false, nil
+}

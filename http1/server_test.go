@@ -1,0 +1,577 @@
+package http1
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/warrenhq/warren/engine"
+)
+
+// startServer starts a server on a free loopback port, stopped when the
+// test ends.
+func startServer(t testing.TB, cfg Config, h Handler) (*Server, string) {
+	t.Helper()
+	if cfg.Engine.Loops == 0 {
+		cfg.Engine.Loops = 2
+	}
+	s, err := NewServer(cfg, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, s.Addr().String()
+}
+
+func testRouter() *Router {
+	r := NewRouter()
+	r.Handle("GET /", InlineFunc(func(c *Ctx) { c.WriteString("hello") }))
+	r.HandleFunc("GET /delay", func(c *Ctx) {
+		var ms int
+		fmt.Sscanf(string(c.Query("ms")), "%d", &ms)
+		time.Sleep(time.Duration(ms) * time.Millisecond)
+		c.WriteString("hello")
+	})
+	r.HandleFunc("POST /echo", func(c *Ctx) {
+		c.SetHeader("Content-Type", "application/octet-stream")
+		c.Write(c.Body())
+	})
+	r.HandleFunc("GET /devices/{id}", func(c *Ctx) { c.WriteString("device " + c.Param("id")) })
+	r.HandleFunc("GET /files/{path...}", func(c *Ctx) { c.WriteString("file " + c.Param("path")) })
+	r.HandleFunc("GET /panic", func(c *Ctx) { panic("boom") })
+	r.HandleFunc("GET /stream", func(c *Ctx) {
+		c.WriteString("first,")
+		c.Flush()
+		c.WriteString("second,")
+		c.WriteString("third")
+	})
+	r.HandleFunc("DELETE /devices/{id}", func(c *Ctx) { c.SetStatus(204) })
+	return r
+}
+
+func forEachEngine(t *testing.T, fn func(t *testing.T, cfg Config)) {
+	t.Run("loops", func(t *testing.T) { fn(t, Config{}) })
+	t.Run("portable", func(t *testing.T) { fn(t, Config{Engine: engine.Config{Portable: true}}) })
+}
+
+func get(t testing.TB, client *http.Client, url string) (int, string, http.Header) {
+	t.Helper()
+	resp, err := client.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(b), resp.Header
+}
+
+func TestNetHTTPClient(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, cfg Config) {
+		s, addr := startServer(t, cfg, testRouter())
+		client := &http.Client{Timeout: 5 * time.Second}
+		base := "http://" + addr
+		for _, tc := range []struct {
+			path, body string
+			status     int
+		}{
+			{"/", "hello", 200},
+			{"/delay?ms=1", "hello", 200},
+			{"/devices/42", "device 42", 200},
+			{"/files/a/b/c.txt", "file a/b/c.txt", 200},
+			{"/nope", "404 page not found\n", 404},
+			{"/stream", "first,second,third", 200},
+		} {
+			st, body, _ := get(t, client, base+tc.path)
+			if st != tc.status || body != tc.body {
+				t.Errorf("GET %s = %d %q, want %d %q", tc.path, st, body, tc.status, tc.body)
+			}
+		}
+		resp, err := client.Post(base+"/echo", "text/plain", strings.NewReader(strings.Repeat("z", 100000)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if len(b) != 100000 || resp.Header.Get("Content-Type") != "application/octet-stream" {
+			t.Fatalf("POST echo: %d bytes, %v", len(b), resp.Header)
+		}
+		req, _ := http.NewRequest("PUT", base+"/devices/1", nil)
+		resp, err = client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 405 || !strings.Contains(resp.Header.Get("Allow"), "GET") || !strings.Contains(resp.Header.Get("Allow"), "DELETE") {
+			t.Fatalf("405: %d Allow=%q", resp.StatusCode, resp.Header.Get("Allow"))
+		}
+		if st := s.Stats(); st.Requests[2] < 6 || st.Requests[4] < 2 {
+			t.Fatalf("stats %+v", st.Requests)
+		}
+		// Keep-alive: all those requests shared few connections.
+		if acc := s.Engine().Stats().Accepted; acc > 3 {
+			t.Fatalf("%d connections for sequential requests: keep-alive broken", acc)
+		}
+	})
+}
+
+// rawExchange writes req on a fresh connection and returns everything read
+// until the server closes or the deadline passes.
+func rawExchange(t testing.TB, addr, req string, wait time.Duration) string {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte(req))
+	c.SetReadDeadline(time.Now().Add(wait))
+	b, _ := io.ReadAll(c)
+	return string(b)
+}
+
+func TestPipelining(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, cfg Config) {
+		_, addr := startServer(t, cfg, testRouter())
+		// Worker handlers of different lengths must still answer in order.
+		req := "GET /delay?ms=50 HTTP/1.1\r\nHost: x\r\n\r\n" +
+			"GET /devices/7 HTTP/1.1\r\nHost: x\r\n\r\n" +
+			"GET / HTTP/1.1\r\nHost: x\r\n\r\n" +
+			"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc" +
+			"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+		out := rawExchange(t, addr, req, 5*time.Second)
+		var bodies []string
+		br := bufio.NewReader(strings.NewReader(out))
+		for {
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				break
+			}
+			b, _ := io.ReadAll(resp.Body)
+			bodies = append(bodies, string(b))
+		}
+		want := []string{"hello", "device 7", "hello", "abc", "hello"}
+		if fmt.Sprint(bodies) != fmt.Sprint(want) {
+			t.Fatalf("pipelined bodies %q, want %q\nraw: %q", bodies, want, out)
+		}
+	})
+}
+
+func TestSplitRequestsAndBodies(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, cfg Config) {
+		_, addr := startServer(t, cfg, testRouter())
+		full := "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" +
+			"5;ext=1\r\nhello\r\n7\r\n, world\r\n0\r\nX-Trailer: t\r\n\r\n" +
+			"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\nConnection: close\r\n\r\nhello again"
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		for i := 0; i < len(full); i += 7 { // dribble in 7-byte pieces
+			end := min(i+7, len(full))
+			c.Write([]byte(full[i:end]))
+			time.Sleep(time.Millisecond)
+		}
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		br := bufio.NewReader(c)
+		for _, want := range []string{"hello, world", "hello again"} {
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			if string(b) != want {
+				t.Fatalf("body %q want %q", b, want)
+			}
+		}
+	})
+}
+
+func TestBadRequests(t *testing.T) {
+	_, addr := startServer(t, Config{Limits: Limits{MaxBodyBytes: 1000, MaxURIBytes: 100}}, testRouter())
+	for _, tc := range []struct {
+		name, req string
+		status    int
+	}{
+		{"bad request line", "GARBAGE\r\n\r\n", 400},
+		{"bad method", "G(T / HTTP/1.1\r\nHost: x\r\n\r\n", 400},
+		{"space before colon", "GET / HTTP/1.1\r\nHost : x\r\n\r\n", 400},
+		{"obs-fold", "GET / HTTP/1.1\r\nHost: x\r\nX: a\r\n b\r\n\r\n", 400},
+		{"NUL in header", "GET / HTTP/1.1\r\nHost: x\r\nX: a\x00b\r\n\r\n", 400},
+		{"bare CR", "GET / HTTP/1.1\r\nHost: x\rY: z\r\n\r\n", 400},
+		{"missing host", "GET / HTTP/1.1\r\n\r\n", 400},
+		{"two hosts", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400},
+		{"HTTP/2.0", "GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505},
+		{"URI too long", "GET /" + strings.Repeat("a", 200) + " HTTP/1.1\r\nHost: x\r\n\r\n", 414},
+		{"header too large", "GET / HTTP/1.1\r\nHost: x\r\nX: " + strings.Repeat("a", 70000) + "\r\n\r\n", 431},
+		{"body too large", "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n", 413},
+		{"CL and TE", "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", 400},
+		{"conflicting CL", "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n", 400},
+		{"negative CL", "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", 400},
+		{"bad chunk size", "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400},
+		{"chunked not final", "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", 400},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// A valid request pipelined after the bad one must never be
+			// served (no request smuggling).
+			out := rawExchange(t, addr, tc.req+"GET / HTTP/1.1\r\nHost: x\r\n\r\n", 5*time.Second)
+			want := fmt.Sprintf("HTTP/1.1 %d ", tc.status)
+			if !strings.HasPrefix(out, want) {
+				t.Fatalf("got %q, want %q", out, want)
+			}
+			if !strings.Contains(out, "Connection: close") {
+				t.Fatal("bad request did not close the connection")
+			}
+			if strings.Count(out, "HTTP/1.1 ") != 1 || strings.Contains(out, "hello") {
+				t.Fatalf("request after a refused one was served: %q", out)
+			}
+		})
+	}
+}
+
+func TestHeadAndHTTP10(t *testing.T) {
+	_, addr := startServer(t, Config{}, testRouter())
+	out := rawExchange(t, addr, "HEAD / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 5*time.Second)
+	if !strings.Contains(out, "Content-Length: 5\r\n") || strings.HasSuffix(out, "hello") {
+		t.Fatalf("HEAD: %q", out)
+	}
+	// HTTP/1.0 without keep-alive: answered as 1.0 and closed.
+	out = rawExchange(t, addr, "GET / HTTP/1.0\r\n\r\n", 5*time.Second)
+	if !strings.HasPrefix(out, "HTTP/1.0 200") || !strings.Contains(out, "Connection: close") || !strings.HasSuffix(out, "hello") {
+		t.Fatalf("HTTP/1.0: %q", out)
+	}
+	// HTTP/1.0 keep-alive: two answers on one connection.
+	out = rawExchange(t, addr, "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET / HTTP/1.0\r\n\r\n", 5*time.Second)
+	if strings.Count(out, "HTTP/1.0 200") != 2 || !strings.Contains(out, "Connection: keep-alive") {
+		t.Fatalf("HTTP/1.0 keep-alive: %q", out)
+	}
+	// Absolute-form target.
+	out = rawExchange(t, addr, "GET http://example.com/devices/9 HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n", 5*time.Second)
+	if !strings.HasSuffix(out, "device 9") {
+		t.Fatalf("absolute-form: %q", out)
+	}
+}
+
+func TestExpectContinue(t *testing.T) {
+	_, addr := startServer(t, Config{}, testRouter())
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n"))
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	br := bufio.NewReader(c)
+	line, _ := br.ReadString('\n')
+	if line != "HTTP/1.1 100 Continue\r\n" {
+		t.Fatalf("interim %q", line)
+	}
+	br.ReadString('\n')
+	c.Write([]byte("data"))
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	if string(b) != "data" {
+		t.Fatalf("body %q", b)
+	}
+}
+
+func TestHeaderTimeout(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, cfg Config) {
+		cfg.HeaderTimeout = 200 * time.Millisecond
+		cfg.Engine.TickInterval = 20 * time.Millisecond
+		s, addr := startServer(t, cfg, testRouter())
+		start := time.Now()
+		out := rawExchange(t, addr, "GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ", 5*time.Second)
+		if !strings.HasPrefix(out, "HTTP/1.1 408 ") {
+			t.Fatalf("slow header got %q", out)
+		}
+		if el := time.Since(start); el < 200*time.Millisecond {
+			t.Fatalf("cut after %v, before the header timeout", el)
+		}
+		eventually(t, func() bool { return s.Engine().Stats().Closed[engine.ReasonReadTimeout] == 1 })
+	})
+}
+
+func TestBodyTimeout(t *testing.T) {
+	cfg := Config{BodyTimeout: 200 * time.Millisecond, Engine: engine.Config{TickInterval: 20 * time.Millisecond}}
+	s, addr := startServer(t, cfg, testRouter())
+	out := rawExchange(t, addr, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc", 5*time.Second)
+	if !strings.HasPrefix(out, "HTTP/1.1 408 ") {
+		t.Fatalf("slow body got %q", out)
+	}
+	if s.Stats().HeaderTimeouts != 1 {
+		t.Fatal("timeout not counted")
+	}
+}
+
+func eventually(t testing.TB, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in time")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestIdleTimeoutAndMaxRequests(t *testing.T) {
+	cfg := Config{IdleTimeout: 150 * time.Millisecond, MaxRequestsPerConn: 3, Engine: engine.Config{TickInterval: 20 * time.Millisecond}}
+	s, addr := startServer(t, cfg, testRouter())
+	out := rawExchange(t, addr, strings.Repeat("GET / HTTP/1.1\r\nHost: x\r\n\r\n", 4), 5*time.Second)
+	if strings.Count(out, "HTTP/1.1 200") != 3 || strings.Count(out, "Connection: close") != 1 {
+		t.Fatalf("max requests: %q", out)
+	}
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	b, _ := io.ReadAll(c) // the server closes the idle connection
+	if !strings.HasSuffix(string(b), "hello") {
+		t.Fatalf("got %q", b)
+	}
+	eventually(t, func() bool { return s.Engine().Stats().Closed[engine.ReasonIdleTimeout] == 1 })
+}
+
+func TestPanicAnswers500(t *testing.T) {
+	s, addr := startServer(t, Config{Logger: discardLogger()}, testRouter())
+	out := rawExchange(t, addr, "GET /panic HTTP/1.1\r\nHost: x\r\n\r\n", 5*time.Second)
+	if !strings.HasPrefix(out, "HTTP/1.1 500 ") || !strings.Contains(out, "Connection: close") {
+		t.Fatalf("panic: %q", out)
+	}
+	st, body, _ := get(t, &http.Client{Timeout: 5 * time.Second}, "http://"+addr+"/")
+	if st != 200 || body != "hello" {
+		t.Fatal("server broken after a panic")
+	}
+	eventually(t, func() bool { return s.Engine().Stats().Closed[engine.ReasonPanic] == 1 })
+}
+
+func TestBlockingHandlersDoNotStallInline(t *testing.T) {
+	_, addr := startServer(t, Config{}, testRouter())
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 100}}
+	var wg sync.WaitGroup
+	for i := 0; i < 64; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			get(t, client, "http://"+addr+"/delay?ms=1000")
+		}()
+	}
+	time.Sleep(100 * time.Millisecond)
+	start := time.Now()
+	for i := 0; i < 20; i++ {
+		if st, _, _ := get(t, client, "http://"+addr+"/"); st != 200 {
+			t.Fatal(st)
+		}
+	}
+	if el := time.Since(start); el > 900*time.Millisecond {
+		t.Fatalf("inline GETs took %v behind 64 sleeping handlers", el)
+	}
+	wg.Wait()
+}
+
+func TestShutdownSendsConnectionClose(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, cfg Config) {
+		s, addr := startServer(t, cfg, testRouter())
+		idle, _ := net.Dial("tcp", addr)
+		defer idle.Close()
+		idle.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
+		idle.SetReadDeadline(time.Now().Add(5 * time.Second))
+		br := bufio.NewReader(idle)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.ReadAll(resp.Body)
+		busy, _ := net.Dial("tcp", addr)
+		defer busy.Close()
+		busy.Write([]byte("GET /delay?ms=300 HTTP/1.1\r\nHost: x\r\n\r\n"))
+		time.Sleep(100 * time.Millisecond)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := s.Shutdown(ctx); err != nil {
+			t.Fatal(err)
+		}
+		busy.SetReadDeadline(time.Now().Add(time.Second))
+		out, _ := io.ReadAll(busy)
+		if !strings.Contains(string(out), "Connection: close") || !strings.HasSuffix(string(out), "hello") {
+			t.Fatalf("in-flight response on shutdown: %q", out)
+		}
+		if _, err := br.ReadByte(); err != io.EOF {
+			t.Fatalf("idle connection not closed: %v", err)
+		}
+	})
+}
+
+func TestAdaptNetHTTP(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /up/{name}", func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		w.Header().Set("X-Name", r.PathValue("name"))
+		w.WriteHeader(201)
+		fmt.Fprintf(w, "%s:%s:%s", r.Method, r.URL.Query().Get("q"), b)
+	})
+	mux.HandleFunc("GET /flush", func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("a"))
+		w.(http.Flusher).Flush()
+		w.Write([]byte("b"))
+	})
+	_, addr := startServer(t, Config{}, Adapt(mux))
+	resp, err := http.Post("http://"+addr+"/up/dev1?q=z", "text/plain", strings.NewReader("payload"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 201 || resp.Header.Get("X-Name") != "dev1" || string(b) != "POST:z:payload" {
+		t.Fatalf("adapter: %d %v %q", resp.StatusCode, resp.Header, b)
+	}
+	st, body, h := get(t, http.DefaultClient, "http://"+addr+"/flush")
+	if st != 200 || body != "ab" || h.Get("Transfer-Encoding") != "" && false {
+		t.Fatalf("flush: %d %q", st, body)
+	}
+}
+
+func TestHooks(t *testing.T) {
+	var mu sync.Mutex
+	var statuses []int
+	cfg := Config{Hooks: Hooks{
+		OnRequest: func(c *Ctx) bool {
+			if c.Header("X-Token") == nil {
+				c.SetStatus(401)
+				c.WriteString("no token")
+				return false
+			}
+			return true
+		},
+		OnResponse: func(c *Ctx, status int, _ time.Duration) {
+			mu.Lock()
+			statuses = append(statuses, status)
+			mu.Unlock()
+		},
+	}}
+	_, addr := startServer(t, cfg, testRouter())
+	out := rawExchange(t, addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\nX-Token: t\r\nConnection: close\r\n\r\n", 5*time.Second)
+	if !strings.HasPrefix(out, "HTTP/1.1 401") || !strings.HasSuffix(out, "hello") {
+		t.Fatalf("hooks: %q", out)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if fmt.Sprint(statuses) != "[401 200]" {
+		t.Fatalf("OnResponse saw %v", statuses)
+	}
+}
+
+func TestOverloadPolicy(t *testing.T) {
+	s, err := NewServer(Config{IdleTimeout: 60 * time.Second, Engine: engine.Config{MaxConns: 100}}, testRouter())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		p         float64
+		idle      time.Duration
+		keepAlive bool
+		level     int
+	}{
+		{0.1, 60 * time.Second, true, 0},
+		{0.8, 60 * time.Second, true, 1},
+		{0.9, 30500 * time.Millisecond, true, 1},
+		{0.96, 12800 * time.Millisecond, false, 2},
+		{0.92, 24600 * time.Millisecond, false, 2}, // hysteresis: keep-alive stays off until < 0.90
+		{0.89, 33500 * time.Millisecond, true, 1},
+		{0.76, 60 * time.Second, true, 1}, // still "reducing" until < 0.75, but by nothing below 0.8
+		{0.5, 60 * time.Second, true, 0},
+	} {
+		s.ov.apply(tc.p)
+		st := s.Overload()
+		if st.KeepAlive != tc.keepAlive || st.Level() != tc.level {
+			t.Fatalf("p=%.2f: %+v", tc.p, st)
+		}
+		if st.IdleTimeout != tc.idle {
+			t.Fatalf("p=%.2f idle %v, want %v", tc.p, st.IdleTimeout, tc.idle)
+		}
+	}
+}
+
+func TestCurlInterop(t *testing.T) {
+	curl, err := exec.LookPath("curl")
+	if err != nil {
+		t.Skip("curl not installed")
+	}
+	_, addr := startServer(t, Config{}, testRouter())
+	out, err := exec.Command(curl, "-s", "-S", "--max-time", "5", "http://"+addr+"/", "http://"+addr+"/devices/3",
+		"-X", "GET").CombinedOutput()
+	if err != nil || string(out) != "hellodevice 3" {
+		t.Fatalf("curl: %q %v", out, err)
+	}
+	out, err = exec.Command(curl, "-s", "-S", "--max-time", "5", "-H", "Expect: 100-continue", "--data-binary", "@-",
+		"http://"+addr+"/echo").CombinedOutput()
+	_ = out
+	if err != nil {
+		t.Fatalf("curl post: %v", err)
+	}
+	cmd := exec.Command(curl, "-s", "-S", "--max-time", "5", "-T", "-", "-X", "POST", "http://"+addr+"/echo")
+	cmd.Stdin = bytes.NewReader(bytes.Repeat([]byte("q"), 70000)) // chunked upload
+	out, err = cmd.CombinedOutput()
+	if err != nil || len(out) != 70000 {
+		t.Fatalf("curl chunked upload: %d bytes %v", len(out), err)
+	}
+}
+
+func TestNodeInterop(t *testing.T) {
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Skip("node not installed")
+	}
+	_, addr := startServer(t, Config{}, testRouter())
+	script := `
+const http = require('http');
+const agent = new http.Agent({keepAlive: true});
+let out = [];
+function get(path) {
+  return new Promise((res, rej) => {
+    http.get('http://` + addr + `' + path, {agent}, r => {
+      let b = ''; r.on('data', d => b += d); r.on('end', () => res(r.statusCode + ':' + b));
+    }).on('error', rej);
+  });
+}
+(async () => {
+  for (const p of ['/', '/devices/5', '/stream', '/missing']) out.push(await get(p));
+  const body = 'x'.repeat(5000);
+  await new Promise((res, rej) => {
+    const req = http.request('http://` + addr + `/echo', {method: 'POST', agent}, r => {
+      let b = ''; r.on('data', d => b += d); r.on('end', () => { out.push(r.statusCode + ':' + b.length); res(); });
+    });
+    req.on('error', rej); req.write(body.slice(0, 100)); req.end(body.slice(100));
+  });
+  console.log(out.join('|'));
+  agent.destroy();
+})().catch(e => { console.error(e); process.exit(1); });
+`
+	out, err := exec.Command(node, "-e", script).CombinedOutput()
+	want := "200:hello|200:device 5|200:first,second,third|404:404 page not found\n|200:5000\n"
+	if err != nil || string(out) != want {
+		t.Fatalf("node: %q %v", out, err)
+	}
+}
