@@ -1,0 +1,3 @@
+module github.com/warrenhq/warren/bench/peers/nethttp
+
+go 1.25

@@ -1,0 +1,91 @@
+package http1_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/warrenhq/warren/http1"
+)
+
+func ExampleNewServer() {
+	r := http1.NewRouter()
+	// A handler that never blocks runs on the event loop.
+	r.Handle("GET /", http1.InlineFunc(func(c *http1.Ctx) {
+		c.WriteString("hello")
+	}))
+	// Others run on the worker pool and may block.
+	r.HandleFunc("GET /devices/{id}", func(c *http1.Ctx) {
+		time.Sleep(time.Millisecond) // a database lookup, say
+		c.SetHeader("Content-Type", "application/json")
+		fmt.Fprintf(c, `{"id":%q}`, c.Param("id"))
+	})
+	s, err := http1.NewServer(http1.Config{IdleTimeout: 30 * time.Second}, r)
+	if err != nil {
+		panic(err)
+	}
+	if err := s.Start("127.0.0.1:0"); err != nil {
+		panic(err)
+	}
+	defer s.Shutdown(context.Background())
+
+	resp, _ := http.Get("http://" + s.Addr().String() + "/devices/thermo-7")
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	fmt.Println(resp.StatusCode, string(b))
+	// Output: 200 {"id":"thermo-7"}
+}
+
+func ExampleAdapt() {
+	// An existing net/http handler, served by warren.
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /legacy", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "legacy %s", r.URL.Query().Get("v"))
+	})
+	r := http1.NewRouter()
+	r.Handle("/{path...}", http1.Adapt(mux)) // any method, any path not matched below
+	r.Handle("GET /fast", http1.InlineFunc(func(c *http1.Ctx) { c.WriteString("native") }))
+	s, _ := http1.NewServer(http1.Config{}, r)
+	s.Start("127.0.0.1:0")
+	defer s.Close()
+	for _, p := range []string{"/legacy?v=1", "/fast"} {
+		resp, _ := http.Get("http://" + s.Addr().String() + p)
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		fmt.Println(string(b))
+	}
+	// Output:
+	// legacy 1
+	// native
+}
+
+func ExampleRouter_Use() {
+	r := http1.NewRouter()
+	logged := func(next http1.Handler) http1.Handler {
+		return http1.HandlerFunc(func(c *http1.Ctx) {
+			next.ServeHTTP1(c)
+			fmt.Printf("%s %s -> %d\n", c.Method, c.Path, c.Status())
+		})
+	}
+	r.Use(logged)
+	r.HandleFunc("GET /ping", func(c *http1.Ctx) { c.WriteString("pong") })
+	s, _ := http1.NewServer(http1.Config{}, r)
+	s.Start("127.0.0.1:0")
+	defer s.Close()
+	resp, _ := http.Get("http://" + s.Addr().String() + "/ping")
+	io.ReadAll(resp.Body)
+	resp.Body.Close()
+	// Output: GET /ping -> 200
+}
+
+func ExampleServer_Overload() {
+	s, _ := http1.NewServer(http1.Config{
+		IdleTimeout: time.Minute,
+		Overload:    http1.Overload{MemoryLimit: 8 << 30, MinIdleTimeout: 5 * time.Second},
+	}, http1.NewRouter())
+	st := s.Overload()
+	fmt.Println(st.KeepAlive, st.Level())
+	// Output: true 0
+}
