@@ -36,10 +36,10 @@ type Conn struct {
 	p         *pconn
 	in        []byte // unconsumed input, pooled
 	timer     timerwheel.Entry[*Conn]
-	lastRead  int64 // tick of the last read
-	msgStart  int64 // tick the pending message started, 0 if none
-	interest  uint8 // registered poll interest (ioRead|ioWrite)
-	flags     uint8 // loop-owned flag bits
+	lastRead  int64  // tick of the last read
+	msgStart  int64  // tick the pending message started, 0 if none
+	interest  uint8  // registered poll interest (ioRead|ioWrite)
+	flags     uint16 // loop-owned flag bits
 	state     atomic.Uint32
 	idleTO    atomic.Int32 // per-connection override in ms; 0 default, <0 off
 	readTO    atomic.Int32
@@ -58,14 +58,15 @@ type Conn struct {
 
 // Loop-owned flag bits.
 const (
-	fRegistered uint8 = 1 << iota
-	fUserPaused       // PauseRead
-	fSlowPaused       // SlowPause policy
-	fWorkerBusy       // OnData running on the worker pool
-	fReadEOF          // peer sent FIN
-	fFlushClose       // closing once output is flushed
-	fDrainQuiet       // shutdown: close as soon as quiet
-	fMessage          // SetMessagePending: a message is in progress
+	fRegistered uint16 = 1 << iota
+	fUserPaused        // PauseRead
+	fSlowPaused        // SlowPause policy
+	fWorkerBusy        // OnData running on the worker pool
+	fReadEOF           // peer sent FIN
+	fFlushClose        // closing once output is flushed
+	fDrainQuiet        // shutdown: close as soon as quiet
+	fMessage           // SetMessagePending: a message is in progress
+	fDialing           // outbound connect in progress
 )
 
 const (

@@ -92,7 +92,8 @@ func New(cfg Config, h Handler) (*Engine, error) {
 func (e *Engine) Config() Config { return e.cfg }
 
 // Start listens on addr ("host:port"; port 0 picks a free one) and starts
-// serving in the background. Use Addr for the bound address.
+// serving in the background. Use Addr for the bound address. An empty addr
+// starts the loops without a listener, for connections made with Dial.
 func (e *Engine) Start(addr string) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -102,7 +103,7 @@ func (e *Engine) Start(addr string) error {
 	var err error
 	if e.cfg.Portable || !pollSupported {
 		e.portable, err = startPortable(e, addr)
-		if err == nil {
+		if err == nil && e.portable.ln != nil {
 			e.addr = e.portable.ln.Addr()
 		}
 	} else {
@@ -113,6 +114,22 @@ func (e *Engine) Start(addr string) error {
 	}
 	e.started = true
 	return nil
+}
+
+// Dial opens an outbound TCP connection to raddr, from the local address
+// laddr when it is valid (with the port chosen at connect time, so many
+// connections can share one source address), and hands it to a loop. The
+// engine's handler serves it like an accepted connection: OnOpen runs once
+// the connection is established, and a failed or timed-out connect (bounded
+// by WriteTimeout) ends in OnClose with ReasonIOError. On the event loops
+// Dial returns at once; on the portable engine it blocks until connected.
+// The engine must have been started (Start("") starts loops without a
+// listener, for a client).
+func (e *Engine) Dial(raddr netip.AddrPort, laddr netip.Addr) (*Conn, error) {
+	if e.portable != nil {
+		return e.portable.dial(raddr, laddr)
+	}
+	return e.dial(raddr, laddr)
 }
 
 // Serve is Start on a listener the caller made (for example one inherited

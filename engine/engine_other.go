@@ -67,3 +67,7 @@ func writeFD(fd int, bufs [][]byte) (int, error) {
 func raiseFileLimit(*slog.Logger) {}
 
 func reasonFor(err error) CloseReason { return reasonForNet(err) }
+
+func (e *Engine) dial(raddr netip.AddrPort, laddr netip.Addr) (*Conn, error) {
+	return nil, errors.New("engine: Dial needs the portable engine here")
+}

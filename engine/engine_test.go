@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"runtime"
 	"strings"
@@ -843,4 +844,66 @@ func TestStrings(t *testing.T) {
 	if State(99).String() != "unknown" || CloseReason(99).String() != "unknown" {
 		t.Fatal("out-of-range names")
 	}
+}
+
+// clientHandler records what an outbound connection receives.
+type clientHandler struct {
+	opened chan *Conn
+	got    chan string
+	closed chan error
+}
+
+func (h *clientHandler) OnOpen(c *Conn) { h.opened <- c }
+func (h *clientHandler) OnData(c *Conn, in []byte) int {
+	h.got <- string(in)
+	return len(in)
+}
+func (h *clientHandler) OnClose(c *Conn, r CloseReason, err error) { h.closed <- err }
+
+func TestDial(t *testing.T) {
+	forEachKind(t, func(t *testing.T, k engineKind) {
+		var cfg Config
+		k.cfg(&cfg)
+		_, addr := startEngine(t, Config{Inline: true}, newEcho())
+		h := &clientHandler{opened: make(chan *Conn, 1), got: make(chan string, 10), closed: make(chan error, 1)}
+		cfg.Loops = 1
+		client, err := New(cfg, h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := client.Start(""); err != nil {
+			t.Fatal(err)
+		}
+		defer client.Close()
+		c, err := client.Dial(netip.MustParseAddrPort(addr), netip.MustParseAddr("127.0.0.3"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		<-h.opened
+		if got := c.LocalAddr().Addr().String(); got != "127.0.0.3" {
+			t.Fatalf("local address %s", got)
+		}
+		c.Write([]byte("via dial"))
+		if got := <-h.got; got != "via dial" {
+			t.Fatalf("got %q", got)
+		}
+		// A refused connect ends in OnClose with the error.
+		ln, _ := net.Listen("tcp", "127.0.0.1:0")
+		dead := netip.MustParseAddrPort(ln.Addr().String())
+		ln.Close()
+		if _, err := client.Dial(dead, netip.Addr{}); err != nil {
+			if k.name != "portable" {
+				t.Fatalf("dial error %v, want it through OnClose", err)
+			}
+			return
+		}
+		select {
+		case err := <-h.closed:
+			if err == nil || !strings.Contains(err.Error(), "refused") {
+				t.Fatalf("close error %v", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("failed dial not reported")
+		}
+	})
 }

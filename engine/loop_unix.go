@@ -120,7 +120,7 @@ func startLoops(e *Engine, addr string, ln net.Listener) (net.Addr, error) {
 		}
 		bound = ln.Addr()
 		loops[0].lns = append(loops[0].lns, &listener{fd: fd})
-	} else {
+	} else if addr != "" {
 		count := 1
 		if cfg.ReusePort {
 			count = n
@@ -415,7 +415,8 @@ func (l *loop) register(c *Conn) {
 		copy(grown, l.conns)
 		l.conns = grown
 	}
-	if err := l.poller.Add(c.fd, true, false); err != nil {
+	dialing := c.flags&fDialing != 0
+	if err := l.poller.Add(c.fd, !dialing, dialing); err != nil {
 		unix.Close(c.fd)
 		e.release(c)
 		l.stats.closed[ReasonIOError].Add(1)
@@ -423,6 +424,9 @@ func (l *loop) register(c *Conn) {
 	}
 	l.conns[c.fd] = c
 	c.interest = ioRead
+	if dialing {
+		c.interest = ioWrite
+	}
 	c.flags |= fRegistered
 	now := l.tick.Load()
 	c.lastRead = now
@@ -430,6 +434,16 @@ func (l *loop) register(c *Conn) {
 	l.stats.accepted.Add(1)
 	l.stats.conns.Add(1)
 	l.stats.states[StateNew].Add(1)
+	if dialing {
+		l.retime(c) // the connect timeout
+		return
+	}
+	l.opened(c)
+}
+
+// opened runs OnOpen for a connection that is ready for I/O.
+func (l *loop) opened(c *Conn) {
+	e := l.e
 	if e.hOpen != nil {
 		if e.cfg.Inline {
 			e.callOnOpen(c)
@@ -582,6 +596,17 @@ func (l *loop) dataDone(c *Conn, rest []byte, progress bool) {
 
 func (l *loop) onWritable(c *Conn) {
 	e := l.e
+	if c.flags&fDialing != 0 {
+		if err := sockError(c.fd); err != nil {
+			l.closeNow(c, ReasonIOError, err)
+			return
+		}
+		c.flags &^= fDialing
+		c.lastRead = l.tick.Load()
+		l.updateInterest(c)
+		l.opened(c)
+		return
+	}
 	c.mu.Lock()
 	empty, err := c.flushLocked()
 	queued := c.outBytes
@@ -621,6 +646,9 @@ func (l *loop) armWrite(c *Conn) {
 // updateInterest registers the poll interest c needs now.
 func (l *loop) updateInterest(c *Conn) {
 	if c.flags&fRegistered == 0 {
+		return
+	}
+	if c.flags&fDialing != 0 {
 		return
 	}
 	var want uint8
@@ -797,6 +825,12 @@ func (l *loop) deadline(c *Conn) (int64, CloseReason) {
 	queued, lastWrite := len(c.out) > 0, c.lastWrite
 	c.mu.Unlock()
 	best, why := int64(1<<62), ReasonNone
+	if c.flags&fDialing != 0 {
+		if e.cfg.WriteTimeout > 0 {
+			return c.lastRead + e.ticks(e.cfg.WriteTimeout) + 1, ReasonWriteTimeout
+		}
+		return best, why
+	}
 	if queued && e.cfg.WriteTimeout > 0 {
 		best, why = lastWrite+e.ticks(e.cfg.WriteTimeout)+1, ReasonWriteTimeout
 	}
@@ -836,6 +870,10 @@ func (l *loop) expire(ent *timerwheel.Entry[*Conn]) {
 		return
 	}
 	if why == ReasonWriteTimeout {
+		if c.flags&fDialing != 0 {
+			l.closeNow(c, ReasonIOError, syscall.ETIMEDOUT)
+			return
+		}
 		l.closeNow(c, ReasonWriteTimeout, nil)
 		return
 	}
@@ -1027,4 +1065,57 @@ func dupListener(ln net.Listener, backlog int) (int, error) {
 	}
 	unix.Listen(nfd, backlog) // raise the backlog; harmless if refused
 	return nfd, nil
+}
+
+// dial opens a non-blocking outbound connection and hands it to a loop.
+func (e *Engine) dial(raddr netip.AddrPort, laddr netip.Addr) (*Conn, error) {
+	if len(e.loops) == 0 {
+		return nil, errors.New("engine: Dial before Start")
+	}
+	if e.draining.Load() {
+		return nil, ErrServerClosed
+	}
+	raddr = netip.AddrPortFrom(raddr.Addr().Unmap(), raddr.Port())
+	family := unix.AF_INET
+	if raddr.Addr().Is6() {
+		family = unix.AF_INET6
+	}
+	fd, err := socketFD(family)
+	if err != nil {
+		return nil, err
+	}
+	fail := func(err error) (*Conn, error) {
+		unix.Close(fd)
+		return nil, err
+	}
+	if laddr.IsValid() {
+		bindNoPort(fd)
+		if err := unix.Bind(fd, toSockaddr(netip.AddrPortFrom(laddr.Unmap(), 0))); err != nil {
+			return fail(err)
+		}
+	}
+	if err := unix.Connect(fd, toSockaddr(raddr)); err != nil && err != unix.EINPROGRESS {
+		return fail(err)
+	}
+	if n := e.conns.Add(1); e.cfg.MaxConns > 0 && n > int64(e.cfg.MaxConns) {
+		e.conns.Add(-1)
+		return fail(ErrLimit)
+	}
+	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	c := e.newConn(fd, raddr)
+	c.flags |= fDialing
+	target := e.loops[e.rr.Add(1)%uint64(len(e.loops))]
+	c.l, c.loopIndex = target, uint16(target.idx)
+	if !target.post(op{kind: opRegister, c: c}) {
+		e.conns.Add(-1)
+		return fail(ErrServerClosed)
+	}
+	return c, nil
+}
+
+func toSockaddr(ap netip.AddrPort) unix.Sockaddr {
+	if ap.Addr().Is4() {
+		return &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}
+	}
+	return &unix.SockaddrInet6{Port: int(ap.Port()), Addr: ap.Addr().As16()}
 }

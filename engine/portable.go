@@ -56,6 +56,9 @@ type pconn struct {
 }
 
 func startPortable(e *Engine, addr string) (*portableEngine, error) {
+	if addr == "" {
+		return &portableEngine{e: e, conns: make(map[*Conn]struct{})}, nil
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
@@ -99,20 +102,48 @@ func (pe *portableEngine) acceptLoop() {
 			pe.stats.closed[ReasonLimitReached].Add(1)
 			continue
 		}
-		c := e.newConn(-1, remote)
-		local, _ := netip.ParseAddrPort(nc.LocalAddr().String())
-		pc := &pconn{e: e, pe: pe, nc: nc, local: local}
-		pc.cond = sync.NewCond(&pc.mu)
-		c.p = pc
-		pe.mu.Lock()
-		pe.conns[c] = struct{}{}
-		pe.mu.Unlock()
-		pe.stats.accepted.Add(1)
-		pe.stats.conns.Add(1)
-		pe.stats.states[StateNew].Add(1)
-		pe.wg.Add(1)
-		go pe.serve(c)
+		pe.adopt(nc, remote)
 	}
+}
+
+// adopt wraps an established net.Conn and starts its goroutine.
+func (pe *portableEngine) adopt(nc net.Conn, remote netip.AddrPort) *Conn {
+	e := pe.e
+	c := e.newConn(-1, remote)
+	local, _ := netip.ParseAddrPort(nc.LocalAddr().String())
+	pc := &pconn{e: e, pe: pe, nc: nc, local: local}
+	pc.cond = sync.NewCond(&pc.mu)
+	c.p = pc
+	pe.mu.Lock()
+	pe.conns[c] = struct{}{}
+	pe.mu.Unlock()
+	pe.stats.accepted.Add(1)
+	pe.stats.conns.Add(1)
+	pe.stats.states[StateNew].Add(1)
+	pe.wg.Add(1)
+	go pe.serve(c)
+	return c
+}
+
+func (pe *portableEngine) dial(raddr netip.AddrPort, laddr netip.Addr) (*Conn, error) {
+	e := pe.e
+	if e.draining.Load() {
+		return nil, ErrServerClosed
+	}
+	if n := e.conns.Add(1); e.cfg.MaxConns > 0 && n > int64(e.cfg.MaxConns) {
+		e.conns.Add(-1)
+		return nil, ErrLimit
+	}
+	d := net.Dialer{Timeout: e.cfg.WriteTimeout}
+	if laddr.IsValid() {
+		d.LocalAddr = &net.TCPAddr{IP: laddr.AsSlice()}
+	}
+	nc, err := d.Dial("tcp", raddr.String())
+	if err != nil {
+		e.conns.Add(-1)
+		return nil, err
+	}
+	return pe.adopt(nc, raddr), nil
 }
 
 func (pe *portableEngine) setState(c *Conn, to State) {
@@ -508,7 +539,9 @@ func (pe *portableEngine) closeByID(id uint64, r CloseReason) bool {
 
 func (pe *portableEngine) shutdown(ctx context.Context) error {
 	e := pe.e
-	pe.ln.Close()
+	if pe.ln != nil {
+		pe.ln.Close()
+	}
 	pe.acceptWG.Wait()
 	for _, c := range pe.all() {
 		pc := c.p

@@ -20,6 +20,8 @@ var (
 	// ErrWorkerQueueFull is returned by Dispatch when the worker pool's
 	// waiting queue is full.
 	ErrWorkerQueueFull = errors.New("engine: worker queue full")
+	// ErrLimit is returned by Dial when MaxConns connections are open.
+	ErrLimit = errors.New("engine: connection limit reached")
 	// ErrStarted is returned by Start on an engine that was already started.
 	ErrStarted = errors.New("engine: already started")
 )

@@ -1,9 +1,37 @@
-// Package http1 is warren's HTTP/1.1 server layer (RFC 9110, RFC 9112).
+// Package http1 is warren's HTTP/1.1 server layer (RFC 9110, RFC 9112):
+// a [Server] on the engine's event loops, a [Router], a native handler API
+// ([Ctx]), an adapter for net/http handlers ([Adapt]), and underneath an
+// incremental, allocation-free request parser, chunked and fixed-length body
+// readers, and the primitives used to write responses.
 //
-// The server that runs it on the engine is added later; this package
-// currently holds the pure, engine-independent part: an incremental,
-// allocation-free request parser, the chunked and fixed-length body readers,
-// and the primitives a server uses to write responses.
+// # Serving
+//
+// The server parses on the event loop: a connection's bytes go to the
+// parser as they arrive, and a request head split at any byte boundary
+// parses the same. A complete request is routed; its handler runs on the
+// engine's worker pool (one request at a time per connection, so pipelined
+// requests are answered in order) unless it is wrapped with [Inline], which
+// runs it on the loop for handlers that never block. Responses are buffered
+// and sent with a Content-Length in one write; [Ctx.Flush] switches to a
+// streamed (chunked) body. Request bodies are collected, bounded by
+// [Limits].MaxBodyBytes, before the handler runs.
+//
+// An idle keep-alive connection holds no HTTP state at all: per-connection
+// state exists only while a request is partly received or in flight.
+//
+// Keep-alive follows RFC 9112 (HTTP/1.1 persistent unless Connection: close;
+// HTTP/1.0 only with Connection: keep-alive) and [Config] bounds it: idle
+// timeout, requests per connection and connection age. Under pressure on
+// connections or memory the idle timeout shrinks and keep-alive can be
+// switched off ([Overload]), returning to normal as pressure falls. Slow
+// clients are cut by the header and body timeouts with 408. Every malformed
+// request is answered with its status (see Errors below) and the connection
+// is closed, so nothing pipelined after a refused request is ever served.
+// Shutdown answers requests in progress with Connection: close and closes
+// idle connections at once.
+//
+// Handlers may take over a connection for another protocol with
+// [Ctx.Upgrade] (the websocket package does).
 //
 // # Parsing requests on an event loop
 //
