@@ -88,6 +88,13 @@ func New(cfg Config, h Handler) (*Engine, error) {
 	return e, nil
 }
 
+// parts returns the loops or the portable engine, published by Start under mu.
+func (e *Engine) parts() ([]*loop, *portableEngine) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.loops, e.portable
+}
+
 // Config returns the engine's configuration with defaults filled in.
 func (e *Engine) Config() Config { return e.cfg }
 
@@ -126,10 +133,11 @@ func (e *Engine) Start(addr string) error {
 // The engine must have been started (Start("") starts loops without a
 // listener, for a client).
 func (e *Engine) Dial(raddr netip.AddrPort, laddr netip.Addr) (*Conn, error) {
-	if e.portable != nil {
-		return e.portable.dial(raddr, laddr)
+	loops, pe := e.parts()
+	if pe != nil {
+		return pe.dial(raddr, laddr)
 	}
-	return e.dial(raddr, laddr)
+	return e.dial(loops, raddr, laddr)
 }
 
 // Serve is Start on a listener the caller made (for example one inherited
@@ -202,7 +210,8 @@ func (e *Engine) SetIdleTimeout(d time.Duration) {
 	if e.idleTO.Swap(int64(d)) == int64(d) {
 		return
 	}
-	for _, l := range e.loops {
+	loops, _ := e.parts()
+	for _, l := range loops {
 		l.postFunc(l.retimeAll)
 	}
 }
@@ -210,10 +219,11 @@ func (e *Engine) SetIdleTimeout(d time.Duration) {
 // Stats returns a snapshot of the engine's counters.
 func (e *Engine) Stats() Stats {
 	var s Stats
-	if e.portable != nil {
-		s.add(&e.portable.stats)
+	loops, pe := e.parts()
+	if pe != nil {
+		s.add(&pe.stats)
 	}
-	for _, l := range e.loops {
+	for _, l := range loops {
 		s.add(&l.stats)
 	}
 	s.QueuedBytes = e.queued.Load()
@@ -243,11 +253,12 @@ type ConnInfo struct {
 // Conns returns a snapshot of the live connections, each loop's taken on
 // that loop. It is meant for introspection, not hot paths.
 func (e *Engine) Conns() []ConnInfo {
-	if e.portable != nil {
-		return e.portable.snapshot()
+	loops, pe := e.parts()
+	if pe != nil {
+		return pe.snapshot()
 	}
 	var out []ConnInfo
-	for _, l := range e.loops {
+	for _, l := range loops {
 		ch := make(chan []ConnInfo, 1)
 		if !l.postFunc(func() { ch <- l.snapshot() }) {
 			continue
@@ -265,12 +276,13 @@ func (e *Engine) Conns() []ConnInfo {
 // CloseConn closes the live connection with the given ID with reason r and
 // reports whether it was found.
 func (e *Engine) CloseConn(id uint64, r CloseReason) bool {
-	if e.portable != nil {
-		return e.portable.closeByID(id, r)
+	loops, pe := e.parts()
+	if pe != nil {
+		return pe.closeByID(id, r)
 	}
-	found := make(chan bool, len(e.loops))
+	found := make(chan bool, len(loops))
 	n := 0
-	for _, l := range e.loops {
+	for _, l := range loops {
 		if l.postFunc(func() {
 			for _, c := range l.conns {
 				if c != nil && c.id == id {

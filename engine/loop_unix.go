@@ -1068,8 +1068,8 @@ func dupListener(ln net.Listener, backlog int) (int, error) {
 }
 
 // dial opens a non-blocking outbound connection and hands it to a loop.
-func (e *Engine) dial(raddr netip.AddrPort, laddr netip.Addr) (*Conn, error) {
-	if len(e.loops) == 0 {
+func (e *Engine) dial(loops []*loop, raddr netip.AddrPort, laddr netip.Addr) (*Conn, error) {
+	if len(loops) == 0 {
 		return nil, errors.New("engine: Dial before Start")
 	}
 	if e.draining.Load() {
@@ -1104,7 +1104,7 @@ func (e *Engine) dial(raddr netip.AddrPort, laddr netip.Addr) (*Conn, error) {
 	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 	c := e.newConn(fd, raddr)
 	c.flags |= fDialing
-	target := e.loops[e.rr.Add(1)%uint64(len(e.loops))]
+	target := loops[e.rr.Add(1)%uint64(len(loops))]
 	c.l, c.loopIndex = target, uint16(target.idx)
 	if !target.post(op{kind: opRegister, c: c}) {
 		e.conns.Add(-1)

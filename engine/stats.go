@@ -7,7 +7,7 @@ import (
 
 // DurationBuckets are the upper bounds, in seconds, of the connection
 // length histogram in Stats.
-var DurationBuckets = []float64{0.01, 0.1, 1, 10, 60, 300, 1800, 3600, 6 * 3600, 24 * 3600}
+var DurationBuckets = [10]float64{0.01, 0.1, 1, 10, 60, 300, 1800, 3600, 6 * 3600, 24 * 3600}
 
 // loopStats are one loop's counters. Loops (and writers on other
 // goroutines) add to them with atomics; Stats sums them on demand, so
@@ -21,7 +21,7 @@ type loopStats struct {
 	watermarkHits atomic.Uint64
 	conns         atomic.Int64
 	states        [numStates]atomic.Int64
-	durCounts     [11]atomic.Uint64 // len(DurationBuckets)+1
+	durCounts     [len(DurationBuckets) + 1]atomic.Uint64
 	durSumMicros  atomic.Uint64
 	_             [64]byte // keep loops' counters on separate cache lines
 }
@@ -71,7 +71,7 @@ type Stats struct {
 	// DurationCounts holds, per bucket of DurationBuckets plus a final
 	// +Inf bucket, how many closed connections lived that long (not
 	// cumulative).
-	DurationCounts [11]uint64
+	DurationCounts [len(DurationBuckets) + 1]uint64
 	// DurationSum is the summed lifetime of closed connections.
 	DurationSum time.Duration
 	// Loops holds per-loop figures, for balance.

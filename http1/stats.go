@@ -7,13 +7,13 @@ import (
 
 // DurationBuckets are the upper bounds, in seconds, of the request duration
 // histogram in Stats.
-var DurationBuckets = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
+var DurationBuckets = [14]float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
 
 type serverStats struct {
 	byClass  [6]atomic.Uint64 // index status/100; 0 unused
 	refused  atomic.Uint64
 	timeouts atomic.Uint64
-	durCount [15]atomic.Uint64
+	durCount [len(DurationBuckets) + 1]atomic.Uint64
 	durSumUS atomic.Uint64
 }
 
@@ -46,7 +46,7 @@ type Stats struct {
 	// DurationCounts holds per bucket of DurationBuckets, plus a final +Inf
 	// bucket, how many requests took that long from head parsed to
 	// response handed to the engine (not cumulative).
-	DurationCounts [15]uint64
+	DurationCounts [len(DurationBuckets) + 1]uint64
 	// DurationSum is the summed duration of all requests.
 	DurationSum time.Duration
 }

@@ -12,6 +12,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/warrenhq/warren/admin"
 	"github.com/warrenhq/warren/engine"
 	"github.com/warrenhq/warren/http1"
 )
@@ -29,7 +32,8 @@ func runEcho(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("warren echo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	addr := fs.String("addr", "127.0.0.1:8080", "listen address")
-	admin := fs.String("admin", "127.0.0.1:9901", "admin listener address (metrics, health, dashboard)")
+	adminAddr := fs.String("admin", admin.DefaultAddr, "admin listener (metrics, /debug/conns, pprof, dashboard); empty disables")
+	adminToken := fs.String("admin-token", os.Getenv("WARREN_ADMIN_TOKEN"), "bearer token for the admin listener (default $WARREN_ADMIN_TOKEN; empty: none)")
 	proto := fs.String("proto", "http", "protocol: http (GET /, GET /delay?ms=N) or tcp (raw echo)")
 	drain := fs.Duration("drain-timeout", 10*time.Second, "how long SIGTERM/SIGINT waits for connections to finish")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
@@ -44,8 +48,14 @@ func runEcho(args []string, stdout, stderr io.Writer) int {
 	}
 	log := newLogger(stderr, *logLevel)
 	hcfg.Engine.Logger, hcfg.Logger = log, log
-	_ = admin // the admin listener arrives with the observability work
+	// Catch signals before announcing the address, so a SIGTERM sent as
+	// soon as the server is up still drains gracefully.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sig)
 	var e *engine.Engine
+	var extra []prometheus.Collector
+	var overload func() float64
 	switch *proto {
 	case "tcp":
 		cfg := hcfg.Engine
@@ -72,13 +82,28 @@ func runEcho(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		e = srv.Engine()
+		extra = append(extra, admin.HTTPCollector("", srv))
+		overload = func() float64 { return float64(srv.Overload().Level()) }
 	default:
 		fmt.Fprintf(stderr, "warren echo: unknown -proto %q\n", *proto)
 		return 2
 	}
 	log.Info("warren echo listening", "addr", e.Addr().String(), "proto", *proto,
 		"loops", e.Config().Loops, "portable", e.Config().Portable)
-	return waitAndDrain(e, *drain, log)
+	var adm *admin.Server
+	if *adminAddr != "" {
+		var err error
+		adm, err = admin.New(admin.Config{Addr: *adminAddr, Token: *adminToken, Logger: log, Overload: overload}, e, extra...)
+		if err == nil {
+			err = adm.Start()
+		}
+		if err != nil {
+			log.Error("admin listener", "addr", *adminAddr, "error", err)
+			e.Close()
+			return 1
+		}
+	}
+	return waitAndDrain(sig, e, adm, *drain, log)
 }
 
 // echoRoutes is the benchmark server's HTTP surface.
@@ -100,12 +125,9 @@ func echoRoutes() *http1.Router {
 	return r
 }
 
-// waitAndDrain blocks until SIGTERM or SIGINT, then shuts e down gracefully
-// within drain. It returns the process exit code.
-func waitAndDrain(e *engine.Engine, drain time.Duration, log *slog.Logger) int {
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
-	defer signal.Stop(sig)
+// waitAndDrain blocks until a signal arrives on sig, then shuts e (and the
+// admin listener) down gracefully within drain. It returns the exit code.
+func waitAndDrain(sig <-chan os.Signal, e *engine.Engine, adm *admin.Server, drain time.Duration, log *slog.Logger) int {
 	select {
 	case s := <-sig:
 		log.Info("draining", "signal", s.String(), "connections", e.NumConns(), "timeout", drain)
@@ -114,8 +136,12 @@ func waitAndDrain(e *engine.Engine, drain time.Duration, log *slog.Logger) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), drain)
 	defer cancel()
+	// The engine first, so /readyz answers 503 throughout the drain.
 	if err := e.Shutdown(ctx); err != nil {
 		log.Warn("drain deadline reached; remaining connections closed", "error", err)
+	}
+	if adm != nil {
+		adm.Shutdown(ctx)
 	}
 	log.Info("stopped")
 	return 0

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -101,9 +102,19 @@ func TestUsage(t *testing.T) {
 	_ = os.Stderr
 }
 
+func freePort(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
 func TestEchoHTTP(t *testing.T) {
 	bin := buildWarren(t)
-	cmd, addr, _ := startWarren(t, bin, "echo", "-addr", "127.0.0.1:0", "-admin", "127.0.0.1:0", "-header-timeout", "2s")
+	adminAddr := freePort(t)
+	cmd, addr, _ := startWarren(t, bin, "echo", "-addr", "127.0.0.1:0", "-admin", adminAddr, "-header-timeout", "2s")
 	for _, tc := range []struct{ path, want string }{{"/", "hello"}, {"/delay?ms=20", "hello"}} {
 		c, err := net.Dial("tcp", addr)
 		if err != nil {
@@ -116,6 +127,18 @@ func TestEchoHTTP(t *testing.T) {
 		if !strings.HasPrefix(string(b), "HTTP/1.1 200 OK\r\n") || !strings.HasSuffix(string(b), tc.want) ||
 			!strings.Contains(string(b), "Content-Type: text/plain") {
 			t.Fatalf("GET %s: %q", tc.path, b)
+		}
+	}
+	// The admin listener reports the requests just served.
+	resp, err := http.Get("http://" + adminAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`warren_http_requests_total{class="2xx"} 2`, "warren_connections_accepted_total 2", "process_resident_memory_bytes"} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("metrics lack %q", want)
 		}
 	}
 	cmd.Process.Signal(syscall.SIGTERM)

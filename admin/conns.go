@@ -1,0 +1,344 @@
+package admin
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/warrenhq/warren/engine"
+)
+
+// Conn is one live connection as /debug/conns shows it. Durations are
+// seconds; addresses are "ip:port" strings.
+type Conn struct {
+	ID       uint64 `json:"id"`
+	Loop     int    `json:"loop"`
+	Remote   string `json:"remote"`
+	Local    string `json:"local"`
+	State    string `json:"state"`
+	Protocol string `json:"protocol"`
+	// Created is when the connection was accepted (RFC 3339).
+	Created time.Time `json:"created"`
+	// Age is the time since the connection was accepted.
+	Age float64 `json:"age_seconds"`
+	// Idle is the time since the engine last saw the connection read or
+	// make write progress, to the resolution of its tick.
+	Idle     float64 `json:"idle_seconds"`
+	BytesIn  uint64  `json:"bytes_in"`
+	BytesOut uint64  `json:"bytes_out"`
+	// Served counts requests or messages handled, as the protocol keeps it.
+	Served uint64 `json:"served"`
+	// ReadBuffer is the unconsumed input held; WriteBuffer the queued output.
+	ReadBuffer  int `json:"read_buffer_bytes"`
+	WriteBuffer int `json:"write_buffer_bytes"`
+}
+
+// ConnList is the answer of GET /debug/conns: Total connections matched the
+// filters, of which Conns holds those from Offset on, at most Limit.
+type ConnList struct {
+	Total  int    `json:"total"`
+	Offset int    `json:"offset"`
+	Limit  int    `json:"limit"`
+	Conns  []Conn `json:"conns"`
+}
+
+const (
+	defaultLimit = 100
+	maxLimit     = 10000
+)
+
+func (s *Server) connOf(ci *engine.ConnInfo, now time.Time) Conn {
+	age, idle := ages(ci, now)
+	return Conn{
+		ID: ci.ID, Loop: ci.Loop, Remote: addrString(ci.Remote), Local: addrString(ci.Local),
+		State: ci.State.String(), Protocol: ci.Protocol.String(), Created: ci.Created.UTC(),
+		Age: age.Seconds(), Idle: idle.Seconds(), BytesIn: ci.BytesIn, BytesOut: ci.BytesOut,
+		Served: ci.Served, ReadBuffer: ci.ReadBuffer, WriteBuffer: ci.WriteBuffer,
+	}
+}
+
+// ages returns how long ago ci was accepted and last moved bytes; unknown
+// times count as now.
+func ages(ci *engine.ConnInfo, now time.Time) (age, idle time.Duration) {
+	if !ci.Created.IsZero() {
+		age = max(now.Sub(ci.Created), 0)
+	}
+	if !ci.LastActive.IsZero() {
+		idle = max(now.Sub(ci.LastActive), 0)
+	}
+	return age, idle
+}
+
+func addrString(a netip.AddrPort) string {
+	if !a.IsValid() {
+		return ""
+	}
+	return a.String()
+}
+
+// connQuery is a parsed /debug/conns query.
+type connQuery struct {
+	states  []string
+	protos  []string
+	remote  func(netip.AddrPort) bool
+	minAge  time.Duration
+	maxAge  time.Duration // 0: none
+	minIdle time.Duration
+	sort    string
+	offset  int
+	limit   int
+}
+
+// sorts order connections for /debug/conns; all but id put the largest
+// first, and ties go by id.
+var sorts = map[string]func(a, b *engine.ConnInfo) int{
+	"id": func(a, b *engine.ConnInfo) int { return cmp.Compare(a.ID, b.ID) },
+	// Oldest first: the earliest Created.
+	"age": func(a, b *engine.ConnInfo) int { return cmp.Or(a.Created.Compare(b.Created), cmp.Compare(a.ID, b.ID)) },
+	// Longest idle first: the earliest LastActive.
+	"idle": func(a, b *engine.ConnInfo) int {
+		return cmp.Or(a.LastActive.Compare(b.LastActive), cmp.Compare(a.ID, b.ID))
+	},
+	"bytes": func(a, b *engine.ConnInfo) int {
+		return cmp.Or(cmp.Compare(b.BytesIn+b.BytesOut, a.BytesIn+a.BytesOut), cmp.Compare(a.ID, b.ID))
+	},
+	"served": func(a, b *engine.ConnInfo) int {
+		return cmp.Or(cmp.Compare(b.Served, a.Served), cmp.Compare(a.ID, b.ID))
+	},
+	"queued": func(a, b *engine.ConnInfo) int {
+		return cmp.Or(cmp.Compare(b.WriteBuffer, a.WriteBuffer), cmp.Compare(a.ID, b.ID))
+	},
+}
+
+func parseConnQuery(q map[string][]string) (connQuery, error) {
+	get := func(k string) string {
+		if v := q[k]; len(v) > 0 {
+			return strings.TrimSpace(v[0])
+		}
+		return ""
+	}
+	cq := connQuery{sort: "id", limit: defaultLimit}
+	var err error
+	if v := get("state"); v != "" {
+		cq.states, err = names(v, stateNames(), "state")
+		if err != nil {
+			return cq, err
+		}
+	}
+	if v := get("proto"); v != "" {
+		cq.protos, err = names(v, []string{engine.ProtoTCP.String(), engine.ProtoHTTP1.String(), engine.ProtoWebSocket.String()}, "proto")
+		if err != nil {
+			return cq, err
+		}
+	}
+	if v := get("remote"); v != "" {
+		if cq.remote, err = remoteFilter(v); err != nil {
+			return cq, err
+		}
+	}
+	for _, d := range []struct {
+		key string
+		to  *time.Duration
+	}{{"min_age", &cq.minAge}, {"max_age", &cq.maxAge}, {"min_idle", &cq.minIdle}} {
+		if v := get(d.key); v != "" {
+			if *d.to, err = parseDuration(v); err != nil {
+				return cq, fmt.Errorf("%s: %w", d.key, err)
+			}
+		}
+	}
+	if v := get("sort"); v != "" {
+		if sorts[v] == nil {
+			return cq, fmt.Errorf("sort: %q is not one of id, age, idle, bytes, served, queued", v)
+		}
+		cq.sort = v
+	}
+	for _, n := range []struct {
+		key      string
+		to       *int
+		min, max int
+	}{{"offset", &cq.offset, 0, 1 << 30}, {"limit", &cq.limit, 1, maxLimit}} {
+		if v := get(n.key); v != "" {
+			i, err := strconv.Atoi(v)
+			if err != nil || i < n.min {
+				return cq, fmt.Errorf("%s: %q is not a whole number ≥ %d", n.key, v, n.min)
+			}
+			*n.to = min(i, n.max)
+		}
+	}
+	return cq, nil
+}
+
+func stateNames() []string {
+	var out []string
+	for _, st := range engine.States() {
+		out = append(out, st.String())
+	}
+	return out
+}
+
+// names splits a comma-separated list and checks each name is known.
+func names(v string, known []string, what string) ([]string, error) {
+	var out []string
+	for _, n := range strings.Split(v, ",") {
+		n = strings.ToLower(strings.TrimSpace(n))
+		if n == "" {
+			continue
+		}
+		if !slices.Contains(known, n) {
+			return nil, fmt.Errorf("%s: %q is not one of %s", what, n, strings.Join(known, ", "))
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// remoteFilter accepts an IP, an IP:port or a CIDR prefix.
+func remoteFilter(v string) (func(netip.AddrPort) bool, error) {
+	if ap, err := netip.ParseAddrPort(v); err == nil {
+		return func(a netip.AddrPort) bool {
+			return a.Port() == ap.Port() && a.Addr().Unmap() == ap.Addr().Unmap()
+		}, nil
+	}
+	if ip, err := netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(v, "["), "]")); err == nil {
+		ip = ip.Unmap()
+		return func(a netip.AddrPort) bool { return a.Addr().Unmap() == ip }, nil
+	}
+	if p, err := netip.ParsePrefix(v); err == nil {
+		p = p.Masked()
+		return func(a netip.AddrPort) bool { return p.Contains(a.Addr().Unmap()) }, nil
+	}
+	return nil, fmt.Errorf("remote: %q is not an IP, IP:port or CIDR prefix", v)
+}
+
+// parseDuration accepts a Go duration ("1m30s") or a number of seconds.
+func parseDuration(v string) (time.Duration, error) {
+	if d, err := time.ParseDuration(v); err == nil {
+		return d, nil
+	}
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || f < 0 || f > 1e9 {
+		return 0, fmt.Errorf("%q is not a duration (10s, 1m) or seconds", v)
+	}
+	return time.Duration(f * float64(time.Second)), nil
+}
+
+func (q *connQuery) match(ci *engine.ConnInfo, now time.Time) bool {
+	if len(q.states) > 0 && !slices.Contains(q.states, ci.State.String()) {
+		return false
+	}
+	if len(q.protos) > 0 && !slices.Contains(q.protos, ci.Protocol.String()) {
+		return false
+	}
+	if q.remote != nil && !q.remote(ci.Remote) {
+		return false
+	}
+	age, idle := ages(ci, now)
+	if age < q.minAge || (q.maxAge > 0 && age > q.maxAge) {
+		return false
+	}
+	return idle >= q.minIdle
+}
+
+// listConns applies q to a fresh snapshot of the source's connections. It
+// filters and sorts pointers into the snapshot and converts only the page
+// it returns.
+func (s *Server) listConns(q connQuery) ConnList {
+	infos := s.src.Conns()
+	now := s.clock.Now()
+	matched := make([]*engine.ConnInfo, 0, len(infos))
+	for i := range infos {
+		if q.match(&infos[i], now) {
+			matched = append(matched, &infos[i])
+		}
+	}
+	slices.SortFunc(matched, sorts[q.sort])
+	out := ConnList{Total: len(matched), Offset: q.offset, Limit: q.limit, Conns: []Conn{}}
+	if q.offset < len(matched) {
+		page := matched[q.offset:min(len(matched), q.offset+q.limit)]
+		out.Conns = make([]Conn, len(page))
+		for i, ci := range page {
+			out.Conns[i] = s.connOf(ci, now)
+		}
+	}
+	return out
+}
+
+func (s *Server) serveConns(w http.ResponseWriter, r *http.Request) {
+	q, err := parseConnQuery(r.URL.Query())
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "admin: %v", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, s.listConns(q))
+}
+
+// findConn returns the live connection id from a fresh snapshot.
+func (s *Server) findConn(r *http.Request) (Conn, uint64, bool, error) {
+	id, err := strconv.ParseUint(r.PathValue("id"), 10, 64)
+	if err != nil {
+		return Conn{}, 0, false, fmt.Errorf("admin: connection id %q is not a number", r.PathValue("id"))
+	}
+	infos := s.src.Conns()
+	for i := range infos {
+		if infos[i].ID == id {
+			return s.connOf(&infos[i], s.clock.Now()), id, true, nil
+		}
+	}
+	return Conn{}, id, false, nil
+}
+
+func (s *Server) serveConn(w http.ResponseWriter, r *http.Request) {
+	c, id, ok, err := s.findConn(r)
+	switch {
+	case err != nil:
+		writeError(w, http.StatusBadRequest, "%v", err)
+	case !ok:
+		writeError(w, http.StatusNotFound, "admin: no live connection %d", id)
+	default:
+		writeJSON(w, http.StatusOK, c)
+	}
+}
+
+// serveClose closes a connection with engine.ReasonAdmin. The close is
+// asynchronous: queued output is flushed first, bounded by the write
+// timeout.
+func (s *Server) serveClose(w http.ResponseWriter, r *http.Request) {
+	id, err := strconv.ParseUint(r.PathValue("id"), 10, 64)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "admin: connection id %q is not a number", r.PathValue("id"))
+		return
+	}
+	if !s.src.CloseConn(id, engine.ReasonAdmin) {
+		writeError(w, http.StatusNotFound, "admin: no live connection %d", id)
+		return
+	}
+	s.log.LogAttrs(context.Background(), slog.LevelInfo, "admin: closed connection",
+		slog.Uint64("conn", id), slog.String("by", r.RemoteAddr))
+	writeJSON(w, http.StatusOK, map[string]any{"id": id, "closed": true, "reason": engine.ReasonAdmin.String()})
+}
+
+// writeJSON encodes v before writing anything, so an encoding error is a
+// clean 500 rather than a truncated 200.
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		code = http.StatusInternalServerError
+		b, _ = json.Marshal(map[string]string{"error": "admin: encode: " + err.Error()})
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	_, _ = w.Write(append(b, '\n'))
+}
+
+func writeError(w http.ResponseWriter, code int, format string, args ...any) {
+	writeJSON(w, code, map[string]string{"error": fmt.Sprintf(format, args...)})
+}

@@ -1,0 +1,88 @@
+// Package admin is warren's admin listener: Prometheus metrics, live
+// connection introspection, health and readiness probes, pprof and a live
+// dashboard, served by plain net/http on an address of its own, apart from
+// the traffic the engine carries.
+//
+// # Listener and access
+//
+// The listener defaults to 127.0.0.1:9901 and binds a public interface only
+// when Config.Addr says so; ":0" picks a free port and Start logs the address
+// chosen. With Config.Token set, every endpoint but /healthz, /readyz and the
+// dashboard's static page requires "Authorization: Bearer <token>"; the
+// dashboard asks for the token and sends it on its own requests. Without a
+// token on a loopback address, requests must name the host as localhost or
+// an IP literal, which defeats DNS rebinding; a POST from a page of another
+// origin is refused either way.
+//
+// # Endpoints
+//
+//	GET  /                          live dashboard (embedded, works offline)
+//	GET  /metrics                   Prometheus text or protobuf exposition
+//	GET  /healthz                   200 while the process serves
+//	GET  /readyz                    200, or 503 while the engine drains
+//	GET  /api/stats                 compact JSON the dashboard polls (?top=N adds the busiest connections)
+//	GET  /debug/conns               live connections, filtered and paged (see ConnList)
+//	GET  /debug/conns/{id}          one connection (404 when gone)
+//	POST /debug/conns/{id}/close    closes it with reason admin (404 when gone)
+//	GET  /debug/pprof/...           runtime profiles in net/http/pprof's formats (no /symbol)
+//
+// /debug/conns takes state (comma-separated state names), proto
+// (comma-separated protocol names), remote (an IP, IP:port or CIDR prefix),
+// min_age, max_age and min_idle (Go durations such as 10s, or seconds),
+// sort (id, age, idle, bytes, served or queued; all but id sort the largest
+// first), offset and limit (default 100, at most 10000). Durations in the
+// answers are seconds, addresses are strings.
+//
+// # Metrics
+//
+// Metrics are computed when scraped, from the Source's Stats (the engine's
+// own per-loop counters): the admin counts nothing per event and keeps
+// nothing per connection, so it adds no byte to an idle connection and no
+// work to any connection's I/O. With the default namespace "warren":
+//
+//	warren_connections_accepted_total               counter  connections admitted
+//	warren_connections_active                       gauge    open connections
+//	warren_connections{state}                       gauge    open connections by state: new, active, idle, draining
+//	warren_connections_closed_total{reason}         counter  closed connections by reason (every reason, zeros included;
+//	                                                         limit_reached includes connections refused at accept)
+//	warren_connection_duration_seconds              histogram  lifetime of closed connections
+//	warren_received_bytes_total                     counter  payload bytes read
+//	warren_sent_bytes_total                         counter  payload bytes written
+//	warren_queued_write_bytes                       gauge    output queued over all connections
+//	warren_write_watermark_hits_total               counter  writes that found a queue over its high watermark
+//	warren_worker_queue_length                      gauge    tasks waiting for a worker
+//	warren_workers_busy                             gauge    workers running a task
+//	warren_admission_rejected_total{bound}          counter  connections refused at accept, by bound
+//	warren_idle_timeout_seconds                     gauge    effective idle timeout (0: disabled)
+//	warren_overload_state                           gauge    0 normal; higher values as Config.Overload reports them
+//	warren_draining                                 gauge    1 while the engine drains
+//	warren_loop_connections{loop}                   gauge    open connections per event loop (balance)
+//	warren_loop_connections_accepted_total{loop}    counter  connections handed to each loop
+//	warren_memory_per_connection_bytes              gauge    process resident memory / open connections (0 with none)
+//
+// With its own registry (Config.Registerer nil) the server also exports the
+// Go runtime (go_*) and process (process_*) collectors.
+//
+// Protocol layers register their own collectors, passed to New as extra
+// collectors, under these names so that dashboards stay consistent:
+//
+//	warren_http_requests_total{class}               counter  HTTP requests answered, class "1xx" … "5xx"
+//	warren_http_request_duration_seconds            histogram  time from request start to response written
+//	warren_websocket_messages_total{direction}      counter  WebSocket messages, direction "in" or "out"
+//
+// The dashboard reads the extra collectors directly (not the whole
+// registry) once a second while it is open: it plots request and message
+// rates and latency from the names above and lists every other extra
+// series.
+//
+// # Cost
+//
+// A scrape takes one Stats snapshot (a sum over the engine's loops' atomic
+// counters, no lock, nothing posted to a loop) and emits 36 constant
+// metrics plus two per loop; see BenchmarkScrape. /debug/conns and the dashboard's busiest-connections
+// table walk every live connection on its loop, so they cost O(connections)
+// per request (about 2 µs per connection, mostly the engine's snapshot);
+// the dashboard's table is shared by all viewers and refreshed at most
+// every two seconds, and less often when the walk is slow, so that it
+// takes at most a twentieth of the time.
+package admin

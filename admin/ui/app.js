@@ -1,0 +1,418 @@
+// warren admin dashboard: polls /api/stats once a second, keeps the last
+// 300 samples in memory and draws every chart on <canvas> itself, so the
+// page works offline and loads nothing from elsewhere.
+//
+// Each chart canvas carries data-points (samples or bars drawn) and the body
+// data-polls (successful polls), so headless tests can tell that charts got
+// data.
+"use strict";
+
+(function () {
+  const POLL_MS = 1000;
+  const KEEP = 300;
+  const TOP = 10;
+  const COLORS = ["#6cb6ff", "#f0883e", "#3fb37f", "#d2a8ff", "#e5534b", "#e0a234", "#56d4dd", "#ff7eb6"];
+
+  // ---- token ----------------------------------------------------------
+  // The token comes from #token=… or ?token=… in the address (then
+  // dropped from it), or from the form shown after a 401; it is kept for
+  // this tab only and sent as an Authorization header.
+  let token = sessionStorage.getItem("warren-admin-token") || "";
+  (function takeTokenFromURL() {
+    const h = new URLSearchParams(location.hash.slice(1));
+    const q = new URLSearchParams(location.search);
+    const t = h.get("token") || q.get("token");
+    if (t) {
+      token = t;
+      sessionStorage.setItem("warren-admin-token", t);
+      history.replaceState(null, "", location.pathname);
+    }
+  })();
+
+  function api(path, opts) {
+    opts = opts || {};
+    opts.headers = Object.assign({ Accept: "application/json" }, opts.headers || {});
+    if (token) opts.headers.Authorization = "Bearer " + token;
+    opts.cache = "no-store";
+    return fetch(path, opts);
+  }
+
+  const $ = (id) => document.getElementById(id);
+  const authForm = $("auth");
+  authForm.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    token = $("token").value.trim();
+    sessionStorage.setItem("warren-admin-token", token);
+    authForm.hidden = true;
+    poll();
+  });
+
+  // ---- formatting -----------------------------------------------------
+  function si(v, unit) {
+    if (v == null || !isFinite(v)) return "–";
+    const a = Math.abs(v);
+    const steps = [[1e12, "T"], [1e9, "G"], [1e6, "M"], [1e3, "k"]];
+    for (const [f, p] of steps) if (a >= f) return trim(v / f) + " " + p + (unit || "");
+    return trim(v) + (unit ? " " + unit : "");
+  }
+  function bytes(v) {
+    if (v == null || !isFinite(v)) return "–";
+    const a = Math.abs(v);
+    const steps = [[1 << 30, "GiB"], [1 << 20, "MiB"], [1 << 10, "KiB"]];
+    for (const [f, p] of steps) if (a >= f) return trim(v / f) + " " + p;
+    return trim(v) + " B";
+  }
+  function trim(v) {
+    const a = Math.abs(v);
+    if (a === 0) return "0";
+    if (a >= 100) return v.toFixed(0);
+    if (a >= 10) return v.toFixed(1).replace(/\.0$/, "");
+    if (a >= 0.01) return v.toFixed(2).replace(/\.?0+$/, "");
+    return v.toPrecision(2);
+  }
+  function dur(s) {
+    if (s == null || !isFinite(s)) return "–";
+    if (s <= 0) return "off";
+    if (s < 1) return trim(s * 1000) + " ms";
+    if (s < 120) return trim(s) + " s";
+    if (s < 7200) return trim(s / 60) + " min";
+    if (s < 172800) return trim(s / 3600) + " h";
+    return trim(s / 86400) + " d";
+  }
+  bytes.binary = true;
+  function ms(v) { return v == null ? "–" : trim(v * 1000) + " ms"; }
+
+  // ---- history ----------------------------------------------------------
+  const hist = { t: [] };
+  function push(name, v) {
+    const a = hist[name] || (hist[name] = new Array(hist.t.length - 1).fill(null));
+    a.push(v);
+  }
+  function trimHistory() {
+    for (const k in hist) while (hist[k].length > KEEP) hist[k].shift();
+  }
+
+  // rate returns the per-second change of a counter between two samples,
+  // or null when it cannot tell (first sample, counter reset).
+  function rate(cur, prev, dt) {
+    if (prev == null || cur == null || dt <= 0 || cur < prev) return null;
+    return (cur - prev) / dt;
+  }
+
+  // quantile estimates q from histogram bucket deltas, interpolating
+  // linearly inside the bucket as Prometheus' histogram_quantile does.
+  function quantile(q, cur, prev) {
+    if (!cur || !prev) return null;
+    const n = cur.count - prev.count;
+    if (n <= 0) return null;
+    const before = new Map(prev.buckets.map(([le, c]) => [le, c]));
+    const want = q * n;
+    let lo = 0, below = 0;
+    for (const [le, c] of cur.buckets) {
+      const d = c - (before.get(le) || 0);
+      if (d >= want) {
+        const inBucket = d - below;
+        return inBucket > 0 ? lo + (le - lo) * ((want - below) / inBucket) : le;
+      }
+      lo = le;
+      below = d;
+    }
+    return lo; // beyond the last finite bucket
+  }
+
+  // ---- charts -------------------------------------------------------------
+  function setup(canvas) {
+    const dpr = window.devicePixelRatio || 1;
+    const w = canvas.clientWidth || 400, h = canvas.clientHeight || 170;
+    if (canvas.width !== Math.round(w * dpr) || canvas.height !== Math.round(h * dpr)) {
+      canvas.width = Math.round(w * dpr);
+      canvas.height = Math.round(h * dpr);
+    }
+    const g = canvas.getContext("2d");
+    g.setTransform(dpr, 0, 0, dpr, 0, 0);
+    g.clearRect(0, 0, w, h);
+    g.font = "11px system-ui, sans-serif";
+    return { g, w, h };
+  }
+
+  // niceMax rounds v up to 1, 2, 2.5 or 5 times a power of ten, or of
+  // 1024 first for byte scales so that the ticks read as whole KiB, MiB…
+  function niceMax(v, binary) {
+    if (!(v > 0)) return 1;
+    let unit = 1;
+    if (binary) while (v / unit >= 1024) unit *= 1024;
+    const x = v / unit;
+    const p = Math.pow(10, Math.floor(Math.log10(x)));
+    for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= x) return m * p * unit;
+    return 10 * p * unit;
+  }
+
+  // lineChart draws series [{name, color, values}] against hist.t and
+  // returns how many non-empty samples the longest series has.
+  function lineChart(canvas, series, fmt, note) {
+    const { g, w, h } = setup(canvas);
+    const t = hist.t;
+    let max = 0, points = 0;
+    for (const s of series) {
+      let n = 0;
+      for (const v of s.values) if (v != null) { n++; if (v > max) max = v; }
+      points = Math.max(points, n);
+    }
+    max = niceMax(max, fmt.binary);
+    let labelW = 0;
+    for (let i = 0; i <= 4; i++) labelW = Math.max(labelW, g.measureText(fmt((max * i) / 4)).width);
+    const padL = Math.ceil(labelW) + 12, padR = 8, padT = 18, padB = 18;
+    const pw = w - padL - padR, ph = h - padT - padB;
+    // grid and y labels
+    g.strokeStyle = "#263241"; g.fillStyle = "#8796a8"; g.lineWidth = 1;
+    g.textAlign = "right"; g.textBaseline = "middle";
+    for (let i = 0; i <= 4; i++) {
+      const y = padT + ph - (ph * i) / 4;
+      g.beginPath(); g.moveTo(padL, Math.round(y) + 0.5); g.lineTo(w - padR, Math.round(y) + 0.5); g.stroke();
+      g.fillText(fmt((max * i) / 4), padL - 6, y);
+    }
+    // x labels: seconds before the newest sample
+    const t1 = t.length ? t[t.length - 1] : 0, t0 = t.length ? t[0] : 0;
+    const span = Math.max(t1 - t0, 1);
+    const x = (ti) => padL + pw * (1 - (t1 - ti) / span);
+    g.textAlign = "center"; g.textBaseline = "alphabetic";
+    g.fillText("now", w - padR - 12, h - 4);
+    if (t.length > 1) g.fillText("−" + dur(span).replace("off", "0 s"), padL + 20, h - 4);
+    // lines, broken where a value is missing
+    series.forEach((s, si) => {
+      g.strokeStyle = s.color || COLORS[si % COLORS.length];
+      g.lineWidth = 1.6; g.beginPath();
+      let pen = false;
+      s.values.forEach((v, i) => {
+        if (v == null || i >= t.length) { pen = false; return; }
+        const px = x(t[i]), py = padT + ph - (ph * v) / max;
+        if (pen) g.lineTo(px, py); else g.moveTo(px, py);
+        pen = true;
+      });
+      g.stroke();
+    });
+    // legend: name and latest value
+    g.textAlign = "left"; g.textBaseline = "top";
+    let lx = padL;
+    series.forEach((s, si) => {
+      let last = null;
+      for (let i = s.values.length - 1; i >= 0; i--) if (s.values[i] != null) { last = s.values[i]; break; }
+      const label = s.name + " " + fmt(last);
+      g.fillStyle = s.color || COLORS[si % COLORS.length];
+      g.fillRect(lx, 4, 8, 8);
+      g.fillStyle = "#dbe3ec";
+      g.fillText(label, lx + 12, 2);
+      lx += g.measureText(label).width + 26;
+    });
+    if (note) {
+      g.fillStyle = "#8796a8"; g.textAlign = "center"; g.textBaseline = "middle";
+      g.fillText(note, padL + pw / 2, padT + ph / 2);
+    }
+    canvas.dataset.points = String(points);
+    return points;
+  }
+
+  // barChart draws labelled bars [{label, value}] horizontally.
+  function barChart(canvas, bars, fmt, note) {
+    const { g, w, h } = setup(canvas);
+    canvas.dataset.points = String(bars.length);
+    if (!bars.length) {
+      g.fillStyle = "#8796a8"; g.textAlign = "center"; g.textBaseline = "middle";
+      g.fillText(note || "no data yet", w / 2, h / 2);
+      return;
+    }
+    const padL = 96, padR = 60;
+    const rows = Math.min(bars.length, 10);
+    const bh = Math.min(22, (h - 8) / rows);
+    const max = Math.max(...bars.map((b) => b.value), 1);
+    g.textBaseline = "middle";
+    bars.slice(0, rows).forEach((b, i) => {
+      const y = 4 + i * bh;
+      const bw = ((w - padL - padR) * b.value) / max;
+      g.fillStyle = b.color || COLORS[i % COLORS.length];
+      g.fillRect(padL, y + 3, Math.max(bw, b.value > 0 ? 2 : 0), bh - 6);
+      g.fillStyle = "#dbe3ec"; g.textAlign = "right";
+      g.fillText(b.label, padL - 6, y + bh / 2);
+      g.textAlign = "left";
+      g.fillText(fmt(b.value), padL + bw + 6, y + bh / 2);
+    });
+  }
+
+  // ---- rendering ----------------------------------------------------------
+  let prev = null;
+
+  function record(s) {
+    const dt = prev ? s.time - prev.time : 0;
+    const r = (f) => rate(f(s), prev ? f(prev) : null, dt);
+    hist.t.push(s.time);
+    push("active", s.active);
+    push("opens", r((x) => x.accepted));
+    push("closes", r((x) => x.closed_total));
+    push("in", r((x) => x.bytes_in));
+    push("out", r((x) => x.bytes_out));
+    push("mem", s.memory_per_connection_bytes);
+    push("heapPer", s.active > 0 ? s.go_heap_bytes / s.active : 0);
+    push("busy", s.workers_busy);
+    push("queue", s.worker_queue);
+    push("req", s.http ? r((x) => (x.http ? x.http.requests : null)) : null);
+    push("wsIn", s.websocket ? r((x) => (x.websocket ? x.websocket.in : null)) : null);
+    push("wsOut", s.websocket ? r((x) => (x.websocket ? x.websocket.out : null)) : null);
+    let mean = null, p99 = null;
+    const lat = s.http && s.http.latency, plat = prev && prev.http && prev.http.latency;
+    if (lat && plat && lat.count > plat.count) {
+      mean = (lat.sum - plat.sum) / (lat.count - plat.count);
+      p99 = quantile(0.99, lat, plat);
+    }
+    push("mean", mean);
+    push("p99", p99);
+    trimHistory();
+  }
+
+  function bytesPerSec(v) { return bytes(v) + "/s"; }
+  bytesPerSec.binary = true;
+
+  function draw(s) {
+    const int = (v) => si(v);
+    const perSec = (v) => si(v, "/s");
+    lineChart($("c-active"), [{ name: "active", values: hist.active }], int);
+    lineChart($("c-rates"), [
+      { name: "opened", values: hist.opens, color: COLORS[2] },
+      { name: "closed", values: hist.closes, color: COLORS[4] },
+    ], perSec);
+    const reasons = Object.entries(s.closed).filter(([, v]) => v > 0)
+      .sort((a, b) => b[1] - a[1]).map(([k, v]) => ({ label: k, value: v }));
+    barChart($("c-reasons"), reasons, int, "no connection closed yet");
+    const noProto = !s.http && !s.websocket ? "no HTTP or WebSocket collectors registered" : "";
+    lineChart($("c-requests"), [
+      { name: "requests", values: hist.req, color: COLORS[0] },
+      { name: "ws in", values: hist.wsIn, color: COLORS[3] },
+      { name: "ws out", values: hist.wsOut, color: COLORS[1] },
+    ], perSec, noProto);
+    lineChart($("c-latency"), [
+      { name: "mean", values: hist.mean, color: COLORS[0] },
+      { name: "p99", values: hist.p99, color: COLORS[1] },
+    ], ms, s.http && s.http.latency ? "" : "no HTTP latency histogram registered");
+    lineChart($("c-memory"), [
+      { name: "RSS / conn", values: hist.mem, color: COLORS[3] },
+      { name: "Go heap / conn", values: hist.heapPer, color: COLORS[6] },
+    ], bytes, s.active > 0 ? "" : "no open connections");
+    barChart($("c-loops"), (s.loops || []).map((l, i) => ({ label: "loop " + i, value: l.conns, color: COLORS[0] })), int);
+    lineChart($("c-bytes"), [
+      { name: "received", values: hist.in, color: COLORS[2] },
+      { name: "sent", values: hist.out, color: COLORS[0] },
+    ], bytesPerSec);
+    lineChart($("c-workers"), [
+      { name: "busy", values: hist.busy, color: COLORS[0] },
+      { name: "queued", values: hist.queue, color: COLORS[5] },
+    ], int);
+  }
+
+  function tiles(s) {
+    const rejected = Object.values(s.rejected).reduce((a, b) => a + b, 0);
+    $("t-active").textContent = si(s.active);
+    $("t-accepted").textContent = si(s.accepted);
+    $("t-closed").textContent = si(s.closed_total);
+    $("t-rejected").textContent = si(rejected);
+    $("t-rss").textContent = bytes(s.rss_bytes);
+    $("t-mem").textContent = s.active > 0 ? bytes(s.memory_per_connection_bytes) : "–";
+    $("t-workers").textContent = si(s.workers_busy) + " / " + si(s.worker_queue);
+    $("t-queued").textContent = bytes(s.queued_bytes);
+    $("t-idle").textContent = dur(s.idle_timeout_seconds);
+    $("t-overload").textContent = s.overload > 0 ? String(s.overload) : "normal";
+  }
+
+  function cell(tr, text, cls) {
+    const td = document.createElement("td");
+    td.textContent = text;
+    if (cls) td.className = cls;
+    tr.appendChild(td);
+    return td;
+  }
+
+  function busiest(s) {
+    const table = $("busiest"), body = table.tBodies[0];
+    const rows = s.top || [];
+    body.replaceChildren();
+    table.dataset.rows = String(rows.length);
+    if (!rows.length) {
+      const tr = body.insertRow();
+      cell(tr, "no live connections", "empty").colSpan = 12;
+      return;
+    }
+    for (const c of rows) {
+      const tr = body.insertRow();
+      cell(tr, c.id); cell(tr, c.remote); cell(tr, c.state); cell(tr, c.protocol); cell(tr, c.loop);
+      cell(tr, dur(c.age_seconds)); cell(tr, dur(c.idle_seconds).replace("off", "0 s"));
+      cell(tr, bytes(c.bytes_in)); cell(tr, bytes(c.bytes_out)); cell(tr, si(c.served));
+      cell(tr, bytes(c.read_buffer_bytes) + " / " + bytes(c.write_buffer_bytes));
+      const b = document.createElement("button");
+      b.textContent = "close";
+      b.title = "close this connection (reason: admin)";
+      b.addEventListener("click", () => closeConn(c.id, c.remote));
+      cell(tr, "").appendChild(b);
+    }
+  }
+
+  function closeConn(id, remote) {
+    if (!confirm("Close connection " + id + " from " + remote + "?")) return;
+    api("debug/conns/" + id + "/close", { method: "POST" }).then((r) => {
+      if (!r.ok) r.json().then((e) => alert(e.error || r.statusText), () => alert(r.statusText));
+    });
+  }
+
+  function extra(s, p, dt) {
+    const card = $("extra-card"), body = $("extra").tBodies[0];
+    const list = s.extra || [];
+    card.hidden = list.length === 0;
+    body.replaceChildren();
+    const before = new Map(((p && p.extra) || []).map((e) => [e.name, e.value]));
+    for (const e of list) {
+      const tr = body.insertRow();
+      cell(tr, e.name); cell(tr, si(e.value));
+      cell(tr, e.counter ? si(rate(e.value, before.get(e.name), dt)) : "");
+    }
+  }
+
+  function status(state, text) {
+    const el = $("status");
+    el.dataset.state = state;
+    el.textContent = text;
+  }
+
+  // ---- polling --------------------------------------------------------------
+  let timer = 0, polls = 0;
+
+  function poll() {
+    clearTimeout(timer);
+    api("api/stats?top=" + TOP).then((r) => {
+      if (r.status === 401) {
+        status("unauthorized", "token needed");
+        authForm.hidden = false;
+        $("token").focus();
+        return null; // wait for the form
+      }
+      if (!r.ok) throw new Error("HTTP " + r.status);
+      return r.json();
+    }).then((s) => {
+      if (!s) return;
+      const dt = prev ? s.time - prev.time : 0;
+      record(s);
+      draw(s);
+      tiles(s);
+      busiest(s);
+      extra(s, prev, dt);
+      prev = s;
+      polls++;
+      document.body.dataset.polls = String(polls);
+      status(s.draining ? "draining" : "live", s.draining ? "draining" : "live");
+      $("updated").textContent = "updated " + new Date(s.time * 1000).toLocaleTimeString();
+      timer = setTimeout(poll, POLL_MS);
+    }).catch((err) => {
+      status("error", "unreachable: " + err.message);
+      timer = setTimeout(poll, POLL_MS * 2);
+    });
+  }
+
+  window.addEventListener("resize", () => { if (prev) draw(prev); });
+  poll();
+})();
