@@ -294,8 +294,8 @@ func (l *loop) handle(o *op) {
 	case opRetime:
 		l.retime(c)
 	case opQuiet:
-		l.updateState(c)
 		l.redeliver(c)
+		l.updateState(c)
 	}
 }
 
@@ -477,10 +477,13 @@ func (l *loop) onReadable(c *Conn) {
 	if err == nil { // end of file
 		c.flags |= fReadEOF
 		l.updateInterest(c)
+		if c.flags&fWorkerBusy != 0 || c.inflight.Load() > 0 {
+			return // updateState closes it once the work in flight is done
+		}
 		if l.quiet(c) {
 			l.closeNow(c, ReasonPeerClosed, nil)
 		} else {
-			c.requestClose(ReasonPeerClosed, nil, false)
+			c.requestClose(ReasonPeerClosed, nil, false) // flush queued output first
 		}
 		return
 	}
@@ -696,12 +699,14 @@ func (l *loop) updateState(c *Conn) {
 		to = StateActive
 	}
 	l.setState(c, to)
-	if (c.flags&(fDrainQuiet|fReadEOF) != 0) && !busy {
-		r := ReasonShutdown
-		if c.flags&fReadEOF != 0 {
-			r = ReasonPeerClosed
-		}
-		c.requestClose(r, nil, false)
+	working := c.flags&fWorkerBusy != 0 || c.inflight.Load() > 0
+	switch {
+	case c.flags&fReadEOF != 0 && !working:
+		// Half-closed and nothing left to answer: a partial message can
+		// no longer complete.
+		c.requestClose(ReasonPeerClosed, nil, false)
+	case c.flags&fDrainQuiet != 0 && !busy:
+		c.requestClose(ReasonShutdown, nil, false)
 	}
 }
 

@@ -234,6 +234,7 @@ func (pe *portableEngine) serve(c *Conn) {
 			continue
 		}
 		if err == io.EOF {
+			pe.drainAfterEOF(c)
 			why = ReasonPeerClosed
 		} else {
 			why, ioErr = reasonForNet(err), err
@@ -241,6 +242,29 @@ func (pe *portableEngine) serve(c *Conn) {
 		break
 	}
 	pe.finish(c, why, ioErr)
+}
+
+// drainAfterEOF lets a half-closed connection finish: work in flight
+// completes and pending input (pipelined requests) is still handled before
+// the connection closes.
+func (pe *portableEngine) drainAfterEOF(c *Conn) {
+	pc := c.p
+	for {
+		pc.mu.Lock()
+		for c.inflight.Load() > 0 && pe.closeRequested(c) == ReasonNone {
+			pc.cond.Wait()
+		}
+		pc.redeliver = false
+		pc.mu.Unlock()
+		if pe.closeRequested(c) != ReasonNone || len(c.in) == 0 {
+			return
+		}
+		before := len(c.in)
+		pe.input(c, nil)
+		if c.inflight.Load() == 0 && len(c.in) == before {
+			return // nothing more can be made of the pending bytes
+		}
+	}
 }
 
 func (pc *pconn) takeRedeliver() bool {
@@ -424,6 +448,7 @@ func (pc *pconn) post(c *Conn, kind opKind) {
 		}
 		pc.mu.Lock()
 		pc.redeliver = true
+		pc.cond.Broadcast()
 		pc.mu.Unlock()
 		pc.nc.SetReadDeadline(time.Now()) // the reader resumes pending input
 	case opRetime:

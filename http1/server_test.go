@@ -575,3 +575,21 @@ function get(path) {
 		t.Fatalf("node: %q %v", out, err)
 	}
 }
+
+func TestHalfCloseAnswersPipelined(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, cfg Config) {
+		_, addr := startServer(t, cfg, testRouter())
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.Write([]byte("GET /delay?ms=50 HTTP/1.1\r\nHost: x\r\n\r\nGET /devices/2 HTTP/1.1\r\nHost: x\r\n\r\n"))
+		c.(*net.TCPConn).CloseWrite()
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		out, _ := io.ReadAll(c)
+		if strings.Count(string(out), "HTTP/1.1 200") != 2 || !strings.HasSuffix(string(out), "device 2") {
+			t.Fatalf("after half-close: %q", out)
+		}
+	})
+}
