@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strconv"
@@ -17,6 +19,7 @@ import (
 	"github.com/warrenhq/warren/admin"
 	"github.com/warrenhq/warren/engine"
 	"github.com/warrenhq/warren/http1"
+	"github.com/warrenhq/warren/prefork"
 )
 
 // tcpEcho writes back whatever it receives. It never blocks, so it runs
@@ -37,6 +40,7 @@ func runEcho(args []string, stdout, stderr io.Writer) int {
 	proto := fs.String("proto", "http", "protocol: http (GET /, GET /delay?ms=N) or tcp (raw echo)")
 	drain := fs.Duration("drain-timeout", 10*time.Second, "how long SIGTERM/SIGINT waits for connections to finish")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	procs := fs.Int("procs", 1, "worker processes sharing the port with SO_REUSEPORT under a supervising parent (1: none)")
 	var hcfg http1.Config
 	engineFlags(fs, &hcfg.Engine)
 	httpFlags(fs, &hcfg)
@@ -53,6 +57,17 @@ func runEcho(args []string, stdout, stderr io.Writer) int {
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sig)
+	worker, workerAddr, isWorker := prefork.Worker()
+	switch {
+	case isWorker:
+		*addr = workerAddr
+		*adminAddr = "127.0.0.1:0" // the parent's admin endpoint merges the workers'
+		hcfg.Engine.ReusePort = true
+		log = log.With("worker", worker)
+		hcfg.Engine.Logger, hcfg.Logger = log, log
+	case *procs > 1:
+		return runSupervisor(sig, *procs, *addr, *adminAddr, *drain, log)
+	}
 	var e *engine.Engine
 	var extra []prometheus.Collector
 	var overload func() float64
@@ -102,6 +117,7 @@ func runEcho(args []string, stdout, stderr io.Writer) int {
 			e.Close()
 			return 1
 		}
+		prefork.ReportAdmin(adm.Addr().String())
 	}
 	return waitAndDrain(sig, e, adm, *drain, log)
 }
@@ -163,4 +179,42 @@ func newLogger(w io.Writer, level string) *slog.Logger {
 		lv = slog.LevelInfo
 	}
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: lv}))
+}
+
+// runSupervisor is the prefork parent: it starts procs workers on one port,
+// serves their merged figures on the admin address, restarts crashed
+// workers and forwards SIGTERM/SIGINT for a graceful drain.
+func runSupervisor(sig <-chan os.Signal, procs int, addr, adminAddr string, drain time.Duration, log *slog.Logger) int {
+	sup, err := prefork.Start(prefork.Config{Procs: procs, Addr: addr, Logger: log})
+	if err != nil {
+		log.Error("prefork", "error", err)
+		return 1
+	}
+	log.Info("warren echo listening", "addr", sup.Addr(), "procs", procs)
+	var adm *http.Server
+	if adminAddr != "" {
+		ln, err := net.Listen("tcp", adminAddr)
+		if err != nil {
+			log.Error("admin listener", "addr", adminAddr, "error", err)
+			sup.Shutdown(context.Background())
+			return 1
+		}
+		log.Info("admin: listening", "addr", ln.Addr().String())
+		adm = &http.Server{Handler: sup.AdminHandler(), ReadHeaderTimeout: 10 * time.Second}
+		go adm.Serve(ln)
+	}
+	s := <-sig
+	log.Info("draining workers", "signal", s.String(), "timeout", drain)
+	// Workers drain within their own -drain-timeout; allow a margin before
+	// killing them.
+	ctx, cancel := context.WithTimeout(context.Background(), drain+5*time.Second)
+	defer cancel()
+	if err := sup.Shutdown(ctx); err != nil {
+		log.Warn("workers killed after the drain deadline", "error", err)
+	}
+	if adm != nil {
+		adm.Shutdown(ctx)
+	}
+	log.Info("stopped")
+	return 0
 }

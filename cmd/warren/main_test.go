@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"encoding/json"
 	"bytes"
 	"io"
 	"net"
@@ -144,5 +145,74 @@ func TestEchoHTTP(t *testing.T) {
 	cmd.Process.Signal(syscall.SIGTERM)
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("exit: %v", err)
+	}
+}
+
+func TestPreforkSupervisesWorkers(t *testing.T) {
+	bin := buildWarren(t)
+	adminAddr := freePort(t)
+	cmd, addr, _ := startWarren(t, bin, "echo", "-addr", "127.0.0.1:0", "-admin", adminAddr, "-procs", "2", "-drain-timeout", "3s")
+	getBody := func(url string) (int, string) {
+		resp, err := http.Get(url)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	var workers []struct {
+		PID      int    `json:"pid"`
+		Admin    string `json:"admin"`
+		Restarts int    `json:"restarts"`
+		Up       bool   `json:"up"`
+	}
+	ready := func() bool {
+		code, body := getBody("http://" + adminAddr + "/workers")
+		if code != 200 || json.Unmarshal([]byte(body), &workers) != nil || len(workers) != 2 {
+			return false
+		}
+		for _, w := range workers {
+			if !w.Up || w.Admin == "" {
+				return false
+			}
+		}
+		return true
+	}
+	waitFor(t, "two workers up", ready)
+	for i := 0; i < 20; i++ {
+		if code, body := getBody("http://" + addr + "/"); code != 200 || body != "hello" {
+			t.Fatalf("GET /: %d %q", code, body)
+		}
+	}
+	_, metrics := getBody("http://" + adminAddr + "/metrics")
+	if !strings.Contains(metrics, `warren_connections_accepted_total{worker="0"}`) || !strings.Contains(metrics, "warren_prefork_workers_up 2") {
+		t.Fatalf("merged metrics: %.2000s", metrics)
+	}
+	// A crashed worker is restarted.
+	syscall.Kill(workers[0].PID, syscall.SIGKILL)
+	waitFor(t, "worker restarted", func() bool { return ready() && workers[0].Restarts == 1 })
+	if code, _ := getBody("http://" + addr + "/"); code != 200 {
+		t.Fatal("not serving after a restart")
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("exit: %v", err)
+	}
+	for _, w := range workers {
+		if syscall.Kill(w.PID, 0) == nil {
+			t.Errorf("worker %d still running after the parent exited", w.PID)
+		}
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
