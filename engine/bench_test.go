@@ -55,7 +55,7 @@ func benchPeers() []benchPeer {
 	return []benchPeer{
 		{"peer=warren/mode=inline", engineWith(engine.Config{Inline: true, Loops: 1})},
 		{"peer=warren/mode=worker", engineWith(engine.Config{Loops: 1})},
-		{"peer=warren/mode=portable", engineWith(engine.Config{Inline: true, Portable: true})},
+		{"peer=warren/mode=portable", engineWith(engine.Config{Portable: true})},
 		{"peer=net", startNetEcho},
 	}
 }

@@ -73,8 +73,9 @@ type loop struct {
 	sleeping atomic.Bool
 	closedMB bool // guarded by mbMu: the loop has stopped
 
-	stopping bool
-	stopped  chan struct{}
+	stopping   bool
+	stopped    chan struct{}
+	listenAddr netip.AddrPort // the listener's address when bound to one IP
 }
 
 // startLoops creates the loops and the listening sockets and starts them.
@@ -145,6 +146,12 @@ func startLoops(e *Engine, addr string, ln net.Listener) (net.Addr, error) {
 		}
 	}
 	e.loops = loops
+	if ta, ok := bound.(*net.TCPAddr); ok && !ta.IP.IsUnspecified() {
+		ap := ta.AddrPort()
+		for _, l := range loops {
+			l.listenAddr = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+		}
+	}
 	for _, l := range loops {
 		go l.run()
 	}
@@ -957,6 +964,9 @@ func (l *loop) stop() {
 
 func (l *loop) snapshot() []ConnInfo {
 	e := l.e
+	// Accepted connections on a listener bound to one address share its
+	// local address: spare a getsockname per connection.
+	listenAddr := l.listenAddr
 	var out []ConnInfo
 	for _, c := range l.conns {
 		if c == nil {
@@ -969,8 +979,12 @@ func (l *loop) snapshot() []ConnInfo {
 		if lw > last {
 			last = lw
 		}
+		local := listenAddr
+		if !local.IsValid() || c.flags&fOutbound != 0 {
+			local = localAddr(c)
+		}
 		out = append(out, ConnInfo{
-			ID: c.id, Loop: l.idx, Remote: c.remote, Local: localAddr(c), State: c.State(),
+			ID: c.id, Loop: l.idx, Remote: c.remote, Local: local, State: c.State(),
 			Protocol: c.Protocol(), Created: time.Unix(0, c.created),
 			LastActive: e.start.Add(time.Duration(last-1) * e.tickDur),
 			BytesIn:    c.bytesIn.Load(), BytesOut: c.bytesOut.Load(), Served: c.served.Load(),
@@ -1108,7 +1122,7 @@ func (e *Engine) dial(loops []*loop, raddr netip.AddrPort, laddr netip.Addr) (*C
 	}
 	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 	c := e.newConn(fd, raddr)
-	c.flags |= fDialing
+	c.flags |= fDialing | fOutbound
 	target := loops[e.rr.Add(1)%uint64(len(loops))]
 	c.l, c.loopIndex = target, uint16(target.idx)
 	if !target.post(op{kind: opRegister, c: c}) {
