@@ -67,7 +67,7 @@ const (
 	fDrainQuiet        // shutdown: close as soon as quiet
 	fMessage           // SetMessagePending: a message is in progress
 	fDialing           // outbound connect in progress
-	fOutbound // made by Dial
+	fOutbound          // made by Dial
 )
 
 const (

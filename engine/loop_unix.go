@@ -303,6 +303,7 @@ func (l *loop) handle(o *op) {
 	case opQuiet:
 		l.redeliver(c)
 		l.updateState(c)
+		l.retime(c) // timers are not kept while work is in flight
 	}
 }
 

@@ -1,8 +1,53 @@
-// Package websocket is warren's RFC 6455 WebSocket layer. This part is the
-// protocol codec, independent of the engine: frame encoding, an
+// Package websocket is warren's RFC 6455 WebSocket layer: a Server that
+// upgrades requests of the http1 server and keeps the connections on the
+// engine's event loops, Conn, Group and Hub for sending, and underneath
+// them a protocol codec independent of the engine (frame encoding, an
 // incremental frame reader and validator, the handshake helpers and the
-// RFC 7692 permessage-deflate extension. The connection, upgrade and
-// server parts are added later on top of it.
+// RFC 7692 permessage-deflate extension).
+//
+// # Serving
+//
+// New returns a Server for a Handler (OnMessage, and optionally OnOpen and
+// OnClose). Mount it with Server.Handler, which marks it http1.Inline: the
+// upgrade must run on the event loop, where the connection then stays.
+//
+//	ws := websocket.New(websocket.Config{}, handler)
+//	router.Handle("GET /ws", ws.Handler())
+//
+// http1.Adapt cannot hijack connections, so a service on net/http mounts
+// the upgrade route in the same http1.Router as its adapted mux
+// (router.Handle("/{path...}", http1.Adapt(mux))); see ExampleServer_Handler.
+// EchoHandler is the handler of `warren echo`'s GET /ws.
+//
+// Handlers run on the engine's worker pool by default, one call at a time
+// per connection and in order, so they may block; Config.Inline runs them
+// on the event loop, without a hand-off or a copy, for handlers that never
+// block. The data OnMessage gets is valid only during the call. Conn's
+// WriteMessage may be called from any goroutine; it never blocks on the
+// peer, and the engine's output bound and slow-consumer policy apply to
+// each connection. While an Inline handler answers the messages of one
+// read, the replies are gathered and leave in one write. Group and Hub
+// broadcast a message encoded once to many connections.
+//
+// An idle connection holds no goroutine, no buffer, no Reader and no timer
+// object: a Conn struct (about 120 bytes) beside the engine's and the
+// http1 server's per-connection state. A Reader is borrowed from a pool
+// while a message is arriving, and compression state exists only on
+// connections that negotiated permessage-deflate (off by default; see
+// Compression memory below for its cost).
+//
+// Liveness: a connection quiet for Config.PingInterval (30 s) gets a ping
+// from the engine's timing wheel (TimeoutHandler); a peer that sends
+// nothing for another interval is closed with engine.ReasonDeadPeer.
+// Pings from the peer are answered with its payload.
+//
+// Closing: a protocol violation is answered with a Close frame carrying
+// the RFC's code (1002, 1007 or 1009; see Reading) and closes with
+// engine.ReasonProtocolError. Conn.Close and a server shutdown (the
+// engine's DrainHandler sends 1001, going away) wait for the peer's Close
+// for at most Config.CloseTimeout (5 s) before closing the TCP
+// connection; a Close from the peer is echoed and the server closes at
+// once.
 //
 // # Reading
 //

@@ -20,6 +20,7 @@ import (
 	"github.com/warrenhq/warren/engine"
 	"github.com/warrenhq/warren/http1"
 	"github.com/warrenhq/warren/prefork"
+	"github.com/warrenhq/warren/websocket"
 )
 
 // tcpEcho writes back whatever it receives. It never blocks, so it runs
@@ -44,6 +45,8 @@ func runEcho(args []string, stdout, stderr io.Writer) int {
 	var hcfg http1.Config
 	engineFlags(fs, &hcfg.Engine)
 	httpFlags(fs, &hcfg)
+	wsCfg := websocket.Config{Inline: true}
+	wsFlags(fs, &wsCfg)
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
 			return 0
@@ -87,7 +90,7 @@ func runEcho(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 	case "http":
-		srv, err := http1.NewServer(hcfg, echoRoutes())
+		srv, err := http1.NewServer(hcfg, echoRoutes(wsCfg))
 		if err != nil {
 			log.Error("http server", "error", err)
 			return 1
@@ -123,7 +126,7 @@ func runEcho(args []string, stdout, stderr io.Writer) int {
 }
 
 // echoRoutes is the benchmark server's HTTP surface.
-func echoRoutes() *http1.Router {
+func echoRoutes(wsCfg websocket.Config) *http1.Router {
 	r := http1.NewRouter()
 	hello := []byte("hello")
 	// GET / never blocks: it runs on the event loop.
@@ -138,6 +141,9 @@ func echoRoutes() *http1.Router {
 		}
 		c.Write(hello)
 	})
+	// GET /ws echoes WebSocket text and binary messages as received, on
+	// the loop.
+	r.Handle("GET /ws", websocket.New(wsCfg, websocket.Echo).Handler())
 	return r
 }
 

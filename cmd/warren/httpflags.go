@@ -4,6 +4,7 @@ import (
 	"flag"
 
 	"github.com/warrenhq/warren/http1"
+	"github.com/warrenhq/warren/websocket"
 )
 
 // httpFlags registers a flag for every http1.Config field other than the
@@ -24,4 +25,13 @@ func httpFlags(fs *flag.FlagSet, c *http1.Config) {
 	fs.Float64Var(&c.Overload.DisableKeepAliveAt, "overload-disable-keepalive-at", 0, "pressure where keep-alive is switched off (0: 0.95)")
 	fs.DurationVar(&c.Overload.MinIdleTimeout, "overload-min-idle-timeout", 0, "idle timeout at full pressure (0: 1s)")
 	fs.DurationVar(&c.Overload.Interval, "overload-interval", 0, "how often pressure is sampled (0: 1s)")
+}
+
+// wsFlags registers a flag for the websocket.Config fields an operator sets.
+func wsFlags(fs *flag.FlagSet, c *websocket.Config) {
+	fs.IntVar(&c.MaxMessageSize, "ws-max-message", 0, "WebSocket message size limit, close 1009 over it (0: 1 MiB)")
+	fs.DurationVar(&c.PingInterval, "ws-ping-interval", 0, "WebSocket ping interval; a peer silent for two intervals is dead (0: 30s; negative: off)")
+	fs.DurationVar(&c.CloseTimeout, "ws-close-timeout", 0, "how long a closing WebSocket waits for the peer's close frame (0: 5s)")
+	fs.BoolVar(&c.Deflate.Enabled, "ws-deflate", false, "negotiate permessage-deflate")
+	fs.BoolVar(&c.Deflate.ServerNoContextTakeover, "ws-deflate-no-context", false, "permessage-deflate without context takeover (saves ~0.9 MB per connection)")
 }

@@ -1,7 +1,7 @@
 // Command warren runs warren's servers and tools.
 //
 //	warren echo  -addr HOST:PORT [flags]   benchmark echo server
-//	warren load  ...                       load generator (coming)
+//	warren load  -url URL [flags]          load generator
 //	warren serve ...                       device gateway (coming)
 //
 // Every subcommand lists its flags, with defaults, under -h.
@@ -25,6 +25,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "echo":
 		return runEcho(args[1:], stdout, stderr)
+	case "load":
+		return runLoad(args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		usage(stdout)
 		return 0
@@ -40,6 +42,7 @@ func usage(w io.Writer) {
 
 commands:
   echo    benchmark echo server (TCP echo; HTTP and WebSocket as they land)
+  load    load generator: HTTP/WebSocket connections, hold, open/closed-loop traffic, report
 
 Run 'warren <command> -h' for a command's flags and their defaults.
 `)

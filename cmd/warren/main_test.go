@@ -216,3 +216,37 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+func TestEchoWebSocket(t *testing.T) {
+	bin := buildWarren(t)
+	cmd, addr, _ := startWarren(t, bin, "echo", "-addr", "127.0.0.1:0", "-admin", "")
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	c.Write([]byte("GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"))
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 101 || resp.Header.Get("Sec-WebSocket-Accept") != "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" {
+		t.Fatalf("handshake: %v %v", resp, err)
+	}
+	// A masked text frame "hi" comes back unmasked.
+	c.Write([]byte{0x81, 0x82, 1, 2, 3, 4, 'h' ^ 1, 'i' ^ 2})
+	got := make([]byte, 4)
+	if _, err := io.ReadFull(br, got); err != nil || string(got) != "\x81\x02hi" {
+		t.Fatalf("echo frame %q %v", got, err)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	// Draining sends close 1001 (going away).
+	frame := make([]byte, 4)
+	if _, err := io.ReadFull(br, frame); err != nil || frame[0] != 0x88 || frame[2] != 0x03 || frame[3] != 0xe9 {
+		t.Fatalf("close frame %x %v", frame, err)
+	}
+	c.Write([]byte{0x88, 0x82, 0, 0, 0, 0, 0x03, 0xe9})
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("exit: %v", err)
+	}
+}

@@ -1,0 +1,620 @@
+package websocket
+
+import (
+	"errors"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/warrenhq/warren/engine"
+	"github.com/warrenhq/warren/internal/pool"
+)
+
+// Conn is one upgraded WebSocket connection. It stays on the event loop
+// of its engine.Conn; an idle Conn holds only this struct: no goroutine,
+// no read or write buffer, no Reader and no timer object (liveness pings
+// use the engine's per-loop timing wheel). Reader state is borrowed from a
+// pool while a message is being received, and compression state exists
+// only on connections that negotiated permessage-deflate.
+//
+// WriteMessage, WriteText, Close, Context, SetContext and the accessors are
+// safe for concurrent use from any goroutine. Writes are never interleaved
+// and never block on the peer: the engine queues what the socket does not
+// take, and its slow-consumer policy applies per connection.
+type Conn struct {
+	ec  *engine.Conn
+	srv *Server
+	rd  *Reader      // owned by the loop; nil between messages
+	cmp *compression // nil unless permessage-deflate was negotiated
+
+	// mu guards the fields below and cmp's Deflater, and orders frame
+	// writes so that nothing follows a Close frame. Lock order: Conn.mu
+	// before Group.mu (see LOCKS in group.go).
+	mu        sync.Mutex
+	ctx       any
+	groups    []*Group
+	code      uint16             // close status sent or received first
+	why       engine.CloseReason // why the server closes once the handshake ends
+	closeSent bool               // a Close frame was sent: no more frames
+	closeRecv bool               // the peer's Close frame arrived
+	closed    bool               // the engine connection has closed
+	corked    bool               // the loop is handling input: gather small frames
+	paused    bool               // reading paused: too much waits for the handler
+	batch     []byte             // frames gathered while corked, pooled
+
+	queued atomic.Int64 // cost of messages waiting for or in the handler
+
+	pingSent atomic.Bool // a liveness ping is unanswered
+	done     bool        // owned by the loop: input is discarded from now on
+	sub      uint8       // 1 + index into Config.Subprotocols; 0 for none
+}
+
+// compression is the permessage-deflate state of one connection.
+type compression struct {
+	params DeflateParams
+	d      Deflater // guarded by Conn.mu
+	i      Inflater // owned by the loop
+}
+
+func newCompression(p DeflateParams, level int) *compression {
+	cm := &compression{params: p}
+	cm.d = Deflater{level: level, bits: p.ServerMaxWindowBits, noContext: p.ServerNoContextTakeover}
+	cm.d.norm()
+	cm.i = Inflater{noContext: p.ClientNoContextTakeover}
+	return cm
+}
+
+// Engine returns the engine connection underneath, for its address,
+// counters and identity. Do not write to it directly: frames must go
+// through Conn. Its Context belongs to the HTTP server; use
+// Conn.SetContext instead.
+func (c *Conn) Engine() *engine.Conn { return c.ec }
+
+// ID returns the engine connection's identifier, unique within the
+// process.
+func (c *Conn) ID() uint64 { return c.ec.ID() }
+
+// RemoteAddr returns the peer's address.
+func (c *Conn) RemoteAddr() netip.AddrPort { return c.ec.RemoteAddr() }
+
+// Subprotocol returns the subprotocol chosen in the handshake, or "".
+func (c *Conn) Subprotocol() string {
+	if c.sub == 0 {
+		return ""
+	}
+	return c.srv.cfg.Subprotocols[c.sub-1]
+}
+
+// Deflate reports the permessage-deflate parameters the handshake agreed
+// on, and whether it agreed on any.
+func (c *Conn) Deflate() (DeflateParams, bool) {
+	if c.cmp == nil {
+		return DeflateParams{}, false
+	}
+	return c.cmp.params, true
+}
+
+// Context returns the value stored by SetContext, or nil. It is safe for
+// concurrent use.
+func (c *Conn) Context() any {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ctx
+}
+
+// SetContext stores a value for the application (a session, a device
+// identity). It is safe for concurrent use.
+func (c *Conn) SetContext(v any) {
+	c.mu.Lock()
+	c.ctx = v
+	c.mu.Unlock()
+}
+
+// WriteMessage sends data as one message of type op (OpText or OpBinary;
+// text must be valid UTF-8, which is not checked). It never blocks on the
+// peer and may be called from any goroutine; data may be reused when it
+// returns. On a connection that negotiated permessage-deflate, messages of
+// at least Config.DeflateThreshold bytes are compressed. It fails with
+// ErrClosed once the close handshake has begun, and with the engine's
+// error (engine.ErrSlowConsumer, engine.ErrQueueLimit) when the
+// connection's output queue is over its bound, which closes it.
+func (c *Conn) WriteMessage(op Opcode, data []byte) error {
+	if op != OpText && op != OpBinary {
+		return ErrDataOpcode
+	}
+	c.mu.Lock()
+	if c.closeSent || c.closed {
+		c.mu.Unlock()
+		return ErrClosed
+	}
+	var err error
+	switch {
+	case c.cmp != nil && len(data) >= c.srv.cfg.DeflateThreshold:
+		// Room for incompressible data too: deflate adds a few bytes per
+		// stored block.
+		b := pool.Get(len(data) + len(data)>>8 + 64)[:0]
+		b = c.cmp.d.AppendFrame(b, op, data)
+		err = c.writeLocked(b)
+		pool.Put(b)
+	case len(data) <= copyFrame && c.corked:
+		if err = c.growBatchLocked(MaxHeaderLen + len(data)); err == nil {
+			c.batch = AppendFrame(c.batch, op, true, data)
+		}
+	case len(data) <= copyFrame:
+		// One contiguous write: cheaper than a two-buffer writev. The
+		// buffer is pooled because engine.Conn.Write lets its argument
+		// escape.
+		b := AppendFrame(pool.Get(MaxHeaderLen + len(data))[:0], op, true, data)
+		_, err = c.ec.Write(b)
+		pool.Put(b)
+	default:
+		if err = c.flushLocked(); err != nil {
+			break
+		}
+		hb := pool.Get(MaxHeaderLen)
+		bufs := [2][]byte{AppendHeader(hb[:0], FrameHeader{Fin: true, Op: op, Length: int64(len(data))}), data}
+		_, err = c.ec.Writev(bufs[:])
+		pool.Put(hb)
+	}
+	c.mu.Unlock()
+	return writeErr(err)
+}
+
+// copyFrame is the largest payload WriteMessage copies next to its header
+// to write the frame with one buffer (or gathers while corked); larger
+// ones go out with writev.
+const copyFrame = 16 << 10
+
+// batchMax bounds the frames gathered while corked before they are sent.
+const batchMax = 64 << 10
+
+// writeLocked sends an encoded frame; c.mu is held. While the loop is
+// handling a read (corked), small frames are gathered and leave in one
+// write when it is done, so a read holding many messages costs one write
+// for all their replies.
+func (c *Conn) writeLocked(frame []byte) error {
+	if c.corked && len(frame) <= copyFrame {
+		if err := c.growBatchLocked(len(frame)); err != nil {
+			return err
+		}
+		c.batch = append(c.batch, frame...)
+		return nil
+	}
+	if err := c.flushLocked(); err != nil {
+		return err
+	}
+	_, err := c.ec.Write(frame)
+	return err
+}
+
+// growBatchLocked makes room for n more bytes in the batch, sending it
+// first when it would pass batchMax.
+func (c *Conn) growBatchLocked(n int) error {
+	if len(c.batch)+n > batchMax {
+		if err := c.flushLocked(); err != nil {
+			return err
+		}
+	}
+	if c.batch == nil {
+		c.batch = pool.Get(max(n, 4096))[:0]
+	} else {
+		c.batch = pool.Grow(c.batch, n)
+	}
+	return nil
+}
+
+// flushLocked sends the gathered frames; c.mu is held.
+func (c *Conn) flushLocked() error {
+	if len(c.batch) == 0 {
+		return nil
+	}
+	_, err := c.ec.Write(c.batch)
+	c.batch = c.batch[:0]
+	return err
+}
+
+// cork starts gathering small frames; the loop calls it before handling a
+// read (Inline handlers only).
+func (c *Conn) cork() {
+	c.mu.Lock()
+	c.corked = true
+	c.mu.Unlock()
+}
+
+// uncork sends the gathered frames and releases the batch buffer.
+func (c *Conn) uncork() {
+	c.mu.Lock()
+	c.corked = false
+	c.flushLocked()
+	if c.batch != nil {
+		pool.Put(c.batch)
+		c.batch = nil
+	}
+	c.mu.Unlock()
+}
+
+// closeEngine sends what is gathered and asks the engine to close the
+// connection (after flushing its queue) with why.
+func (c *Conn) closeEngine(why engine.CloseReason) {
+	c.mu.Lock()
+	c.flushLocked()
+	c.mu.Unlock()
+	c.ec.CloseWithReason(why)
+}
+
+// WriteText sends s as a text message; see WriteMessage.
+func (c *Conn) WriteText(s string) error {
+	return c.WriteMessage(OpText, unsafe.Slice(unsafe.StringData(s), len(s)))
+}
+
+// writeFrame sends an encoded frame shared with other connections.
+func (c *Conn) writeFrame(frame []byte) error {
+	c.mu.Lock()
+	if c.closeSent || c.closed {
+		c.mu.Unlock()
+		return ErrClosed
+	}
+	err := c.writeLocked(frame)
+	c.mu.Unlock()
+	return writeErr(err)
+}
+
+// writeControl sends a ping or pong unless the close handshake has begun.
+func (c *Conn) writeControl(op Opcode, payload []byte) {
+	c.mu.Lock()
+	if !c.closeSent && !c.closed {
+		b := AppendFrame(pool.Get(MaxHeaderLen + len(payload))[:0], op, true, payload)
+		c.writeLocked(b)
+		pool.Put(b)
+	}
+	c.mu.Unlock()
+}
+
+// writeCloseLocked sends a Close frame; c.mu is held.
+func (c *Conn) writeCloseLocked(code uint16, reason string) error {
+	b := AppendClose(pool.Get(MaxHeaderLen + MaxControlPayload)[:0], code, reason)
+	err := c.writeLocked(b)
+	pool.Put(b)
+	return err
+}
+
+func writeErr(err error) error {
+	if err != nil && errors.Is(err, engine.ErrClosed) {
+		return ErrClosed
+	}
+	return err
+}
+
+// Close starts the close handshake: it sends a Close frame with code and
+// reason (cut to 123 bytes) and closes the connection when the peer's
+// Close arrives, or after Config.CloseTimeout. Code 0 sends a Close frame
+// without a status. Messages that arrive meanwhile are still delivered;
+// writes fail with ErrClosed. Close is safe for concurrent use; calls after
+// the first do nothing.
+func (c *Conn) Close(code uint16, reason string) error {
+	if code != 0 && !ValidCloseCode(code) {
+		return ErrInvalidCloseCode
+	}
+	return c.startClose(code, reason, engine.ReasonLocal)
+}
+
+// startClose sends a Close frame unless one was sent, records why the
+// connection will close, and bounds the handshake with the close timeout.
+func (c *Conn) startClose(code uint16, reason string, why engine.CloseReason) error {
+	c.mu.Lock()
+	if c.closeSent || c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closeSent, c.why = true, why
+	c.code = code
+	if code == 0 {
+		c.code = CloseNoStatus
+	}
+	err := c.writeCloseLocked(code, reason)
+	c.mu.Unlock()
+	d := c.srv.cfg.CloseTimeout
+	c.ec.SetIdleTimeout(d)
+	c.ec.SetReadTimeout(d)
+	return writeErr(err)
+}
+
+// run calls fn where the handler runs: on the loop with Config.Inline, else
+// on the worker pool in per-connection order.
+func (c *Conn) run(fn func()) bool {
+	if c.srv.cfg.Inline {
+		fn()
+		return true
+	}
+	if err := c.ec.Dispatch(fn); err != nil {
+		c.overloaded()
+		return false
+	}
+	return true
+}
+
+// overloaded fails a connection whose handler work the worker pool
+// refused: 1013 (try again later), engine.ReasonLimitReached.
+func (c *Conn) overloaded() {
+	c.startClose(CloseTryAgainLater, "server overloaded", engine.ReasonLimitReached)
+	c.closeEngine(engine.ReasonLimitReached)
+	c.done = true
+}
+
+// proto is Conn seen by the engine: the http1 server hands it every byte
+// after the handshake and forwards the lifecycle hooks. Keeping these
+// methods on a separate type keeps them out of Conn's API.
+type proto Conn
+
+var (
+	_ engine.Handler        = (*proto)(nil)
+	_ engine.CloseHandler   = (*proto)(nil)
+	_ engine.DrainHandler   = (*proto)(nil)
+	_ engine.TimeoutHandler = (*proto)(nil)
+)
+
+// reader returns the connection's Reader, borrowing one between messages.
+func (c *Conn) reader() *Reader {
+	if c.rd != nil {
+		return c.rd
+	}
+	rd := readerPool.Get().(*Reader)
+	rd.MaxMessageSize = c.srv.cfg.MaxMessageSize
+	rd.Pool = bufPool{}
+	if c.cmp != nil {
+		rd.Inflater = &c.cmp.i
+	}
+	c.rd = rd
+	return rd
+}
+
+// releaseReader returns the Reader to the pool when no message is in
+// progress, so that an idle connection holds none.
+func (c *Conn) releaseReader() {
+	rd := c.rd
+	if rd == nil || rd.msgOp != 0 || rd.frameLeft != 0 {
+		return
+	}
+	rd.freeBuffers()
+	*rd = Reader{}
+	readerPool.Put(rd)
+	c.rd = nil
+}
+
+// dropReader returns the Reader and its buffers for good.
+func (c *Conn) dropReader() {
+	if rd := c.rd; rd != nil {
+		rd.freeBuffers()
+		*rd = Reader{}
+		readerPool.Put(rd)
+		c.rd = nil
+	}
+}
+
+// OnData decodes frames on the event loop. Messages go to the handler;
+// pings are answered; a Close or a protocol violation ends the connection.
+func (p *proto) OnData(_ *engine.Conn, in []byte) int {
+	c := (*Conn)(p)
+	if c.pingSent.Load() {
+		c.pingSent.Store(false) // any byte proves the peer alive
+	}
+	if c.done {
+		return len(in)
+	}
+	inline := c.srv.cfg.Inline
+	if inline {
+		c.cork()
+	}
+	n := c.decode(in)
+	if inline {
+		c.uncork()
+	}
+	return n
+}
+
+// decode hands every complete event in in to event and returns the bytes
+// consumed.
+func (c *Conn) decode(in []byte) int {
+	rd := c.reader()
+	off := 0
+	for off < len(in) {
+		n, ev, err := rd.Next(in[off:])
+		if err != nil {
+			c.fail(err)
+			return len(in)
+		}
+		if ev.Op == 0 {
+			off += n
+			break
+		}
+		c.event(&ev)
+		off += n
+		if c.done {
+			c.dropReader()
+			return len(in)
+		}
+	}
+	c.releaseReader()
+	return off
+}
+
+// event handles one event of the Reader.
+func (c *Conn) event(ev *Event) {
+	switch ev.Op {
+	case OpText, OpBinary:
+		c.ec.AddServed(1)
+		h := c.srv.h
+		if c.srv.cfg.Inline {
+			h.OnMessage(c, ev.Op, ev.Payload)
+			return
+		}
+		op := ev.Op
+		var data []byte
+		if len(ev.Payload) > 0 {
+			data = append(pool.Get(len(ev.Payload))[:0], ev.Payload...)
+		}
+		cost := int64(len(data)) + messageCost
+		c.account(cost)
+		if err := c.ec.Dispatch(func() {
+			h.OnMessage(c, op, data)
+			if data != nil {
+				pool.Put(data)
+			}
+			c.account(-cost)
+		}); err != nil {
+			if data != nil {
+				pool.Put(data)
+			}
+			c.account(-cost)
+			c.overloaded()
+		}
+	case OpPing:
+		c.writeControl(OpPong, ev.Payload)
+	case OpPong:
+		// Liveness is tracked on every input; nothing else to do.
+	case OpClose:
+		c.done = true
+		c.mu.Lock()
+		c.closeRecv = true
+		if !c.closeSent {
+			// The peer closes first: echo its status and close the TCP
+			// connection, as the server should (RFC 6455 §7.1.1).
+			c.closeSent, c.why, c.code = true, engine.ReasonPeerClosed, ev.Code
+			c.writeCloseLocked(ev.Code, "")
+		}
+		why := c.why
+		c.mu.Unlock()
+		c.closeEngine(why)
+	}
+}
+
+// Flow control for handlers on the worker pool: a connection stops being
+// read while the messages waiting for its handler cost more than
+// queuedHigh (each counts its size plus messageCost), and resumes below
+// queuedLow, so that one fast sender cannot fill the engine's worker queue.
+const (
+	messageCost = 1 << 10
+	queuedHigh  = 1 << 20
+	queuedLow   = 256 << 10
+)
+
+// account adds delta to the cost of queued messages, pausing or resuming
+// reads as it crosses the marks. It is called on the loop (+) and on
+// workers (-); pause and resume are posted under c.mu, so in order.
+func (c *Conn) account(delta int64) {
+	n := c.queued.Add(delta)
+	if delta > 0 && n < queuedHigh || delta < 0 && n > queuedLow {
+		return
+	}
+	c.mu.Lock()
+	n = c.queued.Load()
+	switch {
+	case !c.paused && n >= queuedHigh:
+		c.paused = true
+		c.ec.PauseRead()
+	case c.paused && n <= queuedLow:
+		c.paused = false
+		c.ec.ResumeRead()
+	}
+	c.mu.Unlock()
+}
+
+// fail answers a protocol violation with its Close code and closes at
+// once; the peer has broken the stream, so the server does not wait for
+// its Close.
+func (c *Conn) fail(err error) {
+	c.done = true
+	c.dropReader()
+	var ce *CloseError
+	if !errors.As(err, &ce) {
+		ce = &CloseError{Code: CloseInternalError, Reason: "internal error"}
+	}
+	c.mu.Lock()
+	why := c.why
+	if !c.closeSent {
+		c.closeSent, c.code = true, ce.Code
+		why = engine.ReasonProtocolError
+		c.why = why
+		c.writeCloseLocked(ce.Code, ce.Reason)
+		c.srv.stats.protoErrs.Add(1)
+	}
+	c.mu.Unlock()
+	c.closeEngine(why)
+}
+
+// OnTimeout runs on the event loop when the connection has been quiet for
+// the ping interval (or a frame has been arriving for that long): it sends
+// a ping, or closes a peer that left the previous one unanswered with
+// engine.ReasonDeadPeer. During the close handshake it ends the wait.
+func (p *proto) OnTimeout(ec *engine.Conn, reason engine.CloseReason) bool {
+	c := (*Conn)(p)
+	c.mu.Lock()
+	closing, why := c.closeSent, c.why
+	c.mu.Unlock()
+	if closing {
+		ec.CloseWithReason(why)
+		return false
+	}
+	if c.srv.cfg.PingInterval <= 0 {
+		return false
+	}
+	if c.pingSent.Load() {
+		c.srv.stats.dead.Add(1)
+		ec.Abort(engine.ReasonDeadPeer)
+		return false
+	}
+	c.pingSent.Store(true)
+	c.srv.stats.pings.Add(1)
+	c.writeControl(OpPing, nil)
+	return true
+}
+
+// OnDrain runs on the event loop when the engine shuts down: it sends
+// Close 1001 (going away) and closes when the peer answers or after the
+// close timeout.
+func (p *proto) OnDrain(*engine.Conn) {
+	(*Conn)(p).startClose(CloseGoingAway, "server shutting down", engine.ReasonShutdown)
+}
+
+// OnClose releases the connection's state, leaves its groups and tells the
+// handler.
+func (p *proto) OnClose(_ *engine.Conn, reason engine.CloseReason, _ error) {
+	c := (*Conn)(p)
+	c.done = true
+	c.dropReader()
+	c.mu.Lock()
+	c.closed = true
+	code := c.code
+	if code == 0 {
+		code = CloseAbnormal
+	}
+	groups := c.groups
+	c.groups = nil
+	c.corked = false
+	if c.batch != nil {
+		pool.Put(c.batch)
+		c.batch = nil
+	}
+	if c.cmp != nil {
+		c.cmp.d.Reset()
+		c.cmp.i.Reset()
+	}
+	c.mu.Unlock()
+	for _, g := range groups {
+		g.remove(c)
+	}
+	s := c.srv
+	s.stats.open.Add(-1)
+	if s.hClose == nil {
+		return
+	}
+	if s.cfg.Inline {
+		s.hClose.OnClose(c, reason, code)
+		return
+	}
+	fn := func() { s.hClose.OnClose(c, reason, code) }
+	if c.ec.Dispatch(fn) != nil {
+		go fn()
+	}
+}
