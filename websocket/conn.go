@@ -158,6 +158,9 @@ func (c *Conn) WriteMessage(op Opcode, data []byte) error {
 		pool.Put(hb)
 	}
 	c.mu.Unlock()
+	if err == nil {
+		c.srv.stats.msgOut.add(c.ec.Loop())
+	}
 	return writeErr(err)
 }
 
@@ -257,6 +260,9 @@ func (c *Conn) writeFrame(frame []byte) error {
 	}
 	err := c.writeLocked(frame)
 	c.mu.Unlock()
+	if err == nil {
+		c.srv.stats.msgOut.add(c.ec.Loop())
+	}
 	return writeErr(err)
 }
 
@@ -444,6 +450,7 @@ func (c *Conn) event(ev *Event) {
 	switch ev.Op {
 	case OpText, OpBinary:
 		c.ec.AddServed(1)
+		c.srv.stats.msgIn.add(c.ec.Loop())
 		h := c.srv.h
 		if c.srv.cfg.Inline {
 			h.OnMessage(c, ev.Op, ev.Payload)

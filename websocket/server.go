@@ -231,11 +231,31 @@ type Stats struct {
 	PingsSent      uint64 // liveness pings sent
 	DeadPeers      uint64 // connections closed with engine.ReasonDeadPeer
 	ProtocolErrors uint64 // connections failed with 1002, 1007 or 1009
+	MessagesIn     uint64 // data messages received
+	MessagesOut    uint64 // data messages sent (broadcasts count per connection)
 }
 
 type serverStats struct {
 	upgrades, refused, pings, dead, protoErrs atomic.Uint64
 	open                                      atomic.Int64
+	msgIn, msgOut                             shardedCounter
+}
+
+// shardedCounter is a counter split by event loop, so loops counting
+// messages never share a cache line; Stats sums it.
+type shardedCounter [16]struct {
+	n atomic.Uint64
+	_ [56]byte
+}
+
+func (s *shardedCounter) add(shard int) { s[shard&15].n.Add(1) }
+
+func (s *shardedCounter) load() uint64 {
+	var t uint64
+	for i := range s {
+		t += s[i].n.Load()
+	}
+	return t
 }
 
 // Stats returns a snapshot of the server's counters.
@@ -247,6 +267,8 @@ func (s *Server) Stats() Stats {
 		PingsSent:      s.stats.pings.Load(),
 		DeadPeers:      s.stats.dead.Load(),
 		ProtocolErrors: s.stats.protoErrs.Load(),
+		MessagesIn:     s.stats.msgIn.load(),
+		MessagesOut:    s.stats.msgOut.load(),
 	}
 }
 

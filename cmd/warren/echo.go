@@ -90,7 +90,8 @@ func runEcho(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 	case "http":
-		srv, err := http1.NewServer(hcfg, echoRoutes(wsCfg))
+		ws := websocket.New(wsCfg, websocket.Echo)
+		srv, err := http1.NewServer(hcfg, echoRoutes(ws))
 		if err != nil {
 			log.Error("http server", "error", err)
 			return 1
@@ -100,7 +101,7 @@ func runEcho(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		e = srv.Engine()
-		extra = append(extra, admin.HTTPCollector("", srv))
+		extra = append(extra, admin.HTTPCollector("", srv), admin.WebSocketCollector("", ws))
 		overload = func() float64 { return float64(srv.Overload().Level()) }
 	default:
 		fmt.Fprintf(stderr, "warren echo: unknown -proto %q\n", *proto)
@@ -126,7 +127,7 @@ func runEcho(args []string, stdout, stderr io.Writer) int {
 }
 
 // echoRoutes is the benchmark server's HTTP surface.
-func echoRoutes(wsCfg websocket.Config) *http1.Router {
+func echoRoutes(ws *websocket.Server) *http1.Router {
 	r := http1.NewRouter()
 	hello := []byte("hello")
 	// GET / never blocks: it runs on the event loop.
@@ -143,7 +144,7 @@ func echoRoutes(wsCfg websocket.Config) *http1.Router {
 	})
 	// GET /ws echoes WebSocket text and binary messages as received, on
 	// the loop.
-	r.Handle("GET /ws", websocket.New(wsCfg, websocket.Echo).Handler())
+	r.Handle("GET /ws", ws.Handler())
 	return r
 }
 
