@@ -1,0 +1,108 @@
+# shellcheck shell=bash
+# lib.sh — shell helpers the benchmark scripts share; sourced, not run.
+# Callers set PROG (for messages) and BIN (where the binaries are) first.
+#
+# Every process started through these helpers is recorded in PIDS and
+# stopped by pid (SIGTERM, a bounded wait, then SIGKILL) when the script
+# exits.
+
+die() { echo "$PROG: $*" >&2; exit 1; }
+
+PIDS=()
+
+# stop_pid PID [SECONDS]: SIGTERM, wait at most SECONDS (10), then SIGKILL.
+stop_pid() {
+  local pid=$1 t=${2:-10} i
+  kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < t * 10; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    echo "$PROG: pid $pid ignored SIGTERM for ${t}s; killing" >&2
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+  local pid
+  for pid in "${PIDS[@]}"; do stop_pid "$pid" 5; done
+  PIDS=()
+}
+trap cleanup EXIT
+trap 'echo "$PROG: interrupted" >&2; exit 130' INT TERM
+
+# median: the median of the numbers on stdin, one a line ("-" for none).
+median() {
+  sort -g | awk '{v[NR] = $1} END {if (NR == 0) {print "-"} else if (NR % 2) {print v[(NR + 1) / 2]} else {print (v[NR / 2] + v[NR / 2 + 1]) / 2}}'
+}
+
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+hwm_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
+
+# machine_line: one line describing the machine and its load right now.
+machine_line() {
+  echo "$(go version | awk '{print $3}'), Linux $(uname -r), $(nproc) cores ($(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)), $(awk '/^MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+}
+
+# has_memstats NAME: whether the server answers SIGUSR1 with a MEMSTATS line.
+has_memstats() { [ "$1" = netecho ] || [ "$1" = enginehost ]; }
+
+# memstats PID LOG: asks the server for its Go memory figures and prints
+# "heap_inuse stack_inuse" in bytes, or "- -".
+memstats() {
+  local pid=$1 log=$2 before i
+  before=$(grep -c '^MEMSTATS ' "$log" || true)
+  kill -USR1 "$pid" 2>/dev/null || { echo "- -"; return; }
+  for ((i = 0; i < 30; i++)); do
+    if [ "$(grep -c '^MEMSTATS ' "$log" || true)" -gt "$before" ]; then
+      grep '^MEMSTATS ' "$log" | tail -n 1 |
+        sed -E 's/.*"heap_inuse":([0-9]+).*"stack_inuse":([0-9]+).*/\1 \2/'
+      return
+    fi
+    sleep 0.1
+  done
+  echo "- -"
+}
+
+# check_server NAME: fails unless NAME is a server start_server knows.
+check_server() {
+  case $1 in warren | warren-noadmin | portable | netecho | enginehost) ;; *) die "unknown server $1" ;; esac
+}
+
+# start_server NAME LOG [WRAPPER...]: starts the server on a free loopback
+# port (under WRAPPER, e.g. taskset -c 0, when given) and sets SRV_PID and
+# SRV_ADDR.
+#   warren      warren echo -proto tcp (event loops, handler inline; admin
+#               listener on a free port, as shipped)
+#   warren-noadmin  the same with -admin "" (no admin listener)
+#   portable    warren echo -proto tcp -portable (engine on Go's net package)
+#   netecho     bench/cmd/netecho (goroutine per connection, 4 KiB buffer)
+#   enginehost  bench/cmd/enginehost (the engine in-process, MEMSTATS on SIGUSR1)
+start_server() {
+  local name=$1 log=$2 i
+  shift 2
+  : >"$log"
+  case $name in
+    warren) "$@" "$BIN/warren" echo -proto tcp -admin 127.0.0.1:0 -addr 127.0.0.1:0 >"$log" 2>&1 & ;;
+    warren-noadmin) "$@" "$BIN/warren" echo -proto tcp -admin "" -addr 127.0.0.1:0 >"$log" 2>&1 & ;;
+    portable) "$@" "$BIN/warren" echo -proto tcp -portable -admin 127.0.0.1:0 -addr 127.0.0.1:0 >"$log" 2>&1 & ;;
+    netecho) "$@" "$BIN/netecho" -addr 127.0.0.1:0 >"$log" 2>&1 & ;;
+    enginehost) "$@" "$BIN/enginehost" -addr 127.0.0.1:0 >"$log" 2>&1 & ;;
+    *) die "unknown server $name" ;;
+  esac
+  SRV_PID=$!
+  PIDS+=("$SRV_PID")
+  SRV_ADDR=
+  for ((i = 0; i < 100; i++)); do
+    SRV_ADDR=$(grep -E '^listening |warren echo listening' "$log" | head -n 1 |
+      grep -oE '(addr=|^listening )[0-9.]+:[0-9]+' | sed -E 's/^(addr=|listening )//' || true)
+    [ -n "$SRV_ADDR" ] && return 0
+    kill -0 "$SRV_PID" 2>/dev/null || { cat "$log" >&2; die "$name exited at start"; }
+    sleep 0.1
+  done
+  cat "$log" >&2
+  die "$name did not print its address within 10 s"
+}
