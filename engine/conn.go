@@ -20,8 +20,7 @@ type Conn struct {
 	// mu guards the output queue and the closed/closing flags, and keeps
 	// the descriptor from being closed (and reused) under a writer.
 	mu         sync.Mutex
-	out        [][]byte // queued output, pooled buffers
-	outBytes   int
+	out        *outQueue // queued output; nil when empty (idle connections)
 	lastWrite  int64 // tick of the last write progress
 	closed     bool  // descriptor closed; writes fail
 	closing    bool  // close requested; writes fail
@@ -132,7 +131,7 @@ func (c *Conn) SetContext(v any) { c.ctx.Store(v) }
 func (c *Conn) QueuedBytes() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.outBytes
+	return c.out.len()
 }
 
 func durationMS(d time.Duration) int32 {
@@ -310,7 +309,7 @@ func (c *Conn) writev(bufs [][]byte, total int) (int, error) {
 		return 0, ErrClosed
 	}
 	n := 0
-	if len(c.out) == 0 {
+	if c.out == nil {
 		var err error
 		n, err = writeFD(c.fd, bufs)
 		if n > 0 {
@@ -353,9 +352,10 @@ func (c *Conn) enqueueLocked(bufs [][]byte, skip, rest int) error {
 	if cfg.SlowPolicy == SlowPause {
 		limit *= 4
 	}
-	if c.outBytes+rest > cfg.WriteHighWater {
+	queued := c.out.len()
+	if queued+rest > cfg.WriteHighWater {
 		c.l.stats.watermarkHits.Add(1)
-		if c.outBytes+rest > limit {
+		if queued+rest > limit {
 			return ErrSlowConsumer
 		}
 	}
@@ -365,9 +365,11 @@ func (c *Conn) enqueueLocked(bufs [][]byte, skip, rest int) error {
 	} else if cfg.MaxQueuedBytes <= 0 {
 		e.queued.Add(int64(rest))
 	}
-	if len(c.out) == 0 {
+	if c.out == nil {
 		c.lastWrite = c.l.tick.Load()
+		c.out = outQueuePool.Get().(*outQueue)
 	}
+	q := c.out
 	for _, b := range bufs {
 		if skip >= len(b) {
 			skip -= len(b)
@@ -377,8 +379,8 @@ func (c *Conn) enqueueLocked(bufs [][]byte, skip, rest int) error {
 		skip = 0
 		for len(b) > 0 {
 			var last []byte
-			if k := len(c.out); k > 0 {
-				last = c.out[k-1]
+			if k := len(q.bufs); k > 0 {
+				last = q.bufs[k-1]
 			}
 			if last == nil || len(last) == cap(last) {
 				size := len(b)
@@ -389,21 +391,21 @@ func (c *Conn) enqueueLocked(bufs [][]byte, skip, rest int) error {
 					size = 256 << 10
 				}
 				last = pool.Get(size)[:0]
-				c.out = append(c.out, last)
+				q.bufs = append(q.bufs, last)
 			}
 			m := copy(last[len(last):cap(last)], b)
-			c.out[len(c.out)-1] = last[:len(last)+m]
+			q.bufs[len(q.bufs)-1] = last[:len(last)+m]
 			b = b[m:]
 		}
 	}
-	c.outBytes += rest
+	q.bytes += rest
 	return nil
 }
 
 // flushLocked writes queued output; it reports whether the queue is empty.
 func (c *Conn) flushLocked() (bool, error) {
-	for len(c.out) > 0 {
-		batch := c.out
+	for c.out != nil && len(c.out.bufs) > 0 {
+		batch := c.out.bufs
 		if len(batch) > 64 {
 			batch = batch[:64]
 		}
@@ -416,7 +418,7 @@ func (c *Conn) flushLocked() (bool, error) {
 			c.bytesOut.Add(uint64(n))
 			c.l.stats.bytesOut.Add(uint64(n))
 			c.lastWrite = c.l.tick.Load()
-			c.outBytes -= n
+			c.out.bytes -= n
 			c.l.e.queued.Add(-int64(n))
 			c.consumeOutLocked(n)
 		}
@@ -427,7 +429,7 @@ func (c *Conn) flushLocked() (bool, error) {
 			return false, nil // the socket buffer is full
 		}
 	}
-	c.out = nil
+	c.freeOutLocked()
 	return true, nil
 }
 
@@ -435,27 +437,58 @@ func (c *Conn) flushLocked() (bool, error) {
 // partly written buffer is shifted down so it still starts where the pool
 // handed it out.
 func (c *Conn) consumeOutLocked(n int) {
+	q := c.out
 	for n > 0 {
-		b := c.out[0]
+		b := q.bufs[0]
 		if n < len(b) {
 			m := copy(b, b[n:])
-			c.out[0] = b[:m]
+			q.bufs[0] = b[:m]
 			return
 		}
 		n -= len(b)
 		pool.Put(b)
-		c.out[0] = nil
-		c.out = c.out[1:]
+		q.bufs[0] = nil
+		q.bufs = q.bufs[1:]
 	}
 }
 
 // releaseOutLocked drops queued output of a closed connection.
 func (c *Conn) releaseOutLocked(e *Engine) {
-	for _, b := range c.out {
+	if c.out == nil {
+		return
+	}
+	for _, b := range c.out.bufs {
 		pool.Put(b)
 	}
-	if c.outBytes > 0 {
-		e.queued.Add(-int64(c.outBytes))
+	if c.out.bytes > 0 {
+		e.queued.Add(-int64(c.out.bytes))
 	}
-	c.out, c.outBytes = nil, 0
+	c.freeOutLocked()
+}
+
+// outQueue is a connection's queued output: pooled buffers in order. A
+// connection holds one only while output is waiting.
+type outQueue struct {
+	bufs  [][]byte
+	bytes int
+}
+
+var outQueuePool = sync.Pool{New: func() any { return new(outQueue) }}
+
+// len returns the queued bytes; q may be nil.
+func (q *outQueue) len() int {
+	if q == nil {
+		return 0
+	}
+	return q.bytes
+}
+
+// freeOutLocked returns an emptied queue to its pool.
+func (c *Conn) freeOutLocked() {
+	if q := c.out; q != nil {
+		clear(q.bufs)
+		q.bufs, q.bytes = q.bufs[:0], 0
+		c.out = nil
+		outQueuePool.Put(q)
+	}
 }

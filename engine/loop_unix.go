@@ -620,7 +620,7 @@ func (l *loop) onWritable(c *Conn) {
 	}
 	c.mu.Lock()
 	empty, err := c.flushLocked()
-	queued := c.outBytes
+	queued := c.out.len()
 	c.mu.Unlock()
 	if err != nil {
 		l.closeNow(c, reasonFor(err), err)
@@ -645,7 +645,7 @@ func (l *loop) armWrite(c *Conn) {
 	e := l.e
 	c.mu.Lock()
 	c.armPending = false
-	queued := c.outBytes
+	queued := c.out.len()
 	c.mu.Unlock()
 	if queued > e.cfg.WriteHighWater && e.cfg.SlowPolicy == SlowPause {
 		c.flags |= fSlowPaused
@@ -667,7 +667,7 @@ func (l *loop) updateInterest(c *Conn) {
 		want = ioRead
 	}
 	c.mu.Lock()
-	if len(c.out) > 0 {
+	if c.out != nil {
 		want |= ioWrite
 	}
 	c.mu.Unlock()
@@ -687,7 +687,7 @@ func (l *loop) quiet(c *Conn) bool {
 		return false
 	}
 	c.mu.Lock()
-	empty := len(c.out) == 0
+	empty := c.out == nil
 	c.mu.Unlock()
 	return empty
 }
@@ -736,7 +736,7 @@ func (l *loop) setState(c *Conn, to State) {
 // handleClose carries out a close requested with requestClose.
 func (l *loop) handleClose(c *Conn) {
 	c.mu.Lock()
-	abort, empty := c.abort, len(c.out) == 0
+	abort, empty := c.abort, c.out == nil
 	c.mu.Unlock()
 	if abort || empty {
 		l.finishClose(c)
@@ -835,7 +835,7 @@ func msTicks(e *Engine, ms int32, def time.Duration) int64 {
 func (l *loop) deadline(c *Conn) (int64, CloseReason) {
 	e := l.e
 	c.mu.Lock()
-	queued, lastWrite := len(c.out) > 0, c.lastWrite
+	queued, lastWrite := c.out != nil, c.lastWrite
 	c.mu.Unlock()
 	best, why := int64(1<<62), ReasonNone
 	if c.flags&fDialing != 0 {
@@ -974,7 +974,7 @@ func (l *loop) snapshot() []ConnInfo {
 			continue
 		}
 		c.mu.Lock()
-		queued, lw := c.outBytes, c.lastWrite
+		queued, lw := c.out.len(), c.lastWrite
 		c.mu.Unlock()
 		last := c.lastRead
 		if lw > last {
