@@ -21,10 +21,10 @@ type Conn struct {
 	// the descriptor from being closed (and reused) under a writer.
 	mu         sync.Mutex
 	out        *outQueue // queued output; nil when empty (idle connections)
-	lastWrite  int64 // tick of the last write progress
-	closed     bool  // descriptor closed; writes fail
-	closing    bool  // close requested; writes fail
-	abort      bool  // close without flushing
+	lastWrite  int64     // tick of the last write progress
+	closed     bool      // descriptor closed; writes fail
+	closing    bool      // close requested; writes fail
+	abort      bool      // close without flushing
 	closeWhy   CloseReason
 	closeErr   error
 	armPending bool // an opArmWrite is posted and not yet handled
