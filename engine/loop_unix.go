@@ -76,6 +76,7 @@ type loop struct {
 	stopping   bool
 	stopped    chan struct{}
 	listenAddr netip.AddrPort // the listener's address when bound to one IP
+	scratch    acceptScratch
 }
 
 // startLoops creates the loops and the listening sockets and starts them.
@@ -327,7 +328,7 @@ func (l *loop) redeliver(c *Conn) {
 func (l *loop) accept(ln *listener) {
 	e := l.e
 	for i := 0; i < 256; i++ {
-		fd, sa, err := acceptFD(ln.fd)
+		fd, remote, err := l.acceptConn(ln.fd)
 		if err != nil {
 			switch err {
 			case unix.EAGAIN:
@@ -347,7 +348,6 @@ func (l *loop) accept(ln *listener) {
 			}
 		}
 		ln.backoff = 0
-		remote := sockaddrToAddrPort(sa)
 		if b, ok := e.admit(remote.Addr()); !ok {
 			unix.Close(fd)
 			l.stats.rejected[b].Add(1)

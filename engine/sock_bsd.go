@@ -2,7 +2,11 @@
 
 package engine
 
-import "golang.org/x/sys/unix"
+import (
+	"net/netip"
+
+	"golang.org/x/sys/unix"
+)
 
 func acceptFD(lfd int) (int, unix.Sockaddr, error) {
 	fd, sa, err := unix.Accept(lfd)
@@ -35,3 +39,14 @@ func socketFD(family int) (int, error) {
 }
 
 func bindNoPort(int) {}
+
+type acceptScratch struct{}
+
+// acceptConn accepts one connection, non-blocking and close-on-exec.
+func (l *loop) acceptConn(lfd int) (int, netip.AddrPort, error) {
+	fd, sa, err := acceptFD(lfd)
+	if err != nil {
+		return -1, netip.AddrPort{}, err
+	}
+	return fd, sockaddrToAddrPort(sa), nil
+}

@@ -309,12 +309,22 @@ func (c *Ctx) send() {
 		return
 	}
 	n := len(c.out)
-	var hb [512]byte
-	head := c.appendHead(hb[:0], n)
-	if c.headOnly || n == 0 || !bodyAllowed(c.status) {
+	if c.headOnly || !bodyAllowed(c.status) {
+		head := c.appendHead(pool.Get(512)[:0], n)
 		c.conn.Write(head)
+		pool.Put(head)
 		return
 	}
+	if n <= 16<<10 {
+		// One contiguous write is cheaper than a two-buffer writev.
+		b := c.appendHead(pool.Get(512+n)[:0], n)
+		b = append(b, c.out...)
+		c.conn.Write(b)
+		pool.Put(b)
+		return
+	}
+	head := c.appendHead(pool.Get(512)[:0], n)
 	bufs := [2][]byte{head, c.out}
 	c.conn.Writev(bufs[:])
+	pool.Put(head)
 }
