@@ -317,7 +317,7 @@ func (c *Ctx) send() {
 	}
 	if n <= 16<<10 {
 		// One contiguous write is cheaper than a two-buffer writev.
-		b := c.appendHead(pool.Get(512+n)[:0], n)
+		b := c.appendHead(pool.Get(512 + n)[:0], n)
 		b = append(b, c.out...)
 		c.conn.Write(b)
 		pool.Put(b)
