@@ -349,9 +349,11 @@ func (l *loop) accept(ln *listener) {
 		}
 		ln.backoff = 0
 		if b, ok := e.admit(remote.Addr()); !ok {
-			unix.Close(fd)
+			// Count before closing, so a peer that saw the close sees it
+			// counted.
 			l.stats.rejected[b].Add(1)
 			l.stats.closed[ReasonLimitReached].Add(1)
+			unix.Close(fd)
 			continue
 		}
 		unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
@@ -775,14 +777,16 @@ func (l *loop) closeNow(c *Conn, r CloseReason, err error) {
 
 	c.flags &^= fRegistered
 	l.conns[c.fd] = nil
+	// Counted before the descriptor closes, so a peer that saw the close
+	// sees it counted.
+	l.stats.conns.Add(-1)
+	l.stats.closed[r].Add(1)
 	unix.Close(c.fd)
 	l.wheel.Remove(&c.timer)
 	if c.in != nil {
 		pool.Put(c.in)
 		c.in = nil
 	}
-	l.stats.conns.Add(-1)
-	l.stats.closed[r].Add(1)
 	l.stats.observeDuration(time.Duration(e.cfg.Clock.Now().UnixNano() - c.created))
 	l.setState(c, StateClosed)
 	e.release(c)

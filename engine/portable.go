@@ -97,9 +97,9 @@ func (pe *portableEngine) acceptLoop() {
 		remote, _ := netip.ParseAddrPort(nc.RemoteAddr().String())
 		remote = netip.AddrPortFrom(remote.Addr().Unmap(), remote.Port())
 		if b, ok := e.admit(remote.Addr()); !ok {
-			nc.Close()
 			pe.stats.rejected[b].Add(1)
 			pe.stats.closed[ReasonLimitReached].Add(1)
+			nc.Close()
 			continue
 		}
 		pe.adopt(nc, remote)
@@ -403,6 +403,8 @@ func (pe *portableEngine) finish(c *Conn, why CloseReason, err error) {
 	}
 	c.closed, c.closing = true, true
 	c.mu.Unlock()
+	pe.stats.conns.Add(-1)
+	pe.stats.closed[why].Add(1)
 	c.p.nc.Close()
 	if c.in != nil {
 		pool.Put(c.in)
@@ -411,8 +413,6 @@ func (pe *portableEngine) finish(c *Conn, why CloseReason, err error) {
 	pe.mu.Lock()
 	delete(pe.conns, c)
 	pe.mu.Unlock()
-	pe.stats.conns.Add(-1)
-	pe.stats.closed[why].Add(1)
 	pe.stats.observeDuration(time.Duration(time.Now().UnixNano() - c.created))
 	pe.setState(c, StateClosed)
 	e.release(c)
