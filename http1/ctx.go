@@ -183,14 +183,15 @@ func (c *Ctx) SetClose() { c.keepAlive = false }
 // Inline reports whether the handler runs on the event loop.
 func (c *Ctx) Inline() bool { return c.inline }
 
-// Upgrade hands the connection to another protocol once the handler
+// UpgradeTo hands the connection to another protocol once the handler
 // returns: the handler writes the protocol's switching response with
 // WriteRaw, and every byte after this request goes to p.OnData. p may also
 // implement engine.CloseHandler, DrainHandler and TimeoutHandler. Only
-// Inline handlers may upgrade; Upgrade panics elsewhere.
-func (c *Ctx) Upgrade(p engine.Handler) {
+// Inline handlers may upgrade; UpgradeTo panics elsewhere. (The request's
+// Upgrade header is the embedded Request.Upgrade field.)
+func (c *Ctx) UpgradeTo(p engine.Handler) {
 	if !c.inline {
-		panic("http1: Upgrade from a handler that is not Inline")
+		panic("http1: UpgradeTo from a handler that is not Inline")
 	}
 	c.upgrade = p
 	c.keepAlive = true

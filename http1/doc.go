@@ -31,7 +31,7 @@
 // idle connections at once.
 //
 // Handlers may take over a connection for another protocol with
-// [Ctx.Upgrade] (the websocket package does).
+// [Ctx.UpgradeTo] (the websocket package does).
 //
 // # Parsing requests on an event loop
 //

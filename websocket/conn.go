@@ -542,6 +542,9 @@ func (c *Conn) fail(err error) {
 	if !c.closeSent {
 		c.closeSent, c.code = true, ce.Code
 		why = engine.ReasonProtocolError
+		if ce.Code == CloseMessageTooBig {
+			why = engine.ReasonLimitReached // a bound, like the engine's own limits
+		}
 		c.why = why
 		c.writeCloseLocked(ce.Code, ce.Reason)
 		c.srv.stats.protoErrs.Add(1)

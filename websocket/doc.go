@@ -43,7 +43,8 @@
 //
 // Closing: a protocol violation is answered with a Close frame carrying
 // the RFC's code (1002, 1007 or 1009; see Reading) and closes with
-// engine.ReasonProtocolError. Conn.Close and a server shutdown (the
+// engine.ReasonProtocolError, or engine.ReasonLimitReached for 1009 (a
+// message over MaxMessageSize). Conn.Close and a server shutdown (the
 // engine's DrainHandler sends 1001, going away) wait for the peer's Close
 // for at most Config.CloseTimeout (5 s) before closing the TCP
 // connection; a Close from the peer is echoed and the server closes at

@@ -385,7 +385,7 @@ func (s *Server) ServeHTTP1(r *http1.Ctx) {
 		s.stats.open.Add(-1)
 		return // the engine is closing the connection
 	}
-	r.Upgrade((*proto)(c))
+	r.UpgradeTo((*proto)(c))
 	ec.SetProtocol(engine.ProtoWebSocket)
 	if d := s.cfg.PingInterval; d > 0 {
 		ec.SetIdleTimeout(d)

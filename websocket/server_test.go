@@ -265,8 +265,12 @@ func TestProtocolViolations(t *testing.T) {
 				}
 				c.expectEOF()
 				ev := rec.next(t, "close")
-				if ev.reason != engine.ReasonProtocolError || ev.code != tc.code {
-					t.Fatalf("OnClose(%v, %d), want (protocol_error, %d)", ev.reason, ev.code, tc.code)
+				want := engine.ReasonProtocolError
+				if tc.code == CloseMessageTooBig {
+					want = engine.ReasonLimitReached
+				}
+				if ev.reason != want || ev.code != tc.code {
+					t.Fatalf("OnClose(%v, %d), want (%v, %d)", ev.reason, ev.code, want, tc.code)
 				}
 			})
 		}
