@@ -1,10 +1,13 @@
 package admin
 
-import "runtime/metrics"
+import (
+	"runtime/metrics"
 
-// goMemoryBytes returns all memory mapped by the Go runtime (what
-// MemStats.Sys reports), read without stopping the world.
-func goMemoryBytes() uint64 { return readUint64Metric("/memory/classes/total:bytes") }
+	"github.com/warrenhq/warren/internal/procstat"
+)
+
+// residentBytes returns the process's resident set size.
+func residentBytes() uint64 { return procstat.RSS() }
 
 // readUint64Metric reads one runtime/metrics value, 0 if unsupported.
 func readUint64Metric(name string) uint64 {

@@ -2,12 +2,10 @@ package http1
 
 import (
 	"math"
-	"os"
-	"runtime"
-	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/warrenhq/warren/internal/procstat"
 )
 
 // Overload adapts keep-alive to pressure, in the spirit of Envoy's overload
@@ -172,18 +170,5 @@ func (s *Server) Overload() OverloadStatus {
 	}
 }
 
-// processRSS returns the process's resident set size in bytes: VmRSS on
-// Linux, the Go runtime's obtained memory elsewhere.
-func processRSS() int64 {
-	if b, err := os.ReadFile("/proc/self/statm"); err == nil {
-		f := strings.Fields(string(b))
-		if len(f) > 1 {
-			if pages, err := strconv.ParseInt(f[1], 10, 64); err == nil {
-				return pages * int64(os.Getpagesize())
-			}
-		}
-	}
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	return int64(ms.Sys)
-}
+// processRSS returns the process's resident set size in bytes.
+func processRSS() int64 { return int64(procstat.RSS()) }
