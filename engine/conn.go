@@ -22,37 +22,65 @@ type Conn struct {
 	mu         sync.Mutex
 	out        *outQueue // queued output; nil when empty (idle connections)
 	lastWrite  int64     // tick of the last write progress
+	closeErr   *errBox   // the error behind the close, if any
 	closed     bool      // descriptor closed; writes fail
 	closing    bool      // close requested; writes fail
 	abort      bool      // close without flushing
 	closeWhy   CloseReason
-	closeErr   error
-	armPending bool // an opArmWrite is posted and not yet handled
+	armPending bool   // an opArmWrite is posted and not yet handled
+	loopIndex  uint16 // immutable
 
 	// Owned by the loop (or, in the portable engine, the reader goroutine).
-	fd        int
-	l         *loop
-	p         *pconn
-	in        []byte // unconsumed input, pooled
-	timer     timerwheel.Entry[*Conn]
-	lastRead  int64  // tick of the last read
-	msgStart  int64  // tick the pending message started, 0 if none
-	interest  uint8  // registered poll interest (ioRead|ioWrite)
-	flags     uint16 // loop-owned flag bits
-	state     atomic.Uint32
-	idleTO    atomic.Int32 // per-connection override in ms; 0 default, <0 off
-	readTO    atomic.Int32
-	inflight  atomic.Int32 // Dispatch tasks queued or running
-	proto     atomic.Uint32
-	tq        *taskQueue // guarded by workerPool.mu
-	bytesIn   atomic.Uint64
-	bytesOut  atomic.Uint64
-	served    atomic.Uint64
-	ctx       atomic.Value
-	id        uint64
-	created   int64 // unix nanoseconds
-	remote    netip.AddrPort
-	loopIndex uint16
+	fd       int
+	l        *loop
+	p        *pconn
+	in       []byte // unconsumed input, pooled
+	timer    timerwheel.Entry[*Conn]
+	lastRead int64  // tick of the last read
+	msgStart int64  // tick the pending message started, 0 if none
+	interest uint8  // registered poll interest (ioRead|ioWrite)
+	flags    uint16 // loop-owned flag bits
+	state    atomic.Uint32
+	idleTO   atomic.Int32 // per-connection override in ms; 0 default, <0 off
+	readTO   atomic.Int32
+	inflight atomic.Int32 // Dispatch tasks queued or running
+	proto    atomic.Uint32
+	tq       *taskQueue // guarded by workerPool.mu
+	bytesIn  atomic.Uint64
+	bytesOut atomic.Uint64
+	served   atomic.Uint64
+	ctx      atomic.Value
+	id       uint64
+	created  int64 // unix nanoseconds
+
+	// The peer's address, kept compact (a netip.AddrPort takes 32 bytes).
+	raddr [16]byte
+	rport uint16
+	r4    bool
+}
+
+// errBox holds a close error out of line: most connections never have one.
+type errBox struct{ err error }
+
+func (c *Conn) setRemote(ap netip.AddrPort) {
+	a := ap.Addr().Unmap()
+	c.raddr, c.rport, c.r4 = a.As16(), ap.Port(), a.Is4()
+}
+
+// closeError returns the error behind the close; c.mu must be held.
+func (c *Conn) closeError() error {
+	if c.closeErr == nil {
+		return nil
+	}
+	return c.closeErr.err
+}
+
+// setCloseError records err (if any) as the reason's cause; c.mu must be
+// held.
+func (c *Conn) setCloseError(err error) {
+	if err != nil {
+		c.closeErr = &errBox{err}
+	}
 }
 
 // Loop-owned flag bits.
@@ -81,7 +109,13 @@ func (c *Conn) ID() uint64 { return c.id }
 func (c *Conn) Loop() int { return int(c.loopIndex) }
 
 // RemoteAddr returns the peer's address.
-func (c *Conn) RemoteAddr() netip.AddrPort { return c.remote }
+func (c *Conn) RemoteAddr() netip.AddrPort {
+	a := netip.AddrFrom16(c.raddr)
+	if c.r4 {
+		a = a.Unmap()
+	}
+	return netip.AddrPortFrom(a, c.rport)
+}
 
 // LocalAddr returns the local address, looked up on demand.
 func (c *Conn) LocalAddr() netip.AddrPort {
@@ -225,7 +259,8 @@ func (c *Conn) requestClose(r CloseReason, err error, abort bool) {
 		return
 	}
 	if !c.closing {
-		c.closeWhy, c.closeErr = r, err
+		c.closeWhy = r
+		c.setCloseError(err)
 	}
 	c.closing = true
 	c.abort = c.abort || abort

@@ -411,7 +411,7 @@ func (e *Engine) admit(ip netip.Addr) (Bound, bool) {
 // release undoes admit for a closed connection.
 func (e *Engine) release(c *Conn) {
 	if e.cfg.MaxConnsPerIP > 0 {
-		ip := c.remote.Addr()
+		ip := c.RemoteAddr().Addr()
 		e.ipMu.Lock()
 		if n := e.perIP[ip]; n <= 1 {
 			delete(e.perIP, ip)
@@ -425,7 +425,8 @@ func (e *Engine) release(c *Conn) {
 }
 
 func (e *Engine) newConn(fd int, remote netip.AddrPort) *Conn {
-	c := &Conn{fd: fd, remote: remote, id: e.nextID.Add(1), created: e.cfg.Clock.Now().UnixNano()}
+	c := &Conn{fd: fd, id: e.nextID.Add(1), created: e.cfg.Clock.Now().UnixNano()}
+	c.setRemote(remote)
 	return c
 }
 
@@ -434,7 +435,7 @@ func (e *Engine) newConn(fd int, remote netip.AddrPort) *Conn {
 func (e *Engine) recoverPanic(c *Conn) {
 	if v := recover(); v != nil {
 		e.log.LogAttrs(context.Background(), slog.LevelError, "engine: handler panic",
-			slog.Uint64("conn", c.id), slog.String("remote", c.remote.String()),
+			slog.Uint64("conn", c.id), slog.String("remote", c.RemoteAddr().String()),
 			slog.Any("panic", v), slog.String("stack", string(debug.Stack())))
 		c.requestClose(ReasonPanic, fmt.Errorf("engine: handler panic: %v", v), true)
 	}

@@ -751,7 +751,7 @@ func (l *loop) handleClose(c *Conn) {
 
 func (l *loop) finishClose(c *Conn) {
 	c.mu.Lock()
-	r, err := c.closeWhy, c.closeErr
+	r, err := c.closeWhy, c.closeError()
 	c.mu.Unlock()
 	if r == ReasonNone {
 		r = ReasonLocal
@@ -767,9 +767,10 @@ func (l *loop) closeNow(c *Conn, r CloseReason, err error) {
 	e := l.e
 	c.mu.Lock()
 	if c.closeWhy != ReasonNone {
-		r, err = c.closeWhy, c.closeErr
+		r, err = c.closeWhy, c.closeError()
 	} else {
-		c.closeWhy, c.closeErr = r, err
+		c.closeWhy = r
+		c.setCloseError(err)
 	}
 	c.closed, c.closing = true, true
 	c.releaseOutLocked(e)
@@ -989,7 +990,7 @@ func (l *loop) snapshot() []ConnInfo {
 			local = localAddr(c)
 		}
 		out = append(out, ConnInfo{
-			ID: c.id, Loop: l.idx, Remote: c.remote, Local: local, State: c.State(),
+			ID: c.id, Loop: l.idx, Remote: c.RemoteAddr(), Local: local, State: c.State(),
 			Protocol: c.Protocol(), Created: time.Unix(0, c.created),
 			LastActive: e.start.Add(time.Duration(last-1) * e.tickDur),
 			BytesIn:    c.bytesIn.Load(), BytesOut: c.bytesOut.Load(), Served: c.served.Load(),

@@ -397,9 +397,10 @@ func (pe *portableEngine) finish(c *Conn, why CloseReason, err error) {
 	e := pe.e
 	c.mu.Lock()
 	if c.closeWhy != ReasonNone {
-		why, err = c.closeWhy, c.closeErr
+		why, err = c.closeWhy, c.closeError()
 	} else {
-		c.closeWhy, c.closeErr = why, err
+		c.closeWhy = why
+		c.setCloseError(err)
 	}
 	c.closed, c.closing = true, true
 	c.mu.Unlock()
@@ -544,7 +545,7 @@ func (pe *portableEngine) snapshot() []ConnInfo {
 	var out []ConnInfo
 	for _, c := range pe.all() {
 		out = append(out, ConnInfo{
-			ID: c.id, Remote: c.remote, Local: c.p.local, State: c.State(), Protocol: c.Protocol(),
+			ID: c.id, Remote: c.RemoteAddr(), Local: c.p.local, State: c.State(), Protocol: c.Protocol(),
 			Created: time.Unix(0, c.created), LastActive: time.Unix(0, c.p.last.Load()),
 			BytesIn: c.bytesIn.Load(), BytesOut: c.bytesOut.Load(), Served: c.served.Load(),
 		})
