@@ -197,15 +197,23 @@ func (s *Server) Close() error {
 // keep-alive connection holds none.
 type httpConn struct {
 	parser   Parser
-	req      *Request // head of a request whose body is being read
-	head     []byte   // pooled copy of req's header section
-	body     []byte   // pooled body being accumulated
-	want     int64    // Content-Length body bytes still to read
-	chunk    *ChunkedReader
+	b        *bodyState  // a request whose body is being read, or nil
 	busy     atomic.Bool // a request is running on a worker
 	dead     atomic.Bool // refused or closing: ignore further input
 	upgraded engine.Handler
 }
+
+// bodyState is a request whose body spans reads. It is pooled and held only
+// while the body arrives, so an upgraded or idle connection carries none.
+type bodyState struct {
+	req   *Request // head, copied into head
+	head  []byte   // pooled copy of req's header section
+	body  []byte   // pooled body being accumulated
+	want  int64    // Content-Length body bytes still to read
+	chunk *ChunkedReader
+}
+
+var bodyStatePool = sync.Pool{New: func() any { return new(bodyState) }}
 
 var continue100 = []byte("HTTP/1.1 100 Continue\r\n\r\n")
 
@@ -227,12 +235,11 @@ func (s *Server) ensureHC(c *engine.Conn) *httpConn {
 
 // releaseHC frees a connection's HTTP state once nothing is in progress.
 func (s *Server) releaseHC(c *engine.Conn, hc *httpConn) {
-	if hc == nil || hc.busy.Load() || hc.req != nil || hc.upgraded != nil || hc.dead.Load() || hc.parser.pos != 0 {
+	if hc == nil || hc.busy.Load() || hc.b != nil || hc.upgraded != nil || hc.dead.Load() || hc.parser.pos != 0 {
 		return
 	}
 	c.SetContext((*httpConn)(nil))
 	hc.parser = Parser{}
-	hc.want = 0
 	s.hcPool.Put(hc)
 }
 
@@ -253,7 +260,7 @@ func (s *Server) OnData(c *engine.Conn, in []byte) int {
 	}
 	off := 0
 	for off < len(in) {
-		if hc != nil && hc.req != nil {
+		if hc != nil && hc.b != nil {
 			n, done, err := s.readBody(hc, in[off:])
 			off += n
 			if err != nil {
@@ -265,8 +272,9 @@ func (s *Server) OnData(c *engine.Conn, in []byte) int {
 			}
 			c.SetMessagePending(false)
 			c.SetReadTimeout(0)
-			req, body := hc.req, hc.body
-			hc.req, hc.body = nil, nil
+			b := hc.b
+			req, body := b.req, b.body
+			b.req, b.body = nil, nil
 			s.serve(c, hc, req, body, true)
 		} else {
 			var local Parser
@@ -300,15 +308,17 @@ func (s *Server) OnData(c *engine.Conn, in []byte) int {
 				// The body spans reads: keep a copy of the head and
 				// collect the body in a pooled buffer.
 				hc = s.ensureHC(c)
-				hc.head = req.CopyTo(req, pool.Get(len(req.Raw()))[:0])
-				hc.req = req
+				b := bodyStatePool.Get().(*bodyState)
+				hc.b = b
+				b.head = req.CopyTo(req, pool.Get(len(req.Raw()))[:0])
+				b.req = req
 				if req.Chunked {
-					hc.chunk = chunkedPool.Get().(*ChunkedReader)
-					hc.chunk.Reset(&s.limits)
-					hc.body = pool.Get(4096)[:0]
+					b.chunk = chunkedPool.Get().(*ChunkedReader)
+					b.chunk.Reset(&s.limits)
+					b.body = pool.Get(4096)[:0]
 				} else {
-					hc.want = req.ContentLength
-					hc.body = pool.Get(int(req.ContentLength))[:0]
+					b.want = req.ContentLength
+					b.body = pool.Get(int(req.ContentLength))[:0]
 				}
 				if req.Expect100 && len(in) == bodyAt {
 					c.Write(continue100)
@@ -342,30 +352,31 @@ func (s *Server) OnData(c *engine.Conn, in []byte) int {
 	return off
 }
 
-// readBody moves body bytes from in into hc.body.
+// readBody moves body bytes from in into hc.b.body.
 func (s *Server) readBody(hc *httpConn, in []byte) (int, bool, error) {
-	if hc.chunk == nil {
+	b := hc.b
+	if b.chunk == nil {
 		n := int64(len(in))
-		if n > hc.want {
-			n = hc.want
+		if n > b.want {
+			n = b.want
 		}
-		hc.body = append(hc.body, in[:n]...)
-		hc.want -= n
-		return int(n), hc.want == 0, nil
+		b.body = append(b.body, in[:n]...)
+		b.want -= n
+		return int(n), b.want == 0, nil
 	}
 	off := 0
 	for {
-		n, data, done, err := hc.chunk.Next(in[off:])
+		n, data, done, err := b.chunk.Next(in[off:])
 		if err != nil {
 			return off, false, err
 		}
 		off += n
 		if len(data) > 0 {
-			hc.body = append(pool.Grow(hc.body, len(data)), data...)
+			b.body = append(pool.Grow(b.body, len(data)), data...)
 		}
 		if done {
-			chunkedPool.Put(hc.chunk)
-			hc.chunk = nil
+			chunkedPool.Put(b.chunk)
+			b.chunk = nil
 			return off, true, nil
 		}
 		if n == 0 {
@@ -404,22 +415,25 @@ func (s *Server) refuse(c *engine.Conn, hc *httpConn, err error) {
 }
 
 func (s *Server) dropBody(hc *httpConn) {
-	if hc.req != nil {
-		s.reqPool.Put(hc.req)
-		hc.req = nil
+	b := hc.b
+	if b == nil {
+		return
 	}
-	if hc.head != nil {
-		pool.Put(hc.head)
-		hc.head = nil
+	hc.b = nil
+	if b.req != nil {
+		s.reqPool.Put(b.req)
 	}
-	if hc.body != nil {
-		pool.Put(hc.body)
-		hc.body = nil
+	if b.head != nil {
+		pool.Put(b.head)
 	}
-	if hc.chunk != nil {
-		chunkedPool.Put(hc.chunk)
-		hc.chunk = nil
+	if b.body != nil {
+		pool.Put(b.body)
 	}
+	if b.chunk != nil {
+		chunkedPool.Put(b.chunk)
+	}
+	*b = bodyState{}
+	bodyStatePool.Put(b)
 }
 
 // serve runs the handler for one complete request. owned reports that
@@ -431,8 +445,9 @@ func (s *Server) serve(c *engine.Conn, hc *httpConn, req *Request, body []byte, 
 	ctx.start = time.Now()
 	ctx.keepAlive = s.keepAlive(c, req)
 	if owned {
-		ctx.head, ctx.ownBody = hc.head, body
-		hc.head = nil
+		ctx.head, ctx.ownBody = hc.b.head, body
+		hc.b.head = nil
+		s.dropBody(hc) // the rest of the body state goes back to its pool
 	}
 	if inline {
 		ctx.inline = true
@@ -572,7 +587,7 @@ func (s *Server) OnDrain(c *engine.Conn) {
 		c.CloseWithReason(engine.ReasonShutdown)
 		return
 	}
-	if hc == nil || (!hc.busy.Load() && hc.req == nil) {
+	if hc == nil || (!hc.busy.Load() && hc.b == nil) {
 		c.CloseWithReason(engine.ReasonShutdown)
 	}
 	// Otherwise keepAlive sees the engine draining and the response
