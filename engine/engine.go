@@ -133,11 +133,18 @@ func (e *Engine) Start(addr string) error {
 // The engine must have been started (Start("") starts loops without a
 // listener, for a client).
 func (e *Engine) Dial(raddr netip.AddrPort, laddr netip.Addr) (*Conn, error) {
+	return e.DialWith(raddr, laddr, nil)
+}
+
+// DialWith is Dial with value stored on the connection (Conn.SetContext)
+// before it is registered, so OnOpen and OnClose, which may run before
+// DialWith returns, already see it. A nil value stores nothing.
+func (e *Engine) DialWith(raddr netip.AddrPort, laddr netip.Addr, value any) (*Conn, error) {
 	loops, pe := e.parts()
 	if pe != nil {
-		return pe.dial(raddr, laddr)
+		return pe.dial(raddr, laddr, value)
 	}
-	return e.dial(loops, raddr, laddr)
+	return e.dial(loops, raddr, laddr, value)
 }
 
 // Serve is Start on a listener the caller made (for example one inherited

@@ -68,6 +68,6 @@ func raiseFileLimit(*slog.Logger) {}
 
 func reasonFor(err error) CloseReason { return reasonForNet(err) }
 
-func (e *Engine) dial(loops []*loop, raddr netip.AddrPort, laddr netip.Addr) (*Conn, error) {
+func (e *Engine) dial(loops []*loop, raddr netip.AddrPort, laddr netip.Addr, value any) (*Conn, error) {
 	return nil, errors.New("engine: Dial needs the portable engine here")
 }

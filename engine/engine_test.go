@@ -853,7 +853,12 @@ type clientHandler struct {
 	closed chan error
 }
 
-func (h *clientHandler) OnOpen(c *Conn) { h.opened <- c }
+func (h *clientHandler) OnOpen(c *Conn) {
+	if c.Context() != "attached" {
+		panic("context not attached before OnOpen")
+	}
+	h.opened <- c
+}
 func (h *clientHandler) OnData(c *Conn, in []byte) int {
 	h.got <- string(in)
 	return len(in)
@@ -875,7 +880,7 @@ func TestDial(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer client.Close()
-		c, err := client.Dial(netip.MustParseAddrPort(addr), netip.MustParseAddr("127.0.0.3"))
+		c, err := client.DialWith(netip.MustParseAddrPort(addr), netip.MustParseAddr("127.0.0.3"), "attached")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -891,7 +896,7 @@ func TestDial(t *testing.T) {
 		ln, _ := net.Listen("tcp", "127.0.0.1:0")
 		dead := netip.MustParseAddrPort(ln.Addr().String())
 		ln.Close()
-		if _, err := client.Dial(dead, netip.Addr{}); err != nil {
+		if _, err := client.DialWith(dead, netip.Addr{}, "attached"); err != nil {
 			if k.name != "portable" {
 				t.Fatalf("dial error %v, want it through OnClose", err)
 			}

@@ -1093,7 +1093,7 @@ func dupListener(ln net.Listener, backlog int) (int, error) {
 }
 
 // dial opens a non-blocking outbound connection and hands it to a loop.
-func (e *Engine) dial(loops []*loop, raddr netip.AddrPort, laddr netip.Addr) (*Conn, error) {
+func (e *Engine) dial(loops []*loop, raddr netip.AddrPort, laddr netip.Addr, value any) (*Conn, error) {
 	if len(loops) == 0 {
 		return nil, errors.New("engine: Dial before Start")
 	}
@@ -1129,6 +1129,9 @@ func (e *Engine) dial(loops []*loop, raddr netip.AddrPort, laddr netip.Addr) (*C
 	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 	c := e.newConn(fd, raddr)
 	c.flags |= fDialing | fOutbound
+	if value != nil {
+		c.SetContext(value)
+	}
 	target := loops[e.rr.Add(1)%uint64(len(loops))]
 	c.l, c.loopIndex = target, uint16(target.idx)
 	if !target.post(op{kind: opRegister, c: c}) {

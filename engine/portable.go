@@ -102,14 +102,17 @@ func (pe *portableEngine) acceptLoop() {
 			nc.Close()
 			continue
 		}
-		pe.adopt(nc, remote)
+		pe.adopt(nc, remote, nil)
 	}
 }
 
 // adopt wraps an established net.Conn and starts its goroutine.
-func (pe *portableEngine) adopt(nc net.Conn, remote netip.AddrPort) *Conn {
+func (pe *portableEngine) adopt(nc net.Conn, remote netip.AddrPort, value any) *Conn {
 	e := pe.e
 	c := e.newConn(-1, remote)
+	if value != nil {
+		c.SetContext(value)
+	}
 	local, _ := netip.ParseAddrPort(nc.LocalAddr().String())
 	pc := &pconn{e: e, pe: pe, nc: nc, local: local}
 	pc.cond = sync.NewCond(&pc.mu)
@@ -125,7 +128,7 @@ func (pe *portableEngine) adopt(nc net.Conn, remote netip.AddrPort) *Conn {
 	return c
 }
 
-func (pe *portableEngine) dial(raddr netip.AddrPort, laddr netip.Addr) (*Conn, error) {
+func (pe *portableEngine) dial(raddr netip.AddrPort, laddr netip.Addr, value any) (*Conn, error) {
 	e := pe.e
 	if e.draining.Load() {
 		return nil, ErrServerClosed
@@ -143,7 +146,7 @@ func (pe *portableEngine) dial(raddr netip.AddrPort, laddr netip.Addr) (*Conn, e
 		e.conns.Add(-1)
 		return nil, err
 	}
-	return pe.adopt(nc, raddr), nil
+	return pe.adopt(nc, raddr, value), nil
 }
 
 func (pe *portableEngine) setState(c *Conn, to State) {
