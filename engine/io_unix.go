@@ -12,7 +12,7 @@ import (
 // when nothing is waiting.
 func readFD(fd int, buf []byte) (int, error) {
 	for {
-		n, err := unix.Read(fd, buf)
+		n, err := sysRead(fd, buf)
 		if err == unix.EINTR {
 			continue
 		}
@@ -30,7 +30,7 @@ func writeFD(fd int, bufs [][]byte) (int, error) {
 		var n int
 		var err error
 		if len(bufs) == 1 {
-			n, err = unix.Write(fd, bufs[0])
+			n, err = sysWrite(fd, bufs[0])
 		} else {
 			n, err = writev(fd, bufs)
 		}

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -49,7 +50,9 @@ func New(maxEvents int) (*Poller, error) {
 		p.Close()
 		return nil, err
 	}
-	if os.Getenv("WARREN_NETPOLL") != "" {
+	// WARREN_NETPOLL=off keeps the loops blocking in epoll_wait on their
+	// own threads: an A/B switch for benchmarks, not a tuning knob.
+	if os.Getenv("WARREN_NETPOLL") != "off" {
 		if err := unix.SetNonblock(epfd, true); err == nil {
 			p.file = os.NewFile(uintptr(epfd), "epoll")
 			if rc, err := p.file.SyscallConn(); err == nil {
@@ -113,6 +116,8 @@ func (p *Poller) Wait(events []Event, timeoutMs int) (int, error) {
 	var err error
 	if timeoutMs != 0 && p.rc != nil {
 		n, err = p.park(max, timeoutMs) // polls first, parks only when idle
+	} else if timeoutMs == 0 {
+		n, err = pollNow(p.epfd, p.raw[:max])
 	} else {
 		n, err = unix.EpollWait(p.epfd, p.raw[:max], timeoutMs)
 	}
@@ -169,7 +174,7 @@ func (p *Poller) park(max, timeoutMs int) (int, error) {
 	var n int
 	var werr error
 	err := p.rc.Read(func(fd uintptr) bool {
-		n, werr = unix.EpollWait(int(fd), p.raw[:max], 0)
+		n, werr = pollNow(int(fd), p.raw[:max])
 		return n > 0 || (werr != nil && werr != unix.EINTR)
 	})
 	if err != nil {
@@ -182,4 +187,14 @@ func (p *Poller) park(max, timeoutMs int) (int, error) {
 		return 0, err
 	}
 	return n, werr
+}
+
+// pollNow collects ready events without waiting. It is a raw system call:
+// it cannot block, so the scheduler need not hand the thread's P away.
+func pollNow(epfd int, events []unix.EpollEvent) (int, error) {
+	r, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(epfd), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 0, 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(r), nil
 }
