@@ -25,6 +25,7 @@ type Engine struct {
 	hState   StateHandler
 	hDrain   DrainHandler
 	hTimeout TimeoutHandler
+	hEOF     EOFHandler
 	log      *slog.Logger
 	errLog   *burstLogger
 
@@ -80,6 +81,7 @@ func New(cfg Config, h Handler) (*Engine, error) {
 	e.hState, _ = h.(StateHandler)
 	e.hDrain, _ = h.(DrainHandler)
 	e.hTimeout, _ = h.(TimeoutHandler)
+	e.hEOF, _ = h.(EOFHandler)
 	e.idleTO.Store(int64(cfg.IdleTimeout))
 	if cfg.AcceptRate > 0 {
 		e.limiter = rate.NewLimiter(rate.Limit(cfg.AcceptRate), cfg.AcceptBurst)
@@ -476,6 +478,14 @@ func (e *Engine) callOnClose(c *Conn, r CloseReason, err error) {
 func (e *Engine) callOnTimeout(c *Conn, r CloseReason) (keep bool) {
 	defer e.recoverPanic(c)
 	return e.hTimeout.OnTimeout(c, r)
+}
+
+func (e *Engine) callOnEOF(c *Conn) {
+	if e.hEOF == nil {
+		return
+	}
+	defer e.recoverPanic(c)
+	e.hEOF.OnEOF(c)
 }
 
 func (e *Engine) callOnDrain(c *Conn) {

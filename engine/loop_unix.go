@@ -487,6 +487,10 @@ func (l *loop) onReadable(c *Conn) {
 	if err == nil { // end of file
 		c.flags |= fReadEOF
 		l.updateInterest(c)
+		l.e.callOnEOF(c)
+		if c.flags&fRegistered == 0 {
+			return
+		}
 		if c.flags&fWorkerBusy != 0 || c.inflight.Load() > 0 {
 			return // updateState closes it once the work in flight is done
 		}

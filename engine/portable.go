@@ -237,6 +237,7 @@ func (pe *portableEngine) serve(c *Conn) {
 			continue
 		}
 		if err == io.EOF {
+			e.callOnEOF(c)
 			pe.drainAfterEOF(c)
 			why = ReasonPeerClosed
 		} else {

@@ -274,6 +274,16 @@ type TimeoutHandler interface {
 	OnTimeout(c *Conn, reason CloseReason) bool
 }
 
+// EOFHandler is implemented by protocols that want to know when the peer
+// has finished sending (its FIN arrived) while c stays open for work in
+// flight or queued output: a request body streamed to a handler, for
+// example, can then fail at once instead of at its timeout. OnEOF runs
+// where OnData runs, after the last OnData, and must not block; the engine
+// closes c once the work in flight is done.
+type EOFHandler interface {
+	OnEOF(c *Conn)
+}
+
 // NopHandler is an embeddable base whose OnData consumes everything and
 // whose hooks do nothing.
 type NopHandler struct{}

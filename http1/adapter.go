@@ -15,7 +15,9 @@ import (
 //
 // What differs from net/http's server:
 //   - The request body is read whole before the handler runs (bounded by
-//     Limits.MaxBodyBytes); Request.Body reads from memory.
+//     Limits.MaxBodyBytes) and Request.Body reads from memory, unless the
+//     route is wrapped with StreamBody: StreamBody(Adapt(h), max) streams
+//     Request.Body as it arrives, like net/http.
 //   - The response is buffered until the handler returns or calls Flush
 //     (http.Flusher is supported; the body is then chunked).
 //   - Hijack (http.Hijacker) is not supported: use the websocket package
@@ -57,14 +59,20 @@ func (c *Ctx) netRequest() (*http.Request, context.CancelFunc) {
 		RequestURI: string(c.Target),
 		Close:      !c.keepAlive,
 	}
-	body := c.Body()
-	r.ContentLength = int64(len(body))
 	if c.Chunked {
 		r.TransferEncoding = []string{"chunked"}
 	}
-	if len(body) > 0 {
+	switch body := c.Body(); {
+	case c.pipe != nil:
+		r.ContentLength = c.ContentLength
+		if c.Chunked {
+			r.ContentLength = -1
+		}
+		r.Body = io.NopCloser(c.pipe)
+	case len(body) > 0:
+		r.ContentLength = int64(len(body))
 		r.Body = io.NopCloser(bytes.NewReader(body))
-	} else {
+	default:
 		r.Body = http.NoBody
 	}
 	return r.WithContext(ctx), cancel

@@ -1,6 +1,8 @@
 package http1
 
 import (
+	"bytes"
+	"io"
 	"net/netip"
 	"strconv"
 	"time"
@@ -38,8 +40,10 @@ type Ctx struct {
 	panicked  bool
 	raw       bool
 	upgrade   engine.Handler
-	head      []byte // pooled copy of the request head, when owned
-	ownBody   []byte // pooled copy of the body, when owned
+	head      []byte       // pooled copy of the request head, when owned
+	ownBody   []byte       // pooled copy of the body, when owned
+	pipe      *bodyPipe    // the body, when streamed (StreamBody)
+	bodyR     bytes.Reader // BodyReader over body otherwise
 }
 
 type kv struct{ k, v string }
@@ -79,8 +83,23 @@ func (c *Ctx) release() {
 	*c = Ctx{srv: c.srv, hdrs: hdrs}
 }
 
-// Body returns the request body (nil when there is none).
+// Body returns the request body: nil when there is none, or when the route
+// streams it (see StreamBody; use BodyReader).
 func (c *Ctx) Body() []byte { return c.body }
+
+// BodyReader returns the request body as a reader. On a StreamBody route it
+// reads the body as it arrives, blocking for more, and returns the error
+// that ended the body early, if any (ErrBodyTooLarge, ErrBodyTimeout, a
+// chunked-coding error, or io.ErrUnexpectedEOF when the connection ended);
+// elsewhere it reads Body from memory. It is valid until the handler
+// returns.
+func (c *Ctx) BodyReader() io.Reader {
+	if c.pipe != nil {
+		return c.pipe
+	}
+	c.bodyR.Reset(c.body)
+	return &c.bodyR
+}
 
 // Conn returns the engine connection the request arrived on.
 func (c *Ctx) Conn() *engine.Conn { return c.conn }

@@ -14,7 +14,11 @@
 // runs it on the loop for handlers that never block. Responses are buffered
 // and sent with a Content-Length in one write; [Ctx.Flush] switches to a
 // streamed (chunked) body. Request bodies are collected, bounded by
-// [Limits].MaxBodyBytes, before the handler runs.
+// [Limits].MaxBodyBytes, before the handler runs, except on routes wrapped
+// with [StreamBody]: their handler starts when the head arrives and reads
+// the body as it comes with [Ctx.BodyReader], with its own size limit and
+// backpressure (the server stops reading the socket while the handler
+// lags), so uploads of any size cost a bounded window of memory.
 //
 // An idle keep-alive connection holds no HTTP state at all: per-connection
 // state exists only while a request is partly received or in flight.

@@ -91,6 +91,9 @@ var (
 	// ErrBodyTooLarge is a body longer than Limits.MaxBodyBytes, announced by
 	// Content-Length or found while reading chunks.
 	ErrBodyTooLarge = &Error{413, "request body too large"}
+	// ErrBodyTimeout is a streamed request body (see StreamBody) that sent
+	// nothing for Config.BodyTimeout while its handler waited to read.
+	ErrBodyTimeout = &Error{408, "request body timeout"}
 )
 
 // Errors in chunked bodies (RFC 9112 §7.1).

@@ -1,10 +1,12 @@
 package http1_test
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/warrenhq/warren/http1"
@@ -88,4 +90,48 @@ func ExampleServer_Overload() {
 	st := s.Overload()
 	fmt.Println(st.KeepAlive, st.Level())
 	// Output: true 0
+}
+
+func ExampleStreamBody() {
+	r := http1.NewRouter()
+	// Uploads of up to 1 GiB stream through the handler as they arrive;
+	// every other route keeps Limits.MaxBodyBytes and gets its body whole.
+	r.Handle("PUT /firmware/{name}", http1.StreamBody(http1.HandlerFunc(func(c *http1.Ctx) {
+		n, err := io.Copy(io.Discard, c.BodyReader()) // a file, say
+		if err != nil {
+			return // the server answers with the error's status and closes
+		}
+		fmt.Fprintf(c, "stored %s: %d bytes", c.Param("name"), n)
+	}), 1<<30))
+	s, _ := http1.NewServer(http1.Config{}, r)
+	s.Start("127.0.0.1:0")
+	defer s.Close()
+	req, _ := http.NewRequest("PUT", "http://"+s.Addr().String()+"/firmware/v2.bin", strings.NewReader(strings.Repeat("x", 3<<20)))
+	resp, _ := http.DefaultClient.Do(req)
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	fmt.Println(string(b))
+	// Output: stored v2.bin: 3145728 bytes
+}
+
+func ExampleCtx_BodyReader() {
+	r := http1.NewRouter()
+	r.HandleFunc("POST /lines", func(c *http1.Ctx) {
+		// Outside StreamBody routes the body is already in memory;
+		// BodyReader reads it like any stream.
+		sc := bufio.NewScanner(c.BodyReader())
+		n := 0
+		for sc.Scan() {
+			n++
+		}
+		fmt.Fprintf(c, "%d lines", n)
+	})
+	s, _ := http1.NewServer(http1.Config{}, r)
+	s.Start("127.0.0.1:0")
+	defer s.Close()
+	resp, _ := http.Post("http://"+s.Addr().String()+"/lines", "text/plain", strings.NewReader("a\nb\nc\n"))
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	fmt.Println(string(b))
+	// Output: 3 lines
 }

@@ -44,6 +44,10 @@ type Router struct {
 	methods  map[string]*routes // "" holds routes for any method
 	mws      []Middleware
 	NotFound Handler
+	// stream is set once a StreamBody route is registered; streamMax is the
+	// largest body such a route accepts (negative: unlimited).
+	stream    bool
+	streamMax int64
 }
 
 type routes struct {
@@ -55,7 +59,24 @@ type route struct {
 	pattern string
 	segs    []segment
 	h       Handler
-	inline  bool
+	mode    routeMode
+}
+
+// routeMode is where and how a route's handler runs.
+type routeMode struct {
+	inline  bool  // on the event loop
+	stream  bool  // as soon as the head arrives, reading the body as it comes
+	maxBody int64 // stream: the body limit (0: Limits.MaxBodyBytes)
+}
+
+func modeOf(h Handler) routeMode {
+	switch h := h.(type) {
+	case inlineHandler:
+		return routeMode{inline: true}
+	case streamHandler:
+		return routeMode{stream: true, maxBody: h.max}
+	}
+	return routeMode{}
 }
 
 type segment struct {
@@ -83,11 +104,17 @@ func (r *Router) Handle(pattern string, h Handler) {
 	if !strings.HasPrefix(path, "/") {
 		panic(fmt.Sprintf("http1: pattern %q: path must start with /", pattern))
 	}
-	_, inline := h.(inlineHandler)
+	mode := modeOf(h)
+	if mode.stream {
+		if !r.stream || (r.streamMax >= 0 && (mode.maxBody < 0 || mode.maxBody > r.streamMax)) {
+			r.streamMax = mode.maxBody
+		}
+		r.stream = true
+	}
 	for i := len(r.mws) - 1; i >= 0; i-- {
 		h = r.mws[i](h)
 	}
-	rt := &route{pattern: pattern, h: h, inline: inline}
+	rt := &route{pattern: pattern, h: h, mode: mode}
 	static := true
 	parts := strings.Split(path[1:], "/")
 	for i, p := range parts {
@@ -146,13 +173,13 @@ func (r *Router) ServeHTTP1(c *Ctx) {
 }
 
 // lookup finds the handler for method and path.
-func (r *Router) lookup(method, path []byte) (Handler, bool, []param) {
+func (r *Router) lookup(method, path []byte) (Handler, routeMode, []param) {
 	if rt, ps := r.match(method, path); rt != nil {
-		return rt.h, rt.inline, ps
+		return rt.h, rt.mode, ps
 	}
 	if string(method) == "HEAD" {
 		if rt, ps := r.match([]byte("GET"), path); rt != nil {
-			return rt.h, rt.inline, ps
+			return rt.h, rt.mode, ps
 		}
 	}
 	var allow []string
@@ -162,12 +189,12 @@ func (r *Router) lookup(method, path []byte) (Handler, bool, []param) {
 		}
 	}
 	if len(allow) > 0 {
-		return methodNotAllowed(strings.Join(allow, ", ")), true, nil
+		return methodNotAllowed(strings.Join(allow, ", ")), routeMode{inline: true}, nil
 	}
 	if r.NotFound != nil {
-		return r.NotFound, false, nil
+		return r.NotFound, modeOf(r.NotFound), nil
 	}
-	return notFound, true, nil
+	return notFound, routeMode{inline: true}, nil
 }
 
 func (r *Router) match(method, path []byte) (*route, []param) {

@@ -2,6 +2,7 @@ package http1
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"net"
 	"runtime/debug"
@@ -76,16 +77,22 @@ type Hooks struct {
 // Server is an HTTP/1.1 server on the engine. Create it with NewServer;
 // its methods are safe for concurrent use.
 type Server struct {
-	cfg     Config
-	h       Handler
-	eng     *engine.Engine
-	log     *slog.Logger
-	limits  Limits
-	date    DateCache
-	stats   serverStats
-	ov      overloadState
-	stopOv  chan struct{}
-	stopped sync.Once
+	cfg    Config
+	h      Handler
+	eng    *engine.Engine
+	log    *slog.Logger
+	limits Limits
+	// parseLim is limits with the body bound raised to what StreamBody
+	// routes accept; streams tells whether there are any, and bodyMax is
+	// the bound of every other route (negative: unlimited).
+	parseLim Limits
+	streams  bool
+	bodyMax  int64
+	date     DateCache
+	stats    serverStats
+	ov       overloadState
+	stopOv   chan struct{}
+	stopped  sync.Once
 
 	reqPool sync.Pool
 	ctxPool sync.Pool
@@ -97,6 +104,7 @@ var (
 	_ engine.CloseHandler   = (*Server)(nil)
 	_ engine.DrainHandler   = (*Server)(nil)
 	_ engine.TimeoutHandler = (*Server)(nil)
+	_ engine.EOFHandler     = (*Server)(nil)
 )
 
 // NewServer returns a server that answers requests with h (often a
@@ -119,7 +127,31 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 		return nil, err
 	}
 	s.ov.init(s)
+	s.initRoutes()
 	return s, nil
+}
+
+// initRoutes reads which body limits the handler's routes need. Routes are
+// registered before serving, so Start and Serve call it again.
+func (s *Server) initRoutes() {
+	s.bodyMax = s.limits.resolve().bodyBytes
+	s.parseLim, s.streams = s.limits, false
+	var max int64
+	switch h := s.h.(type) {
+	case *Router:
+		s.streams, max = h.stream, h.streamMax
+	case streamHandler:
+		s.streams, max = true, h.max
+	}
+	if !s.streams {
+		return
+	}
+	if max == 0 {
+		max = s.bodyMax
+	}
+	if s.bodyMax >= 0 && (max < 0 || max > s.bodyMax) {
+		s.parseLim.MaxBodyBytes = max
+	}
 }
 
 func (c Config) withDefaults() Config {
@@ -153,6 +185,7 @@ func (s *Server) Config() Config { return s.cfg }
 
 // Start listens on addr and serves in the background.
 func (s *Server) Start(addr string) error {
+	s.initRoutes()
 	if err := s.eng.Start(addr); err != nil {
 		return err
 	}
@@ -162,6 +195,7 @@ func (s *Server) Start(addr string) error {
 
 // Serve takes over ln and serves until shutdown.
 func (s *Server) Serve(ln net.Listener) error {
+	s.initRoutes()
 	go s.ov.run()
 	return s.eng.Serve(ln)
 }
@@ -198,6 +232,7 @@ func (s *Server) Close() error {
 type httpConn struct {
 	parser   Parser
 	b        *bodyState  // a request whose body is being read, or nil
+	stream   *bodyPipe   // a body being streamed to its handler (loop-owned)
 	busy     atomic.Bool // a request is running on a worker
 	dead     atomic.Bool // refused or closing: ignore further input
 	upgraded engine.Handler
@@ -235,7 +270,7 @@ func (s *Server) ensureHC(c *engine.Conn) *httpConn {
 
 // releaseHC frees a connection's HTTP state once nothing is in progress.
 func (s *Server) releaseHC(c *engine.Conn, hc *httpConn) {
-	if hc == nil || hc.busy.Load() || hc.b != nil || hc.upgraded != nil || hc.dead.Load() || hc.parser.pos != 0 {
+	if hc == nil || hc.busy.Load() || hc.b != nil || hc.stream != nil || hc.upgraded != nil || hc.dead.Load() || hc.parser.pos != 0 {
 		return
 	}
 	c.SetContext((*httpConn)(nil))
@@ -254,13 +289,27 @@ func (s *Server) OnData(c *engine.Conn, in []byte) int {
 		if hc.dead.Load() {
 			return len(in)
 		}
-		if hc.busy.Load() {
+		if hc.busy.Load() && hc.stream == nil {
 			return 0 // resumed by the engine when the request is done
 		}
 	}
 	off := 0
 	for off < len(in) {
-		if hc != nil && hc.b != nil {
+		if hc != nil && hc.stream != nil {
+			n, done, err := hc.stream.feed(in[off:])
+			off += n
+			if err != nil {
+				// The handler sees err from its reader; the server
+				// answers with its status and closes (see finish).
+				hc.dead.Store(true)
+				return len(in)
+			}
+			if !done {
+				return off
+			}
+			hc.stream.release()
+			hc.stream = nil
+		} else if hc != nil && hc.b != nil {
 			n, done, err := s.readBody(hc, in[off:])
 			off += n
 			if err != nil {
@@ -283,7 +332,7 @@ func (s *Server) OnData(c *engine.Conn, in []byte) int {
 				p = &hc.parser
 			}
 			req := s.reqPool.Get().(*Request)
-			n, err := p.Parse(in[off:], req, &s.limits)
+			n, err := p.Parse(in[off:], req, &s.parseLim)
 			if err != nil {
 				s.reqPool.Put(req)
 				hc = s.ensureHC(c)
@@ -299,6 +348,25 @@ func (s *Server) OnData(c *engine.Conn, in []byte) int {
 				return off
 			}
 			bodyAt := off + n
+			if s.streams && (req.ContentLength > 0 || req.Chunked) {
+				h, mode, params := s.route(req)
+				max := s.bodyMax
+				if mode.stream && mode.maxBody != 0 {
+					max = mode.maxBody
+				}
+				if max >= 0 && req.ContentLength > max {
+					s.reqPool.Put(req)
+					hc = s.ensureHC(c)
+					s.refuse(c, hc, ErrBodyTooLarge)
+					return len(in)
+				}
+				if mode.stream {
+					hc = s.ensureHC(c)
+					s.startStream(c, hc, req, h, params, max)
+					off = bodyAt
+					continue
+				}
+			}
 			switch {
 			case req.ContentLength > 0 && int64(len(in)-bodyAt) >= req.ContentLength:
 				end := bodyAt + int(req.ContentLength)
@@ -439,7 +507,7 @@ func (s *Server) dropBody(hc *httpConn) {
 // serve runs the handler for one complete request. owned reports that
 // body and the request's head are already copies the loop does not reuse.
 func (s *Server) serve(c *engine.Conn, hc *httpConn, req *Request, body []byte, owned bool) {
-	h, inline, params := s.route(req)
+	h, mode, params := s.route(req)
 	ctx := s.ctxPool.Get().(*Ctx)
 	ctx.reset(c, req, body, params)
 	ctx.start = time.Now()
@@ -449,7 +517,7 @@ func (s *Server) serve(c *engine.Conn, hc *httpConn, req *Request, body []byte, 
 		hc.b.head = nil
 		s.dropBody(hc) // the rest of the body state goes back to its pool
 	}
-	if inline {
+	if mode.inline {
 		ctx.inline = true
 		s.run(ctx, h)
 		s.finish(ctx)
@@ -467,6 +535,34 @@ func (s *Server) serve(c *engine.Conn, hc *httpConn, req *Request, body []byte, 
 	if hc == nil {
 		hc = s.ensureHC(c)
 	}
+	hc.busy.Store(true)
+	ctx.hc = hc
+	err := c.Dispatch(func() {
+		s.run(ctx, h)
+		s.finish(ctx)
+		hc.busy.Store(false)
+	})
+	if err != nil {
+		hc.busy.Store(false)
+		ctx.hc = nil
+		ctx.SetStatus(503)
+		ctx.keepAlive = false
+		ctx.WriteString("server busy\n")
+		s.finish(ctx)
+	}
+}
+
+// startStream runs h for req on a worker while the loop goes on decoding
+// the body into a pipe the handler reads (see StreamBody).
+func (s *Server) startStream(c *engine.Conn, hc *httpConn, req *Request, h Handler, params []param, max int64) {
+	p := newBodyPipe(c, req, max, s.cfg.BodyTimeout)
+	hc.stream = p
+	ctx := s.ctxPool.Get().(*Ctx)
+	ctx.reset(c, req, nil, params)
+	ctx.start = time.Now()
+	ctx.keepAlive = s.keepAlive(c, req)
+	ctx.pipe = p
+	ctx.head = req.CopyTo(req, pool.Get(len(req.Raw()))[:0])
 	hc.busy.Store(true)
 	ctx.hc = hc
 	err := c.Dispatch(func() {
@@ -530,6 +626,32 @@ func (s *Server) finish(ctx *Ctx) {
 	if ctx.keepAlive && ctx.upgrade == nil && s.eng.Draining() {
 		ctx.keepAlive = false
 	}
+	closeWhy := engine.ReasonLocal
+	if ctx.panicked {
+		closeWhy = engine.ReasonPanic
+	}
+	if p := ctx.pipe; p != nil {
+		// A streamed body that did not arrive whole leaves the connection
+		// unusable; a body that failed is answered with its status
+		// unless the handler chose an error status itself.
+		if complete, err := p.finish(); !complete {
+			ctx.keepAlive = false
+			if e, ok := err.(*Error); ok {
+				if e.Status == 408 {
+					closeWhy = engine.ReasonReadTimeout
+					s.stats.timeouts.Add(1)
+				} else {
+					closeWhy = engine.ReasonProtocolError
+					s.stats.refused.Add(1)
+				}
+				if !ctx.streaming && !ctx.panicked && ctx.status < 400 {
+					ctx.resetResponse()
+					ctx.SetStatus(e.Status)
+					ctx.WriteString(e.Reason + "\n")
+				}
+			}
+		}
+	}
 	// Count before sending, so a client that saw the response sees it
 	// counted.
 	status := ctx.status
@@ -549,11 +671,7 @@ func (s *Server) finish(ctx *Ctx) {
 		} else {
 			s.ensureHC(c).dead.Store(true)
 		}
-		r := engine.ReasonLocal
-		if ctx.panicked {
-			r = engine.ReasonPanic
-		}
-		c.CloseWithReason(r)
+		c.CloseWithReason(closeWhy)
 	}
 	s.reqPool.Put(ctx.Request)
 	ctx.release()
@@ -570,8 +688,21 @@ func (s *Server) OnClose(c *engine.Conn, r engine.CloseReason, err error) {
 	if ch, ok := hc.upgraded.(engine.CloseHandler); ok {
 		ch.OnClose(c, r, err)
 	}
+	if p := hc.stream; p != nil {
+		p.fail(io.ErrUnexpectedEOF)
+		p.release()
+		hc.stream = nil
+	}
 	if !hc.busy.Load() {
 		s.dropBody(hc)
+	}
+}
+
+// OnEOF implements engine.EOFHandler: a streamed body whose client stopped
+// sending before its end fails at once instead of at the body timeout.
+func (s *Server) OnEOF(c *engine.Conn) {
+	if hc := s.hcOf(c); hc != nil && hc.stream != nil {
+		hc.stream.fail(io.ErrUnexpectedEOF)
 	}
 }
 
@@ -637,12 +768,9 @@ func appendInt(b []byte, n int) []byte {
 }
 
 // route picks the handler for req and whether it runs inline.
-func (s *Server) route(req *Request) (Handler, bool, []param) {
-	switch h := s.h.(type) {
-	case *Router:
-		return h.lookup(req.Method, req.Path)
-	case inlineHandler:
-		return h, true, nil
+func (s *Server) route(req *Request) (Handler, routeMode, []param) {
+	if r, ok := s.h.(*Router); ok {
+		return r.lookup(req.Method, req.Path)
 	}
-	return s.h, false, nil
+	return s.h, modeOf(s.h), nil
 }

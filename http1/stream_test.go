@@ -1,0 +1,344 @@
+package http1
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/warrenhq/warren/engine"
+)
+
+// hashHandler reads the streamed body and answers "<bytes> <sha256>", or
+// the read error.
+func hashHandler(c *Ctx) {
+	h := sha256.New()
+	n, err := io.Copy(h, c.BodyReader())
+	if err != nil {
+		c.SetStatus(599) // a status of the handler's own: the server keeps it
+		fmt.Fprintf(c, "read error after %d: %v", n, err)
+		return
+	}
+	fmt.Fprintf(c, "%d %s", n, hex.EncodeToString(h.Sum(nil)))
+}
+
+func streamRouter(max int64, extra func(r *Router)) *Router {
+	r := NewRouter()
+	r.Handle("POST /upload", StreamBody(HandlerFunc(hashHandler), max))
+	r.HandleFunc("POST /echo", func(c *Ctx) { c.Write(c.Body()) })
+	r.Handle("GET /", InlineFunc(func(c *Ctx) { c.WriteString("hello") }))
+	if extra != nil {
+		extra(r)
+	}
+	return r
+}
+
+func digest(b []byte) string {
+	s := sha256.Sum256(b)
+	return fmt.Sprintf("%d %s", len(b), hex.EncodeToString(s[:]))
+}
+
+func payload(n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i*7 + i>>9)
+	}
+	return b
+}
+
+// A body far over Limits.MaxBodyBytes streams to a route that allows it,
+// with Content-Length and chunked, from net/http's client, on both engines;
+// other routes keep the server's limit.
+func TestStreamBodyLarge(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, cfg Config) {
+		cfg.Limits.MaxBodyBytes = 1 << 20
+		_, addr := startServer(t, cfg, streamRouter(64<<20, nil))
+		body := payload(24 << 20)
+		client := &http.Client{Timeout: 30 * time.Second}
+		// Content-Length.
+		resp, err := client.Post("http://"+addr+"/upload", "application/octet-stream", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(got) != digest(body) {
+			t.Fatalf("content-length upload: %d %q", resp.StatusCode, got)
+		}
+		// Chunked (the client cannot know the length of a plain reader).
+		resp, err = client.Post("http://"+addr+"/upload", "application/octet-stream", io.MultiReader(bytes.NewReader(body[:1<<20]), bytes.NewReader(body[1<<20:])))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(got) != digest(body) {
+			t.Fatalf("chunked upload: %d %q", resp.StatusCode, got)
+		}
+		// A buffered route still refuses what is over the server's limit.
+		out := rawExchange(t, addr, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2097152\r\n\r\n", 5*time.Second)
+		if !strings.HasPrefix(out, "HTTP/1.1 413 ") {
+			t.Fatalf("buffered route over its limit: %q", out)
+		}
+	})
+}
+
+// A handler that does not read holds the client back: the server buffers
+// at most its window plus one read, not the body.
+func TestStreamBodyBackpressure(t *testing.T) {
+	gate := make(chan struct{})
+	var pipe atomic.Pointer[bodyPipe]
+	r := streamRouter(0, func(r *Router) {
+		r.Handle("POST /slow", StreamBody(HandlerFunc(func(c *Ctx) {
+			pipe.Store(c.pipe)
+			<-gate
+			hashHandler(c)
+		}), -1))
+	})
+	_, addr := startServer(t, Config{}, r)
+	body := payload(64 << 20)
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var sent atomic.Int64
+	werr := make(chan error, 1)
+	go func() {
+		_, err := conn.Write([]byte(fmt.Sprintf("POST /slow HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", len(body))))
+		for off := 0; err == nil && off < len(body); off += 64 << 10 {
+			var n int
+			n, err = conn.Write(body[off : off+64<<10])
+			sent.Add(int64(n))
+		}
+		werr <- err
+	}()
+	eventually(t, func() bool { return pipe.Load() != nil })
+	// Let the client fill whatever it can.
+	var last int64 = -1
+	for i := 0; i < 100 && sent.Load() != last; i++ {
+		last = sent.Load()
+		time.Sleep(50 * time.Millisecond)
+	}
+	p := pipe.Load()
+	p.mu.Lock()
+	got := p.got
+	p.mu.Unlock()
+	if max := int64(streamWindow + 64<<10); got > max {
+		t.Fatalf("server took %d body bytes from a handler that reads nothing, want <= %d", got, max)
+	}
+	if sent.Load() >= int64(len(body)) {
+		t.Fatal("the client sent the whole body: no backpressure")
+	}
+	close(gate)
+	if err := <-werr; err != nil {
+		t.Fatal(err)
+	}
+	conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	if string(b) != digest(body) {
+		t.Fatalf("after backpressure: %q", b)
+	}
+}
+
+// Every way a streamed body can end early, and what the client sees.
+func TestStreamBodyErrors(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, cfg Config) {
+		var calls atomic.Int64
+		r := streamRouter(100, func(r *Router) {
+			r.Handle("POST /count", StreamBody(HandlerFunc(func(c *Ctx) {
+				calls.Add(1)
+				hashHandler(c)
+			}), 100))
+			r.Handle("POST /ignore", StreamBody(HandlerFunc(func(c *Ctx) {
+				c.WriteString("ignored")
+			}), 0))
+			r.Handle("POST /default", StreamBody(HandlerFunc(func(c *Ctx) {
+				io.Copy(io.Discard, c.BodyReader())
+				c.WriteString("fine") // a 200 the server replaces when the body failed
+			}), 100))
+		})
+		cfg.BodyTimeout = 300 * time.Millisecond
+		s, addr := startServer(t, cfg, r)
+
+		t.Run("content-length over the route limit", func(t *testing.T) {
+			out := rawExchange(t, addr, "POST /count HTTP/1.1\r\nHost: x\r\nContent-Length: 101\r\n\r\n", 5*time.Second)
+			if !strings.HasPrefix(out, "HTTP/1.1 413 ") || calls.Load() != 0 {
+				t.Fatalf("got %q, handler calls %d", out, calls.Load())
+			}
+		})
+		t.Run("chunked over the route limit", func(t *testing.T) {
+			req := "POST /default HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n50\r\n" + strings.Repeat("a", 80) + "\r\n50\r\n" + strings.Repeat("b", 80) + "\r\n0\r\n\r\n"
+			out := rawExchange(t, addr, req, 5*time.Second)
+			if !strings.HasPrefix(out, "HTTP/1.1 413 ") || !strings.Contains(out, "Connection: close") {
+				t.Fatalf("got %q", out)
+			}
+		})
+		t.Run("bad chunk size", func(t *testing.T) {
+			out := rawExchange(t, addr, "POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\nzz\r\n", 5*time.Second)
+			if !strings.HasPrefix(out, "HTTP/1.1 599 ") || !strings.Contains(out, "invalid chunk size") {
+				t.Fatalf("got %q", out)
+			}
+		})
+		t.Run("stall", func(t *testing.T) {
+			start := time.Now()
+			out := rawExchange(t, addr, "POST /default HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc", 5*time.Second)
+			if !strings.HasPrefix(out, "HTTP/1.1 408 ") {
+				t.Fatalf("got %q", out)
+			}
+			if el := time.Since(start); el < 300*time.Millisecond {
+				t.Fatalf("cut after %v, before the body timeout", el)
+			}
+		})
+		t.Run("client stops sending", func(t *testing.T) {
+			conn, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			start := time.Now()
+			conn.Write([]byte("POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc"))
+			conn.(*net.TCPConn).CloseWrite()
+			conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+			out, _ := io.ReadAll(conn)
+			if !strings.Contains(string(out), "read error after 3: unexpected EOF") {
+				t.Fatalf("got %q", out)
+			}
+			if el := time.Since(start); el >= 300*time.Millisecond {
+				t.Fatalf("the handler learnt of the FIN after %v: waited for the body timeout", el)
+			}
+		})
+		t.Run("handler returns early", func(t *testing.T) {
+			// The body has not arrived whole: Connection: close.
+			conn, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			conn.Write([]byte("POST /ignore HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nabc"))
+			conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+			out, _ := io.ReadAll(conn)
+			if !strings.HasPrefix(string(out), "HTTP/1.1 200 ") || !strings.Contains(string(out), "Connection: close") {
+				t.Fatalf("got %q", out)
+			}
+		})
+		t.Run("unread but complete body keeps the connection", func(t *testing.T) {
+			req := "POST /ignore HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc" +
+				"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello" +
+				"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+			out := rawExchange(t, addr, req, 5*time.Second)
+			br := bufio.NewReader(strings.NewReader(out))
+			var bodies []string
+			for {
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil {
+					break
+				}
+				b, _ := io.ReadAll(resp.Body)
+				bodies = append(bodies, string(b))
+			}
+			want := []string{"ignored", digest([]byte("hello")), "hello"}
+			if fmt.Sprint(bodies) != fmt.Sprint(want) {
+				t.Fatalf("bodies %q, want %q", bodies, want)
+			}
+		})
+		eventually(t, func() bool {
+			st := s.Engine().Stats()
+			return st.Closed[engine.ReasonReadTimeout] >= 1 && st.Closed[engine.ReasonProtocolError] >= 1
+		})
+	})
+}
+
+// Expect: 100-continue is answered when the handler reads, not before; a
+// handler that refuses without reading never invites the body.
+func TestStreamBodyExpectContinue(t *testing.T) {
+	r := streamRouter(0, func(r *Router) {
+		r.Handle("POST /refuse", StreamBody(HandlerFunc(func(c *Ctx) {
+			c.SetStatus(403)
+			c.WriteString("no")
+		}), 0))
+	})
+	_, addr := startServer(t, Config{}, r)
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	br := bufio.NewReader(conn)
+	conn.Write([]byte("POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n"))
+	if line, _ := br.ReadString('\n'); line != "HTTP/1.1 100 Continue\r\n" {
+		t.Fatalf("interim %q", line)
+	}
+	br.ReadString('\n')
+	conn.Write([]byte("data"))
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	if string(b) != digest([]byte("data")) {
+		t.Fatalf("body %q", b)
+	}
+
+	out := rawExchange(t, addr, "POST /refuse HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n", 5*time.Second)
+	if !strings.HasPrefix(out, "HTTP/1.1 403 ") || strings.Contains(out, "100 Continue") || !strings.Contains(out, "Connection: close") {
+		t.Fatalf("refused: %q", out)
+	}
+}
+
+// The net/http adapter streams Request.Body on a StreamBody route.
+func TestStreamBodyAdapter(t *testing.T) {
+	r := NewRouter()
+	var sawLength atomic.Int64
+	r.Handle("PUT /blob", StreamBody(Adapt(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sawLength.Store(r.ContentLength)
+		h := sha256.New()
+		n, err := io.Copy(h, r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), 400)
+			return
+		}
+		fmt.Fprintf(w, "%d %s", n, hex.EncodeToString(h.Sum(nil)))
+	})), -1))
+	_, addr := startServer(t, Config{Limits: Limits{MaxBodyBytes: 1024}}, r)
+	body := payload(5 << 20)
+	req, _ := http.NewRequest("PUT", "http://"+addr+"/blob", bytes.NewReader(body))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(b) != digest(body) || sawLength.Load() != int64(len(body)) {
+		t.Fatalf("got %q, ContentLength %d", b, sawLength.Load())
+	}
+}
+
+func TestBodyReaderBuffered(t *testing.T) {
+	r := NewRouter()
+	r.HandleFunc("POST /r", func(c *Ctx) {
+		b, err := io.ReadAll(c.BodyReader())
+		if err != nil || !bytes.Equal(b, c.Body()) {
+			c.SetStatus(500)
+		}
+		c.Write(b)
+	})
+	_, addr := startServer(t, Config{}, r)
+	out := rawExchange(t, addr, "POST /r HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 5\r\n\r\nhello", 5*time.Second)
+	if !strings.HasPrefix(out, "HTTP/1.1 200 ") || !strings.HasSuffix(out, "hello") {
+		t.Fatalf("got %q", out)
+	}
+}
