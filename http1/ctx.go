@@ -205,9 +205,12 @@ func (c *Ctx) Inline() bool { return c.inline }
 // UpgradeTo hands the connection to another protocol once the handler
 // returns: the handler writes the protocol's switching response with
 // WriteRaw, and every byte after this request goes to p.OnData. p may also
-// implement engine.CloseHandler, DrainHandler and TimeoutHandler. Only
-// Inline handlers may upgrade; UpgradeTo panics elsewhere. (The request's
-// Upgrade header is the embedded Request.Upgrade field.)
+// implement engine.CloseHandler, DrainHandler, TimeoutHandler and
+// EOFHandler. The server keeps p as the engine connection's Context and
+// drops its own per-connection state, so p must not call SetContext on
+// the engine connection (keep its state in p). Only Inline handlers may
+// upgrade; UpgradeTo panics elsewhere. (The request's Upgrade header is the
+// embedded Request.Upgrade field.)
 func (c *Ctx) UpgradeTo(p engine.Handler) {
 	if !c.inline {
 		panic("http1: UpgradeTo from a handler that is not Inline")

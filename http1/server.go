@@ -227,15 +227,14 @@ func (s *Server) Close() error {
 }
 
 // httpConn is a connection's HTTP state. It exists only while a request is
-// partly received or in flight, or the connection was upgraded: an idle
-// keep-alive connection holds none.
+// partly received or in flight: an idle keep-alive connection holds none,
+// and an upgraded one holds its new protocol's handler as its context.
 type httpConn struct {
-	parser   Parser
-	b        *bodyState  // a request whose body is being read, or nil
-	stream   *bodyPipe   // a body being streamed to its handler (loop-owned)
-	busy     atomic.Bool // a request is running on a worker
-	dead     atomic.Bool // refused or closing: ignore further input
-	upgraded engine.Handler
+	parser Parser
+	b      *bodyState  // a request whose body is being read, or nil
+	stream *bodyPipe   // a body being streamed to its handler (loop-owned)
+	busy   atomic.Bool // a request is running on a worker
+	dead   atomic.Bool // refused or closing: ignore further input
 }
 
 // bodyState is a request whose body spans reads. It is pooled and held only
@@ -259,6 +258,12 @@ func (s *Server) hcOf(c *engine.Conn) *httpConn {
 	return hc
 }
 
+// upgradedOf returns the protocol c was upgraded to, or nil.
+func upgradedOf(c *engine.Conn) engine.Handler {
+	h, _ := c.Context().(engine.Handler)
+	return h
+}
+
 func (s *Server) ensureHC(c *engine.Conn) *httpConn {
 	if hc := s.hcOf(c); hc != nil {
 		return hc
@@ -270,7 +275,7 @@ func (s *Server) ensureHC(c *engine.Conn) *httpConn {
 
 // releaseHC frees a connection's HTTP state once nothing is in progress.
 func (s *Server) releaseHC(c *engine.Conn, hc *httpConn) {
-	if hc == nil || hc.busy.Load() || hc.b != nil || hc.stream != nil || hc.upgraded != nil || hc.dead.Load() || hc.parser.pos != 0 {
+	if hc == nil || hc.busy.Load() || hc.b != nil || hc.stream != nil || hc.dead.Load() || hc.parser.pos != 0 {
 		return
 	}
 	c.SetContext((*httpConn)(nil))
@@ -281,11 +286,14 @@ func (s *Server) releaseHC(c *engine.Conn, hc *httpConn) {
 // OnData parses requests from in and serves them in order. It implements
 // engine.Handler and runs on the event loop.
 func (s *Server) OnData(c *engine.Conn, in []byte) int {
-	hc := s.hcOf(c)
+	var hc *httpConn
+	switch v := c.Context().(type) {
+	case *httpConn:
+		hc = v
+	case engine.Handler:
+		return v.OnData(c, in) // upgraded
+	}
 	if hc != nil {
-		if hc.upgraded != nil {
-			return hc.upgraded.OnData(c, in)
-		}
 		if hc.dead.Load() {
 			return len(in)
 		}
@@ -401,13 +409,14 @@ func (s *Server) OnData(c *engine.Conn, in []byte) int {
 			}
 		}
 		hc = s.hcOf(c)
-		if hc != nil {
-			if hc.upgraded != nil {
+		if hc == nil {
+			if u := upgradedOf(c); u != nil {
 				if off < len(in) {
-					return off + hc.upgraded.OnData(c, in[off:])
+					return off + u.OnData(c, in[off:])
 				}
 				return off
 			}
+		} else {
 			if hc.dead.Load() {
 				return len(in)
 			}
@@ -663,8 +672,13 @@ func (s *Server) finish(ctx *Ctx) {
 		hook(ctx, status, time.Since(ctx.start))
 	}
 	if ctx.upgrade != nil {
-		hc := s.ensureHC(c)
-		hc.upgraded = ctx.upgrade
+		// The other protocol takes the connection's context: an upgraded
+		// connection keeps no HTTP state.
+		if hc := s.hcOf(c); hc != nil && !hc.busy.Load() && hc.b == nil && hc.stream == nil {
+			hc.parser = Parser{}
+			s.hcPool.Put(hc)
+		}
+		c.SetContext(ctx.upgrade)
 	} else if !ctx.keepAlive {
 		if hc := s.hcOf(c); hc != nil {
 			hc.dead.Store(true)
@@ -683,10 +697,10 @@ func (s *Server) finish(ctx *Ctx) {
 func (s *Server) OnClose(c *engine.Conn, r engine.CloseReason, err error) {
 	hc := s.hcOf(c)
 	if hc == nil {
+		if ch, ok := upgradedOf(c).(engine.CloseHandler); ok {
+			ch.OnClose(c, r, err)
+		}
 		return
-	}
-	if ch, ok := hc.upgraded.(engine.CloseHandler); ok {
-		ch.OnClose(c, r, err)
 	}
 	if p := hc.stream; p != nil {
 		p.fail(io.ErrUnexpectedEOF)
@@ -701,6 +715,10 @@ func (s *Server) OnClose(c *engine.Conn, r engine.CloseReason, err error) {
 // OnEOF implements engine.EOFHandler: a streamed body whose client stopped
 // sending before its end fails at once instead of at the body timeout.
 func (s *Server) OnEOF(c *engine.Conn) {
+	if eh, ok := upgradedOf(c).(engine.EOFHandler); ok {
+		eh.OnEOF(c)
+		return
+	}
 	if hc := s.hcOf(c); hc != nil && hc.stream != nil {
 		hc.stream.fail(io.ErrUnexpectedEOF)
 	}
@@ -709,16 +727,15 @@ func (s *Server) OnEOF(c *engine.Conn) {
 // OnDrain implements engine.DrainHandler: an idle connection closes now, a
 // busy one after its response, which carries Connection: close.
 func (s *Server) OnDrain(c *engine.Conn) {
-	hc := s.hcOf(c)
-	if hc != nil && hc.upgraded != nil {
-		if dh, ok := hc.upgraded.(engine.DrainHandler); ok {
+	if u := upgradedOf(c); u != nil {
+		if dh, ok := u.(engine.DrainHandler); ok {
 			dh.OnDrain(c)
 			return
 		}
 		c.CloseWithReason(engine.ReasonShutdown)
 		return
 	}
-	if hc == nil || (!hc.busy.Load() && hc.b == nil) {
+	if hc := s.hcOf(c); hc == nil || (!hc.busy.Load() && hc.b == nil) {
 		c.CloseWithReason(engine.ReasonShutdown)
 	}
 	// Otherwise keepAlive sees the engine draining and the response
@@ -728,13 +745,13 @@ func (s *Server) OnDrain(c *engine.Conn) {
 // OnTimeout implements engine.TimeoutHandler: a request head or body that
 // did not arrive in time gets 408 before the connection closes.
 func (s *Server) OnTimeout(c *engine.Conn, r engine.CloseReason) bool {
-	hc := s.hcOf(c)
-	if hc != nil && hc.upgraded != nil {
-		if th, ok := hc.upgraded.(engine.TimeoutHandler); ok {
+	if u := upgradedOf(c); u != nil {
+		if th, ok := u.(engine.TimeoutHandler); ok {
 			return th.OnTimeout(c, r)
 		}
 		return false
 	}
+	hc := s.hcOf(c)
 	if r == engine.ReasonReadTimeout && (hc == nil || !hc.busy.Load()) {
 		s.stats.timeouts.Add(1)
 		b := pool.Get(256)[:0]

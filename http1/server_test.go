@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -601,5 +602,65 @@ func TestHalfCloseAnswersPipelined(t *testing.T) {
 		if strings.Count(string(out), "HTTP/1.1 200") != 2 || !strings.HasSuffix(string(out), "device 2") {
 			t.Fatalf("after half-close: %q", out)
 		}
+	})
+}
+
+// shout is a line protocol an HTTP connection upgrades to: it answers each
+// input with the same bytes upper-cased.
+type shout struct {
+	sawSelf atomic.Bool
+	closed  atomic.Bool
+}
+
+func (p *shout) OnData(c *engine.Conn, in []byte) int {
+	p.sawSelf.Store(c.Context() == engine.Handler(p))
+	c.Write(bytes.ToUpper(in))
+	return len(in)
+}
+
+func (p *shout) OnClose(c *engine.Conn, r engine.CloseReason, err error) { p.closed.Store(true) }
+
+// An upgraded connection hands every later byte, including bytes that
+// arrived with the upgrade request, to the new protocol, and keeps no HTTP
+// state: the protocol is the connection's context.
+func TestUpgradeTo(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, cfg Config) {
+		p := new(shout)
+		r := NewRouter()
+		r.Handle("GET /up", InlineFunc(func(c *Ctx) {
+			c.WriteRaw([]byte("HTTP/1.1 101 Switching Protocols\r\nUpgrade: shout\r\nConnection: Upgrade\r\n\r\n"))
+			c.UpgradeTo(p)
+		}))
+		_, addr := startServer(t, cfg, r)
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		conn.Write([]byte("GET /up HTTP/1.1\r\nHost: x\r\nUpgrade: shout\r\nConnection: Upgrade\r\n\r\nhello "))
+		br := bufio.NewReader(conn)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil || resp.StatusCode != 101 {
+			t.Fatalf("upgrade: %v %v", resp, err)
+		}
+		want := "HELLO WORLD"
+		got := make([]byte, 0, len(want))
+		buf := make([]byte, 64)
+		for i := 0; len(got) < len(want); i++ {
+			if i == 0 {
+				conn.Write([]byte("world"))
+			}
+			n, err := br.Read(buf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, buf[:n]...)
+		}
+		if string(got) != want || !p.sawSelf.Load() {
+			t.Fatalf("got %q, protocol is the context: %v", got, p.sawSelf.Load())
+		}
+		conn.Close()
+		eventually(t, p.closed.Load)
 	})
 }

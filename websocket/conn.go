@@ -33,7 +33,7 @@ type Conn struct {
 	// before Group.mu (see LOCKS in group.go).
 	mu        sync.Mutex
 	ctx       any
-	groups    []*Group
+	groups    *[]*Group          // groups joined; nil until the first
 	code      uint16             // close status sent or received first
 	why       engine.CloseReason // why the server closes once the handshake ends
 	closeSent bool               // a Close frame was sent: no more frames
@@ -41,7 +41,7 @@ type Conn struct {
 	closed    bool               // the engine connection has closed
 	corked    bool               // the loop is handling input: gather small frames
 	paused    bool               // reading paused: too much waits for the handler
-	batch     []byte             // frames gathered while corked, pooled
+	batch     *batchBuf          // frames gathered while corked; nil otherwise
 
 	queued atomic.Int64 // cost of messages waiting for or in the handler
 
@@ -139,7 +139,7 @@ func (c *Conn) WriteMessage(op Opcode, data []byte) error {
 		pool.Put(b)
 	case len(data) <= copyFrame && c.corked:
 		if err = c.growBatchLocked(MaxHeaderLen + len(data)); err == nil {
-			c.batch = AppendFrame(c.batch, op, true, data)
+			c.batch.b = AppendFrame(c.batch.b, op, true, data)
 		}
 	case len(data) <= copyFrame:
 		// One contiguous write: cheaper than a two-buffer writev. The
@@ -181,7 +181,7 @@ func (c *Conn) writeLocked(frame []byte) error {
 		if err := c.growBatchLocked(len(frame)); err != nil {
 			return err
 		}
-		c.batch = append(c.batch, frame...)
+		c.batch.b = append(c.batch.b, frame...)
 		return nil
 	}
 	if err := c.flushLocked(); err != nil {
@@ -194,27 +194,47 @@ func (c *Conn) writeLocked(frame []byte) error {
 // growBatchLocked makes room for n more bytes in the batch, sending it
 // first when it would pass batchMax.
 func (c *Conn) growBatchLocked(n int) error {
-	if len(c.batch)+n > batchMax {
+	if c.batch == nil {
+		c.batch = batchPool.Get().(*batchBuf)
+	}
+	if len(c.batch.b)+n > batchMax {
 		if err := c.flushLocked(); err != nil {
 			return err
 		}
 	}
-	if c.batch == nil {
-		c.batch = pool.Get(max(n, 4096))[:0]
-	} else {
-		c.batch = pool.Grow(c.batch, n)
-	}
+	c.batch.b = pool.Grow(c.batch.b, n)
 	return nil
 }
 
 // flushLocked sends the gathered frames; c.mu is held.
 func (c *Conn) flushLocked() error {
-	if len(c.batch) == 0 {
+	if c.batch == nil || len(c.batch.b) == 0 {
 		return nil
 	}
-	_, err := c.ec.Write(c.batch)
-	c.batch = c.batch[:0]
+	_, err := c.ec.Write(c.batch.b)
+	c.batch.b = c.batch.b[:0]
 	return err
+}
+
+// batchBuf holds a connection's gathered frames while its loop handles a
+// read. It is pooled with its buffer, so a connection between reads keeps
+// only a nil pointer.
+type batchBuf struct{ b []byte }
+
+var batchPool = sync.Pool{New: func() any { return &batchBuf{b: pool.Get(4096)[:0]} }}
+
+// releaseBatchLocked returns the batch to its pool; c.mu is held.
+func (c *Conn) releaseBatchLocked() {
+	if c.batch == nil {
+		return
+	}
+	if cap(c.batch.b) > batchMax+copyFrame {
+		pool.Put(c.batch.b)
+		c.batch.b = pool.Get(4096)
+	}
+	c.batch.b = c.batch.b[:0]
+	batchPool.Put(c.batch)
+	c.batch = nil
 }
 
 // cork starts gathering small frames; the loop calls it before handling a
@@ -230,10 +250,7 @@ func (c *Conn) uncork() {
 	c.mu.Lock()
 	c.corked = false
 	c.flushLocked()
-	if c.batch != nil {
-		pool.Put(c.batch)
-		c.batch = nil
-	}
+	c.releaseBatchLocked()
 	c.mu.Unlock()
 }
 
@@ -599,13 +616,13 @@ func (p *proto) OnClose(_ *engine.Conn, reason engine.CloseReason, _ error) {
 	if code == 0 {
 		code = CloseAbnormal
 	}
-	groups := c.groups
+	var groups []*Group
+	if c.groups != nil {
+		groups = *c.groups
+	}
 	c.groups = nil
 	c.corked = false
-	if c.batch != nil {
-		pool.Put(c.batch)
-		c.batch = nil
-	}
+	c.releaseBatchLocked()
 	if c.cmp != nil {
 		c.cmp.d.Reset()
 		c.cmp.i.Reset()

@@ -59,20 +59,25 @@ func (g *Group) join(c *Conn) joinResult {
 	}
 	g.index[c] = len(g.members)
 	g.members = append(g.members, c)
-	c.groups = append(c.groups, g)
+	if c.groups == nil {
+		c.groups = new([]*Group)
+	}
+	*c.groups = append(*c.groups, g)
 	return joined
 }
 
 // Leave removes c from g; it is a no-op when c is not a member.
 func (g *Group) Leave(c *Conn) {
 	c.mu.Lock()
-	for i, x := range c.groups {
-		if x == g {
-			last := len(c.groups) - 1
-			c.groups[i] = c.groups[last]
-			c.groups[last] = nil
-			c.groups = c.groups[:last]
-			break
+	if gs := c.groups; gs != nil {
+		for i, x := range *gs {
+			if x == g {
+				last := len(*gs) - 1
+				(*gs)[i] = (*gs)[last]
+				(*gs)[last] = nil
+				*gs = (*gs)[:last]
+				break
+			}
 		}
 	}
 	c.mu.Unlock()
