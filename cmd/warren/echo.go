@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
 	"flag"
 	"fmt"
 	"io"
@@ -142,6 +143,17 @@ func echoRoutes(ws *websocket.Server) *http1.Router {
 		}
 		c.Write(hello)
 	})
+	// POST /upload streams the request body through a hash as it arrives
+	// (any size; the server holds a bounded window) and answers
+	// "<bytes> <sha256>".
+	r.Handle("POST /upload", http1.StreamBody(http1.HandlerFunc(func(c *http1.Ctx) {
+		h := sha256.New()
+		n, err := io.Copy(h, c.BodyReader())
+		if err != nil {
+			return // answered with the error's status
+		}
+		fmt.Fprintf(c, "%d %x\n", n, h.Sum(nil))
+	}), -1))
 	// GET /ws echoes WebSocket text and binary messages as received, on
 	// the loop.
 	r.Handle("GET /ws", ws.Handler())

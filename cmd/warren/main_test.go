@@ -5,7 +5,9 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha256"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -132,6 +134,17 @@ func TestEchoHTTP(t *testing.T) {
 			t.Fatalf("GET %s: %q", tc.path, b)
 		}
 	}
+	// POST /upload streams a body of any size through a hash.
+	body := bytes.Repeat([]byte("0123456789abcdef"), 1<<20) // 16 MiB: over the 10 MiB buffered limit
+	up, err := http.Post("http://"+addr+"/upload", "application/octet-stream", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(up.Body)
+	up.Body.Close()
+	if want := fmt.Sprintf("%d %x\n", len(body), sha256.Sum256(body)); up.StatusCode != 200 || string(got) != want {
+		t.Fatalf("POST /upload: %d %q, want %q", up.StatusCode, got, want)
+	}
 	// The admin listener reports the requests just served.
 	resp, err := http.Get("http://" + adminAddr + "/metrics")
 	if err != nil {
@@ -139,7 +152,7 @@ func TestEchoHTTP(t *testing.T) {
 	}
 	metrics, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, want := range []string{`warren_http_requests_total{class="2xx"} 2`, "warren_connections_accepted_total 2", "process_resident_memory_bytes"} {
+	for _, want := range []string{`warren_http_requests_total{class="2xx"} 3`, "warren_connections_accepted_total 3", "process_resident_memory_bytes"} {
 		if !strings.Contains(string(metrics), want) {
 			t.Errorf("metrics lack %q", want)
 		}
