@@ -36,7 +36,10 @@ type Config struct {
 	// Zero means 10 s; negative disables it.
 	HeaderTimeout time.Duration
 	// BodyTimeout bounds receiving a request body once its head has been
-	// parsed. Zero means 30 s; negative disables it.
+	// parsed; the client gets 408. On StreamBody routes it bounds each wait
+	// of the handler for more body bytes instead (like nginx's
+	// client_body_timeout), so a long upload may take as long as it keeps
+	// moving. Zero means 30 s; negative disables it.
 	BodyTimeout time.Duration
 	// MaxRequestsPerConn closes a connection after this many requests (its
 	// last response carries Connection: close), like nginx's
