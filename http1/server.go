@@ -373,9 +373,19 @@ func (s *Server) OnData(c *engine.Conn, in []byte) int {
 				}
 				if mode.stream {
 					hc = s.ensureHC(c)
-					s.startStream(c, hc, req, h, params, max)
-					off = bodyAt
-					continue
+					n, err := s.startStream(c, hc, req, h, params, max, in[bodyAt:])
+					if err != nil {
+						hc.dead.Store(true)
+						return len(in)
+					}
+					off = bodyAt + n
+					if hc.stream != nil {
+						continue // more body to come
+					}
+					if hc.dead.Load() {
+						return len(in)
+					}
+					return off // the next request waits for the handler
 				}
 			}
 			switch {
@@ -565,10 +575,18 @@ func (s *Server) serve(c *engine.Conn, hc *httpConn, req *Request, body []byte, 
 }
 
 // startStream runs h for req on a worker while the loop goes on decoding
-// the body into a pipe the handler reads (see StreamBody).
-func (s *Server) startStream(c *engine.Conn, hc *httpConn, req *Request, h Handler, params []param, max int64) {
+// the body into a pipe the handler reads (see StreamBody). The part of the
+// body already in rest is fed first, so a handler that returns at once
+// finds a body that arrived with its head complete; it returns how much of
+// rest was body.
+func (s *Server) startStream(c *engine.Conn, hc *httpConn, req *Request, h Handler, params []param, max int64, rest []byte) (int, error) {
 	p := newBodyPipe(c, req, max, s.cfg.BodyTimeout)
 	hc.stream = p
+	n, done, ferr := p.feed(rest)
+	if done {
+		p.release()
+		hc.stream = nil
+	}
 	ctx := s.ctxPool.Get().(*Ctx)
 	ctx.reset(c, req, nil, params)
 	ctx.start = time.Now()
@@ -590,6 +608,7 @@ func (s *Server) startStream(c *engine.Conn, hc *httpConn, req *Request, h Handl
 		ctx.WriteString("server busy\n")
 		s.finish(ctx)
 	}
+	return n, ferr
 }
 
 // run calls the hooks and the handler, recovering a panic.

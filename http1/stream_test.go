@@ -342,3 +342,35 @@ func TestBodyReaderBuffered(t *testing.T) {
 		t.Fatalf("got %q", out)
 	}
 }
+
+// A request pipelined after a streamed one waits for its handler, even
+// when the whole streamed body arrived in the same read as both heads.
+func TestStreamBodyPipelinedOrder(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, cfg Config) {
+		r := streamRouter(0, func(r *Router) {
+			r.Handle("POST /slow", StreamBody(HandlerFunc(func(c *Ctx) {
+				b, _ := io.ReadAll(c.BodyReader())
+				time.Sleep(100 * time.Millisecond)
+				c.Write(b)
+			}), 0))
+		})
+		_, addr := startServer(t, cfg, r)
+		req := "POST /slow HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nfirst" +
+			"POST /slow HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nsecond\r\n0\r\n\r\n" +
+			"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+		out := rawExchange(t, addr, req, 5*time.Second)
+		br := bufio.NewReader(strings.NewReader(out))
+		var bodies []string
+		for {
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				break
+			}
+			b, _ := io.ReadAll(resp.Body)
+			bodies = append(bodies, string(b))
+		}
+		if want := []string{"first", "second", "hello"}; fmt.Sprint(bodies) != fmt.Sprint(want) {
+			t.Fatalf("bodies %q, want %q", bodies, want)
+		}
+	})
+}
