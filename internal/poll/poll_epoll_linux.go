@@ -26,6 +26,12 @@ type Poller struct {
 	file     *os.File
 	rc       syscall.RawConn
 	deadline time.Time // read deadline set on file
+	// pollFn is p.poll bound once: a closure passed to rc.Read on every
+	// park would be allocated every time. n and werr carry its results,
+	// max its argument.
+	pollFn func(fd uintptr) bool
+	n, max int
+	werr   error
 	// woken coalesces Wake calls between two Waits into one eventfd write.
 	woken  atomic.Bool
 	closed atomic.Bool
@@ -57,6 +63,7 @@ func New(maxEvents int) (*Poller, error) {
 			p.file = os.NewFile(uintptr(epfd), "epoll")
 			if rc, err := p.file.SyscallConn(); err == nil {
 				p.rc = rc
+				p.pollFn = p.poll
 			}
 		}
 	}
@@ -171,12 +178,9 @@ func (p *Poller) park(max, timeoutMs int) (int, error) {
 			p.file.SetReadDeadline(p.deadline)
 		}
 	}
-	var n int
-	var werr error
-	err := p.rc.Read(func(fd uintptr) bool {
-		n, werr = pollNow(int(fd), p.raw[:max])
-		return n > 0 || (werr != nil && werr != unix.EINTR)
-	})
+	p.max = max
+	err := p.rc.Read(p.pollFn)
+	n, werr := p.n, p.werr
 	if err != nil {
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			return 0, nil
@@ -187,6 +191,13 @@ func (p *Poller) park(max, timeoutMs int) (int, error) {
 		return 0, err
 	}
 	return n, werr
+}
+
+// poll is rc.Read's callback: it collects ready events without waiting and
+// reports whether there were any (or an error).
+func (p *Poller) poll(fd uintptr) bool {
+	p.n, p.werr = pollNow(int(fd), p.raw[:p.max])
+	return p.n > 0 || (p.werr != nil && p.werr != unix.EINTR)
 }
 
 // pollNow collects ready events without waiting. It is a raw system call:
