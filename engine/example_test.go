@@ -116,3 +116,30 @@ func ExampleConn_Dispatch() {
 	fmt.Println(<-done)
 	// Output: done job
 }
+
+// counter counts the bytes a client sends and answers the total when the
+// client has finished sending (half-closed its side).
+type counter struct{ engine.NopHandler }
+
+func (counter) OnData(c *engine.Conn, in []byte) int {
+	n, _ := c.Context().(int)
+	c.SetContext(n + len(in))
+	return len(in)
+}
+
+func (counter) OnEOF(c *engine.Conn) {
+	n, _ := c.Context().(int)
+	fmt.Fprintf(c, "%d bytes\n", n)
+}
+
+func ExampleEOFHandler() {
+	e, _ := engine.New(engine.Config{Inline: true, Loops: 1}, counter{})
+	e.Start("127.0.0.1:0")
+	defer e.Close()
+	c, _ := net.Dial("tcp", e.Addr().String())
+	c.Write([]byte("twelve bytes"))
+	c.(*net.TCPConn).CloseWrite() // FIN: the server's OnEOF runs
+	reply, _ := io.ReadAll(c)
+	fmt.Print(string(reply))
+	// Output: 12 bytes
+}
