@@ -49,7 +49,7 @@ type Conn struct {
 	bytesIn  atomic.Uint64
 	bytesOut atomic.Uint64
 	served   atomic.Uint64
-	ctx      atomic.Value
+	ctx      atomic.Pointer[any]
 	id       uint64
 	created  int64 // unix nanoseconds
 
@@ -154,11 +154,24 @@ func (c *Conn) SetProtocol(p Protocol) { c.proto.Store(uint32(p)) }
 
 // Context returns the value stored by SetContext, or nil. It is safe for
 // concurrent use.
-func (c *Conn) Context() any { return c.ctx.Load() }
+func (c *Conn) Context() any {
+	if p := c.ctx.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
 
-// SetContext stores a value for the handler's use. Every call must store
-// values of the same concrete type. It is safe for concurrent use.
-func (c *Conn) SetContext(v any) { c.ctx.Store(v) }
+// SetContext stores a value for the handler's use; values of any types may
+// replace each other. It is safe for concurrent use. Storing a non-nil
+// value allocates a 16-byte cell, so set it when the value changes, not
+// per message; storing nil does not allocate.
+func (c *Conn) SetContext(v any) {
+	if v == nil {
+		c.ctx.Store(nil)
+		return
+	}
+	c.ctx.Store(&v)
+}
 
 // QueuedBytes returns the bytes waiting in c's output queue. It is safe for
 // concurrent use.

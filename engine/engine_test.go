@@ -912,3 +912,39 @@ func TestDial(t *testing.T) {
 		}
 	})
 }
+
+// A connection's context may change type, and nil clears it.
+func TestSetContextAnyTypes(t *testing.T) {
+	got := make(chan string, 1)
+	h := HandlerFunc(func(c *Conn, in []byte) int {
+		var seen []string
+		for _, v := range []any{1, "two", &struct{ n int }{3}, nil, 4.5} {
+			c.SetContext(v)
+			seen = append(seen, fmt.Sprintf("%T", c.Context()))
+		}
+		got <- strings.Join(seen, ",")
+		return len(in)
+	})
+	e, err := New(Config{Inline: true, Loops: 1}, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	c, err := net.Dial("tcp", e.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte("x"))
+	select {
+	case s := <-got:
+		if s != "int,string,*struct { n int },<nil>,float64" {
+			t.Fatalf("contexts %s", s)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no data")
+	}
+}

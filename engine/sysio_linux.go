@@ -3,6 +3,7 @@
 package engine
 
 import (
+	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -15,11 +16,15 @@ import (
 // runtime's monitor hands the P of a loop preempted inside a loopback
 // write over to another thread, and wakes itself every 20 µs to check.
 
+// syscall.RawSyscall rather than unix.RawSyscall: it is nosplit and keeps
+// its pointer arguments alive on every architecture, so the iovec array on
+// the stack cannot move under the call.
+
 // maxIovecs bounds one writev; the caller queues what was not written.
 const maxIovecs = 64
 
 func sysRead(fd int, p []byte) (int, error) {
-	r, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
+	r, _, e := syscall.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
 	if e != 0 {
 		return 0, errnoErr(e)
 	}
@@ -27,7 +32,7 @@ func sysRead(fd int, p []byte) (int, error) {
 }
 
 func sysWrite(fd int, p []byte) (int, error) {
-	r, _, e := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
+	r, _, e := syscall.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
 	if e != 0 {
 		return 0, errnoErr(e)
 	}
@@ -51,7 +56,7 @@ func writev(fd int, bufs [][]byte) (int, error) {
 	if n == 0 {
 		return 0, nil
 	}
-	r, _, e := unix.RawSyscall(unix.SYS_WRITEV, uintptr(fd), uintptr(unsafe.Pointer(&iov[0])), uintptr(n))
+	r, _, e := syscall.RawSyscall(unix.SYS_WRITEV, uintptr(fd), uintptr(unsafe.Pointer(&iov[0])), uintptr(n))
 	if e != 0 {
 		return 0, errnoErr(e)
 	}

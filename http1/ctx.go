@@ -236,6 +236,9 @@ func (c *Ctx) Flush() error {
 	if c.streaming {
 		return nil
 	}
+	if c.pipe != nil {
+		c.pipe.noContinue() // an interim 100 cannot follow the response
+	}
 	c.streaming = true
 	c.chunked = c.ProtoMinor >= 1 && !c.headOnly && bodyAllowed(c.status)
 	if !c.chunked && c.ProtoMinor == 0 {

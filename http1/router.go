@@ -72,6 +72,9 @@ type routeMode struct {
 func modeOf(h Handler) routeMode {
 	switch h := h.(type) {
 	case inlineHandler:
+		if sh, ok := h.Handler.(streamHandler); ok {
+			return routeMode{stream: true, maxBody: sh.max} // streaming never runs inline
+		}
 		return routeMode{inline: true}
 	case streamHandler:
 		return routeMode{stream: true, maxBody: h.max}
@@ -105,12 +108,7 @@ func (r *Router) Handle(pattern string, h Handler) {
 		panic(fmt.Sprintf("http1: pattern %q: path must start with /", pattern))
 	}
 	mode := modeOf(h)
-	if mode.stream {
-		if !r.stream || (r.streamMax >= 0 && (mode.maxBody < 0 || mode.maxBody > r.streamMax)) {
-			r.streamMax = mode.maxBody
-		}
-		r.stream = true
-	}
+	r.noteStream(mode)
 	for i := len(r.mws) - 1; i >= 0; i-- {
 		h = r.mws[i](h)
 	}
@@ -154,6 +152,18 @@ func (r *Router) Handle(pattern string, h Handler) {
 	for i := len(rs.dynamic) - 1; i > 0 && !rs.dynamic[i].hasWildcard() && rs.dynamic[i-1].hasWildcard(); i-- {
 		rs.dynamic[i], rs.dynamic[i-1] = rs.dynamic[i-1], rs.dynamic[i]
 	}
+}
+
+// noteStream records a StreamBody route's body limit: the server parses
+// request heads with the largest one.
+func (r *Router) noteStream(mode routeMode) {
+	if !mode.stream {
+		return
+	}
+	if !r.stream || (r.streamMax >= 0 && (mode.maxBody < 0 || mode.maxBody > r.streamMax)) {
+		r.streamMax = mode.maxBody
+	}
+	r.stream = true
 }
 
 // HandleFunc registers f for pattern.

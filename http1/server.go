@@ -142,9 +142,14 @@ func (s *Server) initRoutes() {
 	var max int64
 	switch h := s.h.(type) {
 	case *Router:
+		if h.NotFound != nil {
+			h.noteStream(modeOf(h.NotFound))
+		}
 		s.streams, max = h.stream, h.streamMax
-	case streamHandler:
-		s.streams, max = true, h.max
+	default:
+		if m := modeOf(h); m.stream {
+			s.streams, max = true, m.maxBody
+		}
 	}
 	if !s.streams {
 		return
@@ -281,7 +286,7 @@ func (s *Server) releaseHC(c *engine.Conn, hc *httpConn) {
 	if hc == nil || hc.busy.Load() || hc.b != nil || hc.stream != nil || hc.dead.Load() || hc.parser.pos != 0 {
 		return
 	}
-	c.SetContext((*httpConn)(nil))
+	c.SetContext(nil)
 	hc.parser = Parser{}
 	s.hcPool.Put(hc)
 }
@@ -580,7 +585,7 @@ func (s *Server) serve(c *engine.Conn, hc *httpConn, req *Request, body []byte, 
 // finds a body that arrived with its head complete; it returns how much of
 // rest was body.
 func (s *Server) startStream(c *engine.Conn, hc *httpConn, req *Request, h Handler, params []param, max int64, rest []byte) (int, error) {
-	p := newBodyPipe(c, req, max, s.cfg.BodyTimeout)
+	p := newBodyPipe(c, req, s.limits, max, s.cfg.BodyTimeout)
 	hc.stream = p
 	n, done, ferr := p.feed(rest)
 	if done {

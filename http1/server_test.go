@@ -631,6 +631,7 @@ func TestUpgradeTo(t *testing.T) {
 			c.WriteRaw([]byte("HTTP/1.1 101 Switching Protocols\r\nUpgrade: shout\r\nConnection: Upgrade\r\n\r\n"))
 			c.UpgradeTo(p)
 		}))
+		r.HandleFunc("GET /work", func(c *Ctx) { c.WriteString("worked") })
 		_, addr := startServer(t, cfg, r)
 		conn, err := net.Dial("tcp", addr)
 		if err != nil {
@@ -638,8 +639,18 @@ func TestUpgradeTo(t *testing.T) {
 		}
 		defer conn.Close()
 		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-		conn.Write([]byte("GET /up HTTP/1.1\r\nHost: x\r\nUpgrade: shout\r\nConnection: Upgrade\r\n\r\nhello "))
 		br := bufio.NewReader(conn)
+		// A request on a worker first, then an upgrade whose head arrives
+		// in two reads: the connection has held HTTP state before.
+		conn.Write([]byte("GET /work HTTP/1.1\r\nHost: x\r\n\r\n"))
+		if resp, err := http.ReadResponse(br, nil); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("worker request: %v %v", resp, err)
+		} else {
+			io.ReadAll(resp.Body)
+		}
+		conn.Write([]byte("GET /up HTTP/1.1\r\nHost: x\r\n"))
+		time.Sleep(50 * time.Millisecond)
+		conn.Write([]byte("Upgrade: shout\r\nConnection: Upgrade\r\n\r\nhello "))
 		resp, err := http.ReadResponse(br, nil)
 		if err != nil || resp.StatusCode != 101 {
 			t.Fatalf("upgrade: %v %v", resp, err)

@@ -73,11 +73,15 @@ type bodyPipe struct {
 	chunk *ChunkedReader
 }
 
-func newBodyPipe(c *engine.Conn, req *Request, max int64, timeout time.Duration) *bodyPipe {
+func newBodyPipe(c *engine.Conn, req *Request, lim Limits, max int64, timeout time.Duration) *bodyPipe {
 	p := &bodyPipe{conn: c, timeout: timeout, ready: make(chan struct{}, 1), expect: req.Expect100}
 	if req.Chunked {
 		p.chunk = chunkedPool.Get().(*ChunkedReader)
-		p.chunk.Reset(&Limits{MaxBodyBytes: max})
+		lim.MaxBodyBytes = max
+		if max == 0 {
+			lim.MaxBodyBytes = -1 // 0 would mean the default; max is resolved already
+		}
+		p.chunk.Reset(&lim)
 	} else {
 		p.want = req.ContentLength
 	}
@@ -126,11 +130,14 @@ func (p *bodyPipe) push(data []byte, eof bool) {
 		return
 	}
 	if len(data) > 0 {
-		if p.r == len(p.buf) {
-			p.r, p.buf = 0, p.buf[:0]
-		}
 		if p.buf == nil {
 			p.buf = pool.Get(streamWindow)[:0]
+		}
+		if p.r > 0 && len(p.buf)+len(data) > cap(p.buf) {
+			// Move the unread part to the front rather than grow: the
+			// buffer stays within the window plus one read.
+			p.buf = p.buf[:copy(p.buf, p.buf[p.r:])]
+			p.r = 0
 		}
 		p.buf = append(pool.Grow(p.buf, len(data)), data...)
 		p.got += int64(len(data))
@@ -144,6 +151,13 @@ func (p *bodyPipe) push(data []byte, eof bool) {
 		p.conn.PauseRead()
 	}
 	p.wakeLocked()
+	p.mu.Unlock()
+}
+
+// noContinue drops a pending 100 Continue: the response has started.
+func (p *bodyPipe) noContinue() {
+	p.mu.Lock()
+	p.expect = false
 	p.mu.Unlock()
 }
 

@@ -374,3 +374,81 @@ func TestStreamBodyPipelinedOrder(t *testing.T) {
 		}
 	})
 }
+
+// A reader a little slower than the network keeps the server's buffer
+// within its window: read space is reused, not grown.
+func TestStreamBodyBufferBounded(t *testing.T) {
+	var maxCap atomic.Int64
+	r := NewRouter()
+	r.Handle("POST /trickle", StreamBody(HandlerFunc(func(c *Ctx) {
+		h := sha256.New()
+		buf := make([]byte, 8<<10)
+		var n int64
+		for i := 0; ; i++ {
+			k, err := c.BodyReader().Read(buf)
+			h.Write(buf[:k])
+			n += int64(k)
+			c.pipe.mu.Lock()
+			if cp := int64(cap(c.pipe.buf)); cp > maxCap.Load() {
+				maxCap.Store(cp)
+			}
+			c.pipe.mu.Unlock()
+			if err != nil {
+				break
+			}
+			if i%64 == 0 {
+				time.Sleep(time.Millisecond)
+			}
+		}
+		fmt.Fprintf(c, "%d %s", n, hex.EncodeToString(h.Sum(nil)))
+	}), -1))
+	_, addr := startServer(t, Config{}, r)
+	body := payload(64 << 20)
+	resp, err := http.Post("http://"+addr+"/trickle", "application/octet-stream", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(b) != digest(body) {
+		t.Fatalf("got %q", b)
+	}
+	if max := int64(2 * streamWindow); maxCap.Load() > max {
+		t.Fatalf("stream buffer grew to %d bytes, want <= %d", maxCap.Load(), max)
+	}
+}
+
+// Inline(StreamBody(h)) and a StreamBody NotFound handler stream too.
+func TestStreamBodyWrapped(t *testing.T) {
+	r := NewRouter()
+	r.Handle("POST /inline", Inline(StreamBody(HandlerFunc(hashHandler), 0)))
+	r.NotFound = StreamBody(HandlerFunc(func(c *Ctx) {
+		if c.pipe == nil {
+			c.SetStatus(500)
+		}
+		hashHandler(c)
+	}), -1)
+	_, addr := startServer(t, Config{Limits: Limits{MaxBodyBytes: 1 << 10}}, r)
+	body := payload(1 << 20)
+	for _, path := range []string{"/inline", "/anything"} {
+		resp, err := http.Post("http://"+addr+path, "application/octet-stream", bytes.NewReader(body[:512]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(b) != digest(body[:512]) {
+			t.Fatalf("%s: %d %q", path, resp.StatusCode, b)
+		}
+	}
+	// The NotFound route allows any size; the server parses heads with it.
+	resp, err := http.Post("http://"+addr+"/big", "application/octet-stream", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(b) != digest(body) {
+		t.Fatalf("big: %d %q", resp.StatusCode, b)
+	}
+}

@@ -56,9 +56,9 @@ func New(maxEvents int) (*Poller, error) {
 		p.Close()
 		return nil, err
 	}
-	// WARREN_NETPOLL=off keeps the loops blocking in epoll_wait on their
+	// WARREN_NETPOLL=off (or 0, false) keeps the loops blocking in epoll_wait on their
 	// own threads: an A/B switch for benchmarks, not a tuning knob.
-	if os.Getenv("WARREN_NETPOLL") != "off" {
+	if v := os.Getenv("WARREN_NETPOLL"); v != "off" && v != "0" && v != "false" {
 		if err := unix.SetNonblock(epfd, true); err == nil {
 			p.file = os.NewFile(uintptr(epfd), "epoll")
 			if rc, err := p.file.SyscallConn(); err == nil {
@@ -203,7 +203,7 @@ func (p *Poller) poll(fd uintptr) bool {
 // pollNow collects ready events without waiting. It is a raw system call:
 // it cannot block, so the scheduler need not hand the thread's P away.
 func pollNow(epfd int, events []unix.EpollEvent) (int, error) {
-	r, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(epfd), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 0, 0, 0)
+	r, _, e := syscall.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(epfd), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 0, 0, 0)
 	if e != 0 {
 		return 0, e
 	}
