@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"strings"
@@ -451,4 +452,73 @@ func TestStreamBodyWrapped(t *testing.T) {
 	if resp.StatusCode != 200 || string(b) != digest(body) {
 		t.Fatalf("big: %d %q", resp.StatusCode, b)
 	}
+}
+
+// The same pipelined requests — buffered and streamed bodies, chunked
+// with trailers, worker and inline routes — get the same answers however
+// the client's writes split them across reads.
+func TestServerSplitWrites(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, cfg Config) {
+		r := streamRouter(-1, nil)
+		r.HandleFunc("GET /devices/{id}", func(c *Ctx) { c.WriteString("device " + c.Param("id")) })
+		r.HandleFunc("POST /count", func(c *Ctx) { fmt.Fprintf(c, "%d", len(c.Body())) })
+		_, addr := startServer(t, cfg, r)
+		stream := "GET / HTTP/1.1\r\nHost: x\r\n\r\n" +
+			"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nhello world" +
+			"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" +
+			"5\r\nfirst\r\n7;ext=1\r\n, secon\r\n1\r\nd\r\n0\r\nX-Trailer: yes\r\n\r\n" +
+			"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 300\r\n\r\n" + strings.Repeat("0123456789", 30) +
+			"GET /devices/7?x=1 HTTP/1.1\r\nHost: x\r\n\r\n" +
+			"POST /count HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n" +
+			"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n" +
+			"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+		answers := func(out string) []string {
+			br := bufio.NewReader(strings.NewReader(out))
+			var got []string
+			methods := []string{"GET", "POST", "POST", "POST", "GET", "POST", "HEAD", "GET"}
+			for i := 0; ; i++ {
+				var req *http.Request
+				if i < len(methods) {
+					req = &http.Request{Method: methods[i]}
+				}
+				resp, err := http.ReadResponse(br, req)
+				if err != nil {
+					return got
+				}
+				b, _ := io.ReadAll(resp.Body)
+				got = append(got, fmt.Sprintf("%d %s", resp.StatusCode, b))
+			}
+		}
+		want := []string{"200 hello", "200 hello world", "200 " + digest([]byte("first, second")),
+			"200 " + digest([]byte(strings.Repeat("0123456789", 30))), "200 device 7", "200 3", "200 ", "200 hello"}
+		if got := answers(rawExchange(t, addr, stream, 5*time.Second)); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("in one write: %q\nwant %q", got, want)
+		}
+		rng := rand.New(rand.NewPCG(1, 2))
+		for round := 0; round < 20; round++ {
+			conn, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			conn.SetDeadline(time.Now().Add(10 * time.Second))
+			done := make(chan string, 1)
+			go func() { b, _ := io.ReadAll(conn); done <- string(b) }()
+			for rest := stream; len(rest) > 0; {
+				n := 1 + rng.IntN(40)
+				if n > len(rest) {
+					n = len(rest)
+				}
+				conn.Write([]byte(rest[:n]))
+				rest = rest[n:]
+				if rng.IntN(4) == 0 {
+					time.Sleep(time.Duration(rng.IntN(800)) * time.Microsecond)
+				}
+			}
+			out := <-done
+			conn.Close()
+			if got := answers(out); fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Fatalf("round %d: %q\nwant %q", round, got, want)
+			}
+		}
+	})
 }
