@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -213,6 +214,16 @@ func (l *loop) run() {
 		}
 		l.runMailbox()
 		l.wheel.Advance(l.tick.Load(), l.expire)
+		if n > 0 {
+			// A loop with events every time it polls never parks, and the
+			// Go scheduler would let it hold its P until the 10 ms forced
+			// preemption while another loop or a worker readied onto the
+			// same P waits: p99 under wrk -c128 on 2 cores went from
+			// 14-32 ms to 4-5 ms with this yield, at the same CPU per
+			// request. When nothing else is runnable it costs a trip
+			// through the scheduler per batch.
+			runtime.Gosched()
+		}
 	}
 }
 
