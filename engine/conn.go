@@ -31,14 +31,16 @@ type Conn struct {
 	loopIndex  uint16 // immutable
 
 	// Owned by the loop (or, in the portable engine, the reader goroutine).
-	fd       int
+	fd       int32 // packed with the next three into one word
+	rport    uint16
+	r4       bool
+	interest uint8 // registered poll interest (ioRead|ioWrite)
 	l        *loop
 	p        *pconn
 	in       []byte // unconsumed input, pooled
 	timer    timerwheel.Entry[*Conn]
 	lastRead int64  // tick of the last read
 	msgStart int64  // tick the pending message started, 0 if none
-	interest uint8  // registered poll interest (ioRead|ioWrite)
 	flags    uint16 // loop-owned flag bits
 	state    atomic.Uint32
 	idleTO   atomic.Int32 // per-connection override in ms; 0 default, <0 off
@@ -53,10 +55,9 @@ type Conn struct {
 	id       uint64
 	created  int64 // unix nanoseconds
 
-	// The peer's address, kept compact (a netip.AddrPort takes 32 bytes).
+	// The peer's address, kept compact (a netip.AddrPort takes 32 bytes);
+	// rport and r4 are above.
 	raddr [16]byte
-	rport uint16
-	r4    bool
 }
 
 // errBox holds a close error out of line: most connections never have one.
@@ -359,7 +360,7 @@ func (c *Conn) writev(bufs [][]byte, total int) (int, error) {
 	n := 0
 	if c.out == nil {
 		var err error
-		n, err = writeFD(c.fd, bufs)
+		n, err = writeFD(int(c.fd), bufs)
 		if n > 0 {
 			c.bytesOut.Add(uint64(n))
 			l.stats.bytesOut.Add(uint64(n))
@@ -461,7 +462,7 @@ func (c *Conn) flushLocked() (bool, error) {
 		for _, b := range batch {
 			want += len(b)
 		}
-		n, err := writeFD(c.fd, batch)
+		n, err := writeFD(int(c.fd), batch)
 		if n > 0 {
 			c.bytesOut.Add(uint64(n))
 			c.l.stats.bytesOut.Add(uint64(n))

@@ -434,7 +434,7 @@ func (e *Engine) release(c *Conn) {
 }
 
 func (e *Engine) newConn(fd int, remote netip.AddrPort) *Conn {
-	c := &Conn{fd: fd, id: e.nextID.Add(1), created: e.cfg.Clock.Now().UnixNano()}
+	c := &Conn{fd: int32(fd), id: e.nextID.Add(1), created: e.cfg.Clock.Now().UnixNano()}
 	c.setRemote(remote)
 	return c
 }

@@ -217,7 +217,7 @@ func (l *loop) run() {
 					// Not reading, but the socket is dead (RST or both
 					// directions shut): level-triggered hang-ups would
 					// otherwise repeat forever.
-					err := sockError(c.fd)
+					err := sockError(int(c.fd))
 					l.closeNow(c, reasonFor(err), err)
 				}
 			}
@@ -433,11 +433,11 @@ func (l *loop) pick() *loop {
 func (l *loop) register(c *Conn) {
 	e := l.e
 	if l.stopping {
-		unix.Close(c.fd)
+		unix.Close(int(c.fd))
 		e.release(c)
 		return
 	}
-	for c.fd >= len(l.conns) {
+	for int(c.fd) >= len(l.conns) {
 		n := 2 * len(l.conns)
 		if n < 1024 {
 			n = 1024
@@ -447,13 +447,13 @@ func (l *loop) register(c *Conn) {
 		l.conns = grown
 	}
 	dialing := c.flags&fDialing != 0
-	if err := l.poller.Add(c.fd, !dialing, dialing); err != nil {
-		unix.Close(c.fd)
+	if err := l.poller.Add(int(c.fd), !dialing, dialing); err != nil {
+		unix.Close(int(c.fd))
 		e.release(c)
 		l.stats.closed[ReasonIOError].Add(1)
 		return
 	}
-	l.conns[c.fd] = c
+	l.conns[int(c.fd)] = c
 	c.interest = ioRead
 	if dialing {
 		c.interest = ioWrite
@@ -497,7 +497,7 @@ func (l *loop) opened(c *Conn) {
 }
 
 func (l *loop) onReadable(c *Conn) {
-	n, err := readFD(c.fd, l.buf)
+	n, err := readFD(int(c.fd), l.buf)
 	if n > 0 {
 		l.onInput(c, l.buf[:n])
 		return
@@ -635,7 +635,7 @@ func (l *loop) dataDone(c *Conn, rest []byte, progress bool) {
 func (l *loop) onWritable(c *Conn) {
 	e := l.e
 	if c.flags&fDialing != 0 {
-		if err := sockError(c.fd); err != nil {
+		if err := sockError(int(c.fd)); err != nil {
 			l.closeNow(c, ReasonIOError, err)
 			return
 		}
@@ -702,7 +702,7 @@ func (l *loop) updateInterest(c *Conn) {
 		return
 	}
 	c.interest = want
-	if err := l.poller.Mod(c.fd, want&ioRead != 0, want&ioWrite != 0); err != nil {
+	if err := l.poller.Mod(int(c.fd), want&ioRead != 0, want&ioWrite != 0); err != nil {
 		l.closeNow(c, ReasonIOError, err)
 	}
 }
@@ -802,12 +802,12 @@ func (l *loop) closeNow(c *Conn, r CloseReason, err error) {
 	c.mu.Unlock()
 
 	c.flags &^= fRegistered
-	l.conns[c.fd] = nil
+	l.conns[int(c.fd)] = nil
 	// Counted before the descriptor closes, so a peer that saw the close
 	// sees it counted.
 	l.stats.conns.Add(-1)
 	l.stats.closed[r].Add(1)
-	unix.Close(c.fd)
+	unix.Close(int(c.fd))
 	l.wheel.Remove(&c.timer)
 	if c.in != nil {
 		pool.Put(c.in)
@@ -984,7 +984,7 @@ func (l *loop) stop() {
 	for i := range rest {
 		o := &rest[i]
 		if o.kind == opRegister {
-			unix.Close(o.c.fd)
+			unix.Close(int(o.c.fd))
 			l.e.release(o.c)
 		} else if o.buf != nil {
 			pool.Put(o.buf)
@@ -1050,7 +1050,7 @@ func sockError(fd int) error {
 }
 
 func localAddr(c *Conn) netip.AddrPort {
-	sa, err := unix.Getsockname(c.fd)
+	sa, err := unix.Getsockname(int(c.fd))
 	if err != nil {
 		return netip.AddrPort{}
 	}
