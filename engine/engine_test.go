@@ -639,7 +639,10 @@ func TestHalfClose(t *testing.T) {
 func TestPeerResetMidWrite(t *testing.T) {
 	for _, k := range kinds[:2] {
 		t.Run(k.name, func(t *testing.T) {
-			var cfg Config
+			// The flood writer outruns any socket: a high-water mark above
+			// the whole flood keeps the slow-consumer bound from closing
+			// the connection before the reset does.
+			cfg := Config{WriteHighWater: 512 << 20}
 			k.cfg(&cfg)
 			h := &floodHandler{echoHandler: *newEcho()}
 			e, addr := startEngine(t, cfg, h)
