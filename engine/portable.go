@@ -203,6 +203,11 @@ func (pe *portableEngine) serve(c *Conn) {
 		pe.setState(c, state)
 		timeoutWhy, deadline := pe.deadline(c)
 		pc.nc.SetReadDeadline(deadline)
+		if pc.signalled() {
+			// A redeliver or drain posted before the deadline above was
+			// set had its wake-up (a deadline of now) overwritten.
+			continue
+		}
 		n, err := pc.nc.Read(buf)
 		if n > 0 {
 			pe.input(c, buf[:n])
@@ -277,6 +282,13 @@ func (pc *pconn) takeRedeliver() bool {
 	r := pc.redeliver
 	pc.redeliver = false
 	return r
+}
+
+// signalled reports whether a redeliver or a drain waits for the reader.
+func (pc *pconn) signalled() bool {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	return pc.redeliver || pc.drain
 }
 
 func (pc *pconn) peekRedeliver() bool {
