@@ -951,3 +951,56 @@ func TestSetContextAnyTypes(t *testing.T) {
 		t.Fatal("no data")
 	}
 }
+
+// closeOnIdle closes a connection from its state hook, between the reader's
+// checks (the portable engine's reader runs the hook before it sets its read
+// deadline).
+type closeOnIdle struct{ echoHandler }
+
+func (h *closeOnIdle) OnStateChange(c *Conn, from, to State) {
+	if to == StateIdle {
+		c.Close()
+	}
+}
+
+// A close requested while the reader prepares to read is not lost.
+func TestCloseFromStateHook(t *testing.T) {
+	forEachKind(t, func(t *testing.T, k engineKind) {
+		var cfg Config
+		k.cfg(&cfg)
+		_, addr := startEngine(t, cfg, &closeOnIdle{echoHandler: *newEcho()})
+		c := dial(t, addr)
+		c.SetReadDeadline(time.Now().Add(3 * time.Second))
+		if b, err := io.ReadAll(c); err != nil || len(b) != 0 {
+			t.Fatalf("got %q, %v: want EOF", b, err)
+		}
+	})
+}
+
+// pauser stops reading after the first input, as a protocol applying
+// backpressure would.
+type pauser struct{ NopHandler }
+
+func (pauser) OnData(c *Conn, in []byte) int {
+	c.PauseRead()
+	return len(in)
+}
+
+// Shutdown drains a connection whose reading is paused.
+func TestShutdownDrainsPausedConn(t *testing.T) {
+	forEachKind(t, func(t *testing.T, k engineKind) {
+		var cfg Config
+		k.cfg(&cfg)
+		e, addr := startEngine(t, cfg, pauser{})
+		c := dial(t, addr)
+		c.Write([]byte("x"))
+		eventually(t, 5*time.Second, "paused", func() bool { return e.NumConns() == 1 })
+		time.Sleep(50 * time.Millisecond)
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		start := time.Now()
+		if err := e.Shutdown(ctx); err != nil {
+			t.Fatalf("shutdown: %v after %v", err, time.Since(start))
+		}
+	})
+}

@@ -162,7 +162,7 @@ func startLoops(e *Engine, addr string, ln net.Listener) (net.Addr, error) {
 
 // yieldAfter is how long a loop that never finds itself idle runs before
 // it lets the Go scheduler run other goroutines on its P.
-var yieldAfter = time.Millisecond
+const yieldAfter = time.Millisecond
 
 func (l *loop) run() {
 	defer close(l.stopped)
@@ -171,7 +171,7 @@ func (l *loop) run() {
 	if tickMS < 1 {
 		tickMS = 1
 	}
-	var busySince time.Time
+	busySince := time.Now()
 	for !l.stopping {
 		timeout := tickMS
 		l.sleeping.Store(true)
@@ -182,8 +182,11 @@ func (l *loop) run() {
 		n, err := l.poller.Wait(l.events, timeout)
 		l.sleeping.Store(false)
 		woke := time.Now()
-		if n == 0 || woke.Sub(waitStart) > 100*time.Microsecond {
-			busySince = woke // it waited: a new busy stretch starts
+		if timeout != 0 && woke.Sub(waitStart) > 100*time.Microsecond {
+			// It slept: a new busy stretch starts. (A poll that returned
+			// nothing at once, or only a mailbox wake-up, is not idleness:
+			// a loop kept busy by its mailbox must yield too.)
+			busySince = woke
 		}
 		if err != nil {
 			if errors.Is(err, poll.ErrClosed) {
@@ -259,10 +262,13 @@ func (l *loop) post(o op) bool {
 	}
 	l.mb = append(l.mb, o)
 	l.mbLen.Add(1)
-	l.mbMu.Unlock()
+	// Wake under mbMu: stop closes the poller after marking the mailbox
+	// closed under the same lock, so the eventfd cannot be closed (and
+	// its number reused) under this write.
 	if l.sleeping.Load() {
 		l.poller.Wake()
 	}
+	l.mbMu.Unlock()
 	return true
 }
 

@@ -50,6 +50,7 @@ type pconn struct {
 	paused    bool
 	drain     bool
 	redeliver bool
+	retime    bool // a timeout changed: recompute the read deadline
 
 	// last mirrors Conn.lastRead for observers on other goroutines.
 	last atomic.Int64
@@ -179,11 +180,13 @@ func (pe *portableEngine) serve(c *Conn) {
 			break
 		}
 		pc.mu.Lock()
-		for pc.paused && !c.closing {
+		// A paused reader still wakes for a drain or a close (lock order:
+		// pc.mu before c.mu).
+		for pc.paused && !pc.drain && pe.closeRequested(c) == ReasonNone {
 			pc.cond.Wait()
 		}
 		drain := pc.drain
-		pc.drain = false
+		pc.drain, pc.retime = false, false
 		pc.mu.Unlock()
 		if drain {
 			pe.drainConn(c)
@@ -203,9 +206,10 @@ func (pe *portableEngine) serve(c *Conn) {
 		pe.setState(c, state)
 		timeoutWhy, deadline := pe.deadline(c)
 		pc.nc.SetReadDeadline(deadline)
-		if pc.signalled() {
-			// A redeliver or drain posted before the deadline above was
-			// set had its wake-up (a deadline of now) overwritten.
+		if pc.signalled() || pe.closeRequested(c) != ReasonNone {
+			// A redeliver, drain, timeout change or close posted before
+			// the deadline above was set had its wake-up (a deadline of
+			// now) overwritten.
 			continue
 		}
 		n, err := pc.nc.Read(buf)
@@ -284,11 +288,12 @@ func (pc *pconn) takeRedeliver() bool {
 	return r
 }
 
-// signalled reports whether a redeliver or a drain waits for the reader.
+// signalled reports whether a redeliver, a drain or a timeout change waits
+// for the reader.
 func (pc *pconn) signalled() bool {
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
-	return pc.redeliver || pc.drain
+	return pc.redeliver || pc.drain || pc.retime
 }
 
 func (pc *pconn) peekRedeliver() bool {
@@ -469,6 +474,9 @@ func (pc *pconn) post(c *Conn, kind opKind) {
 		pc.mu.Unlock()
 		pc.nc.SetReadDeadline(time.Now()) // the reader resumes pending input
 	case opRetime:
+		pc.mu.Lock()
+		pc.retime = true
+		pc.mu.Unlock()
 		pc.nc.SetReadDeadline(time.Now()) // re-evaluated by the reader
 	}
 }
