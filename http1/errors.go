@@ -94,6 +94,9 @@ var (
 	// ErrBodyTimeout is a streamed request body (see StreamBody) that sent
 	// nothing for Config.BodyTimeout while its handler waited to read.
 	ErrBodyTimeout = &Error{408, "request body timeout"}
+	// ErrTooManyStreams is a StreamBody request refused because
+	// Config.MaxStreams are already in progress.
+	ErrTooManyStreams = &Error{503, "too many streamed requests in progress"}
 )
 
 // Errors in chunked bodies (RFC 9112 §7.1).

@@ -49,6 +49,13 @@ type Config struct {
 	// this old, like nginx's keepalive_time. Zero means 1 hour; negative
 	// means no limit.
 	MaxConnAge time.Duration
+	// MaxStreams bounds the StreamBody requests in progress at once: each
+	// holds a worker for as long as its body keeps arriving, so without a
+	// bound slow uploads could occupy the whole worker pool. Beyond it a
+	// request is answered 503 before its handler runs, and its connection
+	// closes. Zero means half of Engine.Workers (512 by default);
+	// negative means no limit.
+	MaxStreams int
 	// Overload adapts keep-alive to pressure on connections and memory.
 	Overload Overload
 	// Hooks observe and intercept requests.
@@ -88,14 +95,15 @@ type Server struct {
 	// parseLim is limits with the body bound raised to what StreamBody
 	// routes accept; streams tells whether there are any, and bodyMax is
 	// the bound of every other route (negative: unlimited).
-	parseLim Limits
-	streams  bool
-	bodyMax  int64
-	date     DateCache
-	stats    serverStats
-	ov       overloadState
-	stopOv   chan struct{}
-	stopped  sync.Once
+	parseLim  Limits
+	streams   bool
+	bodyMax   int64
+	date      DateCache
+	stats     serverStats
+	ov        overloadState
+	streaming atomic.Int64 // StreamBody requests in progress
+	stopOv    chan struct{}
+	stopped   sync.Once
 
 	reqPool sync.Pool
 	ctxPool sync.Pool
@@ -177,6 +185,13 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxConnAge == 0 {
 		c.MaxConnAge = time.Hour
+	}
+	if c.MaxStreams == 0 {
+		w := c.Engine.Workers
+		if w <= 0 {
+			w = 1024 // engine.Config's default
+		}
+		c.MaxStreams = max(1, w/2)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -374,6 +389,12 @@ func (s *Server) OnData(c *engine.Conn, in []byte) int {
 					s.reqPool.Put(req)
 					hc = s.ensureHC(c)
 					s.refuse(c, hc, ErrBodyTooLarge)
+					return len(in)
+				}
+				if mode.stream && s.cfg.MaxStreams > 0 && s.streaming.Load() >= int64(s.cfg.MaxStreams) {
+					s.reqPool.Put(req)
+					hc = s.ensureHC(c)
+					s.refuse(c, hc, ErrTooManyStreams)
 					return len(in)
 				}
 				if mode.stream {
@@ -587,6 +608,7 @@ func (s *Server) serve(c *engine.Conn, hc *httpConn, req *Request, body []byte, 
 func (s *Server) startStream(c *engine.Conn, hc *httpConn, req *Request, h Handler, params []param, max int64, rest []byte) (int, error) {
 	p := newBodyPipe(c, req, s.limits, max, s.cfg.BodyTimeout)
 	hc.stream = p
+	s.streaming.Add(1)
 	n, done, ferr := p.feed(rest)
 	if done {
 		p.release()
@@ -667,6 +689,7 @@ func (s *Server) finish(ctx *Ctx) {
 		closeWhy = engine.ReasonPanic
 	}
 	if p := ctx.pipe; p != nil {
+		s.streaming.Add(-1)
 		// A streamed body that did not arrive whole leaves the connection
 		// unusable; a body that failed is answered with its status
 		// unless the handler chose an error status itself.

@@ -35,6 +35,9 @@ type streamHandler struct {
 // whole; one that returns without reading a body that has arrived keeps the
 // connection.
 //
+// Each streaming request holds a worker while its body arrives, so
+// Config.MaxStreams bounds how many are in progress (503 beyond).
+//
 // Expect: 100-continue is answered when the handler first reads, so a
 // handler that refuses a request without reading never invites its body.
 // Streaming handlers always run on the worker pool, even when h is Inline.

@@ -522,3 +522,50 @@ func TestServerSplitWrites(t *testing.T) {
 		}
 	})
 }
+
+// Streamed requests in progress are bounded: each holds a worker while its
+// body arrives, and slow uploads must not take the whole pool.
+func TestStreamBodyMaxStreams(t *testing.T) {
+	gate := make(chan struct{})
+	var started atomic.Int64
+	r := NewRouter()
+	r.Handle("POST /hold", StreamBody(HandlerFunc(func(c *Ctx) {
+		started.Add(1)
+		<-gate
+		hashHandler(c)
+	}), 0))
+	r.Handle("GET /", InlineFunc(func(c *Ctx) { c.WriteString("hello") }))
+	s, addr := startServer(t, Config{MaxStreams: 1}, r)
+	first, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	first.Write([]byte("POST /hold HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhel"))
+	eventually(t, func() bool { return started.Load() == 1 })
+	out := rawExchange(t, addr, "POST /hold HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello", 5*time.Second)
+	if !strings.HasPrefix(out, "HTTP/1.1 503 ") || started.Load() != 1 {
+		t.Fatalf("second stream: %q, handlers started %d", out, started.Load())
+	}
+	// Other routes are not affected.
+	if out := rawExchange(t, addr, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 5*time.Second); !strings.HasSuffix(out, "hello") {
+		t.Fatalf("GET / while a stream holds: %q", out)
+	}
+	close(gate)
+	first.Write([]byte("lo"))
+	first.SetReadDeadline(time.Now().Add(5 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(first), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	if string(b) != digest([]byte("hello")) {
+		t.Fatalf("first stream: %q", b)
+	}
+	// Its slot is free again.
+	eventually(t, func() bool { return s.streaming.Load() == 0 })
+	out = rawExchange(t, addr, "POST /hold HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 5\r\n\r\nhello", 5*time.Second)
+	if !strings.Contains(out, digest([]byte("hello"))) {
+		t.Fatalf("after the first finished: %q", out)
+	}
+}

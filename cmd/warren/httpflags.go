@@ -15,6 +15,7 @@ func httpFlags(fs *flag.FlagSet, c *http1.Config) {
 	fs.DurationVar(&c.BodyTimeout, "body-timeout", 0, "time to receive a request body after its head; 408 after (0: 30s)")
 	fs.IntVar(&c.MaxRequestsPerConn, "max-requests-per-conn", 0, "requests per connection before Connection: close (0: 100000; negative: unlimited)")
 	fs.DurationVar(&c.MaxConnAge, "max-conn-age", 0, "connection age after which the next response closes it (0: 1h; negative: unlimited)")
+	fs.IntVar(&c.MaxStreams, "max-streams", 0, "streamed-body requests (POST /upload) in progress at once; 503 over it (0: half the workers; negative: unlimited)")
 	fs.IntVar(&c.Limits.MaxHeaderBytes, "max-header-bytes", 0, "request header section limit, 431 over it (0: 64 KiB)")
 	fs.IntVar(&c.Limits.MaxHeaders, "max-headers", 0, "request header field count limit, 431 over it (0: 100)")
 	fs.IntVar(&c.Limits.MaxURIBytes, "max-uri-bytes", 0, "request-target limit, 414 over it (0: 8 KiB)")
