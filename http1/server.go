@@ -263,11 +263,55 @@ type httpConn struct {
 // bodyState is a request whose body spans reads. It is pooled and held only
 // while the body arrives, so an upgraded or idle connection carries none.
 type bodyState struct {
-	req   *Request // head, copied into head
-	head  []byte   // pooled copy of req's header section
-	body  []byte   // pooled body being accumulated
-	want  int64    // Content-Length body bytes still to read
+	bodyDecoder
+	req  *Request // head, copied into head
+	head []byte   // pooled copy of req's header section
+	body []byte   // pooled body being accumulated
+}
+
+// bodyDecoder frames a request body that spans reads: the Content-Length
+// bytes still to come, or the chunked coding. The buffered and the
+// streamed (StreamBody) paths share it.
+type bodyDecoder struct {
+	want  int64
 	chunk *ChunkedReader
+}
+
+// decode consumes body bytes from in, handing each piece of data to emit
+// (end set with the last), and reports how much of in was body and whether
+// the body is complete.
+func (d *bodyDecoder) decode(in []byte, emit func(data []byte, end bool)) (n int, done bool, err error) {
+	if d.chunk == nil {
+		k := min(int64(len(in)), d.want)
+		d.want -= k
+		emit(in[:k], d.want == 0)
+		return int(k), d.want == 0, nil
+	}
+	for {
+		m, data, fin, err := d.chunk.Next(in[n:])
+		if err != nil {
+			return n, false, err
+		}
+		n += m
+		if len(data) > 0 || fin {
+			emit(data, fin)
+		}
+		if fin {
+			d.release()
+			return n, true, nil
+		}
+		if m == 0 {
+			return n, false, nil
+		}
+	}
+}
+
+// release returns the chunked decoder to its pool.
+func (d *bodyDecoder) release() {
+	if d.chunk != nil {
+		chunkedPool.Put(d.chunk)
+		d.chunk = nil
+	}
 }
 
 var bodyStatePool = sync.Pool{New: func() any { return new(bodyState) }}
@@ -471,34 +515,9 @@ func (s *Server) OnData(c *engine.Conn, in []byte) int {
 // readBody moves body bytes from in into hc.b.body.
 func (s *Server) readBody(hc *httpConn, in []byte) (int, bool, error) {
 	b := hc.b
-	if b.chunk == nil {
-		n := int64(len(in))
-		if n > b.want {
-			n = b.want
-		}
-		b.body = append(b.body, in[:n]...)
-		b.want -= n
-		return int(n), b.want == 0, nil
-	}
-	off := 0
-	for {
-		n, data, done, err := b.chunk.Next(in[off:])
-		if err != nil {
-			return off, false, err
-		}
-		off += n
-		if len(data) > 0 {
-			b.body = append(pool.Grow(b.body, len(data)), data...)
-		}
-		if done {
-			chunkedPool.Put(b.chunk)
-			b.chunk = nil
-			return off, true, nil
-		}
-		if n == 0 {
-			return off, false, nil
-		}
-	}
+	return b.decode(in, func(data []byte, _ bool) {
+		b.body = append(pool.Grow(b.body, len(data)), data...)
+	})
 }
 
 // refuse answers a malformed or over-limit request with its status and
@@ -545,9 +564,7 @@ func (s *Server) dropBody(hc *httpConn) {
 	if b.body != nil {
 		pool.Put(b.body)
 	}
-	if b.chunk != nil {
-		chunkedPool.Put(b.chunk)
-	}
+	b.release()
 	*b = bodyState{}
 	bodyStatePool.Put(b)
 }
@@ -583,6 +600,12 @@ func (s *Server) serve(c *engine.Conn, hc *httpConn, req *Request, body []byte, 
 	if hc == nil {
 		hc = s.ensureHC(c)
 	}
+	s.dispatch(c, hc, ctx, h)
+}
+
+// dispatch runs h for ctx on the worker pool; the connection's next
+// request waits until it is done. A full pool is answered 503.
+func (s *Server) dispatch(c *engine.Conn, hc *httpConn, ctx *Ctx, h Handler) {
 	hc.busy.Store(true)
 	ctx.hc = hc
 	err := c.Dispatch(func() {
@@ -620,21 +643,7 @@ func (s *Server) startStream(c *engine.Conn, hc *httpConn, req *Request, h Handl
 	ctx.keepAlive = s.keepAlive(c, req)
 	ctx.pipe = p
 	ctx.head = req.CopyTo(req, pool.Get(len(req.Raw()))[:0])
-	hc.busy.Store(true)
-	ctx.hc = hc
-	err := c.Dispatch(func() {
-		s.run(ctx, h)
-		s.finish(ctx)
-		hc.busy.Store(false)
-	})
-	if err != nil {
-		hc.busy.Store(false)
-		ctx.hc = nil
-		ctx.SetStatus(503)
-		ctx.keepAlive = false
-		ctx.WriteString("server busy\n")
-		s.finish(ctx)
-	}
+	s.dispatch(c, hc, ctx, h)
 	return n, ferr
 }
 

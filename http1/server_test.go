@@ -132,6 +132,26 @@ func TestNetHTTPClient(t *testing.T) {
 
 // rawExchange writes req on a fresh connection and returns everything read
 // until the server closes or the deadline passes.
+// responses reads every response in out, in order, and returns their
+// statuses and bodies. methods, when given, are the requests' methods, so
+// that a response to HEAD is read without a body.
+func responses(out string, methods ...string) (statuses []int, bodies []string) {
+	br := bufio.NewReader(strings.NewReader(out))
+	for i := 0; ; i++ {
+		var req *http.Request
+		if i < len(methods) {
+			req = &http.Request{Method: methods[i]}
+		}
+		resp, err := http.ReadResponse(br, req)
+		if err != nil {
+			return statuses, bodies
+		}
+		b, _ := io.ReadAll(resp.Body)
+		statuses = append(statuses, resp.StatusCode)
+		bodies = append(bodies, string(b))
+	}
+}
+
 func rawExchange(t testing.TB, addr, req string, wait time.Duration) string {
 	t.Helper()
 	c, err := net.Dial("tcp", addr)
@@ -155,16 +175,7 @@ func TestPipelining(t *testing.T) {
 			"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc" +
 			"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
 		out := rawExchange(t, addr, req, 5*time.Second)
-		var bodies []string
-		br := bufio.NewReader(strings.NewReader(out))
-		for {
-			resp, err := http.ReadResponse(br, nil)
-			if err != nil {
-				break
-			}
-			b, _ := io.ReadAll(resp.Body)
-			bodies = append(bodies, string(b))
-		}
+		_, bodies := responses(out)
 		want := []string{"hello", "device 7", "hello", "abc", "hello"}
 		if fmt.Sprint(bodies) != fmt.Sprint(want) {
 			t.Fatalf("pipelined bodies %q, want %q\nraw: %q", bodies, want, out)
@@ -270,28 +281,34 @@ func TestHeadAndHTTP10(t *testing.T) {
 
 func TestExpectContinue(t *testing.T) {
 	_, addr := startServer(t, Config{}, testRouter())
+	if b := expectContinue(t, addr, "/echo", "data"); b != "data" {
+		t.Fatalf("body %q", b)
+	}
+}
+
+// expectContinue posts body to path with Expect: 100-continue, sending the
+// body only after the interim 100, and returns the response body.
+func expectContinue(t *testing.T, addr, path, body string) string {
+	t.Helper()
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	c.Write([]byte("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n"))
+	fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\nExpect: 100-continue\r\n\r\n", path, len(body))
 	c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	br := bufio.NewReader(c)
-	line, _ := br.ReadString('\n')
-	if line != "HTTP/1.1 100 Continue\r\n" {
+	if line, _ := br.ReadString('\n'); line != "HTTP/1.1 100 Continue\r\n" {
 		t.Fatalf("interim %q", line)
 	}
 	br.ReadString('\n')
-	c.Write([]byte("data"))
+	c.Write([]byte(body))
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	b, _ := io.ReadAll(resp.Body)
-	if string(b) != "data" {
-		t.Fatalf("body %q", b)
-	}
+	return string(b)
 }
 
 func TestHeaderTimeout(t *testing.T) {

@@ -71,9 +71,7 @@ type bodyPipe struct {
 	ready   chan struct{}
 	timer   *time.Timer
 
-	// Loop-owned decoding state.
-	want  int64 // Content-Length bytes still to come
-	chunk *ChunkedReader
+	bodyDecoder // loop-owned
 }
 
 func newBodyPipe(c *engine.Conn, req *Request, lim Limits, max int64, timeout time.Duration) *bodyPipe {
@@ -95,34 +93,11 @@ func newBodyPipe(c *engine.Conn, req *Request, lim Limits, max int64, timeout ti
 // in belonged to the body and whether the body is complete; a malformed or
 // over-limit body fails the pipe and is returned as err.
 func (p *bodyPipe) feed(in []byte) (n int, done bool, err error) {
-	if p.chunk == nil {
-		k := int64(len(in))
-		if k > p.want {
-			k = p.want
-		}
-		p.want -= k
-		p.push(in[:k], p.want == 0)
-		return int(k), p.want == 0, nil
+	n, done, err = p.decode(in, p.push)
+	if err != nil {
+		p.fail(err)
 	}
-	for {
-		m, data, fin, err := p.chunk.Next(in[n:])
-		if err != nil {
-			p.fail(err)
-			return n, false, err
-		}
-		n += m
-		if len(data) > 0 || fin {
-			p.push(data, fin)
-		}
-		if fin {
-			chunkedPool.Put(p.chunk)
-			p.chunk = nil
-			return n, true, nil
-		}
-		if m == 0 {
-			return n, false, nil
-		}
-	}
+	return n, done, err
 }
 
 // push appends data (possibly none) and marks the end of the body.
@@ -269,12 +244,4 @@ func (p *bodyPipe) finish() (complete bool, err error) {
 	}
 	p.mu.Unlock()
 	return complete, err
-}
-
-// release returns loop-owned decoding state; it runs on the event loop.
-func (p *bodyPipe) release() {
-	if p.chunk != nil {
-		chunkedPool.Put(p.chunk)
-		p.chunk = nil
-	}
 }

@@ -240,16 +240,7 @@ func TestStreamBodyErrors(t *testing.T) {
 				"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello" +
 				"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
 			out := rawExchange(t, addr, req, 5*time.Second)
-			br := bufio.NewReader(strings.NewReader(out))
-			var bodies []string
-			for {
-				resp, err := http.ReadResponse(br, nil)
-				if err != nil {
-					break
-				}
-				b, _ := io.ReadAll(resp.Body)
-				bodies = append(bodies, string(b))
-			}
+			_, bodies := responses(out)
 			want := []string{"ignored", digest([]byte("hello")), "hello"}
 			if fmt.Sprint(bodies) != fmt.Sprint(want) {
 				t.Fatalf("bodies %q, want %q", bodies, want)
@@ -272,25 +263,7 @@ func TestStreamBodyExpectContinue(t *testing.T) {
 		}), 0))
 	})
 	_, addr := startServer(t, Config{}, r)
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	br := bufio.NewReader(conn)
-	conn.Write([]byte("POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n"))
-	if line, _ := br.ReadString('\n'); line != "HTTP/1.1 100 Continue\r\n" {
-		t.Fatalf("interim %q", line)
-	}
-	br.ReadString('\n')
-	conn.Write([]byte("data"))
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	if string(b) != digest([]byte("data")) {
+	if b := expectContinue(t, addr, "/upload", "data"); b != digest([]byte("data")) {
 		t.Fatalf("body %q", b)
 	}
 
@@ -360,16 +333,7 @@ func TestStreamBodyPipelinedOrder(t *testing.T) {
 			"POST /slow HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nsecond\r\n0\r\n\r\n" +
 			"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
 		out := rawExchange(t, addr, req, 5*time.Second)
-		br := bufio.NewReader(strings.NewReader(out))
-		var bodies []string
-		for {
-			resp, err := http.ReadResponse(br, nil)
-			if err != nil {
-				break
-			}
-			b, _ := io.ReadAll(resp.Body)
-			bodies = append(bodies, string(b))
-		}
+		_, bodies := responses(out)
 		if want := []string{"first", "second", "hello"}; fmt.Sprint(bodies) != fmt.Sprint(want) {
 			t.Fatalf("bodies %q, want %q", bodies, want)
 		}
@@ -473,21 +437,12 @@ func TestServerSplitWrites(t *testing.T) {
 			"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n" +
 			"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
 		answers := func(out string) []string {
-			br := bufio.NewReader(strings.NewReader(out))
-			var got []string
-			methods := []string{"GET", "POST", "POST", "POST", "GET", "POST", "HEAD", "GET"}
-			for i := 0; ; i++ {
-				var req *http.Request
-				if i < len(methods) {
-					req = &http.Request{Method: methods[i]}
-				}
-				resp, err := http.ReadResponse(br, req)
-				if err != nil {
-					return got
-				}
-				b, _ := io.ReadAll(resp.Body)
-				got = append(got, fmt.Sprintf("%d %s", resp.StatusCode, b))
+			statuses, bodies := responses(out, "GET", "POST", "POST", "POST", "GET", "POST", "HEAD", "GET")
+			got := make([]string, len(bodies))
+			for i := range bodies {
+				got[i] = fmt.Sprintf("%d %s", statuses[i], bodies[i])
 			}
+			return got
 		}
 		want := []string{"200 hello", "200 hello world", "200 " + digest([]byte("first, second")),
 			"200 " + digest([]byte(strings.Repeat("0123456789", 30))), "200 device 7", "200 3", "200 ", "200 hello"}
