@@ -18,6 +18,7 @@ import (
 // New, start it with Start or ListenAndServe, stop it with Shutdown or Close.
 // Its methods are safe for concurrent use.
 type Engine struct {
+	sysClock bool // cfg.Clock is the system clock: loops reuse their own time reads
 	cfg      Config
 	h        Handler
 	hOpen    OpenHandler
@@ -82,6 +83,7 @@ func New(cfg Config, h Handler) (*Engine, error) {
 	e.hDrain, _ = h.(DrainHandler)
 	e.hTimeout, _ = h.(TimeoutHandler)
 	e.hEOF, _ = h.(EOFHandler)
+	_, e.sysClock = e.cfg.Clock.(systemClock)
 	e.idleTO.Store(int64(cfg.IdleTimeout))
 	if cfg.AcceptRate > 0 {
 		e.limiter = rate.NewLimiter(rate.Limit(cfg.AcceptRate), cfg.AcceptBurst)

@@ -196,7 +196,11 @@ func (l *loop) run() {
 			time.Sleep(time.Millisecond)
 			continue
 		}
-		l.tick.Store(e.tickAt(e.cfg.Clock.Now()))
+		now := woke // the clock read above serves the tick unless a test clock is in use
+		if !e.sysClock {
+			now = e.cfg.Clock.Now()
+		}
+		l.tick.Store(e.tickAt(now))
 		for i := 0; i < n; i++ {
 			ev := &l.events[i]
 			if ln := l.listenerOf(ev.Fd); ln != nil {
