@@ -697,27 +697,9 @@ func (s *Server) finish(ctx *Ctx) {
 	if ctx.panicked {
 		closeWhy = engine.ReasonPanic
 	}
-	if p := ctx.pipe; p != nil {
-		s.streaming.Add(-1)
-		// A streamed body that did not arrive whole leaves the connection
-		// unusable; a body that failed is answered with its status
-		// unless the handler chose an error status itself.
-		if complete, err := p.finish(); !complete {
-			ctx.keepAlive = false
-			if e, ok := err.(*Error); ok {
-				if e.Status == 408 {
-					closeWhy = engine.ReasonReadTimeout
-					s.stats.timeouts.Add(1)
-				} else {
-					closeWhy = engine.ReasonProtocolError
-					s.stats.refused.Add(1)
-				}
-				if !ctx.streaming && !ctx.panicked && ctx.status < 400 {
-					ctx.resetResponse()
-					ctx.SetStatus(e.Status)
-					ctx.WriteString(e.Reason + "\n")
-				}
-			}
+	if ctx.pipe != nil {
+		if r := s.endStream(ctx); r != engine.ReasonNone {
+			closeWhy = r
 		}
 	}
 	// Count before sending, so a client that saw the response sees it
@@ -733,10 +715,7 @@ func (s *Server) finish(ctx *Ctx) {
 	if ctx.upgrade != nil {
 		// The other protocol takes the connection's context: an upgraded
 		// connection keeps no HTTP state.
-		if hc := s.hcOf(c); hc != nil && !hc.busy.Load() && hc.b == nil && hc.stream == nil {
-			hc.parser = Parser{}
-			s.hcPool.Put(hc)
-		}
+		s.releaseHC(c, s.hcOf(c))
 		c.SetContext(ctx.upgrade)
 	} else if !ctx.keepAlive {
 		if hc := s.hcOf(c); hc != nil {
@@ -749,6 +728,36 @@ func (s *Server) finish(ctx *Ctx) {
 	s.reqPool.Put(ctx.Request)
 	ctx.release()
 	s.ctxPool.Put(ctx)
+}
+
+// endStream closes a streamed body's pipe when its handler has returned. A
+// body that did not arrive whole leaves the connection unusable; one that
+// failed is answered with its status unless the handler chose an error
+// status itself, and gives the reason the connection closes for.
+func (s *Server) endStream(ctx *Ctx) engine.CloseReason {
+	s.streaming.Add(-1)
+	complete, err := ctx.pipe.finish()
+	if complete {
+		return engine.ReasonNone
+	}
+	ctx.keepAlive = false
+	e, ok := err.(*Error)
+	if !ok {
+		return engine.ReasonNone
+	}
+	why := engine.ReasonProtocolError
+	if e.Status == 408 {
+		why = engine.ReasonReadTimeout
+		s.stats.timeouts.Add(1)
+	} else {
+		s.stats.refused.Add(1)
+	}
+	if !ctx.streaming && !ctx.panicked && ctx.status < 400 {
+		ctx.resetResponse()
+		ctx.SetStatus(e.Status)
+		ctx.WriteString(e.Reason + "\n")
+	}
+	return why
 }
 
 // OnClose releases a closed connection's HTTP state. It implements
