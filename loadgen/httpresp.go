@@ -108,17 +108,10 @@ func (p *respParser) parse(in []byte) (n int, done bool, err error) {
 			n += 2
 			p.state = rsChunkSize
 		case rsChunkSize:
-			rest := in[n:]
-			i := bytes.IndexByte(rest[p.scan:], '\n')
-			if i < 0 {
-				if len(rest) > maxLineBytes {
-					return n, false, errChunkLine
-				}
-				p.scan = int32(len(rest))
-				return n, false, nil
+			line, err := p.line(in[n:])
+			if line == nil || err != nil {
+				return n, false, err
 			}
-			line := rest[:int(p.scan)+i+1]
-			p.scan = 0
 			size, err := parseChunkSize(line)
 			if err != nil {
 				return n, false, err
@@ -130,17 +123,10 @@ func (p *respParser) parse(in []byte) (n int, done bool, err error) {
 			}
 			p.state, p.remain = rsChunkData, size
 		case rsTrailer:
-			rest := in[n:]
-			i := bytes.IndexByte(rest[p.scan:], '\n')
-			if i < 0 {
-				if len(rest) > maxLineBytes {
-					return n, false, errChunkLine
-				}
-				p.scan = int32(len(rest))
-				return n, false, nil
+			line, err := p.line(in[n:])
+			if line == nil || err != nil {
+				return n, false, err
 			}
-			line := rest[:int(p.scan)+i+1]
-			p.scan = 0
 			n += len(line)
 			if len(line) == 2 && line[0] == '\r' || len(line) == 1 {
 				p.state = rsHead
@@ -349,4 +335,20 @@ func asciiEqualFold(b []byte, s string) bool {
 		}
 	}
 	return true
+}
+
+// line returns the line at the start of rest, through its '\n', or nil
+// while it is incomplete; it remembers how far it has scanned.
+func (p *respParser) line(rest []byte) ([]byte, error) {
+	i := bytes.IndexByte(rest[p.scan:], '\n')
+	if i < 0 {
+		if len(rest) > maxLineBytes {
+			return nil, errChunkLine
+		}
+		p.scan = int32(len(rest))
+		return nil, nil
+	}
+	line := rest[:int(p.scan)+i+1]
+	p.scan = 0
+	return line, nil
 }
