@@ -67,10 +67,13 @@ func startEngine(t testing.TB, cfg engine.Config) *engine.Engine {
 }
 
 // dial opens n connections to e, sends each one line and waits for the
-// echo, so every connection is registered and idle when it returns.
+// echo, so every connection is registered and idle when it returns. The
+// engine counts a write after the system call returns, so the client can see
+// an echo before the counter does: dial also waits for the counter.
 func dial(t testing.TB, e *engine.Engine, n int) []net.Conn {
 	t.Helper()
 	var cs []net.Conn
+	want := e.Stats().BytesOut
 	for i := 0; i < n; i++ {
 		c, err := net.Dial("tcp", e.Addr().String())
 		if err != nil {
@@ -86,8 +89,10 @@ func dial(t testing.TB, e *engine.Engine, n int) []net.Conn {
 		if err != nil || got != msg {
 			t.Fatalf("echo: %q, %v", got, err)
 		}
+		want += uint64(len(msg))
 		cs = append(cs, c)
 	}
+	eventually(t, "sent bytes counted", func() bool { return e.Stats().BytesOut >= want })
 	return cs
 }
 
