@@ -77,6 +77,11 @@ func TestMetrics(t *testing.T) {
 	if l0+l1 != 3 || a0+a1 != 3 {
 		t.Errorf("per-loop connections %v+%v, accepted %v+%v; want 3 each", l0, l1, a0, a1)
 	}
+	for _, name := range []string{`warren_loop_busy_ratio{loop="1"}`, `warren_loop_host{loop="1"}`} {
+		if v, ok := metric(body, name); !ok || v < 0 || v > 1 {
+			t.Errorf("%s = %v (present %v)", name, v, ok)
+		}
+	}
 	if v, _ := metric(body, "warren_memory_per_connection_bytes"); v <= 0 {
 		t.Errorf("memory per connection %v", v)
 	}

@@ -32,6 +32,8 @@ type collector struct {
 	draining     *prometheus.Desc
 	loopConns    *prometheus.Desc
 	loopAccepted *prometheus.Desc
+	loopBusy     *prometheus.Desc
+	loopHost     *prometheus.Desc
 	memPerConn   *prometheus.Desc
 
 	// Label values, made once so a scrape does not convert them again.
@@ -68,6 +70,8 @@ func newCollector(ns string, src Source, overload func() float64, memory func() 
 		draining:     d("draining", "1 while the engine drains for shutdown."),
 		loopConns:    d("loop_connections", "Open connections per event loop.", "loop"),
 		loopAccepted: d("loop_connections_accepted_total", "Connections handed to each event loop.", "loop"),
+		loopBusy:     d("loop_busy_ratio", "Share of the last quarter second each loop's goroutine was awake, folded loops' work included.", "loop"),
+		loopHost:     d("loop_host", "Index of the loop whose goroutine runs each loop: its own, or 0 while folded.", "loop"),
 		memPerConn:   d("memory_per_connection_bytes", "Process resident memory divided by open connections; 0 with none."),
 	}
 	for _, s := range engine.States() {
@@ -92,7 +96,7 @@ func newCollector(ns string, src Source, overload func() float64, memory func() 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.accepted, c.active, c.byState, c.closed, c.duration,
 		c.bytesIn, c.bytesOut, c.queued, c.watermark, c.workerQueue, c.workersBusy, c.rejected,
-		c.idleTimeout, c.overloadDesc, c.draining, c.loopConns, c.loopAccepted, c.memPerConn} {
+		c.idleTimeout, c.overloadDesc, c.draining, c.loopConns, c.loopAccepted, c.loopBusy, c.loopHost, c.memPerConn} {
 		ch <- d
 	}
 }
@@ -136,6 +140,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		name := strconv.Itoa(i)
 		gauge(c.loopConns, float64(l.Conns), name)
 		counter(c.loopAccepted, float64(l.Accepted), name)
+		gauge(c.loopBusy, l.Busy, name)
+		gauge(c.loopHost, float64(l.Host), name)
 	}
 	gauge(c.memPerConn, perConn(c.memory(), s.Active))
 }

@@ -10,10 +10,17 @@ import (
 // documents what zero means.
 type Config struct {
 	// Loops is the number of event loops. Zero means GOMAXPROCS. Each loop
-	// wakes for its own connections, so at a steady, moderate message rate
-	// fewer loops batch more events per wake-up and cost less CPU per
-	// message; at saturation one loop per core does more work.
+	// wakes for its own connections, and every wake-up costs a thread
+	// switch, so at a steady, moderate message rate fewer loops cost less
+	// CPU per message while at saturation one loop per core does more
+	// work. The engine adapts (Linux): a loop busy less than a fraction of
+	// the time, while loop 0 is too, folds into loop 0, which then runs its
+	// connections besides its own, and gets them back when loop 0 is busy
+	// more than 60% of the time. Connections never move between loops.
 	Loops int
+	// FixedLoops keeps every loop on its own goroutine whatever the load
+	// (no folding).
+	FixedLoops bool
 	// Balance picks the loop for each new connection. Zero means RoundRobin.
 	// Ignored with ReusePort, where the kernel spreads connections.
 	Balance Balance

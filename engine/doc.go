@@ -13,6 +13,11 @@
 // no timer object: timeouts live in a per-loop timing wheel and are checked
 // lazily, so a read never resets a timer.
 //
+// Loops fold (Linux): a wake-up costs a thread switch, so under light load
+// a mostly idle loop nests its poller in loop 0's and parks, and loop 0 runs
+// its connections besides its own until it gets busy (see Config.Loops and
+// Config.FixedLoops). Connections stay on their loop either way.
+//
 // With Config.Inline the handler runs on the loop and must never block.
 // Otherwise it runs on a bounded worker pool, one call at a time per
 // connection; protocols that parse on the loop hand blocking work to the pool

@@ -34,6 +34,7 @@ const (
 	opRetime
 	opQuiet
 	opDataDone
+	opAdopt // fn adopts a folding loop: fold_unix.go
 )
 
 // op is a request posted to a loop's mailbox by another goroutine.
@@ -76,6 +77,7 @@ type loop struct {
 
 	stopping   bool
 	stopped    chan struct{}
+	folding                   // fold_unix.go
 	listenAddr netip.AddrPort // the listener's address when bound to one IP
 	scratch    acceptScratch
 }
@@ -103,6 +105,7 @@ func startLoops(e *Engine, addr string, ln net.Listener) (net.Addr, error) {
 			stopped: make(chan struct{}),
 		}
 		l.tick.Store(now)
+		l.initFolding(n)
 		loops[i] = l
 	}
 	fail := func(err error) (net.Addr, error) {
@@ -172,6 +175,7 @@ func (l *loop) run() {
 		tickMS = 1
 	}
 	busySince := time.Now()
+	l.load.start(busySince)
 	for !l.stopping {
 		timeout := tickMS
 		l.sleeping.Store(true)
@@ -179,9 +183,11 @@ func (l *loop) run() {
 			timeout = 0
 		}
 		waitStart := time.Now()
+		l.load.idle(waitStart)
 		n, err := l.poller.Wait(l.events, timeout)
 		l.sleeping.Store(false)
 		woke := time.Now()
+		l.load.wake(woke)
 		if timeout != 0 && woke.Sub(waitStart) > 100*time.Microsecond {
 			// It slept: a new busy stretch starts. (A poll that returned
 			// nothing at once, or only a mailbox wake-up, is not idleness:
@@ -190,47 +196,16 @@ func (l *loop) run() {
 		}
 		if err != nil {
 			if errors.Is(err, poll.ErrClosed) {
-				return
+				break
 			}
 			e.errLog.Log("engine: poll wait", err)
 			time.Sleep(time.Millisecond)
 			continue
 		}
-		now := woke // the clock read above serves the tick unless a test clock is in use
-		if !e.sysClock {
-			now = e.cfg.Clock.Now()
+		l.process(n, woke)
+		if len(l.folded) > 0 {
+			l.runFolded(woke)
 		}
-		l.tick.Store(e.tickAt(now))
-		for i := 0; i < n; i++ {
-			ev := &l.events[i]
-			if ln := l.listenerOf(ev.Fd); ln != nil {
-				l.accept(ln)
-				continue
-			}
-			if ev.Fd >= len(l.conns) {
-				continue
-			}
-			c := l.conns[ev.Fd]
-			if c == nil {
-				continue
-			}
-			if ev.Writable {
-				l.onWritable(c)
-			}
-			if ev.Readable && c.flags&fRegistered != 0 {
-				if c.interest&ioRead != 0 {
-					l.onReadable(c)
-				} else if ev.Hangup {
-					// Not reading, but the socket is dead (RST or both
-					// directions shut): level-triggered hang-ups would
-					// otherwise repeat forever.
-					err := sockError(int(c.fd))
-					l.closeNow(c, reasonFor(err), err)
-				}
-			}
-		}
-		l.runMailbox()
-		l.wheel.Advance(l.tick.Load(), l.expire)
 		if n > 0 && woke.Sub(busySince) >= yieldAfter {
 			// A loop with events every time it polls never parks, and the
 			// Go scheduler would let it hold its P until its 10 ms forced
@@ -241,7 +216,53 @@ func (l *loop) run() {
 			runtime.Gosched()
 			busySince = time.Now()
 		}
+		if woke.Sub(l.load.since) >= foldWindow {
+			l.adapt(woke)
+		}
 	}
+	l.unfoldAll()
+}
+
+// process handles n polled events, the mailbox and the timers due at now.
+func (l *loop) process(n int, now time.Time) {
+	e := l.e
+	if !e.sysClock {
+		now = e.cfg.Clock.Now() // the caller's clock read serves otherwise
+	}
+	l.tick.Store(e.tickAt(now))
+	for i := 0; i < n; i++ {
+		ev := &l.events[i]
+		if ln := l.listenerOf(ev.Fd); ln != nil {
+			l.accept(ln)
+			continue
+		}
+		var c *Conn
+		if ev.Fd < len(l.conns) {
+			c = l.conns[ev.Fd]
+		}
+		if c == nil {
+			if len(l.folded) > 0 {
+				l.markFolded(ev.Fd)
+			}
+			continue
+		}
+		if ev.Writable {
+			l.onWritable(c)
+		}
+		if ev.Readable && c.flags&fRegistered != 0 {
+			if c.interest&ioRead != 0 {
+				l.onReadable(c)
+			} else if ev.Hangup {
+				// Not reading, but the socket is dead (RST or both
+				// directions shut): level-triggered hang-ups would
+				// otherwise repeat forever.
+				err := sockError(int(c.fd))
+				l.closeNow(c, reasonFor(err), err)
+			}
+		}
+	}
+	l.runMailbox()
+	l.wheel.Advance(l.tick.Load(), l.expire)
 }
 
 func (l *loop) listenerOf(fd int) *listener {
@@ -306,7 +327,7 @@ func (l *loop) runMailbox() {
 func (l *loop) handle(o *op) {
 	c := o.c
 	switch o.kind {
-	case opFunc:
+	case opFunc, opAdopt:
 		o.fn()
 		return
 	case opRegister:
@@ -996,6 +1017,8 @@ func (l *loop) stop() {
 		if o.kind == opRegister {
 			unix.Close(int(o.c.fd))
 			l.e.release(o.c)
+		} else if o.kind == opAdopt {
+			o.fn() // hands the folding loop straight back
 		} else if o.buf != nil {
 			pool.Put(o.buf)
 		}

@@ -23,7 +23,9 @@ type loopStats struct {
 	states        [numStates]atomic.Int64
 	durCounts     [len(DurationBuckets) + 1]atomic.Uint64
 	durSumMicros  atomic.Uint64
-	_             [64]byte // keep loops' counters on separate cache lines
+	busy          atomic.Uint32 // share of the last load window awake, per mille
+	host          atomic.Int32  // the loop whose goroutine runs this one
+	_             [64]byte      // keep loops' counters on separate cache lines
 }
 
 func (s *loopStats) observeDuration(d time.Duration) {
@@ -42,6 +44,12 @@ type LoopStats struct {
 	Conns int64
 	// Accepted counts connections handed to the loop.
 	Accepted uint64
+	// Busy is the share of the last quarter second the loop's goroutine
+	// was awake (0 to 1), counting folded loops' work (see Config.Loops).
+	Busy float64
+	// Host is the index of the loop whose goroutine runs this one: its own
+	// unless it is folded into another.
+	Host int
 }
 
 // Stats is a snapshot of an engine's counters, summed over its loops.
@@ -98,5 +106,6 @@ func (s *Stats) add(ls *loopStats) {
 	s.WatermarkHits += ls.watermarkHits.Load()
 	n := ls.conns.Load()
 	s.Active += n
-	s.Loops = append(s.Loops, LoopStats{Conns: n, Accepted: ls.accepted.Load()})
+	s.Loops = append(s.Loops, LoopStats{Conns: n, Accepted: ls.accepted.Load(),
+		Busy: float64(ls.busy.Load()) / 1000, Host: int(ls.host.Load())})
 }

@@ -96,6 +96,22 @@ func (p *Poller) Del(fd int) error {
 	return unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, fd, nil)
 }
 
+// Nestable reports whether Nest works on this platform.
+const Nestable = true
+
+// Nest registers q inside p: p reports an event with Fd q.Fd() whenever q
+// has events ready (or a Wake pending), so one Wait on p serves both. Wait
+// on q collects them. q must not be waited on elsewhere while nested.
+func (p *Poller) Nest(q *Poller) error {
+	return unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, q.epfd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(q.epfd)})
+}
+
+// Unnest undoes Nest.
+func (p *Poller) Unnest(q *Poller) error { return p.Del(q.epfd) }
+
+// Fd is the descriptor p's events carry when p is nested in another Poller.
+func (p *Poller) Fd() int { return p.epfd }
+
 // Wake makes a concurrent or the next Wait return promptly.
 func (p *Poller) Wake() error {
 	if p.woken.Swap(true) {

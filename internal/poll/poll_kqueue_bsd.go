@@ -3,6 +3,7 @@
 package poll
 
 import (
+	"errors"
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
@@ -130,3 +131,16 @@ func (p *Poller) Close() error {
 	}
 	return unix.Close(p.kq)
 }
+
+// Nestable reports whether Nest works on this platform.
+const Nestable = false
+
+// Nest is not supported on kqueue yet: it returns errors.ErrUnsupported and
+// callers keep the pollers apart.
+func (p *Poller) Nest(q *Poller) error { return errors.ErrUnsupported }
+
+// Unnest undoes Nest.
+func (p *Poller) Unnest(q *Poller) error { return errors.ErrUnsupported }
+
+// Fd is the descriptor p's events would carry when nested.
+func (p *Poller) Fd() int { return p.kq }

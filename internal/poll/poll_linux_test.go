@@ -5,6 +5,8 @@ package poll
 import (
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Wait returns at its timeout when nothing happens, and at once on Wake.
@@ -30,5 +32,62 @@ func TestWaitTimeoutAndWake(t *testing.T) {
 	p.Wait(ev, 5000)
 	if el := time.Since(start); el > 2*time.Second {
 		t.Fatalf("Wake did not end the wait (%v)", el)
+	}
+}
+
+// A nested poller's readiness, and its Wake, surface as one event in the
+// outer poller; its own Wait then collects the events.
+func TestNest(t *testing.T) {
+	p, err := New(8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	q, err := New(8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	var fds [2]int
+	if err := unix.Pipe2(fds[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fds[0])
+	defer unix.Close(fds[1])
+	if err := q.Add(fds[0], true, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Nest(q); err != nil {
+		t.Fatal(err)
+	}
+	ev := make([]Event, 8)
+	if n, _ := p.Wait(ev, 0); n != 0 {
+		t.Fatalf("outer reports %d events before any", n)
+	}
+	unix.Write(fds[1], []byte("x"))
+	if n, _ := p.Wait(ev, 1000); n != 1 || ev[0].Fd != q.Fd() || !ev[0].Readable {
+		t.Fatalf("outer: %d events %+v, want the nested poller %d", n, ev[0], q.Fd())
+	}
+	if n, _ := q.Wait(ev, 0); n != 1 || ev[0].Fd != fds[0] {
+		t.Fatalf("inner: %d events %+v, want the pipe", n, ev[0])
+	}
+	var b [1]byte
+	unix.Read(fds[0], b[:])
+	if n, _ := p.Wait(ev, 0); n != 0 {
+		t.Fatalf("outer still reports %d events after the inner drained", n)
+	}
+	q.Wake()
+	if n, _ := p.Wait(ev, 1000); n != 1 || ev[0].Fd != q.Fd() {
+		t.Fatalf("outer after inner Wake: %d events", n)
+	}
+	if n, _ := q.Wait(ev, 0); n != 0 {
+		t.Fatalf("inner Wake reported as %d events", n)
+	}
+	if err := p.Unnest(q); err != nil {
+		t.Fatal(err)
+	}
+	unix.Write(fds[1], []byte("x"))
+	if n, _ := p.Wait(ev, 0); n != 0 {
+		t.Fatalf("outer reports %d events after Unnest", n)
 	}
 }

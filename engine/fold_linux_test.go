@@ -1,0 +1,170 @@
+//go:build linux
+
+package engine
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// hosts returns each loop's host index.
+func hosts(e *Engine) []int {
+	var h []int
+	for _, l := range e.Stats().Loops {
+		h = append(h, l.Host)
+	}
+	return h
+}
+
+// An idle engine folds its loops into loop 0; a folded loop's connections
+// are served, its timers fire and its mailbox runs; shutdown stops it.
+func TestFoldWhenIdle(t *testing.T) {
+	for _, k := range kinds[:2] {
+		t.Run(k.name, func(t *testing.T) {
+			cfg := Config{Loops: 3, IdleTimeout: 400 * time.Millisecond, TickInterval: 20 * time.Millisecond}
+			k.cfg(&cfg)
+			h := newEcho()
+			e, addr := startEngine(t, cfg, h)
+			eventually(t, 5*time.Second, "loops 1 and 2 folded into 0", func() bool {
+				hs := hosts(e)
+				return hs[1] == 0 && hs[2] == 0
+			})
+			cs := make([]interface{ Close() error }, 0, 6)
+			for i := 0; i < 6; i++ {
+				c := dial(t, addr)
+				roundTrip(t, c, fmt.Sprintf("hello %d", i))
+				cs = append(cs, c)
+			}
+			perLoop := map[int]int{}
+			for _, ci := range e.Conns() { // runs on each loop's mailbox
+				perLoop[ci.Loop]++
+			}
+			if perLoop[1] == 0 || perLoop[2] == 0 {
+				t.Fatalf("connections per loop %v: want some on the folded loops", perLoop)
+			}
+			if hs := hosts(e); hs[1] != 0 || hs[2] != 0 {
+				t.Fatalf("hosts %v after light traffic, want folded", hs)
+			}
+			for range cs {
+				select {
+				case r := <-h.closed:
+					if r != ReasonIdleTimeout {
+						t.Fatalf("closed with %v, want idle timeout", r)
+					}
+				case <-time.After(5 * time.Second):
+					t.Fatal("idle connections on folded loops were not timed out")
+				}
+			}
+			c := dial(t, addr)
+			roundTrip(t, c, "last")
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := e.Shutdown(ctx); err != nil {
+				t.Fatalf("shutdown with folded loops: %v", err)
+			}
+		})
+	}
+}
+
+func TestFixedLoopsNeverFold(t *testing.T) {
+	e, _ := startEngine(t, Config{Loops: 2, FixedLoops: true}, newEcho())
+	time.Sleep(3 * foldWindow)
+	if hs := hosts(e); hs[1] != 1 {
+		t.Fatalf("hosts %v with FixedLoops", hs)
+	}
+}
+
+// setFolding makes loops fold and unfold every window, for the test.
+func setFolding(t *testing.T, window time.Duration) {
+	w, below, above, all, after := foldWindow, foldBelow, unfoldAbove, unfoldAllAbove, refoldAfter
+	t.Cleanup(func() { foldWindow, foldBelow, unfoldAbove, unfoldAllAbove, refoldAfter = w, below, above, all, after })
+	foldWindow, foldBelow, unfoldAbove, unfoldAllAbove, refoldAfter = window, 1e9, -1, 0.5, 0
+}
+
+// Loops fold and unfold every few milliseconds while connections on all of
+// them echo, are listed and are closed: nothing is lost, doubled or raced.
+func TestFoldUnfoldUnderTraffic(t *testing.T) {
+	for _, k := range kinds[:2] {
+		t.Run(k.name, func(t *testing.T) {
+			setFolding(t, 2*time.Millisecond)
+			cfg := Config{Loops: 4, TickInterval: 5 * time.Millisecond}
+			k.cfg(&cfg)
+			h := newEcho()
+			e, addr := startEngine(t, cfg, h)
+			var folded, unfolded atomic.Int64
+			stop := make(chan struct{})
+			var watch sync.WaitGroup
+			watch.Add(1)
+			go func() {
+				defer watch.Done()
+				for {
+					select {
+					case <-stop:
+						return
+					case <-time.After(time.Millisecond):
+					}
+					for i, hst := range hosts(e) {
+						if i == 0 {
+							continue
+						}
+						if hst == 0 {
+							folded.Add(1)
+						} else {
+							unfolded.Add(1)
+						}
+					}
+					e.Conns()
+				}
+			}()
+			var wg sync.WaitGroup
+			for g := 0; g < 16; g++ {
+				wg.Add(1)
+				go func(g int) {
+					defer wg.Done()
+					for round := 0; round < 4; round++ {
+						c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+						if err != nil {
+							t.Error(err)
+							return
+						}
+						for j := 0; j < 100; j++ {
+							msg := fmt.Sprintf("g%d r%d m%d %s", g, round, j, make([]byte, j*37))
+							c.SetDeadline(time.Now().Add(5 * time.Second))
+							buf := make([]byte, len(msg))
+							if _, err := c.Write([]byte(msg)); err != nil {
+								t.Error(err)
+							} else if _, err := io.ReadFull(c, buf); err != nil || string(buf) != msg {
+								t.Errorf("echo %q: %v", buf, err)
+							}
+						}
+						c.Close()
+					}
+				}(g)
+			}
+			wg.Wait()
+			close(stop)
+			watch.Wait()
+			if folded.Load() == 0 || unfolded.Load() == 0 {
+				t.Fatalf("samples folded %d, unfolded %d: want both", folded.Load(), unfolded.Load())
+			}
+			eventually(t, 5*time.Second, "all closed", func() bool { return e.NumConns() == 0 })
+			if st := e.Stats(); st.Closed[ReasonPeerClosed] != 64 {
+				t.Fatalf("peer-closed %d, want 64", st.Closed[ReasonPeerClosed])
+			}
+			for i := 0; i < 8; i++ { // stop while loops are folded or not
+				roundTrip(t, dial(t, addr), "x")
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := e.Shutdown(ctx); err != nil {
+				t.Fatalf("shutdown: %v", err)
+			}
+		})
+	}
+}

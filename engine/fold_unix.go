@@ -1,0 +1,183 @@
+//go:build linux || darwin || freebsd
+
+package engine
+
+import (
+	"errors"
+	"sync/atomic"
+	"time"
+
+	"github.com/warrenhq/warren/internal/poll"
+)
+
+// Folding. Every loop parks its goroutine when it has nothing to do, and
+// each wake-up costs a thread switch in the kernel: at a steady, moderate
+// message rate two loops each waking for a message or two cost more CPU per
+// message than one loop waking for both (WebSocket echo at 15,000
+// connections and 10,000 msg/s on 2 cores: 22.4 against 19.5 µs per
+// message). So a loop that is mostly idle, while loop 0 is too, folds into
+// loop 0: it nests its poller in loop 0's and parks for good, and loop 0 runs
+// its events, mailbox and timers besides its own. When loop 0 gets busy it
+// hands its folded loops back. Connections never move: a folded loop keeps
+// its connections, buffers and timers; only the goroutine running them
+// changes, and the hand-overs go through the mailbox lock and a channel.
+// The policy's figures; variables so tests can make loops fold and unfold
+// all the time.
+var (
+	// foldWindow is how often a loop measures its load and decides.
+	foldWindow = 250 * time.Millisecond
+	// foldBelow: a loop folds into loop 0 when the two together were busy
+	// less than this share of the last window.
+	foldBelow = 0.3
+	// unfoldAbove: loop 0 hands one folded loop back when it was busy more
+	// than this share of the window, and all of them above unfoldAllAbove.
+	// The gap to foldBelow is the hysteresis (one loop does the work of two
+	// in less time, so the sum measured after a hand-back is lower than
+	// the load that caused it).
+	unfoldAbove    = 0.6
+	unfoldAllAbove = 0.9
+	// refoldAfter keeps loops apart for a while after a hand-back, so a
+	// load that wavers around the thresholds does not fold them back and
+	// forth.
+	refoldAfter = time.Second
+)
+
+// folding is a loop's part in folding.
+type folding struct {
+	load      loadMeter
+	canFold   bool          // more than one loop, nesting supported, not Config.FixedLoops
+	folded    []*loop       // loops this one runs besides itself (loop 0 only)
+	ready     bool          // folded: its poller reported events, poll it
+	resume    chan struct{} // folded: the host hands the loop back here
+	lastSplit atomic.Int64  // host: when it last handed a loop back (Unix ns)
+}
+
+// loadMeter measures the share of wall time a loop spends awake.
+type loadMeter struct {
+	since, woke time.Time
+	busy        time.Duration
+}
+
+func (m *loadMeter) start(now time.Time) { m.since, m.woke, m.busy = now, now, 0 }
+func (m *loadMeter) idle(now time.Time)  { m.busy += now.Sub(m.woke) }
+func (m *loadMeter) wake(now time.Time)  { m.woke = now }
+
+// take returns the busy share since the window started and starts another.
+func (m *loadMeter) take(now time.Time) float64 {
+	u := float64(m.busy) / float64(now.Sub(m.since))
+	m.since, m.busy = now, 0
+	return u
+}
+
+func (l *loop) initFolding(loops int) {
+	l.canFold = poll.Nestable && loops > 1 && !l.e.cfg.FixedLoops
+	l.stats.host.Store(int32(l.idx))
+	l.resume = make(chan struct{}, 1)
+}
+
+// adapt closes a load window and folds or unfolds loops by it.
+func (l *loop) adapt(now time.Time) {
+	u := l.load.take(now)
+	l.stats.busy.Store(uint32(u * 1000))
+	if !l.canFold {
+		return
+	}
+	if len(l.folded) > 0 {
+		if u > unfoldAbove {
+			n := 1
+			if u > unfoldAllAbove {
+				n = len(l.folded)
+			}
+			for ; n > 0; n-- {
+				l.release(len(l.folded) - 1)
+			}
+			l.lastSplit.Store(now.UnixNano())
+		}
+		return
+	}
+	if l.idx == 0 {
+		return
+	}
+	h := l.e.loops[0]
+	if float64(h.stats.busy.Load())/1000+u >= foldBelow || now.UnixNano()-h.lastSplit.Load() < int64(refoldAfter) {
+		return
+	}
+	l.foldInto(h)
+}
+
+// foldInto hands l to h and parks l's goroutine until h hands it back.
+func (l *loop) foldInto(h *loop) {
+	l.ready = true // poll once on adoption: events may be waiting already
+	// Every post must now wake l's poller, which h watches.
+	l.sleeping.Store(true)
+	if !h.post(op{kind: opAdopt, fn: func() { h.adopt(l) }}) {
+		return // h has stopped
+	}
+	<-l.resume
+	l.load.start(time.Now())
+}
+
+// adopt runs on h: it starts running f, or hands it straight back when it
+// cannot.
+func (h *loop) adopt(f *loop) {
+	if h.stopping || h.poller.Nest(f.poller) != nil {
+		f.resume <- struct{}{}
+		return
+	}
+	h.folded = append(h.folded, f)
+	f.stats.host.Store(int32(h.idx))
+	f.stats.busy.Store(0) // its goroutine is parked; h's figure counts its work
+}
+
+// release hands h.folded[i] back to its own goroutine.
+func (h *loop) release(i int) {
+	f := h.folded[i]
+	last := len(h.folded) - 1
+	copy(h.folded[i:], h.folded[i+1:])
+	h.folded[last] = nil
+	h.folded = h.folded[:last]
+	if !f.stopping && !h.stopping {
+		h.poller.Unnest(f.poller)
+	}
+	f.stats.host.Store(int32(f.idx))
+	f.resume <- struct{}{}
+}
+
+// unfoldAll hands every folded loop back (h is stopping).
+func (h *loop) unfoldAll() {
+	for len(h.folded) > 0 {
+		h.release(len(h.folded) - 1)
+	}
+}
+
+// markFolded notes that the folded loop whose poller has descriptor fd has
+// events.
+func (h *loop) markFolded(fd int) {
+	for _, f := range h.folded {
+		if f.poller.Fd() == fd {
+			f.ready = true
+			return
+		}
+	}
+}
+
+// runFolded runs one round of every folded loop: its events when its
+// poller reported some, its mailbox and its timers.
+func (h *loop) runFolded(now time.Time) {
+	for i := 0; i < len(h.folded); i++ {
+		f := h.folded[i]
+		n := 0
+		if f.ready {
+			f.ready = false
+			var err error
+			if n, err = f.poller.Wait(f.events, 0); err != nil && !errors.Is(err, poll.ErrClosed) {
+				h.e.errLog.Log("engine: poll wait", err)
+			}
+		}
+		f.process(n, now)
+		if f.stopping {
+			h.release(i)
+			i--
+		}
+	}
+}
