@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -25,7 +26,8 @@ func hosts(e *Engine) []int {
 // An idle engine folds its loops into loop 0; a folded loop's connections
 // are served, its timers fire and its mailbox runs; shutdown stops it.
 func TestFoldWhenIdle(t *testing.T) {
-	for _, k := range kinds[:2] {
+	reuse := engineKind{"reuseport", func(c *Config) { c.Inline, c.ReusePort = true, true }}
+	for _, k := range append(kinds[:2:2], reuse) {
 		t.Run(k.name, func(t *testing.T) {
 			cfg := Config{Loops: 3, IdleTimeout: 400 * time.Millisecond, TickInterval: 20 * time.Millisecond}
 			k.cfg(&cfg)
@@ -63,12 +65,109 @@ func TestFoldWhenIdle(t *testing.T) {
 			}
 			c := dial(t, addr)
 			roundTrip(t, c, "last")
+			if k.name == "reuseport" {
+				if err := e.Close(); err != nil {
+					t.Fatalf("close with folded loops: %v", err)
+				}
+				return
+			}
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
 			if err := e.Shutdown(ctx); err != nil {
 				t.Fatalf("shutdown with folded loops: %v", err)
 			}
 		})
+	}
+}
+
+// A post to a folded loop wakes its host when the host sleeps: with a tick
+// of two seconds, a lost wake-up would hold a round trip for seconds.
+// Handlers on the worker pool hand every message back to the loop through
+// its mailbox; connections dialled out land on folded loops too.
+func TestFoldedLoopMailboxWakesHost(t *testing.T) {
+	e, addr := startEngine(t, Config{Loops: 2, TickInterval: 2 * time.Second}, newEcho())
+	eventually(t, 5*time.Second, "loop 1 folded", func() bool { return hosts(e)[1] == 0 })
+	var onLoop1 net.Conn
+	for i := 0; i < 2; i++ {
+		c := dial(t, addr)
+		roundTrip(t, c, "which loop")
+		for _, ci := range e.Conns() {
+			if ci.Loop == 1 && ci.Remote.String() == c.LocalAddr().String() {
+				onLoop1 = c
+			}
+		}
+	}
+	if onLoop1 == nil {
+		t.Fatal("no connection on loop 1")
+	}
+	start := time.Now()
+	for i := 0; i < 20; i++ {
+		time.Sleep(2 * time.Millisecond) // let the host fall asleep
+		roundTrip(t, onLoop1, fmt.Sprintf("message %d", i))
+	}
+	if el := time.Since(start); el > 1500*time.Millisecond {
+		t.Fatalf("20 round trips through a folded loop took %v: wake-ups lost", el)
+	}
+	if hs := hosts(e); hs[1] != 0 {
+		t.Fatalf("loop 1 unfolded under light traffic: hosts %v", hs)
+	}
+
+	// The engine as a client: dialled connections go to both loops.
+	h := &clientHandler{opened: make(chan *Conn, 4), got: make(chan string, 4), closed: make(chan error, 4)}
+	client, _ := startEngine(t, Config{Loops: 2, Inline: true, TickInterval: 2 * time.Second}, h)
+	eventually(t, 5*time.Second, "client loop 1 folded", func() bool { return hosts(client)[1] == 0 })
+	for i := 0; i < 2; i++ {
+		if _, err := client.DialWith(netip.MustParseAddrPort(addr), netip.Addr{}, "attached"); err != nil {
+			t.Fatal(err)
+		}
+		c := <-h.opened
+		c.Write([]byte("dialled"))
+		select {
+		case got := <-h.got:
+			if got != "dialled" {
+				t.Fatalf("got %q", got)
+			}
+		case <-time.After(time.Second):
+			t.Fatal("no echo on a dialled connection within a second")
+		}
+	}
+}
+
+// Engines stop cleanly whatever the folding does at that moment, including
+// a fold decided in the same pass as the stop.
+func TestStopWhileFolding(t *testing.T) {
+	setFolding(t, 5*time.Millisecond)
+	for i := 0; i < 20; i++ {
+		e, err := New(Config{Loops: 3, TickInterval: 5 * time.Millisecond, Inline: i%2 == 0}, newEcho())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.Start("127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		for j := 0; j < 3; j++ {
+			c := dial(t, e.Addr().String())
+			roundTrip(t, c, "x")
+		}
+		time.Sleep(time.Duration(i%7) * time.Millisecond)
+		done := make(chan error, 1)
+		go func() {
+			if i%3 == 0 {
+				done <- e.Close()
+				return
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			done <- e.Shutdown(ctx)
+		}()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("round %d: stop: %v", i, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("round %d: stop hung", i)
+		}
 	}
 }
 

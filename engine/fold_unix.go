@@ -45,12 +45,20 @@ var (
 // folding is a loop's part in folding.
 type folding struct {
 	load      loadMeter
-	canFold   bool          // more than one loop, nesting supported, not Config.FixedLoops
-	folded    []*loop       // loops this one runs besides itself (loop 0 only)
-	ready     bool          // folded: its poller reported events, poll it
-	resume    chan struct{} // folded: the host hands the loop back here
-	lastSplit atomic.Int64  // host: when it last handed a loop back (Unix ns)
+	canFold   bool                 // more than one loop, nesting supported, not Config.FixedLoops
+	folded    []*loop              // loops this one runs besides itself (loop 0 only)
+	ready     bool                 // folded: its poller reported events, poll it
+	resume    chan struct{}        // folded: the host hands the loop back here
+	hostedBy  atomic.Pointer[loop] // folded and adopted: the host
+	lastSplit atomic.Int64         // host: when it last handed a loop back (monoNs)
+	lastFold  atomic.Int64         // host: when a loop last folded into it (monoNs)
 }
+
+// monoBase anchors monoNs: the loops compare times across goroutines as
+// monotonic nanoseconds, which a wall clock step cannot move.
+var monoBase = time.Now()
+
+func monoNs(t time.Time) int64 { return int64(t.Sub(monoBase)) }
 
 // loadMeter measures the share of wall time a loop spends awake.
 type loadMeter struct {
@@ -79,9 +87,10 @@ func (l *loop) initFolding(loops int) {
 func (l *loop) adapt(now time.Time) {
 	u := l.load.take(now)
 	l.stats.busy.Store(uint32(u * 1000))
-	if !l.canFold {
+	if !l.canFold || l.stopping {
 		return
 	}
+	mono := monoNs(now)
 	if len(l.folded) > 0 {
 		if u > unfoldAbove {
 			n := 1
@@ -91,7 +100,7 @@ func (l *loop) adapt(now time.Time) {
 			for ; n > 0; n-- {
 				l.release(len(l.folded) - 1)
 			}
-			l.lastSplit.Store(now.UnixNano())
+			l.lastSplit.Store(mono)
 		}
 		return
 	}
@@ -99,7 +108,13 @@ func (l *loop) adapt(now time.Time) {
 		return
 	}
 	h := l.e.loops[0]
-	if float64(h.stats.busy.Load())/1000+u >= foldBelow || now.UnixNano()-h.lastSplit.Load() < int64(refoldAfter) {
+	if float64(h.stats.busy.Load())/1000+u >= foldBelow || mono-h.lastSplit.Load() < int64(refoldAfter) {
+		return
+	}
+	// One loop folds per window: h's figure does not count loads already
+	// on their way to it.
+	last := h.lastFold.Load()
+	if mono-last < int64(foldWindow) || !h.lastFold.CompareAndSwap(last, mono) {
 		return
 	}
 	l.foldInto(h)
@@ -108,7 +123,8 @@ func (l *loop) adapt(now time.Time) {
 // foldInto hands l to h and parks l's goroutine until h hands it back.
 func (l *loop) foldInto(h *loop) {
 	l.ready = true // poll once on adoption: events may be waiting already
-	// Every post must now wake l's poller, which h watches.
+	// Until h has nested l's poller, every post must wake it (the nesting
+	// reports a poller that is already readable).
 	l.sleeping.Store(true)
 	if !h.post(op{kind: opAdopt, fn: func() { h.adopt(l) }}) {
 		return // h has stopped
@@ -125,6 +141,10 @@ func (h *loop) adopt(f *loop) {
 		return
 	}
 	h.folded = append(h.folded, f)
+	// From now on a post to f wakes it (and so h) only when h sleeps; h
+	// checks f's mailbox before it does.
+	f.hostedBy.Store(h)
+	f.sleeping.Store(false)
 	f.stats.host.Store(int32(h.idx))
 	f.stats.busy.Store(0) // its goroutine is parked; h's figure counts its work
 }
@@ -139,6 +159,7 @@ func (h *loop) release(i int) {
 	if !f.stopping && !h.stopping {
 		h.poller.Unnest(f.poller)
 	}
+	f.hostedBy.Store(nil) // f's own loop checks its mailbox before it sleeps
 	f.stats.host.Store(int32(f.idx))
 	f.resume <- struct{}{}
 }
@@ -148,6 +169,26 @@ func (h *loop) unfoldAll() {
 	for len(h.folded) > 0 {
 		h.release(len(h.folded) - 1)
 	}
+}
+
+// foldedMail reports whether a folded loop has mail waiting.
+func (h *loop) foldedMail() bool {
+	for _, f := range h.folded {
+		if f.mbLen.Load() > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// mustWake reports whether a post to l must wake its poller: l sleeps, or
+// the loop running l does.
+func (l *loop) mustWake() bool {
+	if l.sleeping.Load() {
+		return true
+	}
+	h := l.hostedBy.Load()
+	return h != nil && h.sleeping.Load()
 }
 
 // markFolded notes that the folded loop whose poller has descriptor fd has

@@ -179,7 +179,7 @@ func (l *loop) run() {
 	for !l.stopping {
 		timeout := tickMS
 		l.sleeping.Store(true)
-		if l.mbLen.Load() > 0 {
+		if l.mbLen.Load() > 0 || (len(l.folded) > 0 && l.foldedMail()) {
 			timeout = 0
 		}
 		waitStart := time.Now()
@@ -216,7 +216,7 @@ func (l *loop) run() {
 			runtime.Gosched()
 			busySince = time.Now()
 		}
-		if woke.Sub(l.load.since) >= foldWindow {
+		if woke.Sub(l.load.since) >= foldWindow && !l.stopping {
 			l.adapt(woke)
 		}
 	}
@@ -290,7 +290,7 @@ func (l *loop) post(o op) bool {
 	// Wake under mbMu: stop closes the poller after marking the mailbox
 	// closed under the same lock, so the eventfd cannot be closed (and
 	// its number reused) under this write.
-	if l.sleeping.Load() {
+	if l.mustWake() {
 		l.poller.Wake()
 	}
 	l.mbMu.Unlock()
