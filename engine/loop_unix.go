@@ -216,7 +216,7 @@ func (l *loop) run() {
 			runtime.Gosched()
 			busySince = time.Now()
 		}
-		if woke.Sub(l.load.since) >= foldWindow && !l.stopping {
+		if woke.Sub(l.load.since) >= foldWindow {
 			l.adapt(woke)
 		}
 	}
