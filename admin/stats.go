@@ -47,8 +47,10 @@ type stats struct {
 }
 
 type loopJSON struct {
-	Conns    int64  `json:"conns"`
-	Accepted uint64 `json:"accepted"`
+	Conns    int64   `json:"conns"`
+	Accepted uint64  `json:"accepted"`
+	Busy     float64 `json:"busy"` // share of the last 250 ms awake
+	Host     int     `json:"host"` // the loop running this one (folding)
 }
 
 // httpJSON sums <ns>_http_requests_total and
@@ -128,7 +130,7 @@ func (s *Server) snapshot() stats {
 		out.Rejected[b.String()] = st.Rejected[b]
 	}
 	for _, l := range st.Loops {
-		out.Loops = append(out.Loops, loopJSON{Conns: l.Conns, Accepted: l.Accepted})
+		out.Loops = append(out.Loops, loopJSON{Conns: l.Conns, Accepted: l.Accepted, Busy: l.Busy, Host: l.Host})
 	}
 	for _, n := range st.DurationCounts {
 		out.DurationCount += n

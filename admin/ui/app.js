@@ -296,7 +296,7 @@
       { name: "RSS / conn", values: hist.mem, color: COLORS[3] },
       { name: "Go heap / conn", values: hist.heapPer, color: COLORS[6] },
     ], bytes, s.active > 0 ? "" : "no open connections");
-    barChart($("c-loops"), (s.loops || []).map((l, i) => ({ label: "loop " + i, value: l.conns, color: COLORS[0] })), int);
+    barChart($("c-loops"), (s.loops || []).map((l, i) => ({ label: "loop " + i + (l.host !== undefined && l.host !== i ? " (on " + l.host + ")" : ""), value: l.conns, color: COLORS[0] })), int);
     lineChart($("c-bytes"), [
       { name: "received", values: hist.in, color: COLORS[2] },
       { name: "sent", values: hist.out, color: COLORS[0] },
