@@ -4,6 +4,7 @@ package engine
 
 import (
 	"errors"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 // hands its folded loops back. Connections never move: a folded loop keeps
 // its connections, buffers and timers; only the goroutine running them
 // changes, and the hand-overs go through the mailbox lock and a channel.
+
 // The policy's figures; variables so tests can make loops fold and unfold
 // all the time.
 var (
@@ -152,10 +154,7 @@ func (h *loop) adopt(f *loop) {
 // release hands h.folded[i] back to its own goroutine.
 func (h *loop) release(i int) {
 	f := h.folded[i]
-	last := len(h.folded) - 1
-	copy(h.folded[i:], h.folded[i+1:])
-	h.folded[last] = nil
-	h.folded = h.folded[:last]
+	h.folded = slices.Delete(h.folded, i, i+1)
 	if !f.stopping && !h.stopping {
 		h.poller.Unnest(f.poller)
 	}
