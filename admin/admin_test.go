@@ -493,7 +493,7 @@ func TestAPIStats(t *testing.T) {
 	if len(st.Top) != 2 || st.Top[0].BytesIn < 50 {
 		t.Errorf("top: %+v", st.Top)
 	}
-	if h := st.Loops[1].Host; h != 0 && h != 1 || st.Loops[1].Busy < 0 || st.Loops[1].Busy > 1 {
+	if h := st.Loops[1].Host; (h != 0 && h != 1) || st.Loops[1].Busy < 0 || st.Loops[1].Busy > 1 {
 		t.Errorf("loop 1: %+v", st.Loops[1])
 	}
 	if st.HTTP != nil || st.WebSocket != nil || st.Extra == nil || len(st.Extra) != 0 {

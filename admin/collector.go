@@ -70,7 +70,7 @@ func newCollector(ns string, src Source, overload func() float64, memory func() 
 		draining:     d("draining", "1 while the engine drains for shutdown."),
 		loopConns:    d("loop_connections", "Open connections per event loop.", "loop"),
 		loopAccepted: d("loop_connections_accepted_total", "Connections handed to each event loop.", "loop"),
-		loopBusy:     d("loop_busy_ratio", "Share of the last quarter second each loop's goroutine was awake, folded loops' work included.", "loop"),
+		loopBusy:     d("loop_busy_ratio", "Share of its last load window (about 250 ms) each loop's goroutine was awake, folded loops' work included; 0 while folded.", "loop"),
 		loopHost:     d("loop_host", "Index of the loop whose goroutine runs each loop: its own, or 0 while folded.", "loop"),
 		memPerConn:   d("memory_per_connection_bytes", "Process resident memory divided by open connections; 0 with none."),
 	}

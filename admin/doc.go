@@ -58,7 +58,7 @@
 //	warren_draining                                 gauge    1 while the engine drains
 //	warren_loop_connections{loop}                   gauge    open connections per event loop (balance)
 //	warren_loop_connections_accepted_total{loop}    counter  connections handed to each loop
-//	warren_loop_busy_ratio{loop}                    gauge    share of the last 250 ms the loop was awake
+//	warren_loop_busy_ratio{loop}                    gauge    share of its last ~250 ms awake (0 while folded)
 //	warren_loop_host{loop}                          gauge    loop running this one: itself, or 0 while folded
 //	warren_memory_per_connection_bytes              gauge    process resident memory / open connections (0 with none)
 //

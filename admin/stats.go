@@ -49,7 +49,7 @@ type stats struct {
 type loopJSON struct {
 	Conns    int64   `json:"conns"`
 	Accepted uint64  `json:"accepted"`
-	Busy     float64 `json:"busy"` // share of the last 250 ms awake
+	Busy     float64 `json:"busy"` // share of its last ~250 ms awake; 0 while folded
 	Host     int     `json:"host"` // the loop running this one (folding)
 }
 

@@ -13,13 +13,14 @@ type Config struct {
 	// wakes for its own connections, and every wake-up costs a thread
 	// switch, so at a steady, moderate message rate fewer loops cost less
 	// CPU per message while at saturation one loop per core does more
-	// work. The engine adapts (Linux): a loop busy less than a fraction of
-	// the time, while loop 0 is too, folds into loop 0, which then runs its
-	// connections besides its own, and gets them back when loop 0 is busy
-	// more than 60% of the time. Connections never move between loops.
+	// work. The engine adapts (Linux): a loop whose share of time awake,
+	// added to loop 0's, is under 30% folds into loop 0, which then runs
+	// its connections besides its own; loop 0 hands one folded loop back
+	// when it is awake more than 60% of the time, all of them above 90%.
+	// Connections never move between loops.
 	Loops int
 	// FixedLoops keeps every loop on its own goroutine whatever the load
-	// (no folding).
+	// (no folding). Loops never fold off Linux or with Portable.
 	FixedLoops bool
 	// Balance picks the loop for each new connection. Zero means RoundRobin.
 	// Ignored with ReusePort, where the kernel spreads connections.

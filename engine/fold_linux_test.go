@@ -50,7 +50,7 @@ func TestFoldWhenIdle(t *testing.T) {
 			for _, ci := range e.Conns() { // runs on each loop's mailbox
 				perLoop[ci.Loop]++
 			}
-			if perLoop[1] == 0 || perLoop[2] == 0 && k.name != "reuseport" {
+			if perLoop[1] == 0 || (perLoop[2] == 0 && k.name != "reuseport") {
 				t.Fatalf("connections per loop %v: want some on the folded loops", perLoop)
 			}
 			if hs := hosts(e); hs[1] != 0 || hs[2] != 0 {
@@ -142,16 +142,9 @@ func TestFoldedLoopMailboxWakesHost(t *testing.T) {
 func TestStopWhileFolding(t *testing.T) {
 	setFolding(t, 5*time.Millisecond)
 	for i := 0; i < 20; i++ {
-		e, err := New(Config{Loops: 3, TickInterval: 5 * time.Millisecond, Inline: i%2 == 0}, newEcho())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := e.Start("127.0.0.1:0"); err != nil {
-			t.Fatal(err)
-		}
+		e, addr := startEngine(t, Config{Loops: 3, TickInterval: 5 * time.Millisecond, Inline: i%2 == 0}, newEcho())
 		for j := 0; j < 3; j++ {
-			c := dial(t, e.Addr().String())
-			roundTrip(t, c, "x")
+			roundTrip(t, dial(t, addr), "x")
 		}
 		time.Sleep(time.Duration(i%7) * time.Millisecond)
 		done := make(chan error, 1)
@@ -183,18 +176,22 @@ func TestFixedLoopsNeverFold(t *testing.T) {
 	}
 }
 
+// restorePolicy puts the folding policy's figures back when the test ends.
+func restorePolicy(t *testing.T) {
+	w, below, above, all, after := foldWindow, foldBelow, unfoldAbove, unfoldAllAbove, refoldAfter
+	t.Cleanup(func() { foldWindow, foldBelow, unfoldAbove, unfoldAllAbove, refoldAfter = w, below, above, all, after })
+}
+
 // keepFolded stops loop 0 from handing folded loops back, so a test about
 // folded loops stays one on a loaded machine.
 func keepFolded(t *testing.T) {
-	above, all := unfoldAbove, unfoldAllAbove
-	t.Cleanup(func() { unfoldAbove, unfoldAllAbove = above, all })
+	restorePolicy(t)
 	unfoldAbove, unfoldAllAbove = 2, 2
 }
 
 // setFolding makes loops fold and unfold every window, for the test.
 func setFolding(t *testing.T, window time.Duration) {
-	w, below, above, all, after := foldWindow, foldBelow, unfoldAbove, unfoldAllAbove, refoldAfter
-	t.Cleanup(func() { foldWindow, foldBelow, unfoldAbove, unfoldAllAbove, refoldAfter = w, below, above, all, after })
+	restorePolicy(t)
 	foldWindow, foldBelow, unfoldAbove, unfoldAllAbove, refoldAfter = window, 1e9, -1, 0.5, 0
 }
 

@@ -15,8 +15,9 @@ import (
 // each wake-up costs a thread switch in the kernel: at a steady, moderate
 // message rate two loops each waking for a message or two cost more CPU per
 // message than one loop waking for both (WebSocket echo at 15,000
-// connections and 10,000 msg/s on 2 cores: 22.4 against 19.5 µs per
-// message). So a loop that is mostly idle, while loop 0 is too, folds into
+// connections and 10,000 msg/s on 2 cores: 0.275 against 0.19 voluntary
+// context switches and 23.2–23.8 against 18.8–20.8 µs of CPU per message;
+// docs/benchmarks.md section 7). So a loop that is mostly idle, while loop 0 is too, folds into
 // loop 0: it nests its poller in loop 0's and parks for good, and loop 0 runs
 // its events, mailbox and timers besides its own. When loop 0 gets busy it
 // hands its folded loops back. Connections never move: a folded loop keeps
@@ -33,9 +34,9 @@ var (
 	foldBelow = 0.3
 	// unfoldAbove: loop 0 hands one folded loop back when it was busy more
 	// than this share of the window, and all of them above unfoldAllAbove.
-	// The gap to foldBelow is the hysteresis (one loop does the work of two
-	// in less time, so the sum measured after a hand-back is lower than
-	// the load that caused it).
+	// The gap to foldBelow is the hysteresis: one loop does the work of two
+	// in less time, so after a hand-back the two loops' sum is above the
+	// 60% that caused it, far from 30%.
 	unfoldAbove    = 0.6
 	unfoldAllAbove = 0.9
 	// refoldAfter keeps loops apart for a while after a hand-back, so a
@@ -99,9 +100,7 @@ func (l *loop) adapt(now time.Time) {
 			if u > unfoldAllAbove {
 				n = len(l.folded)
 			}
-			for ; n > 0; n-- {
-				l.release(len(l.folded) - 1)
-			}
+			l.releaseLast(n)
 			l.lastSplit.Store(mono)
 		}
 		return
@@ -163,12 +162,15 @@ func (h *loop) release(i int) {
 	f.resume <- struct{}{}
 }
 
-// unfoldAll hands every folded loop back (h is stopping).
-func (h *loop) unfoldAll() {
-	for len(h.folded) > 0 {
+// releaseLast hands the n loops folded last back.
+func (h *loop) releaseLast(n int) {
+	for ; n > 0 && len(h.folded) > 0; n-- {
 		h.release(len(h.folded) - 1)
 	}
 }
+
+// unfoldAll hands every folded loop back (h is stopping).
+func (h *loop) unfoldAll() { h.releaseLast(len(h.folded)) }
 
 // foldedMail reports whether a folded loop has mail waiting.
 func (h *loop) foldedMail() bool {

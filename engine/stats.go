@@ -44,8 +44,10 @@ type LoopStats struct {
 	Conns int64
 	// Accepted counts connections handed to the loop.
 	Accepted uint64
-	// Busy is the share of the last quarter second the loop's goroutine
-	// was awake (0 to 1), counting folded loops' work (see Config.Loops).
+	// Busy is the share of its last load window (250 ms, closed at the
+	// first wake-up after that) the loop's goroutine was awake, 0 to 1,
+	// counting folded loops' work; 0 while the loop is folded (see
+	// Config.Loops).
 	Busy float64
 	// Host is the index of the loop whose goroutine runs this one: its own
 	// unless it is folded into another.

@@ -13,7 +13,7 @@ import (
 func engineFlags(fs *flag.FlagSet, c *engine.Config) {
 	d := engine.DefaultConfig()
 	fs.IntVar(&c.Loops, "loops", 0, "event loops (0: GOMAXPROCS)")
-	fs.BoolVar(&c.FixedLoops, "fixed-loops", false, "keep every loop on its own thread whatever the load (no folding of idle loops into loop 0)")
+	fs.BoolVar(&c.FixedLoops, "fixed-loops", false, "keep every loop on its own goroutine whatever the load (no folding of idle loops into loop 0)")
 	fs.Var(balanceFlag{&c.Balance}, "balance", "how new connections are spread over loops: round-robin or least-connections")
 	fs.BoolVar(&c.ReusePort, "reuseport", false, "one SO_REUSEPORT listening socket per loop")
 	fs.BoolVar(&c.Portable, "portable", false, "use the portable engine (Go net package, goroutine per connection)")

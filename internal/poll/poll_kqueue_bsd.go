@@ -139,7 +139,7 @@ const Nestable = false
 // callers keep the pollers apart.
 func (p *Poller) Nest(q *Poller) error { return errors.ErrUnsupported }
 
-// Unnest undoes Nest.
+// Unnest undoes Nest; like Nest it returns errors.ErrUnsupported.
 func (p *Poller) Unnest(q *Poller) error { return errors.ErrUnsupported }
 
 // Fd is the descriptor p's events would carry when nested.
