@@ -46,6 +46,19 @@ func (h *echoHandler) OnClose(c *Conn, r CloseReason, err error) {
 	h.closed <- r
 }
 
+// awaitClose returns the reason of the next close, failing the test with
+// what when none comes within d.
+func (h *echoHandler) awaitClose(t testing.TB, d time.Duration, what string) CloseReason {
+	t.Helper()
+	select {
+	case r := <-h.closed:
+		return r
+	case <-time.After(d):
+		t.Fatal(what)
+		return 0
+	}
+}
+
 func (h *echoHandler) count(r CloseReason) int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -294,13 +307,8 @@ func TestSlowConsumer(t *testing.T) {
 			slow.Write([]byte("flood"))
 			other := dial(t, addr)
 			// The non-reading peer is cut as a slow consumer...
-			select {
-			case r := <-h.closed:
-				if r != ReasonSlowConsumer {
-					t.Fatalf("closed with %v, want slow_consumer", r)
-				}
-			case <-time.After(10 * time.Second):
-				t.Fatal("slow consumer not closed")
+			if r := h.awaitClose(t, 10*time.Second, "slow consumer not closed"); r != ReasonSlowConsumer {
+				t.Fatalf("closed with %v, want slow_consumer", r)
 			}
 			// ...while the other connection keeps being served.
 			for i := 0; i < 100; i++ {
@@ -365,13 +373,8 @@ func TestIdleTimeoutFakeClock(t *testing.T) {
 			}
 			// Past the deadline by one tick: closed within a tick.
 			clk.Advance(time.Second + 20*time.Millisecond)
-			select {
-			case r := <-h.closed:
-				if r != ReasonIdleTimeout {
-					t.Fatalf("reason %v", r)
-				}
-			case <-time.After(5 * time.Second):
-				t.Fatal("idle connection not closed")
+			if r := h.awaitClose(t, 5*time.Second, "idle connection not closed"); r != ReasonIdleTimeout {
+				t.Fatalf("reason %v", r)
 			}
 		})
 	}
@@ -422,13 +425,8 @@ func TestReadTimeout(t *testing.T) {
 		c := dial(t, addr)
 		roundTrip(t, c, "whole line\n")
 		c.Write([]byte("partial"))
-		select {
-		case r := <-h.closed:
-			if r != ReasonReadTimeout {
-				t.Fatalf("reason %v", r)
-			}
-		case <-time.After(5 * time.Second):
-			t.Fatal("partial message not timed out")
+		if r := h.awaitClose(t, 5*time.Second, "partial message not timed out"); r != ReasonReadTimeout {
+			t.Fatalf("reason %v", r)
 		}
 	})
 }
@@ -652,13 +650,8 @@ func TestPeerResetMidWrite(t *testing.T) {
 			io.ReadFull(c, make([]byte, 100<<10))
 			c.(*net.TCPConn).SetLinger(0)
 			c.Close()
-			select {
-			case r := <-h.closed:
-				if r != ReasonPeerReset && r != ReasonIOError && r != ReasonPeerClosed {
-					t.Fatalf("reason %v", r)
-				}
-			case <-time.After(5 * time.Second):
-				t.Fatal("reset connection not closed")
+			if r := h.awaitClose(t, 5*time.Second, "reset connection not closed"); r != ReasonPeerReset && r != ReasonIOError && r != ReasonPeerClosed {
+				t.Fatalf("reason %v", r)
 			}
 			eventually(t, 5*time.Second, "queue released", func() bool { return e.Stats().QueuedBytes == 0 })
 		})

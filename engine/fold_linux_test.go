@@ -57,13 +57,8 @@ func TestFoldWhenIdle(t *testing.T) {
 				t.Fatalf("hosts %v after light traffic, want folded", hs)
 			}
 			for range cs {
-				select {
-				case r := <-h.closed:
-					if r != ReasonIdleTimeout {
-						t.Fatalf("closed with %v, want idle timeout", r)
-					}
-				case <-time.After(5 * time.Second):
-					t.Fatal("idle connections on folded loops were not timed out")
+				if r := h.awaitClose(t, 5*time.Second, "idle connections on folded loops were not timed out"); r != ReasonIdleTimeout {
+					t.Fatalf("closed with %v, want idle timeout", r)
 				}
 			}
 			c := dial(t, addr)

@@ -223,15 +223,8 @@ func TestStreamBodyErrors(t *testing.T) {
 		})
 		t.Run("handler returns early", func(t *testing.T) {
 			// The body has not arrived whole: Connection: close.
-			conn, err := net.Dial("tcp", addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
-			conn.Write([]byte("POST /ignore HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nabc"))
-			conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-			out, _ := io.ReadAll(conn)
-			if !strings.HasPrefix(string(out), "HTTP/1.1 200 ") || !strings.Contains(string(out), "Connection: close") {
+			out := rawExchange(t, addr, "POST /ignore HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nabc", 5*time.Second)
+			if !strings.HasPrefix(out, "HTTP/1.1 200 ") || !strings.Contains(out, "Connection: close") {
 				t.Fatalf("got %q", out)
 			}
 		})
