@@ -6,11 +6,7 @@ import "testing"
 
 // A loop parks on every idle moment: parking and waking must not allocate.
 func TestParkDoesNotAllocate(t *testing.T) {
-	p, err := New(64)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
+	p := newPoller(t, 64)
 	ev := make([]Event, 64)
 	if a := testing.AllocsPerRun(200, func() {
 		p.Wake()

@@ -9,13 +9,20 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Wait returns at its timeout when nothing happens, and at once on Wake.
-func TestWaitTimeoutAndWake(t *testing.T) {
-	p, err := New(8)
+// newPoller returns a Poller closed when the test ends.
+func newPoller(t *testing.T, maxEvents int) *Poller {
+	t.Helper()
+	p, err := New(maxEvents)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer p.Close()
+	t.Cleanup(func() { p.Close() })
+	return p
+}
+
+// Wait returns at its timeout when nothing happens, and at once on Wake.
+func TestWaitTimeoutAndWake(t *testing.T) {
+	p := newPoller(t, 8)
 	ev := make([]Event, 8)
 	start := time.Now()
 	if n, err := p.Wait(ev, 30); n != 0 || err != nil {
@@ -38,16 +45,8 @@ func TestWaitTimeoutAndWake(t *testing.T) {
 // A nested poller's readiness, and its Wake, surface as one event in the
 // outer poller; its own Wait then collects the events.
 func TestNest(t *testing.T) {
-	p, err := New(8)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	q, err := New(8)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer q.Close()
+	p := newPoller(t, 8)
+	q := newPoller(t, 8)
 	var fds [2]int
 	if err := unix.Pipe2(fds[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
 		t.Fatal(err)
