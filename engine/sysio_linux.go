@@ -23,16 +23,12 @@ import (
 // maxIovecs bounds one writev; the caller queues what was not written.
 const maxIovecs = 64
 
-func sysRead(fd int, p []byte) (int, error) {
-	r, _, e := syscall.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
-	if e != 0 {
-		return 0, errnoErr(e)
-	}
-	return int(r), nil
-}
+func sysRead(fd int, p []byte) (int, error)  { return rawRW(unix.SYS_READ, fd, p) }
+func sysWrite(fd int, p []byte) (int, error) { return rawRW(unix.SYS_WRITE, fd, p) }
 
-func sysWrite(fd int, p []byte) (int, error) {
-	r, _, e := syscall.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
+// rawRW is read or write (trap) on fd as a raw system call.
+func rawRW(trap uintptr, fd int, p []byte) (int, error) {
+	r, _, e := syscall.RawSyscall(trap, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
 	if e != 0 {
 		return 0, errnoErr(e)
 	}
