@@ -22,13 +22,13 @@ type Conn struct {
 	mu         sync.Mutex
 	out        *outQueue // queued output; nil when empty (idle connections)
 	lastWrite  int64     // tick of the last write progress
-	closeErr   *errBox   // the error behind the close, if any
+	closeErr   *errBox   // the error and protocol detail behind the close, if any
 	closed     bool      // descriptor closed; writes fail
 	closing    bool      // close requested; writes fail
 	abort      bool      // close without flushing
 	closeWhy   CloseReason
-	armPending bool   // an opArmWrite is posted and not yet handled
-	loopIndex  uint16 // immutable
+	armPending bool  // an opArmWrite is posted and not yet handled
+	ln         uint8 // the listener that accepted c (index+1 in Engine.lns), 0 if dialled; immutable
 
 	// Owned by the loop (or, in the portable engine, the reader goroutine).
 	fd       int32 // packed with the next three into one word
@@ -42,12 +42,11 @@ type Conn struct {
 	lastRead int64  // tick of the last read
 	msgStart int64  // tick the pending message started, 0 if none
 	flags    uint16 // loop-owned flag bits
+	hcaps    uint8  // h's capabilities (handler.go)
 	state    atomic.Uint32
 	idleTO   atomic.Int32 // per-connection override in ms; 0 default, <0 off
 	readTO   atomic.Int32
 	inflight atomic.Int32 // Dispatch tasks queued or running
-	proto    atomic.Uint32
-	tq       *taskQueue // guarded by workerPool.mu
 	bytesIn  atomic.Uint64
 	bytesOut atomic.Uint64
 	served   atomic.Uint64
@@ -58,10 +57,17 @@ type Conn struct {
 	// The peer's address, kept compact (a netip.AddrPort takes 32 bytes);
 	// rport and r4 are above.
 	raddr [16]byte
+
+	// h is c's handler, owned by its loop (SetHandler).
+	h Handler
 }
 
-// errBox holds a close error out of line: most connections never have one.
-type errBox struct{ err error }
+// errBox holds a close error and a protocol's close detail out of line:
+// most connections never have either.
+type errBox struct {
+	err    error
+	detail CloseDetail
+}
 
 func (c *Conn) setRemote(ap netip.AddrPort) {
 	a := ap.Addr().Unmap()
@@ -79,9 +85,21 @@ func (c *Conn) closeError() error {
 // setCloseError records err (if any) as the reason's cause; c.mu must be
 // held.
 func (c *Conn) setCloseError(err error) {
-	if err != nil {
-		c.closeErr = &errBox{err}
+	if err == nil {
+		return
 	}
+	if c.closeErr == nil {
+		c.closeErr = &errBox{}
+	}
+	c.closeErr.err = err
+}
+
+// closeDetail returns the protocol's close detail; c.mu must be held.
+func (c *Conn) closeDetail() CloseDetail {
+	if c.closeErr == nil {
+		return nil
+	}
+	return c.closeErr.detail
 }
 
 // Loop-owned flag bits.
@@ -106,8 +124,14 @@ const (
 // ID returns the connection's identifier, unique within the process.
 func (c *Conn) ID() uint64 { return c.id }
 
-// Loop returns the index of the loop that owns c.
-func (c *Conn) Loop() int { return int(c.loopIndex) }
+// Loop returns the index of the loop that owns c (0 on the portable
+// engine).
+func (c *Conn) Loop() int {
+	if c.l == nil {
+		return 0
+	}
+	return c.l.idx
+}
 
 // RemoteAddr returns the peer's address.
 func (c *Conn) RemoteAddr() netip.AddrPort {
@@ -118,10 +142,14 @@ func (c *Conn) RemoteAddr() netip.AddrPort {
 	return netip.AddrPortFrom(a, c.rport)
 }
 
-// LocalAddr returns the local address, looked up on demand.
+// LocalAddr returns the local address: the listener's when it is bound to
+// one IP, otherwise looked up on demand.
 func (c *Conn) LocalAddr() netip.AddrPort {
 	if c.p != nil {
 		return c.p.local
+	}
+	if sp := c.engine().listenerAt(c.ln); sp != nil && sp.local.IsValid() {
+		return sp.local
 	}
 	return localAddr(c)
 }
@@ -146,13 +174,6 @@ func (c *Conn) Served() uint64 { return c.served.Load() }
 // concurrent use.
 func (c *Conn) AddServed(n uint64) { c.served.Add(n) }
 
-// Protocol returns what c speaks, as last set by SetProtocol.
-func (c *Conn) Protocol() Protocol { return Protocol(c.proto.Load()) }
-
-// SetProtocol records what c speaks, for introspection. It is safe for
-// concurrent use.
-func (c *Conn) SetProtocol(p Protocol) { c.proto.Store(uint32(p)) }
-
 // Context returns the value stored by SetContext, or nil. It is safe for
 // concurrent use.
 func (c *Conn) Context() any {
@@ -162,8 +183,10 @@ func (c *Conn) Context() any {
 	return nil
 }
 
-// SetContext stores a value for the handler's use; values of any types may
-// replace each other. It is safe for concurrent use. Storing a non-nil
+// SetContext stores a value for the application's use (a session, a
+// device); values of any types may replace each other. The engine and
+// warren's protocols never touch it: protocol state lives in the handler
+// (SetHandler). It is safe for concurrent use. Storing a non-nil
 // value allocates a 16-byte cell, so set it when the value changes, not
 // per message; storing nil does not allocate.
 func (c *Conn) SetContext(v any) {
@@ -220,10 +243,10 @@ func (c *Conn) pending() bool { return len(c.in) > 0 || c.flags&fMessage != 0 }
 // OnData consumed its bytes so far (a protocol copying a request body into
 // its own buffer), so the read timeout, not the idle timeout, applies, and
 // the connection counts as Active. Setting it restarts the read timeout.
-// Call it only from OnData on the event loop (Config.Inline) or on the
-// portable engine; elsewhere it is ignored.
+// Call it only from OnData running on the event loop (an inline handler)
+// or on the portable engine; elsewhere it is ignored.
 func (c *Conn) SetMessagePending(pending bool) {
-	if c.p == nil && !c.l.e.cfg.Inline {
+	if c.p == nil && !c.inline() {
 		return
 	}
 	if !pending {
@@ -237,11 +260,31 @@ func (c *Conn) SetMessagePending(pending bool) {
 // startMessage stamps the start of a message for the read timeout.
 func (c *Conn) startMessage() {
 	if c.p != nil {
-		c.msgStart = time.Now().UnixNano()
+		c.msgStart = c.p.e.Now().UnixNano()
 		return
 	}
 	c.msgStart = c.l.tick.Load()
 	c.l.retime(c)
+}
+
+// Post runs fn where c's callbacks run — on its event loop, or on the
+// portable engine its reader goroutine — after the events already queued
+// for c, so code on another goroutine (a handler on the worker pool, a
+// message bus callback) can reach loop-owned state such as SetHandler. fn
+// must not block. Post reports false when c is already closed; fn does not
+// run then, nor if c closes before its turn. It is safe for concurrent use.
+func (c *Conn) Post(fn func()) bool {
+	c.mu.Lock()
+	closed := c.closed
+	c.mu.Unlock()
+	if closed {
+		return false
+	}
+	if c.p != nil {
+		c.p.postFunc(fn)
+		return true
+	}
+	return c.l.post(op{kind: opPost, c: c, fn: fn})
 }
 
 // PauseRead stops reading from c until ResumeRead. It is safe for concurrent
@@ -260,13 +303,37 @@ func (c *Conn) Close() error {
 }
 
 // CloseWithReason is Close with the reason recorded for hooks and metrics.
-// The first reason given wins.
+// The first reason given wins. It is safe for concurrent use.
 func (c *Conn) CloseWithReason(r CloseReason) { c.requestClose(r, nil, false) }
 
-// Abort closes c at once, discarding queued output, with reason r.
+// CloseWithDetail is CloseWithReason with the protocol's own account of the
+// close (a WebSocket close code, an MQTT reason code, a gateway reason),
+// which hooks read with CloseDetail and which labels the engine's detail
+// counters, /debug/conns and logs. The first reason given wins, and its
+// detail with it. It is safe for concurrent use.
+func (c *Conn) CloseWithDetail(r CloseReason, d CloseDetail) { c.requestClose2(r, nil, d, false) }
+
+// Abort closes c at once, discarding queued output, with reason r. It is
+// safe for concurrent use.
 func (c *Conn) Abort(r CloseReason) { c.requestClose(r, nil, true) }
 
+// AbortWithDetail is Abort with a protocol close detail (see
+// CloseWithDetail). It is safe for concurrent use.
+func (c *Conn) AbortWithDetail(r CloseReason, d CloseDetail) { c.requestClose2(r, nil, d, true) }
+
+// CloseDetail returns the detail given with the close, or nil. It is safe
+// for concurrent use; OnClose sees it.
+func (c *Conn) CloseDetail() CloseDetail {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closeDetail()
+}
+
 func (c *Conn) requestClose(r CloseReason, err error, abort bool) {
+	c.requestClose2(r, err, nil, abort)
+}
+
+func (c *Conn) requestClose2(r CloseReason, err error, d CloseDetail, abort bool) {
 	c.mu.Lock()
 	if c.closed || (c.closing && !(abort && !c.abort)) {
 		c.mu.Unlock()
@@ -275,6 +342,12 @@ func (c *Conn) requestClose(r CloseReason, err error, abort bool) {
 	if !c.closing {
 		c.closeWhy = r
 		c.setCloseError(err)
+		if d != nil {
+			if c.closeErr == nil {
+				c.closeErr = &errBox{}
+			}
+			c.closeErr.detail = d
+		}
 	}
 	c.closing = true
 	c.abort = c.abort || abort

@@ -2,11 +2,12 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
-	"runtime/debug"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,13 +21,7 @@ import (
 type Engine struct {
 	sysClock bool // cfg.Clock is the system clock: loops reuse their own time reads
 	cfg      Config
-	h        Handler
-	hOpen    OpenHandler
-	hClose   CloseHandler
-	hState   StateHandler
-	hDrain   DrainHandler
-	hTimeout TimeoutHandler
-	hEOF     EOFHandler
+	h        Handler // for Start and Serve; nil when New got none
 	log      *slog.Logger
 	errLog   *burstLogger
 
@@ -47,11 +42,17 @@ type Engine struct {
 	ipMu  sync.Mutex
 	perIP map[netip.Addr]int32
 
+	// detailMu guards details.
+	detailMu sync.Mutex
+	details  map[detailKey]uint64
+
 	// mu guards the lifecycle fields below.
 	mu       sync.Mutex
 	started  bool
 	stopping bool
 	addr     net.Addr
+	lns      []*listenSpec // every listener, in the order added; index+1 is Conn.ln
+	lnView   atomic.Pointer[[]*listenSpec] // lns for lock-free readers (loops)
 
 	draining atomic.Bool
 	drained  chan struct{} // closed when draining and no connection is left
@@ -59,11 +60,10 @@ type Engine struct {
 	done     chan struct{} // closed when fully stopped
 }
 
-// New returns an engine serving h with cfg. It does not listen yet.
+// New returns an engine with cfg. h, which may be nil, serves the listener
+// of Start and Serve; Listen adds listeners with their own handlers, and
+// DialHandler outbound connections with theirs. It does not listen yet.
 func New(cfg Config, h Handler) (*Engine, error) {
-	if h == nil {
-		return nil, fmt.Errorf("engine: nil handler")
-	}
 	cfg = cfg.withDefaults()
 	e := &Engine{
 		cfg:     cfg,
@@ -73,22 +73,16 @@ func New(cfg Config, h Handler) (*Engine, error) {
 		start:   cfg.Clock.Now(),
 		tickDur: cfg.TickInterval,
 		perIP:   make(map[netip.Addr]int32),
+		details: make(map[detailKey]uint64),
 		drained: make(chan struct{}),
 		done:    make(chan struct{}),
 	}
 	e.errLog = newBurstLogger(e.log, time.Second)
-	e.hOpen, _ = h.(OpenHandler)
-	e.hClose, _ = h.(CloseHandler)
-	e.hState, _ = h.(StateHandler)
-	e.hDrain, _ = h.(DrainHandler)
-	e.hTimeout, _ = h.(TimeoutHandler)
-	e.hEOF, _ = h.(EOFHandler)
 	_, e.sysClock = e.cfg.Clock.(systemClock)
 	e.idleTO.Store(int64(cfg.IdleTimeout))
 	if cfg.AcceptRate > 0 {
 		e.limiter = rate.NewLimiter(rate.Limit(cfg.AcceptRate), cfg.AcceptBurst)
 	}
-	raiseFileLimit(e.log)
 	return e, nil
 }
 
@@ -102,40 +96,172 @@ func (e *Engine) parts() ([]*loop, *portableEngine) {
 // Config returns the engine's configuration with defaults filled in.
 func (e *Engine) Config() Config { return e.cfg }
 
-// Start listens on addr ("host:port"; port 0 picks a free one) and starts
-// serving in the background. Use Addr for the bound address. An empty addr
-// starts the loops without a listener, for connections made with Dial.
+// Now returns the engine's time: Config.Clock's. Every layer on the engine
+// (protocols, policies, the gateway) reads time here, so a test that
+// injects a clock controls all of them.
+func (e *Engine) Now() time.Time { return e.cfg.Clock.Now() }
+
+// listenSpec is one listener: where it listens and whose handler its
+// connections get. Its sockets live on the loops (or, on the portable
+// engine, in an accept goroutine).
+type listenSpec struct {
+	h      Handler
+	inline bool           // cfg.Inline, for handlers that do not say
+	local  netip.AddrPort // the bound address when it is one IP, for LocalAddr
+	addr   net.Addr
+	idx    uint8 // index+1 in Engine.lns, stored in Conn.ln
+	ln     net.Listener
+	fds    []int // poll engine: the listening sockets, one per ReusePort loop
+}
+
+// maxListeners bounds the listeners of one engine (Conn.ln is a byte).
+const maxListeners = 255
+
+// Start listens on addr ("host:port"; port 0 picks a free one) with the
+// handler given to New, and starts serving in the background. Use Addr for
+// the bound address. An empty addr starts the loops without a listener, for
+// connections made with Dial and listeners added with Listen.
 func (e *Engine) Start(addr string) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.started {
 		return ErrStarted
 	}
+	if addr != "" && e.h == nil {
+		return fmt.Errorf("engine: Start(%q) without a handler: pass one to New, or use Listen", addr)
+	}
 	var err error
 	if e.cfg.Portable || !pollSupported {
-		e.portable, err = startPortable(e, addr)
-		if err == nil && e.portable.ln != nil {
-			e.addr = e.portable.ln.Addr()
-		}
+		e.portable = newPortable(e)
 	} else {
-		e.addr, err = startLoops(e, addr, nil)
+		err = startLoops(e)
 	}
 	if err != nil {
 		return err
 	}
 	e.started = true
+	if addr != "" {
+		a, err := e.listenLocked(addr, nil, e.h)
+		if err != nil {
+			e.abortStartLocked()
+			return err
+		}
+		e.addr = a
+	}
 	return nil
+}
+
+// abortStartLocked stops loops started by a Start that then failed.
+func (e *Engine) abortStartLocked() {
+	e.started = false
+	if e.portable != nil {
+		e.portable = nil
+		return
+	}
+	for _, l := range e.loops {
+		l.postFunc(l.stop)
+	}
+	for _, l := range e.loops {
+		<-l.stopped
+	}
+	e.loops = nil
+}
+
+// Listen adds a listener on addr ("host:port"; port 0 picks a free one)
+// whose connections get h as their handler, and returns the bound address.
+// An engine may have many listeners (HTTP on one port, MQTT on another)
+// sharing its loops, worker pool, bounds and counters. The engine must have
+// been started (Start("") starts it without a listener); Listen fails with
+// ErrServerClosed once Shutdown has begun. It is safe for concurrent use.
+func (e *Engine) Listen(addr string, h Handler) (net.Addr, error) {
+	if h == nil {
+		return nil, fmt.Errorf("engine: Listen(%q): nil handler", addr)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.listenLocked(addr, nil, h)
+}
+
+// ListenOn is Listen on a listener the caller made (one inherited from a
+// parent process, say). The engine takes it over and closes it.
+func (e *Engine) ListenOn(ln net.Listener, h Handler) (net.Addr, error) {
+	if h == nil {
+		return nil, fmt.Errorf("engine: ListenOn: nil handler")
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.listenLocked("", ln, h)
+}
+
+func (e *Engine) listenLocked(addr string, ln net.Listener, h Handler) (net.Addr, error) {
+	if e.stopping {
+		if ln != nil {
+			ln.Close()
+		}
+		return nil, ErrServerClosed
+	}
+	if len(e.lns) >= maxListeners {
+		if ln != nil {
+			ln.Close()
+		}
+		return nil, fmt.Errorf("engine: more than %d listeners", maxListeners)
+	}
+	if !e.started {
+		if ln != nil {
+			ln.Close()
+		}
+		return nil, errNotStarted
+	}
+	sp := &listenSpec{h: h, inline: e.cfg.Inline, ln: ln, idx: uint8(len(e.lns) + 1)}
+	if err := e.openLocked(sp, addr); err != nil {
+		return nil, err
+	}
+	e.addListenerLocked(sp)
+	return sp.addr, nil
+}
+
+// errNotStarted is returned by Listen, ListenOn and Dial before Start.
+var errNotStarted = errors.New("engine: not started (call Start first; Start(\"\") starts without a listener)")
+
+// openLocked opens sp's sockets on the running engine: on addr, or sp.ln.
+func (e *Engine) openLocked(sp *listenSpec, addr string) error {
+	var err error
+	if e.portable != nil {
+		err = e.portable.listen(sp, addr)
+	} else {
+		err = listenLoops(e, sp, addr)
+	}
+	if err != nil {
+		return err
+	}
+	if ta, ok := sp.addr.(*net.TCPAddr); ok && !ta.IP.IsUnspecified() {
+		ap := ta.AddrPort()
+		sp.local = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	return nil
+}
+
+// listenerAt returns the listener a Conn.ln refers to, or nil. It takes no
+// lock: loops call it.
+func (e *Engine) listenerAt(i uint8) *listenSpec {
+	v := e.lnView.Load()
+	if i == 0 || v == nil || int(i) > len(*v) {
+		return nil
+	}
+	return (*v)[i-1]
+}
+
+// addListenerLocked appends sp to the engine's listeners; e.mu is held.
+func (e *Engine) addListenerLocked(sp *listenSpec) {
+	e.lns = append(e.lns, sp)
+	v := slices.Clone(e.lns)
+	e.lnView.Store(&v)
 }
 
 // Dial opens an outbound TCP connection to raddr, from the local address
 // laddr when it is valid (with the port chosen at connect time, so many
-// connections can share one source address), and hands it to a loop. The
-// engine's handler serves it like an accepted connection: OnOpen runs once
-// the connection is established, and a failed or timed-out connect (bounded
-// by WriteTimeout) ends in OnClose with ReasonIOError. On the event loops
-// Dial returns at once; on the portable engine it blocks until connected.
-// The engine must have been started (Start("") starts loops without a
-// listener, for a client).
+// connections can share one source address), and hands it to a loop,
+// served by the handler given to New. See DialHandler.
 func (e *Engine) Dial(raddr netip.AddrPort, laddr netip.Addr) (*Conn, error) {
 	return e.DialWith(raddr, laddr, nil)
 }
@@ -144,37 +270,52 @@ func (e *Engine) Dial(raddr netip.AddrPort, laddr netip.Addr) (*Conn, error) {
 // before it is registered, so OnOpen and OnClose, which may run before
 // DialWith returns, already see it. A nil value stores nothing.
 func (e *Engine) DialWith(raddr netip.AddrPort, laddr netip.Addr, value any) (*Conn, error) {
+	if e.h == nil {
+		return nil, fmt.Errorf("engine: Dial without a handler: pass one to New, or use DialHandler")
+	}
+	return e.dialOne(raddr, laddr, e.h, value)
+}
+
+// DialHandler opens an outbound TCP connection to raddr (from laddr when it
+// is valid, with the port chosen at connect time) on the engine's loops,
+// served by h: an upstream pool's connections get their own handler beside
+// the listeners'. OnOpen runs once the connection is established; a failed
+// or timed-out connect (bounded by WriteTimeout) ends in OnClose with
+// ReasonIOError. On the event loops DialHandler returns at once; on the
+// portable engine it blocks until connected. The engine must have been
+// started (Start("") starts loops without a listener). It is safe for
+// concurrent use.
+func (e *Engine) DialHandler(raddr netip.AddrPort, laddr netip.Addr, h Handler) (*Conn, error) {
+	if h == nil {
+		return nil, fmt.Errorf("engine: DialHandler: nil handler")
+	}
+	return e.dialOne(raddr, laddr, h, nil)
+}
+
+func (e *Engine) dialOne(raddr netip.AddrPort, laddr netip.Addr, h Handler, value any) (*Conn, error) {
 	loops, pe := e.parts()
 	if pe != nil {
-		return pe.dial(raddr, laddr, value)
+		return pe.dial(raddr, laddr, h, value)
 	}
-	return e.dial(loops, raddr, laddr, value)
+	return e.dial(loops, raddr, laddr, h, value)
 }
 
 // Serve is Start on a listener the caller made (for example one inherited
-// from a parent process). The engine takes it over and closes it.
+// from a parent process), served by the handler given to New. The engine
+// takes it over and closes it. Serve returns when the engine stops.
 func (e *Engine) Serve(ln net.Listener) error {
-	e.mu.Lock()
-	if e.started {
-		e.mu.Unlock()
-		return ErrStarted
-	}
-	var err error
-	if e.cfg.Portable || !pollSupported {
-		e.portable, err = servePortable(e, ln)
-	} else {
-		e.addr, err = startLoops(e, ln.Addr().String(), ln)
-	}
-	if err == nil {
-		e.started = true
-		if e.addr == nil {
-			e.addr = ln.Addr()
-		}
-	}
-	e.mu.Unlock()
-	if err != nil {
+	if err := e.Start(""); err != nil {
+		ln.Close()
 		return err
 	}
+	a, err := e.ListenOn(ln, e.h)
+	if err != nil {
+		e.Close()
+		return err
+	}
+	e.mu.Lock()
+	e.addr = a
+	e.mu.Unlock()
 	return e.Wait()
 }
 
@@ -229,7 +370,8 @@ func (e *Engine) SetIdleTimeout(d time.Duration) {
 
 // Stats returns a snapshot of the engine's counters.
 func (e *Engine) Stats() Stats {
-	var s Stats
+	s := Stats{ByState: make([]int64, numStates), Closed: make([]uint64, numReasons),
+		Rejected: make([]uint64, numBounds)}
 	loops, pe := e.parts()
 	if pe != nil {
 		s.add(&pe.stats)
@@ -241,17 +383,22 @@ func (e *Engine) Stats() Stats {
 	s.WorkersBusy = e.workers.busy.Load()
 	s.WorkerQueue = e.workers.waiting()
 	s.IdleTimeout = e.IdleTimeout()
+	s.Details = e.detailCounts()
 	return s
 }
 
 // ConnInfo describes one live connection for introspection.
 type ConnInfo struct {
-	ID          uint64
-	Loop        int
-	Remote      netip.AddrPort
-	Local       netip.AddrPort
-	State       State
-	Protocol    Protocol
+	ID       uint64
+	Loop     int
+	Remote   netip.AddrPort
+	Local    netip.AddrPort
+	State    State
+	Protocol string // the handler's ProtocolNamer, or "tcp"
+	// Listener is the 1-based index of the listener that accepted the
+	// connection, in the order Start and Listen added them; 0 when dialled.
+	Listener    int
+	Outbound    bool // made by Dial or DialHandler
 	Created     time.Time
 	LastActive  time.Time
 	BytesIn     uint64
@@ -435,64 +582,11 @@ func (e *Engine) release(c *Conn) {
 	e.checkDrained()
 }
 
-func (e *Engine) newConn(fd int, remote netip.AddrPort) *Conn {
+func (e *Engine) newConn(fd int, remote netip.AddrPort, h Handler, inline bool) *Conn {
 	c := &Conn{fd: int32(fd), id: e.nextID.Add(1), created: e.cfg.Clock.Now().UnixNano()}
 	c.setRemote(remote)
+	c.setHandler(h, inline)
 	return c
-}
-
-// recoverPanic, deferred around handler calls, logs a panic with its stack
-// and aborts only the connection concerned.
-func (e *Engine) recoverPanic(c *Conn) {
-	if v := recover(); v != nil {
-		e.log.LogAttrs(context.Background(), slog.LevelError, "engine: handler panic",
-			slog.Uint64("conn", c.id), slog.String("remote", c.RemoteAddr().String()),
-			slog.Any("panic", v), slog.String("stack", string(debug.Stack())))
-		c.requestClose(ReasonPanic, fmt.Errorf("engine: handler panic: %v", v), true)
-	}
-}
-
-func (e *Engine) callOnData(c *Conn, in []byte) (n int) {
-	defer e.recoverPanic(c)
-	n = e.h.OnData(c, in)
-	if n < 0 {
-		n = 0
-	} else if n > len(in) {
-		n = len(in)
-	}
-	return n
-}
-
-func (e *Engine) callOnOpen(c *Conn) {
-	defer e.recoverPanic(c)
-	e.hOpen.OnOpen(c)
-}
-
-func (e *Engine) callOnClose(c *Conn, r CloseReason, err error) {
-	defer func() {
-		if v := recover(); v != nil {
-			e.log.Error("engine: OnClose panic", "conn", c.id, "panic", v, "stack", string(debug.Stack()))
-		}
-	}()
-	e.hClose.OnClose(c, r, err)
-}
-
-func (e *Engine) callOnTimeout(c *Conn, r CloseReason) (keep bool) {
-	defer e.recoverPanic(c)
-	return e.hTimeout.OnTimeout(c, r)
-}
-
-func (e *Engine) callOnEOF(c *Conn) {
-	if e.hEOF == nil {
-		return
-	}
-	defer e.recoverPanic(c)
-	e.hEOF.OnEOF(c)
-}
-
-func (e *Engine) callOnDrain(c *Conn) {
-	defer e.recoverPanic(c)
-	e.hDrain.OnDrain(c)
 }
 
 // burstLogger logs the first error of a burst and summarises the rest, so a

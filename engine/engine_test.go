@@ -728,9 +728,10 @@ func TestShutdownDeadlineForcesClose(t *testing.T) {
 // drainHandler says goodbye on drain, as a protocol would.
 type drainHandler struct{ echoHandler }
 
-func (h *drainHandler) OnDrain(c *Conn) {
+func (h *drainHandler) OnDrain(c *Conn) bool {
 	c.Write([]byte("bye"))
 	c.CloseWithReason(ReasonShutdown)
+	return true
 }
 
 func TestDrainHook(t *testing.T) {

@@ -35,6 +35,7 @@ const (
 	opQuiet
 	opDataDone
 	opAdopt // fn adopts a folding loop: fold_unix.go
+	opPost  // fn runs for a live c: Conn.Post
 )
 
 // op is a request posted to a loop's mailbox by another goroutine.
@@ -45,8 +46,10 @@ type op struct {
 	fn   func()
 }
 
+// listener is one listening socket on a loop.
 type listener struct {
 	fd      int
+	spec    *listenSpec
 	paused  bool
 	backoff time.Duration
 }
@@ -77,14 +80,12 @@ type loop struct {
 
 	stopping   bool
 	stopped    chan struct{}
-	folding                   // fold_unix.go
-	listenAddr netip.AddrPort // the listener's address when bound to one IP
-	scratch    acceptScratch
+	folding  // fold_unix.go
+	scratch  acceptScratch
 }
 
-// startLoops creates the loops and the listening sockets and starts them.
-// ln, when given, is taken over instead of listening on addr.
-func startLoops(e *Engine, addr string, ln net.Listener) (net.Addr, error) {
+// startLoops creates the loops and starts them, without listeners.
+func startLoops(e *Engine) error {
 	cfg := &e.cfg
 	n := cfg.Loops
 	loops := make([]*loop, n)
@@ -95,7 +96,7 @@ func startLoops(e *Engine, addr string, ln net.Listener) (net.Addr, error) {
 			for _, l := range loops[:i] {
 				l.poller.Close()
 			}
-			return nil, err
+			return err
 		}
 		l := &loop{
 			e: e, idx: i, poller: p,
@@ -108,28 +109,39 @@ func startLoops(e *Engine, addr string, ln net.Listener) (net.Addr, error) {
 		l.initFolding(n)
 		loops[i] = l
 	}
-	fail := func(err error) (net.Addr, error) {
-		for _, l := range loops {
-			for _, ln := range l.lns {
-				unix.Close(ln.fd)
-			}
-			l.poller.Close()
+	e.loops = loops
+	for _, l := range loops {
+		go l.run()
+	}
+	return nil
+}
+
+// listenLoops opens sp's sockets — one per loop with ReusePort, else one on
+// loop 0, which hands accepted connections out with pick — and adds them
+// to the running loops. It sets sp.addr.
+func listenLoops(e *Engine, sp *listenSpec, addr string) error {
+	cfg := &e.cfg
+	var fds []int
+	fail := func(err error) error {
+		for _, fd := range fds {
+			unix.Close(fd)
 		}
-		return nil, err
+		return err
 	}
 	var bound net.Addr
-	if ln != nil {
-		fd, err := dupListener(ln, cfg.Backlog)
-		ln.Close()
+	if sp.ln != nil {
+		fd, err := dupListener(sp.ln, cfg.Backlog)
+		bound = sp.ln.Addr()
+		sp.ln.Close()
+		sp.ln = nil
 		if err != nil {
 			return fail(err)
 		}
-		bound = ln.Addr()
-		loops[0].lns = append(loops[0].lns, &listener{fd: fd})
-	} else if addr != "" {
+		fds = append(fds, fd)
+	} else {
 		count := 1
 		if cfg.ReusePort {
-			count = n
+			count = len(e.loops)
 		}
 		for i := 0; i < count; i++ {
 			fd, a, err := listenFD(addr, cfg.ReusePort, cfg.Backlog)
@@ -140,27 +152,46 @@ func startLoops(e *Engine, addr string, ln net.Listener) (net.Addr, error) {
 				bound = a
 				addr = a.String() // later reuse-port sockets bind the chosen port
 			}
-			loops[i].lns = append(loops[i].lns, &listener{fd: fd})
+			fds = append(fds, fd)
 		}
 	}
-	for _, l := range loops {
-		for _, ln := range l.lns {
-			if err := l.poller.Add(ln.fd, true, false); err != nil {
-				return fail(err)
+	// Each loop adds its socket to its own poller: the loops are running.
+	errs := make(chan error, len(fds))
+	for i, fd := range fds {
+		l := e.loops[i]
+		ln := &listener{fd: fd, spec: sp}
+		if !l.postFunc(func() {
+			if l.stopping {
+				unix.Close(ln.fd)
+				errs <- ErrServerClosed
+				return
 			}
+			if err := l.poller.Add(ln.fd, true, false); err != nil {
+				unix.Close(ln.fd)
+				errs <- err
+				return
+			}
+			l.lns = append(l.lns, ln)
+			errs <- nil
+		}) {
+			unix.Close(fd)
+			errs <- ErrServerClosed
 		}
 	}
-	e.loops = loops
-	if ta, ok := bound.(*net.TCPAddr); ok && !ta.IP.IsUnspecified() {
-		ap := ta.AddrPort()
-		for _, l := range loops {
-			l.listenAddr = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	var first error
+	for range fds {
+		if err := <-errs; err != nil && first == nil {
+			first = err
 		}
 	}
-	for _, l := range loops {
-		go l.run()
+	if first != nil {
+		// Sockets already added stay until the engine stops; none accept
+		// for long, since the caller sees the error.
+		return first
 	}
-	return bound, nil
+	sp.fds = fds
+	sp.addr = bound
+	return nil
 }
 
 // yieldAfter is how long a loop that never finds itself idle runs before
@@ -330,6 +361,11 @@ func (l *loop) handle(o *op) {
 	case opFunc, opAdopt:
 		o.fn()
 		return
+	case opPost:
+		if c.flags&fRegistered != 0 {
+			o.fn()
+		}
+		return
 	case opRegister:
 		l.register(c)
 		return
@@ -364,7 +400,7 @@ func (l *loop) handle(o *op) {
 // done: a protocol that stopped parsing while a request was in flight (HTTP
 // pipelining) resumes where it left off without waiting for new bytes.
 func (l *loop) redeliver(c *Conn) {
-	if !l.e.cfg.Inline || len(c.in) == 0 || c.inflight.Load() > 0 || c.flags&fRegistered == 0 {
+	if !c.inline() || len(c.in) == 0 || c.inflight.Load() > 0 || c.flags&fRegistered == 0 {
 		return
 	}
 	used := l.e.callOnData(c, c.in)
@@ -409,9 +445,10 @@ func (l *loop) accept(ln *listener) {
 			continue
 		}
 		unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
-		c := e.newConn(fd, remote)
+		c := e.newConn(fd, remote, ln.spec.h, ln.spec.inline)
+		c.ln = ln.spec.idx
 		target := l.pick()
-		c.l, c.loopIndex = target, uint16(target.idx)
+		c.l = target
 		if target == l {
 			l.register(c)
 		} else if !target.post(op{kind: opRegister, c: c}) {
@@ -506,8 +543,8 @@ func (l *loop) register(c *Conn) {
 // opened runs OnOpen for a connection that is ready for I/O.
 func (l *loop) opened(c *Conn) {
 	e := l.e
-	if e.hOpen != nil {
-		if e.cfg.Inline {
+	if c.hcaps&capOpen != 0 {
+		if c.inline() {
 			e.callOnOpen(c)
 		} else {
 			c.inflight.Add(1)
@@ -571,7 +608,7 @@ func (l *loop) onInput(c *Conn, data []byte) {
 		c.in = append(pool.Grow(c.in, n), data...)
 		data, fromIn = c.in, true
 	}
-	if !e.cfg.Inline {
+	if !c.inline() {
 		buf := data
 		if !fromIn {
 			buf = append(pool.Get(len(data))[:0], data...)
@@ -786,9 +823,7 @@ func (l *loop) setState(c *Conn, to State) {
 	if to != StateClosed {
 		l.stats.states[to].Add(1)
 	}
-	if h := l.e.hState; h != nil {
-		h.OnStateChange(c, from, to)
-	}
+	l.e.callOnStateChange(c, from, to)
 }
 
 // handleClose carries out a close requested with requestClose.
@@ -828,6 +863,7 @@ func (l *loop) closeNow(c *Conn, r CloseReason, err error) {
 		c.closeWhy = r
 		c.setCloseError(err)
 	}
+	detail := c.closeDetail()
 	c.closed, c.closing = true, true
 	c.releaseOutLocked(e)
 	c.mu.Unlock()
@@ -838,6 +874,9 @@ func (l *loop) closeNow(c *Conn, r CloseReason, err error) {
 	// sees it counted.
 	l.stats.conns.Add(-1)
 	l.stats.closed[r].Add(1)
+	if detail != nil {
+		e.countDetail(c, r, detail)
+	}
 	unix.Close(int(c.fd))
 	l.wheel.Remove(&c.timer)
 	if c.in != nil {
@@ -847,11 +886,11 @@ func (l *loop) closeNow(c *Conn, r CloseReason, err error) {
 	l.stats.observeDuration(time.Duration(e.cfg.Clock.Now().UnixNano() - c.created))
 	l.setState(c, StateClosed)
 	e.release(c)
-	if e.hClose != nil {
-		if e.cfg.Inline {
-			e.callOnClose(c, r, err)
+	if c.hcaps&capClose != 0 {
+		if h := c.h; c.inline() {
+			e.callOnClose(c, h, r, err)
 		} else {
-			e.workers.submit(c, func() { e.callOnClose(c, r, err) }, true)
+			e.workers.submit(c, func() { e.callOnClose(c, h, r, err) }, true)
 		}
 	}
 }
@@ -951,7 +990,7 @@ func (l *loop) expire(ent *timerwheel.Entry[*Conn]) {
 		l.closeNow(c, ReasonWriteTimeout, nil)
 		return
 	}
-	if h := l.e.hTimeout; h != nil && l.e.callOnTimeout(c, why) {
+	if l.e.callOnTimeout(c, why) {
 		if c.flags&fRegistered == 0 {
 			return
 		}
@@ -965,14 +1004,19 @@ func (l *loop) expire(ent *timerwheel.Entry[*Conn]) {
 	c.requestClose(why, nil, false)
 }
 
+// drainConn starts a connection's goodbye: its protocol's OnDrain, then,
+// unless the protocol closes c itself, a close as soon as c is quiet. The
+// engine tracks quiet for whichever handler is current, so a response
+// finishing on a worker while the drain starts cannot leave c open.
 func (l *loop) drainConn(c *Conn) {
-	c.flags |= fDrainQuiet
-	if l.e.hDrain != nil {
-		c.flags &^= fDrainQuiet
-		l.setState(c, StateDraining)
-		l.e.callOnDrain(c)
+	l.setState(c, StateDraining)
+	if l.e.callOnDrain(c) {
 		return
 	}
+	if c.flags&fRegistered == 0 {
+		return
+	}
+	c.flags |= fDrainQuiet
 	l.updateState(c)
 }
 
@@ -1028,9 +1072,6 @@ func (l *loop) stop() {
 
 func (l *loop) snapshot() []ConnInfo {
 	e := l.e
-	// Accepted connections on a listener bound to one address share its
-	// local address: spare a getsockname per connection.
-	listenAddr := l.listenAddr
 	var out []ConnInfo
 	for _, c := range l.conns {
 		if c == nil {
@@ -1043,13 +1084,13 @@ func (l *loop) snapshot() []ConnInfo {
 		if lw > last {
 			last = lw
 		}
-		local := listenAddr
-		if !local.IsValid() || c.flags&fOutbound != 0 {
-			local = localAddr(c)
-		}
+		// Accepted connections on a listener bound to one address share
+		// its local address: spare a getsockname per connection.
+		local := c.LocalAddr()
 		out = append(out, ConnInfo{
 			ID: c.id, Loop: l.idx, Remote: c.RemoteAddr(), Local: local, State: c.State(),
-			Protocol: c.Protocol(), Created: time.Unix(0, c.created),
+			Protocol: c.Protocol(), Listener: int(c.ln), Outbound: c.flags&fOutbound != 0,
+			Created: time.Unix(0, c.created),
 			LastActive: e.start.Add(time.Duration(last-1) * e.tickDur),
 			BytesIn:    c.bytesIn.Load(), BytesOut: c.bytesOut.Load(), Served: c.served.Load(),
 			ReadBuffer: len(c.in), WriteBuffer: queued,
@@ -1151,7 +1192,7 @@ func dupListener(ln net.Listener, backlog int) (int, error) {
 }
 
 // dial opens a non-blocking outbound connection and hands it to a loop.
-func (e *Engine) dial(loops []*loop, raddr netip.AddrPort, laddr netip.Addr, value any) (*Conn, error) {
+func (e *Engine) dial(loops []*loop, raddr netip.AddrPort, laddr netip.Addr, h Handler, value any) (*Conn, error) {
 	if len(loops) == 0 {
 		return nil, errors.New("engine: Dial before Start")
 	}
@@ -1185,13 +1226,13 @@ func (e *Engine) dial(loops []*loop, raddr netip.AddrPort, laddr netip.Addr, val
 		return fail(ErrLimit)
 	}
 	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
-	c := e.newConn(fd, raddr)
+	c := e.newConn(fd, raddr, h, e.cfg.Inline)
 	c.flags |= fDialing | fOutbound
 	if value != nil {
 		c.SetContext(value)
 	}
 	target := loops[e.rr.Add(1)%uint64(len(loops))]
-	c.l, c.loopIndex = target, uint16(target.idx)
+	c.l = target
 	if !target.post(op{kind: opRegister, c: c}) {
 		e.conns.Add(-1)
 		return fail(ErrServerClosed)

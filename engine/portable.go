@@ -26,12 +26,12 @@ const portableReadSize = 16 << 10
 
 type portableEngine struct {
 	e     *Engine
-	ln    net.Listener
 	stats loopStats
 
-	// mu guards conns.
+	// mu guards conns and lns.
 	mu    sync.Mutex
 	conns map[*Conn]struct{}
+	lns   []net.Listener
 
 	wg       sync.WaitGroup
 	acceptWG sync.WaitGroup
@@ -50,36 +50,46 @@ type pconn struct {
 	paused    bool
 	drain     bool
 	redeliver bool
-	retime    bool // a timeout changed: recompute the read deadline
+	retime    bool     // a timeout changed: recompute the read deadline
+	posted       []func() // Conn.Post functions for the reader to run
+	drainStarted bool     // OnDrain has run
+	drainQuiet   bool     // draining: close once quiet
 
 	// last mirrors Conn.lastRead for observers on other goroutines.
 	last atomic.Int64
+	// proto mirrors the handler's protocol name for observers.
+	proto atomic.Pointer[protoBox]
 }
 
-func startPortable(e *Engine, addr string) (*portableEngine, error) {
-	if addr == "" {
-		return &portableEngine{e: e, conns: make(map[*Conn]struct{})}, nil
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, err
-	}
-	return servePortable(e, ln)
+func newPortable(e *Engine) *portableEngine {
+	return &portableEngine{e: e, conns: make(map[*Conn]struct{})}
 }
 
-func servePortable(e *Engine, ln net.Listener) (*portableEngine, error) {
-	pe := &portableEngine{e: e, ln: ln, conns: make(map[*Conn]struct{})}
+// listen opens sp (on addr, or sp.ln) and starts its accept goroutine.
+func (pe *portableEngine) listen(sp *listenSpec, addr string) error {
+	ln := sp.ln
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", addr); err != nil {
+			return err
+		}
+	}
+	sp.ln = nil
+	sp.addr = ln.Addr()
+	pe.mu.Lock()
+	pe.lns = append(pe.lns, ln)
+	pe.mu.Unlock()
 	pe.acceptWG.Add(1)
-	go pe.acceptLoop()
-	return pe, nil
+	go pe.acceptLoop(ln, sp)
+	return nil
 }
 
-func (pe *portableEngine) acceptLoop() {
+func (pe *portableEngine) acceptLoop(ln net.Listener, sp *listenSpec) {
 	defer pe.acceptWG.Done()
 	e := pe.e
 	var backoff time.Duration
 	for {
-		nc, err := pe.ln.Accept()
+		nc, err := ln.Accept()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
@@ -103,20 +113,25 @@ func (pe *portableEngine) acceptLoop() {
 			nc.Close()
 			continue
 		}
-		pe.adopt(nc, remote, nil)
+		pe.adopt(nc, remote, sp.h, sp.inline, sp.idx, nil)
 	}
 }
 
 // adopt wraps an established net.Conn and starts its goroutine.
-func (pe *portableEngine) adopt(nc net.Conn, remote netip.AddrPort, value any) *Conn {
+func (pe *portableEngine) adopt(nc net.Conn, remote netip.AddrPort, h Handler, inline bool, lnIdx uint8, value any) *Conn {
 	e := pe.e
-	c := e.newConn(-1, remote)
+	c := e.newConn(-1, remote, h, inline)
+	c.ln = lnIdx
+	if lnIdx == 0 {
+		c.flags |= fOutbound
+	}
 	if value != nil {
 		c.SetContext(value)
 	}
 	local, _ := netip.ParseAddrPort(nc.LocalAddr().String())
 	pc := &pconn{e: e, pe: pe, nc: nc, local: local}
 	pc.cond = sync.NewCond(&pc.mu)
+	pc.proto.Store(&protoBox{protocolOf(h)})
 	c.p = pc
 	pe.mu.Lock()
 	pe.conns[c] = struct{}{}
@@ -129,7 +144,7 @@ func (pe *portableEngine) adopt(nc net.Conn, remote netip.AddrPort, value any) *
 	return c
 }
 
-func (pe *portableEngine) dial(raddr netip.AddrPort, laddr netip.Addr, value any) (*Conn, error) {
+func (pe *portableEngine) dial(raddr netip.AddrPort, laddr netip.Addr, h Handler, value any) (*Conn, error) {
 	e := pe.e
 	if e.draining.Load() {
 		return nil, ErrServerClosed
@@ -147,7 +162,7 @@ func (pe *portableEngine) dial(raddr netip.AddrPort, laddr netip.Addr, value any
 		e.conns.Add(-1)
 		return nil, err
 	}
-	return pe.adopt(nc, raddr, value), nil
+	return pe.adopt(nc, raddr, h, e.cfg.Inline, 0, value), nil
 }
 
 func (pe *portableEngine) setState(c *Conn, to State) {
@@ -160,17 +175,13 @@ func (pe *portableEngine) setState(c *Conn, to State) {
 	if to != StateClosed {
 		pe.stats.states[to].Add(1)
 	}
-	if h := pe.e.hState; h != nil {
-		h.OnStateChange(c, from, to)
-	}
+	pe.e.callOnStateChange(c, from, to)
 }
 
 func (pe *portableEngine) serve(c *Conn) {
 	defer pe.wg.Done()
 	e, pc := pe.e, c.p
-	if e.hOpen != nil {
-		e.callOnOpen(c)
-	}
+	e.callOnOpen(c)
 	buf := make([]byte, portableReadSize)
 	var why CloseReason
 	var ioErr error
@@ -182,12 +193,19 @@ func (pe *portableEngine) serve(c *Conn) {
 		pc.mu.Lock()
 		// A paused reader still wakes for a drain or a close (lock order:
 		// pc.mu before c.mu).
-		for pc.paused && !pc.drain && pe.closeRequested(c) == ReasonNone {
+		for pc.paused && !pc.drain && len(pc.posted) == 0 && pe.closeRequested(c) == ReasonNone {
 			pc.cond.Wait()
 		}
 		drain := pc.drain
 		pc.drain, pc.retime = false, false
+		posted := pc.posted
+		pc.posted = nil
 		pc.mu.Unlock()
+		for _, fn := range posted {
+			if pe.closeRequested(c) == ReasonNone {
+				fn()
+			}
+		}
 		if drain {
 			pe.drainConn(c)
 			continue
@@ -233,7 +251,7 @@ func (pe *portableEngine) serve(c *Conn) {
 				continue
 			}
 			if timeoutWhy != ReasonNone {
-				if e.hTimeout != nil && e.callOnTimeout(c, timeoutWhy) {
+				if e.callOnTimeout(c, timeoutWhy) {
 					c.lastRead = time.Now().UnixNano()
 					if c.pending() {
 						c.msgStart = c.lastRead
@@ -293,7 +311,7 @@ func (pc *pconn) takeRedeliver() bool {
 func (pc *pconn) signalled() bool {
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
-	return pc.redeliver || pc.drain || pc.retime
+	return pc.redeliver || pc.drain || pc.retime || len(pc.posted) > 0
 }
 
 func (pc *pconn) peekRedeliver() bool {
@@ -347,7 +365,7 @@ func msDuration(ms int32, def time.Duration) time.Duration {
 
 func (pe *portableEngine) input(c *Conn, data []byte) {
 	e := pe.e
-	now := time.Now().UnixNano()
+	now := time.Now().UnixNano() // deadlines on net.Conn are wall time
 	if data == nil { // redelivery of pending input
 		used := e.callOnData(c, c.in)
 		if used > 0 {
@@ -423,10 +441,14 @@ func (pe *portableEngine) finish(c *Conn, why CloseReason, err error) {
 		c.closeWhy = why
 		c.setCloseError(err)
 	}
+	detail := c.closeDetail()
 	c.closed, c.closing = true, true
 	c.mu.Unlock()
 	pe.stats.conns.Add(-1)
 	pe.stats.closed[why].Add(1)
+	if detail != nil {
+		e.countDetail(c, why, detail)
+	}
 	c.p.nc.Close()
 	if c.in != nil {
 		pool.Put(c.in)
@@ -435,22 +457,36 @@ func (pe *portableEngine) finish(c *Conn, why CloseReason, err error) {
 	pe.mu.Lock()
 	delete(pe.conns, c)
 	pe.mu.Unlock()
-	pe.stats.observeDuration(time.Duration(time.Now().UnixNano() - c.created))
+	pe.stats.observeDuration(time.Duration(e.Now().UnixNano() - c.created))
 	pe.setState(c, StateClosed)
 	e.release(c)
-	if e.hClose != nil {
-		e.callOnClose(c, why, err)
+	if c.hcaps&capClose != 0 {
+		e.callOnClose(c, c.h, why, err)
 	}
 }
 
+// drainConn starts c's goodbye: OnDrain, then, unless the protocol closes
+// c itself, a close as soon as it is quiet (here, or when its work in
+// flight is done: see post's opQuiet).
 func (pe *portableEngine) drainConn(c *Conn) {
-	e := pe.e
-	pe.setState(c, StateDraining)
-	if e.hDrain != nil {
-		e.callOnDrain(c)
+	e, pc := pe.e, c.p
+	pc.mu.Lock()
+	first := !pc.drainStarted
+	pc.drainStarted = true
+	quiet := pc.drainQuiet
+	pc.mu.Unlock()
+	if first {
+		pe.setState(c, StateDraining)
+		if e.callOnDrain(c) {
+			return
+		}
+		pc.mu.Lock()
+		pc.drainQuiet = true
+		pc.mu.Unlock()
+	} else if !quiet {
 		return
 	}
-	if len(c.in) == 0 && c.inflight.Load() == 0 {
+	if !c.pending() && c.inflight.Load() == 0 {
 		c.requestClose(ReasonShutdown, nil, false)
 	}
 }
@@ -463,12 +499,10 @@ func (pc *pconn) post(c *Conn, kind opKind) {
 		pc.cond.Broadcast()
 		pc.mu.Unlock()
 	case opQuiet:
-		if pc.e.draining.Load() && pc.e.hDrain == nil {
-			pc.mu.Lock()
-			pc.drain = true
-			pc.mu.Unlock()
-		}
 		pc.mu.Lock()
+		if pc.drainQuiet {
+			pc.drain = true // the reader re-checks quiet in drainConn
+		}
 		pc.redeliver = true
 		pc.cond.Broadcast()
 		pc.mu.Unlock()
@@ -479,6 +513,15 @@ func (pc *pconn) post(c *Conn, kind opKind) {
 		pc.mu.Unlock()
 		pc.nc.SetReadDeadline(time.Now()) // re-evaluated by the reader
 	}
+}
+
+// postFunc queues fn for the reader and wakes it.
+func (pc *pconn) postFunc(fn func()) {
+	pc.mu.Lock()
+	pc.posted = append(pc.posted, fn)
+	pc.cond.Broadcast()
+	pc.mu.Unlock()
+	pc.nc.SetReadDeadline(time.Now())
 }
 
 // requestClose interrupts the reader, which finishes the close. Writes are
@@ -569,7 +612,8 @@ func (pe *portableEngine) snapshot() []ConnInfo {
 	var out []ConnInfo
 	for _, c := range pe.all() {
 		out = append(out, ConnInfo{
-			ID: c.id, Remote: c.RemoteAddr(), Local: c.p.local, State: c.State(), Protocol: c.Protocol(),
+			ID: c.id, Remote: c.RemoteAddr(), Local: c.p.local, State: c.State(),
+			Protocol: c.p.proto.Load().name, Listener: int(c.ln), Outbound: c.ln == 0,
 			Created: time.Unix(0, c.created), LastActive: time.Unix(0, c.p.last.Load()),
 			BytesIn: c.bytesIn.Load(), BytesOut: c.bytesOut.Load(), Served: c.served.Load(),
 		})
@@ -589,9 +633,11 @@ func (pe *portableEngine) closeByID(id uint64, r CloseReason) bool {
 
 func (pe *portableEngine) shutdown(ctx context.Context) error {
 	e := pe.e
-	if pe.ln != nil {
-		pe.ln.Close()
+	pe.mu.Lock()
+	for _, ln := range pe.lns {
+		ln.Close()
 	}
+	pe.mu.Unlock()
 	pe.acceptWG.Wait()
 	for _, c := range pe.all() {
 		pc := c.p

@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"cmp"
+	"slices"
 	"sync/atomic"
 	"time"
 )
@@ -60,12 +62,18 @@ type Stats struct {
 	Accepted uint64
 	// Active is the number of open connections.
 	Active int64
-	// ByState counts open connections by State (index with a State).
-	ByState [numStates]int64
-	// Closed counts closed connections by CloseReason (index with one).
-	Closed [numReasons]uint64
-	// Rejected counts connections refused at accept by Bound (index with one).
-	Rejected [numBounds]uint64
+	// ByState counts open connections by State: index it with a State
+	// (len is len(States())).
+	ByState []int64
+	// Closed counts closed connections by CloseReason: index it with one
+	// (len is len(CloseReasons())+1; ReasonNone stays 0).
+	Closed []uint64
+	// Rejected counts connections refused at accept by Bound: index it
+	// with one (len is len(Bounds())).
+	Rejected []uint64
+	// Details counts closes that carried a protocol's CloseDetail, by
+	// protocol, reason and detail, sorted.
+	Details []DetailCount
 	// BytesIn and BytesOut count payload bytes read and written.
 	BytesIn, BytesOut uint64
 	// WatermarkHits counts writes that found a queue over its high watermark.
@@ -88,7 +96,59 @@ type Stats struct {
 	Loops []LoopStats
 }
 
+// DetailCount is how many connections of a protocol closed with a reason
+// and a protocol detail (Conn.CloseWithDetail).
+type DetailCount struct {
+	Protocol string
+	Reason   CloseReason
+	Detail   string
+	Count    uint64
+}
+
+// detailKey identifies a DetailCount.
+type detailKey struct {
+	proto  string
+	reason CloseReason
+	detail string
+}
+
+// maxDetailKeys bounds the detail table: details are meant to come from a
+// small set, and a protocol that sent free text must not grow it without
+// end. Past the bound, new keys count under detail "other".
+const maxDetailKeys = 1024
+
+// countDetail counts c's close detail. It runs once per close that has one.
+func (e *Engine) countDetail(c *Conn, r CloseReason, d CloseDetail) {
+	k := detailKey{protocolOf(c.h), r, d.String()}
+	e.detailMu.Lock()
+	if _, ok := e.details[k]; !ok && len(e.details) >= maxDetailKeys {
+		k.detail = "other"
+	}
+	e.details[k]++
+	e.detailMu.Unlock()
+}
+
+func (e *Engine) detailCounts() []DetailCount {
+	e.detailMu.Lock()
+	out := make([]DetailCount, 0, len(e.details))
+	for k, n := range e.details {
+		out = append(out, DetailCount{Protocol: k.proto, Reason: k.reason, Detail: k.detail, Count: n})
+	}
+	e.detailMu.Unlock()
+	slices.SortFunc(out, func(a, b DetailCount) int {
+		if c := cmp.Compare(a.Protocol, b.Protocol); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(a.Reason, b.Reason); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Detail, b.Detail)
+	})
+	return out
+}
+
 func (s *Stats) add(ls *loopStats) {
+
 	s.Accepted += ls.accepted.Load()
 	for i := range s.Closed {
 		s.Closed[i] += ls.closed[i].Load()

@@ -191,26 +191,35 @@ func (p SlowPolicy) String() string {
 	return "close"
 }
 
-// Protocol identifies what a connection speaks, for introspection.
-type Protocol uint8
+// ProtocolNamer is implemented by handlers that name the protocol their
+// connections speak ("http1", "websocket", "mqtt"). The name shows in
+// ConnInfo, /debug/conns, metrics labels and logs; a handler without it
+// speaks "tcp". Names should come from a small fixed set: they label
+// metrics.
+type ProtocolNamer interface {
+	Protocol() string
+}
 
-const (
-	// ProtoTCP is a raw byte stream.
-	ProtoTCP Protocol = iota
-	// ProtoHTTP1 is HTTP/1.x.
-	ProtoHTTP1
-	// ProtoWebSocket is an upgraded WebSocket connection.
-	ProtoWebSocket
-)
+// ProtoTCP is the protocol name of a connection whose handler does not
+// implement ProtocolNamer.
+const ProtoTCP = "tcp"
 
-var protoNames = [...]string{"tcp", "http1", "websocket"}
+// CloseDetail is a protocol's own account of why a connection closed, beside
+// the engine's transport-level CloseReason: a WebSocket close code, an MQTT
+// reason code, a gateway reason such as "replaced" or "token_expired".
+// String returns a short token from a bounded set (it labels metrics), for
+// example "1001" or "auth_failed". Attach one with Conn.CloseWithDetail.
+type CloseDetail interface {
+	String() string
+}
 
-// String returns "tcp", "http1" or "websocket".
-func (p Protocol) String() string {
-	if int(p) < len(protoNames) {
-		return protoNames[p]
-	}
-	return "unknown"
+// InlineHandler is implemented by handlers that choose where their OnData,
+// OnOpen and OnClose run regardless of Config.Inline: protocol parsers that
+// never block return true and run on the event loop; a handler that may
+// block returns false and runs on the worker pool. It is asked once per
+// handler type, so the answer must not depend on the value.
+type InlineHandler interface {
+	Inline() bool
 }
 
 // Handler receives a connection's input. It is the one required interface;
@@ -223,9 +232,16 @@ type Handler interface {
 	// with more input appended, on the next call. in is valid only during
 	// the call.
 	//
-	// With Config.Inline it runs on c's event loop and must not block.
-	// Otherwise it runs on the worker pool, one call at a time per
-	// connection, and reading from c pauses until it returns.
+	// Inline (Config.Inline, or an InlineHandler saying so) it runs on c's
+	// event loop and must not block. Otherwise it runs on the worker pool,
+	// one call at a time per connection, and reading from c pauses until it
+	// returns.
+	//
+	// Each connection has its own handler: the one of the listener that
+	// accepted it (Engine.Listen) or given to Engine.DialHandler, replaced
+	// at any time with Conn.SetHandler (an HTTP connection upgraded to
+	// WebSocket). The optional interfaces below are looked up once per
+	// handler type.
 	OnData(c *Conn, in []byte) int
 }
 
@@ -257,11 +273,15 @@ type StateHandler interface {
 // DrainHandler is implemented by protocols that say goodbye before a
 // shutdown closes the connection (HTTP answers its current request with
 // Connection: close, WebSocket sends close 1001). OnDrain runs on c's event
-// loop and must not block; the protocol closes c when done. Without it, the
-// engine closes each connection as soon as it is quiet. Either way the
-// shutdown context's end closes whatever is left.
+// loop and must not block. It returns true when the protocol closes c
+// itself once its goodbye is done (a WebSocket waits for the peer's close
+// frame); false leaves the close to the engine, which closes c as soon as it
+// is quiet: no unconsumed input, no message pending, no work dispatched and
+// no queued output (HTTP: right after the response in progress). Without a
+// DrainHandler the engine closes each connection as soon as it is quiet.
+// Either way the shutdown context's end closes whatever is left.
 type DrainHandler interface {
-	OnDrain(c *Conn)
+	OnDrain(c *Conn) (closesItself bool)
 }
 
 // TimeoutHandler is implemented by protocols that act on a timeout instead
@@ -304,7 +324,8 @@ var (
 	_ Handler      = HandlerFunc(nil)
 )
 
-// Clock tells the time; tests inject one they can advance.
+// Clock tells the time; tests inject one they can advance. Every layer on
+// an engine reads it through Engine.Now.
 type Clock interface {
 	Now() time.Time
 }

@@ -10,8 +10,10 @@ import (
 const workerIdle = 10 * time.Second
 
 // taskQueue is one connection's pending tasks. It exists only while the
-// connection has work queued or running, so idle connections hold none.
+// connection has work queued or running, so idle connections hold none
+// (and Conn has no field for it: the pool finds it in its map).
 type taskQueue struct {
+	c         *Conn
 	fns       []func()
 	scheduled bool
 }
@@ -23,9 +25,10 @@ var taskQueuePool = sync.Pool{New: func() any { return new(taskQueue) }}
 type workerPool struct {
 	max, maxQueue int
 
-	// mu guards the fields below it and every Conn.tq.
+	// mu guards the fields below it and the task queues.
 	mu      sync.Mutex
-	ready   []*Conn // connections with queued tasks and no worker
+	queues  map[*Conn]*taskQueue // connections with tasks queued or running
+	ready   []*taskQueue         // queues with tasks and no worker
 	queued  int     // tasks waiting, not running
 	workers int
 	idle    int
@@ -37,7 +40,8 @@ type workerPool struct {
 }
 
 func newWorkerPool(max, maxQueue int) *workerPool {
-	return &workerPool{max: max, maxQueue: maxQueue, wake: make(chan struct{}, max)}
+	return &workerPool{max: max, maxQueue: maxQueue, wake: make(chan struct{}, max),
+		queues: make(map[*Conn]*taskQueue)}
 }
 
 // submit queues fn behind c's earlier tasks. force bypasses the queue bound
@@ -52,14 +56,17 @@ func (p *workerPool) submit(c *Conn, fn func(), force bool) error {
 		p.mu.Unlock()
 		return ErrWorkerQueueFull
 	}
-	if c.tq == nil {
-		c.tq = taskQueuePool.Get().(*taskQueue)
+	q := p.queues[c]
+	if q == nil {
+		q = taskQueuePool.Get().(*taskQueue)
+		q.c = c
+		p.queues[c] = q
 	}
-	c.tq.fns = append(c.tq.fns, fn)
+	q.fns = append(q.fns, fn)
 	p.queued++
-	if !c.tq.scheduled {
-		c.tq.scheduled = true
-		p.ready = append(p.ready, c)
+	if !q.scheduled {
+		q.scheduled = true
+		p.ready = append(p.ready, q)
 		if p.idle > 0 {
 			select {
 			case p.wake <- struct{}{}:
@@ -113,14 +120,13 @@ func (p *workerPool) work() {
 			}
 			continue
 		}
-		c := p.ready[0]
+		q := p.ready[0]
 		p.ready[0] = nil
 		p.ready = p.ready[1:]
 		if len(p.ready) == 0 {
 			p.ready = p.ready[:0:0]
 		}
 		for i := 0; ; i++ {
-			q := c.tq
 			fn := q.fns[0]
 			q.fns[0] = nil
 			q.fns = q.fns[1:]
@@ -133,12 +139,13 @@ func (p *workerPool) work() {
 			if len(q.fns) == 0 {
 				q.scheduled = false
 				q.fns = q.fns[:0:0]
-				c.tq = nil
+				delete(p.queues, q.c)
+				q.c = nil
 				taskQueuePool.Put(q)
 				break
 			}
 			if i+1 >= maxBatch {
-				p.ready = append(p.ready, c)
+				p.ready = append(p.ready, q)
 				break
 			}
 		}

@@ -1,0 +1,206 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"reflect"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+)
+
+// Handler capabilities, resolved once per handler type and kept in
+// Conn.hcaps, so an event costs a bit test instead of a type assertion
+// that fails.
+const (
+	capOpen uint8 = 1 << iota
+	capClose
+	capState
+	capDrain
+	capTimeout
+	capEOF
+	capInline    // the handler says it runs on the loop
+	capInlineSet // the handler answered InlineHandler at all
+)
+
+// capsCache maps a handler's dynamic type to its capabilities. It is read
+// without a lock on every SetHandler and written once per new type.
+var (
+	capsMu    sync.Mutex
+	capsCache atomic.Pointer[map[reflect.Type]uint8]
+)
+
+// capsOf returns h's capabilities.
+func capsOf(h Handler) uint8 {
+	t := reflect.TypeOf(h)
+	if m := capsCache.Load(); m != nil {
+		if c, ok := (*m)[t]; ok {
+			return c
+		}
+	}
+	var c uint8
+	if _, ok := h.(OpenHandler); ok {
+		c |= capOpen
+	}
+	if _, ok := h.(CloseHandler); ok {
+		c |= capClose
+	}
+	if _, ok := h.(StateHandler); ok {
+		c |= capState
+	}
+	if _, ok := h.(DrainHandler); ok {
+		c |= capDrain
+	}
+	if _, ok := h.(TimeoutHandler); ok {
+		c |= capTimeout
+	}
+	if _, ok := h.(EOFHandler); ok {
+		c |= capEOF
+	}
+	if ih, ok := h.(InlineHandler); ok {
+		c |= capInlineSet
+		if ih.Inline() {
+			c |= capInline
+		}
+	}
+	capsMu.Lock()
+	defer capsMu.Unlock()
+	old := capsCache.Load()
+	next := make(map[reflect.Type]uint8, 8)
+	if old != nil {
+		for k, v := range *old {
+			next[k] = v
+		}
+	}
+	next[t] = c
+	capsCache.Store(&next)
+	return c
+}
+
+// protocolOf names the protocol h speaks.
+func protocolOf(h Handler) string {
+	if n, ok := h.(ProtocolNamer); ok {
+		return n.Protocol()
+	}
+	return ProtoTCP
+}
+
+// setHandler installs h on c; c must not be visible to other goroutines
+// yet, or the caller runs where c's callbacks run.
+func (c *Conn) setHandler(h Handler, inlineDefault bool) {
+	caps := capsOf(h)
+	if caps&capInlineSet == 0 && inlineDefault {
+		caps |= capInline
+	}
+	c.h, c.hcaps = h, caps
+	if c.p != nil {
+		c.p.proto.Store(&protoBox{protocolOf(h)})
+	}
+}
+
+// Handler returns c's current handler. Read it where c's callbacks run.
+func (c *Conn) Handler() Handler { return c.h }
+
+// SetHandler makes h c's handler from the next event on: a protocol hands
+// the connection to another (HTTP upgrading to WebSocket) or wraps it (a
+// TLS layer). Input that the old handler did not consume is presented to h
+// with what arrives next. Hooks follow the handler: OnStateChange, OnDrain,
+// OnTimeout, OnEOF and OnClose reach whichever handler is current; OnOpen
+// has already run and is not repeated (h can do its own setup before or
+// after SetHandler).
+//
+// SetHandler is owned by c's loop: call it from a callback running there
+// (OnOpen, OnData of an inline handler, the other hooks) or from a function
+// given to Post. A nil h is ignored.
+func (c *Conn) SetHandler(h Handler) {
+	if h == nil {
+		return
+	}
+	c.setHandler(h, c.engine().cfg.Inline)
+}
+
+// Protocol returns the name of the protocol c speaks: its handler's
+// ProtocolNamer, or "tcp". Read it where c's callbacks run; ConnInfo
+// carries it for everyone else.
+func (c *Conn) Protocol() string { return protocolOf(c.h) }
+
+// inline reports whether c's handler runs on the loop.
+func (c *Conn) inline() bool { return c.hcaps&capInline != 0 }
+
+// protoBox carries a protocol name through an atomic pointer.
+type protoBox struct{ name string }
+
+// recoverPanic, deferred around handler calls, logs a panic with its stack
+// and aborts only the connection concerned.
+func (e *Engine) recoverPanic(c *Conn) {
+	if v := recover(); v != nil {
+		e.log.LogAttrs(context.Background(), slog.LevelError, "engine: handler panic",
+			slog.Uint64("conn", c.id), slog.String("remote", c.RemoteAddr().String()),
+			slog.String("proto", protocolOf(c.h)),
+			slog.Any("panic", v), slog.String("stack", string(debug.Stack())))
+		c.requestClose(ReasonPanic, fmt.Errorf("engine: handler panic: %v", v), true)
+	}
+}
+
+func (e *Engine) callOnData(c *Conn, in []byte) (n int) {
+	defer e.recoverPanic(c)
+	n = c.h.OnData(c, in)
+	if n < 0 {
+		n = 0
+	} else if n > len(in) {
+		n = len(in)
+	}
+	return n
+}
+
+func (e *Engine) callOnOpen(c *Conn) {
+	if c.hcaps&capOpen == 0 {
+		return
+	}
+	defer e.recoverPanic(c)
+	c.h.(OpenHandler).OnOpen(c)
+}
+
+// callOnClose runs OnClose with h, the handler current when c closed.
+func (e *Engine) callOnClose(c *Conn, h Handler, r CloseReason, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			e.log.Error("engine: OnClose panic", "conn", c.id, "panic", v, "stack", string(debug.Stack()))
+		}
+	}()
+	h.(CloseHandler).OnClose(c, r, err)
+}
+
+func (e *Engine) callOnTimeout(c *Conn, r CloseReason) (keep bool) {
+	if c.hcaps&capTimeout == 0 {
+		return false
+	}
+	defer e.recoverPanic(c)
+	return c.h.(TimeoutHandler).OnTimeout(c, r)
+}
+
+func (e *Engine) callOnEOF(c *Conn) {
+	if c.hcaps&capEOF == 0 {
+		return
+	}
+	defer e.recoverPanic(c)
+	c.h.(EOFHandler).OnEOF(c)
+}
+
+// callOnDrain runs OnDrain and reports whether the protocol closes c
+// itself; without a DrainHandler the engine does.
+func (e *Engine) callOnDrain(c *Conn) (closesItself bool) {
+	if c.hcaps&capDrain == 0 {
+		return false
+	}
+	defer e.recoverPanic(c)
+	return c.h.(DrainHandler).OnDrain(c)
+}
+
+func (e *Engine) callOnStateChange(c *Conn, from, to State) {
+	if c.hcaps&capState == 0 {
+		return
+	}
+	c.h.(StateHandler).OnStateChange(c, from, to)
+}
