@@ -51,10 +51,12 @@ type Engine struct {
 	started  bool
 	stopping bool
 	addr     net.Addr
-	lns      []*listenSpec // every listener, in the order added; index+1 is Conn.ln
-	lnView   atomic.Pointer[[]*listenSpec] // lns for lock-free readers (loops)
+	lns      []*Listener // every listener, in the order added; index+1 is Conn.ln
+	lnView   atomic.Pointer[[]*Listener] // lns for lock-free readers (loops)
 
 	draining atomic.Bool
+	drainCtx context.Context // cancelled when Shutdown begins
+	drainEnd context.CancelCauseFunc
 	drained  chan struct{} // closed when draining and no connection is left
 	drainOne sync.Once
 	done     chan struct{} // closed when fully stopped
@@ -78,6 +80,7 @@ func New(cfg Config, h Handler) (*Engine, error) {
 		done:    make(chan struct{}),
 	}
 	e.errLog = newBurstLogger(e.log, time.Second)
+	e.drainCtx, e.drainEnd = context.WithCancelCause(context.Background())
 	_, e.sysClock = e.cfg.Clock.(systemClock)
 	e.idleTO.Store(int64(cfg.IdleTimeout))
 	if cfg.AcceptRate > 0 {
@@ -101,17 +104,82 @@ func (e *Engine) Config() Config { return e.cfg }
 // injects a clock controls all of them.
 func (e *Engine) Now() time.Time { return e.cfg.Clock.Now() }
 
-// listenSpec is one listener: where it listens and whose handler its
-// connections get. Its sockets live on the loops (or, on the portable
-// engine, in an accept goroutine).
-type listenSpec struct {
+// Listener is one of an engine's listeners (Engine.Listen): where it
+// listens, the handler its connections get, and the timeouts they start
+// with. Its sockets live on the loops (or, on the portable engine, in an
+// accept goroutine) and close when the engine shuts down. Its methods are
+// safe for concurrent use.
+type Listener struct {
+	e      *Engine
 	h      Handler
 	inline bool           // cfg.Inline, for handlers that do not say
 	local  netip.AddrPort // the bound address when it is one IP, for LocalAddr
 	addr   net.Addr
 	idx    uint8 // index+1 in Engine.lns, stored in Conn.ln
 	ln     net.Listener
-	fds    []int // poll engine: the listening sockets, one per ReusePort loop
+	fds    []int        // poll engine: the listening sockets, one per ReusePort loop
+	idleTO atomic.Int64 // ns; 0: the engine's; <0 off
+	readTO atomic.Int64 // ns; 0: the engine's; <0 off
+}
+
+// Addr returns the address l is bound to.
+func (l *Listener) Addr() net.Addr { return l.addr }
+
+// Handler returns the handler l's connections start with.
+func (l *Listener) Handler() Handler { return l.h }
+
+// SetIdleTimeout sets the idle timeout of l's connections, in place of
+// Config.IdleTimeout: zero restores the engine's, negative disables it. A
+// connection's own Conn.SetIdleTimeout still overrides it. Open
+// connections are re-timed at once; protocols use it to shrink keep-alive
+// under load without touching other listeners.
+func (l *Listener) SetIdleTimeout(d time.Duration) {
+	if l.idleTO.Swap(int64(d)) != int64(d) {
+		l.e.retimeAll()
+	}
+}
+
+// IdleTimeout returns l's effective idle timeout (negative: off).
+func (l *Listener) IdleTimeout() time.Duration {
+	if d := l.idleTO.Load(); d != 0 {
+		return time.Duration(d)
+	}
+	return l.e.IdleTimeout()
+}
+
+// SetReadTimeout sets the read timeout of l's connections (a message that
+// does not arrive whole in time: an HTTP request head), in place of
+// Config.ReadTimeout, as SetIdleTimeout does for the idle timeout.
+func (l *Listener) SetReadTimeout(d time.Duration) {
+	if l.readTO.Swap(int64(d)) != int64(d) {
+		l.e.retimeAll()
+	}
+}
+
+// timeouts returns the idle and read timeouts for a connection of listener
+// i (0: none), before the connection's own overrides.
+func (e *Engine) timeouts(i uint8) (idle, read time.Duration) {
+	idle, read = time.Duration(e.idleTO.Load()), e.cfg.ReadTimeout
+	if l := e.listenerAt(i); l != nil {
+		if d := l.idleTO.Load(); d != 0 {
+			idle = time.Duration(d)
+		}
+		if d := l.readTO.Load(); d != 0 {
+			read = time.Duration(d)
+		}
+	}
+	return idle, read
+}
+
+// retimeAll re-times every connection after a timeout changed.
+func (e *Engine) retimeAll() {
+	loops, pe := e.parts()
+	for _, l := range loops {
+		l.postFunc(l.retimeAll)
+	}
+	if pe != nil {
+		pe.retimeAll()
+	}
 }
 
 // maxListeners bounds the listeners of one engine (Conn.ln is a byte).
@@ -141,12 +209,12 @@ func (e *Engine) Start(addr string) error {
 	}
 	e.started = true
 	if addr != "" {
-		a, err := e.listenLocked(addr, nil, e.h)
+		l, err := e.listenLocked(addr, nil, e.h)
 		if err != nil {
 			e.abortStartLocked()
 			return err
 		}
-		e.addr = a
+		e.addr = l.addr
 	}
 	return nil
 }
@@ -173,7 +241,7 @@ func (e *Engine) abortStartLocked() {
 // sharing its loops, worker pool, bounds and counters. The engine must have
 // been started (Start("") starts it without a listener); Listen fails with
 // ErrServerClosed once Shutdown has begun. It is safe for concurrent use.
-func (e *Engine) Listen(addr string, h Handler) (net.Addr, error) {
+func (e *Engine) Listen(addr string, h Handler) (*Listener, error) {
 	if h == nil {
 		return nil, fmt.Errorf("engine: Listen(%q): nil handler", addr)
 	}
@@ -184,7 +252,7 @@ func (e *Engine) Listen(addr string, h Handler) (net.Addr, error) {
 
 // ListenOn is Listen on a listener the caller made (one inherited from a
 // parent process, say). The engine takes it over and closes it.
-func (e *Engine) ListenOn(ln net.Listener, h Handler) (net.Addr, error) {
+func (e *Engine) ListenOn(ln net.Listener, h Handler) (*Listener, error) {
 	if h == nil {
 		return nil, fmt.Errorf("engine: ListenOn: nil handler")
 	}
@@ -193,7 +261,7 @@ func (e *Engine) ListenOn(ln net.Listener, h Handler) (net.Addr, error) {
 	return e.listenLocked("", ln, h)
 }
 
-func (e *Engine) listenLocked(addr string, ln net.Listener, h Handler) (net.Addr, error) {
+func (e *Engine) listenLocked(addr string, ln net.Listener, h Handler) (*Listener, error) {
 	if e.stopping {
 		if ln != nil {
 			ln.Close()
@@ -212,19 +280,19 @@ func (e *Engine) listenLocked(addr string, ln net.Listener, h Handler) (net.Addr
 		}
 		return nil, errNotStarted
 	}
-	sp := &listenSpec{h: h, inline: e.cfg.Inline, ln: ln, idx: uint8(len(e.lns) + 1)}
+	sp := &Listener{e: e, h: h, inline: e.cfg.Inline, ln: ln, idx: uint8(len(e.lns) + 1)}
 	if err := e.openLocked(sp, addr); err != nil {
 		return nil, err
 	}
 	e.addListenerLocked(sp)
-	return sp.addr, nil
+	return sp, nil
 }
 
 // errNotStarted is returned by Listen, ListenOn and Dial before Start.
 var errNotStarted = errors.New("engine: not started (call Start first; Start(\"\") starts without a listener)")
 
 // openLocked opens sp's sockets on the running engine: on addr, or sp.ln.
-func (e *Engine) openLocked(sp *listenSpec, addr string) error {
+func (e *Engine) openLocked(sp *Listener, addr string) error {
 	var err error
 	if e.portable != nil {
 		err = e.portable.listen(sp, addr)
@@ -243,7 +311,7 @@ func (e *Engine) openLocked(sp *listenSpec, addr string) error {
 
 // listenerAt returns the listener a Conn.ln refers to, or nil. It takes no
 // lock: loops call it.
-func (e *Engine) listenerAt(i uint8) *listenSpec {
+func (e *Engine) listenerAt(i uint8) *Listener {
 	v := e.lnView.Load()
 	if i == 0 || v == nil || int(i) > len(*v) {
 		return nil
@@ -252,7 +320,7 @@ func (e *Engine) listenerAt(i uint8) *listenSpec {
 }
 
 // addListenerLocked appends sp to the engine's listeners; e.mu is held.
-func (e *Engine) addListenerLocked(sp *listenSpec) {
+func (e *Engine) addListenerLocked(sp *Listener) {
 	e.lns = append(e.lns, sp)
 	v := slices.Clone(e.lns)
 	e.lnView.Store(&v)
@@ -308,13 +376,13 @@ func (e *Engine) Serve(ln net.Listener) error {
 		ln.Close()
 		return err
 	}
-	a, err := e.ListenOn(ln, e.h)
+	l, err := e.ListenOn(ln, e.h)
 	if err != nil {
 		e.Close()
 		return err
 	}
 	e.mu.Lock()
-	e.addr = a
+	e.addr = l.addr
 	e.mu.Unlock()
 	return e.Wait()
 }
@@ -343,6 +411,11 @@ func (e *Engine) Addr() net.Addr {
 	return e.addr
 }
 
+// Context returns a context cancelled, with cause ErrServerClosed, when
+// Shutdown begins: work done for connections (a request's upstream call, a
+// device command) hangs off it to end with the engine.
+func (e *Engine) Context() context.Context { return e.drainCtx }
+
 // Draining reports whether Shutdown has begun.
 func (e *Engine) Draining() bool { return e.draining.Load() }
 
@@ -362,10 +435,7 @@ func (e *Engine) SetIdleTimeout(d time.Duration) {
 	if e.idleTO.Swap(int64(d)) == int64(d) {
 		return
 	}
-	loops, _ := e.parts()
-	for _, l := range loops {
-		l.postFunc(l.retimeAll)
-	}
+	e.retimeAll()
 }
 
 // Stats returns a snapshot of the engine's counters.
@@ -482,6 +552,7 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 	e.mu.Unlock()
 
 	e.draining.Store(true)
+	e.drainEnd(ErrServerClosed)
 	if e.portable != nil {
 		return e.portable.shutdown(ctx)
 	}

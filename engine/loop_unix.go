@@ -49,7 +49,7 @@ type op struct {
 // listener is one listening socket on a loop.
 type listener struct {
 	fd      int
-	spec    *listenSpec
+	spec    *Listener
 	paused  bool
 	backoff time.Duration
 }
@@ -119,7 +119,7 @@ func startLoops(e *Engine) error {
 // listenLoops opens sp's sockets — one per loop with ReusePort, else one on
 // loop 0, which hands accepted connections out with pick — and adds them
 // to the running loops. It sets sp.addr.
-func listenLoops(e *Engine, sp *listenSpec, addr string) error {
+func listenLoops(e *Engine, sp *Listener, addr string) error {
 	cfg := &e.cfg
 	var fds []int
 	fail := func(err error) error {
@@ -950,11 +950,12 @@ func (l *loop) deadline(c *Conn) (int64, CloseReason) {
 	if c.flags&fFlushClose != 0 || c.flags&fWorkerBusy != 0 || c.inflight.Load() > 0 {
 		return best, why // closing, or the handler is working: only writes are timed
 	}
+	idleDef, readDef := e.timeouts(c.ln)
 	if c.pending() {
-		if t := msTicks(e, c.readTO.Load(), e.cfg.ReadTimeout); t > 0 && c.msgStart+t+1 < best {
+		if t := msTicks(e, c.readTO.Load(), readDef); t > 0 && c.msgStart+t+1 < best {
 			best, why = c.msgStart+t+1, ReasonReadTimeout
 		}
-	} else if t := msTicks(e, c.idleTO.Load(), time.Duration(e.idleTO.Load())); t > 0 {
+	} else if t := msTicks(e, c.idleTO.Load(), idleDef); t > 0 {
 		last := c.lastRead
 		if lastWrite > last {
 			last = lastWrite

@@ -66,7 +66,7 @@ func newPortable(e *Engine) *portableEngine {
 }
 
 // listen opens sp (on addr, or sp.ln) and starts its accept goroutine.
-func (pe *portableEngine) listen(sp *listenSpec, addr string) error {
+func (pe *portableEngine) listen(sp *Listener, addr string) error {
 	ln := sp.ln
 	if ln == nil {
 		var err error
@@ -84,7 +84,7 @@ func (pe *portableEngine) listen(sp *listenSpec, addr string) error {
 	return nil
 }
 
-func (pe *portableEngine) acceptLoop(ln net.Listener, sp *listenSpec) {
+func (pe *portableEngine) acceptLoop(ln net.Listener, sp *Listener) {
 	defer pe.acceptWG.Done()
 	e := pe.e
 	var backoff time.Duration
@@ -339,14 +339,15 @@ func (pe *portableEngine) deadline(c *Conn) (CloseReason, time.Time) {
 	if c.inflight.Load() > 0 {
 		return ReasonNone, time.Time{}
 	}
+	idleDef, readDef := e.timeouts(c.ln)
 	if c.pending() {
-		d := msDuration(c.readTO.Load(), e.cfg.ReadTimeout)
+		d := msDuration(c.readTO.Load(), readDef)
 		if d <= 0 {
 			return ReasonNone, time.Time{}
 		}
 		return ReasonReadTimeout, time.Unix(0, c.msgStart).Add(d)
 	}
-	d := msDuration(c.idleTO.Load(), time.Duration(e.idleTO.Load()))
+	d := msDuration(c.idleTO.Load(), idleDef)
 	if d <= 0 {
 		return ReasonNone, time.Time{}
 	}
@@ -619,6 +620,13 @@ func (pe *portableEngine) snapshot() []ConnInfo {
 		})
 	}
 	return out
+}
+
+// retimeAll has every reader recompute its read deadline.
+func (pe *portableEngine) retimeAll() {
+	for _, c := range pe.all() {
+		c.p.post(c, opRetime)
+	}
 }
 
 func (pe *portableEngine) closeByID(id uint64, r CloseReason) bool {

@@ -2,9 +2,11 @@ package http1
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"net/netip"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/warrenhq/warren/engine"
@@ -44,6 +46,47 @@ type Ctx struct {
 	ownBody   []byte       // pooled copy of the body, when owned
 	pipe      *bodyPipe    // the body, when streamed (StreamBody)
 	bodyR     bytes.Reader // BodyReader over body otherwise
+
+	// cmu guards the request's context, made on first use.
+	cmu    sync.Mutex
+	cctx   context.Context
+	cancel context.CancelCauseFunc
+	ended  error // why the context ended, once it has
+}
+
+// Context returns the request's context. It is cancelled when the client
+// goes away (its connection closes), when the handler returns, and when the
+// engine starts shutting down; context.Cause tells which (ErrClientGone,
+// ErrHandlerDone, engine.ErrServerClosed). Upstream calls and device
+// commands made for the request hang off it. It is made on first use, so
+// handlers that never ask pay nothing.
+func (c *Ctx) Context() context.Context {
+	c.cmu.Lock()
+	defer c.cmu.Unlock()
+	if c.cctx == nil {
+		c.cctx, c.cancel = context.WithCancelCause(c.srv.eng.Context())
+		if c.ended != nil {
+			c.cancel(c.ended)
+		}
+	}
+	return c.cctx
+}
+
+// cancelContext ends the request's context with cause, once.
+func (c *Ctx) cancelContext(cause error) {
+	c.cmu.Lock()
+	if c.ended == nil {
+		c.ended = cause
+		if c.cancel != nil {
+			c.cancel(cause)
+		}
+	}
+	c.cmu.Unlock()
+}
+
+// endContext ends the context when the handler is done with the request.
+func (c *Ctx) endContext() {
+	c.cancelContext(ErrHandlerDone)
 }
 
 type kv struct{ k, v string }
@@ -80,7 +123,14 @@ func (c *Ctx) release() {
 	}
 	hdrs := c.hdrs[:0]
 	clear(c.hdrs)
-	*c = Ctx{srv: c.srv, hdrs: hdrs}
+	c.cmu.Lock()
+	c.cctx, c.cancel, c.ended = nil, nil, nil
+	c.cmu.Unlock()
+	c.Request, c.body, c.conn, c.hc, c.nparams, c.start = nil, nil, nil, nil, 0, time.Time{}
+	c.status, c.hdrs, c.out, c.keepAlive, c.streaming, c.chunked = 0, hdrs, nil, false, false, false
+	c.headOnly, c.inline, c.panicked, c.raw, c.upgrade = false, false, false, false, nil
+	c.head, c.ownBody, c.pipe = nil, nil, nil
+	c.bodyR.Reset(nil)
 }
 
 // Body returns the request body: nil when there is none, or when the route
@@ -204,17 +254,15 @@ func (c *Ctx) Inline() bool { return c.inline }
 
 // UpgradeTo hands the connection to another protocol once the handler
 // returns: the handler writes the protocol's switching response with
-// WriteRaw, and every byte after this request goes to p.OnData. p may also
-// implement engine.CloseHandler, DrainHandler, TimeoutHandler and
-// EOFHandler. The server keeps p as the engine connection's Context and
-// drops its own per-connection state, so p must not call SetContext on
-// the engine connection (keep its state in p). Only Inline handlers may
-// upgrade; UpgradeTo panics elsewhere. (The request's Upgrade header is the
-// embedded Request.Upgrade field.)
+// WriteRaw, and every byte after this request goes to p. The server makes
+// p the engine connection's handler (engine.Conn.SetHandler) and drops its
+// own state, so p's optional hooks (OnStateChange, OnDrain, OnTimeout,
+// OnEOF, OnClose) are called by the engine directly; OnOpen is not, since
+// the connection is already open. The engine connection's Context stays
+// the application's. A handler on the worker pool may upgrade too: input
+// that arrives before the switch waits for p. (The request's Upgrade
+// header is the embedded Request.Upgrade field.)
 func (c *Ctx) UpgradeTo(p engine.Handler) {
-	if !c.inline {
-		panic("http1: UpgradeTo from a handler that is not Inline")
-	}
 	c.upgrade = p
 	c.keepAlive = true
 }
@@ -287,7 +335,7 @@ func (c *Ctx) appendHead(b []byte, length int) []byte {
 		minor = 0
 	}
 	b = AppendStatusLine(b, minor, c.status)
-	b = c.srv.date.AppendHeader(b, time.Now())
+	b = c.srv.date.AppendHeader(b, c.srv.eng.Now())
 	hasCT := false
 	for _, h := range c.hdrs {
 		switch {

@@ -1,5 +1,7 @@
 package http1
 
+import "errors"
+
 // Error is a request the server refuses. Status is the response status code
 // to answer with, after which the server closes the connection, because the
 // framing of anything that follows on it can no longer be trusted.
@@ -119,4 +121,13 @@ var (
 	// ErrTrailerTooLarge is a trailer section longer than
 	// Limits.MaxHeaderBytes or with more than Limits.MaxHeaders fields.
 	ErrTrailerTooLarge = &Error{431, "trailer section too large"}
+)
+
+// Causes of a request context's end (Ctx.Context, context.Cause).
+var (
+	// ErrClientGone is the cause when the request's connection closed
+	// while its handler ran.
+	ErrClientGone = errors.New("http1: client went away")
+	// ErrHandlerDone is the cause when the handler returned.
+	ErrHandlerDone = errors.New("http1: handler returned")
 )

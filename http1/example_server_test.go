@@ -9,8 +9,30 @@ import (
 	"strings"
 	"time"
 
+	"github.com/warrenhq/warren/engine"
 	"github.com/warrenhq/warren/http1"
 )
+
+// serve starts an engine with an HTTP server answering with h on a free
+// loopback port, and returns its address and a function that stops it.
+func serve(cfg http1.Config, h http1.Handler) (addr string, stop func()) {
+	eng, err := engine.New(engine.Config{}, nil)
+	if err != nil {
+		panic(err)
+	}
+	if err := eng.Start(""); err != nil {
+		panic(err)
+	}
+	s, err := http1.NewServer(eng, cfg, h)
+	if err != nil {
+		panic(err)
+	}
+	ln, err := s.Listen("127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	return ln.Addr().String(), func() { eng.Shutdown(context.Background()) }
+}
 
 func ExampleNewServer() {
 	r := http1.NewRouter()
@@ -24,16 +46,26 @@ func ExampleNewServer() {
 		c.SetHeader("Content-Type", "application/json")
 		fmt.Fprintf(c, `{"id":%q}`, c.Param("id"))
 	})
-	s, err := http1.NewServer(http1.Config{IdleTimeout: 30 * time.Second}, r)
+	// One engine carries every protocol: start it without a listener,
+	// attach the HTTP server, and open its listener.
+	eng, err := engine.New(engine.Config{}, nil)
 	if err != nil {
 		panic(err)
 	}
-	if err := s.Start("127.0.0.1:0"); err != nil {
+	if err := eng.Start(""); err != nil {
 		panic(err)
 	}
-	defer s.Shutdown(context.Background())
+	defer eng.Shutdown(context.Background())
+	s, err := http1.NewServer(eng, http1.Config{IdleTimeout: 30 * time.Second}, r)
+	if err != nil {
+		panic(err)
+	}
+	ln, err := s.Listen("127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
 
-	resp, _ := http.Get("http://" + s.Addr().String() + "/devices/thermo-7")
+	resp, _ := http.Get("http://" + ln.Addr().String() + "/devices/thermo-7")
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	fmt.Println(resp.StatusCode, string(b))
@@ -49,11 +81,10 @@ func ExampleAdapt() {
 	r := http1.NewRouter()
 	r.Handle("/{path...}", http1.Adapt(mux)) // any method, any path not matched below
 	r.Handle("GET /fast", http1.InlineFunc(func(c *http1.Ctx) { c.WriteString("native") }))
-	s, _ := http1.NewServer(http1.Config{}, r)
-	s.Start("127.0.0.1:0")
-	defer s.Close()
+	addr, stop := serve(http1.Config{}, r)
+	defer stop()
 	for _, p := range []string{"/legacy?v=1", "/fast"} {
-		resp, _ := http.Get("http://" + s.Addr().String() + p)
+		resp, _ := http.Get("http://" + addr + p)
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		fmt.Println(string(b))
@@ -73,17 +104,17 @@ func ExampleRouter_Use() {
 	}
 	r.Use(logged)
 	r.HandleFunc("GET /ping", func(c *http1.Ctx) { c.WriteString("pong") })
-	s, _ := http1.NewServer(http1.Config{}, r)
-	s.Start("127.0.0.1:0")
-	defer s.Close()
-	resp, _ := http.Get("http://" + s.Addr().String() + "/ping")
+	addr, stop := serve(http1.Config{}, r)
+	defer stop()
+	resp, _ := http.Get("http://" + addr + "/ping")
 	io.ReadAll(resp.Body)
 	resp.Body.Close()
 	// Output: GET /ping -> 200
 }
 
 func ExampleServer_Overload() {
-	s, _ := http1.NewServer(http1.Config{
+	eng, _ := engine.New(engine.Config{}, nil)
+	s, _ := http1.NewServer(eng, http1.Config{
 		IdleTimeout: time.Minute,
 		Overload:    http1.Overload{MemoryLimit: 8 << 30, MinIdleTimeout: 5 * time.Second},
 	}, http1.NewRouter())
@@ -103,10 +134,9 @@ func ExampleStreamBody() {
 		}
 		fmt.Fprintf(c, "stored %s: %d bytes", c.Param("name"), n)
 	}), 1<<30))
-	s, _ := http1.NewServer(http1.Config{}, r)
-	s.Start("127.0.0.1:0")
-	defer s.Close()
-	req, _ := http.NewRequest("PUT", "http://"+s.Addr().String()+"/firmware/v2.bin", strings.NewReader(strings.Repeat("x", 3<<20)))
+	addr, stop := serve(http1.Config{}, r)
+	defer stop()
+	req, _ := http.NewRequest("PUT", "http://"+addr+"/firmware/v2.bin", strings.NewReader(strings.Repeat("x", 3<<20)))
 	resp, _ := http.DefaultClient.Do(req)
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
@@ -126,10 +156,9 @@ func ExampleCtx_BodyReader() {
 		}
 		fmt.Fprintf(c, "%d lines", n)
 	})
-	s, _ := http1.NewServer(http1.Config{}, r)
-	s.Start("127.0.0.1:0")
-	defer s.Close()
-	resp, _ := http.Post("http://"+s.Addr().String()+"/lines", "text/plain", strings.NewReader("a\nb\nc\n"))
+	addr, stop := serve(http1.Config{}, r)
+	defer stop()
+	resp, _ := http.Post("http://"+addr+"/lines", "text/plain", strings.NewReader("a\nb\nc\n"))
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	fmt.Println(string(b))

@@ -79,6 +79,7 @@ type overloadState struct {
 	keepAlive atomic.Bool
 	reducing  atomic.Bool
 	pressure  atomic.Uint64 // float64 bits
+	idle      atomic.Int64  // keep-alive idle timeout applied, ns; 0 before the first sample
 	rss       func() int64
 }
 
@@ -157,7 +158,10 @@ func (o *overloadState) apply(p float64) {
 		}
 		idle = idle.Round(100 * time.Millisecond)
 	}
-	s.eng.SetIdleTimeout(idle)
+	o.idle.Store(int64(idle))
+	for _, ln := range s.listeners() {
+		ln.SetIdleTimeout(idle)
+	}
 }
 
 // Overload returns the adaptive keep-alive policy's current decision.
@@ -166,8 +170,16 @@ func (s *Server) Overload() OverloadStatus {
 		Pressure:    math.Float64frombits(s.ov.pressure.Load()),
 		Reducing:    s.ov.reducing.Load(),
 		KeepAlive:   s.ov.keepAlive.Load(),
-		IdleTimeout: s.eng.IdleTimeout(),
+		IdleTimeout: s.ov.idleTimeout(),
 	}
+}
+
+// idleTimeout returns the keep-alive idle timeout in force.
+func (o *overloadState) idleTimeout() time.Duration {
+	if d := o.idle.Load(); d != 0 {
+		return time.Duration(d)
+	}
+	return o.s.cfg.IdleTimeout
 }
 
 // processRSS returns the process's resident set size in bytes.

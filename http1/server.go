@@ -1,11 +1,13 @@
 package http1
 
 import (
-	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"runtime/debug"
+	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,21 +17,18 @@ import (
 )
 
 // Config configures a Server. The zero value is ready to use; every field
-// documents what zero means.
+// documents what zero means. The engine the server attaches to supplies the
+// rest: its WriteTimeout is the response write timeout, its worker pool
+// runs handlers not marked Inline, its bounds and clock apply.
 type Config struct {
-	// Engine configures the connection engine underneath. The server runs
-	// its parser on the event loops, so Engine.Inline is forced on;
-	// handlers run on the engine's worker pool unless marked Inline.
-	// Engine.ReadTimeout is replaced by HeaderTimeout and Engine.IdleTimeout
-	// by IdleTimeout; Engine.WriteTimeout is the response write timeout.
-	Engine engine.Config
 	// Limits bounds request heads and bodies. Zero fields take the
 	// package defaults (64 KiB header section, 100 fields, 8 KiB target,
 	// 10 MiB body).
 	Limits Limits
 	// IdleTimeout closes a keep-alive connection idle between requests for
-	// this long. Zero means 60 s; negative disables it. Under overload the
-	// effective value shrinks (see Overload).
+	// this long; it is the idle timeout of the server's listeners, whatever
+	// the engine's. Zero means 60 s; negative disables it. Under overload
+	// the effective value shrinks (see Overload).
 	IdleTimeout time.Duration
 	// HeaderTimeout bounds receiving a request head once its first byte has
 	// arrived (slowloris). The client gets 408 and the connection closes.
@@ -84,12 +83,17 @@ type Hooks struct {
 	OnBadRequest func(conn *engine.Conn, err *Error)
 }
 
-// Server is an HTTP/1.1 server on the engine. Create it with NewServer;
-// its methods are safe for concurrent use.
+// Server is an HTTP/1.1 server attached to an engine: it serves the
+// listeners it opens with Listen (the engine may have others, for other
+// protocols) and hands upgraded connections to their new protocol with
+// engine.Conn.SetHandler. Create it with NewServer; its methods are safe
+// for concurrent use. The engine's owner starts and shuts it down.
 type Server struct {
 	cfg    Config
 	h      Handler
 	eng    *engine.Engine
+	lnMu   sync.Mutex
+	lns    []*engine.Listener // guarded by lnMu
 	log    *slog.Logger
 	limits Limits
 	// parseLim is limits with the body bound raised to what StreamBody
@@ -110,36 +114,123 @@ type Server struct {
 	hcPool  sync.Pool
 }
 
+// connHandler is the engine handler of a connection with no HTTP state (a
+// new or idle keep-alive one). It is the Server under another name, so the
+// engine callbacks stay out of the Server's API.
+type connHandler Server
+
 var (
-	_ engine.Handler        = (*Server)(nil)
-	_ engine.CloseHandler   = (*Server)(nil)
-	_ engine.DrainHandler   = (*Server)(nil)
-	_ engine.TimeoutHandler = (*Server)(nil)
-	_ engine.EOFHandler     = (*Server)(nil)
+	_ engine.Handler        = (*connHandler)(nil)
+	_ engine.CloseHandler   = (*connHandler)(nil)
+	_ engine.DrainHandler   = (*connHandler)(nil)
+	_ engine.TimeoutHandler = (*connHandler)(nil)
+	_ engine.EOFHandler     = (*connHandler)(nil)
+	_ engine.ProtocolNamer  = (*connHandler)(nil)
+	_ engine.InlineHandler  = (*connHandler)(nil)
+	_ engine.Handler        = (*httpConn)(nil)
+	_ engine.CloseHandler   = (*httpConn)(nil)
+	_ engine.DrainHandler   = (*httpConn)(nil)
+	_ engine.TimeoutHandler = (*httpConn)(nil)
+	_ engine.EOFHandler     = (*httpConn)(nil)
+	_ engine.ProtocolNamer  = (*httpConn)(nil)
+	_ engine.InlineHandler  = (*httpConn)(nil)
 )
 
+// ProtocolName is what HTTP connections are called in ConnInfo, metrics and
+// logs.
+const ProtocolName = "http1"
+
+func (h *connHandler) OnData(c *engine.Conn, in []byte) int { return (*Server)(h).onData(c, nil, in) }
+func (h *connHandler) OnClose(c *engine.Conn, r engine.CloseReason, err error) {}
+func (h *connHandler) OnEOF(c *engine.Conn)                                   {}
+func (h *connHandler) OnDrain(c *engine.Conn) bool                            { return (*Server)(h).onDrain(c, nil) }
+func (h *connHandler) OnTimeout(c *engine.Conn, r engine.CloseReason) bool {
+	return (*Server)(h).onTimeout(c, nil, r)
+}
+func (h *connHandler) Protocol() string { return ProtocolName }
+func (h *connHandler) Inline() bool     { return true }
+
+func (hc *httpConn) OnData(c *engine.Conn, in []byte) int { return hc.s.onData(c, hc, in) }
+func (hc *httpConn) OnClose(c *engine.Conn, r engine.CloseReason, err error) {
+	hc.s.onClose(c, hc)
+}
+func (hc *httpConn) OnEOF(c *engine.Conn)        { hc.s.onEOF(c, hc) }
+func (hc *httpConn) OnDrain(c *engine.Conn) bool { return hc.s.onDrain(c, hc) }
+func (hc *httpConn) OnTimeout(c *engine.Conn, r engine.CloseReason) bool {
+	return hc.s.onTimeout(c, hc, r)
+}
+func (hc *httpConn) Protocol() string { return ProtocolName }
+func (hc *httpConn) Inline() bool     { return true }
+
 // NewServer returns a server that answers requests with h (often a
-// *Router). It does not listen yet.
-func NewServer(cfg Config, h Handler) (*Server, error) {
-	cfg = cfg.withDefaults()
-	s := &Server{cfg: cfg, h: h, log: cfg.Logger, limits: cfg.Limits, stopOv: make(chan struct{})}
+// *Router) on eng's connections. It does not listen yet: Listen opens its
+// listeners on eng, which must have been started (eng.Start("")). The
+// engine's owner shuts it down; requests in progress then get
+// Connection: close, idle connections close at once.
+func NewServer(eng *engine.Engine, cfg Config, h Handler) (*Server, error) {
+	if eng == nil {
+		return nil, errors.New("http1: NewServer: nil engine")
+	}
+	cfg = cfg.withDefaults(eng.Config())
+	s := &Server{cfg: cfg, h: h, eng: eng, log: cfg.Logger, limits: cfg.Limits, stopOv: make(chan struct{})}
 	s.reqPool.New = func() any { r := new(Request); r.Reset(); return r }
 	s.ctxPool.New = func() any { return &Ctx{srv: s} }
-	s.hcPool.New = func() any { return new(httpConn) }
-	ec := cfg.Engine
-	ec.Inline = true
-	ec.ReadTimeout = cfg.HeaderTimeout
-	ec.IdleTimeout = cfg.IdleTimeout
-	if ec.Logger == nil {
-		ec.Logger = cfg.Logger
-	}
-	var err error
-	if s.eng, err = engine.New(ec, s); err != nil {
-		return nil, err
-	}
+	s.hcPool.New = func() any { return &httpConn{s: s} }
 	s.ov.init(s)
 	s.initRoutes()
 	return s, nil
+}
+
+// Handler returns the engine handler that serves HTTP on a connection, for
+// callers that open listeners themselves (eng.Listen(addr, s.Handler()))
+// or hand a connection to HTTP with engine.Conn.SetHandler. Listeners
+// opened that way keep the engine's timeouts; Listen applies the server's.
+func (s *Server) Handler() engine.Handler { return (*connHandler)(s) }
+
+// Listen opens a listener on addr ("host:port"; port 0 picks a free one)
+// serving HTTP on the server's engine, with the server's idle and header
+// timeouts, and returns it (its Addr is the bound address).
+func (s *Server) Listen(addr string) (*engine.Listener, error) {
+	s.initRoutes()
+	ln, err := s.eng.Listen(addr, s.Handler())
+	if err != nil {
+		return nil, err
+	}
+	s.attach(ln)
+	return ln, nil
+}
+
+// ListenOn is Listen on a listener the caller made (one inherited from a
+// parent process); the engine takes it over.
+func (s *Server) ListenOn(l net.Listener) (*engine.Listener, error) {
+	s.initRoutes()
+	ln, err := s.eng.ListenOn(l, s.Handler())
+	if err != nil {
+		return nil, err
+	}
+	s.attach(ln)
+	return ln, nil
+}
+
+// attach applies the server's timeouts to ln and starts the overload
+// monitor with the first listener.
+func (s *Server) attach(ln *engine.Listener) {
+	ln.SetReadTimeout(s.cfg.HeaderTimeout)
+	ln.SetIdleTimeout(s.cfg.IdleTimeout)
+	s.lnMu.Lock()
+	s.lns = append(s.lns, ln)
+	first := len(s.lns) == 1
+	s.lnMu.Unlock()
+	if first {
+		go s.ov.run()
+	}
+}
+
+// listeners returns the listeners the server opened.
+func (s *Server) listeners() []*engine.Listener {
+	s.lnMu.Lock()
+	defer s.lnMu.Unlock()
+	return slices.Clone(s.lns)
 }
 
 // initRoutes reads which body limits the handler's routes need. Routes are
@@ -170,7 +261,7 @@ func (s *Server) initRoutes() {
 	}
 }
 
-func (c Config) withDefaults() Config {
+func (c Config) withDefaults(ec engine.Config) Config {
 	if c.IdleTimeout == 0 {
 		c.IdleTimeout = 60 * time.Second
 	}
@@ -187,11 +278,7 @@ func (c Config) withDefaults() Config {
 		c.MaxConnAge = time.Hour
 	}
 	if c.MaxStreams == 0 {
-		w := c.Engine.Workers
-		if w <= 0 {
-			w = 1024 // engine.Config's default
-		}
-		c.MaxStreams = max(1, w/2)
+		c.MaxStreams = max(1, ec.Workers/2)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -206,58 +293,29 @@ func (s *Server) Engine() *engine.Engine { return s.eng }
 // Config returns the server's configuration with defaults filled in.
 func (s *Server) Config() Config { return s.cfg }
 
-// Start listens on addr and serves in the background.
-func (s *Server) Start(addr string) error {
-	s.initRoutes()
-	if err := s.eng.Start(addr); err != nil {
-		return err
-	}
-	go s.ov.run()
+// Close stops the server's background work (the overload monitor). It
+// does not close connections: the engine's owner does, with Shutdown.
+func (s *Server) Close() error {
+	s.stopped.Do(func() { close(s.stopOv) })
 	return nil
 }
 
-// Serve takes over ln and serves until shutdown.
-func (s *Server) Serve(ln net.Listener) error {
-	s.initRoutes()
-	go s.ov.run()
-	return s.eng.Serve(ln)
-}
-
-// ListenAndServe is Start followed by waiting for shutdown; it returns
-// engine.ErrServerClosed.
-func (s *Server) ListenAndServe(addr string) error {
-	if err := s.Start(addr); err != nil {
-		return err
-	}
-	return s.eng.Wait()
-}
-
-// Addr returns the listening address.
-func (s *Server) Addr() net.Addr { return s.eng.Addr() }
-
-// Shutdown stops accepting, answers requests in progress with
-// Connection: close, closes idle connections, and closes the rest when ctx
-// ends.
-func (s *Server) Shutdown(ctx context.Context) error {
-	s.stopped.Do(func() { close(s.stopOv) })
-	return s.eng.Shutdown(ctx)
-}
-
-// Close closes every connection at once.
-func (s *Server) Close() error {
-	s.stopped.Do(func() { close(s.stopOv) })
-	return s.eng.Close()
-}
-
-// httpConn is a connection's HTTP state. It exists only while a request is
-// partly received or in flight: an idle keep-alive connection holds none,
-// and an upgraded one holds its new protocol's handler as its context.
+// httpConn is a connection's HTTP state, and its engine handler while it
+// exists: only while a request is partly received or in flight. An idle
+// keep-alive connection holds none (its handler is the connHandler), and an
+// upgraded one has its new protocol's handler instead.
 type httpConn struct {
+	s      *Server
 	parser Parser
 	b      *bodyState  // a request whose body is being read, or nil
 	stream *bodyPipe   // a body being streamed to its handler (loop-owned)
 	busy   atomic.Bool // a request is running on a worker
 	dead   atomic.Bool // refused or closing: ignore further input
+
+	// curMu guards cur, the request running on a worker, whose context
+	// OnClose cancels.
+	curMu sync.Mutex
+	cur   *Ctx
 }
 
 // bodyState is a request whose body spans reads. It is pooled and held only
@@ -320,46 +378,40 @@ var continue100 = []byte("HTTP/1.1 100 Continue\r\n\r\n")
 
 var chunkedPool = sync.Pool{New: func() any { return new(ChunkedReader) }}
 
-func (s *Server) hcOf(c *engine.Conn) *httpConn {
-	hc, _ := c.Context().(*httpConn)
+// hcOf returns c's HTTP state, or nil. It runs on c's loop.
+func hcOf(c *engine.Conn) *httpConn {
+	hc, _ := c.Handler().(*httpConn)
 	return hc
 }
 
-// upgradedOf returns the protocol c was upgraded to, or nil.
-func upgradedOf(c *engine.Conn) engine.Handler {
-	h, _ := c.Context().(engine.Handler)
-	return h
-}
-
+// ensureHC returns c's HTTP state, making it c's handler if it had none.
+// It runs on c's loop.
 func (s *Server) ensureHC(c *engine.Conn) *httpConn {
-	if hc := s.hcOf(c); hc != nil {
+	if hc := hcOf(c); hc != nil {
 		return hc
 	}
 	hc := s.hcPool.Get().(*httpConn)
-	c.SetContext(hc)
+	c.SetHandler(hc)
 	return hc
 }
 
-// releaseHC frees a connection's HTTP state once nothing is in progress.
+// releaseHC frees a connection's HTTP state once nothing is in progress,
+// handing the connection back to the stateless handler. It runs on c's
+// loop.
 func (s *Server) releaseHC(c *engine.Conn, hc *httpConn) {
 	if hc == nil || hc.busy.Load() || hc.b != nil || hc.stream != nil || hc.dead.Load() || hc.parser.pos != 0 {
 		return
 	}
-	c.SetContext(nil)
+	if c.Handler() == engine.Handler(hc) {
+		c.SetHandler(s.Handler())
+	}
 	hc.parser = Parser{}
 	s.hcPool.Put(hc)
 }
 
-// OnData parses requests from in and serves them in order. It implements
-// engine.Handler and runs on the event loop.
-func (s *Server) OnData(c *engine.Conn, in []byte) int {
-	var hc *httpConn
-	switch v := c.Context().(type) {
-	case *httpConn:
-		hc = v
-	case engine.Handler:
-		return v.OnData(c, in) // upgraded
-	}
+// onData parses requests from in and serves them in order, on the event
+// loop; hc is c's HTTP state, or nil.
+func (s *Server) onData(c *engine.Conn, hc *httpConn, in []byte) int {
 	if hc != nil {
 		if hc.dead.Load() {
 			return len(in)
@@ -491,11 +543,13 @@ func (s *Server) OnData(c *engine.Conn, in []byte) int {
 				s.serve(c, hc, req, nil, false)
 			}
 		}
-		hc = s.hcOf(c)
+		h := c.Handler()
+		hc, _ = h.(*httpConn)
 		if hc == nil {
-			if u := upgradedOf(c); u != nil {
+			if _, ok := h.(*connHandler); !ok {
+				// Upgraded: the rest of the input is the new protocol's.
 				if off < len(in) {
-					return off + u.OnData(c, in[off:])
+					return off + h.OnData(c, in[off:])
 				}
 				return off
 			}
@@ -537,9 +591,9 @@ func (s *Server) refuse(c *engine.Conn, hc *httpConn, err error) {
 	c.SetMessagePending(false)
 	b := pool.Get(256)[:0]
 	b = AppendStatusLine(b, 1, e.Status)
-	b = s.date.AppendHeader(b, time.Now())
+	b = s.date.AppendHeader(b, s.eng.Now())
 	b = append(b, "Content-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: "...)
-	b = appendInt(b, len(e.Reason)+1)
+	b = strconv.AppendInt(b, int64(len(e.Reason)+1), 10)
 	b = append(b, "\r\n\r\n"...)
 	b = append(b, e.Reason...)
 	b = append(b, '\n')
@@ -575,7 +629,7 @@ func (s *Server) serve(c *engine.Conn, hc *httpConn, req *Request, body []byte, 
 	h, mode, params := s.route(req)
 	ctx := s.ctxPool.Get().(*Ctx)
 	ctx.reset(c, req, body, params)
-	ctx.start = time.Now()
+	ctx.start = s.eng.Now()
 	ctx.keepAlive = s.keepAlive(c, req)
 	if owned {
 		ctx.head, ctx.ownBody = hc.b.head, body
@@ -608,6 +662,9 @@ func (s *Server) serve(c *engine.Conn, hc *httpConn, req *Request, body []byte, 
 func (s *Server) dispatch(c *engine.Conn, hc *httpConn, ctx *Ctx, h Handler) {
 	hc.busy.Store(true)
 	ctx.hc = hc
+	hc.curMu.Lock()
+	hc.cur = ctx
+	hc.curMu.Unlock()
 	err := c.Dispatch(func() {
 		s.run(ctx, h)
 		s.finish(ctx)
@@ -615,7 +672,9 @@ func (s *Server) dispatch(c *engine.Conn, hc *httpConn, ctx *Ctx, h Handler) {
 	})
 	if err != nil {
 		hc.busy.Store(false)
-		ctx.hc = nil
+		hc.curMu.Lock()
+		hc.cur = nil
+		hc.curMu.Unlock()
 		ctx.SetStatus(503)
 		ctx.keepAlive = false
 		ctx.WriteString("server busy\n")
@@ -639,7 +698,7 @@ func (s *Server) startStream(c *engine.Conn, hc *httpConn, req *Request, h Handl
 	}
 	ctx := s.ctxPool.Get().(*Ctx)
 	ctx.reset(c, req, nil, params)
-	ctx.start = time.Now()
+	ctx.start = s.eng.Now()
 	ctx.keepAlive = s.keepAlive(c, req)
 	ctx.pipe = p
 	ctx.head = req.CopyTo(req, pool.Get(len(req.Raw()))[:0])
@@ -680,7 +739,7 @@ func (s *Server) keepAlive(c *engine.Conn, req *Request) bool {
 	if m := s.cfg.MaxRequestsPerConn; m > 0 && c.Served()+1 >= uint64(m) {
 		return false
 	}
-	if a := s.cfg.MaxConnAge; a > 0 && time.Since(c.Created()) >= a {
+	if a := s.cfg.MaxConnAge; a > 0 && s.eng.Now().Sub(c.Created()) >= a {
 		return false
 	}
 	return true
@@ -706,28 +765,45 @@ func (s *Server) finish(ctx *Ctx) {
 	// counted.
 	status := ctx.status
 	s.stats.countStatus(status)
-	s.stats.observe(time.Since(ctx.start))
+	elapsed := s.eng.Now().Sub(ctx.start)
+	s.stats.observe(elapsed)
 	c.AddServed(1)
+	if u := ctx.upgrade; u != nil && !ctx.inline {
+		// Hand the connection over on its loop before the client can
+		// answer the 101: what it sends next is the new protocol's.
+		c.Post(func() { s.upgradeTo(c, u) })
+	}
 	ctx.send()
 	if hook := s.cfg.Hooks.OnResponse; hook != nil {
-		hook(ctx, status, time.Since(ctx.start))
+		hook(ctx, status, elapsed)
 	}
-	if ctx.upgrade != nil {
-		// The other protocol takes the connection's context: an upgraded
-		// connection keeps no HTTP state.
-		s.releaseHC(c, s.hcOf(c))
-		c.SetContext(ctx.upgrade)
-	} else if !ctx.keepAlive {
-		if hc := s.hcOf(c); hc != nil {
-			hc.dead.Store(true)
-		} else {
-			s.ensureHC(c).dead.Store(true)
+	if u := ctx.upgrade; u != nil {
+		if ctx.inline {
+			s.upgradeTo(c, u)
 		}
+	} else if !ctx.keepAlive {
+		hc := ctx.hc // set for a request on a worker
+		if hc == nil {
+			hc = s.ensureHC(c) // inline: on the loop
+		}
+		hc.dead.Store(true)
 		c.CloseWithReason(closeWhy)
 	}
+	if hc := ctx.hc; hc != nil {
+		hc.curMu.Lock()
+		hc.cur = nil
+		hc.curMu.Unlock()
+	}
+	ctx.endContext()
 	s.reqPool.Put(ctx.Request)
 	ctx.release()
 	s.ctxPool.Put(ctx)
+}
+
+// upgradeTo hands c to the protocol u on c's loop. The HTTP state is
+// dropped, not pooled: a worker may still be finishing with it.
+func (s *Server) upgradeTo(c *engine.Conn, u engine.Handler) {
+	c.SetHandler(u)
 }
 
 // endStream closes a streamed body's pipe when its handler has returned. A
@@ -760,16 +836,14 @@ func (s *Server) endStream(ctx *Ctx) engine.CloseReason {
 	return why
 }
 
-// OnClose releases a closed connection's HTTP state. It implements
-// engine.CloseHandler.
-func (s *Server) OnClose(c *engine.Conn, r engine.CloseReason, err error) {
-	hc := s.hcOf(c)
-	if hc == nil {
-		if ch, ok := upgradedOf(c).(engine.CloseHandler); ok {
-			ch.OnClose(c, r, err)
-		}
-		return
+// onClose releases a closed connection's HTTP state and cancels the
+// context of a request still running on a worker.
+func (s *Server) onClose(c *engine.Conn, hc *httpConn) {
+	hc.curMu.Lock()
+	if cur := hc.cur; cur != nil {
+		cur.cancelContext(ErrClientGone)
 	}
+	hc.curMu.Unlock()
 	if p := hc.stream; p != nil {
 		p.fail(io.ErrUnexpectedEOF)
 		p.release()
@@ -780,51 +854,39 @@ func (s *Server) OnClose(c *engine.Conn, r engine.CloseReason, err error) {
 	}
 }
 
-// OnEOF implements engine.EOFHandler: a streamed body whose client stopped
-// sending before its end fails at once instead of at the body timeout.
-func (s *Server) OnEOF(c *engine.Conn) {
-	if eh, ok := upgradedOf(c).(engine.EOFHandler); ok {
-		eh.OnEOF(c)
-		return
-	}
-	if hc := s.hcOf(c); hc != nil && hc.stream != nil {
+// onEOF fails a streamed body whose client stopped sending before its end
+// at once instead of at the body timeout, and, as net/http does, takes the
+// end of the client's input as the client going away: the running
+// request's context is cancelled.
+func (s *Server) onEOF(c *engine.Conn, hc *httpConn) {
+	if hc.stream != nil {
 		hc.stream.fail(io.ErrUnexpectedEOF)
 	}
+	hc.curMu.Lock()
+	if cur := hc.cur; cur != nil {
+		cur.cancelContext(ErrClientGone)
+	}
+	hc.curMu.Unlock()
 }
 
-// OnDrain implements engine.DrainHandler: an idle connection closes now, a
-// busy one after its response, which carries Connection: close.
-func (s *Server) OnDrain(c *engine.Conn) {
-	if u := upgradedOf(c); u != nil {
-		if dh, ok := u.(engine.DrainHandler); ok {
-			dh.OnDrain(c)
-			return
-		}
-		c.CloseWithReason(engine.ReasonShutdown)
-		return
-	}
-	if hc := s.hcOf(c); hc == nil || (!hc.busy.Load() && hc.b == nil) {
+// onDrain closes an idle connection at once; a busy one is left to the
+// engine, which closes it as soon as it is quiet: right after the response
+// in progress, which carries Connection: close.
+func (s *Server) onDrain(c *engine.Conn, hc *httpConn) bool {
+	if hc == nil || (!hc.busy.Load() && hc.b == nil && hc.stream == nil && hc.parser.pos == 0) {
 		c.CloseWithReason(engine.ReasonShutdown)
 	}
-	// Otherwise keepAlive sees the engine draining and the response
-	// closes the connection.
+	return false
 }
 
-// OnTimeout implements engine.TimeoutHandler: a request head or body that
-// did not arrive in time gets 408 before the connection closes.
-func (s *Server) OnTimeout(c *engine.Conn, r engine.CloseReason) bool {
-	if u := upgradedOf(c); u != nil {
-		if th, ok := u.(engine.TimeoutHandler); ok {
-			return th.OnTimeout(c, r)
-		}
-		return false
-	}
-	hc := s.hcOf(c)
+// onTimeout answers a request head or body that did not arrive in time
+// with 408 before the connection closes.
+func (s *Server) onTimeout(c *engine.Conn, hc *httpConn, r engine.CloseReason) bool {
 	if r == engine.ReasonReadTimeout && (hc == nil || !hc.busy.Load()) {
 		s.stats.timeouts.Add(1)
 		b := pool.Get(256)[:0]
 		b = AppendStatusLine(b, 1, 408)
-		b = s.date.AppendHeader(b, time.Now())
+		b = s.date.AppendHeader(b, s.eng.Now())
 		b = append(b, "Connection: close\r\nContent-Length: 0\r\n\r\n"...)
 		c.Write(b)
 		pool.Put(b)
@@ -836,20 +898,6 @@ func (s *Server) OnTimeout(c *engine.Conn, r engine.CloseReason) bool {
 		c.SetMessagePending(false)
 	}
 	return false
-}
-
-func appendInt(b []byte, n int) []byte {
-	if n == 0 {
-		return append(b, '0')
-	}
-	var tmp [20]byte
-	i := len(tmp)
-	for n > 0 {
-		i--
-		tmp[i] = byte('0' + n%10)
-		n /= 10
-	}
-	return append(b, tmp[i:]...)
 }
 
 // route picks the handler for req and whether it runs inline.

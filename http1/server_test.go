@@ -16,24 +16,37 @@ import (
 	"time"
 
 	"github.com/warrenhq/warren/engine"
+	"github.com/warrenhq/warren/internal/testutil"
 )
 
-// startServer starts a server on a free loopback port, stopped when the
-// test ends.
-func startServer(t testing.TB, cfg Config, h Handler) (*Server, string) {
+// testServer is a Server on an engine of its own, as the tests use it.
+type testServer struct {
+	*Server
+	ln *engine.Listener
+}
+
+// Shutdown shuts the server's engine down.
+func (s *testServer) Shutdown(ctx context.Context) error { return s.Engine().Shutdown(ctx) }
+
+// startServer starts a server on an engine of its own (ec, if given) on a
+// free loopback port, stopped when the test ends.
+func startServer(t testing.TB, cfg Config, h Handler, ec ...engine.Config) (*testServer, string) {
 	t.Helper()
-	if cfg.Engine.Loops == 0 {
-		cfg.Engine.Loops = 2
+	var ecfg engine.Config
+	if len(ec) > 0 {
+		ecfg = ec[0]
 	}
-	s, err := NewServer(cfg, h)
+	e := testutil.StartEngine(t, ecfg)
+	s, err := NewServer(e, cfg, h)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Start("127.0.0.1:0"); err != nil {
+	ln, err := s.Listen("127.0.0.1:0")
+	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	return s, s.Addr().String()
+	return &testServer{s, ln}, ln.Addr().String()
 }
 
 func testRouter() *Router {
@@ -62,9 +75,9 @@ func testRouter() *Router {
 	return r
 }
 
-func forEachEngine(t *testing.T, fn func(t *testing.T, cfg Config)) {
-	t.Run("loops", func(t *testing.T) { fn(t, Config{}) })
-	t.Run("portable", func(t *testing.T) { fn(t, Config{Engine: engine.Config{Portable: true}}) })
+func forEachEngine(t *testing.T, fn func(t *testing.T, cfg Config, ec engine.Config)) {
+	t.Run("loops", func(t *testing.T) { fn(t, Config{}, engine.Config{}) })
+	t.Run("portable", func(t *testing.T) { fn(t, Config{}, engine.Config{Portable: true}) })
 }
 
 func get(t testing.TB, client *http.Client, url string) (int, string, http.Header) {
@@ -82,8 +95,8 @@ func get(t testing.TB, client *http.Client, url string) (int, string, http.Heade
 }
 
 func TestNetHTTPClient(t *testing.T) {
-	forEachEngine(t, func(t *testing.T, cfg Config) {
-		s, addr := startServer(t, cfg, testRouter())
+	forEachEngine(t, func(t *testing.T, cfg Config, ec engine.Config) {
+		s, addr := startServer(t, cfg, testRouter(), ec)
 		client := &http.Client{Timeout: 5 * time.Second}
 		base := "http://" + addr
 		for _, tc := range []struct {
@@ -166,8 +179,8 @@ func rawExchange(t testing.TB, addr, req string, wait time.Duration) string {
 }
 
 func TestPipelining(t *testing.T) {
-	forEachEngine(t, func(t *testing.T, cfg Config) {
-		_, addr := startServer(t, cfg, testRouter())
+	forEachEngine(t, func(t *testing.T, cfg Config, ec engine.Config) {
+		_, addr := startServer(t, cfg, testRouter(), ec)
 		// Worker handlers of different lengths must still answer in order.
 		req := "GET /delay?ms=50 HTTP/1.1\r\nHost: x\r\n\r\n" +
 			"GET /devices/7 HTTP/1.1\r\nHost: x\r\n\r\n" +
@@ -184,8 +197,8 @@ func TestPipelining(t *testing.T) {
 }
 
 func TestSplitRequestsAndBodies(t *testing.T) {
-	forEachEngine(t, func(t *testing.T, cfg Config) {
-		_, addr := startServer(t, cfg, testRouter())
+	forEachEngine(t, func(t *testing.T, cfg Config, ec engine.Config) {
+		_, addr := startServer(t, cfg, testRouter(), ec)
 		full := "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" +
 			"5;ext=1\r\nhello\r\n7\r\n, world\r\n0\r\nX-Trailer: t\r\n\r\n" +
 			"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\nConnection: close\r\n\r\nhello again"
@@ -311,65 +324,134 @@ func expectContinue(t *testing.T, addr, path, body string) string {
 	return string(b)
 }
 
+// timedServer starts a server whose engine reads a fake clock on the event
+// loops (they still wake every 10 ms of real time to read it), or, on the
+// portable engine, which times out in real time, with the timeouts cut by
+// scale. advance moves time past d.
+func timedServer(t *testing.T, cfg Config, ec engine.Config, scale time.Duration) (s *testServer, addr string, advance func(d time.Duration)) {
+	t.Helper()
+	if ec.Portable {
+		cfg.HeaderTimeout /= scale
+		cfg.BodyTimeout /= scale
+		cfg.IdleTimeout /= scale
+		s, addr = startServer(t, cfg, testRouter(), ec)
+		return s, addr, func(time.Duration) {}
+	}
+	clk := testutil.NewFakeClock()
+	ec.Clock, ec.TickInterval = clk, 10*time.Millisecond
+	s, addr = startServer(t, cfg, testRouter(), ec)
+	return s, addr, func(d time.Duration) { clk.Advance(d + 20*time.Millisecond) }
+}
+
+// silent reports that nothing arrives on c for a short while.
+func silent(t *testing.T, c net.Conn) {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(30 * time.Millisecond))
+	var b [1]byte
+	if n, err := c.Read(b[:]); n > 0 || !isTimeout(err) {
+		t.Fatalf("got %q, %v before the timeout", b[:n], err)
+	}
+}
+
+func isTimeout(err error) bool {
+	ne, ok := err.(net.Error)
+	return ok && ne.Timeout()
+}
+
+func readAll(t *testing.T, c net.Conn) string {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	b, _ := io.ReadAll(c)
+	return string(b)
+}
+
 func TestHeaderTimeout(t *testing.T) {
-	forEachEngine(t, func(t *testing.T, cfg Config) {
-		cfg.HeaderTimeout = 200 * time.Millisecond
-		cfg.Engine.TickInterval = 20 * time.Millisecond
-		s, addr := startServer(t, cfg, testRouter())
-		start := time.Now()
-		out := rawExchange(t, addr, "GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ", 5*time.Second)
-		if !strings.HasPrefix(out, "HTTP/1.1 408 ") {
-			t.Fatalf("slow header got %q", out)
+	forEachEngine(t, func(t *testing.T, cfg Config, ec engine.Config) {
+		cfg.HeaderTimeout = 10 * time.Second
+		s, addr, advance := timedServer(t, cfg, ec, 50)
+		c := dial(t, addr)
+		c.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\nX-Slow: "))
+		if !ec.Portable {
+			silent(t, c)
 		}
-		if el := time.Since(start); el < 200*time.Millisecond {
-			t.Fatalf("cut after %v, before the header timeout", el)
+		advance(cfg.HeaderTimeout)
+		if out := readAll(t, c); !strings.HasPrefix(out, "HTTP/1.1 408 ") {
+			t.Fatalf("slow header got %q", out)
 		}
 		eventually(t, func() bool { return s.Engine().Stats().Closed[engine.ReasonReadTimeout] == 1 })
 	})
 }
 
 func TestBodyTimeout(t *testing.T) {
-	cfg := Config{BodyTimeout: 200 * time.Millisecond, Engine: engine.Config{TickInterval: 20 * time.Millisecond}}
-	s, addr := startServer(t, cfg, testRouter())
-	out := rawExchange(t, addr, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc", 5*time.Second)
-	if !strings.HasPrefix(out, "HTTP/1.1 408 ") {
-		t.Fatalf("slow body got %q", out)
-	}
-	if s.Stats().HeaderTimeouts != 1 {
-		t.Fatal("timeout not counted")
-	}
+	forEachEngine(t, func(t *testing.T, cfg Config, ec engine.Config) {
+		cfg.BodyTimeout = 30 * time.Second
+		s, addr, advance := timedServer(t, cfg, ec, 150)
+		c := dial(t, addr)
+		c.Write([]byte("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc"))
+		if !ec.Portable {
+			silent(t, c)
+		}
+		advance(cfg.BodyTimeout)
+		if out := readAll(t, c); !strings.HasPrefix(out, "HTTP/1.1 408 ") {
+			t.Fatalf("slow body got %q", out)
+		}
+		eventually(t, func() bool { return s.Stats().HeaderTimeouts == 1 })
+	})
 }
 
 func eventually(t testing.TB, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met in time")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.Eventually(t, 0, "condition", cond)
 }
 
-func TestIdleTimeoutAndMaxRequests(t *testing.T) {
-	cfg := Config{IdleTimeout: 150 * time.Millisecond, MaxRequestsPerConn: 3, Engine: engine.Config{TickInterval: 20 * time.Millisecond}}
-	s, addr := startServer(t, cfg, testRouter())
-	out := rawExchange(t, addr, strings.Repeat("GET / HTTP/1.1\r\nHost: x\r\n\r\n", 4), 5*time.Second)
-	if strings.Count(out, "HTTP/1.1 200") != 3 || strings.Count(out, "Connection: close") != 1 {
-		t.Fatalf("max requests: %q", out)
-	}
-	c, err := net.Dial("tcp", addr)
+func dial(t testing.TB, addr string) net.Conn {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
-	c.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
-	c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	b, _ := io.ReadAll(c) // the server closes the idle connection
-	if !strings.HasSuffix(string(b), "hello") {
-		t.Fatalf("got %q", b)
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func TestIdleTimeoutAndMaxRequests(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, cfg Config, ec engine.Config) {
+		cfg.IdleTimeout, cfg.MaxRequestsPerConn = 10*time.Second, 3
+		s, addr, advance := timedServer(t, cfg, ec, 50)
+		out := rawExchange(t, addr, strings.Repeat("GET / HTTP/1.1\r\nHost: x\r\n\r\n", 4), 5*time.Second)
+		if strings.Count(out, "HTTP/1.1 200") != 3 || strings.Count(out, "Connection: close") != 1 {
+			t.Fatalf("max requests: %q", out)
+		}
+		c := dial(t, addr)
+		c.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
+		br := bufio.NewReader(c)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.ReadAll(resp.Body)
+		if !ec.Portable {
+			silent(t, c)
+		}
+		advance(cfg.IdleTimeout)
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if n, err := br.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+			t.Fatalf("idle connection not closed: %d, %v", n, err)
+		}
+		eventually(t, func() bool { return s.Engine().Stats().Closed[engine.ReasonIdleTimeout] == 1 })
+	})
+}
+
+// TestFakeClockKeepsAlive is the clock defect: http1 compared the wall
+// clock with the engine's, so an injected clock made every response carry
+// Connection: close (the connection looked older than MaxConnAge).
+func TestFakeClockKeepsAlive(t *testing.T) {
+	ec := engine.Config{Clock: testutil.NewFakeClock()}
+	_, addr := startServer(t, Config{}, testRouter(), ec)
+	out := rawExchange(t, addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 5*time.Second)
+	if strings.Count(out, "HTTP/1.1 200") != 2 || strings.Count(out, "Connection: close") != 1 {
+		t.Fatalf("with an injected clock: %q", out)
 	}
-	eventually(t, func() bool { return s.Engine().Stats().Closed[engine.ReasonIdleTimeout] == 1 })
 }
 
 func TestPanicAnswers500(t *testing.T) {
@@ -420,8 +502,8 @@ func TestBlockingHandlersDoNotStallInline(t *testing.T) {
 }
 
 func TestShutdownSendsConnectionClose(t *testing.T) {
-	forEachEngine(t, func(t *testing.T, cfg Config) {
-		s, addr := startServer(t, cfg, testRouter())
+	forEachEngine(t, func(t *testing.T, cfg Config, ec engine.Config) {
+		s, addr := startServer(t, cfg, testRouter(), ec)
 		idle, _ := net.Dial("tcp", addr)
 		defer idle.Close()
 		idle.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
@@ -512,7 +594,8 @@ func TestHooks(t *testing.T) {
 }
 
 func TestOverloadPolicy(t *testing.T) {
-	s, err := NewServer(Config{IdleTimeout: 60 * time.Second, Engine: engine.Config{MaxConns: 100}}, testRouter())
+	e := testutil.StartEngine(t, engine.Config{MaxConns: 100})
+	s, err := NewServer(e, Config{IdleTimeout: 60 * time.Second}, testRouter())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -574,8 +657,8 @@ func TestWrkInterop(t *testing.T) {
 	if err != nil {
 		t.Skip("wrk not installed")
 	}
-	forEachEngine(t, func(t *testing.T, cfg Config) {
-		s, addr := startServer(t, cfg, testRouter())
+	forEachEngine(t, func(t *testing.T, cfg Config, ec engine.Config) {
+		s, addr := startServer(t, cfg, testRouter(), ec)
 		out, err := exec.Command(wrk, "-t1", "-c16", "-d1s", "http://"+addr+"/").CombinedOutput()
 		if err != nil {
 			t.Fatalf("wrk: %v\n%s", err, out)
@@ -627,8 +710,8 @@ function get(path) {
 }
 
 func TestHalfCloseAnswersPipelined(t *testing.T) {
-	forEachEngine(t, func(t *testing.T, cfg Config) {
-		_, addr := startServer(t, cfg, testRouter())
+	forEachEngine(t, func(t *testing.T, cfg Config, ec engine.Config) {
+		_, addr := startServer(t, cfg, testRouter(), ec)
 		c, err := net.Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
@@ -652,7 +735,7 @@ type shout struct {
 }
 
 func (p *shout) OnData(c *engine.Conn, in []byte) int {
-	p.sawSelf.Store(c.Context() == engine.Handler(p))
+	p.sawSelf.Store(c.Handler() == engine.Handler(p) && c.Context() == nil)
 	c.Write(bytes.ToUpper(in))
 	return len(in)
 }
@@ -661,17 +744,27 @@ func (p *shout) OnClose(c *engine.Conn, r engine.CloseReason, err error) { p.clo
 
 // An upgraded connection hands every later byte, including bytes that
 // arrived with the upgrade request, to the new protocol, and keeps no HTTP
-// state: the protocol is the connection's context.
+// state: the protocol is the connection's handler, with no forwarding, and
+// the connection's Context stays the application's. Inline handlers and
+// handlers on the worker pool may upgrade.
 func TestUpgradeTo(t *testing.T) {
-	forEachEngine(t, func(t *testing.T, cfg Config) {
+	for _, route := range []string{"/up", "/upw"} {
+		t.Run(route, func(t *testing.T) { testUpgradeTo(t, route) })
+	}
+}
+
+func testUpgradeTo(t *testing.T, route string) {
+	forEachEngine(t, func(t *testing.T, cfg Config, ec engine.Config) {
 		p := new(shout)
 		r := NewRouter()
-		r.Handle("GET /up", InlineFunc(func(c *Ctx) {
+		up := func(c *Ctx) {
 			c.WriteRaw([]byte("HTTP/1.1 101 Switching Protocols\r\nUpgrade: shout\r\nConnection: Upgrade\r\n\r\n"))
 			c.UpgradeTo(p)
-		}))
+		}
+		r.Handle("GET /up", InlineFunc(up))
+		r.HandleFunc("GET /upw", up)
 		r.HandleFunc("GET /work", func(c *Ctx) { c.WriteString("worked") })
-		_, addr := startServer(t, cfg, r)
+		_, addr := startServer(t, cfg, r, ec)
 		conn, err := net.Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
@@ -687,7 +780,7 @@ func TestUpgradeTo(t *testing.T) {
 		} else {
 			io.ReadAll(resp.Body)
 		}
-		conn.Write([]byte("GET /up HTTP/1.1\r\nHost: x\r\n"))
+		conn.Write([]byte("GET " + route + " HTTP/1.1\r\nHost: x\r\n"))
 		time.Sleep(50 * time.Millisecond)
 		conn.Write([]byte("Upgrade: shout\r\nConnection: Upgrade\r\n\r\nhello "))
 		resp, err := http.ReadResponse(br, nil)
@@ -712,5 +805,105 @@ func TestUpgradeTo(t *testing.T) {
 		}
 		conn.Close()
 		eventually(t, p.closed.Load)
+	})
+}
+
+// TestDrainAfterResponse is the drain race: the response of a request on a
+// worker had been sent, but its connection still counted as busy, when the
+// drain began; the drain left the close to the response, which had already
+// gone, and the keep-alive connection stayed open until its idle timeout.
+// The hook holds the worker in exactly that window until the drain has
+// reached the connection.
+func TestDrainAfterResponse(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, cfg Config, ec engine.Config) {
+		cfg.IdleTimeout = time.Hour
+		srv := make(chan *testServer, 1)
+		shutdown := make(chan error, 1)
+		cfg.Hooks.OnResponse = func(c *Ctx, status int, _ time.Duration) {
+			s := <-srv
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				shutdown <- s.Shutdown(ctx)
+			}()
+			testutil.Eventually(t, 0, "the drain to reach the connection", func() bool {
+				return c.Conn().State() == engine.StateDraining
+			})
+		}
+		r := NewRouter()
+		r.HandleFunc("GET /work", func(c *Ctx) { c.WriteString("done") })
+		s, addr := startServer(t, cfg, r, ec)
+		srv <- s
+		c := dial(t, addr)
+		c.Write([]byte("GET /work HTTP/1.1\r\nHost: x\r\n\r\n"))
+		out := readAll(t, c) // the server closes the connection
+		if !strings.HasPrefix(out, "HTTP/1.1 200") || !strings.HasSuffix(out, "done") {
+			t.Fatalf("got %q", out)
+		}
+		select {
+		case err := <-shutdown:
+			if err != nil {
+				t.Fatalf("Shutdown: %v (the connection waited for its idle timeout)", err)
+			}
+		case <-time.After(15 * time.Second):
+			t.Fatal("Shutdown did not return")
+		}
+	})
+}
+
+// TestRequestContext: a handler's context ends when the client goes away,
+// when the handler returns, and when the engine drains.
+func TestRequestContext(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, cfg Config, ec engine.Config) {
+		started := make(chan struct{}, 1)
+		causes := make(chan error, 4)
+		kept := make(chan context.Context, 1)
+		r := NewRouter()
+		r.HandleFunc("GET /wait", func(c *Ctx) {
+			started <- struct{}{}
+			<-c.Context().Done()
+			causes <- context.Cause(c.Context())
+		})
+		r.HandleFunc("GET /quick", func(c *Ctx) {
+			kept <- c.Context()
+			c.WriteString("ok")
+		})
+		s, addr := startServer(t, cfg, r, ec)
+
+		out := rawExchange(t, addr, "GET /quick HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 5*time.Second)
+		if !strings.HasSuffix(out, "ok") {
+			t.Fatalf("quick: %q", out)
+		}
+		k := <-kept
+		testutil.Eventually(t, 0, "the context to end with the handler", func() bool { return k.Err() != nil })
+		if context.Cause(k) != ErrHandlerDone {
+			t.Fatalf("after the handler returned: cause %v", context.Cause(k))
+		}
+
+		c := dial(t, addr)
+		c.Write([]byte("GET /wait HTTP/1.1\r\nHost: x\r\n\r\n"))
+		<-started
+		c.Close()
+		select {
+		case err := <-causes:
+			if err != ErrClientGone {
+				t.Fatalf("client gone: cause %v", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("context not cancelled when the client went away")
+		}
+
+		c = dial(t, addr)
+		c.Write([]byte("GET /wait HTTP/1.1\r\nHost: x\r\n\r\n"))
+		<-started
+		go s.Shutdown(context.Background())
+		select {
+		case err := <-causes:
+			if err != engine.ErrServerClosed {
+				t.Fatalf("drain: cause %v", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("context not cancelled when the engine drained")
+		}
 	})
 }

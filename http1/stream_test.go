@@ -59,9 +59,9 @@ func payload(n int) []byte {
 // with Content-Length and chunked, from net/http's client, on both engines;
 // other routes keep the server's limit.
 func TestStreamBodyLarge(t *testing.T) {
-	forEachEngine(t, func(t *testing.T, cfg Config) {
+	forEachEngine(t, func(t *testing.T, cfg Config, ec engine.Config) {
 		cfg.Limits.MaxBodyBytes = 1 << 20
-		_, addr := startServer(t, cfg, streamRouter(64<<20, nil))
+		_, addr := startServer(t, cfg, streamRouter(64<<20, nil), ec)
 		body := payload(24 << 20)
 		client := &http.Client{Timeout: 30 * time.Second}
 		// Content-Length.
@@ -156,7 +156,7 @@ func TestStreamBodyBackpressure(t *testing.T) {
 
 // Every way a streamed body can end early, and what the client sees.
 func TestStreamBodyErrors(t *testing.T) {
-	forEachEngine(t, func(t *testing.T, cfg Config) {
+	forEachEngine(t, func(t *testing.T, cfg Config, ec engine.Config) {
 		var calls atomic.Int64
 		r := streamRouter(100, func(r *Router) {
 			r.Handle("POST /count", StreamBody(HandlerFunc(func(c *Ctx) {
@@ -172,7 +172,7 @@ func TestStreamBodyErrors(t *testing.T) {
 			}), 100))
 		})
 		cfg.BodyTimeout = 300 * time.Millisecond
-		s, addr := startServer(t, cfg, r)
+		s, addr := startServer(t, cfg, r, ec)
 
 		t.Run("content-length over the route limit", func(t *testing.T) {
 			out := rawExchange(t, addr, "POST /count HTTP/1.1\r\nHost: x\r\nContent-Length: 101\r\n\r\n", 5*time.Second)
@@ -313,7 +313,7 @@ func TestBodyReaderBuffered(t *testing.T) {
 // A request pipelined after a streamed one waits for its handler, even
 // when the whole streamed body arrived in the same read as both heads.
 func TestStreamBodyPipelinedOrder(t *testing.T) {
-	forEachEngine(t, func(t *testing.T, cfg Config) {
+	forEachEngine(t, func(t *testing.T, cfg Config, ec engine.Config) {
 		r := streamRouter(0, func(r *Router) {
 			r.Handle("POST /slow", StreamBody(HandlerFunc(func(c *Ctx) {
 				b, _ := io.ReadAll(c.BodyReader())
@@ -321,7 +321,7 @@ func TestStreamBodyPipelinedOrder(t *testing.T) {
 				c.Write(b)
 			}), 0))
 		})
-		_, addr := startServer(t, cfg, r)
+		_, addr := startServer(t, cfg, r, ec)
 		req := "POST /slow HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nfirst" +
 			"POST /slow HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nsecond\r\n0\r\n\r\n" +
 			"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
@@ -415,11 +415,11 @@ func TestStreamBodyWrapped(t *testing.T) {
 // with trailers, worker and inline routes — get the same answers however
 // the client's writes split them across reads.
 func TestServerSplitWrites(t *testing.T) {
-	forEachEngine(t, func(t *testing.T, cfg Config) {
+	forEachEngine(t, func(t *testing.T, cfg Config, ec engine.Config) {
 		r := streamRouter(-1, nil)
 		r.HandleFunc("GET /devices/{id}", func(c *Ctx) { c.WriteString("device " + c.Param("id")) })
 		r.HandleFunc("POST /count", func(c *Ctx) { fmt.Fprintf(c, "%d", len(c.Body())) })
-		_, addr := startServer(t, cfg, r)
+		_, addr := startServer(t, cfg, r, ec)
 		stream := "GET / HTTP/1.1\r\nHost: x\r\n\r\n" +
 			"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nhello world" +
 			"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" +

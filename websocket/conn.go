@@ -3,6 +3,7 @@ package websocket
 import (
 	"errors"
 	"net/netip"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -259,9 +260,27 @@ func (c *Conn) uncork() {
 func (c *Conn) closeEngine(why engine.CloseReason) {
 	c.mu.Lock()
 	c.flushLocked()
+	code := c.code
 	c.mu.Unlock()
-	c.ec.CloseWithReason(why)
+	c.ec.CloseWithDetail(why, closeDetail(code))
 }
+
+// closeDetail is the close code the engine records with the close, or nil
+// before any was sent or received.
+func closeDetail(code uint16) engine.CloseDetail {
+	if code == 0 {
+		return nil
+	}
+	return CloseCode(code)
+}
+
+// CloseCode is a close status code (RFC 6455, section 7.4). It is the
+// engine.CloseDetail of a WebSocket connection's close, so metrics, logs
+// and /debug/conns show it beside the engine's reason.
+type CloseCode uint16
+
+// String returns the code in decimal, such as "1001".
+func (c CloseCode) String() string { return strconv.Itoa(int(c)) }
 
 // WriteText sends s as a text message; see WriteMessage.
 func (c *Conn) WriteText(s string) error {
@@ -365,9 +384,10 @@ func (c *Conn) overloaded() {
 	c.done = true
 }
 
-// proto is Conn seen by the engine: the http1 server hands it every byte
-// after the handshake and forwards the lifecycle hooks. Keeping these
-// methods on a separate type keeps them out of Conn's API.
+// proto is Conn seen by the engine: the upgrade makes it the engine
+// connection's handler (engine.Conn.SetHandler), so the engine hands it
+// every byte after the handshake and calls its hooks directly. Keeping
+// these methods on a separate type keeps them out of Conn's API.
 type proto Conn
 
 var (
@@ -375,7 +395,20 @@ var (
 	_ engine.CloseHandler   = (*proto)(nil)
 	_ engine.DrainHandler   = (*proto)(nil)
 	_ engine.TimeoutHandler = (*proto)(nil)
+	_ engine.ProtocolNamer  = (*proto)(nil)
+	_ engine.InlineHandler  = (*proto)(nil)
 )
+
+// ProtocolName is what WebSocket connections are called in ConnInfo,
+// metrics and logs.
+const ProtocolName = "websocket"
+
+// Protocol names the protocol for the engine's introspection.
+func (p *proto) Protocol() string { return ProtocolName }
+
+// Inline says the frame decoder runs on the event loop (the application's
+// handler runs where Config.Inline says).
+func (p *proto) Inline() bool { return true }
 
 // reader returns the connection's Reader, borrowing one between messages.
 func (c *Conn) reader() *Reader {
@@ -580,7 +613,10 @@ func (p *proto) OnTimeout(ec *engine.Conn, reason engine.CloseReason) bool {
 	closing, why := c.closeSent, c.why
 	c.mu.Unlock()
 	if closing {
-		ec.CloseWithReason(why)
+		c.mu.Lock()
+		code := c.code
+		c.mu.Unlock()
+		ec.CloseWithDetail(why, closeDetail(code))
 		return false
 	}
 	if c.srv.cfg.PingInterval <= 0 {
@@ -600,8 +636,9 @@ func (p *proto) OnTimeout(ec *engine.Conn, reason engine.CloseReason) bool {
 // OnDrain runs on the event loop when the engine shuts down: it sends
 // Close 1001 (going away) and closes when the peer answers or after the
 // close timeout.
-func (p *proto) OnDrain(*engine.Conn) {
+func (p *proto) OnDrain(*engine.Conn) bool {
 	(*Conn)(p).startClose(CloseGoingAway, "server shutting down", engine.ReasonShutdown)
+	return true
 }
 
 // OnClose releases the connection's state, leaves its groups and tells the

@@ -386,7 +386,6 @@ func (s *Server) ServeHTTP1(r *http1.Ctx) {
 		return // the engine is closing the connection
 	}
 	r.UpgradeTo((*proto)(c))
-	ec.SetProtocol(engine.ProtoWebSocket)
 	if d := s.cfg.PingInterval; d > 0 {
 		ec.SetIdleTimeout(d)
 		ec.SetReadTimeout(d)
