@@ -59,7 +59,7 @@ func (s *Server) connOf(ci *engine.ConnInfo, now time.Time) Conn {
 	age, idle := ages(ci, now)
 	return Conn{
 		ID: ci.ID, Loop: ci.Loop, Remote: addrString(ci.Remote), Local: addrString(ci.Local),
-		State: ci.State.String(), Protocol: ci.Protocol.String(), Created: ci.Created.UTC(),
+		State: ci.State.String(), Protocol: ci.Protocol, Created: ci.Created.UTC(),
 		Age: age.Seconds(), Idle: idle.Seconds(), BytesIn: ci.BytesIn, BytesOut: ci.BytesOut,
 		Served: ci.Served, ReadBuffer: ci.ReadBuffer, WriteBuffer: ci.WriteBuffer,
 	}
@@ -134,9 +134,12 @@ func parseConnQuery(q map[string][]string) (connQuery, error) {
 		}
 	}
 	if v := get("proto"); v != "" {
-		cq.protos, err = names(v, []string{engine.ProtoTCP.String(), engine.ProtoHTTP1.String(), engine.ProtoWebSocket.String()}, "proto")
-		if err != nil {
-			return cq, err
+		// Protocols name themselves (engine.ProtocolNamer): any name is a
+		// valid filter.
+		for _, p := range strings.Split(v, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				cq.protos = append(cq.protos, p)
+			}
 		}
 	}
 	if v := get("remote"); v != "" {
@@ -234,7 +237,7 @@ func (q *connQuery) match(ci *engine.ConnInfo, now time.Time) bool {
 	if len(q.states) > 0 && !slices.Contains(q.states, ci.State.String()) {
 		return false
 	}
-	if len(q.protos) > 0 && !slices.Contains(q.protos, ci.Protocol.String()) {
+	if len(q.protos) > 0 && !slices.Contains(q.protos, ci.Protocol) {
 		return false
 	}
 	if q.remote != nil && !q.remote(ci.Remote) {
