@@ -2,15 +2,11 @@ package admin
 
 import (
 	"context"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"net/netip"
-	"net/url"
-	"strings"
 	"sync"
 	"time"
 
@@ -202,13 +198,7 @@ func (s *Server) Start() error {
 	if err != nil {
 		return fmt.Errorf("admin: %w", err)
 	}
-	s.srv = &http.Server{
-		Handler:           s.handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
-	}
+	s.srv = NewHTTPServer(s.handler, s.log)
 	s.addr = ln.Addr()
 	s.started = true
 	attrs := []slog.Attr{slog.String("addr", s.addr.String()), slog.Bool("token", s.cfg.Token != "")}
@@ -281,90 +271,10 @@ func (s *Server) routes(metrics http.Handler) http.Handler {
 	return s.guard(mux)
 }
 
-// open lists the paths served without a token: probes, and the
-// dashboard's static shell, which asks for the token itself.
-func open(path string) bool {
-	switch path {
-	case "/healthz", "/readyz", "/", "/favicon.ico":
-		return true
-	}
-	return strings.HasPrefix(path, "/ui/")
-}
-
-// guard applies, in order: the host check against DNS rebinding (loopback
-// without a token), the cross-origin check on POST, and the bearer token.
+// guard applies the access checks of Guard with the server's address and
+// token; the dashboard's static shell is open besides the probes.
 func (s *Server) guard(next http.Handler) http.Handler {
-	token := []byte("Bearer " + s.cfg.Token)
-	checkHost := s.cfg.Token == "" && loopbackHost(s.cfg.Addr)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		probe := r.URL.Path == "/healthz" || r.URL.Path == "/readyz"
-		if checkHost && !probe && !literalHost(r.Host) {
-			writeError(w, http.StatusForbidden, "admin: host %q refused: use localhost or an IP address, or set a token", r.Host)
-			return
-		}
-		if r.Method != http.MethodGet && r.Method != http.MethodHead && !sameOrigin(r) {
-			writeError(w, http.StatusForbidden, "admin: cross-origin request refused")
-			return
-		}
-		if s.cfg.Token != "" && !open(r.URL.Path) {
-			got := []byte(r.Header.Get("Authorization"))
-			if len(got) > 7 && strings.EqualFold(string(got[:7]), "bearer ") {
-				copy(got, "Bearer ")
-			}
-			if subtle.ConstantTimeCompare(got, token) != 1 {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="warren admin"`)
-				writeError(w, http.StatusUnauthorized, "admin: missing or wrong bearer token")
-				return
-			}
-		}
-		next.ServeHTTP(w, r)
-	})
-}
-
-// sameOrigin reports whether a request carries no Origin (curl, scripts)
-// or one naming the host it was sent to (the dashboard itself).
-func sameOrigin(r *http.Request) bool {
-	o := r.Header.Get("Origin")
-	if o == "" {
-		return true
-	}
-	u, err := url.Parse(o)
-	return err == nil && strings.EqualFold(u.Host, r.Host)
-}
-
-// literalHost reports whether the Host header names localhost or an IP
-// literal: a DNS-rebinding page always names a domain of its own.
-func literalHost(hostport string) bool {
-	h := hostport
-	if host, _, err := net.SplitHostPort(hostport); err == nil {
-		h = host
-	}
-	h = strings.TrimSuffix(strings.TrimPrefix(h, "["), "]")
-	if strings.EqualFold(h, "localhost") {
-		return true
-	}
-	_, err := netip.ParseAddr(h)
-	return err == nil
-}
-
-// loopbackHost reports whether addr's host is a loopback name or address.
-func loopbackHost(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip, err := netip.ParseAddr(host)
-	return err == nil && ip.IsLoopback()
-}
-
-func isLoopback(a net.Addr) bool {
-	if ta, ok := a.(*net.TCPAddr); ok {
-		return ta.IP.IsLoopback()
-	}
-	return loopbackHost(a.String())
+	return Guard(next, GuardConfig{Addr: s.cfg.Addr, Token: s.cfg.Token, Open: open})
 }
 
 func writeText(w http.ResponseWriter, code int, body string) {

@@ -12,7 +12,9 @@
 // dashboard asks for the token and sends it on its own requests. Without a
 // token on a loopback address, requests must name the host as localhost or
 // an IP literal, which defeats DNS rebinding; a POST from a page of another
-// origin is refused either way.
+// origin is refused either way. Guard applies the same checks to another
+// handler and NewHTTPServer gives it the listener's timeouts: the prefork
+// parent serves its merged endpoint that way.
 //
 // # Endpoints
 //

@@ -3,35 +3,57 @@ package prefork
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"html"
 	"net/http"
 	"sort"
 	"strconv"
-	"sync"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/warrenhq/warren/admin"
 )
 
 // AdminHandler serves the parent's admin endpoint:
 //
 //	GET /metrics   every worker's metrics merged, each sample labelled
-//	               worker="N", plus warren_prefork_workers_up and
-//	               warren_prefork_restarts_total{worker}
+//	               worker="N", plus warren_prefork_workers_up,
+//	               warren_prefork_restarts_total{worker} and
+//	               warren_prefork_scrape_errors_total{worker}
 //	GET /workers   the workers as JSON (pid, admin address, restarts, up)
 //	GET /healthz   200 while the supervisor runs
 //	GET /readyz    200 when every worker is up and reported its admin
 //	               listener, else 503
 //	GET /          a page linking each worker's own dashboard
+//
+// It is guarded as a worker's admin listener is (admin.Guard): with
+// Config.AdminToken set, every endpoint but /healthz and /readyz requires
+// it as a bearer token; without one, a request that arrives on a loopback
+// address must name localhost or an IP literal as its Host; cross-origin
+// requests other than GET and HEAD are refused. Serve it with
+// admin.NewHTTPServer for the admin listener's timeouts.
+//
+// /metrics scrapes the workers in parallel, sending them the token, and
+// answers within Config.ScrapeTimeout (or the request's own deadline if
+// sooner): a worker that has not answered by then, or answered with an
+// error, is left out and counted.
 func (s *Supervisor) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
-	client := &http.Client{Timeout: 3 * time.Second}
+	client := &http.Client{Transport: &http.Transport{
+		// Shorter than the workers' idle timeout (2 min), so that the
+		// parent never reuses a connection the worker is closing.
+		IdleConnTimeout:     time.Minute,
+		MaxIdleConnsPerHost: 2,
+	}}
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
-		fams := s.gather(r.Context(), client)
+		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.ScrapeTimeout)
+		defer cancel()
+		fams := s.gather(ctx, client)
 		w.Header().Set("Content-Type", string(expfmt.NewFormat(expfmt.TypeTextPlain)))
 		enc := expfmt.NewEncoder(w, expfmt.NewFormat(expfmt.TypeTextPlain))
 		for _, f := range fams {
@@ -62,49 +84,101 @@ func (s *Supervisor) AdminHandler() http.Handler {
 		}
 		fmt.Fprint(w, "</ul><p><a href=\"/metrics\">merged metrics</a> · <a href=\"/workers\">workers</a></p>")
 	})
-	return mux
+	return admin.Guard(mux, admin.GuardConfig{Token: s.cfg.AdminToken})
 }
 
-// gather scrapes every worker concurrently and merges the families.
+// scrape is one worker's answer to a merged scrape.
+type scrape struct {
+	fams map[string]*dto.MetricFamily
+	err  error
+}
+
+// scrapeWorker fetches and parses one worker's /metrics.
+func (s *Supervisor) scrapeWorker(ctx context.Context, client *http.Client, wi WorkerInfo) scrape {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+wi.Admin+"/metrics", nil)
+	if err != nil {
+		return scrape{err: err}
+	}
+	req.Header.Set("Accept", string(expfmt.NewFormat(expfmt.TypeTextPlain)))
+	if s.cfg.AdminToken != "" {
+		req.Header.Set("Authorization", "Bearer "+s.cfg.AdminToken)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return scrape{err: err}
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return scrape{err: fmt.Errorf("%w: %s", errScrapeStatus, resp.Status)}
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(resp.Body)
+	return scrape{fams: fams, err: err}
+}
+
+// errScrapeStatus is a worker's admin answering /metrics with a status
+// other than 200 (401: the parent and worker disagree on the token).
+var errScrapeStatus = errors.New("prefork: worker admin answered")
+
+// gather scrapes every worker that is up and reported its admin address,
+// in parallel, until ctx ends, and merges the families in worker order.
+// A worker that has not answered when ctx ends is left behind (its
+// request is cancelled) and counted as a scrape error, like one that
+// failed; a scrape whose client went away (ctx cancelled rather than past
+// its deadline) counts nothing.
 func (s *Supervisor) gather(ctx context.Context, client *http.Client) []*dto.MetricFamily {
 	workers := s.Workers()
-	var mu sync.Mutex
-	merged := map[string]*dto.MetricFamily{}
-	var wg sync.WaitGroup
-	for _, wi := range workers {
+	type result struct {
+		i int // index into workers
+		scrape
+	}
+	results := make(chan result, len(workers)) // buffered: a late scraper never blocks
+	pending := map[int]bool{}
+	for i, wi := range workers {
 		if wi.Admin == "" || !wi.Up {
 			continue
 		}
-		wg.Add(1)
-		go func(wi WorkerInfo) {
-			defer wg.Done()
-			req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+wi.Admin+"/metrics", nil)
-			resp, err := client.Do(req)
-			if err != nil {
-				return
-			}
-			defer resp.Body.Close()
-			p := expfmt.NewTextParser(model.UTF8Validation)
-			fams, err := p.TextToMetricFamilies(resp.Body)
-			if err != nil {
-				return
-			}
-			label := &dto.LabelPair{Name: proto.String("worker"), Value: proto.String(strconv.Itoa(wi.Index))}
-			mu.Lock()
-			defer mu.Unlock()
-			for name, f := range fams {
-				for _, m := range f.Metric {
-					m.Label = append(m.Label, label)
-				}
-				if have := merged[name]; have != nil {
-					have.Metric = append(have.Metric, f.Metric...)
-				} else {
-					merged[name] = f
-				}
-			}
-		}(wi)
+		pending[i] = true
+		go func() { results <- result{i, s.scrapeWorker(ctx, client, wi)} }()
 	}
-	wg.Wait()
+	got := make([]scrape, len(workers))
+	for len(pending) > 0 {
+		select {
+		case r := <-results:
+			got[r.i] = r.scrape
+			delete(pending, r.i)
+		case <-ctx.Done():
+			for i := range pending {
+				got[i] = scrape{err: fmt.Errorf("prefork: no answer within the scrape deadline: %w", ctx.Err())}
+				delete(pending, i)
+			}
+		}
+	}
+	abandoned := errors.Is(ctx.Err(), context.Canceled)
+	merged := map[string]*dto.MetricFamily{}
+	for i, wi := range workers {
+		r := got[i]
+		if wi.Admin == "" || !wi.Up {
+			continue
+		}
+		if !abandoned {
+			s.noteScrape(wi.Index, r.err)
+		}
+		if r.err != nil {
+			continue
+		}
+		label := &dto.LabelPair{Name: proto.String("worker"), Value: proto.String(strconv.Itoa(wi.Index))}
+		for name, f := range r.fams {
+			for _, m := range f.Metric {
+				m.Label = append(m.Label, label)
+			}
+			if have := merged[name]; have != nil {
+				have.Metric = append(have.Metric, f.Metric...)
+			} else {
+				merged[name] = f
+			}
+		}
+	}
 	up := 0.0
 	restarts := &dto.MetricFamily{Name: proto.String("warren_prefork_restarts_total"),
 		Help: proto.String("Worker restarts after an unexpected exit."), Type: dto.MetricType_COUNTER.Enum()}
@@ -118,6 +192,16 @@ func (s *Supervisor) gather(ctx context.Context, client *http.Client) []*dto.Met
 		})
 	}
 	merged["warren_prefork_restarts_total"] = restarts
+	errs := &dto.MetricFamily{Name: proto.String("warren_prefork_scrape_errors_total"),
+		Help: proto.String("Merged scrapes that left a running worker out: no answer within the scrape timeout, or an error."),
+		Type: dto.MetricType_COUNTER.Enum()}
+	for i, n := range s.scrapeErrors() {
+		errs.Metric = append(errs.Metric, &dto.Metric{
+			Label:   []*dto.LabelPair{{Name: proto.String("worker"), Value: proto.String(strconv.Itoa(i))}},
+			Counter: &dto.Counter{Value: proto.Float64(float64(n))},
+		})
+	}
+	merged["warren_prefork_scrape_errors_total"] = errs
 	merged["warren_prefork_workers_up"] = &dto.MetricFamily{Name: proto.String("warren_prefork_workers_up"),
 		Help: proto.String("Worker processes running."), Type: dto.MetricType_GAUGE.Enum(),
 		Metric: []*dto.Metric{{Gauge: &dto.Gauge{Value: proto.Float64(up)}}}}
@@ -129,6 +213,37 @@ func (s *Supervisor) gather(ctx context.Context, client *http.Client) []*dto.Met
 	out := make([]*dto.MetricFamily, len(names))
 	for i, n := range names {
 		out[i] = merged[n]
+	}
+	return out
+}
+
+// noteScrape records the outcome of scraping worker i: it counts a
+// failure, and logs when the worker starts failing and when it recovers,
+// not on every scrape.
+func (s *Supervisor) noteScrape(i int, err error) {
+	s.mu.Lock()
+	w := s.workers[i]
+	was := w.scrapeFailing
+	w.scrapeFailing = err != nil
+	if err != nil {
+		w.scrapeErrors++
+	}
+	s.mu.Unlock()
+	switch {
+	case err != nil && !was:
+		s.log.Warn("prefork: worker left out of the merged metrics", "worker", i, "error", err)
+	case err == nil && was:
+		s.log.Info("prefork: worker back in the merged metrics", "worker", i)
+	}
+}
+
+// scrapeErrors returns each worker slot's count of failed scrapes.
+func (s *Supervisor) scrapeErrors() []uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]uint64, len(s.workers))
+	for i, w := range s.workers {
+		out[i] = w.scrapeErrors
 	}
 	return out
 }

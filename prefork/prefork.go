@@ -7,7 +7,10 @@
 // dies with exponential backoff, forwards SIGTERM so that every worker
 // drains gracefully, and serves an admin endpoint that merges the workers'
 // metrics (each worker runs its own admin listener on a loopback port and
-// reports it to the parent through a pipe).
+// reports it to the parent through a pipe). The parent's endpoint is
+// guarded as the workers' are, by the same Config.AdminToken, which the
+// parent also sends to scrape them; the scrape runs in parallel within
+// Config.ScrapeTimeout.
 //
 // Workers die with the parent on Linux (PR_SET_PDEATHSIG). Prefork needs
 // SO_REUSEPORT: Linux, macOS and FreeBSD.
@@ -86,6 +89,17 @@ type Config struct {
 	Stdout, Stderr io.Writer
 	// Logger receives the supervisor's logs. Nil means slog.Default().
 	Logger *slog.Logger
+	// AdminToken is the admin listeners' bearer token. AdminHandler
+	// requires it as "Authorization: Bearer <token>" on every endpoint but
+	// /healthz and /readyz, and the parent sends it when it scrapes a
+	// worker's /metrics, so the workers' admin listeners must be started
+	// with the same token. Empty means none.
+	AdminToken string
+	// ScrapeTimeout bounds one merged scrape of AdminHandler's /metrics:
+	// the workers are scraped in parallel, and one that has not answered
+	// in time is left out of that scrape and counted in
+	// warren_prefork_scrape_errors_total. Zero means 2 s.
+	ScrapeTimeout time.Duration
 }
 
 // WorkerInfo describes one worker process.
@@ -106,7 +120,7 @@ type Supervisor struct {
 	addr    string
 	reserve io.Closer
 
-	// mu guards workers and stopping.
+	// mu guards workers, their fields, and stopping.
 	mu       sync.Mutex
 	workers  []*worker
 	stopping bool
@@ -120,6 +134,11 @@ type Supervisor struct {
 type worker struct {
 	info WorkerInfo
 	cmd  *exec.Cmd
+	// scrapeErrors counts the merged scrapes this slot's worker missed;
+	// scrapeFailing is whether the last one did, so that a worker that
+	// keeps failing is logged once.
+	scrapeErrors  uint64
+	scrapeFailing bool
 }
 
 // Start reserves the port and starts the workers.
@@ -144,6 +163,9 @@ func Start(cfg Config) (*Supervisor, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.ScrapeTimeout <= 0 {
+		cfg.ScrapeTimeout = 2 * time.Second
 	}
 	addr, reserve, err := reservePort(cfg.Addr)
 	if err != nil {

@@ -38,7 +38,7 @@ func runEcho(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	addr := fs.String("addr", "127.0.0.1:8080", "listen address")
 	adminAddr := fs.String("admin", admin.DefaultAddr, "admin listener (metrics, /debug/conns, pprof, dashboard); empty disables")
-	adminToken := fs.String("admin-token", os.Getenv("WARREN_ADMIN_TOKEN"), "bearer token for the admin listener (default $WARREN_ADMIN_TOKEN; empty: none)")
+	adminToken := fs.String("admin-token", os.Getenv("WARREN_ADMIN_TOKEN"), "bearer token for the admin listener; with -procs, the parent's and every worker's (default $WARREN_ADMIN_TOKEN; empty: none)")
 	proto := fs.String("proto", "http", "protocol: http (GET /, GET /delay?ms=N) or tcp (raw echo)")
 	drain := fs.Duration("drain-timeout", 10*time.Second, "how long SIGTERM/SIGINT waits for connections to finish")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
@@ -70,7 +70,7 @@ func runEcho(args []string, stdout, stderr io.Writer) int {
 		log = log.With("worker", worker)
 		hcfg.Engine.Logger, hcfg.Logger = log, log
 	case *procs > 1:
-		return runSupervisor(sig, *procs, *addr, *adminAddr, *drain, log)
+		return runSupervisor(sig, *procs, *addr, *adminAddr, *adminToken, *drain, log)
 	}
 	var e *engine.Engine
 	var extra []prometheus.Collector
@@ -201,10 +201,11 @@ func newLogger(w io.Writer, level string) *slog.Logger {
 }
 
 // runSupervisor is the prefork parent: it starts procs workers on one port,
-// serves their merged figures on the admin address, restarts crashed
-// workers and forwards SIGTERM/SIGINT for a graceful drain.
-func runSupervisor(sig <-chan os.Signal, procs int, addr, adminAddr string, drain time.Duration, log *slog.Logger) int {
-	sup, err := prefork.Start(prefork.Config{Procs: procs, Addr: addr, Logger: log})
+// serves their merged figures on the admin address behind adminToken (the
+// workers inherit the same -admin-token), restarts crashed workers and
+// forwards SIGTERM/SIGINT for a graceful drain.
+func runSupervisor(sig <-chan os.Signal, procs int, addr, adminAddr, adminToken string, drain time.Duration, log *slog.Logger) int {
+	sup, err := prefork.Start(prefork.Config{Procs: procs, Addr: addr, Logger: log, AdminToken: adminToken})
 	if err != nil {
 		log.Error("prefork", "error", err)
 		return 1
@@ -218,8 +219,8 @@ func runSupervisor(sig <-chan os.Signal, procs int, addr, adminAddr string, drai
 			sup.Shutdown(context.Background())
 			return 1
 		}
-		log.Info("admin: listening", "addr", ln.Addr().String())
-		adm = &http.Server{Handler: sup.AdminHandler(), ReadHeaderTimeout: 10 * time.Second}
+		log.Info("admin: listening", "addr", ln.Addr().String(), "token", adminToken != "")
+		adm = admin.NewHTTPServer(sup.AdminHandler(), log)
 		go adm.Serve(ln)
 	}
 	s := <-sig

@@ -221,6 +221,63 @@ func TestPreforkSupervisesWorkers(t *testing.T) {
 	}
 }
 
+// TestPreforkAdminToken runs the parent with -admin-token: its admin
+// endpoint refuses requests without the token, and with it merges the
+// series of the real workers, which it scrapes with the same token.
+func TestPreforkAdminToken(t *testing.T) {
+	bin := buildWarren(t)
+	adminAddr := freePort(t)
+	cmd, _, _ := startWarren(t, bin, "echo", "-addr", "127.0.0.1:0", "-admin", adminAddr, "-procs", "2",
+		"-admin-token", "s3cret", "-drain-timeout", "3s")
+	fetch := func(method, path, token string, hdr map[string]string) (int, string) {
+		req, err := http.NewRequest(method, "http://"+adminAddr+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	waitFor(t, "two workers ready", func() bool { code, _ := fetch("GET", "/readyz", "", nil); return code == 200 })
+	for _, path := range []string{"/metrics", "/workers", "/"} {
+		if code, body := fetch("GET", path, "", nil); code != 401 {
+			t.Errorf("GET %s without the token: %d %.300s", path, code, body)
+		}
+		if code, _ := fetch("GET", path, "wrong", nil); code != 401 {
+			t.Errorf("GET %s with a wrong token: %d", path, code)
+		}
+	}
+	if code, _ := fetch("POST", "/metrics", "s3cret", map[string]string{"Origin": "http://evil.example"}); code != 403 {
+		t.Errorf("cross-origin POST: %d, want 403", code)
+	}
+	code, metrics := fetch("GET", "/metrics", "s3cret", nil)
+	for _, want := range []string{
+		`warren_connections_accepted_total{worker="0"}`,
+		`warren_connections_accepted_total{worker="1"}`,
+		`warren_prefork_scrape_errors_total{worker="0"} 0`,
+		`warren_prefork_scrape_errors_total{worker="1"} 0`,
+		"warren_prefork_workers_up 2",
+	} {
+		if code != 200 || !strings.Contains(metrics, want) {
+			t.Errorf("merged metrics (%d) lack %q: %.2000s", code, want, metrics)
+		}
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("exit: %v", err)
+	}
+}
+
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)

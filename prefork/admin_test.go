@@ -1,0 +1,220 @@
+package prefork
+
+import (
+	"bytes"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/warrenhq/warren/admin"
+)
+
+// fakeWorkerAdmin serves a worker admin's /metrics behind admin.Guard with
+// token, reporting warren_connections_active n, and returns its address.
+func fakeWorkerAdmin(t *testing.T, token string, n int) string {
+	t.Helper()
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "# HELP warren_connections_active Open connections.\n# TYPE warren_connections_active gauge\n"+
+			"warren_connections_active "+strconv.Itoa(n)+"\n")
+	})
+	srv := httptest.NewServer(admin.Guard(mux, admin.GuardConfig{Token: token}))
+	t.Cleanup(srv.Close)
+	return srv.Listener.Addr().String()
+}
+
+// hungWorkerAdmin accepts a scrape and never answers it until the test
+// ends. It returns its address.
+func hungWorkerAdmin(t *testing.T) string {
+	t.Helper()
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-release }))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(release) }) // runs first: Close waits for the handler
+	return srv.Listener.Addr().String()
+}
+
+// syncBuffer is a log destination safe for concurrent use.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// fakeSupervisor returns a supervisor whose workers are up at the given
+// admin addresses with no process behind them, and the base URL of its
+// AdminHandler served as cmd/warren serves it.
+func fakeSupervisor(t *testing.T, cfg Config, admins ...string) (*Supervisor, string) {
+	t.Helper()
+	if cfg.ScrapeTimeout == 0 {
+		cfg.ScrapeTimeout = 2 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	s := &Supervisor{cfg: cfg, log: cfg.Logger, addr: "127.0.0.1:8080"}
+	for i, a := range admins {
+		s.workers = append(s.workers, &worker{info: WorkerInfo{Index: i, PID: 1000 + i, Admin: a, Up: true}})
+	}
+	srv := httptest.NewUnstartedServer(nil)
+	srv.Config = admin.NewHTTPServer(s.AdminHandler(), cfg.Logger)
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return s, srv.URL
+}
+
+func fetch(t *testing.T, method, url, token string, hdr map[string]string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for k, v := range hdr {
+		if k == "Host" {
+			req.Host = v
+			continue
+		}
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestAdminHandlerToken checks that the parent requires the token and
+// sends it to the workers, whose series then appear in the merged scrape.
+func TestAdminHandlerToken(t *testing.T) {
+	_, base := fakeSupervisor(t, Config{AdminToken: "s3cret"},
+		fakeWorkerAdmin(t, "s3cret", 3), fakeWorkerAdmin(t, "s3cret", 5))
+	for _, path := range []string{"/metrics", "/workers", "/"} {
+		if code, body := fetch(t, "GET", base+path, "", nil); code != 401 {
+			t.Errorf("GET %s without a token: %d %.200s", path, code, body)
+		}
+		if code, _ := fetch(t, "GET", base+path, "wrong", nil); code != 401 {
+			t.Errorf("GET %s with a wrong token: %d", path, code)
+		}
+		if code, _ := fetch(t, "GET", base+path, "s3cret", nil); code != 200 {
+			t.Errorf("GET %s with the token: %d", path, code)
+		}
+	}
+	for _, path := range []string{"/healthz", "/readyz"} {
+		if code, _ := fetch(t, "GET", base+path, "", nil); code != 200 {
+			t.Errorf("probe %s without a token: %d", path, code)
+		}
+	}
+	code, body := fetch(t, "GET", base+"/metrics", "s3cret", nil)
+	for _, want := range []string{
+		`warren_connections_active{worker="0"} 3`,
+		`warren_connections_active{worker="1"} 5`,
+		`warren_prefork_scrape_errors_total{worker="0"} 0`,
+		`warren_prefork_scrape_errors_total{worker="1"} 0`,
+		"warren_prefork_workers_up 2",
+	} {
+		if !strings.Contains(body, want+"\n") {
+			t.Errorf("merged metrics (%d) lack %q:\n%s", code, want, body)
+		}
+	}
+}
+
+// TestAdminHandlerHostOrigin checks the Host and Origin checks of the
+// parent's endpoint, served on loopback.
+func TestAdminHandlerHostOrigin(t *testing.T) {
+	_, base := fakeSupervisor(t, Config{}, fakeWorkerAdmin(t, "", 1))
+	rebind := map[string]string{"Host": "rebind.example.com:9901"}
+	if code, _ := fetch(t, "GET", base+"/metrics", "", rebind); code != 403 {
+		t.Errorf("GET /metrics with a rebound Host and no token: %d, want 403", code)
+	}
+	if code, _ := fetch(t, "GET", base+"/healthz", "", rebind); code != 200 {
+		t.Errorf("probe with a rebound Host: %d, want 200", code)
+	}
+	if code, _ := fetch(t, "GET", base+"/metrics", "", map[string]string{"Host": "localhost:9901"}); code != 200 {
+		t.Errorf("GET /metrics via localhost: %d, want 200", code)
+	}
+	if code, _ := fetch(t, "POST", base+"/metrics", "", map[string]string{"Origin": "http://evil.example"}); code != 403 {
+		t.Errorf("cross-origin POST: %d, want 403", code)
+	}
+
+	// With a token the Host may be any name (a proxy's), but a cross-origin
+	// POST is still refused.
+	_, base = fakeSupervisor(t, Config{AdminToken: "s3cret"}, fakeWorkerAdmin(t, "s3cret", 1))
+	if code, _ := fetch(t, "GET", base+"/metrics", "s3cret", map[string]string{"Host": "admin.example.com"}); code != 200 {
+		t.Errorf("named Host with the token: %d, want 200", code)
+	}
+	if code, _ := fetch(t, "POST", base+"/metrics", "s3cret", map[string]string{"Origin": "http://evil.example"}); code != 403 {
+		t.Errorf("cross-origin POST with the token: %d, want 403", code)
+	}
+}
+
+// TestGatherDeadline scrapes 64 workers, one of which never answers: the
+// merged scrape ends at the deadline with the other 63 in it, and the hung
+// worker counted, while its handler is still blocked.
+func TestGatherDeadline(t *testing.T) {
+	const n, hung = 64, 17
+	admins := make([]string, n)
+	for i := range admins {
+		if i == hung {
+			admins[i] = hungWorkerAdmin(t)
+		} else {
+			admins[i] = fakeWorkerAdmin(t, "s3cret", i)
+		}
+	}
+	logs := &syncBuffer{}
+	_, base := fakeSupervisor(t, Config{AdminToken: "s3cret", ScrapeTimeout: time.Second,
+		Logger: slog.New(slog.NewTextHandler(logs, nil))}, admins...)
+	for scrape := 1; scrape <= 2; scrape++ {
+		code, body := fetch(t, "GET", base+"/metrics", "s3cret", nil)
+		if code != 200 {
+			t.Fatalf("scrape %d: %d %s", scrape, code, body)
+		}
+		for i := range n {
+			series := `warren_connections_active{worker="` + strconv.Itoa(i) + `"} ` + strconv.Itoa(i) + "\n"
+			if strings.Contains(body, series) == (i == hung) {
+				t.Errorf("scrape %d: worker %d series present %v", scrape, i, i != hung)
+			}
+		}
+		want := `warren_prefork_scrape_errors_total{worker="` + strconv.Itoa(hung) + `"} ` + strconv.Itoa(scrape) + "\n"
+		if !strings.Contains(body, want) || !strings.Contains(body, `warren_prefork_scrape_errors_total{worker="0"} 0`+"\n") {
+			t.Errorf("scrape %d: want %q in\n%s", scrape, want, body)
+		}
+	}
+	// A worker that keeps failing is logged once.
+	if got := strings.Count(logs.String(), "left out of the merged metrics"); got != 1 {
+		t.Errorf("%d warnings for the hung worker, want 1:\n%s", got, logs)
+	}
+}
+
+// TestGatherTokenMismatch checks that a worker refusing the parent's token
+// (401) is left out and counted, and does not fail the scrape.
+func TestGatherTokenMismatch(t *testing.T) {
+	_, base := fakeSupervisor(t, Config{AdminToken: "s3cret"},
+		fakeWorkerAdmin(t, "s3cret", 3), fakeWorkerAdmin(t, "other", 5))
+	code, body := fetch(t, "GET", base+"/metrics", "s3cret", nil)
+	if code != 200 || !strings.Contains(body, `warren_connections_active{worker="0"} 3`) ||
+		strings.Contains(body, `worker="1"} 5`) || !strings.Contains(body, `warren_prefork_scrape_errors_total{worker="1"} 1`) {
+		t.Errorf("merged metrics (%d):\n%s", code, body)
+	}
+}
