@@ -261,6 +261,17 @@ func (s *Server) initRoutes() {
 	}
 }
 
+// DefaultConfig returns the configuration a zero Config stands for on an
+// engine with ec, every default filled in (flags and docs read their
+// defaults here).
+func DefaultConfig(ec engine.Config) Config {
+	c := Config{}.withDefaults(ec)
+	c.Limits = Limits{MaxHeaderBytes: DefaultMaxHeaderBytes, MaxHeaders: DefaultMaxHeaders,
+		MaxURIBytes: DefaultMaxURIBytes, MaxBodyBytes: DefaultMaxBodyBytes}
+	c.Logger = nil
+	return c
+}
+
 func (c Config) withDefaults(ec engine.Config) Config {
 	if c.IdleTimeout == 0 {
 		c.IdleTimeout = 60 * time.Second
@@ -278,8 +289,13 @@ func (c Config) withDefaults(ec engine.Config) Config {
 		c.MaxConnAge = time.Hour
 	}
 	if c.MaxStreams == 0 {
-		c.MaxStreams = max(1, ec.Workers/2)
+		w := ec.Workers
+		if w <= 0 {
+			w = engine.DefaultConfig().Workers
+		}
+		c.MaxStreams = max(1, w/2)
 	}
+
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/warrenhq/warren/engine"
 	"github.com/warrenhq/warren/http1"
 	"github.com/warrenhq/warren/loadgen"
 )
@@ -14,17 +15,25 @@ import (
 func ExampleRun() {
 	r := http1.NewRouter()
 	r.Handle("GET /", http1.InlineFunc(func(c *http1.Ctx) { c.WriteString("hello") }))
-	srv, err := http1.NewServer(http1.Config{}, r)
+	eng, err := engine.New(engine.Config{}, nil)
 	if err != nil {
 		panic(err)
 	}
-	if err := srv.Start("127.0.0.1:0"); err != nil {
+	if err := eng.Start(""); err != nil {
 		panic(err)
 	}
-	defer srv.Close()
+	defer eng.Close()
+	srv, err := http1.NewServer(eng, http1.Config{}, r)
+	if err != nil {
+		panic(err)
+	}
+	ln, err := srv.Listen("127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
 
 	rep, err := loadgen.Run(context.Background(), loadgen.Config{
-		URL:      "http://" + srv.Addr().String() + "/",
+		URL:      "http://" + ln.Addr().String() + "/",
 		Conns:    10,
 		Rate:     1000,
 		Duration: 200 * time.Millisecond,

@@ -10,7 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/warrenhq/warren/engine"
 	"github.com/warrenhq/warren/http1"
+	"github.com/warrenhq/warren/internal/testutil"
 	"github.com/warrenhq/warren/websocket"
 )
 
@@ -35,16 +37,17 @@ func startHTTP(t testing.TB) *httpServer {
 		c.SetStatus(500)
 		c.WriteString("no")
 	}))
-	s, err := http1.NewServer(http1.Config{}, r)
+	e := testutil.StartEngine(t, engine.Config{})
+	s, err := http1.NewServer(e, http1.Config{}, r)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Start("127.0.0.1:0"); err != nil {
+	ln, err := s.Listen("127.0.0.1:0")
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { s.Close() })
 	hs.srv = s
-	hs.url = "http://" + s.Addr().String() + "/"
+	hs.url = "http://" + ln.Addr().String() + "/"
 	return hs
 }
 

@@ -32,17 +32,27 @@ func Example() {
 	})
 	router := http1.NewRouter()
 	router.Handle("GET /chat", ws.Handler()) // Handler marks the upgrade Inline
-	srv, err := http1.NewServer(http1.Config{Logger: quiet, Engine: engine.Config{Logger: quiet}}, router)
+	// One engine carries HTTP and the WebSockets upgraded from it.
+	eng, err := engine.New(engine.Config{Logger: quiet}, nil)
 	if err != nil {
 		panic(err)
 	}
-	if err := srv.Start("127.0.0.1:0"); err != nil {
+	if err := eng.Start(""); err != nil {
 		panic(err)
 	}
-	defer srv.Close()
+	defer eng.Close()
+	srv, err := http1.NewServer(eng, http1.Config{Logger: quiet}, router)
+	if err != nil {
+		panic(err)
+	}
+	ln, err := srv.Listen("127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	addr := ln.Addr().String()
 
 	// Any RFC 6455 client will do; this one is gorilla/websocket.
-	client, _, err := gorilla.DefaultDialer.Dial("ws://"+srv.Addr().String()+"/chat", nil)
+	client, _, err := gorilla.DefaultDialer.Dial("ws://"+addr+"/chat", nil)
 	if err != nil {
 		panic(err)
 	}
@@ -80,13 +90,12 @@ func ExampleNew() {
 	})
 	router := http1.NewRouter()
 	router.Handle("GET /devices/{device}/ws", ws.Handler())
-	srv, _ := http1.NewServer(http1.Config{Logger: quiet, Engine: engine.Config{Logger: quiet}}, router)
-	srv.Start("127.0.0.1:0")
-	defer srv.Close()
+	addr, stop := serve(router)
+	defer stop()
 
 	d := gorilla.Dialer{Subprotocols: []string{"telemetry.v1"}}
 	hdr := http.Header{"Authorization": {"Bearer x"}}
-	client, _, err := d.Dial("ws://"+srv.Addr().String()+"/devices/d42/ws", hdr)
+	client, _, err := d.Dial("ws://"+addr+"/devices/d42/ws", hdr)
 	if err != nil {
 		panic(err)
 	}
@@ -110,11 +119,10 @@ func ExampleServer_Handler() {
 	router := http1.NewRouter()
 	router.Handle("GET /ws", websocket.EchoHandler()) // WebSocket, on the event loop
 	router.Handle("/{path...}", http1.Adapt(mux))     // everything else: net/http
-	srv, _ := http1.NewServer(http1.Config{Logger: quiet, Engine: engine.Config{Logger: quiet}}, router)
-	srv.Start("127.0.0.1:0")
-	defer srv.Close()
+	addr, stop := serve(router)
+	defer stop()
 
-	resp, err := http.Get("http://" + srv.Addr().String() + "/hello")
+	resp, err := http.Get("http://" + addr + "/hello")
 	if err != nil {
 		panic(err)
 	}
@@ -122,7 +130,7 @@ func ExampleServer_Handler() {
 	resp.Body.Close()
 	fmt.Printf("%s\n", body)
 
-	client, _, err := gorilla.DefaultDialer.Dial("ws://"+srv.Addr().String()+"/ws", nil)
+	client, _, err := gorilla.DefaultDialer.Dial("ws://"+addr+"/ws", nil)
 	if err != nil {
 		panic(err)
 	}
@@ -152,11 +160,10 @@ func ExampleHub() {
 	})
 	router := http1.NewRouter()
 	router.Handle("GET /ws", ws.Handler())
-	srv, _ := http1.NewServer(http1.Config{Logger: quiet, Engine: engine.Config{Logger: quiet}}, router)
-	srv.Start("127.0.0.1:0")
-	defer srv.Close()
+	addr, stop := serve(router)
+	defer stop()
 
-	client, _, err := gorilla.DefaultDialer.Dial("ws://"+srv.Addr().String()+"/ws", nil)
+	client, _, err := gorilla.DefaultDialer.Dial("ws://"+addr+"/ws", nil)
 	if err != nil {
 		panic(err)
 	}
@@ -172,4 +179,25 @@ func ExampleHub() {
 	// subscribed to alerts
 	// alerts: overheating
 	// alerts: cooled
+}
+
+// serve starts an engine with an HTTP server for router on a free loopback
+// port and returns its address and a function that stops it.
+func serve(router *http1.Router) (addr string, stop func()) {
+	eng, err := engine.New(engine.Config{Logger: quiet}, nil)
+	if err != nil {
+		panic(err)
+	}
+	if err := eng.Start(""); err != nil {
+		panic(err)
+	}
+	srv, err := http1.NewServer(eng, http1.Config{Logger: quiet}, router)
+	if err != nil {
+		panic(err)
+	}
+	ln, err := srv.Listen("127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	return ln.Addr().String(), func() { eng.Close() }
 }

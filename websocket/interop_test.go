@@ -248,7 +248,7 @@ func TestInteropGorillaShutdown(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	start := time.Now()
-	if err := srv.http.Shutdown(ctx); err != nil {
+	if err := srv.http.Engine().Shutdown(ctx); err != nil {
 		t.Fatalf("Shutdown: %v", err)
 	}
 	elapsed := time.Since(start)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/warrenhq/warren/engine"
 	"github.com/warrenhq/warren/http1"
+	"github.com/warrenhq/warren/internal/testutil"
 )
 
 // testServer is an HTTP server on the engine with a WebSocket route.
@@ -49,24 +50,22 @@ func startServer(t testing.TB, cfg Config, h Handler, opts ...serverOpts) *testS
 	} else {
 		r.Handle("GET /ws", ws.Handler())
 	}
-	hc := http1.Config{
-		Engine: engine.Config{Loops: 2, TickInterval: 10 * time.Millisecond, Clock: o.clock, Portable: o.portable,
-			Logger: discardLogger()},
-		Logger: discardLogger(),
-	}
-	srv, err := http1.NewServer(hc, r)
+	e := testutil.StartEngine(t, engine.Config{Loops: 2, TickInterval: 10 * time.Millisecond, Clock: o.clock,
+		Portable: o.portable, Logger: discardLogger()})
+	srv, err := http1.NewServer(e, http1.Config{Logger: discardLogger()}, r)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := srv.Start("127.0.0.1:0"); err != nil {
+	ln, err := srv.Listen("127.0.0.1:0")
+	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		srv.Shutdown(ctx)
+		e.Shutdown(ctx)
 	})
-	return &testServer{http: srv, ws: ws, addr: srv.Addr().String()}
+	return &testServer{http: srv, ws: ws, addr: ln.Addr().String()}
 }
 
 // event is what a recorder saw.

@@ -122,7 +122,7 @@ func TestEcho(t *testing.T) {
 				srv := startServer(t, Config{Inline: inline}, rec, serverOpts{portable: portable})
 				c := dialRaw(t, srv.addr)
 				conn := rec.next(t, "open").conn
-				if conn.Engine().Protocol() != engine.ProtoWebSocket {
+				if conn.Engine().Protocol() != ProtocolName {
 					t.Fatalf("protocol %v", conn.Engine().Protocol())
 				}
 				c.send(OpText, true, []byte("hello"))
@@ -447,7 +447,7 @@ func TestShutdownSendsGoingAway(t *testing.T) {
 	defer cancel()
 	// Within the deadline: Shutdown returns its context's error if it had
 	// to force connections closed.
-	if err := srv.http.Shutdown(ctx); err != nil {
+	if err := srv.http.Engine().Shutdown(ctx); err != nil {
 		t.Fatalf("Shutdown: %v", err)
 	}
 	wg.Wait()

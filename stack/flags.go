@@ -1,0 +1,114 @@
+package stack
+
+import (
+	"flag"
+	"fmt"
+	"strings"
+
+	"github.com/warrenhq/warren/engine"
+	"github.com/warrenhq/warren/http1"
+	"github.com/warrenhq/warren/websocket"
+)
+
+// EngineFlags registers a flag for every engine.Config field. Defaults shown
+// by -h are the engine's own.
+func EngineFlags(fs *flag.FlagSet, c *engine.Config) {
+	d := engine.DefaultConfig()
+	fs.IntVar(&c.Loops, "loops", 0, "event loops (0: GOMAXPROCS)")
+	fs.BoolVar(&c.FixedLoops, "fixed-loops", false, "keep every loop on its own goroutine whatever the load (no folding of idle loops into loop 0)")
+	fs.Var(balanceFlag{&c.Balance}, "balance", "how new connections are spread over loops: round-robin or least-connections")
+	fs.BoolVar(&c.ReusePort, "reuseport", false, "one SO_REUSEPORT listening socket per loop")
+	fs.BoolVar(&c.Portable, "portable", false, "use the portable engine (Go net package, goroutine per connection)")
+	fs.BoolVar(&c.Inline, "inline", false, "run handlers that do not choose (raw TCP) on the event loop (they must never block); protocol parsers always run there")
+	fs.IntVar(&c.MaxConns, "max-conns", d.MaxConns, "maximum open connections (negative: unbounded)")
+	fs.IntVar(&c.MaxConnsPerIP, "max-conns-per-ip", 0, "maximum open connections per remote IP (0: unbounded)")
+	fs.Float64Var(&c.AcceptRate, "accept-rate", 0, "maximum accepted connections per second (0: unbounded)")
+	fs.IntVar(&c.AcceptBurst, "accept-burst", 0, "accept-rate token bucket depth (0: the rate)")
+	fs.DurationVar(&c.IdleTimeout, "conn-idle-timeout", d.IdleTimeout, "close connections idle this long, on listeners whose protocol sets no idle timeout of its own (HTTP has -idle-timeout) (negative: never)")
+	fs.DurationVar(&c.ReadTimeout, "read-timeout", d.ReadTimeout, "close connections whose started message is not complete within this, on listeners whose protocol sets no read timeout of its own (HTTP has -header-timeout) (negative: never)")
+	fs.DurationVar(&c.WriteTimeout, "write-timeout", d.WriteTimeout, "close connections whose queued output makes no progress this long (negative: never)")
+	fs.DurationVar(&c.TickInterval, "tick", d.TickInterval, "timer wheel resolution")
+	fs.IntVar(&c.WriteHighWater, "write-high-water", d.WriteHighWater, "per-connection queued output bytes where the slow-consumer policy applies")
+	fs.IntVar(&c.WriteLowWater, "write-low-water", 0, "queued bytes where a paused connection resumes reading (0: high/4)")
+	fs.Var(slowFlag{&c.SlowPolicy}, "slow-policy", "past the high watermark: close or pause")
+	fs.Int64Var(&c.MaxQueuedBytes, "max-queued-bytes", d.MaxQueuedBytes, "queued output bytes over all connections (negative: unbounded)")
+	fs.IntVar(&c.MaxInputBytes, "max-input-bytes", d.MaxInputBytes, "unconsumed input bytes kept per connection")
+	fs.IntVar(&c.Workers, "workers", d.Workers, "maximum worker goroutines for blocking handlers")
+	fs.IntVar(&c.WorkerQueue, "worker-queue", d.WorkerQueue, "maximum tasks waiting for a worker")
+	fs.IntVar(&c.ReadBufferSize, "read-buffer", d.ReadBufferSize, "per-loop shared read buffer bytes")
+	fs.IntVar(&c.Backlog, "backlog", d.Backlog, "listen backlog")
+}
+
+type balanceFlag struct{ b *engine.Balance }
+
+func (f balanceFlag) String() string {
+	if f.b == nil {
+		return engine.RoundRobin.String()
+	}
+	return f.b.String()
+}
+
+func (f balanceFlag) Set(s string) error {
+	switch strings.ToLower(s) {
+	case "round-robin", "rr":
+		*f.b = engine.RoundRobin
+	case "least-connections", "least-conns", "lc":
+		*f.b = engine.LeastConnections
+	default:
+		return fmt.Errorf("want round-robin or least-connections")
+	}
+	return nil
+}
+
+type slowFlag struct{ p *engine.SlowPolicy }
+
+func (f slowFlag) String() string {
+	if f.p == nil {
+		return engine.SlowClose.String()
+	}
+	return f.p.String()
+}
+
+func (f slowFlag) Set(s string) error {
+	switch strings.ToLower(s) {
+	case "close":
+		*f.p = engine.SlowClose
+	case "pause":
+		*f.p = engine.SlowPause
+	default:
+		return fmt.Errorf("want close or pause")
+	}
+	return nil
+}
+
+// HTTPFlags registers a flag for every http1.Config field an operator
+// sets; -h shows the defaults of http1.DefaultConfig.
+func HTTPFlags(fs *flag.FlagSet, c *http1.Config) {
+	d := http1.DefaultConfig(engine.DefaultConfig())
+	fs.DurationVar(&c.IdleTimeout, "idle-timeout", d.IdleTimeout, "HTTP keep-alive idle timeout (negative: never; shrinks under overload)")
+	fs.DurationVar(&c.HeaderTimeout, "header-timeout", d.HeaderTimeout, "time to receive a request head once started; 408 after (negative: never)")
+	fs.DurationVar(&c.BodyTimeout, "body-timeout", d.BodyTimeout, "time to receive a request body after its head; 408 after (negative: never)")
+	fs.IntVar(&c.MaxRequestsPerConn, "max-requests-per-conn", d.MaxRequestsPerConn, "requests per connection before Connection: close (negative: unlimited)")
+	fs.DurationVar(&c.MaxConnAge, "max-conn-age", d.MaxConnAge, "connection age after which the next response closes it (negative: unlimited)")
+	fs.IntVar(&c.MaxStreams, "max-streams", 0, "streamed-body requests in progress at once; 503 over it (0: half the workers; negative: unlimited)")
+	fs.IntVar(&c.Limits.MaxHeaderBytes, "max-header-bytes", d.Limits.MaxHeaderBytes, "request header section limit, 431 over it")
+	fs.IntVar(&c.Limits.MaxHeaders, "max-headers", d.Limits.MaxHeaders, "request header field count limit, 431 over it")
+	fs.IntVar(&c.Limits.MaxURIBytes, "max-uri-bytes", d.Limits.MaxURIBytes, "request-target limit, 414 over it")
+	fs.Int64Var(&c.Limits.MaxBodyBytes, "max-body-bytes", d.Limits.MaxBodyBytes, "request body limit, 413 over it (negative: unlimited)")
+	fs.BoolVar(&c.Overload.Disabled, "overload-off", false, "disable adaptive keep-alive")
+	fs.Int64Var(&c.Overload.MemoryLimit, "memory-limit", 0, "process RSS bytes counted as full memory pressure (0: memory not watched)")
+	fs.Float64Var(&c.Overload.ReduceAt, "overload-reduce-at", d.Overload.ReduceAt, "pressure where the idle timeout starts shrinking")
+	fs.Float64Var(&c.Overload.DisableKeepAliveAt, "overload-disable-keepalive-at", d.Overload.DisableKeepAliveAt, "pressure where keep-alive is switched off")
+	fs.DurationVar(&c.Overload.MinIdleTimeout, "overload-min-idle-timeout", d.Overload.MinIdleTimeout, "idle timeout at full pressure")
+	fs.DurationVar(&c.Overload.Interval, "overload-interval", d.Overload.Interval, "how often pressure is sampled")
+}
+
+// WebSocketFlags registers a flag for the websocket.Config fields an
+// operator sets; -h shows the package's defaults.
+func WebSocketFlags(fs *flag.FlagSet, c *websocket.Config) {
+	fs.IntVar(&c.MaxMessageSize, "ws-max-message", websocket.DefaultMaxMessageSize, "WebSocket message size limit, close 1009 over it")
+	fs.DurationVar(&c.PingInterval, "ws-ping-interval", websocket.DefaultPingInterval, "WebSocket ping interval; a peer silent for two intervals is dead (negative: off)")
+	fs.DurationVar(&c.CloseTimeout, "ws-close-timeout", websocket.DefaultCloseTimeout, "how long a closing WebSocket waits for the peer's close frame")
+	fs.BoolVar(&c.Deflate.Enabled, "ws-deflate", false, "negotiate permessage-deflate")
+	fs.BoolVar(&c.Deflate.ServerNoContextTakeover, "ws-deflate-no-context", false, "permessage-deflate without context takeover (saves ~0.9 MB per connection)")
+}
