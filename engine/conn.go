@@ -19,16 +19,18 @@ import (
 type Conn struct {
 	// mu guards the output queue and the closed/closing flags, and keeps
 	// the descriptor from being closed (and reused) under a writer.
-	mu         sync.Mutex
-	out        *outQueue // queued output; nil when empty (idle connections)
-	lastWrite  int64     // tick of the last write progress
-	closeErr   *errBox   // the error and protocol detail behind the close, if any
-	closed     bool      // descriptor closed; writes fail
-	closing    bool      // close requested; writes fail
-	abort      bool      // close without flushing
-	closeWhy   CloseReason
-	armPending bool  // an opArmWrite is posted and not yet handled
-	ln         uint8 // the listener that accepted c (index+1 in Engine.lns), 0 if dialled; immutable
+	mu        sync.Mutex
+	out       *outQueue // queued output; nil when empty (idle connections)
+	lastWrite int64     // tick of the last write progress
+	closeErr  *errBox   // the error and protocol detail behind the close, if any
+	closed    bool      // descriptor closed; writes fail
+	closing   bool      // close requested; writes fail
+	mbits     uint8     // mAbort, mArmPending
+	closeWhy  CloseReason
+	ln        uint8 // the listener that accepted c (index+1 in Engine.lns), 0 if dialled; immutable
+	// Loop-owned, placed here to pack with the bytes above.
+	hcaps uint8  // h's capabilities (handler.go)
+	flags uint16 // loop-owned flag bits
 
 	// Owned by the loop (or, in the portable engine, the reader goroutine).
 	fd       int32 // packed with the next three into one word
@@ -39,10 +41,8 @@ type Conn struct {
 	p        *pconn
 	in       []byte // unconsumed input, pooled
 	timer    timerwheel.Entry[*Conn]
-	lastRead int64  // tick of the last read
-	msgStart int64  // tick the pending message started, 0 if none
-	flags    uint16 // loop-owned flag bits
-	hcaps    uint8  // h's capabilities (handler.go)
+	lastRead int64 // tick of the last read
+	msgStart int64 // tick the pending message started, 0 if none
 	state    atomic.Uint32
 	idleTO   atomic.Int32 // per-connection override in ms; 0 default, <0 off
 	readTO   atomic.Int32
@@ -102,6 +102,12 @@ func (c *Conn) closeDetail() CloseDetail {
 	return c.closeErr.detail
 }
 
+// Bits of Conn.mbits, guarded by Conn.mu.
+const (
+	mAbort      uint8 = 1 << iota // close without flushing
+	mArmPending                   // an opArmWrite is posted and not yet handled
+)
+
 // Loop-owned flag bits.
 const (
 	fRegistered uint16 = 1 << iota
@@ -114,6 +120,7 @@ const (
 	fMessage           // SetMessagePending: a message is in progress
 	fDialing           // outbound connect in progress
 	fOutbound          // made by Dial
+	fNewHandler        // SetHandler ran during the current OnData
 )
 
 const (
@@ -335,7 +342,7 @@ func (c *Conn) requestClose(r CloseReason, err error, abort bool) {
 
 func (c *Conn) requestClose2(r CloseReason, err error, d CloseDetail, abort bool) {
 	c.mu.Lock()
-	if c.closed || (c.closing && !(abort && !c.abort)) {
+	if c.closed || (c.closing && !(abort && c.mbits&mAbort == 0)) {
 		c.mu.Unlock()
 		return
 	}
@@ -350,7 +357,9 @@ func (c *Conn) requestClose2(r CloseReason, err error, d CloseDetail, abort bool
 		}
 	}
 	c.closing = true
-	c.abort = c.abort || abort
+	if abort {
+		c.mbits |= mAbort
+	}
 	c.mu.Unlock()
 	if c.p != nil {
 		c.p.requestClose(c)
@@ -450,9 +459,9 @@ func (c *Conn) writev(bufs [][]byte, total int) (int, error) {
 		}
 	}
 	err := c.enqueueLocked(bufs, n, total-n)
-	arm := err == nil && !c.armPending
+	arm := err == nil && c.mbits&mArmPending == 0
 	if arm {
-		c.armPending = true
+		c.mbits |= mArmPending
 	}
 	c.mu.Unlock()
 	if err != nil {

@@ -94,6 +94,7 @@ func (c *Conn) setHandler(h Handler, inlineDefault bool) {
 		caps |= capInline
 	}
 	c.h, c.hcaps = h, caps
+	c.flags |= fNewHandler
 	if c.p != nil {
 		c.p.proto.Store(&protoBox{protocolOf(h)})
 	}
@@ -104,8 +105,9 @@ func (c *Conn) Handler() Handler { return c.h }
 
 // SetHandler makes h c's handler from the next event on: a protocol hands
 // the connection to another (HTTP upgrading to WebSocket) or wraps it (a
-// TLS layer). Input that the old handler did not consume is presented to h
-// with what arrives next. Hooks follow the handler: OnStateChange, OnDrain,
+// TLS layer). Input that the old handler did not consume when it returned
+// from OnData is presented to h at once, so a protocol switch needs no
+// forwarding code. Hooks follow the handler: OnStateChange, OnDrain,
 // OnTimeout, OnEOF and OnClose reach whichever handler is current; OnOpen
 // has already run and is not repeated (h can do its own setup before or
 // after SetHandler).

@@ -363,7 +363,12 @@ func (l *loop) handle(o *op) {
 		return
 	case opPost:
 		if c.flags&fRegistered != 0 {
+			c.flags &^= fNewHandler
 			o.fn()
+			if c.flags&fNewHandler != 0 {
+				c.flags &^= fNewHandler
+				l.redeliver(c) // input the old handler left is the new one's
+			}
 		}
 		return
 	case opRegister:
@@ -400,7 +405,11 @@ func (l *loop) handle(o *op) {
 // done: a protocol that stopped parsing while a request was in flight (HTTP
 // pipelining) resumes where it left off without waiting for new bytes.
 func (l *loop) redeliver(c *Conn) {
-	if !c.inline() || len(c.in) == 0 || c.inflight.Load() > 0 || c.flags&fRegistered == 0 {
+	if len(c.in) == 0 || c.inflight.Load() > 0 || c.flags&(fRegistered|fWorkerBusy) != fRegistered {
+		return
+	}
+	if !c.inline() {
+		l.dispatchInput(c, c.in, true)
 		return
 	}
 	used := l.e.callOnData(c, c.in)
@@ -609,32 +618,50 @@ func (l *loop) onInput(c *Conn, data []byte) {
 		data, fromIn = c.in, true
 	}
 	if !c.inline() {
-		buf := data
-		if !fromIn {
-			buf = append(pool.Get(len(data))[:0], data...)
-		}
-		c.in = nil
-		c.flags |= fWorkerBusy
-		l.updateInterest(c)
-		l.updateState(c)
-		e.workers.submit(c, func() {
-			used := e.callOnData(c, buf)
-			var rest []byte
-			if used < len(buf) {
-				rest = buf[:copy(buf, buf[used:])]
-			} else {
-				pool.Put(buf)
-			}
-			c.l.post(op{kind: opDataDone, c: c, buf: rest, fn: progressMark(used > 0)})
-		}, true)
+		l.dispatchInput(c, data, fromIn)
 		return
 	}
+	c.flags &^= fNewHandler
 	used := e.callOnData(c, data)
+	// A handler that handed c to another (SetHandler: an HTTP upgrade)
+	// leaves the rest of the input to the new one.
+	for c.flags&(fRegistered|fNewHandler) == fRegistered|fNewHandler && used < len(data) && c.inline() {
+		c.flags &^= fNewHandler
+		used += e.callOnData(c, data[used:])
+	}
 	if c.flags&fRegistered == 0 {
 		return // closed during OnData; closeNow released c.in
 	}
 	l.keepRest(c, data, used, fromIn)
 	l.updateState(c)
+	if c.flags&fNewHandler != 0 {
+		c.flags &^= fNewHandler
+		l.redeliver(c) // the new handler runs on the worker pool
+	}
+}
+
+// dispatchInput hands data to c's handler on the worker pool; reading from
+// c pauses until it is done. fromIn says data is c.in.
+func (l *loop) dispatchInput(c *Conn, data []byte, fromIn bool) {
+	e := l.e
+	buf := data
+	if !fromIn {
+		buf = append(pool.Get(len(data))[:0], data...)
+	}
+	c.in = nil
+	c.flags |= fWorkerBusy
+	l.updateInterest(c)
+	l.updateState(c)
+	e.workers.submit(c, func() {
+		used := e.callOnData(c, buf)
+		var rest []byte
+		if used < len(buf) {
+			rest = buf[:copy(buf, buf[used:])]
+		} else {
+			pool.Put(buf)
+		}
+		c.l.post(op{kind: opDataDone, c: c, buf: rest, fn: progressMark(used > 0)})
+	}, true)
 }
 
 // progressMark encodes "the handler consumed something" in an op without
@@ -698,6 +725,10 @@ func (l *loop) dataDone(c *Conn, rest []byte, progress bool) {
 	l.updateInterest(c)
 	l.updateState(c)
 	l.retime(c)
+	if c.flags&fNewHandler != 0 {
+		c.flags &^= fNewHandler
+		l.redeliver(c)
+	}
 }
 
 func (l *loop) onWritable(c *Conn) {
@@ -739,7 +770,7 @@ func (l *loop) onWritable(c *Conn) {
 func (l *loop) armWrite(c *Conn) {
 	e := l.e
 	c.mu.Lock()
-	c.armPending = false
+	c.mbits &^= mArmPending
 	queued := c.out.len()
 	c.mu.Unlock()
 	if queued > e.cfg.WriteHighWater && e.cfg.SlowPolicy == SlowPause {
@@ -829,7 +860,7 @@ func (l *loop) setState(c *Conn, to State) {
 // handleClose carries out a close requested with requestClose.
 func (l *loop) handleClose(c *Conn) {
 	c.mu.Lock()
-	abort, empty := c.abort, c.out == nil
+	abort, empty := c.mbits&mAbort != 0, c.out == nil
 	c.mu.Unlock()
 	if abort || empty {
 		l.finishClose(c)

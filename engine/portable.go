@@ -368,7 +368,12 @@ func (pe *portableEngine) input(c *Conn, data []byte) {
 	e := pe.e
 	now := time.Now().UnixNano() // deadlines on net.Conn are wall time
 	if data == nil { // redelivery of pending input
+		c.flags &^= fNewHandler
 		used := e.callOnData(c, c.in)
+		for c.flags&fNewHandler != 0 && used < len(c.in) && pe.closeRequested(c) == ReasonNone {
+			c.flags &^= fNewHandler
+			used += e.callOnData(c, c.in[used:])
+		}
 		if used > 0 {
 			c.in = c.in[:copy(c.in, c.in[used:])]
 			c.msgStart = now
@@ -395,7 +400,14 @@ func (pe *portableEngine) input(c *Conn, data []byte) {
 		c.in = append(pool.Grow(c.in, len(data)), data...)
 		data, fromIn = c.in, true
 	}
+	c.flags &^= fNewHandler
 	used := e.callOnData(c, data)
+	// A handler that handed c to another (SetHandler) leaves the rest of
+	// the input to the new one.
+	for c.flags&fNewHandler != 0 && used < len(data) && pe.closeRequested(c) == ReasonNone {
+		c.flags &^= fNewHandler
+		used += e.callOnData(c, data[used:])
+	}
 	rest := len(data) - used
 	if rest == 0 {
 		if c.in != nil {
@@ -533,7 +545,7 @@ func (pc *pconn) requestClose(c *Conn) {
 	pc.mu.Unlock()
 	pc.nc.SetReadDeadline(time.Now())
 	c.mu.Lock()
-	abort := c.abort
+	abort := c.mbits&mAbort != 0
 	c.mu.Unlock()
 	if abort {
 		pc.nc.Close()

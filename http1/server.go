@@ -563,10 +563,8 @@ func (s *Server) onData(c *engine.Conn, hc *httpConn, in []byte) int {
 		hc, _ = h.(*httpConn)
 		if hc == nil {
 			if _, ok := h.(*connHandler); !ok {
-				// Upgraded: the rest of the input is the new protocol's.
-				if off < len(in) {
-					return off + h.OnData(c, in[off:])
-				}
+				// Upgraded: the engine presents the rest of the input to
+				// the new protocol.
 				return off
 			}
 		} else {
@@ -784,6 +782,14 @@ func (s *Server) finish(ctx *Ctx) {
 	elapsed := s.eng.Now().Sub(ctx.start)
 	s.stats.observe(elapsed)
 	c.AddServed(1)
+	// The handler is done: its context ends before the response goes out
+	// (and before a close it causes could count as the client leaving).
+	if hc := ctx.hc; hc != nil {
+		hc.curMu.Lock()
+		hc.cur = nil
+		hc.curMu.Unlock()
+	}
+	ctx.endContext()
 	if u := ctx.upgrade; u != nil && !ctx.inline {
 		// Hand the connection over on its loop before the client can
 		// answer the 101: what it sends next is the new protocol's.
@@ -805,12 +811,6 @@ func (s *Server) finish(ctx *Ctx) {
 		hc.dead.Store(true)
 		c.CloseWithReason(closeWhy)
 	}
-	if hc := ctx.hc; hc != nil {
-		hc.curMu.Lock()
-		hc.cur = nil
-		hc.curMu.Unlock()
-	}
-	ctx.endContext()
 	s.reqPool.Put(ctx.Request)
 	ctx.release()
 	s.ctxPool.Put(ctx)

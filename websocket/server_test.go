@@ -15,6 +15,7 @@ import (
 
 	"github.com/warrenhq/warren/engine"
 	"github.com/warrenhq/warren/http1"
+	"github.com/warrenhq/warren/internal/testutil"
 )
 
 func TestHandshakeRefusals(t *testing.T) {
@@ -122,9 +123,15 @@ func TestEcho(t *testing.T) {
 				srv := startServer(t, Config{Inline: inline}, rec, serverOpts{portable: portable})
 				c := dialRaw(t, srv.addr)
 				conn := rec.next(t, "open").conn
-				if conn.Engine().Protocol() != ProtocolName {
-					t.Fatalf("protocol %v", conn.Engine().Protocol())
-				}
+				id := conn.Engine().ID()
+				testutil.Eventually(t, 0, "the websocket protocol in Conns", func() bool {
+					for _, ci := range srv.http.Engine().Conns() {
+						if ci.ID == id {
+							return ci.Protocol == ProtocolName
+						}
+					}
+					return false
+				})
 				c.send(OpText, true, []byte("hello"))
 				if p := c.expect(OpText); string(p) != "hello" {
 					t.Fatalf("echo %q", p)
