@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math"
 	"net"
 	"net/http/httptest"
+	"net/netip"
 	"runtime"
 	"strings"
 	"testing"
@@ -19,12 +21,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/warrenhq/warren/engine"
+	"github.com/warrenhq/warren/internal/testutil"
 )
 
 func TestMetrics(t *testing.T) {
-	e := startEngine(t, engine.Config{Loops: 2})
+	e, addr := startEngine(t, engine.Config{Loops: 2})
 	s := startAdmin(t, Config{}, e)
-	cs := dial(t, e, 3)
+	cs := dial(t, e, addr, 3)
 
 	code, body, hdr := get(t, s, "/metrics", "")
 	if code != 200 {
@@ -102,7 +105,7 @@ func TestMetrics(t *testing.T) {
 	if code, body, _ := do(t, s, "POST", fmt.Sprintf("/debug/conns/%d/close", id), "", nil); code != 200 {
 		t.Fatalf("close: %d %s", code, body)
 	}
-	eventually(t, "two closes", func() bool { return e.Stats().Active == 1 })
+	testutil.Eventually(t, 0, "two closes", func() bool { return e.Stats().Active == 1 })
 	_, body, _ = get(t, s, "/metrics", "")
 	for series, v := range map[string]float64{
 		"warren_connections_active":                              1,
@@ -117,6 +120,80 @@ func TestMetrics(t *testing.T) {
 		if got, ok := metric(body, series); !ok || got != v {
 			t.Errorf("after closes: %s = %v (present %v), want %v", series, got, ok, v)
 		}
+	}
+}
+
+// TestCloseDetails counts closes that carried a close detail by protocol,
+// reason and detail.
+func TestCloseDetails(t *testing.T) {
+	e, addr := startEngine(t, engine.Config{Loops: 2})
+	s := startAdmin(t, Config{}, e)
+	cs := dial(t, e, addr, 3)
+	_, body, _ := get(t, s, "/metrics", "")
+	if strings.Contains(body, "warren_connection_close_details_total{") {
+		t.Errorf("a details sample before any close:\n%s", body)
+	}
+	cs[0].Write([]byte("gone\n"))
+	cs[1].Write([]byte("gone\n"))
+	cs[2].Write([]byte("bye\n"))
+	testutil.Eventually(t, 0, "three closes", func() bool { return e.Stats().Closed[engine.ReasonLocal] == 3 })
+	_, body, _ = get(t, s, "/metrics", "")
+	series := `warren_connection_close_details_total{detail="1001",proto="tcp",reason="local"}`
+	if v, ok := metric(body, series); !ok || v != 2 {
+		t.Errorf("%s = %v (present %v), want 2", series, v, ok)
+	}
+	if n := strings.Count(body, "warren_connection_close_details_total{"); n != 1 {
+		t.Errorf("%d details samples, want 1", n)
+	}
+}
+
+// TestShortStats scrapes a Source whose Stats leaves the per-state,
+// per-reason and per-bound slices empty: they read as zeros.
+func TestShortStats(t *testing.T) {
+	src := &stubSource{stats: engine.Stats{Details: []engine.DetailCount{
+		{Protocol: "websocket", Reason: engine.ReasonPeerClosed, Detail: "1001", Count: 4}}}}
+	s := startAdmin(t, Config{}, src)
+	code, body, _ := get(t, s, "/metrics", "")
+	if code != 200 {
+		t.Fatalf("/metrics: %d %s", code, body)
+	}
+	for series, want := range map[string]float64{
+		`warren_connections{state="idle"}`:                                                            0,
+		`warren_connections_closed_total{reason="admin"}`:                                             0,
+		`warren_admission_rejected_total{bound="max_conns"}`:                                          0,
+		`warren_connection_close_details_total{detail="1001",proto="websocket",reason="peer_closed"}`: 4,
+	} {
+		if v, ok := metric(body, series); !ok || v != want {
+			t.Errorf("%s = %v (present %v), want %v", series, v, ok, want)
+		}
+	}
+	var st stats
+	if code := getJSON(t, s, "/api/stats", &st); code != 200 || st.ClosedTotal != 0 || st.States["idle"] != 0 {
+		t.Errorf("/api/stats: %d %+v", code, st)
+	}
+}
+
+// TestScrapeSize checks the figures the package doc gives: 21 families,
+// 35 samples plus four per loop and one per close detail seen.
+func TestScrapeSize(t *testing.T) {
+	var st engine.Stats
+	st.ByState = make([]int64, len(engine.States()))
+	st.Closed = make([]uint64, len(engine.CloseReasons())+1)
+	st.Rejected = make([]uint64, len(engine.Bounds()))
+	st.Loops = make([]engine.LoopStats, 3)
+	st.Details = []engine.DetailCount{{Protocol: "websocket", Reason: engine.ReasonPeerClosed, Detail: "1001", Count: 1}}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(newCollector("warren", &stubSource{stats: st}, nil, func() uint64 { return 0 }))
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	samples := 0
+	for _, mf := range mfs {
+		samples += len(mf.GetMetric())
+	}
+	if len(mfs) != 21 || samples != 35+4*3+1 {
+		t.Errorf("%d families, %d samples; want 21 and %d", len(mfs), samples, 35+4*3+1)
 	}
 }
 
@@ -258,21 +335,21 @@ func TestReadyzStub(t *testing.T) {
 // message in progress is not quiet, so the drain lasts until the context
 // ends, and /readyz answers 503 meanwhile.
 func TestReadyzEngineDrain(t *testing.T) {
-	e := startEngine(t, engine.Config{Loops: 1})
+	e, addr := startEngine(t, engine.Config{Loops: 1})
 	s := startAdmin(t, Config{}, e)
-	cs := dial(t, e, 1)
+	cs := dial(t, e, addr, 1)
 	if _, err := cs[0].Write([]byte("partial")); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "an active connection", func() bool { return e.Stats().ByState[engine.StateActive] == 1 })
+	testutil.Eventually(t, 0, "an active connection", func() bool { return e.Stats().ByState[engine.StateActive] == 1 })
 	if code, _, _ := get(t, s, "/readyz", ""); code != 200 {
 		t.Fatalf("readyz before shutdown: %d", code)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- e.Shutdown(ctx) }()
-	eventually(t, "readyz 503", func() bool { code, _, _ := get(t, s, "/readyz", ""); return code == 503 })
-	eventually(t, "a draining connection", func() bool {
+	testutil.Eventually(t, 0, "readyz 503", func() bool { code, _, _ := get(t, s, "/readyz", ""); return code == 503 })
+	testutil.Eventually(t, 0, "a draining connection", func() bool {
 		_, body, _ := get(t, s, "/metrics", "")
 		v, _ := metric(body, `warren_connections{state="draining"}`)
 		return v == 1
@@ -295,18 +372,22 @@ func getJSON(t *testing.T, s *Server, path string, v any) int {
 }
 
 func TestDebugConns(t *testing.T) {
-	e := startEngine(t, engine.Config{Loops: 2})
-	// The admin's clock runs an hour ahead, so every connection is about
-	// an hour old and idle: the age filters need no sleeping.
-	s := startAdmin(t, Config{Clock: fixedClock{time.Now().Add(time.Hour)}}, e)
-	cs := dial(t, e, 4)
+	// The engine and the admin share a clock, moved an hour on once the
+	// connections are set up, so every connection is an hour old and idle:
+	// the age filters need no sleeping. The engine's timeouts are off, so
+	// the jump closes nothing.
+	clk := testutil.NewFakeClock()
+	e, addr := startEngine(t, engine.Config{Loops: 2, Clock: clk, IdleTimeout: -1, ReadTimeout: -1, WriteTimeout: -1})
+	s := startAdmin(t, Config{Clock: clk}, e)
+	cs := dial(t, e, addr, 4)
 	// Connection 2 sends more; connection 3 leaves a partial line pending.
 	if _, err := cs[2].Write([]byte(strings.Repeat("x", 100) + "\n")); err != nil {
 		t.Fatal(err)
 	}
 	io.ReadFull(cs[2], make([]byte, 101))
 	cs[3].Write([]byte("partial"))
-	eventually(t, "one active connection", func() bool { return e.Stats().ByState[engine.StateActive] == 1 })
+	testutil.Eventually(t, 0, "one active connection", func() bool { return e.Stats().ByState[engine.StateActive] == 1 })
+	clk.Advance(time.Hour)
 
 	var all ConnList
 	if code := getJSON(t, s, "/debug/conns", &all); code != 200 || all.Total != 4 || len(all.Conns) != 4 || all.Limit != 100 {
@@ -316,7 +397,8 @@ func TestDebugConns(t *testing.T) {
 		if i > 0 && c.ID <= all.Conns[i-1].ID {
 			t.Errorf("default sort is not by id: %v", all.Conns)
 		}
-		if !strings.HasPrefix(c.Remote, "127.0.0.1:") || c.Local != e.Addr().String() || c.Protocol != "tcp" {
+		if !strings.HasPrefix(c.Remote, "127.0.0.1:") || c.Local != addr || c.Protocol != "tcp" ||
+			c.Listener != 1 || c.Outbound {
 			t.Errorf("conn %+v", c)
 		}
 		if c.Age < 3500 || c.Idle < 3500 || c.Created.IsZero() {
@@ -364,9 +446,12 @@ func TestDebugConns(t *testing.T) {
 	if l.Total != 0 {
 		t.Errorf("min_idle=2h: %d", l.Total)
 	}
-	getJSON(t, s, "/debug/conns?proto=websocket", &l)
-	if l.Total != 0 {
-		t.Errorf("proto=websocket: %d", l.Total)
+	// Protocols name themselves: an unknown name is a valid filter that
+	// matches nothing.
+	for _, q := range []string{"proto=websocket", "proto=ftp"} {
+		if code := getJSON(t, s, "/debug/conns?"+q, &l); code != 200 || l.Total != 0 {
+			t.Errorf("%s: %d %d", q, code, l.Total)
+		}
 	}
 	getJSON(t, s, "/debug/conns?offset=1&limit=2", &l)
 	if l.Total != 4 || len(l.Conns) != 2 || l.Conns[0].ID != all.Conns[1].ID || l.Conns[1].ID != all.Conns[2].ID {
@@ -384,7 +469,7 @@ func TestDebugConns(t *testing.T) {
 	if l.Conns[0].Served != 2 {
 		t.Errorf("sort=served: %+v", l.Conns)
 	}
-	for _, q := range []string{"state=bogus", "proto=ftp", "remote=nowhere", "min_age=soon", "max_age=-5",
+	for _, q := range []string{"state=bogus", "remote=nowhere", "min_age=soon", "max_age=-5",
 		"sort=size", "limit=0", "limit=x", "offset=-1"} {
 		code, body, _ := get(t, s, "/debug/conns?"+q, "")
 		if code != 400 || !strings.Contains(body, `"error"`) {
@@ -421,8 +506,8 @@ func TestDebugConns(t *testing.T) {
 	if n, err := cs[1].Read(make([]byte, 1)); err != io.EOF {
 		t.Errorf("closed connection read %d, %v; want EOF", n, err)
 	}
-	eventually(t, "admin close counted", func() bool { return e.Stats().Closed[engine.ReasonAdmin] == 1 })
-	eventually(t, "closed connection gone", func() bool {
+	testutil.Eventually(t, 0, "admin close counted", func() bool { return e.Stats().Closed[engine.ReasonAdmin] == 1 })
+	testutil.Eventually(t, 0, "closed connection gone", func() bool {
 		code, _, _ := get(t, s, fmt.Sprintf("/debug/conns/%d", victim), "")
 		return code == 404
 	})
@@ -434,9 +519,45 @@ func TestDebugConns(t *testing.T) {
 	}
 }
 
+// TestDebugConnsListeners tells connections apart by the listener that
+// accepted them, and dialled ones by Outbound.
+func TestDebugConnsListeners(t *testing.T) {
+	e, addr := startEngine(t, engine.Config{Loops: 2})
+	addr2 := testutil.Listen(t, e, lineHandler{})
+	s := startAdmin(t, Config{}, e)
+	dial(t, e, addr, 1)
+	if _, err := e.DialHandler(netip.MustParseAddrPort(addr2), netip.Addr{}, lineHandler{}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 0, "three connections", func() bool { return e.Stats().Active == 3 })
+	var l ConnList
+	if code := getJSON(t, s, "/debug/conns", &l); code != 200 || l.Total != 3 {
+		t.Fatalf("list: %d %+v", code, l)
+	}
+	got := map[string]int{}
+	for _, c := range l.Conns {
+		got[fmt.Sprintf("listener=%d outbound=%v", c.Listener, c.Outbound)]++
+		switch {
+		case c.Outbound && c.Remote != addr2:
+			t.Errorf("dialled conn %+v, want remote %s", c, addr2)
+		case c.Listener == 2 && c.Local != addr2:
+			t.Errorf("conn %+v on listener 2, want local %s", c, addr2)
+		}
+	}
+	want := map[string]int{"listener=1 outbound=false": 1, "listener=2 outbound=false": 1, "listener=0 outbound=true": 1}
+	if !maps.Equal(got, want) {
+		t.Errorf("conns by listener %v, want %v", got, want)
+	}
+	_, body, _ := get(t, s, "/debug/conns", "")
+	if !strings.Contains(body, `"listener":0,"outbound":true`) {
+		t.Errorf("no dialled conn in %s", body)
+	}
+}
+
 func TestConnJSONNames(t *testing.T) {
 	b, _ := json.Marshal(Conn{})
-	for _, k := range []string{"id", "loop", "remote", "local", "state", "protocol", "created", "age_seconds",
+	for _, k := range []string{"id", "loop", "remote", "local", "state", "protocol", "listener", "outbound",
+		"created", "age_seconds",
 		"idle_seconds", "bytes_in", "bytes_out", "served", "read_buffer_bytes", "write_buffer_bytes"} {
 		if !bytes.Contains(b, []byte(`"`+k+`":`)) {
 			t.Errorf("field %s missing from %s", k, b)
@@ -473,13 +594,13 @@ func TestPprof(t *testing.T) {
 }
 
 func TestAPIStats(t *testing.T) {
-	e := startEngine(t, engine.Config{Loops: 2})
+	e, addr := startEngine(t, engine.Config{Loops: 2})
 	s := startAdmin(t, Config{}, e)
-	cs := dial(t, e, 3)
+	cs := dial(t, e, addr, 3)
 	cs[0].Write([]byte(strings.Repeat("y", 50) + "\n"))
 	io.ReadFull(cs[0], make([]byte, 51))
 	cs[1].Write([]byte("bad\n"))
-	eventually(t, "protocol error close", func() bool { return e.Stats().Closed[engine.ReasonProtocolError] == 1 })
+	testutil.Eventually(t, 0, "protocol error close", func() bool { return e.Stats().Closed[engine.ReasonProtocolError] == 1 })
 
 	var st stats
 	if code := getJSON(t, s, "/api/stats?top=5", &st); code != 200 {
@@ -736,9 +857,9 @@ func TestDashboardAssets(t *testing.T) {
 // TestPortableEngine checks the admin against the portable engine, which
 // Windows always runs.
 func TestPortableEngine(t *testing.T) {
-	e := startEngine(t, engine.Config{Portable: true})
+	e, addr := startEngine(t, engine.Config{Portable: true})
 	s := startAdmin(t, Config{}, e)
-	dial(t, e, 2)
+	dial(t, e, addr, 2)
 	_, body, _ := get(t, s, "/metrics", "")
 	if v, _ := metric(body, "warren_connections_active"); v != 2 {
 		t.Errorf("active %v", v)
@@ -748,12 +869,12 @@ func TestPortableEngine(t *testing.T) {
 	}
 	var l ConnList
 	getJSON(t, s, "/debug/conns?state=idle", &l)
-	if l.Total != 2 || l.Conns[0].Local != e.Addr().String() {
+	if l.Total != 2 || l.Conns[0].Local != addr {
 		t.Fatalf("conns %+v", l)
 	}
 	code, _, _ := do(t, s, "POST", fmt.Sprintf("/debug/conns/%d/close", l.Conns[0].ID), "", nil)
 	if code != 200 {
 		t.Fatalf("close: %d", code)
 	}
-	eventually(t, "admin close", func() bool { return e.Stats().Closed[engine.ReasonAdmin] == 1 })
+	testutil.Eventually(t, 0, "admin close", func() bool { return e.Stats().Closed[engine.ReasonAdmin] == 1 })
 }

@@ -17,8 +17,8 @@ import (
 func BenchmarkScrape(b *testing.B) {
 	for _, n := range []int{0, 1000} {
 		b.Run(fmt.Sprintf("conns=%d", n), func(b *testing.B) {
-			e := startEngine(b, engine.Config{Loops: 4})
-			dial(b, e, n)
+			e, addr := startEngine(b, engine.Config{Loops: 4})
+			dial(b, e, addr, n)
 			reg := prometheus.NewRegistry()
 			reg.MustRegister(newCollector("warren", e, nil, residentBytes))
 			b.ReportAllocs()
@@ -34,8 +34,8 @@ func BenchmarkScrape(b *testing.B) {
 // BenchmarkScrapeHTTP measures a whole /metrics request, Go and process
 // collectors and text encoding included.
 func BenchmarkScrapeHTTP(b *testing.B) {
-	e := startEngine(b, engine.Config{Loops: 4})
-	dial(b, e, 100)
+	e, addr := startEngine(b, engine.Config{Loops: 4})
+	dial(b, e, addr, 100)
 	s, err := New(Config{Logger: quietLogger()}, e)
 	if err != nil {
 		b.Fatal(err)
@@ -56,8 +56,8 @@ func BenchmarkScrapeHTTP(b *testing.B) {
 // BenchmarkDebugConns measures /debug/conns over 1000 live connections:
 // O(connections), which is why the dashboard caches its busiest table.
 func BenchmarkDebugConns(b *testing.B) {
-	e := startEngine(b, engine.Config{Loops: 4})
-	dial(b, e, 1000)
+	e, addr := startEngine(b, engine.Config{Loops: 4})
+	dial(b, e, addr, 1000)
 	s, err := New(Config{Logger: quietLogger()}, e)
 	if err != nil {
 		b.Fatal(err)

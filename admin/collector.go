@@ -19,6 +19,7 @@ type collector struct {
 	active       *prometheus.Desc
 	byState      *prometheus.Desc
 	closed       *prometheus.Desc
+	details      *prometheus.Desc
 	duration     *prometheus.Desc
 	bytesIn      *prometheus.Desc
 	bytesOut     *prometheus.Desc
@@ -57,6 +58,7 @@ func newCollector(ns string, src Source, overload func() float64, memory func() 
 		active:       d("connections_active", "Open connections."),
 		byState:      d("connections", "Open connections by state.", "state"),
 		closed:       d("connections_closed_total", "Closed connections by close reason; limit_reached includes connections refused at accept.", "reason"),
+		details:      d("connection_close_details_total", "Closed connections whose protocol gave a close detail (a WebSocket close code, say), by protocol, close reason and detail.", "proto", "reason", "detail"),
 		duration:     d("connection_duration_seconds", "Lifetime of closed connections."),
 		bytesIn:      d("received_bytes_total", "Payload bytes read from connections."),
 		bytesOut:     d("sent_bytes_total", "Payload bytes written to connections."),
@@ -94,7 +96,7 @@ func newCollector(ns string, src Source, overload func() float64, memory func() 
 
 // Describe sends every descriptor.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.accepted, c.active, c.byState, c.closed, c.duration,
+	for _, d := range []*prometheus.Desc{c.accepted, c.active, c.byState, c.closed, c.details, c.duration,
 		c.bytesIn, c.bytesOut, c.queued, c.watermark, c.workerQueue, c.workersBusy, c.rejected,
 		c.idleTimeout, c.overloadDesc, c.draining, c.loopConns, c.loopAccepted, c.loopBusy, c.loopHost, c.memPerConn} {
 		ch <- d
@@ -113,10 +115,13 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.accepted, float64(s.Accepted))
 	gauge(c.active, float64(s.Active))
 	for i, st := range c.states {
-		gauge(c.byState, float64(s.ByState[st]), c.sNames[i])
+		gauge(c.byState, float64(at(s.ByState, st)), c.sNames[i])
 	}
 	for i, r := range c.reasons {
-		counter(c.closed, float64(s.Closed[r]), c.rNames[i])
+		counter(c.closed, float64(at(s.Closed, r)), c.rNames[i])
+	}
+	for _, d := range s.Details {
+		counter(c.details, float64(d.Count), d.Protocol, d.Reason.String(), d.Detail)
 	}
 	count, sum, buckets := durationHistogram(&s)
 	ch <- prometheus.MustNewConstHistogram(c.duration, count, sum, buckets)
@@ -127,7 +132,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.workerQueue, float64(s.WorkerQueue))
 	gauge(c.workersBusy, float64(s.WorkersBusy))
 	for i, b := range c.bounds {
-		counter(c.rejected, float64(s.Rejected[b]), c.bNames[i])
+		counter(c.rejected, float64(at(s.Rejected, b)), c.bNames[i])
 	}
 	gauge(c.idleTimeout, idleSeconds(s.IdleTimeout))
 	gauge(c.overloadDesc, c.overloadState())
@@ -165,6 +170,16 @@ func durationHistogram(s *engine.Stats) (count uint64, sum float64, buckets map[
 		count += n // the +Inf bucket
 	}
 	return count, s.DurationSum.Seconds(), buckets
+}
+
+// at returns counts[i], or 0 past its end: Stats' per-state, per-reason
+// and per-bound counts are slices indexed by those enums, and a Source
+// other than the engine may leave them short or nil.
+func at[T int64 | uint64, I ~uint8](counts []T, i I) T {
+	if int(i) >= len(counts) {
+		return 0
+	}
+	return counts[i]
 }
 
 // perConn divides total bytes over n connections; 0 with none.

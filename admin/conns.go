@@ -19,15 +19,23 @@ import (
 // Conn is one live connection as /debug/conns shows it. Durations are
 // seconds; addresses are "ip:port" strings.
 type Conn struct {
-	ID       uint64 `json:"id"`
-	Loop     int    `json:"loop"`
-	Remote   string `json:"remote"`
-	Local    string `json:"local"`
-	State    string `json:"state"`
+	ID     uint64 `json:"id"`
+	Loop   int    `json:"loop"`
+	Remote string `json:"remote"`
+	Local  string `json:"local"`
+	State  string `json:"state"`
+	// Protocol is the connection's handler's name (engine.ProtocolNamer),
+	// "tcp" when it gives none; an upgrade changes it ("websocket").
 	Protocol string `json:"protocol"`
-	// Created is when the connection was accepted (RFC 3339).
+	// Listener is the 1-based index of the listener that accepted the
+	// connection, in the order the engine added them; 0 for a connection
+	// the engine dialled.
+	Listener int `json:"listener"`
+	// Outbound is set on a connection the engine dialled (engine.Dial).
+	Outbound bool `json:"outbound"`
+	// Created is when the connection was accepted or dialled (RFC 3339).
 	Created time.Time `json:"created"`
-	// Age is the time since the connection was accepted.
+	// Age is the time since Created.
 	Age float64 `json:"age_seconds"`
 	// Idle is the time since the engine last saw the connection read or
 	// make write progress, to the resolution of its tick.
@@ -59,8 +67,9 @@ func (s *Server) connOf(ci *engine.ConnInfo, now time.Time) Conn {
 	age, idle := ages(ci, now)
 	return Conn{
 		ID: ci.ID, Loop: ci.Loop, Remote: addrString(ci.Remote), Local: addrString(ci.Local),
-		State: ci.State.String(), Protocol: ci.Protocol, Created: ci.Created.UTC(),
-		Age: age.Seconds(), Idle: idle.Seconds(), BytesIn: ci.BytesIn, BytesOut: ci.BytesOut,
+		State: ci.State.String(), Protocol: ci.Protocol, Listener: ci.Listener, Outbound: ci.Outbound,
+		Created: ci.Created.UTC(), Age: age.Seconds(), Idle: idle.Seconds(),
+		BytesIn: ci.BytesIn, BytesOut: ci.BytesOut,
 		Served: ci.Served, ReadBuffer: ci.ReadBuffer, WriteBuffer: ci.WriteBuffer,
 	}
 }

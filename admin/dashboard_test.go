@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/warrenhq/warren/engine"
+	"github.com/warrenhq/warren/internal/testutil"
 )
 
 const chromiumPath = "/usr/bin/chromium"
@@ -61,18 +62,18 @@ func attr(t *testing.T, dom, id, name string) int {
 // TestDashboardChromium loads the dashboard in headless Chromium against a
 // live engine with traffic and checks that every chart received data, then
 // saves a screenshot. The HTTP and WebSocket series come from stand-in
-// collectors fed with synthetic samples (those layers plug in later).
+// collectors fed with synthetic samples (the admin imports no protocol).
 func TestDashboardChromium(t *testing.T) {
 	if _, err := os.Stat(chromiumPath); err != nil {
 		t.Skipf("no %s: %v", chromiumPath, err)
 	}
-	e := startEngine(t, engine.Config{Loops: 4})
+	e, addr := startEngine(t, engine.Config{Loops: 4})
 	reqs, lat, msgs, devices := protoCollectors()
 	s := startAdmin(t, Config{Token: "dash-token"}, e, reqs, lat, msgs, devices)
 
 	// Traffic: a dozen connections, a few closed for different reasons,
 	// the rest sending lines of varied size until the test ends.
-	cs := dial(t, e, 12)
+	cs := dial(t, e, addr, 12)
 	cs[0].Close()
 	cs[1].Write([]byte("bye\n"))
 	cs[2].Write([]byte("bad\n"))
@@ -82,7 +83,7 @@ func TestDashboardChromium(t *testing.T) {
 			e.CloseConn(ci.ID, engine.ReasonAdmin)
 		}
 	}
-	eventually(t, "closes", func() bool { return e.Stats().Active == 7 })
+	testutil.Eventually(t, 0, "closes", func() bool { return e.Stats().Active == 7 })
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	defer func() { close(stop); wg.Wait() }()
@@ -140,7 +141,7 @@ func TestDashboardChromium(t *testing.T) {
 				return
 			case <-time.After(40 * time.Millisecond):
 			}
-			c, err := net.Dial("tcp", e.Addr().String())
+			c, err := net.Dial("tcp", addr)
 			if err != nil {
 				return
 			}

@@ -6,8 +6,8 @@
 // # Listener and access
 //
 // The listener defaults to 127.0.0.1:9901 and binds a public interface only
-// when Config.Addr says so; ":0" picks a free port and Start logs the address
-// chosen. With Config.Token set, every endpoint but /healthz, /readyz and the
+// when Config.Addr says so; port 0 picks a free port ("127.0.0.1:0"; ":0"
+// would bind every interface) and Start logs the address chosen. With Config.Token set, every endpoint but /healthz, /readyz and the
 // dashboard's static page requires "Authorization: Bearer <token>"; the
 // dashboard asks for the token and sends it on its own requests. Without a
 // token on a loopback address, requests must name the host as localhost or
@@ -32,8 +32,11 @@
 // (comma-separated protocol names), remote (an IP, IP:port or CIDR prefix),
 // min_age, max_age and min_idle (Go durations such as 10s, or seconds),
 // sort (id, age, idle, bytes, served or queued; all but id sort the largest
-// first), offset and limit (default 100, at most 10000). Durations in the
-// answers are seconds, addresses are strings.
+// first), offset and limit (default 100, at most 10000). Each connection
+// (see Conn) carries its protocol, the listener that accepted it
+// ("listener", 1-based in the order the engine added its listeners; 0 for a
+// connection the engine dialled) and "outbound" (true when dialled).
+// Durations in the answers are seconds, addresses are strings.
 //
 // # Metrics
 //
@@ -47,6 +50,9 @@
 //	warren_connections{state}                       gauge    open connections by state: new, active, idle, draining
 //	warren_connections_closed_total{reason}         counter  closed connections by reason (every reason, zeros included;
 //	                                                         limit_reached includes connections refused at accept)
+//	warren_connection_close_details_total{proto,reason,detail}
+//	                                                counter  closes that carried a protocol's close detail, such as a
+//	                                                         WebSocket close code ("1001"); only those seen
 //	warren_connection_duration_seconds              histogram  lifetime of closed connections
 //	warren_received_bytes_total                     counter  payload bytes read
 //	warren_sent_bytes_total                         counter  payload bytes written
@@ -64,29 +70,34 @@
 //	warren_loop_host{loop}                          gauge    loop running this one: itself, or 0 while folded
 //	warren_memory_per_connection_bytes              gauge    process resident memory / open connections (0 with none)
 //
-// With its own registry (Config.Registerer nil) the server also exports the
-// Go runtime (go_*) and process (process_*) collectors.
+// These 21 families are the engine collector's. With its own registry
+// (Config.Registerer nil) the server also exports the Go runtime (go_*) and
+// process (process_*) collectors.
 //
-// Protocol layers register their own collectors, passed to New as extra
-// collectors, under these names so that dashboards stay consistent:
+// The admin reads only the engine: it imports no protocol package. Each protocol package exports its own metrics with a
+// collector beside the counters it reads (http1.Server.Collector,
+// websocket.Server.Collector), and whatever assembles the process (package
+// stack, which warren echo uses) passes them to New as extra collectors,
+// made with the same namespace. The dashboard knows these names:
 //
 //	warren_http_requests_total{class}               counter  HTTP requests answered, class "1xx" … "5xx"
-//	warren_http_request_duration_seconds            histogram  time from request start to response written
+//	warren_http_request_duration_seconds            histogram  request head parsed to response handed to the engine
 //	warren_websocket_messages_total{direction}      counter  WebSocket messages, direction "in" or "out"
 //
-// The dashboard reads the extra collectors directly (not the whole
-// registry) once a second while it is open: it plots request and message
-// rates and latency from the names above and lists every other extra
-// series.
+// It reads the extra collectors directly (not the whole registry) once a
+// second while it is open: it plots request and message rates and latency
+// from the names above and lists every other extra series.
 //
 // # Cost
 //
 // A scrape takes one Stats snapshot (a sum over the engine's loops' atomic
-// counters, no lock, nothing posted to a loop) and emits 36 constant
-// metrics plus two per loop; see BenchmarkScrape. /debug/conns and the dashboard's busiest-connections
-// table walk every live connection on its loop, so they cost O(connections)
-// per request (about 2 µs per connection, mostly the engine's snapshot);
-// the dashboard's table is shared by all viewers and refreshed at most
+// counters, no lock, nothing posted to a loop) and emits 35 constant
+// metrics, plus four per loop and one per protocol, reason and close detail
+// seen (the engine keeps at most 1024 of those); see BenchmarkScrape and
+// TestScrapeSize. /debug/conns and the dashboard's busiest-connections
+// table walk every live connection on its loop, so they cost
+// O(connections) per request (about 2 µs per connection, mostly the
+// engine's snapshot); the dashboard's table is shared by all viewers and refreshed at most
 // every two seconds, and less often when the walk is slow, so that it
 // takes at most a twentieth of the time.
 package admin

@@ -17,12 +17,19 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/warrenhq/warren/engine"
+	"github.com/warrenhq/warren/internal/testutil"
 )
 
 // lineHandler echoes whole lines. A partial line stays pending, so its
 // connection is active with a read buffer. "bye" closes the connection
-// (reason local) and "bad" with reason protocol_error.
+// (reason local), "bad" with reason protocol_error and "gone" with reason
+// local and close detail "1001".
 type lineHandler struct{ engine.NopHandler }
+
+// lineDetail is lineHandler's close detail.
+type lineDetail string
+
+func (d lineDetail) String() string { return string(d) }
 
 func (lineHandler) OnData(c *engine.Conn, in []byte) int {
 	n := 0
@@ -40,6 +47,9 @@ func (lineHandler) OnData(c *engine.Conn, in []byte) int {
 		case "bad":
 			c.CloseWithReason(engine.ReasonProtocolError)
 			return n
+		case "gone":
+			c.CloseWithDetail(engine.ReasonLocal, lineDetail("1001"))
+			return n
 		}
 		c.AddServed(1)
 		c.Write(in[n-i-1 : n])
@@ -48,34 +58,28 @@ func (lineHandler) OnData(c *engine.Conn, in []byte) int {
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-// startEngine starts an inline line-echo engine on a free port.
-func startEngine(t testing.TB, cfg engine.Config) *engine.Engine {
+// startEngine starts an inline engine with cfg (testutil.StartEngine) and
+// one line-echo listener on a free loopback port, whose address it returns.
+func startEngine(t testing.TB, cfg engine.Config) (*engine.Engine, string) {
 	t.Helper()
 	cfg.Inline = true
 	if cfg.Logger == nil {
 		cfg.Logger = quietLogger()
 	}
-	e, err := engine.New(cfg, lineHandler{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { e.Close() })
-	return e
+	e := testutil.StartEngine(t, cfg)
+	return e, testutil.Listen(t, e, lineHandler{})
 }
 
-// dial opens n connections to e, sends each one line and waits for the
+// dial opens n connections to e's listener at addr, sends each one line and waits for the
 // echo, so every connection is registered and idle when it returns. The
 // engine counts a write after the system call returns, so the client can see
 // an echo before the counter does: dial also waits for the counter.
-func dial(t testing.TB, e *engine.Engine, n int) []net.Conn {
+func dial(t testing.TB, e *engine.Engine, addr string, n int) []net.Conn {
 	t.Helper()
 	var cs []net.Conn
 	want := e.Stats().BytesOut
 	for i := 0; i < n; i++ {
-		c, err := net.Dial("tcp", e.Addr().String())
+		c, err := net.Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -92,7 +96,7 @@ func dial(t testing.TB, e *engine.Engine, n int) []net.Conn {
 		want += uint64(len(msg))
 		cs = append(cs, c)
 	}
-	eventually(t, "sent bytes counted", func() bool { return e.Stats().BytesOut >= want })
+	testutil.Eventually(t, 0, "sent bytes counted", func() bool { return e.Stats().BytesOut >= want })
 	return cs
 }
 
@@ -167,18 +171,6 @@ func metric(body, series string) (float64, bool) {
 	return 0, false
 }
 
-// eventually polls cond until it holds or five seconds pass.
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // stubSource is a Source tests steer by hand.
 type stubSource struct {
 	mu       sync.Mutex
@@ -224,8 +216,3 @@ func (s *stubSource) setDraining(v bool) {
 	s.draining = v
 	s.mu.Unlock()
 }
-
-// fixedClock always tells the same time.
-type fixedClock struct{ t time.Time }
-
-func (c fixedClock) Now() time.Time { return c.t }

@@ -119,15 +119,16 @@ func (s *Server) snapshot() stats {
 	}
 	for _, x := range engine.States() {
 		if x != engine.StateClosed {
-			out.States[x.String()] = st.ByState[x]
+			out.States[x.String()] = at(st.ByState, x)
 		}
 	}
 	for _, r := range engine.CloseReasons() {
-		out.Closed[r.String()] = st.Closed[r]
-		out.ClosedTotal += st.Closed[r]
+		n := at(st.Closed, r)
+		out.Closed[r.String()] = n
+		out.ClosedTotal += n
 	}
 	for _, b := range engine.Bounds() {
-		out.Rejected[b.String()] = st.Rejected[b]
+		out.Rejected[b.String()] = at(st.Rejected, b)
 	}
 	for _, l := range st.Loops {
 		out.Loops = append(out.Loops, loopJSON{Conns: l.Conns, Accepted: l.Accepted, Busy: l.Busy, Host: l.Host})

@@ -85,8 +85,8 @@ func runEcho(args []string, stdout, stderr io.Writer) int {
 		var srv *http1.Server
 		if srv, err = http1.NewServer(e, hcfg, echoRoutes(ws)); err == nil {
 			ln, err = srv.Listen(st.Addr(*addr))
-			st.AddCollector(admin.HTTPCollector("", srv))
-			st.AddCollector(admin.WebSocketCollector("", ws))
+			st.AddCollector(srv.Collector(""))
+			st.AddCollector(ws.Collector(""))
 			st.SetOverload(func() float64 { return float64(srv.Overload().Level()) })
 		}
 	}
