@@ -4,8 +4,6 @@ package engine
 
 import (
 	"errors"
-	"log/slog"
-	"net"
 	"net/netip"
 )
 
@@ -24,11 +22,21 @@ const (
 	opRetime
 	opQuiet
 	opDataDone
+	opPost
 )
+
+// op is a request to a loop; never posted on this platform.
+type op struct {
+	kind opKind
+	c    *Conn
+	buf  []byte
+	fn   func()
+}
 
 // loop is never instantiated on this platform.
 type loop struct {
 	e       *Engine
+	idx     int
 	tick    atomicTick
 	stats   loopStats
 	conns   []*Conn
@@ -40,6 +48,7 @@ type atomicTick struct{}
 func (atomicTick) Load() int64 { return 0 }
 
 func (l *loop) postFunc(fn func()) bool { return false }
+func (l *loop) post(op) bool            { return false }
 func (l *loop) retimeAll()              {}
 func (l *loop) retime(*Conn)            {}
 func (l *loop) stopAccepting()          {}
@@ -54,8 +63,12 @@ func (c *Conn) post(kind opKind, buf []byte) {
 	}
 }
 
-func startLoops(e *Engine, addr string, ln net.Listener) (net.Addr, error) {
-	return nil, errors.New("engine: event loops are not supported on this platform")
+func startLoops(e *Engine) error {
+	return errors.New("engine: event loops are not supported on this platform")
+}
+
+func listenLoops(e *Engine, sp *Listener, addr string) error {
+	return errors.New("engine: event loops are not supported on this platform")
 }
 
 func localAddr(c *Conn) netip.AddrPort { return netip.AddrPort{} }
@@ -64,10 +77,8 @@ func writeFD(fd int, bufs [][]byte) (int, error) {
 	return 0, errors.New("engine: no descriptors on this platform")
 }
 
-func raiseFileLimit(*slog.Logger) {}
-
 func reasonFor(err error) CloseReason { return reasonForNet(err) }
 
-func (e *Engine) dial(loops []*loop, raddr netip.AddrPort, laddr netip.Addr, value any) (*Conn, error) {
+func (e *Engine) dial(loops []*loop, raddr netip.AddrPort, laddr netip.Addr, h Handler, value any) (*Conn, error) {
 	return nil, errors.New("engine: Dial needs the portable engine here")
 }
