@@ -1,5 +1,7 @@
 package http1
 
+import "bytes"
+
 // maxChunkSize is the largest chunk size accepted, 2^62, well clear of
 // int64 overflow when added to a body length.
 const maxChunkSize = 1 << 62
@@ -12,8 +14,9 @@ const maxChunkLine = 4 << 10
 // net/http does against bodies made of tiny chunks with long extensions.
 const maxChunkOverhead = 16 << 10
 
-// ChunkedReader decodes a chunked request body (RFC 9112 §7.1)
-// incrementally, without copying the data. The zero value is ready to read
+// ChunkedReader decodes a chunked message body (RFC 9112 §7.1)
+// incrementally, without copying the data: a request's, or a response's for
+// ResponseParser. The zero value is ready to read
 // a body under the default limits; Reset prepares it for another body or
 // other limits. A ChunkedReader belongs to one connection; it is not safe
 // for concurrent use.
@@ -257,16 +260,10 @@ func (r *ChunkedReader) splitTrailers() {
 	r.trailers = r.trailers[:0]
 	b := r.tbuf
 	for len(b) > 0 {
-		end := 0
-		for b[end] != '\r' {
-			end++
-		}
+		end := bytes.IndexByte(b, '\r')
 		line := b[:end]
 		b = b[end+2:]
-		colon := 0
-		for line[colon] != ':' {
-			colon++
-		}
+		colon := bytes.IndexByte(line, ':')
 		r.trailers = append(r.trailers, Header{Name: line[:colon], Value: trimOWS(line[colon+1:])})
 	}
 }

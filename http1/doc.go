@@ -1,8 +1,9 @@
 // Package http1 is warren's HTTP/1.1 server layer (RFC 9110, RFC 9112):
 // a [Server] on the engine's event loops, a [Router], a native handler API
-// ([Ctx]), an adapter for net/http handlers ([Adapt]), and underneath an
-// incremental, allocation-free request parser, chunked and fixed-length body
-// readers, and the primitives used to write responses.
+// ([Ctx]), an adapter for net/http handlers ([Adapt]), and underneath the
+// HTTP/1 wire toolkit shared by the server, the load generator and clients:
+// incremental, allocation-free request and response parsers, chunked and
+// fixed-length body readers, and the primitives used to write messages.
 //
 // # Serving
 //
@@ -54,6 +55,21 @@
 // overwritten nor released. A server that hands a request to another goroutine
 // after the loop reuses its buffer copies it first with [Request.CopyTo]; one
 // whose buffer moves uses [Request.Rebase].
+//
+// # Parsing responses
+//
+// [ResponseParser] is the client side of the same model: [ResponseParser.Parse]
+// reads a response head into a [Response], incrementally, and
+// [ResponseParser.Body] then delimits the body by its [Framing]
+// (Content-Length, chunked, or until the server closes, which
+// [ResponseParser.EOF] reports), consuming it as it arrives and handing it
+// out as views, until the next response. Responses to HEAD, 1xx, 204 and 304
+// have no body; interim 1xx responses are returned before the final one.
+// Response.Close and Response.KeepAlive tell a connection pool whether and
+// for how long the connection may be reused. A ResponseParser is 32 bytes
+// and a Response keeps no table of its header fields (Header and Headers scan
+// the validated head), so a client holding many connections pays little
+// for each.
 //
 // # Errors
 //

@@ -583,43 +583,11 @@ func parseHead(in []byte, req *Request, l *limits) (int, *Error) {
 			return 0, nil // the scanner reports 431
 		}
 
-		start = i
-		for i < len(in) && isToken[in[i]] {
-			i++
+		name, value, next, e := parseField(in, i)
+		if next == 0 {
+			return 0, e
 		}
-		if i >= len(in) {
-			return 0, nil
-		}
-		if in[i] != ':' {
-			if in[i] == ' ' || in[i] == '\t' {
-				return 0, ErrSpaceBeforeColon
-			}
-			return 0, ErrBadHeaderName
-		}
-		if i == start {
-			return 0, ErrBadHeaderName
-		}
-		name := in[start:i]
-		i++
-		for i < len(in) && (in[i] == ' ' || in[i] == '\t') {
-			i++
-		}
-		vstart := i
-		i = skipValue(in, i)
-		if i >= len(in) {
-			return 0, nil
-		}
-		if in[i] != '\r' && in[i] != '\n' {
-			return 0, ErrBadHeaderValue
-		}
-		vend := i
-		for vend > vstart && (in[vend-1] == ' ' || in[vend-1] == '\t') {
-			vend--
-		}
-		value := in[vstart:vend]
-		if i = lineEnd(in, i); i <= 0 {
-			return 0, errOf(i)
-		}
+		i = next
 		req.addHeader(name, value)
 
 		switch len(name) {
@@ -709,6 +677,51 @@ func parseHead(in []byte, req *Request, l *limits) (int, *Error) {
 		req.Close = connClose || !connKeepLive
 	}
 	return i, nil
+}
+
+// parseField parses the field line at in[i:], which starts with neither
+// whitespace nor a line end: it returns the name, the value without
+// surrounding whitespace and the offset after the line end, or next == 0
+// and a nil error while the line is incomplete, or next == 0 and the error.
+// The request and response parsers share it.
+func parseField(in []byte, i int) (name, value []byte, next int, e *Error) {
+	start := i
+	for i < len(in) && isToken[in[i]] {
+		i++
+	}
+	if i >= len(in) {
+		return nil, nil, 0, nil
+	}
+	if in[i] != ':' {
+		if in[i] == ' ' || in[i] == '\t' {
+			return nil, nil, 0, ErrSpaceBeforeColon
+		}
+		return nil, nil, 0, ErrBadHeaderName
+	}
+	if i == start {
+		return nil, nil, 0, ErrBadHeaderName
+	}
+	name = in[start:i]
+	i++
+	for i < len(in) && (in[i] == ' ' || in[i] == '\t') {
+		i++
+	}
+	vstart := i
+	i = skipValue(in, i)
+	if i >= len(in) {
+		return nil, nil, 0, nil
+	}
+	if in[i] != '\r' && in[i] != '\n' {
+		return nil, nil, 0, ErrBadHeaderValue
+	}
+	vend := i
+	for vend > vstart && (in[vend-1] == ' ' || in[vend-1] == '\t') {
+		vend--
+	}
+	if i = lineEnd(in, i); i <= 0 {
+		return nil, nil, 0, errOf(i)
+	}
+	return name, in[vstart:vend], i, nil
 }
 
 // lineEnd returns the offset after the line terminator at in[i], which is

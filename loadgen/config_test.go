@@ -105,8 +105,13 @@ func TestCheckUpgrade(t *testing.T) {
 	key := websocket.NewKey()
 	ok := "HTTP/1.1 101 Switching Protocols\r\nUpgrade: WebSocket\r\nConnection: keep-alive, Upgrade\r\n" +
 		"Sec-WebSocket-Accept: " + websocket.AcceptKey(key) + "\r\n\r\n"
-	if _, err := checkUpgrade([]byte(ok), []byte(key)); err != nil {
-		t.Fatal(err)
+	var p respParser
+	if n, _, err := p.upgrade([]byte(ok[:len(ok)-1]), []byte(key)); n != 0 || err != nil {
+		t.Fatalf("incomplete head: %d, %v", n, err)
+	}
+	// The frame after the head is not consumed.
+	if n, _, err := p.upgrade([]byte(ok+"\x81\x00"), []byte(key)); n != len(ok) || err != nil {
+		t.Fatalf("upgrade = %d, %v", n, err)
 	}
 	for _, tc := range []struct {
 		head string
@@ -116,9 +121,12 @@ func TestCheckUpgrade(t *testing.T) {
 		{strings.Replace(ok, websocket.AcceptKey(key), websocket.AcceptKey(websocket.NewKey()), 1), KindProtocol},
 		{strings.Replace(ok, "Upgrade: WebSocket\r\n", "", 1), KindProtocol},
 		{strings.Replace(ok, "\r\n\r\n", "\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n", 1), KindProtocol},
+		{strings.Replace(ok, "HTTP/1.1", "HTTP/1.0", 1), KindProtocol},
 		{"garbage\r\n\r\n", KindProtocol},
+		{"HTTP/1.1 101 Switching Protocols\r\nno colon\r\n\r\n", KindProtocol},
 	} {
-		kind, err := checkUpgrade([]byte(tc.head), []byte(key))
+		var p respParser
+		_, kind, err := p.upgrade([]byte(tc.head), []byte(key))
 		if err == nil || kind != tc.kind {
 			t.Errorf("%.50q: kind %v err %v", tc.head, kind, err)
 		}

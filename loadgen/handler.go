@@ -177,18 +177,13 @@ func (r *runner) onWS(cs *conn, c *engine.Conn, in []byte) int {
 		r.flush(c, &cp)
 	}()
 	if cs.state == csHandshake {
-		end, ok := cs.p.findBlankLine(in)
-		if !ok {
-			if len(in) > maxHeadBytes {
-				r.protocolErrorLocked(cs, c, KindProtocol)
-				return len(in)
-			}
-			return 0
-		}
-		cs.p.scan = 0
-		if kind, err := checkUpgrade(in[:end], cs.key[:]); err != nil {
+		end, kind, err := cs.p.upgrade(in, cs.key[:])
+		if err != nil {
 			r.protocolErrorLocked(cs, c, kind)
 			return len(in)
+		}
+		if end == 0 {
+			return 0
 		}
 		used = end
 		cs.ws.Reset()

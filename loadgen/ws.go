@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 
+	"github.com/warrenhq/warren/http1"
 	"github.com/warrenhq/warren/internal/pool"
 	"github.com/warrenhq/warren/websocket"
 )
@@ -19,45 +20,37 @@ var _ websocket.BufferPool = bufferPool{}
 
 // Handshake errors.
 var (
-	errUpgradeStatus = errors.New("loadgen: WebSocket handshake not answered with 101")
-	errUpgradeHeader = errors.New("loadgen: WebSocket handshake response lacks Upgrade: websocket or Connection: upgrade")
-	errUpgradeAccept = errors.New("loadgen: WebSocket handshake response has a wrong Sec-WebSocket-Accept")
-	errUpgradeExt    = errors.New("loadgen: WebSocket handshake response selected an extension that was not offered")
+	errUpgradeStatus  = errors.New("loadgen: WebSocket handshake not answered with 101")
+	errUpgradeVersion = errors.New("loadgen: WebSocket handshake answered with HTTP/1.0")
+	errUpgradeHeader  = errors.New("loadgen: WebSocket handshake response lacks Upgrade: websocket or Connection: upgrade")
+	errUpgradeAccept  = errors.New("loadgen: WebSocket handshake response has a wrong Sec-WebSocket-Accept")
+	errUpgradeExt     = errors.New("loadgen: WebSocket handshake response selected an extension that was not offered")
 )
 
-// checkUpgrade validates the response head (status line and header
-// section) to a WebSocket handshake sent with Sec-WebSocket-Key key. It
-// returns the error's kind: KindBadStatus for a status other than 101,
-// KindProtocol for anything else wrong.
-func checkUpgrade(head, key []byte) (ErrorKind, error) {
-	line, rest := cutLine(head)
-	if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.1 ")) {
-		return KindProtocol, errStatusLine
+// checkUpgrade validates the response to a WebSocket handshake sent with
+// Sec-WebSocket-Key key. It returns the error's kind: KindBadStatus for a
+// status other than 101, KindProtocol for anything else wrong.
+func checkUpgrade(resp *http1.Response, key []byte) (ErrorKind, error) {
+	if resp.ProtoMinor != 1 {
+		return KindProtocol, errUpgradeVersion
 	}
-	if string(line[9:12]) != "101" || len(line) > 12 && line[12] != ' ' {
+	if resp.StatusCode != 101 {
 		return KindBadStatus, errUpgradeStatus
 	}
 	var upgrade, connection bool
 	var accept []byte
-	for len(rest) > 0 {
-		line, rest = cutLine(rest)
-		if len(line) == 0 {
-			break
-		}
-		colon := bytes.IndexByte(line, ':')
-		if colon <= 0 {
-			return KindProtocol, errHeader
-		}
-		name, value := line[:colon], bytes.TrimSpace(line[colon+1:])
+	for h := range resp.Headers() {
+		// Names are tokens, which http1 has checked are ASCII, so
+		// bytes.EqualFold compares them as an ASCII-only fold would.
 		switch {
-		case asciiEqualFold(name, "upgrade"):
-			upgrade = upgrade || hasToken(value, "websocket")
-		case asciiEqualFold(name, "connection"):
-			connection = connection || hasToken(value, "upgrade")
-		case asciiEqualFold(name, "sec-websocket-accept"):
-			accept = value
-		case asciiEqualFold(name, "sec-websocket-extensions"):
-			if len(value) > 0 {
+		case bytes.EqualFold(h.Name, []byte("upgrade")):
+			upgrade = upgrade || websocket.HeaderContainsToken(h.Value, "websocket")
+		case bytes.EqualFold(h.Name, []byte("connection")):
+			connection = connection || websocket.HeaderContainsToken(h.Value, "upgrade")
+		case bytes.EqualFold(h.Name, []byte("sec-websocket-accept")):
+			accept = h.Value
+		case bytes.EqualFold(h.Name, []byte("sec-websocket-extensions")):
+			if len(h.Value) > 0 {
 				return KindProtocol, errUpgradeExt
 			}
 		}

@@ -1,6 +1,7 @@
 package websocket
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/sha1"
 	"encoding/base64"
@@ -94,9 +95,9 @@ func SelectSubprotocol(offered []byte, supported []string) string {
 // v[i], without surrounding whitespace, and the index after its comma.
 func listElement(v []byte, i int) (elem []byte, next int) {
 	start := skipOWS(v, i)
-	end := start
-	for end < len(v) && v[end] != ',' {
-		end++
+	end := len(v)
+	if j := bytes.IndexByte(v[start:], ','); j >= 0 {
+		end = start + j
 	}
 	next = end
 	if next < len(v) {

@@ -28,6 +28,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/warrenhq/warren/bench/internal/wsclient"
 )
 
 func main() {
@@ -117,25 +119,9 @@ func probe(addr string, i int, stop <-chan struct{}, lat *latencies, errs *atomi
 	}
 }
 
-// readResponse reads one Content-Length response.
+// readResponse reads one response, head and body, with net/http's parser.
 func readResponse(br *bufio.Reader) error {
-	n := -1
-	for {
-		line, err := br.ReadSlice('\n')
-		if err != nil {
-			return err
-		}
-		if len(line) <= 2 {
-			break
-		}
-		if bytes.HasPrefix(bytes.ToLower(line), []byte("content-length:")) {
-			fmt.Sscanf(string(bytes.TrimSpace(line[15:])), "%d", &n)
-		}
-	}
-	if n < 0 {
-		return fmt.Errorf("no content-length")
-	}
-	_, err := br.Discard(n)
+	_, err := wsclient.ReadHTTPResponse(br)
 	return err
 }
 
