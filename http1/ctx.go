@@ -174,29 +174,16 @@ func (c *Ctx) Query(name string) []byte {
 	q := c.RawQuery
 	for len(q) > 0 {
 		var part []byte
-		if i := indexByte(q, '&'); i >= 0 {
-			part, q = q[:i], q[i+1:]
-		} else {
-			part, q = q, nil
-		}
-		k, v := part, []byte{}
-		if i := indexByte(part, '='); i >= 0 {
-			k, v = part[:i], part[i+1:]
+		part, q, _ = bytes.Cut(q, []byte{'&'})
+		k, v, _ := bytes.Cut(part, []byte{'='})
+		if v == nil {
+			v = []byte{}
 		}
 		if string(k) == name {
 			return v
 		}
 	}
 	return nil
-}
-
-func indexByte(b []byte, c byte) int {
-	for i, x := range b {
-		if x == c {
-			return i
-		}
-	}
-	return -1
 }
 
 // SetStatus sets the response status code (default 200).

@@ -1,0 +1,245 @@
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+)
+
+// BusConfig configures the gateway's connection to NATS: an external
+// cluster (URLs), or a NATS server embedded in this process, which other
+// programs reach at Listen and which joins other nodes' embedded servers as
+// a NATS cluster through Routes.
+type BusConfig struct {
+	// URLs are an external NATS cluster's servers. Empty means an
+	// embedded server.
+	URLs []string
+	// Listen is the embedded server's client address. Empty means no
+	// port: only this process reaches it (in-process connection).
+	Listen string
+	// ClusterListen is the embedded server's route address for a NATS
+	// cluster of warren nodes; empty means no clustering.
+	ClusterListen string
+	// Routes are other nodes' route URLs (nats://host:port).
+	Routes []string
+	// ClusterName names the NATS cluster. Zero means "warren".
+	ClusterName string
+	// Node names this gateway node in NATS (connection name, server
+	// name, presence, headers).
+	Node string
+	// ReconnectBuffer bounds what is published while NATS is unreachable
+	// (nats.go's reconnect buffer). Zero means 8 MiB.
+	ReconnectBuffer int
+	// PendingLimit bounds the bytes queued toward NATS while connected;
+	// past it telemetry pauses the devices sending it. Zero means 16 MiB.
+	PendingLimit int
+	// Logger receives the bus's logs.
+	Logger *slog.Logger
+	// OnReconnect runs after NATS reconnects (the gateway re-announces
+	// presence).
+	OnReconnect func()
+}
+
+// Bus is the gateway's NATS connection, and the embedded server when it
+// runs one. Its methods are safe for concurrent use.
+type Bus struct {
+	cfg  BusConfig
+	nc   *nats.Conn
+	srv  *server.Server // embedded, or nil
+	log  *slog.Logger
+	up   atomic.Bool
+	disc atomic.Uint64 // disconnects seen
+	reco atomic.Uint64 // reconnects seen
+}
+
+// StartBus starts the embedded server when cfg has no URLs, and connects.
+// The connection reconnects forever with jitter; telemetry published while
+// it is away waits in a bounded buffer.
+func StartBus(cfg BusConfig) (*Bus, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.ReconnectBuffer <= 0 {
+		cfg.ReconnectBuffer = 8 << 20
+	}
+	if cfg.PendingLimit <= 0 {
+		cfg.PendingLimit = 16 << 20
+	}
+	if cfg.ClusterName == "" {
+		cfg.ClusterName = "warren"
+	}
+	b := &Bus{cfg: cfg, log: cfg.Logger}
+	opts := []nats.Option{
+		nats.Name("warren " + cfg.Node),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.ReconnectJitter(250*time.Millisecond, time.Second),
+		nats.ReconnectBufSize(cfg.ReconnectBuffer),
+		nats.RetryOnFailedConnect(true),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			b.up.Store(false)
+			b.disc.Add(1)
+			b.log.Warn("gateway: NATS disconnected", "error", err)
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			b.up.Store(true)
+			b.reco.Add(1)
+			b.log.Info("gateway: NATS reconnected", "url", nc.ConnectedUrlRedacted())
+			if cfg.OnReconnect != nil {
+				cfg.OnReconnect()
+			}
+		}),
+		nats.ConnectHandler(func(*nats.Conn) { b.up.Store(true) }),
+	}
+	url := strings.Join(cfg.URLs, ",")
+	if len(cfg.URLs) == 0 {
+		srv, err := startEmbedded(cfg)
+		if err != nil {
+			return nil, err
+		}
+		b.srv = srv
+		if cfg.Listen == "" {
+			opts = append(opts, nats.InProcessServer(srv))
+		} else {
+			url = srv.ClientURL()
+		}
+	}
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		if b.srv != nil {
+			b.srv.Shutdown()
+		}
+		return nil, fmt.Errorf("gateway: connect to NATS %s: %w", url, err)
+	}
+	b.nc = nc
+	if nc.IsConnected() {
+		b.up.Store(true)
+	}
+	return b, nil
+}
+
+// startEmbedded runs a nats-server in this process.
+func startEmbedded(cfg BusConfig) (*server.Server, error) {
+	opts := &server.Options{
+		ServerName: "warren-" + cfg.Node,
+		NoLog:      true,
+		NoSigs:     true,
+		MaxPayload: 1 << 20,
+	}
+	if cfg.Listen == "" {
+		opts.DontListen = true
+	} else {
+		host, port, err := splitHostPort(cfg.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("gateway: -nats-listen %q: %w", cfg.Listen, err)
+		}
+		opts.Host, opts.Port = host, port
+	}
+	if cfg.ClusterListen != "" {
+		host, port, err := splitHostPort(cfg.ClusterListen)
+		if err != nil {
+			return nil, fmt.Errorf("gateway: -nats-cluster %q: %w", cfg.ClusterListen, err)
+		}
+		opts.Cluster = server.ClusterOpts{Name: cfg.ClusterName, Host: host, Port: port}
+		if len(cfg.Routes) > 0 {
+			opts.Routes = server.RoutesFromStr(strings.Join(cfg.Routes, ","))
+		}
+	}
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: embedded NATS: %w", err)
+	}
+	go srv.Start()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		srv.Shutdown()
+		return nil, errors.New("gateway: embedded NATS did not start in 10s")
+	}
+	return srv, nil
+}
+
+func splitHostPort(addr string) (string, int, error) {
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil {
+		return "", 0, err
+	}
+	if port == 0 {
+		port = server.RANDOM_PORT
+	}
+	return host, port, nil
+}
+
+// Conn returns the NATS connection.
+func (b *Bus) Conn() *nats.Conn { return b.nc }
+
+// Connected reports whether NATS is reachable now.
+func (b *Bus) Connected() bool { return b.up.Load() && b.nc.IsConnected() }
+
+// ClientURL returns the embedded server's client URL, or "" when there is
+// none or it has no port.
+func (b *Bus) ClientURL() string {
+	if b.srv == nil || b.cfg.Listen == "" {
+		return ""
+	}
+	return b.srv.ClientURL()
+}
+
+// ClusterAddr returns the embedded server's route address, or nil.
+func (b *Bus) ClusterAddr() net.Addr {
+	if b.srv == nil {
+		return nil
+	}
+	return b.srv.ClusterAddr()
+}
+
+// Embedded returns the embedded server, or nil.
+func (b *Bus) Embedded() *server.Server { return b.srv }
+
+// ErrBackpressure is returned when telemetry cannot be queued toward NATS:
+// the connection's buffer is over its bound (slow or unreachable NATS).
+// The gateway then pauses the device instead of dropping silently.
+var ErrBackpressure = errors.New("gateway: NATS backpressure")
+
+// Publish publishes m, failing with ErrBackpressure when too much is
+// already waiting for NATS.
+func (b *Bus) Publish(m *nats.Msg) error {
+	if n, err := b.nc.Buffered(); err == nil && n > b.cfg.PendingLimit {
+		return ErrBackpressure
+	}
+	err := b.nc.PublishMsg(m)
+	if errors.Is(err, nats.ErrReconnectBufExceeded) {
+		return ErrBackpressure
+	}
+	return err
+}
+
+// Relieved reports whether queued output is back under half the bound, so
+// paused devices may resume.
+func (b *Bus) Relieved() bool {
+	n, err := b.nc.Buffered()
+	return err == nil && n <= b.cfg.PendingLimit/2 && b.nc.IsConnected()
+}
+
+// Close drains subscriptions, closes the connection and stops the
+// embedded server.
+func (b *Bus) Close() {
+	if b.nc != nil {
+		b.nc.Flush()
+		b.nc.Close()
+	}
+	if b.srv != nil {
+		b.srv.Shutdown()
+		b.srv.WaitForShutdown()
+	}
+}
