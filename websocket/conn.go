@@ -637,7 +637,14 @@ func (p *proto) OnTimeout(ec *engine.Conn, reason engine.CloseReason) bool {
 // Close 1001 (going away) and closes when the peer answers or after the
 // close timeout.
 func (p *proto) OnDrain(*engine.Conn) bool {
-	(*Conn)(p).startClose(CloseGoingAway, "server shutting down", engine.ReasonShutdown)
+	c := (*Conn)(p)
+	reason := "server shutting down"
+	if f := c.srv.cfg.GoingAway; f != nil {
+		if r := f(c); len(r) <= 123 {
+			reason = r
+		}
+	}
+	c.startClose(CloseGoingAway, reason, engine.ReasonShutdown)
 	return true
 }
 

@@ -102,6 +102,11 @@ type Config struct {
 	// waiting for the handler pass 1 MiB (counting 1 KiB more per message)
 	// is not read until they fall below 256 KiB.
 	Inline bool
+	// GoingAway returns the reason text of the close 1001 a connection
+	// gets when the engine drains (at most 123 bytes); a gateway uses it to
+	// carry a jittered retry hint so devices do not come back all at once.
+	// Nil means "server shutting down".
+	GoingAway func(c *Conn) string
 }
 
 // withDefaults returns c with zero fields replaced by their defaults.

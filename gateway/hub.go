@@ -1,0 +1,1014 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"hash/maphash"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nuid"
+)
+
+// Transport is how the hub reaches a connected device, whatever protocol
+// carries it (WebSocket today, MQTT next). Its methods never block.
+type Transport interface {
+	// Protocol names the transport ("websocket", "mqtt").
+	Protocol() string
+	// Remote is the device's address.
+	Remote() netip.AddrPort
+	// SendCommand queues a command for the device.
+	SendCommand(cmd Command) error
+	// Close closes the device's connection with a gateway reason
+	// (ReasonReplaced, ReasonTokenExpired, ...).
+	Close(reason string)
+	// PauseRead stops reading from the device (backpressure);
+	// ResumeRead undoes it.
+	PauseRead()
+	ResumeRead()
+}
+
+// Command is a control command for a device.
+type Command struct {
+	ID      string          `json:"id"`
+	Name    string          `json:"name"`
+	Payload json.RawMessage `json:"payload,omitempty"`
+}
+
+// Ack is a device's answer to a command. Status is "ok" or "error" from
+// the device, or "timeout" when it did not answer in time.
+type Ack struct {
+	ID     string          `json:"id"`
+	Status string          `json:"status"`
+	Result json.RawMessage `json:"result,omitempty"`
+}
+
+// Gateway close and presence reasons. They label metrics, presence events
+// and logs.
+const (
+	ReasonReplaced     = "replaced"      // another connection took the device's session
+	ReasonTokenExpired = "token_expired" // the token's exp passed while connected
+	ReasonAuthFailed   = "auth_failed"   // no or a bad token
+	ReasonAbuse        = "abuse"         // repeated bad frames
+	ReasonShutdown     = "shutdown"      // the node drained
+	ReasonNodeLost     = "node_lost"     // the node holding the device went silent
+	ReasonDisconnected = "disconnected"  // the connection closed
+)
+
+// Errors of command delivery.
+var (
+	// ErrOffline: the device is not connected anywhere in the cluster.
+	ErrOffline = errors.New("gateway: device offline")
+	// ErrCommandTimeout: the device did not acknowledge in time.
+	ErrCommandTimeout = errors.New("gateway: command timed out")
+)
+
+// Session is one connected device on this node.
+type Session struct {
+	Device   string
+	Identity Identity
+	t        Transport
+	id       string // cluster-unique session id: node/sequence
+	since    int64  // unix ns connected
+	last     atomic.Int64
+	bad      atomic.Int32 // bad frames so far
+	paused   atomic.Bool
+	held     atomic.Pointer[nats.Msg] // telemetry waiting while paused
+	gone     atomic.Bool
+}
+
+// Transport returns the session's transport.
+func (s *Session) Transport() Transport { return s.t }
+
+// Touch records activity from the device.
+func (s *Session) Touch(now time.Time) { s.last.Store(now.UnixNano()) }
+
+// DeviceInfo is what the cluster knows of a device.
+type DeviceInfo struct {
+	Device      string    `json:"device"`
+	State       string    `json:"state"`
+	Node        string    `json:"node"`
+	Protocol    string    `json:"protocol"`
+	Remote      string    `json:"remote"`
+	ConnectedAt time.Time `json:"connected_at"`
+	LastSeen    time.Time `json:"last_seen"`
+	session     string
+}
+
+// presenceMsg is published on devices.<id>.presence.
+type presenceMsg struct {
+	Device      string    `json:"device"`
+	State       string    `json:"state"`
+	Node        string    `json:"node"`
+	Protocol    string    `json:"protocol"`
+	Remote      string    `json:"remote"`
+	Reason      string    `json:"reason,omitempty"`
+	At          time.Time `json:"at"`
+	ConnectedAt time.Time `json:"connected_at"`
+	Session     string    `json:"session"`
+}
+
+// HubConfig configures a Hub.
+type HubConfig struct {
+	// Node names this node; it must be unique in the cluster.
+	Node string
+	// Now is the clock (the engine's).
+	Now func() time.Time
+	// CommandTimeout is a command's default ack timeout. Zero means 5 s.
+	CommandTimeout time.Duration
+	// MaxCommandTimeout bounds a command's timeout. Zero means 60 s.
+	MaxCommandTimeout time.Duration
+	// MaxPending bounds commands waiting for an ack on this node; past it
+	// commands fail at once. Zero means 100,000.
+	MaxPending int
+	// NodeTimeout is how long a silent node keeps its devices in the
+	// directory. Zero means 3 s (heartbeats every second).
+	NodeTimeout time.Duration
+	Logger      *slog.Logger
+}
+
+const nShards = 64
+
+type shard struct {
+	mu sync.Mutex
+	m  map[string]*Session
+	_  [40]byte
+}
+
+type dirShard struct {
+	mu sync.RWMutex
+	m  map[string]*DeviceInfo
+	_  [40]byte
+}
+
+// pendingCmd is a command waiting for its device's ack.
+type pendingCmd struct {
+	device string
+	done   func(Ack)
+	timer  *time.Timer
+	fired  atomic.Bool
+}
+
+// Hub holds this node's device sessions and the cluster's presence
+// directory, publishes telemetry and presence, and routes commands: to a
+// local device directly, to another node's devices through that node's
+// command subject (one subscription per node, never per device).
+type Hub struct {
+	cfg  HubConfig
+	bus  *Bus
+	nc   *nats.Conn
+	log  *slog.Logger
+	seed maphash.Seed
+	seq  atomic.Uint64
+
+	shards [nShards]shard
+	dir    [nShards]dirShard
+
+	pmu     sync.Mutex
+	pending map[string]*pendingCmd
+
+	nmu   sync.Mutex
+	nodes map[string]time.Time // last heartbeat per other node
+
+	pausedMu sync.Mutex
+	paused   map[*Session]struct{}
+
+	subs []*nats.Subscription
+	stop chan struct{}
+	wg   sync.WaitGroup
+	m    hubMetrics
+}
+
+// NewHub returns a hub publishing on bus. Start subscribes and starts its
+// background work.
+func NewHub(cfg HubConfig, bus *Bus) *Hub {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.CommandTimeout <= 0 {
+		cfg.CommandTimeout = 5 * time.Second
+	}
+	if cfg.MaxCommandTimeout <= 0 {
+		cfg.MaxCommandTimeout = 60 * time.Second
+	}
+	if cfg.MaxPending <= 0 {
+		cfg.MaxPending = 100_000
+	}
+	if cfg.NodeTimeout <= 0 {
+		cfg.NodeTimeout = 3 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	h := &Hub{cfg: cfg, bus: bus, nc: bus.Conn(), log: cfg.Logger, seed: maphash.MakeSeed(),
+		pending: make(map[string]*pendingCmd), nodes: make(map[string]time.Time),
+		paused: make(map[*Session]struct{}), stop: make(chan struct{})}
+	for i := range h.shards {
+		h.shards[i].m = make(map[string]*Session)
+		h.dir[i].m = make(map[string]*DeviceInfo)
+	}
+	h.m.init()
+	return h
+}
+
+// Node returns this node's name.
+func (h *Hub) Node() string { return h.cfg.Node }
+
+// Subjects of the gateway's NATS traffic.
+const (
+	subjPresenceAll = "devices.*.presence"
+	subjCommandsAll = "devices.*.commands.*"
+	subjHeartbeat   = "warren.nodes.heartbeat"
+	subjSync        = "warren.presence.sync"
+)
+
+func nodeCommandSubject(node string) string   { return "warren.node." + node + ".command" }
+func nodeBroadcastSubject(node string) string { return "warren.node." + node + ".broadcast" }
+func telemetrySubject(id string) string       { return "devices." + id + ".telemetry" }
+func presenceSubject(id string) string        { return "devices." + id + ".presence" }
+
+// Start subscribes to presence, heartbeats and this node's commands, takes
+// a snapshot of the cluster's presence, and starts the sweeper.
+func (h *Hub) Start() error {
+	subs := []struct {
+		subj string
+		fn   nats.MsgHandler
+	}{
+		{subjPresenceAll, h.onPresence},
+		{subjHeartbeat, h.onHeartbeat},
+		{subjSync, h.onSync},
+		{nodeCommandSubject(h.cfg.Node), h.onNodeCommand},
+		{nodeBroadcastSubject(h.cfg.Node), h.onNodeBroadcast},
+		{subjCommandsAll, h.onServiceCommand},
+	}
+	for _, s := range subs {
+		sub, err := h.nc.Subscribe(s.subj, s.fn)
+		if err != nil {
+			return err
+		}
+		sub.SetPendingLimits(1<<20, 256<<20)
+		h.subs = append(h.subs, sub)
+	}
+	h.nc.Flush()
+	h.syncPresence()
+	h.wg.Add(1)
+	go h.sweep()
+	return nil
+}
+
+// Close stops the hub's background work and unsubscribes.
+func (h *Hub) Close() {
+	select {
+	case <-h.stop:
+		return
+	default:
+	}
+	close(h.stop)
+	h.wg.Wait()
+	for _, s := range h.subs {
+		s.Unsubscribe()
+	}
+	h.pmu.Lock()
+	for id, p := range h.pending {
+		if p.timer != nil {
+			p.timer.Stop()
+		}
+		delete(h.pending, id)
+		if p.fired.CompareAndSwap(false, true) {
+			go p.done(Ack{ID: id, Status: "timeout"})
+		}
+	}
+	h.pmu.Unlock()
+}
+
+func (h *Hub) shardOf(id string) int { return int(maphash.String(h.seed, id) % nShards) }
+
+// Connect registers a device's new connection on this node and announces
+// it. An older connection of the same device, here or on another node, is
+// closed with ReasonReplaced.
+func (h *Hub) Connect(ident Identity, t Transport) *Session {
+	now := h.cfg.Now()
+	s := &Session{Device: ident.Device, Identity: ident, t: t, since: now.UnixNano(),
+		id: h.cfg.Node + "/" + strconv.FormatUint(h.seq.Add(1), 10)}
+	s.last.Store(s.since)
+	sh := &h.shards[h.shardOf(s.Device)]
+	sh.mu.Lock()
+	old := sh.m[s.Device]
+	sh.m[s.Device] = s
+	sh.mu.Unlock()
+	if old != nil {
+		old.gone.Store(true)
+		h.m.replaced.Add(1)
+		old.t.Close(ReasonReplaced)
+	} else {
+		h.m.online.Add(1)
+	}
+	h.m.connects.Add(1)
+	info := h.infoOf(s)
+	h.dirSet(info)
+	h.publishPresence(info, "online", "", now)
+	return s
+}
+
+// Disconnect unregisters a closed connection and announces the device
+// offline with reason, unless another connection replaced it.
+func (h *Hub) Disconnect(s *Session, reason string) {
+	sh := &h.shards[h.shardOf(s.Device)]
+	sh.mu.Lock()
+	cur := sh.m[s.Device] == s
+	if cur {
+		delete(sh.m, s.Device)
+	}
+	sh.mu.Unlock()
+	h.unpause(s)
+	if !cur {
+		return // replaced: the new session announced itself
+	}
+	h.m.online.Add(-1)
+	h.m.disconnect(reason)
+	now := h.cfg.Now()
+	info := h.infoOf(s)
+	h.dirDelete(s.Device, s.id)
+	h.publishPresence(info, "offline", reason, now)
+}
+
+// Local returns this node's session of device, or nil.
+func (h *Hub) Local(device string) *Session {
+	sh := &h.shards[h.shardOf(device)]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	return sh.m[device]
+}
+
+// LocalCount returns the devices connected to this node.
+func (h *Hub) LocalCount() int64 { return h.m.online.Load() }
+
+func (h *Hub) infoOf(s *Session) *DeviceInfo {
+	return &DeviceInfo{Device: s.Device, State: "online", Node: h.cfg.Node, Protocol: s.t.Protocol(),
+		Remote: s.t.Remote().String(), ConnectedAt: time.Unix(0, s.since), session: s.id}
+}
+
+func (h *Hub) publishPresence(d *DeviceInfo, state, reason string, now time.Time) {
+	b, _ := json.Marshal(presenceMsg{Device: d.Device, State: state, Node: d.Node, Protocol: d.Protocol,
+		Remote: d.Remote, Reason: reason, At: now.UTC(), ConnectedAt: d.ConnectedAt.UTC(), Session: d.session})
+	if err := h.nc.Publish(presenceSubject(d.Device), b); err != nil {
+		h.m.presenceErrors.Add(1)
+	}
+}
+
+// dirSet records d in the cluster directory unless it holds a newer
+// session of the device.
+func (h *Hub) dirSet(d *DeviceInfo) {
+	ds := &h.dir[h.shardOf(d.Device)]
+	ds.mu.Lock()
+	if old := ds.m[d.Device]; old == nil || !newer(old, d) {
+		ds.m[d.Device] = d
+	}
+	ds.mu.Unlock()
+}
+
+// newer reports whether a is a later session than b.
+func newer(a, b *DeviceInfo) bool {
+	if !a.ConnectedAt.Equal(b.ConnectedAt) {
+		return a.ConnectedAt.After(b.ConnectedAt)
+	}
+	return a.session > b.session
+}
+
+func (h *Hub) dirDelete(device, session string) {
+	ds := &h.dir[h.shardOf(device)]
+	ds.mu.Lock()
+	if old := ds.m[device]; old != nil && old.session == session {
+		delete(ds.m, device)
+	}
+	ds.mu.Unlock()
+}
+
+// Lookup returns what the cluster knows of device: online somewhere, or
+// nil.
+func (h *Hub) Lookup(device string) *DeviceInfo {
+	ds := &h.dir[h.shardOf(device)]
+	ds.mu.RLock()
+	d := ds.m[device]
+	ds.mu.RUnlock()
+	if d == nil {
+		return nil
+	}
+	cp := *d
+	if s := h.Local(device); s != nil && s.id == d.session {
+		cp.LastSeen = time.Unix(0, s.last.Load())
+	}
+	return &cp
+}
+
+// List returns online devices whose ids start with prefix, sorted, after
+// the cursor id, at most limit of them, and the cursor for the next page
+// ("" at the end).
+func (h *Hub) List(prefix, cursor string, limit int) ([]DeviceInfo, string) {
+	var ids []string
+	for i := range h.dir {
+		ds := &h.dir[i]
+		ds.mu.RLock()
+		for id := range ds.m {
+			if strings.HasPrefix(id, prefix) && id > cursor {
+				ids = append(ids, id)
+			}
+		}
+		ds.mu.RUnlock()
+	}
+	slices.Sort(ids)
+	next := ""
+	if limit > 0 && len(ids) > limit {
+		ids = ids[:limit]
+		next = ids[limit-1]
+	}
+	out := make([]DeviceInfo, 0, len(ids))
+	for _, id := range ids {
+		if d := h.Lookup(id); d != nil {
+			out = append(out, *d)
+		}
+	}
+	return out, next
+}
+
+// onPresence applies another node's presence event: the directory follows,
+// and a local session of a device that connected elsewhere later is
+// replaced.
+func (h *Hub) onPresence(m *nats.Msg) {
+	var p presenceMsg
+	if json.Unmarshal(m.Data, &p) != nil || p.Node == h.cfg.Node {
+		return
+	}
+	h.heard(p.Node)
+	d := &DeviceInfo{Device: p.Device, State: "online", Node: p.Node, Protocol: p.Protocol, Remote: p.Remote,
+		ConnectedAt: p.ConnectedAt, session: p.Session}
+	if p.State != "online" {
+		h.dirDelete(p.Device, p.Session)
+		return
+	}
+	h.dirSet(d)
+	if s := h.Local(p.Device); s != nil {
+		mine := h.infoOf(s)
+		if newer(d, mine) {
+			sh := &h.shards[h.shardOf(s.Device)]
+			sh.mu.Lock()
+			if sh.m[s.Device] == s {
+				delete(sh.m, s.Device)
+				h.m.online.Add(-1)
+			}
+			sh.mu.Unlock()
+			s.gone.Store(true)
+			h.m.replaced.Add(1)
+			s.t.Close(ReasonReplaced)
+		}
+	}
+}
+
+// heard notes that node is alive.
+func (h *Hub) heard(node string) {
+	h.nmu.Lock()
+	h.nodes[node] = time.Now()
+	h.nmu.Unlock()
+}
+
+func (h *Hub) onHeartbeat(m *nats.Msg) {
+	if node := string(m.Data); node != h.cfg.Node && node != "" {
+		h.heard(node)
+	}
+}
+
+// onSync answers a node that starts with this node's sessions.
+func (h *Hub) onSync(m *nats.Msg) {
+	if m.Reply == "" || string(m.Data) == h.cfg.Node {
+		return
+	}
+	var batch []presenceMsg
+	flush := func() {
+		b, _ := json.Marshal(batch)
+		h.nc.Publish(m.Reply, b)
+		batch = batch[:0]
+	}
+	now := h.cfg.Now().UTC()
+	for i := range h.shards {
+		sh := &h.shards[i]
+		sh.mu.Lock()
+		for _, s := range sh.m {
+			d := h.infoOf(s)
+			batch = append(batch, presenceMsg{Device: d.Device, State: "online", Node: d.Node, Protocol: d.Protocol,
+				Remote: d.Remote, At: now, ConnectedAt: d.ConnectedAt.UTC(), Session: d.session})
+		}
+		sh.mu.Unlock()
+		if len(batch) >= 500 {
+			flush()
+		}
+	}
+	flush()
+}
+
+// syncPresence asks the other nodes for their sessions.
+func (h *Hub) syncPresence() {
+	inbox := nats.NewInbox()
+	ch := make(chan *nats.Msg, 1024)
+	sub, err := h.nc.ChanSubscribe(inbox, ch)
+	if err != nil {
+		return
+	}
+	defer sub.Unsubscribe()
+	h.nc.PublishRequest(subjSync, inbox, []byte(h.cfg.Node))
+	quiet := time.NewTimer(300 * time.Millisecond)
+	defer quiet.Stop()
+	for {
+		select {
+		case m := <-ch:
+			var batch []presenceMsg
+			if json.Unmarshal(m.Data, &batch) == nil {
+				for _, p := range batch {
+					h.heard(p.Node)
+					h.dirSet(&DeviceInfo{Device: p.Device, State: "online", Node: p.Node, Protocol: p.Protocol,
+						Remote: p.Remote, ConnectedAt: p.ConnectedAt, session: p.Session})
+				}
+			}
+			quiet.Reset(100 * time.Millisecond)
+		case <-quiet.C:
+			return
+		}
+	}
+}
+
+// Reannounce publishes every local session again (after NATS reconnects).
+func (h *Hub) Reannounce() {
+	now := h.cfg.Now()
+	for i := range h.shards {
+		sh := &h.shards[i]
+		sh.mu.Lock()
+		ss := make([]*Session, 0, len(sh.m))
+		for _, s := range sh.m {
+			ss = append(ss, s)
+		}
+		sh.mu.Unlock()
+		for _, s := range ss {
+			h.publishPresence(h.infoOf(s), "online", "", now)
+		}
+	}
+}
+
+// sweep sends heartbeats, forgets silent nodes' devices, closes sessions
+// whose token expired and resumes paused devices.
+func (h *Hub) sweep() {
+	defer h.wg.Done()
+	beat := time.NewTicker(time.Second)
+	defer beat.Stop()
+	relief := time.NewTicker(50 * time.Millisecond)
+	defer relief.Stop()
+	for {
+		select {
+		case <-h.stop:
+			return
+		case <-relief.C:
+			h.resumePaused()
+		case <-beat.C:
+			h.nc.Publish(subjHeartbeat, []byte(h.cfg.Node))
+			h.forgetSilentNodes()
+			h.expireTokens()
+		}
+	}
+}
+
+// forgetSilentNodes drops the directory entries of nodes not heard from
+// within NodeTimeout; the first live node by name announces their devices
+// offline with ReasonNodeLost.
+func (h *Hub) forgetSilentNodes() {
+	now := time.Now()
+	var lost []string
+	announce := true
+	h.nmu.Lock()
+	for n, t := range h.nodes {
+		if now.Sub(t) > h.cfg.NodeTimeout {
+			lost = append(lost, n)
+			delete(h.nodes, n)
+		} else if n < h.cfg.Node {
+			announce = false
+		}
+	}
+	h.nmu.Unlock()
+	if len(lost) == 0 {
+		return
+	}
+	h.log.Warn("gateway: nodes silent; their devices are offline", "nodes", lost)
+	at := h.cfg.Now()
+	for i := range h.dir {
+		ds := &h.dir[i]
+		var gone []*DeviceInfo
+		ds.mu.Lock()
+		for id, d := range ds.m {
+			if slices.Contains(lost, d.Node) {
+				delete(ds.m, id)
+				gone = append(gone, d)
+			}
+		}
+		ds.mu.Unlock()
+		if announce {
+			for _, d := range gone {
+				h.publishPresence(d, "offline", ReasonNodeLost, at)
+			}
+		}
+	}
+}
+
+// expireTokens closes sessions whose token expired.
+func (h *Hub) expireTokens() {
+	now := h.cfg.Now()
+	for i := range h.shards {
+		sh := &h.shards[i]
+		var exp []*Session
+		sh.mu.Lock()
+		for _, s := range sh.m {
+			if e := s.Identity.Expires; !e.IsZero() && !now.Before(e) {
+				exp = append(exp, s)
+			}
+		}
+		sh.mu.Unlock()
+		for _, s := range exp {
+			s.t.Close(ReasonTokenExpired)
+		}
+	}
+}
+
+// Telemetry publishes one telemetry payload of s: data is the exact bytes
+// the device sent. Under NATS backpressure the device is paused with the
+// message held, and published when NATS catches up: nothing is dropped
+// silently.
+func (h *Hub) Telemetry(s *Session, data []byte, now time.Time) {
+	h.m.telemetryIn.Add(1)
+	m := &nats.Msg{Subject: telemetrySubject(s.Device), Data: data, Header: nats.Header{}}
+	m.Header.Set("Warren-Device", s.Device)
+	m.Header.Set("Warren-Node", h.cfg.Node)
+	m.Header.Set("Warren-Received", now.UTC().Format(time.RFC3339Nano))
+	if s.paused.Load() {
+		// Reading is paused; a frame already in flight is held too.
+		if !s.held.CompareAndSwap(nil, m) {
+			h.m.dropped("paused_overflow")
+		}
+		return
+	}
+	start := time.Now()
+	err := h.bus.Publish(m)
+	switch {
+	case err == nil:
+		h.m.telemetryOut.Add(1)
+		h.m.observePublish(time.Since(start))
+	case errors.Is(err, ErrBackpressure):
+		h.pause(s, m)
+	default:
+		h.m.dropped("bus_error")
+	}
+}
+
+func (h *Hub) pause(s *Session, m *nats.Msg) {
+	s.held.Store(m)
+	if s.paused.CompareAndSwap(false, true) {
+		h.m.pauses.Add(1)
+		h.pausedMu.Lock()
+		h.paused[s] = struct{}{}
+		h.pausedMu.Unlock()
+		s.t.PauseRead()
+	}
+}
+
+func (h *Hub) unpause(s *Session) {
+	h.pausedMu.Lock()
+	delete(h.paused, s)
+	h.pausedMu.Unlock()
+}
+
+// resumePaused publishes held telemetry and resumes reading once NATS has
+// room again.
+func (h *Hub) resumePaused() {
+	h.pausedMu.Lock()
+	if len(h.paused) == 0 {
+		h.pausedMu.Unlock()
+		return
+	}
+	h.pausedMu.Unlock()
+	if !h.bus.Relieved() {
+		return
+	}
+	h.pausedMu.Lock()
+	ss := make([]*Session, 0, len(h.paused))
+	for s := range h.paused {
+		ss = append(ss, s)
+	}
+	h.pausedMu.Unlock()
+	for _, s := range ss {
+		if m := s.held.Swap(nil); m != nil {
+			if err := h.bus.Publish(m); err != nil {
+				s.held.CompareAndSwap(nil, m)
+				return // still congested
+			}
+			h.m.telemetryOut.Add(1)
+		}
+		h.unpause(s)
+		s.paused.Store(false)
+		if !s.gone.Load() {
+			s.t.ResumeRead()
+		}
+	}
+}
+
+// Command sends a command to device wherever it is connected and waits for
+// its ack, at most timeout (zero: the default). It fails with ErrOffline
+// when the device is connected nowhere and ErrCommandTimeout when the ack
+// does not come in time.
+func (h *Hub) Command(ctx context.Context, device, name string, payload json.RawMessage, timeout time.Duration) (Ack, error) {
+	timeout = h.clampTimeout(timeout)
+	start := time.Now()
+	ack, err := h.command(ctx, device, name, payload, timeout)
+	h.m.commandDone(ack, err, time.Since(start))
+	return ack, err
+}
+
+func (h *Hub) clampTimeout(d time.Duration) time.Duration {
+	if d <= 0 {
+		d = h.cfg.CommandTimeout
+	}
+	return min(d, h.cfg.MaxCommandTimeout)
+}
+
+func (h *Hub) command(ctx context.Context, device, name string, payload json.RawMessage, timeout time.Duration) (Ack, error) {
+	if s := h.Local(device); s != nil {
+		ch := make(chan Ack, 1)
+		if err := h.deliver(s, name, payload, timeout, func(a Ack) { ch <- a }); err != nil {
+			return Ack{}, err
+		}
+		select {
+		case a := <-ch:
+			if a.Status == "timeout" {
+				return a, ErrCommandTimeout
+			}
+			return a, nil
+		case <-ctx.Done():
+			return Ack{}, ctx.Err()
+		}
+	}
+	d := h.Lookup(device)
+	if d == nil || d.Node == h.cfg.Node {
+		return Ack{}, ErrOffline
+	}
+	req, _ := json.Marshal(nodeCommand{Device: device, Name: name, Payload: payload, Timeout: timeout.String()})
+	rctx, cancel := context.WithTimeout(ctx, timeout+time.Second)
+	defer cancel()
+	m, err := h.nc.RequestWithContext(rctx, nodeCommandSubject(d.Node), req)
+	if err != nil {
+		if errors.Is(err, nats.ErrNoResponders) {
+			return Ack{}, ErrOffline
+		}
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			return Ack{}, ErrCommandTimeout
+		}
+		return Ack{}, err
+	}
+	var r nodeReply
+	if err := json.Unmarshal(m.Data, &r); err != nil {
+		return Ack{}, err
+	}
+	switch r.Error {
+	case "":
+		if r.Ack.Status == "timeout" {
+			return r.Ack, ErrCommandTimeout
+		}
+		return r.Ack, nil
+	case "offline":
+		return Ack{}, ErrOffline
+	default:
+		return Ack{}, errors.New(r.Error)
+	}
+}
+
+// nodeCommand is a command forwarded to the node holding the device.
+type nodeCommand struct {
+	Device  string          `json:"device"`
+	Name    string          `json:"name"`
+	Payload json.RawMessage `json:"payload,omitempty"`
+	Timeout string          `json:"timeout"`
+}
+
+type nodeReply struct {
+	Ack   Ack    `json:"ack"`
+	Error string `json:"error,omitempty"`
+}
+
+// ErrTooManyPending: MaxPending commands already wait for acks here.
+var ErrTooManyPending = errors.New("gateway: too many commands waiting for acks")
+
+// deliver sends a command to a local session and calls done once with its
+// ack, or with status "timeout". It never blocks.
+func (h *Hub) deliver(s *Session, name string, payload json.RawMessage, timeout time.Duration, done func(Ack)) error {
+	id := nuid.Next()
+	p := &pendingCmd{device: s.Device, done: done}
+	h.pmu.Lock()
+	if len(h.pending) >= h.cfg.MaxPending {
+		h.pmu.Unlock()
+		return ErrTooManyPending
+	}
+	h.pending[id] = p
+	p.timer = time.AfterFunc(timeout, func() { h.finish(id, Ack{ID: id, Status: "timeout"}) })
+	h.pmu.Unlock()
+	if err := s.t.SendCommand(Command{ID: id, Name: name, Payload: payload}); err != nil {
+		h.pmu.Lock()
+		delete(h.pending, id)
+		p.timer.Stop()
+		h.pmu.Unlock()
+		return err
+	}
+	return nil
+}
+
+// finish completes a pending command once.
+func (h *Hub) finish(id string, a Ack) bool {
+	h.pmu.Lock()
+	p := h.pending[id]
+	if p != nil {
+		delete(h.pending, id)
+		p.timer.Stop()
+	}
+	h.pmu.Unlock()
+	if p == nil || !p.fired.CompareAndSwap(false, true) {
+		return false
+	}
+	p.done(a)
+	return true
+}
+
+// Ack delivers a device's ack; it reports false for an unknown id (or an
+// ack of another device's command).
+func (h *Hub) Ack(s *Session, a Ack) bool {
+	h.pmu.Lock()
+	p := h.pending[a.ID]
+	h.pmu.Unlock()
+	if p == nil || p.device != s.Device {
+		return false
+	}
+	return h.finish(a.ID, a)
+}
+
+// Pending returns the commands waiting for acks on this node.
+func (h *Hub) Pending() int {
+	h.pmu.Lock()
+	defer h.pmu.Unlock()
+	return len(h.pending)
+}
+
+// onNodeCommand serves a command another node forwarded here. It answers
+// asynchronously: the subscription goroutine never waits for the device.
+func (h *Hub) onNodeCommand(m *nats.Msg) {
+	var c nodeCommand
+	if json.Unmarshal(m.Data, &c) != nil || m.Reply == "" {
+		return
+	}
+	timeout, _ := time.ParseDuration(c.Timeout)
+	h.serveRemote(c.Device, c.Name, c.Payload, h.clampTimeout(timeout), m.Reply, true)
+}
+
+// onServiceCommand serves a request a backend service sent to
+// devices.<id>.commands.<name>; only the node holding the device answers,
+// with the device's ack.
+func (h *Hub) onServiceCommand(m *nats.Msg) {
+	parts := strings.Split(m.Subject, ".")
+	if len(parts) != 4 || m.Reply == "" {
+		return
+	}
+	h.serveRemote(parts[1], parts[3], json.RawMessage(m.Data), h.cfg.CommandTimeout, m.Reply, false)
+}
+
+func (h *Hub) serveRemote(device, name string, payload json.RawMessage, timeout time.Duration, reply string, wrapped bool) {
+	s := h.Local(device)
+	if s == nil {
+		if wrapped {
+			b, _ := json.Marshal(nodeReply{Error: "offline"})
+			h.nc.Publish(reply, b)
+		}
+		return
+	}
+	if len(payload) == 0 {
+		payload = nil
+	}
+	if payload != nil && !json.Valid(payload) {
+		b, _ := json.Marshal(payload)
+		payload = b // a service's raw bytes travel as a JSON string
+	}
+	start := time.Now()
+	err := h.deliver(s, name, payload, timeout, func(a Ack) {
+		var b []byte
+		if wrapped {
+			b, _ = json.Marshal(nodeReply{Ack: a})
+		} else {
+			b, _ = json.Marshal(a)
+		}
+		var err error
+		if a.Status == "timeout" {
+			err = ErrCommandTimeout
+		}
+		h.m.commandDone(a, err, time.Since(start))
+		h.nc.Publish(reply, b)
+	})
+	if err != nil {
+		b, _ := json.Marshal(nodeReply{Error: err.Error()})
+		h.nc.Publish(reply, b)
+	}
+}
+
+// BroadcastResult counts a broadcast's fan-out.
+type BroadcastResult struct {
+	Sent    int `json:"sent"`
+	Offline int `json:"offline"`
+}
+
+type nodeBroadcast struct {
+	Name    string          `json:"name"`
+	Payload json.RawMessage `json:"payload,omitempty"`
+	Devices []string        `json:"devices"`
+}
+
+// Broadcast sends a command, without waiting for acks, to devices (or,
+// with prefix, to every online device whose id starts with it), wherever
+// they are connected. It never blocks on a device.
+func (h *Hub) Broadcast(name string, payload json.RawMessage, devices []string, prefix string) BroadcastResult {
+	var r BroadcastResult
+	if prefix != "" || len(devices) == 0 {
+		devices = devices[:0]
+		for i := range h.dir {
+			ds := &h.dir[i]
+			ds.mu.RLock()
+			for id := range ds.m {
+				if strings.HasPrefix(id, prefix) {
+					devices = append(devices, id)
+				}
+			}
+			ds.mu.RUnlock()
+		}
+	}
+	remote := map[string][]string{}
+	for _, id := range devices {
+		if s := h.Local(id); s != nil {
+			if s.t.SendCommand(Command{ID: nuid.Next(), Name: name, Payload: payload}) == nil {
+				r.Sent++
+			} else {
+				r.Offline++
+			}
+			continue
+		}
+		if d := h.Lookup(id); d != nil && d.Node != h.cfg.Node {
+			remote[d.Node] = append(remote[d.Node], id)
+			r.Sent++
+			continue
+		}
+		r.Offline++
+	}
+	for node, ids := range remote {
+		for len(ids) > 0 {
+			n := min(len(ids), 1000)
+			b, _ := json.Marshal(nodeBroadcast{Name: name, Payload: payload, Devices: ids[:n]})
+			h.nc.Publish(nodeBroadcastSubject(node), b)
+			ids = ids[n:]
+		}
+	}
+	h.m.broadcastSent.Add(uint64(r.Sent))
+	h.m.broadcastOffline.Add(uint64(r.Offline))
+	return r
+}
+
+func (h *Hub) onNodeBroadcast(m *nats.Msg) {
+	var b nodeBroadcast
+	if json.Unmarshal(m.Data, &b) != nil {
+		return
+	}
+	for _, id := range b.Devices {
+		if s := h.Local(id); s != nil {
+			s.t.SendCommand(Command{ID: nuid.Next(), Name: b.Name, Payload: b.Payload})
+		}
+	}
+}
+
+// Sessions calls fn for every local session (for drain and /debug).
+func (h *Hub) Sessions(fn func(*Session)) {
+	for i := range h.shards {
+		sh := &h.shards[i]
+		sh.mu.Lock()
+		ss := make([]*Session, 0, len(sh.m))
+		for _, s := range sh.m {
+			ss = append(ss, s)
+		}
+		sh.mu.Unlock()
+		for _, s := range ss {
+			fn(s)
+		}
+	}
+}

@@ -1,0 +1,166 @@
+package gateway
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// hubMetrics are the gateway's counters; Collector turns them into
+// metrics at scrape time.
+type hubMetrics struct {
+	online           atomic.Int64
+	connects         atomic.Uint64
+	replaced         atomic.Uint64
+	pauses           atomic.Uint64
+	telemetryIn      atomic.Uint64
+	telemetryOut     atomic.Uint64
+	presenceErrors   atomic.Uint64
+	broadcastSent    atomic.Uint64
+	broadcastOffline atomic.Uint64
+	badFrames        atomic.Uint64
+	authFailures     atomic.Uint64
+
+	mu           sync.Mutex
+	disconnects  map[string]uint64 // by reason
+	drops        map[string]uint64 // telemetry dropped, by reason
+	commands     map[string]uint64 // by outcome: ok, error, timeout, offline, failed
+	publishLat   prometheus.Histogram
+	commandRTT   prometheus.Histogram
+	publishHisto *prometheus.HistogramVec
+}
+
+func (m *hubMetrics) init() {
+	m.disconnects = map[string]uint64{}
+	m.drops = map[string]uint64{}
+	m.commands = map[string]uint64{}
+	m.publishLat = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "warren_gateway_telemetry_publish_seconds", Help: "Time to hand one telemetry message to NATS.",
+		Buckets: []float64{0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1}})
+	m.commandRTT = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "warren_gateway_command_duration_seconds", Help: "Command round trip: sent to the device until its ack (or the timeout).",
+		Buckets: []float64{0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}})
+}
+
+func (m *hubMetrics) disconnect(reason string) {
+	m.mu.Lock()
+	m.disconnects[reason]++
+	m.mu.Unlock()
+}
+
+func (m *hubMetrics) dropped(reason string) {
+	m.mu.Lock()
+	m.drops[reason]++
+	m.mu.Unlock()
+}
+
+func (m *hubMetrics) observePublish(d time.Duration) { m.publishLat.Observe(d.Seconds()) }
+
+// commandDone counts a command's outcome: ok, error (the device said so),
+// timeout, offline or failed.
+func (m *hubMetrics) commandDone(a Ack, err error, rtt time.Duration) {
+	outcome := "failed"
+	switch {
+	case err == nil && a.Status == "ok":
+		outcome = "ok"
+	case err == nil:
+		outcome = "error"
+	case err == ErrCommandTimeout:
+		outcome = "timeout"
+	case err == ErrOffline:
+		outcome = "offline"
+	}
+	m.mu.Lock()
+	m.commands[outcome]++
+	m.mu.Unlock()
+	if err == nil || err == ErrCommandTimeout {
+		m.commandRTT.Observe(rtt.Seconds())
+	}
+}
+
+// Collector returns the gateway's metrics (warren_gateway_*): devices
+// online on this node, connects, disconnects by reason, telemetry in,
+// published and dropped by reason, publish latency, command outcomes and
+// round trips, broadcasts, pauses for NATS backpressure, bad frames and
+// NATS connection state.
+func (h *Hub) Collector() prometheus.Collector { return hubCollector{h} }
+
+type hubCollector struct{ h *Hub }
+
+var (
+	descOnline      = prometheus.NewDesc("warren_gateway_devices_online", "Devices connected to this node.", nil, nil)
+	descDirectory   = prometheus.NewDesc("warren_gateway_devices_known", "Devices online in the cluster, as this node's directory knows them.", nil, nil)
+	descConnects    = prometheus.NewDesc("warren_gateway_connects_total", "Device connections accepted.", nil, nil)
+	descDisconnects = prometheus.NewDesc("warren_gateway_disconnects_total", "Device disconnections by reason.", []string{"reason"}, nil)
+	descReplaced    = prometheus.NewDesc("warren_gateway_sessions_replaced_total", "Sessions closed because the device connected again (here or on another node).", nil, nil)
+	descTelIn       = prometheus.NewDesc("warren_gateway_telemetry_received_total", "Telemetry messages received from devices.", nil, nil)
+	descTelOut      = prometheus.NewDesc("warren_gateway_telemetry_published_total", "Telemetry messages published to NATS.", nil, nil)
+	descTelDrop     = prometheus.NewDesc("warren_gateway_telemetry_dropped_total", "Telemetry messages dropped, by reason.", []string{"reason"}, nil)
+	descPauses      = prometheus.NewDesc("warren_gateway_backpressure_pauses_total", "Devices paused because NATS could not take their telemetry.", nil, nil)
+	descCommands    = prometheus.NewDesc("warren_gateway_commands_total", "Commands by outcome: ok, error, timeout, offline, failed.", []string{"outcome"}, nil)
+	descPending     = prometheus.NewDesc("warren_gateway_commands_pending", "Commands waiting for a device's ack on this node.", nil, nil)
+	descBroadcast   = prometheus.NewDesc("warren_gateway_broadcast_total", "Broadcast deliveries by result: sent or offline.", []string{"result"}, nil)
+	descBadFrames   = prometheus.NewDesc("warren_gateway_bad_frames_total", "Device frames refused (not JSON, unknown type, unknown ack).", nil, nil)
+	descAuthFail    = prometheus.NewDesc("warren_gateway_auth_failures_total", "Connections refused for a missing, bad or expired token.", nil, nil)
+	descNATS        = prometheus.NewDesc("warren_gateway_nats_connected", "1 while the NATS connection is up.", nil, nil)
+	descNATSReco    = prometheus.NewDesc("warren_gateway_nats_reconnects_total", "NATS reconnections.", nil, nil)
+)
+
+func (c hubCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descOnline, descDirectory, descConnects, descDisconnects, descReplaced, descTelIn,
+		descTelOut, descTelDrop, descPauses, descCommands, descPending, descBroadcast, descBadFrames, descAuthFail,
+		descNATS, descNATSReco} {
+		ch <- d
+	}
+	c.h.m.publishLat.Describe(ch)
+	c.h.m.commandRTT.Describe(ch)
+}
+
+func (c hubCollector) Collect(ch chan<- prometheus.Metric) {
+	h, m := c.h, &c.h.m
+	g := func(d *prometheus.Desc, v float64, lv ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, lv...)
+	}
+	n := func(d *prometheus.Desc, v uint64, lv ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), lv...)
+	}
+	g(descOnline, float64(m.online.Load()))
+	known := 0
+	for i := range h.dir {
+		h.dir[i].mu.RLock()
+		known += len(h.dir[i].m)
+		h.dir[i].mu.RUnlock()
+	}
+	g(descDirectory, float64(known))
+	n(descConnects, m.connects.Load())
+	n(descReplaced, m.replaced.Load())
+	n(descTelIn, m.telemetryIn.Load())
+	n(descTelOut, m.telemetryOut.Load())
+	n(descPauses, m.pauses.Load())
+	n(descBadFrames, m.badFrames.Load())
+	n(descAuthFail, m.authFailures.Load())
+	n(descBroadcast, m.broadcastSent.Load(), "sent")
+	n(descBroadcast, m.broadcastOffline.Load(), "offline")
+	g(descPending, float64(h.Pending()))
+	up := 0.0
+	if h.bus.Connected() {
+		up = 1
+	}
+	g(descNATS, up)
+	n(descNATSReco, h.bus.reco.Load())
+	m.mu.Lock()
+	for r, v := range m.disconnects {
+		n(descDisconnects, v, r)
+	}
+	for r, v := range m.drops {
+		n(descTelDrop, v, r)
+	}
+	for _, o := range []string{"ok", "error", "timeout", "offline", "failed"} {
+		n(descCommands, m.commands[o], o)
+	}
+	m.mu.Unlock()
+	m.publishLat.Collect(ch)
+	m.commandRTT.Collect(ch)
+}
