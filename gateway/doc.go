@@ -1,0 +1,7 @@
+// Package gateway is warren's device gateway: the hub behind `warren serve`
+// that admits devices over WebSocket and MQTT, authenticates each one as a
+// device identity (a JWT whose subject is the device id, signed with an
+// HMAC secret or checked against a public key), and keeps every connected
+// device registered, reachable for commands and metered for telemetry, on
+// one node or on several joined through NATS.
+package gateway
