@@ -27,6 +27,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runEcho(args[1:], stdout, stderr)
 	case "load":
 		return runLoad(args[1:], stdout, stderr)
+	case "token":
+		return runToken(args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		usage(stdout)
 		return 0

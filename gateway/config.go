@@ -1,0 +1,92 @@
+package gateway
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/warrenhq/warren/http1"
+	"github.com/warrenhq/warren/websocket"
+)
+
+// Config configures a Gateway. The zero value serves devices on
+// 127.0.0.1:8080 and the management API on 127.0.0.1:8081 with an
+// embedded NATS server on 127.0.0.1:4222; every field says what zero
+// means.
+type Config struct {
+	// Addr is the device listener (HTTP/1.1 + WebSocket; devices connect
+	// at GET /v1/connect). Zero means 127.0.0.1:8080.
+	Addr string
+	// API is the management API listener. Zero means 127.0.0.1:8081;
+	// "-" disables it.
+	API string
+	// APIToken, when set, is required as Authorization: Bearer on the
+	// management API.
+	APIToken string
+	// Auth authenticates devices. Nil means an HS256 secret loaded from
+	// (or created in) DataDir.
+	Auth Authenticator
+	// DataDir holds state that must survive restarts (the generated JWT
+	// secret). Zero means ./warren-data.
+	DataDir string
+	// Bus configures NATS (embedded server or an external cluster). Its
+	// Node and Logger default to the gateway's.
+	Bus BusConfig
+	// Node names this node in the cluster (presence, headers). Zero means
+	// the host name and process id.
+	Node string
+	// CommandTimeout is the default ack timeout of a command. Zero means
+	// 5 s; MaxCommandTimeout (zero: 60 s) bounds what a request may ask.
+	CommandTimeout    time.Duration
+	MaxCommandTimeout time.Duration
+	// MaxPending bounds commands waiting for acks on this node. Zero
+	// means 100,000.
+	MaxPending int
+	// MaxBadFrames closes a device (reason abuse, close 1008) after this
+	// many refused frames. Zero means 10; negative never closes.
+	MaxBadFrames int
+	// RetryHintMin and RetryHintJitter make the reconnect hint a draining
+	// node gives its devices in the close 1001 reason: a delay of at least
+	// RetryHintMin plus a random share of RetryHintJitter, so devices come
+	// back spread out. Zero means 1 s and 10 s.
+	RetryHintMin    time.Duration
+	RetryHintJitter time.Duration
+	// WebSocket configures device connections (message size, pings,
+	// deflate); Accept and Inline are the gateway's.
+	WebSocket websocket.Config
+	// HTTP configures both listeners' HTTP (timeouts, limits).
+	HTTP http1.Config
+	// Logger receives the gateway's logs. Nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Defaults of Config.
+const (
+	DefaultAddr    = "127.0.0.1:8080"
+	DefaultAPI     = "127.0.0.1:8081"
+	DefaultDataDir = "./warren-data"
+)
+
+func (c Config) withDefaults() Config {
+	if c.Addr == "" {
+		c.Addr = DefaultAddr
+	}
+	if c.API == "" {
+		c.API = DefaultAPI
+	}
+	if c.DataDir == "" {
+		c.DataDir = DefaultDataDir
+	}
+	if c.MaxBadFrames == 0 {
+		c.MaxBadFrames = 10
+	}
+	if c.RetryHintMin <= 0 {
+		c.RetryHintMin = time.Second
+	}
+	if c.RetryHintJitter <= 0 {
+		c.RetryHintJitter = 10 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
