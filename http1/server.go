@@ -140,10 +140,10 @@ var (
 // logs.
 const ProtocolName = "http1"
 
-func (h *connHandler) OnData(c *engine.Conn, in []byte) int { return (*Server)(h).onData(c, nil, in) }
+func (h *connHandler) OnData(c *engine.Conn, in []byte) int                    { return (*Server)(h).onData(c, nil, in) }
 func (h *connHandler) OnClose(c *engine.Conn, r engine.CloseReason, err error) {}
-func (h *connHandler) OnEOF(c *engine.Conn)                                   {}
-func (h *connHandler) OnDrain(c *engine.Conn) bool                            { return (*Server)(h).onDrain(c, nil) }
+func (h *connHandler) OnEOF(c *engine.Conn)                                    {}
+func (h *connHandler) OnDrain(c *engine.Conn) bool                             { return (*Server)(h).onDrain(c, nil) }
 func (h *connHandler) OnTimeout(c *engine.Conn, r engine.CloseReason) bool {
 	return (*Server)(h).onTimeout(c, nil, r)
 }
@@ -234,7 +234,7 @@ func (s *Server) listeners() []*engine.Listener {
 }
 
 // initRoutes reads which body limits the handler's routes need. Routes are
-// registered before serving, so Start and Serve call it again.
+// registered before serving, so Listen and ListenOn call it again.
 func (s *Server) initRoutes() {
 	s.bodyMax = s.limits.resolve().bodyBytes
 	s.parseLim, s.streams = s.limits, false
