@@ -592,6 +592,15 @@ func (l *loop) onReadable(c *Conn) {
 		if c.flags&fWorkerBusy != 0 || c.inflight.Load() > 0 {
 			return // updateState closes it once the work in flight is done
 		}
+		// Input left while work was in flight (a request pipelined behind
+		// one on a worker) may not have been redelivered yet: the FIN can
+		// be read before the loop handles the work's completion.
+		if len(c.in) > 0 {
+			l.redeliver(c)
+			if c.flags&fRegistered == 0 || c.flags&fWorkerBusy != 0 || c.inflight.Load() > 0 {
+				return
+			}
+		}
 		if l.quiet(c) {
 			l.closeNow(c, ReasonPeerClosed, nil)
 		} else {

@@ -7,6 +7,27 @@
 //
 // # Serving
 //
+// A Server does not own a network stack: it attaches to an engine that
+// its owner creates, starts and shuts down. NewServer(eng, cfg, h) makes
+// the server; Server.Listen(addr) opens a listener on that engine whose
+// connections speak HTTP, with the server's idle and header timeouts.
+// One engine carries many protocols, each on its own listeners (an HTTP
+// port beside a raw TCP port, connections dialled with
+// engine.Engine.DialHandler), sharing its event loops, worker pool,
+// bounds and observability. Server.Handler returns the engine handler
+// that speaks HTTP, for a listener opened with engine.Engine.Listen or a
+// connection handed to HTTP with engine.Conn.SetHandler. Package stack
+// assembles an engine with its admin listener, prefork and drain for a
+// process.
+//
+//	eng, err := engine.New(engine.Config{}, nil)
+//	...
+//	err = eng.Start("") // loops and workers, no listener yet
+//	srv, err := http1.NewServer(eng, http1.Config{}, router)
+//	ln, err := srv.Listen(":8080")
+//	...
+//	eng.Shutdown(ctx) // drains HTTP with everything else on the engine
+//
 // The server parses on the event loop: a connection's bytes go to the
 // parser as they arrive, and a request head split at any byte boundary
 // parses the same. A complete request is routed; its handler runs on the
@@ -21,8 +42,9 @@
 // backpressure (the server stops reading the socket while the handler
 // lags), so uploads of any size cost a bounded window of memory.
 //
-// An idle keep-alive connection holds no HTTP state at all: per-connection
-// state exists only while a request is partly received or in flight.
+// Per-connection HTTP state is the engine connection's handler while a
+// request is partly received or in flight; an idle keep-alive connection
+// holds none (its handler is the stateless [Server.Handler]).
 //
 // Keep-alive follows RFC 9112 (HTTP/1.1 persistent unless Connection: close;
 // HTTP/1.0 only with Connection: keep-alive) and [Config] bounds it: idle
@@ -32,11 +54,34 @@
 // clients are cut by the header and body timeouts with 408. Every malformed
 // request is answered with its status (see Errors below) and the connection
 // is closed, so nothing pipelined after a refused request is ever served.
-// Shutdown answers requests in progress with Connection: close and closes
-// idle connections at once.
+// When the engine shuts down, requests in progress are answered with
+// Connection: close and idle connections close at once.
 //
-// Handlers may take over a connection for another protocol with
-// [Ctx.UpgradeTo] (the websocket package does).
+// Time comes from the engine's clock (engine.Engine.Now, set with
+// engine.Config.Clock): the Date header, request durations, connection
+// age and the header, body and idle timeouts (run by the engine's timers)
+// all read it, so a test moves them with a clock it advances. Two waits
+// use real time: a StreamBody handler's wait for more body, and the
+// overload monitor's sampling interval.
+//
+// [Ctx.Context] is the request's context. It ends when the client goes
+// away (the connection closes, or the client finishes sending while the
+// handler runs), when the handler returns, or when the engine starts
+// shutting down; context.Cause tells which: [ErrClientGone],
+// [ErrHandlerDone] or engine.ErrServerClosed.
+//
+// # Upgrades
+//
+// A handler takes a connection over for another protocol with
+// [Ctx.UpgradeTo] (the websocket package does): it writes the switching
+// response with [Ctx.WriteRaw] and names the protocol's engine handler.
+// The server then makes that handler the engine connection's handler
+// with engine.Conn.SetHandler, on the connection's event loop and before
+// the client can answer the switching response, and drops its own state.
+// Every later byte, including bytes pipelined behind the upgrade request,
+// goes to the new handler directly, not through HTTP; the engine calls
+// its hooks, counts its connections under its protocol name and records
+// its close details. Handlers on the worker pool may upgrade too.
 //
 // # Parsing requests on an event loop
 //
@@ -76,12 +121,45 @@
 // A malformed or refused request yields an [*Error] carrying the status code
 // the server answers with before closing the connection: 400 for syntax
 // errors, 414, 431 and 413 for limits (see [Limits]), 501 for transfer codings
-// other than chunked and 505 for HTTP versions other than 1.0 and 1.1. Limit
+// other than chunked and 505 for HTTP versions other than 1.0 and 1.1; a
+// streamed body that stalls gives [ErrBodyTimeout] (408) and a StreamBody
+// request beyond [Config].MaxStreams [ErrTooManyStreams] (503). Limit
 // errors fire as soon as a limit is exceeded, before the header section is
 // complete; syntax errors in the header section are reported once it is
 // complete, except for a method that is not a token, which is refused at once
 // so that non-HTTP traffic (a TLS handshake on a plain port) is rejected
 // without waiting for a line end.
+//
+// Every status the server sends on its own, rather than a handler's:
+//
+//   - 100 Continue, interim, for Expect: 100-continue: when the head
+//     arrives with none of its body, or on a StreamBody route when the
+//     handler first reads.
+//   - 400 Bad Request: a syntax error in the request line, header section
+//     or body framing (every Err… value with Status 400).
+//   - 404 Not Found and 405 Method Not Allowed (with Allow): from
+//     [Router], for a path no route matches or matches only under other
+//     methods.
+//   - 408 Request Timeout: a head not received within
+//     [Config].HeaderTimeout, or a body within [Config].BodyTimeout
+//     ([ErrBodyTimeout] on StreamBody routes).
+//   - 413 Content Too Large: a body over [Limits].MaxBodyBytes or the
+//     route's StreamBody bound ([ErrBodyTooLarge]).
+//   - 414 URI Too Long: [ErrURITooLong].
+//   - 431 Request Header Fields Too Large: a header or trailer section
+//     over its limits ([ErrHeaderTooLarge], [ErrTooManyHeaders],
+//     [ErrTrailerTooLarge]).
+//   - 500 Internal Server Error: a handler panicked before sending
+//     anything.
+//   - 501 Not Implemented: a transfer coding other than chunked
+//     ([ErrUnsupportedTransferEncoding]).
+//   - 503 Service Unavailable: the engine's worker pool is full, or
+//     [Config].MaxStreams StreamBody requests are already in progress
+//     ([ErrTooManyStreams]).
+//   - 505 HTTP Version Not Supported: [ErrVersionNotSupported].
+//
+// All but 100, 404 and 405 close the connection. Connections the engine
+// refuses (over its connection bounds) are closed before HTTP sees them.
 //
 // # Leniency
 //

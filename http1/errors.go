@@ -9,8 +9,9 @@ import "errors"
 // The package returns the Err… values below, so errors.Is and == work on
 // them; they must not be modified.
 type Error struct {
-	// Status is the HTTP status code to respond with: 400, 413, 414, 431,
-	// 501 or 505.
+	// Status is the HTTP status code to respond with: 400, 408
+	// (ErrBodyTimeout), 413, 414, 431, 501, 503 (ErrTooManyStreams) or
+	// 505. The package doc lists every status the server sends itself.
 	Status int
 	// Reason says what was wrong, in a few lowercase words; it is safe to
 	// send to the client and to use as a log attribute.

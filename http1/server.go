@@ -234,7 +234,7 @@ func (s *Server) listeners() []*engine.Listener {
 }
 
 // initRoutes reads which body limits the handler's routes need. Routes are
-// registered before serving, so Start and Serve call it again.
+// registered before serving, so Listen and ListenOn call it again.
 func (s *Server) initRoutes() {
 	s.bodyMax = s.limits.resolve().bodyBytes
 	s.parseLim, s.streams = s.limits, false

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/warrenhq/warren/engine"
+	"github.com/warrenhq/warren/internal/testutil"
 )
 
 // FuzzConnInput sends arbitrary bytes to an upgraded connection, whole
@@ -61,5 +62,5 @@ func FuzzConnInput(f *testing.F) {
 		default:
 		}
 	})
-	waitFor(f, "every connection closed", func() bool { return srv.ws.Stats().Open == 0 })
+	testutil.Eventually(f, 0, "every connection closed", func() bool { return srv.ws.Stats().Open == 0 })
 }

@@ -14,10 +14,21 @@
 //	ws := websocket.New(websocket.Config{}, handler)
 //	router.Handle("GET /ws", ws.Handler())
 //
+// The upgrade (http1.Ctx.UpgradeTo) makes the WebSocket the engine
+// connection's handler with engine.Conn.SetHandler: frames go from the
+// engine straight to the WebSocket, with no forwarding through the http1
+// server, which keeps no state for the connection. The engine knows the
+// connection by the protocol name "websocket" (ProtocolName) in ConnInfo,
+// metrics and logs, and its close code is the close's engine.CloseDetail
+// (a CloseCode), shown beside the engine's reason in metrics, logs and
+// /debug/conns. The engine underneath may serve other protocols on other
+// listeners at the same time.
+//
 // http1.Adapt cannot hijack connections, so a service on net/http mounts
 // the upgrade route in the same http1.Router as its adapted mux
 // (router.Handle("/{path...}", http1.Adapt(mux))); see ExampleServer_Handler.
-// EchoHandler is the handler of `warren echo`'s GET /ws.
+// Echo, the handler `warren echo` serves on GET /ws, sends every message
+// back; see ExampleEcho.
 //
 // Handlers run on the engine's worker pool by default, one call at a time
 // per connection and in order, so they may block; Config.Inline runs them
@@ -30,8 +41,8 @@
 // broadcast a message encoded once to many connections.
 //
 // An idle connection holds no goroutine, no buffer, no Reader and no timer
-// object: a Conn struct (about 120 bytes) beside the engine's and the
-// http1 server's per-connection state. A Reader is borrowed from a pool
+// object: a Conn struct (96 bytes) beside the engine's connection, and no
+// HTTP state. A Reader is borrowed from a pool
 // while a message is arriving, and compression state exists only on
 // connections that negotiated permessage-deflate (off by default; see
 // Compression memory below for its cost).

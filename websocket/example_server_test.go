@@ -117,8 +117,9 @@ func ExampleServer_Handler() {
 	mux.HandleFunc("/hello", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hello from net/http") })
 
 	router := http1.NewRouter()
-	router.Handle("GET /ws", websocket.EchoHandler()) // WebSocket, on the event loop
-	router.Handle("/{path...}", http1.Adapt(mux))     // everything else: net/http
+	ws := websocket.New(websocket.Config{Inline: true}, websocket.Echo)
+	router.Handle("GET /ws", ws.Handler())        // WebSocket, on the event loop
+	router.Handle("/{path...}", http1.Adapt(mux)) // everything else: net/http
 	addr, stop := serve(router)
 	defer stop()
 

@@ -3,8 +3,32 @@ package websocket_test
 import (
 	"fmt"
 
+	gorilla "github.com/gorilla/websocket"
+
+	"github.com/warrenhq/warren/http1"
 	"github.com/warrenhq/warren/websocket"
 )
+
+// Echo sends every message back; it never blocks, so the server runs it
+// Inline, on the event loops. This is what `warren echo` mounts on
+// GET /ws.
+func ExampleEcho() {
+	ws := websocket.New(websocket.Config{Inline: true}, websocket.Echo)
+	router := http1.NewRouter()
+	router.Handle("GET /ws", ws.Handler())
+	addr, stop := serve(router)
+	defer stop()
+
+	client, _, err := gorilla.DefaultDialer.Dial("ws://"+addr+"/ws", nil)
+	if err != nil {
+		panic(err)
+	}
+	defer client.Close()
+	client.WriteMessage(gorilla.TextMessage, []byte("hello"))
+	typ, msg, _ := client.ReadMessage()
+	fmt.Println(typ == gorilla.TextMessage, string(msg))
+	// Output: true hello
+}
 
 func ExampleAcceptKey() {
 	// The key from RFC 6455 §1.3.

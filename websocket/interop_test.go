@@ -18,6 +18,7 @@ import (
 
 	"github.com/warrenhq/warren/engine"
 	"github.com/warrenhq/warren/http1"
+	"github.com/warrenhq/warren/internal/testutil"
 )
 
 // interopHandler echoes every message, except that the text "close-me"
@@ -182,7 +183,7 @@ func TestInteropGorilla(t *testing.T) {
 
 // TestInteropGorillaPing: gorilla answers the server's liveness pings.
 func TestInteropGorillaPing(t *testing.T) {
-	clock := newFakeClock()
+	clock := testutil.NewFakeClock()
 	rec := newRecorder(true)
 	srv := startServer(t, Config{Inline: true}, rec, serverOpts{clock: clock})
 	ws, _, err := gorilla.DefaultDialer.Dial("ws://"+srv.addr+"/ws", nil)
@@ -210,7 +211,7 @@ func TestInteropGorillaPing(t *testing.T) {
 		case <-time.After(5 * time.Second):
 			t.Fatal("no ping")
 		}
-		waitFor(t, "the pong", func() bool { return !conn.pingSent.Load() })
+		testutil.Eventually(t, 0, "the pong", func() bool { return !conn.pingSent.Load() })
 	}
 	if s := srv.ws.Stats(); s.DeadPeers != 0 || s.Open != 1 {
 		t.Fatalf("stats %+v", s)

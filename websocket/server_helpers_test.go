@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -66,6 +65,17 @@ func startServer(t testing.TB, cfg Config, h Handler, opts ...serverOpts) *testS
 		e.Shutdown(ctx)
 	})
 	return &testServer{http: srv, ws: ws, addr: ln.Addr().String()}
+}
+
+// protocolOf returns the protocol name the engine reports for connection
+// id, or "".
+func protocolOf(srv *testServer, id uint64) string {
+	for _, ci := range srv.http.Engine().Conns() {
+		if ci.ID == id {
+			return ci.Protocol
+		}
+	}
+	return ""
 }
 
 // event is what a recorder saw.
@@ -253,37 +263,5 @@ func (c *rawClient) expectEOF() {
 	}
 	if ne, ok := err.(net.Error); ok && ne.Timeout() {
 		c.t.Fatal("connection still open after 5s")
-	}
-}
-
-// fakeClock is an engine.Clock the tests move by hand.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newFakeClock() *fakeClock { return &fakeClock{now: time.Unix(1_700_000_000, 0)} }
-
-func (f *fakeClock) Now() time.Time {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.now
-}
-
-func (f *fakeClock) Advance(d time.Duration) {
-	f.mu.Lock()
-	f.now = f.now.Add(d)
-	f.mu.Unlock()
-}
-
-// waitFor polls cond until it holds or 5 s pass.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
 	}
 }

@@ -123,18 +123,14 @@ func TestEcho(t *testing.T) {
 				srv := startServer(t, Config{Inline: inline}, rec, serverOpts{portable: portable})
 				c := dialRaw(t, srv.addr)
 				conn := rec.next(t, "open").conn
-				id := conn.Engine().ID()
-				testutil.Eventually(t, 0, "the websocket protocol in Conns", func() bool {
-					for _, ci := range srv.http.Engine().Conns() {
-						if ci.ID == id {
-							return ci.Protocol == ProtocolName
-						}
-					}
-					return false
-				})
 				c.send(OpText, true, []byte("hello"))
 				if p := c.expect(OpText); string(p) != "hello" {
 					t.Fatalf("echo %q", p)
+				}
+				// The WebSocket is the engine connection's handler. Read its
+				// protocol from a snapshot: Conn.Protocol belongs to the loop.
+				if p := protocolOf(srv, conn.ID()); p != ProtocolName {
+					t.Fatalf("protocol %q", p)
 				}
 				c.send(OpBinary, true, nil)
 				if p := c.expect(OpBinary); len(p) != 0 {
@@ -368,7 +364,7 @@ func TestCloseHandshake(t *testing.T) {
 // worker pool the engine drops a timer re-evaluated while OnOpen is in
 // flight, so the first ping would wait for http1's idle timeout.)
 func TestPingAndDeadPeer(t *testing.T) {
-	clock := newFakeClock()
+	clock := testutil.NewFakeClock()
 	rec := newRecorder(false)
 	srv := startServer(t, Config{Inline: true}, rec, serverOpts{clock: clock})
 	c := dialRaw(t, srv.addr)
@@ -377,10 +373,10 @@ func TestPingAndDeadPeer(t *testing.T) {
 
 	for i := 1; i <= 2; i++ {
 		clock.Advance(DefaultPingInterval + time.Second)
-		waitFor(t, "a ping", func() bool { return stats().PingsSent == uint64(i) })
+		testutil.Eventually(t, 0, "a ping", func() bool { return stats().PingsSent == uint64(i) })
 		c.expect(OpPing)
 		c.send(OpPong, true, nil)
-		waitFor(t, "the pong", func() bool { return !conn.pingSent.Load() })
+		testutil.Eventually(t, 0, "the pong", func() bool { return !conn.pingSent.Load() })
 	}
 	// A ping from the client is answered with its payload, and counts as
 	// liveness too.
@@ -389,10 +385,10 @@ func TestPingAndDeadPeer(t *testing.T) {
 		t.Fatalf("pong %q", p)
 	}
 	clock.Advance(DefaultPingInterval + time.Second)
-	waitFor(t, "a third ping", func() bool { return stats().PingsSent == 3 })
+	testutil.Eventually(t, 0, "a third ping", func() bool { return stats().PingsSent == 3 })
 	c.expect(OpPing) // and never answer it
 	clock.Advance(DefaultPingInterval + time.Second)
-	waitFor(t, "dead peer", func() bool { return stats().DeadPeers == 1 })
+	testutil.Eventually(t, 0, "dead peer", func() bool { return stats().DeadPeers == 1 })
 	c.expectEOF()
 	if ev := rec.next(t, "close"); ev.reason != engine.ReasonDeadPeer || ev.code != CloseAbnormal {
 		t.Fatalf("OnClose(%v, %d)", ev.reason, ev.code)
@@ -403,7 +399,7 @@ func TestPingAndDeadPeer(t *testing.T) {
 }
 
 func TestPingsOff(t *testing.T) {
-	clock := newFakeClock()
+	clock := testutil.NewFakeClock()
 	rec := newRecorder(true)
 	srv := startServer(t, Config{PingInterval: -1}, rec, serverOpts{clock: clock})
 	c := dialRaw(t, srv.addr)
@@ -513,7 +509,7 @@ func TestGroupAndHub(t *testing.T) {
 	g.Leave(conns[0])
 	clients[1].nc.Close()
 	rec.next(t, "close")
-	waitFor(t, "auto-leave", func() bool { return g.Len() == n-2 })
+	testutil.Eventually(t, 0, "auto-leave", func() bool { return g.Len() == n-2 })
 	for _, i := range []int{3, 5} {
 		hub.Unsubscribe("odd", conns[i])
 	}
@@ -875,12 +871,12 @@ func TestDispatchBackpressure(t *testing.T) {
 		defer conn.mu.Unlock()
 		return conn.paused
 	}
-	waitFor(t, "reading to pause", paused)
+	testutil.Eventually(t, 0, "reading to pause", paused)
 	if q := conn.queued.Load(); q > queuedHigh+256<<10 {
 		t.Fatalf("%d bytes queued for the handler while paused", q)
 	}
 	close(gate)
-	waitFor(t, "every message", func() bool {
+	testutil.Eventually(t, 0, "every message", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(got) == n

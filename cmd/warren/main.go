@@ -1,8 +1,15 @@
 // Command warren runs warren's servers and tools.
 //
-//	warren echo  -addr HOST:PORT [flags]   benchmark echo server
-//	warren load  -url URL [flags]          load generator
-//	warren serve ...                       device gateway (coming)
+//	warren echo -addr HOST:PORT [flags]   benchmark echo server
+//	warren load -url URL [flags]          load generator
+//
+// warren echo serves HTTP/1.1 by default: GET / (on the event loop),
+// GET /delay?ms=N (on the worker pool), POST /upload (a streamed body of
+// any size, answered with its length and SHA-256) and GET /ws (a WebSocket
+// echo), all on one engine; -proto tcp makes it a raw TCP echo instead.
+// It runs with the admin listener (metrics, /debug/conns, pprof), drains
+// on SIGTERM or SIGINT, and with -procs N runs N worker processes sharing
+// the port under a supervising parent.
 //
 // Every subcommand lists its flags, with defaults, under -h.
 package main
@@ -43,7 +50,7 @@ func usage(w io.Writer) {
 	fmt.Fprint(w, `usage: warren <command> [flags]
 
 commands:
-  echo    benchmark echo server (TCP echo; HTTP and WebSocket as they land)
+  echo    benchmark echo server: HTTP/1.1 and WebSocket (GET /ws), or raw TCP with -proto tcp
   load    load generator: HTTP/WebSocket connections, hold, open/closed-loop traffic, report
 
 Run 'warren <command> -h' for a command's flags and their defaults.
