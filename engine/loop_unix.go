@@ -912,6 +912,7 @@ func (l *loop) closeNow(c *Conn, r CloseReason, err error) {
 	l.conns[int(c.fd)] = nil
 	// Counted before the descriptor closes, so a peer that saw the close
 	// sees it counted.
+	l.stats.observeDuration(time.Duration(e.cfg.Clock.Now().UnixNano() - c.created))
 	l.stats.conns.Add(-1)
 	l.stats.closed[r].Add(1)
 	if detail != nil {
@@ -923,7 +924,6 @@ func (l *loop) closeNow(c *Conn, r CloseReason, err error) {
 		pool.Put(c.in)
 		c.in = nil
 	}
-	l.stats.observeDuration(time.Duration(e.cfg.Clock.Now().UnixNano() - c.created))
 	l.setState(c, StateClosed)
 	e.release(c)
 	if c.hcaps&capClose != 0 {

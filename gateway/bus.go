@@ -23,7 +23,9 @@ type BusConfig struct {
 	// embedded server.
 	URLs []string
 	// Listen is the embedded server's client address. Empty means no
-	// port: only this process reaches it (in-process connection).
+	// port: only this process reaches it (in-process connection); a
+	// clustered server then listens on a random loopback port, which
+	// nats-server needs before it starts its routes.
 	Listen string
 	// ClusterListen is the embedded server's route address for a NATS
 	// cluster of warren nodes; empty means no clustering.
@@ -134,7 +136,11 @@ func startEmbedded(cfg BusConfig) (*server.Server, error) {
 		NoSigs:     true,
 		MaxPayload: 1 << 20,
 	}
-	if cfg.Listen == "" {
+	if cfg.Listen == "" && cfg.ClusterListen != "" {
+		// nats-server starts its routes only once its client listener is
+		// up: a clustered server gets a loopback port nobody is told of.
+		opts.Host, opts.Port = "127.0.0.1", server.RANDOM_PORT
+	} else if cfg.Listen == "" {
 		opts.DontListen = true
 	} else {
 		host, port, err := splitHostPort(cfg.Listen)

@@ -56,7 +56,7 @@ func TestCluster(t *testing.T) {
 	}
 
 	// A service's request over NATS gets the device's ack.
-	nc, err := nats.Connect("nats://" + "127.0.0.1", nats.InProcessServer(b.Bus().Embedded()))
+	nc, err := nats.Connect("nats://"+"127.0.0.1", nats.InProcessServer(b.Bus().Embedded()))
 	if err != nil {
 		t.Fatal(err)
 	}

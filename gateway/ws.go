@@ -69,12 +69,12 @@ type wsDevice struct {
 }
 
 var (
-	_ Transport                = (*wsDevice)(nil)
-	_ websocket.Handler        = (*wsDevices)(nil)
-	_ websocket.OpenHandler    = (*wsDevices)(nil)
-	_ websocket.CloseHandler   = (*wsDevices)(nil)
-	_ engine.CloseDetail       = websocket.CloseCode(0)
-	_ http1.Handler            = (*websocket.Server)(nil)
+	_ Transport                    = (*wsDevice)(nil)
+	_ websocket.Handler            = (*wsDevices)(nil)
+	_ websocket.OpenHandler        = (*wsDevices)(nil)
+	_ websocket.CloseHandler       = (*wsDevices)(nil)
+	_ engine.CloseDetail           = websocket.CloseCode(0)
+	_ http1.Handler                = (*websocket.Server)(nil)
 	_ func(*websocket.Conn) string = (*wsDevices)(nil).goingAway
 )
 
