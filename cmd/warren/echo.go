@@ -37,7 +37,7 @@ func runEcho(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	addr := fs.String("addr", "127.0.0.1:8080", "listen address")
 	adminAddr := fs.String("admin", admin.DefaultAddr, "admin listener (metrics, /debug/conns, pprof, dashboard); empty disables")
-	adminToken := fs.String("admin-token", os.Getenv("WARREN_ADMIN_TOKEN"), "bearer token for the admin listener, the prefork parent's included (default $WARREN_ADMIN_TOKEN; empty: none)")
+	adminToken := fs.String("admin-token", "", "bearer token for the admin listener, the prefork parent's included (default $WARREN_ADMIN_TOKEN; empty: none)")
 	proto := fs.String("proto", "http", "protocol: http (GET /, GET /delay?ms=N, POST /upload, GET /ws) or tcp (raw echo)")
 	drain := fs.Duration("drain-timeout", stack.DefaultDrainTimeout, "how long SIGTERM/SIGINT waits for connections to finish")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
@@ -54,6 +54,7 @@ func runEcho(args []string, stdout, stderr io.Writer) int {
 		}
 		return 2
 	}
+	envDefault(fs, "admin-token", "WARREN_ADMIN_TOKEN")
 	if *proto != "http" && *proto != "tcp" {
 		fmt.Fprintf(stderr, "warren echo: unknown -proto %q\n", *proto)
 		return 2
@@ -139,4 +140,23 @@ func newLogger(w io.Writer, level string) *slog.Logger {
 		lv = slog.LevelInfo
 	}
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: lv}))
+}
+
+// envDefault sets flag name from the environment variable env when the
+// command line did not: secrets come from the environment without -h ever
+// printing them.
+func envDefault(fs *flag.FlagSet, name, env string) {
+	if v := os.Getenv(env); v != "" && !flagSet(fs, name) {
+		fs.Set(name, v)
+	}
+}
+
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == name {
+			set = true
+		}
+	})
+	return set
 }

@@ -1,0 +1,184 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/warrenhq/warren/admin"
+	"github.com/warrenhq/warren/engine"
+	"github.com/warrenhq/warren/gateway"
+	"github.com/warrenhq/warren/prefork"
+	"github.com/warrenhq/warren/stack"
+)
+
+// preforkNATSEnv carries the parent's embedded NATS URL to prefork workers.
+const preforkNATSEnv = "WARREN_PREFORK_NATS"
+
+// runServe is `warren serve`: the device gateway.
+func runServe(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("warren serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("addr", gateway.DefaultAddr, "device listener: HTTP/1.1 + WebSocket, devices connect at GET /v1/connect")
+	api := fs.String("api", gateway.DefaultAPI, "management API listener (empty disables)")
+	apiToken := fs.String("api-token", "", "bearer token required on the management API (default $WARREN_API_TOKEN; empty: none)")
+	adminAddr := fs.String("admin", admin.DefaultAddr, "admin listener (metrics, /debug/conns, pprof, dashboard); empty disables")
+	adminToken := fs.String("admin-token", "", "bearer token for the admin listener (default $WARREN_ADMIN_TOKEN; empty: none)")
+	natsURLs := fs.String("nats", "", "external NATS cluster URL[,URL]; empty: run an embedded NATS server")
+	natsListen := fs.String("nats-listen", "127.0.0.1:4222", "embedded NATS client address for other programs (empty: no port)")
+	natsCluster := fs.String("nats-cluster", "", "embedded NATS route address HOST:PORT, to cluster with other warren nodes")
+	natsRoutes := fs.String("nats-routes", "", "other nodes' NATS routes nats://h:p,...")
+	jwtSecret := fs.String("jwt-secret", "", "HS256 secret for device tokens (default $WARREN_JWT_SECRET; with no auth flag a secret is generated under -data)")
+	jwtKey := fs.String("jwt-public-key", "", "PEM public key file for device tokens (RS256, ES256 or EdDSA)")
+	auth := fs.String("auth", "", `"none" accepts any device id without a token (development only)`)
+	dataDir := fs.String("data", gateway.DefaultDataDir, "data directory (the generated JWT secret)")
+	node := fs.String("node", "", "this node's name in the cluster (default host name and process id)")
+	cmdTimeout := fs.Duration("command-timeout", 5*time.Second, "default time a command waits for the device's ack")
+	maxBad := fs.Int("max-bad-frames", 10, "refused frames before a device is closed for abuse (negative: never)")
+	drain := fs.Duration("drain-timeout", stack.DefaultDrainTimeout, "how long SIGTERM/SIGINT waits for devices and commands to finish")
+	procs := fs.Int("procs", 1, "worker processes on the same ports (SO_REUSEPORT) under a parent that runs the embedded NATS server (1: none)")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	var ecfg engine.Config
+	var gcfg gateway.Config
+	stack.EngineFlags(fs, &ecfg)
+	stack.HTTPFlags(fs, &gcfg.HTTP)
+	stack.WebSocketFlags(fs, &gcfg.WebSocket)
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return 0
+		}
+		return 2
+	}
+	envDefault(fs, "api-token", "WARREN_API_TOKEN")
+	envDefault(fs, "admin-token", "WARREN_ADMIN_TOKEN")
+	envDefault(fs, "jwt-secret", "WARREN_JWT_SECRET")
+	log := newLogger(stderr, *logLevel)
+
+	switch {
+	case *auth == "none":
+		log.Warn("warren serve: -auth none accepts any device id without a token; development only")
+		gcfg.Auth = gateway.NoAuth()
+	case *auth != "":
+		fmt.Fprintf(stderr, "warren serve: -auth %q: the only value is none\n", *auth)
+		return 2
+	case *jwtKey != "":
+		pem, err := os.ReadFile(*jwtKey)
+		if err == nil {
+			gcfg.Auth, err = gateway.NewPublicKeyAuth(pem)
+		}
+		if err != nil {
+			log.Error("-jwt-public-key", "file", *jwtKey, "error", err)
+			return 1
+		}
+	case *jwtSecret != "":
+		gcfg.Auth = gateway.NewHMACAuth([]byte(*jwtSecret))
+	}
+	gcfg.Addr, gcfg.APIToken, gcfg.DataDir, gcfg.Node = *addr, *apiToken, *dataDir, *node
+	gcfg.API = *api
+	if gcfg.API == "" {
+		gcfg.API = "-"
+	}
+	gcfg.CommandTimeout, gcfg.MaxBadFrames, gcfg.Logger = *cmdTimeout, *maxBad, log
+	gcfg.Bus = gateway.BusConfig{Listen: *natsListen, ClusterListen: *natsCluster, Routes: splitList(*natsRoutes),
+		URLs: splitList(*natsURLs)}
+
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sig)
+
+	_, _, isWorker := prefork.Worker()
+	if isWorker {
+		if u := os.Getenv(preforkNATSEnv); u != "" && len(gcfg.Bus.URLs) == 0 {
+			gcfg.Bus = gateway.BusConfig{URLs: []string{u}}
+		}
+	} else if *procs > 1 {
+		return serveSupervisor(sig, *procs, gcfg, *adminAddr, *adminToken, *drain, log)
+	}
+
+	st, err := stack.New(stack.Config{Engine: ecfg, DrainTimeout: *drain, Logger: log,
+		Admin: admin.Config{Addr: *adminAddr, Token: *adminToken}})
+	if err != nil {
+		log.Error("engine", "error", err)
+		return 1
+	}
+	log = st.Logger()
+	gcfg.Logger = log
+	gcfg.Addr = st.Addr(gcfg.Addr)
+	if st.WorkerAddr != "" && gcfg.API != "-" {
+		gcfg.API = os.Getenv(preforkAPIEnv)
+	}
+	g, err := gateway.New(st.Engine, gcfg)
+	if err != nil {
+		log.Error("gateway", "error", err)
+		st.Engine.Close()
+		return 1
+	}
+	for _, c := range g.Collectors() {
+		st.AddCollector(c)
+	}
+	log.Info("warren serve listening", "devices", g.DeviceAddr(), "api", g.APIAddr(), "node", g.Node(),
+		"nats", natsDescription(g.Bus()), "loops", st.Engine.Config().Loops)
+	code := st.Run(sig)
+	g.Close()
+	return code
+}
+
+// preforkAPIEnv carries the API address the workers share.
+const preforkAPIEnv = "WARREN_PREFORK_API"
+
+// serveSupervisor is the prefork parent of warren serve: it runs the
+// embedded NATS server the workers share (unless -nats names a cluster),
+// then supervises the workers.
+func serveSupervisor(sig <-chan os.Signal, procs int, gcfg gateway.Config, adminAddr, adminToken string, drain time.Duration, log interface {
+	Info(string, ...any)
+	Error(string, ...any)
+}) int {
+	var bus *gateway.Bus
+	if len(gcfg.Bus.URLs) == 0 {
+		bc := gcfg.Bus
+		if bc.Listen == "" {
+			bc.Listen = "127.0.0.1:0" // the workers need a port
+		}
+		bc.Node = "parent"
+		var err error
+		if bus, err = gateway.StartBus(bc); err != nil {
+			log.Error("embedded NATS", "error", err)
+			return 1
+		}
+		defer bus.Close()
+		os.Setenv(preforkNATSEnv, bus.ClientURL())
+		log.Info("embedded NATS for the workers", "url", bus.ClientURL())
+	}
+	if gcfg.API != "-" {
+		// The workers share the API port too; SO_REUSEPORT needs a fixed
+		// one.
+		os.Setenv(preforkAPIEnv, gcfg.API)
+	}
+	return stack.RunSupervisor(sig, stack.SupervisorConfig{Procs: procs, Addr: gcfg.Addr, AdminAddr: adminAddr,
+		AdminToken: adminToken, DrainTimeout: drain, Name: "warren serve", Logger: gcfg.Logger})
+}
+
+func natsDescription(b *gateway.Bus) string {
+	if b.Embedded() == nil {
+		return "external"
+	}
+	if u := b.ClientURL(); u != "" {
+		return "embedded " + u
+	}
+	return "embedded (in-process)"
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
