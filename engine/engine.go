@@ -51,7 +51,7 @@ type Engine struct {
 	started  bool
 	stopping bool
 	addr     net.Addr
-	lns      []*Listener // every listener, in the order added; index+1 is Conn.ln
+	lns      []*Listener                 // every listener, in the order added; index+1 is Conn.ln
 	lnView   atomic.Pointer[[]*Listener] // lns for lock-free readers (loops)
 
 	draining atomic.Bool

@@ -78,8 +78,8 @@ type loop struct {
 	sleeping atomic.Bool
 	closedMB bool // guarded by mbMu: the loop has stopped
 
-	stopping   bool
-	stopped    chan struct{}
+	stopping bool
+	stopped  chan struct{}
 	folding  // fold_unix.go
 	scratch  acceptScratch
 }
@@ -1091,7 +1091,7 @@ func (l *loop) snapshot() []ConnInfo {
 		out = append(out, ConnInfo{
 			ID: c.id, Loop: l.idx, Remote: c.RemoteAddr(), Local: local, State: c.State(),
 			Protocol: c.Protocol(), Listener: int(c.ln), Outbound: c.flags&fOutbound != 0,
-			Created: time.Unix(0, c.created),
+			Created:    time.Unix(0, c.created),
 			LastActive: e.start.Add(time.Duration(last-1) * e.tickDur),
 			BytesIn:    c.bytesIn.Load(), BytesOut: c.bytesOut.Load(), Served: c.served.Load(),
 			ReadBuffer: len(c.in), WriteBuffer: queued,

@@ -45,12 +45,12 @@ type pconn struct {
 	local netip.AddrPort
 
 	// mu guards the fields below.
-	mu        sync.Mutex
-	cond      *sync.Cond
-	paused    bool
-	drain     bool
-	redeliver bool
-	retime    bool     // a timeout changed: recompute the read deadline
+	mu           sync.Mutex
+	cond         *sync.Cond
+	paused       bool
+	drain        bool
+	redeliver    bool
+	retime       bool     // a timeout changed: recompute the read deadline
 	posted       []func() // Conn.Post functions for the reader to run
 	drainStarted bool     // OnDrain has run
 	drainQuiet   bool     // draining: close once quiet
@@ -367,7 +367,7 @@ func msDuration(ms int32, def time.Duration) time.Duration {
 func (pe *portableEngine) input(c *Conn, data []byte) {
 	e := pe.e
 	now := time.Now().UnixNano() // deadlines on net.Conn are wall time
-	if data == nil { // redelivery of pending input
+	if data == nil {             // redelivery of pending input
 		used := e.callOnData(c, c.in)
 		if used > 0 {
 			c.in = c.in[:copy(c.in, c.in[used:])]

@@ -29,7 +29,7 @@ type workerPool struct {
 	mu      sync.Mutex
 	queues  map[*Conn]*taskQueue // connections with tasks queued or running
 	ready   []*taskQueue         // queues with tasks and no worker
-	queued  int     // tasks waiting, not running
+	queued  int                  // tasks waiting, not running
 	workers int
 	idle    int
 	closed  bool
