@@ -5,7 +5,6 @@ package engine
 import (
 	"errors"
 	"log/slog"
-	"net"
 	"net/netip"
 )
 
@@ -24,11 +23,20 @@ const (
 	opRetime
 	opQuiet
 	opDataDone
+	opPost
 )
+
+// op is a request posted to a loop's mailbox; loops never run here.
+type op struct {
+	kind opKind
+	c    *Conn
+	fn   func()
+}
 
 // loop is never instantiated on this platform.
 type loop struct {
 	e       *Engine
+	idx     int
 	tick    atomicTick
 	stats   loopStats
 	conns   []*Conn
@@ -39,6 +47,7 @@ type atomicTick struct{}
 
 func (atomicTick) Load() int64 { return 0 }
 
+func (l *loop) post(o op) bool          { return false }
 func (l *loop) postFunc(fn func()) bool { return false }
 func (l *loop) retimeAll()              {}
 func (l *loop) retime(*Conn)            {}
@@ -54,8 +63,12 @@ func (c *Conn) post(kind opKind, buf []byte) {
 	}
 }
 
-func startLoops(e *Engine, addr string, ln net.Listener) (net.Addr, error) {
-	return nil, errors.New("engine: event loops are not supported on this platform")
+func startLoops(e *Engine) error {
+	return errors.New("engine: event loops are not supported on this platform")
+}
+
+func listenLoops(e *Engine, sp *Listener, addr string) error {
+	return errors.New("engine: event loops are not supported on this platform")
 }
 
 func localAddr(c *Conn) netip.AddrPort { return netip.AddrPort{} }
@@ -68,6 +81,6 @@ func raiseFileLimit(*slog.Logger) {}
 
 func reasonFor(err error) CloseReason { return reasonForNet(err) }
 
-func (e *Engine) dial(loops []*loop, raddr netip.AddrPort, laddr netip.Addr, value any) (*Conn, error) {
+func (e *Engine) dial(loops []*loop, raddr netip.AddrPort, laddr netip.Addr, h Handler, value any) (*Conn, error) {
 	return nil, errors.New("engine: Dial needs the portable engine here")
 }
