@@ -27,22 +27,22 @@ type Conn struct {
 	closing    bool      // close requested; writes fail
 	abort      bool      // close without flushing
 	closeWhy   CloseReason
-	armPending bool  // an opArmWrite is posted and not yet handled
-	ln         uint8 // the listener that accepted c (index+1 in Engine.lns), 0 if dialled; immutable
+	armPending bool   // an opArmWrite is posted and not yet handled
+	ln         uint8  // the listener that accepted c (index+1 in Engine.lns), 0 if dialled; immutable
+	rport      uint16 // the peer's port (raddr below); immutable
 
-	// Owned by the loop (or, in the portable engine, the reader goroutine).
-	fd       int32 // packed with the next three into one word
-	rport    uint16
-	r4       bool
-	interest uint8 // registered poll interest (ioRead|ioWrite)
+	// Owned by the loop (or, in the portable engine, the reader goroutine);
+	// fd, l and p are immutable. The small fields share one word.
+	fd       int32
+	flags    uint16 // loop-owned flag bits
+	hcaps    uint8  // h's capabilities (handler.go)
+	interest uint8  // registered poll interest (ioRead|ioWrite)
 	l        *loop
 	p        *pconn
 	in       []byte // unconsumed input, pooled
 	timer    timerwheel.Entry[*Conn]
-	lastRead int64  // tick of the last read
-	msgStart int64  // tick the pending message started, 0 if none
-	flags    uint16 // loop-owned flag bits
-	hcaps    uint8  // h's capabilities (handler.go)
+	lastRead int64 // tick of the last read
+	msgStart int64 // tick the pending message started, 0 if none
 	state    atomic.Uint32
 	idleTO   atomic.Int32 // per-connection override in ms; 0 default, <0 off
 	readTO   atomic.Int32
@@ -54,8 +54,9 @@ type Conn struct {
 	id       uint64
 	created  int64 // unix nanoseconds
 
-	// The peer's address, kept compact (a netip.AddrPort takes 32 bytes);
-	// rport and r4 are above.
+	// The peer's address, kept compact (a netip.AddrPort takes 32 bytes):
+	// IPv4 in its IPv4-mapped form, which setRemote never stores for an
+	// IPv6 peer (it unmaps first), so the form itself says the family.
 	raddr [16]byte
 
 	// h is c's handler, owned by its loop (SetHandler).
@@ -70,8 +71,7 @@ type errBox struct {
 }
 
 func (c *Conn) setRemote(ap netip.AddrPort) {
-	a := ap.Addr().Unmap()
-	c.raddr, c.rport, c.r4 = a.As16(), ap.Port(), a.Is4()
+	c.raddr, c.rport = ap.Addr().Unmap().As16(), ap.Port()
 }
 
 // closeError returns the error behind the close; c.mu must be held.
@@ -135,11 +135,7 @@ func (c *Conn) Loop() int {
 
 // RemoteAddr returns the peer's address.
 func (c *Conn) RemoteAddr() netip.AddrPort {
-	a := netip.AddrFrom16(c.raddr)
-	if c.r4 {
-		a = a.Unmap()
-	}
-	return netip.AddrPortFrom(a, c.rport)
+	return netip.AddrPortFrom(netip.AddrFrom16(c.raddr).Unmap(), c.rport)
 }
 
 // LocalAddr returns the local address: the listener's when it is bound to
