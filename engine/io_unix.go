@@ -3,7 +3,9 @@
 package engine
 
 import (
+	"errors"
 	"log/slog"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -60,4 +62,28 @@ func raiseFileLimit(log *slog.Logger) {
 			log.Warn("engine: cannot raise open-file limit", "soft", old, "hard", rl.Max, "error", err)
 		}
 	}
+}
+
+// reasonFor maps an I/O error to a close reason.
+func reasonFor(err error) CloseReason {
+	switch {
+	case err == nil:
+		return ReasonPeerClosed
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+		return ReasonPeerReset
+	case errors.Is(err, syscall.ETIMEDOUT):
+		return ReasonIOError
+	}
+	return ReasonIOError
+}
+
+func sockError(fd int) error {
+	v, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
+	if err != nil {
+		return err
+	}
+	if v != 0 {
+		return syscall.Errno(v)
+	}
+	return nil
 }
