@@ -4,7 +4,6 @@ package engine
 
 import (
 	"errors"
-	"log/slog"
 	"net/netip"
 )
 
@@ -76,8 +75,6 @@ func localAddr(c *Conn) netip.AddrPort { return netip.AddrPort{} }
 func writeFD(fd int, bufs [][]byte) (int, error) {
 	return 0, errors.New("engine: no descriptors on this platform")
 }
-
-func raiseFileLimit(*slog.Logger) {}
 
 func reasonFor(err error) CloseReason { return reasonForNet(err) }
 

@@ -4,7 +4,6 @@ package engine
 
 import (
 	"errors"
-	"log/slog"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -46,21 +45,6 @@ func writeFD(fd int, bufs [][]byte) (int, error) {
 			return n, nil
 		}
 		return n, err
-	}
-}
-
-// raiseFileLimit lifts the soft RLIMIT_NOFILE to the hard limit.
-func raiseFileLimit(log *slog.Logger) {
-	var rl unix.Rlimit
-	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
-		return
-	}
-	if rl.Cur < rl.Max {
-		old := rl.Cur
-		rl.Cur = rl.Max
-		if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
-			log.Warn("engine: cannot raise open-file limit", "soft", old, "hard", rl.Max, "error", err)
-		}
 	}
 }
 
