@@ -9,6 +9,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/warrenhq/warren/internal/pool"
@@ -572,31 +573,24 @@ func (pc *pconn) writev(c *Conn, bufs net.Buffers) (int, error) {
 	return n, nil
 }
 
+// reasonForNet maps an error from Go's net package to a close reason.
 func reasonForNet(err error) CloseReason {
-	if errors.Is(err, io.EOF) {
+	switch {
+	case errors.Is(err, io.EOF):
 		return ReasonPeerClosed
-	}
-	if errors.Is(err, os.ErrDeadlineExceeded) {
+	case errors.Is(err, os.ErrDeadlineExceeded):
 		return ReasonIOError
-	}
-	var oe *net.OpError
-	if errors.As(err, &oe) && oe.Err != nil {
-		if s := oe.Err.Error(); containsAny(s, "reset by peer", "broken pipe", "forcibly closed") {
-			return ReasonPeerReset
-		}
+	case isPeerReset(err):
+		return ReasonPeerReset
 	}
 	return ReasonIOError
 }
 
-func containsAny(s string, subs ...string) bool {
-	for _, sub := range subs {
-		for i := 0; i+len(sub) <= len(s); i++ {
-			if s[i:i+len(sub)] == sub {
-				return true
-			}
-		}
-	}
-	return false
+// isPeerReset reports whether err says the peer reset the connection, or
+// that it is gone under a write (EPIPE). Windows reports both with its own
+// codes (peerResetOS), not with syscall.ECONNRESET or EPIPE.
+func isPeerReset(err error) bool {
+	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || peerResetOS(err)
 }
 
 func (pe *portableEngine) all() []*Conn {
