@@ -144,7 +144,7 @@ func (l *loop) accept(ln *listener) {
 		c := e.newConn(fd, remote, ln.spec.h, ln.spec.inline)
 		c.ln = ln.spec.idx
 		target := l.pick()
-		c.l = target
+		c.host = target
 		if target == l {
 			l.register(c)
 		} else if !target.post(op{kind: opRegister, c: c}) {

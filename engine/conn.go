@@ -32,14 +32,13 @@ type Conn struct {
 	rport      uint16 // the peer's port (raddr below); immutable
 
 	// Owned by the loop (or, in the portable engine, the reader goroutine);
-	// fd, l and p are immutable. The small fields share one word.
+	// fd and host are immutable. The small fields share one word.
 	fd       int32
-	flags    uint16 // loop-owned flag bits
-	hcaps    uint8  // h's capabilities (handler.go)
-	interest uint8  // registered poll interest (ioRead|ioWrite)
-	l        *loop
-	p        *pconn
-	in       []byte // unconsumed input, pooled
+	flags    uint16   // loop-owned flag bits
+	hcaps    uint8    // h's capabilities (handler.go)
+	interest uint8    // registered poll interest (ioRead|ioWrite)
+	host     connHost // c's loop (*loop) or portable reader (*pconn): host.go
+	in       []byte   // unconsumed input, pooled
 	timer    timerwheel.Entry[*Conn]
 	lastRead int64 // tick of the last read
 	msgStart int64 // tick the pending message started, 0 if none
@@ -127,10 +126,10 @@ func (c *Conn) ID() uint64 { return c.id }
 // Loop returns the index of the loop that owns c (0 on the portable
 // engine).
 func (c *Conn) Loop() int {
-	if c.l == nil {
-		return 0
+	if l, ok := c.host.(*loop); ok {
+		return l.idx
 	}
-	return c.l.idx
+	return 0
 }
 
 // RemoteAddr returns the peer's address.
@@ -140,15 +139,7 @@ func (c *Conn) RemoteAddr() netip.AddrPort {
 
 // LocalAddr returns the local address: the listener's when it is bound to
 // one IP, otherwise looked up on demand.
-func (c *Conn) LocalAddr() netip.AddrPort {
-	if c.p != nil {
-		return c.p.local
-	}
-	if sp := c.engine().listenerAt(c.ln); sp != nil && sp.local.IsValid() {
-		return sp.local
-	}
-	return localAddr(c)
-}
+func (c *Conn) LocalAddr() netip.AddrPort { return c.host.localAddr(c) }
 
 // State returns c's current state. It is safe for concurrent use.
 func (c *Conn) State() State { return State(c.state.Load()) }
@@ -220,7 +211,7 @@ func durationMS(d time.Duration) int32 {
 // takes effect at once.
 func (c *Conn) SetIdleTimeout(d time.Duration) {
 	c.idleTO.Store(durationMS(d))
-	c.post(opRetime, nil)
+	c.post(opRetime)
 }
 
 // SetReadTimeout overrides Config.ReadTimeout for c: zero restores the
@@ -228,7 +219,7 @@ func (c *Conn) SetIdleTimeout(d time.Duration) {
 // takes effect at once.
 func (c *Conn) SetReadTimeout(d time.Duration) {
 	c.readTO.Store(durationMS(d))
-	c.post(opRetime, nil)
+	c.post(opRetime)
 }
 
 // pending reports whether a message is in progress: unconsumed input, or
@@ -241,26 +232,16 @@ func (c *Conn) pending() bool { return len(c.in) > 0 || c.flags&fMessage != 0 }
 // the connection counts as Active. Setting it restarts the read timeout.
 // Call it only from OnData running on the event loop (an inline handler)
 // or on the portable engine; elsewhere it is ignored.
-func (c *Conn) SetMessagePending(pending bool) {
-	if c.p == nil && !c.inline() {
-		return
-	}
+func (c *Conn) SetMessagePending(pending bool) { c.host.setMessagePending(c, pending) }
+
+// markMessage sets or clears fMessage and reports whether a message starts.
+func (c *Conn) markMessage(pending bool) bool {
 	if !pending {
 		c.flags &^= fMessage
-		return
+		return false
 	}
 	c.flags |= fMessage
-	c.startMessage()
-}
-
-// startMessage stamps the start of a message for the read timeout.
-func (c *Conn) startMessage() {
-	if c.p != nil {
-		c.msgStart = c.p.e.Now().UnixNano()
-		return
-	}
-	c.msgStart = c.l.tick.Load()
-	c.l.retime(c)
+	return true
 }
 
 // Post runs fn where c's callbacks run — on its event loop, or on the
@@ -276,19 +257,15 @@ func (c *Conn) Post(fn func()) bool {
 	if closed {
 		return false
 	}
-	if c.p != nil {
-		c.p.postFunc(fn)
-		return true
-	}
-	return c.l.post(op{kind: opPost, c: c, fn: fn})
+	return c.host.postFn(c, fn)
 }
 
 // PauseRead stops reading from c until ResumeRead. It is safe for concurrent
 // use.
-func (c *Conn) PauseRead() { c.post(opPause, nil) }
+func (c *Conn) PauseRead() { c.post(opPause) }
 
 // ResumeRead undoes PauseRead. It is safe for concurrent use.
-func (c *Conn) ResumeRead() { c.post(opResume, nil) }
+func (c *Conn) ResumeRead() { c.post(opResume) }
 
 // Close closes c once its queued output has been flushed (bounded by the
 // write timeout), with ReasonLocal. It is safe for concurrent use and
@@ -348,11 +325,7 @@ func (c *Conn) requestClose2(r CloseReason, err error, d CloseDetail, abort bool
 	c.closing = true
 	c.abort = c.abort || abort
 	c.mu.Unlock()
-	if c.p != nil {
-		c.p.requestClose(c)
-		return
-	}
-	c.post(opClose, nil)
+	c.post(opClose)
 }
 
 // Dispatch runs fn on the worker pool after every task dispatched earlier
@@ -375,16 +348,14 @@ func (c *Conn) Dispatch(fn func()) error {
 
 func (c *Conn) taskDone() {
 	if c.inflight.Add(-1) == 0 {
-		c.post(opQuiet, nil)
+		c.post(opQuiet)
 	}
 }
 
-func (c *Conn) engine() *Engine {
-	if c.p != nil {
-		return c.p.e
-	}
-	return c.l.e
-}
+// post hands an op for c to its host.
+func (c *Conn) post(kind opKind) { c.host.postOp(c, kind) }
+
+func (c *Conn) engine() *Engine { return c.host.engine() }
 
 // Write queues b for c, writing what it can at once; it never blocks on the
 // peer. It returns len(b) when everything was written or queued. Past the
@@ -395,11 +366,11 @@ func (c *Conn) Write(b []byte) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
 	}
-	if c.p != nil {
-		return c.p.write(c, b)
+	if l, ok := c.host.(*loop); ok { // the hot path, devirtualised: host.go
+		bufs := [1][]byte{b}
+		return c.writev(l, bufs[:], len(b))
 	}
-	bufs := [1][]byte{b}
-	return c.writev(bufs[:], len(b))
+	return c.host.writev(c, [][]byte{b}, len(b))
 }
 
 // Writev is Write for several buffers, sent with one writev where possible.
@@ -411,16 +382,15 @@ func (c *Conn) Writev(bufs [][]byte) (int, error) {
 	if total == 0 {
 		return 0, nil
 	}
-	if c.p != nil {
-		return c.p.writev(c, bufs)
+	if l, ok := c.host.(*loop); ok {
+		return c.writev(l, bufs, total)
 	}
-	return c.writev(bufs, total)
+	return c.host.writev(c, bufs, total)
 }
 
 // writev is the poll engine's write path. It holds c.mu across the direct
 // write so the descriptor cannot be closed and reused under it.
-func (c *Conn) writev(bufs [][]byte, total int) (int, error) {
-	l := c.l
+func (c *Conn) writev(l *loop, bufs [][]byte, total int) (int, error) {
 	c.mu.Lock()
 	if c.closed || c.closing {
 		c.mu.Unlock()
@@ -445,7 +415,7 @@ func (c *Conn) writev(bufs [][]byte, total int) (int, error) {
 			return n, nil
 		}
 	}
-	err := c.enqueueLocked(bufs, n, total-n)
+	err := c.enqueueLocked(l, bufs, n, total-n)
 	arm := err == nil && !c.armPending
 	if arm {
 		c.armPending = true
@@ -456,15 +426,15 @@ func (c *Conn) writev(bufs [][]byte, total int) (int, error) {
 		return n, err
 	}
 	if arm {
-		c.post(opArmWrite, nil)
+		l.post(op{kind: opArmWrite, c: c})
 	}
 	return total, nil
 }
 
 // enqueueLocked copies the unwritten rest of bufs (skip bytes already
 // written, rest bytes left) into c's queue.
-func (c *Conn) enqueueLocked(bufs [][]byte, skip, rest int) error {
-	e := c.l.e
+func (c *Conn) enqueueLocked(l *loop, bufs [][]byte, skip, rest int) error {
+	e := l.e
 	cfg := &e.cfg
 	limit := cfg.WriteHighWater
 	if cfg.SlowPolicy == SlowPause {
@@ -472,7 +442,7 @@ func (c *Conn) enqueueLocked(bufs [][]byte, skip, rest int) error {
 	}
 	queued := c.out.len()
 	if queued+rest > cfg.WriteHighWater {
-		c.l.stats.watermarkHits.Add(1)
+		l.stats.watermarkHits.Add(1)
 		if queued+rest > limit {
 			return ErrSlowConsumer
 		}
@@ -484,7 +454,7 @@ func (c *Conn) enqueueLocked(bufs [][]byte, skip, rest int) error {
 		e.queued.Add(int64(rest))
 	}
 	if c.out == nil {
-		c.lastWrite = c.l.tick.Load()
+		c.lastWrite = l.tick.Load()
 		c.out = outQueuePool.Get().(*outQueue)
 	}
 	q := c.out
@@ -521,7 +491,7 @@ func (c *Conn) enqueueLocked(bufs [][]byte, skip, rest int) error {
 }
 
 // flushLocked writes queued output; it reports whether the queue is empty.
-func (c *Conn) flushLocked() (bool, error) {
+func (c *Conn) flushLocked(l *loop) (bool, error) {
 	for c.out != nil && len(c.out.bufs) > 0 {
 		batch := c.out.bufs
 		if len(batch) > 64 {
@@ -534,10 +504,10 @@ func (c *Conn) flushLocked() (bool, error) {
 		n, err := writeFD(int(c.fd), batch)
 		if n > 0 {
 			c.bytesOut.Add(uint64(n))
-			c.l.stats.bytesOut.Add(uint64(n))
-			c.lastWrite = c.l.tick.Load()
+			l.stats.bytesOut.Add(uint64(n))
+			c.lastWrite = l.tick.Load()
 			c.out.bytes -= n
-			c.l.e.queued.Add(-int64(n))
+			l.e.queued.Add(-int64(n))
 			c.consumeOutLocked(n)
 		}
 		if err != nil {

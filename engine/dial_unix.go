@@ -50,7 +50,7 @@ func (e *Engine) dial(loops []*loop, raddr netip.AddrPort, laddr netip.Addr, h H
 		c.SetContext(value)
 	}
 	target := loops[e.rr.Add(1)%uint64(len(loops))]
-	c.l = target
+	c.host = target
 	if !target.post(op{kind: opRegister, c: c}) {
 		e.conns.Add(-1)
 		return fail(ErrServerClosed)

@@ -56,12 +56,6 @@ func (l *loop) closeAll()               {}
 func (l *loop) stop()                   {}
 func (l *loop) snapshot() []ConnInfo    { return nil }
 
-func (c *Conn) post(kind opKind, buf []byte) {
-	if c.p != nil {
-		c.p.post(c, kind)
-	}
-}
-
 func startLoops(e *Engine) error {
 	return errors.New("engine: event loops are not supported on this platform")
 }
@@ -70,7 +64,7 @@ func listenLoops(e *Engine, sp *Listener, addr string) error {
 	return errors.New("engine: event loops are not supported on this platform")
 }
 
-func localAddr(c *Conn) netip.AddrPort { return netip.AddrPort{} }
+func sockName(c *Conn) netip.AddrPort { return netip.AddrPort{} }
 
 func writeFD(fd int, bufs [][]byte) (int, error) {
 	return 0, errors.New("engine: no descriptors on this platform")

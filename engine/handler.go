@@ -94,8 +94,8 @@ func (c *Conn) setHandler(h Handler, inlineDefault bool) {
 		caps |= capInline
 	}
 	c.h, c.hcaps = h, caps
-	if c.p != nil {
-		c.p.proto.Store(&protoBox{protocolOf(h)})
+	if c.host != nil { // nil while newConn makes c
+		c.host.handlerChanged(c)
 	}
 }
 

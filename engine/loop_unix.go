@@ -229,14 +229,6 @@ func (l *loop) post(o op) bool {
 
 func (l *loop) postFunc(fn func()) bool { return l.post(op{kind: opFunc, fn: fn}) }
 
-func (c *Conn) post(kind opKind, buf []byte) {
-	if c.p != nil {
-		c.p.post(c, kind)
-		return
-	}
-	c.l.post(op{kind: kind, c: c, buf: buf})
-}
-
 func (l *loop) runMailbox() {
 	if l.mbLen.Load() == 0 {
 		return

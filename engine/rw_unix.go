@@ -77,14 +77,14 @@ func (l *loop) onInput(c *Conn, data []byte) {
 		l.updateInterest(c)
 		l.updateState(c)
 		e.workers.submit(c, func() {
-			used := e.callOnData(c, buf)
+			used := l.e.callOnData(c, buf)
 			var rest []byte
 			if used < len(buf) {
 				rest = buf[:copy(buf, buf[used:])]
 			} else {
 				pool.Put(buf)
 			}
-			c.l.post(op{kind: opDataDone, c: c, buf: rest, fn: progressMark(used > 0)})
+			l.post(op{kind: opDataDone, c: c, buf: rest, fn: progressMark(used > 0)})
 		}, true)
 		return
 	}
@@ -173,7 +173,7 @@ func (l *loop) onWritable(c *Conn) {
 		return
 	}
 	c.mu.Lock()
-	empty, err := c.flushLocked()
+	empty, err := c.flushLocked(l)
 	queued := c.out.len()
 	c.mu.Unlock()
 	if err != nil {

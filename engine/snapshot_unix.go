@@ -38,7 +38,8 @@ func (l *loop) snapshot() []ConnInfo {
 	return out
 }
 
-func localAddr(c *Conn) netip.AddrPort {
+// sockName looks c's local address up with getsockname.
+func sockName(c *Conn) netip.AddrPort {
 	sa, err := unix.Getsockname(int(c.fd))
 	if err != nil {
 		return netip.AddrPort{}
