@@ -10,15 +10,26 @@ import (
 	"github.com/warrenhq/warren/internal/timerwheel"
 )
 
-// Conn is one connection. It belongs to a single event loop; the methods
-// documented as safe for concurrent use may be called from any goroutine,
-// the rest only from the connection's own callbacks.
+// Conn is one connection. It belongs to a single event loop (on the
+// portable engine, to its own reader goroutine), where its callbacks run.
+//
+// These methods are safe for concurrent use, from any goroutine, and say
+// so: Write, Writev, Close, CloseWithReason, CloseWithDetail, Abort,
+// AbortWithDetail, Dispatch, Post, PauseRead, ResumeRead, SetIdleTimeout,
+// SetReadTimeout, SetContext, AddServed, and the accessors ID, Loop,
+// RemoteAddr, LocalAddr, Created, State, BytesIn, BytesOut, Served,
+// QueuedBytes, Context and CloseDetail. The rest belong to c's loop: call
+// SetHandler, Handler, Protocol and SetMessagePending only where c's
+// callbacks run, that is from a callback or from a function given to
+// Post (SetMessagePending only from OnData, see there).
 //
 // An idle Conn holds no goroutine, no read or write buffer and no timer
 // object: only this struct and its slot in the loop's table.
 type Conn struct {
-	// mu guards the output queue and the closed/closing flags, and keeps
-	// the descriptor from being closed (and reused) under a writer.
+	// mu guards the fields below up to armPending, and keeps the
+	// descriptor from being closed (and reused) under a writer: it is held
+	// across the write system call. Nothing else is locked under it
+	// (LOCKS.md).
 	mu         sync.Mutex
 	out        *outQueue // queued output; nil when empty (idle connections)
 	lastWrite  int64     // tick of the last write progress
@@ -120,11 +131,12 @@ const (
 	ioWrite uint8 = 2
 )
 
-// ID returns the connection's identifier, unique within the process.
+// ID returns the connection's identifier, unique within the process. It is
+// safe for concurrent use.
 func (c *Conn) ID() uint64 { return c.id }
 
 // Loop returns the index of the loop that owns c (0 on the portable
-// engine).
+// engine). It is safe for concurrent use.
 func (c *Conn) Loop() int {
 	if l, ok := c.host.(*loop); ok {
 		return l.idx
@@ -132,19 +144,21 @@ func (c *Conn) Loop() int {
 	return 0
 }
 
-// RemoteAddr returns the peer's address.
+// RemoteAddr returns the peer's address. It is safe for concurrent use.
 func (c *Conn) RemoteAddr() netip.AddrPort {
 	return netip.AddrPortFrom(netip.AddrFrom16(c.raddr).Unmap(), c.rport)
 }
 
 // LocalAddr returns the local address: the listener's when it is bound to
-// one IP, otherwise looked up on demand.
+// one IP, otherwise looked up on demand. It is safe for concurrent use;
+// once c has closed, a lookup may find nothing.
 func (c *Conn) LocalAddr() netip.AddrPort { return c.host.localAddr(c) }
 
 // State returns c's current state. It is safe for concurrent use.
 func (c *Conn) State() State { return State(c.state.Load()) }
 
-// Created returns when c was accepted.
+// Created returns when c was accepted (or dialled). It is safe for
+// concurrent use.
 func (c *Conn) Created() time.Time { return time.Unix(0, c.created) }
 
 // BytesIn returns the bytes read from c. It is safe for concurrent use.
@@ -374,6 +388,7 @@ func (c *Conn) Write(b []byte) (int, error) {
 }
 
 // Writev is Write for several buffers, sent with one writev where possible.
+// It is safe for concurrent use; concurrent writes are not interleaved.
 func (c *Conn) Writev(bufs [][]byte) (int, error) {
 	total := 0
 	for _, b := range bufs {

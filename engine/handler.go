@@ -110,9 +110,11 @@ func (c *Conn) Handler() Handler { return c.h }
 // has already run and is not repeated (h can do its own setup before or
 // after SetHandler).
 //
-// SetHandler is owned by c's loop: call it from a callback running there
-// (OnOpen, OnData of an inline handler, the other hooks) or from a function
-// given to Post. A nil h is ignored.
+// SetHandler belongs to c's loop: call it from a callback that runs there
+// (OnOpen or OnData of an inline handler; OnStateChange, OnDrain, OnTimeout
+// or OnEOF of any handler) or from a function given to Post, which is how
+// a handler on the worker pool reaches it. On the portable engine every
+// callback runs where SetHandler may be called. A nil h is ignored.
 func (c *Conn) SetHandler(h Handler) {
 	if h == nil {
 		return
