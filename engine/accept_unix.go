@@ -98,6 +98,7 @@ func listenLoops(e *Engine, sp *Listener, addr string) error {
 	return nil
 }
 
+// listenerOf returns l's listener on descriptor fd, or nil.
 func (l *loop) listenerOf(fd int) *listener {
 	for _, ln := range l.lns {
 		if ln.fd == fd {
@@ -177,6 +178,9 @@ func (l *loop) pauseListener(ln *listener) {
 	})
 }
 
+// pick chooses the loop for a connection l accepted: l itself with
+// ReusePort or a single loop, else the loop with the fewest connections
+// (LeastConnections) or the next in turn.
 func (l *loop) pick() *loop {
 	e := l.e
 	if e.cfg.ReusePort || len(e.loops) == 1 {
@@ -219,6 +223,8 @@ func listenFD(addr string, reusePort bool, backlog int) (int, net.Addr, error) {
 	return fd, ln.Addr(), err
 }
 
+// dupListener takes a non-blocking, close-on-exec duplicate of ln's
+// descriptor and raises its backlog; ln stays the caller's to close.
 func dupListener(ln net.Listener, backlog int) (int, error) {
 	sc, ok := ln.(syscall.Conn)
 	if !ok {

@@ -58,6 +58,7 @@ func (e *Engine) dial(loops []*loop, raddr netip.AddrPort, laddr netip.Addr, h H
 	return c, nil
 }
 
+// toSockaddr converts ap for the socket calls.
 func toSockaddr(ap netip.AddrPort) unix.Sockaddr {
 	if ap.Addr().Is4() {
 		return &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}

@@ -61,6 +61,7 @@ func reasonFor(err error) CloseReason {
 	return ReasonIOError
 }
 
+// sockError returns the error pending on socket fd (SO_ERROR), or nil.
 func sockError(fd int) error {
 	v, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
 	if err != nil {

@@ -10,6 +10,9 @@ import (
 	"github.com/warrenhq/warren/internal/pool"
 )
 
+// register adds c to l: its slot in the table, its poll interest (write,
+// for a connect in progress) and its counts; then OnOpen, or for a connect
+// in progress its timeout. A stopping loop closes c instead.
 func (l *loop) register(c *Conn) {
 	e := l.e
 	if l.stopping {
@@ -114,6 +117,8 @@ func (l *loop) updateState(c *Conn) {
 	}
 }
 
+// setState moves c to state to, keeping the per-state counts, and calls
+// OnStateChange.
 func (l *loop) setState(c *Conn, to State) {
 	from := State(c.state.Load())
 	if from == to {
@@ -141,6 +146,8 @@ func (l *loop) handleClose(c *Conn) {
 	l.retime(c)
 }
 
+// finishClose closes c now with the reason and error requestClose
+// recorded (ReasonLocal if none).
 func (l *loop) finishClose(c *Conn) {
 	c.mu.Lock()
 	r, err := c.closeWhy, c.closeError()
@@ -212,6 +219,7 @@ func (l *loop) drainConn(c *Conn) {
 	l.updateState(c)
 }
 
+// drainAll starts the drain of every connection on l (Shutdown).
 func (l *loop) drainAll() {
 	for _, c := range l.conns {
 		if c != nil && c.flags&fRegistered != 0 {
@@ -220,6 +228,7 @@ func (l *loop) drainAll() {
 	}
 }
 
+// stopAccepting closes l's listening sockets.
 func (l *loop) stopAccepting() {
 	for _, ln := range l.lns {
 		if !ln.paused {
@@ -231,6 +240,7 @@ func (l *loop) stopAccepting() {
 	l.lns = nil
 }
 
+// closeAll closes every connection on l at once, with ReasonShutdown.
 func (l *loop) closeAll() {
 	for _, c := range l.conns {
 		if c != nil {
@@ -239,6 +249,10 @@ func (l *loop) closeAll() {
 	}
 }
 
+// stop ends l: it closes its listeners and connections, closes the
+// mailbox and settles what was left in it (connections waiting to be
+// registered are closed, a folding loop is handed back), and closes the
+// poller, which ends run.
 func (l *loop) stop() {
 	l.stopAccepting()
 	l.closeAll()

@@ -106,6 +106,9 @@ func startLoops(e *Engine) error {
 // it lets the Go scheduler run other goroutines on its P.
 const yieldAfter = time.Millisecond
 
+// run is l's goroutine: it polls, handles the events, the mailbox and the
+// timers, runs the loops folded into it, yields now and then and adapts
+// its folding, until l stops.
 func (l *loop) run() {
 	defer close(l.stopped)
 	e := l.e
@@ -227,8 +230,10 @@ func (l *loop) post(o op) bool {
 	return true
 }
 
+// postFunc queues fn to run on l; it reports false once l has stopped.
 func (l *loop) postFunc(fn func()) bool { return l.post(op{kind: opFunc, fn: fn}) }
 
+// runMailbox handles the ops posted since the last round.
 func (l *loop) runMailbox() {
 	if l.mbLen.Load() == 0 {
 		return
@@ -246,6 +251,9 @@ func (l *loop) runMailbox() {
 	l.spare = ops[:0]
 }
 
+// handle carries out one posted op. Ops for a connection that has closed
+// since are dropped, but for opRegister and opDataDone, which hand
+// resources over.
 func (l *loop) handle(o *op) {
 	c := o.c
 	switch o.kind {

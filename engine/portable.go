@@ -472,7 +472,7 @@ func (pe *portableEngine) finish(c *Conn, why CloseReason, err error) {
 
 // drainConn starts c's goodbye: OnDrain, then, unless the protocol closes
 // c itself, a close as soon as it is quiet (here, or when its work in
-// flight is done: see post's opQuiet).
+// flight is done: see postOp's opQuiet).
 func (pe *portableEngine) drainConn(c *Conn) {
 	e, pc := pe.e, c.portable()
 	pc.mu.Lock()

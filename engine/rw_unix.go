@@ -23,6 +23,9 @@ func (l *loop) redeliver(c *Conn) {
 	l.updateState(c)
 }
 
+// onReadable reads what c's socket holds into l's shared buffer and hands
+// it on. At end of file it calls OnEOF and closes c once nothing is left to
+// do; on an error it closes c.
 func (l *loop) onReadable(c *Conn) {
 	n, err := readFD(int(c.fd), l.buf)
 	if n > 0 {
@@ -52,6 +55,9 @@ func (l *loop) onReadable(c *Conn) {
 	l.closeNow(c, reasonFor(err), err)
 }
 
+// onInput passes data read from c to OnData, after any pending input, and
+// keeps what OnData leaves. A handler on the worker pool gets a pooled
+// copy, and reading from c pauses until it is done (dataDone).
 func (l *loop) onInput(c *Conn, data []byte) {
 	e := l.e
 	n := len(data)
@@ -105,6 +111,7 @@ func progressMark(progress bool) func() {
 	return nil
 }
 
+// noop is progressMark's mark.
 func noop() {}
 
 // keepRest stores the unconsumed tail of data as c's pending input.
@@ -159,6 +166,9 @@ func (l *loop) dataDone(c *Conn, rest []byte, progress bool) {
 	l.retime(c)
 }
 
+// onWritable completes a connect in progress, or flushes c's queued
+// output: it closes c when it was waiting for the flush, and resumes
+// reading below the low watermark.
 func (l *loop) onWritable(c *Conn) {
 	e := l.e
 	if c.flags&fDialing != 0 {
@@ -195,6 +205,9 @@ func (l *loop) onWritable(c *Conn) {
 	}
 }
 
+// armWrite carries out the opArmWrite a writer posted when its output got
+// queued: it polls c for writability, pauses reading past the high
+// watermark under SlowPause, and times the write.
 func (l *loop) armWrite(c *Conn) {
 	e := l.e
 	c.mu.Lock()

@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// snapshot describes l's connections for Engine.Conns; it runs on l.
 func (l *loop) snapshot() []ConnInfo {
 	e := l.e
 	var out []ConnInfo
@@ -47,6 +48,7 @@ func sockName(c *Conn) netip.AddrPort {
 	return sockaddrToAddrPort(sa)
 }
 
+// sockaddrToAddrPort converts an address from the socket calls.
 func sockaddrToAddrPort(sa unix.Sockaddr) netip.AddrPort {
 	switch a := sa.(type) {
 	case *unix.SockaddrInet4:

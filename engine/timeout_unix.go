@@ -23,6 +23,7 @@ func (l *loop) retime(c *Conn) {
 	}
 }
 
+// retimeAll re-times every connection on l after a timeout changed.
 func (l *loop) retimeAll() {
 	for _, c := range l.conns {
 		if c != nil {
@@ -31,6 +32,8 @@ func (l *loop) retimeAll() {
 	}
 }
 
+// msTicks converts a per-connection timeout override in ms (0: def;
+// negative: off) to ticks; 0 means no timeout.
 func msTicks(e *Engine, ms int32, def time.Duration) int64 {
 	switch {
 	case ms < 0:
