@@ -10,36 +10,46 @@ import (
 	"github.com/warrenhq/warren/internal/timerwheel"
 )
 
-// Conn is one connection. It belongs to a single event loop; the methods
-// documented as safe for concurrent use may be called from any goroutine,
-// the rest only from the connection's own callbacks.
+// Conn is one connection. It belongs to a single event loop (on the
+// portable engine, to its own reader goroutine), where its callbacks run.
+//
+// These methods are safe for concurrent use, from any goroutine, and say
+// so: Write, Writev, Close, CloseWithReason, CloseWithDetail, Abort,
+// AbortWithDetail, Dispatch, Post, PauseRead, ResumeRead, SetIdleTimeout,
+// SetReadTimeout, SetContext, AddServed, and the accessors ID, Loop,
+// RemoteAddr, LocalAddr, Created, State, BytesIn, BytesOut, Served,
+// QueuedBytes, Context and CloseDetail. The rest belong to c's loop: call
+// SetHandler, Handler, Protocol and SetMessagePending only where c's
+// callbacks run, that is from a callback or from a function given to
+// Post (SetMessagePending only from OnData, see there).
 //
 // An idle Conn holds no goroutine, no read or write buffer and no timer
 // object: only this struct and its slot in the loop's table.
 type Conn struct {
-	// mu guards the output queue and the closed/closing flags, and keeps
-	// the descriptor from being closed (and reused) under a writer.
-	mu        sync.Mutex
-	out       *outQueue // queued output; nil when empty (idle connections)
-	lastWrite int64     // tick of the last write progress
-	closeErr  *errBox   // the error and protocol detail behind the close, if any
-	closed    bool      // descriptor closed; writes fail
-	closing   bool      // close requested; writes fail
-	mbits     uint8     // mAbort, mArmPending
-	closeWhy  CloseReason
-	ln        uint8 // the listener that accepted c (index+1 in Engine.lns), 0 if dialled; immutable
-	// Loop-owned, placed here to pack with the bytes above.
-	hcaps uint8  // h's capabilities (handler.go)
-	flags uint16 // loop-owned flag bits
+	// mu guards the fields below up to armPending, and keeps the
+	// descriptor from being closed (and reused) under a writer: it is held
+	// across the write system call. Nothing else is locked under it
+	// (LOCKS.md).
+	mu         sync.Mutex
+	out        *outQueue // queued output; nil when empty (idle connections)
+	lastWrite  int64     // tick of the last write progress
+	closeErr   *errBox   // the error and protocol detail behind the close, if any
+	closed     bool      // descriptor closed; writes fail
+	closing    bool      // close requested; writes fail
+	abort      bool      // close without flushing
+	closeWhy   CloseReason
+	armPending bool   // an opArmWrite is posted and not yet handled
+	ln         uint8  // the listener that accepted c (index+1 in Engine.lns), 0 if dialled; immutable
+	rport      uint16 // the peer's port (raddr below); immutable
 
-	// Owned by the loop (or, in the portable engine, the reader goroutine).
-	fd       int32 // packed with the next three into one word
-	rport    uint16
-	r4       bool
-	interest uint8 // registered poll interest (ioRead|ioWrite)
-	l        *loop
-	p        *pconn
-	in       []byte // unconsumed input, pooled
+	// Owned by the loop (or, in the portable engine, the reader goroutine);
+	// fd and host are immutable. The small fields share one word.
+	fd       int32
+	flags    uint16   // loop-owned flag bits
+	hcaps    uint8    // h's capabilities (handler.go)
+	interest uint8    // registered poll interest (ioRead|ioWrite)
+	host     connHost // c's loop (*loop) or portable reader (*pconn): host.go
+	in       []byte   // unconsumed input, pooled
 	timer    timerwheel.Entry[*Conn]
 	lastRead int64 // tick of the last read
 	msgStart int64 // tick the pending message started, 0 if none
@@ -54,8 +64,9 @@ type Conn struct {
 	id       uint64
 	created  int64 // unix nanoseconds
 
-	// The peer's address, kept compact (a netip.AddrPort takes 32 bytes);
-	// rport and r4 are above.
+	// The peer's address, kept compact (a netip.AddrPort takes 32 bytes):
+	// IPv4 in its IPv4-mapped form, which setRemote never stores for an
+	// IPv6 peer (it unmaps first), so the form itself says the family.
 	raddr [16]byte
 
 	// h is c's handler, owned by its loop (SetHandler).
@@ -70,8 +81,7 @@ type errBox struct {
 }
 
 func (c *Conn) setRemote(ap netip.AddrPort) {
-	a := ap.Addr().Unmap()
-	c.raddr, c.rport, c.r4 = a.As16(), ap.Port(), a.Is4()
+	c.raddr, c.rport = ap.Addr().Unmap().As16(), ap.Port()
 }
 
 // closeError returns the error behind the close; c.mu must be held.
@@ -102,12 +112,6 @@ func (c *Conn) closeDetail() CloseDetail {
 	return c.closeErr.detail
 }
 
-// Bits of Conn.mbits, guarded by Conn.mu.
-const (
-	mAbort      uint8 = 1 << iota // close without flushing
-	mArmPending                   // an opArmWrite is posted and not yet handled
-)
-
 // Loop-owned flag bits.
 const (
 	fRegistered uint16 = 1 << iota
@@ -128,43 +132,34 @@ const (
 	ioWrite uint8 = 2
 )
 
-// ID returns the connection's identifier, unique within the process.
+// ID returns the connection's identifier, unique within the process. It is
+// safe for concurrent use.
 func (c *Conn) ID() uint64 { return c.id }
 
 // Loop returns the index of the loop that owns c (0 on the portable
-// engine).
+// engine). It is safe for concurrent use.
 func (c *Conn) Loop() int {
-	if c.l == nil {
-		return 0
+	if l, ok := c.host.(*loop); ok {
+		return l.idx
 	}
-	return c.l.idx
+	return 0
 }
 
-// RemoteAddr returns the peer's address.
+// RemoteAddr returns the peer's address. It is safe for concurrent use.
 func (c *Conn) RemoteAddr() netip.AddrPort {
-	a := netip.AddrFrom16(c.raddr)
-	if c.r4 {
-		a = a.Unmap()
-	}
-	return netip.AddrPortFrom(a, c.rport)
+	return netip.AddrPortFrom(netip.AddrFrom16(c.raddr).Unmap(), c.rport)
 }
 
 // LocalAddr returns the local address: the listener's when it is bound to
-// one IP, otherwise looked up on demand.
-func (c *Conn) LocalAddr() netip.AddrPort {
-	if c.p != nil {
-		return c.p.local
-	}
-	if sp := c.engine().listenerAt(c.ln); sp != nil && sp.local.IsValid() {
-		return sp.local
-	}
-	return localAddr(c)
-}
+// one IP, otherwise looked up on demand. It is safe for concurrent use;
+// once c has closed, a lookup may find nothing.
+func (c *Conn) LocalAddr() netip.AddrPort { return c.host.localAddr(c) }
 
 // State returns c's current state. It is safe for concurrent use.
 func (c *Conn) State() State { return State(c.state.Load()) }
 
-// Created returns when c was accepted.
+// Created returns when c was accepted (or dialled). It is safe for
+// concurrent use.
 func (c *Conn) Created() time.Time { return time.Unix(0, c.created) }
 
 // BytesIn returns the bytes read from c. It is safe for concurrent use.
@@ -231,7 +226,7 @@ func durationMS(d time.Duration) int32 {
 // takes effect at once.
 func (c *Conn) SetIdleTimeout(d time.Duration) {
 	c.idleTO.Store(durationMS(d))
-	c.post(opRetime, nil)
+	c.post(opRetime)
 }
 
 // SetReadTimeout overrides Config.ReadTimeout for c: zero restores the
@@ -239,7 +234,7 @@ func (c *Conn) SetIdleTimeout(d time.Duration) {
 // takes effect at once.
 func (c *Conn) SetReadTimeout(d time.Duration) {
 	c.readTO.Store(durationMS(d))
-	c.post(opRetime, nil)
+	c.post(opRetime)
 }
 
 // pending reports whether a message is in progress: unconsumed input, or
@@ -252,26 +247,16 @@ func (c *Conn) pending() bool { return len(c.in) > 0 || c.flags&fMessage != 0 }
 // the connection counts as Active. Setting it restarts the read timeout.
 // Call it only from OnData running on the event loop (an inline handler)
 // or on the portable engine; elsewhere it is ignored.
-func (c *Conn) SetMessagePending(pending bool) {
-	if c.p == nil && !c.inline() {
-		return
-	}
+func (c *Conn) SetMessagePending(pending bool) { c.host.setMessagePending(c, pending) }
+
+// markMessage sets or clears fMessage and reports whether a message starts.
+func (c *Conn) markMessage(pending bool) bool {
 	if !pending {
 		c.flags &^= fMessage
-		return
+		return false
 	}
 	c.flags |= fMessage
-	c.startMessage()
-}
-
-// startMessage stamps the start of a message for the read timeout.
-func (c *Conn) startMessage() {
-	if c.p != nil {
-		c.msgStart = c.p.e.Now().UnixNano()
-		return
-	}
-	c.msgStart = c.l.tick.Load()
-	c.l.retime(c)
+	return true
 }
 
 // Post runs fn where c's callbacks run — on its event loop, or on the
@@ -287,19 +272,15 @@ func (c *Conn) Post(fn func()) bool {
 	if closed {
 		return false
 	}
-	if c.p != nil {
-		c.p.postFunc(fn)
-		return true
-	}
-	return c.l.post(op{kind: opPost, c: c, fn: fn})
+	return c.host.postFn(c, fn)
 }
 
 // PauseRead stops reading from c until ResumeRead. It is safe for concurrent
 // use.
-func (c *Conn) PauseRead() { c.post(opPause, nil) }
+func (c *Conn) PauseRead() { c.post(opPause) }
 
 // ResumeRead undoes PauseRead. It is safe for concurrent use.
-func (c *Conn) ResumeRead() { c.post(opResume, nil) }
+func (c *Conn) ResumeRead() { c.post(opResume) }
 
 // Close closes c once its queued output has been flushed (bounded by the
 // write timeout), with ReasonLocal. It is safe for concurrent use and
@@ -342,7 +323,7 @@ func (c *Conn) requestClose(r CloseReason, err error, abort bool) {
 
 func (c *Conn) requestClose2(r CloseReason, err error, d CloseDetail, abort bool) {
 	c.mu.Lock()
-	if c.closed || (c.closing && !(abort && c.mbits&mAbort == 0)) {
+	if c.closed || (c.closing && !(abort && !c.abort)) {
 		c.mu.Unlock()
 		return
 	}
@@ -357,15 +338,9 @@ func (c *Conn) requestClose2(r CloseReason, err error, d CloseDetail, abort bool
 		}
 	}
 	c.closing = true
-	if abort {
-		c.mbits |= mAbort
-	}
+	c.abort = c.abort || abort
 	c.mu.Unlock()
-	if c.p != nil {
-		c.p.requestClose(c)
-		return
-	}
-	c.post(opClose, nil)
+	c.post(opClose)
 }
 
 // Dispatch runs fn on the worker pool after every task dispatched earlier
@@ -388,16 +363,14 @@ func (c *Conn) Dispatch(fn func()) error {
 
 func (c *Conn) taskDone() {
 	if c.inflight.Add(-1) == 0 {
-		c.post(opQuiet, nil)
+		c.post(opQuiet)
 	}
 }
 
-func (c *Conn) engine() *Engine {
-	if c.p != nil {
-		return c.p.e
-	}
-	return c.l.e
-}
+// post hands an op for c to its host.
+func (c *Conn) post(kind opKind) { c.host.postOp(c, kind) }
+
+func (c *Conn) engine() *Engine { return c.host.engine() }
 
 // Write queues b for c, writing what it can at once; it never blocks on the
 // peer. It returns len(b) when everything was written or queued. Past the
@@ -408,14 +381,15 @@ func (c *Conn) Write(b []byte) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
 	}
-	if c.p != nil {
-		return c.p.write(c, b)
+	if l, ok := c.host.(*loop); ok { // the hot path, devirtualised: host.go
+		bufs := [1][]byte{b}
+		return c.writev(l, bufs[:], len(b))
 	}
-	bufs := [1][]byte{b}
-	return c.writev(bufs[:], len(b))
+	return c.host.writev(c, [][]byte{b}, len(b))
 }
 
 // Writev is Write for several buffers, sent with one writev where possible.
+// It is safe for concurrent use; concurrent writes are not interleaved.
 func (c *Conn) Writev(bufs [][]byte) (int, error) {
 	total := 0
 	for _, b := range bufs {
@@ -424,16 +398,15 @@ func (c *Conn) Writev(bufs [][]byte) (int, error) {
 	if total == 0 {
 		return 0, nil
 	}
-	if c.p != nil {
-		return c.p.writev(c, bufs)
+	if l, ok := c.host.(*loop); ok {
+		return c.writev(l, bufs, total)
 	}
-	return c.writev(bufs, total)
+	return c.host.writev(c, bufs, total)
 }
 
 // writev is the poll engine's write path. It holds c.mu across the direct
 // write so the descriptor cannot be closed and reused under it.
-func (c *Conn) writev(bufs [][]byte, total int) (int, error) {
-	l := c.l
+func (c *Conn) writev(l *loop, bufs [][]byte, total int) (int, error) {
 	c.mu.Lock()
 	if c.closed || c.closing {
 		c.mu.Unlock()
@@ -458,10 +431,10 @@ func (c *Conn) writev(bufs [][]byte, total int) (int, error) {
 			return n, nil
 		}
 	}
-	err := c.enqueueLocked(bufs, n, total-n)
-	arm := err == nil && c.mbits&mArmPending == 0
+	err := c.enqueueLocked(l, bufs, n, total-n)
+	arm := err == nil && !c.armPending
 	if arm {
-		c.mbits |= mArmPending
+		c.armPending = true
 	}
 	c.mu.Unlock()
 	if err != nil {
@@ -469,15 +442,15 @@ func (c *Conn) writev(bufs [][]byte, total int) (int, error) {
 		return n, err
 	}
 	if arm {
-		c.post(opArmWrite, nil)
+		l.post(op{kind: opArmWrite, c: c})
 	}
 	return total, nil
 }
 
 // enqueueLocked copies the unwritten rest of bufs (skip bytes already
 // written, rest bytes left) into c's queue.
-func (c *Conn) enqueueLocked(bufs [][]byte, skip, rest int) error {
-	e := c.l.e
+func (c *Conn) enqueueLocked(l *loop, bufs [][]byte, skip, rest int) error {
+	e := l.e
 	cfg := &e.cfg
 	limit := cfg.WriteHighWater
 	if cfg.SlowPolicy == SlowPause {
@@ -485,7 +458,7 @@ func (c *Conn) enqueueLocked(bufs [][]byte, skip, rest int) error {
 	}
 	queued := c.out.len()
 	if queued+rest > cfg.WriteHighWater {
-		c.l.stats.watermarkHits.Add(1)
+		l.stats.watermarkHits.Add(1)
 		if queued+rest > limit {
 			return ErrSlowConsumer
 		}
@@ -497,7 +470,7 @@ func (c *Conn) enqueueLocked(bufs [][]byte, skip, rest int) error {
 		e.queued.Add(int64(rest))
 	}
 	if c.out == nil {
-		c.lastWrite = c.l.tick.Load()
+		c.lastWrite = l.tick.Load()
 		c.out = outQueuePool.Get().(*outQueue)
 	}
 	q := c.out
@@ -534,7 +507,7 @@ func (c *Conn) enqueueLocked(bufs [][]byte, skip, rest int) error {
 }
 
 // flushLocked writes queued output; it reports whether the queue is empty.
-func (c *Conn) flushLocked() (bool, error) {
+func (c *Conn) flushLocked(l *loop) (bool, error) {
 	for c.out != nil && len(c.out.bufs) > 0 {
 		batch := c.out.bufs
 		if len(batch) > 64 {
@@ -547,10 +520,10 @@ func (c *Conn) flushLocked() (bool, error) {
 		n, err := writeFD(int(c.fd), batch)
 		if n > 0 {
 			c.bytesOut.Add(uint64(n))
-			c.l.stats.bytesOut.Add(uint64(n))
-			c.lastWrite = c.l.tick.Load()
+			l.stats.bytesOut.Add(uint64(n))
+			c.lastWrite = l.tick.Load()
 			c.out.bytes -= n
-			c.l.e.queued.Add(-int64(n))
+			l.e.queued.Add(-int64(n))
 			c.consumeOutLocked(n)
 		}
 		if err != nil {

@@ -25,15 +25,26 @@
 //
 // # Concurrency
 //
-// Conn.Write, Writev, Close, CloseWithReason, Abort, Dispatch, PauseRead,
-// ResumeRead, SetIdleTimeout, SetReadTimeout and the accessors are safe from
-// any goroutine. A write goes straight to the socket when nothing is queued
-// and the socket takes it; otherwise the rest is queued and flushed when the
-// socket is writable. Other goroutines reach a loop through its mailbox, which
-// wakes the loop with an eventfd (or EVFILT_USER) only when it sleeps. The
-// output queue and the descriptor are guarded by a small per-connection
-// mutex, so a writer never writes to a descriptor the loop has closed and
-// reused.
+// Each Conn belongs to one loop. Its inline handler's callbacks run there,
+// and so do OnStateChange, OnDrain, OnTimeout and OnEOF for every handler;
+// on the portable engine all of a connection's callbacks run on its reader
+// goroutine. Conn.Write, Writev, Close, CloseWithReason, CloseWithDetail,
+// Abort, AbortWithDetail, Dispatch, Post, PauseRead, ResumeRead,
+// SetIdleTimeout, SetReadTimeout, SetContext, AddServed and the accessors
+// of identity, addresses, state and counters are safe from any goroutine
+// (the Conn documentation lists them). SetHandler, Handler, Protocol and
+// SetMessagePending belong to the loop: call them from a callback that runs
+// there, or from a function given to Conn.Post.
+//
+// A write goes straight to the socket when nothing is queued and the socket
+// takes it; otherwise the rest is queued and flushed when the socket is
+// writable. Other goroutines reach a loop through its mailbox, which wakes
+// the loop with an eventfd (or EVFILT_USER) only when it sleeps. The output
+// queue and the descriptor are guarded by a small per-connection mutex, so
+// a writer never writes to a descriptor the loop has closed and reused.
+// LOCKS.md lists the engine's locks and their order. Code running on a
+// loop must not call the Engine methods that wait for the loops (Listen,
+// ListenOn, Conns, CloseConn, Shutdown, Close).
 //
 // # Bounds and reasons
 //

@@ -17,7 +17,10 @@ import (
 
 // Engine accepts connections and runs them on event loops. Create one with
 // New, start it with Start or ListenAndServe, stop it with Shutdown or Close.
-// Its methods are safe for concurrent use.
+// Its methods are safe for concurrent use, but those that wait for the
+// loops (Listen, ListenOn, Conns, CloseConn, Shutdown, Close) must not be
+// called from code running on a loop, such as an inline handler's OnData
+// or a function given to Conn.Post: see LOCKS.md.
 type Engine struct {
 	sysClock bool // cfg.Clock is the system clock: loops reuse their own time reads
 	cfg      Config

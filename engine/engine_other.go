@@ -25,11 +25,10 @@ const (
 	opPost
 )
 
-// op is a request to a loop; never posted on this platform.
+// op is a request posted to a loop's mailbox; loops never run here.
 type op struct {
 	kind opKind
 	c    *Conn
-	buf  []byte
 	fn   func()
 }
 
@@ -47,8 +46,8 @@ type atomicTick struct{}
 
 func (atomicTick) Load() int64 { return 0 }
 
+func (l *loop) post(o op) bool          { return false }
 func (l *loop) postFunc(fn func()) bool { return false }
-func (l *loop) post(op) bool            { return false }
 func (l *loop) retimeAll()              {}
 func (l *loop) retime(*Conn)            {}
 func (l *loop) stopAccepting()          {}
@@ -56,12 +55,6 @@ func (l *loop) drainAll()               {}
 func (l *loop) closeAll()               {}
 func (l *loop) stop()                   {}
 func (l *loop) snapshot() []ConnInfo    { return nil }
-
-func (c *Conn) post(kind opKind, buf []byte) {
-	if c.p != nil {
-		c.p.post(c, kind)
-	}
-}
 
 func startLoops(e *Engine) error {
 	return errors.New("engine: event loops are not supported on this platform")
@@ -71,7 +64,7 @@ func listenLoops(e *Engine, sp *Listener, addr string) error {
 	return errors.New("engine: event loops are not supported on this platform")
 }
 
-func localAddr(c *Conn) netip.AddrPort { return netip.AddrPort{} }
+func sockName(c *Conn) netip.AddrPort { return netip.AddrPort{} }
 
 func writeFD(fd int, bufs [][]byte) (int, error) {
 	return 0, errors.New("engine: no descriptors on this platform")

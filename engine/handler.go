@@ -95,8 +95,8 @@ func (c *Conn) setHandler(h Handler, inlineDefault bool) {
 	}
 	c.h, c.hcaps = h, caps
 	c.flags |= fNewHandler
-	if c.p != nil {
-		c.p.proto.Store(&protoBox{protocolOf(h)})
+	if c.host != nil { // nil while newConn makes c
+		c.host.handlerChanged(c)
 	}
 }
 
@@ -105,16 +105,17 @@ func (c *Conn) Handler() Handler { return c.h }
 
 // SetHandler makes h c's handler from the next event on: a protocol hands
 // the connection to another (HTTP upgrading to WebSocket) or wraps it (a
-// TLS layer). Input that the old handler did not consume when it returned
-// from OnData is presented to h at once, so a protocol switch needs no
-// forwarding code. Hooks follow the handler: OnStateChange, OnDrain,
+// TLS layer). Input that the old handler did not consume is presented to h
+// with what arrives next. Hooks follow the handler: OnStateChange, OnDrain,
 // OnTimeout, OnEOF and OnClose reach whichever handler is current; OnOpen
 // has already run and is not repeated (h can do its own setup before or
 // after SetHandler).
 //
-// SetHandler is owned by c's loop: call it from a callback running there
-// (OnOpen, OnData of an inline handler, the other hooks) or from a function
-// given to Post. A nil h is ignored.
+// SetHandler belongs to c's loop: call it from a callback that runs there
+// (OnOpen or OnData of an inline handler; OnStateChange, OnDrain, OnTimeout
+// or OnEOF of any handler) or from a function given to Post, which is how
+// a handler on the worker pool reaches it. On the portable engine every
+// callback runs where SetHandler may be called. A nil h is ignored.
 func (c *Conn) SetHandler(h Handler) {
 	if h == nil {
 		return

@@ -3,7 +3,8 @@
 package engine
 
 import (
-	"log/slog"
+	"errors"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -47,17 +48,27 @@ func writeFD(fd int, bufs [][]byte) (int, error) {
 	}
 }
 
-// raiseFileLimit lifts the soft RLIMIT_NOFILE to the hard limit.
-func raiseFileLimit(log *slog.Logger) {
-	var rl unix.Rlimit
-	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
-		return
+// reasonFor maps an I/O error to a close reason.
+func reasonFor(err error) CloseReason {
+	switch {
+	case err == nil:
+		return ReasonPeerClosed
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+		return ReasonPeerReset
+	case errors.Is(err, syscall.ETIMEDOUT):
+		return ReasonIOError
 	}
-	if rl.Cur < rl.Max {
-		old := rl.Cur
-		rl.Cur = rl.Max
-		if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
-			log.Warn("engine: cannot raise open-file limit", "soft", old, "hard", rl.Max, "error", err)
-		}
+	return ReasonIOError
+}
+
+// sockError returns the error pending on socket fd (SO_ERROR), or nil.
+func sockError(fd int) error {
+	v, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
+	if err != nil {
+		return err
 	}
+	if v != 0 {
+		return syscall.Errno(v)
+	}
+	return nil
 }

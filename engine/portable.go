@@ -9,6 +9,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/warrenhq/warren/internal/pool"
@@ -132,7 +133,7 @@ func (pe *portableEngine) adopt(nc net.Conn, remote netip.AddrPort, h Handler, i
 	pc := &pconn{e: e, pe: pe, nc: nc, local: local}
 	pc.cond = sync.NewCond(&pc.mu)
 	pc.proto.Store(&protoBox{protocolOf(h)})
-	c.p = pc
+	c.host = pc
 	pe.mu.Lock()
 	pe.conns[c] = struct{}{}
 	pe.mu.Unlock()
@@ -143,6 +144,9 @@ func (pe *portableEngine) adopt(nc net.Conn, remote netip.AddrPort, h Handler, i
 	go pe.serve(c)
 	return c
 }
+
+// portable returns c's portable state; c must be on the portable engine.
+func (c *Conn) portable() *pconn { return c.host.(*pconn) }
 
 func (pe *portableEngine) dial(raddr netip.AddrPort, laddr netip.Addr, h Handler, value any) (*Conn, error) {
 	e := pe.e
@@ -180,7 +184,7 @@ func (pe *portableEngine) setState(c *Conn, to State) {
 
 func (pe *portableEngine) serve(c *Conn) {
 	defer pe.wg.Done()
-	e, pc := pe.e, c.p
+	e, pc := pe.e, c.portable()
 	e.callOnOpen(c)
 	buf := make([]byte, portableReadSize)
 	var why CloseReason
@@ -279,7 +283,7 @@ func (pe *portableEngine) serve(c *Conn) {
 // completes and pending input (pipelined requests) is still handled before
 // the connection closes.
 func (pe *portableEngine) drainAfterEOF(c *Conn) {
-	pc := c.p
+	pc := c.portable()
 	for {
 		pc.mu.Lock()
 		for c.inflight.Load() > 0 && pe.closeRequested(c) == ReasonNone {
@@ -390,7 +394,7 @@ func (pe *portableEngine) input(c *Conn, data []byte) {
 	c.bytesIn.Add(uint64(len(data)))
 	pe.stats.bytesIn.Add(uint64(len(data)))
 	c.lastRead = now
-	c.p.last.Store(now)
+	c.portable().last.Store(now)
 	fromIn := false
 	if len(c.in) > 0 {
 		if len(c.in)+len(data) > e.cfg.MaxInputBytes {
@@ -462,7 +466,7 @@ func (pe *portableEngine) finish(c *Conn, why CloseReason, err error) {
 	if detail != nil {
 		e.countDetail(c, why, detail)
 	}
-	c.p.nc.Close()
+	c.portable().nc.Close()
 	if c.in != nil {
 		pool.Put(c.in)
 		c.in = nil
@@ -480,9 +484,9 @@ func (pe *portableEngine) finish(c *Conn, why CloseReason, err error) {
 
 // drainConn starts c's goodbye: OnDrain, then, unless the protocol closes
 // c itself, a close as soon as it is quiet (here, or when its work in
-// flight is done: see post's opQuiet).
+// flight is done: see postOp's opQuiet).
 func (pe *portableEngine) drainConn(c *Conn) {
-	e, pc := pe.e, c.p
+	e, pc := pe.e, c.portable()
 	pc.mu.Lock()
 	first := !pc.drainStarted
 	pc.drainStarted = true
@@ -504,8 +508,16 @@ func (pe *portableEngine) drainConn(c *Conn) {
 	}
 }
 
-func (pc *pconn) post(c *Conn, kind opKind) {
+// The portable reader as a connection's host (connHost, host.go).
+
+func (pc *pconn) engine() *Engine { return pc.e }
+
+func (pc *pconn) localAddr(*Conn) netip.AddrPort { return pc.local }
+
+func (pc *pconn) postOp(c *Conn, kind opKind) {
 	switch kind {
+	case opClose:
+		pc.requestClose(c)
 	case opPause, opResume:
 		pc.mu.Lock()
 		pc.paused = kind == opPause
@@ -528,14 +540,26 @@ func (pc *pconn) post(c *Conn, kind opKind) {
 	}
 }
 
-// postFunc queues fn for the reader and wakes it.
-func (pc *pconn) postFunc(fn func()) {
+// postFn queues fn for the reader and wakes it.
+func (pc *pconn) postFn(_ *Conn, fn func()) bool {
 	pc.mu.Lock()
 	pc.posted = append(pc.posted, fn)
 	pc.cond.Broadcast()
 	pc.mu.Unlock()
 	pc.nc.SetReadDeadline(time.Now())
+	return true
 }
+
+// setMessagePending applies on any handler: OnData always runs on the
+// reader here.
+func (pc *pconn) setMessagePending(c *Conn, pending bool) {
+	if c.markMessage(pending) {
+		c.msgStart = pc.e.Now().UnixNano()
+	}
+}
+
+// handlerChanged mirrors the new handler's protocol for snapshots.
+func (pc *pconn) handlerChanged(c *Conn) { pc.proto.Store(&protoBox{protocolOf(c.h)}) }
 
 // requestClose interrupts the reader, which finishes the close. Writes are
 // synchronous, so nothing queued is lost.
@@ -545,19 +569,16 @@ func (pc *pconn) requestClose(c *Conn) {
 	pc.mu.Unlock()
 	pc.nc.SetReadDeadline(time.Now())
 	c.mu.Lock()
-	abort := c.mbits&mAbort != 0
+	abort := c.abort
 	c.mu.Unlock()
 	if abort {
 		pc.nc.Close()
 	}
 }
 
-func (pc *pconn) write(c *Conn, b []byte) (int, error) {
-	bufs := net.Buffers{b}
-	return pc.writev(c, bufs)
-}
-
-func (pc *pconn) writev(c *Conn, bufs net.Buffers) (int, error) {
+// writev writes synchronously, bounded by the write timeout.
+func (pc *pconn) writev(c *Conn, b [][]byte, _ int) (int, error) {
+	bufs := net.Buffers(b)
 	c.mu.Lock()
 	if c.closed || c.closing {
 		c.mu.Unlock()
@@ -584,31 +605,24 @@ func (pc *pconn) writev(c *Conn, bufs net.Buffers) (int, error) {
 	return n, nil
 }
 
+// reasonForNet maps an error from Go's net package to a close reason.
 func reasonForNet(err error) CloseReason {
-	if errors.Is(err, io.EOF) {
+	switch {
+	case errors.Is(err, io.EOF):
 		return ReasonPeerClosed
-	}
-	if errors.Is(err, os.ErrDeadlineExceeded) {
+	case errors.Is(err, os.ErrDeadlineExceeded):
 		return ReasonIOError
-	}
-	var oe *net.OpError
-	if errors.As(err, &oe) && oe.Err != nil {
-		if s := oe.Err.Error(); containsAny(s, "reset by peer", "broken pipe", "forcibly closed") {
-			return ReasonPeerReset
-		}
+	case isPeerReset(err):
+		return ReasonPeerReset
 	}
 	return ReasonIOError
 }
 
-func containsAny(s string, subs ...string) bool {
-	for _, sub := range subs {
-		for i := 0; i+len(sub) <= len(s); i++ {
-			if s[i:i+len(sub)] == sub {
-				return true
-			}
-		}
-	}
-	return false
+// isPeerReset reports whether err says the peer reset the connection, or
+// that it is gone under a write (EPIPE). Windows reports both with its own
+// codes (peerResetOS), not with syscall.ECONNRESET or EPIPE.
+func isPeerReset(err error) bool {
+	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || peerResetOS(err)
 }
 
 func (pe *portableEngine) all() []*Conn {
@@ -624,10 +638,11 @@ func (pe *portableEngine) all() []*Conn {
 func (pe *portableEngine) snapshot() []ConnInfo {
 	var out []ConnInfo
 	for _, c := range pe.all() {
+		pc := c.portable()
 		out = append(out, ConnInfo{
-			ID: c.id, Remote: c.RemoteAddr(), Local: c.p.local, State: c.State(),
-			Protocol: c.p.proto.Load().name, Listener: int(c.ln), Outbound: c.ln == 0,
-			Created: time.Unix(0, c.created), LastActive: time.Unix(0, c.p.last.Load()),
+			ID: c.id, Remote: c.RemoteAddr(), Local: pc.local, State: c.State(),
+			Protocol: pc.proto.Load().name, Listener: int(c.ln), Outbound: c.ln == 0,
+			Created: time.Unix(0, c.created), LastActive: time.Unix(0, pc.last.Load()),
 			BytesIn: c.bytesIn.Load(), BytesOut: c.bytesOut.Load(), Served: c.served.Load(),
 		})
 	}
@@ -637,7 +652,7 @@ func (pe *portableEngine) snapshot() []ConnInfo {
 // retimeAll has every reader recompute its read deadline.
 func (pe *portableEngine) retimeAll() {
 	for _, c := range pe.all() {
-		c.p.post(c, opRetime)
+		c.portable().postOp(c, opRetime)
 	}
 }
 
@@ -660,7 +675,7 @@ func (pe *portableEngine) shutdown(ctx context.Context) error {
 	pe.mu.Unlock()
 	pe.acceptWG.Wait()
 	for _, c := range pe.all() {
-		pc := c.p
+		pc := c.portable()
 		pc.mu.Lock()
 		pc.drain = true
 		pc.cond.Broadcast()

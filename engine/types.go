@@ -297,9 +297,10 @@ type TimeoutHandler interface {
 // EOFHandler is implemented by protocols that want to know when the peer
 // has finished sending (its FIN arrived) while c stays open for work in
 // flight or queued output: a request body streamed to a handler, for
-// example, can then fail at once instead of at its timeout. OnEOF runs
-// where OnData runs, after the last OnData, and must not block; the engine
-// closes c once the work in flight is done.
+// example, can then fail at once instead of at its timeout. OnEOF runs on
+// c's event loop, for handlers on the worker pool too, after the last
+// OnData has returned, and must not block; the engine closes c once the
+// work in flight is done.
 type EOFHandler interface {
 	OnEOF(c *Conn)
 }

@@ -1,0 +1,282 @@
+//go:build linux || darwin || freebsd
+
+package engine
+
+import (
+	"golang.org/x/sys/unix"
+
+	"github.com/warrenhq/warren/internal/pool"
+)
+
+// redeliver calls OnData again with pending input once dispatched work is
+// done: a protocol that stopped parsing while a request was in flight (HTTP
+// pipelining) resumes where it left off without waiting for new bytes.
+func (l *loop) redeliver(c *Conn) {
+	if len(c.in) == 0 || c.inflight.Load() > 0 || c.flags&(fRegistered|fWorkerBusy) != fRegistered {
+		return
+	}
+	if !c.inline() {
+		l.dispatchInput(c, c.in, true)
+		return
+	}
+	used := l.e.callOnData(c, c.in)
+	if c.flags&fRegistered == 0 || used == 0 {
+		return
+	}
+	l.keepRest(c, c.in, used, true)
+	l.updateState(c)
+}
+
+// onReadable reads what c's socket holds into l's shared buffer and hands
+// it on. At end of file it calls OnEOF and closes c once nothing is left to
+// do; on an error it closes c.
+func (l *loop) onReadable(c *Conn) {
+	n, err := readFD(int(c.fd), l.buf)
+	if n > 0 {
+		l.onInput(c, l.buf[:n])
+		return
+	}
+	if err == unix.EAGAIN {
+		return
+	}
+	if err == nil { // end of file
+		c.flags |= fReadEOF
+		l.updateInterest(c)
+		l.e.callOnEOF(c)
+		if c.flags&fRegistered == 0 {
+			return
+		}
+		if c.flags&fWorkerBusy != 0 || c.inflight.Load() > 0 {
+			return // updateState closes it once the work in flight is done
+		}
+		// Input left while work was in flight (a request pipelined behind
+		// one on a worker) may not have been redelivered yet: the FIN can
+		// be read before the loop handles the work's completion.
+		if len(c.in) > 0 {
+			l.redeliver(c)
+			if c.flags&fRegistered == 0 || c.flags&fWorkerBusy != 0 || c.inflight.Load() > 0 {
+				return
+			}
+		}
+		if l.quiet(c) {
+			l.closeNow(c, ReasonPeerClosed, nil)
+		} else {
+			c.requestClose(ReasonPeerClosed, nil, false) // flush queued output first
+		}
+		return
+	}
+	l.closeNow(c, reasonFor(err), err)
+}
+
+// onInput passes data read from c to OnData, after any pending input, and
+// keeps what OnData leaves. A handler on the worker pool gets a pooled
+// copy, and reading from c pauses until it is done (dataDone).
+func (l *loop) onInput(c *Conn, data []byte) {
+	e := l.e
+	n := len(data)
+	c.bytesIn.Add(uint64(n))
+	l.stats.bytesIn.Add(uint64(n))
+	c.lastRead = l.tick.Load()
+	fromIn := false
+	if len(c.in) > 0 {
+		if len(c.in)+n > e.cfg.MaxInputBytes {
+			l.closeNow(c, ReasonLimitReached, nil)
+			return
+		}
+		c.in = append(pool.Grow(c.in, n), data...)
+		data, fromIn = c.in, true
+	}
+	if !c.inline() {
+		l.dispatchInput(c, data, fromIn)
+		return
+	}
+	c.flags &^= fNewHandler
+	used := e.callOnData(c, data)
+	// A handler that handed c to another (SetHandler: an HTTP upgrade)
+	// leaves the rest of the input to the new one.
+	for c.flags&(fRegistered|fNewHandler) == fRegistered|fNewHandler && used < len(data) && c.inline() {
+		c.flags &^= fNewHandler
+		used += e.callOnData(c, data[used:])
+	}
+	if c.flags&fRegistered == 0 {
+		return // closed during OnData; closeNow released c.in
+	}
+	l.keepRest(c, data, used, fromIn)
+	l.updateState(c)
+	if c.flags&fNewHandler != 0 {
+		c.flags &^= fNewHandler
+		l.redeliver(c) // the new handler runs on the worker pool
+	}
+}
+
+// dispatchInput hands data to c's handler on the worker pool; reading from
+// c pauses until it is done. fromIn says data is c.in.
+func (l *loop) dispatchInput(c *Conn, data []byte, fromIn bool) {
+	buf := data
+	if !fromIn {
+		buf = append(pool.Get(len(data))[:0], data...)
+	}
+	c.in = nil
+	c.flags |= fWorkerBusy
+	l.updateInterest(c)
+	l.updateState(c)
+	l.e.workers.submit(c, func() {
+		used := l.e.callOnData(c, buf)
+		var rest []byte
+		if used < len(buf) {
+			rest = buf[:copy(buf, buf[used:])]
+		} else {
+			pool.Put(buf)
+		}
+		l.post(op{kind: opDataDone, c: c, buf: rest, fn: progressMark(used > 0)})
+	}, true)
+}
+
+// progressMark encodes "the handler consumed something" in an op without
+// widening it: a non-nil fn.
+func progressMark(progress bool) func() {
+	if progress {
+		return noop
+	}
+	return nil
+}
+
+// noop is progressMark's mark.
+func noop() {}
+
+// keepRest stores the unconsumed tail of data as c's pending input.
+func (l *loop) keepRest(c *Conn, data []byte, used int, fromIn bool) {
+	rest := len(data) - used
+	if rest == 0 {
+		if c.in != nil {
+			pool.Put(c.in)
+			c.in = nil
+		}
+		if c.flags&fMessage == 0 {
+			c.msgStart = 0
+		}
+		return
+	}
+	if rest > l.e.cfg.MaxInputBytes {
+		l.closeNow(c, ReasonLimitReached, nil)
+		return
+	}
+	if fromIn {
+		c.in = c.in[:copy(c.in, c.in[used:])]
+	} else {
+		c.in = append(pool.Get(rest)[:0], data[used:]...)
+	}
+	if c.msgStart == 0 || used > 0 {
+		c.msgStart = l.tick.Load()
+		l.retime(c)
+	}
+}
+
+// dataDone takes back a connection whose OnData ran on the worker pool.
+func (l *loop) dataDone(c *Conn, rest []byte, progress bool) {
+	c.flags &^= fWorkerBusy
+	if c.flags&fRegistered == 0 {
+		if rest != nil {
+			pool.Put(rest)
+		}
+		return
+	}
+	c.in = rest
+	if len(rest) == 0 {
+		if rest != nil {
+			pool.Put(rest)
+			c.in = nil
+		}
+		c.msgStart = 0
+	} else if c.msgStart == 0 || progress {
+		c.msgStart = l.tick.Load()
+	}
+	l.updateInterest(c)
+	l.updateState(c)
+	l.retime(c)
+	if c.flags&fNewHandler != 0 {
+		c.flags &^= fNewHandler
+		l.redeliver(c)
+	}
+}
+
+// onWritable completes a connect in progress, or flushes c's queued
+// output: it closes c when it was waiting for the flush, and resumes
+// reading below the low watermark.
+func (l *loop) onWritable(c *Conn) {
+	e := l.e
+	if c.flags&fDialing != 0 {
+		if err := sockError(int(c.fd)); err != nil {
+			l.closeNow(c, ReasonIOError, err)
+			return
+		}
+		c.flags &^= fDialing
+		c.lastRead = l.tick.Load()
+		l.updateInterest(c)
+		l.opened(c)
+		return
+	}
+	c.mu.Lock()
+	empty, err := c.flushLocked(l)
+	queued := c.out.len()
+	c.mu.Unlock()
+	if err != nil {
+		l.closeNow(c, reasonFor(err), err)
+		return
+	}
+	if empty && c.flags&fFlushClose != 0 {
+		l.finishClose(c)
+		return
+	}
+	if c.flags&fSlowPaused != 0 && queued <= e.cfg.WriteLowWater {
+		c.flags &^= fSlowPaused
+	}
+	if empty || c.flags&fSlowPaused == 0 {
+		l.updateInterest(c)
+	}
+	if empty {
+		l.updateState(c)
+	}
+}
+
+// armWrite carries out the opArmWrite a writer posted when its output got
+// queued: it polls c for writability, pauses reading past the high
+// watermark under SlowPause, and times the write.
+func (l *loop) armWrite(c *Conn) {
+	e := l.e
+	c.mu.Lock()
+	c.armPending = false
+	queued := c.out.len()
+	c.mu.Unlock()
+	if queued > e.cfg.WriteHighWater && e.cfg.SlowPolicy == SlowPause {
+		c.flags |= fSlowPaused
+	}
+	l.updateInterest(c)
+	l.retime(c)
+}
+
+// updateInterest registers the poll interest c needs now.
+func (l *loop) updateInterest(c *Conn) {
+	if c.flags&fRegistered == 0 {
+		return
+	}
+	if c.flags&fDialing != 0 {
+		return
+	}
+	var want uint8
+	if c.flags&(fUserPaused|fSlowPaused|fWorkerBusy|fReadEOF|fFlushClose) == 0 {
+		want = ioRead
+	}
+	c.mu.Lock()
+	if c.out != nil {
+		want |= ioWrite
+	}
+	c.mu.Unlock()
+	if want == c.interest {
+		return
+	}
+	c.interest = want
+	if err := l.poller.Mod(int(c.fd), want&ioRead != 0, want&ioWrite != 0); err != nil {
+		l.closeNow(c, ReasonIOError, err)
+	}
+}

@@ -1,0 +1,60 @@
+//go:build linux || darwin || freebsd
+
+package engine
+
+import (
+	"net/netip"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// snapshot describes l's connections for Engine.Conns; it runs on l.
+func (l *loop) snapshot() []ConnInfo {
+	e := l.e
+	var out []ConnInfo
+	for _, c := range l.conns {
+		if c == nil {
+			continue
+		}
+		c.mu.Lock()
+		queued, lw := c.out.len(), c.lastWrite
+		c.mu.Unlock()
+		last := c.lastRead
+		if lw > last {
+			last = lw
+		}
+		// Accepted connections on a listener bound to one address share
+		// its local address: spare a getsockname per connection.
+		local := c.LocalAddr()
+		out = append(out, ConnInfo{
+			ID: c.id, Loop: l.idx, Remote: c.RemoteAddr(), Local: local, State: c.State(),
+			Protocol: c.Protocol(), Listener: int(c.ln), Outbound: c.flags&fOutbound != 0,
+			Created:    time.Unix(0, c.created),
+			LastActive: e.start.Add(time.Duration(last-1) * e.tickDur),
+			BytesIn:    c.bytesIn.Load(), BytesOut: c.bytesOut.Load(), Served: c.served.Load(),
+			ReadBuffer: len(c.in), WriteBuffer: queued,
+		})
+	}
+	return out
+}
+
+// sockName looks c's local address up with getsockname.
+func sockName(c *Conn) netip.AddrPort {
+	sa, err := unix.Getsockname(int(c.fd))
+	if err != nil {
+		return netip.AddrPort{}
+	}
+	return sockaddrToAddrPort(sa)
+}
+
+// sockaddrToAddrPort converts an address from the socket calls.
+func sockaddrToAddrPort(sa unix.Sockaddr) netip.AddrPort {
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		return netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port))
+	case *unix.SockaddrInet6:
+		return netip.AddrPortFrom(netip.AddrFrom16(a.Addr).Unmap(), uint16(a.Port))
+	}
+	return netip.AddrPort{}
+}

@@ -1,0 +1,123 @@
+//go:build linux || darwin || freebsd
+
+package engine
+
+import (
+	"syscall"
+	"time"
+
+	"github.com/warrenhq/warren/internal/timerwheel"
+)
+
+// retime makes sure c's timer fires no later than its earliest deadline.
+func (l *loop) retime(c *Conn) {
+	if c.flags&fRegistered == 0 {
+		return
+	}
+	dl, r := l.deadline(c)
+	if r == ReasonNone {
+		return // the entry, if any, finds nothing due and lapses
+	}
+	if !c.timer.Scheduled() || dl < c.timer.Deadline() {
+		l.wheel.Schedule(&c.timer, dl)
+	}
+}
+
+// retimeAll re-times every connection on l after a timeout changed.
+func (l *loop) retimeAll() {
+	for _, c := range l.conns {
+		if c != nil {
+			l.retime(c)
+		}
+	}
+}
+
+// msTicks converts a per-connection timeout override in ms (0: def;
+// negative: off) to ticks; 0 means no timeout.
+func msTicks(e *Engine, ms int32, def time.Duration) int64 {
+	switch {
+	case ms < 0:
+		return 0
+	case ms > 0:
+		return e.ticks(time.Duration(ms) * time.Millisecond)
+	case def <= 0:
+		return 0
+	}
+	return e.ticks(def)
+}
+
+// deadline returns c's earliest deadline in ticks and the reason it would
+// close for, or ReasonNone when no timeout applies. Deadlines are one tick
+// late rather than early: activity is stamped with the tick it happened in.
+func (l *loop) deadline(c *Conn) (int64, CloseReason) {
+	e := l.e
+	c.mu.Lock()
+	queued, lastWrite := c.out != nil, c.lastWrite
+	c.mu.Unlock()
+	best, why := int64(1<<62), ReasonNone
+	if c.flags&fDialing != 0 {
+		if e.cfg.WriteTimeout > 0 {
+			return c.lastRead + e.ticks(e.cfg.WriteTimeout) + 1, ReasonWriteTimeout
+		}
+		return best, why
+	}
+	if queued && e.cfg.WriteTimeout > 0 {
+		best, why = lastWrite+e.ticks(e.cfg.WriteTimeout)+1, ReasonWriteTimeout
+	}
+	if c.flags&fFlushClose != 0 || c.flags&fWorkerBusy != 0 || c.inflight.Load() > 0 {
+		return best, why // closing, or the handler is working: only writes are timed
+	}
+	idleDef, readDef := e.timeouts(c.ln)
+	if c.pending() {
+		if t := msTicks(e, c.readTO.Load(), readDef); t > 0 && c.msgStart+t+1 < best {
+			best, why = c.msgStart+t+1, ReasonReadTimeout
+		}
+	} else if t := msTicks(e, c.idleTO.Load(), idleDef); t > 0 {
+		last := c.lastRead
+		if lastWrite > last {
+			last = lastWrite
+		}
+		if last+t+1 < best {
+			best, why = last+t+1, ReasonIdleTimeout
+		}
+	}
+	return best, why
+}
+
+// expire runs when c's timer entry fires: it closes c if a deadline has
+// passed, or re-arms the entry for the next one.
+func (l *loop) expire(ent *timerwheel.Entry[*Conn]) {
+	c := ent.Value
+	if c.flags&fRegistered == 0 {
+		return
+	}
+	now := l.tick.Load()
+	dl, why := l.deadline(c)
+	if why == ReasonNone {
+		return
+	}
+	if dl > now {
+		l.wheel.Schedule(&c.timer, dl)
+		return
+	}
+	if why == ReasonWriteTimeout {
+		if c.flags&fDialing != 0 {
+			l.closeNow(c, ReasonIOError, syscall.ETIMEDOUT)
+			return
+		}
+		l.closeNow(c, ReasonWriteTimeout, nil)
+		return
+	}
+	if l.e.callOnTimeout(c, why) {
+		if c.flags&fRegistered == 0 {
+			return
+		}
+		c.lastRead = now
+		if c.pending() {
+			c.msgStart = now
+		}
+		l.retime(c)
+		return
+	}
+	c.requestClose(why, nil, false)
+}
