@@ -1,7 +1,14 @@
 // Command warren runs warren's servers and tools.
 //
+//	warren serve [flags]                  the device gateway
+//	warren token -device ID [flags]       a device token signed with the gateway's secret
 //	warren echo -addr HOST:PORT [flags]   benchmark echo server
 //	warren load -url URL [flags]          load generator
+//
+// warren serve holds device connections (WebSocket at GET /v1/connect),
+// publishes their telemetry and presence on NATS (an embedded server, or a
+// cluster with -nats), and delivers commands from its management API with
+// the devices' acknowledgements.
 //
 // warren echo serves HTTP/1.1 by default: GET / (on the event loop),
 // GET /delay?ms=N (on the worker pool), POST /upload (a streamed body of
@@ -30,6 +37,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	switch args[0] {
+	case "serve":
+		return runServe(args[1:], stdout, stderr)
 	case "echo":
 		return runEcho(args[1:], stdout, stderr)
 	case "load":
@@ -50,6 +59,8 @@ func usage(w io.Writer) {
 	fmt.Fprint(w, `usage: warren <command> [flags]
 
 commands:
+  serve   the device gateway: devices over WebSocket, telemetry and presence on NATS, commands with acks
+  token   print a device token signed with the gateway's secret (-device ID [-ttl 24h] [-role device|service])
   echo    benchmark echo server: HTTP/1.1 and WebSocket (GET /ws), or raw TCP with -proto tcp
   load    load generator: HTTP/WebSocket connections, hold, open/closed-loop traffic, report
 
