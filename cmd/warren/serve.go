@@ -40,6 +40,8 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	node := fs.String("node", "", "this node's name in the cluster (default host name and process id)")
 	cmdTimeout := fs.Duration("command-timeout", 5*time.Second, "default time a command waits for the device's ack")
 	maxBad := fs.Int("max-bad-frames", 10, "refused frames before a device is closed for abuse (negative: never)")
+	maxPending := fs.Int("max-pending", 100_000, "commands waiting for acks on this node; 503 over it")
+	maxCmdTimeout := fs.Duration("max-command-timeout", 60*time.Second, "longest ack timeout a command may ask for")
 	drain := fs.Duration("drain-timeout", stack.DefaultDrainTimeout, "how long SIGTERM/SIGINT waits for devices and commands to finish")
 	procs := fs.Int("procs", 1, "worker processes on the same ports (SO_REUSEPORT) under a parent that runs the embedded NATS server (1: none)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
@@ -84,6 +86,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		gcfg.API = "-"
 	}
 	gcfg.CommandTimeout, gcfg.MaxBadFrames, gcfg.Logger = *cmdTimeout, *maxBad, log
+	gcfg.MaxPending, gcfg.MaxCommandTimeout = *maxPending, *maxCmdTimeout
 	gcfg.Bus = gateway.BusConfig{Listen: *natsListen, ClusterListen: *natsCluster, Routes: splitList(*natsRoutes),
 		URLs: splitList(*natsURLs)}
 
