@@ -33,6 +33,9 @@ type Conn struct {
 	Listener int `json:"listener"`
 	// Outbound is set on a connection the engine dialled (engine.Dial).
 	Outbound bool `json:"outbound"`
+	// Label is what the application knows the connection as (the
+	// gateway's device id), when its handler says (engine.Labeler).
+	Label string `json:"label,omitempty"`
 	// Created is when the connection was accepted or dialled (RFC 3339).
 	Created time.Time `json:"created"`
 	// Age is the time since Created.
@@ -67,7 +70,7 @@ func (s *Server) connOf(ci *engine.ConnInfo, now time.Time) Conn {
 	age, idle := ages(ci, now)
 	return Conn{
 		ID: ci.ID, Loop: ci.Loop, Remote: addrString(ci.Remote), Local: addrString(ci.Local),
-		State: ci.State.String(), Protocol: ci.Protocol, Listener: ci.Listener, Outbound: ci.Outbound,
+		State: ci.State.String(), Protocol: ci.Protocol, Listener: ci.Listener, Outbound: ci.Outbound, Label: ci.Label,
 		Created: ci.Created.UTC(), Age: age.Seconds(), Idle: idle.Seconds(),
 		BytesIn: ci.BytesIn, BytesOut: ci.BytesOut,
 		Served: ci.Served, ReadBuffer: ci.ReadBuffer, WriteBuffer: ci.WriteBuffer,
@@ -97,6 +100,7 @@ func addrString(a netip.AddrPort) string {
 type connQuery struct {
 	states  []string
 	protos  []string
+	label   string // exact label, or a prefix ending in *
 	remote  func(netip.AddrPort) bool
 	minAge  time.Duration
 	maxAge  time.Duration // 0: none
@@ -151,6 +155,7 @@ func parseConnQuery(q map[string][]string) (connQuery, error) {
 			}
 		}
 	}
+	cq.label = get("label")
 	if v := get("remote"); v != "" {
 		if cq.remote, err = remoteFilter(v); err != nil {
 			return cq, err
@@ -245,6 +250,15 @@ func parseDuration(v string) (time.Duration, error) {
 func (q *connQuery) match(ci *engine.ConnInfo, now time.Time) bool {
 	if len(q.states) > 0 && !slices.Contains(q.states, ci.State.String()) {
 		return false
+	}
+	if q.label != "" {
+		if p, ok := strings.CutSuffix(q.label, "*"); ok {
+			if !strings.HasPrefix(ci.Label, p) {
+				return false
+			}
+		} else if ci.Label != q.label {
+			return false
+		}
 	}
 	if len(q.protos) > 0 && !slices.Contains(q.protos, ci.Protocol) {
 		return false

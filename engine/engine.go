@@ -471,7 +471,8 @@ type ConnInfo struct {
 	// Listener is the 1-based index of the listener that accepted the
 	// connection, in the order Start and Listen added them; 0 when dialled.
 	Listener    int
-	Outbound    bool // made by Dial or DialHandler
+	Outbound    bool   // made by Dial or DialHandler
+	Label       string // the handler's Labeler (a device id), or ""; loop engines only
 	Created     time.Time
 	LastActive  time.Time
 	BytesIn     uint64

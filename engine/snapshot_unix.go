@@ -29,7 +29,7 @@ func (l *loop) snapshot() []ConnInfo {
 		local := c.LocalAddr()
 		out = append(out, ConnInfo{
 			ID: c.id, Loop: l.idx, Remote: c.RemoteAddr(), Local: local, State: c.State(),
-			Protocol: c.Protocol(), Listener: int(c.ln), Outbound: c.flags&fOutbound != 0,
+			Protocol: c.Protocol(), Label: labelOf(c), Listener: int(c.ln), Outbound: c.flags&fOutbound != 0,
 			Created:    time.Unix(0, c.created),
 			LastActive: e.start.Add(time.Duration(last-1) * e.tickDur),
 			BytesIn:    c.bytesIn.Load(), BytesOut: c.bytesOut.Load(), Served: c.served.Load(),

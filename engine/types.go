@@ -200,6 +200,22 @@ type ProtocolNamer interface {
 	Protocol() string
 }
 
+// Labeler is implemented by handlers that label their connections for
+// introspection with what the application knows them as (a device id, a
+// user). Label is called for ConnInfo snapshots, on c's loop, and must not
+// block; "" means no label.
+type Labeler interface {
+	Label(c *Conn) string
+}
+
+// labelOf returns c's handler's label for c, or "".
+func labelOf(c *Conn) string {
+	if lb, ok := c.h.(Labeler); ok {
+		return lb.Label(c)
+	}
+	return ""
+}
+
 // ProtoTCP is the protocol name of a connection whose handler does not
 // implement ProtocolNamer.
 const ProtoTCP = "tcp"

@@ -157,6 +157,15 @@ func TestTelemetryToNATS(t *testing.T) {
 func TestCommandsThroughAPI(t *testing.T) {
 	g := startGateway(t, "n1", BusConfig{})
 	d := connect(t, g, "dev-2")
+	// The device's connection is labelled with its id for /debug/conns.
+	testutil.Eventually(t, 0, "the device label in Conns", func() bool {
+		for _, ci := range g.eng.Conns() {
+			if ci.Label == "dev-2" && ci.Protocol == "websocket" {
+				return true
+			}
+		}
+		return false
+	})
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

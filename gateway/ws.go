@@ -85,6 +85,12 @@ func newWSDevices(hub *Hub, auth Authenticator, cfg Config, now func() time.Time
 	wcfg.Inline = true
 	wcfg.Accept = d.accept
 	wcfg.GoingAway = d.goingAway
+	wcfg.Label = func(c *websocket.Conn) string {
+		if dev, ok := c.Context().(*wsDevice); ok {
+			return dev.ident.Device
+		}
+		return ""
+	}
 	if wcfg.CheckOrigin == nil {
 		// Devices are not browsers on the gateway's origin; a browser's
 		// cross-origin upgrade still needs its token.

@@ -689,3 +689,12 @@ func (p *proto) OnClose(_ *engine.Conn, reason engine.CloseReason, _ error) {
 		go fn()
 	}
 }
+
+// Label is Config.Label for the engine's introspection (engine.Labeler).
+func (p *proto) Label(*engine.Conn) string {
+	c := (*Conn)(p)
+	if f := c.srv.cfg.Label; f != nil {
+		return f(c)
+	}
+	return ""
+}

@@ -107,6 +107,10 @@ type Config struct {
 	// carry a jittered retry hint so devices do not come back all at once.
 	// Nil means "server shutting down".
 	GoingAway func(c *Conn) string
+	// Label names a connection in the engine's introspection
+	// (/debug/conns "label"): a gateway returns the device id. Nil means
+	// no label.
+	Label func(c *Conn) string
 }
 
 // withDefaults returns c with zero fields replaced by their defaults.
