@@ -42,6 +42,7 @@ type stats struct {
 	Goroutines    int               `json:"goroutines"`
 	HTTP          *httpJSON         `json:"http,omitempty"`
 	WebSocket     *wsJSON           `json:"websocket,omitempty"`
+	Gateway       *gatewayJSON      `json:"gateway,omitempty"`
 	Extra         []seriesJSON      `json:"extra"`
 	Top           []Conn            `json:"top,omitempty"`
 }
@@ -66,6 +67,18 @@ type histJSON struct {
 	Sum   float64 `json:"sum"`
 	// Buckets are [upper bound, cumulative count] pairs, +Inf left out.
 	Buckets [][2]float64 `json:"buckets"`
+}
+
+// gatewayJSON is the device gateway's figures (<ns>_gateway_*), for the
+// dashboard's devices panel.
+type gatewayJSON struct {
+	Online       float64 `json:"online"`
+	Known        float64 `json:"known"`
+	TelemetryIn  float64 `json:"telemetry_in"`
+	TelemetryOut float64 `json:"telemetry_out"`
+	Dropped      float64 `json:"telemetry_dropped"`
+	Commands     float64 `json:"commands"`
+	NATS         float64 `json:"nats_connected"`
 }
 
 // wsJSON sums <ns>_websocket_messages_total by direction.
@@ -172,6 +185,31 @@ func (s *Server) readExtra(out *stats) {
 			}
 			out.HTTP.Latency = mergeHistograms(mf.GetMetric())
 			continue
+		case strings.HasPrefix(name, s.ns+"_gateway_"):
+			if out.Gateway == nil {
+				out.Gateway = &gatewayJSON{}
+			}
+			g := out.Gateway
+			for _, m := range mf.GetMetric() {
+				v := sampleValue(m)
+				switch strings.TrimPrefix(name, s.ns+"_gateway_") {
+				case "devices_online":
+					g.Online += v
+				case "devices_known":
+					g.Known = max(g.Known, v) // every node's view of the same cluster
+				case "telemetry_received_total":
+					g.TelemetryIn += v
+				case "telemetry_published_total":
+					g.TelemetryOut += v
+				case "telemetry_dropped_total":
+					g.Dropped += v
+				case "commands_total":
+					g.Commands += v
+				case "nats_connected":
+					g.NATS += v
+				}
+			}
+			// Also listed with the other series below.
 		case name == msgs:
 			if out.WebSocket == nil {
 				out.WebSocket = &wsJSON{}

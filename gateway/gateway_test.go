@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 	gorilla "github.com/gorilla/websocket"
 	"github.com/nats-io/nats.go"
 
+	"github.com/warrenhq/warren/admin"
 	"github.com/warrenhq/warren/engine"
 	"github.com/warrenhq/warren/internal/testutil"
 )
@@ -246,5 +248,49 @@ func TestReplaceAndAuth(t *testing.T) {
 	_, resp, err := gorilla.DefaultDialer.Dial("ws://"+g.DeviceAddr()+"/v1/connect?token=garbage", nil)
 	if err == nil || resp == nil || resp.StatusCode != 401 {
 		t.Fatalf("bad token: %v %v", resp, err)
+	}
+}
+
+// TestAdminDevicesPanel: the admin listener's /api/stats carries the
+// gateway's figures for the dashboard's devices panel, and /metrics its
+// series.
+func TestAdminDevicesPanel(t *testing.T) {
+	g := startGateway(t, "n1", BusConfig{})
+	adm, err := admin.New(admin.Config{Addr: "127.0.0.1:0", Logger: quietLog()}, g.eng, g.Collectors()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := adm.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer adm.Shutdown(context.Background())
+	d := connect(t, g, "dev-5")
+	d.send(`{"type":"telemetry","data":1}`)
+	testutil.Eventually(t, 0, "the devices panel figures", func() bool {
+		resp, err := http.Get("http://" + adm.Addr().String() + "/api/stats")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var st struct {
+			Gateway *struct {
+				Online      float64 `json:"online"`
+				TelemetryIn float64 `json:"telemetry_in"`
+			} `json:"gateway"`
+		}
+		json.NewDecoder(resp.Body).Decode(&st)
+		return st.Gateway != nil && st.Gateway.Online == 1 && st.Gateway.TelemetryIn == 1
+	})
+	resp, err := http.Get("http://" + adm.Addr().String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"warren_gateway_devices_online 1", `warren_gateway_commands_total{outcome="ok"}`,
+		"warren_gateway_nats_connected 1", `warren_websocket_connections`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
 	}
 }

@@ -257,6 +257,9 @@
     push("req", s.http ? r((x) => (x.http ? x.http.requests : null)) : null);
     push("wsIn", s.websocket ? r((x) => (x.websocket ? x.websocket.in : null)) : null);
     push("wsOut", s.websocket ? r((x) => (x.websocket ? x.websocket.out : null)) : null);
+    push("devOnline", s.gateway ? s.gateway.online : null);
+    push("devTel", s.gateway ? r((x) => (x.gateway ? x.gateway.telemetry_in : null)) : null);
+    push("devCmd", s.gateway ? r((x) => (x.gateway ? x.gateway.commands : null)) : null);
     let mean = null, p99 = null;
     const lat = s.http && s.http.latency, plat = prev && prev.http && prev.http.latency;
     if (lat && plat && lat.count > plat.count) {
@@ -283,6 +286,14 @@
       .sort((a, b) => b[1] - a[1]).map(([k, v]) => ({ label: k, value: v }));
     barChart($("c-reasons"), reasons, int, "no connection closed yet");
     const noProto = !s.http && !s.websocket ? "no HTTP or WebSocket collectors registered" : "";
+    if (s.gateway) {
+      $("devices-card").hidden = false;
+      lineChart($("c-devices"), [
+        { name: "online", values: hist.devOnline, color: COLORS[0] },
+        { name: "telemetry/s", values: hist.devTel, color: COLORS[3] },
+        { name: "commands/s", values: hist.devCmd, color: COLORS[1] },
+      ], int);
+    }
     lineChart($("c-requests"), [
       { name: "requests", values: hist.req, color: COLORS[0] },
       { name: "ws in", values: hist.wsIn, color: COLORS[3] },
