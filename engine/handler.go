@@ -105,11 +105,13 @@ func (c *Conn) Handler() Handler { return c.h }
 
 // SetHandler makes h c's handler from the next event on: a protocol hands
 // the connection to another (HTTP upgrading to WebSocket) or wraps it (a
-// TLS layer). Input that the old handler did not consume is presented to h
-// with what arrives next. Hooks follow the handler: OnStateChange, OnDrain,
-// OnTimeout, OnEOF and OnClose reach whichever handler is current; OnOpen
-// has already run and is not repeated (h can do its own setup before or
-// after SetHandler).
+// TLS layer). Input that the old handler did not consume when it returned
+// from OnData is presented to h at once, so a protocol switch needs no
+// forwarding code. Hooks follow the handler: OnStateChange, OnDrain,
+// OnTimeout, OnEOF and OnClose reach whichever handler is current, and a
+// handler that takes over an open connection gets its OnOpen when it
+// implements OpenHandler (on the loop if it is inline, else on the worker
+// pool, ordered before its first OnData).
 //
 // SetHandler belongs to c's loop: call it from a callback that runs there
 // (OnOpen or OnData of an inline handler; OnStateChange, OnDrain, OnTimeout
@@ -120,7 +122,16 @@ func (c *Conn) SetHandler(h Handler) {
 	if h == nil {
 		return
 	}
-	c.setHandler(h, c.engine().cfg.Inline)
+	e := c.engine()
+	c.setHandler(h, e.cfg.Inline)
+	if c.hcaps&capOpen == 0 || c.State() == StateNew {
+		return // OnOpen runs when c opens
+	}
+	if c.inline() {
+		e.callOnOpen(c)
+		return
+	}
+	c.Dispatch(func() { e.callOnOpen(c) })
 }
 
 // Protocol returns the name of the protocol c speaks: its handler's

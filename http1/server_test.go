@@ -758,11 +758,19 @@ func TestHalfClosePipelinedBehindWorker(t *testing.T) {
 // input with the same bytes upper-cased.
 type shout struct {
 	sawSelf atomic.Bool
+	opened  atomic.Bool
 	closed  atomic.Bool
+	states  atomic.Int32
 }
 
+// OnOpen runs when the upgrade hands the open connection over.
+func (p *shout) OnOpen(c *engine.Conn) { p.opened.Store(true) }
+
+// OnStateChange follows the connection once it is shout's.
+func (p *shout) OnStateChange(c *engine.Conn, from, to engine.State) { p.states.Add(1) }
+
 func (p *shout) OnData(c *engine.Conn, in []byte) int {
-	p.sawSelf.Store(c.Handler() == engine.Handler(p) && c.Context() == nil)
+	p.sawSelf.Store(c.Handler() == engine.Handler(p) && c.Context() == nil && p.opened.Load())
 	c.Write(bytes.ToUpper(in))
 	return len(in)
 }
@@ -828,7 +836,10 @@ func testUpgradeTo(t *testing.T, route string) {
 			got = append(got, buf[:n]...)
 		}
 		if string(got) != want || !p.sawSelf.Load() {
-			t.Fatalf("got %q, protocol is the context: %v", got, p.sawSelf.Load())
+			t.Fatalf("got %q, protocol is the handler and was opened first: %v", got, p.sawSelf.Load())
+		}
+		if p.states.Load() == 0 {
+			t.Fatal("OnStateChange did not reach the upgraded protocol")
 		}
 		conn.Close()
 		eventually(t, p.closed.Load)
