@@ -294,3 +294,40 @@ func TestAdminDevicesPanel(t *testing.T) {
 		}
 	}
 }
+
+// TestTokenExpiresWhileConnected: a device whose token's exp passes is
+// closed with 4001 and announced offline with reason token_expired. The
+// gateway reads the engine's clock, so the test moves time by hand.
+func TestTokenExpiresWhileConnected(t *testing.T) {
+	clk := testutil.NewFakeClock()
+	e := testutil.StartEngine(t, engine.Config{Logger: quietLog(), Clock: clk})
+	g, err := New(e, Config{Addr: "127.0.0.1:0", API: "-", Auth: NewHMACAuth(testSecret), Node: "n1",
+		Logger: quietLog(), DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(g.Close)
+	nc := natsConn(t, g)
+	pres, _ := nc.SubscribeSync("devices.dev-x.presence")
+	nc.Flush()
+	tok, _ := IssueToken(testSecret, "dev-x", RoleDevice, time.Minute, clk.Now())
+	c, _, err := gorilla.DefaultDialer.Dial("ws://"+g.DeviceAddr()+"/v1/connect?token="+tok, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if m, err := pres.NextMsg(5 * time.Second); err != nil || !strings.Contains(string(m.Data), `"online"`) {
+		t.Fatalf("online: %v", err)
+	}
+	clk.Advance(2 * time.Minute)
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, _, err := c.ReadMessage(); err == nil {
+		t.Fatal("not closed")
+	} else if ce, ok := err.(*gorilla.CloseError); !ok || ce.Code != CloseTokenExpired {
+		t.Fatalf("close: %v", err)
+	}
+	m, err := pres.NextMsg(5 * time.Second)
+	if err != nil || !strings.Contains(string(m.Data), `"reason":"token_expired"`) {
+		t.Fatalf("offline: %v %s", err, m.Data)
+	}
+}
