@@ -81,8 +81,14 @@ type Session struct {
 	last     atomic.Int64
 	bad      atomic.Int32 // bad frames so far
 	paused   atomic.Bool
-	held     atomic.Pointer[nats.Msg] // telemetry waiting while paused
 	gone     atomic.Bool
+
+	// heldMu guards held: telemetry waiting while the device is paused,
+	// what arrived in the read that hit backpressure (bounded by
+	// maxHeldBytes).
+	heldMu    sync.Mutex
+	held      []*nats.Msg
+	heldBytes int
 }
 
 // Transport returns the session's transport.
@@ -90,6 +96,24 @@ func (s *Session) Transport() Transport { return s.t }
 
 // Touch records activity from the device.
 func (s *Session) Touch(now time.Time) { s.last.Store(now.UnixNano()) }
+
+// maxHeldBytes bounds the telemetry a paused device's session holds: the
+// rest of the read that hit backpressure. Reading stops, so only frames
+// already read arrive; past the bound they are dropped and counted.
+const maxHeldBytes = 256 << 10
+
+// hold keeps m for when NATS has room; it reports false when the bound is
+// reached.
+func (s *Session) hold(m *nats.Msg) bool {
+	s.heldMu.Lock()
+	defer s.heldMu.Unlock()
+	if s.heldBytes+len(m.Data) > maxHeldBytes {
+		return false
+	}
+	s.held = append(s.held, m)
+	s.heldBytes += len(m.Data)
+	return true
+}
 
 // DeviceInfo is what the cluster knows of a device.
 type DeviceInfo struct {
@@ -653,9 +677,10 @@ func (h *Hub) Telemetry(s *Session, data []byte, now time.Time) {
 	m.Header.Set("Warren-Node", h.cfg.Node)
 	m.Header.Set("Warren-Received", now.UTC().Format(time.RFC3339Nano))
 	if s.paused.Load() {
-		// Reading is paused; a frame already in flight is held too.
-		if !s.held.CompareAndSwap(nil, m) {
-			h.m.dropped("paused_overflow")
+		// Reading is paused; frames of the read already in flight are
+		// held too.
+		if !s.hold(m) {
+			h.m.dropped("held_overflow")
 		}
 		return
 	}
@@ -673,7 +698,9 @@ func (h *Hub) Telemetry(s *Session, data []byte, now time.Time) {
 }
 
 func (h *Hub) pause(s *Session, m *nats.Msg) {
-	s.held.Store(m)
+	if !s.hold(m) {
+		h.m.dropped("held_overflow")
+	}
 	if s.paused.CompareAndSwap(false, true) {
 		h.m.pauses.Add(1)
 		h.pausedMu.Lock()
@@ -708,13 +735,20 @@ func (h *Hub) resumePaused() {
 	}
 	h.pausedMu.Unlock()
 	for _, s := range ss {
-		if m := s.held.Swap(nil); m != nil {
+		s.heldMu.Lock()
+		for len(s.held) > 0 {
+			m := s.held[0]
 			if err := h.bus.Publish(m); err != nil {
-				s.held.CompareAndSwap(nil, m)
+				s.heldMu.Unlock()
 				return // still congested
 			}
 			h.m.telemetryOut.Add(1)
+			s.held[0] = nil
+			s.held = s.held[1:]
+			s.heldBytes -= len(m.Data)
 		}
+		s.held = nil
+		s.heldMu.Unlock()
 		h.unpause(s)
 		s.paused.Store(false)
 		if !s.gone.Load() {

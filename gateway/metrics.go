@@ -56,6 +56,13 @@ func (m *hubMetrics) dropped(reason string) {
 	m.mu.Unlock()
 }
 
+// droppedCount returns the telemetry dropped for reason.
+func (m *hubMetrics) droppedCount(reason string) uint64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.drops[reason]
+}
+
 func (m *hubMetrics) observePublish(d time.Duration) { m.publishLat.Observe(d.Seconds()) }
 
 // commandDone counts a command's outcome: ok, error (the device said so),
