@@ -37,7 +37,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	jwtKey := fs.String("jwt-public-key", "", "PEM public key file for device tokens (RS256, ES256 or EdDSA)")
 	auth := fs.String("auth", "", `"none" accepts any device id without a token (development only)`)
 	dataDir := fs.String("data", gateway.DefaultDataDir, "data directory (the generated JWT secret)")
-	node := fs.String("node", "", "this node's name in the cluster (default host name and process id)")
+	node := fs.String("node", "", "this node's name in the cluster, unique per process (default host name and process id; prefork workers are <node>-<index>)")
 	cmdTimeout := fs.Duration("command-timeout", 5*time.Second, "default time a command waits for the device's ack")
 	maxBad := fs.Int("max-bad-frames", 10, "refused frames before a device is closed for abuse (negative: never)")
 	maxPending := fs.Int("max-pending", 100_000, "commands waiting for acks on this node; 503 over it")
@@ -94,8 +94,13 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sig)
 
-	_, _, isWorker := prefork.Worker()
+	worker, _, isWorker := prefork.Worker()
 	if isWorker {
+		if gcfg.Node != "" {
+			// Every worker is a node of its own and node names must be
+			// unique: -node names the workers <node>-<index>.
+			gcfg.Node = fmt.Sprintf("%s-%d", gcfg.Node, worker)
+		}
 		if u := os.Getenv(preforkNATSEnv); u != "" && len(gcfg.Bus.URLs) == 0 {
 			gcfg.Bus = gateway.BusConfig{URLs: []string{u}}
 		}

@@ -1,0 +1,387 @@
+//go:build !windows
+
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	gorilla "github.com/gorilla/websocket"
+	"github.com/nats-io/nats.go"
+)
+
+// Process-level tests of `warren serve`: the real binary, real clients
+// (Python's websockets, gorilla/websocket, nats.go, net/http), real NATS
+// servers. The helpers are in serve_helpers_test.go.
+
+// pythonWebsockets returns a python3 that can import websockets, or skips.
+func pythonWebsockets(t *testing.T) string {
+	t.Helper()
+	for _, py := range []string{"python3", "/usr/bin/python3"} {
+		path, err := exec.LookPath(py)
+		if err == nil && exec.Command(path, "-c", "import websockets").Run() == nil {
+			return path
+		}
+	}
+	t.Skip("no python3 with the websockets package (Debian: apt-get install python3-websockets)")
+	return ""
+}
+
+// TestServeInterop: a Python device (websockets) on `warren serve`, a token
+// from `warren token`, a nats.go subscriber on the embedded NATS server and
+// commands from the management API and from a NATS service request.
+func TestServeInterop(t *testing.T) {
+	py := pythonWebsockets(t)
+	data := t.TempDir()
+	start := time.Now()
+	n := startServe(t, "interop", data)
+	out, err := exec.Command(warrenBinary(t), "token", "-device", "dev-1", "-data", data).Output()
+	if err != nil {
+		t.Fatalf("warren token: %v", err)
+	}
+	tok := strings.TrimSpace(string(out))
+	w := watchNATS(t, n.natsURL(), "devices.>")
+
+	// The data field's bytes, spacing and all, are what NATS must carry.
+	const data1 = `{"t": 21.5,  "unit":"C" , "tags":["a" ,"b"]}`
+	dev := startProc(t, "device.py", py, "testdata/device.py",
+		"ws://"+n.addr+"/v1/connect?token="+tok, `{"type":"telemetry","data":`+data1+`}`)
+	dev.waitOutput(t, 10*time.Second, `"event": "open"`)
+
+	online := w.wait(t, 5*time.Second, "devices.dev-1.presence", isPresence("online", ""))
+	var p presence
+	json.Unmarshal(online.Data, &p)
+	if p.Device != "dev-1" || p.Node != "interop" || p.Protocol != "websocket" || p.Session == "" {
+		t.Errorf("online presence: %s", online.Data)
+	}
+	tm := w.wait(t, 5*time.Second, "devices.dev-1.telemetry", nil)
+	if string(tm.Data) != data1 {
+		t.Errorf("telemetry %q, want the bytes sent %q", tm.Data, data1)
+	}
+	if tm.Header.Get("Warren-Device") != "dev-1" || tm.Header.Get("Warren-Node") != "interop" {
+		t.Errorf("telemetry headers %v", tm.Header)
+	}
+	if at, err := time.Parse(time.RFC3339Nano, tm.Header.Get("Warren-Received")); err != nil ||
+		at.Before(start) || at.After(time.Now()) {
+		t.Errorf("Warren-Received %q: %v", tm.Header.Get("Warren-Received"), err)
+	}
+
+	code, m := n.command(t, "dev-1", `{"name":"reboot","payload":{"delay":1},"timeout":"5s"}`)
+	if code != 200 || m["status"] != "ok" || m["id"] == "" ||
+		fmt.Sprint(m["result"]) != "map[done:reboot payload:map[delay:1]]" {
+		t.Errorf("POST command: %d %v", code, m)
+	}
+	if code, m := n.device(t, "dev-1"); code != 200 || m["node"] != "interop" || m["protocol"] != "websocket" {
+		t.Errorf("GET device: %d %v", code, m)
+	}
+
+	// A backend service's NATS request gets the device's ack.
+	reply, err := w.nc.Request("devices.dev-1.commands.x", []byte(`{"k":1}`), 5*time.Second)
+	if err != nil {
+		t.Fatalf("NATS command: %v", err)
+	}
+	var ack struct {
+		ID, Status string
+		Result     map[string]any
+	}
+	if json.Unmarshal(reply.Data, &ack) != nil || ack.Status != "ok" || ack.ID == "" ||
+		fmt.Sprint(ack.Result) != "map[done:x payload:map[k:1]]" {
+		t.Errorf("NATS command reply: %s", reply.Data)
+	}
+
+	// "bye" is acked, then the device closes: offline everywhere.
+	if code, m := n.command(t, "dev-1", `{"name":"bye"}`); code != 200 || m["status"] != "ok" {
+		t.Errorf("POST bye: %d %v", code, m)
+	}
+	if err := dev.wait(t, 10*time.Second); err != nil {
+		t.Errorf("device.py: %v", err)
+	}
+	w.wait(t, 5*time.Second, "devices.dev-1.presence", isPresence("offline", "disconnected"))
+	if code, m := n.command(t, "dev-1", `{"name":"reboot"}`); code != 404 || m["error"] != "offline" {
+		t.Errorf("command to an offline device: %d %v", code, m)
+	}
+	if code, _ := n.device(t, "dev-1"); code != 404 {
+		t.Errorf("GET offline device: %d", code)
+	}
+
+	// What the device got: the three commands, in order, and a clean close.
+	var names []string
+	var closeEv map[string]any
+	for _, ev := range pythonEvents(dev.out.String()) {
+		if f, _ := ev["frame"].(map[string]any); f != nil {
+			names = append(names, fmt.Sprint(f["type"], ":", f["name"]))
+		}
+		if ev["event"] == "close" {
+			closeEv = ev
+		}
+	}
+	if strings.Join(names, " ") != "command:reboot command:x command:bye" || closeEv == nil || closeEv["code"] != 1000.0 {
+		t.Errorf("device.py saw %v, closed with %v", names, closeEv)
+	}
+
+	n.cmd.Process.Signal(syscall.SIGTERM)
+	if err := n.wait(t, 10*time.Second); err != nil {
+		t.Errorf("serve exit: %v", err)
+	}
+}
+
+// TestServeDrain: SIGTERM with a connected device. The device gets close
+// 1001 with a retry hint while /readyz answers 503, presence goes offline
+// with reason shutdown, and the process exits 0.
+func TestServeDrain(t *testing.T) {
+	data := t.TempDir()
+	n := startServe(t, "drain", data)
+	w := watchNATS(t, n.natsURL(), "devices.*.presence")
+	readyz := func() int {
+		resp, err := apiClient.Get("http://" + n.admin + "/readyz")
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := readyz(); code != 200 {
+		t.Fatalf("/readyz before the drain: %d", code)
+	}
+	d := dialDevice(t, n.addr, "dev-d", deviceToken(t, data, "dev-d"))
+	// The drain waits for this device's close reply (the WebSocket close
+	// handshake), so /readyz asked before replying is asked mid-drain.
+	drainReady := make(chan int, 1)
+	d.c.SetCloseHandler(func(code int, _ string) error {
+		drainReady <- readyz()
+		return d.c.WriteControl(gorilla.CloseMessage, gorilla.FormatCloseMessage(code, ""), time.Now().Add(time.Second))
+	})
+	d.answer()
+	w.wait(t, 5*time.Second, "devices.dev-d.presence", isPresence("online", ""))
+
+	n.cmd.Process.Signal(syscall.SIGTERM)
+	ce := d.waitClosed(t)
+	if ce.Code != 1001 || !strings.Contains(ce.Text, "retry-after=") {
+		t.Errorf("drain close: %d %q, want 1001 with retry-after=", ce.Code, ce.Text)
+	}
+	if code := <-drainReady; code != 503 {
+		t.Errorf("/readyz during the drain: %d, want 503", code)
+	}
+	w.wait(t, 5*time.Second, "devices.dev-d.presence", isPresence("offline", "shutdown"))
+	if err := n.wait(t, 10*time.Second); err != nil {
+		t.Errorf("serve exit after SIGTERM: %v", err)
+	}
+}
+
+// TestServeCluster: three `warren serve` processes whose embedded NATS
+// servers form a cluster through routes to the first. Commands cross
+// nodes, a device that moves is replaced on its old node, presence is the
+// same on every node, and a node killed with SIGKILL takes its devices off
+// the others' directories.
+func TestServeCluster(t *testing.T) {
+	data := t.TempDir()
+	clusterA := freePort(t)
+	a := startServe(t, "a", data, "-nats-cluster", clusterA)
+	b := startServe(t, "b", data, "-nats-cluster", freePort(t), "-nats-routes", "nats://"+clusterA)
+	c := startServe(t, "c", data, "-nats-cluster", freePort(t), "-nats-routes", "nats://"+clusterA)
+	nodes := []*serveNode{a, b, c}
+	waitMesh(t, []string{a.natsURL(), b.natsURL(), c.natsURL()}, "a", "b", "c")
+
+	// A device on C gets a command sent to A's API.
+	dc := dialDevice(t, c.addr, "dev-c", deviceToken(t, data, "dev-c"))
+	dc.answer()
+	for _, n := range nodes {
+		n.waitDevice(t, 5*time.Second, "dev-c", "c")
+	}
+	if code, m := a.command(t, "dev-c", `{"name":"blink","timeout":"5s"}`); code != 200 || m["status"] != "ok" ||
+		fmt.Sprint(m["result"]) != "map[device:dev-c name:blink]" {
+		t.Errorf("command on A to a device on C: %d %v", code, m)
+	}
+
+	// A device moves from A to B: A's connection is replaced.
+	tokM := deviceToken(t, data, "dev-m")
+	old := dialDevice(t, a.addr, "dev-m", tokM)
+	old.answer()
+	for _, n := range nodes {
+		n.waitDevice(t, 5*time.Second, "dev-m", "a")
+	}
+	dialDevice(t, b.addr, "dev-m", tokM).answer()
+	if ce := old.waitClosed(t); ce.Code != 4000 {
+		t.Errorf("moved device's old connection: close %d %q, want 4000", ce.Code, ce.Text)
+	}
+	for _, n := range nodes {
+		n.waitDevice(t, 5*time.Second, "dev-m", "b")
+	}
+	if code, m := c.command(t, "dev-m", `{"name":"where"}`); code != 200 ||
+		fmt.Sprint(m["result"]) != "map[device:dev-m name:where]" {
+		t.Errorf("command on C to the moved device: %d %v", code, m)
+	}
+
+	// C dies without a goodbye: within 10 s its devices are unknown on A
+	// and B, and the others' devices stay.
+	if err := syscall.Kill(c.cmd.Process.Pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	c.wait(t, 5*time.Second)
+	eventually(t, 10*time.Second, "dev-c unknown on A and B", func() bool {
+		ca, _ := a.device(t, "dev-c")
+		cb, _ := b.device(t, "dev-c")
+		return ca == 404 && cb == 404
+	})
+	for _, n := range []*serveNode{a, b} {
+		if code, m := n.device(t, "dev-m"); code != 200 || m["node"] != "b" {
+			t.Errorf("dev-m on %s after C died: %d %v", n.node, code, m)
+		}
+	}
+	if code, m := a.command(t, "dev-c", `{"name":"blink"}`); code != 404 || m["error"] != "offline" {
+		t.Errorf("command to a lost node's device: %d %v", code, m)
+	}
+}
+
+// TestServeExternalNATS: two `warren serve` processes on a standalone
+// nats-server (-nats); a command to node 1's API reaches a device on
+// node 2.
+func TestServeExternalNATS(t *testing.T) {
+	natsBin := sharedBuild(t, "nats-server", "github.com/nats-io/nats-server/v2")
+	addr := freePort(t)
+	host, port, _ := net.SplitHostPort(addr)
+	startProc(t, "nats-server", natsBin, "-a", host, "-p", port)
+	url := "nats://" + addr
+	eventually(t, 10*time.Second, "nats-server accepting", func() bool {
+		nc, err := nats.Connect(url)
+		if err == nil {
+			nc.Close()
+		}
+		return err == nil
+	})
+
+	secret := []byte("external-nats-test-secret-0123456789")
+	n1 := startServe(t, "ext1", t.TempDir(), "-nats", url, "-jwt-secret", string(secret))
+	n2 := startServe(t, "ext2", t.TempDir(), "-nats", url, "-jwt-secret", string(secret))
+	for _, n := range []*serveNode{n1, n2} {
+		if !strings.Contains(n.out.String(), "nats=external") {
+			t.Errorf("%s does not report external NATS", n.node)
+		}
+	}
+	waitMesh(t, []string{url}, "ext1", "ext2")
+
+	d := dialDevice(t, n2.addr, "dev-x", secretToken(t, secret, "dev-x"))
+	d.answer()
+	n1.waitDevice(t, 5*time.Second, "dev-x", "ext2")
+	if code, m := n1.command(t, "dev-x", `{"name":"ping","timeout":"5s"}`); code != 200 || m["status"] != "ok" ||
+		fmt.Sprint(m["result"]) != "map[device:dev-x name:ping]" {
+		t.Errorf("command on node 1 to a device on node 2: %d %v", code, m)
+	}
+}
+
+// TestServePrefork: `warren serve -procs 2`. Devices connect to the shared
+// port until both workers hold some; commands through the shared API port
+// (a new connection each, so both workers answer some) reach devices on
+// either worker.
+func TestServePrefork(t *testing.T) {
+	data := t.TempDir()
+	n := startServe(t, "pf", data, "-procs", "2", "-drain-timeout", "3s")
+	var workers []struct {
+		PID   int    `json:"pid"`
+		Admin string `json:"admin"`
+		Up    bool   `json:"up"`
+	}
+	// A worker reports its admin address once its listeners are open.
+	eventually(t, 15*time.Second, "two workers serving", func() bool {
+		resp, err := apiClient.Get("http://" + n.admin + "/workers")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		if json.NewDecoder(resp.Body).Decode(&workers) != nil || len(workers) != 2 {
+			return false
+		}
+		return workers[0].Up && workers[0].Admin != "" && workers[1].Up && workers[1].Admin != ""
+	})
+	t.Cleanup(func() {
+		// The workers die with the parent (PR_SET_PDEATHSIG on Linux);
+		// make sure, killing only a pid that still runs our binary.
+		for _, w := range workers {
+			if workerRunning(t, w.PID) {
+				syscall.Kill(w.PID, syscall.SIGKILL)
+			}
+		}
+	})
+
+	// Connect devices until each worker holds at least two.
+	perNode := map[string][]string{}
+	for i := 0; i < 32 && (len(perNode) < 2 || minLen(perNode) < 2); i++ {
+		id := fmt.Sprintf("pf-%02d", i)
+		dialDevice(t, n.addr, id, deviceToken(t, data, id)).answer()
+		var node string
+		eventually(t, 5*time.Second, id+" in the directory", func() bool {
+			code, m := n.device(t, id)
+			node, _ = m["node"].(string)
+			return code == 200 && node != ""
+		})
+		perNode[node] = append(perNode[node], id)
+	}
+	if len(perNode) != 2 || minLen(perNode) < 2 {
+		t.Fatalf("devices per worker: %v", perNode)
+	}
+	if len(perNode["pf-0"]) == 0 || len(perNode["pf-1"]) == 0 {
+		t.Errorf("worker nodes %v: want pf-0 and pf-1 (-node pf, one node per worker)", perNode)
+	}
+
+	// Every device gets commands until each worker has forwarded one to
+	// the other (seen on the internal per-node subjects): a command lands
+	// on a random worker and reaches a device on either.
+	fw := watchNATS(t, n.natsURL(), "warren.node.*.command")
+	var ids []string
+	for _, v := range perNode {
+		ids = append(ids, v...)
+	}
+	forwarded := func(node string) bool { return fw.find("warren.node."+node+".command", nil) != nil }
+	for i := 0; i < 64 && (i < len(ids) || !forwarded("pf-0") || !forwarded("pf-1")); i++ {
+		id := ids[i%len(ids)]
+		if code, m := n.command(t, id, `{"name":"blink"}`); code != 200 ||
+			fmt.Sprint(m["result"]) != "map[device:"+id+" name:blink]" {
+			t.Fatalf("command to %s through the shared API port: %d %v", id, code, m)
+		}
+		fw.nc.Flush()
+	}
+	eventually(t, 2*time.Second, "commands forwarded between the workers both ways", func() bool {
+		return forwarded("pf-0") && forwarded("pf-1")
+	})
+
+	n.cmd.Process.Signal(syscall.SIGTERM)
+	if err := n.wait(t, 15*time.Second); err != nil {
+		t.Errorf("serve -procs 2 exit: %v", err)
+	}
+	for _, w := range workers {
+		if workerRunning(t, w.PID) {
+			t.Errorf("worker %d still running after the parent exited", w.PID)
+		}
+	}
+}
+
+// workerRunning reports whether pid is alive and runs the warren binary
+// (where /proc tells; elsewhere whether it is alive).
+func workerRunning(t *testing.T, pid int) bool {
+	if syscall.Kill(pid, 0) != nil {
+		return false
+	}
+	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+	if err != nil {
+		_, statErr := os.Stat("/proc/self/exe")
+		return statErr != nil // no /proc: alive is all we know
+	}
+	return exe == warrenBinary(t)
+}
+
+func minLen(m map[string][]string) int {
+	least := -1
+	for _, v := range m {
+		if least < 0 || len(v) < least {
+			least = len(v)
+		}
+	}
+	return least
+}
