@@ -2,6 +2,7 @@ package main
 
 import (
 	"flag"
+	"net"
 	"fmt"
 	"io"
 	"os"
@@ -164,8 +165,13 @@ func serveSupervisor(sig <-chan os.Signal, procs int, gcfg gateway.Config, admin
 	}
 	if gcfg.API != "-" {
 		// The workers share the API port too; SO_REUSEPORT needs a fixed
-		// one.
-		os.Setenv(preforkAPIEnv, gcfg.API)
+		// one, so a port 0 is chosen here, once, for all of them.
+		api, err := fixPort(gcfg.API)
+		if err != nil {
+			log.Error("-api", "addr", gcfg.API, "error", err)
+			return 1
+		}
+		os.Setenv(preforkAPIEnv, api)
 	}
 	return stack.RunSupervisor(sig, stack.SupervisorConfig{Procs: procs, Addr: gcfg.Addr, AdminAddr: adminAddr,
 		AdminToken: adminToken, DrainTimeout: drain, Name: "warren serve", Logger: gcfg.Logger})
@@ -189,4 +195,18 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// fixPort returns addr with a free port in place of port 0.
+func fixPort(addr string) (string, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || port != "0" {
+		return addr, err
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
 }
