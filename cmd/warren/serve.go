@@ -2,9 +2,9 @@ package main
 
 import (
 	"flag"
-	"net"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"strings"
