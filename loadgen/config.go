@@ -24,6 +24,9 @@ var (
 	ErrNoWorkerCommand = errors.New("loadgen: Procs > 1 needs a WorkerCommand")
 	// ErrWorker is returned when a worker process fails.
 	ErrWorker = errors.New("loadgen: worker failed")
+	// ErrScenario is returned for a Scenario other than "" and
+	// ScenarioDevices, or a scenario setting Run cannot honour.
+	ErrScenario = errors.New("loadgen: bad scenario")
 )
 
 // Config configures a load run. The zero value is a valid run only once
@@ -106,6 +109,13 @@ type Config struct {
 	// Progress receives one status line per second (connections open,
 	// requests per second, p99 so far, errors). Nil means none.
 	Progress io.Writer `json:"-"`
+	// Scenario selects what the connections do. Empty means the HTTP or
+	// WebSocket echo load described above; ScenarioDevices makes each
+	// connection a device of warren's gateway, configured by Devices (URL
+	// is then the gateway's ws://host:port/v1/connect).
+	Scenario string `json:"scenario,omitempty"`
+	// Devices configures the devices scenario; it is ignored otherwise.
+	Devices DeviceConfig `json:"devices"`
 }
 
 // Defaults applied by withDefaults.

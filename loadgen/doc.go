@@ -44,6 +44,16 @@
 // read at the phase boundaries. It marshals to JSON, prints as a table
 // (WriteSummary) and draws SVG charts (WriteSVG).
 //
+// # Devices
+//
+// With Config.Scenario set to ScenarioDevices the connections are devices
+// of warren's gateway on the same client engine: each upgrades with its
+// own token, sends telemetry open-loop at RPS across the devices, and
+// acks the commands it receives; a NATS subscriber measures telemetry
+// delivery and end-to-end latency from each frame's intended send time,
+// and a command driver exercises the management API. Report.Devices holds
+// what it measured. A devices run uses one process.
+//
 // # Many processes
 //
 // One process can hold only as many connections as its open-file limit

@@ -157,7 +157,7 @@ type ServerUsage struct {
 type Report struct {
 	URL      string    `json:"url"`
 	Protocol string    `json:"protocol"` // "http" or "websocket"
-	Mode     string    `json:"mode"`     // "closed-loop", "open-loop" or "idle"
+	Mode     string    `json:"mode"`     // "closed-loop", "open-loop", "idle" or "devices"
 	Procs    int       `json:"procs"`
 	Start    time.Time `json:"start"`
 
@@ -211,6 +211,10 @@ type Report struct {
 	// The full histograms, so reports merge exactly.
 	LatencyHist *Histogram `json:"latency_histogram"`
 	ConnectHist *Histogram `json:"connect_histogram"`
+
+	// Devices is what a devices run (ScenarioDevices) measured; nil for
+	// the other loads.
+	Devices *DeviceReport `json:"devices,omitempty"`
 }
 
 // TotalErrors returns the sum of Errors.
@@ -255,6 +259,9 @@ func (r *Report) finalize() {
 	}
 	if r.Server != nil && r.Requests > 0 {
 		r.Server.CPUPerRequest = r.Server.CPUTraffic / float64(r.Requests) * 1e6
+	}
+	if r.Devices != nil {
+		r.Devices.finalize(r)
 	}
 }
 
@@ -347,6 +354,9 @@ func (r *Report) WriteSummary(w io.Writer) error {
 	if r.Protocol == "websocket" {
 		mode += fmt.Sprintf(", %d-byte messages", r.MsgSize)
 	}
+	if r.Devices != nil {
+		mode = r.Devices.mode(r)
+	}
 	p("target\t%s (%s, %s)", r.URL, r.Protocol, mode)
 	p("processes\t%d", max(r.Procs, 1))
 	p("connections\t%s asked, %s established, %s failed (%.2f%%), peak %s open",
@@ -361,7 +371,9 @@ func (r *Report) WriteSummary(w io.Writer) error {
 	if r.Protocol == "websocket" {
 		unit = "msg"
 	}
-	if r.TrafficSeconds > 0 {
+	if r.Devices != nil {
+		r.Devices.writeSummary(p, r)
+	} else if r.TrafficSeconds > 0 {
 		p("traffic\t%s: %s %s answered of %s sent (%s unanswered) = %s %s/s",
 			secs(r.TrafficSeconds), count(float64(r.Requests)), unit, count(float64(r.Sent)),
 			count(float64(r.Unanswered)), count(r.Throughput), unit)

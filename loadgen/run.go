@@ -39,6 +39,8 @@ func (l local) finish() (*Report, error)                           { return l.r.
 // the rest are skipped, and Run returns the report so far with ctx's
 // error. With cfg.Procs > 1 the connections are spread over worker
 // processes started with cfg.WorkerCommand, and their reports merged.
+// With cfg.Scenario set to ScenarioDevices the connections are devices of
+// warren's gateway (see ScenarioDevices), in this process.
 //
 // Run is safe to call from several goroutines, each with its own Config.
 func Run(ctx context.Context, cfg Config) (*Report, error) {
@@ -47,7 +49,16 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, fmt.Errorf("%w: empty", ErrBadURL)
 	}
 	var b backend
-	if cfg.Procs > 1 {
+	switch {
+	case cfg.Scenario == ScenarioDevices:
+		d, err := newDevRunner(ctx, cfg)
+		if err != nil {
+			return nil, err
+		}
+		b = d
+	case cfg.Scenario != "":
+		return nil, fmt.Errorf("%w: %q (want %q or none)", ErrScenario, cfg.Scenario, ScenarioDevices)
+	case cfg.Procs > 1:
 		if cfg.WorkerCommand == nil {
 			return nil, ErrNoWorkerCommand
 		}
@@ -59,7 +70,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			return nil, err
 		}
 		b = g
-	} else {
+	default:
 		r, err := newRunner(ctx, cfg)
 		if err != nil {
 			return nil, err

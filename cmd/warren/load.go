@@ -10,9 +10,11 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
+	"github.com/warrenhq/warren/gateway"
 	"github.com/warrenhq/warren/loadgen"
 )
 
@@ -29,6 +31,12 @@ then sends requests (HTTP) or messages (WebSocket) for -duration, closed-loop
 with -inflight outstanding per connection or open-loop at -rps, and reports
 connect rate, errors, throughput, latency percentiles and, with -server-pid
 or -admin, the server's memory per connection and CPU per request.
+
+With -scenario devices the connections are devices of warren serve
+(-url ws://host:port/v1/connect): device n connects as dev-<n> with a token
+signed with -jwt-secret, sends telemetry at -rps in total and acks every
+command; -nats measures telemetry delivery and end-to-end latency on NATS,
+-commands R sends R commands per second through the -api management API.
 
 flags:
 `)
@@ -53,6 +61,18 @@ flags:
 	svgDir := fs.String("svg", "", "write latency.svg and conns.svg to this directory")
 	maxErrors := fs.Float64("max-errors", 0.01, "exit 1 when more than this fraction of connections fail")
 	quiet := fs.Bool("quiet", false, "no progress line every second on stderr")
+	fs.StringVar(&cfg.Scenario, "scenario", "", `"devices": simulate gateway devices (see above); empty: HTTP or WebSocket echo load`)
+	// The secrets' defaults are read after parsing so that -h never
+	// prints them.
+	jwtSecret := fs.String("jwt-secret", "", "devices: HS256 secret to sign device tokens with (default $WARREN_JWT_SECRET, else -data's jwt-secret file)")
+	dataDir := fs.String("data", gateway.DefaultDataDir, "devices: warren serve's data directory, whose jwt-secret file is read when no secret is given (never created)")
+	fs.BoolVar(&cfg.Devices.TokenInQuery, "token-query", false, "devices: send the token as ?token= instead of Authorization: Bearer")
+	fs.StringVar(&cfg.Devices.NATS, "nats", "", "devices: NATS URL to watch devices.*.telemetry on: delivery, loss and end-to-end latency")
+	fs.DurationVar(&cfg.Devices.Grace, "grace", 2*time.Second, "devices: how long to wait after the traffic for telemetry still on its way to NATS")
+	fs.Float64Var(&cfg.Devices.CommandRPS, "commands", 0, "devices: commands per second through the management API to random connected devices (needs -api)")
+	fs.StringVar(&cfg.Devices.APIURL, "api", "", "devices: the management API, http://host:port")
+	fs.StringVar(&cfg.Devices.APIToken, "api-token", "", "devices: bearer token for the management API (default $WARREN_API_TOKEN)")
+	fs.DurationVar(&cfg.Devices.CommandTimeout, "command-timeout", 5*time.Second, "devices: the ack timeout each command asks for")
 	worker := fs.Bool("worker", false, "run as a worker of a -procs parent, speaking JSON on stdin/stdout (internal)")
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
@@ -73,6 +93,9 @@ flags:
 			return 1
 		}
 		return 0
+	}
+	if code := deviceFlags(fs, &cfg, *jwtSecret, *dataDir, stderr); code != 0 {
+		return code
 	}
 	var err error
 	if cfg.Sources, err = loadgen.ParseSources(*src); err != nil {
@@ -127,4 +150,50 @@ flags:
 		code = 1
 	}
 	return code
+}
+
+// deviceFlags completes cfg for -scenario devices: the default URL, the
+// secret from the flag, $WARREN_JWT_SECRET or the data directory's file,
+// and the API token from the environment. It returns a non-zero exit code
+// on a usage error.
+func deviceFlags(fs *flag.FlagSet, cfg *loadgen.Config, secret, dataDir string, stderr io.Writer) int {
+	if cfg.Scenario != loadgen.ScenarioDevices {
+		if cfg.Scenario != "" {
+			fmt.Fprintf(stderr, "warren load: -scenario %q: the only scenario is %s\n", cfg.Scenario, loadgen.ScenarioDevices)
+			return 2
+		}
+		return 0
+	}
+	if !flagSet(fs, "url") {
+		cfg.URL = "ws://127.0.0.1:8080/v1/connect"
+	}
+	if cfg.Devices.APIToken == "" {
+		cfg.Devices.APIToken = os.Getenv("WARREN_API_TOKEN")
+	}
+	if secret == "" {
+		secret = os.Getenv("WARREN_JWT_SECRET")
+	}
+	if secret != "" {
+		cfg.Devices.JWTSecret = []byte(secret)
+	} else if _, err := os.Stat(filepath.Join(dataDir, gateway.SecretFile)); err == nil {
+		key, _, err := gateway.LoadOrCreateSecret(dataDir)
+		if err != nil {
+			fmt.Fprintf(stderr, "warren load: -data: %v\n", err)
+			return 1
+		}
+		cfg.Devices.JWTSecret = key
+	} else {
+		fmt.Fprintf(stderr, "warren load: -scenario devices needs the gateway's secret: -jwt-secret, $WARREN_JWT_SECRET or -data with a %s file\n",
+			gateway.SecretFile)
+		return 2
+	}
+	if cfg.Devices.CommandRPS > 0 && cfg.Devices.APIURL == "" {
+		fmt.Fprintln(stderr, "warren load: -commands needs -api http://host:port (the gateway's management API)")
+		return 2
+	}
+	if cfg.Procs > 1 {
+		fmt.Fprintln(stderr, "warren load: -scenario devices runs in one process; drop -procs")
+		return 2
+	}
+	return 0
 }

@@ -62,7 +62,7 @@ commands:
   serve   the device gateway: devices over WebSocket, telemetry and presence on NATS, commands with acks
   token   print a device token signed with the gateway's secret (-device ID [-ttl 24h] [-role device|service])
   echo    benchmark echo server: HTTP/1.1 and WebSocket (GET /ws), or raw TCP with -proto tcp
-  load    load generator: HTTP/WebSocket connections, hold, open/closed-loop traffic, report
+  load    load generator: HTTP/WebSocket connections, hold, open/closed-loop traffic, report; -scenario devices for serve
 
 Run 'warren <command> -h' for a command's flags and their defaults.
 `)

@@ -1,0 +1,100 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/warrenhq/warren/engine"
+	"github.com/warrenhq/warren/gateway"
+	"github.com/warrenhq/warren/internal/testutil"
+	"github.com/warrenhq/warren/loadgen"
+)
+
+// TestLoadDevices runs warren load -scenario devices against an
+// in-process gateway whose embedded NATS server listens on a port, with
+// the secret read from the gateway's data directory.
+func TestLoadDevices(t *testing.T) {
+	t.Setenv("WARREN_JWT_SECRET", "")
+	t.Setenv("WARREN_API_TOKEN", "api-secret")
+	data := t.TempDir()
+	secret, _, err := gateway.LoadOrCreateSecret(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	e := testutil.StartEngine(t, engine.Config{Logger: quiet})
+	g, err := gateway.New(e, gateway.Config{Addr: "127.0.0.1:0", API: "127.0.0.1:0", APIToken: "api-secret",
+		Auth: gateway.NewHMACAuth(secret), Node: "n1", Bus: gateway.BusConfig{Listen: "127.0.0.1:0"},
+		Logger: quiet, DataDir: data})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(g.Close)
+
+	jsonPath := filepath.Join(t.TempDir(), "report.json")
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"load", "-scenario", "devices", "-url", "ws://" + g.DeviceAddr() + "/v1/connect",
+		"-data", data, "-conns", "10", "-rps", "100", "-duration", "500ms", "-nats", g.Bus().ClientURL(),
+		"-commands", "10", "-api", "http://" + g.APIAddr(), "-json", jsonPath, "-quiet"}, &stdout, &stderr)
+	if code != 0 {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, &stdout, &stderr)
+	}
+	b, err := os.ReadFile(jsonPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep loadgen.Report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	d := rep.Devices
+	if rep.Mode != "devices" || rep.Connects != 10 || d == nil || d.TelemetrySent == 0 ||
+		d.TelemetryReceived != d.TelemetrySent || d.CommandsSent == 0 || d.CommandOutcomes["200"] != d.CommandsSent {
+		t.Fatalf("report %s", b)
+	}
+	for _, want := range []string{"received on NATS", "e2e latency", "command rtt"} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("summary lacks %q:\n%s", want, &stdout)
+		}
+	}
+}
+
+func TestLoadDevicesUsage(t *testing.T) {
+	t.Setenv("WARREN_JWT_SECRET", "")
+	empty := t.TempDir()
+	for name, args := range map[string][]string{
+		"no secret":   {"-scenario", "devices", "-data", empty},
+		"no API":      {"-scenario", "devices", "-jwt-secret", "s", "-commands", "5"},
+		"procs":       {"-scenario", "devices", "-jwt-secret", "s", "-procs", "2"},
+		"no scenario": {"-scenario", "robots"},
+	} {
+		var stderr bytes.Buffer
+		if code := run(append([]string{"load"}, args...), io.Discard, &stderr); code != 2 || stderr.Len() == 0 {
+			t.Errorf("%s: exit %d, stderr %q; want 2 with a message", name, code, &stderr)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(empty, gateway.SecretFile)); err == nil {
+		t.Error("warren load created a secret")
+	}
+	// -h lists the scenario's flags and never prints a secret from the
+	// environment.
+	t.Setenv("WARREN_JWT_SECRET", "top-secret-value")
+	var out bytes.Buffer
+	if code := run([]string{"load", "-h"}, &out, &out); code != 0 {
+		t.Fatalf("-h: exit %d", code)
+	}
+	for _, f := range []string{"-scenario", "-jwt-secret", "-nats", "-commands", "-api", "-api-token", "-grace"} {
+		if !strings.Contains(out.String(), f+" ") {
+			t.Errorf("-h lacks %s", f)
+		}
+	}
+	if strings.Contains(out.String(), "top-secret-value") {
+		t.Error("-h printed the secret")
+	}
+}

@@ -1,0 +1,1078 @@
+package loadgen
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/warrenhq/warren/engine"
+	"github.com/warrenhq/warren/gateway"
+	"github.com/warrenhq/warren/internal/pool"
+	"github.com/warrenhq/warren/websocket"
+)
+
+// ScenarioDevices is the Config.Scenario that simulates the devices of
+// warren's gateway (docs/gateway.md). Device n, counted from 1, connects to
+// the WebSocket URL as dev-<n> with its own HS256 token; during the
+// traffic phase the devices send telemetry frames
+//
+//	{"type":"telemetry","data":{"t":<intended send time, Unix ns>,"run":…,"dev":n,"seq":…,…}}
+//
+// (data is 100 bytes) at RPS in total, open-loop and spread over the
+// devices, and every device answers each command frame it receives with
+// {"type":"ack","id":…,"status":"ok"}. With DeviceConfig.NATS the run
+// subscribes to devices.*.telemetry and measures each message's latency
+// from when it was due to when it arrived, and the telemetry lost; with
+// DeviceConfig.CommandRPS it sends commands through the management API to
+// random connected devices and measures their round trips. The report has
+// a DeviceReport.
+const ScenarioDevices = "devices"
+
+// DeviceConfig configures the devices scenario. Only JWTSecret is
+// required; every other field says what zero means.
+type DeviceConfig struct {
+	// JWTSecret is the gateway's HS256 secret: each device's token is
+	// signed with it (gateway.IssueToken, role device). Required.
+	JWTSecret []byte `json:"-"`
+	// TokenTTL is the lifetime of the device tokens. Zero means 24 h.
+	TokenTTL time.Duration `json:"token_ttl,omitempty"`
+	// TokenInQuery sends each token as ?token= on the URL, as browsers
+	// must, instead of in an Authorization: Bearer header.
+	TokenInQuery bool `json:"token_in_query,omitempty"`
+	// NATS is the URL of a NATS server of the gateway's cluster. When set
+	// (or NATSConn is), the run subscribes to devices.*.telemetry and
+	// reports the telemetry received, lost, and its end-to-end latency.
+	// Empty means none of these are measured.
+	NATS string `json:"nats,omitempty"`
+	// NATSConn, when set, is the connection to subscribe on instead of
+	// dialling NATS; the caller keeps it and closes it. Tests pass an
+	// in-process connection to a gateway's embedded server.
+	NATSConn *nats.Conn `json:"-"`
+	// Grace is how long the run waits after the traffic for telemetry
+	// still on its way to NATS; what has not arrived by then is lost.
+	// Zero means 2 s.
+	Grace time.Duration `json:"grace,omitempty"`
+	// CommandRPS, when positive, is how many commands per second go
+	// through the management API at APIURL during the traffic phase
+	// (POST /v1/devices/dev-<n>/commands {"name":"ping","timeout":…}),
+	// open-loop, each to a connected device picked at random; their
+	// round trips are measured from when each was due. Zero means none.
+	CommandRPS float64 `json:"command_rps,omitempty"`
+	// APIURL is the gateway's management API, http://host:port.
+	// Required with CommandRPS.
+	APIURL string `json:"api_url,omitempty"`
+	// APIToken is sent as Authorization: Bearer to the management API.
+	// Empty sends none.
+	APIToken string `json:"-"`
+	// CommandTimeout is the ack timeout each command asks for. Zero
+	// means 5 s.
+	CommandTimeout time.Duration `json:"command_timeout,omitempty"`
+}
+
+// Defaults of DeviceConfig.
+const (
+	defaultTokenTTL       = 24 * time.Hour
+	defaultGrace          = 2 * time.Second
+	defaultCommandTimeout = 5 * time.Second
+	// telemetryDataSize is the size of a telemetry frame's data object.
+	telemetryDataSize = 100
+)
+
+func (d DeviceConfig) withDefaults() DeviceConfig {
+	if d.TokenTTL <= 0 {
+		d.TokenTTL = defaultTokenTTL
+	}
+	if d.Grace <= 0 {
+		d.Grace = defaultGrace
+	}
+	if d.CommandRPS < 0 {
+		d.CommandRPS = 0
+	}
+	if d.CommandTimeout <= 0 {
+		d.CommandTimeout = defaultCommandTimeout
+	}
+	return d
+}
+
+// DeviceID returns the id of device i of a devices run, counted from 0:
+// dev-<i+1>.
+func DeviceID(i int) string { return "dev-" + strconv.Itoa(i+1) }
+
+// devConn is one simulated device: a connection slot redialled after the
+// gateway closes it cleanly during traffic, like the runner's conn.
+//
+// Lock order: devRunner.dialMu, then devConn.mu, then shard.mu;
+// devRunner.tickMu, then shard.mu; devRunner.closeMu and commander.mu are
+// taken alone.
+type devConn struct {
+	r   *devRunner
+	idx int32
+
+	// mu guards the fields below it, which the connection's callbacks,
+	// the telemetry senders and the command driver share. Frames are
+	// written under mu.
+	mu        sync.Mutex
+	state     uint8 // csIdle … csClosing, as conn.state
+	announced bool  // the gateway sent a Close: send nothing more
+	holdsSem  bool  // this connect holds a slot of devRunner.connecting
+	settled   bool  // the slot's first connect has succeeded or failed
+	seq       uint32
+	ec        *engine.Conn
+	since     int64 // when the current connect started (runner clock)
+
+	// Owned by the connection's callbacks (one at a time, on its loop).
+	p   respParser
+	ws  *websocket.Reader
+	key [24]byte
+}
+
+// devRunner drives the simulated devices of one process on a client
+// engine: a ramp of connects, telemetry paced by one goroutine per event
+// loop, acks written by the loops, and a NATS subscriber and a command
+// driver beside them. It is the backend of a devices run.
+type devRunner struct {
+	cfg     Config
+	dc      DeviceConfig
+	tgt     target
+	eng     *engine.Engine
+	t0      time.Time
+	wall0   int64  // t0 as Unix nanoseconds: telemetry "t" is wall0 + due
+	run     string // this run's id, in every telemetry message
+	devs    []devConn
+	shards  []shard // connect latencies, by loop
+	e2e     shard   // end-to-end latencies of the current interval
+	senders int
+	cmd     *commander // nil without commands
+
+	nc    *nats.Conn
+	ownNC bool
+	sub   *nats.Subscription
+
+	// dialMu is held from before a Dial until its connection's context is
+	// set, so callbacks that win the race wait for it.
+	dialMu     sync.Mutex
+	connecting chan struct{}
+	redial     chan *devConn
+	rampDone   chan struct{}
+	stop       chan struct{}
+	wg         sync.WaitGroup
+
+	settledN  atomic.Int64
+	open      atomic.Int64
+	peak      atomic.Int64
+	attempts  atomic.Int64
+	connects  atomic.Int64
+	failed    atomic.Int64
+	rampConns atomic.Int64
+	sent      atomic.Int64 // telemetry frames written
+	received  atomic.Int64 // telemetry of this run seen on NATS
+	cmdFrames atomic.Int64 // command frames the devices received
+	acks      atomic.Int64
+	gwErrors  atomic.Int64 // error frames from the gateway
+	bytesIn   atomic.Int64
+	bytesOut  atomic.Int64
+	errs      [numKinds]atomic.Int64
+
+	inRamp    atomic.Bool
+	inTraffic atomic.Bool // clean closes are redialled
+	finished  atomic.Bool // closes are expected; count nothing
+
+	// closeMu guards the count of Close frames from the gateway by code.
+	closeMu sync.Mutex
+	closes  map[uint16]int64
+
+	// tickMu guards the interval bookkeeping and the totals built from it.
+	tickMu      sync.Mutex
+	last        tick
+	stash       *tick
+	totalLat    Histogram
+	totalConn   Histogram
+	rampSeconds float64
+	holdSecs    float64
+	trafficSecs float64
+}
+
+var _ backend = (*devRunner)(nil)
+
+// newDevRunner checks cfg, resolves the target, subscribes to NATS and
+// starts a client engine.
+func newDevRunner(ctx context.Context, cfg Config) (*devRunner, error) {
+	dc := cfg.Devices.withDefaults()
+	switch {
+	case len(dc.JWTSecret) == 0:
+		return nil, fmt.Errorf("%w: the devices scenario needs a JWT secret to sign device tokens", ErrScenario)
+	case cfg.Procs > 1:
+		return nil, fmt.Errorf("%w: the devices scenario runs in one process (Procs %d)", ErrScenario, cfg.Procs)
+	case dc.CommandRPS > 0 && dc.APIURL == "":
+		return nil, fmt.Errorf("%w: commands need the management API's URL", ErrScenario)
+	}
+	tgt, err := parseTarget(ctx, cfg.URL)
+	if err != nil {
+		return nil, err
+	}
+	if !tgt.ws {
+		return nil, fmt.Errorf("%w: devices connect over WebSocket: want ws://host:port/v1/connect, got %q",
+			ErrBadURL, cfg.URL)
+	}
+	var id [4]byte
+	rand.Read(id[:])
+	r := &devRunner{
+		cfg:        cfg,
+		dc:         dc,
+		tgt:        tgt,
+		t0:         time.Now(),
+		run:        hex.EncodeToString(id[:]),
+		devs:       make([]devConn, cfg.Conns),
+		connecting: make(chan struct{}, maxConnecting),
+		redial:     make(chan *devConn, cfg.Conns),
+		rampDone:   make(chan struct{}),
+		stop:       make(chan struct{}),
+		closes:     map[uint16]int64{},
+	}
+	r.wall0 = r.t0.UnixNano()
+	loops := cfg.Loops
+	if loops <= 0 {
+		loops = runtime.GOMAXPROCS(0)
+	}
+	r.senders = max(1, min(loops, cfg.Conns))
+	r.shards = make([]shard, loops)
+	for i := range r.devs {
+		r.devs[i].r, r.devs[i].idx = r, int32(i)
+	}
+	if err := r.subscribe(); err != nil {
+		return nil, err
+	}
+	if dc.CommandRPS > 0 {
+		if r.cmd, err = newCommander(r); err != nil {
+			r.closeNATS()
+			return nil, err
+		}
+	}
+	r.eng, err = engine.New(engine.Config{
+		Loops:        loops,
+		Inline:       true,
+		MaxConns:     -1,
+		IdleTimeout:  -1,
+		ReadTimeout:  -1,
+		WriteTimeout: cfg.Timeout, // also bounds connects
+		Logger:       slog.New(slog.DiscardHandler),
+	}, devHandler{r})
+	if err == nil {
+		if err = r.eng.Start(""); err != nil {
+			r.eng.Close()
+		}
+	}
+	if err != nil {
+		r.closeNATS()
+		if r.cmd != nil {
+			r.cmd.close()
+		}
+		return nil, err
+	}
+	r.wg.Add(1)
+	go r.housekeep()
+	return r, nil
+}
+
+// subscribe subscribes to the devices' telemetry when NATS is configured.
+func (r *devRunner) subscribe() error {
+	switch {
+	case r.dc.NATSConn != nil:
+		r.nc = r.dc.NATSConn
+	case r.dc.NATS != "":
+		nc, err := nats.Connect(r.dc.NATS, nats.Name("warren load"), nats.MaxReconnects(-1))
+		if err != nil {
+			return fmt.Errorf("loadgen: NATS %s: %w", r.dc.NATS, err)
+		}
+		r.nc, r.ownNC = nc, true
+	default:
+		return nil
+	}
+	sub, err := r.nc.Subscribe("devices.*.telemetry", r.onTelemetry)
+	if err == nil {
+		// Hold whatever arrives faster than it is counted rather than
+		// drop it: a drop here is the load generator's loss, not the
+		// gateway's (and is reported apart).
+		err = sub.SetPendingLimits(-1, 1<<30)
+	}
+	if err == nil {
+		err = r.nc.Flush() // the subscription is in place before any device connects
+	}
+	if err != nil {
+		r.closeNATS()
+		return fmt.Errorf("loadgen: subscribe to telemetry on NATS: %w", err)
+	}
+	r.sub = sub
+	return nil
+}
+
+// closeNATS ends the subscription, and the connection when it is ours.
+func (r *devRunner) closeNATS() {
+	if r.sub != nil {
+		r.sub.Unsubscribe()
+	}
+	if r.ownNC {
+		r.nc.Close()
+	}
+}
+
+// onTelemetry counts a telemetry message of this run and records its
+// latency from when it was due. It runs on the subscription's goroutine.
+func (r *devRunner) onTelemetry(m *nats.Msg) {
+	now := r.now()
+	t, ok := parseTelemetry(m.Data, r.run)
+	if !ok {
+		return // another run's, or another producer's
+	}
+	r.received.Add(1)
+	r.e2e.mu.Lock()
+	r.e2e.lat.Record(time.Duration(now - (t - r.wall0)))
+	r.e2e.mu.Unlock()
+}
+
+// appendTelemetry appends a telemetry frame's JSON text: its data object
+// is telemetryDataSize bytes and starts with the intended send time t and
+// the run's id, which parseTelemetry reads back from NATS.
+func appendTelemetry(b []byte, t int64, run string, dev int32, seq uint32) []byte {
+	b = append(b, `{"type":"telemetry","data":`...)
+	start := len(b)
+	b = append(b, `{"t":`...)
+	b = strconv.AppendInt(b, t, 10)
+	b = append(b, `,"run":"`...)
+	b = append(b, run...)
+	b = append(b, `","dev":`...)
+	b = strconv.AppendInt(b, int64(dev)+1, 10)
+	b = append(b, `,"seq":`...)
+	b = strconv.AppendUint(b, uint64(seq), 10)
+	b = append(b, `,"temp":21.5,"hum":40,"pad":"`...)
+	for len(b)-start < telemetryDataSize-2 {
+		b = append(b, 'x')
+	}
+	return append(b, `"}}`...)
+}
+
+// parseTelemetry reads the intended send time from a telemetry data
+// object of run, as appendTelemetry writes it.
+func parseTelemetry(data []byte, run string) (int64, bool) {
+	const head, mid = `{"t":`, `,"run":"`
+	if len(data) < len(head) || string(data[:len(head)]) != head {
+		return 0, false
+	}
+	i := len(head)
+	var t int64
+	for ; i < len(data) && data[i] >= '0' && data[i] <= '9' && i < len(head)+19; i++ {
+		t = t*10 + int64(data[i]-'0')
+	}
+	rest := data[i:]
+	if i == len(head) || len(rest) < len(mid)+len(run)+1 || string(rest[:len(mid)]) != mid ||
+		string(rest[len(mid):len(mid)+len(run)]) != run || rest[len(mid)+len(run)] != '"' {
+		return 0, false
+	}
+	return t, true
+}
+
+func (r *devRunner) now() int64 { return int64(time.Since(r.t0)) }
+
+func (r *devRunner) fail(k ErrorKind) { r.errs[k].Add(1) }
+
+// ramp opens the connections at the configured rate and returns the
+// number open once every one has connected or failed (or the ramp's time
+// bound, ctx or the run ended).
+func (r *devRunner) ramp(ctx context.Context) (int64, error) {
+	start := r.now()
+	r.inRamp.Store(true)
+	r.wg.Add(1)
+	go r.dialLoop(ctx)
+	bound := 2*r.cfg.Timeout + time.Duration(r.cfg.Conns)*time.Millisecond
+	if r.cfg.Rate > 0 {
+		bound += time.Duration(float64(r.cfg.Conns) / r.cfg.Rate * 1e9)
+	}
+	t := time.NewTimer(bound)
+	defer t.Stop()
+	select {
+	case <-r.rampDone:
+	case <-ctx.Done():
+	case <-t.C:
+	}
+	r.inRamp.Store(false)
+	r.tickMu.Lock()
+	r.rampSeconds = float64(r.now()-start) / 1e9
+	r.tickMu.Unlock()
+	return r.open.Load(), ctx.Err()
+}
+
+// dialLoop makes the ramp's connects, paced, then serves redials until
+// the run ends.
+func (r *devRunner) dialLoop(ctx context.Context) {
+	defer r.wg.Done()
+	clk := newRealClock(r.t0)
+	start := clk.now()
+	acquire := func() bool {
+		select {
+		case r.connecting <- struct{}{}:
+			return true
+		case <-ctx.Done():
+		case <-r.stop:
+		}
+		return false
+	}
+	for i := range r.devs {
+		if r.cfg.Rate > 0 {
+			clk.sleepUntil(ctx, start+int64(float64(i)*1e9/r.cfg.Rate))
+		}
+		if !acquire() {
+			return
+		}
+		r.dial(&r.devs[i])
+	}
+	for {
+		select {
+		case d := <-r.redial:
+			if !acquire() {
+				return
+			}
+			r.dial(d)
+		case <-ctx.Done():
+			return
+		case <-r.stop:
+			return
+		}
+	}
+}
+
+// dial starts a connect for d; the caller holds a connecting slot.
+func (r *devRunner) dial(d *devConn) {
+	var src netip.Addr
+	if n := len(r.cfg.Sources); n > 0 {
+		src = r.cfg.Sources[int(d.idx)%n]
+	}
+	r.attempts.Add(1)
+	r.dialMu.Lock()
+	d.mu.Lock()
+	d.state, d.announced, d.holdsSem, d.since, d.ec = csConnecting, false, true, r.now(), nil
+	d.mu.Unlock()
+	ec, err := r.eng.Dial(r.tgt.addr, src)
+	if err == nil {
+		ec.SetContext(d)
+		d.mu.Lock()
+		if d.state == csConnecting || d.state == csHandshake || d.state == csOpen {
+			d.ec = ec
+		}
+		d.mu.Unlock()
+	}
+	r.dialMu.Unlock()
+	if err != nil {
+		d.mu.Lock()
+		d.state = csIdle
+		r.endConnectLocked(d, false)
+		d.mu.Unlock()
+		r.fail(classifyConnect(engine.ReasonIOError, err))
+	}
+}
+
+// endConnectLocked releases d's connecting slot and settles its ramp
+// attempt; ok says whether it connected. A connect cut short by the end of
+// the run is not a failure.
+func (r *devRunner) endConnectLocked(d *devConn, ok bool) {
+	if d.holdsSem {
+		d.holdsSem = false
+		<-r.connecting
+	}
+	if !ok && !r.finished.Load() {
+		r.failed.Add(1)
+	}
+	if !d.settled {
+		d.settled = true
+		if r.settledN.Add(1) == int64(len(r.devs)) {
+			close(r.rampDone)
+		}
+	}
+}
+
+// openedLocked marks d upgraded. It settles the connect last, so that a
+// ramp that ends with it sees it counted.
+func (r *devRunner) openedLocked(d *devConn, c *engine.Conn, now int64) {
+	d.state = csOpen
+	r.connects.Add(1)
+	if r.inRamp.Load() {
+		r.rampConns.Add(1)
+	}
+	n := r.open.Add(1)
+	for p := r.peak.Load(); n > p && !r.peak.CompareAndSwap(p, n); p = r.peak.Load() {
+	}
+	sh := &r.shards[c.Loop()%len(r.shards)]
+	sh.mu.Lock()
+	sh.connect.Record(time.Duration(now - d.since))
+	sh.mu.Unlock()
+	r.endConnectLocked(d, true)
+}
+
+// protocolErrorLocked counts an error of kind k and closes d.
+func (r *devRunner) protocolErrorLocked(d *devConn, c *engine.Conn, k ErrorKind) {
+	r.fail(k)
+	switch d.state {
+	case csHandshake, csConnecting:
+		r.endConnectLocked(d, false)
+	case csOpen:
+		r.failed.Add(1)
+		r.open.Add(-1)
+	}
+	d.state = csClosing
+	c.Abort(engine.ReasonProtocolError)
+}
+
+// handshake returns d's upgrade request, with a fresh key (kept in d.key)
+// and a token for the device.
+func (r *devRunner) handshake(d *devConn) ([]byte, error) {
+	tok, err := gateway.IssueToken(r.dc.JWTSecret, DeviceID(int(d.idx)), gateway.RoleDevice, r.dc.TokenTTL,
+		time.Now())
+	if err != nil {
+		return nil, err
+	}
+	copy(d.key[:], websocket.NewKey())
+	b := make([]byte, 0, 256+len(r.tgt.path)+len(tok))
+	b = append(b, "GET "...)
+	b = append(b, r.tgt.path...)
+	if r.dc.TokenInQuery {
+		sep := byte('?')
+		for i := range len(r.tgt.path) {
+			if r.tgt.path[i] == '?' {
+				sep = '&'
+			}
+		}
+		b = append(b, sep)
+		b = append(b, "token="...)
+		b = append(b, tok...) // base64url and dots: nothing to escape
+	}
+	b = append(b, " HTTP/1.1\r\nHost: "...)
+	b = append(b, r.tgt.host...)
+	b = append(b, "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: "...)
+	b = append(b, d.key[:]...)
+	b = append(b, "\r\nSec-WebSocket-Version: 13\r\nUser-Agent: warren-load\r\n"...)
+	if !r.dc.TokenInQuery {
+		b = append(b, "Authorization: Bearer "...)
+		b = append(b, tok...)
+		b = append(b, "\r\n"...)
+	}
+	return append(b, "\r\n"...), nil
+}
+
+// devHandler is the devices' engine handler.
+type devHandler struct{ r *devRunner }
+
+var (
+	_ engine.OpenHandler  = devHandler{}
+	_ engine.CloseHandler = devHandler{}
+)
+
+// devOf returns the device behind c, waiting for the dialer to attach it
+// when the connection's first callback beat it.
+func (h devHandler) devOf(c *engine.Conn) *devConn {
+	if d, ok := c.Context().(*devConn); ok {
+		return d
+	}
+	h.r.dialMu.Lock() // the dialer holds it until the context is set
+	h.r.dialMu.Unlock()
+	d, _ := c.Context().(*devConn)
+	return d
+}
+
+func (h devHandler) OnOpen(c *engine.Conn) {
+	r := h.r
+	d := h.devOf(c)
+	if d == nil {
+		c.Abort(engine.ReasonLocal)
+		return
+	}
+	d.p.reset()
+	if d.ws == nil {
+		d.ws = &websocket.Reader{Role: websocket.RoleClient, Pool: bufferPool{}}
+	}
+	hs, err := r.handshake(d)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.ec = c
+	d.state = csHandshake
+	if err != nil {
+		r.protocolErrorLocked(d, c, KindProtocol)
+		return
+	}
+	if n, err := c.Write(hs); err == nil {
+		r.bytesOut.Add(int64(n))
+	}
+}
+
+func (h devHandler) OnData(c *engine.Conn, in []byte) int {
+	d := h.devOf(c)
+	if d == nil {
+		return len(in)
+	}
+	used := h.r.onData(d, c, in)
+	h.r.bytesIn.Add(int64(used))
+	return used
+}
+
+// onData completes the upgrade, then reads the gateway's frames: commands
+// are acknowledged, pings answered, a Close echoed. The replies to one
+// read leave in one write.
+func (r *devRunner) onData(d *devConn, c *engine.Conn, in []byte) int {
+	now := r.now()
+	var out []byte
+	flush := func() { // before a close, which would refuse the write
+		if len(out) > 0 {
+			if n, err := c.Write(out); err == nil {
+				r.bytesOut.Add(int64(n))
+			}
+			pool.Put(out)
+			out = nil
+		}
+	}
+	used := 0
+	d.mu.Lock()
+	defer func() {
+		flush()
+		d.mu.Unlock()
+	}()
+	if d.state == csHandshake {
+		end, kind, err := d.p.upgrade(in, d.key[:])
+		if err != nil {
+			r.protocolErrorLocked(d, c, kind)
+			return len(in)
+		}
+		if end == 0 {
+			return 0
+		}
+		used = end
+		d.ws.Reset()
+		r.openedLocked(d, c, now)
+	}
+	for d.state == csOpen {
+		n, ev, err := d.ws.Next(in[used:])
+		used += n
+		if err != nil {
+			code := uint16(websocket.CloseProtocolError)
+			var ce *websocket.CloseError
+			if errors.As(err, &ce) {
+				code = ce.Code
+			}
+			out = appendControl(out, websocket.OpClose, websocket.AppendClosePayload(nil, code, ""))
+			flush()
+			r.protocolErrorLocked(d, c, KindProtocol)
+			return len(in)
+		}
+		switch ev.Op {
+		case websocket.OpContinuation:
+			return used
+		case websocket.OpText:
+			out = r.onFrame(ev.Payload, out)
+		case websocket.OpPing:
+			out = appendControl(out, websocket.OpPong, ev.Payload)
+		case websocket.OpClose:
+			// The gateway is closing (shutdown, replaced, token expired,
+			// abuse): answer and let it close.
+			r.closeMu.Lock()
+			r.closes[ev.Code]++
+			r.closeMu.Unlock()
+			d.announced = true
+			out = appendControl(out, websocket.OpClose, websocket.AppendClosePayload(nil, ev.Code, ""))
+			flush()
+			c.Close()
+			return len(in)
+		}
+	}
+	return len(in)
+}
+
+// commandFrame is what a device reads of the gateway's text frames.
+type commandFrame struct {
+	Type string `json:"type"`
+	ID   string `json:"id"`
+}
+
+// onFrame handles a text frame from the gateway, appending an ack to out
+// for a command.
+func (r *devRunner) onFrame(payload, out []byte) []byte {
+	var f commandFrame
+	if json.Unmarshal(payload, &f) != nil {
+		r.fail(KindProtocol)
+		return out
+	}
+	switch f.Type {
+	case "command":
+		r.cmdFrames.Add(1)
+		id, _ := json.Marshal(f.ID)
+		var buf [128]byte
+		ack := append(append(append(buf[:0], `{"type":"ack","id":`...), id...), `,"status":"ok"}`...)
+		if out == nil {
+			out = pool.Get(websocket.MaxHeaderLen + len(ack))[:0]
+		}
+		out = websocket.AppendMaskedFrame(out, websocket.OpText, true, websocket.NewMask(), ack)
+		r.acks.Add(1)
+	case "error":
+		r.gwErrors.Add(1)
+	}
+	return out
+}
+
+// appendControl appends a masked control frame to out.
+func appendControl(out []byte, op websocket.Opcode, payload []byte) []byte {
+	if len(payload) > websocket.MaxControlPayload {
+		payload = payload[:websocket.MaxControlPayload]
+	}
+	if out == nil {
+		out = pool.Get(websocket.MaxHeaderLen + websocket.MaxControlPayload)[:0]
+	}
+	return websocket.AppendMaskedFrame(out, op, true, websocket.NewMask(), payload)
+}
+
+func (h devHandler) OnClose(c *engine.Conn, reason engine.CloseReason, err error) {
+	r := h.r
+	d := h.devOf(c)
+	if d == nil {
+		return
+	}
+	d.mu.Lock()
+	if d.ec != nil && d.ec != c {
+		d.mu.Unlock() // a stale connection of this slot
+		return
+	}
+	prev := d.state
+	d.state, d.ec = csIdle, nil
+	announced := d.announced
+	finished := r.finished.Load()
+	switch prev {
+	case csConnecting, csHandshake:
+		r.endConnectLocked(d, false)
+		if !finished {
+			if prev == csConnecting {
+				r.fail(classifyConnect(reason, err))
+			} else {
+				r.fail(closeKind(reason))
+			}
+		}
+	case csOpen:
+		r.open.Add(-1)
+		if !finished && !(announced && (reason == engine.ReasonPeerClosed || reason == engine.ReasonLocal ||
+			reason == engine.ReasonPeerReset)) {
+			r.fail(closeKind(reason))
+			r.failed.Add(1)
+		}
+	}
+	d.mu.Unlock()
+	if d.ws != nil {
+		d.ws.Reset()
+	}
+	// Reconnect a device the gateway closed cleanly while traffic runs.
+	if prev == csOpen && announced && !finished && r.inTraffic.Load() {
+		select {
+		case r.redial <- d:
+		default:
+		}
+	}
+}
+
+// housekeep times out handshakes.
+func (r *devRunner) housekeep() {
+	defer r.wg.Done()
+	t := time.NewTicker(sweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-r.stop:
+			return
+		case <-t.C:
+		}
+		now := r.now()
+		limit := int64(r.cfg.Timeout)
+		for i := range r.devs {
+			d := &r.devs[i]
+			d.mu.Lock()
+			if d.state == csHandshake && now-d.since > limit && d.ec != nil {
+				r.fail(KindTimeout)
+				r.endConnectLocked(d, false)
+				d.state = csClosing
+				d.ec.Abort(engine.ReasonReadTimeout)
+			}
+			d.mu.Unlock()
+		}
+	}
+}
+
+// hold keeps the devices connected and quiet for d.
+func (r *devRunner) hold(ctx context.Context, d time.Duration) error {
+	start := r.now()
+	sleepCtx(ctx, d)
+	r.tickMu.Lock()
+	r.holdSecs = float64(r.now()-start) / 1e9
+	r.tickMu.Unlock()
+	return ctx.Err()
+}
+
+// traffic sends telemetry and commands for d, then waits for the
+// commands in flight and, for up to the grace, for the telemetry still on
+// its way to NATS.
+func (r *devRunner) traffic(ctx context.Context, d time.Duration) error {
+	start := r.now()
+	end := start + int64(d)
+	r.inTraffic.Store(true)
+	var wg sync.WaitGroup
+	if r.cfg.RPS > 0 {
+		for s := range r.senders {
+			sd := &devSender{r: r}
+			for i := s; i < len(r.devs); i += r.senders {
+				sd.devs = append(sd.devs, &r.devs[i])
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				p := newPacer(start, r.cfg.RPS, s, r.senders)
+				pace(ctx, newRealClock(r.t0), p, end, int64(r.cfg.Timeout), sd.send,
+					func(n int64) { r.errs[KindUnsent].Add(n) })
+			}()
+		}
+	}
+	if r.cmd != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.cmd.drive(ctx, start, end)
+		}()
+	}
+	wg.Wait()
+	sleepCtx(ctx, time.Duration(end-r.now()))
+	r.inTraffic.Store(false)
+	r.tickMu.Lock()
+	r.trafficSecs = float64(min(r.now(), max(end, start))-start) / 1e9
+	r.tickMu.Unlock()
+	if r.cmd != nil {
+		r.cmd.wait(ctx, r.dc.CommandTimeout+r.cfg.Timeout)
+	}
+	if r.sub != nil {
+		deadline := time.Now().Add(r.dc.Grace)
+		for r.received.Load() < r.sent.Load() && time.Now().Before(deadline) && ctx.Err() == nil {
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	return ctx.Err()
+}
+
+// devSender is one open-loop telemetry shard: it owns every senders-th
+// device.
+type devSender struct {
+	r    *devRunner
+	devs []*devConn
+	rr   int
+	msg  []byte // one frame's JSON text
+}
+
+// send hands telemetry frames, oldest first, to the next connected
+// devices, trying a bounded number of them; when there are more frames
+// than devices, a device takes several, in one write. It returns how many
+// it placed.
+func (sd *devSender) send(dues []int64) int {
+	n := len(sd.devs)
+	share := (len(dues) + n - 1) / n
+	placed := 0
+	for range min(n, 256) {
+		d := sd.devs[sd.rr]
+		sd.rr++
+		if sd.rr == n {
+			sd.rr = 0
+		}
+		k := min(share, len(dues)-placed)
+		if sd.telemetry(d, dues[placed:placed+k]) {
+			placed += k
+		}
+		if placed == len(dues) {
+			break
+		}
+	}
+	return placed
+}
+
+// telemetry writes a frame for each of dues on d, in one write, and
+// reports whether they went out.
+func (sd *devSender) telemetry(d *devConn, dues []int64) bool {
+	r := sd.r
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.state != csOpen || d.announced || d.ec == nil {
+		return false
+	}
+	b := pool.Get(len(dues) * (websocket.MaxHeaderLen + telemetryDataSize + 64))[:0]
+	for _, due := range dues {
+		d.seq++
+		sd.msg = appendTelemetry(sd.msg[:0], r.wall0+due, r.run, d.idx, d.seq)
+		b = websocket.AppendMaskedFrame(b, websocket.OpText, true, websocket.NewMask(), sd.msg)
+	}
+	n, err := d.ec.Write(b) // Write copies what it cannot send at once
+	pool.Put(b)
+	if err != nil && n == 0 {
+		return false
+	}
+	r.bytesOut.Add(int64(n))
+	r.sent.Add(int64(len(dues)))
+	return true
+}
+
+// errorCount is every error so far: the connections' by kind and the
+// gateway's error frames.
+func (r *devRunner) errorCount() int64 {
+	n := r.gwErrors.Load()
+	for k := range numKinds {
+		n += r.errs[k].Load()
+	}
+	return n
+}
+
+// tick returns the counters since the previous call. Done counts
+// telemetry received on NATS, or sent without NATS; Lat holds the
+// end-to-end latencies.
+func (r *devRunner) tick() tick {
+	t := r.collect()
+	r.tickMu.Lock()
+	if r.stash != nil {
+		s := *r.stash
+		r.stash = nil
+		s.add(&t)
+		t = s
+	}
+	r.tickMu.Unlock()
+	return t
+}
+
+// collect folds the interval histograms into the totals and returns the
+// interval since the last collect.
+func (r *devRunner) collect() tick {
+	done := r.sent.Load()
+	if r.sub != nil {
+		done = r.received.Load()
+	}
+	now := tick{Open: r.open.Load(), Connects: r.connects.Load(), Sent: r.sent.Load(), Done: done,
+		Errors: r.errorCount()}
+	lat := &Histogram{}
+	r.tickMu.Lock()
+	defer r.tickMu.Unlock()
+	for i := range r.shards {
+		sh := &r.shards[i]
+		sh.mu.Lock()
+		r.totalConn.Merge(&sh.connect)
+		sh.connect.Reset()
+		sh.mu.Unlock()
+	}
+	r.e2e.mu.Lock()
+	lat.Merge(&r.e2e.lat)
+	r.e2e.lat.Reset()
+	r.e2e.mu.Unlock()
+	r.totalLat.Merge(lat)
+	d := tick{Open: now.Open, Connects: now.Connects - r.last.Connects, Sent: now.Sent - r.last.Sent,
+		Done: now.Done - r.last.Done, Errors: now.Errors - r.last.Errors, Lat: lat}
+	r.last = now
+	return d
+}
+
+// finish stops everything, closes the connections and NATS, and returns
+// the run's report (without server usage or timeline).
+func (r *devRunner) finish() (*Report, error) {
+	r.finished.Store(true)
+	close(r.stop)
+	if r.cmd != nil {
+		r.cmd.close()
+	}
+	r.wg.Wait()
+	r.eng.Close()
+	var dropped int
+	if r.sub != nil {
+		dropped, _ = r.sub.Dropped()
+	}
+	r.closeNATS()
+	t := r.collect()
+	r.tickMu.Lock()
+	if r.stash != nil {
+		r.stash.add(&t)
+	} else {
+		r.stash = &t
+	}
+	sent, received := r.sent.Load(), r.received.Load()
+	dr := &DeviceReport{
+		NATS:              r.sub != nil,
+		TelemetrySent:     sent,
+		SubscriberDropped: int64(dropped),
+		CommandFrames:     r.cmdFrames.Load(),
+		AcksSent:          r.acks.Load(),
+		GatewayErrors:     r.gwErrors.Load(),
+		CommandOutcomes:   map[string]int64{},
+		CommandHist:       &Histogram{},
+	}
+	rep := &Report{
+		URL:             r.cfg.URL,
+		Protocol:        "websocket",
+		Mode:            ScenarioDevices,
+		Procs:           1,
+		Start:           r.t0.Round(0).UTC(),
+		ConnsAsked:      r.cfg.Conns,
+		Rate:            r.cfg.Rate,
+		RPS:             r.cfg.RPS,
+		TimeoutS:        r.cfg.Timeout.Seconds(),
+		ConnectAttempts: r.attempts.Load(),
+		Connects:        r.connects.Load(),
+		ConnsFailed:     r.failed.Load(),
+		ConnsPeak:       r.peak.Load(),
+		RampConnects:    r.rampConns.Load(),
+		RampSeconds:     r.rampSeconds,
+		HoldSeconds:     r.holdSecs,
+		TrafficSeconds:  r.trafficSecs,
+		Sent:            sent,
+		Requests:        sent,
+		BytesIn:         r.bytesIn.Load(),
+		BytesOut:        r.bytesOut.Load(),
+		Errors:          map[string]int64{},
+		LatencyHist:     &Histogram{},
+		ConnectHist:     &Histogram{},
+		Devices:         dr,
+	}
+	if dr.NATS {
+		dr.TelemetryReceived, dr.TelemetryLost = received, max(sent-received, 0)
+		rep.Requests, rep.Unanswered = received, dr.TelemetryLost
+	}
+	rep.LatencyHist.Merge(&r.totalLat)
+	rep.ConnectHist.Merge(&r.totalConn)
+	r.tickMu.Unlock()
+	r.closeMu.Lock()
+	for code, n := range r.closes {
+		if dr.CloseCodes == nil {
+			dr.CloseCodes = map[string]int64{}
+		}
+		dr.CloseCodes[strconv.Itoa(int(code))] = n
+	}
+	r.closeMu.Unlock()
+	if c := r.cmd; c != nil {
+		c.report(dr)
+	}
+	for k := range numKinds {
+		if v := r.errs[k].Load(); v != 0 {
+			rep.Errors[k.String()] = v
+		}
+	}
+	if dr.GatewayErrors > 0 {
+		rep.Errors[errGatewayFrame] = dr.GatewayErrors
+	}
+	rep.finalize()
+	return rep, nil
+}
+
+// errGatewayFrame keys Report.Errors for the error frames the gateway
+// sent the devices.
+const errGatewayFrame = "gateway_error"

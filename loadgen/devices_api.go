@@ -1,0 +1,207 @@
+package loadgen
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// CommandOutcome is how the management API answered a command: the
+// status the gateway documents for each case, or other.
+type CommandOutcome uint8
+
+const (
+	// CommandOK is 200: the device acknowledged the command.
+	CommandOK CommandOutcome = iota
+	// CommandOffline is 404: the device was connected nowhere.
+	CommandOffline
+	// CommandTimeout is 504: the ack did not come within the command's
+	// timeout.
+	CommandTimeout
+	// CommandOther is any other status, or no answer at all (a transport
+	// error, or the load generator's own timeout: the command timeout
+	// plus Config.Timeout).
+	CommandOther
+	numOutcomes
+)
+
+var outcomeNames = [numOutcomes]string{"200", "404", "504", "other"}
+
+// String returns the key of the outcome in DeviceReport.CommandOutcomes.
+func (o CommandOutcome) String() string {
+	if o < numOutcomes {
+		return outcomeNames[o]
+	}
+	return "unknown"
+}
+
+// maxCommandsInflight bounds the commands waiting for an answer; one due
+// when they are all taken waits, and its wait counts in its round trip.
+const maxCommandsInflight = 1 << 14
+
+// commander drives the management API of a devices run: commands paced
+// open-loop at CommandRPS, each to a random connected device, on a
+// goroutine per request in flight (requests, not devices).
+type commander struct {
+	r      *devRunner
+	base   string // http://host:port/v1/devices/
+	body   []byte
+	client *http.Client
+	ctx    context.Context
+	cancel context.CancelFunc
+	slots  chan struct{}
+	wg     sync.WaitGroup
+
+	sent     atomic.Int64
+	unsent   atomic.Int64
+	outcomes [numOutcomes]atomic.Int64
+
+	// mu guards the round-trip histogram.
+	mu  sync.Mutex
+	lat Histogram
+}
+
+func newCommander(r *devRunner) (*commander, error) {
+	u, err := url.Parse(r.dc.APIURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("%w: management API URL %q: want http://host:port", ErrBadURL, r.dc.APIURL)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConns, tr.MaxIdleConnsPerHost = 1024, 1024
+	c := &commander{
+		r:      r,
+		base:   strings.TrimRight(r.dc.APIURL, "/") + "/v1/devices/",
+		body:   fmt.Appendf(nil, `{"name":"ping","timeout":%q}`, r.dc.CommandTimeout.String()),
+		client: &http.Client{Transport: tr},
+		slots:  make(chan struct{}, maxCommandsInflight),
+	}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	return c, nil
+}
+
+// drive sends the commands due from start until end.
+func (c *commander) drive(ctx context.Context, start, end int64) {
+	p := newPacer(start, c.r.dc.CommandRPS, 0, 1)
+	pace(ctx, newRealClock(c.r.t0), p, end, int64(c.r.cfg.Timeout), c.send,
+		func(n int64) { c.unsent.Add(n) })
+}
+
+// send starts a request for each of dues while a connected device and a
+// slot are at hand, and returns how many it started.
+func (c *commander) send(dues []int64) int {
+	for i, due := range dues {
+		dev := c.pick()
+		if dev < 0 {
+			return i
+		}
+		select {
+		case c.slots <- struct{}{}:
+		default:
+			return i
+		}
+		c.wg.Add(1)
+		go c.do(dev, due)
+	}
+	return len(dues)
+}
+
+// pick returns a connected device chosen at random, or -1 when a few
+// draws find none.
+func (c *commander) pick() int {
+	devs := c.r.devs
+	for range 32 {
+		i := rand.IntN(len(devs))
+		d := &devs[i]
+		d.mu.Lock()
+		up := d.state == csOpen && !d.announced
+		d.mu.Unlock()
+		if up {
+			return i
+		}
+	}
+	return -1
+}
+
+// do sends one command to device dev and records its outcome and round
+// trip, measured from when it was due.
+func (c *commander) do(dev int, due int64) {
+	defer func() {
+		<-c.slots
+		c.wg.Done()
+	}()
+	ctx, cancel := context.WithTimeout(c.ctx, c.r.dc.CommandTimeout+c.r.cfg.Timeout)
+	defer cancel()
+	out := CommandOther
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+DeviceID(dev)+"/commands",
+		bytes.NewReader(c.body))
+	if err == nil {
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("User-Agent", "warren-load")
+		if c.r.dc.APIToken != "" {
+			req.Header.Set("Authorization", "Bearer "+c.r.dc.APIToken)
+		}
+		c.sent.Add(1)
+		var resp *http.Response
+		if resp, err = c.client.Do(req); err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			switch resp.StatusCode {
+			case http.StatusOK:
+				out = CommandOK
+			case http.StatusNotFound:
+				out = CommandOffline
+			case http.StatusGatewayTimeout:
+				out = CommandTimeout
+			}
+		}
+	}
+	rtt := time.Duration(c.r.now() - due)
+	c.outcomes[out].Add(1)
+	c.mu.Lock()
+	c.lat.Record(rtt)
+	c.mu.Unlock()
+}
+
+// wait waits up to d for the commands in flight.
+func (c *commander) wait(ctx context.Context, d time.Duration) {
+	done := make(chan struct{})
+	go func() {
+		c.wg.Wait()
+		close(done)
+	}()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+// close cancels the commands still in flight and waits for them.
+func (c *commander) close() {
+	c.cancel()
+	c.wg.Wait()
+	c.client.CloseIdleConnections()
+}
+
+// report fills the command figures of dr; call it after close.
+func (c *commander) report(dr *DeviceReport) {
+	dr.CommandRPS = c.r.dc.CommandRPS
+	dr.CommandsSent = c.sent.Load()
+	dr.CommandsUnsent = c.unsent.Load()
+	for o := range numOutcomes {
+		dr.CommandOutcomes[o.String()] = c.outcomes[o].Load()
+	}
+	c.mu.Lock()
+	dr.CommandHist.Merge(&c.lat)
+	c.mu.Unlock()
+}
