@@ -83,12 +83,10 @@ type Session struct {
 	paused   atomic.Bool
 	gone     atomic.Bool
 
-	// heldMu guards held: telemetry waiting while the device is paused,
-	// what arrived in the read that hit backpressure (bounded by
-	// maxHeldBytes).
-	heldMu    sync.Mutex
-	held      []*nats.Msg
-	heldBytes int
+	// held is telemetry waiting while the device is paused (the rest of
+	// the read that hit backpressure); nil until the first pause, so an
+	// ordinary session does not carry it.
+	held atomic.Pointer[heldQueue]
 }
 
 // Transport returns the session's transport.
@@ -102,16 +100,33 @@ func (s *Session) Touch(now time.Time) { s.last.Store(now.UnixNano()) }
 // already read arrive; past the bound they are dropped and counted.
 const maxHeldBytes = 256 << 10
 
+// heldQueue is a paused session's telemetry, bounded by maxHeldBytes.
+type heldQueue struct {
+	mu    sync.Mutex
+	msgs  []*nats.Msg
+	bytes int
+}
+
+// heldQ returns s's held queue, making it on first use.
+func (s *Session) heldQ() *heldQueue {
+	if q := s.held.Load(); q != nil {
+		return q
+	}
+	s.held.CompareAndSwap(nil, new(heldQueue))
+	return s.held.Load()
+}
+
 // hold keeps m for when NATS has room; it reports false when the bound is
 // reached.
 func (s *Session) hold(m *nats.Msg) bool {
-	s.heldMu.Lock()
-	defer s.heldMu.Unlock()
-	if s.heldBytes+len(m.Data) > maxHeldBytes {
+	q := s.heldQ()
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.bytes+len(m.Data) > maxHeldBytes {
 		return false
 	}
-	s.held = append(s.held, m)
-	s.heldBytes += len(m.Data)
+	q.msgs = append(q.msgs, m)
+	q.bytes += len(m.Data)
 	return true
 }
 
@@ -735,20 +750,21 @@ func (h *Hub) resumePaused() {
 	}
 	h.pausedMu.Unlock()
 	for _, s := range ss {
-		s.heldMu.Lock()
-		for len(s.held) > 0 {
-			m := s.held[0]
+		q := s.heldQ()
+		q.mu.Lock()
+		for len(q.msgs) > 0 {
+			m := q.msgs[0]
 			if err := h.bus.Publish(m); err != nil {
-				s.heldMu.Unlock()
+				q.mu.Unlock()
 				return // still congested
 			}
 			h.m.telemetryOut.Add(1)
-			s.held[0] = nil
-			s.held = s.held[1:]
-			s.heldBytes -= len(m.Data)
+			q.msgs[0] = nil
+			q.msgs = q.msgs[1:]
+			q.bytes -= len(m.Data)
 		}
-		s.held = nil
-		s.heldMu.Unlock()
+		q.msgs = nil
+		q.mu.Unlock()
 		h.unpause(s)
 		s.paused.Store(false)
 		if !s.gone.Load() {

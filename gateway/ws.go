@@ -64,7 +64,7 @@ type wsDevices struct {
 type wsDevice struct {
 	c      *websocket.Conn
 	sess   *Session
-	ident  Identity
+	ident  *Identity // until OnOpen hands it to the hub's session
 	reason atomic.Pointer[string] // the gateway's reason for closing, if it closes
 }
 
@@ -87,7 +87,9 @@ func newWSDevices(hub *Hub, auth Authenticator, cfg Config, now func() time.Time
 	wcfg.GoingAway = d.goingAway
 	wcfg.Label = func(c *websocket.Conn) string {
 		if dev, ok := c.Context().(*wsDevice); ok {
-			return dev.ident.Device
+			if s := dev.sess; s != nil {
+				return s.Device
+			}
 		}
 		return ""
 	}
@@ -124,14 +126,15 @@ func (d *wsDevices) accept(r *http1.Ctx, c *websocket.Conn) bool {
 		r.WriteString(`{"error":"forbidden","message":"only device tokens connect at /v1/connect"}`)
 		return false
 	}
-	c.SetContext(&wsDevice{c: c, ident: ident})
+	c.SetContext(&wsDevice{c: c, ident: &ident})
 	return true
 }
 
 // OnOpen registers the device with the hub.
 func (d *wsDevices) OnOpen(c *websocket.Conn) {
 	dev := c.Context().(*wsDevice)
-	dev.sess = d.hub.Connect(dev.ident, dev)
+	dev.sess = d.hub.Connect(*dev.ident, dev)
+	dev.ident = nil
 }
 
 // OnMessage turns a frame into telemetry or an ack.
