@@ -64,7 +64,7 @@ type wsDevices struct {
 type wsDevice struct {
 	c      *websocket.Conn
 	sess   *Session
-	ident  *Identity // until OnOpen hands it to the hub's session
+	ident  *Identity              // until OnOpen hands it to the hub's session
 	reason atomic.Pointer[string] // the gateway's reason for closing, if it closes
 }
 
