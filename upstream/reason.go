@@ -28,9 +28,9 @@ const (
 	ReasonMaxRetries
 	// ReasonRetryBudget is a RetryBudget with no room for another retry.
 	ReasonRetryBudget
-	// ReasonBreakerOpen is a Breaker in StateOpen refusing calls.
+	// ReasonBreakerOpen is a Breaker in BreakerOpen refusing calls.
 	ReasonBreakerOpen
-	// ReasonHalfOpenFull is a Breaker in StateHalfOpen whose probes are all
+	// ReasonHalfOpenFull is a Breaker in BreakerHalfOpen whose probes are all
 	// in flight.
 	ReasonHalfOpenFull
 	// ReasonNotRetriable is an attempt whose outcome matches none of the
