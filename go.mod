@@ -2,7 +2,10 @@ module github.com/warrenhq/warren
 
 go 1.25.0
 
-require golang.org/x/sys v0.45.0
+require (
+	golang.org/x/sys v0.45.0
+	golang.org/x/time v0.15.0
+)
 
 require (
 	github.com/antithesishq/antithesis-sdk-go v0.5.0-default-no-op // indirect
@@ -28,6 +31,5 @@ require (
 	go.uber.org/automaxprocs v1.6.0 // indirect
 	go.yaml.in/yaml/v2 v2.4.2 // indirect
 	golang.org/x/crypto v0.46.0 // indirect
-	golang.org/x/time v0.15.0 // indirect
 	google.golang.org/protobuf v1.36.8 // indirect
 )
