@@ -12,34 +12,34 @@ type PropID byte
 
 // The property identifiers of MQTT 5.0.
 const (
-	PropPayloadFormat         PropID = 0x01 // byte, PUBLISH and will
-	PropMessageExpiry         PropID = 0x02 // four-byte integer, PUBLISH and will
-	PropContentType           PropID = 0x03 // string, PUBLISH and will
-	PropResponseTopic         PropID = 0x08 // string, PUBLISH and will
-	PropCorrelationData       PropID = 0x09 // binary, PUBLISH and will
-	PropSubscriptionID        PropID = 0x0B // variable byte integer, PUBLISH and SUBSCRIBE
-	PropSessionExpiry         PropID = 0x11 // four-byte integer, CONNECT, CONNACK, DISCONNECT
-	PropAssignedClientID      PropID = 0x12 // string, CONNACK
-	PropServerKeepAlive       PropID = 0x13 // two-byte integer, CONNACK
-	PropAuthMethod            PropID = 0x15 // string, CONNECT, CONNACK, AUTH
-	PropAuthData              PropID = 0x16 // binary, CONNECT, CONNACK, AUTH
-	PropRequestProblemInfo    PropID = 0x17 // byte, CONNECT
-	PropWillDelay             PropID = 0x18 // four-byte integer, will
-	PropRequestResponseInfo   PropID = 0x19 // byte, CONNECT
-	PropResponseInfo          PropID = 0x1A // string, CONNACK
-	PropServerReference       PropID = 0x1C // string, CONNACK, DISCONNECT
-	PropReasonString          PropID = 0x1F // string, acknowledgements, DISCONNECT, AUTH
-	PropReceiveMaximum        PropID = 0x21 // two-byte integer, CONNECT, CONNACK
-	PropTopicAliasMaximum     PropID = 0x22 // two-byte integer, CONNECT, CONNACK
-	PropTopicAlias            PropID = 0x23 // two-byte integer, PUBLISH
-	PropMaximumQoS            PropID = 0x24 // byte, CONNACK
-	PropRetainAvailable       PropID = 0x25 // byte, CONNACK
-	PropUserProperty          PropID = 0x26 // string pair, every packet with properties
-	PropMaximumPacketSize     PropID = 0x27 // four-byte integer, CONNECT, CONNACK
-	PropWildcardSubAvailable  PropID = 0x28 // byte, CONNACK
-	PropSubIDAvailable        PropID = 0x29 // byte, CONNACK
-	PropSharedSubAvailable    PropID = 0x2A // byte, CONNACK
-	maxPropID                 PropID = 0x2A
+	PropPayloadFormat        PropID = 0x01 // byte, PUBLISH and will
+	PropMessageExpiry        PropID = 0x02 // four-byte integer, PUBLISH and will
+	PropContentType          PropID = 0x03 // string, PUBLISH and will
+	PropResponseTopic        PropID = 0x08 // string, PUBLISH and will
+	PropCorrelationData      PropID = 0x09 // binary, PUBLISH and will
+	PropSubscriptionID       PropID = 0x0B // variable byte integer, PUBLISH and SUBSCRIBE
+	PropSessionExpiry        PropID = 0x11 // four-byte integer, CONNECT, CONNACK, DISCONNECT
+	PropAssignedClientID     PropID = 0x12 // string, CONNACK
+	PropServerKeepAlive      PropID = 0x13 // two-byte integer, CONNACK
+	PropAuthMethod           PropID = 0x15 // string, CONNECT, CONNACK, AUTH
+	PropAuthData             PropID = 0x16 // binary, CONNECT, CONNACK, AUTH
+	PropRequestProblemInfo   PropID = 0x17 // byte, CONNECT
+	PropWillDelay            PropID = 0x18 // four-byte integer, will
+	PropRequestResponseInfo  PropID = 0x19 // byte, CONNECT
+	PropResponseInfo         PropID = 0x1A // string, CONNACK
+	PropServerReference      PropID = 0x1C // string, CONNACK, DISCONNECT
+	PropReasonString         PropID = 0x1F // string, acknowledgements, DISCONNECT, AUTH
+	PropReceiveMaximum       PropID = 0x21 // two-byte integer, CONNECT, CONNACK
+	PropTopicAliasMaximum    PropID = 0x22 // two-byte integer, CONNECT, CONNACK
+	PropTopicAlias           PropID = 0x23 // two-byte integer, PUBLISH
+	PropMaximumQoS           PropID = 0x24 // byte, CONNACK
+	PropRetainAvailable      PropID = 0x25 // byte, CONNACK
+	PropUserProperty         PropID = 0x26 // string pair, every packet with properties
+	PropMaximumPacketSize    PropID = 0x27 // four-byte integer, CONNECT, CONNACK
+	PropWildcardSubAvailable PropID = 0x28 // byte, CONNACK
+	PropSubIDAvailable       PropID = 0x29 // byte, CONNACK
+	PropSharedSubAvailable   PropID = 0x2A // byte, CONNACK
+	maxPropID                PropID = 0x2A
 )
 
 var propNames = [maxPropID + 1]string{
