@@ -367,11 +367,16 @@ func TestPacketSize(t *testing.T) {
 
 func TestReasonCodeString(t *testing.T) {
 	for c, want := range map[ReasonCode]string{
-		Success: "success", NotAuthorized: "not_authorized", PacketTooLarge: "packet_too_large",
-		MalformedPacket: "malformed_packet", ProtocolError: "protocol_error",
-		TopicNameInvalid: "topic_name_invalid", GrantedQoS2: "granted_qos_2",
+		Success:                           "success",
+		NotAuthorized:                     "not_authorized",
+		PacketTooLarge:                    "packet_too_large",
+		MalformedPacket:                   "malformed_packet",
+		ProtocolError:                     "protocol_error",
+		TopicNameInvalid:                  "topic_name_invalid",
+		GrantedQoS2:                       "granted_qos_2",
 		WildcardSubscriptionsNotSupported: "wildcard_subscriptions_not_supported",
-		0x03:                              "reason_0x03", 0xff: "reason_0xff",
+		0x03:                              "reason_0x03",
+		0xff:                              "reason_0xff",
 	} {
 		if got := c.String(); got != want {
 			t.Errorf("ReasonCode(%#x).String() = %q; want %q", byte(c), got, want)
