@@ -40,7 +40,8 @@ type Decoder struct {
 	// decoded: then only CONNECT is accepted. Decoding a CONNECT sets it as
 	// soon as the protocol level is read, even if the packet turns out
 	// malformed, so that the refusal can be sent in the client's version. A
-	// client sets it to the version of the CONNECT it sent.
+	// client sets it to the version of the CONNECT it sent. Version5 decodes
+	// MQTT 5.0, any other non-zero value 3.1.1.
 	Version Version
 	// Scratch is where decoded packets live. Nil means a Scratch of the
 	// Decoder's own, allocated by the first Decode.
@@ -131,7 +132,7 @@ func (d *Decoder) checkHeader(t Type, flags byte) *Error {
 		return errFirstConnect
 	case d.Version != 0 && t == TypeConnect:
 		return errSecondConnect
-	case t == TypeAuth && d.Version == Version311:
+	case t == TypeAuth && d.Version != Version5:
 		return errAuthV3
 	}
 	switch t {
