@@ -3,6 +3,7 @@ package mqtt
 import (
 	"bytes"
 	"encoding/binary"
+	"math/bits"
 	"strconv"
 	"unicode/utf8"
 )
@@ -356,195 +357,198 @@ func (r *reader) props(p *Properties, allowed PropSet, lim *limits) {
 	r.off = end
 }
 
-// propsSize is the size of p's encoding in a packet whose properties are
-// limited to allowed, without the length prefix.
+// size is the size of p's encoding in a packet whose properties are limited
+// to allowed, without the length prefix.
 func (p *Properties) size(allowed PropSet) int {
+	if p.Present == 0 && p.emptyFast(allowed) {
+		return 0
+	}
 	n := 0
-	has := func(id PropID, nonzero bool) bool {
-		return allowed.Has(id) && (nonzero || p.Present.Has(id))
-	}
-	if has(PropPayloadFormat, p.PayloadFormat != 0) {
-		n += 2
-	}
-	if has(PropMessageExpiry, p.MessageExpiry != 0) {
-		n += 5
-	}
-	if has(PropContentType, len(p.ContentType) > 0) {
-		n += 3 + len(p.ContentType)
-	}
-	if has(PropResponseTopic, len(p.ResponseTopic) > 0) {
-		n += 3 + len(p.ResponseTopic)
-	}
-	if has(PropCorrelationData, len(p.CorrelationData) > 0) {
-		n += 3 + len(p.CorrelationData)
-	}
-	if allowed.Has(PropSubscriptionID) {
-		for _, id := range p.SubscriptionIDs {
-			n += 1 + varintSize(int(id))
-		}
-	}
-	if has(PropSessionExpiry, p.SessionExpiry != 0) {
-		n += 5
-	}
-	if has(PropAssignedClientID, len(p.AssignedClientID) > 0) {
-		n += 3 + len(p.AssignedClientID)
-	}
-	if has(PropServerKeepAlive, p.ServerKeepAlive != 0) {
-		n += 3
-	}
-	if has(PropAuthMethod, len(p.AuthMethod) > 0) {
-		n += 3 + len(p.AuthMethod)
-	}
-	if has(PropAuthData, len(p.AuthData) > 0) {
-		n += 3 + len(p.AuthData)
-	}
-	if has(PropRequestProblemInfo, p.RequestProblemInfo) {
-		n += 2
-	}
-	if has(PropWillDelay, p.WillDelay != 0) {
-		n += 5
-	}
-	if has(PropRequestResponseInfo, p.RequestResponseInfo) {
-		n += 2
-	}
-	if has(PropResponseInfo, len(p.ResponseInfo) > 0) {
-		n += 3 + len(p.ResponseInfo)
-	}
-	if has(PropServerReference, len(p.ServerReference) > 0) {
-		n += 3 + len(p.ServerReference)
-	}
-	if has(PropReasonString, len(p.ReasonString) > 0) {
-		n += 3 + len(p.ReasonString)
-	}
-	if has(PropReceiveMaximum, p.ReceiveMaximum != 0) {
-		n += 3
-	}
-	if has(PropTopicAliasMaximum, p.TopicAliasMaximum != 0) {
-		n += 3
-	}
-	if has(PropTopicAlias, p.TopicAlias != 0) {
-		n += 3
-	}
-	if has(PropMaximumQoS, p.MaximumQoS != 0) {
-		n += 2
-	}
-	if has(PropRetainAvailable, p.RetainAvailable) {
-		n += 2
-	}
-	if allowed.Has(PropUserProperty) {
-		for _, u := range p.User {
-			n += 5 + len(u.Key) + len(u.Value)
-		}
-	}
-	if has(PropMaximumPacketSize, p.MaximumPacketSize != 0) {
-		n += 5
-	}
-	if has(PropWildcardSubAvailable, p.WildcardSubAvailable) {
-		n += 2
-	}
-	if has(PropSubIDAvailable, p.SubIDAvailable) {
-		n += 2
-	}
-	if has(PropSharedSubAvailable, p.SharedSubAvailable) {
-		n += 2
+	for s := allowed; s != 0; s &= s - 1 {
+		n += p.propSize(PropID(bits.TrailingZeros64(uint64(s))))
 	}
 	return n
 }
 
+// emptyFast reports, for the hot packets PUBLISH and the acknowledgements,
+// whether the properties they allow are all unset, Present aside.
+func (p *Properties) emptyFast(allowed PropSet) bool {
+	switch allowed {
+	case publishProps:
+		return p.PayloadFormat == 0 && p.MessageExpiry == 0 && p.TopicAlias == 0 &&
+			len(p.ContentType) == 0 && len(p.ResponseTopic) == 0 && len(p.CorrelationData) == 0 &&
+			len(p.SubscriptionIDs) == 0 && len(p.User) == 0
+	case ackProps:
+		return len(p.ReasonString) == 0 && len(p.User) == 0
+	}
+	return false
+}
+
+// propSize is the size of the encoding of property id, 0 if it is not sent:
+// neither present nor set.
+func (p *Properties) propSize(id PropID) int {
+	has := p.Present.Has(id)
+	switch id {
+	case PropPayloadFormat:
+		return fixedSize(has, p.PayloadFormat != 0, 1)
+	case PropMessageExpiry:
+		return fixedSize(has, p.MessageExpiry != 0, 4)
+	case PropContentType:
+		return binSize(has, p.ContentType)
+	case PropResponseTopic:
+		return binSize(has, p.ResponseTopic)
+	case PropCorrelationData:
+		return binSize(has, p.CorrelationData)
+	case PropSubscriptionID:
+		n := 0
+		for _, v := range p.SubscriptionIDs {
+			n += 1 + varintSize(int(v))
+		}
+		return n
+	case PropSessionExpiry:
+		return fixedSize(has, p.SessionExpiry != 0, 4)
+	case PropAssignedClientID:
+		return binSize(has, p.AssignedClientID)
+	case PropServerKeepAlive:
+		return fixedSize(has, p.ServerKeepAlive != 0, 2)
+	case PropAuthMethod:
+		return binSize(has, p.AuthMethod)
+	case PropAuthData:
+		return binSize(has, p.AuthData)
+	case PropRequestProblemInfo:
+		return fixedSize(has, p.RequestProblemInfo, 1)
+	case PropWillDelay:
+		return fixedSize(has, p.WillDelay != 0, 4)
+	case PropRequestResponseInfo:
+		return fixedSize(has, p.RequestResponseInfo, 1)
+	case PropResponseInfo:
+		return binSize(has, p.ResponseInfo)
+	case PropServerReference:
+		return binSize(has, p.ServerReference)
+	case PropReasonString:
+		return binSize(has, p.ReasonString)
+	case PropReceiveMaximum:
+		return fixedSize(has, p.ReceiveMaximum != 0, 2)
+	case PropTopicAliasMaximum:
+		return fixedSize(has, p.TopicAliasMaximum != 0, 2)
+	case PropTopicAlias:
+		return fixedSize(has, p.TopicAlias != 0, 2)
+	case PropMaximumQoS:
+		return fixedSize(has, p.MaximumQoS != 0, 1)
+	case PropRetainAvailable:
+		return fixedSize(has, p.RetainAvailable, 1)
+	case PropUserProperty:
+		n := 0
+		for _, u := range p.User {
+			n += 5 + len(u.Key) + len(u.Value)
+		}
+		return n
+	case PropMaximumPacketSize:
+		return fixedSize(has, p.MaximumPacketSize != 0, 4)
+	case PropWildcardSubAvailable:
+		return fixedSize(has, p.WildcardSubAvailable, 1)
+	case PropSubIDAvailable:
+		return fixedSize(has, p.SubIDAvailable, 1)
+	case PropSharedSubAvailable:
+		return fixedSize(has, p.SharedSubAvailable, 1)
+	}
+	return 0
+}
+
+// binSize is the size of a string or binary property.
+func binSize(has bool, b []byte) int {
+	if has || len(b) > 0 {
+		return 3 + len(b)
+	}
+	return 0
+}
+
+// fixedSize is the size of an integer property.
+func fixedSize(has, nonzero bool, size int) int {
+	if has || nonzero {
+		return 1 + size
+	}
+	return 0
+}
+
 // appendProps appends p's encoding (length prefix and properties of size n,
-// as returned by size) for a packet whose properties are limited to allowed.
+// as returned by size) for a packet whose properties are limited to allowed,
+// in the order of their identifiers.
 func appendProps(dst []byte, p *Properties, allowed PropSet, n int) []byte {
 	dst = appendVarint(dst, n)
 	if n == 0 {
 		return dst
 	}
-	has := func(id PropID, nonzero bool) bool {
-		return allowed.Has(id) && (nonzero || p.Present.Has(id))
-	}
-	if has(PropPayloadFormat, p.PayloadFormat != 0) {
-		dst = append(dst, byte(PropPayloadFormat), p.PayloadFormat)
-	}
-	if has(PropMessageExpiry, p.MessageExpiry != 0) {
-		dst = binary.BigEndian.AppendUint32(append(dst, byte(PropMessageExpiry)), p.MessageExpiry)
-	}
-	if has(PropContentType, len(p.ContentType) > 0) {
-		dst = appendBin(append(dst, byte(PropContentType)), p.ContentType)
-	}
-	if has(PropResponseTopic, len(p.ResponseTopic) > 0) {
-		dst = appendBin(append(dst, byte(PropResponseTopic)), p.ResponseTopic)
-	}
-	if has(PropCorrelationData, len(p.CorrelationData) > 0) {
-		dst = appendBin(append(dst, byte(PropCorrelationData)), p.CorrelationData)
-	}
-	if allowed.Has(PropSubscriptionID) {
-		for _, id := range p.SubscriptionIDs {
-			dst = appendVarint(append(dst, byte(PropSubscriptionID)), int(id))
+	for s := allowed; s != 0; s &= s - 1 {
+		id := PropID(bits.TrailingZeros64(uint64(s)))
+		if p.propSize(id) == 0 {
+			continue
 		}
-	}
-	if has(PropSessionExpiry, p.SessionExpiry != 0) {
-		dst = binary.BigEndian.AppendUint32(append(dst, byte(PropSessionExpiry)), p.SessionExpiry)
-	}
-	if has(PropAssignedClientID, len(p.AssignedClientID) > 0) {
-		dst = appendBin(append(dst, byte(PropAssignedClientID)), p.AssignedClientID)
-	}
-	if has(PropServerKeepAlive, p.ServerKeepAlive != 0) {
-		dst = binary.BigEndian.AppendUint16(append(dst, byte(PropServerKeepAlive)), p.ServerKeepAlive)
-	}
-	if has(PropAuthMethod, len(p.AuthMethod) > 0) {
-		dst = appendBin(append(dst, byte(PropAuthMethod)), p.AuthMethod)
-	}
-	if has(PropAuthData, len(p.AuthData) > 0) {
-		dst = appendBin(append(dst, byte(PropAuthData)), p.AuthData)
-	}
-	if has(PropRequestProblemInfo, p.RequestProblemInfo) {
-		dst = append(dst, byte(PropRequestProblemInfo), b2u(p.RequestProblemInfo))
-	}
-	if has(PropWillDelay, p.WillDelay != 0) {
-		dst = binary.BigEndian.AppendUint32(append(dst, byte(PropWillDelay)), p.WillDelay)
-	}
-	if has(PropRequestResponseInfo, p.RequestResponseInfo) {
-		dst = append(dst, byte(PropRequestResponseInfo), b2u(p.RequestResponseInfo))
-	}
-	if has(PropResponseInfo, len(p.ResponseInfo) > 0) {
-		dst = appendBin(append(dst, byte(PropResponseInfo)), p.ResponseInfo)
-	}
-	if has(PropServerReference, len(p.ServerReference) > 0) {
-		dst = appendBin(append(dst, byte(PropServerReference)), p.ServerReference)
-	}
-	if has(PropReasonString, len(p.ReasonString) > 0) {
-		dst = appendBin(append(dst, byte(PropReasonString)), p.ReasonString)
-	}
-	if has(PropReceiveMaximum, p.ReceiveMaximum != 0) {
-		dst = binary.BigEndian.AppendUint16(append(dst, byte(PropReceiveMaximum)), p.ReceiveMaximum)
-	}
-	if has(PropTopicAliasMaximum, p.TopicAliasMaximum != 0) {
-		dst = binary.BigEndian.AppendUint16(append(dst, byte(PropTopicAliasMaximum)), p.TopicAliasMaximum)
-	}
-	if has(PropTopicAlias, p.TopicAlias != 0) {
-		dst = binary.BigEndian.AppendUint16(append(dst, byte(PropTopicAlias)), p.TopicAlias)
-	}
-	if has(PropMaximumQoS, p.MaximumQoS != 0) {
-		dst = append(dst, byte(PropMaximumQoS), byte(p.MaximumQoS))
-	}
-	if has(PropRetainAvailable, p.RetainAvailable) {
-		dst = append(dst, byte(PropRetainAvailable), b2u(p.RetainAvailable))
-	}
-	if allowed.Has(PropUserProperty) {
-		for _, u := range p.User {
-			dst = appendBin(appendBin(append(dst, byte(PropUserProperty)), u.Key), u.Value)
+		switch id {
+		case PropSubscriptionID:
+			for _, v := range p.SubscriptionIDs {
+				dst = appendVarint(append(dst, byte(id)), int(v))
+			}
+			continue
+		case PropUserProperty:
+			for _, u := range p.User {
+				dst = appendBin(appendBin(append(dst, byte(id)), u.Key), u.Value)
+			}
+			continue
 		}
-	}
-	if has(PropMaximumPacketSize, p.MaximumPacketSize != 0) {
-		dst = binary.BigEndian.AppendUint32(append(dst, byte(PropMaximumPacketSize)), p.MaximumPacketSize)
-	}
-	if has(PropWildcardSubAvailable, p.WildcardSubAvailable) {
-		dst = append(dst, byte(PropWildcardSubAvailable), b2u(p.WildcardSubAvailable))
-	}
-	if has(PropSubIDAvailable, p.SubIDAvailable) {
-		dst = append(dst, byte(PropSubIDAvailable), b2u(p.SubIDAvailable))
-	}
-	if has(PropSharedSubAvailable, p.SharedSubAvailable) {
-		dst = append(dst, byte(PropSharedSubAvailable), b2u(p.SharedSubAvailable))
+		dst = append(dst, byte(id))
+		switch id {
+		case PropPayloadFormat:
+			dst = append(dst, p.PayloadFormat)
+		case PropMessageExpiry:
+			dst = binary.BigEndian.AppendUint32(dst, p.MessageExpiry)
+		case PropContentType:
+			dst = appendBin(dst, p.ContentType)
+		case PropResponseTopic:
+			dst = appendBin(dst, p.ResponseTopic)
+		case PropCorrelationData:
+			dst = appendBin(dst, p.CorrelationData)
+		case PropSessionExpiry:
+			dst = binary.BigEndian.AppendUint32(dst, p.SessionExpiry)
+		case PropAssignedClientID:
+			dst = appendBin(dst, p.AssignedClientID)
+		case PropServerKeepAlive:
+			dst = binary.BigEndian.AppendUint16(dst, p.ServerKeepAlive)
+		case PropAuthMethod:
+			dst = appendBin(dst, p.AuthMethod)
+		case PropAuthData:
+			dst = appendBin(dst, p.AuthData)
+		case PropRequestProblemInfo:
+			dst = append(dst, b2u(p.RequestProblemInfo))
+		case PropWillDelay:
+			dst = binary.BigEndian.AppendUint32(dst, p.WillDelay)
+		case PropRequestResponseInfo:
+			dst = append(dst, b2u(p.RequestResponseInfo))
+		case PropResponseInfo:
+			dst = appendBin(dst, p.ResponseInfo)
+		case PropServerReference:
+			dst = appendBin(dst, p.ServerReference)
+		case PropReasonString:
+			dst = appendBin(dst, p.ReasonString)
+		case PropReceiveMaximum:
+			dst = binary.BigEndian.AppendUint16(dst, p.ReceiveMaximum)
+		case PropTopicAliasMaximum:
+			dst = binary.BigEndian.AppendUint16(dst, p.TopicAliasMaximum)
+		case PropTopicAlias:
+			dst = binary.BigEndian.AppendUint16(dst, p.TopicAlias)
+		case PropMaximumQoS:
+			dst = append(dst, byte(p.MaximumQoS))
+		case PropRetainAvailable:
+			dst = append(dst, b2u(p.RetainAvailable))
+		case PropMaximumPacketSize:
+			dst = binary.BigEndian.AppendUint32(dst, p.MaximumPacketSize)
+		case PropWildcardSubAvailable:
+			dst = append(dst, b2u(p.WildcardSubAvailable))
+		case PropSubIDAvailable:
+			dst = append(dst, b2u(p.SubIDAvailable))
+		case PropSharedSubAvailable:
+			dst = append(dst, b2u(p.SharedSubAvailable))
+		}
 	}
 	return dst
 }
@@ -654,7 +658,13 @@ func (r *reader) str() []byte {
 // checkUTF8 checks a UTF-8 encoded string of MQTT: well-formed (no
 // surrogates, no overlong forms) and without U+0000.
 func checkUTF8(b []byte) *Error {
-	for i := 0; i < len(b); i++ {
+	i := 0
+	for ; len(b)-i >= 8; i += 8 { // eight ASCII bytes at a time
+		if x := binary.LittleEndian.Uint64(b[i:]); x&hi8 != 0 || hasZeroByte(x) {
+			break
+		}
+	}
+	for ; i < len(b); i++ {
 		c := b[i]
 		if c == 0 {
 			return errNull

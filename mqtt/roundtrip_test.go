@@ -320,3 +320,27 @@ func TestSharedScratch(t *testing.T) {
 		}
 	}
 }
+
+// TestPropsSizeEachField sets one property at a time, without Present, and
+// checks that the encoder sends it, for every packet's property set (the
+// size has fast paths for the hot packets).
+func TestPropsSizeEachField(t *testing.T) {
+	zeroInFull := setOf(PropSessionExpiry, PropRequestProblemInfo, PropMaximumQoS,
+		PropRetainAvailable, PropSubIDAvailable)
+	for _, allowed := range []PropSet{connectProps, willProps, connackProps, publishProps,
+		ackProps, subscribeProps, unsubscribeProps, disconnectProps, authProps} {
+		for id := PropID(1); id <= maxPropID; id++ {
+			if !allowed.Has(id) || zeroInFull.Has(id) {
+				continue
+			}
+			p := fullProps(setOf(id))
+			p.Present = 0
+			if p.size(allowed) == 0 {
+				t.Errorf("%v set alone is not encoded", id)
+			}
+			if p.size(allowed&^setOf(id)) != 0 {
+				t.Errorf("%v is encoded where it is not allowed", id)
+			}
+		}
+	}
+}

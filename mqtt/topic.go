@@ -1,6 +1,7 @@
 package mqtt
 
 import (
+	"encoding/binary"
 	"strings"
 	"unicode/utf8"
 )
@@ -27,22 +28,50 @@ func validTopicName[T string | []byte](name T) bool {
 	return true
 }
 
+const (
+	lo8 = 0x0101010101010101
+	hi8 = 0x8080808080808080
+)
+
+// hasZeroByte reports whether one of the bytes of x is zero.
+func hasZeroByte(x uint64) bool { return (x-lo8)&^x&hi8 != 0 }
+
+// topicSpecial marks the bytes a topic name scan stops at: U+0000, the
+// wildcards, and the start of multi-byte UTF-8.
+var topicSpecial = func() (t [256]bool) {
+	t[0], t['+'], t['#'] = true, true, true
+	for c := utf8.RuneSelf; c < 256; c++ {
+		t[c] = true
+	}
+	return t
+}()
+
 // checkTopicName checks a decoded topic name (possibly empty, for a topic
 // alias).
 func checkTopicName(name []byte) *Error {
-	for i := 0; i < len(name); i++ {
-		switch c := name[i]; {
-		case c == '+', c == '#':
-			return errTopicName
-		case c == 0, c >= utf8.RuneSelf:
-			if e := checkUTF8(name[i:]); e != nil {
-				return e
-			}
-			if !validTopicName(name[i:]) {
-				return errTopicName
-			}
-			return nil
+	// Skip eight plain bytes at a time.
+	i := 0
+	for ; len(name)-i >= 8; i += 8 {
+		x := binary.LittleEndian.Uint64(name[i:])
+		if x&hi8 != 0 || hasZeroByte(x) || hasZeroByte(x^(lo8*'+')) || hasZeroByte(x^(lo8*'#')) {
+			break
 		}
+	}
+	for ; i < len(name); i++ {
+		c := name[i]
+		if !topicSpecial[c] {
+			continue
+		}
+		if c == '+' || c == '#' {
+			return errTopicName
+		}
+		if e := checkUTF8(name[i:]); e != nil {
+			return e
+		}
+		if !validTopicName(name[i:]) {
+			return errTopicName
+		}
+		return nil
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestValidTopicName(t *testing.T) {
@@ -246,5 +247,42 @@ func TestTrieRandom(t *testing.T) {
 	}
 	if tr.Len() != 0 || !tr.root.empty() {
 		t.Fatal("trie not empty after removing all")
+	}
+}
+
+// TestCheckTopicNameEveryPosition puts each kind of special byte at every
+// position of names long enough for the eight-byte scan.
+func TestCheckTopicNameEveryPosition(t *testing.T) {
+	naive := func(b []byte) ReasonCode {
+		s := string(b)
+		switch {
+		case !utf8.ValidString(s), strings.IndexByte(s, 0) >= 0:
+			return MalformedPacket
+		case strings.ContainsAny(s, "+#"):
+			return TopicNameInvalid
+		}
+		return Success
+	}
+	for n := 1; n <= 24; n++ {
+		for pos := 0; pos < n; pos++ {
+			for _, special := range []string{"+", "#", "\x00", "é", "\xff", "\xc3", "/", "é+", "\x00#"} {
+				b := []byte(strings.Repeat("a", n))
+				b = append(append(b[:pos:pos], special...), b[pos+1:]...)
+				got := Success
+				if e := checkTopicName(b); e != nil {
+					got = e.Code
+				}
+				if want := naive(b); got != want {
+					t.Fatalf("checkTopicName(%q) = %v; want %v", b, got, want)
+				}
+				got = Success
+				if e := checkUTF8(b); e != nil {
+					got = e.Code
+				}
+				if want := naive(b); got != want && !(want == TopicNameInvalid && got == Success) {
+					t.Fatalf("checkUTF8(%q) = %v; want %v", b, got, want)
+				}
+			}
+		}
 	}
 }
