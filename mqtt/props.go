@@ -238,7 +238,7 @@ func (p *Properties) reset() {
 	*p = Properties{SubscriptionIDs: ids, User: user}
 }
 
-// decodeProps reads a property list (its length and the properties) into p,
+// props reads a property list (its length and the properties) into p,
 // allowing the properties in allowed.
 func (r *reader) props(p *Properties, allowed PropSet, lim *limits) {
 	p.reset()
