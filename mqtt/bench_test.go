@@ -1,0 +1,109 @@
+package mqtt
+
+import (
+	"fmt"
+	"testing"
+)
+
+var benchPayload = make([]byte, 64)
+
+func benchPublish(v Version) []byte {
+	p := &Publish{QoS: 1, Topic: []byte("devices/dev-123456/telemetry"), PacketID: 42, Payload: benchPayload}
+	return AppendPublish(nil, v, p)
+}
+
+func benchDecode(b *testing.B, v Version, in []byte) {
+	d := Decoder{Version: v}
+	b.SetBytes(int64(len(in)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if n, _, err := d.Decode(in, nil); n != len(in) || err != nil {
+			b.Fatal(n, err)
+		}
+	}
+}
+
+func BenchmarkDecodePublish(b *testing.B) {
+	for _, v := range []Version{Version311, Version5} {
+		b.Run(v.String(), func(b *testing.B) { benchDecode(b, v, benchPublish(v)) })
+	}
+	b.Run("5.0-props", func(b *testing.B) {
+		p := &Publish{QoS: 1, Topic: []byte("devices/dev-123456/telemetry"), PacketID: 42, Payload: benchPayload,
+			Props: Properties{MessageExpiry: 60, ContentType: []byte("application/json"),
+				User: []UserProperty{{[]byte("trace"), []byte("abc")}}}}
+		benchDecode(b, Version5, AppendPublish(nil, Version5, p))
+	})
+}
+
+func BenchmarkDecodePuback(b *testing.B) {
+	benchDecode(b, Version311, AppendPuback(nil, Version311, 42, Success))
+}
+
+func BenchmarkDecodePingreq(b *testing.B) {
+	benchDecode(b, Version311, AppendPingreq(nil))
+}
+
+func BenchmarkEncodePublish(b *testing.B) {
+	for _, v := range []Version{Version311, Version5} {
+		b.Run(v.String(), func(b *testing.B) {
+			p := &Publish{QoS: 1, Topic: []byte("devices/dev-123456/telemetry"), PacketID: 42, Payload: benchPayload}
+			buf := make([]byte, 0, 256)
+			b.SetBytes(int64(len(AppendPublish(nil, v, p))))
+			b.ReportAllocs()
+			for b.Loop() {
+				buf = AppendPublish(buf[:0], v, p)
+			}
+		})
+	}
+}
+
+func BenchmarkEncodePuback(b *testing.B) {
+	buf := make([]byte, 0, 16)
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = AppendPuback(buf[:0], Version5, 42, Success)
+	}
+}
+
+func BenchmarkMatch(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		if !Match("devices/+/telemetry/#", "devices/dev-123456/telemetry/temp") {
+			b.Fatal("no match")
+		}
+	}
+}
+
+// BenchmarkTrieLookup looks up a topic among 100k device subscriptions
+// (devices/<id>/cmd/#) plus a few wildcard ones.
+func BenchmarkTrieLookup(b *testing.B) {
+	var tr Trie[int]
+	const n = 100_000
+	for i := 0; i < n; i++ {
+		id := fmt.Sprint("dev-", i)
+		tr.Insert("devices/"+id+"/cmd/#", id, i)
+	}
+	tr.Insert("devices/+/cmd/+", "monitor", -1)
+	tr.Insert("#", "audit", -2)
+	topic := "devices/dev-54321/cmd/reboot"
+	b.ReportAllocs()
+	for b.Loop() {
+		hits := 0
+		tr.Lookup(topic, func(string, int) bool { hits++; return true })
+		if hits != 3 {
+			b.Fatal(hits)
+		}
+	}
+}
+
+func BenchmarkTrieInsertRemove(b *testing.B) {
+	var tr Trie[int]
+	for i := 0; i < 100_000; i++ {
+		tr.Insert(fmt.Sprint("devices/dev-", i, "/cmd/#"), "k", i)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		tr.Insert("devices/dev-new/cmd/#", "k", 1)
+		tr.Remove("devices/dev-new/cmd/#", "k")
+	}
+}
