@@ -34,6 +34,11 @@ var (
 	// ErrHandshakeTimeout is given to ErrorHandler.OnError when the server
 	// did not answer the handshake within DialConfig.HandshakeTimeout.
 	ErrHandshakeTimeout = errors.New("websocket: handshake timed out")
+	// ErrHandshakeClosed is given to ErrorHandler.OnError, wrapped with the
+	// engine's close reason and error, when the connection ended after the
+	// connect and before the server's answer: the server closed or reset
+	// it, or the engine closed it.
+	ErrHandshakeClosed = errors.New("websocket: connection closed during the handshake")
 )
 
 // DialConfig configures the connections of a Client (or of one Dial). The
@@ -102,14 +107,14 @@ type DialConfig struct {
 	LocalAddr netip.Addr
 }
 
-// HandshakeError is a dialled connection's handshake that failed after
-// the TCP connection was made: the server refused the upgrade (any status
-// but 101), answered it wrongly, or closed the connection first. It is
-// given to ErrorHandler.OnError.
+// HandshakeError is a dialled connection's handshake that the server
+// answered with something else than a valid 101: it refused the upgrade
+// (any status but 101), sent a 101 that fails a check, or a malformed
+// response. It is given to ErrorHandler.OnError.
 type HandshakeError struct {
 	// StatusCode is the response's status: 101 for a Switching Protocols
-	// response that failed a check, another code for a refusal, 0 when no
-	// valid response head arrived.
+	// response that failed a check, another code for a refusal, 0 for a
+	// malformed response.
 	StatusCode int
 	// Reason says what was wrong: the status line's code and phrase for a
 	// refusal ("403 Forbidden"), else the failed check ("wrong
@@ -121,7 +126,7 @@ type HandshakeError struct {
 	// Body holds the start of a refusal's body, at most 512 bytes.
 	Body []byte
 	// Err is the underlying error, if any: the response parser's for a
-	// malformed response, the engine's for a connection that broke.
+	// malformed response.
 	Err error
 }
 
@@ -680,8 +685,10 @@ func (h *handshake) OnClose(ec *engine.Conn, reason engine.CloseReason, err erro
 			err = errors.New(reason.String())
 		}
 		err = fmt.Errorf("websocket: dial %s: %w", ec.RemoteAddr(), err)
+	case err != nil:
+		err = fmt.Errorf("%w (%s): %w", ErrHandshakeClosed, reason, err)
 	default:
-		err = &HandshakeError{Reason: "connection closed before the response (" + reason.String() + ")", Err: err}
+		err = fmt.Errorf("%w (%s)", ErrHandshakeClosed, reason)
 	}
 	if h.connected && !cancelled {
 		s.stats.refused.Add(1)

@@ -423,7 +423,6 @@ func TestDialBadResponses(t *testing.T) {
 		{"malformed", DialConfig{}, func(s *rawServer) {
 			s.write([]byte("HTTP/1.1 1O1 Nope\r\n\r\n"))
 		}, 0, "malformed response"},
-		{"closed before the response", DialConfig{}, func(s *rawServer) {}, 0, "connection closed before the response"},
 		{"503 with a body by the close", DialConfig{}, func(s *rawServer) {
 			s.write([]byte("HTTP/1.1 503 Service Unavailable\r\nRetry-After: 7\r\n\r\ndraining\nmore"))
 		}, 503, "503 Service Unavailable: draining"},
@@ -457,6 +456,22 @@ func TestDialBadResponses(t *testing.T) {
 				t.Fatalf("stats %+v", st)
 			}
 		})
+	}
+}
+
+// TestDialClosedBeforeResponse: a server that closes instead of
+// answering.
+func TestDialClosedBeforeResponse(t *testing.T) {
+	addr := startRawServer(t, func(s *rawServer) {})
+	e := clientEngine(t, false)
+	_, rec := dial(t, e, wsURL(addr, "/"), DialConfig{})
+	if ev := rec.next(t, "error"); !errors.Is(ev.err, ErrHandshakeClosed) {
+		t.Fatalf("OnError(%v)", ev.err)
+	} else {
+		t.Log(ev.err)
+	}
+	if ev := rec.next(t, "close"); ev.reason != engine.ReasonPeerClosed || ev.code != CloseAbnormal {
+		t.Fatalf("OnClose(%v, %d)", ev.reason, ev.code)
 	}
 }
 

@@ -82,8 +82,9 @@
 //
 // A dial that fails before the connection opens, at the connect (the
 // engine's error), in the handshake (*HandshakeError, with the status,
-// header and the start of the body of a refusal) or by timing out
-// (ErrHandshakeTimeout), gets OnError then OnClose, never OnOpen. During
+// header and the start of the body of a refusal), by timing out
+// (ErrHandshakeTimeout) or cut short (ErrHandshakeClosed), gets OnError
+// then OnClose, never OnOpen. During
 // the handshake the engine connection's handler is a small handshake
 // struct (128 bytes, with the request in a pooled buffer until it is
 // written); once open it is dropped, and an idle dialled connection holds

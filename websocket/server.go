@@ -172,10 +172,12 @@ type CloseHandler interface {
 // violation by the peer (the *CloseError whose code was sent), an I/O
 // error (the engine's, such as a reset), or, on a dialled connection, a
 // failed connect (the engine's error, such as ECONNREFUSED or ETIMEDOUT),
-// a refused or invalid handshake (*HandshakeError) or a handshake that
-// timed out (ErrHandshakeTimeout). It is not called when the connection
-// ends with a close handshake, by a timeout or a dead peer, or by the
-// peer dropping the TCP connection: OnClose's reason and code say those.
+// a refused or invalid handshake (*HandshakeError), a handshake that timed
+// out (ErrHandshakeTimeout) or was cut short (ErrHandshakeClosed): a dial
+// that never opens always gets OnError. Otherwise it is not called when
+// the connection ends with a close handshake, by a timeout or a dead
+// peer, or by the peer dropping the TCP connection: OnClose's reason and
+// code say those.
 type ErrorHandler interface {
 	OnError(c *Conn, err error)
 }
