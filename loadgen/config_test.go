@@ -7,8 +7,6 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
-
-	"github.com/warrenhq/warren/websocket"
 )
 
 func TestParseSources(t *testing.T) {
@@ -98,38 +96,6 @@ func TestParseStatCPU(t *testing.T) {
 	}
 	if _, err := parseStatCPU([]byte("1234 (x) S 1")); err == nil {
 		t.Fatal("short stat accepted")
-	}
-}
-
-func TestCheckUpgrade(t *testing.T) {
-	key := websocket.NewKey()
-	ok := "HTTP/1.1 101 Switching Protocols\r\nUpgrade: WebSocket\r\nConnection: keep-alive, Upgrade\r\n" +
-		"Sec-WebSocket-Accept: " + websocket.AcceptKey(key) + "\r\n\r\n"
-	var p respParser
-	if n, _, err := p.upgrade([]byte(ok[:len(ok)-1]), []byte(key)); n != 0 || err != nil {
-		t.Fatalf("incomplete head: %d, %v", n, err)
-	}
-	// The frame after the head is not consumed.
-	if n, _, err := p.upgrade([]byte(ok+"\x81\x00"), []byte(key)); n != len(ok) || err != nil {
-		t.Fatalf("upgrade = %d, %v", n, err)
-	}
-	for _, tc := range []struct {
-		head string
-		kind ErrorKind
-	}{
-		{"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", KindBadStatus},
-		{strings.Replace(ok, websocket.AcceptKey(key), websocket.AcceptKey(websocket.NewKey()), 1), KindProtocol},
-		{strings.Replace(ok, "Upgrade: WebSocket\r\n", "", 1), KindProtocol},
-		{strings.Replace(ok, "\r\n\r\n", "\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n", 1), KindProtocol},
-		{strings.Replace(ok, "HTTP/1.1", "HTTP/1.0", 1), KindProtocol},
-		{"garbage\r\n\r\n", KindProtocol},
-		{"HTTP/1.1 101 Switching Protocols\r\nno colon\r\n\r\n", KindProtocol},
-	} {
-		var p respParser
-		_, kind, err := p.upgrade([]byte(tc.head), []byte(key))
-		if err == nil || kind != tc.kind {
-			t.Errorf("%.50q: kind %v err %v", tc.head, kind, err)
-		}
 	}
 }
 

@@ -1,15 +1,13 @@
 package loadgen
 
 import (
-	"errors"
-	"fmt"
 	"time"
 
 	"github.com/warrenhq/warren/engine"
-	"github.com/warrenhq/warren/websocket"
 )
 
-// handler is the client engine's handler.
+// handler is the engine handler of HTTP connections; WebSocket ones have
+// their websocket.Client's (wsHandler).
 type handler struct{ r *runner }
 
 var (
@@ -40,22 +38,7 @@ func (h handler) OnOpen(c *engine.Conn) {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
 	cs.ec = c
-	if !r.tgt.ws {
-		r.openedLocked(cs, r.now())
-		return
-	}
-	if cs.ws == nil {
-		cs.ws = &websocket.Reader{Role: websocket.RoleClient, MaxMessageSize: max(2*r.cfg.MsgSize, 1<<20),
-			Pool: bufferPool{}}
-	}
-	copy(cs.key[:], websocket.NewKey())
-	hs := fmt.Appendf(nil, "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
-		"Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\nUser-Agent: warren-load\r\n\r\n",
-		r.tgt.path, r.tgt.host, cs.key[:])
-	cs.state = csHandshake
-	if n, err := c.Write(hs); err == nil {
-		r.bytesOut.Add(int64(n))
-	}
+	r.openedLocked(cs, r.now())
 }
 
 func (h handler) OnData(c *engine.Conn, in []byte) int {
@@ -63,12 +46,7 @@ func (h handler) OnData(c *engine.Conn, in []byte) int {
 	if cs == nil {
 		return len(in)
 	}
-	var used int
-	if h.r.tgt.ws {
-		used = h.r.onWS(cs, c, in)
-	} else {
-		used = h.r.onHTTP(cs, c, in)
-	}
+	used := h.r.onHTTP(cs, c, in)
 	h.r.bytesIn.Add(int64(used))
 	return used
 }
@@ -109,17 +87,22 @@ func (r *runner) completeLocked(cs *conn, c *engine.Conn, cp *completions, now i
 	return true
 }
 
-// protocolErrorLocked counts a protocol error and closes cs.
-func (r *runner) protocolErrorLocked(cs *conn, c *engine.Conn, k ErrorKind) {
+// failLocked counts an error of kind k on cs, which its caller closes.
+func (r *runner) failLocked(cs *conn, k ErrorKind) {
 	r.fail(k)
 	switch cs.state {
-	case csHandshake, csConnecting:
+	case csConnecting:
 		r.endConnectLocked(cs, false)
 	case csOpen:
 		r.failed.Add(1)
 		r.open.Add(-1)
 	}
 	cs.state = csClosing
+}
+
+// protocolErrorLocked counts a protocol error and closes cs.
+func (r *runner) protocolErrorLocked(cs *conn, c *engine.Conn, k ErrorKind) {
+	r.failLocked(cs, k)
 	c.Abort(engine.ReasonProtocolError)
 }
 
@@ -163,82 +146,6 @@ func (r *runner) onHTTP(cs *conn, c *engine.Conn, in []byte) int {
 	return used
 }
 
-func (r *runner) onWS(cs *conn, c *engine.Conn, in []byte) int {
-	now := r.now()
-	var cp completions
-	used := 0
-	answered := 0
-	cs.mu.Lock()
-	defer func() {
-		if answered > 0 && r.closedLoop.Load() {
-			r.sendLocked(cs, answered, now, nil)
-		}
-		cs.mu.Unlock()
-		r.flush(c, &cp)
-	}()
-	if cs.state == csHandshake {
-		end, kind, err := cs.p.upgrade(in, cs.key[:])
-		if err != nil {
-			r.protocolErrorLocked(cs, c, kind)
-			return len(in)
-		}
-		if end == 0 {
-			return 0
-		}
-		used = end
-		cs.ws.Reset()
-		r.openedLocked(cs, now)
-	}
-	for cs.state == csOpen {
-		n, ev, err := cs.ws.Next(in[used:])
-		used += n
-		if err != nil {
-			code := uint16(websocket.CloseProtocolError)
-			var ce *websocket.CloseError
-			if errors.As(err, &ce) {
-				code = ce.Code
-			}
-			r.writeControlLocked(cs, websocket.OpClose, websocket.AppendClosePayload(nil, code, ""))
-			r.protocolErrorLocked(cs, c, KindProtocol)
-			return len(in)
-		}
-		switch ev.Op {
-		case websocket.OpContinuation:
-			return used
-		case websocket.OpText, websocket.OpBinary:
-			if !r.completeLocked(cs, c, &cp, now) {
-				r.protocolErrorLocked(cs, c, KindProtocol)
-				return len(in)
-			}
-			answered++
-		case websocket.OpPing:
-			r.writeControlLocked(cs, websocket.OpPong, ev.Payload)
-		case websocket.OpClose:
-			// The server is closing: answer and let it close.
-			cs.announced = true
-			r.writeControlLocked(cs, websocket.OpClose, websocket.AppendClosePayload(nil, ev.Code, ""))
-			c.Close()
-			return len(in)
-		}
-	}
-	return len(in)
-}
-
-// writeControlLocked writes a masked control frame on cs.
-func (r *runner) writeControlLocked(cs *conn, op websocket.Opcode, payload []byte) {
-	if cs.ec == nil {
-		return
-	}
-	var buf [websocket.MaxHeaderLen + websocket.MaxControlPayload]byte
-	if len(payload) > websocket.MaxControlPayload {
-		payload = payload[:websocket.MaxControlPayload]
-	}
-	b := websocket.AppendMaskedFrame(buf[:0], op, true, websocket.NewMask(), payload)
-	if n, err := cs.ec.Write(b); err == nil {
-		r.bytesOut.Add(int64(n))
-	}
-}
-
 func (h handler) OnClose(c *engine.Conn, reason engine.CloseReason, err error) {
 	r := h.r
 	cs := h.connOf(c)
@@ -246,30 +153,35 @@ func (h handler) OnClose(c *engine.Conn, reason engine.CloseReason, err error) {
 		return
 	}
 	var cp completions
-	now := r.now()
 	cs.mu.Lock()
 	if cs.ec != nil && cs.ec != c {
 		cs.mu.Unlock() // a stale connection of this slot
 		return
 	}
-	prev := cs.state
-	if prev == csOpen && !r.tgt.ws && cs.p.eof() {
-		r.completeLocked(cs, c, &cp, now) // a body delimited by the close
+	if cs.state == csOpen && cs.p.eof() {
+		r.completeLocked(cs, c, &cp, r.now()) // a body delimited by the close
 	}
+	r.closedLocked(cs, reason, classifyConnect(reason, err), c, &cp)
+}
+
+// closedLocked settles cs's connection, which closed with reason: a
+// connect in progress failed with connectKind, an open connection closed
+// cleanly (announced) or failed, and its outstanding requests are lost.
+// It unlocks cs.mu, records the completions cp (if any), and has the slot redialled
+// when the server closed it cleanly during traffic.
+func (r *runner) closedLocked(cs *conn, reason engine.CloseReason, connectKind ErrorKind, c *engine.Conn,
+	cp *completions) {
+	prev := cs.state
 	lost := cs.q.len()
 	cs.q.clear()
-	cs.state, cs.ec = csIdle, nil
+	cs.state, cs.ec, cs.wc = csIdle, nil, nil
 	announced := cs.announced
 	finished := r.finished.Load()
 	switch prev {
-	case csConnecting, csHandshake:
+	case csConnecting:
 		r.endConnectLocked(cs, false)
 		if !finished {
-			if prev == csConnecting {
-				r.fail(classifyConnect(reason, err))
-			} else {
-				r.fail(closeKind(reason))
-			}
+			r.fail(connectKind)
 		}
 	case csOpen:
 		r.open.Add(-1)
@@ -280,10 +192,9 @@ func (h handler) OnClose(c *engine.Conn, reason engine.CloseReason, err error) {
 		}
 	}
 	cs.mu.Unlock()
-	if cs.ws != nil {
-		cs.ws.Reset()
+	if cp != nil {
+		r.flush(c, cp)
 	}
-	r.flush(c, &cp)
 	if lost > 0 {
 		r.outstanding.Add(-int64(lost))
 		r.unanswered.Add(int64(lost))

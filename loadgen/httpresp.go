@@ -73,24 +73,3 @@ func (p *respParser) eof() bool {
 	done, _ := p.p.EOF()
 	return done
 }
-
-// upgrade parses the response to a WebSocket handshake sent with
-// Sec-WebSocket-Key key, at the start of in, and returns its length, or 0
-// while it is incomplete. A failed handshake yields the error's kind as
-// checkUpgrade classifies it; a malformed response is KindProtocol. After
-// the response p is reset, since what follows is WebSocket.
-func (p *respParser) upgrade(in, key []byte) (int, ErrorKind, error) {
-	var resp http1.Response
-	n, err := p.p.Parse(in, "GET", &resp, nil)
-	if err != nil {
-		return 0, KindProtocol, err
-	}
-	if n == 0 {
-		return 0, 0, nil
-	}
-	p.reset()
-	if kind, err := checkUpgrade(&resp, key); err != nil {
-		return 0, kind, err
-	}
-	return n, 0, nil
-}

@@ -1,10 +1,12 @@
 package loadgen
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"math"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"runtime"
@@ -13,6 +15,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/warrenhq/warren/websocket"
 )
 
 func run(t *testing.T, cfg Config) *Report {
@@ -133,6 +137,103 @@ func TestWebSocketBadHandshake(t *testing.T) {
 	rep := run(t, cfg)
 	if rep.Errors["bad_status"] != 3 || rep.ConnsFailed != 3 || rep.Connects != 0 {
 		t.Fatalf("errors %v failed %d connects %d", rep.Errors, rep.ConnsFailed, rep.Connects)
+	}
+}
+
+// TestWebSocketFailures: each way a WebSocket connection fails is counted
+// by its kind.
+func TestWebSocketFailures(t *testing.T) {
+	upgrade := func(c net.Conn, accept string) {
+		req, err := http.ReadRequest(bufio.NewReader(c))
+		if err != nil {
+			return
+		}
+		if accept == "" {
+			accept = websocket.AcceptKey(req.Header.Get("Sec-WebSocket-Key"))
+		}
+		c.Write([]byte("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+			"Sec-WebSocket-Accept: " + accept + "\r\n\r\n"))
+	}
+	for _, tc := range []struct {
+		name   string
+		addr   func(t testing.TB) string
+		kind   string
+		failed bool // the connections count as failed
+	}{
+		{"refused", closedPort, "connect_refused", true},
+		{"wrong accept", func(t testing.TB) string {
+			return startRaw(t, func(c net.Conn) { upgrade(c, websocket.AcceptKey("x")); silent(c) })
+		}, "protocol", true},
+		{"no answer", func(t testing.TB) string { return startRaw(t, silent) }, "timeout", true},
+		{"closed before the answer", func(t testing.TB) string {
+			return startRaw(t, func(c net.Conn) { c.Read(make([]byte, 4096)) })
+		}, "closed", true},
+		{"masked frame", func(t testing.TB) string {
+			return startRaw(t, func(c net.Conn) {
+				upgrade(c, "")
+				c.Write(websocket.AppendMaskedFrame(nil, websocket.OpBinary, true, websocket.NewMask(), []byte("x")))
+				silent(c)
+			})
+		}, "protocol", true},
+		{"dropped", func(t testing.TB) string {
+			return startRaw(t, func(c net.Conn) { upgrade(c, "") })
+		}, "closed", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := quick("ws://" + tc.addr(t) + "/ws")
+			cfg.Conns, cfg.Timeout, cfg.Duration = 2, 300*time.Millisecond, 200*time.Millisecond
+			rep := run(t, cfg)
+			if rep.Errors[tc.kind] != 2 || rep.TotalErrors() != 2 || (rep.ConnsFailed == 2) != tc.failed {
+				t.Fatalf("errors %v failed %d connects %d", rep.Errors, rep.ConnsFailed, rep.Connects)
+			}
+		})
+	}
+}
+
+// TestWebSocketServerCloseRedials: a server that closes each connection
+// with a close handshake after one echo has its slots redialled.
+func TestWebSocketServerCloseRedials(t *testing.T) {
+	addr := startRaw(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return
+		}
+		c.Write([]byte("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+			"Sec-WebSocket-Accept: " + websocket.AcceptKey(req.Header.Get("Sec-WebSocket-Key")) + "\r\n\r\n"))
+		var rd websocket.Reader
+		var in []byte
+		buf := make([]byte, 4096)
+		for {
+			n, err := br.Read(buf)
+			if err != nil {
+				return
+			}
+			in = append(in, buf[:n]...)
+			for {
+				used, ev, err := rd.Next(in)
+				if err != nil {
+					return
+				}
+				switch ev.Op {
+				case websocket.OpBinary:
+					c.Write(websocket.AppendFrame(nil, websocket.OpBinary, true, ev.Payload))
+					c.Write(websocket.AppendClose(nil, websocket.CloseGoingAway, "bye"))
+				case websocket.OpClose:
+					return // the client's answer: close TCP
+				}
+				in = append([]byte(nil), in[used:]...)
+				if ev.Op == websocket.OpContinuation {
+					break
+				}
+			}
+		}
+	})
+	cfg := quick("ws://" + addr + "/ws")
+	cfg.Conns = 2
+	rep := run(t, cfg)
+	if rep.TotalErrors() != 0 || rep.Connects <= 2 || rep.Requests < 3 || rep.ConnsFailed != 0 {
+		t.Fatalf("errors %v connects %d requests %d failed %d", rep.Errors, rep.Connects, rep.Requests, rep.ConnsFailed)
 	}
 }
 

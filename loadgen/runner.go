@@ -13,15 +13,13 @@ import (
 	"time"
 
 	"github.com/warrenhq/warren/engine"
-	"github.com/warrenhq/warren/internal/pool"
 	"github.com/warrenhq/warren/websocket"
 )
 
 // Connection states, guarded by conn.mu.
 const (
 	csIdle       uint8 = iota // not connected: before the first dial, or closed
-	csConnecting              // connect in progress
-	csHandshake               // WebSocket upgrade request sent
+	csConnecting              // connect (and WebSocket handshake) in progress
 	csOpen                    // ready for requests
 	csClosing                 // closed by us after an error, OnClose pending
 )
@@ -46,13 +44,12 @@ type conn struct {
 	holdsSem  bool // this connect holds a slot of runner.connecting
 	settled   bool // the slot's first connect has succeeded or failed
 	ec        *engine.Conn
-	since     int64 // when the current connect started (runner clock)
-	q         ring  // due times of outstanding requests, oldest first
+	wc        *websocket.Conn // the WebSocket over ec
+	since     int64           // when the current connect started (runner clock)
+	q         ring            // due times of outstanding requests, oldest first
 
 	// Owned by the connection's callbacks (one at a time, on its loop).
-	p   respParser
-	ws  *websocket.Reader
-	key [24]byte // Sec-WebSocket-Key of the current handshake
+	p respParser
 }
 
 // ring is a growable FIFO of int64.
@@ -116,9 +113,11 @@ type runner struct {
 	shards  []shard
 	senders int
 
-	req     []byte // one HTTP request
-	reqs    []byte // reqBatch copies of req
-	payload []byte // WebSocket message payload
+	req     []byte              // one HTTP request
+	reqs    []byte              // reqBatch copies of req
+	payload []byte              // WebSocket message payload
+	ws      []*websocket.Client // by source address
+	wsURL   string              // the target with its address resolved
 
 	// dialMu is held from before a Dial until its connection's context is
 	// set, so callbacks that win the race wait for it.
@@ -215,6 +214,12 @@ func newRunner(ctx context.Context, cfg Config) (*runner, error) {
 		r.eng.Close()
 		return nil, err
 	}
+	if tgt.ws {
+		if err := r.newWSClients(); err != nil {
+			r.eng.Close()
+			return nil, err
+		}
+	}
 	r.wg.Add(1)
 	go r.housekeep()
 	return r, nil
@@ -300,16 +305,30 @@ func (r *runner) dial(cs *conn) {
 	r.attempts.Add(1)
 	r.dialMu.Lock()
 	cs.mu.Lock()
-	cs.state, cs.announced, cs.holdsSem, cs.since, cs.ec = csConnecting, false, true, r.now(), nil
+	cs.state, cs.announced, cs.holdsSem, cs.since, cs.ec, cs.wc = csConnecting, false, true, r.now(), nil, nil
 	cs.mu.Unlock()
-	ec, err := r.eng.Dial(r.tgt.addr, src)
-	if err == nil {
-		ec.SetContext(cs)
-		cs.mu.Lock()
-		if cs.state == csConnecting || cs.state == csHandshake || cs.state == csOpen {
-			cs.ec = ec
+	var err error
+	if r.tgt.ws {
+		var wc *websocket.Conn
+		// The handler finds cs in wc's context; it stores wc itself when
+		// it opens first.
+		if wc, err = r.dialWS(cs); err == nil {
+			cs.mu.Lock()
+			if cs.state == csConnecting || cs.state == csOpen {
+				cs.ec, cs.wc = wc.Engine(), wc
+			}
+			cs.mu.Unlock()
 		}
-		cs.mu.Unlock()
+	} else {
+		var ec *engine.Conn
+		if ec, err = r.eng.Dial(r.tgt.addr, src); err == nil {
+			ec.SetContext(cs)
+			cs.mu.Lock()
+			if cs.state == csConnecting || cs.state == csOpen {
+				cs.ec = ec
+			}
+			cs.mu.Unlock()
+		}
 	}
 	r.dialMu.Unlock()
 	if err != nil {
@@ -399,12 +418,20 @@ func (r *runner) sendLocked(cs *conn, k int, due int64, dues []int64) bool {
 			left -= m
 		}
 	} else {
-		b := pool.Get(k * (websocket.MaxHeaderLen + len(r.payload)))[:0]
-		for range k {
-			b = websocket.AppendMaskedFrame(b, websocket.OpBinary, true, websocket.NewMask(), r.payload)
+		// On the loop (closed loop) the messages of one read are gathered
+		// into one write; from a sender, each is its own write.
+		sent := 0
+		for sent < k {
+			if err = cs.wc.WriteMessage(websocket.OpBinary, r.payload); err != nil {
+				break
+			}
+			sent++
 		}
-		n, err = cs.ec.Write(b) // Write copies what it cannot send at once
-		pool.Put(b)
+		for range k - sent {
+			cs.q.popBack()
+		}
+		k = sent
+		n = k * int(clientFrameLen(len(r.payload)))
 	}
 	if err != nil && n == 0 {
 		for range k {
@@ -538,17 +565,9 @@ func (r *runner) housekeep() {
 		for i := range r.conns {
 			cs := &r.conns[i]
 			cs.mu.Lock()
-			late := cs.state == csHandshake && now-cs.since > limit ||
-				cs.state == csOpen && cs.q.len() > 0 && now-cs.q.front() > limit
+			late := cs.state == csOpen && cs.q.len() > 0 && now-cs.q.front() > limit
 			if late && cs.ec != nil {
-				r.fail(KindTimeout)
-				if cs.state == csHandshake {
-					r.endConnectLocked(cs, false)
-				} else {
-					r.failed.Add(1)
-					r.open.Add(-1)
-				}
-				cs.state = csClosing
+				r.failLocked(cs, KindTimeout)
 				cs.ec.Abort(engine.ReasonReadTimeout)
 			}
 			cs.mu.Unlock()

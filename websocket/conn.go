@@ -12,8 +12,10 @@ import (
 	"github.com/warrenhq/warren/internal/pool"
 )
 
-// Conn is one upgraded WebSocket connection. It stays on the event loop
-// of its engine.Conn; an idle Conn holds only this struct: no goroutine,
+// Conn is one WebSocket connection: upgraded by a Server, or dialled by a
+// Client (Dial), which masks the frames it sends as RFC 6455 requires of
+// clients. It stays on the event loop of its engine.Conn; an idle Conn
+// holds only this struct, on either side: no goroutine,
 // no read or write buffer, no Reader and no timer object (liveness pings
 // use the engine's per-loop timing wheel). Reader state is borrowed from a
 // pool while a message is being received, and compression state exists
@@ -49,6 +51,7 @@ type Conn struct {
 	pingSent atomic.Bool // a liveness ping is unanswered
 	done     bool        // owned by the loop: input is discarded from now on
 	sub      uint8       // 1 + index into Config.Subprotocols; 0 for none
+	dialing  bool        // guarded by mu: a dialled connection awaits its 101
 }
 
 // compression is the permessage-deflate state of one connection.
@@ -58,18 +61,25 @@ type compression struct {
 	i      Inflater // owned by the loop
 }
 
-func newCompression(p DeflateParams, level int) *compression {
+// newCompression returns the compression state of one side of a
+// connection: a server compresses with the server's parameters and
+// decompresses with the client's, a client the other way round.
+func newCompression(p DeflateParams, level int, role Role) *compression {
 	cm := &compression{params: p}
 	cm.d = Deflater{level: level, bits: p.ServerMaxWindowBits, noContext: p.ServerNoContextTakeover}
-	cm.d.norm()
 	cm.i = Inflater{noContext: p.ClientNoContextTakeover}
+	if role == RoleClient {
+		cm.d.bits, cm.d.noContext = p.ClientMaxWindowBits, p.ClientNoContextTakeover
+		cm.i.noContext = p.ServerNoContextTakeover
+	}
+	cm.d.norm()
 	return cm
 }
 
 // Engine returns the engine connection underneath, for its address,
 // counters and identity. Do not write to it directly: frames must go
-// through Conn. Its Context belongs to the HTTP server; use
-// Conn.SetContext instead.
+// through Conn. Its Context belongs to the HTTP server on a server
+// connection; use Conn.SetContext instead.
 func (c *Conn) Engine() *engine.Conn { return c.ec }
 
 // ID returns the engine connection's identifier, unique within the
@@ -79,7 +89,9 @@ func (c *Conn) ID() uint64 { return c.ec.ID() }
 // RemoteAddr returns the peer's address.
 func (c *Conn) RemoteAddr() netip.AddrPort { return c.ec.RemoteAddr() }
 
-// Subprotocol returns the subprotocol chosen in the handshake, or "".
+// Subprotocol returns the subprotocol chosen in the handshake, or "". On
+// a dialled connection it is set once the handshake is done (in OnOpen
+// and later).
 func (c *Conn) Subprotocol() string {
 	if c.sub == 0 {
 		return ""
@@ -88,7 +100,8 @@ func (c *Conn) Subprotocol() string {
 }
 
 // Deflate reports the permessage-deflate parameters the handshake agreed
-// on, and whether it agreed on any.
+// on, and whether it agreed on any. On a dialled connection it is set
+// once the handshake is done (in OnOpen and later).
 func (c *Conn) Deflate() (DeflateParams, bool) {
 	if c.cmp == nil {
 		return DeflateParams{}, false
@@ -116,18 +129,20 @@ func (c *Conn) SetContext(v any) {
 // text must be valid UTF-8, which is not checked). It never blocks on the
 // peer and may be called from any goroutine; data may be reused when it
 // returns. On a connection that negotiated permessage-deflate, messages of
-// at least Config.DeflateThreshold bytes are compressed. It fails with
-// ErrClosed once the close handshake has begun, and with the engine's
-// error (engine.ErrSlowConsumer, engine.ErrQueueLimit) when the
-// connection's output queue is over its bound, which closes it.
+// at least Config.DeflateThreshold bytes are compressed. A dialled
+// connection masks the frame, which copies data. It fails with ErrNotOpen
+// before a dialled connection's handshake is done, with ErrClosed once
+// the close handshake has begun, and with the engine's error
+// (engine.ErrSlowConsumer, engine.ErrQueueLimit) when the connection's
+// output queue is over its bound, which closes it.
 func (c *Conn) WriteMessage(op Opcode, data []byte) error {
 	if op != OpText && op != OpBinary {
 		return ErrDataOpcode
 	}
 	c.mu.Lock()
-	if c.closeSent || c.closed {
+	if err := c.writableLocked(); err != nil {
 		c.mu.Unlock()
-		return ErrClosed
+		return err
 	}
 	var err error
 	switch {
@@ -135,7 +150,17 @@ func (c *Conn) WriteMessage(op Opcode, data []byte) error {
 		// Room for incompressible data too: deflate adds a few bytes per
 		// stored block.
 		b := pool.Get(len(data) + len(data)>>8 + 64)[:0]
-		b = c.cmp.d.AppendFrame(b, op, data)
+		if c.srv.client {
+			b = c.cmp.d.AppendMaskedFrame(b, op, NewMask(), data)
+		} else {
+			b = c.cmp.d.AppendFrame(b, op, data)
+		}
+		err = c.writeLocked(b)
+		pool.Put(b)
+	case c.srv.client:
+		// Masking copies the payload anyway: one buffer, gathered while
+		// corked when it is small.
+		b := AppendMaskedFrame(pool.Get(MaxHeaderLen + len(data))[:0], op, true, NewMask(), data)
 		err = c.writeLocked(b)
 		pool.Put(b)
 	case len(data) <= copyFrame && c.corked:
@@ -287,14 +312,46 @@ func (c *Conn) WriteText(s string) error {
 	return c.WriteMessage(OpText, unsafe.Slice(unsafe.StringData(s), len(s)))
 }
 
-// writeFrame sends an encoded frame shared with other connections.
+// writableLocked says whether frames may be sent: ErrNotOpen while a
+// dialled connection awaits its handshake's answer, ErrClosed once a Close
+// frame was sent or the connection closed; c.mu is held.
+func (c *Conn) writableLocked() error {
+	switch {
+	case c.closeSent || c.closed:
+		return ErrClosed
+	case c.dialing:
+		return ErrNotOpen
+	}
+	return nil
+}
+
+// appendFrame appends a final frame as c's side sends it: masked with a
+// fresh key from a client, unmasked from a server.
+func (c *Conn) appendFrame(dst []byte, op Opcode, payload []byte) []byte {
+	if c.srv.client {
+		return AppendMaskedFrame(dst, op, true, NewMask(), payload)
+	}
+	return AppendFrame(dst, op, true, payload)
+}
+
+// writeFrame sends an encoded, unmasked frame shared with other
+// connections; a dialled connection masks a copy.
 func (c *Conn) writeFrame(frame []byte) error {
 	c.mu.Lock()
-	if c.closeSent || c.closed {
+	if err := c.writableLocked(); err != nil {
 		c.mu.Unlock()
-		return ErrClosed
+		return err
 	}
-	err := c.writeLocked(frame)
+	var err error
+	if c.srv.client {
+		h, n, _ := ParseHeader(frame)
+		b := AppendMaskedFrame(pool.Get(MaxHeaderLen + len(frame))[:0], h.Op, h.Fin, NewMask(), frame[n:])
+		b[0] |= h.Rsv
+		err = c.writeLocked(b)
+		pool.Put(b)
+	} else {
+		err = c.writeLocked(frame)
+	}
 	c.mu.Unlock()
 	if err == nil {
 		c.srv.stats.msgOut.add(c.ec.Loop())
@@ -305,8 +362,8 @@ func (c *Conn) writeFrame(frame []byte) error {
 // writeControl sends a ping or pong unless the close handshake has begun.
 func (c *Conn) writeControl(op Opcode, payload []byte) {
 	c.mu.Lock()
-	if !c.closeSent && !c.closed {
-		b := AppendFrame(pool.Get(MaxHeaderLen + len(payload))[:0], op, true, payload)
+	if c.writableLocked() == nil {
+		b := c.appendFrame(pool.Get(MaxHeaderLen + len(payload))[:0], op, payload)
 		c.writeLocked(b)
 		pool.Put(b)
 	}
@@ -315,7 +372,8 @@ func (c *Conn) writeControl(op Opcode, payload []byte) {
 
 // writeCloseLocked sends a Close frame; c.mu is held.
 func (c *Conn) writeCloseLocked(code uint16, reason string) error {
-	b := AppendClose(pool.Get(MaxHeaderLen + MaxControlPayload)[:0], code, reason)
+	var p [MaxControlPayload]byte
+	b := c.appendFrame(pool.Get(MaxHeaderLen + MaxControlPayload)[:0], OpClose, AppendClosePayload(p[:0], code, reason))
 	err := c.writeLocked(b)
 	pool.Put(b)
 	return err
@@ -332,8 +390,11 @@ func writeErr(err error) error {
 // reason (cut to 123 bytes) and closes the connection when the peer's
 // Close arrives, or after Config.CloseTimeout. Code 0 sends a Close frame
 // without a status. Messages that arrive meanwhile are still delivered;
-// writes fail with ErrClosed. Close is safe for concurrent use; calls after
-// the first do nothing.
+// writes fail with ErrClosed. A dialled connection waits for the server to
+// close TCP after its Close, as RFC 6455 §7.1.1 asks, for at most
+// DialConfig.CloseTimeout; one whose handshake is not done yet is
+// abandoned at once (OnClose with engine.ReasonLocal). Close is safe for
+// concurrent use; calls after the first do nothing.
 func (c *Conn) Close(code uint16, reason string) error {
 	if code != 0 && !ValidCloseCode(code) {
 		return ErrInvalidCloseCode
@@ -350,6 +411,13 @@ func (c *Conn) startClose(code uint16, reason string, why engine.CloseReason) er
 		return nil
 	}
 	c.closeSent, c.why = true, why
+	if c.dialing {
+		// No Close frame before the handshake is done: give up the dial.
+		// closeSent tells the handshake not to open.
+		c.mu.Unlock()
+		c.ec.Abort(why)
+		return nil
+	}
 	c.code = code
 	if code == 0 {
 		c.code = CloseNoStatus
@@ -418,6 +486,9 @@ func (c *Conn) reader() *Reader {
 	rd := readerPool.Get().(*Reader)
 	rd.MaxMessageSize = c.srv.cfg.MaxMessageSize
 	rd.Pool = bufPool{}
+	if c.srv.client {
+		rd.Role = RoleClient
+	}
 	if c.cmp != nil {
 		rd.Inflater = &c.cmp.i
 	}
@@ -535,13 +606,22 @@ func (c *Conn) event(ev *Event) {
 		c.mu.Lock()
 		c.closeRecv = true
 		if !c.closeSent {
-			// The peer closes first: echo its status and close the TCP
-			// connection, as the server should (RFC 6455 §7.1.1).
+			// The peer closes first: echo its status.
 			c.closeSent, c.why, c.code = true, engine.ReasonPeerClosed, ev.Code
 			c.writeCloseLocked(ev.Code, "")
 		}
 		why := c.why
 		c.mu.Unlock()
+		if c.srv.client {
+			// The server closes the TCP connection (RFC 6455 §7.1.1), so
+			// that the client does not hold TIME_WAIT: wait for its end
+			// of stream for at most CloseTimeout.
+			d := c.srv.cfg.CloseTimeout
+			c.ec.SetIdleTimeout(d)
+			c.ec.SetReadTimeout(d)
+			return
+		}
+		// The server closes the TCP connection itself.
 		c.closeEngine(why)
 	}
 }
@@ -600,6 +680,9 @@ func (c *Conn) fail(err error) {
 		c.srv.stats.protoErrs.Add(1)
 	}
 	c.mu.Unlock()
+	if h := c.srv.hErr; h != nil {
+		c.run(func() { h.OnError(c, err) })
+	}
 	c.closeEngine(why)
 }
 
@@ -639,6 +722,9 @@ func (p *proto) OnTimeout(ec *engine.Conn, reason engine.CloseReason) bool {
 func (p *proto) OnDrain(*engine.Conn) bool {
 	c := (*Conn)(p)
 	reason := "server shutting down"
+	if c.srv.client {
+		reason = "client shutting down"
+	}
 	if f := c.srv.cfg.GoingAway; f != nil {
 		if r := f(c); len(r) <= 123 {
 			reason = r
@@ -650,7 +736,7 @@ func (p *proto) OnDrain(*engine.Conn) bool {
 
 // OnClose releases the connection's state, leaves its groups and tells the
 // handler.
-func (p *proto) OnClose(_ *engine.Conn, reason engine.CloseReason, _ error) {
+func (p *proto) OnClose(_ *engine.Conn, reason engine.CloseReason, err error) {
 	c := (*Conn)(p)
 	c.done = true
 	c.dropReader()
@@ -659,6 +745,11 @@ func (p *proto) OnClose(_ *engine.Conn, reason engine.CloseReason, _ error) {
 	code := c.code
 	if code == 0 {
 		code = CloseAbnormal
+	}
+	if c.srv.client && c.closeRecv && c.closeSent {
+		// A client ends a close handshake by waiting for the server's end
+		// of stream; say who closed, as the server side does.
+		reason = c.why
 	}
 	var groups []*Group
 	if c.groups != nil {
@@ -675,16 +766,33 @@ func (p *proto) OnClose(_ *engine.Conn, reason engine.CloseReason, _ error) {
 	for _, g := range groups {
 		g.remove(c)
 	}
+	c.srv.stats.open.Add(-1)
+	c.finish(reason, code, err)
+}
+
+// finish tells the handler that c has ended, where its callbacks run:
+// OnError with err when err is not nil, then OnClose. On the worker pool
+// it falls back to a new goroutine when the pool refuses work.
+func (c *Conn) finish(reason engine.CloseReason, code uint16, err error) {
 	s := c.srv
-	s.stats.open.Add(-1)
-	if s.hClose == nil {
+	if s.hErr == nil {
+		err = nil
+	}
+	if s.hClose == nil && err == nil {
 		return
+	}
+	fn := func() {
+		if err != nil {
+			s.hErr.OnError(c, err)
+		}
+		if s.hClose != nil {
+			s.hClose.OnClose(c, reason, code)
+		}
 	}
 	if s.cfg.Inline {
-		s.hClose.OnClose(c, reason, code)
+		fn()
 		return
 	}
-	fn := func() { s.hClose.OnClose(c, reason, code) }
 	if c.ec.Dispatch(fn) != nil {
 		go fn()
 	}

@@ -1,9 +1,10 @@
 // Package websocket is warren's RFC 6455 WebSocket layer: a Server that
 // upgrades requests of the http1 server and keeps the connections on the
-// engine's event loops, Conn, Group and Hub for sending, and underneath
-// them a protocol codec independent of the engine (frame encoding, an
-// incremental frame reader and validator, the handshake helpers and the
-// RFC 7692 permessage-deflate extension).
+// engine's event loops, a Client (Dial) that opens connections on them,
+// Conn, Group and Hub for sending, and underneath them a protocol codec
+// independent of the engine (frame encoding, an incremental frame reader
+// and validator, the handshake helpers and the RFC 7692 permessage-deflate
+// extension).
 //
 // # Serving
 //
@@ -61,6 +62,36 @@
 // connection; a Close from the peer is echoed and the server closes at
 // once.
 //
+// # Dialing
+//
+// Dial opens a connection to a ws:// URL on an engine's event loops
+// (engine.DialHandler) and returns without waiting; a Client does the
+// same for many connections that share one DialConfig, handler and set of
+// counters. The handshake runs on the loop: the upgrade request goes out
+// once connected, the response is parsed with http1.ResponseParser and
+// checked (101, Upgrade, Connection, Sec-WebSocket-Accept, the
+// subprotocol and extensions offered), and the connection then becomes a
+// Conn like a server's, with the same methods and callbacks (Handler,
+// OpenHandler, CloseHandler, ErrorHandler). The differences are those RFC
+// 6455 asks of a client: every frame it sends is masked with a fresh key
+// (NewMask, the runtime's per-thread ChaCha8 generator: no per-connection
+// state), frames from the server must be unmasked, and after a Close
+// either way it waits for the server to close TCP (for at most
+// DialConfig.CloseTimeout), so the server keeps the TIME_WAIT. Pings are
+// answered; the client sends its own only with DialConfig.PingInterval.
+//
+// A dial that fails before the connection opens, at the connect (the
+// engine's error), in the handshake (*HandshakeError, with the status,
+// header and the start of the body of a refusal), by timing out
+// (ErrHandshakeTimeout) or cut short (ErrHandshakeClosed), gets OnError
+// then OnClose, never OnOpen. During
+// the handshake the engine connection's handler is a small handshake
+// struct (128 bytes, with the request in a pooled buffer until it is
+// written); once open it is dropped, and an idle dialled connection holds
+// what a server's does: its 96-byte Conn beside the engine's, no
+// goroutine, no buffer, no Reader, no timer object. The load generator
+// (warren load) holds its WebSocket connections this way.
+//
 // # Reading
 //
 // A Reader decodes the frames of one connection from input presented by
@@ -107,8 +138,7 @@
 //   - Control frames: reply to OpPing with an OpPong carrying the same
 //     payload; pongs need no reply.
 //   - Writing: servers send unmasked frames with AppendFrame, clients
-//     (the load generator) masked frames with AppendMaskedFrame and a new
-//     NewMask per frame. With permessage-deflate, Deflater.AppendFrame
+//     masked frames with AppendMaskedFrame and a new NewMask per frame. With permessage-deflate, Deflater.AppendFrame
 //     writes a compressed message; compressing is optional per message,
 //     and tiny messages usually grow (a 5-byte message becomes 11 bytes),
 //     so send those with AppendFrame.

@@ -22,6 +22,9 @@ var (
 	// ErrInvalidCloseCode is returned by Close for a code that may not be
 	// sent on the wire (see ValidCloseCode).
 	ErrInvalidCloseCode = errors.New("websocket: invalid close code")
+	// ErrNotOpen is returned by writes on a dialled connection whose
+	// handshake is not done yet: wait for OnOpen.
+	ErrNotOpen = errors.New("websocket: connection not open yet")
 )
 
 // Defaults applied to a zero Config.
@@ -127,20 +130,22 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// Handler receives the messages of upgraded connections. OnMessage gets
-// each complete text or binary message, reassembled and decompressed;
-// data is valid only during the call (copy it to keep it). Without
-// Config.Inline it runs on the engine's worker pool, one call at a time
-// per connection, in the order messages arrived; with Inline it runs on
-// the event loop and must not block. Control frames are handled by the
-// server. Optional hooks are OpenHandler and CloseHandler.
+// Handler receives the messages of upgraded connections, and of dialled
+// ones (Dial, Client). OnMessage gets each complete text or binary
+// message, reassembled and decompressed; data is valid only during the
+// call (copy it to keep it). Without Config.Inline (DialConfig.Inline) it
+// runs on the engine's worker pool, one call at a time per connection, in
+// the order messages arrived; with Inline it runs on the event loop and
+// must not block. Control frames are handled by the package. Optional
+// hooks are OpenHandler, CloseHandler and ErrorHandler.
 type Handler interface {
 	OnMessage(c *Conn, op Opcode, data []byte)
 }
 
 // OpenHandler is implemented by handlers that want to know of new
-// connections. OnOpen runs after the 101 response was written and before
-// the connection's first OnMessage, where OnMessage runs.
+// connections. OnOpen runs after the 101 response was written (on a
+// dialled connection: received and checked) and before the connection's
+// first OnMessage, where OnMessage runs.
 type OpenHandler interface {
 	OnOpen(c *Conn)
 }
@@ -156,17 +161,38 @@ type OpenHandler interface {
 // broke. code is the close handshake's status: the peer's code when it
 // closed first (CloseNoStatus when its Close frame had none), the
 // server's when it did, and CloseAbnormal (1006) when no Close frame was
-// exchanged.
+// exchanged. On a dialled connection "server" reads "client", and OnClose
+// also ends a connection whose dial or handshake failed, without OnOpen:
+// code CloseAbnormal, reason engine.ReasonIOError for a failed connect,
+// ReasonProtocolError for a refused or invalid handshake, a timeout's
+// reason, or ReasonLocal after Close; OnError said why just before.
 type CloseHandler interface {
 	OnClose(c *Conn, reason engine.CloseReason, code uint16)
 }
 
-// HandlerFuncs adapts functions to Handler, OpenHandler and CloseHandler.
-// Nil fields do nothing.
+// ErrorHandler is implemented by handlers that want the error behind a
+// connection that ends badly. OnError runs once, just before OnClose and
+// where it runs, when the connection ends with an error: a protocol
+// violation by the peer (the *CloseError whose code was sent), an I/O
+// error (the engine's, such as a reset), or, on a dialled connection, a
+// failed connect (the engine's error, such as ECONNREFUSED or ETIMEDOUT),
+// a refused or invalid handshake (*HandshakeError), a handshake that timed
+// out (ErrHandshakeTimeout) or was cut short (ErrHandshakeClosed): a dial
+// that never opens always gets OnError. Otherwise it is not called when
+// the connection ends with a close handshake, by a timeout or a dead
+// peer, or by the peer dropping the TCP connection: OnClose's reason and
+// code say those.
+type ErrorHandler interface {
+	OnError(c *Conn, err error)
+}
+
+// HandlerFuncs adapts functions to Handler, OpenHandler, CloseHandler and
+// ErrorHandler. Nil fields do nothing.
 type HandlerFuncs struct {
 	Open    func(c *Conn)
 	Message func(c *Conn, op Opcode, data []byte)
 	Close   func(c *Conn, reason engine.CloseReason, code uint16)
+	Error   func(c *Conn, err error)
 }
 
 // OnOpen calls f.Open.
@@ -190,10 +216,18 @@ func (f HandlerFuncs) OnClose(c *Conn, reason engine.CloseReason, code uint16) {
 	}
 }
 
+// OnError calls f.Error.
+func (f HandlerFuncs) OnError(c *Conn, err error) {
+	if f.Error != nil {
+		f.Error(c, err)
+	}
+}
+
 var (
 	_ Handler      = HandlerFuncs{}
 	_ OpenHandler  = HandlerFuncs{}
 	_ CloseHandler = HandlerFuncs{}
+	_ ErrorHandler = HandlerFuncs{}
 )
 
 // Server upgrades HTTP/1.1 requests to WebSocket connections that stay on
@@ -205,6 +239,8 @@ type Server struct {
 	h      Handler
 	hOpen  OpenHandler
 	hClose CloseHandler
+	hErr   ErrorHandler
+	client bool // the connections are dialled by a Client: frames out are masked
 	stats  serverStats
 }
 
@@ -217,9 +253,16 @@ func New(cfg Config, h Handler) *Server {
 		panic("websocket: nil Handler")
 	}
 	s := &Server{cfg: cfg.withDefaults(), h: h}
+	s.setHandler(h)
+	return s
+}
+
+// setHandler installs h and its optional hooks.
+func (s *Server) setHandler(h Handler) {
+	s.h = h
 	s.hOpen, _ = h.(OpenHandler)
 	s.hClose, _ = h.(CloseHandler)
-	return s
+	s.hErr, _ = h.(ErrorHandler)
 }
 
 // Config returns the server's configuration with defaults filled in.
@@ -359,7 +402,7 @@ func (s *Server) ServeHTTP1(r *http1.Ctx) {
 	deflate := false
 	if s.cfg.Deflate.Enabled && nexts > 0 {
 		if params, deflate = NegotiateDeflate(s.cfg.Deflate, exts[:nexts]...); deflate {
-			c.cmp = newCompression(params, s.cfg.Deflate.Level)
+			c.cmp = newCompression(params, s.cfg.Deflate.Level, RoleServer)
 		}
 	}
 	if s.cfg.Accept != nil && !s.cfg.Accept(r, c) {

@@ -80,11 +80,12 @@ func protocolOf(srv *testServer, id uint64) string {
 
 // event is what a recorder saw.
 type event struct {
-	kind   string // "open", "message", "close"
+	kind   string // "open", "message", "error", "close"
 	op     Opcode
 	data   string
 	reason engine.CloseReason
 	code   uint16
+	err    error
 	conn   *Conn
 }
 
@@ -109,6 +110,8 @@ func (r *recorder) OnMessage(c *Conn, op Opcode, data []byte) {
 func (r *recorder) OnClose(c *Conn, reason engine.CloseReason, code uint16) {
 	r.events <- event{kind: "close", reason: reason, code: code, conn: c}
 }
+
+func (r *recorder) OnError(c *Conn, err error) { r.events <- event{kind: "error", err: err, conn: c} }
 
 // next returns the next event of kind, skipping others.
 func (r *recorder) next(t testing.TB, kind string) event {

@@ -3,6 +3,7 @@ package websocket
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -267,6 +268,11 @@ func TestProtocolViolations(t *testing.T) {
 					t.Fatalf("close code %d (%q), want %d", code, reason, tc.code)
 				}
 				c.expectEOF()
+				// OnError gets the violation, then OnClose.
+				var ce *CloseError
+				if ev := rec.next(t, "error"); !errors.As(ev.err, &ce) || ce.Code != tc.code {
+					t.Fatalf("OnError(%v), want a CloseError %d", ev.err, tc.code)
+				}
 				ev := rec.next(t, "close")
 				want := engine.ReasonProtocolError
 				if tc.code == CloseMessageTooBig {

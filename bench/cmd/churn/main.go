@@ -5,7 +5,8 @@
 //
 // -mode ws upgrades GET -path (default /ws), sends one -msg-size message,
 // reads the echo, sends Close 1000, reads the server's Close and waits for
-// the server to close TCP (the clean close RFC 6455 asks for). -mode http
+// the server to close TCP (the clean close RFC 6455 asks for): a
+// websocket.Dial connection on one engine shared by the workers. -mode http
 // sends one keep-alive GET -path (default /), reads the response and
 // closes from the client. Connections come from -src-count loopback source
 // addresses starting at -src-base, so no address runs out of ephemeral
@@ -22,6 +23,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"slices"
@@ -29,7 +31,7 @@ import (
 	"time"
 
 	"github.com/warrenhq/warren/bench/internal/benchutil"
-	"github.com/warrenhq/warren/bench/internal/wsclient"
+	"github.com/warrenhq/warren/engine"
 	"github.com/warrenhq/warren/websocket"
 )
 
@@ -74,6 +76,26 @@ func main() {
 	for i := range payload {
 		payload[i] = 'a' + byte(i%26)
 	}
+	var clients []*websocket.Client
+	if *mode == "ws" {
+		eng, err := engine.New(engine.Config{WriteTimeout: *timeout, Logger: slog.New(slog.DiscardHandler)}, nil)
+		if err != nil {
+			fatal("%v", err)
+		}
+		if err := eng.Start(""); err != nil {
+			fatal("%v", err)
+		}
+		defer eng.Close()
+		for _, src := range benchutil.LocalAddrs(srcs) {
+			cl, err := websocket.NewClient(eng, websocket.DialConfig{Inline: true, LocalAddr: src, HandshakeTimeout: *timeout},
+				cycleHandler{})
+			if err != nil {
+				fatal("%v", err)
+			}
+			clients = append(clients, cl)
+		}
+	}
+	url := "ws://" + *addr + *path
 
 	type result struct {
 		attempts, cycles int
@@ -90,18 +112,17 @@ func main() {
 			defer wg.Done()
 			r := &results[w]
 			r.errs = map[string]int{}
-			buf := make([]byte, 0, 256)
 			for i := 0; time.Now().Before(deadline); i++ {
 				r.attempts++
 				t0 := time.Now()
 				var err error
 				if *mode == "ws" {
-					err = wsCycle(srcs, w+i**workers, *addr, *path, payload, buf, *timeout)
+					err = wsCycle(clients[(w+i**workers)%len(clients)], url, payload, *timeout)
 				} else {
 					err = httpCycle(srcs, w+i**workers, *addr, *path, *timeout)
 				}
 				if err != nil {
-					r.errs[wsclient.ErrKind(err)]++
+					r.errs[benchutil.ErrKind(err)]++
 					continue
 				}
 				r.cycles++
@@ -142,45 +163,67 @@ func main() {
 	}
 }
 
+// cycle is one WebSocket cycle's state, in its Conn's context. The
+// callbacks run on the loop, one at a time.
+type cycle struct {
+	payload []byte
+	echoed  bool
+	err     error
+	done    chan error // gets the cycle's outcome once
+}
+
+// cycleHandler runs a cycle: the message on open, Close 1000 on its echo;
+// the cycle succeeds when the close handshake ends with 1000.
+type cycleHandler struct{}
+
+func (cycleHandler) OnOpen(c *websocket.Conn) {
+	c.WriteMessage(websocket.OpBinary, c.Context().(*cycle).payload)
+}
+
+func (cycleHandler) OnMessage(c *websocket.Conn, op websocket.Opcode, data []byte) {
+	cy := c.Context().(*cycle)
+	if op != websocket.OpBinary || len(data) != len(cy.payload) {
+		cy.err = fmt.Errorf("echo: opcode %v, %d bytes", op, len(data))
+	} else {
+		cy.echoed = true
+	}
+	c.Close(websocket.CloseNormal, "")
+}
+
+func (cycleHandler) OnError(c *websocket.Conn, err error) { c.Context().(*cycle).err = err }
+
+func (cycleHandler) OnClose(c *websocket.Conn, reason engine.CloseReason, code uint16) {
+	cy := c.Context().(*cycle)
+	err := cy.err
+	switch {
+	case err != nil:
+	case code == websocket.CloseAbnormal && reason == engine.ReasonPeerClosed:
+		err = io.EOF
+	case code == websocket.CloseAbnormal:
+		err = fmt.Errorf("closed: %v", reason)
+	case !cy.echoed || code != websocket.CloseNormal:
+		err = fmt.Errorf("closed with %d (%v) before the echo", code, reason)
+	}
+	cy.done <- err
+}
+
 // wsCycle connects, upgrades, echoes one message and closes cleanly.
-func wsCycle(srcs []*net.TCPAddr, i int, addr, path string, payload, buf []byte, timeout time.Duration) error {
-	nc, err := benchutil.Dialer(srcs, i, timeout).Dial("tcp", addr)
+func wsCycle(cl *websocket.Client, url string, payload []byte, timeout time.Duration) error {
+	cy := &cycle{payload: payload, done: make(chan error, 1)}
+	c, err := cl.DialWith(url, cy)
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	nc.SetDeadline(time.Now().Add(timeout))
-	c, err := wsclient.Handshake(nc, addr, path)
-	if err != nil {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case err := <-cy.done:
 		return err
+	case <-t.C:
+		c.Engine().Abort(engine.ReasonReadTimeout)
+		<-cy.done
+		return os.ErrDeadlineExceeded
 	}
-	if err := c.WriteMessage(websocket.OpBinary, payload); err != nil {
-		return err
-	}
-	op, got, err := c.ReadFrame(buf)
-	if err != nil {
-		return err
-	}
-	if op != websocket.OpBinary || len(got) != len(payload) {
-		return fmt.Errorf("echo: opcode %v, %d bytes", op, len(got))
-	}
-	if err := c.WriteClose(1000, ""); err != nil {
-		return err
-	}
-	for {
-		op, _, err := c.ReadFrame(buf)
-		if err != nil {
-			return err
-		}
-		if op == websocket.OpClose {
-			break
-		}
-	}
-	// The server closes TCP after its Close frame; wait for that.
-	if _, err := io.Copy(io.Discard, nc); err != nil {
-		return err
-	}
-	return nil
 }
 
 // httpCycle connects, makes one keep-alive GET and closes from the client.
@@ -194,7 +237,7 @@ func httpCycle(srcs []*net.TCPAddr, i int, addr, path string, timeout time.Durat
 	if _, err := io.WriteString(nc, "GET "+path+" HTTP/1.1\r\nHost: "+addr+"\r\n\r\n"); err != nil {
 		return err
 	}
-	code, err := wsclient.ReadHTTPResponse(bufio.NewReaderSize(nc, 512))
+	code, err := benchutil.ReadHTTPResponse(bufio.NewReaderSize(nc, 512))
 	if err != nil {
 		return err
 	}

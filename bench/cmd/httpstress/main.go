@@ -29,7 +29,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/warrenhq/warren/bench/internal/wsclient"
+	"github.com/warrenhq/warren/bench/internal/benchutil"
 )
 
 func main() {
@@ -121,7 +121,7 @@ func probe(addr string, i int, stop <-chan struct{}, lat *latencies, errs *atomi
 
 // readResponse reads one response, head and body, with net/http's parser.
 func readResponse(br *bufio.Reader) error {
-	_, err := wsclient.ReadHTTPResponse(br)
+	_, err := benchutil.ReadHTTPResponse(br)
 	return err
 }
 

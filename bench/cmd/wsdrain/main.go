@@ -3,22 +3,23 @@
 // prints "READY n" and then waits for the server to close them (a script
 // sends the server SIGTERM). Every connection records the Close code it
 // receives, answers the Close as RFC 6455 asks and waits for the server to
-// close TCP.
+// close TCP: the connections are websocket.Dial connections on one
+// engine, which do exactly that.
 //
 //	wsdrain -addr 127.0.0.1:8080 -n 2000 -wait 30s
 //
 // When every connection has ended, or -wait after READY has passed, it
 // prints one JSON line: connections opened, how many got Close 1001 (going
 // away), other Close codes, connections that ended without a Close frame,
-// connections still open, and the time from the first Close to the last
-// connection's end. It exits 0 when every opened connection got 1001.
+// connections still open, and the times from READY to the first and the
+// last connection's end. It exits 0 when every opened connection got 1001.
 package main
 
 import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
+	"log/slog"
 	"os"
 	"strconv"
 	"sync"
@@ -26,7 +27,7 @@ import (
 	"time"
 
 	"github.com/warrenhq/warren/bench/internal/benchutil"
-	"github.com/warrenhq/warren/bench/internal/wsclient"
+	"github.com/warrenhq/warren/engine"
 	"github.com/warrenhq/warren/websocket"
 )
 
@@ -37,8 +38,17 @@ type report struct {
 	OtherCodes   map[string]int `json:"other_close_codes"`
 	NoClose      map[string]int `json:"ended_without_close"`
 	StillOpen    int            `json:"still_open"`
-	FirstCloseMS float64        `json:"first_close_after_ready_ms"`
+	FirstCloseMS float64        `json:"first_close_after_ready_ms"` // the first connection's end
 	LastEndMS    float64        `json:"last_end_after_ready_ms"`
+}
+
+// conn is one connection's story, kept in its websocket.Conn's context.
+type conn struct {
+	settle func() // releases the connect slot once: opened or failed
+	opened bool   // its echo came back before READY; guarded by mu
+	err    error  // from OnError (callbacks run one at a time)
+	timer  *time.Timer
+	c      atomic.Pointer[websocket.Conn]
 }
 
 func main() {
@@ -61,104 +71,141 @@ func main() {
 	if err != nil {
 		fatal("%v", err)
 	}
+	eng, err := engine.New(engine.Config{WriteTimeout: 5 * time.Second, Logger: slog.New(slog.DiscardHandler)}, nil)
+	if err != nil {
+		fatal("%v", err)
+	}
+	if err := eng.Start(""); err != nil {
+		fatal("%v", err)
+	}
+	defer eng.Close()
 
-	var mu sync.Mutex
+	var mu sync.Mutex // guards rep and the times below
 	rep := report{OpenFailed: map[string]int{}, OtherCodes: map[string]int{}, NoClose: map[string]int{}}
-	var conns []*wsclient.Conn
+	var ready time.Time
+	var firstEnd, lastEnd time.Duration = -1, 0
+	var open atomic.Int64 // opened connections not yet ended
+	allEnded := make(chan struct{})
+	var readyOnce sync.Once
+
+	h := websocket.HandlerFuncs{
+		Open: func(c *websocket.Conn) { c.WriteMessage(websocket.OpBinary, []byte("ping")) },
+		Message: func(c *websocket.Conn, op websocket.Opcode, data []byte) {
+			st := c.Context().(*conn)
+			mu.Lock()
+			first := !st.opened && ready.IsZero()
+			if first {
+				st.opened = true
+				rep.Opened++
+				open.Add(1)
+			}
+			mu.Unlock()
+			if first {
+				st.timer.Stop()
+				st.settle()
+			}
+		},
+		Error: func(c *websocket.Conn, err error) { c.Context().(*conn).err = err },
+		Close: func(c *websocket.Conn, reason engine.CloseReason, code uint16) {
+			st := c.Context().(*conn)
+			st.timer.Stop()
+			mu.Lock()
+			defer mu.Unlock()
+			if !st.opened {
+				kind := benchutil.ErrKind(st.err)
+				if kind == "" {
+					kind = reason.String()
+				}
+				rep.OpenFailed[kind]++
+				st.settle()
+				return
+			}
+			if !ready.IsZero() {
+				end := time.Since(ready)
+				if firstEnd < 0 {
+					firstEnd = end
+				}
+				lastEnd = max(lastEnd, end)
+			}
+			switch {
+			case code == websocket.CloseGoingAway:
+				rep.Got1001++
+			case code != websocket.CloseAbnormal:
+				rep.OtherCodes[strconv.Itoa(int(code))]++
+			default:
+				kind := benchutil.ErrKind(st.err)
+				switch {
+				case kind != "":
+				case reason == engine.ReasonPeerClosed:
+					kind = "eof"
+				case reason == engine.ReasonPeerReset:
+					kind = "reset"
+				default:
+					kind = reason.String()
+				}
+				rep.NoClose[kind]++
+			}
+			if open.Add(-1) == 0 && !ready.IsZero() {
+				readyOnce.Do(func() { close(allEnded) })
+			}
+		},
+	}
+	var clients []*websocket.Client
+	for _, src := range benchutil.LocalAddrs(srcs) {
+		cl, err := websocket.NewClient(eng, websocket.DialConfig{Inline: true, LocalAddr: src}, h)
+		if err != nil {
+			fatal("%v", err)
+		}
+		clients = append(clients, cl)
+	}
+
 	sem := make(chan struct{}, *conc)
 	var wg sync.WaitGroup
+	url := "ws://" + *addr + *path
 	for i := range *n {
 		sem <- struct{}{}
 		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			nc, err := benchutil.Dialer(srcs, i, 5*time.Second).Dial("tcp", *addr)
-			if err == nil {
-				nc.SetDeadline(time.Now().Add(10 * time.Second))
-				var c *wsclient.Conn
-				if c, err = wsclient.Handshake(nc, *addr, *path); err == nil {
-					if err = c.WriteMessage(websocket.OpBinary, []byte("ping")); err == nil {
-						if _, _, err = c.ReadFrame(nil); err == nil {
-							nc.SetDeadline(time.Time{})
-							mu.Lock()
-							conns = append(conns, c)
-							mu.Unlock()
-							return
-						}
-					}
-				}
-				nc.Close()
+		var once sync.Once
+		st := &conn{settle: func() { once.Do(func() { <-sem; wg.Done() }) }}
+		// Opening (connect, handshake and echo) is bounded by 10 s.
+		st.timer = time.AfterFunc(10*time.Second, func() {
+			if c := st.c.Load(); c != nil {
+				c.Engine().Abort(engine.ReasonReadTimeout)
 			}
+		})
+		c, err := clients[i%len(clients)].DialWith(url, st)
+		if err != nil {
+			st.timer.Stop()
 			mu.Lock()
-			rep.OpenFailed[wsclient.ErrKind(err)]++
+			rep.OpenFailed[benchutil.ErrKind(err)]++
 			mu.Unlock()
-		}()
+			st.settle()
+			continue
+		}
+		st.c.Store(c)
 	}
 	wg.Wait()
-	rep.Opened = len(conns)
-	ready := time.Now()
-	fmt.Printf("READY %d\n", len(conns))
+	mu.Lock()
+	ready = time.Now()
+	opened := rep.Opened
+	mu.Unlock()
+	fmt.Printf("READY %d\n", opened)
 
-	var firstClose, lastEnd atomic.Int64 // ns after ready
-	firstClose.Store(-1)
-	var open atomic.Int64
-	open.Store(int64(len(conns)))
-	done := make(chan struct{})
-	for _, c := range conns {
-		go func() {
-			c.NC.SetReadDeadline(ready.Add(*wait))
-			code, kind := -1, ""
-			for {
-				op, p, err := c.ReadFrame(nil)
-				if err != nil {
-					kind = wsclient.ErrKind(err)
-					break
-				}
-				if op == websocket.OpPing {
-					c.WriteMessage(websocket.OpPong, p)
-					continue
-				}
-				if op == websocket.OpClose {
-					code = int(wsclient.CloseCode(p))
-					firstClose.CompareAndSwap(-1, int64(time.Since(ready)))
-					c.WriteClose(uint16(code), "")
-					c.NC.SetReadDeadline(time.Now().Add(5 * time.Second))
-					io.Copy(io.Discard, c.NC) // the server closes TCP
-					break
-				}
-			}
-			c.NC.Close()
-			end := int64(time.Since(ready))
-			for {
-				old := lastEnd.Load()
-				if end <= old || lastEnd.CompareAndSwap(old, end) {
-					break
-				}
-			}
-			mu.Lock()
-			switch {
-			case code == 1001:
-				rep.Got1001++
-			case code >= 0:
-				rep.OtherCodes[strconv.Itoa(code)]++
-			case kind == "timeout" && time.Since(ready) >= *wait:
-				rep.StillOpen++
-			default:
-				rep.NoClose[kind]++
-			}
-			mu.Unlock()
-			if open.Add(-1) == 0 {
-				close(done)
-			}
-		}()
+	if open.Load() == 0 {
+		readyOnce.Do(func() { close(allEnded) })
 	}
-	if len(conns) > 0 {
-		<-done
+	select {
+	case <-allEnded:
+	case <-time.After(*wait):
 	}
-	rep.FirstCloseMS = float64(firstClose.Load()) / 1e6
-	rep.LastEndMS = float64(lastEnd.Load()) / 1e6
+	mu.Lock()
+	rep.StillOpen = int(open.Load())
+	rep.FirstCloseMS = float64(max(firstEnd, 0)) / 1e6
+	rep.LastEndMS = float64(lastEnd) / 1e6
 	json.NewEncoder(os.Stdout).Encode(rep)
-	if rep.Opened < *n || rep.Got1001 != rep.Opened {
+	ok := rep.Opened == *n && rep.Got1001 == rep.Opened
+	mu.Unlock()
+	if !ok {
 		os.Exit(1)
 	}
 }

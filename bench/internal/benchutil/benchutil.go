@@ -1,6 +1,7 @@
 // Package benchutil holds the small pieces warren's benchmark programs
 // share: raising the open-file limit, spreading dials over loopback source
-// addresses, and reading a process's CPU time and memory from /proc.
+// addresses, naming errors for counting, reading an HTTP response, and
+// reading a process's CPU time and memory from /proc.
 package benchutil
 
 import (
@@ -49,6 +50,21 @@ func Dialer(srcs []*net.TCPAddr, i int, timeout time.Duration) *net.Dialer {
 		d.LocalAddr = srcs[i%len(srcs)]
 	}
 	return d
+}
+
+// LocalAddrs returns the addresses of srcs, for websocket.DialConfig's
+// LocalAddr; it returns one zero address (the kernel's choice) when srcs
+// is empty.
+func LocalAddrs(srcs []*net.TCPAddr) []netip.Addr {
+	if len(srcs) == 0 {
+		return []netip.Addr{{}}
+	}
+	out := make([]netip.Addr, len(srcs))
+	for i, a := range srcs {
+		out[i], _ = netip.AddrFromSlice(a.IP)
+		out[i] = out[i].Unmap()
+	}
+	return out
 }
 
 // ClockTicks is the kernel's USER_HZ, the unit of utime and stime in
