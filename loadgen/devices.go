@@ -162,12 +162,10 @@ type devRunner struct {
 
 	// dialMu is held from before a Dial until its connection's context is
 	// set, so callbacks that win the race wait for it.
-	dialMu     sync.Mutex
-	connecting chan struct{}
-	redial     chan *devConn
-	rampDone   chan struct{}
-	stop       chan struct{}
-	wg         sync.WaitGroup
+	dialMu sync.Mutex
+	ramper[*devConn]
+	stop chan struct{}
+	wg   sync.WaitGroup
 
 	settledN  atomic.Int64
 	open      atomic.Int64
@@ -185,7 +183,6 @@ type devRunner struct {
 	bytesOut  atomic.Int64
 	errs      [numKinds]atomic.Int64
 
-	inRamp    atomic.Bool
 	inTraffic atomic.Bool // clean closes are redialled
 	finished  atomic.Bool // closes are expected; count nothing
 
@@ -229,17 +226,15 @@ func newDevRunner(ctx context.Context, cfg Config) (*devRunner, error) {
 	var id [4]byte
 	rand.Read(id[:])
 	r := &devRunner{
-		cfg:        cfg,
-		dc:         dc,
-		tgt:        tgt,
-		t0:         time.Now(),
-		run:        hex.EncodeToString(id[:]),
-		devs:       make([]devConn, cfg.Conns),
-		connecting: make(chan struct{}, maxConnecting),
-		redial:     make(chan *devConn, cfg.Conns),
-		rampDone:   make(chan struct{}),
-		stop:       make(chan struct{}),
-		closes:     map[uint16]int64{},
+		cfg:    cfg,
+		dc:     dc,
+		tgt:    tgt,
+		t0:     time.Now(),
+		run:    hex.EncodeToString(id[:]),
+		devs:   make([]devConn, cfg.Conns),
+		ramper: newRamper[*devConn](maxConnecting, cfg.Conns),
+		stop:   make(chan struct{}),
+		closes: map[uint16]int64{},
 	}
 	r.wall0 = r.t0.UnixNano()
 	loops := cfg.Loops
@@ -391,65 +386,12 @@ func (r *devRunner) fail(k ErrorKind) { r.errs[k].Add(1) }
 // number open once every one has connected or failed (or the ramp's time
 // bound, ctx or the run ended).
 func (r *devRunner) ramp(ctx context.Context) (int64, error) {
-	start := r.now()
-	r.inRamp.Store(true)
-	r.wg.Add(1)
-	go r.dialLoop(ctx)
-	bound := 2*r.cfg.Timeout + time.Duration(r.cfg.Conns)*time.Millisecond
-	if r.cfg.Rate > 0 {
-		bound += time.Duration(float64(r.cfg.Conns) / r.cfg.Rate * 1e9)
-	}
-	t := time.NewTimer(bound)
-	defer t.Stop()
-	select {
-	case <-r.rampDone:
-	case <-ctx.Done():
-	case <-t.C:
-	}
-	r.inRamp.Store(false)
+	took := r.ramper.run(ctx, &r.cfg, r.t0, &r.wg, r.stop, len(r.devs),
+		func(i int) { r.dial(&r.devs[i]) }, r.dial)
 	r.tickMu.Lock()
-	r.rampSeconds = float64(r.now()-start) / 1e9
+	r.rampSeconds = took.Seconds()
 	r.tickMu.Unlock()
 	return r.open.Load(), ctx.Err()
-}
-
-// dialLoop makes the ramp's connects, paced, then serves redials until
-// the run ends.
-func (r *devRunner) dialLoop(ctx context.Context) {
-	defer r.wg.Done()
-	clk := newRealClock(r.t0)
-	start := clk.now()
-	acquire := func() bool {
-		select {
-		case r.connecting <- struct{}{}:
-			return true
-		case <-ctx.Done():
-		case <-r.stop:
-		}
-		return false
-	}
-	for i := range r.devs {
-		if r.cfg.Rate > 0 {
-			clk.sleepUntil(ctx, start+int64(float64(i)*1e9/r.cfg.Rate))
-		}
-		if !acquire() {
-			return
-		}
-		r.dial(&r.devs[i])
-	}
-	for {
-		select {
-		case d := <-r.redial:
-			if !acquire() {
-				return
-			}
-			r.dial(d)
-		case <-ctx.Done():
-			return
-		case <-r.stop:
-			return
-		}
-	}
 }
 
 // dial starts a connect for d; the caller holds a connecting slot.

@@ -121,12 +121,10 @@ type runner struct {
 
 	// dialMu is held from before a Dial until its connection's context is
 	// set, so callbacks that win the race wait for it.
-	dialMu     sync.Mutex
-	connecting chan struct{} // semaphore: connects in progress
-	redial     chan *conn
-	rampDone   chan struct{}
-	stop       chan struct{}
-	wg         sync.WaitGroup
+	dialMu sync.Mutex
+	ramper[*conn]
+	stop chan struct{}
+	wg   sync.WaitGroup
 
 	settledN    atomic.Int64
 	open        atomic.Int64
@@ -142,7 +140,6 @@ type runner struct {
 	bytesOut    atomic.Int64
 	errs        [numKinds]atomic.Int64
 
-	inRamp     atomic.Bool // connects count as ramp connects
 	rampConns  atomic.Int64
 	closedLoop atomic.Bool // responses trigger new requests
 	traffic    atomic.Bool // clean closes are redialled
@@ -168,14 +165,12 @@ func newRunner(ctx context.Context, cfg Config) (*runner, error) {
 		return nil, err
 	}
 	r := &runner{
-		cfg:        cfg,
-		tgt:        tgt,
-		t0:         time.Now(),
-		conns:      make([]conn, cfg.Conns),
-		connecting: make(chan struct{}, maxConnecting),
-		redial:     make(chan *conn, cfg.Conns),
-		rampDone:   make(chan struct{}),
-		stop:       make(chan struct{}),
+		cfg:    cfg,
+		tgt:    tgt,
+		t0:     time.Now(),
+		conns:  make([]conn, cfg.Conns),
+		ramper: newRamper[*conn](maxConnecting, cfg.Conns),
+		stop:   make(chan struct{}),
 	}
 	r.start = r.t0
 	loops := cfg.Loops
@@ -235,65 +230,12 @@ func (r *runner) fail(k ErrorKind) { r.errs[k].Add(1) }
 // number open once every one has connected or failed (or the ramp's time
 // bound, ctx or the run ended).
 func (r *runner) ramp(ctx context.Context) (int64, error) {
-	start := r.now()
-	r.inRamp.Store(true)
-	r.wg.Add(1)
-	go r.dialLoop(ctx)
-	bound := 2*r.cfg.Timeout + time.Duration(r.cfg.Conns)*time.Millisecond
-	if r.cfg.Rate > 0 {
-		bound += time.Duration(float64(r.cfg.Conns) / r.cfg.Rate * 1e9)
-	}
-	t := time.NewTimer(bound)
-	defer t.Stop()
-	select {
-	case <-r.rampDone:
-	case <-ctx.Done():
-	case <-t.C:
-	}
-	r.inRamp.Store(false)
+	took := r.ramper.run(ctx, &r.cfg, r.t0, &r.wg, r.stop, len(r.conns),
+		func(i int) { r.dial(&r.conns[i]) }, r.dial)
 	r.tickMu.Lock()
-	r.rampSeconds = float64(r.now()-start) / 1e9
+	r.rampSeconds = took.Seconds()
 	r.tickMu.Unlock()
 	return r.open.Load(), ctx.Err()
-}
-
-// dialLoop makes the ramp's connects, paced, then serves redials until
-// the run ends.
-func (r *runner) dialLoop(ctx context.Context) {
-	defer r.wg.Done()
-	clk := newRealClock(r.t0)
-	start := clk.now()
-	acquire := func() bool {
-		select {
-		case r.connecting <- struct{}{}:
-			return true
-		case <-ctx.Done():
-		case <-r.stop:
-		}
-		return false
-	}
-	for i := range r.conns {
-		if r.cfg.Rate > 0 {
-			clk.sleepUntil(ctx, start+int64(float64(i)*1e9/r.cfg.Rate))
-		}
-		if !acquire() {
-			return
-		}
-		r.dial(&r.conns[i])
-	}
-	for {
-		select {
-		case cs := <-r.redial:
-			if !acquire() {
-				return
-			}
-			r.dial(cs)
-		case <-ctx.Done():
-			return
-		case <-r.stop:
-			return
-		}
-	}
 }
 
 // dial starts a connect for cs; the caller holds a connecting slot.
