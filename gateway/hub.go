@@ -585,18 +585,7 @@ func (h *Hub) syncPresence() {
 // Reannounce publishes every local session again (after NATS reconnects).
 func (h *Hub) Reannounce() {
 	now := h.cfg.Now()
-	for i := range h.shards {
-		sh := &h.shards[i]
-		sh.mu.Lock()
-		ss := make([]*Session, 0, len(sh.m))
-		for _, s := range sh.m {
-			ss = append(ss, s)
-		}
-		sh.mu.Unlock()
-		for _, s := range ss {
-			h.publishPresence(h.infoOf(s), "online", "", now)
-		}
-	}
+	h.Sessions(func(s *Session) { h.publishPresence(h.infoOf(s), "online", "", now) })
 }
 
 // sweep sends heartbeats, forgets silent nodes' devices, closes sessions
