@@ -22,10 +22,22 @@ import (
 // is used by one goroutine at a time and must not be kept after the handler
 // returns.
 type Ctx struct {
+	reqState
+	srv *Server
+
+	// cmu guards the request's context, made on first use.
+	cmu    sync.Mutex
+	cctx   context.Context
+	cancel context.CancelCauseFunc
+	ended  error // why the context ended, once it has
+}
+
+// reqState is a Ctx's per-request part, zeroed between requests in one
+// assignment.
+type reqState struct {
 	*Request
 	body    []byte
 	conn    *engine.Conn
-	srv     *Server
 	hc      *httpConn
 	params  [8]param
 	nparams int
@@ -46,12 +58,6 @@ type Ctx struct {
 	ownBody   []byte       // pooled copy of the body, when owned
 	pipe      *bodyPipe    // the body, when streamed (StreamBody)
 	bodyR     bytes.Reader // BodyReader over body otherwise
-
-	// cmu guards the request's context, made on first use.
-	cmu    sync.Mutex
-	cctx   context.Context
-	cancel context.CancelCauseFunc
-	ended  error // why the context ended, once it has
 }
 
 // Context returns the request's context. It is cancelled when the client
@@ -123,14 +129,10 @@ func (c *Ctx) release() {
 	}
 	hdrs := c.hdrs[:0]
 	clear(c.hdrs)
-	c.cmu.Lock()
+	// Nothing else reaches c now: OnClose lets go of it (httpConn.cur)
+	// before the handler's context ends.
 	c.cctx, c.cancel, c.ended = nil, nil, nil
-	c.cmu.Unlock()
-	c.Request, c.body, c.conn, c.hc, c.nparams, c.start = nil, nil, nil, nil, 0, time.Time{}
-	c.status, c.hdrs, c.out, c.keepAlive, c.streaming, c.chunked = 0, hdrs, nil, false, false, false
-	c.headOnly, c.inline, c.panicked, c.raw, c.upgrade = false, false, false, false, nil
-	c.head, c.ownBody, c.pipe = nil, nil, nil
-	c.bodyR.Reset(nil)
+	c.reqState = reqState{hdrs: hdrs}
 }
 
 // Body returns the request body: nil when there is none, or when the route

@@ -115,16 +115,15 @@ type Server struct {
 }
 
 // connHandler is the engine handler of a connection with no HTTP state (a
-// new or idle keep-alive one). It is the Server under another name, so the
+// new or idle keep-alive one); with nothing to release it has no OnClose or
+// OnEOF, so the engine makes no call for them. It is the Server under another name, so the
 // engine callbacks stay out of the Server's API.
 type connHandler Server
 
 var (
 	_ engine.Handler        = (*connHandler)(nil)
-	_ engine.CloseHandler   = (*connHandler)(nil)
 	_ engine.DrainHandler   = (*connHandler)(nil)
 	_ engine.TimeoutHandler = (*connHandler)(nil)
-	_ engine.EOFHandler     = (*connHandler)(nil)
 	_ engine.ProtocolNamer  = (*connHandler)(nil)
 	_ engine.InlineHandler  = (*connHandler)(nil)
 	_ engine.Handler        = (*httpConn)(nil)
@@ -140,10 +139,8 @@ var (
 // logs.
 const ProtocolName = "http1"
 
-func (h *connHandler) OnData(c *engine.Conn, in []byte) int                    { return (*Server)(h).onData(c, nil, in) }
-func (h *connHandler) OnClose(c *engine.Conn, r engine.CloseReason, err error) {}
-func (h *connHandler) OnEOF(c *engine.Conn)                                    {}
-func (h *connHandler) OnDrain(c *engine.Conn) bool                             { return (*Server)(h).onDrain(c, nil) }
+func (h *connHandler) OnData(c *engine.Conn, in []byte) int { return (*Server)(h).onData(c, nil, in) }
+func (h *connHandler) OnDrain(c *engine.Conn) bool          { return (*Server)(h).onDrain(c, nil) }
 func (h *connHandler) OnTimeout(c *engine.Conn, r engine.CloseReason) bool {
 	return (*Server)(h).onTimeout(c, nil, r)
 }
