@@ -422,4 +422,3 @@ func TestDrain(t *testing.T) {
 		}
 	}
 }
-
