@@ -402,7 +402,26 @@ func (c *conn) disconnect(code ReasonCode, why engine.CloseReason, reason string
 func (c *conn) closeWith(why engine.CloseReason, code ReasonCode) {
 	c.done = true
 	c.flush()
+	if c.ws != nil {
+		// The websocket batches its frames while it handles input: its
+		// close frame goes after them, then it closes the connection.
+		c.ws.Close(wsCloseCode(code), "")
+		return
+	}
 	c.ec.CloseWithDetail(why, code)
+}
+
+// wsCloseCode is the WebSocket close code of an MQTT close: 1000 for a
+// normal one, 1002 for a malformed packet or protocol error, 1008 (policy)
+// for the rest.
+func wsCloseCode(code ReasonCode) uint16 {
+	switch {
+	case !code.IsError():
+		return 1000
+	case code == MalformedPacket || code == ProtocolError:
+		return 1002
+	}
+	return 1008
 }
 
 // flush writes the batched output now: a close must not overtake it.
@@ -659,6 +678,10 @@ func (c *conn) takeOver() {
 	c.takenOver.Store(true)
 	c.sendDisconnect(&Disconnect{ReasonCode: SessionTakenOver})
 	c.flush()
+	if c.ws != nil {
+		c.ws.Close(wsCloseCode(SessionTakenOver), "")
+		return
+	}
 	c.ec.CloseWithDetail(engine.ReasonLocal, SessionTakenOver)
 }
 
