@@ -343,7 +343,18 @@ func (s *Server) route(m *msg, now int64) int {
 	s.mu.RUnlock()
 	n := 0
 	shared := false
-	// Non-shared subscriptions, grouped by session.
+	// Non-shared subscriptions, grouped by session: most topics match one
+	// subscription per session, so the grouping is skipped unless a
+	// session shows up twice.
+	var seen map[*session]int
+	if len(subs) > 1 {
+		seen = make(map[*session]int, len(subs))
+		for _, sub := range subs {
+			if sub.group == "" {
+				seen[sub.sess]++
+			}
+		}
+	}
 	for i, sub := range subs {
 		if sub == nil {
 			continue
@@ -352,27 +363,34 @@ func (s *Server) route(m *msg, now int64) int {
 			shared = true
 			continue
 		}
-		if sub.noLocal && sub.sess.id == m.from {
-			continue
-		}
 		qos, rap := sub.qos, sub.rap
+		local := sub.noLocal && sub.sess.id == m.from
 		var ids []uint32
-		if sub.id != 0 {
+		if sub.id != 0 && !local {
 			ids = append(ids, sub.id)
 		}
-		for j := i + 1; j < len(subs); j++ {
-			o := subs[j]
-			if o == nil || o.group != "" || o.sess != sub.sess {
-				continue
+		if seen != nil && seen[sub.sess] > 1 {
+			for j := i + 1; j < len(subs); j++ {
+				o := subs[j]
+				if o == nil || o.group != "" || o.sess != sub.sess {
+					continue
+				}
+				subs[j] = nil
+				if o.noLocal && o.sess.id == m.from {
+					continue
+				}
+				if local {
+					qos, rap, local = o.qos, o.rap, false
+				} else {
+					qos, rap = max(qos, o.qos), rap || o.rap
+				}
+				if o.id != 0 {
+					ids = append(ids, o.id)
+				}
 			}
-			subs[j] = nil
-			if o.noLocal && o.sess.id == m.from {
-				continue
-			}
-			qos, rap = max(qos, o.qos), rap || o.rap
-			if o.id != 0 {
-				ids = append(ids, o.id)
-			}
+		}
+		if local {
+			continue
 		}
 		s.deliverTo(sub.sess, m, qos, rap, ids, now)
 		n++
