@@ -505,7 +505,7 @@ func (c *conn) onConnect(p *Connect) {
 		c.refuse(BadAuthenticationMethod, "extended authentication is not supported", engine.ReasonLocal)
 		return
 	}
-	cl := &Client{ID: cid, Version: p.Version, Remote: c.ec.RemoteAddr(), ConnID: c.ec.ID(), WebSocket: c.ws != nil}
+	cl := &Client{ID: cid, Version: p.Version, Remote: c.ec.RemoteAddr(), ConnID: c.ec.ID(), WebSocket: c.ws != nil, c: c}
 	if p.HasUsername {
 		cl.Username = string(p.Username)
 	}
@@ -676,13 +676,23 @@ func (c *conn) onConnect(p *Connect) {
 // session_taken_over in 5.0, and close. It may run on any goroutine.
 func (c *conn) takeOver() {
 	c.takenOver.Store(true)
-	c.sendDisconnect(&Disconnect{ReasonCode: SessionTakenOver})
+	c.kick(SessionTakenOver, "")
+}
+
+// kick sends a 5.0 DISCONNECT with code and closes the connection, from
+// any goroutine.
+func (c *conn) kick(code ReasonCode, reason string) {
+	d := Disconnect{ReasonCode: code}
+	if reason != "" && len(reason) < 0xffff {
+		d.Props.ReasonString = bytesOf(reason)
+	}
+	c.sendDisconnect(&d)
 	c.flush()
 	if c.ws != nil {
-		c.ws.Close(wsCloseCode(SessionTakenOver), "")
+		c.ws.Close(wsCloseCode(code), "")
 		return
 	}
-	c.ec.CloseWithDetail(engine.ReasonLocal, SessionTakenOver)
+	c.ec.CloseWithDetail(engine.ReasonLocal, code)
 }
 
 // current reports whether c still owns its session.
