@@ -34,10 +34,7 @@ type conn struct {
 	maxOut    uint32 // the client's Maximum Packet Size; 0 for the protocol's
 	keepAlive time.Duration
 	lastIn    int64    // unix ns of the last input
-	aliases   []string // inbound topic aliases, by alias-1; nil until used
-	msgRate   bucket
-	byteRate  bucket
-	partial   []byte // WebSocket only: a packet straddling messages, pooled
+	in        *inState // publishing state; nil until the client publishes
 	connected bool
 	done      bool // input is discarded from now on
 	normal    bool // the client sent a normal DISCONNECT: no will
@@ -51,6 +48,23 @@ type conn struct {
 	code    ReasonCode // the reason the server disconnected with, if it did
 
 	takenOver atomic.Bool
+}
+
+// inState is the state of a connection that publishes, apart so that an
+// idle subscriber does not carry it. It belongs to the loop.
+type inState struct {
+	aliases  []string // inbound topic aliases, by alias-1; nil until used
+	msgRate  bucket
+	byteRate bucket
+	partial  []byte // WebSocket only: a packet straddling messages, pooled
+}
+
+// st returns the connection's inState, making it.
+func (c *conn) st() *inState {
+	if c.in == nil {
+		c.in = new(inState)
+	}
+	return c.in
 }
 
 // bucket is a token bucket, on the loop.
@@ -208,31 +222,32 @@ func (c *conn) feedWS(data []byte) {
 	if c.done {
 		return
 	}
-	if len(c.partial) == 0 {
+	if c.in == nil || len(c.in.partial) == 0 {
 		n := c.feed(data)
 		if n < len(data) && !c.done {
-			c.partial = append(pool.Get(len(data) - n)[:0], data[n:]...)
+			c.st().partial = append(pool.Get(len(data) - n)[:0], data[n:]...)
 		}
 		return
 	}
-	if len(c.partial)+len(data) > c.srv.lim.MaxPacketSize+5 {
+	st := c.in
+	if len(st.partial)+len(data) > c.srv.lim.MaxPacketSize+5 {
 		c.fail(errTooLarge)
 		return
 	}
-	c.partial = pool.Grow(c.partial, len(data))
-	c.partial = append(c.partial, data...)
-	n := c.feed(c.partial)
-	rest := copy(c.partial, c.partial[n:])
-	c.partial = c.partial[:rest]
+	st.partial = pool.Grow(st.partial, len(data))
+	st.partial = append(st.partial, data...)
+	n := c.feed(st.partial)
+	rest := copy(st.partial, st.partial[n:])
+	st.partial = st.partial[:rest]
 	if rest == 0 || c.done {
 		c.freePartial()
 	}
 }
 
 func (c *conn) freePartial() {
-	if c.partial != nil {
-		pool.Put(c.partial)
-		c.partial = nil
+	if c.in != nil && c.in.partial != nil {
+		pool.Put(c.in.partial)
+		c.in.partial = nil
 	}
 }
 
@@ -645,10 +660,8 @@ func (c *conn) onConnect(p *Connect) {
 	ss.mu.Lock()
 	c.packet(&ca)
 	ss.conn = c
-	if ca.SessionPresent {
+	if ca.SessionPresent && ss.fl != nil {
 		ss.resend(now.UnixNano())
-	} else {
-		ss.inQoS2 = nil
 	}
 	ss.mu.Unlock()
 	s.mu.Unlock()
@@ -716,16 +729,16 @@ func (c *conn) onPublish(p *Publish, n int) {
 		}
 		if len(p.Topic) > 0 {
 			topic = string(p.Topic)
-			if c.aliases == nil {
-				c.aliases = make([]string, s.cfg.TopicAliasMaximum)
+			if c.st().aliases == nil {
+				c.st().aliases = make([]string, s.cfg.TopicAliasMaximum)
 			}
-			c.aliases[a-1] = topic
-		} else if c.aliases == nil || c.aliases[a-1] == "" {
+			c.st().aliases[a-1] = topic
+		} else if c.st().aliases == nil || c.st().aliases[a-1] == "" {
 			c.srv.stats.proto.Add(1)
 			c.disconnect(ProtocolError, engine.ReasonProtocolError, "unknown topic alias")
 			return
 		} else {
-			topic = c.aliases[a-1]
+			topic = c.st().aliases[a-1]
 		}
 	} else {
 		topic = string(p.Topic)
@@ -736,8 +749,8 @@ func (c *conn) onPublish(p *Publish, n int) {
 	}
 	now := s.now()
 	t := now.UnixNano()
-	if !c.msgRate.allow(t, s.cfg.PublishRate, float64(s.cfg.PublishBurst), 1) ||
-		!c.byteRate.allow(t, s.cfg.PublishBytesRate, max(s.cfg.PublishBytesRate, float64(s.lim.MaxPacketSize)), float64(n)) {
+	if !c.st().msgRate.allow(t, s.cfg.PublishRate, float64(s.cfg.PublishBurst), 1) ||
+		!c.st().byteRate.allow(t, s.cfg.PublishBytesRate, max(s.cfg.PublishBytesRate, float64(s.lim.MaxPacketSize)), float64(n)) {
 		s.stats.rateLimited.Add(1)
 		c.disconnect(MessageRateTooHigh, engine.ReasonLimitReached, "publish rate over the server's limit")
 		return
@@ -776,13 +789,13 @@ func (c *conn) onPublish(p *Publish, n int) {
 			return
 		}
 		dup := false
-		for _, id := range ss.inQoS2 {
+		for _, id := range ss.f().inQoS2 {
 			if id == p.PacketID {
 				dup = true
 				break
 			}
 		}
-		if !dup && len(ss.inQoS2) >= s.cfg.MaxInflight {
+		if !dup && len(ss.f().inQoS2) >= s.cfg.MaxInflight {
 			ss.mu.Unlock()
 			c.disconnect(ReceiveMaximumExceeded, engine.ReasonLimitReached, "too many QoS 2 messages unreleased")
 			return
@@ -792,7 +805,7 @@ func (c *conn) onPublish(p *Publish, n int) {
 			ack(Success) // already routed: PUBREC again, no second delivery
 			return
 		}
-		ss.inQoS2 = append(ss.inQoS2, p.PacketID)
+		ss.f().inQoS2 = append(ss.f().inQoS2, p.PacketID)
 		ss.mu.Unlock()
 	}
 	m := Message{Topic: topic, Payload: p.Payload, QoS: p.QoS, Retain: p.Retain}
@@ -823,16 +836,17 @@ func (c *conn) onAck(a *Ack) {
 		ss.mu.Lock()
 		found := false
 		if ss.conn == c {
-			for i, id := range ss.inQoS2 {
+			for i, id := range ss.f().inQoS2 {
 				if id == a.PacketID {
-					ss.inQoS2 = append(ss.inQoS2[:i], ss.inQoS2[i+1:]...)
+					ss.f().inQoS2 = append(ss.f().inQoS2[:i], ss.f().inQoS2[i+1:]...)
 					found = true
 					break
 				}
 			}
-			if len(ss.inQoS2) == 0 {
-				ss.inQoS2 = nil
+			if len(ss.f().inQoS2) == 0 {
+				ss.f().inQoS2 = nil
 			}
+			ss.tidy()
 		}
 		ss.mu.Unlock()
 		code := Success
