@@ -52,13 +52,17 @@ func main() {
 	}
 	fmt.Println("listening", ln.Addr())
 	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1)
-	for s := range sig {
-		if s != syscall.SIGUSR1 {
-			break
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	stats := make(chan os.Signal, 1)
+	benchutil.NotifyStats(stats)
+	for done := false; !done; {
+		select {
+		case <-sig:
+			done = true
+		case <-stats:
+			runtime.GC()
+			benchutil.PrintMem()
 		}
-		runtime.GC()
-		benchutil.PrintMem()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
