@@ -29,15 +29,21 @@ type conn struct {
 	sess   *session
 	client *Client
 
-	version   Version
-	recvMax   uint16 // the client's Receive Maximum
-	maxOut    uint32 // the client's Maximum Packet Size; 0 for the protocol's
-	keepAlive time.Duration
-	lastIn    int64    // unix ns of the last input
-	in        *inState // publishing state; nil until the client publishes
-	connected bool
-	done      bool // input is discarded from now on
-	normal    bool // the client sent a normal DISCONNECT: no will
+	version  Version
+	recvMax  uint16 // the client's Receive Maximum
+	maxOut   uint32 // the client's Maximum Packet Size; 0 for the protocol's
+	aliasMax uint16 // the client's Topic Alias Maximum: aliases the server may set
+	// outAliases are the topic aliases the server set on this connection,
+	// guarded by the session's mu (every PUBLISH to the client is sent
+	// under it, so an alias is always set before it is used); nil until
+	// the first.
+	outAliases map[string]uint16
+	keepAlive  time.Duration
+	lastIn     int64    // unix ns of the last input
+	in         *inState // publishing state; nil until the client publishes
+	connected  bool
+	done       bool // input is discarded from now on
+	normal     bool // the client sent a normal DISCONNECT: no will
 
 	// wmu guards output: batching while the loop handles input, and the
 	// end of writes once the connection closes.
@@ -356,15 +362,37 @@ func (c *conn) sendPublish(m *msg, qos QoS, id uint16, dup, retain bool, ids []u
 		pr.ContentType, pr.ResponseTopic = bytesOf(m.ContentType), bytesOf(m.ResponseTopic)
 		pr.CorrelationData, pr.User, pr.SubscriptionIDs = m.CorrelationData, m.User, ids
 	}
+	newAlias := false
+	if c.aliasMax > 0 {
+		// Outbound topic aliases: the first PUBLISH of a topic sets one
+		// while there are free ones, later ones send it without the
+		// topic (MQTT 5.0 3.3.2.3.4).
+		if a, ok := c.outAliases[m.Topic]; ok {
+			p.Topic, p.Props.TopicAlias = nil, a
+		} else if len(c.outAliases) < int(c.aliasMax) {
+			if c.outAliases == nil {
+				c.outAliases = make(map[string]uint16)
+			}
+			a := uint16(len(c.outAliases) + 1)
+			c.outAliases[m.Topic] = a
+			p.Props.TopicAlias, newAlias = a, true
+		}
+	}
 	b := AppendPublish(pool.Get(len(m.Payload) + len(m.Topic) + 64)[:0], c.version, &p)
 	if c.maxOut > 0 && len(b) > int(c.maxOut) {
 		pool.Put(b)
+		if newAlias {
+			delete(c.outAliases, m.Topic)
+		}
 		s.drop(DropTooLarge)
 		return false
 	}
 	ok := c.write(b)
 	pool.Put(b)
 	if !ok {
+		if newAlias {
+			delete(c.outAliases, m.Topic)
+		}
 		s.drop(DropWriteFailed)
 		return false
 	}
@@ -485,6 +513,10 @@ func (c *conn) refuse(code ReasonCode, reason string, why engine.CloseReason) {
 	c.closeWith(why, code)
 }
 
+// maxOutAliases bounds the topic aliases the server sets on one
+// connection, whatever the client allows.
+const maxOutAliases = 64
+
 // serverPrefix makes assigned client ids unique across servers.
 var serverPrefix = func() string {
 	var b [6]byte
@@ -572,6 +604,7 @@ func (c *conn) onConnect(p *Connect) {
 	if p.Props.Present.Has(PropMaximumPacketSize) {
 		c.maxOut = p.Props.MaximumPacketSize
 	}
+	c.aliasMax = min(p.Props.TopicAliasMaximum, maxOutAliases)
 
 	// Session expiry.
 	var expiry uint32
