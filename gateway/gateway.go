@@ -155,7 +155,7 @@ func (g *Gateway) APIAddr() string {
 func (g *Gateway) Collectors() []prometheus.Collector {
 	cs := []prometheus.Collector{g.hub.Collector(), g.devSrv.Collector(""), g.ws.server.Collector("")}
 	if g.mq != nil {
-		cs = append(cs, g.mq.broker.Collector(""))
+		cs = append(cs, g.mq.broker.Collector(""), g.mq.collector())
 	}
 	return cs
 }

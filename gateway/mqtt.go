@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/warrenhq/warren/engine"
 	"github.com/warrenhq/warren/mqtt"
@@ -346,4 +347,41 @@ func (dev *mqttDevice) Close(reason string) {
 		code = mqtt.ServerShuttingDown
 	}
 	c.Disconnect(code, reason)
+}
+
+// mqttCollector exports the gateway's MQTT counters:
+//
+//	warren_gateway_mqtt_refused_total{reason="auth|client_id"}  counter  CONNECTs refused
+//	warren_gateway_mqtt_bridged_total{direction="out|in"}       counter  messages bridged to and from NATS
+//	warren_gateway_mqtt_unmappable_total                        counter  topics refused for not mapping onto NATS
+type mqttCollector struct {
+	d                            *mqttDevices
+	refused, bridged, unmappable *prometheus.Desc
+}
+
+func (d *mqttDevices) collector() prometheus.Collector {
+	return &mqttCollector{d: d,
+		refused:    prometheus.NewDesc("warren_gateway_mqtt_refused_total", "MQTT CONNECTs refused by the gateway, by reason.", []string{"reason"}, nil),
+		bridged:    prometheus.NewDesc("warren_gateway_mqtt_bridged_total", "MQTT messages bridged to and from NATS.", []string{"direction"}, nil),
+		unmappable: prometheus.NewDesc("warren_gateway_mqtt_unmappable_total", "MQTT topics and filters refused for not mapping onto NATS subjects.", nil, nil),
+	}
+}
+
+// Describe sends every descriptor.
+func (c *mqttCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.refused
+	ch <- c.bridged
+	ch <- c.unmappable
+}
+
+// Collect sends the counters.
+func (c *mqttCollector) Collect(ch chan<- prometheus.Metric) {
+	n := func(d *prometheus.Desc, v uint64, l ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), l...)
+	}
+	n(c.refused, c.d.refusedAuth.Load(), "auth")
+	n(c.refused, c.d.refusedID.Load(), "client_id")
+	n(c.bridged, c.d.bridgedOut.Load(), "out")
+	n(c.bridged, c.d.bridgedIn.Load(), "in")
+	n(c.unmappable, c.d.unmappable.Load())
 }
