@@ -287,7 +287,7 @@ func (dev *mqttDevice) Protocol() string { return mqtt.ProtocolName }
 
 func (dev *mqttDevice) Remote() netip.AddrPort {
 	if c := dev.client.Load(); c != nil {
-		return c.Remote
+		return c.Remote()
 	}
 	return netip.AddrPort{}
 }

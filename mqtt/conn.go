@@ -552,14 +552,14 @@ func (c *conn) onConnect(p *Connect) {
 		c.refuse(BadAuthenticationMethod, "extended authentication is not supported", engine.ReasonLocal)
 		return
 	}
-	cl := &Client{ID: cid, Version: p.Version, Remote: c.ec.RemoteAddr(), ConnID: c.ec.ID(), WebSocket: c.ws != nil, c: c}
+	cl := &Client{ID: cid, Version: p.Version, WebSocket: c.ws != nil, c: c}
 	if p.HasUsername {
 		cl.Username = string(p.Username)
 	}
 	if h := s.cfg.Hooks.Authenticate; h != nil {
 		ident, code, reason := h(&ConnectInfo{ClientID: cid, Username: p.Username, Password: p.Password,
 			HasUsername: p.HasUsername, HasPassword: p.HasPassword, Version: p.Version,
-			Remote: cl.Remote, WebSocket: c.ws != nil})
+			Remote: c.ec.RemoteAddr(), WebSocket: c.ws != nil})
 		if code != Success {
 			if !code.IsError() {
 				code = NotAuthorized

@@ -247,15 +247,17 @@ type Client struct {
 	Identity any
 	// Version is the protocol level the client speaks.
 	Version Version
-	// Remote is the client's address.
-	Remote netip.AddrPort
-	// ConnID is the engine connection's identifier.
-	ConnID uint64
 	// WebSocket is true for MQTT over WebSocket.
 	WebSocket bool
 
 	c *conn
 }
+
+// Remote returns the client's address.
+func (c *Client) Remote() netip.AddrPort { return c.c.ec.RemoteAddr() }
+
+// ConnID returns the engine connection's identifier.
+func (c *Client) ConnID() uint64 { return c.c.ec.ID() }
 
 // Disconnect ends the client's connection: a 5.0 client gets DISCONNECT
 // with code and, when not empty, reason as its reason string (a 3.1.1
