@@ -177,6 +177,47 @@ func TestMQTTACLAndBridge(t *testing.T) {
 	}
 }
 
+// A service subscribed over MQTT gets telemetry of WebSocket and MQTT
+// devices on the same node, once each.
+func TestMQTTServiceSeesTelemetry(t *testing.T) {
+	g := startMQTTGateway(t, "n1", BusConfig{})
+	tok, err := IssueToken(testSecret, "backend", RoleService, time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := mqttClient(t, g, "backend", tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan string, 8)
+	if tk := svc.Subscribe("devices/+/telemetry", 0, func(_ paho.Client, m paho.Message) {
+		got <- m.Topic() + " " + string(m.Payload())
+	}); !tk.WaitTimeout(5*time.Second) || tk.Error() != nil {
+		t.Fatal(tk.Error())
+	}
+	ws := connect(t, g, "ws-dev")
+	ws.send(`{"type":"telemetry","data":{"via":"ws"}}`)
+	mq := mustMQTT(t, g, "mq-dev")
+	mq.Publish("devices/mq-dev/telemetry", 0, false, `{"via":"mqtt"}`)
+	want := map[string]bool{`devices/ws-dev/telemetry {"via":"ws"}`: true, `devices/mq-dev/telemetry {"via":"mqtt"}`: true}
+	for range 2 {
+		select {
+		case s := <-got:
+			if !want[s] {
+				t.Fatalf("unexpected %q", s)
+			}
+			delete(want, s)
+		case <-time.After(5 * time.Second):
+			t.Fatalf("missing %v", want)
+		}
+	}
+	select {
+	case s := <-got:
+		t.Fatalf("delivered twice: %q", s)
+	case <-time.After(200 * time.Millisecond):
+	}
+}
+
 func TestMappable(t *testing.T) {
 	for topic, ok := range map[string]bool{"a/b/c": true, "a/+/#": true, "a.b": false, "a/*": false, "a/>": false,
 		"a//b": false, "/a": false, "devices/d-1/telemetry": true} {
