@@ -9,9 +9,11 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	gorilla "github.com/gorilla/websocket"
 
 	"github.com/warrenhq/warren/engine"
 	"github.com/warrenhq/warren/internal/testutil"
+	"github.com/warrenhq/warren/mqtt"
 )
 
 // startMQTTGateway starts a gateway node with MQTT on a free port.
@@ -227,5 +229,97 @@ func TestMappable(t *testing.T) {
 	}
 	if subject("a/+/#") != "a.*.>" || subject("a/b") != "a.b" || topicOf("a.b.c") != "a/b/c" {
 		t.Fatal(subject("a/+/#"))
+	}
+}
+
+// rawMQTT connects a 5.0 client with the package's own codec and returns
+// it after a successful CONNACK.
+func rawMQTT(t *testing.T, addr, id, password string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.Write(mqtt.AppendConnect(nil, &mqtt.Connect{Version: mqtt.Version5, ClientID: []byte(id), CleanStart: true,
+		Username: []byte("u"), Password: []byte(password)}))
+	if ca, ok := readMQTT(t, c).(*mqtt.Connack); !ok || ca.ReasonCode != mqtt.Success {
+		t.Fatalf("CONNACK %+v", ca)
+	}
+	return c
+}
+
+// readMQTT reads one 5.0 packet (nil when the connection closes first).
+func readMQTT(t *testing.T, c net.Conn) mqtt.Packet {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	d := mqtt.Decoder{Version: mqtt.Version5}
+	var buf []byte
+	tmp := make([]byte, 1024)
+	for {
+		if n, p, err := d.Decode(buf, nil); err != nil {
+			t.Fatal(err)
+		} else if n > 0 {
+			return p
+		}
+		k, err := c.Read(tmp)
+		if err != nil {
+			return nil
+		}
+		buf = append(buf, tmp[:k]...)
+	}
+}
+
+// An MQTT device whose token expires is disconnected with 0x87 and goes
+// offline with reason token_expired; a WebSocket connection of the same
+// device replaces an MQTT one (DISCONNECT 0x8E) and the other way round.
+func TestMQTTExpiryAndReplace(t *testing.T) {
+	clk := testutil.NewFakeClock()
+	e := testutil.StartEngine(t, engine.Config{Logger: quietLog(), Clock: clk})
+	g, err := New(e, Config{Addr: "127.0.0.1:0", API: "-", MQTT: "127.0.0.1:0", Auth: NewHMACAuth(testSecret),
+		Node: "n1", Logger: quietLog(), DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(g.Close)
+	nc := natsConn(t, g)
+	pres, _ := nc.SubscribeSync("devices.dev-x.presence")
+	nc.Flush()
+	tok, _ := IssueToken(testSecret, "dev-x", RoleDevice, time.Minute, clk.Now())
+	c := rawMQTT(t, g.MQTTAddr(), "dev-x", tok)
+	if m, err := pres.NextMsg(5 * time.Second); err != nil || !strings.Contains(string(m.Data), `"online"`) {
+		t.Fatalf("online: %v", err)
+	}
+	clk.Advance(2 * time.Minute)
+	if d, ok := readMQTT(t, c).(*mqtt.Disconnect); !ok || d.ReasonCode != mqtt.NotAuthorized {
+		t.Fatalf("expiry: %+v", d)
+	}
+	m, err := pres.NextMsg(5 * time.Second)
+	if err != nil || !strings.Contains(string(m.Data), `"reason":"token_expired"`) {
+		t.Fatalf("offline: %v %s", err, m.Data)
+	}
+
+	// MQTT replaced by WebSocket.
+	tok, _ = IssueToken(testSecret, "dev-y", RoleDevice, time.Hour, clk.Now())
+	c = rawMQTT(t, g.MQTTAddr(), "dev-y", tok)
+	testutil.Eventually(t, 0, "dev-y online", func() bool { return g.Hub().Lookup("dev-y") != nil })
+	ws, _, err := gorilla.DefaultDialer.Dial("ws://"+g.DeviceAddr()+"/v1/connect?token="+tok, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	if d, ok := readMQTT(t, c).(*mqtt.Disconnect); !ok || d.ReasonCode != mqtt.SessionTakenOver {
+		t.Fatalf("replaced MQTT connection got %+v", d)
+	}
+	// WebSocket replaced by MQTT.
+	rawMQTT(t, g.MQTTAddr(), "dev-y", tok)
+	ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, _, err := ws.ReadMessage(); err == nil {
+		t.Fatal("WebSocket connection not closed")
+	} else if ce, ok := err.(*gorilla.CloseError); !ok || ce.Code != CloseReplaced {
+		t.Fatalf("replaced WebSocket: %v", err)
+	}
+	if info := g.Hub().Lookup("dev-y"); info == nil || info.Protocol != "mqtt" {
+		t.Fatalf("dev-y: %+v", info)
 	}
 }
