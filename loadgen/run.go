@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -58,6 +59,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		b = d
 	case cfg.Scenario != "":
 		return nil, fmt.Errorf("%w: %q (want %q or none)", ErrScenario, cfg.Scenario, ScenarioDevices)
+	case strings.HasPrefix(cfg.URL, "mqtt://"):
+		m, err := newMQTTLoad(cfg)
+		if err != nil {
+			return nil, err
+		}
+		b = m
 	case cfg.Procs > 1:
 		if cfg.WorkerCommand == nil {
 			return nil, ErrNoWorkerCommand
