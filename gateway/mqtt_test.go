@@ -323,3 +323,59 @@ func TestMQTTExpiryAndReplace(t *testing.T) {
 		t.Fatalf("dev-y: %+v", info)
 	}
 }
+
+// Across nodes: a publish on node A reaches an MQTT subscriber on node C
+// (through the NATS bridge, one subscription per node), and a command
+// sent through node A's API reaches an MQTT device on node C.
+func TestMQTTCluster(t *testing.T) {
+	a := startMQTTGateway(t, "node-a", BusConfig{ClusterListen: "127.0.0.1:0"})
+	route := "nats://" + a.Bus().ClusterAddr().String()
+	b := startMQTTGateway(t, "node-b", BusConfig{ClusterListen: "127.0.0.1:0", Routes: []string{route}})
+	c := startMQTTGateway(t, "node-c", BusConfig{ClusterListen: "127.0.0.1:0", Routes: []string{route}})
+	testutil.Eventually(t, 10*time.Second, "the NATS routes", func() bool {
+		return a.Bus().Embedded().NumRoutes() >= 2 && b.Bus().Embedded().NumRoutes() >= 2 && c.Bus().Embedded().NumRoutes() >= 2
+	})
+	onC := mustMQTT(t, c, "dev-c")
+	got := make(chan string, 4)
+	tk := onC.Subscribe("devices/dev-c/#", 1, func(cl paho.Client, m paho.Message) {
+		got <- m.Topic() + " " + string(m.Payload())
+		if strings.HasPrefix(m.Topic(), "devices/dev-c/commands/") {
+			var cmd map[string]any
+			json.Unmarshal(m.Payload(), &cmd)
+			cl.Publish("devices/dev-c/acks/"+cmd["id"].(string), 1, false, `{"status":"ok","result":"on c"}`)
+		}
+	})
+	if !tk.WaitTimeout(5*time.Second) || tk.Error() != nil {
+		t.Fatal(tk.Error())
+	}
+	// A service on node A publishes to the device's tree.
+	tok, _ := IssueToken(testSecret, "svc-a", RoleService, time.Hour, time.Now())
+	svc, err := mqttClient(t, a, "svc-a", tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The NATS interest has to reach node A first: publish until it arrives.
+	deadline := time.Now().Add(10 * time.Second)
+	for delivered := false; !delivered; {
+		svc.Publish("devices/dev-c/config", 1, false, "from a").WaitTimeout(5 * time.Second)
+		select {
+		case s := <-got:
+			if s != "devices/dev-c/config from a" {
+				t.Fatalf("got %q", s)
+			}
+			delivered = true
+		case <-time.After(200 * time.Millisecond):
+			if time.Now().After(deadline) {
+				t.Fatal("publish on node A never reached node C")
+			}
+		}
+	}
+	testutil.Eventually(t, 10*time.Second, "dev-c known on node A", func() bool {
+		d := a.Hub().Lookup("dev-c")
+		return d != nil && d.Node == "node-c"
+	})
+	code, m := apiPost(t, a.APIAddr(), "/v1/devices/dev-c/commands", `{"name":"lamp","timeout":"5s"}`)
+	if code != 200 || m["status"] != "ok" || m["result"] != "on c" {
+		t.Fatalf("command across nodes: %d %v", code, m)
+	}
+}
