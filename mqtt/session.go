@@ -26,10 +26,16 @@ import (
 // application injects with Server.Publish. The 5.0 properties are passed
 // through to subscribers (5.0 subscribers only; 3.1.1 has none).
 type Message struct {
-	Topic   string
+	// Topic is the topic name (no wildcards).
+	Topic string
+	// Payload is the application message.
 	Payload []byte
-	QoS     QoS
-	Retain  bool
+	// QoS is the publication's QoS; a subscriber gets the lower of it and
+	// its subscription's.
+	QoS QoS
+	// Retain asks the broker to keep the message for future subscribers
+	// (an empty payload deletes the retained message of the topic).
+	Retain bool
 
 	// PayloadFormat is 1 for UTF-8 text, 0 for bytes.
 	PayloadFormat byte
