@@ -1136,6 +1136,15 @@ func (b wsBridge) OnClose(wc *websocket.Conn, reason engine.CloseReason, _ uint1
 	}
 }
 
+// wsGoingAway runs when the engine drains a WebSocket connection, before
+// its close 1001: a 5.0 client gets its DISCONNECT first, as over TCP.
+func wsGoingAway(wc *websocket.Conn) string {
+	if c, _ := wc.Context().(*conn); c != nil {
+		c.drain()
+	}
+	return "server shutting down"
+}
+
 // wsLabel is the websocket label of an MQTT connection: its client id.
 func wsLabel(wc *websocket.Conn) string {
 	if c, _ := wc.Context().(*conn); c != nil {

@@ -387,6 +387,7 @@ func NewServer(cfg Config) *Server {
 		PingInterval:   -1,
 		CheckOrigin:    func([]byte, *http1.Ctx) bool { return true },
 		Label:          func(c *websocket.Conn) string { return wsLabel(c) },
+		GoingAway:      wsGoingAway,
 	}, wsBridge{s})
 	return s
 }
