@@ -1,0 +1,789 @@
+package upstream
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/warrenhq/warren/engine"
+	"github.com/warrenhq/warren/http1"
+)
+
+// Request is one HTTP/1.1 request for Cluster.Do.
+type Request struct {
+	// Method is the request method; it decides idempotency and the
+	// framing of the response (HEAD, CONNECT).
+	Method string
+	// Head is the request head exactly as sent: request line, header
+	// fields and the empty line. It must declare the body's framing
+	// (Content-Length or Transfer-Encoding: chunked) and should not ask
+	// for Connection: close. AppendRequestHead builds one. The cluster
+	// keeps it until the exchange ends (it is resent on a retry).
+	Head []byte
+	// Body is a complete body sent after Head, or nil.
+	Body []byte
+	// Stream says the body is written later with Exchange.Write and ended
+	// with Exchange.End, as it arrives (framed as Head declares). A
+	// streamed request is retried only while none of its body has been
+	// sent.
+	Stream bool
+	// Upgrade says Head asks for a protocol upgrade (WebSocket): a 101
+	// response hands the connection to the handler's OnUpgrade, and it
+	// leaves the pool.
+	Upgrade bool
+	// Idempotent overrides the method's idempotency for retries (an
+	// idempotency key makes a POST safe to retry): 0 uses the method,
+	// 1 idempotent, -1 not.
+	Idempotent int8
+	// Key is the hash for ring hash and Maglev balancing (HashKey of a
+	// device id, a client address); other balancers ignore it.
+	Key uint64
+	// Handler receives the response. Required.
+	Handler ResponseHandler
+}
+
+// ResponseHandler receives the response to a Request. Its calls run on the
+// upstream connection's event loop (or, for a failure before any
+// connection, on the goroutine that called Do or a timer's), one at a time
+// and in order, and must not block: write to another engine connection,
+// hand off to a worker, or signal a channel.
+//
+// OnResponse is called once with the final response head (views valid only
+// during the call), then OnBody with each piece of the body as it arrives
+// (decoded from chunked coding; valid only during the call), then OnDone
+// with nil. When the exchange fails, OnDone gets an *Error; if OnResponse
+// was called, the response was cut short. OnDone is always the last call.
+type ResponseHandler interface {
+	OnResponse(x *Exchange, resp *http1.Response)
+	OnBody(x *Exchange, data []byte)
+	OnDone(x *Exchange, err error)
+}
+
+// InterimHandler is implemented by handlers that want 1xx responses other
+// than 101 (a proxy forwards 100 Continue); others never see them.
+type InterimHandler interface {
+	OnInterim(x *Exchange, resp *http1.Response)
+}
+
+// UpgradeHandler is implemented by handlers of Upgrade requests. After a
+// 101, OnUpgrade gets the connection, which has left the pool: it must
+// make it someone's with conn.SetHandler (it runs on conn's loop) or close
+// it. Bytes after the 101 head go to the new handler. OnDone is not called
+// after OnUpgrade.
+type UpgradeHandler interface {
+	OnUpgrade(x *Exchange, conn *engine.Conn, resp *http1.Response)
+}
+
+// Exchange is one request in progress through a Cluster: its attempts,
+// retries and response. Its methods are safe for concurrent use.
+type Exchange struct {
+	c       *Cluster
+	method  string
+	head    []byte
+	body    []byte
+	stream  bool
+	upgrade bool
+	idem    bool
+	key     uint64
+	h       ResponseHandler
+	begun   time.Time
+	overall *time.Timer
+
+	// mu guards the fields below.
+	mu         sync.Mutex
+	state      uint8 // xWaiting, xActive, xDone
+	cc         *clientConn
+	reused     bool
+	buf        []byte // streamed body written before a connection was assigned
+	ended      bool   // End called
+	bodySent   bool   // some streamed body bytes were written to a connection
+	retries    int
+	inRetry    bool
+	timedOut   bool
+	canceled   bool
+	ticket     Ticket
+	hasTicket  bool
+	started    time.Time
+	respBegun  atomic.Bool // OnResponse called (or the response is being discarded for a retry)
+	discarding bool        // the response is being read only to retry
+	status     atomic.Int32
+
+	// queued is guarded by the host pool's mu.
+	queued    bool
+	ptimer    *time.Timer
+	lastHost  int
+	host      *hostPool
+	freeTries int
+}
+
+const (
+	xWaiting uint8 = iota // not on a connection
+	xActive               // on a connection
+	xDone
+)
+
+// maxFreeRetries bounds the retries of a request that failed on a reused
+// connection before any response byte (the backend closed it as it was
+// reused); they do not count against the retry policy.
+const maxFreeRetries = 2
+
+// Do sends r through the cluster without blocking and returns the
+// exchange. Callbacks may run before Do returns (a refusal calls OnDone at
+// once, on the caller's goroutine). Do may be called from an event loop.
+func (c *Cluster) Do(r *Request) *Exchange {
+	x := &Exchange{c: c, method: r.Method, head: r.Head, body: r.Body, stream: r.Stream, upgrade: r.Upgrade,
+		key: r.Key, h: r.Handler, lastHost: -1}
+	switch {
+	case r.Idempotent > 0:
+		x.idem = true
+	case r.Idempotent == 0:
+		x.idem = Idempotent(r.Method)
+	}
+	x.begun = c.now()
+	c.st.rqTotal.Add(1)
+	if c.closed.Load() {
+		x.state = xDone
+		x.h.OnDone(x, &Error{Failure: FailShutdown})
+		return x
+	}
+	if rs := c.res.Acquire(ResourceRequests); rs != ReasonNone {
+		c.st.rqOverflow.Add(1)
+		x.state = xDone
+		x.h.OnDone(x, &Error{Failure: FailOverflow, Reason: rs})
+		return x
+	}
+	c.st.rqActive.Add(1)
+	if c.bud != nil {
+		c.bud.Begin()
+	}
+	if c.cfg.Timeout > 0 {
+		x.overall = time.AfterFunc(c.cfg.Timeout, x.onOverallTimeout)
+	}
+	x.dispatch()
+	return x
+}
+
+// dispatch runs one attempt: breaker, host, pool.
+func (x *Exchange) dispatch() {
+	c := x.c
+	now := c.now()
+	x.mu.Lock()
+	if x.state == xDone {
+		x.mu.Unlock()
+		return
+	}
+	if c.brk != nil {
+		tk, r := c.brk.Allow(now)
+		if r != ReasonNone {
+			x.mu.Unlock()
+			c.st.breakerRejected.Add(1)
+			x.finish(&Error{Failure: FailBreakerOpen, Reason: r})
+			return
+		}
+		x.ticket, x.hasTicket = tk, true
+	}
+	i := c.pick(x.key, x.lastHost)
+	if i < 0 && x.hasTicket {
+		x.hasTicket = false
+		c.brk.Release(x.ticket)
+	}
+	if i >= 0 {
+		x.lastHost = i
+		x.host = c.hosts[i]
+	}
+	x.mu.Unlock()
+	if i < 0 {
+		x.finish(&Error{Failure: FailNoHost})
+		return
+	}
+	c.hosts[i].acquire(x)
+}
+
+// endAttempt reports the attempt's outcome to the breaker.
+func (x *Exchange) endAttempt(success bool) {
+	x.mu.Lock()
+	tk, has := x.ticket, x.hasTicket
+	x.hasTicket = false
+	x.mu.Unlock()
+	if has {
+		x.c.brk.Done(tk, success, x.c.now())
+	}
+}
+
+// releaseAttempt gives the breaker's ticket back without an outcome: the
+// attempt never reached a backend.
+func (x *Exchange) releaseAttempt() {
+	x.mu.Lock()
+	tk, has := x.ticket, x.hasTicket
+	x.hasTicket = false
+	x.mu.Unlock()
+	if has {
+		x.c.brk.Release(tk)
+	}
+}
+
+// armPendingTimer bounds x's wait in a pending queue.
+func (x *Exchange) armPendingTimer() {
+	x.mu.Lock()
+	if x.ptimer != nil {
+		x.ptimer.Stop()
+	}
+	x.ptimer = nil
+	if x.state == xWaiting {
+		x.ptimer = time.AfterFunc(x.c.pool.PendingTimeout, x.onPendingTimeout)
+	}
+	x.mu.Unlock()
+}
+
+func (x *Exchange) onPendingTimeout() {
+	x.mu.Lock()
+	hp := x.host
+	x.mu.Unlock()
+	if hp == nil || !hp.unqueue(x) {
+		return
+	}
+	x.c.st.pendingTimeout.Add(1)
+	x.releaseAttempt()
+	x.finish(&Error{Failure: FailPendingTimeout, Host: hp.name})
+}
+
+// start puts x on cc and writes the request. It reports false when x has
+// already ended (cc is then free).
+func (x *Exchange) start(cc *clientConn, reused bool) bool {
+	x.mu.Lock()
+	if x.ptimer != nil {
+		x.ptimer.Stop()
+		x.ptimer = nil
+	}
+	if x.state == xDone {
+		x.mu.Unlock()
+		return false
+	}
+	x.state, x.cc, x.reused = xActive, cc, reused
+	x.started = x.c.now()
+	x.respBegun.Store(false)
+	x.discarding = false
+	cc.x.Store(x)
+	hp := cc.hp
+	hp.c.set.Start(hp.idx)
+	hp.st.rqTotal.Add(1)
+	bufs := [][]byte{x.head}
+	if len(x.body) > 0 {
+		bufs = append(bufs, x.body)
+	}
+	if x.stream && len(x.buf) > 0 {
+		bufs = append(bufs, x.buf)
+		x.buf = nil
+		x.bodySent = true
+	}
+	conn := cc.conn
+	_, err := conn.Writev(bufs)
+	x.mu.Unlock()
+	if err != nil {
+		conn.Abort(engine.ReasonIOError) // OnClose fails the attempt
+	}
+	return true
+}
+
+// Write sends streamed body bytes (Request.Stream), framed as the head
+// declared. Before a connection is assigned they are buffered. It is safe
+// to call from any goroutine; it fails once the exchange has ended.
+func (x *Exchange) Write(p []byte) error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.state == xDone || x.ended {
+		return ErrCanceled
+	}
+	if x.state != xActive || x.discarding {
+		x.buf = append(x.buf, p...)
+		return nil
+	}
+	x.bodySent = true
+	_, err := x.cc.conn.Write(p)
+	return err
+}
+
+// End marks the streamed body complete.
+func (x *Exchange) End() {
+	x.mu.Lock()
+	x.ended = true
+	x.mu.Unlock()
+}
+
+// Backlog returns the streamed body bytes not yet taken by the network:
+// buffered before a connection was assigned, or queued on it. A producer
+// pauses while it is high.
+func (x *Exchange) Backlog() int {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	n := len(x.buf)
+	if x.state == xActive && x.cc != nil && x.cc.conn != nil {
+		n += x.cc.conn.QueuedBytes()
+	}
+	return n
+}
+
+// Conn returns the upstream connection x is on, or nil.
+func (x *Exchange) Conn() *engine.Conn {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.state == xActive && x.cc != nil {
+		return x.cc.conn
+	}
+	return nil
+}
+
+// Cancel ends x: it fails with FailCanceled unless it already ended, and
+// its connection, if any, is closed.
+func (x *Exchange) Cancel() {
+	x.mu.Lock()
+	if x.state == xDone {
+		x.mu.Unlock()
+		return
+	}
+	x.canceled = true
+	cc := x.cc
+	st := x.state
+	x.mu.Unlock()
+	if st == xActive && cc != nil {
+		cc.conn.Abort(engine.ReasonLocal) // OnClose ends the attempt
+		return
+	}
+	if hp := x.hostOf(); hp != nil {
+		hp.unqueue(x)
+	}
+	x.releaseAttempt()
+	x.finish(&Error{Failure: FailCanceled})
+}
+
+func (x *Exchange) onOverallTimeout() {
+	x.mu.Lock()
+	if x.state == xDone {
+		x.mu.Unlock()
+		return
+	}
+	x.timedOut = true
+	cc, st := x.cc, x.state
+	x.mu.Unlock()
+	x.c.st.rqTimeout.Add(1)
+	if st == xActive && cc != nil {
+		cc.conn.Abort(engine.ReasonLocal) // OnClose ends the attempt as a timeout
+		return
+	}
+	if hp := x.hostOf(); hp != nil {
+		hp.unqueue(x)
+	}
+	x.endAttempt(false)
+	x.finish(&Error{Failure: FailTimeout})
+}
+
+// canceledNow reports whether the caller canceled x.
+func (x *Exchange) canceledNow() bool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.canceled
+}
+
+// hostOf returns the host of x's current or last attempt.
+func (x *Exchange) hostOf() *hostPool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.host
+}
+
+// gotBytes notes response bytes for the attempt.
+func (x *Exchange) gotBytes() {}
+
+// respStarted reports whether the handler has seen the response.
+func (x *Exchange) respStarted() bool { return x.respBegun.Load() }
+
+// bodyComplete reports whether the whole request body was sent, so the
+// connection may carry another request.
+func (x *Exchange) bodyComplete() bool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return !x.stream || x.ended && len(x.buf) == 0
+}
+
+// interim passes a 1xx response on.
+func (x *Exchange) interim(resp *http1.Response) {
+	if x.discarding {
+		return
+	}
+	if ih, ok := x.h.(InterimHandler); ok {
+		ih.OnInterim(x, resp)
+	}
+}
+
+// response starts the response: to the handler, or discarded for a retry.
+func (x *Exchange) response(resp *http1.Response) {
+	x.status.Store(int32(resp.StatusCode))
+	if x.retryableStatus(resp.StatusCode) {
+		x.mu.Lock()
+		x.discarding = true
+		x.mu.Unlock()
+		x.respBegun.Store(true)
+		return
+	}
+	x.respBegun.Store(true)
+	x.h.OnResponse(x, resp)
+}
+
+// retryableStatus reports whether a response with code should be
+// discarded and the request retried.
+func (x *Exchange) retryableStatus(code int) bool {
+	if code < 500 && len(x.c.cfg.Retry.Statuses) == 0 {
+		return false
+	}
+	x.mu.Lock()
+	ok := !x.timedOut && !x.canceled && (!x.stream || !x.bodySent)
+	retries := x.retries
+	x.mu.Unlock()
+	if !ok {
+		return false
+	}
+	retry, _ := x.c.cfg.Retry.Decide(Attempt{Status: code, Idempotent: x.idem, Retries: retries})
+	return retry && x.c.roomForRetry(x.begun)
+}
+
+// roomForRetry reports whether a retry fits the overall timeout (without
+// taking budget).
+func (c *Cluster) roomForRetry(begun time.Time) bool {
+	return c.cfg.Timeout <= 0 || c.now().Sub(begun) < c.cfg.Timeout
+}
+
+// body passes a piece of the body on.
+func (x *Exchange) bodyData(data []byte) {
+	if x.discarding {
+		return
+	}
+	x.h.OnBody(x, data)
+}
+
+// complete ends the attempt after a complete response.
+func (x *Exchange) complete(status int) {
+	c := x.c
+	hp := x.hostOf()
+	c.set.Done(hp.idx)
+	res := ResultFromStatus(status)
+	c.record(hp, res)
+	hp.st.countStatus(status)
+	c.st.countStatus(status)
+	x.endAttempt(res == ResultSuccess)
+	x.mu.Lock()
+	discard := x.discarding
+	x.discarding = false
+	x.cc = nil
+	if x.state == xActive {
+		x.state = xWaiting
+	}
+	x.mu.Unlock()
+	if discard {
+		if x.retry(false) {
+			return
+		}
+		// Unreachable in practice: retryableStatus took the decision.
+		x.finish(&Error{Failure: FailBadResponse, Host: hp.name})
+		return
+	}
+	x.finish(nil)
+}
+
+// attemptInfo describes a failed attempt.
+type attemptInfo struct {
+	connect  bool // no connection was made
+	refused  bool // refused before reaching the backend (pending overflow)
+	reused   bool // on a reused connection
+	gotBytes bool // some of the response arrived (or was passed on)
+}
+
+// attemptFailed ends an attempt that got no complete response, retrying
+// when the rules allow.
+func (x *Exchange) attemptFailed(err *Error, hp *hostPool, ai attemptInfo) {
+	c := x.c
+	x.mu.Lock()
+	if x.state == xDone {
+		x.mu.Unlock()
+		return
+	}
+	wasActive := x.state == xActive
+	x.state, x.cc = xWaiting, nil
+	if x.timedOut {
+		err = &Error{Failure: FailTimeout, Host: err.Host}
+	} else if x.canceled {
+		err = &Error{Failure: FailCanceled, Host: err.Host}
+	}
+	final := x.timedOut || x.canceled
+	bodySent := x.bodySent
+	retries := x.retries
+	free := ai.reused && err.Failure == FailReset && (x.idem || !bodySent && len(x.body) == 0 && !x.stream) &&
+		x.freeTries < maxFreeRetries
+	if free && !final && !ai.gotBytes {
+		x.freeTries++
+	}
+	x.mu.Unlock()
+	if wasActive {
+		c.set.Done(hp.idx)
+	}
+	if err.Failure == FailConnect || err.Failure == FailReset || err.Failure == FailTimeout {
+		hp.st.rqFailed.Add(1)
+		if !ai.refused && !final {
+			c.record(hp, ResultConnectFailure)
+		}
+	}
+	if ai.refused || x.canceledNow() {
+		x.releaseAttempt()
+	} else {
+		x.endAttempt(false)
+	}
+	if final || ai.refused || ai.gotBytes || (x.stream && bodySent) {
+		x.finish(err)
+		return
+	}
+	// A reused connection that failed before any response byte: the
+	// backend most likely closed it as we reused it. Retry at once, free,
+	// when nothing was sent that could have been applied.
+	if free {
+		c.st.rqRetryReused.Add(1)
+		x.dispatch()
+		return
+	}
+	a := Attempt{ConnectFailed: err.Failure == FailConnect, Reset: err.Failure == FailReset || err.Failure == FailTimeout,
+		Idempotent: x.idem, Retries: retries}
+	if ok, _ := c.cfg.Retry.Decide(a); ok && c.roomForRetry(x.begun) && x.retry(true) {
+		return
+	}
+	x.finish(err)
+}
+
+// retry schedules another attempt after the backoff, if the budget has
+// room; it reports whether it did.
+func (x *Exchange) retry(backoff bool) bool {
+	c := x.c
+	if c.bud != nil {
+		if !c.bud.TryRetry() {
+			c.st.retryOverflow.Add(1)
+			return false
+		}
+	} else if c.res.Acquire(ResourceRetries) != ReasonNone {
+		c.st.retryOverflow.Add(1)
+		return false
+	}
+	x.mu.Lock()
+	x.retries++
+	n := x.retries
+	if x.inRetry {
+		x.releaseRetryLocked()
+	}
+	x.inRetry = true
+	x.mu.Unlock()
+	c.st.rqRetry.Add(1)
+	d := c.backoff(n)
+	if !backoff || d <= 0 {
+		x.dispatch()
+		return true
+	}
+	time.AfterFunc(d, x.dispatch)
+	return true
+}
+
+func (x *Exchange) releaseRetryLocked() {
+	if x.c.bud != nil {
+		x.c.bud.DoneRetry()
+	} else {
+		x.c.res.Release(ResourceRetries)
+	}
+	x.inRetry = false
+}
+
+// upgraded ends x with the connection handed over after a 101.
+func (x *Exchange) upgraded(conn *engine.Conn, resp *http1.Response) {
+	c := x.c
+	hp := x.hostOf()
+	c.set.Done(hp.idx)
+	c.record(hp, ResultSuccess)
+	x.endAttempt(true)
+	if !x.end() {
+		conn.Abort(engine.ReasonLocal)
+		return
+	}
+	uh, ok := x.h.(UpgradeHandler)
+	if !ok {
+		conn.Abort(engine.ReasonLocal)
+		return
+	}
+	uh.OnUpgrade(x, conn, resp)
+}
+
+// end marks x done and releases what it holds; it reports false if it
+// was already done.
+func (x *Exchange) end() bool {
+	x.mu.Lock()
+	if x.state == xDone {
+		x.mu.Unlock()
+		return false
+	}
+	x.state = xDone
+	x.cc = nil
+	x.buf = nil
+	if x.inRetry {
+		x.releaseRetryLocked()
+	}
+	if x.ptimer != nil {
+		x.ptimer.Stop()
+		x.ptimer = nil
+	}
+	x.mu.Unlock()
+	if x.overall != nil {
+		x.overall.Stop()
+	}
+	c := x.c
+	c.res.Release(ResourceRequests)
+	c.st.rqActive.Add(-1)
+	if c.bud != nil {
+		c.bud.End()
+	}
+	return true
+}
+
+// finish ends x and calls OnDone.
+func (x *Exchange) finish(err error) {
+	if !x.end() {
+		return
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		x.c.st.countFailure(e.Failure)
+	}
+	if err == nil {
+		x.c.st.rqSuccess.Add(1)
+	}
+	x.h.OnDone(x, err)
+}
+
+// Status returns the status of the response passed on, or 0.
+func (x *Exchange) Status() int { return int(x.status.Load()) }
+
+// Retries returns how many retries x made.
+func (x *Exchange) Retries() int {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.retries
+}
+
+// Elapsed returns the time since Do at now.
+func (x *Exchange) Elapsed(now time.Time) time.Duration { return now.Sub(x.begun) }
+
+// AppendRequestHead appends an HTTP/1.1 request head to dst: the request
+// line, Host, the given header fields (name, value pairs) and, when
+// contentLength is not negative, Content-Length; chunked says
+// Transfer-Encoding: chunked instead.
+func AppendRequestHead(dst []byte, method, target, host string, fields []string, contentLength int64, chunked bool) []byte {
+	dst = append(dst, method...)
+	dst = append(dst, ' ')
+	dst = append(dst, target...)
+	dst = append(dst, " HTTP/1.1\r\nHost: "...)
+	dst = append(dst, host...)
+	dst = append(dst, "\r\n"...)
+	for i := 0; i+1 < len(fields); i += 2 {
+		dst = append(dst, fields[i]...)
+		dst = append(dst, ": "...)
+		dst = append(dst, fields[i+1]...)
+		dst = append(dst, "\r\n"...)
+	}
+	switch {
+	case chunked:
+		dst = append(dst, "Transfer-Encoding: chunked\r\n"...)
+	case contentLength >= 0:
+		dst = append(dst, "Content-Length: "...)
+		dst = strconv.AppendInt(dst, contentLength, 10)
+		dst = append(dst, "\r\n"...)
+	}
+	return append(dst, "\r\n"...)
+}
+
+// Response is a complete response collected by RoundTrip.
+type Response struct {
+	// Status is the status code.
+	Status int
+	// Header holds the header fields, names as received.
+	Header []http1.Header
+	// Body is the whole body.
+	Body []byte
+	// Retries is how many retries the request took.
+	Retries int
+}
+
+// Get returns the first value of the header field name
+// (case-insensitive), or "".
+func (r *Response) Get(name string) string {
+	for _, h := range r.Header {
+		if strings.EqualFold(string(h.Name), name) {
+			return string(h.Value)
+		}
+	}
+	return ""
+}
+
+// ErrBodyTooLarge is a RoundTrip response body over its limit.
+var ErrBodyTooLarge = errors.New("upstream: response body over the RoundTrip limit")
+
+// RoundTrip sends a request through the cluster and waits for the whole
+// response: the blocking convenience for ordinary goroutines (never call
+// it on an event loop). maxBody bounds the collected body (zero means
+// 10 MiB). Canceling ctx cancels the exchange.
+func (c *Cluster) RoundTrip(ctx context.Context, r *Request, maxBody int) (*Response, error) {
+	if maxBody <= 0 {
+		maxBody = 10 << 20
+	}
+	col := &collector{done: make(chan struct{}), max: maxBody}
+	r.Handler = col
+	x := c.Do(r)
+	select {
+	case <-col.done:
+	case <-ctx.Done():
+		x.Cancel()
+		<-col.done
+	}
+	if col.err != nil {
+		return nil, col.err
+	}
+	col.resp.Retries = x.Retries()
+	return &col.resp, nil
+}
+
+// collector gathers a response for RoundTrip.
+type collector struct {
+	resp Response
+	err  error
+	max  int
+	done chan struct{}
+}
+
+func (k *collector) OnResponse(x *Exchange, resp *http1.Response) {
+	k.resp.Status = resp.StatusCode
+	for h := range resp.Headers() {
+		k.resp.Header = append(k.resp.Header, http1.Header{Name: bytes.Clone(h.Name), Value: bytes.Clone(h.Value)})
+	}
+}
+
+func (k *collector) OnBody(x *Exchange, data []byte) {
+	if len(k.resp.Body)+len(data) > k.max {
+		k.err = ErrBodyTooLarge
+		go x.Cancel()
+		return
+	}
+	k.resp.Body = append(k.resp.Body, data...)
+}
+
+func (k *collector) OnDone(x *Exchange, err error) {
+	if k.err == nil {
+		k.err = err
+	}
+	close(k.done)
+}
