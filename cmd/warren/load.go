@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
@@ -21,6 +22,9 @@ import (
 // runLoad is warren load: flags -> loadgen.Config -> loadgen.Run, then the
 // summary, the JSON report and the charts.
 func runLoad(args []string, stdout, stderr io.Writer) int {
+	// Progress lines and every worker process's standard error (copied by
+	// os/exec's goroutines) share stderr: one lock orders them.
+	stderr = &lockedWriter{w: stderr}
 	fs := flag.NewFlagSet("warren load", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
@@ -194,4 +198,16 @@ func deviceFlags(fs *flag.FlagSet, cfg *loadgen.Config, secret, dataDir string, 
 		return 2
 	}
 	return 0
+}
+
+// lockedWriter serialises writes to w from several goroutines.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
