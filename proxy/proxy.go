@@ -733,8 +733,11 @@ func (pc *pconn) release() {
 	pc.parser.Reset()
 	pc.req.Reset()
 	pc.c = nil
+	pc.mu.Lock()
 	pc.x = nil
 	pc.phase = phHead
+	pc.reqDone, pc.keepAlive, pc.respStarted, pc.respChunked, pc.closeAfter = false, false, false, false, false
+	pc.mu.Unlock()
 	if cap(pc.head) > 16<<10 {
 		pc.head = nil
 	}
