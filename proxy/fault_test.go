@@ -95,7 +95,8 @@ func load(paddr string, n int, stop <-chan struct{}) (ok, failed *atomic.Int64, 
 
 // TestFaultKillOneOfThree: three backends under steady load, one killed:
 // no GET fails at the client, the dead host is ejected within a second,
-// and it is re-admitted after it returns.
+// and it is re-admitted after it returns. Passive outlier detection and
+// active TCP checks run together; whichever notices first takes it out.
 func TestFaultKillOneOfThree(t *testing.T) {
 	e := startEngine(t)
 	bs := make([]*restartable, 3)
@@ -112,7 +113,8 @@ func TestFaultKillOneOfThree(t *testing.T) {
 	})
 	paddr, p := startProxy(t, e, upstream.ClusterConfig{Hosts: hosts, Balancer: upstream.BalanceRoundRobin,
 		Retry:   upstream.RetryPolicy{MaxRetries: 2},
-		Outlier: upstream.OutlierConfig{BaseEjectionTime: 2 * time.Second, MaxEjectionPercent: 34}}, Config{})
+		Outlier: upstream.OutlierConfig{BaseEjectionTime: 2 * time.Second, MaxEjectionPercent: 34},
+		Health:  upstream.HealthConfig{Interval: 200 * time.Millisecond, Timeout: 200 * time.Millisecond}}, Config{})
 	cl := p.Cluster()
 	failLog = func(code int, reason string) { t.Logf("failed: %d %s", code, reason) }
 	defer func() { failLog = func(int, string) {} }()
@@ -123,7 +125,7 @@ func TestFaultKillOneOfThree(t *testing.T) {
 	bs[1].kill()
 	var ejectedAfter time.Duration
 	for time.Since(killedAt) < 3*time.Second {
-		if cl.HostSet().Ejected(1) {
+		if !cl.HostSet().Available(1) { // ejected (passive) or unhealthy (active checks), whichever first
 			ejectedAfter = time.Since(killedAt)
 			break
 		}
