@@ -43,6 +43,11 @@ type Request struct {
 	// Key is the hash for ring hash and Maglev balancing (HashKey of a
 	// device id, a client address); other balancers ignore it.
 	Key uint64
+	// Loop, when not negative, is the event loop the caller runs on
+	// (engine.Conn.Loop of the client connection a proxy forwards): an
+	// idle connection on that loop is preferred, so the exchange stays on
+	// one thread. The zero value prefers loop 0; -1 has no preference.
+	Loop int
 	// Handler receives the response. Required.
 	Handler ResponseHandler
 }
@@ -90,6 +95,7 @@ type Exchange struct {
 	upgrade bool
 	idem    bool
 	key     uint64
+	loop    int
 	h       ResponseHandler
 	begun   time.Time
 	overall *time.Timer
@@ -137,7 +143,7 @@ const maxFreeRetries = 2
 // once, on the caller's goroutine). Do may be called from an event loop.
 func (c *Cluster) Do(r *Request) *Exchange {
 	x := &Exchange{c: c, method: r.Method, head: r.Head, body: r.Body, stream: r.Stream, upgrade: r.Upgrade,
-		key: r.Key, h: r.Handler, lastHost: -1}
+		key: r.Key, h: r.Handler, lastHost: -1, loop: r.Loop}
 	switch {
 	case r.Idempotent > 0:
 		x.idem = true
