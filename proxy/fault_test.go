@@ -54,6 +54,8 @@ func (b *restartable) kill() {
 	b.srv.Close()
 }
 
+var failLog = func(code int, reason string) {}
+
 // load runs GETs through the proxy from n goroutines until stop closes,
 // counting successes and failures.
 func load(paddr string, n int, stop <-chan struct{}) (ok, failed *atomic.Int64, wait func()) {
@@ -80,6 +82,7 @@ func load(paddr string, n int, stop <-chan struct{}) (ok, failed *atomic.Int64, 
 				resp.Body.Close()
 				if resp.StatusCode != 200 {
 					failed.Add(1)
+					failLog(resp.StatusCode, resp.Header.Get("X-Warren-Reason"))
 				} else {
 					ok.Add(1)
 				}
@@ -92,7 +95,8 @@ func load(paddr string, n int, stop <-chan struct{}) (ok, failed *atomic.Int64, 
 
 // TestFaultKillOneOfThree: three backends under steady load, one killed:
 // no GET fails at the client, the dead host is ejected within a second,
-// and it is re-admitted after it returns.
+// and it is re-admitted after it returns. Passive outlier detection and
+// active TCP checks run together; whichever notices first takes it out.
 func TestFaultKillOneOfThree(t *testing.T) {
 	e := startEngine(t)
 	bs := make([]*restartable, 3)
@@ -109,8 +113,11 @@ func TestFaultKillOneOfThree(t *testing.T) {
 	})
 	paddr, p := startProxy(t, e, upstream.ClusterConfig{Hosts: hosts, Balancer: upstream.BalanceRoundRobin,
 		Retry:   upstream.RetryPolicy{MaxRetries: 2},
-		Outlier: upstream.OutlierConfig{BaseEjectionTime: 2 * time.Second, MaxEjectionPercent: 34}}, Config{})
+		Outlier: upstream.OutlierConfig{BaseEjectionTime: 2 * time.Second, MaxEjectionPercent: 34},
+		Health:  upstream.HealthConfig{Interval: 200 * time.Millisecond, Timeout: 200 * time.Millisecond}}, Config{})
 	cl := p.Cluster()
+	failLog = func(code int, reason string) { t.Logf("failed: %d %s", code, reason) }
+	defer func() { failLog = func(int, string) {} }()
 	stop := make(chan struct{})
 	ok, failed, wait := load(paddr, 8, stop)
 	time.Sleep(300 * time.Millisecond)
@@ -118,7 +125,7 @@ func TestFaultKillOneOfThree(t *testing.T) {
 	bs[1].kill()
 	var ejectedAfter time.Duration
 	for time.Since(killedAt) < 3*time.Second {
-		if cl.HostSet().Ejected(1) {
+		if !cl.HostSet().Available(1) { // ejected (passive) or unhealthy (active checks), whichever first
 			ejectedAfter = time.Since(killedAt)
 			break
 		}
@@ -138,8 +145,8 @@ func TestFaultKillOneOfThree(t *testing.T) {
 	close(stop)
 	wait()
 	st := cl.Stats()
-	t.Logf("GETs ok=%d failed=%d; dead host ejected after %v, serving again %v after the kill; retries=%d reused-conn retries=%d connect failures=%d",
-		ok.Load(), failed.Load(), ejectedAfter, readmitted, st.RqRetry, st.RqRetryReused, st.CxConnectFail)
+	t.Logf("GETs ok=%d failed=%d; dead host ejected after %v, serving again %v after the kill; retries=%d reused-conn retries=%d connect failures=%d retry overflow=%d",
+		ok.Load(), failed.Load(), ejectedAfter, readmitted, st.RqRetry, st.RqRetryReused, st.CxConnectFail, st.RqRetryOverflow)
 	if failed.Load() != 0 {
 		t.Errorf("%d GETs failed at the client; want 0", failed.Load())
 	}

@@ -202,6 +202,8 @@ type pconn struct {
 	remain  int64
 	head    []byte // upstream request head; kept until the exchange ends
 	rhead   []byte // response head being built (upstream loop)
+	// headPending says rhead has not been written yet (upstream loop).
+	headPending bool
 
 	mu          sync.Mutex // guards the fields below
 	phase       uint8
@@ -318,7 +320,8 @@ func (pc *pconn) startRequest(raw []byte, n int) bool {
 	pc.mu.Unlock()
 	p.st.requests.Add(1)
 	p.st.active.Add(1)
-	r := upstream.Request{Method: pc.method, Head: pc.head, Stream: hasBody, Upgrade: upgrade, Handler: pc}
+	r := upstream.Request{Method: pc.method, Head: pc.head, Stream: hasBody, Upgrade: upgrade, Handler: pc,
+		Loop: pc.c.Loop()}
 	if p.cfg.HashClient {
 		r.Key = upstream.HashKey(pc.c.RemoteAddr().Addr().String())
 	}
@@ -634,8 +637,10 @@ func (pc *pconn) OnResponse(x *upstream.Exchange, resp *http1.Response) {
 		b = append(b, "Connection: keep-alive\r\n"...)
 	}
 	b = append(b, "\r\n"...)
+	// The head goes out with the first piece of body, or at the end:
+	// one write per small response instead of two.
 	pc.rhead = b
-	pc.c.Write(b)
+	pc.headPending = true
 	pc.p.st.countStatus(resp.StatusCode)
 }
 
@@ -644,14 +649,21 @@ func (pc *pconn) OnBody(x *upstream.Exchange, data []byte) {
 	pc.mu.Lock()
 	chunk := pc.respChunked
 	pc.mu.Unlock()
+	var bufs [4][]byte
+	out := bufs[:0]
+	if pc.headPending {
+		out = append(out, pc.rhead)
+		pc.headPending = false
+	}
 	if chunk {
 		var hdr [20]byte
 		h := strconv.AppendInt(hdr[:0], int64(len(data)), 16)
 		h = append(h, '\r', '\n')
-		pc.c.Writev([][]byte{h, data, crlf})
+		out = append(out, h, data, crlf)
 	} else {
-		pc.c.Write(data)
+		out = append(out, data)
 	}
+	pc.c.Writev(out)
 	if pc.c.QueuedBytes() > pc.p.cfg.MaxBacklog {
 		if uc := x.Conn(); uc != nil {
 			uc.PauseRead()
@@ -693,8 +705,17 @@ func (pc *pconn) OnDone(x *upstream.Exchange, err error) {
 	switch {
 	case err == nil:
 		p.st.responses.Add(1)
+		var bufs [2][]byte
+		out := bufs[:0]
+		if pc.headPending {
+			out = append(out, pc.rhead)
+			pc.headPending = false
+		}
 		if chunk {
-			c.Write(lastChunk)
+			out = append(out, lastChunk)
+		}
+		if len(out) > 0 {
+			c.Writev(out)
 		}
 	case !started:
 		p.st.errors.Add(1)
@@ -703,8 +724,9 @@ func (pc *pconn) OnDone(x *upstream.Exchange, err error) {
 		c.Write(p.errorResponse(pc, f.Status(), f.String(), err.Error(), !keep))
 		_ = minor
 	default:
-		// Cut short after the head went out: the client must see the
-		// truncation.
+		// Cut short after the head was passed on: the client must see
+		// the truncation.
+		pc.headPending = false
 		p.st.errors.Add(1)
 		c.Abort(engine.ReasonIOError)
 		return
@@ -733,8 +755,12 @@ func (pc *pconn) release() {
 	pc.parser.Reset()
 	pc.req.Reset()
 	pc.c = nil
+	pc.mu.Lock()
 	pc.x = nil
 	pc.phase = phHead
+	pc.reqDone, pc.keepAlive, pc.respStarted, pc.respChunked, pc.closeAfter = false, false, false, false, false
+	pc.headPending = false
+	pc.mu.Unlock()
 	if cap(pc.head) > 16<<10 {
 		pc.head = nil
 	}

@@ -43,6 +43,11 @@ type Request struct {
 	// Key is the hash for ring hash and Maglev balancing (HashKey of a
 	// device id, a client address); other balancers ignore it.
 	Key uint64
+	// Loop, when not negative, is the event loop the caller runs on
+	// (engine.Conn.Loop of the client connection a proxy forwards): an
+	// idle connection on that loop is preferred, so the exchange stays on
+	// one thread. The zero value prefers loop 0; -1 has no preference.
+	Loop int
 	// Handler receives the response. Required.
 	Handler ResponseHandler
 }
@@ -90,6 +95,7 @@ type Exchange struct {
 	upgrade bool
 	idem    bool
 	key     uint64
+	loop    int
 	h       ResponseHandler
 	begun   time.Time
 	overall *time.Timer
@@ -137,7 +143,7 @@ const maxFreeRetries = 2
 // once, on the caller's goroutine). Do may be called from an event loop.
 func (c *Cluster) Do(r *Request) *Exchange {
 	x := &Exchange{c: c, method: r.Method, head: r.Head, body: r.Body, stream: r.Stream, upgrade: r.Upgrade,
-		key: r.Key, h: r.Handler, lastHost: -1}
+		key: r.Key, h: r.Handler, lastHost: -1, loop: r.Loop}
 	switch {
 	case r.Idempotent > 0:
 		x.idem = true
@@ -151,8 +157,23 @@ func (c *Cluster) Do(r *Request) *Exchange {
 		x.h.OnDone(x, &Error{Failure: FailShutdown})
 		return x
 	}
+	if c.brk != nil {
+		tk, r := c.brk.Allow(x.begun)
+		if r != ReasonNone {
+			c.st.breakerRejected.Add(1)
+			c.st.countFailure(FailBreakerOpen)
+			x.state = xDone
+			x.h.OnDone(x, &Error{Failure: FailBreakerOpen, Reason: r})
+			return x
+		}
+		x.ticket, x.hasTicket = tk, true
+	}
 	if rs := c.res.Acquire(ResourceRequests); rs != ReasonNone {
 		c.st.rqOverflow.Add(1)
+		c.st.countFailure(FailOverflow)
+		if x.hasTicket {
+			c.brk.Release(x.ticket)
+		}
 		x.state = xDone
 		x.h.OnDone(x, &Error{Failure: FailOverflow, Reason: rs})
 		return x
@@ -171,27 +192,12 @@ func (c *Cluster) Do(r *Request) *Exchange {
 // dispatch runs one attempt: breaker, host, pool.
 func (x *Exchange) dispatch() {
 	c := x.c
-	now := c.now()
 	x.mu.Lock()
 	if x.state == xDone {
 		x.mu.Unlock()
 		return
 	}
-	if c.brk != nil {
-		tk, r := c.brk.Allow(now)
-		if r != ReasonNone {
-			x.mu.Unlock()
-			c.st.breakerRejected.Add(1)
-			x.finish(&Error{Failure: FailBreakerOpen, Reason: r})
-			return
-		}
-		x.ticket, x.hasTicket = tk, true
-	}
 	i := c.pick(x.key, x.lastHost)
-	if i < 0 && x.hasTicket {
-		x.hasTicket = false
-		c.brk.Release(x.ticket)
-	}
 	if i >= 0 {
 		x.lastHost = i
 		x.host = c.hosts[i]
@@ -204,27 +210,24 @@ func (x *Exchange) dispatch() {
 	c.hosts[i].acquire(x)
 }
 
-// endAttempt reports the attempt's outcome to the breaker.
-func (x *Exchange) endAttempt(success bool) {
+// breakerDone reports the request's outcome to the breaker: the breaker
+// counts requests as the client sees them, after retries (a single bad
+// host is outlier detection's business, and retries route around it);
+// local refusals and cancels count neither way.
+func (x *Exchange) breakerDone(err error) {
 	x.mu.Lock()
 	tk, has := x.ticket, x.hasTicket
 	x.hasTicket = false
 	x.mu.Unlock()
-	if has {
-		x.c.brk.Done(tk, success, x.c.now())
+	if !has {
+		return
 	}
-}
-
-// releaseAttempt gives the breaker's ticket back without an outcome: the
-// attempt never reached a backend.
-func (x *Exchange) releaseAttempt() {
-	x.mu.Lock()
-	tk, has := x.ticket, x.hasTicket
-	x.hasTicket = false
-	x.mu.Unlock()
-	if has {
+	switch FailureOf(err) {
+	case FailOverflow, FailCanceled, FailShutdown, FailNoHost:
 		x.c.brk.Release(tk)
+		return
 	}
+	x.c.brk.Done(tk, err == nil && x.Status() < 500, x.c.now())
 }
 
 // armPendingTimer bounds x's wait in a pending queue.
@@ -248,7 +251,6 @@ func (x *Exchange) onPendingTimeout() {
 		return
 	}
 	x.c.st.pendingTimeout.Add(1)
-	x.releaseAttempt()
 	x.finish(&Error{Failure: FailPendingTimeout, Host: hp.name})
 }
 
@@ -357,7 +359,6 @@ func (x *Exchange) Cancel() {
 	if hp := x.hostOf(); hp != nil {
 		hp.unqueue(x)
 	}
-	x.releaseAttempt()
 	x.finish(&Error{Failure: FailCanceled})
 }
 
@@ -378,15 +379,7 @@ func (x *Exchange) onOverallTimeout() {
 	if hp := x.hostOf(); hp != nil {
 		hp.unqueue(x)
 	}
-	x.endAttempt(false)
 	x.finish(&Error{Failure: FailTimeout})
-}
-
-// canceledNow reports whether the caller canceled x.
-func (x *Exchange) canceledNow() bool {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	return x.canceled
 }
 
 // hostOf returns the host of x's current or last attempt.
@@ -474,7 +467,6 @@ func (x *Exchange) complete(status int) {
 	c.record(hp, res)
 	hp.st.countStatus(status)
 	c.st.countStatus(status)
-	x.endAttempt(res == ResultSuccess)
 	x.mu.Lock()
 	discard := x.discarding
 	x.discarding = false
@@ -484,7 +476,7 @@ func (x *Exchange) complete(status int) {
 	}
 	x.mu.Unlock()
 	if discard {
-		if x.retry(false) {
+		if x.retry(false, false) {
 			return
 		}
 		// Unreachable in practice: retryableStatus took the decision.
@@ -536,11 +528,6 @@ func (x *Exchange) attemptFailed(err *Error, hp *hostPool, ai attemptInfo) {
 			c.record(hp, ResultConnectFailure)
 		}
 	}
-	if ai.refused || x.canceledNow() {
-		x.releaseAttempt()
-	} else {
-		x.endAttempt(false)
-	}
 	if final || ai.refused || ai.gotBytes || (x.stream && bodySent) {
 		x.finish(err)
 		return
@@ -555,16 +542,32 @@ func (x *Exchange) attemptFailed(err *Error, hp *hostPool, ai attemptInfo) {
 	}
 	a := Attempt{ConnectFailed: err.Failure == FailConnect, Reset: err.Failure == FailReset || err.Failure == FailTimeout,
 		Idempotent: x.idem, Retries: retries}
-	if ok, _ := c.cfg.Retry.Decide(a); ok && c.roomForRetry(x.begun) && x.retry(true) {
+	if ok, _ := c.cfg.Retry.Decide(a); ok && c.roomForRetry(x.begun) && x.retry(true, a.ConnectFailed) {
 		return
 	}
 	x.finish(err)
 }
 
 // retry schedules another attempt after the backoff, if the budget has
-// room; it reports whether it did.
-func (x *Exchange) retry(backoff bool) bool {
+// room; it reports whether it did. A retry after a connect failure (the
+// request never reached a backend, so it cannot add to a struggling
+// backend's load) is bounded by the policy's MaxRetries only, not by the
+// budget.
+func (x *Exchange) retry(backoff, connectFailed bool) bool {
 	c := x.c
+	if connectFailed {
+		x.mu.Lock()
+		x.retries++
+		n := x.retries
+		x.mu.Unlock()
+		c.st.rqRetry.Add(1)
+		if d := c.backoff(n); backoff && d > 0 {
+			time.AfterFunc(d, x.dispatch)
+		} else {
+			x.dispatch()
+		}
+		return true
+	}
 	if c.bud != nil {
 		if !c.bud.TryRetry() {
 			c.st.retryOverflow.Add(1)
@@ -607,11 +610,11 @@ func (x *Exchange) upgraded(conn *engine.Conn, resp *http1.Response) {
 	hp := x.hostOf()
 	c.set.Done(hp.idx)
 	c.record(hp, ResultSuccess)
-	x.endAttempt(true)
 	if !x.end() {
 		conn.Abort(engine.ReasonLocal)
 		return
 	}
+	x.breakerDone(nil)
 	uh, ok := x.h.(UpgradeHandler)
 	if !ok {
 		conn.Abort(engine.ReasonLocal)
@@ -656,6 +659,7 @@ func (x *Exchange) finish(err error) {
 	if !x.end() {
 		return
 	}
+	x.breakerDone(err)
 	var e *Error
 	if errors.As(err, &e) {
 		x.c.st.countFailure(e.Failure)

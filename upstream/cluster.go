@@ -280,7 +280,7 @@ func NewCluster(eng *engine.Engine, cfg ClusterConfig) (*Cluster, error) {
 		if err != nil {
 			return nil, fmt.Errorf("upstream: host %q: %w", h, err)
 		}
-		hp := &hostPool{c: c, idx: i, name: name}
+		hp := &hostPool{c: c, idx: i, name: name, idle: make([][]*clientConn, max(1, eng.Config().Loops))}
 		hp.addr.Store(&addr)
 		c.hosts = append(c.hosts, hp)
 		hs[i] = Host{Addr: name}

@@ -26,7 +26,8 @@ type hostPool struct {
 	// mu guards the fields below. It is a leaf: nothing else is locked
 	// while it is held, and no connection is written or closed under it.
 	mu         sync.Mutex
-	idle       []*clientConn
+	idle       [][]*clientConn // per loop: a request prefers a connection on its own loop
+	nidle      int
 	conns      int // open and connecting
 	connecting int
 	pending    []*Exchange // FIFO from phead; entries with queued false are stale
@@ -41,10 +42,8 @@ func (hp *hostPool) acquire(x *Exchange) {
 	c := hp.c
 	now := c.now()
 	hp.mu.Lock()
-	for len(hp.idle) > 0 {
-		cc := hp.idle[len(hp.idle)-1]
-		hp.idle[len(hp.idle)-1] = nil
-		hp.idle = hp.idle[:len(hp.idle)-1]
+	for hp.nidle > 0 {
+		cc := hp.popIdleLocked(x.loop)
 		if cc.expired(now) {
 			hp.mu.Unlock()
 			cc.retire()
@@ -87,6 +86,26 @@ func (hp *hostPool) acquire(x *Exchange) {
 	if dial {
 		hp.dial()
 	}
+}
+
+// popIdleLocked takes the warmest idle connection, from loop's stack when
+// it has one; hp.mu is held and hp.nidle > 0.
+func (hp *hostPool) popIdleLocked(loop int) *clientConn {
+	if loop < 0 || loop >= len(hp.idle) || len(hp.idle[loop]) == 0 {
+		for i := range hp.idle {
+			if len(hp.idle[i]) > 0 {
+				loop = i
+				break
+			}
+		}
+	}
+	st := hp.idle[loop]
+	cc := st[len(st)-1]
+	st[len(st)-1] = nil
+	hp.idle[loop] = st[:len(st)-1]
+	hp.nidle--
+	cc.inIdle = false
+	return cc
 }
 
 // popPending takes the first waiting exchange, or nil; hp.mu is held.
@@ -158,13 +177,15 @@ func (hp *hostPool) release(cc *clientConn) {
 		cc.assign(x, true)
 		return
 	}
-	if len(hp.idle) >= hp.c.pool.MaxIdlePerHost {
+	if hp.nidle >= hp.c.pool.MaxIdlePerHost {
 		hp.mu.Unlock()
 		cc.retire()
 		return
 	}
 	cc.inIdle = true
-	hp.idle = append(hp.idle, cc)
+	l := min(max(cc.loop, 0), len(hp.idle)-1)
+	hp.idle[l] = append(hp.idle[l], cc)
+	hp.nidle++
 	hp.mu.Unlock()
 }
 
@@ -176,12 +197,15 @@ func (hp *hostPool) removeIdle(cc *clientConn) bool {
 		return false
 	}
 	cc.inIdle = false
-	for i, v := range hp.idle {
-		if v == cc {
-			copy(hp.idle[i:], hp.idle[i+1:])
-			hp.idle[len(hp.idle)-1] = nil
-			hp.idle = hp.idle[:len(hp.idle)-1]
-			break
+	for l, st := range hp.idle {
+		for i, v := range st {
+			if v == cc {
+				copy(st[i:], st[i+1:])
+				st[len(st)-1] = nil
+				hp.idle[l] = st[:len(st)-1]
+				hp.nidle--
+				return true
+			}
 		}
 	}
 	return true
@@ -191,11 +215,16 @@ func (hp *hostPool) removeIdle(cc *clientConn) bool {
 // change).
 func (hp *hostPool) closeIdle() {
 	hp.mu.Lock()
-	idle := hp.idle
-	hp.idle = nil
-	for _, cc := range idle {
-		cc.inIdle = false
+	var idle []*clientConn
+	for l, st := range hp.idle {
+		for _, cc := range st {
+			cc.inIdle = false
+			idle = append(idle, cc)
+		}
+		clear(st)
+		hp.idle[l] = st[:0]
 	}
+	hp.nidle = 0
 	hp.mu.Unlock()
 	for _, cc := range idle {
 		cc.retire()
@@ -224,7 +253,7 @@ func (hp *hostPool) dial() {
 func (hp *hostPool) counts() (conns, idle, pending int) {
 	hp.mu.Lock()
 	defer hp.mu.Unlock()
-	return hp.conns, len(hp.idle), hp.npending
+	return hp.conns, hp.nidle, hp.npending
 }
 
 // clientConn is one pooled connection's engine handler: it writes the
@@ -252,6 +281,7 @@ type clientConn struct {
 	gone      bool // closed, upgraded or retired: never reused
 	detached  bool // upgraded: the connection is no longer the pool's
 	requests  int
+	loop      int           // conn.Loop(); set before the connection is pooled
 	kaDur     time.Duration // the backend's keep-alive less the margin; 0: none
 	period    time.Duration
 	parser    http1.ResponseParser
@@ -302,6 +332,7 @@ func (cc *clientConn) checkPeriod() time.Duration {
 func (cc *clientConn) OnOpen(conn *engine.Conn) {
 	cc.timer.Stop()
 	cc.conn = conn
+	cc.loop = conn.Loop()
 	cc.opened.Store(true)
 	cc.period = cc.checkPeriod()
 	conn.SetIdleTimeout(cc.period)
