@@ -29,18 +29,21 @@ type conn struct {
 	sess   *session
 	client *Client
 
-	version   Version
-	recvMax   uint16 // the client's Receive Maximum
-	maxOut    uint32 // the client's Maximum Packet Size; 0 for the protocol's
-	keepAlive time.Duration
-	lastIn    int64    // unix ns of the last input
-	aliases   []string // inbound topic aliases, by alias-1; nil until used
-	msgRate   bucket
-	byteRate  bucket
-	partial   []byte // WebSocket only: a packet straddling messages, pooled
-	connected bool
-	done      bool // input is discarded from now on
-	normal    bool // the client sent a normal DISCONNECT: no will
+	version  Version
+	recvMax  uint16 // the client's Receive Maximum
+	maxOut   uint32 // the client's Maximum Packet Size; 0 for the protocol's
+	aliasMax uint16 // the client's Topic Alias Maximum: aliases the server may set
+	// outAliases are the topic aliases the server set on this connection,
+	// guarded by the session's mu (every PUBLISH to the client is sent
+	// under it, so an alias is always set before it is used); nil until
+	// the first.
+	outAliases map[string]uint16
+	keepAlive  time.Duration
+	lastIn     int64    // unix ns of the last input
+	in         *inState // publishing state; nil until the client publishes
+	connected  bool
+	done       bool // input is discarded from now on
+	normal     bool // the client sent a normal DISCONNECT: no will
 
 	// wmu guards output: batching while the loop handles input, and the
 	// end of writes once the connection closes.
@@ -51,6 +54,23 @@ type conn struct {
 	code    ReasonCode // the reason the server disconnected with, if it did
 
 	takenOver atomic.Bool
+}
+
+// inState is the state of a connection that publishes, apart so that an
+// idle subscriber does not carry it. It belongs to the loop.
+type inState struct {
+	aliases  []string // inbound topic aliases, by alias-1; nil until used
+	msgRate  bucket
+	byteRate bucket
+	partial  []byte // WebSocket only: a packet straddling messages, pooled
+}
+
+// st returns the connection's inState, making it.
+func (c *conn) st() *inState {
+	if c.in == nil {
+		c.in = new(inState)
+	}
+	return c.in
 }
 
 // bucket is a token bucket, on the loop.
@@ -208,31 +228,32 @@ func (c *conn) feedWS(data []byte) {
 	if c.done {
 		return
 	}
-	if len(c.partial) == 0 {
+	if c.in == nil || len(c.in.partial) == 0 {
 		n := c.feed(data)
 		if n < len(data) && !c.done {
-			c.partial = append(pool.Get(len(data) - n)[:0], data[n:]...)
+			c.st().partial = append(pool.Get(len(data) - n)[:0], data[n:]...)
 		}
 		return
 	}
-	if len(c.partial)+len(data) > c.srv.lim.MaxPacketSize+5 {
+	st := c.in
+	if len(st.partial)+len(data) > c.srv.lim.MaxPacketSize+5 {
 		c.fail(errTooLarge)
 		return
 	}
-	c.partial = pool.Grow(c.partial, len(data))
-	c.partial = append(c.partial, data...)
-	n := c.feed(c.partial)
-	rest := copy(c.partial, c.partial[n:])
-	c.partial = c.partial[:rest]
+	st.partial = pool.Grow(st.partial, len(data))
+	st.partial = append(st.partial, data...)
+	n := c.feed(st.partial)
+	rest := copy(st.partial, st.partial[n:])
+	st.partial = st.partial[:rest]
 	if rest == 0 || c.done {
 		c.freePartial()
 	}
 }
 
 func (c *conn) freePartial() {
-	if c.partial != nil {
-		pool.Put(c.partial)
-		c.partial = nil
+	if c.in != nil && c.in.partial != nil {
+		pool.Put(c.in.partial)
+		c.in.partial = nil
 	}
 }
 
@@ -341,15 +362,37 @@ func (c *conn) sendPublish(m *msg, qos QoS, id uint16, dup, retain bool, ids []u
 		pr.ContentType, pr.ResponseTopic = bytesOf(m.ContentType), bytesOf(m.ResponseTopic)
 		pr.CorrelationData, pr.User, pr.SubscriptionIDs = m.CorrelationData, m.User, ids
 	}
+	newAlias := false
+	if c.aliasMax > 0 {
+		// Outbound topic aliases: the first PUBLISH of a topic sets one
+		// while there are free ones, later ones send it without the
+		// topic (MQTT 5.0 3.3.2.3.4).
+		if a, ok := c.outAliases[m.Topic]; ok {
+			p.Topic, p.Props.TopicAlias = nil, a
+		} else if len(c.outAliases) < int(c.aliasMax) {
+			if c.outAliases == nil {
+				c.outAliases = make(map[string]uint16)
+			}
+			a := uint16(len(c.outAliases) + 1)
+			c.outAliases[m.Topic] = a
+			p.Props.TopicAlias, newAlias = a, true
+		}
+	}
 	b := AppendPublish(pool.Get(len(m.Payload) + len(m.Topic) + 64)[:0], c.version, &p)
 	if c.maxOut > 0 && len(b) > int(c.maxOut) {
 		pool.Put(b)
+		if newAlias {
+			delete(c.outAliases, m.Topic)
+		}
 		s.drop(DropTooLarge)
 		return false
 	}
 	ok := c.write(b)
 	pool.Put(b)
 	if !ok {
+		if newAlias {
+			delete(c.outAliases, m.Topic)
+		}
 		s.drop(DropWriteFailed)
 		return false
 	}
@@ -470,6 +513,10 @@ func (c *conn) refuse(code ReasonCode, reason string, why engine.CloseReason) {
 	c.closeWith(why, code)
 }
 
+// maxOutAliases bounds the topic aliases the server sets on one
+// connection, whatever the client allows.
+const maxOutAliases = 64
+
 // serverPrefix makes assigned client ids unique across servers.
 var serverPrefix = func() string {
 	var b [6]byte
@@ -505,14 +552,14 @@ func (c *conn) onConnect(p *Connect) {
 		c.refuse(BadAuthenticationMethod, "extended authentication is not supported", engine.ReasonLocal)
 		return
 	}
-	cl := &Client{ID: cid, Version: p.Version, Remote: c.ec.RemoteAddr(), ConnID: c.ec.ID(), WebSocket: c.ws != nil}
+	cl := &Client{ID: cid, Version: p.Version, WebSocket: c.ws != nil, c: c}
 	if p.HasUsername {
 		cl.Username = string(p.Username)
 	}
 	if h := s.cfg.Hooks.Authenticate; h != nil {
 		ident, code, reason := h(&ConnectInfo{ClientID: cid, Username: p.Username, Password: p.Password,
 			HasUsername: p.HasUsername, HasPassword: p.HasPassword, Version: p.Version,
-			Remote: cl.Remote, WebSocket: c.ws != nil})
+			Remote: c.ec.RemoteAddr(), WebSocket: c.ws != nil})
 		if code != Success {
 			if !code.IsError() {
 				code = NotAuthorized
@@ -557,6 +604,7 @@ func (c *conn) onConnect(p *Connect) {
 	if p.Props.Present.Has(PropMaximumPacketSize) {
 		c.maxOut = p.Props.MaximumPacketSize
 	}
+	c.aliasMax = min(p.Props.TopicAliasMaximum, maxOutAliases)
 
 	// Session expiry.
 	var expiry uint32
@@ -645,10 +693,8 @@ func (c *conn) onConnect(p *Connect) {
 	ss.mu.Lock()
 	c.packet(&ca)
 	ss.conn = c
-	if ca.SessionPresent {
+	if ca.SessionPresent && ss.fl != nil {
 		ss.resend(now.UnixNano())
-	} else {
-		ss.inQoS2 = nil
 	}
 	ss.mu.Unlock()
 	s.mu.Unlock()
@@ -676,13 +722,23 @@ func (c *conn) onConnect(p *Connect) {
 // session_taken_over in 5.0, and close. It may run on any goroutine.
 func (c *conn) takeOver() {
 	c.takenOver.Store(true)
-	c.sendDisconnect(&Disconnect{ReasonCode: SessionTakenOver})
+	c.kick(SessionTakenOver, "")
+}
+
+// kick sends a 5.0 DISCONNECT with code and closes the connection, from
+// any goroutine.
+func (c *conn) kick(code ReasonCode, reason string) {
+	d := Disconnect{ReasonCode: code}
+	if reason != "" && len(reason) < 0xffff {
+		d.Props.ReasonString = bytesOf(reason)
+	}
+	c.sendDisconnect(&d)
 	c.flush()
 	if c.ws != nil {
-		c.ws.Close(wsCloseCode(SessionTakenOver), "")
+		c.ws.Close(wsCloseCode(code), "")
 		return
 	}
-	c.ec.CloseWithDetail(engine.ReasonLocal, SessionTakenOver)
+	c.ec.CloseWithDetail(engine.ReasonLocal, code)
 }
 
 // current reports whether c still owns its session.
@@ -706,16 +762,16 @@ func (c *conn) onPublish(p *Publish, n int) {
 		}
 		if len(p.Topic) > 0 {
 			topic = string(p.Topic)
-			if c.aliases == nil {
-				c.aliases = make([]string, s.cfg.TopicAliasMaximum)
+			if c.st().aliases == nil {
+				c.st().aliases = make([]string, s.cfg.TopicAliasMaximum)
 			}
-			c.aliases[a-1] = topic
-		} else if c.aliases == nil || c.aliases[a-1] == "" {
+			c.st().aliases[a-1] = topic
+		} else if c.st().aliases == nil || c.st().aliases[a-1] == "" {
 			c.srv.stats.proto.Add(1)
 			c.disconnect(ProtocolError, engine.ReasonProtocolError, "unknown topic alias")
 			return
 		} else {
-			topic = c.aliases[a-1]
+			topic = c.st().aliases[a-1]
 		}
 	} else {
 		topic = string(p.Topic)
@@ -726,8 +782,8 @@ func (c *conn) onPublish(p *Publish, n int) {
 	}
 	now := s.now()
 	t := now.UnixNano()
-	if !c.msgRate.allow(t, s.cfg.PublishRate, float64(s.cfg.PublishBurst), 1) ||
-		!c.byteRate.allow(t, s.cfg.PublishBytesRate, max(s.cfg.PublishBytesRate, float64(s.lim.MaxPacketSize)), float64(n)) {
+	if !c.st().msgRate.allow(t, s.cfg.PublishRate, float64(s.cfg.PublishBurst), 1) ||
+		!c.st().byteRate.allow(t, s.cfg.PublishBytesRate, max(s.cfg.PublishBytesRate, float64(s.lim.MaxPacketSize)), float64(n)) {
 		s.stats.rateLimited.Add(1)
 		c.disconnect(MessageRateTooHigh, engine.ReasonLimitReached, "publish rate over the server's limit")
 		return
@@ -766,13 +822,13 @@ func (c *conn) onPublish(p *Publish, n int) {
 			return
 		}
 		dup := false
-		for _, id := range ss.inQoS2 {
+		for _, id := range ss.f().inQoS2 {
 			if id == p.PacketID {
 				dup = true
 				break
 			}
 		}
-		if !dup && len(ss.inQoS2) >= s.cfg.MaxInflight {
+		if !dup && len(ss.f().inQoS2) >= s.cfg.MaxInflight {
 			ss.mu.Unlock()
 			c.disconnect(ReceiveMaximumExceeded, engine.ReasonLimitReached, "too many QoS 2 messages unreleased")
 			return
@@ -782,7 +838,7 @@ func (c *conn) onPublish(p *Publish, n int) {
 			ack(Success) // already routed: PUBREC again, no second delivery
 			return
 		}
-		ss.inQoS2 = append(ss.inQoS2, p.PacketID)
+		ss.f().inQoS2 = append(ss.f().inQoS2, p.PacketID)
 		ss.mu.Unlock()
 	}
 	m := Message{Topic: topic, Payload: p.Payload, QoS: p.QoS, Retain: p.Retain}
@@ -813,16 +869,17 @@ func (c *conn) onAck(a *Ack) {
 		ss.mu.Lock()
 		found := false
 		if ss.conn == c {
-			for i, id := range ss.inQoS2 {
+			for i, id := range ss.f().inQoS2 {
 				if id == a.PacketID {
-					ss.inQoS2 = append(ss.inQoS2[:i], ss.inQoS2[i+1:]...)
+					ss.f().inQoS2 = append(ss.f().inQoS2[:i], ss.f().inQoS2[i+1:]...)
 					found = true
 					break
 				}
 			}
-			if len(ss.inQoS2) == 0 {
-				ss.inQoS2 = nil
+			if len(ss.f().inQoS2) == 0 {
+				ss.f().inQoS2 = nil
 			}
+			ss.tidy()
 		}
 		ss.mu.Unlock()
 		code := Success

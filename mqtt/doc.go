@@ -22,8 +22,9 @@
 // clean start and session expiry with a bounded queue of QoS 1 and 2
 // messages per offline session, redelivery with DUP on reconnect, and
 // shared subscriptions. For 5.0 it adds reason codes and reason strings,
-// receive maximum both ways, maximum packet size both ways, inbound topic
-// aliases, message expiry, pass-through of payload format, content type,
+// receive maximum both ways, maximum packet size both ways, topic aliases
+// both ways (the server sets up to 64 per connection, within the client's
+// Topic Alias Maximum), message expiry, pass-through of payload format, content type,
 // response topic, correlation data and user properties, subscription
 // identifiers, no local, retain as published, retain handling, assigned
 // client identifiers and server keep-alive.
@@ -41,9 +42,8 @@
 // restart of the process.
 //
 // Not implemented: enhanced authentication (AUTH; a CONNECT with an
-// authentication method is refused with bad_authentication_method),
-// outbound topic aliases (the server never sets one), and request/response
-// information. A 5.0 client over WebSocket that is drained gets a
+// authentication method is refused with bad_authentication_method) and
+// request/response information. A 5.0 client over WebSocket that is drained gets a
 // WebSocket close 1001, not a DISCONNECT.
 //
 // # Packets

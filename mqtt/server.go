@@ -247,12 +247,42 @@ type Client struct {
 	Identity any
 	// Version is the protocol level the client speaks.
 	Version Version
-	// Remote is the client's address.
-	Remote netip.AddrPort
-	// ConnID is the engine connection's identifier.
-	ConnID uint64
 	// WebSocket is true for MQTT over WebSocket.
 	WebSocket bool
+
+	c *conn
+}
+
+// Remote returns the client's address.
+func (c *Client) Remote() netip.AddrPort { return c.c.ec.RemoteAddr() }
+
+// ConnID returns the engine connection's identifier.
+func (c *Client) ConnID() uint64 { return c.c.ec.ID() }
+
+// Disconnect ends the client's connection: a 5.0 client gets DISCONNECT
+// with code and, when not empty, reason as its reason string (a 3.1.1
+// client is just closed); the engine connection closes with code as its
+// close detail. It is safe for concurrent use, and does nothing once the
+// connection has closed. The session stays, as for any non-normal end.
+func (c *Client) Disconnect(code ReasonCode, reason string) {
+	if c.c != nil {
+		c.c.kick(code, reason)
+	}
+}
+
+// PauseRead stops reading from the client's connection (backpressure);
+// ResumeRead undoes it. Both are safe for concurrent use.
+func (c *Client) PauseRead() {
+	if c.c != nil {
+		c.c.ec.PauseRead()
+	}
+}
+
+// ResumeRead undoes PauseRead.
+func (c *Client) ResumeRead() {
+	if c.c != nil {
+		c.c.ec.ResumeRead()
+	}
 }
 
 // Hooks are the application's say in the broker. Every hook is optional.

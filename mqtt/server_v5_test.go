@@ -90,6 +90,41 @@ func TestTopicAliasInbound(t *testing.T) {
 	}
 }
 
+// Topic aliases to the client [MQTT-3.3.2-9..10]: the server sets one per
+// topic up to the client's Topic Alias Maximum and then sends the alias
+// alone.
+func TestTopicAliasOutbound(t *testing.T) {
+	b := startBroker(t, Config{})
+	c := dial(t, b.addr, Version5)
+	c.connect(&Connect{ClientID: []byte("alias-out"), CleanStart: true, Props: Properties{TopicAliasMaximum: 1}})
+	c.subscribe(1, QoS0, "ao/#")
+	for i, topic := range []string{"ao/1", "ao/1", "ao/2", "ao/1"} {
+		b.Publish(&Message{Topic: topic, Payload: []byte(fmt.Sprint(i))})
+		got := c.expectPublish()
+		switch i {
+		case 0:
+			if got.Topic != "ao/1" || got.Props.TopicAlias != 1 {
+				t.Fatalf("alias not set: %+v", got)
+			}
+		case 1, 3:
+			if got.Topic != "" || got.Props.TopicAlias != 1 {
+				t.Fatalf("alias not used: %+v", got)
+			}
+		case 2: // over the client's maximum: the topic in full
+			if got.Topic != "ao/2" || got.Props.TopicAlias != 0 {
+				t.Fatalf("%+v", got)
+			}
+		}
+	}
+	// A client that allows none gets none.
+	v := connectOK(t, b.addr, Version5, "alias-none")
+	v.subscribe(1, QoS0, "ao/#")
+	b.Publish(&Message{Topic: "ao/1", Payload: []byte("x")})
+	if got := v.expectPublish(); got.Topic != "ao/1" || got.Props.Present.Has(PropTopicAlias) {
+		t.Fatalf("%+v", got)
+	}
+}
+
 // No local [MQTT-3.8.3-3] and subscription identifiers of overlapping
 // subscriptions [MQTT-3.3.4-3..5].
 func TestNoLocalAndSubscriptionIDs(t *testing.T) {

@@ -129,14 +129,36 @@ type session struct {
 	willDelay uint32 // the connected client's will delay, seconds
 
 	// mu guards the delivery state below.
-	mu       sync.Mutex
-	conn     *conn // the connected client, nil while offline
-	dead     bool  // ended: deliveries are dropped
+	mu   sync.Mutex
+	conn *conn // the connected client, nil while offline
+	dead bool  // ended: deliveries are dropped
+	fl   *flow // QoS 1 and 2 state; nil while there is none (f allocates it)
+}
+
+// flow is a session's QoS 1 and 2 state, apart so that a session without
+// messages in flight (most idle ones) does not carry it.
+type flow struct {
 	inflight []*outflight
 	queue    []*outflight
 	qbytes   int // bytes of queue and inflight messages
 	nextID   uint16
 	inQoS2   []uint16 // QoS 2 packet ids received, awaiting PUBREL
+}
+
+// f returns the session's flow state, making it; ss.mu is held.
+func (ss *session) f() *flow {
+	if ss.fl == nil {
+		ss.fl = new(flow)
+	}
+	return ss.fl
+}
+
+// tidy drops the flow state once it holds nothing; ss.mu is held.
+func (ss *session) tidy() {
+	if f := ss.fl; f != nil && len(f.inflight) == 0 && len(f.queue) == 0 && len(f.inQoS2) == 0 && f.qbytes == 0 {
+		// nextID restarts at 1: no identifier is in use.
+		ss.fl = nil
+	}
 }
 
 // window returns how many messages may be inflight to the client; s.mu is
@@ -148,19 +170,19 @@ func (ss *session) window() int {
 // packetID returns a packet identifier not in flight; s.mu is held.
 func (ss *session) packetID() uint16 {
 	for {
-		ss.nextID++
-		if ss.nextID == 0 {
-			ss.nextID = 1
+		ss.f().nextID++
+		if ss.f().nextID == 0 {
+			ss.f().nextID = 1
 		}
-		if ss.findOut(ss.nextID) < 0 {
-			return ss.nextID
+		if ss.findOut(ss.f().nextID) < 0 {
+			return ss.f().nextID
 		}
 	}
 }
 
 // findOut returns the index of the inflight message with id, or -1.
 func (ss *session) findOut(id uint16) int {
-	for i, o := range ss.inflight {
+	for i, o := range ss.f().inflight {
 		if o.id == id {
 			return i
 		}
@@ -170,7 +192,7 @@ func (ss *session) findOut(id uint16) int {
 
 // account adds n bytes (and k messages) to the queued totals.
 func (ss *session) account(n, k int) {
-	ss.qbytes += n
+	ss.f().qbytes += n
 	ss.srv.queuedTotal.Add(int64(n))
 	ss.srv.stats.queuedMsgs.Add(int64(k))
 }
@@ -188,6 +210,9 @@ func (ss *session) deliver(m *msg, qos QoS, retain bool, ids []uint32, now int64
 		return
 	}
 	c := ss.conn
+	if qos > QoS0 {
+		defer ss.tidy()
+	}
 	if qos == QoS0 {
 		if c == nil {
 			s.drop(DropOffline)
@@ -196,24 +221,24 @@ func (ss *session) deliver(m *msg, qos QoS, retain bool, ids []uint32, now int64
 		c.sendPublish(m, 0, 0, false, retain, ids, now)
 		return
 	}
-	if c != nil && len(ss.queue) == 0 && len(ss.inflight) < ss.window() {
+	if c != nil && len(ss.f().queue) == 0 && len(ss.f().inflight) < ss.window() {
 		o := &outflight{m: m, qos: qos, retain: retain, ids: slices.Clone(ids)}
 		o.id = ss.packetID()
 		if c.sendPublish(m, qos, o.id, false, retain, ids, now) {
-			ss.inflight = append(ss.inflight, o)
+			ss.f().inflight = append(ss.f().inflight, o)
 			ss.account(m.size, 1)
 		}
 		return
 	}
 	switch {
-	case len(ss.queue) >= s.cfg.MaxQueuedMessages || ss.qbytes+m.size > s.cfg.MaxQueuedBytes:
+	case len(ss.f().queue) >= s.cfg.MaxQueuedMessages || ss.f().qbytes+m.size > s.cfg.MaxQueuedBytes:
 		s.drop(DropQueueFull)
 		return
 	case s.cfg.MaxQueuedBytesTotal > 0 && s.queuedTotal.Load()+int64(m.size) > s.cfg.MaxQueuedBytesTotal:
 		s.drop(DropTotalQueueFull)
 		return
 	}
-	ss.queue = append(ss.queue, &outflight{m: m, qos: qos, retain: retain, ids: slices.Clone(ids)})
+	ss.f().queue = append(ss.f().queue, &outflight{m: m, qos: qos, retain: retain, ids: slices.Clone(ids)})
 	ss.account(m.size, 1)
 }
 
@@ -223,19 +248,19 @@ func (ss *session) pump(now int64) {
 	if c == nil {
 		return
 	}
-	for len(ss.queue) > 0 && len(ss.inflight) < ss.window() {
-		o := ss.queue[0]
-		ss.queue[0] = nil
-		ss.queue = ss.queue[1:]
+	for len(ss.f().queue) > 0 && len(ss.f().inflight) < ss.window() {
+		o := ss.f().queue[0]
+		ss.f().queue[0] = nil
+		ss.f().queue = ss.f().queue[1:]
 		o.id = ss.packetID()
 		if c.sendPublish(o.m, o.qos, o.id, false, o.retain, o.ids, now) {
-			ss.inflight = append(ss.inflight, o)
+			ss.f().inflight = append(ss.f().inflight, o)
 		} else {
 			ss.account(-o.m.size, -1)
 		}
 	}
-	if len(ss.queue) == 0 {
-		ss.queue = nil
+	if len(ss.f().queue) == 0 {
+		ss.f().queue = nil
 	}
 }
 
@@ -244,8 +269,8 @@ func (ss *session) pump(now int64) {
 // then what is queued. s.mu is held.
 func (ss *session) resend(now int64) {
 	c := ss.conn
-	keep := ss.inflight[:0]
-	for _, o := range ss.inflight {
+	keep := ss.f().inflight[:0]
+	for _, o := range ss.f().inflight {
 		if o.rel {
 			c.sendAck(TypePubrel, o.id, Success)
 			keep = append(keep, o)
@@ -257,8 +282,8 @@ func (ss *session) resend(now int64) {
 			ss.account(-o.m.size, -1)
 		}
 	}
-	clear(ss.inflight[len(keep):])
-	ss.inflight = keep
+	clear(ss.f().inflight[len(keep):])
+	ss.f().inflight = keep
 	// The client may have lowered its Receive Maximum: messages over the
 	// new window stay inflight (they were sent), and pump waits.
 	ss.pump(now)
@@ -269,6 +294,7 @@ func (ss *session) resend(now int64) {
 func (ss *session) acked(c *conn, kind Type, id uint16, code ReasonCode, now int64) bool {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
+	defer ss.tidy()
 	if ss.conn != c {
 		return true // taken over: the new connection owns the state
 	}
@@ -276,7 +302,7 @@ func (ss *session) acked(c *conn, kind Type, id uint16, code ReasonCode, now int
 	if i < 0 {
 		return false
 	}
-	o := ss.inflight[i]
+	o := ss.f().inflight[i]
 	switch kind {
 	case TypePuback:
 		if o.qos != QoS1 {
@@ -301,9 +327,9 @@ func (ss *session) acked(c *conn, kind Type, id uint16, code ReasonCode, now int
 			return false
 		}
 	}
-	ss.inflight = slices.Delete(ss.inflight, i, i+1)
-	if len(ss.inflight) == 0 {
-		ss.inflight = nil
+	ss.f().inflight = slices.Delete(ss.f().inflight, i, i+1)
+	if len(ss.f().inflight) == 0 {
+		ss.f().inflight = nil
 	}
 	ss.account(-o.m.size, -1)
 	ss.pump(now)
@@ -315,15 +341,16 @@ func (ss *session) release() {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	ss.dead = true
-	n := len(ss.queue) + len(ss.inflight)
-	for range len(ss.queue) {
+	f := ss.fl
+	if f == nil {
+		return
+	}
+	n := len(f.queue) + len(f.inflight)
+	for range n {
 		ss.srv.drop(DropSessionEnded)
 	}
-	for range len(ss.inflight) {
-		ss.srv.drop(DropSessionEnded)
-	}
-	ss.account(-ss.qbytes, -n)
-	ss.queue, ss.inflight, ss.inQoS2 = nil, nil, nil
+	ss.account(-f.qbytes, -n)
+	ss.fl = nil
 }
 
 var matchPool = sync.Pool{New: func() any { s := make([]*subscription, 0, 16); return &s }}
