@@ -149,7 +149,7 @@ func startServer(t testing.TB, ecfg engine.Config, cfg tlsx.Config) *server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := srv.Listen(e, "127.0.0.1:0", hs.Handler())
+	ln, err := hs.ListenWrapped("127.0.0.1:0", srv.Handler)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -313,6 +313,11 @@ func (s *Server) Watch(ctx context.Context) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	s.watch(ctx, hup)
+}
+
+// watch is Watch with the signal channel given.
+func (s *Server) watch(ctx context.Context, hup <-chan os.Signal) {
 	var tick <-chan time.Time
 	if s.cfg.ReloadInterval > 0 && s.cfg.Certificate == nil {
 		t := time.NewTicker(s.cfg.ReloadInterval)
