@@ -23,6 +23,11 @@
 #   netecho-tls     bench/cmd/netecho -tls-cert: crypto/tls, a goroutine and
 #                   a 4 KiB buffer per connection (what a Go program does)
 #   netecho-tls12   the same, clients speak TLS 1.2
+#   nginx-tls       nginx (one worker, OpenSSL) with an HTTPS server block;
+#                   clients send nothing after the handshake (nginx does not
+#                   echo), so its figure is an idle connection waiting for a
+#                   request. The worker's RSS is measured.
+#   nginx-tls12     the same, clients speak TLS 1.2
 #
 # The admission bounds are lifted for the benchmark (-tls-rate-per-ip -1
 # -tls-rate -1): they are what the storm test is about, not this one.
@@ -68,10 +73,59 @@ sample_rss() {
   done | median
 }
 
-start() { # start NAME LOG: sets SRV_PID, SRV_ADDR, CLIENT_TLS
+# start_nginx LOG: nginx with one worker on a free port; sets SRV_PID to
+# the worker (the master is stopped through PIDS).
+start_nginx() {
+  local log=$1 port i master
+  port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  mkdir -p "$LOGDIR/nginx"
+  cat >"$LOGDIR/nginx/nginx.conf" <<NGINX
+worker_processes 1;
+daemon off;
+error_log $LOGDIR/nginx/error.log;
+pid $LOGDIR/nginx/nginx.pid;
+worker_rlimit_nofile 19500;
+events { worker_connections 19000; }
+http {
+  access_log off;
+  client_header_timeout 900s;
+  keepalive_timeout 900s;
+  server {
+    listen 127.0.0.1:$port ssl;
+    ssl_certificate $LOGDIR/cert.pem;
+    ssl_certificate_key $LOGDIR/key.pem;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    location / { return 200 "hello"; }
+  }
+}
+NGINX
+  nginx -p "$LOGDIR/nginx" -c "$LOGDIR/nginx/nginx.conf" >"$log" 2>&1 &
+  master=$!
+  PIDS+=("$master")
+  SRV_ADDR=127.0.0.1:$port
+  for ((i = 0; i < 100; i++)); do
+    SRV_PID=$(pgrep -P "$master" | head -n 1 || true)
+    [ -n "$SRV_PID" ] && return 0
+    kill -0 "$master" 2>/dev/null || { cat "$log" "$LOGDIR/nginx/error.log" >&2; die "nginx exited at start"; }
+    sleep 0.1
+  done
+  die "nginx started no worker"
+}
+
+start() { # start NAME LOG: sets SRV_PID, SRV_ADDR, CLIENT_TLS, PAYLOAD
   local name=$1 log=$2 i
   CLIENT_TLS=
+  PAYLOAD='hi
+'
   case $name in
+    nginx-tls | nginx-tls12)
+      command -v nginx >/dev/null || die "nginx not installed"
+      CLIENT_TLS=1.3
+      [ "$name" = nginx-tls12 ] && CLIENT_TLS=1.2
+      PAYLOAD=
+      start_nginx "$log"
+      return 0
+      ;;
     warren) "$BIN/warren" echo -proto tcp -admin "" -addr 127.0.0.1:0 >"$log" 2>&1 & ;;
     warren-tls13) CLIENT_TLS=1.3; "$BIN/warren" echo -proto tcp -admin "" -addr 127.0.0.1:0 "${TLSF[@]}" >"$log" 2>&1 & ;;
     warren-tls13-keep) CLIENT_TLS=1.3; "$BIN/warren" echo -proto tcp -admin "" -addr 127.0.0.1:0 "${TLSF[@]}" -tls-keep-ciphers >"$log" 2>&1 & ;;
@@ -96,13 +150,13 @@ start() { # start NAME LOG: sets SRV_PID, SRV_ADDR, CLIENT_TLS
 RESULTS=$LOGDIR/results.tsv
 printf 'server\trun\tbase_kb\tloaded_kb\topened\tbytes_per_conn\n' >"$RESULTS"
 measure() {
-  local name=$1 run=$2 log clog base loaded ready= i cpid bpc
+  local name=$1 run=$2 log clog base loaded ready= i cpid bpc pid
   log=$LOGDIR/$name-$run.log
   clog=$LOGDIR/$name-$run-client.log
   start "$name" "$log"
   sleep 1
   base=$(sample_rss "$SRV_PID" 3 1)
-  "$BIN/idleclient" -addr "$SRV_ADDR" -n "$N" -src-base 127.0.1.1 -src-count 60 -concurrency "$CONC" \
+  "$BIN/idleclient" -addr "$SRV_ADDR" -n "$N" -src-base 127.0.1.1 -src-count 60 -concurrency "$CONC" -payload "$PAYLOAD" \
     ${CLIENT_TLS:+-tls "$CLIENT_TLS"} -hold 900s -open-timeout "${OPEN_TIMEOUT}s" >"$clog" 2>&1 &
   cpid=$!
   PIDS+=("$cpid")
@@ -117,7 +171,7 @@ measure() {
   sleep "$SETTLE"
   loaded=$(sample_rss "$SRV_PID" "$SAMPLES" "$SPAN")
   stop_pid "$cpid" 30
-  stop_pid "$SRV_PID" 30
+  for pid in "${PIDS[@]}"; do stop_pid "$pid" 30; done
   PIDS=()
   bpc=$(awk -v l="$loaded" -v b="$base" -v n="$ready" 'BEGIN {printf "%.0f", (l - b) * 1024 / n}')
   printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$run" "$base" "$loaded" "$ready" "$bpc" >>"$RESULTS"
