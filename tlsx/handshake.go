@@ -42,9 +42,11 @@ const (
 // listenerHandler is a TLS listener's handler: it admits a new connection
 // and gives it its own handshake handler.
 type listenerHandler struct {
-	s      *Server
-	inner  engine.Handler
-	bucket interface{ AllowN(time.Time, int) bool } // nil when unbounded
+	s       *Server
+	inner   engine.Handler                           // the handler without ALPN match
+	byProto map[string]engine.Handler                // HandlerALPN; nil for Handler
+	protos  []string                                 // ALPN offered
+	bucket  interface{ AllowN(time.Time, int) bool } // nil when unbounded
 }
 
 var (
@@ -76,7 +78,7 @@ func (lh *listenerHandler) OnOpen(c *engine.Conn) {
 		c.AbortWithDetail(engine.ReasonLimitReached, DetailRefusedListener)
 		return
 	}
-	hs := &hsConn{s: s, inner: lh.inner, c: c}
+	hs := &hsConn{s: s, lh: lh, c: c}
 	hs.cond.L = &hs.mu
 	c.SetIdleTimeout(s.cfg.HandshakeTimeout)
 	c.SetReadTimeout(s.cfg.HandshakeTimeout)
@@ -92,9 +94,9 @@ func (lh *listenerHandler) OnData(c *engine.Conn, in []byte) int { return 0 }
 // one at a time, so nothing read past the handshake stays inside tls.Conn:
 // what follows is the record layer's (TLS 1.3).
 type hsConn struct {
-	s     *Server
-	inner engine.Handler
-	c     *engine.Conn
+	s  *Server
+	lh *listenerHandler
+	c  *engine.Conn
 
 	queued  bool      // loop: submitted to the workers
 	started time.Time // loop: the ClientHello arrived
@@ -399,7 +401,11 @@ func (s *Server) handshake(hs *hsConn) {
 		c.SetMessagePending(false)
 		c.SetIdleTimeout(0)
 		c.SetReadTimeout(0)
-		c.SetHandler(hs.inner)
+		inner := hs.lh.inner
+		if h := hs.lh.byProto[st.NegotiatedProtocol]; h != nil {
+			inner = h
+		}
+		c.SetHandler(inner)
 		c.SetTransform(t, pending)
 		if pending != nil {
 			pool.Put(pending)

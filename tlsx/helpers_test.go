@@ -149,9 +149,23 @@ func startServer(t testing.TB, ecfg engine.Config, cfg tlsx.Config) *server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := srv.Listen(e, "127.0.0.1:0", hs.Handler())
+	ln, err := hs.ListenWrapped("127.0.0.1:0", srv.Handler)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return &server{e: e, tls: srv, addr: ln.Addr().String()}
+}
+
+// exampleCert is a self-signed certificate for the examples.
+func exampleCert() (*tls.Certificate, *x509.CertPool) {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "example"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, _ := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	leaf, _ := x509.ParseCertificate(der)
+	pool := x509.NewCertPool()
+	pool.AddCert(leaf)
+	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool
 }

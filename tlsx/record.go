@@ -154,10 +154,11 @@ const (
 // Conn's output lock (Seal, Final), so the two never share fields but for
 // the atomics.
 type record13 struct {
-	suite *suite13
-	keep  bool // keep AEADs between bursts (Config.KeepCiphers)
-	srv   *Server
-	info  *ConnState
+	suite  *suite13
+	keep   bool // keep AEADs between bursts (Config.KeepCiphers)
+	client bool // the client's side (tests): NewSessionTicket is ignored
+	srv    *Server
+	info   *ConnState
 
 	// Read side (Open): the loop's.
 	in      direction
@@ -416,6 +417,10 @@ func (r *record13) onHandshake(b []byte) error {
 			}
 		case 1: // client_hello
 			return r.fail(errRenegotiate)
+		case 4: // new_session_ticket, to a client
+			if !r.client {
+				return r.fail(errUnexpected)
+			}
 		default:
 			return r.fail(errUnexpected)
 		}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -225,6 +226,7 @@ func (s *Server) configFor(chi *tls.ClientHelloInfo) (*tls.Config, error) {
 	c := s.base.Clone()
 	c.GetConfigForClient = nil
 	c.KeyLogWriter = keyLog{hs}
+	c.NextProtos = hs.lh.protos
 	if cas := s.cas.Load(); cas != nil {
 		c.ClientCAs = cas
 		c.ClientAuth = s.cfg.ClientAuth
@@ -313,6 +315,11 @@ func (s *Server) Watch(ctx context.Context) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	s.watch(ctx, hup)
+}
+
+// watch is Watch with the signal channel given.
+func (s *Server) watch(ctx context.Context, hup <-chan os.Signal) {
 	var tick <-chan time.Time
 	if s.cfg.ReloadInterval > 0 && s.cfg.Certificate == nil {
 		t := time.NewTicker(s.cfg.ReloadInterval)
@@ -356,7 +363,33 @@ func (s *Server) Close() {
 // a websocket or MQTT handler). Each call makes a listener with its own
 // rate bound (Config.Rate).
 func (s *Server) Handler(h engine.Handler) engine.Handler {
-	lh := &listenerHandler{s: s, inner: h}
+	return s.newListener(h, nil, s.cfg.NextProtos)
+}
+
+// HandlerALPN is Handler for a listener that serves several protocols on
+// one port, chosen by ALPN: a client that negotiates a key of handlers
+// (say "mqtt" or "http/1.1") is served by its handler, one that
+// negotiates none by fallback. The protocols offered are Config.NextProtos
+// that have a handler, then the other keys in sorted order.
+func (s *Server) HandlerALPN(handlers map[string]engine.Handler, fallback engine.Handler) engine.Handler {
+	var protos []string
+	for _, p := range s.cfg.NextProtos {
+		if handlers[p] != nil {
+			protos = append(protos, p)
+		}
+	}
+	rest := make([]string, 0, len(handlers))
+	for p := range handlers {
+		if !slices.Contains(protos, p) {
+			rest = append(rest, p)
+		}
+	}
+	slices.Sort(rest)
+	return s.newListener(fallback, handlers, append(protos, rest...))
+}
+
+func (s *Server) newListener(h engine.Handler, byProto map[string]engine.Handler, protos []string) *listenerHandler {
+	lh := &listenerHandler{s: s, inner: h, byProto: byProto, protos: protos}
 	if s.cfg.Rate > 0 {
 		lh.bucket = upstream.NewTokenBucket(s.cfg.Rate, s.cfg.Burst)
 	}
