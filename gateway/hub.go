@@ -125,6 +125,7 @@ func (s *Session) hold(m *nats.Msg) bool {
 	if q.bytes+len(m.Data) > maxHeldBytes {
 		return false
 	}
+	m.Data = append([]byte(nil), m.Data...) // the caller's buffer is not ours to keep
 	q.msgs = append(q.msgs, m)
 	q.bytes += len(m.Data)
 	return true
@@ -195,13 +196,14 @@ type pendingCmd struct {
 // local device directly, to another node's devices through that node's
 // command subject (one subscription per node, never per device).
 type Hub struct {
-	cfg  HubConfig
-	node unique.Handle[string] // cfg.Node, interned for the directory
-	bus  *Bus
-	nc   *nats.Conn
-	log  *slog.Logger
-	seed maphash.Seed
-	seq  atomic.Uint64
+	cfg     HubConfig
+	node    unique.Handle[string] // cfg.Node, interned for the directory
+	nodeHdr []string              // cfg.Node as a telemetry header value, shared by every message
+	bus     *Bus
+	nc      *nats.Conn
+	log     *slog.Logger
+	seed    maphash.Seed
+	seq     atomic.Uint64
 
 	shards [nShards]shard
 	dir    [nShards]dirShard
@@ -242,7 +244,7 @@ func NewHub(cfg HubConfig, bus *Bus) *Hub {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	h := &Hub{cfg: cfg, node: unique.Make(cfg.Node), bus: bus, nc: bus.Conn(), log: cfg.Logger, seed: maphash.MakeSeed(),
+	h := &Hub{cfg: cfg, node: unique.Make(cfg.Node), nodeHdr: []string{cfg.Node}, bus: bus, nc: bus.Conn(), log: cfg.Logger, seed: maphash.MakeSeed(),
 		pending: make(map[string]*pendingCmd), nodes: make(map[string]time.Time),
 		paused: make(map[*Session]struct{}), stop: make(chan struct{})}
 	for i := range h.shards {
@@ -639,16 +641,26 @@ func (h *Hub) expireTokens() {
 	}
 }
 
+// Telemetry headers, in canonical form.
+const (
+	hdrDevice   = "Warren-Device"
+	hdrNode     = "Warren-Node"
+	hdrReceived = "Warren-Received"
+)
+
 // Telemetry publishes one telemetry payload of s: data is the exact bytes
-// the device sent. Under NATS backpressure the device is paused with the
-// message held, and published when NATS catches up: nothing is dropped
-// silently.
+// the device sent. Telemetry does not keep data once it returns (what it
+// holds it copies), so a transport may pass its read buffer. Under NATS
+// backpressure the device is paused with the message held, and published
+// when NATS catches up: nothing is dropped silently.
 func (h *Hub) Telemetry(s *Session, data []byte, now time.Time) {
 	h.m.telemetryIn.Add(1)
-	m := &nats.Msg{Subject: telemetrySubject(s.Device), Data: data, Header: nats.Header{}}
-	m.Header.Set("Warren-Device", s.Device)
-	m.Header.Set("Warren-Node", h.cfg.Node)
-	m.Header.Set("Warren-Received", now.UTC().Format(time.RFC3339Nano))
+	var ts [40]byte
+	m := &nats.Msg{Subject: telemetrySubject(s.Device), Data: data, Header: nats.Header{
+		hdrDevice:   {s.Device},
+		hdrNode:     h.nodeHdr,
+		hdrReceived: {string(now.UTC().AppendFormat(ts[:0], time.RFC3339Nano))},
+	}}
 	if s.paused.Load() {
 		// Reading is paused; frames of the read already in flight are
 		// held too.
