@@ -27,6 +27,11 @@ type Request struct {
 	Head []byte
 	// Body is a complete body sent after Head, or nil.
 	Body []byte
+	// Expect100 says Head carries "Expect: 100-continue": Body is sent
+	// once the backend answers 100 Continue, or after ContinueTimeout
+	// (1s) without an answer, and not at all when a final response comes
+	// first (the connection then closes, as its framing is unfinished).
+	Expect100 bool
 	// Stream says the body is written later with Exchange.Write and ended
 	// with Exchange.End, as it arrives (framed as Head declares). A
 	// streamed request is retried only while none of its body has been
@@ -122,6 +127,10 @@ type Exchange struct {
 	// queued is guarded by the host pool's mu.
 	queued    bool
 	ptimer    *time.Timer
+	ctimer    *time.Timer // 100 Continue wait
+	bodyHeld  bool        // Body waits for 100 Continue
+	abandoned bool        // the held body was never sent: the connection closes
+	expect    bool
 	lastHost  int
 	host      *hostPool
 	freeTries int
@@ -143,7 +152,7 @@ const maxFreeRetries = 2
 // once, on the caller's goroutine). Do may be called from an event loop.
 func (c *Cluster) Do(r *Request) *Exchange {
 	x := &Exchange{c: c, method: r.Method, head: r.Head, body: r.Body, stream: r.Stream, upgrade: r.Upgrade,
-		key: r.Key, h: r.Handler, lastHost: -1, loop: r.Loop}
+		key: r.Key, h: r.Handler, lastHost: -1, loop: r.Loop, expect: r.Expect100}
 	switch {
 	case r.Idempotent > 0:
 		x.idem = true
@@ -275,8 +284,14 @@ func (x *Exchange) start(cc *clientConn, reused bool) bool {
 	hp.c.set.Start(hp.idx)
 	hp.st.rqTotal.Add(1)
 	bufs := [][]byte{x.head}
+	x.bodyHeld, x.abandoned = false, false
 	if len(x.body) > 0 {
-		bufs = append(bufs, x.body)
+		if x.expect {
+			x.bodyHeld = true
+			x.ctimer = time.AfterFunc(ContinueTimeout, x.sendHeldBody)
+		} else {
+			bufs = append(bufs, x.body)
+		}
 	}
 	if x.stream && len(x.buf) > 0 {
 		bufs = append(bufs, x.buf)
@@ -400,11 +415,32 @@ func (x *Exchange) respStarted() bool { return x.respBegun.Load() }
 func (x *Exchange) bodyComplete() bool {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	return !x.stream || x.ended && len(x.buf) == 0
+	return !x.abandoned && (!x.stream || x.ended && len(x.buf) == 0)
+}
+
+// ContinueTimeout is how long a request with Request.Expect100 waits for
+// 100 Continue before sending its body anyway (RFC 9110 §10.1.1).
+const ContinueTimeout = time.Second
+
+// sendHeldBody sends the body held for 100 Continue.
+func (x *Exchange) sendHeldBody() {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if !x.bodyHeld || x.state != xActive || x.cc == nil {
+		return
+	}
+	x.bodyHeld = false
+	if x.ctimer != nil {
+		x.ctimer.Stop()
+	}
+	x.cc.conn.Write(x.body)
 }
 
 // interim passes a 1xx response on.
 func (x *Exchange) interim(resp *http1.Response) {
+	if resp.StatusCode == 100 {
+		x.sendHeldBody()
+	}
 	if x.discarding {
 		return
 	}
@@ -416,6 +452,12 @@ func (x *Exchange) interim(resp *http1.Response) {
 // response starts the response: to the handler, or discarded for a retry.
 func (x *Exchange) response(resp *http1.Response) {
 	x.status.Store(int32(resp.StatusCode))
+	x.mu.Lock()
+	if x.bodyHeld { // a final answer before the body: it is never sent
+		x.bodyHeld, x.abandoned = false, true
+		x.ctimer.Stop()
+	}
+	x.mu.Unlock()
 	if x.retryableStatus(resp.StatusCode) {
 		x.mu.Lock()
 		x.discarding = true

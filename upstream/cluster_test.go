@@ -350,3 +350,42 @@ func TestClusterFailFastNoHost(t *testing.T) {
 		t.Fatalf("err = %v after draining the only host", err)
 	}
 }
+
+// TestClusterExpectContinue: a body held for 100 Continue goes once the
+// backend asks for it, and is never sent when the backend refuses first.
+func TestClusterExpectContinue(t *testing.T) {
+	e := startEngine(t)
+	b := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/refuse" {
+			w.WriteHeader(417)
+			return
+		}
+		body, _ := io.ReadAll(r.Body) // net/http sends 100 Continue here
+		fmt.Fprintf(w, "%d", len(body))
+	}))
+	c := newTestCluster(t, e, ClusterConfig{Hosts: []string{b.addr}})
+	ctx := context.Background()
+	body := []byte("0123456789")
+	for _, path := range []string{"/read", "/refuse", "/read"} {
+		head := AppendRequestHead(nil, "PUT", path, "x", []string{"Expect", "100-continue"}, int64(len(body)), false)
+		t0 := time.Now()
+		r, err := c.RoundTrip(ctx, &Request{Method: "PUT", Head: head, Body: body, Expect100: true}, 0)
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		if path == "/read" && (r.Status != 200 || string(r.Body) != "10") {
+			t.Fatalf("%s: %d %q", path, r.Status, r.Body)
+		}
+		if path == "/refuse" && r.Status != 417 {
+			t.Fatalf("%s: %d", path, r.Status)
+		}
+		if d := time.Since(t0); d > 900*time.Millisecond {
+			t.Errorf("%s took %v: the body waited for the continue timeout", path, d)
+		}
+	}
+	// The refused request's connection was not reused (its framing was
+	// unfinished): at least two connections.
+	if n := b.accepted.Load(); n < 2 {
+		t.Errorf("backend accepted %d connections", n)
+	}
+}
