@@ -683,6 +683,9 @@ func (x *Exchange) end() bool {
 		x.ptimer.Stop()
 		x.ptimer = nil
 	}
+	if x.ctimer != nil {
+		x.ctimer.Stop()
+	}
 	x.mu.Unlock()
 	if x.overall != nil {
 		x.overall.Stop()
