@@ -389,3 +389,68 @@ func TestClusterExpectContinue(t *testing.T) {
 		t.Errorf("backend accepted %d connections", n)
 	}
 }
+
+// fakeClock is an engine clock a test advances.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// TestClusterPoolPolicyFakeTime checks the pool's retirement rules on the
+// engine's clock, without sleeping: the backend's announced keep-alive
+// (less the margin), the pool's idle timeout and max lifetime, and max
+// requests per connection each make the next request use a new
+// connection.
+func TestClusterPoolPolicyFakeTime(t *testing.T) {
+	clk := &fakeClock{t: time.Unix(1_000_000, 0)}
+	e, err := engine.New(engine.Config{Loops: 1, Clock: clk}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Start(""); err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	b := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/ka" {
+			w.Header().Set("Keep-Alive", "timeout=5")
+		}
+		io.WriteString(w, "ok")
+	}))
+	c := newTestCluster(t, e, ClusterConfig{Hosts: []string{b.addr}, Timeout: -1,
+		Pool: PoolConfig{IdleTimeout: 30 * time.Second, MaxLifetime: 100 * time.Second, MaxRequestsPerConn: 3}})
+	step := func(path string, advance time.Duration, wantConns int64, why string) {
+		t.Helper()
+		clk.Advance(advance)
+		if _, err := get(t, c, path); err != nil {
+			t.Fatalf("%s: %v", why, err)
+		}
+		if n := b.accepted.Load(); n != wantConns {
+			t.Fatalf("%s: backend saw %d connections; want %d", why, n, wantConns)
+		}
+	}
+	step("/", 0, 1, "first request")
+	step("/", 29*time.Second, 1, "idle 29s of 30s: reused")
+	step("/", 31*time.Second, 2, "idle 31s: retired")
+	step("/ka", 0, 2, "reused; the backend announces 5s")
+	step("/", 3900*time.Millisecond, 2, "3.9s of 5s less 1s margin: reused")
+	step("/", 0, 3, "max 3 requests per connection: retired")
+	step("/ka", 4100*time.Millisecond, 3, "reused (announces 5s again)")
+	step("/", 4100*time.Millisecond, 4, "4.1s of 5s less 1s margin: retired")
+	step("/", 101*time.Second, 5, "past max lifetime (and idle): retired")
+	if st := c.Stats(); st.CxKeepAlive == 0 {
+		t.Errorf("no keep-alive retirement counted: %+v", st)
+	}
+}
