@@ -121,6 +121,7 @@ type Exchange struct {
 	hasTicket  bool
 	started    time.Time
 	respBegun  atomic.Bool // OnResponse called (or the response is being discarded for a retry)
+	ended2     atomic.Bool // state is xDone: no more handler calls
 	discarding bool        // the response is being read only to retry
 	status     atomic.Int32
 
@@ -131,6 +132,7 @@ type Exchange struct {
 	bodyHeld  bool        // Body waits for 100 Continue
 	abandoned bool        // the held body was never sent: the connection closes
 	expect    bool
+	reserved  bool // a retry's room was taken when the response was set aside
 	lastHost  int
 	host      *hostPool
 	freeTries int
@@ -441,7 +443,7 @@ func (x *Exchange) interim(resp *http1.Response) {
 	if resp.StatusCode == 100 {
 		x.sendHeldBody()
 	}
-	if x.discarding {
+	if x.discarding || x.ended2.Load() {
 		return
 	}
 	if ih, ok := x.h.(InterimHandler); ok {
@@ -466,7 +468,9 @@ func (x *Exchange) response(resp *http1.Response) {
 		return
 	}
 	x.respBegun.Store(true)
-	x.h.OnResponse(x, resp)
+	if !x.ended2.Load() {
+		x.h.OnResponse(x, resp)
+	}
 }
 
 // retryableStatus reports whether a response with code should be
@@ -483,7 +487,13 @@ func (x *Exchange) retryableStatus(code int) bool {
 		return false
 	}
 	retry, _ := x.c.cfg.Retry.Decide(Attempt{Status: code, Idempotent: x.idem, Retries: retries})
-	return retry && x.c.roomForRetry(x.begun)
+	if !retry || !x.c.roomForRetry(x.begun) || !x.takeRetry() {
+		return false // the response goes to the handler as it is
+	}
+	x.mu.Lock()
+	x.reserved = true
+	x.mu.Unlock()
+	return true
 }
 
 // roomForRetry reports whether a retry fits the overall timeout (without
@@ -494,7 +504,7 @@ func (c *Cluster) roomForRetry(begun time.Time) bool {
 
 // body passes a piece of the body on.
 func (x *Exchange) bodyData(data []byte) {
-	if x.discarding {
+	if x.discarding || x.ended2.Load() {
 		return
 	}
 	x.h.OnBody(x, data)
@@ -610,6 +620,32 @@ func (x *Exchange) retry(backoff, connectFailed bool) bool {
 		}
 		return true
 	}
+	x.mu.Lock()
+	reserved := x.reserved
+	x.reserved = false
+	x.mu.Unlock()
+	if !reserved && !x.takeRetry() {
+		return false
+	}
+	x.mu.Lock()
+	x.retries++
+	n := x.retries
+	x.mu.Unlock()
+	c.st.rqRetry.Add(1)
+	d := c.backoff(n)
+	if !backoff || d <= 0 {
+		x.dispatch()
+		return true
+	}
+	time.AfterFunc(d, x.dispatch)
+	return true
+}
+
+// takeRetry takes room for a retry in the budget (or Thresholds.MaxRetries)
+// and holds it until the next retry or the end of x; it reports false,
+// counted, when there is none.
+func (x *Exchange) takeRetry() bool {
+	c := x.c
 	if c.bud != nil {
 		if !c.bud.TryRetry() {
 			c.st.retryOverflow.Add(1)
@@ -620,20 +656,11 @@ func (x *Exchange) retry(backoff, connectFailed bool) bool {
 		return false
 	}
 	x.mu.Lock()
-	x.retries++
-	n := x.retries
 	if x.inRetry {
 		x.releaseRetryLocked()
 	}
 	x.inRetry = true
 	x.mu.Unlock()
-	c.st.rqRetry.Add(1)
-	d := c.backoff(n)
-	if !backoff || d <= 0 {
-		x.dispatch()
-		return true
-	}
-	time.AfterFunc(d, x.dispatch)
 	return true
 }
 
@@ -652,6 +679,11 @@ func (x *Exchange) upgraded(conn *engine.Conn, resp *http1.Response) {
 	hp := x.hostOf()
 	c.set.Done(hp.idx)
 	c.record(hp, ResultSuccess)
+	x.mu.Lock()
+	if x.state == xActive {
+		x.state, x.cc = xWaiting, nil // the connection is the handler's now
+	}
+	x.mu.Unlock()
 	if !x.end() {
 		conn.Abort(engine.ReasonLocal)
 		return
@@ -673,7 +705,15 @@ func (x *Exchange) end() bool {
 		x.mu.Unlock()
 		return false
 	}
+	// Ended while on a connection (a cancel or timeout that raced the
+	// connection's assignment): the connection carries a request nobody
+	// waits for, so it goes.
+	var orphan *engine.Conn
+	if x.state == xActive && x.cc != nil {
+		orphan = x.cc.conn
+	}
 	x.state = xDone
+	x.ended2.Store(true)
 	x.cc = nil
 	x.buf = nil
 	if x.inRetry {
@@ -687,6 +727,9 @@ func (x *Exchange) end() bool {
 		x.ctimer.Stop()
 	}
 	x.mu.Unlock()
+	if orphan != nil {
+		orphan.Abort(engine.ReasonLocal)
+	}
 	if x.overall != nil {
 		x.overall.Stop()
 	}

@@ -454,3 +454,71 @@ func TestClusterPoolPolicyFakeTime(t *testing.T) {
 		t.Errorf("no keep-alive retirement counted: %+v", st)
 	}
 }
+
+// TestClusterAccountingBalances runs a storm of mixed outcomes — success,
+// 503 (retried), slow answers cut by the timeout, cancels, a dead host —
+// and checks that every counter of things in use returns to zero: no
+// request, pending slot, retry or active count leaks.
+func TestClusterAccountingBalances(t *testing.T) {
+	e := startEngine(t)
+	var n atomic.Int64
+	b := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch n.Add(1) % 4 {
+		case 0:
+			w.WriteHeader(503)
+		case 1:
+			select {
+			case <-time.After(400 * time.Millisecond):
+			case <-r.Context().Done():
+			}
+		}
+		io.WriteString(w, "ok")
+	}))
+	dead, _ := net.Listen("tcp", "127.0.0.1:0")
+	deadAddr := dead.Addr().String()
+	dead.Close()
+	c := newTestCluster(t, e, ClusterConfig{Hosts: []string{b.addr, deadAddr}, Timeout: 200 * time.Millisecond,
+		Retry: RetryPolicy{MaxRetries: 2}, BreakerOff: true, Pool: PoolConfig{MaxConnsPerHost: 8}})
+	var wg sync.WaitGroup
+	for i := range 200 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), time.Duration(50+i%300)*time.Millisecond)
+			defer cancel()
+			head := AppendRequestHead(nil, "GET", "/", "x", nil, -1, false)
+			if _, err := c.RoundTrip(ctx, &Request{Method: "GET", Head: head}, 0); FailureOf(err) == FailBadResponse {
+				t.Errorf("bad response from a well-behaved backend: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		st := c.Stats()
+		busy := st.RqActive != 0 || st.RqPendingActive != 0 || c.Resources().Count(ResourceRequests) != 0 ||
+			c.Resources().Count(ResourceRetries) != 0 || c.set.Active(0) != 0 || c.set.Active(1) != 0 ||
+			(c.bud != nil && (c.bud.Active() != 0 || c.bud.Retries() != 0))
+		if !busy {
+			t.Logf("requests %d, retries %d, failures %v, connections dialled %d", st.RqTotal, st.RqRetry, st.RqFailures, st.CxTotal)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("counters did not return to zero: %+v requests=%d retries=%d active0=%d active1=%d",
+				st, c.Resources().Count(ResourceRequests), c.Resources().Count(ResourceRetries), c.set.Active(0), c.set.Active(1))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// The connections count matches what the pool holds.
+	deadline = time.Now().Add(5 * time.Second)
+	for {
+		conns, idle, _ := c.hosts[0].counts()
+		if int64(conns) == c.Resources().Count(ResourceConnections) && conns == idle {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("host 0: %d connections, %d idle, cluster counts %d", conns, idle, c.Resources().Count(ResourceConnections))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
