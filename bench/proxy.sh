@@ -9,6 +9,7 @@
 #
 #   flock /tmp/warren-bench.lock bench/proxy.sh
 #   DURATION=10s CONNS=64 ROUNDS=3 WORKERS=2 bench/proxy.sh
+#   WARREN_FLAGS="-fixed-loops" bench/proxy.sh     # extra warren proxy flags
 #
 # The backend is `warren echo` (GET / → "hello", on its event loop). On
 # the 2-core benchmark machine wrk, the proxy and the backend share the
@@ -70,7 +71,7 @@ wait_port "$BPORT"
 # The proxies, each on its own port, all to the backend with keep-alive.
 WPORT=$(free_port)
 "$W" proxy -listen "127.0.0.1:$WPORT" -admin "" -loops "$WORKERS" -upstream "http://127.0.0.1:$BPORT" \
-  -max-idle-per-host 256 >"$OUT/warren.log" 2>&1 &
+  -max-idle-per-host 256 ${WARREN_FLAGS:-} >"$OUT/warren.log" 2>&1 &
 WARREN_PID=$!
 PIDS+=("$WARREN_PID")
 

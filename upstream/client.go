@@ -27,6 +27,11 @@ type Request struct {
 	Head []byte
 	// Body is a complete body sent after Head, or nil.
 	Body []byte
+	// Expect100 says Head carries "Expect: 100-continue": Body is sent
+	// once the backend answers 100 Continue, or after ContinueTimeout
+	// (1s) without an answer, and not at all when a final response comes
+	// first (the connection then closes, as its framing is unfinished).
+	Expect100 bool
 	// Stream says the body is written later with Exchange.Write and ended
 	// with Exchange.End, as it arrives (framed as Head declares). A
 	// streamed request is retried only while none of its body has been
@@ -116,12 +121,18 @@ type Exchange struct {
 	hasTicket  bool
 	started    time.Time
 	respBegun  atomic.Bool // OnResponse called (or the response is being discarded for a retry)
+	ended2     atomic.Bool // state is xDone: no more handler calls
 	discarding bool        // the response is being read only to retry
 	status     atomic.Int32
 
 	// queued is guarded by the host pool's mu.
 	queued    bool
 	ptimer    *time.Timer
+	ctimer    *time.Timer // 100 Continue wait
+	bodyHeld  bool        // Body waits for 100 Continue
+	abandoned bool        // the held body was never sent: the connection closes
+	expect    bool
+	reserved  bool // a retry's room was taken when the response was set aside
 	lastHost  int
 	host      *hostPool
 	freeTries int
@@ -143,7 +154,7 @@ const maxFreeRetries = 2
 // once, on the caller's goroutine). Do may be called from an event loop.
 func (c *Cluster) Do(r *Request) *Exchange {
 	x := &Exchange{c: c, method: r.Method, head: r.Head, body: r.Body, stream: r.Stream, upgrade: r.Upgrade,
-		key: r.Key, h: r.Handler, lastHost: -1, loop: r.Loop}
+		key: r.Key, h: r.Handler, lastHost: -1, loop: r.Loop, expect: r.Expect100}
 	switch {
 	case r.Idempotent > 0:
 		x.idem = true
@@ -275,8 +286,14 @@ func (x *Exchange) start(cc *clientConn, reused bool) bool {
 	hp.c.set.Start(hp.idx)
 	hp.st.rqTotal.Add(1)
 	bufs := [][]byte{x.head}
+	x.bodyHeld, x.abandoned = false, false
 	if len(x.body) > 0 {
-		bufs = append(bufs, x.body)
+		if x.expect {
+			x.bodyHeld = true
+			x.ctimer = time.AfterFunc(ContinueTimeout, x.sendHeldBody)
+		} else {
+			bufs = append(bufs, x.body)
+		}
 	}
 	if x.stream && len(x.buf) > 0 {
 		bufs = append(bufs, x.buf)
@@ -400,12 +417,33 @@ func (x *Exchange) respStarted() bool { return x.respBegun.Load() }
 func (x *Exchange) bodyComplete() bool {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	return !x.stream || x.ended && len(x.buf) == 0
+	return !x.abandoned && (!x.stream || x.ended && len(x.buf) == 0)
+}
+
+// ContinueTimeout is how long a request with Request.Expect100 waits for
+// 100 Continue before sending its body anyway (RFC 9110 §10.1.1).
+const ContinueTimeout = time.Second
+
+// sendHeldBody sends the body held for 100 Continue.
+func (x *Exchange) sendHeldBody() {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if !x.bodyHeld || x.state != xActive || x.cc == nil {
+		return
+	}
+	x.bodyHeld = false
+	if x.ctimer != nil {
+		x.ctimer.Stop()
+	}
+	x.cc.conn.Write(x.body)
 }
 
 // interim passes a 1xx response on.
 func (x *Exchange) interim(resp *http1.Response) {
-	if x.discarding {
+	if resp.StatusCode == 100 {
+		x.sendHeldBody()
+	}
+	if x.discarding || x.ended2.Load() {
 		return
 	}
 	if ih, ok := x.h.(InterimHandler); ok {
@@ -416,6 +454,12 @@ func (x *Exchange) interim(resp *http1.Response) {
 // response starts the response: to the handler, or discarded for a retry.
 func (x *Exchange) response(resp *http1.Response) {
 	x.status.Store(int32(resp.StatusCode))
+	x.mu.Lock()
+	if x.bodyHeld { // a final answer before the body: it is never sent
+		x.bodyHeld, x.abandoned = false, true
+		x.ctimer.Stop()
+	}
+	x.mu.Unlock()
 	if x.retryableStatus(resp.StatusCode) {
 		x.mu.Lock()
 		x.discarding = true
@@ -424,7 +468,9 @@ func (x *Exchange) response(resp *http1.Response) {
 		return
 	}
 	x.respBegun.Store(true)
-	x.h.OnResponse(x, resp)
+	if !x.ended2.Load() {
+		x.h.OnResponse(x, resp)
+	}
 }
 
 // retryableStatus reports whether a response with code should be
@@ -441,7 +487,13 @@ func (x *Exchange) retryableStatus(code int) bool {
 		return false
 	}
 	retry, _ := x.c.cfg.Retry.Decide(Attempt{Status: code, Idempotent: x.idem, Retries: retries})
-	return retry && x.c.roomForRetry(x.begun)
+	if !retry || !x.c.roomForRetry(x.begun) || !x.takeRetry() {
+		return false // the response goes to the handler as it is
+	}
+	x.mu.Lock()
+	x.reserved = true
+	x.mu.Unlock()
+	return true
 }
 
 // roomForRetry reports whether a retry fits the overall timeout (without
@@ -452,7 +504,7 @@ func (c *Cluster) roomForRetry(begun time.Time) bool {
 
 // body passes a piece of the body on.
 func (x *Exchange) bodyData(data []byte) {
-	if x.discarding {
+	if x.discarding || x.ended2.Load() {
 		return
 	}
 	x.h.OnBody(x, data)
@@ -568,6 +620,32 @@ func (x *Exchange) retry(backoff, connectFailed bool) bool {
 		}
 		return true
 	}
+	x.mu.Lock()
+	reserved := x.reserved
+	x.reserved = false
+	x.mu.Unlock()
+	if !reserved && !x.takeRetry() {
+		return false
+	}
+	x.mu.Lock()
+	x.retries++
+	n := x.retries
+	x.mu.Unlock()
+	c.st.rqRetry.Add(1)
+	d := c.backoff(n)
+	if !backoff || d <= 0 {
+		x.dispatch()
+		return true
+	}
+	time.AfterFunc(d, x.dispatch)
+	return true
+}
+
+// takeRetry takes room for a retry in the budget (or Thresholds.MaxRetries)
+// and holds it until the next retry or the end of x; it reports false,
+// counted, when there is none.
+func (x *Exchange) takeRetry() bool {
+	c := x.c
 	if c.bud != nil {
 		if !c.bud.TryRetry() {
 			c.st.retryOverflow.Add(1)
@@ -578,20 +656,11 @@ func (x *Exchange) retry(backoff, connectFailed bool) bool {
 		return false
 	}
 	x.mu.Lock()
-	x.retries++
-	n := x.retries
 	if x.inRetry {
 		x.releaseRetryLocked()
 	}
 	x.inRetry = true
 	x.mu.Unlock()
-	c.st.rqRetry.Add(1)
-	d := c.backoff(n)
-	if !backoff || d <= 0 {
-		x.dispatch()
-		return true
-	}
-	time.AfterFunc(d, x.dispatch)
 	return true
 }
 
@@ -610,6 +679,11 @@ func (x *Exchange) upgraded(conn *engine.Conn, resp *http1.Response) {
 	hp := x.hostOf()
 	c.set.Done(hp.idx)
 	c.record(hp, ResultSuccess)
+	x.mu.Lock()
+	if x.state == xActive {
+		x.state, x.cc = xWaiting, nil // the connection is the handler's now
+	}
+	x.mu.Unlock()
 	if !x.end() {
 		conn.Abort(engine.ReasonLocal)
 		return
@@ -631,7 +705,15 @@ func (x *Exchange) end() bool {
 		x.mu.Unlock()
 		return false
 	}
+	// Ended while on a connection (a cancel or timeout that raced the
+	// connection's assignment): the connection carries a request nobody
+	// waits for, so it goes.
+	var orphan *engine.Conn
+	if x.state == xActive && x.cc != nil {
+		orphan = x.cc.conn
+	}
 	x.state = xDone
+	x.ended2.Store(true)
 	x.cc = nil
 	x.buf = nil
 	if x.inRetry {
@@ -641,7 +723,13 @@ func (x *Exchange) end() bool {
 		x.ptimer.Stop()
 		x.ptimer = nil
 	}
+	if x.ctimer != nil {
+		x.ctimer.Stop()
+	}
 	x.mu.Unlock()
+	if orphan != nil {
+		orphan.Abort(engine.ReasonLocal)
+	}
 	if x.overall != nil {
 		x.overall.Stop()
 	}

@@ -350,3 +350,175 @@ func TestClusterFailFastNoHost(t *testing.T) {
 		t.Fatalf("err = %v after draining the only host", err)
 	}
 }
+
+// TestClusterExpectContinue: a body held for 100 Continue goes once the
+// backend asks for it, and is never sent when the backend refuses first.
+func TestClusterExpectContinue(t *testing.T) {
+	e := startEngine(t)
+	b := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/refuse" {
+			w.WriteHeader(417)
+			return
+		}
+		body, _ := io.ReadAll(r.Body) // net/http sends 100 Continue here
+		fmt.Fprintf(w, "%d", len(body))
+	}))
+	c := newTestCluster(t, e, ClusterConfig{Hosts: []string{b.addr}})
+	ctx := context.Background()
+	body := []byte("0123456789")
+	for _, path := range []string{"/read", "/refuse", "/read"} {
+		head := AppendRequestHead(nil, "PUT", path, "x", []string{"Expect", "100-continue"}, int64(len(body)), false)
+		t0 := time.Now()
+		r, err := c.RoundTrip(ctx, &Request{Method: "PUT", Head: head, Body: body, Expect100: true}, 0)
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		if path == "/read" && (r.Status != 200 || string(r.Body) != "10") {
+			t.Fatalf("%s: %d %q", path, r.Status, r.Body)
+		}
+		if path == "/refuse" && r.Status != 417 {
+			t.Fatalf("%s: %d", path, r.Status)
+		}
+		if d := time.Since(t0); d > 900*time.Millisecond {
+			t.Errorf("%s took %v: the body waited for the continue timeout", path, d)
+		}
+	}
+	// The refused request's connection was not reused (its framing was
+	// unfinished): at least two connections.
+	if n := b.accepted.Load(); n < 2 {
+		t.Errorf("backend accepted %d connections", n)
+	}
+}
+
+// fakeClock is an engine clock a test advances.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// TestClusterPoolPolicyFakeTime checks the pool's retirement rules on the
+// engine's clock, without sleeping: the backend's announced keep-alive
+// (less the margin), the pool's idle timeout and max lifetime, and max
+// requests per connection each make the next request use a new
+// connection.
+func TestClusterPoolPolicyFakeTime(t *testing.T) {
+	clk := &fakeClock{t: time.Unix(1_000_000, 0)}
+	e, err := engine.New(engine.Config{Loops: 1, Clock: clk}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Start(""); err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	b := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/ka" {
+			w.Header().Set("Keep-Alive", "timeout=5")
+		}
+		io.WriteString(w, "ok")
+	}))
+	c := newTestCluster(t, e, ClusterConfig{Hosts: []string{b.addr}, Timeout: -1,
+		Pool: PoolConfig{IdleTimeout: 30 * time.Second, MaxLifetime: 100 * time.Second, MaxRequestsPerConn: 3}})
+	step := func(path string, advance time.Duration, wantConns int64, why string) {
+		t.Helper()
+		clk.Advance(advance)
+		if _, err := get(t, c, path); err != nil {
+			t.Fatalf("%s: %v", why, err)
+		}
+		if n := b.accepted.Load(); n != wantConns {
+			t.Fatalf("%s: backend saw %d connections; want %d", why, n, wantConns)
+		}
+	}
+	step("/", 0, 1, "first request")
+	step("/", 29*time.Second, 1, "idle 29s of 30s: reused")
+	step("/", 31*time.Second, 2, "idle 31s: retired")
+	step("/ka", 0, 2, "reused; the backend announces 5s")
+	step("/", 3900*time.Millisecond, 2, "3.9s of 5s less 1s margin: reused")
+	step("/", 0, 3, "max 3 requests per connection: retired")
+	step("/ka", 4100*time.Millisecond, 3, "reused (announces 5s again)")
+	step("/", 4100*time.Millisecond, 4, "4.1s of 5s less 1s margin: retired")
+	step("/", 101*time.Second, 5, "past max lifetime (and idle): retired")
+	if st := c.Stats(); st.CxKeepAlive == 0 {
+		t.Errorf("no keep-alive retirement counted: %+v", st)
+	}
+}
+
+// TestClusterAccountingBalances runs a storm of mixed outcomes — success,
+// 503 (retried), slow answers cut by the timeout, cancels, a dead host —
+// and checks that every counter of things in use returns to zero: no
+// request, pending slot, retry or active count leaks.
+func TestClusterAccountingBalances(t *testing.T) {
+	e := startEngine(t)
+	var n atomic.Int64
+	b := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch n.Add(1) % 4 {
+		case 0:
+			w.WriteHeader(503)
+		case 1:
+			select {
+			case <-time.After(400 * time.Millisecond):
+			case <-r.Context().Done():
+			}
+		}
+		io.WriteString(w, "ok")
+	}))
+	dead, _ := net.Listen("tcp", "127.0.0.1:0")
+	deadAddr := dead.Addr().String()
+	dead.Close()
+	c := newTestCluster(t, e, ClusterConfig{Hosts: []string{b.addr, deadAddr}, Timeout: 200 * time.Millisecond,
+		Retry: RetryPolicy{MaxRetries: 2}, BreakerOff: true, Pool: PoolConfig{MaxConnsPerHost: 8}})
+	var wg sync.WaitGroup
+	for i := range 200 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), time.Duration(50+i%300)*time.Millisecond)
+			defer cancel()
+			head := AppendRequestHead(nil, "GET", "/", "x", nil, -1, false)
+			if _, err := c.RoundTrip(ctx, &Request{Method: "GET", Head: head}, 0); FailureOf(err) == FailBadResponse {
+				t.Errorf("bad response from a well-behaved backend: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		st := c.Stats()
+		busy := st.RqActive != 0 || st.RqPendingActive != 0 || c.Resources().Count(ResourceRequests) != 0 ||
+			c.Resources().Count(ResourceRetries) != 0 || c.set.Active(0) != 0 || c.set.Active(1) != 0 ||
+			(c.bud != nil && (c.bud.Active() != 0 || c.bud.Retries() != 0))
+		if !busy {
+			t.Logf("requests %d, retries %d, failures %v, connections dialled %d", st.RqTotal, st.RqRetry, st.RqFailures, st.CxTotal)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("counters did not return to zero: %+v requests=%d retries=%d active0=%d active1=%d",
+				st, c.Resources().Count(ResourceRequests), c.Resources().Count(ResourceRetries), c.set.Active(0), c.set.Active(1))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// The connections count matches what the pool holds.
+	deadline = time.Now().Add(5 * time.Second)
+	for {
+		conns, idle, _ := c.hosts[0].counts()
+		if int64(conns) == c.Resources().Count(ResourceConnections) && conns == idle {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("host 0: %d connections, %d idle, cluster counts %d", conns, idle, c.Resources().Count(ResourceConnections))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -95,6 +95,7 @@ type Error struct {
 	Err error
 }
 
+// Error renders e as "upstream: <failure> [(<reason>)] [host]: <cause>".
 func (e *Error) Error() string {
 	s := "upstream: " + e.Failure.String()
 	if e.Reason != ReasonNone {

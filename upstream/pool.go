@@ -608,12 +608,11 @@ func (cc *clientConn) OnTimeout(conn *engine.Conn, r engine.CloseReason) bool {
 		}
 		return true
 	}
-	if cc.expired(now.Add(c.eng.Config().TickInterval)) {
-		cc.hp.removeIdle(cc)
+	if cc.expired(now.Add(c.eng.Config().TickInterval)) && cc.hp.removeIdle(cc) {
 		cc.gone = true
 		return false
 	}
-	return true
+	return true // busy again (taken from the idle stack meanwhile), or not due
 }
 
 // OnClose accounts for the closed connection and fails its exchange, if
