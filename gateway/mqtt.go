@@ -265,13 +265,30 @@ func (d *mqttDevices) onPublish(c *mqtt.Client, m *mqtt.Message) bool {
 	return true
 }
 
-// fromNATS brings a message of another node or of a NATS client to this
-// node's MQTT subscribers. Messages of this node, and the gateway's own
-// subjects, are skipped.
+// fromNATS brings a message of another node, of a NATS client or of this
+// node's hub (a WebSocket device's telemetry) to this node's MQTT
+// subscribers. What this node's MQTT clients published was routed locally
+// already and is skipped, and so are the gateway's own subjects.
 func (d *mqttDevices) fromNATS(m *nats.Msg) {
-	if m.Header.Get(headerNode) == d.node || strings.HasPrefix(m.Subject, "warren.") ||
-		strings.HasPrefix(m.Subject, "_INBOX.") || strings.HasPrefix(m.Subject, "$") {
+	if strings.HasPrefix(m.Subject, "warren.") || strings.HasPrefix(m.Subject, "_INBOX.") ||
+		strings.HasPrefix(m.Subject, "$") {
 		return
+	}
+	if m.Header.Get(headerNode) == d.node {
+		if m.Header.Get(headerQoS) != "" {
+			return // this node's bridge: routed locally already
+		}
+		// This node's hub: telemetry of an MQTT device was routed locally
+		// already; a WebSocket device's was not.
+		if dev, ok := strings.CutPrefix(m.Subject, "devices."); ok {
+			if id, ok := strings.CutSuffix(dev, ".telemetry"); ok {
+				if s := d.hub.Local(id); s != nil {
+					if _, isMQTT := s.Transport().(*mqttDevice); isMQTT {
+						return
+					}
+				}
+			}
+		}
 	}
 	qos := mqtt.QoS0
 	if q := m.Header.Get(headerQoS); q == "1" || q == "2" {

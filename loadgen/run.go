@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -68,6 +69,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	switch {
 	case cfg.Scenario != "" && cfg.Scenario != ScenarioDevices:
 		return nil, fmt.Errorf("%w: %q (want %q or none)", ErrScenario, cfg.Scenario, ScenarioDevices)
+	case strings.HasPrefix(cfg.URL, "mqtt://"):
+		m, err := newMQTTLoad(cfg)
+		if err != nil {
+			return nil, err
+		}
+		b = m
 	case cfg.Procs > 1:
 		if cfg.WorkerCommand == nil {
 			return nil, ErrNoWorkerCommand

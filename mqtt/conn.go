@@ -198,6 +198,7 @@ func (c *conn) feed(in []byte) int {
 	sc := scratchPool.Get().(*Scratch)
 	c.dec.Scratch = sc
 	c.cork()
+	pc := c.pc()
 	off := 0
 	for off < len(in) && !c.done {
 		n, p, err := c.dec.Decode(in[off:], &s.lim)
@@ -209,7 +210,7 @@ func (c *conn) feed(in []byte) int {
 		if n == 0 {
 			break
 		}
-		s.stats.pktIn[p.Type()&15].Add(1)
+		pc.in[p.Type()&15].Add(1)
 		c.handle(p, n)
 		off += n
 	}
@@ -318,7 +319,7 @@ func (c *conn) packet(p Packet) bool {
 	ok := c.write(b)
 	pool.Put(b)
 	if ok {
-		c.srv.stats.pktOut[p.Type()&15].Add(1)
+		c.pc().out[p.Type()&15].Add(1)
 	}
 	return ok
 }
@@ -396,8 +397,9 @@ func (c *conn) sendPublish(m *msg, qos QoS, id uint16, dup, retain bool, ids []u
 		s.drop(DropWriteFailed)
 		return false
 	}
-	s.stats.pktOut[TypePublish].Add(1)
-	s.stats.pubOut[qos].Add(1)
+	pc := c.pc()
+	pc.out[TypePublish].Add(1)
+	pc.pubOut[qos].Add(1)
 	c.ec.AddServed(1)
 	return true
 }
@@ -780,15 +782,15 @@ func (c *conn) onPublish(p *Publish, n int) {
 		c.disconnect(TopicNameInvalid, engine.ReasonLimitReached, "topic over the server's limits")
 		return
 	}
-	now := s.now()
-	t := now.UnixNano()
+	t := c.lastIn // read at the start of this OnData
+	now := time.Unix(0, t)
 	if !c.st().msgRate.allow(t, s.cfg.PublishRate, float64(s.cfg.PublishBurst), 1) ||
 		!c.st().byteRate.allow(t, s.cfg.PublishBytesRate, max(s.cfg.PublishBytesRate, float64(s.lim.MaxPacketSize)), float64(n)) {
 		s.stats.rateLimited.Add(1)
 		c.disconnect(MessageRateTooHigh, engine.ReasonLimitReached, "publish rate over the server's limit")
 		return
 	}
-	s.stats.pubIn[p.QoS].Add(1)
+	c.pc().pubIn[p.QoS].Add(1)
 	ss := c.sess
 	ack := func(code ReasonCode) {
 		switch p.QoS {
@@ -1132,6 +1134,15 @@ func (b wsBridge) OnClose(wc *websocket.Conn, reason engine.CloseReason, _ uint1
 	if c, _ := wc.Context().(*conn); c != nil {
 		c.closed(reason)
 	}
+}
+
+// wsGoingAway runs when the engine drains a WebSocket connection, before
+// its close 1001: a 5.0 client gets its DISCONNECT first, as over TCP.
+func wsGoingAway(wc *websocket.Conn) string {
+	if c, _ := wc.Context().(*conn); c != nil {
+		c.drain()
+	}
+	return "server shutting down"
 }
 
 // wsLabel is the websocket label of an MQTT connection: its client id.

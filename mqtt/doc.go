@@ -43,8 +43,7 @@
 //
 // Not implemented: enhanced authentication (AUTH; a CONNECT with an
 // authentication method is refused with bad_authentication_method) and
-// request/response information. A 5.0 client over WebSocket that is drained gets a
-// WebSocket close 1001, not a DISCONNECT.
+// request/response information.
 //
 // # Packets
 //

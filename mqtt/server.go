@@ -20,28 +20,30 @@ const ProtocolName = "mqtt"
 // ErrServerClosed is returned by Listen and ListenOn after Close.
 var ErrServerClosed = errors.New("mqtt: server closed")
 
-// Defaults applied to a zero Config.
+// Defaults applied to a zero Config; each is documented with its Config
+// field.
 const (
-	DefaultConnectTimeout       = 10 * time.Second
-	DefaultMaxInflight          = 64
-	DefaultMaxQueuedMessages    = 1000
-	DefaultMaxQueuedBytes       = 1 << 20
-	DefaultMaxQueuedBytesTotal  = 256 << 20
-	DefaultMaxSubscriptions     = 100
-	DefaultMaxTopicLength       = 1024
-	DefaultMaxTopicLevels       = 32
-	DefaultPublishRate          = 1000
-	DefaultPublishBytesRate     = 10 << 20
-	DefaultTopicAliasMaximum    = 16
-	DefaultMaxSessionExpiry     = 2 * time.Hour
-	DefaultMaxSessions          = 1_000_000
-	DefaultMaxRetained          = 100_000
-	DefaultMaxRetainedBytes     = 64 << 20
-	DefaultMaxClientIDLength    = 256
-	DefaultSweepInterval        = time.Second
-	defaultMaxWillDelay         = 24 * time.Hour
-	maxSessionExpirySecondsV5   = 0xffffffff
-	sessionNeverExpires         = int64(1<<63 - 1)
+	DefaultConnectTimeout      = 10 * time.Second
+	DefaultMaxInflight         = 64
+	DefaultMaxQueuedMessages   = 1000
+	DefaultMaxQueuedBytes      = 1 << 20
+	DefaultMaxQueuedBytesTotal = 256 << 20
+	DefaultMaxSubscriptions    = 100
+	DefaultMaxTopicLength      = 1024
+	DefaultMaxTopicLevels      = 32
+	DefaultPublishRate         = 1000
+	DefaultPublishBytesRate    = 10 << 20
+	DefaultTopicAliasMaximum   = 16
+	DefaultMaxSessionExpiry    = 2 * time.Hour
+	DefaultMaxSessions         = 1_000_000
+	DefaultMaxRetained         = 100_000
+	DefaultMaxRetainedBytes    = 64 << 20
+	DefaultMaxClientIDLength   = 256
+	DefaultSweepInterval       = time.Second
+)
+
+const (
+	maxSessionExpirySecondsV5   = 0xffffffff // 5.0: the session never expires
 	websocketSubprotocol        = "mqtt"
 	assignedClientIDPrefix      = "auto-"
 	defaultWebSocketMaxMsgBytes = 1 << 20
@@ -225,13 +227,19 @@ func (a Action) String() string {
 // ConnectInfo is what Hooks.Authenticate gets: the CONNECT's credentials.
 // Its byte slices are valid only during the call.
 type ConnectInfo struct {
-	ClientID    string
+	// ClientID is the client identifier, assigned by the server when the
+	// CONNECT had none.
+	ClientID string
+	// Username and Password are the CONNECT's credentials; HasUsername
+	// and HasPassword tell an empty one from none.
 	Username    []byte
 	Password    []byte
 	HasUsername bool
 	HasPassword bool
-	Version     Version
-	Remote      netip.AddrPort
+	// Version is the protocol level the client asked for.
+	Version Version
+	// Remote is the client's address.
+	Remote netip.AddrPort
 	// WebSocket is true for MQTT over WebSocket.
 	WebSocket bool
 }
@@ -379,6 +387,7 @@ func NewServer(cfg Config) *Server {
 		PingInterval:   -1,
 		CheckOrigin:    func([]byte, *http1.Ctx) bool { return true },
 		Label:          func(c *websocket.Conn) string { return wsLabel(c) },
+		GoingAway:      wsGoingAway,
 	}, wsBridge{s})
 	return s
 }

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	gorilla "github.com/gorilla/websocket"
+
 	"github.com/warrenhq/warren/internal/testutil"
 )
 
@@ -455,5 +457,16 @@ func TestDrain(t *testing.T) {
 		if d := v3.closed(); d != nil {
 			t.Fatalf("3.1.1 got %+v", d)
 		}
+	}
+	// Over WebSocket: DISCONNECT, then the close 1001.
+	b := startBroker(t, Config{})
+	ws := dialWS(t, b.wsAddr)
+	ws.WriteMessage(gorilla.BinaryMessage, AppendConnect(nil, &Connect{Version: Version5, ClientID: []byte("wsdrain"), CleanStart: true}))
+	if got := readWS(t, ws, Version5); got != "connack" {
+		t.Fatal(got)
+	}
+	go b.e.Shutdown(t.Context())
+	if got := readWS(t, ws, Version5); got != "disconnect" {
+		t.Fatalf("drained WebSocket client got %s", got)
 	}
 }

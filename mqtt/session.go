@@ -1,9 +1,11 @@
 package mqtt
 
 import (
+	"cmp"
 	"slices"
 	"sync"
 	"time"
+	"unsafe"
 )
 
 // Locks of the broker, in order (a lock on the left may be held while
@@ -24,10 +26,16 @@ import (
 // application injects with Server.Publish. The 5.0 properties are passed
 // through to subscribers (5.0 subscribers only; 3.1.1 has none).
 type Message struct {
-	Topic   string
+	// Topic is the topic name (no wildcards).
+	Topic string
+	// Payload is the application message.
 	Payload []byte
-	QoS     QoS
-	Retain  bool
+	// QoS is the publication's QoS; a subscriber gets the lower of it and
+	// its subscription's.
+	QoS QoS
+	// Retain asks the broker to keep the message for future subscribers
+	// (an empty payload deletes the retained message of the topic).
+	Retain bool
 
 	// PayloadFormat is 1 for UTF-8 text, 0 for bytes.
 	PayloadFormat byte
@@ -370,57 +378,41 @@ func (s *Server) route(m *msg, now int64) int {
 	s.mu.RUnlock()
 	n := 0
 	shared := false
-	// Non-shared subscriptions, grouped by session: most topics match one
-	// subscription per session, so the grouping is skipped unless a
-	// session shows up twice.
-	var seen map[*session]int
+	// A session with several matching subscriptions gets the message once:
+	// sorting by session puts its subscriptions side by side, without a
+	// map however many subscribers match.
 	if len(subs) > 1 {
-		seen = make(map[*session]int, len(subs))
-		for _, sub := range subs {
-			if sub.group == "" {
-				seen[sub.sess]++
-			}
-		}
+		slices.SortFunc(subs, func(a, b *subscription) int {
+			return cmp.Compare(uintptr(unsafe.Pointer(a.sess)), uintptr(unsafe.Pointer(b.sess)))
+		})
 	}
-	for i, sub := range subs {
-		if sub == nil {
-			continue
+	for i := 0; i < len(subs); {
+		ss := subs[i].sess
+		j := i + 1
+		for j < len(subs) && subs[j].sess == ss {
+			j++
 		}
-		if sub.group != "" {
-			shared = true
-			continue
-		}
-		qos, rap := sub.qos, sub.rap
-		local := sub.noLocal && sub.sess.id == m.from
+		var qos QoS
+		var rap, match bool
 		var ids []uint32
-		if sub.id != 0 && !local {
-			ids = append(ids, sub.id)
-		}
-		if seen != nil && seen[sub.sess] > 1 {
-			for j := i + 1; j < len(subs); j++ {
-				o := subs[j]
-				if o == nil || o.group != "" || o.sess != sub.sess {
-					continue
-				}
-				subs[j] = nil
-				if o.noLocal && o.sess.id == m.from {
-					continue
-				}
-				if local {
-					qos, rap, local = o.qos, o.rap, false
-				} else {
-					qos, rap = max(qos, o.qos), rap || o.rap
-				}
-				if o.id != 0 {
-					ids = append(ids, o.id)
-				}
+		for _, o := range subs[i:j] {
+			switch {
+			case o.group != "":
+				shared = true
+				continue
+			case o.noLocal && ss.id == m.from:
+				continue
+			}
+			qos, rap, match = max(qos, o.qos), rap || o.rap, true
+			if o.id != 0 {
+				ids = append(ids, o.id)
 			}
 		}
-		if local {
-			continue
+		if match {
+			s.deliverTo(ss, m, qos, rap, ids, now)
+			n++
 		}
-		s.deliverTo(sub.sess, m, qos, rap, ids, now)
-		n++
+		i = j
 	}
 	if shared {
 		n += s.routeShared(m, subs, now)
@@ -442,7 +434,7 @@ func (s *Server) deliverTo(ss *session, m *msg, qos QoS, rap bool, ids []uint32,
 func (s *Server) routeShared(m *msg, subs []*subscription, now int64) int {
 	groups := make(map[string][]*subscription)
 	for _, sub := range subs {
-		if sub != nil && sub.group != "" {
+		if sub.group != "" {
 			k := sub.group + "\x00" + sub.topicFilter
 			groups[k] = append(groups[k], sub)
 		}

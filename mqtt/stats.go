@@ -99,12 +99,22 @@ type serverStats struct {
 	connV3, connV5, pending                     atomic.Int64
 	refused, takeovers, keepAlive, wills, proto atomic.Uint64
 	rateLimited                                 atomic.Uint64
-	pktIn, pktOut                               [16]atomic.Uint64
-	pubIn, pubOut                               [3]atomic.Uint64
+	pkts                                        [16]packetCounters // by loop: loops don't share cache lines
 	dropped                                     [numDropReasons]atomic.Uint64
 	queuedMsgs, online, offline, subscriptions  atomic.Int64
 	retained                                    atomic.Int64
 }
+
+// packetCounters are the per-packet counters of the connections of one
+// event loop (of loops whose index is the same modulo 16).
+type packetCounters struct {
+	in, out       [16]atomic.Uint64
+	pubIn, pubOut [3]atomic.Uint64
+	_             [64]byte
+}
+
+// pc returns the packet counters of c's loop.
+func (c *conn) pc() *packetCounters { return &c.srv.stats.pkts[c.ec.Loop()&15] }
 
 func (s *Server) drop(r DropReason) { s.stats.dropped[r].Add(1) }
 
@@ -121,11 +131,16 @@ func (s *Server) Stats() Stats {
 		Takeovers:     st.takeovers.Load(), KeepAliveTimeouts: st.keepAlive.Load(),
 		WillsPublished: st.wills.Load(), ProtocolErrors: st.proto.Load(), RateLimited: st.rateLimited.Load(),
 	}
-	for i := range st.pktIn {
-		out.PacketsIn[i], out.PacketsOut[i] = st.pktIn[i].Load(), st.pktOut[i].Load()
-	}
-	for i := range st.pubIn {
-		out.PublishesIn[i], out.PublishesOut[i] = st.pubIn[i].Load(), st.pubOut[i].Load()
+	for k := range st.pkts {
+		pc := &st.pkts[k]
+		for i := range pc.in {
+			out.PacketsIn[i] += pc.in[i].Load()
+			out.PacketsOut[i] += pc.out[i].Load()
+		}
+		for i := range pc.pubIn {
+			out.PublishesIn[i] += pc.pubIn[i].Load()
+			out.PublishesOut[i] += pc.pubOut[i].Load()
+		}
 	}
 	for i := range st.dropped {
 		out.Dropped[i] = st.dropped[i].Load()
