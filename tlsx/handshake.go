@@ -405,8 +405,9 @@ func (s *Server) handshake(hs *hsConn) {
 		if h := hs.lh.byProto[st.NegotiatedProtocol]; h != nil {
 			inner = h
 		}
+		c.SetTransform(t)
 		c.SetHandler(inner)
-		c.SetTransform(t, pending)
+		c.InjectInput(pending)
 		if pending != nil {
 			pool.Put(pending)
 		}
