@@ -35,6 +35,7 @@ const (
 	DetailNotTLS           Detail = "tls_not_tls"
 	DetailPlainHTTP        Detail = "tls_plaintext_http"
 	DetailHandshakeFailed  Detail = "tls_handshake_failed"
+	DetailBadClientCert    Detail = "tls_bad_client_certificate"
 	DetailHandshakeTimeout Detail = "tls_handshake_timeout"
 	DetailServerClosed     Detail = "tls_server_closed"
 )
@@ -346,15 +347,17 @@ func (s *Server) handshake(hs *hsConn) {
 			return // OnClose counted it
 		}
 		res, d := ResultFailed, DetailHandshakeFailed
-		if ctx.Err() != nil {
-			res, d = ResultTimeout, DetailHandshakeTimeout
-		}
-		s.m.handshakes.WithLabelValues(res, "none").Inc()
 		level := slog.LevelDebug
 		var cv *tls.CertificateVerificationError
-		if errors.As(err, &cv) {
-			level = slog.LevelWarn // a refused client certificate: revoked, expired, unknown CA
+		switch {
+		case ctx.Err() != nil:
+			res, d = ResultTimeout, DetailHandshakeTimeout
+		case errors.As(err, &cv):
+			// A refused client certificate (expired, unknown CA): said
+			// in the log, with crypto/tls's reason.
+			res, d, level = ResultBadCert, DetailBadClientCert, slog.LevelWarn
 		}
+		s.m.handshakes.WithLabelValues(res, "none").Inc()
 		s.log.Log(ctx, level, "tls handshake failed", "remote", hs.c.RemoteAddr().String(), "error", err)
 		// crypto/tls has sent its alert already; flush it and close.
 		hs.c.CloseWithDetail(engine.ReasonProtocolError, d)
