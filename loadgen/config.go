@@ -196,8 +196,10 @@ func parseTarget(ctx context.Context, raw string) (target, error) {
 		t.tls = true
 	case "ws":
 		t.ws = true
+	case "wss":
+		t.ws, t.tls = true, true
 	default:
-		return target{}, fmt.Errorf("%w: scheme %q (want http or ws)", ErrBadURL, u.Scheme)
+		return target{}, fmt.Errorf("%w: scheme %q (want http, https, ws or wss)", ErrBadURL, u.Scheme)
 	}
 	host, port := u.Hostname(), u.Port()
 	if host == "" {

@@ -9,11 +9,14 @@ import (
 	"github.com/warrenhq/warren/tlsx"
 )
 
-// newTLSClient makes the TLS client of an https:// run: the server's
+// newTLSClient makes the TLS client of an https:// or wss:// run: the server's
 // certificate verified against Config.CAFile (or the system's roots)
 // unless Config.Insecure.
 func newTLSClient(cfg Config, tgt target) (*tlsx.Client, error) {
 	tc := &tls.Config{ServerName: tgt.sni, InsecureSkipVerify: cfg.Insecure, NextProtos: []string{"http/1.1"}}
+	if tgt.ws {
+		tc.NextProtos = nil // what browsers do for wss://, and what a WebSocket-only listener may not offer
+	}
 	if cfg.CAFile != "" {
 		pem, err := os.ReadFile(cfg.CAFile)
 		if err != nil {

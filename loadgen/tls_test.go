@@ -21,9 +21,10 @@ import (
 	"github.com/warrenhq/warren/internal/testutil"
 	"github.com/warrenhq/warren/loadgen"
 	"github.com/warrenhq/warren/tlsx"
+	"github.com/warrenhq/warren/websocket"
 )
 
-// TestHTTPS: an https:// run against a warren TLS listener, verifying the
+// TestHTTPS: an https:// and a wss:// run against a warren TLS listener, verifying the
 // server with -ca, and with -insecure; an untrusted server fails every
 // connect.
 func TestHTTPS(t *testing.T) {
@@ -44,14 +45,16 @@ func TestHTTPS(t *testing.T) {
 	defer ts.Close()
 	r := http1.NewRouter()
 	r.Handle("GET /", http1.InlineFunc(func(c *http1.Ctx) { c.WriteString("hello") }))
+	r.Handle("GET /ws", websocket.New(websocket.Config{Inline: true}, websocket.Echo).Handler())
 	hs, _ := http1.NewServer(e, http1.Config{}, r)
 	ln, err := hs.ListenWrapped("127.0.0.1:0", ts.Handler)
 	if err != nil {
 		t.Fatal(err)
 	}
 	url := "https://" + ln.Addr().String() + "/"
-	for _, cfg := range []loadgen.Config{{CAFile: caFile}, {Insecure: true}} {
-		cfg.URL, cfg.Conns, cfg.Duration = url, 4, 500*time.Millisecond
+	wss := "wss://" + ln.Addr().String() + "/ws"
+	for _, cfg := range []loadgen.Config{{URL: url, CAFile: caFile}, {URL: url, Insecure: true}, {URL: wss, CAFile: caFile}} {
+		cfg.Conns, cfg.Duration = 4, 500*time.Millisecond
 		rep, err := loadgen.Run(context.Background(), cfg)
 		if err != nil {
 			t.Fatal(err)
