@@ -238,7 +238,7 @@ func TestRecordLayerFaults(t *testing.T) {
 		if got := rc.get(t); !strings.HasSuffix(got, "hello") {
 			t.Fatalf("response %q", got)
 		}
-		if bytes.Equal(before, rc.r.in.secret) {
+		if before == rc.r.in.secret {
 			t.Fatal("the server did not update its keys")
 		}
 	})

@@ -118,7 +118,7 @@ func (cl *Client) handshake(cc *clientConn) {
 		return
 	}
 	st := tc.ConnectionState()
-	info := &ConnState{Version: st.Version, CipherSuite: st.CipherSuite, NegotiatedProtocol: st.NegotiatedProtocol, ServerName: st.ServerName}
+	info := ConnState{Version: st.Version, CipherSuite: st.CipherSuite, NegotiatedProtocol: st.NegotiatedProtocol, ServerName: st.ServerName}
 	var t engine.Transform
 	if st.Version == tls.VersionTLS13 {
 		suite := suiteByID(st.CipherSuite)
@@ -132,7 +132,7 @@ func (cl *Client) handshake(cc *clientConn) {
 		r.out.set(suite, hs.clientTS)
 		t = r
 	} else {
-		t = &conn12{hs: hs, tc: tc, info: info}
+		t = &conn12{hs: hs, tc: tc, info: &info}
 	}
 	hs.written = nil
 	hs.c.Post(func() {

@@ -364,7 +364,7 @@ func (s *Server) handshake(hs *hsConn) {
 		return
 	}
 	st := tc.ConnectionState()
-	info := &ConnState{Version: st.Version, CipherSuite: st.CipherSuite, NegotiatedProtocol: st.NegotiatedProtocol,
+	info := ConnState{Version: st.Version, CipherSuite: st.CipherSuite, NegotiatedProtocol: st.NegotiatedProtocol,
 		ServerName: st.ServerName, Identity: s.identityOf(&st)}
 	s.m.handshakes.WithLabelValues(ResultOK, versionName(st.Version)).Inc()
 	s.m.duration.Observe(time.Since(hs.started).Seconds())
@@ -380,7 +380,7 @@ func (s *Server) handshake(hs *hsConn) {
 		}
 		t = r
 	} else {
-		t = &conn12{hs: hs, tc: tc, info: info}
+		t = &conn12{hs: hs, tc: tc, info: &info}
 	}
 	hs.written = nil
 	hs.c.Post(func() {
@@ -421,7 +421,7 @@ func (s *Server) handshake(hs *hsConn) {
 // caught, and finds how many records crypto/tls has already sealed under
 // the server's application key (its NewSessionTicket): the last records
 // written that open with that key, in order from sequence number zero.
-func (s *Server) record13For(hs *hsConn, suiteID uint16, info *ConnState) (*record13, error) {
+func (s *Server) record13For(hs *hsConn, suiteID uint16, info ConnState) (*record13, error) {
 	suite := suiteByID(suiteID)
 	if suite == nil || hs.clientTS == nil || hs.serverTS == nil {
 		return nil, errors.New("tlsx: TLS 1.3 secrets not captured")
@@ -458,13 +458,15 @@ func (r *record13) opensFromZero(recs [][]byte) bool {
 	}
 	d := r.out
 	d.seq = 0
-	scratch := make([]byte, 0, maxCiphertext)
 	for _, rec := range recs {
 		if rec[0] != typeAppData {
 			return false
 		}
 		nonce := d.nonce()
-		if _, err := a.Open(scratch[:0], nonce[:], rec[recordHeaderLen:], rec[:recordHeaderLen]); err != nil {
+		scratch := pool.Get(len(rec))
+		_, err := a.Open(scratch[:0], nonce[:], rec[recordHeaderLen:], rec[:recordHeaderLen])
+		pool.Put(scratch)
+		if err != nil {
 			return false
 		}
 		d.seq++

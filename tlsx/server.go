@@ -426,7 +426,7 @@ type ConnState struct {
 func State(c *engine.Conn) *ConnState {
 	switch t := c.Transform().(type) {
 	case *record13:
-		return t.info
+		return &t.info
 	case *conn12:
 		return t.info
 	}
