@@ -7,11 +7,15 @@
 #   flock /tmp/warren-bench.lock bench/tls-handshakes.sh
 #   VERSIONS="1.3" RUNS=1 D=5s bench/tls-handshakes.sh
 #
-# Environment: SERVERS ("warren nginx"), VERSIONS ("1.3 1.2"), RUNS (3), D
+# nginx runs without session tickets or cache (no resumption); warren issues
+# a TLS 1.3 session ticket per handshake unless it is warren-notickets
+# (-tls-no-session-tickets), the like-for-like comparison.
+#
+# Environment: SERVERS ("warren-notickets warren nginx"), VERSIONS ("1.3 1.2"), RUNS (3), D
 # (8s), C (64 handshakes in flight), OUT (bench/out). Linux only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SERVERS=${SERVERS:-"warren nginx"}
+SERVERS=${SERVERS:-"warren-notickets warren nginx"}
 VERSIONS=${VERSIONS:-"1.3 1.2"}
 RUNS=${RUNS:-3}
 D=${D:-8s}
@@ -38,9 +42,11 @@ start() { # start NAME: sets SRV_PID (the process doing the handshakes), SRV_ADD
   port=$(freeport)
   SRV_ADDR=127.0.0.1:$port
   case $name in
-    warren)
+    warren | warren-notickets)
+      local extra=()
+      [ "$name" = warren-notickets ] && extra=(-tls-no-session-tickets)
       taskset -c 0 "$BIN/warren" echo -proto tcp -admin "" -addr "$SRV_ADDR" -tls-cert "$LOGDIR/cert.pem" -tls-key "$LOGDIR/key.pem" \
-        -tls-rate -1 -tls-rate-per-ip -1 -tls-handshake-queue 4096 >"$LOGDIR/warren.log" 2>&1 &
+        -tls-rate -1 -tls-rate-per-ip -1 -tls-handshake-queue 4096 "${extra[@]}" >"$LOGDIR/warren.log" 2>&1 &
       SRV_PID=$!
       PIDS+=("$SRV_PID")
       ;;

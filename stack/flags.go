@@ -131,6 +131,7 @@ func TLSFlags(fs *flag.FlagSet, c *tlsx.Config) {
 	fs.IntVar(&c.BurstPerIP, "tls-burst-per-ip", 0, "per-IP bucket depth (0: twice -tls-rate-per-ip)")
 	fs.Float64Var(&c.Rate, "tls-rate", tlsx.DefaultRate, "new TLS connections per second per listener (negative: unbounded)")
 	fs.IntVar(&c.Burst, "tls-burst", 0, "per-listener bucket depth (0: -tls-rate)")
+	fs.BoolVar(&c.SessionTicketsDisabled, "tls-no-session-tickets", false, "do not issue TLS session tickets (no resumption; saves a ticket's encryption per handshake)")
 	fs.BoolVar(&c.KeepCiphers, "tls-keep-ciphers", false, "keep each connection's AEAD ciphers between bursts (~1.8 KB more per idle connection, less CPU per burst)")
 	fs.DurationVar(&c.ReloadInterval, "tls-reload-interval", tlsx.DefaultReloadInterval, "how often the certificate files are checked for changes (negative: only on SIGHUP)")
 }
