@@ -57,7 +57,7 @@ mkdir -p "$BIN"
 echo "building into $BIN ..."
 go build -o "$BIN/warren" ./cmd/warren
 for p in idleclient netecho; do go build -o "$BIN/$p" "./bench/cmd/$p"; done
-LOGDIR=$OUT/logs/tls-idle-mem-$(date +%Y%m%d-%H%M%S)
+LOGDIR=$(pwd)/$OUT/logs/tls-idle-mem-$(date +%Y%m%d-%H%M%S)
 mkdir -p "$LOGDIR"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost \
   -keyout "$LOGDIR/key.pem" -out "$LOGDIR/cert.pem" >/dev/null 2>&1 || die "openssl could not make a certificate"

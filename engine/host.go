@@ -39,7 +39,7 @@ type connHost interface {
 	// does not take (Conn.Writev).
 	writev(c *Conn, bufs [][]byte, total int) (int, error)
 	// inject runs bytes already read through c's transform to its
-	// handler (Conn.SetTransform).
+	// handler (Conn.InjectInput).
 	inject(c *Conn, pending []byte)
 	// finalLocked sends a transform's last bytes as c starts to close
 	// gracefully; c.mu is held.

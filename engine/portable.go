@@ -620,7 +620,7 @@ func (pc *pconn) writev(c *Conn, b [][]byte, total int) (int, error) {
 	return pc.writeLocked(c, b)
 }
 
-// inject runs bytes already read through c's transform (SetTransform).
+// inject runs bytes already read through c's transform (InjectInput).
 func (pc *pconn) inject(c *Conn, pending []byte) {
 	pc.pe.deliver(c, pending, time.Now().UnixNano())
 }

@@ -79,7 +79,7 @@ func (l *loop) onInput(c *Conn, data []byte) {
 	l.deliver(c, data)
 }
 
-// inject runs bytes already read through c's transform (SetTransform).
+// inject runs bytes already read through c's transform (InjectInput).
 func (l *loop) inject(c *Conn, pending []byte) { l.deliver(c, pending) }
 
 // deliver is onInput after the counting: data goes through c's transform,

@@ -20,7 +20,7 @@ type Transform interface {
 	// handler. It runs where c's callbacks run (its loop), never
 	// concurrently with itself. It may rewrite in (decrypt in place) and
 	// must keep any incomplete tail itself. The plaintext it returns must
-	// stay valid until its next call; nil or empty means nothing for the
+	// stay valid until OpenDone; nil or empty means nothing for the
 	// handler yet. An error closes c gracefully, so output already queued
 	// (an alert, through Final) is flushed first: an error that wraps
 	// io.EOF (the peer's close_notify) closes with ReasonPeerClosed, any
@@ -54,14 +54,15 @@ type Transform interface {
 // Transform.
 var ErrNoTransform = errors.New("engine: no transform")
 
-// SetTransform installs t as c's transform from now on, and runs pending —
-// bytes already read from the socket that belong to the transform (what
-// followed a TLS handshake) — through t and on to the current handler, as
-// if just read. SetTransform belongs to c's loop, like SetHandler: call it
-// from a callback that runs there or from a function given to Post. A
-// connection's transform cannot be removed or replaced; a nil t is
-// ignored.
-func (c *Conn) SetTransform(t Transform, pending []byte) {
+// SetTransform installs t as c's transform from now on: every byte read
+// goes through t.Open and every byte written through t.Seal. Install it
+// before the handler that speaks through it (SetHandler), so that
+// handler's OnOpen already writes through t; then hand it what was read
+// ahead with InjectInput. SetTransform belongs to c's loop, like
+// SetHandler: call it from a callback that runs there or from a function
+// given to Post. A connection's transform cannot be removed or replaced; a
+// nil t is ignored.
+func (c *Conn) SetTransform(t Transform) {
 	if t == nil || c.flags&fTransform != 0 {
 		return
 	}
@@ -72,6 +73,14 @@ func (c *Conn) SetTransform(t Transform, pending []byte) {
 	c.closeErr.tx = t
 	c.mu.Unlock()
 	c.flags |= fTransform
+}
+
+// InjectInput runs pending — bytes already read from the socket by a
+// layer that held c before (what followed a TLS handshake) — through c's
+// transform, if any, and on to its handler, as if just read (they are not
+// counted again in BytesIn). pending may be reused when it returns. It
+// belongs to c's loop, like SetTransform.
+func (c *Conn) InjectInput(pending []byte) {
 	if len(pending) > 0 {
 		c.host.inject(c, pending)
 	}

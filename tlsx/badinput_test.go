@@ -2,6 +2,7 @@ package tlsx
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -13,7 +14,9 @@ import (
 	"io"
 	"math/big"
 	"net"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -235,7 +238,7 @@ func TestRecordLayerFaults(t *testing.T) {
 		if got := rc.get(t); !strings.HasSuffix(got, "hello") {
 			t.Fatalf("response %q", got)
 		}
-		if bytes.Equal(before, rc.r.in.secret) {
+		if before == rc.r.in.secret {
 			t.Fatal("the server did not update its keys")
 		}
 	})
@@ -418,5 +421,20 @@ func FuzzOpen(f *testing.F) {
 				t.Fatalf("more plaintext (%d) than input (%d)", n1+len(p2), len(data))
 			}
 		}
+	})
+}
+
+// TestWatchSIGHUP: a SIGHUP makes Watch reload (the signal channel is
+// the test's, so no signal is sent to the process).
+func TestWatchSIGHUP(t *testing.T) {
+	s, _, _ := testServer(t, Config{})
+	hup := make(chan os.Signal, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go s.watch(ctx, hup)
+	hup <- syscall.SIGHUP
+	// Certificate (not files) reloads to itself: counted ok.
+	wtest.Eventually(t, 5*time.Second, "reload on SIGHUP", func() bool {
+		return testutil.ToFloat64(s.m.reloads.WithLabelValues("ok")) == 1
 	})
 }

@@ -35,6 +35,7 @@ const (
 	DetailNotTLS           Detail = "tls_not_tls"
 	DetailPlainHTTP        Detail = "tls_plaintext_http"
 	DetailHandshakeFailed  Detail = "tls_handshake_failed"
+	DetailBadClientCert    Detail = "tls_bad_client_certificate"
 	DetailHandshakeTimeout Detail = "tls_handshake_timeout"
 	DetailServerClosed     Detail = "tls_server_closed"
 )
@@ -346,22 +347,24 @@ func (s *Server) handshake(hs *hsConn) {
 			return // OnClose counted it
 		}
 		res, d := ResultFailed, DetailHandshakeFailed
-		if ctx.Err() != nil {
-			res, d = ResultTimeout, DetailHandshakeTimeout
-		}
-		s.m.handshakes.WithLabelValues(res, "none").Inc()
 		level := slog.LevelDebug
 		var cv *tls.CertificateVerificationError
-		if errors.As(err, &cv) {
-			level = slog.LevelWarn // a refused client certificate: revoked, expired, unknown CA
+		switch {
+		case ctx.Err() != nil:
+			res, d = ResultTimeout, DetailHandshakeTimeout
+		case errors.As(err, &cv):
+			// A refused client certificate (expired, unknown CA): said
+			// in the log, with crypto/tls's reason.
+			res, d, level = ResultBadCert, DetailBadClientCert, slog.LevelWarn
 		}
+		s.m.handshakes.WithLabelValues(res, "none").Inc()
 		s.log.Log(ctx, level, "tls handshake failed", "remote", hs.c.RemoteAddr().String(), "error", err)
 		// crypto/tls has sent its alert already; flush it and close.
 		hs.c.CloseWithDetail(engine.ReasonProtocolError, d)
 		return
 	}
 	st := tc.ConnectionState()
-	info := &ConnState{Version: st.Version, CipherSuite: st.CipherSuite, NegotiatedProtocol: st.NegotiatedProtocol,
+	info := ConnState{Version: st.Version, CipherSuite: st.CipherSuite, NegotiatedProtocol: st.NegotiatedProtocol,
 		ServerName: st.ServerName, Identity: s.identityOf(&st)}
 	s.m.handshakes.WithLabelValues(ResultOK, versionName(st.Version)).Inc()
 	s.m.duration.Observe(time.Since(hs.started).Seconds())
@@ -377,7 +380,7 @@ func (s *Server) handshake(hs *hsConn) {
 		}
 		t = r
 	} else {
-		t = &conn12{hs: hs, tc: tc, info: info}
+		t = &conn12{hs: hs, tc: tc, info: &info}
 	}
 	hs.written = nil
 	hs.c.Post(func() {
@@ -405,8 +408,9 @@ func (s *Server) handshake(hs *hsConn) {
 		if h := hs.lh.byProto[st.NegotiatedProtocol]; h != nil {
 			inner = h
 		}
+		c.SetTransform(t)
 		c.SetHandler(inner)
-		c.SetTransform(t, pending)
+		c.InjectInput(pending)
 		if pending != nil {
 			pool.Put(pending)
 		}
@@ -417,7 +421,7 @@ func (s *Server) handshake(hs *hsConn) {
 // caught, and finds how many records crypto/tls has already sealed under
 // the server's application key (its NewSessionTicket): the last records
 // written that open with that key, in order from sequence number zero.
-func (s *Server) record13For(hs *hsConn, suiteID uint16, info *ConnState) (*record13, error) {
+func (s *Server) record13For(hs *hsConn, suiteID uint16, info ConnState) (*record13, error) {
 	suite := suiteByID(suiteID)
 	if suite == nil || hs.clientTS == nil || hs.serverTS == nil {
 		return nil, errors.New("tlsx: TLS 1.3 secrets not captured")
@@ -454,13 +458,15 @@ func (r *record13) opensFromZero(recs [][]byte) bool {
 	}
 	d := r.out
 	d.seq = 0
-	scratch := make([]byte, 0, maxCiphertext)
 	for _, rec := range recs {
 		if rec[0] != typeAppData {
 			return false
 		}
 		nonce := d.nonce()
-		if _, err := a.Open(scratch[:0], nonce[:], rec[recordHeaderLen:], rec[:recordHeaderLen]); err != nil {
+		scratch := pool.Get(len(rec))
+		_, err := a.Open(scratch[:0], nonce[:], rec[recordHeaderLen:], rec[:recordHeaderLen])
+		pool.Put(scratch)
+		if err != nil {
 			return false
 		}
 		d.seq++

@@ -10,11 +10,12 @@ import (
 // Handshake results, the "result" label of warren_tls_handshakes_total.
 const (
 	ResultOK        = "ok"
-	ResultFailed    = "failed"     // crypto/tls refused the handshake (bad ClientHello, no shared suite, bad client certificate)
-	ResultTimeout   = "timeout"    // not finished within HandshakeTimeout
-	ResultNotTLS    = "not_tls"    // the first bytes were not a TLS handshake record
-	ResultPlainHTTP = "plain_http" // plaintext HTTP sent to the TLS port (answered 400)
-	ResultAborted   = "aborted"    // the peer closed during the handshake
+	ResultFailed    = "failed"                 // crypto/tls refused the handshake (bad ClientHello, no shared suite, bad client certificate)
+	ResultTimeout   = "timeout"                // not finished within HandshakeTimeout
+	ResultNotTLS    = "not_tls"                // the first bytes were not a TLS handshake record
+	ResultPlainHTTP = "plain_http"             // plaintext HTTP sent to the TLS port (answered 400)
+	ResultAborted   = "aborted"                // the peer closed during the handshake
+	ResultBadCert   = "bad_client_certificate" // mutual TLS: the client certificate was refused (expired, unknown CA, wrong usage)
 )
 
 // Refusal bounds, the "bound" label of warren_tls_refused_total: checked
@@ -43,7 +44,7 @@ func newMetrics(namespace string, s *Server) *metrics {
 	}
 	m := &metrics{
 		handshakes: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "tls_handshakes_total",
-			Help: "TLS handshakes by result (ok, failed, timeout, not_tls, plain_http, aborted) and negotiated version."}, []string{"result", "version"}),
+			Help: "TLS handshakes by result (ok, failed, bad_client_certificate, timeout, not_tls, plain_http, aborted) and negotiated version."}, []string{"result", "version"}),
 		duration: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: namespace, Name: "tls_handshake_duration_seconds",
 			Help:    "Time from the ClientHello's arrival to the end of the handshake, queueing included.",
 			Buckets: []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5, 10}}),

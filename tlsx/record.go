@@ -97,20 +97,22 @@ func expandLabel(h func() hash.Hash, secret []byte, label string, length int) []
 
 // direction is one side's traffic protection: its current traffic secret
 // (kept for KeyUpdate), the key and IV derived from it, and its sequence
-// number. The AEAD is built when a burst of records starts and dropped
+// number, in fixed arrays so an idle connection's record layer is one
+// object. The AEAD is built when a burst of records starts and dropped
 // after it, unless Config.KeepCiphers is set: an idle connection then
 // holds only these few dozen bytes.
 type direction struct {
-	secret []byte
-	key    []byte
+	secret [48]byte // SHA-256 suites use the first 32
+	key    [32]byte // AES-128 uses the first 16
 	iv     [ivLen]byte
+	slen   uint8
 	seq    uint64
 	aead   cipher.AEAD // nil unless in use or kept
 }
 
 func (d *direction) set(s *suite13, secret []byte) {
-	d.secret = secret
-	d.key = expandLabel(s.hash, secret, "key", s.keyLen)
+	d.slen = uint8(copy(d.secret[:], secret))
+	copy(d.key[:], expandLabel(s.hash, secret, "key", s.keyLen))
 	copy(d.iv[:], expandLabel(s.hash, secret, "iv", ivLen))
 	d.seq = 0
 	d.aead = nil
@@ -118,12 +120,13 @@ func (d *direction) set(s *suite13, secret []byte) {
 
 // update moves to the next traffic secret (KeyUpdate).
 func (d *direction) update(s *suite13) {
-	d.set(s, expandLabel(s.hash, d.secret, "traffic upd", len(d.secret)))
+	cur := d.secret[:d.slen]
+	d.set(s, expandLabel(s.hash, cur, "traffic upd", len(cur)))
 }
 
 func (d *direction) cipher(s *suite13) (cipher.AEAD, error) {
 	if d.aead == nil {
-		a, err := s.aead(d.key)
+		a, err := s.aead(d.key[:s.keyLen])
 		if err != nil {
 			return nil, err
 		}
@@ -158,7 +161,7 @@ type record13 struct {
 	keep   bool // keep AEADs between bursts (Config.KeepCiphers)
 	client bool // the client's side (tests): NewSessionTicket is ignored
 	srv    *Server
-	info   *ConnState
+	info   ConnState
 
 	// Read side (Open): the loop's.
 	in      direction

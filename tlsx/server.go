@@ -10,7 +10,6 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -28,6 +27,7 @@ import (
 const (
 	DefaultHandshakeTimeout  = 10 * time.Second
 	DefaultHandshakeQueue    = 1024
+	DefaultHandshakeWorkers  = 256
 	DefaultRatePerIP         = 20 // handshakes per second per client IP
 	DefaultRate              = 5000
 	DefaultReloadInterval    = 10 * time.Second
@@ -66,9 +66,13 @@ type Config struct {
 	// HandshakeTimeout bounds a handshake from the first byte to the end.
 	// Zero means 10s.
 	HandshakeTimeout time.Duration
-	// HandshakeWorkers is the number of goroutines running handshakes
-	// (crypto/tls's handshake blocks, so it cannot run on the loops).
-	// Zero means GOMAXPROCS.
+	// HandshakeWorkers bounds the handshakes in progress: each runs on a
+	// goroutine of its own while in progress (crypto/tls's handshake
+	// blocks, so it cannot run on the loops), and one waiting for a slow
+	// client's next flight keeps its goroutine until HandshakeTimeout.
+	// CPU is bounded by GOMAXPROCS anyway; this bounds the memory (about
+	// 40 KB per handshake in progress) and how many slow clients can hold
+	// handshakes at once. Zero means 256.
 	HandshakeWorkers int
 	// HandshakeQueue bounds the handshakes waiting for a worker; a
 	// connection arriving when it is full is refused (BoundQueueFull).
@@ -113,7 +117,7 @@ func (c Config) withDefaults() Config {
 		c.HandshakeTimeout = DefaultHandshakeTimeout
 	}
 	if c.HandshakeWorkers <= 0 {
-		c.HandshakeWorkers = runtime.GOMAXPROCS(0)
+		c.HandshakeWorkers = DefaultHandshakeWorkers
 	}
 	if c.HandshakeQueue <= 0 {
 		c.HandshakeQueue = DefaultHandshakeQueue
@@ -422,7 +426,7 @@ type ConnState struct {
 func State(c *engine.Conn) *ConnState {
 	switch t := c.Transform().(type) {
 	case *record13:
-		return t.info
+		return &t.info
 	case *conn12:
 		return t.info
 	}

@@ -11,8 +11,11 @@ import (
 	"time"
 
 	gorilla "github.com/gorilla/websocket"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/expfmt"
 
 	"github.com/warrenhq/warren/engine"
+	"github.com/warrenhq/warren/internal/testutil"
 	"github.com/warrenhq/warren/tlsx"
 )
 
@@ -154,4 +157,39 @@ func TestWebSocketOverTLS(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestExpiredClientCertificate: an expired client certificate is refused,
+// logged and counted as bad_client_certificate.
+func TestExpiredClientCertificate(t *testing.T) {
+	p := newPKI(t)
+	s := startServer(t, engine.Config{}, tlsx.Config{CertFile: p.certFile, KeyFile: p.keyFile, ClientCAFile: p.caFile})
+	old, oldKey := p.dir+"/old.pem", p.dir+"/old-key.pem"
+	p.issue(t, old, oldKey, "expired-device", nil, time.Now().Add(-time.Minute), true)
+	pair, err := tls.LoadX509KeyPair(old, oldKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := httpsClient(p, tls.VersionTLS13, &pair).Get("https://" + s.addr + "/"); err == nil {
+		t.Fatal("expired client certificate accepted")
+	}
+	testutil.Eventually(t, 5*time.Second, "bad_client_certificate counted", func() bool {
+		return metric(t, s.tls, `warren_tls_handshakes_total{result="bad_client_certificate",version="none"} 1`)
+	})
+}
+
+// metric reports whether the Server's exposition contains line.
+func metric(t *testing.T, s *tlsx.Server, line string) bool {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(s.Collector())
+	var b strings.Builder
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		expfmt.MetricFamilyToText(&b, mf)
+	}
+	return strings.Contains(b.String(), line)
 }
