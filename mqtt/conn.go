@@ -28,32 +28,32 @@ type conn struct {
 	dec    Decoder
 	sess   *session
 	client *Client
-
-	version  Version
-	recvMax  uint16 // the client's Receive Maximum
-	maxOut   uint32 // the client's Maximum Packet Size; 0 for the protocol's
-	aliasMax uint16 // the client's Topic Alias Maximum: aliases the server may set
 	// outAliases are the topic aliases the server set on this connection,
 	// guarded by the session's mu (every PUBLISH to the client is sent
 	// under it, so an alias is always set before it is used); nil until
 	// the first.
 	outAliases map[string]uint16
-	keepAlive  time.Duration
-	lastIn     int64    // unix ns of the last input
 	in         *inState // publishing state; nil until the client publishes
-	connected  bool
-	done       bool // input is discarded from now on
-	normal     bool // the client sent a normal DISCONNECT: no will
+	keepAlive  time.Duration
+	lastIn     int64 // unix ns of the last input
+
+	// The small fields share words (the struct is 144 bytes).
+	version   Version
+	connected bool
+	done      bool   // input is discarded from now on
+	normal    bool   // the client sent a normal DISCONNECT: no will
+	recvMax   uint16 // the client's Receive Maximum
+	aliasMax  uint16 // the client's Topic Alias Maximum: aliases the server may set
+	maxOut    uint32 // the client's Maximum Packet Size; 0 for the protocol's
+	takenOver atomic.Bool
 
 	// wmu guards output: batching while the loop handles input, and the
 	// end of writes once the connection closes.
 	wmu     sync.Mutex
 	corked  bool
-	out     []byte // batched output, pooled; nil when not corked
 	wclosed bool
 	code    ReasonCode // the reason the server disconnected with, if it did
-
-	takenOver atomic.Bool
+	out     []byte     // batched output, pooled; nil when not corked
 }
 
 // inState is the state of a connection that publishes, apart so that an
@@ -955,7 +955,7 @@ func (c *conn) onSubscribe(p *Subscribe) {
 			codes[i] = QuotaExceeded
 			continue
 		}
-		sub := &subscription{sess: ss, filter: pl.filter, topicFilter: pl.tf, group: pl.group,
+		sub := &subscription{sess: ss, filter: pl.filter, tf: uint16(len(pl.filter) - len(pl.tf)),
 			qos: pl.qos, noLocal: pl.noLocal, rap: pl.rap, id: subID}
 		s.subs.Insert(pl.tf, subKey(pl.group, ss.id), sub)
 		if idx < 0 {
@@ -994,7 +994,7 @@ func (c *conn) onUnsubscribe(p *Unsubscribe) {
 		codes[i] = NoSubscriptionExisted
 		for j, sub := range ss.subs {
 			if sub.filter == string(f) {
-				s.subs.Remove(sub.topicFilter, subKey(sub.group, ss.id))
+				s.subs.Remove(sub.topicFilter(), subKey(sub.group(), ss.id))
 				ss.subs = append(ss.subs[:j], ss.subs[j+1:]...)
 				s.stats.subscriptions.Add(-1)
 				codes[i] = Success
