@@ -35,7 +35,7 @@ type conn struct {
 	outAliases map[string]uint16
 	in         *inState // publishing state; nil until the client publishes
 	keepAlive  time.Duration
-	lastIn     int64 // unix ns of the last input
+	lastIn     atomic.Int64 // unix ns of the last input; the sweeper reads it (WebSocket keep-alive)
 
 	// The small fields share words (the struct is 144 bytes).
 	version   Version
@@ -151,7 +151,7 @@ func (p *proto) OnTimeout(ec *engine.Conn, reason engine.CloseReason) bool {
 		return false
 	}
 	limit := c.keepAlive * 3 / 2
-	if idle := time.Duration(c.srv.now().UnixNano() - c.lastIn); idle < limit {
+	if idle := time.Duration(c.srv.now().UnixNano() - c.lastIn.Load()); idle < limit {
 		// Output kept the engine's idle timer from firing earlier;
 		// the client itself has been quiet for less than the limit.
 		ec.SetIdleTimeout(max(limit-idle, time.Millisecond))
@@ -194,7 +194,7 @@ func (c *conn) feed(in []byte) int {
 		return len(in)
 	}
 	s := c.srv
-	c.lastIn = s.now().UnixNano()
+	c.lastIn.Store(s.now().UnixNano())
 	sc := scratchPool.Get().(*Scratch)
 	c.dec.Scratch = sc
 	c.cork()
@@ -691,6 +691,11 @@ func (c *conn) onConnect(p *Connect) {
 	}
 	ss.expiry, ss.will, ss.willDelay = expiry, will, willDelay
 	s.stats.online.Add(1)
+	if c.ws != nil && ka > 0 {
+		// The engine's idle timer is reset by output too: the sweeper
+		// checks a WebSocket client's own input against its keep-alive.
+		s.wsKeepAlive[c] = struct{}{}
+	}
 	c.client, c.sess, c.connected = cl, ss, true
 	ss.mu.Lock()
 	c.packet(&ca)
@@ -782,7 +787,7 @@ func (c *conn) onPublish(p *Publish, n int) {
 		c.disconnect(TopicNameInvalid, engine.ReasonLimitReached, "topic over the server's limits")
 		return
 	}
-	t := c.lastIn // read at the start of this OnData
+	t := c.lastIn.Load() // read at the start of this OnData
 	now := time.Unix(0, t)
 	if !c.st().msgRate.allow(t, s.cfg.PublishRate, float64(s.cfg.PublishBurst), 1) ||
 		!c.st().byteRate.allow(t, s.cfg.PublishBytesRate, max(s.cfg.PublishBytesRate, float64(s.lim.MaxPacketSize)), float64(n)) {
@@ -1062,6 +1067,7 @@ func (c *conn) closed(reason engine.CloseReason) {
 	ss := c.sess
 	var will *msg
 	s.mu.Lock()
+	delete(s.wsKeepAlive, c)
 	ss.mu.Lock()
 	mine := ss.conn == c
 	if mine {

@@ -496,11 +496,19 @@ func (s *Server) Publish(m *Message) (int, error) {
 	return s.route(mm, now.UnixNano()), nil
 }
 
-// sweep expires offline sessions and publishes delayed wills due at now.
+// sweep expires offline sessions, publishes delayed wills due at now and
+// closes WebSocket clients silent for 1.5 times their keep-alive.
 func (s *Server) sweep(now time.Time) {
 	t := now.UnixNano()
 	var wills []*msg
+	var silent []*conn
 	s.mu.Lock()
+	for c := range s.wsKeepAlive {
+		if time.Duration(t-c.lastIn.Load()) >= c.keepAlive*3/2 {
+			silent = append(silent, c)
+			delete(s.wsKeepAlive, c)
+		}
+	}
 	for ss := range s.offline {
 		if ss.will != nil && t >= ss.willAt {
 			wills = append(wills, ss.will)
@@ -520,6 +528,10 @@ func (s *Server) sweep(now time.Time) {
 		}
 	}
 	s.mu.Unlock()
+	for _, c := range silent {
+		s.stats.keepAlive.Add(1)
+		c.kick(KeepAliveTimeout, "keep-alive timeout")
+	}
 	for _, w := range wills {
 		s.publishWill(w, now)
 	}
