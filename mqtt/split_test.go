@@ -112,7 +112,10 @@ func dialWS(t testing.TB, addr string) *websocket.Conn {
 	if resp.Header.Get("Sec-WebSocket-Protocol") != "mqtt" {
 		t.Fatalf("subprotocol %q", resp.Header.Get("Sec-WebSocket-Protocol"))
 	}
-	t.Cleanup(func() { ws.Close() })
+	t.Cleanup(func() {
+		ws.Close()
+		delete(wsPending, ws) // a later connection may get the same address
+	})
 	return ws
 }
 
