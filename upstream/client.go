@@ -285,7 +285,7 @@ func (x *Exchange) start(cc *clientConn, reused bool) bool {
 	hp := cc.hp
 	hp.c.set.Start(hp.idx)
 	hp.st.rqTotal.Add(1)
-	bufs := [][]byte{x.head}
+	bufs := append(cc.bufs[:0], x.head)
 	x.bodyHeld, x.abandoned = false, false
 	if len(x.body) > 0 {
 		if x.expect {
@@ -302,6 +302,7 @@ func (x *Exchange) start(cc *clientConn, reused bool) bool {
 	}
 	conn := cc.conn
 	_, err := conn.Writev(bufs)
+	clear(bufs)
 	x.mu.Unlock()
 	if err != nil {
 		conn.Abort(engine.ReasonIOError) // OnClose fails the attempt
@@ -748,12 +749,10 @@ func (x *Exchange) finish(err error) {
 		return
 	}
 	x.breakerDone(err)
-	var e *Error
-	if errors.As(err, &e) {
-		x.c.st.countFailure(e.Failure)
-	}
 	if err == nil {
 		x.c.st.rqSuccess.Add(1)
+	} else if f := FailureOf(err); f != FailNone {
+		x.c.st.countFailure(f)
 	}
 	x.h.OnDone(x, err)
 }
