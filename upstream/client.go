@@ -194,7 +194,10 @@ func (c *Cluster) Do(r *Request) *Exchange {
 		c.bud.Begin()
 	}
 	if c.cfg.Timeout > 0 {
-		x.overall = time.AfterFunc(c.cfg.Timeout, x.onOverallTimeout)
+		t := time.AfterFunc(c.cfg.Timeout, x.onOverallTimeout)
+		x.mu.Lock()
+		x.overall = t
+		x.mu.Unlock()
 	}
 	x.dispatch()
 	return x
@@ -727,12 +730,13 @@ func (x *Exchange) end() bool {
 	if x.ctimer != nil {
 		x.ctimer.Stop()
 	}
+	overall := x.overall
 	x.mu.Unlock()
 	if orphan != nil {
 		orphan.Abort(engine.ReasonLocal)
 	}
-	if x.overall != nil {
-		x.overall.Stop()
+	if overall != nil {
+		overall.Stop()
 	}
 	c := x.c
 	c.res.Release(ResourceRequests)
