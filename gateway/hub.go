@@ -406,7 +406,7 @@ func (h *Hub) Lookup(device string) *DeviceInfo {
 		return nil
 	}
 	d := e.info(device)
-	if s := h.Local(device); s != nil && e.node == h.node && s.seq == e.seq {
+	if s := h.Local(device); s != nil && e.node == h.node && uint32(s.seq) == e.seq {
 		d.LastSeen = time.Unix(0, s.last.Load())
 	}
 	return d
