@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
@@ -108,6 +109,12 @@ flags:
 		cfg.Progress = stderr
 	}
 	if cfg.Procs > 1 {
+		// The workers' standard errors are copied into stderr by a
+		// goroutine each, beside this process's own writes.
+		stderr = &lockedWriter{w: stderr}
+		if cfg.Progress != nil {
+			cfg.Progress = stderr
+		}
 		exe, err := os.Executable()
 		if err != nil {
 			fmt.Fprintf(stderr, "warren load: -procs: %v\n", err)
@@ -194,4 +201,16 @@ func deviceFlags(fs *flag.FlagSet, cfg *loadgen.Config, secret, dataDir string, 
 		return 2
 	}
 	return 0
+}
+
+// lockedWriter serializes writes to w.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
