@@ -160,7 +160,7 @@ func entryOf(p *presenceMsg) (dirEntry, bool) {
 
 // entryOfSession returns the directory entry of a local session.
 func (h *Hub) entryOfSession(s *Session) dirEntry {
-	e := dirEntry{node: h.node, proto: protocolIndex(s.t.Protocol()), since: s.since, seq: uint32(s.seq)}
+	e := dirEntry{node: h.node, proto: protocolIndex(s.t.Protocol()), since: s.since, seq: s.seq}
 	e.setRemote(s.t.Remote())
 	return e
 }
