@@ -76,9 +76,9 @@ type Session struct {
 	Device   string
 	Identity Identity
 	t        Transport
-	seq      uint64 // the session's number on its node: node/seq is cluster-unique
-	since    int64  // unix ns connected
+	since    int64 // unix ns connected
 	last     atomic.Int64
+	seq      uint32       // the session's number on its node (modulo 2^32): node/seq is its id
 	bad      atomic.Int32 // bad frames so far
 	paused   atomic.Bool
 	gone     atomic.Bool
@@ -332,7 +332,7 @@ func (h *Hub) shardOf(id string) int { return int(maphash.String(h.seed, id) % n
 // closed with ReasonReplaced.
 func (h *Hub) Connect(ident Identity, t Transport) *Session {
 	now := h.cfg.Now()
-	s := &Session{Device: ident.Device, Identity: ident, t: t, since: now.UnixNano(), seq: h.seq.Add(1)}
+	s := &Session{Device: ident.Device, Identity: ident, t: t, since: now.UnixNano(), seq: uint32(h.seq.Add(1))}
 	s.last.Store(s.since)
 	sh := &h.shards[h.shardOf(s.Device)]
 	sh.mu.Lock()
@@ -387,7 +387,7 @@ func (h *Hub) LocalCount() int64 { return h.m.online.Load() }
 
 func (h *Hub) infoOf(s *Session) *DeviceInfo {
 	return &DeviceInfo{Device: s.Device, State: "online", Node: h.cfg.Node, Protocol: s.t.Protocol(),
-		Remote: s.t.Remote().String(), ConnectedAt: time.Unix(0, s.since), session: sessionID(h.cfg.Node, s.seq)}
+		Remote: s.t.Remote().String(), ConnectedAt: time.Unix(0, s.since), session: sessionID(h.cfg.Node, uint64(s.seq))}
 }
 
 func (h *Hub) publishPresence(d *DeviceInfo, state, reason string, now time.Time) {
