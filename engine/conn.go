@@ -78,6 +78,7 @@ type Conn struct {
 type errBox struct {
 	err    error
 	detail CloseDetail
+	tx     Transform // SetTransform; set once, read under Conn.mu
 }
 
 func (c *Conn) setRemote(ap netip.AddrPort) {
@@ -125,6 +126,7 @@ const (
 	fDialing           // outbound connect in progress
 	fOutbound          // made by Dial
 	fNewHandler        // SetHandler ran during the current OnData
+	fTransform         // SetTransform: input goes through a Transform
 )
 
 const (
@@ -337,6 +339,14 @@ func (c *Conn) requestClose2(r CloseReason, err error, d CloseDetail, abort bool
 			c.closeErr.detail = d
 		}
 	}
+	if !c.closing && !abort {
+		if t := c.transformLocked(); t != nil {
+			if b := t.Final(); b != nil {
+				c.host.finalLocked(c, b)
+				t.Release(b)
+			}
+		}
+	}
 	c.closing = true
 	c.abort = c.abort || abort
 	c.mu.Unlock()
@@ -412,6 +422,15 @@ func (c *Conn) writev(l *loop, bufs [][]byte, total int) (int, error) {
 		c.mu.Unlock()
 		return 0, ErrClosed
 	}
+	if c.closeErr != nil && c.closeErr.tx != nil {
+		return c.writeSealedLocked(l, c.closeErr.tx, bufs, total)
+	}
+	return c.writeLocked(l, bufs, total)
+}
+
+// writeLocked writes bufs, or queues what the socket does not take. c.mu
+// is held on entry and released on return.
+func (c *Conn) writeLocked(l *loop, bufs [][]byte, total int) (int, error) {
 	n := 0
 	if c.out == nil {
 		var err error

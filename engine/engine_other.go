@@ -55,6 +55,7 @@ func (l *loop) drainAll()               {}
 func (l *loop) closeAll()               {}
 func (l *loop) stop()                   {}
 func (l *loop) snapshot() []ConnInfo    { return nil }
+func (l *loop) inject(*Conn, []byte)    {}
 
 func startLoops(e *Engine) error {
 	return errors.New("engine: event loops are not supported on this platform")

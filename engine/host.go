@@ -38,6 +38,12 @@ type connHost interface {
 	// writev writes bufs, total bytes in all, or queues what the socket
 	// does not take (Conn.Writev).
 	writev(c *Conn, bufs [][]byte, total int) (int, error)
+	// inject runs bytes already read through c's transform to its
+	// handler (Conn.InjectInput).
+	inject(c *Conn, pending []byte)
+	// finalLocked sends a transform's last bytes as c starts to close
+	// gracefully; c.mu is held.
+	finalLocked(c *Conn, b []byte)
 }
 
 var (
@@ -77,4 +83,12 @@ func (l *loop) handlerChanged(*Conn) {}
 
 func (l *loop) writev(c *Conn, bufs [][]byte, total int) (int, error) {
 	return c.writev(l, bufs, total)
+}
+
+// finalLocked queues b; the close that follows (handleClose) polls for
+// writability and flushes it. Over a bound, b is dropped: c is closing
+// anyway.
+func (l *loop) finalLocked(c *Conn, b []byte) {
+	one := [1][]byte{b}
+	_ = c.enqueueLocked(l, one[:], 0, len(b))
 }

@@ -251,7 +251,9 @@ func (pe *portableEngine) serve(c *Conn) {
 				pe.drainConn(c)
 				continue
 			}
-			if pc.peekRedeliver() {
+			if pc.signalled() {
+				// A post, redeliver or timeout change woke the read
+				// (a deadline of now), not the deadline itself.
 				continue
 			}
 			if timeoutWhy != ReasonNone {
@@ -316,12 +318,6 @@ func (pc *pconn) signalled() bool {
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
 	return pc.redeliver || pc.drain || pc.retime || len(pc.posted) > 0
-}
-
-func (pc *pconn) peekRedeliver() bool {
-	pc.mu.Lock()
-	defer pc.mu.Unlock()
-	return pc.redeliver
 }
 
 func (pc *pconn) takeDrain() bool {
@@ -395,6 +391,25 @@ func (pe *portableEngine) input(c *Conn, data []byte) {
 	pe.stats.bytesIn.Add(uint64(len(data)))
 	c.lastRead = now
 	c.portable().last.Store(now)
+	pe.deliver(c, data, now)
+}
+
+// deliver is input after the counting: data goes through c's transform,
+// if it has one, and on to OnData.
+func (pe *portableEngine) deliver(c *Conn, data []byte, now int64) {
+	e := pe.e
+	if c.flags&fTransform != 0 {
+		t := c.Transform()
+		plain, err := t.Open(c, data)
+		defer t.OpenDone()
+		if err != nil {
+			defer c.transformFailed(err)
+		}
+		if len(plain) == 0 {
+			return
+		}
+		data = plain
+	}
 	fromIn := false
 	if len(c.in) > 0 {
 		if len(c.in)+len(data) > e.cfg.MaxInputBytes {
@@ -577,13 +592,54 @@ func (pc *pconn) requestClose(c *Conn) {
 }
 
 // writev writes synchronously, bounded by the write timeout.
-func (pc *pconn) writev(c *Conn, b [][]byte, _ int) (int, error) {
-	bufs := net.Buffers(b)
+func (pc *pconn) writev(c *Conn, b [][]byte, total int) (int, error) {
 	c.mu.Lock()
 	if c.closed || c.closing {
 		c.mu.Unlock()
 		return 0, ErrClosed
 	}
+	if t := c.transformLocked(); t != nil {
+		sealed, err := t.Seal(b, total)
+		if err != nil {
+			c.mu.Unlock()
+			c.requestClose(ReasonProtocolError, err, true)
+			return 0, err
+		}
+		if len(sealed) == 0 {
+			c.mu.Unlock()
+			t.Release(sealed)
+			return total, nil
+		}
+		_, err = pc.writeLocked(c, [][]byte{sealed})
+		t.Release(sealed)
+		if err != nil {
+			return 0, err
+		}
+		return total, nil
+	}
+	return pc.writeLocked(c, b)
+}
+
+// inject runs bytes already read through c's transform (InjectInput).
+func (pc *pconn) inject(c *Conn, pending []byte) {
+	pc.pe.deliver(c, pending, time.Now().UnixNano())
+}
+
+// finalLocked writes a transform's last bytes, bounded by WriteTimeout;
+// c.mu is held. An error is left to the close that follows.
+func (pc *pconn) finalLocked(c *Conn, b []byte) {
+	if d := pc.e.cfg.WriteTimeout; d > 0 {
+		pc.nc.SetWriteDeadline(time.Now().Add(d))
+	}
+	if n, _ := pc.nc.Write(b); n > 0 {
+		c.bytesOut.Add(uint64(n))
+		pc.pe.stats.bytesOut.Add(uint64(n))
+	}
+}
+
+// writeLocked writes b; c.mu is held on entry and released on return.
+func (pc *pconn) writeLocked(c *Conn, b [][]byte) (int, error) {
+	bufs := net.Buffers(b)
 	if d := pc.e.cfg.WriteTimeout; d > 0 {
 		pc.nc.SetWriteDeadline(time.Now().Add(d))
 	}

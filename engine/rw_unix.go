@@ -72,11 +72,33 @@ func (l *loop) onReadable(c *Conn) {
 // keeps what OnData leaves. A handler on the worker pool gets a pooled
 // copy, and reading from c pauses until it is done (dataDone).
 func (l *loop) onInput(c *Conn, data []byte) {
-	e := l.e
 	n := len(data)
 	c.bytesIn.Add(uint64(n))
 	l.stats.bytesIn.Add(uint64(n))
 	c.lastRead = l.tick.Load()
+	l.deliver(c, data)
+}
+
+// inject runs bytes already read through c's transform (InjectInput).
+func (l *loop) inject(c *Conn, pending []byte) { l.deliver(c, pending) }
+
+// deliver is onInput after the counting: data goes through c's transform,
+// if it has one, and on to OnData.
+func (l *loop) deliver(c *Conn, data []byte) {
+	e := l.e
+	if c.flags&fTransform != 0 {
+		t := c.Transform()
+		plain, err := t.Open(c, data)
+		defer t.OpenDone()
+		if err != nil {
+			defer c.transformFailed(err)
+		}
+		if len(plain) == 0 || c.flags&fRegistered == 0 {
+			return
+		}
+		data = plain
+	}
+	n := len(data)
 	fromIn := false
 	if len(c.in) > 0 {
 		if len(c.in)+n > e.cfg.MaxInputBytes {

@@ -41,7 +41,8 @@ var (
 // always ends by itself.
 type Config struct {
 	// URL is the target: http://host:port/path for HTTP/1.1 keep-alive
-	// GET requests, ws://host:port/path for WebSocket echo messages. The
+	// GET requests, ws://host:port/path for WebSocket echo messages,
+	// mqtt://host:port/prefix?qos=N for MQTT round trips (see mqtt.go). The
 	// host is resolved once, at the start.
 	URL string `json:"url"`
 	// Conns is the number of connections to open. Zero means 100.
@@ -116,6 +117,13 @@ type Config struct {
 	Scenario string `json:"scenario,omitempty"`
 	// Devices configures the devices scenario; it is ignored otherwise.
 	Devices DeviceConfig `json:"devices"`
+
+	// Insecure skips the verification of the server's certificate on
+	// https:// targets.
+	Insecure bool `json:"insecure,omitempty"`
+	// CAFile is a PEM bundle of CAs that sign the server's certificate on
+	// https:// targets. Empty means the system's roots.
+	CAFile string `json:"ca_file,omitempty"`
 }
 
 // Defaults applied by withDefaults.
@@ -169,6 +177,8 @@ func (c Config) withDefaults() Config {
 // target is a parsed, resolved URL.
 type target struct {
 	ws   bool
+	tls  bool   // https://
+	sni  string // the host name, for the TLS handshake
 	addr netip.AddrPort
 	host string // Host header value
 	path string // request-target
@@ -183,10 +193,14 @@ func parseTarget(ctx context.Context, raw string) (target, error) {
 	var t target
 	switch u.Scheme {
 	case "http":
+	case "https":
+		t.tls = true
 	case "ws":
 		t.ws = true
+	case "wss":
+		t.ws, t.tls = true, true
 	default:
-		return target{}, fmt.Errorf("%w: scheme %q (want http or ws)", ErrBadURL, u.Scheme)
+		return target{}, fmt.Errorf("%w: scheme %q (want http, https, ws or wss)", ErrBadURL, u.Scheme)
 	}
 	host, port := u.Hostname(), u.Port()
 	if host == "" {
@@ -194,7 +208,11 @@ func parseTarget(ctx context.Context, raw string) (target, error) {
 	}
 	if port == "" {
 		port = "80"
+		if t.tls {
+			port = "443"
+		}
 	}
+	t.sni = host
 	p, err := strconv.ParseUint(port, 10, 16)
 	if err != nil {
 		return target{}, fmt.Errorf("%w: port %q", ErrBadURL, port)

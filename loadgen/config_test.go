@@ -49,7 +49,11 @@ func TestParseTarget(t *testing.T) {
 	if err != nil || tg.ws || tg.path != "/" || !tg.addr.Addr().IsLoopback() {
 		t.Fatalf("%+v %v", tg, err)
 	}
-	for _, bad := range []string{"https://127.0.0.1/", "127.0.0.1:80", "http://:80/", "http://127.0.0.1:99999/"} {
+	tg, err = parseTarget(context.Background(), "https://localhost/x")
+	if err != nil || !tg.tls || tg.addr.Port() != 443 || tg.sni != "localhost" {
+		t.Fatalf("%+v %v", tg, err)
+	}
+	for _, bad := range []string{"ftp://127.0.0.1/", "127.0.0.1:80", "http://:80/", "http://127.0.0.1:99999/"} {
 		if _, err := parseTarget(context.Background(), bad); !errors.Is(err, ErrBadURL) {
 			t.Errorf("%q: %v", bad, err)
 		}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/warrenhq/warren/engine"
+	"github.com/warrenhq/warren/tlsx"
 	"github.com/warrenhq/warren/websocket"
 )
 
@@ -106,6 +107,7 @@ type shard struct {
 type runner struct {
 	cfg     Config
 	tgt     target
+	tlsc    *tlsx.Client // https:// targets
 	eng     *engine.Engine
 	t0      time.Time
 	start   time.Time // wall clock of t0
@@ -209,6 +211,12 @@ func newRunner(ctx context.Context, cfg Config) (*runner, error) {
 		r.eng.Close()
 		return nil, err
 	}
+	if tgt.tls {
+		if r.tlsc, err = newTLSClient(cfg, tgt); err != nil {
+			r.eng.Close()
+			return nil, err
+		}
+	}
 	if tgt.ws {
 		if err := r.newWSClients(); err != nil {
 			r.eng.Close()
@@ -263,7 +271,12 @@ func (r *runner) dial(cs *conn) {
 		}
 	} else {
 		var ec *engine.Conn
-		if ec, err = r.eng.Dial(r.tgt.addr, src); err == nil {
+		if r.tlsc != nil {
+			ec, err = r.eng.DialHandler(r.tgt.addr, src, r.tlsc.Handler(handler{r}))
+		} else {
+			ec, err = r.eng.Dial(r.tgt.addr, src)
+		}
+		if err == nil {
 			ec.SetContext(cs)
 			cs.mu.Lock()
 			if cs.state == csConnecting || cs.state == csOpen {

@@ -22,6 +22,11 @@ func (r *runner) newWSClients() error {
 		srcs = []netip.Addr{{}}
 	}
 	r.wsURL = "ws://" + r.tgt.addr.String() + r.tgt.path
+	var wrap func(engine.Handler) engine.Handler
+	if r.tlsc != nil { // wss://
+		r.wsURL = "wss://" + r.tgt.addr.String() + r.tgt.path
+		wrap = r.tlsc.Handler
+	}
 	for _, src := range srcs {
 		cl, err := websocket.NewClient(r.eng, websocket.DialConfig{
 			Header:           [][2]string{{"Host", r.tgt.host}, {"User-Agent", "warren-load"}},
@@ -29,6 +34,7 @@ func (r *runner) newWSClients() error {
 			HandshakeTimeout: r.cfg.Timeout, // the connect is bounded by the engine's WriteTimeout
 			Inline:           true,
 			LocalAddr:        src,
+			WrapConn:         wrap,
 		}, wsHandler{r})
 		if err != nil {
 			return err

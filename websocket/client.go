@@ -105,6 +105,12 @@ type DialConfig struct {
 	// LocalAddr is the source address connections are made from, with the
 	// port chosen at connect time. The zero value lets the kernel choose.
 	LocalAddr netip.Addr
+
+	// WrapConn, when set, wraps the handler each dialled connection starts
+	// with: a TLS layer (tlsx.Client.Handler), which hands the connection
+	// to the WebSocket handshake once its own is done. wss:// URLs need
+	// it; nil dials plain TCP.
+	WrapConn func(engine.Handler) engine.Handler
 }
 
 // HandshakeError is a dialled connection's handshake that the server
@@ -183,8 +189,9 @@ type Client struct {
 	srv       Server // configuration, handler and counters of the connections
 	local     netip.Addr
 	hsTimeout time.Duration
-	host      string // Host header replacing the URL's, or ""
-	extra     []byte // request lines after Sec-WebSocket-Version, each ending in CRLF
+	host      string                              // Host header replacing the URL's, or ""
+	extra     []byte                              // request lines after Sec-WebSocket-Version, each ending in CRLF
+	wrap      func(engine.Handler) engine.Handler // DialConfig.WrapConn
 }
 
 // NewClient returns a client that dials connections on e, configured by
@@ -198,7 +205,7 @@ func NewClient(e *engine.Engine, cfg DialConfig, h Handler) (*Client, error) {
 	if e == nil {
 		return nil, fmt.Errorf("%w: nil engine", ErrBadDialConfig)
 	}
-	cl := &Client{e: e, local: cfg.LocalAddr, hsTimeout: cfg.HandshakeTimeout}
+	cl := &Client{e: e, local: cfg.LocalAddr, hsTimeout: cfg.HandshakeTimeout, wrap: cfg.WrapConn}
 	if cl.hsTimeout == 0 {
 		cl.hsTimeout = DefaultHandshakeTimeout
 	}
@@ -300,6 +307,9 @@ func (cl *Client) DialWith(rawURL string, value any) (*Conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	if t.tls && cl.wrap == nil {
+		return nil, fmt.Errorf("%w: %s: wss:// needs DialConfig.WrapConn (a TLS layer)", ErrBadURL, rawURL)
+	}
 	hs := &handshake{cl: cl}
 	newKey(&hs.key)
 	c := &Conn{srv: &cl.srv, dialing: true, ctx: value}
@@ -321,7 +331,11 @@ func (cl *Client) DialWith(rawURL string, value any) (*Conn, error) {
 	// The handshake's callbacks take c.mu before they use c.ec, so they
 	// see it set even when they win the race with DialHandler's return.
 	c.mu.Lock()
-	ec, err := cl.e.DialHandler(t.addr, cl.local, hs)
+	var first engine.Handler = hs
+	if cl.wrap != nil {
+		first = cl.wrap(hs)
+	}
+	ec, err := cl.e.DialHandler(t.addr, cl.local, first)
 	if err != nil {
 		c.mu.Unlock()
 		pool.Put(hs.req)
@@ -343,6 +357,7 @@ type target struct {
 	addr netip.AddrPort
 	host string // Host header: the URL's host[:port]
 	uri  string // request target: path and query
+	tls  bool   // wss://
 }
 
 // parseTarget parses rawURL and resolves its host, waiting at most
@@ -353,16 +368,17 @@ func parseTarget(rawURL string, timeout time.Duration) (target, error) {
 		return target{}, fmt.Errorf("%w: %v", ErrBadURL, err)
 	}
 	switch {
-	case u.Scheme == "wss":
-		return target{}, fmt.Errorf("%w: %s: wss:// is not supported (the engine does not speak TLS)", ErrBadURL, rawURL)
-	case u.Scheme != "ws":
-		return target{}, fmt.Errorf("%w: %s: the scheme must be ws://", ErrBadURL, rawURL)
+	case u.Scheme != "ws" && u.Scheme != "wss":
+		return target{}, fmt.Errorf("%w: %s: the scheme must be ws:// or wss://", ErrBadURL, rawURL)
 	case u.Hostname() == "":
 		return target{}, fmt.Errorf("%w: %s: no host", ErrBadURL, rawURL)
 	case u.Fragment != "" || strings.Contains(rawURL, "#"):
 		return target{}, fmt.Errorf("%w: %s: a WebSocket URL has no fragment", ErrBadURL, rawURL)
 	}
 	port := uint16(80)
+	if u.Scheme == "wss" {
+		port = 443
+	}
 	if p := u.Port(); p != "" {
 		n, err := strconv.ParseUint(p, 10, 16)
 		if err != nil || n == 0 {
@@ -374,7 +390,7 @@ func parseTarget(rawURL string, timeout time.Duration) (target, error) {
 	if err != nil {
 		return target{}, fmt.Errorf("%w: %s: %v", ErrBadURL, rawURL, err)
 	}
-	return target{addr: netip.AddrPortFrom(ip, port), host: u.Host, uri: u.RequestURI()}, nil
+	return target{addr: netip.AddrPortFrom(ip, port), host: u.Host, uri: u.RequestURI(), tls: u.Scheme == "wss"}, nil
 }
 
 // resolve returns host's address: host itself when it is an IP address,

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/sha256"
 	"flag"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 	"github.com/warrenhq/warren/http1"
 	"github.com/warrenhq/warren/prefork"
 	"github.com/warrenhq/warren/stack"
+	"github.com/warrenhq/warren/tlsx"
 	"github.com/warrenhq/warren/websocket"
 )
 
@@ -48,6 +50,8 @@ func runEcho(args []string, stdout, stderr io.Writer) int {
 	stack.HTTPFlags(fs, &hcfg)
 	wsCfg := websocket.Config{Inline: true}
 	stack.WebSocketFlags(fs, &wsCfg)
+	var tcfg tlsx.Config
+	stack.TLSFlags(fs, &tcfg)
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
 			return 0
@@ -77,15 +81,32 @@ func runEcho(args []string, stdout, stderr io.Writer) int {
 	}
 	log = st.Logger()
 	e := st.Engine
+	// -tls-cert: the routes (or the raw echo) are served over TLS.
+	wrap := func(h engine.Handler) engine.Handler { return h }
+	if tcfg.CertFile != "" {
+		tcfg.Logger = log
+		ts, err := tlsx.New(tcfg)
+		if err != nil {
+			log.Error("tls", "error", err)
+			e.Close()
+			return 1
+		}
+		defer ts.Close()
+		st.AddCollector(ts.Collector())
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go ts.Watch(ctx) // SIGHUP and file changes reload the certificate
+		wrap = ts.Handler
+	}
 	var ln *engine.Listener
 	switch *proto {
 	case "tcp":
-		ln, err = e.Listen(st.Addr(*addr), tcpEcho{})
+		ln, err = e.Listen(st.Addr(*addr), wrap(tcpEcho{}))
 	case "http":
 		ws := websocket.New(wsCfg, websocket.Echo)
 		var srv *http1.Server
 		if srv, err = http1.NewServer(e, hcfg, echoRoutes(ws)); err == nil {
-			ln, err = srv.Listen(st.Addr(*addr))
+			ln, err = srv.ListenWrapped(st.Addr(*addr), wrap)
 			st.AddCollector(srv.Collector(""))
 			st.AddCollector(ws.Collector(""))
 			st.SetOverload(func() float64 { return float64(srv.Overload().Level()) })
@@ -96,7 +117,7 @@ func runEcho(args []string, stdout, stderr io.Writer) int {
 		e.Close()
 		return 1
 	}
-	log.Info("warren echo listening", "addr", ln.Addr().String(), "proto", *proto,
+	log.Info("warren echo listening", "addr", ln.Addr().String(), "proto", *proto, "tls", tcfg.CertFile != "",
 		"loops", e.Config().Loops, "portable", e.Config().Portable)
 	return st.Run(sig)
 }

@@ -20,6 +20,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -55,7 +56,14 @@ func main() {
 	hold := flag.Duration("hold", 60*time.Second, "how long to hold the connections at most")
 	dialTimeout := flag.Duration("dial-timeout", 5*time.Second, "timeout of one dial and its echo")
 	openTimeout := flag.Duration("open-timeout", 120*time.Second, "bound on the whole opening phase")
+	tlsVersion := flag.String("tls", "", "speak TLS: 1.2 or 1.3 (certificate not verified); empty: plain TCP")
 	flag.Parse()
+	switch *tlsVersion {
+	case "1.2":
+		tlsConfig = &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12, MaxVersion: tls.VersionTLS12}
+	case "1.3":
+		tlsConfig = &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS13}
+	}
 	if *addr == "" || *n < 1 || *conc < 1 {
 		flag.Usage()
 		os.Exit(2)
@@ -171,10 +179,22 @@ func open(ctx context.Context, addr string, n, conc int, srcs []*net.TCPAddr, pa
 	return conns, errs
 }
 
+// tlsConfig, set by -tls, makes every connection a TLS client.
+var tlsConfig *tls.Config
+
 func dialOne(ctx context.Context, d *net.Dialer, addr string, payload, buf []byte, timeout time.Duration) (net.Conn, error) {
 	c, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
+	}
+	if tlsConfig != nil {
+		tc := tls.Client(c, tlsConfig)
+		c.SetDeadline(time.Now().Add(timeout))
+		if err := tc.HandshakeContext(ctx); err != nil {
+			c.Close()
+			return nil, err
+		}
+		c = tc
 	}
 	if len(payload) == 0 {
 		return c, nil

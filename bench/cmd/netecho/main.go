@@ -10,6 +10,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -25,6 +26,8 @@ import (
 func main() {
 	addr := flag.String("addr", "127.0.0.1:0", "listen address (port 0 picks a free one)")
 	bufSize := flag.Int("buf", 4096, "per-connection read buffer bytes")
+	certFile := flag.String("tls-cert", "", "PEM certificate: serve crypto/tls (a tls.Conn and its goroutine per connection)")
+	keyFile := flag.String("tls-key", "", "PEM key of -tls-cert")
 	flag.Parse()
 
 	if _, err := benchutil.RaiseFileLimit(); err != nil {
@@ -34,6 +37,14 @@ func main() {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "netecho:", err)
 		os.Exit(1)
+	}
+	if *certFile != "" {
+		cert, err := tls.LoadX509KeyPair(*certFile, *keyFile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "netecho:", err)
+			os.Exit(1)
+		}
+		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}})
 	}
 	go serve(ln, *bufSize)
 	fmt.Println("listening", ln.Addr())

@@ -1,0 +1,196 @@
+package gateway
+
+import (
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unique"
+)
+
+// dirEntry is what a node knows of a device online somewhere in the
+// cluster. Every node holds one per device of the whole cluster (prefork
+// workers too, each a node), so it is kept to 40 bytes with no pointer
+// but the node's interned name: the protocol is an index into a small
+// table, the remote address 16 bytes and a port, and the session its
+// node's sequence number (the session id node/seq is built when asked
+// for; kept modulo 2^32 here, which only a node's four-billionth session
+// of the same device at the same nanosecond could confuse).
+type dirEntry struct {
+	node  unique.Handle[string]
+	since int64    // connected at, Unix ns
+	addr  [16]byte // remote address, IPv4 in IPv6 form
+	seq   uint32   // the session's number on its node, modulo 2^32
+	port  uint16   // remote port
+	proto uint8    // index in protocols
+	flags uint8    // dirAddrValid, dirAddr4
+}
+
+// dirEntry flags.
+const (
+	dirAddrValid = 1 << iota // addr and port hold the remote address
+	dirAddr4                 // the remote address is IPv4
+)
+
+// protocols interns the protocol names of directory entries; entry 0 is
+// the empty name, and names past the table's 255 entries are kept as "".
+var protocols = struct {
+	sync.RWMutex
+	names []string
+	index map[string]uint8
+}{names: []string{""}, index: map[string]uint8{"": 0}}
+
+// protocolIndex returns name's index in protocols, adding it if new.
+func protocolIndex(name string) uint8 {
+	protocols.RLock()
+	i, ok := protocols.index[name]
+	protocols.RUnlock()
+	if ok {
+		return i
+	}
+	protocols.Lock()
+	defer protocols.Unlock()
+	if i, ok := protocols.index[name]; ok {
+		return i
+	}
+	if len(protocols.names) > 255 {
+		return 0
+	}
+	i = uint8(len(protocols.names))
+	protocols.names = append(protocols.names, name)
+	protocols.index[name] = i
+	return i
+}
+
+// protocolName returns the name of protocol index i.
+func protocolName(i uint8) string {
+	protocols.RLock()
+	defer protocols.RUnlock()
+	if int(i) < len(protocols.names) {
+		return protocols.names[i]
+	}
+	return ""
+}
+
+// setRemote stores ap as e's remote address.
+func (e *dirEntry) setRemote(ap netip.AddrPort) {
+	if !ap.IsValid() {
+		return
+	}
+	a := ap.Addr()
+	e.addr, e.port, e.flags = a.As16(), ap.Port(), dirAddrValid
+	if a.Is4() {
+		e.flags |= dirAddr4
+	}
+}
+
+// remote returns e's remote address (zone dropped).
+func (e *dirEntry) remote() netip.AddrPort {
+	if e.flags&dirAddrValid == 0 {
+		return netip.AddrPort{}
+	}
+	a := netip.AddrFrom16(e.addr)
+	if e.flags&dirAddr4 != 0 {
+		a = a.Unmap()
+	}
+	return netip.AddrPortFrom(a, e.port)
+}
+
+// dirShard is one shard of the cluster directory, by device id.
+type dirShard struct {
+	mu sync.RWMutex
+	m  map[string]dirEntry
+	_  [40]byte
+}
+
+// newer reports whether e is a later session than o: connected later, or
+// at the same instant on a node whose name sorts later, or later on the
+// same node. Every node decides alike.
+func (e *dirEntry) newer(o *dirEntry) bool {
+	if e.since != o.since {
+		return e.since > o.since
+	}
+	if e.node != o.node {
+		return e.node.Value() > o.node.Value()
+	}
+	return e.seq > o.seq
+}
+
+// same reports whether e and o are the same session.
+func (e *dirEntry) same(o *dirEntry) bool { return e.node == o.node && e.seq == o.seq }
+
+// info returns the DeviceInfo of device's entry e.
+func (e *dirEntry) info(device string) *DeviceInfo {
+	d := &DeviceInfo{Device: device, State: "online", Node: e.node.Value(), Protocol: protocolName(e.proto),
+		ConnectedAt: time.Unix(0, e.since), session: sessionID(e.node.Value(), uint64(e.seq))}
+	if r := e.remote(); r.IsValid() {
+		d.Remote = r.String()
+	}
+	return d
+}
+
+// sessionID is the cluster-unique id of a node's seq-th session.
+func sessionID(node string, seq uint64) string { return node + "/" + strconv.FormatUint(seq, 10) }
+
+// parseSession splits a session id into its node and sequence number.
+func parseSession(id string) (node string, seq uint64, ok bool) {
+	i := strings.LastIndexByte(id, '/')
+	if i <= 0 {
+		return "", 0, false
+	}
+	seq, err := strconv.ParseUint(id[i+1:], 10, 64)
+	return id[:i], seq, err == nil
+}
+
+// entryOf returns the directory entry a presence message describes; ok is
+// false when its session id does not belong to its node.
+func entryOf(p *presenceMsg) (dirEntry, bool) {
+	node, seq, ok := parseSession(p.Session)
+	if !ok || node != p.Node {
+		return dirEntry{}, false
+	}
+	e := dirEntry{node: unique.Make(p.Node), proto: protocolIndex(p.Protocol), since: p.ConnectedAt.UnixNano(),
+		seq: uint32(seq)}
+	if remote, err := netip.ParseAddrPort(p.Remote); err == nil {
+		e.setRemote(remote)
+	}
+	return e, true
+}
+
+// entryOfSession returns the directory entry of a local session.
+func (h *Hub) entryOfSession(s *Session) dirEntry {
+	e := dirEntry{node: h.node, proto: protocolIndex(s.t.Protocol()), since: s.since, seq: s.seq}
+	e.setRemote(s.t.Remote())
+	return e
+}
+
+// dirSet records e as device's entry unless the directory holds a newer
+// session of the device.
+func (h *Hub) dirSet(device string, e dirEntry) {
+	ds := &h.dir[h.shardOf(device)]
+	ds.mu.Lock()
+	if old, ok := ds.m[device]; !ok || !old.newer(&e) {
+		ds.m[device] = e
+	}
+	ds.mu.Unlock()
+}
+
+// dirDelete removes device's entry if it is still session e.
+func (h *Hub) dirDelete(device string, e *dirEntry) {
+	ds := &h.dir[h.shardOf(device)]
+	ds.mu.Lock()
+	if old, ok := ds.m[device]; ok && old.same(e) {
+		delete(ds.m, device)
+	}
+	ds.mu.Unlock()
+}
+
+// dirGet returns device's entry.
+func (h *Hub) dirGet(device string) (dirEntry, bool) {
+	ds := &h.dir[h.shardOf(device)]
+	ds.mu.RLock()
+	e, ok := ds.m[device]
+	ds.mu.RUnlock()
+	return e, ok
+}

@@ -1,0 +1,160 @@
+package tlsx
+
+import (
+	"context"
+	"crypto/tls"
+	"time"
+
+	"github.com/warrenhq/warren/engine"
+	"github.com/warrenhq/warren/internal/pool"
+)
+
+// Client runs the client side of TLS for connections dialled on an
+// engine (engine.DialHandler): the handshake on a bounded set of
+// goroutines, then the same record layers as the Server — warren's own for
+// TLS 1.3, crypto/tls driven from the loop for TLS 1.2 — below the
+// protocol handler. It is safe for concurrent use.
+type Client struct {
+	cfg     *tls.Config
+	timeout time.Duration
+	sem     chan struct{}
+}
+
+// NewClient returns a Client using cfg (cloned per handshake; its
+// KeyLogWriter is replaced). workers bounds the handshakes in progress
+// (zero: 64); timeout bounds each (zero: DefaultHandshakeTimeout).
+func NewClient(cfg *tls.Config, workers int, timeout time.Duration) *Client {
+	if cfg == nil {
+		cfg = &tls.Config{}
+	}
+	if workers <= 0 {
+		workers = 64
+	}
+	if timeout <= 0 {
+		timeout = DefaultHandshakeTimeout
+	}
+	return &Client{cfg: cfg, timeout: timeout, sem: make(chan struct{}, workers)}
+}
+
+// Handler returns the handler to dial with: once the handshake is done it
+// hands the connection to inner (whose OnOpen runs then). If the
+// connection closes first, inner's OnClose, when it has one, is told.
+func (cl *Client) Handler(inner engine.Handler) engine.Handler {
+	return &clientHandler{cl: cl, inner: inner}
+}
+
+type clientHandler struct {
+	cl    *Client
+	inner engine.Handler
+}
+
+var (
+	_ engine.OpenHandler = (*clientHandler)(nil)
+	_ engine.Handler     = (*clientConn)(nil)
+)
+
+// Inline runs the client handshake handler on the loop.
+func (*clientHandler) Inline() bool { return true }
+
+// Protocol names the connection "tls" until its handshake is done.
+func (*clientHandler) Protocol() string { return ProtoTLS }
+
+// OnOpen starts the handshake.
+func (h *clientHandler) OnOpen(c *engine.Conn) {
+	hs := &hsConn{c: c}
+	hs.cond.L = &hs.mu
+	cc := &clientConn{h: h, hs: hs}
+	c.SetHandler(cc)
+	go h.cl.handshake(cc)
+}
+
+// OnData is never called: OnOpen replaces the handler.
+func (h *clientHandler) OnData(c *engine.Conn, in []byte) int { return 0 }
+
+// clientConn is a dialled connection in its handshake.
+type clientConn struct {
+	h  *clientHandler
+	hs *hsConn
+}
+
+// Inline: it only copies bytes.
+func (*clientConn) Inline() bool { return true }
+
+// Protocol names the connection "tls" during the handshake.
+func (*clientConn) Protocol() string { return ProtoTLS }
+
+// OnData passes the bytes to the handshake.
+func (cc *clientConn) OnData(c *engine.Conn, in []byte) int {
+	hs := cc.hs
+	hs.mu.Lock()
+	if !hs.closed {
+		hs.in = append(pool.Grow(hs.in, len(in)), in...)
+		hs.cond.Broadcast()
+	}
+	hs.mu.Unlock()
+	return len(in)
+}
+
+// OnClose ends the handshake and tells the wrapped handler.
+func (cc *clientConn) OnClose(c *engine.Conn, r engine.CloseReason, err error) {
+	cc.hs.shut()
+	if ch, ok := cc.h.inner.(engine.CloseHandler); ok {
+		ch.OnClose(c, r, err)
+	}
+}
+
+func (cl *Client) handshake(cc *clientConn) {
+	hs := cc.hs
+	cl.sem <- struct{}{}
+	defer func() { <-cl.sem }()
+	ctx, cancel := context.WithTimeout(context.Background(), cl.timeout)
+	defer cancel()
+	cfg := cl.cfg.Clone()
+	cfg.KeyLogWriter = keyLog{hs}
+	tc := tls.Client(hs, cfg)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		hs.shut()
+		hs.c.CloseWithDetail(engine.ReasonProtocolError, DetailHandshakeFailed)
+		return
+	}
+	st := tc.ConnectionState()
+	info := ConnState{Version: st.Version, CipherSuite: st.CipherSuite, NegotiatedProtocol: st.NegotiatedProtocol, ServerName: st.ServerName}
+	var t engine.Transform
+	if st.Version == tls.VersionTLS13 {
+		suite := suiteByID(st.CipherSuite)
+		if suite == nil || hs.clientTS == nil || hs.serverTS == nil {
+			hs.shut()
+			hs.c.AbortWithDetail(engine.ReasonProtocolError, DetailHandshakeFailed)
+			return
+		}
+		r := &record13{suite: suite, client: true, info: info}
+		r.in.set(suite, hs.serverTS)
+		r.out.set(suite, hs.clientTS)
+		t = r
+	} else {
+		t = &conn12{hs: hs, tc: tc, info: &info}
+	}
+	hs.written = nil
+	hs.c.Post(func() {
+		hs.mu.Lock()
+		if hs.closed {
+			hs.mu.Unlock()
+			return
+		}
+		pending := hs.in
+		hs.in = nil
+		if st.Version == tls.VersionTLS13 {
+			hs.closed = true
+		} else {
+			hs.post = true
+		}
+		hs.mu.Unlock()
+		c := hs.c
+		c.SetTransform(t)
+		c.SetHandler(cc.h.inner)
+		c.InjectInput(pending)
+		if pending != nil {
+			pool.Put(pending)
+		}
+	})
+}

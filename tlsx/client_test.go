@@ -1,0 +1,82 @@
+package tlsx_test
+
+import (
+	"crypto/tls"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/warrenhq/warren/engine"
+	"github.com/warrenhq/warren/internal/testutil"
+	"github.com/warrenhq/warren/tlsx"
+)
+
+// getter sends one GET on open and collects the response.
+type getter struct {
+	mu     sync.Mutex
+	got    strings.Builder
+	closed chan engine.CloseReason
+}
+
+func (g *getter) Inline() bool { return true }
+func (g *getter) OnOpen(c *engine.Conn) {
+	c.Write([]byte("GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"))
+}
+func (g *getter) OnData(c *engine.Conn, in []byte) int {
+	g.mu.Lock()
+	g.got.Write(in)
+	g.mu.Unlock()
+	return len(in)
+}
+func (g *getter) OnClose(c *engine.Conn, r engine.CloseReason, err error) { g.closed <- r }
+func (g *getter) text() string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.got.String()
+}
+
+func dialGet(t *testing.T, e *engine.Engine, cl *tlsx.Client, addr string) string {
+	t.Helper()
+	g := &getter{closed: make(chan engine.CloseReason, 1)}
+	if _, err := e.DialHandler(netip.MustParseAddrPort(addr), netip.Addr{}, cl.Handler(g)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-g.closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no close")
+	}
+	return g.text()
+}
+
+// TestClient: the engine-side client against warren's server and against
+// Go's net/http TLS server, both versions.
+func TestClient(t *testing.T) {
+	p := newPKI(t)
+	s := startServer(t, engine.Config{}, tlsx.Config{CertFile: p.certFile, KeyFile: p.keyFile})
+	gosrv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("hello from net/http")) }))
+	cert, _ := tls.LoadX509KeyPair(p.certFile, p.keyFile)
+	gosrv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+	gosrv.StartTLS()
+	defer gosrv.Close()
+	e := testutil.StartEngine(t, engine.Config{})
+	for _, v := range versions {
+		cl := tlsx.NewClient(&tls.Config{RootCAs: p.pool, ServerName: "localhost", MinVersion: v.v, MaxVersion: v.v}, 4, 5*time.Second)
+		if got := dialGet(t, e, cl, s.addr); !strings.HasSuffix(got, "\r\n\r\nhello ") {
+			t.Fatalf("%s warren: %q", v.name, got)
+		}
+		if got := dialGet(t, e, cl, strings.TrimPrefix(gosrv.URL, "https://")); !strings.HasSuffix(got, "hello from net/http") {
+			t.Fatalf("%s net/http: %q", v.name, got)
+		}
+	}
+	// A certificate the client does not trust: the handshake fails and
+	// the wrapped handler hears of the close.
+	bad := tlsx.NewClient(&tls.Config{ServerName: "localhost"}, 1, 5*time.Second)
+	if got := dialGet(t, e, bad, s.addr); got != "" {
+		t.Fatalf("untrusted server answered %q", got)
+	}
+}

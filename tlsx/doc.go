@@ -1,0 +1,52 @@
+// Package tlsx terminates TLS on warren's event loops: TLS as a layer that
+// wraps a protocol handler, per connection, so HTTP, WebSocket (after an
+// upgrade) and MQTT read and write plain bytes through their usual
+// engine.Conn calls.
+//
+// # How a connection goes
+//
+// Server.Handler wraps a protocol's engine.Handler for a listener. On
+// accept, the per-IP and per-listener token buckets admit the connection
+// before any TLS work (refusals are counted by bound). Its bytes are copied
+// on the loop into a small adapter; once a whole first record is there and
+// looks like a TLS handshake (plaintext HTTP gets a 400 saying so, anything
+// else is closed), the connection is queued for a bounded pool of
+// handshake workers (Config.HandshakeWorkers, Config.HandshakeQueue: over
+// the bound it is refused, never queued without limit). A worker runs
+// crypto/tls's standard server handshake over the adapter, which hands
+// crypto/tls one whole record at a time, so nothing read past the
+// handshake stays inside tls.Conn. Config.HandshakeTimeout bounds the
+// whole handshake from its first byte (slowloris).
+//
+// After a TLS 1.3 handshake the tls.Conn is dropped: the traffic secrets,
+// caught through a per-connection Config.KeyLogWriter, key warren's own
+// record layer (AES-GCM from crypto/aes and crypto/cipher,
+// ChaCha20-Poly1305 from golang.org/x/crypto, keys derived with
+// HKDF-Expand-Label on crypto/hkdf), installed as the connection's
+// engine.Transform: records are opened in place in the loop's read buffer
+// and sealed into the write queue. KeyUpdate is answered, close_notify is
+// exchanged, and anything else — a renegotiation attempt, a bad MAC, an
+// oversized record, an unexpected message — gets its alert and closes the
+// connection with a typed detail (tls_bad_record_mac, …). An idle TLS 1.3
+// connection holds its keys, sequence numbers and the ConnState: no
+// goroutine, no buffer, no tls.Conn. The AEAD ciphers are built per burst
+// of records unless Config.KeepCiphers.
+//
+// After a TLS 1.2 handshake, crypto/tls keeps the record layer (its PRF is
+// not exported, and this package never rolls its own): the tls.Conn is
+// driven from the loop through the adapter, whose reads return a temporary
+// error when no bytes are waiting (crypto/tls does not make those sticky)
+// and whose writes are captured and sealed into the write queue. No
+// goroutine, but the tls.Conn and its buffers stay: several KB per idle
+// connection (docs/tls.md).
+//
+// Mutual TLS (Config.ClientCAFile) verifies client certificates with
+// crypto/tls; State and Identity give a connection's version, ALPN and
+// identity (the certificate's subject CN, or the rest of a SAN URI with
+// Config.IdentityURIPrefix such as "urn:device:"). Server.Reload, SIGHUP
+// and file changes (Server.Watch) switch new handshakes to a new
+// certificate; a bad one is refused and the old kept. Server.Collector
+// exports handshakes by result and version, the handshake duration, the
+// queue depth, the certificate's remaining lifetime, refusals by bound and
+// record-layer errors.
+package tlsx

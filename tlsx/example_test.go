@@ -1,0 +1,79 @@
+package tlsx_test
+
+import (
+	"crypto/tls"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"time"
+
+	"github.com/warrenhq/warren/engine"
+	"github.com/warrenhq/warren/http1"
+	"github.com/warrenhq/warren/tlsx"
+)
+
+// raw is a protocol handler that answers each read with "pong" on the loop.
+type raw struct{}
+
+func (raw) OnData(c *engine.Conn, in []byte) int { c.Write([]byte("pong")); return len(in) }
+func (raw) Inline() bool                         { return true }
+
+// Example serves HTTPS: the HTTP server's handler is wrapped by a TLS
+// Server, so each connection is handshaken on the TLS workers and then
+// served by HTTP, which reads and writes plain bytes.
+func Example() {
+	cert, pool := exampleCert()
+	e, _ := engine.New(engine.Config{Loops: 1}, nil)
+	e.Start("")
+	defer e.Close()
+
+	ts, err := tlsx.New(tlsx.Config{Certificate: cert})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer ts.Close()
+	r := http1.NewRouter()
+	r.Handle("GET /", http1.InlineFunc(func(c *http1.Ctx) {
+		st := tlsx.State(c.Conn())
+		fmt.Fprintf(c, "hello over %s", tls.VersionName(st.Version))
+	}))
+	hs, _ := http1.NewServer(e, http1.Config{}, r)
+	ln, err := hs.ListenWrapped("127.0.0.1:0", ts.Handler)
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	resp, err := client.Get("https://" + ln.Addr().String() + "/")
+	if err != nil {
+		log.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	fmt.Println(string(b))
+	// Output: hello over TLS 1.3
+}
+
+// ExampleServer_HandlerALPN serves two protocols on one TLS port, chosen
+// by ALPN.
+func ExampleServer_HandlerALPN() {
+	cert, pool := exampleCert()
+	e, _ := engine.New(engine.Config{Loops: 1}, nil)
+	e.Start("")
+	defer e.Close()
+	ts, _ := tlsx.New(tlsx.Config{Certificate: cert})
+	defer ts.Close()
+	ln, _ := e.Listen("127.0.0.1:0", ts.HandlerALPN(map[string]engine.Handler{"mqtt": raw{}}, raw{}))
+
+	c, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{RootCAs: pool, NextProtos: []string{"mqtt"}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte("ping"))
+	b := make([]byte, 4)
+	io.ReadFull(c, b)
+	fmt.Println(c.ConnectionState().NegotiatedProtocol, string(b))
+	// Output: mqtt pong
+}

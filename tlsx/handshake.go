@@ -1,0 +1,587 @@
+package tlsx
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/warrenhq/warren/engine"
+	"github.com/warrenhq/warren/internal/pool"
+)
+
+// ProtoTLS is the protocol name of a connection in its TLS handshake
+// (engine.ProtocolNamer); afterwards the wrapped handler names it.
+const ProtoTLS = "tls"
+
+// Detail is a typed close detail of the TLS layer (engine.CloseDetail).
+type Detail string
+
+// String returns the detail's name.
+func (d Detail) String() string { return string(d) }
+
+// Close details of connections closed during the handshake.
+const (
+	DetailRefusedPerIP     Detail = "tls_refused_per_ip"
+	DetailRefusedListener  Detail = "tls_refused_listener"
+	DetailQueueFull        Detail = "tls_handshake_queue_full"
+	DetailNotTLS           Detail = "tls_not_tls"
+	DetailPlainHTTP        Detail = "tls_plaintext_http"
+	DetailHandshakeFailed  Detail = "tls_handshake_failed"
+	DetailBadClientCert    Detail = "tls_bad_client_certificate"
+	DetailHandshakeTimeout Detail = "tls_handshake_timeout"
+	DetailServerClosed     Detail = "tls_server_closed"
+)
+
+// listenerHandler is a TLS listener's handler: it admits a new connection
+// and gives it its own handshake handler.
+type listenerHandler struct {
+	s       *Server
+	inner   engine.Handler                           // the handler without ALPN match
+	byProto map[string]engine.Handler                // HandlerALPN; nil for Handler
+	protos  []string                                 // ALPN offered
+	bucket  interface{ AllowN(time.Time, int) bool } // nil when unbounded
+}
+
+var (
+	_ engine.Handler       = (*listenerHandler)(nil)
+	_ engine.OpenHandler   = (*listenerHandler)(nil)
+	_ engine.InlineHandler = (*listenerHandler)(nil)
+	_ engine.Handler       = (*hsConn)(nil)
+	_ engine.CloseHandler  = (*hsConn)(nil)
+)
+
+// Inline runs admission on the loop.
+func (*listenerHandler) Inline() bool { return true }
+
+// Protocol names the connection "tls" until its handshake is done.
+func (*listenerHandler) Protocol() string { return ProtoTLS }
+
+// OnOpen admits c — per-IP bucket, then the listener's — before any TLS
+// work, and hands it to a handshake handler of its own.
+func (lh *listenerHandler) OnOpen(c *engine.Conn) {
+	s := lh.s
+	now := time.Now()
+	if s.perIP != nil && !s.perIP.AllowN(c.RemoteAddr().Addr(), now, 1) {
+		s.m.refused.WithLabelValues(BoundPerIP).Inc()
+		c.AbortWithDetail(engine.ReasonLimitReached, DetailRefusedPerIP)
+		return
+	}
+	if lh.bucket != nil && !lh.bucket.AllowN(now, 1) {
+		s.m.refused.WithLabelValues(BoundListener).Inc()
+		c.AbortWithDetail(engine.ReasonLimitReached, DetailRefusedListener)
+		return
+	}
+	hs := &hsConn{s: s, lh: lh, c: c}
+	hs.cond.L = &hs.mu
+	c.SetIdleTimeout(s.cfg.HandshakeTimeout)
+	c.SetReadTimeout(s.cfg.HandshakeTimeout)
+	c.SetHandler(hs)
+}
+
+// OnData is never called: OnOpen replaces the handler.
+func (lh *listenerHandler) OnData(c *engine.Conn, in []byte) int { return 0 }
+
+// hsConn is one connection's handshake: the engine.Handler that feeds the
+// bytes read on the loop to crypto/tls, and the net.Conn crypto/tls reads
+// them from on a handshake worker. It hands crypto/tls whole records only,
+// one at a time, so nothing read past the handshake stays inside tls.Conn:
+// what follows is the record layer's (TLS 1.3).
+type hsConn struct {
+	s  *Server
+	lh *listenerHandler
+	c  *engine.Conn
+
+	queued  bool      // loop: submitted to the workers
+	started time.Time // loop: the ClientHello arrived
+
+	mu      sync.Mutex
+	cond    sync.Cond
+	in      []byte // bytes read and not yet handed to crypto/tls (pooled)
+	recLeft int    // bytes of the current record still to hand out
+	closed  bool   // the connection closed, or the handshake ended
+	post    bool   // TLS 1.2 after the handshake: Read does not block, Write captures
+	out     []byte // TLS 1.2 after the handshake: sealed bytes for Seal
+
+	// The handshake worker's.
+	written  []byte // what crypto/tls wrote, for counting records (TLS 1.3)
+	clientTS []byte // CLIENT_TRAFFIC_SECRET_0
+	serverTS []byte // SERVER_TRAFFIC_SECRET_0
+}
+
+// Inline: the handshake handler only copies bytes, on the loop.
+func (*hsConn) Inline() bool { return true }
+
+// Protocol names the connection "tls" during the handshake.
+func (*hsConn) Protocol() string { return ProtoTLS }
+
+// OnData checks the first record header, queues the handshake once a
+// whole first record is there, and passes every byte to the worker.
+func (hs *hsConn) OnData(c *engine.Conn, in []byte) int {
+	c.SetMessagePending(true) // the read timeout bounds the handshake
+	hs.mu.Lock()
+	if hs.closed {
+		hs.mu.Unlock()
+		return len(in)
+	}
+	hs.in = append(pool.Grow(hs.in, len(in)), in...)
+	buf := hs.in
+	hs.cond.Broadcast()
+	hs.mu.Unlock()
+	if hs.queued {
+		return len(in)
+	}
+	if len(buf) >= 1 && buf[0] != typeHandshake {
+		hs.refuseNotTLS(c, buf)
+		return len(in)
+	}
+	if len(buf) < recordHeaderLen {
+		return len(in)
+	}
+	if buf[1] != 3 || int(binary.BigEndian.Uint16(buf[3:])) > maxPlaintext {
+		hs.refuseNotTLS(c, buf)
+		return len(in)
+	}
+	if len(buf) < recordHeaderLen+int(binary.BigEndian.Uint16(buf[3:])) {
+		return len(in)
+	}
+	hs.queued, hs.started = true, time.Now()
+	select {
+	case hs.s.jobs <- hs:
+	default:
+		hs.s.m.refused.WithLabelValues(BoundQueueFull).Inc()
+		hs.shut()
+		c.AbortWithDetail(engine.ReasonLimitReached, DetailQueueFull)
+	}
+	return len(in)
+}
+
+// refuseNotTLS closes a connection whose first bytes are not a TLS
+// handshake record; plaintext HTTP gets a 400 saying so, as Go's net/http
+// does.
+func (hs *hsConn) refuseNotTLS(c *engine.Conn, buf []byte) {
+	hs.queued = true
+	hs.shut()
+	if looksLikeHTTP(buf) {
+		hs.s.m.handshakes.WithLabelValues(ResultPlainHTTP, "none").Inc()
+		c.Write([]byte("HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\nClient sent an HTTP request to an HTTPS server.\n"))
+		c.CloseWithDetail(engine.ReasonProtocolError, DetailPlainHTTP)
+		return
+	}
+	hs.s.m.handshakes.WithLabelValues(ResultNotTLS, "none").Inc()
+	c.CloseWithDetail(engine.ReasonProtocolError, DetailNotTLS)
+}
+
+func looksLikeHTTP(b []byte) bool {
+	for _, m := range []string{"GET ", "HEAD ", "POST ", "PUT ", "DELETE ", "OPTIONS ", "PATCH ", "CONNECT ", "PRI "} {
+		n := min(len(b), len(m))
+		if n >= 3 && string(b[:n]) == m[:n] {
+			return true
+		}
+	}
+	return false
+}
+
+// OnClose ends a handshake in progress; the worker sees the adapter closed.
+func (hs *hsConn) OnClose(c *engine.Conn, r engine.CloseReason, err error) {
+	hs.mu.Lock()
+	wasOpen := !hs.closed
+	hs.mu.Unlock()
+	hs.shut()
+	if wasOpen && hs.queued {
+		switch r {
+		case engine.ReasonReadTimeout, engine.ReasonIdleTimeout:
+			hs.s.m.handshakes.WithLabelValues(ResultTimeout, "none").Inc()
+		}
+	} else if wasOpen && !hs.queued {
+		// Closed before a whole ClientHello: a timeout, or the peer gave up.
+		res := ResultAborted
+		if r == engine.ReasonReadTimeout || r == engine.ReasonIdleTimeout {
+			res = ResultTimeout
+		}
+		if r != engine.ReasonLimitReached {
+			hs.s.m.handshakes.WithLabelValues(res, "none").Inc()
+		}
+	}
+}
+
+// shut marks the adapter closed and frees its input.
+func (hs *hsConn) shut() {
+	hs.mu.Lock()
+	hs.closed = true
+	if hs.in != nil && !hs.post {
+		pool.Put(hs.in)
+		hs.in = nil
+	}
+	hs.cond.Broadcast()
+	hs.mu.Unlock()
+}
+
+// errWouldBlock is the adapter's temporary read error after a TLS 1.2
+// handshake: crypto/tls does not make a temporary error sticky.
+var errWouldBlock net.Error = wouldBlock{}
+
+type wouldBlock struct{}
+
+func (wouldBlock) Error() string   { return "tlsx: no input yet" }
+func (wouldBlock) Timeout() bool   { return true }
+func (wouldBlock) Temporary() bool { return true }
+
+// Read hands crypto/tls the bytes of at most one record.
+func (hs *hsConn) Read(p []byte) (int, error) {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	for {
+		if hs.closed && !hs.post {
+			return 0, net.ErrClosed
+		}
+		if hs.recLeft == 0 && len(hs.in) >= recordHeaderLen {
+			hs.recLeft = recordHeaderLen + int(binary.BigEndian.Uint16(hs.in[3:]))
+		}
+		if hs.recLeft > 0 && len(hs.in) > 0 {
+			break
+		}
+		if hs.post {
+			if hs.closed {
+				return 0, io.EOF
+			}
+			return 0, errWouldBlock
+		}
+		hs.cond.Wait()
+	}
+	n := min(len(p), hs.recLeft, len(hs.in))
+	copy(p, hs.in[:n])
+	hs.in = hs.in[:copy(hs.in, hs.in[n:])]
+	hs.recLeft -= n
+	return n, nil
+}
+
+// Write sends handshake bytes straight to the connection (and keeps a copy
+// to count records); after a TLS 1.2 handshake it captures them for Seal.
+func (hs *hsConn) Write(p []byte) (int, error) {
+	hs.mu.Lock()
+	if hs.post {
+		hs.out = append(hs.out, p...)
+		hs.mu.Unlock()
+		return len(p), nil
+	}
+	hs.mu.Unlock()
+	hs.written = append(hs.written, p...)
+	return hs.c.Write(p)
+}
+
+// Close ends the adapter (crypto/tls closes it when the context ends).
+func (hs *hsConn) Close() error { hs.shut(); return nil }
+
+// LocalAddr returns the connection's local address.
+func (hs *hsConn) LocalAddr() net.Addr { return net.TCPAddrFromAddrPort(hs.c.LocalAddr()) }
+
+// RemoteAddr returns the peer's address.
+func (hs *hsConn) RemoteAddr() net.Addr { return net.TCPAddrFromAddrPort(hs.c.RemoteAddr()) }
+
+// SetDeadline and friends are no-ops: the handshake is bounded by its
+// context and the engine's timeouts.
+func (hs *hsConn) SetDeadline(time.Time) error      { return nil }
+func (hs *hsConn) SetReadDeadline(time.Time) error  { return nil }
+func (hs *hsConn) SetWriteDeadline(time.Time) error { return nil }
+
+// keyLogLine is crypto/tls's KeyLogWriter call: the TLS 1.3 application
+// traffic secrets are kept for the record layer.
+func (hs *hsConn) keyLogLine(line []byte) {
+	f := bytes.Fields(line)
+	if len(f) != 3 {
+		return
+	}
+	secret, err := hex.DecodeString(string(f[2]))
+	if err != nil {
+		return
+	}
+	switch string(f[0]) {
+	case "CLIENT_TRAFFIC_SECRET_0":
+		hs.clientTS = secret
+	case "SERVER_TRAFFIC_SECRET_0":
+		hs.serverTS = secret
+	}
+}
+
+// keyLog adapts hsConn to io.Writer for Config.KeyLogWriter without making
+// hsConn's own Write (the net.Conn one) ambiguous.
+type keyLog struct{ hs *hsConn }
+
+func (k keyLog) Write(p []byte) (int, error) { k.hs.keyLogLine(p); return len(p), nil }
+
+// worker runs handshakes until the Server closes.
+func (s *Server) worker() {
+	defer s.wg.Done()
+	for {
+		select {
+		case <-s.closed:
+			return
+		case hs := <-s.jobs:
+			s.handshake(hs)
+		}
+	}
+}
+
+// handshake runs crypto/tls's server handshake for hs and, when it
+// succeeds, hands the connection to the record layer and the wrapped
+// handler on its loop.
+func (s *Server) handshake(hs *hsConn) {
+	ctx, cancel := context.WithDeadline(context.Background(), hs.started.Add(s.cfg.HandshakeTimeout))
+	defer cancel()
+	tc := tls.Server(hs, s.base)
+	err := tc.HandshakeContext(ctx)
+	if err != nil {
+		hs.mu.Lock()
+		closed := hs.closed
+		hs.mu.Unlock()
+		hs.shut()
+		if closed {
+			return // OnClose counted it
+		}
+		res, d := ResultFailed, DetailHandshakeFailed
+		level := slog.LevelDebug
+		var cv *tls.CertificateVerificationError
+		switch {
+		case ctx.Err() != nil:
+			res, d = ResultTimeout, DetailHandshakeTimeout
+		case errors.As(err, &cv):
+			// A refused client certificate (expired, unknown CA): said
+			// in the log, with crypto/tls's reason.
+			res, d, level = ResultBadCert, DetailBadClientCert, slog.LevelWarn
+		}
+		s.m.handshakes.WithLabelValues(res, "none").Inc()
+		s.log.Log(ctx, level, "tls handshake failed", "remote", hs.c.RemoteAddr().String(), "error", err)
+		// crypto/tls has sent its alert already; flush it and close.
+		hs.c.CloseWithDetail(engine.ReasonProtocolError, d)
+		return
+	}
+	st := tc.ConnectionState()
+	info := ConnState{Version: st.Version, CipherSuite: st.CipherSuite, NegotiatedProtocol: st.NegotiatedProtocol,
+		ServerName: st.ServerName, Identity: s.identityOf(&st)}
+	s.m.handshakes.WithLabelValues(ResultOK, versionName(st.Version)).Inc()
+	s.m.duration.Observe(time.Since(hs.started).Seconds())
+
+	var t engine.Transform
+	if st.Version == tls.VersionTLS13 {
+		r, err := s.record13For(hs, st.CipherSuite, info)
+		if err != nil {
+			s.log.Error("tls record layer", "error", err)
+			hs.shut()
+			hs.c.AbortWithDetail(engine.ReasonProtocolError, DetailHandshakeFailed)
+			return
+		}
+		t = r
+	} else {
+		t = &conn12{hs: hs, tc: tc, info: &info}
+	}
+	hs.written = nil
+	hs.c.Post(func() {
+		hs.mu.Lock()
+		if hs.closed {
+			hs.mu.Unlock()
+			return
+		}
+		// Whatever crypto/tls was not handed belongs to the record
+		// layer (TLS 1.3: the adapter is done) or is fed back to
+		// crypto/tls by conn12.Open (TLS 1.2).
+		pending := hs.in
+		hs.in = nil
+		if st.Version == tls.VersionTLS13 {
+			hs.closed = true
+		} else {
+			hs.post = true
+		}
+		hs.mu.Unlock()
+		c := hs.c
+		c.SetMessagePending(false)
+		c.SetIdleTimeout(0)
+		c.SetReadTimeout(0)
+		inner := hs.lh.inner
+		if h := hs.lh.byProto[st.NegotiatedProtocol]; h != nil {
+			inner = h
+		}
+		c.SetTransform(t)
+		c.SetHandler(inner)
+		c.InjectInput(pending)
+		if pending != nil {
+			pool.Put(pending)
+		}
+	})
+}
+
+// record13For builds the TLS 1.3 record layer from the secrets the key log
+// caught, and finds how many records crypto/tls has already sealed under
+// the server's application key (its NewSessionTicket): the last records
+// written that open with that key, in order from sequence number zero.
+func (s *Server) record13For(hs *hsConn, suiteID uint16, info ConnState) (*record13, error) {
+	suite := suiteByID(suiteID)
+	if suite == nil || hs.clientTS == nil || hs.serverTS == nil {
+		return nil, errors.New("tlsx: TLS 1.3 secrets not captured")
+	}
+	r := &record13{suite: suite, keep: s.cfg.KeepCiphers, srv: s, info: info}
+	r.in.set(suite, hs.clientTS)
+	r.out.set(suite, hs.serverTS)
+	// Split what was written into records.
+	var recs [][]byte
+	for b := hs.written; len(b) >= recordHeaderLen; {
+		n := recordHeaderLen + int(binary.BigEndian.Uint16(b[3:]))
+		if n > len(b) {
+			break
+		}
+		recs = append(recs, b[:n])
+		b = b[n:]
+	}
+	for k := min(len(recs), 8); k > 0; k-- {
+		if r.opensFromZero(recs[len(recs)-k:]) {
+			r.out.seq = uint64(k)
+			break
+		}
+	}
+	r.out.aead = nil
+	return r, nil
+}
+
+// opensFromZero reports whether recs open with the server application key
+// at sequence numbers 0, 1, …
+func (r *record13) opensFromZero(recs [][]byte) bool {
+	a, err := r.out.cipher(r.suite)
+	if err != nil {
+		return false
+	}
+	d := r.out
+	d.seq = 0
+	for _, rec := range recs {
+		if rec[0] != typeAppData {
+			return false
+		}
+		nonce := d.nonce()
+		scratch := pool.Get(len(rec))
+		_, err := a.Open(scratch[:0], nonce[:], rec[recordHeaderLen:], rec[:recordHeaderLen])
+		pool.Put(scratch)
+		if err != nil {
+			return false
+		}
+		d.seq++
+	}
+	return true
+}
+
+// conn12 is a TLS 1.2 connection after its handshake: crypto/tls's own
+// record layer, driven from the loop through the adapter (reads that would
+// block return a temporary error, which crypto/tls does not keep), its
+// output captured and written by the engine. It keeps the tls.Conn and so
+// costs several KB per idle connection more than TLS 1.3 (docs/tls.md).
+type conn12 struct {
+	hs    *hsConn
+	tc    *tls.Conn
+	info  *ConnState
+	plain []byte // the last plaintext, until OpenDone
+	done  bool   // under the Conn's output lock
+}
+
+var _ engine.Transform = (*conn12)(nil)
+
+// Open feeds in to crypto/tls and reads what plaintext it yields.
+func (t *conn12) Open(c *engine.Conn, in []byte) ([]byte, error) {
+	hs := t.hs
+	hs.mu.Lock()
+	hs.in = append(hs.in, in...)
+	hs.mu.Unlock()
+	var err error
+	for {
+		if cap(t.plain)-len(t.plain) < 4096 {
+			t.plain = pool.Grow(t.plain, 16<<10)
+		}
+		n, rerr := t.tc.Read(t.plain[len(t.plain):cap(t.plain)])
+		t.plain = t.plain[:len(t.plain)+n]
+		if rerr == nil {
+			continue
+		}
+		var ne net.Error
+		if errors.As(rerr, &ne) && ne.Temporary() {
+			break
+		}
+		if errors.Is(rerr, io.EOF) {
+			err = closeNotifyError{}
+		} else {
+			err = &recordError{alert: alertUnexpectedMessage, detail: "tls12_" + classify12(rerr)}
+		}
+		break
+	}
+	hs.mu.Lock()
+	if len(hs.in) == 0 && cap(hs.in) > 0 {
+		hs.in = nil // nothing buffered while idle
+	}
+	pending := len(hs.out) > 0
+	hs.mu.Unlock()
+	if pending && err == nil {
+		c.FlushTransform() // an alert crypto/tls wrote while reading
+	}
+	return t.plain, err
+}
+
+func classify12(err error) string {
+	s := err.Error()
+	switch {
+	case bytes.Contains([]byte(s), []byte("bad record MAC")):
+		return "bad_record_mac"
+	case bytes.Contains([]byte(s), []byte("renegotiation")):
+		return "renegotiation_refused"
+	case bytes.Contains([]byte(s), []byte("oversized")):
+		return "record_overflow"
+	}
+	return "protocol_error"
+}
+
+// OpenDone drops the plaintext buffer.
+func (t *conn12) OpenDone() {
+	if t.plain != nil {
+		pool.Put(t.plain)
+		t.plain = nil
+	}
+}
+
+// Seal writes bufs through crypto/tls and returns what it sealed.
+func (t *conn12) Seal(bufs [][]byte, total int) ([]byte, error) {
+	if t.done {
+		return nil, engine.ErrClosed
+	}
+	for _, b := range bufs {
+		if _, err := t.tc.Write(b); err != nil {
+			t.done = true
+			return nil, err
+		}
+	}
+	return t.take(), nil
+}
+
+// take returns the captured output.
+func (t *conn12) take() []byte {
+	hs := t.hs
+	hs.mu.Lock()
+	out := hs.out
+	hs.out = nil
+	hs.mu.Unlock()
+	return out
+}
+
+// Final sends close_notify (or the alert crypto/tls has queued).
+func (t *conn12) Final() []byte {
+	if t.done {
+		return nil
+	}
+	t.done = true
+	t.tc.CloseWrite()
+	return t.take()
+}
+
+// Release drops a sealed buffer (crypto/tls's output is not pooled).
+func (t *conn12) Release([]byte) {}

@@ -1,0 +1,116 @@
+package tlsx
+
+import (
+	"errors"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Handshake results, the "result" label of warren_tls_handshakes_total.
+const (
+	ResultOK        = "ok"
+	ResultFailed    = "failed"                 // crypto/tls refused the handshake (bad ClientHello, no shared suite, bad client certificate)
+	ResultTimeout   = "timeout"                // not finished within HandshakeTimeout
+	ResultNotTLS    = "not_tls"                // the first bytes were not a TLS handshake record
+	ResultPlainHTTP = "plain_http"             // plaintext HTTP sent to the TLS port (answered 400)
+	ResultAborted   = "aborted"                // the peer closed during the handshake
+	ResultBadCert   = "bad_client_certificate" // mutual TLS: the client certificate was refused (expired, unknown CA, wrong usage)
+)
+
+// Refusal bounds, the "bound" label of warren_tls_refused_total: checked
+// before any TLS work.
+const (
+	BoundPerIP     = "per_ip"     // Config.RatePerIP
+	BoundListener  = "listener"   // Config.Rate
+	BoundQueueFull = "queue_full" // Config.HandshakeQueue
+)
+
+// metrics are a Server's counters, exposed by Collector.
+type metrics struct {
+	handshakes *prometheus.CounterVec // result, version
+	duration   prometheus.Histogram
+	queue      prometheus.GaugeFunc
+	expiry     prometheus.GaugeFunc
+	refused    *prometheus.CounterVec // bound
+	records    *prometheus.CounterVec // error (record-layer close detail)
+	keyUpdates prometheus.Counter
+	reloads    *prometheus.CounterVec // result
+}
+
+func newMetrics(namespace string, s *Server) *metrics {
+	if namespace == "" {
+		namespace = "warren"
+	}
+	m := &metrics{
+		handshakes: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "tls_handshakes_total",
+			Help: "TLS handshakes by result (ok, failed, bad_client_certificate, timeout, not_tls, plain_http, aborted) and negotiated version."}, []string{"result", "version"}),
+		duration: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: namespace, Name: "tls_handshake_duration_seconds",
+			Help:    "Time from the ClientHello's arrival to the end of the handshake, queueing included.",
+			Buckets: []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5, 10}}),
+		queue: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Name: "tls_handshake_queue_depth",
+			Help: "Handshakes waiting for a handshake worker."}, func() float64 { return float64(len(s.jobs)) }),
+		expiry: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Name: "tls_certificate_expiry_seconds",
+			Help: "Seconds until the served certificate's NotAfter (negative once expired)."}, func() float64 {
+			return time.Until(s.cert.Load().notAfter).Seconds()
+		}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "tls_refused_total",
+			Help: "Connections refused before any TLS work, by bound (per_ip, listener, queue_full)."}, []string{"bound"}),
+		records: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "tls_record_errors_total",
+			Help: "Connections closed by the record layer after the handshake, by reason."}, []string{"reason"}),
+		keyUpdates: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "tls_key_updates_total",
+			Help: "TLS 1.3 KeyUpdate messages received."}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "tls_certificate_reloads_total",
+			Help: "Certificate reloads by result (ok, error: the old certificate stays)."}, []string{"result"}),
+	}
+	return m
+}
+
+// recordErrors counts a record-layer failure by its close detail.
+func (m *metrics) recordErrors(err error) {
+	var re *recordError
+	var pa *peerAlertError
+	switch {
+	case errors.As(err, &re):
+		m.records.WithLabelValues(re.detail).Inc()
+	case errors.As(err, &pa):
+		m.records.WithLabelValues(pa.String()).Inc()
+	}
+}
+
+// Describe sends every descriptor.
+func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
+	m.handshakes.Describe(ch)
+	m.duration.Describe(ch)
+	m.queue.Describe(ch)
+	m.expiry.Describe(ch)
+	m.refused.Describe(ch)
+	m.records.Describe(ch)
+	m.keyUpdates.Describe(ch)
+	m.reloads.Describe(ch)
+}
+
+// Collect sends every metric.
+func (m *metrics) Collect(ch chan<- prometheus.Metric) {
+	m.handshakes.Collect(ch)
+	m.duration.Collect(ch)
+	m.queue.Collect(ch)
+	m.expiry.Collect(ch)
+	m.refused.Collect(ch)
+	m.records.Collect(ch)
+	m.keyUpdates.Collect(ch)
+	m.reloads.Collect(ch)
+}
+
+// versionName labels a TLS version.
+func versionName(v uint16) string {
+	switch v {
+	case 0x0304:
+		return "1.3"
+	case 0x0303:
+		return "1.2"
+	case 0:
+		return "none"
+	}
+	return "other"
+}
