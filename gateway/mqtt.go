@@ -123,11 +123,12 @@ func (d *mqttDevices) close() {
 	d.broker.Close()
 }
 
-// authenticate checks a CONNECT: the password is the token.
+// authenticate checks a CONNECT: the password is the token (NoAuth: the
+// client id is the device id and the password is ignored).
 func (d *mqttDevices) authenticate(ci *mqtt.ConnectInfo) (any, mqtt.ReasonCode, string) {
 	tok := string(ci.Password)
-	if tok == "" && d.anon {
-		tok = ci.ClientID
+	if d.anon {
+		tok = ci.ClientID // NoAuth: the client id is the device id
 	}
 	ident, err := d.auth.Authenticate(tok, d.now())
 	if err != nil {

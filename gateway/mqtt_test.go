@@ -379,3 +379,20 @@ func TestMQTTCluster(t *testing.T) {
 		t.Fatalf("command across nodes: %d %v", code, m)
 	}
 }
+
+// With NoAuth (-auth none) the client id is the device id, whatever the
+// password.
+func TestMQTTNoAuth(t *testing.T) {
+	e := testutil.StartEngine(t, engine.Config{Logger: quietLog()})
+	g, err := New(e, Config{Addr: "127.0.0.1:0", API: "-", MQTT: "127.0.0.1:0", Auth: NoAuth(), Node: "n1",
+		Logger: quietLog(), DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(g.Close)
+	rawMQTT(t, g.MQTTAddr(), "anon-1", "")
+	rawMQTT(t, g.MQTTAddr(), "anon-2", "whatever")
+	for _, id := range []string{"anon-1", "anon-2"} {
+		testutil.Eventually(t, 0, id+" online", func() bool { return g.Hub().Lookup(id) != nil })
+	}
+}

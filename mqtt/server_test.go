@@ -467,3 +467,39 @@ func TestSessionExpiry(t *testing.T) {
 		t.Fatalf("%+v", d)
 	}
 }
+
+// An idle subscriber holds no buffer and no QoS state: no batched output,
+// no publishing state, no session flow state, and its engine connection
+// no unconsumed input.
+func TestIdleHoldsNothing(t *testing.T) {
+	b := startBroker(t, Config{})
+	c := connectOK(t, b.addr, Version5, "idle")
+	c.subscribe(1, QoS1, "idle/x")
+	b.Publish(&Message{Topic: "idle/x", Payload: []byte("one"), QoS: 1})
+	got := c.expectPublish()
+	c.send(&Ack{Kind: TypePuback, PacketID: got.PacketID})
+	b.waitStats(t, "acked", func(s Stats) bool { return s.QueuedMessages == 0 })
+	b.mu.RLock()
+	ss := b.sessions["idle"]
+	b.mu.RUnlock()
+	ss.mu.Lock()
+	cn, fl := ss.conn, ss.fl
+	ss.mu.Unlock()
+	if cn == nil || fl != nil {
+		t.Fatalf("session: conn %v, flow state %+v", cn, fl)
+	}
+	type view struct {
+		out, in bool
+		queued  int
+	}
+	ch := make(chan view, 1)
+	cn.ec.Post(func() {
+		cn.wmu.Lock()
+		out := cn.out != nil
+		cn.wmu.Unlock()
+		ch <- view{out: out, in: cn.in != nil, queued: cn.ec.QueuedBytes()}
+	})
+	if v := <-ch; v.out || v.in || v.queued != 0 {
+		t.Fatalf("idle connection holds %+v", v)
+	}
+}

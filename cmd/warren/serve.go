@@ -52,6 +52,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	stack.EngineFlags(fs, &ecfg)
 	stack.HTTPFlags(fs, &gcfg.HTTP)
 	stack.WebSocketFlags(fs, &gcfg.WebSocket)
+	mqttFlags(fs, &gcfg)
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
 			return 0

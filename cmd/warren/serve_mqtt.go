@@ -1,0 +1,41 @@
+package main
+
+import (
+	"flag"
+	"strings"
+
+	"github.com/warrenhq/warren/gateway"
+	"github.com/warrenhq/warren/mqtt"
+)
+
+// mqttFlags registers the MQTT broker's bounds of `warren serve` on fs,
+// writing into cfg.MQTTConfig and cfg.MQTTACL. Defaults come from the mqtt
+// package.
+func mqttFlags(fs *flag.FlagSet, cfg *gateway.Config) {
+	m := &cfg.MQTTConfig
+	fs.IntVar(&m.Limits.MaxPacketSize, "mqtt-max-packet", mqtt.DefaultMaxPacketSize, "MQTT: largest packet in bytes (announced as Maximum Packet Size)")
+	fs.IntVar(&m.MaxInflight, "mqtt-max-inflight", mqtt.DefaultMaxInflight, "MQTT: unacknowledged QoS 1/2 messages per client each way (Receive Maximum)")
+	fs.IntVar(&m.MaxQueuedMessages, "mqtt-max-queued", mqtt.DefaultMaxQueuedMessages, "MQTT: messages queued per session")
+	fs.IntVar(&m.MaxQueuedBytes, "mqtt-max-queued-bytes", mqtt.DefaultMaxQueuedBytes, "MQTT: bytes queued per session")
+	fs.Int64Var(&m.MaxQueuedBytesTotal, "mqtt-max-queued-total", mqtt.DefaultMaxQueuedBytesTotal, "MQTT: bytes queued across sessions (negative: no bound)")
+	fs.IntVar(&m.MaxSubscriptions, "mqtt-max-subscriptions", mqtt.DefaultMaxSubscriptions, "MQTT: subscriptions per client")
+	fs.IntVar(&m.MaxTopicLength, "mqtt-max-topic-length", mqtt.DefaultMaxTopicLength, "MQTT: longest topic name or filter in bytes")
+	fs.IntVar(&m.MaxTopicLevels, "mqtt-max-topic-levels", mqtt.DefaultMaxTopicLevels, "MQTT: most levels of a topic name or filter")
+	fs.Float64Var(&m.PublishRate, "mqtt-publish-rate", mqtt.DefaultPublishRate, "MQTT: PUBLISH packets per second per client (negative: no bound)")
+	fs.Float64Var(&m.PublishBytesRate, "mqtt-publish-bytes-rate", mqtt.DefaultPublishBytesRate, "MQTT: PUBLISH bytes per second per client (negative: no bound)")
+	fs.DurationVar(&m.MaxSessionExpiry, "mqtt-session-expiry", mqtt.DefaultMaxSessionExpiry, "MQTT: longest session expiry (and that of 3.1.1 persistent sessions)")
+	fs.IntVar(&m.MaxSessions, "mqtt-max-sessions", mqtt.DefaultMaxSessions, "MQTT: sessions held, online and offline")
+	fs.DurationVar(&m.MaxKeepAlive, "mqtt-max-keepalive", 0, "MQTT: longest keep-alive (announced to 5.0 clients); 0: no cap")
+	fs.IntVar(&m.MaxRetained, "mqtt-max-retained", mqtt.DefaultMaxRetained, "MQTT: retained messages")
+	fs.StringVar(&m.ServerReference, "mqtt-server-reference", "", "MQTT: server 5.0 clients are sent to on drain (DISCONNECT 0x9C); empty: 0x8B")
+	fs.Func("mqtt-acl", "MQTT: comma-separated topic filters a device may use, %c client id, %u user name (default "+
+		strings.Join(gateway.DefaultMQTTACL, ",")+")", func(s string) error {
+		cfg.MQTTACL = nil
+		for _, p := range strings.Split(s, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				cfg.MQTTACL = append(cfg.MQTTACL, p)
+			}
+		}
+		return nil
+	})
+}
