@@ -62,6 +62,10 @@ type Config struct {
 	// Clock tells the time used for connection ages and idle times; give
 	// the engine's clock when it has one. Nil means the system clock.
 	Clock engine.Clock
+	// Routes adds endpoints, keyed by http.ServeMux pattern ("GET
+	// /api/upstream"), behind the same token and address guard as the
+	// others: a protocol layer's own views and actions. Nil adds none.
+	Routes map[string]http.Handler
 }
 
 // Source is what the admin server reads and acts on. *engine.Engine
@@ -266,6 +270,9 @@ func (s *Server) routes(metrics http.Handler) http.Handler {
 	mux.HandleFunc("GET /debug/conns", s.serveConns)
 	mux.HandleFunc("GET /debug/conns/{id}", s.serveConn)
 	mux.HandleFunc("POST /debug/conns/{id}/close", s.serveClose)
+	for pattern, h := range s.cfg.Routes {
+		mux.Handle(pattern, h)
+	}
 	pprofRoutes(mux)
 	dashboardRoutes(mux)
 	return s.guard(mux)

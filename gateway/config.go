@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/warrenhq/warren/http1"
+	"github.com/warrenhq/warren/mqtt"
 	"github.com/warrenhq/warren/websocket"
 )
 
@@ -53,6 +54,21 @@ type Config struct {
 	// WebSocket configures device connections (message size, pings,
 	// deflate); Accept and Inline are the gateway's.
 	WebSocket websocket.Config
+	// MQTT is the MQTT listener (3.1.1 and 5.0); MQTT over WebSocket is
+	// then served at GET /mqtt on the device listener too. Empty disables
+	// MQTT (warren serve's -mqtt defaults to 127.0.0.1:1883).
+	MQTT string
+	// MQTTConfig configures the broker: limits, queues, rates, session
+	// expiry (see mqtt.Config); its Hooks are the gateway's.
+	MQTTConfig mqtt.Config
+	// MQTTACL lists the topic filters a device may publish and subscribe
+	// to, %c standing for its client id and %u for its user name. Empty
+	// means DefaultMQTTACL (devices/%c/#). Services may use any topic.
+	MQTTACL []string
+	// MQTTBridgeSubject is the NATS subject each node subscribes to (one
+	// subscription per node) for MQTT messages of other nodes and NATS
+	// clients. Empty means ">" (every subject but the gateway's own).
+	MQTTBridgeSubject string
 	// HTTP configures both listeners' HTTP (timeouts, limits).
 	HTTP http1.Config
 	// Logger receives the gateway's logs. Nil means slog.Default().

@@ -9,6 +9,7 @@ import (
 
 	"github.com/warrenhq/warren/engine"
 	"github.com/warrenhq/warren/http1"
+	"github.com/warrenhq/warren/mqtt"
 )
 
 // Gateway is a device gateway node on an engine: devices on one listener,
@@ -19,6 +20,8 @@ type Gateway struct {
 	bus    *Bus
 	hub    *Hub
 	ws     *wsDevices
+	mq     *mqttDevices // nil unless Config.MQTT is set
+	mqLn   *engine.Listener
 	devSrv *http1.Server
 	apiSrv *http1.Server
 	devLn  *engine.Listener
@@ -77,6 +80,22 @@ func New(eng *engine.Engine, cfg Config) (*Gateway, error) {
 	}
 	devRoutes := http1.NewRouter()
 	devRoutes.Handle("GET /v1/connect", g.ws.server.Handler())
+	if cfg.MQTT != "" {
+		g.mq = newMQTTDevices(g.hub, bus, g.cfg.Auth, cfg, eng.Now)
+		devRoutes.Handle("GET /mqtt", g.mq.broker.WebSocketHandler())
+		fail = func(err error) (*Gateway, error) {
+			g.mq.close()
+			g.hub.Close()
+			bus.Close()
+			return nil, err
+		}
+		if err := g.mq.start(cfg.MQTTBridgeSubject); err != nil {
+			return fail(err)
+		}
+		if g.mqLn, err = g.mq.broker.Listen(eng, cfg.MQTT); err != nil {
+			return fail(fmt.Errorf("gateway: MQTT listener %s: %w", cfg.MQTT, err))
+		}
+	}
 	if g.devSrv, err = http1.NewServer(eng, cfg.HTTP, devRoutes); err != nil {
 		return fail(err)
 	}
@@ -106,6 +125,23 @@ func (g *Gateway) Node() string { return g.cfg.Node }
 // DeviceAddr returns the device listener's address.
 func (g *Gateway) DeviceAddr() string { return g.devLn.Addr().String() }
 
+// MQTTAddr returns the MQTT listener's address, or "" when MQTT is
+// disabled.
+func (g *Gateway) MQTTAddr() string {
+	if g.mqLn == nil {
+		return ""
+	}
+	return g.mqLn.Addr().String()
+}
+
+// MQTT returns the node's MQTT broker, or nil when MQTT is disabled.
+func (g *Gateway) MQTT() *mqtt.Server {
+	if g.mq == nil {
+		return nil
+	}
+	return g.mq.broker
+}
+
 // APIAddr returns the API listener's address, or "" when disabled.
 func (g *Gateway) APIAddr() string {
 	if g.apiLn == nil {
@@ -118,6 +154,9 @@ func (g *Gateway) APIAddr() string {
 // runs, for the admin listener.
 func (g *Gateway) Collectors() []prometheus.Collector {
 	cs := []prometheus.Collector{g.hub.Collector(), g.devSrv.Collector(""), g.ws.server.Collector("")}
+	if g.mq != nil {
+		cs = append(cs, g.mq.broker.Collector(""), g.mq.collector())
+	}
 	return cs
 }
 
@@ -127,6 +166,9 @@ func (g *Gateway) Close() {
 	g.devSrv.Close()
 	if g.apiSrv != nil {
 		g.apiSrv.Close()
+	}
+	if g.mq != nil {
+		g.mq.close()
 	}
 	g.hub.Close()
 	g.bus.Close()

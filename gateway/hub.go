@@ -8,11 +8,11 @@ import (
 	"log/slog"
 	"net/netip"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unique"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nuid"
@@ -76,7 +76,7 @@ type Session struct {
 	Device   string
 	Identity Identity
 	t        Transport
-	id       string // cluster-unique session id: node/sequence
+	seq      uint64 // the session's number on its node: node/seq is cluster-unique
 	since    int64  // unix ns connected
 	last     atomic.Int64
 	bad      atomic.Int32 // bad frames so far
@@ -125,6 +125,7 @@ func (s *Session) hold(m *nats.Msg) bool {
 	if q.bytes+len(m.Data) > maxHeldBytes {
 		return false
 	}
+	m.Data = append([]byte(nil), m.Data...) // the caller's buffer is not ours to keep
 	q.msgs = append(q.msgs, m)
 	q.bytes += len(m.Data)
 	return true
@@ -182,12 +183,6 @@ type shard struct {
 	_  [40]byte
 }
 
-type dirShard struct {
-	mu sync.RWMutex
-	m  map[string]*DeviceInfo
-	_  [40]byte
-}
-
 // pendingCmd is a command waiting for its device's ack.
 type pendingCmd struct {
 	device string
@@ -201,12 +196,14 @@ type pendingCmd struct {
 // local device directly, to another node's devices through that node's
 // command subject (one subscription per node, never per device).
 type Hub struct {
-	cfg  HubConfig
-	bus  *Bus
-	nc   *nats.Conn
-	log  *slog.Logger
-	seed maphash.Seed
-	seq  atomic.Uint64
+	cfg     HubConfig
+	node    unique.Handle[string] // cfg.Node, interned for the directory
+	nodeHdr []string              // cfg.Node as a telemetry header value, shared by every message
+	bus     *Bus
+	nc      *nats.Conn
+	log     *slog.Logger
+	seed    maphash.Seed
+	seq     atomic.Uint64
 
 	shards [nShards]shard
 	dir    [nShards]dirShard
@@ -247,12 +244,12 @@ func NewHub(cfg HubConfig, bus *Bus) *Hub {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	h := &Hub{cfg: cfg, bus: bus, nc: bus.Conn(), log: cfg.Logger, seed: maphash.MakeSeed(),
+	h := &Hub{cfg: cfg, node: unique.Make(cfg.Node), nodeHdr: []string{cfg.Node}, bus: bus, nc: bus.Conn(), log: cfg.Logger, seed: maphash.MakeSeed(),
 		pending: make(map[string]*pendingCmd), nodes: make(map[string]time.Time),
 		paused: make(map[*Session]struct{}), stop: make(chan struct{})}
 	for i := range h.shards {
 		h.shards[i].m = make(map[string]*Session)
-		h.dir[i].m = make(map[string]*DeviceInfo)
+		h.dir[i].m = make(map[string]dirEntry)
 	}
 	h.m.init()
 	return h
@@ -335,8 +332,7 @@ func (h *Hub) shardOf(id string) int { return int(maphash.String(h.seed, id) % n
 // closed with ReasonReplaced.
 func (h *Hub) Connect(ident Identity, t Transport) *Session {
 	now := h.cfg.Now()
-	s := &Session{Device: ident.Device, Identity: ident, t: t, since: now.UnixNano(),
-		id: h.cfg.Node + "/" + strconv.FormatUint(h.seq.Add(1), 10)}
+	s := &Session{Device: ident.Device, Identity: ident, t: t, since: now.UnixNano(), seq: h.seq.Add(1)}
 	s.last.Store(s.since)
 	sh := &h.shards[h.shardOf(s.Device)]
 	sh.mu.Lock()
@@ -351,9 +347,8 @@ func (h *Hub) Connect(ident Identity, t Transport) *Session {
 		h.m.online.Add(1)
 	}
 	h.m.connects.Add(1)
-	info := h.infoOf(s)
-	h.dirSet(info)
-	h.publishPresence(info, "online", "", now)
+	h.dirSet(s.Device, h.entryOfSession(s))
+	h.publishPresence(h.infoOf(s), "online", "", now)
 	return s
 }
 
@@ -374,9 +369,9 @@ func (h *Hub) Disconnect(s *Session, reason string) {
 	h.m.online.Add(-1)
 	h.m.disconnect(reason)
 	now := h.cfg.Now()
-	info := h.infoOf(s)
-	h.dirDelete(s.Device, s.id)
-	h.publishPresence(info, "offline", reason, now)
+	e := h.entryOfSession(s)
+	h.dirDelete(s.Device, &e)
+	h.publishPresence(h.infoOf(s), "offline", reason, now)
 }
 
 // Local returns this node's session of device, or nil.
@@ -392,7 +387,7 @@ func (h *Hub) LocalCount() int64 { return h.m.online.Load() }
 
 func (h *Hub) infoOf(s *Session) *DeviceInfo {
 	return &DeviceInfo{Device: s.Device, State: "online", Node: h.cfg.Node, Protocol: s.t.Protocol(),
-		Remote: s.t.Remote().String(), ConnectedAt: time.Unix(0, s.since), session: s.id}
+		Remote: s.t.Remote().String(), ConnectedAt: time.Unix(0, s.since), session: sessionID(h.cfg.Node, s.seq)}
 }
 
 func (h *Hub) publishPresence(d *DeviceInfo, state, reason string, now time.Time) {
@@ -403,49 +398,18 @@ func (h *Hub) publishPresence(d *DeviceInfo, state, reason string, now time.Time
 	}
 }
 
-// dirSet records d in the cluster directory unless it holds a newer
-// session of the device.
-func (h *Hub) dirSet(d *DeviceInfo) {
-	ds := &h.dir[h.shardOf(d.Device)]
-	ds.mu.Lock()
-	if old := ds.m[d.Device]; old == nil || !newer(old, d) {
-		ds.m[d.Device] = d
-	}
-	ds.mu.Unlock()
-}
-
-// newer reports whether a is a later session than b.
-func newer(a, b *DeviceInfo) bool {
-	if !a.ConnectedAt.Equal(b.ConnectedAt) {
-		return a.ConnectedAt.After(b.ConnectedAt)
-	}
-	return a.session > b.session
-}
-
-func (h *Hub) dirDelete(device, session string) {
-	ds := &h.dir[h.shardOf(device)]
-	ds.mu.Lock()
-	if old := ds.m[device]; old != nil && old.session == session {
-		delete(ds.m, device)
-	}
-	ds.mu.Unlock()
-}
-
 // Lookup returns what the cluster knows of device: online somewhere, or
 // nil.
 func (h *Hub) Lookup(device string) *DeviceInfo {
-	ds := &h.dir[h.shardOf(device)]
-	ds.mu.RLock()
-	d := ds.m[device]
-	ds.mu.RUnlock()
-	if d == nil {
+	e, ok := h.dirGet(device)
+	if !ok {
 		return nil
 	}
-	cp := *d
-	if s := h.Local(device); s != nil && s.id == d.session {
-		cp.LastSeen = time.Unix(0, s.last.Load())
+	d := e.info(device)
+	if s := h.Local(device); s != nil && e.node == h.node && s.seq == e.seq {
+		d.LastSeen = time.Unix(0, s.last.Load())
 	}
-	return &cp
+	return d
 }
 
 // List returns online devices whose ids start with prefix, sorted, after
@@ -487,16 +451,18 @@ func (h *Hub) onPresence(m *nats.Msg) {
 		return
 	}
 	h.heard(p.Node)
-	d := &DeviceInfo{Device: p.Device, State: "online", Node: p.Node, Protocol: p.Protocol, Remote: p.Remote,
-		ConnectedAt: p.ConnectedAt, session: p.Session}
-	if p.State != "online" {
-		h.dirDelete(p.Device, p.Session)
+	e, ok := entryOf(&p)
+	if !ok {
 		return
 	}
-	h.dirSet(d)
+	if p.State != "online" {
+		h.dirDelete(p.Device, &e)
+		return
+	}
+	h.dirSet(p.Device, e)
 	if s := h.Local(p.Device); s != nil {
-		mine := h.infoOf(s)
-		if newer(d, mine) {
+		mine := h.entryOfSession(s)
+		if e.newer(&mine) {
 			sh := &h.shards[h.shardOf(s.Device)]
 			sh.mu.Lock()
 			if sh.m[s.Device] == s {
@@ -571,8 +537,9 @@ func (h *Hub) syncPresence() {
 			if json.Unmarshal(m.Data, &batch) == nil {
 				for _, p := range batch {
 					h.heard(p.Node)
-					h.dirSet(&DeviceInfo{Device: p.Device, State: "online", Node: p.Node, Protocol: p.Protocol,
-						Remote: p.Remote, ConnectedAt: p.ConnectedAt, session: p.Session})
+					if e, ok := entryOf(&p); ok {
+						h.dirSet(p.Device, e)
+					}
 				}
 			}
 			quiet.Reset(100 * time.Millisecond)
@@ -631,15 +598,19 @@ func (h *Hub) forgetSilentNodes() {
 		return
 	}
 	h.log.Warn("gateway: nodes silent; their devices are offline", "nodes", lost)
+	lostH := make([]unique.Handle[string], len(lost))
+	for i, n := range lost {
+		lostH[i] = unique.Make(n)
+	}
 	at := h.cfg.Now()
 	for i := range h.dir {
 		ds := &h.dir[i]
 		var gone []*DeviceInfo
 		ds.mu.Lock()
-		for id, d := range ds.m {
-			if slices.Contains(lost, d.Node) {
+		for id, e := range ds.m {
+			if slices.Contains(lostH, e.node) {
 				delete(ds.m, id)
-				gone = append(gone, d)
+				gone = append(gone, e.info(id))
 			}
 		}
 		ds.mu.Unlock()
@@ -670,16 +641,26 @@ func (h *Hub) expireTokens() {
 	}
 }
 
+// Telemetry headers, in canonical form.
+const (
+	hdrDevice   = "Warren-Device"
+	hdrNode     = "Warren-Node"
+	hdrReceived = "Warren-Received"
+)
+
 // Telemetry publishes one telemetry payload of s: data is the exact bytes
-// the device sent. Under NATS backpressure the device is paused with the
-// message held, and published when NATS catches up: nothing is dropped
-// silently.
+// the device sent. Telemetry does not keep data once it returns (what it
+// holds it copies), so a transport may pass its read buffer. Under NATS
+// backpressure the device is paused with the message held, and published
+// when NATS catches up: nothing is dropped silently.
 func (h *Hub) Telemetry(s *Session, data []byte, now time.Time) {
 	h.m.telemetryIn.Add(1)
-	m := &nats.Msg{Subject: telemetrySubject(s.Device), Data: data, Header: nats.Header{}}
-	m.Header.Set("Warren-Device", s.Device)
-	m.Header.Set("Warren-Node", h.cfg.Node)
-	m.Header.Set("Warren-Received", now.UTC().Format(time.RFC3339Nano))
+	var ts [40]byte
+	m := &nats.Msg{Subject: telemetrySubject(s.Device), Data: data, Header: nats.Header{
+		hdrDevice:   {s.Device},
+		hdrNode:     h.nodeHdr,
+		hdrReceived: {string(now.UTC().AppendFormat(ts[:0], time.RFC3339Nano))},
+	}}
 	if s.paused.Load() {
 		// Reading is paused; frames of the read already in flight are
 		// held too.

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"encoding/json"
 	"math/rand/v2"
 	"net/netip"
@@ -146,7 +147,11 @@ func (d *wsDevices) OnMessage(c *websocket.Conn, op websocket.Opcode, data []byt
 	now := d.now()
 	dev.sess.Touch(now)
 	if op == websocket.OpBinary {
-		d.hub.Telemetry(dev.sess, append([]byte(nil), data...), now)
+		d.hub.Telemetry(dev.sess, data, now)
+		return
+	}
+	if v := plainTelemetry(data); v != nil {
+		d.hub.Telemetry(dev.sess, v, now)
 		return
 	}
 	var f frame
@@ -172,6 +177,30 @@ func (d *wsDevices) OnMessage(c *websocket.Conn, op websocket.Opcode, data []byt
 	default:
 		d.bad(dev, "unknown_type", `type must be "telemetry" or "ack"`, "")
 	}
+}
+
+// telemetryHead is how a telemetry frame usually starts.
+const telemetryHead = `{"type":"telemetry","data":`
+
+// plainTelemetry returns the data of a frame that is exactly
+// {"type":"telemetry","data":<value>} (the usual telemetry frame) without
+// decoding the frame, or nil for any other frame, which OnMessage
+// decodes in full. The value is checked to be valid JSON: a frame with
+// more fields after data does not pass (its "value" would run on past
+// the comma), so both paths take the same frames alike.
+func plainTelemetry(b []byte) []byte {
+	if !bytes.HasPrefix(b, []byte(telemetryHead)) {
+		return nil
+	}
+	v := bytes.TrimRight(b[len(telemetryHead):], " \t\r\n")
+	if len(v) == 0 || v[len(v)-1] != '}' {
+		return nil
+	}
+	v = bytes.Trim(v[:len(v)-1], " \t\r\n")
+	if len(v) == 0 || !json.Valid(v) {
+		return nil
+	}
+	return v
 }
 
 // bad answers a refused frame with an error frame, and closes a device

@@ -41,7 +41,8 @@ var (
 // always ends by itself.
 type Config struct {
 	// URL is the target: http://host:port/path for HTTP/1.1 keep-alive
-	// GET requests, ws://host:port/path for WebSocket echo messages. The
+	// GET requests, ws://host:port/path for WebSocket echo messages,
+	// mqtt://host:port/prefix?qos=N for MQTT round trips (see mqtt.go). The
 	// host is resolved once, at the start.
 	URL string `json:"url"`
 	// Conns is the number of connections to open. Zero means 100.

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"net/url"
 	"runtime"
 	"strconv"
 	"sync"
@@ -79,6 +80,14 @@ type DeviceConfig struct {
 	// CommandTimeout is the ack timeout each command asks for. Zero
 	// means 5 s.
 	CommandTimeout time.Duration `json:"command_timeout,omitempty"`
+	// First is the index of this run's first device: device i of the run
+	// is dev-<First+i+1>. A multi-process run gives each worker its own
+	// range. Zero means the devices are dev-1 and up.
+	First int `json:"first,omitempty"`
+	// Run is the run's id, written in every telemetry message so that
+	// the NATS watcher counts only this run's. Empty means a random one;
+	// a multi-process run gives its workers the parent's.
+	Run string `json:"run,omitempty"`
 }
 
 // Defaults of DeviceConfig.
@@ -152,13 +161,10 @@ type devRunner struct {
 	run     string // this run's id, in every telemetry message
 	devs    []devConn
 	shards  []shard // connect latencies, by loop
-	e2e     shard   // end-to-end latencies of the current interval
 	senders int
 	cmd     *commander // nil without commands
 
-	nc    *nats.Conn
-	ownNC bool
-	sub   *nats.Subscription
+	watch *telemetryWatch // nil without NATS
 
 	// dialMu is held from before a Dial until its connection's context is
 	// set, so callbacks that win the race wait for it.
@@ -175,7 +181,6 @@ type devRunner struct {
 	failed    atomic.Int64
 	rampConns atomic.Int64
 	sent      atomic.Int64 // telemetry frames written
-	received  atomic.Int64 // telemetry of this run seen on NATS
 	cmdFrames atomic.Int64 // command frames the devices received
 	acks      atomic.Int64
 	gwErrors  atomic.Int64 // error frames from the gateway
@@ -207,34 +212,23 @@ var _ backend = (*devRunner)(nil)
 // starts a client engine.
 func newDevRunner(ctx context.Context, cfg Config) (*devRunner, error) {
 	dc := cfg.Devices.withDefaults()
-	switch {
-	case len(dc.JWTSecret) == 0:
-		return nil, fmt.Errorf("%w: the devices scenario needs a JWT secret to sign device tokens", ErrScenario)
-	case cfg.Procs > 1:
-		return nil, fmt.Errorf("%w: the devices scenario runs in one process (Procs %d)", ErrScenario, cfg.Procs)
-	case dc.CommandRPS > 0 && dc.APIURL == "":
-		return nil, fmt.Errorf("%w: commands need the management API's URL", ErrScenario)
-	}
-	tgt, err := parseTarget(ctx, cfg.URL)
+	tgt, err := checkDevices(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
-	if !tgt.ws {
-		return nil, fmt.Errorf("%w: devices connect over WebSocket: want ws://host:port/v1/connect, got %q",
-			ErrBadURL, cfg.URL)
-	}
-	var id [4]byte
-	rand.Read(id[:])
 	r := &devRunner{
 		cfg:    cfg,
 		dc:     dc,
 		tgt:    tgt,
 		t0:     time.Now(),
-		run:    hex.EncodeToString(id[:]),
+		run:    dc.Run,
 		devs:   make([]devConn, cfg.Conns),
 		ramper: newRamper[*devConn](maxConnecting, cfg.Conns),
 		stop:   make(chan struct{}),
 		closes: map[uint16]int64{},
+	}
+	if r.run == "" {
+		r.run = newRunID()
 	}
 	r.wall0 = r.t0.UnixNano()
 	loops := cfg.Loops
@@ -246,7 +240,7 @@ func newDevRunner(ctx context.Context, cfg Config) (*devRunner, error) {
 	for i := range r.devs {
 		r.devs[i].r, r.devs[i].idx = r, int32(i)
 	}
-	if err := r.subscribe(); err != nil {
+	if r.watch, err = watchTelemetry(dc, r.run); err != nil {
 		return nil, err
 	}
 	if dc.CommandRPS > 0 {
@@ -281,60 +275,44 @@ func newDevRunner(ctx context.Context, cfg Config) (*devRunner, error) {
 	return r, nil
 }
 
-// subscribe subscribes to the devices' telemetry when NATS is configured.
-func (r *devRunner) subscribe() error {
+// checkDevices checks a devices run's configuration and resolves its
+// target.
+func checkDevices(ctx context.Context, cfg Config) (target, error) {
+	dc := cfg.Devices.withDefaults()
 	switch {
-	case r.dc.NATSConn != nil:
-		r.nc = r.dc.NATSConn
-	case r.dc.NATS != "":
-		nc, err := nats.Connect(r.dc.NATS, nats.Name("warren load"), nats.MaxReconnects(-1))
-		if err != nil {
-			return fmt.Errorf("loadgen: NATS %s: %w", r.dc.NATS, err)
+	case len(dc.JWTSecret) == 0:
+		return target{}, fmt.Errorf("%w: the devices scenario needs a JWT secret to sign device tokens", ErrScenario)
+	case dc.CommandRPS > 0 && dc.APIURL == "":
+		return target{}, fmt.Errorf("%w: commands need the management API's URL", ErrScenario)
+	case dc.CommandRPS > 0:
+		if u, err := url.Parse(dc.APIURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return target{}, fmt.Errorf("%w: management API URL %q: want http://host:port", ErrBadURL, dc.APIURL)
 		}
-		r.nc, r.ownNC = nc, true
-	default:
-		return nil
 	}
-	sub, err := r.nc.Subscribe("devices.*.telemetry", r.onTelemetry)
-	if err == nil {
-		// Hold whatever arrives faster than it is counted rather than
-		// drop it: a drop here is the load generator's loss, not the
-		// gateway's (and is reported apart).
-		err = sub.SetPendingLimits(-1, 1<<30)
-	}
-	if err == nil {
-		err = r.nc.Flush() // the subscription is in place before any device connects
-	}
+	tgt, err := parseTarget(ctx, cfg.URL)
 	if err != nil {
-		r.closeNATS()
-		return fmt.Errorf("loadgen: subscribe to telemetry on NATS: %w", err)
+		return target{}, err
 	}
-	r.sub = sub
-	return nil
+	if !tgt.ws {
+		return target{}, fmt.Errorf("%w: devices connect over WebSocket: want ws://host:port/v1/connect, got %q",
+			ErrBadURL, cfg.URL)
+	}
+	return tgt, nil
 }
 
-// closeNATS ends the subscription, and the connection when it is ours.
-func (r *devRunner) closeNATS() {
-	if r.sub != nil {
-		r.sub.Unsubscribe()
+// closeNATS ends the telemetry watch, if any.
+func (r *devRunner) closeNATS() int {
+	if r.watch == nil {
+		return 0
 	}
-	if r.ownNC {
-		r.nc.Close()
-	}
+	return r.watch.close()
 }
 
-// onTelemetry counts a telemetry message of this run and records its
-// latency from when it was due. It runs on the subscription's goroutine.
-func (r *devRunner) onTelemetry(m *nats.Msg) {
-	now := r.now()
-	t, ok := parseTelemetry(m.Data, r.run)
-	if !ok {
-		return // another run's, or another producer's
-	}
-	r.received.Add(1)
-	r.e2e.mu.Lock()
-	r.e2e.lat.Record(time.Duration(now - (t - r.wall0)))
-	r.e2e.mu.Unlock()
+// newRunID returns a random run id.
+func newRunID() string {
+	var id [4]byte
+	rand.Read(id[:])
+	return hex.EncodeToString(id[:])
 }
 
 // appendTelemetry appends a telemetry frame's JSON text: its data object
@@ -478,7 +456,7 @@ func (r *devRunner) protocolErrorLocked(d *devConn, c *engine.Conn, k ErrorKind)
 // handshake returns d's upgrade request, with a fresh key (kept in d.key)
 // and a token for the device.
 func (r *devRunner) handshake(d *devConn) ([]byte, error) {
-	tok, err := gateway.IssueToken(r.dc.JWTSecret, DeviceID(int(d.idx)), gateway.RoleDevice, r.dc.TokenTTL,
+	tok, err := gateway.IssueToken(r.dc.JWTSecret, DeviceID(r.dc.First+int(d.idx)), gateway.RoleDevice, r.dc.TokenTTL,
 		time.Now())
 	if err != nil {
 		return nil, err
@@ -801,11 +779,8 @@ func (r *devRunner) traffic(ctx context.Context, d time.Duration) error {
 	if r.cmd != nil {
 		r.cmd.wait(ctx, r.dc.CommandTimeout+r.cfg.Timeout)
 	}
-	if r.sub != nil {
-		deadline := time.Now().Add(r.dc.Grace)
-		for r.received.Load() < r.sent.Load() && time.Now().Before(deadline) && ctx.Err() == nil {
-			time.Sleep(5 * time.Millisecond)
-		}
+	if r.watch != nil {
+		r.watch.waitFor(r.sent.Load, r.dc.Grace, ctx.Done())
 	}
 	return ctx.Err()
 }
@@ -856,7 +831,7 @@ func (sd *devSender) telemetry(d *devConn, dues []int64) bool {
 	b := pool.Get(len(dues) * (websocket.MaxHeaderLen + telemetryDataSize + 64))[:0]
 	for _, due := range dues {
 		d.seq++
-		sd.msg = appendTelemetry(sd.msg[:0], r.wall0+due, r.run, d.idx, d.seq)
+		sd.msg = appendTelemetry(sd.msg[:0], r.wall0+due, r.run, int32(r.dc.First)+d.idx, d.seq)
 		b = websocket.AppendMaskedFrame(b, websocket.OpText, true, websocket.NewMask(), sd.msg)
 	}
 	n, err := d.ec.Write(b) // Write copies what it cannot send at once
@@ -899,8 +874,8 @@ func (r *devRunner) tick() tick {
 // interval since the last collect.
 func (r *devRunner) collect() tick {
 	done := r.sent.Load()
-	if r.sub != nil {
-		done = r.received.Load()
+	if r.watch != nil {
+		done = r.watch.received.Load()
 	}
 	now := tick{Open: r.open.Load(), Connects: r.connects.Load(), Sent: r.sent.Load(), Done: done,
 		Errors: r.errorCount()}
@@ -914,10 +889,9 @@ func (r *devRunner) collect() tick {
 		sh.connect.Reset()
 		sh.mu.Unlock()
 	}
-	r.e2e.mu.Lock()
-	lat.Merge(&r.e2e.lat)
-	r.e2e.lat.Reset()
-	r.e2e.mu.Unlock()
+	if r.watch != nil {
+		r.watch.take(lat)
+	}
 	r.totalLat.Merge(lat)
 	d := tick{Open: now.Open, Connects: now.Connects - r.last.Connects, Sent: now.Sent - r.last.Sent,
 		Done: now.Done - r.last.Done, Errors: now.Errors - r.last.Errors, Lat: lat}
@@ -935,11 +909,7 @@ func (r *devRunner) finish() (*Report, error) {
 	}
 	r.wg.Wait()
 	r.eng.Close()
-	var dropped int
-	if r.sub != nil {
-		dropped, _ = r.sub.Dropped()
-	}
-	r.closeNATS()
+	dropped := r.closeNATS()
 	t := r.collect()
 	r.tickMu.Lock()
 	if r.stash != nil {
@@ -947,9 +917,12 @@ func (r *devRunner) finish() (*Report, error) {
 	} else {
 		r.stash = &t
 	}
-	sent, received := r.sent.Load(), r.received.Load()
+	sent, received := r.sent.Load(), int64(0)
+	if r.watch != nil {
+		received = r.watch.received.Load()
+	}
 	dr := &DeviceReport{
-		NATS:              r.sub != nil,
+		NATS:              r.watch != nil,
 		TelemetrySent:     sent,
 		SubscriberDropped: int64(dropped),
 		CommandFrames:     r.cmdFrames.Load(),

@@ -140,7 +140,7 @@ func (c *commander) do(dev int, due int64) {
 	ctx, cancel := context.WithTimeout(c.ctx, c.r.dc.CommandTimeout+c.r.cfg.Timeout)
 	defer cancel()
 	out := CommandOther
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+DeviceID(dev)+"/commands",
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+DeviceID(c.r.dc.First+dev)+"/commands",
 		bytes.NewReader(c.body))
 	if err == nil {
 		req.Header.Set("Content-Type", "application/json")

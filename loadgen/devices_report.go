@@ -57,6 +57,40 @@ type DeviceReport struct {
 	CommandHist    *Histogram `json:"command_histogram"`
 }
 
+// merge adds o's counts to d: the devices reports of processes that ran
+// one run side by side.
+func (d *DeviceReport) merge(o *DeviceReport) {
+	d.NATS = d.NATS || o.NATS
+	d.TelemetrySent += o.TelemetrySent
+	d.TelemetryReceived += o.TelemetryReceived
+	d.TelemetryLost += o.TelemetryLost
+	d.SubscriberDropped += o.SubscriberDropped
+	d.CommandFrames += o.CommandFrames
+	d.AcksSent += o.AcksSent
+	d.GatewayErrors += o.GatewayErrors
+	for c, n := range o.CloseCodes {
+		if d.CloseCodes == nil {
+			d.CloseCodes = map[string]int64{}
+		}
+		d.CloseCodes[c] += n
+	}
+	d.CommandRPS += o.CommandRPS
+	d.CommandsSent += o.CommandsSent
+	d.CommandsUnsent += o.CommandsUnsent
+	if d.CommandOutcomes == nil {
+		d.CommandOutcomes = map[string]int64{}
+	}
+	for k, n := range o.CommandOutcomes {
+		d.CommandOutcomes[k] += n
+	}
+	if d.CommandHist == nil {
+		d.CommandHist = &Histogram{}
+	}
+	if o.CommandHist != nil {
+		d.CommandHist.Merge(o.CommandHist)
+	}
+}
+
 // finalize recomputes the summaries; rep's own are already computed.
 func (d *DeviceReport) finalize(rep *Report) {
 	if d.CommandHist == nil {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 	"unsafe"
@@ -194,7 +195,7 @@ func TestDevicesConfigErrors(t *testing.T) {
 	}{
 		"no secret":      {func(c *Config) { c.Devices.JWTSecret = nil }, ErrScenario},
 		"commands":       {func(c *Config) { c.Devices.CommandRPS = 1 }, ErrScenario},
-		"procs":          {func(c *Config) { c.Procs = 2 }, ErrScenario},
+		"procs":          {func(c *Config) { c.Procs = 2 }, ErrNoWorkerCommand},
 		"unknown":        {func(c *Config) { c.Scenario = "robots" }, ErrScenario},
 		"http URL":       {func(c *Config) { c.URL = "http://127.0.0.1:1/" }, ErrBadURL},
 		"bad API URL":    {func(c *Config) { c.Devices.CommandRPS, c.Devices.APIURL = 1, "127.0.0.1:8081" }, ErrBadURL},
@@ -254,4 +255,76 @@ func TestDevConnSize(t *testing.T) {
 		t.Fatalf("devConn is %d bytes", n)
 	}
 	t.Logf("devConn %d bytes", unsafe.Sizeof(devConn{}))
+}
+
+// TestDevicesProcs runs 40 devices in two worker processes: each worker
+// takes its own range of device ids and its share of the telemetry and
+// commands, the parent watches NATS for the whole run, and the reports
+// merge.
+func TestDevicesProcs(t *testing.T) {
+	g, nc := startGateway(t, "api-secret")
+	online := map[string]bool{}
+	var mu sync.Mutex
+	sub, err := nc.Subscribe("devices.*.presence", func(m *nats.Msg) {
+		var p struct{ Device, State string }
+		if json.Unmarshal(m.Data, &p) == nil && p.State == "online" {
+			mu.Lock()
+			online[p.Device] = true
+			mu.Unlock()
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	cfg := deviceConfig(g)
+	cfg.Conns, cfg.Procs, cfg.RPS = 40, 2, 200
+	cfg.Sources = loopbackSources(t)
+	cfg.WorkerCommand = testWorker("1")
+	cfg.Devices.NATSConn = nc
+	cfg.Devices.CommandRPS = 20
+	cfg.Devices.APIURL = "http://" + g.APIAddr()
+	cfg.Devices.APIToken = "api-secret"
+	rep := run(t, cfg)
+
+	d := rep.Devices
+	if d == nil {
+		t.Fatal("no device report")
+	}
+	if rep.Procs != 2 || rep.Connects != 40 || rep.ConnsFailed != 0 || rep.TotalErrors() != 0 {
+		t.Fatalf("procs %d connects %d failed %d errors %v", rep.Procs, rep.Connects, rep.ConnsFailed, rep.Errors)
+	}
+	mu.Lock()
+	n := len(online)
+	for i := range 40 {
+		if !online[DeviceID(i)] {
+			t.Errorf("%s never came online", DeviceID(i))
+		}
+	}
+	mu.Unlock()
+	if n != 40 {
+		t.Errorf("%d device ids online, want dev-1 … dev-40", n)
+	}
+	if d.TelemetrySent < 180 || d.TelemetrySent > 200 {
+		t.Errorf("telemetry sent %d, want about 200", d.TelemetrySent)
+	}
+	if !d.NATS || d.TelemetryReceived != d.TelemetrySent || d.TelemetryLost != 0 || rep.Requests != d.TelemetryReceived {
+		t.Errorf("telemetry: sent %d received %d lost %d requests %d", d.TelemetrySent, d.TelemetryReceived,
+			d.TelemetryLost, rep.Requests)
+	}
+	if d.E2ELatency.Count != uint64(d.TelemetryReceived) || d.E2ELatency.P50 <= 0 {
+		t.Errorf("e2e latency %+v", d.E2ELatency)
+	}
+	var sum int64
+	for _, s := range rep.Timeline {
+		sum += s.Requests
+	}
+	if sum != d.TelemetryReceived {
+		t.Errorf("timeline sums to %d of %d received", sum, d.TelemetryReceived)
+	}
+	if d.CommandsSent < 15 || d.CommandOutcomes["200"] != d.CommandsSent || d.AcksSent != d.CommandsSent ||
+		d.CommandLatency.Count != uint64(d.CommandsSent) {
+		t.Errorf("commands sent %d outcomes %v acked %d latency %+v", d.CommandsSent, d.CommandOutcomes,
+			d.AcksSent, d.CommandLatency)
+	}
 }

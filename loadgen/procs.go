@@ -22,16 +22,25 @@ import (
 // last counters and its report, on its standard output. A worker whose
 // standard input ends (the parent died) stops at once.
 type wireMsg struct {
-	Config *Config `json:"config,omitempty"`
-	Cmd    string  `json:"cmd,omitempty"`
-	Done   string  `json:"done,omitempty"`
-	Open   int64   `json:"open,omitempty"`
-	Tick   *tick   `json:"tick,omitempty"`
-	Report *Report `json:"report,omitempty"`
-	Error  string  `json:"error,omitempty"`
+	Config  *Config        `json:"config,omitempty"`
+	Secrets *workerSecrets `json:"secrets,omitempty"`
+	Cmd     string         `json:"cmd,omitempty"`
+	Done    string         `json:"done,omitempty"`
+	Open    int64          `json:"open,omitempty"`
+	Tick    *tick          `json:"tick,omitempty"`
+	Report  *Report        `json:"report,omitempty"`
+	Error   string         `json:"error,omitempty"`
 }
 
 const maxWireLine = 64 << 20
+
+// workerSecrets are the Config fields that never go to JSON (reports
+// are written to files): the parent hands them to its workers beside the
+// config, on their standard input.
+type workerSecrets struct {
+	JWTSecret []byte `json:"jwt_secret,omitempty"`
+	APIToken  string `json:"api_token,omitempty"`
+}
 
 // ServeWorker runs one worker of a multi-process run: it reads its Config
 // and commands from in and writes ticks, phase ends and its report to out,
@@ -62,8 +71,11 @@ func ServeWorker(ctx context.Context, in io.Reader, out io.Writer) error {
 	}
 	cfg := *first.Config
 	cfg.Procs, cfg.Progress, cfg.WorkerCommand = 1, nil, nil
+	if s := first.Secrets; s != nil {
+		cfg.Devices.JWTSecret, cfg.Devices.APIToken = s.JWTSecret, s.APIToken
+	}
 	cfg = cfg.withDefaults()
-	r, err := newRunner(ctx, cfg)
+	r, err := newBackend(ctx, cfg)
 	if err != nil {
 		send(wireMsg{Error: err.Error()})
 		return err
@@ -80,7 +92,7 @@ func ServeWorker(ctx context.Context, in io.Reader, out io.Writer) error {
 		cancel() // the parent is gone
 	}()
 	finish := func() {
-		rep := r.finish()
+		rep, _ := r.finish()
 		tk := r.tick()
 		send(wireMsg{Tick: &tk})
 		send(wireMsg{Report: rep})
@@ -136,7 +148,7 @@ func ServeWorker(ctx context.Context, in io.Reader, out io.Writer) error {
 					case "hold":
 						err = r.hold(pctx, cfg.Hold)
 					case "traffic":
-						err = r.runTraffic(pctx, cfg.Duration)
+						err = r.traffic(pctx, cfg.Duration)
 					}
 					if err != nil {
 						m.Error = err.Error()
@@ -216,6 +228,12 @@ func workerConfig(cfg Config, i, p int) Config {
 	}
 	wc.Rate = cfg.Rate / float64(p)
 	wc.RPS = cfg.RPS / float64(p)
+	// Devices: worker i's devices follow worker i-1's; the parent watches
+	// NATS for all of them (one run id), and each worker drives its share
+	// of the commands to its own devices.
+	wc.Devices.First = cfg.Devices.First + i*(cfg.Conns/p) + min(i, cfg.Conns%p)
+	wc.Devices.CommandRPS = cfg.Devices.CommandRPS / float64(p)
+	wc.Devices.NATS, wc.Devices.NATSConn = "", nil
 	if n := len(cfg.Sources); n >= p {
 		wc.Sources = cfg.Sources[i*n/p : (i+1)*n/p]
 	}
@@ -264,7 +282,8 @@ func (g *procGroup) startWorker(i int, wc Config) (*worker, error) {
 	}
 	w.stdin = stdin
 	go g.read(w, stdout)
-	if err := w.send(wireMsg{Config: &wc}); err != nil {
+	sec := &workerSecrets{JWTSecret: wc.Devices.JWTSecret, APIToken: wc.Devices.APIToken}
+	if err := w.send(wireMsg{Config: &wc, Secrets: sec}); err != nil {
 		return w, w.failure()
 	}
 	return w, nil

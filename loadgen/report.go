@@ -308,6 +308,12 @@ func Merge(reports ...*Report) *Report {
 		}
 		out.LatencyHist.Merge(r.LatencyHist)
 		out.ConnectHist.Merge(r.ConnectHist)
+		if r.Devices != nil {
+			if out.Devices == nil {
+				out.Devices = &DeviceReport{}
+			}
+			out.Devices.merge(r.Devices)
+		}
 		if out.Server == nil && r.Server != nil {
 			s := *r.Server
 			out.Server = &s

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -31,6 +32,19 @@ func (l local) traffic(ctx context.Context, d time.Duration) error { return l.r.
 func (l local) tick() tick                                         { return l.r.tick() }
 func (l local) finish() (*Report, error)                           { return l.r.finish(), nil }
 
+// newBackend returns the in-process backend of cfg: a devices runner for
+// the devices scenario, the connection runner otherwise.
+func newBackend(ctx context.Context, cfg Config) (backend, error) {
+	if cfg.Scenario == ScenarioDevices {
+		return newDevRunner(ctx, cfg)
+	}
+	r, err := newRunner(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return local{r}, nil
+}
+
 // Run performs the load run cfg describes: ramp, hold, traffic, each
 // bounded in time, and returns its report; when the ramp opens no
 // connection at all, the hold and traffic are skipped and the report says
@@ -40,7 +54,9 @@ func (l local) finish() (*Report, error)                           { return l.r.
 // error. With cfg.Procs > 1 the connections are spread over worker
 // processes started with cfg.WorkerCommand, and their reports merged.
 // With cfg.Scenario set to ScenarioDevices the connections are devices of
-// warren's gateway (see ScenarioDevices), in this process.
+// warren's gateway (see ScenarioDevices); with Procs > 1 too, each worker
+// taking its own range of device ids while this process watches NATS for
+// all of them.
 //
 // Run is safe to call from several goroutines, each with its own Config.
 func Run(ctx context.Context, cfg Config) (*Report, error) {
@@ -49,33 +65,33 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, fmt.Errorf("%w: empty", ErrBadURL)
 	}
 	var b backend
+	var err error
 	switch {
-	case cfg.Scenario == ScenarioDevices:
-		d, err := newDevRunner(ctx, cfg)
+	case cfg.Scenario != "" && cfg.Scenario != ScenarioDevices:
+		return nil, fmt.Errorf("%w: %q (want %q or none)", ErrScenario, cfg.Scenario, ScenarioDevices)
+	case strings.HasPrefix(cfg.URL, "mqtt://"):
+		m, err := newMQTTLoad(cfg)
 		if err != nil {
 			return nil, err
 		}
-		b = d
-	case cfg.Scenario != "":
-		return nil, fmt.Errorf("%w: %q (want %q or none)", ErrScenario, cfg.Scenario, ScenarioDevices)
+		b = m
 	case cfg.Procs > 1:
 		if cfg.WorkerCommand == nil {
 			return nil, ErrNoWorkerCommand
 		}
+		if cfg.Scenario == ScenarioDevices {
+			b, err = startDevProcs(ctx, cfg)
+			break
+		}
 		if _, err := parseTarget(ctx, cfg.URL); err != nil {
 			return nil, err
 		}
-		g, err := startProcs(cfg)
-		if err != nil {
-			return nil, err
-		}
-		b = g
+		b, err = startProcs(cfg)
 	default:
-		r, err := newRunner(ctx, cfg)
-		if err != nil {
-			return nil, err
-		}
-		b = local{r}
+		b, err = newBackend(ctx, cfg)
+	}
+	if err != nil {
+		return nil, err
 	}
 	co := &coordinator{cfg: cfg, b: b, start: time.Now(), probe: newProbe(cfg.ServerPID, cfg.AdminURL)}
 	return co.run(ctx)

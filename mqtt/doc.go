@@ -1,8 +1,49 @@
-// Package mqtt is warren's MQTT 3.1.1 and 5.0 layer. This first part is the
-// protocol codec and topic matching, independent of the engine: the broker
-// that serves MQTT on the engine's event loops (sessions, QoS flows,
-// retained messages, wills, keep-alive, topic aliases, MQTT over WebSocket)
-// comes next and is built on it.
+// Package mqtt is warren's MQTT 3.1.1 and 5.0 layer: a protocol codec and
+// topic matching independent of the engine, and Server, a broker that runs
+// on the engine's event loops.
+//
+// # The broker
+//
+// A Server serves MQTT over TCP (Listen, ListenOn, or Handler on any engine
+// listener) and MQTT over WebSocket (WebSocketHandler, an http1 route such
+// as GET /mqtt, subprotocol "mqtt"), all sharing its sessions. Each
+// connection is decoded on its event loop, one packet at a time from the
+// engine's input: an idle connection holds no goroutine, no read or write
+// buffer and no timer object, and a partial packet stays in the engine's
+// pooled input buffer (over WebSocket, a packet straddling messages is
+// copied out) until the rest arrives.
+//
+// It implements CONNECT/CONNACK, PUBLISH at QoS 0, 1 and 2 with the full
+// acknowledgement flows both ways, SUBSCRIBE and UNSUBSCRIBE with + and #
+// ($-topics are not matched by a leading wildcard), PINGREQ, DISCONNECT,
+// keep-alive enforced at 1.5 times the client's through the engine's
+// timing wheel, session takeover (DISCONNECT session_taken_over to the old
+// 5.0 connection), will messages with 5.0 will delay, retained messages,
+// clean start and session expiry with a bounded queue of QoS 1 and 2
+// messages per offline session, redelivery with DUP on reconnect, and
+// shared subscriptions. For 5.0 it adds reason codes and reason strings,
+// receive maximum both ways, maximum packet size both ways, topic aliases
+// both ways (the server sets up to 64 per connection, within the client's
+// Topic Alias Maximum), message expiry, pass-through of payload format, content type,
+// response topic, correlation data and user properties, subscription
+// identifiers, no local, retain as published, retain handling, assigned
+// client identifiers and server keep-alive.
+//
+// Every bound of Config has a default, a counter in Stats (exported by
+// Collector) and a typed reason: a reason code answered to the client
+// (and the close detail of its engine connection), or a DropReason for a
+// message not delivered. Hooks let an application authenticate CONNECTs,
+// authorize publish and subscribe per topic, observe or take over
+// publishes (a bridge to NATS, for example; the package has no NATS
+// dependency), follow connects and disconnects, and Server.Publish injects
+// messages from outside.
+//
+// Sessions and retained messages are in memory: they do not survive a
+// restart of the process.
+//
+// Not implemented: enhanced authentication (AUTH; a CONNECT with an
+// authentication method is refused with bad_authentication_method) and
+// request/response information.
 //
 // # Packets
 //
@@ -53,7 +94,7 @@
 // those matching a topic without allocating (about 320 bytes per
 // subscription for filters like devices/<id>/cmd/#).
 //
-// # Limits of this part
+// # Limits of the codec
 //
 // What needs a session is left to the broker: which side may send which
 // packet (a client's PUBLISH must not carry subscription identifiers),

@@ -2,11 +2,20 @@ package mqtt
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/warrenhq/warren/engine"
 )
 
 // fuzzSeeds are the packets of the tables: each with the version its decoder
@@ -117,4 +126,53 @@ func TestWriteFuzzCorpus(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// panicCounter is a slog handler that counts handler panics logged by the
+// engine.
+type panicCounter struct{ n *atomic.Int32 }
+
+func (h panicCounter) Enabled(context.Context, slog.Level) bool { return true }
+func (h panicCounter) Handle(_ context.Context, r slog.Record) error {
+	if strings.Contains(r.Message, "panic") {
+		h.n.Add(1)
+	}
+	return nil
+}
+func (h panicCounter) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h panicCounter) WithGroup(string) slog.Handler      { return h }
+
+// FuzzServer feeds arbitrary bytes to the broker as a client's stream, in
+// two writes, and checks that the broker answers or closes without a
+// panic, and that the connection ends once the client stops sending.
+func FuzzServer(f *testing.F) {
+	for _, v := range []Version{Version311, Version5} {
+		s, _ := script(v, "fuzz")
+		f.Add(s, uint16(len(s)/2))
+		f.Add(s[:len(s)-3], uint16(7))
+	}
+	f.Add(AppendConnect(nil, &Connect{Version: Version5, ClientID: []byte("x"), Props: Properties{TopicAliasMaximum: 3}}), uint16(0))
+	f.Add([]byte{0x10, 0xff, 0xff, 0xff, 0x7f}, uint16(2))
+	var panics atomic.Int32
+	b := startBroker(f, Config{MaxInflight: 4, MaxSubscriptions: 4, ConnectTimeout: 200 * time.Millisecond},
+		engine.Config{Loops: 2, TickInterval: 10 * time.Millisecond, Logger: slog.New(panicCounter{&panics})})
+	f.Fuzz(func(t *testing.T, in []byte, cut uint16) {
+		c, err := net.Dial("tcp", b.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		k := int(cut) % (len(in) + 1)
+		c.Write(in[:k])
+		c.Write(in[k:])
+		c.(*net.TCPConn).CloseWrite()
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		var ne net.Error
+		if _, err := io.Copy(io.Discard, c); errors.As(err, &ne) && ne.Timeout() {
+			t.Fatalf("the broker did not close the connection: %v", err)
+		}
+		if panics.Load() > 0 {
+			t.Fatal("handler panic")
+		}
+	})
 }

@@ -121,6 +121,15 @@ func (st *Stack) Addr(addr string) string {
 // call it before Run.
 func (st *Stack) AddCollector(c prometheus.Collector) { st.collectors = append(st.collectors, c) }
 
+// AddRoute adds an endpoint to the admin listener (see admin.Config.Routes);
+// call it before Run.
+func (st *Stack) AddRoute(pattern string, h http.Handler) {
+	if st.cfg.Admin.Routes == nil {
+		st.cfg.Admin.Routes = map[string]http.Handler{}
+	}
+	st.cfg.Admin.Routes[pattern] = h
+}
+
 // SetOverload gives the admin listener the overload level to report
 // (0 normal, higher under load shedding); call it before Run.
 func (st *Stack) SetOverload(f func() float64) { st.overload = f }

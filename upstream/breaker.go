@@ -220,6 +220,17 @@ func (b *Breaker) Done(tk Ticket, success bool, now time.Time) {
 	}
 }
 
+// Release gives back a Ticket whose call never reached the backend (it
+// was refused locally: a full pending queue, a cancel), counting neither
+// a success nor a failure; in half-open it frees the probe's place.
+func (b *Breaker) Release(tk Ticket) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if tk.gen == b.gen && b.state == BreakerHalfOpen {
+		b.probes--
+	}
+}
+
 // State returns the state at now.
 func (b *Breaker) State(now time.Time) BreakerState {
 	b.mu.Lock()

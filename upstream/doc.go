@@ -3,20 +3,34 @@
 // balancers, outlier detection, circuit breaking and retries — for the
 // connection pools, the reverse proxy and the gateway's per-device limits.
 //
-// # Scope
+// # Clusters, pools and the client
 //
-// This package holds the policy maths only: no networking, no goroutines,
-// no timers. Connection pools, the outbound HTTP client, active health
-// checks and the reverse proxy come next and are built on it.
+// A Cluster (NewCluster) is a named set of backend hosts on an engine's
+// loops, each with its own connection pool: max connections, max idle,
+// idle timeout, max lifetime, max requests per connection, connect
+// timeout, and a bounded pending queue with a wait timeout (over its
+// bound a request fails at once with FailOverflow, never waits without
+// bound). Cluster.Do sends an HTTP/1.1 request without blocking and
+// hands the response to a ResponseHandler on the upstream connection's
+// loop, as it arrives (Content-Length, chunked and close-delimited bodies,
+// 1xx, 101 upgrades); Cluster.RoundTrip is the blocking convenience.
+// Connections are kept alive (no pipelining) and retired before the
+// backend's announced Keep-Alive timeout; a request that fails on a
+// reused connection before any response byte is retried at once when that
+// is safe. Every request passes the breaker, the resource thresholds and
+// the balancer, and its result feeds outlier detection; active health
+// checks, DNS re-resolution and un-ejection run on one maintenance
+// goroutine per cluster. Cluster.Drain takes a host out of rotation.
+// Failures are *Error values with a Failure (their String is the metric
+// label and the proxy's X-Warren-Reason). Package proxy is the reverse
+// proxy built on it; docs/upstream.md lists every setting and default
+// and how the timeouts line up with the backend's and a load balancer's.
 //
-// Every policy takes the time as an argument, in x/time/rate's AllowN(t, n)
-// style, and never reads the clock, so it runs on the engine's clock and
-// tests advance a fixed time instead of sleeping. Nothing blocks: a policy
-// answers at once, refusing with a typed Reason (its String is the metric
-// label) where another library would wait. Every type is safe for
-// concurrent use, most with one short mutex or lock-free atomics; the hot
-// calls (AllowN, Check, Pick, Record, Acquire, Allow/Done, TryRetry,
-// Decide, Backoff) do not allocate.
+// A Batcher groups messages by count, bytes and time (128 messages / 50 ms
+// by default); an HTTPSink delivers its batches through a Cluster.
+//
+// The policies below are the maths: no networking, no goroutines, no
+// timers.
 //
 // # Rate limiting
 //

@@ -161,3 +161,19 @@ func ExampleRetryPolicy() {
 	// retry after 0s
 	// no retry: not_retriable
 }
+
+// A Batcher closes batches by count, bytes or time; the time is an
+// argument, so the caller's timer (or a test) decides when "now" is.
+func ExampleBatcher() {
+	b := upstream.NewBatcher(upstream.BatcherConfig{MaxCount: 2, MaxDelay: 50 * time.Millisecond})
+	t0 := time.Unix(0, 0)
+	b.Add([]byte(`{"t":1}`), t0)
+	full, _ := b.Add([]byte(`{"t":2}`), t0)
+	fmt.Println(len(full.Messages), full.Why)
+	b.Add([]byte(`{"t":3}`), t0)
+	late, _ := b.Due(t0.Add(50 * time.Millisecond))
+	fmt.Println(len(late.Messages), late.Why)
+	// Output:
+	// 2 count
+	// 1 time
+}

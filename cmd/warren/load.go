@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
@@ -21,6 +22,9 @@ import (
 // runLoad is warren load: flags -> loadgen.Config -> loadgen.Run, then the
 // summary, the JSON report and the charts.
 func runLoad(args []string, stdout, stderr io.Writer) int {
+	// Progress lines and every worker process's standard error (copied by
+	// os/exec's goroutines) share stderr: one lock orders them.
+	stderr = &lockedWriter{w: stderr}
 	fs := flag.NewFlagSet("warren load", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
@@ -37,13 +41,15 @@ With -scenario devices the connections are devices of warren serve
 signed with -jwt-secret, sends telemetry at -rps in total and acks every
 command; -nats measures telemetry delivery and end-to-end latency on NATS,
 -commands R sends R commands per second through the -api management API.
+With -procs N the devices are spread over N worker processes (dev-1 … in
+the first, and so on) and this process watches NATS for all of them.
 
 flags:
 `)
 		fs.PrintDefaults()
 	}
 	var cfg loadgen.Config
-	fs.StringVar(&cfg.URL, "url", "http://127.0.0.1:8080/", "target: http(s)://host:port/path (keep-alive GET) or ws(s)://host:port/path (WebSocket echo)")
+	fs.StringVar(&cfg.URL, "url", "http://127.0.0.1:8080/", "target: http(s)://host:port/path (keep-alive GET), ws(s)://host:port/path (WebSocket echo) or mqtt://host:port/prefix?qos=N (MQTT round trips, one process)")
 	fs.BoolVar(&cfg.Insecure, "insecure", false, "https, wss: do not verify the server's certificate")
 	fs.StringVar(&cfg.CAFile, "ca", "", "https, wss: PEM CAs that sign the server's certificate (empty: the system's roots)")
 	fs.IntVar(&cfg.Conns, "conns", 100, "connections to open")
@@ -193,9 +199,17 @@ func deviceFlags(fs *flag.FlagSet, cfg *loadgen.Config, secret, dataDir string, 
 		fmt.Fprintln(stderr, "warren load: -commands needs -api http://host:port (the gateway's management API)")
 		return 2
 	}
-	if cfg.Procs > 1 {
-		fmt.Fprintln(stderr, "warren load: -scenario devices runs in one process; drop -procs")
-		return 2
-	}
 	return 0
+}
+
+// lockedWriter serialises writes to w from several goroutines.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -18,7 +19,9 @@ import (
 
 // TestLoadDevices runs warren load -scenario devices against an
 // in-process gateway whose embedded NATS server listens on a port, with
-// the secret read from the gateway's data directory.
+// the secret read from the gateway's data directory; in one process, then
+// in two worker processes (the secret and the API token reach them on
+// their standard input).
 func TestLoadDevices(t *testing.T) {
 	t.Setenv("WARREN_JWT_SECRET", "")
 	t.Setenv("WARREN_API_TOKEN", "api-secret")
@@ -37,11 +40,17 @@ func TestLoadDevices(t *testing.T) {
 	}
 	t.Cleanup(g.Close)
 
+	for _, procs := range []string{"1", "2"} {
+		t.Run("procs="+procs, func(t *testing.T) { loadDevices(t, g, data, procs) })
+	}
+}
+
+func loadDevices(t *testing.T, g *gateway.Gateway, data, procs string) {
 	jsonPath := filepath.Join(t.TempDir(), "report.json")
 	var stdout, stderr bytes.Buffer
 	code := run([]string{"load", "-scenario", "devices", "-url", "ws://" + g.DeviceAddr() + "/v1/connect",
 		"-data", data, "-conns", "10", "-rps", "100", "-duration", "500ms", "-nats", g.Bus().ClientURL(),
-		"-commands", "10", "-api", "http://" + g.APIAddr(), "-json", jsonPath, "-quiet"}, &stdout, &stderr)
+		"-commands", "10", "-api", "http://" + g.APIAddr(), "-json", jsonPath, "-quiet", "-procs", procs}, &stdout, &stderr)
 	if code != 0 {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, &stdout, &stderr)
 	}
@@ -54,7 +63,7 @@ func TestLoadDevices(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := rep.Devices
-	if rep.Mode != "devices" || rep.Connects != 10 || d == nil || d.TelemetrySent == 0 ||
+	if rep.Mode != "devices" || rep.Connects != 10 || fmt.Sprint(rep.Procs) != procs || d == nil || d.TelemetrySent == 0 ||
 		d.TelemetryReceived != d.TelemetrySent || d.CommandsSent == 0 || d.CommandOutcomes["200"] != d.CommandsSent {
 		t.Fatalf("report %s", b)
 	}
@@ -71,7 +80,6 @@ func TestLoadDevicesUsage(t *testing.T) {
 	for name, args := range map[string][]string{
 		"no secret":   {"-scenario", "devices", "-data", empty},
 		"no API":      {"-scenario", "devices", "-jwt-secret", "s", "-commands", "5"},
-		"procs":       {"-scenario", "devices", "-jwt-secret", "s", "-procs", "2"},
 		"no scenario": {"-scenario", "robots"},
 	} {
 		var stderr bytes.Buffer

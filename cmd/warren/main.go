@@ -2,6 +2,7 @@
 //
 //	warren serve [flags]                  the device gateway
 //	warren token -device ID [flags]       a device token signed with the gateway's secret
+//	warren proxy -listen HOST:PORT -upstream URL,...   reverse proxy
 //	warren echo -addr HOST:PORT [flags]   benchmark echo server
 //	warren load -url URL [flags]          load generator
 //
@@ -41,6 +42,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runServe(args[1:], stdout, stderr)
 	case "echo":
 		return runEcho(args[1:], stdout, stderr)
+	case "proxy":
+		return runProxy(args[1:], stdout, stderr)
 	case "load":
 		return runLoad(args[1:], stdout, stderr)
 	case "token":
@@ -61,6 +64,7 @@ func usage(w io.Writer) {
 commands:
   serve   the device gateway: devices over WebSocket, telemetry and presence on NATS, commands with acks
   token   print a device token signed with the gateway's secret (-device ID [-ttl 24h] [-role device|service])
+  proxy   reverse proxy: -listen HOST:PORT -upstream http://h1:p,http://h2:p (pools, health, breakers, retries)
   echo    benchmark echo server: HTTP/1.1 and WebSocket (GET /ws), or raw TCP with -proto tcp
   load    load generator: HTTP/WebSocket connections, hold, open/closed-loop traffic, report; -scenario devices for serve
 

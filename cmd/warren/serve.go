@@ -26,6 +26,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("warren serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	addr := fs.String("addr", gateway.DefaultAddr, "device listener: HTTP/1.1 + WebSocket, devices connect at GET /v1/connect")
+	mqttAddr := fs.String("mqtt", "127.0.0.1:1883", "MQTT listener (3.1.1 and 5.0; also MQTT over WebSocket at GET /mqtt on -addr); empty disables")
 	api := fs.String("api", gateway.DefaultAPI, "management API listener (empty disables)")
 	apiToken := fs.String("api-token", "", "bearer token required on the management API (default $WARREN_API_TOKEN; empty: none)")
 	adminAddr := fs.String("admin", admin.DefaultAddr, "admin listener (metrics, /debug/conns, pprof, dashboard); empty disables")
@@ -82,7 +83,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		gcfg.Auth = gateway.NewHMACAuth([]byte(*jwtSecret))
 	}
 	gcfg.Addr, gcfg.APIToken, gcfg.DataDir, gcfg.Node = *addr, *apiToken, *dataDir, *node
-	gcfg.API = *api
+	gcfg.API, gcfg.MQTT = *api, *mqttAddr
 	if gcfg.API == "" {
 		gcfg.API = "-"
 	}
@@ -130,7 +131,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	for _, c := range g.Collectors() {
 		st.AddCollector(c)
 	}
-	log.Info("warren serve listening", "devices", g.DeviceAddr(), "api", g.APIAddr(), "node", g.Node(),
+	log.Info("warren serve listening", "devices", g.DeviceAddr(), "api", g.APIAddr(), "mqtt", g.MQTTAddr(), "node", g.Node(),
 		"nats", natsDescription(g.Bus()), "loops", st.Engine.Config().Loops)
 	code := st.Run(sig)
 	g.Close()

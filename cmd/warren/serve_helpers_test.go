@@ -33,6 +33,13 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	// A test that runs `warren load -procs N` in-process starts the test
+	// binary itself as the worker (os.Executable): serve it as main would,
+	// instead of running the tests again in every worker (which forks
+	// without end).
+	if len(os.Args) > 1 && os.Args[1] == "load" {
+		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	}
 	code := m.Run()
 	if buildDir != "" {
 		os.RemoveAll(buildDir)
@@ -172,7 +179,7 @@ func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
 // serveNode is a running `warren serve` process and its addresses.
 type serveNode struct {
 	*proc
-	node, addr, api, admin, nats string
+	node, addr, api, admin, nats, mqtt string
 }
 
 // startServe runs `warren serve` as node on free loopback ports (devices,
@@ -180,9 +187,9 @@ type serveNode struct {
 // (which override these), and returns once it listens.
 func startServe(t *testing.T, node, data string, extra ...string) *serveNode {
 	t.Helper()
-	n := &serveNode{node: node, addr: freePort(t), api: freePort(t), admin: freePort(t), nats: freePort(t)}
+	n := &serveNode{node: node, addr: freePort(t), api: freePort(t), admin: freePort(t), nats: freePort(t), mqtt: freePort(t)}
 	args := []string{"serve", "-node", node, "-addr", n.addr, "-api", n.api, "-admin", n.admin,
-		"-nats-listen", n.nats, "-data", data, "-drain-timeout", "5s"}
+		"-nats-listen", n.nats, "-mqtt", n.mqtt, "-data", data, "-drain-timeout", "5s"}
 	n.proc = startProc(t, "serve "+node, warrenBinary(t), append(args, extra...)...)
 	n.waitOutput(t, 20*time.Second, "warren serve listening")
 	return n

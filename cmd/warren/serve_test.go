@@ -186,14 +186,70 @@ func TestServeCluster(t *testing.T) {
 	a := startServe(t, "a", data, "-nats-cluster", clusterA)
 	b := startServe(t, "b", data, "-nats-cluster", freePort(t), "-nats-routes", "nats://"+clusterA)
 	c := startServe(t, "c", data, "-nats-cluster", freePort(t), "-nats-routes", "nats://"+clusterA)
-	nodes := []*serveNode{a, b, c}
 	waitMesh(t, []string{a.natsURL(), b.natsURL(), c.natsURL()}, "a", "b", "c")
+	clusterScenario(t, a, b, c, a.natsURL(), func(id string) string { return deviceToken(t, data, id) })
+}
 
+// TestServeExternalNATSCluster: three `warren serve` nodes on an external
+// NATS cluster — three nats-server processes clustered through routes —
+// each node connected to a different server of it. The same scenario as
+// TestServeCluster.
+func TestServeExternalNATSCluster(t *testing.T) {
+	natsBin := sharedBuild(t, "nats-server", "github.com/nats-io/nats-server/v2")
+	var clients, routes []string
+	for range 3 {
+		clients = append(clients, freePort(t))
+		routes = append(routes, "nats://"+freePort(t))
+	}
+	for i := range 3 {
+		host, port, _ := net.SplitHostPort(clients[i])
+		var others []string
+		for j, r := range routes {
+			if j != i {
+				others = append(others, r)
+			}
+		}
+		startProc(t, fmt.Sprintf("nats-server %d", i), natsBin, "-a", host, "-p", port, "-n", fmt.Sprintf("ext-%d", i),
+			"--cluster_name", "ext", "--cluster", routes[i], "--routes", strings.Join(others, ","))
+	}
+	urls := make([]string, 3)
+	for i, c := range clients {
+		urls[i] = "nats://" + c
+		eventually(t, 10*time.Second, "nats-server "+c+" accepting", func() bool {
+			nc, err := nats.Connect(urls[i])
+			if err == nil {
+				nc.Close()
+			}
+			return err == nil
+		})
+	}
+	secret := []byte("external-nats-cluster-secret-0123456789")
+	var nodes []*serveNode
+	for i, name := range []string{"xa", "xb", "xc"} {
+		n := startServe(t, name, t.TempDir(), "-nats", urls[i], "-jwt-secret", string(secret))
+		if !strings.Contains(n.out.String(), "nats=external") {
+			t.Errorf("%s does not report external NATS", name)
+		}
+		nodes = append(nodes, n)
+	}
+	// The heartbeats of every node reach every server: the routes are up.
+	waitMesh(t, urls, "xa", "xb", "xc")
+	clusterScenario(t, nodes[0], nodes[1], nodes[2], urls[0], func(id string) string { return secretToken(t, secret, id) })
+}
+
+// clusterScenario runs the issue's cluster checks on three nodes: a
+// command sent to A reaches a device on C; a device that moves from A to
+// B is replaced on A; presence is the same on every node; C killed with
+// SIGKILL: its devices are announced offline (node_lost) and unknown on A
+// and B, and reconnect to A. natsURL is a NATS server A's cluster shares.
+func clusterScenario(t *testing.T, a, b, c *serveNode, natsURL string, token func(id string) string) {
+	t.Helper()
+	nodes := []*serveNode{a, b, c}
 	// A device on C gets a command sent to A's API.
-	dc := dialDevice(t, c.addr, "dev-c", deviceToken(t, data, "dev-c"))
+	dc := dialDevice(t, c.addr, "dev-c", token("dev-c"))
 	dc.answer()
 	for _, n := range nodes {
-		n.waitDevice(t, 5*time.Second, "dev-c", "c")
+		n.waitDevice(t, 5*time.Second, "dev-c", c.node)
 	}
 	if code, m := a.command(t, "dev-c", `{"name":"blink","timeout":"5s"}`); code != 200 || m["status"] != "ok" ||
 		fmt.Sprint(m["result"]) != "map[device:dev-c name:blink]" {
@@ -201,26 +257,37 @@ func TestServeCluster(t *testing.T) {
 	}
 
 	// A device moves from A to B: A's connection is replaced.
-	tokM := deviceToken(t, data, "dev-m")
+	tokM := token("dev-m")
 	old := dialDevice(t, a.addr, "dev-m", tokM)
 	old.answer()
 	for _, n := range nodes {
-		n.waitDevice(t, 5*time.Second, "dev-m", "a")
+		n.waitDevice(t, 5*time.Second, "dev-m", a.node)
 	}
 	dialDevice(t, b.addr, "dev-m", tokM).answer()
 	if ce := old.waitClosed(t); ce.Code != 4000 {
 		t.Errorf("moved device's old connection: close %d %q, want 4000", ce.Code, ce.Text)
 	}
 	for _, n := range nodes {
-		n.waitDevice(t, 5*time.Second, "dev-m", "b")
+		n.waitDevice(t, 5*time.Second, "dev-m", b.node)
 	}
 	if code, m := c.command(t, "dev-m", `{"name":"where"}`); code != 200 ||
 		fmt.Sprint(m["result"]) != "map[device:dev-m name:where]" {
 		t.Errorf("command on C to the moved device: %d %v", code, m)
 	}
+	// Presence is the same on every node: the listing agrees.
+	for _, n := range nodes {
+		code, m := httpJSON(t, "GET", "http://"+n.api+"/v1/devices?prefix=dev-", "")
+		if code != 200 || fmt.Sprint(listed(m)) != "[dev-c@"+c.node+" dev-m@"+b.node+"]" {
+			t.Errorf("devices listed on %s: %d %v", n.node, code, m)
+		}
+	}
 
-	// C dies without a goodbye: within 10 s its devices are unknown on A
-	// and B, and the others' devices stay.
+	// C dies without a goodbye: its devices are announced offline with
+	// reason node_lost, and are unknown on A and B (the node timeout is
+	// 3 s; the bound here is looser for loaded machines), while the
+	// others' devices stay.
+	lost := watchNATS(t, natsURL, "devices.dev-c.presence")
+	killed := time.Now()
 	if err := syscall.Kill(c.cmd.Process.Pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -230,14 +297,37 @@ func TestServeCluster(t *testing.T) {
 		cb, _ := b.device(t, "dev-c")
 		return ca == 404 && cb == 404
 	})
+	lost.wait(t, 5*time.Second, "devices.dev-c.presence", isPresence("offline", "node_lost"))
+	t.Logf("C's device offline on A and B %v after the SIGKILL", time.Since(killed).Round(time.Millisecond))
 	for _, n := range []*serveNode{a, b} {
-		if code, m := n.device(t, "dev-m"); code != 200 || m["node"] != "b" {
+		if code, m := n.device(t, "dev-m"); code != 200 || m["node"] != b.node {
 			t.Errorf("dev-m on %s after C died: %d %v", n.node, code, m)
 		}
 	}
 	if code, m := a.command(t, "dev-c", `{"name":"blink"}`); code != 404 || m["error"] != "offline" {
 		t.Errorf("command to a lost node's device: %d %v", code, m)
 	}
+	// The lost node's device reconnects to another node.
+	dialDevice(t, a.addr, "dev-c", token("dev-c")).answer()
+	for _, n := range []*serveNode{a, b} {
+		n.waitDevice(t, 5*time.Second, "dev-c", a.node)
+	}
+	if code, m := b.command(t, "dev-c", `{"name":"back"}`); code != 200 ||
+		fmt.Sprint(m["result"]) != "map[device:dev-c name:back]" {
+		t.Errorf("command on B to the reconnected device: %d %v", code, m)
+	}
+}
+
+// listed returns the devices of a GET /v1/devices answer as id@node.
+func listed(m map[string]any) []string {
+	var out []string
+	devs, _ := m["devices"].([]any)
+	for _, d := range devs {
+		if d, ok := d.(map[string]any); ok {
+			out = append(out, fmt.Sprint(d["device"], "@", d["node"]))
+		}
+	}
+	return out
 }
 
 // TestServeExternalNATS: two `warren serve` processes on a standalone

@@ -1,0 +1,71 @@
+// Command mqtthost runs warren's MQTT broker alone on an engine, for
+// benchmarks: no gateway, no NATS, no admin listener.
+//
+//	mqtthost -addr 127.0.0.1:0
+//
+// It prints "listening ADDR" once the listener is up, writes the Go memory
+// figures ("MEMSTATS {json}", after a GC) to stderr on SIGUSR1, and exits
+// on SIGTERM or SIGINT after draining. -pprof HOST:PORT serves
+// net/http/pprof.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net/http"
+	_ "net/http/pprof"
+	"os"
+	"os/signal"
+	"runtime"
+	"syscall"
+	"time"
+
+	"github.com/warrenhq/warren/bench/internal/benchutil"
+
+	"github.com/warrenhq/warren/engine"
+	"github.com/warrenhq/warren/mqtt"
+)
+
+func main() {
+	addr := flag.String("addr", "127.0.0.1:1883", "MQTT listener")
+	loops := flag.Int("loops", 0, "event loops (0: GOMAXPROCS)")
+	pprofAddr := flag.String("pprof", "", "serve net/http/pprof on HOST:PORT")
+	flag.Parse()
+	if *pprofAddr != "" {
+		go http.ListenAndServe(*pprofAddr, nil)
+	}
+	e, err := engine.New(engine.Config{Loops: *loops, MaxConns: -1}, nil)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	if err := e.Start(""); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	b := mqtt.NewServer(mqtt.Config{PublishRate: -1, PublishBytesRate: -1})
+	ln, err := b.Listen(e, *addr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	fmt.Println("listening", ln.Addr())
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	stats := make(chan os.Signal, 1)
+	benchutil.NotifyStats(stats)
+	for done := false; !done; {
+		select {
+		case <-sig:
+			done = true
+		case <-stats:
+			runtime.GC()
+			benchutil.PrintMem()
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	e.Shutdown(ctx)
+	b.Close()
+}

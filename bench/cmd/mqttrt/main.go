@@ -1,0 +1,234 @@
+// Command mqttrt measures the MQTT round trip through a broker: -n clients,
+// each subscribed to a topic of its own, publish to that topic at -rate
+// messages per second in total and receive their own messages back. After
+// -warmup it measures for -duration: messages received, latency (publish to
+// receipt) and, given -server-pid, the broker's CPU time per message.
+//
+//	mqttrt -addr 127.0.0.1:1883 -n 5000 -qos 1 -rate 20000 -duration 15s -server-pid 1234
+//
+// It prints one JSON line and exits 0, or 1 when a connection failed.
+package main
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"math"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/warrenhq/warren/bench/internal/benchutil"
+	"github.com/warrenhq/warren/mqtt"
+)
+
+var (
+	sent, received, acked atomic.Int64
+	hist                  [200]atomic.Int64 // latency buckets, 1.1x apart from 10 µs
+	measuring             atomic.Bool
+	t0                    = time.Now()
+)
+
+func bucket(d time.Duration) int {
+	us := float64(d) / 1e3
+	if us < 10 {
+		return 0
+	}
+	return min(len(hist)-1, int(math.Log(us/10)/math.Log(1.1))+1)
+}
+
+func quantile(q float64) float64 {
+	var total int64
+	for i := range hist {
+		total += hist[i].Load()
+	}
+	if total == 0 {
+		return 0
+	}
+	want := int64(math.Ceil(q * float64(total)))
+	var n int64
+	for i := range hist {
+		if n += hist[i].Load(); n >= want {
+			return 10 * math.Pow(1.1, float64(i)) / 1e3 // ms, upper bound of the bucket
+		}
+	}
+	return 0
+}
+
+func main() {
+	addr := flag.String("addr", "127.0.0.1:1883", "broker address")
+	n := flag.Int("n", 1000, "clients")
+	qos := flag.Int("qos", 0, "QoS of publications and subscriptions")
+	rate := flag.Float64("rate", 10000, "messages per second, all clients together")
+	size := flag.Int("size", 64, "payload bytes (at least 8)")
+	warmup := flag.Duration("warmup", 3*time.Second, "time before measuring")
+	duration := flag.Duration("duration", 15*time.Second, "measurement window")
+	pid := flag.Int("server-pid", 0, "broker pid, for its CPU time")
+	srcBase := flag.String("src-base", "127.0.2.1", "first loopback source address")
+	srcCount := flag.Int("src-count", 60, "loopback source addresses")
+	flag.Parse()
+	benchutil.RaiseFileLimit()
+	srcs, err := benchutil.SourceAddrs(*srcBase, *srcCount)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	interval := time.Duration(float64(*n) / *rate * float64(time.Second))
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	ready := make(chan struct{}, *n)
+	for i := 0; i < *n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			if err := client(benchutil.Dialer(srcs, i, 10*time.Second), *addr, i, mqtt.QoS(*qos), max(*size, 8), interval, ready, stop); err != nil {
+				failed.Add(1)
+				fmt.Fprintln(os.Stderr, "client", i, err)
+				ready <- struct{}{}
+			}
+		}(i)
+	}
+	for range *n {
+		<-ready
+	}
+	time.Sleep(*warmup)
+	cpu0, _ := benchutil.CPUTime(*pid)
+	s0, r0, a0 := sent.Load(), received.Load(), acked.Load()
+	measuring.Store(true)
+	start := time.Now()
+	time.Sleep(*duration)
+	measuring.Store(false)
+	el := time.Since(start)
+	cpu1, _ := benchutil.CPUTime(*pid)
+	s1, r1, a1 := sent.Load(), received.Load(), acked.Load()
+	close(stop)
+	out := map[string]any{"clients": *n, "qos": *qos, "rate": *rate, "seconds": el.Seconds(),
+		"sent": s1 - s0, "received": r1 - r0, "acked": a1 - a0, "failed": failed.Load(),
+		"p50_ms": quantile(0.5), "p99_ms": quantile(0.99)}
+	if *pid > 0 && r1 > r0 {
+		cpu := cpu1 - cpu0
+		out["server_cpu_s"] = cpu.Seconds()
+		out["server_cpu_us_per_msg"] = float64(cpu.Microseconds()) / float64(r1-r0)
+	}
+	b, _ := json.Marshal(out)
+	fmt.Println(string(b))
+	if failed.Load() > 0 {
+		os.Exit(1)
+	}
+}
+
+// client runs one connection until stop.
+func client(d *net.Dialer, addr string, i int, qos mqtt.QoS, size int, interval time.Duration, ready chan<- struct{}, stop <-chan struct{}) error {
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	topic := []byte("rt/" + strconv.Itoa(i))
+	v := mqtt.Version311
+	b := mqtt.AppendConnect(nil, &mqtt.Connect{Version: v, ClientID: []byte("rt-" + strconv.Itoa(i)), CleanStart: true})
+	b = mqtt.AppendSubscribe(b, v, &mqtt.Subscribe{PacketID: 1, Filters: []mqtt.Subscription{{Filter: topic, QoS: qos}}})
+	if _, err := c.Write(b); err != nil {
+		return err
+	}
+	var wmu sync.Mutex
+	subscribed := make(chan struct{})
+	errc := make(chan error, 1)
+	go func() { // reader
+		dec := mqtt.Decoder{Version: v}
+		buf := make([]byte, 0, 4096)
+		tmp := make([]byte, 4096)
+		var ack []byte
+		for {
+			k, err := c.Read(tmp)
+			if err != nil {
+				errc <- err
+				return
+			}
+			buf = append(buf, tmp[:k]...)
+			off := 0
+			ack = ack[:0]
+			for {
+				n, p, err := dec.Decode(buf[off:], nil)
+				if err != nil {
+					errc <- err
+					return
+				}
+				if n == 0 {
+					break
+				}
+				off += n
+				switch p := p.(type) {
+				case *mqtt.Suback:
+					close(subscribed)
+				case *mqtt.Publish:
+					if len(p.Payload) >= 8 && measuring.Load() {
+						sentAt := time.Duration(binary.BigEndian.Uint64(p.Payload))
+						hist[bucket(time.Since(t0)-sentAt)].Add(1)
+					}
+					received.Add(1)
+					if p.QoS == 1 {
+						ack = mqtt.AppendPuback(ack, v, p.PacketID, mqtt.Success)
+					}
+				case *mqtt.Ack:
+					acked.Add(1)
+				}
+			}
+			buf = append(buf[:0], buf[off:]...)
+			if len(ack) > 0 {
+				wmu.Lock()
+				_, err := c.Write(ack)
+				wmu.Unlock()
+				if err != nil {
+					errc <- err
+					return
+				}
+			}
+		}
+	}()
+	select {
+	case <-subscribed:
+	case err := <-errc:
+		return err
+	case <-time.After(30 * time.Second):
+		return fmt.Errorf("no SUBACK")
+	}
+	ready <- struct{}{}
+	payload := make([]byte, size)
+	var id uint16
+	// Start at a random phase so clients spread over the interval.
+	next := time.Now().Add(time.Duration(i) * interval / time.Duration(max(1, 1000)) % max(interval, 1))
+	var out []byte
+	for {
+		select {
+		case <-stop:
+			return nil
+		case err := <-errc:
+			return err
+		case <-time.After(time.Until(next)):
+		}
+		next = next.Add(interval)
+		binary.BigEndian.PutUint64(payload, uint64(time.Since(t0)))
+		p := mqtt.Publish{Topic: topic, QoS: qos, Payload: payload}
+		if qos > 0 {
+			id++
+			if id == 0 {
+				id = 1
+			}
+			p.PacketID = id
+		}
+		out = mqtt.AppendPublish(out[:0], v, &p)
+		wmu.Lock()
+		_, err := c.Write(out)
+		wmu.Unlock()
+		if err != nil {
+			return err
+		}
+		sent.Add(1)
+	}
+}

@@ -1,0 +1,173 @@
+#!/usr/bin/env bash
+# devices.sh — warren serve's device targets: held devices and server RSS
+# per device, telemetry end to end through NATS, commands through the
+# management API, and a reconnect storm.
+#
+#   flock /tmp/warren-bench.lock bench/devices.sh          100,000 devices
+#   N=20000 GW_PROCS=2 LOAD_PROCS=2 bench/devices.sh        smaller
+#
+# Steps, each bounded in time:
+#  1. builds warren; starts `warren serve -procs GW_PROCS` (SO_REUSEPORT
+#     workers under a parent that runs the embedded NATS server) on free
+#     loopback ports, and waits for its /readyz.
+#  2. held + telemetry + commands: one `warren load -scenario devices -procs
+#     LOAD_PROCS` run from SOURCES loopback addresses: ramp N devices at
+#     RATE/s, hold them idle for HOLD, then TRAFFIC of telemetry at
+#     N/5 messages per second (one 100-byte message per device every 5 s)
+#     watched on NATS, and COMMANDS per second through the API. During the
+#     hold the script samples the RSS of every gateway process (the parent,
+#     which runs NATS, and the workers) and reports (held - baseline) / N.
+#  3. storm: the gateway is restarted (SIGTERM drain, start again) and N
+#     devices connect at once (no ramp rate, the load generator's 1,024 dials
+#     in flight per process); reports the time until all are online and the
+#     peak RSS of every gateway process (VmHWM) against MEM_BOUND.
+#
+# Environment: N (100000), GW_PROCS (6), LOAD_PROCS (6), SOURCES
+# (127.0.2.1-127.0.2.16), RATE (5000), HOLD (20s), TRAFFIC (30s), COMMANDS
+# (500), STORM (1: run step 3), MEM_BOUND (bytes per gateway process: 512 MiB),
+# OUT (bench/out). GOGC and GOMEMLIMIT, when set, reach the gateway and
+# are printed.
+#
+# Linux only (it reads /proc). Every process it starts is stopped by pid.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+N=${N:-100000}
+GW_PROCS=${GW_PROCS:-6}
+LOAD_PROCS=${LOAD_PROCS:-6}
+SOURCES=${SOURCES:-127.0.2.1-127.0.2.16}
+RATE=${RATE:-5000}
+HOLD=${HOLD:-20s}
+TRAFFIC=${TRAFFIC:-30s}
+COMMANDS=${COMMANDS:-500}
+STORM=${STORM:-1}
+MEM_BOUND=${MEM_BOUND:-$((512 << 20))}
+OUT=${OUT:-bench/out}
+
+PROG=devices
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+[ -r /proc/self/status ] || die "needs Linux /proc"
+per=$(((N + GW_PROCS - 1) / GW_PROCS))
+[ "$per" -le 19000 ] || die "N=$N over GW_PROCS=$GW_PROCS is $per devices a worker: over the open-file limit"
+per=$(((N + LOAD_PROCS - 1) / LOAD_PROCS))
+[ "$per" -le 19000 ] || die "N=$N over LOAD_PROCS=$LOAD_PROCS is $per devices a process: over the open-file limit"
+ulimit -n "$(ulimit -Hn)"
+
+mkdir -p "$OUT"
+BIN=$(mktemp -d)
+DATA=$(mktemp -d)
+trap 'cleanup; rm -rf "$BIN" "$DATA"' EXIT
+go build -o "$BIN/warren" ./cmd/warren
+SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+DEV=$(free_port)
+API=$(free_port)
+ADM=$(free_port)
+NATSP=$(free_port)
+
+GW_PID=
+start_gateway() {
+  WARREN_JWT_SECRET=$SECRET "$BIN/warren" serve -procs "$GW_PROCS" -addr "127.0.0.1:$DEV" -api "127.0.0.1:$API" \
+    -admin "127.0.0.1:$ADM" -nats-listen "127.0.0.1:$NATSP" -data "$DATA" -log-level warn \
+    >>"$OUT/devices-gateway.log" 2>&1 &
+  GW_PID=$!
+  PIDS+=("$GW_PID")
+  local i
+  for ((i = 0; i < 300; i++)); do
+    if curl -fsS -o /dev/null "http://127.0.0.1:$ADM/readyz" 2>/dev/null &&
+      [ "$(pgrep -c -P "$GW_PID" || true)" -ge "$GW_PROCS" ]; then
+      sleep 1
+      return 0
+    fi
+    sleep 0.1
+  done
+  die "the gateway did not get ready in 30s (log: $OUT/devices-gateway.log)"
+}
+
+# gw_pids: the gateway's parent and its workers.
+gw_pids() { echo "$GW_PID" $(pgrep -P "$GW_PID" || true); }
+# gw_rss: the gateway's RSS in kB, all its processes together.
+gw_rss() {
+  local p t=0
+  for p in $(gw_pids); do t=$((t + $(rss_kb "$p" 2>/dev/null || echo 0))); done
+  echo "$t"
+}
+# online: devices online on the gateway, summed over its workers.
+online() {
+  curl -fsS "http://127.0.0.1:$ADM/metrics" 2>/dev/null |
+    awk '/^warren_gateway_devices_online/ {s += $2} END {printf "%d\n", s}'
+}
+# median_rss COUNT: median of COUNT samples of gw_rss, one a second.
+median_rss() {
+  local i
+  for ((i = 0; i < $1; i++)); do
+    gw_rss
+    sleep 1
+  done | median
+}
+
+echo "# devices.sh $(date -u +%FT%TZ): N=$N GW_PROCS=$GW_PROCS LOAD_PROCS=$LOAD_PROCS RATE=$RATE HOLD=$HOLD TRAFFIC=$TRAFFIC COMMANDS=$COMMANDS GOGC=${GOGC:-} GOMEMLIMIT=${GOMEMLIMIT:-}"
+echo "# $(machine_line)"
+: >"$OUT/devices-gateway.log"
+start_gateway
+base=$(median_rss 3)
+echo "gateway baseline RSS: $base kB over $(gw_pids | wc -w) processes"
+
+RPS=$((N / 5))
+WARREN_JWT_SECRET=$SECRET "$BIN/warren" load -scenario devices -url "ws://127.0.0.1:$DEV/v1/connect" -conns "$N" \
+  -procs "$LOAD_PROCS" -src "$SOURCES" -rate "$RATE" -hold "$HOLD" -duration "$TRAFFIC" -rps "$RPS" \
+  -nats "nats://127.0.0.1:$NATSP" -commands "$COMMANDS" -api "http://127.0.0.1:$API" -timeout 10s -grace 5s \
+  -quiet -json "$OUT/devices-load.json" >"$OUT/devices-load.txt" 2>"$OUT/devices-load.err" &
+LOAD_PID=$!
+PIDS+=("$LOAD_PID")
+# Wait for the ramp, then sample RSS inside the hold.
+hold_s=${HOLD%s}
+for ((i = 0; i < 1200; i++)); do
+  n=$(online)
+  [ "$n" -ge "$N" ] && break
+  kill -0 "$LOAD_PID" 2>/dev/null || break
+  sleep 0.5
+done
+kill -0 "$LOAD_PID" 2>/dev/null || { cat "$OUT/devices-load.err" >&2; die "warren load ended during the ramp"; }
+echo "devices online: $(online) of $N"
+sleep 3
+held=$(median_rss $((hold_s > 12 ? 7 : 3)))
+echo "gateway RSS held: $held kB; per device: $(((held - base) * 1024 / N)) B (target <= 1024)"
+for p in $(gw_pids); do echo "  pid $p $(tr '\0' ' ' </proc/"$p"/cmdline | cut -c1-40): $(rss_kb "$p") kB"; done
+wait "$LOAD_PID" || echo "warren load exited $?"
+cat "$OUT/devices-load.txt"
+tail -n 5 "$OUT/devices-load.err"
+
+if [ "$STORM" = 1 ]; then
+  echo "# storm: restart the gateway, then $N devices connect at once"
+  stop_pid "$GW_PID" 60
+  start_gateway
+  t0=$(date +%s.%N)
+  WARREN_JWT_SECRET=$SECRET "$BIN/warren" load -scenario devices -url "ws://127.0.0.1:$DEV/v1/connect" -conns "$N" \
+    -procs "$LOAD_PROCS" -src "$SOURCES" -hold 5s -timeout 30s -quiet -json "$OUT/devices-storm.json" \
+    >"$OUT/devices-storm.txt" 2>"$OUT/devices-storm.err" &
+  LOAD_PID=$!
+  PIDS+=("$LOAD_PID")
+  all=
+  for ((i = 0; i < 1200; i++)); do
+    n=$(online)
+    if [ "$n" -ge "$N" ]; then
+      all=$(echo "$(date +%s.%N) - $t0" | bc)
+      break
+    fi
+    kill -0 "$LOAD_PID" 2>/dev/null || break
+    sleep 0.25
+  done
+  echo "storm: $(online) of $N online; all online after ${all:-never} s (target 30 s)"
+  over=0
+  for p in $(gw_pids); do
+    hwm=$(hwm_kb "$p")
+    echo "  pid $p peak RSS $hwm kB"
+    [ $((hwm * 1024)) -le "$MEM_BOUND" ] || over=$((over + 1))
+  done
+  echo "storm: $over gateway processes over the memory bound of $((MEM_BOUND >> 20)) MiB"
+  wait "$LOAD_PID" || echo "warren load exited $?"
+  grep -E "^(connects|conns|ramp)" "$OUT/devices-storm.txt" || head -n 12 "$OUT/devices-storm.txt"
+fi

@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# mqtt-idle.sh — broker memory per idle MQTT client, each subscribed to a
+# topic of its own: warren's broker (bench/cmd/mqtthost) against Debian's
+# mosquitto 2.x, started by this script, in the same run.
+#
+#   bench/mqtt-idle.sh                 15,000 clients, 3 runs
+#   N=5000 RUNS=1 bench/mqtt-idle.sh   smaller and quicker
+#   V5=1 bench/mqtt-idle.sh            MQTT 5.0 clients
+#
+# For every run and server it starts the broker on a free loopback port,
+# takes its baseline RSS (median of 3 samples over a second), opens N
+# connections with bench/cmd/mqttidle (CONNECT, SUBSCRIBE idle/<i>, no
+# keep-alive), waits for READY, lets the broker settle for SETTLE seconds,
+# takes the median of SAMPLES RSS samples over SPAN seconds and reports
+# (RSS_loaded - RSS_baseline) / clients. Medians over RUNS runs and the
+# ratio warren / mosquitto close the report. Server order rotates.
+#
+# Environment: N (15000), RUNS (3), SERVERS ("warren mosquitto"), V5 (0),
+# CONC (200), SETTLE (2), SAMPLES (7), SPAN (3), OPEN_TIMEOUT (120), OUT
+# (bench/out). Linux only; needs mosquitto (apt-get install mosquitto).
+# Every process it starts is stopped by pid on exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+N=${N:-15000}
+RUNS=${RUNS:-3}
+SERVERS=${SERVERS:-"warren mosquitto"}
+V5=${V5:-0}
+CONC=${CONC:-200}
+SETTLE=${SETTLE:-2}
+SAMPLES=${SAMPLES:-7}
+SPAN=${SPAN:-3}
+OPEN_TIMEOUT=${OPEN_TIMEOUT:-120}
+OUT=${OUT:-bench/out}
+
+PROG=mqtt-idle
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+[ -r /proc/self/status ] || die "needs Linux /proc"
+[ "$N" -le 19000 ] || die "N=$N: one client process holds at most ~19000 connections"
+if [[ " $SERVERS " == *" mosquitto "* ]]; then
+  command -v mosquitto >/dev/null || die "mosquitto not installed (apt-get install mosquitto)"
+fi
+ulimit -n "$(ulimit -Hn)"
+
+sample_rss() {
+  local pid=$1 count=$2 span=$3 gap i
+  gap=$(awk -v s="$span" -v c="$count" 'BEGIN {print (c > 1) ? s / (c - 1) : 0}')
+  for ((i = 0; i < count; i++)); do
+    kill -0 "$pid" 2>/dev/null || die "server pid $pid died while sampling"
+    rss_kb "$pid"
+    if [ "$i" -lt $((count - 1)) ]; then sleep "$gap"; fi
+  done | median
+}
+
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+BIN=$OUT/$PROG
+mkdir -p "$BIN"
+echo "building into $BIN ..."
+go build -o "$BIN/mqtthost" ./bench/cmd/mqtthost
+go build -o "$BIN/mqttidle" ./bench/cmd/mqttidle
+LOGDIR=$OUT/logs/mqtt-idle-$(date +%Y%m%d-%H%M%S)
+mkdir -p "$LOGDIR"
+RESULTS=$LOGDIR/results.tsv
+printf 'server\trun\tbase_kb\tloaded_kb\topened\tbytes_per_client\n' >"$RESULTS"
+
+start_broker() { # start_broker NAME LOG: sets SRV_PID and SRV_ADDR
+  local name=$1 log=$2 port i
+  : >"$log"
+  case $name in
+    warren)
+      "$BIN/mqtthost" -addr 127.0.0.1:0 >"$log" 2>&1 &
+      SRV_PID=$!
+      PIDS+=("$SRV_PID")
+      for ((i = 0; i < 100; i++)); do
+        SRV_ADDR=$(awk '/^listening / {print $2}' "$log")
+        [ -n "$SRV_ADDR" ] && return 0
+        sleep 0.1
+      done
+      die "mqtthost did not start" ;;
+    mosquitto)
+      port=$(free_port)
+      printf 'listener %s 127.0.0.1\nallow_anonymous true\nmax_connections -1\npersistence false\n' "$port" >"$LOGDIR/mosquitto.conf"
+      mosquitto -c "$LOGDIR/mosquitto.conf" >"$log" 2>&1 &
+      SRV_PID=$!
+      PIDS+=("$SRV_PID")
+      SRV_ADDR=127.0.0.1:$port
+      for ((i = 0; i < 100; i++)); do
+        python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 1).close()" 2>/dev/null && return 0
+        kill -0 "$SRV_PID" 2>/dev/null || { cat "$log" >&2; die "mosquitto exited"; }
+        sleep 0.1
+      done
+      die "mosquitto did not start" ;;
+    *) die "unknown server $name" ;;
+  esac
+}
+
+measure() { # measure SERVER RUN
+  local name=$1 run=$2 log clog base loaded ready= cpid i v5flag=
+  log=$LOGDIR/$name-$run.log
+  clog=$LOGDIR/$name-$run-client.log
+  start_broker "$name" "$log"
+  sleep 1
+  base=$(sample_rss "$SRV_PID" 3 1)
+  [ "$V5" = 1 ] && v5flag=-v5
+  "$BIN/mqttidle" -addr "$SRV_ADDR" -n "$N" $v5flag -concurrency "$CONC" -hold 600s \
+    -open-timeout "${OPEN_TIMEOUT}s" >"$clog" 2>&1 &
+  cpid=$!
+  PIDS+=("$cpid")
+  for ((i = 0; i < (OPEN_TIMEOUT + 15) * 10; i++)); do
+    ready=$(awk '/^READY / {print $2}' "$clog" || true)
+    [ -n "$ready" ] && break
+    kill -0 "$cpid" 2>/dev/null || { cat "$clog" >&2; die "client exited before READY"; }
+    sleep 0.1
+  done
+  [ -n "$ready" ] && [ "$ready" -gt 0 ] || die "$name: no client ready"
+  grep '^{' "$clog" | sed "s/^/  $name run $run: /"
+  sleep "$SETTLE"
+  loaded=$(sample_rss "$SRV_PID" "$SAMPLES" "$SPAN")
+  stop_pid "$cpid" 30
+  stop_pid "$SRV_PID" 30
+  PIDS=()
+  local bpc
+  bpc=$(awk -v l="$loaded" -v b="$base" -v n="$ready" 'BEGIN {printf "%.0f", (l - b) * 1024 / n}')
+  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$run" "$base" "$loaded" "$ready" "$bpc" >>"$RESULTS"
+  printf '  %-10s run %d: baseline %6d kB  loaded %7d kB  clients %6d  => %6d B/client\n' \
+    "$name" "$run" "$base" "$loaded" "$ready" "$bpc"
+}
+
+read -r -a order <<<"$SERVERS"
+echo "mqtt-idle: N=$N RUNS=$RUNS SERVERS=\"$SERVERS\" V5=$V5 mosquitto $(mosquitto -h 2>/dev/null | awk 'NR == 1 {print $3}')"
+echo "  $(machine_line)"
+echo "  at $(git rev-parse --short HEAD 2>/dev/null || echo unknown); logs in $LOGDIR"
+for ((run = 1; run <= RUNS; run++)); do
+  for ((j = 0; j < ${#order[@]}; j++)); do
+    measure "${order[$(((j + run - 1) % ${#order[@]}))]}" "$run"
+  done
+done
+echo
+echo "medians over $RUNS run(s), N=$N:"
+for s in $SERVERS; do
+  m=$(awk -F'\t' -v s="$s" 'NR > 1 && $1 == s {print $6}' "$RESULTS" | median)
+  printf '  %-10s %8s B/client\n' "$s" "$m"
+done
+if [[ " $SERVERS " == *" warren "* && " $SERVERS " == *" mosquitto "* ]]; then
+  w=$(awk -F'\t' 'NR > 1 && $1 == "warren" {print $6}' "$RESULTS" | median)
+  m=$(awk -F'\t' 'NR > 1 && $1 == "mosquitto" {print $6}' "$RESULTS" | median)
+  awk -v w="$w" -v m="$m" 'BEGIN {printf "  warren / mosquitto = %.3f (target <= 0.5)\n", w / m}'
+fi
+echo "per-run figures: $RESULTS"

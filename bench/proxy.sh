@@ -1,0 +1,188 @@
+#!/usr/bin/env bash
+# Reverse proxy cost (issue 14): wrk through a proxy to the same backend,
+# warren proxy against nginx and HAProxy (Debian packages) with equivalent
+# keep-alive upstream settings. Reports, per proxy, requests per second,
+# the proxy's CPU time per request (user+system of every proxy process,
+# over the wrk run, divided by the requests wrk completed) and wrk's p99.
+# Target: warren's CPU per request <= 0.8x nginx's and HAProxy's, p99 no
+# worse.
+#
+#   flock /tmp/warren-bench.lock bench/proxy.sh
+#   DURATION=10s CONNS=64 ROUNDS=3 WORKERS=2 bench/proxy.sh
+#   WARREN_FLAGS="-fixed-loops" bench/proxy.sh     # extra warren proxy flags
+#
+# The backend is `warren echo` (GET / → "hello", on its event loop). On
+# the 2-core benchmark machine wrk, the proxy and the backend share the
+# cores, so requests per second measure the machine more than the proxy;
+# CPU per request is the figure to compare.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PROG=bench/proxy.sh
+DURATION=${DURATION:-10s}
+CONNS=${CONNS:-64}
+ROUNDS=${ROUNDS:-3}
+WORKERS=${WORKERS:-2}
+OUT=bench/out/proxy
+mkdir -p "$OUT"
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
+
+need=()
+command -v wrk >/dev/null || need+=(wrk)
+command -v nginx >/dev/null || need+=(nginx-light)
+command -v haproxy >/dev/null || need+=(haproxy)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing ${need[*]}"
+  if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
+  { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"; } >/dev/null 2>&1 ||
+    die "could not install ${need[*]}"
+fi
+
+go build -o "$OUT/warren" ./cmd/warren
+W="$(pwd)/$OUT/warren"
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# wait_port PORT: until something listens on it.
+wait_port() {
+  local i
+  for ((i = 0; i < 100; i++)); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  die "nothing listening on $1"
+}
+
+# cpu_ticks PID...: user+system clock ticks of the processes (all threads).
+cpu_ticks() {
+  local t=0 p
+  for p in "$@"; do
+    [ -r "/proc/$p/stat" ] || continue
+    t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+  done
+  echo "$t"
+}
+
+BPORT=$(free_port)
+"$W" echo -addr "127.0.0.1:$BPORT" -admin "" -loops 1 >"$OUT/backend.log" 2>&1 &
+PIDS+=($!)
+wait_port "$BPORT"
+
+# The proxies, each on its own port, all to the backend with keep-alive.
+WPORT=$(free_port)
+"$W" proxy -listen "127.0.0.1:$WPORT" -admin "" -loops "$WORKERS" -upstream "http://127.0.0.1:$BPORT" \
+  -max-idle-per-host 256 ${WARREN_FLAGS:-} >"$OUT/warren.log" 2>&1 &
+WARREN_PID=$!
+PIDS+=("$WARREN_PID")
+
+NPORT=$(free_port)
+NDIR=$(mktemp -d /tmp/warren-bench-nginx.XXXXXX)
+cat >"$NDIR/nginx.conf" <<EOF
+worker_processes $WORKERS;
+daemon off;
+pid $NDIR/nginx.pid;
+error_log $NDIR/error.log warn;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  client_body_temp_path $NDIR/body;
+  proxy_temp_path $NDIR/proxy;
+  fastcgi_temp_path $NDIR/fastcgi;
+  uwsgi_temp_path $NDIR/uwsgi;
+  scgi_temp_path $NDIR/scgi;
+  keepalive_requests 1000000;
+  upstream backend {
+    server 127.0.0.1:$BPORT;
+    keepalive 256;
+    keepalive_requests 1000000;
+  }
+  server {
+    listen 127.0.0.1:$NPORT;
+    location / {
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto \$scheme;
+    }
+  }
+}
+EOF
+nginx -p "$NDIR" -c "$NDIR/nginx.conf" >"$OUT/nginx.log" 2>&1 &
+NGINX_PID=$!
+PIDS+=("$NGINX_PID")
+
+HPORT=$(free_port)
+HDIR=$(mktemp -d /tmp/warren-bench-haproxy.XXXXXX)
+cat >"$HDIR/haproxy.cfg" <<EOF
+global
+  nbthread $WORKERS
+  maxconn 8000
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+  option http-keep-alive
+  option forwardfor
+  http-reuse always
+frontend f
+  bind 127.0.0.1:$HPORT
+  default_backend b
+backend b
+  server s1 127.0.0.1:$BPORT
+EOF
+haproxy -db -f "$HDIR/haproxy.cfg" >"$OUT/haproxy.log" 2>&1 &
+HAPROXY_PID=$!
+PIDS+=("$HAPROXY_PID")
+wait_port "$WPORT"
+wait_port "$NPORT"
+wait_port "$HPORT"
+
+# run NAME PORT PIDS...: one wrk run; prints "rps cpu_us_per_req p99_ms".
+run() {
+  local name=$1 port=$2
+  shift 2
+  local pids=("$@") before after out reqs rps p99 hz
+  hz=$(getconf CLK_TCK)
+  wrk -t2 -c"$CONNS" -d2s "http://127.0.0.1:$port/" >/dev/null 2>&1 # warm-up
+  before=$(cpu_ticks "${pids[@]}")
+  out=$(wrk -t2 -c"$CONNS" -d"$DURATION" --latency "http://127.0.0.1:$port/")
+  after=$(cpu_ticks "${pids[@]}")
+  echo "$out" >"$OUT/wrk-$name.txt"
+  reqs=$(echo "$out" | awk '/requests in/ {print $1}')
+  rps=$(echo "$out" | awk '/^Requests\/sec/ {print $2}')
+  p99=$(echo "$out" | awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; print v}')
+  if echo "$out" | grep -q 'Non-2xx\|Socket errors'; then
+    echo "$PROG: $name: $(echo "$out" | grep 'Non-2xx\|Socket errors')" >&2
+  fi
+  awk -v r="$rps" -v t=$((after - before)) -v hz="$hz" -v n="$reqs" -v p="$p99" \
+    'BEGIN {printf "%.0f %.2f %.2f\n", r, t / hz * 1e6 / n, p}'
+}
+
+nginx_pids() { pgrep -P "$NGINX_PID" | tr '\n' ' '; echo "$NGINX_PID"; }
+
+echo "# $(date -u '+%Y-%m-%d %H:%M UTC'); $(machine_line)"
+echo "# wrk -t2 -c$CONNS -d$DURATION through each proxy to warren echo (-loops 1); proxies with $WORKERS workers/threads/loops; $ROUNDS rounds"
+echo "# nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'), HAProxy $(haproxy -v | head -1 | awk '{print $3}')"
+for name in warren nginx haproxy; do : >"$OUT/$name.rounds"; done
+for ((r = 1; r <= ROUNDS; r++)); do
+  # shellcheck disable=SC2046
+  echo "warren $(run warren "$WPORT" "$WARREN_PID")" | tee -a "$OUT/warren.rounds"
+  # shellcheck disable=SC2046
+  echo "nginx $(run nginx "$NPORT" $(nginx_pids))" | tee -a "$OUT/nginx.rounds"
+  echo "haproxy $(run haproxy "$HPORT" "$HAPROXY_PID")" | tee -a "$OUT/haproxy.rounds"
+done
+echo
+printf '%-8s %12s %16s %10s\n' proxy "req/s" "CPU us/req" "p99 ms"
+for name in warren nginx haproxy; do
+  printf '%-8s %12s %16s %10s\n' "$name" \
+    "$(awk '{print $2}' "$OUT/$name.rounds" | median)" \
+    "$(awk '{print $3}' "$OUT/$name.rounds" | median)" \
+    "$(awk '{print $4}' "$OUT/$name.rounds" | median)"
+done
+w=$(awk '{print $3}' "$OUT/warren.rounds" | median)
+n=$(awk '{print $3}' "$OUT/nginx.rounds" | median)
+h=$(awk '{print $3}' "$OUT/haproxy.rounds" | median)
+awk -v w="$w" -v n="$n" -v h="$h" 'BEGIN {printf "warren CPU per request: %.2fx nginx, %.2fx HAProxy (target <= 0.80x)\n", w / n, w / h}'
+rm -rf "$NDIR" "$HDIR"

@@ -1,0 +1,234 @@
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/warrenhq/warren/admin"
+	"github.com/warrenhq/warren/engine"
+	"github.com/warrenhq/warren/proxy"
+	"github.com/warrenhq/warren/stack"
+	"github.com/warrenhq/warren/upstream"
+)
+
+// runProxy is warren proxy: a reverse proxy from -listen to the -upstream
+// hosts, with the upstream toolkit's policies set by flags (or -config).
+func runProxy(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("warren proxy", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	listen := fs.String("listen", "127.0.0.1:8080", "listen address")
+	ups := fs.String("upstream", "", "backends, comma-separated: http://host:port,... (required)")
+	configFile := fs.String("config", "", "JSON file of flag values ({\"upstream\": \"http://a:80,http://b:80\", \"timeout\": \"5s\"}); command-line flags win")
+	adminAddr := fs.String("admin", admin.DefaultAddr, "admin listener (metrics, /api/upstream, /debug/conns, pprof, dashboard); empty disables")
+	adminToken := fs.String("admin-token", "", "bearer token for the admin listener (default $WARREN_ADMIN_TOKEN; empty: none)")
+	drain := fs.Duration("drain-timeout", stack.DefaultDrainTimeout, "how long SIGTERM/SIGINT waits for connections to finish")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	name := fs.String("cluster", "default", "cluster name in metrics and the admin API")
+	balancer := fs.String("balancer", "least_request", "least_request (P2C), round_robin, ring_hash or maglev (ring hash and Maglev hash the client address)")
+
+	var ecfg engine.Config
+	stack.EngineFlags(fs, &ecfg)
+
+	var cc upstream.ClusterConfig
+	var pc proxy.Config
+	fs.DurationVar(&pc.IdleTimeout, "idle-timeout", proxy.DefaultIdleTimeout, "client keep-alive idle timeout (keep it above a fronting load balancer's)")
+	fs.DurationVar(&pc.HeaderTimeout, "header-timeout", proxy.DefaultHeaderTimeout, "time to receive a request head once started; 408 after")
+	fs.IntVar(&pc.MaxBacklog, "max-backlog", proxy.DefaultMaxBacklog, "bytes queued toward a slow peer before the other side is paused")
+	fs.StringVar(&pc.Via, "via", "warren", "pseudonym in the Via header")
+	fs.Int64Var(&pc.Limits.MaxBodyBytes, "max-body-bytes", 0, "request body limit, 413 over it (0: none, the backend decides)")
+
+	p := &cc.Pool
+	fs.IntVar(&p.MaxConnsPerHost, "max-conns-per-host", upstream.DefaultMaxConnsPerHost, "connections per backend (negative: only -cb-max-connections)")
+	fs.IntVar(&p.MaxIdlePerHost, "max-idle-per-host", upstream.DefaultMaxIdlePerHost, "idle keep-alive connections kept per backend")
+	fs.DurationVar(&p.IdleTimeout, "pool-idle-timeout", upstream.DefaultPoolIdleTimeout, "close pooled connections idle this long (keep it below the backend's keep-alive timeout; its Keep-Alive header is honoured anyway)")
+	fs.DurationVar(&p.MaxLifetime, "max-lifetime", upstream.DefaultMaxLifetime, "retire backend connections this old (negative: never)")
+	fs.IntVar(&p.MaxRequestsPerConn, "max-requests-per-conn", 0, "retire a backend connection after this many requests (0: no limit)")
+	fs.DurationVar(&p.ConnectTimeout, "connect-timeout", upstream.DefaultConnectTimeout, "backend connect timeout")
+	fs.IntVar(&p.MaxPendingPerHost, "max-pending-per-host", upstream.DefaultMaxPendingPerHost, "requests waiting for a connection per backend; over it: 503 at once")
+	fs.DurationVar(&p.PendingTimeout, "pending-timeout", upstream.DefaultPendingTimeout, "longest wait for a backend connection; 503 after")
+	fs.DurationVar(&p.KeepAliveMargin, "keepalive-margin", upstream.DefaultKeepAliveMargin, "retire pooled connections this long before the backend's Keep-Alive timeout")
+
+	t := &cc.Thresholds
+	fs.IntVar(&t.MaxConnections, "cb-max-connections", upstream.DefaultMaxConnections, "circuit breaker: connections to the cluster (negative: no limit)")
+	fs.IntVar(&t.MaxPending, "cb-max-pending", upstream.DefaultMaxPending, "circuit breaker: requests waiting for a connection")
+	fs.IntVar(&t.MaxRequests, "cb-max-requests", upstream.DefaultMaxRequests, "circuit breaker: requests in flight")
+	fs.IntVar(&t.MaxRetries, "cb-max-retries", upstream.DefaultMaxRetries, "circuit breaker: retries in flight (used with -retry-budget-off)")
+
+	fs.BoolVar(&cc.BreakerOff, "breaker-off", false, "disable the classic breaker")
+	fs.IntVar(&cc.Breaker.ConsecutiveFailures, "breaker-failures", upstream.DefaultBreakerConsecutiveFailures, "breaker: consecutive failed attempts that open it")
+	fs.Float64Var(&cc.Breaker.FailureRatio, "breaker-ratio", upstream.DefaultBreakerFailureRatio, "breaker: failure ratio over the window that opens it")
+	fs.IntVar(&cc.Breaker.MinRequests, "breaker-min-requests", upstream.DefaultBreakerMinRequests, "breaker: attempts in the window before the ratio counts")
+	fs.DurationVar(&cc.Breaker.Window, "breaker-window", upstream.DefaultBreakerWindow, "breaker: rolling window")
+	fs.DurationVar(&cc.Breaker.OpenTimeout, "breaker-open-timeout", upstream.DefaultBreakerOpenTimeout, "breaker: time open before a half-open probe")
+	fs.IntVar(&cc.Breaker.HalfOpenProbes, "breaker-probes", upstream.DefaultBreakerHalfOpenProbes, "breaker: half-open probes that must succeed")
+
+	fs.BoolVar(&cc.OutlierOff, "outlier-off", false, "disable outlier detection")
+	fs.IntVar(&cc.Outlier.Consecutive5xx, "outlier-5xx", upstream.DefaultConsecutive5xx, "eject a host after this many 5xx or connect failures in a row")
+	fs.IntVar(&cc.Outlier.ConsecutiveGatewayFailure, "outlier-gateway", upstream.DefaultConsecutiveGatewayFailure, "eject a host after this many 502/503/504 or connect failures in a row")
+	fs.DurationVar(&cc.Outlier.BaseEjectionTime, "outlier-base-ejection", upstream.DefaultBaseEjectionTime, "first ejection's length (times the ejection count)")
+	fs.DurationVar(&cc.Outlier.MaxEjectionTime, "outlier-max-ejection", upstream.DefaultMaxEjectionTime, "longest ejection")
+	fs.IntVar(&cc.Outlier.MaxEjectionPercent, "outlier-max-percent", upstream.DefaultMaxEjectionPercent, "most hosts ejected at once, percent (one always may be)")
+	fs.Float64Var(&cc.HostSet.PanicThreshold, "panic-threshold", upstream.DefaultPanicThreshold, "below this percentage of available hosts, balance over all (negative: never)")
+
+	fs.DurationVar(&cc.Timeout, "timeout", upstream.DefaultTimeout, "request timeout, retries included; 504 after (negative: none)")
+	fs.DurationVar(&cc.PerTryTimeout, "per-try-timeout", 0, "longest silence of the backend within one attempt (0: -timeout)")
+	fs.IntVar(&cc.Retry.MaxRetries, "retries", 1, "retries per request (negative: none)")
+	retryOn := fs.String("retry-on", "connect-failure,reset,gateway-error", "retry conditions: connect-failure, reset, 5xx, gateway-error")
+	retryStatuses := fs.String("retry-statuses", "", "further statuses to retry on, comma-separated (429,409)")
+	fs.BoolVar(&cc.Retry.RetryNonIdempotent, "retry-non-idempotent", false, "retry POST/PATCH that may have reached the backend")
+	fs.BoolVar(&cc.RetryBudgetOff, "retry-budget-off", false, "bound retries by -cb-max-retries instead of a budget")
+	fs.Float64Var(&cc.RetryBudget.Percent, "retry-budget", upstream.DefaultRetryBudgetPercent, "retries in flight as a percentage of requests in flight")
+	fs.DurationVar(&cc.BackoffBase, "backoff-base", upstream.DefaultBackoffBase, "retry backoff base (full jitter, capped at 10x)")
+
+	fs.DurationVar(&cc.Health.Interval, "hc-interval", 0, "active health check interval (0: off)")
+	fs.StringVar(&cc.Health.Path, "hc-path", "", "HTTP health check path (empty: TCP connect)")
+	fs.DurationVar(&cc.Health.Timeout, "hc-timeout", upstream.DefaultHealthTimeout, "health check timeout")
+	fs.IntVar(&cc.Health.UnhealthyThreshold, "hc-unhealthy", upstream.DefaultHealthUnhealthyThreshold, "failed checks in a row that take a host out")
+	fs.IntVar(&cc.Health.HealthyThreshold, "hc-healthy", upstream.DefaultHealthHealthyThreshold, "passed checks in a row that bring it back")
+	fs.DurationVar(&cc.ResolveInterval, "resolve-interval", upstream.DefaultResolveInterval, "re-resolve backend names this often (negative: at start only)")
+
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return 0
+		}
+		return 2
+	}
+	if *configFile != "" {
+		if err := applyConfigFile(fs, *configFile); err != nil {
+			fmt.Fprintf(stderr, "warren proxy: -config: %v\n", err)
+			return 2
+		}
+	}
+	envDefault(fs, "admin-token", "WARREN_ADMIN_TOKEN")
+	if *ups == "" {
+		fmt.Fprintln(stderr, "warren proxy: -upstream is required (http://host:port,...)")
+		return 2
+	}
+	for _, h := range strings.Split(*ups, ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			cc.Hosts = append(cc.Hosts, h)
+		}
+	}
+	var err error
+	if cc.Balancer, err = upstream.ParseBalancer(*balancer); err != nil {
+		fmt.Fprintf(stderr, "warren proxy: %v\n", err)
+		return 2
+	}
+	pc.HashClient = cc.Balancer == upstream.BalanceRingHash || cc.Balancer == upstream.BalanceMaglev
+	if cc.Retry.On, err = parseRetryOn(*retryOn); err != nil {
+		fmt.Fprintf(stderr, "warren proxy: -retry-on: %v\n", err)
+		return 2
+	}
+	for _, s := range strings.Split(*retryStatuses, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			var code int
+			if _, err := fmt.Sscanf(s, "%d", &code); err != nil || code < 100 || code > 999 {
+				fmt.Fprintf(stderr, "warren proxy: -retry-statuses: bad status %q\n", s)
+				return 2
+			}
+			cc.Retry.Statuses = append(cc.Retry.Statuses, code)
+		}
+	}
+	cc.Name = *name
+
+	log := newLogger(stderr, *logLevel)
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sig)
+	st, err := stack.New(stack.Config{Engine: ecfg, DrainTimeout: *drain, Logger: log,
+		Admin: admin.Config{Addr: *adminAddr, Token: *adminToken}})
+	if err != nil {
+		log.Error("engine", "error", err)
+		return 1
+	}
+	log = st.Logger()
+	cc.Logger, pc.Logger = log, log
+	cl, err := upstream.NewCluster(st.Engine, cc)
+	if err != nil {
+		log.Error("cluster", "error", err)
+		st.Engine.Close()
+		return 1
+	}
+	defer cl.Close()
+	px := proxy.New(st.Engine, cl, pc)
+	defer px.Close()
+	ln, err := px.Listen(st.Addr(*listen))
+	if err != nil {
+		log.Error("listen", "addr", *listen, "error", err)
+		st.Engine.Close()
+		return 1
+	}
+	st.AddCollector(px.Collector(""))
+	st.AddCollector(cl.Collector(""))
+	for pattern, h := range upstream.AdminRoutes(cl) {
+		st.AddRoute(pattern, h)
+	}
+	log.Info("warren proxy listening", "addr", ln.Addr().String(), "upstream", strings.Join(cc.Hosts, ","),
+		"balancer", cc.Balancer.String(), "loops", st.Engine.Config().Loops)
+	return st.Run(sig)
+}
+
+// parseRetryOn parses -retry-on.
+func parseRetryOn(s string) (upstream.RetryOn, error) {
+	var on upstream.RetryOn
+	for _, v := range strings.Split(s, ",") {
+		switch strings.TrimSpace(v) {
+		case "connect-failure":
+			on |= upstream.RetryOnConnectFailure
+		case "reset":
+			on |= upstream.RetryOnReset
+		case "5xx":
+			on |= upstream.RetryOn5xx
+		case "gateway-error":
+			on |= upstream.RetryOnGatewayError
+		case "":
+		default:
+			return 0, fmt.Errorf("unknown condition %q", v)
+		}
+	}
+	return on, nil
+}
+
+// applyConfigFile sets the flags named in a JSON object, unless the
+// command line set them.
+func applyConfigFile(fs *flag.FlagSet, path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		return err
+	}
+	for k, v := range m {
+		if fs.Lookup(k) == nil {
+			return fmt.Errorf("unknown setting %q (settings are the flag names)", k)
+		}
+		if flagSet(fs, k) || k == "config" {
+			continue
+		}
+		var s string
+		switch v := v.(type) {
+		case string:
+			s = v
+		case []any:
+			parts := make([]string, len(v))
+			for i, p := range v {
+				parts[i] = fmt.Sprint(p)
+			}
+			s = strings.Join(parts, ",")
+		default:
+			s = fmt.Sprint(v)
+		}
+		if err := fs.Set(k, s); err != nil {
+			return fmt.Errorf("%s: %w", k, err)
+		}
+	}
+	return nil
+}

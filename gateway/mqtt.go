@@ -1,0 +1,404 @@
+package gateway
+
+import (
+	"encoding/json"
+	"net/netip"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/warrenhq/warren/engine"
+	"github.com/warrenhq/warren/mqtt"
+)
+
+// MQTT devices. The broker (package mqtt) runs on the gateway's engine, on
+// its own listener (Config.MQTT) and at GET /mqtt on the device listener
+// (MQTT over WebSocket); this file connects it to the hub:
+//
+//   - CONNECT's password is the device's token (the user name is free);
+//     a device token's sub must equal the client id. With NoAuth the client
+//     id is the device id and no password is needed.
+//   - Topics map one to one onto NATS subjects, levels to tokens:
+//     a/b/c <-> a.b.c. A topic with '.', '*' or '>' in a level, or an empty
+//     level, cannot map and is refused (not_authorized); so is a filter
+//     with them.
+//   - devices/<id>/telemetry goes to the hub as telemetry (subject
+//     devices.<id>.telemetry with the WebSocket transport's headers).
+//   - devices/<id>/acks/<cmdid> with {"status","result"} acknowledges a
+//     command; commands reach the device as PUBLISH on
+//     devices/<id>/commands/<name> with {"id","name","payload"} (QoS 1; 5.0
+//     adds Response Topic devices/<id>/acks/<cmdid> and the command id as
+//     Correlation Data).
+//   - Every other publish is routed to this node's subscribers and
+//     published on NATS (header Warren-Node); one NATS subscription per
+//     node (MQTTBridgeSubject) brings other nodes' and NATS clients'
+//     messages to this node's MQTT subscribers. There is no NATS
+//     subscription per device or per MQTT subscription.
+
+// Defaults of the MQTT part of Config.
+const (
+	// DefaultMQTTBridgeSubject is the NATS subject a node subscribes to for
+	// the messages of other nodes and NATS clients.
+	DefaultMQTTBridgeSubject = ">"
+)
+
+// DefaultMQTTACL is the topics a device may use when Config.MQTTACL is
+// empty: its own tree. %c stands for the client id, %u for the user name.
+var DefaultMQTTACL = []string{"devices/%c/#"}
+
+// Headers of messages the MQTT bridge publishes on NATS.
+const (
+	headerNode   = "Warren-Node"
+	headerQoS    = "Warren-MQTT-QoS"
+	headerRetain = "Warren-MQTT-Retain"
+)
+
+// mqttDevices connects the broker to the hub.
+type mqttDevices struct {
+	hub    *Hub
+	bus    *Bus
+	auth   Authenticator
+	anon   bool
+	node   string
+	acl    []string
+	now    func() time.Time
+	broker *mqtt.Server
+	sub    *nats.Subscription
+
+	refusedAuth, refusedID, bridgedOut, bridgedIn, unmappable atomic.Uint64
+}
+
+// mqttDevice is one MQTT client of the gateway: its identity, and the
+// hub's Transport for devices.
+type mqttDevice struct {
+	d      *mqttDevices
+	ident  Identity
+	client atomic.Pointer[mqtt.Client]
+	sess   atomic.Pointer[Session]
+	reason atomic.Pointer[string]
+}
+
+var _ Transport = (*mqttDevice)(nil)
+
+func newMQTTDevices(hub *Hub, bus *Bus, auth Authenticator, cfg Config, now func() time.Time) *mqttDevices {
+	d := &mqttDevices{hub: hub, bus: bus, auth: auth, node: cfg.Node, acl: cfg.MQTTACL, now: now}
+	if len(d.acl) == 0 {
+		d.acl = DefaultMQTTACL
+	}
+	_, d.anon = auth.(noAuth)
+	mc := cfg.MQTTConfig
+	mc.Hooks = mqtt.Hooks{Authenticate: d.authenticate, Authorize: d.authorize, OnPublish: d.onPublish,
+		OnConnect: d.onConnect, OnDisconnect: d.onDisconnect}
+	if mc.Clock == nil {
+		mc.Clock = clockFunc(now)
+	}
+	d.broker = mqtt.NewServer(mc)
+	return d
+}
+
+type clockFunc func() time.Time
+
+func (f clockFunc) Now() time.Time { return f() }
+
+// start subscribes the node to the bridge subject.
+func (d *mqttDevices) start(subject string) error {
+	if subject == "" {
+		subject = DefaultMQTTBridgeSubject
+	}
+	sub, err := d.bus.Conn().Subscribe(subject, d.fromNATS)
+	if err != nil {
+		return err
+	}
+	d.sub = sub
+	return nil
+}
+
+func (d *mqttDevices) close() {
+	if d.sub != nil {
+		d.sub.Unsubscribe()
+	}
+	d.broker.Close()
+}
+
+// authenticate checks a CONNECT: the password is the token.
+func (d *mqttDevices) authenticate(ci *mqtt.ConnectInfo) (any, mqtt.ReasonCode, string) {
+	tok := string(ci.Password)
+	if tok == "" && d.anon {
+		tok = ci.ClientID
+	}
+	ident, err := d.auth.Authenticate(tok, d.now())
+	if err != nil {
+		d.refusedAuth.Add(1)
+		d.hub.m.authFailures.Add(1)
+		return nil, mqtt.BadUserNameOrPassword, AuthReason(err)
+	}
+	if ident.Role == RoleDevice && ident.Device != ci.ClientID {
+		// A credential may not take over another device's session.
+		d.refusedID.Add(1)
+		return nil, mqtt.ClientIdentifierNotValid, "client id must be the token's device id"
+	}
+	return &mqttDevice{d: d, ident: ident}, mqtt.Success, ""
+}
+
+// mappable reports whether an MQTT topic or filter maps onto a NATS
+// subject: no empty level, no '.', '*' or '>' in a level.
+func mappable(topic string) bool {
+	for _, level := range strings.Split(topic, "/") {
+		if level == "" || strings.ContainsAny(level, ".*> \t\r\n") {
+			return false
+		}
+	}
+	return true
+}
+
+// subject maps an MQTT topic name or filter onto a NATS subject.
+func subject(topic string) string {
+	s := strings.ReplaceAll(topic, "/", ".")
+	if strings.HasSuffix(s, ".#") || s == "#" {
+		s = strings.TrimSuffix(s, "#") + ">"
+	}
+	return strings.ReplaceAll(s, "+", "*")
+}
+
+// topicOf maps a NATS subject onto an MQTT topic name.
+func topicOf(subject string) string { return strings.ReplaceAll(subject, ".", "/") }
+
+// authorize applies the topic mapping and the ACL: a service may use any
+// topic, a device those under its ACL patterns.
+func (d *mqttDevices) authorize(c *mqtt.Client, a mqtt.Action, topic string) bool {
+	if !mappable(topic) {
+		d.unmappable.Add(1)
+		return false
+	}
+	dev, _ := c.Identity.(*mqttDevice)
+	if dev == nil {
+		return false
+	}
+	if dev.ident.Role == RoleService {
+		return true
+	}
+	for _, p := range d.acl {
+		p = strings.ReplaceAll(strings.ReplaceAll(p, "%c", c.ID), "%u", c.Username)
+		// A filter is allowed when the pattern covers it: matching the
+		// filter as if it were a topic does exactly that.
+		if mqtt.Match(p, topic) {
+			return true
+		}
+	}
+	return false
+}
+
+// onConnect registers a device with the hub.
+func (d *mqttDevices) onConnect(c *mqtt.Client, _ bool) {
+	dev := c.Identity.(*mqttDevice)
+	dev.client.Store(c)
+	if dev.ident.Role != RoleDevice {
+		return
+	}
+	dev.sess.Store(d.hub.Connect(dev.ident, dev))
+}
+
+// onDisconnect unregisters a device.
+func (d *mqttDevices) onDisconnect(c *mqtt.Client, reason engine.CloseReason, code mqtt.ReasonCode, takenOver bool) {
+	dev, _ := c.Identity.(*mqttDevice)
+	if dev == nil {
+		return
+	}
+	s := dev.sess.Load()
+	if s == nil {
+		return
+	}
+	why := ReasonDisconnected
+	switch {
+	case dev.reason.Load() != nil:
+		why = *dev.reason.Load()
+	case takenOver:
+		why = ReasonReplaced
+	case reason == engine.ReasonShutdown:
+		why = ReasonShutdown
+	case reason != engine.ReasonPeerClosed && reason != engine.ReasonLocal:
+		why = reason.String()
+	}
+	d.hub.Disconnect(s, why)
+}
+
+// onPublish turns a device's telemetry and acks into hub calls, and
+// bridges every other publish onto NATS. It runs on the event loop.
+func (d *mqttDevices) onPublish(c *mqtt.Client, m *mqtt.Message) bool {
+	dev, _ := c.Identity.(*mqttDevice)
+	now := d.now()
+	if dev != nil {
+		if s := dev.sess.Load(); s != nil {
+			s.Touch(now)
+			rest, ok := strings.CutPrefix(m.Topic, "devices/"+s.Device+"/")
+			switch {
+			case ok && rest == "telemetry":
+				d.hub.Telemetry(s, append([]byte(nil), m.Payload...), now)
+				return true
+			case ok && strings.HasPrefix(rest, "acks/"):
+				var a struct {
+					Status string          `json:"status"`
+					Result json.RawMessage `json:"result"`
+				}
+				id := strings.TrimPrefix(rest, "acks/")
+				if json.Unmarshal(m.Payload, &a) == nil && (a.Status == "ok" || a.Status == "error") {
+					d.hub.Ack(s, Ack{ID: id, Status: a.Status, Result: append(json.RawMessage(nil), a.Result...)})
+				} else {
+					d.hub.m.badFrames.Add(1)
+				}
+				return true
+			}
+		}
+	}
+	nm := &nats.Msg{Subject: subject(m.Topic), Data: append([]byte(nil), m.Payload...), Header: nats.Header{}}
+	nm.Header.Set(headerNode, d.node)
+	nm.Header.Set(headerQoS, string('0'+byte(m.QoS)))
+	if m.Retain {
+		nm.Header.Set(headerRetain, "1")
+	}
+	if err := d.bus.Publish(nm); err == nil {
+		d.bridgedOut.Add(1)
+	}
+	return true
+}
+
+// fromNATS brings a message of another node, of a NATS client or of this
+// node's hub (a WebSocket device's telemetry) to this node's MQTT
+// subscribers. What this node's MQTT clients published was routed locally
+// already and is skipped, and so are the gateway's own subjects.
+func (d *mqttDevices) fromNATS(m *nats.Msg) {
+	if strings.HasPrefix(m.Subject, "warren.") || strings.HasPrefix(m.Subject, "_INBOX.") ||
+		strings.HasPrefix(m.Subject, "$") {
+		return
+	}
+	if m.Header.Get(headerNode) == d.node {
+		if m.Header.Get(headerQoS) != "" {
+			return // this node's bridge: routed locally already
+		}
+		// This node's hub: telemetry of an MQTT device was routed locally
+		// already; a WebSocket device's was not.
+		if dev, ok := strings.CutPrefix(m.Subject, "devices."); ok {
+			if id, ok := strings.CutSuffix(dev, ".telemetry"); ok {
+				if s := d.hub.Local(id); s != nil {
+					if _, isMQTT := s.Transport().(*mqttDevice); isMQTT {
+						return
+					}
+				}
+			}
+		}
+	}
+	qos := mqtt.QoS0
+	if q := m.Header.Get(headerQoS); q == "1" || q == "2" {
+		qos = mqtt.QoS(q[0] - '0')
+	}
+	if _, err := d.broker.Publish(&mqtt.Message{Topic: topicOf(m.Subject), Payload: m.Data, QoS: qos,
+		Retain: m.Header.Get(headerRetain) == "1"}); err == nil {
+		d.bridgedIn.Add(1)
+	}
+}
+
+func (dev *mqttDevice) Protocol() string { return mqtt.ProtocolName }
+
+func (dev *mqttDevice) Remote() netip.AddrPort {
+	if c := dev.client.Load(); c != nil {
+		return c.Remote()
+	}
+	return netip.AddrPort{}
+}
+
+func (dev *mqttDevice) PauseRead() {
+	if c := dev.client.Load(); c != nil {
+		c.PauseRead()
+	}
+}
+
+func (dev *mqttDevice) ResumeRead() {
+	if c := dev.client.Load(); c != nil {
+		c.ResumeRead()
+	}
+}
+
+// mqttCommand is the payload of a command to an MQTT device.
+type mqttCommand struct {
+	ID      string          `json:"id"`
+	Name    string          `json:"name"`
+	Payload json.RawMessage `json:"payload"`
+}
+
+// SendCommand publishes the command on devices/<id>/commands/<name> at QoS
+// 1, to whichever of the device's subscriptions match; it never blocks.
+func (dev *mqttDevice) SendCommand(cmd Command) error {
+	payload := cmd.Payload
+	if len(payload) == 0 {
+		payload = json.RawMessage("null")
+	}
+	b, err := json.Marshal(mqttCommand{ID: cmd.ID, Name: cmd.Name, Payload: payload})
+	if err != nil {
+		return err
+	}
+	id := dev.ident.Device
+	_, err = dev.d.broker.Publish(&mqtt.Message{Topic: "devices/" + id + "/commands/" + cmd.Name, Payload: b,
+		QoS: mqtt.QoS1, ResponseTopic: "devices/" + id + "/acks/" + cmd.ID, CorrelationData: []byte(cmd.ID),
+		ContentType: "application/json", PayloadFormat: 1})
+	return err
+}
+
+// Close ends the device's connection with a gateway reason.
+func (dev *mqttDevice) Close(reason string) {
+	r := reason
+	dev.reason.CompareAndSwap(nil, &r)
+	c := dev.client.Load()
+	if c == nil {
+		return
+	}
+	code := mqtt.AdministrativeAction
+	switch reason {
+	case ReasonReplaced:
+		code = mqtt.SessionTakenOver
+	case ReasonTokenExpired:
+		code = mqtt.NotAuthorized
+	case ReasonShutdown:
+		code = mqtt.ServerShuttingDown
+	}
+	c.Disconnect(code, reason)
+}
+
+// mqttCollector exports the gateway's MQTT counters:
+//
+//	warren_gateway_mqtt_refused_total{reason="auth|client_id"}  counter  CONNECTs refused
+//	warren_gateway_mqtt_bridged_total{direction="out|in"}       counter  messages bridged to and from NATS
+//	warren_gateway_mqtt_unmappable_total                        counter  topics refused for not mapping onto NATS
+type mqttCollector struct {
+	d                            *mqttDevices
+	refused, bridged, unmappable *prometheus.Desc
+}
+
+func (d *mqttDevices) collector() prometheus.Collector {
+	return &mqttCollector{d: d,
+		refused:    prometheus.NewDesc("warren_gateway_mqtt_refused_total", "MQTT CONNECTs refused by the gateway, by reason.", []string{"reason"}, nil),
+		bridged:    prometheus.NewDesc("warren_gateway_mqtt_bridged_total", "MQTT messages bridged to and from NATS.", []string{"direction"}, nil),
+		unmappable: prometheus.NewDesc("warren_gateway_mqtt_unmappable_total", "MQTT topics and filters refused for not mapping onto NATS subjects.", nil, nil),
+	}
+}
+
+// Describe sends every descriptor.
+func (c *mqttCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.refused
+	ch <- c.bridged
+	ch <- c.unmappable
+}
+
+// Collect sends the counters.
+func (c *mqttCollector) Collect(ch chan<- prometheus.Metric) {
+	n := func(d *prometheus.Desc, v uint64, l ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), l...)
+	}
+	n(c.refused, c.d.refusedAuth.Load(), "auth")
+	n(c.refused, c.d.refusedID.Load(), "client_id")
+	n(c.bridged, c.d.bridgedOut.Load(), "out")
+	n(c.bridged, c.d.bridgedIn.Load(), "in")
+	n(c.unmappable, c.d.unmappable.Load())
+}

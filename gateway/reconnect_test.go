@@ -1,0 +1,79 @@
+package gateway
+
+import (
+	"encoding/json"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"github.com/warrenhq/warren/internal/testutil"
+)
+
+// TestReannounceAfterNATSReconnect: NATS restarts (a new, empty server on
+// the same port: a backend that was away heard nothing); once the bus
+// reconnects, the node announces its devices online again.
+func TestReannounceAfterNATSReconnect(t *testing.T) {
+	ns := runNATS(t, server.RANDOM_PORT)
+	addr := ns.Addr().String()
+	g := startGateway(t, "n1", BusConfig{URLs: []string{"nats://" + addr}})
+	connect(t, g, "dev-ra1")
+	connect(t, g, "dev-ra2")
+
+	ns.Shutdown()
+	ns.WaitForShutdown()
+	testutil.Eventually(t, 0, "the bus to see NATS gone", func() bool { return !g.Bus().Connected() })
+	_, p, _ := strings.Cut(addr, ":")
+	port, _ := strconv.Atoi(p)
+	ns2 := runNATS(t, port)
+	defer ns2.Shutdown()
+	nc, err := nats.Connect("nats://" + addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	ch := make(chan *nats.Msg, 16)
+	if _, err := nc.ChanSubscribe("devices.*.presence", ch); err != nil {
+		t.Fatal(err)
+	}
+	nc.Flush()
+	start := time.Now()
+	seen := map[string]bool{}
+	deadline := time.After(20 * time.Second)
+	for len(seen) < 2 {
+		select {
+		case m := <-ch:
+			var p presenceMsg
+			if json.Unmarshal(m.Data, &p) == nil && p.State == "online" && p.Node == "n1" {
+				seen[p.Device] = true
+			}
+		case <-deadline:
+			t.Fatalf("re-announced after the reconnect: %v, want dev-ra1 and dev-ra2", seen)
+		}
+	}
+	t.Logf("re-announced %v after NATS came back", time.Since(start).Round(time.Millisecond))
+}
+
+// TestRetryHintJitter: the drain's close reason carries a retry delay
+// spread over [RetryHintMin, RetryHintMin+RetryHintJitter), so devices do
+// not all come back at once.
+func TestRetryHintJitter(t *testing.T) {
+	d := newWSDevices(nil, NoAuth(), Config{RetryHintMin: 2 * time.Second, RetryHintJitter: 4 * time.Second}.withDefaults(),
+		time.Now)
+	seen := map[int]bool{}
+	for range 200 {
+		r := d.goingAway(nil)
+		_, ms, ok := strings.Cut(r, "retry-after=")
+		n, err := strconv.Atoi(strings.TrimSuffix(ms, "ms"))
+		if !ok || err != nil || n < 2000 || n >= 6000 {
+			t.Fatalf("hint %q: want retry-after= within [2000ms, 6000ms)", r)
+		}
+		seen[n/500] = true
+	}
+	if len(seen) < 6 {
+		t.Errorf("hints fell in %d of the 8 half-second buckets: not spread", len(seen))
+	}
+}

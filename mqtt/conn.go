@@ -1,0 +1,1154 @@
+package mqtt
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+	"unsafe"
+
+	"github.com/warrenhq/warren/engine"
+	"github.com/warrenhq/warren/internal/pool"
+	"github.com/warrenhq/warren/websocket"
+)
+
+// conn is one MQTT connection, over TCP or WebSocket. Its fields without a
+// lock belong to the connection's event loop; those read by other
+// goroutines delivering messages (version, recvMax, maxOut, client) are
+// set before the connection is attached to its session under session.mu,
+// and never change after.
+type conn struct {
+	srv    *Server
+	ec     *engine.Conn
+	ws     *websocket.Conn // MQTT over WebSocket; nil on TCP
+	dec    Decoder
+	sess   *session
+	client *Client
+
+	version  Version
+	recvMax  uint16 // the client's Receive Maximum
+	maxOut   uint32 // the client's Maximum Packet Size; 0 for the protocol's
+	aliasMax uint16 // the client's Topic Alias Maximum: aliases the server may set
+	// outAliases are the topic aliases the server set on this connection,
+	// guarded by the session's mu (every PUBLISH to the client is sent
+	// under it, so an alias is always set before it is used); nil until
+	// the first.
+	outAliases map[string]uint16
+	keepAlive  time.Duration
+	lastIn     int64    // unix ns of the last input
+	in         *inState // publishing state; nil until the client publishes
+	connected  bool
+	done       bool // input is discarded from now on
+	normal     bool // the client sent a normal DISCONNECT: no will
+
+	// wmu guards output: batching while the loop handles input, and the
+	// end of writes once the connection closes.
+	wmu     sync.Mutex
+	corked  bool
+	out     []byte // batched output, pooled; nil when not corked
+	wclosed bool
+	code    ReasonCode // the reason the server disconnected with, if it did
+
+	takenOver atomic.Bool
+}
+
+// inState is the state of a connection that publishes, apart so that an
+// idle subscriber does not carry it. It belongs to the loop.
+type inState struct {
+	aliases  []string // inbound topic aliases, by alias-1; nil until used
+	msgRate  bucket
+	byteRate bucket
+	partial  []byte // WebSocket only: a packet straddling messages, pooled
+}
+
+// st returns the connection's inState, making it.
+func (c *conn) st() *inState {
+	if c.in == nil {
+		c.in = new(inState)
+	}
+	return c.in
+}
+
+// bucket is a token bucket, on the loop.
+type bucket struct {
+	tokens float64
+	at     int64
+}
+
+// allow takes n tokens at now from a bucket refilled at rate per second up
+// to burst, and reports whether there were enough.
+func (b *bucket) allow(now int64, rate, burst, n float64) bool {
+	if rate <= 0 {
+		return true
+	}
+	if b.at == 0 {
+		b.tokens = burst
+	} else if dt := now - b.at; dt > 0 {
+		b.tokens = min(burst, b.tokens+rate*float64(dt)/1e9)
+	}
+	b.at = now
+	if b.tokens < n {
+		return false
+	}
+	b.tokens -= n
+	return true
+}
+
+var scratchPool = sync.Pool{New: func() any { return new(Scratch) }}
+
+// newConn makes the MQTT state of a new connection, which must send its
+// CONNECT within Config.ConnectTimeout.
+func (s *Server) newConn(ec *engine.Conn, ws *websocket.Conn) *conn {
+	s.startSweeper()
+	c := &conn{srv: s, ec: ec, ws: ws}
+	s.stats.pending.Add(1)
+	ec.SetIdleTimeout(s.cfg.ConnectTimeout)
+	return c
+}
+
+// proto is conn seen by the engine on a TCP listener.
+type proto conn
+
+var (
+	_ engine.Handler        = (*proto)(nil)
+	_ engine.CloseHandler   = (*proto)(nil)
+	_ engine.DrainHandler   = (*proto)(nil)
+	_ engine.TimeoutHandler = (*proto)(nil)
+	_ engine.ProtocolNamer  = (*proto)(nil)
+	_ engine.InlineHandler  = (*proto)(nil)
+	_ engine.Labeler        = (*proto)(nil)
+)
+
+// OnData decodes and handles every whole packet of in; a partial packet
+// stays with the engine until the rest arrives.
+func (p *proto) OnData(_ *engine.Conn, in []byte) int { return (*conn)(p).feed(in) }
+
+// Protocol names the protocol.
+func (p *proto) Protocol() string { return ProtocolName }
+
+// Inline says the broker runs on the event loop.
+func (p *proto) Inline() bool { return true }
+
+// Label returns the client id.
+func (p *proto) Label(*engine.Conn) string { return (*conn)(p).label() }
+
+func (c *conn) label() string {
+	if c.client == nil {
+		return ""
+	}
+	return c.client.ID
+}
+
+// OnTimeout enforces the keep-alive (1.5 times the client's) and the
+// connect timeout.
+func (p *proto) OnTimeout(ec *engine.Conn, reason engine.CloseReason) bool {
+	c := (*conn)(p)
+	if reason != engine.ReasonIdleTimeout || !c.connected || c.keepAlive <= 0 {
+		return false
+	}
+	limit := c.keepAlive * 3 / 2
+	if idle := time.Duration(c.srv.now().UnixNano() - c.lastIn); idle < limit {
+		// Output kept the engine's idle timer from firing earlier;
+		// the client itself has been quiet for less than the limit.
+		ec.SetIdleTimeout(max(limit-idle, time.Millisecond))
+		return true
+	}
+	c.srv.stats.keepAlive.Add(1)
+	c.disconnect(KeepAliveTimeout, engine.ReasonIdleTimeout, "")
+	return false
+}
+
+// OnDrain says goodbye to a 5.0 client when the engine shuts down:
+// DISCONNECT server_shutting_down, or use_another_server with
+// Config.ServerReference.
+func (p *proto) OnDrain(*engine.Conn) bool {
+	(*conn)(p).drain()
+	return false
+}
+
+func (c *conn) drain() {
+	if !c.connected || c.version != Version5 {
+		return
+	}
+	d := Disconnect{ReasonCode: ServerShuttingDown}
+	if ref := c.srv.cfg.ServerReference; ref != "" {
+		d.ReasonCode = UseAnotherServer
+		d.Props.ServerReference = bytesOf(ref)
+	}
+	c.sendDisconnect(&d)
+}
+
+// OnClose ends the connection's part in its session.
+func (p *proto) OnClose(_ *engine.Conn, reason engine.CloseReason, _ error) {
+	(*conn)(p).closed(reason)
+}
+
+// feed decodes and handles the packets at the front of in and returns the
+// bytes consumed.
+func (c *conn) feed(in []byte) int {
+	if c.done {
+		return len(in)
+	}
+	s := c.srv
+	c.lastIn = s.now().UnixNano()
+	sc := scratchPool.Get().(*Scratch)
+	c.dec.Scratch = sc
+	c.cork()
+	pc := c.pc()
+	off := 0
+	for off < len(in) && !c.done {
+		n, p, err := c.dec.Decode(in[off:], &s.lim)
+		if err != nil {
+			c.fail(err.(*Error))
+			off = len(in)
+			break
+		}
+		if n == 0 {
+			break
+		}
+		pc.in[p.Type()&15].Add(1)
+		c.handle(p, n)
+		off += n
+	}
+	c.uncork()
+	c.dec.Scratch = nil
+	scratchPool.Put(sc)
+	if c.done {
+		return len(in)
+	}
+	return off
+}
+
+// feedWS handles one WebSocket message: MQTT packets may straddle
+// messages, so a partial packet is kept (copied) until the rest arrives.
+func (c *conn) feedWS(data []byte) {
+	if c.done {
+		return
+	}
+	if c.in == nil || len(c.in.partial) == 0 {
+		n := c.feed(data)
+		if n < len(data) && !c.done {
+			c.st().partial = append(pool.Get(len(data) - n)[:0], data[n:]...)
+		}
+		return
+	}
+	st := c.in
+	if len(st.partial)+len(data) > c.srv.lim.MaxPacketSize+5 {
+		c.fail(errTooLarge)
+		return
+	}
+	st.partial = pool.Grow(st.partial, len(data))
+	st.partial = append(st.partial, data...)
+	n := c.feed(st.partial)
+	rest := copy(st.partial, st.partial[n:])
+	st.partial = st.partial[:rest]
+	if rest == 0 || c.done {
+		c.freePartial()
+	}
+}
+
+func (c *conn) freePartial() {
+	if c.in != nil && c.in.partial != nil {
+		pool.Put(c.in.partial)
+		c.in.partial = nil
+	}
+}
+
+// cork starts batching output while the loop handles input.
+func (c *conn) cork() {
+	c.wmu.Lock()
+	c.corked = true
+	c.wmu.Unlock()
+}
+
+// uncork sends the batched output.
+func (c *conn) uncork() {
+	c.wmu.Lock()
+	c.corked = false
+	if len(c.out) > 0 && !c.wclosed {
+		c.rawWrite(c.out)
+	}
+	if c.out != nil {
+		pool.Put(c.out)
+		c.out = nil
+	}
+	c.wmu.Unlock()
+}
+
+// write sends b (batched while corked); it may be called from any
+// goroutine and reports whether the connection took it.
+func (c *conn) write(b []byte) bool {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.wclosed {
+		return false
+	}
+	if c.corked {
+		if c.out == nil {
+			c.out = pool.Get(max(len(b), 2048))[:0]
+		}
+		c.out = pool.Grow(c.out, len(b))
+		c.out = append(c.out, b...)
+		return true
+	}
+	return c.rawWrite(b)
+}
+
+// rawWrite writes to the transport; c.wmu is held.
+func (c *conn) rawWrite(b []byte) bool {
+	var err error
+	if c.ws != nil {
+		err = c.ws.WriteMessage(websocket.OpBinary, b)
+	} else {
+		_, err = c.ec.Write(b)
+	}
+	return err == nil
+}
+
+// packet encodes p for the connection and writes it.
+func (c *conn) packet(p Packet) bool {
+	v := c.version
+	if v == 0 {
+		v = Version311
+	}
+	b := Append(pool.Get(256)[:0], v, p)
+	ok := c.write(b)
+	pool.Put(b)
+	if ok {
+		c.pc().out[p.Type()&15].Add(1)
+	}
+	return ok
+}
+
+func (c *conn) sendAck(kind Type, id uint16, code ReasonCode) {
+	c.packet(&Ack{Kind: kind, PacketID: id, ReasonCode: code})
+}
+
+func (c *conn) sendDisconnect(d *Disconnect) {
+	c.wmu.Lock()
+	if c.code == 0 {
+		c.code = d.ReasonCode
+	}
+	c.wmu.Unlock()
+	if c.version == Version5 {
+		c.packet(d)
+	}
+}
+
+// bytesOf views s as bytes, for encoders that only read.
+func bytesOf(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
+
+// sendPublish sends m with the given flags, and reports whether it went
+// out: an expired message, one larger than the client's Maximum Packet
+// Size or a refused write is dropped and counted.
+func (c *conn) sendPublish(m *msg, qos QoS, id uint16, dup, retain bool, ids []uint32, now int64) bool {
+	s := c.srv
+	if m.expired(now) {
+		s.drop(DropExpired)
+		return false
+	}
+	p := Publish{Dup: dup, QoS: qos, Retain: retain, Topic: bytesOf(m.Topic), PacketID: id, Payload: m.Payload}
+	if c.version == Version5 {
+		pr := &p.Props
+		if m.PayloadFormat != 0 {
+			pr.PayloadFormat = m.PayloadFormat
+		}
+		if m.expires != 0 {
+			pr.MessageExpiry = uint32(max(1, (m.expires-now+int64(time.Second)-1)/int64(time.Second)))
+		}
+		pr.ContentType, pr.ResponseTopic = bytesOf(m.ContentType), bytesOf(m.ResponseTopic)
+		pr.CorrelationData, pr.User, pr.SubscriptionIDs = m.CorrelationData, m.User, ids
+	}
+	newAlias := false
+	if c.aliasMax > 0 {
+		// Outbound topic aliases: the first PUBLISH of a topic sets one
+		// while there are free ones, later ones send it without the
+		// topic (MQTT 5.0 3.3.2.3.4).
+		if a, ok := c.outAliases[m.Topic]; ok {
+			p.Topic, p.Props.TopicAlias = nil, a
+		} else if len(c.outAliases) < int(c.aliasMax) {
+			if c.outAliases == nil {
+				c.outAliases = make(map[string]uint16)
+			}
+			a := uint16(len(c.outAliases) + 1)
+			c.outAliases[m.Topic] = a
+			p.Props.TopicAlias, newAlias = a, true
+		}
+	}
+	b := AppendPublish(pool.Get(len(m.Payload) + len(m.Topic) + 64)[:0], c.version, &p)
+	if c.maxOut > 0 && len(b) > int(c.maxOut) {
+		pool.Put(b)
+		if newAlias {
+			delete(c.outAliases, m.Topic)
+		}
+		s.drop(DropTooLarge)
+		return false
+	}
+	ok := c.write(b)
+	pool.Put(b)
+	if !ok {
+		if newAlias {
+			delete(c.outAliases, m.Topic)
+		}
+		s.drop(DropWriteFailed)
+		return false
+	}
+	pc := c.pc()
+	pc.out[TypePublish].Add(1)
+	pc.pubOut[qos].Add(1)
+	c.ec.AddServed(1)
+	return true
+}
+
+// fail answers a packet the decoder refused and closes the connection.
+func (c *conn) fail(e *Error) {
+	c.srv.stats.proto.Add(1)
+	why := engine.ReasonProtocolError
+	if e.Code == PacketTooLarge || e.Code == QuotaExceeded {
+		why = engine.ReasonLimitReached
+	}
+	if !c.connected {
+		// A CONNECT that failed: CONNACK with the reason, in the version
+		// the client asked for when the decoder got that far.
+		if c.dec.Version != 0 {
+			c.version = c.dec.Version
+			c.srv.stats.refused.Add(1)
+			c.packet(&Connack{ReasonCode: e.Code})
+		} else if e.Code == UnsupportedProtocolVersion {
+			c.srv.stats.refused.Add(1)
+			c.version = Version311
+			c.packet(&Connack{ReasonCode: UnsupportedProtocolVersion})
+		}
+		c.closeWith(why, e.Code)
+		return
+	}
+	c.disconnect(e.Code, why, e.Msg)
+}
+
+// disconnect sends a 5.0 DISCONNECT with code (nothing in 3.1.1) and
+// closes the connection.
+func (c *conn) disconnect(code ReasonCode, why engine.CloseReason, reason string) {
+	if c.connected {
+		d := Disconnect{ReasonCode: code}
+		if reason != "" {
+			d.Props.ReasonString = bytesOf(reason)
+		}
+		c.sendDisconnect(&d)
+	}
+	c.closeWith(why, code)
+}
+
+// closeWith closes the engine connection once its output, batched
+// included, is flushed. It runs on the loop.
+func (c *conn) closeWith(why engine.CloseReason, code ReasonCode) {
+	c.done = true
+	c.flush()
+	if c.ws != nil {
+		// The websocket batches its frames while it handles input: its
+		// close frame goes after them, then it closes the connection.
+		c.ws.Close(wsCloseCode(code), "")
+		return
+	}
+	c.ec.CloseWithDetail(why, code)
+}
+
+// wsCloseCode is the WebSocket close code of an MQTT close: 1000 for a
+// normal one, 1002 for a malformed packet or protocol error, 1008 (policy)
+// for the rest.
+func wsCloseCode(code ReasonCode) uint16 {
+	switch {
+	case !code.IsError():
+		return 1000
+	case code == MalformedPacket || code == ProtocolError:
+		return 1002
+	}
+	return 1008
+}
+
+// flush writes the batched output now: a close must not overtake it.
+func (c *conn) flush() {
+	c.wmu.Lock()
+	if len(c.out) > 0 && !c.wclosed {
+		c.rawWrite(c.out)
+		c.out = c.out[:0]
+	}
+	c.wmu.Unlock()
+}
+
+// handle handles one decoded packet.
+func (c *conn) handle(p Packet, n int) {
+	switch p := p.(type) {
+	case *Connect:
+		c.onConnect(p)
+	case *Publish:
+		c.onPublish(p, n)
+	case *Ack:
+		c.onAck(p)
+	case *Subscribe:
+		c.onSubscribe(p)
+	case *Unsubscribe:
+		c.onUnsubscribe(p)
+	case *Pingreq:
+		c.packet(&Pingresp{})
+	case *Disconnect:
+		c.onDisconnect(p)
+	case *Auth:
+		c.disconnect(ProtocolError, engine.ReasonProtocolError, "no extended authentication")
+	default:
+		c.srv.stats.proto.Add(1)
+		c.disconnect(ProtocolError, engine.ReasonProtocolError, "packet not sent by clients")
+	}
+}
+
+// refuse answers a CONNECT with a failure code and closes.
+func (c *conn) refuse(code ReasonCode, reason string, why engine.CloseReason) {
+	c.srv.stats.refused.Add(1)
+	ca := Connack{ReasonCode: code}
+	if reason != "" && c.version == Version5 {
+		ca.Props.ReasonString = bytesOf(reason)
+	}
+	c.packet(&ca)
+	c.closeWith(why, code)
+}
+
+// maxOutAliases bounds the topic aliases the server sets on one
+// connection, whatever the client allows.
+const maxOutAliases = 64
+
+// serverPrefix makes assigned client ids unique across servers.
+var serverPrefix = func() string {
+	var b [6]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}()
+
+// topicOK checks a topic name or filter against MaxTopicLength and
+// MaxTopicLevels.
+func (s *Server) topicOK(t string) bool {
+	return len(t) <= s.cfg.MaxTopicLength && strings.Count(t, "/") < s.cfg.MaxTopicLevels
+}
+
+func (c *conn) onConnect(p *Connect) {
+	s := c.srv
+	c.version = p.Version
+	now := s.now()
+	cid := string(p.ClientID)
+	assigned := false
+	if cid == "" {
+		if p.Version != Version5 && !p.CleanStart {
+			c.refuse(ClientIdentifierNotValid, "", engine.ReasonProtocolError)
+			return
+		}
+		cid = assignedClientIDPrefix + serverPrefix + "-" + strconv.FormatUint(s.idSeq.Add(1), 36)
+		assigned = true
+	}
+	if len(cid) > s.cfg.MaxClientIDLength {
+		c.refuse(ClientIdentifierNotValid, "client identifier too long", engine.ReasonLimitReached)
+		return
+	}
+	if p.Props.Present.Has(PropAuthMethod) {
+		c.refuse(BadAuthenticationMethod, "extended authentication is not supported", engine.ReasonLocal)
+		return
+	}
+	cl := &Client{ID: cid, Version: p.Version, WebSocket: c.ws != nil, c: c}
+	if p.HasUsername {
+		cl.Username = string(p.Username)
+	}
+	if h := s.cfg.Hooks.Authenticate; h != nil {
+		ident, code, reason := h(&ConnectInfo{ClientID: cid, Username: p.Username, Password: p.Password,
+			HasUsername: p.HasUsername, HasPassword: p.HasPassword, Version: p.Version,
+			Remote: c.ec.RemoteAddr(), WebSocket: c.ws != nil})
+		if code != Success {
+			if !code.IsError() {
+				code = NotAuthorized
+			}
+			c.refuse(code, reason, engine.ReasonLocal)
+			return
+		}
+		cl.Identity = ident
+	}
+	var will *msg
+	var willDelay uint32
+	if w := p.Will; w != nil {
+		topic := string(w.Topic)
+		if !s.topicOK(topic) {
+			c.refuse(TopicNameInvalid, "will topic over the server's limits", engine.ReasonLimitReached)
+			return
+		}
+		if a := s.cfg.Hooks.Authorize; a != nil && !a(cl, ActionPublish, topic) {
+			c.refuse(NotAuthorized, "will topic not authorized", engine.ReasonLocal)
+			return
+		}
+		wm := Message{Topic: topic, Payload: w.Payload, QoS: w.QoS, Retain: w.Retain,
+			PayloadFormat: w.Props.PayloadFormat, MessageExpiry: w.Props.MessageExpiry,
+			ContentType: string(w.Props.ContentType), ResponseTopic: string(w.Props.ResponseTopic),
+			CorrelationData: w.Props.CorrelationData, User: w.Props.User}
+		will = newMsg(&wm, cid, now)
+		willDelay = w.Props.WillDelay
+	}
+
+	// Keep-alive, and the client's limits on what it receives.
+	ka := time.Duration(p.KeepAlive) * time.Second
+	var serverKA uint16
+	if mk := s.cfg.MaxKeepAlive; mk > 0 && p.Version == Version5 && (ka == 0 || ka > mk) {
+		serverKA = uint16(min(mk/time.Second, 65535))
+		ka = time.Duration(serverKA) * time.Second
+	}
+	c.keepAlive = ka
+	c.recvMax = 65535
+	if p.Props.Present.Has(PropReceiveMaximum) {
+		c.recvMax = p.Props.ReceiveMaximum
+	}
+	if p.Props.Present.Has(PropMaximumPacketSize) {
+		c.maxOut = p.Props.MaximumPacketSize
+	}
+	c.aliasMax = min(p.Props.TopicAliasMaximum, maxOutAliases)
+
+	// Session expiry.
+	var expiry uint32
+	var expiryCapped bool
+	maxExp := s.cfg.MaxSessionExpiry
+	if p.Version == Version5 {
+		expiry = p.Props.SessionExpiry
+		if maxExp > 0 && expiry != 0 && time.Duration(expiry)*time.Second > maxExp {
+			expiry, expiryCapped = uint32(min(maxExp/time.Second, maxSessionExpirySecondsV5-1)), true
+		}
+	} else if !p.CleanStart {
+		expiry = maxSessionExpirySecondsV5
+		if maxExp > 0 {
+			expiry = uint32(min(maxExp/time.Second, maxSessionExpirySecondsV5-1))
+		}
+	}
+
+	ca := Connack{}
+	if p.Version == Version5 {
+		pr := &ca.Props
+		pr.ReceiveMaximum = uint16(s.cfg.MaxInflight)
+		pr.MaximumPacketSize = uint32(s.lim.MaxPacketSize)
+		if s.cfg.TopicAliasMaximum > 0 {
+			pr.TopicAliasMaximum = uint16(s.cfg.TopicAliasMaximum)
+		}
+		if assigned {
+			pr.AssignedClientID = bytesOf(cid)
+		}
+		if serverKA != 0 {
+			pr.ServerKeepAlive = serverKA
+		}
+		if expiryCapped {
+			pr.SessionExpiry = expiry
+		}
+	}
+
+	var wills []*msg
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		c.refuse(ServerUnavailable, "server closed", engine.ReasonShutdown)
+		return
+	}
+	ss := s.sessions[cid]
+	if ss != nil {
+		ss.mu.Lock()
+		old := ss.conn
+		ss.conn = nil
+		ss.mu.Unlock()
+		if old != nil {
+			s.stats.takeovers.Add(1)
+			s.stats.online.Add(-1)
+			old.takeOver()
+		} else {
+			s.stats.offline.Add(-1)
+			delete(s.offline, ss)
+		}
+		if ss.will != nil {
+			// The old connection ended without a normal DISCONNECT: its
+			// will goes out unless this connection resumes the session
+			// within the will delay (5.0 3.1.3.2.2).
+			if p.CleanStart || (old != nil && ss.willDelay == 0) {
+				wills = append(wills, ss.will)
+			}
+			ss.will = nil
+		}
+		if p.CleanStart {
+			s.endSessionLocked(ss)
+			ss = nil
+		} else {
+			ca.SessionPresent = true
+		}
+	}
+	if ss == nil {
+		if len(s.sessions) >= s.cfg.MaxSessions {
+			s.mu.Unlock()
+			c.refuse(QuotaExceeded, "too many sessions", engine.ReasonLimitReached)
+			return
+		}
+		ss = &session{srv: s, id: cid}
+		s.sessions[cid] = ss
+	}
+	ss.expiry, ss.will, ss.willDelay = expiry, will, willDelay
+	s.stats.online.Add(1)
+	c.client, c.sess, c.connected = cl, ss, true
+	ss.mu.Lock()
+	c.packet(&ca)
+	ss.conn = c
+	if ca.SessionPresent && ss.fl != nil {
+		ss.resend(now.UnixNano())
+	}
+	ss.mu.Unlock()
+	s.mu.Unlock()
+
+	s.stats.pending.Add(-1)
+	if p.Version == Version5 {
+		s.stats.connV5.Add(1)
+	} else {
+		s.stats.connV3.Add(1)
+	}
+	if ka > 0 {
+		c.ec.SetIdleTimeout(ka * 3 / 2)
+	} else {
+		c.ec.SetIdleTimeout(-1)
+	}
+	for _, w := range wills {
+		s.publishWill(w, now)
+	}
+	if h := s.cfg.Hooks.OnConnect; h != nil {
+		h(cl, ca.SessionPresent)
+	}
+}
+
+// takeOver ends a connection whose session another one took: DISCONNECT
+// session_taken_over in 5.0, and close. It may run on any goroutine.
+func (c *conn) takeOver() {
+	c.takenOver.Store(true)
+	c.kick(SessionTakenOver, "")
+}
+
+// kick sends a 5.0 DISCONNECT with code and closes the connection, from
+// any goroutine.
+func (c *conn) kick(code ReasonCode, reason string) {
+	d := Disconnect{ReasonCode: code}
+	if reason != "" && len(reason) < 0xffff {
+		d.Props.ReasonString = bytesOf(reason)
+	}
+	c.sendDisconnect(&d)
+	c.flush()
+	if c.ws != nil {
+		c.ws.Close(wsCloseCode(code), "")
+		return
+	}
+	c.ec.CloseWithDetail(engine.ReasonLocal, code)
+}
+
+// current reports whether c still owns its session.
+func (c *conn) current() bool {
+	ss := c.sess
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	return ss.conn == c
+}
+
+func (c *conn) onPublish(p *Publish, n int) {
+	s := c.srv
+	v5 := c.version == Version5
+	var topic string
+	if v5 && p.Props.Present.Has(PropTopicAlias) {
+		a := int(p.Props.TopicAlias)
+		if a == 0 || a > s.cfg.TopicAliasMaximum {
+			c.srv.stats.proto.Add(1)
+			c.disconnect(TopicAliasInvalid, engine.ReasonProtocolError, "topic alias out of range")
+			return
+		}
+		if len(p.Topic) > 0 {
+			topic = string(p.Topic)
+			if c.st().aliases == nil {
+				c.st().aliases = make([]string, s.cfg.TopicAliasMaximum)
+			}
+			c.st().aliases[a-1] = topic
+		} else if c.st().aliases == nil || c.st().aliases[a-1] == "" {
+			c.srv.stats.proto.Add(1)
+			c.disconnect(ProtocolError, engine.ReasonProtocolError, "unknown topic alias")
+			return
+		} else {
+			topic = c.st().aliases[a-1]
+		}
+	} else {
+		topic = string(p.Topic)
+	}
+	if !s.topicOK(topic) {
+		c.disconnect(TopicNameInvalid, engine.ReasonLimitReached, "topic over the server's limits")
+		return
+	}
+	t := c.lastIn // read at the start of this OnData
+	now := time.Unix(0, t)
+	if !c.st().msgRate.allow(t, s.cfg.PublishRate, float64(s.cfg.PublishBurst), 1) ||
+		!c.st().byteRate.allow(t, s.cfg.PublishBytesRate, max(s.cfg.PublishBytesRate, float64(s.lim.MaxPacketSize)), float64(n)) {
+		s.stats.rateLimited.Add(1)
+		c.disconnect(MessageRateTooHigh, engine.ReasonLimitReached, "publish rate over the server's limit")
+		return
+	}
+	c.pc().pubIn[p.QoS].Add(1)
+	ss := c.sess
+	ack := func(code ReasonCode) {
+		switch p.QoS {
+		case QoS1:
+			c.sendAck(TypePuback, p.PacketID, code)
+		case QoS2:
+			c.sendAck(TypePubrec, p.PacketID, code)
+		}
+	}
+	if a := s.cfg.Hooks.Authorize; a != nil && !a(c.client, ActionPublish, topic) {
+		s.drop(DropNotAuthorized)
+		if v5 {
+			ack(NotAuthorized)
+		} else {
+			ack(Success)
+		}
+		return
+	}
+	if v5 && p.Props.PayloadFormat == 1 && !utf8.Valid(p.Payload) {
+		if p.QoS == QoS0 {
+			c.disconnect(PayloadFormatInvalid, engine.ReasonProtocolError, "payload is not UTF-8")
+			return
+		}
+		ack(PayloadFormatInvalid)
+		return
+	}
+	if p.QoS == QoS2 {
+		ss.mu.Lock()
+		if ss.conn != c {
+			ss.mu.Unlock()
+			return
+		}
+		dup := false
+		for _, id := range ss.f().inQoS2 {
+			if id == p.PacketID {
+				dup = true
+				break
+			}
+		}
+		if !dup && len(ss.f().inQoS2) >= s.cfg.MaxInflight {
+			ss.mu.Unlock()
+			c.disconnect(ReceiveMaximumExceeded, engine.ReasonLimitReached, "too many QoS 2 messages unreleased")
+			return
+		}
+		if dup {
+			ss.mu.Unlock()
+			ack(Success) // already routed: PUBREC again, no second delivery
+			return
+		}
+		ss.f().inQoS2 = append(ss.f().inQoS2, p.PacketID)
+		ss.mu.Unlock()
+	}
+	m := Message{Topic: topic, Payload: p.Payload, QoS: p.QoS, Retain: p.Retain}
+	if v5 {
+		pr := &p.Props
+		m.PayloadFormat, m.MessageExpiry = pr.PayloadFormat, pr.MessageExpiry
+		m.ContentType, m.ResponseTopic = string(pr.ContentType), string(pr.ResponseTopic)
+		m.CorrelationData, m.User = pr.CorrelationData, pr.User
+	}
+	local := true
+	if h := s.cfg.Hooks.OnPublish; h != nil {
+		local = h(c.client, &m)
+	}
+	if local {
+		mm := newMsg(&m, c.client.ID, now)
+		if p.Retain {
+			s.retain(mm)
+		}
+		s.route(mm, t)
+	}
+	ack(Success)
+}
+
+func (c *conn) onAck(a *Ack) {
+	ss := c.sess
+	now := c.srv.now().UnixNano()
+	if a.Kind == TypePubrel {
+		ss.mu.Lock()
+		found := false
+		if ss.conn == c {
+			for i, id := range ss.f().inQoS2 {
+				if id == a.PacketID {
+					ss.f().inQoS2 = append(ss.f().inQoS2[:i], ss.f().inQoS2[i+1:]...)
+					found = true
+					break
+				}
+			}
+			if len(ss.f().inQoS2) == 0 {
+				ss.f().inQoS2 = nil
+			}
+			ss.tidy()
+		}
+		ss.mu.Unlock()
+		code := Success
+		if !found {
+			code = PacketIdentifierNotFound
+		}
+		c.sendAck(TypePubcomp, a.PacketID, code)
+		return
+	}
+	if !ss.acked(c, a.Kind, a.PacketID, a.ReasonCode, now) && a.Kind == TypePubrec {
+		c.sendAck(TypePubrel, a.PacketID, PacketIdentifierNotFound)
+	}
+}
+
+func (c *conn) onSubscribe(p *Subscribe) {
+	s := c.srv
+	if !c.current() {
+		return
+	}
+	codes := make([]ReasonCode, len(p.Filters))
+	var subID uint32
+	if len(p.Props.SubscriptionIDs) > 0 {
+		subID = p.Props.SubscriptionIDs[0]
+	}
+	type plan struct {
+		filter, tf, group string
+		qos               QoS
+		noLocal, rap      bool
+		rh                byte
+	}
+	plans := make([]plan, len(p.Filters))
+	for i, f := range p.Filters {
+		filter := string(f.Filter)
+		pl := plan{filter: filter, tf: filter, qos: min(f.QoS, QoS2), noLocal: f.NoLocal, rap: f.RetainAsPublished, rh: f.RetainHandling}
+		if c.version != Version5 {
+			pl.noLocal, pl.rap, pl.rh = false, false, 0
+		}
+		if !ValidTopicFilter(filter) || !s.topicOK(filter) {
+			codes[i] = TopicFilterInvalid
+			continue
+		}
+		if IsShared(filter) {
+			pl.group, pl.tf, _ = ParseShared(filter)
+		}
+		if a := s.cfg.Hooks.Authorize; a != nil && !a(c.client, ActionSubscribe, pl.tf) {
+			codes[i] = NotAuthorized
+			continue
+		}
+		codes[i] = ReasonCode(pl.qos)
+		plans[i] = pl
+	}
+	type pending struct {
+		tf  string
+		sub *subscription
+	}
+	var retained []pending
+	ss := c.sess
+	s.mu.Lock()
+	for i, pl := range plans {
+		if codes[i].IsError() {
+			continue
+		}
+		idx := -1
+		for j, sub := range ss.subs {
+			if sub.filter == pl.filter {
+				idx = j
+				break
+			}
+		}
+		if idx < 0 && len(ss.subs) >= s.cfg.MaxSubscriptions {
+			codes[i] = QuotaExceeded
+			continue
+		}
+		sub := &subscription{sess: ss, filter: pl.filter, topicFilter: pl.tf, group: pl.group,
+			qos: pl.qos, noLocal: pl.noLocal, rap: pl.rap, id: subID}
+		s.subs.Insert(pl.tf, subKey(pl.group, ss.id), sub)
+		if idx < 0 {
+			ss.subs = append(ss.subs, sub)
+			s.stats.subscriptions.Add(1)
+		} else {
+			ss.subs[idx] = sub
+		}
+		if pl.group == "" && (pl.rh == 0 || pl.rh == 1 && idx < 0) {
+			retained = append(retained, pending{pl.tf, sub})
+		}
+	}
+	s.mu.Unlock()
+	c.packet(&Suback{PacketID: p.PacketID, ReasonCodes: codes})
+	now := s.now().UnixNano()
+	for _, r := range retained {
+		var ids []uint32
+		if r.sub.id != 0 {
+			ids = []uint32{r.sub.id}
+		}
+		for _, m := range s.retainedFor(r.tf, now) {
+			ss.deliver(m, min(m.QoS, r.sub.qos), true, ids, now)
+		}
+	}
+}
+
+func (c *conn) onUnsubscribe(p *Unsubscribe) {
+	s := c.srv
+	if !c.current() {
+		return
+	}
+	ss := c.sess
+	codes := make([]ReasonCode, len(p.Filters))
+	s.mu.Lock()
+	for i, f := range p.Filters {
+		codes[i] = NoSubscriptionExisted
+		for j, sub := range ss.subs {
+			if sub.filter == string(f) {
+				s.subs.Remove(sub.topicFilter, subKey(sub.group, ss.id))
+				ss.subs = append(ss.subs[:j], ss.subs[j+1:]...)
+				s.stats.subscriptions.Add(-1)
+				codes[i] = Success
+				break
+			}
+		}
+	}
+	s.mu.Unlock()
+	c.packet(&Unsuback{PacketID: p.PacketID, ReasonCodes: codes})
+}
+
+func (c *conn) onDisconnect(p *Disconnect) {
+	s := c.srv
+	ss := c.sess
+	if c.version == Version5 && p.Props.Present.Has(PropSessionExpiry) {
+		s.mu.Lock()
+		bad := ss.expiry == 0 && p.Props.SessionExpiry != 0
+		if !bad && c.current() {
+			e := p.Props.SessionExpiry
+			if maxExp := s.cfg.MaxSessionExpiry; maxExp > 0 && e != 0 && time.Duration(e)*time.Second > maxExp {
+				e = uint32(min(maxExp/time.Second, maxSessionExpirySecondsV5-1))
+			}
+			ss.expiry = e
+		}
+		s.mu.Unlock()
+		if bad {
+			s.stats.proto.Add(1)
+			c.disconnect(ProtocolError, engine.ReasonProtocolError, "session expiry set on DISCONNECT after 0 on CONNECT")
+			return
+		}
+	}
+	c.normal = c.version != Version5 || p.ReasonCode != DisconnectWithWillMessage
+	c.wmu.Lock()
+	if c.code == 0 {
+		c.code = p.ReasonCode
+	}
+	c.wmu.Unlock()
+	c.closeWith(engine.ReasonPeerClosed, p.ReasonCode)
+}
+
+// closed runs once when the connection has closed: the session goes
+// offline (or ends), the will is published or scheduled, the hook told.
+func (c *conn) closed(reason engine.CloseReason) {
+	s := c.srv
+	c.done = true
+	c.freePartial()
+	c.wmu.Lock()
+	c.wclosed = true
+	if c.out != nil {
+		pool.Put(c.out)
+		c.out = nil
+	}
+	code := c.code
+	c.wmu.Unlock()
+	if !c.connected {
+		s.stats.pending.Add(-1)
+		return
+	}
+	if c.version == Version5 {
+		s.stats.connV5.Add(-1)
+	} else {
+		s.stats.connV3.Add(-1)
+	}
+	now := s.now()
+	ss := c.sess
+	var will *msg
+	s.mu.Lock()
+	ss.mu.Lock()
+	mine := ss.conn == c
+	if mine {
+		ss.conn = nil
+	}
+	ss.mu.Unlock()
+	if mine {
+		s.stats.online.Add(-1)
+		if c.normal {
+			ss.will = nil
+		}
+		if ss.will != nil && (ss.willDelay == 0 || ss.expiry == 0) {
+			will, ss.will = ss.will, nil
+		}
+		if ss.expiry == 0 {
+			s.endSessionLocked(ss)
+		} else {
+			s.stats.offline.Add(1)
+			ss.offlineAt = now.UnixNano()
+			if ss.will != nil {
+				d := min(int64(ss.willDelay), int64(ss.expiry))
+				ss.willAt = ss.offlineAt + d*int64(time.Second)
+			}
+			if ss.will != nil || ss.expiry != maxSessionExpirySecondsV5 {
+				s.offline[ss] = struct{}{}
+			}
+		}
+	}
+	s.mu.Unlock()
+	if will != nil {
+		s.publishWill(will, now)
+	}
+	if h := s.cfg.Hooks.OnDisconnect; h != nil {
+		h(c.client, reason, code, c.takenOver.Load())
+	}
+}
+
+// wsBridge is the websocket handler of MQTT over WebSocket: it feeds the
+// binary messages of each connection to its MQTT state.
+type wsBridge struct{ s *Server }
+
+var (
+	_ websocket.Handler      = wsBridge{}
+	_ websocket.OpenHandler  = wsBridge{}
+	_ websocket.CloseHandler = wsBridge{}
+)
+
+// OnOpen makes the connection's MQTT state.
+func (b wsBridge) OnOpen(wc *websocket.Conn) {
+	wc.SetContext(b.s.newConn(wc.Engine(), wc))
+}
+
+// OnMessage feeds a binary message to the connection; a text message is a
+// protocol error (MQTT 5.0 6.0).
+func (b wsBridge) OnMessage(wc *websocket.Conn, op websocket.Opcode, data []byte) {
+	c, _ := wc.Context().(*conn)
+	if c == nil {
+		return
+	}
+	if op != websocket.OpBinary {
+		c.srv.stats.proto.Add(1)
+		c.disconnect(ProtocolError, engine.ReasonProtocolError, "text WebSocket message")
+		return
+	}
+	c.feedWS(data)
+}
+
+// OnClose ends the connection's MQTT state.
+func (b wsBridge) OnClose(wc *websocket.Conn, reason engine.CloseReason, _ uint16) {
+	if c, _ := wc.Context().(*conn); c != nil {
+		c.closed(reason)
+	}
+}
+
+// wsGoingAway runs when the engine drains a WebSocket connection, before
+// its close 1001: a 5.0 client gets its DISCONNECT first, as over TCP.
+func wsGoingAway(wc *websocket.Conn) string {
+	if c, _ := wc.Context().(*conn); c != nil {
+		c.drain()
+	}
+	return "server shutting down"
+}
+
+// wsLabel is the websocket label of an MQTT connection: its client id.
+func wsLabel(wc *websocket.Conn) string {
+	if c, _ := wc.Context().(*conn); c != nil {
+		return c.label()
+	}
+	return ""
+}

@@ -1,0 +1,70 @@
+package mqtt_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/warrenhq/warren/engine"
+	"github.com/warrenhq/warren/http1"
+	"github.com/warrenhq/warren/mqtt"
+)
+
+// A broker on an engine: MQTT over TCP on one listener, MQTT over
+// WebSocket at /mqtt on an HTTP listener of the same engine. A raw client
+// connects and gets its CONNACK.
+func ExampleServer() {
+	e, _ := engine.New(engine.Config{}, nil)
+	e.Start("")
+	defer e.Shutdown(context.Background())
+
+	broker := mqtt.NewServer(mqtt.Config{})
+	defer broker.Close()
+	ln, _ := broker.Listen(e, "127.0.0.1:0")
+
+	r := http1.NewRouter()
+	r.Handle("GET /mqtt", broker.WebSocketHandler())
+	hs, _ := http1.NewServer(e, http1.Config{}, r)
+	hs.Listen("127.0.0.1:0")
+
+	c, _ := net.Dial("tcp", ln.Addr().String())
+	defer c.Close()
+	c.Write(mqtt.AppendConnect(nil, &mqtt.Connect{Version: mqtt.Version5, ClientID: []byte("example"), CleanStart: true}))
+	buf := make([]byte, 256)
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, _ := c.Read(buf)
+	d := mqtt.Decoder{Version: mqtt.Version5}
+	_, p, _ := d.Decode(buf[:n], nil)
+	ca := p.(*mqtt.Connack)
+	fmt.Println(ca.ReasonCode, ca.SessionPresent)
+	// Output: success false
+}
+
+// Hooks connect the broker to an application: devices authenticate with
+// a password, may use only their own topics, and every publish is also
+// seen by a bridge.
+func ExampleHooks() {
+	hooks := mqtt.Hooks{
+		Authenticate: func(ci *mqtt.ConnectInfo) (any, mqtt.ReasonCode, string) {
+			if string(ci.Password) != "let-me-in" {
+				return nil, mqtt.BadUserNameOrPassword, "bad password"
+			}
+			return ci.ClientID, mqtt.Success, ""
+		},
+		Authorize: func(c *mqtt.Client, a mqtt.Action, topic string) bool {
+			return strings.HasPrefix(topic, "devices/"+c.ID+"/")
+		},
+		OnPublish: func(c *mqtt.Client, m *mqtt.Message) bool {
+			// Forward m elsewhere (copy what must outlive the call), and
+			// route it locally too.
+			return true
+		},
+	}
+	broker := mqtt.NewServer(mqtt.Config{Hooks: hooks})
+	defer broker.Close()
+	n, err := broker.Publish(&mqtt.Message{Topic: "devices/d1/commands/reboot", Payload: []byte("{}"), QoS: mqtt.QoS1})
+	fmt.Println(n, err)
+	// Output: 0 <nil>
+}

@@ -1,0 +1,500 @@
+package mqtt
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/warrenhq/warren/engine"
+	"github.com/warrenhq/warren/http1"
+	"github.com/warrenhq/warren/websocket"
+)
+
+// ProtocolName is what MQTT connections are called in the engine's
+// introspection (ConnInfo, /debug/conns), metrics labels and logs.
+const ProtocolName = "mqtt"
+
+// ErrServerClosed is returned by Listen and ListenOn after Close.
+var ErrServerClosed = errors.New("mqtt: server closed")
+
+// Defaults applied to a zero Config; each is documented with its Config
+// field.
+const (
+	DefaultConnectTimeout      = 10 * time.Second
+	DefaultMaxInflight         = 64
+	DefaultMaxQueuedMessages   = 1000
+	DefaultMaxQueuedBytes      = 1 << 20
+	DefaultMaxQueuedBytesTotal = 256 << 20
+	DefaultMaxSubscriptions    = 100
+	DefaultMaxTopicLength      = 1024
+	DefaultMaxTopicLevels      = 32
+	DefaultPublishRate         = 1000
+	DefaultPublishBytesRate    = 10 << 20
+	DefaultTopicAliasMaximum   = 16
+	DefaultMaxSessionExpiry    = 2 * time.Hour
+	DefaultMaxSessions         = 1_000_000
+	DefaultMaxRetained         = 100_000
+	DefaultMaxRetainedBytes    = 64 << 20
+	DefaultMaxClientIDLength   = 256
+	DefaultSweepInterval       = time.Second
+)
+
+const (
+	maxSessionExpirySecondsV5   = 0xffffffff // 5.0: the session never expires
+	websocketSubprotocol        = "mqtt"
+	assignedClientIDPrefix      = "auto-"
+	defaultWebSocketMaxMsgBytes = 1 << 20
+)
+
+// Config configures a Server. The zero value is ready to use: every field
+// documents what zero means. Every bound has a default, a metric (Stats,
+// Collector) and a typed reason when it is hit (a reason code and a
+// DropReason or engine close detail).
+type Config struct {
+	// Limits bounds one packet: its size (MaxPacketSize, announced to 5.0
+	// clients in CONNACK; 1 MiB by default), the topic filters of one
+	// SUBSCRIBE and the user properties of one packet. A larger packet
+	// closes the connection with packet_too_large. Keep MaxPacketSize
+	// under the engine's MaxInputBytes (4 MiB by default).
+	Limits Limits
+
+	// ConnectTimeout is how long a new connection may take to send its
+	// CONNECT. Zero means 10 s.
+	ConnectTimeout time.Duration
+
+	// MaxInflight bounds unacknowledged QoS 1 and 2 messages each way per
+	// client: the Receive Maximum the server announces (inbound QoS 2
+	// awaiting PUBREL past it closes with receive_maximum_exceeded), and
+	// the most the server sends before acknowledgements come back (also
+	// capped by the client's Receive Maximum); the rest waits in the
+	// session's queue. Zero means 64.
+	MaxInflight int
+
+	// MaxQueuedMessages and MaxQueuedBytes bound the QoS 1 and 2 messages a
+	// session holds while its client is offline or its inflight window is
+	// full; past either, new messages for it are dropped (DropQueueFull).
+	// Zero means 1000 messages and 1 MiB.
+	MaxQueuedMessages int
+	MaxQueuedBytes    int
+	// MaxQueuedBytesTotal bounds the bytes queued across all sessions, so
+	// that runaway persistent sessions can't take the node
+	// (DropTotalQueueFull). Zero means 256 MiB; negative means no bound.
+	MaxQueuedBytesTotal int64
+
+	// MaxSubscriptions bounds the subscriptions of one client; more are
+	// refused in SUBACK with quota_exceeded. Zero means 100.
+	MaxSubscriptions int
+	// MaxTopicLength and MaxTopicLevels bound topic names and filters;
+	// longer ones are refused (topic_name_invalid closes a publisher,
+	// topic_filter_invalid answers in SUBACK). Zero means 1024 bytes and
+	// 32 levels.
+	MaxTopicLength int
+	MaxTopicLevels int
+
+	// PublishRate and PublishBurst bound the PUBLISH packets per second of
+	// one client; PublishBytesRate bounds their bytes per second (burst:
+	// one second's worth, and at least one maximum packet). A client over
+	// either is disconnected with message_rate_too_high. Zero means 1000
+	// per second (burst PublishRate) and 10 MiB per second; negative
+	// means no bound.
+	PublishRate      float64
+	PublishBurst     int
+	PublishBytesRate float64
+
+	// TopicAliasMaximum is the highest topic alias a 5.0 client may use
+	// (announced in CONNACK). Zero means 16; negative disables aliases.
+	TopicAliasMaximum int
+
+	// MaxSessionExpiry caps the session expiry a client asks for, and is
+	// the expiry of 3.1.1 sessions with Clean Session 0. Zero means 2
+	// hours; negative means sessions with Clean Session 0 never expire
+	// (5.0 clients still choose theirs).
+	MaxSessionExpiry time.Duration
+	// MaxSessions bounds the sessions held, online and offline; a CONNECT
+	// that would create one more is refused with quota_exceeded (5.0) or
+	// server unavailable (3.1.1). Zero means 1,000,000.
+	MaxSessions int
+
+	// MaxKeepAlive caps the keep-alive a client asks for; a 5.0 client
+	// asking for more, or for none, is told the cap as Server Keep Alive.
+	// Zero means no cap. A client silent for 1.5 times its keep-alive is
+	// closed with keep_alive_timeout.
+	MaxKeepAlive time.Duration
+
+	// MaxRetained and MaxRetainedBytes bound the retained messages; a
+	// retained message past either is not retained (DropRetainedFull),
+	// but still delivered. Zero means 100,000 messages and 64 MiB.
+	MaxRetained      int
+	MaxRetainedBytes int
+
+	// MaxClientIDLength bounds client identifiers; longer ones are refused
+	// with client_identifier_not_valid. Zero means 256.
+	MaxClientIDLength int
+
+	// ServerReference, when set, is sent to 5.0 clients when the server
+	// drains: DISCONNECT use_another_server (0x9C) with it, instead of
+	// server_shutting_down (0x8B).
+	ServerReference string
+
+	// SweepInterval is how often offline sessions are expired and delayed
+	// wills published. Zero means 1 s.
+	SweepInterval time.Duration
+
+	// Hooks connect the broker to an application: authentication, ACLs, a
+	// bridge. The zero value allows everything and bridges nothing.
+	Hooks Hooks
+
+	// Clock reads the time for expiry, rates and keep-alive. Nil means the
+	// system clock.
+	Clock engine.Clock
+}
+
+// withDefaults returns c with zero fields replaced by their defaults.
+func (c Config) withDefaults() Config {
+	def := func(p *int, v int) {
+		if *p <= 0 {
+			*p = v
+		}
+	}
+	if c.ConnectTimeout <= 0 {
+		c.ConnectTimeout = DefaultConnectTimeout
+	}
+	def(&c.MaxInflight, DefaultMaxInflight)
+	if c.MaxInflight > 65535 {
+		c.MaxInflight = 65535
+	}
+	def(&c.MaxQueuedMessages, DefaultMaxQueuedMessages)
+	def(&c.MaxQueuedBytes, DefaultMaxQueuedBytes)
+	if c.MaxQueuedBytesTotal == 0 {
+		c.MaxQueuedBytesTotal = DefaultMaxQueuedBytesTotal
+	}
+	def(&c.MaxSubscriptions, DefaultMaxSubscriptions)
+	def(&c.MaxTopicLength, DefaultMaxTopicLength)
+	def(&c.MaxTopicLevels, DefaultMaxTopicLevels)
+	if c.PublishRate == 0 {
+		c.PublishRate = DefaultPublishRate
+	}
+	if c.PublishBurst <= 0 {
+		c.PublishBurst = int(max(c.PublishRate, 1))
+	}
+	if c.PublishBytesRate == 0 {
+		c.PublishBytesRate = DefaultPublishBytesRate
+	}
+	if c.TopicAliasMaximum == 0 {
+		c.TopicAliasMaximum = DefaultTopicAliasMaximum
+	}
+	if c.TopicAliasMaximum > 65535 {
+		c.TopicAliasMaximum = 65535
+	}
+	if c.MaxSessionExpiry == 0 {
+		c.MaxSessionExpiry = DefaultMaxSessionExpiry
+	}
+	def(&c.MaxSessions, DefaultMaxSessions)
+	def(&c.MaxRetained, DefaultMaxRetained)
+	def(&c.MaxRetainedBytes, DefaultMaxRetainedBytes)
+	def(&c.MaxClientIDLength, DefaultMaxClientIDLength)
+	if c.SweepInterval <= 0 {
+		c.SweepInterval = DefaultSweepInterval
+	}
+	if len(c.ServerReference) > 0xffff {
+		c.ServerReference = ""
+	}
+	return c
+}
+
+// Action is what a client asks to do with a topic, for Hooks.Authorize.
+type Action uint8
+
+const (
+	// ActionPublish is a PUBLISH (and a will message, checked at CONNECT).
+	ActionPublish Action = iota + 1
+	// ActionSubscribe is one topic filter of a SUBSCRIBE (the filter of a
+	// shared subscription, without $share/group/).
+	ActionSubscribe
+)
+
+// String returns "publish" or "subscribe".
+func (a Action) String() string {
+	if a == ActionSubscribe {
+		return "subscribe"
+	}
+	return "publish"
+}
+
+// ConnectInfo is what Hooks.Authenticate gets: the CONNECT's credentials.
+// Its byte slices are valid only during the call.
+type ConnectInfo struct {
+	// ClientID is the client identifier, assigned by the server when the
+	// CONNECT had none.
+	ClientID string
+	// Username and Password are the CONNECT's credentials; HasUsername
+	// and HasPassword tell an empty one from none.
+	Username    []byte
+	Password    []byte
+	HasUsername bool
+	HasPassword bool
+	// Version is the protocol level the client asked for.
+	Version Version
+	// Remote is the client's address.
+	Remote netip.AddrPort
+	// WebSocket is true for MQTT over WebSocket.
+	WebSocket bool
+}
+
+// Client describes a connected client to the hooks. It is immutable.
+type Client struct {
+	// ID is the client identifier (assigned by the server when the
+	// CONNECT had none).
+	ID string
+	// Username is the CONNECT's user name, if any.
+	Username string
+	// Identity is what Hooks.Authenticate returned, or nil.
+	Identity any
+	// Version is the protocol level the client speaks.
+	Version Version
+	// WebSocket is true for MQTT over WebSocket.
+	WebSocket bool
+
+	c *conn
+}
+
+// Remote returns the client's address.
+func (c *Client) Remote() netip.AddrPort { return c.c.ec.RemoteAddr() }
+
+// ConnID returns the engine connection's identifier.
+func (c *Client) ConnID() uint64 { return c.c.ec.ID() }
+
+// Disconnect ends the client's connection: a 5.0 client gets DISCONNECT
+// with code and, when not empty, reason as its reason string (a 3.1.1
+// client is just closed); the engine connection closes with code as its
+// close detail. It is safe for concurrent use, and does nothing once the
+// connection has closed. The session stays, as for any non-normal end.
+func (c *Client) Disconnect(code ReasonCode, reason string) {
+	if c.c != nil {
+		c.c.kick(code, reason)
+	}
+}
+
+// PauseRead stops reading from the client's connection (backpressure);
+// ResumeRead undoes it. Both are safe for concurrent use.
+func (c *Client) PauseRead() {
+	if c.c != nil {
+		c.c.ec.PauseRead()
+	}
+}
+
+// ResumeRead undoes PauseRead.
+func (c *Client) ResumeRead() {
+	if c.c != nil {
+		c.c.ec.ResumeRead()
+	}
+}
+
+// Hooks are the application's say in the broker. Every hook is optional.
+// They run on the event loop of the connection concerned (OnDisconnect
+// where the connection closes) and must not block: hand slow work to
+// another goroutine.
+type Hooks struct {
+	// Authenticate decides on a CONNECT. It returns an identity, kept as
+	// Client.Identity, and Success; or a failure reason code for CONNACK
+	// (BadUserNameOrPassword, NotAuthorized, ClientIdentifierNotValid,
+	// ServerUnavailable...) with an optional reason string for 5.0. Nil
+	// accepts every client.
+	Authenticate func(ci *ConnectInfo) (identity any, code ReasonCode, reason string)
+
+	// Authorize says whether c may publish to topic (ActionPublish) or
+	// subscribe to filter (ActionSubscribe). A refused PUBLISH is dropped
+	// and answered not_authorized in 5.0 PUBACK or PUBREC (3.1.1 gets a
+	// success ack, as the protocol has no refusal); a refused
+	// subscription gets not_authorized in SUBACK (0x80 in 3.1.1); a
+	// refused will topic fails CONNECT with not_authorized. Nil allows
+	// everything.
+	Authorize func(c *Client, a Action, topic string) bool
+
+	// OnPublish sees every message a client publishes once it is
+	// authorized, before it is routed: a bridge forwards it elsewhere (to
+	// NATS). Returning false stops local routing and retaining (the
+	// bridge takes the message over); true routes it to the local
+	// subscribers as usual. m and its fields are valid only during the
+	// call; copy what must outlive it. Messages injected with
+	// Server.Publish don't reach it. Nil routes everything locally.
+	OnPublish func(c *Client, m *Message) bool
+
+	// OnConnect runs when a client's CONNECT has been accepted and its
+	// CONNACK sent; sessionPresent tells whether an earlier session was
+	// resumed.
+	OnConnect func(c *Client, sessionPresent bool)
+
+	// OnDisconnect runs once when an accepted client's connection ends:
+	// reason is the engine's account, code the MQTT reason (the client's
+	// DISCONNECT reason, the reason code the server disconnected with, or
+	// Success when the transport just closed), and takenOver is true when
+	// another connection took the session over.
+	OnDisconnect func(c *Client, reason engine.CloseReason, code ReasonCode, takenOver bool)
+}
+
+// Server is an MQTT 3.1.1 and 5.0 broker on an engine's event loops. It
+// serves TCP listeners (Listen, ListenOn, or Handler on any engine
+// listener) and MQTT over WebSocket (WebSocketHandler, an http1 route).
+// Sessions, subscriptions and retained messages are in memory, shared by
+// every listener of the server. Its methods are safe for concurrent use.
+//
+// An idle connection holds its state and nothing else: no goroutine, no
+// read buffer (a partial packet stays in the engine's pooled input buffer
+// until it is whole), no write buffer and no timer object (keep-alive uses
+// the engine's timing wheel).
+type Server struct {
+	cfg Config
+	lim Limits
+
+	// mu guards sessions, subs (the trie), every session's subs list,
+	// retained and the sweep list. Lock order: Server.mu, then session.mu,
+	// then conn.wmu (LOCKS in session.go).
+	mu       sync.RWMutex
+	sessions map[string]*session
+	subs     Trie[*subscription]
+	retained retainedStore
+	offline  map[*session]struct{} // sessions to sweep: offline with an expiry, or a delayed will
+	closed   bool
+
+	queuedTotal atomic.Int64 // bytes queued across sessions
+	shareNext   atomic.Uint32
+	stats       serverStats
+	stop        chan struct{}
+	stopOnce    sync.Once
+	sweeping    sync.Once
+	ws          *websocket.Server
+	idSeq       atomic.Uint64
+}
+
+var _ engine.CloseDetail = ReasonCode(0)
+
+// NewServer returns a broker configured by cfg. It starts one goroutine,
+// which expires offline sessions and publishes delayed wills, once the
+// server gets its first connection; Close stops it.
+func NewServer(cfg Config) *Server {
+	s := &Server{cfg: cfg.withDefaults(), sessions: make(map[string]*session),
+		offline: make(map[*session]struct{}), stop: make(chan struct{})}
+	s.lim = s.cfg.Limits
+	s.lim.MaxPacketSize = s.lim.resolve().packetSize
+	s.ws = websocket.New(websocket.Config{
+		Subprotocols:   []string{websocketSubprotocol},
+		MaxMessageSize: max(s.lim.MaxPacketSize, defaultWebSocketMaxMsgBytes),
+		Inline:         true,
+		PingInterval:   -1,
+		CheckOrigin:    func([]byte, *http1.Ctx) bool { return true },
+		Label:          func(c *websocket.Conn) string { return wsLabel(c) },
+		GoingAway:      wsGoingAway,
+	}, wsBridge{s})
+	return s
+}
+
+// Config returns the server's configuration with defaults filled in.
+func (s *Server) Config() Config { return s.cfg }
+
+// now reads the server's clock.
+func (s *Server) now() time.Time {
+	if s.cfg.Clock != nil {
+		return s.cfg.Clock.Now()
+	}
+	return time.Now()
+}
+
+// Handler returns the engine handler that serves MQTT on a TCP listener:
+// give it to engine.Engine.Listen, or use Listen.
+func (s *Server) Handler() engine.Handler { return listenerHandler{s} }
+
+// Listen adds a listener on addr to e (which must be started) serving MQTT
+// with s.
+func (s *Server) Listen(e *engine.Engine, addr string) (*engine.Listener, error) {
+	if s.isClosed() {
+		return nil, ErrServerClosed
+	}
+	return e.Listen(addr, s.Handler())
+}
+
+// ListenOn is Listen on a listener the caller made.
+func (s *Server) ListenOn(e *engine.Engine, ln net.Listener) (*engine.Listener, error) {
+	if s.isClosed() {
+		ln.Close()
+		return nil, ErrServerClosed
+	}
+	return e.ListenOn(ln, s.Handler())
+}
+
+// WebSocketHandler returns the http1 handler that upgrades a request to
+// MQTT over WebSocket (subprotocol "mqtt"), for a route of an http1
+// server on the same engine:
+//
+//	router.Handle("GET /mqtt", broker.WebSocketHandler())
+//
+// MQTT packets travel in binary messages and may straddle them; a text
+// message is a protocol error.
+func (s *Server) WebSocketHandler() http1.Handler { return s.ws.Handler() }
+
+// WebSocket returns the websocket server behind WebSocketHandler, for its
+// Stats and Collector.
+func (s *Server) WebSocket() *websocket.Server { return s.ws }
+
+// Close stops the server's sweeper. Connections are closed by the engine's
+// shutdown (each gets DISCONNECT server_shutting_down in 5.0); sessions
+// stay in memory until the Server is dropped.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	s.stopOnce.Do(func() { close(s.stop) })
+	return nil
+}
+
+func (s *Server) isClosed() bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.closed
+}
+
+// startSweeper starts the sweeper goroutine once.
+func (s *Server) startSweeper() {
+	s.sweeping.Do(func() {
+		go func() {
+			t := time.NewTicker(s.cfg.SweepInterval)
+			defer t.Stop()
+			for {
+				select {
+				case <-s.stop:
+					return
+				case <-t.C:
+					s.sweep(s.now())
+				}
+			}
+		}()
+	})
+}
+
+// listenerHandler makes a conn for every accepted connection.
+type listenerHandler struct{ s *Server }
+
+var (
+	_ engine.Handler       = listenerHandler{}
+	_ engine.OpenHandler   = listenerHandler{}
+	_ engine.InlineHandler = listenerHandler{}
+	_ engine.ProtocolNamer = listenerHandler{}
+)
+
+// OnData is never called: OnOpen hands the connection to its conn.
+func (h listenerHandler) OnData(c *engine.Conn, in []byte) int { return 0 }
+
+// OnOpen installs the connection's MQTT handler.
+func (h listenerHandler) OnOpen(ec *engine.Conn) {
+	c := h.s.newConn(ec, nil)
+	ec.SetHandler((*proto)(c))
+}
+
+// Inline says the handler runs on the loop.
+func (listenerHandler) Inline() bool { return true }
+
+// Protocol names the protocol.
+func (listenerHandler) Protocol() string { return ProtocolName }

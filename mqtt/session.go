@@ -1,0 +1,549 @@
+package mqtt
+
+import (
+	"cmp"
+	"slices"
+	"sync"
+	"time"
+	"unsafe"
+)
+
+// Locks of the broker, in order (a lock on the left may be held while
+// taking one on its right; nothing else nests):
+//
+//	Server.mu  ->  session.mu  ->  conn.wmu
+//
+// Server.mu (an RWMutex) guards the session table, the subscription trie,
+// each session's subscription list, will and sweep state, and the retained
+// messages; routing a message holds it for reading only while it looks up
+// the subscribers. session.mu guards a session's delivery state: its
+// connection, inflight and queued messages, packet identifiers and inbound
+// QoS 2 state. conn.wmu guards a connection's output batching. No lock is
+// held across a hook call, and engine.Conn.Write never blocks, so writing
+// under session.mu is safe.
+
+// Message is an application message: what a client published, or what the
+// application injects with Server.Publish. The 5.0 properties are passed
+// through to subscribers (5.0 subscribers only; 3.1.1 has none).
+type Message struct {
+	// Topic is the topic name (no wildcards).
+	Topic string
+	// Payload is the application message.
+	Payload []byte
+	// QoS is the publication's QoS; a subscriber gets the lower of it and
+	// its subscription's.
+	QoS QoS
+	// Retain asks the broker to keep the message for future subscribers
+	// (an empty payload deletes the retained message of the topic).
+	Retain bool
+
+	// PayloadFormat is 1 for UTF-8 text, 0 for bytes.
+	PayloadFormat byte
+	// MessageExpiry is the message's lifetime in seconds from when it is
+	// published; 0 means it does not expire. Subscribers get what remains.
+	MessageExpiry uint32
+	// ContentType, ResponseTopic and CorrelationData are the 5.0
+	// properties of the same names; User the user properties, in order.
+	ContentType     string
+	ResponseTopic   string
+	CorrelationData []byte
+	User            []UserProperty
+}
+
+// msg is a routed message: an immutable copy shared by every session that
+// holds it.
+type msg struct {
+	Message
+	from    string // publishing client id, for no-local; "" if injected
+	expires int64  // unix ns; 0 never
+	size    int    // bytes held, for the queue bounds
+}
+
+// newMsg copies m for routing.
+func newMsg(m *Message, from string, now time.Time) *msg {
+	out := &msg{from: from}
+	out.Topic = m.Topic
+	out.QoS, out.Retain = m.QoS, m.Retain
+	out.PayloadFormat, out.MessageExpiry = m.PayloadFormat, m.MessageExpiry
+	out.ContentType, out.ResponseTopic = m.ContentType, m.ResponseTopic
+	n := len(m.Payload) + len(m.CorrelationData)
+	for _, u := range m.User {
+		n += len(u.Key) + len(u.Value)
+	}
+	buf := make([]byte, 0, n)
+	buf = append(buf, m.Payload...)
+	out.Payload = buf[:len(m.Payload):len(m.Payload)]
+	if m.CorrelationData != nil {
+		off := len(buf)
+		buf = append(buf, m.CorrelationData...)
+		out.CorrelationData = buf[off:len(buf):len(buf)]
+	}
+	if len(m.User) > 0 {
+		out.User = make([]UserProperty, len(m.User))
+		for i, u := range m.User {
+			off := len(buf)
+			buf = append(buf, u.Key...)
+			k := buf[off:len(buf):len(buf)]
+			off = len(buf)
+			buf = append(buf, u.Value...)
+			out.User[i] = UserProperty{Key: k, Value: buf[off:len(buf):len(buf)]}
+		}
+	}
+	if m.MessageExpiry > 0 {
+		out.expires = now.Add(time.Duration(m.MessageExpiry) * time.Second).UnixNano()
+	}
+	out.size = 96 + len(out.Topic) + n + len(out.ContentType) + len(out.ResponseTopic) + 32*len(out.User)
+	return out
+}
+
+// expired reports whether m has expired at now (unix ns).
+func (m *msg) expired(now int64) bool { return m.expires != 0 && now >= m.expires }
+
+// subscription is one subscription of a session, the value of the trie.
+type subscription struct {
+	sess        *session
+	filter      string // as subscribed, with $share/group/ if shared
+	topicFilter string // the filter matched against topics
+	group       string // share group, "" if not shared
+	qos         QoS
+	noLocal     bool
+	rap         bool // retain as published
+	id          uint32
+}
+
+// outflight is a QoS 1 or 2 message sent to the client and not yet
+// acknowledged (or queued to be sent when the window opens: then id is 0).
+type outflight struct {
+	m      *msg
+	id     uint16
+	qos    QoS
+	retain bool
+	ids    []uint32 // subscription identifiers
+	rel    bool     // QoS 2: PUBREC received, PUBREL sent, awaiting PUBCOMP
+}
+
+// session is a client's state, which outlives its connections unless it
+// is clean.
+type session struct {
+	srv *Server
+	id  string
+
+	// Guarded by Server.mu.
+	subs      []*subscription
+	expiry    uint32 // seconds the session outlives its connection; 0xffffffff never
+	offlineAt int64  // unix ns when the client went offline
+	will      *msg   // pending will, published unless a connection resumes in time
+	willAt    int64  // unix ns the pending will is due
+	willDelay uint32 // the connected client's will delay, seconds
+
+	// mu guards the delivery state below.
+	mu   sync.Mutex
+	conn *conn // the connected client, nil while offline
+	dead bool  // ended: deliveries are dropped
+	fl   *flow // QoS 1 and 2 state; nil while there is none (f allocates it)
+}
+
+// flow is a session's QoS 1 and 2 state, apart so that a session without
+// messages in flight (most idle ones) does not carry it.
+type flow struct {
+	inflight []*outflight
+	queue    []*outflight
+	qbytes   int // bytes of queue and inflight messages
+	nextID   uint16
+	inQoS2   []uint16 // QoS 2 packet ids received, awaiting PUBREL
+}
+
+// f returns the session's flow state, making it; ss.mu is held.
+func (ss *session) f() *flow {
+	if ss.fl == nil {
+		ss.fl = new(flow)
+	}
+	return ss.fl
+}
+
+// tidy drops the flow state once it holds nothing; ss.mu is held.
+func (ss *session) tidy() {
+	if f := ss.fl; f != nil && len(f.inflight) == 0 && len(f.queue) == 0 && len(f.inQoS2) == 0 && f.qbytes == 0 {
+		// nextID restarts at 1: no identifier is in use.
+		ss.fl = nil
+	}
+}
+
+// window returns how many messages may be inflight to the client; s.mu is
+// held and s.conn is not nil.
+func (ss *session) window() int {
+	return min(int(ss.conn.recvMax), ss.srv.cfg.MaxInflight)
+}
+
+// packetID returns a packet identifier not in flight; s.mu is held.
+func (ss *session) packetID() uint16 {
+	for {
+		ss.f().nextID++
+		if ss.f().nextID == 0 {
+			ss.f().nextID = 1
+		}
+		if ss.findOut(ss.f().nextID) < 0 {
+			return ss.f().nextID
+		}
+	}
+}
+
+// findOut returns the index of the inflight message with id, or -1.
+func (ss *session) findOut(id uint16) int {
+	for i, o := range ss.f().inflight {
+		if o.id == id {
+			return i
+		}
+	}
+	return -1
+}
+
+// account adds n bytes (and k messages) to the queued totals.
+func (ss *session) account(n, k int) {
+	ss.f().qbytes += n
+	ss.srv.queuedTotal.Add(int64(n))
+	ss.srv.stats.queuedMsgs.Add(int64(k))
+}
+
+// deliver hands m to the session at qos (already the minimum of the
+// message's and the subscription's), with the retain flag to send and
+// the subscription identifiers matched. It sends at once when the client
+// is online and its window has room; else it queues QoS 1 and 2 within the
+// bounds, and drops QoS 0 for an offline client.
+func (ss *session) deliver(m *msg, qos QoS, retain bool, ids []uint32, now int64) {
+	s := ss.srv
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.dead {
+		return
+	}
+	c := ss.conn
+	if qos > QoS0 {
+		defer ss.tidy()
+	}
+	if qos == QoS0 {
+		if c == nil {
+			s.drop(DropOffline)
+			return
+		}
+		c.sendPublish(m, 0, 0, false, retain, ids, now)
+		return
+	}
+	if c != nil && len(ss.f().queue) == 0 && len(ss.f().inflight) < ss.window() {
+		o := &outflight{m: m, qos: qos, retain: retain, ids: slices.Clone(ids)}
+		o.id = ss.packetID()
+		if c.sendPublish(m, qos, o.id, false, retain, ids, now) {
+			ss.f().inflight = append(ss.f().inflight, o)
+			ss.account(m.size, 1)
+		}
+		return
+	}
+	switch {
+	case len(ss.f().queue) >= s.cfg.MaxQueuedMessages || ss.f().qbytes+m.size > s.cfg.MaxQueuedBytes:
+		s.drop(DropQueueFull)
+		return
+	case s.cfg.MaxQueuedBytesTotal > 0 && s.queuedTotal.Load()+int64(m.size) > s.cfg.MaxQueuedBytesTotal:
+		s.drop(DropTotalQueueFull)
+		return
+	}
+	ss.f().queue = append(ss.f().queue, &outflight{m: m, qos: qos, retain: retain, ids: slices.Clone(ids)})
+	ss.account(m.size, 1)
+}
+
+// pump sends queued messages while the window has room; s.mu is held.
+func (ss *session) pump(now int64) {
+	c := ss.conn
+	if c == nil {
+		return
+	}
+	for len(ss.f().queue) > 0 && len(ss.f().inflight) < ss.window() {
+		o := ss.f().queue[0]
+		ss.f().queue[0] = nil
+		ss.f().queue = ss.f().queue[1:]
+		o.id = ss.packetID()
+		if c.sendPublish(o.m, o.qos, o.id, false, o.retain, o.ids, now) {
+			ss.f().inflight = append(ss.f().inflight, o)
+		} else {
+			ss.account(-o.m.size, -1)
+		}
+	}
+	if len(ss.f().queue) == 0 {
+		ss.f().queue = nil
+	}
+}
+
+// resend sends the inflight messages again after a reconnect: PUBLISH
+// with DUP for those unacknowledged, PUBREL for QoS 2 ones past PUBREC;
+// then what is queued. s.mu is held.
+func (ss *session) resend(now int64) {
+	c := ss.conn
+	keep := ss.f().inflight[:0]
+	for _, o := range ss.f().inflight {
+		if o.rel {
+			c.sendAck(TypePubrel, o.id, Success)
+			keep = append(keep, o)
+			continue
+		}
+		if c.sendPublish(o.m, o.qos, o.id, true, o.retain, o.ids, now) {
+			keep = append(keep, o)
+		} else {
+			ss.account(-o.m.size, -1)
+		}
+	}
+	clear(ss.f().inflight[len(keep):])
+	ss.f().inflight = keep
+	// The client may have lowered its Receive Maximum: messages over the
+	// new window stay inflight (they were sent), and pump waits.
+	ss.pump(now)
+}
+
+// acked handles PUBACK, PUBREC and PUBCOMP from the client. It returns
+// false when no message is inflight with id (or in the wrong state).
+func (ss *session) acked(c *conn, kind Type, id uint16, code ReasonCode, now int64) bool {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	defer ss.tidy()
+	if ss.conn != c {
+		return true // taken over: the new connection owns the state
+	}
+	i := ss.findOut(id)
+	if i < 0 {
+		return false
+	}
+	o := ss.f().inflight[i]
+	switch kind {
+	case TypePuback:
+		if o.qos != QoS1 {
+			return false
+		}
+	case TypePubrec:
+		if o.qos != QoS2 || o.rel {
+			if o.rel {
+				c.sendAck(TypePubrel, id, Success) // a repeated PUBREC
+				return true
+			}
+			return false
+		}
+		if code.IsError() {
+			break // the client refused it: the flow ends here
+		}
+		o.rel = true
+		c.sendAck(TypePubrel, id, Success)
+		return true
+	case TypePubcomp:
+		if !o.rel {
+			return false
+		}
+	}
+	ss.f().inflight = slices.Delete(ss.f().inflight, i, i+1)
+	if len(ss.f().inflight) == 0 {
+		ss.f().inflight = nil
+	}
+	ss.account(-o.m.size, -1)
+	ss.pump(now)
+	return true
+}
+
+// release drops every queued and inflight message of a session that ends.
+func (ss *session) release() {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	ss.dead = true
+	f := ss.fl
+	if f == nil {
+		return
+	}
+	n := len(f.queue) + len(f.inflight)
+	for range n {
+		ss.srv.drop(DropSessionEnded)
+	}
+	ss.account(-f.qbytes, -n)
+	ss.fl = nil
+}
+
+var matchPool = sync.Pool{New: func() any { s := make([]*subscription, 0, 16); return &s }}
+
+// route delivers m to every matching subscription and returns the number of
+// sessions it went to. A session with several matching subscriptions gets
+// it once, at the highest QoS, with every subscription identifier; a share
+// group gets it once, at one of its members (online ones first, in turn).
+func (s *Server) route(m *msg, now int64) int {
+	bp := matchPool.Get().(*[]*subscription)
+	subs := (*bp)[:0]
+	s.mu.RLock()
+	s.subs.Lookup(m.Topic, func(_ string, sub *subscription) bool {
+		subs = append(subs, sub)
+		return true
+	})
+	s.mu.RUnlock()
+	n := 0
+	shared := false
+	// A session with several matching subscriptions gets the message once:
+	// sorting by session puts its subscriptions side by side, without a
+	// map however many subscribers match.
+	if len(subs) > 1 {
+		slices.SortFunc(subs, func(a, b *subscription) int {
+			return cmp.Compare(uintptr(unsafe.Pointer(a.sess)), uintptr(unsafe.Pointer(b.sess)))
+		})
+	}
+	for i := 0; i < len(subs); {
+		ss := subs[i].sess
+		j := i + 1
+		for j < len(subs) && subs[j].sess == ss {
+			j++
+		}
+		var qos QoS
+		var rap, match bool
+		var ids []uint32
+		for _, o := range subs[i:j] {
+			switch {
+			case o.group != "":
+				shared = true
+				continue
+			case o.noLocal && ss.id == m.from:
+				continue
+			}
+			qos, rap, match = max(qos, o.qos), rap || o.rap, true
+			if o.id != 0 {
+				ids = append(ids, o.id)
+			}
+		}
+		if match {
+			s.deliverTo(ss, m, qos, rap, ids, now)
+			n++
+		}
+		i = j
+	}
+	if shared {
+		n += s.routeShared(m, subs, now)
+	}
+	clear(subs)
+	*bp = subs[:0]
+	matchPool.Put(bp)
+	return n
+}
+
+// deliverTo delivers m to one session.
+func (s *Server) deliverTo(ss *session, m *msg, qos QoS, rap bool, ids []uint32, now int64) {
+	// Messages are forwarded with retain 0 unless the subscription asks
+	// for retain as published (5.0 3.3.1.3).
+	ss.deliver(m, min(qos, m.QoS), m.Retain && rap, ids, now)
+}
+
+// routeShared delivers m once to each share group among subs.
+func (s *Server) routeShared(m *msg, subs []*subscription, now int64) int {
+	groups := make(map[string][]*subscription)
+	for _, sub := range subs {
+		if sub.group != "" {
+			k := sub.group + "\x00" + sub.topicFilter
+			groups[k] = append(groups[k], sub)
+		}
+	}
+	n := 0
+	for _, members := range groups {
+		start := int(s.shareNext.Add(1))
+		var pick *subscription
+		for i := range members {
+			sub := members[(start+i)%len(members)]
+			sub.sess.mu.Lock()
+			online := sub.sess.conn != nil
+			sub.sess.mu.Unlock()
+			if online {
+				pick = sub
+				break
+			}
+		}
+		if pick == nil {
+			pick = members[start%len(members)]
+		}
+		var ids []uint32
+		if pick.id != 0 {
+			ids = []uint32{pick.id}
+		}
+		s.deliverTo(pick.sess, m, pick.qos, pick.rap, ids, now)
+		n++
+	}
+	return n
+}
+
+// Publish injects m into the broker from the application (a command for a
+// device, a message from another node): it is retained if m.Retain says so
+// and delivered to the local subscribers, and returns how many sessions
+// it went to. Hooks.OnPublish does not see it. m is copied; the topic
+// must be a valid topic name (ErrTopic otherwise).
+func (s *Server) Publish(m *Message) (int, error) {
+	if !ValidTopicName(m.Topic) {
+		return 0, ErrTopic
+	}
+	if m.QoS > QoS2 {
+		return 0, ErrQoS
+	}
+	now := s.now()
+	mm := newMsg(m, "", now)
+	if m.Retain {
+		s.retain(mm)
+	}
+	return s.route(mm, now.UnixNano()), nil
+}
+
+// sweep expires offline sessions and publishes delayed wills due at now.
+func (s *Server) sweep(now time.Time) {
+	t := now.UnixNano()
+	var wills []*msg
+	s.mu.Lock()
+	for ss := range s.offline {
+		if ss.will != nil && t >= ss.willAt {
+			wills = append(wills, ss.will)
+			ss.will = nil
+		}
+		if ss.expiry != maxSessionExpirySecondsV5 && t >= ss.offlineAt+int64(ss.expiry)*int64(time.Second) {
+			if ss.will != nil {
+				wills = append(wills, ss.will)
+				ss.will = nil
+			}
+			s.endSessionLocked(ss)
+			s.stats.offline.Add(-1)
+			continue
+		}
+		if ss.will == nil && ss.expiry == maxSessionExpirySecondsV5 {
+			delete(s.offline, ss)
+		}
+	}
+	s.mu.Unlock()
+	for _, w := range wills {
+		s.publishWill(w, now)
+	}
+}
+
+// endSessionLocked removes ss and its subscriptions; s.mu is held. The
+// caller counts the session out of the online or offline gauge.
+func (s *Server) endSessionLocked(ss *session) {
+	for _, sub := range ss.subs {
+		s.subs.Remove(sub.topicFilter, subKey(sub.group, ss.id))
+	}
+	s.stats.subscriptions.Add(-int64(len(ss.subs)))
+	ss.subs = nil
+	if s.sessions[ss.id] == ss {
+		delete(s.sessions, ss.id)
+	}
+	delete(s.offline, ss)
+	ss.release()
+}
+
+// publishWill publishes a will message.
+func (s *Server) publishWill(w *msg, now time.Time) {
+	s.stats.wills.Add(1)
+	if w.Retain {
+		s.retain(w)
+	}
+	s.route(w, now.UnixNano())
+}
+
+// subKey is a subscription's key in the trie: the client id, prefixed by
+// the share group for shared subscriptions.
+func subKey(group, clientID string) string {
+	if group == "" {
+		return clientID
+	}
+	return "\x00" + group + "\x00" + clientID
+}

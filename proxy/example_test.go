@@ -1,0 +1,39 @@
+package proxy_test
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+
+	"github.com/warrenhq/warren/engine"
+	"github.com/warrenhq/warren/proxy"
+	"github.com/warrenhq/warren/upstream"
+)
+
+// A reverse proxy: an engine, a cluster of backends, a listener.
+func Example() {
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "via %s for %s", r.Header.Get("Via"), r.Header.Get("X-Forwarded-For"))
+	}))
+	defer backend.Close()
+
+	eng, _ := engine.New(engine.Config{}, nil)
+	eng.Start("")
+	defer eng.Close()
+	cl, _ := upstream.NewCluster(eng, upstream.ClusterConfig{Hosts: []string{backend.URL}})
+	defer cl.Close()
+	p := proxy.New(eng, cl, proxy.Config{})
+	defer p.Close()
+	ln, _ := p.Listen("127.0.0.1:0")
+
+	resp, err := http.Get("http://" + ln.Addr().String() + "/")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	fmt.Println(resp.StatusCode, string(body))
+	// Output: 200 via 1.1 warren for 127.0.0.1
+}

@@ -1,0 +1,266 @@
+package proxy
+
+import (
+	"bytes"
+	"sync"
+
+	"github.com/warrenhq/warren/engine"
+	"github.com/warrenhq/warren/http1"
+	"github.com/warrenhq/warren/upstream"
+)
+
+// Forward returns an http1.Handler that forwards its request to the
+// proxy's cluster, for a route of an http1.Server that serves some paths
+// itself and passes the rest on (warren serve in front of a legacy
+// backend: router.NotFound = p.Forward(), or r.Handle("/legacy/{rest...}",
+// p.Forward())). It runs on the engine's worker pool and blocks that
+// worker until the response is passed on; the response streams (the
+// upstream connection pauses while the worker lags by more than
+// Config.MaxBacklog). The request body is the one the server collected
+// (Ctx.Body, bounded by the server's Limits.MaxBodyBytes; StreamBody
+// routes are not forwarded as streams yet). A WebSocket or other upgrade
+// is spliced as by the proxy's own listener.
+//
+// The headers are rewritten as by the proxy (X-Forwarded-*, Via,
+// hop-by-hop fields), and a request the cluster cannot serve is answered
+// with 502, 503 or 504 and the reason header.
+func (p *Proxy) Forward() http1.Handler { return http1.HandlerFunc(p.forward) }
+
+func (p *Proxy) forward(c *http1.Ctx) {
+	req := c.Request
+	upgrade := req.Upgrade != nil
+	body := c.Body()
+	head := appendForwardHead(nil, p, req, c.RemoteAddr().Addr().Unmap().String(), upgrade, len(body))
+	f := &fwd{p: p, client: c.Conn(), wake: make(chan struct{}, 1)}
+	p.st.requests.Add(1)
+	p.st.active.Add(1)
+	x := p.cl.Do(&upstream.Request{Method: string(req.Method), Head: head, Body: body, Upgrade: upgrade, Handler: f, Loop: -1})
+	ctx := c.Context()
+	headDone := false
+	for {
+		f.mu.Lock()
+		evs := f.events
+		f.events = nil
+		f.queued = 0
+		paused := f.paused
+		f.paused = false
+		f.mu.Unlock()
+		for _, ev := range evs {
+			switch ev.kind {
+			case evHead:
+				c.SetStatus(ev.status)
+				for _, h := range ev.headers {
+					c.AddHeader(h[0], h[1])
+				}
+				c.AddHeader("Via", string(p.via))
+				if ev.stream {
+					c.Flush()
+				}
+				headDone = true
+			case evBody:
+				c.Write(ev.data)
+			case evUpgrade:
+				c.WriteRaw(nil) // the 101 went out on the loop; the server sends nothing more
+				c.UpgradeTo(&splice{p: p, peer: ev.conn})
+				p.st.active.Add(-1)
+				return
+			case evDone:
+				p.st.active.Add(-1)
+				if ev.err == nil {
+					p.st.responses.Add(1)
+					return
+				}
+				p.st.errors.Add(1)
+				if headDone {
+					c.Conn().Abort(engine.ReasonIOError) // cut short: the client must see it
+					return
+				}
+				fl := upstream.FailureOf(ev.err)
+				p.st.countFailure(fl)
+				c.SetStatus(fl.Status())
+				c.SetHeader(p.reason, fl.String())
+				c.SetHeader("Via", string(p.via))
+				c.WriteString(http1.StatusText(fl.Status()) + ": " + fl.String() + "\n")
+				return
+			}
+		}
+		if paused {
+			if uc := x.Conn(); uc != nil {
+				uc.ResumeRead()
+			}
+		}
+		select {
+		case <-f.wake:
+		case <-ctx.Done():
+			x.Cancel()
+			<-f.wake
+		}
+	}
+}
+
+// Event kinds from the loop to the forwarding worker.
+const (
+	evHead uint8 = iota
+	evBody
+	evUpgrade
+	evDone
+)
+
+type fwdEvent struct {
+	kind    uint8
+	status  int
+	stream  bool
+	headers [][2]string
+	data    []byte
+	conn    *engine.Conn
+	err     error
+}
+
+// fwd carries a response from the upstream loop to the worker that
+// writes it to the http1 response.
+type fwd struct {
+	p      *Proxy
+	client *engine.Conn
+	wake   chan struct{}
+
+	mu     sync.Mutex
+	events []fwdEvent
+	queued int
+	paused bool
+}
+
+func (f *fwd) push(ev fwdEvent) {
+	f.mu.Lock()
+	f.events = append(f.events, ev)
+	f.queued += len(ev.data)
+	if f.queued > f.p.cfg.MaxBacklog {
+		f.paused = true
+	}
+	f.mu.Unlock()
+	select {
+	case f.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (f *fwd) OnResponse(x *upstream.Exchange, resp *http1.Response) {
+	ev := fwdEvent{kind: evHead, status: resp.StatusCode,
+		stream: resp.Framing != http1.FramingLength || resp.ContentLength > 64<<10}
+	var optsBuf [4][]byte
+	opts := optsBuf[:0]
+	for h := range resp.Headers() {
+		if eq(h.Name, "connection") {
+			opts = connOptions(opts, h.Value)
+		}
+	}
+	for h := range resp.Headers() {
+		if hop(h.Name) || listed(opts, h.Name) || eq(h.Name, "content-length") {
+			continue
+		}
+		ev.headers = append(ev.headers, [2]string{string(h.Name), string(h.Value)})
+	}
+	f.push(ev)
+}
+
+func (f *fwd) OnBody(x *upstream.Exchange, data []byte) {
+	f.push(fwdEvent{kind: evBody, data: bytes.Clone(data)})
+	f.mu.Lock()
+	pause := f.paused
+	f.mu.Unlock()
+	if pause {
+		if uc := x.Conn(); uc != nil {
+			uc.PauseRead() // the worker resumes it once it has caught up
+		}
+	}
+}
+
+func (f *fwd) OnDone(x *upstream.Exchange, err error) { f.push(fwdEvent{kind: evDone, err: err}) }
+
+// OnUpgrade sends the 101 to the client and splices the backend side; the
+// worker splices the client side with Ctx.UpgradeTo.
+func (f *fwd) OnUpgrade(x *upstream.Exchange, uc *engine.Conn, resp *http1.Response) {
+	f.client.Write(resp.Raw())
+	f.p.st.upgrades.Add(1)
+	f.p.st.splices.Add(2)
+	uc.SetHandler(&splice{p: f.p, peer: f.client})
+	f.push(fwdEvent{kind: evUpgrade, conn: uc})
+}
+
+var (
+	_ upstream.ResponseHandler = (*fwd)(nil)
+	_ upstream.UpgradeHandler  = (*fwd)(nil)
+)
+
+// appendForwardHead writes the backend request head for a request the
+// http1 server parsed (and whose body it collected: bodyLen bytes).
+func appendForwardHead(b []byte, p *Proxy, req *http1.Request, remote string, upgrade bool, bodyLen int) []byte {
+	b = append(b, req.Method...)
+	b = append(b, ' ')
+	b = append(b, req.Target...)
+	b = append(b, " HTTP/1.1\r\n"...)
+	var optsBuf [4][]byte
+	opts := optsBuf[:0]
+	for _, h := range req.Headers() {
+		if eq(h.Name, "connection") {
+			opts = connOptions(opts, h.Value)
+		}
+	}
+	var xff, via []byte
+	for _, h := range req.Headers() {
+		switch {
+		case upgrade && eq(h.Name, "upgrade"):
+		case hop(h.Name) || listed(opts, h.Name) || eq(h.Name, "content-length") || eq(h.Name, "expect"):
+			continue
+		case eq(h.Name, "x-forwarded-for"):
+			xff = h.Value
+			continue
+		case eq(h.Name, "x-forwarded-proto"):
+			continue
+		case eq(h.Name, "via"):
+			via = h.Value
+			continue
+		}
+		b = append(b, h.Name...)
+		b = append(b, ": "...)
+		b = append(b, h.Value...)
+		b = append(b, "\r\n"...)
+	}
+	b = append(b, "X-Forwarded-For: "...)
+	if len(xff) > 0 {
+		b = append(b, xff...)
+		b = append(b, ", "...)
+	}
+	b = append(b, remote...)
+	b = append(b, "\r\nX-Forwarded-Proto: "...)
+	b = append(b, p.cfg.Proto...)
+	b = append(b, "\r\nVia: "...)
+	if len(via) > 0 {
+		b = append(b, via...)
+		b = append(b, ", "...)
+	}
+	b = append(b, p.via...)
+	b = append(b, "\r\n"...)
+	if upgrade {
+		b = append(b, "Connection: Upgrade\r\n"...)
+	}
+	if bodyLen > 0 || req.ContentLength >= 0 || req.Chunked {
+		b = append(b, "Content-Length: "...)
+		b = append(b, itoa(bodyLen)...)
+		b = append(b, "\r\n"...)
+	}
+	return append(b, "\r\n"...)
+}
+
+func itoa(n int) string {
+	if n == 0 {
+		return "0"
+	}
+	var buf [20]byte
+	i := len(buf)
+	for n > 0 {
+		i--
+		buf[i] = byte('0' + n%10)
+		n /= 10
+	}
+	return string(buf[i:])
+}

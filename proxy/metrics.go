@@ -1,0 +1,96 @@
+package proxy
+
+import (
+	"strconv"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/warrenhq/warren/upstream"
+)
+
+// Stats is a snapshot of the proxy's counters.
+type Stats struct {
+	// Requests counts request heads forwarded; Responses the responses
+	// passed on whole; Errors the requests answered by the proxy itself
+	// (502, 503, 504) or cut short; BadRequests the malformed ones.
+	Requests, Responses, Errors, BadRequests uint64
+	// Upgrades counts WebSocket (or other) upgrades spliced.
+	Upgrades uint64
+	// Active is the requests in progress; Tunnels the spliced halves open
+	// (two per upgraded pair).
+	Active, Tunnels int64
+	// Status counts responses sent to clients by class (index 1 to 5).
+	Status [6]uint64
+	// Failures counts the proxy's own answers by upstream.Failure.
+	Failures map[string]uint64
+}
+
+// Stats returns the proxy's counters.
+func (p *Proxy) Stats() Stats {
+	s := Stats{Requests: p.st.requests.Load(), Responses: p.st.responses.Load(), Errors: p.st.errors.Load(),
+		BadRequests: p.st.badRequests.Load(), Upgrades: p.st.upgrades.Load(), Active: p.st.active.Load(),
+		Tunnels: p.st.splices.Load(), Failures: map[string]uint64{}}
+	for i := range s.Status {
+		s.Status[i] = p.st.status[i].Load()
+	}
+	p.st.failures.Range(func(k, v any) bool {
+		s.Failures[k.(upstream.Failure).String()] = v.(*atomic.Uint64).Load()
+		return true
+	})
+	return s
+}
+
+// Collector returns a Prometheus collector of the proxy's counters
+// (namespace empty means "warren"):
+//
+//	warren_proxy_requests_total                counter  requests forwarded
+//	warren_proxy_responses_total{class}        counter  responses to clients by status class
+//	warren_proxy_errors_total{reason}          counter  requests the proxy answered itself, by upstream failure
+//	warren_proxy_bad_requests_total            counter  malformed requests (4xx, closed)
+//	warren_proxy_upgrades_total                counter  upgrades spliced
+//	warren_proxy_requests_active               gauge    requests in progress
+//	warren_proxy_tunnels_active                gauge    spliced connection halves open
+//
+// The cluster's own metrics come from upstream.Cluster.Collector.
+func (p *Proxy) Collector(namespace string) prometheus.Collector {
+	if namespace == "" {
+		namespace = "warren"
+	}
+	ns := namespace + "_proxy_"
+	return &collector{p: p,
+		requests:  prometheus.NewDesc(ns+"requests_total", "Requests forwarded.", nil, nil),
+		responses: prometheus.NewDesc(ns+"responses_total", "Responses to clients by status class.", []string{"class"}, nil),
+		errors:    prometheus.NewDesc(ns+"errors_total", "Requests the proxy answered itself, by upstream failure.", []string{"reason"}, nil),
+		bad:       prometheus.NewDesc(ns+"bad_requests_total", "Malformed requests, answered 4xx and closed.", nil, nil),
+		upgrades:  prometheus.NewDesc(ns+"upgrades_total", "Upgrades spliced.", nil, nil),
+		active:    prometheus.NewDesc(ns+"requests_active", "Requests in progress.", nil, nil),
+		tunnels:   prometheus.NewDesc(ns+"tunnels_active", "Spliced connection halves open.", nil, nil),
+	}
+}
+
+type collector struct {
+	p                                                           *Proxy
+	requests, responses, errors, bad, upgrades, active, tunnels *prometheus.Desc
+}
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.requests, c.responses, c.errors, c.bad, c.upgrades, c.active, c.tunnels} {
+		ch <- d
+	}
+}
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	s := c.p.Stats()
+	ch <- prometheus.MustNewConstMetric(c.requests, prometheus.CounterValue, float64(s.Requests))
+	for k := 1; k <= 5; k++ {
+		ch <- prometheus.MustNewConstMetric(c.responses, prometheus.CounterValue, float64(s.Status[k]), strconv.Itoa(k)+"xx")
+	}
+	for _, f := range upstream.Failures() {
+		ch <- prometheus.MustNewConstMetric(c.errors, prometheus.CounterValue, float64(s.Failures[f.String()]), f.String())
+	}
+	ch <- prometheus.MustNewConstMetric(c.bad, prometheus.CounterValue, float64(s.BadRequests))
+	ch <- prometheus.MustNewConstMetric(c.upgrades, prometheus.CounterValue, float64(s.Upgrades))
+	ch <- prometheus.MustNewConstMetric(c.active, prometheus.GaugeValue, float64(s.Active))
+	ch <- prometheus.MustNewConstMetric(c.tunnels, prometheus.GaugeValue, float64(s.Tunnels))
+}

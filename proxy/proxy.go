@@ -1,0 +1,967 @@
+// Package proxy is warren's HTTP/1.1 reverse proxy on the engine: client
+// connections parsed on the event loops, forwarded through an
+// upstream.Cluster (pools, balancing, health, outlier ejection, breaker,
+// retries), responses streamed back, and WebSocket upgrades spliced byte
+// for byte between the two engine connections, with no goroutine per
+// connection or per pair.
+//
+// The proxy adds X-Forwarded-For, X-Forwarded-Proto and Via, strips the
+// hop-by-hop header fields (Connection and the fields it names,
+// Keep-Alive, Proxy-Connection, TE, Trailer, Upgrade but for upgrades,
+// Proxy-Authorization, Proxy-Authenticate), and answers a request it
+// cannot forward with 502, 503 or 504 and an X-Warren-Reason header
+// naming the upstream.Failure (connect_failure, upstream_timeout,
+// no_healthy_upstream, overflow, breaker_open, ...).
+//
+// Bodies stream both ways without being held whole: a request body goes
+// to the backend as it arrives (chunked bytes as received), a response
+// body to the client as it arrives (a chunked or close-delimited one
+// re-chunked for an HTTP/1.1 client). When one side reads slower than
+// the other sends, the proxy stops reading the fast side once
+// Config.MaxBacklog bytes are queued toward the slow one, and resumes it
+// when the queue falls under a quarter of that.
+package proxy
+
+import (
+	"log/slog"
+	"net/netip"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/warrenhq/warren/engine"
+	"github.com/warrenhq/warren/http1"
+	"github.com/warrenhq/warren/upstream"
+)
+
+// Config configures a Proxy. The zero value works.
+type Config struct {
+	// Limits bounds client request heads (431, 414 over them). Bodies are
+	// streamed: Limits.MaxBodyBytes bounds a request body; zero means no
+	// limit for the proxy (the backend decides).
+	Limits http1.Limits
+	// IdleTimeout closes a client keep-alive connection idle this long.
+	// Zero means 60s; negative never. Keep it above the idle timeout of
+	// any load balancer in front (docs/upstream.md).
+	IdleTimeout time.Duration
+	// HeaderTimeout bounds the arrival of a request head once started
+	// (408 after). Zero means 10s; negative never.
+	HeaderTimeout time.Duration
+	// MaxBacklog is how many bytes may queue toward a slow peer before the
+	// proxy stops reading the other side. Zero means 256 KiB.
+	MaxBacklog int
+	// Via is the pseudonym in the Via header ("1.1 warren"). Zero means
+	// "warren".
+	Via string
+	// ReasonHeader names the header that carries the failure reason of a
+	// 502, 503 or 504 the proxy answers itself. Zero means
+	// "X-Warren-Reason".
+	ReasonHeader string
+	// Proto is the X-Forwarded-Proto value. Zero means "http".
+	Proto string
+	// HashClient balances ring hash and Maglev clusters by client address
+	// (session affinity).
+	HashClient bool
+	// Logger receives the proxy's logs. Nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Defaults of Config.
+const (
+	DefaultIdleTimeout   = 60 * time.Second
+	DefaultHeaderTimeout = 10 * time.Second
+	DefaultMaxBacklog    = 256 << 10
+)
+
+// Proxy is a reverse proxy from an engine's listeners to an
+// upstream.Cluster. It is safe for concurrent use.
+type Proxy struct {
+	eng     *engine.Engine
+	cl      *upstream.Cluster
+	cfg     Config
+	via     []byte
+	reason  string
+	res     resumer
+	st      stats
+	pcPool  sync.Pool
+	bodyLim int64
+}
+
+type stats struct {
+	requests, responses, errors, upgrades, badRequests atomic.Uint64
+	active, splices                                    atomic.Int64
+	status                                             [6]atomic.Uint64
+	failures                                           sync.Map // upstream.Failure → *atomic.Uint64
+}
+
+// New makes a proxy to cl for connections on eng.
+func New(eng *engine.Engine, cl *upstream.Cluster, cfg Config) *Proxy {
+	if cfg.IdleTimeout == 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
+	}
+	if cfg.HeaderTimeout == 0 {
+		cfg.HeaderTimeout = DefaultHeaderTimeout
+	}
+	if cfg.MaxBacklog <= 0 {
+		cfg.MaxBacklog = DefaultMaxBacklog
+	}
+	if cfg.Via == "" {
+		cfg.Via = "warren"
+	}
+	if cfg.ReasonHeader == "" {
+		cfg.ReasonHeader = "X-Warren-Reason"
+	}
+	if cfg.Proto == "" {
+		cfg.Proto = "http"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	p := &Proxy{eng: eng, cl: cl, cfg: cfg, via: []byte("1.1 " + cfg.Via), reason: cfg.ReasonHeader,
+		bodyLim: cfg.Limits.MaxBodyBytes}
+	if p.bodyLim == 0 {
+		p.bodyLim = -1
+	}
+	p.cfg.Limits.MaxBodyBytes = -1 // the parser checks Content-Length against bodyLim below
+	p.res.init(cfg.MaxBacklog / 4)
+	return p
+}
+
+// Handler returns the engine handler of client connections, for
+// Engine.Listen or a connection handed over with Conn.SetHandler.
+func (p *Proxy) Handler() engine.Handler { return (*idleHandler)(p) }
+
+// Listen opens a listener on the proxy's engine whose connections are
+// proxied, with the proxy's idle and header timeouts.
+func (p *Proxy) Listen(addr string) (*engine.Listener, error) {
+	ln, err := p.eng.Listen(addr, p.Handler())
+	if err != nil {
+		return nil, err
+	}
+	ln.SetIdleTimeout(p.cfg.IdleTimeout)
+	ln.SetReadTimeout(p.cfg.HeaderTimeout)
+	return ln, nil
+}
+
+// Cluster returns the proxy's cluster.
+func (p *Proxy) Cluster() *upstream.Cluster { return p.cl }
+
+// Close stops the proxy's backpressure goroutine. Connections end with the
+// engine.
+func (p *Proxy) Close() { p.res.close() }
+
+// idleHandler is a client connection with no request in progress: it
+// holds no state. The first bytes of a request give it a pconn.
+type idleHandler Proxy
+
+func (h *idleHandler) OnData(c *engine.Conn, in []byte) int {
+	p := (*Proxy)(h)
+	pc := p.getPC(c)
+	c.SetHandler(pc)
+	return pc.OnData(c, in)
+}
+
+func (h *idleHandler) Inline() bool     { return true }
+func (h *idleHandler) Protocol() string { return ProtocolName }
+
+// ProtocolName is the protocol name of client connections.
+const ProtocolName = "proxy"
+
+func (p *Proxy) getPC(c *engine.Conn) *pconn {
+	pc, _ := p.pcPool.Get().(*pconn)
+	if pc == nil {
+		pc = &pconn{p: p}
+	}
+	pc.c = c
+	return pc
+}
+
+// Request phases of a pconn.
+const (
+	phHead    uint8 = iota // reading a request head
+	phBody                 // forwarding the request body
+	phWait                 // body done, response in progress
+	phUpgrade              // upgrade request sent, waiting for the backend
+	phIdle                 // response done; waiting to hand the connection back to the idle handler
+	phDone                 // closing
+)
+
+// pconn is a client connection with a request in progress. Its OnData
+// runs on the client's loop; the response callbacks on the upstream
+// connection's.
+type pconn struct {
+	p *Proxy
+	c *engine.Conn
+
+	// Client loop only.
+	parser  http1.Parser
+	req     http1.Request
+	chunk   http1.ChunkedReader
+	chunked bool
+	remain  int64
+	head    []byte // upstream request head; kept until the exchange ends
+	rhead   []byte // response head being built (upstream loop)
+	// headPending says rhead has not been written yet (upstream loop).
+	headPending bool
+
+	mu          sync.Mutex // guards the fields below
+	phase       uint8
+	x           *upstream.Exchange
+	reqDone     bool // request body fully forwarded
+	keepAlive   bool // the client may send another request
+	respStarted bool
+	respChunked bool // re-chunking the body for the client
+	closeAfter  bool // close the client connection after the response
+	minor       int  // the client's HTTP minor version
+	method      string
+}
+
+var (
+	_ engine.Handler          = (*pconn)(nil)
+	_ engine.CloseHandler     = (*pconn)(nil)
+	_ engine.TimeoutHandler   = (*pconn)(nil)
+	_ engine.InlineHandler    = (*pconn)(nil)
+	_ upstream.UpgradeHandler = (*pconn)(nil)
+	_ upstream.InterimHandler = (*pconn)(nil)
+)
+
+func (pc *pconn) Inline() bool     { return true }
+func (pc *pconn) Protocol() string { return ProtocolName }
+
+// OnData parses a request head and forwards the body.
+func (pc *pconn) OnData(c *engine.Conn, in []byte) int {
+	used := 0
+	for used < len(in) {
+		pc.mu.Lock()
+		ph := pc.phase
+		pc.mu.Unlock()
+		switch ph {
+		case phHead:
+			n, err := pc.parser.Parse(in[used:], &pc.req, &pc.p.cfg.Limits)
+			if err != nil {
+				pc.badRequest(err)
+				return len(in)
+			}
+			if n == 0 {
+				return used
+			}
+			if !pc.startRequest(in[used:used+n], n) {
+				return len(in)
+			}
+			used += n
+		case phBody:
+			k, err := pc.forwardBody(in[used:])
+			if err != nil {
+				pc.badRequest(err)
+				return len(in)
+			}
+			used += k
+			if k == 0 {
+				return used
+			}
+		default:
+			return used // pipelined input waits for the response
+		}
+	}
+	return used
+}
+
+// badRequest answers a malformed request and closes.
+func (pc *pconn) badRequest(err error) {
+	pc.p.st.badRequests.Add(1)
+	e, ok := err.(*http1.Error)
+	if !ok {
+		e = &http1.Error{Status: 400, Reason: err.Error()}
+	}
+	pc.mu.Lock()
+	started := pc.respStarted
+	x := pc.x
+	pc.phase = phDone
+	pc.mu.Unlock()
+	if x != nil {
+		x.Cancel()
+	}
+	if !started {
+		pc.c.Write(pc.p.errorResponse(nil, e.Status, "bad_request", e.Reason, true))
+	}
+	pc.c.CloseWithReason(engine.ReasonProtocolError)
+}
+
+// startRequest forwards the head just parsed; it reports false when it
+// answered the request itself.
+func (pc *pconn) startRequest(raw []byte, n int) bool {
+	p, req := pc.p, &pc.req
+	hasBody := req.Chunked || req.ContentLength > 0
+	if p.bodyLim >= 0 && req.ContentLength > p.bodyLim {
+		pc.badRequest(http1.ErrBodyTooLarge)
+		return false
+	}
+	upgrade := req.Upgrade != nil
+	pc.head = pc.appendUpstreamHead(pc.head[:0], upgrade)
+	pc.chunked, pc.remain = req.Chunked, req.ContentLength
+	if req.Chunked {
+		pc.chunk.Reset(&http1.Limits{MaxBodyBytes: p.bodyLim})
+	}
+	pc.mu.Lock()
+	pc.keepAlive = !req.Close
+	pc.minor = req.ProtoMinor
+	pc.method = string(req.Method)
+	pc.respStarted, pc.respChunked, pc.closeAfter = false, false, false
+	pc.reqDone = !hasBody
+	switch {
+	case upgrade:
+		pc.phase = phUpgrade
+	case hasBody:
+		pc.phase = phBody
+	default:
+		pc.phase = phWait
+	}
+	pc.mu.Unlock()
+	p.st.requests.Add(1)
+	p.st.active.Add(1)
+	r := upstream.Request{Method: pc.method, Head: pc.head, Stream: hasBody, Upgrade: upgrade, Handler: pc,
+		Loop: pc.c.Loop()}
+	if p.cfg.HashClient {
+		r.Key = upstream.HashKey(pc.c.RemoteAddr().Addr().String())
+	}
+	x := p.cl.Do(&r)
+	pc.mu.Lock()
+	if pc.phase != phDone && pc.x == nil && !pc.respDoneLocked() {
+		pc.x = x
+	}
+	pc.mu.Unlock()
+	return true
+}
+
+// respDoneLocked reports whether the exchange already ended (OnDone ran
+// inside Do).
+func (pc *pconn) respDoneLocked() bool { return pc.phase == phIdle || pc.phase == phDone }
+
+// forwardBody forwards request body bytes at the start of in, raw (chunked
+// coding as received); it returns how many it consumed.
+func (pc *pconn) forwardBody(in []byte) (int, error) {
+	var n int
+	var done bool
+	if pc.chunked {
+		for n < len(in) {
+			k, _, d, err := pc.chunk.Next(in[n:])
+			if err != nil {
+				return 0, err
+			}
+			n += k
+			if d {
+				done = true
+				break
+			}
+			if k == 0 {
+				break
+			}
+		}
+	} else {
+		n = int(min(int64(len(in)), pc.remain))
+		pc.remain -= int64(n)
+		done = pc.remain == 0
+	}
+	pc.mu.Lock()
+	x := pc.x
+	pc.mu.Unlock()
+	if x == nil {
+		// The exchange ended (a refusal answered the client); drop the
+		// body and close after it.
+		if done {
+			pc.mu.Lock()
+			pc.phase = phDone
+			pc.mu.Unlock()
+			pc.c.Close()
+		}
+		return n, nil
+	}
+	if n > 0 {
+		x.Write(in[:n])
+	}
+	if done {
+		x.End()
+		pc.mu.Lock()
+		pc.reqDone = true
+		if pc.phase == phBody {
+			pc.phase = phWait
+		}
+		pc.mu.Unlock()
+	}
+	if x.Backlog() > pc.p.cfg.MaxBacklog {
+		pc.c.PauseRead()
+		pc.p.res.add(pc.c, func() bool { return x.Backlog() <= pc.p.cfg.MaxBacklog/4 })
+	}
+	return n, nil
+}
+
+// hop reports whether a header field is hop-by-hop.
+func hop(name []byte) bool {
+	switch len(name) {
+	case 2:
+		return eq(name, "te")
+	case 7:
+		return eq(name, "trailer") || eq(name, "upgrade")
+	case 10:
+		return eq(name, "connection") || eq(name, "keep-alive")
+	case 16:
+		return eq(name, "proxy-connection")
+	case 17:
+		return eq(name, "transfer-encoding")
+	case 18:
+		return eq(name, "proxy-authenticate")
+	case 19:
+		return eq(name, "proxy-authorization")
+	}
+	return false
+}
+
+// eq compares b with the lower-case s, ignoring ASCII case.
+func eq(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := range b {
+		c := b[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != s[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// listed reports whether name is one of the Connection header's options.
+func listed(conn [][]byte, name []byte) bool {
+	for _, o := range conn {
+		if len(o) == len(name) && eqFold(o, name) {
+			return true
+		}
+	}
+	return false
+}
+
+func eqFold(a, b []byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
+// connOptions splits a Connection header value into its options.
+func connOptions(dst [][]byte, v []byte) [][]byte {
+	for len(v) > 0 {
+		i := 0
+		for i < len(v) && v[i] != ',' {
+			i++
+		}
+		o := trim(v[:i])
+		if len(o) > 0 && !eq(o, "close") && !eq(o, "keep-alive") && !eq(o, "upgrade") {
+			dst = append(dst, o)
+		}
+		if i == len(v) {
+			break
+		}
+		v = v[i+1:]
+	}
+	return dst
+}
+
+func trim(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
+		b = b[1:]
+	}
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+// appendUpstreamHead writes the request head for the backend.
+func (pc *pconn) appendUpstreamHead(b []byte, upgrade bool) []byte {
+	req := &pc.req
+	b = append(b, req.Method...)
+	b = append(b, ' ')
+	b = append(b, req.Target...)
+	b = append(b, " HTTP/1.1\r\n"...)
+	var opts [][]byte
+	var optsBuf [4][]byte
+	opts = optsBuf[:0]
+	for _, h := range req.Headers() {
+		if eq(h.Name, "connection") {
+			opts = connOptions(opts, h.Value)
+		}
+	}
+	var xff, via []byte
+	hostSeen := false
+	for _, h := range req.Headers() {
+		switch {
+		case eq(h.Name, "transfer-encoding"):
+			// Kept: the body is forwarded as received.
+		case upgrade && eq(h.Name, "upgrade"):
+		case hop(h.Name) || listed(opts, h.Name):
+			continue
+		case eq(h.Name, "x-forwarded-for"):
+			xff = h.Value
+			continue
+		case eq(h.Name, "x-forwarded-proto"):
+			continue
+		case eq(h.Name, "via"):
+			via = h.Value
+			continue
+		case eq(h.Name, "host"):
+			hostSeen = true
+		}
+		b = append(b, h.Name...)
+		b = append(b, ": "...)
+		b = append(b, h.Value...)
+		b = append(b, "\r\n"...)
+	}
+	if !hostSeen && req.Host != nil {
+		b = append(b, "Host: "...)
+		b = append(b, req.Host...)
+		b = append(b, "\r\n"...)
+	}
+	b = append(b, "X-Forwarded-For: "...)
+	if len(xff) > 0 {
+		b = append(b, xff...)
+		b = append(b, ", "...)
+	}
+	b = pc.c.RemoteAddr().Addr().Unmap().AppendTo(b)
+	b = append(b, "\r\nX-Forwarded-Proto: "...)
+	b = append(b, pc.p.cfg.Proto...)
+	b = append(b, "\r\nVia: "...)
+	if len(via) > 0 {
+		b = append(b, via...)
+		b = append(b, ", "...)
+	}
+	b = append(b, pc.p.via...)
+	b = append(b, "\r\n"...)
+	if upgrade {
+		b = append(b, "Connection: Upgrade\r\n"...)
+	}
+	return append(b, "\r\n"...)
+}
+
+// OnInterim forwards a 100 Continue to an HTTP/1.1 client.
+func (pc *pconn) OnInterim(x *upstream.Exchange, resp *http1.Response) {
+	pc.mu.Lock()
+	minor := pc.minor
+	pc.mu.Unlock()
+	if resp.StatusCode == 100 && minor == 1 {
+		pc.c.Write([]byte("HTTP/1.1 100 Continue\r\n\r\n"))
+	}
+}
+
+// OnResponse writes the response head to the client.
+func (pc *pconn) OnResponse(x *upstream.Exchange, resp *http1.Response) {
+	pc.mu.Lock()
+	pc.respStarted = true
+	minor := pc.minor
+	closeAfter := !pc.keepAlive || pc.phase == phDone
+	chunk := false
+	switch resp.Framing {
+	case http1.FramingChunked:
+		if minor == 1 {
+			chunk = true
+		} else {
+			closeAfter = true
+		}
+	case http1.FramingClose:
+		if minor == 1 {
+			chunk = true
+		} else {
+			closeAfter = true
+		}
+	}
+	pc.respChunked, pc.closeAfter = chunk, closeAfter
+	pc.mu.Unlock()
+
+	b := pc.rhead[:0]
+	b = append(b, "HTTP/1."...)
+	b = strconv.AppendInt(b, int64(min(minor, 1)), 10)
+	b = append(b, ' ')
+	b = strconv.AppendInt(b, int64(resp.StatusCode), 10)
+	b = append(b, ' ')
+	b = append(b, resp.Reason...)
+	b = append(b, "\r\n"...)
+	var optsBuf [4][]byte
+	opts := optsBuf[:0]
+	for h := range resp.Headers() {
+		if eq(h.Name, "connection") {
+			opts = connOptions(opts, h.Value)
+		}
+	}
+	var via []byte
+	for h := range resp.Headers() {
+		if hop(h.Name) || listed(opts, h.Name) {
+			continue
+		}
+		if eq(h.Name, "via") {
+			via = h.Value
+			continue
+		}
+		b = append(b, h.Name...)
+		b = append(b, ": "...)
+		b = append(b, h.Value...)
+		b = append(b, "\r\n"...)
+	}
+	b = append(b, "Via: "...)
+	if len(via) > 0 {
+		b = append(b, via...)
+		b = append(b, ", "...)
+	}
+	b = append(b, pc.p.via...)
+	b = append(b, "\r\n"...)
+	if chunk {
+		b = append(b, "Transfer-Encoding: chunked\r\n"...)
+	}
+	if closeAfter {
+		b = append(b, "Connection: close\r\n"...)
+	} else if minor == 0 {
+		b = append(b, "Connection: keep-alive\r\n"...)
+	}
+	b = append(b, "\r\n"...)
+	// The head goes out with the first piece of body, or at the end:
+	// one write per small response instead of two.
+	pc.rhead = b
+	pc.headPending = true
+	pc.p.st.countStatus(resp.StatusCode)
+}
+
+// OnBody forwards a piece of the response body.
+func (pc *pconn) OnBody(x *upstream.Exchange, data []byte) {
+	pc.mu.Lock()
+	chunk := pc.respChunked
+	pc.mu.Unlock()
+	var bufs [4][]byte
+	out := bufs[:0]
+	if pc.headPending {
+		out = append(out, pc.rhead)
+		pc.headPending = false
+	}
+	if chunk {
+		var hdr [20]byte
+		h := strconv.AppendInt(hdr[:0], int64(len(data)), 16)
+		h = append(h, '\r', '\n')
+		out = append(out, h, data, crlf)
+	} else {
+		out = append(out, data)
+	}
+	pc.c.Writev(out)
+	if pc.c.QueuedBytes() > pc.p.cfg.MaxBacklog {
+		if uc := x.Conn(); uc != nil {
+			uc.PauseRead()
+			c := pc.c
+			lim := pc.p.cfg.MaxBacklog / 4
+			pc.p.res.add(uc, func() bool { return c.QueuedBytes() <= lim || c.State() == engine.StateClosed })
+		}
+	}
+}
+
+var (
+	crlf      = []byte("\r\n")
+	lastChunk = []byte("0\r\n\r\n")
+)
+
+// OnDone ends the response: the client connection goes back to idle, or
+// closes; a failure before the response is answered with 502, 503 or 504.
+func (pc *pconn) OnDone(x *upstream.Exchange, err error) {
+	p := pc.p
+	p.st.active.Add(-1)
+	pc.mu.Lock()
+	started, chunk, reqDone := pc.respStarted, pc.respChunked, pc.reqDone
+	keep := pc.keepAlive && !pc.closeAfter && pc.phase != phDone
+	minor := pc.minor
+	pc.x = nil
+	if err != nil && !started {
+		keep = keep && reqDone
+	}
+	if !reqDone {
+		keep = false // the rest of the request body is not worth reading
+	}
+	if keep {
+		pc.phase = phIdle
+	} else {
+		pc.phase = phDone
+	}
+	pc.mu.Unlock()
+	c := pc.c
+	switch {
+	case err == nil:
+		p.st.responses.Add(1)
+		var bufs [2][]byte
+		out := bufs[:0]
+		if pc.headPending {
+			out = append(out, pc.rhead)
+			pc.headPending = false
+		}
+		if chunk {
+			out = append(out, lastChunk)
+		}
+		if len(out) > 0 {
+			c.Writev(out)
+		}
+	case !started:
+		p.st.errors.Add(1)
+		f := upstream.FailureOf(err)
+		p.st.countFailure(f)
+		c.Write(p.errorResponse(pc, f.Status(), f.String(), err.Error(), !keep))
+		_ = minor
+	default:
+		// Cut short after the head was passed on: the client must see
+		// the truncation.
+		pc.headPending = false
+		p.st.errors.Add(1)
+		c.Abort(engine.ReasonIOError)
+		return
+	}
+	if !keep {
+		c.Close()
+		return
+	}
+	// Back to idle on the client's loop; pipelined input left unconsumed
+	// is handed to the idle handler at once.
+	c.Post(func() {
+		pc.mu.Lock()
+		ok := pc.phase == phIdle
+		pc.mu.Unlock()
+		if !ok {
+			return
+		}
+		c.SetHandler(p.Handler())
+		pc.release()
+	})
+}
+
+// release returns pc to the pool.
+func (pc *pconn) release() {
+	p := pc.p
+	pc.parser.Reset()
+	pc.req.Reset()
+	pc.c = nil
+	pc.mu.Lock()
+	pc.x = nil
+	pc.phase = phHead
+	pc.reqDone, pc.keepAlive, pc.respStarted, pc.respChunked, pc.closeAfter = false, false, false, false, false
+	pc.headPending = false
+	pc.mu.Unlock()
+	if cap(pc.head) > 16<<10 {
+		pc.head = nil
+	}
+	if cap(pc.rhead) > 16<<10 {
+		pc.rhead = nil
+	}
+	p.pcPool.Put(pc)
+}
+
+// OnUpgrade splices the client and the backend after a 101.
+func (pc *pconn) OnUpgrade(x *upstream.Exchange, uc *engine.Conn, resp *http1.Response) {
+	p := pc.p
+	p.st.active.Add(-1)
+	p.st.upgrades.Add(1)
+	c := pc.c
+	pc.mu.Lock()
+	pc.x = nil
+	pc.phase = phDone
+	pc.mu.Unlock()
+	c.Write(resp.Raw())
+	p.st.countStatus(101)
+	p.st.splices.Add(2) // two halves
+	up := &splice{p: p, peer: c}
+	down := &splice{p: p, peer: uc}
+	uc.SetHandler(up)
+	if !c.Post(func() { c.SetHandler(down) }) {
+		uc.Close()
+	}
+}
+
+// OnClose cancels the exchange of a client that went away.
+func (pc *pconn) OnClose(c *engine.Conn, r engine.CloseReason, err error) {
+	pc.mu.Lock()
+	x := pc.x
+	pc.x = nil
+	pc.phase = phDone
+	pc.mu.Unlock()
+	if x != nil {
+		x.Cancel()
+	}
+}
+
+// OnTimeout keeps a client waiting for its response (the cluster's
+// timeouts bound it); otherwise the idle or header timeout closes it, the
+// latter with 408.
+func (pc *pconn) OnTimeout(c *engine.Conn, r engine.CloseReason) bool {
+	pc.mu.Lock()
+	ph := pc.phase
+	pc.mu.Unlock()
+	switch ph {
+	case phWait, phUpgrade, phBody:
+		return true
+	case phHead:
+		if r == engine.ReasonReadTimeout && c.BytesIn() > 0 {
+			c.Write(pc.p.errorResponse(nil, 408, "header_timeout", "request head not received in time", true))
+		}
+	}
+	return false
+}
+
+// errorResponse renders a response the proxy answers itself.
+func (p *Proxy) errorResponse(pc *pconn, status int, reason, detail string, close bool) []byte {
+	body := http1.StatusText(status)
+	if body == "" {
+		body = "error"
+	}
+	body += ": " + reason + "\n"
+	b := make([]byte, 0, 256)
+	b = http1.AppendStatusLine(b, 1, status)
+	b = append(b, "Content-Type: text/plain; charset=utf-8\r\n"...)
+	b = append(b, p.reason...)
+	b = append(b, ": "...)
+	b = append(b, reason...)
+	b = append(b, "\r\nVia: "...)
+	b = append(b, p.via...)
+	b = append(b, "\r\nContent-Length: "...)
+	b = strconv.AppendInt(b, int64(len(body)), 10)
+	if close {
+		b = append(b, "\r\nConnection: close"...)
+	}
+	b = append(b, "\r\n\r\n"...)
+	b = append(b, body...)
+	_ = detail
+	return b
+}
+
+// splice copies one direction of an upgraded connection pair: its OnData
+// writes everything to the peer.
+type splice struct {
+	p    *Proxy
+	peer *engine.Conn
+}
+
+func (s *splice) Inline() bool     { return true }
+func (s *splice) Protocol() string { return "proxy_tunnel" }
+
+func (s *splice) OnData(c *engine.Conn, in []byte) int {
+	s.peer.Write(in)
+	if s.peer.QueuedBytes() > s.p.cfg.MaxBacklog {
+		c.PauseRead()
+		peer, lim := s.peer, s.p.cfg.MaxBacklog/4
+		s.p.res.add(c, func() bool { return peer.QueuedBytes() <= lim || peer.State() == engine.StateClosed })
+	}
+	return len(in)
+}
+
+func (s *splice) OnClose(c *engine.Conn, r engine.CloseReason, err error) {
+	s.p.st.splices.Add(-1)
+	s.peer.Close()
+}
+
+// OnTimeout keeps a tunnel open however quiet it is; the peers' own
+// pings and the backend's timeouts govern it.
+func (s *splice) OnTimeout(c *engine.Conn, r engine.CloseReason) bool { return true }
+
+// resumer resumes connections paused for backpressure once their peer's
+// queue has drained, checking every few milliseconds while any is paused.
+type resumer struct {
+	mu      sync.Mutex
+	waiting []resumeEntry
+	wake    chan struct{}
+	quit    chan struct{}
+	once    sync.Once
+}
+
+type resumeEntry struct {
+	c     *engine.Conn
+	ready func() bool
+}
+
+func (r *resumer) init(int) {
+	r.wake = make(chan struct{}, 1)
+	r.quit = make(chan struct{})
+}
+
+func (r *resumer) add(c *engine.Conn, ready func() bool) {
+	r.once.Do(func() { go r.run() })
+	r.mu.Lock()
+	r.waiting = append(r.waiting, resumeEntry{c, ready})
+	r.mu.Unlock()
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (r *resumer) close() {
+	select {
+	case <-r.quit:
+	default:
+		close(r.quit)
+	}
+}
+
+func (r *resumer) run() {
+	t := time.NewTicker(2 * time.Millisecond)
+	defer t.Stop()
+	for {
+		r.mu.Lock()
+		n := len(r.waiting)
+		r.mu.Unlock()
+		if n == 0 {
+			select {
+			case <-r.wake:
+			case <-r.quit:
+				return
+			}
+		}
+		select {
+		case <-t.C:
+		case <-r.quit:
+			return
+		}
+		r.mu.Lock()
+		keep := r.waiting[:0]
+		var ready []*engine.Conn
+		for _, e := range r.waiting {
+			if e.ready() || e.c.State() == engine.StateClosed {
+				ready = append(ready, e.c)
+			} else {
+				keep = append(keep, e)
+			}
+		}
+		clear(r.waiting[len(keep):])
+		r.waiting = keep
+		r.mu.Unlock()
+		for _, c := range ready {
+			c.ResumeRead()
+		}
+	}
+}
+
+func (s *stats) countStatus(code int) {
+	if k := code / 100; k >= 1 && k <= 5 {
+		s.status[k].Add(1)
+	}
+}
+
+func (s *stats) countFailure(f upstream.Failure) {
+	v, _ := s.failures.LoadOrStore(f, new(atomic.Uint64))
+	v.(*atomic.Uint64).Add(1)
+}
+
+var _ = netip.Addr{}

@@ -1,0 +1,93 @@
+package upstream
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestBatcherBounds(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	b := NewBatcher(BatcherConfig{MaxCount: 3, MaxBytes: 10, MaxDelay: 50 * time.Millisecond})
+	if _, ok := b.Add([]byte("a"), t0); ok {
+		t.Fatal("closed after one message")
+	}
+	if dl, ok := b.Deadline(); !ok || !dl.Equal(t0.Add(50*time.Millisecond)) {
+		t.Fatalf("deadline %v %v", dl, ok)
+	}
+	if _, ok := b.Due(t0.Add(49 * time.Millisecond)); ok {
+		t.Fatal("due early")
+	}
+	b.Add([]byte("b"), t0.Add(time.Millisecond))
+	bt, ok := b.Add([]byte("c"), t0.Add(2*time.Millisecond))
+	if !ok || bt.Why != "count" || len(bt.Messages) != 3 || string(bt.Messages[2]) != "c" {
+		t.Fatalf("count: %+v %v", bt, ok)
+	}
+	if _, ok := b.Deadline(); ok {
+		t.Fatal("deadline with no open batch")
+	}
+	bt, ok = b.Add([]byte("0123456789"), t0)
+	if !ok || bt.Why != "bytes" || bt.Bytes != 10 {
+		t.Fatalf("bytes: %+v", bt)
+	}
+	b.Add([]byte("x"), t0)
+	bt, ok = b.Due(t0.Add(50 * time.Millisecond))
+	if !ok || bt.Why != "time" || len(bt.Messages) != 1 {
+		t.Fatalf("time: %+v", bt)
+	}
+	if _, ok := b.Flush(); ok {
+		t.Fatal("flush of nothing")
+	}
+}
+
+func TestBatcherDefaults(t *testing.T) {
+	b := NewBatcher(BatcherConfig{})
+	now := time.Unix(0, 0)
+	for i := range 127 {
+		if _, ok := b.Add([]byte("m"), now); ok {
+			t.Fatalf("closed at %d", i+1)
+		}
+	}
+	if bt, ok := b.Add([]byte("m"), now); !ok || len(bt.Messages) != DefaultBatchCount {
+		t.Fatal("default count is not 128")
+	}
+}
+
+func TestHTTPSink(t *testing.T) {
+	e := startEngine(t)
+	var mu sync.Mutex
+	var got [][]int
+	b := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		var arr []int
+		if err := json.Unmarshal(body, &arr); err != nil || r.Header.Get("Content-Type") != "application/json" {
+			w.WriteHeader(400)
+			return
+		}
+		mu.Lock()
+		got = append(got, arr)
+		mu.Unlock()
+	}))
+	c := newTestCluster(t, e, ClusterConfig{Hosts: []string{b.addr}})
+	s := NewHTTPSink(c, SinkConfig{Path: "/hook", Batch: BatcherConfig{MaxCount: 10, MaxDelay: 20 * time.Millisecond}})
+	for i := range 25 {
+		s.Send([]byte{'0' + byte(i%10)})
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for s.Stats().Delivered < 3 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	st := s.Stats()
+	mu.Lock()
+	defer mu.Unlock()
+	total := 0
+	for _, a := range got {
+		total += len(a)
+	}
+	if st.Delivered != 3 || total != 25 || st.Dropped != 0 || st.Failed != 0 {
+		t.Fatalf("stats %+v, backend got %v", st, got)
+	}
+}

@@ -1,0 +1,881 @@
+package upstream
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/warrenhq/warren/engine"
+	"github.com/warrenhq/warren/http1"
+)
+
+// Request is one HTTP/1.1 request for Cluster.Do.
+type Request struct {
+	// Method is the request method; it decides idempotency and the
+	// framing of the response (HEAD, CONNECT).
+	Method string
+	// Head is the request head exactly as sent: request line, header
+	// fields and the empty line. It must declare the body's framing
+	// (Content-Length or Transfer-Encoding: chunked) and should not ask
+	// for Connection: close. AppendRequestHead builds one. The cluster
+	// keeps it until the exchange ends (it is resent on a retry).
+	Head []byte
+	// Body is a complete body sent after Head, or nil.
+	Body []byte
+	// Expect100 says Head carries "Expect: 100-continue": Body is sent
+	// once the backend answers 100 Continue, or after ContinueTimeout
+	// (1s) without an answer, and not at all when a final response comes
+	// first (the connection then closes, as its framing is unfinished).
+	Expect100 bool
+	// Stream says the body is written later with Exchange.Write and ended
+	// with Exchange.End, as it arrives (framed as Head declares). A
+	// streamed request is retried only while none of its body has been
+	// sent.
+	Stream bool
+	// Upgrade says Head asks for a protocol upgrade (WebSocket): a 101
+	// response hands the connection to the handler's OnUpgrade, and it
+	// leaves the pool.
+	Upgrade bool
+	// Idempotent overrides the method's idempotency for retries (an
+	// idempotency key makes a POST safe to retry): 0 uses the method,
+	// 1 idempotent, -1 not.
+	Idempotent int8
+	// Key is the hash for ring hash and Maglev balancing (HashKey of a
+	// device id, a client address); other balancers ignore it.
+	Key uint64
+	// Loop, when not negative, is the event loop the caller runs on
+	// (engine.Conn.Loop of the client connection a proxy forwards): an
+	// idle connection on that loop is preferred, so the exchange stays on
+	// one thread. The zero value prefers loop 0; -1 has no preference.
+	Loop int
+	// Handler receives the response. Required.
+	Handler ResponseHandler
+}
+
+// ResponseHandler receives the response to a Request. Its calls run on the
+// upstream connection's event loop (or, for a failure before any
+// connection, on the goroutine that called Do or a timer's), one at a time
+// and in order, and must not block: write to another engine connection,
+// hand off to a worker, or signal a channel.
+//
+// OnResponse is called once with the final response head (views valid only
+// during the call), then OnBody with each piece of the body as it arrives
+// (decoded from chunked coding; valid only during the call), then OnDone
+// with nil. When the exchange fails, OnDone gets an *Error; if OnResponse
+// was called, the response was cut short. OnDone is always the last call.
+type ResponseHandler interface {
+	OnResponse(x *Exchange, resp *http1.Response)
+	OnBody(x *Exchange, data []byte)
+	OnDone(x *Exchange, err error)
+}
+
+// InterimHandler is implemented by handlers that want 1xx responses other
+// than 101 (a proxy forwards 100 Continue); others never see them.
+type InterimHandler interface {
+	OnInterim(x *Exchange, resp *http1.Response)
+}
+
+// UpgradeHandler is implemented by handlers of Upgrade requests. After a
+// 101, OnUpgrade gets the connection, which has left the pool: it must
+// make it someone's with conn.SetHandler (it runs on conn's loop) or close
+// it. Bytes after the 101 head go to the new handler. OnDone is not called
+// after OnUpgrade.
+type UpgradeHandler interface {
+	OnUpgrade(x *Exchange, conn *engine.Conn, resp *http1.Response)
+}
+
+// Exchange is one request in progress through a Cluster: its attempts,
+// retries and response. Its methods are safe for concurrent use.
+type Exchange struct {
+	c       *Cluster
+	method  string
+	head    []byte
+	body    []byte
+	stream  bool
+	upgrade bool
+	idem    bool
+	key     uint64
+	loop    int
+	h       ResponseHandler
+	begun   time.Time
+	overall *time.Timer
+
+	// mu guards the fields below.
+	mu         sync.Mutex
+	state      uint8 // xWaiting, xActive, xDone
+	cc         *clientConn
+	reused     bool
+	buf        []byte // streamed body written before a connection was assigned
+	ended      bool   // End called
+	bodySent   bool   // some streamed body bytes were written to a connection
+	retries    int
+	inRetry    bool
+	timedOut   bool
+	canceled   bool
+	ticket     Ticket
+	hasTicket  bool
+	started    time.Time
+	respBegun  atomic.Bool // OnResponse called (or the response is being discarded for a retry)
+	ended2     atomic.Bool // state is xDone: no more handler calls
+	discarding bool        // the response is being read only to retry
+	status     atomic.Int32
+
+	// queued is guarded by the host pool's mu.
+	queued    bool
+	ptimer    *time.Timer
+	ctimer    *time.Timer // 100 Continue wait
+	bodyHeld  bool        // Body waits for 100 Continue
+	abandoned bool        // the held body was never sent: the connection closes
+	expect    bool
+	reserved  bool // a retry's room was taken when the response was set aside
+	lastHost  int
+	host      *hostPool
+	freeTries int
+}
+
+const (
+	xWaiting uint8 = iota // not on a connection
+	xActive               // on a connection
+	xDone
+)
+
+// maxFreeRetries bounds the retries of a request that failed on a reused
+// connection before any response byte (the backend closed it as it was
+// reused); they do not count against the retry policy.
+const maxFreeRetries = 2
+
+// Do sends r through the cluster without blocking and returns the
+// exchange. Callbacks may run before Do returns (a refusal calls OnDone at
+// once, on the caller's goroutine). Do may be called from an event loop.
+func (c *Cluster) Do(r *Request) *Exchange {
+	x := &Exchange{c: c, method: r.Method, head: r.Head, body: r.Body, stream: r.Stream, upgrade: r.Upgrade,
+		key: r.Key, h: r.Handler, lastHost: -1, loop: r.Loop, expect: r.Expect100}
+	switch {
+	case r.Idempotent > 0:
+		x.idem = true
+	case r.Idempotent == 0:
+		x.idem = Idempotent(r.Method)
+	}
+	x.begun = c.now()
+	c.st.rqTotal.Add(1)
+	if c.closed.Load() {
+		x.state = xDone
+		x.h.OnDone(x, &Error{Failure: FailShutdown})
+		return x
+	}
+	if c.brk != nil {
+		tk, r := c.brk.Allow(x.begun)
+		if r != ReasonNone {
+			c.st.breakerRejected.Add(1)
+			c.st.countFailure(FailBreakerOpen)
+			x.state = xDone
+			x.h.OnDone(x, &Error{Failure: FailBreakerOpen, Reason: r})
+			return x
+		}
+		x.ticket, x.hasTicket = tk, true
+	}
+	if rs := c.res.Acquire(ResourceRequests); rs != ReasonNone {
+		c.st.rqOverflow.Add(1)
+		c.st.countFailure(FailOverflow)
+		if x.hasTicket {
+			c.brk.Release(x.ticket)
+		}
+		x.state = xDone
+		x.h.OnDone(x, &Error{Failure: FailOverflow, Reason: rs})
+		return x
+	}
+	c.st.rqActive.Add(1)
+	if c.bud != nil {
+		c.bud.Begin()
+	}
+	if c.cfg.Timeout > 0 {
+		x.overall = time.AfterFunc(c.cfg.Timeout, x.onOverallTimeout)
+	}
+	x.dispatch()
+	return x
+}
+
+// dispatch runs one attempt: breaker, host, pool.
+func (x *Exchange) dispatch() {
+	c := x.c
+	x.mu.Lock()
+	if x.state == xDone {
+		x.mu.Unlock()
+		return
+	}
+	i := c.pick(x.key, x.lastHost)
+	if i >= 0 {
+		x.lastHost = i
+		x.host = c.hosts[i]
+	}
+	x.mu.Unlock()
+	if i < 0 {
+		x.finish(&Error{Failure: FailNoHost})
+		return
+	}
+	c.hosts[i].acquire(x)
+}
+
+// breakerDone reports the request's outcome to the breaker: the breaker
+// counts requests as the client sees them, after retries (a single bad
+// host is outlier detection's business, and retries route around it);
+// local refusals and cancels count neither way.
+func (x *Exchange) breakerDone(err error) {
+	x.mu.Lock()
+	tk, has := x.ticket, x.hasTicket
+	x.hasTicket = false
+	x.mu.Unlock()
+	if !has {
+		return
+	}
+	switch FailureOf(err) {
+	case FailOverflow, FailCanceled, FailShutdown, FailNoHost:
+		x.c.brk.Release(tk)
+		return
+	}
+	x.c.brk.Done(tk, err == nil && x.Status() < 500, x.c.now())
+}
+
+// armPendingTimer bounds x's wait in a pending queue.
+func (x *Exchange) armPendingTimer() {
+	x.mu.Lock()
+	if x.ptimer != nil {
+		x.ptimer.Stop()
+	}
+	x.ptimer = nil
+	if x.state == xWaiting {
+		x.ptimer = time.AfterFunc(x.c.pool.PendingTimeout, x.onPendingTimeout)
+	}
+	x.mu.Unlock()
+}
+
+func (x *Exchange) onPendingTimeout() {
+	x.mu.Lock()
+	hp := x.host
+	x.mu.Unlock()
+	if hp == nil || !hp.unqueue(x) {
+		return
+	}
+	x.c.st.pendingTimeout.Add(1)
+	x.finish(&Error{Failure: FailPendingTimeout, Host: hp.name})
+}
+
+// start puts x on cc and writes the request. It reports false when x has
+// already ended (cc is then free).
+func (x *Exchange) start(cc *clientConn, reused bool) bool {
+	x.mu.Lock()
+	if x.ptimer != nil {
+		x.ptimer.Stop()
+		x.ptimer = nil
+	}
+	if x.state == xDone {
+		x.mu.Unlock()
+		return false
+	}
+	x.state, x.cc, x.reused = xActive, cc, reused
+	x.started = x.c.now()
+	x.respBegun.Store(false)
+	x.discarding = false
+	cc.x.Store(x)
+	hp := cc.hp
+	hp.c.set.Start(hp.idx)
+	hp.st.rqTotal.Add(1)
+	bufs := [][]byte{x.head}
+	x.bodyHeld, x.abandoned = false, false
+	if len(x.body) > 0 {
+		if x.expect {
+			x.bodyHeld = true
+			x.ctimer = time.AfterFunc(ContinueTimeout, x.sendHeldBody)
+		} else {
+			bufs = append(bufs, x.body)
+		}
+	}
+	if x.stream && len(x.buf) > 0 {
+		bufs = append(bufs, x.buf)
+		x.buf = nil
+		x.bodySent = true
+	}
+	conn := cc.conn
+	_, err := conn.Writev(bufs)
+	x.mu.Unlock()
+	if err != nil {
+		conn.Abort(engine.ReasonIOError) // OnClose fails the attempt
+	}
+	return true
+}
+
+// Write sends streamed body bytes (Request.Stream), framed as the head
+// declared. Before a connection is assigned they are buffered. It is safe
+// to call from any goroutine; it fails once the exchange has ended.
+func (x *Exchange) Write(p []byte) error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.state == xDone || x.ended {
+		return ErrCanceled
+	}
+	if x.state != xActive || x.discarding {
+		x.buf = append(x.buf, p...)
+		return nil
+	}
+	x.bodySent = true
+	_, err := x.cc.conn.Write(p)
+	return err
+}
+
+// End marks the streamed body complete.
+func (x *Exchange) End() {
+	x.mu.Lock()
+	x.ended = true
+	x.mu.Unlock()
+}
+
+// Backlog returns the streamed body bytes not yet taken by the network:
+// buffered before a connection was assigned, or queued on it. A producer
+// pauses while it is high.
+func (x *Exchange) Backlog() int {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	n := len(x.buf)
+	if x.state == xActive && x.cc != nil && x.cc.conn != nil {
+		n += x.cc.conn.QueuedBytes()
+	}
+	return n
+}
+
+// Conn returns the upstream connection x is on, or nil.
+func (x *Exchange) Conn() *engine.Conn {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.state == xActive && x.cc != nil {
+		return x.cc.conn
+	}
+	return nil
+}
+
+// Cancel ends x: it fails with FailCanceled unless it already ended, and
+// its connection, if any, is closed.
+func (x *Exchange) Cancel() {
+	x.mu.Lock()
+	if x.state == xDone {
+		x.mu.Unlock()
+		return
+	}
+	x.canceled = true
+	cc := x.cc
+	st := x.state
+	x.mu.Unlock()
+	if st == xActive && cc != nil {
+		cc.conn.Abort(engine.ReasonLocal) // OnClose ends the attempt
+		return
+	}
+	if hp := x.hostOf(); hp != nil {
+		hp.unqueue(x)
+	}
+	x.finish(&Error{Failure: FailCanceled})
+}
+
+func (x *Exchange) onOverallTimeout() {
+	x.mu.Lock()
+	if x.state == xDone {
+		x.mu.Unlock()
+		return
+	}
+	x.timedOut = true
+	cc, st := x.cc, x.state
+	x.mu.Unlock()
+	x.c.st.rqTimeout.Add(1)
+	if st == xActive && cc != nil {
+		cc.conn.Abort(engine.ReasonLocal) // OnClose ends the attempt as a timeout
+		return
+	}
+	if hp := x.hostOf(); hp != nil {
+		hp.unqueue(x)
+	}
+	x.finish(&Error{Failure: FailTimeout})
+}
+
+// hostOf returns the host of x's current or last attempt.
+func (x *Exchange) hostOf() *hostPool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.host
+}
+
+// gotBytes notes response bytes for the attempt.
+func (x *Exchange) gotBytes() {}
+
+// respStarted reports whether the handler has seen the response.
+func (x *Exchange) respStarted() bool { return x.respBegun.Load() }
+
+// bodyComplete reports whether the whole request body was sent, so the
+// connection may carry another request.
+func (x *Exchange) bodyComplete() bool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return !x.abandoned && (!x.stream || x.ended && len(x.buf) == 0)
+}
+
+// ContinueTimeout is how long a request with Request.Expect100 waits for
+// 100 Continue before sending its body anyway (RFC 9110 §10.1.1).
+const ContinueTimeout = time.Second
+
+// sendHeldBody sends the body held for 100 Continue.
+func (x *Exchange) sendHeldBody() {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if !x.bodyHeld || x.state != xActive || x.cc == nil {
+		return
+	}
+	x.bodyHeld = false
+	if x.ctimer != nil {
+		x.ctimer.Stop()
+	}
+	x.cc.conn.Write(x.body)
+}
+
+// interim passes a 1xx response on.
+func (x *Exchange) interim(resp *http1.Response) {
+	if resp.StatusCode == 100 {
+		x.sendHeldBody()
+	}
+	if x.discarding || x.ended2.Load() {
+		return
+	}
+	if ih, ok := x.h.(InterimHandler); ok {
+		ih.OnInterim(x, resp)
+	}
+}
+
+// response starts the response: to the handler, or discarded for a retry.
+func (x *Exchange) response(resp *http1.Response) {
+	x.status.Store(int32(resp.StatusCode))
+	x.mu.Lock()
+	if x.bodyHeld { // a final answer before the body: it is never sent
+		x.bodyHeld, x.abandoned = false, true
+		x.ctimer.Stop()
+	}
+	x.mu.Unlock()
+	if x.retryableStatus(resp.StatusCode) {
+		x.mu.Lock()
+		x.discarding = true
+		x.mu.Unlock()
+		x.respBegun.Store(true)
+		return
+	}
+	x.respBegun.Store(true)
+	if !x.ended2.Load() {
+		x.h.OnResponse(x, resp)
+	}
+}
+
+// retryableStatus reports whether a response with code should be
+// discarded and the request retried.
+func (x *Exchange) retryableStatus(code int) bool {
+	if code < 500 && len(x.c.cfg.Retry.Statuses) == 0 {
+		return false
+	}
+	x.mu.Lock()
+	ok := !x.timedOut && !x.canceled && (!x.stream || !x.bodySent)
+	retries := x.retries
+	x.mu.Unlock()
+	if !ok {
+		return false
+	}
+	retry, _ := x.c.cfg.Retry.Decide(Attempt{Status: code, Idempotent: x.idem, Retries: retries})
+	if !retry || !x.c.roomForRetry(x.begun) || !x.takeRetry() {
+		return false // the response goes to the handler as it is
+	}
+	x.mu.Lock()
+	x.reserved = true
+	x.mu.Unlock()
+	return true
+}
+
+// roomForRetry reports whether a retry fits the overall timeout (without
+// taking budget).
+func (c *Cluster) roomForRetry(begun time.Time) bool {
+	return c.cfg.Timeout <= 0 || c.now().Sub(begun) < c.cfg.Timeout
+}
+
+// body passes a piece of the body on.
+func (x *Exchange) bodyData(data []byte) {
+	if x.discarding || x.ended2.Load() {
+		return
+	}
+	x.h.OnBody(x, data)
+}
+
+// complete ends the attempt after a complete response.
+func (x *Exchange) complete(status int) {
+	c := x.c
+	hp := x.hostOf()
+	c.set.Done(hp.idx)
+	res := ResultFromStatus(status)
+	c.record(hp, res)
+	hp.st.countStatus(status)
+	c.st.countStatus(status)
+	x.mu.Lock()
+	discard := x.discarding
+	x.discarding = false
+	x.cc = nil
+	if x.state == xActive {
+		x.state = xWaiting
+	}
+	x.mu.Unlock()
+	if discard {
+		if x.retry(false, false) {
+			return
+		}
+		// Unreachable in practice: retryableStatus took the decision.
+		x.finish(&Error{Failure: FailBadResponse, Host: hp.name})
+		return
+	}
+	x.finish(nil)
+}
+
+// attemptInfo describes a failed attempt.
+type attemptInfo struct {
+	connect  bool // no connection was made
+	refused  bool // refused before reaching the backend (pending overflow)
+	reused   bool // on a reused connection
+	gotBytes bool // some of the response arrived (or was passed on)
+}
+
+// attemptFailed ends an attempt that got no complete response, retrying
+// when the rules allow.
+func (x *Exchange) attemptFailed(err *Error, hp *hostPool, ai attemptInfo) {
+	c := x.c
+	x.mu.Lock()
+	if x.state == xDone {
+		x.mu.Unlock()
+		return
+	}
+	wasActive := x.state == xActive
+	x.state, x.cc = xWaiting, nil
+	if x.timedOut {
+		err = &Error{Failure: FailTimeout, Host: err.Host}
+	} else if x.canceled {
+		err = &Error{Failure: FailCanceled, Host: err.Host}
+	}
+	final := x.timedOut || x.canceled
+	bodySent := x.bodySent
+	retries := x.retries
+	free := ai.reused && err.Failure == FailReset && (x.idem || !bodySent && len(x.body) == 0 && !x.stream) &&
+		x.freeTries < maxFreeRetries
+	if free && !final && !ai.gotBytes {
+		x.freeTries++
+	}
+	x.mu.Unlock()
+	if wasActive {
+		c.set.Done(hp.idx)
+	}
+	if err.Failure == FailConnect || err.Failure == FailReset || err.Failure == FailTimeout {
+		hp.st.rqFailed.Add(1)
+		if !ai.refused && !final {
+			c.record(hp, ResultConnectFailure)
+		}
+	}
+	if final || ai.refused || ai.gotBytes || (x.stream && bodySent) {
+		x.finish(err)
+		return
+	}
+	// A reused connection that failed before any response byte: the
+	// backend most likely closed it as we reused it. Retry at once, free,
+	// when nothing was sent that could have been applied.
+	if free {
+		c.st.rqRetryReused.Add(1)
+		x.dispatch()
+		return
+	}
+	a := Attempt{ConnectFailed: err.Failure == FailConnect, Reset: err.Failure == FailReset || err.Failure == FailTimeout,
+		Idempotent: x.idem, Retries: retries}
+	if ok, _ := c.cfg.Retry.Decide(a); ok && c.roomForRetry(x.begun) && x.retry(true, a.ConnectFailed) {
+		return
+	}
+	x.finish(err)
+}
+
+// retry schedules another attempt after the backoff, if the budget has
+// room; it reports whether it did. A retry after a connect failure (the
+// request never reached a backend, so it cannot add to a struggling
+// backend's load) is bounded by the policy's MaxRetries only, not by the
+// budget.
+func (x *Exchange) retry(backoff, connectFailed bool) bool {
+	c := x.c
+	if connectFailed {
+		x.mu.Lock()
+		x.retries++
+		n := x.retries
+		x.mu.Unlock()
+		c.st.rqRetry.Add(1)
+		if d := c.backoff(n); backoff && d > 0 {
+			time.AfterFunc(d, x.dispatch)
+		} else {
+			x.dispatch()
+		}
+		return true
+	}
+	x.mu.Lock()
+	reserved := x.reserved
+	x.reserved = false
+	x.mu.Unlock()
+	if !reserved && !x.takeRetry() {
+		return false
+	}
+	x.mu.Lock()
+	x.retries++
+	n := x.retries
+	x.mu.Unlock()
+	c.st.rqRetry.Add(1)
+	d := c.backoff(n)
+	if !backoff || d <= 0 {
+		x.dispatch()
+		return true
+	}
+	time.AfterFunc(d, x.dispatch)
+	return true
+}
+
+// takeRetry takes room for a retry in the budget (or Thresholds.MaxRetries)
+// and holds it until the next retry or the end of x; it reports false,
+// counted, when there is none.
+func (x *Exchange) takeRetry() bool {
+	c := x.c
+	if c.bud != nil {
+		if !c.bud.TryRetry() {
+			c.st.retryOverflow.Add(1)
+			return false
+		}
+	} else if c.res.Acquire(ResourceRetries) != ReasonNone {
+		c.st.retryOverflow.Add(1)
+		return false
+	}
+	x.mu.Lock()
+	if x.inRetry {
+		x.releaseRetryLocked()
+	}
+	x.inRetry = true
+	x.mu.Unlock()
+	return true
+}
+
+func (x *Exchange) releaseRetryLocked() {
+	if x.c.bud != nil {
+		x.c.bud.DoneRetry()
+	} else {
+		x.c.res.Release(ResourceRetries)
+	}
+	x.inRetry = false
+}
+
+// upgraded ends x with the connection handed over after a 101.
+func (x *Exchange) upgraded(conn *engine.Conn, resp *http1.Response) {
+	c := x.c
+	hp := x.hostOf()
+	c.set.Done(hp.idx)
+	c.record(hp, ResultSuccess)
+	x.mu.Lock()
+	if x.state == xActive {
+		x.state, x.cc = xWaiting, nil // the connection is the handler's now
+	}
+	x.mu.Unlock()
+	if !x.end() {
+		conn.Abort(engine.ReasonLocal)
+		return
+	}
+	x.breakerDone(nil)
+	uh, ok := x.h.(UpgradeHandler)
+	if !ok {
+		conn.Abort(engine.ReasonLocal)
+		return
+	}
+	uh.OnUpgrade(x, conn, resp)
+}
+
+// end marks x done and releases what it holds; it reports false if it
+// was already done.
+func (x *Exchange) end() bool {
+	x.mu.Lock()
+	if x.state == xDone {
+		x.mu.Unlock()
+		return false
+	}
+	// Ended while on a connection (a cancel or timeout that raced the
+	// connection's assignment): the connection carries a request nobody
+	// waits for, so it goes.
+	var orphan *engine.Conn
+	if x.state == xActive && x.cc != nil {
+		orphan = x.cc.conn
+	}
+	x.state = xDone
+	x.ended2.Store(true)
+	x.cc = nil
+	x.buf = nil
+	if x.inRetry {
+		x.releaseRetryLocked()
+	}
+	if x.ptimer != nil {
+		x.ptimer.Stop()
+		x.ptimer = nil
+	}
+	if x.ctimer != nil {
+		x.ctimer.Stop()
+	}
+	x.mu.Unlock()
+	if orphan != nil {
+		orphan.Abort(engine.ReasonLocal)
+	}
+	if x.overall != nil {
+		x.overall.Stop()
+	}
+	c := x.c
+	c.res.Release(ResourceRequests)
+	c.st.rqActive.Add(-1)
+	if c.bud != nil {
+		c.bud.End()
+	}
+	return true
+}
+
+// finish ends x and calls OnDone.
+func (x *Exchange) finish(err error) {
+	if !x.end() {
+		return
+	}
+	x.breakerDone(err)
+	var e *Error
+	if errors.As(err, &e) {
+		x.c.st.countFailure(e.Failure)
+	}
+	if err == nil {
+		x.c.st.rqSuccess.Add(1)
+	}
+	x.h.OnDone(x, err)
+}
+
+// Status returns the status of the response passed on, or 0.
+func (x *Exchange) Status() int { return int(x.status.Load()) }
+
+// Retries returns how many retries x made.
+func (x *Exchange) Retries() int {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.retries
+}
+
+// Elapsed returns the time since Do at now.
+func (x *Exchange) Elapsed(now time.Time) time.Duration { return now.Sub(x.begun) }
+
+// AppendRequestHead appends an HTTP/1.1 request head to dst: the request
+// line, Host, the given header fields (name, value pairs) and, when
+// contentLength is not negative, Content-Length; chunked says
+// Transfer-Encoding: chunked instead.
+func AppendRequestHead(dst []byte, method, target, host string, fields []string, contentLength int64, chunked bool) []byte {
+	dst = append(dst, method...)
+	dst = append(dst, ' ')
+	dst = append(dst, target...)
+	dst = append(dst, " HTTP/1.1\r\nHost: "...)
+	dst = append(dst, host...)
+	dst = append(dst, "\r\n"...)
+	for i := 0; i+1 < len(fields); i += 2 {
+		dst = append(dst, fields[i]...)
+		dst = append(dst, ": "...)
+		dst = append(dst, fields[i+1]...)
+		dst = append(dst, "\r\n"...)
+	}
+	switch {
+	case chunked:
+		dst = append(dst, "Transfer-Encoding: chunked\r\n"...)
+	case contentLength >= 0:
+		dst = append(dst, "Content-Length: "...)
+		dst = strconv.AppendInt(dst, contentLength, 10)
+		dst = append(dst, "\r\n"...)
+	}
+	return append(dst, "\r\n"...)
+}
+
+// Response is a complete response collected by RoundTrip.
+type Response struct {
+	// Status is the status code.
+	Status int
+	// Header holds the header fields, names as received.
+	Header []http1.Header
+	// Body is the whole body.
+	Body []byte
+	// Retries is how many retries the request took.
+	Retries int
+}
+
+// Get returns the first value of the header field name
+// (case-insensitive), or "".
+func (r *Response) Get(name string) string {
+	for _, h := range r.Header {
+		if strings.EqualFold(string(h.Name), name) {
+			return string(h.Value)
+		}
+	}
+	return ""
+}
+
+// ErrBodyTooLarge is a RoundTrip response body over its limit.
+var ErrBodyTooLarge = errors.New("upstream: response body over the RoundTrip limit")
+
+// RoundTrip sends a request through the cluster and waits for the whole
+// response: the blocking convenience for ordinary goroutines (never call
+// it on an event loop). maxBody bounds the collected body (zero means
+// 10 MiB). Canceling ctx cancels the exchange.
+func (c *Cluster) RoundTrip(ctx context.Context, r *Request, maxBody int) (*Response, error) {
+	if maxBody <= 0 {
+		maxBody = 10 << 20
+	}
+	col := &collector{done: make(chan struct{}), max: maxBody}
+	r.Handler = col
+	x := c.Do(r)
+	select {
+	case <-col.done:
+	case <-ctx.Done():
+		x.Cancel()
+		<-col.done
+	}
+	if col.err != nil {
+		return nil, col.err
+	}
+	col.resp.Retries = x.Retries()
+	return &col.resp, nil
+}
+
+// collector gathers a response for RoundTrip.
+type collector struct {
+	resp Response
+	err  error
+	max  int
+	done chan struct{}
+}
+
+func (k *collector) OnResponse(x *Exchange, resp *http1.Response) {
+	k.resp.Status = resp.StatusCode
+	for h := range resp.Headers() {
+		k.resp.Header = append(k.resp.Header, http1.Header{Name: bytes.Clone(h.Name), Value: bytes.Clone(h.Value)})
+	}
+}
+
+func (k *collector) OnBody(x *Exchange, data []byte) {
+	if len(k.resp.Body)+len(data) > k.max {
+		k.err = ErrBodyTooLarge
+		go x.Cancel()
+		return
+	}
+	k.resp.Body = append(k.resp.Body, data...)
+}
+
+func (k *collector) OnDone(x *Exchange, err error) {
+	if k.err == nil {
+		k.err = err
+	}
+	close(k.done)
+}

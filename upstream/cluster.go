@@ -1,0 +1,539 @@
+package upstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/warrenhq/warren/engine"
+	"github.com/warrenhq/warren/http1"
+)
+
+// PoolConfig bounds each host's connection pool. The zero value works;
+// every field says what zero means.
+type PoolConfig struct {
+	// MaxConnsPerHost caps the connections (open and connecting) to one
+	// host. Zero means 256; negative means only Thresholds.MaxConnections
+	// bounds them.
+	MaxConnsPerHost int
+	// MaxIdlePerHost caps the idle keep-alive connections kept per host;
+	// a connection released beyond it is closed. Zero means 64.
+	MaxIdlePerHost int
+	// IdleTimeout closes a pooled connection idle this long. Zero means
+	// 60s; negative keeps idle connections until the backend closes them
+	// (or its Keep-Alive timeout, below, passes). Set it below the
+	// backend's keep-alive timeout and any load balancer's idle timeout
+	// between them (docs/upstream.md).
+	IdleTimeout time.Duration
+	// MaxLifetime retires a connection this old at its next release, so
+	// that DNS and load-balancer changes are picked up. Zero means 10m;
+	// negative means no limit.
+	MaxLifetime time.Duration
+	// MaxRequestsPerConn retires a connection after this many requests.
+	// Zero or negative means no limit.
+	MaxRequestsPerConn int
+	// ConnectTimeout bounds a connect. Zero means 5s.
+	ConnectTimeout time.Duration
+	// MaxPendingPerHost caps the requests waiting for a connection to one
+	// host; over it, and over Thresholds.MaxPending for the cluster, a
+	// request fails at once with FailOverflow. Zero means 1024.
+	MaxPendingPerHost int
+	// PendingTimeout bounds a request's wait for a connection; it then
+	// fails with FailPendingTimeout. Zero means 5s.
+	PendingTimeout time.Duration
+	// KeepAliveMargin is how long before the backend's announced
+	// keep-alive timeout ("Keep-Alive: timeout=N") a pooled connection is
+	// retired, so a request is never sent on a connection the backend is
+	// closing. Zero means 1s, or half the announced timeout when that is
+	// shorter than 2s.
+	KeepAliveMargin time.Duration
+}
+
+// Defaults of PoolConfig.
+const (
+	DefaultMaxConnsPerHost   = 256
+	DefaultMaxIdlePerHost    = 64
+	DefaultPoolIdleTimeout   = 60 * time.Second
+	DefaultMaxLifetime       = 10 * time.Minute
+	DefaultConnectTimeout    = 5 * time.Second
+	DefaultMaxPendingPerHost = 1024
+	DefaultPendingTimeout    = 5 * time.Second
+	DefaultKeepAliveMargin   = time.Second
+)
+
+func (c PoolConfig) withDefaults() PoolConfig {
+	if c.MaxConnsPerHost == 0 {
+		c.MaxConnsPerHost = DefaultMaxConnsPerHost
+	}
+	if c.MaxIdlePerHost <= 0 {
+		c.MaxIdlePerHost = DefaultMaxIdlePerHost
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = DefaultPoolIdleTimeout
+	}
+	if c.MaxLifetime == 0 {
+		c.MaxLifetime = DefaultMaxLifetime
+	}
+	if c.ConnectTimeout <= 0 {
+		c.ConnectTimeout = DefaultConnectTimeout
+	}
+	if c.MaxPendingPerHost <= 0 {
+		c.MaxPendingPerHost = DefaultMaxPendingPerHost
+	}
+	if c.PendingTimeout <= 0 {
+		c.PendingTimeout = DefaultPendingTimeout
+	}
+	if c.KeepAliveMargin <= 0 {
+		c.KeepAliveMargin = DefaultKeepAliveMargin
+	}
+	return c
+}
+
+// BalancerKind chooses a Cluster's Balancer.
+type BalancerKind uint8
+
+const (
+	// BalanceLeastRequest is least request with two random choices
+	// (Envoy's default).
+	BalanceLeastRequest BalancerKind = iota
+	// BalanceRoundRobin is smooth weighted round robin.
+	BalanceRoundRobin
+	// BalanceRingHash is consistent hashing on Request.Key.
+	BalanceRingHash
+	// BalanceMaglev is Maglev hashing on Request.Key.
+	BalanceMaglev
+)
+
+var balancerNames = [...]string{"least_request", "round_robin", "ring_hash", "maglev"}
+
+// String returns the snake_case name.
+func (k BalancerKind) String() string {
+	if int(k) < len(balancerNames) {
+		return balancerNames[k]
+	}
+	return "unknown"
+}
+
+// ParseBalancer parses a BalancerKind's name (also "lr", "rr").
+func ParseBalancer(s string) (BalancerKind, error) {
+	switch strings.ReplaceAll(strings.ToLower(s), "-", "_") {
+	case "least_request", "lr", "":
+		return BalanceLeastRequest, nil
+	case "round_robin", "rr":
+		return BalanceRoundRobin, nil
+	case "ring_hash":
+		return BalanceRingHash, nil
+	case "maglev":
+		return BalanceMaglev, nil
+	}
+	return 0, fmt.Errorf("upstream: unknown balancer %q (least_request, round_robin, ring_hash, maglev)", s)
+}
+
+// ClusterConfig configures a Cluster. Only Hosts is required; every other
+// field's zero value gives the default it documents.
+type ClusterConfig struct {
+	// Name names the cluster in metrics and logs. Zero means "default".
+	Name string
+	// Hosts lists the backends as "host:port" or "http://host:port". A
+	// name is resolved when the cluster starts (the first address), and
+	// again every ResolveInterval.
+	Hosts []string
+	// Weights gives each host's weight for round robin (same order as
+	// Hosts); missing or zero weights are 1.
+	Weights []int
+	// ResolveInterval re-resolves host names this often; a host whose
+	// address changed gets new connections to the new address and its old
+	// ones are retired as they are released. Zero means 30s; negative
+	// resolves only at start.
+	ResolveInterval time.Duration
+	// Pool bounds each host's connection pool.
+	Pool PoolConfig
+	// Thresholds are the cluster's Envoy-style circuit breakers
+	// (connections, pending, requests, retries).
+	Thresholds Thresholds
+	// Breaker configures the classic breaker that gates every request;
+	// BreakerOff disables it.
+	Breaker    BreakerConfig
+	BreakerOff bool
+	// Outlier configures passive health checking from request results;
+	// OutlierOff disables it.
+	Outlier    OutlierConfig
+	OutlierOff bool
+	// HostSet sets the panic threshold.
+	HostSet HostSetConfig
+	// Balancer picks a host per request. Zero means least request.
+	Balancer BalancerKind
+	// Retry decides which failed attempts are retried.
+	Retry RetryPolicy
+	// RetryBudget bounds concurrent retries to a share of active requests
+	// (Envoy: 20%, minimum 3). RetryBudgetOff uses Thresholds.MaxRetries
+	// instead.
+	RetryBudget    RetryBudgetConfig
+	RetryBudgetOff bool
+	// BackoffBase and BackoffMax shape the wait before a retry,
+	// exponential with full jitter. Zero means 25ms and ten times the base.
+	BackoffBase, BackoffMax time.Duration
+	// Timeout bounds a request from Do until its response is complete,
+	// retries included. Zero means 15s (Envoy's route timeout); negative
+	// means none.
+	Timeout time.Duration
+	// PerTryTimeout bounds how long one attempt may go without a byte
+	// from the backend (Envoy's per-try idle timeout). Zero means
+	// Timeout; negative means none.
+	PerTryTimeout time.Duration
+	// Health configures active health checks; they are off unless
+	// Health.Interval is positive.
+	Health HealthConfig
+	// MaxResponseHeaderBytes bounds a response head. Zero means 64 KiB.
+	MaxResponseHeaderBytes int
+	// Logger receives the cluster's logs. Nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Defaults of ClusterConfig.
+const (
+	DefaultResolveInterval = 30 * time.Second
+	DefaultTimeout         = 15 * time.Second
+)
+
+// Cluster is a named set of backend hosts, each with its own connection
+// pool on an engine's loops, and the policies that pick a host and gate a
+// request: balancer, resource thresholds, breaker, outlier detection,
+// active health checks and retries. Do sends a request without blocking;
+// RoundTrip is the blocking convenience. A Cluster is safe for concurrent
+// use.
+type Cluster struct {
+	eng   *engine.Engine
+	cfg   ClusterConfig
+	pool  PoolConfig
+	name  string
+	log   *slog.Logger
+	hosts []*hostPool
+	set   *HostSet
+	bal   Balancer
+	res   *Resources
+	brk   *Breaker         // nil when off
+	out   *OutlierDetector // nil when off
+	bud   *RetryBudget     // nil when off
+	hc    *healthChecker   // nil when off
+	st    clusterStats
+
+	limits http1.Limits // response parsing: head bounded, body streamed
+
+	rndMu sync.Mutex
+	rnd   *rand.PCG
+
+	closed atomic.Bool
+	stop   chan struct{}
+	wg     sync.WaitGroup
+}
+
+// NewCluster makes a cluster on eng, which must be started (Start("")
+// starts loops without a listener), resolves its hosts and starts its
+// maintenance goroutine (outlier un-ejection, health checks, DNS). Close
+// stops it.
+func NewCluster(eng *engine.Engine, cfg ClusterConfig) (*Cluster, error) {
+	if len(cfg.Hosts) == 0 {
+		return nil, errors.New("upstream: cluster without hosts")
+	}
+	if cfg.Name == "" {
+		cfg.Name = "default"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.ResolveInterval == 0 {
+		cfg.ResolveInterval = DefaultResolveInterval
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.PerTryTimeout == 0 {
+		cfg.PerTryTimeout = cfg.Timeout
+	}
+	if cfg.BackoffBase <= 0 {
+		cfg.BackoffBase = DefaultBackoffBase
+	}
+	if cfg.BackoffMax <= 0 {
+		cfg.BackoffMax = 10 * cfg.BackoffBase
+	}
+	c := &Cluster{eng: eng, cfg: cfg, pool: cfg.Pool.withDefaults(), name: cfg.Name,
+		log: cfg.Logger.With("cluster", cfg.Name), stop: make(chan struct{}),
+		rnd: rand.NewPCG(uint64(time.Now().UnixNano()), 0x9e3779b97f4a7c15)}
+	hs := make([]Host, len(cfg.Hosts))
+	for i, h := range cfg.Hosts {
+		name, err := hostPort(h)
+		if err != nil {
+			return nil, err
+		}
+		addr, err := resolve(name)
+		if err != nil {
+			return nil, fmt.Errorf("upstream: host %q: %w", h, err)
+		}
+		hp := &hostPool{c: c, idx: i, name: name, idle: make([][]*clientConn, max(1, eng.Config().Loops))}
+		hp.addr.Store(&addr)
+		c.hosts = append(c.hosts, hp)
+		hs[i] = Host{Addr: name}
+		if i < len(cfg.Weights) {
+			hs[i].Weight = cfg.Weights[i]
+		}
+	}
+	c.set = NewHostSet(hs, cfg.HostSet)
+	switch cfg.Balancer {
+	case BalanceRoundRobin:
+		c.bal = NewRoundRobin(c.set)
+	case BalanceRingHash:
+		c.bal = NewRingHash(c.set, RingHashConfig{})
+	case BalanceMaglev:
+		m, err := NewMaglev(c.set, MaglevConfig{})
+		if err != nil {
+			return nil, err
+		}
+		c.bal = m
+	default:
+		c.bal = NewLeastRequest(c.set, LeastRequestConfig{})
+	}
+	c.limits = http1.Limits{MaxHeaderBytes: cfg.MaxResponseHeaderBytes, MaxBodyBytes: -1}
+	c.res = NewResources(cfg.Thresholds)
+	if !cfg.BreakerOff {
+		c.brk = NewBreaker(cfg.Breaker)
+	}
+	if !cfg.OutlierOff {
+		c.out = NewOutlierDetector(len(hs), cfg.Outlier)
+	}
+	if !cfg.RetryBudgetOff {
+		c.bud = NewRetryBudget(cfg.RetryBudget)
+	}
+	if cfg.Health.Interval > 0 {
+		c.hc = newHealthChecker(c, cfg.Health)
+	}
+	c.wg.Add(1)
+	go c.maintain()
+	return c, nil
+}
+
+// hostPort turns "http://h:p", "h:p" or "h" into "h:p".
+func hostPort(s string) (string, error) {
+	if strings.Contains(s, "://") {
+		u, err := url.Parse(s)
+		if err != nil {
+			return "", fmt.Errorf("upstream: host %q: %w", s, err)
+		}
+		if u.Scheme != "http" {
+			return "", fmt.Errorf("upstream: host %q: only http:// backends are supported", s)
+		}
+		s = u.Host
+	}
+	if _, _, err := net.SplitHostPort(s); err != nil {
+		s = net.JoinHostPort(s, "80")
+	}
+	return s, nil
+}
+
+// resolve returns the first address of "host:port".
+func resolve(hp string) (netip.AddrPort, error) {
+	if ap, err := netip.ParseAddrPort(hp); err == nil {
+		return ap, nil
+	}
+	host, port, err := net.SplitHostPort(hp)
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	p, err := strconv.ParseUint(port, 10, 16)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("bad port %q", port)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	if len(addrs) == 0 {
+		return netip.AddrPort{}, fmt.Errorf("no address for %q", host)
+	}
+	for _, a := range addrs { // prefer IPv4, as most backends listen there
+		if a.Is4() || a.Is4In6() {
+			return netip.AddrPortFrom(a.Unmap(), uint16(p)), nil
+		}
+	}
+	return netip.AddrPortFrom(addrs[0], uint16(p)), nil
+}
+
+// Name returns the cluster's name.
+func (c *Cluster) Name() string { return c.name }
+
+// Engine returns the engine the cluster's connections live on.
+func (c *Cluster) Engine() *engine.Engine { return c.eng }
+
+// HostSet returns the cluster's hosts with their health and ejection
+// flags.
+func (c *Cluster) HostSet() *HostSet { return c.set }
+
+// Resources returns the cluster's resource counters.
+func (c *Cluster) Resources() *Resources { return c.res }
+
+// Breaker returns the cluster's breaker, or nil when it is off.
+func (c *Cluster) Breaker() *Breaker { return c.brk }
+
+// now reads the engine's clock.
+func (c *Cluster) now() time.Time { return c.eng.Now() }
+
+// jitter returns a random duration in [0, d).
+func (c *Cluster) jitter(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 0
+	}
+	c.rndMu.Lock()
+	v := c.rnd.Uint64()
+	c.rndMu.Unlock()
+	return time.Duration(v % uint64(d))
+}
+
+// backoff returns the wait before retry number attempt (1-based).
+func (c *Cluster) backoff(attempt int) time.Duration {
+	c.rndMu.Lock()
+	defer c.rndMu.Unlock()
+	return Backoff(attempt, c.cfg.BackoffBase, c.cfg.BackoffMax, c.rnd)
+}
+
+// Drain takes host i out of rotation (as if unhealthy), lets its requests
+// in flight finish and closes its idle connections; Undrain puts it back.
+// It is what the admin API and a failed health check do.
+func (c *Cluster) Drain(i int) {
+	hp := c.hosts[i]
+	hp.draining.Store(true)
+	c.set.SetHealthy(i, false)
+	hp.closeIdle()
+	c.st.drains.Add(1)
+}
+
+// Undrain returns host i, drained by Drain, to rotation (unless a health
+// check holds it unhealthy).
+func (c *Cluster) Undrain(i int) {
+	hp := c.hosts[i]
+	hp.draining.Store(false)
+	if c.hc == nil || c.hc.healthy(i) {
+		c.set.SetHealthy(i, true)
+	}
+}
+
+// HostIndex returns the index of the host named name ("host:port" as
+// configured), or -1.
+func (c *Cluster) HostIndex(name string) int {
+	for i, hp := range c.hosts {
+		if hp.name == name {
+			return i
+		}
+	}
+	return -1
+}
+
+// Close stops the cluster's maintenance and health checks, fails its
+// waiting requests with FailShutdown and closes its idle connections;
+// requests in flight finish (or end with the engine).
+func (c *Cluster) Close() error {
+	if !c.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	close(c.stop)
+	c.wg.Wait()
+	for _, hp := range c.hosts {
+		hp.failPending(&Error{Failure: FailShutdown, Host: hp.name})
+		hp.closeIdle()
+	}
+	return nil
+}
+
+// maintain runs the cluster's periodic work: outlier un-ejection, health
+// checks and DNS re-resolution.
+func (c *Cluster) maintain() {
+	defer c.wg.Done()
+	tick := 100 * time.Millisecond
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	var lastResolve time.Time
+	for {
+		select {
+		case <-c.stop:
+			if c.hc != nil {
+				c.hc.stop()
+			}
+			return
+		case <-t.C:
+		}
+		now := c.now()
+		if c.out != nil {
+			c.out.Apply(c.set, now)
+		}
+		if c.hc != nil {
+			c.hc.run(now)
+		}
+		if c.cfg.ResolveInterval > 0 && now.Sub(lastResolve) >= c.cfg.ResolveInterval {
+			if !lastResolve.IsZero() {
+				c.reresolve()
+			}
+			lastResolve = now
+		}
+	}
+}
+
+// reresolve looks every named host up again.
+func (c *Cluster) reresolve() {
+	for _, hp := range c.hosts {
+		if _, err := netip.ParseAddrPort(hp.name); err == nil {
+			continue
+		}
+		ap, err := resolve(hp.name)
+		if err != nil {
+			c.log.Warn("upstream: re-resolve failed; keeping the old address", "host", hp.name, "error", err)
+			continue
+		}
+		if old := hp.addr.Load(); *old != ap {
+			hp.addr.Store(&ap)
+			hp.gen.Add(1) // connections to the old address retire at release
+			hp.closeIdle()
+			c.log.Info("upstream: host address changed", "host", hp.name, "old", old.String(), "new", ap.String())
+		}
+	}
+}
+
+// pick chooses a host for a request with key, avoiding the host of a
+// failed attempt when it can.
+func (c *Cluster) pick(key uint64, avoid int) int {
+	i := c.bal.Pick(key)
+	if i >= 0 && i == avoid && len(c.hosts) > 1 {
+		if j := c.bal.Pick(key + 1); j >= 0 {
+			i = j
+		}
+	}
+	if i >= 0 && c.hosts[i].draining.Load() {
+		return -1
+	}
+	return i
+}
+
+// record feeds an attempt's result to outlier detection and the host's
+// counters.
+func (c *Cluster) record(hp *hostPool, r Result) {
+	if c.out == nil {
+		return
+	}
+	now := c.now()
+	if e := c.out.Record(hp.idx, r, now); e != EjectNone {
+		c.out.Apply(c.set, now)
+		c.st.ejections.Add(1)
+		c.log.Warn("upstream: host ejected", "host", hp.name, "why", e.String())
+		hp.closeIdle()
+	}
+}

@@ -1,0 +1,524 @@
+package upstream
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/warrenhq/warren/engine"
+)
+
+// startEngine starts an engine without a listener for a test.
+func startEngine(t testing.TB) *engine.Engine {
+	t.Helper()
+	e, err := engine.New(engine.Config{Loops: 2, TickInterval: 10 * time.Millisecond}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Start(""); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		e.Shutdown(ctx)
+	})
+	return e
+}
+
+// backend is a net/http server on a random port that counts the
+// connections it sees open at once (the pool's bounds, checked from the
+// backend's side).
+type backend struct {
+	srv      *http.Server
+	ln       net.Listener
+	addr     string
+	open     atomic.Int64
+	maxOpen  atomic.Int64
+	accepted atomic.Int64
+	requests atomic.Int64
+}
+
+func startBackend(t testing.TB, h http.Handler, opts ...func(*http.Server)) *backend {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &backend{ln: ln, addr: ln.Addr().String()}
+	b.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b.requests.Add(1)
+		h.ServeHTTP(w, r)
+	}), ConnState: func(c net.Conn, s http.ConnState) {
+		switch s {
+		case http.StateNew:
+			b.accepted.Add(1)
+			n := b.open.Add(1)
+			for {
+				m := b.maxOpen.Load()
+				if n <= m || b.maxOpen.CompareAndSwap(m, n) {
+					break
+				}
+			}
+		case http.StateClosed, http.StateHijacked:
+			b.open.Add(-1)
+		}
+	}}
+	for _, o := range opts {
+		o(b.srv)
+	}
+	go b.srv.Serve(ln)
+	t.Cleanup(func() { b.srv.Close() })
+	return b
+}
+
+func hello(w http.ResponseWriter, r *http.Request) {
+	io.WriteString(w, "hello from "+r.Host)
+}
+
+func newTestCluster(t testing.TB, e *engine.Engine, cfg ClusterConfig) *Cluster {
+	t.Helper()
+	c, err := NewCluster(e, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func get(t testing.TB, c *Cluster, path string) (*Response, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	head := AppendRequestHead(nil, "GET", path, "test", nil, -1, false)
+	return c.RoundTrip(ctx, &Request{Method: "GET", Head: head}, 0)
+}
+
+func TestClusterGetKeepAlive(t *testing.T) {
+	e := startEngine(t)
+	b := startBackend(t, http.HandlerFunc(hello))
+	c := newTestCluster(t, e, ClusterConfig{Hosts: []string{"http://" + b.addr}})
+	for i := range 50 {
+		r, err := get(t, c, "/")
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		if r.Status != 200 || string(r.Body) != "hello from test" {
+			t.Fatalf("request %d: %d %q", i, r.Status, r.Body)
+		}
+	}
+	if n := b.accepted.Load(); n != 1 {
+		t.Errorf("backend accepted %d connections for 50 sequential requests; want 1 (keep-alive)", n)
+	}
+	st := c.Stats()
+	if st.RqSuccess != 50 || st.RqStatus["2xx"] != 50 {
+		t.Errorf("stats: %+v", st)
+	}
+}
+
+func TestClusterBodies(t *testing.T) {
+	e := startEngine(t)
+	b := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if r.URL.Path == "/chunked" {
+			w.(http.Flusher).Flush() // forces chunked
+			for range 3 {
+				w.Write(body)
+				w.(http.Flusher).Flush()
+			}
+			return
+		}
+		fmt.Fprintf(w, "%s %d %s", r.Method, len(body), r.Header.Get("X-Test"))
+	}))
+	c := newTestCluster(t, e, ClusterConfig{Hosts: []string{b.addr}})
+	ctx := context.Background()
+	body := bytes.Repeat([]byte("abcdefgh"), 100_000)
+	head := AppendRequestHead(nil, "POST", "/len", "x", []string{"X-Test", "yes"}, int64(len(body)), false)
+	r, err := c.RoundTrip(ctx, &Request{Method: "POST", Head: head, Body: body}, 0)
+	if err != nil || string(r.Body) != "POST 800000 yes" {
+		t.Fatalf("content-length body: %v %+v", err, r)
+	}
+	// Chunked both ways, the request streamed.
+	done := make(chan *Response, 1)
+	col := &collector{done: make(chan struct{}), max: 1 << 20}
+	head = AppendRequestHead(nil, "POST", "/chunked", "x", nil, -1, true)
+	x := c.Do(&Request{Method: "POST", Head: head, Stream: true, Handler: col})
+	for _, p := range []string{"he", "llo"} {
+		if err := x.Write([]byte(fmt.Sprintf("%x\r\n%s\r\n", len(p), p))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	x.Write([]byte("0\r\n\r\n"))
+	x.End()
+	go func() { <-col.done; done <- &col.resp }()
+	select {
+	case r := <-done:
+		if col.err != nil || r.Status != 200 || string(r.Body) != "hellohellohello" {
+			t.Fatalf("chunked: %v %d %q", col.err, r.Status, r.Body)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("chunked exchange never finished")
+	}
+	// HEAD has no body whatever Content-Length says.
+	head = AppendRequestHead(nil, "HEAD", "/len", "x", nil, -1, false)
+	r, err = c.RoundTrip(ctx, &Request{Method: "HEAD", Head: head}, 0)
+	if err != nil || r.Status != 200 || len(r.Body) != 0 {
+		t.Fatalf("HEAD: %v %+v", err, r)
+	}
+	// And the connection is still good.
+	if r, err := get(t, c, "/len"); err != nil || string(r.Body) != "GET 0 " {
+		t.Fatalf("after HEAD: %v %+v", err, r)
+	}
+}
+
+// TestClusterPoolBounds: many concurrent requests against a slow backend
+// never open more than MaxConnsPerHost connections (seen by the backend),
+// the rest wait in the pending queue, and past its bound they fail fast.
+func TestClusterPoolBounds(t *testing.T) {
+	e := startEngine(t)
+	release := make(chan struct{})
+	b := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-release
+		io.WriteString(w, "ok")
+	}))
+	c := newTestCluster(t, e, ClusterConfig{Hosts: []string{b.addr},
+		Pool: PoolConfig{MaxConnsPerHost: 4, MaxPendingPerHost: 10}})
+	var wg sync.WaitGroup
+	var ok, overflow, other atomic.Int64
+	launch := func(n int) {
+		for range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, err := get(t, c, "/")
+				switch {
+				case err == nil:
+					ok.Add(1)
+				case errors.Is(err, ErrOverflow):
+					overflow.Add(1)
+				default:
+					t.Log(err)
+					other.Add(1)
+				}
+			}()
+		}
+	}
+	waitFor := func(what string, cond func() bool) {
+		deadline := time.Now().Add(5 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
+	launch(4)
+	waitFor("4 requests at the backend", func() bool { return b.requests.Load() == 4 })
+	launch(16)
+	waitFor("10 pending and 6 refused", func() bool {
+		return c.Stats().RqPendingActive == 10 && overflow.Load() == 6
+	})
+	close(release)
+	wg.Wait()
+	t.Logf("ok=%d overflow=%d other=%d maxOpen=%d", ok.Load(), overflow.Load(), other.Load(), b.maxOpen.Load())
+	if m := b.maxOpen.Load(); m > 4 {
+		t.Errorf("backend saw %d connections open at once; the bound is 4", m)
+	}
+	if ok.Load() != 14 || overflow.Load() != 6 || other.Load() != 0 {
+		t.Errorf("ok=%d overflow=%d other=%d; want 14 served (4 in flight + 10 pending) and 6 refused", ok.Load(), overflow.Load(), other.Load())
+	}
+}
+
+// TestClusterKeepAliveTimeout: a backend that announces a short keep-alive
+// timeout and closes idle connections at it, behind a pool with a long
+// idle timeout: the pool retires connections before the backend would, so
+// sparse requests never fail.
+func TestClusterKeepAliveTimeout(t *testing.T) {
+	e := startEngine(t)
+	b := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Keep-Alive", "timeout=1")
+		io.WriteString(w, "ok")
+	}), func(s *http.Server) { s.IdleTimeout = time.Second })
+	c := newTestCluster(t, e, ClusterConfig{Hosts: []string{b.addr}, Retry: RetryPolicy{MaxRetries: -1},
+		Pool: PoolConfig{IdleTimeout: time.Minute}})
+	rounds := 6
+	if testing.Short() {
+		rounds = 4
+	}
+	for i := range rounds {
+		if _, err := get(t, c, "/"); err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		// Sleep across the backend's timeout on odd rounds, just under
+		// the pool's retirement on even ones.
+		if i%2 == 0 {
+			time.Sleep(1100 * time.Millisecond)
+		} else {
+			time.Sleep(300 * time.Millisecond)
+		}
+	}
+	st := c.Stats()
+	if st.RqRetryReused != 0 {
+		t.Errorf("%d requests were retried after the backend closed a reused connection; the pool should have retired it first", st.RqRetryReused)
+	}
+	t.Logf("connections dialled %d, retired for keep-alive %d", st.CxTotal, st.CxKeepAlive)
+}
+
+// TestClusterReusedConnClosed: a backend that closes idle connections
+// without saying so: the request sent on the closing connection is
+// retried on a fresh one, and the caller sees no failure.
+func TestClusterReusedConnClosed(t *testing.T) {
+	e := startEngine(t)
+	// A raw backend that answers one request per connection with
+	// keep-alive, then closes it after a short delay without a word.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer conn.Close()
+				buf := make([]byte, 4096)
+				n, _ := conn.Read(buf)
+				if !strings.Contains(string(buf[:n]), "\r\n\r\n") {
+					return
+				}
+				conn.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
+				time.Sleep(50 * time.Millisecond)
+			}()
+		}
+	}()
+	c := newTestCluster(t, e, ClusterConfig{Hosts: []string{ln.Addr().String()}, Retry: RetryPolicy{MaxRetries: -1}})
+	for i := range 5 {
+		if _, err := get(t, c, "/"); err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		time.Sleep(100 * time.Millisecond) // the backend has closed by now
+	}
+}
+
+func TestClusterConnectFailureRetries(t *testing.T) {
+	e := startEngine(t)
+	b := startBackend(t, http.HandlerFunc(hello))
+	dead, _ := net.Listen("tcp", "127.0.0.1:0")
+	deadAddr := dead.Addr().String()
+	dead.Close()
+	c := newTestCluster(t, e, ClusterConfig{Hosts: []string{deadAddr, b.addr}, Balancer: BalanceRoundRobin,
+		Retry: RetryPolicy{MaxRetries: 2}})
+	for i := range 20 {
+		if r, err := get(t, c, "/"); err != nil || r.Status != 200 {
+			t.Fatalf("request %d: %v %+v", i, err, r)
+		}
+	}
+	st := c.Stats()
+	if st.Hosts[0].CxFail == 0 || st.RqRetry == 0 {
+		t.Errorf("expected connect failures and retries: %+v", st)
+	}
+	if !st.Hosts[0].Ejected {
+		t.Errorf("the dead host was not ejected after %d connect failures", st.Hosts[0].CxFail)
+	}
+}
+
+func TestClusterFailFastNoHost(t *testing.T) {
+	e := startEngine(t)
+	dead, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := dead.Addr().String()
+	dead.Close()
+	c := newTestCluster(t, e, ClusterConfig{Hosts: []string{addr}})
+	_, err := get(t, c, "/")
+	if FailureOf(err) != FailConnect || FailureOf(err).Status() != 502 {
+		t.Fatalf("err = %v; want a connect failure (502)", err)
+	}
+	c.Drain(0)
+	_, err = get(t, c, "/")
+	if !errors.Is(err, ErrNoHost) && !errors.Is(err, ErrConnect) {
+		t.Fatalf("err = %v after draining the only host", err)
+	}
+}
+
+// TestClusterExpectContinue: a body held for 100 Continue goes once the
+// backend asks for it, and is never sent when the backend refuses first.
+func TestClusterExpectContinue(t *testing.T) {
+	e := startEngine(t)
+	b := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/refuse" {
+			w.WriteHeader(417)
+			return
+		}
+		body, _ := io.ReadAll(r.Body) // net/http sends 100 Continue here
+		fmt.Fprintf(w, "%d", len(body))
+	}))
+	c := newTestCluster(t, e, ClusterConfig{Hosts: []string{b.addr}})
+	ctx := context.Background()
+	body := []byte("0123456789")
+	for _, path := range []string{"/read", "/refuse", "/read"} {
+		head := AppendRequestHead(nil, "PUT", path, "x", []string{"Expect", "100-continue"}, int64(len(body)), false)
+		t0 := time.Now()
+		r, err := c.RoundTrip(ctx, &Request{Method: "PUT", Head: head, Body: body, Expect100: true}, 0)
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		if path == "/read" && (r.Status != 200 || string(r.Body) != "10") {
+			t.Fatalf("%s: %d %q", path, r.Status, r.Body)
+		}
+		if path == "/refuse" && r.Status != 417 {
+			t.Fatalf("%s: %d", path, r.Status)
+		}
+		if d := time.Since(t0); d > 900*time.Millisecond {
+			t.Errorf("%s took %v: the body waited for the continue timeout", path, d)
+		}
+	}
+	// The refused request's connection was not reused (its framing was
+	// unfinished): at least two connections.
+	if n := b.accepted.Load(); n < 2 {
+		t.Errorf("backend accepted %d connections", n)
+	}
+}
+
+// fakeClock is an engine clock a test advances.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// TestClusterPoolPolicyFakeTime checks the pool's retirement rules on the
+// engine's clock, without sleeping: the backend's announced keep-alive
+// (less the margin), the pool's idle timeout and max lifetime, and max
+// requests per connection each make the next request use a new
+// connection.
+func TestClusterPoolPolicyFakeTime(t *testing.T) {
+	clk := &fakeClock{t: time.Unix(1_000_000, 0)}
+	e, err := engine.New(engine.Config{Loops: 1, Clock: clk}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Start(""); err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	b := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/ka" {
+			w.Header().Set("Keep-Alive", "timeout=5")
+		}
+		io.WriteString(w, "ok")
+	}))
+	c := newTestCluster(t, e, ClusterConfig{Hosts: []string{b.addr}, Timeout: -1,
+		Pool: PoolConfig{IdleTimeout: 30 * time.Second, MaxLifetime: 100 * time.Second, MaxRequestsPerConn: 3}})
+	step := func(path string, advance time.Duration, wantConns int64, why string) {
+		t.Helper()
+		clk.Advance(advance)
+		if _, err := get(t, c, path); err != nil {
+			t.Fatalf("%s: %v", why, err)
+		}
+		if n := b.accepted.Load(); n != wantConns {
+			t.Fatalf("%s: backend saw %d connections; want %d", why, n, wantConns)
+		}
+	}
+	step("/", 0, 1, "first request")
+	step("/", 29*time.Second, 1, "idle 29s of 30s: reused")
+	step("/", 31*time.Second, 2, "idle 31s: retired")
+	step("/ka", 0, 2, "reused; the backend announces 5s")
+	step("/", 3900*time.Millisecond, 2, "3.9s of 5s less 1s margin: reused")
+	step("/", 0, 3, "max 3 requests per connection: retired")
+	step("/ka", 4100*time.Millisecond, 3, "reused (announces 5s again)")
+	step("/", 4100*time.Millisecond, 4, "4.1s of 5s less 1s margin: retired")
+	step("/", 101*time.Second, 5, "past max lifetime (and idle): retired")
+	if st := c.Stats(); st.CxKeepAlive == 0 {
+		t.Errorf("no keep-alive retirement counted: %+v", st)
+	}
+}
+
+// TestClusterAccountingBalances runs a storm of mixed outcomes — success,
+// 503 (retried), slow answers cut by the timeout, cancels, a dead host —
+// and checks that every counter of things in use returns to zero: no
+// request, pending slot, retry or active count leaks.
+func TestClusterAccountingBalances(t *testing.T) {
+	e := startEngine(t)
+	var n atomic.Int64
+	b := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch n.Add(1) % 4 {
+		case 0:
+			w.WriteHeader(503)
+		case 1:
+			select {
+			case <-time.After(400 * time.Millisecond):
+			case <-r.Context().Done():
+			}
+		}
+		io.WriteString(w, "ok")
+	}))
+	dead, _ := net.Listen("tcp", "127.0.0.1:0")
+	deadAddr := dead.Addr().String()
+	dead.Close()
+	c := newTestCluster(t, e, ClusterConfig{Hosts: []string{b.addr, deadAddr}, Timeout: 200 * time.Millisecond,
+		Retry: RetryPolicy{MaxRetries: 2}, BreakerOff: true, Pool: PoolConfig{MaxConnsPerHost: 8}})
+	var wg sync.WaitGroup
+	for i := range 200 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), time.Duration(50+i%300)*time.Millisecond)
+			defer cancel()
+			head := AppendRequestHead(nil, "GET", "/", "x", nil, -1, false)
+			if _, err := c.RoundTrip(ctx, &Request{Method: "GET", Head: head}, 0); FailureOf(err) == FailBadResponse {
+				t.Errorf("bad response from a well-behaved backend: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		st := c.Stats()
+		busy := st.RqActive != 0 || st.RqPendingActive != 0 || c.Resources().Count(ResourceRequests) != 0 ||
+			c.Resources().Count(ResourceRetries) != 0 || c.set.Active(0) != 0 || c.set.Active(1) != 0 ||
+			(c.bud != nil && (c.bud.Active() != 0 || c.bud.Retries() != 0))
+		if !busy {
+			t.Logf("requests %d, retries %d, failures %v, connections dialled %d", st.RqTotal, st.RqRetry, st.RqFailures, st.CxTotal)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("counters did not return to zero: %+v requests=%d retries=%d active0=%d active1=%d",
+				st, c.Resources().Count(ResourceRequests), c.Resources().Count(ResourceRetries), c.set.Active(0), c.set.Active(1))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// The connections count matches what the pool holds.
+	deadline = time.Now().Add(5 * time.Second)
+	for {
+		conns, idle, _ := c.hosts[0].counts()
+		if int64(conns) == c.Resources().Count(ResourceConnections) && conns == idle {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("host 0: %d connections, %d idle, cluster counts %d", conns, idle, c.Resources().Count(ResourceConnections))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -1,0 +1,651 @@
+package upstream
+
+import (
+	"errors"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/warrenhq/warren/engine"
+	"github.com/warrenhq/warren/http1"
+)
+
+// hostPool is one host's connections: idle ones (a LIFO stack, so the
+// warmest is reused and the coldest time out), a count of open and
+// connecting ones, and the requests waiting for one.
+type hostPool struct {
+	c        *Cluster
+	idx      int
+	name     string // "host:port" as configured
+	addr     atomic.Pointer[netip.AddrPort]
+	gen      atomic.Uint32 // bumped when addr changes
+	draining atomic.Bool
+	st       hostStats
+
+	// mu guards the fields below. It is a leaf: nothing else is locked
+	// while it is held, and no connection is written or closed under it.
+	mu         sync.Mutex
+	idle       [][]*clientConn // per loop: a request prefers a connection on its own loop
+	nidle      int
+	conns      int // open and connecting
+	connecting int
+	pending    []*Exchange // FIFO from phead; entries with queued false are stale
+	phead      int
+	npending   int
+}
+
+// acquire gives x a connection: an idle one at once, else a place in the
+// pending queue (dialling a new connection if the bounds allow), else an
+// overflow failure.
+func (hp *hostPool) acquire(x *Exchange) {
+	c := hp.c
+	now := c.now()
+	hp.mu.Lock()
+	for hp.nidle > 0 {
+		cc := hp.popIdleLocked(x.loop)
+		if cc.expired(now) {
+			hp.mu.Unlock()
+			cc.retire()
+			hp.mu.Lock()
+			continue
+		}
+		hp.mu.Unlock()
+		cc.assign(x, true)
+		return
+	}
+	if hp.npending >= c.pool.MaxPendingPerHost {
+		hp.mu.Unlock()
+		c.st.pendingOverflow.Add(1)
+		x.attemptFailed(&Error{Failure: FailOverflow, Reason: ReasonMaxPending, Host: hp.name}, hp, attemptInfo{refused: true})
+		return
+	}
+	if r := c.res.Acquire(ResourcePending); r != ReasonNone {
+		hp.mu.Unlock()
+		c.st.pendingOverflow.Add(1)
+		x.attemptFailed(&Error{Failure: FailOverflow, Reason: r, Host: hp.name}, hp, attemptInfo{refused: true})
+		return
+	}
+	x.queued = true
+	hp.pending = append(hp.pending, x)
+	hp.npending++
+	dial := hp.connecting < hp.npending &&
+		(c.pool.MaxConnsPerHost < 0 || hp.conns < c.pool.MaxConnsPerHost)
+	if dial {
+		if c.res.Acquire(ResourceConnections) != ReasonNone {
+			dial = false
+			c.st.cxOverflow.Add(1)
+		} else {
+			hp.conns++
+			hp.connecting++
+		}
+	}
+	hp.mu.Unlock()
+	c.st.pendingTotal.Add(1)
+	x.armPendingTimer()
+	if dial {
+		hp.dial()
+	}
+}
+
+// popIdleLocked takes the warmest idle connection, from loop's stack when
+// it has one; hp.mu is held and hp.nidle > 0.
+func (hp *hostPool) popIdleLocked(loop int) *clientConn {
+	if loop < 0 || loop >= len(hp.idle) || len(hp.idle[loop]) == 0 {
+		for i := range hp.idle {
+			if len(hp.idle[i]) > 0 {
+				loop = i
+				break
+			}
+		}
+	}
+	st := hp.idle[loop]
+	cc := st[len(st)-1]
+	st[len(st)-1] = nil
+	hp.idle[loop] = st[:len(st)-1]
+	hp.nidle--
+	cc.inIdle = false
+	return cc
+}
+
+// popPending takes the first waiting exchange, or nil; hp.mu is held.
+func (hp *hostPool) popPendingLocked() *Exchange {
+	for hp.phead < len(hp.pending) {
+		x := hp.pending[hp.phead]
+		hp.pending[hp.phead] = nil
+		hp.phead++
+		if x.queued {
+			x.queued = false
+			hp.npending--
+			hp.c.res.Release(ResourcePending)
+			hp.compactLocked()
+			return x
+		}
+	}
+	hp.compactLocked()
+	return nil
+}
+
+func (hp *hostPool) compactLocked() {
+	if hp.phead == len(hp.pending) {
+		hp.pending, hp.phead = hp.pending[:0], 0
+	} else if hp.phead > 64 && hp.phead*2 > len(hp.pending) {
+		n := copy(hp.pending, hp.pending[hp.phead:])
+		clear(hp.pending[n:])
+		hp.pending, hp.phead = hp.pending[:n], 0
+	}
+}
+
+// unqueue removes x from the pending queue if it is still there and
+// reports whether it was.
+func (hp *hostPool) unqueue(x *Exchange) bool {
+	hp.mu.Lock()
+	defer hp.mu.Unlock()
+	if !x.queued {
+		return false
+	}
+	x.queued = false
+	hp.npending--
+	hp.c.res.Release(ResourcePending)
+	return true
+}
+
+// failPending fails every waiting exchange with err.
+func (hp *hostPool) failPending(err *Error) {
+	for {
+		hp.mu.Lock()
+		x := hp.popPendingLocked()
+		hp.mu.Unlock()
+		if x == nil {
+			return
+		}
+		x.attemptFailed(err, hp, attemptInfo{connect: err.Failure == FailConnect})
+	}
+}
+
+// release returns cc, whose exchange is done, to the pool: to the first
+// waiting exchange, else to the idle stack, else it is closed.
+func (hp *hostPool) release(cc *clientConn) {
+	now := hp.c.now()
+	if cc.expired(now) || hp.draining.Load() {
+		cc.retire()
+		return
+	}
+	hp.mu.Lock()
+	if x := hp.popPendingLocked(); x != nil {
+		hp.mu.Unlock()
+		cc.assign(x, true)
+		return
+	}
+	if hp.nidle >= hp.c.pool.MaxIdlePerHost {
+		hp.mu.Unlock()
+		cc.retire()
+		return
+	}
+	cc.inIdle = true
+	l := min(max(cc.loop, 0), len(hp.idle)-1)
+	hp.idle[l] = append(hp.idle[l], cc)
+	hp.nidle++
+	hp.mu.Unlock()
+}
+
+// removeIdle takes cc off the idle stack; it reports whether it was there.
+func (hp *hostPool) removeIdle(cc *clientConn) bool {
+	hp.mu.Lock()
+	defer hp.mu.Unlock()
+	if !cc.inIdle {
+		return false
+	}
+	cc.inIdle = false
+	for l, st := range hp.idle {
+		for i, v := range st {
+			if v == cc {
+				copy(st[i:], st[i+1:])
+				st[len(st)-1] = nil
+				hp.idle[l] = st[:len(st)-1]
+				hp.nidle--
+				return true
+			}
+		}
+	}
+	return true
+}
+
+// closeIdle closes every idle connection (draining, ejection, address
+// change).
+func (hp *hostPool) closeIdle() {
+	hp.mu.Lock()
+	var idle []*clientConn
+	for l, st := range hp.idle {
+		for _, cc := range st {
+			cc.inIdle = false
+			idle = append(idle, cc)
+		}
+		clear(st)
+		hp.idle[l] = st[:0]
+	}
+	hp.nidle = 0
+	hp.mu.Unlock()
+	for _, cc := range idle {
+		cc.retire()
+	}
+}
+
+// dial opens a connection for the pending queue; hp.conns and
+// hp.connecting already count it.
+func (hp *hostPool) dial() {
+	c := hp.c
+	cc := &clientConn{hp: hp, created: c.now(), gen: hp.gen.Load()}
+	cc.lastIO.Store(cc.created.UnixNano())
+	c.st.cxTotal.Add(1)
+	hp.st.cxTotal.Add(1)
+	cc.timer = time.AfterFunc(c.pool.ConnectTimeout, cc.connectTimeout)
+	conn, err := c.eng.DialHandler(*hp.addr.Load(), netip.Addr{}, cc)
+	if err != nil {
+		cc.timer.Stop()
+		cc.connectFailed(err)
+		return
+	}
+	cc.dialed.Store(conn)
+}
+
+// counts returns the host's open, idle and pending figures.
+func (hp *hostPool) counts() (conns, idle, pending int) {
+	hp.mu.Lock()
+	defer hp.mu.Unlock()
+	return hp.conns, hp.nidle, hp.npending
+}
+
+// clientConn is one pooled connection's engine handler: it writes the
+// requests of the exchanges assigned to it and parses their responses on
+// its loop.
+type clientConn struct {
+	hp      *hostPool
+	created time.Time
+	gen     uint32
+	timer   *time.Timer // connect timeout
+	dialed  atomic.Pointer[engine.Conn]
+	lastIO  atomic.Int64 // unix nanos of the last request start or response byte
+
+	x atomic.Pointer[Exchange] // in flight, or nil
+
+	// inIdle is guarded by hp.mu.
+	inIdle bool
+
+	kaNanos atomic.Int64 // unix nanos when the backend's keep-alive (less the margin) ends; 0: none
+	opened  atomic.Bool
+
+	// Loop-owned.
+	conn      *engine.Conn
+	closed    bool
+	gone      bool // closed, upgraded or retired: never reused
+	detached  bool // upgraded: the connection is no longer the pool's
+	requests  int
+	loop      int           // conn.Loop(); set before the connection is pooled
+	kaDur     time.Duration // the backend's keep-alive less the margin; 0: none
+	period    time.Duration
+	parser    http1.ResponseParser
+	resp      http1.Response
+	gotHead   bool
+	connFault atomic.Bool // connect failed or timed out
+}
+
+var (
+	_ engine.Handler        = (*clientConn)(nil)
+	_ engine.OpenHandler    = (*clientConn)(nil)
+	_ engine.CloseHandler   = (*clientConn)(nil)
+	_ engine.TimeoutHandler = (*clientConn)(nil)
+	_ engine.EOFHandler     = (*clientConn)(nil)
+	_ engine.InlineHandler  = (*clientConn)(nil)
+	_ engine.ProtocolNamer  = (*clientConn)(nil)
+	_ engine.Labeler        = (*clientConn)(nil)
+)
+
+// ProtocolName is the protocol name of upstream connections in
+// /debug/conns and metrics.
+const ProtocolName = "upstream"
+
+// Inline runs the connection's parser on the loop.
+func (cc *clientConn) Inline() bool { return true }
+
+// Protocol names the connections "upstream".
+func (cc *clientConn) Protocol() string { return ProtocolName }
+
+// Label is the cluster and host.
+func (cc *clientConn) Label(*engine.Conn) string { return cc.hp.c.name + "/" + cc.hp.name }
+
+// checkPeriod is how often a quiet connection is looked at: the smallest
+// of the pool's idle timeout, the per-try timeout and the backend's
+// keep-alive.
+func (cc *clientConn) checkPeriod() time.Duration {
+	c := cc.hp.c
+	d := time.Duration(-1)
+	for _, v := range []time.Duration{c.pool.IdleTimeout, c.cfg.PerTryTimeout} {
+		if v > 0 && (d < 0 || v < d) {
+			d = v
+		}
+	}
+	return d
+}
+
+// OnOpen hands the new connection to the first waiting exchange.
+func (cc *clientConn) OnOpen(conn *engine.Conn) {
+	cc.timer.Stop()
+	cc.conn = conn
+	cc.loop = conn.Loop()
+	cc.opened.Store(true)
+	cc.period = cc.checkPeriod()
+	conn.SetIdleTimeout(cc.period)
+	conn.SetReadTimeout(cc.period)
+	hp := cc.hp
+	hp.mu.Lock()
+	hp.connecting--
+	x := hp.popPendingLocked()
+	hp.mu.Unlock()
+	if x != nil {
+		cc.assign(x, false)
+		return
+	}
+	hp.release(cc)
+}
+
+// connectTimeout aborts a connect that took too long.
+func (cc *clientConn) connectTimeout() {
+	if cc.opened.Load() {
+		return
+	}
+	cc.connFault.Store(true)
+	if conn := cc.dialed.Load(); conn != nil {
+		conn.Abort(engine.ReasonIOError)
+	}
+	// If DialHandler has not returned yet, OnOpen or OnClose will see
+	// the timer stopped too late; the connect then either succeeds (and
+	// the connection is used) or fails normally.
+}
+
+// connectFailed accounts for a connection that never opened.
+func (cc *clientConn) connectFailed(err error) {
+	hp, c := cc.hp, cc.hp.c
+	hp.mu.Lock()
+	hp.conns--
+	hp.connecting--
+	left := hp.conns
+	hp.mu.Unlock()
+	c.res.Release(ResourceConnections)
+	c.st.cxConnectFail.Add(1)
+	hp.st.cxConnectFail.Add(1)
+	c.record(hp, ResultConnectFailure)
+	if left == 0 {
+		hp.failPending(&Error{Failure: FailConnect, Host: hp.name, Err: err})
+	} else {
+		// Others may still serve the queue; make sure someone dials
+		// for it if none is connecting.
+		hp.redial()
+	}
+}
+
+// redial dials one connection if requests wait and none is connecting.
+func (hp *hostPool) redial() {
+	c := hp.c
+	hp.mu.Lock()
+	dial := hp.npending > 0 && hp.connecting == 0 &&
+		(c.pool.MaxConnsPerHost < 0 || hp.conns < c.pool.MaxConnsPerHost) &&
+		c.res.Acquire(ResourceConnections) == ReasonNone
+	if dial {
+		hp.conns++
+		hp.connecting++
+	}
+	hp.mu.Unlock()
+	if dial {
+		hp.dial()
+	}
+}
+
+// expired reports whether cc must not take another request.
+func (cc *clientConn) expired(now time.Time) bool {
+	hp, c := cc.hp, cc.hp.c
+	if cc.gen != hp.gen.Load() {
+		return true
+	}
+	if c.pool.MaxLifetime > 0 && now.Sub(cc.created) >= c.pool.MaxLifetime {
+		return true
+	}
+	last := time.Unix(0, cc.lastIO.Load())
+	if c.pool.IdleTimeout > 0 && now.Sub(last) >= c.pool.IdleTimeout {
+		return true
+	}
+	if ka := cc.kaDeadline(); !ka.IsZero() && !now.Before(ka) {
+		hp.st.kaRetired.Add(1)
+		c.st.kaRetired.Add(1)
+		return true
+	}
+	return false
+}
+
+// kaDeadline is when the backend's keep-alive, less the margin, ends for
+// the idle connection, or zero when the backend announced none.
+func (cc *clientConn) kaDeadline() time.Time {
+	v := cc.kaNanos.Load()
+	if v == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, v)
+}
+
+// retire closes cc (it is no longer in the idle stack).
+func (cc *clientConn) retire() {
+	if conn := cc.dialed.Load(); conn != nil {
+		conn.CloseWithReason(engine.ReasonLocal)
+	} else if cc.conn != nil {
+		cc.conn.CloseWithReason(engine.ReasonLocal)
+	}
+}
+
+// assign starts x on cc. It runs on any goroutine; cc is neither idle nor
+// busy.
+func (cc *clientConn) assign(x *Exchange, reused bool) {
+	cc.lastIO.Store(cc.hp.c.now().UnixNano())
+	if !x.start(cc, reused) {
+		// x ended while it waited; give the connection to the next.
+		cc.hp.release(cc)
+	}
+}
+
+// OnData parses responses.
+func (cc *clientConn) OnData(conn *engine.Conn, in []byte) int {
+	cc.lastIO.Store(cc.hp.c.now().UnixNano())
+	used := 0
+	for used < len(in) {
+		x := cc.x.Load()
+		if x == nil {
+			// Bytes nobody asked for: the connection is out of step.
+			conn.Abort(engine.ReasonProtocolError)
+			return len(in)
+		}
+		if !cc.gotHead {
+			n, err := cc.parser.Parse(in[used:], x.method, &cc.resp, &x.c.limits)
+			if err != nil {
+				cc.fail(x, &Error{Failure: FailBadResponse, Host: cc.hp.name, Err: err}, true)
+				conn.Abort(engine.ReasonProtocolError)
+				return len(in)
+			}
+			if n == 0 {
+				return used
+			}
+			used += n
+			x.gotBytes()
+			code := cc.resp.StatusCode
+			if code == 101 {
+				if !x.upgrade {
+					cc.fail(x, &Error{Failure: FailBadResponse, Host: cc.hp.name, Err: errUnaskedUpgrade}, true)
+					conn.Abort(engine.ReasonProtocolError)
+					return len(in)
+				}
+				cc.upgraded(conn, x)
+				return used // the rest is the new protocol's
+			}
+			if code < 200 {
+				x.interim(&cc.resp)
+				continue
+			}
+			cc.gotHead = true
+			if cc.resp.KeepAlive > 0 {
+				cc.noteKeepAlive(conn, cc.resp.KeepAlive)
+			}
+			x.response(&cc.resp)
+			if cc.resp.Framing == http1.FramingNone {
+				cc.finish(conn, x)
+				continue
+			}
+		}
+		k, data, done, err := cc.parser.Body(in[used:])
+		if err != nil {
+			cc.fail(x, &Error{Failure: FailBadResponse, Host: cc.hp.name, Err: err}, true)
+			conn.Abort(engine.ReasonProtocolError)
+			return len(in)
+		}
+		used += k
+		if len(data) > 0 {
+			x.bodyData(data)
+		}
+		if done {
+			cc.finish(conn, x)
+			continue
+		}
+		if k == 0 {
+			break
+		}
+	}
+	return used
+}
+
+var errUnaskedUpgrade = errors.New("101 Switching Protocols to a request that did not ask to upgrade")
+
+// noteKeepAlive records the backend's keep-alive timeout and shortens the
+// connection's check period to it.
+func (cc *clientConn) noteKeepAlive(conn *engine.Conn, ka time.Duration) {
+	margin := cc.hp.c.pool.KeepAliveMargin
+	if ka < 2*margin {
+		margin = ka / 2
+	}
+	cc.kaDur = ka - margin
+	if cc.kaDur < cc.period || cc.period < 0 {
+		cc.period = cc.kaDur
+		conn.SetIdleTimeout(cc.period)
+	}
+}
+
+// finish ends x's exchange after a complete response and returns the
+// connection to the pool, or closes it.
+func (cc *clientConn) finish(conn *engine.Conn, x *Exchange) {
+	cc.gotHead = false
+	cc.requests++
+	cc.x.Store(nil)
+	reuse := !cc.resp.Close && x.bodyComplete() && !cc.gone
+	if m := cc.hp.c.pool.MaxRequestsPerConn; m > 0 && cc.requests >= m {
+		reuse = false
+	}
+	now := cc.hp.c.now()
+	cc.lastIO.Store(now.UnixNano())
+	if cc.kaDur > 0 {
+		cc.kaNanos.Store(now.Add(cc.kaDur).UnixNano())
+	}
+	if reuse {
+		cc.hp.release(cc)
+	} else {
+		cc.gone = true
+		conn.CloseWithReason(engine.ReasonLocal)
+	}
+	x.complete(cc.resp.StatusCode)
+}
+
+// fail ends x's attempt on cc with err.
+func (cc *clientConn) fail(x *Exchange, err *Error, gotBytes bool) {
+	cc.x.Store(nil)
+	cc.gone = true
+	cc.gotHead = false
+	x.attemptFailed(err, cc.hp, attemptInfo{reused: x.reused, gotBytes: gotBytes || x.respStarted()})
+}
+
+// upgraded hands the connection to x after a 101: it leaves the pool.
+func (cc *clientConn) upgraded(conn *engine.Conn, x *Exchange) {
+	cc.x.Store(nil)
+	cc.gone = true
+	cc.detached = true
+	hp := cc.hp
+	hp.mu.Lock()
+	hp.conns--
+	hp.mu.Unlock()
+	hp.c.res.Release(ResourceConnections)
+	hp.c.st.upgrades.Add(1)
+	x.upgraded(conn, &cc.resp)
+}
+
+// OnEOF ends a close-delimited body.
+func (cc *clientConn) OnEOF(conn *engine.Conn) {
+	x := cc.x.Load()
+	if x == nil || !cc.gotHead {
+		return
+	}
+	if done, err := cc.parser.EOF(); err == nil && done {
+		cc.gone = true
+		cc.finish(conn, x)
+	}
+}
+
+// OnTimeout runs when the connection has been quiet for its check
+// period: an idle one closes once past its idle or keep-alive deadline, a
+// busy one fails its attempt once past the per-try timeout.
+func (cc *clientConn) OnTimeout(conn *engine.Conn, r engine.CloseReason) bool {
+	c := cc.hp.c
+	now := c.now()
+	quiet := now.Sub(time.Unix(0, cc.lastIO.Load()))
+	if x := cc.x.Load(); x != nil {
+		if c.cfg.PerTryTimeout > 0 && quiet >= c.cfg.PerTryTimeout-c.eng.Config().TickInterval {
+			c.st.rqPerTryTimeout.Add(1)
+			cc.fail(x, &Error{Failure: FailTimeout, Host: cc.hp.name}, true)
+			return false
+		}
+		return true
+	}
+	if cc.expired(now.Add(c.eng.Config().TickInterval)) && cc.hp.removeIdle(cc) {
+		cc.gone = true
+		return false
+	}
+	return true // busy again (taken from the idle stack meanwhile), or not due
+}
+
+// OnClose accounts for the closed connection and fails its exchange, if
+// any.
+func (cc *clientConn) OnClose(conn *engine.Conn, r engine.CloseReason, err error) {
+	if cc.detached {
+		return
+	}
+	cc.closed, cc.gone = true, true
+	hp, c := cc.hp, cc.hp.c
+	if !cc.opened.Load() {
+		cc.timer.Stop()
+		if err == nil {
+			err = errConnectClosed
+		}
+		cc.connectFailed(err)
+		return
+	}
+	hp.removeIdle(cc)
+	hp.mu.Lock()
+	hp.conns--
+	hp.mu.Unlock()
+	c.res.Release(ResourceConnections)
+	c.st.cxClosed.Add(1)
+	if x := cc.x.Swap(nil); x != nil {
+		f := FailReset
+		if r == engine.ReasonIdleTimeout || r == engine.ReasonReadTimeout {
+			f = FailTimeout
+		}
+		x.attemptFailed(&Error{Failure: f, Host: hp.name, Err: err}, hp,
+			attemptInfo{reused: x.reused, gotBytes: cc.gotHead || x.respStarted()})
+	}
+	hp.redial()
+}
+
+var errConnectClosed = errors.New("connection closed while connecting")

@@ -1,0 +1,150 @@
+package upstream
+
+import (
+	"sync/atomic"
+	"time"
+)
+
+// clusterStats are a cluster's counters (atomics, no lock).
+type clusterStats struct {
+	cxTotal, cxConnectFail, cxClosed, cxOverflow, kaRetired    atomic.Uint64
+	rqTotal, rqSuccess, rqOverflow, rqTimeout, rqPerTryTimeout atomic.Uint64
+	rqRetry, rqRetryReused, retryOverflow                      atomic.Uint64
+	pendingTotal, pendingOverflow, pendingTimeout              atomic.Uint64
+	breakerRejected, ejections, drains, upgrades               atomic.Uint64
+	rqActive                                                   atomic.Int64
+	status                                                     [6]atomic.Uint64 // by class: 1xx..5xx at 1..5
+	failures                                                   [numFailures]atomic.Uint64
+}
+
+func (s *clusterStats) countStatus(code int) {
+	if k := code / 100; k >= 1 && k <= 5 {
+		s.status[k].Add(1)
+	}
+}
+
+func (s *clusterStats) countFailure(f Failure) {
+	if f < numFailures {
+		s.failures[f].Add(1)
+	}
+}
+
+// hostStats are a host's counters.
+type hostStats struct {
+	cxTotal, cxConnectFail, kaRetired, rqTotal, rqFailed atomic.Uint64
+	status                                               [6]atomic.Uint64
+	hcOK, hcFail                                         atomic.Uint64
+}
+
+func (s *hostStats) countStatus(code int) {
+	if k := code / 100; k >= 1 && k <= 5 {
+		s.status[k].Add(1)
+	}
+}
+
+// ClusterStats is a snapshot of a Cluster's counters and gauges, in the
+// spirit of Envoy's cluster.<name>.upstream_cx_* and upstream_rq_*.
+type ClusterStats struct {
+	Name string `json:"name"`
+	// Connections.
+	CxTotal       uint64 `json:"cx_total"`        // dialled
+	CxActive      int64  `json:"cx_active"`       // open or connecting
+	CxConnectFail uint64 `json:"cx_connect_fail"` // refused, unreachable or timed out
+	CxClosed      uint64 `json:"cx_closed"`       // open connections that closed
+	CxOverflow    uint64 `json:"cx_overflow"`     // dials refused by Thresholds.MaxConnections
+	CxKeepAlive   uint64 `json:"cx_keepalive_retired"`
+	// Requests.
+	RqTotal         uint64            `json:"rq_total"`
+	RqActive        int64             `json:"rq_active"`
+	RqSuccess       uint64            `json:"rq_success"` // complete responses passed on
+	RqPendingActive int64             `json:"rq_pending_active"`
+	RqPendingTotal  uint64            `json:"rq_pending_total"`
+	RqPendingOver   uint64            `json:"rq_pending_overflow"`
+	RqPendingTO     uint64            `json:"rq_pending_timeout"`
+	RqOverflow      uint64            `json:"rq_overflow"` // Thresholds.MaxRequests
+	RqTimeout       uint64            `json:"rq_timeout"`
+	RqPerTryTimeout uint64            `json:"rq_per_try_timeout"`
+	RqRetry         uint64            `json:"rq_retry"`
+	RqRetryReused   uint64            `json:"rq_retry_reused_conn"`
+	RqRetryOverflow uint64            `json:"rq_retry_overflow"`
+	RqStatus        map[string]uint64 `json:"rq_status"`   // "2xx" → count
+	RqFailures      map[string]uint64 `json:"rq_failures"` // Failure → count
+	Upgrades        uint64            `json:"upgrades"`
+	// Policies.
+	BreakerState    string      `json:"breaker_state"`
+	BreakerRejected uint64      `json:"breaker_rejected"`
+	BreakerTrips    uint64      `json:"breaker_trips"`
+	Ejections       uint64      `json:"outlier_ejections"`
+	EjectedNow      int         `json:"outlier_ejected"`
+	Drains          uint64      `json:"drains"`
+	Panic           bool        `json:"panic"`
+	Hosts           []HostStats `json:"hosts"`
+}
+
+// HostStats is one host's state and counters.
+type HostStats struct {
+	Name       string            `json:"name"`
+	Addr       string            `json:"addr"`
+	Healthy    bool              `json:"healthy"`
+	Ejected    bool              `json:"ejected"`
+	Draining   bool              `json:"draining"`
+	Active     int64             `json:"rq_active"`
+	Conns      int               `json:"cx_active"`
+	Idle       int               `json:"cx_idle"`
+	Pending    int               `json:"rq_pending"`
+	CxTotal    uint64            `json:"cx_total"`
+	CxFail     uint64            `json:"cx_connect_fail"`
+	KeepAlive  uint64            `json:"cx_keepalive_retired"`
+	RqTotal    uint64            `json:"rq_total"`
+	RqFailed   uint64            `json:"rq_failed"`
+	RqStatus   map[string]uint64 `json:"rq_status"`
+	HealthOK   uint64            `json:"health_check_success"`
+	HealthFail uint64            `json:"health_check_failure"`
+}
+
+var classNames = [...]string{"", "1xx", "2xx", "3xx", "4xx", "5xx"}
+
+// Stats returns a snapshot of the cluster's figures.
+func (c *Cluster) Stats() ClusterStats {
+	now := c.now()
+	s := &c.st
+	out := ClusterStats{Name: c.name,
+		CxTotal: s.cxTotal.Load(), CxActive: c.res.Count(ResourceConnections), CxConnectFail: s.cxConnectFail.Load(),
+		CxClosed: s.cxClosed.Load(), CxOverflow: s.cxOverflow.Load(), CxKeepAlive: s.kaRetired.Load(),
+		RqTotal: s.rqTotal.Load(), RqActive: s.rqActive.Load(), RqSuccess: s.rqSuccess.Load(),
+		RqPendingActive: c.res.Count(ResourcePending), RqPendingTotal: s.pendingTotal.Load(),
+		RqPendingOver: s.pendingOverflow.Load(), RqPendingTO: s.pendingTimeout.Load(), RqOverflow: s.rqOverflow.Load(),
+		RqTimeout: s.rqTimeout.Load(), RqPerTryTimeout: s.rqPerTryTimeout.Load(), RqRetry: s.rqRetry.Load(),
+		RqRetryReused: s.rqRetryReused.Load(), RqRetryOverflow: s.retryOverflow.Load(),
+		RqStatus: map[string]uint64{}, RqFailures: map[string]uint64{}, Upgrades: s.upgrades.Load(),
+		BreakerRejected: s.breakerRejected.Load(), Ejections: s.ejections.Load(), Drains: s.drains.Load(),
+		Panic: c.set.Panic(), BreakerState: "off"}
+	for k := 1; k <= 5; k++ {
+		out.RqStatus[classNames[k]] = s.status[k].Load()
+	}
+	for _, f := range Failures() {
+		out.RqFailures[f.String()] = s.failures[f].Load()
+	}
+	if c.brk != nil {
+		out.BreakerState = c.brk.State(now).String()
+		out.BreakerTrips = c.brk.Stats(now).Trips
+	}
+	if c.out != nil {
+		out.EjectedNow = c.out.Stats(now).Ejected
+	}
+	for i, hp := range c.hosts {
+		conns, idle, pending := hp.counts()
+		h := HostStats{Name: hp.name, Addr: hp.addr.Load().String(), Healthy: c.set.Healthy(i), Ejected: c.set.Ejected(i),
+			Draining: hp.draining.Load(), Active: c.set.Active(i), Conns: conns, Idle: idle, Pending: pending,
+			CxTotal: hp.st.cxTotal.Load(), CxFail: hp.st.cxConnectFail.Load(), KeepAlive: hp.st.kaRetired.Load(),
+			RqTotal: hp.st.rqTotal.Load(), RqFailed: hp.st.rqFailed.Load(), RqStatus: map[string]uint64{},
+			HealthOK: hp.st.hcOK.Load(), HealthFail: hp.st.hcFail.Load()}
+		for k := 1; k <= 5; k++ {
+			h.RqStatus[classNames[k]] = hp.st.status[k].Load()
+		}
+		out.Hosts = append(out.Hosts, h)
+	}
+	return out
+}
+
+var _ = time.Second
