@@ -33,6 +33,13 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	// A test that runs `warren load -procs N` in-process starts the test
+	// binary itself as the worker (os.Executable): serve it as main would,
+	// instead of running the tests again in every worker (which forks
+	// without end).
+	if len(os.Args) > 1 && os.Args[1] == "load" {
+		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	}
 	code := m.Run()
 	if buildDir != "" {
 		os.RemoveAll(buildDir)
