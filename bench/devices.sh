@@ -107,6 +107,8 @@ gw_cpu() {
   for p in $(gw_pids); do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done
   echo "$t"
 }
+# parent_cpu: the gateway parent's CPU time so far (the embedded NATS server).
+parent_cpu() { awk '{print $14 + $15}' "/proc/$GW_PID/stat" 2>/dev/null || echo 0; }
 # median_rss COUNT: median of COUNT samples of gw_rss, one a second.
 median_rss() {
   local i
@@ -141,15 +143,18 @@ done
 kill -0 "$LOAD_PID" 2>/dev/null || { cat "$OUT/devices-load.err" >&2; die "warren load ended during the ramp"; }
 echo "devices online: $(online) of $N"
 cpu0=$(gw_cpu)
+pcpu0=$(parent_cpu)
 sleep 3
 held=$(median_rss $((hold_s > 12 ? 7 : 3)))
 echo "gateway RSS held: $held kB; per device: $(((held - base) * 1024 / N)) B (target <= 1024)"
 for p in $(gw_pids); do echo "  pid $p $(tr '\0' ' ' </proc/"$p"/cmdline | cut -c1-40): $(rss_kb "$p") kB"; done
 # The workers' CPU before the load ends (a worker's ticks leave with it).
 cpu1=$cpu0
+pcpu1=$pcpu0
 while kill -0 "$LOAD_PID" 2>/dev/null; do
   c=$(gw_cpu)
   [ "$c" -gt "$cpu1" ] && cpu1=$c
+  pcpu1=$(parent_cpu)
   sleep 0.5
 done
 wait "$LOAD_PID" || echo "warren load exited $?"
@@ -157,7 +162,7 @@ cat "$OUT/devices-load.txt"
 msgs=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1]))["devices"]; print(d["telemetry_received"] or d["telemetry_sent"])' "$OUT/devices-load.json" 2>/dev/null || echo 0)
 hz=$(getconf CLK_TCK)
 if [ "$msgs" -gt 0 ]; then
-  echo "gateway CPU from the end of the ramp to the end of the traffic (idle hold included, every gateway process): $(((cpu1 - cpu0) * 1000000 / hz / msgs)) µs per telemetry message ($((cpu1 - cpu0)) ticks at $hz/s, $msgs messages)"
+  echo "gateway CPU from the end of the ramp to the end of the traffic (idle hold included, every gateway process): $(((cpu1 - cpu0) * 1000000 / hz / msgs)) µs per telemetry message ($((cpu1 - cpu0)) ticks at $hz/s, $msgs messages; the parent, i.e. the embedded NATS server, $(((pcpu1 - pcpu0) * 1000000 / hz / msgs)) µs of it)"
 fi
 tail -n 5 "$OUT/devices-load.err"
 

@@ -656,30 +656,59 @@ const (
 func (h *Hub) Telemetry(s *Session, data []byte, now time.Time) {
 	h.m.telemetryIn.Add(1)
 	var ts [40]byte
-	m := &nats.Msg{Subject: telemetrySubject(s.Device), Data: data, Header: nats.Header{
-		hdrDevice:   {s.Device},
-		hdrNode:     h.nodeHdr,
-		hdrReceived: {string(now.UTC().AppendFormat(ts[:0], time.RFC3339Nano))},
-	}}
+	tm := telemetryPool.Get().(*telemetryMsg)
+	defer tm.release()
+	tm.m.Subject, tm.m.Data = telemetrySubject(s.Device), data
+	tm.dev[0] = s.Device
+	tm.recv[0] = string(now.UTC().AppendFormat(ts[:0], time.RFC3339Nano))
+	tm.m.Header[hdrNode] = h.nodeHdr
 	if s.paused.Load() {
 		// Reading is paused; frames of the read already in flight are
 		// held too.
-		if !s.hold(m) {
+		if !s.hold(tm.detach()) {
 			h.m.dropped("held_overflow")
 		}
 		return
 	}
 	start := time.Now()
-	err := h.bus.Publish(m)
+	err := h.bus.Publish(&tm.m)
 	switch {
 	case err == nil:
 		h.m.telemetryOut.Add(1)
 		h.m.observePublish(time.Since(start))
 	case errors.Is(err, ErrBackpressure):
-		h.pause(s, m)
+		h.pause(s, tm.detach())
 	default:
 		h.m.dropped("bus_error")
 	}
+}
+
+// telemetryMsg is a telemetry message made once and reused: its header
+// map and value slices are set in place for each message, which NATS
+// encodes before Publish returns. A message that must be kept (held under
+// backpressure) is detached into one of its own.
+type telemetryMsg struct {
+	m         nats.Msg
+	dev, recv [1]string
+}
+
+var telemetryPool = sync.Pool{New: func() any {
+	tm := new(telemetryMsg)
+	tm.m.Header = nats.Header{hdrDevice: tm.dev[:], hdrNode: nil, hdrReceived: tm.recv[:]}
+	return tm
+}}
+
+// detach returns a copy of the message that shares nothing with tm.
+func (tm *telemetryMsg) detach() *nats.Msg {
+	return &nats.Msg{Subject: tm.m.Subject, Data: tm.m.Data, Header: nats.Header{
+		hdrDevice: {tm.dev[0]}, hdrNode: tm.m.Header[hdrNode], hdrReceived: {tm.recv[0]}}}
+}
+
+// release clears tm's references and returns it to the pool.
+func (tm *telemetryMsg) release() {
+	tm.m.Subject, tm.m.Data, tm.dev[0], tm.recv[0] = "", nil, "", ""
+	tm.m.Header[hdrNode] = nil
+	telemetryPool.Put(tm)
 }
 
 func (h *Hub) pause(s *Session, m *nats.Msg) {
