@@ -24,7 +24,7 @@
 #
 # Environment: N (100000), GW_PROCS (6), LOAD_PROCS (6), SOURCES
 # (127.0.2.1-127.0.2.16), RATE (5000), HOLD (20s), TRAFFIC (30s), COMMANDS
-# (500), STORM (1: run step 3), MEM_BOUND (bytes per gateway process: 512 MiB),
+# (500), RPS (telemetry messages per second: N/5), STORM (1: run step 3), MEM_BOUND (bytes per gateway process: 512 MiB),
 # OUT (bench/out). GOGC and GOMEMLIMIT, when set, reach the gateway and
 # are printed.
 #
@@ -40,6 +40,7 @@ RATE=${RATE:-5000}
 HOLD=${HOLD:-20s}
 TRAFFIC=${TRAFFIC:-30s}
 COMMANDS=${COMMANDS:-500}
+RPS=${RPS:-$((N / 5))}
 STORM=${STORM:-1}
 MEM_BOUND=${MEM_BOUND:-$((512 << 20))}
 OUT=${OUT:-bench/out}
@@ -99,6 +100,15 @@ online() {
   curl -fsS "http://127.0.0.1:$ADM/metrics" 2>/dev/null |
     awk '/^warren_gateway_devices_online/ {s += $2} END {printf "%d\n", s}'
 }
+# gw_cpu: the gateway's CPU time so far in clock ticks (utime + stime of
+# every process).
+gw_cpu() {
+  local p t=0
+  for p in $(gw_pids); do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done
+  echo "$t"
+}
+# parent_cpu: the gateway parent's CPU time so far (the embedded NATS server).
+parent_cpu() { awk '{print $14 + $15}' "/proc/$GW_PID/stat" 2>/dev/null || echo 0; }
 # median_rss COUNT: median of COUNT samples of gw_rss, one a second.
 median_rss() {
   local i
@@ -108,14 +118,14 @@ median_rss() {
   done | median
 }
 
-echo "# devices.sh $(date -u +%FT%TZ): N=$N GW_PROCS=$GW_PROCS LOAD_PROCS=$LOAD_PROCS RATE=$RATE HOLD=$HOLD TRAFFIC=$TRAFFIC COMMANDS=$COMMANDS GOGC=${GOGC:-} GOMEMLIMIT=${GOMEMLIMIT:-}"
+echo "# devices.sh $(date -u +%FT%TZ): N=$N GW_PROCS=$GW_PROCS LOAD_PROCS=$LOAD_PROCS RATE=$RATE HOLD=$HOLD TRAFFIC=$TRAFFIC COMMANDS=$COMMANDS RPS=$RPS GOGC=${GOGC:-} GOMEMLIMIT=${GOMEMLIMIT:-}"
 echo "# $(machine_line)"
 : >"$OUT/devices-gateway.log"
 start_gateway
 base=$(median_rss 3)
 echo "gateway baseline RSS: $base kB over $(gw_pids | wc -w) processes"
 
-RPS=$((N / 5))
+
 WARREN_JWT_SECRET=$SECRET "$BIN/warren" load -scenario devices -url "ws://127.0.0.1:$DEV/v1/connect" -conns "$N" \
   -procs "$LOAD_PROCS" -src "$SOURCES" -rate "$RATE" -hold "$HOLD" -duration "$TRAFFIC" -rps "$RPS" \
   -nats "nats://127.0.0.1:$NATSP" -commands "$COMMANDS" -api "http://127.0.0.1:$API" -timeout 10s -grace 5s \
@@ -132,12 +142,28 @@ for ((i = 0; i < 1200; i++)); do
 done
 kill -0 "$LOAD_PID" 2>/dev/null || { cat "$OUT/devices-load.err" >&2; die "warren load ended during the ramp"; }
 echo "devices online: $(online) of $N"
+cpu0=$(gw_cpu)
+pcpu0=$(parent_cpu)
 sleep 3
 held=$(median_rss $((hold_s > 12 ? 7 : 3)))
 echo "gateway RSS held: $held kB; per device: $(((held - base) * 1024 / N)) B (target <= 1024)"
 for p in $(gw_pids); do echo "  pid $p $(tr '\0' ' ' </proc/"$p"/cmdline | cut -c1-40): $(rss_kb "$p") kB"; done
+# The workers' CPU before the load ends (a worker's ticks leave with it).
+cpu1=$cpu0
+pcpu1=$pcpu0
+while kill -0 "$LOAD_PID" 2>/dev/null; do
+  c=$(gw_cpu)
+  [ "$c" -gt "$cpu1" ] && cpu1=$c
+  pcpu1=$(parent_cpu)
+  sleep 0.5
+done
 wait "$LOAD_PID" || echo "warren load exited $?"
 cat "$OUT/devices-load.txt"
+msgs=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1]))["devices"]; print(d["telemetry_received"] or d["telemetry_sent"])' "$OUT/devices-load.json" 2>/dev/null || echo 0)
+hz=$(getconf CLK_TCK)
+if [ "$msgs" -gt 0 ]; then
+  echo "gateway CPU from the end of the ramp to the end of the traffic (idle hold included, every gateway process): $(((cpu1 - cpu0) * 1000000 / hz / msgs)) µs per telemetry message ($((cpu1 - cpu0)) ticks at $hz/s, $msgs messages; the parent, i.e. the embedded NATS server, $(((pcpu1 - pcpu0) * 1000000 / hz / msgs)) µs of it)"
+fi
 tail -n 5 "$OUT/devices-load.err"
 
 if [ "$STORM" = 1 ]; then

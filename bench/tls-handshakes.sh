@@ -106,6 +106,7 @@ for v in $VERSIONS; do
       sleep 0.5
       t0=$(cpu_ticks "$SRV_PID")
       out=$(taskset -c 1 "$BIN/tlshs" -addr "$SRV_ADDR" -c "$C" -d "$D" -tls "$v")
+      echo "$s $v $run $out" >>"$LOGDIR/tlshs.log"
       t1=$(cpu_ticks "$SRV_PID")
       for pid in "${PIDS[@]}"; do stop_pid "$pid" 10; done
       PIDS=()

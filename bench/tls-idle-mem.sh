@@ -19,6 +19,8 @@
 #   warren          warren echo -proto tcp, plain TCP (the floor)
 #   warren-tls13    the same with -tls-cert/-tls-key, clients speak TLS 1.3
 #   warren-tls13-keep  the same with -tls-keep-ciphers (AEADs kept per connection)
+#   warren-tls13-w2 the same with -tls-handshake-workers 2 (fewer handshakes in
+#                   progress during the ramp: a lower heap peak)
 #   warren-tls12    warren with TLS, clients speak TLS 1.2
 #   netecho-tls     bench/cmd/netecho -tls-cert: crypto/tls, a goroutine and
 #                   a 4 KiB buffer per connection (what a Go program does)
@@ -128,6 +130,7 @@ start() { # start NAME LOG: sets SRV_PID, SRV_ADDR, CLIENT_TLS, PAYLOAD
       ;;
     warren) "$BIN/warren" echo -proto tcp -admin "" -addr 127.0.0.1:0 >"$log" 2>&1 & ;;
     warren-tls13) CLIENT_TLS=1.3; "$BIN/warren" echo -proto tcp -admin "" -addr 127.0.0.1:0 "${TLSF[@]}" >"$log" 2>&1 & ;;
+    warren-tls13-w2) CLIENT_TLS=1.3; "$BIN/warren" echo -proto tcp -admin "" -addr 127.0.0.1:0 "${TLSF[@]}" -tls-handshake-workers 2 >"$log" 2>&1 & ;;
     warren-tls13-keep) CLIENT_TLS=1.3; "$BIN/warren" echo -proto tcp -admin "" -addr 127.0.0.1:0 "${TLSF[@]}" -tls-keep-ciphers >"$log" 2>&1 & ;;
     warren-tls12) CLIENT_TLS=1.2; "$BIN/warren" echo -proto tcp -admin "" -addr 127.0.0.1:0 "${TLSF[@]}" >"$log" 2>&1 & ;;
     netecho-tls) CLIENT_TLS=1.3; "$BIN/netecho" -addr 127.0.0.1:0 -tls-cert "$LOGDIR/cert.pem" -tls-key "$LOGDIR/key.pem" >"$log" 2>&1 & ;;

@@ -127,7 +127,11 @@ func (c *Conn) SetHandler(h Handler) {
 	if c.hcaps&capOpen == 0 || c.State() == StateNew {
 		return // OnOpen runs when c opens
 	}
-	if c.inline() {
+	// On the portable engine OnData runs where SetHandler runs (the
+	// connection's reader goroutine) whatever the handler's mode, so
+	// OnOpen must run there too: dispatched, it could run after the
+	// first OnData.
+	if _, portable := c.host.(*pconn); c.inline() || portable {
 		e.callOnOpen(c)
 		return
 	}

@@ -11,16 +11,90 @@ import (
 
 // dirEntry is what a node knows of a device online somewhere in the
 // cluster. Every node holds one per device of the whole cluster (prefork
-// workers too, each a node), so it is kept small and free of pointers of
-// its own: node and protocol names are interned handles, the remote
-// address is a value, and the session is its node's sequence number (the
-// session id node/seq is built when asked for).
+// workers too, each a node), so it is kept to 40 bytes with no pointer
+// but the node's interned name: the protocol is an index into a small
+// table, the remote address 16 bytes and a port, and the session its
+// node's sequence number (the session id node/seq is built when asked
+// for; kept modulo 2^32 here, which only a node's four-billionth session
+// of the same device at the same nanosecond could confuse).
 type dirEntry struct {
-	node   unique.Handle[string]
-	proto  unique.Handle[string]
-	since  int64  // connected at, Unix ns
-	seq    uint64 // the session's number on its node
-	remote netip.AddrPort
+	node  unique.Handle[string]
+	since int64    // connected at, Unix ns
+	addr  [16]byte // remote address, IPv4 in IPv6 form
+	seq   uint32   // the session's number on its node, modulo 2^32
+	port  uint16   // remote port
+	proto uint8    // index in protocols
+	flags uint8    // dirAddrValid, dirAddr4
+}
+
+// dirEntry flags.
+const (
+	dirAddrValid = 1 << iota // addr and port hold the remote address
+	dirAddr4                 // the remote address is IPv4
+)
+
+// protocols interns the protocol names of directory entries; entry 0 is
+// the empty name, and names past the table's 255 entries are kept as "".
+var protocols = struct {
+	sync.RWMutex
+	names []string
+	index map[string]uint8
+}{names: []string{""}, index: map[string]uint8{"": 0}}
+
+// protocolIndex returns name's index in protocols, adding it if new.
+func protocolIndex(name string) uint8 {
+	protocols.RLock()
+	i, ok := protocols.index[name]
+	protocols.RUnlock()
+	if ok {
+		return i
+	}
+	protocols.Lock()
+	defer protocols.Unlock()
+	if i, ok := protocols.index[name]; ok {
+		return i
+	}
+	if len(protocols.names) > 255 {
+		return 0
+	}
+	i = uint8(len(protocols.names))
+	protocols.names = append(protocols.names, name)
+	protocols.index[name] = i
+	return i
+}
+
+// protocolName returns the name of protocol index i.
+func protocolName(i uint8) string {
+	protocols.RLock()
+	defer protocols.RUnlock()
+	if int(i) < len(protocols.names) {
+		return protocols.names[i]
+	}
+	return ""
+}
+
+// setRemote stores ap as e's remote address.
+func (e *dirEntry) setRemote(ap netip.AddrPort) {
+	if !ap.IsValid() {
+		return
+	}
+	a := ap.Addr()
+	e.addr, e.port, e.flags = a.As16(), ap.Port(), dirAddrValid
+	if a.Is4() {
+		e.flags |= dirAddr4
+	}
+}
+
+// remote returns e's remote address (zone dropped).
+func (e *dirEntry) remote() netip.AddrPort {
+	if e.flags&dirAddrValid == 0 {
+		return netip.AddrPort{}
+	}
+	a := netip.AddrFrom16(e.addr)
+	if e.flags&dirAddr4 != 0 {
+		a = a.Unmap()
+	}
+	return netip.AddrPortFrom(a, e.port)
 }
 
 // dirShard is one shard of the cluster directory, by device id.
@@ -48,10 +122,10 @@ func (e *dirEntry) same(o *dirEntry) bool { return e.node == o.node && e.seq == 
 
 // info returns the DeviceInfo of device's entry e.
 func (e *dirEntry) info(device string) *DeviceInfo {
-	d := &DeviceInfo{Device: device, State: "online", Node: e.node.Value(), Protocol: e.proto.Value(),
-		ConnectedAt: time.Unix(0, e.since), session: sessionID(e.node.Value(), e.seq)}
-	if e.remote.IsValid() {
-		d.Remote = e.remote.String()
+	d := &DeviceInfo{Device: device, State: "online", Node: e.node.Value(), Protocol: protocolName(e.proto),
+		ConnectedAt: time.Unix(0, e.since), session: sessionID(e.node.Value(), uint64(e.seq))}
+	if r := e.remote(); r.IsValid() {
+		d.Remote = r.String()
 	}
 	return d
 }
@@ -76,15 +150,19 @@ func entryOf(p *presenceMsg) (dirEntry, bool) {
 	if !ok || node != p.Node {
 		return dirEntry{}, false
 	}
-	remote, _ := netip.ParseAddrPort(p.Remote)
-	return dirEntry{node: unique.Make(p.Node), proto: unique.Make(p.Protocol), since: p.ConnectedAt.UnixNano(),
-		seq: seq, remote: remote}, true
+	e := dirEntry{node: unique.Make(p.Node), proto: protocolIndex(p.Protocol), since: p.ConnectedAt.UnixNano(),
+		seq: uint32(seq)}
+	if remote, err := netip.ParseAddrPort(p.Remote); err == nil {
+		e.setRemote(remote)
+	}
+	return e, true
 }
 
 // entryOfSession returns the directory entry of a local session.
 func (h *Hub) entryOfSession(s *Session) dirEntry {
-	return dirEntry{node: h.node, proto: unique.Make(s.t.Protocol()), since: s.since, seq: s.seq,
-		remote: s.t.Remote()}
+	e := dirEntry{node: h.node, proto: protocolIndex(s.t.Protocol()), since: s.since, seq: s.seq}
+	e.setRemote(s.t.Remote())
+	return e
 }
 
 // dirSet records e as device's entry unless the directory holds a newer

@@ -76,9 +76,9 @@ type Session struct {
 	Device   string
 	Identity Identity
 	t        Transport
-	seq      uint64 // the session's number on its node: node/seq is cluster-unique
-	since    int64  // unix ns connected
+	since    int64 // unix ns connected
 	last     atomic.Int64
+	seq      uint32       // the session's number on its node (modulo 2^32): node/seq is its id
 	bad      atomic.Int32 // bad frames so far
 	paused   atomic.Bool
 	gone     atomic.Bool
@@ -332,7 +332,7 @@ func (h *Hub) shardOf(id string) int { return int(maphash.String(h.seed, id) % n
 // closed with ReasonReplaced.
 func (h *Hub) Connect(ident Identity, t Transport) *Session {
 	now := h.cfg.Now()
-	s := &Session{Device: ident.Device, Identity: ident, t: t, since: now.UnixNano(), seq: h.seq.Add(1)}
+	s := &Session{Device: ident.Device, Identity: ident, t: t, since: now.UnixNano(), seq: uint32(h.seq.Add(1))}
 	s.last.Store(s.since)
 	sh := &h.shards[h.shardOf(s.Device)]
 	sh.mu.Lock()
@@ -387,7 +387,7 @@ func (h *Hub) LocalCount() int64 { return h.m.online.Load() }
 
 func (h *Hub) infoOf(s *Session) *DeviceInfo {
 	return &DeviceInfo{Device: s.Device, State: "online", Node: h.cfg.Node, Protocol: s.t.Protocol(),
-		Remote: s.t.Remote().String(), ConnectedAt: time.Unix(0, s.since), session: sessionID(h.cfg.Node, s.seq)}
+		Remote: s.t.Remote().String(), ConnectedAt: time.Unix(0, s.since), session: sessionID(h.cfg.Node, uint64(s.seq))}
 }
 
 func (h *Hub) publishPresence(d *DeviceInfo, state, reason string, now time.Time) {
@@ -656,30 +656,59 @@ const (
 func (h *Hub) Telemetry(s *Session, data []byte, now time.Time) {
 	h.m.telemetryIn.Add(1)
 	var ts [40]byte
-	m := &nats.Msg{Subject: telemetrySubject(s.Device), Data: data, Header: nats.Header{
-		hdrDevice:   {s.Device},
-		hdrNode:     h.nodeHdr,
-		hdrReceived: {string(now.UTC().AppendFormat(ts[:0], time.RFC3339Nano))},
-	}}
+	tm := telemetryPool.Get().(*telemetryMsg)
+	defer tm.release()
+	tm.m.Subject, tm.m.Data = telemetrySubject(s.Device), data
+	tm.dev[0] = s.Device
+	tm.recv[0] = string(now.UTC().AppendFormat(ts[:0], time.RFC3339Nano))
+	tm.m.Header[hdrNode] = h.nodeHdr
 	if s.paused.Load() {
 		// Reading is paused; frames of the read already in flight are
 		// held too.
-		if !s.hold(m) {
+		if !s.hold(tm.detach()) {
 			h.m.dropped("held_overflow")
 		}
 		return
 	}
 	start := time.Now()
-	err := h.bus.Publish(m)
+	err := h.bus.Publish(&tm.m)
 	switch {
 	case err == nil:
 		h.m.telemetryOut.Add(1)
 		h.m.observePublish(time.Since(start))
 	case errors.Is(err, ErrBackpressure):
-		h.pause(s, m)
+		h.pause(s, tm.detach())
 	default:
 		h.m.dropped("bus_error")
 	}
+}
+
+// telemetryMsg is a telemetry message made once and reused: its header
+// map and value slices are set in place for each message, which NATS
+// encodes before Publish returns. A message that must be kept (held under
+// backpressure) is detached into one of its own.
+type telemetryMsg struct {
+	m         nats.Msg
+	dev, recv [1]string
+}
+
+var telemetryPool = sync.Pool{New: func() any {
+	tm := new(telemetryMsg)
+	tm.m.Header = nats.Header{hdrDevice: tm.dev[:], hdrNode: nil, hdrReceived: tm.recv[:]}
+	return tm
+}}
+
+// detach returns a copy of the message that shares nothing with tm.
+func (tm *telemetryMsg) detach() *nats.Msg {
+	return &nats.Msg{Subject: tm.m.Subject, Data: tm.m.Data, Header: nats.Header{
+		hdrDevice: {tm.dev[0]}, hdrNode: tm.m.Header[hdrNode], hdrReceived: {tm.recv[0]}}}
+}
+
+// release clears tm's references and returns it to the pool.
+func (tm *telemetryMsg) release() {
+	tm.m.Subject, tm.m.Data, tm.dev[0], tm.recv[0] = "", nil, "", ""
+	tm.m.Header[hdrNode] = nil
+	telemetryPool.Put(tm)
 }
 
 func (h *Hub) pause(s *Session, m *nats.Msg) {

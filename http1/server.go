@@ -678,8 +678,15 @@ func (s *Server) dispatch(c *engine.Conn, hc *httpConn, ctx *Ctx, h Handler) {
 	hc.curMu.Unlock()
 	err := c.Dispatch(func() {
 		s.run(ctx, h)
+		upgrading := ctx.upgrade != nil
 		s.finish(ctx)
-		hc.busy.Store(false)
+		if !upgrading {
+			// An upgrading connection stays busy: input that arrives
+			// before finish's posted hand-over runs (a client that
+			// speaks first after the 101) waits for the new handler
+			// instead of being parsed as HTTP.
+			hc.busy.Store(false)
+		}
 	})
 	if err != nil {
 		hc.busy.Store(false)

@@ -82,7 +82,7 @@ type DeviceConfig struct {
 	CommandTimeout time.Duration `json:"command_timeout,omitempty"`
 	// First is the index of this run's first device: device i of the run
 	// is dev-<First+i+1>. A multi-process run gives each worker its own
-	// range. Zero means the devices are dev-1 and up.
+	// range. Zero (or negative) means the devices are dev-1 and up.
 	First int `json:"first,omitempty"`
 	// Run is the run's id, written in every telemetry message so that
 	// the NATS watcher counts only this run's. Empty means a random one;
@@ -112,6 +112,7 @@ func (d DeviceConfig) withDefaults() DeviceConfig {
 	if d.CommandTimeout <= 0 {
 		d.CommandTimeout = defaultCommandTimeout
 	}
+	d.First = max(d.First, 0)
 	return d
 }
 

@@ -52,7 +52,10 @@
 // acks the commands it receives; a NATS subscriber measures telemetry
 // delivery and end-to-end latency from each frame's intended send time,
 // and a command driver exercises the management API. Report.Devices holds
-// what it measured. A devices run uses one process.
+// what it measured. With Procs > 1 the devices are spread over worker
+// processes, each with its own range of device ids (DeviceConfig.First)
+// and share of the rates, while the parent alone watches NATS for the
+// whole run.
 //
 // # Many processes
 //

@@ -60,8 +60,17 @@ func (p *Proxy) forward(c *http1.Ctx) {
 			case evBody:
 				c.Write(ev.data)
 			case evUpgrade:
-				c.WriteRaw(nil) // the 101 went out on the loop; the server sends nothing more
-				c.UpgradeTo(&splice{p: p, peer: ev.conn})
+				// The 101 goes out through the server's upgrade path, so
+				// the client's first frames wait for the splice; then the
+				// backend side, held and paused since the 101, is spliced
+				// and resumed (its bytes after the 101 are redelivered).
+				uc, client := ev.conn, c.Conn()
+				c.WriteRaw(ev.data)
+				c.UpgradeTo(&splice{p: p, peer: uc})
+				if !uc.Post(func() { uc.SetHandler(&splice{p: p, peer: client}) }) {
+					client.Close()
+				}
+				uc.ResumeRead()
 				p.st.active.Add(-1)
 				return
 			case evDone:
@@ -176,15 +185,26 @@ func (f *fwd) OnBody(x *upstream.Exchange, data []byte) {
 
 func (f *fwd) OnDone(x *upstream.Exchange, err error) { f.push(fwdEvent{kind: evDone, err: err}) }
 
-// OnUpgrade sends the 101 to the client and splices the backend side; the
-// worker splices the client side with Ctx.UpgradeTo.
+// OnUpgrade holds the backend side (paused, its input kept) and hands the
+// 101 to the worker, which answers the client and splices both sides.
 func (f *fwd) OnUpgrade(x *upstream.Exchange, uc *engine.Conn, resp *http1.Response) {
-	f.client.Write(resp.Raw())
 	f.p.st.upgrades.Add(1)
 	f.p.st.splices.Add(2)
-	uc.SetHandler(&splice{p: f.p, peer: f.client})
-	f.push(fwdEvent{kind: evUpgrade, conn: uc})
+	uc.SetHandler(holdHandler{})
+	uc.PauseRead()
+	f.push(fwdEvent{kind: evUpgrade, conn: uc, data: bytes.Clone(resp.Raw())})
 }
+
+// holdHandler keeps a connection's input unconsumed until another handler
+// takes over (its bytes are then presented to the new handler).
+type holdHandler struct{}
+
+func (holdHandler) OnData(*engine.Conn, []byte) int { return 0 }
+func (holdHandler) Inline() bool                    { return true }
+
+// OnClose of a held backend connection needs nothing: the client side
+// notices when its splice is installed and the peer is gone.
+func (holdHandler) OnClose(*engine.Conn, engine.CloseReason, error) {}
 
 var (
 	_ upstream.ResponseHandler = (*fwd)(nil)

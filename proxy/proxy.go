@@ -204,6 +204,9 @@ type pconn struct {
 	rhead   []byte // response head being built (upstream loop)
 	// headPending says rhead has not been written yet (upstream loop).
 	headPending bool
+	wbufs       [4][]byte // OnBody's Writev slice (upstream loop)
+	chunkHdr    [20]byte
+	idleFn      func() // backToIdle, made once
 
 	mu          sync.Mutex // guards the fields below
 	phase       uint8
@@ -649,21 +652,20 @@ func (pc *pconn) OnBody(x *upstream.Exchange, data []byte) {
 	pc.mu.Lock()
 	chunk := pc.respChunked
 	pc.mu.Unlock()
-	var bufs [4][]byte
-	out := bufs[:0]
+	out := pc.wbufs[:0]
 	if pc.headPending {
 		out = append(out, pc.rhead)
 		pc.headPending = false
 	}
 	if chunk {
-		var hdr [20]byte
-		h := strconv.AppendInt(hdr[:0], int64(len(data)), 16)
+		h := strconv.AppendInt(pc.chunkHdr[:0], int64(len(data)), 16)
 		h = append(h, '\r', '\n')
 		out = append(out, h, data, crlf)
 	} else {
 		out = append(out, data)
 	}
 	pc.c.Writev(out)
+	clear(out)
 	if pc.c.QueuedBytes() > pc.p.cfg.MaxBacklog {
 		if uc := x.Conn(); uc != nil {
 			uc.PauseRead()
@@ -705,8 +707,7 @@ func (pc *pconn) OnDone(x *upstream.Exchange, err error) {
 	switch {
 	case err == nil:
 		p.st.responses.Add(1)
-		var bufs [2][]byte
-		out := bufs[:0]
+		out := pc.wbufs[:0]
 		if pc.headPending {
 			out = append(out, pc.rhead)
 			pc.headPending = false
@@ -716,6 +717,7 @@ func (pc *pconn) OnDone(x *upstream.Exchange, err error) {
 		}
 		if len(out) > 0 {
 			c.Writev(out)
+			clear(out)
 		}
 	case !started:
 		p.st.errors.Add(1)
@@ -737,16 +739,23 @@ func (pc *pconn) OnDone(x *upstream.Exchange, err error) {
 	}
 	// Back to idle on the client's loop; pipelined input left unconsumed
 	// is handed to the idle handler at once.
-	c.Post(func() {
-		pc.mu.Lock()
-		ok := pc.phase == phIdle
-		pc.mu.Unlock()
-		if !ok {
-			return
-		}
-		c.SetHandler(p.Handler())
-		pc.release()
-	})
+	if pc.idleFn == nil {
+		pc.idleFn = pc.backToIdle
+	}
+	c.Post(pc.idleFn)
+}
+
+// backToIdle makes the idle handler the client connection's again and
+// returns pc to the pool; it runs on the client's loop.
+func (pc *pconn) backToIdle() {
+	pc.mu.Lock()
+	ok := pc.phase == phIdle
+	pc.mu.Unlock()
+	if !ok {
+		return
+	}
+	pc.c.SetHandler(pc.p.Handler())
+	pc.release()
 }
 
 // release returns pc to the pool.

@@ -95,6 +95,11 @@ type Config struct {
 	KeepCiphers bool
 	// SessionTicketsDisabled turns off TLS session resumption tickets.
 	SessionTicketsDisabled bool
+	// CurvePreferences are the key exchanges accepted, in preference order
+	// (tls.Config.CurvePreferences). Nil means crypto/tls's defaults,
+	// which put the hybrid post-quantum X25519MLKEM768 first for clients
+	// that offer it (about a fifth more handshake CPU than X25519 alone).
+	CurvePreferences []tls.CurveID
 	// ReloadInterval is how often the certificate files are checked for
 	// changes. Zero means 10s; negative disables (SIGHUP still reloads,
 	// see Watch).
@@ -200,6 +205,7 @@ func New(cfg Config) (*Server, error) {
 		MinVersion:             cfg.MinVersion,
 		NextProtos:             cfg.NextProtos,
 		SessionTicketsDisabled: cfg.SessionTicketsDisabled,
+		CurvePreferences:       cfg.CurvePreferences,
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 			return s.cert.Load().cert, nil
 		},

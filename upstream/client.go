@@ -194,7 +194,10 @@ func (c *Cluster) Do(r *Request) *Exchange {
 		c.bud.Begin()
 	}
 	if c.cfg.Timeout > 0 {
-		x.overall = time.AfterFunc(c.cfg.Timeout, x.onOverallTimeout)
+		t := time.AfterFunc(c.cfg.Timeout, x.onOverallTimeout)
+		x.mu.Lock()
+		x.overall = t
+		x.mu.Unlock()
 	}
 	x.dispatch()
 	return x
@@ -285,7 +288,7 @@ func (x *Exchange) start(cc *clientConn, reused bool) bool {
 	hp := cc.hp
 	hp.c.set.Start(hp.idx)
 	hp.st.rqTotal.Add(1)
-	bufs := [][]byte{x.head}
+	bufs := append(cc.bufs[:0], x.head)
 	x.bodyHeld, x.abandoned = false, false
 	if len(x.body) > 0 {
 		if x.expect {
@@ -302,6 +305,7 @@ func (x *Exchange) start(cc *clientConn, reused bool) bool {
 	}
 	conn := cc.conn
 	_, err := conn.Writev(bufs)
+	clear(bufs)
 	x.mu.Unlock()
 	if err != nil {
 		conn.Abort(engine.ReasonIOError) // OnClose fails the attempt
@@ -726,12 +730,13 @@ func (x *Exchange) end() bool {
 	if x.ctimer != nil {
 		x.ctimer.Stop()
 	}
+	overall := x.overall
 	x.mu.Unlock()
 	if orphan != nil {
 		orphan.Abort(engine.ReasonLocal)
 	}
-	if x.overall != nil {
-		x.overall.Stop()
+	if overall != nil {
+		overall.Stop()
 	}
 	c := x.c
 	c.res.Release(ResourceRequests)
@@ -748,12 +753,10 @@ func (x *Exchange) finish(err error) {
 		return
 	}
 	x.breakerDone(err)
-	var e *Error
-	if errors.As(err, &e) {
-		x.c.st.countFailure(e.Failure)
-	}
 	if err == nil {
 		x.c.st.rqSuccess.Add(1)
+	} else if f := FailureOf(err); f != FailNone {
+		x.c.st.countFailure(f)
 	}
 	x.h.OnDone(x, err)
 }

@@ -522,3 +522,60 @@ func TestClusterAccountingBalances(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestClusterActiveHealthHTTP: an HTTP health check takes a host out of
+// rotation after UnhealthyThreshold failures (closing its idle
+// connections) and back after HealthyThreshold passes.
+func TestClusterActiveHealthHTTP(t *testing.T) {
+	e := startEngine(t)
+	var sick atomic.Bool
+	var checks atomic.Int64
+	b := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" {
+			checks.Add(1)
+			if r.Header.Get("User-Agent") != "warren-health-check" {
+				w.WriteHeader(400)
+				return
+			}
+			if sick.Load() {
+				w.WriteHeader(503)
+				return
+			}
+		}
+		io.WriteString(w, "ok")
+	}))
+	c := newTestCluster(t, e, ClusterConfig{Hosts: []string{b.addr}, OutlierOff: true,
+		HostSet: HostSetConfig{PanicThreshold: -1},
+		Health:  HealthConfig{Interval: 50 * time.Millisecond, Path: "/healthz", UnhealthyThreshold: 2, HealthyThreshold: 2}})
+	if _, err := get(t, c, "/"); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s (%d checks)", what, checks.Load())
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	waitUntil("a few checks", func() bool { return checks.Load() >= 2 })
+	sick.Store(true)
+	waitUntil("unhealthy", func() bool { return !c.HostSet().Healthy(0) })
+	if _, idle, _ := c.hosts[0].counts(); idle != 0 {
+		t.Errorf("%d idle connections kept to an unhealthy host", idle)
+	}
+	if _, err := get(t, c, "/"); !errors.Is(err, ErrNoHost) {
+		t.Errorf("request to a cluster whose only host is unhealthy (panic mode off): %v", err)
+	}
+	sick.Store(false)
+	waitUntil("healthy again", func() bool { return c.HostSet().Healthy(0) })
+	if _, err := get(t, c, "/"); err != nil {
+		t.Fatal(err)
+	}
+	st := c.Stats()
+	if st.Hosts[0].HealthFail < 2 || st.Hosts[0].HealthOK < 2 {
+		t.Errorf("health counters: %+v", st.Hosts[0])
+	}
+}

@@ -136,6 +136,12 @@ var (
 // FailureOf returns err's Failure, or FailNone when err is nil or not an
 // *Error.
 func FailureOf(err error) Failure {
+	if err == nil {
+		return FailNone
+	}
+	if e, ok := err.(*Error); ok {
+		return e.Failure
+	}
 	var e *Error
 	if errors.As(err, &e) {
 		return e.Failure

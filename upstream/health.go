@@ -111,7 +111,7 @@ func (h *healthChecker) check(i int) {
 		p.req = []byte("GET " + h.cfg.Path + " HTTP/1.1\r\nHost: " + host +
 			"\r\nUser-Agent: warren-health-check\r\nConnection: close\r\n\r\n")
 	}
-	p.timer = time.AfterFunc(h.cfg.Timeout, p.timeout)
+	p.timer.Store(time.AfterFunc(h.cfg.Timeout, p.timeout))
 	conn, err := h.c.eng.DialHandler(*hp.addr.Load(), netip.Addr{}, p)
 	if err != nil {
 		p.done(false)
@@ -164,7 +164,7 @@ type probe struct {
 	h      *healthChecker
 	i      int
 	req    []byte
-	timer  *time.Timer
+	timer  atomic.Pointer[time.Timer]
 	conn   atomic.Pointer[engine.Conn]
 	once   sync.Once
 	parser http1.ResponseParser
@@ -220,7 +220,9 @@ func (p *probe) timeout() {
 
 func (p *probe) done(ok bool) {
 	p.once.Do(func() {
-		p.timer.Stop()
+		if t := p.timer.Load(); t != nil {
+			t.Stop() // nil when the timeout fired before check stored it
+		}
 		p.h.result(p.i, ok)
 		p.h.hosts[p.i].inFlight.Store(false)
 	})

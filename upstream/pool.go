@@ -282,6 +282,7 @@ type clientConn struct {
 	detached  bool // upgraded: the connection is no longer the pool's
 	requests  int
 	loop      int           // conn.Loop(); set before the connection is pooled
+	bufs      [3][]byte     // Writev's slice for a request, reused (under the exchange's mu)
 	kaDur     time.Duration // the backend's keep-alive less the margin; 0: none
 	period    time.Duration
 	parser    http1.ResponseParser

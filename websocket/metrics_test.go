@@ -3,6 +3,7 @@ package websocket
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	promtest "github.com/prometheus/client_golang/prometheus/testutil"
@@ -62,8 +63,14 @@ edge_websocket_upgrades_total 1
 # TYPE edge_websocket_connections gauge
 edge_websocket_connections 1
 `
-	if err := promtest.GatherAndCompare(reg, strings.NewReader(want), "edge_websocket_messages_total",
-		"edge_websocket_upgrades_total", "edge_websocket_connections"); err != nil {
-		t.Fatal(err)
+	// The server counts a message out after its write returns, which may
+	// be after the client has read it: compare until it matches.
+	var err error
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if err = promtest.GatherAndCompare(reg, strings.NewReader(want), "edge_websocket_messages_total",
+			"edge_websocket_upgrades_total", "edge_websocket_connections"); err == nil {
+			return
+		}
 	}
+	t.Fatal(err)
 }
