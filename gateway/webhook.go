@@ -160,8 +160,15 @@ func (w *webhook) close() {
 }
 
 func (w *webhook) collectors() []prometheus.Collector {
-	return []prometheus.Collector{(*webhookCollector)(w), w.cl.Collector("")}
+	return []prometheus.Collector{(*webhookCollector)(w), uncheckedCollector{w.cl.Collector("")}}
 }
+
+// uncheckedCollector describes nothing, so the webhook cluster's
+// warren_upstream_* series (cluster="webhook") join those of the
+// -upstream cluster in the same registry without a duplicate description.
+type uncheckedCollector struct{ prometheus.Collector }
+
+func (uncheckedCollector) Describe(chan<- *prometheus.Desc) {}
 
 type webhookCollector webhook
 
