@@ -162,3 +162,41 @@ func TestWebSocketText(t *testing.T) {
 	}
 	b.waitStats(t, "closed", func(s Stats) bool { return s.ConnectionsV5 == 0 && s.ProtocolErrors == 1 })
 }
+
+// Keep-alive over WebSocket: a client that keeps receiving but sends
+// nothing is closed at 1.5 times its keep-alive with DISCONNECT 0x8D.
+func TestWebSocketKeepAlive(t *testing.T) {
+	b := startBroker(t, Config{SweepInterval: 100 * time.Millisecond})
+	ws := dialWS(t, b.wsAddr)
+	ws.WriteMessage(websocket.BinaryMessage, AppendConnect(nil, &Connect{Version: Version5, ClientID: []byte("wska"), CleanStart: true, KeepAlive: 1}))
+	if got := readWS(t, ws, Version5); got != "connack" {
+		t.Fatal(got)
+	}
+	ws.WriteMessage(websocket.BinaryMessage, AppendSubscribe(nil, Version5, &Subscribe{PacketID: 1, Filters: []Subscription{{Filter: []byte("ka")}}}))
+	start := time.Now()
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+				b.Publish(&Message{Topic: "ka", Payload: []byte("busy")})
+			}
+		}
+	}()
+	for {
+		got := readWS(t, ws, Version5)
+		if got == "disconnect" {
+			break
+		}
+		if time.Since(start) > 5*time.Second {
+			t.Fatal("not closed for keep-alive")
+		}
+	}
+	if el := time.Since(start); el < 1400*time.Millisecond {
+		t.Fatalf("closed after %v, before 1.5 x keep-alive", el)
+	}
+	b.waitStats(t, "keep-alive counted", func(s Stats) bool { return s.KeepAliveTimeouts == 1 })
+}

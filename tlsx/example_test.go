@@ -6,6 +6,7 @@ import (
 	"io"
 	"log"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/warrenhq/warren/engine"
@@ -76,4 +77,41 @@ func ExampleServer_HandlerALPN() {
 	io.ReadFull(c, b)
 	fmt.Println(c.ConnectionState().NegotiatedProtocol, string(b))
 	// Output: mqtt pong
+}
+
+// oneShot writes "ping" when its connection opens (after the TLS
+// handshake) and prints the first answer.
+type oneShot struct{ done chan string }
+
+func (oneShot) Inline() bool            { return true }
+func (o oneShot) OnOpen(c *engine.Conn) { c.Write([]byte("ping")) }
+func (o oneShot) OnData(c *engine.Conn, in []byte) int {
+	o.done <- string(in)
+	c.Close()
+	return len(in)
+}
+
+// ExampleClient dials a TLS connection on an engine: the handshake runs on
+// the Client's goroutines, then the handler speaks plain bytes.
+func ExampleClient() {
+	cert, pool := exampleCert()
+	e, _ := engine.New(engine.Config{Loops: 1}, nil)
+	e.Start("")
+	defer e.Close()
+	ts, _ := tlsx.New(tlsx.Config{Certificate: cert})
+	defer ts.Close()
+	ln, _ := e.Listen("127.0.0.1:0", ts.Handler(raw{}))
+
+	cl := tlsx.NewClient(&tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}, 0, 5*time.Second)
+	o := oneShot{done: make(chan string, 1)}
+	if _, err := e.DialHandler(netip.MustParseAddrPort(ln.Addr().String()), netip.Addr{}, cl.Handler(o)); err != nil {
+		log.Fatal(err)
+	}
+	select {
+	case got := <-o.done:
+		fmt.Println(got)
+	case <-time.After(5 * time.Second):
+		fmt.Println("no answer")
+	}
+	// Output: pong
 }
