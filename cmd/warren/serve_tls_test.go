@@ -9,7 +9,9 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"math/big"
 	"net"
@@ -18,6 +20,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -284,4 +287,72 @@ func fetchText(t *testing.T, url string) string {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return string(b)
+}
+
+// TestServeTLSPrefork: `warren serve -procs 2 -tls-addr -mqtts`: both
+// workers serve the TLS listeners on the shared ports (certificate
+// devices over wss land on both), and mqtts answers.
+func TestServeTLSPrefork(t *testing.T) {
+	p := newServePKI(t)
+	data := t.TempDir()
+	tlsAddr, mqtts := "127.0.0.1:0", freePort(t) // port 0: the parent picks one for all workers
+	n := startServe(t, "tpf", data, "-procs", "2", "-drain-timeout", "3s", "-tls-cert", p.cert, "-tls-key", p.key,
+		"-tls-client-ca", p.ca, "-tls-client-cert", "optional", "-tls-addr", tlsAddr, "-mqtts", mqtts)
+	var workers []struct {
+		PID int  `json:"pid"`
+		Up  bool `json:"up"`
+	}
+	eventually(t, 15*time.Second, "two workers serving", func() bool {
+		resp, err := apiClient.Get("http://" + n.admin + "/workers")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		return json.NewDecoder(resp.Body).Decode(&workers) == nil && len(workers) == 2 && workers[0].Up && workers[1].Up
+	})
+	t.Cleanup(func() {
+		for _, w := range workers {
+			if workerRunning(t, w.PID) {
+				syscall.Kill(w.PID, syscall.SIGKILL)
+			}
+		}
+	})
+	// The TLS port the workers share is in their log line.
+	var shared string
+	eventually(t, 10*time.Second, "the workers' TLS address", func() bool {
+		for _, line := range strings.Split(n.out.String(), "\n") {
+			if i := strings.Index(line, " tls=127.0.0.1:"); i >= 0 && strings.Contains(line, "warren serve listening") {
+				shared = strings.Fields(line[i+5:])[0]
+				return true
+			}
+		}
+		return false
+	})
+	perNode := map[string]int{}
+	for i := 0; i < 32 && len(perNode) < 2; i++ {
+		id := fmt.Sprintf("tpf-%02d", i)
+		_, _, cert := p.client(t, id)
+		d, resp, err := dialWSS(shared, p.pool, []tls.Certificate{cert}, "", tls.VersionTLS13)
+		if err != nil {
+			t.Fatalf("%s: %v %v", id, err, resp)
+		}
+		t.Cleanup(func() { d.c.Close() })
+		var node string
+		eventually(t, 5*time.Second, id+" in the directory", func() bool {
+			code, m := n.device(t, id)
+			node, _ = m["node"].(string)
+			return code == 200 && node != ""
+		})
+		perNode[node]++
+	}
+	if perNode["tpf-0"] == 0 || perNode["tpf-1"] == 0 {
+		t.Errorf("certificate devices per worker %v: want both workers", perNode)
+	}
+	if pub, err := exec.LookPath("mosquitto_pub"); err == nil {
+		tok := deviceToken(t, data, "tpf-mq")
+		if o, err := exec.Command(pub, "-h", "localhost", "-p", portOf(mqtts), "--cafile", p.ca, "-i", "tpf-mq", "-u", "d",
+			"-P", tok, "-q", "1", "-t", "devices/tpf-mq/telemetry", "-m", "1").CombinedOutput(); err != nil {
+			t.Errorf("mosquitto_pub to the workers' mqtts: %v %s", err, o)
+		}
+	}
 }
