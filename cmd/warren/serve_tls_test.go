@@ -356,3 +356,51 @@ func TestServeTLSPrefork(t *testing.T) {
 		}
 	}
 }
+
+// TestServeTLSReload: a new certificate written over -tls-cert/-tls-key
+// and SIGHUP: new handshakes get it, a device connected before keeps its
+// connection (and takes a command).
+func TestServeTLSReload(t *testing.T) {
+	p := newServePKI(t)
+	data := t.TempDir()
+	tlsAddr := freePort(t)
+	n := startServe(t, "reload", data, "-tls-cert", p.cert, "-tls-key", p.key, "-tls-addr", tlsAddr,
+		"-tls-reload-interval", "-1s")
+	serial := func() string {
+		c, err := tls.Dial("tcp", tlsAddr, &tls.Config{RootCAs: p.pool, ServerName: "localhost"})
+		if err != nil {
+			t.Fatalf("tls.Dial: %v", err)
+		}
+		defer c.Close()
+		return c.ConnectionState().PeerCertificates[0].SerialNumber.String()
+	}
+	before := serial()
+	d, resp, err := dialWSS(tlsAddr, p.pool, nil, deviceToken(t, data, "kept"), tls.VersionTLS13)
+	if err != nil {
+		t.Fatalf("device: %v %v", err, resp)
+	}
+	d.id = "kept"
+	t.Cleanup(func() { d.c.Close() })
+	d.answer()
+	n.waitDevice(t, 5*time.Second, "kept", "reload")
+
+	// A new certificate over the same files (leaf makes a new serial).
+	p.leaf(t, "server", &x509.Certificate{Subject: pkix.Name{CommonName: "localhost"},
+		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
+	if s := serial(); s != before {
+		t.Fatalf("certificate changed before SIGHUP (%s → %s)", before, s) // -tls-reload-interval -1s: no polling
+	}
+	n.cmd.Process.Signal(syscall.SIGHUP)
+	eventually(t, 5*time.Second, "the new certificate after SIGHUP", func() bool { return serial() != before })
+	if code, m := n.command(t, "kept", `{"name":"ping","timeout":"5s"}`); code != 200 || m["status"] != "ok" {
+		t.Errorf("device connected before the reload: %d %v", code, m)
+	}
+	if !strings.Contains(fetchText(t, "http://"+n.admin+"/metrics"), `warren_tls_certificate_reloads_total{result="ok"} 1`) {
+		t.Error(`metrics lack warren_tls_certificate_reloads_total{result="ok"} 1`)
+	}
+	n.cmd.Process.Signal(syscall.SIGTERM)
+	if err := n.wait(t, 10*time.Second); err != nil {
+		t.Errorf("exit after SIGTERM: %v", err)
+	}
+}
