@@ -561,7 +561,7 @@ func (c *conn) onConnect(p *Connect) {
 	if h := s.cfg.Hooks.Authenticate; h != nil {
 		ident, code, reason := h(&ConnectInfo{ClientID: cid, Username: p.Username, Password: p.Password,
 			HasUsername: p.HasUsername, HasPassword: p.HasPassword, Version: p.Version,
-			Remote: c.ec.RemoteAddr(), WebSocket: c.ws != nil})
+			Remote: c.ec.RemoteAddr(), WebSocket: c.ws != nil, Conn: c.ec})
 		if code != Success {
 			if !code.IsError() {
 				code = NotAuthorized

@@ -242,6 +242,8 @@ type ConnectInfo struct {
 	Remote netip.AddrPort
 	// WebSocket is true for MQTT over WebSocket.
 	WebSocket bool
+	// Conn is the client's connection (for its TLS state: tlsx.Identity).
+	Conn *engine.Conn
 }
 
 // Client describes a connected client to the hooks. It is immutable.
