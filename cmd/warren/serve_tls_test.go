@@ -404,3 +404,23 @@ func TestServeTLSReload(t *testing.T) {
 		t.Errorf("exit after SIGTERM: %v", err)
 	}
 }
+
+// TestServeTLSFlags: the TLS listeners' flags that cannot work together
+// are refused with exit code 2 before anything starts.
+func TestServeTLSFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-tls-addr", "127.0.0.1:0"}, "need -tls-cert"},
+		{[]string{"-mqtts", "127.0.0.1:0"}, "need -tls-cert"},
+		{[]string{"-tls-cert", "c.pem", "-tls-key", "k.pem"}, "without -tls-addr or -mqtts"},
+		{[]string{"-tls-cert", "c.pem", "-tls-key", "k.pem", "-mqtts", "127.0.0.1:0", "-mqtt", ""}, "-mqtts needs MQTT"},
+		{[]string{"-tls-client-cert", "sometimes"}, "want require or optional"},
+	} {
+		var out, errb strings.Builder
+		if code := run(append([]string{"serve"}, tc.args...), &out, &errb); code != 2 || !strings.Contains(errb.String(), tc.want) {
+			t.Errorf("serve %v: exit %d, %q; want 2 and %q", tc.args, code, errb.String(), tc.want)
+		}
+	}
+}
