@@ -424,3 +424,60 @@ func TestServeTLSFlags(t *testing.T) {
 		}
 	}
 }
+
+// pahoWSSScript connects to MQTT over wss (/mqtt) with a client
+// certificate and no password, as client id argv[5], publishes one QoS 1
+// message to devices/<id>/telemetry and prints the CONNACK's result.
+const pahoWSSScript = `
+import sys, threading
+import paho.mqtt.client as mqtt
+host, port, ca, cert, key, cid = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
+res = {}
+connected = threading.Event()
+def on_connect(c, u, flags, rc, props=None):
+    res["rc"] = int(rc) if not hasattr(rc, "value") else rc.value
+    connected.set()
+c = mqtt.Client(client_id=cid, protocol=mqtt.MQTTv311, transport="websockets")
+c.ws_set_options(path="/mqtt")
+c.tls_set(ca_certs=ca, certfile=cert, keyfile=key)
+c.on_connect = on_connect
+c.connect(host, port, keepalive=30)
+c.loop_start()
+if not connected.wait(10):
+    print("no CONNACK"); sys.exit(1)
+if res["rc"] != 0:
+    print("refused", res["rc"]); sys.exit(2)
+c.publish("devices/%s/telemetry" % cid, '{"via":"wss-mqtt"}', qos=1).wait_for_publish(5)
+c.disconnect(); c.loop_stop()
+print("ok")
+`
+
+// TestServeMQTTOverWSSCert: Python paho-mqtt, MQTT over wss at /mqtt on
+// -tls-addr with a client certificate and no password: the client id that
+// is the certificate's identity connects and publishes to NATS; another
+// client id is refused.
+func TestServeMQTTOverWSSCert(t *testing.T) {
+	py := "/usr/bin/python3"
+	if err := exec.Command(py, "-c", "import paho.mqtt.client").Run(); err != nil {
+		t.Skip("python3-paho-mqtt not installed (scripts/test installs it)")
+	}
+	p := newServePKI(t)
+	data := t.TempDir()
+	tlsAddr := freePort(t)
+	n := startServe(t, "wssmq", data, "-tls-cert", p.cert, "-tls-key", p.key, "-tls-client-ca", p.ca, "-tls-addr", tlsAddr)
+	w := watchNATS(t, n.natsURL(), "devices.>")
+	script := filepath.Join(t.TempDir(), "paho_wss.py")
+	os.WriteFile(script, []byte(pahoWSSScript), 0o644)
+	certFile, keyFile, _ := p.client(t, "wss-mq")
+	o, err := exec.Command(py, script, "localhost", portOf(tlsAddr), p.ca, certFile, keyFile, "wss-mq").CombinedOutput()
+	if err != nil || strings.TrimSpace(string(o)) != "ok" {
+		t.Fatalf("paho over wss with a certificate: %v %s", err, o)
+	}
+	if m := w.wait(t, 5*time.Second, "devices.wss-mq.telemetry", nil); string(m.Data) != `{"via":"wss-mqtt"}` {
+		t.Errorf("telemetry %q", m.Data)
+	}
+	o, err = exec.Command(py, script, "localhost", portOf(tlsAddr), p.ca, certFile, keyFile, "not-wss-mq").CombinedOutput()
+	if err == nil || !strings.Contains(string(o), "refused") {
+		t.Errorf("another client id than the certificate's: %v %s", err, o)
+	}
+}
