@@ -297,18 +297,22 @@ func TestServeTLSPrefork(t *testing.T) {
 	data := t.TempDir()
 	tlsAddr, mqtts := "127.0.0.1:0", freePort(t) // port 0: the parent picks one for all workers
 	n := startServe(t, "tpf", data, "-procs", "2", "-drain-timeout", "3s", "-tls-cert", p.cert, "-tls-key", p.key,
-		"-tls-client-ca", p.ca, "-tls-client-cert", "optional", "-tls-addr", tlsAddr, "-mqtts", mqtts)
+		"-tls-client-ca", p.ca, "-tls-client-cert", "optional", "-tls-addr", tlsAddr, "-mqtts", mqtts,
+		"-tls-reload-interval", "-1s")
 	var workers []struct {
-		PID int  `json:"pid"`
-		Up  bool `json:"up"`
+		PID   int    `json:"pid"`
+		Admin string `json:"admin"`
+		Up    bool   `json:"up"`
 	}
+	// A worker reports its admin address once its listeners are open.
 	eventually(t, 15*time.Second, "two workers serving", func() bool {
 		resp, err := apiClient.Get("http://" + n.admin + "/workers")
 		if err != nil {
 			return false
 		}
 		defer resp.Body.Close()
-		return json.NewDecoder(resp.Body).Decode(&workers) == nil && len(workers) == 2 && workers[0].Up && workers[1].Up
+		return json.NewDecoder(resp.Body).Decode(&workers) == nil && len(workers) == 2 &&
+			workers[0].Up && workers[0].Admin != "" && workers[1].Up && workers[1].Admin != ""
 	})
 	t.Cleanup(func() {
 		for _, w := range workers {
@@ -347,6 +351,33 @@ func TestServeTLSPrefork(t *testing.T) {
 	}
 	if perNode["tpf-0"] == 0 || perNode["tpf-1"] == 0 {
 		t.Errorf("certificate devices per worker %v: want both workers", perNode)
+	}
+	// SIGHUP to the parent reaches every worker: after a new certificate
+	// over the files, every new handshake (on either worker) gets it, and
+	// the parent lives on.
+	serial := func() string {
+		c, err := tls.Dial("tcp", shared, &tls.Config{RootCAs: p.pool, ServerName: "localhost"})
+		if err != nil {
+			t.Fatalf("tls.Dial: %v", err)
+		}
+		defer c.Close()
+		return c.ConnectionState().PeerCertificates[0].SerialNumber.String()
+	}
+	before := serial()
+	p.leaf(t, "server", &x509.Certificate{Subject: pkix.Name{CommonName: "localhost"},
+		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
+	n.cmd.Process.Signal(syscall.SIGHUP)
+	eventually(t, 10*time.Second, "the new certificate on 16 handshakes in a row", func() bool {
+		for range 16 {
+			if serial() == before {
+				return false
+			}
+		}
+		return true
+	})
+	if n.exited() {
+		t.Fatalf("the prefork parent died of SIGHUP: %v", n.err)
 	}
 	if pub, err := exec.LookPath("mosquitto_pub"); err == nil {
 		tok := deviceToken(t, data, "tpf-mq")
