@@ -31,6 +31,7 @@ func (d Detail) String() string { return string(d) }
 const (
 	DetailRefusedPerIP     Detail = "tls_refused_per_ip"
 	DetailRefusedListener  Detail = "tls_refused_listener"
+	DetailBanned           Detail = "tls_refused_banned"
 	DetailQueueFull        Detail = "tls_handshake_queue_full"
 	DetailNotTLS           Detail = "tls_not_tls"
 	DetailPlainHTTP        Detail = "tls_plaintext_http"
@@ -64,11 +65,17 @@ func (*listenerHandler) Inline() bool { return true }
 // Protocol names the connection "tls" until its handshake is done.
 func (*listenerHandler) Protocol() string { return ProtoTLS }
 
-// OnOpen admits c — per-IP bucket, then the listener's — before any TLS
-// work, and hands it to a handshake handler of its own.
+// OnOpen admits c — flapping bans, the per-IP bucket, then the
+// listener's — before any TLS work, and hands it to a handshake handler of
+// its own.
 func (lh *listenerHandler) OnOpen(c *engine.Conn) {
 	s := lh.s
-	now := time.Now()
+	now := s.cfg.Clock.Now()
+	if s.flaps != nil && s.flaps.banned(c.RemoteAddr().Addr(), now) {
+		s.m.refused.WithLabelValues(BoundBanned).Inc()
+		c.AbortWithDetail(engine.ReasonLimitReached, DetailBanned)
+		return
+	}
 	if s.perIP != nil && !s.perIP.AllowN(c.RemoteAddr().Addr(), now, 1) {
 		s.m.refused.WithLabelValues(BoundPerIP).Inc()
 		c.AbortWithDetail(engine.ReasonLimitReached, DetailRefusedPerIP)
@@ -169,6 +176,7 @@ func (hs *hsConn) OnData(c *engine.Conn, in []byte) int {
 func (hs *hsConn) refuseNotTLS(c *engine.Conn, buf []byte) {
 	hs.queued = true
 	hs.shut()
+	hs.s.flapped(c)
 	if looksLikeHTTP(buf) {
 		hs.s.m.handshakes.WithLabelValues(ResultPlainHTTP, "none").Inc()
 		c.Write([]byte("HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\nClient sent an HTTP request to an HTTPS server.\n"))
@@ -193,8 +201,12 @@ func looksLikeHTTP(b []byte) bool {
 func (hs *hsConn) OnClose(c *engine.Conn, r engine.CloseReason, err error) {
 	hs.mu.Lock()
 	wasOpen := !hs.closed
+	hs.closed = true
 	hs.mu.Unlock()
 	hs.shut()
+	if wasOpen && r != engine.ReasonLimitReached {
+		hs.s.flapped(c) // the handshake was abandoned, or timed out
+	}
 	if wasOpen && hs.queued {
 		switch r {
 		case engine.ReasonReadTimeout, engine.ReasonIdleTimeout:
@@ -341,6 +353,7 @@ func (s *Server) handshake(hs *hsConn) {
 	if err != nil {
 		hs.mu.Lock()
 		closed := hs.closed
+		hs.closed = true // OnClose, from now on, counts nothing
 		hs.mu.Unlock()
 		hs.shut()
 		if closed {
@@ -358,6 +371,7 @@ func (s *Server) handshake(hs *hsConn) {
 			res, d, level = ResultBadCert, DetailBadClientCert, slog.LevelWarn
 		}
 		s.m.handshakes.WithLabelValues(res, "none").Inc()
+		s.flapped(hs.c)
 		s.log.Log(ctx, level, "tls handshake failed", "remote", hs.c.RemoteAddr().String(), "error", err)
 		// crypto/tls has sent its alert already; flush it and close.
 		hs.c.CloseWithDetail(engine.ReasonProtocolError, d)
@@ -487,7 +501,14 @@ type conn12 struct {
 	done  bool   // under the Conn's output lock
 }
 
-var _ engine.Transform = (*conn12)(nil)
+var _ engine.TransformCloser = (*conn12)(nil)
+
+// Closed counts a connection that ended soon after it opened (flapping).
+func (t *conn12) Closed(c *engine.Conn, r engine.CloseReason) {
+	if t.hs != nil {
+		t.hs.s.closedAfterHandshake(c, r)
+	}
+}
 
 // Open feeds in to crypto/tls and reads what plaintext it yields.
 func (t *conn12) Open(c *engine.Conn, in []byte) ([]byte, error) {

@@ -32,6 +32,11 @@ const (
 	DefaultRate              = 5000
 	DefaultReloadInterval    = 10 * time.Second
 	DefaultIdentityURIScheme = "urn:device:"
+	DefaultBanThreshold      = 30 // short connections per BanWindow before a ban
+	DefaultBanWindow         = time.Minute
+	DefaultBanLifetime       = 2 * time.Second
+	DefaultBanDuration       = 2 * time.Minute
+	DefaultBanTableSize      = 65536
 )
 
 // Config configures a Server. The zero value needs only a certificate
@@ -88,6 +93,26 @@ type Config struct {
 	Rate  float64
 	Burst int
 
+	// BanThreshold, BanWindow, BanLifetime and BanDuration ban flapping
+	// clients (connect/disconnect loops): a client IP with more than
+	// BanThreshold connections that end short — a handshake that failed,
+	// timed out or was abandoned, plaintext or garbage instead of TLS, or
+	// a connection closed within BanLifetime of opening — over BanWindow
+	// is refused at admission, before any TLS work, for BanDuration
+	// (BoundBanned, DetailBanned). Counting is a leaky bucket per IP, so
+	// a client flapping slower than BanThreshold per BanWindow is never
+	// banned. Zero means 30 per minute, 2s, 2 minutes; a negative
+	// BanThreshold disables bans, a negative BanLifetime counts failed
+	// handshakes only.
+	BanThreshold int
+	BanWindow    time.Duration
+	BanLifetime  time.Duration
+	BanDuration  time.Duration
+	// BanTableSize bounds the client IPs tracked for flapping, and
+	// separately the IPs banned at once (when full, the ban closest to
+	// its end is lifted early). Zero means 65536.
+	BanTableSize int
+
 	// KeepCiphers keeps each connection's two AEAD ciphers between bursts
 	// of records: about 1.8 KB more per idle AES-GCM connection, for
 	// about 0.4 µs less per read or write burst. False (the default)
@@ -104,6 +129,12 @@ type Config struct {
 	// changes. Zero means 10s; negative disables (SIGHUP still reloads,
 	// see Watch).
 	ReloadInterval time.Duration
+
+	// Clock is the time source of admission: the rate buckets and the
+	// flapping bans. Nil means the system clock; give it the engine's
+	// (engine.Config.Clock) when that is not the system's, since a
+	// connection's lifetime is measured from engine.Conn.Created.
+	Clock engine.Clock
 
 	// Namespace prefixes metric names. Empty means "warren".
 	Namespace string
@@ -139,6 +170,24 @@ func (c Config) withDefaults() Config {
 	if c.Burst <= 0 {
 		c.Burst = max(1, int(c.Rate))
 	}
+	if c.BanThreshold == 0 {
+		c.BanThreshold = DefaultBanThreshold
+	}
+	if c.BanWindow <= 0 {
+		c.BanWindow = DefaultBanWindow
+	}
+	if c.BanLifetime == 0 {
+		c.BanLifetime = DefaultBanLifetime
+	}
+	if c.BanDuration <= 0 {
+		c.BanDuration = DefaultBanDuration
+	}
+	if c.BanTableSize <= 0 {
+		c.BanTableSize = DefaultBanTableSize
+	}
+	if c.Clock == nil {
+		c.Clock = sysClock{}
+	}
 	if c.ReloadInterval == 0 {
 		c.ReloadInterval = DefaultReloadInterval
 	}
@@ -147,6 +196,10 @@ func (c Config) withDefaults() Config {
 	}
 	return c
 }
+
+type sysClock struct{}
+
+func (sysClock) Now() time.Time { return time.Now() }
 
 // Errors.
 var (
@@ -179,6 +232,7 @@ type Server struct {
 
 	jobs   chan *hsConn
 	perIP  *upstream.KeyedLimiter[netip.Addr] // nil when disabled
+	flaps  *flapGuard                         // nil when disabled
 	m      *metrics
 	once   sync.Once
 	closed chan struct{}
@@ -199,6 +253,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.RatePerIP > 0 {
 		s.perIP = upstream.NewKeyedLimiter[netip.Addr](upstream.KeyedConfig{Rate: cfg.RatePerIP, Burst: cfg.BurstPerIP, EvictBusy: true})
+	}
+	if cfg.BanThreshold > 0 {
+		s.flaps = newFlapGuard(cfg)
 	}
 	s.m = newMetrics(cfg.Namespace, s)
 	s.base = &tls.Config{
