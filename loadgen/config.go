@@ -124,6 +124,13 @@ type Config struct {
 	// CAFile is a PEM bundle of CAs that sign the server's certificate on
 	// https:// targets. Empty means the system's roots.
 	CAFile string `json:"ca_file,omitempty"`
+	// CertFile and KeyFile are a PEM client certificate (a chain
+	// allowed, leaf first) and its key, presented on https:// and wss://
+	// targets when the server asks (mutual TLS), in the devices scenario
+	// too: one certificate for every connection of the process. Empty
+	// means none.
+	CertFile string `json:"cert_file,omitempty"`
+	KeyFile  string `json:"key_file,omitempty"`
 }
 
 // Defaults applied by withDefaults.

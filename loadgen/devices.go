@@ -21,6 +21,7 @@ import (
 	"github.com/warrenhq/warren/engine"
 	"github.com/warrenhq/warren/gateway"
 	"github.com/warrenhq/warren/internal/pool"
+	"github.com/warrenhq/warren/tlsx"
 	"github.com/warrenhq/warren/websocket"
 )
 
@@ -157,6 +158,7 @@ type devRunner struct {
 	dc      DeviceConfig
 	tgt     target
 	eng     *engine.Engine
+	tlsc    *tlsx.Client // wss:// targets
 	t0      time.Time
 	wall0   int64  // t0 as Unix nanoseconds: telemetry "t" is wall0 + due
 	run     string // this run's id, in every telemetry message
@@ -261,6 +263,11 @@ func newDevRunner(ctx context.Context, cfg Config) (*devRunner, error) {
 	}, devHandler{r})
 	if err == nil {
 		if err = r.eng.Start(""); err != nil {
+			r.eng.Close()
+		}
+	}
+	if err == nil && tgt.tls {
+		if r.tlsc, err = newTLSClient(cfg, tgt); err != nil {
 			r.eng.Close()
 		}
 	}
@@ -384,7 +391,13 @@ func (r *devRunner) dial(d *devConn) {
 	d.mu.Lock()
 	d.state, d.announced, d.holdsSem, d.since, d.ec = csConnecting, false, true, r.now(), nil
 	d.mu.Unlock()
-	ec, err := r.eng.Dial(r.tgt.addr, src)
+	var ec *engine.Conn
+	var err error
+	if r.tlsc != nil { // wss://: the device's OnOpen runs after the TLS handshake
+		ec, err = r.eng.DialHandler(r.tgt.addr, src, r.tlsc.Handler(devHandler{r}))
+	} else {
+		ec, err = r.eng.Dial(r.tgt.addr, src)
+	}
 	if err == nil {
 		ec.SetContext(d)
 		d.mu.Lock()

@@ -11,7 +11,8 @@ import (
 
 // newTLSClient makes the TLS client of an https:// or wss:// run: the server's
 // certificate verified against Config.CAFile (or the system's roots)
-// unless Config.Insecure.
+// unless Config.Insecure, and Config.CertFile presented when the server
+// asks for a client certificate.
 func newTLSClient(cfg Config, tgt target) (*tlsx.Client, error) {
 	tc := &tls.Config{ServerName: tgt.sni, InsecureSkipVerify: cfg.Insecure, NextProtos: []string{"http/1.1"}}
 	if tgt.ws {
@@ -26,6 +27,13 @@ func newTLSClient(cfg Config, tgt target) (*tlsx.Client, error) {
 		if !tc.RootCAs.AppendCertsFromPEM(pem) {
 			return nil, fmt.Errorf("loadgen: no certificate in %s", cfg.CAFile)
 		}
+	}
+	if cfg.CertFile != "" || cfg.KeyFile != "" {
+		pair, err := tls.LoadX509KeyPair(cfg.CertFile, cfg.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("loadgen: client certificate: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{pair}
 	}
 	return tlsx.NewClient(tc, 0, cfg.Timeout), nil
 }
