@@ -10,6 +10,14 @@
 #   flock /tmp/warren-bench.lock bench/proxy.sh
 #   DURATION=10s CONNS=64 ROUNDS=3 WORKERS=2 bench/proxy.sh
 #   WARREN_FLAGS="-fixed-loops" bench/proxy.sh     # extra warren proxy flags
+#   B_BIN=/tmp/warren-old B_FLAGS="-loops 1" bench/proxy.sh
+#                               # A/B: a second warren proxy ("warrenB",
+#                               # binary B_BIN, default the same build,
+#                               # extra flags B_FLAGS) in the same rounds
+#   SYSCALLS=1 bench/proxy.sh   # also: one extra run per proxy under
+#                               # `strace -f -c` (system calls per request)
+#                               # and TCP segments per request (nstat,
+#                               # whole machine: wrk and backend included)
 #
 # The backend is `warren echo` (GET / → "hello", on its event loop). On
 # the 2-core benchmark machine wrk, the proxy and the backend share the
@@ -22,6 +30,7 @@ DURATION=${DURATION:-10s}
 CONNS=${CONNS:-64}
 ROUNDS=${ROUNDS:-3}
 WORKERS=${WORKERS:-2}
+THREADS=$((CONNS < 2 ? 1 : 2)) # wrk threads
 OUT=bench/out/proxy
 mkdir -p "$OUT"
 # shellcheck source=bench/lib.sh
@@ -63,6 +72,16 @@ cpu_ticks() {
   echo "$t"
 }
 
+# sys_ticks PID...: system clock ticks of the processes (all threads).
+sys_ticks() {
+  local t=0 p
+  for p in "$@"; do
+    [ -r "/proc/$p/stat" ] || continue
+    t=$((t + $(awk '{print $15}' "/proc/$p/stat")))
+  done
+  echo "$t"
+}
+
 BPORT=$(free_port)
 "$W" echo -addr "127.0.0.1:$BPORT" -admin "" -loops 1 >"$OUT/backend.log" 2>&1 &
 PIDS+=($!)
@@ -74,6 +93,17 @@ WPORT=$(free_port)
   -max-idle-per-host 256 ${WARREN_FLAGS:-} >"$OUT/warren.log" 2>&1 &
 WARREN_PID=$!
 PIDS+=("$WARREN_PID")
+
+NAMES=(warren)
+if [ -n "${B_BIN:-}${B_FLAGS:-}" ]; then
+  BBPORT=$(free_port)
+  "${B_BIN:-$W}" proxy -listen "127.0.0.1:$BBPORT" -admin "" -loops "$WORKERS" -upstream "http://127.0.0.1:$BPORT" \
+    -max-idle-per-host 256 ${B_FLAGS:-} >"$OUT/warrenB.log" 2>&1 &
+  WARRENB_PID=$!
+  PIDS+=("$WARRENB_PID")
+  NAMES+=(warrenB)
+fi
+NAMES+=(nginx haproxy)
 
 NPORT=$(free_port)
 NDIR=$(mktemp -d /tmp/warren-bench-nginx.XXXXXX)
@@ -139,16 +169,19 @@ wait_port "$WPORT"
 wait_port "$NPORT"
 wait_port "$HPORT"
 
-# run NAME PORT PIDS...: one wrk run; prints "rps cpu_us_per_req p99_ms".
+# run NAME PORT PIDS...: one wrk run; prints "rps cpu_us_per_req p99_ms
+# sys_us_per_req" (the last: the kernel's share of the CPU per request).
 run() {
   local name=$1 port=$2
   shift 2
-  local pids=("$@") before after out reqs rps p99 hz
+  local pids=("$@") before after sbefore safter out reqs rps p99 hz
   hz=$(getconf CLK_TCK)
-  wrk -t2 -c"$CONNS" -d2s "http://127.0.0.1:$port/" >/dev/null 2>&1 # warm-up
+  wrk -t"$THREADS" -c"$CONNS" -d2s "http://127.0.0.1:$port/" >/dev/null 2>&1 # warm-up
   before=$(cpu_ticks "${pids[@]}")
-  out=$(wrk -t2 -c"$CONNS" -d"$DURATION" --latency "http://127.0.0.1:$port/")
+  sbefore=$(sys_ticks "${pids[@]}")
+  out=$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "http://127.0.0.1:$port/")
   after=$(cpu_ticks "${pids[@]}")
+  safter=$(sys_ticks "${pids[@]}")
   echo "$out" >"$OUT/wrk-$name.txt"
   reqs=$(echo "$out" | awk '/requests in/ {print $1}')
   rps=$(echo "$out" | awk '/^Requests\/sec/ {print $2}')
@@ -156,8 +189,42 @@ run() {
   if echo "$out" | grep -q 'Non-2xx\|Socket errors'; then
     echo "$PROG: $name: $(echo "$out" | grep 'Non-2xx\|Socket errors')" >&2
   fi
-  awk -v r="$rps" -v t=$((after - before)) -v hz="$hz" -v n="$reqs" -v p="$p99" \
-    'BEGIN {printf "%.0f %.2f %.2f\n", r, t / hz * 1e6 / n, p}'
+  awk -v r="$rps" -v t=$((after - before)) -v s=$((safter - sbefore)) -v hz="$hz" -v n="$reqs" -v p="$p99" \
+    'BEGIN {printf "%.0f %.2f %.2f %.2f\n", r, t / hz * 1e6 / n, p, s / hz * 1e6 / n}'
+}
+
+# syscalls NAME PORT PIDS...: one wrk run with every proxy process under
+# strace -f -c; prints per-request counts of the main system calls and the
+# machine's TCP segments per request (nstat deltas over the run).
+syscalls() {
+  local name=$1 port=$2
+  shift 2
+  local p spids=() out reqs f
+  nstat -n >/dev/null 2>&1 || true
+  for p in "$@"; do
+    strace -f -c -q -o "$OUT/strace-$name.$p" -p "$p" &
+    spids+=($!)
+  done
+  sleep 0.5
+  nstat -n >/dev/null 2>&1 || true
+  out=$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" "http://127.0.0.1:$port/")
+  f=$(nstat 2>/dev/null | awk '$1 ~ /^(TcpOutSegs|TcpExtTCPPureAcks|TcpExtDelayedACKs)$/ {printf "%s=%s ", $1, $2}')
+  for p in "${spids[@]}"; do kill -INT "$p" 2>/dev/null || true; done
+  for p in "${spids[@]}"; do wait "$p" 2>/dev/null || true; done
+  reqs=$(echo "$out" | awk '/requests in/ {print $1}')
+  cat "$OUT"/strace-"$name".* | awk -v n="$reqs" -v name="$name" -v f="$f" '
+    $NF ~ /^(read|write|writev|readv|recvfrom|sendto|sendmsg|recvmsg|epoll_wait|epoll_pwait|epoll_ctl|futex|accept4|nanosleep|sched_yield)$/ {c[$NF] += $4}
+    END {
+      printf "%s syscalls per request (%d requests under strace):", name, n
+      t = 0
+      for (k in c) { printf " %s %.2f", k, c[k] / n; t += c[k] }
+      printf "; total %.2f\n", t / n
+      split(f, kv, " ")
+      printf "%s machine TCP per request:", name
+      for (i in kv) { split(kv[i], a, "="); if (a[1] != "") printf " %s %.2f", a[1], a[2] / n }
+      printf "\n"
+    }'
+  rm -f "$OUT"/strace-"$name".*
 }
 
 nginx_pids() { pgrep -P "$NGINX_PID" | tr '\n' ' '; echo "$NGINX_PID"; }
@@ -165,24 +232,43 @@ nginx_pids() { pgrep -P "$NGINX_PID" | tr '\n' ' '; echo "$NGINX_PID"; }
 echo "# $(date -u '+%Y-%m-%d %H:%M UTC'); $(machine_line)"
 echo "# wrk -t2 -c$CONNS -d$DURATION through each proxy to warren echo (-loops 1); proxies with $WORKERS workers/threads/loops; $ROUNDS rounds"
 echo "# nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'), HAProxy $(haproxy -v | head -1 | awk '{print $3}')"
-for name in warren nginx haproxy; do : >"$OUT/$name.rounds"; done
+[ -n "${BBPORT:-}" ] && wait_port "$BBPORT"
+for name in "${NAMES[@]}"; do : >"$OUT/$name.rounds"; done
 for ((r = 1; r <= ROUNDS; r++)); do
   # shellcheck disable=SC2046
   echo "warren $(run warren "$WPORT" "$WARREN_PID")" | tee -a "$OUT/warren.rounds"
+  if [ -n "${BBPORT:-}" ]; then
+    echo "warrenB $(run warrenB "$BBPORT" "$WARRENB_PID")" | tee -a "$OUT/warrenB.rounds"
+  fi
   # shellcheck disable=SC2046
   echo "nginx $(run nginx "$NPORT" $(nginx_pids))" | tee -a "$OUT/nginx.rounds"
   echo "haproxy $(run haproxy "$HPORT" "$HAPROXY_PID")" | tee -a "$OUT/haproxy.rounds"
 done
 echo
-printf '%-8s %12s %16s %10s\n' proxy "req/s" "CPU us/req" "p99 ms"
-for name in warren nginx haproxy; do
-  printf '%-8s %12s %16s %10s\n' "$name" \
+printf '%-8s %12s %16s %10s %16s\n' proxy "req/s" "CPU us/req" "p99 ms" "of it kernel us"
+for name in "${NAMES[@]}"; do
+  printf '%-8s %12s %16s %10s %16s\n' "$name" \
     "$(awk '{print $2}' "$OUT/$name.rounds" | median)" \
     "$(awk '{print $3}' "$OUT/$name.rounds" | median)" \
-    "$(awk '{print $4}' "$OUT/$name.rounds" | median)"
+    "$(awk '{print $4}' "$OUT/$name.rounds" | median)" \
+    "$(awk '{print $5}' "$OUT/$name.rounds" | median)"
 done
+if [ "${SYSCALLS:-}" = 1 ]; then
+  echo
+  syscalls warren "$WPORT" "$WARREN_PID"
+  [ -n "${BBPORT:-}" ] && syscalls warrenB "$BBPORT" "$WARRENB_PID"
+  # shellcheck disable=SC2046
+  syscalls nginx "$NPORT" $(nginx_pids)
+  syscalls haproxy "$HPORT" "$HAPROXY_PID"
+  echo
+fi
 w=$(awk '{print $3}' "$OUT/warren.rounds" | median)
 n=$(awk '{print $3}' "$OUT/nginx.rounds" | median)
 h=$(awk '{print $3}' "$OUT/haproxy.rounds" | median)
 awk -v w="$w" -v n="$n" -v h="$h" 'BEGIN {printf "warren CPU per request: %.2fx nginx, %.2fx HAProxy (target <= 0.80x)\n", w / n, w / h}'
+if [ -n "${BBPORT:-}" ]; then
+  wb=$(awk '{print $3}' "$OUT/warrenB.rounds" | median)
+  awk -v w="$wb" -v a="$w" -v n="$n" -v h="$h" 'BEGIN {printf "warrenB CPU per request: %.2fx warren, %.2fx nginx, %.2fx HAProxy\n", w / a, w / n, w / h}'
+  paste -d' ' "$OUT/warren.rounds" "$OUT/warrenB.rounds" | awk '{printf "round %d: warrenB/warren CPU per request %.2f, req/s %.2f\n", NR, $8 / $3, $7 / $2}'
+fi
 rm -rf "$NDIR" "$HDIR"

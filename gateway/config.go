@@ -6,6 +6,9 @@ import (
 
 	"github.com/warrenhq/warren/http1"
 	"github.com/warrenhq/warren/mqtt"
+	"github.com/warrenhq/warren/proxy"
+	"github.com/warrenhq/warren/tlsx"
+	"github.com/warrenhq/warren/upstream"
 	"github.com/warrenhq/warren/websocket"
 )
 
@@ -69,6 +72,29 @@ type Config struct {
 	// subscription per node) for MQTT messages of other nodes and NATS
 	// clients. Empty means ">" (every subject but the gateway's own).
 	MQTTBridgeSubject string
+	// TLS, when set, serves devices over TLS too: https + wss on TLSAddr
+	// (the routes of Addr) and MQTT over TLS on MQTTS (ALPN "mqtt"). With
+	// a client CA (mutual TLS) a device may connect without a token: its
+	// id is the certificate's identity (see docs/gateway.md). The caller
+	// owns the server (Watch, Close); nil disables both listeners.
+	TLS *tlsx.Server
+	// TLSAddr is the https + wss device listener. Empty disables it.
+	TLSAddr string
+	// MQTTS is the MQTT over TLS listener (conventionally :8883). Empty
+	// disables it; it needs TLS and MQTT.
+	MQTTS string
+	// Upstream lists legacy backends (http://host:port): requests on the
+	// device listeners that the gateway does not serve itself (WebSocket
+	// upgrades included) are forwarded to them through an upstream
+	// Cluster. Empty answers those 404.
+	Upstream []string
+	// UpstreamCluster and UpstreamProxy configure that cluster and proxy;
+	// zero fields take the upstream and proxy packages' defaults.
+	UpstreamCluster upstream.ClusterConfig
+	UpstreamProxy   proxy.Config
+	// Webhook delivers telemetry to an HTTP endpoint in JSON batches too;
+	// its zero value (no URL) disables it.
+	Webhook WebhookConfig
 	// HTTP configures both listeners' HTTP (timeouts, limits).
 	HTTP http1.Config
 	// Logger receives the gateway's logs. Nil means slog.Default().

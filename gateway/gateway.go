@@ -10,6 +10,8 @@ import (
 	"github.com/warrenhq/warren/engine"
 	"github.com/warrenhq/warren/http1"
 	"github.com/warrenhq/warren/mqtt"
+	"github.com/warrenhq/warren/proxy"
+	"github.com/warrenhq/warren/upstream"
 )
 
 // Gateway is a device gateway node on an engine: devices on one listener,
@@ -26,6 +28,12 @@ type Gateway struct {
 	apiSrv *http1.Server
 	devLn  *engine.Listener
 	apiLn  *engine.Listener
+	tlsLn  *engine.Listener // https + wss (Config.TLSAddr)
+	mqsLn  *engine.Listener // MQTT over TLS (Config.MQTTS)
+	certs  *certAuth
+	up     *upstream.Cluster // Config.Upstream
+	px     *proxy.Proxy
+	hook   *webhook // Config.Webhook
 }
 
 // New starts a gateway node on eng (started, with no listener needed):
@@ -37,7 +45,13 @@ func New(eng *engine.Engine, cfg Config) (*Gateway, error) {
 		host, _ := os.Hostname()
 		cfg.Node = fmt.Sprintf("%s-%d", host, os.Getpid())
 	}
-	g := &Gateway{cfg: cfg, eng: eng}
+	g := &Gateway{cfg: cfg, eng: eng, certs: &certAuth{log: cfg.Logger}}
+	if cfg.MQTTS != "" && (cfg.TLS == nil || cfg.MQTT == "") {
+		return nil, fmt.Errorf("gateway: an MQTTS listener needs TLS and MQTT")
+	}
+	if cfg.TLSAddr != "" && cfg.TLS == nil {
+		return nil, fmt.Errorf("gateway: a TLS device listener needs TLS (a certificate)")
+	}
 	if cfg.Auth == nil {
 		secret, created, err := LoadOrCreateSecret(cfg.DataDir)
 		if err != nil {
@@ -66,34 +80,61 @@ func New(eng *engine.Engine, cfg Config) (*Gateway, error) {
 		return nil, err
 	}
 	g.bus = bus
-	g.hub = NewHub(HubConfig{Node: cfg.Node, Now: eng.Now, CommandTimeout: cfg.CommandTimeout,
-		MaxCommandTimeout: cfg.MaxCommandTimeout, MaxPending: cfg.MaxPending, Logger: cfg.Logger}, bus)
-	if err := g.hub.Start(); err != nil {
-		bus.Close()
-		return nil, err
-	}
-	g.ws = newWSDevices(g.hub, g.cfg.Auth, cfg, eng.Now)
-	fail := func(err error) (*Gateway, error) {
-		g.hub.Close()
-		bus.Close()
-		return nil, err
-	}
-	devRoutes := http1.NewRouter()
-	devRoutes.Handle("GET /v1/connect", g.ws.server.Handler())
-	if cfg.MQTT != "" {
-		g.mq = newMQTTDevices(g.hub, bus, g.cfg.Auth, cfg, eng.Now)
-		devRoutes.Handle("GET /mqtt", g.mq.broker.WebSocketHandler())
-		fail = func(err error) (*Gateway, error) {
-			g.mq.close()
-			g.hub.Close()
+	hc := HubConfig{Node: cfg.Node, Now: eng.Now, CommandTimeout: cfg.CommandTimeout,
+		MaxCommandTimeout: cfg.MaxCommandTimeout, MaxPending: cfg.MaxPending, Logger: cfg.Logger}
+	if cfg.Webhook.URL != "" {
+		if g.hook, err = newWebhook(eng, cfg.Node, cfg.Webhook); err != nil {
 			bus.Close()
 			return nil, err
 		}
+		hc.OnTelemetry = g.hook.offer
+	}
+	g.hub = NewHub(hc, bus)
+	fail := func(err error) (*Gateway, error) {
+		g.closeParts()
+		return nil, err
+	}
+	if err := g.hub.Start(); err != nil {
+		return fail(err)
+	}
+	g.ws = newWSDevices(g.hub, g.cfg.Auth, cfg, eng.Now)
+	g.ws.certs = g.certs
+	devRoutes := http1.NewRouter()
+	devRoutes.Handle("GET /v1/connect", g.ws.server.Handler())
+	if len(cfg.Upstream) > 0 {
+		cc := cfg.UpstreamCluster
+		cc.Hosts = cfg.Upstream
+		if cc.Name == "" {
+			cc.Name = "upstream"
+		}
+		if cc.Logger == nil {
+			cc.Logger = cfg.Logger
+		}
+		if g.up, err = upstream.NewCluster(eng, cc); err != nil {
+			return fail(fmt.Errorf("gateway: upstream: %w", err))
+		}
+		pc := cfg.UpstreamProxy
+		if pc.Logger == nil {
+			pc.Logger = cfg.Logger
+		}
+		g.px = proxy.New(eng, g.up, pc)
+		devRoutes.NotFound = g.px.Forward()
+	}
+	if cfg.MQTT != "" {
+		g.mq = newMQTTDevices(g.hub, bus, g.cfg.Auth, cfg, eng.Now)
+		g.mq.certs = g.certs
+		devRoutes.Handle("GET /mqtt", g.mq.broker.WebSocketHandler())
 		if err := g.mq.start(cfg.MQTTBridgeSubject); err != nil {
 			return fail(err)
 		}
 		if g.mqLn, err = g.mq.broker.Listen(eng, cfg.MQTT); err != nil {
 			return fail(fmt.Errorf("gateway: MQTT listener %s: %w", cfg.MQTT, err))
+		}
+		if cfg.MQTTS != "" {
+			if g.mqsLn, err = eng.Listen(cfg.MQTTS,
+				cfg.TLS.HandlerALPN(map[string]engine.Handler{"mqtt": g.mq.broker.Handler()}, g.mq.broker.Handler())); err != nil {
+				return fail(fmt.Errorf("gateway: MQTTS listener %s: %w", cfg.MQTTS, err))
+			}
 		}
 	}
 	if g.devSrv, err = http1.NewServer(eng, cfg.HTTP, devRoutes); err != nil {
@@ -101,6 +142,13 @@ func New(eng *engine.Engine, cfg Config) (*Gateway, error) {
 	}
 	if g.devLn, err = g.devSrv.Listen(cfg.Addr); err != nil {
 		return fail(fmt.Errorf("gateway: device listener %s: %w", cfg.Addr, err))
+	}
+	if cfg.TLSAddr != "" {
+		if g.tlsLn, err = g.devSrv.ListenWrapped(cfg.TLSAddr, func(h engine.Handler) engine.Handler {
+			return cfg.TLS.HandlerALPN(map[string]engine.Handler{"http/1.1": h}, h)
+		}); err != nil {
+			return fail(fmt.Errorf("gateway: TLS device listener %s: %w", cfg.TLSAddr, err))
+		}
 	}
 	if cfg.API != "-" {
 		if g.apiSrv, err = http1.NewServer(eng, cfg.HTTP, g.apiRoutes()); err != nil {
@@ -111,6 +159,44 @@ func New(eng *engine.Engine, cfg Config) (*Gateway, error) {
 		}
 	}
 	return g, nil
+}
+
+// closeParts releases what New started, in reverse order.
+func (g *Gateway) closeParts() {
+	if g.mq != nil {
+		g.mq.close()
+	}
+	if g.px != nil {
+		g.px.Close()
+	}
+	if g.up != nil {
+		g.up.Close()
+	}
+	if g.hub != nil {
+		g.hub.Close()
+	}
+	if g.hook != nil {
+		g.hook.close()
+	}
+	g.bus.Close()
+}
+
+// TLSAddr returns the https + wss device listener's address, or "" when
+// it is disabled.
+func (g *Gateway) TLSAddr() string {
+	if g.tlsLn == nil {
+		return ""
+	}
+	return g.tlsLn.Addr().String()
+}
+
+// MQTTSAddr returns the MQTT over TLS listener's address, or "" when it
+// is disabled.
+func (g *Gateway) MQTTSAddr() string {
+	if g.mqsLn == nil {
+		return ""
+	}
+	return g.mqsLn.Addr().String()
 }
 
 // Hub returns the node's hub.
@@ -157,6 +243,15 @@ func (g *Gateway) Collectors() []prometheus.Collector {
 	if g.mq != nil {
 		cs = append(cs, g.mq.broker.Collector(""), g.mq.collector())
 	}
+	if g.cfg.TLS != nil {
+		cs = append(cs, g.certs.collector())
+	}
+	if g.px != nil {
+		cs = append(cs, g.px.Collector(""), g.up.Collector(""))
+	}
+	if g.hook != nil {
+		cs = append(cs, g.hook.collectors()...)
+	}
 	return cs
 }
 
@@ -167,11 +262,7 @@ func (g *Gateway) Close() {
 	if g.apiSrv != nil {
 		g.apiSrv.Close()
 	}
-	if g.mq != nil {
-		g.mq.close()
-	}
-	g.hub.Close()
-	g.bus.Close()
+	g.closeParts()
 }
 
 // Shutdown drains the engine (devices get close 1001 with a retry hint,

@@ -173,6 +173,10 @@ type HubConfig struct {
 	// directory. Zero means 3 s (heartbeats every second).
 	NodeTimeout time.Duration
 	Logger      *slog.Logger
+	// OnTelemetry, when set, is offered every telemetry message before it
+	// is published, on the device's loop: it must not block nor keep data
+	// (the webhook's queue).
+	OnTelemetry func(device string, data []byte, now time.Time)
 }
 
 const nShards = 64
@@ -655,6 +659,9 @@ const (
 // when NATS catches up: nothing is dropped silently.
 func (h *Hub) Telemetry(s *Session, data []byte, now time.Time) {
 	h.m.telemetryIn.Add(1)
+	if h.cfg.OnTelemetry != nil {
+		h.cfg.OnTelemetry(s.Device, data, now)
+	}
 	var ts [40]byte
 	tm := telemetryPool.Get().(*telemetryMsg)
 	defer tm.release()

@@ -67,6 +67,7 @@ type mqttDevices struct {
 	now    func() time.Time
 	broker *mqtt.Server
 	sub    *nats.Subscription
+	certs  *certAuth
 
 	refusedAuth, refusedID, bridgedOut, bridgedIn, unmappable atomic.Uint64
 }
@@ -126,6 +127,9 @@ func (d *mqttDevices) close() {
 // authenticate checks a CONNECT: the password is the token (NoAuth: the
 // client id is the device id and the password is ignored).
 func (d *mqttDevices) authenticate(ci *mqtt.ConnectInfo) (any, mqtt.ReasonCode, string) {
+	if certID := certIdentity(ci.Conn); certID != "" {
+		return d.authenticateCert(ci, certID) // gateway/tlsauth.go
+	}
 	tok := string(ci.Password)
 	if d.anon {
 		tok = ci.ClientID // NoAuth: the client id is the device id

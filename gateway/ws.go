@@ -59,6 +59,7 @@ type wsDevices struct {
 	server       *websocket.Server
 	refusedAuth  atomic.Uint64
 	refusedRoles atomic.Uint64
+	certs        *certAuth
 }
 
 // wsDevice is one device connection: the hub's Transport.
@@ -109,6 +110,13 @@ func (d *wsDevices) accept(r *http1.Ctx, c *websocket.Conn) bool {
 	tok, ok := BearerToken(r.Header("Authorization"))
 	if !ok {
 		tok = r.Query("token")
+	}
+	if certID := certIdentity(r.Conn()); certID != "" {
+		ident, ok := d.acceptCert(r, certID, tok)
+		if ok {
+			c.SetContext(&wsDevice{c: c, ident: &ident})
+		}
+		return ok
 	}
 	ident, err := d.auth.Authenticate(string(tok), d.now())
 	if err != nil {

@@ -28,32 +28,32 @@ type conn struct {
 	dec    Decoder
 	sess   *session
 	client *Client
-
-	version  Version
-	recvMax  uint16 // the client's Receive Maximum
-	maxOut   uint32 // the client's Maximum Packet Size; 0 for the protocol's
-	aliasMax uint16 // the client's Topic Alias Maximum: aliases the server may set
 	// outAliases are the topic aliases the server set on this connection,
 	// guarded by the session's mu (every PUBLISH to the client is sent
 	// under it, so an alias is always set before it is used); nil until
 	// the first.
 	outAliases map[string]uint16
-	keepAlive  time.Duration
-	lastIn     int64    // unix ns of the last input
 	in         *inState // publishing state; nil until the client publishes
-	connected  bool
-	done       bool // input is discarded from now on
-	normal     bool // the client sent a normal DISCONNECT: no will
+	keepAlive  time.Duration
+	lastIn     atomic.Int64 // unix ns of the last input; the sweeper reads it (WebSocket keep-alive)
+
+	// The small fields share words (the struct is 144 bytes).
+	version   Version
+	connected bool
+	done      bool   // input is discarded from now on
+	normal    bool   // the client sent a normal DISCONNECT: no will
+	recvMax   uint16 // the client's Receive Maximum
+	aliasMax  uint16 // the client's Topic Alias Maximum: aliases the server may set
+	maxOut    uint32 // the client's Maximum Packet Size; 0 for the protocol's
+	takenOver atomic.Bool
 
 	// wmu guards output: batching while the loop handles input, and the
 	// end of writes once the connection closes.
 	wmu     sync.Mutex
 	corked  bool
-	out     []byte // batched output, pooled; nil when not corked
 	wclosed bool
 	code    ReasonCode // the reason the server disconnected with, if it did
-
-	takenOver atomic.Bool
+	out     []byte     // batched output, pooled; nil when not corked
 }
 
 // inState is the state of a connection that publishes, apart so that an
@@ -151,7 +151,7 @@ func (p *proto) OnTimeout(ec *engine.Conn, reason engine.CloseReason) bool {
 		return false
 	}
 	limit := c.keepAlive * 3 / 2
-	if idle := time.Duration(c.srv.now().UnixNano() - c.lastIn); idle < limit {
+	if idle := time.Duration(c.srv.now().UnixNano() - c.lastIn.Load()); idle < limit {
 		// Output kept the engine's idle timer from firing earlier;
 		// the client itself has been quiet for less than the limit.
 		ec.SetIdleTimeout(max(limit-idle, time.Millisecond))
@@ -194,7 +194,7 @@ func (c *conn) feed(in []byte) int {
 		return len(in)
 	}
 	s := c.srv
-	c.lastIn = s.now().UnixNano()
+	c.lastIn.Store(s.now().UnixNano())
 	sc := scratchPool.Get().(*Scratch)
 	c.dec.Scratch = sc
 	c.cork()
@@ -561,7 +561,7 @@ func (c *conn) onConnect(p *Connect) {
 	if h := s.cfg.Hooks.Authenticate; h != nil {
 		ident, code, reason := h(&ConnectInfo{ClientID: cid, Username: p.Username, Password: p.Password,
 			HasUsername: p.HasUsername, HasPassword: p.HasPassword, Version: p.Version,
-			Remote: c.ec.RemoteAddr(), WebSocket: c.ws != nil})
+			Remote: c.ec.RemoteAddr(), WebSocket: c.ws != nil, Conn: c.ec})
 		if code != Success {
 			if !code.IsError() {
 				code = NotAuthorized
@@ -691,6 +691,11 @@ func (c *conn) onConnect(p *Connect) {
 	}
 	ss.expiry, ss.will, ss.willDelay = expiry, will, willDelay
 	s.stats.online.Add(1)
+	if c.ws != nil && ka > 0 {
+		// The engine's idle timer is reset by output too: the sweeper
+		// checks a WebSocket client's own input against its keep-alive.
+		s.wsKeepAlive[c] = struct{}{}
+	}
 	c.client, c.sess, c.connected = cl, ss, true
 	ss.mu.Lock()
 	c.packet(&ca)
@@ -782,7 +787,7 @@ func (c *conn) onPublish(p *Publish, n int) {
 		c.disconnect(TopicNameInvalid, engine.ReasonLimitReached, "topic over the server's limits")
 		return
 	}
-	t := c.lastIn // read at the start of this OnData
+	t := c.lastIn.Load() // read at the start of this OnData
 	now := time.Unix(0, t)
 	if !c.st().msgRate.allow(t, s.cfg.PublishRate, float64(s.cfg.PublishBurst), 1) ||
 		!c.st().byteRate.allow(t, s.cfg.PublishBytesRate, max(s.cfg.PublishBytesRate, float64(s.lim.MaxPacketSize)), float64(n)) {
@@ -955,7 +960,7 @@ func (c *conn) onSubscribe(p *Subscribe) {
 			codes[i] = QuotaExceeded
 			continue
 		}
-		sub := &subscription{sess: ss, filter: pl.filter, topicFilter: pl.tf, group: pl.group,
+		sub := &subscription{sess: ss, filter: pl.filter, tf: uint16(len(pl.filter) - len(pl.tf)),
 			qos: pl.qos, noLocal: pl.noLocal, rap: pl.rap, id: subID}
 		s.subs.Insert(pl.tf, subKey(pl.group, ss.id), sub)
 		if idx < 0 {
@@ -994,7 +999,7 @@ func (c *conn) onUnsubscribe(p *Unsubscribe) {
 		codes[i] = NoSubscriptionExisted
 		for j, sub := range ss.subs {
 			if sub.filter == string(f) {
-				s.subs.Remove(sub.topicFilter, subKey(sub.group, ss.id))
+				s.subs.Remove(sub.topicFilter(), subKey(sub.group(), ss.id))
 				ss.subs = append(ss.subs[:j], ss.subs[j+1:]...)
 				s.stats.subscriptions.Add(-1)
 				codes[i] = Success
@@ -1062,6 +1067,7 @@ func (c *conn) closed(reason engine.CloseReason) {
 	ss := c.sess
 	var will *msg
 	s.mu.Lock()
+	delete(s.wsKeepAlive, c)
 	ss.mu.Lock()
 	mine := ss.conn == c
 	if mine {

@@ -52,7 +52,7 @@ func TestPahoGoClient(t *testing.T) {
 				}
 			}
 			sub.Disconnect(100)
-			b.waitStats(t, "offline", func(s Stats) bool { return s.SessionsOffline >= 1 })
+			b.waitStats(t, "the subscriber offline", func(Stats) bool { return offline(b, "paho-sub-"+url[:3]) })
 			wait(t, pub.Publish("pg/away", 1, false, "while away"))
 			pub.Disconnect(100)
 			sub = pahoConnect(t, url, "paho-sub-"+url[:3], false, h)

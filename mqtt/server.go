@@ -242,6 +242,8 @@ type ConnectInfo struct {
 	Remote netip.AddrPort
 	// WebSocket is true for MQTT over WebSocket.
 	WebSocket bool
+	// Conn is the client's connection (for its TLS state: tlsx.Identity).
+	Conn *engine.Conn
 }
 
 // Client describes a connected client to the hooks. It is immutable.
@@ -358,7 +360,10 @@ type Server struct {
 	subs     Trie[*subscription]
 	retained retainedStore
 	offline  map[*session]struct{} // sessions to sweep: offline with an expiry, or a delayed will
-	closed   bool
+	// wsKeepAlive are the connected WebSocket clients with a keep-alive,
+	// whose input the sweeper checks.
+	wsKeepAlive map[*conn]struct{}
+	closed      bool
 
 	queuedTotal atomic.Int64 // bytes queued across sessions
 	shareNext   atomic.Uint32
@@ -377,7 +382,7 @@ var _ engine.CloseDetail = ReasonCode(0)
 // server gets its first connection; Close stops it.
 func NewServer(cfg Config) *Server {
 	s := &Server{cfg: cfg.withDefaults(), sessions: make(map[string]*session),
-		offline: make(map[*session]struct{}), stop: make(chan struct{})}
+		offline: make(map[*session]struct{}), wsKeepAlive: make(map[*conn]struct{}), stop: make(chan struct{})}
 	s.lim = s.cfg.Limits
 	s.lim.MaxPacketSize = s.lim.resolve().packetSize
 	s.ws = websocket.New(websocket.Config{

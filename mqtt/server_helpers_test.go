@@ -277,3 +277,16 @@ func testLogger() *slog.Logger {
 	}
 	return quietLogger()
 }
+
+// offline reports whether client id has a session and no connection.
+func offline(b *broker, id string) bool {
+	b.mu.RLock()
+	ss := b.sessions[id]
+	b.mu.RUnlock()
+	if ss == nil {
+		return false
+	}
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	return ss.conn == nil
+}

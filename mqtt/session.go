@@ -101,14 +101,24 @@ func (m *msg) expired(now int64) bool { return m.expires != 0 && now >= m.expire
 
 // subscription is one subscription of a session, the value of the trie.
 type subscription struct {
-	sess        *session
-	filter      string // as subscribed, with $share/group/ if shared
-	topicFilter string // the filter matched against topics
-	group       string // share group, "" if not shared
-	qos         QoS
-	noLocal     bool
-	rap         bool // retain as published
-	id          uint32
+	sess    *session
+	filter  string // as subscribed, with $share/group/ if shared
+	tf      uint16 // where the topic filter starts in filter (after $share/group/)
+	qos     QoS
+	noLocal bool
+	rap     bool // retain as published
+	id      uint32
+}
+
+// topicFilter returns the filter matched against topics.
+func (sub *subscription) topicFilter() string { return sub.filter[sub.tf:] }
+
+// group returns the share group, or "" if the subscription is not shared.
+func (sub *subscription) group() string {
+	if sub.tf == 0 {
+		return ""
+	}
+	return sub.filter[len(sharePrefix) : sub.tf-1]
 }
 
 // outflight is a QoS 1 or 2 message sent to the client and not yet
@@ -397,7 +407,7 @@ func (s *Server) route(m *msg, now int64) int {
 		var ids []uint32
 		for _, o := range subs[i:j] {
 			switch {
-			case o.group != "":
+			case o.tf != 0:
 				shared = true
 				continue
 			case o.noLocal && ss.id == m.from:
@@ -434,8 +444,8 @@ func (s *Server) deliverTo(ss *session, m *msg, qos QoS, rap bool, ids []uint32,
 func (s *Server) routeShared(m *msg, subs []*subscription, now int64) int {
 	groups := make(map[string][]*subscription)
 	for _, sub := range subs {
-		if sub.group != "" {
-			k := sub.group + "\x00" + sub.topicFilter
+		if sub.tf != 0 {
+			k := sub.filter // $share/group/filter: one group of one filter
 			groups[k] = append(groups[k], sub)
 		}
 	}
@@ -486,11 +496,19 @@ func (s *Server) Publish(m *Message) (int, error) {
 	return s.route(mm, now.UnixNano()), nil
 }
 
-// sweep expires offline sessions and publishes delayed wills due at now.
+// sweep expires offline sessions, publishes delayed wills due at now and
+// closes WebSocket clients silent for 1.5 times their keep-alive.
 func (s *Server) sweep(now time.Time) {
 	t := now.UnixNano()
 	var wills []*msg
+	var silent []*conn
 	s.mu.Lock()
+	for c := range s.wsKeepAlive {
+		if time.Duration(t-c.lastIn.Load()) >= c.keepAlive*3/2 {
+			silent = append(silent, c)
+			delete(s.wsKeepAlive, c)
+		}
+	}
 	for ss := range s.offline {
 		if ss.will != nil && t >= ss.willAt {
 			wills = append(wills, ss.will)
@@ -510,6 +528,10 @@ func (s *Server) sweep(now time.Time) {
 		}
 	}
 	s.mu.Unlock()
+	for _, c := range silent {
+		s.stats.keepAlive.Add(1)
+		c.kick(KeepAliveTimeout, "keep-alive timeout")
+	}
 	for _, w := range wills {
 		s.publishWill(w, now)
 	}
@@ -519,7 +541,7 @@ func (s *Server) sweep(now time.Time) {
 // caller counts the session out of the online or offline gauge.
 func (s *Server) endSessionLocked(ss *session) {
 	for _, sub := range ss.subs {
-		s.subs.Remove(sub.topicFilter, subKey(sub.group, ss.id))
+		s.subs.Remove(sub.topicFilter(), subKey(sub.group(), ss.id))
 	}
 	s.stats.subscriptions.Add(-int64(len(ss.subs)))
 	ss.subs = nil

@@ -112,7 +112,10 @@ func dialWS(t testing.TB, addr string) *websocket.Conn {
 	if resp.Header.Get("Sec-WebSocket-Protocol") != "mqtt" {
 		t.Fatalf("subprotocol %q", resp.Header.Get("Sec-WebSocket-Protocol"))
 	}
-	t.Cleanup(func() { ws.Close() })
+	t.Cleanup(func() {
+		ws.Close()
+		delete(wsPending, ws) // a later connection may get the same address
+	})
 	return ws
 }
 
@@ -192,7 +195,7 @@ func TestWebSocketKeepAlive(t *testing.T) {
 			break
 		}
 		if time.Since(start) > 5*time.Second {
-			t.Fatal("not closed for keep-alive")
+			t.Fatalf("not closed for keep-alive: %+v", b.Stats())
 		}
 	}
 	if el := time.Since(start); el < 1400*time.Millisecond {

@@ -309,7 +309,7 @@ func (pc *pconn) startRequest(raw []byte, n int) bool {
 	pc.mu.Lock()
 	pc.keepAlive = !req.Close
 	pc.minor = req.ProtoMinor
-	pc.method = string(req.Method)
+	pc.method = methodString(req.Method)
 	pc.respStarted, pc.respChunked, pc.closeAfter = false, false, false
 	pc.reqDone = !hasBody
 	switch {
@@ -335,6 +335,28 @@ func (pc *pconn) startRequest(raw []byte, n int) bool {
 	}
 	pc.mu.Unlock()
 	return true
+}
+
+// methodString returns m as a string, without allocating for the
+// common methods.
+func methodString(m []byte) string {
+	switch string(m) { // no allocation: the compiler compares in place
+	case "GET":
+		return "GET"
+	case "HEAD":
+		return "HEAD"
+	case "POST":
+		return "POST"
+	case "PUT":
+		return "PUT"
+	case "DELETE":
+		return "DELETE"
+	case "OPTIONS":
+		return "OPTIONS"
+	case "PATCH":
+		return "PATCH"
+	}
+	return string(m)
 }
 
 // respDoneLocked reports whether the exchange already ended (OnDone ran

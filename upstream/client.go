@@ -103,7 +103,7 @@ type Exchange struct {
 	loop    int
 	h       ResponseHandler
 	begun   time.Time
-	overall *time.Timer
+	overall *overallTimer
 
 	// mu guards the fields below.
 	mu         sync.Mutex
@@ -194,17 +194,60 @@ func (c *Cluster) Do(r *Request) *Exchange {
 		c.bud.Begin()
 	}
 	if c.cfg.Timeout > 0 {
-		t := time.AfterFunc(c.cfg.Timeout, x.onOverallTimeout)
+		t := armOverall(x, c.cfg.Timeout)
 		x.mu.Lock()
 		x.overall = t
 		x.mu.Unlock()
 	}
-	x.dispatch()
+	x.dispatchAt(x.begun)
 	return x
 }
 
+// overallTimer is an exchange's overall timeout. Stopped before it fires,
+// it is reused by a later exchange (re-armed with Reset), which saves the
+// two allocations of a time.AfterFunc per request.
+type overallTimer struct {
+	t *time.Timer
+	x atomic.Pointer[Exchange]
+}
+
+var overallTimers sync.Pool
+
+// armOverall starts x's overall timeout of d.
+func armOverall(x *Exchange, d time.Duration) *overallTimer {
+	ot, _ := overallTimers.Get().(*overallTimer)
+	if ot == nil {
+		ot = &overallTimer{}
+		ot.x.Store(x)
+		ot.t = time.AfterFunc(d, ot.fire)
+		return ot
+	}
+	ot.x.Store(x)
+	ot.t.Reset(d)
+	return ot
+}
+
+func (ot *overallTimer) fire() {
+	if x := ot.x.Load(); x != nil {
+		x.onOverallTimeout()
+	}
+}
+
+// stop stops the timer and pools it when it had not fired (after Stop
+// reports true its function does not run, so no one holds it).
+func (ot *overallTimer) stop() {
+	if ot.t.Stop() {
+		ot.x.Store(nil)
+		overallTimers.Put(ot)
+	}
+}
+
 // dispatch runs one attempt: breaker, host, pool.
-func (x *Exchange) dispatch() {
+func (x *Exchange) dispatch() { x.dispatchAt(x.c.now()) }
+
+// dispatchAt is dispatch with the clock already read: the hot path reads
+// it once per event, not once per step.
+func (x *Exchange) dispatchAt(now time.Time) {
 	c := x.c
 	x.mu.Lock()
 	if x.state == xDone {
@@ -221,14 +264,14 @@ func (x *Exchange) dispatch() {
 		x.finish(&Error{Failure: FailNoHost})
 		return
 	}
-	c.hosts[i].acquire(x)
+	c.hosts[i].acquire(x, now)
 }
 
 // breakerDone reports the request's outcome to the breaker: the breaker
 // counts requests as the client sees them, after retries (a single bad
 // host is outlier detection's business, and retries route around it);
 // local refusals and cancels count neither way.
-func (x *Exchange) breakerDone(err error) {
+func (x *Exchange) breakerDone(err error, now time.Time) {
 	x.mu.Lock()
 	tk, has := x.ticket, x.hasTicket
 	x.hasTicket = false
@@ -241,7 +284,10 @@ func (x *Exchange) breakerDone(err error) {
 		x.c.brk.Release(tk)
 		return
 	}
-	x.c.brk.Done(tk, err == nil && x.Status() < 500, x.c.now())
+	if now.IsZero() {
+		now = x.c.now()
+	}
+	x.c.brk.Done(tk, err == nil && x.Status() < 500, now)
 }
 
 // armPendingTimer bounds x's wait in a pending queue.
@@ -270,7 +316,7 @@ func (x *Exchange) onPendingTimeout() {
 
 // start puts x on cc and writes the request. It reports false when x has
 // already ended (cc is then free).
-func (x *Exchange) start(cc *clientConn, reused bool) bool {
+func (x *Exchange) start(cc *clientConn, reused bool, now time.Time) bool {
 	x.mu.Lock()
 	if x.ptimer != nil {
 		x.ptimer.Stop()
@@ -281,7 +327,7 @@ func (x *Exchange) start(cc *clientConn, reused bool) bool {
 		return false
 	}
 	x.state, x.cc, x.reused = xActive, cc, reused
-	x.started = x.c.now()
+	x.started = now
 	x.respBegun.Store(false)
 	x.discarding = false
 	cc.x.Store(x)
@@ -515,12 +561,12 @@ func (x *Exchange) bodyData(data []byte) {
 }
 
 // complete ends the attempt after a complete response.
-func (x *Exchange) complete(status int) {
+func (x *Exchange) complete(status int, now time.Time) {
 	c := x.c
 	hp := x.hostOf()
 	c.set.Done(hp.idx)
 	res := ResultFromStatus(status)
-	c.record(hp, res)
+	c.recordAt(hp, res, now)
 	hp.st.countStatus(status)
 	c.st.countStatus(status)
 	x.mu.Lock()
@@ -539,7 +585,7 @@ func (x *Exchange) complete(status int) {
 		x.finish(&Error{Failure: FailBadResponse, Host: hp.name})
 		return
 	}
-	x.finish(nil)
+	x.finishAt(nil, now)
 }
 
 // attemptInfo describes a failed attempt.
@@ -692,7 +738,7 @@ func (x *Exchange) upgraded(conn *engine.Conn, resp *http1.Response) {
 		conn.Abort(engine.ReasonLocal)
 		return
 	}
-	x.breakerDone(nil)
+	x.breakerDone(nil, time.Time{})
 	uh, ok := x.h.(UpgradeHandler)
 	if !ok {
 		conn.Abort(engine.ReasonLocal)
@@ -736,7 +782,7 @@ func (x *Exchange) end() bool {
 		orphan.Abort(engine.ReasonLocal)
 	}
 	if overall != nil {
-		overall.Stop()
+		overall.stop()
 	}
 	c := x.c
 	c.res.Release(ResourceRequests)
@@ -748,11 +794,14 @@ func (x *Exchange) end() bool {
 }
 
 // finish ends x and calls OnDone.
-func (x *Exchange) finish(err error) {
+func (x *Exchange) finish(err error) { x.finishAt(err, time.Time{}) }
+
+// finishAt is finish with the clock read at now (zero: read it if needed).
+func (x *Exchange) finishAt(err error, now time.Time) {
 	if !x.end() {
 		return
 	}
-	x.breakerDone(err)
+	x.breakerDone(err, now)
 	if err == nil {
 		x.c.st.rqSuccess.Add(1)
 	} else if f := FailureOf(err); f != FailNone {

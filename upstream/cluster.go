@@ -525,11 +525,17 @@ func (c *Cluster) pick(key uint64, avoid int) int {
 
 // record feeds an attempt's result to outlier detection and the host's
 // counters.
-func (c *Cluster) record(hp *hostPool, r Result) {
+func (c *Cluster) record(hp *hostPool, r Result) { c.recordAt(hp, r, time.Time{}) }
+
+// recordAt is record with the clock already read (zero: read it if
+// needed).
+func (c *Cluster) recordAt(hp *hostPool, r Result, now time.Time) {
 	if c.out == nil {
 		return
 	}
-	now := c.now()
+	if now.IsZero() {
+		now = c.now()
+	}
 	if e := c.out.Record(hp.idx, r, now); e != EjectNone {
 		c.out.Apply(c.set, now)
 		c.st.ejections.Add(1)

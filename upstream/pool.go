@@ -38,9 +38,8 @@ type hostPool struct {
 // acquire gives x a connection: an idle one at once, else a place in the
 // pending queue (dialling a new connection if the bounds allow), else an
 // overflow failure.
-func (hp *hostPool) acquire(x *Exchange) {
+func (hp *hostPool) acquire(x *Exchange, now time.Time) {
 	c := hp.c
-	now := c.now()
 	hp.mu.Lock()
 	for hp.nidle > 0 {
 		cc := hp.popIdleLocked(x.loop)
@@ -51,7 +50,7 @@ func (hp *hostPool) acquire(x *Exchange) {
 			continue
 		}
 		hp.mu.Unlock()
-		cc.assign(x, true)
+		cc.assign(x, true, now)
 		return
 	}
 	if hp.npending >= c.pool.MaxPendingPerHost {
@@ -165,8 +164,7 @@ func (hp *hostPool) failPending(err *Error) {
 
 // release returns cc, whose exchange is done, to the pool: to the first
 // waiting exchange, else to the idle stack, else it is closed.
-func (hp *hostPool) release(cc *clientConn) {
-	now := hp.c.now()
+func (hp *hostPool) release(cc *clientConn, now time.Time) {
 	if cc.expired(now) || hp.draining.Load() {
 		cc.retire()
 		return
@@ -174,7 +172,7 @@ func (hp *hostPool) release(cc *clientConn) {
 	hp.mu.Lock()
 	if x := hp.popPendingLocked(); x != nil {
 		hp.mu.Unlock()
-		cc.assign(x, true)
+		cc.assign(x, true, now)
 		return
 	}
 	if hp.nidle >= hp.c.pool.MaxIdlePerHost {
@@ -343,11 +341,12 @@ func (cc *clientConn) OnOpen(conn *engine.Conn) {
 	hp.connecting--
 	x := hp.popPendingLocked()
 	hp.mu.Unlock()
+	now := hp.c.now()
 	if x != nil {
-		cc.assign(x, false)
+		cc.assign(x, false, now)
 		return
 	}
-	hp.release(cc)
+	hp.release(cc, now)
 }
 
 // connectTimeout aborts a connect that took too long.
@@ -444,17 +443,18 @@ func (cc *clientConn) retire() {
 
 // assign starts x on cc. It runs on any goroutine; cc is neither idle nor
 // busy.
-func (cc *clientConn) assign(x *Exchange, reused bool) {
-	cc.lastIO.Store(cc.hp.c.now().UnixNano())
-	if !x.start(cc, reused) {
+func (cc *clientConn) assign(x *Exchange, reused bool, now time.Time) {
+	cc.lastIO.Store(now.UnixNano())
+	if !x.start(cc, reused, now) {
 		// x ended while it waited; give the connection to the next.
-		cc.hp.release(cc)
+		cc.hp.release(cc, now)
 	}
 }
 
 // OnData parses responses.
 func (cc *clientConn) OnData(conn *engine.Conn, in []byte) int {
-	cc.lastIO.Store(cc.hp.c.now().UnixNano())
+	now := cc.hp.c.now()
+	cc.lastIO.Store(now.UnixNano())
 	used := 0
 	for used < len(in) {
 		x := cc.x.Load()
@@ -495,7 +495,7 @@ func (cc *clientConn) OnData(conn *engine.Conn, in []byte) int {
 			}
 			x.response(&cc.resp)
 			if cc.resp.Framing == http1.FramingNone {
-				cc.finish(conn, x)
+				cc.finish(conn, x, now)
 				continue
 			}
 		}
@@ -510,7 +510,7 @@ func (cc *clientConn) OnData(conn *engine.Conn, in []byte) int {
 			x.bodyData(data)
 		}
 		if done {
-			cc.finish(conn, x)
+			cc.finish(conn, x, now)
 			continue
 		}
 		if k == 0 {
@@ -538,7 +538,7 @@ func (cc *clientConn) noteKeepAlive(conn *engine.Conn, ka time.Duration) {
 
 // finish ends x's exchange after a complete response and returns the
 // connection to the pool, or closes it.
-func (cc *clientConn) finish(conn *engine.Conn, x *Exchange) {
+func (cc *clientConn) finish(conn *engine.Conn, x *Exchange, now time.Time) {
 	cc.gotHead = false
 	cc.requests++
 	cc.x.Store(nil)
@@ -546,18 +546,17 @@ func (cc *clientConn) finish(conn *engine.Conn, x *Exchange) {
 	if m := cc.hp.c.pool.MaxRequestsPerConn; m > 0 && cc.requests >= m {
 		reuse = false
 	}
-	now := cc.hp.c.now()
 	cc.lastIO.Store(now.UnixNano())
 	if cc.kaDur > 0 {
 		cc.kaNanos.Store(now.Add(cc.kaDur).UnixNano())
 	}
 	if reuse {
-		cc.hp.release(cc)
+		cc.hp.release(cc, now)
 	} else {
 		cc.gone = true
 		conn.CloseWithReason(engine.ReasonLocal)
 	}
-	x.complete(cc.resp.StatusCode)
+	x.complete(cc.resp.StatusCode, now)
 }
 
 // fail ends x's attempt on cc with err.
@@ -590,7 +589,7 @@ func (cc *clientConn) OnEOF(conn *engine.Conn) {
 	}
 	if done, err := cc.parser.EOF(); err == nil && done {
 		cc.gone = true
-		cc.finish(conn, x)
+		cc.finish(conn, x, cc.hp.c.now())
 	}
 }
 

@@ -53,10 +53,16 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	stack.HTTPFlags(fs, &gcfg.HTTP)
 	stack.WebSocketFlags(fs, &gcfg.WebSocket)
 	mqttFlags(fs, &gcfg)
+	var extra serveExtra
+	serveExtraFlags(fs, &extra, &gcfg)
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
 			return 0
 		}
+		return 2
+	}
+	if err := extra.check(*mqttAddr); err != nil {
+		fmt.Fprintf(stderr, "warren serve: %v\n", err)
 		return 2
 	}
 	envDefault(fs, "api-token", "WARREN_API_TOKEN")
@@ -108,6 +114,10 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 			gcfg.Bus = gateway.BusConfig{URLs: []string{u}}
 		}
 	} else if *procs > 1 {
+		if err := extra.fixPorts(); err != nil {
+			log.Error("-tls-addr/-mqtts", "error", err)
+			return 1
+		}
 		return serveSupervisor(sig, *procs, gcfg, *adminAddr, *adminToken, *drain, log)
 	}
 
@@ -123,6 +133,13 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	if st.WorkerAddr != "" && gcfg.API != "-" {
 		gcfg.API = os.Getenv(preforkAPIEnv)
 	}
+	stopTLS, err := extra.apply(st, &gcfg)
+	if err != nil {
+		log.Error("tls", "error", err)
+		st.Engine.Close()
+		return 1
+	}
+	defer stopTLS()
 	g, err := gateway.New(st.Engine, gcfg)
 	if err != nil {
 		log.Error("gateway", "error", err)
@@ -132,7 +149,8 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	for _, c := range g.Collectors() {
 		st.AddCollector(c)
 	}
-	log.Info("warren serve listening", "devices", g.DeviceAddr(), "api", g.APIAddr(), "mqtt", g.MQTTAddr(), "node", g.Node(),
+	log.Info("warren serve listening", "devices", g.DeviceAddr(), "api", g.APIAddr(), "mqtt", g.MQTTAddr(),
+		"tls", g.TLSAddr(), "mqtts", g.MQTTSAddr(), "upstream", strings.Join(gcfg.Upstream, ","), "webhook", gcfg.Webhook.URL, "node", g.Node(),
 		"nats", natsDescription(g.Bus()), "loops", st.Engine.Config().Loops)
 	code := st.Run(sig)
 	g.Close()

@@ -187,7 +187,8 @@ type serveNode struct {
 // (which override these), and returns once it listens.
 func startServe(t *testing.T, node, data string, extra ...string) *serveNode {
 	t.Helper()
-	n := &serveNode{node: node, addr: freePort(t), api: freePort(t), admin: freePort(t), nats: freePort(t), mqtt: freePort(t)}
+	p := freePorts(t, 5) // distinct: held open together while picked
+	n := &serveNode{node: node, addr: p[0], api: p[1], admin: p[2], nats: p[3], mqtt: p[4]}
 	args := []string{"serve", "-node", node, "-addr", n.addr, "-api", n.api, "-admin", n.admin,
 		"-nats-listen", n.nats, "-mqtt", n.mqtt, "-data", data, "-drain-timeout", "5s"}
 	n.proc = startProc(t, "serve "+node, warrenBinary(t), append(args, extra...)...)

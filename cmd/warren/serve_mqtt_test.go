@@ -73,3 +73,20 @@ func TestServeMQTT(t *testing.T) {
 		t.Fatalf("command as received: %q", got.String())
 	}
 }
+
+// freePorts returns n distinct free loopback addresses: the listeners are
+// held open together while the ports are picked, so two of them can't be
+// the same port (freePort, called n times, can return one port twice).
+func freePorts(t *testing.T, n int) []string {
+	t.Helper()
+	var out []string
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		out = append(out, ln.Addr().String())
+	}
+	return out
+}

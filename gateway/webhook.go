@@ -1,0 +1,201 @@
+package gateway
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/warrenhq/warren/engine"
+	"github.com/warrenhq/warren/upstream"
+)
+
+// WebhookConfig configures the telemetry webhook: every telemetry message
+// a device sends is also delivered, in JSON batches, to an HTTP endpoint
+// (POST, Content-Type application/json, the body a JSON array of
+// WebhookMessage). The NATS path never waits for it: a message is offered
+// to a bounded queue and dropped (counted, reason queue_full) when the
+// queue is full; a batch closed while MaxInFlight batches are being
+// delivered is dropped too (reason in_flight).
+type WebhookConfig struct {
+	// URL is the endpoint, http://host:port/path. Empty disables the
+	// webhook.
+	URL string
+	// Queue bounds the messages waiting to be batched. Zero means
+	// DefaultWebhookQueue.
+	Queue int
+	// Batch bounds a batch by count, bytes and time (zero fields: 128
+	// messages, 1 MiB, 50 ms).
+	Batch upstream.BatcherConfig
+	// MaxInFlight caps the batches being delivered at once. Zero means 4.
+	MaxInFlight int
+	// Cluster configures the endpoint's cluster (pools, breaker, retries,
+	// timeouts); Hosts and Name are the webhook's.
+	Cluster upstream.ClusterConfig
+}
+
+// DefaultWebhookQueue is WebhookConfig.Queue's default.
+const DefaultWebhookQueue = 10_000
+
+// WebhookMessage is one element of a webhook batch. Data is the device's
+// telemetry exactly as sent when it is JSON (a text frame's data value, a
+// binary frame or MQTT payload that is valid JSON); otherwise the payload
+// is in DataBase64 (standard encoding) and Data is absent.
+type WebhookMessage struct {
+	Device     string          `json:"device"`
+	Received   string          `json:"received"` // RFC 3339 with nanoseconds, UTC
+	Node       string          `json:"node"`
+	Data       json.RawMessage `json:"data,omitempty"`
+	DataBase64 string          `json:"data_base64,omitempty"`
+}
+
+// webhook feeds telemetry to an upstream.HTTPSink from a bounded queue.
+type webhook struct {
+	node    string
+	cl      *upstream.Cluster
+	sink    *upstream.HTTPSink
+	q       chan []byte
+	done    chan struct{}
+	exited  chan struct{}
+	once    sync.Once
+	queued  atomic.Uint64
+	dropped atomic.Uint64
+}
+
+func newWebhook(eng *engine.Engine, node string, cfg WebhookConfig) (*webhook, error) {
+	u, err := url.Parse(cfg.URL)
+	if err != nil || u.Host == "" || u.Scheme != "http" {
+		return nil, fmt.Errorf("gateway: webhook URL %q: want http://host:port/path (https endpoints are not supported yet)", cfg.URL)
+	}
+	path := u.EscapedPath()
+	if path == "" {
+		path = "/"
+	}
+	if u.RawQuery != "" {
+		path += "?" + u.RawQuery
+	}
+	cc := cfg.Cluster
+	cc.Hosts = []string{u.Scheme + "://" + u.Host}
+	if cc.Name == "" {
+		cc.Name = "webhook"
+	}
+	cl, err := upstream.NewCluster(eng, cc)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: webhook: %w", err)
+	}
+	if cfg.Queue <= 0 {
+		cfg.Queue = DefaultWebhookQueue
+	}
+	w := &webhook{node: node, cl: cl, q: make(chan []byte, cfg.Queue), done: make(chan struct{}), exited: make(chan struct{}),
+		sink: upstream.NewHTTPSink(cl, upstream.SinkConfig{Batch: cfg.Batch, Path: path, Host: u.Host, MaxInFlight: cfg.MaxInFlight})}
+	go w.run()
+	return w, nil
+}
+
+// offer encodes a telemetry message and queues it without blocking; it
+// runs on the loops (data is not kept).
+func (w *webhook) offer(device string, data []byte, now time.Time) {
+	if len(w.q) == cap(w.q) {
+		w.dropped.Add(1)
+		return
+	}
+	b := make([]byte, 0, len(device)+len(w.node)+len(data)*4/3+96)
+	b = append(b, `{"device":`...)
+	b = strconv.AppendQuote(b, device)
+	b = append(b, `,"received":"`...)
+	b = now.UTC().AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","node":`...)
+	b = strconv.AppendQuote(b, w.node)
+	if json.Valid(data) {
+		b = append(b, `,"data":`...)
+		b = append(b, data...)
+	} else {
+		b = append(b, `,"data_base64":"`...)
+		b = base64.StdEncoding.AppendEncode(b, data)
+		b = append(b, '"')
+	}
+	b = append(b, '}')
+	select {
+	case w.q <- b:
+		w.queued.Add(1)
+	default:
+		w.dropped.Add(1)
+	}
+}
+
+func (w *webhook) run() {
+	defer close(w.exited)
+	for {
+		select {
+		case m := <-w.q:
+			w.sink.Send(m)
+		case <-w.done:
+			for {
+				select {
+				case m := <-w.q:
+					w.sink.Send(m)
+				default:
+					w.sink.Flush()
+					return
+				}
+			}
+		}
+	}
+}
+
+// close hands what is queued to the sink (delivered if the engine still
+// runs: best effort), stops, and closes the cluster.
+func (w *webhook) close() {
+	w.once.Do(func() {
+		close(w.done)
+		<-w.exited
+		w.cl.Close()
+	})
+}
+
+func (w *webhook) collectors() []prometheus.Collector {
+	return []prometheus.Collector{(*webhookCollector)(w), uncheckedCollector{w.cl.Collector("")}}
+}
+
+// uncheckedCollector describes nothing, so the webhook cluster's
+// warren_upstream_* series (cluster="webhook") join those of the
+// -upstream cluster in the same registry without a duplicate description.
+type uncheckedCollector struct{ prometheus.Collector }
+
+func (uncheckedCollector) Describe(chan<- *prometheus.Desc) {}
+
+type webhookCollector webhook
+
+var (
+	webhookMsgDesc = prometheus.NewDesc("warren_gateway_webhook_messages_total",
+		"Telemetry messages offered to the webhook: queued, dropped (reason queue_full: the queue was full; in_flight: their batch was closed while -webhook-max-in-flight batches were being delivered).",
+		[]string{"result", "reason"}, nil)
+	webhookBatchDesc = prometheus.NewDesc("warren_gateway_webhook_batches_total",
+		"Webhook batches by result: delivered (2xx), failed (error or other status after retries), dropped (in_flight).",
+		[]string{"result"}, nil)
+	webhookQueueDesc = prometheus.NewDesc("warren_gateway_webhook_queue",
+		"Telemetry messages waiting to be batched for the webhook.", nil, nil)
+)
+
+func (c *webhookCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- webhookMsgDesc
+	ch <- webhookBatchDesc
+	ch <- webhookQueueDesc
+}
+
+func (c *webhookCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.sink.Stats()
+	ch <- prometheus.MustNewConstMetric(webhookMsgDesc, prometheus.CounterValue, float64(c.queued.Load()), "queued", "")
+	ch <- prometheus.MustNewConstMetric(webhookMsgDesc, prometheus.CounterValue, float64(c.dropped.Load()), "dropped", "queue_full")
+	ch <- prometheus.MustNewConstMetric(webhookMsgDesc, prometheus.CounterValue, float64(st.DroppedMessages), "dropped", "in_flight")
+	ch <- prometheus.MustNewConstMetric(webhookBatchDesc, prometheus.CounterValue, float64(st.Delivered), "delivered")
+	ch <- prometheus.MustNewConstMetric(webhookBatchDesc, prometheus.CounterValue, float64(st.Failed), "failed")
+	ch <- prometheus.MustNewConstMetric(webhookBatchDesc, prometheus.CounterValue, float64(st.Dropped), "dropped")
+	ch <- prometheus.MustNewConstMetric(webhookQueueDesc, prometheus.GaugeValue, float64(len(c.q)))
+}
