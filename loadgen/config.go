@@ -131,6 +131,12 @@ type Config struct {
 	// means none.
 	CertFile string `json:"cert_file,omitempty"`
 	KeyFile  string `json:"key_file,omitempty"`
+	// CertDir gives each device of the devices scenario its own client
+	// certificate over wss://: device dev-<n> presents CertDir/dev-<n>.pem,
+	// one PEM file with the certificate (a chain allowed, leaf first) and
+	// its key, read at each handshake. A device whose file is missing
+	// presents CertFile, if set, or none. Empty means CertFile for all.
+	CertDir string `json:"cert_dir,omitempty"`
 }
 
 // Defaults applied by withDefaults.

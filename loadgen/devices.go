@@ -3,6 +3,7 @@ package loadgen
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -10,6 +11,8 @@ import (
 	"log/slog"
 	"net/netip"
 	"net/url"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"sync"
@@ -267,7 +270,7 @@ func newDevRunner(ctx context.Context, cfg Config) (*devRunner, error) {
 		}
 	}
 	if err == nil && tgt.tls {
-		if r.tlsc, err = newTLSClient(cfg, tgt); err != nil {
+		if r.tlsc, err = r.newTLSClient(); err != nil {
 			r.eng.Close()
 		}
 	}
@@ -281,6 +284,39 @@ func newDevRunner(ctx context.Context, cfg Config) (*devRunner, error) {
 	r.wg.Add(1)
 	go r.housekeep()
 	return r, nil
+}
+
+// newTLSClient is the TLS client of a wss:// run; with Config.CertDir it
+// picks each device's certificate at its handshake.
+func (r *devRunner) newTLSClient() (*tlsx.Client, error) {
+	tc, err := tlsConfig(r.cfg, r.tgt)
+	if err != nil {
+		return nil, err
+	}
+	if r.cfg.CertDir == "" {
+		return tlsx.NewClient(tc, 0, r.cfg.Timeout), nil
+	}
+	fallback := tc.Certificates
+	tc.Certificates = nil
+	tc.GetClientCertificate = func(cri *tls.CertificateRequestInfo) (*tls.Certificate, error) {
+		if c := tlsx.HandshakeConn(cri.Context()); c != nil {
+			if d := (devHandler{r}).devOf(c); d != nil {
+				name := filepath.Join(r.cfg.CertDir, DeviceID(r.dc.First+int(d.idx))+".pem")
+				if b, err := os.ReadFile(name); err == nil {
+					pair, err := tls.X509KeyPair(b, b)
+					if err != nil {
+						return nil, fmt.Errorf("loadgen: %s: %w", name, err)
+					}
+					return &pair, nil
+				}
+			}
+		}
+		if len(fallback) > 0 {
+			return &fallback[0], nil
+		}
+		return &tls.Certificate{}, nil // none: the server decides
+	}
+	return tlsx.NewClient(tc, 0, r.cfg.Timeout), nil
 }
 
 // checkDevices checks a devices run's configuration and resolves its

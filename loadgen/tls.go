@@ -14,6 +14,15 @@ import (
 // unless Config.Insecure, and Config.CertFile presented when the server
 // asks for a client certificate.
 func newTLSClient(cfg Config, tgt target) (*tlsx.Client, error) {
+	tc, err := tlsConfig(cfg, tgt)
+	if err != nil {
+		return nil, err
+	}
+	return tlsx.NewClient(tc, 0, cfg.Timeout), nil
+}
+
+// tlsConfig is newTLSClient's tls.Config.
+func tlsConfig(cfg Config, tgt target) (*tls.Config, error) {
 	tc := &tls.Config{ServerName: tgt.sni, InsecureSkipVerify: cfg.Insecure, NextProtos: []string{"http/1.1"}}
 	if tgt.ws {
 		tc.NextProtos = nil // what browsers do for wss://, and what a WebSocket-only listener may not offer
@@ -35,5 +44,5 @@ func newTLSClient(cfg Config, tgt target) (*tlsx.Client, error) {
 		}
 		tc.Certificates = []tls.Certificate{pair}
 	}
-	return tlsx.NewClient(tc, 0, cfg.Timeout), nil
+	return tc, nil
 }

@@ -346,7 +346,7 @@ func (s *Server) worker() {
 // succeeds, hands the connection to the record layer and the wrapped
 // handler on its loop.
 func (s *Server) handshake(hs *hsConn) {
-	ctx, cancel := context.WithDeadline(context.Background(), hs.started.Add(s.cfg.HandshakeTimeout))
+	ctx, cancel := context.WithDeadline(context.WithValue(context.Background(), connKey{}, hs.c), hs.started.Add(s.cfg.HandshakeTimeout))
 	defer cancel()
 	tc := tls.Server(hs, s.base)
 	err := tc.HandshakeContext(ctx)

@@ -54,6 +54,7 @@ flags:
 	fs.StringVar(&cfg.CAFile, "ca", "", "https, wss: PEM CAs that sign the server's certificate (empty: the system's roots)")
 	fs.StringVar(&cfg.CertFile, "cert", "", "https, wss: PEM client certificate presented when the server asks (mutual TLS; one for every connection, -scenario devices too)")
 	fs.StringVar(&cfg.KeyFile, "key", "", "PEM private key of -cert")
+	fs.StringVar(&cfg.CertDir, "cert-dir", "", "-scenario devices over wss: device dev-<n> presents DIR/dev-<n>.pem (certificate and key in one PEM file), else -cert")
 	fs.IntVar(&cfg.Conns, "conns", 100, "connections to open")
 	fs.Float64Var(&cfg.Rate, "rate", 0, "connections opened per second in the ramp (0: as fast as accepted, at most 1024 connecting)")
 	src := fs.String("src", "", "source addresses: a count N (127.0.1.1 and up), a range 127.0.1.1-127.0.1.60, or a comma list (empty: the kernel's choice)")
