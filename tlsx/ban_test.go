@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -198,5 +199,65 @@ func TestBanFlapping(t *testing.T) {
 		if s.flaps != nil || testutil.ToFloat64(s.m.refused.WithLabelValues(BoundBanned)) != 0 {
 			t.Fatal("bans with BanThreshold -1")
 		}
+	})
+}
+
+// zeroRand is a rand source of zeros: two Go clients with it send the
+// same ClientHello random.
+type zeroRand struct{}
+
+func (zeroRand) Read(p []byte) (int, error) { clear(p); return len(p), nil }
+
+// TestSharedConfigRandom: handshakes share their listener's Config, the
+// key log dispatched by ClientHello random; a handshake whose random is
+// already in progress gets a Config of its own and still works, and the
+// registry is empty once they are done.
+func TestSharedConfigRandom(t *testing.T) {
+	s, addr, pool := testServer(t, Config{RatePerIP: -1, BanThreshold: -1})
+	// A: a ClientHello with the zero random, then silence (it stays
+	// registered while its handshake waits).
+	a, b := net.Pipe()
+	go tls.Client(a, &tls.Config{InsecureSkipVerify: true, Rand: zeroRand{}}).Handshake()
+	var h [5]byte
+	io.ReadFull(b, h[:])
+	body := make([]byte, int(h[3])<<8|int(h[4]))
+	io.ReadFull(b, body)
+	a.Close()
+	b.Close()
+	stalled, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stalled.Close()
+	stalled.Write(append(h[:], body...))
+	wtest.Eventually(t, 5*time.Second, "the stalled handshake registered", func() bool {
+		n := 0
+		s.byRandom.Range(func(any, any) bool { n++; return true })
+		return n == 1
+	})
+	for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
+		// B: the same random, while A is in progress.
+		c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: pool, ServerName: "localhost", Rand: zeroRand{}, MinVersion: v, MaxVersion: v})
+		if err != nil {
+			t.Fatalf("%x: same random as a handshake in progress: %v", v, err)
+		}
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		buf := make([]byte, 256)
+		n, err := c.Read(buf)
+		if err != nil || !strings.Contains(string(buf[:n]), "hello") {
+			t.Fatalf("%x: %q %v", v, buf[:n], err)
+		}
+		c.Close()
+		// C: a fresh random, on the shared Config.
+		if err := get(addr, nil); err != nil {
+			t.Fatalf("%x: %v", v, err)
+		}
+	}
+	stalled.Close()
+	wtest.Eventually(t, 5*time.Second, "the registry emptied", func() bool {
+		n := 0
+		s.byRandom.Range(func(any, any) bool { n++; return true })
+		return n == 0
 	})
 }

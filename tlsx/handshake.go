@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/warrenhq/warren/engine"
@@ -49,6 +50,7 @@ type listenerHandler struct {
 	byProto map[string]engine.Handler                // HandlerALPN; nil for Handler
 	protos  []string                                 // ALPN offered
 	bucket  interface{ AllowN(time.Time, int) bool } // nil when unbounded
+	shared  atomic.Pointer[sharedConfig]             // the handshakes' Config (Server.configFor)
 }
 
 var (
@@ -107,6 +109,7 @@ type hsConn struct {
 	c  *engine.Conn
 
 	queued  bool      // loop: submitted to the workers
+	rnd     *[32]byte // the ClientHello's random, until the handshake ends (Server.shared)
 	started time.Time // loop: the ClientHello arrived
 
 	mu      sync.Mutex
@@ -160,6 +163,9 @@ func (hs *hsConn) OnData(c *engine.Conn, in []byte) int {
 		return len(in)
 	}
 	hs.queued, hs.started = true, time.Now()
+	if n := recordHeaderLen + 4 + 2 + 32; len(buf) >= n && buf[recordHeaderLen] == 1 { // a ClientHello: keep its random
+		hs.rnd = (*[32]byte)(bytes.Clone(buf[n-32 : n]))
+	}
 	select {
 	case hs.s.jobs <- hs:
 	default:
@@ -350,6 +356,10 @@ func (s *Server) handshake(hs *hsConn) {
 	defer cancel()
 	tc := tls.Server(hs, s.base)
 	err := tc.HandshakeContext(ctx)
+	if hs.rnd != nil {
+		s.byRandom.CompareAndDelete(*hs.rnd, hs)
+		hs.rnd = nil
+	}
 	if err != nil {
 		hs.mu.Lock()
 		closed := hs.closed

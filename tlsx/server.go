@@ -1,11 +1,14 @@
 package tlsx
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -230,13 +233,16 @@ type Server struct {
 	cert atomic.Pointer[certState]
 	cas  atomic.Pointer[x509.CertPool]
 
-	jobs   chan *hsConn
-	perIP  *upstream.KeyedLimiter[netip.Addr] // nil when disabled
-	flaps  *flapGuard                         // nil when disabled
-	m      *metrics
-	once   sync.Once
-	closed chan struct{}
-	wg     sync.WaitGroup
+	jobs chan *hsConn
+	// byRandom maps a handshake's ClientHello random to its hsConn while
+	// it runs on a shared Config (sharedKeyLog).
+	byRandom sync.Map
+	perIP    *upstream.KeyedLimiter[netip.Addr] // nil when disabled
+	flaps    *flapGuard                         // nil when disabled
+	m        *metrics
+	once     sync.Once
+	closed   chan struct{}
+	wg       sync.WaitGroup
 }
 
 // New returns a Server for cfg, with its certificate loaded and its
@@ -290,18 +296,63 @@ func (s *Server) configFor(chi *tls.ClientHelloInfo) (*tls.Config, error) {
 	if !ok {
 		return nil, errors.New("tlsx: handshake on a foreign connection")
 	}
+	cas := s.cas.Load()
+	if hs.rnd != nil {
+		// The listener's shared Config, its key log dispatched by the
+		// ClientHello's random: no Config per handshake (a TLS 1.2
+		// tls.Conn keeps its Config for its life). A random seen twice at
+		// once gets a Config of its own, so a handshake's secrets can only
+		// reach its own connection.
+		if _, dup := s.byRandom.LoadOrStore(*hs.rnd, hs); !dup {
+			if sc := hs.lh.shared.Load(); sc != nil && sc.cas == cas {
+				return sc.cfg, nil
+			}
+			sc := &sharedConfig{cas: cas, cfg: s.newConfig(hs.lh, cas, sharedKeyLog{s})}
+			hs.lh.shared.Store(sc)
+			return sc.cfg, nil
+		}
+	}
+	return s.newConfig(hs.lh, cas, keyLog{hs}), nil
+}
+
+// newConfig is the Config of lh's handshakes with the client CAs cas.
+func (s *Server) newConfig(lh *listenerHandler, cas *x509.CertPool, kl io.Writer) *tls.Config {
 	c := s.base.Clone()
 	c.GetConfigForClient = nil
-	c.KeyLogWriter = keyLog{hs}
-	c.NextProtos = hs.lh.protos
-	if cas := s.cas.Load(); cas != nil {
+	c.KeyLogWriter = kl
+	c.NextProtos = lh.protos
+	if cas != nil {
 		c.ClientCAs = cas
 		c.ClientAuth = s.cfg.ClientAuth
 		if c.ClientAuth == tls.NoClientCert {
 			c.ClientAuth = tls.RequireAndVerifyClientCert
 		}
 	}
-	return c, nil
+	return c
+}
+
+// sharedConfig is a listener's Config shared by its handshakes, for the
+// client CAs it was made with (a reload makes a new one).
+type sharedConfig struct {
+	cas *x509.CertPool
+	cfg *tls.Config
+}
+
+// sharedKeyLog is the KeyLogWriter of shared Configs: each line goes to
+// the handshake registered under the line's client random.
+type sharedKeyLog struct{ s *Server }
+
+func (k sharedKeyLog) Write(p []byte) (int, error) {
+	f := bytes.Fields(p)
+	var rnd [32]byte
+	if len(f) == 3 && hex.DecodedLen(len(f[1])) == 32 {
+		if _, err := hex.Decode(rnd[:], f[1]); err == nil {
+			if hs, ok := k.s.byRandom.Load(rnd); ok {
+				hs.(*hsConn).keyLogLine(p)
+			}
+		}
+	}
+	return len(p), nil
 }
 
 // load reads the certificate and client CAs; on error the current ones
