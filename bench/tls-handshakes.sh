@@ -46,7 +46,7 @@ start() { # start NAME: sets SRV_PID (the process doing the handshakes), SRV_ADD
       local extra=()
       [ "$name" = warren-notickets ] && extra=(-tls-no-session-tickets)
       taskset -c 0 "$BIN/warren" echo -proto tcp -admin "" -addr "$SRV_ADDR" -tls-cert "$LOGDIR/cert.pem" -tls-key "$LOGDIR/key.pem" \
-        -tls-rate -1 -tls-rate-per-ip -1 -tls-handshake-queue 4096 "${extra[@]}" >"$LOGDIR/warren.log" 2>&1 &
+        -tls-rate -1 -tls-rate-per-ip -1 -tls-ban-threshold -1 -tls-handshake-queue 4096 "${extra[@]}" >"$LOGDIR/warren.log" 2>&1 &
       SRV_PID=$!
       PIDS+=("$SRV_PID")
       ;;

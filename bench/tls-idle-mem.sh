@@ -63,7 +63,7 @@ LOGDIR=$(pwd)/$OUT/logs/tls-idle-mem-$(date +%Y%m%d-%H%M%S)
 mkdir -p "$LOGDIR"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost \
   -keyout "$LOGDIR/key.pem" -out "$LOGDIR/cert.pem" >/dev/null 2>&1 || die "openssl could not make a certificate"
-TLSF=(-tls-cert "$LOGDIR/cert.pem" -tls-key "$LOGDIR/key.pem" -tls-rate-per-ip -1 -tls-rate -1)
+TLSF=(-tls-cert "$LOGDIR/cert.pem" -tls-key "$LOGDIR/key.pem" -tls-rate-per-ip -1 -tls-rate -1 -tls-ban-threshold -1)
 
 sample_rss() {
   local pid=$1 count=$2 span=$3 gap i

@@ -44,7 +44,7 @@ for ((run = 1; run <= RUNS; run++)); do
     args=(echo -addr 127.0.0.1:0 -admin "")
     scheme=ws
     if [ "$m" = tls ]; then
-      args+=(-tls-cert "$LOGDIR/cert.pem" -tls-key "$LOGDIR/key.pem" -tls-rate -1 -tls-rate-per-ip -1)
+      args+=(-tls-cert "$LOGDIR/cert.pem" -tls-key "$LOGDIR/key.pem" -tls-rate -1 -tls-rate-per-ip -1 -tls-ban-threshold -1)
       scheme=wss
     fi
     "$BIN/warren" "${args[@]}" >"$log" 2>&1 &

@@ -643,6 +643,14 @@ func (e *Engine) admit(ip netip.Addr) (Bound, bool) {
 
 // release undoes admit for a closed connection.
 func (e *Engine) release(c *Conn) {
+	if c.flags&fTransform != 0 {
+		c.mu.Lock()
+		t, r := c.transformLocked(), c.closeWhy
+		c.mu.Unlock()
+		if tc, ok := t.(TransformCloser); ok {
+			tc.Closed(c, r)
+		}
+	}
 	if e.cfg.MaxConnsPerIP > 0 {
 		ip := c.RemoteAddr().Addr()
 		e.ipMu.Lock()

@@ -50,6 +50,17 @@ type Transform interface {
 	Release(b []byte)
 }
 
+// TransformCloser is an optional interface of a Transform that wants to
+// know when its connection has closed, by any path (graceful close, abort,
+// timeout, the peer): Closed runs once, with the close reason, where c's
+// callbacks run, after the descriptor is closed and before the handler's
+// OnClose. It must not block. The TLS layer uses it to count connections
+// that end soon after they open (flapping clients).
+type TransformCloser interface {
+	Transform
+	Closed(c *Conn, r CloseReason)
+}
+
 // ErrNoTransform is returned by FlushTransform on a connection without a
 // Transform.
 var ErrNoTransform = errors.New("engine: no transform")

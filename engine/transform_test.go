@@ -104,3 +104,69 @@ func TestTransform(t *testing.T) {
 		nc.Close()
 	}
 }
+
+// closingXor is xor with a TransformCloser hook that counts its calls.
+type closingXor struct {
+	xor
+	closed chan engine.CloseReason
+}
+
+func (x *closingXor) Closed(c *engine.Conn, r engine.CloseReason) { x.closed <- r }
+
+// closeGate installs a closingXor and hands over to upperT.
+type closeGate struct{ t *closingXor }
+
+func (g closeGate) Inline() bool { return true }
+func (g closeGate) OnData(c *engine.Conn, in []byte) int {
+	rest := append([]byte(nil), in[1:]...)
+	c.SetTransform(g.t)
+	c.SetHandler(upperT{})
+	c.InjectInput(rest)
+	return len(in)
+}
+
+// TestTransformCloser: Closed runs once when the connection closes, by the
+// peer's close or the server's, on both engines.
+func TestTransformCloser(t *testing.T) {
+	for _, portable := range []bool{false, true} {
+		for _, peer := range []bool{false, true} {
+			tr := &closingXor{closed: make(chan engine.CloseReason, 4)}
+			e := testutil.StartEngine(t, engine.Config{Portable: portable})
+			addr := testutil.Listen(t, e, closeGate{tr})
+			nc, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			nc.SetDeadline(time.Now().Add(5 * time.Second))
+			nc.Write([]byte("x"))
+			nc.Write(xorBytes("hi"))
+			got := make([]byte, 2)
+			if _, err := io.ReadFull(nc, got); err != nil {
+				t.Fatalf("portable=%v: %v", portable, err)
+			}
+			if peer {
+				nc.Close()
+			} else {
+				nc.Write(xorBytes("quit"))
+			}
+			select {
+			case r := <-tr.closed:
+				want := engine.ReasonLocal
+				if peer {
+					want = engine.ReasonPeerClosed
+				}
+				if r != want {
+					t.Fatalf("portable=%v peer=%v: Closed with %v, want %v", portable, peer, r, want)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatalf("portable=%v peer=%v: Closed never ran", portable, peer)
+			}
+			select {
+			case <-tr.closed:
+				t.Fatalf("portable=%v peer=%v: Closed ran twice", portable, peer)
+			case <-time.After(50 * time.Millisecond):
+			}
+			nc.Close()
+		}
+	}
+}

@@ -124,6 +124,19 @@ type Config struct {
 	// CAFile is a PEM bundle of CAs that sign the server's certificate on
 	// https:// targets. Empty means the system's roots.
 	CAFile string `json:"ca_file,omitempty"`
+	// CertFile and KeyFile are a PEM client certificate (a chain
+	// allowed, leaf first) and its key, presented on https:// and wss://
+	// targets when the server asks (mutual TLS), in the devices scenario
+	// too: one certificate for every connection of the process. Empty
+	// means none.
+	CertFile string `json:"cert_file,omitempty"`
+	KeyFile  string `json:"key_file,omitempty"`
+	// CertDir gives each device of the devices scenario its own client
+	// certificate over wss://: device dev-<n> presents CertDir/dev-<n>.pem,
+	// one PEM file with the certificate (a chain allowed, leaf first) and
+	// its key, read at each handshake. A device whose file is missing
+	// presents CertFile, if set, or none. Empty means CertFile for all.
+	CertDir string `json:"cert_dir,omitempty"`
 }
 
 // Defaults applied by withDefaults.

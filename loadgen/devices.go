@@ -3,6 +3,7 @@ package loadgen
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -10,6 +11,8 @@ import (
 	"log/slog"
 	"net/netip"
 	"net/url"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"sync"
@@ -21,6 +24,7 @@ import (
 	"github.com/warrenhq/warren/engine"
 	"github.com/warrenhq/warren/gateway"
 	"github.com/warrenhq/warren/internal/pool"
+	"github.com/warrenhq/warren/tlsx"
 	"github.com/warrenhq/warren/websocket"
 )
 
@@ -157,6 +161,7 @@ type devRunner struct {
 	dc      DeviceConfig
 	tgt     target
 	eng     *engine.Engine
+	tlsc    *tlsx.Client // wss:// targets
 	t0      time.Time
 	wall0   int64  // t0 as Unix nanoseconds: telemetry "t" is wall0 + due
 	run     string // this run's id, in every telemetry message
@@ -264,6 +269,11 @@ func newDevRunner(ctx context.Context, cfg Config) (*devRunner, error) {
 			r.eng.Close()
 		}
 	}
+	if err == nil && tgt.tls {
+		if r.tlsc, err = r.newTLSClient(); err != nil {
+			r.eng.Close()
+		}
+	}
 	if err != nil {
 		r.closeNATS()
 		if r.cmd != nil {
@@ -274,6 +284,39 @@ func newDevRunner(ctx context.Context, cfg Config) (*devRunner, error) {
 	r.wg.Add(1)
 	go r.housekeep()
 	return r, nil
+}
+
+// newTLSClient is the TLS client of a wss:// run; with Config.CertDir it
+// picks each device's certificate at its handshake.
+func (r *devRunner) newTLSClient() (*tlsx.Client, error) {
+	tc, err := tlsConfig(r.cfg, r.tgt)
+	if err != nil {
+		return nil, err
+	}
+	if r.cfg.CertDir == "" {
+		return tlsx.NewClient(tc, 0, r.cfg.Timeout), nil
+	}
+	fallback := tc.Certificates
+	tc.Certificates = nil
+	tc.GetClientCertificate = func(cri *tls.CertificateRequestInfo) (*tls.Certificate, error) {
+		if c := tlsx.HandshakeConn(cri.Context()); c != nil {
+			if d := (devHandler{r}).devOf(c); d != nil {
+				name := filepath.Join(r.cfg.CertDir, DeviceID(r.dc.First+int(d.idx))+".pem")
+				if b, err := os.ReadFile(name); err == nil {
+					pair, err := tls.X509KeyPair(b, b)
+					if err != nil {
+						return nil, fmt.Errorf("loadgen: %s: %w", name, err)
+					}
+					return &pair, nil
+				}
+			}
+		}
+		if len(fallback) > 0 {
+			return &fallback[0], nil
+		}
+		return &tls.Certificate{}, nil // none: the server decides
+	}
+	return tlsx.NewClient(tc, 0, r.cfg.Timeout), nil
 }
 
 // checkDevices checks a devices run's configuration and resolves its
@@ -384,7 +427,13 @@ func (r *devRunner) dial(d *devConn) {
 	d.mu.Lock()
 	d.state, d.announced, d.holdsSem, d.since, d.ec = csConnecting, false, true, r.now(), nil
 	d.mu.Unlock()
-	ec, err := r.eng.Dial(r.tgt.addr, src)
+	var ec *engine.Conn
+	var err error
+	if r.tlsc != nil { // wss://: the device's OnOpen runs after the TLS handshake
+		ec, err = r.eng.DialHandler(r.tgt.addr, src, r.tlsc.Handler(devHandler{r}))
+	} else {
+		ec, err = r.eng.Dial(r.tgt.addr, src)
+	}
 	if err == nil {
 		ec.SetContext(d)
 		d.mu.Lock()

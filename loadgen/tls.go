@@ -11,8 +11,18 @@ import (
 
 // newTLSClient makes the TLS client of an https:// or wss:// run: the server's
 // certificate verified against Config.CAFile (or the system's roots)
-// unless Config.Insecure.
+// unless Config.Insecure, and Config.CertFile presented when the server
+// asks for a client certificate.
 func newTLSClient(cfg Config, tgt target) (*tlsx.Client, error) {
+	tc, err := tlsConfig(cfg, tgt)
+	if err != nil {
+		return nil, err
+	}
+	return tlsx.NewClient(tc, 0, cfg.Timeout), nil
+}
+
+// tlsConfig is newTLSClient's tls.Config.
+func tlsConfig(cfg Config, tgt target) (*tls.Config, error) {
 	tc := &tls.Config{ServerName: tgt.sni, InsecureSkipVerify: cfg.Insecure, NextProtos: []string{"http/1.1"}}
 	if tgt.ws {
 		tc.NextProtos = nil // what browsers do for wss://, and what a WebSocket-only listener may not offer
@@ -27,5 +37,12 @@ func newTLSClient(cfg Config, tgt target) (*tlsx.Client, error) {
 			return nil, fmt.Errorf("loadgen: no certificate in %s", cfg.CAFile)
 		}
 	}
-	return tlsx.NewClient(tc, 0, cfg.Timeout), nil
+	if cfg.CertFile != "" || cfg.KeyFile != "" {
+		pair, err := tls.LoadX509KeyPair(cfg.CertFile, cfg.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("loadgen: client certificate: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{pair}
+	}
+	return tc, nil
 }

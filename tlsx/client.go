@@ -103,11 +103,25 @@ func (cc *clientConn) OnClose(c *engine.Conn, r engine.CloseReason, err error) {
 	}
 }
 
+// connKey is the context key of a handshake's engine connection.
+type connKey struct{}
+
+// HandshakeConn returns the engine connection a handshake's ctx belongs
+// to, or nil: ctx is the Context of the tls.ClientHelloInfo or
+// tls.CertificateRequestInfo crypto/tls passes to a tls.Config's callbacks
+// during a Server's or a Client's handshake. With it a Client can pick a
+// client certificate per connection (GetClientCertificate), say from what
+// the dialler attached with engine.Conn.SetContext.
+func HandshakeConn(ctx context.Context) *engine.Conn {
+	c, _ := ctx.Value(connKey{}).(*engine.Conn)
+	return c
+}
+
 func (cl *Client) handshake(cc *clientConn) {
 	hs := cc.hs
 	cl.sem <- struct{}{}
 	defer func() { <-cl.sem }()
-	ctx, cancel := context.WithTimeout(context.Background(), cl.timeout)
+	ctx, cancel := context.WithTimeout(context.WithValue(context.Background(), connKey{}, hs.c), cl.timeout)
 	defer cancel()
 	cfg := cl.cfg.Clone()
 	cfg.KeyLogWriter = keyLog{hs}

@@ -6,8 +6,12 @@
 // # How a connection goes
 //
 // Server.Handler wraps a protocol's engine.Handler for a listener. On
-// accept, the per-IP and per-listener token buckets admit the connection
-// before any TLS work (refusals are counted by bound). Its bytes are copied
+// accept, the flapping bans and the per-IP and per-listener token buckets
+// admit the connection before any TLS work (refusals are counted by
+// bound). A client IP whose connections keep ending short — failed or
+// abandoned handshakes, or connections closed within Config.BanLifetime of
+// opening — more than Config.BanThreshold times over Config.BanWindow is
+// banned for Config.BanDuration (a bounded table, time from Config.Clock). Its bytes are copied
 // on the loop into a small adapter; once a whole first record is there and
 // looks like a TLS handshake (plaintext HTTP gets a 400 saying so, anything
 // else is closed), the connection is queued for a bounded pool of

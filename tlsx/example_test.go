@@ -115,3 +115,35 @@ func ExampleClient() {
 	}
 	// Output: pong
 }
+
+// ExampleHandshakeConn picks a client certificate per connection: the
+// server asks for one (mutual TLS), and the Client's GetClientCertificate
+// finds the dialled connection behind the handshake.
+func ExampleHandshakeConn() {
+	cert, pool := exampleCert()
+	e, _ := engine.New(engine.Config{Loops: 1}, nil)
+	e.Start("")
+	defer e.Close()
+	ts, _ := tlsx.New(tlsx.Config{Certificate: cert, ClientCAs: pool, ClientAuth: tls.RequireAnyClientCert})
+	defer ts.Close()
+	ln, _ := e.Listen("127.0.0.1:0", ts.Handler(raw{}))
+
+	asked := make(chan bool, 1)
+	cl := tlsx.NewClient(&tls.Config{RootCAs: pool, ServerName: "127.0.0.1",
+		GetClientCertificate: func(cri *tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			c := tlsx.HandshakeConn(cri.Context()) // the connection being handshaken
+			asked <- c != nil
+			return cert, nil // in practice: the certificate of whatever c stands for
+		}}, 0, 5*time.Second)
+	o := oneShot{done: make(chan string, 1)}
+	if _, err := e.DialHandler(netip.MustParseAddrPort(ln.Addr().String()), netip.Addr{}, cl.Handler(o)); err != nil {
+		log.Fatal(err)
+	}
+	select {
+	case got := <-o.done:
+		fmt.Println(<-asked, got)
+	case <-time.After(5 * time.Second):
+		fmt.Println("no answer")
+	}
+	// Output: true pong
+}

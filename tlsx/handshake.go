@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/warrenhq/warren/engine"
@@ -31,6 +32,7 @@ func (d Detail) String() string { return string(d) }
 const (
 	DetailRefusedPerIP     Detail = "tls_refused_per_ip"
 	DetailRefusedListener  Detail = "tls_refused_listener"
+	DetailBanned           Detail = "tls_refused_banned"
 	DetailQueueFull        Detail = "tls_handshake_queue_full"
 	DetailNotTLS           Detail = "tls_not_tls"
 	DetailPlainHTTP        Detail = "tls_plaintext_http"
@@ -48,6 +50,7 @@ type listenerHandler struct {
 	byProto map[string]engine.Handler                // HandlerALPN; nil for Handler
 	protos  []string                                 // ALPN offered
 	bucket  interface{ AllowN(time.Time, int) bool } // nil when unbounded
+	shared  atomic.Pointer[sharedConfig]             // the handshakes' Config (Server.configFor)
 }
 
 var (
@@ -64,11 +67,17 @@ func (*listenerHandler) Inline() bool { return true }
 // Protocol names the connection "tls" until its handshake is done.
 func (*listenerHandler) Protocol() string { return ProtoTLS }
 
-// OnOpen admits c — per-IP bucket, then the listener's — before any TLS
-// work, and hands it to a handshake handler of its own.
+// OnOpen admits c — flapping bans, the per-IP bucket, then the
+// listener's — before any TLS work, and hands it to a handshake handler of
+// its own.
 func (lh *listenerHandler) OnOpen(c *engine.Conn) {
 	s := lh.s
-	now := time.Now()
+	now := s.cfg.Clock.Now()
+	if s.flaps != nil && s.flaps.banned(c.RemoteAddr().Addr(), now) {
+		s.m.refused.WithLabelValues(BoundBanned).Inc()
+		c.AbortWithDetail(engine.ReasonLimitReached, DetailBanned)
+		return
+	}
 	if s.perIP != nil && !s.perIP.AllowN(c.RemoteAddr().Addr(), now, 1) {
 		s.m.refused.WithLabelValues(BoundPerIP).Inc()
 		c.AbortWithDetail(engine.ReasonLimitReached, DetailRefusedPerIP)
@@ -100,6 +109,7 @@ type hsConn struct {
 	c  *engine.Conn
 
 	queued  bool      // loop: submitted to the workers
+	rnd     *[32]byte // the ClientHello's random, until the handshake ends (Server.shared)
 	started time.Time // loop: the ClientHello arrived
 
 	mu      sync.Mutex
@@ -153,6 +163,9 @@ func (hs *hsConn) OnData(c *engine.Conn, in []byte) int {
 		return len(in)
 	}
 	hs.queued, hs.started = true, time.Now()
+	if n := recordHeaderLen + 4 + 2 + 32; len(buf) >= n && buf[recordHeaderLen] == 1 { // a ClientHello: keep its random
+		hs.rnd = (*[32]byte)(bytes.Clone(buf[n-32 : n]))
+	}
 	select {
 	case hs.s.jobs <- hs:
 	default:
@@ -169,6 +182,7 @@ func (hs *hsConn) OnData(c *engine.Conn, in []byte) int {
 func (hs *hsConn) refuseNotTLS(c *engine.Conn, buf []byte) {
 	hs.queued = true
 	hs.shut()
+	hs.s.flapped(c)
 	if looksLikeHTTP(buf) {
 		hs.s.m.handshakes.WithLabelValues(ResultPlainHTTP, "none").Inc()
 		c.Write([]byte("HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\nClient sent an HTTP request to an HTTPS server.\n"))
@@ -193,8 +207,12 @@ func looksLikeHTTP(b []byte) bool {
 func (hs *hsConn) OnClose(c *engine.Conn, r engine.CloseReason, err error) {
 	hs.mu.Lock()
 	wasOpen := !hs.closed
+	hs.closed = true
 	hs.mu.Unlock()
 	hs.shut()
+	if wasOpen && r != engine.ReasonLimitReached {
+		hs.s.flapped(c) // the handshake was abandoned, or timed out
+	}
 	if wasOpen && hs.queued {
 		switch r {
 		case engine.ReasonReadTimeout, engine.ReasonIdleTimeout:
@@ -334,13 +352,18 @@ func (s *Server) worker() {
 // succeeds, hands the connection to the record layer and the wrapped
 // handler on its loop.
 func (s *Server) handshake(hs *hsConn) {
-	ctx, cancel := context.WithDeadline(context.Background(), hs.started.Add(s.cfg.HandshakeTimeout))
+	ctx, cancel := context.WithDeadline(context.WithValue(context.Background(), connKey{}, hs.c), hs.started.Add(s.cfg.HandshakeTimeout))
 	defer cancel()
 	tc := tls.Server(hs, s.base)
 	err := tc.HandshakeContext(ctx)
+	if hs.rnd != nil {
+		s.byRandom.CompareAndDelete(*hs.rnd, hs)
+		hs.rnd = nil
+	}
 	if err != nil {
 		hs.mu.Lock()
 		closed := hs.closed
+		hs.closed = true // OnClose, from now on, counts nothing
 		hs.mu.Unlock()
 		hs.shut()
 		if closed {
@@ -358,6 +381,7 @@ func (s *Server) handshake(hs *hsConn) {
 			res, d, level = ResultBadCert, DetailBadClientCert, slog.LevelWarn
 		}
 		s.m.handshakes.WithLabelValues(res, "none").Inc()
+		s.flapped(hs.c)
 		s.log.Log(ctx, level, "tls handshake failed", "remote", hs.c.RemoteAddr().String(), "error", err)
 		// crypto/tls has sent its alert already; flush it and close.
 		hs.c.CloseWithDetail(engine.ReasonProtocolError, d)
@@ -490,7 +514,14 @@ type conn12 struct {
 	done  bool   // under the Conn's output lock
 }
 
-var _ engine.Transform = (*conn12)(nil)
+var _ engine.TransformCloser = (*conn12)(nil)
+
+// Closed counts a connection that ended soon after it opened (flapping).
+func (t *conn12) Closed(c *engine.Conn, r engine.CloseReason) {
+	if t.hs != nil {
+		t.hs.s.closedAfterHandshake(c, r)
+	}
+}
 
 // Open feeds in to crypto/tls and reads what plaintext it yields.
 func (t *conn12) Open(c *engine.Conn, in []byte) ([]byte, error) {

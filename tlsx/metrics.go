@@ -24,6 +24,7 @@ const (
 	BoundPerIP     = "per_ip"     // Config.RatePerIP
 	BoundListener  = "listener"   // Config.Rate
 	BoundQueueFull = "queue_full" // Config.HandshakeQueue
+	BoundBanned    = "banned"     // a flapping client, banned for Config.BanDuration
 )
 
 // metrics are a Server's counters, exposed by Collector.
@@ -36,6 +37,9 @@ type metrics struct {
 	records    *prometheus.CounterVec // error (record-layer close detail)
 	keyUpdates prometheus.Counter
 	reloads    *prometheus.CounterVec // result
+	flaps      prometheus.Counter
+	bans       prometheus.Counter
+	banned     prometheus.GaugeFunc
 }
 
 func newMetrics(namespace string, s *Server) *metrics {
@@ -55,13 +59,24 @@ func newMetrics(namespace string, s *Server) *metrics {
 			return time.Until(s.cert.Load().notAfter).Seconds()
 		}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "tls_refused_total",
-			Help: "Connections refused before any TLS work, by bound (per_ip, listener, queue_full)."}, []string{"bound"}),
+			Help: "Connections refused before any TLS work, by bound (banned, per_ip, listener, queue_full)."}, []string{"bound"}),
 		records: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "tls_record_errors_total",
 			Help: "Connections closed by the record layer after the handshake, by reason."}, []string{"reason"}),
 		keyUpdates: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "tls_key_updates_total",
 			Help: "TLS 1.3 KeyUpdate messages received."}),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "tls_certificate_reloads_total",
 			Help: "Certificate reloads by result (ok, error: the old certificate stays)."}, []string{"result"}),
+		flaps: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "tls_short_connections_total",
+			Help: "Connections that ended short (failed or abandoned handshake, or closed within the ban lifetime), counted toward flapping bans."}),
+		bans: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "tls_bans_total",
+			Help: "Client IPs banned for flapping (too many short connections over the ban window)."}),
+		banned: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Name: "tls_banned_ips",
+			Help: "Client IPs banned now."}, func() float64 {
+			if s.flaps == nil {
+				return 0
+			}
+			return float64(s.flaps.len(s.cfg.Clock.Now()))
+		}),
 	}
 	return m
 }
@@ -88,6 +103,9 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.records.Describe(ch)
 	m.keyUpdates.Describe(ch)
 	m.reloads.Describe(ch)
+	m.flaps.Describe(ch)
+	m.bans.Describe(ch)
+	m.banned.Describe(ch)
 }
 
 // Collect sends every metric.
@@ -100,6 +118,9 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	m.records.Collect(ch)
 	m.keyUpdates.Collect(ch)
 	m.reloads.Collect(ch)
+	m.flaps.Collect(ch)
+	m.bans.Collect(ch)
+	m.banned.Collect(ch)
 }
 
 // versionName labels a TLS version.

@@ -177,7 +177,7 @@ type record13 struct {
 	alert atomic.Uint32 // the alert to send with pendAlert
 }
 
-var _ engine.Transform = (*record13)(nil)
+var _ engine.TransformCloser = (*record13)(nil)
 
 // recordError is a fatal record-layer error: the alert sent for it and the
 // typed reason the connection closes with.
@@ -547,3 +547,6 @@ func (r *record13) Final() []byte {
 
 // Release returns a buffer from Seal or Final to the pool.
 func (r *record13) Release(b []byte) { pool.Put(b) }
+
+// Closed counts a connection that ended soon after it opened (flapping).
+func (r *record13) Closed(c *engine.Conn, why engine.CloseReason) { r.srv.closedAfterHandshake(c, why) }

@@ -1,11 +1,14 @@
 package tlsx
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -32,6 +35,11 @@ const (
 	DefaultRate              = 5000
 	DefaultReloadInterval    = 10 * time.Second
 	DefaultIdentityURIScheme = "urn:device:"
+	DefaultBanThreshold      = 30 // short connections per BanWindow before a ban
+	DefaultBanWindow         = time.Minute
+	DefaultBanLifetime       = 2 * time.Second
+	DefaultBanDuration       = 2 * time.Minute
+	DefaultBanTableSize      = 65536
 )
 
 // Config configures a Server. The zero value needs only a certificate
@@ -88,6 +96,26 @@ type Config struct {
 	Rate  float64
 	Burst int
 
+	// BanThreshold, BanWindow, BanLifetime and BanDuration ban flapping
+	// clients (connect/disconnect loops): a client IP with more than
+	// BanThreshold connections that end short — a handshake that failed,
+	// timed out or was abandoned, plaintext or garbage instead of TLS, or
+	// a connection closed within BanLifetime of opening — over BanWindow
+	// is refused at admission, before any TLS work, for BanDuration
+	// (BoundBanned, DetailBanned). Counting is a leaky bucket per IP, so
+	// a client flapping slower than BanThreshold per BanWindow is never
+	// banned. Zero means 30 per minute, 2s, 2 minutes; a negative
+	// BanThreshold disables bans, a negative BanLifetime counts failed
+	// handshakes only.
+	BanThreshold int
+	BanWindow    time.Duration
+	BanLifetime  time.Duration
+	BanDuration  time.Duration
+	// BanTableSize bounds the client IPs tracked for flapping, and
+	// separately the IPs banned at once (when full, the ban closest to
+	// its end is lifted early). Zero means 65536.
+	BanTableSize int
+
 	// KeepCiphers keeps each connection's two AEAD ciphers between bursts
 	// of records: about 1.8 KB more per idle AES-GCM connection, for
 	// about 0.4 µs less per read or write burst. False (the default)
@@ -104,6 +132,12 @@ type Config struct {
 	// changes. Zero means 10s; negative disables (SIGHUP still reloads,
 	// see Watch).
 	ReloadInterval time.Duration
+
+	// Clock is the time source of admission: the rate buckets and the
+	// flapping bans. Nil means the system clock; give it the engine's
+	// (engine.Config.Clock) when that is not the system's, since a
+	// connection's lifetime is measured from engine.Conn.Created.
+	Clock engine.Clock
 
 	// Namespace prefixes metric names. Empty means "warren".
 	Namespace string
@@ -139,6 +173,24 @@ func (c Config) withDefaults() Config {
 	if c.Burst <= 0 {
 		c.Burst = max(1, int(c.Rate))
 	}
+	if c.BanThreshold == 0 {
+		c.BanThreshold = DefaultBanThreshold
+	}
+	if c.BanWindow <= 0 {
+		c.BanWindow = DefaultBanWindow
+	}
+	if c.BanLifetime == 0 {
+		c.BanLifetime = DefaultBanLifetime
+	}
+	if c.BanDuration <= 0 {
+		c.BanDuration = DefaultBanDuration
+	}
+	if c.BanTableSize <= 0 {
+		c.BanTableSize = DefaultBanTableSize
+	}
+	if c.Clock == nil {
+		c.Clock = sysClock{}
+	}
 	if c.ReloadInterval == 0 {
 		c.ReloadInterval = DefaultReloadInterval
 	}
@@ -147,6 +199,10 @@ func (c Config) withDefaults() Config {
 	}
 	return c
 }
+
+type sysClock struct{}
+
+func (sysClock) Now() time.Time { return time.Now() }
 
 // Errors.
 var (
@@ -177,12 +233,16 @@ type Server struct {
 	cert atomic.Pointer[certState]
 	cas  atomic.Pointer[x509.CertPool]
 
-	jobs   chan *hsConn
-	perIP  *upstream.KeyedLimiter[netip.Addr] // nil when disabled
-	m      *metrics
-	once   sync.Once
-	closed chan struct{}
-	wg     sync.WaitGroup
+	jobs chan *hsConn
+	// byRandom maps a handshake's ClientHello random to its hsConn while
+	// it runs on a shared Config (sharedKeyLog).
+	byRandom sync.Map
+	perIP    *upstream.KeyedLimiter[netip.Addr] // nil when disabled
+	flaps    *flapGuard                         // nil when disabled
+	m        *metrics
+	once     sync.Once
+	closed   chan struct{}
+	wg       sync.WaitGroup
 }
 
 // New returns a Server for cfg, with its certificate loaded and its
@@ -199,6 +259,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.RatePerIP > 0 {
 		s.perIP = upstream.NewKeyedLimiter[netip.Addr](upstream.KeyedConfig{Rate: cfg.RatePerIP, Burst: cfg.BurstPerIP, EvictBusy: true})
+	}
+	if cfg.BanThreshold > 0 {
+		s.flaps = newFlapGuard(cfg)
 	}
 	s.m = newMetrics(cfg.Namespace, s)
 	s.base = &tls.Config{
@@ -233,18 +296,63 @@ func (s *Server) configFor(chi *tls.ClientHelloInfo) (*tls.Config, error) {
 	if !ok {
 		return nil, errors.New("tlsx: handshake on a foreign connection")
 	}
+	cas := s.cas.Load()
+	if hs.rnd != nil {
+		// The listener's shared Config, its key log dispatched by the
+		// ClientHello's random: no Config per handshake (a TLS 1.2
+		// tls.Conn keeps its Config for its life). A random seen twice at
+		// once gets a Config of its own, so a handshake's secrets can only
+		// reach its own connection.
+		if _, dup := s.byRandom.LoadOrStore(*hs.rnd, hs); !dup {
+			if sc := hs.lh.shared.Load(); sc != nil && sc.cas == cas {
+				return sc.cfg, nil
+			}
+			sc := &sharedConfig{cas: cas, cfg: s.newConfig(hs.lh, cas, sharedKeyLog{s})}
+			hs.lh.shared.Store(sc)
+			return sc.cfg, nil
+		}
+	}
+	return s.newConfig(hs.lh, cas, keyLog{hs}), nil
+}
+
+// newConfig is the Config of lh's handshakes with the client CAs cas.
+func (s *Server) newConfig(lh *listenerHandler, cas *x509.CertPool, kl io.Writer) *tls.Config {
 	c := s.base.Clone()
 	c.GetConfigForClient = nil
-	c.KeyLogWriter = keyLog{hs}
-	c.NextProtos = hs.lh.protos
-	if cas := s.cas.Load(); cas != nil {
+	c.KeyLogWriter = kl
+	c.NextProtos = lh.protos
+	if cas != nil {
 		c.ClientCAs = cas
 		c.ClientAuth = s.cfg.ClientAuth
 		if c.ClientAuth == tls.NoClientCert {
 			c.ClientAuth = tls.RequireAndVerifyClientCert
 		}
 	}
-	return c, nil
+	return c
+}
+
+// sharedConfig is a listener's Config shared by its handshakes, for the
+// client CAs it was made with (a reload makes a new one).
+type sharedConfig struct {
+	cas *x509.CertPool
+	cfg *tls.Config
+}
+
+// sharedKeyLog is the KeyLogWriter of shared Configs: each line goes to
+// the handshake registered under the line's client random.
+type sharedKeyLog struct{ s *Server }
+
+func (k sharedKeyLog) Write(p []byte) (int, error) {
+	f := bytes.Fields(p)
+	var rnd [32]byte
+	if len(f) == 3 && hex.DecodedLen(len(f[1])) == 32 {
+		if _, err := hex.Decode(rnd[:], f[1]); err == nil {
+			if hs, ok := k.s.byRandom.Load(rnd); ok {
+				hs.(*hsConn).keyLogLine(p)
+			}
+		}
+	}
+	return len(p), nil
 }
 
 // load reads the certificate and client CAs; on error the current ones
