@@ -78,7 +78,11 @@ func (p *servePKI) leaf(t *testing.T, name string, tmpl *x509.Certificate) (stri
 		t.Fatal(err)
 	}
 	sn, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
+	notAfter := tmpl.NotAfter
 	tmpl.SerialNumber, tmpl.NotBefore, tmpl.NotAfter = sn, time.Now().Add(-time.Hour), time.Now().Add(time.Hour)
+	if !notAfter.IsZero() {
+		tmpl.NotAfter = notAfter
+	}
 	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.caCert, &key.PublicKey, p.caKey)
 	if err != nil {
@@ -510,5 +514,34 @@ func TestServeMQTTOverWSSCert(t *testing.T) {
 	o, err = exec.Command(py, script, "localhost", portOf(tlsAddr), p.ca, certFile, keyFile, "not-wss-mq").CombinedOutput()
 	if err == nil || !strings.Contains(string(o), "refused") {
 		t.Errorf("another client id than the certificate's: %v %s", err, o)
+	}
+}
+
+// TestServeCertExpiry: a device logged in by a certificate that expires
+// while it is connected is closed then, like a device whose token expires
+// (close 4001, reason token_expired).
+func TestServeCertExpiry(t *testing.T) {
+	p := newServePKI(t)
+	data := t.TempDir()
+	tlsAddr := freePort(t)
+	n := startServe(t, "certexp", data, "-tls-cert", p.cert, "-tls-key", p.key, "-tls-client-ca", p.ca, "-tls-addr", tlsAddr)
+	end := time.Now().Add(3 * time.Second).Truncate(time.Second)
+	certFile, keyFile := p.leaf(t, "client-short", &x509.Certificate{Subject: pkix.Name{CommonName: "short-lived"},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, NotAfter: end})
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, resp, err := dialWSS(tlsAddr, p.pool, []tls.Certificate{cert}, "", tls.VersionTLS13)
+	if err != nil {
+		t.Fatalf("device: %v %v", err, resp)
+	}
+	d.id = "short-lived"
+	t.Cleanup(func() { d.c.Close() })
+	d.answer()
+	n.waitDevice(t, 5*time.Second, "short-lived", "certexp")
+	ce := d.waitClosed(t)
+	if ce.Code != 4001 || time.Now().Before(end) {
+		t.Errorf("closed with %d %q at %v; want 4001 once the certificate ends at %v", ce.Code, ce.Text, time.Now(), end)
 	}
 }
