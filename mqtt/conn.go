@@ -25,7 +25,6 @@ type conn struct {
 	srv    *Server
 	ec     *engine.Conn
 	ws     *websocket.Conn // MQTT over WebSocket; nil on TCP
-	dec    Decoder
 	sess   *session
 	client *Client
 	// outAliases are the topic aliases the server set on this connection,
@@ -37,7 +36,7 @@ type conn struct {
 	keepAlive  time.Duration
 	lastIn     atomic.Int64 // unix ns of the last input; the sweeper reads it (WebSocket keep-alive)
 
-	// The small fields share words (the struct is 144 bytes).
+	// The small fields share words (the struct is 128 bytes).
 	version   Version
 	connected bool
 	done      bool   // input is discarded from now on
@@ -196,13 +195,19 @@ func (c *conn) feed(in []byte) int {
 	s := c.srv
 	c.lastIn.Store(s.now().UnixNano())
 	sc := scratchPool.Get().(*Scratch)
-	c.dec.Scratch = sc
+	// The decoder lives for one read: its version is the connection's
+	// (zero until the CONNECT, which onConnect records first thing).
+	dec := Decoder{Version: c.version, Scratch: sc}
 	c.cork()
 	pc := c.pc()
 	off := 0
 	for off < len(in) && !c.done {
-		n, p, err := c.dec.Decode(in[off:], &s.lim)
+		n, p, err := dec.Decode(in[off:], &s.lim)
 		if err != nil {
+			if !c.connected && c.version == 0 {
+				// A CONNECT that failed after its protocol level was read.
+				c.version = dec.Version
+			}
 			c.fail(err.(*Error))
 			off = len(in)
 			break
@@ -215,7 +220,7 @@ func (c *conn) feed(in []byte) int {
 		off += n
 	}
 	c.uncork()
-	c.dec.Scratch = nil
+	dec.Scratch = nil
 	scratchPool.Put(sc)
 	if c.done {
 		return len(in)
@@ -414,8 +419,7 @@ func (c *conn) fail(e *Error) {
 	if !c.connected {
 		// A CONNECT that failed: CONNACK with the reason, in the version
 		// the client asked for when the decoder got that far.
-		if c.dec.Version != 0 {
-			c.version = c.dec.Version
+		if c.version != 0 {
 			c.srv.stats.refused.Add(1)
 			c.packet(&Connack{ReasonCode: e.Code})
 		} else if e.Code == UnsupportedProtocolVersion {
