@@ -97,7 +97,11 @@ func (b *bucket) allow(now int64, rate, burst, n float64) bool {
 	return true
 }
 
-var scratchPool = sync.Pool{New: func() any { return new(Scratch) }}
+var (
+	scratchPool = sync.Pool{New: func() any { return new(Scratch) }}
+	connackPool = sync.Pool{New: func() any { return new(Connack) }}
+	subackPool  = sync.Pool{New: func() any { return new(Suback) }}
+)
 
 // newConn makes the MQTT state of a new connection, which must send its
 // CONNECT within Config.ConnectTimeout.
@@ -628,7 +632,13 @@ func (c *conn) onConnect(p *Connect) {
 		}
 	}
 
-	ca := Connack{}
+	// The CONNACK comes from a pool: made per client, it was most of the
+	// garbage a ramp of connections leaves (and so of the GC's headroom).
+	ca := connackPool.Get().(*Connack)
+	defer func() {
+		*ca = Connack{}
+		connackPool.Put(ca)
+	}()
 	if p.Version == Version5 {
 		pr := &ca.Props
 		pr.ReceiveMaximum = uint16(s.cfg.MaxInflight)
@@ -702,7 +712,7 @@ func (c *conn) onConnect(p *Connect) {
 	}
 	c.client, c.sess, c.connected = cl, ss, true
 	ss.mu.Lock()
-	c.packet(&ca)
+	c.packet(ca)
 	ss.conn = c
 	if ca.SessionPresent && ss.fl != nil {
 		ss.resend(now.UnixNano())
@@ -970,7 +980,11 @@ func (c *conn) onSubscribe(p *Subscribe) {
 		}
 	}
 	s.mu.Unlock()
-	c.packet(&Suback{PacketID: p.PacketID, ReasonCodes: codes})
+	sa := subackPool.Get().(*Suback)
+	sa.PacketID, sa.ReasonCodes = p.PacketID, codes
+	c.packet(sa)
+	*sa = Suback{}
+	subackPool.Put(sa)
 	now := s.now().UnixNano()
 	for _, r := range retained {
 		var ids []uint32
