@@ -3,6 +3,7 @@ package mqtt
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -920,7 +921,11 @@ func (c *conn) onSubscribe(p *Subscribe) {
 	if !c.current() {
 		return
 	}
-	codes := make([]ReasonCode, len(p.Filters))
+	// The SUBACK, its reason codes included, comes from a pool: a
+	// client's SUBSCRIBE leaves no garbage behind in the common case.
+	sa := subackPool.Get().(*Suback)
+	codes := slices.Grow(sa.ReasonCodes[:0], len(p.Filters))[:len(p.Filters)]
+	clear(codes)
 	var subID uint32
 	if len(p.Props.SubscriptionIDs) > 0 {
 		subID = p.Props.SubscriptionIDs[0]
@@ -931,7 +936,12 @@ func (c *conn) onSubscribe(p *Subscribe) {
 		noLocal, rap      bool
 		rh                byte
 	}
-	plans := make([]plan, len(p.Filters))
+	var planBuf [2]plan
+	plans := planBuf[:0]
+	if len(p.Filters) > len(planBuf) {
+		plans = make([]plan, 0, len(p.Filters))
+	}
+	plans = plans[:len(p.Filters)]
 	for i, f := range p.Filters {
 		filter := string(f.Filter)
 		pl := plan{filter: filter, tf: filter, qos: min(f.QoS, QoS2), noLocal: f.NoLocal, rap: f.RetainAsPublished, rh: f.RetainHandling}
@@ -980,10 +990,12 @@ func (c *conn) onSubscribe(p *Subscribe) {
 		}
 	}
 	s.mu.Unlock()
-	sa := subackPool.Get().(*Suback)
 	sa.PacketID, sa.ReasonCodes = p.PacketID, codes
 	c.packet(sa)
-	*sa = Suback{}
+	if cap(codes) > 64 {
+		codes = nil // a large SUBSCRIBE's codes are not kept
+	}
+	*sa = Suback{ReasonCodes: codes[:0]} // the codes' array is kept for the next
 	subackPool.Put(sa)
 	now := s.now().UnixNano()
 	for _, r := range retained {
