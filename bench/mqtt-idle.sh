@@ -15,6 +15,16 @@
 # (RSS_loaded - RSS_baseline) / clients. Medians over RUNS runs and the
 # ratio warren / mosquitto close the report. Server order rotates.
 #
+# The method is the one of bench/idle-mem.sh, the same for both servers:
+# RSS is sampled with the runtimes as shipped (no GC forced, nothing
+# returned to the OS on request: the Go runtime keeps its GC headroom as
+# glibc's malloc keeps its free lists), SETTLE seconds after the last
+# client is up. For warren it then also reports the live Go heap+stacks
+# per client (bench/cmd/mqtthost's MEMSTATS on SIGUSR1, after a forced
+# GC, baseline taken the same way), which is what the broker's data
+# structures cost without the GC's headroom. GOGC and GOMEMLIMIT, when
+# set, apply to warren and are printed.
+#
 # Environment: N (15000), RUNS (3), SERVERS ("warren mosquitto"), V5 (0),
 # CONC (200), SETTLE (2), SAMPLES (7), SPAN (3), OPEN_TIMEOUT (120), OUT
 # (bench/out). Linux only; needs mosquitto (apt-get install mosquitto).
@@ -63,7 +73,7 @@ go build -o "$BIN/mqttidle" ./bench/cmd/mqttidle
 LOGDIR=$OUT/logs/mqtt-idle-$(date +%Y%m%d-%H%M%S)
 mkdir -p "$LOGDIR"
 RESULTS=$LOGDIR/results.tsv
-printf 'server\trun\tbase_kb\tloaded_kb\topened\tbytes_per_client\n' >"$RESULTS"
+printf 'server\trun\tbase_kb\tloaded_kb\topened\tbytes_per_client\tgo_heap_stack_per_client\n' >"$RESULTS"
 
 start_broker() { # start_broker NAME LOG: sets SRV_PID and SRV_ADDR
   local name=$1 log=$2 port i
@@ -103,6 +113,8 @@ measure() { # measure SERVER RUN
   start_broker "$name" "$log"
   sleep 1
   base=$(sample_rss "$SRV_PID" 3 1)
+  local ms0="- -" ms1="- -" goper=-
+  if [ "$name" = warren ]; then ms0=$(memstats "$SRV_PID" "$log"); fi
   [ "$V5" = 1 ] && v5flag=-v5
   "$BIN/mqttidle" -addr "$SRV_ADDR" -n "$N" $v5flag -concurrency "$CONC" -hold 600s \
     -open-timeout "${OPEN_TIMEOUT}s" >"$clog" 2>&1 &
@@ -118,18 +130,22 @@ measure() { # measure SERVER RUN
   grep '^{' "$clog" | sed "s/^/  $name run $run: /"
   sleep "$SETTLE"
   loaded=$(sample_rss "$SRV_PID" "$SAMPLES" "$SPAN")
+  if [ "$name" = warren ]; then ms1=$(memstats "$SRV_PID" "$log"); fi
+  if [ "$ms0" != "- -" ] && [ "$ms1" != "- -" ]; then
+    goper=$(echo "$ms0 $ms1" | awk -v n="$ready" '{printf "%.0f", (($3 + $4) - ($1 + $2)) / n}')
+  fi
   stop_pid "$cpid" 30
   stop_pid "$SRV_PID" 30
   PIDS=()
   local bpc
   bpc=$(awk -v l="$loaded" -v b="$base" -v n="$ready" 'BEGIN {printf "%.0f", (l - b) * 1024 / n}')
-  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$run" "$base" "$loaded" "$ready" "$bpc" >>"$RESULTS"
-  printf '  %-10s run %d: baseline %6d kB  loaded %7d kB  clients %6d  => %6d B/client\n' \
-    "$name" "$run" "$base" "$loaded" "$ready" "$bpc"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$run" "$base" "$loaded" "$ready" "$bpc" "$goper" >>"$RESULTS"
+  printf '  %-10s run %d: baseline %6d kB  loaded %7d kB  clients %6d  => %6d B/client  (Go heap+stacks %s B/client)\n' \
+    "$name" "$run" "$base" "$loaded" "$ready" "$bpc" "$goper"
 }
 
 read -r -a order <<<"$SERVERS"
-echo "mqtt-idle: N=$N RUNS=$RUNS SERVERS=\"$SERVERS\" V5=$V5 mosquitto $(mosquitto -h 2>/dev/null | awk 'NR == 1 {print $3}')"
+echo "mqtt-idle: N=$N RUNS=$RUNS SERVERS=\"$SERVERS\" V5=$V5 GOGC=${GOGC:-default} GOMEMLIMIT=${GOMEMLIMIT:-default} mosquitto $(mosquitto -h 2>/dev/null | awk 'NR == 1 {print $3}')"
 echo "  $(machine_line)"
 echo "  at $(git rev-parse --short HEAD 2>/dev/null || echo unknown); logs in $LOGDIR"
 for ((run = 1; run <= RUNS; run++)); do
@@ -143,6 +159,10 @@ for s in $SERVERS; do
   m=$(awk -F'\t' -v s="$s" 'NR > 1 && $1 == s {print $6}' "$RESULTS" | median)
   printf '  %-10s %8s B/client\n' "$s" "$m"
 done
+if [[ " $SERVERS " == *" warren "* ]]; then
+  g=$(awk -F'\t' 'NR > 1 && $1 == "warren" && $7 != "-" {print $7}' "$RESULTS" | median)
+  printf '  warren live Go heap+stacks %s B/client\n' "$g"
+fi
 if [[ " $SERVERS " == *" warren "* && " $SERVERS " == *" mosquitto "* ]]; then
   w=$(awk -F'\t' 'NR > 1 && $1 == "warren" {print $6}' "$RESULTS" | median)
   m=$(awk -F'\t' 'NR > 1 && $1 == "mosquitto" {print $6}' "$RESULTS" | median)

@@ -3,6 +3,7 @@ package mqtt
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,7 +26,6 @@ type conn struct {
 	srv    *Server
 	ec     *engine.Conn
 	ws     *websocket.Conn // MQTT over WebSocket; nil on TCP
-	dec    Decoder
 	sess   *session
 	client *Client
 	// outAliases are the topic aliases the server set on this connection,
@@ -37,7 +37,7 @@ type conn struct {
 	keepAlive  time.Duration
 	lastIn     atomic.Int64 // unix ns of the last input; the sweeper reads it (WebSocket keep-alive)
 
-	// The small fields share words (the struct is 144 bytes).
+	// The small fields share words (the struct is 128 bytes).
 	version   Version
 	connected bool
 	done      bool   // input is discarded from now on
@@ -98,7 +98,11 @@ func (b *bucket) allow(now int64, rate, burst, n float64) bool {
 	return true
 }
 
-var scratchPool = sync.Pool{New: func() any { return new(Scratch) }}
+var (
+	scratchPool = sync.Pool{New: func() any { return new(Scratch) }}
+	connackPool = sync.Pool{New: func() any { return new(Connack) }}
+	subackPool  = sync.Pool{New: func() any { return new(Suback) }}
+)
 
 // newConn makes the MQTT state of a new connection, which must send its
 // CONNECT within Config.ConnectTimeout.
@@ -196,13 +200,19 @@ func (c *conn) feed(in []byte) int {
 	s := c.srv
 	c.lastIn.Store(s.now().UnixNano())
 	sc := scratchPool.Get().(*Scratch)
-	c.dec.Scratch = sc
+	// The decoder lives for one read: its version is the connection's
+	// (zero until the CONNECT, which onConnect records first thing).
+	dec := Decoder{Version: c.version, Scratch: sc}
 	c.cork()
 	pc := c.pc()
 	off := 0
 	for off < len(in) && !c.done {
-		n, p, err := c.dec.Decode(in[off:], &s.lim)
+		n, p, err := dec.Decode(in[off:], &s.lim)
 		if err != nil {
+			if !c.connected && c.version == 0 {
+				// A CONNECT that failed after its protocol level was read.
+				c.version = dec.Version
+			}
 			c.fail(err.(*Error))
 			off = len(in)
 			break
@@ -215,7 +225,7 @@ func (c *conn) feed(in []byte) int {
 		off += n
 	}
 	c.uncork()
-	c.dec.Scratch = nil
+	dec.Scratch = nil
 	scratchPool.Put(sc)
 	if c.done {
 		return len(in)
@@ -414,8 +424,7 @@ func (c *conn) fail(e *Error) {
 	if !c.connected {
 		// A CONNECT that failed: CONNACK with the reason, in the version
 		// the client asked for when the decoder got that far.
-		if c.dec.Version != 0 {
-			c.version = c.dec.Version
+		if c.version != 0 {
 			c.srv.stats.refused.Add(1)
 			c.packet(&Connack{ReasonCode: e.Code})
 		} else if e.Code == UnsupportedProtocolVersion {
@@ -624,7 +633,13 @@ func (c *conn) onConnect(p *Connect) {
 		}
 	}
 
-	ca := Connack{}
+	// The CONNACK comes from a pool: made per client, it was most of the
+	// garbage a ramp of connections leaves (and so of the GC's headroom).
+	ca := connackPool.Get().(*Connack)
+	defer func() {
+		*ca = Connack{}
+		connackPool.Put(ca)
+	}()
 	if p.Version == Version5 {
 		pr := &ca.Props
 		pr.ReceiveMaximum = uint16(s.cfg.MaxInflight)
@@ -698,7 +713,7 @@ func (c *conn) onConnect(p *Connect) {
 	}
 	c.client, c.sess, c.connected = cl, ss, true
 	ss.mu.Lock()
-	c.packet(&ca)
+	c.packet(ca)
 	ss.conn = c
 	if ca.SessionPresent && ss.fl != nil {
 		ss.resend(now.UnixNano())
@@ -906,7 +921,11 @@ func (c *conn) onSubscribe(p *Subscribe) {
 	if !c.current() {
 		return
 	}
-	codes := make([]ReasonCode, len(p.Filters))
+	// The SUBACK, its reason codes included, comes from a pool: a
+	// client's SUBSCRIBE leaves no garbage behind in the common case.
+	sa := subackPool.Get().(*Suback)
+	codes := slices.Grow(sa.ReasonCodes[:0], len(p.Filters))[:len(p.Filters)]
+	clear(codes)
 	var subID uint32
 	if len(p.Props.SubscriptionIDs) > 0 {
 		subID = p.Props.SubscriptionIDs[0]
@@ -917,7 +936,12 @@ func (c *conn) onSubscribe(p *Subscribe) {
 		noLocal, rap      bool
 		rh                byte
 	}
-	plans := make([]plan, len(p.Filters))
+	var planBuf [2]plan
+	plans := planBuf[:0]
+	if len(p.Filters) > len(planBuf) {
+		plans = make([]plan, 0, len(p.Filters))
+	}
+	plans = plans[:len(p.Filters)]
 	for i, f := range p.Filters {
 		filter := string(f.Filter)
 		pl := plan{filter: filter, tf: filter, qos: min(f.QoS, QoS2), noLocal: f.NoLocal, rap: f.RetainAsPublished, rh: f.RetainHandling}
@@ -966,7 +990,13 @@ func (c *conn) onSubscribe(p *Subscribe) {
 		}
 	}
 	s.mu.Unlock()
-	c.packet(&Suback{PacketID: p.PacketID, ReasonCodes: codes})
+	sa.PacketID, sa.ReasonCodes = p.PacketID, codes
+	c.packet(sa)
+	if cap(codes) > 64 {
+		codes = nil // a large SUBSCRIBE's codes are not kept
+	}
+	*sa = Suback{ReasonCodes: codes[:0]} // the codes' array is kept for the next
+	subackPool.Put(sa)
 	now := s.now().UnixNano()
 	for _, r := range retained {
 		var ids []uint32

@@ -209,6 +209,9 @@ func TestTrieRandom(t *testing.T) {
 				if !tr.Remove(s.filter, s.key) {
 					t.Fatalf("Remove(%q, %q) = false", s.filter, s.key)
 				}
+				if _, ok := tr.Get(s.filter, s.key); ok {
+					t.Fatalf("Get(%q, %q) found after Remove", s.filter, s.key)
+				}
 				delete(model, s)
 				break
 			}
@@ -219,6 +222,9 @@ func TestTrieRandom(t *testing.T) {
 				t.Fatalf("Insert(%q, %q) replaced = %v; want %v", s.filter, s.key, !had, had)
 			}
 			model[s] = step
+			if v, ok := tr.Get(s.filter, s.key); !ok || v != step {
+				t.Fatalf("Get(%q, %q) = %d, %v; want %d", s.filter, s.key, v, ok, step)
+			}
 		}
 		if tr.Len() != len(model) {
 			t.Fatalf("Len = %d; want %d", tr.Len(), len(model))

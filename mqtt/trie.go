@@ -29,42 +29,48 @@ const (
 	smallSubs = 16
 )
 
-// node is one level of the filters. A leaf (the common node: one per
-// device subscription) is 48 bytes, its name sharing the filter's string;
-// what only inner nodes need is behind x.
+// node is one level of the filters. A leaf with one subscriber (the
+// common node: one per device subscription) is 48 bytes and holds it
+// inline, its name sharing the filter's string; a node with children or
+// several subscribers has them behind x. So a node other than the root
+// has x == nil exactly when it is a leaf with one subscriber, in one; the
+// root has its nodeX from the first Insert.
 type node[V any] struct {
 	name string
-	subs []trieEntry[V]
-	x    *nodeX[V] // children and the subscriber index; nil for a leaf
+	one  trieEntry[V] // the subscriber of a leaf without x
+	x    *nodeX[V]    // children and subscribers; nil for a leaf with one subscriber
 }
 
-// nodeX is the part of a node with children, or with many subscribers.
+// nodeX is the part of a node with children, or with several subscribers.
 type nodeX[V any] struct {
 	kids   []*node[V]          // literal levels
 	kidMap map[string]*node[V] // literal levels, once more than smallKids
 	plus   *node[V]
 	hash   *node[V]
+	subs   []trieEntry[V]
 	idx    map[string]int // key to index in subs, once more than smallSubs
-}
-
-// ext returns n's nodeX, making it.
-func (n *node[V]) ext() *nodeX[V] {
-	if n.x == nil {
-		n.x = new(nodeX[V])
-	}
-	return n.x
-}
-
-// tidy drops n's nodeX once it holds nothing.
-func (n *node[V]) tidy() {
-	if x := n.x; x != nil && len(x.kids) == 0 && x.kidMap == nil && x.plus == nil && x.hash == nil && x.idx == nil {
-		n.x = nil
-	}
 }
 
 type trieEntry[V any] struct {
 	key string
 	val V
+}
+
+// ext returns n's nodeX, making it: a leaf's subscriber moves into it.
+func (n *node[V]) ext() *nodeX[V] {
+	if n.x == nil {
+		n.x = &nodeX[V]{subs: []trieEntry[V]{n.one}}
+		n.one = trieEntry[V]{}
+	}
+	return n.x
+}
+
+// tidy makes n a leaf again once it has one subscriber and nothing else.
+func (n *node[V]) tidy() {
+	if x := n.x; x != nil && len(x.subs) == 1 && len(x.kids) == 0 && x.kidMap == nil && x.plus == nil && x.hash == nil && x.idx == nil {
+		n.one = x.subs[0]
+		n.x = nil
+	}
 }
 
 // Len returns the number of subscriptions: (filter, key) pairs.
@@ -74,28 +80,41 @@ func (t *Trie[V]) Len() int { return t.n }
 // client identifier) to filter, and reports whether it replaced one: as in
 // MQTT, a subscriber has one subscription per filter.
 func (t *Trie[V]) Insert(filter, key string, v V) (replaced bool) {
+	if t.root.x == nil {
+		t.root.x = new(nodeX[V])
+	}
 	n := &t.root
+	var fresh bool
 	for {
 		level, rest, more := strings.Cut(filter, "/")
-		n = n.child(level, true)
+		n, fresh = n.make(level, more)
 		if !more {
 			break
 		}
 		filter = rest
 	}
-	if i := n.find(key); i >= 0 {
-		n.subs[i].val = v
+	switch {
+	case fresh:
+		n.one = trieEntry[V]{key, v}
+		t.n++
+		return false
+	case n.x == nil && n.one.key == key:
+		n.one.val = v
 		return true
 	}
-	n.subs = append(n.subs, trieEntry[V]{key, v})
-	if n.x != nil && n.x.idx != nil {
-		n.x.idx[key] = len(n.subs) - 1
-	} else if len(n.subs) > smallSubs {
-		idx := make(map[string]int, len(n.subs))
-		for i, e := range n.subs {
-			idx[e.key] = i
+	x := n.ext()
+	if i := n.find(key); i >= 0 {
+		x.subs[i].val = v
+		return true
+	}
+	x.subs = append(x.subs, trieEntry[V]{key, v})
+	if x.idx != nil {
+		x.idx[key] = len(x.subs) - 1
+	} else if len(x.subs) > smallSubs {
+		x.idx = make(map[string]int, len(x.subs))
+		for i, e := range x.subs {
+			x.idx[e.key] = i
 		}
-		n.ext().idx = idx
 	}
 	t.n++
 	return false
@@ -104,7 +123,7 @@ func (t *Trie[V]) Insert(filter, key string, v V) (replaced bool) {
 // Remove removes key's subscription to filter and reports whether it
 // existed. Nodes left empty are freed.
 func (t *Trie[V]) Remove(filter, key string) bool {
-	found := t.root.remove(filter, key)
+	found := t.root.x != nil && t.root.remove(filter, key)
 	if found {
 		t.n--
 	}
@@ -116,7 +135,7 @@ func (t *Trie[V]) Get(filter, key string) (v V, ok bool) {
 	n := &t.root
 	for {
 		level, rest, more := strings.Cut(filter, "/")
-		if n = n.child(level, false); n == nil {
+		if n = n.child(level); n == nil {
 			return v, false
 		}
 		if !more {
@@ -124,8 +143,14 @@ func (t *Trie[V]) Get(filter, key string) (v V, ok bool) {
 		}
 		filter = rest
 	}
+	if n.x == nil {
+		if n.one.key == key {
+			return n.one.val, true
+		}
+		return v, false
+	}
 	if i := n.find(key); i >= 0 {
-		return n.subs[i].val, true
+		return n.x.subs[i].val, true
 	}
 	return v, false
 }
@@ -171,68 +196,68 @@ func (n *node[V]) matchNext(rest string, more bool, fn func(string, V) bool) boo
 	return n.x == nil || n.x.hash == nil || n.x.hash.emit(fn)
 }
 
+// emit calls fn with n's subscribers (n is not the root).
 func (n *node[V]) emit(fn func(string, V) bool) bool {
-	for i := range n.subs {
-		if !fn(n.subs[i].key, n.subs[i].val) {
+	if n.x == nil {
+		return fn(n.one.key, n.one.val)
+	}
+	for i := range n.x.subs {
+		if !fn(n.x.subs[i].key, n.x.subs[i].val) {
 			return false
 		}
 	}
 	return true
 }
 
-// child returns n's child for a filter level, creating it if create is set,
-// or nil.
-func (n *node[V]) child(level string, create bool) *node[V] {
-	x := n.x
-	if x == nil {
-		if !create {
-			return nil
-		}
-		x = n.ext()
+// make returns n's child for a filter level, creating it (with its nodeX
+// if inner, as it is about to get a child), and reports whether it did.
+func (n *node[V]) make(level string, inner bool) (c *node[V], created bool) {
+	if c = n.child(level); c != nil {
+		return c, false
 	}
-	switch level {
-	case "+":
-		if x.plus == nil && create {
-			x.plus = &node[V]{name: level}
-		}
-		return x.plus
-	case "#":
-		if x.hash == nil && create {
-			x.hash = &node[V]{name: level}
-		}
-		return x.hash
+	c = &node[V]{name: level}
+	if inner {
+		c.x = new(nodeX[V])
 	}
-	if x.kidMap != nil {
-		if c := x.kidMap[level]; c != nil || !create {
-			return c
-		}
-	} else {
-		for _, c := range x.kids {
-			if c.name == level {
-				return c
-			}
-		}
-		if !create {
-			return nil
-		}
-	}
-	c := &node[V]{name: level}
-	if x.kidMap != nil {
+	x := n.ext()
+	switch {
+	case level == "+":
+		x.plus = c
+	case level == "#":
+		x.hash = c
+	case x.kidMap != nil:
 		x.kidMap[level] = c
-		return c
-	}
-	x.kids = append(x.kids, c)
-	if len(x.kids) > smallKids {
-		x.kidMap = make(map[string]*node[V], len(x.kids))
-		for _, k := range x.kids {
-			x.kidMap[k.name] = k
+	default:
+		x.kids = append(x.kids, c)
+		if len(x.kids) > smallKids {
+			x.kidMap = make(map[string]*node[V], len(x.kids))
+			for _, k := range x.kids {
+				x.kidMap[k.name] = k
+			}
+			x.kids = nil
 		}
-		x.kids = nil
 	}
-	return c
+	return c, true
 }
 
-// literal returns n's child for a topic level, or nil.
+// child returns n's child for a filter level, or nil.
+func (n *node[V]) child(level string) *node[V] {
+	switch level {
+	case "+":
+		if n.x == nil {
+			return nil
+		}
+		return n.x.plus
+	case "#":
+		if n.x == nil {
+			return nil
+		}
+		return n.x.hash
+	}
+	return n.literal(level)
+}
+
+// literal returns n's child for a literal level, or nil.
 func (n *node[V]) literal(level string) *node[V] {
 	x := n.x
 	if x == nil {
@@ -249,63 +274,82 @@ func (n *node[V]) literal(level string) *node[V] {
 	return nil
 }
 
-// find returns the index of key's entry in n.subs, or -1.
+// find returns the index of key's entry in n.x.subs, or -1; n.x is not nil.
 func (n *node[V]) find(key string) int {
-	if n.x != nil && n.x.idx != nil {
-		if i, ok := n.x.idx[key]; ok {
+	x := n.x
+	if x.idx != nil {
+		if i, ok := x.idx[key]; ok {
 			return i
 		}
 		return -1
 	}
-	for i := range n.subs {
-		if n.subs[i].key == key {
+	for i := range x.subs {
+		if x.subs[i].key == key {
 			return i
 		}
 	}
 	return -1
 }
 
-// remove removes key's subscription to the filter below n.
+// remove removes key's subscription to the filter below n (n.x is not nil).
 func (n *node[V]) remove(filter, key string) bool {
 	level, rest, more := strings.Cut(filter, "/")
-	c := n.child(level, false)
+	c := n.child(level)
 	if c == nil {
 		return false
 	}
-	var found bool
 	if more {
-		found = c.remove(rest, key)
-	} else if i := c.find(key); i >= 0 {
-		found = true
-		last := len(c.subs) - 1
-		if c.x != nil && c.x.idx != nil {
-			delete(c.x.idx, key)
-			if i != last {
-				c.x.idx[c.subs[last].key] = i
-			}
-			if last == 0 {
-				c.x.idx = nil
-				c.tidy()
-			}
+		if !c.remove(rest, key) {
+			return false
 		}
-		c.subs[i] = c.subs[last]
-		c.subs[last] = trieEntry[V]{}
-		c.subs = c.subs[:last]
-		if last == 0 {
-			c.subs = nil
+		if c.empty() {
+			n.drop(c)
+		}
+		return true
+	}
+	if c.x == nil {
+		if c.one.key != key {
+			return false
+		}
+		n.drop(c) // a leaf whose one subscriber leaves
+		return true
+	}
+	i := c.find(key)
+	if i < 0 {
+		return false
+	}
+	x := c.x
+	last := len(x.subs) - 1
+	if x.idx != nil {
+		delete(x.idx, key)
+		if i != last {
+			x.idx[x.subs[last].key] = i
+		}
+		if last <= 1 {
+			x.idx = nil
 		}
 	}
-	if found && c.empty() {
+	x.subs[i] = x.subs[last]
+	x.subs[last] = trieEntry[V]{}
+	x.subs = x.subs[:last]
+	if last == 0 {
+		x.subs = nil
+	}
+	if c.empty() {
 		n.drop(c)
+	} else {
+		c.tidy()
 	}
-	return found
+	return true
 }
 
+// empty reports whether n, which has its nodeX, holds nothing.
 func (n *node[V]) empty() bool {
-	return len(n.subs) == 0 && n.x == nil
+	x := n.x
+	return x != nil && len(x.subs) == 0 && len(x.kids) == 0 && len(x.kidMap) == 0 && x.plus == nil && x.hash == nil
 }
 
-// drop removes the empty child c.
+// drop removes the child c, which holds nothing any more.
 func (n *node[V]) drop(c *node[V]) {
 	x := n.x
 	switch {
