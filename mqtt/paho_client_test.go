@@ -57,13 +57,23 @@ func TestPahoGoClient(t *testing.T) {
 			pub.Disconnect(100)
 			sub = pahoConnect(t, url, "paho-sub-"+url[:3], false, h)
 			defer sub.Disconnect(100)
-			select {
-			case s := <-got:
-				if s != "pg/away while away 1" {
-					t.Fatalf("got %q", s)
+			// If the disconnect overtook the QoS 2 flow of m2 (PUBREC not yet
+			// in), the broker redelivers m2 first, as the specification
+			// requires (MQTT-4.4.0-1): the client library hands it over again.
+			for redelivered := false; ; {
+				select {
+				case s := <-got:
+					if s == "pg/2 m2 2" && !redelivered {
+						redelivered = true
+						continue
+					}
+					if s != "pg/away while away 1" {
+						t.Fatalf("got %q", s)
+					}
+				case <-time.After(5 * time.Second):
+					t.Fatal("queued message not delivered on reconnect")
 				}
-			case <-time.After(5 * time.Second):
-				t.Fatal("queued message not delivered on reconnect")
+				break
 			}
 		})
 	}
