@@ -84,7 +84,8 @@ sys_ticks() {
 
 BPORT=$(free_port)
 "$W" echo -addr "127.0.0.1:$BPORT" -admin "" -loops 1 >"$OUT/backend.log" 2>&1 &
-PIDS+=($!)
+BACKEND_PID=$!
+PIDS+=("$BACKEND_PID")
 wait_port "$BPORT"
 
 # The proxies, each on its own port, all to the backend with keep-alive.
@@ -169,19 +170,40 @@ wait_port "$WPORT"
 wait_port "$NPORT"
 wait_port "$HPORT"
 
+# ctx_switches PID...: context switches (voluntary and not) of the
+# processes' threads so far.
+ctx_switches() {
+  local p
+  for p in "$@"; do cat /proc/"$p"/task/*/status 2>/dev/null; done |
+    awk '/^(voluntary|nonvoluntary)_ctxt_switches:/ {t += $2} END {print t + 0}'
+}
+
+# cpu_idle: the machine's idle and total clock ticks so far ("idle total").
+cpu_idle() { awk '/^cpu / {t = 0; for (i = 2; i <= NF; i++) t += $i; print $5 + $6, t}' /proc/stat; }
+
 # run NAME PORT PIDS...: one wrk run; prints "rps cpu_us_per_req p99_ms
-# sys_us_per_req" (the last: the kernel's share of the CPU per request).
+# sys_us_per_req ctx_switches_per_req" (the kernel's share of the CPU per
+# request, and how often a proxy thread slept or was preempted) and
+# idle_pct (the machine's idle share during the run: a proxy that waits
+# leaves the cores idle) and backend_us_per_req (the backend's CPU per
+# request: the machine's cores are shared, so req/s also moves with it).
 run() {
   local name=$1 port=$2
   shift 2
-  local pids=("$@") before after sbefore safter out reqs rps p99 hz
+  local pids=("$@") before after sbefore safter cbefore cafter ibefore iafter bbefore bafter out reqs rps p99 hz
   hz=$(getconf CLK_TCK)
   wrk -t"$THREADS" -c"$CONNS" -d2s "http://127.0.0.1:$port/" >/dev/null 2>&1 # warm-up
   before=$(cpu_ticks "${pids[@]}")
   sbefore=$(sys_ticks "${pids[@]}")
+  cbefore=$(ctx_switches "${pids[@]}")
+  ibefore=$(cpu_idle)
+  bbefore=$(cpu_ticks "$BACKEND_PID")
   out=$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "http://127.0.0.1:$port/")
   after=$(cpu_ticks "${pids[@]}")
   safter=$(sys_ticks "${pids[@]}")
+  cafter=$(ctx_switches "${pids[@]}")
+  iafter=$(cpu_idle)
+  bafter=$(cpu_ticks "$BACKEND_PID")
   echo "$out" >"$OUT/wrk-$name.txt"
   reqs=$(echo "$out" | awk '/requests in/ {print $1}')
   rps=$(echo "$out" | awk '/^Requests\/sec/ {print $2}')
@@ -189,8 +211,10 @@ run() {
   if echo "$out" | grep -q 'Non-2xx\|Socket errors'; then
     echo "$PROG: $name: $(echo "$out" | grep 'Non-2xx\|Socket errors')" >&2
   fi
-  awk -v r="$rps" -v t=$((after - before)) -v s=$((safter - sbefore)) -v hz="$hz" -v n="$reqs" -v p="$p99" \
-    'BEGIN {printf "%.0f %.2f %.2f %.2f\n", r, t / hz * 1e6 / n, p, s / hz * 1e6 / n}'
+  awk -v r="$rps" -v t=$((after - before)) -v s=$((safter - sbefore)) -v cs=$((cafter - cbefore)) -v hz="$hz" -v n="$reqs" -v p="$p99" \
+    -v i0="$ibefore" -v i1="$iafter" -v bt=$((bafter - bbefore)) \
+    'BEGIN {split(i0, a, " "); split(i1, b, " ")
+      printf "%.0f %.2f %.2f %.2f %.3f %.1f %.2f\n", r, t / hz * 1e6 / n, p, s / hz * 1e6 / n, cs / n, 100 * (b[1] - a[1]) / (b[2] - a[2]), bt / hz * 1e6 / n}'
 }
 
 # syscalls NAME PORT PIDS...: one wrk run with every proxy process under
@@ -245,13 +269,16 @@ for ((r = 1; r <= ROUNDS; r++)); do
   echo "haproxy $(run haproxy "$HPORT" "$HAPROXY_PID")" | tee -a "$OUT/haproxy.rounds"
 done
 echo
-printf '%-8s %12s %16s %10s %16s\n' proxy "req/s" "CPU us/req" "p99 ms" "of it kernel us"
+printf '%-8s %12s %16s %10s %16s %12s %10s %18s\n' proxy "req/s" "CPU us/req" "p99 ms" "of it kernel us" "ctxsw/req" "idle %" "backend us/req"
 for name in "${NAMES[@]}"; do
-  printf '%-8s %12s %16s %10s %16s\n' "$name" \
+  printf '%-8s %12s %16s %10s %16s %12s %10s %18s\n' "$name" \
     "$(awk '{print $2}' "$OUT/$name.rounds" | median)" \
     "$(awk '{print $3}' "$OUT/$name.rounds" | median)" \
     "$(awk '{print $4}' "$OUT/$name.rounds" | median)" \
-    "$(awk '{print $5}' "$OUT/$name.rounds" | median)"
+    "$(awk '{print $5}' "$OUT/$name.rounds" | median)" \
+    "$(awk '{print $6}' "$OUT/$name.rounds" | median)" \
+    "$(awk '{print $7}' "$OUT/$name.rounds" | median)" \
+    "$(awk '{print $8}' "$OUT/$name.rounds" | median)"
 done
 if [ "${SYSCALLS:-}" = 1 ]; then
   echo
@@ -269,6 +296,6 @@ awk -v w="$w" -v n="$n" -v h="$h" 'BEGIN {printf "warren CPU per request: %.2fx 
 if [ -n "${BBPORT:-}" ]; then
   wb=$(awk '{print $3}' "$OUT/warrenB.rounds" | median)
   awk -v w="$wb" -v a="$w" -v n="$n" -v h="$h" 'BEGIN {printf "warrenB CPU per request: %.2fx warren, %.2fx nginx, %.2fx HAProxy\n", w / a, w / n, w / h}'
-  paste -d' ' "$OUT/warren.rounds" "$OUT/warrenB.rounds" | awk '{printf "round %d: warrenB/warren CPU per request %.2f, req/s %.2f\n", NR, $8 / $3, $7 / $2}'
+  paste -d' ' "$OUT/warren.rounds" "$OUT/warrenB.rounds" | awk '{printf "round %d: warrenB/warren CPU per request %.2f, req/s %.2f\n", NR, $11 / $3, $10 / $2}'
 fi
 rm -rf "$NDIR" "$HDIR"

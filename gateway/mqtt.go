@@ -127,8 +127,8 @@ func (d *mqttDevices) close() {
 // authenticate checks a CONNECT: the password is the token (NoAuth: the
 // client id is the device id and the password is ignored).
 func (d *mqttDevices) authenticate(ci *mqtt.ConnectInfo) (any, mqtt.ReasonCode, string) {
-	if certID := certIdentity(ci.Conn); certID != "" {
-		return d.authenticateCert(ci, certID) // gateway/tlsauth.go
+	if cert := certIdentity(ci.Conn); cert.id != "" {
+		return d.authenticateCert(ci, cert) // gateway/tlsauth.go
 	}
 	tok := string(ci.Password)
 	if d.anon {

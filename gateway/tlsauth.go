@@ -42,7 +42,8 @@ type certAuth struct {
 // identity certID and token tok ("" for none), authenticating tok with
 // auth at now. On refusal it returns the reason, and tokErr when the token
 // itself was refused (err is then that error).
-func (ca *certAuth) identityFor(auth Authenticator, certID, tok string, now time.Time) (ident Identity, reason string, tokErr bool, err error) {
+func (ca *certAuth) identityFor(auth Authenticator, cert clientCert, tok string, now time.Time) (ident Identity, reason string, tokErr bool, err error) {
+	certID := cert.id
 	if !ValidDeviceID(certID) {
 		ca.badID.Add(1)
 		ca.log.Warn("gateway: client certificate refused", "reason", CertBadID, "identity", fmt.Sprintf("%.64q", certID))
@@ -50,7 +51,7 @@ func (ca *certAuth) identityFor(auth Authenticator, certID, tok string, now time
 	}
 	if tok == "" {
 		ca.accepted.Add(1)
-		return Identity{Device: certID, Role: RoleDevice}, "", false, nil
+		return Identity{Device: certID, Role: RoleDevice, Expires: cert.notAfter}, "", false, nil
 	}
 	if ident, err = auth.Authenticate(tok, now); err != nil {
 		return Identity{}, AuthReason(err), true, err
@@ -60,6 +61,9 @@ func (ca *certAuth) identityFor(auth Authenticator, certID, tok string, now time
 		ca.log.Warn("gateway: client certificate refused", "reason", CertMismatch, "certificate", certID, "token", ident.Device)
 		return Identity{}, CertMismatch, false, fmt.Errorf("gateway: the token names %q, the client certificate %q", ident.Device, certID)
 	}
+	if !cert.notAfter.IsZero() && (ident.Expires.IsZero() || cert.notAfter.Before(ident.Expires)) {
+		ident.Expires = cert.notAfter // nor may it outlive its certificate
+	}
 	ca.tokenToo.Add(1)
 	ca.accepted.Add(1)
 	return ident, "", false, nil
@@ -68,8 +72,8 @@ func (ca *certAuth) identityFor(auth Authenticator, certID, tok string, now time
 // acceptCert is the WebSocket upgrade's authentication when the
 // connection has a client certificate: it answers the refusal itself and
 // reports whether the device may connect, with its identity.
-func (d *wsDevices) acceptCert(r *http1.Ctx, certID string, tok []byte) (Identity, bool) {
-	ident, reason, tokErr, err := d.certs.identityFor(d.auth, certID, string(tok), d.now())
+func (d *wsDevices) acceptCert(r *http1.Ctx, cert clientCert, tok []byte) (Identity, bool) {
+	ident, reason, tokErr, err := d.certs.identityFor(d.auth, cert, string(tok), d.now())
 	if err != nil {
 		d.refusedAuth.Add(1)
 		d.hub.m.authFailures.Add(1)
@@ -90,24 +94,35 @@ func refuseJSON(r *http1.Ctx, status int, reason, msg string) {
 	r.Write(b)
 }
 
-// certIdentity returns the client-certificate identity of c, or "".
-func certIdentity(c *engine.Conn) string {
+// clientCert is what the gateway takes from a client certificate.
+type clientCert struct {
+	id       string    // tlsx.Identity; "" without a certificate
+	notAfter time.Time // the certificate's NotAfter
+}
+
+// certIdentity returns the client certificate of c (its id "" without
+// one).
+func certIdentity(c *engine.Conn) clientCert {
 	if c == nil {
-		return ""
+		return clientCert{}
 	}
-	return tlsx.Identity(c)
+	st := tlsx.State(c)
+	if st == nil || st.Identity == "" {
+		return clientCert{}
+	}
+	return clientCert{id: st.Identity, notAfter: time.Unix(st.CertNotAfter, 0)}
 }
 
 // authenticateCert is the MQTT CONNECT's authentication when the
 // connection has a client certificate: no password needed, the client id
 // must be the certificate's identity; a password (the token) wins but
 // must name the same device.
-func (d *mqttDevices) authenticateCert(ci *mqtt.ConnectInfo, certID string) (any, mqtt.ReasonCode, string) {
+func (d *mqttDevices) authenticateCert(ci *mqtt.ConnectInfo, cert clientCert) (any, mqtt.ReasonCode, string) {
 	tok := ""
 	if ci.HasPassword && !d.anon {
 		tok = string(ci.Password)
 	}
-	ident, reason, tokErr, err := d.certs.identityFor(d.auth, certID, tok, d.now())
+	ident, reason, tokErr, err := d.certs.identityFor(d.auth, cert, tok, d.now())
 	switch {
 	case tokErr:
 		d.refusedAuth.Add(1)

@@ -16,6 +16,7 @@ func TestCertIdentityRules(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	certEnd := now.Add(30 * time.Minute).Truncate(time.Second) // before the tokens' hour
 	expired, _ := IssueToken(testSecret, "dev-1", RoleDevice, time.Second, now.Add(-time.Hour))
 	cases := []struct {
 		name, cert, tok string
@@ -32,12 +33,12 @@ func TestCertIdentityRules(t *testing.T) {
 		{"expired token", "dev-1", expired, "", "token_expired", true},
 	}
 	for _, tc := range cases {
-		ident, reason, tokErr, err := ca.identityFor(auth, tc.cert, tc.tok, now)
+		ident, reason, tokErr, err := ca.identityFor(auth, clientCert{id: tc.cert, notAfter: certEnd}, tc.tok, now)
 		if ident.Device != tc.device || reason != tc.reason || tokErr != tc.tokErr || (err == nil) != (tc.reason == "") {
 			t.Errorf("%s: %+v %q tokErr=%v err=%v; want device %q reason %q", tc.name, ident, reason, tokErr, err, tc.device, tc.reason)
 		}
-		if err == nil && ident.Role != RoleDevice {
-			t.Errorf("%s: role %v", tc.name, ident.Role)
+		if err == nil && (ident.Role != RoleDevice || !ident.Expires.Equal(certEnd)) {
+			t.Errorf("%s: role %v, expires %v; want device until the certificate's end %v", tc.name, ident.Role, ident.Expires, certEnd)
 		}
 		if tc.reason == CertBadID && !errors.Is(err, ErrBadDeviceID) {
 			t.Errorf("%s: %v is not ErrBadDeviceID", tc.name, err)

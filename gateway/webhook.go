@@ -5,10 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -105,13 +105,24 @@ func (w *webhook) offer(device string, data []byte, now time.Time) {
 		w.dropped.Add(1)
 		return
 	}
-	b := make([]byte, 0, len(device)+len(w.node)+len(data)*4/3+96)
+	b := appendWebhookMessage(make([]byte, 0, len(device)+len(w.node)+len(data)*4/3+96), device, w.node, data, now)
+	select {
+	case w.q <- b:
+		w.queued.Add(1)
+	default:
+		w.dropped.Add(1)
+	}
+}
+
+// appendWebhookMessage appends the JSON of a WebhookMessage to b: data
+// as it is when it is valid JSON, else base64 in data_base64.
+func appendWebhookMessage(b []byte, device, node string, data []byte, now time.Time) []byte {
 	b = append(b, `{"device":`...)
-	b = strconv.AppendQuote(b, device)
+	b = appendJSONString(b, device)
 	b = append(b, `,"received":"`...)
 	b = now.UTC().AppendFormat(b, time.RFC3339Nano)
 	b = append(b, `","node":`...)
-	b = strconv.AppendQuote(b, w.node)
+	b = appendJSONString(b, node)
 	if json.Valid(data) {
 		b = append(b, `,"data":`...)
 		b = append(b, data...)
@@ -120,13 +131,37 @@ func (w *webhook) offer(device string, data []byte, now time.Time) {
 		b = base64.StdEncoding.AppendEncode(b, data)
 		b = append(b, '"')
 	}
-	b = append(b, '}')
-	select {
-	case w.q <- b:
-		w.queued.Add(1)
-	default:
-		w.dropped.Add(1)
+	return append(b, '}')
+}
+
+// appendJSONString appends s as a JSON string: quotes, backslashes and
+// control characters escaped, invalid UTF-8 replaced by U+FFFD.
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				b = append(b, '\\', c)
+			case c < 0x20:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			default:
+				b = append(b, c)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = utf8.AppendRune(b, utf8.RuneError)
+		} else {
+			b = append(b, s[i:i+size]...)
+		}
+		i += size
 	}
+	return append(b, '"')
 }
 
 func (w *webhook) run() {

@@ -1,10 +1,13 @@
 package gateway
 
 import (
+	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -88,4 +91,49 @@ func TestWebhookURL(t *testing.T) {
 			t.Errorf("URL %q accepted", u)
 		}
 	}
+}
+
+// FuzzWebhookMessage: whatever a device sends and whatever the node's
+// name, a webhook element is valid JSON that decodes to the same device,
+// node and data (the bytes as sent when they are JSON, else base64).
+func FuzzWebhookMessage(f *testing.F) {
+	f.Add("dev-1", "node-a", []byte(`{"t":21.5}`))
+	f.Add("dev-1", "n\"ode\\\x00\x1f", []byte{0, 1, 2, 0xff})
+	f.Add("d\xffev", "\u2028", []byte(`"str"`))
+	f.Add("", "", []byte(""))
+	f.Add("x", "y", []byte(`  [1, 2 ,3]  `))
+	now := time.Date(2026, 12, 5, 0, 0, 0, 123456789, time.UTC)
+	f.Fuzz(func(t *testing.T, device, node string, data []byte) {
+		b := appendWebhookMessage(nil, device, node, data, now)
+		if !json.Valid(b) {
+			t.Fatalf("not JSON: %q", b)
+		}
+		var m WebhookMessage
+		if err := json.Unmarshal(b, &m); err != nil {
+			t.Fatalf("%q: %v", b, err)
+		}
+		if m.Device != validUTF8(device) || m.Node != validUTF8(node) {
+			t.Fatalf("device %q node %q from %q %q", m.Device, m.Node, device, node)
+		}
+		if m.Received != "2026-12-05T00:00:00.123456789Z" {
+			t.Fatalf("received %q", m.Received)
+		}
+		if json.Valid(data) {
+			if !bytes.Equal(bytes.TrimSpace(m.Data), bytes.TrimSpace(data)) || m.DataBase64 != "" {
+				t.Fatalf("data %q, want %q as sent", m.Data, data)
+			}
+		} else if got, err := base64.StdEncoding.DecodeString(m.DataBase64); err != nil || !bytes.Equal(got, data) || m.Data != nil {
+			t.Fatalf("data_base64 %q (%v), want %q", m.DataBase64, err, data)
+		}
+	})
+}
+
+// validUTF8 replaces each byte of invalid UTF-8 in s by U+FFFD, as
+// encoding/json does.
+func validUTF8(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		b.WriteRune(r)
+	}
+	return b.String()
 }

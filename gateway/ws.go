@@ -111,8 +111,8 @@ func (d *wsDevices) accept(r *http1.Ctx, c *websocket.Conn) bool {
 	if !ok {
 		tok = r.Query("token")
 	}
-	if certID := certIdentity(r.Conn()); certID != "" {
-		ident, ok := d.acceptCert(r, certID, tok)
+	if cert := certIdentity(r.Conn()); cert.id != "" {
+		ident, ok := d.acceptCert(r, cert, tok)
 		if ok {
 			c.SetContext(&wsDevice{c: c, ident: &ident})
 		}

@@ -949,27 +949,19 @@ func (c *conn) onSubscribe(p *Subscribe) {
 		if codes[i].IsError() {
 			continue
 		}
-		idx := -1
-		for j, sub := range ss.subs {
-			if sub.filter == pl.filter {
-				idx = j
-				break
-			}
-		}
-		if idx < 0 && len(ss.subs) >= s.cfg.MaxSubscriptions {
+		prev, old := ss.findSub(pl.filter)
+		if old == nil && int(ss.nsubs) >= s.cfg.MaxSubscriptions {
 			codes[i] = QuotaExceeded
 			continue
 		}
 		sub := &subscription{sess: ss, filter: pl.filter, tf: uint16(len(pl.filter) - len(pl.tf)),
 			qos: pl.qos, noLocal: pl.noLocal, rap: pl.rap, id: subID}
 		s.subs.Insert(pl.tf, subKey(pl.group, ss.id), sub)
-		if idx < 0 {
-			ss.subs = append(ss.subs, sub)
+		ss.linkSub(prev, old, sub)
+		if old == nil {
 			s.stats.subscriptions.Add(1)
-		} else {
-			ss.subs[idx] = sub
 		}
-		if pl.group == "" && (pl.rh == 0 || pl.rh == 1 && idx < 0) {
+		if pl.group == "" && (pl.rh == 0 || pl.rh == 1 && old == nil) {
 			retained = append(retained, pending{pl.tf, sub})
 		}
 	}
@@ -997,14 +989,11 @@ func (c *conn) onUnsubscribe(p *Unsubscribe) {
 	s.mu.Lock()
 	for i, f := range p.Filters {
 		codes[i] = NoSubscriptionExisted
-		for j, sub := range ss.subs {
-			if sub.filter == string(f) {
-				s.subs.Remove(sub.topicFilter(), subKey(sub.group(), ss.id))
-				ss.subs = append(ss.subs[:j], ss.subs[j+1:]...)
-				s.stats.subscriptions.Add(-1)
-				codes[i] = Success
-				break
-			}
+		if prev, sub := ss.findSub(string(f)); sub != nil {
+			s.subs.Remove(sub.topicFilter(), subKey(sub.group(), ss.id))
+			ss.unlinkSub(prev, sub)
+			s.stats.subscriptions.Add(-1)
+			codes[i] = Success
 		}
 	}
 	s.mu.Unlock()
@@ -1086,13 +1075,8 @@ func (c *conn) closed(reason engine.CloseReason) {
 			s.endSessionLocked(ss)
 		} else {
 			s.stats.offline.Add(1)
-			ss.offlineAt = now.UnixNano()
-			if ss.will != nil {
-				d := min(int64(ss.willDelay), int64(ss.expiry))
-				ss.willAt = ss.offlineAt + d*int64(time.Second)
-			}
 			if ss.will != nil || ss.expiry != maxSessionExpirySecondsV5 {
-				s.offline[ss] = struct{}{}
+				s.offline[ss] = now.UnixNano() // when the will and the expiry count from
 			}
 		}
 	}

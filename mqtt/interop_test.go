@@ -90,7 +90,7 @@ func subscribed(b *broker, id string) bool {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
 	ss := b.sessions[id]
-	return ss != nil && len(ss.subs) > 0
+	return ss != nil && ss.subs != nil
 }
 
 const pahoScript = `

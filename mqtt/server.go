@@ -359,7 +359,7 @@ type Server struct {
 	sessions map[string]*session
 	subs     Trie[*subscription]
 	retained retainedStore
-	offline  map[*session]struct{} // sessions to sweep: offline with an expiry, or a delayed will
+	offline  map[*session]int64 // sessions to sweep (offline with an expiry, or a delayed will): unix ns they went offline
 	// wsKeepAlive are the connected WebSocket clients with a keep-alive,
 	// whose input the sweeper checks.
 	wsKeepAlive map[*conn]struct{}
@@ -382,7 +382,7 @@ var _ engine.CloseDetail = ReasonCode(0)
 // server gets its first connection; Close stops it.
 func NewServer(cfg Config) *Server {
 	s := &Server{cfg: cfg.withDefaults(), sessions: make(map[string]*session),
-		offline: make(map[*session]struct{}), wsKeepAlive: make(map[*conn]struct{}), stop: make(chan struct{})}
+		offline: make(map[*session]int64), wsKeepAlive: make(map[*conn]struct{}), stop: make(chan struct{})}
 	s.lim = s.cfg.Limits
 	s.lim.MaxPacketSize = s.lim.resolve().packetSize
 	s.ws = websocket.New(websocket.Config{

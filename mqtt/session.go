@@ -108,6 +108,7 @@ type subscription struct {
 	noLocal bool
 	rap     bool // retain as published
 	id      uint32
+	next    *subscription // the session's next subscription, guarded by Server.mu
 }
 
 // topicFilter returns the filter matched against topics.
@@ -133,24 +134,65 @@ type outflight struct {
 }
 
 // session is a client's state, which outlives its connections unless it
-// is clean.
+// is clean. It is 80 bytes (a size class): an idle subscribed client holds
+// one, so what few sessions need lives elsewhere (the QoS 1 and 2 state
+// behind fl, the time a session went offline in Server.offline).
 type session struct {
 	srv *Server
 	id  string
 
 	// Guarded by Server.mu.
-	subs      []*subscription
-	expiry    uint32 // seconds the session outlives its connection; 0xffffffff never
-	offlineAt int64  // unix ns when the client went offline
-	will      *msg   // pending will, published unless a connection resumes in time
-	willAt    int64  // unix ns the pending will is due
-	willDelay uint32 // the connected client's will delay, seconds
+	subs      *subscription // the subscriptions, linked by next
+	nsubs     uint32        // how many
+	expiry    uint32        // seconds the session outlives its connection; 0xffffffff never
+	will      *msg          // pending will, published unless a connection resumes in time
+	willDelay uint32        // the connected client's will delay, seconds
 
 	// mu guards the delivery state below.
+	dead bool // ended: deliveries are dropped
 	mu   sync.Mutex
 	conn *conn // the connected client, nil while offline
-	dead bool  // ended: deliveries are dropped
 	fl   *flow // QoS 1 and 2 state; nil while there is none (f allocates it)
+}
+
+// findSub returns the session's subscription to filter (as subscribed)
+// and the one before it in the list; s.mu is held.
+func (ss *session) findSub(filter string) (prev, sub *subscription) {
+	for sub = ss.subs; sub != nil; prev, sub = sub, sub.next {
+		if sub.filter == filter {
+			return prev, sub
+		}
+	}
+	return nil, nil
+}
+
+// linkSub adds sub to the session's list in place of old (after prev), or
+// at the front when old is nil; s.mu is held.
+func (ss *session) linkSub(prev, old, sub *subscription) {
+	if old == nil {
+		sub.next = ss.subs
+		ss.subs = sub
+		ss.nsubs++
+		return
+	}
+	sub.next = old.next
+	old.next = nil
+	if prev == nil {
+		ss.subs = sub
+	} else {
+		prev.next = sub
+	}
+}
+
+// unlinkSub removes sub (after prev) from the session's list; s.mu is held.
+func (ss *session) unlinkSub(prev, sub *subscription) {
+	if prev == nil {
+		ss.subs = sub.next
+	} else {
+		prev.next = sub.next
+	}
+	sub.next = nil
+	ss.nsubs--
 }
 
 // flow is a session's QoS 1 and 2 state, apart so that a session without
@@ -509,12 +551,12 @@ func (s *Server) sweep(now time.Time) {
 			delete(s.wsKeepAlive, c)
 		}
 	}
-	for ss := range s.offline {
-		if ss.will != nil && t >= ss.willAt {
+	for ss, offAt := range s.offline {
+		if ss.will != nil && t >= offAt+int64(min(ss.willDelay, ss.expiry))*int64(time.Second) {
 			wills = append(wills, ss.will)
 			ss.will = nil
 		}
-		if ss.expiry != maxSessionExpirySecondsV5 && t >= ss.offlineAt+int64(ss.expiry)*int64(time.Second) {
+		if ss.expiry != maxSessionExpirySecondsV5 && t >= offAt+int64(ss.expiry)*int64(time.Second) {
 			if ss.will != nil {
 				wills = append(wills, ss.will)
 				ss.will = nil
@@ -540,11 +582,14 @@ func (s *Server) sweep(now time.Time) {
 // endSessionLocked removes ss and its subscriptions; s.mu is held. The
 // caller counts the session out of the online or offline gauge.
 func (s *Server) endSessionLocked(ss *session) {
-	for _, sub := range ss.subs {
+	for sub := ss.subs; sub != nil; {
 		s.subs.Remove(sub.topicFilter(), subKey(sub.group(), ss.id))
+		next := sub.next
+		sub.next = nil
+		sub = next
 	}
-	s.stats.subscriptions.Add(-int64(len(ss.subs)))
-	ss.subs = nil
+	s.stats.subscriptions.Add(-int64(ss.nsubs))
+	ss.subs, ss.nsubs = nil, 0
 	if s.sessions[ss.id] == ss {
 		delete(s.sessions, ss.id)
 	}

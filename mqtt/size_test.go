@@ -14,8 +14,9 @@ func TestIdleStructSizes(t *testing.T) {
 	}{
 		{"conn", unsafe.Sizeof(conn{}), 144},
 		{"Client", unsafe.Sizeof(Client{}), 64},
-		{"session", unsafe.Sizeof(session{}), 128},
+		{"session", unsafe.Sizeof(session{}), 80},
 		{"subscription", unsafe.Sizeof(subscription{}), 48},
+		{"trie node", unsafe.Sizeof(node[*subscription]{}), 48},
 	} {
 		if c.size > c.max {
 			t.Errorf("%s is %d bytes, over %d", c.name, c.size, c.max)

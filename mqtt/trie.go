@@ -29,14 +29,37 @@ const (
 	smallSubs = 16
 )
 
+// node is one level of the filters. A leaf (the common node: one per
+// device subscription) is 48 bytes, its name sharing the filter's string;
+// what only inner nodes need is behind x.
 type node[V any] struct {
-	name   string
+	name string
+	subs []trieEntry[V]
+	x    *nodeX[V] // children and the subscriber index; nil for a leaf
+}
+
+// nodeX is the part of a node with children, or with many subscribers.
+type nodeX[V any] struct {
 	kids   []*node[V]          // literal levels
 	kidMap map[string]*node[V] // literal levels, once more than smallKids
 	plus   *node[V]
 	hash   *node[V]
-	subs   []trieEntry[V]
 	idx    map[string]int // key to index in subs, once more than smallSubs
+}
+
+// ext returns n's nodeX, making it.
+func (n *node[V]) ext() *nodeX[V] {
+	if n.x == nil {
+		n.x = new(nodeX[V])
+	}
+	return n.x
+}
+
+// tidy drops n's nodeX once it holds nothing.
+func (n *node[V]) tidy() {
+	if x := n.x; x != nil && len(x.kids) == 0 && x.kidMap == nil && x.plus == nil && x.hash == nil && x.idx == nil {
+		n.x = nil
+	}
 }
 
 type trieEntry[V any] struct {
@@ -65,13 +88,14 @@ func (t *Trie[V]) Insert(filter, key string, v V) (replaced bool) {
 		return true
 	}
 	n.subs = append(n.subs, trieEntry[V]{key, v})
-	if n.idx != nil {
-		n.idx[key] = len(n.subs) - 1
+	if n.x != nil && n.x.idx != nil {
+		n.x.idx[key] = len(n.subs) - 1
 	} else if len(n.subs) > smallSubs {
-		n.idx = make(map[string]int, len(n.subs))
+		idx := make(map[string]int, len(n.subs))
 		for i, e := range n.subs {
-			n.idx[e.key] = i
+			idx[e.key] = i
 		}
+		n.ext().idx = idx
 	}
 	t.n++
 	return false
@@ -116,12 +140,16 @@ func (t *Trie[V]) Lookup(topic string, fn func(key string, v V) bool) {
 // match matches the remaining topic levels below n. It returns false when fn
 // stopped the lookup.
 func (n *node[V]) match(topic string, noWild bool, fn func(string, V) bool) bool {
+	x := n.x
+	if x == nil {
+		return true // a leaf: nothing below
+	}
 	level, rest, more := strings.Cut(topic, "/")
 	if !noWild {
-		if n.hash != nil && !n.hash.emit(fn) {
+		if x.hash != nil && !x.hash.emit(fn) {
 			return false
 		}
-		if n.plus != nil && !n.plus.matchNext(rest, more, fn) {
+		if x.plus != nil && !x.plus.matchNext(rest, more, fn) {
 			return false
 		}
 	}
@@ -140,7 +168,7 @@ func (n *node[V]) matchNext(rest string, more bool, fn func(string, V) bool) boo
 		return false
 	}
 	// A filter ending in /# matches its parent level too.
-	return n.hash == nil || n.hash.emit(fn)
+	return n.x == nil || n.x.hash == nil || n.x.hash.emit(fn)
 }
 
 func (n *node[V]) emit(fn func(string, V) bool) bool {
@@ -155,24 +183,31 @@ func (n *node[V]) emit(fn func(string, V) bool) bool {
 // child returns n's child for a filter level, creating it if create is set,
 // or nil.
 func (n *node[V]) child(level string, create bool) *node[V] {
+	x := n.x
+	if x == nil {
+		if !create {
+			return nil
+		}
+		x = n.ext()
+	}
 	switch level {
 	case "+":
-		if n.plus == nil && create {
-			n.plus = &node[V]{name: level}
+		if x.plus == nil && create {
+			x.plus = &node[V]{name: level}
 		}
-		return n.plus
+		return x.plus
 	case "#":
-		if n.hash == nil && create {
-			n.hash = &node[V]{name: level}
+		if x.hash == nil && create {
+			x.hash = &node[V]{name: level}
 		}
-		return n.hash
+		return x.hash
 	}
-	if n.kidMap != nil {
-		if c := n.kidMap[level]; c != nil || !create {
+	if x.kidMap != nil {
+		if c := x.kidMap[level]; c != nil || !create {
 			return c
 		}
 	} else {
-		for _, c := range n.kids {
+		for _, c := range x.kids {
 			if c.name == level {
 				return c
 			}
@@ -182,27 +217,31 @@ func (n *node[V]) child(level string, create bool) *node[V] {
 		}
 	}
 	c := &node[V]{name: level}
-	if n.kidMap != nil {
-		n.kidMap[level] = c
+	if x.kidMap != nil {
+		x.kidMap[level] = c
 		return c
 	}
-	n.kids = append(n.kids, c)
-	if len(n.kids) > smallKids {
-		n.kidMap = make(map[string]*node[V], len(n.kids))
-		for _, k := range n.kids {
-			n.kidMap[k.name] = k
+	x.kids = append(x.kids, c)
+	if len(x.kids) > smallKids {
+		x.kidMap = make(map[string]*node[V], len(x.kids))
+		for _, k := range x.kids {
+			x.kidMap[k.name] = k
 		}
-		n.kids = nil
+		x.kids = nil
 	}
 	return c
 }
 
 // literal returns n's child for a topic level, or nil.
 func (n *node[V]) literal(level string) *node[V] {
-	if n.kidMap != nil {
-		return n.kidMap[level]
+	x := n.x
+	if x == nil {
+		return nil
 	}
-	for _, c := range n.kids {
+	if x.kidMap != nil {
+		return x.kidMap[level]
+	}
+	for _, c := range x.kids {
 		if c.name == level {
 			return c
 		}
@@ -212,8 +251,8 @@ func (n *node[V]) literal(level string) *node[V] {
 
 // find returns the index of key's entry in n.subs, or -1.
 func (n *node[V]) find(key string) int {
-	if n.idx != nil {
-		if i, ok := n.idx[key]; ok {
+	if n.x != nil && n.x.idx != nil {
+		if i, ok := n.x.idx[key]; ok {
 			return i
 		}
 		return -1
@@ -239,15 +278,22 @@ func (n *node[V]) remove(filter, key string) bool {
 	} else if i := c.find(key); i >= 0 {
 		found = true
 		last := len(c.subs) - 1
-		if c.idx != nil {
-			delete(c.idx, key)
+		if c.x != nil && c.x.idx != nil {
+			delete(c.x.idx, key)
 			if i != last {
-				c.idx[c.subs[last].key] = i
+				c.x.idx[c.subs[last].key] = i
+			}
+			if last == 0 {
+				c.x.idx = nil
+				c.tidy()
 			}
 		}
 		c.subs[i] = c.subs[last]
 		c.subs[last] = trieEntry[V]{}
 		c.subs = c.subs[:last]
+		if last == 0 {
+			c.subs = nil
+		}
 	}
 	if found && c.empty() {
 		n.drop(c)
@@ -256,33 +302,35 @@ func (n *node[V]) remove(filter, key string) bool {
 }
 
 func (n *node[V]) empty() bool {
-	return len(n.subs) == 0 && len(n.kids) == 0 && len(n.kidMap) == 0 && n.plus == nil && n.hash == nil
+	return len(n.subs) == 0 && n.x == nil
 }
 
 // drop removes the empty child c.
 func (n *node[V]) drop(c *node[V]) {
+	x := n.x
 	switch {
-	case c == n.plus:
-		n.plus = nil
-	case c == n.hash:
-		n.hash = nil
-	case n.kidMap != nil:
-		delete(n.kidMap, c.name)
-		if len(n.kidMap) == 0 {
-			n.kidMap = nil
+	case c == x.plus:
+		x.plus = nil
+	case c == x.hash:
+		x.hash = nil
+	case x.kidMap != nil:
+		delete(x.kidMap, c.name)
+		if len(x.kidMap) == 0 {
+			x.kidMap = nil
 		}
 	default:
-		for i, k := range n.kids {
+		for i, k := range x.kids {
 			if k == c {
-				last := len(n.kids) - 1
-				n.kids[i] = n.kids[last]
-				n.kids[last] = nil
-				n.kids = n.kids[:last]
+				last := len(x.kids) - 1
+				x.kids[i] = x.kids[last]
+				x.kids[last] = nil
+				x.kids = x.kids[:last]
 				break
 			}
 		}
-		if len(n.kids) == 0 {
-			n.kids = nil
+		if len(x.kids) == 0 {
+			x.kids = nil
 		}
 	}
+	n.tidy()
 }

@@ -19,6 +19,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -206,6 +208,10 @@ type SupervisorConfig struct {
 	// Name names the command in logs ("warren echo").
 	Name   string
 	Logger *slog.Logger
+	// ForwardHUP makes the parent pass SIGHUP on to its workers (which
+	// reload their TLS certificates on it) instead of dying of it. Set it
+	// only when the workers handle SIGHUP.
+	ForwardHUP bool
 }
 
 // RunSupervisor is the prefork parent: it starts the workers (this same
@@ -242,6 +248,10 @@ func RunSupervisor(sig <-chan os.Signal, cfg SupervisorConfig) int {
 			}
 		}()
 	}
+	if cfg.ForwardHUP {
+		stop := forwardHUP(sup, log)
+		defer stop()
+	}
 	s := <-sig
 	log.Info("draining workers", "signal", s.String(), "timeout", cfg.DrainTimeout)
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.DrainTimeout+5*time.Second)
@@ -254,4 +264,36 @@ func RunSupervisor(sig <-chan os.Signal, cfg SupervisorConfig) int {
 	}
 	log.Info("stopped")
 	return 0
+}
+
+// forwardHUP passes the parent's SIGHUPs on to the running workers until
+// the returned function is called.
+func forwardHUP(sup *prefork.Supervisor, log *slog.Logger) func() {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-done:
+				return
+			case <-hup:
+				for _, w := range sup.Workers() {
+					if !w.Up || w.PID <= 0 {
+						continue
+					}
+					if p, err := os.FindProcess(w.PID); err == nil {
+						if err := p.Signal(syscall.SIGHUP); err != nil {
+							log.Warn("SIGHUP to a worker", "pid", w.PID, "error", err)
+						}
+					}
+				}
+				log.Info("SIGHUP passed on to the workers")
+			}
+		}
+	}()
+	return func() {
+		signal.Stop(hup)
+		close(done)
+	}
 }

@@ -390,6 +390,9 @@ func (s *Server) handshake(hs *hsConn) {
 	st := tc.ConnectionState()
 	info := ConnState{Version: st.Version, CipherSuite: st.CipherSuite, NegotiatedProtocol: st.NegotiatedProtocol,
 		ServerName: st.ServerName, Identity: s.identityOf(&st)}
+	if len(st.PeerCertificates) > 0 {
+		info.CertNotAfter = st.PeerCertificates[0].NotAfter.Unix()
+	}
 	s.m.handshakes.WithLabelValues(ResultOK, versionName(st.Version)).Inc()
 	s.m.duration.Observe(time.Since(hs.started).Seconds())
 

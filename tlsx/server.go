@@ -532,6 +532,10 @@ type ConnState struct {
 	// Identity is the client certificate's identity (Config.IdentityURIPrefix:
 	// the SAN URI's rest, else the subject CN), or "" without one.
 	Identity string
+	// CertNotAfter is the client certificate's NotAfter in Unix seconds
+	// (so a holder of the identity can end the session when it expires),
+	// or 0 without a certificate.
+	CertNotAfter int64
 }
 
 // State returns the TLS state of c, a connection served through a

@@ -579,3 +579,75 @@ func TestClusterActiveHealthHTTP(t *testing.T) {
 		t.Errorf("health counters: %+v", st.Hosts[0])
 	}
 }
+
+// TestClusterOverallTimeoutReused: the overall-timeout timers are pooled
+// and re-armed; a reused timer must time out only its own exchange, never
+// before its own deadline. (A quick request that times out after its
+// deadline is the machine stalling, not the pool: it is logged, not
+// failed.) The per-try timeout, which defaults to the overall one, is
+// checked on the engine's tick and may fire up to a tick early.
+func TestClusterOverallTimeoutReused(t *testing.T) {
+	e := startEngine(t)
+	b := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if d, err := time.ParseDuration(r.URL.Query().Get("sleep")); err == nil {
+			select {
+			case <-time.After(d):
+			case <-r.Context().Done():
+			}
+		}
+		io.WriteString(w, "ok")
+	}))
+	const timeout = 300 * time.Millisecond
+	c := newTestCluster(t, e, ClusterConfig{Hosts: []string{"http://" + b.addr}, Timeout: timeout,
+		Retry: RetryPolicy{MaxRetries: -1}})
+	var timeouts atomic.Int64
+	round := func(path string) (time.Duration, error) {
+		start := time.Now()
+		r, err := get(t, c, path)
+		d := time.Since(start)
+		if err == nil && (r.Status != 200 || string(r.Body) != "ok") {
+			return d, fmt.Errorf("%d %q", r.Status, r.Body)
+		}
+		if FailureOf(err) == FailTimeout {
+			timeouts.Add(1)
+			if d < timeout-20*time.Millisecond {
+				return d, fmt.Errorf("timed out after %v, before the %v deadline: %w", d, timeout, err)
+			}
+			if path == "/?sleep=1ms" {
+				t.Logf("%s timed out after %v (machine stall)", path, d)
+			}
+			return d, nil
+		}
+		return d, err
+	}
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 40 {
+				// Every fourth request outlives the timeout, so fired and
+				// stopped timers alternate in the pool.
+				path := "/?sleep=1ms"
+				if i%4 == 3 {
+					path = "/?sleep=2s"
+				}
+				if _, err := round(path); err != nil {
+					t.Errorf("goroutine %d request %d: %v", g, i, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if n := timeouts.Load(); n < 40 {
+		t.Errorf("%d timeouts; want at least the 40 slow requests", n)
+	}
+	d, err := round("/?sleep=3s")
+	if err != nil || d < timeout-20*time.Millisecond || d > 2*time.Second {
+		t.Errorf("slow request: %v after %v; want a timeout after about %v", err, d, timeout)
+	}
+	if st := c.Stats(); st.RqTimeout+st.RqPerTryTimeout != uint64(timeouts.Load()) {
+		t.Errorf("rq_timeout %d + rq_per_try_timeout %d; counted %d", st.RqTimeout, st.RqPerTryTimeout, timeouts.Load())
+	}
+}

@@ -71,7 +71,8 @@ func runEcho(args []string, stdout, stderr io.Writer) int {
 	defer signal.Stop(sig)
 	if _, _, isWorker := prefork.Worker(); !isWorker && *procs > 1 {
 		return stack.RunSupervisor(sig, stack.SupervisorConfig{Procs: *procs, Addr: *addr, AdminAddr: *adminAddr,
-			AdminToken: *adminToken, DrainTimeout: *drain, Name: "warren echo", Logger: log})
+			AdminToken: *adminToken, DrainTimeout: *drain, Name: "warren echo", Logger: log,
+			ForwardHUP: tcfg.CertFile != ""}) // the workers reload their certificate on SIGHUP
 	}
 	st, err := stack.New(stack.Config{Engine: ecfg, DrainTimeout: *drain, Logger: log,
 		Admin: admin.Config{Addr: *adminAddr, Token: *adminToken}})

@@ -118,7 +118,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 			log.Error("-tls-addr/-mqtts", "error", err)
 			return 1
 		}
-		return serveSupervisor(sig, *procs, gcfg, *adminAddr, *adminToken, *drain, log)
+		return serveSupervisor(sig, *procs, gcfg, *adminAddr, *adminToken, *drain, extra.tls.CertFile != "", log)
 	}
 
 	st, err := stack.New(stack.Config{Engine: ecfg, DrainTimeout: *drain, Logger: log,
@@ -163,7 +163,7 @@ const preforkAPIEnv = "WARREN_PREFORK_API"
 // serveSupervisor is the prefork parent of warren serve: it runs the
 // embedded NATS server the workers share (unless -nats names a cluster),
 // then supervises the workers.
-func serveSupervisor(sig <-chan os.Signal, procs int, gcfg gateway.Config, adminAddr, adminToken string, drain time.Duration, log interface {
+func serveSupervisor(sig <-chan os.Signal, procs int, gcfg gateway.Config, adminAddr, adminToken string, drain time.Duration, forwardHUP bool, log interface {
 	Info(string, ...any)
 	Error(string, ...any)
 }) int {
@@ -194,7 +194,7 @@ func serveSupervisor(sig <-chan os.Signal, procs int, gcfg gateway.Config, admin
 		os.Setenv(preforkAPIEnv, api)
 	}
 	return stack.RunSupervisor(sig, stack.SupervisorConfig{Procs: procs, Addr: gcfg.Addr, AdminAddr: adminAddr,
-		AdminToken: adminToken, DrainTimeout: drain, Name: "warren serve", Logger: gcfg.Logger})
+		AdminToken: adminToken, DrainTimeout: drain, Name: "warren serve", Logger: gcfg.Logger, ForwardHUP: forwardHUP})
 }
 
 func natsDescription(b *gateway.Bus) string {

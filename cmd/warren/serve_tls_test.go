@@ -78,7 +78,11 @@ func (p *servePKI) leaf(t *testing.T, name string, tmpl *x509.Certificate) (stri
 		t.Fatal(err)
 	}
 	sn, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
+	notAfter := tmpl.NotAfter
 	tmpl.SerialNumber, tmpl.NotBefore, tmpl.NotAfter = sn, time.Now().Add(-time.Hour), time.Now().Add(time.Hour)
+	if !notAfter.IsZero() {
+		tmpl.NotAfter = notAfter
+	}
 	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.caCert, &key.PublicKey, p.caKey)
 	if err != nil {
@@ -297,18 +301,22 @@ func TestServeTLSPrefork(t *testing.T) {
 	data := t.TempDir()
 	tlsAddr, mqtts := "127.0.0.1:0", freePort(t) // port 0: the parent picks one for all workers
 	n := startServe(t, "tpf", data, "-procs", "2", "-drain-timeout", "3s", "-tls-cert", p.cert, "-tls-key", p.key,
-		"-tls-client-ca", p.ca, "-tls-client-cert", "optional", "-tls-addr", tlsAddr, "-mqtts", mqtts)
+		"-tls-client-ca", p.ca, "-tls-client-cert", "optional", "-tls-addr", tlsAddr, "-mqtts", mqtts,
+		"-tls-reload-interval", "-1s")
 	var workers []struct {
-		PID int  `json:"pid"`
-		Up  bool `json:"up"`
+		PID   int    `json:"pid"`
+		Admin string `json:"admin"`
+		Up    bool   `json:"up"`
 	}
+	// A worker reports its admin address once its listeners are open.
 	eventually(t, 15*time.Second, "two workers serving", func() bool {
 		resp, err := apiClient.Get("http://" + n.admin + "/workers")
 		if err != nil {
 			return false
 		}
 		defer resp.Body.Close()
-		return json.NewDecoder(resp.Body).Decode(&workers) == nil && len(workers) == 2 && workers[0].Up && workers[1].Up
+		return json.NewDecoder(resp.Body).Decode(&workers) == nil && len(workers) == 2 &&
+			workers[0].Up && workers[0].Admin != "" && workers[1].Up && workers[1].Admin != ""
 	})
 	t.Cleanup(func() {
 		for _, w := range workers {
@@ -347,6 +355,33 @@ func TestServeTLSPrefork(t *testing.T) {
 	}
 	if perNode["tpf-0"] == 0 || perNode["tpf-1"] == 0 {
 		t.Errorf("certificate devices per worker %v: want both workers", perNode)
+	}
+	// SIGHUP to the parent reaches every worker: after a new certificate
+	// over the files, every new handshake (on either worker) gets it, and
+	// the parent lives on.
+	serial := func() string {
+		c, err := tls.Dial("tcp", shared, &tls.Config{RootCAs: p.pool, ServerName: "localhost"})
+		if err != nil {
+			t.Fatalf("tls.Dial: %v", err)
+		}
+		defer c.Close()
+		return c.ConnectionState().PeerCertificates[0].SerialNumber.String()
+	}
+	before := serial()
+	p.leaf(t, "server", &x509.Certificate{Subject: pkix.Name{CommonName: "localhost"},
+		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
+	n.cmd.Process.Signal(syscall.SIGHUP)
+	eventually(t, 10*time.Second, "the new certificate on 16 handshakes in a row", func() bool {
+		for range 16 {
+			if serial() == before {
+				return false
+			}
+		}
+		return true
+	})
+	if n.exited() {
+		t.Fatalf("the prefork parent died of SIGHUP: %v", n.err)
 	}
 	if pub, err := exec.LookPath("mosquitto_pub"); err == nil {
 		tok := deviceToken(t, data, "tpf-mq")
@@ -402,5 +437,111 @@ func TestServeTLSReload(t *testing.T) {
 	n.cmd.Process.Signal(syscall.SIGTERM)
 	if err := n.wait(t, 10*time.Second); err != nil {
 		t.Errorf("exit after SIGTERM: %v", err)
+	}
+}
+
+// TestServeTLSFlags: the TLS listeners' flags that cannot work together
+// are refused with exit code 2 before anything starts.
+func TestServeTLSFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-tls-addr", "127.0.0.1:0"}, "need -tls-cert"},
+		{[]string{"-mqtts", "127.0.0.1:0"}, "need -tls-cert"},
+		{[]string{"-tls-cert", "c.pem", "-tls-key", "k.pem"}, "without -tls-addr or -mqtts"},
+		{[]string{"-tls-cert", "c.pem", "-tls-key", "k.pem", "-mqtts", "127.0.0.1:0", "-mqtt", ""}, "-mqtts needs MQTT"},
+		{[]string{"-tls-client-cert", "sometimes"}, "want require or optional"},
+	} {
+		var out, errb strings.Builder
+		if code := run(append([]string{"serve"}, tc.args...), &out, &errb); code != 2 || !strings.Contains(errb.String(), tc.want) {
+			t.Errorf("serve %v: exit %d, %q; want 2 and %q", tc.args, code, errb.String(), tc.want)
+		}
+	}
+}
+
+// pahoWSSScript connects to MQTT over wss (/mqtt) with a client
+// certificate and no password, as client id argv[5], publishes one QoS 1
+// message to devices/<id>/telemetry and prints the CONNACK's result.
+const pahoWSSScript = `
+import sys, threading
+import paho.mqtt.client as mqtt
+host, port, ca, cert, key, cid = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
+res = {}
+connected = threading.Event()
+def on_connect(c, u, flags, rc, props=None):
+    res["rc"] = int(rc) if not hasattr(rc, "value") else rc.value
+    connected.set()
+c = mqtt.Client(client_id=cid, protocol=mqtt.MQTTv311, transport="websockets")
+c.ws_set_options(path="/mqtt")
+c.tls_set(ca_certs=ca, certfile=cert, keyfile=key)
+c.on_connect = on_connect
+c.connect(host, port, keepalive=30)
+c.loop_start()
+if not connected.wait(10):
+    print("no CONNACK"); sys.exit(1)
+if res["rc"] != 0:
+    print("refused", res["rc"]); sys.exit(2)
+c.publish("devices/%s/telemetry" % cid, '{"via":"wss-mqtt"}', qos=1).wait_for_publish(5)
+c.disconnect(); c.loop_stop()
+print("ok")
+`
+
+// TestServeMQTTOverWSSCert: Python paho-mqtt, MQTT over wss at /mqtt on
+// -tls-addr with a client certificate and no password: the client id that
+// is the certificate's identity connects and publishes to NATS; another
+// client id is refused.
+func TestServeMQTTOverWSSCert(t *testing.T) {
+	py := "/usr/bin/python3"
+	if err := exec.Command(py, "-c", "import paho.mqtt.client").Run(); err != nil {
+		t.Skip("python3-paho-mqtt not installed (scripts/test installs it)")
+	}
+	p := newServePKI(t)
+	data := t.TempDir()
+	tlsAddr := freePort(t)
+	n := startServe(t, "wssmq", data, "-tls-cert", p.cert, "-tls-key", p.key, "-tls-client-ca", p.ca, "-tls-addr", tlsAddr)
+	w := watchNATS(t, n.natsURL(), "devices.>")
+	script := filepath.Join(t.TempDir(), "paho_wss.py")
+	os.WriteFile(script, []byte(pahoWSSScript), 0o644)
+	certFile, keyFile, _ := p.client(t, "wss-mq")
+	o, err := exec.Command(py, script, "localhost", portOf(tlsAddr), p.ca, certFile, keyFile, "wss-mq").CombinedOutput()
+	if err != nil || strings.TrimSpace(string(o)) != "ok" {
+		t.Fatalf("paho over wss with a certificate: %v %s", err, o)
+	}
+	if m := w.wait(t, 5*time.Second, "devices.wss-mq.telemetry", nil); string(m.Data) != `{"via":"wss-mqtt"}` {
+		t.Errorf("telemetry %q", m.Data)
+	}
+	o, err = exec.Command(py, script, "localhost", portOf(tlsAddr), p.ca, certFile, keyFile, "not-wss-mq").CombinedOutput()
+	if err == nil || !strings.Contains(string(o), "refused") {
+		t.Errorf("another client id than the certificate's: %v %s", err, o)
+	}
+}
+
+// TestServeCertExpiry: a device logged in by a certificate that expires
+// while it is connected is closed then, like a device whose token expires
+// (close 4001, reason token_expired).
+func TestServeCertExpiry(t *testing.T) {
+	p := newServePKI(t)
+	data := t.TempDir()
+	tlsAddr := freePort(t)
+	n := startServe(t, "certexp", data, "-tls-cert", p.cert, "-tls-key", p.key, "-tls-client-ca", p.ca, "-tls-addr", tlsAddr)
+	end := time.Now().Add(3 * time.Second).Truncate(time.Second)
+	certFile, keyFile := p.leaf(t, "client-short", &x509.Certificate{Subject: pkix.Name{CommonName: "short-lived"},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, NotAfter: end})
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, resp, err := dialWSS(tlsAddr, p.pool, []tls.Certificate{cert}, "", tls.VersionTLS13)
+	if err != nil {
+		t.Fatalf("device: %v %v", err, resp)
+	}
+	d.id = "short-lived"
+	t.Cleanup(func() { d.c.Close() })
+	d.answer()
+	n.waitDevice(t, 5*time.Second, "short-lived", "certexp")
+	ce := d.waitClosed(t)
+	if ce.Code != 4001 || time.Now().Before(end) {
+		t.Errorf("closed with %d %q at %v; want 4001 once the certificate ends at %v", ce.Code, ce.Text, time.Now(), end)
 	}
 }

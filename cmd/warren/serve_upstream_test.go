@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -140,11 +141,20 @@ func TestServeUpstreamWebhook(t *testing.T) {
 	if k := "base64:" + base64.StdEncoding.EncodeToString(bin); seen[k] != 1 {
 		t.Errorf("binary message came %d times as data_base64 (got %v)", seen[k], seen)
 	}
+	mu.Unlock()
 	metrics := fetchText(t, "http://"+n.admin+"/metrics")
 	for _, want := range []string{`warren_gateway_webhook_messages_total{reason="",result="queued"} 10`,
-		`warren_gateway_webhook_messages_total{reason="queue_full",result="dropped"} 0`} {
+		`warren_gateway_webhook_messages_total{reason="queue_full",result="dropped"} 0`,
+		`warren_upstream_rq_total{cluster="upstream"}`, `warren_upstream_rq_total{cluster="webhook"}`} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("metrics lack %s", want)
 		}
 	}
+	// Telemetry just before SIGTERM: the drain still exits 0.
+	d.c.WriteMessage(gorilla.TextMessage, []byte(`{"type":"telemetry","data":"last"}`))
+	n.cmd.Process.Signal(syscall.SIGTERM)
+	if err := n.wait(t, 15*time.Second); err != nil {
+		t.Errorf("exit after SIGTERM: %v", err)
+	}
+	mu.Lock()
 }
