@@ -2,6 +2,7 @@ package loadgen
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -17,7 +18,10 @@ import (
 	"github.com/warrenhq/warren/mqtt"
 )
 
-// MQTT load (-url mqtt://host:port/prefix?qos=N): every connection is an
+// MQTT load (-url mqtt://host:port/prefix?qos=N, or mqtts:// over TLS with
+// ALPN "mqtt", Config.CAFile or Insecure, and CertFile/KeyFile as the
+// client certificate; its byte counts are the MQTT bytes, before TLS):
+// every connection is an
 // MQTT 3.1.1 client (client id warren-load-<i>, clean session, no
 // keep-alive) subscribed at QoS N (0, 1 or 2; 0 by default) to a topic of
 // its own, <prefix>/<i> ("load/<i>" without a path). The traffic publishes
@@ -30,23 +34,30 @@ import (
 // aim at the hundreds of thousands of connections of the HTTP and
 // WebSocket modes, and it runs in one process (Procs must be 1).
 
-// mqttTarget is an mqtt:// URL parsed.
+// mqttTarget is an mqtt:// or mqtts:// URL parsed.
 type mqttTarget struct {
 	addr   string
+	host   string // for the TLS handshake
+	tls    bool   // mqtts://
 	prefix string
 	qos    mqtt.QoS
 }
 
 func parseMQTTTarget(raw string) (mqttTarget, error) {
 	u, err := url.Parse(raw)
-	if err != nil || u.Scheme != "mqtt" || u.Hostname() == "" {
-		return mqttTarget{}, fmt.Errorf("%w: %q (want mqtt://host:port/prefix?qos=N)", ErrBadURL, raw)
+	if err != nil || (u.Scheme != "mqtt" && u.Scheme != "mqtts") || u.Hostname() == "" {
+		return mqttTarget{}, fmt.Errorf("%w: %q (want mqtt(s)://host:port/prefix?qos=N)", ErrBadURL, raw)
 	}
 	port := u.Port()
-	if port == "" {
+	switch {
+	case port != "":
+	case u.Scheme == "mqtts":
+		port = "8883"
+	default:
 		port = "1883"
 	}
-	t := mqttTarget{addr: net.JoinHostPort(u.Hostname(), port), prefix: strings.Trim(u.Path, "/")}
+	t := mqttTarget{addr: net.JoinHostPort(u.Hostname(), port), host: u.Hostname(), tls: u.Scheme == "mqtts",
+		prefix: strings.Trim(u.Path, "/")}
 	if t.prefix == "" {
 		t.prefix = "load"
 	}
@@ -67,6 +78,7 @@ func parseMQTTTarget(raw string) (mqttTarget, error) {
 type mqttLoad struct {
 	cfg   Config
 	tgt   mqttTarget
+	tlsc  *tls.Config // mqtts://: the client's TLS settings (ALPN "mqtt")
 	t0    time.Time
 	conns []*mqttConn
 
@@ -107,7 +119,13 @@ func newMQTTLoad(cfg Config) (*mqttLoad, error) {
 	if cfg.Procs > 1 {
 		return nil, fmt.Errorf("loadgen: the MQTT mode runs in one process (Procs %d)", cfg.Procs)
 	}
-	return &mqttLoad{cfg: cfg, tgt: tgt, t0: time.Now()}, nil
+	l := &mqttLoad{cfg: cfg, tgt: tgt, t0: time.Now()}
+	if tgt.tls {
+		if l.tlsc, err = clientTLSConfig(cfg, tgt.host, []string{"mqtt"}); err != nil {
+			return nil, err
+		}
+	}
+	return l, nil
 }
 
 func (l *mqttLoad) fail(k ErrorKind) { l.errs[k].Add(1) }
@@ -167,6 +185,21 @@ func (l *mqttLoad) dial(ctx context.Context, i int) *mqttConn {
 			l.fail(KindConnect)
 		}
 		return nil
+	}
+	if l.tlsc != nil {
+		// mqtts://: crypto/tls on this connection's goroutines, like the
+		// rest of the MQTT mode; the handshake counts in the connect time.
+		tc := tls.Client(c, l.tlsc)
+		hctx, cancel := context.WithTimeout(ctx, l.cfg.Timeout)
+		err := tc.HandshakeContext(hctx)
+		cancel()
+		if err != nil {
+			if hctx.Err() != nil || isTimeout(err) {
+				return l.dialFailed(c, KindConnectTimeout)
+			}
+			return l.dialFailed(c, KindConnect)
+		}
+		c = tc
 	}
 	mc := &mqttConn{l: l, i: i, c: c, topic: []byte(l.tgt.prefix + "/" + strconv.Itoa(i)),
 		slots: make(chan struct{}, max(1, l.cfg.Inflight))}

@@ -23,10 +23,19 @@ func newTLSClient(cfg Config, tgt target) (*tlsx.Client, error) {
 
 // tlsConfig is newTLSClient's tls.Config.
 func tlsConfig(cfg Config, tgt target) (*tls.Config, error) {
-	tc := &tls.Config{ServerName: tgt.sni, InsecureSkipVerify: cfg.Insecure, NextProtos: []string{"http/1.1"}}
+	protos := []string{"http/1.1"}
 	if tgt.ws {
-		tc.NextProtos = nil // what browsers do for wss://, and what a WebSocket-only listener may not offer
+		protos = nil // what browsers do for wss://, and what a WebSocket-only listener may not offer
 	}
+	return clientTLSConfig(cfg, tgt.sni, protos)
+}
+
+// clientTLSConfig is the TLS client configuration of a run: server name
+// sni, ALPN protos, the server verified against Config.CAFile (or the
+// system's roots) unless Config.Insecure, and Config.CertFile presented
+// when the server asks for a client certificate.
+func clientTLSConfig(cfg Config, sni string, protos []string) (*tls.Config, error) {
+	tc := &tls.Config{ServerName: sni, InsecureSkipVerify: cfg.Insecure, NextProtos: protos}
 	if cfg.CAFile != "" {
 		pem, err := os.ReadFile(cfg.CAFile)
 		if err != nil {

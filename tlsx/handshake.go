@@ -117,6 +117,7 @@ type hsConn struct {
 	in      []byte // bytes read and not yet handed to crypto/tls (pooled)
 	recLeft int    // bytes of the current record still to hand out
 	closed  bool   // the connection closed, or the handshake ended
+	counted bool   // OnClose counted the handshake's end (the worker does not)
 	post    bool   // TLS 1.2 after the handshake: Read does not block, Write captures
 	out     []byte // TLS 1.2 after the handshake: sealed bytes for Seal
 
@@ -205,29 +206,26 @@ func looksLikeHTTP(b []byte) bool {
 
 // OnClose ends a handshake in progress; the worker sees the adapter closed.
 func (hs *hsConn) OnClose(c *engine.Conn, r engine.CloseReason, err error) {
+	timeout := r == engine.ReasonReadTimeout || r == engine.ReasonIdleTimeout
 	hs.mu.Lock()
 	wasOpen := !hs.closed
 	hs.closed = true
+	// A handshake on a worker is counted by the worker when it fails —
+	// it knows why (a refused certificate whose alert made the peer
+	// close, the peer giving up) — unless it timed out here.
+	counted := wasOpen && (!hs.queued || timeout)
+	hs.counted = counted
 	hs.mu.Unlock()
 	hs.shut()
-	if wasOpen && r != engine.ReasonLimitReached {
-		hs.s.flapped(c) // the handshake was abandoned, or timed out
+	if !counted || r == engine.ReasonLimitReached {
+		return
 	}
-	if wasOpen && hs.queued {
-		switch r {
-		case engine.ReasonReadTimeout, engine.ReasonIdleTimeout:
-			hs.s.m.handshakes.WithLabelValues(ResultTimeout, "none").Inc()
-		}
-	} else if wasOpen && !hs.queued {
-		// Closed before a whole ClientHello: a timeout, or the peer gave up.
-		res := ResultAborted
-		if r == engine.ReasonReadTimeout || r == engine.ReasonIdleTimeout {
-			res = ResultTimeout
-		}
-		if r != engine.ReasonLimitReached {
-			hs.s.m.handshakes.WithLabelValues(res, "none").Inc()
-		}
+	res := ResultAborted // closed before a whole ClientHello: the peer gave up
+	if timeout {
+		res = ResultTimeout
 	}
+	hs.s.m.handshakes.WithLabelValues(res, "none").Inc()
+	hs.s.flapped(c) // the handshake was abandoned, or timed out
 }
 
 // shut marks the adapter closed and frees its input.
@@ -362,12 +360,12 @@ func (s *Server) handshake(hs *hsConn) {
 	}
 	if err != nil {
 		hs.mu.Lock()
-		closed := hs.closed
+		counted := hs.counted
 		hs.closed = true // OnClose, from now on, counts nothing
 		hs.mu.Unlock()
 		hs.shut()
-		if closed {
-			return // OnClose counted it
+		if counted {
+			return // OnClose counted its timeout
 		}
 		res, d := ResultFailed, DetailHandshakeFailed
 		level := slog.LevelDebug
@@ -375,6 +373,8 @@ func (s *Server) handshake(hs *hsConn) {
 		switch {
 		case ctx.Err() != nil:
 			res, d = ResultTimeout, DetailHandshakeTimeout
+		case errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+			res = ResultAborted // the peer closed in the middle
 		case errors.As(err, &cv):
 			// A refused client certificate (expired, unknown CA): said
 			// in the log, with crypto/tls's reason.

@@ -49,10 +49,10 @@ flags:
 		fs.PrintDefaults()
 	}
 	var cfg loadgen.Config
-	fs.StringVar(&cfg.URL, "url", "http://127.0.0.1:8080/", "target: http(s)://host:port/path (keep-alive GET), ws(s)://host:port/path (WebSocket echo) or mqtt://host:port/prefix?qos=N (MQTT round trips, one process)")
-	fs.BoolVar(&cfg.Insecure, "insecure", false, "https, wss: do not verify the server's certificate")
-	fs.StringVar(&cfg.CAFile, "ca", "", "https, wss: PEM CAs that sign the server's certificate (empty: the system's roots)")
-	fs.StringVar(&cfg.CertFile, "cert", "", "https, wss: PEM client certificate presented when the server asks (mutual TLS; one for every connection, -scenario devices too)")
+	fs.StringVar(&cfg.URL, "url", "http://127.0.0.1:8080/", "target: http(s)://host:port/path (keep-alive GET), ws(s)://host:port/path (WebSocket echo) or mqtt(s)://host:port/prefix?qos=N (MQTT round trips, one process)")
+	fs.BoolVar(&cfg.Insecure, "insecure", false, "https, wss, mqtts: do not verify the server's certificate")
+	fs.StringVar(&cfg.CAFile, "ca", "", "https, wss, mqtts: PEM CAs that sign the server's certificate (empty: the system's roots)")
+	fs.StringVar(&cfg.CertFile, "cert", "", "https, wss, mqtts: PEM client certificate presented when the server asks (mutual TLS; one for every connection, -scenario devices too)")
 	fs.StringVar(&cfg.KeyFile, "key", "", "PEM private key of -cert")
 	fs.StringVar(&cfg.CertDir, "cert-dir", "", "-scenario devices over wss: device dev-<n> presents DIR/dev-<n>.pem (certificate and key in one PEM file), else -cert")
 	fs.IntVar(&cfg.Conns, "conns", 100, "connections to open")
