@@ -148,27 +148,5 @@ func (cl *Client) handshake(cc *clientConn) {
 	} else {
 		t = &conn12{hs: hs, tc: tc, info: &info}
 	}
-	hs.written = nil
-	hs.c.Post(func() {
-		hs.mu.Lock()
-		if hs.closed {
-			hs.mu.Unlock()
-			return
-		}
-		pending := hs.in
-		hs.in = nil
-		if st.Version == tls.VersionTLS13 {
-			hs.closed = true
-		} else {
-			hs.post = true
-		}
-		hs.mu.Unlock()
-		c := hs.c
-		c.SetTransform(t)
-		c.SetHandler(cc.h.inner)
-		c.InjectInput(pending)
-		if pending != nil {
-			pool.Put(pending)
-		}
-	})
+	hs.handOver(st.Version == tls.VersionTLS13, t, cc.h.inner, false)
 }

@@ -409,6 +409,19 @@ func (s *Server) handshake(hs *hsConn) {
 	} else {
 		t = &conn12{hs: hs, tc: tc, info: &info}
 	}
+	inner := hs.lh.inner
+	if h := hs.lh.byProto[st.NegotiatedProtocol]; h != nil {
+		inner = h
+	}
+	hs.handOver(st.Version == tls.VersionTLS13, t, inner, true)
+}
+
+// handOver makes t the connection's transform and h its handler, on its
+// loop, with the input crypto/tls was not handed: it belongs to the
+// record layer (TLS 1.3: the adapter is done) or is fed back to crypto/tls
+// by conn12.Open (TLS 1.2). A server connection also drops the handshake's
+// timeouts, which the engine's listener settings replace.
+func (hs *hsConn) handOver(tls13 bool, t engine.Transform, h engine.Handler, server bool) {
 	hs.written = nil
 	hs.c.Post(func() {
 		hs.mu.Lock()
@@ -416,27 +429,22 @@ func (s *Server) handshake(hs *hsConn) {
 			hs.mu.Unlock()
 			return
 		}
-		// Whatever crypto/tls was not handed belongs to the record
-		// layer (TLS 1.3: the adapter is done) or is fed back to
-		// crypto/tls by conn12.Open (TLS 1.2).
 		pending := hs.in
 		hs.in = nil
-		if st.Version == tls.VersionTLS13 {
+		if tls13 {
 			hs.closed = true
 		} else {
 			hs.post = true
 		}
 		hs.mu.Unlock()
 		c := hs.c
-		c.SetMessagePending(false)
-		c.SetIdleTimeout(0)
-		c.SetReadTimeout(0)
-		inner := hs.lh.inner
-		if h := hs.lh.byProto[st.NegotiatedProtocol]; h != nil {
-			inner = h
+		if server {
+			c.SetMessagePending(false)
+			c.SetIdleTimeout(0)
+			c.SetReadTimeout(0)
 		}
 		c.SetTransform(t)
-		c.SetHandler(inner)
+		c.SetHandler(h)
 		c.InjectInput(pending)
 		if pending != nil {
 			pool.Put(pending)
