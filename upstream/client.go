@@ -106,24 +106,28 @@ type Exchange struct {
 	overall *overallTimer
 
 	// mu guards the fields below.
-	mu         sync.Mutex
-	state      uint8 // xWaiting, xActive, xDone
-	cc         *clientConn
-	reused     bool
-	buf        []byte // streamed body written before a connection was assigned
-	ended      bool   // End called
-	bodySent   bool   // some streamed body bytes were written to a connection
-	retries    int
-	inRetry    bool
-	timedOut   bool
-	canceled   bool
-	ticket     Ticket
-	hasTicket  bool
-	started    time.Time
-	respBegun  atomic.Bool // OnResponse called (or the response is being discarded for a retry)
-	ended2     atomic.Bool // state is xDone: no more handler calls
-	discarding bool        // the response is being read only to retry
-	status     atomic.Int32
+	mu        sync.Mutex
+	state     uint8 // xWaiting, xActive, xDone
+	cc        *clientConn
+	reused    bool
+	buf       []byte // streamed body written before a connection was assigned
+	ended     bool   // End called
+	bodySent  bool   // some streamed body bytes were written to a connection
+	retries   int
+	inRetry   bool
+	timedOut  bool
+	canceled  bool
+	ticket    Ticket
+	hasTicket bool
+	started   time.Time
+	respBegun atomic.Bool // OnResponse called (or the response is being discarded for a retry)
+	ended2    atomic.Bool // state is xDone: no more handler calls
+	// timeoutCounted: this attempt's timeout is in the stats, once, whether
+	// the overall timer or the per-try check (they may race when the
+	// per-try timeout is the overall one) saw it first.
+	timeoutCounted atomic.Bool
+	discarding     bool // the response is being read only to retry
+	status         atomic.Int32
 
 	// queued is guarded by the host pool's mu.
 	queued    bool
@@ -329,6 +333,7 @@ func (x *Exchange) start(cc *clientConn, reused bool, now time.Time) bool {
 	x.state, x.cc, x.reused = xActive, cc, reused
 	x.started = now
 	x.respBegun.Store(false)
+	x.timeoutCounted.Store(false) // a new attempt may time out on its own
 	x.discarding = false
 	cc.x.Store(x)
 	hp := cc.hp
@@ -438,7 +443,9 @@ func (x *Exchange) onOverallTimeout() {
 	x.timedOut = true
 	cc, st := x.cc, x.state
 	x.mu.Unlock()
-	x.c.st.rqTimeout.Add(1)
+	if x.timeoutCounted.CompareAndSwap(false, true) {
+		x.c.st.rqTimeout.Add(1)
+	}
 	if st == xActive && cc != nil {
 		cc.conn.Abort(engine.ReasonLocal) // OnClose ends the attempt as a timeout
 		return

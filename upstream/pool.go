@@ -602,7 +602,9 @@ func (cc *clientConn) OnTimeout(conn *engine.Conn, r engine.CloseReason) bool {
 	quiet := now.Sub(time.Unix(0, cc.lastIO.Load()))
 	if x := cc.x.Load(); x != nil {
 		if c.cfg.PerTryTimeout > 0 && quiet >= c.cfg.PerTryTimeout-c.eng.Config().TickInterval {
-			c.st.rqPerTryTimeout.Add(1)
+			if x.timeoutCounted.CompareAndSwap(false, true) {
+				c.st.rqPerTryTimeout.Add(1)
+			}
 			cc.fail(x, &Error{Failure: FailTimeout, Host: cc.hp.name}, true)
 			return false
 		}
