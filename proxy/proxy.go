@@ -135,7 +135,17 @@ func (p *Proxy) Handler() engine.Handler { return (*idleHandler)(p) }
 // Listen opens a listener on the proxy's engine whose connections are
 // proxied, with the proxy's idle and header timeouts.
 func (p *Proxy) Listen(addr string) (*engine.Listener, error) {
-	ln, err := p.eng.Listen(addr, p.Handler())
+	return p.ListenWrapped(addr, nil)
+}
+
+// ListenWrapped is Listen with the proxy's handler wrapped by wrap (a TLS
+// layer: tlsx.Server.Handler); a nil wrap is Listen.
+func (p *Proxy) ListenWrapped(addr string, wrap func(engine.Handler) engine.Handler) (*engine.Listener, error) {
+	h := p.Handler()
+	if wrap != nil {
+		h = wrap(h)
+	}
+	ln, err := p.eng.Listen(addr, h)
 	if err != nil {
 		return nil, err
 	}

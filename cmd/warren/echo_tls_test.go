@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"testing"
 	"time"
 )
@@ -91,5 +92,29 @@ func TestEchoTLS(t *testing.T) {
 	}
 	if _, err := tls.Dial("tcp", tcpAddr, &tls.Config{RootCAs: pool, MaxVersion: tls.VersionTLS12}); err == nil {
 		t.Fatal("TLS 1.2 accepted with -tls-min-version 1.3")
+	}
+}
+
+// TestProxyTLS: warren proxy -tls-cert serves its clients over TLS on
+// -listen (TLS 1.2 and 1.3) and forwards to a plain backend.
+func TestProxyTLS(t *testing.T) {
+	bin := buildWarren(t)
+	cert, key, pool := testCert(t)
+	_, backend, _ := startWarren(t, bin, "echo", "-addr", "127.0.0.1:0", "-admin", "")
+	p := startProc(t, "warren proxy", bin, "proxy", "-listen", "127.0.0.1:0", "-admin", "", "-upstream", "http://"+backend,
+		"-tls-cert", cert, "-tls-key", key)
+	p.waitOutput(t, 20*time.Second, "warren proxy listening")
+	addr := regexp.MustCompile(`proxy listening" addr=(\S+)`).FindStringSubmatch(p.out.String())[1]
+	for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
+		c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: v, MaxVersion: v}}}
+		resp, err := c.Get("https://" + addr + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(b) != "hello" || resp.TLS.Version != v || resp.Header.Get("Via") != "1.1 warren" {
+			t.Fatalf("GET / through the proxy: %q over %x, via %q", b, resp.TLS.Version, resp.Header.Get("Via"))
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"github.com/warrenhq/warren/engine"
 	"github.com/warrenhq/warren/proxy"
 	"github.com/warrenhq/warren/stack"
+	"github.com/warrenhq/warren/tlsx"
 	"github.com/warrenhq/warren/upstream"
 )
 
@@ -23,6 +25,8 @@ func runProxy(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("warren proxy", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	listen := fs.String("listen", "127.0.0.1:8080", "listen address")
+	var tcfg tlsx.Config
+	stack.TLSFlags(fs, &tcfg)
 	ups := fs.String("upstream", "", "backends, comma-separated: http://host:port,... (required)")
 	configFile := fs.String("config", "", "JSON file of flag values ({\"upstream\": \"http://a:80,http://b:80\", \"timeout\": \"5s\"}); command-line flags win")
 	adminAddr := fs.String("admin", admin.DefaultAddr, "admin listener (metrics, /api/upstream, /debug/conns, pprof, dashboard); empty disables")
@@ -156,9 +160,29 @@ func runProxy(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer cl.Close()
+	// -tls-cert: clients reach the proxy over TLS on -listen.
+	var wrap func(engine.Handler) engine.Handler
+	if tcfg.CertFile != "" {
+		tcfg.Logger = log
+		ts, err := tlsx.New(tcfg)
+		if err != nil {
+			log.Error("tls", "error", err)
+			st.Engine.Close()
+			return 1
+		}
+		defer ts.Close()
+		st.AddCollector(ts.Collector())
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go ts.Watch(ctx) // SIGHUP and file changes reload the certificate
+		wrap = ts.Handler
+		if pc.Proto == "" {
+			pc.Proto = "https"
+		}
+	}
 	px := proxy.New(st.Engine, cl, pc)
 	defer px.Close()
-	ln, err := px.Listen(st.Addr(*listen))
+	ln, err := px.ListenWrapped(st.Addr(*listen), wrap)
 	if err != nil {
 		log.Error("listen", "addr", *listen, "error", err)
 		st.Engine.Close()
@@ -170,7 +194,7 @@ func runProxy(args []string, stdout, stderr io.Writer) int {
 		st.AddRoute(pattern, h)
 	}
 	log.Info("warren proxy listening", "addr", ln.Addr().String(), "upstream", strings.Join(cc.Hosts, ","),
-		"balancer", cc.Balancer.String(), "loops", st.Engine.Config().Loops)
+		"balancer", cc.Balancer.String(), "tls", tcfg.CertFile != "", "loops", st.Engine.Config().Loops)
 	return st.Run(sig)
 }
 
