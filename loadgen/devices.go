@@ -547,17 +547,8 @@ var (
 	_ engine.CloseHandler = devHandler{}
 )
 
-// devOf returns the device behind c, waiting for the dialer to attach it
-// when the connection's first callback beat it.
-func (h devHandler) devOf(c *engine.Conn) *devConn {
-	if d, ok := c.Context().(*devConn); ok {
-		return d
-	}
-	h.r.dialMu.Lock() // the dialer holds it until the context is set
-	h.r.dialMu.Unlock()
-	d, _ := c.Context().(*devConn)
-	return d
-}
+// devOf returns the device behind c (see attached).
+func (h devHandler) devOf(c *engine.Conn) *devConn { return attached[*devConn](c, &h.r.dialMu) }
 
 func (h devHandler) OnOpen(c *engine.Conn) {
 	r := h.r

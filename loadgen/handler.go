@@ -1,6 +1,7 @@
 package loadgen
 
 import (
+	"sync"
 	"time"
 
 	"github.com/warrenhq/warren/engine"
@@ -15,16 +16,20 @@ var (
 	_ engine.CloseHandler = handler{}
 )
 
-// connOf returns the conn behind c, waiting for the dialer to attach it
-// when the connection's first callback beat it.
-func (h handler) connOf(c *engine.Conn) *conn {
-	if cs, ok := c.Context().(*conn); ok {
-		return cs
+// connOf returns the conn behind c (see attached).
+func (h handler) connOf(c *engine.Conn) *conn { return attached[*conn](c, &h.r.dialMu) }
+
+// attached returns the T a dialer attached to c as its context, waiting
+// for the dialer — which holds dialMu until the context is set — when the
+// connection's first callback beat it; the zero T if there is none.
+func attached[T any](c *engine.Conn, dialMu *sync.Mutex) T {
+	if v, ok := c.Context().(T); ok {
+		return v
 	}
-	h.r.dialMu.Lock() // the dialer holds it until the context is set
-	h.r.dialMu.Unlock()
-	cs, _ := c.Context().(*conn)
-	return cs
+	dialMu.Lock()
+	dialMu.Unlock()
+	v, _ := c.Context().(T)
+	return v
 }
 
 func (h handler) OnOpen(c *engine.Conn) {
