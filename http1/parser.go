@@ -558,26 +558,13 @@ func parseHead(in []byte, req *Request, l *limits) (int, *Error) {
 		upgrade, expect         []byte
 	)
 	for {
-		if i >= len(in) {
-			return 0, nil
-		}
-		c := in[i]
-		if c == '\r' {
-			if i+1 >= len(in) {
-				return 0, nil
+		n, e := sectionEnd(in, i)
+		if n != 0 || e != nil {
+			if n < 0 || e != nil {
+				return 0, e // more input needed, or malformed
 			}
-			if in[i+1] != '\n' {
-				return 0, ErrBareCR
-			}
-			i += 2
+			i += n
 			break
-		}
-		if c == '\n' {
-			i++
-			break
-		}
-		if c == ' ' || c == '\t' {
-			return 0, ErrObsFold
 		}
 		if req.nhdr >= l.headers {
 			return 0, nil // the scanner reports 431
@@ -722,6 +709,33 @@ func parseField(in []byte, i int) (name, value []byte, next int, e *Error) {
 		return nil, nil, 0, errOf(i)
 	}
 	return name, in[vstart:vend], i, nil
+}
+
+// sectionEnd looks at the start of a header line, in[i:]: n > 0 is the
+// length of the empty line that ends the section (CRLF or a bare LF), n < 0
+// means more input is needed, and n == 0 a field line starts there. A bare
+// CR is an error, and so is a line starting with a space or tab (obs-fold,
+// RFC 9112 §5.2: a proxy must refuse or rewrite it, and views cannot be
+// rewritten).
+func sectionEnd(in []byte, i int) (n int, err *Error) {
+	if i >= len(in) {
+		return -1, nil
+	}
+	switch in[i] {
+	case '\r':
+		if i+1 >= len(in) {
+			return -1, nil
+		}
+		if in[i+1] != '\n' {
+			return 0, ErrBareCR
+		}
+		return 2, nil
+	case '\n':
+		return 1, nil
+	case ' ', '\t':
+		return 0, ErrObsFold
+	}
+	return 0, nil
 }
 
 // lineEnd returns the offset after the line terminator at in[i], which is

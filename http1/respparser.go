@@ -506,28 +506,13 @@ func parseResponseHead(in []byte, resp *Response, l *limits) (int, *Error) {
 		keepAliveSeen           bool
 	)
 	for {
-		if i >= len(in) {
-			return 0, nil
-		}
-		c := in[i]
-		if c == '\r' {
-			if i+1 >= len(in) {
-				return 0, nil
+		n, e := sectionEnd(in, i)
+		if n != 0 || e != nil {
+			if n < 0 || e != nil {
+				return 0, e // more input needed, or malformed
 			}
-			if in[i+1] != '\n' {
-				return 0, ErrBareCR
-			}
-			i += 2
+			i += n
 			break
-		}
-		if c == '\n' {
-			i++
-			break
-		}
-		if c == ' ' || c == '\t' {
-			// RFC 9112 §5.2 lets a user agent unfold, but a proxy
-			// must refuse or rewrite; views cannot be rewritten.
-			return 0, ErrObsFold
 		}
 		if nhdr >= l.headers {
 			return 0, nil // the scanner reports 431
