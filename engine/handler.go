@@ -127,11 +127,7 @@ func (c *Conn) SetHandler(h Handler) {
 	if c.hcaps&capOpen == 0 || c.State() == StateNew {
 		return // OnOpen runs when c opens
 	}
-	// On the portable engine OnData runs where SetHandler runs (the
-	// connection's reader goroutine) whatever the handler's mode, so
-	// OnOpen must run there too: dispatched, it could run after the
-	// first OnData.
-	if _, portable := c.host.(*pconn); c.inline() || portable {
+	if c.inline() || c.host.oneGoroutine() {
 		e.callOnOpen(c)
 		return
 	}

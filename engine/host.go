@@ -44,6 +44,11 @@ type connHost interface {
 	// finalLocked sends a transform's last bytes as c starts to close
 	// gracefully; c.mu is held.
 	finalLocked(c *Conn, b []byte)
+	// oneGoroutine reports whether every callback of a connection runs
+	// where SetHandler runs, whatever its handler's mode (the portable
+	// engine's reader goroutine), so a new handler's OnOpen must run
+	// there too: dispatched, it could run after the first OnData.
+	oneGoroutine() bool
 }
 
 var (
@@ -80,6 +85,8 @@ func (l *loop) setMessagePending(c *Conn, pending bool) {
 }
 
 func (l *loop) handlerChanged(*Conn) {}
+
+func (l *loop) oneGoroutine() bool { return false }
 
 func (l *loop) writev(c *Conn, bufs [][]byte, total int) (int, error) {
 	return c.writev(l, bufs, total)

@@ -576,6 +576,8 @@ func (pc *pconn) setMessagePending(c *Conn, pending bool) {
 // handlerChanged mirrors the new handler's protocol for snapshots.
 func (pc *pconn) handlerChanged(c *Conn) { pc.proto.Store(&protoBox{protocolOf(c.h)}) }
 
+func (pc *pconn) oneGoroutine() bool { return true }
+
 // requestClose interrupts the reader, which finishes the close. Writes are
 // synchronous, so nothing queued is lost.
 func (pc *pconn) requestClose(c *Conn) {
