@@ -6,6 +6,13 @@
 //
 //	mqttrt -addr 127.0.0.1:1883 -n 5000 -qos 1 -rate 20000 -duration 15s -server-pid 1234
 //
+// With -sub-addr the publishing and the subscribing connections are apart:
+// each client publishes on -addr (one broker or cluster node) and receives
+// through a second connection to -sub-addr (another node), so the latency is
+// the cross-node one (node A → NATS → node C for warren serve):
+//
+//	mqttrt -addr 127.0.0.1:1883 -sub-addr 127.0.0.1:2883 -n 500 -rate 10000 -password "$SERVICE_TOKEN"
+//
 // It prints one JSON line and exits 0, or 1 when a connection failed.
 package main
 
@@ -31,6 +38,7 @@ var (
 	hist                  [200]atomic.Int64 // latency buckets, 1.1x apart from 10 µs
 	measuring             atomic.Bool
 	t0                    = time.Now()
+	subAddr, password     string
 )
 
 func bucket(d time.Duration) int {
@@ -70,6 +78,8 @@ func main() {
 	pid := flag.Int("server-pid", 0, "broker pid, for its CPU time")
 	srcBase := flag.String("src-base", "127.0.2.1", "first loopback source address")
 	srcCount := flag.Int("src-count", 60, "loopback source addresses")
+	flag.StringVar(&subAddr, "sub-addr", "", "subscribe through a second connection to this broker (empty: on the publishing connection)")
+	flag.StringVar(&password, "password", "", "CONNECT password (a warren serve token)")
 	flag.Parse()
 	benchutil.RaiseFileLimit()
 	srcs, err := benchutil.SourceAddrs(*srcBase, *srcCount)
@@ -122,32 +132,53 @@ func main() {
 	}
 }
 
-// client runs one connection until stop.
-func client(d *net.Dialer, addr string, i int, qos mqtt.QoS, size int, interval time.Duration, ready chan<- struct{}, stop <-chan struct{}) error {
-	c, err := d.Dial("tcp", addr)
+// conn is one MQTT connection of a client: its socket, the lock of its
+// writes and where its reader reports an error.
+type conn struct {
+	c    net.Conn
+	wmu  sync.Mutex
+	errc chan error
+}
+
+func (c *conn) write(b []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	_, err := c.c.Write(b)
+	return err
+}
+
+// open connects to addr as id, subscribed to topic when sub is set, and
+// reads until the socket fails: its messages are measured, its QoS 1
+// messages acknowledged. subscribed is closed at the SUBACK.
+func open(d *net.Dialer, addr, id string, topic []byte, sub bool, qos mqtt.QoS, subscribed chan struct{}) (*conn, error) {
+	nc, err := d.Dial("tcp", addr)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer c.Close()
-	topic := []byte("rt/" + strconv.Itoa(i))
+	c := &conn{c: nc, errc: make(chan error, 1)}
 	v := mqtt.Version311
-	b := mqtt.AppendConnect(nil, &mqtt.Connect{Version: v, ClientID: []byte("rt-" + strconv.Itoa(i)), CleanStart: true})
-	b = mqtt.AppendSubscribe(b, v, &mqtt.Subscribe{PacketID: 1, Filters: []mqtt.Subscription{{Filter: topic, QoS: qos}}})
-	if _, err := c.Write(b); err != nil {
-		return err
+	cp := mqtt.Connect{Version: v, ClientID: []byte(id), CleanStart: true}
+	if password != "" {
+		cp.HasUsername, cp.HasPassword = true, true
+		cp.Username, cp.Password = []byte("bench"), []byte(password)
 	}
-	var wmu sync.Mutex
-	subscribed := make(chan struct{})
-	errc := make(chan error, 1)
+	b := mqtt.AppendConnect(nil, &cp)
+	if sub {
+		b = mqtt.AppendSubscribe(b, v, &mqtt.Subscribe{PacketID: 1, Filters: []mqtt.Subscription{{Filter: topic, QoS: qos}}})
+	}
+	if err := c.write(b); err != nil {
+		nc.Close()
+		return nil, err
+	}
 	go func() { // reader
 		dec := mqtt.Decoder{Version: v}
 		buf := make([]byte, 0, 4096)
 		tmp := make([]byte, 4096)
 		var ack []byte
 		for {
-			k, err := c.Read(tmp)
+			k, err := nc.Read(tmp)
 			if err != nil {
-				errc <- err
+				c.errc <- err
 				return
 			}
 			buf = append(buf, tmp[:k]...)
@@ -156,7 +187,7 @@ func client(d *net.Dialer, addr string, i int, qos mqtt.QoS, size int, interval 
 			for {
 				n, p, err := dec.Decode(buf[off:], nil)
 				if err != nil {
-					errc <- err
+					c.errc <- err
 					return
 				}
 				if n == 0 {
@@ -164,6 +195,14 @@ func client(d *net.Dialer, addr string, i int, qos mqtt.QoS, size int, interval 
 				}
 				off += n
 				switch p := p.(type) {
+				case *mqtt.Connack:
+					if p.ReasonCode != mqtt.Success {
+						c.errc <- fmt.Errorf("CONNACK %v", p.ReasonCode)
+						return
+					}
+					if !sub {
+						close(subscribed)
+					}
 				case *mqtt.Suback:
 					close(subscribed)
 				case *mqtt.Publish:
@@ -181,26 +220,67 @@ func client(d *net.Dialer, addr string, i int, qos mqtt.QoS, size int, interval 
 			}
 			buf = append(buf[:0], buf[off:]...)
 			if len(ack) > 0 {
-				wmu.Lock()
-				_, err := c.Write(ack)
-				wmu.Unlock()
-				if err != nil {
-					errc <- err
+				if err := c.write(ack); err != nil {
+					c.errc <- err
 					return
 				}
 			}
 		}
 	}()
-	select {
-	case <-subscribed:
-	case err := <-errc:
-		return err
-	case <-time.After(30 * time.Second):
-		return fmt.Errorf("no SUBACK")
+	return c, nil
+}
+
+// client runs one client until stop: a connection subscribed to its own
+// topic that publishes to it, or with -sub-addr a publishing connection
+// and a subscribing one to the other broker.
+func client(d *net.Dialer, addr string, i int, qos mqtt.QoS, size int, interval time.Duration, ready chan<- struct{}, stop <-chan struct{}) error {
+	topic := []byte("rt/" + strconv.Itoa(i))
+	id := "rt-" + strconv.Itoa(i)
+	wait := func(c *conn, ok chan struct{}) error {
+		select {
+		case <-ok:
+			return nil
+		case err := <-c.errc:
+			return err
+		case <-time.After(30 * time.Second):
+			return fmt.Errorf("no CONNACK or SUBACK")
+		}
+	}
+	var c, sc *conn
+	var err error
+	if subAddr == "" {
+		subscribed := make(chan struct{})
+		if c, err = open(d, addr, id, topic, true, qos, subscribed); err != nil {
+			return err
+		}
+		defer c.c.Close()
+		if err := wait(c, subscribed); err != nil {
+			return err
+		}
+	} else {
+		subscribed, connected := make(chan struct{}), make(chan struct{})
+		if sc, err = open(d, subAddr, id+"-s", topic, true, qos, subscribed); err != nil {
+			return err
+		}
+		defer sc.c.Close()
+		if err := wait(sc, subscribed); err != nil {
+			return err
+		}
+		if c, err = open(d, addr, id, topic, false, qos, connected); err != nil {
+			return err
+		}
+		defer c.c.Close()
+		if err := wait(c, connected); err != nil {
+			return err
+		}
+	}
+	var subErr <-chan error // nil: never ready
+	if sc != nil {
+		subErr = sc.errc
 	}
 	ready <- struct{}{}
 	payload := make([]byte, size)
-	var id uint16
+	var pid uint16
 	// Start at a random phase so clients spread over the interval.
 	next := time.Now().Add(time.Duration(i) * interval / time.Duration(max(1, 1000)) % max(interval, 1))
 	var out []byte
@@ -208,7 +288,9 @@ func client(d *net.Dialer, addr string, i int, qos mqtt.QoS, size int, interval 
 		select {
 		case <-stop:
 			return nil
-		case err := <-errc:
+		case err := <-c.errc:
+			return err
+		case err := <-subErr:
 			return err
 		case <-time.After(time.Until(next)):
 		}
@@ -216,17 +298,13 @@ func client(d *net.Dialer, addr string, i int, qos mqtt.QoS, size int, interval 
 		binary.BigEndian.PutUint64(payload, uint64(time.Since(t0)))
 		p := mqtt.Publish{Topic: topic, QoS: qos, Payload: payload}
 		if qos > 0 {
-			id++
-			if id == 0 {
-				id = 1
+			if pid++; pid == 0 {
+				pid = 1
 			}
-			p.PacketID = id
+			p.PacketID = pid
 		}
-		out = mqtt.AppendPublish(out[:0], v, &p)
-		wmu.Lock()
-		_, err := c.Write(out)
-		wmu.Unlock()
-		if err != nil {
+		out = mqtt.AppendPublish(out[:0], mqtt.Version311, &p)
+		if err := c.write(out); err != nil {
 			return err
 		}
 		sent.Add(1)
