@@ -29,6 +29,9 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && holdsSIGHUP(os.Args[1]) {
+		holdSIGHUP()
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
