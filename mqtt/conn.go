@@ -665,7 +665,7 @@ func (c *conn) onConnect(p *Connect) {
 		c.refuse(ServerUnavailable, "server closed", engine.ReasonShutdown)
 		return
 	}
-	ss := s.sessions[cid]
+	ss := s.sessions.get(cid)
 	if ss != nil {
 		ss.mu.Lock()
 		old := ss.conn
@@ -696,13 +696,13 @@ func (c *conn) onConnect(p *Connect) {
 		}
 	}
 	if ss == nil {
-		if len(s.sessions) >= s.cfg.MaxSessions {
+		if s.sessions.len() >= s.cfg.MaxSessions {
 			s.mu.Unlock()
 			c.refuse(QuotaExceeded, "too many sessions", engine.ReasonLimitReached)
 			return
 		}
 		ss = &session{srv: s, id: cid}
-		s.sessions[cid] = ss
+		s.sessions.put(ss)
 	}
 	ss.expiry, ss.will, ss.willDelay = expiry, will, willDelay
 	s.stats.online.Add(1)
@@ -980,7 +980,7 @@ func (c *conn) onSubscribe(p *Subscribe) {
 		}
 		sub := &subscription{sess: ss, filter: pl.filter, tf: uint16(len(pl.filter) - len(pl.tf)),
 			qos: pl.qos, noLocal: pl.noLocal, rap: pl.rap, id: subID}
-		s.subs.Insert(pl.tf, subKey(pl.group, ss.id), sub)
+		s.index(old, sub)
 		ss.linkSub(prev, old, sub)
 		if old == nil {
 			s.stats.subscriptions.Add(1)
@@ -1020,7 +1020,7 @@ func (c *conn) onUnsubscribe(p *Unsubscribe) {
 	for i, f := range p.Filters {
 		codes[i] = NoSubscriptionExisted
 		if prev, sub := ss.findSub(string(f)); sub != nil {
-			s.subs.Remove(sub.topicFilter(), subKey(sub.group(), ss.id))
+			s.unindex(sub)
 			ss.unlinkSub(prev, sub)
 			s.stats.subscriptions.Add(-1)
 			codes[i] = Success

@@ -423,6 +423,9 @@ func (s *Server) route(m *msg, now int64) int {
 	bp := matchPool.Get().(*[]*subscription)
 	subs := (*bp)[:0]
 	s.mu.RLock()
+	if sub := s.lit.get(m.Topic); sub != nil {
+		subs = append(subs, sub)
+	}
 	s.subs.Lookup(m.Topic, func(_ string, sub *subscription) bool {
 		subs = append(subs, sub)
 		return true
@@ -583,16 +586,14 @@ func (s *Server) sweep(now time.Time) {
 // caller counts the session out of the online or offline gauge.
 func (s *Server) endSessionLocked(ss *session) {
 	for sub := ss.subs; sub != nil; {
-		s.subs.Remove(sub.topicFilter(), subKey(sub.group(), ss.id))
+		s.unindex(sub)
 		next := sub.next
 		sub.next = nil
 		sub = next
 	}
 	s.stats.subscriptions.Add(-int64(ss.nsubs))
 	ss.subs, ss.nsubs = nil, 0
-	if s.sessions[ss.id] == ss {
-		delete(s.sessions, ss.id)
-	}
+	s.sessions.remove(ss)
 	delete(s.offline, ss)
 	ss.release()
 }
@@ -604,6 +605,47 @@ func (s *Server) publishWill(w *msg, now time.Time) {
 		s.retain(w)
 	}
 	s.route(w, now.UnixNano())
+}
+
+// tableKey keys a session in Server.sessions.
+func (ss *session) tableKey() string { return ss.id }
+
+// tableKey keys a subscription in Server.lit.
+func (sub *subscription) tableKey() string { return sub.topicFilter() }
+
+// index adds sub to the subscription index in place of old, the session's
+// subscription to the same filter (nil if none); s.mu is held. A literal
+// filter's only subscriber takes one slot of s.lit; a second subscriber
+// to the filter moves the first to the trie, where both stay.
+func (s *Server) index(old, sub *subscription) {
+	tf := sub.topicFilter()
+	key := func(sub *subscription) string { return subKey(sub.group(), sub.sess.id) }
+	switch {
+	case hasWildcard(tf):
+	case old != nil:
+		if s.lit.replace(old, sub) {
+			return
+		}
+		// old is in the trie, where Insert replaces it.
+	default:
+		if o := s.lit.get(tf); o != nil {
+			s.lit.remove(o)
+			s.subs.Insert(tf, key(o), o)
+		} else if !s.subs.hasSubscribers(tf) {
+			s.lit.put(sub)
+			return
+		}
+	}
+	s.subs.Insert(tf, key(sub), sub)
+}
+
+// unindex removes sub from the subscription index; s.mu is held.
+func (s *Server) unindex(sub *subscription) {
+	tf := sub.topicFilter()
+	if !hasWildcard(tf) && s.lit.remove(sub) {
+		return
+	}
+	s.subs.Remove(tf, subKey(sub.group(), sub.sess.id))
 }
 
 // subKey is a subscription's key in the trie: the client id, prefixed by
