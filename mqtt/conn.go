@@ -581,7 +581,6 @@ func (c *conn) onConnect(p *Connect) {
 		cl.Identity = ident
 	}
 	var will *msg
-	var willDelay uint32
 	if w := p.Will; w != nil {
 		topic := string(w.Topic)
 		if !s.topicOK(topic) {
@@ -597,7 +596,7 @@ func (c *conn) onConnect(p *Connect) {
 			ContentType: string(w.Props.ContentType), ResponseTopic: string(w.Props.ResponseTopic),
 			CorrelationData: w.Props.CorrelationData, User: w.Props.User}
 		will = newMsg(&wm, cid, now)
-		willDelay = w.Props.WillDelay
+		will.delay = w.Props.WillDelay
 	}
 
 	// Keep-alive, and the client's limits on what it receives.
@@ -683,7 +682,7 @@ func (c *conn) onConnect(p *Connect) {
 			// The old connection ended without a normal DISCONNECT: its
 			// will goes out unless this connection resumes the session
 			// within the will delay (5.0 3.1.3.2.2).
-			if p.CleanStart || (old != nil && ss.willDelay == 0) {
+			if p.CleanStart || (old != nil && ss.will.delay == 0) {
 				wills = append(wills, ss.will)
 			}
 			ss.will = nil
@@ -701,10 +700,10 @@ func (c *conn) onConnect(p *Connect) {
 			c.refuse(QuotaExceeded, "too many sessions", engine.ReasonLimitReached)
 			return
 		}
-		ss = &session{srv: s, id: cid}
+		ss = &session{id: cid}
 		s.sessions.put(ss)
 	}
-	ss.expiry, ss.will, ss.willDelay = expiry, will, willDelay
+	ss.expiry, ss.will = expiry, will
 	s.stats.online.Add(1)
 	if c.ws != nil && ka > 0 {
 		// The engine's idle timer is reset by output too: the sweeper
@@ -716,7 +715,7 @@ func (c *conn) onConnect(p *Connect) {
 	c.packet(ca)
 	ss.conn = c
 	if ca.SessionPresent && ss.fl != nil {
-		ss.resend(now.UnixNano())
+		ss.resend(s, now.UnixNano())
 	}
 	ss.mu.Unlock()
 	s.mu.Unlock()
@@ -911,7 +910,7 @@ func (c *conn) onAck(a *Ack) {
 		c.sendAck(TypePubcomp, a.PacketID, code)
 		return
 	}
-	if !ss.acked(c, a.Kind, a.PacketID, a.ReasonCode, now) && a.Kind == TypePubrec {
+	if !ss.acked(c.srv, c, a.Kind, a.PacketID, a.ReasonCode, now) && a.Kind == TypePubrec {
 		c.sendAck(TypePubrel, a.PacketID, PacketIdentifierNotFound)
 	}
 }
@@ -1004,7 +1003,7 @@ func (c *conn) onSubscribe(p *Subscribe) {
 			ids = []uint32{r.sub.id}
 		}
 		for _, m := range s.retainedFor(r.tf, now) {
-			ss.deliver(m, min(m.QoS, r.sub.qos), true, ids, now)
+			ss.deliver(s, m, min(m.QoS, r.sub.qos), true, ids, now)
 		}
 	}
 }
@@ -1098,7 +1097,7 @@ func (c *conn) closed(reason engine.CloseReason) {
 		if c.normal {
 			ss.will = nil
 		}
-		if ss.will != nil && (ss.willDelay == 0 || ss.expiry == 0) {
+		if ss.will != nil && (ss.will.delay == 0 || ss.expiry == 0) {
 			will, ss.will = ss.will, nil
 		}
 		if ss.expiry == 0 {

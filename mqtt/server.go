@@ -85,7 +85,8 @@ type Config struct {
 	MaxQueuedBytesTotal int64
 
 	// MaxSubscriptions bounds the subscriptions of one client; more are
-	// refused in SUBACK with quota_exceeded. Zero means 100.
+	// refused in SUBACK with quota_exceeded. Zero means 100; more than
+	// 65535 means 65535.
 	MaxSubscriptions int
 	// MaxTopicLength and MaxTopicLevels bound topic names and filters;
 	// longer ones are refused (topic_name_invalid closes a publisher,
@@ -172,6 +173,7 @@ func (c Config) withDefaults() Config {
 		c.MaxQueuedBytesTotal = DefaultMaxQueuedBytesTotal
 	}
 	def(&c.MaxSubscriptions, DefaultMaxSubscriptions)
+	c.MaxSubscriptions = min(c.MaxSubscriptions, 65535)
 	def(&c.MaxTopicLength, DefaultMaxTopicLength)
 	def(&c.MaxTopicLevels, DefaultMaxTopicLevels)
 	if c.PublishRate == 0 {

@@ -14,7 +14,7 @@ func TestIdleStructSizes(t *testing.T) {
 	}{
 		{"conn", unsafe.Sizeof(conn{}), 128},
 		{"Client", unsafe.Sizeof(Client{}), 64},
-		{"session", unsafe.Sizeof(session{}), 80},
+		{"session", unsafe.Sizeof(session{}), 64},
 		{"subscription", unsafe.Sizeof(subscription{}), 48},
 		{"trie node", unsafe.Sizeof(node[*subscription]{}), 48},
 	} {
