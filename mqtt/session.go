@@ -551,7 +551,7 @@ func (s *Server) sweep(now time.Time) {
 	var silent []*conn
 	s.mu.Lock()
 	for c := range s.wsKeepAlive {
-		if time.Duration(t-c.lastIn.Load()) >= c.keepAlive*3/2 {
+		if time.Duration(t-c.lastIn.Load()) >= c.keepAlive()*3/2 {
 			silent = append(silent, c)
 			delete(s.wsKeepAlive, c)
 		}
