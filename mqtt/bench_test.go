@@ -117,7 +117,7 @@ func BenchmarkRouteFanout(b *testing.B) {
 	s := NewServer(Config{})
 	defer s.Close()
 	for i := range 5000 {
-		ss := &session{srv: s, id: strconv.Itoa(i)}
+		ss := &session{id: strconv.Itoa(i)}
 		s.subs.Insert("fan/out", ss.id, &subscription{sess: ss, filter: "fan/out"})
 	}
 	m := newMsg(&Message{Topic: "fan/out", Payload: []byte("x")}, "", time.Now())

@@ -17,27 +17,26 @@ import (
 	"github.com/warrenhq/warren/websocket"
 )
 
-// conn is one MQTT connection, over TCP or WebSocket. Its fields without a
-// lock belong to the connection's event loop; those read by other
-// goroutines delivering messages (version, recvMax, maxOut, client) are
-// set before the connection is attached to its session under session.mu,
-// and never change after.
+// conn is one MQTT connection, over TCP or WebSocket, with its Client
+// (one allocation of 160 bytes for both). Its fields without a lock belong
+// to the connection's event loop; those read by other goroutines
+// delivering messages (version, recvMax, maxOut, cl) are set before the
+// connection is attached to its session under session.mu, and never change
+// after.
 type conn struct {
-	srv    *Server
-	ec     *engine.Conn
-	ws     *websocket.Conn // MQTT over WebSocket; nil on TCP
-	sess   *session
-	client *Client
+	srv  *Server
+	ec   *engine.Conn
+	ws   *websocket.Conn // MQTT over WebSocket; nil on TCP
+	sess *session
 	// outAliases are the topic aliases the server set on this connection,
 	// guarded by the session's mu (every PUBLISH to the client is sent
 	// under it, so an alias is always set before it is used); nil until
 	// the first.
 	outAliases map[string]uint16
-	in         *inState // publishing state; nil until the client publishes
-	keepAlive  time.Duration
+	in         *inState     // publishing state; nil until the client publishes
 	lastIn     atomic.Int64 // unix ns of the last input; the sweeper reads it (WebSocket keep-alive)
 
-	// The small fields share words (the struct is 128 bytes).
+	// The small fields share words.
 	version   Version
 	connected bool
 	done      bool   // input is discarded from now on
@@ -53,8 +52,31 @@ type conn struct {
 	corked  bool
 	wclosed bool
 	code    ReasonCode // the reason the server disconnected with, if it did
-	out     []byte     // batched output, pooled; nil when not corked
+	kaSecs  uint16     // the keep-alive, seconds (at most 65535 in both versions); on the loop
+	out     *outBuf    // batched output, pooled; nil when not corked
+
+	// cl is the client the hooks see, set once the CONNECT is accepted
+	// (connected).
+	cl Client
 }
+
+// outBuf is a connection's batched output, pooled.
+type outBuf struct{ b []byte }
+
+var outBufPool = sync.Pool{New: func() any { return new(outBuf) }}
+
+// releaseOut returns the batched output to the pools; c.wmu is held.
+func (c *conn) releaseOut() {
+	if o := c.out; o != nil {
+		pool.Put(o.b)
+		o.b = nil
+		outBufPool.Put(o)
+		c.out = nil
+	}
+}
+
+// keepAlive returns the client's keep-alive; 0 means none.
+func (c *conn) keepAlive() time.Duration { return time.Duration(c.kaSecs) * time.Second }
 
 // inState is the state of a connection that publishes, apart so that an
 // idle subscriber does not carry it. It belongs to the loop.
@@ -141,20 +163,20 @@ func (p *proto) Inline() bool { return true }
 func (p *proto) Label(*engine.Conn) string { return (*conn)(p).label() }
 
 func (c *conn) label() string {
-	if c.client == nil {
+	if !c.connected {
 		return ""
 	}
-	return c.client.ID
+	return c.cl.ID
 }
 
 // OnTimeout enforces the keep-alive (1.5 times the client's) and the
 // connect timeout.
 func (p *proto) OnTimeout(ec *engine.Conn, reason engine.CloseReason) bool {
 	c := (*conn)(p)
-	if reason != engine.ReasonIdleTimeout || !c.connected || c.keepAlive <= 0 {
+	if reason != engine.ReasonIdleTimeout || !c.connected || c.kaSecs == 0 {
 		return false
 	}
-	limit := c.keepAlive * 3 / 2
+	limit := c.keepAlive() * 3 / 2
 	if idle := time.Duration(c.srv.now().UnixNano() - c.lastIn.Load()); idle < limit {
 		// Output kept the engine's idle timer from firing earlier;
 		// the client itself has been quiet for less than the limit.
@@ -279,13 +301,10 @@ func (c *conn) cork() {
 func (c *conn) uncork() {
 	c.wmu.Lock()
 	c.corked = false
-	if len(c.out) > 0 && !c.wclosed {
-		c.rawWrite(c.out)
+	if c.out != nil && len(c.out.b) > 0 && !c.wclosed {
+		c.rawWrite(c.out.b)
 	}
-	if c.out != nil {
-		pool.Put(c.out)
-		c.out = nil
-	}
+	c.releaseOut()
 	c.wmu.Unlock()
 }
 
@@ -299,10 +318,12 @@ func (c *conn) write(b []byte) bool {
 	}
 	if c.corked {
 		if c.out == nil {
-			c.out = pool.Get(max(len(b), 2048))[:0]
+			c.out = outBufPool.Get().(*outBuf)
+			c.out.b = pool.Get(max(len(b), 2048))[:0]
 		}
-		c.out = pool.Grow(c.out, len(b))
-		c.out = append(c.out, b...)
+		o := c.out
+		o.b = pool.Grow(o.b, len(b))
+		o.b = append(o.b, b...)
 		return true
 	}
 	return c.rawWrite(b)
@@ -481,9 +502,9 @@ func wsCloseCode(code ReasonCode) uint16 {
 // flush writes the batched output now: a close must not overtake it.
 func (c *conn) flush() {
 	c.wmu.Lock()
-	if len(c.out) > 0 && !c.wclosed {
-		c.rawWrite(c.out)
-		c.out = c.out[:0]
+	if c.out != nil && len(c.out.b) > 0 && !c.wclosed {
+		c.rawWrite(c.out.b)
+		c.out.b = c.out.b[:0]
 	}
 	c.wmu.Unlock()
 }
@@ -563,7 +584,11 @@ func (c *conn) onConnect(p *Connect) {
 		c.refuse(BadAuthenticationMethod, "extended authentication is not supported", engine.ReasonLocal)
 		return
 	}
-	cl := &Client{ID: cid, Version: p.Version, WebSocket: c.ws != nil, c: c}
+	// The Client is part of the connection; the hooks see it once the
+	// CONNECT is accepted (Authenticate gets ConnectInfo), and a refused
+	// CONNECT is the connection's last packet.
+	c.cl = Client{ID: cid, Version: p.Version, WebSocket: c.ws != nil, c: c}
+	cl := &c.cl
 	if p.HasUsername {
 		cl.Username = string(p.Username)
 	}
@@ -581,7 +606,6 @@ func (c *conn) onConnect(p *Connect) {
 		cl.Identity = ident
 	}
 	var will *msg
-	var willDelay uint32
 	if w := p.Will; w != nil {
 		topic := string(w.Topic)
 		if !s.topicOK(topic) {
@@ -597,7 +621,7 @@ func (c *conn) onConnect(p *Connect) {
 			ContentType: string(w.Props.ContentType), ResponseTopic: string(w.Props.ResponseTopic),
 			CorrelationData: w.Props.CorrelationData, User: w.Props.User}
 		will = newMsg(&wm, cid, now)
-		willDelay = w.Props.WillDelay
+		will.delay = w.Props.WillDelay
 	}
 
 	// Keep-alive, and the client's limits on what it receives.
@@ -607,7 +631,7 @@ func (c *conn) onConnect(p *Connect) {
 		serverKA = uint16(min(mk/time.Second, 65535))
 		ka = time.Duration(serverKA) * time.Second
 	}
-	c.keepAlive = ka
+	c.kaSecs = uint16(ka / time.Second)
 	c.recvMax = 65535
 	if p.Props.Present.Has(PropReceiveMaximum) {
 		c.recvMax = p.Props.ReceiveMaximum
@@ -665,7 +689,7 @@ func (c *conn) onConnect(p *Connect) {
 		c.refuse(ServerUnavailable, "server closed", engine.ReasonShutdown)
 		return
 	}
-	ss := s.sessions[cid]
+	ss := s.sessions.get(cid)
 	if ss != nil {
 		ss.mu.Lock()
 		old := ss.conn
@@ -683,7 +707,7 @@ func (c *conn) onConnect(p *Connect) {
 			// The old connection ended without a normal DISCONNECT: its
 			// will goes out unless this connection resumes the session
 			// within the will delay (5.0 3.1.3.2.2).
-			if p.CleanStart || (old != nil && ss.willDelay == 0) {
+			if p.CleanStart || (old != nil && ss.will.delay == 0) {
 				wills = append(wills, ss.will)
 			}
 			ss.will = nil
@@ -696,27 +720,27 @@ func (c *conn) onConnect(p *Connect) {
 		}
 	}
 	if ss == nil {
-		if len(s.sessions) >= s.cfg.MaxSessions {
+		if s.sessions.len() >= s.cfg.MaxSessions {
 			s.mu.Unlock()
 			c.refuse(QuotaExceeded, "too many sessions", engine.ReasonLimitReached)
 			return
 		}
-		ss = &session{srv: s, id: cid}
-		s.sessions[cid] = ss
+		ss = &session{id: cid}
+		s.sessions.put(ss)
 	}
-	ss.expiry, ss.will, ss.willDelay = expiry, will, willDelay
+	ss.expiry, ss.will = expiry, will
 	s.stats.online.Add(1)
 	if c.ws != nil && ka > 0 {
 		// The engine's idle timer is reset by output too: the sweeper
 		// checks a WebSocket client's own input against its keep-alive.
 		s.wsKeepAlive[c] = struct{}{}
 	}
-	c.client, c.sess, c.connected = cl, ss, true
+	c.sess, c.connected = ss, true
 	ss.mu.Lock()
 	c.packet(ca)
 	ss.conn = c
 	if ca.SessionPresent && ss.fl != nil {
-		ss.resend(now.UnixNano())
+		ss.resend(s, now.UnixNano())
 	}
 	ss.mu.Unlock()
 	s.mu.Unlock()
@@ -820,7 +844,7 @@ func (c *conn) onPublish(p *Publish, n int) {
 			c.sendAck(TypePubrec, p.PacketID, code)
 		}
 	}
-	if a := s.cfg.Hooks.Authorize; a != nil && !a(c.client, ActionPublish, topic) {
+	if a := s.cfg.Hooks.Authorize; a != nil && !a(&c.cl, ActionPublish, topic) {
 		s.drop(DropNotAuthorized)
 		if v5 {
 			ack(NotAuthorized)
@@ -872,10 +896,10 @@ func (c *conn) onPublish(p *Publish, n int) {
 	}
 	local := true
 	if h := s.cfg.Hooks.OnPublish; h != nil {
-		local = h(c.client, &m)
+		local = h(&c.cl, &m)
 	}
 	if local {
-		mm := newMsg(&m, c.client.ID, now)
+		mm := newMsg(&m, c.cl.ID, now)
 		if p.Retain {
 			s.retain(mm)
 		}
@@ -911,7 +935,7 @@ func (c *conn) onAck(a *Ack) {
 		c.sendAck(TypePubcomp, a.PacketID, code)
 		return
 	}
-	if !ss.acked(c, a.Kind, a.PacketID, a.ReasonCode, now) && a.Kind == TypePubrec {
+	if !ss.acked(c.srv, c, a.Kind, a.PacketID, a.ReasonCode, now) && a.Kind == TypePubrec {
 		c.sendAck(TypePubrel, a.PacketID, PacketIdentifierNotFound)
 	}
 }
@@ -955,7 +979,7 @@ func (c *conn) onSubscribe(p *Subscribe) {
 		if IsShared(filter) {
 			pl.group, pl.tf, _ = ParseShared(filter)
 		}
-		if a := s.cfg.Hooks.Authorize; a != nil && !a(c.client, ActionSubscribe, pl.tf) {
+		if a := s.cfg.Hooks.Authorize; a != nil && !a(&c.cl, ActionSubscribe, pl.tf) {
 			codes[i] = NotAuthorized
 			continue
 		}
@@ -980,7 +1004,7 @@ func (c *conn) onSubscribe(p *Subscribe) {
 		}
 		sub := &subscription{sess: ss, filter: pl.filter, tf: uint16(len(pl.filter) - len(pl.tf)),
 			qos: pl.qos, noLocal: pl.noLocal, rap: pl.rap, id: subID}
-		s.subs.Insert(pl.tf, subKey(pl.group, ss.id), sub)
+		s.index(old, sub)
 		ss.linkSub(prev, old, sub)
 		if old == nil {
 			s.stats.subscriptions.Add(1)
@@ -1004,7 +1028,7 @@ func (c *conn) onSubscribe(p *Subscribe) {
 			ids = []uint32{r.sub.id}
 		}
 		for _, m := range s.retainedFor(r.tf, now) {
-			ss.deliver(m, min(m.QoS, r.sub.qos), true, ids, now)
+			ss.deliver(s, m, min(m.QoS, r.sub.qos), true, ids, now)
 		}
 	}
 }
@@ -1020,7 +1044,7 @@ func (c *conn) onUnsubscribe(p *Unsubscribe) {
 	for i, f := range p.Filters {
 		codes[i] = NoSubscriptionExisted
 		if prev, sub := ss.findSub(string(f)); sub != nil {
-			s.subs.Remove(sub.topicFilter(), subKey(sub.group(), ss.id))
+			s.unindex(sub)
 			ss.unlinkSub(prev, sub)
 			s.stats.subscriptions.Add(-1)
 			codes[i] = Success
@@ -1067,10 +1091,7 @@ func (c *conn) closed(reason engine.CloseReason) {
 	c.freePartial()
 	c.wmu.Lock()
 	c.wclosed = true
-	if c.out != nil {
-		pool.Put(c.out)
-		c.out = nil
-	}
+	c.releaseOut()
 	code := c.code
 	c.wmu.Unlock()
 	if !c.connected {
@@ -1098,7 +1119,7 @@ func (c *conn) closed(reason engine.CloseReason) {
 		if c.normal {
 			ss.will = nil
 		}
-		if ss.will != nil && (ss.willDelay == 0 || ss.expiry == 0) {
+		if ss.will != nil && (ss.will.delay == 0 || ss.expiry == 0) {
 			will, ss.will = ss.will, nil
 		}
 		if ss.expiry == 0 {
@@ -1115,7 +1136,7 @@ func (c *conn) closed(reason engine.CloseReason) {
 		s.publishWill(will, now)
 	}
 	if h := s.cfg.Hooks.OnDisconnect; h != nil {
-		h(c.client, reason, code, c.takenOver.Load())
+		h(&c.cl, reason, code, c.takenOver.Load())
 	}
 }
 

@@ -30,16 +30,16 @@ func (s *Server) retain(m *msg) {
 	if len(m.Payload) == 0 {
 		if old != nil {
 			delete(r.m, m.Topic)
-			r.bytes -= old.size
+			r.bytes -= int(old.size)
 			s.stats.retained.Add(-1)
 		}
 		return
 	}
 	n, b := len(r.m), r.bytes
 	if old != nil {
-		n, b = n-1, b-old.size
+		n, b = n-1, b-int(old.size)
 	}
-	if n+1 > s.cfg.MaxRetained || b+m.size > s.cfg.MaxRetainedBytes {
+	if n+1 > s.cfg.MaxRetained || b+int(m.size) > s.cfg.MaxRetainedBytes {
 		s.drop(DropRetainedFull)
 		return
 	}
@@ -47,7 +47,7 @@ func (s *Server) retain(m *msg) {
 		r.m = make(map[string]*msg)
 	}
 	r.m[m.Topic] = m
-	r.bytes = b + m.size
+	r.bytes = b + int(m.size)
 	if old == nil {
 		s.stats.retained.Add(1)
 	}

@@ -85,7 +85,8 @@ type Config struct {
 	MaxQueuedBytesTotal int64
 
 	// MaxSubscriptions bounds the subscriptions of one client; more are
-	// refused in SUBACK with quota_exceeded. Zero means 100.
+	// refused in SUBACK with quota_exceeded. Zero means 100; more than
+	// 65535 means 65535.
 	MaxSubscriptions int
 	// MaxTopicLength and MaxTopicLevels bound topic names and filters;
 	// longer ones are refused (topic_name_invalid closes a publisher,
@@ -172,6 +173,7 @@ func (c Config) withDefaults() Config {
 		c.MaxQueuedBytesTotal = DefaultMaxQueuedBytesTotal
 	}
 	def(&c.MaxSubscriptions, DefaultMaxSubscriptions)
+	c.MaxSubscriptions = min(c.MaxSubscriptions, 65535)
 	def(&c.MaxTopicLength, DefaultMaxTopicLength)
 	def(&c.MaxTopicLevels, DefaultMaxTopicLevels)
 	if c.PublishRate == 0 {
@@ -356,7 +358,12 @@ type Server struct {
 	// retained and the sweep list. Lock order: Server.mu, then session.mu,
 	// then conn.wmu (LOCKS in session.go).
 	mu       sync.RWMutex
-	sessions map[string]*session
+	sessions table[*session] // by client id
+	// lit holds the subscriptions to literal topic filters (no wildcard)
+	// that are their filter's only subscriber, by topic filter: one slot
+	// each, found by a topic with one probe. The rest (wildcard filters,
+	// and literal ones with several subscribers) are in the trie subs.
+	lit      table[*subscription]
 	subs     Trie[*subscription]
 	retained retainedStore
 	offline  map[*session]int64 // sessions to sweep (offline with an expiry, or a delayed will): unix ns they went offline
@@ -381,7 +388,7 @@ var _ engine.CloseDetail = ReasonCode(0)
 // which expires offline sessions and publishes delayed wills, once the
 // server gets its first connection; Close stops it.
 func NewServer(cfg Config) *Server {
-	s := &Server{cfg: cfg.withDefaults(), sessions: make(map[string]*session),
+	s := &Server{cfg: cfg.withDefaults(),
 		offline: make(map[*session]int64), wsKeepAlive: make(map[*conn]struct{}), stop: make(chan struct{})}
 	s.lim = s.cfg.Limits
 	s.lim.MaxPacketSize = s.lim.resolve().packetSize

@@ -480,7 +480,7 @@ func TestIdleHoldsNothing(t *testing.T) {
 	c.send(&Ack{Kind: TypePuback, PacketID: got.PacketID})
 	b.waitStats(t, "acked", func(s Stats) bool { return s.QueuedMessages == 0 })
 	b.mu.RLock()
-	ss := b.sessions["idle"]
+	ss := b.sessions.get("idle")
 	b.mu.RUnlock()
 	ss.mu.Lock()
 	cn, fl := ss.conn, ss.fl

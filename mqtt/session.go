@@ -56,7 +56,10 @@ type msg struct {
 	Message
 	from    string // publishing client id, for no-local; "" if injected
 	expires int64  // unix ns; 0 never
-	size    int    // bytes held, for the queue bounds
+	size    int32  // bytes held, for the queue bounds
+	// delay is a will message's will delay, seconds: the will is unique
+	// to its session, which so needs no field for it.
+	delay uint32
 }
 
 // newMsg copies m for routing.
@@ -92,7 +95,7 @@ func newMsg(m *Message, from string, now time.Time) *msg {
 	if m.MessageExpiry > 0 {
 		out.expires = now.Add(time.Duration(m.MessageExpiry) * time.Second).UnixNano()
 	}
-	out.size = 96 + len(out.Topic) + n + len(out.ContentType) + len(out.ResponseTopic) + 32*len(out.User)
+	out.size = int32(96 + len(out.Topic) + n + len(out.ContentType) + len(out.ResponseTopic) + 32*len(out.User))
 	return out
 }
 
@@ -134,19 +137,19 @@ type outflight struct {
 }
 
 // session is a client's state, which outlives its connections unless it
-// is clean. It is 80 bytes (a size class): an idle subscribed client holds
+// is clean. It is 64 bytes (a size class): an idle subscribed client holds
 // one, so what few sessions need lives elsewhere (the QoS 1 and 2 state
-// behind fl, the time a session went offline in Server.offline).
+// behind fl, the time a session went offline in Server.offline, the will
+// delay in the will), and the server is passed to its methods rather than
+// kept.
 type session struct {
-	srv *Server
-	id  string
+	id string
 
 	// Guarded by Server.mu.
-	subs      *subscription // the subscriptions, linked by next
-	nsubs     uint32        // how many
-	expiry    uint32        // seconds the session outlives its connection; 0xffffffff never
-	will      *msg          // pending will, published unless a connection resumes in time
-	willDelay uint32        // the connected client's will delay, seconds
+	subs   *subscription // the subscriptions, linked by next
+	will   *msg          // pending will (with its delay), published unless a connection resumes in time
+	expiry uint32        // seconds the session outlives its connection; 0xffffffff never
+	nsubs  uint16        // how many subscriptions (Config.MaxSubscriptions is at most 65535)
 
 	// mu guards the delivery state below.
 	dead bool // ended: deliveries are dropped
@@ -223,8 +226,8 @@ func (ss *session) tidy() {
 
 // window returns how many messages may be inflight to the client; s.mu is
 // held and s.conn is not nil.
-func (ss *session) window() int {
-	return min(int(ss.conn.recvMax), ss.srv.cfg.MaxInflight)
+func (ss *session) window(s *Server) int {
+	return min(int(ss.conn.recvMax), s.cfg.MaxInflight)
 }
 
 // packetID returns a packet identifier not in flight; s.mu is held.
@@ -251,10 +254,10 @@ func (ss *session) findOut(id uint16) int {
 }
 
 // account adds n bytes (and k messages) to the queued totals.
-func (ss *session) account(n, k int) {
+func (ss *session) account(s *Server, n, k int) {
 	ss.f().qbytes += n
-	ss.srv.queuedTotal.Add(int64(n))
-	ss.srv.stats.queuedMsgs.Add(int64(k))
+	s.queuedTotal.Add(int64(n))
+	s.stats.queuedMsgs.Add(int64(k))
 }
 
 // deliver hands m to the session at qos (already the minimum of the
@@ -262,8 +265,7 @@ func (ss *session) account(n, k int) {
 // the subscription identifiers matched. It sends at once when the client
 // is online and its window has room; else it queues QoS 1 and 2 within the
 // bounds, and drops QoS 0 for an offline client.
-func (ss *session) deliver(m *msg, qos QoS, retain bool, ids []uint32, now int64) {
-	s := ss.srv
+func (ss *session) deliver(s *Server, m *msg, qos QoS, retain bool, ids []uint32, now int64) {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	if ss.dead {
@@ -281,17 +283,17 @@ func (ss *session) deliver(m *msg, qos QoS, retain bool, ids []uint32, now int64
 		c.sendPublish(m, 0, 0, false, retain, ids, now)
 		return
 	}
-	if c != nil && len(ss.f().queue) == 0 && len(ss.f().inflight) < ss.window() {
+	if c != nil && len(ss.f().queue) == 0 && len(ss.f().inflight) < ss.window(s) {
 		o := &outflight{m: m, qos: qos, retain: retain, ids: slices.Clone(ids)}
 		o.id = ss.packetID()
 		if c.sendPublish(m, qos, o.id, false, retain, ids, now) {
 			ss.f().inflight = append(ss.f().inflight, o)
-			ss.account(m.size, 1)
+			ss.account(s, int(m.size), 1)
 		}
 		return
 	}
 	switch {
-	case len(ss.f().queue) >= s.cfg.MaxQueuedMessages || ss.f().qbytes+m.size > s.cfg.MaxQueuedBytes:
+	case len(ss.f().queue) >= s.cfg.MaxQueuedMessages || ss.f().qbytes+int(m.size) > s.cfg.MaxQueuedBytes:
 		s.drop(DropQueueFull)
 		return
 	case s.cfg.MaxQueuedBytesTotal > 0 && s.queuedTotal.Load()+int64(m.size) > s.cfg.MaxQueuedBytesTotal:
@@ -299,16 +301,16 @@ func (ss *session) deliver(m *msg, qos QoS, retain bool, ids []uint32, now int64
 		return
 	}
 	ss.f().queue = append(ss.f().queue, &outflight{m: m, qos: qos, retain: retain, ids: slices.Clone(ids)})
-	ss.account(m.size, 1)
+	ss.account(s, int(m.size), 1)
 }
 
 // pump sends queued messages while the window has room; s.mu is held.
-func (ss *session) pump(now int64) {
+func (ss *session) pump(s *Server, now int64) {
 	c := ss.conn
 	if c == nil {
 		return
 	}
-	for len(ss.f().queue) > 0 && len(ss.f().inflight) < ss.window() {
+	for len(ss.f().queue) > 0 && len(ss.f().inflight) < ss.window(s) {
 		o := ss.f().queue[0]
 		ss.f().queue[0] = nil
 		ss.f().queue = ss.f().queue[1:]
@@ -316,7 +318,7 @@ func (ss *session) pump(now int64) {
 		if c.sendPublish(o.m, o.qos, o.id, false, o.retain, o.ids, now) {
 			ss.f().inflight = append(ss.f().inflight, o)
 		} else {
-			ss.account(-o.m.size, -1)
+			ss.account(s, -int(o.m.size), -1)
 		}
 	}
 	if len(ss.f().queue) == 0 {
@@ -327,7 +329,7 @@ func (ss *session) pump(now int64) {
 // resend sends the inflight messages again after a reconnect: PUBLISH
 // with DUP for those unacknowledged, PUBREL for QoS 2 ones past PUBREC;
 // then what is queued. s.mu is held.
-func (ss *session) resend(now int64) {
+func (ss *session) resend(s *Server, now int64) {
 	c := ss.conn
 	keep := ss.f().inflight[:0]
 	for _, o := range ss.f().inflight {
@@ -339,19 +341,19 @@ func (ss *session) resend(now int64) {
 		if c.sendPublish(o.m, o.qos, o.id, true, o.retain, o.ids, now) {
 			keep = append(keep, o)
 		} else {
-			ss.account(-o.m.size, -1)
+			ss.account(s, -int(o.m.size), -1)
 		}
 	}
 	clear(ss.f().inflight[len(keep):])
 	ss.f().inflight = keep
 	// The client may have lowered its Receive Maximum: messages over the
 	// new window stay inflight (they were sent), and pump waits.
-	ss.pump(now)
+	ss.pump(s, now)
 }
 
 // acked handles PUBACK, PUBREC and PUBCOMP from the client. It returns
 // false when no message is inflight with id (or in the wrong state).
-func (ss *session) acked(c *conn, kind Type, id uint16, code ReasonCode, now int64) bool {
+func (ss *session) acked(s *Server, c *conn, kind Type, id uint16, code ReasonCode, now int64) bool {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	defer ss.tidy()
@@ -391,13 +393,13 @@ func (ss *session) acked(c *conn, kind Type, id uint16, code ReasonCode, now int
 	if len(ss.f().inflight) == 0 {
 		ss.f().inflight = nil
 	}
-	ss.account(-o.m.size, -1)
-	ss.pump(now)
+	ss.account(s, -int(o.m.size), -1)
+	ss.pump(s, now)
 	return true
 }
 
 // release drops every queued and inflight message of a session that ends.
-func (ss *session) release() {
+func (ss *session) release(s *Server) {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	ss.dead = true
@@ -407,9 +409,9 @@ func (ss *session) release() {
 	}
 	n := len(f.queue) + len(f.inflight)
 	for range n {
-		ss.srv.drop(DropSessionEnded)
+		s.drop(DropSessionEnded)
 	}
-	ss.account(-f.qbytes, -n)
+	ss.account(s, -f.qbytes, -n)
 	ss.fl = nil
 }
 
@@ -423,6 +425,9 @@ func (s *Server) route(m *msg, now int64) int {
 	bp := matchPool.Get().(*[]*subscription)
 	subs := (*bp)[:0]
 	s.mu.RLock()
+	if sub := s.lit.get(m.Topic); sub != nil {
+		subs = append(subs, sub)
+	}
 	s.subs.Lookup(m.Topic, func(_ string, sub *subscription) bool {
 		subs = append(subs, sub)
 		return true
@@ -479,7 +484,7 @@ func (s *Server) route(m *msg, now int64) int {
 func (s *Server) deliverTo(ss *session, m *msg, qos QoS, rap bool, ids []uint32, now int64) {
 	// Messages are forwarded with retain 0 unless the subscription asks
 	// for retain as published (5.0 3.3.1.3).
-	ss.deliver(m, min(qos, m.QoS), m.Retain && rap, ids, now)
+	ss.deliver(s, m, min(qos, m.QoS), m.Retain && rap, ids, now)
 }
 
 // routeShared delivers m once to each share group among subs.
@@ -546,13 +551,13 @@ func (s *Server) sweep(now time.Time) {
 	var silent []*conn
 	s.mu.Lock()
 	for c := range s.wsKeepAlive {
-		if time.Duration(t-c.lastIn.Load()) >= c.keepAlive*3/2 {
+		if time.Duration(t-c.lastIn.Load()) >= c.keepAlive()*3/2 {
 			silent = append(silent, c)
 			delete(s.wsKeepAlive, c)
 		}
 	}
 	for ss, offAt := range s.offline {
-		if ss.will != nil && t >= offAt+int64(min(ss.willDelay, ss.expiry))*int64(time.Second) {
+		if ss.will != nil && t >= offAt+int64(min(ss.will.delay, ss.expiry))*int64(time.Second) {
 			wills = append(wills, ss.will)
 			ss.will = nil
 		}
@@ -583,18 +588,16 @@ func (s *Server) sweep(now time.Time) {
 // caller counts the session out of the online or offline gauge.
 func (s *Server) endSessionLocked(ss *session) {
 	for sub := ss.subs; sub != nil; {
-		s.subs.Remove(sub.topicFilter(), subKey(sub.group(), ss.id))
+		s.unindex(sub)
 		next := sub.next
 		sub.next = nil
 		sub = next
 	}
 	s.stats.subscriptions.Add(-int64(ss.nsubs))
 	ss.subs, ss.nsubs = nil, 0
-	if s.sessions[ss.id] == ss {
-		delete(s.sessions, ss.id)
-	}
+	s.sessions.remove(ss)
 	delete(s.offline, ss)
-	ss.release()
+	ss.release(s)
 }
 
 // publishWill publishes a will message.
@@ -604,6 +607,47 @@ func (s *Server) publishWill(w *msg, now time.Time) {
 		s.retain(w)
 	}
 	s.route(w, now.UnixNano())
+}
+
+// tableKey keys a session in Server.sessions.
+func (ss *session) tableKey() string { return ss.id }
+
+// tableKey keys a subscription in Server.lit.
+func (sub *subscription) tableKey() string { return sub.topicFilter() }
+
+// index adds sub to the subscription index in place of old, the session's
+// subscription to the same filter (nil if none); s.mu is held. A literal
+// filter's only subscriber takes one slot of s.lit; a second subscriber
+// to the filter moves the first to the trie, where both stay.
+func (s *Server) index(old, sub *subscription) {
+	tf := sub.topicFilter()
+	key := func(sub *subscription) string { return subKey(sub.group(), sub.sess.id) }
+	switch {
+	case hasWildcard(tf):
+	case old != nil:
+		if s.lit.replace(old, sub) {
+			return
+		}
+		// old is in the trie, where Insert replaces it.
+	default:
+		if o := s.lit.get(tf); o != nil {
+			s.lit.remove(o)
+			s.subs.Insert(tf, key(o), o)
+		} else if !s.subs.hasSubscribers(tf) {
+			s.lit.put(sub)
+			return
+		}
+	}
+	s.subs.Insert(tf, key(sub), sub)
+}
+
+// unindex removes sub from the subscription index; s.mu is held.
+func (s *Server) unindex(sub *subscription) {
+	tf := sub.topicFilter()
+	if !hasWildcard(tf) && s.lit.remove(sub) {
+		return
+	}
+	s.subs.Remove(tf, subKey(sub.group(), sub.sess.id))
 }
 
 // subKey is a subscription's key in the trie: the client id, prefixed by

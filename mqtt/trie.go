@@ -155,6 +155,22 @@ func (t *Trie[V]) Get(filter, key string) (v V, ok bool) {
 	return v, false
 }
 
+// hasSubscribers reports whether filter has a subscriber.
+func (t *Trie[V]) hasSubscribers(filter string) bool {
+	n := &t.root
+	for {
+		level, rest, more := strings.Cut(filter, "/")
+		if n = n.child(level); n == nil {
+			return false
+		}
+		if !more {
+			break
+		}
+		filter = rest
+	}
+	return n.x == nil || len(n.x.subs) > 0
+}
+
 // Lookup calls fn with the key and value of every subscription whose filter
 // matches the topic name, as Match does, until fn returns false. The order
 // is unspecified. fn must not modify the trie.

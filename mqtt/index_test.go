@@ -1,0 +1,103 @@
+package mqtt
+
+import (
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"testing"
+)
+
+// The subscription index (literal table plus trie) against a brute-force
+// model: random subscribes (new and replacing), unsubscribes and session
+// ends over overlapping literal, wildcard and shared filters; after each
+// batch every topic's matches are those the model's filters match, each
+// subscription once.
+func TestIndexModel(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	s := NewServer(Config{})
+	filters := []string{"a", "a/b", "a/b", "a/c", "a/+", "a/#", "#", "+/b", "$share/g/a/b", "$share/h/a/b",
+		"$share/g/a/+", "x/y/z", "$SYS/a", "a//b", "/a"}
+	topics := []string{"a", "a/b", "a/c", "a/d", "x/y/z", "$SYS/a", "a//b", "/a", "b"}
+	var sessions []*session
+	for i := range 12 {
+		ss := &session{id: "c" + strconv.Itoa(i)}
+		sessions = append(sessions, ss)
+		s.sessions.put(ss)
+	}
+	for step := range 3000 {
+		ss := sessions[r.IntN(len(sessions))]
+		f := filters[r.IntN(len(filters))]
+		s.mu.Lock()
+		switch prev, old := ss.findSub(f); {
+		case r.IntN(40) == 0:
+			for sub := ss.subs; sub != nil; sub = sub.next {
+				s.unindex(sub)
+			}
+			ss.subs, ss.nsubs = nil, 0
+		case old != nil && r.IntN(2) == 0:
+			s.unindex(old)
+			ss.unlinkSub(prev, old)
+		default:
+			sub := &subscription{sess: ss, filter: f, qos: QoS(r.IntN(3))}
+			if IsShared(f) {
+				_, tf, _ := ParseShared(f)
+				sub.tf = uint16(len(f) - len(tf))
+			}
+			s.index(old, sub)
+			ss.linkSub(prev, old, sub)
+		}
+		s.mu.Unlock()
+		if step%25 != 0 {
+			continue
+		}
+		for _, topic := range topics {
+			var want []*subscription
+			for _, ss := range sessions {
+				for sub := ss.subs; sub != nil; sub = sub.next {
+					if Match(sub.topicFilter(), topic) {
+						want = append(want, sub)
+					}
+				}
+			}
+			var got []*subscription
+			s.mu.RLock()
+			if sub := s.lit.get(topic); sub != nil {
+				got = append(got, sub)
+			}
+			s.subs.Lookup(topic, func(_ string, sub *subscription) bool {
+				got = append(got, sub)
+				return true
+			})
+			s.mu.RUnlock()
+			key := func(a, b *subscription) int {
+				if a.sess.id != b.sess.id {
+					return cmpString(a.sess.id, b.sess.id)
+				}
+				return cmpString(a.filter, b.filter)
+			}
+			slices.SortFunc(want, key)
+			slices.SortFunc(got, key)
+			if !slices.Equal(got, want) {
+				t.Fatalf("step %d topic %q: got %v, want %v", step, topic, subNames(got), subNames(want))
+			}
+		}
+	}
+}
+
+func cmpString(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func subNames(subs []*subscription) []string {
+	var out []string
+	for _, sub := range subs {
+		out = append(out, sub.sess.id+":"+sub.filter)
+	}
+	return out
+}

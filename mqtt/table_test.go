@@ -1,0 +1,84 @@
+package mqtt
+
+import (
+	"math/rand/v2"
+	"strconv"
+	"testing"
+)
+
+type tkey struct{ k string }
+
+func (t *tkey) tableKey() string { return t.k }
+
+// The table against a map model: random puts, replaces and removes, every
+// key checked after each step batch, sizes through growth and shrinking.
+func TestTableModel(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	var tb table[*tkey]
+	model := map[string]*tkey{}
+	check := func() {
+		t.Helper()
+		if tb.len() != len(model) {
+			t.Fatalf("len %d, model %d", tb.len(), len(model))
+		}
+		for k, v := range model {
+			if got := tb.get(k); got != v {
+				t.Fatalf("get(%q) = %v, want %v", k, got, v)
+			}
+		}
+		n := 0
+		tb.all(func(v *tkey) bool {
+			if model[v.k] != v {
+				t.Fatalf("all yields %q, not in the model", v.k)
+			}
+			n++
+			return true
+		})
+		if n != len(model) {
+			t.Fatalf("all yields %d, model %d", n, len(model))
+		}
+		if tb.len() > 0 && tb.len()*4 > len(tb.slots)*3 {
+			t.Fatalf("load %d/%d over 3/4", tb.len(), len(tb.slots))
+		}
+	}
+	for round := range 40 {
+		space := 10 + round*50
+		for range 400 {
+			k := strconv.Itoa(r.IntN(space))
+			switch old := model[k]; {
+			case old == nil:
+				v := &tkey{k}
+				tb.put(v)
+				model[k] = v
+			case r.IntN(3) == 0:
+				v := &tkey{k}
+				if !tb.replace(old, v) {
+					t.Fatalf("replace(%q) missed", k)
+				}
+				model[k] = v
+			default:
+				if tb.remove(&tkey{k}) {
+					t.Fatalf("remove of another pointer with key %q succeeded", k)
+				}
+				if !tb.remove(old) {
+					t.Fatalf("remove(%q) missed", k)
+				}
+				delete(model, k)
+			}
+		}
+		check()
+		if tb.get("absent") != nil {
+			t.Fatal("get of an absent key")
+		}
+	}
+	for k, v := range model {
+		if !tb.remove(v) {
+			t.Fatalf("remove(%q) missed", k)
+		}
+		delete(model, k)
+	}
+	check()
+	if tb.slots != nil {
+		t.Fatalf("an empty table keeps %d slots", len(tb.slots))
+	}
+}
