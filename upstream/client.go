@@ -139,6 +139,7 @@ type Exchange struct {
 	reserved  bool // a retry's room was taken when the response was set aside
 	lastHost  int
 	host      *hostPool
+	slot      *hostPool // holds a place in this host's MaxRequestsPerHost
 	freeTries int
 }
 
@@ -258,17 +259,45 @@ func (x *Exchange) dispatchAt(now time.Time) {
 		x.mu.Unlock()
 		return
 	}
+	x.dropSlotLocked()
 	i := c.pick(x.key, x.lastHost)
+	full := -1
+	if i >= 0 && !c.hosts[i].takeSlot() {
+		// The host has MaxRequestsPerHost requests: another with room,
+		// or a refusal.
+		full, i = i, -1
+		if len(c.hosts) > 1 {
+			if j := c.pick(x.key+1, full); j >= 0 && j != full && c.hosts[j].takeSlot() {
+				i = j
+			}
+		}
+	}
 	if i >= 0 {
 		x.lastHost = i
 		x.host = c.hosts[i]
+		x.slot = x.host
 	}
 	x.mu.Unlock()
+	if full >= 0 && i < 0 {
+		hp := c.hosts[full]
+		hp.st.overflow[hostRequests].Add(1)
+		x.attemptFailed(&Error{Failure: FailOverflow, Reason: ReasonHostMaxRequests, Host: hp.name}, hp, attemptInfo{refused: true})
+		return
+	}
 	if i < 0 {
 		x.finish(&Error{Failure: FailNoHost})
 		return
 	}
 	c.hosts[i].acquire(x, now)
+}
+
+// dropSlotLocked gives back the request's place in its host's
+// MaxRequestsPerHost, if it holds one; x.mu is held.
+func (x *Exchange) dropSlotLocked() {
+	if x.slot != nil {
+		x.slot.requests.Add(-1)
+		x.slot = nil
+	}
 }
 
 // breakerDone reports the request's outcome to the breaker: the breaker
@@ -577,6 +606,7 @@ func (x *Exchange) complete(status int, now time.Time) {
 	hp.st.countStatus(status)
 	c.st.countStatus(status)
 	x.mu.Lock()
+	x.dropSlotLocked()
 	discard := x.discarding
 	x.discarding = false
 	x.cc = nil
@@ -608,6 +638,7 @@ type attemptInfo struct {
 func (x *Exchange) attemptFailed(err *Error, hp *hostPool, ai attemptInfo) {
 	c := x.c
 	x.mu.Lock()
+	x.dropSlotLocked()
 	if x.state == xDone {
 		x.mu.Unlock()
 		return
@@ -737,6 +768,7 @@ func (x *Exchange) upgraded(conn *engine.Conn, resp *http1.Response) {
 	c.set.Done(hp.idx)
 	c.record(hp, ResultSuccess)
 	x.mu.Lock()
+	x.dropSlotLocked()
 	if x.state == xActive {
 		x.state, x.cc = xWaiting, nil // the connection is the handler's now
 	}
@@ -773,6 +805,7 @@ func (x *Exchange) end() bool {
 	x.ended2.Store(true)
 	x.cc = nil
 	x.buf = nil
+	x.dropSlotLocked()
 	if x.inRetry {
 		x.releaseRetryLocked()
 	}

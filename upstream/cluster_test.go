@@ -498,6 +498,7 @@ func TestClusterAccountingBalances(t *testing.T) {
 		st := c.Stats()
 		busy := st.RqActive != 0 || st.RqPendingActive != 0 || c.Resources().Count(ResourceRequests) != 0 ||
 			c.Resources().Count(ResourceRetries) != 0 || c.set.Active(0) != 0 || c.set.Active(1) != 0 ||
+			c.hosts[0].requests.Load() != 0 || c.hosts[1].requests.Load() != 0 ||
 			(c.bud != nil && (c.bud.Active() != 0 || c.bud.Retries() != 0))
 		if !busy {
 			t.Logf("requests %d, retries %d, failures %v, connections dialled %d", st.RqTotal, st.RqRetry, st.RqFailures, st.CxTotal)
