@@ -104,6 +104,9 @@ type Exchange struct {
 	h       ResponseHandler
 	begun   time.Time
 	overall *overallTimer
+	hg      *hedger // a hedged request: its attempts are child exchanges
+	child   bool    // an attempt of a hedged request: no gates, no request-level accounting
+	noRetry bool    // the hedge itself: not retried (but for a reused connection's free retry)
 
 	// mu guards the fields below.
 	mu        sync.Mutex
@@ -198,11 +201,18 @@ func (c *Cluster) Do(r *Request) *Exchange {
 	if c.bud != nil {
 		c.bud.Begin()
 	}
+	if c.cfg.HedgeDelay > 0 && Hedgeable(r) && len(c.hosts) > 1 {
+		x.hg = &hedger{p: x}
+	}
 	if c.cfg.Timeout > 0 {
 		t := armOverall(x, c.cfg.Timeout)
 		x.mu.Lock()
 		x.overall = t
 		x.mu.Unlock()
+	}
+	if x.hg != nil {
+		x.hg.start(x.begun)
+		return x
 	}
 	x.dispatchAt(x.begun)
 	return x
@@ -252,7 +262,11 @@ func (x *Exchange) dispatch() { x.dispatchAt(x.c.now()) }
 
 // dispatchAt is dispatch with the clock already read: the hot path reads
 // it once per event, not once per step.
-func (x *Exchange) dispatchAt(now time.Time) {
+func (x *Exchange) dispatchAt(now time.Time) { x.dispatchTo(-1, now) }
+
+// dispatchTo is dispatchAt to host i, or to the balancer's pick when i is
+// negative.
+func (x *Exchange) dispatchTo(i int, now time.Time) {
 	c := x.c
 	x.mu.Lock()
 	if x.state == xDone {
@@ -260,7 +274,9 @@ func (x *Exchange) dispatchAt(now time.Time) {
 		return
 	}
 	x.dropSlotLocked()
-	i := c.pick(x.key, x.lastHost)
+	if i < 0 {
+		i = c.pick(x.key, x.lastHost)
+	}
 	full := -1
 	if i >= 0 && !c.hosts[i].takeSlot() {
 		// The host has MaxRequestsPerHost requests: another with room,
@@ -431,8 +447,15 @@ func (x *Exchange) Backlog() int {
 	return n
 }
 
-// Conn returns the upstream connection x is on, or nil.
+// Conn returns the upstream connection x is on, or nil. For a hedged
+// request it is the connection of the attempt that answered first.
 func (x *Exchange) Conn() *engine.Conn {
+	if x.hg != nil {
+		if w := x.hg.winner.Load(); w != nil {
+			return w.Conn()
+		}
+		return nil
+	}
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if x.state == xActive && x.cc != nil {
@@ -461,6 +484,9 @@ func (x *Exchange) Cancel() {
 		hp.unqueue(x)
 	}
 	x.finish(&Error{Failure: FailCanceled})
+	if x.hg != nil {
+		x.hg.abort()
+	}
 }
 
 func (x *Exchange) onOverallTimeout() {
@@ -483,6 +509,9 @@ func (x *Exchange) onOverallTimeout() {
 		hp.unqueue(x)
 	}
 	x.finish(&Error{Failure: FailTimeout})
+	if x.hg != nil {
+		x.hg.abort()
+	}
 }
 
 // hostOf returns the host of x's current or last attempt.
@@ -566,7 +595,7 @@ func (x *Exchange) retryableStatus(code int) bool {
 		return false
 	}
 	x.mu.Lock()
-	ok := !x.timedOut && !x.canceled && (!x.stream || !x.bodySent)
+	ok := !x.timedOut && !x.canceled && !x.noRetry && (!x.stream || !x.bodySent)
 	retries := x.retries
 	x.mu.Unlock()
 	if !ok {
@@ -678,6 +707,10 @@ func (x *Exchange) attemptFailed(err *Error, hp *hostPool, ai attemptInfo) {
 	if free {
 		c.st.rqRetryReused.Add(1)
 		x.dispatch()
+		return
+	}
+	if x.noRetry {
+		x.finish(err)
 		return
 	}
 	a := Attempt{ConnectFailed: err.Failure == FailConnect, Reset: err.Failure == FailReset || err.Failure == FailTimeout,
@@ -824,6 +857,9 @@ func (x *Exchange) end() bool {
 	if overall != nil {
 		overall.stop()
 	}
+	if x.child {
+		return true // the parent holds the request's gates
+	}
 	c := x.c
 	c.res.Release(ResourceRequests)
 	c.st.rqActive.Add(-1)
@@ -842,7 +878,9 @@ func (x *Exchange) finishAt(err error, now time.Time) {
 		return
 	}
 	x.breakerDone(err, now)
-	if err == nil {
+	if x.child {
+		// counted once, by the parent
+	} else if err == nil {
 		x.c.st.rqSuccess.Add(1)
 	} else if f := FailureOf(err); f != FailNone {
 		x.c.st.countFailure(f)
@@ -853,8 +891,16 @@ func (x *Exchange) finishAt(err error, now time.Time) {
 // Status returns the status of the response passed on, or 0.
 func (x *Exchange) Status() int { return int(x.status.Load()) }
 
-// Retries returns how many retries x made.
+// Retries returns how many retries x made (a hedge counts as one).
 func (x *Exchange) Retries() int {
+	if x.hg != nil {
+		x.hg.mu.Lock()
+		a := x.hg.att[0]
+		x.hg.mu.Unlock()
+		if a != nil {
+			return a.Retries()
+		}
+	}
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	return x.retries

@@ -202,6 +202,15 @@ type ClusterConfig struct {
 	// from the backend (Envoy's per-try idle timeout). Zero means
 	// Timeout; negative means none.
 	PerTryTimeout time.Duration
+	// HedgeDelay, when positive, hedges requests: an idempotent request
+	// with a complete body (Hedgeable) that has had no response head this
+	// long after it was sent gets a second attempt on another host; the
+	// first response wins and the other attempt is canceled (its
+	// connection closed). The hedge counts as one of the request's
+	// retries (RetryPolicy.MaxRetries) and needs room in the retry budget
+	// or Thresholds.MaxRetries, like a retry. Zero or negative means no
+	// hedging (the default). Set it near the backend's p95 or p99 latency.
+	HedgeDelay time.Duration
 	// Health configures active health checks; they are off unless
 	// Health.Interval is positive.
 	Health HealthConfig

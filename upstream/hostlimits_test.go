@@ -25,14 +25,17 @@ func (g *gauge) inc() {
 
 func (g *gauge) dec() { g.now.Add(-1) }
 
-// blockingBackend answers "ok" once release is closed, counting the
-// requests it holds at once.
+// blockingBackend answers "ok" once release is closed (or gives up when
+// the client goes), counting the requests it holds at once.
 func blockingBackend(t *testing.T, release chan struct{}, inFlight *gauge) *backend {
 	return startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		inFlight.inc()
 		defer inFlight.dec()
-		<-release
-		io.WriteString(w, "ok")
+		select {
+		case <-release:
+			io.WriteString(w, "ok")
+		case <-r.Context().Done(): // the client closed the connection
+		}
 	}))
 }
 

@@ -89,6 +89,7 @@ func runProxy(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&cc.Retry.RetryNonIdempotent, "retry-non-idempotent", false, "retry POST/PATCH that may have reached the backend")
 	fs.BoolVar(&cc.RetryBudgetOff, "retry-budget-off", false, "bound retries by -cb-max-retries instead of a budget")
 	fs.Float64Var(&cc.RetryBudget.Percent, "retry-budget", upstream.DefaultRetryBudgetPercent, "retries in flight as a percentage of requests in flight")
+	fs.DurationVar(&cc.HedgeDelay, "hedge-delay", 0, "send a second attempt of an idempotent request to another backend when the first has not answered this long; first answer wins (0: no hedging)")
 	fs.DurationVar(&cc.BackoffBase, "backoff-base", upstream.DefaultBackoffBase, "retry backoff base (full jitter, capped at 10x)")
 
 	fs.DurationVar(&cc.Health.Interval, "hc-interval", 0, "active health check interval (0: off)")
