@@ -90,7 +90,7 @@ func (hg *hedger) fire() {
 	if retries >= maxRetries || !c.roomForRetry(p.begun) {
 		return
 	}
-	i := c.pickOther(p.key, avoid)
+	i := c.pickOther(avoid)
 	if i < 0 {
 		return // no other host to hedge to
 	}
@@ -201,14 +201,10 @@ func (hg *hedger) abort() {
 	}
 }
 
-// pickOther picks a host other than avoid for a hedge: the balancer's
-// choice when it makes one, else the least busy available host, else -1.
-func (c *Cluster) pickOther(key uint64, avoid int) int {
-	for k := range uint64(3) {
-		if i := c.pick(key+k, avoid); i >= 0 && i != avoid {
-			return i
-		}
-	}
+// pickOther picks the host for a hedge: the least busy available host
+// other than avoid, or -1. It does not ask the balancer, whose turn (round
+// robin) or affinity (ring hash, Maglev) belongs to first attempts.
+func (c *Cluster) pickOther(avoid int) int {
 	best := -1
 	for i, hp := range c.hosts {
 		if i == avoid || !c.set.Available(i) || hp.draining.Load() {
