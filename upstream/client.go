@@ -467,12 +467,33 @@ func (x *Exchange) Conn() *engine.Conn {
 // Cancel ends x: it fails with FailCanceled unless it already ended, and
 // its connection, if any, is closed.
 func (x *Exchange) Cancel() {
+	if x.hg != nil {
+		x.mu.Lock()
+		done := x.state == xDone
+		x.canceled = true
+		x.mu.Unlock()
+		if !done {
+			x.hg.stop(FailCanceled)
+		}
+		return
+	}
+	x.stopAttempt(false)
+}
+
+// stopAttempt ends x's attempt as canceled, or timed out: its connection
+// is aborted (OnClose then ends it) or its wait given up.
+func (x *Exchange) stopAttempt(timeout bool) {
 	x.mu.Lock()
 	if x.state == xDone {
 		x.mu.Unlock()
 		return
 	}
-	x.canceled = true
+	f := FailCanceled
+	if timeout {
+		x.timedOut, f = true, FailTimeout
+	} else {
+		x.canceled = true
+	}
 	cc := x.cc
 	st := x.state
 	x.mu.Unlock()
@@ -483,10 +504,7 @@ func (x *Exchange) Cancel() {
 	if hp := x.hostOf(); hp != nil {
 		hp.unqueue(x)
 	}
-	x.finish(&Error{Failure: FailCanceled})
-	if x.hg != nil {
-		x.hg.abort()
-	}
+	x.finish(&Error{Failure: f})
 }
 
 func (x *Exchange) onOverallTimeout() {
@@ -501,6 +519,10 @@ func (x *Exchange) onOverallTimeout() {
 	if x.timeoutCounted.CompareAndSwap(false, true) {
 		x.c.st.rqTimeout.Add(1)
 	}
+	if x.hg != nil {
+		x.hg.stop(FailTimeout)
+		return
+	}
 	if st == xActive && cc != nil {
 		cc.conn.Abort(engine.ReasonLocal) // OnClose ends the attempt as a timeout
 		return
@@ -509,9 +531,6 @@ func (x *Exchange) onOverallTimeout() {
 		hp.unqueue(x)
 	}
 	x.finish(&Error{Failure: FailTimeout})
-	if x.hg != nil {
-		x.hg.abort()
-	}
 }
 
 // hostOf returns the host of x's current or last attempt.

@@ -38,11 +38,12 @@ type hedger struct {
 
 	// mu guards the fields below. It is held while no handler runs and no
 	// connection is written or closed.
-	mu    sync.Mutex
-	timer *time.Timer
-	att   [2]*Exchange
-	n     int     // attempts started
-	done  [2]bool // attempt ended (OnDone)
+	mu     sync.Mutex
+	timer  *time.Timer
+	closed bool // the request ended (timeout, cancel) before any answer: no winner any more
+	att    [2]*Exchange
+	n      int     // attempts started
+	done   [2]bool // attempt ended (OnDone)
 }
 
 var (
@@ -129,11 +130,12 @@ func (hg *hedger) OnInterim(x *Exchange, resp *http1.Response) {
 // OnResponse makes the first attempt to answer the winner, cancels the
 // other and passes the response on.
 func (hg *hedger) OnResponse(x *Exchange, resp *http1.Response) {
-	if !hg.winner.CompareAndSwap(nil, x) {
-		return // the loser's answer, as it was being canceled
-	}
 	p := hg.p
 	hg.mu.Lock()
+	if hg.closed || !hg.winner.CompareAndSwap(nil, x) {
+		hg.mu.Unlock()
+		return // the loser's answer, as it was being canceled
+	}
 	var loser *Exchange
 	if hg.n > 1 {
 		loser = hg.att[0]
@@ -187,17 +189,28 @@ func (hg *hedger) OnDone(x *Exchange, err error) {
 	}
 }
 
-// abort cancels the attempts still running (the request timed out or was
-// canceled) and the hedge timer.
-func (hg *hedger) abort() {
+// stop ends the request as canceled or timed out (f). Once an attempt
+// has answered, the request ends with it: the winner is stopped and its end
+// reaches the caller through OnDone, on its loop, after the calls already
+// made. Before that, the request ends here and every attempt is stopped.
+func (hg *hedger) stop(f Failure) {
 	hg.mu.Lock()
+	w := hg.winner.Load()
+	if w == nil {
+		hg.closed = true
+	}
 	atts, n := hg.att, hg.n
 	if hg.timer != nil {
 		hg.timer.Stop()
 	}
 	hg.mu.Unlock()
+	if w != nil {
+		w.stopAttempt(f == FailTimeout)
+		return
+	}
+	hg.p.finish(&Error{Failure: f})
 	for _, a := range atts[:n] {
-		a.Cancel()
+		a.stopAttempt(false)
 	}
 }
 

@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/warrenhq/warren/http1"
 )
 
 // slowFast starts a backend that answers "slow" after d (or when the
@@ -207,4 +209,101 @@ func TestHedgeCancel(t *testing.T) {
 		s := c.Stats()
 		return g1.now.Load()+g2.now.Load() == 0 && s.CxActive == 0 && s.RqActive == 0
 	})
+}
+
+// orderCheck is a ResponseHandler that records its calls and fails the
+// test on a call after OnDone or out of order.
+type orderCheck struct {
+	t    *testing.T
+	mu   sync.Mutex
+	resp int
+	body []byte
+	err  error
+	done chan struct{}
+}
+
+func (o *orderCheck) OnResponse(x *Exchange, resp *http1.Response) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.done == nil || o.resp > 0 || isClosed(o.done) {
+		o.t.Errorf("OnResponse out of order")
+	}
+	o.resp = resp.StatusCode
+}
+
+func (o *orderCheck) OnBody(x *Exchange, data []byte) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.resp == 0 || isClosed(o.done) {
+		o.t.Errorf("OnBody out of order")
+	}
+	o.body = append(o.body, data...)
+}
+
+func (o *orderCheck) OnDone(x *Exchange, err error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if isClosed(o.done) {
+		o.t.Errorf("OnDone twice")
+		return
+	}
+	o.err = err
+	close(o.done)
+}
+
+func isClosed(c chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
+
+// TestHedgeTimeoutAfterAnswer: the hedge answers with a head and part of
+// the body, then stalls; the overall timeout ends the request through the
+// winner's own connection, so the handler's calls stay in order (response,
+// body, done with FailTimeout) and none comes after OnDone.
+func TestHedgeTimeoutAfterAnswer(t *testing.T) {
+	e := startEngine(t)
+	stall := func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }
+	partial := func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "100")
+		w.WriteHeader(200)
+		io.WriteString(w, "part")
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+	}
+	var n atomic.Int64
+	h := func(w http.ResponseWriter, r *http.Request) { // each backend: the first request stalls, the next answers in part
+		if n.Add(1)%2 == 1 {
+			stall(w, r)
+		} else {
+			partial(w, r)
+		}
+	}
+	b1, b2 := startBackend(t, http.HandlerFunc(h)), startBackend(t, http.HandlerFunc(h))
+	c := newTestCluster(t, e, ClusterConfig{Hosts: []string{b1.addr, b2.addr}, HedgeDelay: 20 * time.Millisecond,
+		Timeout: 300 * time.Millisecond, OutlierOff: true, BreakerOff: true})
+	o := &orderCheck{t: t, done: make(chan struct{})}
+	c.Do(&Request{Method: "GET", Head: AppendRequestHead(nil, "GET", "/", "x", nil, -1, false), Handler: o})
+	select {
+	case <-o.done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no OnDone")
+	}
+	o.mu.Lock()
+	if FailureOf(o.err) != FailTimeout || o.resp != 200 || string(o.body) != "part" {
+		t.Errorf("status %d, body %q, err %v; want 200, \"part\", a timeout", o.resp, o.body, o.err)
+	}
+	o.mu.Unlock()
+	st := c.Stats()
+	if st.RqHedged != 1 || st.RqHedgeWon != 1 || st.RqTimeout != 1 || st.RqFailures["upstream_timeout"] != 1 {
+		t.Errorf("hedged %d won %d timeouts %d failures %v", st.RqHedged, st.RqHedgeWon, st.RqTimeout, st.RqFailures)
+	}
+	waitUntil(t, "counters back to zero", func() bool {
+		s := c.Stats()
+		return s.RqActive == 0 && s.CxActive == 0 && c.bud.Retries() == 0 && b1.open.Load()+b2.open.Load() == 0
+	})
+	time.Sleep(50 * time.Millisecond) // a late call would show now
 }
