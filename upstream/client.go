@@ -160,6 +160,9 @@ const maxFreeRetries = 2
 // Do sends r through the cluster without blocking and returns the
 // exchange. Callbacks may run before Do returns (a refusal calls OnDone at
 // once, on the caller's goroutine). Do may be called from an event loop.
+// With ClusterConfig.HedgeDelay a Hedgeable request may run as two
+// attempts on two hosts; the handler sees one of them, the first to
+// answer, and its calls carry the returned exchange.
 func (c *Cluster) Do(r *Request) *Exchange {
 	x := &Exchange{c: c, method: r.Method, head: r.Head, body: r.Body, stream: r.Stream, upgrade: r.Upgrade,
 		key: r.Key, h: r.Handler, lastHost: -1, loop: r.Loop, expect: r.Expect100}

@@ -62,6 +62,10 @@ func (hg *hedger) start(now time.Time) {
 	p := hg.p
 	a := p.c.attempt(p, hg)
 	hg.mu.Lock()
+	if hg.closed { // timed out already
+		hg.mu.Unlock()
+		return
+	}
 	hg.att[0], hg.n = a, 1
 	hg.timer = time.AfterFunc(p.c.cfg.HedgeDelay, hg.fire)
 	hg.mu.Unlock()
