@@ -4,8 +4,11 @@ import (
 	"embed"
 	"io/fs"
 	"net/http"
+	"strings"
 
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/warrenhq/warren/engine"
 )
 
 // ui holds the dashboard: one page, a script and a style sheet, with no
@@ -66,12 +69,15 @@ type mqttJSON struct {
 	WillsPublished    float64            `json:"wills_published"`
 	ProtocolErrors    float64            `json:"protocol_errors"`
 	RateLimited       float64            `json:"rate_limited"`
+	// Closes counts MQTT connections the engine closed with an MQTT reason
+	// code as their close detail, keyed "close reason/reason code".
+	Closes map[string]uint64 `json:"closes_by_reason"`
 }
 
 func newMQTTJSON() *mqttJSON {
 	return &mqttJSON{Connections: map[string]float64{}, RefusedByReason: map[string]float64{},
 		PacketsIn: map[string]float64{}, PacketsOut: map[string]float64{}, PublishesIn: map[string]float64{},
-		PublishesOut: map[string]float64{}, Dropped: map[string]float64{}}
+		PublishesOut: map[string]float64{}, Dropped: map[string]float64{}, Closes: map[string]uint64{}}
 }
 
 // readMQTT adds the samples of the metric family named name (without the
@@ -139,5 +145,15 @@ func readMQTTRefusals(out *stats, mf *dto.MetricFamily) {
 	}
 	for _, m := range mf.GetMetric() {
 		out.MQTT.RefusedByReason[label(m, "reason")] += sampleValue(m)
+	}
+}
+
+// readMQTTCloses adds the engine's close details of MQTT connections (their
+// reason codes) to q.
+func readMQTTCloses(q *mqttJSON, details []engine.DetailCount) {
+	for _, d := range details {
+		if strings.HasPrefix(d.Protocol, "mqtt") {
+			q.Closes[d.Reason.String()+"/"+d.Detail] += d.Count
+		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -113,6 +114,16 @@ func startPanelsRig(t *testing.T) *panelsRig {
 			}
 		}
 	}()
+	// A malformed CONNECT: the broker closes the connection with a reason
+	// code, which the panel lists.
+	bad, err := net.Dial("tcp", r.mqAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad.Write([]byte{0x10, 0x04, 0x00, 0x02, 'X', 'Y'})
+	bad.SetReadDeadline(time.Now().Add(5 * time.Second))
+	io.Copy(io.Discard, bad)
+	bad.Close()
 	// Upstream: a request every 15 ms, some failing, the slow host's hedged.
 	r.wg.Add(1)
 	go func() {
@@ -180,6 +191,14 @@ func TestPanelsJSON(t *testing.T) {
 		}
 	}
 
+	testutil.Eventually(t, 5*time.Second, "the MQTT close with a reason code", func() bool {
+		_, body, _ := get(t, r.s, "/api/stats", "panel-token")
+		st = stats{}
+		json.Unmarshal([]byte(body), &st)
+		return st.MQTT != nil && len(st.MQTT.Closes) > 0
+	})
+	t.Logf("MQTT closes: %v", st.MQTT.Closes)
+
 	var up struct {
 		Clusters []upstream.ClusterStats `json:"clusters"`
 	}
@@ -239,7 +258,8 @@ func TestPanelsChromium(t *testing.T) {
 		t.Error("no host table with 2 rows")
 	}
 	for _, want := range []string{"cluster legacy", "breaker closed", "hedged / won", "threshold hits", "per-host limit",
-		"CONNECT in", "PUBLISH in, QoS 1", "dropped", "sessions online", "retained messages"} {
+		"CONNECT in", "PUBLISH in, QoS 1", "dropped", "sessions online", "retained messages",
+		"closed with reason code: protocol_error/malformed_packet"} {
 		if !strings.Contains(dom, want) {
 			t.Errorf("%q not on the page", want)
 		}

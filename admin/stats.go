@@ -154,6 +154,9 @@ func (s *Server) snapshot() stats {
 	out.MemPerConn = perConn(out.RSS, st.Active)
 	out.GoHeap = goHeapBytes()
 	s.readExtra(&out)
+	if out.MQTT != nil {
+		readMQTTCloses(out.MQTT, st.Details)
+	}
 	return out
 }
 

@@ -478,6 +478,7 @@
     for (const [r, n] of Object.entries(q.dropped)) if (n > 0) row("dropped: " + r, n, pq && pq.dropped[r], true, si, "warn");
     row("CONNECTs refused", q.connects_refused, pq && pq.connects_refused, true, si, q.connects_refused > 0 ? "warn" : "");
     for (const [r, n] of Object.entries(q.refused_by_reason)) row("refused by the gateway: " + r, n, pq && pq.refused_by_reason[r], true);
+    for (const [r, n] of Object.entries(q.closes_by_reason || {})) row("closed with reason code: " + r, n, pq && pq.closes_by_reason && pq.closes_by_reason[r], true);
     row("sessions taken over", q.takeovers, pq && pq.takeovers, true);
     row("keep-alive timeouts", q.keepalive_timeouts, pq && pq.keepalive_timeouts, true);
     row("protocol errors", q.protocol_errors, pq && pq.protocol_errors, true);
