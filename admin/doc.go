@@ -88,6 +88,22 @@
 // second while it is open: it plots request and message rates and latency
 // from the names above and lists every other extra series.
 //
+// Two panels appear only where their figures exist. The MQTT panel reads
+// the mqtt package's collector (warren_mqtt_*: clients by protocol
+// version, sessions online and offline, subscriptions, retained and queued
+// messages and bytes, packets by type and direction, PUBLISH by QoS, drops
+// by reason, refused CONNECTs, takeovers, keep-alive timeouts, protocol
+// errors, rate-limited clients, wills) and the gateway's MQTT refusals by
+// reason (warren_gateway_mqtt_refused_total); /api/stats carries them as
+// "mqtt", and they are not repeated among the other series. The upstream
+// panel polls GET /api/upstream (upstream.AdminRoutes, mounted through
+// Config.Routes by warren proxy) beside /api/stats: per cluster its breaker
+// state, request, retry, hedge, failure and ejection counts, its resource
+// thresholds (in use, limit and refusals for the cluster; limit and hits
+// per host) and a row per host with health, ejection, draining, requests,
+// connections, pending requests and threshold hits. Where /api/upstream is
+// not served (404) the page asks again only every 30 polls.
+//
 // # Cost
 //
 // A scrape takes one Stats snapshot (a sum over the engine's loops' atomic

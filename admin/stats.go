@@ -43,6 +43,7 @@ type stats struct {
 	HTTP          *httpJSON         `json:"http,omitempty"`
 	WebSocket     *wsJSON           `json:"websocket,omitempty"`
 	Gateway       *gatewayJSON      `json:"gateway,omitempty"`
+	MQTT          *mqttJSON         `json:"mqtt,omitempty"` // see dashboard.go
 	Extra         []seriesJSON      `json:"extra"`
 	Top           []Conn            `json:"top,omitempty"`
 }
@@ -153,6 +154,9 @@ func (s *Server) snapshot() stats {
 	out.MemPerConn = perConn(out.RSS, st.Active)
 	out.GoHeap = goHeapBytes()
 	s.readExtra(&out)
+	if out.MQTT != nil {
+		readMQTTCloses(out.MQTT, st.Details)
+	}
 	return out
 }
 
@@ -185,6 +189,11 @@ func (s *Server) readExtra(out *stats) {
 			}
 			out.HTTP.Latency = mergeHistograms(mf.GetMetric())
 			continue
+		case strings.HasPrefix(name, s.ns+"_mqtt_"):
+			readMQTT(out, strings.TrimPrefix(name, s.ns+"_mqtt_"), mf) // the MQTT panel has them all
+			continue
+		case name == s.ns+"_gateway_mqtt_refused_total":
+			readMQTTRefusals(out, mf) // and listed with the other series below
 		case strings.HasPrefix(name, s.ns+"_gateway_"):
 			if out.Gateway == nil {
 				out.Gateway = &gatewayJSON{}

@@ -104,6 +104,9 @@ type Exchange struct {
 	h       ResponseHandler
 	begun   time.Time
 	overall *overallTimer
+	hg      *hedger // a hedged request: its attempts are child exchanges
+	child   bool    // an attempt of a hedged request: no gates, no request-level accounting
+	noRetry bool    // the hedge itself: not retried (but for a reused connection's free retry)
 
 	// mu guards the fields below.
 	mu        sync.Mutex
@@ -139,6 +142,7 @@ type Exchange struct {
 	reserved  bool // a retry's room was taken when the response was set aside
 	lastHost  int
 	host      *hostPool
+	slot      *hostPool // holds a place in this host's MaxRequestsPerHost
 	freeTries int
 }
 
@@ -156,6 +160,9 @@ const maxFreeRetries = 2
 // Do sends r through the cluster without blocking and returns the
 // exchange. Callbacks may run before Do returns (a refusal calls OnDone at
 // once, on the caller's goroutine). Do may be called from an event loop.
+// With ClusterConfig.HedgeDelay a Hedgeable request may run as two
+// attempts on two hosts; the handler sees one of them, the first to
+// answer, and its calls carry the returned exchange.
 func (c *Cluster) Do(r *Request) *Exchange {
 	x := &Exchange{c: c, method: r.Method, head: r.Head, body: r.Body, stream: r.Stream, upgrade: r.Upgrade,
 		key: r.Key, h: r.Handler, lastHost: -1, loop: r.Loop, expect: r.Expect100}
@@ -197,11 +204,18 @@ func (c *Cluster) Do(r *Request) *Exchange {
 	if c.bud != nil {
 		c.bud.Begin()
 	}
+	if c.cfg.HedgeDelay > 0 && Hedgeable(r) && len(c.hosts) > 1 {
+		x.hg = &hedger{p: x}
+	}
 	if c.cfg.Timeout > 0 {
 		t := armOverall(x, c.cfg.Timeout)
 		x.mu.Lock()
 		x.overall = t
 		x.mu.Unlock()
+	}
+	if x.hg != nil {
+		x.hg.start(x.begun)
+		return x
 	}
 	x.dispatchAt(x.begun)
 	return x
@@ -251,24 +265,58 @@ func (x *Exchange) dispatch() { x.dispatchAt(x.c.now()) }
 
 // dispatchAt is dispatch with the clock already read: the hot path reads
 // it once per event, not once per step.
-func (x *Exchange) dispatchAt(now time.Time) {
+func (x *Exchange) dispatchAt(now time.Time) { x.dispatchTo(-1, now) }
+
+// dispatchTo is dispatchAt to host i, or to the balancer's pick when i is
+// negative.
+func (x *Exchange) dispatchTo(i int, now time.Time) {
 	c := x.c
 	x.mu.Lock()
 	if x.state == xDone {
 		x.mu.Unlock()
 		return
 	}
-	i := c.pick(x.key, x.lastHost)
+	x.dropSlotLocked()
+	if i < 0 {
+		i = c.pick(x.key, x.lastHost)
+	}
+	full := -1
+	if i >= 0 && !c.hosts[i].takeSlot() {
+		// The host has MaxRequestsPerHost requests: another with room,
+		// or a refusal.
+		full, i = i, -1
+		if len(c.hosts) > 1 {
+			if j := c.pick(x.key+1, full); j >= 0 && j != full && c.hosts[j].takeSlot() {
+				i = j
+			}
+		}
+	}
 	if i >= 0 {
 		x.lastHost = i
 		x.host = c.hosts[i]
+		x.slot = x.host
 	}
 	x.mu.Unlock()
+	if full >= 0 && i < 0 {
+		hp := c.hosts[full]
+		hp.st.overflow[hostRequests].Add(1)
+		x.attemptFailed(&Error{Failure: FailOverflow, Reason: ReasonHostMaxRequests, Host: hp.name}, hp, attemptInfo{refused: true})
+		return
+	}
 	if i < 0 {
 		x.finish(&Error{Failure: FailNoHost})
 		return
 	}
 	c.hosts[i].acquire(x, now)
+}
+
+// dropSlotLocked gives back the request's place in its host's
+// MaxRequestsPerHost, if it holds one; x.mu is held.
+func (x *Exchange) dropSlotLocked() {
+	if x.slot != nil {
+		x.slot.requests.Add(-1)
+		x.slot = nil
+	}
 }
 
 // breakerDone reports the request's outcome to the breaker: the breaker
@@ -402,8 +450,15 @@ func (x *Exchange) Backlog() int {
 	return n
 }
 
-// Conn returns the upstream connection x is on, or nil.
+// Conn returns the upstream connection x is on, or nil. For a hedged
+// request it is the connection of the attempt that answered first.
 func (x *Exchange) Conn() *engine.Conn {
+	if x.hg != nil {
+		if w := x.hg.winner.Load(); w != nil {
+			return w.Conn()
+		}
+		return nil
+	}
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if x.state == xActive && x.cc != nil {
@@ -415,12 +470,33 @@ func (x *Exchange) Conn() *engine.Conn {
 // Cancel ends x: it fails with FailCanceled unless it already ended, and
 // its connection, if any, is closed.
 func (x *Exchange) Cancel() {
+	if x.hg != nil {
+		x.mu.Lock()
+		done := x.state == xDone
+		x.canceled = true
+		x.mu.Unlock()
+		if !done {
+			x.hg.stop(FailCanceled)
+		}
+		return
+	}
+	x.stopAttempt(false)
+}
+
+// stopAttempt ends x's attempt as canceled, or timed out: its connection
+// is aborted (OnClose then ends it) or its wait given up.
+func (x *Exchange) stopAttempt(timeout bool) {
 	x.mu.Lock()
 	if x.state == xDone {
 		x.mu.Unlock()
 		return
 	}
-	x.canceled = true
+	f := FailCanceled
+	if timeout {
+		x.timedOut, f = true, FailTimeout
+	} else {
+		x.canceled = true
+	}
 	cc := x.cc
 	st := x.state
 	x.mu.Unlock()
@@ -431,7 +507,7 @@ func (x *Exchange) Cancel() {
 	if hp := x.hostOf(); hp != nil {
 		hp.unqueue(x)
 	}
-	x.finish(&Error{Failure: FailCanceled})
+	x.finish(&Error{Failure: f})
 }
 
 func (x *Exchange) onOverallTimeout() {
@@ -445,6 +521,10 @@ func (x *Exchange) onOverallTimeout() {
 	x.mu.Unlock()
 	if x.timeoutCounted.CompareAndSwap(false, true) {
 		x.c.st.rqTimeout.Add(1)
+	}
+	if x.hg != nil {
+		x.hg.stop(FailTimeout)
+		return
 	}
 	if st == xActive && cc != nil {
 		cc.conn.Abort(engine.ReasonLocal) // OnClose ends the attempt as a timeout
@@ -537,7 +617,7 @@ func (x *Exchange) retryableStatus(code int) bool {
 		return false
 	}
 	x.mu.Lock()
-	ok := !x.timedOut && !x.canceled && (!x.stream || !x.bodySent)
+	ok := !x.timedOut && !x.canceled && !x.noRetry && (!x.stream || !x.bodySent)
 	retries := x.retries
 	x.mu.Unlock()
 	if !ok {
@@ -577,6 +657,7 @@ func (x *Exchange) complete(status int, now time.Time) {
 	hp.st.countStatus(status)
 	c.st.countStatus(status)
 	x.mu.Lock()
+	x.dropSlotLocked()
 	discard := x.discarding
 	x.discarding = false
 	x.cc = nil
@@ -608,6 +689,7 @@ type attemptInfo struct {
 func (x *Exchange) attemptFailed(err *Error, hp *hostPool, ai attemptInfo) {
 	c := x.c
 	x.mu.Lock()
+	x.dropSlotLocked()
 	if x.state == xDone {
 		x.mu.Unlock()
 		return
@@ -647,6 +729,10 @@ func (x *Exchange) attemptFailed(err *Error, hp *hostPool, ai attemptInfo) {
 	if free {
 		c.st.rqRetryReused.Add(1)
 		x.dispatch()
+		return
+	}
+	if x.noRetry {
+		x.finish(err)
 		return
 	}
 	a := Attempt{ConnectFailed: err.Failure == FailConnect, Reset: err.Failure == FailReset || err.Failure == FailTimeout,
@@ -737,6 +823,7 @@ func (x *Exchange) upgraded(conn *engine.Conn, resp *http1.Response) {
 	c.set.Done(hp.idx)
 	c.record(hp, ResultSuccess)
 	x.mu.Lock()
+	x.dropSlotLocked()
 	if x.state == xActive {
 		x.state, x.cc = xWaiting, nil // the connection is the handler's now
 	}
@@ -773,6 +860,7 @@ func (x *Exchange) end() bool {
 	x.ended2.Store(true)
 	x.cc = nil
 	x.buf = nil
+	x.dropSlotLocked()
 	if x.inRetry {
 		x.releaseRetryLocked()
 	}
@@ -790,6 +878,9 @@ func (x *Exchange) end() bool {
 	}
 	if overall != nil {
 		overall.stop()
+	}
+	if x.child {
+		return true // the parent holds the request's gates
 	}
 	c := x.c
 	c.res.Release(ResourceRequests)
@@ -809,7 +900,9 @@ func (x *Exchange) finishAt(err error, now time.Time) {
 		return
 	}
 	x.breakerDone(err, now)
-	if err == nil {
+	if x.child {
+		// counted once, by the parent
+	} else if err == nil {
 		x.c.st.rqSuccess.Add(1)
 	} else if f := FailureOf(err); f != FailNone {
 		x.c.st.countFailure(f)
@@ -820,8 +913,16 @@ func (x *Exchange) finishAt(err error, now time.Time) {
 // Status returns the status of the response passed on, or 0.
 func (x *Exchange) Status() int { return int(x.status.Load()) }
 
-// Retries returns how many retries x made.
+// Retries returns how many retries x made (a hedge counts as one).
 func (x *Exchange) Retries() int {
+	if x.hg != nil {
+		x.hg.mu.Lock()
+		a := x.hg.att[0]
+		x.hg.mu.Unlock()
+		if a != nil {
+			return a.Retries()
+		}
+	}
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	return x.retries

@@ -48,6 +48,13 @@ type PoolConfig struct {
 	// host; over it, and over Thresholds.MaxPending for the cluster, a
 	// request fails at once with FailOverflow. Zero means 1024.
 	MaxPendingPerHost int
+	// MaxRequestsPerHost caps the requests assigned to one host, waiting
+	// for a connection or on one (Envoy's per-host thresholds, beside
+	// Thresholds.MaxRequests for the cluster). A request whose host is
+	// full goes to another host with room; with none it fails at once
+	// with FailOverflow and ReasonHostMaxRequests. Zero means 1024;
+	// negative means no per-host limit.
+	MaxRequestsPerHost int
 	// PendingTimeout bounds a request's wait for a connection; it then
 	// fails with FailPendingTimeout. Zero means 5s.
 	PendingTimeout time.Duration
@@ -61,14 +68,15 @@ type PoolConfig struct {
 
 // Defaults of PoolConfig.
 const (
-	DefaultMaxConnsPerHost   = 256
-	DefaultMaxIdlePerHost    = 64
-	DefaultPoolIdleTimeout   = 60 * time.Second
-	DefaultMaxLifetime       = 10 * time.Minute
-	DefaultConnectTimeout    = 5 * time.Second
-	DefaultMaxPendingPerHost = 1024
-	DefaultPendingTimeout    = 5 * time.Second
-	DefaultKeepAliveMargin   = time.Second
+	DefaultMaxConnsPerHost    = 256
+	DefaultMaxIdlePerHost     = 64
+	DefaultPoolIdleTimeout    = 60 * time.Second
+	DefaultMaxLifetime        = 10 * time.Minute
+	DefaultConnectTimeout     = 5 * time.Second
+	DefaultMaxPendingPerHost  = 1024
+	DefaultMaxRequestsPerHost = 1024
+	DefaultPendingTimeout     = 5 * time.Second
+	DefaultKeepAliveMargin    = time.Second
 )
 
 func (c PoolConfig) withDefaults() PoolConfig {
@@ -89,6 +97,9 @@ func (c PoolConfig) withDefaults() PoolConfig {
 	}
 	if c.MaxPendingPerHost <= 0 {
 		c.MaxPendingPerHost = DefaultMaxPendingPerHost
+	}
+	if c.MaxRequestsPerHost == 0 {
+		c.MaxRequestsPerHost = DefaultMaxRequestsPerHost
 	}
 	if c.PendingTimeout <= 0 {
 		c.PendingTimeout = DefaultPendingTimeout
@@ -191,6 +202,15 @@ type ClusterConfig struct {
 	// from the backend (Envoy's per-try idle timeout). Zero means
 	// Timeout; negative means none.
 	PerTryTimeout time.Duration
+	// HedgeDelay, when positive, hedges requests: an idempotent request
+	// with a complete body (Hedgeable) that has had no response head this
+	// long after it was sent gets a second attempt on another host; the
+	// first response wins and the other attempt is canceled (its
+	// connection closed). The hedge counts as one of the request's
+	// retries (RetryPolicy.MaxRetries) and needs room in the retry budget
+	// or Thresholds.MaxRetries, like a retry. Zero or negative means no
+	// hedging (the default). Set it near the backend's p95 or p99 latency.
+	HedgeDelay time.Duration
 	// Health configures active health checks; they are off unless
 	// Health.Interval is positive.
 	Health HealthConfig

@@ -459,7 +459,13 @@ func TestClusterPoolPolicyFakeTime(t *testing.T) {
 // 503 (retried), slow answers cut by the timeout, cancels, a dead host —
 // and checks that every counter of things in use returns to zero: no
 // request, pending slot, retry or active count leaks.
-func TestClusterAccountingBalances(t *testing.T) {
+func TestClusterAccountingBalances(t *testing.T) { accountingBalances(t, 0) }
+
+// TestClusterAccountingBalancesHedged is the same storm with hedging on
+// (a 20 ms hedge delay; a third of the requests are slow).
+func TestClusterAccountingBalancesHedged(t *testing.T) { accountingBalances(t, 20*time.Millisecond) }
+
+func accountingBalances(t *testing.T, hedge time.Duration) {
 	e := startEngine(t)
 	var n atomic.Int64
 	b := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -478,7 +484,7 @@ func TestClusterAccountingBalances(t *testing.T) {
 	deadAddr := dead.Addr().String()
 	dead.Close()
 	c := newTestCluster(t, e, ClusterConfig{Hosts: []string{b.addr, deadAddr}, Timeout: 200 * time.Millisecond,
-		Retry: RetryPolicy{MaxRetries: 2}, BreakerOff: true, Pool: PoolConfig{MaxConnsPerHost: 8}})
+		Retry: RetryPolicy{MaxRetries: 2}, BreakerOff: true, Pool: PoolConfig{MaxConnsPerHost: 8}, HedgeDelay: hedge})
 	var wg sync.WaitGroup
 	for i := range 200 {
 		wg.Add(1)
@@ -498,9 +504,10 @@ func TestClusterAccountingBalances(t *testing.T) {
 		st := c.Stats()
 		busy := st.RqActive != 0 || st.RqPendingActive != 0 || c.Resources().Count(ResourceRequests) != 0 ||
 			c.Resources().Count(ResourceRetries) != 0 || c.set.Active(0) != 0 || c.set.Active(1) != 0 ||
+			c.hosts[0].requests.Load() != 0 || c.hosts[1].requests.Load() != 0 ||
 			(c.bud != nil && (c.bud.Active() != 0 || c.bud.Retries() != 0))
 		if !busy {
-			t.Logf("requests %d, retries %d, failures %v, connections dialled %d", st.RqTotal, st.RqRetry, st.RqFailures, st.CxTotal)
+			t.Logf("requests %d, retries %d, hedged %d, failures %v, connections dialled %d", st.RqTotal, st.RqRetry, st.RqHedged, st.RqFailures, st.CxTotal)
 			break
 		}
 		if time.Now().After(deadline) {

@@ -21,8 +21,14 @@
 // the balancer, and its result feeds outlier detection; active health
 // checks, DNS re-resolution and un-ejection run on one maintenance
 // goroutine per cluster. Cluster.Drain takes a host out of rotation.
-// Failures are *Error values with a Failure (their String is the metric
-// label and the proxy's X-Warren-Reason). Package proxy is the reverse
+// Each host also has resource thresholds of its own (PoolConfig:
+// MaxConnsPerHost, MaxPendingPerHost, MaxRequestsPerHost), each with a
+// typed Reason and counted per host. With ClusterConfig.HedgeDelay an
+// idempotent request that has not been answered in time is hedged: a second
+// attempt goes to another host, the first answer wins and the other attempt
+// is canceled; the hedge counts as a retry (Hedgeable says which requests
+// qualify). Failures are *Error values with a Failure (their String is the
+// metric label and the proxy's X-Warren-Reason). Package proxy is the reverse
 // proxy built on it; docs/upstream.md lists every setting and default
 // and how the timeouts line up with the backend's and a load balancer's.
 //
@@ -95,6 +101,9 @@
 //	Thresholds.MaxPending              1024
 //	Thresholds.MaxRequests             1024
 //	Thresholds.MaxRetries              3
+//	PoolConfig.MaxConnsPerHost         256 (per host)
+//	PoolConfig.MaxPendingPerHost       1024 (per host)
+//	PoolConfig.MaxRequestsPerHost      1024 (per host)
 //	BreakerConfig.ConsecutiveFailures  5
 //	BreakerConfig.FailureRatio         0.5 of at least MinRequests 20 in Window
 //	BreakerConfig.Window               10s in Buckets 10
@@ -116,4 +125,5 @@
 //	RetryBudgetConfig.Percent          20 (percent of active requests)
 //	RetryBudgetConfig.MinConcurrency   3
 //	Backoff base, cap                  25ms, 10×base
+//	ClusterConfig.HedgeDelay           0 (no hedging)
 package upstream

@@ -76,3 +76,45 @@ func ExampleCluster_Do() {
 	// body "hi"
 	// done <nil>
 }
+
+// Hedging: a GET that has had no answer from one backend after HedgeDelay
+// is also sent to another; the first answer wins and the slow attempt is
+// canceled. A POST is never hedged (Hedgeable).
+func ExampleClusterConfig_hedgeDelay() {
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-time.After(2 * time.Second):
+		case <-r.Context().Done(): // the hedge won: this attempt's connection closed
+			return
+		}
+		io.WriteString(w, "slow")
+	}))
+	defer slow.Close()
+	fast := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "fast")
+	}))
+	defer fast.Close()
+
+	eng, _ := engine.New(engine.Config{}, nil)
+	eng.Start("")
+	defer eng.Close()
+	cl, _ := upstream.NewCluster(eng, upstream.ClusterConfig{
+		Hosts:      []string{slow.URL, fast.URL},
+		Balancer:   upstream.BalanceRoundRobin, // the first request's first attempt goes to slow
+		HedgeDelay: 50 * time.Millisecond,      // near the backends' p99
+	})
+	defer cl.Close()
+	for range 2 {
+		head := upstream.AppendRequestHead(nil, "GET", "/", "x", nil, -1, false)
+		resp, _ := cl.RoundTrip(context.Background(), &upstream.Request{Method: "GET", Head: head}, 0)
+		fmt.Println(string(resp.Body), "retries", resp.Retries)
+	}
+	st := cl.Stats()
+	fmt.Println("hedged", st.RqHedged, "won", st.RqHedgeWon)
+	fmt.Println(upstream.Hedgeable(&upstream.Request{Method: "POST"}), upstream.Hedgeable(&upstream.Request{Method: "GET"}))
+	// Output:
+	// fast retries 1
+	// fast retries 0
+	// hedged 1 won 1
+	// false true
+}

@@ -28,6 +28,9 @@ import (
 //	warren_upstream_rq_retry_total                counter  retries
 //	warren_upstream_rq_retry_reused_conn_total    counter  free retries after a reused connection failed before any byte
 //	warren_upstream_rq_retry_overflow_total       counter  retries refused by the budget or max retries
+//	warren_upstream_rq_hedged_total               counter  second attempts sent after the hedge delay
+//	warren_upstream_rq_hedge_won_total            counter  hedged attempts that answered first
+//	warren_upstream_host_overflow_total{resource} counter  per-host thresholds hit (connections, pending, requests)
 //	warren_upstream_rq_xx_total{class}            counter  responses by status class
 //	warren_upstream_rq_failure_total{reason}      counter  requests failed without a response, by Failure
 //	warren_upstream_circuit_breaker_open          gauge    1 while the breaker is open or half-open
@@ -75,6 +78,9 @@ var metricDefs = []metricDef{
 	{"rq_retry_total", "Retries.", prometheus.CounterValue, ""},
 	{"rq_retry_reused_conn_total", "Retries after a reused connection failed before any response byte.", prometheus.CounterValue, ""},
 	{"rq_retry_overflow_total", "Retries refused by the retry budget or max retries.", prometheus.CounterValue, ""},
+	{"rq_hedged_total", "Second attempts sent after the hedge delay.", prometheus.CounterValue, ""},
+	{"rq_hedge_won_total", "Hedged attempts that answered first.", prometheus.CounterValue, ""},
+	{"host_overflow_total", "Per-host thresholds hit, by resource.", prometheus.CounterValue, "resource"},
 	{"rq_xx_total", "Responses by status class.", prometheus.CounterValue, "class"},
 	{"rq_failure_total", "Requests failed without a response, by reason.", prometheus.CounterValue, "reason"},
 	{"circuit_breaker_open", "1 while the breaker is open or half-open.", prometheus.GaugeValue, ""},
@@ -131,7 +137,8 @@ func (k *promCollector) Collect(ch chan<- prometheus.Metric) {
 		"circuit_breaker_open": open, "circuit_breaker_rejected_total": float64(s.BreakerRejected),
 		"circuit_breaker_trips_total": float64(s.BreakerTrips), "outlier_ejections_total": float64(s.Ejections),
 		"outlier_ejected": float64(s.EjectedNow), "membership_healthy": float64(healthy),
-		"membership_total": float64(len(s.Hosts)),
+		"membership_total": float64(len(s.Hosts)), "rq_hedged_total": float64(s.RqHedged),
+		"rq_hedge_won_total": float64(s.RqHedgeWon),
 	}
 	for _, d := range metricDefs {
 		desc := k.desc(d)
@@ -145,6 +152,10 @@ func (k *promCollector) Collect(ch chan<- prometheus.Metric) {
 		case "reason":
 			for _, f := range Failures() {
 				ch <- prometheus.MustNewConstMetric(desc, d.kind, float64(s.RqFailures[f.String()]), name, f.String())
+			}
+		case "resource":
+			for _, r := range hostResourceNames {
+				ch <- prometheus.MustNewConstMetric(desc, d.kind, float64(s.HostOverflow[r]), name, r)
 			}
 		case "result":
 			ch <- prometheus.MustNewConstMetric(desc, d.kind, float64(hcOK), name, "success")

@@ -21,6 +21,7 @@ type hostPool struct {
 	addr     atomic.Pointer[netip.AddrPort]
 	gen      atomic.Uint32 // bumped when addr changes
 	draining atomic.Bool
+	requests atomic.Int64 // assigned: pending or on a connection (PoolConfig.MaxRequestsPerHost)
 	st       hostStats
 
 	// mu guards the fields below. It is a leaf: nothing else is locked
@@ -56,7 +57,8 @@ func (hp *hostPool) acquire(x *Exchange, now time.Time) {
 	if hp.npending >= c.pool.MaxPendingPerHost {
 		hp.mu.Unlock()
 		c.st.pendingOverflow.Add(1)
-		x.attemptFailed(&Error{Failure: FailOverflow, Reason: ReasonMaxPending, Host: hp.name}, hp, attemptInfo{refused: true})
+		hp.st.overflow[hostPending].Add(1)
+		x.attemptFailed(&Error{Failure: FailOverflow, Reason: ReasonHostMaxPending, Host: hp.name}, hp, attemptInfo{refused: true})
 		return
 	}
 	if r := c.res.Acquire(ResourcePending); r != ReasonNone {
@@ -68,8 +70,11 @@ func (hp *hostPool) acquire(x *Exchange, now time.Time) {
 	x.queued = true
 	hp.pending = append(hp.pending, x)
 	hp.npending++
-	dial := hp.connecting < hp.npending &&
-		(c.pool.MaxConnsPerHost < 0 || hp.conns < c.pool.MaxConnsPerHost)
+	dial := hp.connecting < hp.npending
+	if dial && c.pool.MaxConnsPerHost >= 0 && hp.conns >= c.pool.MaxConnsPerHost {
+		dial = false
+		hp.st.overflow[hostConnections].Add(1) // waits for one of the host's connections
+	}
 	if dial {
 		if c.res.Acquire(ResourceConnections) != ReasonNone {
 			dial = false
@@ -84,6 +89,26 @@ func (hp *hostPool) acquire(x *Exchange, now time.Time) {
 	x.armPendingTimer()
 	if dial {
 		hp.dial()
+	}
+}
+
+// takeSlot counts a request assigned to hp against
+// PoolConfig.MaxRequestsPerHost; it reports false, and takes nothing, when
+// the host is full.
+func (hp *hostPool) takeSlot() bool {
+	lim := int64(hp.c.pool.MaxRequestsPerHost)
+	if lim < 0 {
+		hp.requests.Add(1)
+		return true
+	}
+	for {
+		n := hp.requests.Load()
+		if n >= lim {
+			return false
+		}
+		if hp.requests.CompareAndSwap(n, n+1) {
+			return true
+		}
 	}
 }
 

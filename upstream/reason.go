@@ -42,12 +42,24 @@ const (
 	// ReasonRetriesExhausted is a request that already used
 	// RetryPolicy.MaxRetries retries.
 	ReasonRetriesExhausted
+	// ReasonHostMaxConnections is a host at PoolConfig.MaxConnsPerHost: a
+	// request for it waits in the host's pending queue instead of
+	// dialling (counted; it is refused only when that queue is full).
+	ReasonHostMaxConnections
+	// ReasonHostMaxPending is a host whose pending queue holds
+	// PoolConfig.MaxPendingPerHost requests: the request is refused.
+	ReasonHostMaxPending
+	// ReasonHostMaxRequests is a host with PoolConfig.MaxRequestsPerHost
+	// requests assigned (waiting for or on a connection), and no other
+	// host with room: the request is refused.
+	ReasonHostMaxRequests
 	numReasons
 )
 
 var reasonNames = [...]string{"none", "rate_limited", "over_burst", "key_table_full", "max_connections",
 	"max_pending", "max_requests", "max_retries", "retry_budget", "breaker_open", "half_open_full",
-	"not_retriable", "non_idempotent", "retries_exhausted"}
+	"not_retriable", "non_idempotent", "retries_exhausted", "host_max_connections", "host_max_pending",
+	"host_max_requests"}
 
 // String returns the snake_case name used in metrics and logs.
 func (r Reason) String() string {

@@ -10,6 +10,7 @@ type clusterStats struct {
 	cxTotal, cxConnectFail, cxClosed, cxOverflow, kaRetired    atomic.Uint64
 	rqTotal, rqSuccess, rqOverflow, rqTimeout, rqPerTryTimeout atomic.Uint64
 	rqRetry, rqRetryReused, retryOverflow                      atomic.Uint64
+	hedged, hedgeWon                                           atomic.Uint64
 	pendingTotal, pendingOverflow, pendingTimeout              atomic.Uint64
 	breakerRejected, ejections, drains, upgrades               atomic.Uint64
 	rqActive                                                   atomic.Int64
@@ -34,7 +35,18 @@ type hostStats struct {
 	cxTotal, cxConnectFail, kaRetired, rqTotal, rqFailed atomic.Uint64
 	status                                               [6]atomic.Uint64
 	hcOK, hcFail                                         atomic.Uint64
+	overflow                                             [numHostResources]atomic.Uint64
 }
+
+// Per-host thresholds (PoolConfig), indexes of hostStats.overflow.
+const (
+	hostConnections = iota // MaxConnsPerHost
+	hostPending            // MaxPendingPerHost
+	hostRequests           // MaxRequestsPerHost
+	numHostResources
+)
+
+var hostResourceNames = [numHostResources]string{"connections", "pending", "requests"}
 
 func (s *hostStats) countStatus(code int) {
 	if k := code / 100; k >= 1 && k <= 5 {
@@ -70,6 +82,14 @@ type ClusterStats struct {
 	RqStatus        map[string]uint64 `json:"rq_status"`   // "2xx" → count
 	RqFailures      map[string]uint64 `json:"rq_failures"` // Failure → count
 	Upgrades        uint64            `json:"upgrades"`
+	RqHedged        uint64            `json:"rq_hedged"`    // second attempts sent after ClusterConfig.HedgeDelay
+	RqHedgeWon      uint64            `json:"rq_hedge_won"` // of them, those that answered first
+	// Resource thresholds: the cluster's (Thresholds, by Resource name)
+	// and each host's limits (PoolConfig, "connections", "pending",
+	// "requests"; -1 for none) with the times hosts hit them.
+	CircuitBreakers map[string]ThresholdStats `json:"circuit_breakers"`
+	HostLimits      map[string]int64          `json:"host_limits"`
+	HostOverflow    map[string]uint64         `json:"host_overflow"`
 	// Policies.
 	BreakerState    string      `json:"breaker_state"`
 	BreakerRejected uint64      `json:"breaker_rejected"`
@@ -100,6 +120,20 @@ type HostStats struct {
 	RqStatus   map[string]uint64 `json:"rq_status"`
 	HealthOK   uint64            `json:"health_check_success"`
 	HealthFail uint64            `json:"health_check_failure"`
+	// Assigned counts the requests waiting for or on one of the host's
+	// connections (against PoolConfig.MaxRequestsPerHost).
+	Assigned int64 `json:"rq_assigned"`
+	// Overflow counts the times the host's thresholds were hit, by
+	// "connections", "pending", "requests".
+	Overflow map[string]uint64 `json:"overflow"`
+}
+
+// ThresholdStats is one of a cluster's resource thresholds: its limit (-1
+// for none), the use now and the refusals so far.
+type ThresholdStats struct {
+	Limit    int64  `json:"limit"`
+	Active   int64  `json:"active"`
+	Overflow uint64 `json:"overflow"`
 }
 
 var classNames = [...]string{"", "1xx", "2xx", "3xx", "4xx", "5xx"}
@@ -118,7 +152,16 @@ func (c *Cluster) Stats() ClusterStats {
 		RqRetryReused: s.rqRetryReused.Load(), RqRetryOverflow: s.retryOverflow.Load(),
 		RqStatus: map[string]uint64{}, RqFailures: map[string]uint64{}, Upgrades: s.upgrades.Load(),
 		BreakerRejected: s.breakerRejected.Load(), Ejections: s.ejections.Load(), Drains: s.drains.Load(),
-		Panic: c.set.Panic(), BreakerState: "off"}
+		Panic: c.set.Panic(), BreakerState: "off", RqHedged: s.hedged.Load(), RqHedgeWon: s.hedgeWon.Load(),
+		CircuitBreakers: map[string]ThresholdStats{}, HostOverflow: map[string]uint64{},
+		HostLimits: map[string]int64{"connections": int64(max(-1, c.pool.MaxConnsPerHost)),
+			"pending": int64(c.pool.MaxPendingPerHost), "requests": int64(max(-1, c.pool.MaxRequestsPerHost))}}
+	for r := ResourceConnections; r < numResources; r++ {
+		out.CircuitBreakers[r.String()] = ThresholdStats{Limit: c.res.limit[r], Active: c.res.Count(r), Overflow: c.res.Overflows(r)}
+	}
+	for _, n := range hostResourceNames {
+		out.HostOverflow[n] = 0
+	}
 	for k := 1; k <= 5; k++ {
 		out.RqStatus[classNames[k]] = s.status[k].Load()
 	}
@@ -138,7 +181,13 @@ func (c *Cluster) Stats() ClusterStats {
 			Draining: hp.draining.Load(), Active: c.set.Active(i), Conns: conns, Idle: idle, Pending: pending,
 			CxTotal: hp.st.cxTotal.Load(), CxFail: hp.st.cxConnectFail.Load(), KeepAlive: hp.st.kaRetired.Load(),
 			RqTotal: hp.st.rqTotal.Load(), RqFailed: hp.st.rqFailed.Load(), RqStatus: map[string]uint64{},
-			HealthOK: hp.st.hcOK.Load(), HealthFail: hp.st.hcFail.Load()}
+			HealthOK: hp.st.hcOK.Load(), HealthFail: hp.st.hcFail.Load(), Assigned: hp.requests.Load(),
+			Overflow: map[string]uint64{}}
+		for k, n := range hostResourceNames {
+			v := hp.st.overflow[k].Load()
+			h.Overflow[n] = v
+			out.HostOverflow[n] += v
+		}
 		for k := 1; k <= 5; k++ {
 			h.RqStatus[classNames[k]] = hp.st.status[k].Load()
 		}

@@ -1,4 +1,5 @@
-// warren admin dashboard: polls /api/stats once a second, keeps the last
+// warren admin dashboard: polls /api/stats (and /api/upstream, where a
+// proxy or gateway serves it) once a second, keeps the last
 // 300 samples in memory and draws every chart on <canvas> itself, so the
 // page works offline and loads nothing from elsewhere.
 //
@@ -241,7 +242,7 @@
   // ---- rendering ----------------------------------------------------------
   let prev = null;
 
-  function record(s) {
+  function record(s, u) {
     const dt = prev ? s.time - prev.time : 0;
     const r = (f) => rate(f(s), prev ? f(prev) : null, dt);
     hist.t.push(s.time);
@@ -268,7 +269,36 @@
     }
     push("mean", mean);
     push("p99", p99);
+    // MQTT: gauges as they are, counters as rates.
+    const q = s.mqtt, pq = prev && prev.mqtt;
+    const sum = (o) => Object.values(o || {}).reduce((a, b) => a + b, 0);
+    push("mqClients", q ? sum(q.connections) : null);
+    push("mqOnline", q ? q.sessions_online : null);
+    push("mqSubs", q ? q.subscriptions : null);
+    push("mqQueued", q ? q.queued_messages : null);
+    push("mqIn", q && pq ? rate(sum(q.packets_in), sum(pq.packets_in), dt) : null);
+    push("mqOut", q && pq ? rate(sum(q.packets_out), sum(pq.packets_out), dt) : null);
+    push("mqDrop", q && pq ? rate(sum(q.dropped), sum(pq.dropped), dt) : null);
+    // Upstream: every cluster's counters added up, as rates.
+    const ut = upTotals(u), pt = upTotals(prevUp);
+    const udt = u && prevUp ? (s.time - prevUpTime) : 0;
+    push("upRq", ut && pt ? rate(ut.rq, pt.rq, udt) : null);
+    push("upRetry", ut && pt ? rate(ut.retry, pt.retry, udt) : null);
+    push("upHedge", ut && pt ? rate(ut.hedged, pt.hedged, udt) : null);
+    push("upFail", ut && pt ? rate(ut.fail, pt.fail, udt) : null);
     trimHistory();
+  }
+
+  // upTotals adds up the counters of every cluster in an /api/upstream
+  // answer, or returns null without one.
+  function upTotals(u) {
+    if (!u || !u.clusters || !u.clusters.length) return null;
+    const t = { rq: 0, retry: 0, hedged: 0, fail: 0 };
+    for (const c of u.clusters) {
+      t.rq += c.rq_total; t.retry += c.rq_retry; t.hedged += c.rq_hedged || 0;
+      for (const v of Object.values(c.rq_failures || {})) t.fail += v;
+    }
+    return t;
   }
 
   function bytesPerSec(v) { return bytes(v) + "/s"; }
@@ -312,6 +342,30 @@
       { name: "received", values: hist.in, color: COLORS[2] },
       { name: "sent", values: hist.out, color: COLORS[0] },
     ], bytesPerSec);
+    if (s.mqtt) {
+      $("mqtt-card").hidden = false;
+      $("mqtt-packets-card").hidden = false;
+      lineChart($("c-mqtt"), [
+        { name: "clients", values: hist.mqClients, color: COLORS[0] },
+        { name: "sessions online", values: hist.mqOnline, color: COLORS[2] },
+        { name: "subscriptions", values: hist.mqSubs, color: COLORS[3] },
+        { name: "queued", values: hist.mqQueued, color: COLORS[5] },
+      ], int);
+      lineChart($("c-mqtt-packets"), [
+        { name: "in", values: hist.mqIn, color: COLORS[2] },
+        { name: "out", values: hist.mqOut, color: COLORS[0] },
+        { name: "dropped", values: hist.mqDrop, color: COLORS[4] },
+      ], perSec);
+    }
+    if (prevUp && prevUp.clusters && prevUp.clusters.length) {
+      $("upstream-card").hidden = false;
+      lineChart($("c-upstream"), [
+        { name: "requests", values: hist.upRq, color: COLORS[0] },
+        { name: "retries", values: hist.upRetry, color: COLORS[5] },
+        { name: "hedges", values: hist.upHedge, color: COLORS[3] },
+        { name: "failures", values: hist.upFail, color: COLORS[4] },
+      ], perSec);
+    }
     lineChart($("c-workers"), [
       { name: "busy", values: hist.busy, color: COLORS[0] },
       { name: "queued", values: hist.queue, color: COLORS[5] },
@@ -384,6 +438,143 @@
     }
   }
 
+  // ---- MQTT panel ---------------------------------------------------------
+  function mqttTable(s, p, dt) {
+    const q = s.mqtt, pq = p && p.mqtt;
+    $("mqtt-section").hidden = !q;
+    if (!q) return;
+    const table = $("mqtt"), body = table.tBodies[0];
+    body.replaceChildren();
+    let rows = 0;
+    const group = (name) => { const tr = body.insertRow(); tr.className = "group"; cell(tr, name).colSpan = 3; };
+    const row = (name, v, pv, counter, fmt, cls) => {
+      const tr = body.insertRow();
+      cell(tr, name); cell(tr, (fmt || si)(v), cls);
+      cell(tr, counter ? si(rate(v, pv, dt)) : "");
+      rows++;
+    };
+    const sumv = (o) => Object.values(o || {}).reduce((a, b) => a + b, 0);
+    group("clients and sessions");
+    for (const [ver, n] of Object.entries(q.connections)) row("clients, MQTT " + ver, n);
+    row("connections before CONNECT", q.pending);
+    row("sessions online", q.sessions_online);
+    row("sessions offline", q.sessions_offline);
+    row("subscriptions", q.subscriptions);
+    row("retained messages", q.retained);
+    row("queued messages (inflight included)", q.queued_messages);
+    row("queued bytes", q.queued_bytes, null, false, bytes);
+    group("packets by type");
+    const types = new Set([...Object.keys(q.packets_in), ...Object.keys(q.packets_out)]);
+    for (const ty of types) {
+      const i = q.packets_in[ty] || 0, o = q.packets_out[ty] || 0;
+      if (i === 0 && o === 0) continue;
+      if (i > 0) row(ty.toUpperCase() + " in", i, pq && pq.packets_in[ty], true);
+      if (o > 0) row(ty.toUpperCase() + " out", o, pq && pq.packets_out[ty], true);
+    }
+    for (const [qos, n] of Object.entries(q.publishes_in)) if (n > 0) row("PUBLISH in, QoS " + qos, n, pq && pq.publishes_in[qos], true);
+    for (const [qos, n] of Object.entries(q.publishes_out)) if (n > 0) row("PUBLISH out, QoS " + qos, n, pq && pq.publishes_out[qos], true);
+    group("drops and refusals by reason");
+    row("messages dropped", sumv(q.dropped), pq && sumv(pq.dropped), true, si, sumv(q.dropped) > 0 ? "warn" : "");
+    for (const [r, n] of Object.entries(q.dropped)) if (n > 0) row("dropped: " + r, n, pq && pq.dropped[r], true, si, "warn");
+    row("CONNECTs refused", q.connects_refused, pq && pq.connects_refused, true, si, q.connects_refused > 0 ? "warn" : "");
+    for (const [r, n] of Object.entries(q.refused_by_reason)) row("refused by the gateway: " + r, n, pq && pq.refused_by_reason[r], true);
+    for (const [r, n] of Object.entries(q.closes_by_reason || {})) row("closed with reason code: " + r, n, pq && pq.closes_by_reason && pq.closes_by_reason[r], true);
+    row("sessions taken over", q.takeovers, pq && pq.takeovers, true);
+    row("keep-alive timeouts", q.keepalive_timeouts, pq && pq.keepalive_timeouts, true);
+    row("protocol errors", q.protocol_errors, pq && pq.protocol_errors, true);
+    row("rate limited", q.rate_limited, pq && pq.rate_limited, true);
+    row("wills published", q.wills_published, pq && pq.wills_published, true);
+    table.dataset.rows = String(rows);
+  }
+
+  // ---- upstream panel -----------------------------------------------------
+  // One block per cluster: its breaker, counters and resource thresholds,
+  // then a row per host.
+  function upstreamPanel(u, pu, dt) {
+    const clusters = (u && u.clusters) || [];
+    const box = $("upstream");
+    $("upstream-section").hidden = clusters.length === 0;
+    box.dataset.clusters = String(clusters.length);
+    box.replaceChildren();
+    const before = new Map(((pu && pu.clusters) || []).map((c) => [c.name, c]));
+    for (const c of clusters) {
+      const p = before.get(c.name);
+      const div = document.createElement("div");
+      div.className = "cluster";
+      div.dataset.cluster = c.name;
+      const h = document.createElement("h3");
+      h.textContent = "cluster " + c.name;
+      const pill = (state, text) => {
+        const sp = document.createElement("span");
+        sp.className = "pill"; sp.dataset.state = state; sp.textContent = text;
+        h.appendChild(sp);
+      };
+      pill(c.breaker_state, "breaker " + c.breaker_state.replace("_", "-"));
+      if (c.panic) pill("panic", "panic: all hosts used");
+      div.appendChild(h);
+      const kv = document.createElement("div");
+      kv.className = "kv";
+      const fails = Object.values(c.rq_failures || {}).reduce((a, b) => a + b, 0);
+      const pf = p ? Object.values(p.rq_failures || {}).reduce((a, b) => a + b, 0) : null;
+      for (const [k, v] of [
+        ["requests/s", si(rate(c.rq_total, p && p.rq_total, dt))], ["active", si(c.rq_active)],
+        ["pending", si(c.rq_pending_active)], ["connections", si(c.cx_active)],
+        ["retries", si(c.rq_retry)], ["hedged / won", si(c.rq_hedged) + " / " + si(c.rq_hedge_won)],
+        ["failures", si(fails) + (pf != null ? " (" + si(rate(fails, pf, dt)) + "/s)" : "")],
+        ["timeouts", si(c.rq_timeout)], ["ejected now / total", si(c.outlier_ejected) + " / " + si(c.outlier_ejections)],
+        ["breaker rejected", si(c.breaker_rejected)],
+      ]) {
+        const sp = document.createElement("span");
+        sp.textContent = k + " ";
+        const b = document.createElement("b");
+        b.textContent = v;
+        sp.appendChild(b);
+        kv.appendChild(sp);
+      }
+      div.appendChild(kv);
+
+      // Resource thresholds: the cluster's and each host's, and how often hit.
+      const th = document.createElement("table");
+      th.className = "thresholds";
+      th.innerHTML = "<thead><tr><th>threshold</th><th>cluster in use / limit</th><th>cluster refusals</th><th>per-host limit</th><th>per-host hits</th></tr></thead><tbody></tbody>";
+      const lim = (v) => (v < 0 ? "none" : si(v));
+      for (const r of ["connections", "pending", "requests", "retries"]) {
+        const cb = (c.circuit_breakers || {})[r] || {};
+        const tr = th.tBodies[0].insertRow();
+        cell(tr, r);
+        cell(tr, si(cb.active) + " / " + lim(cb.limit));
+        cell(tr, si(cb.overflow), cb.overflow > 0 ? "warn" : "");
+        const hl = (c.host_limits || {})[r], ho = (c.host_overflow || {})[r];
+        cell(tr, hl === undefined ? "–" : lim(hl));
+        cell(tr, ho === undefined ? "–" : si(ho), ho > 0 ? "warn" : "");
+      }
+      div.appendChild(th);
+
+      const ht = document.createElement("table");
+      ht.className = "hosts";
+      ht.innerHTML = "<thead><tr><th>host</th><th>address</th><th>state</th><th>active</th><th>assigned</th>" +
+        "<th>conns open / idle</th><th>pending</th><th>requests</th><th>failed</th><th>5xx</th>" +
+        "<th>threshold hits c / p / r</th><th>checks ok / failed</th></tr></thead><tbody></tbody>";
+      for (const x of c.hosts || []) {
+        const tr = ht.tBodies[0].insertRow();
+        const state = x.draining ? "draining" : x.ejected ? "ejected" : x.healthy ? "healthy" : "unhealthy";
+        cell(tr, x.name); cell(tr, x.addr);
+        cell(tr, state, state === "healthy" ? "ok" : state === "draining" ? "warn" : "bad");
+        cell(tr, si(x.rq_active)); cell(tr, si(x.rq_assigned));
+        cell(tr, si(x.cx_active) + " / " + si(x.cx_idle)); cell(tr, si(x.rq_pending));
+        cell(tr, si(x.rq_total)); cell(tr, si(x.rq_failed));
+        cell(tr, si((x.rq_status || {})["5xx"]));
+        const o = x.overflow || {};
+        cell(tr, si(o.connections) + " / " + si(o.pending) + " / " + si(o.requests),
+          (o.pending || 0) + (o.requests || 0) > 0 ? "warn" : "");
+        cell(tr, si(x.health_check_success) + " / " + si(x.health_check_failure));
+      }
+      ht.dataset.rows = String((c.hosts || []).length);
+      div.appendChild(ht);
+      box.appendChild(div);
+    }
+  }
+
   function status(state, text) {
     const el = $("status");
     el.dataset.state = state;
@@ -392,10 +583,21 @@
 
   // ---- polling --------------------------------------------------------------
   let timer = 0, polls = 0;
+  // /api/upstream is served where there are clusters (warren proxy, warren
+  // serve -upstream); elsewhere it is 404, and asked again only now and then.
+  let prevUp = null, prevUpTime = 0, upSkip = 0;
+
+  function fetchUpstream() {
+    if (upSkip > 0) { upSkip--; return Promise.resolve(null); }
+    return api("api/upstream").then((r) => {
+      if (r.status === 404) { upSkip = 30; return null; }
+      return r.ok ? r.json() : null;
+    }).catch(() => null);
+  }
 
   function poll() {
     clearTimeout(timer);
-    api("api/stats?top=" + TOP).then((r) => {
+    Promise.all([api("api/stats?top=" + TOP), fetchUpstream()]).then(([r, u]) => {
       if (r.status === 401) {
         status("unauthorized", "token needed");
         authForm.hidden = false;
@@ -403,15 +605,20 @@
         return null; // wait for the form
       }
       if (!r.ok) throw new Error("HTTP " + r.status);
-      return r.json();
-    }).then((s) => {
-      if (!s) return;
+      return r.json().then((s) => [s, u]);
+    }).then((su) => {
+      if (!su) return;
+      const [s, u] = su;
       const dt = prev ? s.time - prev.time : 0;
-      record(s);
+      record(s, u);
+      const udt = u && prevUp ? s.time - prevUpTime : 0;
+      upstreamPanel(u, prevUp, udt);
+      if (u) { prevUp = u; prevUpTime = s.time; }
       draw(s);
       tiles(s);
       busiest(s);
       extra(s, prev, dt);
+      mqttTable(s, prev, dt);
       prev = s;
       polls++;
       document.body.dataset.polls = String(polls);

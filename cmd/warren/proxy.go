@@ -55,6 +55,7 @@ func runProxy(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&p.MaxRequestsPerConn, "max-requests-per-conn", 0, "retire a backend connection after this many requests (0: no limit)")
 	fs.DurationVar(&p.ConnectTimeout, "connect-timeout", upstream.DefaultConnectTimeout, "backend connect timeout")
 	fs.IntVar(&p.MaxPendingPerHost, "max-pending-per-host", upstream.DefaultMaxPendingPerHost, "requests waiting for a connection per backend; over it: 503 at once")
+	fs.IntVar(&p.MaxRequestsPerHost, "max-requests-per-host", upstream.DefaultMaxRequestsPerHost, "requests waiting for or on a connection per backend; a full backend's requests go to another, else 503 at once (negative: no limit)")
 	fs.DurationVar(&p.PendingTimeout, "pending-timeout", upstream.DefaultPendingTimeout, "longest wait for a backend connection; 503 after")
 	fs.DurationVar(&p.KeepAliveMargin, "keepalive-margin", upstream.DefaultKeepAliveMargin, "retire pooled connections this long before the backend's Keep-Alive timeout")
 
@@ -88,6 +89,7 @@ func runProxy(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&cc.Retry.RetryNonIdempotent, "retry-non-idempotent", false, "retry POST/PATCH that may have reached the backend")
 	fs.BoolVar(&cc.RetryBudgetOff, "retry-budget-off", false, "bound retries by -cb-max-retries instead of a budget")
 	fs.Float64Var(&cc.RetryBudget.Percent, "retry-budget", upstream.DefaultRetryBudgetPercent, "retries in flight as a percentage of requests in flight")
+	fs.DurationVar(&cc.HedgeDelay, "hedge-delay", 0, "send a second attempt of an idempotent request to another backend when the first has not answered this long; first answer wins (0: no hedging)")
 	fs.DurationVar(&cc.BackoffBase, "backoff-base", upstream.DefaultBackoffBase, "retry backoff base (full jitter, capped at 10x)")
 
 	fs.DurationVar(&cc.Health.Interval, "hc-interval", 0, "active health check interval (0: off)")
