@@ -12,8 +12,10 @@ import (
 // Client runs the client side of TLS for connections dialled on an
 // engine (engine.DialHandler): the handshake on a bounded set of
 // goroutines, then the same record layers as the Server — warren's own for
-// TLS 1.3, crypto/tls driven from the loop for TLS 1.2 — below the
-// protocol handler. It is safe for concurrent use.
+// TLS 1.3 and for TLS 1.2 full handshakes on an ECDHE AEAD suite,
+// crypto/tls driven from the loop for other TLS 1.2 connections (CBC
+// suites, resumed sessions) — below the protocol handler. It is safe for
+// concurrent use.
 type Client struct {
 	cfg     *tls.Config
 	timeout time.Duration
@@ -134,6 +136,7 @@ func (cl *Client) handshake(cc *clientConn) {
 	st := tc.ConnectionState()
 	info := ConnState{Version: st.Version, CipherSuite: st.CipherSuite, NegotiatedProtocol: st.NegotiatedProtocol, ServerName: st.ServerName}
 	var t engine.Transform
+	ours := true
 	if st.Version == tls.VersionTLS13 {
 		suite := suiteByID(st.CipherSuite)
 		if suite == nil || hs.clientTS == nil || hs.serverTS == nil {
@@ -141,12 +144,17 @@ func (cl *Client) handshake(cc *clientConn) {
 			hs.c.AbortWithDetail(engine.ReasonProtocolError, DetailHandshakeFailed)
 			return
 		}
-		r := &record13{suite: suite, client: true, info: info}
+		r := &recordLayer{suite: suite, client: true, info: info}
 		r.in.set(suite, hs.serverTS)
 		r.out.set(suite, hs.clientTS)
 		t = r
+	} else if r, err := record12For(hs, st.CipherSuite, false); err == nil {
+		r.info = info
+		t = r
 	} else {
-		t = &conn12{hs: hs, tc: tc, info: &info}
+		// A CBC suite, or a resumed session (crypto/tls logs no master
+		// secret then): crypto/tls's record layer stays.
+		t, ours = &conn12{hs: hs, tc: tc, info: &info}, false
 	}
-	hs.handOver(st.Version == tls.VersionTLS13, t, cc.h.inner, false)
+	hs.handOver(ours, t, cc.h.inner, false)
 }

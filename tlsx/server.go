@@ -297,6 +297,9 @@ func (s *Server) configFor(chi *tls.ClientHelloInfo) (*tls.Config, error) {
 		return nil, errors.New("tlsx: handshake on a foreign connection")
 	}
 	cas := s.cas.Load()
+	if !slices.Contains(chi.SupportedVersions, tls.VersionTLS13) {
+		return s.config12(hs, cas), nil
+	}
 	if hs.rnd != nil {
 		// The listener's shared Config, its key log dispatched by the
 		// ClientHello's random: no Config per handshake (a TLS 1.2
@@ -313,6 +316,48 @@ func (s *Server) configFor(chi *tls.ClientHelloInfo) (*tls.Config, error) {
 		}
 	}
 	return s.newConfig(hs.lh, cas, keyLog{hs}), nil
+}
+
+// ticketMasterTag marks the TLS 1.2 master secret in a session ticket's
+// SessionState.Extra.
+const ticketMasterTag = "warren-tls12-master:"
+
+// config12 is the Config of a handshake that can only be TLS 1.2 (the
+// client offers no TLS 1.3): its own, since its session-ticket hooks must
+// reach this handshake. crypto/tls logs no master secret when it resumes a
+// TLS 1.2 session, so the ticket carries it: WrapSession adds the master
+// secret the key log gave to the SessionState's Extra (the ticket is
+// encrypted and authenticated with the Server's ticket keys, as crypto/tls
+// does with the master secret it already holds), and UnwrapSession takes
+// it back out for warren's record layer. The Config is dropped with the
+// tls.Conn once the record layer takes over.
+func (s *Server) config12(hs *hsConn, cas *x509.CertPool) *tls.Config {
+	c := s.newConfig(hs.lh, cas, keyLog{hs})
+	if s.cfg.SessionTicketsDisabled {
+		return c
+	}
+	c.WrapSession = func(cs tls.ConnectionState, ss *tls.SessionState) ([]byte, error) {
+		ss.Extra = slices.DeleteFunc(ss.Extra, func(e []byte) bool { return bytes.HasPrefix(e, []byte(ticketMasterTag)) })
+		if len(hs.master) == 48 {
+			ss.Extra = append(ss.Extra, append([]byte(ticketMasterTag), hs.master...))
+		}
+		return s.base.EncryptTicket(cs, ss)
+	}
+	c.UnwrapSession = func(identity []byte, cs tls.ConnectionState) (*tls.SessionState, error) {
+		ss, err := s.base.DecryptTicket(identity, cs)
+		if ss == nil || err != nil || hs.rnd == nil {
+			return ss, err
+		}
+		for _, e := range ss.Extra {
+			if m, ok := bytes.CutPrefix(e, []byte(ticketMasterTag)); ok && len(m) == 48 {
+				// If crypto/tls does not resume after all, the full
+				// handshake's key log line replaces these.
+				hs.master, hs.crand = bytes.Clone(m), bytes.Clone(hs.rnd[:])
+			}
+		}
+		return ss, nil
+	}
+	return c
 }
 
 // newConfig is the Config of lh's handshakes with the client CAs cas.
@@ -543,7 +588,7 @@ type ConnState struct {
 // It is safe for concurrent use.
 func State(c *engine.Conn) *ConnState {
 	switch t := c.Transform().(type) {
-	case *record13:
+	case *recordLayer:
 		return &t.info
 	case *conn12:
 		return t.info
