@@ -61,6 +61,10 @@ type Config struct {
 	// MinVersion is the lowest TLS version accepted: tls.VersionTLS12 or
 	// tls.VersionTLS13. Zero means TLS 1.2.
 	MinVersion uint16
+	// MaxVersion is the highest TLS version accepted: tls.VersionTLS12 or
+	// tls.VersionTLS13, not below MinVersion. Zero means TLS 1.3. (TLS 1.2
+	// only is for benchmarks and for clients that mishandle TLS 1.3.)
+	MaxVersion uint16
 	// NextProtos are the ALPN protocols offered, in preference order. Nil
 	// means {"http/1.1"}; an MQTT listener sets {"mqtt"}. A client that
 	// offers none of them is still served (no ALPN).
@@ -149,6 +153,9 @@ func (c Config) withDefaults() Config {
 	if c.MinVersion == 0 {
 		c.MinVersion = tls.VersionTLS12
 	}
+	if c.MaxVersion == 0 {
+		c.MaxVersion = tls.VersionTLS13
+	}
 	if c.NextProtos == nil {
 		c.NextProtos = []string{"http/1.1"}
 	}
@@ -207,7 +214,7 @@ func (sysClock) Now() time.Time { return time.Now() }
 // Errors.
 var (
 	ErrNoCertificate = errors.New("tlsx: no certificate (CertFile and KeyFile, or Certificate)")
-	ErrBadVersion    = errors.New("tlsx: MinVersion must be TLS 1.2 or 1.3")
+	ErrBadVersion    = errors.New("tlsx: MinVersion and MaxVersion must be TLS 1.2 or 1.3, MinVersion not above MaxVersion")
 	ErrClosed        = errors.New("tlsx: server closed")
 )
 
@@ -249,7 +256,12 @@ type Server struct {
 // handshake workers started. Close stops them.
 func New(cfg Config) (*Server, error) {
 	cfg = cfg.withDefaults()
-	if cfg.MinVersion != tls.VersionTLS12 && cfg.MinVersion != tls.VersionTLS13 {
+	for _, v := range []uint16{cfg.MinVersion, cfg.MaxVersion} {
+		if v != tls.VersionTLS12 && v != tls.VersionTLS13 {
+			return nil, ErrBadVersion
+		}
+	}
+	if cfg.MinVersion > cfg.MaxVersion {
 		return nil, ErrBadVersion
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, closed: make(chan struct{}),
@@ -266,6 +278,7 @@ func New(cfg Config) (*Server, error) {
 	s.m = newMetrics(cfg.Namespace, s)
 	s.base = &tls.Config{
 		MinVersion:             cfg.MinVersion,
+		MaxVersion:             cfg.MaxVersion,
 		NextProtos:             cfg.NextProtos,
 		SessionTicketsDisabled: cfg.SessionTicketsDisabled,
 		CurvePreferences:       cfg.CurvePreferences,
@@ -297,7 +310,7 @@ func (s *Server) configFor(chi *tls.ClientHelloInfo) (*tls.Config, error) {
 		return nil, errors.New("tlsx: handshake on a foreign connection")
 	}
 	cas := s.cas.Load()
-	if !slices.Contains(chi.SupportedVersions, tls.VersionTLS13) {
+	if s.cfg.MaxVersion == tls.VersionTLS12 || !slices.Contains(chi.SupportedVersions, tls.VersionTLS13) {
 		return s.config12(hs, cas), nil
 	}
 	if hs.rnd != nil {

@@ -3,6 +3,7 @@ package tlsx_test
 import (
 	"bytes"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -261,4 +262,32 @@ func metric(t *testing.T, s *tlsx.Server, line string) bool {
 		expfmt.MetricFamilyToText(&b, mf)
 	}
 	return strings.Contains(b.String(), line)
+}
+
+// TestMaxVersion12: a server with MaxVersion TLS 1.2 serves clients that
+// offer TLS 1.3 over TLS 1.2, on warren's record layer, resumption
+// included; a MaxVersion below MinVersion is refused.
+func TestMaxVersion12(t *testing.T) {
+	p := newPKI(t)
+	s := startServer(t, engine.Config{}, tlsx.Config{CertFile: p.certFile, KeyFile: p.keyFile, MaxVersion: tls.VersionTLS12})
+	cache := tls.NewLRUClientSessionCache(8)
+	for i := range 2 {
+		tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: p.pool, ServerName: "localhost", ClientSessionCache: cache}}
+		cl := &http.Client{Timeout: 10 * time.Second, Transport: tr}
+		resp, err := cl.Get("https://" + s.addr + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.TLS.Version != tls.VersionTLS12 || resp.TLS.DidResume != (i == 1) {
+			t.Fatalf("connection %d: version %#x, resumed %v", i, resp.TLS.Version, resp.TLS.DidResume)
+		}
+		postEcho(t, cl, "https://"+s.addr+"/echo")
+		tr.CloseIdleConnections()
+	}
+	onWarrenLayer12(t, s.tls, 2)
+	if _, err := tlsx.New(tlsx.Config{CertFile: p.certFile, KeyFile: p.keyFile, MinVersion: tls.VersionTLS13, MaxVersion: tls.VersionTLS12}); !errors.Is(err, tlsx.ErrBadVersion) {
+		t.Fatalf("MinVersion above MaxVersion: %v", err)
+	}
 }
