@@ -12,10 +12,9 @@ import (
 // Client runs the client side of TLS for connections dialled on an
 // engine (engine.DialHandler): the handshake on a bounded set of
 // goroutines, then the same record layers as the Server — warren's own for
-// TLS 1.3 and for TLS 1.2 full handshakes on an ECDHE AEAD suite,
-// crypto/tls driven from the loop for other TLS 1.2 connections (CBC
-// suites, resumed sessions) — below the protocol handler. It is safe for
-// concurrent use.
+// TLS 1.3 and for TLS 1.2 on an ECDHE AEAD suite, crypto/tls driven from
+// the loop for other TLS 1.2 connections (CBC suites) — below the
+// protocol handler. It is safe for concurrent use.
 type Client struct {
 	cfg     *tls.Config
 	timeout time.Duration
@@ -127,6 +126,9 @@ func (cl *Client) handshake(cc *clientConn) {
 	defer cancel()
 	cfg := cl.cfg.Clone()
 	cfg.KeyLogWriter = keyLog{hs}
+	if cfg.ClientSessionCache != nil {
+		cfg.ClientSessionCache = masterCache{cl.cfg.ClientSessionCache, hs}
+	}
 	tc := tls.Client(hs, cfg)
 	if err := tc.HandshakeContext(ctx); err != nil {
 		hs.shut()
@@ -152,9 +154,46 @@ func (cl *Client) handshake(cc *clientConn) {
 		r.info = info
 		t = r
 	} else {
-		// A CBC suite, or a resumed session (crypto/tls logs no master
-		// secret then): crypto/tls's record layer stays.
+		// A CBC suite, or a session resumed from a ticket without a
+		// master secret (crypto/tls logs none then): crypto/tls's record
+		// layer stays.
 		t, ours = &conn12{hs: hs, tc: tc, info: &info}, false
 	}
 	hs.handOver(ours, t, cc.h.inner, false)
+}
+
+// masterCache wraps a Client's tls.ClientSessionCache for one handshake:
+// crypto/tls logs no master secret when it resumes a TLS 1.2 session, so
+// the sessions this handshake stores carry the master secret the key log
+// gave it (in SessionState.Extra, like the Server's tickets), and the one
+// it resumes gives it back to warren's record layer.
+type masterCache struct {
+	inner tls.ClientSessionCache
+	hs    *hsConn
+}
+
+// Get returns the cached session for key, and takes its master secret.
+func (m masterCache) Get(key string) (*tls.ClientSessionState, bool) {
+	cs, ok := m.inner.Get(key)
+	if ok && cs != nil {
+		if _, ss, err := cs.ResumptionState(); err == nil && ss != nil {
+			if ms := ticketMaster(ss); ms != nil {
+				m.hs.master, m.hs.crand = ms, nil
+			}
+		}
+	}
+	return cs, ok
+}
+
+// Put stores cs for key, with this handshake's master secret added.
+func (m masterCache) Put(key string, cs *tls.ClientSessionState) {
+	if cs != nil && len(m.hs.master) == 48 {
+		if ticket, ss, err := cs.ResumptionState(); err == nil && ss != nil {
+			ss.Extra = withTicketMaster(ss.Extra, m.hs.master)
+			if ncs, err := tls.NewResumptionState(ticket, ss); err == nil {
+				cs = ncs
+			}
+		}
+	}
+	m.inner.Put(key, cs)
 }

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -72,7 +73,13 @@ func TestClient(t *testing.T) {
 	s := startServer(t, engine.Config{}, tlsx.Config{CertFile: p.certFile, KeyFile: p.keyFile})
 	gosrv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("hello from net/http")) }))
 	cert, _ := tls.LoadX509KeyPair(p.certFile, p.keyFile)
-	gosrv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+	var resumed atomic.Int32
+	gosrv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, VerifyConnection: func(cs tls.ConnectionState) error {
+		if cs.DidResume {
+			resumed.Add(1)
+		}
+		return nil
+	}}
 	gosrv.StartTLS()
 	defer gosrv.Close()
 	e := testutil.StartEngine(t, engine.Config{})
@@ -85,6 +92,21 @@ func TestClient(t *testing.T) {
 		if got, layer := dialGetLayer(t, e, cl, strings.TrimPrefix(gosrv.URL, "https://")); !strings.HasSuffix(got, "hello from net/http") || layer != ours {
 			t.Fatalf("%s net/http: %q on %s", v.name, got, layer)
 		}
+	}
+	// TLS 1.2 resumption through the Client's session cache, against
+	// warren and net/http: full handshake, then resumed, both on warren's
+	// record layer.
+	cache := tls.NewLRUClientSessionCache(8)
+	res := tlsx.NewClient(&tls.Config{RootCAs: p.pool, ServerName: "localhost", MaxVersion: tls.VersionTLS12, ClientSessionCache: cache}, 1, 5*time.Second)
+	for _, addr := range []string{s.addr, strings.TrimPrefix(gosrv.URL, "https://")} {
+		for i := range 2 {
+			if got, layer := dialGetLayer(t, e, res, addr); !strings.Contains(got, "hello") || layer != ours {
+				t.Fatalf("resumption %d against %s: %q on %s", i, addr, got, layer)
+			}
+		}
+	}
+	if n := resumed.Load(); n != 1 {
+		t.Fatalf("net/http saw %d resumed handshakes, want 1", n)
 	}
 	cbc := tlsx.NewClient(&tls.Config{RootCAs: p.pool, ServerName: "localhost", MaxVersion: tls.VersionTLS12,
 		CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA}}, 1, 5*time.Second)

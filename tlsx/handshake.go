@@ -542,14 +542,15 @@ var (
 	errNotAEAD    = errors.New("tlsx: TLS 1.2 suite without warren's record layer (not an ECDHE AEAD suite)")
 	errNoMaster   = errors.New("tlsx: TLS 1.2 master secret not captured")
 	errPartRead   = errors.New("tlsx: crypto/tls read part of a record past the handshake")
-	errNoHello    = errors.New("tlsx: no ServerHello random")
+	errNoHello    = errors.New("tlsx: no hello random")
 	errNoFinished = errors.New("tlsx: the Finished records do not open with the derived TLS 1.2 keys")
 )
 
 // record12For builds the TLS 1.2 record layer of an AEAD suite from the
-// master secret (the key log's CLIENT_RANDOM line, or the session
-// ticket's on resumption), its client random, and the server random from
-// the plaintext ServerHello (written by a server, read by a client). The
+// master secret (the key log's CLIENT_RANDOM line with its client random,
+// or on resumption the session ticket's, with the random of the
+// ClientHello) and the server random from the plaintext ServerHello
+// (written by a server, read by a client). The
 // key block is the TLS 1.2 PRF's (keyBlock12). It then proves the keys and
 // the sequence numbers: the last record crypto/tls wrote must be its own
 // Finished and the last it read the peer's, each opening with its
@@ -569,18 +570,21 @@ func record12For(hs *hsConn, suiteID uint16, server bool) (*recordLayer, error) 
 	if left != 0 {
 		return nil, errPartRead
 	}
-	if len(hs.master) != 48 || len(hs.crand) != 32 {
+	sh, ch := hs.written, read // the ServerHello and the ClientHello
+	if !server {
+		sh, ch = read, hs.written
+	}
+	crand, srand := hs.crand, serverRandom(sh)
+	if crand == nil { // a resumption: the master secret came with the ticket
+		crand = clientRandom(ch)
+	}
+	if len(hs.master) != 48 {
 		return nil, errNoMaster
 	}
-	hello := hs.written
-	if !server {
-		hello = read
-	}
-	srand := serverRandom(hello)
-	if srand == nil {
+	if len(crand) != 32 || srand == nil {
 		return nil, errNoHello
 	}
-	ck, sk, civ, siv := keyBlock12(s, hs.master, hs.crand, srand)
+	ck, sk, civ, siv := keyBlock12(s, hs.master, crand, srand)
 	r := &recordLayer{suite: s, client: !server}
 	if server {
 		r.in.set12(ck, civ)
@@ -598,9 +602,14 @@ func record12For(hs *hsConn, suiteID uint16, server bool) (*recordLayer, error) 
 
 // serverRandom returns the random of the ServerHello that starts b (a
 // plaintext handshake record), or nil.
-func serverRandom(b []byte) []byte {
+func serverRandom(b []byte) []byte { return helloRandom(b, 2) }
+
+// clientRandom returns the random of the ClientHello that starts b, or nil.
+func clientRandom(b []byte) []byte { return helloRandom(b, hsClientHello) }
+
+func helloRandom(b []byte, typ byte) []byte {
 	const at = recordHeaderLen + 4 + 2 // record header, message header, legacy_version
-	if len(b) < at+32 || b[0] != typeHandshake || b[recordHeaderLen] != 2 {
+	if len(b) < at+32 || b[0] != typeHandshake || b[recordHeaderLen] != typ {
 		return nil
 	}
 	return b[at : at+32]

@@ -66,15 +66,6 @@ func (m *masterLog) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// clientRandom returns the random of the ClientHello that starts b.
-func clientRandom(b []byte) []byte {
-	const at = recordHeaderLen + 4 + 2
-	if len(b) < at+32 || b[recordHeaderLen] != 1 {
-		return nil
-	}
-	return b[at : at+32]
-}
-
 // TestPRF12: the TLS 1.2 PRF here agrees with crypto/tls's, checked
 // through ExportKeyingMaterial (RFC 5705: the PRF of the master secret over
 // the client and server randoms) on real handshakes, SHA-256 and SHA-384.

@@ -350,27 +350,40 @@ func (s *Server) config12(hs *hsConn, cas *x509.CertPool) *tls.Config {
 		return c
 	}
 	c.WrapSession = func(cs tls.ConnectionState, ss *tls.SessionState) ([]byte, error) {
-		ss.Extra = slices.DeleteFunc(ss.Extra, func(e []byte) bool { return bytes.HasPrefix(e, []byte(ticketMasterTag)) })
-		if len(hs.master) == 48 {
-			ss.Extra = append(ss.Extra, append([]byte(ticketMasterTag), hs.master...))
-		}
+		ss.Extra = withTicketMaster(ss.Extra, hs.master)
 		return s.base.EncryptTicket(cs, ss)
 	}
 	c.UnwrapSession = func(identity []byte, cs tls.ConnectionState) (*tls.SessionState, error) {
 		ss, err := s.base.DecryptTicket(identity, cs)
-		if ss == nil || err != nil || hs.rnd == nil {
+		if ss == nil || err != nil {
 			return ss, err
 		}
-		for _, e := range ss.Extra {
-			if m, ok := bytes.CutPrefix(e, []byte(ticketMasterTag)); ok && len(m) == 48 {
-				// If crypto/tls does not resume after all, the full
-				// handshake's key log line replaces these.
-				hs.master, hs.crand = bytes.Clone(m), bytes.Clone(hs.rnd[:])
-			}
-		}
+		hs.master, hs.crand = ticketMaster(ss), nil
 		return ss, nil
 	}
 	return c
+}
+
+// ticketMaster returns the master secret a session ticket carries
+// (WrapSession, masterCache), or nil. If crypto/tls does not resume the
+// session after all, the full handshake's key log line replaces it.
+func ticketMaster(ss *tls.SessionState) []byte {
+	for _, e := range ss.Extra {
+		if m, ok := bytes.CutPrefix(e, []byte(ticketMasterTag)); ok && len(m) == 48 {
+			return bytes.Clone(m)
+		}
+	}
+	return nil
+}
+
+// withTicketMaster returns Extra without any master secret, and with
+// master's when it is one.
+func withTicketMaster(extra [][]byte, master []byte) [][]byte {
+	extra = slices.DeleteFunc(extra, func(e []byte) bool { return bytes.HasPrefix(e, []byte(ticketMasterTag)) })
+	if len(master) == 48 {
+		extra = append(extra, append([]byte(ticketMasterTag), master...))
+	}
+	return extra
 }
 
 // newConfig is the Config of lh's handshakes with the client CAs cas.
