@@ -229,8 +229,9 @@ type certState struct {
 // Server terminates TLS for engine listeners: Handler wraps a protocol's
 // engine.Handler so each accepted connection is admitted, handshaken on a
 // bounded worker pool and then handed, as plain bytes, to that handler,
-// with warren's record layer (TLS 1.3) or crypto/tls driven from the loop
-// (TLS 1.2) below it. A Server is safe for concurrent use and may serve
+// with warren's record layer below it (TLS 1.3, and TLS 1.2 on the ECDHE
+// AEAD suites; crypto/tls's, driven from the loop, for a TLS 1.2
+// connection that layer does not take). A Server is safe for concurrent use and may serve
 // several listeners and engines.
 type Server struct {
 	cfg  Config
