@@ -372,11 +372,19 @@ func (r *recordLayer) checkHeader(hdr []byte, n int) error {
 	return nil
 }
 
+// scratch holds a record's nonce and TLS 1.2 additional data. Handed to
+// the AEAD through an interface, they escape to the heap: Open and Seal
+// allocate one scratch per call, not one per record and argument.
+type scratch struct {
+	nonce [ivLen]byte
+	ad    [13]byte
+}
+
 // open13 opens a TLS 1.3 record in place and returns its true content type
 // and content (the padding stripped).
-func (r *recordLayer) open13(a cipher.AEAD, hdr, body []byte) (byte, []byte, error) {
-	nonce := r.in.nonce()
-	plain, err := a.Open(body[:0], nonce[:], body, hdr)
+func (r *recordLayer) open13(a cipher.AEAD, hdr, body []byte, sc *scratch) (byte, []byte, error) {
+	sc.nonce = r.in.nonce()
+	plain, err := a.Open(body[:0], sc.nonce[:], body, hdr)
 	if err != nil {
 		return 0, nil, r.fail(errBadMAC)
 	}
@@ -395,18 +403,16 @@ func (r *recordLayer) open13(a cipher.AEAD, hdr, body []byte) (byte, []byte, err
 // the nonce is the fixed IV with the record's explicit nonce (AES-GCM) or
 // XORed with the sequence number (ChaCha20-Poly1305); the additional data
 // is seq_num, type, version and the plaintext's length.
-func (r *recordLayer) open12(a cipher.AEAD, hdr, body []byte) (byte, []byte, error) {
+func (r *recordLayer) open12(a cipher.AEAD, hdr, body []byte, sc *scratch) (byte, []byte, error) {
 	s := r.suite
 	if len(body) < s.explicit+tagLen {
 		return 0, nil, r.fail(errBadMAC)
 	}
-	nonce := r.in.nonce()
-	if s.explicit > 0 {
-		copy(nonce[ivLen-s.explicit:], body[:s.explicit])
-	}
+	sc.nonce = r.in.nonce()
+	copy(sc.nonce[ivLen-s.explicit:], body[:s.explicit])
 	ct := body[s.explicit:]
-	ad := additionalData12(r.in.seq, hdr[0], len(ct)-tagLen)
-	plain, err := a.Open(ct[:0], nonce[:], ct, ad[:])
+	sc.ad = additionalData12(r.in.seq, hdr[0], len(ct)-tagLen)
+	plain, err := a.Open(ct[:0], sc.nonce[:], ct, sc.ad[:])
 	if err != nil {
 		return 0, nil, r.fail(errBadMAC)
 	}
@@ -438,6 +444,7 @@ func (r *recordLayer) Open(c *engine.Conn, in []byte) ([]byte, error) {
 	w, off := 0, 0
 	var err error
 	var a cipher.AEAD
+	var sc *scratch
 	for len(buf)-off >= recordHeaderLen {
 		hdr := buf[off : off+recordHeaderLen]
 		n := int(binary.BigEndian.Uint16(hdr[3:]))
@@ -453,13 +460,16 @@ func (r *recordLayer) Open(c *engine.Conn, in []byte) ([]byte, error) {
 				break
 			}
 		}
+		if sc == nil {
+			sc = new(scratch)
+		}
 		body := buf[off+recordHeaderLen : off+recordHeaderLen+n]
 		var ctype byte
 		var content []byte
 		if r.suite.v12 {
-			ctype, content, err = r.open12(a, hdr, body)
+			ctype, content, err = r.open12(a, hdr, body, sc)
 		} else {
-			ctype, content, err = r.open13(a, hdr, body)
+			ctype, content, err = r.open13(a, hdr, body, sc)
 		}
 		if err != nil {
 			break
@@ -610,7 +620,7 @@ func (r *recordLayer) overhead() int {
 // sealed with d's key.
 func (r *recordLayer) sealRecord(dst []byte, d *direction, ctype byte, p []byte) ([]byte, error) {
 	dst, start := r.beginRecord(dst)
-	return r.endRecord(append(dst, p...), start, d, ctype)
+	return r.endRecord(append(dst, p...), start, d, ctype, new(scratch))
 }
 
 // beginRecord appends a record header (and a TLS 1.2 explicit nonce) to
@@ -626,7 +636,7 @@ func (r *recordLayer) beginRecord(dst []byte) ([]byte, int) {
 
 // endRecord seals, in place, the record begun at start whose plaintext
 // follows its header up to the end of dst.
-func (r *recordLayer) endRecord(dst []byte, start int, d *direction, ctype byte) ([]byte, error) {
+func (r *recordLayer) endRecord(dst []byte, start int, d *direction, ctype byte, sc *scratch) ([]byte, error) {
 	a, err := d.cipher(r.suite)
 	if err != nil {
 		return dst, err
@@ -639,7 +649,7 @@ func (r *recordLayer) endRecord(dst []byte, start int, d *direction, ctype byte)
 	}
 	n := len(dst) - start - recordHeaderLen + tagLen
 	dst[start+3], dst[start+4] = byte(n>>8), byte(n)
-	nonce := d.nonce()
+	sc.nonce = d.nonce()
 	hdr := dst[start : start+recordHeaderLen]
 	body := dst[start+recordHeaderLen:]
 	if r.suite.v12 {
@@ -647,12 +657,12 @@ func (r *recordLayer) endRecord(dst []byte, start int, d *direction, ctype byte)
 		// bytes, the salt's IV being zero there), as crypto/tls sends it.
 		hdr[0] = ctype
 		ex := r.suite.explicit
-		copy(body[:ex], nonce[ivLen-ex:])
+		copy(body[:ex], sc.nonce[ivLen-ex:])
 		body = body[ex:]
-		ad := additionalData12(d.seq, ctype, len(body))
-		a.Seal(body[:0], nonce[:], body, ad[:])
+		sc.ad = additionalData12(d.seq, ctype, len(body))
+		a.Seal(body[:0], sc.nonce[:], body, sc.ad[:]) // in place: cap holds the tag
 	} else {
-		a.Seal(body[:0], nonce[:], body, hdr) // in place: cap holds the tag
+		a.Seal(body[:0], sc.nonce[:], body, hdr) // in place: cap holds the tag
 	}
 	d.seq++
 	if d.seq == 0 {
@@ -677,6 +687,7 @@ func (r *recordLayer) Seal(bufs [][]byte, total int) ([]byte, error) {
 		return nil, nil
 	}
 	out := pool.Get(size)[:0]
+	sc := new(scratch)
 	var err error
 	if pend&pendKeyUpdate != 0 {
 		r.pend.And(^pendKeyUpdate)
@@ -698,7 +709,7 @@ func (r *recordLayer) Seal(bufs [][]byte, total int) ([]byte, error) {
 			fill += m
 			b = b[m:]
 			if fill == maxPlaintext {
-				if out, err = r.endRecord(out, start, &r.out, typeAppData); err != nil {
+				if out, err = r.endRecord(out, start, &r.out, typeAppData, sc); err != nil {
 					return r.sealFailed(out, err)
 				}
 				start = -1
@@ -706,7 +717,7 @@ func (r *recordLayer) Seal(bufs [][]byte, total int) ([]byte, error) {
 		}
 	}
 	if start >= 0 {
-		if out, err = r.endRecord(out, start, &r.out, typeAppData); err != nil {
+		if out, err = r.endRecord(out, start, &r.out, typeAppData, sc); err != nil {
 			return r.sealFailed(out, err)
 		}
 	}

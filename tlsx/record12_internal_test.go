@@ -256,7 +256,7 @@ func (rc *rawClient) wantWarning12(t *testing.T, desc uint8) {
 			t.Fatalf("a partial record at the end")
 		}
 		a, _ := rc.r.in.cipher(rc.r.suite)
-		ctype, content, err := rc.r.open12(a, b[:recordHeaderLen], b[recordHeaderLen:n])
+		ctype, content, err := rc.r.open12(a, b[:recordHeaderLen], b[recordHeaderLen:n], new(scratch))
 		if err != nil {
 			t.Fatal(err)
 		}
