@@ -118,8 +118,8 @@ type hsConn struct {
 	recLeft int    // bytes of the current record still to hand out
 	closed  bool   // the connection closed, or the handshake ended
 	counted bool   // OnClose counted the handshake's end (the worker does not)
-	post    bool   // TLS 1.2 after the handshake: Read does not block, Write captures
-	out     []byte // TLS 1.2 after the handshake: sealed bytes for Seal
+	post    bool   // on crypto/tls's record layer (conn12): Read does not block, Write captures
+	out     []byte // on crypto/tls's record layer: sealed bytes for Seal
 
 	readLog []byte // what crypto/tls read (under mu), for the TLS 1.2 checks
 
@@ -423,7 +423,13 @@ func (s *Server) handshake(hs *hsConn) {
 		r.keep, r.srv, r.info = s.cfg.KeepCiphers, s, info
 		t = r
 	} else {
-		s.log.Warn("tls 1.2 connection kept on crypto/tls's record layer", "remote", hs.c.RemoteAddr().String(), "error", err)
+		// A ticket from before tickets carried the master secret is
+		// expected (debug); any other reason should not happen (warn).
+		level := slog.LevelWarn
+		if errors.Is(err, errNoMaster) {
+			level = slog.LevelDebug
+		}
+		s.log.Log(context.Background(), level, "tls 1.2 connection kept on crypto/tls's record layer", "remote", hs.c.RemoteAddr().String(), "error", err)
 		t, ours = &conn12{hs: hs, tc: tc, info: &info}, false
 	}
 	s.m.layers.WithLabelValues(versionName(st.Version), layerName(ours)).Inc()
