@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # tls-idle-mem.sh — server memory per idle TLS connection: warren's TLS
-# (TLS 1.3 record layer on the loop; TLS 1.2 through crypto/tls driven from
-# the loop) against crypto/tls with a goroutine per connection, and plain
-# TCP warren, in the same run.
+# (its record layer on the loop, TLS 1.3 and TLS 1.2) against crypto/tls
+# with a goroutine per connection, and plain TCP warren, in the same run.
 #
 #   flock /tmp/warren-bench.lock bench/tls-idle-mem.sh
 #   N=5000 RUNS=1 bench/tls-idle-mem.sh
@@ -22,6 +21,7 @@
 #   warren-tls13-w2 the same with -tls-handshake-workers 2 (fewer handshakes in
 #                   progress during the ramp: a lower heap peak)
 #   warren-tls12    warren with TLS, clients speak TLS 1.2
+#   warren-tls12-w2 the same with -tls-handshake-workers 2
 #   netecho-tls     bench/cmd/netecho -tls-cert: crypto/tls, a goroutine and
 #                   a 4 KiB buffer per connection (what a Go program does)
 #   netecho-tls12   the same, clients speak TLS 1.2
@@ -131,6 +131,7 @@ start() { # start NAME LOG: sets SRV_PID, SRV_ADDR, CLIENT_TLS, PAYLOAD
     warren) "$BIN/warren" echo -proto tcp -admin "" -addr 127.0.0.1:0 >"$log" 2>&1 & ;;
     warren-tls13) CLIENT_TLS=1.3; "$BIN/warren" echo -proto tcp -admin "" -addr 127.0.0.1:0 "${TLSF[@]}" >"$log" 2>&1 & ;;
     warren-tls13-w2) CLIENT_TLS=1.3; "$BIN/warren" echo -proto tcp -admin "" -addr 127.0.0.1:0 "${TLSF[@]}" -tls-handshake-workers 2 >"$log" 2>&1 & ;;
+    warren-tls12-w2) CLIENT_TLS=1.2; "$BIN/warren" echo -proto tcp -admin "" -addr 127.0.0.1:0 "${TLSF[@]}" -tls-handshake-workers 2 >"$log" 2>&1 & ;;
     warren-tls13-keep) CLIENT_TLS=1.3; "$BIN/warren" echo -proto tcp -admin "" -addr 127.0.0.1:0 "${TLSF[@]}" -tls-keep-ciphers >"$log" 2>&1 & ;;
     warren-tls12) CLIENT_TLS=1.2; "$BIN/warren" echo -proto tcp -admin "" -addr 127.0.0.1:0 "${TLSF[@]}" >"$log" 2>&1 & ;;
     netecho-tls) CLIENT_TLS=1.3; "$BIN/netecho" -addr 127.0.0.1:0 -tls-cert "$LOGDIR/cert.pem" -tls-key "$LOGDIR/key.pem" >"$log" 2>&1 & ;;

@@ -6,6 +6,10 @@
 #
 #   flock /tmp/warren-bench.lock bench/tls-ws-echo.sh
 #   N=2000 RPS=5000 RUNS=1 bench/tls-ws-echo.sh
+#   MODES="plain tls tls12" bench/tls-ws-echo.sh
+#
+# Modes: plain (ws://), tls (wss://, TLS 1.3), tls12 (wss://, the server
+# limited to TLS 1.2 with -tls-max-version 1.2).
 #
 # Environment: N (15000 connections), RATE (connects/s in the ramp, 2000),
 # RPS (10000 messages/s in all), D (15s of traffic), MSG (32 bytes), RUNS
@@ -43,10 +47,11 @@ for ((run = 1; run <= RUNS; run++)); do
     log=$LOGDIR/$m-$run.log
     args=(echo -addr 127.0.0.1:0 -admin "")
     scheme=ws
-    if [ "$m" = tls ]; then
+    if [ "$m" = tls ] || [ "$m" = tls12 ]; then
       args+=(-tls-cert "$LOGDIR/cert.pem" -tls-key "$LOGDIR/key.pem" -tls-rate -1 -tls-rate-per-ip -1 -tls-ban-threshold -1)
       scheme=wss
     fi
+    if [ "$m" = tls12 ]; then args+=(-tls-max-version 1.2); fi
     "$BIN/warren" "${args[@]}" >"$log" 2>&1 &
     spid=$!
     PIDS+=("$spid")

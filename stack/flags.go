@@ -123,6 +123,7 @@ func TLSFlags(fs *flag.FlagSet, c *tlsx.Config) {
 	fs.StringVar(&c.KeyFile, "tls-key", "", "PEM private key of -tls-cert")
 	fs.StringVar(&c.ClientCAFile, "tls-client-ca", "", "PEM CAs of client certificates; set, clients must present one (mutual TLS)")
 	fs.Var(tlsVersionFlag{&c.MinVersion}, "tls-min-version", "lowest TLS version accepted: 1.2 or 1.3 (default 1.2)")
+	fs.Var(tlsMaxVersionFlag{tlsVersionFlag{&c.MaxVersion}}, "tls-max-version", "highest TLS version accepted: 1.2 or 1.3 (default 1.3)")
 	fs.StringVar(&c.IdentityURIPrefix, "tls-identity-uri-prefix", "", "take a client certificate's identity from its SAN URI with this prefix (e.g. "+tlsx.DefaultIdentityURIScheme+"); empty: the subject CN")
 	fs.DurationVar(&c.HandshakeTimeout, "tls-handshake-timeout", tlsx.DefaultHandshakeTimeout, "TLS handshake time limit, from its first byte")
 	fs.IntVar(&c.HandshakeWorkers, "tls-handshake-workers", tlsx.DefaultHandshakeWorkers, "TLS handshakes in progress at once (each on a goroutine while it waits for its client)")
@@ -160,4 +161,14 @@ func (f tlsVersionFlag) Set(s string) error {
 		return fmt.Errorf("want 1.2 or 1.3")
 	}
 	return nil
+}
+
+// tlsMaxVersionFlag is tlsVersionFlag whose zero value is TLS 1.3.
+type tlsMaxVersionFlag struct{ tlsVersionFlag }
+
+func (f tlsMaxVersionFlag) String() string {
+	if f.v == nil || *f.v == 0 {
+		return "1.3"
+	}
+	return f.tlsVersionFlag.String()
 }

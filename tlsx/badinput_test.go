@@ -107,7 +107,7 @@ func (o *oneRecord) Read(p []byte) (int, error) {
 // warren's own record layer, so a test can send what no real client would.
 type rawClient struct {
 	nc net.Conn
-	r  *record13
+	r  *recordLayer
 }
 
 type clientKeys struct{ c, s []byte }
@@ -153,7 +153,7 @@ func dialRaw(t *testing.T, addr string, pool *x509.CertPool) *rawClient {
 		t.Fatal(err)
 	}
 	suite := suiteByID(tc.ConnectionState().CipherSuite)
-	r := &record13{suite: suite, client: true}
+	r := &recordLayer{suite: suite, client: true}
 	r.in.set(suite, keys.s)
 	r.out.set(suite, keys.c)
 	return &rawClient{nc: nc, r: r}
@@ -385,28 +385,43 @@ func TestPerIPRate(t *testing.T) {
 	}
 }
 
-// FuzzOpen feeds the record layer arbitrary bytes, in two reads, after
+// FuzzOpen feeds the record layer — TLS 1.3, and TLS 1.2 with an AES-GCM
+// and a ChaCha20-Poly1305 suite — arbitrary bytes, in two reads, after
 // records sealed with the right keys: no panic, and the good records'
 // plaintext comes out whole.
 func FuzzOpen(f *testing.F) {
-	suite := suiteByID(tls.TLS_AES_128_GCM_SHA256)
 	secret := bytes.Repeat([]byte{7}, 32)
-	seal := func(ctype byte, p []byte) []byte {
-		w := &record13{suite: suite}
-		w.out.set(suite, secret)
+	layer := func(s *cipherSuite) *recordLayer {
+		r := &recordLayer{suite: s}
+		if s.v12 {
+			r.in.set12(secret[:s.keyLen], secret[:s.fixedIV])
+			r.out.set12(secret[:s.keyLen], secret[:s.fixedIV])
+		} else {
+			r.in.set(s, secret)
+			r.out.set(s, secret)
+		}
+		return r
+	}
+	seal := func(s *cipherSuite, ctype byte, p []byte) []byte {
+		w := layer(s)
 		b, _ := w.sealRecord(nil, &w.out, ctype, p)
 		return b
 	}
-	f.Add(seal(typeAppData, []byte("GET / HTTP/1.1\r\n\r\n")), uint16(3))
-	f.Add(seal(typeAlert, []byte{1, 0}), uint16(0))
-	f.Add(seal(typeHandshake, []byte{hsKeyUpdate, 0, 0, 1, 1}), uint16(9))
+	suites := []*cipherSuite{suiteByID(tls.TLS_AES_128_GCM_SHA256), suiteByID(tls.TLS_CHACHA20_POLY1305_SHA256),
+		suite12ByID(tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256), suite12ByID(tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256)}
+	for _, s := range []*cipherSuite{suites[0], suites[2], suites[3]} {
+		f.Add(seal(s, typeAppData, []byte("GET / HTTP/1.1\r\n\r\n")), uint16(3))
+		f.Add(seal(s, typeAlert, []byte{1, 0}), uint16(0))
+		f.Add(append(seal(s, typeAppData, []byte("a")), seal(s, typeAlert, []byte{1, alertUserCanceled})...), uint16(30))
+	}
+	f.Add(seal(suites[0], typeHandshake, []byte{hsKeyUpdate, 0, 0, 1, 1}), uint16(9))
+	f.Add(seal(suites[2], typeHandshake, []byte{hsClientHello, 0, 0, 1, 1}), uint16(9))
 	f.Add([]byte{typeAppData, 3, 3, 0xff, 0xff, 1, 2, 3}, uint16(2))
 	f.Add([]byte{typeHandshake, 3, 1, 0, 5, 1, 0, 0, 1, 0}, uint16(1))
+	f.Add([]byte{typeChangeCipherSpec, 3, 3, 0, 1, 1}, uint16(1))
 	f.Fuzz(func(t *testing.T, data []byte, split uint16) {
-		for _, suiteID := range []uint16{tls.TLS_AES_128_GCM_SHA256, tls.TLS_CHACHA20_POLY1305_SHA256} {
-			s := suiteByID(suiteID)
-			r := &record13{suite: s}
-			r.in.set(s, secret)
+		for _, s := range suites {
+			r := layer(s)
 			in := append([]byte(nil), data...)
 			k := int(split) % (len(in) + 1)
 			p1, err := r.Open(nil, in[:k])

@@ -12,7 +12,8 @@ import (
 // Client runs the client side of TLS for connections dialled on an
 // engine (engine.DialHandler): the handshake on a bounded set of
 // goroutines, then the same record layers as the Server — warren's own for
-// TLS 1.3, crypto/tls driven from the loop for TLS 1.2 — below the
+// TLS 1.3 and for TLS 1.2 on an ECDHE AEAD suite, crypto/tls driven from
+// the loop for other TLS 1.2 connections (CBC suites) — below the
 // protocol handler. It is safe for concurrent use.
 type Client struct {
 	cfg     *tls.Config
@@ -125,6 +126,9 @@ func (cl *Client) handshake(cc *clientConn) {
 	defer cancel()
 	cfg := cl.cfg.Clone()
 	cfg.KeyLogWriter = keyLog{hs}
+	if cfg.ClientSessionCache != nil {
+		cfg.ClientSessionCache = masterCache{cl.cfg.ClientSessionCache, hs}
+	}
 	tc := tls.Client(hs, cfg)
 	if err := tc.HandshakeContext(ctx); err != nil {
 		hs.shut()
@@ -134,6 +138,7 @@ func (cl *Client) handshake(cc *clientConn) {
 	st := tc.ConnectionState()
 	info := ConnState{Version: st.Version, CipherSuite: st.CipherSuite, NegotiatedProtocol: st.NegotiatedProtocol, ServerName: st.ServerName}
 	var t engine.Transform
+	ours := true
 	if st.Version == tls.VersionTLS13 {
 		suite := suiteByID(st.CipherSuite)
 		if suite == nil || hs.clientTS == nil || hs.serverTS == nil {
@@ -141,12 +146,54 @@ func (cl *Client) handshake(cc *clientConn) {
 			hs.c.AbortWithDetail(engine.ReasonProtocolError, DetailHandshakeFailed)
 			return
 		}
-		r := &record13{suite: suite, client: true, info: info}
+		r := &recordLayer{suite: suite, client: true, info: info}
 		r.in.set(suite, hs.serverTS)
 		r.out.set(suite, hs.clientTS)
 		t = r
+	} else if r, err := record12For(hs, st.CipherSuite, false); err == nil {
+		r.info = info
+		t = r
 	} else {
-		t = &conn12{hs: hs, tc: tc, info: &info}
+		// A CBC suite, or a session resumed from a ticket without a
+		// master secret (crypto/tls logs none then): crypto/tls's record
+		// layer stays.
+		t, ours = &conn12{hs: hs, tc: tc, info: &info}, false
 	}
-	hs.handOver(st.Version == tls.VersionTLS13, t, cc.h.inner, false)
+	hs.handOver(ours, t, cc.h.inner, false)
+}
+
+// masterCache wraps a Client's tls.ClientSessionCache for one handshake:
+// crypto/tls logs no master secret when it resumes a TLS 1.2 session, so
+// the sessions this handshake stores carry the master secret the key log
+// gave it (in SessionState.Extra, like the Server's tickets), and the one
+// it resumes gives it back to warren's record layer.
+type masterCache struct {
+	inner tls.ClientSessionCache
+	hs    *hsConn
+}
+
+// Get returns the cached session for key, and takes its master secret.
+func (m masterCache) Get(key string) (*tls.ClientSessionState, bool) {
+	cs, ok := m.inner.Get(key)
+	if ok && cs != nil {
+		if _, ss, err := cs.ResumptionState(); err == nil && ss != nil {
+			if ms := ticketMaster(ss); ms != nil {
+				m.hs.master, m.hs.crand = ms, nil
+			}
+		}
+	}
+	return cs, ok
+}
+
+// Put stores cs for key, with this handshake's master secret added.
+func (m masterCache) Put(key string, cs *tls.ClientSessionState) {
+	if cs != nil && len(m.hs.master) == 48 {
+		if ticket, ss, err := cs.ResumptionState(); err == nil && ss != nil {
+			ss.Extra = withTicketMaster(ss.Extra, m.hs.master)
+			if ncs, err := tls.NewResumptionState(ticket, ss); err == nil {
+				cs = ncs
+			}
+		}
+	}
+	m.inner.Put(key, cs)
 }

@@ -36,13 +36,17 @@
 // goroutine, no buffer, no tls.Conn. The AEAD ciphers are built per burst
 // of records unless Config.KeepCiphers.
 //
-// After a TLS 1.2 handshake, crypto/tls keeps the record layer (its PRF is
-// not exported, and this package never rolls its own): the tls.Conn is
-// driven from the loop through the adapter, whose reads return a temporary
-// error when no bytes are waiting (crypto/tls does not make those sticky)
-// and whose writes are captured and sealed into the write queue. No
-// goroutine, but the tls.Conn and its buffers stay: several KB per idle
-// connection (docs/tls.md).
+// After a TLS 1.2 handshake on an ECDHE AEAD suite (the only ones the
+// Server offers) the same record layer takes over in TLS 1.2's record
+// format: the key block comes from the TLS 1.2 PRF (HMAC from crypto/hmac)
+// over the master secret of the key log's CLIENT_RANDOM line (or, on
+// resumption, of the session ticket, which carries it) and the hellos'
+// randoms, the server's taken from the plaintext ServerHello; both
+// Finished records must open with the derived keys at sequence number 0
+// before the switch. A TLS 1.2 connection that fails a check (or a
+// Client's on a CBC suite) keeps crypto/tls's record layer, driven from
+// the loop through the adapter: no goroutine, but the tls.Conn and its
+// buffers stay, several KB per idle connection (docs/tls.md).
 //
 // Mutual TLS (Config.ClientCAFile) verifies client certificates with
 // crypto/tls; State and Identity give a connection's version, ALPN and

@@ -102,7 +102,7 @@ func (lh *listenerHandler) OnData(c *engine.Conn, in []byte) int { return 0 }
 // bytes read on the loop to crypto/tls, and the net.Conn crypto/tls reads
 // them from on a handshake worker. It hands crypto/tls whole records only,
 // one at a time, so nothing read past the handshake stays inside tls.Conn:
-// what follows is the record layer's (TLS 1.3).
+// what follows is the record layer's.
 type hsConn struct {
 	s  *Server
 	lh *listenerHandler
@@ -118,13 +118,17 @@ type hsConn struct {
 	recLeft int    // bytes of the current record still to hand out
 	closed  bool   // the connection closed, or the handshake ended
 	counted bool   // OnClose counted the handshake's end (the worker does not)
-	post    bool   // TLS 1.2 after the handshake: Read does not block, Write captures
-	out     []byte // TLS 1.2 after the handshake: sealed bytes for Seal
+	post    bool   // on crypto/tls's record layer (conn12): Read does not block, Write captures
+	out     []byte // on crypto/tls's record layer: sealed bytes for Seal
+
+	readLog []byte // what crypto/tls read (under mu), for the TLS 1.2 checks
 
 	// The handshake worker's.
-	written  []byte // what crypto/tls wrote, for counting records (TLS 1.3)
+	written  []byte // what crypto/tls wrote, for counting records (TLS 1.3) and the TLS 1.2 checks
 	clientTS []byte // CLIENT_TRAFFIC_SECRET_0
 	serverTS []byte // SERVER_TRAFFIC_SECRET_0
+	master   []byte // TLS 1.2: the master secret (CLIENT_RANDOM, or the session ticket's)
+	crand    []byte // TLS 1.2: the client random it goes with
 }
 
 // Inline: the handshake handler only copies bytes, on the loop.
@@ -274,6 +278,9 @@ func (hs *hsConn) Read(p []byte) (int, error) {
 	}
 	n := min(len(p), hs.recLeft, len(hs.in))
 	copy(p, hs.in[:n])
+	if !hs.post {
+		hs.readLog = append(hs.readLog, p[:n]...)
+	}
 	hs.in = hs.in[:copy(hs.in, hs.in[n:])]
 	hs.recLeft -= n
 	return n, nil
@@ -309,7 +316,8 @@ func (hs *hsConn) SetReadDeadline(time.Time) error  { return nil }
 func (hs *hsConn) SetWriteDeadline(time.Time) error { return nil }
 
 // keyLogLine is crypto/tls's KeyLogWriter call: the TLS 1.3 application
-// traffic secrets are kept for the record layer.
+// traffic secrets, or the TLS 1.2 master secret and its client random, are
+// kept for the record layer.
 func (hs *hsConn) keyLogLine(line []byte) {
 	f := bytes.Fields(line)
 	if len(f) != 3 {
@@ -324,6 +332,10 @@ func (hs *hsConn) keyLogLine(line []byte) {
 		hs.clientTS = secret
 	case "SERVER_TRAFFIC_SECRET_0":
 		hs.serverTS = secret
+	case "CLIENT_RANDOM":
+		if crand, err := hex.DecodeString(string(f[1])); err == nil {
+			hs.master, hs.crand = secret, crand
+		}
 	}
 }
 
@@ -397,6 +409,7 @@ func (s *Server) handshake(hs *hsConn) {
 	s.m.duration.Observe(time.Since(hs.started).Seconds())
 
 	var t engine.Transform
+	ours := true
 	if st.Version == tls.VersionTLS13 {
 		r, err := s.record13For(hs, st.CipherSuite, info)
 		if err != nil {
@@ -406,23 +419,44 @@ func (s *Server) handshake(hs *hsConn) {
 			return
 		}
 		t = r
+	} else if r, err := record12For(hs, st.CipherSuite, true); err == nil {
+		r.keep, r.srv, r.info = s.cfg.KeepCiphers, s, info
+		t = r
 	} else {
-		t = &conn12{hs: hs, tc: tc, info: &info}
+		// A ticket from before tickets carried the master secret is
+		// expected (debug); any other reason should not happen (warn).
+		level := slog.LevelWarn
+		if errors.Is(err, errNoMaster) {
+			level = slog.LevelDebug
+		}
+		s.log.Log(context.Background(), level, "tls 1.2 connection kept on crypto/tls's record layer", "remote", hs.c.RemoteAddr().String(), "error", err)
+		t, ours = &conn12{hs: hs, tc: tc, info: &info}, false
 	}
+	s.m.layers.WithLabelValues(versionName(st.Version), layerName(ours)).Inc()
 	inner := hs.lh.inner
 	if h := hs.lh.byProto[st.NegotiatedProtocol]; h != nil {
 		inner = h
 	}
-	hs.handOver(st.Version == tls.VersionTLS13, t, inner, true)
+	hs.handOver(ours, t, inner, true)
+}
+
+func layerName(ours bool) string {
+	if ours {
+		return LayerWarren
+	}
+	return LayerCryptoTLS
 }
 
 // handOver makes t the connection's transform and h its handler, on its
-// loop, with the input crypto/tls was not handed: it belongs to the
-// record layer (TLS 1.3: the adapter is done) or is fed back to crypto/tls
-// by conn12.Open (TLS 1.2). A server connection also drops the handshake's
-// timeouts, which the engine's listener settings replace.
-func (hs *hsConn) handOver(tls13 bool, t engine.Transform, h engine.Handler, server bool) {
-	hs.written = nil
+// loop, with the input crypto/tls was not handed: it belongs to warren's
+// record layer (ours: the adapter is done) or is fed back to crypto/tls by
+// conn12.Open. A server connection also drops the handshake's timeouts,
+// which the engine's listener settings replace.
+func (hs *hsConn) handOver(ours bool, t engine.Transform, h engine.Handler, server bool) {
+	hs.written, hs.master, hs.crand = nil, nil, nil
+	hs.mu.Lock()
+	hs.readLog = nil
+	hs.mu.Unlock()
 	hs.c.Post(func() {
 		hs.mu.Lock()
 		if hs.closed {
@@ -431,7 +465,7 @@ func (hs *hsConn) handOver(tls13 bool, t engine.Transform, h engine.Handler, ser
 		}
 		pending := hs.in
 		hs.in = nil
-		if tls13 {
+		if ours {
 			hs.closed = true
 		} else {
 			hs.post = true
@@ -456,12 +490,12 @@ func (hs *hsConn) handOver(tls13 bool, t engine.Transform, h engine.Handler, ser
 // caught, and finds how many records crypto/tls has already sealed under
 // the server's application key (its NewSessionTicket): the last records
 // written that open with that key, in order from sequence number zero.
-func (s *Server) record13For(hs *hsConn, suiteID uint16, info ConnState) (*record13, error) {
+func (s *Server) record13For(hs *hsConn, suiteID uint16, info ConnState) (*recordLayer, error) {
 	suite := suiteByID(suiteID)
 	if suite == nil || hs.clientTS == nil || hs.serverTS == nil {
 		return nil, errors.New("tlsx: TLS 1.3 secrets not captured")
 	}
-	r := &record13{suite: suite, keep: s.cfg.KeepCiphers, srv: s, info: info}
+	r := &recordLayer{suite: suite, keep: s.cfg.KeepCiphers, srv: s, info: info}
 	r.in.set(suite, hs.clientTS)
 	r.out.set(suite, hs.serverTS)
 	// Split what was written into records.
@@ -486,7 +520,7 @@ func (s *Server) record13For(hs *hsConn, suiteID uint16, info ConnState) (*recor
 
 // opensFromZero reports whether recs open with the server application key
 // at sequence numbers 0, 1, …
-func (r *record13) opensFromZero(recs [][]byte) bool {
+func (r *recordLayer) opensFromZero(recs [][]byte) bool {
 	a, err := r.out.cipher(r.suite)
 	if err != nil {
 		return false
@@ -509,11 +543,128 @@ func (r *record13) opensFromZero(recs [][]byte) bool {
 	return true
 }
 
+// Why a TLS 1.2 connection keeps crypto/tls's record layer (record12For).
+var (
+	errNotAEAD    = errors.New("tlsx: TLS 1.2 suite without warren's record layer (not an ECDHE AEAD suite)")
+	errNoMaster   = errors.New("tlsx: TLS 1.2 master secret not captured")
+	errPartRead   = errors.New("tlsx: crypto/tls read part of a record past the handshake")
+	errNoHello    = errors.New("tlsx: no hello random")
+	errNoFinished = errors.New("tlsx: the Finished records do not open with the derived TLS 1.2 keys")
+)
+
+// record12For builds the TLS 1.2 record layer of an AEAD suite from the
+// master secret (the key log's CLIENT_RANDOM line with its client random,
+// or on resumption the session ticket's, with the random of the
+// ClientHello) and the server random from the plaintext ServerHello
+// (written by a server, read by a client). The
+// key block is the TLS 1.2 PRF's (keyBlock12). It then proves the keys and
+// the sequence numbers: the last record crypto/tls wrote must be its own
+// Finished and the last it read the peer's, each opening with its
+// direction's key at sequence number 0 (the first record under the new
+// keys, in full handshakes and resumptions alike), and crypto/tls must
+// have read no part of a further record; application data then starts at
+// sequence number 1 both ways. Any doubt is an error: the caller keeps
+// crypto/tls's record layer for the connection.
+func record12For(hs *hsConn, suiteID uint16, server bool) (*recordLayer, error) {
+	s := suite12ByID(suiteID)
+	if s == nil {
+		return nil, errNotAEAD
+	}
+	hs.mu.Lock()
+	left, read := hs.recLeft, hs.readLog
+	hs.mu.Unlock()
+	if left != 0 {
+		return nil, errPartRead
+	}
+	sh, ch := hs.written, read // the ServerHello and the ClientHello
+	if !server {
+		sh, ch = read, hs.written
+	}
+	crand, srand := hs.crand, serverRandom(sh)
+	if crand == nil { // a resumption: the master secret came with the ticket
+		crand = clientRandom(ch)
+	}
+	if len(hs.master) != 48 {
+		return nil, errNoMaster
+	}
+	if len(crand) != 32 || srand == nil {
+		return nil, errNoHello
+	}
+	ck, sk, civ, siv := keyBlock12(s, hs.master, crand, srand)
+	r := &recordLayer{suite: s, client: !server}
+	if server {
+		r.in.set12(ck, civ)
+		r.out.set12(sk, siv)
+	} else {
+		r.in.set12(sk, siv)
+		r.out.set12(ck, civ)
+	}
+	if !r.opensFinished(r.out, lastRecord(hs.written)) || !r.opensFinished(r.in, lastRecord(read)) {
+		return nil, errNoFinished
+	}
+	r.in.seq, r.out.seq = 1, 1
+	return r, nil
+}
+
+// serverRandom returns the random of the ServerHello that starts b (a
+// plaintext handshake record), or nil.
+func serverRandom(b []byte) []byte { return helloRandom(b, 2) }
+
+// clientRandom returns the random of the ClientHello that starts b, or nil.
+func clientRandom(b []byte) []byte { return helloRandom(b, hsClientHello) }
+
+func helloRandom(b []byte, typ byte) []byte {
+	const at = recordHeaderLen + 4 + 2 // record header, message header, legacy_version
+	if len(b) < at+32 || b[0] != typeHandshake || b[recordHeaderLen] != typ {
+		return nil
+	}
+	return b[at : at+32]
+}
+
+// lastRecord returns the last whole record of b, a sequence of records,
+// or nil when b does not end with a whole record.
+func lastRecord(b []byte) []byte {
+	var last []byte
+	for len(b) >= recordHeaderLen {
+		n := recordHeaderLen + int(binary.BigEndian.Uint16(b[3:]))
+		if n > len(b) {
+			return nil
+		}
+		last, b = b[:n], b[n:]
+	}
+	if len(b) > 0 {
+		return nil
+	}
+	return last
+}
+
+// opensFinished reports whether rec is a TLS 1.2 Finished handshake record
+// sealed with d's key at sequence number 0. It opens a copy; d is a copy.
+func (r *recordLayer) opensFinished(d direction, rec []byte) bool {
+	ex := r.suite.explicit
+	if len(rec) < recordHeaderLen+ex+tagLen || rec[0] != typeHandshake {
+		return false
+	}
+	d.seq, d.aead = 0, nil
+	a, err := d.cipher(r.suite)
+	if err != nil {
+		return false
+	}
+	body := bytes.Clone(rec[recordHeaderLen:])
+	nonce := d.nonce()
+	copy(nonce[ivLen-ex:], body[:ex])
+	ct := body[ex:]
+	ad := additionalData12(0, typeHandshake, len(ct)-tagLen)
+	plain, err := a.Open(ct[:0], nonce[:], ct, ad[:])
+	return err == nil && len(plain) == 4+12 && plain[0] == hsFinished && plain[1] == 0 && plain[2] == 0 && plain[3] == 12
+}
+
 // conn12 is a TLS 1.2 connection after its handshake: crypto/tls's own
 // record layer, driven from the loop through the adapter (reads that would
 // block return a temporary error, which crypto/tls does not keep), its
 // output captured and written by the engine. It keeps the tls.Conn and so
-// costs several KB per idle connection more than TLS 1.3 (docs/tls.md).
+// costs several KB per idle connection more than warren's record layer
+// (docs/tls.md); it serves the TLS 1.2 connections record12For declines.
 type conn12 struct {
 	hs    *hsConn
 	tc    *tls.Conn

@@ -4,6 +4,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -15,6 +16,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/warrenhq/warren/engine"
 	"github.com/warrenhq/warren/http1"
@@ -103,6 +106,79 @@ func (p *pki) issue(t testing.TB, certFile, keyFile, cn string, uris []*url.URL,
 	}
 	writePEM(t, keyFile, "EC PRIVATE KEY", kder)
 	writePEM(t, certFile, "CERTIFICATE", der)
+}
+
+// issueRSA writes an RSA server certificate for localhost signed by the
+// CA, and its key (for the ECDHE-RSA suites), and returns their files.
+func (p *pki) issueRSA(t testing.TB) (certFile, keyFile string) {
+	t.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(99), Subject: pkix.Name{CommonName: "localhost"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(12 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.ca, &key.PublicKey, p.caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(p.dir, "rsa.pem"), filepath.Join(p.dir, "rsa-key.pem")
+	writePEM(t, keyFile, "RSA PRIVATE KEY", x509.MarshalPKCS1PrivateKey(key))
+	writePEM(t, certFile, "CERTIFICATE", der)
+	return certFile, keyFile
+}
+
+// layers returns how many connections the Server put on warren's record
+// layer and on crypto/tls's, for TLS version v ("1.2", "1.3").
+func layers(t *testing.T, s *tlsx.Server, v string) (warren, cryptoTLS int) {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(s.Collector())
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "warren_tls_record_layers_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			var ver, layer string
+			for _, l := range m.GetLabel() {
+				switch l.GetName() {
+				case "version":
+					ver = l.GetValue()
+				case "layer":
+					layer = l.GetValue()
+				}
+			}
+			if ver != v {
+				continue
+			}
+			switch layer {
+			case tlsx.LayerWarren:
+				warren += int(m.GetCounter().GetValue())
+			case tlsx.LayerCryptoTLS:
+				cryptoTLS += int(m.GetCounter().GetValue())
+			}
+		}
+	}
+	return warren, cryptoTLS
+}
+
+// onWarrenLayer12 fails t unless the Server has put want TLS 1.2
+// connections (at least, for want < 0: at least one) on warren's record
+// layer and none on crypto/tls's.
+func onWarrenLayer12(t *testing.T, s *tlsx.Server, want int) {
+	t.Helper()
+	w, c := layers(t, s, "1.2")
+	if c != 0 || w == 0 || (want > 0 && w != want) {
+		t.Fatalf("TLS 1.2 connections: %d on warren's record layer (want %d), %d on crypto/tls's (want 0)", w, want, c)
+	}
 }
 
 func writePEM(t testing.TB, name, typ string, der []byte) {

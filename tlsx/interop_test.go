@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/warrenhq/warren/engine"
+	"github.com/warrenhq/warren/internal/testutil"
 	"github.com/warrenhq/warren/tlsx"
 )
 
@@ -74,6 +75,45 @@ func TestOpenSSL(t *testing.T) {
 	}
 }
 
+// TestOpenSSL12Suites: openssl s_client -tls1_2 with each ECDHE AEAD suite
+// (-cipher), against an ECDSA and an RSA certificate, then a resumption of
+// the session it saved (-sess_out, -sess_in): all on warren's record
+// layer.
+func TestOpenSSL12Suites(t *testing.T) {
+	openssl := need(t, "openssl")
+	p := newPKI(t)
+	rsaCert, rsaKey := p.issueRSA(t)
+	req := "GET / HTTP/1.1\r\nHost: localhost\r\n\r\nPOST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: 20000\r\nConnection: close\r\n\r\n" +
+		strings.Repeat("0123456789", 2000)
+	for _, c := range []struct {
+		cert, key string
+		ciphers   []string
+	}{
+		{p.certFile, p.keyFile, []string{"ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-ECDSA-CHACHA20-POLY1305"}},
+		{rsaCert, rsaKey, []string{"ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-RSA-AES256-GCM-SHA384", "ECDHE-RSA-CHACHA20-POLY1305"}},
+	} {
+		s := startServer(t, engine.Config{}, tlsx.Config{CertFile: c.cert, KeyFile: c.key})
+		for _, cipher := range c.ciphers {
+			t.Run(cipher, func(t *testing.T) {
+				sess := p.dir + "/" + cipher + ".sess"
+				base := []string{"s_client", "-connect", s.addr, "-servername", "localhost", "-CAfile", p.caFile,
+					"-verify_return_error", "-tls1_2", "-cipher", cipher, "-ign_eof"}
+				for i, extra := range [][]string{{"-sess_out", sess}, {"-sess_in", sess}} {
+					out, err := run(t, req, openssl, append(base, extra...)...)
+					if err != nil || strings.Count(out, "HTTP/1.1 200") != 2 || !strings.Contains(out, "hello ") ||
+						!strings.Contains(out, strings.Repeat("0123456789", 2000)) || !strings.Contains(out, "Cipher is "+cipher) {
+						t.Fatalf("openssl %s (%d): %v\n%s", cipher, i, err, out)
+					}
+					if resumed := strings.Contains(out, "Reused, TLSv1.2"); resumed != (i == 1) {
+						t.Fatalf("openssl %s (%d): resumed %v\n%s", cipher, i, resumed, out)
+					}
+				}
+			})
+		}
+		onWarrenLayer12(t, s.tls, 2*len(c.ciphers))
+	}
+}
+
 // TestOpenSSLKeyUpdate: the client updates its keys and asks the server to
 // update its own (s_client's K command); requests keep working both ways.
 func TestOpenSSLKeyUpdate(t *testing.T) {
@@ -120,7 +160,8 @@ func TestOpenSSLKeyUpdate(t *testing.T) {
 }
 
 // TestOpenSSLRenegotiation: a TLS 1.2 renegotiation attempt (s_client's R)
-// is refused and the connection closed.
+// is refused (no_renegotiation) and the connection closed, counted as
+// tls_renegotiation_refused.
 func TestOpenSSLRenegotiation(t *testing.T) {
 	openssl := need(t, "openssl")
 	p := newPKI(t)
@@ -153,6 +194,10 @@ func TestOpenSSLRenegotiation(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("renegotiation: connection still open")
 	}
+	onWarrenLayer12(t, s.tls, 1)
+	testutil.Eventually(t, 5*time.Second, "tls_renegotiation_refused counted", func() bool {
+		return metric(t, s.tls, `warren_tls_record_errors_total{reason="tls_renegotiation_refused"} 1`)
+	})
 }
 
 // TestCurl: curl --cacert over both versions, with and without a client
@@ -177,6 +222,8 @@ func TestCurl(t *testing.T) {
 			}
 		}
 	}
+	onWarrenLayer12(t, plain.tls, 1) // two requests on one connection
+	onWarrenLayer12(t, mtls.tls, 1)
 	// Without a client certificate the mutual-TLS listener refuses.
 	if out, err := run(t, "", curl, "-sS", "--cacert", p.caFile, "--max-time", "10", "https://localhost:"+mtls.addr[strings.LastIndexByte(mtls.addr, ':')+1:]+"/"); err == nil {
 		t.Fatalf("curl without a client certificate got through: %q", out)
@@ -222,4 +269,5 @@ func TestPythonWebSockets(t *testing.T) {
 			t.Fatalf("python wss %s: %v\n%s", v, err, out)
 		}
 	}
+	onWarrenLayer12(t, s.tls, 1)
 }

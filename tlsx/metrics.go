@@ -18,6 +18,12 @@ const (
 	ResultBadCert   = "bad_client_certificate" // mutual TLS: the client certificate was refused (expired, unknown CA, wrong usage)
 )
 
+// Record layers, the "layer" label of warren_tls_record_layers_total.
+const (
+	LayerWarren    = "warren"     // warren's record layer (TLS 1.3; TLS 1.2 AEAD suites)
+	LayerCryptoTLS = "crypto_tls" // crypto/tls's, driven from the loop (a TLS 1.2 connection warren's layer could not take)
+)
+
 // Refusal bounds, the "bound" label of warren_tls_refused_total: checked
 // before any TLS work.
 const (
@@ -35,6 +41,7 @@ type metrics struct {
 	expiry     prometheus.GaugeFunc
 	refused    *prometheus.CounterVec // bound
 	records    *prometheus.CounterVec // error (record-layer close detail)
+	layers     *prometheus.CounterVec // version, layer
 	keyUpdates prometheus.Counter
 	reloads    *prometheus.CounterVec // result
 	flaps      prometheus.Counter
@@ -62,6 +69,8 @@ func newMetrics(namespace string, s *Server) *metrics {
 			Help: "Connections refused before any TLS work, by bound (banned, per_ip, listener, queue_full)."}, []string{"bound"}),
 		records: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "tls_record_errors_total",
 			Help: "Connections closed by the record layer after the handshake, by reason."}, []string{"reason"}),
+		layers: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "tls_record_layers_total",
+			Help: "Established TLS connections by version and record layer: warren (its own, on the loop) or crypto_tls (crypto/tls driven from the loop, for a TLS 1.2 connection warren's layer does not take)."}, []string{"version", "layer"}),
 		keyUpdates: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "tls_key_updates_total",
 			Help: "TLS 1.3 KeyUpdate messages received."}),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "tls_certificate_reloads_total",
@@ -101,6 +110,7 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.expiry.Describe(ch)
 	m.refused.Describe(ch)
 	m.records.Describe(ch)
+	m.layers.Describe(ch)
 	m.keyUpdates.Describe(ch)
 	m.reloads.Describe(ch)
 	m.flaps.Describe(ch)
@@ -116,6 +126,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	m.expiry.Collect(ch)
 	m.refused.Collect(ch)
 	m.records.Collect(ch)
+	m.layers.Collect(ch)
 	m.keyUpdates.Collect(ch)
 	m.reloads.Collect(ch)
 	m.flaps.Collect(ch)

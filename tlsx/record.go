@@ -4,6 +4,7 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/hkdf"
+	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/sha512"
 	"crypto/tls"
@@ -19,19 +20,24 @@ import (
 	"github.com/warrenhq/warren/internal/pool"
 )
 
-// TLS record constants (RFC 8446, section 5).
+// TLS record constants (RFC 8446, section 5; RFC 5246, section 6.2).
 const (
 	recordHeaderLen = 5
 	maxPlaintext    = 1 << 14
-	maxCiphertext   = maxPlaintext + 256 // TLS 1.3 bound on TLSCiphertext.length
+	maxCiphertext   = maxPlaintext + 256  // TLS 1.3 bound on TLSCiphertext.length
+	maxCiphertext12 = maxPlaintext + 2048 // TLS 1.2 bound on TLSCiphertext.length
 	tagLen          = 16
 	ivLen           = 12
 
-	typeAlert     = 21
-	typeHandshake = 22
-	typeAppData   = 23
+	typeChangeCipherSpec = 20
+	typeAlert            = 21
+	typeHandshake        = 22
+	typeAppData          = 23
 
-	hsKeyUpdate = 24
+	hsHelloRequest = 0
+	hsClientHello  = 1
+	hsFinished     = 20
+	hsKeyUpdate    = 24
 )
 
 // Alert descriptions used here (RFC 8446, section 6).
@@ -42,19 +48,27 @@ const (
 	alertRecordOverflow     = 22
 	alertHandshakeFailure   = 40
 	alertDecodeError        = 50
+	alertProtocolVersion    = 70
 	alertInternalError      = 80
 	alertUserCanceled       = 90
 	alertNoRenegotiation    = 100
 	alertCertificateUnknown = 46
 )
 
-// suite13 describes a TLS 1.3 cipher suite: its AEAD's key length and
-// constructor, and the hash of its key schedule.
-type suite13 struct {
-	id     uint16
-	keyLen int
-	hash   func() hash.Hash
-	aead   func(key []byte) (cipher.AEAD, error)
+// cipherSuite describes a cipher suite of the record layer: its AEAD's key
+// length and constructor, and the hash of its key schedule (TLS 1.3's
+// HKDF, TLS 1.2's PRF). A TLS 1.2 suite (v12) also has the length of the
+// fixed IV its key block gives each side — 4 bytes of salt for AES-GCM
+// (RFC 5288), a 12-byte IV for ChaCha20-Poly1305 (RFC 7905) — and of the
+// explicit nonce each record carries (8 for AES-GCM, none for ChaCha20).
+type cipherSuite struct {
+	id       uint16
+	keyLen   int
+	hash     func() hash.Hash
+	aead     func(key []byte) (cipher.AEAD, error)
+	v12      bool
+	fixedIV  int
+	explicit int
 }
 
 func newAESGCM(key []byte) (cipher.AEAD, error) {
@@ -65,19 +79,70 @@ func newAESGCM(key []byte) (cipher.AEAD, error) {
 	return cipher.NewGCM(b)
 }
 
-var suites13 = []*suite13{
-	{tls.TLS_AES_128_GCM_SHA256, 16, sha256.New, newAESGCM},
-	{tls.TLS_AES_256_GCM_SHA384, 32, sha512.New384, newAESGCM},
-	{tls.TLS_CHACHA20_POLY1305_SHA256, 32, sha256.New, chacha20poly1305.New},
+var suites13 = []*cipherSuite{
+	{id: tls.TLS_AES_128_GCM_SHA256, keyLen: 16, hash: sha256.New, aead: newAESGCM},
+	{id: tls.TLS_AES_256_GCM_SHA384, keyLen: 32, hash: sha512.New384, aead: newAESGCM},
+	{id: tls.TLS_CHACHA20_POLY1305_SHA256, keyLen: 32, hash: sha256.New, aead: chacha20poly1305.New},
 }
 
-func suiteByID(id uint16) *suite13 {
-	for _, s := range suites13 {
+// suites12 are the TLS 1.2 suites warren's record layer runs: the AEAD
+// ones with ECDHE that the Server offers. A TLS 1.2 connection on any
+// other suite (a Client whose Config allows CBC) keeps crypto/tls's record
+// layer (conn12).
+var suites12 = []*cipherSuite{
+	{tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, 16, sha256.New, newAESGCM, true, 4, 8},
+	{tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, 16, sha256.New, newAESGCM, true, 4, 8},
+	{tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, 32, sha512.New384, newAESGCM, true, 4, 8},
+	{tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384, 32, sha512.New384, newAESGCM, true, 4, 8},
+	{tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, 32, sha256.New, chacha20poly1305.New, true, 12, 0},
+	{tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256, 32, sha256.New, chacha20poly1305.New, true, 12, 0},
+}
+
+// suiteByID returns the TLS 1.3 suite id, or nil.
+func suiteByID(id uint16) *cipherSuite { return findSuite(suites13, id) }
+
+// suite12ByID returns the TLS 1.2 AEAD suite id, or nil.
+func suite12ByID(id uint16) *cipherSuite { return findSuite(suites12, id) }
+
+func findSuite(list []*cipherSuite, id uint16) *cipherSuite {
+	for _, s := range list {
 		if s.id == id {
 			return s
 		}
 	}
 	return nil
+}
+
+// prf12 is the TLS 1.2 PRF (RFC 5246, section 5): P_hash over HMAC with h,
+// from crypto/hmac, of secret with label and seed, length bytes long.
+func prf12(h func() hash.Hash, secret []byte, label string, seed []byte, length int) []byte {
+	lseed := append([]byte(label), seed...)
+	mac := hmac.New(h, secret)
+	mac.Write(lseed)
+	a := mac.Sum(nil) // A(1)
+	out := make([]byte, 0, length+mac.Size())
+	for len(out) < length {
+		mac.Reset()
+		mac.Write(a)
+		mac.Write(lseed)
+		out = mac.Sum(out) // HMAC(secret, A(i) + seed)
+		mac.Reset()
+		mac.Write(a)
+		a = mac.Sum(a[:0]) // A(i+1)
+	}
+	return out[:length]
+}
+
+// keyBlock12 derives a TLS 1.2 connection's traffic keys and IVs from its
+// master secret and the two hellos' randoms (RFC 5246, section 6.3; an
+// AEAD suite has no MAC keys).
+func keyBlock12(s *cipherSuite, master, clientRandom, serverRandom []byte) (clientKey, serverKey, clientIV, serverIV []byte) {
+	seed := append(append(make([]byte, 0, 64), serverRandom...), clientRandom...)
+	kb := prf12(s.hash, master, "key expansion", seed, 2*s.keyLen+2*s.fixedIV)
+	clientKey, kb = kb[:s.keyLen], kb[s.keyLen:]
+	serverKey, kb = kb[:s.keyLen], kb[s.keyLen:]
+	clientIV, serverIV = kb[:s.fixedIV], kb[s.fixedIV:]
+	return
 }
 
 // expandLabel is HKDF-Expand-Label (RFC 8446, section 7.1) on crypto/hkdf.
@@ -110,7 +175,7 @@ type direction struct {
 	aead   cipher.AEAD // nil unless in use or kept
 }
 
-func (d *direction) set(s *suite13, secret []byte) {
+func (d *direction) set(s *cipherSuite, secret []byte) {
 	d.slen = uint8(copy(d.secret[:], secret))
 	copy(d.key[:], expandLabel(s.hash, secret, "key", s.keyLen))
 	copy(d.iv[:], expandLabel(s.hash, secret, "iv", ivLen))
@@ -118,13 +183,24 @@ func (d *direction) set(s *suite13, secret []byte) {
 	d.aead = nil
 }
 
+// set12 sets a TLS 1.2 direction's key and fixed IV (a GCM salt fills the
+// IV's first 4 bytes, the rest stays zero: the nonce is then salt followed
+// by the sequence number, which is what Seal sends as the explicit nonce).
+func (d *direction) set12(key, iv []byte) {
+	copy(d.key[:], key)
+	d.iv = [ivLen]byte{}
+	copy(d.iv[:], iv)
+	d.seq = 0
+	d.aead = nil
+}
+
 // update moves to the next traffic secret (KeyUpdate).
-func (d *direction) update(s *suite13) {
+func (d *direction) update(s *cipherSuite) {
 	cur := d.secret[:d.slen]
 	d.set(s, expandLabel(s.hash, cur, "traffic upd", len(cur)))
 }
 
-func (d *direction) cipher(s *suite13) (cipher.AEAD, error) {
+func (d *direction) cipher(s *cipherSuite) (cipher.AEAD, error) {
 	if d.aead == nil {
 		a, err := s.aead(d.key[:s.keyLen])
 		if err != nil {
@@ -148,18 +224,19 @@ func (d *direction) nonce() [ivLen]byte {
 // Pending control output, set by Open (the loop) and sent by Seal.
 const (
 	pendKeyUpdate uint32 = 1 << iota // answer the peer's KeyUpdate(update_requested)
-	pendAlert                        // send alert (record13.alert) and nothing more
+	pendAlert                        // send alert (recordLayer.alert) and nothing more
 )
 
-// record13 is warren's TLS 1.3 record layer for one connection, installed
-// as its engine.Transform once crypto/tls has finished the handshake. The
-// read side belongs to the loop (Open); the write side runs under the
-// Conn's output lock (Seal, Final), so the two never share fields but for
-// the atomics.
-type record13 struct {
-	suite  *suite13
+// recordLayer is warren's TLS record layer for one connection — TLS 1.3,
+// or TLS 1.2 with an AEAD suite (suite.v12) — installed as its
+// engine.Transform once crypto/tls has finished the handshake. The read
+// side belongs to the loop (Open); the write side runs under the Conn's
+// output lock (Seal, Final), so the two never share fields but for the
+// atomics.
+type recordLayer struct {
+	suite  *cipherSuite
 	keep   bool // keep AEADs between bursts (Config.KeepCiphers)
-	client bool // the client's side (tests): NewSessionTicket is ignored
+	client bool // the client's side (tests, Client): NewSessionTicket is ignored
 	srv    *Server
 	info   ConnState
 
@@ -177,7 +254,7 @@ type record13 struct {
 	alert atomic.Uint32 // the alert to send with pendAlert
 }
 
-var _ engine.TransformCloser = (*record13)(nil)
+var _ engine.TransformCloser = (*recordLayer)(nil)
 
 // recordError is a fatal record-layer error: the alert sent for it and the
 // typed reason the connection closes with.
@@ -212,6 +289,11 @@ var (
 	errDecode       = &recordError{alertDecodeError, "tls_decode_error"}
 	errSeqExhausted = &recordError{alertInternalError, "tls_sequence_exhausted"}
 	errInternal     = &recordError{alertInternalError, "tls_internal_error"}
+	// TLS 1.2: a HelloRequest or ClientHello after the handshake gets
+	// no_renegotiation (a warning, RFC 5246 section 7.2.2) and the
+	// connection closes, with the same reason as TLS 1.3's refusal.
+	errNoRenegotiation = &recordError{alertNoRenegotiation, "tls_renegotiation_refused"}
+	errVersion         = &recordError{alertProtocolVersion, "tls_protocol_version"}
 )
 
 func alertName(d uint8) string {
@@ -228,6 +310,8 @@ func alertName(d uint8) string {
 		return "handshake_failure"
 	case alertDecodeError:
 		return "decode_error"
+	case alertProtocolVersion:
+		return "protocol_version"
 	case alertInternalError:
 		return "internal_error"
 	case alertUserCanceled:
@@ -242,7 +326,7 @@ func alertName(d uint8) string {
 
 // fail records err as the read side's end and, for a recordError, asks
 // Final to send its alert.
-func (r *record13) fail(err error) error {
+func (r *recordLayer) fail(err error) error {
 	r.readErr = err
 	var re *recordError
 	if errors.As(err, &re) {
@@ -255,10 +339,99 @@ func (r *record13) fail(err error) error {
 	return err
 }
 
+// checkHeader checks a record header before its body is there: TLS 1.3
+// takes application_data records only (the true type is inside), TLS 1.2
+// alert, handshake and application_data records of version 1.2.
+func (r *recordLayer) checkHeader(hdr []byte, n int) error {
+	if !r.suite.v12 {
+		if hdr[0] != typeAppData || hdr[1] != 3 {
+			if hdr[0] == typeHandshake || hdr[1] != 3 {
+				return r.fail(errRenegotiate) // a plaintext ClientHello, or not TLS
+			}
+			return r.fail(errUnexpected)
+		}
+		if n > maxCiphertext {
+			return r.fail(errOverflow)
+		}
+		return nil
+	}
+	if hdr[1] != 3 || hdr[2] != 3 {
+		if hdr[0] == typeHandshake {
+			return r.fail(errNoRenegotiation) // a plaintext ClientHello
+		}
+		return r.fail(errVersion)
+	}
+	switch hdr[0] {
+	case typeAlert, typeHandshake, typeAppData:
+	default:
+		return r.fail(errUnexpected) // a ChangeCipherSpec, a heartbeat, ...
+	}
+	if n > maxCiphertext12 {
+		return r.fail(errOverflow)
+	}
+	return nil
+}
+
+// scratch holds a record's nonce and TLS 1.2 additional data. Handed to
+// the AEAD through an interface, they escape to the heap: Open and Seal
+// allocate one scratch per call, not one per record and argument.
+type scratch struct {
+	nonce [ivLen]byte
+	ad    [13]byte
+}
+
+// open13 opens a TLS 1.3 record in place and returns its true content type
+// and content (the padding stripped).
+func (r *recordLayer) open13(a cipher.AEAD, hdr, body []byte, sc *scratch) (byte, []byte, error) {
+	sc.nonce = r.in.nonce()
+	plain, err := a.Open(body[:0], sc.nonce[:], body, hdr)
+	if err != nil {
+		return 0, nil, r.fail(errBadMAC)
+	}
+	// Strip the padding: the content type is the last non-zero byte.
+	i := len(plain) - 1
+	for i >= 0 && plain[i] == 0 {
+		i--
+	}
+	if i < 0 {
+		return 0, nil, r.fail(errUnexpected)
+	}
+	return plain[i], plain[:i], nil
+}
+
+// open12 opens a TLS 1.2 AEAD record in place (RFC 5246 section 6.2.3.3):
+// the nonce is the fixed IV with the record's explicit nonce (AES-GCM) or
+// XORed with the sequence number (ChaCha20-Poly1305); the additional data
+// is seq_num, type, version and the plaintext's length.
+func (r *recordLayer) open12(a cipher.AEAD, hdr, body []byte, sc *scratch) (byte, []byte, error) {
+	s := r.suite
+	if len(body) < s.explicit+tagLen {
+		return 0, nil, r.fail(errBadMAC)
+	}
+	sc.nonce = r.in.nonce()
+	copy(sc.nonce[ivLen-s.explicit:], body[:s.explicit])
+	ct := body[s.explicit:]
+	sc.ad = additionalData12(r.in.seq, hdr[0], len(ct)-tagLen)
+	plain, err := a.Open(ct[:0], sc.nonce[:], ct, sc.ad[:])
+	if err != nil {
+		return 0, nil, r.fail(errBadMAC)
+	}
+	return hdr[0], plain, nil
+}
+
+// additionalData12 is a TLS 1.2 AEAD record's additional data.
+func additionalData12(seq uint64, ctype byte, n int) [13]byte {
+	var ad [13]byte
+	binary.BigEndian.PutUint64(ad[:], seq)
+	ad[8], ad[9], ad[10] = ctype, 3, 3
+	binary.BigEndian.PutUint16(ad[11:], uint16(n))
+	return ad
+}
+
 // Open decrypts the complete records in in (after any incomplete one kept
 // from before) in place and returns their application data, compacted at
 // the front of the buffer.
-func (r *record13) Open(c *engine.Conn, in []byte) ([]byte, error) {
+func (r *recordLayer) Open(c *engine.Conn, in []byte) ([]byte, error) {
 	if r.readErr != nil {
 		return nil, r.readErr
 	}
@@ -271,18 +444,11 @@ func (r *record13) Open(c *engine.Conn, in []byte) ([]byte, error) {
 	w, off := 0, 0
 	var err error
 	var a cipher.AEAD
+	var sc *scratch
 	for len(buf)-off >= recordHeaderLen {
 		hdr := buf[off : off+recordHeaderLen]
 		n := int(binary.BigEndian.Uint16(hdr[3:]))
-		if hdr[0] != typeAppData || hdr[1] != 3 {
-			err = r.fail(errUnexpected)
-			if hdr[0] == typeHandshake || hdr[1] != 3 {
-				err = r.fail(errRenegotiate) // a plaintext ClientHello, or not TLS
-			}
-			break
-		}
-		if n > maxCiphertext {
-			err = r.fail(errOverflow)
+		if err = r.checkHeader(hdr, n); err != nil {
 			break
 		}
 		if len(buf)-off < recordHeaderLen+n {
@@ -294,11 +460,18 @@ func (r *record13) Open(c *engine.Conn, in []byte) ([]byte, error) {
 				break
 			}
 		}
+		if sc == nil {
+			sc = new(scratch)
+		}
 		body := buf[off+recordHeaderLen : off+recordHeaderLen+n]
-		nonce := r.in.nonce()
-		plain, oerr := a.Open(body[:0], nonce[:], body, hdr)
-		if oerr != nil {
-			err = r.fail(errBadMAC)
+		var ctype byte
+		var content []byte
+		if r.suite.v12 {
+			ctype, content, err = r.open12(a, hdr, body, sc)
+		} else {
+			ctype, content, err = r.open13(a, hdr, body, sc)
+		}
+		if err != nil {
 			break
 		}
 		r.in.seq++
@@ -307,16 +480,6 @@ func (r *record13) Open(c *engine.Conn, in []byte) ([]byte, error) {
 			break
 		}
 		off += recordHeaderLen + n
-		// Strip the padding: the content type is the last non-zero byte.
-		i := len(plain) - 1
-		for i >= 0 && plain[i] == 0 {
-			i--
-		}
-		if i < 0 {
-			err = r.fail(errUnexpected)
-			break
-		}
-		ctype, content := plain[i], plain[:i]
 		if len(content) > maxPlaintext {
 			err = r.fail(errOverflow)
 			break
@@ -326,7 +489,9 @@ func (r *record13) Open(c *engine.Conn, in []byte) ([]byte, error) {
 			w += copy(buf[w:], content)
 			continue
 		case typeAlert:
-			err = r.onAlert(content)
+			if err = r.onAlert(content); err == nil {
+				continue // a warning
+			}
 		case typeHandshake:
 			if err = r.onHandshake(content); err == nil {
 				a = nil // a KeyUpdate changed the read key
@@ -357,23 +522,25 @@ func (r *record13) Open(c *engine.Conn, in []byte) ([]byte, error) {
 }
 
 // OpenDone releases the buffer the last plaintext was in.
-func (r *record13) OpenDone() {
+func (r *recordLayer) OpenDone() {
 	if r.prev != nil {
 		pool.Put(r.prev)
 		r.prev = nil
 	}
 }
 
-// onAlert handles an alert record from the peer.
-func (r *record13) onAlert(b []byte) error {
+// onAlert handles an alert record from the peer: close_notify ends the
+// connection gracefully, user_canceled (and, in TLS 1.2, any warning) is
+// ignored, anything else closes it.
+func (r *recordLayer) onAlert(b []byte) error {
 	if len(b) != 2 {
 		return r.fail(errDecode)
 	}
-	switch b[1] {
-	case alertCloseNotify:
+	switch {
+	case b[1] == alertCloseNotify:
 		r.readErr = closeNotifyError{}
 		return r.readErr
-	case alertUserCanceled:
+	case b[1] == alertUserCanceled, r.suite.v12 && b[0] == 1:
 		return nil
 	}
 	err := &peerAlertError{desc: b[1]}
@@ -384,12 +551,21 @@ func (r *record13) onAlert(b []byte) error {
 	return err
 }
 
-// onHandshake handles post-handshake messages: only KeyUpdate is allowed
-// from a client, and a record must hold whole messages (a KeyUpdate may not
-// span records, RFC 8446 section 5.1). Anything else — a ClientHello (a
-// renegotiation attempt), a fragment — closes with unexpected_message.
-func (r *record13) onHandshake(b []byte) error {
+// onHandshake handles post-handshake messages. TLS 1.3: only KeyUpdate is
+// allowed from a client, and a record must hold whole messages (a
+// KeyUpdate may not span records, RFC 8446 section 5.1); anything else — a
+// ClientHello (a renegotiation attempt), a fragment — closes with
+// unexpected_message. TLS 1.2: a HelloRequest or ClientHello (even its
+// first fragment) is a renegotiation, refused with no_renegotiation;
+// anything else is unexpected_message.
+func (r *recordLayer) onHandshake(b []byte) error {
 	if len(b) == 0 {
+		return r.fail(errUnexpected)
+	}
+	if r.suite.v12 {
+		if b[0] == hsHelloRequest || b[0] == hsClientHello {
+			return r.fail(errNoRenegotiation)
+		}
 		return r.fail(errUnexpected)
 	}
 	for len(b) > 0 {
@@ -418,7 +594,7 @@ func (r *record13) onHandshake(b []byte) error {
 			if r.srv != nil {
 				r.srv.m.keyUpdates.Inc()
 			}
-		case 1: // client_hello
+		case hsClientHello:
 			return r.fail(errRenegotiate)
 		case 4: // new_session_ticket, to a client
 			if !r.client {
@@ -431,34 +607,63 @@ func (r *record13) onHandshake(b []byte) error {
 	return nil
 }
 
-// sealRecord appends to dst one record of content type ctype holding p,
-// sealed with d's key.
-func (r *record13) sealRecord(dst []byte, d *direction, ctype byte, p []byte) ([]byte, error) {
-	dst, start := beginRecord(dst)
-	return r.endRecord(append(dst, p...), start, d, ctype)
+// overhead is what a record adds to its plaintext: header, explicit nonce
+// (TLS 1.2 AES-GCM) or inner content type (TLS 1.3), and tag.
+func (r *recordLayer) overhead() int {
+	if r.suite.v12 {
+		return recordHeaderLen + r.suite.explicit + tagLen
+	}
+	return recordHeaderLen + 1 + tagLen
 }
 
-// beginRecord appends a record header to dst, filled in by endRecord.
-func beginRecord(dst []byte) ([]byte, int) {
-	return append(dst, typeAppData, 3, 3, 0, 0), len(dst)
+// sealRecord appends to dst one record of content type ctype holding p,
+// sealed with d's key.
+func (r *recordLayer) sealRecord(dst []byte, d *direction, ctype byte, p []byte) ([]byte, error) {
+	dst, start := r.beginRecord(dst)
+	return r.endRecord(append(dst, p...), start, d, ctype, new(scratch))
+}
+
+// beginRecord appends a record header (and a TLS 1.2 explicit nonce) to
+// dst, filled in by endRecord.
+func (r *recordLayer) beginRecord(dst []byte) ([]byte, int) {
+	start := len(dst)
+	dst = append(dst, typeAppData, 3, 3, 0, 0)
+	if r.suite.v12 {
+		dst = append(dst, make([]byte, r.suite.explicit)...)
+	}
+	return dst, start
 }
 
 // endRecord seals, in place, the record begun at start whose plaintext
 // follows its header up to the end of dst.
-func (r *record13) endRecord(dst []byte, start int, d *direction, ctype byte) ([]byte, error) {
+func (r *recordLayer) endRecord(dst []byte, start int, d *direction, ctype byte, sc *scratch) ([]byte, error) {
 	a, err := d.cipher(r.suite)
 	if err != nil {
 		return dst, err
 	}
-	dst = append(dst, ctype)
+	if !r.suite.v12 {
+		dst = append(dst, ctype)
+	}
 	if cap(dst)-len(dst) < tagLen {
 		dst = pool.Grow(dst, tagLen)
 	}
 	n := len(dst) - start - recordHeaderLen + tagLen
 	dst[start+3], dst[start+4] = byte(n>>8), byte(n)
-	nonce := d.nonce()
+	sc.nonce = d.nonce()
+	hdr := dst[start : start+recordHeaderLen]
 	body := dst[start+recordHeaderLen:]
-	a.Seal(body[:0], nonce[:], body, dst[start:start+recordHeaderLen]) // in place: cap holds the tag
+	if r.suite.v12 {
+		// The explicit nonce is the sequence number (the nonce's last 8
+		// bytes, the salt's IV being zero there), as crypto/tls sends it.
+		hdr[0] = ctype
+		ex := r.suite.explicit
+		copy(body[:ex], sc.nonce[ivLen-ex:])
+		body = body[ex:]
+		sc.ad = additionalData12(d.seq, ctype, len(body))
+		a.Seal(body[:0], sc.nonce[:], body, sc.ad[:]) // in place: cap holds the tag
+	} else {
+		a.Seal(body[:0], sc.nonce[:], body, hdr) // in place: cap holds the tag
+	}
 	d.seq++
 	if d.seq == 0 {
 		return nil, errSeqExhausted
@@ -467,21 +672,22 @@ func (r *record13) endRecord(dst []byte, start int, d *direction, ctype byte) ([
 }
 
 // Seal seals bufs into application-data records of at most 16 KiB, after
-// a KeyUpdate the peer asked for.
-func (r *record13) Seal(bufs [][]byte, total int) ([]byte, error) {
+// a KeyUpdate the peer asked for (TLS 1.3).
+func (r *recordLayer) Seal(bufs [][]byte, total int) ([]byte, error) {
 	if r.done {
 		return nil, engine.ErrClosed
 	}
 	nrec := (total + maxPlaintext - 1) / maxPlaintext
-	size := total + nrec*(recordHeaderLen+1+tagLen)
+	size := total + nrec*r.overhead()
 	pend := r.pend.Load()
 	if pend&pendKeyUpdate != 0 {
-		size += recordHeaderLen + 5 + 1 + tagLen
+		size += r.overhead() + 5
 	}
 	if size == 0 {
 		return nil, nil
 	}
 	out := pool.Get(size)[:0]
+	sc := new(scratch)
 	var err error
 	if pend&pendKeyUpdate != 0 {
 		r.pend.And(^pendKeyUpdate)
@@ -495,7 +701,7 @@ func (r *record13) Seal(bufs [][]byte, total int) ([]byte, error) {
 	for _, b := range bufs {
 		for len(b) > 0 {
 			if start < 0 {
-				out, start = beginRecord(out)
+				out, start = r.beginRecord(out)
 				fill = 0
 			}
 			m := min(len(b), maxPlaintext-fill)
@@ -503,7 +709,7 @@ func (r *record13) Seal(bufs [][]byte, total int) ([]byte, error) {
 			fill += m
 			b = b[m:]
 			if fill == maxPlaintext {
-				if out, err = r.endRecord(out, start, &r.out, typeAppData); err != nil {
+				if out, err = r.endRecord(out, start, &r.out, typeAppData, sc); err != nil {
 					return r.sealFailed(out, err)
 				}
 				start = -1
@@ -511,7 +717,7 @@ func (r *record13) Seal(bufs [][]byte, total int) ([]byte, error) {
 		}
 	}
 	if start >= 0 {
-		if out, err = r.endRecord(out, start, &r.out, typeAppData); err != nil {
+		if out, err = r.endRecord(out, start, &r.out, typeAppData, sc); err != nil {
 			return r.sealFailed(out, err)
 		}
 	}
@@ -521,14 +727,14 @@ func (r *record13) Seal(bufs [][]byte, total int) ([]byte, error) {
 	return out, nil
 }
 
-func (r *record13) sealFailed(out []byte, err error) ([]byte, error) {
+func (r *recordLayer) sealFailed(out []byte, err error) ([]byte, error) {
 	pool.Put(out)
 	r.done = true
 	return nil, err
 }
 
 // Final seals the alert behind a read error, or a close_notify.
-func (r *record13) Final() []byte {
+func (r *recordLayer) Final() []byte {
 	if r.done {
 		return nil
 	}
@@ -536,8 +742,11 @@ func (r *record13) Final() []byte {
 	level, desc := byte(1), byte(alertCloseNotify)
 	if r.pend.Load()&pendAlert != 0 {
 		level, desc = 2, byte(r.alert.Load())
+		if desc == alertNoRenegotiation {
+			level = 1 // always a warning (RFC 5246 section 7.2.2); the close follows
+		}
 	}
-	out, err := r.sealRecord(pool.Get(recordHeaderLen + 3 + tagLen)[:0], &r.out, typeAlert, []byte{level, desc})
+	out, err := r.sealRecord(pool.Get(r.overhead() + 2)[:0], &r.out, typeAlert, []byte{level, desc})
 	r.out.aead = nil
 	if err != nil {
 		return nil
@@ -546,7 +755,9 @@ func (r *record13) Final() []byte {
 }
 
 // Release returns a buffer from Seal or Final to the pool.
-func (r *record13) Release(b []byte) { pool.Put(b) }
+func (r *recordLayer) Release(b []byte) { pool.Put(b) }
 
 // Closed counts a connection that ended soon after it opened (flapping).
-func (r *record13) Closed(c *engine.Conn, why engine.CloseReason) { r.srv.closedAfterHandshake(c, why) }
+func (r *recordLayer) Closed(c *engine.Conn, why engine.CloseReason) {
+	r.srv.closedAfterHandshake(c, why)
+}

@@ -61,6 +61,10 @@ type Config struct {
 	// MinVersion is the lowest TLS version accepted: tls.VersionTLS12 or
 	// tls.VersionTLS13. Zero means TLS 1.2.
 	MinVersion uint16
+	// MaxVersion is the highest TLS version accepted: tls.VersionTLS12 or
+	// tls.VersionTLS13, not below MinVersion. Zero means TLS 1.3. (TLS 1.2
+	// only is for benchmarks and for clients that mishandle TLS 1.3.)
+	MaxVersion uint16
 	// NextProtos are the ALPN protocols offered, in preference order. Nil
 	// means {"http/1.1"}; an MQTT listener sets {"mqtt"}. A client that
 	// offers none of them is still served (no ALPN).
@@ -149,6 +153,9 @@ func (c Config) withDefaults() Config {
 	if c.MinVersion == 0 {
 		c.MinVersion = tls.VersionTLS12
 	}
+	if c.MaxVersion == 0 {
+		c.MaxVersion = tls.VersionTLS13
+	}
 	if c.NextProtos == nil {
 		c.NextProtos = []string{"http/1.1"}
 	}
@@ -207,7 +214,7 @@ func (sysClock) Now() time.Time { return time.Now() }
 // Errors.
 var (
 	ErrNoCertificate = errors.New("tlsx: no certificate (CertFile and KeyFile, or Certificate)")
-	ErrBadVersion    = errors.New("tlsx: MinVersion must be TLS 1.2 or 1.3")
+	ErrBadVersion    = errors.New("tlsx: MinVersion and MaxVersion must be TLS 1.2 or 1.3, MinVersion not above MaxVersion")
 	ErrClosed        = errors.New("tlsx: server closed")
 )
 
@@ -222,8 +229,9 @@ type certState struct {
 // Server terminates TLS for engine listeners: Handler wraps a protocol's
 // engine.Handler so each accepted connection is admitted, handshaken on a
 // bounded worker pool and then handed, as plain bytes, to that handler,
-// with warren's record layer (TLS 1.3) or crypto/tls driven from the loop
-// (TLS 1.2) below it. A Server is safe for concurrent use and may serve
+// with warren's record layer below it (TLS 1.3, and TLS 1.2 on the ECDHE
+// AEAD suites; crypto/tls's, driven from the loop, for a TLS 1.2
+// connection that layer does not take). A Server is safe for concurrent use and may serve
 // several listeners and engines.
 type Server struct {
 	cfg  Config
@@ -249,7 +257,12 @@ type Server struct {
 // handshake workers started. Close stops them.
 func New(cfg Config) (*Server, error) {
 	cfg = cfg.withDefaults()
-	if cfg.MinVersion != tls.VersionTLS12 && cfg.MinVersion != tls.VersionTLS13 {
+	for _, v := range []uint16{cfg.MinVersion, cfg.MaxVersion} {
+		if v != tls.VersionTLS12 && v != tls.VersionTLS13 {
+			return nil, ErrBadVersion
+		}
+	}
+	if cfg.MinVersion > cfg.MaxVersion {
 		return nil, ErrBadVersion
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, closed: make(chan struct{}),
@@ -266,6 +279,7 @@ func New(cfg Config) (*Server, error) {
 	s.m = newMetrics(cfg.Namespace, s)
 	s.base = &tls.Config{
 		MinVersion:             cfg.MinVersion,
+		MaxVersion:             cfg.MaxVersion,
 		NextProtos:             cfg.NextProtos,
 		SessionTicketsDisabled: cfg.SessionTicketsDisabled,
 		CurvePreferences:       cfg.CurvePreferences,
@@ -297,6 +311,9 @@ func (s *Server) configFor(chi *tls.ClientHelloInfo) (*tls.Config, error) {
 		return nil, errors.New("tlsx: handshake on a foreign connection")
 	}
 	cas := s.cas.Load()
+	if s.cfg.MaxVersion == tls.VersionTLS12 || !slices.Contains(chi.SupportedVersions, tls.VersionTLS13) {
+		return s.config12(hs, cas), nil
+	}
 	if hs.rnd != nil {
 		// The listener's shared Config, its key log dispatched by the
 		// ClientHello's random: no Config per handshake (a TLS 1.2
@@ -313,6 +330,61 @@ func (s *Server) configFor(chi *tls.ClientHelloInfo) (*tls.Config, error) {
 		}
 	}
 	return s.newConfig(hs.lh, cas, keyLog{hs}), nil
+}
+
+// ticketMasterTag marks the TLS 1.2 master secret in a session ticket's
+// SessionState.Extra.
+const ticketMasterTag = "warren-tls12-master:"
+
+// config12 is the Config of a handshake that can only be TLS 1.2 (the
+// client offers no TLS 1.3): its own, since its session-ticket hooks must
+// reach this handshake. crypto/tls logs no master secret when it resumes a
+// TLS 1.2 session, so the ticket carries it: WrapSession adds the master
+// secret the key log gave to the SessionState's Extra (the ticket is
+// encrypted and authenticated with the Server's ticket keys, as crypto/tls
+// does with the master secret it already holds), and UnwrapSession takes
+// it back out for warren's record layer. The Config is dropped with the
+// tls.Conn once the record layer takes over.
+func (s *Server) config12(hs *hsConn, cas *x509.CertPool) *tls.Config {
+	c := s.newConfig(hs.lh, cas, keyLog{hs})
+	if s.cfg.SessionTicketsDisabled {
+		return c
+	}
+	c.WrapSession = func(cs tls.ConnectionState, ss *tls.SessionState) ([]byte, error) {
+		ss.Extra = withTicketMaster(ss.Extra, hs.master)
+		return s.base.EncryptTicket(cs, ss)
+	}
+	c.UnwrapSession = func(identity []byte, cs tls.ConnectionState) (*tls.SessionState, error) {
+		ss, err := s.base.DecryptTicket(identity, cs)
+		if ss == nil || err != nil {
+			return ss, err
+		}
+		hs.master, hs.crand = ticketMaster(ss), nil
+		return ss, nil
+	}
+	return c
+}
+
+// ticketMaster returns the master secret a session ticket carries
+// (WrapSession, masterCache), or nil. If crypto/tls does not resume the
+// session after all, the full handshake's key log line replaces it.
+func ticketMaster(ss *tls.SessionState) []byte {
+	for _, e := range ss.Extra {
+		if m, ok := bytes.CutPrefix(e, []byte(ticketMasterTag)); ok && len(m) == 48 {
+			return bytes.Clone(m)
+		}
+	}
+	return nil
+}
+
+// withTicketMaster returns Extra without any master secret, and with
+// master's when it is one.
+func withTicketMaster(extra [][]byte, master []byte) [][]byte {
+	extra = slices.DeleteFunc(extra, func(e []byte) bool { return bytes.HasPrefix(e, []byte(ticketMasterTag)) })
+	if len(master) == 48 {
+		extra = append(extra, append([]byte(ticketMasterTag), master...))
+	}
+	return extra
 }
 
 // newConfig is the Config of lh's handshakes with the client CAs cas.
@@ -543,7 +615,7 @@ type ConnState struct {
 // It is safe for concurrent use.
 func State(c *engine.Conn) *ConnState {
 	switch t := c.Transform().(type) {
-	case *record13:
+	case *recordLayer:
 		return &t.info
 	case *conn12:
 		return t.info

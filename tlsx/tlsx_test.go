@@ -3,6 +3,7 @@ package tlsx_test
 import (
 	"bytes"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -92,19 +93,88 @@ func TestGoClient(t *testing.T) {
 	}
 }
 
-// TestCipherSuites: every TLS 1.3 suite (the client's preference decides)
-// and the TLS 1.2 AEAD suites.
+// TestCipherSuites: every TLS 1.2 ECDHE AEAD suite, ECDSA and RSA, on
+// warren's record layer, with a request each way and an 80 KB body (many
+// records each way). (TLS 1.3 suites cannot be chosen in crypto/tls's
+// client; the other clients, openssl and curl, cover them in
+// interop_test.go.)
 func TestCipherSuites(t *testing.T) {
 	p := newPKI(t)
-	s := startServer(t, engine.Config{}, tlsx.Config{CertFile: p.certFile, KeyFile: p.keyFile})
-	for _, suite := range []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256} {
-		c := httpsClient(p, tls.VersionTLS12, nil, suite)
-		if got := get(t, c, "https://"+s.addr+"/"); got != "hello " {
-			t.Fatalf("suite %s: %q", tls.CipherSuiteName(suite), got)
+	rsaCert, rsaKey := p.issueRSA(t)
+	for _, c := range []struct {
+		name      string
+		cert, key string
+		suites    []uint16
+	}{
+		{"ecdsa", p.certFile, p.keyFile, []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+			tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256}},
+		{"rsa", rsaCert, rsaKey, []uint16{tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+			tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256}},
+	} {
+		s := startServer(t, engine.Config{}, tlsx.Config{CertFile: c.cert, KeyFile: c.key})
+		for _, suite := range c.suites {
+			t.Run(tls.CipherSuiteName(suite), func(t *testing.T) {
+				cl := httpsClient(p, tls.VersionTLS12, nil, suite)
+				for range 2 {
+					if got := get(t, cl, "https://"+s.addr+"/"); got != "hello " {
+						t.Fatalf("%q", got)
+					}
+				}
+				postEcho(t, cl, "https://"+s.addr+"/echo")
+			})
 		}
+		onWarrenLayer12(t, s.tls, len(c.suites))
 	}
-	// TLS 1.3 suites cannot be chosen in crypto/tls's client; the other
-	// clients (openssl, curl) cover them in interop_test.go.
+}
+
+// postEcho posts 80 KB and checks they come back.
+func postEcho(t *testing.T, c *http.Client, url string) {
+	t.Helper()
+	big := bytes.Repeat([]byte("0123456789abcdef"), 5000)
+	resp, err := c.Post(url, "application/octet-stream", bytes.NewReader(big))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !bytes.Equal(b, big) {
+		t.Fatalf("echo: got %d bytes, want %d", len(b), len(big))
+	}
+}
+
+// TestResumption12: a Go client with a session cache resumes its TLS 1.2
+// session (the server sends its Finished first then), and the resumed
+// connection runs on warren's record layer too, with data both ways; so
+// does a TLS 1.3 resumption.
+func TestResumption12(t *testing.T) {
+	p := newPKI(t)
+	s := startServer(t, engine.Config{}, tlsx.Config{CertFile: p.certFile, KeyFile: p.keyFile})
+	for _, ver := range versions {
+		t.Run(ver.name, func(t *testing.T) {
+			cache := tls.NewLRUClientSessionCache(8)
+			for i, suite := range []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+				tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256} {
+				tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: p.pool, ServerName: "localhost", MinVersion: ver.v, MaxVersion: ver.v,
+					CipherSuites: []uint16{suite}, ClientSessionCache: cache}}
+				cl := &http.Client{Timeout: 10 * time.Second, Transport: tr}
+				resp, err := cl.Get("https://" + s.addr + "/")
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if string(b) != "hello " {
+					t.Fatalf("connection %d: %q", i, b)
+				}
+				if resumed := resp.TLS.DidResume; resumed != (i > 0) {
+					t.Fatalf("connection %d: DidResume %v", i, resumed)
+				}
+				postEcho(t, cl, "https://"+s.addr+"/echo")
+				tr.CloseIdleConnections()
+			}
+		})
+	}
+	onWarrenLayer12(t, s.tls, 3)
 }
 
 // TestMutualTLS: with a client CA the identity comes from the CN, or from
@@ -192,4 +262,32 @@ func metric(t *testing.T, s *tlsx.Server, line string) bool {
 		expfmt.MetricFamilyToText(&b, mf)
 	}
 	return strings.Contains(b.String(), line)
+}
+
+// TestMaxVersion12: a server with MaxVersion TLS 1.2 serves clients that
+// offer TLS 1.3 over TLS 1.2, on warren's record layer, resumption
+// included; a MaxVersion below MinVersion is refused.
+func TestMaxVersion12(t *testing.T) {
+	p := newPKI(t)
+	s := startServer(t, engine.Config{}, tlsx.Config{CertFile: p.certFile, KeyFile: p.keyFile, MaxVersion: tls.VersionTLS12})
+	cache := tls.NewLRUClientSessionCache(8)
+	for i := range 2 {
+		tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: p.pool, ServerName: "localhost", ClientSessionCache: cache}}
+		cl := &http.Client{Timeout: 10 * time.Second, Transport: tr}
+		resp, err := cl.Get("https://" + s.addr + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.TLS.Version != tls.VersionTLS12 || resp.TLS.DidResume != (i == 1) {
+			t.Fatalf("connection %d: version %#x, resumed %v", i, resp.TLS.Version, resp.TLS.DidResume)
+		}
+		postEcho(t, cl, "https://"+s.addr+"/echo")
+		tr.CloseIdleConnections()
+	}
+	onWarrenLayer12(t, s.tls, 2)
+	if _, err := tlsx.New(tlsx.Config{CertFile: p.certFile, KeyFile: p.keyFile, MinVersion: tls.VersionTLS13, MaxVersion: tls.VersionTLS12}); !errors.Is(err, tlsx.ErrBadVersion) {
+		t.Fatalf("MinVersion above MaxVersion: %v", err)
+	}
 }
