@@ -160,3 +160,31 @@ func TestDevicesTLSStorm(t *testing.T) {
 		t.Errorf("no retries: connects %d failed %d retries %d", rep.Connects, rep.ConnsFailed, rep.Devices.ConnectRetries)
 	}
 }
+
+// TestRetryBackoff: each wait lies between half and all of RetryBackoff
+// doubled per retry and capped, and the waits of one retry spread out.
+func TestRetryBackoff(t *testing.T) {
+	d := DeviceConfig{Retries: 5, RetryBackoff: 100 * time.Millisecond, RetryBackoffMax: 500 * time.Millisecond}.withDefaults()
+	for n, want := range map[int]time.Duration{1: 100 * time.Millisecond, 2: 200 * time.Millisecond,
+		3: 400 * time.Millisecond, 4: 500 * time.Millisecond, 9: 500 * time.Millisecond} {
+		seen := map[time.Duration]bool{}
+		for range 200 {
+			w := d.backoff(n)
+			if w < want/2 || w > want {
+				t.Fatalf("retry %d: waited %v, want within [%v, %v]", n, w, want/2, want)
+			}
+			seen[w] = true
+		}
+		if len(seen) < 100 {
+			t.Errorf("retry %d: %d distinct waits of 200: no jitter", n, len(seen))
+		}
+	}
+	// The ramp's bound covers every retry at its longest.
+	if got, want := d.retryBound(time.Second), (100+200+400+500+500)*time.Millisecond+5*time.Second; got != want {
+		t.Errorf("retryBound %v, want %v", got, want)
+	}
+	if z := (DeviceConfig{}).withDefaults(); z.Retries != 0 || z.RetryBackoff != time.Second || z.RetryBackoffMax != 30*time.Second ||
+		z.retryBound(time.Second) != 0 {
+		t.Errorf("zero config: %+v", z)
+	}
+}
