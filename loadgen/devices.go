@@ -88,6 +88,20 @@ type DeviceConfig struct {
 	// is dev-<First+i+1>. A multi-process run gives each worker its own
 	// range. Zero (or negative) means the devices are dev-1 and up.
 	First int `json:"first,omitempty"`
+	// Retries is how many more times a device whose connect fails
+	// (refused before or during the TLS handshake, reset, timed out, its
+	// upgrade refused) tries, after a jittered exponential backoff,
+	// before it counts as failed: what real devices do in a reconnect
+	// storm. Zero (or negative) means none: a failed connect fails the
+	// device at once.
+	Retries int `json:"retries,omitempty"`
+	// RetryBackoff is the wait before a device's first retry; it doubles
+	// with each retry up to RetryBackoffMax, and each wait is drawn at
+	// random between half of it and all of it ("equal jitter"), so that
+	// refused devices spread out. Zero means 1 s.
+	RetryBackoff time.Duration `json:"retry_backoff,omitempty"`
+	// RetryBackoffMax caps the doubling of RetryBackoff. Zero means 30 s.
+	RetryBackoffMax time.Duration `json:"retry_backoff_max,omitempty"`
 	// Run is the run's id, written in every telemetry message so that
 	// the NATS watcher counts only this run's. Empty means a random one;
 	// a multi-process run gives its workers the parent's.
@@ -117,6 +131,14 @@ func (d DeviceConfig) withDefaults() DeviceConfig {
 		d.CommandTimeout = defaultCommandTimeout
 	}
 	d.First = max(d.First, 0)
+	d.Retries = max(d.Retries, 0)
+	if d.RetryBackoff <= 0 {
+		d.RetryBackoff = defaultRetryBackoff
+	}
+	if d.RetryBackoffMax <= 0 {
+		d.RetryBackoffMax = defaultRetryBackoffMax
+	}
+	d.RetryBackoffMax = max(d.RetryBackoffMax, d.RetryBackoff)
 	return d
 }
 
@@ -142,9 +164,12 @@ type devConn struct {
 	announced bool  // the gateway sent a Close: send nothing more
 	holdsSem  bool  // this connect holds a slot of devRunner.connecting
 	settled   bool  // the slot's first connect has succeeded or failed
+	retryDue  bool  // a failed connect is to be retried once its connection is gone
+	retries   int32 // retries made since the device last connected
 	seq       uint32
 	ec        *engine.Conn
 	since     int64 // when the current connect started (runner clock)
+	first     int64 // when the first try of the current connect started
 
 	// Owned by the connection's callbacks (one at a time, on its loop).
 	p   respParser
@@ -185,6 +210,7 @@ type devRunner struct {
 	attempts  atomic.Int64
 	connects  atomic.Int64
 	failed    atomic.Int64
+	retried   atomic.Int64 // failed connects tried again (DeviceConfig.Retries)
 	rampConns atomic.Int64
 	sent      atomic.Int64 // telemetry frames written
 	cmdFrames atomic.Int64 // command frames the devices received
@@ -246,6 +272,7 @@ func newDevRunner(ctx context.Context, cfg Config) (*devRunner, error) {
 	for i := range r.devs {
 		r.devs[i].r, r.devs[i].idx = r, int32(i)
 	}
+	r.ramper.extra = dc.retryBound(cfg.Timeout)
 	if r.watch, err = watchTelemetry(dc, r.run); err != nil {
 		return nil, err
 	}
@@ -426,6 +453,9 @@ func (r *devRunner) dial(d *devConn) {
 	r.dialMu.Lock()
 	d.mu.Lock()
 	d.state, d.announced, d.holdsSem, d.since, d.ec = csConnecting, false, true, r.now(), nil
+	if d.retries == 0 {
+		d.first = d.since
+	}
 	d.mu.Unlock()
 	var ec *engine.Conn
 	var err error
@@ -447,8 +477,12 @@ func (r *devRunner) dial(d *devConn) {
 		d.mu.Lock()
 		d.state = csIdle
 		r.endConnectLocked(d, false)
+		retry := d.takeRetryLocked()
 		d.mu.Unlock()
 		r.fail(classifyConnect(engine.ReasonIOError, err))
+		if retry {
+			r.retryLater(d)
+		}
 	}
 }
 
@@ -460,6 +494,10 @@ func (r *devRunner) endConnectLocked(d *devConn, ok bool) {
 		d.holdsSem = false
 		<-r.connecting
 	}
+	if !ok && r.retryLocked(d) {
+		return // not settled: the device tries again
+	}
+	d.retries = 0
 	if !ok && !r.finished.Load() {
 		r.failed.Add(1)
 	}
@@ -484,7 +522,7 @@ func (r *devRunner) openedLocked(d *devConn, c *engine.Conn, now int64) {
 	}
 	sh := &r.shards[c.Loop()%len(r.shards)]
 	sh.mu.Lock()
-	sh.connect.Record(time.Duration(now - d.since))
+	sh.connect.Record(time.Duration(now - d.first))
 	sh.mu.Unlock()
 	r.endConnectLocked(d, true)
 }
@@ -712,6 +750,7 @@ func (h devHandler) OnClose(c *engine.Conn, reason engine.CloseReason, err error
 	prev := d.state
 	d.state, d.ec = csIdle, nil
 	announced := d.announced
+
 	finished := r.finished.Load()
 	switch prev {
 	case csConnecting, csHandshake:
@@ -731,9 +770,14 @@ func (h devHandler) OnClose(c *engine.Conn, reason engine.CloseReason, err error
 			r.failed.Add(1)
 		}
 	}
+	retry := d.takeRetryLocked()
 	d.mu.Unlock()
 	if d.ws != nil {
 		d.ws.Reset()
+	}
+	if retry {
+		r.retryLater(d)
+		return
 	}
 	// Reconnect a device the gateway closed cleanly while traffic runs.
 	if prev == csOpen && announced && !finished && r.inTraffic.Load() {
@@ -949,6 +993,7 @@ func (r *devRunner) finish() (*Report, error) {
 		r.cmd.close()
 	}
 	r.wg.Wait()
+	r.failed.Add(r.unsettledRetries())
 	r.eng.Close()
 	dropped := r.closeNATS()
 	t := r.collect()
@@ -969,6 +1014,7 @@ func (r *devRunner) finish() (*Report, error) {
 		CommandFrames:     r.cmdFrames.Load(),
 		AcksSent:          r.acks.Load(),
 		GatewayErrors:     r.gwErrors.Load(),
+		ConnectRetries:    r.retried.Load(),
 		CommandOutcomes:   map[string]int64{},
 		CommandHist:       &Histogram{},
 	}

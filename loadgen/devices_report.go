@@ -38,6 +38,11 @@ type DeviceReport struct {
 	CommandFrames int64 `json:"command_frames"`
 	AcksSent      int64 `json:"acks_sent"`
 	GatewayErrors int64 `json:"gateway_errors"`
+	// ConnectRetries counts the failed connects that were tried again
+	// (DeviceConfig.Retries): in a reconnect storm, mostly devices refused
+	// by the gateway's admission bounds. Each failed try is also in
+	// Report.Errors by kind.
+	ConnectRetries int64 `json:"connect_retries"`
 	// CloseCodes counts the Close frames the gateway sent, by code (1001
 	// shutdown, 1008 abuse, 4000 replaced, 4001 token expired).
 	CloseCodes map[string]int64 `json:"close_codes,omitempty"`
@@ -68,6 +73,7 @@ func (d *DeviceReport) merge(o *DeviceReport) {
 	d.CommandFrames += o.CommandFrames
 	d.AcksSent += o.AcksSent
 	d.GatewayErrors += o.GatewayErrors
+	d.ConnectRetries += o.ConnectRetries
 	for c, n := range o.CloseCodes {
 		if d.CloseCodes == nil {
 			d.CloseCodes = map[string]int64{}
@@ -119,6 +125,9 @@ func (d *DeviceReport) mode(rep *Report) string {
 
 // writeSummary writes the traffic lines of a devices run.
 func (d *DeviceReport) writeSummary(p func(string, ...any), rep *Report) {
+	if d.ConnectRetries > 0 {
+		p("retries\t%s failed connects tried again after a jittered backoff", count(float64(d.ConnectRetries)))
+	}
 	if rep.TrafficSeconds <= 0 {
 		return
 	}

@@ -16,6 +16,7 @@ type ramper[C any] struct {
 	redial     chan C
 	rampDone   chan struct{} // closed by the runner when every slot connected or failed
 	inRamp     atomic.Bool   // connects count as ramp connects
+	extra      time.Duration // added to the ramp's time bound (retries' backoffs)
 }
 
 func newRamper[C any](inflight, slots int) ramper[C] {
@@ -36,7 +37,7 @@ func (rp *ramper[C]) run(ctx context.Context, cfg *Config, t0 time.Time, wg *syn
 		defer wg.Done()
 		rp.dialLoop(ctx, cfg, t0, stop, slots, dial, redial)
 	}()
-	bound := 2*cfg.Timeout + time.Duration(cfg.Conns)*time.Millisecond
+	bound := 2*cfg.Timeout + time.Duration(cfg.Conns)*time.Millisecond + rp.extra
 	if cfg.Rate > 0 {
 		bound += time.Duration(float64(cfg.Conns) / cfg.Rate * 1e9)
 	}

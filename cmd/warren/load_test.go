@@ -9,9 +9,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
+	"github.com/nats-io/nats.go"
 	"github.com/warrenhq/warren/engine"
+
 	"github.com/warrenhq/warren/gateway"
 	"github.com/warrenhq/warren/internal/testutil"
 	"github.com/warrenhq/warren/loadgen"
@@ -47,10 +50,31 @@ func TestLoadDevices(t *testing.T) {
 
 func loadDevices(t *testing.T, g *gateway.Gateway, data, procs string) {
 	jsonPath := filepath.Join(t.TempDir(), "report.json")
+	// Which devices came online, from their presence on NATS.
+	nc, err := nats.Connect(g.Bus().ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	var mu sync.Mutex
+	online := map[string]bool{}
+	sub, err := nc.Subscribe("devices.*.presence", func(m *nats.Msg) {
+		var p struct{ Device, State string }
+		if json.Unmarshal(m.Data, &p) == nil && p.State == "online" {
+			mu.Lock()
+			online[p.Device] = true
+			mu.Unlock()
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc.Flush()
 	var stdout, stderr bytes.Buffer
 	code := run([]string{"load", "-scenario", "devices", "-url", "ws://" + g.DeviceAddr() + "/v1/connect",
 		"-data", data, "-conns", "10", "-rps", "100", "-duration", "500ms", "-nats", g.Bus().ClientURL(),
-		"-commands", "10", "-api", "http://" + g.APIAddr(), "-json", jsonPath, "-quiet", "-procs", procs}, &stdout, &stderr)
+		"-commands", "10", "-api", "http://" + g.APIAddr(), "-json", jsonPath, "-quiet", "-procs", procs,
+		"-first", "100", "-retries", "3", "-retry-backoff", "50ms"}, &stdout, &stderr)
 	if code != 0 {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, &stdout, &stderr)
 	}
@@ -71,6 +95,19 @@ func loadDevices(t *testing.T, g *gateway.Gateway, data, procs string) {
 		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("summary lacks %q:\n%s", want, &stdout)
 		}
+	}
+	// -first 100: the devices were dev-101 … dev-110, in every process.
+	nc.Flush()
+	sub.Unsubscribe()
+	mu.Lock()
+	defer mu.Unlock()
+	for i := 101; i <= 110; i++ {
+		if !online[fmt.Sprintf("dev-%d", i)] {
+			t.Errorf("-first 100: dev-%d never came online", i)
+		}
+	}
+	if len(online) != 10 {
+		t.Errorf("-first 100: online %v, want dev-101 … dev-110", online)
 	}
 }
 
@@ -97,7 +134,7 @@ func TestLoadDevicesUsage(t *testing.T) {
 	if code := run([]string{"load", "-h"}, &out, &out); code != 0 {
 		t.Fatalf("-h: exit %d", code)
 	}
-	for _, f := range []string{"-scenario", "-jwt-secret", "-nats", "-commands", "-api", "-api-token", "-grace"} {
+	for _, f := range []string{"-scenario", "-jwt-secret", "-nats", "-commands", "-api", "-api-token", "-grace", "-first", "-retries", "-retry-backoff"} {
 		if !strings.Contains(out.String(), f+" ") {
 			t.Errorf("-h lacks %s", f)
 		}

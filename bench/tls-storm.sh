@@ -1,0 +1,226 @@
+#!/usr/bin/env bash
+# tls-storm.sh — issue 13's reconnect-storm target: 20,000 TLS devices
+# reconnecting at once against a gateway limited to 2,000 handshakes/s,
+# while 1,000 established devices keep their command p99 < 50 ms.
+#
+#   flock /tmp/warren-bench.lock bench/tls-storm.sh
+#   STORM=2000 ESTABLISHED=100 TLS_RATE=500 bench/tls-storm.sh     smaller
+#
+# Steps, each bounded in time:
+#  1. builds warren; makes a throwaway CA and an ECDSA P-256 server
+#     certificate for localhost with openssl; starts `warren serve -procs
+#     GW_PROCS -tls-addr` (wss devices, token auth over TLS) with
+#     -tls-rate TLS_RATE/GW_PROCS: the bound is per listener and per
+#     process, and SO_REUSEPORT spreads the connections evenly over the
+#     workers, so the gateway as a whole admits TLS_RATE new TLS
+#     connections a second. Per-IP rates and flapping bans are off: every
+#     device here comes from one of a few loopback addresses, where real
+#     devices have one each.
+#  2. baseline: ESTABLISHED devices (dev-1 …) connect over wss from one
+#     process, then for BASE take COMMANDS commands a second through the
+#     management API (and send telemetry, one message per device every
+#     5 s); their command round trips are the "before" figure.
+#  3. storm: the same ESTABLISHED devices connect again and start the same
+#     traffic for WINDOW; as their traffic starts, STORM other devices
+#     (dev-<ESTABLISHED+1> …, `warren load -first`) dial at once over wss
+#     from LOAD_PROCS processes and SOURCES source addresses (the load
+#     generator's 1,024 connects in flight per process). Devices refused
+#     by the rate bound retry with jittered exponential backoff
+#     (-retries RETRIES -retry-backoff BACKOFF -retry-backoff-max
+#     BACKOFF_MAX), as real devices do. The script samples the gateway's
+#     merged /metrics every 0.25 s: devices online, handshakes by result,
+#     refusals by bound. Reports the time until all STORM are online (from
+#     the storm's start), handshakes/s achieved, refusals by bound, the
+#     established devices' command p50/p99 during the storm and before it,
+#     commands lost (sent minus answered 200), and the peak RSS (VmHWM) of
+#     every gateway process.
+#
+# Environment: STORM (20000), ESTABLISHED (1000), TLS_RATE (2000, the
+# gateway's total), GW_PROCS (2), LOAD_PROCS (2), SOURCES
+# (127.0.4.1-127.0.4.16), COMMANDS (200 per second), BASE (15s), WINDOW
+# (traffic length of the storm run: 25s), RETRIES (100), BACKOFF (1s),
+# BACKOFF_MAX (8s), GW_FLAGS (more `warren serve` flags, e.g.
+# "-tls-handshake-workers 8"), PROFILE (seconds: a CPU profile of worker 0
+# during the storm, into OUT), OUT (bench/out).
+#
+# Linux only (it reads /proc). Every process it starts is stopped by pid.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+STORM=${STORM:-20000}
+ESTABLISHED=${ESTABLISHED:-1000}
+TLS_RATE=${TLS_RATE:-2000}
+GW_PROCS=${GW_PROCS:-2}
+LOAD_PROCS=${LOAD_PROCS:-2}
+SOURCES=${SOURCES:-127.0.4.1-127.0.4.16}
+COMMANDS=${COMMANDS:-200}
+BASE=${BASE:-15s}
+WINDOW=${WINDOW:-25s}
+RETRIES=${RETRIES:-100}
+BACKOFF=${BACKOFF:-1s}
+BACKOFF_MAX=${BACKOFF_MAX:-8s}
+GW_FLAGS=${GW_FLAGS:-}
+PROFILE=${PROFILE:-0}
+OUT=${OUT:-bench/out}
+
+PROG=tls-storm
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+[ -r /proc/self/status ] || die "needs Linux /proc"
+command -v openssl >/dev/null || die "needs openssl (to make the certificates)"
+total=$((STORM + ESTABLISHED))
+per=$(((total + GW_PROCS - 1) / GW_PROCS))
+[ "$per" -le 19000 ] || die "$total devices over GW_PROCS=$GW_PROCS is $per a worker: over the open-file limit"
+per=$(((STORM + LOAD_PROCS - 1) / LOAD_PROCS))
+[ "$per" -le 19000 ] || die "STORM=$STORM over LOAD_PROCS=$LOAD_PROCS is $per devices a process: over the open-file limit"
+ulimit -n "$(ulimit -Hn)"
+
+mkdir -p "$OUT"
+BIN=$(mktemp -d)
+DATA=$(mktemp -d)
+trap 'cleanup; rm -rf "$BIN" "$DATA"' EXIT
+go build -o "$BIN/warren" ./cmd/warren
+SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+
+# A CA and a server certificate it signs, for localhost and 127.0.0.1.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=storm CA" \
+  -keyout "$DATA/ca-key.pem" -out "$DATA/ca.pem" >/dev/null 2>&1 || die "openssl: CA"
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=localhost \
+  -keyout "$DATA/key.pem" -out "$DATA/server.csr" >/dev/null 2>&1 || die "openssl: request"
+printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >"$DATA/ext.cnf"
+openssl x509 -req -in "$DATA/server.csr" -CA "$DATA/ca.pem" -CAkey "$DATA/ca-key.pem" -CAcreateserial -days 2 \
+  -extfile "$DATA/ext.cnf" -out "$DATA/cert.pem" >/dev/null 2>&1 || die "openssl: certificate"
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+DEV=$(free_port)
+TLSP=$(free_port)
+API=$(free_port)
+ADM=$(free_port)
+NATSP=$(free_port)
+URL="wss://127.0.0.1:$TLSP/v1/connect"
+GWLOG=$OUT/tls-storm-gateway.log
+: >"$GWLOG"
+
+# shellcheck disable=SC2086
+WARREN_JWT_SECRET=$SECRET "$BIN/warren" serve -procs "$GW_PROCS" -addr "127.0.0.1:$DEV" -tls-addr "127.0.0.1:$TLSP" \
+  -api "127.0.0.1:$API" -admin "127.0.0.1:$ADM" -nats-listen "127.0.0.1:$NATSP" -mqtt "" -data "$DATA" -log-level warn \
+  -tls-cert "$DATA/cert.pem" -tls-key "$DATA/key.pem" -tls-rate "$((TLS_RATE / GW_PROCS))" -tls-rate-per-ip -1 \
+  -tls-ban-threshold -1 $GW_FLAGS >>"$GWLOG" 2>&1 &
+GW_PID=$!
+PIDS+=("$GW_PID")
+for ((i = 0; i < 300; i++)); do
+  if curl -fsS -o /dev/null "http://127.0.0.1:$ADM/readyz" 2>/dev/null &&
+    [ "$(pgrep -c -P "$GW_PID" || true)" -ge "$GW_PROCS" ]; then
+    break
+  fi
+  [ "$i" -lt 299 ] || die "the gateway did not get ready in 30s (log: $GWLOG)"
+  sleep 0.1
+done
+sleep 1
+
+gw_pids() { echo "$GW_PID" $(pgrep -P "$GW_PID" || true); }
+# metric NAME [LABEL_REGEX]: the sum of NAME's samples over the workers
+# (whose labels match LABEL_REGEX) in the merged /metrics.
+metric() {
+  curl -fsS "http://127.0.0.1:$ADM/metrics" 2>/dev/null |
+    awk -v n="$1" -v l="${2:-}" '$1 ~ "^"n"([{]|$)" && (l == "" || $1 ~ l) {s += $2} END {printf "%d\n", s}'
+}
+online() { metric warren_gateway_devices_online; }
+gw_cpu() {
+  local p t=0
+  for p in $(gw_pids); do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done
+  echo "$t"
+}
+# est_load NAME DURATION: the established devices' run, in the background
+# (sets LOAD_PID).
+est_load() {
+  WARREN_JWT_SECRET=$SECRET "$BIN/warren" load -scenario devices -url "$URL" -ca "$DATA/ca.pem" -conns "$ESTABLISHED" \
+    -src 127.0.3.1 -rate 1000 -hold 2s -duration "$2" -rps "$((ESTABLISHED / 5))" -commands "$COMMANDS" \
+    -api "http://127.0.0.1:$API" -retries 10 -timeout 10s -quiet -json "$OUT/tls-storm-$1.json" \
+    >"$OUT/tls-storm-$1.txt" 2>"$OUT/tls-storm-$1.err" &
+  LOAD_PID=$!
+  PIDS+=("$LOAD_PID")
+}
+# wait_online N: waits (60 s at most) until N devices are online.
+wait_online() {
+  local i
+  for ((i = 0; i < 600; i++)); do
+    [ "$(online)" -ge "$1" ] && return 0
+    sleep 0.1
+  done
+  die "only $(online) of $1 devices online after 60s"
+}
+# cmd_line NAME: the command figures of a run's JSON report.
+cmd_line() {
+  python3 - "$OUT/tls-storm-$1.json" <<'EOF'
+import json, sys
+d = json.load(open(sys.argv[1]))["devices"]
+o, l = d["command_outcomes"], d["command_latency"]
+lost = d["commands_sent"] - o.get("200", 0)
+print(f'{d["commands_sent"]} commands ({d["commands_unsent"]} unsent), outcomes {o}, lost {lost}; '
+      f'rtt p50 {l["p50_ms"]:.2f} ms, p90 {l["p90_ms"]:.2f} ms, p99 {l["p99_ms"]:.2f} ms, p99.9 {l["p99_9_ms"]:.2f} ms, max {l["max_ms"]:.2f} ms')
+EOF
+}
+
+echo "# tls-storm.sh $(date -u +%FT%TZ): STORM=$STORM ESTABLISHED=$ESTABLISHED TLS_RATE=$TLS_RATE (-tls-rate $((TLS_RATE / GW_PROCS)) x $GW_PROCS workers) LOAD_PROCS=$LOAD_PROCS SOURCES=$SOURCES COMMANDS=$COMMANDS BASE=$BASE WINDOW=$WINDOW RETRIES=$RETRIES BACKOFF=$BACKOFF BACKOFF_MAX=$BACKOFF_MAX GW_FLAGS=$GW_FLAGS"
+echo "# $(machine_line)"
+
+# 2. Baseline.
+est_load base "$BASE"
+wait "$LOAD_PID" || echo "baseline: warren load exited $?"
+echo "before the storm: $(cmd_line base)"
+sleep 2
+
+# 3. Storm.
+est_load during "$WINDOW"
+EST_PID=$LOAD_PID
+wait_online "$ESTABLISHED"
+sleep 2 # the established run's hold: its traffic starts now
+ok0=$(metric warren_tls_handshakes_total 'result="ok"')
+cpu0=$(gw_cpu)
+t0=$(date +%s.%N)
+WARREN_JWT_SECRET=$SECRET "$BIN/warren" load -scenario devices -url "$URL" -ca "$DATA/ca.pem" -conns "$STORM" \
+  -first "$ESTABLISHED" -procs "$LOAD_PROCS" -src "$SOURCES" -retries "$RETRIES" -retry-backoff "$BACKOFF" \
+  -retry-backoff-max "$BACKOFF_MAX" -hold 5s -timeout 10s -quiet -json "$OUT/tls-storm-storm.json" \
+  >"$OUT/tls-storm-storm.txt" 2>"$OUT/tls-storm-storm.err" &
+STORM_PID=$!
+PIDS+=("$STORM_PID")
+if [ "$PROFILE" -gt 0 ]; then
+  w0=$(curl -fsS "http://127.0.0.1:$ADM/workers" | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["admin"])')
+  curl -fsS -o "$OUT/tls-storm-worker0.pprof" "http://$w0/debug/pprof/profile?seconds=$PROFILE" &
+  PIDS+=("$!")
+fi
+all=
+peak_online=0
+: >"$OUT/tls-storm-samples.txt"
+for ((i = 0; i < 2400; i++)); do
+  n=$(online)
+  echo "$(echo "$(date +%s.%N) - $t0" | bc) $n $(metric warren_tls_handshakes_total 'result="ok"') $(metric warren_tls_refused_total 'bound="listener"')" \
+    >>"$OUT/tls-storm-samples.txt"
+  [ "$n" -gt "$peak_online" ] && peak_online=$n
+  if [ "$n" -ge "$total" ]; then
+    all=$(echo "$(date +%s.%N) - $t0" | bc)
+    break
+  fi
+  kill -0 "$STORM_PID" 2>/dev/null || break
+  sleep 0.25
+done
+ok1=$(metric warren_tls_handshakes_total 'result="ok"')
+cpu1=$(gw_cpu)
+hz=$(getconf CLK_TCK)
+echo "storm: $(online) of $total online (peak $peak_online); all online ${all:-never} s after the storm's start"
+if [ -n "$all" ]; then
+  echo "storm: $((ok1 - ok0)) handshakes ok in $all s = $(echo "($ok1 - $ok0) / $all" | bc) handshakes/s (gateway limit $TLS_RATE/s); gateway CPU $(echo "scale=2; ($cpu1 - $cpu0) / $hz" | bc) s = $(echo "scale=2; ($cpu1 - $cpu0) / $hz / $all" | bc) cores"
+fi
+for b in listener per_ip banned queue_full; do
+  echo "refused by bound $b: $(metric warren_tls_refused_total "bound=\"$b\"")"
+done
+echo "handshakes by result: $(curl -fsS "http://127.0.0.1:$ADM/metrics" | awk '/^warren_tls_handshakes_total/ {split($1, a, "result=\""); split(a[2], r, "\""); s[r[1]] += $2} END {for (k in s) printf "%s %d  ", k, s[k]}')"
+for p in $(gw_pids); do
+  echo "  pid $p $(tr '\0' ' ' </proc/"$p"/cmdline | cut -c1-30): peak RSS $(hwm_kb "$p") kB, RSS now $(rss_kb "$p") kB"
+done
+wait "$STORM_PID" || echo "storm: warren load exited $?"
+grep -E "^(connections|ramp|retries|errors)" "$OUT/tls-storm-storm.txt" || head -n 12 "$OUT/tls-storm-storm.txt"
+wait "$EST_PID" || echo "established: warren load exited $?"
+echo "during the storm: $(cmd_line during)"
+grep -E "^(connections|traffic)" "$OUT/tls-storm-during.txt" || true
