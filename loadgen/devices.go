@@ -469,6 +469,7 @@ func (r *devRunner) dial(d *devConn) {
 		r.endConnectLocked(d, false)
 		d.mu.Unlock()
 		r.fail(classifyConnect(engine.ReasonIOError, err))
+		r.retryLater(d) // MQTT devices with a reconnect delay
 	}
 }
 

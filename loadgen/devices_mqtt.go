@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/url"
 	"strconv"
@@ -57,6 +58,15 @@ type MQTTDeviceConfig struct {
 	// 5.0); telemetry due on a device at its bound goes to another
 	// device, or is counted unsent. Zero means 64.
 	MaxInflight int `json:"max_inflight,omitempty"`
+	// Reconnect, when positive, makes the devices behave as field devices
+	// do after the gateway goes away: once its first connect has been
+	// tried, a device whose connection ends (or whose connect fails) for
+	// any reason but the end of the run connects again after a random
+	// delay below Reconnect, and again after each failure, until the run
+	// ends. Each failure is still counted. Zero means a device reconnects
+	// only after a 5.0 DISCONNECT during the traffic, at once, as
+	// WebSocket devices do after a Close frame.
+	Reconnect time.Duration `json:"reconnect,omitempty"`
 }
 
 // Defaults of MQTTDeviceConfig.
@@ -131,6 +141,7 @@ type mqttDevState struct {
 	pid      uint16 // the last packet identifier used
 	inflight uint16 // QoS 1 publishes not yet acknowledged
 	max      uint16 // bound of inflight
+	retrying bool   // a reconnect is scheduled
 }
 
 // nextID returns the next packet identifier (never 0).
@@ -149,12 +160,14 @@ type mqttDevices struct {
 	qos       mqtt.QoS
 	keepAlive time.Duration // zero: none
 	inflight  uint16
+	reconnect time.Duration  // MQTTDeviceConfig.Reconnect
 	scratch   []mqtt.Scratch // one per event loop
 }
 
 func newMQTTDevices(r *devRunner) *mqttDevices {
 	m := r.dc.MQTT.withDefaults()
-	d := &mqttDevices{r: r, version: mqtt.Version311, qos: mqtt.QoS(m.QoS), inflight: uint16(m.MaxInflight)}
+	d := &mqttDevices{r: r, version: mqtt.Version311, qos: mqtt.QoS(m.QoS), inflight: uint16(m.MaxInflight),
+		reconnect: m.Reconnect}
 	if m.Version == int(mqtt.Version5) {
 		d.version = mqtt.Version5
 	}
@@ -246,7 +259,7 @@ func (h mqttDevHandler) OnOpen(c *engine.Conn) {
 	defer d.mu.Unlock()
 	d.ec = c
 	d.state = csHandshake
-	d.mq = mqttDevState{dec: mqtt.Decoder{Version: r.mq.version, Scratch: &r.mq.scratch[c.Loop()%len(r.mq.scratch)]},
+	d.mq = mqttDevState{retrying: d.mq.retrying, dec: mqtt.Decoder{Version: r.mq.version, Scratch: &r.mq.scratch[c.Loop()%len(r.mq.scratch)]},
 		max: r.mq.inflight}
 	if err != nil {
 		r.protocolErrorLocked(d, c, KindProtocol)
@@ -441,7 +454,49 @@ func grow(out []byte, n int) []byte {
 }
 
 func (h mqttDevHandler) OnClose(c *engine.Conn, reason engine.CloseReason, err error) {
+	r := h.r
+	d := devHandler(h).devOf(c)
+	if d == nil {
+		return
+	}
+	d.mu.Lock()
+	current := d.ec == nil || d.ec == c
+	// devHandler.OnClose queues these for a redial itself.
+	queued := d.state == csOpen && d.announced && r.inTraffic.Load()
+	d.mu.Unlock()
 	devHandler(h).OnClose(c, reason, err)
+	if current && !queued {
+		r.retryLater(d)
+	}
+}
+
+// retryLater schedules a reconnect of d after a random delay below
+// MQTTDeviceConfig.Reconnect, when the run has one and d is not connected,
+// connecting or already scheduled. The delay is a runtime timer, not a
+// goroutine.
+func (r *devRunner) retryLater(d *devConn) {
+	if r.mq == nil || r.mq.reconnect <= 0 || r.finished.Load() {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.state != csIdle || d.mq.retrying || !d.settled {
+		return
+	}
+	d.mq.retrying = true
+	time.AfterFunc(rand.N(r.mq.reconnect), func() {
+		d.mu.Lock()
+		d.mq.retrying = false
+		idle := d.state == csIdle
+		d.mu.Unlock()
+		if !idle || r.finished.Load() {
+			return
+		}
+		select {
+		case r.redial <- d:
+		case <-r.stop:
+		}
+	})
 }
 
 // OnTimeout sends PINGREQ when a connected device has been silent for

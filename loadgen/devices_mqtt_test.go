@@ -285,3 +285,82 @@ func TestDevicesMQTTSeenByMosquitto(t *testing.T) {
 	}
 	t.Logf("mosquitto_sub saw %d telemetry messages and %d acks", telemetry, acks)
 }
+
+// TestDevicesMQTTReconnect drains the gateway under 20 held MQTT 5.0
+// devices and starts another on the same port: every device gets
+// DISCONNECT 139 (server shutting down), retries with jitter while
+// nothing listens, and is back on the new gateway within the run.
+func TestDevicesMQTTReconnect(t *testing.T) {
+	const n = 20
+	g1, nc := startMQTTGateway(t, "")
+	telemetry := make(chan struct{}, 1)
+	sub, err := nc.Subscribe("devices.*.telemetry", func(*nats.Msg) {
+		select {
+		case telemetry <- struct{}{}:
+		default:
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	addr := g1.MQTTAddr()
+	cfg := Config{URL: "mqtt://" + addr, Conns: n, Duration: time.Minute, RPS: 20, Timeout: 5 * time.Second,
+		Loops: 2, Scenario: ScenarioDevices, Devices: DeviceConfig{JWTSecret: devSecret,
+			MQTT: MQTTDeviceConfig{Version: 5, Reconnect: 300 * time.Millisecond}}}
+	type result struct {
+		rep *Report
+		err error
+	}
+	done := make(chan result, 1)
+	runCtx, stopRun := context.WithCancel(context.Background())
+	defer stopRun()
+	go func() {
+		rep, err := Run(runCtx, cfg)
+		done <- result{rep, err}
+	}()
+	select { // the ramp is over and the traffic runs
+	case <-telemetry:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no telemetry from the devices")
+	}
+	if c := g1.Hub().LocalCount(); c != n {
+		t.Fatalf("%d of %d devices on the first gateway", c, n)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := g1.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("drained in %v", time.Since(start))
+	time.Sleep(200 * time.Millisecond) // some reconnects find nothing listening
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	e := testutil.StartEngine(t, engine.Config{Logger: quiet})
+	g2, err := gateway.New(e, gateway.Config{Addr: "127.0.0.1:0", API: "-", MQTT: addr,
+		Auth: gateway.NewHMACAuth(devSecret), Node: "n2", Bus: gateway.BusConfig{}, Logger: quiet, DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(g2.Close)
+	back := false
+	for deadline := time.Now().Add(10 * time.Second); !back && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+		back = g2.Hub().LocalCount() == n
+	}
+	t.Logf("back after %v", time.Since(start))
+	stopRun() // the traffic would go on for a minute
+	r := <-done
+	if !back {
+		t.Fatalf("%d of %d devices back on the second gateway; report %+v", g2.Hub().LocalCount(), n, r.rep)
+	}
+	if r.err != nil && !errors.Is(r.err, context.Canceled) {
+		t.Fatal(r.err)
+	}
+	rep := r.rep
+	if rep.Connects < 2*n || rep.Devices.CloseCodes["139"] != n {
+		t.Fatalf("connects %d (want %d and up), close codes %v, errors %v", rep.Connects, 2*n,
+			rep.Devices.CloseCodes, rep.Errors)
+	}
+	t.Logf("connects %d, close codes %v, errors %v", rep.Connects, rep.Devices.CloseCodes, rep.Errors)
+}
