@@ -25,7 +25,9 @@
 # Environment: N (100000), GW_PROCS (6), LOAD_PROCS (6), SOURCES
 # (127.0.2.1-127.0.2.16), RATE (5000), HOLD (20s), TRAFFIC (30s), COMMANDS
 # (500), RPS (telemetry messages per second: N/5), STORM (1: run step 3), MEM_BOUND (bytes per gateway process: 512 MiB),
-# OUT (bench/out). GOGC and GOMEMLIMIT, when set, reach the gateway and
+# OUT (bench/out), PROTO (ws; mqtt: the devices connect to the gateway's
+# -mqtt port as MQTT clients, LOAD_FLAGS such as "-mqtt-version 5 -qos 1"
+# reach warren load). GOGC and GOMEMLIMIT, when set, reach the gateway and
 # are printed.
 #
 # Linux only (it reads /proc). Every process it starts is stopped by pid.
@@ -44,6 +46,8 @@ RPS=${RPS:-$((N / 5))}
 STORM=${STORM:-1}
 MEM_BOUND=${MEM_BOUND:-$((512 << 20))}
 OUT=${OUT:-bench/out}
+PROTO=${PROTO:-ws}
+read -r -a LOAD_FLAGS <<<"${LOAD_FLAGS:-}"
 
 PROG=devices
 # shellcheck source=bench/lib.sh
@@ -67,11 +71,14 @@ DEV=$(free_port)
 API=$(free_port)
 ADM=$(free_port)
 NATSP=$(free_port)
+MQTTP=$(free_port)
+URL="ws://127.0.0.1:$DEV/v1/connect"
+[ "$PROTO" = mqtt ] && URL="mqtt://127.0.0.1:$MQTTP"
 
 GW_PID=
 start_gateway() {
   WARREN_JWT_SECRET=$SECRET "$BIN/warren" serve -procs "$GW_PROCS" -addr "127.0.0.1:$DEV" -api "127.0.0.1:$API" \
-    -admin "127.0.0.1:$ADM" -nats-listen "127.0.0.1:$NATSP" -data "$DATA" -log-level warn \
+    -admin "127.0.0.1:$ADM" -nats-listen "127.0.0.1:$NATSP" -mqtt "127.0.0.1:$MQTTP" -data "$DATA" -log-level warn \
     >>"$OUT/devices-gateway.log" 2>&1 &
   GW_PID=$!
   PIDS+=("$GW_PID")
@@ -118,7 +125,7 @@ median_rss() {
   done | median
 }
 
-echo "# devices.sh $(date -u +%FT%TZ): N=$N GW_PROCS=$GW_PROCS LOAD_PROCS=$LOAD_PROCS RATE=$RATE HOLD=$HOLD TRAFFIC=$TRAFFIC COMMANDS=$COMMANDS RPS=$RPS GOGC=${GOGC:-} GOMEMLIMIT=${GOMEMLIMIT:-}"
+echo "# devices.sh $(date -u +%FT%TZ): PROTO=$PROTO LOAD_FLAGS=${LOAD_FLAGS[*]} N=$N GW_PROCS=$GW_PROCS LOAD_PROCS=$LOAD_PROCS RATE=$RATE HOLD=$HOLD TRAFFIC=$TRAFFIC COMMANDS=$COMMANDS RPS=$RPS GOGC=${GOGC:-} GOMEMLIMIT=${GOMEMLIMIT:-}"
 echo "# $(machine_line)"
 : >"$OUT/devices-gateway.log"
 start_gateway
@@ -126,7 +133,7 @@ base=$(median_rss 3)
 echo "gateway baseline RSS: $base kB over $(gw_pids | wc -w) processes"
 
 
-WARREN_JWT_SECRET=$SECRET "$BIN/warren" load -scenario devices -url "ws://127.0.0.1:$DEV/v1/connect" -conns "$N" \
+WARREN_JWT_SECRET=$SECRET "$BIN/warren" load -scenario devices -url "$URL" "${LOAD_FLAGS[@]}" -conns "$N" \
   -procs "$LOAD_PROCS" -src "$SOURCES" -rate "$RATE" -hold "$HOLD" -duration "$TRAFFIC" -rps "$RPS" \
   -nats "nats://127.0.0.1:$NATSP" -commands "$COMMANDS" -api "http://127.0.0.1:$API" -timeout 10s -grace 5s \
   -quiet -json "$OUT/devices-load.json" >"$OUT/devices-load.txt" 2>"$OUT/devices-load.err" &
@@ -171,7 +178,7 @@ if [ "$STORM" = 1 ]; then
   stop_pid "$GW_PID" 60
   start_gateway
   t0=$(date +%s.%N)
-  WARREN_JWT_SECRET=$SECRET "$BIN/warren" load -scenario devices -url "ws://127.0.0.1:$DEV/v1/connect" -conns "$N" \
+  WARREN_JWT_SECRET=$SECRET "$BIN/warren" load -scenario devices -url "$URL" "${LOAD_FLAGS[@]}" -conns "$N" \
     -procs "$LOAD_PROCS" -src "$SOURCES" -hold 5s -timeout 30s -quiet -json "$OUT/devices-storm.json" \
     >"$OUT/devices-storm.txt" 2>"$OUT/devices-storm.err" &
   LOAD_PID=$!

@@ -106,6 +106,9 @@ type DeviceConfig struct {
 	// the NATS watcher counts only this run's. Empty means a random one;
 	// a multi-process run gives its workers the parent's.
 	Run string `json:"run,omitempty"`
+	// MQTT configures the devices of an mqtt:// or mqtts:// run
+	// (devices_mqtt.go); a ws:// run ignores it.
+	MQTT MQTTDeviceConfig `json:"mqtt,omitzero"`
 }
 
 // Defaults of DeviceConfig.
@@ -175,6 +178,7 @@ type devConn struct {
 	p   respParser
 	ws  *websocket.Reader
 	key [24]byte
+	mq  mqttDevState // an MQTT device's session (devices_mqtt.go)
 }
 
 // devRunner drives the simulated devices of one process on a client
@@ -187,6 +191,7 @@ type devRunner struct {
 	tgt     target
 	eng     *engine.Engine
 	tlsc    *tlsx.Client // wss:// targets
+	mq      *mqttDevices // mqtt:// and mqtts:// targets; nil over WebSocket
 	t0      time.Time
 	wall0   int64  // t0 as Unix nanoseconds: telemetry "t" is wall0 + due
 	run     string // this run's id, in every telemetry message
@@ -263,6 +268,9 @@ func newDevRunner(ctx context.Context, cfg Config) (*devRunner, error) {
 		r.run = newRunID()
 	}
 	r.wall0 = r.t0.UnixNano()
+	if isMQTTURL(cfg.URL) {
+		r.mq = newMQTTDevices(r)
+	}
 	loops := cfg.Loops
 	if loops <= 0 {
 		loops = runtime.GOMAXPROCS(0)
@@ -320,6 +328,9 @@ func (r *devRunner) newTLSClient() (*tlsx.Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	if r.mq != nil {
+		tc.NextProtos = []string{"mqtt"}
+	}
 	if r.cfg.CertDir == "" {
 		return tlsx.NewClient(tc, 0, r.cfg.Timeout), nil
 	}
@@ -359,6 +370,9 @@ func checkDevices(ctx context.Context, cfg Config) (target, error) {
 		if u, err := url.Parse(dc.APIURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return target{}, fmt.Errorf("%w: management API URL %q: want http://host:port", ErrBadURL, dc.APIURL)
 		}
+	}
+	if isMQTTURL(cfg.URL) {
+		return checkMQTTDevices(ctx, cfg)
 	}
 	tgt, err := parseTarget(ctx, cfg.URL)
 	if err != nil {
@@ -436,11 +450,25 @@ func (r *devRunner) fail(k ErrorKind) { r.errs[k].Add(1) }
 // bound, ctx or the run ended).
 func (r *devRunner) ramp(ctx context.Context) (int64, error) {
 	took := r.ramper.run(ctx, &r.cfg, r.t0, &r.wg, r.stop, len(r.devs),
-		func(i int) { r.dial(&r.devs[i]) }, r.dial)
+		func(i int) { r.dial(&r.devs[i]) }, r.redialIdle)
 	r.tickMu.Lock()
 	r.rampSeconds = took.Seconds()
 	r.tickMu.Unlock()
 	return r.open.Load(), ctx.Err()
+}
+
+// redialIdle dials d again unless it is connecting or connected already (a
+// connect retry and an MQTT reconnect can both queue it); the caller
+// holds a connecting slot, given back when d is not dialled.
+func (r *devRunner) redialIdle(d *devConn) {
+	d.mu.Lock()
+	idle := d.state == csIdle
+	d.mu.Unlock()
+	if !idle {
+		<-r.connecting
+		return
+	}
+	r.dial(d)
 }
 
 // dial starts a connect for d; the caller holds a connecting slot.
@@ -459,8 +487,14 @@ func (r *devRunner) dial(d *devConn) {
 	d.mu.Unlock()
 	var ec *engine.Conn
 	var err error
-	if r.tlsc != nil { // wss://: the device's OnOpen runs after the TLS handshake
-		ec, err = r.eng.DialHandler(r.tgt.addr, src, r.tlsc.Handler(devHandler{r}))
+	var h engine.Handler = devHandler{r}
+	if r.mq != nil {
+		h = mqttDevHandler{r}
+	}
+	if r.tlsc != nil { // wss://, mqtts://: the device's OnOpen runs after the TLS handshake
+		ec, err = r.eng.DialHandler(r.tgt.addr, src, r.tlsc.Handler(h))
+	} else if r.mq != nil {
+		ec, err = r.eng.DialHandler(r.tgt.addr, src, h)
 	} else {
 		ec, err = r.eng.Dial(r.tgt.addr, src)
 	}
@@ -482,6 +516,8 @@ func (r *devRunner) dial(d *devConn) {
 		r.fail(classifyConnect(engine.ReasonIOError, err))
 		if retry {
 			r.retryLater(d)
+		} else {
+			r.reconnectLater(d) // MQTT devices with a reconnect delay
 		}
 	}
 }
@@ -913,10 +949,17 @@ func (sd *devSender) telemetry(d *devConn, dues []int64) bool {
 	if d.state != csOpen || d.announced || d.ec == nil {
 		return false
 	}
+	if r.mq != nil && !r.mq.canPublishLocked(d, len(dues)) {
+		return false
+	}
 	b := pool.Get(len(dues) * (websocket.MaxHeaderLen + telemetryDataSize + 64))[:0]
 	for _, due := range dues {
 		d.seq++
 		sd.msg = appendTelemetry(sd.msg[:0], r.wall0+due, r.run, int32(r.dc.First)+d.idx, d.seq)
+		if r.mq != nil {
+			b = r.mq.appendTelemetryLocked(b, d, sd.msg)
+			continue
+		}
 		b = websocket.AppendMaskedFrame(b, websocket.OpText, true, websocket.NewMask(), sd.msg)
 	}
 	n, err := d.ec.Write(b) // Write copies what it cannot send at once
@@ -1020,7 +1063,7 @@ func (r *devRunner) finish() (*Report, error) {
 	}
 	rep := &Report{
 		URL:             r.cfg.URL,
-		Protocol:        "websocket",
+		Protocol:        r.protocol(),
 		Mode:            ScenarioDevices,
 		Procs:           1,
 		Start:           r.t0.Round(0).UTC(),

@@ -114,3 +114,54 @@ func TestDevicesOverWSS(t *testing.T) {
 		t.Fatalf("no certificates: connects %d failed %d", rep.Connects, rep.ConnsFailed)
 	}
 }
+
+// TestDevicesOverMQTTS: the devices scenario over mqtts:// against a
+// gateway with mutual TLS (ALPN mqtt), each device presenting its own
+// certificate from CertDir beside its token; with another device's
+// certificate in its place no device gets in.
+func TestDevicesOverMQTTS(t *testing.T) {
+	p := newDevPKI(t)
+	srvFile := filepath.Join(t.TempDir(), "server.pem")
+	os.WriteFile(srvFile, p.issue(t, "gateway", false), 0o600)
+	ts, err := tlsx.New(tlsx.Config{CertFile: srvFile, KeyFile: srvFile, ClientCAFile: p.caFile, RatePerIP: -1, BanThreshold: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ts.Close)
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	e := testutil.StartEngine(t, engine.Config{Logger: quiet})
+	g, err := gateway.New(e, gateway.Config{Addr: "127.0.0.1:0", API: "-", MQTT: "127.0.0.1:0", MQTTS: "127.0.0.1:0",
+		Auth: gateway.NewHMACAuth(devSecret), Node: "n1", Bus: gateway.BusConfig{}, Logger: quiet, DataDir: t.TempDir(),
+		TLS: ts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(g.Close)
+
+	const n = 6
+	dir := t.TempDir()
+	for i := range n {
+		os.WriteFile(filepath.Join(dir, DeviceID(i)+".pem"), p.issue(t, DeviceID(i), true), 0o600)
+	}
+	cfg := Config{URL: "mqtts://" + g.MQTTSAddr(), Conns: n, Duration: 500 * time.Millisecond, RPS: 60,
+		Timeout: 5 * time.Second, Loops: 2, Scenario: ScenarioDevices, CAFile: p.caFile, CertDir: dir,
+		Devices: DeviceConfig{JWTSecret: devSecret, Grace: time.Second, MQTT: MQTTDeviceConfig{Version: 5}}}
+	rep := run(t, cfg)
+	if rep.Protocol != "mqtt" || rep.Connects != n || rep.ConnsFailed != 0 || rep.TotalErrors() != 0 ||
+		rep.Devices == nil || rep.Devices.TelemetrySent == 0 {
+		t.Fatalf("per-device certificates: connects %d failed %d errors %v", rep.Connects, rep.ConnsFailed, rep.Errors)
+	}
+
+	// Every device presents dev-1's certificate: only dev-1 may be
+	// itself; the gateway refuses the others' CONNECT.
+	other := t.TempDir()
+	for i := range n {
+		os.WriteFile(filepath.Join(other, DeviceID(i)+".pem"), p.issue(t, DeviceID(0), true), 0o600)
+	}
+	cfg.CertDir = other
+	cfg.Duration = 200 * time.Millisecond
+	rep = run(t, cfg)
+	if rep.Connects != 1 || rep.ConnsFailed != n-1 || rep.Errors[KindBadStatus.String()] != n-1 {
+		t.Fatalf("one certificate for all: connects %d failed %d errors %v", rep.Connects, rep.ConnsFailed, rep.Errors)
+	}
+}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 )
@@ -69,7 +68,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	switch {
 	case cfg.Scenario != "" && cfg.Scenario != ScenarioDevices:
 		return nil, fmt.Errorf("%w: %q (want %q or none)", ErrScenario, cfg.Scenario, ScenarioDevices)
-	case strings.HasPrefix(cfg.URL, "mqtt://"), strings.HasPrefix(cfg.URL, "mqtts://"):
+	case cfg.Scenario != ScenarioDevices && isMQTTURL(cfg.URL):
 		m, err := newMQTTLoad(cfg)
 		if err != nil {
 			return nil, err

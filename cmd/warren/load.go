@@ -47,6 +47,10 @@ the first, and so on) and this process watches NATS for all of them.
 (established devices and a storm) have distinct ids; -retries makes a
 device whose connect is refused try again after a jittered backoff, as
 real devices do in a reconnect storm.
+With -url mqtt://host:port (the gateway's -mqtt; mqtts:// for -mqtts) the
+devices speak MQTT instead: client id dev-<n>, the token as password,
+subscribed to devices/dev-<n>/commands/+, telemetry published on
+devices/dev-<n>/telemetry at -qos, acks on devices/dev-<n>/acks/<id>.
 
 flags:
 `)
@@ -58,7 +62,7 @@ flags:
 	fs.StringVar(&cfg.CAFile, "ca", "", "https, wss, mqtts: PEM CAs that sign the server's certificate (empty: the system's roots)")
 	fs.StringVar(&cfg.CertFile, "cert", "", "https, wss, mqtts: PEM client certificate presented when the server asks (mutual TLS; one for every connection, -scenario devices too)")
 	fs.StringVar(&cfg.KeyFile, "key", "", "PEM private key of -cert")
-	fs.StringVar(&cfg.CertDir, "cert-dir", "", "-scenario devices over wss: device dev-<n> presents DIR/dev-<n>.pem (certificate and key in one PEM file), else -cert")
+	fs.StringVar(&cfg.CertDir, "cert-dir", "", "-scenario devices over wss or mqtts: device dev-<n> presents DIR/dev-<n>.pem (certificate and key in one PEM file), else -cert")
 	fs.IntVar(&cfg.Conns, "conns", 100, "connections to open")
 	fs.Float64Var(&cfg.Rate, "rate", 0, "connections opened per second in the ramp (0: as fast as accepted, at most 1024 connecting)")
 	src := fs.String("src", "", "source addresses: a count N (127.0.1.1 and up), a range 127.0.1.1-127.0.1.60, or a comma list (empty: the kernel's choice)")
@@ -92,6 +96,11 @@ flags:
 	fs.IntVar(&cfg.Devices.Retries, "retries", 0, "devices: a device whose connect fails (refused, reset, timed out) tries again up to this many times, with jittered exponential backoff (0: no retries)")
 	fs.DurationVar(&cfg.Devices.RetryBackoff, "retry-backoff", time.Second, "devices: wait before the first retry, doubled at each retry, each wait drawn between half of it and all of it")
 	fs.DurationVar(&cfg.Devices.RetryBackoffMax, "retry-backoff-max", 30*time.Second, "devices: cap of the doubled retry backoff")
+	fs.IntVar(&cfg.Devices.MQTT.Version, "mqtt-version", 4, "devices over mqtt(s)://: protocol level, 4 (MQTT 3.1.1) or 5 (MQTT 5.0)")
+	fs.IntVar(&cfg.Devices.MQTT.QoS, "qos", 0, "devices over mqtt(s)://: QoS of telemetry and acks, 0 or 1 (commands are subscribed at QoS 1)")
+	fs.DurationVar(&cfg.Devices.MQTT.KeepAlive, "mqtt-keepalive", 60*time.Second, "devices over mqtt(s)://: keep-alive asked in CONNECT; a silent device pings after it (negative: none)")
+	fs.IntVar(&cfg.Devices.MQTT.MaxInflight, "mqtt-inflight", 64, "devices over mqtt(s)://: QoS 1 publishes a device leaves unacknowledged at most")
+	fs.DurationVar(&cfg.Devices.MQTT.Reconnect, "mqtt-reconnect", 0, "devices over mqtt(s)://: a device whose connection ends reconnects after a random delay below this, and retries until the run ends (0: only after a 5.0 DISCONNECT during the traffic)")
 	worker := fs.Bool("worker", false, "run as a worker of a -procs parent, speaking JSON on stdin/stdout (internal)")
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
