@@ -21,6 +21,10 @@ import (
 // preforkNATSEnv carries the parent's embedded NATS URL to prefork workers.
 const preforkNATSEnv = "WARREN_PREFORK_NATS"
 
+// preforkDirEnv carries the name of the parent's Directory (the machine's
+// one copy of the cluster directory) to prefork workers.
+const preforkDirEnv = "WARREN_PREFORK_DIRECTORY"
+
 // runServe is `warren serve`: the device gateway.
 func runServe(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("warren serve", flag.ContinueOnError)
@@ -113,6 +117,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		if u := os.Getenv(preforkNATSEnv); u != "" && len(gcfg.Bus.URLs) == 0 {
 			gcfg.Bus = gateway.BusConfig{URLs: []string{u}}
 		}
+		gcfg.Directory = os.Getenv(preforkDirEnv)
 	} else if *procs > 1 {
 		if err := extra.fixPorts(); err != nil {
 			log.Error("-tls-addr/-mqtts", "error", err)
@@ -161,8 +166,9 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 const preforkAPIEnv = "WARREN_PREFORK_API"
 
 // serveSupervisor is the prefork parent of warren serve: it runs the
-// embedded NATS server the workers share (unless -nats names a cluster),
-// then supervises the workers.
+// embedded NATS server the workers share (unless -nats names a cluster)
+// and the machine's Directory, the one copy of the cluster directory the
+// workers ask, then supervises the workers.
 func serveSupervisor(sig <-chan os.Signal, procs int, gcfg gateway.Config, adminAddr, adminToken string, drain time.Duration, forwardHUP bool, log interface {
 	Info(string, ...any)
 	Error(string, ...any)
@@ -183,6 +189,30 @@ func serveSupervisor(sig <-chan os.Signal, procs int, gcfg gateway.Config, admin
 		os.Setenv(preforkNATSEnv, bus.ClientURL())
 		log.Info("embedded NATS for the workers", "url", bus.ClientURL())
 	}
+	// The machine's directory: a node of the cluster named after the
+	// machine (-node, or the host name and the parent's pid), which the
+	// workers ask for devices they do not hold.
+	machine := gcfg.Node
+	if machine == "" {
+		host, _ := os.Hostname()
+		machine = fmt.Sprintf("%s-%d", host, os.Getpid())
+	}
+	dbus := bus
+	if dbus == nil {
+		var err error
+		if dbus, err = gateway.StartBus(gateway.BusConfig{URLs: gcfg.Bus.URLs, Node: machine, Logger: gcfg.Logger}); err != nil {
+			log.Error("NATS", "error", err)
+			return 1
+		}
+		defer dbus.Close()
+	}
+	dir, err := gateway.StartDirectory(dbus, gateway.DirectoryConfig{Machine: machine, Logger: gcfg.Logger})
+	if err != nil {
+		log.Error("directory", "error", err)
+		return 1
+	}
+	defer dir.Close()
+	os.Setenv(preforkDirEnv, machine)
 	if gcfg.API != "-" {
 		// The workers share the API port too; SO_REUSEPORT needs a fixed
 		// one, so a port 0 is chosen here, once, for all of them.
