@@ -25,7 +25,7 @@
 # Environment: N (100000), GW_PROCS (6), LOAD_PROCS (6), SOURCES
 # (127.0.2.1-127.0.2.16), RATE (5000), HOLD (20s), TRAFFIC (30s), COMMANDS
 # (500), RPS (telemetry messages per second: N/5), STORM (1: run step 3), MEM_BOUND (bytes per gateway process: 512 MiB),
-# OUT (bench/out). GOGC and GOMEMLIMIT, when set, reach the gateway and
+# OUT (bench/out), HEAP (1: save one worker's heap profile during the hold). GOGC and GOMEMLIMIT, when set, reach the gateway and
 # are printed.
 #
 # Linux only (it reads /proc). Every process it starts is stopped by pid.
@@ -148,6 +148,11 @@ sleep 3
 held=$(median_rss $((hold_s > 12 ? 7 : 3)))
 echo "gateway RSS held: $held kB; per device: $(((held - base) * 1024 / N)) B (target <= 1024)"
 for p in $(gw_pids); do echo "  pid $p $(tr '\0' ' ' </proc/"$p"/cmdline | cut -c1-40): $(rss_kb "$p") kB"; done
+if [ "${HEAP:-0}" = 1 ]; then
+  # One worker's heap after a GC, during the hold (go tool pprof -sample_index=inuse_space).
+  wadm=$(curl -fsS "http://127.0.0.1:$ADM/workers" | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["admin"])')
+  curl -fsS -o "$OUT/devices-heap.pb.gz" "http://$wadm/debug/pprof/heap?gc=1" && echo "heap profile of worker $wadm: $OUT/devices-heap.pb.gz"
+fi
 # The workers' CPU before the load ends (a worker's ticks leave with it).
 cpu1=$cpu0
 pcpu1=$pcpu0
