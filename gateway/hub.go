@@ -535,6 +535,15 @@ func (h *Hub) dirList(prefix, cursor string, limit int) ([]DeviceInfo, string) {
 // and a local session of a device that connected elsewhere later is
 // replaced.
 func (h *Hub) onPresence(m *nats.Msg) {
+	if h.remoteDir() {
+		// Without a directory, only an event about a device of this node
+		// matters (it may replace the local session): the others are
+		// not even decoded.
+		id, ok := strings.CutPrefix(m.Subject, "devices.")
+		if id, ok = strings.CutSuffix(id, ".presence"); !ok || h.Local(id) == nil {
+			return
+		}
+	}
 	var p presenceMsg
 	if json.Unmarshal(m.Data, &p) != nil || p.Node == h.cfg.Node {
 		return
