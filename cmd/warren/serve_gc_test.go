@@ -4,6 +4,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -63,4 +64,24 @@ func TestServeGCFlags(t *testing.T) {
 		}
 		n.kill()
 	}
+}
+
+// FuzzParseBytes: any input gives a size or an error, never a panic nor a
+// negative or overflowed size; a plain number of bytes is itself.
+func FuzzParseBytes(f *testing.F) {
+	for _, s := range []string{"512MiB", "1GiB", "4096", "10KB", "-1", "9223372036854775807GiB", "B"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		n, err := parseBytes(s)
+		if err != nil {
+			return
+		}
+		if n < 0 {
+			t.Fatalf("parseBytes(%q) = %d", s, n)
+		}
+		if v, perr := strconv.ParseInt(s, 10, 64); perr == nil && v != n {
+			t.Fatalf("parseBytes(%q) = %d, want %d", s, n, v)
+		}
+	})
 }
