@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -199,6 +200,24 @@ func (h *Hub) remoteBroadcast(name string, payload json.RawMessage, devices []st
 	return total
 }
 
+// remoteCount asks the Directory how many devices it knows (for the
+// devices_known metric); ok is false when it does not answer.
+func (h *Hub) remoteCount() (int, bool) {
+	m, err := h.dirRequest("count", nil)
+	if err != nil {
+		return 0, false
+	}
+	n, err := strconv.Atoi(string(m.Data))
+	return n, err == nil
+}
+
+// onDirCount answers a worker's count request.
+func (h *Hub) onDirCount(m *nats.Msg) {
+	if m.Reply != "" {
+		h.nc.Publish(m.Reply, strconv.AppendInt(nil, int64(h.dirLen()), 10))
+	}
+}
+
 // onDirGet answers a worker's lookup: the device's entry, or {} when it
 // is not online.
 func (h *Hub) onDirGet(m *nats.Msg) {
@@ -248,7 +267,7 @@ func (h *Hub) onDirBroadcast(m *nats.Msg) {
 // DirectoryConfig configures a Directory.
 type DirectoryConfig struct {
 	// Machine names the directory: its hubs (HubConfig.Directory) ask it
-	// on warren.dir.<Machine>.{get,list,broadcast}, and it takes part in
+	// on warren.dir.<Machine>.{get,list,broadcast,count}, and it takes part in
 	// the cluster as a node of that name that holds no device. It must be
 	// unique in the cluster, like a node name. Required.
 	Machine string

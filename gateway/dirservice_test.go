@@ -89,6 +89,9 @@ func TestDirectory(t *testing.T) {
 		devs[id] = connect(t, g, id)
 	}
 	testutil.Eventually(t, 0, "six devices in the machine's directory", func() bool { return m.dir.Len() == 6 })
+	if n, ok := w1.Hub().remoteCount(); !ok || n != 6 {
+		t.Errorf("w1's devices_known (the machine's directory): %d %v, want 6", n, ok)
+	}
 	for _, g := range []*Gateway{w1, w2} {
 		if n := g.Hub().dirLen(); n != 0 {
 			t.Errorf("%s holds %d directory entries, want 0 (the machine's directory holds them)", g.Node(), n)

@@ -322,7 +322,7 @@ func (h *Hub) Start() error {
 			subj string
 			fn   nats.MsgHandler
 		}{{dirSubject(h.serves, "get"), h.onDirGet}, {dirSubject(h.serves, "list"), h.onDirList},
-			{dirSubject(h.serves, "broadcast"), h.onDirBroadcast}}...)
+			{dirSubject(h.serves, "broadcast"), h.onDirBroadcast}, {dirSubject(h.serves, "count"), h.onDirCount}}...)
 	}
 	for _, s := range subs {
 		sub, err := h.nc.Subscribe(s.subj, s.fn)

@@ -123,7 +123,7 @@ var (
 	descNATS        = prometheus.NewDesc("warren_gateway_nats_connected", "1 while the NATS connection is up.", nil, nil)
 	descNATSReco    = prometheus.NewDesc("warren_gateway_nats_reconnects_total", "NATS reconnections.", nil, nil)
 	descDirRequests = prometheus.NewDesc("warren_gateway_directory_requests_total",
-		"Requests of a prefork worker to its machine's directory, by op (get, list, broadcast) and result (ok, timeout, error).",
+		"Requests of a prefork worker to its machine's directory, by op (get, list, broadcast, count) and result (ok, timeout, error).",
 		[]string{"op", "result"}, nil)
 )
 
@@ -147,8 +147,10 @@ func (c hubCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	g(descOnline, float64(m.online.Load()))
 	if !h.remoteDir() {
-		// A prefork worker holds no directory: its machine's does.
 		g(descDirectory, float64(h.dirLen()))
+	} else if n, ok := h.remoteCount(); ok {
+		// A prefork worker holds no directory: its machine's does.
+		g(descDirectory, float64(n))
 	}
 	n(descConnects, m.connects.Load())
 	n(descReplaced, m.replaced.Load())
