@@ -151,6 +151,7 @@ for p in $(gw_pids); do echo "  pid $p $(tr '\0' ' ' </proc/"$p"/cmdline | cut -
 if [ "${HEAP:-0}" = 1 ]; then
   # One worker's heap after a GC, during the hold (go tool pprof -sample_index=inuse_space).
   wadm=$(curl -fsS "http://127.0.0.1:$ADM/workers" | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["admin"])')
+  curl -fsS "http://$wadm/metrics" | awk '/^go_memstats_(heap_alloc|heap_inuse|heap_idle|heap_released|next_gc|sys)_bytes / {printf "  worker %s: %s %.1f MB\n", w, $1, $2 / 1048576}' w="$wadm"
   curl -fsS -o "$OUT/devices-heap.pb.gz" "http://$wadm/debug/pprof/heap?gc=1" && echo "heap profile of worker $wadm: $OUT/devices-heap.pb.gz"
 fi
 # The workers' CPU before the load ends (a worker's ticks leave with it).
