@@ -27,7 +27,8 @@
 # (500), RPS (telemetry messages per second: N/5), STORM (1: run step 3), MEM_BOUND (bytes per gateway process: 512 MiB),
 # OUT (bench/out), PROTO (ws; mqtt: the devices connect to the gateway's
 # -mqtt port as MQTT clients, LOAD_FLAGS such as "-mqtt-version 5 -qos 1"
-# reach warren load). GOGC and GOMEMLIMIT, when set, reach the gateway and
+# reach warren load), HEAP (1: save one worker's heap profile during the
+# hold). GOGC and GOMEMLIMIT, when set, reach the gateway and
 # are printed.
 #
 # Linux only (it reads /proc). Every process it starts is stopped by pid.
@@ -155,6 +156,12 @@ sleep 3
 held=$(median_rss $((hold_s > 12 ? 7 : 3)))
 echo "gateway RSS held: $held kB; per device: $(((held - base) * 1024 / N)) B (target <= 1024)"
 for p in $(gw_pids); do echo "  pid $p $(tr '\0' ' ' </proc/"$p"/cmdline | cut -c1-40): $(rss_kb "$p") kB"; done
+if [ "${HEAP:-0}" = 1 ]; then
+  # One worker's heap after a GC, during the hold (go tool pprof -sample_index=inuse_space).
+  wadm=$(curl -fsS "http://127.0.0.1:$ADM/workers" | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["admin"])')
+  curl -fsS "http://$wadm/metrics" | awk '/^go_memstats_(heap_alloc|heap_inuse|heap_idle|heap_released|next_gc|sys)_bytes / {printf "  worker %s: %s %.1f MB\n", w, $1, $2 / 1048576}' w="$wadm"
+  curl -fsS -o "$OUT/devices-heap.pb.gz" "http://$wadm/debug/pprof/heap?gc=1" && echo "heap profile of worker $wadm: $OUT/devices-heap.pb.gz"
+fi
 # The workers' CPU before the load ends (a worker's ticks leave with it).
 cpu1=$cpu0
 pcpu1=$pcpu0

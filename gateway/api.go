@@ -86,7 +86,7 @@ func (g *Gateway) apiCommand(c *http1.Ctx) {
 		writeJSON(c, 404, map[string]string{"error": "offline"})
 	case errors.Is(err, ErrCommandTimeout):
 		writeJSON(c, 504, map[string]string{"error": "timeout", "id": ack.ID})
-	case errors.Is(err, ErrTooManyPending):
+	case errors.Is(err, ErrTooManyPending), errors.Is(err, ErrDirectory):
 		writeJSON(c, 503, map[string]string{"error": err.Error()})
 	default:
 		writeJSON(c, 502, map[string]string{"error": err.Error()})
@@ -110,7 +110,11 @@ func (g *Gateway) apiBroadcast(c *http1.Ctx) {
 }
 
 func (g *Gateway) apiDevice(c *http1.Ctx) {
-	d := g.hub.Lookup(c.Param("id"))
+	d, err := g.hub.lookup(c.Param("id"))
+	if err != nil {
+		writeJSON(c, 503, map[string]string{"error": err.Error()})
+		return
+	}
 	if d == nil {
 		writeJSON(c, 404, map[string]string{"error": "unknown", "device": c.Param("id")})
 		return
@@ -132,6 +136,10 @@ func (g *Gateway) apiDevices(c *http1.Ctx) {
 		}
 		limit = min(n, 10_000)
 	}
-	devs, next := g.hub.List(string(c.Query("prefix")), string(c.Query("cursor")), limit)
+	devs, next, err := g.hub.list(string(c.Query("prefix")), string(c.Query("cursor")), limit)
+	if err != nil {
+		writeJSON(c, 503, map[string]string{"error": err.Error()})
+		return
+	}
 	writeJSON(c, 200, map[string]any{"devices": devs, "next_cursor": next})
 }

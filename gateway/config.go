@@ -38,6 +38,11 @@ type Config struct {
 	// Node names this node in the cluster (presence, headers). Zero means
 	// the host name and process id.
 	Node string
+	// Directory names the machine whose Directory this node asks for
+	// devices of other nodes (a prefork worker of `warren serve -procs`:
+	// its parent runs the machine's Directory). Empty: the node holds the
+	// whole cluster directory itself.
+	Directory string
 	// CommandTimeout is the default ack timeout of a command. Zero means
 	// 5 s; MaxCommandTimeout (zero: 60 s) bounds what a request may ask.
 	CommandTimeout    time.Duration

@@ -81,7 +81,8 @@ func New(eng *engine.Engine, cfg Config) (*Gateway, error) {
 	}
 	g.bus = bus
 	hc := HubConfig{Node: cfg.Node, Now: eng.Now, CommandTimeout: cfg.CommandTimeout,
-		MaxCommandTimeout: cfg.MaxCommandTimeout, MaxPending: cfg.MaxPending, Logger: cfg.Logger}
+		MaxCommandTimeout: cfg.MaxCommandTimeout, MaxPending: cfg.MaxPending, Logger: cfg.Logger,
+		Directory: cfg.Directory}
 	if cfg.Webhook.URL != "" {
 		if g.hook, err = newWebhook(eng, cfg.Node, cfg.Webhook); err != nil {
 			bus.Close()

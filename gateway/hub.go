@@ -71,22 +71,35 @@ var (
 	ErrCommandTimeout = errors.New("gateway: command timed out")
 )
 
-// Session is one connected device on this node.
+// Session is one connected device on this node. It is 80 bytes (a size
+// class; TestDirEntry checks it): an idle device's share of the hub. A
+// transport may embed it in its own per-connection object (the WebSocket
+// transport does) so that a device costs one allocation, not two.
 type Session struct {
-	Device   string
-	Identity Identity
-	t        Transport
-	since    int64 // unix ns connected
-	last     atomic.Int64
-	seq      uint32       // the session's number on its node (modulo 2^32): node/seq is its id
-	bad      atomic.Int32 // bad frames so far
-	paused   atomic.Bool
-	gone     atomic.Bool
+	Device  string
+	t       Transport
+	since   int64 // unix ns connected
+	last    atomic.Int64
+	expires int64        // the token's exp, Unix ns; 0: none
+	seq     uint32       // the session's number on its node (modulo 2^32): node/seq is its id
+	bad     atomic.Int32 // bad frames so far
+	paused  atomic.Bool
+	gone    atomic.Bool
 
 	// held is telemetry waiting while the device is paused (the rest of
 	// the read that hit backpressure); nil until the first pause, so an
 	// ordinary session does not carry it.
 	held atomic.Pointer[heldQueue]
+}
+
+// Identity returns the identity the device connected with (always a
+// device: services hold no session).
+func (s *Session) Identity() Identity {
+	id := Identity{Device: s.Device, Role: RoleDevice}
+	if s.expires != 0 {
+		id.Expires = time.Unix(0, s.expires)
+	}
+	return id
 }
 
 // Transport returns the session's transport.
@@ -172,7 +185,15 @@ type HubConfig struct {
 	// NodeTimeout is how long a silent node keeps its devices in the
 	// directory. Zero means 3 s (heartbeats every second).
 	NodeTimeout time.Duration
-	Logger      *slog.Logger
+	// Directory, when set, names the machine whose directory this hub
+	// asks (see Directory; a prefork worker's parent): the hub then holds
+	// no entry for devices of other nodes and asks the directory over
+	// NATS for them. Empty: the hub holds the whole cluster directory.
+	Directory string
+	// DirectoryTimeout bounds one request to the Directory. Zero means
+	// 2 s.
+	DirectoryTimeout time.Duration
+	Logger           *slog.Logger
 	// OnTelemetry, when set, is offered every telemetry message before it
 	// is published, on the device's loop: it must not block nor keep data
 	// (the webhook's queue).
@@ -216,7 +237,9 @@ type Hub struct {
 	pending map[string]*pendingCmd
 
 	nmu   sync.Mutex
-	nodes map[string]time.Time // last heartbeat per other node
+	nodes map[string]nodeSeen // last heartbeat per other node
+
+	serves string // the machine whose directory this hub serves (Directory); "" none
 
 	pausedMu sync.Mutex
 	paused   map[*Session]struct{}
@@ -245,15 +268,20 @@ func NewHub(cfg HubConfig, bus *Bus) *Hub {
 	if cfg.NodeTimeout <= 0 {
 		cfg.NodeTimeout = 3 * time.Second
 	}
+	if cfg.DirectoryTimeout <= 0 {
+		cfg.DirectoryTimeout = 2 * time.Second
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
 	h := &Hub{cfg: cfg, node: unique.Make(cfg.Node), nodeHdr: []string{cfg.Node}, bus: bus, nc: bus.Conn(), log: cfg.Logger, seed: maphash.MakeSeed(),
-		pending: make(map[string]*pendingCmd), nodes: make(map[string]time.Time),
+		pending: make(map[string]*pendingCmd), nodes: make(map[string]nodeSeen),
 		paused: make(map[*Session]struct{}), stop: make(chan struct{})}
 	for i := range h.shards {
 		h.shards[i].m = make(map[string]*Session)
-		h.dir[i].m = make(map[string]dirEntry)
+		if cfg.Directory == "" {
+			h.dir[i].m = make(map[string]dirEntry)
+		}
 	}
 	h.m.init()
 	return h
@@ -289,6 +317,13 @@ func (h *Hub) Start() error {
 		{nodeBroadcastSubject(h.cfg.Node), h.onNodeBroadcast},
 		{subjCommandsAll, h.onServiceCommand},
 	}
+	if h.serves != "" {
+		subs = append(subs, []struct {
+			subj string
+			fn   nats.MsgHandler
+		}{{dirSubject(h.serves, "get"), h.onDirGet}, {dirSubject(h.serves, "list"), h.onDirList},
+			{dirSubject(h.serves, "broadcast"), h.onDirBroadcast}, {dirSubject(h.serves, "count"), h.onDirCount}}...)
+	}
 	for _, s := range subs {
 		sub, err := h.nc.Subscribe(s.subj, s.fn)
 		if err != nil {
@@ -298,7 +333,9 @@ func (h *Hub) Start() error {
 		h.subs = append(h.subs, sub)
 	}
 	h.nc.Flush()
-	h.syncPresence()
+	if !h.remoteDir() {
+		h.syncPresence()
+	}
 	h.wg.Add(1)
 	go h.sweep()
 	return nil
@@ -335,8 +372,22 @@ func (h *Hub) shardOf(id string) int { return int(maphash.String(h.seed, id) % n
 // it. An older connection of the same device, here or on another node, is
 // closed with ReasonReplaced.
 func (h *Hub) Connect(ident Identity, t Transport) *Session {
+	s := new(Session)
+	h.attach(s, ident, t)
+	return s
+}
+
+// attach is Connect with a session the transport allocated (zero, in its
+// own connection object).
+func (h *Hub) attach(s *Session, ident Identity, t Transport) {
 	now := h.cfg.Now()
-	s := &Session{Device: ident.Device, Identity: ident, t: t, since: now.UnixNano(), seq: uint32(h.seq.Add(1))}
+	if s.Device != ident.Device {
+		s.Device = ident.Device // (a transport's session may hold it already: no write, no race with its readers)
+	}
+	s.t, s.since, s.seq = t, now.UnixNano(), uint32(h.seq.Add(1))
+	if !ident.Expires.IsZero() {
+		s.expires = ident.Expires.UnixNano()
+	}
 	s.last.Store(s.since)
 	sh := &h.shards[h.shardOf(s.Device)]
 	sh.mu.Lock()
@@ -351,9 +402,10 @@ func (h *Hub) Connect(ident Identity, t Transport) *Session {
 		h.m.online.Add(1)
 	}
 	h.m.connects.Add(1)
-	h.dirSet(s.Device, h.entryOfSession(s))
+	if !h.remoteDir() {
+		h.dirSet(s.Device, h.entryOfSession(s))
+	}
 	h.publishPresence(h.infoOf(s), "online", "", now)
-	return s
 }
 
 // Disconnect unregisters a closed connection and announces the device
@@ -373,8 +425,10 @@ func (h *Hub) Disconnect(s *Session, reason string) {
 	h.m.online.Add(-1)
 	h.m.disconnect(reason)
 	now := h.cfg.Now()
-	e := h.entryOfSession(s)
-	h.dirDelete(s.Device, &e)
+	if !h.remoteDir() {
+		e := h.entryOfSession(s)
+		h.dirDelete(s.Device, &e)
+	}
 	h.publishPresence(h.infoOf(s), "offline", reason, now)
 }
 
@@ -405,6 +459,21 @@ func (h *Hub) publishPresence(d *DeviceInfo, state, reason string, now time.Time
 // Lookup returns what the cluster knows of device: online somewhere, or
 // nil.
 func (h *Hub) Lookup(device string) *DeviceInfo {
+	d, _ := h.lookup(device)
+	return d
+}
+
+// lookup is Lookup, with the error of a remote directory that did not
+// answer.
+func (h *Hub) lookup(device string) (*DeviceInfo, error) {
+	if h.remoteDir() {
+		return h.remoteLookup(device)
+	}
+	return h.dirLookup(device), nil
+}
+
+// dirLookup is Lookup in the hub's own directory.
+func (h *Hub) dirLookup(device string) *DeviceInfo {
 	e, ok := h.dirGet(device)
 	if !ok {
 		return nil
@@ -420,6 +489,22 @@ func (h *Hub) Lookup(device string) *DeviceInfo {
 // the cursor id, at most limit of them, and the cursor for the next page
 // ("" at the end).
 func (h *Hub) List(prefix, cursor string, limit int) ([]DeviceInfo, string) {
+	out, next, _ := h.list(prefix, cursor, limit)
+	return out, next
+}
+
+// list is List, with the error of a remote directory that did not
+// answer.
+func (h *Hub) list(prefix, cursor string, limit int) ([]DeviceInfo, string, error) {
+	if h.remoteDir() {
+		return h.remoteList(prefix, cursor, limit)
+	}
+	out, next := h.dirList(prefix, cursor, limit)
+	return out, next, nil
+}
+
+// dirList is List in the hub's own directory.
+func (h *Hub) dirList(prefix, cursor string, limit int) ([]DeviceInfo, string) {
 	var ids []string
 	for i := range h.dir {
 		ds := &h.dir[i]
@@ -439,7 +524,7 @@ func (h *Hub) List(prefix, cursor string, limit int) ([]DeviceInfo, string) {
 	}
 	out := make([]DeviceInfo, 0, len(ids))
 	for _, id := range ids {
-		if d := h.Lookup(id); d != nil {
+		if d := h.dirLookup(id); d != nil {
 			out = append(out, *d)
 		}
 	}
@@ -450,6 +535,15 @@ func (h *Hub) List(prefix, cursor string, limit int) ([]DeviceInfo, string) {
 // and a local session of a device that connected elsewhere later is
 // replaced.
 func (h *Hub) onPresence(m *nats.Msg) {
+	if h.remoteDir() {
+		// Without a directory, only an event about a device of this node
+		// matters (it may replace the local session): the others are
+		// not even decoded.
+		id, ok := strings.CutPrefix(m.Subject, "devices.")
+		if id, ok = strings.CutSuffix(id, ".presence"); !ok || h.Local(id) == nil {
+			return
+		}
+	}
 	var p presenceMsg
 	if json.Unmarshal(m.Data, &p) != nil || p.Node == h.cfg.Node {
 		return
@@ -459,11 +553,16 @@ func (h *Hub) onPresence(m *nats.Msg) {
 	if !ok {
 		return
 	}
+	remote := h.remoteDir()
 	if p.State != "online" {
-		h.dirDelete(p.Device, &e)
+		if !remote {
+			h.dirDelete(p.Device, &e)
+		}
 		return
 	}
-	h.dirSet(p.Device, e)
+	if !remote {
+		h.dirSet(p.Device, e)
+	}
 	if s := h.Local(p.Device); s != nil {
 		mine := h.entryOfSession(s)
 		if e.newer(&mine) {
@@ -481,17 +580,45 @@ func (h *Hub) onPresence(m *nats.Msg) {
 	}
 }
 
+// nodeSeen is what a hub knows of another node: when it was last heard
+// from, and whether it holds a directory (only those announce a lost
+// node's devices offline).
+type nodeSeen struct {
+	at     time.Time
+	remote bool // it asks a Directory: it holds none
+}
+
 // heard notes that node is alive.
 func (h *Hub) heard(node string) {
 	h.nmu.Lock()
-	h.nodes[node] = time.Now()
+	n := h.nodes[node]
+	n.at = time.Now()
+	h.nodes[node] = n
 	h.nmu.Unlock()
 }
 
+// hdrDirectory on a heartbeat names the machine whose Directory the node
+// asks; a node that holds a directory sends none.
+const hdrDirectory = "Warren-Directory"
+
 func (h *Hub) onHeartbeat(m *nats.Msg) {
-	if node := string(m.Data); node != h.cfg.Node && node != "" {
-		h.heard(node)
+	node := string(m.Data)
+	if node == h.cfg.Node || node == "" {
+		return
 	}
+	remote := m.Header != nil && m.Header.Get(hdrDirectory) != ""
+	h.nmu.Lock()
+	h.nodes[node] = nodeSeen{at: time.Now(), remote: remote}
+	h.nmu.Unlock()
+}
+
+// heartbeat tells the cluster this node is alive.
+func (h *Hub) heartbeat() {
+	m := &nats.Msg{Subject: subjHeartbeat, Data: []byte(h.cfg.Node)}
+	if h.remoteDir() {
+		m.Header = nats.Header{hdrDirectory: {h.cfg.Directory}}
+	}
+	h.nc.PublishMsg(m)
 }
 
 // onSync answers a node that starts with this node's sessions.
@@ -574,7 +701,7 @@ func (h *Hub) sweep() {
 		case <-relief.C:
 			h.resumePaused()
 		case <-beat.C:
-			h.nc.Publish(subjHeartbeat, []byte(h.cfg.Node))
+			h.heartbeat()
 			h.forgetSilentNodes()
 			h.expireTokens()
 		}
@@ -582,23 +709,24 @@ func (h *Hub) sweep() {
 }
 
 // forgetSilentNodes drops the directory entries of nodes not heard from
-// within NodeTimeout; the first live node by name announces their devices
-// offline with ReasonNodeLost.
+// within NodeTimeout; the first live node by name among those holding a
+// directory announces their devices offline with ReasonNodeLost. A hub
+// that asks a remote directory holds nothing to drop nor to announce.
 func (h *Hub) forgetSilentNodes() {
 	now := time.Now()
 	var lost []string
 	announce := true
 	h.nmu.Lock()
-	for n, t := range h.nodes {
-		if now.Sub(t) > h.cfg.NodeTimeout {
+	for n, seen := range h.nodes {
+		if now.Sub(seen.at) > h.cfg.NodeTimeout {
 			lost = append(lost, n)
 			delete(h.nodes, n)
-		} else if n < h.cfg.Node {
+		} else if !seen.remote && n < h.cfg.Node {
 			announce = false
 		}
 	}
 	h.nmu.Unlock()
-	if len(lost) == 0 {
+	if len(lost) == 0 || h.remoteDir() {
 		return
 	}
 	h.log.Warn("gateway: nodes silent; their devices are offline", "nodes", lost)
@@ -634,7 +762,7 @@ func (h *Hub) expireTokens() {
 		var exp []*Session
 		sh.mu.Lock()
 		for _, s := range sh.m {
-			if e := s.Identity.Expires; !e.IsZero() && !now.Before(e) {
+			if e := s.expires; e != 0 && now.UnixNano() >= e {
 				exp = append(exp, s)
 			}
 		}
@@ -814,7 +942,10 @@ func (h *Hub) command(ctx context.Context, device, name string, payload json.Raw
 			return Ack{}, ctx.Err()
 		}
 	}
-	d := h.Lookup(device)
+	d, err := h.lookup(device)
+	if err != nil {
+		return Ack{}, err
+	}
 	if d == nil || d.Node == h.cfg.Node {
 		return Ack{}, ErrOffline
 	}
@@ -997,6 +1128,20 @@ type nodeBroadcast struct {
 // with prefix, to every online device whose id starts with it), wherever
 // they are connected. It never blocks on a device.
 func (h *Hub) Broadcast(name string, payload json.RawMessage, devices []string, prefix string) BroadcastResult {
+	if h.remoteDir() {
+		r := h.remoteBroadcast(name, payload, devices, prefix)
+		h.m.broadcastSent.Add(uint64(r.Sent))
+		h.m.broadcastOffline.Add(uint64(r.Offline))
+		return r
+	}
+	r := h.dirBroadcast(name, payload, devices, prefix)
+	h.m.broadcastSent.Add(uint64(r.Sent))
+	h.m.broadcastOffline.Add(uint64(r.Offline))
+	return r
+}
+
+// dirBroadcast is Broadcast on the hub's own directory.
+func (h *Hub) dirBroadcast(name string, payload json.RawMessage, devices []string, prefix string) BroadcastResult {
 	var r BroadcastResult
 	if prefix != "" || len(devices) == 0 {
 		devices = devices[:0]
@@ -1021,7 +1166,7 @@ func (h *Hub) Broadcast(name string, payload json.RawMessage, devices []string, 
 			}
 			continue
 		}
-		if d := h.Lookup(id); d != nil && d.Node != h.cfg.Node {
+		if d := h.dirLookup(id); d != nil && d.Node != h.cfg.Node {
 			remote[d.Node] = append(remote[d.Node], id)
 			r.Sent++
 			continue
@@ -1036,8 +1181,6 @@ func (h *Hub) Broadcast(name string, payload json.RawMessage, devices []string, 
 			ids = ids[n:]
 		}
 	}
-	h.m.broadcastSent.Add(uint64(r.Sent))
-	h.m.broadcastOffline.Add(uint64(r.Offline))
 	return r
 }
 

@@ -24,9 +24,10 @@ type hubMetrics struct {
 	authFailures     atomic.Uint64
 
 	mu           sync.Mutex
-	disconnects  map[string]uint64 // by reason
-	drops        map[string]uint64 // telemetry dropped, by reason
-	commands     map[string]uint64 // by outcome: ok, error, timeout, offline, failed
+	disconnects  map[string]uint64    // by reason
+	drops        map[string]uint64    // telemetry dropped, by reason
+	commands     map[string]uint64    // by outcome: ok, error, timeout, offline, failed
+	dirRequests  map[[2]string]uint64 // requests to a remote Directory, by op and result
 	publishLat   prometheus.Histogram
 	commandRTT   prometheus.Histogram
 	publishHisto *prometheus.HistogramVec
@@ -36,6 +37,7 @@ func (m *hubMetrics) init() {
 	m.disconnects = map[string]uint64{}
 	m.drops = map[string]uint64{}
 	m.commands = map[string]uint64{}
+	m.dirRequests = map[[2]string]uint64{}
 	m.publishLat = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name: "warren_gateway_telemetry_publish_seconds", Help: "Time to hand one telemetry message to NATS.",
 		Buckets: []float64{0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1}})
@@ -53,6 +55,13 @@ func (m *hubMetrics) disconnect(reason string) {
 func (m *hubMetrics) dropped(reason string) {
 	m.mu.Lock()
 	m.drops[reason]++
+	m.mu.Unlock()
+}
+
+// dirRequest counts a request to the remote Directory.
+func (m *hubMetrics) dirRequest(op, result string) {
+	m.mu.Lock()
+	m.dirRequests[[2]string{op, result}]++
 	m.mu.Unlock()
 }
 
@@ -113,12 +122,15 @@ var (
 	descAuthFail    = prometheus.NewDesc("warren_gateway_auth_failures_total", "Connections refused for a missing, bad or expired token.", nil, nil)
 	descNATS        = prometheus.NewDesc("warren_gateway_nats_connected", "1 while the NATS connection is up.", nil, nil)
 	descNATSReco    = prometheus.NewDesc("warren_gateway_nats_reconnects_total", "NATS reconnections.", nil, nil)
+	descDirRequests = prometheus.NewDesc("warren_gateway_directory_requests_total",
+		"Requests of a prefork worker to its machine's directory, by op (get, list, broadcast, count) and result (ok, timeout, error).",
+		[]string{"op", "result"}, nil)
 )
 
 func (c hubCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descOnline, descDirectory, descConnects, descDisconnects, descReplaced, descTelIn,
 		descTelOut, descTelDrop, descPauses, descCommands, descPending, descBroadcast, descBadFrames, descAuthFail,
-		descNATS, descNATSReco} {
+		descNATS, descNATSReco, descDirRequests} {
 		ch <- d
 	}
 	c.h.m.publishLat.Describe(ch)
@@ -134,13 +146,12 @@ func (c hubCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), lv...)
 	}
 	g(descOnline, float64(m.online.Load()))
-	known := 0
-	for i := range h.dir {
-		h.dir[i].mu.RLock()
-		known += len(h.dir[i].m)
-		h.dir[i].mu.RUnlock()
+	if !h.remoteDir() {
+		g(descDirectory, float64(h.dirLen()))
+	} else if n, ok := h.remoteCount(); ok {
+		// A prefork worker holds no directory: its machine's does.
+		g(descDirectory, float64(n))
 	}
-	g(descDirectory, float64(known))
 	n(descConnects, m.connects.Load())
 	n(descReplaced, m.replaced.Load())
 	n(descTelIn, m.telemetryIn.Load())
@@ -166,6 +177,9 @@ func (c hubCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, o := range []string{"ok", "error", "timeout", "offline", "failed"} {
 		n(descCommands, m.commands[o], o)
+	}
+	for k, v := range m.dirRequests {
+		n(descDirRequests, v, k[0], k[1])
 	}
 	m.mu.Unlock()
 	m.publishLat.Collect(ch)

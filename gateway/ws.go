@@ -62,12 +62,32 @@ type wsDevices struct {
 	certs        *certAuth
 }
 
-// wsDevice is one device connection: the hub's Transport.
+// wsDevice is one device connection: the hub's Transport, with the hub's
+// session in it (one 96-byte allocation per device; TestDirEntry checks
+// the size). Until OnOpen hands it to the hub, s holds only the device id
+// and the token's expiry that accept found.
 type wsDevice struct {
+	s      Session
 	c      *websocket.Conn
-	sess   *Session
-	ident  *Identity              // until OnOpen hands it to the hub's session
 	reason atomic.Pointer[string] // the gateway's reason for closing, if it closes
+}
+
+// newWSDevice returns the transport of c for ident.
+func newWSDevice(c *websocket.Conn, ident *Identity) *wsDevice {
+	dev := &wsDevice{c: c}
+	dev.s.Device = ident.Device
+	if !ident.Expires.IsZero() {
+		dev.s.expires = ident.Expires.UnixNano()
+	}
+	return dev
+}
+
+// session returns the device's hub session, or nil before OnOpen.
+func (dev *wsDevice) session() *Session {
+	if dev.s.t == nil {
+		return nil
+	}
+	return &dev.s
 }
 
 var (
@@ -89,9 +109,7 @@ func newWSDevices(hub *Hub, auth Authenticator, cfg Config, now func() time.Time
 	wcfg.GoingAway = d.goingAway
 	wcfg.Label = func(c *websocket.Conn) string {
 		if dev, ok := c.Context().(*wsDevice); ok {
-			if s := dev.sess; s != nil {
-				return s.Device
-			}
+			return dev.s.Device
 		}
 		return ""
 	}
@@ -114,7 +132,7 @@ func (d *wsDevices) accept(r *http1.Ctx, c *websocket.Conn) bool {
 	if cert := certIdentity(r.Conn()); cert.id != "" {
 		ident, ok := d.acceptCert(r, cert, tok)
 		if ok {
-			c.SetContext(&wsDevice{c: c, ident: &ident})
+			c.SetContext(newWSDevice(c, &ident))
 		}
 		return ok
 	}
@@ -135,31 +153,31 @@ func (d *wsDevices) accept(r *http1.Ctx, c *websocket.Conn) bool {
 		r.WriteString(`{"error":"forbidden","message":"only device tokens connect at /v1/connect"}`)
 		return false
 	}
-	c.SetContext(&wsDevice{c: c, ident: &ident})
+	c.SetContext(newWSDevice(c, &ident))
 	return true
 }
 
 // OnOpen registers the device with the hub.
 func (d *wsDevices) OnOpen(c *websocket.Conn) {
 	dev := c.Context().(*wsDevice)
-	dev.sess = d.hub.Connect(*dev.ident, dev)
-	dev.ident = nil
+	d.hub.attach(&dev.s, dev.s.Identity(), dev)
 }
 
 // OnMessage turns a frame into telemetry or an ack.
 func (d *wsDevices) OnMessage(c *websocket.Conn, op websocket.Opcode, data []byte) {
 	dev, _ := c.Context().(*wsDevice)
-	if dev == nil || dev.sess == nil {
+	if dev == nil || dev.session() == nil {
 		return
 	}
+	s := &dev.s
 	now := d.now()
-	dev.sess.Touch(now)
+	s.Touch(now)
 	if op == websocket.OpBinary {
-		d.hub.Telemetry(dev.sess, data, now)
+		d.hub.Telemetry(s, data, now)
 		return
 	}
 	if v := plainTelemetry(data); v != nil {
-		d.hub.Telemetry(dev.sess, v, now)
+		d.hub.Telemetry(s, v, now)
 		return
 	}
 	var f frame
@@ -173,13 +191,13 @@ func (d *wsDevices) OnMessage(c *websocket.Conn, op websocket.Opcode, data []byt
 			d.bad(dev, "bad_telemetry", "telemetry needs a data field", "")
 			return
 		}
-		d.hub.Telemetry(dev.sess, f.Data, now)
+		d.hub.Telemetry(s, f.Data, now)
 	case "ack":
 		if f.ID == "" || (f.Status != "ok" && f.Status != "error") {
 			d.bad(dev, "bad_ack", `an ack needs an id and a status of "ok" or "error"`, f.ID)
 			return
 		}
-		if !d.hub.Ack(dev.sess, Ack{ID: f.ID, Status: f.Status, Result: f.Result}) {
+		if !d.hub.Ack(s, Ack{ID: f.ID, Status: f.Status, Result: f.Result}) {
 			d.bad(dev, "unknown_ack", "no command with this id is waiting for an ack", f.ID)
 		}
 	default:
@@ -217,7 +235,7 @@ func (d *wsDevices) bad(dev *wsDevice, code, msg, id string) {
 	d.hub.m.badFrames.Add(1)
 	b, _ := json.Marshal(errFrame{Type: "error", Code: code, Message: msg, ID: id})
 	dev.c.WriteMessage(websocket.OpText, b)
-	if n := dev.sess.bad.Add(1); d.maxBad > 0 && n >= d.maxBad {
+	if n := dev.s.bad.Add(1); d.maxBad > 0 && n >= d.maxBad {
 		dev.closeWith(ReasonAbuse, websocket.ClosePolicyViolation, "too many bad frames")
 	}
 }
@@ -225,7 +243,7 @@ func (d *wsDevices) bad(dev *wsDevice, code, msg, id string) {
 // OnClose unregisters the device.
 func (d *wsDevices) OnClose(c *websocket.Conn, reason engine.CloseReason, code uint16) {
 	dev, _ := c.Context().(*wsDevice)
-	if dev == nil || dev.sess == nil {
+	if dev == nil || dev.session() == nil {
 		return
 	}
 	why := ReasonDisconnected
@@ -237,7 +255,7 @@ func (d *wsDevices) OnClose(c *websocket.Conn, reason engine.CloseReason, code u
 	case reason != engine.ReasonPeerClosed && reason != engine.ReasonLocal:
 		why = reason.String()
 	}
-	d.hub.Disconnect(dev.sess, why)
+	d.hub.Disconnect(&dev.s, why)
 }
 
 // goingAway is the close 1001 reason of a drain: a retry hint with jitter,

@@ -7,6 +7,8 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/debug"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -20,6 +22,10 @@ import (
 
 // preforkNATSEnv carries the parent's embedded NATS URL to prefork workers.
 const preforkNATSEnv = "WARREN_PREFORK_NATS"
+
+// preforkDirEnv carries the name of the parent's Directory (the machine's
+// one copy of the cluster directory) to prefork workers.
+const preforkDirEnv = "WARREN_PREFORK_DIRECTORY"
 
 // runServe is `warren serve`: the device gateway.
 func runServe(args []string, stdout, stderr io.Writer) int {
@@ -47,6 +53,8 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	drain := fs.Duration("drain-timeout", stack.DefaultDrainTimeout, "how long SIGTERM/SIGINT waits for devices and commands to finish")
 	procs := fs.Int("procs", 1, "worker processes on the same ports (SO_REUSEPORT) under a parent that runs the embedded NATS server (1: none)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	gogc := fs.Int("gogc", defaultServeGOGC(), "garbage collector target in percent (debug.SetGCPercent) in every gateway process: the heap may grow this much over the live heap before a collection; lower holds less memory per device for more GC CPU (default $GOGC if set; negative: off)")
+	memLimit := fs.String("gomemlimit", "", "Go runtime soft memory limit of each gateway process (debug.SetMemoryLimit), e.g. 512MiB or 1GiB; empty: $GOMEMLIMIT, else none")
 	var ecfg engine.Config
 	var gcfg gateway.Config
 	stack.EngineFlags(fs, &ecfg)
@@ -62,6 +70,10 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if err := extra.check(*mqttAddr); err != nil {
+		fmt.Fprintf(stderr, "warren serve: %v\n", err)
+		return 2
+	}
+	if err := applyGC(*gogc, *memLimit); err != nil {
 		fmt.Fprintf(stderr, "warren serve: %v\n", err)
 		return 2
 	}
@@ -113,6 +125,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		if u := os.Getenv(preforkNATSEnv); u != "" && len(gcfg.Bus.URLs) == 0 {
 			gcfg.Bus = gateway.BusConfig{URLs: []string{u}}
 		}
+		gcfg.Directory = os.Getenv(preforkDirEnv)
 	} else if *procs > 1 {
 		if err := extra.fixPorts(); err != nil {
 			log.Error("-tls-addr/-mqtts", "error", err)
@@ -161,8 +174,9 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 const preforkAPIEnv = "WARREN_PREFORK_API"
 
 // serveSupervisor is the prefork parent of warren serve: it runs the
-// embedded NATS server the workers share (unless -nats names a cluster),
-// then supervises the workers.
+// embedded NATS server the workers share (unless -nats names a cluster)
+// and the machine's Directory, the one copy of the cluster directory the
+// workers ask, then supervises the workers.
 func serveSupervisor(sig <-chan os.Signal, procs int, gcfg gateway.Config, adminAddr, adminToken string, drain time.Duration, forwardHUP bool, log interface {
 	Info(string, ...any)
 	Error(string, ...any)
@@ -183,6 +197,30 @@ func serveSupervisor(sig <-chan os.Signal, procs int, gcfg gateway.Config, admin
 		os.Setenv(preforkNATSEnv, bus.ClientURL())
 		log.Info("embedded NATS for the workers", "url", bus.ClientURL())
 	}
+	// The machine's directory: a node of the cluster named after the
+	// machine (-node, or the host name and the parent's pid), which the
+	// workers ask for devices they do not hold.
+	machine := gcfg.Node
+	if machine == "" {
+		host, _ := os.Hostname()
+		machine = fmt.Sprintf("%s-%d", host, os.Getpid())
+	}
+	dbus := bus
+	if dbus == nil {
+		var err error
+		if dbus, err = gateway.StartBus(gateway.BusConfig{URLs: gcfg.Bus.URLs, Node: machine, Logger: gcfg.Logger}); err != nil {
+			log.Error("NATS", "error", err)
+			return 1
+		}
+		defer dbus.Close()
+	}
+	dir, err := gateway.StartDirectory(dbus, gateway.DirectoryConfig{Machine: machine, Logger: gcfg.Logger})
+	if err != nil {
+		log.Error("directory", "error", err)
+		return 1
+	}
+	defer dir.Close()
+	os.Setenv(preforkDirEnv, machine)
 	if gcfg.API != "-" {
 		// The workers share the API port too; SO_REUSEPORT needs a fixed
 		// one, so a port 0 is chosen here, once, for all of them.
@@ -229,4 +267,63 @@ func fixPort(addr string) (string, error) {
 	}
 	defer ln.Close()
 	return ln.Addr().String(), nil
+}
+
+// DefaultServeGOGC is warren serve's garbage collector target when neither
+// -gogc nor $GOGC sets one: half Go's default of 100, so that a process
+// holds about 1.5 times its live heap rather than twice (most of a held
+// device's memory is live state that a collection cannot free). Its cost
+// is measured in docs/benchmarks.md §15.
+const DefaultServeGOGC = 50
+
+// defaultServeGOGC is -gogc's default: $GOGC when set, else
+// DefaultServeGOGC.
+func defaultServeGOGC() int {
+	switch v := os.Getenv("GOGC"); {
+	case v == "off":
+		return -1
+	case v != "":
+		if n, err := strconv.Atoi(v); err == nil {
+			return n
+		}
+	}
+	return DefaultServeGOGC
+}
+
+// applyGC sets the collector's target and, when limit is not empty, the
+// soft memory limit.
+func applyGC(gogc int, limit string) error {
+	var n int64
+	if limit != "" {
+		var err error
+		if n, err = parseBytes(limit); err != nil || n <= 0 {
+			return fmt.Errorf("-gomemlimit %q: want a size such as 512MiB, 1GiB or a number of bytes", limit)
+		}
+	}
+	debug.SetGCPercent(gogc)
+	if n > 0 {
+		debug.SetMemoryLimit(n)
+	}
+	return nil
+}
+
+// parseBytes reads a size: a number of bytes with an optional B, KiB,
+// MiB, GiB (or KB, MB, GB: powers of 1,000) suffix.
+func parseBytes(s string) (int64, error) {
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"B", 1}}
+	mult := int64(1)
+	for _, u := range units {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSuffix(s, u.suffix), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+	if err != nil || n < 0 || n > (1<<62)/mult {
+		return 0, fmt.Errorf("bad size %q", s)
+	}
+	return n * mult, nil
 }

@@ -1,0 +1,87 @@
+package main
+
+import (
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestParseBytes: -gomemlimit's sizes.
+func TestParseBytes(t *testing.T) {
+	for in, want := range map[string]int64{"512MiB": 512 << 20, "1GiB": 1 << 30, "4096": 4096, "10KB": 10_000,
+		"3MB": 3_000_000, "7B": 7, "2KiB": 2048} {
+		if got, err := parseBytes(in); err != nil || got != want {
+			t.Errorf("parseBytes(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "MiB", "-1MiB", "1.5GiB", "lots", "99999999999GiB"} {
+		if n, err := parseBytes(in); err == nil {
+			t.Errorf("parseBytes(%q) = %d, want an error", in, n)
+		}
+	}
+}
+
+// TestServeGCFlags: a bad -gomemlimit exits 2 before anything starts;
+// -gogc and -gomemlimit reach the runtime of a real warren serve (its
+// go_gc_gogc_percent and go_gc_gomemlimit_bytes metrics), and with
+// neither flag nor $GOGC the target is DefaultServeGOGC.
+func TestServeGCFlags(t *testing.T) {
+	var out, errb strings.Builder
+	if code := run([]string{"serve", "-gomemlimit", "lots"}, &out, &errb); code != 2 ||
+		!strings.Contains(errb.String(), "-gomemlimit") {
+		t.Errorf("serve -gomemlimit lots: exit %d, %q; want 2", code, errb.String())
+	}
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"-gogc", "37", "-gomemlimit", "300MiB"}, []string{"go_gc_gogc_percent 37", "go_gc_gomemlimit_bytes 3.145728e+08"}},
+		{nil, []string{"go_gc_gogc_percent 50"}},
+	} {
+		if tc.args == nil && os.Getenv("GOGC") != "" {
+			continue // $GOGC is -gogc's default then
+		}
+		n := startServe(t, "gc", t.TempDir(), append([]string{"-auth", "none"}, tc.args...)...)
+		var metrics string
+		eventually(t, 10*time.Second, "the admin's metrics", func() bool {
+			resp, err := http.Get("http://" + n.admin + "/metrics")
+			if err != nil {
+				return false
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			metrics = string(b)
+			return resp.StatusCode == 200
+		})
+		for _, w := range tc.want {
+			if !strings.Contains(metrics, "\n"+w+"\n") {
+				t.Errorf("serve %v: metrics lack %q", tc.args, w)
+			}
+		}
+		n.kill()
+	}
+}
+
+// FuzzParseBytes: any input gives a size or an error, never a panic nor a
+// negative or overflowed size; a plain number of bytes is itself.
+func FuzzParseBytes(f *testing.F) {
+	for _, s := range []string{"512MiB", "1GiB", "4096", "10KB", "-1", "9223372036854775807GiB", "B"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		n, err := parseBytes(s)
+		if err != nil {
+			return
+		}
+		if n < 0 {
+			t.Fatalf("parseBytes(%q) = %d", s, n)
+		}
+		if v, perr := strconv.ParseInt(s, 10, 64); perr == nil && v != n {
+			t.Fatalf("parseBytes(%q) = %d, want %d", s, n, v)
+		}
+	})
+}
