@@ -73,7 +73,9 @@ func TestDevicesTLSStorm(t *testing.T) {
 	url := "wss://" + g.TLSAddr() + "/v1/connect"
 
 	const established, storm = 50, 300
-	est := Config{URL: url, Conns: established, Duration: 5 * time.Second, Timeout: 5 * time.Second, Loops: 2,
+	// The established devices stay through the whole storm, however long
+	// a loaded machine makes its ramp (their traffic phase outlasts it).
+	est := Config{URL: url, Conns: established, Duration: 15 * time.Second, Timeout: 5 * time.Second, Loops: 2,
 		Scenario: ScenarioDevices, CAFile: p.caFile,
 		Devices: DeviceConfig{JWTSecret: devSecret, CommandRPS: 50, APIURL: "http://" + g.APIAddr(),
 			Retries: 10, RetryBackoff: 100 * time.Millisecond}}
