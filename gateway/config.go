@@ -73,10 +73,19 @@ type Config struct {
 	// to, %c standing for its client id and %u for its user name. Empty
 	// means DefaultMQTTACL (devices/%c/#). Services may use any topic.
 	MQTTACL []string
-	// MQTTBridgeSubject is the NATS subject each node subscribes to (one
-	// subscription per node) for MQTT messages of other nodes and NATS
-	// clients. Empty means ">" (every subject but the gateway's own).
+	// MQTTBridgeSubject, when set, is the one NATS subject each node
+	// subscribes to for MQTT messages of other nodes and NATS clients
+	// (">": everything), whatever its MQTT clients subscribe to. Empty
+	// means the node follows its MQTT subscribers' interest: a NATS
+	// subscription per distinct subject their filters map to, up to
+	// MQTTBridgeMaxSubjects.
 	MQTTBridgeSubject string
+	// MQTTBridgeMaxSubjects bounds the NATS subscriptions a node makes to
+	// follow its MQTT subscribers' interest (one per distinct subject their
+	// filters map to, device ids widened: devices/<id>/x → devices.*.x).
+	// Past it the node subscribes to every subject (">") instead. Zero
+	// means DefaultMQTTBridgeMaxSubjects (1024).
+	MQTTBridgeMaxSubjects int
 	// TLS, when set, serves devices over TLS too: https + wss on TLSAddr
 	// (the routes of Addr) and MQTT over TLS on MQTTS (ALPN "mqtt"). With
 	// a client CA (mutual TLS) a device may connect without a token: its

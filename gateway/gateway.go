@@ -125,7 +125,7 @@ func New(eng *engine.Engine, cfg Config) (*Gateway, error) {
 		g.mq = newMQTTDevices(g.hub, bus, g.cfg.Auth, cfg, eng.Now)
 		g.mq.certs = g.certs
 		devRoutes.Handle("GET /mqtt", g.mq.broker.WebSocketHandler())
-		if err := g.mq.start(cfg.MQTTBridgeSubject); err != nil {
+		if err := g.mq.start(); err != nil {
 			return fail(err)
 		}
 		if g.mqLn, err = g.mq.broker.Listen(eng, cfg.MQTT); err != nil {

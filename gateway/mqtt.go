@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"encoding/json"
+	"log/slog"
 	"net/netip"
 	"strings"
 	"sync/atomic"
@@ -33,17 +34,12 @@ import (
 //     adds Response Topic devices/<id>/acks/<cmdid> and the command id as
 //     Correlation Data).
 //   - Every other publish is routed to this node's subscribers and
-//     published on NATS (header Warren-Node); one NATS subscription per
-//     node (MQTTBridgeSubject) brings other nodes' and NATS clients'
-//     messages to this node's MQTT subscribers. There is no NATS
-//     subscription per device or per MQTT subscription.
-
-// Defaults of the MQTT part of Config.
-const (
-	// DefaultMQTTBridgeSubject is the NATS subject a node subscribes to for
-	// the messages of other nodes and NATS clients.
-	DefaultMQTTBridgeSubject = ">"
-)
+//     published on NATS (header Warren-Node). A node subscribes on NATS
+//     to what its MQTT clients subscribed to (the bridge: one NATS
+//     subscription per distinct subject, device ids widened, never one
+//     per device or per MQTT subscription), which brings other nodes' and
+//     NATS clients' messages to its subscribers. Retained messages also go
+//     on warren.mqtt.retained.<subject>, which every node follows.
 
 // DefaultMQTTACL is the topics a device may use when Config.MQTTACL is
 // empty: its own tree. %c stands for the client id, %u for the user name.
@@ -66,7 +62,9 @@ type mqttDevices struct {
 	acl    []string
 	now    func() time.Time
 	broker *mqtt.Server
-	sub    *nats.Subscription
+	br     *bridge
+	fixed  string             // Config.MQTTBridgeSubject: one subscription, interest not followed
+	retSub *nats.Subscription // retainedPrefix + ">"
 	certs  *certAuth
 
 	refusedAuth, refusedID, bridgedOut, bridgedIn, unmappable atomic.Uint64
@@ -93,6 +91,20 @@ func newMQTTDevices(hub *Hub, bus *Bus, auth Authenticator, cfg Config, now func
 	mc := cfg.MQTTConfig
 	mc.Hooks = mqtt.Hooks{Authenticate: d.authenticate, Authorize: d.authorize, OnPublish: d.onPublish,
 		OnConnect: d.onConnect, OnDisconnect: d.onDisconnect}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	d.br = newBridge(bus.Conn(), d.fromNATS, cfg.MQTTBridgeMaxSubjects, log)
+	if d.fixed = cfg.MQTTBridgeSubject; d.fixed == "" {
+		mc.Hooks.OnFilter = func(filter string, added bool) {
+			if added {
+				d.br.add(filter)
+			} else {
+				d.br.remove(filter)
+			}
+		}
+	}
 	if mc.Clock == nil {
 		mc.Clock = clockFunc(now)
 	}
@@ -104,23 +116,28 @@ type clockFunc func() time.Time
 
 func (f clockFunc) Now() time.Time { return f() }
 
-// start subscribes the node to the bridge subject.
-func (d *mqttDevices) start(subject string) error {
-	if subject == "" {
-		subject = DefaultMQTTBridgeSubject
-	}
-	sub, err := d.bus.Conn().Subscribe(subject, d.fromNATS)
+// start subscribes the node to retained messages, and to the fixed
+// bridge subject when there is one (otherwise the bridge follows the
+// broker's filters as clients subscribe).
+func (d *mqttDevices) start() error {
+	sub, err := d.bus.Conn().Subscribe(retainedPrefix+">", d.fromRetained)
 	if err != nil {
 		return err
 	}
-	d.sub = sub
+	d.retSub = sub
+	if d.fixed != "" {
+		d.br.mu.Lock()
+		defer d.br.mu.Unlock()
+		return d.br.subscribeAll(d.fixed)
+	}
 	return nil
 }
 
 func (d *mqttDevices) close() {
-	if d.sub != nil {
-		d.sub.Unsubscribe()
+	if d.retSub != nil {
+		d.retSub.Unsubscribe()
 	}
+	d.br.close()
 	d.broker.Close()
 }
 
@@ -267,7 +284,30 @@ func (d *mqttDevices) onPublish(c *mqtt.Client, m *mqtt.Message) bool {
 	if err := d.bus.Publish(nm); err == nil {
 		d.bridgedOut.Add(1)
 	}
+	if m.Retain {
+		// Every node's retained store gets it, whatever its interest.
+		rm := &nats.Msg{Subject: retainedPrefix + nm.Subject, Data: nm.Data, Header: nm.Header}
+		if err := d.bus.Publish(rm); err == nil {
+			d.bridgedOut.Add(1)
+		}
+	}
 	return true
+}
+
+// fromRetained brings another node's retained message to this node: it
+// is retained here too, and routed to the local subscribers.
+func (d *mqttDevices) fromRetained(m *nats.Msg) {
+	if m.Header.Get(headerNode) == d.node {
+		return
+	}
+	qos := mqtt.QoS0
+	if q := m.Header.Get(headerQoS); q == "1" || q == "2" {
+		qos = mqtt.QoS(q[0] - '0')
+	}
+	topic := topicOf(strings.TrimPrefix(m.Subject, retainedPrefix))
+	if _, err := d.broker.Publish(&mqtt.Message{Topic: topic, Payload: m.Data, QoS: qos, Retain: true}); err == nil {
+		d.bridgedIn.Add(1)
+	}
 }
 
 // fromNATS brings a message of another node, of a NATS client or of this
@@ -275,9 +315,15 @@ func (d *mqttDevices) onPublish(c *mqtt.Client, m *mqtt.Message) bool {
 // subscribers. What this node's MQTT clients published was routed locally
 // already and is skipped, and so are the gateway's own subjects.
 func (d *mqttDevices) fromNATS(m *nats.Msg) {
+	if !d.br.canonical(m) {
+		return // another of the node's subscriptions takes it
+	}
 	if strings.HasPrefix(m.Subject, "warren.") || strings.HasPrefix(m.Subject, "_INBOX.") ||
 		strings.HasPrefix(m.Subject, "$") {
 		return
+	}
+	if m.Header.Get(headerQoS) != "" && m.Header.Get(headerRetain) == "1" {
+		return // a node's retained message: fromRetained takes it
 	}
 	if m.Header.Get(headerNode) == d.node {
 		if m.Header.Get(headerQoS) != "" {
@@ -377,8 +423,9 @@ func (dev *mqttDevice) Close(reason string) {
 //	warren_gateway_mqtt_bridged_total{direction="out|in"}       counter  messages bridged to and from NATS
 //	warren_gateway_mqtt_unmappable_total                        counter  topics refused for not mapping onto NATS
 type mqttCollector struct {
-	d                            *mqttDevices
-	refused, bridged, unmappable *prometheus.Desc
+	d                                            *mqttDevices
+	refused, bridged, unmappable                 *prometheus.Desc
+	bridgeSubjects, bridgeOverflow, bridgeErrors *prometheus.Desc
 }
 
 func (d *mqttDevices) collector() prometheus.Collector {
@@ -386,6 +433,11 @@ func (d *mqttDevices) collector() prometheus.Collector {
 		refused:    prometheus.NewDesc("warren_gateway_mqtt_refused_total", "MQTT CONNECTs refused by the gateway, by reason.", []string{"reason"}, nil),
 		bridged:    prometheus.NewDesc("warren_gateway_mqtt_bridged_total", "MQTT messages bridged to and from NATS.", []string{"direction"}, nil),
 		unmappable: prometheus.NewDesc("warren_gateway_mqtt_unmappable_total", "MQTT topics and filters refused for not mapping onto NATS subjects.", nil, nil),
+		bridgeSubjects: prometheus.NewDesc("warren_gateway_mqtt_bridge_subjects",
+			"Distinct NATS subjects the node's MQTT subscriptions map to (the bridge subscribes to each, up to -mqtt-bridge-max-subjects).", nil, nil),
+		bridgeOverflow: prometheus.NewDesc("warren_gateway_mqtt_bridge_overflow_total",
+			"Times the node's MQTT interest went over -mqtt-bridge-max-subjects (the bridge then follows every subject).", nil, nil),
+		bridgeErrors: prometheus.NewDesc("warren_gateway_mqtt_bridge_subscribe_errors_total", "NATS subscribes of the MQTT bridge that failed.", nil, nil),
 	}
 }
 
@@ -394,6 +446,9 @@ func (c *mqttCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.refused
 	ch <- c.bridged
 	ch <- c.unmappable
+	ch <- c.bridgeSubjects
+	ch <- c.bridgeOverflow
+	ch <- c.bridgeErrors
 }
 
 // Collect sends the counters.
@@ -406,4 +461,7 @@ func (c *mqttCollector) Collect(ch chan<- prometheus.Metric) {
 	n(c.bridged, c.d.bridgedOut.Load(), "out")
 	n(c.bridged, c.d.bridgedIn.Load(), "in")
 	n(c.unmappable, c.d.unmappable.Load())
+	ch <- prometheus.MustNewConstMetric(c.bridgeSubjects, prometheus.GaugeValue, float64(c.d.br.subjects.Load()))
+	n(c.bridgeOverflow, c.d.br.overflowed.Load())
+	n(c.bridgeErrors, c.d.br.subErrors.Load())
 }

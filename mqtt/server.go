@@ -338,6 +338,15 @@ type Hooks struct {
 	// Success when the transport just closed), and takenOver is true when
 	// another connection took the session over.
 	OnDisconnect func(c *Client, reason engine.CloseReason, code ReasonCode, takenOver bool)
+
+	// OnFilter tells a bridge which topic filters the broker has
+	// subscribers for: added is true when the first subscription to filter
+	// is made (by any session, shared or not; filter has no $share
+	// prefix), false when the last one goes (unsubscribed, or its session
+	// ended or expired). A session kept for an offline client keeps its
+	// filters. It runs with the broker's subscription lock held: it must
+	// be quick and must not call the Server.
+	OnFilter func(filter string, added bool)
 }
 
 // Server is an MQTT 3.1.1 and 5.0 broker on an engine's event loops. It

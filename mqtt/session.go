@@ -621,6 +621,9 @@ func (sub *subscription) tableKey() string { return sub.topicFilter() }
 // to the filter moves the first to the trie, where both stay.
 func (s *Server) index(old, sub *subscription) {
 	tf := sub.topicFilter()
+	if h := s.cfg.Hooks.OnFilter; h != nil && old == nil && !s.hasFilter(tf) {
+		defer h(tf, true)
+	}
 	key := func(sub *subscription) string { return subKey(sub.group(), sub.sess.id) }
 	switch {
 	case hasWildcard(tf):
@@ -645,9 +648,22 @@ func (s *Server) index(old, sub *subscription) {
 func (s *Server) unindex(sub *subscription) {
 	tf := sub.topicFilter()
 	if !hasWildcard(tf) && s.lit.remove(sub) {
+		// A literal filter in s.lit has no other subscriber.
+		if h := s.cfg.Hooks.OnFilter; h != nil {
+			h(tf, false)
+		}
 		return
 	}
 	s.subs.Remove(tf, subKey(sub.group(), sub.sess.id))
+	if h := s.cfg.Hooks.OnFilter; h != nil && !s.hasFilter(tf) {
+		h(tf, false)
+	}
+}
+
+// hasFilter reports whether a subscription to topic filter tf (without a
+// share prefix) is indexed; s.mu is held.
+func (s *Server) hasFilter(tf string) bool {
+	return (!hasWildcard(tf) && s.lit.get(tf) != nil) || s.subs.hasSubscribers(tf)
 }
 
 // subKey is a subscription's key in the trie: the client id, prefixed by

@@ -28,6 +28,8 @@ func mqttFlags(fs *flag.FlagSet, cfg *gateway.Config) {
 	fs.DurationVar(&m.MaxKeepAlive, "mqtt-max-keepalive", 0, "MQTT: longest keep-alive (announced to 5.0 clients); 0: no cap")
 	fs.IntVar(&m.MaxRetained, "mqtt-max-retained", mqtt.DefaultMaxRetained, "MQTT: retained messages")
 	fs.StringVar(&m.ServerReference, "mqtt-server-reference", "", "MQTT: server 5.0 clients are sent to on drain (DISCONNECT 0x9C); empty: 0x8B")
+	fs.IntVar(&cfg.MQTTBridgeMaxSubjects, "mqtt-bridge-max-subjects", gateway.DefaultMQTTBridgeMaxSubjects,
+		"MQTT: NATS subscriptions a node makes for its MQTT subscribers' interest (one per distinct subject, device ids widened); past it the node follows every subject")
 	fs.Func("mqtt-acl", "MQTT: comma-separated topic filters a device may use, %c client id, %u user name (default "+
 		strings.Join(gateway.DefaultMQTTACL, ",")+")", func(s string) error {
 		cfg.MQTTACL = nil

@@ -1,0 +1,224 @@
+package gateway
+
+import (
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/nats-io/nats.go"
+)
+
+// DefaultMQTTBridgeMaxSubjects bounds the NATS subscriptions one node
+// makes for its MQTT subscribers' interest (Config.MQTTBridgeMaxSubjects).
+const DefaultMQTTBridgeMaxSubjects = 1024
+
+// retainedPrefix starts the subject a node publishes a retained MQTT
+// message on, besides the message's own subject: every node subscribes
+// to it (retainedPrefix + ">"), so that retained messages reach every
+// node's store whatever its subscribers' interest.
+const retainedPrefix = "warren.mqtt.retained."
+
+// bridge holds a node's NATS subscriptions for the MQTT messages of other
+// nodes and NATS clients. By default it follows the interest of the
+// node's MQTT subscribers: the broker tells it (mqtt.Hooks.OnFilter) when
+// a topic filter gets its first subscriber and loses its last, and the
+// bridge keeps one NATS subscription per distinct subject those filters
+// map to, with the device-id level of devices/<id>/… widened to a wildcard
+// (devices/dev-7/commands/+ → devices.*.commands.*), so that a node holds
+// a handful of subscriptions however many devices subscribe, never one
+// per device. A node sees only the messages somebody on it subscribed to.
+//
+// Past max subjects, or with a fixed subject (Config.MQTTBridgeSubject),
+// the node holds one subscription instead and sees everything on it.
+//
+// NATS delivers a message once per matching subscription of a
+// connection, and the subjects may overlap (devices.*.telemetry and
+// devices.>): a message is taken only from the first subscription, in
+// the order they were made, whose subject matches it (canonical).
+type bridge struct {
+	nc     *nats.Conn
+	handle nats.MsgHandler
+	max    int
+	log    *slog.Logger
+
+	mu    sync.RWMutex
+	refs  map[string]*bridgeSub // by NATS subject
+	order []*bridgeSub          // subscribed, oldest first
+	all   *nats.Subscription    // the one subscription once over max, or the fixed subject's
+
+	subjects   atomic.Int64  // distinct subjects of the node's interest
+	overflowed atomic.Uint64 // times the interest went over max
+	subErrors  atomic.Uint64 // failed NATS subscribes
+}
+
+// bridgeSub is one subject of the node's interest.
+type bridgeSub struct {
+	subject string
+	filters int // topic filters mapped onto it
+	sub     *nats.Subscription
+}
+
+func newBridge(nc *nats.Conn, handle nats.MsgHandler, max int, log *slog.Logger) *bridge {
+	if max <= 0 {
+		max = DefaultMQTTBridgeMaxSubjects
+	}
+	return &bridge{nc: nc, handle: handle, max: max, log: log, refs: map[string]*bridgeSub{}}
+}
+
+// subscribeAll makes the node's one subscription to subject: the fixed
+// subject, or ">" once the interest is over max. b.mu is held or b is
+// not shared yet.
+func (b *bridge) subscribeAll(subject string) error {
+	sub, err := b.nc.Subscribe(subject, b.handle)
+	if err != nil {
+		b.subErrors.Add(1)
+		return err
+	}
+	b.all = sub
+	for _, s := range b.order {
+		s.sub.Unsubscribe()
+		s.sub = nil
+	}
+	b.order = nil
+	return nil
+}
+
+// interestSubject maps a topic filter onto the subject the bridge
+// subscribes to for it, widening a device id level (devices/<id>/…); ok
+// is false for a filter the bridge does not follow ($-topics, a filter
+// that cannot map: the gateway refuses those anyway).
+func interestSubject(filter string) (subj string, ok bool) {
+	if filter == "" || filter[0] == '$' || !mappable(filter) {
+		return "", false
+	}
+	if rest, ok := strings.CutPrefix(filter, "devices/"); ok {
+		if i := strings.IndexByte(rest, '/'); i > 0 && rest[:i] != "+" && rest[:i] != "#" {
+			filter = "devices/+" + rest[i:]
+		} else if i < 0 && rest != "+" && rest != "#" {
+			filter = "devices/+"
+		}
+	}
+	return subject(filter), true
+}
+
+// add counts a topic filter that got its first subscriber on this node.
+func (b *bridge) add(filter string) {
+	subj, ok := interestSubject(filter)
+	if !ok {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if s := b.refs[subj]; s != nil {
+		s.filters++
+		return
+	}
+	s := &bridgeSub{subject: subj, filters: 1}
+	b.refs[subj] = s
+	b.subjects.Store(int64(len(b.refs)))
+	if b.all != nil {
+		return
+	}
+	if len(b.order) >= b.max {
+		b.overflowed.Add(1)
+		b.log.Warn("MQTT bridge: the node's MQTT subscribers want more NATS subjects than -mqtt-bridge-max-subjects; it subscribes to every subject (>) from now on",
+			"max", b.max)
+		if err := b.subscribeAll(">"); err != nil {
+			b.log.Error("MQTT bridge: NATS subscribe", "subject", ">", "error", err)
+		}
+		return
+	}
+	sub, err := b.nc.Subscribe(subj, b.handle)
+	if err != nil {
+		b.subErrors.Add(1)
+		b.log.Error("MQTT bridge: NATS subscribe", "subject", subj, "error", err)
+		return
+	}
+	s.sub = sub
+	b.order = append(b.order, s)
+}
+
+// remove uncounts a topic filter that lost its last subscriber.
+func (b *bridge) remove(filter string) {
+	subj, ok := interestSubject(filter)
+	if !ok {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s := b.refs[subj]
+	if s == nil {
+		return
+	}
+	if s.filters--; s.filters > 0 {
+		return
+	}
+	delete(b.refs, subj)
+	b.subjects.Store(int64(len(b.refs)))
+	if s.sub == nil {
+		return
+	}
+	s.sub.Unsubscribe()
+	for i, o := range b.order {
+		if o == s {
+			b.order = append(b.order[:i], b.order[i+1:]...)
+			break
+		}
+	}
+}
+
+// canonical reports whether m, delivered by subscription m.Sub, is to be
+// taken: no subscription made before m.Sub matches its subject.
+func (b *bridge) canonical(m *nats.Msg) bool {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if b.all != nil {
+		return m.Sub == b.all
+	}
+	for _, s := range b.order {
+		if s.sub == m.Sub {
+			return true
+		}
+		if subjectMatches(s.subject, m.Subject) {
+			return false
+		}
+	}
+	return false // unsubscribed since
+}
+
+// close ends the bridge's subscriptions.
+func (b *bridge) close() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.all != nil {
+		b.all.Unsubscribe()
+		b.all = nil
+	}
+	for _, s := range b.order {
+		s.sub.Unsubscribe()
+	}
+	b.order = nil
+}
+
+// subjectMatches reports whether NATS subject subj matches pattern, whose
+// tokens may be "*" (one token) or a final ">" (one or more).
+func subjectMatches(pattern, subj string) bool {
+	for {
+		p, prest, pmore := strings.Cut(pattern, ".")
+		if p == ">" {
+			return subj != ""
+		}
+		t, srest, smore := strings.Cut(subj, ".")
+		if p != "*" && p != t {
+			return false
+		}
+		if pmore != smore {
+			return false
+		}
+		if !pmore {
+			return true
+		}
+		pattern, subj = prest, srest
+	}
+}
