@@ -30,7 +30,7 @@ func (p *Proxy) forward(c *http1.Ctx) {
 	req := c.Request
 	upgrade := req.Upgrade != nil
 	body := c.Body()
-	head := appendForwardHead(nil, p, req, c.RemoteAddr().Addr().Unmap().String(), upgrade, len(body))
+	head := appendForwardHead(nil, p, req, c.RemoteAddr().Addr().Unmap().String(), p.proto(c.Conn()), upgrade, len(body))
 	f := &fwd{p: p, client: c.Conn(), wake: make(chan struct{}, 1)}
 	p.st.requests.Add(1)
 	p.st.active.Add(1)
@@ -213,7 +213,7 @@ var (
 
 // appendForwardHead writes the backend request head for a request the
 // http1 server parsed (and whose body it collected: bodyLen bytes).
-func appendForwardHead(b []byte, p *Proxy, req *http1.Request, remote string, upgrade bool, bodyLen int) []byte {
+func appendForwardHead(b []byte, p *Proxy, req *http1.Request, remote, proto string, upgrade bool, bodyLen int) []byte {
 	b = append(b, req.Method...)
 	b = append(b, ' ')
 	b = append(b, req.Target...)
@@ -252,7 +252,7 @@ func appendForwardHead(b []byte, p *Proxy, req *http1.Request, remote string, up
 	}
 	b = append(b, remote...)
 	b = append(b, "\r\nX-Forwarded-Proto: "...)
-	b = append(b, p.cfg.Proto...)
+	b = append(b, proto...)
 	b = append(b, "\r\nVia: "...)
 	if len(via) > 0 {
 		b = append(b, via...)

@@ -58,7 +58,9 @@ type Config struct {
 	// 502, 503 or 504 the proxy answers itself. Zero means
 	// "X-Warren-Reason".
 	ReasonHeader string
-	// Proto is the X-Forwarded-Proto value. Zero means "http".
+	// Proto is the X-Forwarded-Proto value. Zero means "https" for a
+	// request that came in over TLS (a connection with a transform, such
+	// as warren serve's -tls-addr) and "http" otherwise.
 	Proto string
 	// HashClient balances ring hash and Maglev clusters by client address
 	// (session affinity).
@@ -86,6 +88,9 @@ type Proxy struct {
 	st      stats
 	pcPool  sync.Pool
 	bodyLim int64
+	// protoAuto: Config.Proto was left empty; X-Forwarded-Proto follows
+	// each client connection (see Proxy.proto).
+	protoAuto bool
 }
 
 type stats struct {
@@ -112,14 +117,15 @@ func New(eng *engine.Engine, cl *upstream.Cluster, cfg Config) *Proxy {
 	if cfg.ReasonHeader == "" {
 		cfg.ReasonHeader = "X-Warren-Reason"
 	}
-	if cfg.Proto == "" {
+	protoAuto := cfg.Proto == ""
+	if protoAuto {
 		cfg.Proto = "http"
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
 	p := &Proxy{eng: eng, cl: cl, cfg: cfg, via: []byte("1.1 " + cfg.Via), reason: cfg.ReasonHeader,
-		bodyLim: cfg.Limits.MaxBodyBytes}
+		bodyLim: cfg.Limits.MaxBodyBytes, protoAuto: protoAuto}
 	if p.bodyLim == 0 {
 		p.bodyLim = -1
 	}
@@ -579,7 +585,7 @@ func (pc *pconn) appendUpstreamHead(b []byte, upgrade bool) []byte {
 	}
 	b = pc.c.RemoteAddr().Addr().Unmap().AppendTo(b)
 	b = append(b, "\r\nX-Forwarded-Proto: "...)
-	b = append(b, pc.p.cfg.Proto...)
+	b = append(b, pc.p.proto(pc.c)...)
 	b = append(b, "\r\nVia: "...)
 	if len(via) > 0 {
 		b = append(b, via...)
@@ -1006,3 +1012,13 @@ func (s *stats) countFailure(f upstream.Failure) {
 }
 
 var _ = netip.Addr{}
+
+// proto is the X-Forwarded-Proto value for a request from client
+// connection c: Config.Proto, or, when that was left empty, "https" on a
+// connection under TLS (one with a transform) and "http" otherwise.
+func (p *Proxy) proto(c *engine.Conn) string {
+	if p.protoAuto && c != nil && c.Transform() != nil {
+		return "https"
+	}
+	return p.cfg.Proto
+}
