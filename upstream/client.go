@@ -426,6 +426,9 @@ func (x *Exchange) Write(p []byte) error {
 		return nil
 	}
 	x.bodySent = true
+	if x.c.perTry > 0 { // the per-try timeout is of silence either way
+		x.cc.lastIO.Store(x.c.now().UnixNano())
+	}
 	_, err := x.cc.conn.Write(p)
 	return err
 }

@@ -199,8 +199,11 @@ type ClusterConfig struct {
 	// means none.
 	Timeout time.Duration
 	// PerTryTimeout bounds how long one attempt may go without a byte
-	// from the backend (Envoy's per-try idle timeout). Zero means
-	// Timeout; negative means none.
+	// from the backend (Envoy's per-try idle timeout), timed exactly by a
+	// timer per busy connection (not the engine's tick); the attempt then
+	// fails as a timeout and is retried when the policy allows. Zero means
+	// Timeout (and then no timer: the overall timeout comes first);
+	// negative means none.
 	PerTryTimeout time.Duration
 	// HedgeDelay, when positive, hedges requests: an idempotent request
 	// with a complete body (Hedgeable) that has had no response head this
@@ -247,6 +250,10 @@ type Cluster struct {
 	bud   *RetryBudget     // nil when off
 	hc    *healthChecker   // nil when off
 	st    clusterStats
+	// perTry is the per-try timeout when it can fire before the overall
+	// one, or 0: an attempt can never be silent longer than its request
+	// is old, so a per-try timeout not below Timeout needs no timer.
+	perTry time.Duration
 
 	limits http1.Limits // response parsing: head bounded, body streamed
 
@@ -281,13 +288,17 @@ func NewCluster(eng *engine.Engine, cfg ClusterConfig) (*Cluster, error) {
 	if cfg.PerTryTimeout == 0 {
 		cfg.PerTryTimeout = cfg.Timeout
 	}
+	var perTry time.Duration
+	if cfg.PerTryTimeout > 0 && (cfg.Timeout < 0 || cfg.PerTryTimeout < cfg.Timeout) {
+		perTry = cfg.PerTryTimeout
+	}
 	if cfg.BackoffBase <= 0 {
 		cfg.BackoffBase = DefaultBackoffBase
 	}
 	if cfg.BackoffMax <= 0 {
 		cfg.BackoffMax = 10 * cfg.BackoffBase
 	}
-	c := &Cluster{eng: eng, cfg: cfg, pool: cfg.Pool.withDefaults(), name: cfg.Name,
+	c := &Cluster{eng: eng, cfg: cfg, pool: cfg.Pool.withDefaults(), name: cfg.Name, perTry: perTry,
 		log: cfg.Logger.With("cluster", cfg.Name), stop: make(chan struct{}),
 		rnd: rand.NewPCG(uint64(time.Now().UnixNano()), 0x9e3779b97f4a7c15)}
 	hs := make([]Host, len(cfg.Hosts))

@@ -1,0 +1,210 @@
+package upstream
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/warrenhq/warren/engine"
+	"github.com/warrenhq/warren/http1"
+)
+
+func TestPerTryDue(t *testing.T) {
+	t0 := time.Unix(1_000_000, 0)
+	for _, tc := range []struct {
+		quiet time.Duration
+		due   bool
+		wait  time.Duration
+	}{
+		{0, false, time.Second},
+		{300 * time.Millisecond, false, 700 * time.Millisecond},
+		{999 * time.Millisecond, false, time.Millisecond},
+		{999_999_999, false, time.Millisecond}, // a nanosecond left: at least a millisecond, no spinning
+		{time.Second, true, 0},
+		{time.Hour, true, 0},
+		{-time.Second, false, 2 * time.Second}, // a clock that stepped back waits longer, never fires early
+	} {
+		due, wait := perTryDue(t0, t0.Add(tc.quiet), time.Second)
+		if due != tc.due || wait != tc.wait {
+			t.Errorf("quiet %v: due %v wait %v; want %v %v", tc.quiet, due, wait, tc.due, tc.wait)
+		}
+	}
+}
+
+// silentBackend accepts connections, reads a request head and then says
+// only what the test sends on its channel.
+type silentBackend struct {
+	ln    net.Listener
+	addr  string
+	mu    sync.Mutex
+	conns []net.Conn
+	got   chan net.Conn
+}
+
+func startSilentBackend(t *testing.T) *silentBackend {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &silentBackend{ln: ln, addr: ln.Addr().String(), got: make(chan net.Conn, 16)}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			b.mu.Lock()
+			b.conns = append(b.conns, c)
+			b.mu.Unlock()
+			go func() {
+				if _, err := http.ReadRequest(bufio.NewReader(c)); err == nil {
+					b.got <- c
+				}
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		b.mu.Lock()
+		for _, c := range b.conns {
+			c.Close()
+		}
+		b.mu.Unlock()
+	})
+	return b
+}
+
+// doneHandler records a response's end.
+type doneHandler struct{ done chan error }
+
+func (h *doneHandler) OnResponse(*Exchange, *http1.Response) {}
+func (h *doneHandler) OnBody(*Exchange, []byte)              {}
+func (h *doneHandler) OnDone(x *Exchange, err error)         { h.done <- err }
+
+// busyConn waits until x is on a connection and returns it.
+func busyConn(t *testing.T, x *Exchange) *clientConn {
+	t.Helper()
+	for i := 0; i < 1000; i++ {
+		x.mu.Lock()
+		cc := x.cc
+		x.mu.Unlock()
+		if cc != nil {
+			return cc
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatal("the request never got a connection")
+	return nil
+}
+
+// onLoop runs fn on cc's event loop and waits for it.
+func onLoop(t *testing.T, cc *clientConn, fn func()) {
+	t.Helper()
+	ran := make(chan struct{})
+	if !cc.dialed.Load().Post(func() { fn(); close(ran) }) {
+		t.Fatal("connection closed")
+	}
+	<-ran
+}
+
+// TestPerTryTimeoutFakeTime drives the per-try check with the engine's
+// clock: an attempt silent for less than the per-try timeout stays (the
+// timer re-arms for the rest), a response byte restarts the silence, and
+// the attempt fails as a per-try timeout once silent for the whole of it.
+// The per-try timeout is an hour of real time, so only the calls of the
+// test decide.
+func TestPerTryTimeoutFakeTime(t *testing.T) {
+	t0 := time.Unix(1_000_000, 0)
+	clk := &fakeClock{t: t0}
+	e, err := engine.New(engine.Config{Loops: 1, Clock: clk}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Start(""); err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	b := startSilentBackend(t)
+	c := newTestCluster(t, e, ClusterConfig{Hosts: []string{b.addr}, Timeout: -1, PerTryTimeout: time.Hour,
+		Retry: RetryPolicy{MaxRetries: -1}, OutlierOff: true})
+	h := &doneHandler{done: make(chan error, 1)}
+	x := c.Do(&Request{Method: "GET", Head: AppendRequestHead(nil, "GET", "/", "t", nil, -1, false), Handler: h})
+	cc := busyConn(t, x)
+	bc := <-b.got
+	if !cc.ptArmed.Load() {
+		t.Fatal("per-try timer not armed for the attempt")
+	}
+
+	check := func(at time.Duration) {
+		t.Helper()
+		onLoop(t, cc, func() { cc.perTryCheckAt(t0.Add(at)) })
+	}
+	check(59 * time.Minute)
+	if len(h.done) > 0 || !cc.ptArmed.Load() {
+		t.Fatal("59 min of a 60 min per-try timeout: the attempt must stay, the timer armed")
+	}
+
+	// A piece of the response head at 50 min restarts the silence.
+	clk.Advance(50 * time.Minute)
+	if _, err := bc.Write([]byte("HTTP/1.1 200 OK\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	for time.Unix(0, cc.lastIO.Load()).Before(t0.Add(50 * time.Minute)) {
+		time.Sleep(time.Millisecond)
+	}
+	check(109 * time.Minute)
+	if len(h.done) > 0 {
+		t.Fatal("59 min after the last byte: the attempt must stay")
+	}
+	check(110 * time.Minute)
+	err = <-h.done
+	if FailureOf(err) != FailTimeout {
+		t.Fatalf("got %v; want a timeout", err)
+	}
+	if st := c.Stats(); st.RqPerTryTimeout != 1 || st.RqTimeout != 0 {
+		t.Errorf("rq_per_try_timeout %d, rq_timeout %d; want 1, 0", st.RqPerTryTimeout, st.RqTimeout)
+	}
+	if cc.ptArmed.Load() {
+		t.Error("the timer is still armed after the attempt ended")
+	}
+}
+
+// TestPerTryTimeoutNotOnTick checks that the per-try timeout does not
+// wait for the engine's timing wheel: with a 10 s tick and a 5 s overall
+// timeout, a 50 ms per-try timeout still ends a silent attempt as a
+// per-try timeout (the wheel alone would have let the overall timeout
+// fire first), and a retry goes to the next connection.
+func TestPerTryTimeoutNotOnTick(t *testing.T) {
+	e, err := engine.New(engine.Config{Loops: 2, TickInterval: 10 * time.Second}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Start(""); err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	b := startSilentBackend(t)
+	c := newTestCluster(t, e, ClusterConfig{Hosts: []string{b.addr}, Timeout: 5 * time.Second,
+		PerTryTimeout: 50 * time.Millisecond, Retry: RetryPolicy{MaxRetries: 1}, OutlierOff: true, BreakerOff: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	_, err = c.RoundTrip(ctx, &Request{Method: "GET", Head: AppendRequestHead(nil, "GET", "/", "t", nil, -1, false)}, 0)
+	var ue *Error
+	if !errors.As(err, &ue) || ue.Failure != FailTimeout {
+		t.Fatalf("got %v; want a timeout", err)
+	}
+	st := c.Stats()
+	if st.RqPerTryTimeout != 2 || st.RqTimeout != 0 || st.RqRetry != 1 {
+		t.Errorf("rq_per_try_timeout %d, rq_timeout %d, rq_retry %d; want 2, 0, 1 (both attempts cut by the per-try timeout)",
+			st.RqPerTryTimeout, st.RqTimeout, st.RqRetry)
+	}
+	if len(b.got) != 2 {
+		t.Errorf("backend got %d requests; want 2", len(b.got))
+	}
+}
