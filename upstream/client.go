@@ -179,6 +179,18 @@ func (c *Cluster) Do(r *Request) *Exchange {
 		x.h.OnDone(x, &Error{Failure: FailShutdown})
 		return x
 	}
+	var wait time.Duration
+	if c.rl != nil {
+		at, ok := c.rl.ReserveN(x.begun, 1)
+		if !ok {
+			c.st.rqRateLimited.Add(1)
+			c.st.countFailure(FailOverflow)
+			x.state = xDone
+			x.h.OnDone(x, &Error{Failure: FailOverflow, Reason: ReasonRateLimited})
+			return x
+		}
+		wait = at.Sub(x.begun)
+	}
 	if c.brk != nil {
 		tk, r := c.brk.Allow(x.begun)
 		if r != ReasonNone {
@@ -213,12 +225,25 @@ func (c *Cluster) Do(r *Request) *Exchange {
 		x.overall = t
 		x.mu.Unlock()
 	}
-	if x.hg != nil {
-		x.hg.start(x.begun)
+	if wait > 0 {
+		c.st.rqThrottled.Add(1)
+		time.AfterFunc(wait, x.begin) // the overall timer and Cancel still apply
 		return x
 	}
-	x.dispatchAt(x.begun)
+	x.beginAt(x.begun)
 	return x
+}
+
+// begin sends x's first attempt (and starts its hedging) once its rate
+// limit slot has come.
+func (x *Exchange) begin() { x.beginAt(x.c.now()) }
+
+func (x *Exchange) beginAt(now time.Time) {
+	if x.hg != nil {
+		x.hg.start(now)
+		return
+	}
+	x.dispatchAt(now)
 }
 
 // overallTimer is an exchange's overall timeout. Stopped before it fires,

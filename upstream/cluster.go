@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -214,6 +215,10 @@ type ClusterConfig struct {
 	// or Thresholds.MaxRetries, like a retry. Zero or negative means no
 	// hedging (the default). Set it near the backend's p95 or p99 latency.
 	HedgeDelay time.Duration
+	// RateLimit throttles the requests the cluster sends (client-side
+	// throttling toward a rate-limited API); off unless
+	// RateLimit.PerSecond is positive.
+	RateLimit RateLimitConfig
 	// Health configures active health checks; they are off unless
 	// Health.Interval is positive.
 	Health HealthConfig
@@ -221,6 +226,24 @@ type ClusterConfig struct {
 	MaxResponseHeaderBytes int
 	// Logger receives the cluster's logs. Nil means slog.Default().
 	Logger *slog.Logger
+}
+
+// RateLimitConfig is a cluster's outbound rate limit: requests leave at
+// most PerSecond a second, spaced evenly (a LeakyBucket as a shaper, so a
+// rate-limited API sees no bursts). A request over the rate waits for its
+// slot without blocking anyone — its dispatch is scheduled — while fewer
+// than Queue requests are in the bucket (the longest wait is
+// Queue/PerSecond, and the overall Timeout covers it); beyond that it is
+// refused at once with FailOverflow and ReasonRateLimited. Retries and
+// hedges are not throttled (the retry budget bounds them). The limit is
+// the cluster's, not per host.
+type RateLimitConfig struct {
+	// PerSecond is the rate; zero or negative means no limit.
+	PerSecond float64
+	// Queue bounds the requests in the bucket: the one leaving now and
+	// those waiting for their slots. Zero means PerSecond (at most a
+	// second's wait), at least 1.
+	Queue int
 }
 
 // Defaults of ClusterConfig.
@@ -254,6 +277,7 @@ type Cluster struct {
 	// one, or 0: an attempt can never be silent longer than its request
 	// is old, so a per-try timeout not below Timeout needs no timer.
 	perTry time.Duration
+	rl     *LeakyBucket // ClusterConfig.RateLimit; nil when off
 
 	limits http1.Limits // response parsing: head bounded, body streamed
 
@@ -320,6 +344,13 @@ func NewCluster(eng *engine.Engine, cfg ClusterConfig) (*Cluster, error) {
 		}
 	}
 	c.set = NewHostSet(hs, cfg.HostSet)
+	if r := cfg.RateLimit; r.PerSecond > 0 {
+		q := r.Queue
+		if q <= 0 {
+			q = max(1, int(math.Min(r.PerSecond, math.MaxInt32)))
+		}
+		c.rl = NewLeakyBucket(r.PerSecond, q)
+	}
 	switch cfg.Balancer {
 	case BalanceRoundRobin:
 		c.bal = NewRoundRobin(c.set)

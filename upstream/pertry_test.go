@@ -208,3 +208,84 @@ func TestPerTryTimeoutNotOnTick(t *testing.T) {
 		t.Errorf("backend got %d requests; want 2", len(b.got))
 	}
 }
+
+// TestClusterRateLimitFakeTime checks ClusterConfig.RateLimit on the
+// engine's clock: at 1 request a second with a queue of 2, the first
+// request goes at once, the second waits for its slot a second later
+// (canceled here while it waits: it never reaches the backend), the third
+// is refused at once as rate_limited; two seconds on, the bucket has
+// drained and a request goes at once again.
+func TestClusterRateLimitFakeTime(t *testing.T) {
+	clk := &fakeClock{t: time.Unix(1_000_000, 0)}
+	e, err := engine.New(engine.Config{Loops: 1, Clock: clk}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Start(""); err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	b := startBackend(t, http.HandlerFunc(hello))
+	c := newTestCluster(t, e, ClusterConfig{Hosts: []string{b.addr}, Timeout: -1,
+		RateLimit: RateLimitConfig{PerSecond: 1, Queue: 2}})
+	do := func() (*Exchange, *doneHandler) {
+		h := &doneHandler{done: make(chan error, 1)}
+		return c.Do(&Request{Method: "GET", Head: AppendRequestHead(nil, "GET", "/", "t", nil, -1, false), Handler: h}), h
+	}
+	_, h1 := do()
+	if err := <-h1.done; err != nil {
+		t.Fatalf("first request: %v", err)
+	}
+	x2, h2 := do()
+	_, h3 := do()
+	if err := <-h3.done; FailureOf(err) != FailOverflow || !errors.Is(err, ErrOverflow) {
+		t.Fatalf("third request: %v; want overflow (rate_limited)", err)
+	} else if ue := (*Error)(nil); errors.As(err, &ue) && ue.Reason != ReasonRateLimited {
+		t.Fatalf("third request refused for %v; want rate_limited", ue.Reason)
+	}
+	x2.Cancel()
+	if err := <-h2.done; FailureOf(err) != FailCanceled {
+		t.Fatalf("second request: %v; want canceled while it waited", err)
+	}
+	clk.Advance(2 * time.Second)
+	_, h4 := do()
+	if err := <-h4.done; err != nil {
+		t.Fatalf("request after the bucket drained: %v", err)
+	}
+	st := c.Stats()
+	if st.RqRateLimited != 1 || st.RqThrottled != 1 {
+		t.Errorf("rq_rate_limited %d, rq_throttled %d; want 1, 1", st.RqRateLimited, st.RqThrottled)
+	}
+	if n := b.requests.Load(); n != 2 {
+		t.Errorf("backend got %d requests; want 2 (the throttled one was canceled before its slot)", n)
+	}
+	if st.RqActive != 0 {
+		t.Errorf("rq_active %d after all ended", st.RqActive)
+	}
+}
+
+// TestClusterRateLimitThrottles: requests over the rate wait for their
+// slots and then all complete (20 a second, a queue of 5: five at once
+// are one sent and four throttled, none refused); a sixth is refused.
+func TestClusterRateLimitThrottles(t *testing.T) {
+	e := startEngine(t)
+	b := startBackend(t, http.HandlerFunc(hello))
+	c := newTestCluster(t, e, ClusterConfig{Hosts: []string{b.addr}, RateLimit: RateLimitConfig{PerSecond: 20, Queue: 5}})
+	hs := make([]*doneHandler, 6)
+	for i := range hs {
+		hs[i] = &doneHandler{done: make(chan error, 1)}
+		c.Do(&Request{Method: "GET", Head: AppendRequestHead(nil, "GET", "/", "t", nil, -1, false), Handler: hs[i]})
+	}
+	for i, h := range hs {
+		err := <-h.done
+		if i < 5 && err != nil {
+			t.Errorf("request %d: %v", i, err)
+		}
+		if i == 5 && !errors.Is(err, ErrOverflow) {
+			t.Errorf("request 5: %v; want refused (rate_limited)", err)
+		}
+	}
+	if st := c.Stats(); st.RqThrottled != 4 || st.RqRateLimited != 1 || b.requests.Load() != 5 {
+		t.Errorf("rq_throttled %d, rq_rate_limited %d, backend requests %d; want 4, 1, 5", st.RqThrottled, st.RqRateLimited, b.requests.Load())
+	}
+}

@@ -10,7 +10,7 @@ type clusterStats struct {
 	cxTotal, cxConnectFail, cxClosed, cxOverflow, kaRetired    atomic.Uint64
 	rqTotal, rqSuccess, rqOverflow, rqTimeout, rqPerTryTimeout atomic.Uint64
 	rqRetry, rqRetryReused, retryOverflow                      atomic.Uint64
-	hedged, hedgeWon                                           atomic.Uint64
+	hedged, hedgeWon, rqRateLimited, rqThrottled               atomic.Uint64
 	pendingTotal, pendingOverflow, pendingTimeout              atomic.Uint64
 	breakerRejected, ejections, drains, upgrades               atomic.Uint64
 	rqActive                                                   atomic.Int64
@@ -82,8 +82,10 @@ type ClusterStats struct {
 	RqStatus        map[string]uint64 `json:"rq_status"`   // "2xx" → count
 	RqFailures      map[string]uint64 `json:"rq_failures"` // Failure → count
 	Upgrades        uint64            `json:"upgrades"`
-	RqHedged        uint64            `json:"rq_hedged"`    // second attempts sent after ClusterConfig.HedgeDelay
-	RqHedgeWon      uint64            `json:"rq_hedge_won"` // of them, those that answered first
+	RqHedged        uint64            `json:"rq_hedged"`       // second attempts sent after ClusterConfig.HedgeDelay
+	RqHedgeWon      uint64            `json:"rq_hedge_won"`    // of them, those that answered first
+	RqRateLimited   uint64            `json:"rq_rate_limited"` // refused by ClusterConfig.RateLimit (its queue full)
+	RqThrottled     uint64            `json:"rq_throttled"`    // delayed to their rate limit slot
 	// Resource thresholds: the cluster's (Thresholds, by Resource name)
 	// and each host's limits (PoolConfig, "connections", "pending",
 	// "requests"; -1 for none) with the times hosts hit them.
@@ -153,6 +155,7 @@ func (c *Cluster) Stats() ClusterStats {
 		RqStatus: map[string]uint64{}, RqFailures: map[string]uint64{}, Upgrades: s.upgrades.Load(),
 		BreakerRejected: s.breakerRejected.Load(), Ejections: s.ejections.Load(), Drains: s.drains.Load(),
 		Panic: c.set.Panic(), BreakerState: "off", RqHedged: s.hedged.Load(), RqHedgeWon: s.hedgeWon.Load(),
+		RqRateLimited: s.rqRateLimited.Load(), RqThrottled: s.rqThrottled.Load(),
 		CircuitBreakers: map[string]ThresholdStats{}, HostOverflow: map[string]uint64{},
 		HostLimits: map[string]int64{"connections": int64(max(-1, c.pool.MaxConnsPerHost)),
 			"pending": int64(c.pool.MaxPendingPerHost), "requests": int64(max(-1, c.pool.MaxRequestsPerHost))}}
