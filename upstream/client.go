@@ -143,6 +143,7 @@ type Exchange struct {
 	lastHost  int
 	host      *hostPool
 	slot      *hostPool // holds a place in this host's MaxRequestsPerHost
+	rslot     *hostPool // a retry: holds a place in this host's MaxRetriesPerHost
 	freeTries int
 }
 
@@ -305,14 +306,17 @@ func (x *Exchange) dispatchTo(i int, now time.Time) {
 	if i < 0 {
 		i = c.pick(x.key, x.lastHost)
 	}
-	full := -1
-	if i >= 0 && !c.hosts[i].takeSlot() {
-		// The host has MaxRequestsPerHost requests: another with room,
-		// or a refusal.
-		full, i = i, -1
-		if len(c.hosts) > 1 {
-			if j := c.pick(x.key+1, full); j >= 0 && j != full && c.hosts[j].takeSlot() {
-				i = j
+	retry := x.retries > 0 || x.noRetry // a retry, or the hedge
+	full, why := -1, -1
+	if i >= 0 {
+		if r := c.hosts[i].admit(retry); r >= 0 {
+			// The host has MaxRequestsPerHost requests (or
+			// MaxRetriesPerHost retries): another with room, or a refusal.
+			full, why, i = i, r, -1
+			if len(c.hosts) > 1 {
+				if j := c.pick(x.key+1, full); j >= 0 && j != full && c.hosts[j].admit(retry) < 0 {
+					i = j
+				}
 			}
 		}
 	}
@@ -320,12 +324,19 @@ func (x *Exchange) dispatchTo(i int, now time.Time) {
 		x.lastHost = i
 		x.host = c.hosts[i]
 		x.slot = x.host
+		if retry {
+			x.rslot = x.host
+		}
 	}
 	x.mu.Unlock()
 	if full >= 0 && i < 0 {
 		hp := c.hosts[full]
-		hp.st.overflow[hostRequests].Add(1)
-		x.attemptFailed(&Error{Failure: FailOverflow, Reason: ReasonHostMaxRequests, Host: hp.name}, hp, attemptInfo{refused: true})
+		hp.st.overflow[why].Add(1)
+		r := ReasonHostMaxRequests
+		if why == hostRetries {
+			r = ReasonHostMaxRetries
+		}
+		x.attemptFailed(&Error{Failure: FailOverflow, Reason: r, Host: hp.name}, hp, attemptInfo{refused: true})
 		return
 	}
 	if i < 0 {
@@ -336,11 +347,16 @@ func (x *Exchange) dispatchTo(i int, now time.Time) {
 }
 
 // dropSlotLocked gives back the request's place in its host's
-// MaxRequestsPerHost, if it holds one; x.mu is held.
+// MaxRequestsPerHost (and a retry's in its MaxRetriesPerHost), if it holds
+// one; x.mu is held.
 func (x *Exchange) dropSlotLocked() {
 	if x.slot != nil {
 		x.slot.requests.Add(-1)
 		x.slot = nil
+	}
+	if x.rslot != nil {
+		x.rslot.retries.Add(-1)
+		x.rslot = nil
 	}
 }
 

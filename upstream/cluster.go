@@ -56,6 +56,14 @@ type PoolConfig struct {
 	// with FailOverflow and ReasonHostMaxRequests. Zero means 1024;
 	// negative means no per-host limit.
 	MaxRequestsPerHost int
+	// MaxRetriesPerHost caps the retries (a hedge counts as one) in
+	// flight to one host, so the retries of requests that failed elsewhere
+	// cannot pile onto a single survivor. A retry whose host is full goes
+	// to another host with room; with none it fails at once with
+	// FailOverflow and ReasonHostMaxRetries. Zero or negative means no
+	// per-host limit (the default: the retry budget, or
+	// Thresholds.MaxRetries, bounds retries for the cluster).
+	MaxRetriesPerHost int
 	// PendingTimeout bounds a request's wait for a connection; it then
 	// fails with FailPendingTimeout. Zero means 5s.
 	PendingTimeout time.Duration

@@ -32,7 +32,7 @@ import (
 //	warren_upstream_rq_hedge_won_total            counter  hedged attempts that answered first
 //	warren_upstream_rq_rate_limited_total         counter  requests refused by the rate limit (its queue full)
 //	warren_upstream_rq_throttled_total            counter  requests delayed to their rate limit slot
-//	warren_upstream_host_overflow_total{resource} counter  per-host thresholds hit (connections, pending, requests)
+//	warren_upstream_host_overflow_total{resource} counter  per-host thresholds hit (connections, pending, requests, retries)
 //	warren_upstream_rq_xx_total{class}            counter  responses by status class
 //	warren_upstream_rq_failure_total{reason}      counter  requests failed without a response, by Failure
 //	warren_upstream_circuit_breaker_open          gauge    1 while the breaker is open or half-open

@@ -22,6 +22,7 @@ type hostPool struct {
 	gen      atomic.Uint32 // bumped when addr changes
 	draining atomic.Bool
 	requests atomic.Int64 // assigned: pending or on a connection (PoolConfig.MaxRequestsPerHost)
+	retries  atomic.Int64 // retries and hedges assigned (PoolConfig.MaxRetriesPerHost)
 	st       hostStats
 
 	// mu guards the fields below. It is a leaf: nothing else is locked
@@ -89,6 +90,36 @@ func (hp *hostPool) acquire(x *Exchange, now time.Time) {
 	x.armPendingTimer()
 	if dial {
 		hp.dial()
+	}
+}
+
+// admit takes hp's MaxRequestsPerHost place for a request and, for a
+// retry, its MaxRetriesPerHost place; it returns -1, or the host resource
+// that is full (taking nothing).
+func (hp *hostPool) admit(retry bool) int {
+	if !hp.takeSlot() {
+		return hostRequests
+	}
+	if retry && !hp.takeRetrySlot() {
+		hp.requests.Add(-1)
+		return hostRetries
+	}
+	return -1
+}
+
+// takeRetrySlot counts a retry assigned to hp against
+// PoolConfig.MaxRetriesPerHost; it reports false, and takes nothing, when
+// the host is full.
+func (hp *hostPool) takeRetrySlot() bool {
+	lim := int64(hp.c.pool.MaxRetriesPerHost)
+	for {
+		n := hp.retries.Load()
+		if lim > 0 && n >= lim {
+			return false
+		}
+		if hp.retries.CompareAndSwap(n, n+1) {
+			return true
+		}
 	}
 }
 

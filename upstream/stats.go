@@ -43,10 +43,11 @@ const (
 	hostConnections = iota // MaxConnsPerHost
 	hostPending            // MaxPendingPerHost
 	hostRequests           // MaxRequestsPerHost
+	hostRetries            // MaxRetriesPerHost
 	numHostResources
 )
 
-var hostResourceNames = [numHostResources]string{"connections", "pending", "requests"}
+var hostResourceNames = [numHostResources]string{"connections", "pending", "requests", "retries"}
 
 func (s *hostStats) countStatus(code int) {
 	if k := code / 100; k >= 1 && k <= 5 {
@@ -125,8 +126,11 @@ type HostStats struct {
 	// Assigned counts the requests waiting for or on one of the host's
 	// connections (against PoolConfig.MaxRequestsPerHost).
 	Assigned int64 `json:"rq_assigned"`
+	// Retrying counts the retries (and hedges) on the host now (against
+	// PoolConfig.MaxRetriesPerHost).
+	Retrying int64 `json:"rq_retrying"`
 	// Overflow counts the times the host's thresholds were hit, by
-	// "connections", "pending", "requests".
+	// "connections", "pending", "requests", "retries".
 	Overflow map[string]uint64 `json:"overflow"`
 }
 
@@ -158,7 +162,8 @@ func (c *Cluster) Stats() ClusterStats {
 		RqRateLimited: s.rqRateLimited.Load(), RqThrottled: s.rqThrottled.Load(),
 		CircuitBreakers: map[string]ThresholdStats{}, HostOverflow: map[string]uint64{},
 		HostLimits: map[string]int64{"connections": int64(max(-1, c.pool.MaxConnsPerHost)),
-			"pending": int64(c.pool.MaxPendingPerHost), "requests": int64(max(-1, c.pool.MaxRequestsPerHost))}}
+			"pending": int64(c.pool.MaxPendingPerHost), "requests": int64(max(-1, c.pool.MaxRequestsPerHost)),
+			"retries": int64(max(-1, c.pool.MaxRetriesPerHost))}}
 	for r := ResourceConnections; r < numResources; r++ {
 		out.CircuitBreakers[r.String()] = ThresholdStats{Limit: c.res.limit[r], Active: c.res.Count(r), Overflow: c.res.Overflows(r)}
 	}
@@ -184,7 +189,7 @@ func (c *Cluster) Stats() ClusterStats {
 			Draining: hp.draining.Load(), Active: c.set.Active(i), Conns: conns, Idle: idle, Pending: pending,
 			CxTotal: hp.st.cxTotal.Load(), CxFail: hp.st.cxConnectFail.Load(), KeepAlive: hp.st.kaRetired.Load(),
 			RqTotal: hp.st.rqTotal.Load(), RqFailed: hp.st.rqFailed.Load(), RqStatus: map[string]uint64{},
-			HealthOK: hp.st.hcOK.Load(), HealthFail: hp.st.hcFail.Load(), Assigned: hp.requests.Load(),
+			HealthOK: hp.st.hcOK.Load(), HealthFail: hp.st.hcFail.Load(), Assigned: hp.requests.Load(), Retrying: hp.retries.Load(),
 			Overflow: map[string]uint64{}}
 		for k, n := range hostResourceNames {
 			v := hp.st.overflow[k].Load()

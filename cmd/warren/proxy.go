@@ -56,6 +56,7 @@ func runProxy(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&p.ConnectTimeout, "connect-timeout", upstream.DefaultConnectTimeout, "backend connect timeout")
 	fs.IntVar(&p.MaxPendingPerHost, "max-pending-per-host", upstream.DefaultMaxPendingPerHost, "requests waiting for a connection per backend; over it: 503 at once")
 	fs.IntVar(&p.MaxRequestsPerHost, "max-requests-per-host", upstream.DefaultMaxRequestsPerHost, "requests waiting for or on a connection per backend; a full backend's requests go to another, else 503 at once (negative: no limit)")
+	fs.IntVar(&p.MaxRetriesPerHost, "max-retries-per-host", 0, "retries (and hedges) in flight per backend; a full backend's retries go to another, else 503 at once (0: no per-host limit, the retry budget bounds them)")
 	fs.DurationVar(&p.PendingTimeout, "pending-timeout", upstream.DefaultPendingTimeout, "longest wait for a backend connection; 503 after")
 	fs.DurationVar(&p.KeepAliveMargin, "keepalive-margin", upstream.DefaultKeepAliveMargin, "retire pooled connections this long before the backend's Keep-Alive timeout")
 
