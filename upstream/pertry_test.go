@@ -155,9 +155,9 @@ func TestPerTryTimeoutFakeTime(t *testing.T) {
 	if _, err := bc.Write([]byte("HTTP/1.1 200 OK\r\n")); err != nil {
 		t.Fatal(err)
 	}
-	for time.Unix(0, cc.lastIO.Load()).Before(t0.Add(50 * time.Minute)) {
-		time.Sleep(time.Millisecond)
-	}
+	waitUntil(t, "the byte read on the loop", func() bool {
+		return !time.Unix(0, cc.lastIO.Load()).Before(t0.Add(50 * time.Minute))
+	})
 	check(109 * time.Minute)
 	if len(h.done) > 0 {
 		t.Fatal("59 min after the last byte: the attempt must stay")
