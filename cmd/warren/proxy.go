@@ -46,6 +46,8 @@ func runProxy(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&pc.MaxBacklog, "max-backlog", proxy.DefaultMaxBacklog, "bytes queued toward a slow peer before the other side is paused")
 	fs.StringVar(&pc.Via, "via", "warren", "pseudonym in the Via header")
 	fs.Int64Var(&pc.Limits.MaxBodyBytes, "max-body-bytes", 0, "request body limit, 413 over it (0: none, the backend decides)")
+	fs.Float64Var(&pc.RatePerIP, "rate-limit-per-ip", 0, "requests a second each client address may make; over it: 429 from the proxy itself (0: no limit)")
+	fs.IntVar(&pc.BurstPerIP, "rate-limit-per-ip-burst", 0, "burst of -rate-limit-per-ip (0: the rate rounded up, at least 1)")
 
 	p := &cc.Pool
 	fs.IntVar(&p.MaxConnsPerHost, "max-conns-per-host", upstream.DefaultMaxConnsPerHost, "connections per backend (negative: only -cb-max-connections)")
