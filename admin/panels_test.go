@@ -257,7 +257,7 @@ func TestPanelsChromium(t *testing.T) {
 	if !regexp.MustCompile(`class="hosts" data-rows="2"`).MatchString(dom) {
 		t.Error("no host table with 2 rows")
 	}
-	for _, want := range []string{"cluster legacy", "breaker closed", "hedged / won", "threshold hits", "per-host limit",
+	for _, want := range []string{"cluster legacy", "breaker closed", "hedged / won", "throttled / rate limited", "threshold hits", "per-host limit",
 		"CONNECT in", "PUBLISH in, QoS 1", "dropped", "sessions online", "retained messages",
 		"closed with reason code: protocol_error/malformed_packet"} {
 		if !strings.Contains(dom, want) {

@@ -6,6 +6,7 @@ import (
 	"net"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/warrenhq/warren/upstream"
 )
@@ -79,8 +80,20 @@ func rawBackend(tb testing.TB) string {
 // backend on plain sockets: allocs/op are the proxy's (engine, upstream
 // and proxy) per request. Run with -benchmem.
 func BenchmarkProxyKeepAlive(b *testing.B) {
+	benchProxy(b, upstream.ClusterConfig{Hosts: []string{"http://" + rawBackend(b)}})
+}
+
+// BenchmarkProxyKeepAliveHedged is BenchmarkProxyKeepAlive with hedging
+// on (two backends, a hedge delay no answer reaches): the cost of the
+// hedging machinery on a request that is not hedged.
+func BenchmarkProxyKeepAliveHedged(b *testing.B) {
+	benchProxy(b, upstream.ClusterConfig{Hosts: []string{"http://" + rawBackend(b), "http://" + rawBackend(b)},
+		HedgeDelay: time.Second})
+}
+
+func benchProxy(b *testing.B, cfg upstream.ClusterConfig) {
 	e := startEngine(b)
-	paddr, _ := startProxy(b, e, upstream.ClusterConfig{Hosts: []string{"http://" + rawBackend(b)}}, Config{})
+	paddr, _ := startProxy(b, e, cfg, Config{})
 	c, err := net.Dial("tcp", paddr)
 	if err != nil {
 		b.Fatal(err)

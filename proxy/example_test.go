@@ -37,3 +37,43 @@ func Example() {
 	fmt.Println(resp.StatusCode, string(body))
 	// Output: 200 via 1.1 warren for 127.0.0.1
 }
+
+// An inbound limit per client address: a burst of 2, then 1 request a
+// second; over it the proxy answers 429 itself, and the backend is not
+// asked.
+func ExampleConfig_ratePerIP() {
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok")
+	}))
+	defer backend.Close()
+
+	eng, _ := engine.New(engine.Config{}, nil)
+	eng.Start("")
+	defer eng.Close()
+	cl, _ := upstream.NewCluster(eng, upstream.ClusterConfig{Hosts: []string{backend.URL}})
+	defer cl.Close()
+	p := proxy.New(eng, cl, proxy.Config{RatePerIP: 1, BurstPerIP: 2})
+	defer p.Close()
+	ln, _ := p.Listen("127.0.0.1:0")
+
+	for range 3 {
+		resp, err := http.Get("http://" + ln.Addr().String() + "/")
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if why := resp.Header.Get("X-Warren-Reason"); why != "" {
+			fmt.Println(resp.StatusCode, why)
+		} else {
+			fmt.Println(resp.StatusCode)
+		}
+	}
+	fmt.Println("rate limited", p.Stats().RateLimited)
+	// Output:
+	// 200
+	// 200
+	// 429 rate_limited
+	// rate limited 1
+}

@@ -24,13 +24,16 @@ type Stats struct {
 	Status [6]uint64
 	// Failures counts the proxy's own answers by upstream.Failure.
 	Failures map[string]uint64
+	// RateLimited counts the requests answered 429 for
+	// Config.RatePerIP (also in Errors).
+	RateLimited uint64
 }
 
 // Stats returns the proxy's counters.
 func (p *Proxy) Stats() Stats {
 	s := Stats{Requests: p.st.requests.Load(), Responses: p.st.responses.Load(), Errors: p.st.errors.Load(),
 		BadRequests: p.st.badRequests.Load(), Upgrades: p.st.upgrades.Load(), Active: p.st.active.Load(),
-		Tunnels: p.st.splices.Load(), Failures: map[string]uint64{}}
+		Tunnels: p.st.splices.Load(), Failures: map[string]uint64{}, RateLimited: p.st.rateLimited.Load()}
 	for i := range s.Status {
 		s.Status[i] = p.st.status[i].Load()
 	}
@@ -48,6 +51,7 @@ func (p *Proxy) Stats() Stats {
 //	warren_proxy_responses_total{class}        counter  responses to clients by status class
 //	warren_proxy_errors_total{reason}          counter  requests the proxy answered itself, by upstream failure
 //	warren_proxy_bad_requests_total            counter  malformed requests (4xx, closed)
+//	warren_proxy_rate_limited_total            counter  requests answered 429 for the per-IP rate limit
 //	warren_proxy_upgrades_total                counter  upgrades spliced
 //	warren_proxy_requests_active               gauge    requests in progress
 //	warren_proxy_tunnels_active                gauge    spliced connection halves open
@@ -63,6 +67,7 @@ func (p *Proxy) Collector(namespace string) prometheus.Collector {
 		responses: prometheus.NewDesc(ns+"responses_total", "Responses to clients by status class.", []string{"class"}, nil),
 		errors:    prometheus.NewDesc(ns+"errors_total", "Requests the proxy answered itself, by upstream failure.", []string{"reason"}, nil),
 		bad:       prometheus.NewDesc(ns+"bad_requests_total", "Malformed requests, answered 4xx and closed.", nil, nil),
+		limited:   prometheus.NewDesc(ns+"rate_limited_total", "Requests answered 429 for the per-IP rate limit.", nil, nil),
 		upgrades:  prometheus.NewDesc(ns+"upgrades_total", "Upgrades spliced.", nil, nil),
 		active:    prometheus.NewDesc(ns+"requests_active", "Requests in progress.", nil, nil),
 		tunnels:   prometheus.NewDesc(ns+"tunnels_active", "Spliced connection halves open.", nil, nil),
@@ -70,12 +75,12 @@ func (p *Proxy) Collector(namespace string) prometheus.Collector {
 }
 
 type collector struct {
-	p                                                           *Proxy
-	requests, responses, errors, bad, upgrades, active, tunnels *prometheus.Desc
+	p                                                                    *Proxy
+	requests, responses, errors, bad, limited, upgrades, active, tunnels *prometheus.Desc
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.requests, c.responses, c.errors, c.bad, c.upgrades, c.active, c.tunnels} {
+	for _, d := range []*prometheus.Desc{c.requests, c.responses, c.errors, c.bad, c.limited, c.upgrades, c.active, c.tunnels} {
 		ch <- d
 	}
 }
@@ -90,6 +95,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.errors, prometheus.CounterValue, float64(s.Failures[f.String()]), f.String())
 	}
 	ch <- prometheus.MustNewConstMetric(c.bad, prometheus.CounterValue, float64(s.BadRequests))
+	ch <- prometheus.MustNewConstMetric(c.limited, prometheus.CounterValue, float64(s.RateLimited))
 	ch <- prometheus.MustNewConstMetric(c.upgrades, prometheus.CounterValue, float64(s.Upgrades))
 	ch <- prometheus.MustNewConstMetric(c.active, prometheus.GaugeValue, float64(s.Active))
 	ch <- prometheus.MustNewConstMetric(c.tunnels, prometheus.GaugeValue, float64(s.Tunnels))

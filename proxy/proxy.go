@@ -13,6 +13,10 @@
 // naming the upstream.Failure (connect_failure, upstream_timeout,
 // no_healthy_upstream, overflow, breaker_open, ...).
 //
+// Config.RatePerIP limits the requests of each client address (a token
+// bucket per IP in a bounded table): over it the proxy answers 429 with
+// the reason "rate_limited" itself.
+//
 // Bodies stream both ways without being held whole: a request body goes
 // to the backend as it arrives (chunked bytes as received), a response
 // body to the client as it arrives (a chunked or close-delimited one
@@ -23,6 +27,7 @@
 package proxy
 
 import (
+	"errors"
 	"log/slog"
 	"net/netip"
 	"strconv"
@@ -65,6 +70,17 @@ type Config struct {
 	// HashClient balances ring hash and Maglev clusters by client address
 	// (session affinity).
 	HashClient bool
+	// RatePerIP limits the requests each client address may make through
+	// the proxy's own listeners (inbound; not Forward): a token bucket per
+	// IP in a bounded table (upstream.KeyedLimiter, 65536 addresses, the
+	// least recently seen evicted). Over it the proxy answers 429 itself
+	// with the reason header "rate_limited", without reaching the
+	// cluster; a request without a body keeps its connection. Zero means
+	// no limit.
+	RatePerIP float64
+	// BurstPerIP is the bucket size of RatePerIP. Zero means RatePerIP
+	// rounded up, at least 1.
+	BurstPerIP int
 	// Logger receives the proxy's logs. Nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -88,6 +104,7 @@ type Proxy struct {
 	st      stats
 	pcPool  sync.Pool
 	bodyLim int64
+	perIP   *upstream.KeyedLimiter[netip.Addr] // Config.RatePerIP; nil when off
 	// protoAuto: Config.Proto was left empty; X-Forwarded-Proto follows
 	// each client connection (see Proxy.proto).
 	protoAuto bool
@@ -95,6 +112,7 @@ type Proxy struct {
 
 type stats struct {
 	requests, responses, errors, upgrades, badRequests atomic.Uint64
+	rateLimited                                        atomic.Uint64
 	active, splices                                    atomic.Int64
 	status                                             [6]atomic.Uint64
 	failures                                           sync.Map // upstream.Failure → *atomic.Uint64
@@ -131,8 +149,14 @@ func New(eng *engine.Engine, cl *upstream.Cluster, cfg Config) *Proxy {
 	}
 	p.cfg.Limits.MaxBodyBytes = -1 // the parser checks Content-Length against bodyLim below
 	p.res.init(cfg.MaxBacklog / 4)
+	if cfg.RatePerIP > 0 {
+		p.perIP = upstream.NewKeyedLimiter[netip.Addr](upstream.KeyedConfig{Rate: cfg.RatePerIP, Burst: cfg.BurstPerIP, EvictBusy: true})
+	}
 	return p
 }
+
+// errRateLimited is a request over Config.RatePerIP: answered 429.
+var errRateLimited = errors.New("proxy: client over its request rate")
 
 // Handler returns the engine handler of client connections, for
 // Engine.Listen or a connection handed over with Conn.SetHandler.
@@ -339,6 +363,11 @@ func (pc *pconn) startRequest(raw []byte, n int) bool {
 	pc.mu.Unlock()
 	p.st.requests.Add(1)
 	p.st.active.Add(1)
+	if p.perIP != nil && !p.perIP.AllowN(pc.c.RemoteAddr().Addr().Unmap(), p.eng.Now(), 1) {
+		p.st.rateLimited.Add(1)
+		pc.OnDone(nil, errRateLimited) // as a refusal inside Do: answered, the connection kept when it can be
+		return true
+	}
 	r := upstream.Request{Method: pc.method, Head: pc.head, Stream: hasBody, Upgrade: upgrade, Handler: pc,
 		Loop: pc.c.Loop()}
 	if p.cfg.HashClient {
@@ -759,6 +788,10 @@ func (pc *pconn) OnDone(x *upstream.Exchange, err error) {
 		}
 	case !started:
 		p.st.errors.Add(1)
+		if err == errRateLimited {
+			c.Write(p.errorResponse(pc, 429, "rate_limited", err.Error(), !keep))
+			break
+		}
 		f := upstream.FailureOf(err)
 		p.st.countFailure(f)
 		c.Write(p.errorResponse(pc, f.Status(), f.String(), err.Error(), !keep))
@@ -1010,8 +1043,6 @@ func (s *stats) countFailure(f upstream.Failure) {
 	v, _ := s.failures.LoadOrStore(f, new(atomic.Uint64))
 	v.(*atomic.Uint64).Add(1)
 }
-
-var _ = netip.Addr{}
 
 // proto is the X-Forwarded-Proto value for a request from client
 // connection c: Config.Proto, or, when that was left empty, "https" on a

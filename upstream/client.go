@@ -143,6 +143,7 @@ type Exchange struct {
 	lastHost  int
 	host      *hostPool
 	slot      *hostPool // holds a place in this host's MaxRequestsPerHost
+	rslot     *hostPool // a retry: holds a place in this host's MaxRetriesPerHost
 	freeTries int
 }
 
@@ -179,6 +180,18 @@ func (c *Cluster) Do(r *Request) *Exchange {
 		x.h.OnDone(x, &Error{Failure: FailShutdown})
 		return x
 	}
+	var wait time.Duration
+	if c.rl != nil {
+		at, ok := c.rl.ReserveN(x.begun, 1)
+		if !ok {
+			c.st.rqRateLimited.Add(1)
+			c.st.countFailure(FailOverflow)
+			x.state = xDone
+			x.h.OnDone(x, &Error{Failure: FailOverflow, Reason: ReasonRateLimited})
+			return x
+		}
+		wait = at.Sub(x.begun)
+	}
 	if c.brk != nil {
 		tk, r := c.brk.Allow(x.begun)
 		if r != ReasonNone {
@@ -213,12 +226,25 @@ func (c *Cluster) Do(r *Request) *Exchange {
 		x.overall = t
 		x.mu.Unlock()
 	}
-	if x.hg != nil {
-		x.hg.start(x.begun)
+	if wait > 0 {
+		c.st.rqThrottled.Add(1)
+		time.AfterFunc(wait, x.begin) // the overall timer and Cancel still apply
 		return x
 	}
-	x.dispatchAt(x.begun)
+	x.beginAt(x.begun)
 	return x
+}
+
+// begin sends x's first attempt (and starts its hedging) once its rate
+// limit slot has come.
+func (x *Exchange) begin() { x.beginAt(x.c.now()) }
+
+func (x *Exchange) beginAt(now time.Time) {
+	if x.hg != nil {
+		x.hg.start(now)
+		return
+	}
+	x.dispatchAt(now)
 }
 
 // overallTimer is an exchange's overall timeout. Stopped before it fires,
@@ -280,14 +306,17 @@ func (x *Exchange) dispatchTo(i int, now time.Time) {
 	if i < 0 {
 		i = c.pick(x.key, x.lastHost)
 	}
-	full := -1
-	if i >= 0 && !c.hosts[i].takeSlot() {
-		// The host has MaxRequestsPerHost requests: another with room,
-		// or a refusal.
-		full, i = i, -1
-		if len(c.hosts) > 1 {
-			if j := c.pick(x.key+1, full); j >= 0 && j != full && c.hosts[j].takeSlot() {
-				i = j
+	retry := x.retries > 0 || x.noRetry // a retry, or the hedge
+	full, why := -1, -1
+	if i >= 0 {
+		if r := c.hosts[i].admit(retry); r >= 0 {
+			// The host has MaxRequestsPerHost requests (or
+			// MaxRetriesPerHost retries): another with room, or a refusal.
+			full, why, i = i, r, -1
+			if len(c.hosts) > 1 {
+				if j := c.pick(x.key+1, full); j >= 0 && j != full && c.hosts[j].admit(retry) < 0 {
+					i = j
+				}
 			}
 		}
 	}
@@ -295,12 +324,19 @@ func (x *Exchange) dispatchTo(i int, now time.Time) {
 		x.lastHost = i
 		x.host = c.hosts[i]
 		x.slot = x.host
+		if retry {
+			x.rslot = x.host
+		}
 	}
 	x.mu.Unlock()
 	if full >= 0 && i < 0 {
 		hp := c.hosts[full]
-		hp.st.overflow[hostRequests].Add(1)
-		x.attemptFailed(&Error{Failure: FailOverflow, Reason: ReasonHostMaxRequests, Host: hp.name}, hp, attemptInfo{refused: true})
+		hp.st.overflow[why].Add(1)
+		r := ReasonHostMaxRequests
+		if why == hostRetries {
+			r = ReasonHostMaxRetries
+		}
+		x.attemptFailed(&Error{Failure: FailOverflow, Reason: r, Host: hp.name}, hp, attemptInfo{refused: true})
 		return
 	}
 	if i < 0 {
@@ -311,11 +347,16 @@ func (x *Exchange) dispatchTo(i int, now time.Time) {
 }
 
 // dropSlotLocked gives back the request's place in its host's
-// MaxRequestsPerHost, if it holds one; x.mu is held.
+// MaxRequestsPerHost (and a retry's in its MaxRetriesPerHost), if it holds
+// one; x.mu is held.
 func (x *Exchange) dropSlotLocked() {
 	if x.slot != nil {
 		x.slot.requests.Add(-1)
 		x.slot = nil
+	}
+	if x.rslot != nil {
+		x.rslot.retries.Add(-1)
+		x.rslot = nil
 	}
 }
 
@@ -426,6 +467,9 @@ func (x *Exchange) Write(p []byte) error {
 		return nil
 	}
 	x.bodySent = true
+	if x.c.perTry > 0 { // the per-try timeout is of silence either way
+		x.cc.lastIO.Store(x.c.now().UnixNano())
+	}
 	_, err := x.cc.conn.Write(p)
 	return err
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -55,6 +56,14 @@ type PoolConfig struct {
 	// with FailOverflow and ReasonHostMaxRequests. Zero means 1024;
 	// negative means no per-host limit.
 	MaxRequestsPerHost int
+	// MaxRetriesPerHost caps the retries (a hedge counts as one) in
+	// flight to one host, so the retries of requests that failed elsewhere
+	// cannot pile onto a single survivor. A retry whose host is full goes
+	// to another host with room; with none it fails at once with
+	// FailOverflow and ReasonHostMaxRetries. Zero or negative means no
+	// per-host limit (the default: the retry budget, or
+	// Thresholds.MaxRetries, bounds retries for the cluster).
+	MaxRetriesPerHost int
 	// PendingTimeout bounds a request's wait for a connection; it then
 	// fails with FailPendingTimeout. Zero means 5s.
 	PendingTimeout time.Duration
@@ -199,8 +208,11 @@ type ClusterConfig struct {
 	// means none.
 	Timeout time.Duration
 	// PerTryTimeout bounds how long one attempt may go without a byte
-	// from the backend (Envoy's per-try idle timeout). Zero means
-	// Timeout; negative means none.
+	// from the backend (Envoy's per-try idle timeout), timed exactly by a
+	// timer per busy connection (not the engine's tick); the attempt then
+	// fails as a timeout and is retried when the policy allows. Zero means
+	// Timeout (and then no timer: the overall timeout comes first);
+	// negative means none.
 	PerTryTimeout time.Duration
 	// HedgeDelay, when positive, hedges requests: an idempotent request
 	// with a complete body (Hedgeable) that has had no response head this
@@ -211,6 +223,10 @@ type ClusterConfig struct {
 	// or Thresholds.MaxRetries, like a retry. Zero or negative means no
 	// hedging (the default). Set it near the backend's p95 or p99 latency.
 	HedgeDelay time.Duration
+	// RateLimit throttles the requests the cluster sends (client-side
+	// throttling toward a rate-limited API); off unless
+	// RateLimit.PerSecond is positive.
+	RateLimit RateLimitConfig
 	// Health configures active health checks; they are off unless
 	// Health.Interval is positive.
 	Health HealthConfig
@@ -218,6 +234,24 @@ type ClusterConfig struct {
 	MaxResponseHeaderBytes int
 	// Logger receives the cluster's logs. Nil means slog.Default().
 	Logger *slog.Logger
+}
+
+// RateLimitConfig is a cluster's outbound rate limit: requests leave at
+// most PerSecond a second, spaced evenly (a LeakyBucket as a shaper, so a
+// rate-limited API sees no bursts). A request over the rate waits for its
+// slot without blocking anyone — its dispatch is scheduled — while fewer
+// than Queue requests are in the bucket (the longest wait is
+// Queue/PerSecond, and the overall Timeout covers it); beyond that it is
+// refused at once with FailOverflow and ReasonRateLimited. Retries and
+// hedges are not throttled (the retry budget bounds them). The limit is
+// the cluster's, not per host.
+type RateLimitConfig struct {
+	// PerSecond is the rate; zero or negative means no limit.
+	PerSecond float64
+	// Queue bounds the requests in the bucket: the one leaving now and
+	// those waiting for their slots. Zero means PerSecond (at most a
+	// second's wait), at least 1.
+	Queue int
 }
 
 // Defaults of ClusterConfig.
@@ -247,6 +281,11 @@ type Cluster struct {
 	bud   *RetryBudget     // nil when off
 	hc    *healthChecker   // nil when off
 	st    clusterStats
+	// perTry is the per-try timeout when it can fire before the overall
+	// one, or 0: an attempt can never be silent longer than its request
+	// is old, so a per-try timeout not below Timeout needs no timer.
+	perTry time.Duration
+	rl     *LeakyBucket // ClusterConfig.RateLimit; nil when off
 
 	limits http1.Limits // response parsing: head bounded, body streamed
 
@@ -281,13 +320,17 @@ func NewCluster(eng *engine.Engine, cfg ClusterConfig) (*Cluster, error) {
 	if cfg.PerTryTimeout == 0 {
 		cfg.PerTryTimeout = cfg.Timeout
 	}
+	var perTry time.Duration
+	if cfg.PerTryTimeout > 0 && (cfg.Timeout < 0 || cfg.PerTryTimeout < cfg.Timeout) {
+		perTry = cfg.PerTryTimeout
+	}
 	if cfg.BackoffBase <= 0 {
 		cfg.BackoffBase = DefaultBackoffBase
 	}
 	if cfg.BackoffMax <= 0 {
 		cfg.BackoffMax = 10 * cfg.BackoffBase
 	}
-	c := &Cluster{eng: eng, cfg: cfg, pool: cfg.Pool.withDefaults(), name: cfg.Name,
+	c := &Cluster{eng: eng, cfg: cfg, pool: cfg.Pool.withDefaults(), name: cfg.Name, perTry: perTry,
 		log: cfg.Logger.With("cluster", cfg.Name), stop: make(chan struct{}),
 		rnd: rand.NewPCG(uint64(time.Now().UnixNano()), 0x9e3779b97f4a7c15)}
 	hs := make([]Host, len(cfg.Hosts))
@@ -309,6 +352,13 @@ func NewCluster(eng *engine.Engine, cfg ClusterConfig) (*Cluster, error) {
 		}
 	}
 	c.set = NewHostSet(hs, cfg.HostSet)
+	if r := cfg.RateLimit; r.PerSecond > 0 {
+		q := r.Queue
+		if q <= 0 {
+			q = max(1, int(math.Min(r.PerSecond, math.MaxInt32)))
+		}
+		c.rl = NewLeakyBucket(r.PerSecond, q)
+	}
 	switch cfg.Balancer {
 	case BalanceRoundRobin:
 		c.bal = NewRoundRobin(c.set)

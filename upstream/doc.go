@@ -22,12 +22,18 @@
 // checks, DNS re-resolution and un-ejection run on one maintenance
 // goroutine per cluster. Cluster.Drain takes a host out of rotation.
 // Each host also has resource thresholds of its own (PoolConfig:
-// MaxConnsPerHost, MaxPendingPerHost, MaxRequestsPerHost), each with a
+// MaxConnsPerHost, MaxPendingPerHost, MaxRequestsPerHost,
+// MaxRetriesPerHost), each with a
 // typed Reason and counted per host. With ClusterConfig.HedgeDelay an
 // idempotent request that has not been answered in time is hedged: a second
 // attempt goes to another host, the first answer wins and the other attempt
 // is canceled; the hedge counts as a retry (Hedgeable says which requests
-// qualify). Failures are *Error values with a Failure (their String is the
+// qualify). ClusterConfig.RateLimit throttles what the cluster sends
+// (client-side throttling toward a rate-limited API): requests leave
+// evenly spaced at the rate, one over it waits for its slot without
+// blocking, and a bounded queue refuses the rest with ReasonRateLimited.
+// ClusterConfig.PerTryTimeout is timed exactly, by a timer per busy
+// connection, not by the engine's tick. Failures are *Error values with a Failure (their String is the
 // metric label and the proxy's X-Warren-Reason). Package proxy is the reverse
 // proxy built on it; docs/upstream.md lists every setting and default
 // and how the timeouts line up with the backend's and a load balancer's.
@@ -104,6 +110,7 @@
 //	PoolConfig.MaxConnsPerHost         256 (per host)
 //	PoolConfig.MaxPendingPerHost       1024 (per host)
 //	PoolConfig.MaxRequestsPerHost      1024 (per host)
+//	PoolConfig.MaxRetriesPerHost       none (per host; the retry budget bounds the cluster's)
 //	BreakerConfig.ConsecutiveFailures  5
 //	BreakerConfig.FailureRatio         0.5 of at least MinRequests 20 in Window
 //	BreakerConfig.Window               10s in Buckets 10
@@ -126,4 +133,7 @@
 //	RetryBudgetConfig.MinConcurrency   3
 //	Backoff base, cap                  25ms, 10×base
 //	ClusterConfig.HedgeDelay           0 (no hedging)
+//	ClusterConfig.PerTryTimeout        = Timeout (15s)
+//	ClusterConfig.RateLimit.PerSecond  0 (no limit)
+//	ClusterConfig.RateLimit.Queue      PerSecond (a second's wait), at least 1
 package upstream

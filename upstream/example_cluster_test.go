@@ -118,3 +118,41 @@ func ExampleClusterConfig_hedgeDelay() {
 	// hedged 1 won 1
 	// false true
 }
+
+// Outbound rate limiting: toward an API that allows 2 requests a second,
+// requests leave evenly spaced; one over the rate waits for its slot
+// (without blocking a goroutine or a loop), and with the queue full the
+// next is refused at once.
+func ExampleClusterConfig_rateLimit() {
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok")
+	}))
+	defer api.Close()
+
+	eng, _ := engine.New(engine.Config{}, nil)
+	eng.Start("")
+	defer eng.Close()
+	cl, _ := upstream.NewCluster(eng, upstream.ClusterConfig{
+		Hosts:     []string{api.URL},
+		RateLimit: upstream.RateLimitConfig{PerSecond: 2, Queue: 2}, // at most half a second's wait
+	})
+	defer cl.Close()
+	results := make(chan string, 3)
+	for range 3 {
+		go func() {
+			head := upstream.AppendRequestHead(nil, "GET", "/", "api", nil, -1, false)
+			_, err := cl.RoundTrip(context.Background(), &upstream.Request{Method: "GET", Head: head}, 0)
+			results <- fmt.Sprint(err)
+		}()
+	}
+	var refused int
+	for range 3 {
+		if <-results != "<nil>" {
+			refused++
+		}
+	}
+	st := cl.Stats()
+	fmt.Println("refused", refused, "rate_limited", st.RqRateLimited, "throttled", st.RqThrottled)
+	// Output:
+	// refused 1 rate_limited 1 throttled 1
+}

@@ -39,8 +39,8 @@ type hedger struct {
 	// mu guards the fields below. It is held while no handler runs and no
 	// connection is written or closed.
 	mu     sync.Mutex
-	timer  *time.Timer
-	closed bool // the request ended (timeout, cancel) before any answer: no winner any more
+	timer  *hedgeTimer // nil once stopped
+	closed bool        // the request ended (timeout, cancel) before any answer: no winner any more
 	att    [2]*Exchange
 	n      int     // attempts started
 	done   [2]bool // attempt ended (OnDone)
@@ -67,9 +67,53 @@ func (hg *hedger) start(now time.Time) {
 		return
 	}
 	hg.att[0], hg.n = a, 1
-	hg.timer = time.AfterFunc(p.c.cfg.HedgeDelay, hg.fire)
+	hg.timer = armHedge(hg, p.c.cfg.HedgeDelay)
 	hg.mu.Unlock()
 	a.dispatchTo(-1, now)
+}
+
+// hedgeTimer is a hedged request's hedge delay. Stopped before it fires, it
+// is reused by a later request (re-armed with Reset), as overallTimer is:
+// a time.AfterFunc per hedged request would be two allocations.
+type hedgeTimer struct {
+	t  *time.Timer
+	hg atomic.Pointer[hedger]
+}
+
+var hedgeTimers sync.Pool
+
+func armHedge(hg *hedger, d time.Duration) *hedgeTimer {
+	ht, _ := hedgeTimers.Get().(*hedgeTimer)
+	if ht == nil {
+		ht = &hedgeTimer{}
+		ht.hg.Store(hg)
+		ht.t = time.AfterFunc(d, ht.fire)
+		return ht
+	}
+	ht.hg.Store(hg)
+	ht.t.Reset(d)
+	return ht
+}
+
+func (ht *hedgeTimer) fire() {
+	if hg := ht.hg.Load(); hg != nil {
+		hg.fire()
+	}
+}
+
+// stopTimerLocked stops the hedge timer, once (a pooled timer may belong
+// to another request after), and pools it when it had not fired; hg.mu is
+// held.
+func (hg *hedger) stopTimerLocked() {
+	ht := hg.timer
+	if ht == nil {
+		return
+	}
+	hg.timer = nil
+	if ht.t.Stop() {
+		ht.hg.Store(nil)
+		hedgeTimers.Put(ht)
+	}
 }
 
 // fire sends the hedge, if the first attempt has not answered or ended,
@@ -149,9 +193,7 @@ func (hg *hedger) OnResponse(x *Exchange, resp *http1.Response) {
 			p.c.st.hedgeWon.Add(1)
 		}
 	}
-	if hg.timer != nil {
-		hg.timer.Stop()
-	}
+	hg.stopTimerLocked()
 	hg.mu.Unlock()
 	if loser != nil {
 		loser.Cancel()
@@ -184,8 +226,8 @@ func (hg *hedger) OnDone(x *Exchange, err error) {
 	}
 	w := hg.winner.Load()
 	deliver := w == x || w == nil && !running
-	if deliver && hg.timer != nil {
-		hg.timer.Stop()
+	if deliver {
+		hg.stopTimerLocked()
 	}
 	hg.mu.Unlock()
 	if deliver {
@@ -204,9 +246,7 @@ func (hg *hedger) stop(f Failure) {
 		hg.closed = true
 	}
 	atts, n := hg.att, hg.n
-	if hg.timer != nil {
-		hg.timer.Stop()
-	}
+	hg.stopTimerLocked()
 	hg.mu.Unlock()
 	if w != nil {
 		w.stopAttempt(f == FailTimeout)

@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -160,4 +161,71 @@ func TestHostMaxPendingAndConnections(t *testing.T) {
 	if h.Assigned != 0 || st.HostLimits["requests"] != -1 {
 		t.Errorf("assigned %d, limits %v", h.Assigned, st.HostLimits)
 	}
+}
+
+// TestHostMaxRetries: with MaxRetriesPerHost 1, the retries of requests
+// that failed (a 503, retried on 5xx) never run two at once on the host,
+// as seen by the backend: the first retry holds the host's place until the
+// backend answers it, the others are refused at once with
+// ReasonHostMaxRetries (one host: nowhere else to go), counted per host.
+func TestHostMaxRetries(t *testing.T) {
+	e := startEngine(t)
+	release := make(chan struct{})
+	var retrying gauge
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	b := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get("X-Id")
+		mu.Lock()
+		again := seen[id]
+		seen[id] = true
+		mu.Unlock()
+		if !again {
+			w.WriteHeader(503) // the first attempt fails
+			return
+		}
+		retrying.inc()
+		defer retrying.dec()
+		select {
+		case <-release:
+			io.WriteString(w, "ok")
+		case <-r.Context().Done():
+		}
+	}))
+	c := newTestCluster(t, e, ClusterConfig{Hosts: []string{b.addr}, OutlierOff: true, BreakerOff: true,
+		Retry:       RetryPolicy{On: RetryOn5xx, MaxRetries: 1},
+		RetryBudget: RetryBudgetConfig{Percent: 100, MinConcurrency: 10},
+		Pool:        PoolConfig{MaxRetriesPerHost: 1}})
+	const n = 4
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			head := AppendRequestHead(nil, "GET", "/", "t", []string{"X-Id", string(rune('a' + i))}, -1, false)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_, err := c.RoundTrip(ctx, &Request{Method: "GET", Head: head}, 0)
+			errs <- err
+		}()
+	}
+	var refused int
+	for refused < n-1 {
+		err := <-errs
+		var ue *Error
+		if !errors.As(err, &ue) || ue.Failure != FailOverflow || ue.Reason != ReasonHostMaxRetries {
+			t.Fatalf("got %v; want a refusal for host_max_retries while one retry holds the host", err)
+		}
+		refused++
+	}
+	if st := c.Stats(); st.Hosts[0].Retrying != 1 || st.Hosts[0].Overflow["retries"] != n-1 || st.HostLimits["retries"] != 1 {
+		t.Errorf("rq_retrying %d, overflow[retries] %d, host_limits[retries] %d; want 1, %d, 1",
+			st.Hosts[0].Retrying, st.Hosts[0].Overflow["retries"], st.HostLimits["retries"], n-1)
+	}
+	close(release)
+	if err := <-errs; err != nil {
+		t.Fatalf("the retry that held the host: %v", err)
+	}
+	if p := retrying.peak.Load(); p != 1 {
+		t.Errorf("backend saw %d retries at once; want 1", p)
+	}
+	waitUntil(t, "the retry's place given back", func() bool { return c.Stats().Hosts[0].Retrying == 0 })
 }

@@ -22,6 +22,7 @@ type hostPool struct {
 	gen      atomic.Uint32 // bumped when addr changes
 	draining atomic.Bool
 	requests atomic.Int64 // assigned: pending or on a connection (PoolConfig.MaxRequestsPerHost)
+	retries  atomic.Int64 // retries and hedges assigned (PoolConfig.MaxRetriesPerHost)
 	st       hostStats
 
 	// mu guards the fields below. It is a leaf: nothing else is locked
@@ -89,6 +90,36 @@ func (hp *hostPool) acquire(x *Exchange, now time.Time) {
 	x.armPendingTimer()
 	if dial {
 		hp.dial()
+	}
+}
+
+// admit takes hp's MaxRequestsPerHost place for a request and, for a
+// retry, its MaxRetriesPerHost place; it returns -1, or the host resource
+// that is full (taking nothing).
+func (hp *hostPool) admit(retry bool) int {
+	if !hp.takeSlot() {
+		return hostRequests
+	}
+	if retry && !hp.takeRetrySlot() {
+		hp.requests.Add(-1)
+		return hostRetries
+	}
+	return -1
+}
+
+// takeRetrySlot counts a retry assigned to hp against
+// PoolConfig.MaxRetriesPerHost; it reports false, and takes nothing, when
+// the host is full.
+func (hp *hostPool) takeRetrySlot() bool {
+	lim := int64(hp.c.pool.MaxRetriesPerHost)
+	for {
+		n := hp.retries.Load()
+		if lim > 0 && n >= lim {
+			return false
+		}
+		if hp.retries.CompareAndSwap(n, n+1) {
+			return true
+		}
 	}
 }
 
@@ -312,6 +343,16 @@ type clientConn struct {
 	resp      http1.Response
 	gotHead   bool
 	connFault atomic.Bool // connect failed or timed out
+
+	// The per-try timeout (Cluster.perTry): a timer per connection, made
+	// at open, armed when an attempt starts while it is not armed already,
+	// and re-armed for the rest of the silence when it finds the attempt
+	// heard from; so a busy connection costs at most one timer event per
+	// per-try period, and the timeout is exact rather than a tick of the
+	// engine's timing wheel late.
+	ptTimer *time.Timer
+	ptArmed atomic.Bool
+	ptCheck func() // cc.perTryCheck, made once
 }
 
 var (
@@ -338,25 +379,28 @@ func (cc *clientConn) Protocol() string { return ProtocolName }
 // Label is the cluster and host.
 func (cc *clientConn) Label(*engine.Conn) string { return cc.hp.c.name + "/" + cc.hp.name }
 
-// checkPeriod is how often a quiet connection is looked at: the smallest
-// of the pool's idle timeout, the per-try timeout and the backend's
-// keep-alive.
+// checkPeriod is how often a quiet idle connection is looked at: the
+// pool's idle timeout, or the backend's keep-alive when shorter
+// (noteKeepAlive). A busy one is timed by the per-try timer and the
+// exchange's overall timer, not by this.
 func (cc *clientConn) checkPeriod() time.Duration {
-	c := cc.hp.c
-	d := time.Duration(-1)
-	for _, v := range []time.Duration{c.pool.IdleTimeout, c.cfg.PerTryTimeout} {
-		if v > 0 && (d < 0 || v < d) {
-			d = v
-		}
+	if d := cc.hp.c.pool.IdleTimeout; d > 0 {
+		return d
 	}
-	return d
+	return -1
 }
 
 // OnOpen hands the new connection to the first waiting exchange.
 func (cc *clientConn) OnOpen(conn *engine.Conn) {
 	cc.timer.Stop()
 	cc.conn = conn
+	cc.dialed.Store(conn)
 	cc.loop = conn.Loop()
+	if d := cc.hp.c.perTry; d > 0 {
+		cc.ptCheck = cc.perTryCheck
+		cc.ptTimer = time.AfterFunc(d, cc.perTryFire)
+		cc.ptTimer.Stop()
+	}
 	cc.opened.Store(true)
 	cc.period = cc.checkPeriod()
 	conn.SetIdleTimeout(cc.period)
@@ -473,7 +517,75 @@ func (cc *clientConn) assign(x *Exchange, reused bool, now time.Time) {
 	if !x.start(cc, reused, now) {
 		// x ended while it waited; give the connection to the next.
 		cc.hp.release(cc, now)
+		return
 	}
+	cc.armPerTry()
+}
+
+// armPerTry starts the per-try timer for a new attempt unless it is
+// running already (it then finds the attempt's start in lastIO when it
+// fires, and re-arms itself for the rest).
+func (cc *clientConn) armPerTry() {
+	if cc.ptTimer != nil && cc.ptArmed.CompareAndSwap(false, true) {
+		cc.ptTimer.Reset(cc.hp.c.perTry)
+	}
+}
+
+// perTryFire runs on the timer's goroutine: the check runs on the
+// connection's loop, in order with its reads.
+func (cc *clientConn) perTryFire() {
+	conn := cc.dialed.Load()
+	if conn == nil || !conn.Post(cc.ptCheck) {
+		cc.ptArmed.Store(false) // closed: OnClose ends the attempt
+	}
+}
+
+// perTryCheck runs on the loop when the per-try timer fires.
+func (cc *clientConn) perTryCheck() { cc.perTryCheckAt(cc.hp.c.now()) }
+
+// perTryCheckAt fails the attempt on cc when it has been silent for the
+// per-try timeout at now, or re-arms the timer for the time left; with no
+// attempt on cc it disarms. It runs on cc's loop.
+func (cc *clientConn) perTryCheckAt(now time.Time) {
+	c := cc.hp.c
+	for {
+		x := cc.x.Load()
+		if x == nil || cc.gone {
+			cc.ptArmed.Store(false)
+			// An attempt assigned between the load and the store found
+			// the timer armed and did not arm it: take it over.
+			if cc.gone || cc.x.Load() == nil || !cc.ptArmed.CompareAndSwap(false, true) {
+				return
+			}
+			continue
+		}
+		due, wait := perTryDue(time.Unix(0, cc.lastIO.Load()), now, c.perTry)
+		if !due {
+			cc.ptTimer.Reset(wait)
+			return
+		}
+		cc.ptArmed.Store(false)
+		if x.timeoutCounted.CompareAndSwap(false, true) {
+			c.st.rqPerTryTimeout.Add(1)
+		}
+		// Retried when the policy allows, unless the handler has seen
+		// the response (fail adds x.respStarted).
+		cc.fail(x, &Error{Failure: FailTimeout, Host: cc.hp.name}, cc.gotHead)
+		cc.conn.Abort(engine.ReasonReadTimeout)
+		return
+	}
+}
+
+// perTryDue reports whether an attempt last heard from (or started) at
+// last has been silent for the per-try timeout d at now, and if not, how
+// long it has left (at least a millisecond, so a clock that stands still
+// cannot make the timer spin).
+func perTryDue(last, now time.Time, d time.Duration) (bool, time.Duration) {
+	quiet := now.Sub(last)
+	if quiet >= d {
+		return true, 0
+	}
+	return false, max(d-quiet, time.Millisecond)
 }
 
 // OnData parses responses.
@@ -619,20 +731,13 @@ func (cc *clientConn) OnEOF(conn *engine.Conn) {
 }
 
 // OnTimeout runs when the connection has been quiet for its check
-// period: an idle one closes once past its idle or keep-alive deadline, a
-// busy one fails its attempt once past the per-try timeout.
+// period: an idle one closes once past its idle or keep-alive deadline; a
+// busy one stays (its attempt is timed by the per-try timer and the
+// exchange's overall timer).
 func (cc *clientConn) OnTimeout(conn *engine.Conn, r engine.CloseReason) bool {
 	c := cc.hp.c
 	now := c.now()
-	quiet := now.Sub(time.Unix(0, cc.lastIO.Load()))
-	if x := cc.x.Load(); x != nil {
-		if c.cfg.PerTryTimeout > 0 && quiet >= c.cfg.PerTryTimeout-c.eng.Config().TickInterval {
-			if x.timeoutCounted.CompareAndSwap(false, true) {
-				c.st.rqPerTryTimeout.Add(1)
-			}
-			cc.fail(x, &Error{Failure: FailTimeout, Host: cc.hp.name}, true)
-			return false
-		}
+	if cc.x.Load() != nil {
 		return true
 	}
 	if cc.expired(now.Add(c.eng.Config().TickInterval)) && cc.hp.removeIdle(cc) {
@@ -650,6 +755,9 @@ func (cc *clientConn) OnClose(conn *engine.Conn, r engine.CloseReason, err error
 	}
 	cc.closed, cc.gone = true, true
 	hp, c := cc.hp, cc.hp.c
+	if cc.ptTimer != nil {
+		cc.ptTimer.Stop()
+	}
 	if !cc.opened.Load() {
 		cc.timer.Stop()
 		if err == nil {

@@ -53,13 +53,17 @@ const (
 	// requests assigned (waiting for or on a connection), and no other
 	// host with room: the request is refused.
 	ReasonHostMaxRequests
+	// ReasonHostMaxRetries is a retry for a host with
+	// PoolConfig.MaxRetriesPerHost retries in flight, and no other host
+	// with room: the retry is refused.
+	ReasonHostMaxRetries
 	numReasons
 )
 
 var reasonNames = [...]string{"none", "rate_limited", "over_burst", "key_table_full", "max_connections",
 	"max_pending", "max_requests", "max_retries", "retry_budget", "breaker_open", "half_open_full",
 	"not_retriable", "non_idempotent", "retries_exhausted", "host_max_connections", "host_max_pending",
-	"host_max_requests"}
+	"host_max_requests", "host_max_retries"}
 
 // String returns the snake_case name used in metrics and logs.
 func (r Reason) String() string {

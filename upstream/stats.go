@@ -10,7 +10,7 @@ type clusterStats struct {
 	cxTotal, cxConnectFail, cxClosed, cxOverflow, kaRetired    atomic.Uint64
 	rqTotal, rqSuccess, rqOverflow, rqTimeout, rqPerTryTimeout atomic.Uint64
 	rqRetry, rqRetryReused, retryOverflow                      atomic.Uint64
-	hedged, hedgeWon                                           atomic.Uint64
+	hedged, hedgeWon, rqRateLimited, rqThrottled               atomic.Uint64
 	pendingTotal, pendingOverflow, pendingTimeout              atomic.Uint64
 	breakerRejected, ejections, drains, upgrades               atomic.Uint64
 	rqActive                                                   atomic.Int64
@@ -43,10 +43,11 @@ const (
 	hostConnections = iota // MaxConnsPerHost
 	hostPending            // MaxPendingPerHost
 	hostRequests           // MaxRequestsPerHost
+	hostRetries            // MaxRetriesPerHost
 	numHostResources
 )
 
-var hostResourceNames = [numHostResources]string{"connections", "pending", "requests"}
+var hostResourceNames = [numHostResources]string{"connections", "pending", "requests", "retries"}
 
 func (s *hostStats) countStatus(code int) {
 	if k := code / 100; k >= 1 && k <= 5 {
@@ -82,8 +83,10 @@ type ClusterStats struct {
 	RqStatus        map[string]uint64 `json:"rq_status"`   // "2xx" → count
 	RqFailures      map[string]uint64 `json:"rq_failures"` // Failure → count
 	Upgrades        uint64            `json:"upgrades"`
-	RqHedged        uint64            `json:"rq_hedged"`    // second attempts sent after ClusterConfig.HedgeDelay
-	RqHedgeWon      uint64            `json:"rq_hedge_won"` // of them, those that answered first
+	RqHedged        uint64            `json:"rq_hedged"`       // second attempts sent after ClusterConfig.HedgeDelay
+	RqHedgeWon      uint64            `json:"rq_hedge_won"`    // of them, those that answered first
+	RqRateLimited   uint64            `json:"rq_rate_limited"` // refused by ClusterConfig.RateLimit (its queue full)
+	RqThrottled     uint64            `json:"rq_throttled"`    // delayed to their rate limit slot
 	// Resource thresholds: the cluster's (Thresholds, by Resource name)
 	// and each host's limits (PoolConfig, "connections", "pending",
 	// "requests"; -1 for none) with the times hosts hit them.
@@ -123,8 +126,11 @@ type HostStats struct {
 	// Assigned counts the requests waiting for or on one of the host's
 	// connections (against PoolConfig.MaxRequestsPerHost).
 	Assigned int64 `json:"rq_assigned"`
+	// Retrying counts the retries (and hedges) on the host now (against
+	// PoolConfig.MaxRetriesPerHost).
+	Retrying int64 `json:"rq_retrying"`
 	// Overflow counts the times the host's thresholds were hit, by
-	// "connections", "pending", "requests".
+	// "connections", "pending", "requests", "retries".
 	Overflow map[string]uint64 `json:"overflow"`
 }
 
@@ -153,9 +159,11 @@ func (c *Cluster) Stats() ClusterStats {
 		RqStatus: map[string]uint64{}, RqFailures: map[string]uint64{}, Upgrades: s.upgrades.Load(),
 		BreakerRejected: s.breakerRejected.Load(), Ejections: s.ejections.Load(), Drains: s.drains.Load(),
 		Panic: c.set.Panic(), BreakerState: "off", RqHedged: s.hedged.Load(), RqHedgeWon: s.hedgeWon.Load(),
+		RqRateLimited: s.rqRateLimited.Load(), RqThrottled: s.rqThrottled.Load(),
 		CircuitBreakers: map[string]ThresholdStats{}, HostOverflow: map[string]uint64{},
 		HostLimits: map[string]int64{"connections": int64(max(-1, c.pool.MaxConnsPerHost)),
-			"pending": int64(c.pool.MaxPendingPerHost), "requests": int64(max(-1, c.pool.MaxRequestsPerHost))}}
+			"pending": int64(c.pool.MaxPendingPerHost), "requests": int64(max(-1, c.pool.MaxRequestsPerHost)),
+			"retries": int64(max(-1, c.pool.MaxRetriesPerHost))}}
 	for r := ResourceConnections; r < numResources; r++ {
 		out.CircuitBreakers[r.String()] = ThresholdStats{Limit: c.res.limit[r], Active: c.res.Count(r), Overflow: c.res.Overflows(r)}
 	}
@@ -181,7 +189,7 @@ func (c *Cluster) Stats() ClusterStats {
 			Draining: hp.draining.Load(), Active: c.set.Active(i), Conns: conns, Idle: idle, Pending: pending,
 			CxTotal: hp.st.cxTotal.Load(), CxFail: hp.st.cxConnectFail.Load(), KeepAlive: hp.st.kaRetired.Load(),
 			RqTotal: hp.st.rqTotal.Load(), RqFailed: hp.st.rqFailed.Load(), RqStatus: map[string]uint64{},
-			HealthOK: hp.st.hcOK.Load(), HealthFail: hp.st.hcFail.Load(), Assigned: hp.requests.Load(),
+			HealthOK: hp.st.hcOK.Load(), HealthFail: hp.st.hcFail.Load(), Assigned: hp.requests.Load(), Retrying: hp.retries.Load(),
 			Overflow: map[string]uint64{}}
 		for k, n := range hostResourceNames {
 			v := hp.st.overflow[k].Load()

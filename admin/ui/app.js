@@ -520,6 +520,7 @@
         ["requests/s", si(rate(c.rq_total, p && p.rq_total, dt))], ["active", si(c.rq_active)],
         ["pending", si(c.rq_pending_active)], ["connections", si(c.cx_active)],
         ["retries", si(c.rq_retry)], ["hedged / won", si(c.rq_hedged) + " / " + si(c.rq_hedge_won)],
+        ["throttled / rate limited", si(c.rq_throttled) + " / " + si(c.rq_rate_limited)],
         ["failures", si(fails) + (pf != null ? " (" + si(rate(fails, pf, dt)) + "/s)" : "")],
         ["timeouts", si(c.rq_timeout)], ["ejected now / total", si(c.outlier_ejected) + " / " + si(c.outlier_ejections)],
         ["breaker rejected", si(c.breaker_rejected)],
@@ -554,7 +555,7 @@
       ht.className = "hosts";
       ht.innerHTML = "<thead><tr><th>host</th><th>address</th><th>state</th><th>active</th><th>assigned</th>" +
         "<th>conns open / idle</th><th>pending</th><th>requests</th><th>failed</th><th>5xx</th>" +
-        "<th>threshold hits c / p / r</th><th>checks ok / failed</th></tr></thead><tbody></tbody>";
+        "<th>threshold hits c / p / r / rt</th><th>checks ok / failed</th></tr></thead><tbody></tbody>";
       for (const x of c.hosts || []) {
         const tr = ht.tBodies[0].insertRow();
         const state = x.draining ? "draining" : x.ejected ? "ejected" : x.healthy ? "healthy" : "unhealthy";
@@ -565,8 +566,8 @@
         cell(tr, si(x.rq_total)); cell(tr, si(x.rq_failed));
         cell(tr, si((x.rq_status || {})["5xx"]));
         const o = x.overflow || {};
-        cell(tr, si(o.connections) + " / " + si(o.pending) + " / " + si(o.requests),
-          (o.pending || 0) + (o.requests || 0) > 0 ? "warn" : "");
+        cell(tr, si(o.connections) + " / " + si(o.pending) + " / " + si(o.requests) + " / " + si(o.retries),
+          (o.pending || 0) + (o.requests || 0) + (o.retries || 0) > 0 ? "warn" : "");
         cell(tr, si(x.health_check_success) + " / " + si(x.health_check_failure));
       }
       ht.dataset.rows = String((c.hosts || []).length);

@@ -79,3 +79,54 @@ func TestProxyCommandHedge(t *testing.T) {
 		t.Errorf("/api/upstream: %+v", api)
 	}
 }
+
+// TestProxyCommandRateLimit runs warren proxy with -rate-limit 0.1 (one
+// request per ten seconds) and -rate-limit-queue 1: the first GET goes
+// through, the next is refused at once with 503 overflow, counted in
+// /metrics and /api/upstream.
+func TestProxyCommandRateLimit(t *testing.T) {
+	bin := warrenBinary(t)
+	b := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	defer b.Close()
+	p := startProc(t, "warren proxy", bin, "proxy", "-listen", "127.0.0.1:0", "-admin", "127.0.0.1:0",
+		"-upstream", b.URL, "-rate-limit", "0.1", "-rate-limit-queue", "1")
+	p.waitOutput(t, 20*time.Second, "admin: listening")
+	p.waitOutput(t, 20*time.Second, "warren proxy listening")
+	out := p.out.String()
+	addr := regexp.MustCompile(`proxy listening" addr=(\S+)`).FindStringSubmatch(out)[1]
+	adminAddr := regexp.MustCompile(`admin: listening" addr=(\S+)`).FindStringSubmatch(out)[1]
+	for i, want := range []int{200, 503} {
+		resp, err := http.Get("http://" + addr + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want || want == 503 && resp.Header.Get("X-Warren-Reason") != "overflow" {
+			t.Fatalf("GET %d: %d %q; want %d", i, resp.StatusCode, resp.Header.Get("X-Warren-Reason"), want)
+		}
+	}
+	resp, err := http.Get("http://" + adminAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(metrics), `warren_upstream_rq_rate_limited_total{cluster="default"} 1`) {
+		t.Error("the refusal is not in /metrics as warren_upstream_rq_rate_limited_total 1")
+	}
+	resp, err = http.Get("http://" + adminAddr + "/api/upstream")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var api struct {
+		Clusters []struct {
+			RateLimited int `json:"rq_rate_limited"`
+		} `json:"clusters"`
+	}
+	json.NewDecoder(resp.Body).Decode(&api)
+	resp.Body.Close()
+	if len(api.Clusters) != 1 || api.Clusters[0].RateLimited != 1 {
+		t.Errorf("/api/upstream: %+v", api)
+	}
+}
