@@ -22,12 +22,16 @@
 # client is up. For warren it then also reports the live Go heap+stacks
 # per client (bench/cmd/mqtthost's MEMSTATS on SIGUSR1, after a forced
 # GC, baseline taken the same way), which is what the broker's data
-# structures cost without the GC's headroom. GOGC and GOMEMLIMIT, when
+# structures cost without the GC's headroom. For both servers it also
+# reports the anonymous RSS per client (RssAnon, loaded minus baseline):
+# the RSS delta less file-backed pages, of which a Go binary's code first
+# touched by the first client is the bulk (~0.7 MB for mqtthost, ~46 B
+# per client at 15,000; next to nothing for mosquitto). GOGC and GOMEMLIMIT, when
 # set, apply to warren and are printed.
 #
 # Environment: N (15000), RUNS (3), SERVERS ("warren mosquitto"), V5 (0),
 # CONC (200), SETTLE (2), SAMPLES (7), SPAN (3), OPEN_TIMEOUT (120), OUT
-# (bench/out). Linux only; needs mosquitto (apt-get install mosquitto).
+# (bench/out). Linux only; installs Debian's mosquitto with apt-get if it is missing.
 # Every process it starts is stopped by pid on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,7 +52,11 @@ PROG=mqtt-idle
 . bench/lib.sh
 [ -r /proc/self/status ] || die "needs Linux /proc"
 [ "$N" -le 19000 ] || die "N=$N: one client process holds at most ~19000 connections"
-if [[ " $SERVERS " == *" mosquitto "* ]]; then
+# Debian's mosquitto is installed (apt-get) when a run wants it and it is missing.
+if [[ " $SERVERS " == *" mosquitto "* ]] && ! command -v mosquitto >/dev/null; then
+  echo "installing mosquitto (apt-get) ..."
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mosquitto; } >/dev/null 2>&1 ||
+    die "mosquitto is missing and apt-get install mosquitto failed"
   command -v mosquitto >/dev/null || die "mosquitto not installed (apt-get install mosquitto)"
 fi
 ulimit -n "$(ulimit -Hn)"
@@ -63,6 +71,12 @@ sample_rss() {
   done | median
 }
 
+# anon_kb PID: the process's anonymous resident memory (RssAnon), which
+# leaves out file-backed pages: the binary's code and data first touched
+# when the first client connects, a fixed cost that the RSS delta would
+# otherwise spread over the clients.
+anon_kb() { awk '/^RssAnon:/ {print $2}' "/proc/$1/status"; }
+
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 BIN=$OUT/$PROG
@@ -73,7 +87,7 @@ go build -o "$BIN/mqttidle" ./bench/cmd/mqttidle
 LOGDIR=$OUT/logs/mqtt-idle-$(date +%Y%m%d-%H%M%S)
 mkdir -p "$LOGDIR"
 RESULTS=$LOGDIR/results.tsv
-printf 'server\trun\tbase_kb\tloaded_kb\topened\tbytes_per_client\tgo_heap_stack_per_client\n' >"$RESULTS"
+printf 'server\trun\tbase_kb\tloaded_kb\topened\tbytes_per_client\tgo_heap_stack_per_client\tanon_bytes_per_client\n' >"$RESULTS"
 
 start_broker() { # start_broker NAME LOG: sets SRV_PID and SRV_ADDR
   local name=$1 log=$2 port i
@@ -107,12 +121,13 @@ start_broker() { # start_broker NAME LOG: sets SRV_PID and SRV_ADDR
 }
 
 measure() { # measure SERVER RUN
-  local name=$1 run=$2 log clog base loaded ready= cpid i v5flag=
+  local name=$1 run=$2 log clog base loaded abase aloaded ready= cpid i v5flag=
   log=$LOGDIR/$name-$run.log
   clog=$LOGDIR/$name-$run-client.log
   start_broker "$name" "$log"
   sleep 1
   base=$(sample_rss "$SRV_PID" 3 1)
+  abase=$(anon_kb "$SRV_PID")
   local ms0="- -" ms1="- -" goper=-
   if [ "$name" = warren ]; then ms0=$(memstats "$SRV_PID" "$log"); fi
   [ "$V5" = 1 ] && v5flag=-v5
@@ -130,6 +145,7 @@ measure() { # measure SERVER RUN
   grep '^{' "$clog" | sed "s/^/  $name run $run: /"
   sleep "$SETTLE"
   loaded=$(sample_rss "$SRV_PID" "$SAMPLES" "$SPAN")
+  aloaded=$(anon_kb "$SRV_PID")
   if [ "$name" = warren ]; then ms1=$(memstats "$SRV_PID" "$log"); fi
   if [ "$ms0" != "- -" ] && [ "$ms1" != "- -" ]; then
     goper=$(echo "$ms0 $ms1" | awk -v n="$ready" '{printf "%.0f", (($3 + $4) - ($1 + $2)) / n}')
@@ -137,11 +153,12 @@ measure() { # measure SERVER RUN
   stop_pid "$cpid" 30
   stop_pid "$SRV_PID" 30
   PIDS=()
-  local bpc
+  local bpc apc
   bpc=$(awk -v l="$loaded" -v b="$base" -v n="$ready" 'BEGIN {printf "%.0f", (l - b) * 1024 / n}')
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$run" "$base" "$loaded" "$ready" "$bpc" "$goper" >>"$RESULTS"
-  printf '  %-10s run %d: baseline %6d kB  loaded %7d kB  clients %6d  => %6d B/client  (Go heap+stacks %s B/client)\n' \
-    "$name" "$run" "$base" "$loaded" "$ready" "$bpc" "$goper"
+  apc=$(awk -v l="$aloaded" -v b="$abase" -v n="$ready" 'BEGIN {printf "%.0f", (l - b) * 1024 / n}')
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$run" "$base" "$loaded" "$ready" "$bpc" "$goper" "$apc" >>"$RESULTS"
+  printf '  %-10s run %d: baseline %6d kB  loaded %7d kB  clients %6d  => %6d B/client  (anonymous %s B/client, Go heap+stacks %s B/client)\n' \
+    "$name" "$run" "$base" "$loaded" "$ready" "$bpc" "$apc" "$goper"
 }
 
 read -r -a order <<<"$SERVERS"
@@ -157,7 +174,8 @@ echo
 echo "medians over $RUNS run(s), N=$N:"
 for s in $SERVERS; do
   m=$(awk -F'\t' -v s="$s" 'NR > 1 && $1 == s {print $6}' "$RESULTS" | median)
-  printf '  %-10s %8s B/client\n' "$s" "$m"
+  a=$(awk -F'\t' -v s="$s" 'NR > 1 && $1 == s {print $8}' "$RESULTS" | median)
+  printf '  %-10s %8s B/client  (anonymous RSS %s B/client)\n' "$s" "$m" "$a"
 done
 if [[ " $SERVERS " == *" warren "* ]]; then
   g=$(awk -F'\t' 'NR > 1 && $1 == "warren" && $7 != "-" {print $7}' "$RESULTS" | median)
@@ -167,5 +185,8 @@ if [[ " $SERVERS " == *" warren "* && " $SERVERS " == *" mosquitto "* ]]; then
   w=$(awk -F'\t' 'NR > 1 && $1 == "warren" {print $6}' "$RESULTS" | median)
   m=$(awk -F'\t' 'NR > 1 && $1 == "mosquitto" {print $6}' "$RESULTS" | median)
   awk -v w="$w" -v m="$m" 'BEGIN {printf "  warren / mosquitto = %.3f (target <= 0.5)\n", w / m}'
+  w=$(awk -F'\t' 'NR > 1 && $1 == "warren" {print $8}' "$RESULTS" | median)
+  m=$(awk -F'\t' 'NR > 1 && $1 == "mosquitto" {print $8}' "$RESULTS" | median)
+  awk -v w="$w" -v m="$m" 'BEGIN {printf "  anonymous RSS only: warren / mosquitto = %.3f\n", w / m}'
 fi
 echo "per-run figures: $RESULTS"

@@ -35,6 +35,13 @@ PROG=mqtt-rt
 . bench/lib.sh
 [ -r /proc/self/status ] || die "needs Linux /proc"
 ulimit -n "$(ulimit -Hn)"
+# Debian's mosquitto is installed (apt-get) when a run wants it and it is missing.
+if [[ " $SERVERS " == *" mosquitto "* ]] && ! command -v mosquitto >/dev/null; then
+  echo "installing mosquitto (apt-get) ..."
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mosquitto; } >/dev/null 2>&1 ||
+    die "mosquitto is missing and apt-get install mosquitto failed"
+  command -v mosquitto >/dev/null || die "mosquitto not installed (apt-get install mosquitto)"
+fi
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 BIN=$OUT/$PROG

@@ -18,32 +18,24 @@ import (
 )
 
 // conn is one MQTT connection, over TCP or WebSocket, with its Client
-// (one allocation of 160 bytes for both). Its fields without a lock belong
+// (one allocation of 144 bytes for both). Its fields without a lock belong
 // to the connection's event loop; those read by other goroutines
-// delivering messages (version, recvMax, maxOut, cl) are set before the
+// delivering messages (version, x, cl) are set before the
 // connection is attached to its session under session.mu, and never change
 // after.
 type conn struct {
-	srv  *Server
-	ec   *engine.Conn
-	ws   *websocket.Conn // MQTT over WebSocket; nil on TCP
-	sess *session
-	// outAliases are the topic aliases the server set on this connection,
-	// guarded by the session's mu (every PUBLISH to the client is sent
-	// under it, so an alias is always set before it is used); nil until
-	// the first.
-	outAliases map[string]uint16
-	in         *inState     // publishing state; nil until the client publishes
-	lastIn     atomic.Int64 // unix ns of the last input; the sweeper reads it (WebSocket keep-alive)
+	srv    *Server
+	ec     *engine.Conn
+	sess   *session
+	x      *connExt     // what few connections need; nil for a 3.1.1 client over TCP
+	in     *inState     // publishing state; nil until the client publishes
+	lastIn atomic.Int64 // unix ns of the last input; the sweeper reads it (WebSocket keep-alive)
 
 	// The small fields share words.
 	version   Version
 	connected bool
-	done      bool   // input is discarded from now on
-	normal    bool   // the client sent a normal DISCONNECT: no will
-	recvMax   uint16 // the client's Receive Maximum
-	aliasMax  uint16 // the client's Topic Alias Maximum: aliases the server may set
-	maxOut    uint32 // the client's Maximum Packet Size; 0 for the protocol's
+	done      bool // input is discarded from now on
+	normal    bool // the client sent a normal DISCONNECT: no will
 	takenOver atomic.Bool
 
 	// wmu guards output: batching while the loop handles input, and the
@@ -58,6 +50,48 @@ type conn struct {
 	// cl is the client the hooks see, set once the CONNECT is accepted
 	// (connected).
 	cl Client
+}
+
+// connExt is the part of a connection that only some need: MQTT over
+// WebSocket, and a 5.0 client's limits on what it receives. It is set
+// when the connection is made (WebSocket) or before its CONNECT is
+// accepted, and the pointer never changes after, so goroutines delivering
+// to the client read it like the fields of conn set then.
+type connExt struct {
+	ws *websocket.Conn // MQTT over WebSocket; nil on TCP
+	// outAliases are the topic aliases the server set on this connection,
+	// guarded by the session's mu (every PUBLISH to the client is sent
+	// under it, so an alias is always set before it is used); nil until
+	// the first.
+	outAliases map[string]uint16
+	recvMax    uint16 // the client's Receive Maximum
+	aliasMax   uint16 // the client's Topic Alias Maximum: aliases the server may set
+	maxOut     uint32 // the client's Maximum Packet Size; 0 for the protocol's
+}
+
+// ext returns the connection's connExt, making it; only before the
+// connection is attached to its session.
+func (c *conn) ext() *connExt {
+	if c.x == nil {
+		c.x = &connExt{recvMax: 65535}
+	}
+	return c.x
+}
+
+// ws returns the WebSocket the connection runs over, or nil on TCP.
+func (c *conn) ws() *websocket.Conn {
+	if c.x == nil {
+		return nil
+	}
+	return c.x.ws
+}
+
+// recvMax returns the client's Receive Maximum (65535 unless it set one).
+func (c *conn) recvMax() uint16 {
+	if c.x == nil {
+		return 65535
+	}
+	return c.x.recvMax
 }
 
 // outBuf is a connection's batched output, pooled.
@@ -130,7 +164,10 @@ var (
 // CONNECT within Config.ConnectTimeout.
 func (s *Server) newConn(ec *engine.Conn, ws *websocket.Conn) *conn {
 	s.startSweeper()
-	c := &conn{srv: s, ec: ec, ws: ws}
+	c := &conn{srv: s, ec: ec}
+	if ws != nil {
+		c.x = &connExt{ws: ws, recvMax: 65535}
+	}
 	s.stats.pending.Add(1)
 	ec.SetIdleTimeout(s.cfg.ConnectTimeout)
 	return c
@@ -332,8 +369,8 @@ func (c *conn) write(b []byte) bool {
 // rawWrite writes to the transport; c.wmu is held.
 func (c *conn) rawWrite(b []byte) bool {
 	var err error
-	if c.ws != nil {
-		err = c.ws.WriteMessage(websocket.OpBinary, b)
+	if ws := c.ws(); ws != nil {
+		err = ws.WriteMessage(websocket.OpBinary, b)
 	} else {
 		_, err = c.ec.Write(b)
 	}
@@ -395,26 +432,27 @@ func (c *conn) sendPublish(m *msg, qos QoS, id uint16, dup, retain bool, ids []u
 		pr.CorrelationData, pr.User, pr.SubscriptionIDs = m.CorrelationData, m.User, ids
 	}
 	newAlias := false
-	if c.aliasMax > 0 {
+	x := c.x
+	if x != nil && x.aliasMax > 0 {
 		// Outbound topic aliases: the first PUBLISH of a topic sets one
 		// while there are free ones, later ones send it without the
 		// topic (MQTT 5.0 3.3.2.3.4).
-		if a, ok := c.outAliases[m.Topic]; ok {
+		if a, ok := x.outAliases[m.Topic]; ok {
 			p.Topic, p.Props.TopicAlias = nil, a
-		} else if len(c.outAliases) < int(c.aliasMax) {
-			if c.outAliases == nil {
-				c.outAliases = make(map[string]uint16)
+		} else if len(x.outAliases) < int(x.aliasMax) {
+			if x.outAliases == nil {
+				x.outAliases = make(map[string]uint16)
 			}
-			a := uint16(len(c.outAliases) + 1)
-			c.outAliases[m.Topic] = a
+			a := uint16(len(x.outAliases) + 1)
+			x.outAliases[m.Topic] = a
 			p.Props.TopicAlias, newAlias = a, true
 		}
 	}
 	b := AppendPublish(pool.Get(len(m.Payload) + len(m.Topic) + 64)[:0], c.version, &p)
-	if c.maxOut > 0 && len(b) > int(c.maxOut) {
+	if x != nil && x.maxOut > 0 && len(b) > int(x.maxOut) {
 		pool.Put(b)
 		if newAlias {
-			delete(c.outAliases, m.Topic)
+			delete(x.outAliases, m.Topic)
 		}
 		s.drop(DropTooLarge)
 		return false
@@ -423,7 +461,7 @@ func (c *conn) sendPublish(m *msg, qos QoS, id uint16, dup, retain bool, ids []u
 	pool.Put(b)
 	if !ok {
 		if newAlias {
-			delete(c.outAliases, m.Topic)
+			delete(x.outAliases, m.Topic)
 		}
 		s.drop(DropWriteFailed)
 		return false
@@ -477,10 +515,10 @@ func (c *conn) disconnect(code ReasonCode, why engine.CloseReason, reason string
 func (c *conn) closeWith(why engine.CloseReason, code ReasonCode) {
 	c.done = true
 	c.flush()
-	if c.ws != nil {
+	if ws := c.ws(); ws != nil {
 		// The websocket batches its frames while it handles input: its
 		// close frame goes after them, then it closes the connection.
-		c.ws.Close(wsCloseCode(code), "")
+		ws.Close(wsCloseCode(code), "")
 		return
 	}
 	c.ec.CloseWithDetail(why, code)
@@ -587,7 +625,7 @@ func (c *conn) onConnect(p *Connect) {
 	// The Client is part of the connection; the hooks see it once the
 	// CONNECT is accepted (Authenticate gets ConnectInfo), and a refused
 	// CONNECT is the connection's last packet.
-	c.cl = Client{ID: cid, Version: p.Version, WebSocket: c.ws != nil, c: c}
+	c.cl = Client{ID: cid, Version: p.Version, WebSocket: c.ws() != nil, c: c}
 	cl := &c.cl
 	if p.HasUsername {
 		cl.Username = string(p.Username)
@@ -595,7 +633,7 @@ func (c *conn) onConnect(p *Connect) {
 	if h := s.cfg.Hooks.Authenticate; h != nil {
 		ident, code, reason := h(&ConnectInfo{ClientID: cid, Username: p.Username, Password: p.Password,
 			HasUsername: p.HasUsername, HasPassword: p.HasPassword, Version: p.Version,
-			Remote: c.ec.RemoteAddr(), WebSocket: c.ws != nil, Conn: c.ec})
+			Remote: c.ec.RemoteAddr(), WebSocket: c.ws() != nil, Conn: c.ec})
 		if code != Success {
 			if !code.IsError() {
 				code = NotAuthorized
@@ -632,14 +670,15 @@ func (c *conn) onConnect(p *Connect) {
 		ka = time.Duration(serverKA) * time.Second
 	}
 	c.kaSecs = uint16(ka / time.Second)
-	c.recvMax = 65535
 	if p.Props.Present.Has(PropReceiveMaximum) {
-		c.recvMax = p.Props.ReceiveMaximum
+		c.ext().recvMax = p.Props.ReceiveMaximum
 	}
 	if p.Props.Present.Has(PropMaximumPacketSize) {
-		c.maxOut = p.Props.MaximumPacketSize
+		c.ext().maxOut = p.Props.MaximumPacketSize
 	}
-	c.aliasMax = min(p.Props.TopicAliasMaximum, maxOutAliases)
+	if a := min(p.Props.TopicAliasMaximum, maxOutAliases); a > 0 {
+		c.ext().aliasMax = a
+	}
 
 	// Session expiry.
 	var expiry uint32
@@ -730,7 +769,7 @@ func (c *conn) onConnect(p *Connect) {
 	}
 	ss.expiry, ss.will = expiry, will
 	s.stats.online.Add(1)
-	if c.ws != nil && ka > 0 {
+	if c.ws() != nil && ka > 0 {
 		// The engine's idle timer is reset by output too: the sweeper
 		// checks a WebSocket client's own input against its keep-alive.
 		s.wsKeepAlive[c] = struct{}{}
@@ -780,8 +819,8 @@ func (c *conn) kick(code ReasonCode, reason string) {
 	}
 	c.sendDisconnect(&d)
 	c.flush()
-	if c.ws != nil {
-		c.ws.Close(wsCloseCode(code), "")
+	if ws := c.ws(); ws != nil {
+		ws.Close(wsCloseCode(code), "")
 		return
 	}
 	c.ec.CloseWithDetail(engine.ReasonLocal, code)

@@ -503,3 +503,47 @@ func TestIdleHoldsNothing(t *testing.T) {
 		t.Fatalf("idle connection holds %+v", v)
 	}
 }
+
+// A 3.1.1 client over TCP, and a 5.0 client that sets no limits, hold no
+// connExt; a 5.0 client's Receive Maximum, Maximum Packet Size and Topic
+// Alias Maximum live there.
+func TestConnExtOnlyWhenNeeded(t *testing.T) {
+	b := startBroker(t, Config{})
+	connOf := func(id string) *conn {
+		t.Helper()
+		b.mu.RLock()
+		ss := b.sessions.get(id)
+		b.mu.RUnlock()
+		if ss == nil {
+			t.Fatalf("no session %q", id)
+		}
+		ss.mu.Lock()
+		defer ss.mu.Unlock()
+		return ss.conn
+	}
+	connectOK(t, b.addr, Version311, "v3")
+	connectOK(t, b.addr, Version5, "v5")
+	for _, id := range []string{"v3", "v5"} {
+		if cn := connOf(id); cn.x != nil || cn.recvMax() != 65535 || cn.ws() != nil {
+			t.Errorf("%s: ext %+v, receive maximum %d", id, cn.x, cn.recvMax())
+		}
+	}
+	c := dial(t, b.addr, Version5)
+	if ca := c.connect(&Connect{ClientID: []byte("lim"), CleanStart: true, Props: Properties{
+		Present:        setOf(PropReceiveMaximum, PropMaximumPacketSize, PropTopicAliasMaximum),
+		ReceiveMaximum: 3, MaximumPacketSize: 1000, TopicAliasMaximum: 2}}); ca.ReasonCode != Success {
+		t.Fatalf("CONNACK %v", ca.ReasonCode)
+	}
+	cn := connOf("lim")
+	if x := cn.x; x == nil || x.recvMax != 3 || x.maxOut != 1000 || x.aliasMax != 2 || cn.recvMax() != 3 {
+		t.Fatalf("ext %+v", x)
+	}
+	// The limits apply: a PUBLISH over 1000 bytes is dropped, the next
+	// one arrives with a topic alias.
+	c.subscribe(1, QoS0, "lim/t")
+	b.Publish(&Message{Topic: "lim/t", Payload: make([]byte, 2000)})
+	b.Publish(&Message{Topic: "lim/t", Payload: []byte("small")})
+	if p := c.expectPublish(); string(p.Payload) != "small" || p.Props.TopicAlias != 1 {
+		t.Fatalf("got %q alias %d", p.Payload, p.Props.TopicAlias)
+	}
+}

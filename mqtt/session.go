@@ -227,7 +227,7 @@ func (ss *session) tidy() {
 // window returns how many messages may be inflight to the client; s.mu is
 // held and s.conn is not nil.
 func (ss *session) window(s *Server) int {
-	return min(int(ss.conn.recvMax), s.cfg.MaxInflight)
+	return min(int(ss.conn.recvMax()), s.cfg.MaxInflight)
 }
 
 // packetID returns a packet identifier not in flight; s.mu is held.

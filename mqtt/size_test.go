@@ -12,7 +12,7 @@ func TestIdleStructSizes(t *testing.T) {
 		name      string
 		size, max uintptr
 	}{
-		{"conn with its Client", unsafe.Sizeof(conn{}), 160},
+		{"conn with its Client", unsafe.Sizeof(conn{}), 144},
 		{"Client", unsafe.Sizeof(Client{}), 64},
 		{"session", unsafe.Sizeof(session{}), 64},
 		{"subscription", unsafe.Sizeof(subscription{}), 48},
