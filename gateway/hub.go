@@ -300,17 +300,30 @@ const (
 
 func nodeCommandSubject(node string) string   { return "warren.node." + node + ".command" }
 func nodeBroadcastSubject(node string) string { return "warren.node." + node + ".broadcast" }
+func nodeReplacedSubject(node string) string  { return "warren.node." + node + ".replaced" }
 func telemetrySubject(id string) string       { return "devices." + id + ".telemetry" }
 func presenceSubject(id string) string        { return "devices." + id + ".presence" }
 
 // Start subscribes to presence, heartbeats and this node's commands, takes
 // a snapshot of the cluster's presence, and starts the sweeper.
 func (h *Hub) Start() error {
+	// A hub with a directory follows every device's presence; a hub that
+	// asks a remote Directory does not (a prefork worker would otherwise
+	// receive, and its NATS server buffer, every presence event of the
+	// cluster): the Directory tells it on its replaced subject when a
+	// device it holds connected again elsewhere.
+	presence := struct {
+		subj string
+		fn   nats.MsgHandler
+	}{subjPresenceAll, h.onPresence}
+	if h.remoteDir() {
+		presence.subj, presence.fn = nodeReplacedSubject(h.cfg.Node), h.onReplaced
+	}
 	subs := []struct {
 		subj string
 		fn   nats.MsgHandler
 	}{
-		{subjPresenceAll, h.onPresence},
+		presence,
 		{subjHeartbeat, h.onHeartbeat},
 		{subjSync, h.onSync},
 		{nodeCommandSubject(h.cfg.Node), h.onNodeCommand},
@@ -535,15 +548,6 @@ func (h *Hub) dirList(prefix, cursor string, limit int) ([]DeviceInfo, string) {
 // and a local session of a device that connected elsewhere later is
 // replaced.
 func (h *Hub) onPresence(m *nats.Msg) {
-	if h.remoteDir() {
-		// Without a directory, only an event about a device of this node
-		// matters (it may replace the local session): the others are
-		// not even decoded.
-		id, ok := strings.CutPrefix(m.Subject, "devices.")
-		if id, ok = strings.CutSuffix(id, ".presence"); !ok || h.Local(id) == nil {
-			return
-		}
-	}
 	var p presenceMsg
 	if json.Unmarshal(m.Data, &p) != nil || p.Node == h.cfg.Node {
 		return
@@ -553,31 +557,62 @@ func (h *Hub) onPresence(m *nats.Msg) {
 	if !ok {
 		return
 	}
-	remote := h.remoteDir()
 	if p.State != "online" {
-		if !remote {
-			h.dirDelete(p.Device, &e)
-		}
+		h.dirDelete(p.Device, &e)
 		return
 	}
-	if !remote {
-		h.dirSet(p.Device, e)
+	if lost, ok := h.dirPut(p.Device, e); ok && h.serves != "" && lost.node != h.node {
+		// A Directory tells the node of the session that lost (the one
+		// held before, or this one when it came late) to close it: its
+		// workers do not follow presence. Nodes that hold a directory
+		// decide alike for themselves and ignore the notice.
+		b, _ := json.Marshal(replacedNotice{Device: p.Device, Seq: lost.seq})
+		h.nc.Publish(nodeReplacedSubject(lost.node.Value()), b)
 	}
 	if s := h.Local(p.Device); s != nil {
 		mine := h.entryOfSession(s)
 		if e.newer(&mine) {
-			sh := &h.shards[h.shardOf(s.Device)]
-			sh.mu.Lock()
-			if sh.m[s.Device] == s {
-				delete(sh.m, s.Device)
-				h.m.online.Add(-1)
-			}
-			sh.mu.Unlock()
-			s.gone.Store(true)
-			h.m.replaced.Add(1)
-			s.t.Close(ReasonReplaced)
+			h.replaceLocal(s)
 		}
 	}
+}
+
+// replacedNotice tells a node that its session seq of Device lost to a
+// later connection of the device elsewhere.
+type replacedNotice struct {
+	Device string `json:"device"`
+	Seq    uint32 `json:"seq"`
+}
+
+// onReplaced closes the local session a Directory says was replaced, if
+// it is still the one the notice names.
+func (h *Hub) onReplaced(m *nats.Msg) {
+	var r replacedNotice
+	if json.Unmarshal(m.Data, &r) != nil {
+		return
+	}
+	if s := h.Local(r.Device); s != nil && s.seq == r.Seq {
+		h.replaceLocal(s)
+	}
+}
+
+// replaceLocal drops local session s, replaced by a connection of its
+// device on another node, and closes it with ReasonReplaced.
+func (h *Hub) replaceLocal(s *Session) {
+	sh := &h.shards[h.shardOf(s.Device)]
+	sh.mu.Lock()
+	cur := sh.m[s.Device] == s
+	if cur {
+		delete(sh.m, s.Device)
+		h.m.online.Add(-1)
+	}
+	sh.mu.Unlock()
+	if !cur {
+		return
+	}
+	s.gone.Store(true)
+	h.m.replaced.Add(1)
+	s.t.Close(ReasonReplaced)
 }
 
 // nodeSeen is what a hub knows of another node: when it was last heard
