@@ -404,7 +404,9 @@ func (h *Hub) attach(s *Session, ident Identity, t Transport) {
 	if s.Device != ident.Device {
 		s.Device = ident.Device // (a transport's session may hold it already: no write, no race with its readers)
 	}
-	s.t, s.since, s.seq = t, now.UnixNano(), uint32(h.seq.Add(1))
+	// A session is never older than its hub's run (a wall clock stepped
+	// back must not make it look like a previous run's: see onPresence).
+	s.t, s.since, s.seq = t, max(now.UnixNano(), h.started), uint32(h.seq.Add(1))
 	if !ident.Expires.IsZero() {
 		s.expires = ident.Expires.UnixNano()
 	}
