@@ -31,6 +31,12 @@
 # hold). GOGC and GOMEMLIMIT, when set, reach the gateway and
 # are printed.
 #
+# Besides the RSS per device, the held figure is split into anonymous
+# memory (the processes' own) and file pages (the binary's, which RSS
+# counts once per process though the page cache holds them once), and
+# given as PSS (shared pages divided among the processes), each as
+# (held - baseline) / N.
+#
 # Linux only (it reads /proc). Every process it starts is stopped by pid.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -117,6 +123,22 @@ gw_cpu() {
 }
 # parent_cpu: the gateway parent's CPU time so far (the embedded NATS server).
 parent_cpu() { awk '{print $14 + $15}' "/proc/$GW_PID/stat" 2>/dev/null || echo 0; }
+# gw_split: the gateway's memory in kB, all its processes together, as
+# "anon file pss": RssAnon (the processes' own memory: heaps, stacks),
+# RssFile (mapped files, i.e. the warren binary's pages, which the seven
+# processes share in the page cache but RSS counts in each) and Pss (each
+# shared page divided among the processes that map it: what the machine
+# really spends).
+gw_split() {
+  local p a=0 f=0 s=0 x
+  for p in $(gw_pids); do
+    x=$(awk '/^RssAnon:/ {a = $2} /^RssFile:/ {f = $2} END {print a + 0, f + 0}' "/proc/$p/status" 2>/dev/null || echo "0 0")
+    a=$((a + ${x% *}))
+    f=$((f + ${x#* }))
+    s=$((s + $(awk '/^Pss:/ {print $2}' "/proc/$p/smaps_rollup" 2>/dev/null || echo 0)))
+  done
+  echo "$a $f $s"
+}
 # median_rss COUNT: median of COUNT samples of gw_rss, one a second.
 median_rss() {
   local i
@@ -131,7 +153,8 @@ echo "# $(machine_line)"
 : >"$OUT/devices-gateway.log"
 start_gateway
 base=$(median_rss 3)
-echo "gateway baseline RSS: $base kB over $(gw_pids | wc -w) processes"
+read -r base_anon base_file base_pss <<<"$(gw_split)"
+echo "gateway baseline RSS: $base kB over $(gw_pids | wc -w) processes (anon $base_anon kB, file $base_file kB; PSS $base_pss kB)"
 
 
 WARREN_JWT_SECRET=$SECRET "$BIN/warren" load -scenario devices -url "$URL" "${LOAD_FLAGS[@]}" -conns "$N" \
@@ -155,6 +178,8 @@ pcpu0=$(parent_cpu)
 sleep 3
 held=$(median_rss $((hold_s > 12 ? 7 : 3)))
 echo "gateway RSS held: $held kB; per device: $(((held - base) * 1024 / N)) B (target <= 1024)"
+read -r held_anon held_file held_pss <<<"$(gw_split)"
+echo "  of which anon $held_anon kB ($(((held_anon - base_anon) * 1024 / N)) B per device), file $held_file kB ($(((held_file - base_file) * 1024 / N)) B per device: the binary's pages, counted once per process); PSS $held_pss kB ($(((held_pss - base_pss) * 1024 / N)) B per device)"
 for p in $(gw_pids); do echo "  pid $p $(tr '\0' ' ' </proc/"$p"/cmdline | cut -c1-40): $(rss_kb "$p") kB"; done
 if [ "${HEAP:-0}" = 1 ]; then
   # One worker's heap after a GC, during the hold (go tool pprof -sample_index=inuse_space).

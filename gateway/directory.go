@@ -176,6 +176,28 @@ func (h *Hub) dirSet(device string, e dirEntry) {
 	ds.mu.Unlock()
 }
 
+// dirPut is dirSet that also returns the session that lost, when the
+// device had another: the entry it held if e is newer, else e.
+func (h *Hub) dirPut(device string, e dirEntry) (lost dirEntry, ok bool) {
+	ds := &h.dir[h.shardOf(device)]
+	ds.mu.Lock()
+	defer ds.mu.Unlock()
+	old, had := ds.m[device]
+	switch {
+	case !had:
+		ds.m[device] = e
+		return dirEntry{}, false
+	case old.same(&e):
+		ds.m[device] = e
+		return dirEntry{}, false
+	case old.newer(&e):
+		return e, true
+	default:
+		ds.m[device] = e
+		return old, true
+	}
+}
+
 // dirDelete removes device's entry if it is still session e.
 func (h *Hub) dirDelete(device string, e *dirEntry) {
 	ds := &h.dir[h.shardOf(device)]

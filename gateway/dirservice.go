@@ -283,7 +283,9 @@ type DirectoryConfig struct {
 // heartbeats like a node and answers the workers' lookups, list pages and
 // broadcasts over NATS, so that a machine holds the directory once, not
 // once per worker. A worker's hub (HubConfig.Directory) keeps only its own
-// sessions. See docs/gateway.md, "Directory".
+// sessions and does not follow presence: the Directory tells it on
+// warren.node.<node>.replaced when a device it holds connected again
+// elsewhere. See docs/gateway.md, "Directory".
 type Directory struct {
 	h *Hub
 }

@@ -222,3 +222,55 @@ func TestDirectoryWithNodes(t *testing.T) {
 		return d != nil && d.Node == "solo"
 	})
 }
+
+// TestDirectoryNodeRestart: a worker killed and restarted under the same
+// node name faster than the node timeout (as the prefork parent does)
+// heartbeats its new start time at once: the directory drops the devices
+// of its previous run and announces them node_lost, and keeps the new
+// run's devices.
+func TestDirectoryNodeRestart(t *testing.T) {
+	bus, err := StartBus(BusConfig{Listen: "127.0.0.1:0", Node: "m1", Logger: quietLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(bus.Close)
+	dir, err := StartDirectory(bus, DirectoryConfig{Machine: "m1", NodeTimeout: time.Minute, Logger: quietLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(dir.Close)
+	m := &machine{bus: bus, dir: dir}
+	nc, err := nats.Connect(bus.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	pres, _ := nc.SubscribeSync("devices.*.presence")
+	nc.Flush()
+
+	w := m.worker(t, "m1-1")
+	connect(t, w, "old-run")
+	testutil.Eventually(t, 0, "old-run in the directory", func() bool { return dir.Lookup("old-run") != nil })
+	// Killed: no goodbye, no offline presence.
+	w.Hub().Close()
+	w.Bus().Close()
+	w2 := m.worker(t, "m1-1")
+	connect(t, w2, "new-run")
+	testutil.Eventually(t, 5*time.Second, "old-run gone, new-run kept (NodeTimeout is a minute)", func() bool {
+		d := dir.Lookup("new-run")
+		return dir.Lookup("old-run") == nil && d != nil && d.Node == "m1-1"
+	})
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		msg, err := pres.NextMsg(time.Until(deadline))
+		if err != nil {
+			t.Fatal("no node_lost presence for old-run")
+		}
+		var p presenceMsg
+		if json.Unmarshal(msg.Data, &p) == nil && p.Device == "old-run" && p.Reason == ReasonNodeLost {
+			break
+		}
+	}
+	if n := dir.Len(); n != 1 {
+		t.Errorf("directory holds %d devices, want 1 (new-run)", n)
+	}
+}

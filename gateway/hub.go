@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -229,6 +230,7 @@ type Hub struct {
 	log     *slog.Logger
 	seed    maphash.Seed
 	seq     atomic.Uint64
+	started int64 // when Start ran, Unix ns: this run's sessions are not older
 
 	shards [nShards]shard
 	dir    [nShards]dirShard
@@ -300,17 +302,31 @@ const (
 
 func nodeCommandSubject(node string) string   { return "warren.node." + node + ".command" }
 func nodeBroadcastSubject(node string) string { return "warren.node." + node + ".broadcast" }
+func nodeReplacedSubject(node string) string  { return "warren.node." + node + ".replaced" }
 func telemetrySubject(id string) string       { return "devices." + id + ".telemetry" }
 func presenceSubject(id string) string        { return "devices." + id + ".presence" }
 
 // Start subscribes to presence, heartbeats and this node's commands, takes
 // a snapshot of the cluster's presence, and starts the sweeper.
 func (h *Hub) Start() error {
+	h.started = h.cfg.Now().UnixNano()
+	// A hub with a directory follows every device's presence; a hub that
+	// asks a remote Directory does not (a prefork worker would otherwise
+	// receive, and its NATS server buffer, every presence event of the
+	// cluster): the Directory tells it on its replaced subject when a
+	// device it holds connected again elsewhere.
+	presence := struct {
+		subj string
+		fn   nats.MsgHandler
+	}{subjPresenceAll, h.onPresence}
+	if h.remoteDir() {
+		presence.subj, presence.fn = nodeReplacedSubject(h.cfg.Node), h.onReplaced
+	}
 	subs := []struct {
 		subj string
 		fn   nats.MsgHandler
 	}{
-		{subjPresenceAll, h.onPresence},
+		presence,
 		{subjHeartbeat, h.onHeartbeat},
 		{subjSync, h.onSync},
 		{nodeCommandSubject(h.cfg.Node), h.onNodeCommand},
@@ -336,6 +352,10 @@ func (h *Hub) Start() error {
 	if !h.remoteDir() {
 		h.syncPresence()
 	}
+	// The first heartbeat goes out now, not a second from now: it tells
+	// the cluster when this run started, and so that the devices a
+	// previous run of the same node left in the directories are gone.
+	h.heartbeat()
 	h.wg.Add(1)
 	go h.sweep()
 	return nil
@@ -384,7 +404,9 @@ func (h *Hub) attach(s *Session, ident Identity, t Transport) {
 	if s.Device != ident.Device {
 		s.Device = ident.Device // (a transport's session may hold it already: no write, no race with its readers)
 	}
-	s.t, s.since, s.seq = t, now.UnixNano(), uint32(h.seq.Add(1))
+	// A session is never older than its hub's run (a wall clock stepped
+	// back must not make it look like a previous run's: see onPresence).
+	s.t, s.since, s.seq = t, max(now.UnixNano(), h.started), uint32(h.seq.Add(1))
 	if !ident.Expires.IsZero() {
 		s.expires = ident.Expires.UnixNano()
 	}
@@ -535,88 +557,136 @@ func (h *Hub) dirList(prefix, cursor string, limit int) ([]DeviceInfo, string) {
 // and a local session of a device that connected elsewhere later is
 // replaced.
 func (h *Hub) onPresence(m *nats.Msg) {
-	if h.remoteDir() {
-		// Without a directory, only an event about a device of this node
-		// matters (it may replace the local session): the others are
-		// not even decoded.
-		id, ok := strings.CutPrefix(m.Subject, "devices.")
-		if id, ok = strings.CutSuffix(id, ".presence"); !ok || h.Local(id) == nil {
-			return
-		}
-	}
 	var p presenceMsg
 	if json.Unmarshal(m.Data, &p) != nil || p.Node == h.cfg.Node {
 		return
 	}
-	h.heard(p.Node)
+	started := h.heard(p.Node)
 	e, ok := entryOf(&p)
-	if !ok {
-		return
+	if !ok || e.since < started {
+		return // (a session of a previous run of the node, arriving late)
 	}
-	remote := h.remoteDir()
 	if p.State != "online" {
-		if !remote {
-			h.dirDelete(p.Device, &e)
-		}
+		h.dirDelete(p.Device, &e)
 		return
 	}
-	if !remote {
-		h.dirSet(p.Device, e)
+	if lost, ok := h.dirPut(p.Device, e); ok && h.serves != "" && lost.node != h.node {
+		// A Directory tells the node of the session that lost (the one
+		// held before, or this one when it came late) to close it: its
+		// workers do not follow presence. Nodes that hold a directory
+		// decide alike for themselves and ignore the notice.
+		b, _ := json.Marshal(replacedNotice{Device: p.Device, Seq: lost.seq})
+		h.nc.Publish(nodeReplacedSubject(lost.node.Value()), b)
 	}
 	if s := h.Local(p.Device); s != nil {
 		mine := h.entryOfSession(s)
 		if e.newer(&mine) {
-			sh := &h.shards[h.shardOf(s.Device)]
-			sh.mu.Lock()
-			if sh.m[s.Device] == s {
-				delete(sh.m, s.Device)
-				h.m.online.Add(-1)
-			}
-			sh.mu.Unlock()
-			s.gone.Store(true)
-			h.m.replaced.Add(1)
-			s.t.Close(ReasonReplaced)
+			h.replaceLocal(s)
 		}
 	}
 }
 
-// nodeSeen is what a hub knows of another node: when it was last heard
-// from, and whether it holds a directory (only those announce a lost
-// node's devices offline).
-type nodeSeen struct {
-	at     time.Time
-	remote bool // it asks a Directory: it holds none
+// replacedNotice tells a node that its session seq of Device lost to a
+// later connection of the device elsewhere.
+type replacedNotice struct {
+	Device string `json:"device"`
+	Seq    uint32 `json:"seq"`
 }
 
-// heard notes that node is alive.
-func (h *Hub) heard(node string) {
+// onReplaced closes the local session a Directory says was replaced, if
+// it is still the one the notice names.
+func (h *Hub) onReplaced(m *nats.Msg) {
+	var r replacedNotice
+	if json.Unmarshal(m.Data, &r) != nil {
+		return
+	}
+	if s := h.Local(r.Device); s != nil && s.seq == r.Seq {
+		h.replaceLocal(s)
+	}
+}
+
+// replaceLocal drops local session s, replaced by a connection of its
+// device on another node, and closes it with ReasonReplaced.
+func (h *Hub) replaceLocal(s *Session) {
+	sh := &h.shards[h.shardOf(s.Device)]
+	sh.mu.Lock()
+	cur := sh.m[s.Device] == s
+	if cur {
+		delete(sh.m, s.Device)
+		h.m.online.Add(-1)
+	}
+	sh.mu.Unlock()
+	if !cur {
+		return
+	}
+	s.gone.Store(true)
+	h.m.replaced.Add(1)
+	s.t.Close(ReasonReplaced)
+}
+
+// nodeSeen is what a hub knows of another node: when it was last heard
+// from, when its current run started, and whether it holds a directory
+// (only those announce a lost node's devices offline).
+type nodeSeen struct {
+	at      time.Time
+	started int64 // the node's run started, Unix ns (its heartbeats say); 0 not yet known
+	remote  bool  // it asks a Directory: it holds none
+}
+
+// heard notes that node is alive and returns when its run started (0: not
+// known yet).
+func (h *Hub) heard(node string) int64 {
 	h.nmu.Lock()
 	n := h.nodes[node]
 	n.at = time.Now()
 	h.nodes[node] = n
 	h.nmu.Unlock()
+	return n.started
 }
 
-// hdrDirectory on a heartbeat names the machine whose Directory the node
-// asks; a node that holds a directory sends none.
-const hdrDirectory = "Warren-Directory"
+// Heartbeat headers: hdrDirectory names the machine whose Directory the
+// node asks (a node that holds a directory sends none); hdrStarted is when
+// the node's run started, Unix ns.
+const (
+	hdrDirectory = "Warren-Directory"
+	hdrStarted   = "Warren-Started"
+)
 
 func (h *Hub) onHeartbeat(m *nats.Msg) {
 	node := string(m.Data)
 	if node == h.cfg.Node || node == "" {
 		return
 	}
-	remote := m.Header != nil && m.Header.Get(hdrDirectory) != ""
+	var started int64
+	remote := false
+	if m.Header != nil {
+		remote = m.Header.Get(hdrDirectory) != ""
+		started, _ = strconv.ParseInt(m.Header.Get(hdrStarted), 10, 64)
+	}
 	h.nmu.Lock()
-	h.nodes[node] = nodeSeen{at: time.Now(), remote: remote}
+	prev := h.nodes[node]
+	if started < prev.started {
+		started = prev.started // (a late heartbeat of an earlier run)
+	}
+	h.nodes[node] = nodeSeen{at: time.Now(), remote: remote, started: started}
 	h.nmu.Unlock()
+	if started > prev.started && !h.remoteDir() {
+		// A new run of the node (or the first heartbeat heard from it):
+		// what the directory holds of it from before it started belongs
+		// to a previous run, killed and restarted faster than
+		// NodeTimeout would notice.
+		if n := h.dropDevices([]unique.Handle[string]{unique.Make(node)}, started); n > 0 {
+			h.log.Warn("gateway: node restarted; the devices of its previous run are offline", "node", node, "devices", n)
+		}
+	}
 }
 
-// heartbeat tells the cluster this node is alive.
+// heartbeat tells the cluster this node is alive, and since when.
 func (h *Hub) heartbeat() {
-	m := &nats.Msg{Subject: subjHeartbeat, Data: []byte(h.cfg.Node)}
+	m := &nats.Msg{Subject: subjHeartbeat, Data: []byte(h.cfg.Node),
+		Header: nats.Header{hdrStarted: {strconv.FormatInt(h.started, 10)}}}
 	if h.remoteDir() {
-		m.Header = nats.Header{hdrDirectory: {h.cfg.Directory}}
+		m.Header[hdrDirectory] = []string{h.cfg.Directory}
 	}
 	h.nc.PublishMsg(m)
 }
@@ -715,14 +785,11 @@ func (h *Hub) sweep() {
 func (h *Hub) forgetSilentNodes() {
 	now := time.Now()
 	var lost []string
-	announce := true
 	h.nmu.Lock()
 	for n, seen := range h.nodes {
 		if now.Sub(seen.at) > h.cfg.NodeTimeout {
 			lost = append(lost, n)
 			delete(h.nodes, n)
-		} else if !seen.remote && n < h.cfg.Node {
-			announce = false
 		}
 	}
 	h.nmu.Unlock()
@@ -734,24 +801,43 @@ func (h *Hub) forgetSilentNodes() {
 	for i, n := range lost {
 		lostH[i] = unique.Make(n)
 	}
+	h.dropDevices(lostH, 0)
+}
+
+// dropDevices removes from the directory the devices of nodes that
+// connected before (Unix ns; 0: whenever), and announces them offline
+// with ReasonNodeLost if this hub is the first live node by name among
+// those holding a directory. It returns how many it removed.
+func (h *Hub) dropDevices(nodes []unique.Handle[string], before int64) int {
+	announce := true
+	h.nmu.Lock()
+	for n, seen := range h.nodes {
+		if !seen.remote && n < h.cfg.Node && !slices.Contains(nodes, unique.Make(n)) {
+			announce = false
+		}
+	}
+	h.nmu.Unlock()
 	at := h.cfg.Now()
+	dropped := 0
 	for i := range h.dir {
 		ds := &h.dir[i]
 		var gone []*DeviceInfo
 		ds.mu.Lock()
 		for id, e := range ds.m {
-			if slices.Contains(lostH, e.node) {
+			if slices.Contains(nodes, e.node) && (before == 0 || e.since < before) {
 				delete(ds.m, id)
 				gone = append(gone, e.info(id))
 			}
 		}
 		ds.mu.Unlock()
+		dropped += len(gone)
 		if announce {
 			for _, d := range gone {
 				h.publishPresence(d, "offline", ReasonNodeLost, at)
 			}
 		}
 	}
+	return dropped
 }
 
 // expireTokens closes sessions whose token expired.

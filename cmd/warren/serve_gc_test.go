@@ -42,7 +42,7 @@ func TestServeGCFlags(t *testing.T) {
 		want []string
 	}{
 		{[]string{"-gogc", "37", "-gomemlimit", "300MiB"}, []string{"go_gc_gogc_percent 37", "go_gc_gomemlimit_bytes 3.145728e+08"}},
-		{nil, []string{"go_gc_gogc_percent 50"}},
+		{nil, []string{"go_gc_gogc_percent " + strconv.Itoa(DefaultServeGOGC)}},
 	} {
 		if tc.args == nil && os.Getenv("GOGC") != "" {
 			continue // $GOGC is -gogc's default then

@@ -5,9 +5,11 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -402,9 +404,11 @@ func TestServePrefork(t *testing.T) {
 
 	// Connect devices until each worker holds at least two.
 	perNode := map[string][]string{}
+	conns := map[string]*wsDevice{}
 	for i := 0; i < 32 && (len(perNode) < 2 || minLen(perNode) < 2); i++ {
 		id := fmt.Sprintf("pf-%02d", i)
-		dialDevice(t, n.addr, id, deviceToken(t, data, id)).answer()
+		conns[id] = dialDevice(t, n.addr, id, deviceToken(t, data, id))
+		conns[id].answer()
 		var node string
 		eventually(t, 5*time.Second, id+" in the directory", func() bool {
 			code, m := n.device(t, id)
@@ -441,6 +445,91 @@ func TestServePrefork(t *testing.T) {
 		return forwarded("pf-0") && forwarded("pf-1")
 	})
 
+	// Presence counts: the workers' devices online add up to the devices
+	// connected, and each worker's devices_known (the machine's one
+	// directory, asked over NATS) counts them all.
+	total := len(ids)
+	eventually(t, 10*time.Second, fmt.Sprintf("devices_online summed and devices_known per worker = %d", total), func() bool {
+		online, known := metricValues(t, n.admin, "warren_gateway_devices_online"), metricValues(t, n.admin, "warren_gateway_devices_known")
+		sum := 0.0
+		for _, v := range online {
+			sum += v
+		}
+		return len(online) == 2 && sum == float64(total) && len(known) == 2 && known[0] == float64(total) && known[1] == float64(total)
+	})
+
+	// A device that moves to the other worker is replaced on the first
+	// (the directory's replaced notice: workers do not follow presence).
+	// The kernel spreads connections over the workers, so dial again until
+	// one lands on the other; every earlier connection closes with 4000.
+	moved := perNode["pf-0"][0]
+	for i, node := 0, "pf-0"; node == "pf-0"; i++ {
+		if i == 40 {
+			t.Fatalf("40 connections of %s all landed on pf-0", moved)
+		}
+		prev := conns[moved]
+		conns[moved] = dialDevice(t, n.addr, moved, deviceToken(t, data, moved))
+		conns[moved].answer()
+		if ce := prev.waitClosed(t); ce.Code != 4000 {
+			t.Fatalf("%s replaced (connection %d) closed with %d %q, want 4000", moved, i, ce.Code, ce.Text)
+		}
+		eventually(t, 5*time.Second, moved+" online again", func() bool {
+			code, m := n.device(t, moved)
+			node, _ = m["node"].(string)
+			return code == 200 && node != ""
+		})
+	}
+	perNode["pf-0"] = perNode["pf-0"][1:]
+	perNode["pf-1"] = append(perNode["pf-1"], moved)
+
+	// kill -9 the worker pf-1 (worker index 1): the machine's directory
+	// forgets its devices within the node timeout and announces them
+	// offline with node_lost; the devices of pf-0 still take commands
+	// through the shared API port, and the parent starts a new pf-1.
+	pres := watchNATS(t, n.natsURL(), "devices.*.presence")
+	if err := syscall.Kill(workers[1].PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range perNode["pf-1"] {
+		// (Not n.waitDevice: a connection to the shared API port that the
+		// killed worker had accepted is reset, which is no failure here.)
+		eventually(t, 10*time.Second, id+" unknown after pf-1 was killed", func() bool {
+			resp, err := apiClient.Get("http://" + n.api + "/v1/devices/" + id)
+			if err != nil {
+				return false
+			}
+			resp.Body.Close()
+			return resp.StatusCode == 404
+		})
+		pres.wait(t, 5*time.Second, "devices."+id+".presence", isPresence("offline", "node_lost"))
+	}
+	for _, id := range perNode["pf-0"] {
+		if code, m := n.command(t, id, `{"name":"after-kill"}`); code != 200 {
+			t.Fatalf("command to %s on the live worker after pf-1 was killed: %d %v", id, code, m)
+		}
+	}
+	eventually(t, 15*time.Second, "pf-1 restarted", func() bool {
+		resp, err := apiClient.Get("http://" + n.admin + "/workers")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var ws []struct {
+			PID   int    `json:"pid"`
+			Admin string `json:"admin"`
+			Up    bool   `json:"up"`
+		}
+		if json.NewDecoder(resp.Body).Decode(&ws) != nil || len(ws) != 2 || !ws[1].Up || ws[1].PID == workers[1].PID {
+			return false
+		}
+		workers[1].PID = ws[1].PID
+		return true
+	})
+	eventually(t, 10*time.Second, "devices_known back to the devices of pf-0", func() bool {
+		known := metricValues(t, n.admin, "warren_gateway_devices_known")
+		return len(known) == 2 && known[0] == float64(len(perNode["pf-0"])) && known[1] == float64(len(perNode["pf-0"]))
+	})
+
 	n.cmd.Process.Signal(syscall.SIGTERM)
 	if err := n.wait(t, 15*time.Second); err != nil {
 		t.Errorf("serve -procs 2 exit: %v", err)
@@ -474,4 +563,28 @@ func minLen(m map[string][]string) int {
 		}
 	}
 	return least
+}
+
+// metricValues returns the values of an unlabelled-by-us metric in the
+// merged metrics of a prefork parent's admin at addr (one per worker).
+func metricValues(t *testing.T, addr, name string) []float64 {
+	t.Helper()
+	resp, err := apiClient.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var out []float64
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, name); ok && (strings.HasPrefix(rest, "{") || strings.HasPrefix(rest, " ")) {
+			f := strings.Fields(rest[strings.LastIndexByte(rest, '}')+1:])
+			if len(f) > 0 {
+				if v, err := strconv.ParseFloat(f[0], 64); err == nil {
+					out = append(out, v)
+				}
+			}
+		}
+	}
+	return out
 }
