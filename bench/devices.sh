@@ -16,7 +16,11 @@
 #     N/5 messages per second (one 100-byte message per device every 5 s)
 #     watched on NATS, and COMMANDS per second through the API. During the
 #     hold the script samples the RSS of every gateway process (the parent,
-#     which runs NATS, and the workers) and reports (held - baseline) / N.
+#     which runs NATS, and the workers) and reports (held - baseline) / N;
+#     then the gateway's CPU per telemetry message, and the cores the
+#     gateway and the load generator used during the traffic (when the
+#     load generator is near the machine's cores, the latencies are the
+#     client's as much as the gateway's).
 #  3. storm: the gateway is restarted (SIGTERM drain, start again) and N
 #     devices connect at once (no ramp rate, the load generator's 1,024 dials
 #     in flight per process); reports the time until all are online and the
@@ -139,6 +143,15 @@ gw_split() {
   done
   echo "$a $f $s"
 }
+# load_cpu: the load generator's CPU time so far (its parent and its -procs
+# workers), to tell a saturated client from a saturated gateway.
+load_cpu() {
+  local p t=0
+  for p in "$LOAD_PID" $(pgrep -P "$LOAD_PID" || true); do
+    t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+  done
+  echo "$t"
+}
 # median_rss COUNT: median of COUNT samples of gw_rss, one a second.
 median_rss() {
   local i
@@ -175,6 +188,8 @@ kill -0 "$LOAD_PID" 2>/dev/null || { cat "$OUT/devices-load.err" >&2; die "warre
 echo "devices online: $(online) of $N"
 cpu0=$(gw_cpu)
 pcpu0=$(parent_cpu)
+lcpu0=$(load_cpu)
+tcpu0=$(date +%s.%N)
 sleep 3
 held=$(median_rss $((hold_s > 12 ? 7 : 3)))
 echo "gateway RSS held: $held kB; per device: $(((held - base) * 1024 / N)) B (target <= 1024)"
@@ -190,9 +205,23 @@ fi
 # The workers' CPU before the load ends (a worker's ticks leave with it).
 cpu1=$cpu0
 pcpu1=$pcpu0
+lcpu1=$lcpu0
+tcpu1=$tcpu0
+# The traffic phase's own start, about: the hold began when the gateway
+# counted every device online (give it 2 s).
+ttraffic=$(echo "$tcpu0 + $hold_s + 2" | bc)
+tt0=
 while kill -0 "$LOAD_PID" 2>/dev/null; do
   c=$(gw_cpu)
-  [ "$c" -gt "$cpu1" ] && cpu1=$c
+  l=$(load_cpu)
+  if [ -z "$tt0" ] && [ "$(echo "$(date +%s.%N) >= $ttraffic" | bc)" = 1 ]; then
+    tt0=$(date +%s.%N) gt0=$c lt0=$l
+  fi
+  if [ "$c" -gt "$cpu1" ]; then
+    cpu1=$c
+    tcpu1=$(date +%s.%N)
+  fi
+  [ "$l" -gt "$lcpu1" ] && lcpu1=$l
   pcpu1=$(parent_cpu)
   sleep 0.5
 done
@@ -202,6 +231,10 @@ msgs=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1]))["devices"]; p
 hz=$(getconf CLK_TCK)
 if [ "$msgs" -gt 0 ]; then
   echo "gateway CPU from the end of the ramp to the end of the traffic (idle hold included, every gateway process): $(((cpu1 - cpu0) * 1000000 / hz / msgs)) µs per telemetry message ($((cpu1 - cpu0)) ticks at $hz/s, $msgs messages; the parent, i.e. the embedded NATS server, $(((pcpu1 - pcpu0) * 1000000 / hz / msgs)) µs of it)"
+fi
+span=$(echo "${tcpu1} - ${tt0:-$tcpu1}" | bc)
+if [ "$(echo "$span > 1" | bc)" = 1 ]; then
+  echo "CPU during the traffic ($(printf '%.1f' "$span") s, of $(nproc) cores): gateway $(echo "scale=2; ($cpu1 - $gt0) / $hz / $span" | bc) cores, load generator $(echo "scale=2; ($lcpu1 - $lt0) / $hz / $span" | bc) cores"
 fi
 tail -n 5 "$OUT/devices-load.err"
 

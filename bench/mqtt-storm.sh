@@ -4,7 +4,7 @@
 # drained (SIGTERM) and started again on the same ports, and the time until
 # every device is back online.
 #
-#   PROTO=mqtt flock /tmp/warren-bench.lock bench/mqtt-storm.sh       100,000 devices
+#   flock /tmp/warren-bench.lock bench/mqtt-storm.sh                  100,000 devices
 #   N=20000 GW_PROCS=2 LOAD_PROCS=2 bench/mqtt-storm.sh                smaller
 #
 # Steps, each bounded in time:
@@ -19,8 +19,10 @@
 #     3.1.1 devices see the connection close), then the gateway started
 #     again on the same ports. Every device retries after a random delay
 #     below RECONNECT until it is back. Reports the time from the SIGTERM
-#     and from the new gateway's readiness until N are online, and the
-#     peak RSS of every new gateway process against MEM_BOUND.
+#     and from the new gateway's readiness until N are online, the times
+#     until 50, 90 and 99 % were (the whole curve in
+#     OUT/mqtt-storm-online.tsv), and the peak RSS of every new gateway
+#     process against MEM_BOUND.
 #
 # Environment: N (100000), GW_PROCS (6), LOAD_PROCS (6), SOURCES
 # (127.0.2.1-127.0.2.16), RATE (5000), RPS (N/60), RECONNECT (10s),
@@ -134,8 +136,13 @@ start_gateway
 ready=$(now)
 echo "new gateway ready $(echo "$ready - $t0" | bc) s after the SIGTERM"
 all=
+# The curve: seconds after the SIGTERM and devices online, one line a poll
+# (a poll is a merged scrape of every worker's metrics; a worker that does
+# not answer in time is left out, so a count is never high).
+: >"$OUT/mqtt-storm-online.tsv"
 for ((i = 0; i < 2400; i++)); do
   n=$(online)
+  echo "$(since "$t0") $n" >>"$OUT/mqtt-storm-online.tsv"
   if [ "$n" -ge "$N" ]; then
     all=$(now)
     break
@@ -148,6 +155,9 @@ if [ -n "$all" ]; then
 else
   echo "storm: $(online) of $N online; not all back"
 fi
+awk -v n="$N" 'BEGIN {split("50 90 99", q, " ")} {for (i = 1; i <= 3; i++) if (!(i in at) && $2 >= n * q[i] / 100) at[i] = $1}
+  END {printf "storm: seconds after the SIGTERM until"; for (i = 1; i <= 3; i++) printf " %s%% %s", q[i], (i in at) ? sprintf("%.1f", at[i]) : "never"; printf " online (curve: %s)\n", f}' \
+  f="$OUT/mqtt-storm-online.tsv" "$OUT/mqtt-storm-online.tsv"
 over=0
 for p in $(gw_pids); do
   hwm=$(hwm_kb "$p")

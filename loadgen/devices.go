@@ -815,8 +815,9 @@ func (h devHandler) OnClose(c *engine.Conn, reason engine.CloseReason, err error
 		r.retryLater(d)
 		return
 	}
-	// Reconnect a device the gateway closed cleanly while traffic runs.
-	if prev == csOpen && announced && !finished && r.inTraffic.Load() {
+	// Reconnect a device the gateway closed cleanly while traffic runs
+	// (MQTT devices with a reconnect delay wait for it instead).
+	if prev == csOpen && announced && !finished && r.inTraffic.Load() && r.redialAtOnce() {
 		select {
 		case r.redial <- d:
 		default:

@@ -63,9 +63,11 @@ type MQTTDeviceConfig struct {
 	// tried, a device whose connection ends (or whose connect fails) for
 	// any reason but the end of the run connects again after a random
 	// delay below Reconnect, and again after each failure, until the run
-	// ends. Each failure is still counted. Zero means a device reconnects
-	// only after a 5.0 DISCONNECT during the traffic, at once, as
-	// WebSocket devices do after a Close frame.
+	// ends; a 5.0 DISCONNECT from the gateway too (a device told
+	// "server shutting down" waits as well). Each failure is still
+	// counted. Zero means a device reconnects only after a 5.0 DISCONNECT
+	// during the traffic, at once, as WebSocket devices do after a Close
+	// frame.
 	Reconnect time.Duration `json:"reconnect,omitempty"`
 }
 
@@ -461,14 +463,23 @@ func (h mqttDevHandler) OnClose(c *engine.Conn, reason engine.CloseReason, err e
 	}
 	d.mu.Lock()
 	current := d.ec == nil || d.ec == c
-	// devHandler.OnClose queues these for a redial itself.
-	queued := d.state == csOpen && d.announced && r.inTraffic.Load()
+	// devHandler.OnClose queues these for a redial at once itself, unless
+	// the devices reconnect after a delay (redialAtOnce).
+	queued := d.state == csOpen && d.announced && r.inTraffic.Load() && r.redialAtOnce()
 	d.mu.Unlock()
 	devHandler(h).OnClose(c, reason, err)
 	if current && !queued {
 		r.reconnectLater(d)
 	}
 }
+
+// redialAtOnce reports whether a device the gateway closed cleanly during
+// the traffic (a WebSocket Close frame, an MQTT 5.0 DISCONNECT) connects
+// again at once. MQTT devices with a reconnect delay do not: they wait
+// for it as after any other end of their connection, as field devices
+// told "server shutting down" do, instead of all coming back at once to a
+// gateway that may still be draining.
+func (r *devRunner) redialAtOnce() bool { return r.mq == nil || r.mq.reconnect <= 0 }
 
 // reconnectLater schedules a reconnect of d after a random delay below
 // MQTTDeviceConfig.Reconnect, when the run has one and d is not connected,

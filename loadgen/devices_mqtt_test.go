@@ -364,3 +364,84 @@ func TestDevicesMQTTReconnect(t *testing.T) {
 	}
 	t.Logf("connects %d, close codes %v, errors %v", rep.Connects, rep.Devices.CloseCodes, rep.Errors)
 }
+
+// TestDevicesMQTTReconnectWaits: with a reconnect delay, a 5.0 device the
+// gateway sends away (DISCONNECT 152, administrative action, the
+// listener still open) waits for its delay before it comes back, as after
+// any other end of its connection, instead of redialling at once as it
+// does without one. The delay is a day, so a device that is back within
+// the test redialled at once.
+func TestDevicesMQTTReconnectWaits(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		reconnect time.Duration
+		back      bool
+	}{{"delay", 24 * time.Hour, false}, {"none", 0, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			const n = 5
+			g, nc := startMQTTGateway(t, "")
+			telemetry := make(chan struct{}, 1)
+			sub, err := nc.Subscribe("devices.*.telemetry", func(*nats.Msg) {
+				select {
+				case telemetry <- struct{}{}:
+				default:
+				}
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sub.Unsubscribe()
+			cfg := Config{URL: "mqtt://" + g.MQTTAddr(), Conns: n, Duration: time.Minute, RPS: 10,
+				Timeout: 5 * time.Second, Loops: 2, Scenario: ScenarioDevices, Devices: DeviceConfig{JWTSecret: devSecret,
+					MQTT: MQTTDeviceConfig{Version: 5, Reconnect: tc.reconnect}}}
+			type result struct {
+				rep *Report
+				err error
+			}
+			done := make(chan result, 1)
+			runCtx, stopRun := context.WithCancel(context.Background())
+			defer stopRun()
+			go func() {
+				rep, err := Run(runCtx, cfg)
+				done <- result{rep, err}
+			}()
+			select { // the ramp is over and the traffic runs
+			case <-telemetry:
+			case <-time.After(10 * time.Second):
+				t.Fatal("no telemetry from the devices")
+			}
+			id := DeviceID(0)
+			s := g.Hub().Local(id)
+			if s == nil {
+				t.Fatalf("%s is not online", id)
+			}
+			s.Transport().(interface{ Close(string) }).Close("kicked by the test")
+			// Gone, then back at once or not within a second.
+			deadline := time.Now().Add(5 * time.Second)
+			for g.Hub().Local(id) == s && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+			back := false
+			for deadline := time.Now().Add(time.Second); !back && time.Now().Before(deadline); {
+				time.Sleep(10 * time.Millisecond)
+				back = g.Hub().Local(id) != nil && g.Hub().Local(id) != s
+			}
+			online := g.Hub().LocalCount()
+			stopRun()
+			r := <-done
+			if r.err != nil && !errors.Is(r.err, context.Canceled) {
+				t.Fatal(r.err)
+			}
+			if back != tc.back {
+				t.Errorf("%s back within a second: %v, want %v (report: connects %d, errors %v)", id, back, tc.back,
+					r.rep.Connects, r.rep.Errors)
+			}
+			if got := r.rep.Devices.CloseCodes["152"]; got != 1 {
+				t.Errorf("close codes %v, want one 152", r.rep.Devices.CloseCodes)
+			}
+			if tc.back && online != n || !tc.back && online != n-1 {
+				t.Errorf("%d devices online after the kick", online)
+			}
+		})
+	}
+}

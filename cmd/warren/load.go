@@ -100,7 +100,7 @@ flags:
 	fs.IntVar(&cfg.Devices.MQTT.QoS, "qos", 0, "devices over mqtt(s)://: QoS of telemetry and acks, 0 or 1 (commands are subscribed at QoS 1)")
 	fs.DurationVar(&cfg.Devices.MQTT.KeepAlive, "mqtt-keepalive", 60*time.Second, "devices over mqtt(s)://: keep-alive asked in CONNECT; a silent device pings after it (negative: none)")
 	fs.IntVar(&cfg.Devices.MQTT.MaxInflight, "mqtt-inflight", 64, "devices over mqtt(s)://: QoS 1 publishes a device leaves unacknowledged at most")
-	fs.DurationVar(&cfg.Devices.MQTT.Reconnect, "mqtt-reconnect", 0, "devices over mqtt(s)://: a device whose connection ends reconnects after a random delay below this, and retries until the run ends (0: only after a 5.0 DISCONNECT during the traffic)")
+	fs.DurationVar(&cfg.Devices.MQTT.Reconnect, "mqtt-reconnect", 0, "devices over mqtt(s)://: a device whose connection ends (a 5.0 DISCONNECT included) reconnects after a random delay below this, and retries until the run ends (0: only after a 5.0 DISCONNECT during the traffic, at once)")
 	worker := fs.Bool("worker", false, "run as a worker of a -procs parent, speaking JSON on stdin/stdout (internal)")
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
