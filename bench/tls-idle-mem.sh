@@ -54,6 +54,13 @@ BIN=$OUT/$PROG
 . bench/lib.sh
 [ -r /proc/self/status ] || die "needs Linux /proc"
 command -v openssl >/dev/null || die "needs openssl (to make the test certificate)"
+# nginx (a peer) is not on a fresh machine: install it when a run needs it.
+if [[ " $SERVERS " == *" nginx"* ]] && ! command -v nginx >/dev/null; then
+  echo "installing nginx-light"
+  if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
+  { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends nginx-light; } >/dev/null 2>&1 ||
+    die "nginx is missing and apt-get install nginx-light failed"
+fi
 
 mkdir -p "$BIN"
 echo "building into $BIN ..."
