@@ -172,7 +172,7 @@ measure() {
   cpid=$!
   PIDS+=("$cpid")
   for ((i = 0; i < (OPEN_TIMEOUT + 15) * 10; i++)); do
-    ready=$(awk '/^READY / {print $2}' "$clog" || true)
+    ready=$(awk '/^READY / {print $2}' "$clog" 2>/dev/null || true)
     [ -n "$ready" ] && break
     kill -0 "$cpid" 2>/dev/null || { cat "$clog" >&2; die "client exited before READY"; }
     sleep 0.1
