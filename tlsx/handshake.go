@@ -173,6 +173,7 @@ func (hs *hsConn) OnData(c *engine.Conn, in []byte) int {
 	}
 	select {
 	case hs.s.jobs <- hs:
+		hs.s.grow()
 	default:
 		hs.s.m.refused.WithLabelValues(BoundQueueFull).Inc()
 		hs.shut()
@@ -345,17 +346,63 @@ type keyLog struct{ hs *hsConn }
 
 func (k keyLog) Write(p []byte) (int, error) { k.hs.keyLogLine(p); return len(p), nil }
 
-// worker runs handshakes until the Server closes.
-func (s *Server) worker() {
+// WorkerIdle is how long a handshake worker beyond the resident ones
+// (Config.HandshakeWorkers) waits for a job before it ends.
+const WorkerIdle = time.Second
+
+// worker runs handshakes until the Server closes; one that is not resident
+// also ends after WorkerIdle without a job.
+func (s *Server) worker(resident bool) {
 	defer s.wg.Done()
+	var idle <-chan time.Time
+	var t *time.Timer
+	if !resident {
+		t = time.NewTimer(WorkerIdle)
+		defer t.Stop()
+		idle = t.C
+	}
 	for {
+		s.idle.Add(1)
 		select {
 		case <-s.closed:
+			s.idle.Add(-1)
+			s.live.Add(-1)
 			return
 		case hs := <-s.jobs:
+			s.idle.Add(-1)
 			s.handshake(hs)
+		case <-idle:
+			s.idle.Add(-1)
+			if len(s.jobs) == 0 {
+				s.live.Add(-1)
+				// A job queued while this one was leaving, which saw it
+				// idle and started none: start one for it.
+				if len(s.jobs) > 0 {
+					s.grow()
+				}
+				return
+			}
+		}
+		if t != nil {
+			t.Reset(WorkerIdle)
 		}
 	}
+}
+
+// grow starts a handshake worker when the handshakes queued outnumber the
+// idle workers and fewer than Config.HandshakeWorkers run.
+func (s *Server) grow() {
+	if int(s.idle.Load()) >= len(s.jobs) {
+		return
+	}
+	s.spawn.Lock()
+	defer s.spawn.Unlock()
+	if s.stopped || int(s.idle.Load()) >= len(s.jobs) || s.live.Load() >= int32(s.cfg.HandshakeWorkers) {
+		return
+	}
+	s.live.Add(1)
+	s.wg.Add(1)
+	go s.worker(false)
 }
 
 // handshake runs crypto/tls's server handshake for hs and, when it

@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -84,7 +85,11 @@ type Config struct {
 	// client's next flight keeps its goroutine until HandshakeTimeout.
 	// CPU is bounded by GOMAXPROCS anyway; this bounds the memory (about
 	// 40 KB per handshake in progress) and how many slow clients can hold
-	// handshakes at once. Zero means 256.
+	// handshakes at once. Zero means 256. Only GOMAXPROCS of them (at most
+	// HandshakeWorkers) stay when there is nothing to do: the others are
+	// started when a handshake finds no worker free and end after
+	// WorkerIdle without one, so that an idle server keeps no 256 grown
+	// goroutine stacks after a burst of handshakes.
 	HandshakeWorkers int
 	// HandshakeQueue bounds the handshakes waiting for a worker; a
 	// connection arriving when it is full is refused (BoundQueueFull).
@@ -242,6 +247,13 @@ type Server struct {
 	cas  atomic.Pointer[x509.CertPool]
 
 	jobs chan *hsConn
+	// The handshake workers: live running (resident of them never end),
+	// idle of them waiting for a job; spawn serialises starting one
+	// against Close.
+	live, idle atomic.Int32
+	resident   int32
+	spawn      sync.Mutex
+	stopped    bool // under spawn: Close has begun
 	// byRandom maps a handshake's ClientHello random to its hsConn while
 	// it runs on a shared Config (sharedKeyLog).
 	byRandom sync.Map
@@ -295,9 +307,11 @@ func New(cfg Config) (*Server, error) {
 		Renegotiation: tls.RenegotiateNever,
 	}
 	s.base.GetConfigForClient = s.configFor
-	for range cfg.HandshakeWorkers {
+	s.resident = int32(min(cfg.HandshakeWorkers, max(1, runtime.GOMAXPROCS(0))))
+	for range s.resident {
+		s.live.Add(1)
 		s.wg.Add(1)
-		go s.worker()
+		go s.worker(true)
 	}
 	return s, nil
 }
@@ -544,7 +558,12 @@ func (s *Server) Collector() prometheus.Collector { return s.m }
 // Close stops the handshake workers; handshakes waiting fail. Established
 // connections are the engine's to close.
 func (s *Server) Close() {
-	s.once.Do(func() { close(s.closed) })
+	s.once.Do(func() {
+		s.spawn.Lock()
+		s.stopped = true
+		s.spawn.Unlock()
+		close(s.closed)
+	})
 	s.wg.Wait()
 }
 
