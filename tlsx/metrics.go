@@ -39,6 +39,7 @@ type metrics struct {
 	duration   prometheus.Histogram
 	queue      prometheus.GaugeFunc
 	workers    prometheus.GaugeFunc
+	computing  prometheus.GaugeFunc
 	expiry     prometheus.GaugeFunc
 	refused    *prometheus.CounterVec // bound
 	records    *prometheus.CounterVec // error (record-layer close detail)
@@ -64,6 +65,8 @@ func newMetrics(namespace string, s *Server) *metrics {
 			Help: "Handshakes waiting for a handshake worker."}, func() float64 { return float64(len(s.jobs)) }),
 		workers: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Name: "tls_handshake_workers",
 			Help: "Handshake workers running (Config.HandshakeWorkers at most; GOMAXPROCS of them stay when idle)."}, func() float64 { return float64(s.live.Load()) }),
+		computing: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Name: "tls_handshakes_computing",
+			Help: "Handshakes holding a CPU slot now (Config.HandshakeCPU at most)."}, func() float64 { return float64(len(s.cpu)) }),
 		expiry: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Name: "tls_certificate_expiry_seconds",
 			Help: "Seconds until the served certificate's NotAfter (negative once expired)."}, func() float64 {
 			return time.Until(s.cert.Load().notAfter).Seconds()
@@ -111,6 +114,7 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.duration.Describe(ch)
 	m.queue.Describe(ch)
 	m.workers.Describe(ch)
+	m.computing.Describe(ch)
 	m.expiry.Describe(ch)
 	m.refused.Describe(ch)
 	m.records.Describe(ch)
@@ -128,6 +132,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	m.duration.Collect(ch)
 	m.queue.Collect(ch)
 	m.workers.Collect(ch)
+	m.computing.Collect(ch)
 	m.expiry.Collect(ch)
 	m.refused.Collect(ch)
 	m.records.Collect(ch)

@@ -91,6 +91,14 @@ type Config struct {
 	// WorkerIdle without one, so that an idle server keeps no 256 grown
 	// goroutine stacks after a burst of handshakes.
 	HandshakeWorkers int
+	// HandshakeCPU bounds the handshakes computing at once: a handshake
+	// holds one of these slots while crypto/tls works on it (key shares,
+	// the signature, the Finished) and gives it back while it waits for
+	// its client, so that a storm of handshakes leaves the loops their
+	// turn on the CPU instead of queueing them behind hundreds of
+	// runnable handshake goroutines. Zero means GOMAXPROCS; negative
+	// means no bound (every worker computes at will).
+	HandshakeCPU int
 	// HandshakeQueue bounds the handshakes waiting for a worker; a
 	// connection arriving when it is full is refused (BoundQueueFull).
 	// Zero means 1024.
@@ -173,6 +181,9 @@ func (c Config) withDefaults() Config {
 	if c.HandshakeQueue <= 0 {
 		c.HandshakeQueue = DefaultHandshakeQueue
 	}
+	if c.HandshakeCPU == 0 {
+		c.HandshakeCPU = max(1, runtime.GOMAXPROCS(0))
+	}
 	if c.RatePerIP == 0 {
 		c.RatePerIP = DefaultRatePerIP
 	}
@@ -247,6 +258,7 @@ type Server struct {
 	cas  atomic.Pointer[x509.CertPool]
 
 	jobs chan *hsConn
+	cpu  chan struct{} // HandshakeCPU's slots; nil: no bound
 	// The handshake workers: live running (resident of them never end),
 	// idle of them waiting for a job; spawn serialises starting one
 	// against Close.
@@ -307,6 +319,9 @@ func New(cfg Config) (*Server, error) {
 		Renegotiation: tls.RenegotiateNever,
 	}
 	s.base.GetConfigForClient = s.configFor
+	if cfg.HandshakeCPU > 0 {
+		s.cpu = make(chan struct{}, cfg.HandshakeCPU)
+	}
 	s.resident = int32(min(cfg.HandshakeWorkers, max(1, runtime.GOMAXPROCS(0))))
 	for range s.resident {
 		s.live.Add(1)
