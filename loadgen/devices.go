@@ -93,7 +93,7 @@ type DeviceConfig struct {
 	// upgrade refused) tries, after a jittered exponential backoff,
 	// before it counts as failed: what real devices do in a reconnect
 	// storm. Zero (or negative) means none: a failed connect fails the
-	// device at once.
+	// device at once; more than 65,535 counts as 65,535.
 	Retries int `json:"retries,omitempty"`
 	// RetryBackoff is the wait before a device's first retry; it doubles
 	// with each retry up to RetryBackoffMax, and each wait is drawn at
@@ -163,12 +163,12 @@ type devConn struct {
 	// the telemetry senders and the command driver share. Frames are
 	// written under mu.
 	mu        sync.Mutex
-	state     uint8 // csIdle … csClosing, as conn.state
-	announced bool  // the gateway sent a Close: send nothing more
-	holdsSem  bool  // this connect holds a slot of devRunner.connecting
-	settled   bool  // the slot's first connect has succeeded or failed
-	retryDue  bool  // a failed connect is to be retried once its connection is gone
-	retries   int32 // retries made since the device last connected
+	state     uint8  // csIdle … csClosing, as conn.state
+	announced bool   // the gateway sent a Close: send nothing more
+	holdsSem  bool   // this connect holds a slot of devRunner.connecting
+	settled   bool   // the slot's first connect has succeeded or failed
+	retryDue  bool   // a failed connect is to be retried once its connection is gone
+	retries   uint16 // retries made since the device last connected (DeviceConfig.Retries is capped at 65535)
 	seq       uint32
 	ec        *engine.Conn
 	since     int64 // when the current connect started (runner clock)

@@ -1,6 +1,7 @@
 package loadgen
 
 import (
+	"math"
 	"math/rand/v2"
 	"time"
 )
@@ -45,7 +46,7 @@ func (d DeviceConfig) retryBound(timeout time.Duration) time.Duration {
 // marks it due; the caller schedules it (retryLater) once d's connection
 // is gone. The caller holds d.mu.
 func (r *devRunner) retryLocked(d *devConn) bool {
-	if r.finished.Load() || int(d.retries) >= r.dc.Retries {
+	if r.finished.Load() || int(d.retries) >= min(r.dc.Retries, math.MaxUint16) {
 		return false
 	}
 	d.retries++
