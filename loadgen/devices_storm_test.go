@@ -72,9 +72,6 @@ func TestDevicesTLSStorm(t *testing.T) {
 	t.Cleanup(g.Close)
 	url := "wss://" + g.TLSAddr() + "/v1/connect"
 
-	// The established devices stay for 12 s of traffic: the storm below
-	// takes 2-3 s on an idle machine and 7 s under -race on a loaded one
-	// (5 s let the established run end first there: 0 of 350 online).
 	const established, storm = 50, 300
 	// The established devices stay through the whole storm, however long
 	// a loaded machine makes its ramp (their traffic phase outlasts it).
