@@ -22,6 +22,10 @@
 #                   progress during the ramp: a lower heap peak)
 #   warren-tls12    warren with TLS, clients speak TLS 1.2
 #   warren-tls12-w2 the same with -tls-handshake-workers 2
+#   warren-tls13-gogc50, warren-tls12-gogc50
+#                   warren-tls13/12 with GOGC=50: the garbage collector
+#                   target `warren serve` (the device gateway) runs with by
+#                   default (-gogc 50); `warren echo` keeps Go's 100
 #   netecho-tls     bench/cmd/netecho -tls-cert: crypto/tls, a goroutine and
 #                   a 4 KiB buffer per connection (what a Go program does)
 #   netecho-tls12   the same, clients speak TLS 1.2
@@ -141,6 +145,8 @@ start() { # start NAME LOG: sets SRV_PID, SRV_ADDR, CLIENT_TLS, PAYLOAD
     warren-tls12-w2) CLIENT_TLS=1.2; "$BIN/warren" echo -proto tcp -admin "" -addr 127.0.0.1:0 "${TLSF[@]}" -tls-handshake-workers 2 >"$log" 2>&1 & ;;
     warren-tls13-keep) CLIENT_TLS=1.3; "$BIN/warren" echo -proto tcp -admin "" -addr 127.0.0.1:0 "${TLSF[@]}" -tls-keep-ciphers >"$log" 2>&1 & ;;
     warren-tls12) CLIENT_TLS=1.2; "$BIN/warren" echo -proto tcp -admin "" -addr 127.0.0.1:0 "${TLSF[@]}" >"$log" 2>&1 & ;;
+    warren-tls13-gogc50) CLIENT_TLS=1.3; GOGC=50 "$BIN/warren" echo -proto tcp -admin "" -addr 127.0.0.1:0 "${TLSF[@]}" >"$log" 2>&1 & ;;
+    warren-tls12-gogc50) CLIENT_TLS=1.2; GOGC=50 "$BIN/warren" echo -proto tcp -admin "" -addr 127.0.0.1:0 "${TLSF[@]}" >"$log" 2>&1 & ;;
     netecho-tls) CLIENT_TLS=1.3; "$BIN/netecho" -addr 127.0.0.1:0 -tls-cert "$LOGDIR/cert.pem" -tls-key "$LOGDIR/key.pem" >"$log" 2>&1 & ;;
     netecho-tls12) CLIENT_TLS=1.2; "$BIN/netecho" -addr 127.0.0.1:0 -tls-cert "$LOGDIR/cert.pem" -tls-key "$LOGDIR/key.pem" >"$log" 2>&1 & ;;
     *) die "unknown server $name" ;;
