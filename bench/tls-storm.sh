@@ -41,7 +41,9 @@
 # (traffic length of the storm run: 25s), RETRIES (100), BACKOFF (1s),
 # BACKOFF_MAX (8s), GW_FLAGS (more `warren serve` flags, e.g.
 # "-tls-handshake-workers 8"), PROFILE (seconds: a CPU profile of worker 0
-# during the storm, into OUT), OUT (bench/out).
+# during the storm, into OUT), STORM_NICE (0: the nice value of the storm's
+# load generator; on this one machine its client handshakes take the CPU
+# that real devices' own processors would spend), OUT (bench/out).
 #
 # Linux only (it reads /proc). Every process it starts is stopped by pid.
 set -euo pipefail
