@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -174,6 +175,7 @@ func (hs *hsConn) OnData(c *engine.Conn, in []byte) int {
 	}
 	select {
 	case hs.s.jobs <- hs:
+		hs.s.demand.Add(1)
 		hs.s.grow()
 	default:
 		hs.s.m.refused.WithLabelValues(BoundQueueFull).Inc()
@@ -388,7 +390,8 @@ func (k keyLog) Write(p []byte) (int, error) { k.hs.keyLogLine(p); return len(p)
 const WorkerIdle = time.Second
 
 // worker runs handshakes until the Server closes; one that is not resident
-// also ends after WorkerIdle without a job.
+// also ends after WorkerIdle without a job, unless the handshakes queued or
+// running need it.
 func (s *Server) worker(resident bool) {
 	defer s.wg.Done()
 	var idle <-chan time.Time
@@ -399,24 +402,14 @@ func (s *Server) worker(resident bool) {
 		idle = t.C
 	}
 	for {
-		s.idle.Add(1)
 		select {
 		case <-s.closed:
-			s.idle.Add(-1)
-			s.live.Add(-1)
 			return
 		case hs := <-s.jobs:
-			s.idle.Add(-1)
 			s.handshake(hs)
+			s.demand.Add(-1)
 		case <-idle:
-			s.idle.Add(-1)
-			if len(s.jobs) == 0 {
-				s.live.Add(-1)
-				// A job queued while this one was leaving, which saw it
-				// idle and started none: start one for it.
-				if len(s.jobs) > 0 {
-					s.grow()
-				}
+			if s.leave() {
 				return
 			}
 		}
@@ -426,20 +419,45 @@ func (s *Server) worker(resident bool) {
 	}
 }
 
-// grow starts a handshake worker when the handshakes queued outnumber the
-// idle workers and fewer than Config.HandshakeWorkers run.
+// grow starts a handshake worker when the handshakes queued or running
+// outnumber the workers and fewer than Config.HandshakeWorkers run. The
+// loop calls it after each handshake it queues.
 func (s *Server) grow() {
-	if int(s.idle.Load()) >= len(s.jobs) {
+	if s.demand.Load() <= s.live.Load() {
 		return
 	}
 	s.spawn.Lock()
 	defer s.spawn.Unlock()
-	if s.stopped || int(s.idle.Load()) >= len(s.jobs) || s.live.Load() >= int32(s.cfg.HandshakeWorkers) {
+	if s.stopped || s.demand.Load() <= s.live.Load() || s.live.Load() >= int32(s.cfg.HandshakeWorkers) {
 		return
 	}
 	s.live.Add(1)
 	s.wg.Add(1)
 	go s.worker(false)
+}
+
+// leave reports whether an idle worker beyond the resident ones may end:
+// the workers outnumber the handshakes queued or running.
+func (s *Server) leave() bool {
+	s.spawn.Lock()
+	defer s.spawn.Unlock()
+	if s.demand.Load() >= s.live.Load() {
+		return false
+	}
+	s.live.Add(-1)
+	return true
+}
+
+// collect runs a garbage collection when Config.CollectAfter handshakes
+// have started since the last one; s.gc calls it WorkerIdle after the
+// last handshake started.
+func (s *Server) collect() {
+	if s.sinceGC.Load() < int64(s.cfg.CollectAfter) {
+		return
+	}
+	s.sinceGC.Store(0)
+	s.m.collections.Inc()
+	runtime.GC()
 }
 
 // handshake runs crypto/tls's server handshake for hs and, when it
@@ -450,6 +468,10 @@ func (s *Server) handshake(hs *hsConn) {
 	defer cancel()
 	hs.takeCPU()
 	defer hs.giveCPU()
+	if s.gc != nil {
+		s.sinceGC.Add(1)
+		s.gc.Reset(WorkerIdle)
+	}
 	tc := tls.Server(hs, s.base)
 	err := tc.HandshakeContext(ctx)
 	if hs.rnd != nil {

@@ -35,20 +35,21 @@ const (
 
 // metrics are a Server's counters, exposed by Collector.
 type metrics struct {
-	handshakes *prometheus.CounterVec // result, version
-	duration   prometheus.Histogram
-	queue      prometheus.GaugeFunc
-	workers    prometheus.GaugeFunc
-	computing  prometheus.GaugeFunc
-	expiry     prometheus.GaugeFunc
-	refused    *prometheus.CounterVec // bound
-	records    *prometheus.CounterVec // error (record-layer close detail)
-	layers     *prometheus.CounterVec // version, layer
-	keyUpdates prometheus.Counter
-	reloads    *prometheus.CounterVec // result
-	flaps      prometheus.Counter
-	bans       prometheus.Counter
-	banned     prometheus.GaugeFunc
+	handshakes  *prometheus.CounterVec // result, version
+	duration    prometheus.Histogram
+	queue       prometheus.GaugeFunc
+	workers     prometheus.GaugeFunc
+	computing   prometheus.GaugeFunc
+	collections prometheus.Counter
+	expiry      prometheus.GaugeFunc
+	refused     *prometheus.CounterVec // bound
+	records     *prometheus.CounterVec // error (record-layer close detail)
+	layers      *prometheus.CounterVec // version, layer
+	keyUpdates  prometheus.Counter
+	reloads     *prometheus.CounterVec // result
+	flaps       prometheus.Counter
+	bans        prometheus.Counter
+	banned      prometheus.GaugeFunc
 }
 
 func newMetrics(namespace string, s *Server) *metrics {
@@ -67,6 +68,8 @@ func newMetrics(namespace string, s *Server) *metrics {
 			Help: "Handshake workers running (Config.HandshakeWorkers at most; GOMAXPROCS of them stay when idle)."}, func() float64 { return float64(s.live.Load()) }),
 		computing: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Name: "tls_handshakes_computing",
 			Help: "Handshakes holding a CPU slot now (Config.HandshakeCPU at most)."}, func() float64 { return float64(len(s.cpu)) }),
+		collections: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "tls_collections_total",
+			Help: "Garbage collections run after a burst of handshakes (Config.CollectAfter)."}),
 		expiry: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Name: "tls_certificate_expiry_seconds",
 			Help: "Seconds until the served certificate's NotAfter (negative once expired)."}, func() float64 {
 			return time.Until(s.cert.Load().notAfter).Seconds()
@@ -115,6 +118,7 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.queue.Describe(ch)
 	m.workers.Describe(ch)
 	m.computing.Describe(ch)
+	m.collections.Describe(ch)
 	m.expiry.Describe(ch)
 	m.refused.Describe(ch)
 	m.records.Describe(ch)
@@ -133,6 +137,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	m.queue.Collect(ch)
 	m.workers.Collect(ch)
 	m.computing.Collect(ch)
+	m.collections.Collect(ch)
 	m.expiry.Collect(ch)
 	m.refused.Collect(ch)
 	m.records.Collect(ch)

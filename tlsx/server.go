@@ -32,7 +32,8 @@ const (
 	DefaultHandshakeTimeout  = 10 * time.Second
 	DefaultHandshakeQueue    = 1024
 	DefaultHandshakeWorkers  = 256
-	DefaultRatePerIP         = 20 // handshakes per second per client IP
+	DefaultCollectAfter      = 1000 // handshakes before a quiet second runs a collection
+	DefaultRatePerIP         = 20   // handshakes per second per client IP
 	DefaultRate              = 5000
 	DefaultReloadInterval    = 10 * time.Second
 	DefaultIdentityURIScheme = "urn:device:"
@@ -99,6 +100,15 @@ type Config struct {
 	// runnable handshake goroutines. Zero means GOMAXPROCS; negative
 	// means no bound (every worker computes at will).
 	HandshakeCPU int
+	// CollectAfter: once this many handshakes have started since the last
+	// such collection, a second without a new handshake runs one garbage
+	// collection (runtime.GC), so that the heap's goal is set by the
+	// connections held and not by a burst's handshake state and garbage,
+	// and the runtime returns the difference to the OS. Go's own forced
+	// collection, two minutes after the last one, would reach the same
+	// heap for idle connections later; this gets there a second after a
+	// reconnect storm. Zero means 1000; negative means never.
+	CollectAfter int
 	// HandshakeQueue bounds the handshakes waiting for a worker; a
 	// connection arriving when it is full is refused (BoundQueueFull).
 	// Zero means 1024.
@@ -181,6 +191,9 @@ func (c Config) withDefaults() Config {
 	if c.HandshakeQueue <= 0 {
 		c.HandshakeQueue = DefaultHandshakeQueue
 	}
+	if c.CollectAfter == 0 {
+		c.CollectAfter = DefaultCollectAfter
+	}
 	if c.HandshakeCPU == 0 {
 		c.HandshakeCPU = max(1, runtime.GOMAXPROCS(0))
 	}
@@ -260,12 +273,16 @@ type Server struct {
 	jobs chan *hsConn
 	cpu  chan struct{} // HandshakeCPU's slots; nil: no bound
 	// The handshake workers: live running (resident of them never end),
-	// idle of them waiting for a job; spawn serialises starting one
-	// against Close.
-	live, idle atomic.Int32
-	resident   int32
-	spawn      sync.Mutex
-	stopped    bool // under spawn: Close has begun
+	// demand the handshakes queued or running; spawn serialises starting
+	// and ending a worker, and starting one against Close.
+	live, demand atomic.Int32
+	resident     int32
+	// sinceGC counts the handshakes started since the last collection
+	// (Config.CollectAfter).
+	sinceGC atomic.Int64
+	gc      *time.Timer // runs collect WorkerIdle after the last handshake started; nil: never
+	spawn   sync.Mutex
+	stopped bool // under spawn: Close has begun
 	// byRandom maps a handshake's ClientHello random to its hsConn while
 	// it runs on a shared Config (sharedKeyLog).
 	byRandom sync.Map
@@ -327,6 +344,10 @@ func New(cfg Config) (*Server, error) {
 		s.live.Add(1)
 		s.wg.Add(1)
 		go s.worker(true)
+	}
+	if cfg.CollectAfter > 0 {
+		s.gc = time.AfterFunc(time.Hour, s.collect)
+		s.gc.Stop()
 	}
 	return s, nil
 }
@@ -577,6 +598,9 @@ func (s *Server) Close() {
 		s.spawn.Lock()
 		s.stopped = true
 		s.spawn.Unlock()
+		if s.gc != nil {
+			s.gc.Stop()
+		}
 		close(s.closed)
 	})
 	s.wg.Wait()

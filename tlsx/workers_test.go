@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -38,7 +39,7 @@ func waitWorkers(t *testing.T, s *tlsx.Server, want int) {
 	line := fmt.Sprintf("warren_tls_handshake_workers %d\n", want)
 	for deadline := time.Now().Add(5 * time.Second); !metric(t, s, line); {
 		if time.Now().After(deadline) {
-			t.Fatalf("not %d handshake workers after 5s", want)
+			t.Fatalf("not %d handshake workers after 5s: %s", want, gauges(t, s))
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -171,4 +172,52 @@ func TestHandshakeCPU(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// TestCollectAfter: a second after the last of CollectAfter handshakes,
+// one garbage collection runs (counted); none without new handshakes.
+func TestCollectAfter(t *testing.T) {
+	p := newPKI(t)
+	s := startServer(t, engine.Config{}, tlsx.Config{CertFile: p.certFile, KeyFile: p.keyFile, CollectAfter: 3,
+		RatePerIP: -1, BanThreshold: -1})
+	c := httpsClient(p, tls.VersionTLS13, nil)
+	for range 3 {
+		if got := get(t, c, "https://"+s.addr+"/"); got != "hello " {
+			t.Fatal(got)
+		}
+		c.CloseIdleConnections()
+	}
+	if metric(t, s.tls, "warren_tls_collections_total 1\n") {
+		t.Fatal("collected before a quiet second")
+	}
+	for deadline := time.Now().Add(5 * time.Second); !metric(t, s.tls, "warren_tls_collections_total 1\n"); {
+		if time.Now().After(deadline) {
+			t.Fatal("no collection 5s after 3 handshakes")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(tlsx.WorkerIdle + 200*time.Millisecond)
+	if !metric(t, s.tls, "warren_tls_collections_total 1\n") {
+		t.Fatal("collected again without handshakes")
+	}
+	// Fewer than CollectAfter since: none.
+	get(t, c, "https://"+s.addr+"/")
+	time.Sleep(tlsx.WorkerIdle + 200*time.Millisecond)
+	if !metric(t, s.tls, "warren_tls_collections_total 1\n") {
+		t.Fatal("collected after 1 handshake of 3")
+	}
+}
+
+// gauges returns the Server's worker, queue and CPU-slot gauges.
+func gauges(t *testing.T, s *tlsx.Server) string {
+	var out []string
+	for _, name := range []string{"warren_tls_handshake_workers", "warren_tls_handshake_queue_depth", "warren_tls_handshakes_computing"} {
+		for n := range 300 {
+			if metric(t, s, fmt.Sprintf("%s %d\n", name, n)) {
+				out = append(out, fmt.Sprintf("%s %d", name, n))
+				break
+			}
+		}
+	}
+	return strings.Join(out, ", ")
 }
