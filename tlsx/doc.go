@@ -18,9 +18,7 @@
 // handshake workers (Config.HandshakeWorkers, Config.HandshakeQueue: over
 // the bound it is refused, never queued without limit; GOMAXPROCS workers
 // stay, the others end after WorkerIdle without a job). A worker runs
-// crypto/tls's standard server handshake over the adapter, holding one of
-// Config.HandshakeCPU slots while it computes and none while it waits for
-// its client (a storm of handshakes leaves the loops their turn), which hands
+// crypto/tls's standard server handshake over the adapter, which hands
 // crypto/tls one whole record at a time, so nothing read past the
 // handshake stays inside tls.Conn. Config.HandshakeTimeout bounds the
 // whole handshake from its first byte (slowloris).

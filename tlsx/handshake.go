@@ -123,7 +123,6 @@ type hsConn struct {
 	out     []byte // on crypto/tls's record layer: sealed bytes for Seal
 
 	readLog []byte // what crypto/tls read (under mu), for the TLS 1.2 checks
-	slot    bool   // the worker holds one of Server.cpu's slots (the worker's)
 
 	// The handshake worker's.
 	written  []byte // what crypto/tls wrote, for counting records (TLS 1.3) and the TLS 1.2 checks
@@ -270,17 +269,7 @@ func (hs *hsConn) Read(p []byte) (int, error) {
 			hs.recLeft = recordHeaderLen + int(binary.BigEndian.Uint16(hs.in[3:]))
 		}
 		if hs.recLeft > 0 && len(hs.in) > 0 {
-			if hs.post || hs.slot || !hs.cpuBound() {
-				break
-			}
-			// Input for the handshake: compute again once a slot is free.
-			hs.mu.Unlock()
-			hs.takeCPU()
-			hs.mu.Lock()
-			if !hs.slot {
-				return 0, net.ErrClosed // the Server closed
-			}
-			continue
+			break
 		}
 		if hs.post {
 			if hs.closed {
@@ -288,7 +277,6 @@ func (hs *hsConn) Read(p []byte) (int, error) {
 			}
 			return 0, errWouldBlock
 		}
-		hs.giveCPU() // waiting for the client computes nothing
 		hs.cond.Wait()
 	}
 	n := min(len(p), hs.recLeft, len(hs.in))
@@ -351,31 +339,6 @@ func (hs *hsConn) keyLogLine(line []byte) {
 		if crand, err := hex.DecodeString(string(f[1])); err == nil {
 			hs.master, hs.crand = secret, crand
 		}
-	}
-}
-
-// cpuBound reports whether the handshake's Server bounds the handshakes
-// computing at once (Config.HandshakeCPU; a Client's never does).
-func (hs *hsConn) cpuBound() bool { return hs.s != nil && hs.s.cpu != nil }
-
-// takeCPU waits until the handshake holds a CPU slot, or the Server
-// closes (hs.slot stays false then). Only its worker calls it.
-func (hs *hsConn) takeCPU() {
-	if hs.slot || !hs.cpuBound() {
-		return
-	}
-	select {
-	case hs.s.cpu <- struct{}{}:
-		hs.slot = true
-	case <-hs.s.closed:
-	}
-}
-
-// giveCPU returns the handshake's CPU slot, if it holds one.
-func (hs *hsConn) giveCPU() {
-	if hs.slot {
-		<-hs.s.cpu
-		hs.slot = false
 	}
 }
 
@@ -466,8 +429,6 @@ func (s *Server) collect() {
 func (s *Server) handshake(hs *hsConn) {
 	ctx, cancel := context.WithDeadline(context.WithValue(context.Background(), connKey{}, hs.c), hs.started.Add(s.cfg.HandshakeTimeout))
 	defer cancel()
-	hs.takeCPU()
-	defer hs.giveCPU()
 	if s.gc != nil {
 		s.sinceGC.Add(1)
 		s.gc.Reset(WorkerIdle)

@@ -39,7 +39,6 @@ type metrics struct {
 	duration    prometheus.Histogram
 	queue       prometheus.GaugeFunc
 	workers     prometheus.GaugeFunc
-	computing   prometheus.GaugeFunc
 	collections prometheus.Counter
 	expiry      prometheus.GaugeFunc
 	refused     *prometheus.CounterVec // bound
@@ -66,8 +65,6 @@ func newMetrics(namespace string, s *Server) *metrics {
 			Help: "Handshakes waiting for a handshake worker."}, func() float64 { return float64(len(s.jobs)) }),
 		workers: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Name: "tls_handshake_workers",
 			Help: "Handshake workers running (Config.HandshakeWorkers at most; GOMAXPROCS of them stay when idle)."}, func() float64 { return float64(s.live.Load()) }),
-		computing: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Name: "tls_handshakes_computing",
-			Help: "Handshakes holding a CPU slot now (Config.HandshakeCPU at most)."}, func() float64 { return float64(len(s.cpu)) }),
 		collections: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "tls_collections_total",
 			Help: "Garbage collections run after a burst of handshakes (Config.CollectAfter)."}),
 		expiry: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Name: "tls_certificate_expiry_seconds",
@@ -117,7 +114,6 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.duration.Describe(ch)
 	m.queue.Describe(ch)
 	m.workers.Describe(ch)
-	m.computing.Describe(ch)
 	m.collections.Describe(ch)
 	m.expiry.Describe(ch)
 	m.refused.Describe(ch)
@@ -136,7 +132,6 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	m.duration.Collect(ch)
 	m.queue.Collect(ch)
 	m.workers.Collect(ch)
-	m.computing.Collect(ch)
 	m.collections.Collect(ch)
 	m.expiry.Collect(ch)
 	m.refused.Collect(ch)

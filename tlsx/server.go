@@ -92,14 +92,6 @@ type Config struct {
 	// WorkerIdle without one, so that an idle server keeps no 256 grown
 	// goroutine stacks after a burst of handshakes.
 	HandshakeWorkers int
-	// HandshakeCPU bounds the handshakes computing at once: a handshake
-	// holds one of these slots while crypto/tls works on it (key shares,
-	// the signature, the Finished) and gives it back while it waits for
-	// its client, so that a storm of handshakes leaves the loops their
-	// turn on the CPU instead of queueing them behind hundreds of
-	// runnable handshake goroutines. Zero means GOMAXPROCS; negative
-	// means no bound (every worker computes at will).
-	HandshakeCPU int
 	// CollectAfter: once this many handshakes have started since the last
 	// such collection, a second without a new handshake runs one garbage
 	// collection (runtime.GC), so that the heap's goal is set by the
@@ -194,9 +186,6 @@ func (c Config) withDefaults() Config {
 	if c.CollectAfter == 0 {
 		c.CollectAfter = DefaultCollectAfter
 	}
-	if c.HandshakeCPU == 0 {
-		c.HandshakeCPU = max(1, runtime.GOMAXPROCS(0))
-	}
 	if c.RatePerIP == 0 {
 		c.RatePerIP = DefaultRatePerIP
 	}
@@ -271,7 +260,6 @@ type Server struct {
 	cas  atomic.Pointer[x509.CertPool]
 
 	jobs chan *hsConn
-	cpu  chan struct{} // HandshakeCPU's slots; nil: no bound
 	// The handshake workers: live running (resident of them never end),
 	// demand the handshakes queued or running; spawn serialises starting
 	// and ending a worker, and starting one against Close.
@@ -336,9 +324,6 @@ func New(cfg Config) (*Server, error) {
 		Renegotiation: tls.RenegotiateNever,
 	}
 	s.base.GetConfigForClient = s.configFor
-	if cfg.HandshakeCPU > 0 {
-		s.cpu = make(chan struct{}, cfg.HandshakeCPU)
-	}
 	s.resident = int32(min(cfg.HandshakeWorkers, max(1, runtime.GOMAXPROCS(0))))
 	for range s.resident {
 		s.live.Add(1)

@@ -129,51 +129,6 @@ func TestHandshakeWorkersBound(t *testing.T) {
 	wg.Wait()
 }
 
-// TestHandshakeCPU: with one CPU slot, handshakes waiting for their
-// clients (stalled before their Finished) hold none, so another handshake
-// still computes and completes; the slot is free once all are done.
-func TestHandshakeCPU(t *testing.T) {
-	p := newPKI(t)
-	s := startServer(t, engine.Config{}, tlsx.Config{CertFile: p.certFile, KeyFile: p.keyFile, HandshakeCPU: 1,
-		RatePerIP: -1, BanThreshold: -1})
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	var conns []net.Conn
-	for range 4 {
-		raw, err := net.Dial("tcp", s.addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		conns = append(conns, raw)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			tls.Client(&stallConn{Conn: raw, stop: stop}, &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS13}).Handshake()
-		}()
-	}
-	waitWorkers(t, s.tls, max(4, runtime.GOMAXPROCS(0)))
-	for _, v := range versions {
-		c := httpsClient(p, v.v, nil)
-		for i := range 3 {
-			if got := get(t, c, "https://"+s.addr+"/"); got != "hello " {
-				t.Fatalf("%s request %d beside 4 stalled handshakes: %q", v.name, i, got)
-			}
-		}
-		c.CloseIdleConnections()
-	}
-	close(stop)
-	for _, raw := range conns {
-		raw.Close()
-	}
-	wg.Wait()
-	for deadline := time.Now().Add(5 * time.Second); !metric(t, s.tls, "warren_tls_handshakes_computing 0\n"); {
-		if time.Now().After(deadline) {
-			t.Fatal("a CPU slot still held 5s after every handshake ended")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // TestCollectAfter: a second after the last of CollectAfter handshakes,
 // one garbage collection runs (counted); none without new handshakes.
 func TestCollectAfter(t *testing.T) {
@@ -211,7 +166,7 @@ func TestCollectAfter(t *testing.T) {
 // gauges returns the Server's worker, queue and CPU-slot gauges.
 func gauges(t *testing.T, s *tlsx.Server) string {
 	var out []string
-	for _, name := range []string{"warren_tls_handshake_workers", "warren_tls_handshake_queue_depth", "warren_tls_handshakes_computing"} {
+	for _, name := range []string{"warren_tls_handshake_workers", "warren_tls_handshake_queue_depth"} {
 		for n := range 300 {
 			if metric(t, s, fmt.Sprintf("%s %d\n", name, n)) {
 				out = append(out, fmt.Sprintf("%s %d", name, n))
