@@ -26,6 +26,13 @@ BIN=$OUT/$PROG
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
 command -v taskset >/dev/null || die "needs taskset"
+# nginx (a peer) is not on a fresh machine: install it when a run needs it.
+if [[ " $SERVERS " == *" nginx"* ]] && ! command -v nginx >/dev/null; then
+  echo "installing nginx-light"
+  if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
+  { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends nginx-light; } >/dev/null 2>&1 ||
+    die "nginx is missing and apt-get install nginx-light failed"
+fi
 mkdir -p "$BIN"
 go build -o "$BIN/warren" ./cmd/warren
 go build -o "$BIN/tlshs" ./bench/cmd/tlshs

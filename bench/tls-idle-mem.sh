@@ -22,6 +22,10 @@
 #                   progress during the ramp: a lower heap peak)
 #   warren-tls12    warren with TLS, clients speak TLS 1.2
 #   warren-tls12-w2 the same with -tls-handshake-workers 2
+#   warren-tls13-gogc50, warren-tls12-gogc50
+#                   warren-tls13/12 with GOGC=50: the garbage collector
+#                   target `warren serve` (the device gateway) runs with by
+#                   default (-gogc 50); `warren echo` keeps Go's 100
 #   netecho-tls     bench/cmd/netecho -tls-cert: crypto/tls, a goroutine and
 #                   a 4 KiB buffer per connection (what a Go program does)
 #   netecho-tls12   the same, clients speak TLS 1.2
@@ -54,6 +58,13 @@ BIN=$OUT/$PROG
 . bench/lib.sh
 [ -r /proc/self/status ] || die "needs Linux /proc"
 command -v openssl >/dev/null || die "needs openssl (to make the test certificate)"
+# nginx (a peer) is not on a fresh machine: install it when a run needs it.
+if [[ " $SERVERS " == *" nginx"* ]] && ! command -v nginx >/dev/null; then
+  echo "installing nginx-light"
+  if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
+  { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends nginx-light; } >/dev/null 2>&1 ||
+    die "nginx is missing and apt-get install nginx-light failed"
+fi
 
 mkdir -p "$BIN"
 echo "building into $BIN ..."
@@ -134,6 +145,8 @@ start() { # start NAME LOG: sets SRV_PID, SRV_ADDR, CLIENT_TLS, PAYLOAD
     warren-tls12-w2) CLIENT_TLS=1.2; "$BIN/warren" echo -proto tcp -admin "" -addr 127.0.0.1:0 "${TLSF[@]}" -tls-handshake-workers 2 >"$log" 2>&1 & ;;
     warren-tls13-keep) CLIENT_TLS=1.3; "$BIN/warren" echo -proto tcp -admin "" -addr 127.0.0.1:0 "${TLSF[@]}" -tls-keep-ciphers >"$log" 2>&1 & ;;
     warren-tls12) CLIENT_TLS=1.2; "$BIN/warren" echo -proto tcp -admin "" -addr 127.0.0.1:0 "${TLSF[@]}" >"$log" 2>&1 & ;;
+    warren-tls13-gogc50) CLIENT_TLS=1.3; GOGC=50 "$BIN/warren" echo -proto tcp -admin "" -addr 127.0.0.1:0 "${TLSF[@]}" >"$log" 2>&1 & ;;
+    warren-tls12-gogc50) CLIENT_TLS=1.2; GOGC=50 "$BIN/warren" echo -proto tcp -admin "" -addr 127.0.0.1:0 "${TLSF[@]}" >"$log" 2>&1 & ;;
     netecho-tls) CLIENT_TLS=1.3; "$BIN/netecho" -addr 127.0.0.1:0 -tls-cert "$LOGDIR/cert.pem" -tls-key "$LOGDIR/key.pem" >"$log" 2>&1 & ;;
     netecho-tls12) CLIENT_TLS=1.2; "$BIN/netecho" -addr 127.0.0.1:0 -tls-cert "$LOGDIR/cert.pem" -tls-key "$LOGDIR/key.pem" >"$log" 2>&1 & ;;
     *) die "unknown server $name" ;;
@@ -165,7 +178,7 @@ measure() {
   cpid=$!
   PIDS+=("$cpid")
   for ((i = 0; i < (OPEN_TIMEOUT + 15) * 10; i++)); do
-    ready=$(awk '/^READY / {print $2}' "$clog" || true)
+    ready=$(awk '/^READY / {print $2}' "$clog" 2>/dev/null || true)
     [ -n "$ready" ] && break
     kill -0 "$cpid" 2>/dev/null || { cat "$clog" >&2; die "client exited before READY"; }
     sleep 0.1

@@ -127,6 +127,7 @@ func TLSFlags(fs *flag.FlagSet, c *tlsx.Config) {
 	fs.StringVar(&c.IdentityURIPrefix, "tls-identity-uri-prefix", "", "take a client certificate's identity from its SAN URI with this prefix (e.g. "+tlsx.DefaultIdentityURIScheme+"); empty: the subject CN")
 	fs.DurationVar(&c.HandshakeTimeout, "tls-handshake-timeout", tlsx.DefaultHandshakeTimeout, "TLS handshake time limit, from its first byte")
 	fs.IntVar(&c.HandshakeWorkers, "tls-handshake-workers", tlsx.DefaultHandshakeWorkers, "TLS handshakes in progress at once (each on a goroutine while it waits for its client)")
+	fs.IntVar(&c.CollectAfter, "tls-collect-after", tlsx.DefaultCollectAfter, "after this many TLS handshakes, a second without one runs a garbage collection (the heap's goal set by the connections, not the burst); negative: never")
 	fs.IntVar(&c.HandshakeQueue, "tls-handshake-queue", tlsx.DefaultHandshakeQueue, "TLS handshakes waiting for a worker; more are refused")
 	fs.Float64Var(&c.RatePerIP, "tls-rate-per-ip", tlsx.DefaultRatePerIP, "new TLS connections per second per client IP, before any TLS work (negative: unbounded)")
 	fs.IntVar(&c.BurstPerIP, "tls-burst-per-ip", 0, "per-IP bucket depth (0: twice -tls-rate-per-ip)")

@@ -16,7 +16,8 @@
 // looks like a TLS handshake (plaintext HTTP gets a 400 saying so, anything
 // else is closed), the connection is queued for a bounded pool of
 // handshake workers (Config.HandshakeWorkers, Config.HandshakeQueue: over
-// the bound it is refused, never queued without limit). A worker runs
+// the bound it is refused, never queued without limit; GOMAXPROCS workers
+// stay, the others end after WorkerIdle without a job). A worker runs
 // crypto/tls's standard server handshake over the adapter, which hands
 // crypto/tls one whole record at a time, so nothing read past the
 // handshake stays inside tls.Conn. Config.HandshakeTimeout bounds the

@@ -147,3 +147,19 @@ func ExampleHandshakeConn() {
 	}
 	// Output: true pong
 }
+
+// ExampleConfig_handshakePool sizes the handshake pool for a gateway that
+// expects reconnect storms and few slow clients (docs/benchmarks.md §17):
+// 4 handshakes in progress at most, GOMAXPROCS workers kept when idle, and
+// no collection after a burst (the process runs its own GC policy).
+func ExampleConfig_handshakePool() {
+	cert, _ := exampleCert()
+	s, err := tlsx.New(tlsx.Config{Certificate: cert, HandshakeWorkers: 4, HandshakeQueue: 4096, CollectAfter: -1})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer s.Close()
+	fmt.Println("handshakes in progress at most:", 4)
+	// Output: handshakes in progress at most: 4
+}

@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -173,6 +174,8 @@ func (hs *hsConn) OnData(c *engine.Conn, in []byte) int {
 	}
 	select {
 	case hs.s.jobs <- hs:
+		hs.s.demand.Add(1)
+		hs.s.grow()
 	default:
 		hs.s.m.refused.WithLabelValues(BoundQueueFull).Inc()
 		hs.shut()
@@ -345,17 +348,79 @@ type keyLog struct{ hs *hsConn }
 
 func (k keyLog) Write(p []byte) (int, error) { k.hs.keyLogLine(p); return len(p), nil }
 
-// worker runs handshakes until the Server closes.
-func (s *Server) worker() {
+// WorkerIdle is how long a handshake worker beyond the resident ones
+// (Config.HandshakeWorkers) waits for a job before it ends.
+const WorkerIdle = time.Second
+
+// worker runs handshakes until the Server closes; one that is not resident
+// also ends after WorkerIdle without a job, unless the handshakes queued or
+// running need it.
+func (s *Server) worker(resident bool) {
 	defer s.wg.Done()
+	var idle <-chan time.Time
+	var t *time.Timer
+	if !resident {
+		t = time.NewTimer(WorkerIdle)
+		defer t.Stop()
+		idle = t.C
+	}
 	for {
 		select {
 		case <-s.closed:
 			return
 		case hs := <-s.jobs:
 			s.handshake(hs)
+			s.demand.Add(-1)
+		case <-idle:
+			if s.leave() {
+				return
+			}
+		}
+		if t != nil {
+			t.Reset(WorkerIdle)
 		}
 	}
+}
+
+// grow starts a handshake worker when the handshakes queued or running
+// outnumber the workers and fewer than Config.HandshakeWorkers run. The
+// loop calls it after each handshake it queues.
+func (s *Server) grow() {
+	if s.demand.Load() <= s.live.Load() {
+		return
+	}
+	s.spawn.Lock()
+	defer s.spawn.Unlock()
+	if s.stopped || s.demand.Load() <= s.live.Load() || s.live.Load() >= int32(s.cfg.HandshakeWorkers) {
+		return
+	}
+	s.live.Add(1)
+	s.wg.Add(1)
+	go s.worker(false)
+}
+
+// leave reports whether an idle worker beyond the resident ones may end:
+// the workers outnumber the handshakes queued or running.
+func (s *Server) leave() bool {
+	s.spawn.Lock()
+	defer s.spawn.Unlock()
+	if s.demand.Load() >= s.live.Load() {
+		return false
+	}
+	s.live.Add(-1)
+	return true
+}
+
+// collect runs a garbage collection when Config.CollectAfter handshakes
+// have started since the last one; s.gc calls it WorkerIdle after the
+// last handshake started.
+func (s *Server) collect() {
+	if s.sinceGC.Load() < int64(s.cfg.CollectAfter) {
+		return
+	}
+	s.sinceGC.Store(0)
+	s.m.collections.Inc()
+	runtime.GC()
 }
 
 // handshake runs crypto/tls's server handshake for hs and, when it
@@ -364,6 +429,10 @@ func (s *Server) worker() {
 func (s *Server) handshake(hs *hsConn) {
 	ctx, cancel := context.WithDeadline(context.WithValue(context.Background(), connKey{}, hs.c), hs.started.Add(s.cfg.HandshakeTimeout))
 	defer cancel()
+	if s.gc != nil {
+		s.sinceGC.Add(1)
+		s.gc.Reset(WorkerIdle)
+	}
 	tc := tls.Server(hs, s.base)
 	err := tc.HandshakeContext(ctx)
 	if hs.rnd != nil {

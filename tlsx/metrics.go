@@ -35,18 +35,20 @@ const (
 
 // metrics are a Server's counters, exposed by Collector.
 type metrics struct {
-	handshakes *prometheus.CounterVec // result, version
-	duration   prometheus.Histogram
-	queue      prometheus.GaugeFunc
-	expiry     prometheus.GaugeFunc
-	refused    *prometheus.CounterVec // bound
-	records    *prometheus.CounterVec // error (record-layer close detail)
-	layers     *prometheus.CounterVec // version, layer
-	keyUpdates prometheus.Counter
-	reloads    *prometheus.CounterVec // result
-	flaps      prometheus.Counter
-	bans       prometheus.Counter
-	banned     prometheus.GaugeFunc
+	handshakes  *prometheus.CounterVec // result, version
+	duration    prometheus.Histogram
+	queue       prometheus.GaugeFunc
+	workers     prometheus.GaugeFunc
+	collections prometheus.Counter
+	expiry      prometheus.GaugeFunc
+	refused     *prometheus.CounterVec // bound
+	records     *prometheus.CounterVec // error (record-layer close detail)
+	layers      *prometheus.CounterVec // version, layer
+	keyUpdates  prometheus.Counter
+	reloads     *prometheus.CounterVec // result
+	flaps       prometheus.Counter
+	bans        prometheus.Counter
+	banned      prometheus.GaugeFunc
 }
 
 func newMetrics(namespace string, s *Server) *metrics {
@@ -61,6 +63,10 @@ func newMetrics(namespace string, s *Server) *metrics {
 			Buckets: []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5, 10}}),
 		queue: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Name: "tls_handshake_queue_depth",
 			Help: "Handshakes waiting for a handshake worker."}, func() float64 { return float64(len(s.jobs)) }),
+		workers: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Name: "tls_handshake_workers",
+			Help: "Handshake workers running (Config.HandshakeWorkers at most; GOMAXPROCS of them stay when idle)."}, func() float64 { return float64(s.live.Load()) }),
+		collections: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "tls_collections_total",
+			Help: "Garbage collections run after a burst of handshakes (Config.CollectAfter)."}),
 		expiry: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Name: "tls_certificate_expiry_seconds",
 			Help: "Seconds until the served certificate's NotAfter (negative once expired)."}, func() float64 {
 			return time.Until(s.cert.Load().notAfter).Seconds()
@@ -107,6 +113,8 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.handshakes.Describe(ch)
 	m.duration.Describe(ch)
 	m.queue.Describe(ch)
+	m.workers.Describe(ch)
+	m.collections.Describe(ch)
 	m.expiry.Describe(ch)
 	m.refused.Describe(ch)
 	m.records.Describe(ch)
@@ -123,6 +131,8 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	m.handshakes.Collect(ch)
 	m.duration.Collect(ch)
 	m.queue.Collect(ch)
+	m.workers.Collect(ch)
+	m.collections.Collect(ch)
 	m.expiry.Collect(ch)
 	m.refused.Collect(ch)
 	m.records.Collect(ch)

@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -31,7 +32,8 @@ const (
 	DefaultHandshakeTimeout  = 10 * time.Second
 	DefaultHandshakeQueue    = 1024
 	DefaultHandshakeWorkers  = 256
-	DefaultRatePerIP         = 20 // handshakes per second per client IP
+	DefaultCollectAfter      = 1000 // handshakes before a quiet second runs a collection
+	DefaultRatePerIP         = 20   // handshakes per second per client IP
 	DefaultRate              = 5000
 	DefaultReloadInterval    = 10 * time.Second
 	DefaultIdentityURIScheme = "urn:device:"
@@ -84,8 +86,21 @@ type Config struct {
 	// client's next flight keeps its goroutine until HandshakeTimeout.
 	// CPU is bounded by GOMAXPROCS anyway; this bounds the memory (about
 	// 40 KB per handshake in progress) and how many slow clients can hold
-	// handshakes at once. Zero means 256.
+	// handshakes at once. Zero means 256. Only GOMAXPROCS of them (at most
+	// HandshakeWorkers) stay when there is nothing to do: the others are
+	// started when a handshake finds no worker free and end after
+	// WorkerIdle without one, so that an idle server keeps no 256 grown
+	// goroutine stacks after a burst of handshakes.
 	HandshakeWorkers int
+	// CollectAfter: once this many handshakes have started since the last
+	// such collection, a second without a new handshake runs one garbage
+	// collection (runtime.GC), so that the heap's goal is set by the
+	// connections held and not by a burst's handshake state and garbage,
+	// and the runtime returns the difference to the OS. Go's own forced
+	// collection, two minutes after the last one, would reach the same
+	// heap for idle connections later; this gets there a second after a
+	// reconnect storm. Zero means 1000; negative means never.
+	CollectAfter int
 	// HandshakeQueue bounds the handshakes waiting for a worker; a
 	// connection arriving when it is full is refused (BoundQueueFull).
 	// Zero means 1024.
@@ -168,6 +183,9 @@ func (c Config) withDefaults() Config {
 	if c.HandshakeQueue <= 0 {
 		c.HandshakeQueue = DefaultHandshakeQueue
 	}
+	if c.CollectAfter == 0 {
+		c.CollectAfter = DefaultCollectAfter
+	}
 	if c.RatePerIP == 0 {
 		c.RatePerIP = DefaultRatePerIP
 	}
@@ -242,6 +260,17 @@ type Server struct {
 	cas  atomic.Pointer[x509.CertPool]
 
 	jobs chan *hsConn
+	// The handshake workers: live running (resident of them never end),
+	// demand the handshakes queued or running; spawn serialises starting
+	// and ending a worker, and starting one against Close.
+	live, demand atomic.Int32
+	resident     int32
+	// sinceGC counts the handshakes started since the last collection
+	// (Config.CollectAfter).
+	sinceGC atomic.Int64
+	gc      *time.Timer // runs collect WorkerIdle after the last handshake started; nil: never
+	spawn   sync.Mutex
+	stopped bool // under spawn: Close has begun
 	// byRandom maps a handshake's ClientHello random to its hsConn while
 	// it runs on a shared Config (sharedKeyLog).
 	byRandom sync.Map
@@ -295,9 +324,15 @@ func New(cfg Config) (*Server, error) {
 		Renegotiation: tls.RenegotiateNever,
 	}
 	s.base.GetConfigForClient = s.configFor
-	for range cfg.HandshakeWorkers {
+	s.resident = int32(min(cfg.HandshakeWorkers, max(1, runtime.GOMAXPROCS(0))))
+	for range s.resident {
+		s.live.Add(1)
 		s.wg.Add(1)
-		go s.worker()
+		go s.worker(true)
+	}
+	if cfg.CollectAfter > 0 {
+		s.gc = time.AfterFunc(time.Hour, s.collect)
+		s.gc.Stop()
 	}
 	return s, nil
 }
@@ -544,7 +579,15 @@ func (s *Server) Collector() prometheus.Collector { return s.m }
 // Close stops the handshake workers; handshakes waiting fail. Established
 // connections are the engine's to close.
 func (s *Server) Close() {
-	s.once.Do(func() { close(s.closed) })
+	s.once.Do(func() {
+		s.spawn.Lock()
+		s.stopped = true
+		s.spawn.Unlock()
+		if s.gc != nil {
+			s.gc.Stop()
+		}
+		close(s.closed)
+	})
 	s.wg.Wait()
 }
 

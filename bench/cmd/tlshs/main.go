@@ -1,7 +1,8 @@
 // Command tlshs measures a TLS server's full-handshake rate: -c goroutines
 // each dial, complete a handshake (no session resumption: no client
 // session cache), and close, for -d; it prints one JSON line with the
-// handshakes completed and per second. It offers X25519 only unless -pq:
+// handshakes completed and per second. It offers an X25519 key share only
+// (P-256 listed second, for TLS 1.2 peers that check the certificate's curve) unless -pq:
 // Go's default hybrid X25519MLKEM768 costs a Go server an ML-KEM
 // encapsulation that a peer without it (OpenSSL 3.0) never does.
 //
@@ -37,7 +38,12 @@ func main() {
 		cfg = &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12, MaxVersion: tls.VersionTLS12}
 	}
 	if !*pq {
-		cfg.CurvePreferences = []tls.CurveID{tls.X25519}
+		// X25519 is the only key share; P-256 is listed after it because a
+		// TLS 1.2 server on OpenSSL (nginx) refuses an ECDSA P-256
+		// certificate's handshake when the client's supported groups lack
+		// its curve (RFC 8422 §5.1): with X25519 alone, every TLS 1.2
+		// handshake with nginx failed.
+		cfg.CurvePreferences = []tls.CurveID{tls.X25519, tls.CurveP256}
 	}
 	var ok, failed atomic.Int64
 	ctx, cancel := context.WithTimeout(context.Background(), *dur)
