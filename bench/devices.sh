@@ -77,7 +77,6 @@ trap 'cleanup; rm -rf "$BIN" "$DATA"' EXIT
 go build -o "$BIN/warren" ./cmd/warren
 SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 DEV=$(free_port)
 API=$(free_port)
 ADM=$(free_port)
@@ -93,26 +92,10 @@ start_gateway() {
     >>"$OUT/devices-gateway.log" 2>&1 &
   GW_PID=$!
   PIDS+=("$GW_PID")
-  local i
-  for ((i = 0; i < 300; i++)); do
-    if curl -fsS -o /dev/null "http://127.0.0.1:$ADM/readyz" 2>/dev/null &&
-      [ "$(pgrep -c -P "$GW_PID" || true)" -ge "$GW_PROCS" ]; then
-      sleep 1
-      return 0
-    fi
-    sleep 0.1
-  done
-  die "the gateway did not get ready in 30s (log: $OUT/devices-gateway.log)"
+  gw_wait_ready "$OUT/devices-gateway.log"
+  sleep 1
 }
 
-# gw_pids: the gateway's parent and its workers.
-gw_pids() { echo "$GW_PID" $(pgrep -P "$GW_PID" || true); }
-# gw_rss: the gateway's RSS in kB, all its processes together.
-gw_rss() {
-  local p t=0
-  for p in $(gw_pids); do t=$((t + $(rss_kb "$p" 2>/dev/null || echo 0))); done
-  echo "$t"
-}
 # online: devices online on the gateway, summed over its workers.
 online() {
   curl -fsS "http://127.0.0.1:$ADM/metrics" 2>/dev/null |
@@ -151,14 +134,6 @@ load_cpu() {
     t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
   done
   echo "$t"
-}
-# median_rss COUNT: median of COUNT samples of gw_rss, one a second.
-median_rss() {
-  local i
-  for ((i = 0; i < $1; i++)); do
-    gw_rss
-    sleep 1
-  done | median
 }
 
 echo "# devices.sh $(date -u +%FT%TZ): PROTO=$PROTO LOAD_FLAGS=${LOAD_FLAGS[*]} N=$N GW_PROCS=$GW_PROCS LOAD_PROCS=$LOAD_PROCS RATE=$RATE HOLD=$HOLD TRAFFIC=$TRAFFIC COMMANDS=$COMMANDS RPS=$RPS GOGC=${GOGC:-} GOMEMLIMIT=${GOMEMLIMIT:-}"

@@ -42,6 +42,44 @@ median() {
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 hwm_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
 
+# free_port: a free TCP port on 127.0.0.1.
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+# The scripts that run `warren serve -procs GW_PROCS` (devices.sh,
+# mqtt-storm.sh, tls-storm.sh) set GW_PID (the prefork parent), GW_PROCS
+# and ADM (its admin port) and use these.
+
+# gw_wait_ready LOG [POLL]: waits until the gateway answers /readyz and all
+# its workers are up (polling every POLL seconds, 0.1), at most 30 s.
+gw_wait_ready() {
+  local poll=${2:-0.1} deadline=$((SECONDS + 30))
+  while ((SECONDS < deadline)); do
+    if curl -fsS -o /dev/null "http://127.0.0.1:$ADM/readyz" 2>/dev/null &&
+      [ "$(pgrep -c -P "$GW_PID" || true)" -ge "$GW_PROCS" ]; then
+      return 0
+    fi
+    kill -0 "$GW_PID" 2>/dev/null || die "the gateway exited (log: $1)"
+    sleep "$poll"
+  done
+  die "the gateway did not get ready in 30s (log: $1)"
+}
+# gw_pids: the gateway's parent and its workers.
+gw_pids() { echo "$GW_PID" $(pgrep -P "$GW_PID" || true); }
+# gw_rss: the gateway's RSS in kB, all its processes together.
+gw_rss() {
+  local p t=0
+  for p in $(gw_pids); do t=$((t + $(rss_kb "$p" 2>/dev/null || echo 0))); done
+  echo "$t"
+}
+# median_rss COUNT: median of COUNT samples of gw_rss, one a second.
+median_rss() {
+  local i
+  for ((i = 0; i < $1; i++)); do
+    gw_rss
+    sleep 1
+  done | median
+}
+
 # machine_line: one line describing the machine and its load right now.
 machine_line() {
   echo "$(go version | awk '{print $3}'), Linux $(uname -r), $(nproc) cores ($(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)), $(awk '/^MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo), load average $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -77,7 +77,6 @@ sample_rss() {
 # otherwise spread over the clients.
 anon_kb() { awk '/^RssAnon:/ {print $2}' "/proc/$1/status"; }
 
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 BIN=$OUT/$PROG
 mkdir -p "$BIN"

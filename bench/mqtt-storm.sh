@@ -58,7 +58,6 @@ trap 'cleanup; rm -rf "$BIN" "$DATA"' EXIT
 go build -o "$BIN/warren" ./cmd/warren
 SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 DEV=$(free_port)
 API=$(free_port)
 ADM=$(free_port)
@@ -72,32 +71,11 @@ start_gateway() {
     >>"$OUT/mqtt-storm-gateway.log" 2>&1 &
   GW_PID=$!
   PIDS+=("$GW_PID")
-  local i
-  for ((i = 0; i < 600; i++)); do
-    if curl -fsS -o /dev/null "http://127.0.0.1:$ADM/readyz" 2>/dev/null &&
-      [ "$(pgrep -c -P "$GW_PID" || true)" -ge "$GW_PROCS" ]; then
-      return 0
-    fi
-    sleep 0.05
-  done
-  die "the gateway did not get ready in 30s (log: $OUT/mqtt-storm-gateway.log)"
-}
-gw_pids() { echo "$GW_PID" $(pgrep -P "$GW_PID" || true); }
-gw_rss() {
-  local p t=0
-  for p in $(gw_pids); do t=$((t + $(rss_kb "$p" 2>/dev/null || echo 0))); done
-  echo "$t"
+  gw_wait_ready "$OUT/mqtt-storm-gateway.log" 0.05
 }
 online() {
   curl -fsS "http://127.0.0.1:$ADM/metrics" 2>/dev/null |
     awk '/^warren_gateway_devices_online/ {s += $2} END {printf "%d\n", s}'
-}
-median_rss() {
-  local i
-  for ((i = 0; i < $1; i++)); do
-    gw_rss
-    sleep 1
-  done | median
 }
 now() { date +%s.%N; }
 since() { echo "$(now) - $1" | bc; }

@@ -30,7 +30,6 @@ PROG=mqtt-xnode
 . bench/lib.sh
 [ -r /proc/self/status ] || die "needs Linux /proc"
 ulimit -n "$(ulimit -Hn)"
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 wait_port() { # wait_port PORT PID LOG
   local i

@@ -94,7 +94,6 @@ printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n
 openssl x509 -req -in "$DATA/server.csr" -CA "$DATA/ca.pem" -CAkey "$DATA/ca-key.pem" -CAcreateserial -days 2 \
   -extfile "$DATA/ext.cnf" -out "$DATA/cert.pem" >/dev/null 2>&1 || die "openssl: certificate"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 DEV=$(free_port)
 TLSP=$(free_port)
 API=$(free_port)
@@ -111,17 +110,9 @@ WARREN_JWT_SECRET=$SECRET "$BIN/warren" serve -procs "$GW_PROCS" -addr "127.0.0.
   -tls-ban-threshold -1 $GW_FLAGS >>"$GWLOG" 2>&1 &
 GW_PID=$!
 PIDS+=("$GW_PID")
-for ((i = 0; i < 300; i++)); do
-  if curl -fsS -o /dev/null "http://127.0.0.1:$ADM/readyz" 2>/dev/null &&
-    [ "$(pgrep -c -P "$GW_PID" || true)" -ge "$GW_PROCS" ]; then
-    break
-  fi
-  [ "$i" -lt 299 ] || die "the gateway did not get ready in 30s (log: $GWLOG)"
-  sleep 0.1
-done
+gw_wait_ready "$GWLOG"
 sleep 1
 
-gw_pids() { echo "$GW_PID" $(pgrep -P "$GW_PID" || true); }
 # metric NAME [LABEL_REGEX]: the sum of NAME's samples over the workers
 # (whose labels match LABEL_REGEX) in the merged /metrics.
 metric() {
