@@ -103,7 +103,7 @@ type Exchange struct {
 	loop    int
 	h       ResponseHandler
 	begun   time.Time
-	overall *overallTimer
+	overall *pooledTimer[Exchange]
 	hg      *hedger // a hedged request: its attempts are child exchanges
 	child   bool    // an attempt of a hedged request: no gates, no request-level accounting
 	noRetry bool    // the hedge itself: not retried (but for a reused connection's free retry)
@@ -221,7 +221,7 @@ func (c *Cluster) Do(r *Request) *Exchange {
 		x.hg = &hedger{p: x}
 	}
 	if c.cfg.Timeout > 0 {
-		t := armOverall(x, c.cfg.Timeout)
+		t := overallTimers.arm(x, c.cfg.Timeout)
 		x.mu.Lock()
 		x.overall = t
 		x.mu.Unlock()
@@ -247,44 +247,8 @@ func (x *Exchange) beginAt(now time.Time) {
 	x.dispatchAt(now)
 }
 
-// overallTimer is an exchange's overall timeout. Stopped before it fires,
-// it is reused by a later exchange (re-armed with Reset), which saves the
-// two allocations of a time.AfterFunc per request.
-type overallTimer struct {
-	t *time.Timer
-	x atomic.Pointer[Exchange]
-}
-
-var overallTimers sync.Pool
-
-// armOverall starts x's overall timeout of d.
-func armOverall(x *Exchange, d time.Duration) *overallTimer {
-	ot, _ := overallTimers.Get().(*overallTimer)
-	if ot == nil {
-		ot = &overallTimer{}
-		ot.x.Store(x)
-		ot.t = time.AfterFunc(d, ot.fire)
-		return ot
-	}
-	ot.x.Store(x)
-	ot.t.Reset(d)
-	return ot
-}
-
-func (ot *overallTimer) fire() {
-	if x := ot.x.Load(); x != nil {
-		x.onOverallTimeout()
-	}
-}
-
-// stop stops the timer and pools it when it had not fired (after Stop
-// reports true its function does not run, so no one holds it).
-func (ot *overallTimer) stop() {
-	if ot.t.Stop() {
-		ot.x.Store(nil)
-		overallTimers.Put(ot)
-	}
-}
+// overallTimers are the exchanges' overall timeouts.
+var overallTimers = timerPool[Exchange]{fire: (*Exchange).onOverallTimeout}
 
 // dispatch runs one attempt: breaker, host, pool.
 func (x *Exchange) dispatch() { x.dispatchAt(x.c.now()) }

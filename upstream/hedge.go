@@ -39,8 +39,8 @@ type hedger struct {
 	// mu guards the fields below. It is held while no handler runs and no
 	// connection is written or closed.
 	mu     sync.Mutex
-	timer  *hedgeTimer // nil once stopped
-	closed bool        // the request ended (timeout, cancel) before any answer: no winner any more
+	timer  *pooledTimer[hedger] // nil once stopped
+	closed bool                 // the request ended (timeout, cancel) before any answer: no winner any more
 	att    [2]*Exchange
 	n      int     // attempts started
 	done   [2]bool // attempt ended (OnDone)
@@ -67,39 +67,13 @@ func (hg *hedger) start(now time.Time) {
 		return
 	}
 	hg.att[0], hg.n = a, 1
-	hg.timer = armHedge(hg, p.c.cfg.HedgeDelay)
+	hg.timer = hedgeTimers.arm(hg, p.c.cfg.HedgeDelay)
 	hg.mu.Unlock()
 	a.dispatchTo(-1, now)
 }
 
-// hedgeTimer is a hedged request's hedge delay. Stopped before it fires, it
-// is reused by a later request (re-armed with Reset), as overallTimer is:
-// a time.AfterFunc per hedged request would be two allocations.
-type hedgeTimer struct {
-	t  *time.Timer
-	hg atomic.Pointer[hedger]
-}
-
-var hedgeTimers sync.Pool
-
-func armHedge(hg *hedger, d time.Duration) *hedgeTimer {
-	ht, _ := hedgeTimers.Get().(*hedgeTimer)
-	if ht == nil {
-		ht = &hedgeTimer{}
-		ht.hg.Store(hg)
-		ht.t = time.AfterFunc(d, ht.fire)
-		return ht
-	}
-	ht.hg.Store(hg)
-	ht.t.Reset(d)
-	return ht
-}
-
-func (ht *hedgeTimer) fire() {
-	if hg := ht.hg.Load(); hg != nil {
-		hg.fire()
-	}
-}
+// hedgeTimers are the hedged requests' hedge delays.
+var hedgeTimers = timerPool[hedger]{fire: (*hedger).fire}
 
 // stopTimerLocked stops the hedge timer, once (a pooled timer may belong
 // to another request after), and pools it when it had not fired; hg.mu is
@@ -110,10 +84,7 @@ func (hg *hedger) stopTimerLocked() {
 		return
 	}
 	hg.timer = nil
-	if ht.t.Stop() {
-		ht.hg.Store(nil)
-		hedgeTimers.Put(ht)
-	}
+	ht.stop()
 }
 
 // fire sends the hedge, if the first attempt has not answered or ended,
