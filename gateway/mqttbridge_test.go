@@ -125,7 +125,15 @@ func TestMQTTBridgeInterest(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 		return n1.Load() > 0 && n2.Load() > 0
 	})
-	time.Sleep(200 * time.Millisecond)
+	// Let the last of those arrive: node B's intake stays still for 300 ms.
+	for deadline, last := time.Now().Add(5*time.Second), int64(-1); time.Now().Before(deadline); {
+		cur := int64(b.mq.bridgedIn.Load())
+		if cur == last {
+			break
+		}
+		last = cur
+		time.Sleep(300 * time.Millisecond)
+	}
 	n1.Store(0)
 	n2.Store(0)
 	in := b.mq.bridgedIn.Load()
