@@ -410,6 +410,10 @@ func (c *conn) sendDisconnect(d *Disconnect) {
 // bytesOf views s as bytes, for encoders that only read.
 func bytesOf(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
 
+// stringOf views b as a string, for a transient message (routeMessage):
+// b must not change while the string is used, nor the string be kept.
+func stringOf(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
+
 // sendPublish sends m with the given flags, and reports whether it went
 // out: an expired message, one larger than the client's Maximum Packet
 // Size or a refused write is dropped and counted.
@@ -444,7 +448,7 @@ func (c *conn) sendPublish(m *msg, qos QoS, id uint16, dup, retain bool, ids []u
 				x.outAliases = make(map[string]uint16)
 			}
 			a := uint16(len(x.outAliases) + 1)
-			x.outAliases[m.Topic] = a
+			x.outAliases[strings.Clone(m.Topic)] = a // m may be transient
 			p.Props.TopicAlias, newAlias = a, true
 		}
 	}
@@ -837,6 +841,10 @@ func (c *conn) current() bool {
 func (c *conn) onPublish(p *Publish, n int) {
 	s := c.srv
 	v5 := c.version == Version5
+	// A QoS 0 message that is not retained is routed as a view of the
+	// packet (routeMessage), its topic and strings too unless a hook would
+	// see them: Authorize and OnPublish may keep the topic they are given.
+	view := p.QoS == QoS0 && !p.Retain && s.cfg.Hooks.Authorize == nil && s.cfg.Hooks.OnPublish == nil
 	var topic string
 	if v5 && p.Props.Present.Has(PropTopicAlias) {
 		a := int(p.Props.TopicAlias)
@@ -858,6 +866,8 @@ func (c *conn) onPublish(p *Publish, n int) {
 		} else {
 			topic = c.st().aliases[a-1]
 		}
+	} else if view {
+		topic = stringOf(p.Topic)
 	} else {
 		topic = string(p.Topic)
 	}
@@ -926,24 +936,27 @@ func (c *conn) onPublish(p *Publish, n int) {
 		ss.f().inQoS2 = append(ss.f().inQoS2, p.PacketID)
 		ss.mu.Unlock()
 	}
-	m := Message{Topic: topic, Payload: p.Payload, QoS: p.QoS, Retain: p.Retain}
+	tm := getMsg() // the hook's Message and, for QoS 0, the routed one
+	m := &tm.Message
+	m.Topic, m.Payload, m.QoS, m.Retain = topic, p.Payload, p.QoS, p.Retain
 	if v5 {
 		pr := &p.Props
 		m.PayloadFormat, m.MessageExpiry = pr.PayloadFormat, pr.MessageExpiry
-		m.ContentType, m.ResponseTopic = string(pr.ContentType), string(pr.ResponseTopic)
+		if view {
+			m.ContentType, m.ResponseTopic = stringOf(pr.ContentType), stringOf(pr.ResponseTopic)
+		} else {
+			m.ContentType, m.ResponseTopic = string(pr.ContentType), string(pr.ResponseTopic)
+		}
 		m.CorrelationData, m.User = pr.CorrelationData, pr.User
 	}
 	local := true
 	if h := s.cfg.Hooks.OnPublish; h != nil {
-		local = h(&c.cl, &m)
+		local = h(&c.cl, m)
 	}
 	if local {
-		mm := newMsg(&m, c.cl.ID, now)
-		if p.Retain {
-			s.retain(mm)
-		}
-		s.route(mm, t)
+		s.routeMessage(tm, p.Retain, c.cl.ID, now)
 	}
+	putMsg(tm)
 	ack(Success)
 }
 
