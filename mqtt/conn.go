@@ -366,6 +366,45 @@ func (c *conn) write(b []byte) bool {
 	return c.rawWrite(b)
 }
 
+// writePublish encodes p for the connection and sends it: while the
+// connection is corked (a message its own loop routes to it, as when a
+// client subscribes to what it publishes) straight into the batched
+// output, without an intermediate buffer and copy. A packet over limit
+// bytes (0: no limit) is not sent: tooLarge. sent reports whether the
+// connection took it.
+func (c *conn) writePublish(p *Publish, limit int) (sent, tooLarge bool) {
+	hint := len(p.Topic) + len(p.Payload) + 8
+	if c.version == Version5 {
+		hint += p.Props.size(publishProps) + 4
+	}
+	c.wmu.Lock()
+	if c.corked && !c.wclosed {
+		if c.out == nil {
+			c.out = outBufPool.Get().(*outBuf)
+			c.out.b = pool.Get(max(hint, 2048))[:0]
+		}
+		o := c.out
+		o.b = pool.Grow(o.b, hint)
+		n := len(o.b)
+		o.b = AppendPublish(o.b, c.version, p)
+		if limit > 0 && len(o.b)-n > limit {
+			o.b = o.b[:n]
+			tooLarge = true
+		}
+		c.wmu.Unlock()
+		return !tooLarge, tooLarge
+	}
+	c.wmu.Unlock()
+	b := AppendPublish(pool.Get(hint)[:0], c.version, p)
+	if limit > 0 && len(b) > limit {
+		pool.Put(b)
+		return false, true
+	}
+	sent = c.write(b)
+	pool.Put(b)
+	return sent, false
+}
+
 // rawWrite writes to the transport; c.wmu is held.
 func (c *conn) rawWrite(b []byte) bool {
 	var err error
@@ -452,18 +491,19 @@ func (c *conn) sendPublish(m *msg, qos QoS, id uint16, dup, retain bool, ids []u
 			p.Props.TopicAlias, newAlias = a, true
 		}
 	}
-	b := AppendPublish(pool.Get(len(m.Payload) + len(m.Topic) + 64)[:0], c.version, &p)
-	if x != nil && x.maxOut > 0 && len(b) > int(x.maxOut) {
-		pool.Put(b)
+	limit := 0
+	if x != nil {
+		limit = int(x.maxOut)
+	}
+	sent, tooLarge := c.writePublish(&p, limit)
+	if tooLarge {
 		if newAlias {
 			delete(x.outAliases, m.Topic)
 		}
 		s.drop(DropTooLarge)
 		return false
 	}
-	ok := c.write(b)
-	pool.Put(b)
-	if !ok {
+	if !sent {
 		if newAlias {
 			delete(x.outAliases, m.Topic)
 		}

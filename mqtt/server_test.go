@@ -608,3 +608,28 @@ func TestQoS0TransientViews(t *testing.T) {
 		t.Fatalf("injected: got %+v", p)
 	}
 }
+
+// TestSelfDeliveryCorked checks a client's own messages, written into its
+// batched output while its loop handles its input (writePublish): they
+// arrive in order, and one over the client's Maximum Packet Size is
+// dropped without cutting the others.
+func TestSelfDeliveryCorked(t *testing.T) {
+	b := startBroker(t, Config{})
+	c := dial(t, b.addr, Version5)
+	if ca := c.connect(&Connect{ClientID: []byte("self"), CleanStart: true, Props: Properties{
+		Present: setOf(PropMaximumPacketSize), MaximumPacketSize: 1000}}); ca.ReasonCode != Success {
+		t.Fatalf("CONNACK %v", ca.ReasonCode)
+	}
+	c.subscribe(1, QoS1, "self/t")
+	var w []byte
+	for i, size := range []int{10, 2000, 20, 990, 30} {
+		w = AppendPublish(w, Version5, &Publish{Topic: []byte("self/t"), Payload: []byte(strings.Repeat(string(rune('a'+i)), size))})
+	}
+	c.raw(w)
+	for _, want := range []string{strings.Repeat("a", 10), strings.Repeat("c", 20), strings.Repeat("e", 30)} {
+		if p := c.expectPublish(); p.Payload != want {
+			t.Fatalf("got %d bytes %.5q..., want %d of %.1q", len(p.Payload), p.Payload, len(want), want)
+		}
+	}
+	b.waitStats(t, "two dropped as too large", func(s Stats) bool { return s.Dropped[DropTooLarge] == 2 })
+}
