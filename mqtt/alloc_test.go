@@ -2,7 +2,10 @@
 
 package mqtt
 
-import "testing"
+import (
+	"io"
+	"testing"
+)
 
 // TestDecodeAllocs checks that the common packets decode without
 // allocating once the Scratch exists.
@@ -55,5 +58,68 @@ func TestTrieLookupAllocs(t *testing.T) {
 	fn := func(string, int) bool { hits++; return true }
 	if a := testing.AllocsPerRun(100, func() { tr.Lookup("a/b", fn) }); a != 0 {
 		t.Errorf("%v allocations per lookup", a)
+	}
+}
+
+// TestQoS0RouteAllocs guards the QoS 0 delivery path: a QoS 0 PUBLISH that
+// is not retained is routed as a view of its packet (routeMessage), so
+// that handling it and writing it to a subscriber allocates nothing — not
+// the topic string, the routed message or a payload copy. The publisher's
+// conn handles the packet here on the test goroutine, as its loop would.
+func TestQoS0RouteAllocs(t *testing.T) {
+	b := startBroker(t, Config{PublishRate: -1, PublishBytesRate: -1}) // no rate limit: the conn calls in a burst
+	for _, c := range []struct {
+		name   string
+		v      Version
+		filter string
+		p      *Publish
+		corked bool // the subscriber is the publisher, in its own loop's read
+	}{
+		{"3.1.1 own topic", Version311, "dev/a/t", &Publish{Topic: []byte("dev/a/t"), Payload: benchPayload}, false},
+		{"3.1.1 own topic corked", Version311, "dev/s/t", &Publish{Topic: []byte("dev/s/t"), Payload: benchPayload}, true},
+		{"3.1.1 wildcard", Version311, "dev/+/w", &Publish{Topic: []byte("dev/b/w"), Payload: benchPayload}, false},
+		{"5.0 properties", Version5, "dev/c/#", &Publish{Topic: []byte("dev/c/p"), Payload: benchPayload,
+			Props: Properties{PayloadFormat: 1, MessageExpiry: 60, ContentType: []byte("text/plain"),
+				ResponseTopic: []byte("dev/c/r"), CorrelationData: []byte("id"),
+				User: []UserProperty{{[]byte("k"), []byte("v")}}}}, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			id := "alloc-" + c.filter
+			cl := connectOK(t, b.addr, c.v, id)
+			cl.subscribe(1, QoS1, c.filter)
+			// Check one delivery, then discard the rest.
+			in := AppendPublish(nil, c.v, c.p)
+			p, err := decodeOne(c.v, in, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b.mu.RLock()
+			sc := b.sessions.get(id).conn
+			b.mu.RUnlock()
+			pub := p.(*Publish)
+			run := func() { sc.onPublish(pub, len(in)) }
+			if c.corked {
+				run = func() { sc.cork(); sc.onPublish(pub, len(in)); sc.uncork() }
+			}
+			run()
+			if got := cl.expectPublish(); got.Topic != string(c.p.Topic) || got.QoS != QoS0 || got.Payload != string(benchPayload) {
+				t.Fatalf("delivered %+v", got)
+			}
+			go io.Copy(io.Discard, cl.c)
+			run() // warm the pools
+			// The engine's Write may allocate on its own (its area, not
+			// this package's): what it costs is allowed, nothing more.
+			w := testing.AllocsPerRun(1000, func() { sc.ec.Write(in) })
+			out := b.Stats().PublishesOut[QoS0]
+			a := testing.AllocsPerRun(1000, run)
+			if n := b.Stats().PublishesOut[QoS0] - out; n != 1001 {
+				t.Fatalf("%d deliveries, want 1001", n)
+			}
+			if a > w {
+				t.Errorf("%v allocations per QoS 0 delivery (the engine's write: %v)", a, w)
+			} else {
+				t.Logf("%v allocations per QoS 0 delivery, all the engine's write's", a)
+			}
+		})
 	}
 }

@@ -366,6 +366,45 @@ func (c *conn) write(b []byte) bool {
 	return c.rawWrite(b)
 }
 
+// writePublish encodes p for the connection and sends it: while the
+// connection is corked (a message its own loop routes to it, as when a
+// client subscribes to what it publishes) straight into the batched
+// output, without an intermediate buffer and copy. A packet over limit
+// bytes (0: no limit) is not sent: tooLarge. sent reports whether the
+// connection took it.
+func (c *conn) writePublish(p *Publish, limit int) (sent, tooLarge bool) {
+	hint := len(p.Topic) + len(p.Payload) + 8
+	if c.version == Version5 {
+		hint += p.Props.size(publishProps) + 4
+	}
+	c.wmu.Lock()
+	if c.corked && !c.wclosed {
+		if c.out == nil {
+			c.out = outBufPool.Get().(*outBuf)
+			c.out.b = pool.Get(max(hint, 2048))[:0]
+		}
+		o := c.out
+		o.b = pool.Grow(o.b, hint)
+		n := len(o.b)
+		o.b = AppendPublish(o.b, c.version, p)
+		if limit > 0 && len(o.b)-n > limit {
+			o.b = o.b[:n]
+			tooLarge = true
+		}
+		c.wmu.Unlock()
+		return !tooLarge, tooLarge
+	}
+	c.wmu.Unlock()
+	b := AppendPublish(pool.Get(hint)[:0], c.version, p)
+	if limit > 0 && len(b) > limit {
+		pool.Put(b)
+		return false, true
+	}
+	sent = c.write(b)
+	pool.Put(b)
+	return sent, false
+}
+
 // rawWrite writes to the transport; c.wmu is held.
 func (c *conn) rawWrite(b []byte) bool {
 	var err error
@@ -410,6 +449,10 @@ func (c *conn) sendDisconnect(d *Disconnect) {
 // bytesOf views s as bytes, for encoders that only read.
 func bytesOf(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
 
+// stringOf views b as a string, for a transient message (routeMessage):
+// b must not change while the string is used, nor the string be kept.
+func stringOf(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
+
 // sendPublish sends m with the given flags, and reports whether it went
 // out: an expired message, one larger than the client's Maximum Packet
 // Size or a refused write is dropped and counted.
@@ -444,22 +487,23 @@ func (c *conn) sendPublish(m *msg, qos QoS, id uint16, dup, retain bool, ids []u
 				x.outAliases = make(map[string]uint16)
 			}
 			a := uint16(len(x.outAliases) + 1)
-			x.outAliases[m.Topic] = a
+			x.outAliases[strings.Clone(m.Topic)] = a // m may be transient
 			p.Props.TopicAlias, newAlias = a, true
 		}
 	}
-	b := AppendPublish(pool.Get(len(m.Payload) + len(m.Topic) + 64)[:0], c.version, &p)
-	if x != nil && x.maxOut > 0 && len(b) > int(x.maxOut) {
-		pool.Put(b)
+	limit := 0
+	if x != nil {
+		limit = int(x.maxOut)
+	}
+	sent, tooLarge := c.writePublish(&p, limit)
+	if tooLarge {
 		if newAlias {
 			delete(x.outAliases, m.Topic)
 		}
 		s.drop(DropTooLarge)
 		return false
 	}
-	ok := c.write(b)
-	pool.Put(b)
-	if !ok {
+	if !sent {
 		if newAlias {
 			delete(x.outAliases, m.Topic)
 		}
@@ -837,6 +881,10 @@ func (c *conn) current() bool {
 func (c *conn) onPublish(p *Publish, n int) {
 	s := c.srv
 	v5 := c.version == Version5
+	// A QoS 0 message that is not retained is routed as a view of the
+	// packet (routeMessage), its topic and strings too unless a hook would
+	// see them: Authorize and OnPublish may keep the topic they are given.
+	view := p.QoS == QoS0 && !p.Retain && s.cfg.Hooks.Authorize == nil && s.cfg.Hooks.OnPublish == nil
 	var topic string
 	if v5 && p.Props.Present.Has(PropTopicAlias) {
 		a := int(p.Props.TopicAlias)
@@ -858,6 +906,8 @@ func (c *conn) onPublish(p *Publish, n int) {
 		} else {
 			topic = c.st().aliases[a-1]
 		}
+	} else if view {
+		topic = stringOf(p.Topic)
 	} else {
 		topic = string(p.Topic)
 	}
@@ -926,24 +976,27 @@ func (c *conn) onPublish(p *Publish, n int) {
 		ss.f().inQoS2 = append(ss.f().inQoS2, p.PacketID)
 		ss.mu.Unlock()
 	}
-	m := Message{Topic: topic, Payload: p.Payload, QoS: p.QoS, Retain: p.Retain}
+	tm := getMsg() // the hook's Message and, for QoS 0, the routed one
+	m := &tm.Message
+	m.Topic, m.Payload, m.QoS, m.Retain = topic, p.Payload, p.QoS, p.Retain
 	if v5 {
 		pr := &p.Props
 		m.PayloadFormat, m.MessageExpiry = pr.PayloadFormat, pr.MessageExpiry
-		m.ContentType, m.ResponseTopic = string(pr.ContentType), string(pr.ResponseTopic)
+		if view {
+			m.ContentType, m.ResponseTopic = stringOf(pr.ContentType), stringOf(pr.ResponseTopic)
+		} else {
+			m.ContentType, m.ResponseTopic = string(pr.ContentType), string(pr.ResponseTopic)
+		}
 		m.CorrelationData, m.User = pr.CorrelationData, pr.User
 	}
 	local := true
 	if h := s.cfg.Hooks.OnPublish; h != nil {
-		local = h(&c.cl, &m)
+		local = h(&c.cl, m)
 	}
 	if local {
-		mm := newMsg(&m, c.cl.ID, now)
-		if p.Retain {
-			s.retain(mm)
-		}
-		s.route(mm, t)
+		s.routeMessage(tm, p.Retain, c.cl.ID, now)
 	}
+	putMsg(tm)
 	ack(Success)
 }
 

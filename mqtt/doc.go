@@ -11,7 +11,11 @@
 // engine's input: an idle connection holds no goroutine, no read or write
 // buffer and no timer object, and a partial packet stays in the engine's
 // pooled input buffer (over WebSocket, a packet straddling messages is
-// copied out) until the rest arrives.
+// copied out) until the rest arrives. A QoS 0 message that is not retained
+// is routed as a view of its packet and written to each subscriber within
+// the read that brought it, so routing it allocates nothing; a message
+// that something keeps (retained, QoS 1 and 2 in flight, offline queues)
+// is copied once and shared by every session holding it.
 //
 // It implements CONNECT/CONNACK, PUBLISH at QoS 0, 1 and 2 with the full
 // acknowledgement flows both ways, SUBSCRIBE and UNSUBSCRIBE with + and #

@@ -401,6 +401,7 @@ func NewServer(cfg Config) *Server {
 		offline: make(map[*session]int64), wsKeepAlive: make(map[*conn]struct{}), stop: make(chan struct{})}
 	s.lim = s.cfg.Limits
 	s.lim.MaxPacketSize = s.lim.resolve().packetSize
+	s.lit.tagged = true // looked up for every message routed
 	s.ws = websocket.New(websocket.Config{
 		Subprotocols:   []string{websocketSubprotocol},
 		MaxMessageSize: max(s.lim.MaxPacketSize, defaultWebSocketMaxMsgBytes),

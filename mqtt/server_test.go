@@ -547,3 +547,89 @@ func TestConnExtOnlyWhenNeeded(t *testing.T) {
 		t.Fatalf("got %q alias %d", p.Payload, p.Props.TopicAlias)
 	}
 }
+
+// TestQoS0TransientViews checks that a QoS 0 message routed as a view of
+// its packet (routeMessage) leaves nothing behind that points into the
+// publisher's buffer: an outbound topic alias keeps its own copy of the
+// topic, a retained QoS 0 message and an injected one are copied, and
+// what a subscriber gets later is what was published.
+func TestQoS0TransientViews(t *testing.T) {
+	b := startBroker(t, Config{})
+	sub := dial(t, b.addr, Version5)
+	if ca := sub.connect(&Connect{ClientID: []byte("sub"), CleanStart: true, Props: Properties{
+		Present: setOf(PropTopicAliasMaximum), TopicAliasMaximum: 4}}); ca.ReasonCode != Success {
+		t.Fatalf("CONNACK %v", ca.ReasonCode)
+	}
+	sub.subscribe(1, QoS1, "tv/#")
+	pub := connectOK(t, b.addr, Version311, "pub")
+	// Each PUBLISH comes after i PINGREQs in the same write, so that its
+	// topic sits elsewhere in the read buffer each time: an alias keyed
+	// by a view of an earlier packet would no longer match its topic.
+	topics := []string{"tv/aa", "tv/bb", "tv/aa", "tv/cc", "tv/bb", "tv/aa"}
+	alias := map[string]uint16{}
+	for i, tp := range topics {
+		var w []byte
+		for range i {
+			w = AppendPingreq(w)
+		}
+		pub.raw(AppendPublish(w, Version311, &Publish{Topic: []byte(tp), Payload: []byte(fmt.Sprint("p", i))}))
+		p := sub.expectPublish()
+		if p.QoS != QoS0 || p.Payload != fmt.Sprint("p", i) {
+			t.Fatalf("%d: got %+v", i, p)
+		}
+		a := p.Props.TopicAlias
+		if p.Topic != "" {
+			if _, known := alias[tp]; p.Topic != tp || known {
+				t.Fatalf("%d: topic %q (alias %d), want %q once, known %v", i, p.Topic, a, tp, alias)
+			}
+			alias[tp] = a
+		} else if a == 0 || alias[tp] != a {
+			t.Fatalf("%d: %s sent as alias %d, known %v", i, tp, a, alias)
+		}
+	}
+	// A retained QoS 0 message is stored as a copy.
+	pub.pub("tv/rr", "kept", QoS0, 0, true)
+	sub.expectPublish()
+	pub.pub("tv/zz", "next", QoS0, 0, false)
+	sub.expectPublish()
+	late := connectOK(t, b.addr, Version311, "late")
+	late.subscribe(1, QoS0, "tv/rr")
+	if p := late.expectPublish(); p.Topic != "tv/rr" || p.Payload != "kept" || !p.Retain {
+		t.Fatalf("retained: got %+v", p)
+	}
+	// An injected QoS 0 message reaches the subscriber; the caller's
+	// buffer is the caller's again once Publish returns.
+	buf := []byte("inj1")
+	if n, err := b.Publish(&Message{Topic: "tv/in", Payload: buf}); n != 1 || err != nil {
+		t.Fatalf("Publish: %d, %v", n, err)
+	}
+	copy(buf, "XXXX")
+	if p := sub.expectPublish(); p.Payload != "inj1" {
+		t.Fatalf("injected: got %+v", p)
+	}
+}
+
+// TestSelfDeliveryCorked checks a client's own messages, written into its
+// batched output while its loop handles its input (writePublish): they
+// arrive in order, and one over the client's Maximum Packet Size is
+// dropped without cutting the others.
+func TestSelfDeliveryCorked(t *testing.T) {
+	b := startBroker(t, Config{})
+	c := dial(t, b.addr, Version5)
+	if ca := c.connect(&Connect{ClientID: []byte("self"), CleanStart: true, Props: Properties{
+		Present: setOf(PropMaximumPacketSize), MaximumPacketSize: 1000}}); ca.ReasonCode != Success {
+		t.Fatalf("CONNACK %v", ca.ReasonCode)
+	}
+	c.subscribe(1, QoS1, "self/t")
+	var w []byte
+	for i, size := range []int{10, 2000, 20, 990, 30} {
+		w = AppendPublish(w, Version5, &Publish{Topic: []byte("self/t"), Payload: []byte(strings.Repeat(string(rune('a'+i)), size))})
+	}
+	c.raw(w)
+	for _, want := range []string{strings.Repeat("a", 10), strings.Repeat("c", 20), strings.Repeat("e", 30)} {
+		if p := c.expectPublish(); p.Payload != want {
+			t.Fatalf("got %d bytes %.5q..., want %d of %.1q", len(p.Payload), p.Payload, len(want), want)
+		}
+	}
+	b.waitStats(t, "two dropped as too large", func(s Stats) bool { return s.Dropped[DropTooLarge] == 2 })
+}

@@ -3,6 +3,7 @@ package mqtt
 import (
 	"cmp"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 	"unsafe"
@@ -56,7 +57,7 @@ type msg struct {
 	Message
 	from    string // publishing client id, for no-local; "" if injected
 	expires int64  // unix ns; 0 never
-	size    int32  // bytes held, for the queue bounds
+	size    int32  // bytes held, for the queue bounds; -1 for a transient message (routeMessage)
 	// delay is a will message's will delay, seconds: the will is unique
 	// to its session, which so needs no field for it.
 	delay uint32
@@ -97,6 +98,62 @@ func newMsg(m *Message, from string, now time.Time) *msg {
 	}
 	out.size = int32(96 + len(out.Topic) + n + len(out.ContentType) + len(out.ResponseTopic) + 32*len(out.User))
 	return out
+}
+
+// msgPool holds the transient messages of routeMessage.
+var msgPool = sync.Pool{New: func() any { return new(msg) }}
+
+// getMsg returns a zero msg from the pool, for routeMessage.
+func getMsg() *msg { return msgPool.Get().(*msg) }
+
+// putMsg returns tm to the pool, dropping its views of the caller's
+// buffers.
+func putMsg(tm *msg) {
+	*tm = msg{}
+	msgPool.Put(tm)
+}
+
+// transient reports whether m is a view of the publisher's packet, valid
+// only while it is routed (routeMessage): nothing may keep it.
+func (m *msg) transient() bool { return m.size < 0 }
+
+// persist returns a heap copy of a transient message, owning its topic,
+// strings and bytes, with the same expiry and sender; m itself otherwise.
+func (m *msg) persist() *msg {
+	if !m.transient() {
+		return m
+	}
+	c := m.Message
+	c.Topic, c.ContentType, c.ResponseTopic = strings.Clone(m.Topic), strings.Clone(m.ContentType), strings.Clone(m.ResponseTopic)
+	out := newMsg(&c, m.from, time.Time{})
+	out.expires, out.delay = m.expires, m.delay
+	return out
+}
+
+// routeMessage routes tm.Message (tm from getMsg, its Message filled in;
+// the caller puts it back) from the client from (its id; "" if injected)
+// and returns the number of sessions it went to; retain stores it as the
+// topic's retained message first. A QoS 0 message not stored is routed as
+// tm itself, a transient view — no copy of its topic, payload or
+// properties, which the caller owns — since every delivery of it is QoS 0,
+// written to the subscriber's connection during the call and kept
+// nowhere. Any other message is copied to the heap once and shared by
+// whatever keeps it (retained store, offline queues, QoS 1 and 2 in
+// flight).
+func (s *Server) routeMessage(tm *msg, retain bool, from string, now time.Time) int {
+	t := now.UnixNano()
+	if tm.QoS != QoS0 || retain {
+		mm := newMsg(&tm.Message, from, now)
+		if retain {
+			s.retain(mm)
+		}
+		return s.route(mm, t)
+	}
+	tm.from, tm.size, tm.expires = from, -1, 0
+	if tm.MessageExpiry > 0 {
+		tm.expires = now.Add(time.Duration(tm.MessageExpiry) * time.Second).UnixNano()
+	}
+	return s.route(tm, t)
 }
 
 // expired reports whether m has expired at now (unix ns).
@@ -283,6 +340,9 @@ func (ss *session) deliver(s *Server, m *msg, qos QoS, retain bool, ids []uint32
 		c.sendPublish(m, 0, 0, false, retain, ids, now)
 		return
 	}
+	// Only QoS 0 messages are transient and they are delivered at QoS 0:
+	// this copy is a guard, never taken.
+	m = m.persist()
 	if c != nil && len(ss.f().queue) == 0 && len(ss.f().inflight) < ss.window(s) {
 		o := &outflight{m: m, qos: qos, retain: retain, ids: slices.Clone(ids)}
 		o.id = ss.packetID()
@@ -535,12 +595,11 @@ func (s *Server) Publish(m *Message) (int, error) {
 	if m.QoS > QoS2 {
 		return 0, ErrQoS
 	}
-	now := s.now()
-	mm := newMsg(m, "", now)
-	if m.Retain {
-		s.retain(mm)
-	}
-	return s.route(mm, now.UnixNano()), nil
+	tm := getMsg()
+	tm.Message = *m
+	n := s.routeMessage(tm, m.Retain, "", s.now())
+	putMsg(tm)
+	return n, nil
 }
 
 // sweep expires offline sessions, publishes delayed wills due at now and

@@ -16,12 +16,17 @@ type keyed interface {
 // leaves one pointer array behind, not a table of strings.
 //
 // It probes linearly and deletes by shifting back (no tombstones). Keys are
-// unique. The zero value is an empty table. A table is not safe for
+// unique. The zero value is an empty table. A tagged table also keeps one
+// byte of each slot's key hash, compared before the entry is followed:
+// a lookup then reads the target and its key only for the entry it finds
+// (the others are cache misses on a busy broker), for one byte a slot. A table is not safe for
 // concurrent use, except that get and len may run concurrently with each
 // other; the Server guards its tables with Server.mu.
 type table[T keyed] struct {
-	slots []T
-	n     int
+	slots  []T
+	tags   []uint8 // tagged: tagOf the hash of each slot's key
+	n      int
+	tagged bool // set before the first put
 }
 
 // tableSeed seeds the hash of every table of the process.
@@ -34,6 +39,9 @@ func (t *table[T]) home(key string) int {
 	return int(maphash.String(tableSeed, key) & uint64(len(t.slots)-1))
 }
 
+// tagOf is the tag of a key's hash: bits the slot index does not use.
+func tagOf(h uint64) uint8 { return uint8(h >> 56) }
+
 // len returns the number of entries.
 func (t *table[T]) len() int { return t.n }
 
@@ -43,8 +51,18 @@ func (t *table[T]) get(key string) T {
 	if t.n == 0 {
 		return zero
 	}
+	h := maphash.String(tableSeed, key)
 	mask := len(t.slots) - 1
-	for i := t.home(key); ; i = (i + 1) & mask {
+	if t.tags != nil {
+		tag := tagOf(h)
+		for i := int(h) & mask; ; i = (i + 1) & mask {
+			v := t.slots[i]
+			if v == zero || t.tags[i] == tag && v.tableKey() == key {
+				return v
+			}
+		}
+	}
+	for i := int(h) & mask; ; i = (i + 1) & mask {
 		v := t.slots[i]
 		if v == zero || v.tableKey() == key {
 			return v
@@ -64,12 +82,16 @@ func (t *table[T]) put(v T) {
 // insert places v in its slot; there is room.
 func (t *table[T]) insert(v T) {
 	var zero T
+	h := maphash.String(tableSeed, v.tableKey())
 	mask := len(t.slots) - 1
-	i := t.home(v.tableKey())
+	i := int(h) & mask
 	for t.slots[i] != zero {
 		i = (i + 1) & mask
 	}
 	t.slots[i] = v
+	if t.tags != nil {
+		t.tags[i] = tagOf(h)
+	}
 }
 
 // replace puts v in the slot of old, which has the same key, and reports
@@ -115,13 +137,16 @@ func (t *table[T]) remove(v T) bool {
 			continue
 		}
 		t.slots[i] = t.slots[j]
+		if t.tags != nil {
+			t.tags[i] = t.tags[j]
+		}
 		i = j
 	}
 	t.slots[i] = zero
 	t.n--
 	switch {
 	case t.n == 0:
-		t.slots = nil
+		t.slots, t.tags = nil, nil
 	case len(t.slots) > minTableSlots && t.n*8 < len(t.slots):
 		t.resize(len(t.slots) / 2)
 	}
@@ -133,6 +158,9 @@ func (t *table[T]) resize(n int) {
 	var zero T
 	old := t.slots
 	t.slots = make([]T, n)
+	if t.tagged {
+		t.tags = make([]uint8, n)
+	}
 	for _, v := range old {
 		if v != zero {
 			t.insert(v)

@@ -1,6 +1,7 @@
 package mqtt
 
 import (
+	"hash/maphash"
 	"math/rand/v2"
 	"strconv"
 	"testing"
@@ -13,8 +14,13 @@ func (t *tkey) tableKey() string { return t.k }
 // The table against a map model: random puts, replaces and removes, every
 // key checked after each step batch, sizes through growth and shrinking.
 func TestTableModel(t *testing.T) {
+	t.Run("plain", func(t *testing.T) { testTableModel(t, false) })
+	t.Run("tagged", func(t *testing.T) { testTableModel(t, true) })
+}
+
+func testTableModel(t *testing.T, tagged bool) {
 	r := rand.New(rand.NewPCG(1, 2))
-	var tb table[*tkey]
+	tb := table[*tkey]{tagged: tagged}
 	model := map[string]*tkey{}
 	check := func() {
 		t.Helper()
@@ -36,6 +42,14 @@ func TestTableModel(t *testing.T) {
 		})
 		if n != len(model) {
 			t.Fatalf("all yields %d, model %d", n, len(model))
+		}
+		if tagged != (tb.tags != nil) && tb.slots != nil || len(tb.tags) != 0 && len(tb.tags) != len(tb.slots) {
+			t.Fatalf("tagged %v: %d tags for %d slots", tagged, len(tb.tags), len(tb.slots))
+		}
+		for i, v := range tb.slots {
+			if v != nil && tb.tags != nil && tb.tags[i] != tagOf(maphash.String(tableSeed, v.k)) {
+				t.Fatalf("slot %d (%q): stale tag", i, v.k)
+			}
 		}
 		if tb.len() > 0 && tb.len()*4 > len(tb.slots)*3 {
 			t.Fatalf("load %d/%d over 3/4", tb.len(), len(tb.slots))
