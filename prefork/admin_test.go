@@ -218,3 +218,29 @@ func TestGatherTokenMismatch(t *testing.T) {
 		t.Errorf("merged metrics (%d):\n%s", code, body)
 	}
 }
+
+// TestScrapeUncompressed: the parent asks its workers for plain text, not
+// gzip (a worker's gzip writer would stay pooled between scrapes).
+func TestScrapeUncompressed(t *testing.T) {
+	var mu sync.Mutex
+	var enc []string
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		enc = append(enc, r.Header.Get("Accept-Encoding"))
+		mu.Unlock()
+		io.WriteString(w, "warren_connections_active 1\n")
+	})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	_, base := fakeSupervisor(t, Config{}, srv.Listener.Addr().String())
+	if code, body := fetch(t, "GET", base+"/metrics", "", map[string]string{"Accept-Encoding": "gzip"}); code != 200 ||
+		!strings.Contains(body, `warren_connections_active{worker="0"} 1`) {
+		t.Fatalf("merged scrape: %d %s", code, body)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(enc) != 1 || strings.Contains(enc[0], "gzip") {
+		t.Fatalf("the worker was asked with Accept-Encoding %q", enc)
+	}
+}
