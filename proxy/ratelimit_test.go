@@ -12,26 +12,9 @@ import (
 	"time"
 
 	"github.com/warrenhq/warren/engine"
+	"github.com/warrenhq/warren/internal/testutil"
 	"github.com/warrenhq/warren/upstream"
 )
-
-// stepClock is an engine clock a test advances.
-type stepClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *stepClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *stepClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
 
 // TestProxyRatePerIP checks Config.RatePerIP on the engine's clock: a
 // client with a burst of 2 at 1 request a second gets two answers, then a
@@ -40,7 +23,7 @@ func (c *stepClock) Advance(d time.Duration) {
 // again; a request with a body over the limit is answered 429 and its
 // connection closed.
 func TestProxyRatePerIP(t *testing.T) {
-	clk := &stepClock{t: time.Unix(1_000_000, 0)}
+	clk := testutil.NewFakeClock()
 	e, err := engine.New(engine.Config{Loops: 1, Clock: clk}, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/warrenhq/warren/engine"
+	"github.com/warrenhq/warren/internal/testutil"
 )
 
 // startEngine starts an engine without a listener for a test.
@@ -390,31 +391,13 @@ func TestClusterExpectContinue(t *testing.T) {
 	}
 }
 
-// fakeClock is an engine clock a test advances.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 // TestClusterPoolPolicyFakeTime checks the pool's retirement rules on the
 // engine's clock, without sleeping: the backend's announced keep-alive
 // (less the margin), the pool's idle timeout and max lifetime, and max
 // requests per connection each make the next request use a new
 // connection.
 func TestClusterPoolPolicyFakeTime(t *testing.T) {
-	clk := &fakeClock{t: time.Unix(1_000_000, 0)}
+	clk := testutil.NewFakeClock()
 	e, err := engine.New(engine.Config{Loops: 1, Clock: clk}, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/warrenhq/warren/engine"
 	"github.com/warrenhq/warren/http1"
+	"github.com/warrenhq/warren/internal/testutil"
 )
 
 func TestPerTryDue(t *testing.T) {
@@ -120,8 +121,8 @@ func onLoop(t *testing.T, cc *clientConn, fn func()) {
 // The per-try timeout is an hour of real time, so only the calls of the
 // test decide.
 func TestPerTryTimeoutFakeTime(t *testing.T) {
-	t0 := time.Unix(1_000_000, 0)
-	clk := &fakeClock{t: t0}
+	clk := testutil.NewFakeClock()
+	t0 := clk.Now()
 	e, err := engine.New(engine.Config{Loops: 1, Clock: clk}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -216,7 +217,7 @@ func TestPerTryTimeoutNotOnTick(t *testing.T) {
 // is refused at once as rate_limited; two seconds on, the bucket has
 // drained and a request goes at once again.
 func TestClusterRateLimitFakeTime(t *testing.T) {
-	clk := &fakeClock{t: time.Unix(1_000_000, 0)}
+	clk := testutil.NewFakeClock()
 	e, err := engine.New(engine.Config{Loops: 1, Clock: clk}, nil)
 	if err != nil {
 		t.Fatal(err)
