@@ -2,6 +2,7 @@ package engine
 
 import (
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -423,7 +424,10 @@ func (c *Conn) writev(l *loop, bufs [][]byte, total int) (int, error) {
 		return 0, ErrClosed
 	}
 	if c.closeErr != nil && c.closeErr.tx != nil {
-		return c.writeSealedLocked(l, c.closeErr.tx, bufs, total)
+		// Seal is an interface call, through which bufs would escape and
+		// with it every caller's buffer array, plain writes' too (a heap
+		// allocation per Write): the sealed path copies it instead.
+		return c.writeSealedLocked(l, c.closeErr.tx, slices.Clone(bufs), total)
 	}
 	return c.writeLocked(l, bufs, total)
 }
