@@ -45,6 +45,19 @@ hwm_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
 # free_port: a free TCP port on 127.0.0.1.
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
+# gw_setup: the gateway scripts' start: the open-file limit raised to its
+# hard limit, OUT made, warren built into BIN and a data directory DATA
+# (temporary directories, removed on exit), a random SECRET for tokens.
+gw_setup() {
+  ulimit -n "$(ulimit -Hn)"
+  mkdir -p "$OUT"
+  BIN=$(mktemp -d)
+  DATA=$(mktemp -d)
+  trap 'cleanup; rm -rf "$BIN" "$DATA"' EXIT
+  go build -o "$BIN/warren" ./cmd/warren
+  SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+}
+
 # The scripts that run `warren serve -procs GW_PROCS` (devices.sh,
 # mqtt-storm.sh, tls-storm.sh) set GW_PID (the prefork parent), GW_PROCS
 # and ADM (its admin port) and use these.

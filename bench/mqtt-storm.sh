@@ -49,14 +49,7 @@ PROG=mqtt-storm
 [ -r /proc/self/status ] || die "needs Linux /proc"
 [ $(((N + GW_PROCS - 1) / GW_PROCS)) -le 19000 ] || die "N=$N over GW_PROCS=$GW_PROCS: over the open-file limit"
 [ $(((N + LOAD_PROCS - 1) / LOAD_PROCS)) -le 19000 ] || die "N=$N over LOAD_PROCS=$LOAD_PROCS: over the open-file limit"
-ulimit -n "$(ulimit -Hn)"
-
-mkdir -p "$OUT"
-BIN=$(mktemp -d)
-DATA=$(mktemp -d)
-trap 'cleanup; rm -rf "$BIN" "$DATA"' EXIT
-go build -o "$BIN/warren" ./cmd/warren
-SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+gw_setup
 
 DEV=$(free_port)
 API=$(free_port)

@@ -76,14 +76,7 @@ per=$(((total + GW_PROCS - 1) / GW_PROCS))
 [ "$per" -le 19000 ] || die "$total devices over GW_PROCS=$GW_PROCS is $per a worker: over the open-file limit"
 per=$(((STORM + LOAD_PROCS - 1) / LOAD_PROCS))
 [ "$per" -le 19000 ] || die "STORM=$STORM over LOAD_PROCS=$LOAD_PROCS is $per devices a process: over the open-file limit"
-ulimit -n "$(ulimit -Hn)"
-
-mkdir -p "$OUT"
-BIN=$(mktemp -d)
-DATA=$(mktemp -d)
-trap 'cleanup; rm -rf "$BIN" "$DATA"' EXIT
-go build -o "$BIN/warren" ./cmd/warren
-SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+gw_setup
 
 # A CA and a server certificate it signs, for localhost and 127.0.0.1.
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=storm CA" \

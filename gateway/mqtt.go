@@ -294,18 +294,23 @@ func (d *mqttDevices) onPublish(c *mqtt.Client, m *mqtt.Message) bool {
 	return true
 }
 
+// qosOf is the MQTT QoS a bridged message carries (Warren-MQTT-QoS), 0
+// for a message without it (a NATS client's).
+func qosOf(m *nats.Msg) mqtt.QoS {
+	if q := m.Header.Get(headerQoS); q == "1" || q == "2" {
+		return mqtt.QoS(q[0] - '0')
+	}
+	return mqtt.QoS0
+}
+
 // fromRetained brings another node's retained message to this node: it
 // is retained here too, and routed to the local subscribers.
 func (d *mqttDevices) fromRetained(m *nats.Msg) {
 	if m.Header.Get(headerNode) == d.node {
 		return
 	}
-	qos := mqtt.QoS0
-	if q := m.Header.Get(headerQoS); q == "1" || q == "2" {
-		qos = mqtt.QoS(q[0] - '0')
-	}
 	topic := topicOf(strings.TrimPrefix(m.Subject, retainedPrefix))
-	if _, err := d.broker.Publish(&mqtt.Message{Topic: topic, Payload: m.Data, QoS: qos, Retain: true}); err == nil {
+	if _, err := d.broker.Publish(&mqtt.Message{Topic: topic, Payload: m.Data, QoS: qosOf(m), Retain: true}); err == nil {
 		d.bridgedIn.Add(1)
 	}
 }
@@ -341,11 +346,7 @@ func (d *mqttDevices) fromNATS(m *nats.Msg) {
 			}
 		}
 	}
-	qos := mqtt.QoS0
-	if q := m.Header.Get(headerQoS); q == "1" || q == "2" {
-		qos = mqtt.QoS(q[0] - '0')
-	}
-	if _, err := d.broker.Publish(&mqtt.Message{Topic: topicOf(m.Subject), Payload: m.Data, QoS: qos,
+	if _, err := d.broker.Publish(&mqtt.Message{Topic: topicOf(m.Subject), Payload: m.Data, QoS: qosOf(m),
 		Retain: m.Header.Get(headerRetain) == "1"}); err == nil {
 		d.bridgedIn.Add(1)
 	}

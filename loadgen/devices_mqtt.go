@@ -483,8 +483,7 @@ func (r *devRunner) redialAtOnce() bool { return r.mq == nil || r.mq.reconnect <
 
 // reconnectLater schedules a reconnect of d after a random delay below
 // MQTTDeviceConfig.Reconnect, when the run has one and d is not connected,
-// connecting or already scheduled. The delay is a runtime timer, not a
-// goroutine.
+// connecting or already scheduled.
 func (r *devRunner) reconnectLater(d *devConn) {
 	if r.mq == nil || r.mq.reconnect <= 0 || r.finished.Load() {
 		return
@@ -495,18 +494,11 @@ func (r *devRunner) reconnectLater(d *devConn) {
 		return
 	}
 	d.mq.retrying = true
-	time.AfterFunc(rand.N(r.mq.reconnect), func() {
+	r.redialAfter(rand.N(r.mq.reconnect), d, func() bool {
 		d.mu.Lock()
+		defer d.mu.Unlock()
 		d.mq.retrying = false
-		idle := d.state == csIdle
-		d.mu.Unlock()
-		if !idle || r.finished.Load() {
-			return
-		}
-		select {
-		case r.redial <- d:
-		case <-r.stop:
-		}
+		return d.state == csIdle
 	})
 }
 

@@ -70,13 +70,21 @@ func (r *devRunner) retryLater(d *devConn) {
 	d.mu.Lock()
 	n := int(d.retries)
 	d.mu.Unlock()
-	time.AfterFunc(r.dc.backoff(n), func() {
-		if r.finished.Load() {
+	r.redialAfter(r.dc.backoff(n), d, nil)
+}
+
+// redialAfter queues d on the ramper's redial queue after wait (a runtime
+// timer, not a goroutine), unless the run has ended by then or ready,
+// when set, says d is not to be redialled. The queue has room for every
+// device.
+func (r *devRunner) redialAfter(wait time.Duration, d *devConn, ready func() bool) {
+	time.AfterFunc(wait, func() {
+		if r.finished.Load() || (ready != nil && !ready()) {
 			return
 		}
 		select {
-		case r.redial <- d: // room for every device: never blocks
-		default:
+		case r.redial <- d:
+		case <-r.stop:
 		}
 	})
 }

@@ -15,6 +15,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -100,7 +101,14 @@ func TestEchoTLS(t *testing.T) {
 func TestProxyTLS(t *testing.T) {
 	bin := buildWarren(t)
 	cert, key, pool := testCert(t)
-	_, backend, _ := startWarren(t, bin, "echo", "-addr", "127.0.0.1:0", "-admin", "")
+	// The backend says what X-Forwarded-Proto it got: https, from the TLS
+	// listener.
+	hb := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Seen-Proto", r.Header.Get("X-Forwarded-Proto"))
+		io.WriteString(w, "hello")
+	}))
+	t.Cleanup(hb.Close)
+	backend := hb.Listener.Addr().String()
 	p := startProc(t, "warren proxy", bin, "proxy", "-listen", "127.0.0.1:0", "-admin", "", "-upstream", "http://"+backend,
 		"-tls-cert", cert, "-tls-key", key)
 	p.waitOutput(t, 20*time.Second, "warren proxy listening")
@@ -113,8 +121,10 @@ func TestProxyTLS(t *testing.T) {
 		}
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if string(b) != "hello" || resp.TLS.Version != v || resp.Header.Get("Via") != "1.1 warren" {
-			t.Fatalf("GET / through the proxy: %q over %x, via %q", b, resp.TLS.Version, resp.Header.Get("Via"))
+		if string(b) != "hello" || resp.TLS.Version != v || resp.Header.Get("Via") != "1.1 warren" ||
+			resp.Header.Get("X-Seen-Proto") != "https" {
+			t.Fatalf("GET / through the proxy: %q over %x, via %q, X-Forwarded-Proto %q", b, resp.TLS.Version,
+				resp.Header.Get("Via"), resp.Header.Get("X-Seen-Proto"))
 		}
 	}
 }

@@ -181,11 +181,8 @@ func runProxy(args []string, stdout, stderr io.Writer) int {
 		st.AddCollector(ts.Collector())
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		go ts.Watch(ctx) // SIGHUP and file changes reload the certificate
-		wrap = ts.Handler
-		if pc.Proto == "" {
-			pc.Proto = "https"
-		}
+		go ts.Watch(ctx)  // SIGHUP and file changes reload the certificate
+		wrap = ts.Handler // X-Forwarded-Proto follows: https (proxy.Config.Proto)
 	}
 	px := proxy.New(st.Engine, cl, pc)
 	defer px.Close()
