@@ -1,11 +1,13 @@
 package prefork
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"html"
+	"io"
 	"net/http"
 	"sort"
 	"strconv"
@@ -40,8 +42,15 @@ import (
 //
 // /metrics scrapes the workers in parallel, sending them the token, and
 // answers within Config.ScrapeTimeout (or the request's own deadline if
-// sooner): a worker that has not answered by then, or answered with an
-// error, is left out and counted.
+// sooner). A worker that has not answered by then, or answered with an
+// error, is counted in warren_prefork_scrape_errors_total, and its last
+// good answer is served in its place for up to Config.ScrapeStale (the
+// same process only: a restarted worker starts from nothing), so that a
+// busy worker's counters do not vanish from one scrape and come back in
+// the next, which a rate() over the merged series would read as a reset.
+// warren_prefork_scrape_age_seconds{worker} says how old each worker's
+// series are (0 for a fresh answer); a worker with no answer young
+// enough is left out.
 func (s *Supervisor) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	client := &http.Client{Transport: &http.Transport{
@@ -93,7 +102,7 @@ func (s *Supervisor) AdminHandler() http.Handler {
 
 // scrape is one worker's answer to a merged scrape.
 type scrape struct {
-	fams map[string]*dto.MetricFamily
+	text []byte // the worker's /metrics answer, checked to parse
 	err  error
 }
 
@@ -115,9 +124,38 @@ func (s *Supervisor) scrapeWorker(ctx context.Context, client *http.Client, wi W
 	if resp.StatusCode != http.StatusOK {
 		return scrape{err: fmt.Errorf("%w: %s", errScrapeStatus, resp.Status)}
 	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxScrape+1))
+	if err != nil {
+		return scrape{err: err}
+	}
+	if len(body) > maxScrape {
+		return scrape{err: fmt.Errorf("prefork: worker metrics over %d bytes", maxScrape)}
+	}
+	if _, err := parseScrape(body, wi.Index); err != nil {
+		return scrape{err: err}
+	}
+	return scrape{text: body}
+}
+
+// maxScrape bounds one worker's /metrics answer (a worker's is about
+// 25 KB).
+const maxScrape = 16 << 20
+
+// parseScrape parses a worker's /metrics text and labels every series
+// with worker="index".
+func parseScrape(text []byte, index int) (map[string]*dto.MetricFamily, error) {
 	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(resp.Body)
-	return scrape{fams: fams, err: err}
+	fams, err := p.TextToMetricFamilies(bytes.NewReader(text))
+	if err != nil {
+		return nil, err
+	}
+	label := &dto.LabelPair{Name: proto.String("worker"), Value: proto.String(strconv.Itoa(index))}
+	for _, f := range fams {
+		for _, m := range f.Metric {
+			m.Label = append(m.Label, label)
+		}
+	}
+	return fams, nil
 }
 
 // errScrapeStatus is a worker's admin answering /metrics with a status
@@ -159,7 +197,11 @@ func (s *Supervisor) gather(ctx context.Context, client *http.Client) []*dto.Met
 		}
 	}
 	abandoned := errors.Is(ctx.Err(), context.Canceled)
+	now := time.Now()
 	merged := map[string]*dto.MetricFamily{}
+	age := &dto.MetricFamily{Name: proto.String("warren_prefork_scrape_age_seconds"),
+		Help: proto.String("Age of each worker's series in the merged scrape: 0 when the worker answered this scrape, more when its last good answer was served in its place."),
+		Type: dto.MetricType_GAUGE.Enum()}
 	for i, wi := range workers {
 		r := got[i]
 		if wi.Admin == "" || !wi.Up {
@@ -168,14 +210,19 @@ func (s *Supervisor) gather(ctx context.Context, client *http.Client) []*dto.Met
 		if !abandoned {
 			s.noteScrape(wi.Index, r.err)
 		}
-		if r.err != nil {
+		text, at := s.cached(wi, r, now)
+		if text == nil {
 			continue
 		}
-		label := &dto.LabelPair{Name: proto.String("worker"), Value: proto.String(strconv.Itoa(wi.Index))}
-		for name, f := range r.fams {
-			for _, m := range f.Metric {
-				m.Label = append(m.Label, label)
-			}
+		fams, err := parseScrape(text, wi.Index)
+		if err != nil {
+			continue // checked when scraped: not reached
+		}
+		age.Metric = append(age.Metric, &dto.Metric{
+			Label: []*dto.LabelPair{{Name: proto.String("worker"), Value: proto.String(strconv.Itoa(wi.Index))}},
+			Gauge: &dto.Gauge{Value: proto.Float64(now.Sub(at).Seconds())},
+		})
+		for name, f := range fams {
 			if have := merged[name]; have != nil {
 				have.Metric = append(have.Metric, f.Metric...)
 			} else {
@@ -183,6 +230,7 @@ func (s *Supervisor) gather(ctx context.Context, client *http.Client) []*dto.Met
 			}
 		}
 	}
+	merged["warren_prefork_scrape_age_seconds"] = age
 	up := 0.0
 	restarts := &dto.MetricFamily{Name: proto.String("warren_prefork_restarts_total"),
 		Help: proto.String("Worker restarts after an unexpected exit."), Type: dto.MetricType_COUNTER.Enum()}
@@ -239,6 +287,29 @@ func (s *Supervisor) noteScrape(i int, err error) {
 	case err == nil && was:
 		s.log.Info("prefork: worker back in the merged metrics", "worker", i)
 	}
+}
+
+// cached stores a worker's fresh answer as its last good one and returns
+// it, or, when the worker failed this scrape, returns its last good answer
+// if the same process gave it within Config.ScrapeStale. It returns the
+// text to merge (nil: none) and when it was scraped. The text, about 25 KB
+// a worker, is kept rather than its parsed form, several times larger.
+func (s *Supervisor) cached(wi WorkerInfo, r scrape, now time.Time) ([]byte, time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if wi.Index >= len(s.workers) {
+		return r.text, now
+	}
+	w := s.workers[wi.Index]
+	if r.err == nil {
+		w.last, w.lastPID, w.lastAt = r.text, wi.PID, now
+		return r.text, now
+	}
+	if w.last == nil || w.lastPID != wi.PID || now.Sub(w.lastAt) > s.cfg.ScrapeStale {
+		w.last = nil // a restarted worker's, or too old: not served again
+		return nil, now
+	}
+	return w.last, w.lastAt
 }
 
 // scrapeErrors returns each worker slot's count of failed scrapes.

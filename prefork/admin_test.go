@@ -66,6 +66,9 @@ func fakeSupervisor(t *testing.T, cfg Config, admins ...string) (*Supervisor, st
 	if cfg.ScrapeTimeout == 0 {
 		cfg.ScrapeTimeout = 2 * time.Second
 	}
+	if cfg.ScrapeStale == 0 {
+		cfg.ScrapeStale = time.Minute
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -242,5 +245,74 @@ func TestScrapeUncompressed(t *testing.T) {
 	defer mu.Unlock()
 	if len(enc) != 1 || strings.Contains(enc[0], "gzip") {
 		t.Fatalf("the worker was asked with Accept-Encoding %q", enc)
+	}
+}
+
+// TestGatherStale checks that a worker late for a scrape keeps its last
+// good series in the merged scrape, with their age, so that its counters
+// do not drop out and come back; that a restarted worker's old series are
+// not served; and that ScrapeStale bounds how long they are.
+func TestGatherStale(t *testing.T) {
+	var mu sync.Mutex
+	n, hang := 0, false
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		n++
+		v, h := n, hang
+		mu.Unlock()
+		if h {
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+			return
+		}
+		io.WriteString(w, "# TYPE warren_requests_total counter\nwarren_requests_total "+strconv.Itoa(100*v)+"\n")
+	}))
+	t.Cleanup(srv.Close)
+	s, base := fakeSupervisor(t, Config{ScrapeTimeout: 200 * time.Millisecond},
+		srv.Listener.Addr().String(), fakeWorkerAdmin(t, "", 7))
+	code, body := fetch(t, "GET", base+"/metrics", "", nil)
+	if code != 200 || !strings.Contains(body, `warren_requests_total{worker="0"} 100`+"\n") ||
+		!strings.Contains(body, `warren_prefork_scrape_age_seconds{worker="0"} 0`+"\n") {
+		t.Fatalf("first scrape (%d):\n%s", code, body)
+	}
+	mu.Lock()
+	hang = true
+	mu.Unlock()
+	code, body = fetch(t, "GET", base+"/metrics", "", nil)
+	if code != 200 || !strings.Contains(body, `warren_requests_total{worker="0"} 100`+"\n") ||
+		!strings.Contains(body, `warren_prefork_scrape_errors_total{worker="0"} 1`+"\n") ||
+		!strings.Contains(body, `warren_connections_active{worker="1"} 7`+"\n") ||
+		strings.Contains(body, `warren_prefork_scrape_age_seconds{worker="0"} 0`+"\n") ||
+		!strings.Contains(body, `warren_prefork_scrape_age_seconds{worker="0"} 0.`) {
+		t.Fatalf("late worker's last series not served with their age (%d):\n%s", code, body)
+	}
+	// The worker restarted (a new pid): its old series go.
+	s.mu.Lock()
+	s.workers[0].info.PID++
+	s.mu.Unlock()
+	code, body = fetch(t, "GET", base+"/metrics", "", nil)
+	if code != 200 || strings.Contains(body, `warren_requests_total{worker="0"}`) ||
+		strings.Contains(body, `warren_prefork_scrape_age_seconds{worker="0"}`) {
+		t.Fatalf("a restarted worker's old series were served (%d):\n%s", code, body)
+	}
+	// Too old: with ScrapeStale shorter than the wait, nothing is served.
+	mu.Lock()
+	hang = false
+	mu.Unlock()
+	if code, body = fetch(t, "GET", base+"/metrics", "", nil); !strings.Contains(body, `warren_requests_total{worker="0"} `) {
+		t.Fatalf("worker back (%d):\n%s", code, body)
+	}
+	mu.Lock()
+	hang = true
+	mu.Unlock()
+	s.mu.Lock()
+	s.cfg.ScrapeStale = time.Nanosecond
+	s.mu.Unlock()
+	if code, body = fetch(t, "GET", base+"/metrics", "", nil); strings.Contains(body, `warren_requests_total{worker="0"}`) {
+		t.Fatalf("series older than ScrapeStale were served (%d):\n%s", code, body)
 	}
 }

@@ -100,6 +100,11 @@ type Config struct {
 	// in time is left out of that scrape and counted in
 	// warren_prefork_scrape_errors_total. Zero means 2 s.
 	ScrapeTimeout time.Duration
+	// ScrapeStale is how long a worker's last good scrape is served in
+	// place of an answer that did not come in time (or failed), so that
+	// its counters stay in the merged series while it is busy. Zero means
+	// 1 min; negative means never.
+	ScrapeStale time.Duration
 }
 
 // WorkerInfo describes one worker process.
@@ -139,6 +144,12 @@ type worker struct {
 	// keeps failing is logged once.
 	scrapeErrors  uint64
 	scrapeFailing bool
+	// last is the worker's last good /metrics answer, taken at lastAt
+	// from the process lastPID; AdminHandler serves it in place of a late
+	// answer for up to Config.ScrapeStale.
+	last    []byte
+	lastPID int
+	lastAt  time.Time
 }
 
 // Start reserves the port and starts the workers.
@@ -166,6 +177,9 @@ func Start(cfg Config) (*Supervisor, error) {
 	}
 	if cfg.ScrapeTimeout <= 0 {
 		cfg.ScrapeTimeout = 2 * time.Second
+	}
+	if cfg.ScrapeStale == 0 {
+		cfg.ScrapeStale = time.Minute
 	}
 	addr, reserve, err := reservePort(cfg.Addr)
 	if err != nil {
