@@ -122,6 +122,7 @@ func TLSFlags(fs *flag.FlagSet, c *tlsx.Config) {
 	fs.StringVar(&c.CertFile, "tls-cert", "", "PEM certificate (chain allowed, leaf first); set, the listener speaks TLS")
 	fs.StringVar(&c.KeyFile, "tls-key", "", "PEM private key of -tls-cert")
 	fs.StringVar(&c.ClientCAFile, "tls-client-ca", "", "PEM CAs of client certificates; set, clients must present one (mutual TLS)")
+	fs.StringVar(&c.CRLFile, "tls-crl", "", "certificate revocation lists (PEM or DER), signed by a -tls-client-ca CA: listed client certificates are refused; reloaded with the certificate")
 	fs.Var(tlsVersionFlag{&c.MinVersion}, "tls-min-version", "lowest TLS version accepted: 1.2 or 1.3 (default 1.2)")
 	fs.Var(tlsMaxVersionFlag{tlsVersionFlag{&c.MaxVersion}}, "tls-max-version", "highest TLS version accepted: 1.2 or 1.3 (default 1.3)")
 	fs.StringVar(&c.IdentityURIPrefix, "tls-identity-uri-prefix", "", "take a client certificate's identity from its SAN URI with this prefix (e.g. "+tlsx.DefaultIdentityURIScheme+"); empty: the subject CN")

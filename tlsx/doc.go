@@ -54,7 +54,10 @@
 // identity (the certificate's subject CN, or the rest of a SAN URI with
 // Config.IdentityURIPrefix such as "urn:device:"). Server.Reload, SIGHUP
 // and file changes (Server.Watch) switch new handshakes to a new
-// certificate; a bad one is refused and the old kept. Server.Collector
+// certificate; a bad one is refused and the old kept. Config.CRLFile adds
+// certificate revocation lists, reloaded with the certificate: a listed
+// client certificate fails its handshake (ErrRevoked, RevokedError),
+// resumed sessions included. Server.Collector
 // exports handshakes by result and version, the handshake duration, the
 // queue depth, the certificate's remaining lifetime, refusals by bound and
 // record-layer errors.

@@ -2,9 +2,11 @@ package tlsx_test
 
 import (
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"log"
+	"math/big"
 	"net/http"
 	"net/netip"
 	"time"
@@ -162,4 +164,20 @@ func ExampleConfig_handshakePool() {
 	defer s.Close()
 	fmt.Println("handshakes in progress at most:", 4)
 	// Output: handshakes in progress at most: 4
+}
+
+// ExampleRevokedError: with revocation lists (Config.CRLFile, or CRLs
+// whose signatures the caller checked), a listed client certificate fails
+// its handshake; the Server logs a *RevokedError and counts the handshake
+// as revoked_client_certificate. A caller that checks a handshake error of
+// its own tells it apart with errors.Is and errors.As.
+func ExampleRevokedError() {
+	var err error = &tlsx.RevokedError{Subject: "CN=dev-7", Serial: big.NewInt(0x2a), Issuer: "CN=devices CA",
+		RevokedAt: time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)}
+	var re *tlsx.RevokedError
+	fmt.Println(errors.Is(err, tlsx.ErrRevoked), errors.As(err, &re) && re.Serial.Int64() == 42)
+	fmt.Println(err)
+	// Output:
+	// true true
+	// tlsx: certificate "CN=dev-7" (serial 2A) revoked by "CN=devices CA" at 2026-12-01T00:00:00Z
 }

@@ -39,6 +39,7 @@ const (
 	DetailPlainHTTP        Detail = "tls_plaintext_http"
 	DetailHandshakeFailed  Detail = "tls_handshake_failed"
 	DetailBadClientCert    Detail = "tls_bad_client_certificate"
+	DetailRevokedCert      Detail = "tls_revoked_client_certificate"
 	DetailHandshakeTimeout Detail = "tls_handshake_timeout"
 	DetailServerClosed     Detail = "tls_server_closed"
 )
@@ -456,6 +457,10 @@ func (s *Server) handshake(hs *hsConn) {
 			res, d = ResultTimeout, DetailHandshakeTimeout
 		case errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
 			res = ResultAborted // the peer closed in the middle
+		case errors.Is(err, ErrRevoked):
+			// Listed by a revocation list: said in the log, with which
+			// certificate and since when.
+			res, d, level = ResultRevoked, DetailRevokedCert, slog.LevelWarn
 		case errors.As(err, &cv):
 			// A refused client certificate (expired, unknown CA): said
 			// in the log, with crypto/tls's reason.

@@ -3,7 +3,10 @@ package tlsx_test
 import (
 	"bufio"
 	"context"
+	"crypto/x509"
+	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -270,4 +273,55 @@ func TestPythonWebSockets(t *testing.T) {
 		}
 	}
 	onWarrenLayer12(t, s.tls, 1)
+}
+
+// TestOpenSSLCRL: a revocation list made by `openssl ca -gencrl` (an
+// independent producer) is read, and openssl s_client with the revoked
+// certificate is refused while another device's certificate passes.
+func TestOpenSSLCRL(t *testing.T) {
+	openssl := need(t, "openssl")
+	p := newPKI(t)
+	_, badSerial := p.clientPairNamed(t, "dev-bad")
+	kder, err := x509.MarshalECPrivateKey(p.caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caKey := p.dir + "/ca-key.pem"
+	writePEM(t, caKey, "EC PRIVATE KEY", kder)
+	cfg := p.dir + "/ca.cnf"
+	serial := fmt.Sprintf("%X", badSerial)
+	if len(serial)%2 == 1 {
+		serial = "0" + serial // openssl's index wants whole bytes
+	}
+	index := fmt.Sprintf("R\t%s\t%s\t%s\tunknown\t/CN=dev-bad\n", time.Now().Add(12*time.Hour).UTC().Format("060102150405Z"),
+		time.Now().Add(-time.Minute).UTC().Format("060102150405Z"), serial)
+	for name, body := range map[string]string{
+		cfg:                  "[ca]\ndefault_ca = d\n[d]\ndatabase = " + p.dir + "/index.txt\ncrlnumber = " + p.dir + "/crlnumber\ndefault_md = sha256\ndefault_crl_days = 1\n",
+		p.dir + "/index.txt": index,
+		p.dir + "/crlnumber": "01\n",
+	} {
+		if err := os.WriteFile(name, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	crl := p.dir + "/crl.pem"
+	if out, err := run(t, "", openssl, "ca", "-gencrl", "-config", cfg, "-cert", p.caFile, "-keyfile", caKey, "-out", crl); err != nil {
+		t.Fatalf("openssl ca -gencrl: %v\n%s", err, out)
+	}
+	s := startServer(t, engine.Config{}, tlsx.Config{CertFile: p.certFile, KeyFile: p.keyFile, ClientCAFile: p.caFile, CRLFile: crl})
+	req := "GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+	base := []string{"s_client", "-connect", s.addr, "-servername", "localhost", "-CAfile", p.caFile, "-verify_return_error", "-quiet"}
+	for _, ver := range []string{"-tls1_2", "-tls1_3"} {
+		out, err := run(t, req, openssl, append(base, ver, "-cert", p.clientCert, "-key", p.clientKey)...)
+		if err != nil || !strings.Contains(out, "hello device-cn-7") {
+			t.Fatalf("%s: a device not on the list: %v\n%s", ver, err, out)
+		}
+		out, _ = run(t, req, openssl, append(base, ver, "-cert", p.dir+"/dev-bad.pem", "-key", p.dir+"/dev-bad-key.pem")...)
+		if strings.Contains(out, "HTTP/1.1 200") || !strings.Contains(out, "bad certificate") {
+			t.Fatalf("%s: the revoked device was not refused with bad_certificate:\n%s", ver, out)
+		}
+	}
+	testutil.Eventually(t, 5*time.Second, "revocations counted", func() bool {
+		return metric(t, s.tls, `warren_tls_handshakes_total{result="revoked_client_certificate",version="none"} 2`)
+	})
 }

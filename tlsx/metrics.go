@@ -10,12 +10,13 @@ import (
 // Handshake results, the "result" label of warren_tls_handshakes_total.
 const (
 	ResultOK        = "ok"
-	ResultFailed    = "failed"                 // crypto/tls refused the handshake (bad ClientHello, no shared suite, bad client certificate)
-	ResultTimeout   = "timeout"                // not finished within HandshakeTimeout
-	ResultNotTLS    = "not_tls"                // the first bytes were not a TLS handshake record
-	ResultPlainHTTP = "plain_http"             // plaintext HTTP sent to the TLS port (answered 400)
-	ResultAborted   = "aborted"                // the peer closed during the handshake
-	ResultBadCert   = "bad_client_certificate" // mutual TLS: the client certificate was refused (expired, unknown CA, wrong usage)
+	ResultFailed    = "failed"                     // crypto/tls refused the handshake (bad ClientHello, no shared suite, bad client certificate)
+	ResultTimeout   = "timeout"                    // not finished within HandshakeTimeout
+	ResultNotTLS    = "not_tls"                    // the first bytes were not a TLS handshake record
+	ResultPlainHTTP = "plain_http"                 // plaintext HTTP sent to the TLS port (answered 400)
+	ResultAborted   = "aborted"                    // the peer closed during the handshake
+	ResultBadCert   = "bad_client_certificate"     // mutual TLS: the client certificate was refused (expired, unknown CA, wrong usage)
+	ResultRevoked   = "revoked_client_certificate" // mutual TLS: a revocation list (Config.CRLFile) lists the client certificate or its CA
 )
 
 // Record layers, the "layer" label of warren_tls_record_layers_total.
@@ -49,6 +50,8 @@ type metrics struct {
 	flaps       prometheus.Counter
 	bans        prometheus.Counter
 	banned      prometheus.GaugeFunc
+	crlNext     prometheus.GaugeFunc // collected only with revocation lists that have a NextUpdate
+	s           *Server
 }
 
 func newMetrics(namespace string, s *Server) *metrics {
@@ -56,8 +59,16 @@ func newMetrics(namespace string, s *Server) *metrics {
 		namespace = "warren"
 	}
 	m := &metrics{
+		s: s,
+		crlNext: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Name: "tls_crl_next_update_seconds",
+			Help: "Seconds until the earliest NextUpdate of the certificate revocation lists in force (negative once one is stale: it stays in force until a newer one is loaded)."}, func() float64 {
+			if set := s.crls.Load(); set != nil {
+				return time.Until(set.nextUpdate).Seconds()
+			}
+			return 0
+		}),
 		handshakes: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "tls_handshakes_total",
-			Help: "TLS handshakes by result (ok, failed, bad_client_certificate, timeout, not_tls, plain_http, aborted) and negotiated version."}, []string{"result", "version"}),
+			Help: "TLS handshakes by result (ok, failed, bad_client_certificate, revoked_client_certificate, timeout, not_tls, plain_http, aborted) and negotiated version."}, []string{"result", "version"}),
 		duration: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: namespace, Name: "tls_handshake_duration_seconds",
 			Help:    "Time from the ClientHello's arrival to the end of the handshake, queueing included.",
 			Buckets: []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5, 10}}),
@@ -124,6 +135,7 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.flaps.Describe(ch)
 	m.bans.Describe(ch)
 	m.banned.Describe(ch)
+	m.crlNext.Describe(ch)
 }
 
 // Collect sends every metric.
@@ -142,6 +154,9 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	m.flaps.Collect(ch)
 	m.bans.Collect(ch)
 	m.banned.Collect(ch)
+	if set := m.s.crls.Load(); set != nil && !set.nextUpdate.IsZero() {
+		m.crlNext.Collect(ch)
+	}
 }
 
 // versionName labels a TLS version.

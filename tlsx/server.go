@@ -57,6 +57,18 @@ type Config struct {
 	ClientCAFile string
 	// ClientCAs is used instead of ClientCAFile when set.
 	ClientCAs *x509.CertPool
+	// CRLFile is a file of certificate revocation lists (PEM "X509 CRL"
+	// blocks, or one DER list), each signed by a CA of ClientCAFile: a
+	// client certificate (or intermediate) one of them lists is refused
+	// (ErrRevoked, result revoked_client_certificate), resumed sessions
+	// included. Reload and Watch read it again with the certificate. A
+	// list past its NextUpdate stays in force; the staleness shows in
+	// warren_tls_crl_next_update_seconds and a warning when loaded. Empty:
+	// no revocation check.
+	CRLFile string
+	// CRLs is used instead of CRLFile when set (embedding): lists whose
+	// signatures the caller has checked.
+	CRLs []*x509.RevocationList
 	// ClientAuth is the client-certificate policy when client CAs are set.
 	// Zero means tls.RequireAndVerifyClientCert.
 	ClientAuth tls.ClientAuthType
@@ -234,6 +246,9 @@ var (
 	ErrNoCertificate = errors.New("tlsx: no certificate (CertFile and KeyFile, or Certificate)")
 	ErrBadVersion    = errors.New("tlsx: MinVersion and MaxVersion must be TLS 1.2 or 1.3, MinVersion not above MaxVersion")
 	ErrClosed        = errors.New("tlsx: server closed")
+	// ErrCRLWithoutCAFile: a CRLFile's lists are checked against the
+	// ClientCAFile's certificates, so it needs one.
+	ErrCRLWithoutCAFile = errors.New("tlsx: CRLFile needs ClientCAFile (the CAs whose signatures its lists carry)")
 )
 
 // certState is the certificate served now.
@@ -242,6 +257,8 @@ type certState struct {
 	notAfter time.Time
 	modCert  time.Time // file modification times, for the change watch
 	modKey   time.Time
+	modCA    time.Time
+	modCRL   time.Time
 }
 
 // Server terminates TLS for engine listeners: Handler wraps a protocol's
@@ -258,6 +275,7 @@ type Server struct {
 
 	cert atomic.Pointer[certState]
 	cas  atomic.Pointer[x509.CertPool]
+	crls atomic.Pointer[crlSet] // nil: no revocation lists
 
 	jobs chan *hsConn
 	// The handshake workers: live running (resident of them never end),
@@ -434,6 +452,9 @@ func (s *Server) newConfig(lh *listenerHandler, cas *x509.CertPool, kl io.Writer
 		if c.ClientAuth == tls.NoClientCert {
 			c.ClientAuth = tls.RequireAndVerifyClientCert
 		}
+		if s.cfg.CRLFile != "" || len(s.cfg.CRLs) > 0 {
+			c.VerifyConnection = s.verifyConnection
+		}
 	}
 	return c
 }
@@ -493,19 +514,42 @@ func (s *Server) load() error {
 	}
 	cs.notAfter = leaf.NotAfter
 	cas := s.cfg.ClientCAs
+	var caPEM []byte
 	if cas == nil && s.cfg.ClientCAFile != "" {
-		pem, err := os.ReadFile(s.cfg.ClientCAFile)
-		if err != nil {
+		cs.modCA = modTime(s.cfg.ClientCAFile)
+		var err error
+		if caPEM, err = os.ReadFile(s.cfg.ClientCAFile); err != nil {
 			return fmt.Errorf("tlsx: client CAs: %w", err)
 		}
 		cas = x509.NewCertPool()
-		if !cas.AppendCertsFromPEM(pem) {
+		if !cas.AppendCertsFromPEM(caPEM) {
 			return fmt.Errorf("tlsx: client CAs: no certificate in %s", s.cfg.ClientCAFile)
+		}
+	}
+	var crls *crlSet
+	switch {
+	case len(s.cfg.CRLs) > 0:
+		crls = newCRLSet(s.cfg.CRLs)
+	case s.cfg.CRLFile != "":
+		if caPEM == nil {
+			return ErrCRLWithoutCAFile
+		}
+		cs.modCRL = modTime(s.cfg.CRLFile)
+		var err error
+		if crls, err = loadCRLs(s.cfg.CRLFile, caCertificates(caPEM)); err != nil {
+			return err
+		}
+		if !crls.nextUpdate.IsZero() && time.Now().After(crls.nextUpdate) {
+			s.log.Warn("tls: a certificate revocation list is past its next update; it stays in force until a newer one is loaded",
+				"file", s.cfg.CRLFile, "next_update", crls.nextUpdate)
 		}
 	}
 	s.cert.Store(cs)
 	if cas != nil {
 		s.cas.Store(cas)
+	}
+	if crls != nil {
+		s.crls.Store(crls)
 	}
 	return nil
 }
@@ -561,16 +605,34 @@ func (s *Server) watch(ctx context.Context, hup <-chan os.Signal) {
 			s.Reload()
 		case <-tick:
 			cs := s.cert.Load()
-			if modTime(s.cfg.CertFile) != cs.modCert || modTime(s.cfg.KeyFile) != cs.modKey {
+			if s.changed(cs) {
 				if s.Reload() != nil {
 					// Do not retry a bad file every tick: remember its times.
 					bad := *s.cert.Load()
-					bad.modCert, bad.modKey = modTime(s.cfg.CertFile), modTime(s.cfg.KeyFile)
+					s.modTimes(&bad)
 					s.cert.Store(&bad)
 				}
 			}
 		}
 	}
+}
+
+// modTimes sets cs's file modification times to the files' current ones.
+func (s *Server) modTimes(cs *certState) {
+	cs.modCert, cs.modKey = modTime(s.cfg.CertFile), modTime(s.cfg.KeyFile)
+	if s.cfg.ClientCAs == nil && s.cfg.ClientCAFile != "" {
+		cs.modCA = modTime(s.cfg.ClientCAFile)
+	}
+	if len(s.cfg.CRLs) == 0 && s.cfg.CRLFile != "" {
+		cs.modCRL = modTime(s.cfg.CRLFile)
+	}
+}
+
+// changed reports whether a file cs was loaded from has changed since.
+func (s *Server) changed(cs *certState) bool {
+	now := *cs
+	s.modTimes(&now)
+	return now.modCert != cs.modCert || now.modKey != cs.modKey || now.modCA != cs.modCA || now.modCRL != cs.modCRL
 }
 
 // Collector returns the Server's metrics for a Prometheus registry.
