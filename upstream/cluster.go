@@ -242,9 +242,12 @@ type ClusterConfig struct {
 // slot without blocking anyone — its dispatch is scheduled — while fewer
 // than Queue requests are in the bucket (the longest wait is
 // Queue/PerSecond, and the overall Timeout covers it); beyond that it is
-// refused at once with FailOverflow and ReasonRateLimited. Retries and
-// hedges are not throttled (the retry budget bounds them). The limit is
-// the cluster's, not per host.
+// refused at once with FailOverflow and ReasonRateLimited. Every attempt
+// sent takes a slot: a retry waits for the later of its backoff and its
+// slot, and is not made when the bucket is full (the request ends with its
+// last failure or response); a hedge is sent only when a slot is free at
+// once. Both refusals count in rq_retry_rate_limited. The limit is the
+// cluster's, not per host.
 type RateLimitConfig struct {
 	// PerSecond is the rate; zero or negative means no limit.
 	PerSecond float64

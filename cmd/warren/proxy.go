@@ -100,7 +100,7 @@ func runProxy(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&cc.Health.Timeout, "hc-timeout", upstream.DefaultHealthTimeout, "health check timeout")
 	fs.IntVar(&cc.Health.UnhealthyThreshold, "hc-unhealthy", upstream.DefaultHealthUnhealthyThreshold, "failed checks in a row that take a host out")
 	fs.IntVar(&cc.Health.HealthyThreshold, "hc-healthy", upstream.DefaultHealthHealthyThreshold, "passed checks in a row that bring it back")
-	fs.Float64Var(&cc.RateLimit.PerSecond, "rate-limit", 0, "requests a second sent to the cluster at most, spaced evenly; over it a request waits for its slot (0: no limit)")
+	fs.Float64Var(&cc.RateLimit.PerSecond, "rate-limit", 0, "requests a second sent to the cluster at most, spaced evenly; over it a request waits for its slot; retries and hedges take slots too (0: no limit)")
 	fs.IntVar(&cc.RateLimit.Queue, "rate-limit-queue", 0, "requests waiting for their -rate-limit slot at most (with the one leaving); over it: 503 at once (0: one second's worth)")
 	fs.DurationVar(&cc.ResolveInterval, "resolve-interval", upstream.DefaultResolveInterval, "re-resolve backend names this often (negative: at start only)")
 
