@@ -48,6 +48,8 @@ func runProxy(args []string, stdout, stderr io.Writer) int {
 	fs.Int64Var(&pc.Limits.MaxBodyBytes, "max-body-bytes", 0, "request body limit, 413 over it (0: none, the backend decides)")
 	fs.Float64Var(&pc.RatePerIP, "rate-limit-per-ip", 0, "requests a second each client address may make; over it: 429 from the proxy itself (0: no limit)")
 	fs.IntVar(&pc.BurstPerIP, "rate-limit-per-ip-burst", 0, "burst of -rate-limit-per-ip (0: the rate rounded up, at least 1)")
+	fs.Var((*routeLimitsFlag)(&pc.RouteLimits), "route-limit",
+		"inbound limit of a path prefix, repeatable: PREFIX=RATE[,burst=N][,header=NAME][,keys=N][,name=LABEL]; per client address, or per value of header NAME; over it: 429 with Retry-After (none by default)")
 
 	p := &cc.Pool
 	fs.IntVar(&p.MaxConnsPerHost, "max-conns-per-host", upstream.DefaultMaxConnsPerHost, "connections per backend (negative: only -cb-max-connections)")
@@ -117,6 +119,10 @@ func runProxy(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	envDefault(fs, "admin-token", "WARREN_ADMIN_TOKEN")
+	if err := proxy.ValidateRouteLimits(pc.RouteLimits); err != nil {
+		fmt.Fprintf(stderr, "warren proxy: -route-limit: %v\n", err)
+		return 2
+	}
 	if *ups == "" {
 		fmt.Fprintln(stderr, "warren proxy: -upstream is required (http://host:port,...)")
 		return 2
@@ -223,8 +229,37 @@ func parseRetryOn(s string) (upstream.RetryOn, error) {
 	return on, nil
 }
 
+// repeatable is a flag that may be given more than once; in a -config
+// file its value is a JSON array, one element a Set.
+type repeatable interface{ repeatable() bool }
+
+// routeLimitsFlag is -route-limit, repeatable.
+type routeLimitsFlag []proxy.RouteLimit
+
+func (f *routeLimitsFlag) repeatable() bool { return true }
+
+func (f *routeLimitsFlag) String() string {
+	if f == nil {
+		return ""
+	}
+	s := make([]string, len(*f))
+	for i, rl := range *f {
+		s[i] = rl.String()
+	}
+	return strings.Join(s, " ")
+}
+
+func (f *routeLimitsFlag) Set(s string) error {
+	rl, err := proxy.ParseRouteLimit(s)
+	if err != nil {
+		return err
+	}
+	*f = append(*f, rl)
+	return nil
+}
+
 // applyConfigFile sets the flags named in a JSON object, unless the
-// command line set them.
+// command line set them. A repeatable flag (-route-limit) takes an array.
 func applyConfigFile(fs *flag.FlagSet, path string) error {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -239,6 +274,18 @@ func applyConfigFile(fs *flag.FlagSet, path string) error {
 			return fmt.Errorf("unknown setting %q (settings are the flag names)", k)
 		}
 		if flagSet(fs, k) || k == "config" {
+			continue
+		}
+		if r, ok := fs.Lookup(k).Value.(repeatable); ok && r.repeatable() {
+			vs, ok := v.([]any)
+			if !ok {
+				vs = []any{v}
+			}
+			for _, e := range vs {
+				if err := fs.Set(k, fmt.Sprint(e)); err != nil {
+					return fmt.Errorf("%s: %w", k, err)
+				}
+			}
 			continue
 		}
 		var s string
