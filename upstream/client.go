@@ -393,6 +393,13 @@ func (x *Exchange) start(cc *clientConn, reused bool, now time.Time) bool {
 	hp := cc.hp
 	hp.c.set.Start(hp.idx)
 	hp.st.rqTotal.Add(1)
+	piping := hp.c.pool.MaxPipeline > 1
+	if piping {
+		// The first request in flight; cc.pmu orders it before any
+		// written behind it.
+		cc.pmu.Lock()
+		cc.nfl, cc.sent, cc.solo = 1, cc.sent+1, !x.pipelinable()
+	}
 	bufs := append(cc.bufs[:0], x.head)
 	x.bodyHeld, x.abandoned = false, false
 	if len(x.body) > 0 {
@@ -411,12 +418,85 @@ func (x *Exchange) start(cc *clientConn, reused bool, now time.Time) bool {
 	conn := cc.conn
 	_, err := conn.Writev(bufs)
 	clear(bufs)
+	if piping {
+		cc.syncOpenLocked()
+		cc.pmu.Unlock()
+	}
 	x.mu.Unlock()
 	if err != nil {
 		conn.Abort(engine.ReasonIOError) // OnClose fails the attempt
 	}
 	return true
 }
+
+// Results of startPipelined.
+const (
+	startedOK     = iota // written behind the requests in flight
+	startedDone          // x had ended already: nothing written
+	startedNoRoom        // cc has no room (full, closing, or its requests may not have company)
+)
+
+// startPipelined writes x behind the requests in flight on cc
+// (PoolConfig.MaxPipeline); x.pipelinable() holds.
+func (x *Exchange) startPipelined(cc *clientConn, now time.Time) int {
+	x.mu.Lock()
+	if x.state == xDone {
+		x.mu.Unlock()
+		return startedDone
+	}
+	cc.pmu.Lock()
+	if !cc.roomLocked() {
+		cc.pmu.Unlock()
+		x.mu.Unlock()
+		return startedNoRoom
+	}
+	if x.ptimer != nil {
+		x.ptimer.Stop()
+		x.ptimer = nil
+	}
+	cc.pipe = append(cc.pipe, x)
+	cc.nfl++
+	cc.sent++
+	x.state, x.cc, x.reused = xActive, cc, true
+	x.started = now
+	x.respBegun.Store(false)
+	x.timeoutCounted.Store(false)
+	x.discarding = false
+	hp := cc.hp
+	hp.c.set.Start(hp.idx)
+	hp.st.rqTotal.Add(1)
+	hp.c.st.rqPipelined.Add(1)
+	bufs := append(cc.bufs[:0], x.head)
+	if len(x.body) > 0 {
+		bufs = append(bufs, x.body)
+	}
+	conn := cc.conn
+	_, err := conn.Writev(bufs)
+	clear(bufs)
+	cc.syncOpenLocked()
+	cc.pmu.Unlock()
+	x.mu.Unlock()
+	if err != nil {
+		conn.Abort(engine.ReasonIOError) // OnClose fails the attempts
+		return startedOK
+	}
+	cc.armPerTry()
+	return startedOK
+}
+
+// pipelinable reports whether x may be written behind other requests on a
+// connection (Pipelinable, with pipelining on, and not an attempt of a
+// hedged request: canceling the losing attempt closes its connection).
+func (x *Exchange) pipelinable() bool {
+	return x.c.pool.MaxPipeline > 1 && x.idem && !x.stream && !x.upgrade && !x.expect && !x.child
+}
+
+// Pipelinable reports whether r may be pipelined (PoolConfig.MaxPipeline):
+// an idempotent request (by its method or Request.Idempotent) with a
+// complete body, no protocol upgrade and no 100-continue wait. A request
+// that may not be has its connection to itself: nothing is written behind
+// it, and it is written only on a connection with nothing in flight.
+func Pipelinable(r *Request) bool { return Hedgeable(r) }
 
 // Write sends streamed body bytes (Request.Stream), framed as the head
 // declared. Before a connection is assigned they are buffered. It is safe
@@ -696,6 +776,19 @@ func (x *Exchange) bodyData(data []byte) {
 		return
 	}
 	x.h.OnBody(x, data)
+}
+
+// detach takes x off its connection once its response is complete, before
+// the connection carries another request: a Cancel or timeout from then on
+// (a proxy's client going away as soon as it has the response) ends x
+// without closing the connection, which is someone else's by then.
+func (x *Exchange) detach() {
+	x.mu.Lock()
+	x.cc = nil
+	if x.state == xActive {
+		x.state = xWaiting
+	}
+	x.mu.Unlock()
 }
 
 // complete ends the attempt after a complete response.

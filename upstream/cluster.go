@@ -73,6 +73,19 @@ type PoolConfig struct {
 	// closing. Zero means 1s, or half the announced timeout when that is
 	// shorter than 2s.
 	KeepAliveMargin time.Duration
+	// MaxPipeline turns on HTTP/1.1 pipelining and bounds the requests in
+	// flight on one connection (the one whose response is being read and
+	// those written behind it). Pipelining is used only instead of
+	// waiting: when a host has no idle connection and may not open
+	// another (MaxConnsPerHost or Thresholds.MaxConnections reached), an
+	// idempotent request with a complete body is written behind the
+	// requests on a busy connection with fewer than MaxPipeline in
+	// flight, rather than queued. A request that is not pipelinable
+	// (Pipelinable) has its connection to itself. When a pipelined
+	// connection dies, the request whose response had started fails and
+	// those behind it, whose responses had not, are retried. Zero or 1
+	// means no pipelining (the default).
+	MaxPipeline int
 }
 
 // Defaults of PoolConfig.

@@ -112,6 +112,8 @@
 //	PoolConfig.MaxPendingPerHost       1024 (per host)
 //	PoolConfig.MaxRequestsPerHost      1024 (per host)
 //	PoolConfig.MaxRetriesPerHost       none (per host; the retry budget bounds the cluster's)
+//	PoolConfig.MaxPipeline             0 (no pipelining; N >= 2: up to N in flight per connection,
+//	                                   only once MaxConnsPerHost is reached)
 //	BreakerConfig.ConsecutiveFailures  5
 //	BreakerConfig.FailureRatio         0.5 of at least MinRequests 20 in Window
 //	BreakerConfig.Window               10s in Buckets 10

@@ -62,6 +62,7 @@ func runProxy(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&p.MaxRequestsPerHost, "max-requests-per-host", upstream.DefaultMaxRequestsPerHost, "requests waiting for or on a connection per backend; a full backend's requests go to another, else 503 at once (negative: no limit)")
 	fs.IntVar(&p.MaxRetriesPerHost, "max-retries-per-host", 0, "retries (and hedges) in flight per backend; a full backend's retries go to another, else 503 at once (0: no per-host limit, the retry budget bounds them)")
 	fs.DurationVar(&p.PendingTimeout, "pending-timeout", upstream.DefaultPendingTimeout, "longest wait for a backend connection; 503 after")
+	fs.IntVar(&p.MaxPipeline, "pipeline", 0, "HTTP/1.1 pipelining: requests in flight per backend connection, used only when a backend has no idle connection and -max-conns-per-host (or -cb-max-connections) is reached; idempotent requests without a body only (0 or 1: off)")
 	fs.DurationVar(&p.KeepAliveMargin, "keepalive-margin", upstream.DefaultKeepAliveMargin, "retire pooled connections this long before the backend's Keep-Alive timeout")
 
 	t := &cc.Thresholds
