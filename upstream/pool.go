@@ -634,6 +634,12 @@ func (cc *clientConn) syncOpenLocked() {
 func (cc *clientConn) fillPipeline(now time.Time) {
 	hp := cc.hp
 	for {
+		cc.pmu.Lock()
+		room := cc.roomLocked()
+		cc.pmu.Unlock()
+		if !room {
+			return // full, closing, or its request has it to itself
+		}
 		hp.mu.Lock()
 		var x *Exchange
 		if hp.npending > 0 {
