@@ -330,3 +330,41 @@ func TestPipelineOffByDefault(t *testing.T) {
 		t.Errorf("pipelined %d", p)
 	}
 }
+
+// TestPipelineConnectionClose: the backend answers the first of three
+// pipelined requests with Connection: close and closes (a backend's
+// requests-per-connection limit): the first is answered, the two behind it
+// are retried on a new connection and answered; no request fails.
+func TestPipelineConnectionClose(t *testing.T) {
+	e := startEngine(t)
+	b := startRawBackend(t, func(conn net.Conn, n int64, reqs <-chan *http.Request) {
+		if n == 1 {
+			var got []*http.Request
+			for req := range reqs {
+				if got = append(got, req); len(got) == 3 {
+					break
+				}
+			}
+			body := "GET " + got[0].URL.Path
+			fmt.Fprintf(conn, "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+			return // closes
+		}
+		inOrder(conn, n, reqs)
+	})
+	c := newTestCluster(t, e, ClusterConfig{Hosts: []string{b.addr}, Pool: PoolConfig{MaxConnsPerHost: 1, MaxPipeline: 3}})
+	var wg sync.WaitGroup
+	for i := range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			path := fmt.Sprintf("/c%d", i)
+			if r, err := get(t, c, path); err != nil || string(r.Body) != "GET "+path {
+				t.Errorf("%s: %v %+v", path, err, r)
+			}
+		}()
+	}
+	wg.Wait()
+	if st := c.Stats(); st.RqPipelineReset != 2 || st.RqSuccess != 3 {
+		t.Errorf("pipeline resets %d, successes %d; want 2, 3", st.RqPipelineReset, st.RqSuccess)
+	}
+}

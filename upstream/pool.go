@@ -664,6 +664,13 @@ func (cc *clientConn) nextInFlight(reuse bool) bool {
 	defer cc.pmu.Unlock()
 	cc.nfl = max(0, cc.nfl-1)
 	var next *Exchange
+	if !reuse {
+		// Closing: those behind stay in pipe, for OnClose to retry.
+		cc.x.Store(nil)
+		cc.shut = true
+		cc.syncOpenLocked()
+		return cc.nfl > 0
+	}
 	if len(cc.pipe) > 0 {
 		next = cc.pipe[0]
 		cc.pipe[0] = nil
@@ -675,9 +682,6 @@ func (cc *clientConn) nextInFlight(reuse bool) bool {
 	cc.x.Store(next)
 	if cc.nfl == 0 {
 		cc.solo = false
-	}
-	if !reuse {
-		cc.shut = true
 	}
 	cc.syncOpenLocked()
 	return cc.nfl > 0
