@@ -77,3 +77,46 @@ func ExampleConfig_ratePerIP() {
 	// 429 rate_limited
 	// rate limited 1
 }
+
+// Inbound limits by route: /api/ at 1 request a second per device (the
+// X-Device-Id header), the rest unlimited. Over a limit the proxy answers
+// 429 with Retry-After from the device's bucket.
+func ExampleConfig_routeLimits() {
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok")
+	}))
+	defer backend.Close()
+
+	eng, _ := engine.New(engine.Config{}, nil)
+	eng.Start("")
+	defer eng.Close()
+	cl, _ := upstream.NewCluster(eng, upstream.ClusterConfig{Hosts: []string{backend.URL}})
+	defer cl.Close()
+	api, _ := proxy.ParseRouteLimit("/api/=1,header=X-Device-Id") // the -route-limit syntax
+	p := proxy.New(eng, cl, proxy.Config{RouteLimits: []proxy.RouteLimit{api}})
+	defer p.Close()
+	ln, _ := p.Listen("127.0.0.1:0")
+
+	for _, path := range []string{"/api/a", "/api/b", "/other"} {
+		req, _ := http.NewRequest("GET", "http://"+ln.Addr().String()+path, nil)
+		req.Header.Set("X-Device-Id", "dev-7")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if ra := resp.Header.Get("Retry-After"); ra != "" {
+			fmt.Println(path, resp.StatusCode, "Retry-After:", ra)
+		} else {
+			fmt.Println(path, resp.StatusCode)
+		}
+	}
+	fmt.Println("refused on /api/:", p.Stats().Routes["/api/"].Refused["rate_limited"])
+	// Output:
+	// /api/a 200
+	// /api/b 429 Retry-After: 1
+	// /other 200
+	// refused on /api/: 1
+}

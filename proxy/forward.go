@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"strconv"
 	"sync"
 
 	"github.com/warrenhq/warren/engine"
@@ -33,6 +34,17 @@ func (p *Proxy) forward(c *http1.Ctx) {
 	head := appendForwardHead(nil, p, req, c.RemoteAddr().Addr().Unmap().String(), p.proto(c.Conn()), upgrade, len(body))
 	f := &fwd{p: p, client: c.Conn(), wake: make(chan struct{}, 1)}
 	p.st.requests.Add(1)
+	if len(p.routes) > 0 {
+		if le := p.checkLimits(c.RemoteAddr().Addr().Unmap(), req, p.eng.Now(), false); le != nil {
+			p.st.errors.Add(1)
+			c.SetStatus(429)
+			c.SetHeader("Retry-After", strconv.FormatInt(retryAfterSeconds(le.retryAfter), 10))
+			c.SetHeader(p.reason, "rate_limited")
+			c.SetHeader("Via", string(p.via))
+			c.WriteString("Too Many Requests: rate_limited\n")
+			return
+		}
+	}
 	p.st.active.Add(1)
 	x := p.cl.Do(&upstream.Request{Method: string(req.Method), Head: head, Body: body, Upgrade: upgrade, Handler: f, Loop: -1})
 	ctx := c.Context()

@@ -86,3 +86,49 @@ asyncio.run(main())
 		t.Fatalf("websocket through a forwarded route: %v\n%s", err, out)
 	}
 }
+
+// TestForwardRouteLimit: Config.RouteLimits apply on Forward routes too
+// (keyed here by a device header): the third request of a device with a
+// burst of 2 is answered 429 with Retry-After, another device's is not.
+func TestForwardRouteLimit(t *testing.T) {
+	e := startEngine(t)
+	addr, _ := startGoBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "legacy") }))
+	cl, err := upstream.NewCluster(e, upstream.ClusterConfig{Hosts: []string{addr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	p := New(e, cl, Config{RouteLimits: []RouteLimit{{Prefix: "/old/", Rate: 0.5, Burst: 2, Header: "X-Device-Id"}}})
+	defer p.Close()
+	r := http1.NewRouter()
+	r.NotFound = p.Forward()
+	srv, _ := http1.NewServer(e, http1.Config{}, r)
+	ln, err := srv.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func(dev string) *http.Response {
+		req, _ := http.NewRequest("GET", "http://"+ln.Addr().String()+"/old/x", nil)
+		req.Header.Set("X-Device-Id", dev)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp
+	}
+	for i, w := range []int{200, 200, 429} {
+		if resp := get("d1"); resp.StatusCode != w {
+			t.Fatalf("d1 request %d: %d; want %d", i, resp.StatusCode, w)
+		} else if w == 429 && (resp.Header.Get("Retry-After") != "2" || resp.Header.Get("X-Warren-Reason") != "rate_limited") {
+			t.Fatalf("429 headers %v; want Retry-After 2 (0.5/s), reason rate_limited", resp.Header)
+		}
+	}
+	if resp := get("d2"); resp.StatusCode != 200 {
+		t.Fatalf("d2: %d", resp.StatusCode)
+	}
+	if st := p.Stats(); st.Routes["/old/"].Refused["rate_limited"] != 1 {
+		t.Errorf("route stats %+v", st.Routes)
+	}
+}

@@ -27,6 +27,9 @@ type Stats struct {
 	// RateLimited counts the requests answered 429 for
 	// Config.RatePerIP (also in Errors).
 	RateLimited uint64
+	// Routes are the Config.RouteLimits' counters, by route name (their
+	// 429s are also in Errors).
+	Routes map[string]RouteLimitStats
 }
 
 // Stats returns the proxy's counters.
@@ -34,6 +37,12 @@ func (p *Proxy) Stats() Stats {
 	s := Stats{Requests: p.st.requests.Load(), Responses: p.st.responses.Load(), Errors: p.st.errors.Load(),
 		BadRequests: p.st.badRequests.Load(), Upgrades: p.st.upgrades.Load(), Active: p.st.active.Load(),
 		Tunnels: p.st.splices.Load(), Failures: map[string]uint64{}, RateLimited: p.st.rateLimited.Load()}
+	if len(p.routes) > 0 {
+		s.Routes = make(map[string]RouteLimitStats, len(p.routes))
+		for _, rl := range p.routes {
+			s.Routes[rl.name] = rl.stats()
+		}
+	}
 	for i := range s.Status {
 		s.Status[i] = p.st.status[i].Load()
 	}
@@ -52,6 +61,10 @@ func (p *Proxy) Stats() Stats {
 //	warren_proxy_errors_total{reason}          counter  requests the proxy answered itself, by upstream failure
 //	warren_proxy_bad_requests_total            counter  malformed requests (4xx, closed)
 //	warren_proxy_rate_limited_total            counter  requests answered 429 for the per-IP rate limit
+//	warren_proxy_route_limited_total{route,reason} counter requests answered 429 for a route limit (Config.RouteLimits)
+//	warren_proxy_route_limit_allowed_total{route} counter requests a route limit admitted
+//	warren_proxy_route_limit_keys{route}       gauge    keys held in a route limit's table
+//	warren_proxy_route_limit_evicted_busy_total{route} counter keys forgotten while their bucket refilled (table full)
 //	warren_proxy_upgrades_total                counter  upgrades spliced
 //	warren_proxy_requests_active               gauge    requests in progress
 //	warren_proxy_tunnels_active                gauge    spliced connection halves open
@@ -69,18 +82,26 @@ func (p *Proxy) Collector(namespace string) prometheus.Collector {
 		bad:       prometheus.NewDesc(ns+"bad_requests_total", "Malformed requests, answered 4xx and closed.", nil, nil),
 		limited:   prometheus.NewDesc(ns+"rate_limited_total", "Requests answered 429 for the per-IP rate limit.", nil, nil),
 		upgrades:  prometheus.NewDesc(ns+"upgrades_total", "Upgrades spliced.", nil, nil),
-		active:    prometheus.NewDesc(ns+"requests_active", "Requests in progress.", nil, nil),
-		tunnels:   prometheus.NewDesc(ns+"tunnels_active", "Spliced connection halves open.", nil, nil),
+		routeLimited: prometheus.NewDesc(ns+"route_limited_total", "Requests answered 429 for a route limit, by route and reason.",
+			[]string{"route", "reason"}, nil),
+		routeAllowed: prometheus.NewDesc(ns+"route_limit_allowed_total", "Requests a route limit admitted.", []string{"route"}, nil),
+		routeKeys:    prometheus.NewDesc(ns+"route_limit_keys", "Keys held in a route limit's table.", []string{"route"}, nil),
+		routeEvicted: prometheus.NewDesc(ns+"route_limit_evicted_busy_total",
+			"Keys a full route limit table forgot while their bucket was refilling.", []string{"route"}, nil),
+		active:  prometheus.NewDesc(ns+"requests_active", "Requests in progress.", nil, nil),
+		tunnels: prometheus.NewDesc(ns+"tunnels_active", "Spliced connection halves open.", nil, nil),
 	}
 }
 
 type collector struct {
 	p                                                                    *Proxy
 	requests, responses, errors, bad, limited, upgrades, active, tunnels *prometheus.Desc
+	routeLimited, routeAllowed, routeKeys, routeEvicted                  *prometheus.Desc
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.requests, c.responses, c.errors, c.bad, c.limited, c.upgrades, c.active, c.tunnels} {
+	for _, d := range []*prometheus.Desc{c.requests, c.responses, c.errors, c.bad, c.limited, c.upgrades, c.active, c.tunnels,
+		c.routeLimited, c.routeAllowed, c.routeKeys, c.routeEvicted} {
 		ch <- d
 	}
 }
@@ -99,4 +120,12 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.upgrades, prometheus.CounterValue, float64(s.Upgrades))
 	ch <- prometheus.MustNewConstMetric(c.active, prometheus.GaugeValue, float64(s.Active))
 	ch <- prometheus.MustNewConstMetric(c.tunnels, prometheus.GaugeValue, float64(s.Tunnels))
+	for name, r := range s.Routes {
+		for _, why := range limitReasons {
+			ch <- prometheus.MustNewConstMetric(c.routeLimited, prometheus.CounterValue, float64(r.Refused[why]), name, why)
+		}
+		ch <- prometheus.MustNewConstMetric(c.routeAllowed, prometheus.CounterValue, float64(r.Allowed), name)
+		ch <- prometheus.MustNewConstMetric(c.routeKeys, prometheus.GaugeValue, float64(r.Keys), name)
+		ch <- prometheus.MustNewConstMetric(c.routeEvicted, prometheus.CounterValue, float64(r.EvictedBusy), name)
+	}
 }

@@ -14,8 +14,10 @@
 // no_healthy_upstream, overflow, breaker_open, ...).
 //
 // Config.RatePerIP limits the requests of each client address (a token
-// bucket per IP in a bounded table): over it the proxy answers 429 with
-// the reason "rate_limited" itself.
+// bucket per IP in a bounded table), and Config.RouteLimits those of a
+// path prefix per client address or per header value (a device id): over
+// either the proxy answers 429 itself, with the reason "rate_limited" and
+// a Retry-After computed from the bucket.
 //
 // Bodies stream both ways without being held whole: a request body goes
 // to the backend as it arrives (chunked bytes as received), a response
@@ -27,7 +29,6 @@
 package proxy
 
 import (
-	"errors"
 	"log/slog"
 	"net/netip"
 	"strconv"
@@ -74,13 +75,19 @@ type Config struct {
 	// the proxy's own listeners (inbound; not Forward): a token bucket per
 	// IP in a bounded table (upstream.KeyedLimiter, 65536 addresses, the
 	// least recently seen evicted). Over it the proxy answers 429 itself
-	// with the reason header "rate_limited", without reaching the
+	// with the reason header "rate_limited" and a Retry-After, without reaching the
 	// cluster; a request without a body keeps its connection. Zero means
 	// no limit.
 	RatePerIP float64
 	// BurstPerIP is the bucket size of RatePerIP. Zero means RatePerIP
 	// rounded up, at least 1.
 	BurstPerIP int
+	// RouteLimits are inbound rate limits by path prefix, keyed by client
+	// address or a header (RouteLimit), checked after RatePerIP on the
+	// proxy's listeners and on Forward routes: over one, the proxy
+	// answers 429 with Retry-After itself. Invalid entries
+	// (ValidateRouteLimits) are logged and skipped. None by default.
+	RouteLimits []RouteLimit
 	// Logger receives the proxy's logs. Nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -105,6 +112,7 @@ type Proxy struct {
 	pcPool  sync.Pool
 	bodyLim int64
 	perIP   *upstream.KeyedLimiter[netip.Addr] // Config.RatePerIP; nil when off
+	routes  []*routeLimiter                    // Config.RouteLimits, longest prefix first
 	// protoAuto: Config.Proto was left empty; X-Forwarded-Proto follows
 	// each client connection (see Proxy.proto).
 	protoAuto bool
@@ -152,11 +160,13 @@ func New(eng *engine.Engine, cl *upstream.Cluster, cfg Config) *Proxy {
 	if cfg.RatePerIP > 0 {
 		p.perIP = upstream.NewKeyedLimiter[netip.Addr](upstream.KeyedConfig{Rate: cfg.RatePerIP, Burst: cfg.BurstPerIP, EvictBusy: true})
 	}
+	var skipped []error
+	p.routes, skipped = newRouteLimiters(cfg.RouteLimits)
+	for _, err := range skipped {
+		cfg.Logger.Error("route limit skipped", "error", err)
+	}
 	return p
 }
-
-// errRateLimited is a request over Config.RatePerIP: answered 429.
-var errRateLimited = errors.New("proxy: client over its request rate")
 
 // Handler returns the engine handler of client connections, for
 // Engine.Listen or a connection handed over with Conn.SetHandler.
@@ -363,10 +373,11 @@ func (pc *pconn) startRequest(raw []byte, n int) bool {
 	pc.mu.Unlock()
 	p.st.requests.Add(1)
 	p.st.active.Add(1)
-	if p.perIP != nil && !p.perIP.AllowN(pc.c.RemoteAddr().Addr().Unmap(), p.eng.Now(), 1) {
-		p.st.rateLimited.Add(1)
-		pc.OnDone(nil, errRateLimited) // as a refusal inside Do: answered, the connection kept when it can be
-		return true
+	if p.perIP != nil || len(p.routes) > 0 {
+		if le := p.checkLimits(pc.c.RemoteAddr().Addr().Unmap(), req, p.eng.Now(), true); le != nil {
+			pc.OnDone(nil, le) // as a refusal inside Do: answered, the connection kept when it can be
+			return true
+		}
 	}
 	r := upstream.Request{Method: pc.method, Head: pc.head, Stream: hasBody, Upgrade: upgrade, Handler: pc,
 		Loop: pc.c.Loop()}
@@ -788,8 +799,8 @@ func (pc *pconn) OnDone(x *upstream.Exchange, err error) {
 		}
 	case !started:
 		p.st.errors.Add(1)
-		if err == errRateLimited {
-			c.Write(p.errorResponse(pc, 429, "rate_limited", err.Error(), !keep))
+		if le, ok := err.(*limitError); ok {
+			c.Write(p.limitResponse(le, !keep))
 			break
 		}
 		f := upstream.FailureOf(err)
@@ -925,6 +936,27 @@ func (p *Proxy) errorResponse(pc *pconn, status int, reason, detail string, clos
 	b = append(b, body...)
 	_ = detail
 	return b
+}
+
+// limitResponse is the 429 of a request over an inbound limit, with
+// Retry-After from the bucket.
+func (p *Proxy) limitResponse(le *limitError, close bool) []byte {
+	const body = "Too Many Requests: rate_limited\n"
+	b := make([]byte, 0, 256)
+	b = http1.AppendStatusLine(b, 1, 429)
+	b = append(b, "Content-Type: text/plain; charset=utf-8\r\nRetry-After: "...)
+	b = strconv.AppendInt(b, retryAfterSeconds(le.retryAfter), 10)
+	b = append(b, "\r\n"...)
+	b = append(b, p.reason...)
+	b = append(b, ": rate_limited\r\nVia: "...)
+	b = append(b, p.via...)
+	b = append(b, "\r\nContent-Length: "...)
+	b = strconv.AppendInt(b, int64(len(body)), 10)
+	if close {
+		b = append(b, "\r\nConnection: close"...)
+	}
+	b = append(b, "\r\n\r\n"...)
+	return append(b, body...)
 }
 
 // splice copies one direction of an upgraded connection pair: its OnData

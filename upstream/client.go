@@ -139,7 +139,8 @@ type Exchange struct {
 	bodyHeld  bool        // Body waits for 100 Continue
 	abandoned bool        // the held body was never sent: the connection closes
 	expect    bool
-	reserved  bool // a retry's room was taken when the response was set aside
+	reserved  bool      // a retry's room was taken when the response was set aside
+	retryAt   time.Time // and its rate limit slot (zero: none)
 	lastHost  int
 	host      *hostPool
 	slot      *hostPool // holds a place in this host's MaxRequestsPerHost
@@ -392,6 +393,13 @@ func (x *Exchange) start(cc *clientConn, reused bool, now time.Time) bool {
 	hp := cc.hp
 	hp.c.set.Start(hp.idx)
 	hp.st.rqTotal.Add(1)
+	piping := hp.c.pool.MaxPipeline > 1
+	if piping {
+		// The first request in flight; cc.pmu orders it before any
+		// written behind it.
+		cc.pmu.Lock()
+		cc.nfl, cc.sent, cc.solo = 1, cc.sent+1, !x.pipelinable()
+	}
 	bufs := append(cc.bufs[:0], x.head)
 	x.bodyHeld, x.abandoned = false, false
 	if len(x.body) > 0 {
@@ -410,12 +418,85 @@ func (x *Exchange) start(cc *clientConn, reused bool, now time.Time) bool {
 	conn := cc.conn
 	_, err := conn.Writev(bufs)
 	clear(bufs)
+	if piping {
+		cc.syncOpenLocked()
+		cc.pmu.Unlock()
+	}
 	x.mu.Unlock()
 	if err != nil {
 		conn.Abort(engine.ReasonIOError) // OnClose fails the attempt
 	}
 	return true
 }
+
+// Results of startPipelined.
+const (
+	startedOK     = iota // written behind the requests in flight
+	startedDone          // x had ended already: nothing written
+	startedNoRoom        // cc has no room (full, closing, or its requests may not have company)
+)
+
+// startPipelined writes x behind the requests in flight on cc
+// (PoolConfig.MaxPipeline); x.pipelinable() holds.
+func (x *Exchange) startPipelined(cc *clientConn, now time.Time) int {
+	x.mu.Lock()
+	if x.state == xDone {
+		x.mu.Unlock()
+		return startedDone
+	}
+	cc.pmu.Lock()
+	if !cc.roomLocked() {
+		cc.pmu.Unlock()
+		x.mu.Unlock()
+		return startedNoRoom
+	}
+	if x.ptimer != nil {
+		x.ptimer.Stop()
+		x.ptimer = nil
+	}
+	cc.pipe = append(cc.pipe, x)
+	cc.nfl++
+	cc.sent++
+	x.state, x.cc, x.reused = xActive, cc, true
+	x.started = now
+	x.respBegun.Store(false)
+	x.timeoutCounted.Store(false)
+	x.discarding = false
+	hp := cc.hp
+	hp.c.set.Start(hp.idx)
+	hp.st.rqTotal.Add(1)
+	hp.c.st.rqPipelined.Add(1)
+	bufs := append(cc.bufs[:0], x.head)
+	if len(x.body) > 0 {
+		bufs = append(bufs, x.body)
+	}
+	conn := cc.conn
+	_, err := conn.Writev(bufs)
+	clear(bufs)
+	cc.syncOpenLocked()
+	cc.pmu.Unlock()
+	x.mu.Unlock()
+	if err != nil {
+		conn.Abort(engine.ReasonIOError) // OnClose fails the attempts
+		return startedOK
+	}
+	cc.armPerTry()
+	return startedOK
+}
+
+// pipelinable reports whether x may be written behind other requests on a
+// connection (Pipelinable, with pipelining on, and not an attempt of a
+// hedged request: canceling the losing attempt closes its connection).
+func (x *Exchange) pipelinable() bool {
+	return x.c.pool.MaxPipeline > 1 && x.idem && !x.stream && !x.upgrade && !x.expect && !x.child
+}
+
+// Pipelinable reports whether r may be pipelined (PoolConfig.MaxPipeline):
+// an idempotent request (by its method or Request.Idempotent) with a
+// complete body, no protocol upgrade and no 100-continue wait. A request
+// that may not be has its connection to itself: nothing is written behind
+// it, and it is written only on a connection with nothing in flight.
+func Pipelinable(r *Request) bool { return Hedgeable(r) }
 
 // Write sends streamed body bytes (Request.Stream), framed as the head
 // declared. Before a connection is assigned they are buffered. It is safe
@@ -635,10 +716,52 @@ func (x *Exchange) retryableStatus(code int) bool {
 	if !retry || !x.c.roomForRetry(x.begun) || !x.takeRetry() {
 		return false // the response goes to the handler as it is
 	}
+	// The retry's rate limit slot is taken now, before the response is
+	// set aside: without one the response goes to the handler after all.
+	now := x.c.now()
+	w, ok := x.retrySlot(now, 0)
 	x.mu.Lock()
+	if !ok {
+		x.releaseRetryLocked()
+		x.mu.Unlock()
+		return false
+	}
 	x.reserved = true
+	x.retryAt = now.Add(w)
 	x.mu.Unlock()
 	return true
+}
+
+// retrySlot takes the outbound rate limit's slot (ClusterConfig.RateLimit)
+// for a retry that would leave d after now: every attempt sent takes one,
+// so retries never push what the backend sees over the rate. It returns
+// how long from now the retry must wait (d, or longer when its slot comes
+// later: counted as throttled), or false, counted in rq_retry_rate_limited,
+// when the bucket is full (the retry is not made).
+func (x *Exchange) retrySlot(now time.Time, d time.Duration) (time.Duration, bool) {
+	c := x.c
+	if c.rl == nil {
+		return d, true
+	}
+	at, ok := c.rl.ReserveN(now.Add(d), 1)
+	if !ok {
+		c.st.retryRateLimited.Add(1)
+		return 0, false
+	}
+	w := at.Sub(now)
+	if w > d {
+		c.st.rqThrottled.Add(1)
+	}
+	return w, true
+}
+
+// dispatchAfter runs the next attempt after w (at once when w <= 0).
+func (x *Exchange) dispatchAfter(w time.Duration) {
+	if w <= 0 {
+		x.dispatch()
+		return
+	}
+	time.AfterFunc(w, x.dispatch)
 }
 
 // roomForRetry reports whether a retry fits the overall timeout (without
@@ -653,6 +776,19 @@ func (x *Exchange) bodyData(data []byte) {
 		return
 	}
 	x.h.OnBody(x, data)
+}
+
+// detach takes x off its connection once its response is complete, before
+// the connection carries another request: a Cancel or timeout from then on
+// (a proxy's client going away as soon as it has the response) ends x
+// without closing the connection, which is someone else's by then.
+func (x *Exchange) detach() {
+	x.mu.Lock()
+	x.cc = nil
+	if x.state == xActive {
+		x.state = xWaiting
+	}
+	x.mu.Unlock()
 }
 
 // complete ends the attempt after a complete response.
@@ -735,8 +871,13 @@ func (x *Exchange) attemptFailed(err *Error, hp *hostPool, ai attemptInfo) {
 	// backend most likely closed it as we reused it. Retry at once, free,
 	// when nothing was sent that could have been applied.
 	if free {
+		w, ok := x.retrySlot(c.now(), 0)
+		if !ok {
+			x.finish(err)
+			return
+		}
 		c.st.rqRetryReused.Add(1)
-		x.dispatch()
+		x.dispatchAfter(w)
 		return
 	}
 	if x.noRetry {
@@ -758,37 +899,44 @@ func (x *Exchange) attemptFailed(err *Error, hp *hostPool, ai attemptInfo) {
 // budget.
 func (x *Exchange) retry(backoff, connectFailed bool) bool {
 	c := x.c
-	if connectFailed {
-		x.mu.Lock()
-		x.retries++
-		n := x.retries
-		x.mu.Unlock()
-		c.st.rqRetry.Add(1)
-		if d := c.backoff(n); backoff && d > 0 {
-			time.AfterFunc(d, x.dispatch)
-		} else {
-			x.dispatch()
-		}
-		return true
-	}
 	x.mu.Lock()
-	reserved := x.reserved
-	x.reserved = false
+	n := x.retries + 1
+	reserved, at := x.reserved, x.retryAt
+	x.reserved, x.retryAt = false, time.Time{}
 	x.mu.Unlock()
-	if !reserved && !x.takeRetry() {
-		return false
+	var d time.Duration
+	if backoff {
+		d = max(0, c.backoff(n))
+	}
+	now := c.now()
+	var w time.Duration
+	switch {
+	case reserved: // retryableStatus took the room and the slot
+		if !at.IsZero() {
+			w = at.Sub(now)
+		}
+	case connectFailed:
+		var ok bool
+		if w, ok = x.retrySlot(now, d); !ok {
+			return false
+		}
+	default:
+		if !x.takeRetry() {
+			return false
+		}
+		var ok bool
+		if w, ok = x.retrySlot(now, d); !ok {
+			x.mu.Lock()
+			x.releaseRetryLocked()
+			x.mu.Unlock()
+			return false
+		}
 	}
 	x.mu.Lock()
 	x.retries++
-	n := x.retries
 	x.mu.Unlock()
 	c.st.rqRetry.Add(1)
-	d := c.backoff(n)
-	if !backoff || d <= 0 {
-		x.dispatch()
-		return true
-	}
-	time.AfterFunc(d, x.dispatch)
+	x.dispatchAfter(w)
 	return true
 }
 

@@ -73,6 +73,19 @@ type PoolConfig struct {
 	// closing. Zero means 1s, or half the announced timeout when that is
 	// shorter than 2s.
 	KeepAliveMargin time.Duration
+	// MaxPipeline turns on HTTP/1.1 pipelining and bounds the requests in
+	// flight on one connection (the one whose response is being read and
+	// those written behind it). Pipelining is used only instead of
+	// waiting: when a host has no idle connection and may not open
+	// another (MaxConnsPerHost or Thresholds.MaxConnections reached), an
+	// idempotent request with a complete body is written behind the
+	// requests on a busy connection with fewer than MaxPipeline in
+	// flight, rather than queued. A request that is not pipelinable
+	// (Pipelinable) has its connection to itself. When a pipelined
+	// connection dies, the request whose response had started fails and
+	// those behind it, whose responses had not, are retried. Zero or 1
+	// means no pipelining (the default).
+	MaxPipeline int
 }
 
 // Defaults of PoolConfig.
@@ -242,9 +255,12 @@ type ClusterConfig struct {
 // slot without blocking anyone — its dispatch is scheduled — while fewer
 // than Queue requests are in the bucket (the longest wait is
 // Queue/PerSecond, and the overall Timeout covers it); beyond that it is
-// refused at once with FailOverflow and ReasonRateLimited. Retries and
-// hedges are not throttled (the retry budget bounds them). The limit is
-// the cluster's, not per host.
+// refused at once with FailOverflow and ReasonRateLimited. Every attempt
+// sent takes a slot: a retry waits for the later of its backoff and its
+// slot, and is not made when the bucket is full (the request ends with its
+// last failure or response); a hedge is sent only when a slot is free at
+// once. Both refusals count in rq_retry_rate_limited. The limit is the
+// cluster's, not per host.
 type RateLimitConfig struct {
 	// PerSecond is the rate; zero or negative means no limit.
 	PerSecond float64

@@ -31,7 +31,8 @@
 // qualify). ClusterConfig.RateLimit throttles what the cluster sends
 // (client-side throttling toward a rate-limited API): requests leave
 // evenly spaced at the rate, one over it waits for its slot without
-// blocking, and a bounded queue refuses the rest with ReasonRateLimited.
+// blocking, and a bounded queue refuses the rest with ReasonRateLimited;
+// retries and hedges take slots too (a hedge only a free one).
 // ClusterConfig.PerTryTimeout is timed exactly, by a timer per busy
 // connection, not by the engine's tick. Failures are *Error values with a Failure (their String is the
 // metric label and the proxy's X-Warren-Reason). Package proxy is the reverse
@@ -111,6 +112,8 @@
 //	PoolConfig.MaxPendingPerHost       1024 (per host)
 //	PoolConfig.MaxRequestsPerHost      1024 (per host)
 //	PoolConfig.MaxRetriesPerHost       none (per host; the retry budget bounds the cluster's)
+//	PoolConfig.MaxPipeline             0 (no pipelining; N >= 2: up to N in flight per connection,
+//	                                   only once MaxConnsPerHost is reached)
 //	BreakerConfig.ConsecutiveFailures  5
 //	BreakerConfig.FailureRatio         0.5 of at least MinRequests 20 in Window
 //	BreakerConfig.Window               10s in Buckets 10

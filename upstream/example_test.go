@@ -55,6 +55,20 @@ func ExampleKeyedLimiter() {
 	// dev-1 may send again in 1s
 }
 
+func ExampleKeyedLimiter_CheckWait() {
+	// An inbound limit of 2 requests a second per client, answering 429
+	// with a Retry-After from the bucket.
+	l := upstream.NewKeyedLimiter[string](upstream.KeyedConfig{Rate: 2, Burst: 1})
+	for _, at := range []time.Duration{0, 100 * time.Millisecond, 500 * time.Millisecond} {
+		r, wait := l.CheckWait("10.0.0.9", start.Add(at), 1)
+		fmt.Printf("at +%v: %v, retry after %v\n", at, r, wait)
+	}
+	// Output:
+	// at +0s: none, retry after 0s
+	// at +100ms: rate_limited, retry after 400ms
+	// at +500ms: none, retry after 0s
+}
+
 func ExampleRingHash() {
 	set := upstream.NewHostSet([]upstream.Host{{Addr: "10.0.0.1:80"}, {Addr: "10.0.0.2:80"}, {Addr: "10.0.0.3:80"}},
 		upstream.HostSetConfig{})

@@ -119,6 +119,17 @@ func (hg *hedger) fire() {
 	if !h.takeRetry() { // counted as a retry overflow
 		return
 	}
+	now := c.now()
+	// The hedge takes the outbound rate limit's slot, and only one that
+	// starts now: a hedge that had to wait for its slot would come late
+	// and add load for little gain.
+	if c.rl != nil {
+		if _, r := c.rl.reserveWithin(now, 1, 0); r != ReasonNone {
+			c.st.retryRateLimited.Add(1)
+			h.end() // gives the budget back
+			return
+		}
+	}
 	a.mu.Lock()
 	a.retries++
 	a.mu.Unlock()
@@ -131,7 +142,7 @@ func (hg *hedger) fire() {
 	hg.att[1], hg.n = h, 2
 	hg.mu.Unlock()
 	c.st.hedged.Add(1)
-	h.dispatchTo(i, c.now())
+	h.dispatchTo(i, now)
 }
 
 // OnInterim passes on the 1xx responses of the first attempt while it is

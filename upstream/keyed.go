@@ -135,14 +135,23 @@ func (l *KeyedLimiter[K]) AllowN(key K, now time.Time, n int) bool {
 // ReasonRateLimited, ReasonOverBurst (n exceeds the burst) or
 // ReasonKeyTableFull (an unseen key and no room for it).
 func (l *KeyedLimiter[K]) Check(key K, now time.Time, n int) Reason {
+	r, _ := l.CheckWait(key, now, n)
+	return r
+}
+
+// CheckWait is Check that also says, when it refuses with
+// ReasonRateLimited, how long from now until key may have n events if it
+// takes none meanwhile (the value of an HTTP Retry-After); the wait is
+// zero otherwise. One lock, like Check.
+func (l *KeyedLimiter[K]) CheckWait(key K, now time.Time, n int) (Reason, time.Duration) {
 	if n <= 0 {
-		return ReasonNone
+		return ReasonNone, 0
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if int64(n) > l.burst {
 		l.stats.OverBurst++
-		return ReasonOverBurst
+		return ReasonOverBurst, 0
 	}
 	t := l.clock.nanos(now)
 	i, ok := l.index[key]
@@ -150,17 +159,17 @@ func (l *KeyedLimiter[K]) Check(key K, now time.Time, n int) Reason {
 		l.touch(i)
 	} else if i, ok = l.insert(key, t); !ok {
 		l.stats.TableFull++
-		return ReasonKeyTableFull
+		return ReasonKeyTableFull, 0
 	}
 	e := &l.entries[i]
 	tat, _, fits := gcra(e.tat, t, int64(n), l.interval, l.burst)
 	if !fits {
 		l.stats.RateLimited++
-		return ReasonRateLimited
+		return ReasonRateLimited, time.Duration(gcraWait(e.tat, t, int64(n), l.interval, l.burst))
 	}
 	e.tat = tat
 	l.stats.Allowed++
-	return ReasonNone
+	return ReasonNone, 0
 }
 
 // WhenN returns the earliest time, not before now, at which key may have n

@@ -31,7 +31,10 @@ import (
 //	warren_upstream_rq_hedged_total               counter  second attempts sent after the hedge delay
 //	warren_upstream_rq_hedge_won_total            counter  hedged attempts that answered first
 //	warren_upstream_rq_rate_limited_total         counter  requests refused by the rate limit (its queue full)
-//	warren_upstream_rq_throttled_total            counter  requests delayed to their rate limit slot
+//	warren_upstream_rq_throttled_total            counter  requests and retries delayed to their rate limit slot
+//	warren_upstream_rq_retry_rate_limited_total   counter  retries and hedges not made for want of a rate limit slot
+//	warren_upstream_rq_pipelined_total            counter  requests written behind others on a connection
+//	warren_upstream_rq_pipeline_reset_total       counter  pipelined requests whose connection closed before their response (retried)
 //	warren_upstream_host_overflow_total{resource} counter  per-host thresholds hit (connections, pending, requests, retries)
 //	warren_upstream_rq_xx_total{class}            counter  responses by status class
 //	warren_upstream_rq_failure_total{reason}      counter  requests failed without a response, by Failure
@@ -83,7 +86,10 @@ var metricDefs = []metricDef{
 	{"rq_hedged_total", "Second attempts sent after the hedge delay.", prometheus.CounterValue, ""},
 	{"rq_hedge_won_total", "Hedged attempts that answered first.", prometheus.CounterValue, ""},
 	{"rq_rate_limited_total", "Requests refused by the rate limit (its queue full).", prometheus.CounterValue, ""},
-	{"rq_throttled_total", "Requests delayed to their rate limit slot.", prometheus.CounterValue, ""},
+	{"rq_throttled_total", "Requests and retries delayed to their rate limit slot.", prometheus.CounterValue, ""},
+	{"rq_retry_rate_limited_total", "Retries and hedges not made for want of a rate limit slot.", prometheus.CounterValue, ""},
+	{"rq_pipelined_total", "Requests written behind others on a connection (pipelining).", prometheus.CounterValue, ""},
+	{"rq_pipeline_reset_total", "Pipelined requests whose connection closed before their response started.", prometheus.CounterValue, ""},
 	{"host_overflow_total", "Per-host thresholds hit, by resource.", prometheus.CounterValue, "resource"},
 	{"rq_xx_total", "Responses by status class.", prometheus.CounterValue, "class"},
 	{"rq_failure_total", "Requests failed without a response, by reason.", prometheus.CounterValue, "reason"},
@@ -143,7 +149,8 @@ func (k *promCollector) Collect(ch chan<- prometheus.Metric) {
 		"outlier_ejected": float64(s.EjectedNow), "membership_healthy": float64(healthy),
 		"membership_total": float64(len(s.Hosts)), "rq_hedged_total": float64(s.RqHedged),
 		"rq_hedge_won_total": float64(s.RqHedgeWon), "rq_rate_limited_total": float64(s.RqRateLimited),
-		"rq_throttled_total": float64(s.RqThrottled),
+		"rq_throttled_total": float64(s.RqThrottled), "rq_retry_rate_limited_total": float64(s.RqRetryRateLimited),
+		"rq_pipelined_total": float64(s.RqPipelined), "rq_pipeline_reset_total": float64(s.RqPipelineReset),
 	}
 	for _, d := range metricDefs {
 		desc := k.desc(d)

@@ -35,6 +35,10 @@ type hostPool struct {
 	pending    []*Exchange // FIFO from phead; entries with queued false are stale
 	phead      int
 	npending   int
+	// open are the busy connections with room for a pipelined request
+	// (PoolConfig.MaxPipeline); their entries change under the
+	// connection's pmu, with mu taken inside it.
+	open []*clientConn
 }
 
 // acquire gives x a connection: an idle one at once, else a place in the
@@ -54,6 +58,23 @@ func (hp *hostPool) acquire(x *Exchange, now time.Time) {
 		hp.mu.Unlock()
 		cc.assign(x, true, now)
 		return
+	}
+	// No idle connection and no room for another: behind the requests
+	// on a busy one, when pipelining is on, x may be pipelined and
+	// nobody waits ahead of it.
+	for len(hp.open) > 0 && hp.npending == 0 && !hp.mayDialLocked() && x.pipelinable() {
+		cc := hp.open[len(hp.open)-1]
+		hp.mu.Unlock()
+		switch x.startPipelined(cc, now) {
+		case startedOK:
+			return
+		case startedDone:
+			return
+		}
+		cc.pmu.Lock()
+		cc.syncOpenLocked() // full after all, or closing: off the list
+		cc.pmu.Unlock()
+		hp.mu.Lock()
 	}
 	if hp.npending >= c.pool.MaxPendingPerHost {
 		hp.mu.Unlock()
@@ -91,6 +112,53 @@ func (hp *hostPool) acquire(x *Exchange, now time.Time) {
 	if dial {
 		hp.dial()
 	}
+}
+
+// mayDialLocked reports whether the host may open another connection:
+// neither MaxConnsPerHost nor the cluster's MaxConnections is reached;
+// hp.mu is held.
+func (hp *hostPool) mayDialLocked() bool {
+	c := hp.c
+	if c.pool.MaxConnsPerHost >= 0 && hp.conns >= c.pool.MaxConnsPerHost {
+		return false
+	}
+	return c.res.Remaining(ResourceConnections) != 0
+}
+
+// dropOpenLocked takes cc off hp.open if it is there; hp.mu is held.
+func (hp *hostPool) dropOpenLocked(cc *clientConn) {
+	if !cc.inOpen {
+		return
+	}
+	cc.inOpen = false
+	for i, v := range hp.open {
+		if v == cc {
+			last := len(hp.open) - 1
+			hp.open[i] = hp.open[last]
+			hp.open[last] = nil
+			hp.open = hp.open[:last]
+			return
+		}
+	}
+}
+
+// popPipelinableLocked takes the first waiting exchange if it may be
+// pipelined, or nil (a first one that may not keeps its place); hp.mu is
+// held.
+func (hp *hostPool) popPipelinableLocked() *Exchange {
+	for hp.phead < len(hp.pending) {
+		x := hp.pending[hp.phead]
+		if x.queued {
+			if !x.pipelinable() {
+				return nil
+			}
+			return hp.popPendingLocked()
+		}
+		hp.pending[hp.phead] = nil
+		hp.phead++
+	}
+	hp.compactLocked()
+	return nil
 }
 
 // admit takes hp's MaxRequestsPerHost place for a request and, for a
@@ -321,13 +389,25 @@ type clientConn struct {
 	dialed  atomic.Pointer[engine.Conn]
 	lastIO  atomic.Int64 // unix nanos of the last request start or response byte
 
-	x atomic.Pointer[Exchange] // in flight, or nil
+	x atomic.Pointer[Exchange] // in flight (being answered), or nil
 
-	// inIdle is guarded by hp.mu.
 	inIdle bool
 
 	kaNanos atomic.Int64 // unix nanos when the backend's keep-alive (less the margin) ends; 0: none
 	opened  atomic.Bool
+
+	// inIdle and inOpen are guarded by hp.mu; inOpen changes with pmu
+	// held too.
+	inOpen bool
+
+	// pmu guards the fields below: the requests in flight on the
+	// connection. It is taken before hp.mu, never inside it.
+	pmu  sync.Mutex
+	pipe []*Exchange // written behind the one being answered (x), in order
+	nfl  int         // in flight: x and pipe
+	sent int         // requests written (PoolConfig.MaxRequestsPerConn)
+	solo bool        // the request in flight may not have others behind it
+	shut bool        // closing or upgraded: no more requests
 
 	// Loop-owned.
 	conn      *engine.Conn
@@ -520,6 +600,102 @@ func (cc *clientConn) assign(x *Exchange, reused bool, now time.Time) {
 		return
 	}
 	cc.armPerTry()
+	if cc.hp.c.pool.MaxPipeline > 1 {
+		cc.fillPipeline(now)
+	}
+}
+
+// roomLocked reports whether another request may be written behind those
+// in flight on cc (PoolConfig.MaxPipeline); cc.pmu is held.
+func (cc *clientConn) roomLocked() bool {
+	p := &cc.hp.c.pool
+	return cc.nfl > 0 && cc.nfl < p.MaxPipeline && !cc.solo && !cc.shut &&
+		(p.MaxRequestsPerConn <= 0 || cc.sent < p.MaxRequestsPerConn) && cc.gen == cc.hp.gen.Load()
+}
+
+// syncOpenLocked puts cc on hp.open when it has room for a pipelined
+// request and takes it off when not; cc.pmu is held.
+func (cc *clientConn) syncOpenLocked() {
+	hp := cc.hp
+	room := cc.roomLocked()
+	hp.mu.Lock()
+	if room && !cc.inOpen {
+		cc.inOpen = true
+		hp.open = append(hp.open, cc)
+	} else if !room {
+		hp.dropOpenLocked(cc)
+	}
+	hp.mu.Unlock()
+}
+
+// fillPipeline writes waiting requests that may be pipelined behind those
+// on cc while it has room (the first waiting one that may not be keeps
+// its place for a connection of its own).
+func (cc *clientConn) fillPipeline(now time.Time) {
+	hp := cc.hp
+	for {
+		cc.pmu.Lock()
+		room := cc.roomLocked()
+		cc.pmu.Unlock()
+		if !room {
+			return // full, closing, or its request has it to itself
+		}
+		hp.mu.Lock()
+		var x *Exchange
+		if hp.npending > 0 {
+			x = hp.popPipelinableLocked()
+		}
+		hp.mu.Unlock()
+		if x == nil {
+			return
+		}
+		if x.startPipelined(cc, now) == startedNoRoom {
+			hp.acquire(x, now) // back in line (or onto another connection)
+			return
+		}
+	}
+}
+
+// nextInFlight ends the answered request x on cc: the next one written
+// behind it becomes the one being answered. It reports whether requests
+// are still in flight; with !reuse cc takes no more. cc's loop.
+func (cc *clientConn) nextInFlight(reuse bool) bool {
+	cc.pmu.Lock()
+	defer cc.pmu.Unlock()
+	cc.nfl = max(0, cc.nfl-1)
+	var next *Exchange
+	if !reuse {
+		// Closing: those behind stay in pipe, for OnClose to retry.
+		cc.x.Store(nil)
+		cc.shut = true
+		cc.syncOpenLocked()
+		return cc.nfl > 0
+	}
+	if len(cc.pipe) > 0 {
+		next = cc.pipe[0]
+		cc.pipe[0] = nil
+		cc.pipe = cc.pipe[1:]
+	}
+	if len(cc.pipe) == 0 {
+		cc.pipe = cc.pipe[:0:0]
+	}
+	cc.x.Store(next)
+	if cc.nfl == 0 {
+		cc.solo = false
+	}
+	cc.syncOpenLocked()
+	return cc.nfl > 0
+}
+
+// shutPipeline marks cc as taking no more requests and returns those
+// written behind the one being answered, which the caller fails.
+func (cc *clientConn) shutPipeline() []*Exchange {
+	cc.pmu.Lock()
+	defer cc.pmu.Unlock()
+	rest := cc.pipe
+	cc.pipe, cc.nfl, cc.shut = nil, 0, true
+	cc.syncOpenLocked()
+	return rest
 }
 
 // armPerTry starts the per-try timer for a new attempt unless it is
@@ -676,9 +852,9 @@ func (cc *clientConn) noteKeepAlive(conn *engine.Conn, ka time.Duration) {
 // finish ends x's exchange after a complete response and returns the
 // connection to the pool, or closes it.
 func (cc *clientConn) finish(conn *engine.Conn, x *Exchange, now time.Time) {
+	x.detach()
 	cc.gotHead = false
 	cc.requests++
-	cc.x.Store(nil)
 	reuse := !cc.resp.Close && x.bodyComplete() && !cc.gone
 	if m := cc.hp.c.pool.MaxRequestsPerConn; m > 0 && cc.requests >= m {
 		reuse = false
@@ -686,6 +862,21 @@ func (cc *clientConn) finish(conn *engine.Conn, x *Exchange, now time.Time) {
 	cc.lastIO.Store(now.UnixNano())
 	if cc.kaDur > 0 {
 		cc.kaNanos.Store(now.Add(cc.kaDur).UnixNano())
+	}
+	if cc.hp.c.pool.MaxPipeline <= 1 {
+		cc.x.Store(nil)
+	} else if cc.nextInFlight(reuse) {
+		// Requests are still in flight behind x: the connection stays
+		// busy (reading the next response), and takes waiting requests
+		// while it has room; or it closes and they are retried.
+		if reuse {
+			cc.fillPipeline(now)
+		} else {
+			cc.gone = true
+			conn.CloseWithReason(engine.ReasonLocal)
+		}
+		x.complete(cc.resp.StatusCode, now)
+		return
 	}
 	if reuse {
 		cc.hp.release(cc, now)
@@ -699,6 +890,12 @@ func (cc *clientConn) finish(conn *engine.Conn, x *Exchange, now time.Time) {
 // fail ends x's attempt on cc with err.
 func (cc *clientConn) fail(x *Exchange, err *Error, gotBytes bool) {
 	cc.x.Store(nil)
+	if cc.hp.c.pool.MaxPipeline > 1 {
+		cc.pmu.Lock()
+		cc.shut = true // those behind x fail when the connection closes
+		cc.syncOpenLocked()
+		cc.pmu.Unlock()
+	}
 	cc.gone = true
 	cc.gotHead = false
 	x.attemptFailed(err, cc.hp, attemptInfo{reused: x.reused, gotBytes: gotBytes || x.respStarted()})
@@ -779,6 +976,16 @@ func (cc *clientConn) OnClose(conn *engine.Conn, r engine.CloseReason, err error
 		}
 		x.attemptFailed(&Error{Failure: f, Host: hp.name, Err: err}, hp,
 			attemptInfo{reused: x.reused, gotBytes: cc.gotHead || x.respStarted()})
+	}
+	if c.pool.MaxPipeline > 1 {
+		// The requests written behind: their responses had not started,
+		// and each is idempotent (only such are pipelined), so each is
+		// retried as a request that failed on a reused connection before
+		// any byte of its response.
+		for _, px := range cc.shutPipeline() {
+			c.st.rqPipelineReset.Add(1)
+			px.attemptFailed(&Error{Failure: FailReset, Host: hp.name, Err: err}, hp, attemptInfo{reused: true})
+		}
 	}
 	hp.redial()
 }

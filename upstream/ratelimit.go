@@ -166,6 +166,14 @@ func (b *LeakyBucket) ReserveN(now time.Time, n int) (at time.Time, ok bool) {
 // reserve pours n units in and returns how long after now their slot
 // starts.
 func (b *LeakyBucket) reserve(now time.Time, n int) (wait int64, r Reason) {
+	return b.reserveWithin(now, n, -1)
+}
+
+// reserveWithin is reserve for units that must leave within maxWait
+// nanoseconds of now (negative: whenever their slot comes): when their slot
+// would start later, nothing is poured and it reports ReasonRateLimited. A
+// hedge uses 0 (a hedge that must wait for its slot is not worth sending).
+func (b *LeakyBucket) reserveWithin(now time.Time, n int, maxWait int64) (wait int64, r Reason) {
 	if n <= 0 {
 		return 0, ReasonNone
 	}
@@ -180,7 +188,7 @@ func (b *LeakyBucket) reserve(now time.Time, n int) (wait int64, r Reason) {
 		b.tat = t
 	}
 	tat, start, ok := gcra(b.tat, t, int64(n), b.interval, b.capacity)
-	if !ok {
+	if !ok || maxWait >= 0 && start-t > maxWait {
 		return 0, ReasonRateLimited
 	}
 	b.tat = tat

@@ -9,7 +9,8 @@ import (
 type clusterStats struct {
 	cxTotal, cxConnectFail, cxClosed, cxOverflow, kaRetired    atomic.Uint64
 	rqTotal, rqSuccess, rqOverflow, rqTimeout, rqPerTryTimeout atomic.Uint64
-	rqRetry, rqRetryReused, retryOverflow                      atomic.Uint64
+	rqRetry, rqRetryReused, retryOverflow, retryRateLimited    atomic.Uint64
+	rqPipelined, rqPipelineReset                               atomic.Uint64
 	hedged, hedgeWon, rqRateLimited, rqThrottled               atomic.Uint64
 	pendingTotal, pendingOverflow, pendingTimeout              atomic.Uint64
 	breakerRejected, ejections, drains, upgrades               atomic.Uint64
@@ -86,7 +87,15 @@ type ClusterStats struct {
 	RqHedged        uint64            `json:"rq_hedged"`       // second attempts sent after ClusterConfig.HedgeDelay
 	RqHedgeWon      uint64            `json:"rq_hedge_won"`    // of them, those that answered first
 	RqRateLimited   uint64            `json:"rq_rate_limited"` // refused by ClusterConfig.RateLimit (its queue full)
-	RqThrottled     uint64            `json:"rq_throttled"`    // delayed to their rate limit slot
+	RqThrottled     uint64            `json:"rq_throttled"`    // delayed to their rate limit slot (requests and retries)
+	// RqRetryRateLimited counts retries and hedges not made because the
+	// rate limit's bucket was full (for a hedge: had no slot at once).
+	RqRetryRateLimited uint64 `json:"rq_retry_rate_limited"`
+	// RqPipelined counts requests written behind others on a connection
+	// (PoolConfig.MaxPipeline); RqPipelineReset those of them whose
+	// connection closed before their response started (retried).
+	RqPipelined     uint64 `json:"rq_pipelined"`
+	RqPipelineReset uint64 `json:"rq_pipeline_reset"`
 	// Resource thresholds: the cluster's (Thresholds, by Resource name)
 	// and each host's limits (PoolConfig, "connections", "pending",
 	// "requests"; -1 for none) with the times hosts hit them.
@@ -159,7 +168,8 @@ func (c *Cluster) Stats() ClusterStats {
 		RqStatus: map[string]uint64{}, RqFailures: map[string]uint64{}, Upgrades: s.upgrades.Load(),
 		BreakerRejected: s.breakerRejected.Load(), Ejections: s.ejections.Load(), Drains: s.drains.Load(),
 		Panic: c.set.Panic(), BreakerState: "off", RqHedged: s.hedged.Load(), RqHedgeWon: s.hedgeWon.Load(),
-		RqRateLimited: s.rqRateLimited.Load(), RqThrottled: s.rqThrottled.Load(),
+		RqRateLimited: s.rqRateLimited.Load(), RqThrottled: s.rqThrottled.Load(), RqRetryRateLimited: s.retryRateLimited.Load(),
+		RqPipelined: s.rqPipelined.Load(), RqPipelineReset: s.rqPipelineReset.Load(),
 		CircuitBreakers: map[string]ThresholdStats{}, HostOverflow: map[string]uint64{},
 		HostLimits: map[string]int64{"connections": int64(max(-1, c.pool.MaxConnsPerHost)),
 			"pending": int64(c.pool.MaxPendingPerHost), "requests": int64(max(-1, c.pool.MaxRequestsPerHost)),

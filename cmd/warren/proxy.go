@@ -48,6 +48,8 @@ func runProxy(args []string, stdout, stderr io.Writer) int {
 	fs.Int64Var(&pc.Limits.MaxBodyBytes, "max-body-bytes", 0, "request body limit, 413 over it (0: none, the backend decides)")
 	fs.Float64Var(&pc.RatePerIP, "rate-limit-per-ip", 0, "requests a second each client address may make; over it: 429 from the proxy itself (0: no limit)")
 	fs.IntVar(&pc.BurstPerIP, "rate-limit-per-ip-burst", 0, "burst of -rate-limit-per-ip (0: the rate rounded up, at least 1)")
+	fs.Var((*routeLimitsFlag)(&pc.RouteLimits), "route-limit",
+		"inbound limit of a path prefix, repeatable: PREFIX=RATE[,burst=N][,header=NAME][,keys=N][,name=LABEL]; per client address, or per value of header NAME; over it: 429 with Retry-After (none by default)")
 
 	p := &cc.Pool
 	fs.IntVar(&p.MaxConnsPerHost, "max-conns-per-host", upstream.DefaultMaxConnsPerHost, "connections per backend (negative: only -cb-max-connections)")
@@ -60,6 +62,7 @@ func runProxy(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&p.MaxRequestsPerHost, "max-requests-per-host", upstream.DefaultMaxRequestsPerHost, "requests waiting for or on a connection per backend; a full backend's requests go to another, else 503 at once (negative: no limit)")
 	fs.IntVar(&p.MaxRetriesPerHost, "max-retries-per-host", 0, "retries (and hedges) in flight per backend; a full backend's retries go to another, else 503 at once (0: no per-host limit, the retry budget bounds them)")
 	fs.DurationVar(&p.PendingTimeout, "pending-timeout", upstream.DefaultPendingTimeout, "longest wait for a backend connection; 503 after")
+	fs.IntVar(&p.MaxPipeline, "pipeline", 0, "HTTP/1.1 pipelining: requests in flight per backend connection, used only when a backend has no idle connection and -max-conns-per-host (or -cb-max-connections) is reached; idempotent requests without a body only (0 or 1: off)")
 	fs.DurationVar(&p.KeepAliveMargin, "keepalive-margin", upstream.DefaultKeepAliveMargin, "retire pooled connections this long before the backend's Keep-Alive timeout")
 
 	t := &cc.Thresholds
@@ -100,7 +103,7 @@ func runProxy(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&cc.Health.Timeout, "hc-timeout", upstream.DefaultHealthTimeout, "health check timeout")
 	fs.IntVar(&cc.Health.UnhealthyThreshold, "hc-unhealthy", upstream.DefaultHealthUnhealthyThreshold, "failed checks in a row that take a host out")
 	fs.IntVar(&cc.Health.HealthyThreshold, "hc-healthy", upstream.DefaultHealthHealthyThreshold, "passed checks in a row that bring it back")
-	fs.Float64Var(&cc.RateLimit.PerSecond, "rate-limit", 0, "requests a second sent to the cluster at most, spaced evenly; over it a request waits for its slot (0: no limit)")
+	fs.Float64Var(&cc.RateLimit.PerSecond, "rate-limit", 0, "requests a second sent to the cluster at most, spaced evenly; over it a request waits for its slot; retries and hedges take slots too (0: no limit)")
 	fs.IntVar(&cc.RateLimit.Queue, "rate-limit-queue", 0, "requests waiting for their -rate-limit slot at most (with the one leaving); over it: 503 at once (0: one second's worth)")
 	fs.DurationVar(&cc.ResolveInterval, "resolve-interval", upstream.DefaultResolveInterval, "re-resolve backend names this often (negative: at start only)")
 
@@ -117,6 +120,10 @@ func runProxy(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	envDefault(fs, "admin-token", "WARREN_ADMIN_TOKEN")
+	if err := proxy.ValidateRouteLimits(pc.RouteLimits); err != nil {
+		fmt.Fprintf(stderr, "warren proxy: -route-limit: %v\n", err)
+		return 2
+	}
 	if *ups == "" {
 		fmt.Fprintln(stderr, "warren proxy: -upstream is required (http://host:port,...)")
 		return 2
@@ -223,8 +230,37 @@ func parseRetryOn(s string) (upstream.RetryOn, error) {
 	return on, nil
 }
 
+// repeatable is a flag that may be given more than once; in a -config
+// file its value is a JSON array, one element a Set.
+type repeatable interface{ repeatable() bool }
+
+// routeLimitsFlag is -route-limit, repeatable.
+type routeLimitsFlag []proxy.RouteLimit
+
+func (f *routeLimitsFlag) repeatable() bool { return true }
+
+func (f *routeLimitsFlag) String() string {
+	if f == nil {
+		return ""
+	}
+	s := make([]string, len(*f))
+	for i, rl := range *f {
+		s[i] = rl.String()
+	}
+	return strings.Join(s, " ")
+}
+
+func (f *routeLimitsFlag) Set(s string) error {
+	rl, err := proxy.ParseRouteLimit(s)
+	if err != nil {
+		return err
+	}
+	*f = append(*f, rl)
+	return nil
+}
+
 // applyConfigFile sets the flags named in a JSON object, unless the
-// command line set them.
+// command line set them. A repeatable flag (-route-limit) takes an array.
 func applyConfigFile(fs *flag.FlagSet, path string) error {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -239,6 +275,18 @@ func applyConfigFile(fs *flag.FlagSet, path string) error {
 			return fmt.Errorf("unknown setting %q (settings are the flag names)", k)
 		}
 		if flagSet(fs, k) || k == "config" {
+			continue
+		}
+		if r, ok := fs.Lookup(k).Value.(repeatable); ok && r.repeatable() {
+			vs, ok := v.([]any)
+			if !ok {
+				vs = []any{v}
+			}
+			for _, e := range vs {
+				if err := fs.Set(k, fmt.Sprint(e)); err != nil {
+					return fmt.Errorf("%s: %w", k, err)
+				}
+			}
 			continue
 		}
 		var s string

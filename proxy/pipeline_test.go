@@ -1,0 +1,77 @@
+package proxy
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/warrenhq/warren/upstream"
+)
+
+// TestProxyPipeline: through the proxy with one backend connection and
+// PoolConfig.MaxPipeline 4, concurrent GETs from Go's client are pipelined
+// on that connection and each gets its own answer; a POST among them is
+// not pipelined and is answered too.
+func TestProxyPipeline(t *testing.T) {
+	e := startEngine(t)
+	var conns atomic.Int64
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		time.Sleep(time.Millisecond)
+		fmt.Fprintf(w, "%s %s %s", r.Method, r.URL.Path, body)
+	}), ConnState: func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	addr := ln.Addr().String()
+	paddr, p := startProxy(t, e, upstream.ClusterConfig{Hosts: []string{addr},
+		Pool: upstream.PoolConfig{MaxConnsPerHost: 1, MaxPipeline: 4}}, Config{})
+	var wg sync.WaitGroup
+	for i := range 32 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			path := fmt.Sprintf("/x%d", i)
+			method, want := "GET", "GET "+path+" "
+			var resp *http.Response
+			var err error
+			if i%8 == 3 {
+				method, want = "POST", "POST "+path+" body"
+				resp, err = http.Post("http://"+paddr+path, "text/plain", strings.NewReader("body"))
+			} else {
+				resp, err = http.Get("http://" + paddr + path)
+			}
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			got, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || string(got) != want {
+				t.Errorf("%s %s: %d %q; want %q", method, path, resp.StatusCode, got, want)
+			}
+		}()
+	}
+	wg.Wait()
+	st := p.Cluster().Stats()
+	t.Logf("pipelined %d; backend connections %d", st.RqPipelined, conns.Load())
+	if st.RqPipelined == 0 {
+		t.Error("nothing pipelined")
+	}
+	if conns.Load() != 1 {
+		t.Errorf("backend connections %d; want 1", conns.Load())
+	}
+}
