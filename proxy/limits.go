@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"math"
 	"net/netip"
 	"sort"
@@ -40,8 +41,9 @@ type RouteLimit struct {
 	// least 1.
 	Burst int
 	// Header keys the limit by this request header's value (a device id,
-	// an API key); a request without it is keyed by its client address.
-	// Empty means by client address.
+	// an API key), kept as a seeded 64-bit hash so that a key's size does
+	// not depend on the value's; a request without it is keyed by its
+	// client address. Empty means by client address.
 	Header string
 	// MaxKeys bounds the keys held at once; beyond it the least recently
 	// seen key is forgotten (its bucket starts full again when it
@@ -115,11 +117,15 @@ func (rl RouteLimit) String() string {
 	return s
 }
 
-// limitKey is a RouteLimit's key: the header's value, or else the client
-// address (id empty).
+// limitKey is a RouteLimit's key: a hash of the header's value (seeded per
+// route, so a key costs the same few bytes however long the value), or
+// else the client address. Two values sharing a hash would share a bucket;
+// a client able to aim at that could as well send the other value itself,
+// since the header is not authenticated here.
 type limitKey struct {
-	ip netip.Addr
-	id string
+	ip   netip.Addr
+	id   uint64
+	byID bool
 }
 
 // routeLimiter is a RouteLimit in use.
@@ -127,6 +133,7 @@ type routeLimiter struct {
 	name, prefix string
 	prefixB      []byte
 	header       string
+	seed         maphash.Seed
 	lim          *upstream.KeyedLimiter[limitKey]
 	refused      [3]atomic.Uint64 // by limitReasons
 }
@@ -180,7 +187,7 @@ func newRouteLimiters(ls []RouteLimit) (out []*routeLimiter, skipped []error) {
 		if name == "" {
 			name = l.Prefix
 		}
-		out = append(out, &routeLimiter{name: name, prefix: l.Prefix, prefixB: []byte(l.Prefix), header: l.Header,
+		out = append(out, &routeLimiter{name: name, prefix: l.Prefix, prefixB: []byte(l.Prefix), header: l.Header, seed: maphash.MakeSeed(),
 			lim: upstream.NewKeyedLimiter[limitKey](upstream.KeyedConfig{Rate: l.Rate, Burst: l.Burst, MaxKeys: l.MaxKeys, EvictBusy: true})})
 	}
 	sort.SliceStable(out, func(i, j int) bool { return len(out[i].prefix) > len(out[j].prefix) })
@@ -243,7 +250,7 @@ func (p *Proxy) checkLimits(addr netip.Addr, req *http1.Request, now time.Time, 
 	k := limitKey{ip: addr}
 	if rl.header != "" {
 		if v := req.Header(rl.header); len(v) > 0 {
-			k = limitKey{id: string(v)}
+			k = limitKey{id: maphash.Bytes(rl.seed, v), byID: true}
 		}
 	}
 	r, wait := rl.lim.CheckWait(k, now, 1)
