@@ -41,7 +41,9 @@
 # (traffic length of the storm run: 25s), RETRIES (100), BACKOFF (1s),
 # BACKOFF_MAX (8s), GW_FLAGS (more `warren serve` flags, e.g.
 # "-tls-handshake-workers 8"), PROFILE (seconds: a CPU profile of worker 0
-# during the storm, into OUT), STORM_NICE (0: the nice value of the storm's
+# during the storm, into OUT), TRACE (seconds: a runtime execution trace
+# of worker 0 and of the prefork parent during the storm, into OUT; read
+# with `go tool trace -pprof=sched`), STORM_NICE (0: the nice value of the storm's
 # load generator; on this one machine its client handshakes take the CPU
 # that real devices' own processors would spend), OUT (bench/out).
 #
@@ -63,6 +65,7 @@ BACKOFF=${BACKOFF:-1s}
 BACKOFF_MAX=${BACKOFF_MAX:-8s}
 GW_FLAGS=${GW_FLAGS:-}
 PROFILE=${PROFILE:-0}
+TRACE=${TRACE:-0}
 STORM_NICE=${STORM_NICE:-0}
 OUT=${OUT:-bench/out}
 
@@ -175,6 +178,13 @@ PIDS+=("$STORM_PID")
 if [ "$PROFILE" -gt 0 ]; then
   w0=$(curl -fsS "http://127.0.0.1:$ADM/workers" | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["admin"])')
   curl -fsS -o "$OUT/tls-storm-worker0.pprof" "http://$w0/debug/pprof/profile?seconds=$PROFILE" &
+  PIDS+=("$!")
+fi
+if [ "$TRACE" -gt 0 ]; then
+  w0=$(curl -fsS "http://127.0.0.1:$ADM/workers" | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["admin"])')
+  curl -fsS -o "$OUT/tls-storm-worker0.trace" "http://$w0/debug/pprof/trace?seconds=$TRACE" &
+  PIDS+=("$!")
+  curl -fsS -o "$OUT/tls-storm-parent.trace" "http://127.0.0.1:$ADM/debug/pprof/trace?seconds=$TRACE" &
   PIDS+=("$!")
 fi
 all=
