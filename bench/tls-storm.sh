@@ -170,6 +170,8 @@ wait_online "$ESTABLISHED"
 sleep 2 # the established run's hold: its traffic starts now
 ok0=$(metric warren_tls_handshakes_total 'result="ok"')
 cpu0=$(gw_cpu)
+declare -A pcpu0
+for p in $(gw_pids); do pcpu0[$p]=$(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0); done
 t0=$(date +%s.%N)
 WARREN_JWT_SECRET=$SECRET nice -n "$STORM_NICE" "$BIN/warren" load -scenario devices -url "$URL" -ca "$DATA/ca.pem" -conns "$STORM" \
   -first "$ESTABLISHED" -procs "$LOAD_PROCS" -src "$SOURCES" -retries "$RETRIES" -retry-backoff "$BACKOFF" \
@@ -191,10 +193,17 @@ all=
 peak_online=0
 : >"$OUT/tls-storm-samples.txt"
 for ((i = 0; i < 2400; i++)); do
-  n=$(online)
-  echo "$(echo "$(date +%s.%N) - $t0" | bc) $n $(metric warren_tls_handshakes_total 'result="ok"') $(metric warren_tls_refused_total 'bound="listener"')" \
-    "$(metric warren_gateway_command_duration_seconds_count) $(metric warren_gateway_command_duration_seconds_bucket 'le="0.05"')" \
-    "$(metric warren_gateway_command_duration_seconds_bucket 'le="0.25"')" >>"$OUT/tls-storm-samples.txt"
+  # One scrape a sample, so its figures are of one moment.
+  line=$(curl -fsS "http://127.0.0.1:$ADM/metrics" 2>/dev/null | awk -v t="$(echo "$(date +%s.%N) - $t0" | bc)" '
+    $1 ~ /^warren_gateway_devices_online([{]|$)/ {on += $2}
+    $1 ~ /^warren_tls_handshakes_total[{]/ && $1 ~ /result="ok"/ {ok += $2}
+    $1 ~ /^warren_tls_refused_total[{]/ && $1 ~ /bound="listener"/ {ref += $2}
+    $1 ~ /^warren_gateway_command_duration_seconds_count([{]|$)/ {cn += $2}
+    $1 ~ /^warren_gateway_command_duration_seconds_bucket[{]/ && $1 ~ /le="0.05"/ {c50 += $2}
+    $1 ~ /^warren_gateway_command_duration_seconds_bucket[{]/ && $1 ~ /le="0.25"/ {c250 += $2}
+    END {printf "%s %d %d %d %d %d %d\n", t, on, ok, ref, cn, c50, c250}')
+  echo "$line" >>"$OUT/tls-storm-samples.txt"
+  n=$(echo "$line" | awk '{print $2}')
   [ "$n" -gt "$peak_online" ] && peak_online=$n
   if [ "$n" -ge "$total" ]; then
     all=$(echo "$(date +%s.%N) - $t0" | bc)
@@ -215,7 +224,9 @@ for b in listener per_ip banned queue_full; do
 done
 echo "handshakes by result: $(curl -fsS "http://127.0.0.1:$ADM/metrics" | awk '/^warren_tls_handshakes_total/ {split($1, a, "result=\""); split(a[2], r, "\""); s[r[1]] += $2} END {for (k in s) printf "%s %d  ", k, s[k]}')"
 for p in $(gw_pids); do
-  echo "  pid $p $(tr '\0' ' ' </proc/"$p"/cmdline | cut -c1-30): peak RSS $(hwm_kb "$p") kB, RSS now $(rss_kb "$p") kB"
+  role=worker
+  [ "$p" = "$GW_PID" ] && role="parent (NATS, directory)"
+  echo "  pid $p ($role): peak RSS $(hwm_kb "$p") kB, RSS now $(rss_kb "$p") kB, CPU during the storm $(echo "scale=2; ($(awk '{print $14 + $15}' "/proc/$p/stat") - ${pcpu0[$p]:-0}) / $hz" | bc) s"
 done
 wait "$STORM_PID" || echo "storm: warren load exited $?"
 grep -E "^(connections|ramp|retries|errors)" "$OUT/tls-storm-storm.txt" || head -n 12 "$OUT/tls-storm-storm.txt"
