@@ -170,8 +170,14 @@ wait_online "$ESTABLISHED"
 sleep 2 # the established run's hold: its traffic starts now
 ok0=$(metric warren_tls_handshakes_total 'result="ok"')
 cpu0=$(gw_cpu)
-declare -A pcpu0
-for p in $(gw_pids); do pcpu0[$p]=$(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0); done
+declare -A pcpu0 pwait0
+# runq_wait PID: nanoseconds the process's threads have waited on the
+# kernel's run queues, runnable but not running (schedstat's second field).
+runq_wait() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $2} END {printf "%.0f\n", s}'; }
+for p in $(gw_pids) "$EST_PID"; do
+  pcpu0[$p]=$(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)
+  pwait0[$p]=$(runq_wait "$p")
+done
 t0=$(date +%s.%N)
 WARREN_JWT_SECRET=$SECRET nice -n "$STORM_NICE" "$BIN/warren" load -scenario devices -url "$URL" -ca "$DATA/ca.pem" -conns "$STORM" \
   -first "$ESTABLISHED" -procs "$LOAD_PROCS" -src "$SOURCES" -retries "$RETRIES" -retry-backoff "$BACKOFF" \
@@ -226,8 +232,12 @@ echo "handshakes by result: $(curl -fsS "http://127.0.0.1:$ADM/metrics" | awk '/
 for p in $(gw_pids); do
   role=worker
   [ "$p" = "$GW_PID" ] && role="parent (NATS, directory)"
-  echo "  pid $p ($role): peak RSS $(hwm_kb "$p") kB, RSS now $(rss_kb "$p") kB, CPU during the storm $(echo "scale=2; ($(awk '{print $14 + $15}' "/proc/$p/stat") - ${pcpu0[$p]:-0}) / $hz" | bc) s"
+  echo "  pid $p ($role): peak RSS $(hwm_kb "$p") kB, RSS now $(rss_kb "$p") kB, CPU during the storm $(echo "scale=2; ($(awk '{print $14 + $15}' "/proc/$p/stat") - ${pcpu0[$p]:-0}) / $hz" | bc) s," \
+    "its threads runnable but waiting for a core $(echo "scale=2; ($(runq_wait "$p") - ${pwait0[$p]:-0}) / 1000000000" | bc) s"
 done
+if [ -d "/proc/$EST_PID" ]; then
+  echo "  established devices' load generator: its threads runnable but waiting for a core $(echo "scale=2; ($(runq_wait "$EST_PID") - ${pwait0[$EST_PID]:-0}) / 1000000000" | bc) s during the storm"
+fi
 wait "$STORM_PID" || echo "storm: warren load exited $?"
 grep -E "^(connections|ramp|retries|errors)" "$OUT/tls-storm-storm.txt" || head -n 12 "$OUT/tls-storm-storm.txt"
 wait "$EST_PID" || echo "established: warren load exited $?"
