@@ -142,7 +142,7 @@ func TestHandshakeWorkersBound(t *testing.T) {
 func TestFlightTimeout(t *testing.T) {
 	p := newPKI(t)
 	s := startServer(t, engine.Config{}, tlsx.Config{CertFile: p.certFile, KeyFile: p.keyFile, HandshakeWorkers: 1,
-		HandshakeTimeout: time.Minute, FlightTimeout: 300 * time.Millisecond, RatePerIP: -1, BanThreshold: -1})
+		HandshakeTimeout: time.Minute, FlightTimeout: time.Second, RatePerIP: -1, BanThreshold: -1})
 	stop := make(chan struct{})
 	defer close(stop)
 	raw, err := net.Dial("tcp", s.addr)
