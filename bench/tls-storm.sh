@@ -28,8 +28,10 @@
 #     by the rate bound retry with jittered exponential backoff
 #     (-retries RETRIES -retry-backoff BACKOFF -retry-backoff-max
 #     BACKOFF_MAX), as real devices do. The script samples the gateway's
-#     merged /metrics every 0.25 s: devices online, handshakes by result,
-#     refusals by bound. Reports the time until all STORM are online (from
+#     merged /metrics every 0.25 s (into OUT/tls-storm-samples.txt: seconds
+#     since the storm's start, devices online, handshakes ok, refused by
+#     the listener's bound, and the gateway's own command round trips —
+#     hub to device to ack — in all, within 50 ms, within 250 ms). Reports the time until all STORM are online (from
 #     the storm's start), handshakes/s achieved, refusals by bound, the
 #     established devices' command p50/p99 during the storm and before it,
 #     commands lost (sent minus answered 200), and the peak RSS (VmHWM) of
@@ -41,7 +43,9 @@
 # (traffic length of the storm run: 25s), RETRIES (100), BACKOFF (1s),
 # BACKOFF_MAX (8s), GW_FLAGS (more `warren serve` flags, e.g.
 # "-tls-handshake-workers 8"), PROFILE (seconds: a CPU profile of worker 0
-# during the storm, into OUT), STORM_NICE (0: the nice value of the storm's
+# during the storm, into OUT), TRACE (seconds: a runtime execution trace
+# of worker 0 during the storm, into OUT; read with `go tool trace
+# -pprof=sched`), STORM_NICE (0: the nice value of the storm's
 # load generator; on this one machine its client handshakes take the CPU
 # that real devices' own processors would spend), OUT (bench/out).
 #
@@ -63,6 +67,7 @@ BACKOFF=${BACKOFF:-1s}
 BACKOFF_MAX=${BACKOFF_MAX:-8s}
 GW_FLAGS=${GW_FLAGS:-}
 PROFILE=${PROFILE:-0}
+TRACE=${TRACE:-0}
 STORM_NICE=${STORM_NICE:-0}
 OUT=${OUT:-bench/out}
 
@@ -165,6 +170,14 @@ wait_online "$ESTABLISHED"
 sleep 2 # the established run's hold: its traffic starts now
 ok0=$(metric warren_tls_handshakes_total 'result="ok"')
 cpu0=$(gw_cpu)
+declare -A pcpu0 pwait0
+# runq_wait PID: nanoseconds the process's threads have waited on the
+# kernel's run queues, runnable but not running (schedstat's second field).
+runq_wait() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $2} END {printf "%.0f\n", s}'; }
+for p in $(gw_pids) "$EST_PID"; do
+  pcpu0[$p]=$(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)
+  pwait0[$p]=$(runq_wait "$p")
+done
 t0=$(date +%s.%N)
 WARREN_JWT_SECRET=$SECRET nice -n "$STORM_NICE" "$BIN/warren" load -scenario devices -url "$URL" -ca "$DATA/ca.pem" -conns "$STORM" \
   -first "$ESTABLISHED" -procs "$LOAD_PROCS" -src "$SOURCES" -retries "$RETRIES" -retry-backoff "$BACKOFF" \
@@ -177,13 +190,26 @@ if [ "$PROFILE" -gt 0 ]; then
   curl -fsS -o "$OUT/tls-storm-worker0.pprof" "http://$w0/debug/pprof/profile?seconds=$PROFILE" &
   PIDS+=("$!")
 fi
+if [ "$TRACE" -gt 0 ]; then
+  w0=$(curl -fsS "http://127.0.0.1:$ADM/workers" | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["admin"])')
+  curl -fsS -o "$OUT/tls-storm-worker0.trace" "http://$w0/debug/pprof/trace?seconds=$TRACE" &
+  PIDS+=("$!")
+fi
 all=
 peak_online=0
 : >"$OUT/tls-storm-samples.txt"
 for ((i = 0; i < 2400; i++)); do
-  n=$(online)
-  echo "$(echo "$(date +%s.%N) - $t0" | bc) $n $(metric warren_tls_handshakes_total 'result="ok"') $(metric warren_tls_refused_total 'bound="listener"')" \
-    >>"$OUT/tls-storm-samples.txt"
+  # One scrape a sample, so its figures are of one moment.
+  line=$(curl -fsS "http://127.0.0.1:$ADM/metrics" 2>/dev/null | awk -v t="$(echo "$(date +%s.%N) - $t0" | bc)" '
+    $1 ~ /^warren_gateway_devices_online([{]|$)/ {on += $2}
+    $1 ~ /^warren_tls_handshakes_total[{]/ && $1 ~ /result="ok"/ {ok += $2}
+    $1 ~ /^warren_tls_refused_total[{]/ && $1 ~ /bound="listener"/ {ref += $2}
+    $1 ~ /^warren_gateway_command_duration_seconds_count([{]|$)/ {cn += $2}
+    $1 ~ /^warren_gateway_command_duration_seconds_bucket[{]/ && $1 ~ /le="0.05"/ {c50 += $2}
+    $1 ~ /^warren_gateway_command_duration_seconds_bucket[{]/ && $1 ~ /le="0.25"/ {c250 += $2}
+    END {printf "%s %d %d %d %d %d %d\n", t, on, ok, ref, cn, c50, c250}')
+  echo "$line" >>"$OUT/tls-storm-samples.txt"
+  n=$(echo "$line" | awk '{print $2}')
   [ "$n" -gt "$peak_online" ] && peak_online=$n
   if [ "$n" -ge "$total" ]; then
     all=$(echo "$(date +%s.%N) - $t0" | bc)
@@ -204,8 +230,14 @@ for b in listener per_ip banned queue_full; do
 done
 echo "handshakes by result: $(curl -fsS "http://127.0.0.1:$ADM/metrics" | awk '/^warren_tls_handshakes_total/ {split($1, a, "result=\""); split(a[2], r, "\""); s[r[1]] += $2} END {for (k in s) printf "%s %d  ", k, s[k]}')"
 for p in $(gw_pids); do
-  echo "  pid $p $(tr '\0' ' ' </proc/"$p"/cmdline | cut -c1-30): peak RSS $(hwm_kb "$p") kB, RSS now $(rss_kb "$p") kB"
+  role=worker
+  [ "$p" = "$GW_PID" ] && role="parent (NATS, directory)"
+  echo "  pid $p ($role): peak RSS $(hwm_kb "$p") kB, RSS now $(rss_kb "$p") kB, CPU during the storm $(echo "scale=2; ($(awk '{print $14 + $15}' "/proc/$p/stat") - ${pcpu0[$p]:-0}) / $hz" | bc) s," \
+    "its threads runnable but waiting for a core $(echo "scale=2; ($(runq_wait "$p") - ${pwait0[$p]:-0}) / 1000000000" | bc) s"
 done
+if [ -d "/proc/$EST_PID" ]; then
+  echo "  established devices' load generator: its threads runnable but waiting for a core $(echo "scale=2; ($(runq_wait "$EST_PID") - ${pwait0[$EST_PID]:-0}) / 1000000000" | bc) s during the storm"
+fi
 wait "$STORM_PID" || echo "storm: warren load exited $?"
 grep -E "^(connections|ramp|retries|errors)" "$OUT/tls-storm-storm.txt" || head -n 12 "$OUT/tls-storm-storm.txt"
 wait "$EST_PID" || echo "established: warren load exited $?"

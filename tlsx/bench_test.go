@@ -11,7 +11,7 @@ import (
 // client's half runs in the same process, so read the profile, not the
 // time, for the server's share.
 func BenchmarkHandshake(b *testing.B) {
-	s, addr, pool := testServer(b, Config{RatePerIP: -1, Rate: -1})
+	s, addr, pool := testServer(b, Config{RatePerIP: -1, Rate: -1, BanThreshold: -1})
 	_ = s
 	cfg := &tls.Config{RootCAs: pool, ServerName: "localhost", MinVersion: tls.VersionTLS13}
 	b.ReportAllocs()

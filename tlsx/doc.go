@@ -20,8 +20,14 @@
 // stay, the others end after WorkerIdle without a job). A worker runs
 // crypto/tls's standard server handshake over the adapter, which hands
 // crypto/tls one whole record at a time, so nothing read past the
-// handshake stays inside tls.Conn. Config.HandshakeTimeout bounds the
-// whole handshake from its first byte (slowloris).
+// handshake stays inside tls.Conn. A handshake holds one of
+// Config.HandshakeCPU slots (GOMAXPROCS/2) while it computes and none
+// while it waits for its client, so a storm of handshakes leaves the
+// event loops their share of the CPU; while handshakes come in a burst
+// (Config.BurstRate a second) the garbage collector's target is raised to
+// Config.BurstGCPercent. Config.HandshakeTimeout bounds the whole
+// handshake from its first byte (slowloris), and Config.FlightTimeout each
+// of the client's turns in it, so a stalled client frees its worker soon.
 //
 // After a TLS 1.3 handshake the tls.Conn is dropped: the traffic secrets,
 // caught through a per-connection Config.KeyLogWriter, key warren's own

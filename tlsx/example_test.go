@@ -150,20 +150,24 @@ func ExampleHandshakeConn() {
 	// Output: true pong
 }
 
-// ExampleConfig_handshakePool sizes the handshake pool for a gateway that
-// expects reconnect storms and few slow clients (docs/benchmarks.md §17):
-// 4 handshakes in progress at most, GOMAXPROCS workers kept when idle, and
-// no collection after a burst (the process runs its own GC policy).
+// ExampleConfig_handshakePool sets the handshake pool's bounds for a
+// gateway that expects reconnect storms (docs/benchmarks.md §26): 256
+// handshakes in progress (each waiting for its client costs memory, not
+// CPU), one computing at a time so the event loops keep the rest of the
+// CPU, 3 s for each of a client's turns so slow clients let their workers
+// go, and no change to the garbage collector's target during a burst nor
+// a collection after it, for a process that runs its own GC policy.
 func ExampleConfig_handshakePool() {
 	cert, _ := exampleCert()
-	s, err := tlsx.New(tlsx.Config{Certificate: cert, HandshakeWorkers: 4, HandshakeQueue: 4096, CollectAfter: -1})
+	s, err := tlsx.New(tlsx.Config{Certificate: cert, HandshakeWorkers: 256, HandshakeCPU: 1,
+		FlightTimeout: 3 * time.Second, HandshakeQueue: 4096, BurstGCPercent: -1, CollectAfter: -1})
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
 	defer s.Close()
-	fmt.Println("handshakes in progress at most:", 4)
-	// Output: handshakes in progress at most: 4
+	fmt.Println("handshakes computing at most:", 1)
+	// Output: handshakes computing at most: 1
 }
 
 // ExampleRevokedError: with revocation lists (Config.CRLFile, or CRLs

@@ -41,6 +41,7 @@ const (
 	DetailBadClientCert    Detail = "tls_bad_client_certificate"
 	DetailRevokedCert      Detail = "tls_revoked_client_certificate"
 	DetailHandshakeTimeout Detail = "tls_handshake_timeout"
+	DetailFlightTimeout    Detail = "tls_flight_timeout"
 	DetailServerClosed     Detail = "tls_server_closed"
 )
 
@@ -125,6 +126,23 @@ type hsConn struct {
 
 	readLog []byte // what crypto/tls read (under mu), for the TLS 1.2 checks
 
+	// CPU slots (Config.HandshakeCPU, cpuSched), under mu: slot says the
+	// handshake holds one; cpuQueued that it waits in the scheduler's
+	// FIFO; cpuGone that its handshake ended (a slot given now is passed
+	// on); dataWait that its worker waits for the client's bytes.
+	slot      bool
+	cpuQueued bool
+	cpuGone   bool
+	dataWait  bool
+
+	// The flight timeout (Config.FlightTimeout), under mu: waiting is
+	// set while the worker waits for a record it has not had whole, from
+	// the moment it found nothing to read until the record's last byte;
+	// flightEnd is when that wait times out (flightT wakes the worker).
+	waiting   bool
+	flightEnd time.Time
+	flightT   *time.Timer
+
 	// The handshake worker's.
 	written  []byte // what crypto/tls wrote, for counting records (TLS 1.3) and the TLS 1.2 checks
 	clientTS []byte // CLIENT_TRAFFIC_SECRET_0
@@ -150,7 +168,14 @@ func (hs *hsConn) OnData(c *engine.Conn, in []byte) int {
 	}
 	hs.in = append(pool.Grow(hs.in, len(in)), in...)
 	buf := hs.in
-	hs.cond.Broadcast()
+	if hs.dataWait {
+		// Its worker waits for these bytes: wake it if it may compute
+		// on them; otherwise it is woken when given a slot.
+		hs.dataWait = false
+		if !hs.cpuBound() || hs.s.cpu.acquire(hs) {
+			hs.cond.Broadcast()
+		}
+	}
 	hs.mu.Unlock()
 	if hs.queued {
 		return len(in)
@@ -270,7 +295,15 @@ func (hs *hsConn) Read(p []byte) (int, error) {
 			hs.recLeft = recordHeaderLen + int(binary.BigEndian.Uint16(hs.in[3:]))
 		}
 		if hs.recLeft > 0 && len(hs.in) > 0 {
-			break
+			if hs.post || !hs.cpuBound() || hs.s.cpu.acquire(hs) {
+				break
+			}
+			// Input for the handshake: compute again once given a slot.
+			if hs.s.cpu.isStopped() {
+				return 0, net.ErrClosed // the Server closed
+			}
+			hs.cond.Wait()
+			continue
 		}
 		if hs.post {
 			if hs.closed {
@@ -278,7 +311,22 @@ func (hs *hsConn) Read(p []byte) (int, error) {
 			}
 			return 0, errWouldBlock
 		}
+		if hs.waiting && !time.Now().Before(hs.flightEnd) {
+			return 0, errFlightTimeout
+		}
+		hs.armFlight()
+		if hs.slot {
+			// Waiting for the client computes nothing: the slot goes to
+			// the next handshake with input.
+			hs.slot = false
+			hs.mu.Unlock()
+			hs.s.cpu.release()
+			hs.mu.Lock()
+			continue // bytes may have come meanwhile
+		}
+		hs.dataWait = true
 		hs.cond.Wait()
+		hs.dataWait = false
 	}
 	n := min(len(p), hs.recLeft, len(hs.in))
 	copy(p, hs.in[:n])
@@ -287,7 +335,60 @@ func (hs *hsConn) Read(p []byte) (int, error) {
 	}
 	hs.in = hs.in[:copy(hs.in, hs.in[n:])]
 	hs.recLeft -= n
+	if hs.recLeft == 0 {
+		hs.waiting = false // the record is whole: the client's turn ended in time
+	}
 	return n, nil
+}
+
+// errFlightTimeout ends a handshake whose client did not send a whole
+// record within Config.FlightTimeout of the server waiting for it. It is
+// not temporary: crypto/tls keeps it and fails the handshake.
+var errFlightTimeout net.Error = flightTimeout{}
+
+type flightTimeout struct{}
+
+func (flightTimeout) Error() string {
+	return "tlsx: the client's next handshake record did not come in time"
+}
+func (flightTimeout) Timeout() bool   { return true }
+func (flightTimeout) Temporary() bool { return false }
+
+// armFlight starts the flight timeout when the worker begins waiting for
+// a record (under mu). A Client's handshakes have none.
+func (hs *hsConn) armFlight() {
+	if hs.waiting || hs.s == nil || hs.s.cfg.FlightTimeout <= 0 {
+		return
+	}
+	d := hs.s.cfg.FlightTimeout
+	hs.waiting, hs.flightEnd = true, time.Now().Add(d)
+	if hs.flightT == nil {
+		hs.flightT = time.AfterFunc(d, hs.flightExpired)
+	} else {
+		hs.flightT.Reset(d)
+	}
+}
+
+// flightExpired is the flight timer: it wakes the worker waiting for its
+// client, whose Read then fails if the record it waits for has still not
+// come (a timer from an earlier wait that fires late finds waiting false
+// or flightEnd ahead).
+func (hs *hsConn) flightExpired() {
+	hs.mu.Lock()
+	if hs.waiting && hs.dataWait && !time.Now().Before(hs.flightEnd) {
+		hs.cond.Broadcast()
+	}
+	hs.mu.Unlock()
+}
+
+// stopFlight stops the flight timer once the handshake has ended.
+func (hs *hsConn) stopFlight() {
+	hs.mu.Lock()
+	hs.waiting = false
+	if hs.flightT != nil {
+		hs.flightT.Stop()
+	}
+	hs.mu.Unlock()
 }
 
 // Write sends handshake bytes straight to the connection (and keeps a copy
@@ -340,6 +441,39 @@ func (hs *hsConn) keyLogLine(line []byte) {
 		if crand, err := hex.DecodeString(string(f[1])); err == nil {
 			hs.master, hs.crand = secret, crand
 		}
+	}
+}
+
+// cpuBound reports whether the handshake's Server bounds the handshakes
+// computing at once (Config.HandshakeCPU; a Client's never does).
+func (hs *hsConn) cpuBound() bool { return hs.s != nil && hs.s.cpu != nil }
+
+// takeCPU waits until the handshake holds a CPU slot, its connection
+// closes or the Server does. Only its worker calls it.
+func (hs *hsConn) takeCPU() {
+	if !hs.cpuBound() {
+		return
+	}
+	hs.mu.Lock()
+	for !hs.s.cpu.acquire(hs) && !hs.closed && !hs.s.cpu.isStopped() {
+		hs.cond.Wait()
+	}
+	hs.mu.Unlock()
+}
+
+// cpuDone ends the handshake's part in the CPU scheduler: a slot it holds
+// is given back, and one given to it later is passed on.
+func (hs *hsConn) cpuDone() {
+	if !hs.cpuBound() {
+		return
+	}
+	hs.mu.Lock()
+	hs.cpuGone = true
+	held := hs.slot
+	hs.slot = false
+	hs.mu.Unlock()
+	if held {
+		hs.s.cpu.release()
 	}
 }
 
@@ -416,7 +550,8 @@ func (s *Server) leave() bool {
 // have started since the last one; s.gc calls it WorkerIdle after the
 // last handshake started.
 func (s *Server) collect() {
-	if s.sinceGC.Load() < int64(s.cfg.CollectAfter) {
+	s.endBurst()
+	if s.cfg.CollectAfter <= 0 || s.sinceGC.Load() < int64(s.cfg.CollectAfter) {
 		return
 	}
 	s.sinceGC.Store(0)
@@ -430,12 +565,16 @@ func (s *Server) collect() {
 func (s *Server) handshake(hs *hsConn) {
 	ctx, cancel := context.WithDeadline(context.WithValue(context.Background(), connKey{}, hs.c), hs.started.Add(s.cfg.HandshakeTimeout))
 	defer cancel()
+	hs.takeCPU()
+	defer hs.cpuDone()
 	if s.gc != nil {
 		s.sinceGC.Add(1)
 		s.gc.Reset(WorkerIdle)
 	}
+	s.noteHandshake(time.Now())
 	tc := tls.Server(hs, s.base)
 	err := tc.HandshakeContext(ctx)
+	hs.stopFlight()
 	if hs.rnd != nil {
 		s.byRandom.CompareAndDelete(*hs.rnd, hs)
 		hs.rnd = nil
@@ -455,6 +594,8 @@ func (s *Server) handshake(hs *hsConn) {
 		switch {
 		case ctx.Err() != nil:
 			res, d = ResultTimeout, DetailHandshakeTimeout
+		case errors.Is(err, errFlightTimeout):
+			res, d = ResultFlightTimeout, DetailFlightTimeout
 		case errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
 			res = ResultAborted // the peer closed in the middle
 		case errors.Is(err, ErrRevoked):

@@ -9,14 +9,15 @@ import (
 
 // Handshake results, the "result" label of warren_tls_handshakes_total.
 const (
-	ResultOK        = "ok"
-	ResultFailed    = "failed"                     // crypto/tls refused the handshake (bad ClientHello, no shared suite, bad client certificate)
-	ResultTimeout   = "timeout"                    // not finished within HandshakeTimeout
-	ResultNotTLS    = "not_tls"                    // the first bytes were not a TLS handshake record
-	ResultPlainHTTP = "plain_http"                 // plaintext HTTP sent to the TLS port (answered 400)
-	ResultAborted   = "aborted"                    // the peer closed during the handshake
-	ResultBadCert   = "bad_client_certificate"     // mutual TLS: the client certificate was refused (expired, unknown CA, wrong usage)
-	ResultRevoked   = "revoked_client_certificate" // mutual TLS: a revocation list (Config.CRLFile) lists the client certificate or its CA
+	ResultOK            = "ok"
+	ResultFailed        = "failed"                     // crypto/tls refused the handshake (bad ClientHello, no shared suite, bad client certificate)
+	ResultTimeout       = "timeout"                    // not finished within HandshakeTimeout
+	ResultFlightTimeout = "flight_timeout"             // the client's next record did not come within FlightTimeout
+	ResultNotTLS        = "not_tls"                    // the first bytes were not a TLS handshake record
+	ResultPlainHTTP     = "plain_http"                 // plaintext HTTP sent to the TLS port (answered 400)
+	ResultAborted       = "aborted"                    // the peer closed during the handshake
+	ResultBadCert       = "bad_client_certificate"     // mutual TLS: the client certificate was refused (expired, unknown CA, wrong usage)
+	ResultRevoked       = "revoked_client_certificate" // mutual TLS: a revocation list (Config.CRLFile) lists the client certificate or its CA
 )
 
 // Record layers, the "layer" label of warren_tls_record_layers_total.
@@ -40,7 +41,10 @@ type metrics struct {
 	duration    prometheus.Histogram
 	queue       prometheus.GaugeFunc
 	workers     prometheus.GaugeFunc
+	computing   prometheus.GaugeFunc
 	collections prometheus.Counter
+	bursts      prometheus.Counter
+	burst       prometheus.GaugeFunc
 	expiry      prometheus.GaugeFunc
 	refused     *prometheus.CounterVec // bound
 	records     *prometheus.CounterVec // error (record-layer close detail)
@@ -68,7 +72,7 @@ func newMetrics(namespace string, s *Server) *metrics {
 			return 0
 		}),
 		handshakes: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "tls_handshakes_total",
-			Help: "TLS handshakes by result (ok, failed, bad_client_certificate, revoked_client_certificate, timeout, not_tls, plain_http, aborted) and negotiated version."}, []string{"result", "version"}),
+			Help: "TLS handshakes by result (ok, failed, bad_client_certificate, revoked_client_certificate, timeout, flight_timeout, not_tls, plain_http, aborted) and negotiated version."}, []string{"result", "version"}),
 		duration: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: namespace, Name: "tls_handshake_duration_seconds",
 			Help:    "Time from the ClientHello's arrival to the end of the handshake, queueing included.",
 			Buckets: []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5, 10}}),
@@ -76,8 +80,24 @@ func newMetrics(namespace string, s *Server) *metrics {
 			Help: "Handshakes waiting for a handshake worker."}, func() float64 { return float64(len(s.jobs)) }),
 		workers: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Name: "tls_handshake_workers",
 			Help: "Handshake workers running (Config.HandshakeWorkers at most; GOMAXPROCS of them stay when idle)."}, func() float64 { return float64(s.live.Load()) }),
+		computing: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Name: "tls_handshakes_computing",
+			Help: "Handshakes holding a CPU slot now (Config.HandshakeCPU at most)."}, func() float64 {
+			if s.cpu == nil {
+				return 0
+			}
+			return float64(s.cpu.held(s.cfg.HandshakeCPU))
+		}),
 		collections: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "tls_collections_total",
 			Help: "Garbage collections run after a burst of handshakes (Config.CollectAfter)."}),
+		bursts: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "tls_gc_bursts_total",
+			Help: "Bursts of handshakes that raised the garbage collector's target (Config.BurstGCPercent, Config.BurstRate)."}),
+		burst: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Name: "tls_gc_burst",
+			Help: "1 while this server holds the garbage collector's target raised for a burst of handshakes, else 0."}, func() float64 {
+			if s.inBurst() {
+				return 1
+			}
+			return 0
+		}),
 		expiry: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Name: "tls_certificate_expiry_seconds",
 			Help: "Seconds until the served certificate's NotAfter (negative once expired)."}, func() float64 {
 			return time.Until(s.cert.Load().notAfter).Seconds()
@@ -125,7 +145,10 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.duration.Describe(ch)
 	m.queue.Describe(ch)
 	m.workers.Describe(ch)
+	m.computing.Describe(ch)
 	m.collections.Describe(ch)
+	m.bursts.Describe(ch)
+	m.burst.Describe(ch)
 	m.expiry.Describe(ch)
 	m.refused.Describe(ch)
 	m.records.Describe(ch)
@@ -144,7 +167,10 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	m.duration.Collect(ch)
 	m.queue.Collect(ch)
 	m.workers.Collect(ch)
+	m.computing.Collect(ch)
 	m.collections.Collect(ch)
+	m.bursts.Collect(ch)
+	m.burst.Collect(ch)
 	m.expiry.Collect(ch)
 	m.refused.Collect(ch)
 	m.records.Collect(ch)

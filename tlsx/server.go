@@ -32,8 +32,11 @@ const (
 	DefaultHandshakeTimeout  = 10 * time.Second
 	DefaultHandshakeQueue    = 1024
 	DefaultHandshakeWorkers  = 256
-	DefaultCollectAfter      = 1000 // handshakes before a quiet second runs a collection
-	DefaultRatePerIP         = 20   // handshakes per second per client IP
+	DefaultFlightTimeout     = 5 * time.Second // a client's turn in a handshake
+	DefaultCollectAfter      = 1000            // handshakes before a quiet second runs a collection
+	DefaultBurstGCPercent    = 100             // the garbage collector's target during a burst of handshakes
+	DefaultBurstRate         = 200             // handshakes a second that make a burst
+	DefaultRatePerIP         = 20              // handshakes per second per client IP
 	DefaultRate              = 5000
 	DefaultReloadInterval    = 10 * time.Second
 	DefaultIdentityURIScheme = "urn:device:"
@@ -92,11 +95,21 @@ type Config struct {
 	// HandshakeTimeout bounds a handshake from the first byte to the end.
 	// Zero means 10s.
 	HandshakeTimeout time.Duration
+	// FlightTimeout bounds each of the client's turns in a handshake: a
+	// handshake waiting for a record of its client's next flight (the
+	// ClientKeyExchange or Finished after the server's flight, a record
+	// split over several reads) that has not come whole this long after
+	// the server began waiting for it fails (ResultFlightTimeout,
+	// DetailFlightTimeout). A slow or stalled client then holds its
+	// handshake worker for at most this long per flight instead of
+	// HandshakeTimeout. Zero means 5s; negative means none (only
+	// HandshakeTimeout).
+	FlightTimeout time.Duration
 	// HandshakeWorkers bounds the handshakes in progress: each runs on a
 	// goroutine of its own while in progress (crypto/tls's handshake
 	// blocks, so it cannot run on the loops), and one waiting for a slow
-	// client's next flight keeps its goroutine until HandshakeTimeout.
-	// CPU is bounded by GOMAXPROCS anyway; this bounds the memory (about
+	// client's next flight keeps its goroutine until FlightTimeout. CPU
+	// is bounded by HandshakeCPU; this bounds the memory (about
 	// 40 KB per handshake in progress) and how many slow clients can hold
 	// handshakes at once. Zero means 256. Only GOMAXPROCS of them (at most
 	// HandshakeWorkers) stay when there is nothing to do: the others are
@@ -104,6 +117,21 @@ type Config struct {
 	// WorkerIdle without one, so that an idle server keeps no 256 grown
 	// goroutine stacks after a burst of handshakes.
 	HandshakeWorkers int
+	// HandshakeCPU bounds the handshakes computing at once: a handshake
+	// holds one of these slots while crypto/tls works on it (key shares,
+	// the signature, the Finished) and gives it back while it waits for
+	// its client. Go's scheduler has no priorities: without the bound, a
+	// storm's handshakes in progress wake as their clients' flights
+	// arrive and fill every P's run queue, and an event loop woken by the
+	// network, a NATS client or a request handler waits behind them
+	// (measured through a 20,000-client storm on 2 cores: loops waited
+	// runnable 16 ms at p90 and 48 ms at p99, and a command crossing ten
+	// such hops 0.4-0.8 s; docs/benchmarks.md §26). With half the Ps at
+	// most for handshakes, the other half stays free for the loops; the
+	// cost is the rate a storm reconnects at on a machine busy with
+	// nothing else. Zero means GOMAXPROCS/2 (at least 1); negative means
+	// no bound (every worker computes at will).
+	HandshakeCPU int
 	// CollectAfter: once this many handshakes have started since the last
 	// such collection, a second without a new handshake runs one garbage
 	// collection (runtime.GC), so that the heap's goal is set by the
@@ -113,6 +141,21 @@ type Config struct {
 	// heap for idle connections later; this gets there a second after a
 	// reconnect storm. Zero means 1000; negative means never.
 	CollectAfter int
+	// BurstGCPercent and BurstRate: while handshakes come in a burst —
+	// BurstRate or more started within a second — the garbage collector's
+	// target (GOGC, debug.SetGCPercent) is raised to at least
+	// BurstGCPercent, and the target found is put back when a second
+	// passes with fewer, or without any (CollectAfter's collection then
+	// runs under the restored target). Each handshake leaves tens of KB of
+	// garbage, and under a low target (warren serve's default is 25) a
+	// process with a small live heap would otherwise collect every few
+	// tens of milliseconds through a reconnect storm, its mark assists
+	// and pauses landing on the event loops (docs/benchmarks.md §26). The
+	// target is process-wide: the heap may grow to (1 + BurstGCPercent/100)
+	// times the live heap during the burst. Zero means 100 and 200 a
+	// second; a negative BurstGCPercent never changes the target.
+	BurstGCPercent int
+	BurstRate      int
 	// HandshakeQueue bounds the handshakes waiting for a worker; a
 	// connection arriving when it is full is refused (BoundQueueFull).
 	// Zero means 1024.
@@ -189,6 +232,9 @@ func (c Config) withDefaults() Config {
 	if c.HandshakeTimeout <= 0 {
 		c.HandshakeTimeout = DefaultHandshakeTimeout
 	}
+	if c.FlightTimeout == 0 {
+		c.FlightTimeout = DefaultFlightTimeout
+	}
 	if c.HandshakeWorkers <= 0 {
 		c.HandshakeWorkers = DefaultHandshakeWorkers
 	}
@@ -197,6 +243,15 @@ func (c Config) withDefaults() Config {
 	}
 	if c.CollectAfter == 0 {
 		c.CollectAfter = DefaultCollectAfter
+	}
+	if c.BurstGCPercent == 0 {
+		c.BurstGCPercent = DefaultBurstGCPercent
+	}
+	if c.BurstRate <= 0 {
+		c.BurstRate = DefaultBurstRate
+	}
+	if c.HandshakeCPU == 0 {
+		c.HandshakeCPU = max(1, runtime.GOMAXPROCS(0)/2)
 	}
 	if c.RatePerIP == 0 {
 		c.RatePerIP = DefaultRatePerIP
@@ -278,6 +333,7 @@ type Server struct {
 	crls atomic.Pointer[crlSet] // nil: no revocation lists
 
 	jobs chan *hsConn
+	cpu  *cpuSched // HandshakeCPU's slots; nil: no bound
 	// The handshake workers: live running (resident of them never end),
 	// demand the handshakes queued or running; spawn serialises starting
 	// and ending a worker, and starting one against Close.
@@ -287,8 +343,15 @@ type Server struct {
 	// (Config.CollectAfter).
 	sinceGC atomic.Int64
 	gc      *time.Timer // runs collect WorkerIdle after the last handshake started; nil: never
-	spawn   sync.Mutex
-	stopped bool // under spawn: Close has begun
+	// A burst of handshakes (Config.BurstGCPercent): the current second
+	// window's start and count, and whether this Server holds the
+	// collector's target raised.
+	burstMu  sync.Mutex
+	winStart time.Time
+	winCount int
+	raised   bool
+	spawn    sync.Mutex
+	stopped  bool // under spawn: Close has begun
 	// byRandom maps a handshake's ClientHello random to its hsConn while
 	// it runs on a shared Config (sharedKeyLog).
 	byRandom sync.Map
@@ -342,13 +405,16 @@ func New(cfg Config) (*Server, error) {
 		Renegotiation: tls.RenegotiateNever,
 	}
 	s.base.GetConfigForClient = s.configFor
+	if cfg.HandshakeCPU > 0 {
+		s.cpu = newCPUSched(cfg.HandshakeCPU)
+	}
 	s.resident = int32(min(cfg.HandshakeWorkers, max(1, runtime.GOMAXPROCS(0))))
 	for range s.resident {
 		s.live.Add(1)
 		s.wg.Add(1)
 		go s.worker(true)
 	}
-	if cfg.CollectAfter > 0 {
+	if cfg.CollectAfter > 0 || cfg.BurstGCPercent > 0 {
 		s.gc = time.AfterFunc(time.Hour, s.collect)
 		s.gc.Stop()
 	}
@@ -649,8 +715,12 @@ func (s *Server) Close() {
 			s.gc.Stop()
 		}
 		close(s.closed)
+		if s.cpu != nil {
+			s.cpu.stop()
+		}
 	})
 	s.wg.Wait()
+	s.endBurst()
 }
 
 // Handler returns the engine.Handler for a TLS listener whose connections,

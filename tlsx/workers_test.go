@@ -19,13 +19,17 @@ import (
 // client's Finished on its worker.
 type stallConn struct {
 	net.Conn
-	writes int
-	stop   chan struct{}
+	writes  int
+	stop    chan struct{}
+	stalled chan struct{} // if set, closed when the client holds its second flight
 }
 
 func (c *stallConn) Write(p []byte) (int, error) {
 	c.writes++
 	if c.writes > 1 {
+		if c.writes == 2 && c.stalled != nil {
+			close(c.stalled) // the server's worker sent its flight and waits
+		}
 		<-c.stop
 		return 0, net.ErrClosed
 	}
@@ -53,7 +57,7 @@ func TestHandshakeWorkersGrowAndShrink(t *testing.T) {
 	p := newPKI(t)
 	const max = 12
 	s := startServer(t, engine.Config{}, tlsx.Config{CertFile: p.certFile, KeyFile: p.keyFile, HandshakeWorkers: max,
-		RatePerIP: -1, BanThreshold: -1})
+		RatePerIP: -1, BanThreshold: -1, FlightTimeout: -1})
 	resident := min(max, runtime.GOMAXPROCS(0))
 	waitWorkers(t, s.tls, resident)
 
@@ -97,7 +101,7 @@ func TestHandshakeWorkersGrowAndShrink(t *testing.T) {
 func TestHandshakeWorkersBound(t *testing.T) {
 	p := newPKI(t)
 	s := startServer(t, engine.Config{}, tlsx.Config{CertFile: p.certFile, KeyFile: p.keyFile, HandshakeWorkers: 3,
-		RatePerIP: -1, BanThreshold: -1})
+		RatePerIP: -1, BanThreshold: -1, FlightTimeout: -1})
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	var conns []net.Conn
@@ -127,6 +131,91 @@ func TestHandshakeWorkersBound(t *testing.T) {
 		raw.Close()
 	}
 	wg.Wait()
+}
+
+// TestFlightTimeout: with one handshake worker, a client that sends its
+// ClientHello and then nothing holds the worker only for FlightTimeout
+// (not HandshakeTimeout, a minute here): the handshake queued behind it
+// then completes, and the stalled one is counted as flight_timeout. A
+// client whose second flight comes in time is not touched by it (the
+// queued handshake's own flight).
+func TestFlightTimeout(t *testing.T) {
+	p := newPKI(t)
+	s := startServer(t, engine.Config{}, tlsx.Config{CertFile: p.certFile, KeyFile: p.keyFile, HandshakeWorkers: 1,
+		HandshakeTimeout: time.Minute, FlightTimeout: time.Second, RatePerIP: -1, BanThreshold: -1})
+	stop := make(chan struct{})
+	defer close(stop)
+	raw, err := net.Dial("tcp", s.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	stalled := make(chan struct{})
+	go tls.Client(&stallConn{Conn: raw, stop: stop, stalled: stalled}, &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS13}).Handshake()
+	select {
+	case <-stalled:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stalled client never got the server's flight")
+	}
+	c := httpsClient(p, tls.VersionTLS13, nil)
+	if got := get(t, c, "https://"+s.addr+"/"); got != "hello " {
+		t.Fatalf("behind a stalled handshake: %q", got)
+	}
+	c.CloseIdleConnections()
+	for deadline := time.Now().Add(5 * time.Second); !metric(t, s.tls, `warren_tls_handshakes_total{result="flight_timeout",version="none"} 1`+"\n"); {
+		if time.Now().After(deadline) {
+			t.Fatal("the stalled handshake not counted as flight_timeout")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !metric(t, s.tls, `warren_tls_handshakes_total{result="ok",version="1.3"} 1`+"\n") {
+		t.Fatal("the queued handshake not counted ok")
+	}
+}
+
+// TestHandshakeCPU: with one CPU slot, handshakes waiting for their
+// clients (stalled before their Finished) hold none, so another handshake
+// still computes and completes; the slot is free once all are done.
+func TestHandshakeCPU(t *testing.T) {
+	p := newPKI(t)
+	s := startServer(t, engine.Config{}, tlsx.Config{CertFile: p.certFile, KeyFile: p.keyFile, HandshakeCPU: 1,
+		RatePerIP: -1, BanThreshold: -1, FlightTimeout: -1})
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var conns []net.Conn
+	for range 4 {
+		raw, err := net.Dial("tcp", s.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, raw)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tls.Client(&stallConn{Conn: raw, stop: stop}, &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS13}).Handshake()
+		}()
+	}
+	waitWorkers(t, s.tls, max(4, runtime.GOMAXPROCS(0)))
+	for _, v := range versions {
+		c := httpsClient(p, v.v, nil)
+		for i := range 3 {
+			if got := get(t, c, "https://"+s.addr+"/"); got != "hello " {
+				t.Fatalf("%s request %d beside 4 stalled handshakes: %q", v.name, i, got)
+			}
+		}
+		c.CloseIdleConnections()
+	}
+	close(stop)
+	for _, raw := range conns {
+		raw.Close()
+	}
+	wg.Wait()
+	for deadline := time.Now().Add(5 * time.Second); !metric(t, s.tls, "warren_tls_handshakes_computing 0\n"); {
+		if time.Now().After(deadline) {
+			t.Fatal("a CPU slot still held 5s after every handshake ended")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // TestCollectAfter: a second after the last of CollectAfter handshakes,
@@ -166,7 +255,7 @@ func TestCollectAfter(t *testing.T) {
 // gauges returns the Server's worker, queue and CPU-slot gauges.
 func gauges(t *testing.T, s *tlsx.Server) string {
 	var out []string
-	for _, name := range []string{"warren_tls_handshake_workers", "warren_tls_handshake_queue_depth"} {
+	for _, name := range []string{"warren_tls_handshake_workers", "warren_tls_handshake_queue_depth", "warren_tls_handshakes_computing"} {
 		for n := range 300 {
 			if metric(t, s, fmt.Sprintf("%s %d\n", name, n)) {
 				out = append(out, fmt.Sprintf("%s %d", name, n))
