@@ -103,3 +103,17 @@ func ExampleNew_extraCollectors() {
 	}
 	// Output: warren_http_requests_total{class="2xx"} 3
 }
+
+// ExamplePprofRoutes serves runtime profiles on an admin endpoint of the
+// program's own, behind the same access checks as warren's admin listener.
+func ExamplePprofRoutes() {
+	mux := http.NewServeMux()
+	admin.PprofRoutes(mux)
+	h := admin.Guard(mux, admin.GuardConfig{Token: "s3cret"})
+	req := httptest.NewRequest("GET", "http://127.0.0.1/debug/pprof/goroutine?debug=1", nil)
+	req.Header.Set("Authorization", "Bearer s3cret")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	fmt.Println(rec.Code, strings.HasPrefix(rec.Body.String(), "goroutine profile:"))
+	// Output: 200 true
+}

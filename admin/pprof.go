@@ -13,11 +13,16 @@ import (
 	"time"
 )
 
-// pprofRoutes serves runtime profiles under /debug/pprof/ in the formats
-// net/http/pprof uses, so `go tool pprof http://ADDR/debug/pprof/heap`
-// works. It is written here rather than imported because importing
-// net/http/pprof registers the profiles on http.DefaultServeMux, which would
-// expose them on any server of the program that uses it.
+// PprofRoutes adds runtime profiles under /debug/pprof/ to mux, in the
+// formats net/http/pprof uses, so `go tool pprof
+// http://ADDR/debug/pprof/heap` and `go tool trace` work. The admin Server
+// serves them; a program with an admin endpoint of its own (the prefork
+// parent's) adds them with this, behind Guard. They are written here
+// rather than imported because importing net/http/pprof registers the
+// profiles on http.DefaultServeMux, which would expose them on any server
+// of the program that uses it.
+func PprofRoutes(mux *http.ServeMux) { pprofRoutes(mux) }
+
 func pprofRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /debug/pprof/{$}", pprofIndex)
 	mux.HandleFunc("GET /debug/pprof/cmdline", func(w http.ResponseWriter, r *http.Request) {

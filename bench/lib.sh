@@ -67,8 +67,9 @@ gw_setup() {
 gw_wait_ready() {
   local poll=${2:-0.1} deadline=$((SECONDS + 30))
   while ((SECONDS < deadline)); do
+    # With GW_PROCS 1 (or unset) warren serve runs in one process: no workers to count.
     if curl -fsS -o /dev/null "http://127.0.0.1:$ADM/readyz" 2>/dev/null &&
-      [ "$(pgrep -c -P "$GW_PID" || true)" -ge "$GW_PROCS" ]; then
+      { [ "${GW_PROCS:-1}" -le 1 ] || [ "$(pgrep -c -P "$GW_PID" || true)" -ge "$GW_PROCS" ]; }; then
       return 0
     fi
     kill -0 "$GW_PID" 2>/dev/null || die "the gateway exited (log: $1)"

@@ -32,6 +32,7 @@ import (
 //	GET /readyz    200 when every worker is up and reported its admin
 //	               listener, else 503
 //	GET /          a page linking each worker's own dashboard
+//	GET /debug/pprof/…  the parent's own runtime profiles (admin.PprofRoutes)
 //
 // It is guarded as a worker's admin listener is (admin.Guard): with
 // Config.AdminToken set, every endpoint but /healthz and /readyz requires
@@ -97,6 +98,7 @@ func (s *Supervisor) AdminHandler() http.Handler {
 		}
 		fmt.Fprint(w, "</ul><p><a href=\"/metrics\">merged metrics</a> · <a href=\"/workers\">workers</a></p>")
 	})
+	admin.PprofRoutes(mux) // the parent's own: in warren serve, the embedded NATS server and the directory
 	return admin.Guard(mux, admin.GuardConfig{Token: s.cfg.AdminToken})
 }
 
