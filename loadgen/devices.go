@@ -1091,6 +1091,7 @@ func (r *devRunner) finish() (*Report, error) {
 	}
 	if dr.NATS {
 		dr.TelemetryReceived, dr.TelemetryLost = received, max(sent-received, 0)
+		dr.Hops = r.watch.hopReport()
 		rep.Requests, rep.Unanswered = received, dr.TelemetryLost
 	}
 	rep.LatencyHist.Merge(&r.totalLat)

@@ -31,6 +31,13 @@ type DeviceReport struct {
 	// time (the open-loop schedule's, so a stall is charged in full) to
 	// its arrival on NATS; the same as Report.Latency.
 	E2ELatency Summary `json:"e2e_latency"`
+	// Hops splits E2ELatency at the time the gateway read each message
+	// (its Warren-Received header, on the same machine's clock):
+	// HopToGateway from when it was due to then (the load generator's
+	// pacing and write, the kernel, the gateway's loop), HopFromGateway
+	// from then to its arrival on NATS (the gateway's publish, the NATS
+	// server, the subscriber). Nil when the gateway sets no such header.
+	Hops map[string]Summary `json:"hops,omitempty"`
 
 	// CommandFrames counts the command frames the devices received;
 	// AcksSent the acks they wrote; GatewayErrors the error frames the
@@ -144,6 +151,12 @@ func (d *DeviceReport) writeSummary(p func(string, ...any), rep *Report) {
 		}
 		p("telemetry\t%s", line)
 		p("e2e latency\t%s", percentiles(d.E2ELatency))
+		if h, ok := d.Hops[HopToGateway]; ok {
+			p("  to gateway\t%s", percentiles(h))
+		}
+		if h, ok := d.Hops[HopFromGateway]; ok {
+			p("  gw to NATS\t%s", percentiles(h))
+		}
 	} else {
 		p("telemetry\t%s sent = %s msg/s (no -nats: delivery and latency not measured)",
 			count(float64(d.TelemetrySent)), count(float64(d.TelemetrySent)/rep.TrafficSeconds))

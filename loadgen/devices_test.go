@@ -84,6 +84,14 @@ func TestDevicesScenario(t *testing.T) {
 		d.E2ELatency.P999 > d.E2ELatency.Max || rep.Latency != d.E2ELatency {
 		t.Errorf("e2e latency %+v (report %+v)", d.E2ELatency, rep.Latency)
 	}
+	// The split at the gateway's Warren-Received header: every message in
+	// both hops, each hop no longer than the whole (within the histogram's
+	// rounding).
+	to, from := d.Hops[HopToGateway], d.Hops[HopFromGateway]
+	if to.Count != d.E2ELatency.Count || from.Count != d.E2ELatency.Count ||
+		to.P50 > d.E2ELatency.Max || from.P50 > d.E2ELatency.Max {
+		t.Errorf("hops %+v, e2e %+v", d.Hops, d.E2ELatency)
+	}
 	if d.CommandsSent < 15 || d.CommandsUnsent != 0 || d.CommandOutcomes["200"] != d.CommandsSent ||
 		d.CommandFrames != d.CommandsSent || d.AcksSent != d.CommandsSent || d.GatewayErrors != 0 {
 		t.Errorf("commands sent %d unsent %d outcomes %v, devices got %d acked %d, gateway errors %d",
