@@ -67,6 +67,13 @@ type DeviceReport struct {
 	// due to its answer, whatever the answer.
 	CommandLatency Summary    `json:"command_latency"`
 	CommandHist    *Histogram `json:"command_histogram"`
+	// CommandHops splits the round trip of the commands answered 200 at
+	// their arrival at the device (each load process's commands go to
+	// its own devices: one clock): HopToDevice from when the command was
+	// due to the device's reading it, HopFromDevice from there to the
+	// API's answer. CommandHopHist holds their histograms.
+	CommandHops    map[string]Summary    `json:"command_hops,omitempty"`
+	CommandHopHist map[string]*Histogram `json:"command_hop_histograms,omitempty"`
 }
 
 // merge adds o's counts to d: the devices reports of processes that ran
@@ -102,6 +109,15 @@ func (d *DeviceReport) merge(o *DeviceReport) {
 	if o.CommandHist != nil {
 		d.CommandHist.Merge(o.CommandHist)
 	}
+	for k, h := range o.CommandHopHist {
+		if d.CommandHopHist == nil {
+			d.CommandHopHist = map[string]*Histogram{}
+		}
+		if d.CommandHopHist[k] == nil {
+			d.CommandHopHist[k] = &Histogram{}
+		}
+		d.CommandHopHist[k].Merge(h)
+	}
 }
 
 // finalize recomputes the summaries; rep's own are already computed.
@@ -114,6 +130,13 @@ func (d *DeviceReport) finalize(rep *Report) {
 	}
 	d.E2ELatency = rep.Latency
 	d.CommandLatency = summarize(d.CommandHist)
+	d.CommandHops = nil
+	for k, h := range d.CommandHopHist {
+		if d.CommandHops == nil {
+			d.CommandHops = map[string]Summary{}
+		}
+		d.CommandHops[k] = summarize(h)
+	}
 }
 
 // mode describes the run for the summary's target line.
@@ -170,6 +193,12 @@ func (d *DeviceReport) writeSummary(p func(string, ...any), rep *Report) {
 			count(float64(d.CommandsUnsent)), strings.Join(outs, ", "), count(float64(d.CommandFrames)),
 			count(float64(d.AcksSent)))
 		p("command rtt\t%s", percentiles(d.CommandLatency))
+		if h, ok := d.CommandHops[HopToDevice]; ok {
+			p("  to device\t%s", percentiles(h))
+		}
+		if h, ok := d.CommandHops[HopFromDevice]; ok {
+			p("  to answer\t%s", percentiles(h))
+		}
 	}
 	if len(d.CloseCodes) > 0 {
 		codes := make([]string, 0, len(d.CloseCodes))

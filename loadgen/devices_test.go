@@ -100,6 +100,11 @@ func TestDevicesScenario(t *testing.T) {
 	if d.CommandLatency.Count != uint64(d.CommandsSent) || d.CommandLatency.P50 <= 0 {
 		t.Errorf("command latency %+v", d.CommandLatency)
 	}
+	// Every command answered 200 is split at its arrival at the device.
+	if to, back := d.CommandHops[HopToDevice], d.CommandHops[HopFromDevice]; to.Count != uint64(d.CommandOutcomes["200"]) ||
+		back.Count != to.Count || to.P50 > d.CommandLatency.Max || back.P50 > d.CommandLatency.Max {
+		t.Errorf("command hops %+v, round trip %+v", d.CommandHops, d.CommandLatency)
+	}
 	if g.Hub().Pending() != 0 {
 		t.Errorf("%d commands still pending at the gateway", g.Hub().Pending())
 	}
