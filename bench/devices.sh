@@ -266,8 +266,10 @@ while kill -0 "$LOAD_PID" 2>/dev/null; do
     tcpu1=$(date +%s.%N)
   fi
   [ "$l" -gt "$lcpu1" ] && lcpu1=$l
-  if [ -n "$tt0" ] && [ "$c" -gt "$gt0" ] && [ "$(pgrep -c -P "$LOAD_PID" || true)" -ge "$LOAD_PROCS" ]; then
-    # while the traffic runs (the workers' threads leave with them)
+  polls=$((${polls:-0} + 1))
+  if [ -n "$tt0" ] && [ $((polls % 4)) = 0 ] && [ "$c" -gt "$gt0" ] && [ "$(pgrep -c -P "$LOAD_PID" || true)" -ge "$LOAD_PROCS" ]; then
+    # while the traffic runs (the workers' threads leave with them),
+    # every 2 s: this loop's own processes are the machine's too
     grq1=$(runq_ns $(gw_pids)) lrq1=$(runq_ns "$LOAD_PID" $(pgrep -P "$LOAD_PID" || true)) trq1=$(date +%s.%N)
   fi
   pcpu1=$(parent_cpu)
