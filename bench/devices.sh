@@ -32,9 +32,10 @@
 # OUT (bench/out), PROTO (ws; mqtt: the devices connect to the gateway's
 # -mqtt port as MQTT clients, LOAD_FLAGS such as "-mqtt-version 5 -qos 1"
 # reach warren load), HEAP (1: save one worker's heap profile during the
-# hold), PROFILE (1: 10 s CPU profiles of one worker and of the parent,
-# i.e. the embedded NATS server, from 2 s into the traffic; saved as
-# OUT/devices-{worker,parent}.cpu.pb.gz), TRACE (1: a 5 s runtime trace of
+# hold), PROFILE (1: a 10 s CPU profile of one worker from 2 s into the
+# traffic, OUT/devices-worker.cpu.pb.gz; the prefork parent's admin serves
+# no /debug/pprof, so the parent, i.e. the embedded NATS server, is not
+# profiled), TRACE (1: a 5 s runtime trace of
 # one worker from 2 s into the traffic, OUT/devices-worker.trace; `go tool
 # trace` shows how long the loops wait runnable, and the GC), PERF (1:
 # `perf sched record` of the whole machine for 5 s from 2 s into the
@@ -236,7 +237,7 @@ tcpu1=$tcpu0
 ttraffic=$(echo "$tcpu0 + $hold_s + 2" | bc)
 tt0=
 PROF_PIDS=()
-rm -f "$OUT"/devices-worker.cpu.pb.gz "$OUT"/devices-parent.cpu.pb.gz "$OUT"/devices-worker.trace
+rm -f "$OUT"/devices-worker.cpu.pb.gz "$OUT"/devices-worker.trace
 while kill -0 "$LOAD_PID" 2>/dev/null; do
   c=$(gw_cpu)
   l=$(load_cpu)
@@ -247,8 +248,6 @@ while kill -0 "$LOAD_PID" 2>/dev/null; do
       wadm=$(curl -fsS "http://127.0.0.1:$ADM/workers" | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["admin"])')
       if [ "${PROFILE:-0}" = 1 ]; then
         (sleep 2; curl -fsS -o "$OUT/devices-worker.cpu.pb.gz" "http://$wadm/debug/pprof/profile?seconds=10") &
-        PROF_PIDS+=($!)
-        (sleep 2; curl -fsS -o "$OUT/devices-parent.cpu.pb.gz" "http://127.0.0.1:$ADM/debug/pprof/profile?seconds=10") &
         PROF_PIDS+=($!)
       fi
       if [ "${PERF:-0}" = 1 ]; then
@@ -277,7 +276,7 @@ while kill -0 "$LOAD_PID" 2>/dev/null; do
 done
 wait "$LOAD_PID" || echo "warren load exited $?"
 for p in "${PROF_PIDS[@]}"; do wait "$p" || true; done # the profiles' curls
-for f in devices-worker.cpu.pb.gz devices-parent.cpu.pb.gz devices-worker.trace; do
+for f in devices-worker.cpu.pb.gz devices-worker.trace; do
   if { [ "${PROFILE:-0}" = 1 ] || [ "${TRACE:-0}" = 1 ]; } && [ -s "$OUT/$f" ]; then echo "profile: $OUT/$f"; fi
 done
 [ "${PERF:-0}" = 1 ] && [ -s "$OUT/devices-sched.txt" ] && cat "$OUT/devices-sched.txt"
