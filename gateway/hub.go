@@ -1048,6 +1048,8 @@ func (h *Hub) command(ctx context.Context, device, name string, payload json.Raw
 			err = fmt.Errorf("%w: command: %v", ErrDirectory, err)
 		case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
 			result, err = "timeout", ErrCommandTimeout
+		default:
+			result = "error"
 		}
 		h.m.dirRequest("command", result)
 		if err != nil {
