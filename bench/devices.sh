@@ -176,6 +176,12 @@ for r, (n, d, run, ds) in sorted(agg.items()):
 ' "$roles" >"$1"
   rm -f "$data"
 }
+# sysc PID...: the processes' read and write system calls so far, "r w"
+# (/proc/PID/io syscr, syscw).
+sysc() {
+  local p
+  for p in "$@"; do cat /proc/"$p"/io 2>/dev/null || true; done | awk '/^syscr:/ {r += $2} /^syscw:/ {w += $2} END {printf "%.0f %.0f\n", r, w}'
+}
 # load_cpu: the load generator's CPU time so far (its parent and its -procs
 # workers), to tell a saturated client from a saturated gateway.
 load_cpu() {
@@ -244,6 +250,8 @@ while kill -0 "$LOAD_PID" 2>/dev/null; do
   if [ -z "$tt0" ] && [ "$(echo "$(date +%s.%N) >= $ttraffic" | bc)" = 1 ]; then
     tt0=$(date +%s.%N) gt0=$c lt0=$l
     grq0=$(runq_ns $(gw_pids)) lrq0=$(runq_ns "$LOAD_PID" $(pgrep -P "$LOAD_PID" || true))
+    read -r wr0 ww0 <<<"$(sysc $(pgrep -P "$GW_PID"))"
+    read -r pr0 pw0 <<<"$(sysc "$GW_PID")"
     if [ "${PROFILE:-0}" = 1 ] || [ "${TRACE:-0}" = 1 ] || [ "${PERF:-0}" = 1 ]; then
       wadm=$(curl -fsS "http://127.0.0.1:$ADM/workers" | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["admin"])')
       if [ "${PROFILE:-0}" = 1 ]; then
@@ -270,6 +278,8 @@ while kill -0 "$LOAD_PID" 2>/dev/null; do
     # while the traffic runs (the workers' threads leave with them),
     # every 2 s: this loop's own processes are the machine's too
     grq1=$(runq_ns $(gw_pids)) lrq1=$(runq_ns "$LOAD_PID" $(pgrep -P "$LOAD_PID" || true)) trq1=$(date +%s.%N)
+    read -r wr1 ww1 <<<"$(sysc $(pgrep -P "$GW_PID"))"
+    read -r pr1 pw1 <<<"$(sysc "$GW_PID")"
   fi
   pcpu1=$(parent_cpu)
   sleep 0.5
@@ -292,6 +302,11 @@ if [ "$(echo "$span > 1" | bc)" = 1 ]; then
   if [ -n "${trq1:-}" ]; then
     rqs=$(echo "$trq1 - $tt0" | bc)
     echo "run-queue wait during the traffic (threads runnable but not running, summed; per second of traffic): gateway $(echo "scale=3; ($grq1 - $grq0) / 1000000000 / $rqs" | bc) s/s, load generator $(echo "scale=3; ($lrq1 - $lrq0) / 1000000000 / $rqs" | bc) s/s"
+    # per telemetry message due in the same span (RPS a second): how
+    # many reads and writes the workers (device frames in, NATS out) and
+    # the parent (the NATS server) make for each
+    tm=$(echo "$RPS * $rqs" | bc)
+    echo "system calls per telemetry message during the traffic: workers $(echo "scale=2; ($wr1 - $wr0) / $tm" | bc) reads, $(echo "scale=2; ($ww1 - $ww0) / $tm" | bc) writes; parent (NATS) $(echo "scale=2; ($pr1 - $pr0) / $tm" | bc) reads, $(echo "scale=2; ($pw1 - $pw0) / $tm" | bc) writes"
   fi
 fi
 tail -n 5 "$OUT/devices-load.err"
