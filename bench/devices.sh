@@ -32,8 +32,16 @@
 # OUT (bench/out), PROTO (ws; mqtt: the devices connect to the gateway's
 # -mqtt port as MQTT clients, LOAD_FLAGS such as "-mqtt-version 5 -qos 1"
 # reach warren load), HEAP (1: save one worker's heap profile during the
-# hold). GOGC and GOMEMLIMIT, when set, reach the gateway and
-# are printed.
+# hold), PROFILE (1: a 10 s CPU profile of one worker from 2 s into the
+# traffic, OUT/devices-worker.cpu.pb.gz; the prefork parent's admin serves
+# no /debug/pprof, so the parent, i.e. the embedded NATS server, is not
+# profiled), TRACE (1: a 5 s runtime trace of
+# one worker from 2 s into the traffic, OUT/devices-worker.trace; `go tool
+# trace` shows how long the loops wait runnable, and the GC), PERF (1:
+# `perf sched record` of the whole machine for 5 s from 2 s into the
+# traffic, summarized as each process's scheduling delay: how long its
+# threads waited runnable for a CPU; OUT/devices-sched.txt). GOGC and
+# GOMEMLIMIT, when set, reach the gateway and are printed.
 #
 # Besides the RSS per device, the held figure is split into anonymous
 # memory (the processes' own) and file pages (the binary's, which RSS
@@ -119,6 +127,61 @@ gw_split() {
   done
   echo "$a $f $s"
 }
+# runq_ns PID...: nanoseconds the processes' threads have waited runnable
+# on a CPU's run queue so far (/proc/PID/task/*/schedstat, field 2): how
+# much the machine's scheduler, not the code, delayed them.
+runq_ns() {
+  local p
+  for p in "$@"; do cat /proc/"$p"/task/*/schedstat 2>/dev/null || true; done | awk '{s += $2} END {printf "%.0f\n", s}'
+}
+# sched_record FILE: 5 s of `perf sched record` on the whole machine,
+# summarized into FILE as each process's threads' scheduling delay (from
+# being woken to running), by role: the gateway's parent (NATS) and
+# workers, the load generator's parent (the NATS subscriber, the API
+# client) and workers, everything else.
+sched_record() {
+  command -v perf >/dev/null || { echo "PERF=1: no perf (apt-get install -y --no-install-recommends linux-perf)" >"$1"; return 0; }
+  local roles data=$OUT/devices-perf.data p t
+  roles=$(
+    for p in $(gw_pids); do for t in /proc/"$p"/task/*; do echo "${t##*/} gw-$([ "$p" = "$GW_PID" ] && echo parent || echo worker)"; done; done
+    for p in "$LOAD_PID" $(pgrep -P "$LOAD_PID" || true); do for t in /proc/"$p"/task/*; do echo "${t##*/} load-$([ "$p" = "$LOAD_PID" ] && echo parent || echo worker)"; done; done
+  )
+  perf sched record -a -o "$data" -- sleep 5 >/dev/null 2>&1 || { echo "perf sched record failed" >"$1"; return 0; }
+  perf sched timehist -i "$data" 2>/dev/null | python3 -c '
+import sys
+roles = dict(l.split() for l in sys.argv[1].splitlines() if l.strip())
+agg = {}
+for line in sys.stdin:
+    f = line.split()
+    # time cpu task[tid/pid] wait sch_delay run
+    if len(f) < 6 or not f[0][0].isdigit():
+        continue
+    task = f[2]
+    tid = task.rsplit("[", 1)[-1].split("]")[0].split("/")[0] if "[" in task else ""
+    try:
+        delay = float(f[4])
+        run = float(f[5])
+    except ValueError:
+        continue
+    r = roles.get(tid, "idle" if task.startswith("<idle>") else "other")
+    a = agg.setdefault(r, [0, 0.0, 0.0, []])
+    a[0] += 1; a[1] += delay; a[2] += run; a[3].append(delay)
+print("scheduling delay over 5 s (perf sched timehist: woken until running, per switch-in), by role:")
+for r, (n, d, run, ds) in sorted(agg.items()):
+    if r == "idle":
+        continue
+    ds.sort()
+    p99 = ds[min(len(ds) - 1, int(len(ds) * 0.99))]
+    print(f"  {r:12s} {n:7d} runs, ran {run/5000:.2f} cores, delay total {d/5000:.3f} s/s, mean {d/max(n,1):.3f} ms, p99 {p99:.2f} ms, max {ds[-1]:.2f} ms")
+' "$roles" >"$1"
+  rm -f "$data"
+}
+# sysc PID...: the processes' read and write system calls so far, "r w"
+# (/proc/PID/io syscr, syscw).
+sysc() {
+  local p
+  for p in "$@"; do cat /proc/"$p"/io 2>/dev/null || true; done | awk '/^syscr:/ {r += $2} /^syscw:/ {w += $2} END {printf "%.0f %.0f\n", r, w}'
+}
 # load_cpu: the load generator's CPU time so far (its parent and its -procs
 # workers), to tell a saturated client from a saturated gateway.
 load_cpu() {
@@ -129,7 +192,7 @@ load_cpu() {
   echo "$t"
 }
 
-echo "# devices.sh $(date -u +%FT%TZ): PROTO=$PROTO LOAD_FLAGS=${LOAD_FLAGS[*]} N=$N GW_PROCS=$GW_PROCS LOAD_PROCS=$LOAD_PROCS RATE=$RATE HOLD=$HOLD TRAFFIC=$TRAFFIC COMMANDS=$COMMANDS RPS=$RPS GOGC=${GOGC:-} GOMEMLIMIT=${GOMEMLIMIT:-}"
+echo "# devices.sh $(date -u +%FT%TZ): PROTO=$PROTO LOAD_FLAGS=${LOAD_FLAGS[*]} N=$N GW_PROCS=$GW_PROCS LOAD_PROCS=$LOAD_PROCS RATE=$RATE HOLD=$HOLD TRAFFIC=$TRAFFIC COMMANDS=$COMMANDS RPS=$RPS GOGC=${GOGC:-} GOMEMLIMIT=${GOMEMLIMIT:-} GOMAXPROCS=${GOMAXPROCS:-}"
 echo "# $(machine_line)"
 : >"$OUT/devices-gateway.log"
 start_gateway
@@ -179,21 +242,54 @@ tcpu1=$tcpu0
 # counted every device online (give it 2 s).
 ttraffic=$(echo "$tcpu0 + $hold_s + 2" | bc)
 tt0=
+PROF_PIDS=()
+rm -f "$OUT"/devices-worker.cpu.pb.gz "$OUT"/devices-worker.trace
 while kill -0 "$LOAD_PID" 2>/dev/null; do
   c=$(gw_cpu)
   l=$(load_cpu)
   if [ -z "$tt0" ] && [ "$(echo "$(date +%s.%N) >= $ttraffic" | bc)" = 1 ]; then
     tt0=$(date +%s.%N) gt0=$c lt0=$l
+    grq0=$(runq_ns $(gw_pids)) lrq0=$(runq_ns "$LOAD_PID" $(pgrep -P "$LOAD_PID" || true))
+    read -r wr0 ww0 <<<"$(sysc $(pgrep -P "$GW_PID"))"
+    read -r pr0 pw0 <<<"$(sysc "$GW_PID")"
+    if [ "${PROFILE:-0}" = 1 ] || [ "${TRACE:-0}" = 1 ] || [ "${PERF:-0}" = 1 ]; then
+      wadm=$(curl -fsS "http://127.0.0.1:$ADM/workers" | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["admin"])')
+      if [ "${PROFILE:-0}" = 1 ]; then
+        (sleep 2; curl -fsS -o "$OUT/devices-worker.cpu.pb.gz" "http://$wadm/debug/pprof/profile?seconds=10") &
+        PROF_PIDS+=($!)
+      fi
+      if [ "${PERF:-0}" = 1 ]; then
+        (sleep 2; sched_record "$OUT/devices-sched.txt") &
+        PROF_PIDS+=($!)
+      fi
+      if [ "${TRACE:-0}" = 1 ]; then
+        (sleep 2; curl -fsS -o "$OUT/devices-worker.trace" "http://$wadm/debug/pprof/trace?seconds=5") &
+        PROF_PIDS+=($!)
+      fi
+    fi
   fi
   if [ "$c" -gt "$cpu1" ]; then
     cpu1=$c
     tcpu1=$(date +%s.%N)
   fi
   [ "$l" -gt "$lcpu1" ] && lcpu1=$l
+  polls=$((${polls:-0} + 1))
+  if [ -n "$tt0" ] && [ $((polls % 4)) = 0 ] && [ "$c" -gt "$gt0" ] && [ "$(pgrep -c -P "$LOAD_PID" || true)" -ge "$LOAD_PROCS" ]; then
+    # while the traffic runs (the workers' threads leave with them),
+    # every 2 s: this loop's own processes are the machine's too
+    grq1=$(runq_ns $(gw_pids)) lrq1=$(runq_ns "$LOAD_PID" $(pgrep -P "$LOAD_PID" || true)) trq1=$(date +%s.%N)
+    read -r wr1 ww1 <<<"$(sysc $(pgrep -P "$GW_PID"))"
+    read -r pr1 pw1 <<<"$(sysc "$GW_PID")"
+  fi
   pcpu1=$(parent_cpu)
   sleep 0.5
 done
 wait "$LOAD_PID" || echo "warren load exited $?"
+for p in "${PROF_PIDS[@]}"; do wait "$p" || true; done # the profiles' curls
+for f in devices-worker.cpu.pb.gz devices-worker.trace; do
+  if { [ "${PROFILE:-0}" = 1 ] || [ "${TRACE:-0}" = 1 ]; } && [ -s "$OUT/$f" ]; then echo "profile: $OUT/$f"; fi
+done
+[ "${PERF:-0}" = 1 ] && [ -s "$OUT/devices-sched.txt" ] && cat "$OUT/devices-sched.txt"
 cat "$OUT/devices-load.txt"
 msgs=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1]))["devices"]; print(d["telemetry_received"] or d["telemetry_sent"])' "$OUT/devices-load.json" 2>/dev/null || echo 0)
 hz=$(getconf CLK_TCK)
@@ -203,6 +299,15 @@ fi
 span=$(echo "${tcpu1} - ${tt0:-$tcpu1}" | bc)
 if [ "$(echo "$span > 1" | bc)" = 1 ]; then
   echo "CPU during the traffic ($(printf '%.1f' "$span") s, of $(nproc) cores): gateway $(echo "scale=2; ($cpu1 - $gt0) / $hz / $span" | bc) cores, load generator $(echo "scale=2; ($lcpu1 - $lt0) / $hz / $span" | bc) cores"
+  if [ -n "${trq1:-}" ]; then
+    rqs=$(echo "$trq1 - $tt0" | bc)
+    echo "run-queue wait during the traffic (threads runnable but not running, summed; per second of traffic): gateway $(echo "scale=3; ($grq1 - $grq0) / 1000000000 / $rqs" | bc) s/s, load generator $(echo "scale=3; ($lrq1 - $lrq0) / 1000000000 / $rqs" | bc) s/s"
+    # per telemetry message due in the same span (RPS a second): how
+    # many reads and writes the workers (device frames in, NATS out) and
+    # the parent (the NATS server) make for each
+    tm=$(echo "$RPS * $rqs" | bc)
+    echo "system calls per telemetry message during the traffic: workers $(echo "scale=2; ($wr1 - $wr0) / $tm" | bc) reads, $(echo "scale=2; ($ww1 - $ww0) / $tm" | bc) writes; parent (NATS) $(echo "scale=2; ($pr1 - $pr0) / $tm" | bc) reads, $(echo "scale=2; ($pw1 - $pw0) / $tm" | bc) writes"
+  fi
 fi
 tail -n 5 "$OUT/devices-load.err"
 

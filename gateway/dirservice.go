@@ -233,6 +233,28 @@ func (h *Hub) onDirGet(m *nats.Msg) {
 	h.nc.Publish(m.Reply, b)
 }
 
+// onDirCommand forwards a worker's command (a nodeCommand) to the node
+// holding the device, with the worker's reply subject, so that the node
+// answers the worker directly; it answers offline itself when no node
+// holds the device. A node that died since its last heartbeat (the
+// directory forgets it after NodeTimeout) never answers: the worker's
+// request then ends in its timeout (504), not 404.
+func (h *Hub) onDirCommand(m *nats.Msg) {
+	var c struct {
+		Device string `json:"device"`
+	}
+	if m.Reply == "" || json.Unmarshal(m.Data, &c) != nil {
+		return
+	}
+	e, ok := h.dirGet(c.Device)
+	if !ok || e.node == h.node {
+		b, _ := json.Marshal(nodeReply{Error: "offline"})
+		h.nc.Publish(m.Reply, b)
+		return
+	}
+	h.nc.PublishMsg(&nats.Msg{Subject: nodeCommandSubject(e.node.Value()), Reply: m.Reply, Data: m.Data})
+}
+
 // onDirList answers a worker's list request with at most maxDirPage
 // devices.
 func (h *Hub) onDirList(m *nats.Msg) {
@@ -267,7 +289,7 @@ func (h *Hub) onDirBroadcast(m *nats.Msg) {
 // DirectoryConfig configures a Directory.
 type DirectoryConfig struct {
 	// Machine names the directory: its hubs (HubConfig.Directory) ask it
-	// on warren.dir.<Machine>.{get,list,broadcast,count}, and it takes part in
+	// on warren.dir.<Machine>.{get,list,broadcast,count,command}, and it takes part in
 	// the cluster as a node of that name that holds no device. It must be
 	// unique in the cluster, like a node name. Required.
 	Machine string

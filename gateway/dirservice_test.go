@@ -190,6 +190,16 @@ func TestDirectory(t *testing.T) {
 	if code, d := apiGet(t, w1.APIAddr(), "/v1/devices/d2-1"); code != 503 {
 		t.Errorf("GET a remote device without the directory: %d %v, want 503", code, d)
 	}
+	if code, a := apiPost(t, w1.APIAddr(), "/v1/devices/d2-1/commands", `{"name":"blink"}`); code != 503 {
+		t.Errorf("command to a remote device without the directory: %d %v, want 503", code, a)
+	}
+	hm := &w1.Hub().m
+	hm.mu.Lock()
+	ok, failed := hm.dirRequests[[2]string{"command", "ok"}], hm.dirRequests[[2]string{"command", "error"}]
+	hm.mu.Unlock()
+	if ok != 1 || failed != 1 {
+		t.Errorf("w1's directory command requests: %d ok, %d error; want 1 and 1 (forwarded, then no directory)", ok, failed)
+	}
 }
 
 // TestDirectoryWithNodes: a machine's directory and an ordinary node (one

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"hash/maphash"
 	"log/slog"
 	"net/netip"
@@ -338,6 +339,7 @@ func (h *Hub) Start() error {
 			subj string
 			fn   nats.MsgHandler
 		}{{dirSubject(h.serves, "get"), h.onDirGet}, {dirSubject(h.serves, "list"), h.onDirList},
+			{dirSubject(h.serves, "command"), h.onDirCommand},
 			{dirSubject(h.serves, "broadcast"), h.onDirBroadcast}, {dirSubject(h.serves, "count"), h.onDirCount}}...)
 	}
 	for _, s := range subs {
@@ -1028,25 +1030,47 @@ func (h *Hub) command(ctx context.Context, device, name string, payload json.Raw
 			return Ack{}, ctx.Err()
 		}
 	}
-	d, err := h.lookup(device)
-	if err != nil {
-		return Ack{}, err
-	}
-	if d == nil || d.Node == h.cfg.Node {
-		return Ack{}, ErrOffline
-	}
 	req, _ := json.Marshal(nodeCommand{Device: device, Name: name, Payload: payload, Timeout: timeout.String()})
 	rctx, cancel := context.WithTimeout(ctx, timeout+time.Second)
 	defer cancel()
-	m, err := h.nc.RequestWithContext(rctx, nodeCommandSubject(d.Node), req)
-	if err != nil {
-		if errors.Is(err, nats.ErrNoResponders) {
+	var m *nats.Msg
+	if h.remoteDir() {
+		// The machine's directory forwards the command to the node
+		// holding the device, which answers here directly: one NATS
+		// round trip less than a lookup and then the command.
+		var err error
+		m, err = h.nc.RequestWithContext(rctx, dirSubject(h.cfg.Directory, "command"), req)
+		result := "ok"
+		switch {
+		case err == nil:
+		case errors.Is(err, nats.ErrNoResponders):
+			result = "error"
+			err = fmt.Errorf("%w: command: %v", ErrDirectory, err)
+		case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
+			result, err = "timeout", ErrCommandTimeout
+		default:
+			result = "error"
+		}
+		h.m.dirRequest("command", result)
+		if err != nil {
+			return Ack{}, err
+		}
+	} else {
+		d := h.dirLookup(device)
+		if d == nil || d.Node == h.cfg.Node {
 			return Ack{}, ErrOffline
 		}
-		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-			return Ack{}, ErrCommandTimeout
+		var err error
+		m, err = h.nc.RequestWithContext(rctx, nodeCommandSubject(d.Node), req)
+		if err != nil {
+			if errors.Is(err, nats.ErrNoResponders) {
+				return Ack{}, ErrOffline
+			}
+			if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+				return Ack{}, ErrCommandTimeout
+			}
+			return Ack{}, err
 		}
-		return Ack{}, err
 	}
 	var r nodeReply
 	if err := json.Unmarshal(m.Data, &r); err != nil {

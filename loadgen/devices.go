@@ -732,8 +732,11 @@ func (r *devRunner) onData(d *devConn, c *engine.Conn, in []byte) int {
 
 // commandFrame is what a device reads of the gateway's text frames.
 type commandFrame struct {
-	Type string `json:"type"`
-	ID   string `json:"id"`
+	Type    string `json:"type"`
+	ID      string `json:"id"`
+	Payload struct {
+		N uint64 `json:"n"` // the load generator's command number
+	} `json:"payload"`
 }
 
 // onFrame handles a text frame from the gateway, appending an ack to out
@@ -747,6 +750,9 @@ func (r *devRunner) onFrame(payload, out []byte) []byte {
 	switch f.Type {
 	case "command":
 		r.cmdFrames.Add(1)
+		if r.cmd != nil && f.Payload.N != 0 {
+			r.cmd.arrive(f.Payload.N, r.now())
+		}
 		id, _ := json.Marshal(f.ID)
 		var buf [128]byte
 		ack := append(append(append(buf[:0], `{"type":"ack","id":`...), id...), `,"status":"ok"}`...)
@@ -1091,6 +1097,7 @@ func (r *devRunner) finish() (*Report, error) {
 	}
 	if dr.NATS {
 		dr.TelemetryReceived, dr.TelemetryLost = received, max(sent-received, 0)
+		dr.Hops = r.watch.hopReport()
 		rep.Requests, rep.Unanswered = received, dr.TelemetryLost
 	}
 	rep.LatencyHist.Merge(&r.totalLat)

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -63,10 +64,38 @@ type commander struct {
 	sent     atomic.Int64
 	unsent   atomic.Int64
 	outcomes [numOutcomes]atomic.Int64
+	seq      atomic.Uint64 // numbers the commands' payloads: {"n":seq}
 
-	// mu guards the round-trip histogram.
+	// mu guards the round-trip histogram, the hops and the arrivals.
 	mu  sync.Mutex
 	lat Histogram
+	// hops splits a command's round trip at its arrival at the device
+	// (the devices are this process's own, on the same clock): hops[0]
+	// from when it was due to the device's reading it (this process's
+	// HTTP client, the gateway's API, NATS, the node holding the device,
+	// its write), hops[1] from there to the API's answer here (the ack's
+	// way back, the same hops in reverse).
+	hops [2]Histogram
+	// arrived holds when the devices read each command in flight, by
+	// its payload's number; do takes its entry.
+	arrived map[uint64]int64
+}
+
+// Hop names of DeviceReport.CommandHops: where a command's round trip
+// goes.
+const (
+	HopToDevice   = "due_to_device"
+	HopFromDevice = "device_to_answer"
+)
+
+// arrive records that a device read command n at now (since the run's
+// t0). A command of another run, or one already answered, is ignored.
+func (c *commander) arrive(n uint64, now int64) {
+	c.mu.Lock()
+	if _, ok := c.arrived[n]; ok {
+		c.arrived[n] = now
+	}
+	c.mu.Unlock()
 }
 
 func newCommander(r *devRunner) (*commander, error) {
@@ -77,11 +106,12 @@ func newCommander(r *devRunner) (*commander, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConns, tr.MaxIdleConnsPerHost = 1024, 1024
 	c := &commander{
-		r:      r,
-		base:   strings.TrimRight(r.dc.APIURL, "/") + "/v1/devices/",
-		body:   fmt.Appendf(nil, `{"name":"ping","timeout":%q}`, r.dc.CommandTimeout.String()),
-		client: &http.Client{Transport: tr},
-		slots:  make(chan struct{}, maxCommandsInflight),
+		r:       r,
+		base:    strings.TrimRight(r.dc.APIURL, "/") + "/v1/devices/",
+		body:    fmt.Appendf(nil, `{"name":"ping","timeout":%q,"payload":{"n":`, r.dc.CommandTimeout.String()),
+		client:  &http.Client{Transport: tr},
+		slots:   make(chan struct{}, maxCommandsInflight),
+		arrived: map[uint64]int64{},
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	return c, nil
@@ -140,8 +170,13 @@ func (c *commander) do(dev int, due int64) {
 	ctx, cancel := context.WithTimeout(c.ctx, c.r.dc.CommandTimeout+c.r.cfg.Timeout)
 	defer cancel()
 	out := CommandOther
+	n := c.seq.Add(1)
+	c.mu.Lock()
+	c.arrived[n] = 0
+	c.mu.Unlock()
+	body := append(strconv.AppendUint(append([]byte(nil), c.body...), n, 10), "}}"...)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+DeviceID(c.r.dc.First+dev)+"/commands",
-		bytes.NewReader(c.body))
+		bytes.NewReader(body))
 	if err == nil {
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("User-Agent", "warren-load")
@@ -163,10 +198,16 @@ func (c *commander) do(dev int, due int64) {
 			}
 		}
 	}
-	rtt := time.Duration(c.r.now() - due)
+	now := c.r.now()
+	rtt := time.Duration(now - due)
 	c.outcomes[out].Add(1)
 	c.mu.Lock()
 	c.lat.Record(rtt)
+	if at := c.arrived[n]; at != 0 && out == CommandOK {
+		c.hops[0].Record(time.Duration(max(at-due, 0)))
+		c.hops[1].Record(time.Duration(max(now-at, 0)))
+	}
+	delete(c.arrived, n)
 	c.mu.Unlock()
 }
 
@@ -203,5 +244,10 @@ func (c *commander) report(dr *DeviceReport) {
 	}
 	c.mu.Lock()
 	dr.CommandHist.Merge(&c.lat)
+	if c.hops[0].Count() > 0 {
+		dr.CommandHopHist = map[string]*Histogram{HopToDevice: {}, HopFromDevice: {}}
+		dr.CommandHopHist[HopToDevice].Merge(&c.hops[0])
+		dr.CommandHopHist[HopFromDevice].Merge(&c.hops[1])
+	}
 	c.mu.Unlock()
 }

@@ -130,6 +130,7 @@ func (d *devProcs) finish() (*Report, error) {
 	dr.TelemetryReceived = d.received
 	dr.TelemetryLost = max(dr.TelemetrySent-d.received, 0)
 	dr.SubscriberDropped = int64(dropped)
+	dr.Hops = d.watch.hopReport()
 	rep.Requests, rep.Unanswered = d.received, dr.TelemetryLost
 	rep.LatencyHist = &Histogram{}
 	rep.LatencyHist.Merge(&d.total)

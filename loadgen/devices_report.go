@@ -31,6 +31,13 @@ type DeviceReport struct {
 	// time (the open-loop schedule's, so a stall is charged in full) to
 	// its arrival on NATS; the same as Report.Latency.
 	E2ELatency Summary `json:"e2e_latency"`
+	// Hops splits E2ELatency at the time the gateway read each message
+	// (its Warren-Received header, on the same machine's clock):
+	// HopToGateway from when it was due to then (the load generator's
+	// pacing and write, the kernel, the gateway's loop), HopFromGateway
+	// from then to its arrival on NATS (the gateway's publish, the NATS
+	// server, the subscriber). Nil when the gateway sets no such header.
+	Hops map[string]Summary `json:"hops,omitempty"`
 
 	// CommandFrames counts the command frames the devices received;
 	// AcksSent the acks they wrote; GatewayErrors the error frames the
@@ -60,6 +67,13 @@ type DeviceReport struct {
 	// due to its answer, whatever the answer.
 	CommandLatency Summary    `json:"command_latency"`
 	CommandHist    *Histogram `json:"command_histogram"`
+	// CommandHops splits the round trip of the commands answered 200 at
+	// their arrival at the device (each load process's commands go to
+	// its own devices: one clock): HopToDevice from when the command was
+	// due to the device's reading it, HopFromDevice from there to the
+	// API's answer. CommandHopHist holds their histograms.
+	CommandHops    map[string]Summary    `json:"command_hops,omitempty"`
+	CommandHopHist map[string]*Histogram `json:"command_hop_histograms,omitempty"`
 }
 
 // merge adds o's counts to d: the devices reports of processes that ran
@@ -95,6 +109,15 @@ func (d *DeviceReport) merge(o *DeviceReport) {
 	if o.CommandHist != nil {
 		d.CommandHist.Merge(o.CommandHist)
 	}
+	for k, h := range o.CommandHopHist {
+		if d.CommandHopHist == nil {
+			d.CommandHopHist = map[string]*Histogram{}
+		}
+		if d.CommandHopHist[k] == nil {
+			d.CommandHopHist[k] = &Histogram{}
+		}
+		d.CommandHopHist[k].Merge(h)
+	}
 }
 
 // finalize recomputes the summaries; rep's own are already computed.
@@ -107,6 +130,13 @@ func (d *DeviceReport) finalize(rep *Report) {
 	}
 	d.E2ELatency = rep.Latency
 	d.CommandLatency = summarize(d.CommandHist)
+	d.CommandHops = nil
+	for k, h := range d.CommandHopHist {
+		if d.CommandHops == nil {
+			d.CommandHops = map[string]Summary{}
+		}
+		d.CommandHops[k] = summarize(h)
+	}
 }
 
 // mode describes the run for the summary's target line.
@@ -144,6 +174,12 @@ func (d *DeviceReport) writeSummary(p func(string, ...any), rep *Report) {
 		}
 		p("telemetry\t%s", line)
 		p("e2e latency\t%s", percentiles(d.E2ELatency))
+		if h, ok := d.Hops[HopToGateway]; ok {
+			p("  to gateway\t%s", percentiles(h))
+		}
+		if h, ok := d.Hops[HopFromGateway]; ok {
+			p("  gw to NATS\t%s", percentiles(h))
+		}
 	} else {
 		p("telemetry\t%s sent = %s msg/s (no -nats: delivery and latency not measured)",
 			count(float64(d.TelemetrySent)), count(float64(d.TelemetrySent)/rep.TrafficSeconds))
@@ -157,6 +193,12 @@ func (d *DeviceReport) writeSummary(p func(string, ...any), rep *Report) {
 			count(float64(d.CommandsUnsent)), strings.Join(outs, ", "), count(float64(d.CommandFrames)),
 			count(float64(d.AcksSent)))
 		p("command rtt\t%s", percentiles(d.CommandLatency))
+		if h, ok := d.CommandHops[HopToDevice]; ok {
+			p("  to device\t%s", percentiles(h))
+		}
+		if h, ok := d.CommandHops[HopFromDevice]; ok {
+			p("  to answer\t%s", percentiles(h))
+		}
 	}
 	if len(d.CloseCodes) > 0 {
 		codes := make([]string, 0, len(d.CloseCodes))

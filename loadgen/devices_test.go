@@ -84,6 +84,14 @@ func TestDevicesScenario(t *testing.T) {
 		d.E2ELatency.P999 > d.E2ELatency.Max || rep.Latency != d.E2ELatency {
 		t.Errorf("e2e latency %+v (report %+v)", d.E2ELatency, rep.Latency)
 	}
+	// The split at the gateway's Warren-Received header: every message in
+	// both hops, each hop no longer than the whole (within the histogram's
+	// rounding).
+	to, from := d.Hops[HopToGateway], d.Hops[HopFromGateway]
+	if to.Count != d.E2ELatency.Count || from.Count != d.E2ELatency.Count ||
+		to.P50 > d.E2ELatency.Max || from.P50 > d.E2ELatency.Max {
+		t.Errorf("hops %+v, e2e %+v", d.Hops, d.E2ELatency)
+	}
 	if d.CommandsSent < 15 || d.CommandsUnsent != 0 || d.CommandOutcomes["200"] != d.CommandsSent ||
 		d.CommandFrames != d.CommandsSent || d.AcksSent != d.CommandsSent || d.GatewayErrors != 0 {
 		t.Errorf("commands sent %d unsent %d outcomes %v, devices got %d acked %d, gateway errors %d",
@@ -91,6 +99,11 @@ func TestDevicesScenario(t *testing.T) {
 	}
 	if d.CommandLatency.Count != uint64(d.CommandsSent) || d.CommandLatency.P50 <= 0 {
 		t.Errorf("command latency %+v", d.CommandLatency)
+	}
+	// Every command answered 200 is split at its arrival at the device.
+	if to, back := d.CommandHops[HopToDevice], d.CommandHops[HopFromDevice]; to.Count != uint64(d.CommandOutcomes["200"]) ||
+		back.Count != to.Count || to.P50 > d.CommandLatency.Max || back.P50 > d.CommandLatency.Max {
+		t.Errorf("command hops %+v, round trip %+v", d.CommandHops, d.CommandLatency)
 	}
 	if g.Hub().Pending() != 0 {
 		t.Errorf("%d commands still pending at the gateway", g.Hub().Pending())

@@ -23,10 +23,24 @@ type telemetryWatch struct {
 
 	received atomic.Int64
 
-	// mu guards lat, the latencies of the current interval.
+	// mu guards lat, the latencies of the current interval, and hops.
 	mu  sync.Mutex
 	lat Histogram
+	// hops splits each latency at the gateway's Warren-Received header
+	// (same machine, same clock): hops[0] from when the message was due
+	// to the gateway's reading it (the load generator's pacing and
+	// write, the kernel, the gateway's loop), hops[1] from there to its
+	// arrival here (the gateway's publish, NATS, this subscriber). A
+	// message without the header counts in neither.
+	hops [2]Histogram
 }
+
+// Hop names of DeviceReport.Hops: where telemetry's end-to-end latency
+// goes.
+const (
+	HopToGateway   = "due_to_gateway"
+	HopFromGateway = "gateway_to_subscriber"
+)
 
 // watchTelemetry subscribes to the telemetry of run on the NATS that dc
 // names (its NATSConn, or a connection to its NATS URL). It returns nil
@@ -73,9 +87,30 @@ func (w *telemetryWatch) onTelemetry(m *nats.Msg) {
 		return // another run's, or another producer's
 	}
 	w.received.Add(1)
+	var gw int64
+	if v := m.Header.Get("Warren-Received"); v != "" {
+		if at, err := time.Parse(time.RFC3339Nano, v); err == nil {
+			gw = at.UnixNano()
+		}
+	}
 	w.mu.Lock()
 	w.lat.Record(time.Duration(now - t))
+	if gw != 0 {
+		w.hops[0].Record(time.Duration(max(gw-t, 0)))
+		w.hops[1].Record(time.Duration(max(now-gw, 0)))
+	}
 	w.mu.Unlock()
+}
+
+// hopReport returns the latency split of the whole run so far, by hop
+// name (empty when no message carried the gateway's header).
+func (w *telemetryWatch) hopReport() map[string]Summary {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.hops[0].Count() == 0 {
+		return nil
+	}
+	return map[string]Summary{HopToGateway: summarize(&w.hops[0]), HopFromGateway: summarize(&w.hops[1])}
 }
 
 // take moves the latencies recorded since the last call into h.

@@ -11,6 +11,8 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -76,6 +78,7 @@ flags:
 	fs.StringVar(&cfg.AdminURL, "admin", "", "server admin URL (http://127.0.0.1:9901): RSS, CPU and connections from its /metrics")
 	fs.IntVar(&cfg.Loops, "loops", 0, "client event loops per process (0: GOMAXPROCS)")
 	fs.IntVar(&cfg.Procs, "procs", 1, "worker processes to spread the connections over (past the per-process open-file limit)")
+	workerProcs := fs.Int("worker-gomaxprocs", 0, "with -procs: GOMAXPROCS of each worker (0: $GOMAXPROCS if set, else the machine's CPUs divided among the workers, at least 1; negative: Go's default)")
 	jsonPath := fs.String("json", "", "write the JSON report to this file")
 	svgDir := fs.String("svg", "", "write latency.svg and conns.svg to this directory")
 	maxErrors := fs.Float64("max-errors", 0.01, "exit 1 when more than this fraction of connections fail")
@@ -139,9 +142,13 @@ flags:
 			fmt.Fprintf(stderr, "warren load: -procs: %v\n", err)
 			return 1
 		}
+		n := workerGOMAXPROCS(*workerProcs, cfg.Procs, runtime.NumCPU(), os.Getenv("GOMAXPROCS"))
 		cfg.WorkerCommand = func(int) *exec.Cmd {
 			cmd := exec.Command(exe, "load", "-worker")
 			cmd.Stderr = stderr
+			if n > 0 {
+				cmd.Env = append(os.Environ(), "GOMAXPROCS="+strconv.Itoa(n))
+			}
 			return cmd
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -52,6 +53,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	maxCmdTimeout := fs.Duration("max-command-timeout", 60*time.Second, "longest ack timeout a command may ask for")
 	drain := fs.Duration("drain-timeout", stack.DefaultDrainTimeout, "how long SIGTERM/SIGINT waits for devices and commands to finish")
 	procs := fs.Int("procs", 1, "worker processes on the same ports (SO_REUSEPORT) under a parent that runs the embedded NATS server (1: none)")
+	workerProcs := fs.Int("worker-gomaxprocs", 0, "with -procs: GOMAXPROCS of each worker (0: $GOMAXPROCS if set, else the machine's CPUs divided among the workers, at least 1; negative: Go's default, every CPU in every worker)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	gogc := fs.Int("gogc", defaultServeGOGC(), "garbage collector target in percent (debug.SetGCPercent) in every gateway process: the heap may grow this much over the live heap before a collection; lower holds less memory per device for more GC CPU (default $GOGC if set; negative: off)")
 	memLimit := fs.String("gomemlimit", "", "Go runtime soft memory limit of each gateway process (debug.SetMemoryLimit), e.g. 512MiB or 1GiB; empty: $GOMEMLIMIT, else none")
@@ -130,6 +132,9 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		if err := extra.fixPorts(); err != nil {
 			log.Error("-tls-addr/-mqtts", "error", err)
 			return 1
+		}
+		if n := workerGOMAXPROCS(*workerProcs, *procs, runtime.NumCPU(), os.Getenv("GOMAXPROCS")); n > 0 {
+			os.Setenv("GOMAXPROCS", strconv.Itoa(n)) // the workers' environment; the parent's runtime is set already
 		}
 		return serveSupervisor(sig, *procs, gcfg, *adminAddr, *adminToken, *drain, extra.tls.CertFile != "", log)
 	}
@@ -267,6 +272,23 @@ func fixPort(addr string) (string, error) {
 	}
 	defer ln.Close()
 	return ln.Addr().String(), nil
+}
+
+// workerGOMAXPROCS is the GOMAXPROCS the prefork workers get (0: leave
+// their environment alone). By default the workers divide the machine's
+// CPUs among them, at least one each: six workers on two cores that each
+// run two Ps keep spinning threads and hand goroutines (the NATS
+// flusher, the loops) between threads that contend for the same two
+// CPUs, which costs CPU per message and, under load, scheduling delay
+// (docs/benchmarks.md §25). A $GOMAXPROCS the operator set wins.
+func workerGOMAXPROCS(flagVal, procs, cpus int, env string) int {
+	switch {
+	case flagVal > 0:
+		return flagVal
+	case flagVal < 0 || env != "" || procs <= 1:
+		return 0
+	}
+	return max(1, cpus/procs)
 }
 
 // DefaultServeGOGC is warren serve's garbage collector target when neither

@@ -87,3 +87,25 @@ func FuzzParseBytes(f *testing.F) {
 		}
 	})
 }
+
+// TestWorkerGOMAXPROCS: prefork workers divide the machine's CPUs among
+// them unless the flag or $GOMAXPROCS says otherwise.
+func TestWorkerGOMAXPROCS(t *testing.T) {
+	for _, c := range []struct {
+		flag, procs, cpus int
+		env               string
+		want              int
+	}{
+		{0, 6, 2, "", 1},  // six workers on two cores: one each
+		{0, 2, 8, "", 4},  // two workers on eight cores: four each
+		{0, 3, 8, "", 2},  // rounded down
+		{0, 6, 2, "4", 0}, // the operator's $GOMAXPROCS stays
+		{3, 6, 2, "4", 3}, // the flag wins
+		{-1, 6, 2, "", 0}, // Go's default
+		{0, 1, 2, "", 0},  // no workers
+	} {
+		if got := workerGOMAXPROCS(c.flag, c.procs, c.cpus, c.env); got != c.want {
+			t.Errorf("workerGOMAXPROCS(%d, %d, %d, %q) = %d, want %d", c.flag, c.procs, c.cpus, c.env, got, c.want)
+		}
+	}
+}
