@@ -70,6 +70,33 @@ func (t *table[T]) get(key string) T {
 	}
 }
 
+// getJoin returns the entry whose key is a+b, or the zero T, without
+// making the string a+b.
+func (t *table[T]) getJoin(a, b string) T {
+	var zero T
+	if t.n == 0 {
+		return zero
+	}
+	var hh maphash.Hash
+	hh.SetSeed(tableSeed)
+	hh.WriteString(a)
+	hh.WriteString(b)
+	h := hh.Sum64()
+	mask := len(t.slots) - 1
+	for i := int(h) & mask; ; i = (i + 1) & mask {
+		v := t.slots[i]
+		if v == zero {
+			return v
+		}
+		if t.tags != nil && t.tags[i] != tagOf(h) {
+			continue
+		}
+		if k := v.tableKey(); len(k) == len(a)+len(b) && k[:len(a)] == a && k[len(a):] == b {
+			return v
+		}
+	}
+}
+
 // put adds v, whose key must not be in the table.
 func (t *table[T]) put(v T) {
 	if (t.n+1)*4 > len(t.slots)*3 {

@@ -31,6 +31,14 @@ func testTableModel(t *testing.T, tagged bool) {
 			if got := tb.get(k); got != v {
 				t.Fatalf("get(%q) = %v, want %v", k, got, v)
 			}
+			for i := range len(k) + 1 {
+				if got := tb.getJoin(k[:i], k[i:]); got != v {
+					t.Fatalf("getJoin(%q, %q) = %v, want %v", k[:i], k[i:], got, v)
+				}
+			}
+			if got := tb.getJoin(k, "x"); got != model[k+"x"] {
+				t.Fatalf("getJoin(%q, x) = %v, want %v", k, got, model[k+"x"])
+			}
 		}
 		n := 0
 		tb.all(func(v *tkey) bool {
