@@ -10,7 +10,7 @@ type keyed interface {
 
 // table is an open-addressed hash table of pointers, each keyed by a string
 // its target holds (a session by its client id, a subscription by its topic
-// filter), so an entry costs one pointer slot instead of a Go map's key
+// filter, a trie node by its first level), so an entry costs one pointer slot instead of a Go map's key
 // string, value and control byte: about 11-21 bytes per entry at the loads
 // it keeps (3/8 to 3/4) against 40-60 for a map[string]*T, and growing it
 // leaves one pointer array behind, not a table of strings.
