@@ -1,6 +1,12 @@
 package mqtt
 
-import "hash/maphash"
+import (
+	"hash/maphash"
+	"unsafe"
+)
+
+// joinBuf is the longest key getJoin joins on the stack.
+const joinBuf = 96
 
 // keyed is what a table holds: a pointer whose target carries its own key.
 type keyed interface {
@@ -76,6 +82,12 @@ func (t *table[T]) getJoin(a, b string) T {
 	var zero T
 	if t.n == 0 {
 		return zero
+	}
+	if n := len(a) + len(b); n <= joinBuf {
+		// Short keys (a device's filter is): joined on the stack.
+		var buf [joinBuf]byte
+		copy(buf[copy(buf[:], a):], b)
+		return t.get(unsafe.String(&buf[0], n))
 	}
 	var hh maphash.Hash
 	hh.SetSeed(tableSeed)
