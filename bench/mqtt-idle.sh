@@ -6,6 +6,9 @@
 #   bench/mqtt-idle.sh                 15,000 clients, 3 runs
 #   N=5000 RUNS=1 bench/mqtt-idle.sh   smaller and quicker
 #   V5=1 bench/mqtt-idle.sh            MQTT 5.0 clients
+#   DEVICES=1 bench/mqtt-idle.sh       clients shaped as warren serve's devices:
+#                                      client id dev-<i> (also the user name),
+#                                      subscribed to devices/dev-<i>/commands/+
 #
 # For every run and server it starts the broker on a free loopback port,
 # takes its baseline RSS (median of 3 samples over a second), opens N
@@ -29,7 +32,7 @@
 # per client at 15,000; next to nothing for mosquitto). GOGC and GOMEMLIMIT, when
 # set, apply to warren and are printed.
 #
-# Environment: N (15000), RUNS (3), SERVERS ("warren mosquitto"), V5 (0),
+# Environment: N (15000), RUNS (3), SERVERS ("warren mosquitto"), V5 (0), DEVICES (0),
 # CONC (200), SETTLE (2), SAMPLES (7), SPAN (3), OPEN_TIMEOUT (120), OUT
 # (bench/out). Linux only; installs Debian's mosquitto with apt-get if it is missing.
 # Every process it starts is stopped by pid on exit.
@@ -40,6 +43,9 @@ N=${N:-15000}
 RUNS=${RUNS:-3}
 SERVERS=${SERVERS:-"warren mosquitto"}
 V5=${V5:-0}
+DEVICES=${DEVICES:-0}
+shape=()
+if [ "$DEVICES" = 1 ]; then shape=(-id 'dev-%d' -filter 'devices/dev-%d/commands/+' -user); fi
 CONC=${CONC:-200}
 SETTLE=${SETTLE:-2}
 SAMPLES=${SAMPLES:-7}
@@ -130,7 +136,7 @@ measure() { # measure SERVER RUN
   local ms0="- -" ms1="- -" goper=-
   if [ "$name" = warren ]; then ms0=$(memstats "$SRV_PID" "$log"); fi
   [ "$V5" = 1 ] && v5flag=-v5
-  "$BIN/mqttidle" -addr "$SRV_ADDR" -n "$N" $v5flag -concurrency "$CONC" -hold 600s \
+  "$BIN/mqttidle" -addr "$SRV_ADDR" -n "$N" $v5flag "${shape[@]}" -concurrency "$CONC" -hold 600s \
     -open-timeout "${OPEN_TIMEOUT}s" >"$clog" 2>&1 &
   cpid=$!
   PIDS+=("$cpid")
@@ -161,7 +167,7 @@ measure() { # measure SERVER RUN
 }
 
 read -r -a order <<<"$SERVERS"
-echo "mqtt-idle: N=$N RUNS=$RUNS SERVERS=\"$SERVERS\" V5=$V5 GOGC=${GOGC:-default} GOMEMLIMIT=${GOMEMLIMIT:-default} mosquitto $(mosquitto -h 2>/dev/null | awk 'NR == 1 {print $3}')"
+echo "mqtt-idle: N=$N RUNS=$RUNS SERVERS=\"$SERVERS\" V5=$V5 DEVICES=$DEVICES GOGC=${GOGC:-default} GOMEMLIMIT=${GOMEMLIMIT:-default} mosquitto $(mosquitto -h 2>/dev/null | awk 'NR == 1 {print $3}')"
 echo "  $(machine_line)"
 echo "  at $(git rev-parse --short HEAD 2>/dev/null || echo unknown); logs in $LOGDIR"
 for ((run = 1; run <= RUNS; run++)); do

@@ -70,17 +70,52 @@ type mqttDevices struct {
 	refusedAuth, refusedID, bridgedOut, bridgedIn, unmappable atomic.Uint64
 }
 
-// mqttDevice is one MQTT client of the gateway: its identity, and the
-// hub's Transport for devices.
+// mqttDevice is what authenticating a CONNECT finds (by token here, by
+// certificate in tlsauth.go); authenticate turns it into the client's
+// mqttLink.
 type mqttDevice struct {
-	d      *mqttDevices
-	ident  Identity
-	client atomic.Pointer[mqtt.Client]
-	sess   atomic.Pointer[Session]
-	reason atomic.Pointer[string]
+	d     *mqttDevices
+	ident Identity
 }
 
-var _ Transport = (*mqttDevice)(nil)
+// mqttLink is one MQTT client of the gateway, the broker's Client.Identity:
+// for a device, the hub's Transport with the hub's session in it (one
+// 112-byte allocation per device, TestMQTTLinkSize; the session's device
+// id is the client id's string). Until onConnect hands it to the hub, s
+// holds only the device id and the token's expiry. A client of another
+// role has no session: its s.Device is empty.
+type mqttLink struct {
+	s      Session
+	d      *mqttDevices
+	client atomic.Pointer[mqtt.Client]
+	reason atomic.Pointer[string] // the gateway's reason for closing, if it closes
+	on     atomic.Bool            // s is the hub's (onConnect)
+	svc    bool                   // RoleService: any topic
+}
+
+var _ Transport = (*mqttLink)(nil)
+
+// newMQTTLink returns the link of an authenticated client (id: its client
+// id, the same string as the device id of a device).
+func (d *mqttDevices) newMQTTLink(id string, ident Identity) *mqttLink {
+	l := &mqttLink{d: d, svc: ident.Role == RoleService}
+	if ident.Role == RoleDevice {
+		l.s.Device = id
+		if !ident.Expires.IsZero() {
+			l.s.expires = ident.Expires.UnixNano()
+		}
+	}
+	return l
+}
+
+// session returns the hub's session of a device once onConnect gave it,
+// or nil.
+func (l *mqttLink) session() *Session {
+	if !l.on.Load() {
+		return nil
+	}
+	return &l.s
+}
 
 func newMQTTDevices(hub *Hub, bus *Bus, auth Authenticator, cfg Config, now func() time.Time) *mqttDevices {
 	d := &mqttDevices{hub: hub, bus: bus, auth: auth, node: cfg.Node, acl: cfg.MQTTACL, now: now}
@@ -145,7 +180,11 @@ func (d *mqttDevices) close() {
 // client id is the device id and the password is ignored).
 func (d *mqttDevices) authenticate(ci *mqtt.ConnectInfo) (any, mqtt.ReasonCode, string) {
 	if cert := certIdentity(ci.Conn); cert.id != "" {
-		return d.authenticateCert(ci, cert) // gateway/tlsauth.go
+		v, code, reason := d.authenticateCert(ci, cert) // gateway/tlsauth.go
+		if dev, ok := v.(*mqttDevice); ok && code == mqtt.Success {
+			return d.newMQTTLink(ci.ClientID, dev.ident), code, reason
+		}
+		return v, code, reason
 	}
 	tok := string(ci.Password)
 	if d.anon {
@@ -162,7 +201,7 @@ func (d *mqttDevices) authenticate(ci *mqtt.ConnectInfo) (any, mqtt.ReasonCode, 
 		d.refusedID.Add(1)
 		return nil, mqtt.ClientIdentifierNotValid, "client id must be the token's device id"
 	}
-	return &mqttDevice{d: d, ident: ident}, mqtt.Success, ""
+	return d.newMQTTLink(ci.ClientID, ident), mqtt.Success, ""
 }
 
 // mappable reports whether an MQTT topic or filter maps onto a NATS
@@ -195,11 +234,11 @@ func (d *mqttDevices) authorize(c *mqtt.Client, a mqtt.Action, topic string) boo
 		d.unmappable.Add(1)
 		return false
 	}
-	dev, _ := c.Identity.(*mqttDevice)
-	if dev == nil {
+	l, _ := c.Identity.(*mqttLink)
+	if l == nil {
 		return false
 	}
-	if dev.ident.Role == RoleService {
+	if l.svc {
 		return true
 	}
 	for _, p := range d.acl {
@@ -215,28 +254,29 @@ func (d *mqttDevices) authorize(c *mqtt.Client, a mqtt.Action, topic string) boo
 
 // onConnect registers a device with the hub.
 func (d *mqttDevices) onConnect(c *mqtt.Client, _ bool) {
-	dev := c.Identity.(*mqttDevice)
-	dev.client.Store(c)
-	if dev.ident.Role != RoleDevice {
-		return
+	l := c.Identity.(*mqttLink)
+	l.client.Store(c)
+	if l.s.Device == "" {
+		return // not a device
 	}
-	dev.sess.Store(d.hub.Connect(dev.ident, dev))
+	d.hub.attach(&l.s, l.s.Identity(), l)
+	l.on.Store(true)
 }
 
 // onDisconnect unregisters a device.
 func (d *mqttDevices) onDisconnect(c *mqtt.Client, reason engine.CloseReason, code mqtt.ReasonCode, takenOver bool) {
-	dev, _ := c.Identity.(*mqttDevice)
-	if dev == nil {
+	l, _ := c.Identity.(*mqttLink)
+	if l == nil {
 		return
 	}
-	s := dev.sess.Load()
+	s := l.session()
 	if s == nil {
 		return
 	}
 	why := ReasonDisconnected
 	switch {
-	case dev.reason.Load() != nil:
-		why = *dev.reason.Load()
+	case l.reason.Load() != nil:
+		why = *l.reason.Load()
 	case takenOver:
 		why = ReasonReplaced
 	case reason == engine.ReasonShutdown:
@@ -250,10 +290,10 @@ func (d *mqttDevices) onDisconnect(c *mqtt.Client, reason engine.CloseReason, co
 // onPublish turns a device's telemetry and acks into hub calls, and
 // bridges every other publish onto NATS. It runs on the event loop.
 func (d *mqttDevices) onPublish(c *mqtt.Client, m *mqtt.Message) bool {
-	dev, _ := c.Identity.(*mqttDevice)
+	l, _ := c.Identity.(*mqttLink)
 	now := d.now()
-	if dev != nil {
-		if s := dev.sess.Load(); s != nil {
+	if l != nil {
+		if s := l.session(); s != nil {
 			s.Touch(now)
 			rest, ok := strings.CutPrefix(m.Topic, "devices/"+s.Device+"/")
 			switch {
@@ -339,7 +379,7 @@ func (d *mqttDevices) fromNATS(m *nats.Msg) {
 		if dev, ok := strings.CutPrefix(m.Subject, "devices."); ok {
 			if id, ok := strings.CutSuffix(dev, ".telemetry"); ok {
 				if s := d.hub.Local(id); s != nil {
-					if _, isMQTT := s.Transport().(*mqttDevice); isMQTT {
+					if _, isMQTT := s.Transport().(*mqttLink); isMQTT {
 						return
 					}
 				}
@@ -352,23 +392,23 @@ func (d *mqttDevices) fromNATS(m *nats.Msg) {
 	}
 }
 
-func (dev *mqttDevice) Protocol() string { return mqtt.ProtocolName }
+func (l *mqttLink) Protocol() string { return mqtt.ProtocolName }
 
-func (dev *mqttDevice) Remote() netip.AddrPort {
-	if c := dev.client.Load(); c != nil {
+func (l *mqttLink) Remote() netip.AddrPort {
+	if c := l.client.Load(); c != nil {
 		return c.Remote()
 	}
 	return netip.AddrPort{}
 }
 
-func (dev *mqttDevice) PauseRead() {
-	if c := dev.client.Load(); c != nil {
+func (l *mqttLink) PauseRead() {
+	if c := l.client.Load(); c != nil {
 		c.PauseRead()
 	}
 }
 
-func (dev *mqttDevice) ResumeRead() {
-	if c := dev.client.Load(); c != nil {
+func (l *mqttLink) ResumeRead() {
+	if c := l.client.Load(); c != nil {
 		c.ResumeRead()
 	}
 }
@@ -382,7 +422,7 @@ type mqttCommand struct {
 
 // SendCommand publishes the command on devices/<id>/commands/<name> at QoS
 // 1, to whichever of the device's subscriptions match; it never blocks.
-func (dev *mqttDevice) SendCommand(cmd Command) error {
+func (l *mqttLink) SendCommand(cmd Command) error {
 	payload := cmd.Payload
 	if len(payload) == 0 {
 		payload = json.RawMessage("null")
@@ -391,18 +431,18 @@ func (dev *mqttDevice) SendCommand(cmd Command) error {
 	if err != nil {
 		return err
 	}
-	id := dev.ident.Device
-	_, err = dev.d.broker.Publish(&mqtt.Message{Topic: "devices/" + id + "/commands/" + cmd.Name, Payload: b,
+	id := l.s.Device
+	_, err = l.d.broker.Publish(&mqtt.Message{Topic: "devices/" + id + "/commands/" + cmd.Name, Payload: b,
 		QoS: mqtt.QoS1, ResponseTopic: "devices/" + id + "/acks/" + cmd.ID, CorrelationData: []byte(cmd.ID),
 		ContentType: "application/json", PayloadFormat: 1})
 	return err
 }
 
 // Close ends the device's connection with a gateway reason.
-func (dev *mqttDevice) Close(reason string) {
+func (l *mqttLink) Close(reason string) {
 	r := reason
-	dev.reason.CompareAndSwap(nil, &r)
-	c := dev.client.Load()
+	l.reason.CompareAndSwap(nil, &r)
+	c := l.client.Load()
 	if c == nil {
 		return
 	}

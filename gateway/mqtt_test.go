@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 	gorilla "github.com/gorilla/websocket"
@@ -397,5 +398,31 @@ func TestMQTTNoAuth(t *testing.T) {
 	rawMQTT(t, g.MQTTAddr(), "anon-2", "whatever")
 	for _, id := range []string{"anon-1", "anon-2"} {
 		testutil.Eventually(t, 0, id+" online", func() bool { return g.Hub().Lookup(id) != nil })
+	}
+}
+
+// An MQTT device is one allocation besides the broker's: its link with
+// the hub's session in it, whose device id is the client id's string.
+func TestMQTTLinkSize(t *testing.T) {
+	if n := unsafe.Sizeof(mqttLink{}); n > 112 {
+		t.Fatalf("mqttLink is %d bytes, over 112", n)
+	}
+	d := &mqttDevices{}
+	exp := time.Unix(1700000000, 5)
+	id := strings.Clone("dev-1")
+	l := d.newMQTTLink(id, Identity{Device: "dev-1", Role: RoleDevice, Expires: exp})
+	if l.s.Device != "dev-1" || unsafe.StringData(l.s.Device) != unsafe.StringData(id) || l.svc || l.session() != nil {
+		t.Fatalf("device link: %+v", l)
+	}
+	if got := l.s.Identity(); got.Device != "dev-1" || got.Role != RoleDevice || !got.Expires.Equal(exp) {
+		t.Fatalf("identity %+v", got)
+	}
+	// A service uses any topic and has no session; a role the gateway
+	// does not know neither.
+	if l := d.newMQTTLink("svc", Identity{Device: "svc", Role: RoleService}); !l.svc || l.s.Device != "" {
+		t.Fatalf("service link: %+v", l)
+	}
+	if l := d.newMQTTLink("x", Identity{Device: "x", Role: "other"}); l.svc || l.s.Device != "" {
+		t.Fatalf("other role's link: %+v", l)
 	}
 }

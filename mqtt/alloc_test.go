@@ -78,6 +78,7 @@ func TestQoS0RouteAllocs(t *testing.T) {
 		{"3.1.1 own topic", Version311, "dev/a/t", &Publish{Topic: []byte("dev/a/t"), Payload: benchPayload}, false},
 		{"3.1.1 own topic corked", Version311, "dev/s/t", &Publish{Topic: []byte("dev/s/t"), Payload: benchPayload}, true},
 		{"3.1.1 wildcard", Version311, "dev/+/w", &Publish{Topic: []byte("dev/b/w"), Payload: benchPayload}, false},
+		{"3.1.1 P/+ in the table", Version311, "dev/e/+", &Publish{Topic: []byte("dev/e/x"), Payload: benchPayload}, false},
 		{"5.0 properties", Version5, "dev/c/#", &Publish{Topic: []byte("dev/c/p"), Payload: benchPayload,
 			Props: Properties{PayloadFormat: 1, MessageExpiry: 60, ContentType: []byte("text/plain"),
 				ResponseTopic: []byte("dev/c/r"), CorrelationData: []byte("id"),

@@ -671,7 +671,11 @@ func (c *conn) onConnect(p *Connect) {
 	// CONNECT is the connection's last packet.
 	c.cl = Client{ID: cid, Version: p.Version, WebSocket: c.ws() != nil, c: c}
 	cl := &c.cl
-	if p.HasUsername {
+	switch {
+	case !p.HasUsername:
+	case string(p.Username) == cid:
+		cl.Username = cid // one string for both, as devices often send
+	default:
 		cl.Username = string(p.Username)
 	}
 	if h := s.cfg.Hooks.Authenticate; h != nil {

@@ -16,14 +16,16 @@ func TestIndexModel(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
 	s := NewServer(Config{})
 	filters := []string{"a", "a/b", "a/b", "a/c", "a/+", "a/#", "#", "+/b", "$share/g/a/b", "$share/h/a/b",
-		"$share/g/a/+", "x/y/z", "$SYS/a", "a//b", "/a"}
-	topics := []string{"a", "a/b", "a/c", "a/d", "x/y/z", "$SYS/a", "a//b", "/a", "b"}
+		"$share/g/a/+", "x/y/z", "$SYS/a", "a//b", "/a",
+		"x/y/+", "x/y/+", "$SYS/+", "/+", "a//+", "+/+", "$share/g/x/y/+", "x/+/+", "x/y/z/+"}
+	topics := []string{"a", "a/b", "a/c", "a/d", "x/y/z", "$SYS/a", "a//b", "/a", "b", "x/y/", "x/y", "x/y/z/w", "/", "$SYS/"}
 	var sessions []*session
 	for i := range 12 {
 		ss := &session{id: "c" + strconv.Itoa(i)}
 		sessions = append(sessions, ss)
 		s.sessions.put(ss)
 	}
+	maxPlus := 0
 	for step := range 3000 {
 		ss := sessions[r.IntN(len(sessions))]
 		f := filters[r.IntN(len(filters))]
@@ -46,6 +48,20 @@ func TestIndexModel(t *testing.T) {
 			s.index(old, sub)
 			ss.linkSub(prev, old, sub)
 		}
+		plus := 0
+		s.lit.all(func(sub *subscription) bool {
+			if !tableable(sub.topicFilter()) {
+				t.Fatalf("step %d: %q in the table", step, sub.filter)
+			}
+			if plusLast(sub.topicFilter()) {
+				plus++
+			}
+			return true
+		})
+		if plus != s.litPlus {
+			t.Fatalf("step %d: %d P/+ filters in the table, litPlus %d", step, plus, s.litPlus)
+		}
+		maxPlus = max(maxPlus, plus)
 		s.mu.Unlock()
 		if step%25 != 0 {
 			continue
@@ -59,15 +75,8 @@ func TestIndexModel(t *testing.T) {
 					}
 				}
 			}
-			var got []*subscription
 			s.mu.RLock()
-			if sub := s.lit.get(topic); sub != nil {
-				got = append(got, sub)
-			}
-			s.subs.Lookup(topic, func(_ string, sub *subscription) bool {
-				got = append(got, sub)
-				return true
-			})
+			got := s.matching(topic, nil)
 			s.mu.RUnlock()
 			key := func(a, b *subscription) int {
 				if a.sess.id != b.sess.id {
@@ -81,6 +90,9 @@ func TestIndexModel(t *testing.T) {
 				t.Fatalf("step %d topic %q: got %v, want %v", step, topic, subNames(got), subNames(want))
 			}
 		}
+	}
+	if maxPlus < 3 {
+		t.Fatalf("at most %d P/+ filters in the table at once: the test does not exercise it", maxPlus)
 	}
 }
 

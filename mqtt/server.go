@@ -368,11 +368,15 @@ type Server struct {
 	// then conn.wmu (LOCKS in session.go).
 	mu       sync.RWMutex
 	sessions table[*session] // by client id
-	// lit holds the subscriptions to literal topic filters (no wildcard)
-	// that are their filter's only subscriber, by topic filter: one slot
-	// each, found by a topic with one probe. The rest (wildcard filters,
-	// and literal ones with several subscribers) are in the trie subs.
+	// lit holds the subscriptions to literal topic filters (no wildcard),
+	// and to filters P/+ with P literal, that are their filter's only
+	// subscriber, by topic filter: one slot each, found by a topic with
+	// one probe (two when litPlus, the number of P/+ filters in it, is
+	// not zero: the topic, and its levels but the last with "/+"). The
+	// rest (other wildcard filters, and these with several subscribers)
+	// are in the trie subs.
 	lit      table[*subscription]
+	litPlus  int
 	subs     Trie[*subscription]
 	retained retainedStore
 	offline  map[*session]int64 // sessions to sweep (offline with an expiry, or a delayed will): unix ns they went offline

@@ -485,13 +485,7 @@ func (s *Server) route(m *msg, now int64) int {
 	bp := matchPool.Get().(*[]*subscription)
 	subs := (*bp)[:0]
 	s.mu.RLock()
-	if sub := s.lit.get(m.Topic); sub != nil {
-		subs = append(subs, sub)
-	}
-	s.subs.Lookup(m.Topic, func(_ string, sub *subscription) bool {
-		subs = append(subs, sub)
-		return true
-	})
+	subs = s.matching(m.Topic, subs)
 	s.mu.RUnlock()
 	n := 0
 	shared := false
@@ -538,6 +532,28 @@ func (s *Server) route(m *msg, now int64) int {
 	*bp = subs[:0]
 	matchPool.Put(bp)
 	return n
+}
+
+// matching appends the subscriptions whose filter matches topic to subs;
+// s.mu is held (for reading at least).
+func (s *Server) matching(topic string, subs []*subscription) []*subscription {
+	if sub := s.lit.get(topic); sub != nil {
+		subs = append(subs, sub)
+	}
+	if s.litPlus > 0 {
+		// A filter P/+ (P without wildcards) in s.lit matches the topic
+		// P/level.
+		if i := strings.LastIndexByte(topic, '/'); i >= 0 {
+			if sub := s.lit.getJoin(topic[:i+1], "+"); sub != nil {
+				subs = append(subs, sub)
+			}
+		}
+	}
+	s.subs.Lookup(topic, func(_ string, sub *subscription) bool {
+		subs = append(subs, sub)
+		return true
+	})
+	return subs
 }
 
 // deliverTo delivers m to one session.
@@ -674,10 +690,43 @@ func (ss *session) tableKey() string { return ss.id }
 // tableKey keys a subscription in Server.lit.
 func (sub *subscription) tableKey() string { return sub.topicFilter() }
 
+// tableable reports whether a topic filter may be indexed in s.lit: a
+// literal filter, found by the topic itself, or P/+ with P literal (a
+// device's devices/<id>/commands/+), found by the topic's levels but the
+// last and "/+".
+func tableable(tf string) bool {
+	if len(tf) >= 2 && tf[len(tf)-2:] == "/+" {
+		tf = tf[:len(tf)-2]
+	}
+	return !hasWildcard(tf)
+}
+
+// plusLast reports whether a tableable filter ends in /+.
+func plusLast(tf string) bool { return len(tf) >= 2 && tf[len(tf)-1] == '+' }
+
+// litPut puts sub in s.lit, litDel takes it out (reporting whether it
+// was there), counting the P/+ filters in it.
+func (s *Server) litPut(sub *subscription) {
+	s.lit.put(sub)
+	if plusLast(sub.topicFilter()) {
+		s.litPlus++
+	}
+}
+
+func (s *Server) litDel(sub *subscription) bool {
+	if !s.lit.remove(sub) {
+		return false
+	}
+	if plusLast(sub.topicFilter()) {
+		s.litPlus--
+	}
+	return true
+}
+
 // index adds sub to the subscription index in place of old, the session's
-// subscription to the same filter (nil if none); s.mu is held. A literal
-// filter's only subscriber takes one slot of s.lit; a second subscriber
-// to the filter moves the first to the trie, where both stay.
+// subscription to the same filter (nil if none); s.mu is held. A
+// tableable filter's only subscriber takes one slot of s.lit; a second
+// subscriber to the filter moves the first to the trie, where both stay.
 func (s *Server) index(old, sub *subscription) {
 	tf := sub.topicFilter()
 	if h := s.cfg.Hooks.OnFilter; h != nil && old == nil && !s.hasFilter(tf) {
@@ -685,7 +734,7 @@ func (s *Server) index(old, sub *subscription) {
 	}
 	key := func(sub *subscription) string { return subKey(sub.group(), sub.sess.id) }
 	switch {
-	case hasWildcard(tf):
+	case !tableable(tf):
 	case old != nil:
 		if s.lit.replace(old, sub) {
 			return
@@ -693,10 +742,10 @@ func (s *Server) index(old, sub *subscription) {
 		// old is in the trie, where Insert replaces it.
 	default:
 		if o := s.lit.get(tf); o != nil {
-			s.lit.remove(o)
+			s.litDel(o)
 			s.subs.Insert(tf, key(o), o)
 		} else if !s.subs.hasSubscribers(tf) {
-			s.lit.put(sub)
+			s.litPut(sub)
 			return
 		}
 	}
@@ -706,8 +755,8 @@ func (s *Server) index(old, sub *subscription) {
 // unindex removes sub from the subscription index; s.mu is held.
 func (s *Server) unindex(sub *subscription) {
 	tf := sub.topicFilter()
-	if !hasWildcard(tf) && s.lit.remove(sub) {
-		// A literal filter in s.lit has no other subscriber.
+	if tableable(tf) && s.litDel(sub) {
+		// A filter in s.lit has no other subscriber.
 		if h := s.cfg.Hooks.OnFilter; h != nil {
 			h(tf, false)
 		}
@@ -722,7 +771,7 @@ func (s *Server) unindex(sub *subscription) {
 // hasFilter reports whether a subscription to topic filter tf (without a
 // share prefix) is indexed; s.mu is held.
 func (s *Server) hasFilter(tf string) bool {
-	return (!hasWildcard(tf) && s.lit.get(tf) != nil) || s.subs.hasSubscribers(tf)
+	return (tableable(tf) && s.lit.get(tf) != nil) || s.subs.hasSubscribers(tf)
 }
 
 // subKey is a subscription's key in the trie: the client id, prefixed by

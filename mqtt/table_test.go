@@ -4,6 +4,7 @@ import (
 	"hash/maphash"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -30,6 +31,14 @@ func testTableModel(t *testing.T, tagged bool) {
 		for k, v := range model {
 			if got := tb.get(k); got != v {
 				t.Fatalf("get(%q) = %v, want %v", k, got, v)
+			}
+			for i := range len(k) + 1 {
+				if got := tb.getJoin(k[:i], k[i:]); got != v {
+					t.Fatalf("getJoin(%q, %q) = %v, want %v", k[:i], k[i:], got, v)
+				}
+			}
+			if got := tb.getJoin(k, "x"); got != model[k+"x"] {
+				t.Fatalf("getJoin(%q, x) = %v, want %v", k, got, model[k+"x"])
 			}
 		}
 		n := 0
@@ -94,5 +103,29 @@ func testTableModel(t *testing.T, tagged bool) {
 	check()
 	if tb.slots != nil {
 		t.Fatalf("an empty table keeps %d slots", len(tb.slots))
+	}
+}
+
+// getJoin finds keys joined on the stack and, past joinBuf bytes, hashed
+// in two parts, at every split.
+func TestTableGetJoinLong(t *testing.T) {
+	for _, tagged := range []bool{false, true} {
+		tb := table[*tkey]{tagged: tagged}
+		var keys []*tkey
+		for i := range 50 {
+			k := &tkey{strings.Repeat("l", joinBuf-25+i) + "/" + strconv.Itoa(i) + "/+"}
+			tb.put(k)
+			keys = append(keys, k)
+		}
+		for _, k := range keys {
+			for i := range len(k.k) + 1 {
+				if got := tb.getJoin(k.k[:i], k.k[i:]); got != k {
+					t.Fatalf("tagged %v: getJoin at %d of %d bytes = %v", tagged, i, len(k.k), got)
+				}
+			}
+			if got := tb.getJoin(k.k, "/"); got != nil {
+				t.Fatalf("getJoin of a missing key = %v", got)
+			}
+		}
 	}
 }

@@ -229,6 +229,7 @@ func TestTrieRandom(t *testing.T) {
 		if tr.Len() != len(model) {
 			t.Fatalf("Len = %d; want %d", tr.Len(), len(model))
 		}
+		checkTrie(t, &tr)
 		if step%20 != 0 {
 			continue
 		}

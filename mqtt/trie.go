@@ -3,12 +3,15 @@ package mqtt
 import "strings"
 
 // Trie is a subscription index: topic filters, each with a value per
-// subscriber, looked up by topic name. It holds one level of the filters per
-// node, with the + and # levels apart, so a lookup visits only the branches
-// that can match, and costs no allocation. A node's children and
-// subscribers are small slices that grow an index map when they get many,
-// for hundreds of thousands of subscriptions, many subscribers to one filter
-// or many filters under one level.
+// subscriber, looked up by topic name. It is a path-compressed trie of the
+// filters' levels: a node holds a run of one or more levels, the levels
+// after the first of a run having no subscriber and no other child, with
+// the + and # levels apart, so a lookup visits only the branches that can
+// match, and costs no allocation. A filter whose levels below a branch are
+// its own (devices/<id>/commands/+ under devices) is one node. A node's
+// children and subscribers are small slices that grow an index (a hash
+// table) when they get many, for hundreds of thousands of subscriptions,
+// many subscribers to one filter or many filters under one level.
 //
 // Filters are stored as given: a broker stores a shared subscription under
 // its topic filter (see ParseShared), keeping the group in the key or the
@@ -29,12 +32,15 @@ const (
 	smallSubs = 16
 )
 
-// node is one level of the filters. A leaf with one subscriber (the
-// common node: one per device subscription) is 48 bytes and holds it
-// inline, its name sharing the filter's string; a node with children or
-// several subscribers has them behind x. So a node other than the root
-// has x == nil exactly when it is a leaf with one subscriber, in one; the
-// root has its nodeX from the first Insert.
+// node is a run of levels of the filters: name is one level, or several
+// joined by '/' when the levels after the first lead nowhere else (path
+// compression); it is a substring of a filter, and only a merge (after a
+// Remove) makes a string of its own. A node sits in its parent under its
+// first level. A leaf with one subscriber (the common node: one per device
+// subscription) is 48 bytes and holds it inline; a node with children or
+// several subscribers has them behind x. So a node other than the root has
+// x == nil exactly when it is a leaf with one subscriber, in one; the root
+// (name "") has its nodeX from the first Insert.
 type node[V any] struct {
 	name string
 	one  trieEntry[V] // the subscriber of a leaf without x
@@ -42,9 +48,12 @@ type node[V any] struct {
 }
 
 // nodeX is the part of a node with children, or with several subscribers.
+// A node other than the root with a nodeX has at least one subscriber, or
+// two children: one left with one child and no subscriber is merged with
+// that child.
 type nodeX[V any] struct {
-	kids   []*node[V]          // literal levels
-	kidMap map[string]*node[V] // literal levels, once more than smallKids
+	kids   []*node[V]       // literal first levels
+	kidTab *table[*node[V]] // literal first levels, once more than smallKids
 	plus   *node[V]
 	hash   *node[V]
 	subs   []trieEntry[V]
@@ -56,6 +65,39 @@ type trieEntry[V any] struct {
 	val V
 }
 
+// tableKey keys a node in its parent's kidTab: its first level.
+func (n *node[V]) tableKey() string { return firstLevel(n.name) }
+
+// firstLevel returns the first level of a filter or run of levels.
+func firstLevel(s string) string {
+	if i := strings.IndexByte(s, '/'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
+// startsWith reports whether the run name starts with the whole level
+// (or run) prefix: name is prefix, or prefix followed by '/'.
+func startsWith(name, prefix string) bool {
+	return len(name) >= len(prefix) && name[:len(prefix)] == prefix &&
+		(len(name) == len(prefix) || name[len(prefix)] == '/')
+}
+
+// commonLevels returns the length of the longest run of whole levels that
+// a and b start with (a byte offset, at the end of a level of both); -1
+// if not even their first levels are equal.
+func commonLevels(a, b string) int {
+	n := min(len(a), len(b))
+	i := 0
+	for i < n && a[i] == b[i] {
+		i++
+	}
+	if (i == len(a) || a[i] == '/') && (i == len(b) || b[i] == '/') {
+		return i
+	}
+	return strings.LastIndexByte(a[:i], '/')
+}
+
 // ext returns n's nodeX, making it: a leaf's subscriber moves into it.
 func (n *node[V]) ext() *nodeX[V] {
 	if n.x == nil {
@@ -63,14 +105,6 @@ func (n *node[V]) ext() *nodeX[V] {
 		n.one = trieEntry[V]{}
 	}
 	return n.x
-}
-
-// tidy makes n a leaf again once it has one subscriber and nothing else.
-func (n *node[V]) tidy() {
-	if x := n.x; x != nil && len(x.subs) == 1 && len(x.kids) == 0 && x.kidMap == nil && x.plus == nil && x.hash == nil && x.idx == nil {
-		n.one = x.subs[0]
-		n.x = nil
-	}
 }
 
 // Len returns the number of subscriptions: (filter, key) pairs.
@@ -84,21 +118,25 @@ func (t *Trie[V]) Insert(filter, key string, v V) (replaced bool) {
 		t.root.x = new(nodeX[V])
 	}
 	n := &t.root
-	var fresh bool
 	for {
-		level, rest, more := strings.Cut(filter, "/")
-		n, fresh = n.make(level, more)
-		if !more {
+		c := n.child(firstLevel(filter))
+		if c == nil {
+			// The rest of the filter is a new leaf: one node.
+			n.add(&node[V]{name: filter, one: trieEntry[V]{key, v}})
+			t.n++
+			return false
+		}
+		k := commonLevels(c.name, filter)
+		if k < len(c.name) {
+			c.split(k)
+		}
+		if k == len(filter) {
+			n = c
 			break
 		}
-		filter = rest
+		n, filter = c, filter[k+1:]
 	}
-	switch {
-	case fresh:
-		n.one = trieEntry[V]{key, v}
-		t.n++
-		return false
-	case n.x == nil && n.one.key == key:
+	if n.x == nil && n.one.key == key {
 		n.one.val = v
 		return true
 	}
@@ -120,8 +158,41 @@ func (t *Trie[V]) Insert(filter, key string, v V) (replaced bool) {
 	return false
 }
 
+// split cuts n's run after its first k bytes (the end of a level, before
+// the end of the run): n keeps the first levels, in the same place of its
+// parent, and gets one child with the rest of the run and everything n
+// held.
+func (n *node[V]) split(k int) {
+	c := &node[V]{name: n.name[k+1:], one: n.one, x: n.x}
+	n.name, n.one, n.x = n.name[:k], trieEntry[V]{}, new(nodeX[V])
+	n.add(c)
+}
+
+// add adds the child c under its first level, which n has no child for.
+func (n *node[V]) add(c *node[V]) {
+	x := n.ext()
+	switch level := firstLevel(c.name); {
+	case level == "+":
+		x.plus = c
+	case level == "#":
+		x.hash = c
+	case x.kidTab != nil:
+		x.kidTab.put(c)
+	default:
+		x.kids = append(x.kids, c)
+		if len(x.kids) > smallKids {
+			x.kidTab = &table[*node[V]]{tagged: true}
+			for _, k := range x.kids {
+				x.kidTab.put(k)
+			}
+			x.kids = nil
+		}
+	}
+}
+
 // Remove removes key's subscription to filter and reports whether it
-// existed. Nodes left empty are freed.
+// existed. Nodes left empty are freed, and a node left with one child
+// and no subscriber is merged with it.
 func (t *Trie[V]) Remove(filter, key string) bool {
 	found := t.root.x != nil && t.root.remove(filter, key)
 	if found {
@@ -130,45 +201,42 @@ func (t *Trie[V]) Remove(filter, key string) bool {
 	return found
 }
 
-// Get returns the value of key's subscription to filter.
-func (t *Trie[V]) Get(filter, key string) (v V, ok bool) {
+// node returns the node of filter, or nil.
+func (t *Trie[V]) node(filter string) *node[V] {
 	n := &t.root
 	for {
-		level, rest, more := strings.Cut(filter, "/")
-		if n = n.child(level); n == nil {
-			return v, false
+		c := n.child(firstLevel(filter))
+		if c == nil || !startsWith(filter, c.name) {
+			return nil
 		}
-		if !more {
-			break
+		if len(filter) == len(c.name) {
+			return c
 		}
-		filter = rest
+		n, filter = c, filter[len(c.name)+1:]
 	}
-	if n.x == nil {
+}
+
+// Get returns the value of key's subscription to filter.
+func (t *Trie[V]) Get(filter, key string) (v V, ok bool) {
+	n := t.node(filter)
+	switch {
+	case n == nil:
+	case n.x == nil:
 		if n.one.key == key {
 			return n.one.val, true
 		}
-		return v, false
-	}
-	if i := n.find(key); i >= 0 {
-		return n.x.subs[i].val, true
+	default:
+		if i := n.find(key); i >= 0 {
+			return n.x.subs[i].val, true
+		}
 	}
 	return v, false
 }
 
 // hasSubscribers reports whether filter has a subscriber.
 func (t *Trie[V]) hasSubscribers(filter string) bool {
-	n := &t.root
-	for {
-		level, rest, more := strings.Cut(filter, "/")
-		if n = n.child(level); n == nil {
-			return false
-		}
-		if !more {
-			break
-		}
-		filter = rest
-	}
-	return n.x == nil || len(n.x.subs) > 0
+	n := t.node(filter)
+	return n != nil && (n.x == nil || len(n.x.subs) > 0)
 }
 
 // Lookup calls fn with the key and value of every subscription whose filter
@@ -187,7 +255,7 @@ func (n *node[V]) match(topic string, noWild bool, fn func(string, V) bool) bool
 	}
 	level, rest, more := strings.Cut(topic, "/")
 	if !noWild {
-		if x.hash != nil && !x.hash.emit(fn) {
+		if x.hash != nil && !x.hash.matchNext("", false, fn) {
 			return false
 		}
 		if x.plus != nil && !x.plus.matchNext(rest, more, fn) {
@@ -200,8 +268,34 @@ func (n *node[V]) match(topic string, noWild bool, fn func(string, V) bool) bool
 	return true
 }
 
-// matchNext continues a lookup at n, which matched a topic level.
+// matchNext continues a lookup at n, whose first level matched a topic
+// level (or is #): the rest of n's run against the next topic levels,
+// then n's subscribers or children.
 func (n *node[V]) matchNext(rest string, more bool, fn func(string, V) bool) bool {
+	run := n.name
+	if run == "#" {
+		return n.emit(fn) // matches what is left, parent level included
+	}
+	for {
+		i := strings.IndexByte(run, '/')
+		if i < 0 {
+			break
+		}
+		run = run[i+1:]
+		if strings.HasPrefix(run, "#") && (len(run) == 1 || run[1] == '/') {
+			// A filter ending in /# matches what is left, and the parent
+			// level too (nothing left).
+			return n.emit(fn)
+		}
+		if !more {
+			return true // the topic ends inside the run
+		}
+		var level string
+		level, rest, more = strings.Cut(rest, "/")
+		if !startsWith(run, level) && !startsWith(run, "+") {
+			return true
+		}
+	}
 	if more {
 		return n.match(rest, false, fn)
 	}
@@ -209,7 +303,7 @@ func (n *node[V]) matchNext(rest string, more bool, fn func(string, V) bool) boo
 		return false
 	}
 	// A filter ending in /# matches its parent level too.
-	return n.x == nil || n.x.hash == nil || n.x.hash.emit(fn)
+	return n.x == nil || n.x.hash == nil || n.x.hash.matchNext("", false, fn)
 }
 
 // emit calls fn with n's subscribers (n is not the root).
@@ -225,38 +319,7 @@ func (n *node[V]) emit(fn func(string, V) bool) bool {
 	return true
 }
 
-// make returns n's child for a filter level, creating it (with its nodeX
-// if inner, as it is about to get a child), and reports whether it did.
-func (n *node[V]) make(level string, inner bool) (c *node[V], created bool) {
-	if c = n.child(level); c != nil {
-		return c, false
-	}
-	c = &node[V]{name: level}
-	if inner {
-		c.x = new(nodeX[V])
-	}
-	x := n.ext()
-	switch {
-	case level == "+":
-		x.plus = c
-	case level == "#":
-		x.hash = c
-	case x.kidMap != nil:
-		x.kidMap[level] = c
-	default:
-		x.kids = append(x.kids, c)
-		if len(x.kids) > smallKids {
-			x.kidMap = make(map[string]*node[V], len(x.kids))
-			for _, k := range x.kids {
-				x.kidMap[k.name] = k
-			}
-			x.kids = nil
-		}
-	}
-	return c, true
-}
-
-// child returns n's child for a filter level, or nil.
+// child returns n's child for a first level, or nil.
 func (n *node[V]) child(level string) *node[V] {
 	switch level {
 	case "+":
@@ -273,17 +336,17 @@ func (n *node[V]) child(level string) *node[V] {
 	return n.literal(level)
 }
 
-// literal returns n's child for a literal level, or nil.
+// literal returns n's child for a literal first level, or nil.
 func (n *node[V]) literal(level string) *node[V] {
 	x := n.x
 	if x == nil {
 		return nil
 	}
-	if x.kidMap != nil {
-		return x.kidMap[level]
+	if x.kidTab != nil {
+		return x.kidTab.get(level)
 	}
 	for _, c := range x.kids {
-		if c.name == level {
+		if startsWith(c.name, level) {
 			return c
 		}
 	}
@@ -307,20 +370,18 @@ func (n *node[V]) find(key string) int {
 	return -1
 }
 
-// remove removes key's subscription to the filter below n (n.x is not nil).
+// remove removes key's subscription to the filter below n (n.x is not
+// nil), and tidies the child it went through.
 func (n *node[V]) remove(filter, key string) bool {
-	level, rest, more := strings.Cut(filter, "/")
-	c := n.child(level)
-	if c == nil {
+	c := n.child(firstLevel(filter))
+	if c == nil || !startsWith(filter, c.name) {
 		return false
 	}
-	if more {
-		if !c.remove(rest, key) {
+	if len(filter) > len(c.name) {
+		if c.x == nil || !c.remove(filter[len(c.name)+1:], key) {
 			return false
 		}
-		if c.empty() {
-			n.drop(c)
-		}
+		n.settle(c)
 		return true
 	}
 	if c.x == nil {
@@ -351,21 +412,63 @@ func (n *node[V]) remove(filter, key string) bool {
 	if last == 0 {
 		x.subs = nil
 	}
-	if c.empty() {
-		n.drop(c)
-	} else {
-		c.tidy()
-	}
+	n.settle(c)
 	return true
+}
+
+// settle puts n's child c, which lost a subscriber or a descendant, in
+// its tidiest form: dropped when it holds nothing, a leaf when it holds
+// one subscriber only, merged with its child when it holds one child
+// only.
+func (n *node[V]) settle(c *node[V]) {
+	x := c.x
+	if x == nil {
+		return
+	}
+	nk := x.nkids()
+	switch {
+	case len(x.subs) == 0 && nk == 0:
+		n.drop(c)
+	case len(x.subs) == 1 && nk == 0:
+		c.one, c.x = x.subs[0], nil
+	case len(x.subs) == 0 && nk == 1:
+		k := x.plus
+		switch {
+		case k != nil:
+		case x.hash != nil:
+			k = x.hash
+		case x.kidTab != nil:
+			x.kidTab.all(func(o *node[V]) bool { k = o; return false })
+		default:
+			k = x.kids[0]
+		}
+		c.name, c.one, c.x = c.name+"/"+k.name, k.one, k.x
+	}
+}
+
+// nkids returns the number of children.
+func (x *nodeX[V]) nkids() int {
+	n := len(x.kids)
+	if x.kidTab != nil {
+		n += x.kidTab.len()
+	}
+	if x.plus != nil {
+		n++
+	}
+	if x.hash != nil {
+		n++
+	}
+	return n
 }
 
 // empty reports whether n, which has its nodeX, holds nothing.
 func (n *node[V]) empty() bool {
 	x := n.x
-	return x != nil && len(x.subs) == 0 && len(x.kids) == 0 && len(x.kidMap) == 0 && x.plus == nil && x.hash == nil
+	return x != nil && len(x.subs) == 0 && x.nkids() == 0
 }
 
-// drop removes the child c, which holds nothing any more.
+// drop removes the child c, which holds nothing any more. n itself is
+// settled by its own parent (the root never is).
 func (n *node[V]) drop(c *node[V]) {
 	x := n.x
 	switch {
@@ -373,10 +476,10 @@ func (n *node[V]) drop(c *node[V]) {
 		x.plus = nil
 	case c == x.hash:
 		x.hash = nil
-	case x.kidMap != nil:
-		delete(x.kidMap, c.name)
-		if len(x.kidMap) == 0 {
-			x.kidMap = nil
+	case x.kidTab != nil:
+		x.kidTab.remove(c)
+		if x.kidTab.len() == 0 {
+			x.kidTab = nil
 		}
 	default:
 		for i, k := range x.kids {
@@ -392,5 +495,4 @@ func (n *node[V]) drop(c *node[V]) {
 			x.kids = nil
 		}
 	}
-	n.tidy()
 }

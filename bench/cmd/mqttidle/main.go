@@ -5,8 +5,10 @@
 //	mqttidle -addr 127.0.0.1:1883 -n 15000 -hold 600s
 //
 // Each connection sends CONNECT (3.1.1 by default, clean session, client id
-// idle-<i>, keep-alive -keepalive), waits for CONNACK, subscribes to
-// idle/<i> at QoS -qos and waits for SUBACK. It dials from -src-count
+// -id with %d replaced by i: idle-<i>; with -user the client id as user
+// name too; keep-alive -keepalive), waits for CONNACK, subscribes to -filter
+// with %d replaced by i (idle/<i>; devices/dev-%d/commands/+ is a device of
+// warren serve) at QoS -qos and waits for SUBACK. It dials from -src-count
 // loopback source addresses starting at -src-base, with at most
 // -concurrency connections being set up at once. When every connection is
 // set up it prints a JSON summary and "READY n" on stdout, then holds them
@@ -22,6 +24,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -41,6 +44,9 @@ func main() {
 	srcBase := flag.String("src-base", "127.0.1.1", "first loopback source address")
 	srcCount := flag.Int("src-count", 60, "loopback source addresses")
 	hold := flag.Duration("hold", 600*time.Second, "how long to hold the connections")
+	idPat := flag.String("id", "idle-%d", "client id, %d replaced by the connection's number")
+	filterPat := flag.String("filter", "idle/%d", "topic filter subscribed to, %d replaced by the connection's number")
+	user := flag.Bool("user", false, "send the client id as user name too")
 	timeout := flag.Duration("open-timeout", 120*time.Second, "time allowed to set every connection up")
 	flag.Parse()
 	if _, err := benchutil.RaiseFileLimit(); err != nil {
@@ -69,7 +75,7 @@ func main() {
 		wg.Add(1)
 		go func(i int) {
 			defer func() { <-sem; wg.Done() }()
-			c, err := open(ctx, benchutil.Dialer(srcs, i, 10*time.Second), *addr, v, i, mqtt.QoS(*qos), uint16(*keepalive))
+			c, err := open(ctx, benchutil.Dialer(srcs, i, 10*time.Second), *addr, v, i, mqtt.QoS(*qos), uint16(*keepalive), pattern{*idPat, *filterPat, *user})
 			if err != nil {
 				failed.Add(1)
 				errMu.Lock()
@@ -103,16 +109,28 @@ func main() {
 	}
 }
 
+// pattern is what each connection sends: client id and filter patterns,
+// and whether the client id is the user name too.
+type pattern struct {
+	id, filter string
+	user       bool
+}
+
 // open sets up one subscribed connection.
-func open(ctx context.Context, d *net.Dialer, addr string, v mqtt.Version, i int, qos mqtt.QoS, ka uint16) (net.Conn, error) {
+func open(ctx context.Context, d *net.Dialer, addr string, v mqtt.Version, i int, qos mqtt.QoS, ka uint16, p pattern) (net.Conn, error) {
 	c, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
 	}
-	id := "idle-" + strconv.Itoa(i)
-	b := mqtt.AppendConnect(nil, &mqtt.Connect{Version: v, ClientID: []byte(id), CleanStart: true, KeepAlive: ka})
+	n := strconv.Itoa(i)
+	id := strings.ReplaceAll(p.id, "%d", n)
+	cp := &mqtt.Connect{Version: v, ClientID: []byte(id), CleanStart: true, KeepAlive: ka}
+	if p.user {
+		cp.HasUsername, cp.Username = true, cp.ClientID
+	}
+	b := mqtt.AppendConnect(nil, cp)
 	b = mqtt.AppendSubscribe(b, v, &mqtt.Subscribe{PacketID: 1,
-		Filters: []mqtt.Subscription{{Filter: []byte("idle/" + strconv.Itoa(i)), QoS: qos}}})
+		Filters: []mqtt.Subscription{{Filter: []byte(strings.ReplaceAll(p.filter, "%d", n)), QoS: qos}}})
 	if dl, ok := ctx.Deadline(); ok {
 		c.SetDeadline(dl)
 	}
