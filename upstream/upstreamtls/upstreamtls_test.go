@@ -13,6 +13,7 @@ import (
 	"encoding/base64"
 	"encoding/pem"
 	"io"
+	"log"
 	"math/big"
 	"net"
 	"net/http"
@@ -59,10 +60,13 @@ func writePEM(t testing.TB, dir, name, typ string, der []byte) string {
 
 // tlsBackend starts an httptest TLS server with cfg (nil: defaults) and
 // returns it and a CA file that verifies it.
-func tlsBackend(t testing.TB, cfg *tls.Config, h http.Handler) (*httptest.Server, string) {
+func tlsBackend(t testing.TB, cfg *tls.Config, h http.Handler, opt ...func(*http.Server)) (*httptest.Server, string) {
 	t.Helper()
 	srv := httptest.NewUnstartedServer(h)
 	srv.TLS = cfg
+	for _, o := range opt {
+		o(srv.Config)
+	}
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
 	return srv, writePEM(t, t.TempDir(), "ca.pem", "CERTIFICATE", srv.Certificate().Raw)
@@ -103,12 +107,14 @@ func TestHTTPSVersions(t *testing.T) {
 					return
 				}
 				io.WriteString(w, "hello "+r.URL.Path+" "+r.TLS.ServerName)
-			}))
-			srv.Config.ConnState = func(c net.Conn, s http.ConnState) {
-				if s == http.StateNew {
-					conns.Add(1)
+			}), func(s *http.Server) {
+				s.ConnState = func(c net.Conn, s http.ConnState) {
+					if s == http.StateNew {
+						conns.Add(1)
+					}
 				}
-			}
+				s.ErrorLog = log.New(io.Discard, "", 0)
+			})
 			e := startEngine(t)
 			cl, _ := newCluster(t, e, upstream.ClusterConfig{Hosts: []string{srv.URL}, Pool: upstream.PoolConfig{MaxConnsPerHost: 1}},
 				upstreamtls.Config{CAFile: ca})
