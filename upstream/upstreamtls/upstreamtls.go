@@ -25,6 +25,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/warrenhq/warren/engine"
 	"github.com/warrenhq/warren/tlsx"
 )
@@ -176,4 +178,32 @@ func (cfg Config) Warn(log *slog.Logger, what string) {
 	if cfg.Insecure {
 		log.Warn(what + ": TLS certificates of https backends are NOT verified (-upstream-insecure)")
 	}
+}
+
+// Collector returns the Dialer's figures for Prometheus; names start with
+// namespace (empty means "warren"):
+//
+//	warren_upstream_tls_handshake_kind_total{kind}  counter  verified handshakes to https backends: full, resumed
+//
+// A cluster's own collector counts handshakes by result
+// (warren_upstream_tls_handshake_total{result}).
+func (d *Dialer) Collector(namespace string) prometheus.Collector {
+	if namespace == "" {
+		namespace = "warren"
+	}
+	return &collector{d: d, desc: prometheus.NewDesc(namespace+"_upstream_tls_handshake_kind_total",
+		"Verified TLS handshakes to https backends, by kind (full, resumed).", []string{"kind"}, nil)}
+}
+
+type collector struct {
+	d    *Dialer
+	desc *prometheus.Desc
+}
+
+func (k *collector) Describe(ch chan<- *prometheus.Desc) { ch <- k.desc }
+
+func (k *collector) Collect(ch chan<- prometheus.Metric) {
+	s := k.d.Stats()
+	ch <- prometheus.MustNewConstMetric(k.desc, prometheus.CounterValue, float64(s.Full), "full")
+	ch <- prometheus.MustNewConstMetric(k.desc, prometheus.CounterValue, float64(s.Resumed), "resumed")
 }
