@@ -14,6 +14,7 @@
 #
 #   flock /tmp/warren-bench.lock bench/proxy-tls.sh
 #   DURATION=10s CONNS=64 ROUNDS=3 IDLE=1000 bench/proxy-tls.sh
+#   ROUNDS=0 bench/proxy-tls.sh    # the idle figures only
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PROG=bench/proxy-tls.sh
@@ -51,8 +52,13 @@ wait_port() {
   done
   die "nothing listening on $1"
 }
-# heap_kb ADMIN: the live heap (HeapInuse right after a forced GC) in KB.
-heap_kb() { curl -s "http://127.0.0.1:$1/debug/pprof/heap?debug=1&gc=1" | awk '$2 == "HeapInuse" {print int($4 / 1024)}'; }
+# heap_kb ADMIN: the live heap (HeapInuse right after a forced GC) in KB;
+# the first GC empties sync.Pools into their victim caches, the second
+# frees those.
+heap_kb() {
+  curl -s "http://127.0.0.1:$1/debug/pprof/heap?debug=1&gc=1" >/dev/null
+  curl -s "http://127.0.0.1:$1/debug/pprof/heap?debug=1&gc=1" | awk '$2 == "HeapInuse" {print int($4 / 1024)}'
+}
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 metric() { curl -s "http://127.0.0.1:$1/metrics" | awk -v m="$2" '$1 ~ "^"m"({|$)" {s += $2} END {print s + 0}'; }
 
@@ -130,6 +136,7 @@ run() {
 
 echo "# $(date -u '+%Y-%m-%d %H:%M UTC'); $(machine_line); commit $(git rev-parse --short HEAD)$(git diff --quiet || echo +dirty)"
 echo "# wrk -t2 -c$CONNS -d$DURATION through warren proxy (-loops $WORKERS) to nginx $(nginx -v 2>&1 | sed 's/.*nginx\///') (1 worker, return 200); http:// vs https:// (TLS verified); $ROUNDS rounds"
+if ((ROUNDS > 0)); then
 start_proxy plain "http://127.0.0.1:$HPORT"
 start_proxy tls "https://127.0.0.1:$SPORT"
 : >"$OUT/plain.rounds"
@@ -152,6 +159,7 @@ done
 p=$(awk '{print $3}' "$OUT/plain.rounds" | median)
 s=$(awk '{print $3}' "$OUT/tls.rounds" | median)
 awk -v p="$p" -v s="$s" 'BEGIN {printf "TLS to the backend: %.2fx the CPU per request of plain http (+%.2f us)\n", s / p, s - p}'
+fi
 
 # Idle upstream connections: RSS per connection.
 echo
