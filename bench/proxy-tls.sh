@@ -15,6 +15,7 @@
 #   flock /tmp/warren-bench.lock bench/proxy-tls.sh
 #   DURATION=10s CONNS=64 ROUNDS=3 IDLE=1000 bench/proxy-tls.sh
 #   ROUNDS=0 bench/proxy-tls.sh    # the idle figures only
+#   TLS_PROTOCOLS=TLSv1.2 bench/proxy-tls.sh   # nginx's ssl_protocols
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PROG=bench/proxy-tls.sh
@@ -23,6 +24,7 @@ CONNS=${CONNS:-64}
 ROUNDS=${ROUNDS:-3}
 WORKERS=${WORKERS:-2}
 IDLE=${IDLE:-1000}
+TLS_PROTOCOLS=${TLS_PROTOCOLS:-TLSv1.2 TLSv1.3} # nginx's ssl_protocols (1.22's default lacks 1.3)
 OUT=bench/out/proxy-tls
 mkdir -p "$OUT"
 # shellcheck source=bench/lib.sh
@@ -88,6 +90,7 @@ http {
   keepalive_requests 1000000;
   keepalive_timeout 600s;
   ssl_session_tickets on;
+  ssl_protocols $TLS_PROTOCOLS;
   server {
     listen 127.0.0.1:$HPORT;
     listen 127.0.0.1:$SPORT ssl;
@@ -135,7 +138,7 @@ run() {
 }
 
 echo "# $(date -u '+%Y-%m-%d %H:%M UTC'); $(machine_line); commit $(git rev-parse --short HEAD)$(git diff --quiet || echo +dirty)"
-echo "# wrk -t2 -c$CONNS -d$DURATION through warren proxy (-loops $WORKERS) to nginx $(nginx -v 2>&1 | sed 's/.*nginx\///') (1 worker, return 200); http:// vs https:// (TLS verified); $ROUNDS rounds"
+echo "# wrk -t2 -c$CONNS -d$DURATION through warren proxy (-loops $WORKERS) to nginx $(nginx -v 2>&1 | sed 's/.*nginx\///') (1 worker, return 200, ssl_protocols $TLS_PROTOCOLS); http:// vs https:// (TLS verified); $ROUNDS rounds"
 if ((ROUNDS > 0)); then
 start_proxy plain "http://127.0.0.1:$HPORT"
 start_proxy tls "https://127.0.0.1:$SPORT"
