@@ -396,3 +396,58 @@ func TestWebSocketOverTLS(t *testing.T) {
 		}
 	}
 }
+
+// TestHandshakeFailureRetried: a host whose certificate does not verify
+// fails as a connect failure, so the request is retried on the other host
+// and the bad one is ejected by outlier detection.
+func TestHandshakeFailureRetried(t *testing.T) {
+	good, ca := tlsBackend(t, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "good") }))
+	// A certificate from another CA than httptest's.
+	_, cert, key := serverCert(t, t.TempDir())
+	kp, err := tls.LoadX509KeyPair(cert, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad, _ := tlsBackend(t, &tls.Config{Certificates: []tls.Certificate{kp}}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "bad") }),
+		func(s *http.Server) { s.ErrorLog = log.New(io.Discard, "", 0) })
+	e := startEngine(t)
+	cl, _ := newCluster(t, e, upstream.ClusterConfig{Hosts: []string{good.URL, bad.URL}, Balancer: upstream.BalanceRoundRobin,
+		Retry: upstream.RetryPolicy{MaxRetries: 2, On: upstream.RetryOnConnectFailure}}, upstreamtls.Config{CAFile: ca})
+	for i := range 20 {
+		resp, err := get(t, cl, "/")
+		if err != nil || resp.Status != 200 || string(resp.Body) != "good" {
+			t.Fatalf("%d: %v %v", i, resp, err)
+		}
+	}
+	st := cl.Stats()
+	if st.TLSHandshakeFail == 0 || st.RqRetry == 0 {
+		t.Errorf("handshake failures %d, retries %d: want both", st.TLSHandshakeFail, st.RqRetry)
+	}
+}
+
+// serverCert makes a CA and a server certificate for 127.0.0.1 and
+// "backend.test" in dir: the CA's file, the certificate's and the key's.
+func serverCert(t testing.TB, dir string) (ca, cert, key string) {
+	t.Helper()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test backend CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
+		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caCert, _ := x509.ParseCertificate(caDER)
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "backend.test"},
+		DNSNames: []string{"backend.test"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, KeyUsage: x509.KeyUsageDigitalSignature}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &k.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, _ := x509.MarshalPKCS8PrivateKey(k)
+	return writePEM(t, dir, "ca.pem", "CERTIFICATE", caDER), writePEM(t, dir, "cert.pem", "CERTIFICATE", der),
+		writePEM(t, dir, "key.pem", "PRIVATE KEY", kder)
+}
