@@ -14,6 +14,7 @@ import (
 
 	"github.com/warrenhq/warren/engine"
 	"github.com/warrenhq/warren/upstream"
+	"github.com/warrenhq/warren/upstream/upstreamtls"
 )
 
 // WebhookConfig configures the telemetry webhook: every telemetry message
@@ -24,8 +25,10 @@ import (
 // queue is full; a batch closed while MaxInFlight batches are being
 // delivered is dropped too (reason in_flight).
 type WebhookConfig struct {
-	// URL is the endpoint, http://host:port/path. Empty disables the
-	// webhook.
+	// URL is the endpoint, http://host:port/path or
+	// https://host:port/path. Empty disables the webhook. An https
+	// endpoint uses Cluster.DialTLS, or when it is nil TLS verified
+	// against the system roots (upstreamtls.New with a zero Config).
 	URL string
 	// Queue bounds the messages waiting to be batched. Zero means
 	// DefaultWebhookQueue.
@@ -70,8 +73,8 @@ type webhook struct {
 
 func newWebhook(eng *engine.Engine, node string, cfg WebhookConfig) (*webhook, error) {
 	u, err := url.Parse(cfg.URL)
-	if err != nil || u.Host == "" || u.Scheme != "http" {
-		return nil, fmt.Errorf("gateway: webhook URL %q: want http://host:port/path (https endpoints are not supported yet)", cfg.URL)
+	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		return nil, fmt.Errorf("gateway: webhook URL %q: want http://host:port/path or https://host:port/path", cfg.URL)
 	}
 	path := u.EscapedPath()
 	if path == "" {
@@ -84,6 +87,13 @@ func newWebhook(eng *engine.Engine, node string, cfg WebhookConfig) (*webhook, e
 	cc.Hosts = []string{u.Scheme + "://" + u.Host}
 	if cc.Name == "" {
 		cc.Name = "webhook"
+	}
+	if u.Scheme == "https" && cc.DialTLS == nil {
+		d, err := upstreamtls.New(upstreamtls.Config{})
+		if err != nil {
+			return nil, fmt.Errorf("gateway: webhook: %w", err)
+		}
+		cc.DialTLS = d.Handler
 	}
 	cl, err := upstream.NewCluster(eng, cc)
 	if err != nil {

@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"io"
@@ -9,12 +11,14 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/warrenhq/warren/engine"
 	"github.com/warrenhq/warren/internal/testutil"
 	"github.com/warrenhq/warren/upstream"
+	"github.com/warrenhq/warren/upstream/upstreamtls"
 )
 
 // TestWebhookBounds: a sink that does not answer costs bounded memory:
@@ -82,10 +86,11 @@ func TestWebhookBounds(t *testing.T) {
 	}
 }
 
-// TestWebhookURL: only http://host[:port]/path endpoints are accepted.
+// TestWebhookURL: only http:// and https://host[:port]/path endpoints are
+// accepted.
 func TestWebhookURL(t *testing.T) {
 	e := testutil.StartEngine(t, engine.Config{Logger: quietLog()})
-	for _, u := range []string{"", "ftp://x/", "http://", "https://example.com/hook", "::"} {
+	for _, u := range []string{"", "ftp://x/", "http://", "https://", "::"} {
 		if w, err := newWebhook(e, "n", WebhookConfig{URL: u}); err == nil {
 			w.close()
 			t.Errorf("URL %q accepted", u)
@@ -136,4 +141,45 @@ func validUTF8(s string) string {
 		b.WriteRune(r)
 	}
 	return b.String()
+}
+
+// TestWebhookHTTPS: batches reach an https endpoint over TLS verified
+// with the cluster's DialTLS.
+func TestWebhookHTTPS(t *testing.T) {
+	var got atomic.Int64
+	sink := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		var msgs []WebhookMessage
+		if r.TLS == nil || json.Unmarshal(b, &msgs) != nil {
+			w.WriteHeader(400)
+			return
+		}
+		got.Add(int64(len(msgs)))
+	}))
+	defer sink.Close()
+	pool := x509.NewCertPool()
+	pool.AddCert(sink.Certificate())
+	d := upstreamtls.NewFromTLS(&tls.Config{RootCAs: pool}, upstreamtls.Config{})
+	e := testutil.StartEngine(t, engine.Config{Logger: quietLog()})
+	w, err := newWebhook(e, "n1", WebhookConfig{URL: sink.URL + "/hook",
+		Batch: upstream.BatcherConfig{MaxCount: 4, MaxDelay: time.Millisecond}, Cluster: upstream.ClusterConfig{DialTLS: d.Handler}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.close()
+	for range 10 {
+		w.offer("dev-1", []byte(`{"t":1}`), time.Now())
+	}
+	testutil.Eventually(t, 10*time.Second, "10 messages delivered over TLS", func() bool { return got.Load() == 10 })
+	if st := w.cl.Stats(); st.TLSHandshakes == 0 {
+		t.Errorf("no TLS handshake counted: %+v", st)
+	}
+	// Without DialTLS the system roots do not know the test CA.
+	w2, err := newWebhook(e, "n1", WebhookConfig{URL: sink.URL + "/hook"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w2.close()
+	w2.offer("dev-1", []byte(`{"t":1}`), time.Now())
+	testutil.Eventually(t, 10*time.Second, "a failed handshake", func() bool { return w2.cl.Stats().TLSHandshakeFail > 0 })
 }

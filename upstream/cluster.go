@@ -177,10 +177,23 @@ func ParseBalancer(s string) (BalancerKind, error) {
 type ClusterConfig struct {
 	// Name names the cluster in metrics and logs. Zero means "default".
 	Name string
-	// Hosts lists the backends as "host:port" or "http://host:port". A
-	// name is resolved when the cluster starts (the first address), and
-	// again every ResolveInterval.
+	// Hosts lists the backends as "host:port", "http://host:port" or
+	// "https://host:port" (the default port 80, or 443 for https). A name
+	// is resolved when the cluster starts (the first address), and again
+	// every ResolveInterval. http and https hosts may be mixed in one
+	// cluster; an https host needs DialTLS.
 	Hosts []string
+	// DialTLS runs TLS on the connections to https:// hosts, health
+	// checks included: it returns the handler to dial with, which does
+	// the client handshake for serverName (the URL's host name, without
+	// the port) and then hands the connection to h, whose OnOpen runs
+	// only once the handshake is done. A failed handshake closes the
+	// connection before h's OnOpen, and counts as a connect failure (for
+	// outlier detection and retries) and in the TLS handshake figures.
+	// The package upstreamtls makes one from a tls.Config, with
+	// verification and session resumption per host name. Nil refuses
+	// https:// hosts.
+	DialTLS func(serverName string, h engine.Handler) engine.Handler
 	// Weights gives each host's weight for round robin (same order as
 	// Hosts); missing or zero weights are 1.
 	Weights []int
@@ -351,15 +364,21 @@ func NewCluster(eng *engine.Engine, cfg ClusterConfig) (*Cluster, error) {
 		rnd: rand.NewPCG(uint64(time.Now().UnixNano()), 0x9e3779b97f4a7c15)}
 	hs := make([]Host, len(cfg.Hosts))
 	for i, h := range cfg.Hosts {
-		name, err := hostPort(h)
+		name, secure, err := hostPort(h)
 		if err != nil {
 			return nil, err
+		}
+		if secure && cfg.DialTLS == nil {
+			return nil, fmt.Errorf("upstream: host %q: an https:// host needs ClusterConfig.DialTLS", h)
 		}
 		addr, err := resolve(name)
 		if err != nil {
 			return nil, fmt.Errorf("upstream: host %q: %w", h, err)
 		}
 		hp := &hostPool{c: c, idx: i, name: name, idle: make([][]*clientConn, max(1, eng.Config().Loops))}
+		if secure {
+			hp.sni, _, _ = net.SplitHostPort(name)
+		}
 		hp.addr.Store(&addr)
 		c.hosts = append(c.hosts, hp)
 		hs[i] = Host{Addr: name}
@@ -408,22 +427,41 @@ func NewCluster(eng *engine.Engine, cfg ClusterConfig) (*Cluster, error) {
 	return c, nil
 }
 
-// hostPort turns "http://h:p", "h:p" or "h" into "h:p".
-func hostPort(s string) (string, error) {
+// hostPort turns "http://h:p", "https://h:p", "h:p" or "h" into "h:p",
+// and reports whether the host is https.
+func hostPort(s string) (string, bool, error) {
+	secure := false
+	port := "80"
 	if strings.Contains(s, "://") {
 		u, err := url.Parse(s)
 		if err != nil {
-			return "", fmt.Errorf("upstream: host %q: %w", s, err)
+			return "", false, fmt.Errorf("upstream: host %q: %w", s, err)
 		}
-		if u.Scheme != "http" {
-			return "", fmt.Errorf("upstream: host %q: only http:// backends are supported", s)
+		switch u.Scheme {
+		case "http":
+		case "https":
+			secure, port = true, "443"
+		default:
+			return "", false, fmt.Errorf("upstream: host %q: only http:// and https:// backends are supported", s)
+		}
+		if u.Host == "" {
+			return "", false, fmt.Errorf("upstream: host %q: no host", s)
 		}
 		s = u.Host
 	}
 	if _, _, err := net.SplitHostPort(s); err != nil {
-		s = net.JoinHostPort(s, "80")
+		s = net.JoinHostPort(strings.Trim(s, "[]"), port)
 	}
-	return s, nil
+	return s, secure, nil
+}
+
+// dialHandler is the handler to dial hp with: h, or h below TLS for an
+// https host.
+func (hp *hostPool) dialHandler(h engine.Handler) engine.Handler {
+	if hp.sni == "" {
+		return h
+	}
+	return hp.c.cfg.DialTLS(hp.sni, h)
 }
 
 // resolve returns the first address of "host:port".

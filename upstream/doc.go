@@ -21,6 +21,9 @@
 // the balancer, and its result feeds outlier detection; active health
 // checks, DNS re-resolution and un-ejection run on one maintenance
 // goroutine per cluster. Cluster.Drain takes a host out of rotation.
+// Hosts given as https:// URLs are reached over TLS through
+// ClusterConfig.DialTLS, which package upstreamtls fills (upstream itself
+// does not import the TLS layer); a failed handshake is a connect failure.
 // Each host also has resource thresholds of its own (PoolConfig:
 // MaxConnsPerHost, MaxPendingPerHost, MaxRequestsPerHost,
 // MaxRetriesPerHost), each with a

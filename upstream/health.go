@@ -112,7 +112,7 @@ func (h *healthChecker) check(i int) {
 			"\r\nUser-Agent: warren-health-check\r\nConnection: close\r\n\r\n")
 	}
 	p.timer.Store(time.AfterFunc(h.cfg.Timeout, p.timeout))
-	conn, err := h.c.eng.DialHandler(*hp.addr.Load(), netip.Addr{}, p)
+	conn, err := h.c.eng.DialHandler(*hp.addr.Load(), netip.Addr{}, hp.dialHandler(p))
 	if err != nil {
 		p.done(false)
 		return

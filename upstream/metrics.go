@@ -46,6 +46,7 @@ import (
 //	warren_upstream_membership_healthy            gauge    hosts healthy, not ejected, not draining
 //	warren_upstream_membership_total              gauge    hosts
 //	warren_upstream_health_check_total{result}    counter  active checks by result (success, failure)
+//	warren_upstream_tls_handshake_total{result}   counter  TLS handshakes to https hosts by result (success, failure)
 func (c *Cluster) Collector(namespace string) prometheus.Collector {
 	if namespace == "" {
 		namespace = "warren"
@@ -101,6 +102,7 @@ var metricDefs = []metricDef{
 	{"membership_healthy", "Hosts healthy, not ejected and not draining.", prometheus.GaugeValue, ""},
 	{"membership_total", "Hosts.", prometheus.GaugeValue, ""},
 	{"health_check_total", "Active health checks by result.", prometheus.CounterValue, "result"},
+	{"tls_handshake_total", "TLS handshakes to https hosts by result (a failure also counts as a connect failure).", prometheus.CounterValue, "result"},
 }
 
 func (k *promCollector) desc(d metricDef) *prometheus.Desc {
@@ -170,6 +172,11 @@ func (k *promCollector) Collect(ch chan<- prometheus.Metric) {
 				ch <- prometheus.MustNewConstMetric(desc, d.kind, float64(s.HostOverflow[r]), name, r)
 			}
 		case "result":
+			if d.name == "tls_handshake_total" {
+				ch <- prometheus.MustNewConstMetric(desc, d.kind, float64(s.TLSHandshakes), name, "success")
+				ch <- prometheus.MustNewConstMetric(desc, d.kind, float64(s.TLSHandshakeFail), name, "failure")
+				continue
+			}
 			ch <- prometheus.MustNewConstMetric(desc, d.kind, float64(hcOK), name, "success")
 			ch <- prometheus.MustNewConstMetric(desc, d.kind, float64(hcFail), name, "failure")
 		}

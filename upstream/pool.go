@@ -18,6 +18,7 @@ type hostPool struct {
 	c        *Cluster
 	idx      int
 	name     string // "host:port" as configured
+	sni      string // the host name of an https host (TLS's server name); "" for http
 	addr     atomic.Pointer[netip.AddrPort]
 	gen      atomic.Uint32 // bumped when addr changes
 	draining atomic.Bool
@@ -362,7 +363,7 @@ func (hp *hostPool) dial() {
 	c.st.cxTotal.Add(1)
 	hp.st.cxTotal.Add(1)
 	cc.timer = time.AfterFunc(c.pool.ConnectTimeout, cc.connectTimeout)
-	conn, err := c.eng.DialHandler(*hp.addr.Load(), netip.Addr{}, cc)
+	conn, err := c.eng.DialHandler(*hp.addr.Load(), netip.Addr{}, hp.dialHandler(cc))
 	if err != nil {
 		cc.timer.Stop()
 		cc.connectFailed(err)
@@ -473,6 +474,9 @@ func (cc *clientConn) checkPeriod() time.Duration {
 // OnOpen hands the new connection to the first waiting exchange.
 func (cc *clientConn) OnOpen(conn *engine.Conn) {
 	cc.timer.Stop()
+	if cc.hp.sni != "" {
+		cc.hp.c.st.tlsOK.Add(1)
+	}
 	cc.conn = conn
 	cc.dialed.Store(conn)
 	cc.loop = conn.Loop()
@@ -957,6 +961,12 @@ func (cc *clientConn) OnClose(conn *engine.Conn, r engine.CloseReason, err error
 	}
 	if !cc.opened.Load() {
 		cc.timer.Stop()
+		if hp.sni != "" && r == engine.ReasonProtocolError {
+			// The TLS layer closes a connection whose handshake failed
+			// (bad certificate, protocol, its own timeout) this way.
+			c.st.tlsFail.Add(1)
+			err = errHandshake
+		}
 		if err == nil {
 			err = errConnectClosed
 		}
@@ -990,4 +1000,7 @@ func (cc *clientConn) OnClose(conn *engine.Conn, r engine.CloseReason, err error
 	hp.redial()
 }
 
-var errConnectClosed = errors.New("connection closed while connecting")
+var (
+	errConnectClosed = errors.New("connection closed while connecting")
+	errHandshake     = errors.New("TLS handshake failed")
+)

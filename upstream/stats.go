@@ -14,6 +14,7 @@ type clusterStats struct {
 	hedged, hedgeWon, rqRateLimited, rqThrottled               atomic.Uint64
 	pendingTotal, pendingOverflow, pendingTimeout              atomic.Uint64
 	breakerRejected, ejections, drains, upgrades               atomic.Uint64
+	tlsOK, tlsFail                                             atomic.Uint64 // handshakes to https hosts
 	rqActive                                                   atomic.Int64
 	status                                                     [6]atomic.Uint64 // by class: 1xx..5xx at 1..5
 	failures                                                   [numFailures]atomic.Uint64
@@ -67,6 +68,11 @@ type ClusterStats struct {
 	CxClosed      uint64 `json:"cx_closed"`       // open connections that closed
 	CxOverflow    uint64 `json:"cx_overflow"`     // dials refused by Thresholds.MaxConnections
 	CxKeepAlive   uint64 `json:"cx_keepalive_retired"`
+	// TLSHandshakes and TLSHandshakeFail count the TLS handshakes to
+	// https hosts that succeeded and failed (a failure is also a connect
+	// failure).
+	TLSHandshakes    uint64 `json:"tls_handshakes"`
+	TLSHandshakeFail uint64 `json:"tls_handshake_fail"`
 	// Requests.
 	RqTotal         uint64            `json:"rq_total"`
 	RqActive        int64             `json:"rq_active"`
@@ -170,6 +176,7 @@ func (c *Cluster) Stats() ClusterStats {
 		Panic: c.set.Panic(), BreakerState: "off", RqHedged: s.hedged.Load(), RqHedgeWon: s.hedgeWon.Load(),
 		RqRateLimited: s.rqRateLimited.Load(), RqThrottled: s.rqThrottled.Load(), RqRetryRateLimited: s.retryRateLimited.Load(),
 		RqPipelined: s.rqPipelined.Load(), RqPipelineReset: s.rqPipelineReset.Load(),
+		TLSHandshakes: s.tlsOK.Load(), TLSHandshakeFail: s.tlsFail.Load(),
 		CircuitBreakers: map[string]ThresholdStats{}, HostOverflow: map[string]uint64{},
 		HostLimits: map[string]int64{"connections": int64(max(-1, c.pool.MaxConnsPerHost)),
 			"pending": int64(c.pool.MaxPendingPerHost), "requests": int64(max(-1, c.pool.MaxRequestsPerHost)),

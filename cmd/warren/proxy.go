@@ -27,7 +27,8 @@ func runProxy(args []string, stdout, stderr io.Writer) int {
 	listen := fs.String("listen", "127.0.0.1:8080", "listen address")
 	var tcfg tlsx.Config
 	stack.TLSFlags(fs, &tcfg)
-	ups := fs.String("upstream", "", "backends, comma-separated: http://host:port,... (required)")
+	ups := fs.String("upstream", "", "backends, comma-separated: http://host:port or https://host:port,... (required)")
+	utls := upstreamTLSFlags(fs)
 	configFile := fs.String("config", "", "JSON file of flag values ({\"upstream\": \"http://a:80,http://b:80\", \"timeout\": \"5s\"}); command-line flags win")
 	adminAddr := fs.String("admin", admin.DefaultAddr, "admin listener (metrics, /api/upstream, /debug/conns, pprof, dashboard); empty disables")
 	adminToken := fs.String("admin-token", "", "bearer token for the admin listener (default $WARREN_ADMIN_TOKEN; empty: none)")
@@ -167,6 +168,13 @@ func runProxy(args []string, stdout, stderr io.Writer) int {
 	}
 	log = st.Logger()
 	cc.Logger, pc.Logger = log, log
+	if d, err := setupUpstreamTLS(utls, &cc, log, "warren proxy"); err != nil {
+		log.Error("upstream tls", "error", err)
+		st.Engine.Close()
+		return 1
+	} else if d != nil {
+		st.AddCollector(d.Collector(""))
+	}
 	cl, err := upstream.NewCluster(st.Engine, cc)
 	if err != nil {
 		log.Error("cluster", "error", err)

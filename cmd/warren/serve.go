@@ -65,6 +65,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	mqttFlags(fs, &gcfg)
 	var extra serveExtra
 	serveExtraFlags(fs, &extra, &gcfg)
+	upTLS := serveUpstreamTLSFlags(fs) // -upstream-ca, -upstream-insecure, … (serve_upstream.go)
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
 			return 0
@@ -152,6 +153,9 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		gcfg.API = os.Getenv(preforkAPIEnv)
 	}
 	stopTLS, err := extra.apply(st, &gcfg)
+	if err == nil {
+		err = upTLS.apply(&gcfg, log) // https:// -upstream and -webhook (serve_upstream.go)
+	}
 	if err != nil {
 		log.Error("tls", "error", err)
 		st.Engine.Close()
