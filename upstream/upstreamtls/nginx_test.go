@@ -34,7 +34,11 @@ func TestNginxBackend(t *testing.T) {
 			}
 			port := ln.Addr().(*net.TCPAddr).Port
 			ln.Close()
-			conf := fmt.Sprintf(`worker_processes 1;
+			// master_process off: one process, so ending it leaves no
+			// worker behind (an orphaned worker kept the descriptors it
+			// inherited, such as a benchmark lock held by whoever ran the
+			// tests).
+			conf := fmt.Sprintf(`master_process off;
 daemon off;
 pid %[1]s/nginx.pid;
 error_log %[1]s/error.log warn;
