@@ -88,6 +88,12 @@ type Session struct {
 	paused  atomic.Bool
 	gone    atomic.Bool
 
+	// limitClosed and limitNote are DeviceLimits' state (they fit in what
+	// was padding): closed for flooding, and when the next rate_limited
+	// notice is due (ms since the hub was made; 0 none).
+	limitClosed atomic.Bool
+	limitNote   atomic.Uint32
+
 	// held is telemetry waiting while the device is paused (the rest of
 	// the read that hit backpressure); nil until the first pause, so an
 	// ordinary session does not carry it.
@@ -200,6 +206,9 @@ type HubConfig struct {
 	// is published, on the device's loop: it must not block nor keep data
 	// (the webhook's queue).
 	OnTelemetry func(device string, data []byte, now time.Time)
+	// Limits limits each device's telemetry (see DeviceLimits). The
+	// zero value limits nothing.
+	Limits DeviceLimits
 }
 
 const nShards = 64
@@ -232,6 +241,8 @@ type Hub struct {
 	seed    maphash.Seed
 	seq     atomic.Uint64
 	started int64 // when Start ran, Unix ns: this run's sessions are not older
+	lim     *deviceLimiter // nil: no DeviceLimits
+	epoch   int64          // when NewHub ran, on cfg.Now, Unix ns
 
 	shards [nShards]shard
 	dir    [nShards]dirShard
@@ -279,7 +290,8 @@ func NewHub(cfg HubConfig, bus *Bus) *Hub {
 	}
 	h := &Hub{cfg: cfg, node: unique.Make(cfg.Node), nodeHdr: []string{cfg.Node}, bus: bus, nc: bus.Conn(), log: cfg.Logger, seed: maphash.MakeSeed(),
 		pending: make(map[string]*pendingCmd), nodes: make(map[string]nodeSeen),
-		paused: make(map[*Session]struct{}), stop: make(chan struct{})}
+		paused: make(map[*Session]struct{}), stop: make(chan struct{}),
+		lim: newDeviceLimiter(cfg.Limits), epoch: cfg.Now().UnixNano()}
 	for i := range h.shards {
 		h.shards[i].m = make(map[string]*Session)
 		if cfg.Directory == "" {
@@ -872,9 +884,14 @@ const (
 // the device sent. Telemetry does not keep data once it returns (what it
 // holds it copies), so a transport may pass its read buffer. Under NATS
 // backpressure the device is paused with the message held, and published
-// when NATS catches up: nothing is dropped silently.
+// when NATS catches up: nothing is dropped silently. With
+// HubConfig.Limits, a message over the device's rate is dropped and
+// counted first (see DeviceLimits).
 func (h *Hub) Telemetry(s *Session, data []byte, now time.Time) {
 	h.m.telemetryIn.Add(1)
+	if h.lim != nil && !h.limitTelemetry(s, now) {
+		return
+	}
 	if h.cfg.OnTelemetry != nil {
 		h.cfg.OnTelemetry(s.Device, data, now)
 	}

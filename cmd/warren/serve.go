@@ -65,6 +65,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	mqttFlags(fs, &gcfg)
 	var extra serveExtra
 	serveExtraFlags(fs, &extra, &gcfg)
+	deviceLimitFlags(fs, &gcfg.DeviceLimits)
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
 			return 0

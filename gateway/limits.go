@@ -1,0 +1,186 @@
+package gateway
+
+import (
+	"hash/maphash"
+	"math"
+	"time"
+
+	"github.com/warrenhq/warren/upstream"
+)
+
+// ReasonRateLimited closes a device that kept publishing telemetry far
+// past its DeviceLimits (see DeviceLimits.FloodFactor); it is also the
+// code of the error frame a WebSocket device gets when a message is
+// refused, and the reason label of the dropped messages.
+const ReasonRateLimited = "rate_limited"
+
+// DeviceLimits limits the telemetry each device may publish, keyed by
+// device id (not by connection), so reconnecting does not refill a
+// device's bucket. The zero value limits nothing.
+//
+// A message over the limit is dropped and counted
+// (warren_gateway_telemetry_dropped_total{reason="rate_limited"}); a
+// WebSocket device is told with an error frame
+// {"type":"error","code":"rate_limited","retry_after_ms":N} at most once
+// per wait; an MQTT device's message is dropped (its PUBACK still says
+// success: the broker's publish hook has no refusal code, see the
+// package docs). The refusals themselves go through a second bucket per
+// device of rate FloodFactor × Rate and depth FloodFactor × Rate ×
+// FloodWindow: a device refused more than that is closed with
+// ReasonRateLimited. A device publishing at twice FloodFactor times its
+// rate is closed after about FloodWindow, a faster one sooner; a device
+// merely over its rate only loses the excess.
+type DeviceLimits struct {
+	// Rate is each device's sustained telemetry rate in messages per
+	// second. Zero (the default) turns the limits off.
+	Rate float64
+	// Burst is the messages a quiet device may send at once. Zero means
+	// twice Rate (at least 1).
+	Burst int
+	// MaxKeys bounds the devices whose buckets are held at once; idle
+	// ones (bucket full again) are evicted first. A device that finds
+	// the table full of busy devices is let through and counted
+	// (warren_gateway_device_limit_table_full_total): an unknown device
+	// is not refused because others are busy.
+	// Zero means 1,048,576.
+	MaxKeys int
+	// FloodFactor and FloodWindow say when a device is closed for
+	// flooding (see above). Zero means 10 and 10 s; a negative
+	// FloodFactor never closes.
+	FloodFactor float64
+	FloodWindow time.Duration
+}
+
+// Default DeviceLimits values.
+const (
+	DefaultDeviceLimitKeys  = 1 << 20
+	DefaultDeviceFlood      = 10
+	DefaultDeviceFloodAfter = 10 * time.Second
+)
+
+// limShards spreads the per-device buckets over independent limiters, so
+// event loops checking different devices rarely share a mutex.
+const limShards = 32
+
+// deviceLimiter is DeviceLimits at work: per shard a KeyedLimiter for the
+// messages and one for the refusals (the flood detector).
+type deviceLimiter struct {
+	seed   maphash.Seed
+	shards [limShards]limShard
+}
+
+type limShard struct {
+	msgs  *upstream.KeyedLimiter[string]
+	flood *upstream.KeyedLimiter[string] // nil: never close
+	_     [48]byte
+}
+
+// newDeviceLimiter returns the limiter of cfg, or nil when cfg is off.
+func newDeviceLimiter(cfg DeviceLimits) *deviceLimiter {
+	if !(cfg.Rate > 0) || math.IsInf(cfg.Rate, 0) {
+		return nil
+	}
+	if cfg.Burst <= 0 {
+		cfg.Burst = int(max(1, min(math.Ceil(2*cfg.Rate), math.MaxInt32)))
+	}
+	if cfg.MaxKeys <= 0 {
+		cfg.MaxKeys = DefaultDeviceLimitKeys
+	}
+	if cfg.FloodFactor == 0 {
+		cfg.FloodFactor = DefaultDeviceFlood
+	}
+	if cfg.FloodWindow <= 0 {
+		cfg.FloodWindow = DefaultDeviceFloodAfter
+	}
+	perShard := max(1, (cfg.MaxKeys+limShards-1)/limShards)
+	l := &deviceLimiter{seed: maphash.MakeSeed()}
+	for i := range l.shards {
+		l.shards[i].msgs = upstream.NewKeyedLimiter[string](upstream.KeyedConfig{
+			Rate: cfg.Rate, Burst: cfg.Burst, MaxKeys: perShard})
+		if cfg.FloodFactor > 0 {
+			fr := cfg.FloodFactor * cfg.Rate
+			l.shards[i].flood = upstream.NewKeyedLimiter[string](upstream.KeyedConfig{
+				Rate: fr, Burst: int(max(1, min(math.Ceil(fr*cfg.FloodWindow.Seconds()), math.MaxInt32))),
+				MaxKeys: perShard, EvictBusy: true})
+		}
+	}
+	return l
+}
+
+// limitVerdict is check's answer.
+type limitVerdict uint8
+
+const (
+	limitPass  limitVerdict = iota // publish it
+	limitDrop                      // drop it (over the rate)
+	limitClose                     // drop it and close the device (flooding)
+)
+
+// check takes one message of device at now. On limitDrop and limitClose,
+// wait is how long until the device may publish again.
+func (l *deviceLimiter) check(device string, now time.Time) (v limitVerdict, wait time.Duration, tableFull bool) {
+	sh := &l.shards[maphash.String(l.seed, device)%limShards]
+	r, wait := sh.msgs.CheckWait(device, now, 1)
+	switch r {
+	case upstream.ReasonNone:
+		return limitPass, 0, false
+	case upstream.ReasonRateLimited:
+	default: // table full of busy devices: let it through, counted
+		return limitPass, 0, true
+	}
+	if sh.flood != nil && sh.flood.Check(device, now, 1) == upstream.ReasonRateLimited {
+		return limitClose, wait, false
+	}
+	return limitDrop, wait, false
+}
+
+// stats sums the shards' counters.
+func (l *deviceLimiter) stats() (keys int, tableFull uint64) {
+	for i := range l.shards {
+		s := l.shards[i].msgs.Stats()
+		keys += s.Keys
+		tableFull += s.TableFull
+	}
+	return keys, tableFull
+}
+
+// rateNotifier is a Transport that tells its device its telemetry was
+// refused (the WebSocket error frame). MQTT has no such message outside a
+// PUBACK.
+type rateNotifier interface {
+	rateLimited(wait time.Duration)
+}
+
+// limitTelemetry applies the hub's DeviceLimits to one message of s and
+// reports whether to publish it.
+func (h *Hub) limitTelemetry(s *Session, now time.Time) bool {
+	v, wait, full := h.lim.check(s.Device, now)
+	if full {
+		h.m.limitTableFull.Add(1)
+	}
+	if v == limitPass {
+		return true
+	}
+	h.m.rateLimited.Add(1)
+	if v == limitClose {
+		if s.limitClosed.CompareAndSwap(false, true) {
+			s.t.Close(ReasonRateLimited)
+		}
+		return false
+	}
+	// One notice per wait: the next is due once the device may publish
+	// again (milliseconds since the hub was made, wrapping safely).
+	ms := uint32((now.UnixNano() - h.epoch) / int64(time.Millisecond))
+	if due := s.limitNote.Load(); due != 0 && int32(ms-due) < 0 {
+		return false
+	}
+	next := ms + uint32(max(1, wait.Milliseconds()))
+	if next == 0 {
+		next = 1
+	}
+	s.limitNote.Store(next)
+	if n, ok := s.t.(rateNotifier); ok {
+		n.rateLimited(wait)
+	}
+	return false
+}
