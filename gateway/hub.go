@@ -240,7 +240,7 @@ type Hub struct {
 	log     *slog.Logger
 	seed    maphash.Seed
 	seq     atomic.Uint64
-	started int64 // when Start ran, Unix ns: this run's sessions are not older
+	started int64          // when Start ran, Unix ns: this run's sessions are not older
 	lim     *deviceLimiter // nil: no DeviceLimits
 	epoch   int64          // when NewHub ran, on cfg.Now, Unix ns
 
