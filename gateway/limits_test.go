@@ -241,3 +241,29 @@ func BenchmarkDeviceLimitCheck(b *testing.B) {
 		}
 	})
 }
+
+// With DeviceLimits on, a published message allocates no more than
+// without (TestTelemetryAllocs), and a dropped one nothing.
+func TestTelemetryAllocsLimited(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector makes sync.Pool drop items")
+	}
+	g, fc := startLimitedGateway(t, DeviceLimits{Rate: 1e6, Burst: 1 << 20, FloodFactor: -1}, false)
+	connectAt(t, g, fc, "dev-a")
+	s := g.Hub().Local("dev-a")
+	data := []byte(`{"t":1,"temp":21.5}`)
+	now := fc.Now()
+	allocs := testing.AllocsPerRun(1000, func() { g.Hub().Telemetry(s, data, now) })
+	if allocs > 6 {
+		t.Errorf("%.1f allocations per limited telemetry message, want at most 6", allocs)
+	}
+	g2, fc2 := startLimitedGateway(t, DeviceLimits{Rate: 1, Burst: 1, FloodFactor: -1}, false)
+	connectAt(t, g2, fc2, "dev-b")
+	s = g2.Hub().Local("dev-b")
+	now = fc2.Now()
+	g2.Hub().Telemetry(s, data, now)
+	g2.Hub().Telemetry(s, data, now) // the notice
+	if n := testing.AllocsPerRun(1000, func() { g2.Hub().Telemetry(s, data, now) }); n != 0 {
+		t.Errorf("a dropped message allocates %v times", n)
+	}
+}
