@@ -88,12 +88,6 @@ type Session struct {
 	paused  atomic.Bool
 	gone    atomic.Bool
 
-	// limitClosed and limitNote are DeviceLimits' state (they fit in what
-	// was padding): closed for flooding, and when the next rate_limited
-	// notice is due (ms since the hub was made; 0 none).
-	limitClosed atomic.Bool
-	limitNote   atomic.Uint32
-
 	// held is telemetry waiting while the device is paused (the rest of
 	// the read that hit backpressure); nil until the first pause, so an
 	// ordinary session does not carry it.
@@ -242,7 +236,6 @@ type Hub struct {
 	seq     atomic.Uint64
 	started int64          // when Start ran, Unix ns: this run's sessions are not older
 	lim     *deviceLimiter // nil: no DeviceLimits
-	epoch   int64          // when NewHub ran, on cfg.Now, Unix ns
 
 	shards [nShards]shard
 	dir    [nShards]dirShard
@@ -291,7 +284,7 @@ func NewHub(cfg HubConfig, bus *Bus) *Hub {
 	h := &Hub{cfg: cfg, node: unique.Make(cfg.Node), nodeHdr: []string{cfg.Node}, bus: bus, nc: bus.Conn(), log: cfg.Logger, seed: maphash.MakeSeed(),
 		pending: make(map[string]*pendingCmd), nodes: make(map[string]nodeSeen),
 		paused: make(map[*Session]struct{}), stop: make(chan struct{}),
-		lim: newDeviceLimiter(cfg.Limits), epoch: cfg.Now().UnixNano()}
+		lim: newDeviceLimiter(cfg.Limits)}
 	for i := range h.shards {
 		h.shards[i].m = make(map[string]*Session)
 		if cfg.Directory == "" {

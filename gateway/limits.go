@@ -70,9 +70,10 @@ type deviceLimiter struct {
 }
 
 type limShard struct {
-	msgs  *upstream.KeyedLimiter[string]
-	flood *upstream.KeyedLimiter[string] // nil: never close
-	_     [48]byte
+	msgs   *upstream.KeyedLimiter[string]
+	notice *upstream.KeyedLimiter[string] // one rate_limited notice per token interval
+	flood  *upstream.KeyedLimiter[string] // nil: never close
+	_      [40]byte
 }
 
 // newDeviceLimiter returns the limiter of cfg, or nil when cfg is off.
@@ -97,6 +98,10 @@ func newDeviceLimiter(cfg DeviceLimits) *deviceLimiter {
 	for i := range l.shards {
 		l.shards[i].msgs = upstream.NewKeyedLimiter[string](upstream.KeyedConfig{
 			Rate: cfg.Rate, Burst: cfg.Burst, MaxKeys: perShard})
+		// Refused messages only: a device is told at most once per
+		// token interval (the longest wait of a one-message refusal).
+		l.shards[i].notice = upstream.NewKeyedLimiter[string](upstream.KeyedConfig{
+			Rate: cfg.Rate, Burst: 1, MaxKeys: perShard, EvictBusy: true})
 		if cfg.FloodFactor > 0 {
 			fr := cfg.FloodFactor * cfg.Rate
 			l.shards[i].flood = upstream.NewKeyedLimiter[string](upstream.KeyedConfig{
@@ -111,9 +116,10 @@ func newDeviceLimiter(cfg DeviceLimits) *deviceLimiter {
 type limitVerdict uint8
 
 const (
-	limitPass  limitVerdict = iota // publish it
-	limitDrop                      // drop it (over the rate)
-	limitClose                     // drop it and close the device (flooding)
+	limitPass   limitVerdict = iota // publish it
+	limitDrop                       // drop it (over the rate)
+	limitNotify                     // drop it and tell the device (once per wait)
+	limitClose                      // drop it and close the device (flooding)
 )
 
 // check takes one message of device at now. On limitDrop and limitClose,
@@ -130,6 +136,9 @@ func (l *deviceLimiter) check(device string, now time.Time) (v limitVerdict, wai
 	}
 	if sh.flood != nil && sh.flood.Check(device, now, 1) == upstream.ReasonRateLimited {
 		return limitClose, wait, false
+	}
+	if sh.notice.Check(device, now, 1) == upstream.ReasonNone {
+		return limitNotify, wait, false
 	}
 	return limitDrop, wait, false
 }
@@ -162,25 +171,15 @@ func (h *Hub) limitTelemetry(s *Session, now time.Time) bool {
 		return true
 	}
 	h.m.rateLimited.Add(1)
-	if v == limitClose {
-		if s.limitClosed.CompareAndSwap(false, true) {
-			s.t.Close(ReasonRateLimited)
+	switch v {
+	case limitClose:
+		// Close is idempotent: messages of the same read that follow
+		// change nothing.
+		s.t.Close(ReasonRateLimited)
+	case limitNotify:
+		if n, ok := s.t.(rateNotifier); ok {
+			n.rateLimited(wait)
 		}
-		return false
-	}
-	// One notice per wait: the next is due once the device may publish
-	// again (milliseconds since the hub was made, wrapping safely).
-	ms := uint32((now.UnixNano() - h.epoch) / int64(time.Millisecond))
-	if due := s.limitNote.Load(); due != 0 && int32(ms-due) < 0 {
-		return false
-	}
-	next := ms + uint32(max(1, wait.Milliseconds()))
-	if next == 0 {
-		next = 1
-	}
-	s.limitNote.Store(next)
-	if n, ok := s.t.(rateNotifier); ok {
-		n.rateLimited(wait)
 	}
 	return false
 }
