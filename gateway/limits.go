@@ -22,7 +22,8 @@ const ReasonRateLimited = "rate_limited"
 // (warren_gateway_telemetry_dropped_total{reason="rate_limited"}); a
 // WebSocket device is told with an error frame
 // {"type":"error","code":"rate_limited","retry_after_ms":N} at most once
-// per wait; an MQTT device's message is dropped (its PUBACK still says
+// per token interval (1/Rate), however many messages it loses meanwhile
+// and whether or not it reconnects; an MQTT device's message is dropped (its PUBACK still says
 // success: the broker's publish hook has no refusal code, see the
 // package docs). The refusals themselves go through a second bucket per
 // device of rate FloodFactor × Rate and depth FloodFactor × Rate ×
@@ -118,12 +119,11 @@ type limitVerdict uint8
 const (
 	limitPass   limitVerdict = iota // publish it
 	limitDrop                       // drop it (over the rate)
-	limitNotify                     // drop it and tell the device (once per wait)
+	limitNotify                     // drop it and tell the device (once per token interval)
 	limitClose                      // drop it and close the device (flooding)
 )
 
-// check takes one message of device at now. On limitDrop and limitClose,
-// wait is how long until the device may publish again.
+// check takes one message of device at now. When it refuses, wait is how long until the device may publish again.
 func (l *deviceLimiter) check(device string, now time.Time) (v limitVerdict, wait time.Duration, tableFull bool) {
 	sh := &l.shards[maphash.String(l.seed, device)%limShards]
 	r, wait := sh.msgs.CheckWait(device, now, 1)
