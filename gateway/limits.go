@@ -16,7 +16,9 @@ const ReasonRateLimited = "rate_limited"
 
 // DeviceLimits limits the telemetry each device may publish, keyed by
 // device id (not by connection), so reconnecting does not refill a
-// device's bucket. The zero value limits nothing.
+// device's bucket. The buckets are the Hub's, one process's: a device that
+// reconnects to another node (or prefork worker) starts there afresh. The
+// zero value limits nothing.
 //
 // A message over the limit is dropped and counted
 // (warren_gateway_telemetry_dropped_total{reason="rate_limited"}); a

@@ -245,7 +245,7 @@ func (d *wsDevices) bad(dev *wsDevice, code, msg, id string) {
 }
 
 // rateLimited tells the device its telemetry is being dropped (the hub
-// calls it at most once per wait).
+// calls it at most once per token interval of its DeviceLimits).
 func (dev *wsDevice) rateLimited(wait time.Duration) {
 	b, _ := json.Marshal(errFrame{Type: "error", Code: ReasonRateLimited,
 		Message: "telemetry over the device's rate limit is dropped", RetryAfterMS: max(1, wait.Milliseconds())})
