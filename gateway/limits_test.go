@@ -267,3 +267,33 @@ func TestTelemetryAllocsLimited(t *testing.T) {
 		t.Errorf("a dropped message allocates %v times", n)
 	}
 }
+
+// An MQTT device that keeps flooding is closed too, with presence offline
+// reason rate_limited.
+func TestDeviceRateLimitMQTTFlood(t *testing.T) {
+	g, fc := startLimitedGateway(t, DeviceLimits{Rate: 1, Burst: 1, FloodFactor: 1, FloodWindow: 2 * time.Second}, true)
+	nc := natsConn(t, g)
+	pres, _ := nc.SubscribeSync("devices.*.presence")
+	nc.Flush()
+	tok, _ := IssueToken(testSecret, "dev-mf", RoleDevice, time.Hour, fc.Now())
+	c, err := mqttClient(t, g, "dev-mf", tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 6 {
+		c.Publish("devices/dev-mf/telemetry", 0, false, "x")
+	}
+	for {
+		m, err := pres.NextMsg(5 * time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(m.Data), `"offline"`) {
+			if !strings.Contains(string(m.Data), `"reason":"rate_limited"`) {
+				t.Fatalf("offline presence: %s", m.Data)
+			}
+			break
+		}
+	}
+	testutil.Eventually(t, 0, "the client disconnected", func() bool { return !c.IsConnectionOpen() })
+}
