@@ -882,7 +882,7 @@ const (
 // counted first (see DeviceLimits).
 func (h *Hub) Telemetry(s *Session, data []byte, now time.Time) {
 	h.m.telemetryIn.Add(1)
-	if h.lim != nil && !h.limitTelemetry(s, now) {
+	if h.lim != nil && !h.limitTelemetry(s, len(data), now) {
 		return
 	}
 	if h.cfg.OnTelemetry != nil {

@@ -40,6 +40,15 @@ type DeviceLimits struct {
 	// Burst is the messages a quiet device may send at once. Zero means
 	// twice Rate (at least 1).
 	Burst int
+	// BytesRate, when positive, also limits each device's telemetry bytes
+	// a second (payload bytes), with a bucket of BytesBurst bytes (zero:
+	// twice BytesRate, at least 64 KiB). A message bigger than the burst
+	// is charged the whole burst: it passes only when the bucket is full.
+	// It applies only with Rate (a message refused for its bytes has
+	// still taken its message token), and its refusals count, notify and
+	// close like the rate's.
+	BytesRate  float64
+	BytesBurst int
 	// MaxKeys bounds the devices whose buckets are held at once; idle
 	// ones (bucket full again) are evicted first. A device that finds
 	// the table full of busy devices is let through and counted
@@ -68,15 +77,17 @@ const limShards = 32
 // deviceLimiter is DeviceLimits at work: per shard a KeyedLimiter for the
 // messages and one for the refusals (the flood detector).
 type deviceLimiter struct {
-	seed   maphash.Seed
-	shards [limShards]limShard
+	seed       maphash.Seed
+	bytesBurst int // the bytes bucket's depth, the most one message is charged
+	shards     [limShards]limShard
 }
 
 type limShard struct {
 	msgs   *upstream.KeyedLimiter[string]
 	notice *upstream.KeyedLimiter[string] // one rate_limited notice per token interval
 	flood  *upstream.KeyedLimiter[string] // nil: never close
-	_      [40]byte
+	bytes  *upstream.KeyedLimiter[string] // nil: no BytesRate
+	_      [32]byte
 }
 
 // newDeviceLimiter returns the limiter of cfg, or nil when cfg is off.
@@ -96,8 +107,12 @@ func newDeviceLimiter(cfg DeviceLimits) *deviceLimiter {
 	if cfg.FloodWindow <= 0 {
 		cfg.FloodWindow = DefaultDeviceFloodAfter
 	}
+	bytesOn := cfg.BytesRate > 0 && !math.IsInf(cfg.BytesRate, 0)
+	if bytesOn && cfg.BytesBurst <= 0 {
+		cfg.BytesBurst = int(max(64<<10, min(math.Ceil(2*cfg.BytesRate), math.MaxInt32)))
+	}
 	perShard := max(1, (cfg.MaxKeys+limShards-1)/limShards)
-	l := &deviceLimiter{seed: maphash.MakeSeed()}
+	l := &deviceLimiter{seed: maphash.MakeSeed(), bytesBurst: cfg.BytesBurst}
 	for i := range l.shards {
 		l.shards[i].msgs = upstream.NewKeyedLimiter[string](upstream.KeyedConfig{
 			Rate: cfg.Rate, Burst: cfg.Burst, MaxKeys: perShard})
@@ -105,6 +120,10 @@ func newDeviceLimiter(cfg DeviceLimits) *deviceLimiter {
 		// token interval (the longest wait of a one-message refusal).
 		l.shards[i].notice = upstream.NewKeyedLimiter[string](upstream.KeyedConfig{
 			Rate: cfg.Rate, Burst: 1, MaxKeys: perShard, EvictBusy: true})
+		if bytesOn {
+			l.shards[i].bytes = upstream.NewKeyedLimiter[string](upstream.KeyedConfig{
+				Rate: cfg.BytesRate, Burst: cfg.BytesBurst, MaxKeys: perShard})
+		}
 		if cfg.FloodFactor > 0 {
 			fr := cfg.FloodFactor * cfg.Rate
 			l.shards[i].flood = upstream.NewKeyedLimiter[string](upstream.KeyedConfig{
@@ -125,10 +144,14 @@ const (
 	limitClose                      // drop it and close the device (flooding)
 )
 
-// check takes one message of device at now. When it refuses, wait is how long until the device may publish again.
-func (l *deviceLimiter) check(device string, now time.Time) (v limitVerdict, wait time.Duration, tableFull bool) {
+// check takes one message of size bytes of device at now. When it
+// refuses, wait is how long until the device may publish again.
+func (l *deviceLimiter) check(device string, size int, now time.Time) (v limitVerdict, wait time.Duration, tableFull bool) {
 	sh := &l.shards[maphash.String(l.seed, device)%limShards]
 	r, wait := sh.msgs.CheckWait(device, now, 1)
+	if r == upstream.ReasonNone && sh.bytes != nil {
+		r, wait = sh.bytes.CheckWait(device, now, min(size, l.bytesBurst))
+	}
 	switch r {
 	case upstream.ReasonNone:
 		return limitPass, 0, false
@@ -164,8 +187,8 @@ type rateNotifier interface {
 
 // limitTelemetry applies the hub's DeviceLimits to one message of s and
 // reports whether to publish it.
-func (h *Hub) limitTelemetry(s *Session, now time.Time) bool {
-	v, wait, full := h.lim.check(s.Device, now)
+func (h *Hub) limitTelemetry(s *Session, size int, now time.Time) bool {
+	v, wait, full := h.lim.check(s.Device, size, now)
 	if full {
 		h.m.limitTableFull.Add(1)
 	}

@@ -185,7 +185,7 @@ func TestDeviceLimitKeyTable(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
 	full := 0
 	for i := 0; i < 10*limShards; i++ {
-		if v, _, f := l.check(fmt.Sprint("d", i), now); v != limitPass {
+		if v, _, f := l.check(fmt.Sprint("d", i), 1, now); v != limitPass {
 			t.Fatalf("a new device refused: %v", v)
 		} else if f {
 			full++
@@ -197,7 +197,7 @@ func TestDeviceLimitKeyTable(t *testing.T) {
 	// A second later every bucket is full again: a new device evicts an
 	// idle one and gets a bucket of its own.
 	now = now.Add(time.Second)
-	if _, _, f := l.check("e", now); f {
+	if _, _, f := l.check("e", 1, now); f {
 		t.Fatal("table full with idle keys only")
 	}
 	if keys, _ := l.stats(); keys > limShards {
@@ -213,14 +213,14 @@ func TestDeviceLimitNoAlloc(t *testing.T) {
 	l := newDeviceLimiter(DeviceLimits{Rate: 1000, Burst: 10})
 	now := time.Unix(1_700_000_000, 0)
 	dev := "device-1234"
-	l.check(dev, now)
+	l.check(dev, 10, now)
 	if n := testing.AllocsPerRun(1000, func() {
 		now = now.Add(time.Millisecond)
-		l.check(dev, now)
+		l.check(dev, 10, now)
 	}); n != 0 {
 		t.Fatalf("check allocates %v times", n)
 	}
-	if n := testing.AllocsPerRun(1000, func() { l.check(dev, now) }); n != 0 {
+	if n := testing.AllocsPerRun(1000, func() { l.check(dev, 10, now) }); n != 0 {
 		t.Fatalf("a refusing check allocates %v times", n)
 	}
 }
@@ -236,7 +236,7 @@ func BenchmarkDeviceLimitCheck(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		i := 0
 		for pb.Next() {
-			l.check(devs[i&1023], now)
+			l.check(devs[i&1023], 10, now)
 			i++
 		}
 	})
@@ -296,4 +296,29 @@ func TestDeviceRateLimitMQTTFlood(t *testing.T) {
 		}
 	}
 	testutil.Eventually(t, 0, "the client disconnected", func() bool { return !c.IsConnectionOpen() })
+}
+
+// -device-bytes-rate: a device's bytes are limited too; a refusal for
+// bytes says how long until the bucket holds the message, and a message
+// bigger than the burst is charged the whole burst.
+func TestDeviceLimitBytes(t *testing.T) {
+	l := newDeviceLimiter(DeviceLimits{Rate: 1000, BytesRate: 100, BytesBurst: 100, FloodFactor: -1})
+	now := time.Unix(1_700_000_000, 0)
+	if v, _, _ := l.check("d", 60, now); v != limitPass {
+		t.Fatalf("60 of 100 bytes: %v", v)
+	}
+	v, wait, _ := l.check("d", 60, now)
+	if v != limitNotify || wait != 200*time.Millisecond {
+		t.Fatalf("60 more bytes: %v, wait %v; want a notice and 200ms", v, wait)
+	}
+	now = now.Add(time.Second)
+	if v, _, _ := l.check("d", 1<<20, now); v != limitPass {
+		t.Fatalf("a message over the burst with the bucket full: %v", v)
+	}
+	if v, _, _ := l.check("d", 1, now); v == limitPass {
+		t.Fatal("the big message should have emptied the bucket")
+	}
+	if n := testing.AllocsPerRun(100, func() { l.check("d", 10, now) }); n != 0 {
+		t.Fatalf("check with bytes allocates %v times", n)
+	}
 }

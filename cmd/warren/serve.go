@@ -76,6 +76,10 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "warren serve: %v\n", err)
 		return 2
 	}
+	if err := checkDeviceLimits(&gcfg.DeviceLimits); err != nil {
+		fmt.Fprintf(stderr, "warren serve: %v\n", err)
+		return 2
+	}
 	if err := applyGC(*gogc, *memLimit); err != nil {
 		fmt.Fprintf(stderr, "warren serve: %v\n", err)
 		return 2

@@ -80,17 +80,18 @@ func TestServeRouteAndDeviceLimits(t *testing.T) {
 	})
 }
 
-// TestServeRouteLimitFlags: a bad -route-limit, or one without -upstream,
-// is a usage error (exit 2).
+// TestServeRouteLimitFlags: a bad -route-limit, one without -upstream, or
+// -device-bytes-rate without -device-rate is a usage error (exit 2).
 func TestServeRouteLimitFlags(t *testing.T) {
 	bin := warrenBinary(t)
 	for _, args := range [][]string{
 		{"-route-limit", "/a/=1"},
 		{"-upstream", "http://127.0.0.1:1", "-route-limit", "nonsense"},
+		{"-device-bytes-rate", "1000"},
 	} {
 		cmd := exec.Command(bin, append([]string{"serve", "-api", "", "-nats-listen", "127.0.0.1:0", "-data", t.TempDir()}, args...)...)
 		out, err := cmd.CombinedOutput()
-		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || !strings.Contains(string(out), "route-limit") {
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || !strings.Contains(string(out), args[len(args)-2]) {
 			t.Fatalf("%v: %v %s", args, err, out)
 		}
 	}
