@@ -29,7 +29,7 @@
 # Environment: N (100000), GW_PROCS (6), LOAD_PROCS (6), SOURCES
 # (127.0.2.1-127.0.2.16), RATE (5000), HOLD (20s), TRAFFIC (30s), COMMANDS
 # (500), RPS (telemetry messages per second: N/5), STORM (1: run step 3), MEM_BOUND (bytes per gateway process: 512 MiB),
-# OUT (bench/out), PROTO (ws; mqtt: the devices connect to the gateway's
+# OUT (bench/out), GW_FLAGS (more `warren serve` flags, e.g. "-device-rate 100"), PROTO (ws; mqtt: the devices connect to the gateway's
 # -mqtt port as MQTT clients, LOAD_FLAGS such as "-mqtt-version 5 -qos 1"
 # reach warren load), HEAP (1: save one worker's heap profile during the
 # hold), PROFILE (1: a 10 s CPU profile of one worker from 2 s into the
@@ -67,6 +67,7 @@ MEM_BOUND=${MEM_BOUND:-$((512 << 20))}
 OUT=${OUT:-bench/out}
 PROTO=${PROTO:-ws}
 read -r -a LOAD_FLAGS <<<"${LOAD_FLAGS:-}"
+read -r -a GW_FLAGS <<<"${GW_FLAGS:-}"
 
 PROG=devices
 # shellcheck source=bench/lib.sh
@@ -90,7 +91,7 @@ GW_PID=
 start_gateway() {
   WARREN_JWT_SECRET=$SECRET "$BIN/warren" serve -procs "$GW_PROCS" -addr "127.0.0.1:$DEV" -api "127.0.0.1:$API" \
     -admin "127.0.0.1:$ADM" -nats-listen "127.0.0.1:$NATSP" -mqtt "127.0.0.1:$MQTTP" -data "$DATA" -log-level warn \
-    >>"$OUT/devices-gateway.log" 2>&1 &
+    "${GW_FLAGS[@]}" >>"$OUT/devices-gateway.log" 2>&1 &
   GW_PID=$!
   PIDS+=("$GW_PID")
   gw_wait_ready "$OUT/devices-gateway.log"

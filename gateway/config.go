@@ -53,6 +53,10 @@ type Config struct {
 	// MaxBadFrames closes a device (reason abuse, close 1008) after this
 	// many refused frames. Zero means 10; negative never closes.
 	MaxBadFrames int
+	// DeviceLimits limits each device's telemetry rate, by device id (so a
+	// reconnect does not reset it), over WebSocket and MQTT alike. The
+	// zero value limits nothing (warren serve's -device-rate).
+	DeviceLimits DeviceLimits
 	// RetryHintMin and RetryHintJitter make the reconnect hint a draining
 	// node gives its devices in the close 1001 reason: a delay of at least
 	// RetryHintMin plus a random share of RetryHintJitter, so devices come

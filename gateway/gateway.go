@@ -82,7 +82,7 @@ func New(eng *engine.Engine, cfg Config) (*Gateway, error) {
 	g.bus = bus
 	hc := HubConfig{Node: cfg.Node, Now: eng.Now, CommandTimeout: cfg.CommandTimeout,
 		MaxCommandTimeout: cfg.MaxCommandTimeout, MaxPending: cfg.MaxPending, Logger: cfg.Logger,
-		Directory: cfg.Directory}
+		Directory: cfg.Directory, Limits: cfg.DeviceLimits}
 	if cfg.Webhook.URL != "" {
 		if g.hook, err = newWebhook(eng, cfg.Node, cfg.Webhook); err != nil {
 			bus.Close()

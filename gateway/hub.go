@@ -200,6 +200,9 @@ type HubConfig struct {
 	// is published, on the device's loop: it must not block nor keep data
 	// (the webhook's queue).
 	OnTelemetry func(device string, data []byte, now time.Time)
+	// Limits limits each device's telemetry (see DeviceLimits). The
+	// zero value limits nothing.
+	Limits DeviceLimits
 }
 
 const nShards = 64
@@ -231,7 +234,8 @@ type Hub struct {
 	log     *slog.Logger
 	seed    maphash.Seed
 	seq     atomic.Uint64
-	started int64 // when Start ran, Unix ns: this run's sessions are not older
+	started int64          // when Start ran, Unix ns: this run's sessions are not older
+	lim     *deviceLimiter // nil: no DeviceLimits
 
 	shards [nShards]shard
 	dir    [nShards]dirShard
@@ -279,7 +283,8 @@ func NewHub(cfg HubConfig, bus *Bus) *Hub {
 	}
 	h := &Hub{cfg: cfg, node: unique.Make(cfg.Node), nodeHdr: []string{cfg.Node}, bus: bus, nc: bus.Conn(), log: cfg.Logger, seed: maphash.MakeSeed(),
 		pending: make(map[string]*pendingCmd), nodes: make(map[string]nodeSeen),
-		paused: make(map[*Session]struct{}), stop: make(chan struct{})}
+		paused: make(map[*Session]struct{}), stop: make(chan struct{}),
+		lim: newDeviceLimiter(cfg.Limits)}
 	for i := range h.shards {
 		h.shards[i].m = make(map[string]*Session)
 		if cfg.Directory == "" {
@@ -872,9 +877,14 @@ const (
 // the device sent. Telemetry does not keep data once it returns (what it
 // holds it copies), so a transport may pass its read buffer. Under NATS
 // backpressure the device is paused with the message held, and published
-// when NATS catches up: nothing is dropped silently.
+// when NATS catches up: nothing is dropped silently. With
+// HubConfig.Limits, a message over the device's rate is dropped and
+// counted first (see DeviceLimits).
 func (h *Hub) Telemetry(s *Session, data []byte, now time.Time) {
 	h.m.telemetryIn.Add(1)
+	if h.lim != nil && !h.limitTelemetry(s, len(data), now) {
+		return
+	}
 	if h.cfg.OnTelemetry != nil {
 		h.cfg.OnTelemetry(s.Device, data, now)
 	}

@@ -22,6 +22,8 @@ type hubMetrics struct {
 	broadcastOffline atomic.Uint64
 	badFrames        atomic.Uint64
 	authFailures     atomic.Uint64
+	rateLimited      atomic.Uint64 // telemetry dropped by DeviceLimits (a counter of its own: no lock per drop)
+	limitTableFull   atomic.Uint64 // telemetry let through because the limit table was full
 
 	mu           sync.Mutex
 	disconnects  map[string]uint64    // by reason
@@ -67,6 +69,9 @@ func (m *hubMetrics) dirRequest(op, result string) {
 
 // droppedCount returns the telemetry dropped for reason.
 func (m *hubMetrics) droppedCount(reason string) uint64 {
+	if reason == ReasonRateLimited {
+		return m.rateLimited.Load()
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.drops[reason]
@@ -122,6 +127,8 @@ var (
 	descAuthFail    = prometheus.NewDesc("warren_gateway_auth_failures_total", "Connections refused for a missing, bad or expired token.", nil, nil)
 	descNATS        = prometheus.NewDesc("warren_gateway_nats_connected", "1 while the NATS connection is up.", nil, nil)
 	descNATSReco    = prometheus.NewDesc("warren_gateway_nats_reconnects_total", "NATS reconnections.", nil, nil)
+	descLimitKeys   = prometheus.NewDesc("warren_gateway_device_limit_keys", "Devices whose telemetry rate buckets are held (-device-limit-keys bounds it).", nil, nil)
+	descLimitFull   = prometheus.NewDesc("warren_gateway_device_limit_table_full_total", "Telemetry messages let through unlimited because the device limit table was full of busy devices.", nil, nil)
 	descDirRequests = prometheus.NewDesc("warren_gateway_directory_requests_total",
 		"Requests of a prefork worker to its machine's directory, by op (get, list, broadcast, count) and result (ok, timeout, error).",
 		[]string{"op", "result"}, nil)
@@ -130,7 +137,7 @@ var (
 func (c hubCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descOnline, descDirectory, descConnects, descDisconnects, descReplaced, descTelIn,
 		descTelOut, descTelDrop, descPauses, descCommands, descPending, descBroadcast, descBadFrames, descAuthFail,
-		descNATS, descNATSReco, descDirRequests} {
+		descNATS, descNATSReco, descDirRequests, descLimitKeys, descLimitFull} {
 		ch <- d
 	}
 	c.h.m.publishLat.Describe(ch)
@@ -168,6 +175,12 @@ func (c hubCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	g(descNATS, up)
 	n(descNATSReco, h.bus.reco.Load())
+	if h.lim != nil {
+		keys, _ := h.lim.stats()
+		g(descLimitKeys, float64(keys))
+		n(descLimitFull, m.limitTableFull.Load())
+		n(descTelDrop, m.rateLimited.Load(), ReasonRateLimited)
+	}
 	m.mu.Lock()
 	for r, v := range m.disconnects {
 		n(descDisconnects, v, r)

@@ -19,6 +19,7 @@ import (
 const (
 	CloseReplaced     = 4000 // another connection took the device's session
 	CloseTokenExpired = 4001 // the token's exp passed while connected
+	CloseRateLimited  = 4002 // kept flooding telemetry far past its DeviceLimits
 )
 
 // frame is a device's text frame.
@@ -44,6 +45,9 @@ type errFrame struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
 	ID      string `json:"id,omitempty"`
+	// RetryAfterMS is, for code rate_limited, how long until the device
+	// may publish again.
+	RetryAfterMS int64 `json:"retry_after_ms,omitempty"`
 }
 
 // wsDevices serves devices on WebSocket (GET /v1/connect): it
@@ -240,6 +244,14 @@ func (d *wsDevices) bad(dev *wsDevice, code, msg, id string) {
 	}
 }
 
+// rateLimited tells the device its telemetry is being dropped (the hub
+// calls it at most once per token interval of its DeviceLimits).
+func (dev *wsDevice) rateLimited(wait time.Duration) {
+	b, _ := json.Marshal(errFrame{Type: "error", Code: ReasonRateLimited,
+		Message: "telemetry over the device's rate limit is dropped", RetryAfterMS: max(1, wait.Milliseconds())})
+	dev.c.WriteMessage(websocket.OpText, b)
+}
+
 // OnClose unregisters the device.
 func (d *wsDevices) OnClose(c *websocket.Conn, reason engine.CloseReason, code uint16) {
 	dev, _ := c.Context().(*wsDevice)
@@ -298,6 +310,8 @@ func (dev *wsDevice) Close(reason string) {
 		code = CloseTokenExpired
 	case ReasonShutdown:
 		code = websocket.CloseGoingAway
+	case ReasonRateLimited:
+		code = CloseRateLimited
 	}
 	dev.closeWith(reason, code, reason)
 }

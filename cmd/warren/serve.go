@@ -66,6 +66,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	var extra serveExtra
 	serveExtraFlags(fs, &extra, &gcfg)
 	upTLS := serveUpstreamTLSFlags(fs) // -upstream-ca, -upstream-insecure, … (serve_upstream.go)
+	deviceLimitFlags(fs, &gcfg.DeviceLimits)
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
 			return 0
@@ -73,6 +74,10 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if err := extra.check(*mqttAddr); err != nil {
+		fmt.Fprintf(stderr, "warren serve: %v\n", err)
+		return 2
+	}
+	if err := checkDeviceLimits(&gcfg.DeviceLimits); err != nil {
 		fmt.Fprintf(stderr, "warren serve: %v\n", err)
 		return 2
 	}

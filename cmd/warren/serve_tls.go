@@ -28,6 +28,7 @@ type serveExtra struct {
 	mqtts    string
 	upstream string
 	webhook  gateway.WebhookConfig
+	routes   *[]proxy.RouteLimit // -route-limit, in the gateway's Config
 }
 
 // serveExtraFlags registers -tls-*, -tls-addr, -mqtts, -upstream* and
@@ -52,6 +53,9 @@ func serveExtraFlags(fs *flag.FlagSet, x *serveExtra, gcfg *gateway.Config) {
 	fs.DurationVar(&cc.Timeout, "upstream-timeout", upstream.DefaultTimeout, "-upstream: request timeout, retries included; 504 after")
 	fs.IntVar(&cc.Pool.MaxConnsPerHost, "upstream-max-conns-per-host", upstream.DefaultMaxConnsPerHost, "-upstream: connections per backend")
 	fs.IntVar(&gcfg.UpstreamProxy.MaxBacklog, "upstream-max-backlog", proxy.DefaultMaxBacklog, "-upstream: bytes queued toward a slow peer before the other side is paused")
+	x.routes = &gcfg.UpstreamProxy.RouteLimits
+	fs.Var((*routeLimitsFlag)(x.routes), "route-limit",
+		"-upstream: inbound limit of a proxied path prefix, repeatable, as warren proxy's: PREFIX=RATE[,burst=N][,header=NAME][,keys=N][,name=LABEL]; over it: 429 with Retry-After (none by default)")
 	w := &x.webhook
 	fs.StringVar(&w.URL, "webhook", "", "telemetry also POSTed in JSON batches to this http://host:port/path (see docs/gateway.md); empty disables")
 	fs.IntVar(&w.Queue, "webhook-queue", gateway.DefaultWebhookQueue, "-webhook: messages waiting to be batched; over it they are dropped (counted, queue_full)")
@@ -72,6 +76,14 @@ func (x *serveExtra) check(mqttAddr string) error {
 		return fmt.Errorf("-mqtts needs MQTT (-mqtt not empty)")
 	case hasCert && x.tlsAddr == "" && x.mqtts == "":
 		return fmt.Errorf("-tls-cert without -tls-addr or -mqtts: name the TLS listener(s)")
+	}
+	if x.routes != nil && len(*x.routes) > 0 {
+		if x.upstream == "" {
+			return fmt.Errorf("-route-limit needs -upstream (it limits the proxied routes)")
+		}
+		if err := proxy.ValidateRouteLimits(*x.routes); err != nil {
+			return fmt.Errorf("-route-limit: %v", err)
+		}
 	}
 	return nil
 }
