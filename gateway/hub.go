@@ -879,11 +879,13 @@ const (
 // backpressure the device is paused with the message held, and published
 // when NATS catches up: nothing is dropped silently. With
 // HubConfig.Limits, a message over the device's rate is dropped and
-// counted first (see DeviceLimits).
-func (h *Hub) Telemetry(s *Session, data []byte, now time.Time) {
+// counted first (see DeviceLimits), and Telemetry returns false, so that
+// a transport can tell the device (an MQTT 5.0 PUBACK's reason code);
+// otherwise it returns true.
+func (h *Hub) Telemetry(s *Session, data []byte, now time.Time) bool {
 	h.m.telemetryIn.Add(1)
 	if h.lim != nil && !h.limitTelemetry(s, len(data), now) {
-		return
+		return false
 	}
 	if h.cfg.OnTelemetry != nil {
 		h.cfg.OnTelemetry(s.Device, data, now)
@@ -901,7 +903,7 @@ func (h *Hub) Telemetry(s *Session, data []byte, now time.Time) {
 		if !s.hold(tm.detach()) {
 			h.m.dropped("held_overflow")
 		}
-		return
+		return true
 	}
 	start := time.Now()
 	err := h.bus.Publish(&tm.m)
@@ -914,6 +916,7 @@ func (h *Hub) Telemetry(s *Session, data []byte, now time.Time) {
 	default:
 		h.m.dropped("bus_error")
 	}
+	return true
 }
 
 // telemetryMsg is a telemetry message made once and reused: its header

@@ -12,6 +12,7 @@ import (
 
 	"github.com/warrenhq/warren/engine"
 	"github.com/warrenhq/warren/internal/testutil"
+	"github.com/warrenhq/warren/mqtt"
 )
 
 // startLimitedGateway starts a gateway with DeviceLimits l on an engine
@@ -320,5 +321,41 @@ func TestDeviceLimitBytes(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(100, func() { l.check("d", 10, now) }); n != 0 {
 		t.Fatalf("check with bytes allocates %v times", n)
+	}
+}
+
+// An MQTT 5.0 device over its limit gets quota_exceeded (0x97) in the
+// PUBACK of the refused message (PUBACK has no rate code), and a flood
+// close is DISCONNECT 0x96 Message rate too high.
+func TestDeviceRateLimitMQTT5(t *testing.T) {
+	g, fc := startLimitedGateway(t, DeviceLimits{Rate: 1, Burst: 1, FloodFactor: 1, FloodWindow: 2 * time.Second}, true)
+	tok, _ := IssueToken(testSecret, "dev-m5", RoleDevice, time.Hour, fc.Now())
+	c := rawMQTT(t, g.MQTTAddr(), "dev-m5", tok)
+	pub := func(qos mqtt.QoS, id uint16) {
+		c.Write(mqtt.AppendPublish(nil, mqtt.Version5, &mqtt.Publish{QoS: qos, PacketID: id,
+			Topic: []byte("devices/dev-m5/telemetry"), Payload: []byte("x")}))
+	}
+	pub(mqtt.QoS1, 1)
+	if a, ok := readMQTT(t, c).(*mqtt.Ack); !ok || a.PacketID != 1 || a.ReasonCode != mqtt.Success {
+		t.Fatalf("first PUBACK %+v", a)
+	}
+	pub(mqtt.QoS1, 2)
+	if a, ok := readMQTT(t, c).(*mqtt.Ack); !ok || a.PacketID != 2 || a.ReasonCode != mqtt.QuotaExceeded {
+		t.Fatalf("PUBACK over the limit %+v", a)
+	}
+	for range 6 {
+		pub(mqtt.QoS0, 0)
+	}
+	for {
+		p := readMQTT(t, c)
+		if p == nil {
+			t.Fatal("closed without DISCONNECT")
+		}
+		if d, ok := p.(*mqtt.Disconnect); ok {
+			if d.ReasonCode != mqtt.MessageRateTooHigh {
+				t.Fatalf("flood close %+v", d)
+			}
+			break
+		}
 	}
 }

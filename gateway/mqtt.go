@@ -289,7 +289,7 @@ func (d *mqttDevices) onDisconnect(c *mqtt.Client, reason engine.CloseReason, co
 
 // onPublish turns a device's telemetry and acks into hub calls, and
 // bridges every other publish onto NATS. It runs on the event loop.
-func (d *mqttDevices) onPublish(c *mqtt.Client, m *mqtt.Message) bool {
+func (d *mqttDevices) onPublish(c *mqtt.Client, m *mqtt.Message) (bool, mqtt.ReasonCode) {
 	l, _ := c.Identity.(*mqttLink)
 	now := d.now()
 	if l != nil {
@@ -298,8 +298,14 @@ func (d *mqttDevices) onPublish(c *mqtt.Client, m *mqtt.Message) bool {
 			rest, ok := strings.CutPrefix(m.Topic, "devices/"+s.Device+"/")
 			switch {
 			case ok && rest == "telemetry":
-				d.hub.Telemetry(s, append([]byte(nil), m.Payload...), now)
-				return true
+				if !d.hub.Telemetry(s, append([]byte(nil), m.Payload...), now) {
+					// Over the device's limit: a 5.0 client's PUBACK or
+					// PUBREC says quota_exceeded (the PUBACK codes have
+					// no rate code; DISCONNECT's 0x96 comes with a flood
+					// close).
+					return true, mqtt.QuotaExceeded
+				}
+				return true, mqtt.Success
 			case ok && strings.HasPrefix(rest, "acks/"):
 				var a struct {
 					Status string          `json:"status"`
@@ -311,7 +317,7 @@ func (d *mqttDevices) onPublish(c *mqtt.Client, m *mqtt.Message) bool {
 				} else {
 					d.hub.m.badFrames.Add(1)
 				}
-				return true
+				return true, mqtt.Success
 			}
 		}
 	}
@@ -331,7 +337,7 @@ func (d *mqttDevices) onPublish(c *mqtt.Client, m *mqtt.Message) bool {
 			d.bridgedOut.Add(1)
 		}
 	}
-	return true
+	return true, mqtt.Success
 }
 
 // qosOf is the MQTT QoS a bridged message carries (Warren-MQTT-QoS), 0
@@ -454,6 +460,8 @@ func (l *mqttLink) Close(reason string) {
 		code = mqtt.NotAuthorized
 	case ReasonShutdown:
 		code = mqtt.ServerShuttingDown
+	case ReasonRateLimited:
+		code = mqtt.MessageRateTooHigh
 	}
 	c.Disconnect(code, reason)
 }

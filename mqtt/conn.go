@@ -993,15 +993,49 @@ func (c *conn) onPublish(p *Publish, n int) {
 		}
 		m.CorrelationData, m.User = pr.CorrelationData, pr.User
 	}
-	local := true
+	local, code := true, Success
 	if h := s.cfg.Hooks.OnPublish; h != nil {
-		local = h(&c.cl, m)
+		local, code = h(&c.cl, m)
+	}
+	if code >= 0x80 {
+		putMsg(tm)
+		s.drop(DropRefused)
+		if !pubackCodes.has(code) {
+			code = UnspecifiedError // one PUBACK and PUBREC cannot carry
+		}
+		if p.QoS == QoS2 {
+			c.forgetQoS2(p.PacketID) // a PUBREC of 0x80 or more ends the flow
+		}
+		if v5 {
+			ack(code)
+		} else {
+			ack(Success)
+		}
+		return
 	}
 	if local {
 		s.routeMessage(tm, p.Retain, c.cl.ID, now)
 	}
 	putMsg(tm)
 	ack(Success)
+}
+
+// forgetQoS2 drops id from the session's QoS 2 messages received and not
+// yet released.
+func (c *conn) forgetQoS2(id uint16) {
+	ss := c.sess
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.conn != c {
+		return
+	}
+	if i := slices.Index(ss.f().inQoS2, id); i >= 0 {
+		ss.f().inQoS2 = slices.Delete(ss.f().inQoS2, i, i+1)
+		if len(ss.f().inQoS2) == 0 {
+			ss.f().inQoS2 = nil
+		}
+		ss.tidy()
+	}
 }
 
 func (c *conn) onAck(a *Ack) {

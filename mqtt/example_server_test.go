@@ -56,10 +56,13 @@ func ExampleHooks() {
 		Authorize: func(c *mqtt.Client, a mqtt.Action, topic string) bool {
 			return strings.HasPrefix(topic, "devices/"+c.ID+"/")
 		},
-		OnPublish: func(c *mqtt.Client, m *mqtt.Message) bool {
+		OnPublish: func(c *mqtt.Client, m *mqtt.Message) (bool, mqtt.ReasonCode) {
+			if len(m.Payload) > 4096 {
+				return false, mqtt.QuotaExceeded // refused: a 5.0 client's PUBACK says why
+			}
 			// Forward m elsewhere (copy what must outlive the call), and
 			// route it locally too.
-			return true
+			return true, mqtt.Success
 		},
 	}
 	broker := mqtt.NewServer(mqtt.Config{Hooks: hooks})

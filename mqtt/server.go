@@ -320,12 +320,19 @@ type Hooks struct {
 
 	// OnPublish sees every message a client publishes once it is
 	// authorized, before it is routed: a bridge forwards it elsewhere (to
-	// NATS). Returning false stops local routing and retaining (the
+	// NATS). Returning local false stops local routing and retaining (the
 	// bridge takes the message over); true routes it to the local
-	// subscribers as usual. m and its fields are valid only during the
-	// call; copy what must outlive it. Messages injected with
-	// Server.Publish don't reach it. Nil routes everything locally.
-	OnPublish func(c *Client, m *Message) bool
+	// subscribers as usual. A code of 0x80 or more refuses the message:
+	// it is neither routed nor retained, counted as DropRefused, and a
+	// 5.0 client's PUBACK or PUBREC carries the code (one of the codes
+	// those packets may carry, such as QuotaExceeded for a rate limit or
+	// NotAuthorized; another is sent as UnspecifiedError; a refused QoS 2
+	// flow ends there); 3.1.1 has no refusal, so its client gets a success ack, as
+	// for a message Authorize refused. Success (0) accepts it. m and its
+	// fields are valid only during the call; copy what must outlive it.
+	// Messages injected with Server.Publish don't reach it. Nil routes
+	// everything locally.
+	OnPublish func(c *Client, m *Message) (local bool, code ReasonCode)
 
 	// OnConnect runs when a client's CONNECT has been accepted and its
 	// CONNACK sent; sessionPresent tells whether an earlier session was

@@ -372,11 +372,17 @@ func TestHooks(t *testing.T) {
 		Authorize: func(c *Client, a Action, topic string) bool {
 			return strings.HasPrefix(topic, "devices/"+c.ID+"/") || topic == "devices/"+c.ID
 		},
-		OnPublish: func(c *Client, m *Message) bool {
+		OnPublish: func(c *Client, m *Message) (bool, ReasonCode) {
+			if strings.HasSuffix(m.Topic, "/refuse") {
+				return true, QuotaExceeded
+			}
+			if strings.HasSuffix(m.Topic, "/refuse-bad-code") {
+				return true, MessageRateTooHigh // not a PUBACK code: sent as UnspecifiedError
+			}
 			mu.Lock()
 			defer mu.Unlock()
 			bridged = append(bridged, c.Identity.(string)+" "+m.Topic)
-			return !strings.HasSuffix(m.Topic, "/bridge-only")
+			return !strings.HasSuffix(m.Topic, "/bridge-only"), Success
 		},
 		OnConnect: func(c *Client, present bool) {
 			mu.Lock()
@@ -422,12 +428,42 @@ func TestHooks(t *testing.T) {
 	}
 	c.pub("devices/d1/bridge-only", "b", QoS0, 0, false)
 	c.quiet(50 * time.Millisecond)
+	// Refused by OnPublish with a code: not routed to the subscriber, the
+	// PUBACK (or PUBREC, ending the QoS 2 flow) carries the code.
+	c.pub("devices/d1/refuse", "r", QoS1, 3, false)
+	if rc := c.expectAck(TypePuback, 3); rc != QuotaExceeded {
+		t.Fatalf("refused QoS 1: %v", rc)
+	}
+	c.pub("devices/d1/refuse", "r", QoS2, 4, false)
+	if rc := c.expectAck(TypePubrec, 4); rc != QuotaExceeded {
+		t.Fatalf("refused QoS 2: %v", rc)
+	}
+	// The flow ended: the same packet id starts a new one.
+	c.pub("devices/d1/refuse-bad-code", "r", QoS2, 4, false)
+	if rc := c.expectAck(TypePubrec, 4); rc != UnspecifiedError {
+		t.Fatalf("refused QoS 2 again: %v", rc)
+	}
+	c.quiet(50 * time.Millisecond) // nothing delivered
+	if n := b.Stats().Dropped[DropRefused]; n != 3 {
+		t.Fatalf("refused drops %d, want 3", n)
+	}
+	// 3.1.1 has no refusal code: a success ack, nothing routed.
+	c3 := dial(t, b.addr, Version311)
+	if ca := c3.connect(&Connect{ClientID: []byte("d9"), CleanStart: true, HasUsername: true, Username: []byte("u"),
+		Password: []byte("secret")}); ca.ReasonCode != Success {
+		t.Fatal(ca.ReasonCode)
+	}
+	c3.pub("devices/d9/refuse", "r", QoS1, 5, false)
+	if rc := c3.expectAck(TypePuback, 5); rc != Success {
+		t.Fatalf("refused QoS 1 over 3.1.1: %v", rc)
+	}
+	c3.quiet(50 * time.Millisecond)
 	mu.Lock()
 	defer mu.Unlock()
 	if fmt.Sprint(bridged) != "[ident-d1 devices/d1/x ident-d1 devices/d1/bridge-only]" {
 		t.Fatalf("bridged %v", bridged)
 	}
-	if fmt.Sprint(connected) != "[d1]" {
+	if fmt.Sprint(connected) != "[d1 d9]" {
 		t.Fatalf("connected %v", connected)
 	}
 	// A will on a topic the client may not publish to fails CONNECT.

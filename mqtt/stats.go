@@ -32,11 +32,14 @@ const (
 	// DropSessionEnded is a queued message discarded with its session
 	// (expired, or replaced by a clean start).
 	DropSessionEnded
+	// DropRefused is a PUBLISH the OnPublish hook refused with a reason
+	// code (a gateway's per-device rate limit, say).
+	DropRefused
 	numDropReasons
 )
 
 var dropNames = [...]string{"queue_full", "total_queue_full", "offline", "expired", "too_large",
-	"not_authorized", "retained_full", "write_failed", "session_ended"}
+	"not_authorized", "retained_full", "write_failed", "session_ended", "refused"}
 
 // String returns the snake_case name used in metrics and logs.
 func (r DropReason) String() string {
