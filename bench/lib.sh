@@ -42,6 +42,24 @@ median() {
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 hwm_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
 
+# wait_port PORT: waits until something listens on 127.0.0.1:PORT, at most 10 s.
+wait_port() {
+  local i
+  for ((i = 0; i < 100; i++)); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  die "nothing listening on $1"
+}
+# need_cmd CMD [PACKAGE]: installs PACKAGE (default CMD) with apt when CMD is missing.
+need_cmd() {
+  command -v "$1" >/dev/null && return 0
+  echo "installing ${2:-$1}"
+  local sudo=sudo
+  [ "$(id -u)" = 0 ] && sudo=
+  { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${2:-$1}"; } >/dev/null 2>&1 ||
+    die "could not install ${2:-$1}"
+}
 # free_port: a free TCP port on 127.0.0.1.
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 

@@ -42,7 +42,6 @@ if [[ " $SERVERS " == *" mosquitto "* ]] && ! command -v mosquitto >/dev/null; t
     die "mosquitto is missing and apt-get install mosquitto failed"
   command -v mosquitto >/dev/null || die "mosquitto not installed (apt-get install mosquitto)"
 fi
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 BIN=$OUT/$PROG
 mkdir -p "$BIN"

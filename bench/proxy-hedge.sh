@@ -35,28 +35,12 @@ mkdir -p "$OUT"
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
 
-if ! command -v curl >/dev/null; then
-  echo "installing curl"
-  if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
-  { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends curl; } >/dev/null 2>&1 ||
-    die "could not install curl"
-fi
+need_cmd curl
 
 go build -o "$OUT/warren" ./cmd/warren
 go build -o "$OUT/slowtail" ./bench/cmd/slowtail
 go build -o "$OUT/latclient" ./bench/cmd/latclient
 W="$(pwd)/$OUT/warren"
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-wait_port() {
-  local i
-  for ((i = 0; i < 100; i++)); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  die "nothing listening on $1"
-}
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 

@@ -46,14 +46,6 @@ ulimit -n "$(ulimit -Hn)"
 go build -o "$OUT/warren" ./cmd/warren
 W="$(pwd)/$OUT/warren"
 
-wait_port() {
-  local i
-  for ((i = 0; i < 100; i++)); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  die "nothing listening on $1"
-}
 # heap_kb ADMIN: the live heap (HeapInuse right after a forced GC) in KB;
 # the first GC empties sync.Pools into their victim caches, the second
 # frees those.

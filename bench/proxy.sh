@@ -50,18 +50,6 @@ fi
 go build -o "$OUT/warren" ./cmd/warren
 W="$(pwd)/$OUT/warren"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-# wait_port PORT: until something listens on it.
-wait_port() {
-  local i
-  for ((i = 0; i < 100; i++)); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  die "nothing listening on $1"
-}
-
 # cpu_ticks PID...: user+system clock ticks of the processes (all threads).
 cpu_ticks() {
   local t=0 p
