@@ -914,6 +914,19 @@ func (pc *pconn) OnTimeout(c *engine.Conn, r engine.CloseReason) bool {
 
 // errorResponse renders a response the proxy answers itself.
 func (p *Proxy) errorResponse(pc *pconn, status int, reason, detail string, close bool) []byte {
+	return p.selfResponse(status, reason, -1, close)
+}
+
+// limitResponse is the 429 of a request over an inbound limit, with
+// Retry-After from the bucket.
+func (p *Proxy) limitResponse(le *limitError, close bool) []byte {
+	return p.selfResponse(429, "rate_limited", retryAfterSeconds(le.retryAfter), close)
+}
+
+// selfResponse renders a response of the proxy's own: status, its reason
+// in the reason header and the body, Retry-After when retryAfter is not
+// negative.
+func (p *Proxy) selfResponse(status int, reason string, retryAfter int64, close bool) []byte {
 	body := http1.StatusText(status)
 	if body == "" {
 		body = "error"
@@ -922,33 +935,15 @@ func (p *Proxy) errorResponse(pc *pconn, status int, reason, detail string, clos
 	b := make([]byte, 0, 256)
 	b = http1.AppendStatusLine(b, 1, status)
 	b = append(b, "Content-Type: text/plain; charset=utf-8\r\n"...)
+	if retryAfter >= 0 {
+		b = append(b, "Retry-After: "...)
+		b = strconv.AppendInt(b, retryAfter, 10)
+		b = append(b, "\r\n"...)
+	}
 	b = append(b, p.reason...)
 	b = append(b, ": "...)
 	b = append(b, reason...)
 	b = append(b, "\r\nVia: "...)
-	b = append(b, p.via...)
-	b = append(b, "\r\nContent-Length: "...)
-	b = strconv.AppendInt(b, int64(len(body)), 10)
-	if close {
-		b = append(b, "\r\nConnection: close"...)
-	}
-	b = append(b, "\r\n\r\n"...)
-	b = append(b, body...)
-	_ = detail
-	return b
-}
-
-// limitResponse is the 429 of a request over an inbound limit, with
-// Retry-After from the bucket.
-func (p *Proxy) limitResponse(le *limitError, close bool) []byte {
-	const body = "Too Many Requests: rate_limited\n"
-	b := make([]byte, 0, 256)
-	b = http1.AppendStatusLine(b, 1, 429)
-	b = append(b, "Content-Type: text/plain; charset=utf-8\r\nRetry-After: "...)
-	b = strconv.AppendInt(b, retryAfterSeconds(le.retryAfter), 10)
-	b = append(b, "\r\n"...)
-	b = append(b, p.reason...)
-	b = append(b, ": rate_limited\r\nVia: "...)
 	b = append(b, p.via...)
 	b = append(b, "\r\nContent-Length: "...)
 	b = strconv.AppendInt(b, int64(len(body)), 10)
