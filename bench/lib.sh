@@ -51,14 +51,18 @@ wait_port() {
   done
   die "nothing listening on $1"
 }
-# need_cmd CMD [PACKAGE]: installs PACKAGE (default CMD) with apt when CMD is missing.
+# need_cmd CMD[:PACKAGE]...: installs, with apt in one go, the package of
+# each CMD that is missing (PACKAGE, default CMD itself).
 need_cmd() {
-  command -v "$1" >/dev/null && return 0
-  echo "installing ${2:-$1}"
-  local sudo=sudo
+  local spec pkgs=() sudo=sudo
+  for spec in "$@"; do
+    command -v "${spec%%:*}" >/dev/null || pkgs+=("${spec#*:}")
+  done
+  [ ${#pkgs[@]} -eq 0 ] && return 0
+  echo "installing ${pkgs[*]}"
   [ "$(id -u)" = 0 ] && sudo=
-  { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${2:-$1}"; } >/dev/null 2>&1 ||
-    die "could not install ${2:-$1}"
+  { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${pkgs[@]}"; } >/dev/null 2>&1 ||
+    die "could not install ${pkgs[*]}"
 }
 # free_port: a free TCP port on 127.0.0.1.
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
