@@ -298,7 +298,9 @@ func (d *mqttDevices) onPublish(c *mqtt.Client, m *mqtt.Message) (bool, mqtt.Rea
 			rest, ok := strings.CutPrefix(m.Topic, "devices/"+s.Device+"/")
 			switch {
 			case ok && rest == "telemetry":
-				if !d.hub.Telemetry(s, append([]byte(nil), m.Payload...), now) {
+				// Telemetry keeps nothing of the payload (it copies what
+				// it holds), as for a WebSocket frame's read buffer.
+				if !d.hub.Telemetry(s, m.Payload, now) {
 					// Over the device's limit: a 5.0 client's PUBACK or
 					// PUBREC says quota_exceeded (the PUBACK codes have
 					// no rate code; DISCONNECT's 0x96 comes with a flood
