@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/warrenhq/warren/http1"
 )
 
 // TestPipelineGoBackend: with one connection allowed and MaxPipeline 4,
@@ -457,4 +459,68 @@ func TestPipelineStress(t *testing.T) {
 		h := s.Hosts[0]
 		return s.RqActive == 0 && h.Active == 0 && h.Assigned == 0 && h.Pending == 0 && s.RqPendingActive == 0
 	})
+}
+
+// goneClient stands for a proxy's client that goes away as soon as it has
+// the whole response: it cancels the exchange from the handler call that
+// passes the response's last bytes on.
+type goneClient struct {
+	done chan error
+}
+
+func (g *goneClient) OnResponse(x *Exchange, resp *http1.Response) {
+	if resp.Framing == http1.FramingNone {
+		x.Cancel()
+	}
+}
+
+func (g *goneClient) OnBody(x *Exchange, data []byte) {
+	if strings.HasSuffix(string(data), "!") {
+		x.Cancel()
+	}
+}
+
+func (g *goneClient) OnDone(x *Exchange, err error) { g.done <- err }
+
+// TestCancelOnLastBytes: a Cancel from the handler once it has the
+// response's last bytes (a proxy's client closing as soon as it has read
+// them) ends the exchange without closing its connection, with or without
+// requests pipelined behind it, and with or without a body. Before, the
+// Cancel closed the connection, and the requests behind were retried on
+// another one (TestProxyPipeline saw two backend connections now and
+// then).
+func TestCancelOnLastBytes(t *testing.T) {
+	for _, pipe := range []int{0, 4} {
+		t.Run(fmt.Sprintf("pipeline%d", pipe), func(t *testing.T) {
+			e := startEngine(t)
+			b := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path == "/empty" {
+					w.WriteHeader(http.StatusNoContent)
+					return
+				}
+				io.WriteString(w, "answer!")
+			}))
+			c := newTestCluster(t, e, ClusterConfig{Hosts: []string{b.addr}, Pool: PoolConfig{MaxConnsPerHost: 1, MaxPipeline: pipe}})
+			for i := range 20 {
+				path := "/body"
+				if i%2 == 1 {
+					path = "/empty"
+				}
+				g := &goneClient{done: make(chan error, 1)}
+				c.Do(&Request{Method: "GET", Head: AppendRequestHead(nil, "GET", path, "test", nil, -1, false), Handler: g})
+				select {
+				case <-g.done:
+				case <-time.After(10 * time.Second):
+					t.Fatal("no OnDone")
+				}
+			}
+			if r, err := get(t, c, "/body"); err != nil || string(r.Body) != "answer!" {
+				t.Fatalf("after the cancels: %v %v", r, err)
+			}
+			st := c.Stats()
+			if n := b.accepted.Load(); n != 1 || st.CxClosed != 0 {
+				t.Errorf("backend accepted %d connections, %d closed; want 1 and 0", n, st.CxClosed)
+			}
+		})
+	}
 }

@@ -810,11 +810,15 @@ func (cc *clientConn) OnData(conn *engine.Conn, in []byte) int {
 			if cc.resp.KeepAlive > 0 {
 				cc.noteKeepAlive(conn, cc.resp.KeepAlive)
 			}
-			x.response(&cc.resp)
 			if cc.resp.Framing == http1.FramingNone {
+				// The whole response: x leaves the connection before its
+				// handler passes it on (see detach).
+				x.detach()
+				x.response(&cc.resp)
 				cc.finish(conn, x, now)
 				continue
 			}
+			x.response(&cc.resp)
 		}
 		k, data, done, err := cc.parser.Body(in[used:])
 		if err != nil {
@@ -823,6 +827,14 @@ func (cc *clientConn) OnData(conn *engine.Conn, in []byte) int {
 			return len(in)
 		}
 		used += k
+		if done {
+			// The response's last bytes: x leaves the connection before
+			// its handler passes them on. A proxy's client that has them
+			// may go away at once, and its Cancel must not close the
+			// connection, which carries the requests pipelined behind x
+			// or goes back to the pool.
+			x.detach()
+		}
 		if len(data) > 0 {
 			x.bodyData(data)
 		}
