@@ -557,7 +557,9 @@ func (x *Exchange) Conn() *engine.Conn {
 }
 
 // Cancel ends x: it fails with FailCanceled unless it already ended, and
-// its connection, if any, is closed.
+// its connection, if any, is closed. Once the whole response has arrived
+// (from the handler call that passes its last bytes on) x is off its
+// connection, and Cancel leaves the connection alone.
 func (x *Exchange) Cancel() {
 	if x.hg != nil {
 		x.mu.Lock()
