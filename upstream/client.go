@@ -130,6 +130,7 @@ type Exchange struct {
 	// per-try timeout is the overall one) saw it first.
 	timeoutCounted atomic.Bool
 	discarding     bool // the response is being read only to retry
+	answered       bool // the response is complete (detach): it ends as a success
 	status         atomic.Int32
 
 	// queued is guarded by the host pool's mu.
@@ -388,7 +389,7 @@ func (x *Exchange) start(cc *clientConn, reused bool, now time.Time) bool {
 	x.started = now
 	x.respBegun.Store(false)
 	x.timeoutCounted.Store(false) // a new attempt may time out on its own
-	x.discarding = false
+	x.discarding, x.answered = false, false
 	cc.x.Store(x)
 	hp := cc.hp
 	hp.c.set.Start(hp.idx)
@@ -559,7 +560,7 @@ func (x *Exchange) Conn() *engine.Conn {
 // Cancel ends x: it fails with FailCanceled unless it already ended, and
 // its connection, if any, is closed. Once the whole response has arrived
 // (from the handler call that passes its last bytes on) x is off its
-// connection, and Cancel leaves the connection alone.
+// connection: a Cancel then changes nothing, and x ends as a success.
 func (x *Exchange) Cancel() {
 	if x.hg != nil {
 		x.mu.Lock()
@@ -578,7 +579,9 @@ func (x *Exchange) Cancel() {
 // is aborted (OnClose then ends it) or its wait given up.
 func (x *Exchange) stopAttempt(timeout bool) {
 	x.mu.Lock()
-	if x.state == xDone {
+	if x.state == xDone || x.answered && !x.discarding {
+		// Done, or its complete response is being passed on: it ends as
+		// a success from that same call.
 		x.mu.Unlock()
 		return
 	}
@@ -603,7 +606,7 @@ func (x *Exchange) stopAttempt(timeout bool) {
 
 func (x *Exchange) onOverallTimeout() {
 	x.mu.Lock()
-	if x.state == xDone {
+	if x.state == xDone || x.answered && !x.discarding {
 		x.mu.Unlock()
 		return
 	}
@@ -781,12 +784,15 @@ func (x *Exchange) bodyData(data []byte) {
 }
 
 // detach takes x off its connection once its response is complete, before
-// the connection carries another request: a Cancel or timeout from then on
-// (a proxy's client going away as soon as it has the response) ends x
-// without closing the connection, which is someone else's by then.
+// its handler gets the response's last bytes and before the connection
+// carries another request: a Cancel or timeout from then on (a proxy's
+// client going away as soon as it has the response) neither closes the
+// connection, which is someone else's by then, nor fails x, which ends as
+// a success from the same call (or, when its response was set aside for a
+// retry, ends as canceled or timed out).
 func (x *Exchange) detach() {
 	x.mu.Lock()
-	x.cc = nil
+	x.cc, x.answered = nil, true
 	if x.state == xActive {
 		x.state = xWaiting
 	}

@@ -484,8 +484,9 @@ func (g *goneClient) OnDone(x *Exchange, err error) { g.done <- err }
 
 // TestCancelOnLastBytes: a Cancel from the handler once it has the
 // response's last bytes (a proxy's client closing as soon as it has read
-// them) ends the exchange without closing its connection, with or without
-// requests pipelined behind it, and with or without a body. Before, the
+// them) changes nothing: the exchange ends as a success and its connection
+// stays open, with or without requests pipelined behind it, and with or
+// without a body. Before, the
 // Cancel closed the connection, and the requests behind were retried on
 // another one (TestProxyPipeline saw two backend connections now and
 // then).
@@ -509,7 +510,10 @@ func TestCancelOnLastBytes(t *testing.T) {
 				g := &goneClient{done: make(chan error, 1)}
 				c.Do(&Request{Method: "GET", Head: AppendRequestHead(nil, "GET", path, "test", nil, -1, false), Handler: g})
 				select {
-				case <-g.done:
+				case err := <-g.done:
+					if err != nil {
+						t.Fatalf("%s: %v; want a success (the response was complete)", path, err)
+					}
 				case <-time.After(10 * time.Second):
 					t.Fatal("no OnDone")
 				}
@@ -520,6 +524,9 @@ func TestCancelOnLastBytes(t *testing.T) {
 			st := c.Stats()
 			if n := b.accepted.Load(); n != 1 || st.CxClosed != 0 {
 				t.Errorf("backend accepted %d connections, %d closed; want 1 and 0", n, st.CxClosed)
+			}
+			if st.RqSuccess != 21 || st.RqFailures["canceled"] != 0 {
+				t.Errorf("%d successes, %d canceled; want 21 and 0", st.RqSuccess, st.RqFailures["canceled"])
 			}
 		})
 	}
