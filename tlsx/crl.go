@@ -6,9 +6,12 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"math/big"
 	"os"
 	"time"
+
+	"github.com/warrenhq/warren/engine"
 )
 
 // ErrRevoked is matched (errors.Is) by the error of a handshake whose
@@ -37,6 +40,9 @@ func (e *RevokedError) Is(target error) bool { return target == ErrRevoked }
 // swaps the whole set on reload.
 type crlSet struct {
 	byIssuer map[string][]*crlEntry // raw issuer name → its lists
+	// keys holds the revKey of every revoked certificate, for Revoked: a
+	// connection keeps its client certificate's key, not the certificate.
+	keys map[uint64]struct{}
 	// nextUpdate is the earliest NextUpdate of the lists (zero: none has
 	// one), for the staleness gauge.
 	nextUpdate time.Time
@@ -109,12 +115,14 @@ func checkCRLSignature(rl *x509.RevocationList, cas []*x509.Certificate) error {
 
 // newCRLSet indexes lists, whose signatures are checked.
 func newCRLSet(lists []*x509.RevocationList) *crlSet {
-	set := &crlSet{byIssuer: make(map[string][]*crlEntry, len(lists))}
+	set := &crlSet{byIssuer: make(map[string][]*crlEntry, len(lists)), keys: make(map[uint64]struct{})}
 	for _, rl := range lists {
 		e := &crlEntry{issuer: rl.Issuer.String(), revoked: make(map[string]time.Time, len(rl.RevokedCertificateEntries))}
 		for _, r := range rl.RevokedCertificateEntries {
 			if r.SerialNumber != nil {
-				e.revoked[string(r.SerialNumber.Bytes())] = r.RevocationTime
+				serial := r.SerialNumber.Bytes()
+				e.revoked[string(serial)] = r.RevocationTime
+				set.keys[revKey(rl.RawIssuer, serial)] = struct{}{}
 			}
 		}
 		set.byIssuer[string(rl.RawIssuer)] = append(set.byIssuer[string(rl.RawIssuer)], e)
@@ -140,6 +148,80 @@ func (set *crlSet) check(chains [][]*x509.Certificate) error {
 		}
 	}
 	return nil
+}
+
+// revKeySeed seeds revKey: keys are compared within one process only.
+var revKeySeed = maphash.MakeSeed()
+
+// revKey is a 64-bit key of a certificate: its issuer's raw name and its
+// serial number, never 0. A connection keeps its client certificate's (8
+// bytes, where the certificate is kilobytes) so that revocation lists
+// loaded after its handshake can be checked against it (Server.Revoked).
+// Two certificates sharing a key (about one chance in 2^64 per pair) make
+// Revoked report the other's revocation: the connection is closed, and
+// its client's next handshake checks its own certificate.
+func revKey(rawIssuer, serial []byte) uint64 {
+	var h maphash.Hash
+	h.SetSeed(revKeySeed)
+	var n [4]byte
+	n[0], n[1], n[2], n[3] = byte(len(rawIssuer)>>24), byte(len(rawIssuer)>>16), byte(len(rawIssuer)>>8), byte(len(rawIssuer))
+	h.Write(n[:])
+	h.Write(rawIssuer)
+	h.Write(serial)
+	return max(h.Sum64(), 1)
+}
+
+// Revoked reports whether c's client certificate is listed by the
+// revocation lists in force now (Config.CRLFile, CRLs): lists loaded since
+// c's handshake included. It is false for a connection without a client
+// certificate, one that is not (yet) a TLS connection of this package, and
+// when no list is configured. Only the client's own certificate is
+// checked: a CA certificate of its chain revoked later is not (its next
+// handshake refuses it). It is safe for concurrent use; see
+// OnRevocationReload for when to ask.
+func (s *Server) Revoked(c *engine.Conn) bool {
+	st := State(c)
+	set := s.crls.Load()
+	if st == nil || st.revKey == 0 || set == nil {
+		return false
+	}
+	_, ok := set.keys[st.revKey]
+	return ok
+}
+
+// OnRevocationReload registers fn to run after each reload (Reload, or
+// Watch on SIGHUP or a file change) that loaded revocation lists, on the
+// reloading goroutine, so that the owner of the connections can close
+// those whose client certificate is now revoked (Revoked): the handshake
+// refuses a revoked certificate, and this reaches the connections made
+// before. It returns a function that unregisters fn.
+func (s *Server) OnRevocationReload(fn func()) (remove func()) {
+	s.revMu.Lock()
+	defer s.revMu.Unlock()
+	s.revSeq++
+	id := s.revSeq
+	if s.revFns == nil {
+		s.revFns = make(map[uint64]func())
+	}
+	s.revFns[id] = fn
+	return func() {
+		s.revMu.Lock()
+		delete(s.revFns, id)
+		s.revMu.Unlock()
+	}
+}
+
+// revocationReloaded runs the OnRevocationReload functions.
+func (s *Server) revocationReloaded() {
+	s.revMu.Lock()
+	fns := make([]func(), 0, len(s.revFns))
+	for _, fn := range s.revFns {
+		fns = append(fns, fn)
+	}
+	s.revMu.Unlock()
+	for _, fn := range fns {
+		fn()
+	}
 }
 
 // verifyConnection is the handshakes' tls.Config.VerifyConnection when

@@ -216,3 +216,120 @@ func (b *syncBuffer) String() string {
 }
 
 func testLogger(w io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }
+
+// openEcho echoes what it reads and hands each connection, once its
+// handshake is done, to opened.
+type openEcho struct{ opened chan *engine.Conn }
+
+func (h *openEcho) OnOpen(c *engine.Conn) { h.opened <- c }
+
+func (h *openEcho) OnData(c *engine.Conn, in []byte) int {
+	c.Write(in)
+	return len(in)
+}
+
+// TestRevokedAfterHandshake: a revocation list loaded after a device's
+// handshake reaches its established connection: Server.Revoked reports it
+// (TLS 1.2 and 1.3) and not the others, and OnRevocationReload runs on
+// each reload with lists, so that the owner closes it; an unregistered
+// function runs no more.
+func TestRevokedAfterHandshake(t *testing.T) {
+	p := newPKI(t)
+	keep, _ := p.clientPairNamed(t, "dev-keep")
+	gone, goneSerial := p.clientPairNamed(t, "dev-gone")
+	crl := filepath.Join(p.dir, "crl.pem")
+	p.writeCRL(t, crl, 1, time.Now().Add(time.Hour))
+	e := testutil.StartEngine(t, engine.Config{})
+	s, err := tlsx.New(tlsx.Config{CertFile: p.certFile, KeyFile: p.keyFile, ClientCAFile: p.caFile, CRLFile: crl,
+		ReloadInterval: -1, Logger: testLogger(io.Discard)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	h := &openEcho{opened: make(chan *engine.Conn, 8)}
+	ln, err := s.Listen(e, "127.0.0.1:0", h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type dev struct {
+		name   string
+		client *tls.Conn
+		server *engine.Conn
+	}
+	var devs []dev
+	for _, ver := range versions {
+		for _, d := range []struct {
+			name string
+			cert tls.Certificate
+		}{{"dev-keep", keep}, {"dev-gone", gone}} {
+			c, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{RootCAs: p.pool, ServerName: "localhost",
+				MinVersion: ver.v, MaxVersion: ver.v, Certificates: []tls.Certificate{d.cert}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { c.Close() })
+			echo(t, c, "hello")
+			var sc *engine.Conn
+			select {
+			case sc = <-h.opened:
+			case <-time.After(5 * time.Second):
+				t.Fatal("no connection opened")
+			}
+			devs = append(devs, dev{ver.name + "/" + d.name, c, sc})
+		}
+	}
+	for _, d := range devs {
+		if s.Revoked(d.server) {
+			t.Errorf("%s revoked before any list names it", d.name)
+		}
+	}
+	calls := 0
+	remove := s.OnRevocationReload(func() {
+		calls++
+		for _, d := range devs {
+			if s.Revoked(d.server) {
+				d.server.Close()
+			}
+		}
+	})
+	p.writeCRL(t, crl, 2, time.Now().Add(time.Hour), goneSerial)
+	if err := s.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if calls != 1 {
+		t.Fatalf("OnRevocationReload ran %d times; want 1", calls)
+	}
+	for _, d := range devs {
+		if want := strings.HasSuffix(d.name, "dev-gone"); s.Revoked(d.server) != want {
+			t.Errorf("%s: Revoked %v; want %v", d.name, !want, want)
+		}
+		if strings.HasSuffix(d.name, "dev-gone") {
+			d.client.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if _, err := d.client.Read(make([]byte, 1)); err == nil {
+				t.Errorf("%s: still open after its revocation", d.name)
+			}
+		} else {
+			echo(t, d.client, "still here")
+		}
+	}
+	remove()
+	if err := s.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if calls != 1 {
+		t.Errorf("an unregistered function ran (%d calls)", calls)
+	}
+}
+
+// echo writes msg on c and reads it back.
+func echo(t *testing.T, c *tls.Conn, msg string) {
+	t.Helper()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Write([]byte(msg)); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, len(msg))
+	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != msg {
+		t.Fatalf("echo: %q %v", buf, err)
+	}
+}

@@ -63,7 +63,10 @@
 // certificate; a bad one is refused and the old kept. Config.CRLFile adds
 // certificate revocation lists, reloaded with the certificate: a listed
 // client certificate fails its handshake (ErrRevoked, RevokedError),
-// resumed sessions included. Server.Collector
+// resumed sessions included, and a list loaded later reaches the
+// connections already made: Server.Revoked tells whether a connection's
+// client certificate is listed now, and Server.OnRevocationReload runs the
+// owner's sweep after each reload. Server.Collector
 // exports handshakes by result and version, the handshake duration, the
 // queue depth, the certificate's remaining lifetime, refusals by bound and
 // record-layer errors.

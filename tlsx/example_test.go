@@ -185,3 +185,27 @@ func ExampleRevokedError() {
 	// true true
 	// tlsx: certificate "CN=dev-7" (serial 2A) revoked by "CN=devices CA" at 2026-12-01T00:00:00Z
 }
+
+// ExampleServer_OnRevocationReload closes the established connections of
+// devices whose certificate a reloaded revocation list names: the
+// handshake refuses them from then on, and the sweep reaches those that
+// connected before. conns stands for the owner's own record of its
+// connections (warren serve's gateway walks its device sessions).
+func ExampleServer_OnRevocationReload() {
+	ts, err := tlsx.New(tlsx.Config{CertFile: "server.pem", KeyFile: "server-key.pem",
+		ClientCAFile: "devices-ca.pem", CRLFile: "devices.crl"})
+	if err != nil {
+		log.Print(err) // no such files here
+		return
+	}
+	defer ts.Close()
+	var conns []*engine.Conn
+	remove := ts.OnRevocationReload(func() {
+		for _, c := range conns {
+			if ts.Revoked(c) {
+				c.CloseWithReason(engine.ReasonLocal)
+			}
+		}
+	})
+	defer remove()
+}

@@ -618,7 +618,11 @@ func (s *Server) handshake(hs *hsConn) {
 	info := ConnState{Version: st.Version, CipherSuite: st.CipherSuite, NegotiatedProtocol: st.NegotiatedProtocol,
 		ServerName: st.ServerName, Identity: s.identityOf(&st)}
 	if len(st.PeerCertificates) > 0 {
-		info.CertNotAfter = st.PeerCertificates[0].NotAfter.Unix()
+		leaf := st.PeerCertificates[0]
+		info.CertNotAfter = leaf.NotAfter.Unix()
+		if leaf.SerialNumber != nil {
+			info.revKey = revKey(leaf.RawIssuer, leaf.SerialNumber.Bytes())
+		}
 	}
 	s.m.handshakes.WithLabelValues(ResultOK, versionName(st.Version)).Inc()
 	s.m.duration.Observe(time.Since(hs.started).Seconds())

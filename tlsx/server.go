@@ -331,6 +331,10 @@ type Server struct {
 	cert atomic.Pointer[certState]
 	cas  atomic.Pointer[x509.CertPool]
 	crls atomic.Pointer[crlSet] // nil: no revocation lists
+	// revFns are the OnRevocationReload functions, by registration.
+	revMu  sync.Mutex
+	revFns map[uint64]func()
+	revSeq uint64
 
 	jobs chan *hsConn
 	cpu  *cpuSched // HandshakeCPU's slots; nil: no bound
@@ -640,6 +644,9 @@ func (s *Server) Reload() error {
 	}
 	s.m.reloads.WithLabelValues("ok").Inc()
 	s.log.Info("tls certificate reloaded", "not_after", s.cert.Load().notAfter)
+	if s.crls.Load() != nil {
+		s.revocationReloaded()
+	}
 	return nil
 }
 
@@ -783,6 +790,9 @@ type ConnState struct {
 	// (so a holder of the identity can end the session when it expires),
 	// or 0 without a certificate.
 	CertNotAfter int64
+	// revKey is the client certificate's revocation key (revKey), 0
+	// without a certificate: Server.Revoked.
+	revKey uint64
 }
 
 // State returns the TLS state of c, a connection served through a
