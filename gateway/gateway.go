@@ -34,6 +34,8 @@ type Gateway struct {
 	up     *upstream.Cluster // Config.Upstream
 	px     *proxy.Proxy
 	hook   *webhook // Config.Webhook
+	// stopRevoked unregisters closeRevoked from Config.TLS.
+	stopRevoked func()
 }
 
 // New starts a gateway node on eng (started, with no listener needed):
@@ -97,6 +99,9 @@ func New(eng *engine.Engine, cfg Config) (*Gateway, error) {
 	}
 	if err := g.hub.Start(); err != nil {
 		return fail(err)
+	}
+	if cfg.TLS != nil {
+		g.stopRevoked = cfg.TLS.OnRevocationReload(g.closeRevoked)
 	}
 	g.ws = newWSDevices(g.hub, g.cfg.Auth, cfg, eng.Now)
 	g.ws.certs = g.certs
@@ -164,6 +169,9 @@ func New(eng *engine.Engine, cfg Config) (*Gateway, error) {
 
 // closeParts releases what New started, in reverse order.
 func (g *Gateway) closeParts() {
+	if g.stopRevoked != nil {
+		g.stopRevoked()
+	}
 	if g.mq != nil {
 		g.mq.close()
 	}

@@ -458,7 +458,7 @@ func (l *mqttLink) Close(reason string) {
 	switch reason {
 	case ReasonReplaced:
 		code = mqtt.SessionTakenOver
-	case ReasonTokenExpired:
+	case ReasonTokenExpired, ReasonCertRevoked:
 		code = mqtt.NotAuthorized
 	case ReasonShutdown:
 		code = mqtt.ServerShuttingDown

@@ -20,6 +20,7 @@ const (
 	CloseReplaced     = 4000 // another connection took the device's session
 	CloseTokenExpired = 4001 // the token's exp passed while connected
 	CloseRateLimited  = 4002 // kept flooding telemetry far past its DeviceLimits
+	CloseCertRevoked  = 4003 // a revocation list loaded since it connected names its client certificate
 )
 
 // frame is a device's text frame.
@@ -312,6 +313,8 @@ func (dev *wsDevice) Close(reason string) {
 		code = websocket.CloseGoingAway
 	case ReasonRateLimited:
 		code = CloseRateLimited
+	case ReasonCertRevoked:
+		code = CloseCertRevoked
 	}
 	dev.closeWith(reason, code, reason)
 }

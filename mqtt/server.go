@@ -271,6 +271,10 @@ func (c *Client) Remote() netip.AddrPort { return c.c.ec.RemoteAddr() }
 // ConnID returns the engine connection's identifier.
 func (c *Client) ConnID() uint64 { return c.c.ec.ID() }
 
+// Conn returns the client's engine connection (its TLS state, for one:
+// tlsx.State).
+func (c *Client) Conn() *engine.Conn { return c.c.ec }
+
 // Disconnect ends the client's connection: a 5.0 client gets DISCONNECT
 // with code and, when not empty, reason as its reason string (a 3.1.1
 // client is just closed); the engine connection closes with code as its
