@@ -131,7 +131,11 @@ type Exchange struct {
 	timeoutCounted atomic.Bool
 	discarding     bool // the response is being read only to retry
 	answered       bool // the response is complete (detach): it ends as a success
-	status         atomic.Int32
+	// inSet is the host whose active requests (HostSet.Start) count the
+	// attempt, until the first of its ends takes it out
+	// (leaveSetLocked); nil: none.
+	inSet  *hostPool
+	status atomic.Int32
 
 	// queued is guarded by the host pool's mu.
 	queued    bool
@@ -393,6 +397,7 @@ func (x *Exchange) start(cc *clientConn, reused bool, now time.Time) bool {
 	cc.x.Store(x)
 	hp := cc.hp
 	hp.c.set.Start(hp.idx)
+	x.inSet = hp
 	hp.st.rqTotal.Add(1)
 	piping := hp.c.pool.MaxPipeline > 1
 	if piping {
@@ -424,11 +429,21 @@ func (x *Exchange) start(cc *clientConn, reused bool, now time.Time) bool {
 		cc.pmu.Unlock()
 	}
 	x.mu.Unlock()
+	if cc.dead.Load() && cc.x.CompareAndSwap(x, nil) {
+		// The connection closed as x was given it (an idle connection
+		// the backend closed while a request took it): OnClose has run
+		// and did not see x, so x fails here, as a request on a reused
+		// connection that got no byte of its response.
+		x.attemptFailed(&Error{Failure: FailReset, Host: hp.name, Err: errClosedUnderneath}, hp, attemptInfo{reused: reused})
+		return true
+	}
 	if err != nil {
 		conn.Abort(engine.ReasonIOError) // OnClose fails the attempt
 	}
 	return true
 }
+
+var errClosedUnderneath = errors.New("connection closed as the request was given it")
 
 // Results of startPipelined.
 const (
@@ -462,9 +477,10 @@ func (x *Exchange) startPipelined(cc *clientConn, now time.Time) int {
 	x.started = now
 	x.respBegun.Store(false)
 	x.timeoutCounted.Store(false)
-	x.discarding = false
+	x.discarding, x.answered = false, false
 	hp := cc.hp
 	hp.c.set.Start(hp.idx)
+	x.inSet = hp
 	hp.st.rqTotal.Add(1)
 	hp.c.st.rqPipelined.Add(1)
 	bufs := append(cc.bufs[:0], x.head)
@@ -802,8 +818,10 @@ func (x *Exchange) detach() {
 // complete ends the attempt after a complete response.
 func (x *Exchange) complete(status int, now time.Time) {
 	c := x.c
-	hp := x.hostOf()
-	c.set.Done(hp.idx)
+	x.mu.Lock()
+	hp := x.host
+	x.leaveSetLocked()
+	x.mu.Unlock()
 	res := ResultFromStatus(status)
 	c.recordAt(hp, res, now)
 	hp.st.countStatus(status)
@@ -811,7 +829,9 @@ func (x *Exchange) complete(status int, now time.Time) {
 	x.mu.Lock()
 	x.dropSlotLocked()
 	discard := x.discarding
-	x.discarding = false
+	// A response set aside for a retry did not answer x: a Cancel or
+	// timeout from here on ends x as usual.
+	x.discarding, x.answered = false, x.answered && !discard
 	x.cc = nil
 	if x.state == xActive {
 		x.state = xWaiting
@@ -846,7 +866,7 @@ func (x *Exchange) attemptFailed(err *Error, hp *hostPool, ai attemptInfo) {
 		x.mu.Unlock()
 		return
 	}
-	wasActive := x.state == xActive
+	x.leaveSetLocked()
 	x.state, x.cc = xWaiting, nil
 	if x.timedOut {
 		err = &Error{Failure: FailTimeout, Host: err.Host}
@@ -862,9 +882,6 @@ func (x *Exchange) attemptFailed(err *Error, hp *hostPool, ai attemptInfo) {
 		x.freeTries++
 	}
 	x.mu.Unlock()
-	if wasActive {
-		c.set.Done(hp.idx)
-	}
 	if err.Failure == FailConnect || err.Failure == FailReset || err.Failure == FailTimeout {
 		hp.st.rqFailed.Add(1)
 		if !ai.refused && !final {
@@ -983,8 +1000,10 @@ func (x *Exchange) releaseRetryLocked() {
 // upgraded ends x with the connection handed over after a 101.
 func (x *Exchange) upgraded(conn *engine.Conn, resp *http1.Response) {
 	c := x.c
-	hp := x.hostOf()
-	c.set.Done(hp.idx)
+	x.mu.Lock()
+	hp := x.host
+	x.leaveSetLocked()
+	x.mu.Unlock()
 	c.record(hp, ResultSuccess)
 	x.mu.Lock()
 	x.dropSlotLocked()
@@ -1005,6 +1024,18 @@ func (x *Exchange) upgraded(conn *engine.Conn, resp *http1.Response) {
 	uh.OnUpgrade(x, conn, resp)
 }
 
+// leaveSetLocked takes x's attempt out of its host's active requests
+// (HostSet), once, whichever of its ends comes first: its response, its
+// failure, its upgrade, or its end while on a connection (a cancel or
+// timeout racing the connection's assignment, whose OnClose then finds
+// x done). x.mu is held.
+func (x *Exchange) leaveSetLocked() {
+	if hp := x.inSet; hp != nil {
+		x.inSet = nil
+		x.c.set.Done(hp.idx)
+	}
+}
+
 // end marks x done and releases what it holds; it reports false if it
 // was already done.
 func (x *Exchange) end() bool {
@@ -1023,6 +1054,7 @@ func (x *Exchange) end() bool {
 	x.state = xDone
 	x.ended2.Store(true)
 	x.cc = nil
+	x.leaveSetLocked() // an orphan's OnClose will find x done
 	x.buf = nil
 	x.dropSlotLocked()
 	if x.inRetry {

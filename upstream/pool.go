@@ -391,6 +391,10 @@ type clientConn struct {
 	lastIO  atomic.Int64 // unix nanos of the last request start or response byte
 
 	x atomic.Pointer[Exchange] // in flight (being answered), or nil
+	// dead is set by OnClose before it takes x: an exchange started on cc
+	// after that (Exchange.start, from a goroutine other than cc's loop)
+	// fails itself, since no OnClose is left to fail it.
+	dead atomic.Bool
 
 	inIdle bool
 
@@ -967,6 +971,7 @@ func (cc *clientConn) OnClose(conn *engine.Conn, r engine.CloseReason, err error
 		return
 	}
 	cc.closed, cc.gone = true, true
+	cc.dead.Store(true)
 	hp, c := cc.hp, cc.hp.c
 	if cc.ptTimer != nil {
 		cc.ptTimer.Stop()
