@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -95,7 +96,9 @@ func (a *apiHandlers) command(c *http1.Ctx) {
 		}
 		timeout = d
 	}
-	ack, err := a.hub.Command(c.Context(), id, req.Name, req.Payload, timeout)
+	ctx, cancel := drainProof(c.Context())
+	defer cancel()
+	ack, err := a.hub.Command(ctx, id, req.Name, req.Payload, timeout)
 	switch {
 	case err == nil:
 		writeJSON(c, 200, ack)
@@ -107,6 +110,24 @@ func (a *apiHandlers) command(c *http1.Ctx) {
 		writeJSON(c, 503, map[string]string{"error": err.Error()})
 	default:
 		writeJSON(c, 502, map[string]string{"error": err.Error()})
+	}
+}
+
+// drainProof returns a context that ends with the request's, except when
+// the request's ends because the engine started draining
+// (engine.ErrServerClosed): a command in flight then still waits for its
+// ack or its timeout (200 or 504), within the drain's deadline, rather
+// than failing at once. The client going away still ends it.
+func drainProof(req context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancelCause(context.WithoutCancel(req))
+	stop := context.AfterFunc(req, func() {
+		if cause := context.Cause(req); !errors.Is(cause, engine.ErrServerClosed) {
+			cancel(cause)
+		}
+	})
+	return ctx, func() {
+		stop()
+		cancel(context.Canceled)
 	}
 }
 

@@ -1,7 +1,9 @@
 package gateway
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strings"
 	"testing"
@@ -193,5 +195,35 @@ func TestDirectoryAPIOtherMachine(t *testing.T) {
 	<-done
 	if code, d := apiDo(t, "GET", a.Addr(), "/v1/devices/far", "", ""); code != 200 || d["node"] != "m2" {
 		t.Fatalf("GET far: %d %v", code, d)
+	}
+}
+
+// TestDrainProof: a command's context outlives its request's when the
+// engine starts draining, and ends with it when the client goes away.
+func TestDrainProof(t *testing.T) {
+	req, cancel := context.WithCancelCause(context.Background())
+	ctx, stop := drainProof(req)
+	cancel(engine.ErrServerClosed)
+	time.Sleep(10 * time.Millisecond) // AfterFunc runs on its own goroutine
+	if ctx.Err() != nil {
+		t.Fatalf("drain ended the command's context: %v", context.Cause(ctx))
+	}
+	stop()
+	if ctx.Err() == nil {
+		t.Fatal("stop did not end the context")
+	}
+
+	gone := errors.New("client gone")
+	req, cancel = context.WithCancelCause(context.Background())
+	ctx, stop = drainProof(req)
+	defer stop()
+	cancel(gone)
+	select {
+	case <-ctx.Done():
+		if !errors.Is(context.Cause(ctx), gone) {
+			t.Errorf("cause %v, want %v", context.Cause(ctx), gone)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the client going away did not end the command's context")
 	}
 }
