@@ -8,8 +8,9 @@
 #
 # Steps, each bounded in time:
 #  1. builds warren; starts `warren serve -procs GW_PROCS` (SO_REUSEPORT
-#     workers under a parent that runs the embedded NATS server) on free
-#     loopback ports, and waits for its /readyz.
+#     workers under a parent that runs the embedded NATS server, the
+#     machine's directory and the management API) on free loopback ports,
+#     and waits for its /readyz.
 #  2. held + telemetry + commands: one `warren load -scenario devices -procs
 #     LOAD_PROCS` run from SOURCES loopback addresses: ramp N devices at
 #     RATE/s, hold them idle for HOLD, then TRAFFIC of telemetry at
@@ -110,7 +111,8 @@ gw_cpu() {
   for p in $(gw_pids); do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done
   echo "$t"
 }
-# parent_cpu: the gateway parent's CPU time so far (the embedded NATS server).
+# parent_cpu: the gateway parent's CPU time so far (the embedded NATS
+# server, the machine's directory and the management API).
 parent_cpu() { awk '{print $14 + $15}' "/proc/$GW_PID/stat" 2>/dev/null || echo 0; }
 # gw_split: the gateway's memory in kB, all its processes together, as
 # "anon file pss": RssAnon (the processes' own memory: heaps, stacks),
@@ -295,7 +297,7 @@ cat "$OUT/devices-load.txt"
 msgs=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1]))["devices"]; print(d["telemetry_received"] or d["telemetry_sent"])' "$OUT/devices-load.json" 2>/dev/null || echo 0)
 hz=$(getconf CLK_TCK)
 if [ "$msgs" -gt 0 ]; then
-  echo "gateway CPU from the end of the ramp to the end of the traffic (idle hold included, every gateway process): $(((cpu1 - cpu0) * 1000000 / hz / msgs)) µs per telemetry message ($((cpu1 - cpu0)) ticks at $hz/s, $msgs messages; the parent, i.e. the embedded NATS server, $(((pcpu1 - pcpu0) * 1000000 / hz / msgs)) µs of it)"
+  echo "gateway CPU from the end of the ramp to the end of the traffic (idle hold included, every gateway process): $(((cpu1 - cpu0) * 1000000 / hz / msgs)) µs per telemetry message ($((cpu1 - cpu0)) ticks at $hz/s, $msgs messages; the parent, i.e. the embedded NATS server, the directory and the API, $(((pcpu1 - pcpu0) * 1000000 / hz / msgs)) µs of it)"
 fi
 span=$(echo "${tcpu1} - ${tt0:-$tcpu1}" | bc)
 if [ "$(echo "$span > 1" | bc)" = 1 ]; then
