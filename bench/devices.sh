@@ -345,7 +345,7 @@ for who, b in sorted(h.items()):
             lo_n = b[lo_le] if lo else 0.0
             p99 = lo_le + (le - lo_le) * (0.99 * n - lo_n) / max(b[le] - lo_n, 1) if le != float("inf") else lo_le
             break
-    print(f"gateway command histogram, {who}: {int(n)} commands, {share(0.01):.1f}% within 10 ms, {share(0.02):.1f}% within 20 ms, p99 about {p99*1000:.0f} ms")
+    print(f"gateway command histogram, {who}: {int(n)} commands, {share(0.01):.1f}% within 10 ms, {share(0.02):.1f}% within 20 ms, p99 about {p99*1000:.1f} ms")
 ' || true
 tail -n 5 "$OUT/devices-load.err"
 
