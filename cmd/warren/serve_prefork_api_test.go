@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
 	"syscall"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	gorilla "github.com/gorilla/websocket"
+	"github.com/nats-io/nats.go"
 )
 
 // apiAs sends one request to a management API with a bearer token (none
@@ -234,4 +236,67 @@ func parentSample(t *testing.T, admin, series string) float64 {
 		}
 	}
 	return -1
+}
+
+// TestServePreforkExternalNATS: a `warren serve -procs 2` machine and a
+// plain node on a standalone nats-server (-nats): the prefork parent's
+// directory is a client of that NATS and follows the whole cluster, so
+// its API sends a command to a device on the other machine, and the other
+// node's API reaches a device on one of the prefork workers.
+func TestServePreforkExternalNATS(t *testing.T) {
+	natsBin := sharedBuild(t, "nats-server", "github.com/nats-io/nats-server/v2")
+	addr := freePort(t)
+	host, port, _ := net.SplitHostPort(addr)
+	startProc(t, "nats-server", natsBin, "-a", host, "-p", port)
+	url := "nats://" + addr
+	eventually(t, 10*time.Second, "nats-server accepting", func() bool {
+		nc, err := nats.Connect(url)
+		if err == nil {
+			nc.Close()
+		}
+		return err == nil
+	})
+	secret := []byte("external-nats-prefork-secret-0123456789")
+	pf := startServe(t, "pfx", t.TempDir(), "-procs", "2", "-nats", url, "-jwt-secret", string(secret))
+	solo := startServe(t, "solo", t.TempDir(), "-nats", url, "-jwt-secret", string(secret))
+	pf.waitOutput(t, 5*time.Second, "management API in the prefork parent")
+	waitMesh(t, []string{url}, "pfx", "pfx-0", "pfx-1", "solo")
+	t.Cleanup(func() {
+		// The workers die with the parent (PR_SET_PDEATHSIG on Linux);
+		// make sure, killing only a pid that still runs our binary.
+		resp, err := apiClient.Get("http://" + pf.admin + "/workers")
+		if err != nil {
+			return
+		}
+		defer resp.Body.Close()
+		var ws []struct {
+			PID int `json:"pid"`
+		}
+		json.NewDecoder(resp.Body).Decode(&ws)
+		for _, w := range ws {
+			if workerRunning(t, w.PID) {
+				syscall.Kill(w.PID, syscall.SIGKILL)
+			}
+		}
+	})
+
+	far := dialDevice(t, solo.addr, "far", secretToken(t, secret, "far"))
+	far.answer()
+	near := dialDevice(t, pf.addr, "near", secretToken(t, secret, "near"))
+	near.answer()
+	pf.waitDevice(t, 5*time.Second, "far", "solo")
+	eventually(t, 5*time.Second, "near on a prefork worker, seen from solo", func() bool {
+		code, m := solo.device(t, "near")
+		node, _ := m["node"].(string)
+		return code == 200 && strings.HasPrefix(node, "pfx-")
+	})
+	if code, m := pf.command(t, "far", `{"name":"ping"}`); code != 200 || fmt.Sprint(m["result"]) != "map[device:far name:ping]" {
+		t.Errorf("command from the prefork parent's API to a device on another machine: %d %v", code, m)
+	}
+	if code, m := solo.command(t, "near", `{"name":"ping"}`); code != 200 || fmt.Sprint(m["result"]) != "map[device:near name:ping]" {
+		t.Errorf("command from another machine to a device on a prefork worker: %d %v", code, m)
+	}
+	if code, m := pf.command(t, "nobody", `{"name":"ping"}`); code != 404 {
+		t.Errorf("command to an offline device through the prefork parent: %d %v", code, m)
+	}
 }
