@@ -8,8 +8,9 @@
 #
 # Steps, each bounded in time:
 #  1. builds warren; starts `warren serve -procs GW_PROCS` (SO_REUSEPORT
-#     workers under a parent that runs the embedded NATS server) on free
-#     loopback ports, and waits for its /readyz.
+#     workers under a parent that runs the embedded NATS server, the
+#     machine's directory and the management API) on free loopback ports,
+#     and waits for its /readyz.
 #  2. held + telemetry + commands: one `warren load -scenario devices -procs
 #     LOAD_PROCS` run from SOURCES loopback addresses: ramp N devices at
 #     RATE/s, hold them idle for HOLD, then TRAFFIC of telemetry at
@@ -110,7 +111,8 @@ gw_cpu() {
   for p in $(gw_pids); do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done
   echo "$t"
 }
-# parent_cpu: the gateway parent's CPU time so far (the embedded NATS server).
+# parent_cpu: the gateway parent's CPU time so far (the embedded NATS
+# server, the machine's directory and the management API).
 parent_cpu() { awk '{print $14 + $15}' "/proc/$GW_PID/stat" 2>/dev/null || echo 0; }
 # gw_split: the gateway's memory in kB, all its processes together, as
 # "anon file pss": RssAnon (the processes' own memory: heaps, stacks),
@@ -295,7 +297,7 @@ cat "$OUT/devices-load.txt"
 msgs=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1]))["devices"]; print(d["telemetry_received"] or d["telemetry_sent"])' "$OUT/devices-load.json" 2>/dev/null || echo 0)
 hz=$(getconf CLK_TCK)
 if [ "$msgs" -gt 0 ]; then
-  echo "gateway CPU from the end of the ramp to the end of the traffic (idle hold included, every gateway process): $(((cpu1 - cpu0) * 1000000 / hz / msgs)) µs per telemetry message ($((cpu1 - cpu0)) ticks at $hz/s, $msgs messages; the parent, i.e. the embedded NATS server, $(((pcpu1 - pcpu0) * 1000000 / hz / msgs)) µs of it)"
+  echo "gateway CPU from the end of the ramp to the end of the traffic (idle hold included, every gateway process): $(((cpu1 - cpu0) * 1000000 / hz / msgs)) µs per telemetry message ($((cpu1 - cpu0)) ticks at $hz/s, $msgs messages; the parent, i.e. the embedded NATS server, the directory and the API, $(((pcpu1 - pcpu0) * 1000000 / hz / msgs)) µs of it)"
 fi
 span=$(echo "${tcpu1} - ${tt0:-$tcpu1}" | bc)
 if [ "$(echo "$span > 1" | bc)" = 1 ]; then
@@ -310,6 +312,41 @@ if [ "$(echo "$span > 1" | bc)" = 1 ]; then
     echo "system calls per telemetry message during the traffic: workers $(echo "scale=2; ($wr1 - $wr0) / $tm" | bc) reads, $(echo "scale=2; ($ww1 - $ww0) / $tm" | bc) writes; parent (NATS) $(echo "scale=2; ($pr1 - $pr0) / $tm" | bc) reads, $(echo "scale=2; ($pw1 - $pw0) / $tm" | bc) writes"
   fi
 fi
+# Where the commands' time goes, from the gateway's own histograms
+# (warren_gateway_command_duration_seconds): the prefork parent's
+# (worker="parent": the API's, from the command's handler to the ack
+# back in the parent) and the workers' (a worker delivering a command to
+# its device until the ack). Reported as the share within 10 and 20 ms
+# (bucket bounds, exact) and a p99 interpolated within its bucket.
+curl -fsS "http://127.0.0.1:$ADM/metrics" 2>/dev/null | python3 -c '
+import re, sys
+h = {}
+for line in sys.stdin:
+    m = re.match(r"warren_gateway_command_duration_seconds_bucket\{(.*)\} (\S+)", line)
+    if not m:
+        continue
+    labels = dict(re.findall(r"(\w+)=\"([^\"]*)\"", m.group(1)))
+    who = "parent (API)" if labels.get("worker") == "parent" else "workers (delivery)"
+    le = float("inf") if labels["le"] == "+Inf" else float(labels["le"])
+    h.setdefault(who, {}).setdefault(le, 0.0)
+    h[who][le] += float(m.group(2))
+for who, b in sorted(h.items()):
+    les = sorted(b)
+    n = b[les[-1]]
+    if n == 0:
+        continue
+    def share(x):
+        return b.get(x, 0) / n * 100
+    prev, p99 = 0.0, None
+    for le in les:
+        if b[le] >= 0.99 * n:
+            lo = [l for l in les if l < le]
+            lo_le = lo[-1] if lo else 0.0
+            lo_n = b[lo_le] if lo else 0.0
+            p99 = lo_le + (le - lo_le) * (0.99 * n - lo_n) / max(b[le] - lo_n, 1) if le != float("inf") else lo_le
+            break
+    print(f"gateway command histogram, {who}: {int(n)} commands, {share(0.01):.1f}% within 10 ms, {share(0.02):.1f}% within 20 ms, p99 about {p99*1000:.1f} ms")
+' || true
 tail -n 5 "$OUT/devices-load.err"
 
 if [ "$STORM" = 1 ]; then

@@ -1,14 +1,27 @@
 package gateway
 
 import (
+	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strconv"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/warrenhq/warren/engine"
 	"github.com/warrenhq/warren/http1"
 )
+
+// apiHandlers serves the management API from a hub: a node's (Gateway),
+// or a machine's Directory's (Directory.ServeAPI), whose hub answers
+// lookups and lists from the directory it holds and sends a command
+// straight to the node holding the device.
+type apiHandlers struct {
+	hub *Hub
+}
 
 // apiRoutes is the management API:
 //
@@ -17,13 +30,17 @@ import (
 //	POST /v1/broadcast              {"name","payload","devices":[ids]} or {"name","payload","prefix"} -> 202 {"sent","offline"}
 //	GET  /v1/devices/{id}           -> state, node, protocol, remote, connected_at, last_seen; 404 unknown
 //	GET  /v1/devices?state=online&prefix=&limit=&cursor=  -> {"devices":[...],"next_cursor":""}
-func (g *Gateway) apiRoutes() *http1.Router {
+//
+// With token set every route requires it as a bearer token (401
+// otherwise).
+func apiRoutes(hub *Hub, token string) *http1.Router {
+	a := &apiHandlers{hub: hub}
 	r := http1.NewRouter()
-	if tok := g.cfg.APIToken; tok != "" {
+	if token != "" {
 		r.Use(func(next http1.Handler) http1.Handler {
 			return http1.HandlerFunc(func(c *http1.Ctx) {
 				got, ok := BearerToken(c.Header("Authorization"))
-				if !ok || subtle.ConstantTimeCompare(got, []byte(tok)) != 1 {
+				if !ok || subtle.ConstantTimeCompare(got, []byte(token)) != 1 {
 					c.SetHeader("WWW-Authenticate", `Bearer realm="warren"`)
 					writeJSON(c, 401, map[string]string{"error": "unauthorized"})
 					return
@@ -32,10 +49,10 @@ func (g *Gateway) apiRoutes() *http1.Router {
 			})
 		})
 	}
-	r.HandleFunc("POST /v1/devices/{id}/commands", g.apiCommand)
-	r.HandleFunc("POST /v1/broadcast", g.apiBroadcast)
-	r.HandleFunc("GET /v1/devices/{id}", g.apiDevice)
-	r.HandleFunc("GET /v1/devices", g.apiDevices)
+	r.HandleFunc("POST /v1/devices/{id}/commands", a.command)
+	r.HandleFunc("POST /v1/broadcast", a.broadcast)
+	r.HandleFunc("GET /v1/devices/{id}", a.device)
+	r.HandleFunc("GET /v1/devices", a.devices)
 	return r
 }
 
@@ -56,9 +73,10 @@ type commandRequest struct {
 	Timeout string          `json:"timeout"`
 }
 
-// apiCommand sends a command and answers with the device's ack. It runs on
-// the worker pool: it waits for the ack.
-func (g *Gateway) apiCommand(c *http1.Ctx) {
+// command sends a command and answers with the device's ack. It runs on
+// the engine's worker pool (the route is not Inline): it waits for the
+// ack.
+func (a *apiHandlers) command(c *http1.Ctx) {
 	id := c.Param("id")
 	if !ValidDeviceID(id) {
 		writeJSON(c, 400, map[string]string{"error": "bad device id"})
@@ -78,7 +96,9 @@ func (g *Gateway) apiCommand(c *http1.Ctx) {
 		}
 		timeout = d
 	}
-	ack, err := g.hub.Command(c.Context(), id, req.Name, req.Payload, timeout)
+	ctx, cancel := drainProof(c.Context())
+	defer cancel()
+	ack, err := a.hub.Command(ctx, id, req.Name, req.Payload, timeout)
 	switch {
 	case err == nil:
 		writeJSON(c, 200, ack)
@@ -93,6 +113,24 @@ func (g *Gateway) apiCommand(c *http1.Ctx) {
 	}
 }
 
+// drainProof returns a context that ends with the request's, except when
+// the request's ends because the engine started draining
+// (engine.ErrServerClosed): a command in flight then still waits for its
+// ack or its timeout (200 or 504), within the drain's deadline, rather
+// than failing at once. The client going away still ends it.
+func drainProof(req context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancelCause(context.WithoutCancel(req))
+	stop := context.AfterFunc(req, func() {
+		if cause := context.Cause(req); !errors.Is(cause, engine.ErrServerClosed) {
+			cancel(cause)
+		}
+	})
+	return ctx, func() {
+		stop()
+		cancel(context.Canceled)
+	}
+}
+
 type broadcastRequest struct {
 	Name    string          `json:"name"`
 	Payload json.RawMessage `json:"payload"`
@@ -100,17 +138,17 @@ type broadcastRequest struct {
 	Prefix  string          `json:"prefix"`
 }
 
-func (g *Gateway) apiBroadcast(c *http1.Ctx) {
+func (a *apiHandlers) broadcast(c *http1.Ctx) {
 	var req broadcastRequest
 	if err := json.Unmarshal(c.Body(), &req); err != nil || req.Name == "" || (len(req.Devices) == 0 && req.Prefix == "") {
 		writeJSON(c, 400, map[string]string{"error": "body must be JSON with a name and devices or a prefix"})
 		return
 	}
-	writeJSON(c, 202, g.hub.Broadcast(req.Name, req.Payload, req.Devices, req.Prefix))
+	writeJSON(c, 202, a.hub.Broadcast(req.Name, req.Payload, req.Devices, req.Prefix))
 }
 
-func (g *Gateway) apiDevice(c *http1.Ctx) {
-	d, err := g.hub.lookup(c.Param("id"))
+func (a *apiHandlers) device(c *http1.Ctx) {
+	d, err := a.hub.lookup(c.Param("id"))
 	if err != nil {
 		writeJSON(c, 503, map[string]string{"error": err.Error()})
 		return
@@ -122,7 +160,7 @@ func (g *Gateway) apiDevice(c *http1.Ctx) {
 	writeJSON(c, 200, d)
 }
 
-func (g *Gateway) apiDevices(c *http1.Ctx) {
+func (a *apiHandlers) devices(c *http1.Ctx) {
 	if st := string(c.Query("state")); st != "" && st != "online" {
 		writeJSON(c, 400, map[string]string{"error": "state must be online: the cluster tracks connected devices"})
 		return
@@ -136,10 +174,75 @@ func (g *Gateway) apiDevices(c *http1.Ctx) {
 		}
 		limit = min(n, 10_000)
 	}
-	devs, next, err := g.hub.list(string(c.Query("prefix")), string(c.Query("cursor")), limit)
+	devs, next, err := a.hub.list(string(c.Query("prefix")), string(c.Query("cursor")), limit)
 	if err != nil {
 		writeJSON(c, 503, map[string]string{"error": err.Error()})
 		return
 	}
 	writeJSON(c, 200, map[string]any{"devices": devs, "next_cursor": next})
 }
+
+// APIConfig configures a management API that a Directory serves
+// (Directory.ServeAPI).
+type APIConfig struct {
+	// Addr is the API listener's address, such as "127.0.0.1:8081"; port
+	// 0 picks a free one. Required.
+	Addr string
+	// Token, when set, is required on every request as
+	// "Authorization: Bearer <Token>" (401 otherwise). Empty: none.
+	Token string
+	// HTTP configures the API's HTTP/1.1 server. The zero value is ready
+	// to use (http1.Config's defaults).
+	HTTP http1.Config
+}
+
+// API is the management API served from a machine's Directory: the same
+// routes, answers and status codes as a Gateway's API listener
+// (docs/gateway.md, "Management API"), answered where the directory is
+// held. `warren serve -procs N` serves it in the prefork parent, so that a
+// command goes from the API straight to the worker holding the device,
+// and a lookup or a list reads the directory in-process.
+//
+// Handlers run on the engine's worker pool: a command that waits for its
+// ack never stalls the engine's loop. Its methods are safe for concurrent
+// use.
+type API struct {
+	srv *http1.Server
+	ln  *engine.Listener
+}
+
+// ServeAPI opens the management API on eng (started; one loop is plenty)
+// at cfg.Addr, answered from the directory: a command is sent to the node
+// holding the device (wherever it is in the cluster) and waits for its
+// ack; a broadcast fans out to the nodes; a lookup or a list reads the
+// directory. The command and broadcast metrics are the directory's
+// (Directory.Collector). The engine's owner drains the API with
+// engine.Shutdown (answers in flight finish) and then calls Close.
+func (d *Directory) ServeAPI(eng *engine.Engine, cfg APIConfig) (*API, error) {
+	if cfg.Addr == "" {
+		return nil, errors.New("gateway: the API needs an address")
+	}
+	if cfg.HTTP.Logger == nil {
+		cfg.HTTP.Logger = d.h.log
+	}
+	srv, err := http1.NewServer(eng, cfg.HTTP, apiRoutes(d.h, cfg.Token))
+	if err != nil {
+		return nil, err
+	}
+	ln, err := srv.Listen(cfg.Addr)
+	if err != nil {
+		srv.Close()
+		return nil, fmt.Errorf("gateway: API listener %s: %w", cfg.Addr, err)
+	}
+	return &API{srv: srv, ln: ln}, nil
+}
+
+// Addr returns the API listener's address.
+func (a *API) Addr() string { return a.ln.Addr().String() }
+
+// Collector returns the API's HTTP metrics (warren_http_*).
+func (a *API) Collector() prometheus.Collector { return a.srv.Collector("") }
+
+// Close stops the API server's background work. It does not close
+// connections: the engine's owner does, with Shutdown.
+func (a *API) Close() { a.srv.Close() }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // ErrDirectory: the machine's Directory did not answer a lookup in time
@@ -296,6 +297,13 @@ type DirectoryConfig struct {
 	// NodeTimeout is how long a silent node keeps its devices in the
 	// directory. Zero means 3 s.
 	NodeTimeout time.Duration
+	// CommandTimeout is how long a command sent through the directory's
+	// API (ServeAPI) waits for the device's ack when the request names no
+	// timeout. Zero means 5 s.
+	CommandTimeout time.Duration
+	// MaxCommandTimeout caps the timeout a command through the API may
+	// ask for. Zero means 60 s.
+	MaxCommandTimeout time.Duration
 	// Logger receives the directory's logs. Nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -318,7 +326,8 @@ func StartDirectory(bus *Bus, cfg DirectoryConfig) (*Directory, error) {
 	if cfg.Machine == "" {
 		return nil, errors.New("gateway: a directory needs a machine name")
 	}
-	h := NewHub(HubConfig{Node: cfg.Machine, NodeTimeout: cfg.NodeTimeout, Logger: cfg.Logger}, bus)
+	h := NewHub(HubConfig{Node: cfg.Machine, NodeTimeout: cfg.NodeTimeout, CommandTimeout: cfg.CommandTimeout,
+		MaxCommandTimeout: cfg.MaxCommandTimeout, Logger: cfg.Logger}, bus)
 	h.serves = cfg.Machine
 	if err := h.Start(); err != nil {
 		h.Close()
@@ -333,6 +342,11 @@ func (d *Directory) Len() int { return d.h.dirLen() }
 
 // Lookup returns what the directory knows of device, or nil.
 func (d *Directory) Lookup(device string) *DeviceInfo { return d.h.dirLookup(device) }
+
+// Collector returns the directory's metrics (warren_gateway_*, as a
+// node's Hub.Collector): the devices it knows, and the commands and
+// broadcasts sent through its API with their outcomes and round trips.
+func (d *Directory) Collector() prometheus.Collector { return d.h.Collector() }
 
 // Close stops the directory.
 func (d *Directory) Close() { d.h.Close() }

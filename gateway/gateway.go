@@ -157,7 +157,7 @@ func New(eng *engine.Engine, cfg Config) (*Gateway, error) {
 		}
 	}
 	if cfg.API != "-" {
-		if g.apiSrv, err = http1.NewServer(eng, cfg.HTTP, g.apiRoutes()); err != nil {
+		if g.apiSrv, err = http1.NewServer(eng, cfg.HTTP, apiRoutes(g.hub, cfg.APIToken)); err != nil {
 			return fail(err)
 		}
 		if g.apiLn, err = g.apiSrv.Listen(cfg.API); err != nil {

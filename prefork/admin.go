@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -24,7 +25,8 @@ import (
 // AdminHandler serves the parent's admin endpoint:
 //
 //	GET /metrics   every worker's metrics merged, each sample labelled
-//	               worker="N", plus warren_prefork_workers_up,
+//	               worker="N", the parent's own (Config.Collectors)
+//	               labelled worker="parent", plus warren_prefork_workers_up,
 //	               warren_prefork_restarts_total{worker} and
 //	               warren_prefork_scrape_errors_total{worker}
 //	GET /workers   the workers as JSON (pid, admin address, restarts, up)
@@ -232,6 +234,7 @@ func (s *Supervisor) gather(ctx context.Context, client *http.Client) []*dto.Met
 			}
 		}
 	}
+	s.gatherParent(merged)
 	merged["warren_prefork_scrape_age_seconds"] = age
 	up := 0.0
 	restarts := &dto.MetricFamily{Name: proto.String("warren_prefork_restarts_total"),
@@ -323,4 +326,38 @@ func (s *Supervisor) scrapeErrors() []uint64 {
 		out[i] = w.scrapeErrors
 	}
 	return out
+}
+
+// gatherParent adds the parent's own metrics (Config.Collectors) to
+// merged, each sample labelled worker="parent". A collector that fails is
+// logged and left out of this scrape.
+func (s *Supervisor) gatherParent(merged map[string]*dto.MetricFamily) {
+	if len(s.cfg.Collectors) == 0 {
+		return
+	}
+	s.parentOnce.Do(func() {
+		reg := prometheus.NewRegistry()
+		for _, c := range s.cfg.Collectors {
+			if err := reg.Register(c); err != nil {
+				s.log.Warn("prefork: a parent collector not registered", "error", err)
+			}
+		}
+		s.parentReg = reg
+	})
+	fams, err := s.parentReg.Gather()
+	if err != nil {
+		s.log.Warn("prefork: gathering the parent's metrics", "error", err)
+	}
+	for _, f := range fams {
+		for _, m := range f.Metric {
+			m.Label = append(m.Label, &dto.LabelPair{Name: proto.String("worker"), Value: proto.String("parent")})
+		}
+		if have := merged[f.GetName()]; have != nil {
+			if have.GetType() == f.GetType() {
+				have.Metric = append(have.Metric, f.Metric...)
+			}
+			continue
+		}
+		merged[f.GetName()] = f
+	}
 }

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/warrenhq/warren/admin"
 )
 
@@ -314,5 +316,31 @@ func TestGatherStale(t *testing.T) {
 	s.mu.Unlock()
 	if code, body = fetch(t, "GET", base+"/metrics", "", nil); strings.Contains(body, `warren_requests_total{worker="0"}`) {
 		t.Fatalf("series older than ScrapeStale were served (%d):\n%s", code, body)
+	}
+}
+
+// TestGatherParentCollectors checks that the parent's own collectors are
+// merged with the workers' series, labelled worker="parent", in the same
+// family when a worker has it too.
+func TestGatherParentCollectors(t *testing.T) {
+	own := prometheus.NewGauge(prometheus.GaugeOpts{Name: "warren_connections_active", Help: "Open connections."})
+	own.Set(7)
+	cmds := prometheus.NewCounter(prometheus.CounterOpts{Name: "warren_gateway_commands_total", Help: "Commands."})
+	cmds.Add(3)
+	_, base := fakeSupervisor(t, Config{Collectors: []prometheus.Collector{own, cmds}}, fakeWorkerAdmin(t, "", 2))
+	for range 2 { // the registry is made once, by the first scrape
+		code, body := fetch(t, "GET", base+"/metrics", "", nil)
+		if code != 200 {
+			t.Fatalf("scrape: %d %s", code, body)
+		}
+		for _, want := range []string{`warren_connections_active{worker="0"} 2` + "\n", `warren_connections_active{worker="parent"} 7` + "\n",
+			`warren_gateway_commands_total{worker="parent"} 3` + "\n"} {
+			if !strings.Contains(body, want) {
+				t.Errorf("want %q in\n%s", want, body)
+			}
+		}
+		if n := strings.Count(body, "# TYPE warren_connections_active"); n != 1 {
+			t.Errorf("warren_connections_active described %d times, want once:\n%s", n, body)
+		}
 	}
 }

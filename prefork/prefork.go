@@ -28,6 +28,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
 	"syscall"
 	"time"
 )
@@ -95,6 +97,11 @@ type Config struct {
 	// worker's /metrics, so the workers' admin listeners must be started
 	// with the same token. Empty means none.
 	AdminToken string
+	// Collectors are the parent's own metrics (in warren serve: the
+	// management API and the machine's Directory, which the parent
+	// serves). AdminHandler's /metrics merges them with the workers',
+	// each sample labelled worker="parent". Nil: none.
+	Collectors []prometheus.Collector
 	// ScrapeTimeout bounds one merged scrape of AdminHandler's /metrics:
 	// the workers are scraped in parallel, and one that has not answered
 	// in time is left out of that scrape and counted in
@@ -133,7 +140,12 @@ type Supervisor struct {
 	wg       sync.WaitGroup
 	stop     chan struct{} // closed by Shutdown
 	stopOnce sync.Once
-	done     chan struct{}
+
+	// parentReg gathers Config.Collectors; made once, by the first
+	// scrape (parentOnce).
+	parentOnce sync.Once
+	parentReg  *prometheus.Registry
+	done       chan struct{}
 }
 
 type worker struct {

@@ -212,6 +212,15 @@ type SupervisorConfig struct {
 	// reload their TLS certificates on it) instead of dying of it. Set it
 	// only when the workers handle SIGHUP.
 	ForwardHUP bool
+	// Collectors are the parent's own metrics, merged into its admin
+	// listener's /metrics labelled worker="parent" (prefork.Config's
+	// Collectors). Nil: none.
+	Collectors []prometheus.Collector
+	// Drain, when set, drains what the parent itself serves (warren
+	// serve's management API) after SIGTERM or SIGINT: it runs while the
+	// workers drain, with a context that ends after DrainTimeout, and the
+	// parent waits for it before it returns.
+	Drain func(ctx context.Context)
 }
 
 // RunSupervisor is the prefork parent: it starts the workers (this same
@@ -226,7 +235,8 @@ func RunSupervisor(sig <-chan os.Signal, cfg SupervisorConfig) int {
 	if cfg.DrainTimeout <= 0 {
 		cfg.DrainTimeout = DefaultDrainTimeout
 	}
-	sup, err := prefork.Start(prefork.Config{Procs: cfg.Procs, Addr: cfg.Addr, Logger: log, AdminToken: cfg.AdminToken})
+	sup, err := prefork.Start(prefork.Config{Procs: cfg.Procs, Addr: cfg.Addr, Logger: log, AdminToken: cfg.AdminToken,
+		Collectors: cfg.Collectors})
 	if err != nil {
 		log.Error("prefork", "error", err)
 		return 1
@@ -256,9 +266,19 @@ func RunSupervisor(sig <-chan os.Signal, cfg SupervisorConfig) int {
 	log.Info("draining workers", "signal", s.String(), "timeout", cfg.DrainTimeout)
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.DrainTimeout+5*time.Second)
 	defer cancel()
+	drained := make(chan struct{})
+	go func() {
+		defer close(drained)
+		if cfg.Drain != nil {
+			dctx, dcancel := context.WithTimeout(context.Background(), cfg.DrainTimeout)
+			defer dcancel()
+			cfg.Drain(dctx)
+		}
+	}()
 	if err := sup.Shutdown(ctx); err != nil {
 		log.Warn("workers killed after the drain deadline", "error", err)
 	}
+	<-drained
 	if adm != nil {
 		adm.Shutdown(ctx)
 	}

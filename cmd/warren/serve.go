@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"io"
@@ -13,6 +14,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/warrenhq/warren/admin"
 	"github.com/warrenhq/warren/engine"
@@ -142,7 +145,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		if n := workerGOMAXPROCS(*workerProcs, *procs, runtime.NumCPU(), os.Getenv("GOMAXPROCS")); n > 0 {
 			os.Setenv("GOMAXPROCS", strconv.Itoa(n)) // the workers' environment; the parent's runtime is set already
 		}
-		return serveSupervisor(sig, *procs, gcfg, *adminAddr, *adminToken, *drain, extra.tls.CertFile != "", log)
+		return serveSupervisor(sig, *procs, ecfg, gcfg, *adminAddr, *adminToken, *drain, extra.tls.CertFile != "", log)
 	}
 
 	st, err := stack.New(stack.Config{Engine: ecfg, DrainTimeout: *drain, Logger: log,
@@ -154,8 +157,8 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	log = st.Logger()
 	gcfg.Logger = log
 	gcfg.Addr = st.Addr(gcfg.Addr)
-	if st.WorkerAddr != "" && gcfg.API != "-" {
-		gcfg.API = os.Getenv(preforkAPIEnv)
+	if st.WorkerAddr != "" {
+		gcfg.API = "-" // the prefork parent serves the API (serveSupervisor)
 	}
 	stopTLS, err := extra.apply(st, &gcfg)
 	if err == nil {
@@ -184,14 +187,14 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	return code
 }
 
-// preforkAPIEnv carries the API address the workers share.
-const preforkAPIEnv = "WARREN_PREFORK_API"
-
 // serveSupervisor is the prefork parent of warren serve: it runs the
-// embedded NATS server the workers share (unless -nats names a cluster)
-// and the machine's Directory, the one copy of the cluster directory the
-// workers ask, then supervises the workers.
-func serveSupervisor(sig <-chan os.Signal, procs int, gcfg gateway.Config, adminAddr, adminToken string, drain time.Duration, forwardHUP bool, log interface {
+// embedded NATS server the workers share (unless -nats names a cluster),
+// the machine's Directory, the one copy of the cluster directory the
+// workers ask, and the management API on -api, answered from the
+// directory on an engine of one loop of its own (the workers serve no
+// API): a command goes from the API straight to the worker holding the
+// device (docs/benchmarks.md §30). Then it supervises the workers.
+func serveSupervisor(sig <-chan os.Signal, procs int, ecfg engine.Config, gcfg gateway.Config, adminAddr, adminToken string, drain time.Duration, forwardHUP bool, log interface {
 	Info(string, ...any)
 	Error(string, ...any)
 }) int {
@@ -228,25 +231,48 @@ func serveSupervisor(sig <-chan os.Signal, procs int, gcfg gateway.Config, admin
 		}
 		defer dbus.Close()
 	}
-	dir, err := gateway.StartDirectory(dbus, gateway.DirectoryConfig{Machine: machine, Logger: gcfg.Logger})
+	dir, err := gateway.StartDirectory(dbus, gateway.DirectoryConfig{Machine: machine, Logger: gcfg.Logger,
+		CommandTimeout: gcfg.CommandTimeout, MaxCommandTimeout: gcfg.MaxCommandTimeout})
 	if err != nil {
 		log.Error("directory", "error", err)
 		return 1
 	}
 	defer dir.Close()
 	os.Setenv(preforkDirEnv, machine)
+	sc := stack.SupervisorConfig{Procs: procs, Addr: gcfg.Addr, AdminAddr: adminAddr,
+		AdminToken: adminToken, DrainTimeout: drain, Name: "warren serve", Logger: gcfg.Logger, ForwardHUP: forwardHUP,
+		Collectors: []prometheus.Collector{dir.Collector()}}
 	if gcfg.API != "-" {
-		// The workers share the API port too; SO_REUSEPORT needs a fixed
-		// one, so a port 0 is chosen here, once, for all of them.
-		api, err := fixPort(gcfg.API)
+		// One loop is plenty for the API; its handlers (a command waits
+		// for its ack) run on the engine's worker pool.
+		ecfg.Loops, ecfg.ReusePort = 1, false
+		if ecfg.Logger == nil {
+			ecfg.Logger = gcfg.Logger
+		}
+		eng, err := engine.New(ecfg, nil)
+		if err == nil {
+			err = eng.Start("")
+		}
+		if err != nil {
+			log.Error("API engine", "error", err)
+			return 1
+		}
+		defer eng.Close()
+		api, err := dir.ServeAPI(eng, gateway.APIConfig{Addr: gcfg.API, Token: gcfg.APIToken, HTTP: gcfg.HTTP})
 		if err != nil {
 			log.Error("-api", "addr", gcfg.API, "error", err)
 			return 1
 		}
-		os.Setenv(preforkAPIEnv, api)
+		defer api.Close()
+		log.Info("management API in the prefork parent", "api", api.Addr(), "directory", machine)
+		sc.Collectors = append(sc.Collectors, api.Collector())
+		sc.Drain = func(ctx context.Context) {
+			if err := eng.Shutdown(ctx); err != nil {
+				log.Info("API drain deadline reached; remaining requests closed", "error", err)
+			}
+		}
 	}
-	return stack.RunSupervisor(sig, stack.SupervisorConfig{Procs: procs, Addr: gcfg.Addr, AdminAddr: adminAddr,
-		AdminToken: adminToken, DrainTimeout: drain, Name: "warren serve", Logger: gcfg.Logger, ForwardHUP: forwardHUP})
+	return stack.RunSupervisor(sig, sc)
 }
 
 func natsDescription(b *gateway.Bus) string {
