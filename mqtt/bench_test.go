@@ -124,7 +124,7 @@ func BenchmarkRouteFanout(b *testing.B) {
 	m := newMsg(&Message{Topic: "fan/out", Payload: []byte("x")}, "", time.Now())
 	b.ReportAllocs()
 	for b.Loop() {
-		if n := s.route(m, 0); n != 5000 {
+		if n := s.route(m, 0, 0); n != 5000 {
 			b.Fatal(n)
 		}
 	}

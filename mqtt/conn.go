@@ -354,17 +354,48 @@ func (c *conn) write(b []byte) bool {
 		return false
 	}
 	if c.corked {
-		if c.out == nil {
-			c.out = outBufPool.Get().(*outBuf)
-			c.out.b = pool.Get(max(len(b), 2048))[:0]
-		}
-		o := c.out
-		o.b = pool.Grow(o.b, len(b))
+		o := c.batch(len(b))
 		o.b = append(o.b, b...)
 		return true
 	}
 	return c.rawWrite(b)
 }
+
+// batch returns the batched output with room for n more bytes, making it;
+// c.wmu is held and the connection is corked.
+func (c *conn) batch(n int) *outBuf {
+	if c.out == nil {
+		c.out = outBufPool.Get().(*outBuf)
+		c.out.b = pool.Get(max(n, 2048))[:0]
+	}
+	o := c.out
+	o.b = pool.Grow(o.b, n)
+	return o
+}
+
+// writeAck sends a PUBACK, PUBREC, PUBREL or PUBCOMP without properties:
+// while the connection is corked (the loop handles its input, the common
+// case) straight into the batched output. It reports whether the
+// connection took it.
+func (c *conn) writeAck(kind Type, id uint16, code ReasonCode) bool {
+	a := Ack{Kind: kind, PacketID: id, ReasonCode: code}
+	c.wmu.Lock()
+	if c.corked && !c.wclosed {
+		o := c.batch(maxAckSize)
+		o.b = AppendAck(o.b, c.version, &a)
+		c.wmu.Unlock()
+		return true
+	}
+	c.wmu.Unlock()
+	b := AppendAck(pool.Get(maxAckSize)[:0], c.version, &a)
+	ok := c.write(b)
+	pool.Put(b)
+	return ok
+}
+
+// maxAckSize is the size of the largest acknowledgement writeAck sends:
+// fixed header, packet id and reason code.
+const maxAckSize = 5
 
 // writePublish encodes p for the connection and sends it: while the
 // connection is corked (a message its own loop routes to it, as when a
@@ -379,12 +410,7 @@ func (c *conn) writePublish(p *Publish, limit int) (sent, tooLarge bool) {
 	}
 	c.wmu.Lock()
 	if c.corked && !c.wclosed {
-		if c.out == nil {
-			c.out = outBufPool.Get().(*outBuf)
-			c.out.b = pool.Get(max(hint, 2048))[:0]
-		}
-		o := c.out
-		o.b = pool.Grow(o.b, hint)
+		o := c.batch(hint)
 		n := len(o.b)
 		o.b = AppendPublish(o.b, c.version, p)
 		if limit > 0 && len(o.b)-n > limit {
@@ -432,7 +458,9 @@ func (c *conn) packet(p Packet) bool {
 }
 
 func (c *conn) sendAck(kind Type, id uint16, code ReasonCode) {
-	c.packet(&Ack{Kind: kind, PacketID: id, ReasonCode: code})
+	if c.writeAck(kind, id, code) {
+		c.pc().out[kind&15].Add(1)
+	}
 }
 
 func (c *conn) sendDisconnect(d *Disconnect) {
@@ -885,10 +913,11 @@ func (c *conn) current() bool {
 func (c *conn) onPublish(p *Publish, n int) {
 	s := c.srv
 	v5 := c.version == Version5
-	// A QoS 0 message that is not retained is routed as a view of the
-	// packet (routeMessage), its topic and strings too unless a hook would
-	// see them: Authorize and OnPublish may keep the topic they are given.
-	view := p.QoS == QoS0 && !p.Retain && s.cfg.Hooks.Authorize == nil && s.cfg.Hooks.OnPublish == nil
+	// The topic and strings of a message are views of the packet unless a
+	// hook would see them (Authorize and OnPublish may keep the topic
+	// they are given): routeMessage routes a QoS 0 message that is not
+	// retained as a view, and copies any other once, strings included.
+	view := s.cfg.Hooks.Authorize == nil && s.cfg.Hooks.OnPublish == nil
 	var topic string
 	if v5 && p.Props.Present.Has(PropTopicAlias) {
 		a := int(p.Props.TopicAlias)
@@ -1014,7 +1043,7 @@ func (c *conn) onPublish(p *Publish, n int) {
 		return
 	}
 	if local {
-		s.routeMessage(tm, p.Retain, c.cl.ID, now)
+		s.routeMessage(tm, p.Retain, c.cl.ID, now, c.ec.Loop())
 	}
 	putMsg(tm)
 	ack(Success)

@@ -372,8 +372,9 @@ type Server struct {
 
 	// mu guards sessions, subs (the trie), every session's subs list,
 	// retained and the sweep list. Lock order: Server.mu, then session.mu,
-	// then conn.wmu (LOCKS in session.go).
-	mu       sync.RWMutex
+	// then conn.wmu (LOCKS in session.go). Routing reads it through the
+	// shard of the publisher's loop (rwLock).
+	mu       rwLock
 	sessions table[*session] // by client id
 	// lit holds the subscriptions to literal topic filters (no wildcard),
 	// and to filters P/+ with P literal, that are their filter's only
@@ -410,6 +411,7 @@ var _ engine.CloseDetail = ReasonCode(0)
 func NewServer(cfg Config) *Server {
 	s := &Server{cfg: cfg.withDefaults(),
 		offline: make(map[*session]int64), wsKeepAlive: make(map[*conn]struct{}), stop: make(chan struct{})}
+	s.mu.init()
 	s.lim = s.cfg.Limits
 	s.lim.MaxPacketSize = s.lim.resolve().packetSize
 	s.lit.tagged = true // looked up for every message routed
