@@ -1125,8 +1125,15 @@ func (c *conn) onSubscribe(p *Subscribe) {
 		plans = make([]plan, 0, len(p.Filters))
 	}
 	plans = plans[:len(p.Filters)]
+	// The filters are views of the packet unless Authorize would see
+	// them (it may keep the filter it is given): a subscription copies
+	// its own (newSubscription), and what it indexes is that copy.
+	view := s.cfg.Hooks.Authorize == nil
 	for i, f := range p.Filters {
-		filter := string(f.Filter)
+		filter := stringOf(f.Filter)
+		if !view {
+			filter = string(f.Filter)
+		}
 		pl := plan{filter: filter, tf: filter, qos: min(f.QoS, QoS2), noLocal: f.NoLocal, rap: f.RetainAsPublished, rh: f.RetainHandling}
 		if c.version != Version5 {
 			pl.noLocal, pl.rap, pl.rh = false, false, 0
@@ -1161,15 +1168,15 @@ func (c *conn) onSubscribe(p *Subscribe) {
 			codes[i] = QuotaExceeded
 			continue
 		}
-		sub := &subscription{sess: ss, filter: pl.filter, tf: uint16(len(pl.filter) - len(pl.tf)),
-			qos: pl.qos, noLocal: pl.noLocal, rap: pl.rap, id: subID}
+		sub := newSubscription(ss, pl.filter)
+		sub.tf, sub.qos, sub.noLocal, sub.rap, sub.id = uint16(len(pl.filter)-len(pl.tf)), pl.qos, pl.noLocal, pl.rap, subID
 		s.index(old, sub)
 		ss.linkSub(prev, old, sub)
 		if old == nil {
 			s.stats.subscriptions.Add(1)
 		}
 		if pl.group == "" && (pl.rh == 0 || pl.rh == 1 && old == nil) {
-			retained = append(retained, pending{pl.tf, sub})
+			retained = append(retained, pending{sub.topicFilter(), sub})
 		}
 	}
 	s.mu.Unlock()

@@ -129,3 +129,27 @@ func TestRWLockShards(t *testing.T) {
 		t.Fatalf("%d shards", len(l.shards))
 	}
 }
+
+// newSubscription copies its filter (onSubscribe hands it a view of the
+// packet), into the subscription's own allocation when it is short.
+func TestNewSubscriptionOwnsItsFilter(t *testing.T) {
+	ss := &session{id: "s"}
+	for _, n := range []int{0, 1, 16, 17, 32, 33, 48, 49, 80, 81, 300} {
+		src := make([]byte, n)
+		for i := range src {
+			src[i] = 'a' + byte(i%26)
+		}
+		want := string(src)
+		sub := newSubscription(ss, stringOf(src))
+		for i := range src {
+			src[i] = '#'
+		}
+		if sub.filter != want || sub.sess != ss {
+			t.Fatalf("len %d: filter %q, want %q", n, sub.filter, want)
+		}
+		if inline := uintptr(unsafe.Pointer(unsafe.StringData(sub.filter))) - uintptr(unsafe.Pointer(sub)); n > 0 && n <= 80 &&
+			inline != unsafe.Sizeof(subscription{}) {
+			t.Errorf("len %d: filter %d bytes from its subscription, want right after it", n, inline)
+		}
+	}
+}

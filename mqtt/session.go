@@ -179,6 +179,48 @@ type subscription struct {
 	next    *subscription // the session's next subscription, guarded by Server.mu
 }
 
+// newSubscription returns a subscription of ss to filter (as subscribed,
+// with $share/group/ if shared) that owns a copy of the filter, made in
+// the same allocation when it is short. A routed message found in
+// Server.lit is compared with its subscription's filter: there the filter
+// sits on the subscription's cache lines instead of a line of its own,
+// in the size class the two took apart (48 bytes and the string's).
+func newSubscription(ss *session, filter string) *subscription {
+	var sub *subscription
+	var b []byte
+	switch n := len(filter); {
+	case n <= 16:
+		x := new(struct {
+			s subscription
+			b [16]byte
+		})
+		sub, b = &x.s, x.b[:n]
+	case n <= 32:
+		x := new(struct {
+			s subscription
+			b [32]byte
+		})
+		sub, b = &x.s, x.b[:n]
+	case n <= 48:
+		x := new(struct {
+			s subscription
+			b [48]byte
+		})
+		sub, b = &x.s, x.b[:n]
+	case n <= 80:
+		x := new(struct {
+			s subscription
+			b [80]byte
+		})
+		sub, b = &x.s, x.b[:n]
+	default:
+		sub, b = new(subscription), make([]byte, n)
+	}
+	copy(b, filter)
+	sub.sess, sub.filter = ss, stringOf(b)
+	return sub
+}
+
 // topicFilter returns the filter matched against topics.
 func (sub *subscription) topicFilter() string { return sub.filter[sub.tf:] }
 
