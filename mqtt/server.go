@@ -393,14 +393,17 @@ type Server struct {
 	wsKeepAlive map[*conn]struct{}
 	closed      bool
 
-	queuedTotal atomic.Int64 // bytes queued across sessions
-	shareNext   atomic.Uint32
-	stats       serverStats
-	stop        chan struct{}
-	stopOnce    sync.Once
-	sweeping    sync.Once
-	ws          *websocket.Server
-	idSeq       atomic.Uint64
+	// queued are the bytes and messages queued across sessions (inflight
+	// ones included), in shards like mu's: every QoS 1 and 2 delivery
+	// and acknowledgement moves them (ss.account).
+	queued    []queuedShard
+	shareNext atomic.Uint32
+	stats     serverStats
+	stop      chan struct{}
+	stopOnce  sync.Once
+	sweeping  sync.Once
+	ws        *websocket.Server
+	idSeq     atomic.Uint64
 }
 
 var _ engine.CloseDetail = ReasonCode(0)
@@ -412,6 +415,7 @@ func NewServer(cfg Config) *Server {
 	s := &Server{cfg: cfg.withDefaults(),
 		offline: make(map[*session]int64), wsKeepAlive: make(map[*conn]struct{}), stop: make(chan struct{})}
 	s.mu.init()
+	s.queued = make([]queuedShard, len(s.mu.shards))
 	s.lim = s.cfg.Limits
 	s.lim.MaxPacketSize = s.lim.resolve().packetSize
 	s.lit.tagged = true // looked up for every message routed

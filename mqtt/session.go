@@ -381,11 +381,19 @@ func (ss *session) findOut(id uint16) int {
 	return -1
 }
 
-// account adds n bytes (and k messages) to the queued totals.
+// account adds n bytes (and k messages) to the queued totals; ss.mu is
+// held. They move in the shard of the client's loop (the first while it
+// is offline), where its acknowledgements are handled and, when it
+// publishes to itself, its messages routed.
 func (ss *session) account(s *Server, n, k int) {
 	ss.f().qbytes += n
-	s.queuedTotal.Add(int64(n))
-	s.stats.queuedMsgs.Add(int64(k))
+	i := 0
+	if c := ss.conn; c != nil {
+		i = c.ec.Loop()
+	}
+	q := &s.queued[i&(len(s.queued)-1)]
+	q.bytes.Add(int64(n))
+	q.msgs.Add(int64(k))
 }
 
 // deliver hands m to the session at qos (already the minimum of the
@@ -426,7 +434,7 @@ func (ss *session) deliver(s *Server, m *msg, qos QoS, retain bool, ids []uint32
 	case len(ss.f().queue) >= s.cfg.MaxQueuedMessages || ss.f().qbytes+int(m.size) > s.cfg.MaxQueuedBytes:
 		s.drop(DropQueueFull)
 		return
-	case s.cfg.MaxQueuedBytesTotal > 0 && s.queuedTotal.Load()+int64(m.size) > s.cfg.MaxQueuedBytesTotal:
+	case s.cfg.MaxQueuedBytesTotal > 0 && s.queuedBytes()+int64(m.size) > s.cfg.MaxQueuedBytesTotal:
 		s.drop(DropTotalQueueFull)
 		return
 	}
