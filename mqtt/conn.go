@@ -94,16 +94,25 @@ func (c *conn) recvMax() uint16 {
 	return c.x.recvMax
 }
 
-// outBuf is a connection's batched output, pooled.
+// outBuf is a connection's batched output, pooled with its buffer: a
+// read's output takes one pool round trip, not two.
 type outBuf struct{ b []byte }
 
 var outBufPool = sync.Pool{New: func() any { return new(outBuf) }}
 
-// releaseOut returns the batched output to the pools; c.wmu is held.
+// maxPooledOut is the largest buffer an outBuf keeps in outBufPool; a
+// larger one goes back to the byte pools.
+const maxPooledOut = 4096
+
+// releaseOut returns the batched output to the pool; c.wmu is held.
 func (c *conn) releaseOut() {
 	if o := c.out; o != nil {
-		pool.Put(o.b)
-		o.b = nil
+		if cap(o.b) > maxPooledOut {
+			pool.Put(o.b)
+			o.b = nil
+		} else {
+			o.b = o.b[:0]
+		}
 		outBufPool.Put(o)
 		c.out = nil
 	}
@@ -366,7 +375,9 @@ func (c *conn) write(b []byte) bool {
 func (c *conn) batch(n int) *outBuf {
 	if c.out == nil {
 		c.out = outBufPool.Get().(*outBuf)
-		c.out.b = pool.Get(max(n, 2048))[:0]
+		if c.out.b == nil {
+			c.out.b = pool.Get(max(n, 2048))[:0]
+		}
 	}
 	o := c.out
 	o.b = pool.Grow(o.b, n)
