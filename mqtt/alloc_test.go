@@ -124,3 +124,64 @@ func TestQoS0RouteAllocs(t *testing.T) {
 		})
 	}
 }
+
+// TestQoS1RouteAllocs guards the QoS 1 round trip of a client publishing
+// to its own subscription (the publisher's conn handling its PUBLISH and
+// then the PUBACK of the delivery, on the test goroutine as its loop
+// would): the routed message and its one buffer (topic, payload and
+// properties together) are all it allocates — not the topic string, the
+// inflight record, the session's flow state (pooled) or the PUBACK.
+func TestQoS1RouteAllocs(t *testing.T) {
+	b := startBroker(t, Config{PublishRate: -1, PublishBytesRate: -1})
+	for _, v := range []Version{Version311, Version5} {
+		t.Run(v.String(), func(t *testing.T) {
+			id, topic := "alloc-q1-"+v.String(), "dev/q1/"+v.String()
+			cl := connectOK(t, b.addr, v, id)
+			cl.subscribe(1, QoS1, topic)
+			in := AppendPublish(nil, v, &Publish{Topic: []byte(topic), QoS: QoS1, PacketID: 7, Payload: benchPayload})
+			p, err := decodeOne(v, in, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pub := p.(*Publish)
+			b.mu.RLock()
+			ss := b.sessions.get(id)
+			b.mu.RUnlock()
+			sc := ss.conn
+			run := func() {
+				sc.cork()
+				sc.onPublish(pub, len(in))
+				sc.uncork()
+				ss.mu.Lock()
+				if ss.fl == nil || len(ss.fl.inflight) != 1 {
+					ss.mu.Unlock()
+					t.Fatal("no message in flight")
+				}
+				pid := ss.fl.inflight[0].id
+				ss.mu.Unlock()
+				sc.onAck(&Ack{Kind: TypePuback, PacketID: pid})
+			}
+			run()
+			got := cl.expectPublish()
+			if got.Topic != topic || got.QoS != QoS1 || got.Payload != string(benchPayload) {
+				t.Fatalf("delivered %+v", got)
+			}
+			go io.Copy(io.Discard, cl.c)
+			run() // warm the pools
+			w := testing.AllocsPerRun(1000, func() { sc.ec.Write(in) })
+			out := b.Stats().PublishesOut[QoS1]
+			a := testing.AllocsPerRun(1000, run)
+			if n := b.Stats().PublishesOut[QoS1] - out; n != 1001 {
+				t.Fatalf("%d deliveries, want 1001", n)
+			}
+			if st := b.Stats(); st.QueuedMessages != 0 || st.QueuedBytes != 0 {
+				t.Fatalf("queued after the acks: %d messages, %d bytes", st.QueuedMessages, st.QueuedBytes)
+			}
+			if a > w+2 {
+				t.Errorf("%v allocations per QoS 1 round trip, want 2 (the engine's write: %v)", a, w)
+			} else {
+				t.Logf("%v allocations per QoS 1 round trip (the engine's write: %v)", a, w)
+			}
+		})
+	}
+}

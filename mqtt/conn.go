@@ -94,16 +94,25 @@ func (c *conn) recvMax() uint16 {
 	return c.x.recvMax
 }
 
-// outBuf is a connection's batched output, pooled.
+// outBuf is a connection's batched output, pooled with its buffer: a
+// read's output takes one pool round trip, not two.
 type outBuf struct{ b []byte }
 
 var outBufPool = sync.Pool{New: func() any { return new(outBuf) }}
 
-// releaseOut returns the batched output to the pools; c.wmu is held.
+// maxPooledOut is the largest buffer an outBuf keeps in outBufPool; a
+// larger one goes back to the byte pools.
+const maxPooledOut = 4096
+
+// releaseOut returns the batched output to the pool; c.wmu is held.
 func (c *conn) releaseOut() {
 	if o := c.out; o != nil {
-		pool.Put(o.b)
-		o.b = nil
+		if cap(o.b) > maxPooledOut {
+			pool.Put(o.b)
+			o.b = nil
+		} else {
+			o.b = o.b[:0]
+		}
 		outBufPool.Put(o)
 		c.out = nil
 	}
@@ -354,17 +363,50 @@ func (c *conn) write(b []byte) bool {
 		return false
 	}
 	if c.corked {
-		if c.out == nil {
-			c.out = outBufPool.Get().(*outBuf)
-			c.out.b = pool.Get(max(len(b), 2048))[:0]
-		}
-		o := c.out
-		o.b = pool.Grow(o.b, len(b))
+		o := c.batch(len(b))
 		o.b = append(o.b, b...)
 		return true
 	}
 	return c.rawWrite(b)
 }
+
+// batch returns the batched output with room for n more bytes, making it;
+// c.wmu is held and the connection is corked.
+func (c *conn) batch(n int) *outBuf {
+	if c.out == nil {
+		c.out = outBufPool.Get().(*outBuf)
+		if c.out.b == nil {
+			c.out.b = pool.Get(max(n, 2048))[:0]
+		}
+	}
+	o := c.out
+	o.b = pool.Grow(o.b, n)
+	return o
+}
+
+// writeAck sends a PUBACK, PUBREC, PUBREL or PUBCOMP without properties:
+// while the connection is corked (the loop handles its input, the common
+// case) straight into the batched output. It reports whether the
+// connection took it.
+func (c *conn) writeAck(kind Type, id uint16, code ReasonCode) bool {
+	a := Ack{Kind: kind, PacketID: id, ReasonCode: code}
+	c.wmu.Lock()
+	if c.corked && !c.wclosed {
+		o := c.batch(maxAckSize)
+		o.b = AppendAck(o.b, c.version, &a)
+		c.wmu.Unlock()
+		return true
+	}
+	c.wmu.Unlock()
+	b := AppendAck(pool.Get(maxAckSize)[:0], c.version, &a)
+	ok := c.write(b)
+	pool.Put(b)
+	return ok
+}
+
+// maxAckSize is the size of the largest acknowledgement writeAck sends:
+// fixed header, packet id and reason code.
+const maxAckSize = 5
 
 // writePublish encodes p for the connection and sends it: while the
 // connection is corked (a message its own loop routes to it, as when a
@@ -379,12 +421,7 @@ func (c *conn) writePublish(p *Publish, limit int) (sent, tooLarge bool) {
 	}
 	c.wmu.Lock()
 	if c.corked && !c.wclosed {
-		if c.out == nil {
-			c.out = outBufPool.Get().(*outBuf)
-			c.out.b = pool.Get(max(hint, 2048))[:0]
-		}
-		o := c.out
-		o.b = pool.Grow(o.b, hint)
+		o := c.batch(hint)
 		n := len(o.b)
 		o.b = AppendPublish(o.b, c.version, p)
 		if limit > 0 && len(o.b)-n > limit {
@@ -432,7 +469,9 @@ func (c *conn) packet(p Packet) bool {
 }
 
 func (c *conn) sendAck(kind Type, id uint16, code ReasonCode) {
-	c.packet(&Ack{Kind: kind, PacketID: id, ReasonCode: code})
+	if c.writeAck(kind, id, code) {
+		c.pc().out[kind&15].Add(1)
+	}
 }
 
 func (c *conn) sendDisconnect(d *Disconnect) {
@@ -885,10 +924,11 @@ func (c *conn) current() bool {
 func (c *conn) onPublish(p *Publish, n int) {
 	s := c.srv
 	v5 := c.version == Version5
-	// A QoS 0 message that is not retained is routed as a view of the
-	// packet (routeMessage), its topic and strings too unless a hook would
-	// see them: Authorize and OnPublish may keep the topic they are given.
-	view := p.QoS == QoS0 && !p.Retain && s.cfg.Hooks.Authorize == nil && s.cfg.Hooks.OnPublish == nil
+	// The topic and strings of a message are views of the packet unless a
+	// hook would see them (Authorize and OnPublish may keep the topic
+	// they are given): routeMessage routes a QoS 0 message that is not
+	// retained as a view, and copies any other once, strings included.
+	view := s.cfg.Hooks.Authorize == nil && s.cfg.Hooks.OnPublish == nil
 	var topic string
 	if v5 && p.Props.Present.Has(PropTopicAlias) {
 		a := int(p.Props.TopicAlias)
@@ -1014,7 +1054,7 @@ func (c *conn) onPublish(p *Publish, n int) {
 		return
 	}
 	if local {
-		s.routeMessage(tm, p.Retain, c.cl.ID, now)
+		s.routeMessage(tm, p.Retain, c.cl.ID, now, c.ec.Loop())
 	}
 	putMsg(tm)
 	ack(Success)
@@ -1096,8 +1136,15 @@ func (c *conn) onSubscribe(p *Subscribe) {
 		plans = make([]plan, 0, len(p.Filters))
 	}
 	plans = plans[:len(p.Filters)]
+	// The filters are views of the packet unless Authorize would see
+	// them (it may keep the filter it is given): a subscription copies
+	// its own (newSubscription), and what it indexes is that copy.
+	view := s.cfg.Hooks.Authorize == nil
 	for i, f := range p.Filters {
-		filter := string(f.Filter)
+		filter := stringOf(f.Filter)
+		if !view {
+			filter = string(f.Filter)
+		}
 		pl := plan{filter: filter, tf: filter, qos: min(f.QoS, QoS2), noLocal: f.NoLocal, rap: f.RetainAsPublished, rh: f.RetainHandling}
 		if c.version != Version5 {
 			pl.noLocal, pl.rap, pl.rh = false, false, 0
@@ -1132,15 +1179,15 @@ func (c *conn) onSubscribe(p *Subscribe) {
 			codes[i] = QuotaExceeded
 			continue
 		}
-		sub := &subscription{sess: ss, filter: pl.filter, tf: uint16(len(pl.filter) - len(pl.tf)),
-			qos: pl.qos, noLocal: pl.noLocal, rap: pl.rap, id: subID}
+		sub := newSubscription(ss, pl.filter)
+		sub.tf, sub.qos, sub.noLocal, sub.rap, sub.id = uint16(len(pl.filter)-len(pl.tf)), pl.qos, pl.noLocal, pl.rap, subID
 		s.index(old, sub)
 		ss.linkSub(prev, old, sub)
 		if old == nil {
 			s.stats.subscriptions.Add(1)
 		}
 		if pl.group == "" && (pl.rh == 0 || pl.rh == 1 && old == nil) {
-			retained = append(retained, pending{pl.tf, sub})
+			retained = append(retained, pending{sub.topicFilter(), sub})
 		}
 	}
 	s.mu.Unlock()

@@ -376,8 +376,9 @@ type Server struct {
 
 	// mu guards sessions, subs (the trie), every session's subs list,
 	// retained and the sweep list. Lock order: Server.mu, then session.mu,
-	// then conn.wmu (LOCKS in session.go).
-	mu       sync.RWMutex
+	// then conn.wmu (LOCKS in session.go). Routing reads it through the
+	// shard of the publisher's loop (rwLock).
+	mu       rwLock
 	sessions table[*session] // by client id
 	// lit holds the subscriptions to literal topic filters (no wildcard),
 	// and to filters P/+ with P literal, that are their filter's only
@@ -396,14 +397,17 @@ type Server struct {
 	wsKeepAlive map[*conn]struct{}
 	closed      bool
 
-	queuedTotal atomic.Int64 // bytes queued across sessions
-	shareNext   atomic.Uint32
-	stats       serverStats
-	stop        chan struct{}
-	stopOnce    sync.Once
-	sweeping    sync.Once
-	ws          *websocket.Server
-	idSeq       atomic.Uint64
+	// queued are the bytes and messages queued across sessions (inflight
+	// ones included), in shards like mu's: every QoS 1 and 2 delivery
+	// and acknowledgement moves them (ss.account).
+	queued    []queuedShard
+	shareNext atomic.Uint32
+	stats     serverStats
+	stop      chan struct{}
+	stopOnce  sync.Once
+	sweeping  sync.Once
+	ws        *websocket.Server
+	idSeq     atomic.Uint64
 }
 
 var _ engine.CloseDetail = ReasonCode(0)
@@ -414,6 +418,8 @@ var _ engine.CloseDetail = ReasonCode(0)
 func NewServer(cfg Config) *Server {
 	s := &Server{cfg: cfg.withDefaults(),
 		offline: make(map[*session]int64), wsKeepAlive: make(map[*conn]struct{}), stop: make(chan struct{})}
+	s.mu.init()
+	s.queued = make([]queuedShard, len(s.mu.shards))
 	s.lim = s.cfg.Limits
 	s.lim.MaxPacketSize = s.lim.resolve().packetSize
 	s.lit.tagged = true // looked up for every message routed

@@ -63,18 +63,28 @@ type msg struct {
 	delay uint32
 }
 
-// newMsg copies m for routing.
+// newMsg copies m for routing: its topic, strings and bytes go to one
+// buffer the copy owns, so m may be a view of a packet (routeMessage).
 func newMsg(m *Message, from string, now time.Time) *msg {
 	out := &msg{from: from}
-	out.Topic = m.Topic
 	out.QoS, out.Retain = m.QoS, m.Retain
 	out.PayloadFormat, out.MessageExpiry = m.PayloadFormat, m.MessageExpiry
-	out.ContentType, out.ResponseTopic = m.ContentType, m.ResponseTopic
 	n := len(m.Payload) + len(m.CorrelationData)
 	for _, u := range m.User {
 		n += len(u.Key) + len(u.Value)
 	}
-	buf := make([]byte, 0, n)
+	strs := len(m.Topic) + len(m.ContentType) + len(m.ResponseTopic)
+	buf := make([]byte, 0, strs+n)
+	str := func(v string) string {
+		if v == "" {
+			return ""
+		}
+		off := len(buf)
+		buf = append(buf, v...)
+		return stringOf(buf[off:])
+	}
+	out.Topic, out.ContentType, out.ResponseTopic = str(m.Topic), str(m.ContentType), str(m.ResponseTopic)
+	buf = buf[len(buf):len(buf)]
 	buf = append(buf, m.Payload...)
 	out.Payload = buf[:len(m.Payload):len(m.Payload)]
 	if m.CorrelationData != nil {
@@ -96,7 +106,7 @@ func newMsg(m *Message, from string, now time.Time) *msg {
 	if m.MessageExpiry > 0 {
 		out.expires = now.Add(time.Duration(m.MessageExpiry) * time.Second).UnixNano()
 	}
-	out.size = int32(96 + len(out.Topic) + n + len(out.ContentType) + len(out.ResponseTopic) + 32*len(out.User))
+	out.size = int32(96 + strs + n + 32*len(out.User))
 	return out
 }
 
@@ -123,9 +133,7 @@ func (m *msg) persist() *msg {
 	if !m.transient() {
 		return m
 	}
-	c := m.Message
-	c.Topic, c.ContentType, c.ResponseTopic = strings.Clone(m.Topic), strings.Clone(m.ContentType), strings.Clone(m.ResponseTopic)
-	out := newMsg(&c, m.from, time.Time{})
+	out := newMsg(&m.Message, m.from, time.Time{})
 	out.expires, out.delay = m.expires, m.delay
 	return out
 }
@@ -140,20 +148,20 @@ func (m *msg) persist() *msg {
 // nowhere. Any other message is copied to the heap once and shared by
 // whatever keeps it (retained store, offline queues, QoS 1 and 2 in
 // flight).
-func (s *Server) routeMessage(tm *msg, retain bool, from string, now time.Time) int {
+func (s *Server) routeMessage(tm *msg, retain bool, from string, now time.Time, loop int) int {
 	t := now.UnixNano()
 	if tm.QoS != QoS0 || retain {
 		mm := newMsg(&tm.Message, from, now)
 		if retain {
 			s.retain(mm)
 		}
-		return s.route(mm, t)
+		return s.route(mm, t, loop)
 	}
 	tm.from, tm.size, tm.expires = from, -1, 0
 	if tm.MessageExpiry > 0 {
 		tm.expires = now.Add(time.Duration(tm.MessageExpiry) * time.Second).UnixNano()
 	}
-	return s.route(tm, t)
+	return s.route(tm, t, loop)
 }
 
 // expired reports whether m has expired at now (unix ns).
@@ -169,6 +177,48 @@ type subscription struct {
 	rap     bool // retain as published
 	id      uint32
 	next    *subscription // the session's next subscription, guarded by Server.mu
+}
+
+// newSubscription returns a subscription of ss to filter (as subscribed,
+// with $share/group/ if shared) that owns a copy of the filter, made in
+// the same allocation when it is short. A routed message found in
+// Server.lit is compared with its subscription's filter: there the filter
+// sits on the subscription's cache lines instead of a line of its own,
+// in the size class the two took apart (48 bytes and the string's).
+func newSubscription(ss *session, filter string) *subscription {
+	var sub *subscription
+	var b []byte
+	switch n := len(filter); {
+	case n <= 16:
+		x := new(struct {
+			s subscription
+			b [16]byte
+		})
+		sub, b = &x.s, x.b[:n]
+	case n <= 32:
+		x := new(struct {
+			s subscription
+			b [32]byte
+		})
+		sub, b = &x.s, x.b[:n]
+	case n <= 48:
+		x := new(struct {
+			s subscription
+			b [48]byte
+		})
+		sub, b = &x.s, x.b[:n]
+	case n <= 80:
+		x := new(struct {
+			s subscription
+			b [80]byte
+		})
+		sub, b = &x.s, x.b[:n]
+	default:
+		sub, b = new(subscription), make([]byte, n)
+	}
+	copy(b, filter)
+	sub.sess, sub.filter = ss, stringOf(b)
+	return sub
 }
 
 // topicFilter returns the filter matched against topics.
@@ -258,17 +308,25 @@ func (ss *session) unlinkSub(prev, sub *subscription) {
 // flow is a session's QoS 1 and 2 state, apart so that a session without
 // messages in flight (most idle ones) does not carry it.
 type flow struct {
-	inflight []*outflight
-	queue    []*outflight
+	inflight []outflight
+	queue    []outflight
 	qbytes   int // bytes of queue and inflight messages
 	nextID   uint16
 	inQoS2   []uint16 // QoS 2 packet ids received, awaiting PUBREL
 }
 
+// flowPool holds flow states between their sessions' messages: a client
+// publishing QoS 1 to itself makes and drops one per message otherwise,
+// with its inflight slice.
+var flowPool = sync.Pool{New: func() any { return new(flow) }}
+
+// maxPooledFlowCap bounds the inflight slice a pooled flow keeps.
+const maxPooledFlowCap = 16
+
 // f returns the session's flow state, making it; ss.mu is held.
 func (ss *session) f() *flow {
 	if ss.fl == nil {
-		ss.fl = new(flow)
+		ss.fl = flowPool.Get().(*flow)
 	}
 	return ss.fl
 }
@@ -278,7 +336,20 @@ func (ss *session) tidy() {
 	if f := ss.fl; f != nil && len(f.inflight) == 0 && len(f.queue) == 0 && len(f.inQoS2) == 0 && f.qbytes == 0 {
 		// nextID restarts at 1: no identifier is in use.
 		ss.fl = nil
+		putFlow(f)
 	}
+}
+
+// putFlow returns f, which its session dropped, to the pool: it keeps a
+// small inflight slice (cleared), nothing else.
+func putFlow(f *flow) {
+	in := f.inflight[:0]
+	if cap(in) > maxPooledFlowCap {
+		in = nil
+	}
+	clear(in[:cap(in)])
+	*f = flow{inflight: in}
+	flowPool.Put(f)
 }
 
 // window returns how many messages may be inflight to the client; s.mu is
@@ -302,19 +373,27 @@ func (ss *session) packetID() uint16 {
 
 // findOut returns the index of the inflight message with id, or -1.
 func (ss *session) findOut(id uint16) int {
-	for i, o := range ss.f().inflight {
-		if o.id == id {
+	for i := range ss.f().inflight {
+		if ss.fl.inflight[i].id == id {
 			return i
 		}
 	}
 	return -1
 }
 
-// account adds n bytes (and k messages) to the queued totals.
+// account adds n bytes (and k messages) to the queued totals; ss.mu is
+// held. They move in the shard of the client's loop (the first while it
+// is offline), where its acknowledgements are handled and, when it
+// publishes to itself, its messages routed.
 func (ss *session) account(s *Server, n, k int) {
 	ss.f().qbytes += n
-	s.queuedTotal.Add(int64(n))
-	s.stats.queuedMsgs.Add(int64(k))
+	i := 0
+	if c := ss.conn; c != nil {
+		i = c.ec.Loop()
+	}
+	q := &s.queued[i&(len(s.queued)-1)]
+	q.bytes.Add(int64(n))
+	q.msgs.Add(int64(k))
 }
 
 // deliver hands m to the session at qos (already the minimum of the
@@ -344,10 +423,9 @@ func (ss *session) deliver(s *Server, m *msg, qos QoS, retain bool, ids []uint32
 	// this copy is a guard, never taken.
 	m = m.persist()
 	if c != nil && len(ss.f().queue) == 0 && len(ss.f().inflight) < ss.window(s) {
-		o := &outflight{m: m, qos: qos, retain: retain, ids: slices.Clone(ids)}
-		o.id = ss.packetID()
-		if c.sendPublish(m, qos, o.id, false, retain, ids, now) {
-			ss.f().inflight = append(ss.f().inflight, o)
+		id := ss.packetID()
+		if c.sendPublish(m, qos, id, false, retain, ids, now) {
+			ss.f().inflight = append(ss.f().inflight, outflight{m: m, id: id, qos: qos, retain: retain, ids: slices.Clone(ids)})
 			ss.account(s, int(m.size), 1)
 		}
 		return
@@ -356,11 +434,11 @@ func (ss *session) deliver(s *Server, m *msg, qos QoS, retain bool, ids []uint32
 	case len(ss.f().queue) >= s.cfg.MaxQueuedMessages || ss.f().qbytes+int(m.size) > s.cfg.MaxQueuedBytes:
 		s.drop(DropQueueFull)
 		return
-	case s.cfg.MaxQueuedBytesTotal > 0 && s.queuedTotal.Load()+int64(m.size) > s.cfg.MaxQueuedBytesTotal:
+	case s.cfg.MaxQueuedBytesTotal > 0 && s.queuedBytes()+int64(m.size) > s.cfg.MaxQueuedBytesTotal:
 		s.drop(DropTotalQueueFull)
 		return
 	}
-	ss.f().queue = append(ss.f().queue, &outflight{m: m, qos: qos, retain: retain, ids: slices.Clone(ids)})
+	ss.f().queue = append(ss.f().queue, outflight{m: m, qos: qos, retain: retain, ids: slices.Clone(ids)})
 	ss.account(s, int(m.size), 1)
 }
 
@@ -372,7 +450,7 @@ func (ss *session) pump(s *Server, now int64) {
 	}
 	for len(ss.f().queue) > 0 && len(ss.f().inflight) < ss.window(s) {
 		o := ss.f().queue[0]
-		ss.f().queue[0] = nil
+		ss.f().queue[0] = outflight{}
 		ss.f().queue = ss.f().queue[1:]
 		o.id = ss.packetID()
 		if c.sendPublish(o.m, o.qos, o.id, false, o.retain, o.ids, now) {
@@ -424,7 +502,7 @@ func (ss *session) acked(s *Server, c *conn, kind Type, id uint16, code ReasonCo
 	if i < 0 {
 		return false
 	}
-	o := ss.f().inflight[i]
+	o := &ss.f().inflight[i]
 	switch kind {
 	case TypePuback:
 		if o.qos != QoS1 {
@@ -449,11 +527,9 @@ func (ss *session) acked(s *Server, c *conn, kind Type, id uint16, code ReasonCo
 			return false
 		}
 	}
-	ss.f().inflight = slices.Delete(ss.f().inflight, i, i+1)
-	if len(ss.f().inflight) == 0 {
-		ss.f().inflight = nil
-	}
-	ss.account(s, -int(o.m.size), -1)
+	size := int(o.m.size)
+	ss.f().inflight = slices.Delete(ss.f().inflight, i, i+1) // zeroes the freed element
+	ss.account(s, -size, -1)
 	ss.pump(s, now)
 	return true
 }
@@ -473,20 +549,22 @@ func (ss *session) release(s *Server) {
 	}
 	ss.account(s, -f.qbytes, -n)
 	ss.fl = nil
+	putFlow(f)
 }
 
 var matchPool = sync.Pool{New: func() any { s := make([]*subscription, 0, 16); return &s }}
 
 // route delivers m to every matching subscription and returns the number of
-// sessions it went to. A session with several matching subscriptions gets
+// sessions it went to; loop is the index of the caller's event loop (any
+// number off the loops), for its shard of Server.mu. A session with several matching subscriptions gets
 // it once, at the highest QoS, with every subscription identifier; a share
 // group gets it once, at one of its members (online ones first, in turn).
-func (s *Server) route(m *msg, now int64) int {
+func (s *Server) route(m *msg, now int64, loop int) int {
 	bp := matchPool.Get().(*[]*subscription)
 	subs := (*bp)[:0]
-	s.mu.RLock()
+	mu := s.mu.rlock(loop)
 	subs = s.matching(m.Topic, subs)
-	s.mu.RUnlock()
+	mu.RUnlock()
 	n := 0
 	shared := false
 	// A session with several matching subscriptions gets the message once:
@@ -613,7 +691,7 @@ func (s *Server) Publish(m *Message) (int, error) {
 	}
 	tm := getMsg()
 	tm.Message = *m
-	n := s.routeMessage(tm, m.Retain, "", s.now())
+	n := s.routeMessage(tm, m.Retain, "", s.now(), 0)
 	putMsg(tm)
 	return n, nil
 }
@@ -681,7 +759,7 @@ func (s *Server) publishWill(w *msg, now time.Time) {
 	if w.Retain {
 		s.retain(w)
 	}
-	s.route(w, now.UnixNano())
+	s.route(w, now.UnixNano(), 0)
 }
 
 // tableKey keys a session in Server.sessions.

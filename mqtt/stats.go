@@ -104,7 +104,7 @@ type serverStats struct {
 	rateLimited                                 atomic.Uint64
 	pkts                                        [16]packetCounters // by loop: loops don't share cache lines
 	dropped                                     [numDropReasons]atomic.Uint64
-	queuedMsgs, online, offline, subscriptions  atomic.Int64
+	online, offline, subscriptions              atomic.Int64
 	retained                                    atomic.Int64
 }
 
@@ -121,15 +121,31 @@ func (c *conn) pc() *packetCounters { return &c.srv.stats.pkts[c.ec.Loop()&15] }
 
 func (s *Server) drop(r DropReason) { s.stats.dropped[r].Add(1) }
 
+// queuedShard is one shard of the queued gauges, on cache lines of its
+// own (rwShard's).
+type queuedShard struct {
+	bytes, msgs atomic.Int64
+	_           [128 - 16]byte
+}
+
+// queuedBytes returns the bytes queued across sessions.
+func (s *Server) queuedBytes() int64 {
+	var n int64
+	for i := range s.queued {
+		n += s.queued[i].bytes.Load()
+	}
+	return n
+}
+
 // Stats returns a snapshot of the server's counters.
 func (s *Server) Stats() Stats {
 	st := &s.stats
 	out := Stats{
 		ConnectionsV311: st.connV3.Load(), ConnectionsV5: st.connV5.Load(), Pending: st.pending.Load(),
 		ConnectsRefused: st.refused.Load(),
-		QueuedMessages:  st.queuedMsgs.Load(), QueuedBytes: s.queuedTotal.Load(),
-		Retained:       st.retained.Load(),
-		SessionsOnline: st.online.Load(), SessionsOffline: st.offline.Load(),
+		QueuedBytes:     s.queuedBytes(),
+		Retained:        st.retained.Load(),
+		SessionsOnline:  st.online.Load(), SessionsOffline: st.offline.Load(),
 		Subscriptions: st.subscriptions.Load(),
 		Takeovers:     st.takeovers.Load(), KeepAliveTimeouts: st.keepAlive.Load(),
 		WillsPublished: st.wills.Load(), ProtocolErrors: st.proto.Load(), RateLimited: st.rateLimited.Load(),
@@ -144,6 +160,9 @@ func (s *Server) Stats() Stats {
 			out.PublishesIn[i] += pc.pubIn[i].Load()
 			out.PublishesOut[i] += pc.pubOut[i].Load()
 		}
+	}
+	for i := range s.queued {
+		out.QueuedMessages += s.queued[i].msgs.Load()
 	}
 	for i := range st.dropped {
 		out.Dropped[i] = st.dropped[i].Load()
