@@ -50,29 +50,7 @@ func TestServePreforkAPI(t *testing.T) {
 	data := t.TempDir()
 	n := startServe(t, "pa", data, "-procs", "2", "-api-token", tok, "-command-timeout", "2s", "-drain-timeout", "3s")
 	n.waitOutput(t, 5*time.Second, "management API in the prefork parent")
-	var workers []struct {
-		PID   int    `json:"pid"`
-		Admin string `json:"admin"`
-		Up    bool   `json:"up"`
-	}
-	eventually(t, 15*time.Second, "two workers serving", func() bool {
-		resp, err := apiClient.Get("http://" + n.admin + "/workers")
-		if err != nil {
-			return false
-		}
-		defer resp.Body.Close()
-		if json.NewDecoder(resp.Body).Decode(&workers) != nil || len(workers) != 2 {
-			return false
-		}
-		return workers[0].Up && workers[0].Admin != "" && workers[1].Up && workers[1].Admin != ""
-	})
-	t.Cleanup(func() {
-		for _, w := range workers {
-			if workerRunning(t, w.PID) {
-				syscall.Kill(w.PID, syscall.SIGKILL)
-			}
-		}
-	})
+	waitWorkers(t, n)
 	api := "http://" + n.api
 	do := func(method, path, body string) (int, map[string]any) {
 		t.Helper()

@@ -375,32 +375,7 @@ func TestServeExternalNATS(t *testing.T) {
 func TestServePrefork(t *testing.T) {
 	data := t.TempDir()
 	n := startServe(t, "pf", data, "-procs", "2", "-drain-timeout", "3s")
-	var workers []struct {
-		PID   int    `json:"pid"`
-		Admin string `json:"admin"`
-		Up    bool   `json:"up"`
-	}
-	// A worker reports its admin address once its listeners are open.
-	eventually(t, 15*time.Second, "two workers serving", func() bool {
-		resp, err := apiClient.Get("http://" + n.admin + "/workers")
-		if err != nil {
-			return false
-		}
-		defer resp.Body.Close()
-		if json.NewDecoder(resp.Body).Decode(&workers) != nil || len(workers) != 2 {
-			return false
-		}
-		return workers[0].Up && workers[0].Admin != "" && workers[1].Up && workers[1].Admin != ""
-	})
-	t.Cleanup(func() {
-		// The workers die with the parent (PR_SET_PDEATHSIG on Linux);
-		// make sure, killing only a pid that still runs our binary.
-		for _, w := range workers {
-			if workerRunning(t, w.PID) {
-				syscall.Kill(w.PID, syscall.SIGKILL)
-			}
-		}
-	})
+	workers := waitWorkers(t, n)
 
 	// Connect devices until each worker holds at least two.
 	perNode := map[string][]string{}
@@ -543,6 +518,40 @@ func TestServePrefork(t *testing.T) {
 
 // workerRunning reports whether pid is alive and runs the warren binary
 // (where /proc tells; elsewhere whether it is alive).
+// preforkWorker is a worker as its prefork parent's /workers lists it.
+type preforkWorker struct {
+	PID   int    `json:"pid"`
+	Admin string `json:"admin"`
+	Up    bool   `json:"up"`
+}
+
+// waitWorkers waits until the prefork parent n lists two workers serving
+// (a worker reports its admin address once its listeners are open) and
+// returns them. The test's cleanup kills those still running: they die
+// with the parent (PR_SET_PDEATHSIG on Linux), but a test that restarted
+// one updates its pid in the slice returned.
+func waitWorkers(t *testing.T, n *serveNode) []preforkWorker {
+	t.Helper()
+	var workers []preforkWorker
+	eventually(t, 15*time.Second, "two workers serving", func() bool {
+		resp, err := apiClient.Get("http://" + n.admin + "/workers")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		return json.NewDecoder(resp.Body).Decode(&workers) == nil && len(workers) == 2 &&
+			workers[0].Up && workers[0].Admin != "" && workers[1].Up && workers[1].Admin != ""
+	})
+	t.Cleanup(func() {
+		for _, w := range workers {
+			if workerRunning(t, w.PID) {
+				syscall.Kill(w.PID, syscall.SIGKILL)
+			}
+		}
+	})
+	return workers
+}
+
 func workerRunning(t *testing.T, pid int) bool {
 	if syscall.Kill(pid, 0) != nil {
 		return false

@@ -9,7 +9,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
@@ -303,28 +302,7 @@ func TestServeTLSPrefork(t *testing.T) {
 	n := startServe(t, "tpf", data, "-procs", "2", "-drain-timeout", "3s", "-tls-cert", p.cert, "-tls-key", p.key,
 		"-tls-client-ca", p.ca, "-tls-client-cert", "optional", "-tls-addr", tlsAddr, "-mqtts", mqtts,
 		"-tls-reload-interval", "-1s")
-	var workers []struct {
-		PID   int    `json:"pid"`
-		Admin string `json:"admin"`
-		Up    bool   `json:"up"`
-	}
-	// A worker reports its admin address once its listeners are open.
-	eventually(t, 15*time.Second, "two workers serving", func() bool {
-		resp, err := apiClient.Get("http://" + n.admin + "/workers")
-		if err != nil {
-			return false
-		}
-		defer resp.Body.Close()
-		return json.NewDecoder(resp.Body).Decode(&workers) == nil && len(workers) == 2 &&
-			workers[0].Up && workers[0].Admin != "" && workers[1].Up && workers[1].Admin != ""
-	})
-	t.Cleanup(func() {
-		for _, w := range workers {
-			if workerRunning(t, w.PID) {
-				syscall.Kill(w.PID, syscall.SIGKILL)
-			}
-		}
-	})
+	waitWorkers(t, n)
 	// The TLS port the workers share is in their log line.
 	var shared string
 	eventually(t, 10*time.Second, "the workers' TLS address", func() bool {
