@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -194,6 +195,25 @@ func startServe(t *testing.T, node, data string, extra ...string) *serveNode {
 	n.proc = startProc(t, "serve "+node, warrenBinary(t), append(args, extra...)...)
 	n.waitOutput(t, 20*time.Second, "warren serve listening")
 	return n
+}
+
+// startNATSServer starts a standalone nats-server (built from the module's
+// nats-server) on a free port and returns its URL once it accepts.
+func startNATSServer(t *testing.T) string {
+	t.Helper()
+	natsBin := sharedBuild(t, "nats-server", "github.com/nats-io/nats-server/v2")
+	addr := freePort(t)
+	host, port, _ := net.SplitHostPort(addr)
+	startProc(t, "nats-server", natsBin, "-a", host, "-p", port)
+	url := "nats://" + addr
+	eventually(t, 10*time.Second, "nats-server accepting", func() bool {
+		nc, err := nats.Connect(url)
+		if err == nil {
+			nc.Close()
+		}
+		return err == nil
+	})
+	return url
 }
 
 // natsURL is the node's embedded NATS server for other programs.

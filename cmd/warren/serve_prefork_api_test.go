@@ -5,7 +5,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"strings"
 	"syscall"
@@ -13,7 +12,6 @@ import (
 	"time"
 
 	gorilla "github.com/gorilla/websocket"
-	"github.com/nats-io/nats.go"
 )
 
 // apiAs sends one request to a management API with a bearer token (none
@@ -224,18 +222,7 @@ func parentSample(t *testing.T, admin, series string) float64 {
 // its API sends a command to a device on the other machine, and the other
 // node's API reaches a device on one of the prefork workers.
 func TestServePreforkExternalNATS(t *testing.T) {
-	natsBin := sharedBuild(t, "nats-server", "github.com/nats-io/nats-server/v2")
-	addr := freePort(t)
-	host, port, _ := net.SplitHostPort(addr)
-	startProc(t, "nats-server", natsBin, "-a", host, "-p", port)
-	url := "nats://" + addr
-	eventually(t, 10*time.Second, "nats-server accepting", func() bool {
-		nc, err := nats.Connect(url)
-		if err == nil {
-			nc.Close()
-		}
-		return err == nil
-	})
+	url := startNATSServer(t)
 	secret := []byte("external-nats-prefork-secret-0123456789")
 	pf := startServe(t, "pfx", t.TempDir(), "-procs", "2", "-nats", url, "-jwt-secret", string(secret))
 	solo := startServe(t, "solo", t.TempDir(), "-nats", url, "-jwt-secret", string(secret))

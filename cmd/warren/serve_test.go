@@ -336,18 +336,7 @@ func listed(m map[string]any) []string {
 // nats-server (-nats); a command to node 1's API reaches a device on
 // node 2.
 func TestServeExternalNATS(t *testing.T) {
-	natsBin := sharedBuild(t, "nats-server", "github.com/nats-io/nats-server/v2")
-	addr := freePort(t)
-	host, port, _ := net.SplitHostPort(addr)
-	startProc(t, "nats-server", natsBin, "-a", host, "-p", port)
-	url := "nats://" + addr
-	eventually(t, 10*time.Second, "nats-server accepting", func() bool {
-		nc, err := nats.Connect(url)
-		if err == nil {
-			nc.Close()
-		}
-		return err == nil
-	})
+	url := startNATSServer(t)
 
 	secret := []byte("external-nats-test-secret-0123456789")
 	n1 := startServe(t, "ext1", t.TempDir(), "-nats", url, "-jwt-secret", string(secret))
