@@ -93,7 +93,6 @@ fi
 
 # ---- helpers -------------------------------------------------------------
 TCK=$(getconf CLK_TCK)
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 fd_count() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
 sock_tcp() { awk '/^TCP:/ {print $3, $5, $7, $11}' /proc/net/sockstat; } # inuse orphan tw mem(pages)
 # read_sockstat: sets TCP_INUSE and TCP_MEM (pages) from /proc/net/sockstat.

@@ -30,7 +30,6 @@ PROG=mqtt-xnode
 . bench/lib.sh
 [ -r /proc/self/status ] || die "needs Linux /proc"
 ulimit -n "$(ulimit -Hn)"
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 wait_port() { # wait_port PORT PID LOG
   local i
   for ((i = 0; i < 300; i++)); do

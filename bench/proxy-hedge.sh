@@ -42,7 +42,6 @@ go build -o "$OUT/slowtail" ./bench/cmd/slowtail
 go build -o "$OUT/latclient" ./bench/cmd/latclient
 W="$(pwd)/$OUT/warren"
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 BPORTS=()
 UPS=""
@@ -91,7 +90,6 @@ start_proxy() {
 start_proxy plain
 start_proxy hedged -hedge-delay "$HEDGE"
 
-metric() { curl -s "http://127.0.0.1:$1/metrics" | awk -v m="$2" '$1 ~ "^"m"({|$)" {s += $2} END {print s + 0}'; }
 
 # run NAME: one load run; prints "rps p50 p90 p99 p999 cpu_us_per_req
 # extra_load_pct hedged_pct won_pct canceled_per_1000 errors".
@@ -102,12 +100,12 @@ run() {
   hz=$(getconf CLK_TCK)
   "$OUT/latclient" -addr "127.0.0.1:$port" -conns "$CONNS" -rate "$RATE" -duration 2s >/dev/null # warm-up
   b0=$(backend_requests) k0=$(backend_canceled)
-  h0=$(metric "$admin" warren_upstream_rq_hedged_total) w0=$(metric "$admin" warren_upstream_rq_hedge_won_total)
+  h0=$(port_metric "$admin" warren_upstream_rq_hedged_total) w0=$(port_metric "$admin" warren_upstream_rq_hedge_won_total)
   c0=$(cpu_ticks "$pid")
   out=$("$OUT/latclient" -addr "127.0.0.1:$port" -conns "$CONNS" -rate "$RATE" -duration "$DURATION")
   c1=$(cpu_ticks "$pid")
   b1=$(backend_requests) k1=$(backend_canceled)
-  h1=$(metric "$admin" warren_upstream_rq_hedged_total) w1=$(metric "$admin" warren_upstream_rq_hedge_won_total)
+  h1=$(port_metric "$admin" warren_upstream_rq_hedged_total) w1=$(port_metric "$admin" warren_upstream_rq_hedge_won_total)
   echo "$out" >>"$OUT/latclient-$name.txt"
   echo "$out" | awk -v t=$((c1 - c0)) -v hz="$hz" -v b=$((b1 - b0)) -v h=$((h1 - h0)) -v w=$((w1 - w0)) -v k=$((k1 - k0)) \
     '{n = $2; printf "%s %s %s %s %s %.2f %.2f %.2f %.2f %.2f %s\n", $6, $8, $10, $12, $14, t / hz * 1e6 / n, 100 * (b / n - 1), 100 * h / n, 100 * w / n, 1000 * k / n, $4}'

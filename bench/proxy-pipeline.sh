@@ -36,8 +36,6 @@ go build -o "$OUT/slowtail" ./bench/cmd/slowtail
 go build -o "$OUT/latclient" ./bench/cmd/latclient
 W="$(pwd)/$OUT/warren"
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-metric() { curl -s "http://127.0.0.1:$1/metrics" | awk -v m="$2" '$1 ~ "^"m"({|$)" {s += $2} END {print s + 0}'; }
 
 BPORT=$(free_port)
 "$OUT/slowtail" -addr "127.0.0.1:$BPORT" -slow-pct "$SLOW_PCT" -slow "$SLOW" >"$OUT/backend.log" 2>&1 &
@@ -70,11 +68,11 @@ run() {
   port=${!port} pid=${!pid} admin=${!admin}
   hz=$(getconf CLK_TCK)
   "$OUT/latclient" -addr "127.0.0.1:$port" -conns "$CONNS" -duration 2s >/dev/null # warm-up
-  p0=$(metric "$admin" warren_upstream_rq_pipelined_total) r0=$(metric "$admin" warren_upstream_rq_pipeline_reset_total)
+  p0=$(port_metric "$admin" warren_upstream_rq_pipelined_total) r0=$(port_metric "$admin" warren_upstream_rq_pipeline_reset_total)
   c0=$(cpu_ticks "$pid")
   out=$("$OUT/latclient" -addr "127.0.0.1:$port" -conns "$CONNS" -duration "$DURATION")
   c1=$(cpu_ticks "$pid")
-  p1=$(metric "$admin" warren_upstream_rq_pipelined_total) r1=$(metric "$admin" warren_upstream_rq_pipeline_reset_total)
+  p1=$(port_metric "$admin" warren_upstream_rq_pipelined_total) r1=$(port_metric "$admin" warren_upstream_rq_pipeline_reset_total)
   echo "$out" >>"$OUT/latclient-$name.txt"
   echo "$out" | awk -v t=$((c1 - c0)) -v hz="$hz" -v p=$((p1 - p0)) -v r=$((r1 - r0)) \
     '{n = $2; printf "%s %s %s %s %s %.2f %.1f %.3f %s\n", $6, $8, $10, $12, $14, t / hz * 1e6 / n, 100 * p / n, 100 * r / n, $4}'

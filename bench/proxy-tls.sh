@@ -43,8 +43,6 @@ heap_kb() {
   curl -s "http://127.0.0.1:$1/debug/pprof/heap?debug=1&gc=1" >/dev/null
   curl -s "http://127.0.0.1:$1/debug/pprof/heap?debug=1&gc=1" | awk '$2 == "HeapInuse" {print int($4 / 1024)}'
 }
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-metric() { curl -s "http://127.0.0.1:$1/metrics" | awk -v m="$2" '$1 ~ "^"m"({|$)" {s += $2} END {print s + 0}'; }
 
 # The backend: nginx, one worker, plain and TLS on two ports, a
 # self-signed certificate for 127.0.0.1 (the proxy's -upstream-ca).
@@ -132,7 +130,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
   echo "plain $(run plain)" | tee -a "$OUT/plain.rounds"
   echo "tls $(run tls)" | tee -a "$OUT/tls.rounds"
 done
-echo "tls handshakes: $(metric "$tls_ADMIN" warren_upstream_tls_handshake_total) (resumed $(curl -s "http://127.0.0.1:$tls_ADMIN/metrics" | awk '/^warren_upstream_tls_handshake_kind_total\{kind="resumed"\}/ {print $2}'))"
+echo "tls handshakes: $(port_metric "$tls_ADMIN" warren_upstream_tls_handshake_total) (resumed $(curl -s "http://127.0.0.1:$tls_ADMIN/metrics" | awk '/^warren_upstream_tls_handshake_kind_total\{kind="resumed"\}/ {print $2}'))"
 stop_pid "$plain_PID"
 stop_pid "$tls_PID"
 echo
@@ -163,7 +161,7 @@ for name in plain tls; do
   sleep 3
   h1=$(heap_kb "$admin")
   r1=$(rss_kb "$pid")
-  cx=$(metric "$admin" warren_upstream_cx_active)
+  cx=$(port_metric "$admin" warren_upstream_cx_active)
   awk -v n="$name" -v r0="$r0" -v r1="$r1" -v h0="$h0" -v h1="$h1" -v cx="$cx" 'BEGIN {d = cx > 1 ? cx - 1 : 1
     printf "%s: %d backend connections open; live heap %d -> %d KB: %.2f KB per connection; RSS %d -> %d KB: %.2f KB per connection\n", n, cx, h0, h1, (h1 - h0) / d, r0, r1, (r1 - r0) / d}' |
     tee "$OUT/idle-$name.txt"

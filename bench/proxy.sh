@@ -41,16 +41,6 @@ need_cmd wrk nginx:nginx-light haproxy
 go build -o "$OUT/warren" ./cmd/warren
 W="$(pwd)/$OUT/warren"
 
-# cpu_ticks PID...: user+system clock ticks of the processes (all threads).
-cpu_ticks() {
-  local t=0 p
-  for p in "$@"; do
-    [ -r "/proc/$p/stat" ] || continue
-    t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat")))
-  done
-  echo "$t"
-}
-
 # sys_ticks PID...: system clock ticks of the processes (all threads).
 sys_ticks() {
   local t=0 p

@@ -41,7 +41,6 @@ mkdir -p "$LOGDIR/nginx"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost \
   -keyout "$LOGDIR/key.pem" -out "$LOGDIR/cert.pem" >/dev/null 2>&1 || die "openssl could not make a certificate"
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 freeport() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 start() { # start NAME: sets SRV_PID (the process doing the handshakes), SRV_ADDR
