@@ -3,7 +3,6 @@ package proxy
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"fmt"
 	"io"
@@ -20,26 +19,14 @@ import (
 
 	"github.com/warrenhq/warren/engine"
 	"github.com/warrenhq/warren/http1"
+	"github.com/warrenhq/warren/internal/testutil"
 	"github.com/warrenhq/warren/upstream"
 	"github.com/warrenhq/warren/websocket"
 )
 
-func startEngine(t testing.TB) *engine.Engine {
-	t.Helper()
-	e, err := engine.New(engine.Config{Loops: 2, TickInterval: 10 * time.Millisecond}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Start(""); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		e.Shutdown(ctx)
-	})
-	return e
-}
+// startEngine starts an engine without a listener for a test, drained at
+// its end.
+func startEngine(t testing.TB) *engine.Engine { return testutil.StartDrainedEngine(t) }
 
 // startGoBackend serves h with net/http on a random port.
 func startGoBackend(t testing.TB, h http.Handler) (string, *http.Server) {

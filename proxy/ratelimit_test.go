@@ -24,14 +24,7 @@ import (
 // connection closed.
 func TestProxyRatePerIP(t *testing.T) {
 	clk := testutil.NewFakeClock()
-	e, err := engine.New(engine.Config{Loops: 1, Clock: clk}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Start(""); err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
+	e := testutil.StartEngine(t, engine.Config{Loops: 1, Clock: clk})
 	var seen sync.Map
 	b := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		seen.Store(r.URL.Path, true)
@@ -105,14 +98,7 @@ func TestProxyRatePerIP(t *testing.T) {
 // connection, never seen by the backend, and counted by route and reason.
 func TestProxyRouteLimits(t *testing.T) {
 	clk := testutil.NewFakeClock()
-	e, err := engine.New(engine.Config{Loops: 1, Clock: clk}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Start(""); err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
+	e := testutil.StartEngine(t, engine.Config{Loops: 1, Clock: clk})
 	var backend sync.Map
 	b := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		backend.Store(r.URL.Path, true)

@@ -18,23 +18,9 @@ import (
 	"github.com/warrenhq/warren/internal/testutil"
 )
 
-// startEngine starts an engine without a listener for a test.
-func startEngine(t testing.TB) *engine.Engine {
-	t.Helper()
-	e, err := engine.New(engine.Config{Loops: 2, TickInterval: 10 * time.Millisecond}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Start(""); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		e.Shutdown(ctx)
-	})
-	return e
-}
+// startEngine starts an engine without a listener for a test, drained at
+// its end.
+func startEngine(t testing.TB) *engine.Engine { return testutil.StartDrainedEngine(t) }
 
 // backend is a net/http server on a random port that counts the
 // connections it sees open at once (the pool's bounds, checked from the
@@ -398,14 +384,7 @@ func TestClusterExpectContinue(t *testing.T) {
 // connection.
 func TestClusterPoolPolicyFakeTime(t *testing.T) {
 	clk := testutil.NewFakeClock()
-	e, err := engine.New(engine.Config{Loops: 1, Clock: clk}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Start(""); err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
+	e := testutil.StartEngine(t, engine.Config{Loops: 1, Clock: clk})
 	b := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/ka" {
 			w.Header().Set("Keep-Alive", "timeout=5")

@@ -123,14 +123,7 @@ func onLoop(t *testing.T, cc *clientConn, fn func()) {
 func TestPerTryTimeoutFakeTime(t *testing.T) {
 	clk := testutil.NewFakeClock()
 	t0 := clk.Now()
-	e, err := engine.New(engine.Config{Loops: 1, Clock: clk}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Start(""); err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
+	e := testutil.StartEngine(t, engine.Config{Loops: 1, Clock: clk})
 	b := startSilentBackend(t)
 	c := newTestCluster(t, e, ClusterConfig{Hosts: []string{b.addr}, Timeout: -1, PerTryTimeout: time.Hour,
 		Retry: RetryPolicy{MaxRetries: -1}, OutlierOff: true})
@@ -164,7 +157,7 @@ func TestPerTryTimeoutFakeTime(t *testing.T) {
 		t.Fatal("59 min after the last byte: the attempt must stay")
 	}
 	check(110 * time.Minute)
-	err = <-h.done
+	err := <-h.done
 	if FailureOf(err) != FailTimeout {
 		t.Fatalf("got %v; want a timeout", err)
 	}
@@ -218,14 +211,7 @@ func TestPerTryTimeoutNotOnTick(t *testing.T) {
 // drained and a request goes at once again.
 func TestClusterRateLimitFakeTime(t *testing.T) {
 	clk := testutil.NewFakeClock()
-	e, err := engine.New(engine.Config{Loops: 1, Clock: clk}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Start(""); err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
+	e := testutil.StartEngine(t, engine.Config{Loops: 1, Clock: clk})
 	b := startBackend(t, http.HandlerFunc(hello))
 	c := newTestCluster(t, e, ClusterConfig{Hosts: []string{b.addr}, Timeout: -1,
 		RateLimit: RateLimitConfig{PerSecond: 1, Queue: 2}})

@@ -17,14 +17,7 @@ import (
 func fakeClockEngine(t *testing.T) (*engine.Engine, *testutil.FakeClock) {
 	t.Helper()
 	clk := testutil.NewFakeClock()
-	e, err := engine.New(engine.Config{Loops: 1, Clock: clk}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Start(""); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { e.Close() })
+	e := testutil.StartEngine(t, engine.Config{Loops: 1, Clock: clk})
 	return e, clk
 }
 

@@ -4,6 +4,7 @@
 package testutil
 
 import (
+	"context"
 	"sync"
 	"testing"
 	"time"
@@ -68,6 +69,20 @@ func StartEngine(t testing.TB, cfg engine.Config) *engine.Engine {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.Close() })
+	return e
+}
+
+// StartDrainedEngine is StartEngine with a 10 ms tick whose cleanup drains
+// the engine (Shutdown, at most 5 s) before it is closed: for tests of
+// clients on the engine (upstream, proxy), whose connections end with it.
+func StartDrainedEngine(t testing.TB) *engine.Engine {
+	t.Helper()
+	e := StartEngine(t, engine.Config{TickInterval: 10 * time.Millisecond})
+	t.Cleanup(func() { // runs before StartEngine's Close
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		e.Shutdown(ctx)
+	})
 	return e
 }
 

@@ -26,27 +26,15 @@ import (
 	"time"
 
 	"github.com/warrenhq/warren/engine"
+	"github.com/warrenhq/warren/internal/testutil"
 	"github.com/warrenhq/warren/proxy"
 	"github.com/warrenhq/warren/upstream"
 	"github.com/warrenhq/warren/upstream/upstreamtls"
 )
 
-func startEngine(t testing.TB) *engine.Engine {
-	t.Helper()
-	e, err := engine.New(engine.Config{Loops: 2, TickInterval: 10 * time.Millisecond}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Start(""); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		e.Shutdown(ctx)
-	})
-	return e
-}
+// startEngine starts an engine without a listener for a test, drained at
+// its end.
+func startEngine(t testing.TB) *engine.Engine { return testutil.StartDrainedEngine(t) }
 
 // writePEM writes the certificate in PEM to a file in dir.
 func writePEM(t testing.TB, dir, name, typ string, der []byte) string {
