@@ -5,6 +5,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/nats-io/nats.go"
 )
@@ -36,6 +37,12 @@ const retainedPrefix = "warren.mqtt.retained."
 // connection, and the subjects may overlap (devices.*.telemetry and
 // devices.>): a message is taken only from the first subscription, in
 // the order they were made, whose subject matches it (canonical).
+//
+// Going over max, the node keeps its subscriptions until the server has
+// confirmed the one to ">" (a flush, off the broker's lock): meanwhile
+// ">" takes only what none of them matches, so that a message published
+// during the switch is neither lost for want of a subscription nor taken
+// twice, bar one that races the switch itself on the client side.
 type bridge struct {
 	nc     *nats.Conn
 	handle nats.MsgHandler
@@ -46,6 +53,9 @@ type bridge struct {
 	refs  map[string]*bridgeSub // by NATS subject
 	order []*bridgeSub          // subscribed, oldest first
 	all   *nats.Subscription    // the one subscription once over max, or the fixed subject's
+	// pending is the subscription to ">" made on going over max, until
+	// the server has confirmed it and it becomes all.
+	pending *nats.Subscription
 
 	subjects   atomic.Int64  // distinct subjects of the node's interest
 	overflowed atomic.Uint64 // times the interest went over max
@@ -76,12 +86,43 @@ func (b *bridge) subscribeAll(subject string) error {
 		return err
 	}
 	b.all = sub
+	b.dropOrder()
+	return nil
+}
+
+// dropOrder ends the per-subject subscriptions. b.mu is held.
+func (b *bridge) dropOrder() {
 	for _, s := range b.order {
 		s.sub.Unsubscribe()
 		s.sub = nil
 	}
 	b.order = nil
-	return nil
+}
+
+// overflow subscribes to ">" once the interest is over max, and switches
+// to it when the server has it. b.mu is held.
+func (b *bridge) overflow() {
+	sub, err := b.nc.Subscribe(">", b.handle)
+	if err != nil {
+		b.subErrors.Add(1)
+		b.log.Error("MQTT bridge: NATS subscribe", "subject", ">", "error", err)
+		return
+	}
+	b.pending = sub
+	go func() {
+		// A conn that is reconnecting fails the flush; it resubscribes
+		// ">" with the rest when it is back, so the switch goes ahead.
+		if err := b.nc.FlushTimeout(10 * time.Second); err != nil {
+			b.log.Warn("MQTT bridge: NATS flush after subscribing to >", "error", err)
+		}
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		if b.pending != sub {
+			return // closed meanwhile
+		}
+		b.all, b.pending = sub, nil
+		b.dropOrder()
+	}()
 }
 
 // interestSubject maps a topic filter onto the subject the bridge
@@ -117,16 +158,14 @@ func (b *bridge) add(filter string) {
 	s := &bridgeSub{subject: subj, filters: 1}
 	b.refs[subj] = s
 	b.subjects.Store(int64(len(b.refs)))
-	if b.all != nil {
+	if b.all != nil || b.pending != nil {
 		return
 	}
 	if len(b.order) >= b.max {
 		b.overflowed.Add(1)
 		b.log.Warn("MQTT bridge: the node's MQTT subscribers want more NATS subjects than -mqtt-bridge-max-subjects; it subscribes to every subject (>) from now on",
 			"max", b.max)
-		if err := b.subscribeAll(">"); err != nil {
-			b.log.Error("MQTT bridge: NATS subscribe", "subject", ">", "error", err)
-		}
+		b.overflow()
 		return
 	}
 	sub, err := b.nc.Subscribe(subj, b.handle)
@@ -184,7 +223,8 @@ func (b *bridge) canonical(m *nats.Msg) bool {
 			return false
 		}
 	}
-	return false // unsubscribed since
+	// ">" while it is pending; false: unsubscribed since.
+	return b.pending != nil && m.Sub == b.pending
 }
 
 // close ends the bridge's subscriptions.
@@ -195,10 +235,11 @@ func (b *bridge) close() {
 		b.all.Unsubscribe()
 		b.all = nil
 	}
-	for _, s := range b.order {
-		s.sub.Unsubscribe()
+	if b.pending != nil {
+		b.pending.Unsubscribe()
+		b.pending = nil
 	}
-	b.order = nil
+	b.dropOrder()
 }
 
 // subjectMatches reports whether NATS subject subj matches pattern, whose

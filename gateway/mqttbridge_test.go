@@ -6,6 +6,7 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/nats-io/nats.go"
 
 	"github.com/warrenhq/warren/engine"
 	"github.com/warrenhq/warren/internal/testutil"
@@ -193,6 +194,11 @@ func TestMQTTBridgeOverflow(t *testing.T) {
 	if g.mq.br.overflowed.Load() != 1 || g.mq.br.subjects.Load() != 3 {
 		t.Fatalf("overflowed %d times, %d subjects", g.mq.br.overflowed.Load(), g.mq.br.subjects.Load())
 	}
+	// The broker's SUBACK does not wait for NATS: let the bridge's
+	// subscribe reach the server first.
+	if err := g.mq.br.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	nc := natsConn(t, g)
 	nc.Publish("p.1", []byte("a"))
 	nc.Publish("p.3", []byte("b"))
@@ -202,5 +208,43 @@ func TestMQTTBridgeOverflow(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	if n.Load() != 1 || m.Load() != 1 {
 		t.Fatalf("delivered %d and %d times, want once each", n.Load(), m.Load())
+	}
+	testutil.Eventually(t, 5*time.Second, "the switch to >", func() bool {
+		g.mq.br.mu.RLock()
+		defer g.mq.br.mu.RUnlock()
+		return g.mq.br.all != nil && g.mq.br.pending == nil && len(g.mq.br.order) == 0
+	})
+}
+
+// TestBridgeCanonicalPending: while the subscription to ">" waits for the
+// server, the per-subject ones still take their messages and ">" takes
+// only the rest; once it is confirmed it takes everything.
+func TestBridgeCanonicalPending(t *testing.T) {
+	p1, p2, all := &nats.Subscription{}, &nats.Subscription{}, &nats.Subscription{}
+	b := &bridge{refs: map[string]*bridgeSub{}}
+	b.order = []*bridgeSub{{subject: "p.1", sub: p1}, {subject: "p.*", sub: p2}}
+	b.pending = all
+	for _, c := range []struct {
+		sub  *nats.Subscription
+		subj string
+		want bool
+	}{
+		{p1, "p.1", true}, {p2, "p.1", false}, {all, "p.1", false},
+		{p2, "p.2", true}, {all, "p.2", false},
+		{all, "q.1", true},
+	} {
+		if got := b.canonical(&nats.Msg{Sub: c.sub, Subject: c.subj}); got != c.want {
+			t.Errorf("pending: %s on %p: %v, want %v", c.subj, c.sub, got, c.want)
+		}
+	}
+	b.all, b.pending, b.order = all, nil, nil
+	for _, c := range []struct {
+		sub  *nats.Subscription
+		subj string
+		want bool
+	}{{p1, "p.1", false}, {all, "p.1", true}, {all, "q.1", true}} {
+		if got := b.canonical(&nats.Msg{Sub: c.sub, Subject: c.subj}); got != c.want {
+			t.Errorf("switched: %s: %v, want %v", c.subj, got, c.want)
+		}
 	}
 }
