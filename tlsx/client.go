@@ -39,7 +39,10 @@ func NewClient(cfg *tls.Config, workers int, timeout time.Duration) *Client {
 
 // Handler returns the handler to dial with: once the handshake is done it
 // hands the connection to inner (whose OnOpen runs then). If the
-// connection closes first, inner's OnClose, when it has one, is told.
+// connection closes first, inner's OnClose, when it has one, is told: a
+// connect that failed or timed out (engine.ReasonIOError, as for a plain
+// dial), or a close during the handshake (engine.ReasonProtocolError
+// when the handshake failed on this side, else the peer's close or reset).
 func (cl *Client) Handler(inner engine.Handler) engine.Handler {
 	return &clientHandler{cl: cl, inner: inner}
 }
@@ -50,8 +53,9 @@ type clientHandler struct {
 }
 
 var (
-	_ engine.OpenHandler = (*clientHandler)(nil)
-	_ engine.Handler     = (*clientConn)(nil)
+	_ engine.OpenHandler  = (*clientHandler)(nil)
+	_ engine.CloseHandler = (*clientHandler)(nil)
+	_ engine.Handler      = (*clientConn)(nil)
 )
 
 // Inline runs the client handshake handler on the loop.
@@ -71,6 +75,14 @@ func (h *clientHandler) OnOpen(c *engine.Conn) {
 
 // OnData is never called: OnOpen replaces the handler.
 func (h *clientHandler) OnData(c *engine.Conn, in []byte) int { return 0 }
+
+// OnClose runs for a connect that never opened (refused, unreachable,
+// timed out): inner is told, as it would be without TLS.
+func (h *clientHandler) OnClose(c *engine.Conn, r engine.CloseReason, err error) {
+	if ch, ok := h.inner.(engine.CloseHandler); ok {
+		ch.OnClose(c, r, err)
+	}
+}
 
 // clientConn is a dialled connection in its handshake.
 type clientConn struct {

@@ -978,9 +978,12 @@ func (cc *clientConn) OnClose(conn *engine.Conn, r engine.CloseReason, err error
 	}
 	if !cc.opened.Load() {
 		cc.timer.Stop()
-		if hp.sni != "" && r == engine.ReasonProtocolError {
+		if hp.sni != "" && (r == engine.ReasonProtocolError || r == engine.ReasonPeerClosed || r == engine.ReasonPeerReset) {
 			// The TLS layer closes a connection whose handshake failed
-			// (bad certificate, protocol, its own timeout) this way.
+			// (bad certificate, protocol, its own timeout) with a
+			// protocol error; the peer may close first, having read our
+			// alert, or refuse the handshake itself. (A connect that
+			// failed ends with an I/O error.)
 			c.st.tlsFail.Add(1)
 			err = errHandshake
 		}

@@ -1,0 +1,37 @@
+package upstreamtls_test
+
+import (
+	"net"
+	"testing"
+	"time"
+
+	"github.com/warrenhq/warren/upstream"
+	"github.com/warrenhq/warren/upstream/upstreamtls"
+)
+
+// TestRefused: an https host that refuses connections fails each request
+// at once as a connect failure, as a plain one does, and gives its
+// connection slot back: the next request dials again.
+func TestRefused(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	e := startEngine(t)
+	cl, _ := newCluster(t, e, upstream.ClusterConfig{Hosts: []string{"https://" + addr},
+		Retry: upstream.RetryPolicy{MaxRetries: -1}, Pool: upstream.PoolConfig{PendingTimeout: time.Minute}}, upstreamtls.Config{})
+	for i := 1; i <= 3; i++ {
+		_, err := get(t, cl, "/")
+		var ue *upstream.Error
+		if !errorsAs(err, &ue) || ue.Failure != upstream.FailConnect {
+			t.Fatalf("request %d: %v, want a connect failure", i, err)
+		}
+		st := cl.Stats()
+		if st.CxTotal != uint64(i) || st.CxConnectFail != uint64(i) || st.CxActive != 0 || st.TLSHandshakeFail != 0 {
+			t.Fatalf("request %d: %d dialled, %d failed, %d active, %d handshakes failed; want %d, %d, 0, 0",
+				i, st.CxTotal, st.CxConnectFail, st.CxActive, st.TLSHandshakeFail, i, i)
+		}
+	}
+}
