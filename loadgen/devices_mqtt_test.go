@@ -349,6 +349,36 @@ func TestDevicesMQTTReconnect(t *testing.T) {
 		back = g2.Hub().LocalCount() == n
 	}
 	t.Logf("back after %v", time.Since(start))
+	if back {
+		// The gateway counts a device before the device has read its
+		// CONNACK; a device sends telemetry only after: wait for every
+		// device's, so that the report counts each reconnect.
+		nc2, err := nats.Connect("", nats.InProcessServer(g2.Bus().Embedded()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc2.Close()
+		from := make(chan string, 4*n)
+		sub2, err := nc2.Subscribe("devices.*.telemetry", func(m *nats.Msg) {
+			select {
+			case from <- m.Subject:
+			default:
+			}
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sub2.Unsubscribe()
+		seen := map[string]bool{}
+		for timeout := time.After(10 * time.Second); len(seen) < n; {
+			select {
+			case s := <-from:
+				seen[s] = true
+			case <-timeout:
+				t.Fatalf("telemetry from %d of %d devices on the second gateway", len(seen), n)
+			}
+		}
+	}
 	stopRun() // the traffic would go on for a minute
 	r := <-done
 	if !back {
