@@ -2,6 +2,7 @@ package loadgen
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"os"
@@ -74,16 +75,17 @@ func TestDevicesTLSStorm(t *testing.T) {
 
 	const established, storm = 50, 300
 	// The established devices stay through the whole storm, however long
-	// a loaded machine makes its ramp (their traffic phase outlasts it).
-	est := Config{URL: url, Conns: established, Duration: 15 * time.Second, Timeout: 5 * time.Second, Loops: 2,
+	// a loaded machine makes its ramp: their traffic phase outlasts it,
+	// and the test ends it once the storm is over.
+	est := Config{URL: url, Conns: established, Duration: 2 * time.Minute, Timeout: 5 * time.Second, Loops: 2,
 		Scenario: ScenarioDevices, CAFile: p.caFile,
 		Devices: DeviceConfig{JWTSecret: devSecret, CommandRPS: 50, APIURL: "http://" + g.APIAddr(),
 			Retries: 10, RetryBackoff: 100 * time.Millisecond}}
 	estRep := make(chan result, 1)
+	estCtx, estStop := context.WithCancel(context.Background())
+	defer estStop()
 	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		defer cancel()
-		rep, err := Run(ctx, est)
+		rep, err := Run(estCtx, est)
 		estRep <- result{rep, err}
 	}()
 	deadline := time.Now().Add(10 * time.Second)
@@ -104,14 +106,14 @@ func TestDevicesTLSStorm(t *testing.T) {
 			RetryBackoff: 100 * time.Millisecond, RetryBackoffMax: time.Second}}
 	stormRep := make(chan result, 1)
 	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
 		rep, err := Run(ctx, sc)
 		stormRep <- result{rep, err}
 	}()
 	// Every device online at once, during the storm run's hold: the
 	// established and the storm's, with their own ids.
-	deadline = time.Now().Add(30 * time.Second)
+	deadline = time.Now().Add(90 * time.Second) // the storm's ramp takes 3–15 s; more on a loaded machine
 	var peak int64
 	for g.Hub().LocalCount() < established+storm && time.Now().Before(deadline) {
 		peak = max(peak, g.Hub().LocalCount())
@@ -134,14 +136,18 @@ func TestDevicesTLSStorm(t *testing.T) {
 	if rep.Connects != storm || rep.ConnsFailed != 0 || rep.Devices == nil {
 		t.Fatalf("storm: connects %d failed %d errors %v", rep.Connects, rep.ConnsFailed, rep.Errors)
 	}
-	if refused < storm/2 || float64(rep.Devices.ConnectRetries) < refused {
+	// Most are refused on a quiet machine (the storm arrives within the
+	// bucket's second); a loaded one spreads the dials out and times
+	// handshakes out instead.
+	if refused == 0 || float64(rep.Devices.ConnectRetries) < refused {
 		t.Errorf("storm: %v refused by the listener's bound, %d retries", refused, rep.Devices.ConnectRetries)
 	}
 	t.Logf("storm: %d online in %.2fs, %v refused by the listener's bound, %d retries, connect p99 %v",
 		rep.Connects, rep.RampSeconds, refused, rep.Devices.ConnectRetries, time.Duration(rep.ConnectLatency.P99*1e6))
 
+	estStop()
 	res = <-estRep
-	if res.err != nil {
+	if res.err != nil && !errors.Is(res.err, context.Canceled) {
 		t.Fatalf("established: %v", res.err)
 	}
 	er := res.rep
@@ -149,8 +155,10 @@ func TestDevicesTLSStorm(t *testing.T) {
 	if er.Connects != established || er.ConnsFailed != 0 || d == nil {
 		t.Fatalf("established: connects %d failed %d errors %v", er.Connects, er.ConnsFailed, er.Errors)
 	}
-	if d.CommandsSent < 200 || d.CommandsUnsent != 0 || d.CommandOutcomes["200"] != d.CommandsSent ||
-		d.AcksSent != d.CommandsSent {
+	// Every command is answered 200, but the few in flight when the test
+	// stops the run (canceled: "other").
+	if other := d.CommandOutcomes["other"]; d.CommandsSent < 200 || d.CommandsUnsent != 0 || other > 5 ||
+		d.CommandOutcomes["200"]+other != d.CommandsSent || d.AcksSent < d.CommandOutcomes["200"] {
 		t.Errorf("established: commands sent %d unsent %d outcomes %v acked %d", d.CommandsSent, d.CommandsUnsent,
 			d.CommandOutcomes, d.AcksSent)
 	}
