@@ -3,6 +3,7 @@ package tlsx_test
 import (
 	"crypto/tls"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -118,5 +119,29 @@ func TestClient(t *testing.T) {
 	bad := tlsx.NewClient(&tls.Config{ServerName: "localhost"}, 1, 5*time.Second)
 	if got := dialGet(t, e, bad, s.addr); got != "" {
 		t.Fatalf("untrusted server answered %q", got)
+	}
+}
+
+// TestClientConnectRefused: a dial whose connect fails ends in the inner
+// handler's OnClose with an I/O error, as it does without TLS.
+func TestClientConnectRefused(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	e := testutil.StartEngine(t, engine.Config{})
+	g := &getter{closed: make(chan engine.CloseReason, 1)}
+	if _, err := e.DialHandler(netip.MustParseAddrPort(addr), netip.Addr{}, tlsx.NewClient(&tls.Config{}, 0, 0).Handler(g)); err != nil {
+		return // refused at once: as without TLS
+	}
+	select {
+	case r := <-g.closed:
+		if r != engine.ReasonIOError {
+			t.Fatalf("closed with %v, want %v", r, engine.ReasonIOError)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the inner handler was not told of the failed connect")
 	}
 }
