@@ -140,8 +140,10 @@ func TestBatchPipelineOneRound(t *testing.T) {
 	if n := b.conns.Load() - conns; n != 0 {
 		t.Errorf("%d new backend connections; want 0 (idle ones reused)", n)
 	}
-	if q := b.maxQueued.Load(); q != 4 {
-		t.Errorf("most in flight on one connection %d; want 4 (MaxPipeline)", q)
+	// The backend sees up to four at once (fewer if it answered the first
+	// before it had read the rest), never more.
+	if q := b.maxQueued.Load(); q < 2 || q > 4 {
+		t.Errorf("most in flight on one connection %d; want 2..4 (MaxPipeline 4)", q)
 	}
 	if b.postCompany.Load() != 0 {
 		t.Errorf("%d requests were written behind a POST", b.postCompany.Load())
