@@ -245,3 +245,39 @@ func TestBatchPipelineGoBackend(t *testing.T) {
 		t.Error("nothing was pipelined")
 	}
 }
+
+// TestStreamedBodyWriteEnd: streamed POSTs whose last bytes go out with
+// WriteEnd, to a backend that answers as soon as it has the body, all
+// reuse one connection: the response never finds the body unfinished
+// (with Write then End it sometimes did, and the connection was closed).
+func TestStreamedBodyWriteEnd(t *testing.T) {
+	e := startEngine(t)
+	b := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		w.Write(body)
+	}))
+	c := newTestCluster(t, e, ClusterConfig{Hosts: []string{b.addr}})
+	for i := range 50 {
+		want := fmt.Sprintf("body %d", i)
+		head := AppendRequestHead(nil, "POST", "/p", "t", nil, int64(len(want)), false)
+		k := &collector{done: make(chan struct{}), max: 1 << 20}
+		x := c.Do(&Request{Method: "POST", Head: head, Stream: true, Handler: k})
+		x.Write([]byte(want[:3]))
+		x.WriteEnd([]byte(want[3:]))
+		select {
+		case <-k.done:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("request %d: no answer", i)
+		}
+		if k.err != nil || k.resp.Status != 200 || string(k.resp.Body) != want {
+			t.Fatalf("request %d: %v %d %q", i, k.err, k.resp.Status, k.resp.Body)
+		}
+		if err := x.Write([]byte("x")); err == nil {
+			t.Fatalf("request %d: Write after WriteEnd succeeded", i)
+		}
+	}
+	waitUntil(t, "the connection idle", func() bool { return c.Stats().Hosts[0].Idle == 1 })
+	if n := c.Stats().CxTotal; n != 1 {
+		t.Errorf("%d connections for 50 sequential streamed requests; want 1 (reused)", n)
+	}
+}

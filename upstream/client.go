@@ -548,6 +548,33 @@ func (x *Exchange) Write(p []byte) error {
 	return err
 }
 
+// WriteEnd is Write of the body's last bytes (none is fine) and End in
+// one step. Use it rather than Write then End when the response can come
+// as soon as the backend has those bytes: a response completing between
+// the two would find the body unfinished, and its connection would be
+// closed rather than reused.
+func (x *Exchange) WriteEnd(p []byte) error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.state == xDone || x.ended {
+		return ErrCanceled
+	}
+	x.ended = true
+	if len(p) == 0 {
+		return nil
+	}
+	if x.state != xActive || x.discarding {
+		x.buf = append(x.buf, p...)
+		return nil
+	}
+	x.bodySent = true
+	if x.c.perTry > 0 {
+		x.cc.lastIO.Store(x.c.now().UnixNano())
+	}
+	_, err := x.cc.conn.Write(p)
+	return err
+}
+
 // End marks the streamed body complete.
 func (x *Exchange) End() {
 	x.mu.Lock()
