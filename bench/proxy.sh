@@ -14,6 +14,9 @@
 #                               # A/B: a second warren proxy ("warrenB",
 #                               # binary B_BIN, default the same build,
 #                               # extra flags B_FLAGS) in the same rounds
+#   BATCH=1 bench/proxy.sh      # also a warren proxy with batched
+#                               # pipelining ("batch": -pipeline $BATCH_PIPE
+#                               # (8) -pipeline-batch) in the same rounds
 #   SYSCALLS=1 bench/proxy.sh   # also: one extra run per proxy under
 #                               # `strace -f -c` (system calls per request)
 #                               # and TCP segments per request (nstat,
@@ -72,6 +75,14 @@ if [ -n "${B_BIN:-}${B_FLAGS:-}" ]; then
   WARRENB_PID=$!
   PIDS+=("$WARRENB_PID")
   NAMES+=(warrenB)
+fi
+if [ "${BATCH:-}" = 1 ]; then
+  BTPORT=$(free_port)
+  "$W" proxy -listen "127.0.0.1:$BTPORT" -admin "" -loops "$WORKERS" -upstream "http://127.0.0.1:$BPORT" \
+    -max-idle-per-host 256 -pipeline "${BATCH_PIPE:-8}" -pipeline-batch ${WARREN_FLAGS:-} >"$OUT/batch.log" 2>&1 &
+  BATCH_PID=$!
+  PIDS+=("$BATCH_PID")
+  NAMES+=(batch)
 fi
 NAMES+=(nginx haproxy)
 
@@ -226,12 +237,16 @@ echo "# $(date -u '+%Y-%m-%d %H:%M UTC'); $(machine_line)"
 echo "# wrk -t2 -c$CONNS -d$DURATION through each proxy to warren echo (-loops 1); proxies with $WORKERS workers/threads/loops; $ROUNDS rounds"
 echo "# nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'), HAProxy $(haproxy -v | head -1 | awk '{print $3}')"
 [ -n "${BBPORT:-}" ] && wait_port "$BBPORT"
+[ -n "${BTPORT:-}" ] && wait_port "$BTPORT"
 for name in "${NAMES[@]}"; do : >"$OUT/$name.rounds"; done
 for ((r = 1; r <= ROUNDS; r++)); do
   # shellcheck disable=SC2046
   echo "warren $(run warren "$WPORT" "$WARREN_PID")" | tee -a "$OUT/warren.rounds"
   if [ -n "${BBPORT:-}" ]; then
     echo "warrenB $(run warrenB "$BBPORT" "$WARRENB_PID")" | tee -a "$OUT/warrenB.rounds"
+  fi
+  if [ -n "${BTPORT:-}" ]; then
+    echo "batch $(run batch "$BTPORT" "$BATCH_PID")" | tee -a "$OUT/batch.rounds"
   fi
   # shellcheck disable=SC2046
   echo "nginx $(run nginx "$NPORT" $(nginx_pids))" | tee -a "$OUT/nginx.rounds"
@@ -253,6 +268,7 @@ if [ "${SYSCALLS:-}" = 1 ]; then
   echo
   syscalls warren "$WPORT" "$WARREN_PID"
   [ -n "${BBPORT:-}" ] && syscalls warrenB "$BBPORT" "$WARRENB_PID"
+  [ -n "${BTPORT:-}" ] && syscalls batch "$BTPORT" "$BATCH_PID"
   # shellcheck disable=SC2046
   syscalls nginx "$NPORT" $(nginx_pids)
   syscalls haproxy "$HPORT" "$HAPROXY_PID"
@@ -262,6 +278,17 @@ w=$(awk '{print $3}' "$OUT/warren.rounds" | median)
 n=$(awk '{print $3}' "$OUT/nginx.rounds" | median)
 h=$(awk '{print $3}' "$OUT/haproxy.rounds" | median)
 awk -v w="$w" -v n="$n" -v h="$h" 'BEGIN {printf "warren CPU per request: %.2fx nginx, %.2fx HAProxy (target <= 0.80x)\n", w / n, w / h}'
+# p99 ratios (target: no worse, <= 1.00x)
+wp=$(awk '{print $4}' "$OUT/warren.rounds" | median)
+np=$(awk '{print $4}' "$OUT/nginx.rounds" | median)
+hp=$(awk '{print $4}' "$OUT/haproxy.rounds" | median)
+awk -v w="$wp" -v n="$np" -v h="$hp" 'BEGIN {printf "warren p99: %.2fx nginx, %.2fx HAProxy (target <= 1.00x)\n", w / n, w / h}'
+if [ -n "${BTPORT:-}" ]; then
+  bt=$(awk '{print $3}' "$OUT/batch.rounds" | median)
+  bp=$(awk '{print $4}' "$OUT/batch.rounds" | median)
+  awk -v w="$bt" -v a="$w" -v n="$n" -v h="$h" 'BEGIN {printf "batch CPU per request: %.2fx nginx, %.2fx HAProxy (target <= 0.80x), %.2fx warren\n", w / n, w / h, w / a}'
+  awk -v w="$bp" -v a="$wp" -v n="$np" -v h="$hp" 'BEGIN {printf "batch p99: %.2fx nginx, %.2fx HAProxy (target <= 1.00x), %.2fx warren\n", w / n, w / h, w / a}'
+fi
 if [ -n "${BBPORT:-}" ]; then
   wb=$(awk '{print $3}' "$OUT/warrenB.rounds" | median)
   awk -v w="$wb" -v a="$w" -v n="$n" -v h="$h" 'BEGIN {printf "warrenB CPU per request: %.2fx warren, %.2fx nginx, %.2fx HAProxy\n", w / a, w / n, w / h}'

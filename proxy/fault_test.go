@@ -97,7 +97,17 @@ func load(paddr string, n int, stop <-chan struct{}) (ok, failed *atomic.Int64, 
 // no GET fails at the client, the dead host is ejected within a second,
 // and it is re-admitted after it returns. Passive outlier detection and
 // active TCP checks run together; whichever notices first takes it out.
-func TestFaultKillOneOfThree(t *testing.T) {
+func TestFaultKillOneOfThree(t *testing.T) { faultKillOneOfThree(t, upstream.PoolConfig{}) }
+
+// TestFaultKillOneOfThreeBatch is TestFaultKillOneOfThree with batched
+// pipelining (-pipeline 8 -pipeline-batch): the requests written behind
+// others on the killed backend's connections are retried too, and no GET
+// fails.
+func TestFaultKillOneOfThreeBatch(t *testing.T) {
+	faultKillOneOfThree(t, upstream.PoolConfig{MaxPipeline: 8, BatchPipeline: true})
+}
+
+func faultKillOneOfThree(t *testing.T, pool upstream.PoolConfig) {
 	e := startEngine(t)
 	bs := make([]*restartable, 3)
 	var hosts []string
@@ -112,7 +122,7 @@ func TestFaultKillOneOfThree(t *testing.T) {
 		}
 	})
 	paddr, p := startProxy(t, e, upstream.ClusterConfig{Hosts: hosts, Balancer: upstream.BalanceRoundRobin,
-		Retry:   upstream.RetryPolicy{MaxRetries: 2},
+		Retry: upstream.RetryPolicy{MaxRetries: 2}, Pool: pool,
 		Outlier: upstream.OutlierConfig{BaseEjectionTime: 2 * time.Second, MaxEjectionPercent: 34},
 		Health:  upstream.HealthConfig{Interval: 200 * time.Millisecond, Timeout: 200 * time.Millisecond}}, Config{})
 	cl := p.Cluster()
@@ -145,8 +155,8 @@ func TestFaultKillOneOfThree(t *testing.T) {
 	close(stop)
 	wait()
 	st := cl.Stats()
-	t.Logf("GETs ok=%d failed=%d; dead host ejected after %v, serving again %v after the kill; retries=%d reused-conn retries=%d connect failures=%d retry overflow=%d",
-		ok.Load(), failed.Load(), ejectedAfter, readmitted, st.RqRetry, st.RqRetryReused, st.CxConnectFail, st.RqRetryOverflow)
+	t.Logf("GETs ok=%d failed=%d; dead host ejected after %v, serving again %v after the kill; retries=%d reused-conn retries=%d connect failures=%d retry overflow=%d pipelined=%d pipeline resets=%d",
+		ok.Load(), failed.Load(), ejectedAfter, readmitted, st.RqRetry, st.RqRetryReused, st.CxConnectFail, st.RqRetryOverflow, st.RqPipelined, st.RqPipelineReset)
 	if failed.Load() != 0 {
 		t.Errorf("%d GETs failed at the client; want 0", failed.Load())
 	}

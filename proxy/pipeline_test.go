@@ -75,3 +75,62 @@ func TestProxyPipeline(t *testing.T) {
 		t.Errorf("backend connections %d; want 1", conns.Load())
 	}
 }
+
+// TestProxyBatchPipeline: through the proxy with PoolConfig.BatchPipeline,
+// 32 keep-alive clients sending GETs (and some POSTs) at once, many
+// rounds: each gets its own answer, whether its request shared a backend
+// connection and a write with others of its loop's round or not; a POST
+// is never written behind another request.
+func TestProxyBatchPipeline(t *testing.T) {
+	e := startEngine(t)
+	var conns atomic.Int64
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "%s %s %s", r.Method, r.URL.Path, body)
+	}), ConnState: func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	paddr, p := startProxy(t, e, upstream.ClusterConfig{Hosts: []string{ln.Addr().String()},
+		Pool: upstream.PoolConfig{MaxPipeline: 8, BatchPipeline: true}}, Config{})
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 32}}
+	defer client.CloseIdleConnections()
+	var wg sync.WaitGroup
+	for i := range 32 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r := range 20 {
+				path := fmt.Sprintf("/c%d/r%d", i, r)
+				method, want := "GET", "GET "+path+" "
+				var resp *http.Response
+				var err error
+				if (i+r)%9 == 4 {
+					method, want = "POST", "POST "+path+" body"
+					resp, err = client.Post("http://"+paddr+path, "text/plain", strings.NewReader("body"))
+				} else {
+					resp, err = client.Get("http://" + paddr + path)
+				}
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				got, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 || string(got) != want {
+					t.Errorf("%s %s: %d %q; want %q", method, path, resp.StatusCode, got, want)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	st := p.Cluster().Stats()
+	t.Logf("pipelined %d of %d; backend connections %d; pipeline resets %d", st.RqPipelined, 32*20, conns.Load(), st.RqPipelineReset)
+}

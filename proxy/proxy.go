@@ -458,17 +458,22 @@ func (pc *pconn) forwardBody(in []byte) (int, error) {
 		}
 		return n, nil
 	}
-	if n > 0 {
-		x.Write(in[:n])
-	}
 	if done {
-		x.End()
+		// Forwarded in full before the last bytes go out: the response
+		// may complete on the backend's loop as soon as they do, and its
+		// OnDone must find the request done (else it closes this
+		// connection, and the client's next request meets a reset), as
+		// the exchange must find its body ended (WriteEnd; else the
+		// backend connection is closed rather than reused).
 		pc.mu.Lock()
 		pc.reqDone = true
 		if pc.phase == phBody {
 			pc.phase = phWait
 		}
 		pc.mu.Unlock()
+		x.WriteEnd(in[:n])
+	} else if n > 0 {
+		x.Write(in[:n])
 	}
 	if x.Backlog() > pc.p.cfg.MaxBacklog {
 		pc.c.PauseRead()

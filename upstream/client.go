@@ -422,7 +422,12 @@ func (x *Exchange) start(cc *clientConn, reused bool, now time.Time) bool {
 		x.bodySent = true
 	}
 	conn := cc.conn
-	_, err := conn.Writev(bufs)
+	var err error
+	if piping && (cc.wopen || (hp.c.pool.BatchPipeline && !cc.solo && x.loop == cc.loop && !x.bodyHeld)) {
+		err = cc.batchLocked(bufs) // written when the loop's round ends
+	} else {
+		_, err = conn.Writev(bufs)
+	}
 	clear(bufs)
 	if piping {
 		cc.syncOpenLocked()
@@ -453,15 +458,17 @@ const (
 )
 
 // startPipelined writes x behind the requests in flight on cc
-// (PoolConfig.MaxPipeline); x.pipelinable() holds.
-func (x *Exchange) startPipelined(cc *clientConn, now time.Time) int {
+// (PoolConfig.MaxPipeline); x.pipelinable() holds. With join, x only
+// joins the requests gathered on cc for the end of its loop's round
+// (PoolConfig.BatchPipeline): there is no room when they have gone out.
+func (x *Exchange) startPipelined(cc *clientConn, now time.Time, join bool) int {
 	x.mu.Lock()
 	if x.state == xDone {
 		x.mu.Unlock()
 		return startedDone
 	}
 	cc.pmu.Lock()
-	if !cc.roomLocked() {
+	if !cc.roomLocked() || (join && (!cc.wopen || len(cc.wbuf)+len(x.head)+len(x.body) > maxBatchBytes)) {
 		cc.pmu.Unlock()
 		x.mu.Unlock()
 		return startedNoRoom
@@ -488,7 +495,12 @@ func (x *Exchange) startPipelined(cc *clientConn, now time.Time) int {
 		bufs = append(bufs, x.body)
 	}
 	conn := cc.conn
-	_, err := conn.Writev(bufs)
+	var err error
+	if cc.wopen {
+		err = cc.batchLocked(bufs) // behind the others of the round, in order
+	} else {
+		_, err = conn.Writev(bufs)
+	}
 	clear(bufs)
 	cc.syncOpenLocked()
 	cc.pmu.Unlock()
@@ -530,6 +542,33 @@ func (x *Exchange) Write(p []byte) error {
 	}
 	x.bodySent = true
 	if x.c.perTry > 0 { // the per-try timeout is of silence either way
+		x.cc.lastIO.Store(x.c.now().UnixNano())
+	}
+	_, err := x.cc.conn.Write(p)
+	return err
+}
+
+// WriteEnd is Write of the body's last bytes (none is fine) and End in
+// one step. Use it rather than Write then End when the response can come
+// as soon as the backend has those bytes: a response completing between
+// the two would find the body unfinished, and its connection would be
+// closed rather than reused.
+func (x *Exchange) WriteEnd(p []byte) error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.state == xDone || x.ended {
+		return ErrCanceled
+	}
+	x.ended = true
+	if len(p) == 0 {
+		return nil
+	}
+	if x.state != xActive || x.discarding {
+		x.buf = append(x.buf, p...)
+		return nil
+	}
+	x.bodySent = true
+	if x.c.perTry > 0 {
 		x.cc.lastIO.Store(x.c.now().UnixNano())
 	}
 	_, err := x.cc.conn.Write(p)

@@ -117,6 +117,8 @@
 //	PoolConfig.MaxRetriesPerHost       none (per host; the retry budget bounds the cluster's)
 //	PoolConfig.MaxPipeline             0 (no pipelining; N >= 2: up to N in flight per connection,
 //	                                   only once MaxConnsPerHost is reached)
+//	PoolConfig.BatchPipeline           false (with MaxPipeline >= 2: a loop's requests of one round
+//	                                   share a connection and one write)
 //	BreakerConfig.ConsecutiveFailures  5
 //	BreakerConfig.FailureRatio         0.5 of at least MinRequests 20 in Window
 //	BreakerConfig.Window               10s in Buckets 10

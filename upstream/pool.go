@@ -40,6 +40,11 @@ type hostPool struct {
 	// (PoolConfig.MaxPipeline); their entries change under the
 	// connection's pmu, with mu taken inside it.
 	open []*clientConn
+	// batch, per loop, is the connection whose requests of this round of
+	// that loop's events are not written yet (PoolConfig.BatchPipeline):
+	// a pipelinable request of the same loop joins them. Set and cleared
+	// under the connection's pmu, with mu taken inside it.
+	batch []*clientConn
 }
 
 // acquire gives x a connection: an idle one at once, else a place in the
@@ -48,6 +53,20 @@ type hostPool struct {
 func (hp *hostPool) acquire(x *Exchange, now time.Time) {
 	c := hp.c
 	hp.mu.Lock()
+	if c.pool.BatchPipeline && hp.npending == 0 && x.loop >= 0 && x.loop < len(hp.batch) && x.pipelinable() {
+		// Requests of one round of a loop's events share a connection
+		// and a write.
+		if cc := hp.batch[x.loop]; cc != nil {
+			hp.mu.Unlock()
+			if x.startPipelined(cc, now, true) != startedNoRoom {
+				return
+			}
+			hp.mu.Lock()
+			if hp.batch[x.loop] == cc {
+				hp.batch[x.loop] = nil // full: the next request starts another
+			}
+		}
+	}
 	for hp.nidle > 0 {
 		cc := hp.popIdleLocked(x.loop)
 		if cc.expired(now) {
@@ -66,7 +85,7 @@ func (hp *hostPool) acquire(x *Exchange, now time.Time) {
 	for len(hp.open) > 0 && hp.npending == 0 && !hp.mayDialLocked() && x.pipelinable() {
 		cc := hp.open[len(hp.open)-1]
 		hp.mu.Unlock()
-		switch x.startPipelined(cc, now) {
+		switch x.startPipelined(cc, now, false) {
 		case startedOK:
 			return
 		case startedDone:
@@ -413,6 +432,14 @@ type clientConn struct {
 	sent int         // requests written (PoolConfig.MaxRequestsPerConn)
 	solo bool        // the request in flight may not have others behind it
 	shut bool        // closing or upgraded: no more requests
+	// wbuf holds requests written to cc in this round of its loop's
+	// events and not yet sent (PoolConfig.BatchPipeline); wopen says a
+	// flush (flushFn, made once) is posted to the loop: until it runs,
+	// every request for cc is appended to wbuf, so the order on the wire
+	// is the order of pipe.
+	wbuf    []byte
+	wopen   bool
+	flushFn func()
 
 	// Loop-owned.
 	conn      *engine.Conn
@@ -636,6 +663,73 @@ func (cc *clientConn) syncOpenLocked() {
 	hp.mu.Unlock()
 }
 
+// maxBatchBytes bounds the requests gathered on one connection for the
+// end of a round (PoolConfig.BatchPipeline): a request that would take
+// them past it does not join (it takes a connection of its own), and a
+// buffer grown past it is not kept. 32 KiB is hundreds of GET heads.
+const maxBatchBytes = 32 << 10
+
+// batchLocked appends bufs to the requests gathered on cc for the end of
+// its loop's round, posting the write that sends them when cc has none
+// gathered yet (PoolConfig.BatchPipeline); cc.pmu is held. It fails when
+// the connection has closed (its OnClose fails the requests).
+func (cc *clientConn) batchLocked(bufs [][]byte) error {
+	for _, b := range bufs {
+		cc.wbuf = append(cc.wbuf, b...)
+	}
+	if cc.wopen {
+		return nil
+	}
+	cc.wopen = true
+	hp := cc.hp
+	hp.mu.Lock()
+	if cc.loop >= 0 && cc.loop < len(hp.batch) {
+		hp.batch[cc.loop] = cc
+	}
+	hp.mu.Unlock()
+	if cc.flushFn == nil {
+		cc.flushFn = cc.flushBatch
+	}
+	if !cc.conn.Post(cc.flushFn) {
+		cc.dropBatchLocked()
+		return engine.ErrClosed
+	}
+	return nil
+}
+
+// flushBatch runs on cc's loop after the round in which requests were
+// gathered on cc: one write sends them all.
+func (cc *clientConn) flushBatch() {
+	cc.pmu.Lock()
+	b := cc.wbuf
+	var err error
+	if cc.wopen && len(b) > 0 {
+		_, err = cc.conn.Write(b)
+	}
+	cc.dropBatchLocked()
+	if cap(b) <= maxBatchBytes {
+		cc.wbuf = b[:0]
+	}
+	cc.pmu.Unlock()
+	if err != nil {
+		cc.conn.Abort(engine.ReasonIOError) // OnClose fails the attempts
+	}
+}
+
+// dropBatchLocked forgets the requests gathered on cc (sent, or the
+// connection closed) and takes cc off its loop's batch slot; cc.pmu is
+// held.
+func (cc *clientConn) dropBatchLocked() {
+	cc.wopen = false
+	cc.wbuf = nil
+	hp := cc.hp
+	hp.mu.Lock()
+	if cc.loop >= 0 && cc.loop < len(hp.batch) && hp.batch[cc.loop] == cc {
+		hp.batch[cc.loop] = nil
+	}
+	hp.mu.Unlock()
+}
+
 // fillPipeline writes waiting requests that may be pipelined behind those
 // on cc while it has room (the first waiting one that may not be keeps
 // its place for a connection of its own).
@@ -657,7 +751,7 @@ func (cc *clientConn) fillPipeline(now time.Time) {
 		if x == nil {
 			return
 		}
-		if x.startPipelined(cc, now) == startedNoRoom {
+		if x.startPipelined(cc, now, false) == startedNoRoom {
 			hp.acquire(x, now) // back in line (or onto another connection)
 			return
 		}
@@ -1008,6 +1102,9 @@ func (cc *clientConn) OnClose(conn *engine.Conn, r engine.CloseReason, err error
 			attemptInfo{reused: x.reused, gotBytes: cc.gotHead || x.respStarted()})
 	}
 	if c.pool.MaxPipeline > 1 {
+		cc.pmu.Lock()
+		cc.dropBatchLocked() // never sent: failed below, as if unanswered
+		cc.pmu.Unlock()
 		// The requests written behind: their responses had not started,
 		// and each is idempotent (only such are pipelined), so each is
 		// retried as a request that failed on a reused connection before

@@ -120,4 +120,9 @@ func TestProxyCommandUsage(t *testing.T) {
 	if code := run([]string{"proxy", "-upstream", "http://x:1", "-balancer", "nope"}, &out, &errb); code != 2 {
 		t.Fatalf("bad balancer: code %d", code)
 	}
+	errb.Reset()
+	if code := run([]string{"proxy", "-upstream", "http://x:1", "-pipeline-batch"}, &out, &errb); code != 2 ||
+		!strings.Contains(errb.String(), "-pipeline-batch needs -pipeline") {
+		t.Fatalf("-pipeline-batch without -pipeline: code %d: %s", code, errb.String())
+	}
 }
