@@ -961,8 +961,11 @@ func (c *conn) onPublish(p *Publish, n int) {
 	}
 	t := c.lastIn.Load() // read at the start of this OnData
 	now := time.Unix(0, t)
-	if !c.st().msgRate.allow(t, s.cfg.PublishRate, float64(s.cfg.PublishBurst), 1) ||
-		!c.st().byteRate.allow(t, s.cfg.PublishBytesRate, max(s.cfg.PublishBytesRate, float64(s.lim.MaxPacketSize)), float64(n)) {
+	// The buckets are touched (and the publishing state made) only when a
+	// rate is bounded: with both off a message reads no state of its own.
+	if (s.cfg.PublishRate > 0 || s.cfg.PublishBytesRate > 0) &&
+		(!c.st().msgRate.allow(t, s.cfg.PublishRate, float64(s.cfg.PublishBurst), 1) ||
+			!c.st().byteRate.allow(t, s.cfg.PublishBytesRate, max(s.cfg.PublishBytesRate, float64(s.lim.MaxPacketSize)), float64(n))) {
 		s.stats.rateLimited.Add(1)
 		c.disconnect(MessageRateTooHigh, engine.ReasonLimitReached, "publish rate over the server's limit")
 		return

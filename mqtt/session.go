@@ -552,16 +552,16 @@ func (ss *session) release(s *Server) {
 	putFlow(f)
 }
 
-var matchPool = sync.Pool{New: func() any { s := make([]*subscription, 0, 16); return &s }}
-
 // route delivers m to every matching subscription and returns the number of
 // sessions it went to; loop is the index of the caller's event loop (any
 // number off the loops), for its shard of Server.mu. A session with several matching subscriptions gets
 // it once, at the highest QoS, with every subscription identifier; a share
 // group gets it once, at one of its members (online ones first, in turn).
 func (s *Server) route(m *msg, now int64, loop int) int {
-	bp := matchPool.Get().(*[]*subscription)
-	subs := (*bp)[:0]
+	// The matches go to an array on the stack (a topic's own subscriber,
+	// a few wildcards); more spill to the heap.
+	var arr [8]*subscription
+	subs := arr[:0]
 	mu := s.mu.rlock(loop)
 	subs = s.matching(m.Topic, subs)
 	mu.RUnlock()
@@ -606,9 +606,6 @@ func (s *Server) route(m *msg, now int64, loop int) int {
 	if shared {
 		n += s.routeShared(m, subs, now)
 	}
-	clear(subs)
-	*bp = subs[:0]
-	matchPool.Put(bp)
 	return n
 }
 
