@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/warrenhq/warren/internal/pool"
 	"github.com/warrenhq/warren/internal/timerwheel"
@@ -46,14 +47,14 @@ type Conn struct {
 	// Owned by the loop (or, in the portable engine, the reader goroutine);
 	// fd and host are immutable. The small fields share one word.
 	fd       int32
-	flags    uint16   // loop-owned flag bits
-	hcaps    uint8    // h's capabilities (handler.go)
-	interest uint8    // registered poll interest (ioRead|ioWrite)
-	host     connHost // c's loop (*loop) or portable reader (*pconn): host.go
-	in       []byte   // unconsumed input, pooled
-	timer    timerwheel.Entry[*Conn]
-	lastRead int64 // tick of the last read
-	msgStart int64 // tick the pending message started, 0 if none
+	flags    uint16           // loop-owned flag bits
+	hcaps    uint8            // h's capabilities (handler.go)
+	interest uint8            // registered poll interest (ioRead|ioWrite)
+	host     connHost         // c's loop (*loop) or portable reader (*pconn): host.go
+	in       []byte           // unconsumed input, pooled
+	timer    timerwheel.Entry // in l.wheel while a timeout may apply; connOfTimer
+	lastRead int64            // tick of the last read
+	msgStart int64            // tick the pending message started, 0 if none
 	state    atomic.Uint32
 	idleTO   atomic.Int32 // per-connection override in ms; 0 default, <0 off
 	readTO   atomic.Int32
@@ -72,6 +73,18 @@ type Conn struct {
 
 	// h is c's handler, owned by its loop (SetHandler).
 	h Handler
+}
+
+// timerOffset is where Conn.timer sits in a Conn.
+const timerOffset = unsafe.Offsetof(Conn{}.timer)
+
+// connOfTimer returns the Conn whose timer field ent is. The wheel's
+// entries hold no pointer back to their connection (8 bytes a connection):
+// every entry in a loop's wheel is some Conn's timer field, so stepping back
+// by the field's offset stays inside that Conn's allocation (the pointer
+// arithmetic the unsafe package allows, and checkptr accepts under -race).
+func connOfTimer(ent *timerwheel.Entry) *Conn {
+	return (*Conn)(unsafe.Add(unsafe.Pointer(ent), -int(timerOffset)))
 }
 
 // errBox holds a close error and a protocol's close detail out of line:

@@ -44,7 +44,6 @@ func (l *loop) register(c *Conn) {
 	c.flags |= fRegistered
 	now := l.tick.Load()
 	c.lastRead = now
-	c.timer.Value = c
 	l.stats.accepted.Add(1)
 	l.stats.conns.Add(1)
 	l.stats.states[StateNew].Add(1)

@@ -86,8 +86,8 @@ func (l *loop) deadline(c *Conn) (int64, CloseReason) {
 
 // expire runs when c's timer entry fires: it closes c if a deadline has
 // passed, or re-arms the entry for the next one.
-func (l *loop) expire(ent *timerwheel.Entry[*Conn]) {
-	c := ent.Value
+func (l *loop) expire(ent *timerwheel.Entry) {
+	c := connOfTimer(ent)
 	if c.flags&fRegistered == 0 {
 		return
 	}
