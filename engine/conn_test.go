@@ -14,7 +14,7 @@ var connSizeClasses = []uintptr{176, 192, 208, 224, 240, 256, 288}
 // connSize is what an engine.Conn costs, the top of its malloc size class:
 // one more field costs a whole class step (16 bytes) for every idle
 // connection. Shrink it and lower the figure; do not raise it.
-const connSize = 224
+const connSize = 208
 
 // TestConnSize guards the size of Conn and that it fills its size class.
 func TestConnSize(t *testing.T) {
@@ -53,11 +53,49 @@ func TestRemoteAddr(t *testing.T) {
 	}
 }
 
+// TestStamp checks that a 32-bit stamp reads back as its tick around the
+// points where the low 32 bits wrap, a little behind now (activity stamped
+// earlier) and a little ahead (a writer stamped a tick the loop has not
+// read yet), and that no tick stamps as "none".
+func TestStamp(t *testing.T) {
+	for _, now := range []int64{1, 100, 1<<31 - 1, 1 << 31, 1<<32 - 1, 1 << 32, 1<<32 + 5, 3<<32 + 17, 1 << 40} {
+		for _, d := range []int64{-maxTimeoutTicks - 1, -1 << 20, -1, 0, 1, 2} {
+			tick := now + d
+			if tick < 1 {
+				continue
+			}
+			s := stampOf(tick)
+			if s == 0 {
+				t.Fatalf("stampOf(%d) is the zero stamp", tick)
+			}
+			if got := s.at(now); got != tick && !(uint32(tick) == 0 && got == tick+1) {
+				t.Errorf("stampOf(%d).at(%d) = %d", tick, now, got)
+			}
+		}
+	}
+}
+
+// TestInterestBits checks that the poll interest kept in flags leaves the
+// other flag bits alone.
+func TestInterestBits(t *testing.T) {
+	var c Conn
+	c.flags = fRegistered | fTransform
+	for _, want := range []uint8{ioRead, ioWrite, ioRead | ioWrite, 0, ioRead} {
+		c.setInterest(want)
+		if c.interest() != want || c.flags&^(fIORead|fIOWrite) != fRegistered|fTransform {
+			t.Fatalf("setInterest(%d): interest %d, flags %#x", want, c.interest(), c.flags)
+		}
+	}
+	if fIORead != uint16(ioRead)<<ioShift || fIOWrite != uint16(ioWrite)<<ioShift {
+		t.Fatal("ioShift does not put the interest on fIORead and fIOWrite")
+	}
+}
+
 // BenchmarkWriteDispatch times Write up to the poll engine's write path on
 // a connection that is closing, so no system call hides the fixed cost of
 // reaching it (host.go: the type check in place of an interface call).
 func BenchmarkWriteDispatch(b *testing.B) {
-	c := &Conn{host: &loop{}, closing: true}
+	c := &Conn{host: &loop{}, cs: csClosing}
 	msg := make([]byte, 64)
 	b.ReportAllocs()
 	for b.Loop() {

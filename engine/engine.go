@@ -613,8 +613,18 @@ func (e *Engine) tickAt(t time.Time) int64 {
 	return int64(t.Sub(e.start)/e.tickDur) + 1
 }
 
-// ticks converts a duration to whole ticks, rounding up.
+// maxTimeoutTicks caps a timeout in ticks, so that a connection that can
+// time out is looked at again while its activity stamps still read back
+// exactly (stamp, conn.go): 2^30 ticks are 3.4 years at the default
+// 100 ms tick, 12 days at a 1 ms tick.
+const maxTimeoutTicks = 1 << 30
+
+// ticks converts a timeout to whole ticks, rounding up, at most
+// maxTimeoutTicks.
 func (e *Engine) ticks(d time.Duration) int64 {
+	if d >= time.Duration(maxTimeoutTicks)*e.tickDur {
+		return maxTimeoutTicks
+	}
 	return int64((d + e.tickDur - 1) / e.tickDur)
 }
 

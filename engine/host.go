@@ -80,7 +80,7 @@ func (l *loop) setMessagePending(c *Conn, pending bool) {
 	if !c.inline() || !c.markMessage(pending) {
 		return
 	}
-	c.msgStart = l.tick.Load()
+	c.msgStart = stampOf(l.tick.Load())
 	l.retime(c)
 }
 

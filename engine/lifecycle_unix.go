@@ -37,13 +37,13 @@ func (l *loop) register(c *Conn) {
 		return
 	}
 	l.conns[int(c.fd)] = c
-	c.interest = ioRead
+	c.setInterest(ioRead)
 	if dialing {
-		c.interest = ioWrite
+		c.setInterest(ioWrite)
 	}
 	c.flags |= fRegistered
 	now := l.tick.Load()
-	c.lastRead = now
+	c.lastRead = stampOf(now)
 	l.stats.accepted.Add(1)
 	l.stats.conns.Add(1)
 	l.stats.states[StateNew].Add(1)
@@ -134,7 +134,7 @@ func (l *loop) setState(c *Conn, to State) {
 // handleClose carries out a close requested with requestClose.
 func (l *loop) handleClose(c *Conn) {
 	c.mu.Lock()
-	abort, empty := c.abort, c.out == nil
+	abort, empty := c.cs&csAbort != 0, c.out == nil
 	c.mu.Unlock()
 	if abort || empty {
 		l.finishClose(c)
@@ -171,7 +171,7 @@ func (l *loop) closeNow(c *Conn, r CloseReason, err error) {
 		c.setCloseError(err)
 	}
 	detail := c.closeDetail()
-	c.closed, c.closing = true, true
+	c.cs |= csClosed | csClosing
 	c.releaseOutLocked(e)
 	c.mu.Unlock()
 
