@@ -41,9 +41,12 @@ type Engine struct {
 	tickDur time.Duration
 	limiter *rate.Limiter
 
-	// ipMu guards perIP.
+	// ipMu guards perIP: open connections by remote IP (MaxConnsPerIP),
+	// keyed by the 16-byte form Conn keeps (raddr). A netip.Addr key would
+	// take 24 bytes and hold a pointer (its zone), so the GC would scan
+	// the whole table; this one has none, and a slot takes 20 bytes.
 	ipMu  sync.Mutex
-	perIP map[netip.Addr]int32
+	perIP map[[16]byte]int32
 
 	// detailMu guards details.
 	detailMu sync.Mutex
@@ -77,7 +80,7 @@ func New(cfg Config, h Handler) (*Engine, error) {
 		workers: newWorkerPool(cfg.Workers, cfg.WorkerQueue),
 		start:   cfg.Clock.Now(),
 		tickDur: cfg.TickInterval,
-		perIP:   make(map[netip.Addr]int32),
+		perIP:   make(map[[16]byte]int32),
 		details: make(map[detailKey]uint64),
 		drained: make(chan struct{}),
 		done:    make(chan struct{}),
@@ -638,14 +641,15 @@ func (e *Engine) admit(ip netip.Addr) (Bound, bool) {
 		return BoundMaxConns, false
 	}
 	if e.cfg.MaxConnsPerIP > 0 {
+		key := ip.Unmap().As16()
 		e.ipMu.Lock()
-		n := e.perIP[ip]
+		n := e.perIP[key]
 		if int(n) >= e.cfg.MaxConnsPerIP {
 			e.ipMu.Unlock()
 			e.conns.Add(-1)
 			return BoundPerIP, false
 		}
-		e.perIP[ip] = n + 1
+		e.perIP[key] = n + 1
 		e.ipMu.Unlock()
 	}
 	return 0, true
@@ -661,13 +665,13 @@ func (e *Engine) release(c *Conn) {
 			tc.Closed(c, r)
 		}
 	}
-	if e.cfg.MaxConnsPerIP > 0 {
-		ip := c.RemoteAddr().Addr()
+	if e.cfg.MaxConnsPerIP > 0 && c.ln != 0 { // admitted: accepted, not dialled
+		key := c.raddr
 		e.ipMu.Lock()
-		if n := e.perIP[ip]; n <= 1 {
-			delete(e.perIP, ip)
+		if n := e.perIP[key]; n <= 1 {
+			delete(e.perIP, key)
 		} else {
-			e.perIP[ip] = n - 1
+			e.perIP[key] = n - 1
 		}
 		e.ipMu.Unlock()
 	}
