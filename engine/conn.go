@@ -35,15 +35,15 @@ type Conn struct {
 	out       *outQueue // queued output; nil when empty (idle connections)
 	closeErr  *errBox   // the error and protocol detail behind the close, if any
 	lastWrite stamp     // tick of the last write progress
-	cs        uint8     // close-state bits (csClosed...)
-	closeWhy  CloseReason
-	rport     uint16 // the peer's port (raddr below); immutable, not guarded
+	cs        uint8     // close-state bits (csClosed...) and the close reason (why)
+	interest  uint8     // registered poll interest (ioRead|ioWrite); owned by the loop, not guarded
+	rport     uint16    // the peer's port (raddr below); immutable, not guarded
 
 	// Owned by the loop (or, in the portable engine, the reader goroutine);
 	// fd, ln and host are immutable. The small fields fill whole words:
 	// Conn is at the top of its malloc size class (conn_test.go).
 	fd       int32
-	flags    uint16 // loop-owned flag bits, and the poll interest (interest)
+	flags    uint16 // loop-owned flag bits
 	hcaps    uint8  // h's capabilities (handler.go)
 	ln       uint8  // the listener that accepted c (index+1 in Engine.lns), 0 if dialled
 	lastRead stamp  // tick of the last read (poll engine; the portable one keeps times in pconn)
@@ -71,13 +71,29 @@ type Conn struct {
 	h Handler
 }
 
-// Close-state bits (Conn.cs), guarded by Conn.mu.
+// Close-state bits (Conn.cs), guarded by Conn.mu. The high four bits of
+// cs hold the close reason (why, setWhy).
 const (
 	csClosed     uint8 = 1 << iota // descriptor closed; writes fail
 	csClosing                      // close requested; writes fail
 	csAbort                        // close without flushing
 	csArmPending                   // an opArmWrite is posted and not yet handled
 )
+
+// whyShift places the close reason in Conn.cs; every CloseReason fits the
+// four bits above it (the array below fails to compile otherwise).
+const whyShift = 4
+
+var _ [1<<(8-whyShift) - int(numReasons)]struct{}
+
+// why returns the reason c closes for, ReasonNone until one is set; c.mu
+// must be held.
+func (c *Conn) why() CloseReason { return CloseReason(c.cs >> whyShift) }
+
+// setWhy records r as the reason c closes for; c.mu must be held.
+func (c *Conn) setWhy(r CloseReason) {
+	c.cs = c.cs&(1<<whyShift-1) | uint8(r)<<whyShift
+}
 
 // stamp is a tick kept in 32 bits: the poll engine's activity times
 // (Conn.lastWrite, lastRead, msgStart), 12 bytes a connection less than
@@ -167,26 +183,12 @@ const (
 	fOutbound          // made by Dial
 	fNewHandler        // SetHandler ran during the current OnData
 	fTransform         // SetTransform: input goes through a Transform
-	fIORead            // registered poll interest: read (interest)
-	fIOWrite           // registered poll interest: write
 )
 
-// Poll interest, as interest and setInterest take it.
 const (
 	ioRead  uint8 = 1
 	ioWrite uint8 = 2
 )
-
-// ioShift puts ioRead and ioWrite on fIORead and fIOWrite.
-const ioShift = 12
-
-// interest returns c's registered poll interest (ioRead|ioWrite).
-func (c *Conn) interest() uint8 { return uint8(c.flags>>ioShift) & (ioRead | ioWrite) }
-
-// setInterest records want as c's registered poll interest.
-func (c *Conn) setInterest(want uint8) {
-	c.flags = c.flags&^(fIORead|fIOWrite) | uint16(want)<<ioShift
-}
 
 // ID returns the connection's identifier, unique within the process. It is
 // safe for concurrent use.
@@ -384,7 +386,7 @@ func (c *Conn) requestClose2(r CloseReason, err error, d CloseDetail, abort bool
 		return
 	}
 	if c.cs&csClosing == 0 {
-		c.closeWhy = r
+		c.setWhy(r)
 		c.setCloseError(err)
 		if d != nil {
 			if c.closeErr == nil {

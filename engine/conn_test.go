@@ -75,19 +75,16 @@ func TestStamp(t *testing.T) {
 	}
 }
 
-// TestInterestBits checks that the poll interest kept in flags leaves the
-// other flag bits alone.
-func TestInterestBits(t *testing.T) {
+// TestWhyBits checks that the close reason kept in cs leaves the
+// close-state bits alone, for every reason.
+func TestWhyBits(t *testing.T) {
 	var c Conn
-	c.flags = fRegistered | fTransform
-	for _, want := range []uint8{ioRead, ioWrite, ioRead | ioWrite, 0, ioRead} {
-		c.setInterest(want)
-		if c.interest() != want || c.flags&^(fIORead|fIOWrite) != fRegistered|fTransform {
-			t.Fatalf("setInterest(%d): interest %d, flags %#x", want, c.interest(), c.flags)
+	c.cs = csClosing | csArmPending
+	for r := ReasonNone; r < numReasons; r++ {
+		c.setWhy(r)
+		if c.why() != r || c.cs&(1<<whyShift-1) != csClosing|csArmPending {
+			t.Fatalf("setWhy(%v): why %v, cs %#x", r, c.why(), c.cs)
 		}
-	}
-	if fIORead != uint16(ioRead)<<ioShift || fIOWrite != uint16(ioWrite)<<ioShift {
-		t.Fatal("ioShift does not put the interest on fIORead and fIOWrite")
 	}
 }
 

@@ -659,7 +659,7 @@ func (e *Engine) admit(ip netip.Addr) (Bound, bool) {
 func (e *Engine) release(c *Conn) {
 	if c.flags&fTransform != 0 {
 		c.mu.Lock()
-		t, r := c.transformLocked(), c.closeWhy
+		t, r := c.transformLocked(), c.why()
 		c.mu.Unlock()
 		if tc, ok := t.(TransformCloser); ok {
 			tc.Closed(c, r)

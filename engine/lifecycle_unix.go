@@ -49,9 +49,9 @@ func (l *loop) register(c *Conn) {
 		return
 	}
 	l.conns[int(c.fd)] = c
-	c.setInterest(ioRead)
+	c.interest = ioRead
 	if dialing {
-		c.setInterest(ioWrite)
+		c.interest = ioWrite
 	}
 	c.flags |= fRegistered
 	now := l.tick.Load()
@@ -161,7 +161,7 @@ func (l *loop) handleClose(c *Conn) {
 // recorded (ReasonLocal if none).
 func (l *loop) finishClose(c *Conn) {
 	c.mu.Lock()
-	r, err := c.closeWhy, c.closeError()
+	r, err := c.why(), c.closeError()
 	c.mu.Unlock()
 	if r == ReasonNone {
 		r = ReasonLocal
@@ -176,10 +176,10 @@ func (l *loop) closeNow(c *Conn, r CloseReason, err error) {
 	}
 	e := l.e
 	c.mu.Lock()
-	if c.closeWhy != ReasonNone {
-		r, err = c.closeWhy, c.closeError()
+	if c.why() != ReasonNone {
+		r, err = c.why(), c.closeError()
 	} else {
-		c.closeWhy = r
+		c.setWhy(r)
 		c.setCloseError(err)
 	}
 	detail := c.closeDetail()

@@ -192,7 +192,7 @@ func (l *loop) process(n int, now time.Time) {
 			l.onWritable(c)
 		}
 		if ev.Readable && c.flags&fRegistered != 0 {
-			if c.interest()&ioRead != 0 {
+			if c.interest&ioRead != 0 {
 				l.onReadable(c)
 			} else if ev.Hangup {
 				// Not reading, but the socket is dead (RST or both

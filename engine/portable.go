@@ -465,10 +465,10 @@ func (pe *portableEngine) closeRequested(c *Conn) CloseReason {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.cs&csClosing != 0 {
-		if c.closeWhy == ReasonNone {
+		if c.why() == ReasonNone {
 			return ReasonLocal
 		}
-		return c.closeWhy
+		return c.why()
 	}
 	return ReasonNone
 }
@@ -476,10 +476,10 @@ func (pe *portableEngine) closeRequested(c *Conn) CloseReason {
 func (pe *portableEngine) finish(c *Conn, why CloseReason, err error) {
 	e := pe.e
 	c.mu.Lock()
-	if c.closeWhy != ReasonNone {
-		why, err = c.closeWhy, c.closeError()
+	if c.why() != ReasonNone {
+		why, err = c.why(), c.closeError()
 	} else {
-		c.closeWhy = why
+		c.setWhy(why)
 		c.setCloseError(err)
 	}
 	detail := c.closeDetail()

@@ -294,10 +294,10 @@ func (l *loop) updateInterest(c *Conn) {
 		want |= ioWrite
 	}
 	c.mu.Unlock()
-	if want == c.interest() {
+	if want == c.interest {
 		return
 	}
-	c.setInterest(want)
+	c.interest = want
 	if err := l.poller.Mod(int(c.fd), want&ioRead != 0, want&ioWrite != 0); err != nil {
 		l.closeNow(c, ReasonIOError, err)
 	}
