@@ -60,7 +60,9 @@ type Config struct {
 	// for this long. Zero means 30 s; negative disables it.
 	WriteTimeout time.Duration
 	// TickInterval is the resolution of the per-loop timing wheel: a timeout
-	// fires within one tick after its deadline. Zero means 100 ms.
+	// fires within one tick after its deadline. Zero means 100 ms. A
+	// timeout is capped at 2^30 ticks (3.4 years at 100 ms, 12 days at
+	// 1 ms): a connection keeps its activity times as 32-bit tick stamps.
 	TickInterval time.Duration
 
 	// WriteHighWater is the per-connection queued output, in bytes, past

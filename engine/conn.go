@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/warrenhq/warren/internal/pool"
 	"github.com/warrenhq/warren/internal/timerwheel"
@@ -27,37 +28,33 @@ import (
 // An idle Conn holds no goroutine, no read or write buffer and no timer
 // object: only this struct and its slot in the loop's table.
 type Conn struct {
-	// mu guards the fields below up to armPending, and keeps the
-	// descriptor from being closed (and reused) under a writer: it is held
-	// across the write system call. Nothing else is locked under it
-	// (LOCKS.md).
-	mu         sync.Mutex
-	out        *outQueue // queued output; nil when empty (idle connections)
-	lastWrite  int64     // tick of the last write progress
-	closeErr   *errBox   // the error and protocol detail behind the close, if any
-	closed     bool      // descriptor closed; writes fail
-	closing    bool      // close requested; writes fail
-	abort      bool      // close without flushing
-	closeWhy   CloseReason
-	armPending bool   // an opArmWrite is posted and not yet handled
-	ln         uint8  // the listener that accepted c (index+1 in Engine.lns), 0 if dialled; immutable
-	rport      uint16 // the peer's port (raddr below); immutable
+	// mu guards the fields below up to rport, and keeps the descriptor
+	// from being closed (and reused) under a writer: it is held across the
+	// write system call. Nothing else is locked under it (LOCKS.md).
+	mu        sync.Mutex
+	out       *outQueue // queued output; nil when empty (idle connections)
+	closeErr  *errBox   // the error and protocol detail behind the close, if any
+	lastWrite stamp     // tick of the last write progress
+	cs        uint8     // close-state bits (csClosed...) and the close reason (why)
+	interest  uint8     // registered poll interest (ioRead|ioWrite); owned by the loop, not guarded
+	rport     uint16    // the peer's port (raddr below); immutable, not guarded
 
 	// Owned by the loop (or, in the portable engine, the reader goroutine);
-	// fd and host are immutable. The small fields share one word.
+	// fd, ln and host are immutable. The small fields fill whole words:
+	// Conn is at the top of its malloc size class (conn_test.go).
 	fd       int32
-	flags    uint16   // loop-owned flag bits
-	hcaps    uint8    // h's capabilities (handler.go)
-	interest uint8    // registered poll interest (ioRead|ioWrite)
-	host     connHost // c's loop (*loop) or portable reader (*pconn): host.go
-	in       []byte   // unconsumed input, pooled
-	timer    timerwheel.Entry[*Conn]
-	lastRead int64 // tick of the last read
-	msgStart int64 // tick the pending message started, 0 if none
+	flags    uint16 // loop-owned flag bits
+	hcaps    uint8  // h's capabilities (handler.go)
+	ln       uint8  // the listener that accepted c (index+1 in Engine.lns), 0 if dialled
+	lastRead stamp  // tick of the last read (poll engine; the portable one keeps times in pconn)
+	msgStart stamp  // tick the pending message started, 0 if none (poll engine)
 	state    atomic.Uint32
 	idleTO   atomic.Int32 // per-connection override in ms; 0 default, <0 off
 	readTO   atomic.Int32
-	inflight atomic.Int32 // Dispatch tasks queued or running
+	inflight atomic.Int32     // Dispatch tasks queued or running
+	host     connHost         // c's loop (*loop) or portable reader (*pconn): host.go
+	in       []byte           // unconsumed input, pooled
+	timer    timerwheel.Entry // in l.wheel while a timeout may apply; connOfTimer
 	bytesIn  atomic.Uint64
 	bytesOut atomic.Uint64
 	served   atomic.Uint64
@@ -72,6 +69,64 @@ type Conn struct {
 
 	// h is c's handler, owned by its loop (SetHandler).
 	h Handler
+}
+
+// Close-state bits (Conn.cs), guarded by Conn.mu. The high four bits of
+// cs hold the close reason (why, setWhy).
+const (
+	csClosed     uint8 = 1 << iota // descriptor closed; writes fail
+	csClosing                      // close requested; writes fail
+	csAbort                        // close without flushing
+	csArmPending                   // an opArmWrite is posted and not yet handled
+)
+
+// whyShift places the close reason in Conn.cs; every CloseReason fits the
+// four bits above it (the array below fails to compile otherwise).
+const whyShift = 4
+
+var _ [1<<(8-whyShift) - int(numReasons)]struct{}
+
+// why returns the reason c closes for, ReasonNone until one is set; c.mu
+// must be held.
+func (c *Conn) why() CloseReason { return CloseReason(c.cs >> whyShift) }
+
+// setWhy records r as the reason c closes for; c.mu must be held.
+func (c *Conn) setWhy(r CloseReason) {
+	c.cs = c.cs&(1<<whyShift-1) | uint8(r)<<whyShift
+}
+
+// stamp is a tick kept in 32 bits: the poll engine's activity times
+// (Conn.lastWrite, lastRead, msgStart), 12 bytes a connection less than
+// three int64s. A stamp is read back against the loop's current tick (at),
+// which is exact while the two lie within 2^31 ticks of each other: 6.8
+// years at the default 100 ms tick, 24 days at a 1 ms tick. Timeouts are
+// capped at maxTimeoutTicks, so a connection that can time out is looked at
+// again long before its stamps could wrap. The zero stamp means none.
+type stamp uint32
+
+// stampOf returns the stamp of tick t; never the zero stamp.
+func stampOf(t int64) stamp {
+	if s := stamp(t); s != 0 {
+		return s
+	}
+	return 1
+}
+
+// at returns the tick s stands for, read against now, the current tick.
+func (s stamp) at(now int64) int64 {
+	return now - int64(int32(uint32(now)-uint32(s)))
+}
+
+// timerOffset is where Conn.timer sits in a Conn.
+const timerOffset = unsafe.Offsetof(Conn{}.timer)
+
+// connOfTimer returns the Conn whose timer field ent is. The wheel's
+// entries hold no pointer back to their connection (8 bytes a connection):
+// every entry in a loop's wheel is some Conn's timer field, so stepping back
+// by the field's offset stays inside that Conn's allocation (the pointer
+// arithmetic the unsafe package allows, and checkptr accepts under -race).
+func connOfTimer(ent *timerwheel.Entry) *Conn {
+	return (*Conn)(unsafe.Add(unsafe.Pointer(ent), -int(timerOffset)))
 }
 
 // errBox holds a close error and a protocol's close detail out of line:
@@ -270,7 +325,7 @@ func (c *Conn) markMessage(pending bool) bool {
 // run then, nor if c closes before its turn. It is safe for concurrent use.
 func (c *Conn) Post(fn func()) bool {
 	c.mu.Lock()
-	closed := c.closed
+	closed := c.cs&csClosed != 0
 	c.mu.Unlock()
 	if closed {
 		return false
@@ -326,12 +381,12 @@ func (c *Conn) requestClose(r CloseReason, err error, abort bool) {
 
 func (c *Conn) requestClose2(r CloseReason, err error, d CloseDetail, abort bool) {
 	c.mu.Lock()
-	if c.closed || (c.closing && !(abort && !c.abort)) {
+	if c.cs&csClosed != 0 || (c.cs&csClosing != 0 && !(abort && c.cs&csAbort == 0)) {
 		c.mu.Unlock()
 		return
 	}
-	if !c.closing {
-		c.closeWhy = r
+	if c.cs&csClosing == 0 {
+		c.setWhy(r)
 		c.setCloseError(err)
 		if d != nil {
 			if c.closeErr == nil {
@@ -340,7 +395,7 @@ func (c *Conn) requestClose2(r CloseReason, err error, d CloseDetail, abort bool
 			c.closeErr.detail = d
 		}
 	}
-	if !c.closing && !abort {
+	if c.cs&csClosing == 0 && !abort {
 		if t := c.transformLocked(); t != nil {
 			if b := t.Final(); b != nil {
 				c.host.finalLocked(c, b)
@@ -348,8 +403,10 @@ func (c *Conn) requestClose2(r CloseReason, err error, d CloseDetail, abort bool
 			}
 		}
 	}
-	c.closing = true
-	c.abort = c.abort || abort
+	c.cs |= csClosing
+	if abort {
+		c.cs |= csAbort
+	}
 	c.mu.Unlock()
 	c.post(opClose)
 }
@@ -419,7 +476,7 @@ func (c *Conn) Writev(bufs [][]byte) (int, error) {
 // write so the descriptor cannot be closed and reused under it.
 func (c *Conn) writev(l *loop, bufs [][]byte, total int) (int, error) {
 	c.mu.Lock()
-	if c.closed || c.closing {
+	if c.cs&(csClosed|csClosing) != 0 {
 		c.mu.Unlock()
 		return 0, ErrClosed
 	}
@@ -442,7 +499,7 @@ func (c *Conn) writeLocked(l *loop, bufs [][]byte, total int) (int, error) {
 		if n > 0 {
 			c.bytesOut.Add(uint64(n))
 			l.stats.bytesOut.Add(uint64(n))
-			c.lastWrite = l.tick.Load()
+			c.lastWrite = stampOf(l.tick.Load())
 		}
 		if err != nil {
 			c.mu.Unlock()
@@ -455,9 +512,9 @@ func (c *Conn) writeLocked(l *loop, bufs [][]byte, total int) (int, error) {
 		}
 	}
 	err := c.enqueueLocked(l, bufs, n, total-n)
-	arm := err == nil && !c.armPending
+	arm := err == nil && c.cs&csArmPending == 0
 	if arm {
-		c.armPending = true
+		c.cs |= csArmPending
 	}
 	c.mu.Unlock()
 	if err != nil {
@@ -493,7 +550,7 @@ func (c *Conn) enqueueLocked(l *loop, bufs [][]byte, skip, rest int) error {
 		e.queued.Add(int64(rest))
 	}
 	if c.out == nil {
-		c.lastWrite = l.tick.Load()
+		c.lastWrite = stampOf(l.tick.Load())
 		c.out = outQueuePool.Get().(*outQueue)
 	}
 	q := c.out
@@ -544,7 +601,7 @@ func (c *Conn) flushLocked(l *loop) (bool, error) {
 		if n > 0 {
 			c.bytesOut.Add(uint64(n))
 			l.stats.bytesOut.Add(uint64(n))
-			c.lastWrite = l.tick.Load()
+			c.lastWrite = stampOf(l.tick.Load())
 			c.out.bytes -= n
 			l.e.queued.Add(-int64(n))
 			c.consumeOutLocked(n)

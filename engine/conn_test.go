@@ -2,19 +2,38 @@ package engine
 
 import (
 	"net/netip"
+	"slices"
 	"testing"
 	"unsafe"
 )
 
-// TestConnSize guards the size of Conn: 240 bytes is the top of a malloc
-// size class, so one more field costs a whole class step (16 bytes) for
-// every idle connection. Shrink it and lower the figure; do not raise it.
+// connSizeClasses are the Go allocator's size classes around Conn's size
+// (runtime/sizeclasses.go): an object is rounded up to the next of them.
+var connSizeClasses = []uintptr{176, 192, 208, 224, 240, 256, 288}
+
+// connSize is what an engine.Conn costs, the top of its malloc size class:
+// one more field costs a whole class step (16 bytes) for every idle
+// connection. Shrink it and lower the figure; do not raise it.
+const connSize = 208
+
+// TestConnSize guards the size of Conn and that it fills its size class.
 func TestConnSize(t *testing.T) {
 	if unsafe.Sizeof(uintptr(0)) != 8 {
 		t.Skip("the figure is for 64-bit platforms")
 	}
-	if got := unsafe.Sizeof(Conn{}); got != 240 {
-		t.Fatalf("engine.Conn is %d bytes, want 240", got)
+	if got := unsafe.Sizeof(Conn{}); got != connSize {
+		t.Fatalf("engine.Conn is %d bytes, want %d", got, connSize)
+	}
+	if !slices.Contains(connSizeClasses, connSize) {
+		t.Fatalf("%d is not a malloc size class: Conn pays for bytes it does not use", connSize)
+	}
+}
+
+// TestConnOfTimer checks the step from a wheel entry back to its Conn.
+func TestConnOfTimer(t *testing.T) {
+	c := new(Conn)
+	if got := connOfTimer(&c.timer); got != c {
+		t.Fatalf("connOfTimer(&c.timer) = %p, want %p", got, c)
 	}
 }
 
@@ -34,11 +53,46 @@ func TestRemoteAddr(t *testing.T) {
 	}
 }
 
+// TestStamp checks that a 32-bit stamp reads back as its tick around the
+// points where the low 32 bits wrap, a little behind now (activity stamped
+// earlier) and a little ahead (a writer stamped a tick the loop has not
+// read yet), and that no tick stamps as "none".
+func TestStamp(t *testing.T) {
+	for _, now := range []int64{1, 100, 1<<31 - 1, 1 << 31, 1<<32 - 1, 1 << 32, 1<<32 + 5, 3<<32 + 17, 1 << 40} {
+		for _, d := range []int64{-maxTimeoutTicks - 1, -1 << 20, -1, 0, 1, 2} {
+			tick := now + d
+			if tick < 1 {
+				continue
+			}
+			s := stampOf(tick)
+			if s == 0 {
+				t.Fatalf("stampOf(%d) is the zero stamp", tick)
+			}
+			if got := s.at(now); got != tick && !(uint32(tick) == 0 && got == tick+1) {
+				t.Errorf("stampOf(%d).at(%d) = %d", tick, now, got)
+			}
+		}
+	}
+}
+
+// TestWhyBits checks that the close reason kept in cs leaves the
+// close-state bits alone, for every reason.
+func TestWhyBits(t *testing.T) {
+	var c Conn
+	c.cs = csClosing | csArmPending
+	for r := ReasonNone; r < numReasons; r++ {
+		c.setWhy(r)
+		if c.why() != r || c.cs&(1<<whyShift-1) != csClosing|csArmPending {
+			t.Fatalf("setWhy(%v): why %v, cs %#x", r, c.why(), c.cs)
+		}
+	}
+}
+
 // BenchmarkWriteDispatch times Write up to the poll engine's write path on
 // a connection that is closing, so no system call hides the fixed cost of
 // reaching it (host.go: the type check in place of an interface call).
 func BenchmarkWriteDispatch(b *testing.B) {
-	c := &Conn{host: &loop{}, closing: true}
+	c := &Conn{host: &loop{}, cs: csClosing}
 	msg := make([]byte, 64)
 	b.ReportAllocs()
 	for b.Loop() {

@@ -41,9 +41,12 @@ type Engine struct {
 	tickDur time.Duration
 	limiter *rate.Limiter
 
-	// ipMu guards perIP.
+	// ipMu guards perIP: open connections by remote IP (MaxConnsPerIP),
+	// keyed by the 16-byte form Conn keeps (raddr). A netip.Addr key would
+	// take 24 bytes and hold a pointer (its zone), so the GC would scan
+	// the whole table; this one has none, and a slot takes 20 bytes.
 	ipMu  sync.Mutex
-	perIP map[netip.Addr]int32
+	perIP map[[16]byte]int32
 
 	// detailMu guards details.
 	detailMu sync.Mutex
@@ -77,7 +80,7 @@ func New(cfg Config, h Handler) (*Engine, error) {
 		workers: newWorkerPool(cfg.Workers, cfg.WorkerQueue),
 		start:   cfg.Clock.Now(),
 		tickDur: cfg.TickInterval,
-		perIP:   make(map[netip.Addr]int32),
+		perIP:   make(map[[16]byte]int32),
 		details: make(map[detailKey]uint64),
 		drained: make(chan struct{}),
 		done:    make(chan struct{}),
@@ -613,8 +616,18 @@ func (e *Engine) tickAt(t time.Time) int64 {
 	return int64(t.Sub(e.start)/e.tickDur) + 1
 }
 
-// ticks converts a duration to whole ticks, rounding up.
+// maxTimeoutTicks caps a timeout in ticks, so that a connection that can
+// time out is looked at again while its activity stamps still read back
+// exactly (stamp, conn.go): 2^30 ticks are 3.4 years at the default
+// 100 ms tick, 12 days at a 1 ms tick.
+const maxTimeoutTicks = 1 << 30
+
+// ticks converts a timeout to whole ticks, rounding up, at most
+// maxTimeoutTicks.
 func (e *Engine) ticks(d time.Duration) int64 {
+	if d >= time.Duration(maxTimeoutTicks)*e.tickDur {
+		return maxTimeoutTicks
+	}
 	return int64((d + e.tickDur - 1) / e.tickDur)
 }
 
@@ -628,14 +641,15 @@ func (e *Engine) admit(ip netip.Addr) (Bound, bool) {
 		return BoundMaxConns, false
 	}
 	if e.cfg.MaxConnsPerIP > 0 {
+		key := ip.Unmap().As16()
 		e.ipMu.Lock()
-		n := e.perIP[ip]
+		n := e.perIP[key]
 		if int(n) >= e.cfg.MaxConnsPerIP {
 			e.ipMu.Unlock()
 			e.conns.Add(-1)
 			return BoundPerIP, false
 		}
-		e.perIP[ip] = n + 1
+		e.perIP[key] = n + 1
 		e.ipMu.Unlock()
 	}
 	return 0, true
@@ -645,19 +659,19 @@ func (e *Engine) admit(ip netip.Addr) (Bound, bool) {
 func (e *Engine) release(c *Conn) {
 	if c.flags&fTransform != 0 {
 		c.mu.Lock()
-		t, r := c.transformLocked(), c.closeWhy
+		t, r := c.transformLocked(), c.why()
 		c.mu.Unlock()
 		if tc, ok := t.(TransformCloser); ok {
 			tc.Closed(c, r)
 		}
 	}
-	if e.cfg.MaxConnsPerIP > 0 {
-		ip := c.RemoteAddr().Addr()
+	if e.cfg.MaxConnsPerIP > 0 && c.ln != 0 { // admitted: accepted, not dialled
+		key := c.raddr
 		e.ipMu.Lock()
-		if n := e.perIP[ip]; n <= 1 {
-			delete(e.perIP, ip)
+		if n := e.perIP[key]; n <= 1 {
+			delete(e.perIP, key)
 		} else {
-			e.perIP[ip] = n - 1
+			e.perIP[key] = n - 1
 		}
 		e.ipMu.Unlock()
 	}

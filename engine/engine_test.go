@@ -555,6 +555,39 @@ func TestAdmission(t *testing.T) {
 			t.Fatal("per-IP rejection not counted")
 		}
 	})
+	t.Run("per-ip-outbound", func(t *testing.T) {
+		// An outbound connection is not admitted per IP, so closing one to
+		// an IP that also has inbound connections leaves their count alone.
+		e, addr := startEngine(t, Config{MaxConnsPerIP: 1, Inline: true}, newEcho())
+		roundTrip(t, dial(t, addr), "the one from 127.0.0.1")
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		go func() {
+			if c, err := ln.Accept(); err == nil {
+				io.Copy(io.Discard, c)
+				c.Close()
+			}
+		}()
+		out, err := e.Dial(netip.MustParseAddrPort(ln.Addr().String()), netip.Addr{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 5*time.Second, "outbound open", func() bool { return out.State() != StateNew })
+		out.Close()
+		eventually(t, 5*time.Second, "outbound closed", func() bool { return e.NumConns() == 1 })
+		second := dial(t, addr)
+		second.SetDeadline(time.Now().Add(5 * time.Second))
+		second.Write([]byte("x"))
+		if _, err := second.Read(make([]byte, 1)); err == nil {
+			t.Fatal("a second connection from one IP served after an outbound one to it closed")
+		}
+		if e.Stats().Rejected[BoundPerIP] != 1 {
+			t.Fatal("per-IP rejection not counted")
+		}
+	})
 	t.Run("accept-rate", func(t *testing.T) {
 		clk := newFakeClock()
 		e, addr := startEngine(t, Config{AcceptRate: 1, AcceptBurst: 2, Clock: clk, Inline: true}, newEcho())

@@ -19,7 +19,7 @@ import "net/netip"
 // work; each costs an indirect call where a branch was, about a
 // nanosecond.
 //
-// One interface field also keeps Conn at 240 bytes: it takes the two words
+// One interface field also keeps Conn small: it takes the two words
 // of the loop and portable pointers it replaces.
 type connHost interface {
 	// engine returns the engine c belongs to.
@@ -80,7 +80,7 @@ func (l *loop) setMessagePending(c *Conn, pending bool) {
 	if !c.inline() || !c.markMessage(pending) {
 		return
 	}
-	c.msgStart = l.tick.Load()
+	c.msgStart = stampOf(l.tick.Load())
 	l.retime(c)
 }
 

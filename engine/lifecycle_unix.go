@@ -10,6 +10,24 @@ import (
 	"github.com/warrenhq/warren/internal/pool"
 )
 
+// growTable returns t grown to hold index fd. Every loop's table is indexed
+// by descriptor, and descriptors are the process's, so each loop's table
+// spans the highest descriptor of all: it costs Loops x 8 bytes a
+// connection. Growing by an eighth (at least 1,024 slots) instead of
+// doubling keeps the slack past the highest descriptor under 13% (doubling
+// left up to 100%: 16 bytes a connection more with two loops just past a
+// power of two), for an amortised copy of at most 8 slots per slot.
+func growTable(t []*Conn, fd int) []*Conn {
+	n := len(t) + max(1024, len(t)/8)
+	if n <= fd {
+		n = fd + 1
+	}
+	n = (n + 1023) &^ 1023
+	grown := make([]*Conn, n)
+	copy(grown, t)
+	return grown
+}
+
 // register adds c to l: its slot in the table, its poll interest (write,
 // for a connect in progress) and its counts; then OnOpen, or for a connect
 // in progress its timeout. A stopping loop closes c instead.
@@ -20,14 +38,8 @@ func (l *loop) register(c *Conn) {
 		e.release(c)
 		return
 	}
-	for int(c.fd) >= len(l.conns) {
-		n := 2 * len(l.conns)
-		if n < 1024 {
-			n = 1024
-		}
-		grown := make([]*Conn, n)
-		copy(grown, l.conns)
-		l.conns = grown
+	if int(c.fd) >= len(l.conns) {
+		l.conns = growTable(l.conns, int(c.fd))
 	}
 	dialing := c.flags&fDialing != 0
 	if err := l.poller.Add(int(c.fd), !dialing, dialing); err != nil {
@@ -43,8 +55,7 @@ func (l *loop) register(c *Conn) {
 	}
 	c.flags |= fRegistered
 	now := l.tick.Load()
-	c.lastRead = now
-	c.timer.Value = c
+	c.lastRead = stampOf(now)
 	l.stats.accepted.Add(1)
 	l.stats.conns.Add(1)
 	l.stats.states[StateNew].Add(1)
@@ -135,7 +146,7 @@ func (l *loop) setState(c *Conn, to State) {
 // handleClose carries out a close requested with requestClose.
 func (l *loop) handleClose(c *Conn) {
 	c.mu.Lock()
-	abort, empty := c.abort, c.out == nil
+	abort, empty := c.cs&csAbort != 0, c.out == nil
 	c.mu.Unlock()
 	if abort || empty {
 		l.finishClose(c)
@@ -150,7 +161,7 @@ func (l *loop) handleClose(c *Conn) {
 // recorded (ReasonLocal if none).
 func (l *loop) finishClose(c *Conn) {
 	c.mu.Lock()
-	r, err := c.closeWhy, c.closeError()
+	r, err := c.why(), c.closeError()
 	c.mu.Unlock()
 	if r == ReasonNone {
 		r = ReasonLocal
@@ -165,14 +176,14 @@ func (l *loop) closeNow(c *Conn, r CloseReason, err error) {
 	}
 	e := l.e
 	c.mu.Lock()
-	if c.closeWhy != ReasonNone {
-		r, err = c.closeWhy, c.closeError()
+	if c.why() != ReasonNone {
+		r, err = c.why(), c.closeError()
 	} else {
-		c.closeWhy = r
+		c.setWhy(r)
 		c.setCloseError(err)
 	}
 	detail := c.closeDetail()
-	c.closed, c.closing = true, true
+	c.cs |= csClosed | csClosing
 	c.releaseOutLocked(e)
 	c.mu.Unlock()
 

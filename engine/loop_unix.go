@@ -51,7 +51,7 @@ type loop struct {
 	buf    []byte
 	conns  []*Conn // indexed by descriptor
 	lns    []*listener
-	wheel  *timerwheel.Wheel[*Conn]
+	wheel  *timerwheel.Wheel // Conn.timer entries
 	tick   atomic.Int64
 	stats  loopStats
 
@@ -88,7 +88,7 @@ func startLoops(e *Engine) error {
 			e: e, idx: i, poller: p,
 			events:  make([]poll.Event, 1024),
 			buf:     make([]byte, cfg.ReadBufferSize),
-			wheel:   timerwheel.New[*Conn](1024, now),
+			wheel:   timerwheel.New(1024, now),
 			stopped: make(chan struct{}),
 		}
 		l.tick.Store(now)

@@ -56,8 +56,15 @@ type pconn struct {
 	drainStarted bool     // OnDrain has run
 	drainQuiet   bool     // draining: close once quiet
 
-	// last mirrors Conn.lastRead for observers on other goroutines.
+	// last mirrors lastRead for observers on other goroutines.
 	last atomic.Int64
+
+	// Owned by the reader goroutine, unix nanoseconds (deadlines on a
+	// net.Conn are wall time; the poll engine keeps these in the Conn, as
+	// ticks): the last read, and the start of the pending message, 0 if
+	// none.
+	lastRead int64
+	msgStart int64
 	// proto mirrors the handler's protocol name for observers.
 	proto atomic.Pointer[protoBox]
 }
@@ -258,9 +265,9 @@ func (pe *portableEngine) serve(c *Conn) {
 			}
 			if timeoutWhy != ReasonNone {
 				if e.callOnTimeout(c, timeoutWhy) {
-					c.lastRead = time.Now().UnixNano()
+					pc.lastRead = time.Now().UnixNano()
 					if c.pending() {
-						c.msgStart = c.lastRead
+						pc.msgStart = pc.lastRead
 					}
 					continue
 				}
@@ -332,9 +339,9 @@ func (pc *pconn) takeDrain() bool {
 // pending, else the idle timeout.
 func (pe *portableEngine) deadline(c *Conn) (CloseReason, time.Time) {
 	e := pe.e
-	now := time.Now()
-	if c.lastRead == 0 {
-		c.lastRead = now.UnixNano()
+	pc := c.portable()
+	if pc.lastRead == 0 {
+		pc.lastRead = time.Now().UnixNano()
 	}
 	if c.inflight.Load() > 0 {
 		return ReasonNone, time.Time{}
@@ -345,13 +352,13 @@ func (pe *portableEngine) deadline(c *Conn) (CloseReason, time.Time) {
 		if d <= 0 {
 			return ReasonNone, time.Time{}
 		}
-		return ReasonReadTimeout, time.Unix(0, c.msgStart).Add(d)
+		return ReasonReadTimeout, time.Unix(0, pc.msgStart).Add(d)
 	}
 	d := msDuration(c.idleTO.Load(), idleDef)
 	if d <= 0 {
 		return ReasonNone, time.Time{}
 	}
-	return ReasonIdleTimeout, time.Unix(0, c.lastRead).Add(d)
+	return ReasonIdleTimeout, time.Unix(0, pc.lastRead).Add(d)
 }
 
 func msDuration(ms int32, def time.Duration) time.Duration {
@@ -376,12 +383,13 @@ func (pe *portableEngine) input(c *Conn, data []byte) {
 		}
 		if used > 0 {
 			c.in = c.in[:copy(c.in, c.in[used:])]
-			c.msgStart = now
+			pc := c.portable()
+			pc.msgStart = now
 			if len(c.in) == 0 {
 				pool.Put(c.in)
 				c.in = nil
 				if c.flags&fMessage == 0 {
-					c.msgStart = 0
+					pc.msgStart = 0
 				}
 			}
 		}
@@ -389,8 +397,9 @@ func (pe *portableEngine) input(c *Conn, data []byte) {
 	}
 	c.bytesIn.Add(uint64(len(data)))
 	pe.stats.bytesIn.Add(uint64(len(data)))
-	c.lastRead = now
-	c.portable().last.Store(now)
+	pc := c.portable()
+	pc.lastRead = now
+	pc.last.Store(now)
 	pe.deliver(c, data, now)
 }
 
@@ -434,7 +443,7 @@ func (pe *portableEngine) deliver(c *Conn, data []byte, now int64) {
 			c.in = nil
 		}
 		if c.flags&fMessage == 0 {
-			c.msgStart = 0
+			c.portable().msgStart = 0
 		}
 		return
 	}
@@ -447,19 +456,19 @@ func (pe *portableEngine) deliver(c *Conn, data []byte, now int64) {
 	} else {
 		c.in = append(pool.Get(rest)[:0], data[used:]...)
 	}
-	if c.msgStart == 0 || used > 0 {
-		c.msgStart = now
+	if pc := c.portable(); pc.msgStart == 0 || used > 0 {
+		pc.msgStart = now
 	}
 }
 
 func (pe *portableEngine) closeRequested(c *Conn) CloseReason {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closing {
-		if c.closeWhy == ReasonNone {
+	if c.cs&csClosing != 0 {
+		if c.why() == ReasonNone {
 			return ReasonLocal
 		}
-		return c.closeWhy
+		return c.why()
 	}
 	return ReasonNone
 }
@@ -467,14 +476,14 @@ func (pe *portableEngine) closeRequested(c *Conn) CloseReason {
 func (pe *portableEngine) finish(c *Conn, why CloseReason, err error) {
 	e := pe.e
 	c.mu.Lock()
-	if c.closeWhy != ReasonNone {
-		why, err = c.closeWhy, c.closeError()
+	if c.why() != ReasonNone {
+		why, err = c.why(), c.closeError()
 	} else {
-		c.closeWhy = why
+		c.setWhy(why)
 		c.setCloseError(err)
 	}
 	detail := c.closeDetail()
-	c.closed, c.closing = true, true
+	c.cs |= csClosed | csClosing
 	c.mu.Unlock()
 	pe.stats.conns.Add(-1)
 	pe.stats.closed[why].Add(1)
@@ -569,7 +578,7 @@ func (pc *pconn) postFn(_ *Conn, fn func()) bool {
 // reader here.
 func (pc *pconn) setMessagePending(c *Conn, pending bool) {
 	if c.markMessage(pending) {
-		c.msgStart = pc.e.Now().UnixNano()
+		pc.msgStart = pc.e.Now().UnixNano()
 	}
 }
 
@@ -586,7 +595,7 @@ func (pc *pconn) requestClose(c *Conn) {
 	pc.mu.Unlock()
 	pc.nc.SetReadDeadline(time.Now())
 	c.mu.Lock()
-	abort := c.abort
+	abort := c.cs&csAbort != 0
 	c.mu.Unlock()
 	if abort {
 		pc.nc.Close()
@@ -596,7 +605,7 @@ func (pc *pconn) requestClose(c *Conn) {
 // writev writes synchronously, bounded by the write timeout.
 func (pc *pconn) writev(c *Conn, b [][]byte, total int) (int, error) {
 	c.mu.Lock()
-	if c.closed || c.closing {
+	if c.cs&(csClosed|csClosing) != 0 {
 		c.mu.Unlock()
 		return 0, ErrClosed
 	}

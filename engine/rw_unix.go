@@ -75,7 +75,7 @@ func (l *loop) onInput(c *Conn, data []byte) {
 	n := len(data)
 	c.bytesIn.Add(uint64(n))
 	l.stats.bytesIn.Add(uint64(n))
-	c.lastRead = l.tick.Load()
+	c.lastRead = stampOf(l.tick.Load())
 	l.deliver(c, data)
 }
 
@@ -189,7 +189,7 @@ func (l *loop) keepRest(c *Conn, data []byte, used int, fromIn bool) {
 		c.in = append(pool.Get(rest)[:0], data[used:]...)
 	}
 	if c.msgStart == 0 || used > 0 {
-		c.msgStart = l.tick.Load()
+		c.msgStart = stampOf(l.tick.Load())
 		l.retime(c)
 	}
 }
@@ -211,7 +211,7 @@ func (l *loop) dataDone(c *Conn, rest []byte, progress bool) {
 		}
 		c.msgStart = 0
 	} else if c.msgStart == 0 || progress {
-		c.msgStart = l.tick.Load()
+		c.msgStart = stampOf(l.tick.Load())
 	}
 	l.updateInterest(c)
 	l.updateState(c)
@@ -233,7 +233,7 @@ func (l *loop) onWritable(c *Conn) {
 			return
 		}
 		c.flags &^= fDialing
-		c.lastRead = l.tick.Load()
+		c.lastRead = stampOf(l.tick.Load())
 		l.updateInterest(c)
 		l.opened(c)
 		return
@@ -267,7 +267,7 @@ func (l *loop) onWritable(c *Conn) {
 func (l *loop) armWrite(c *Conn) {
 	e := l.e
 	c.mu.Lock()
-	c.armPending = false
+	c.cs &^= csArmPending
 	queued := c.out.len()
 	c.mu.Unlock()
 	if queued > e.cfg.WriteHighWater && e.cfg.SlowPolicy == SlowPause {

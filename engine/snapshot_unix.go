@@ -20,9 +20,10 @@ func (l *loop) snapshot() []ConnInfo {
 		c.mu.Lock()
 		queued, lw := c.out.len(), c.lastWrite
 		c.mu.Unlock()
-		last := c.lastRead
-		if lw > last {
-			last = lw
+		now := l.tick.Load()
+		last := c.lastRead.at(now)
+		if lw != 0 {
+			last = max(last, lw.at(now))
 		}
 		// Accepted connections on a listener bound to one address share
 		// its local address: spare a getsockname per connection.

@@ -51,31 +51,35 @@ func msTicks(e *Engine, ms int32, def time.Duration) int64 {
 // late rather than early: activity is stamped with the tick it happened in.
 func (l *loop) deadline(c *Conn) (int64, CloseReason) {
 	e := l.e
+	now := l.tick.Load()
 	c.mu.Lock()
 	queued, lastWrite := c.out != nil, c.lastWrite
 	c.mu.Unlock()
+	lastRead := c.lastRead.at(now)
 	best, why := int64(1<<62), ReasonNone
 	if c.flags&fDialing != 0 {
 		if e.cfg.WriteTimeout > 0 {
-			return c.lastRead + e.ticks(e.cfg.WriteTimeout) + 1, ReasonWriteTimeout
+			return lastRead + e.ticks(e.cfg.WriteTimeout) + 1, ReasonWriteTimeout
 		}
 		return best, why
 	}
 	if queued && e.cfg.WriteTimeout > 0 {
-		best, why = lastWrite+e.ticks(e.cfg.WriteTimeout)+1, ReasonWriteTimeout
+		best, why = lastWrite.at(now)+e.ticks(e.cfg.WriteTimeout)+1, ReasonWriteTimeout
 	}
 	if c.flags&fFlushClose != 0 || c.flags&fWorkerBusy != 0 || c.inflight.Load() > 0 {
 		return best, why // closing, or the handler is working: only writes are timed
 	}
 	idleDef, readDef := e.timeouts(c.ln)
 	if c.pending() {
-		if t := msTicks(e, c.readTO.Load(), readDef); t > 0 && c.msgStart+t+1 < best {
-			best, why = c.msgStart+t+1, ReasonReadTimeout
+		if t := msTicks(e, c.readTO.Load(), readDef); t > 0 {
+			if dl := c.msgStart.at(now) + t + 1; dl < best {
+				best, why = dl, ReasonReadTimeout
+			}
 		}
 	} else if t := msTicks(e, c.idleTO.Load(), idleDef); t > 0 {
-		last := c.lastRead
-		if lastWrite > last {
-			last = lastWrite
+		last := lastRead
+		if lastWrite != 0 {
+			last = max(last, lastWrite.at(now))
 		}
 		if last+t+1 < best {
 			best, why = last+t+1, ReasonIdleTimeout
@@ -86,8 +90,8 @@ func (l *loop) deadline(c *Conn) (int64, CloseReason) {
 
 // expire runs when c's timer entry fires: it closes c if a deadline has
 // passed, or re-arms the entry for the next one.
-func (l *loop) expire(ent *timerwheel.Entry[*Conn]) {
-	c := ent.Value
+func (l *loop) expire(ent *timerwheel.Entry) {
+	c := connOfTimer(ent)
 	if c.flags&fRegistered == 0 {
 		return
 	}
@@ -112,9 +116,9 @@ func (l *loop) expire(ent *timerwheel.Entry[*Conn]) {
 		if c.flags&fRegistered == 0 {
 			return
 		}
-		c.lastRead = now
+		c.lastRead = stampOf(now)
 		if c.pending() {
-			c.msgStart = now
+			c.msgStart = stampOf(now)
 		}
 		l.retime(c)
 		return
