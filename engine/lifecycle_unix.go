@@ -10,24 +10,6 @@ import (
 	"github.com/warrenhq/warren/internal/pool"
 )
 
-// growTable returns t grown to hold index fd. Every loop's table is indexed
-// by descriptor, and descriptors are the process's, so each loop's table
-// spans the highest descriptor of all: it costs Loops x 8 bytes a
-// connection. Growing by an eighth (at least 1,024 slots) instead of
-// doubling keeps the slack past the highest descriptor under 13% (doubling
-// left up to 100%: 16 bytes a connection more with two loops just past a
-// power of two), for an amortised copy of at most 8 slots per slot.
-func growTable(t []*Conn, fd int) []*Conn {
-	n := len(t) + max(1024, len(t)/8)
-	if n <= fd {
-		n = fd + 1
-	}
-	n = (n + 1023) &^ 1023
-	grown := make([]*Conn, n)
-	copy(grown, t)
-	return grown
-}
-
 // register adds c to l: its slot in the table, its poll interest (write,
 // for a connect in progress) and its counts; then OnOpen, or for a connect
 // in progress its timeout. A stopping loop closes c instead.
@@ -38,8 +20,14 @@ func (l *loop) register(c *Conn) {
 		e.release(c)
 		return
 	}
-	if int(c.fd) >= len(l.conns) {
-		l.conns = growTable(l.conns, int(c.fd))
+	for int(c.fd) >= len(l.conns) {
+		n := 2 * len(l.conns)
+		if n < 1024 {
+			n = 1024
+		}
+		grown := make([]*Conn, n)
+		copy(grown, l.conns)
+		l.conns = grown
 	}
 	dialing := c.flags&fDialing != 0
 	if err := l.poller.Add(int(c.fd), !dialing, dialing); err != nil {
