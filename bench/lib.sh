@@ -79,8 +79,27 @@ need_cmd() {
   { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${pkgs[@]}"; } >/dev/null 2>&1 ||
     die "could not install ${pkgs[*]}"
 }
-# free_port: a free TCP port on 127.0.0.1.
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# free_port: a free TCP port on 127.0.0.1, below the kernel's ephemeral
+# range: a port the kernel picks for bind(0) comes from that range, where
+# the next outbound connection (the gateway's own NATS clients, a load
+# generator's) may take it before our server binds it.
+free_port() {
+	python3 -c '
+import random, socket
+lo = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+for _ in range(1000):
+    p = random.randrange(10000, max(lo, 10001))
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p)); print(p); break
+    except OSError:
+        pass
+    finally:
+        s.close()
+else:
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])
+'
+}
 
 # gw_setup: the gateway scripts' start: the open-file limit raised to its
 # hard limit, OUT made, warren built into BIN and a data directory DATA
