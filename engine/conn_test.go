@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"slices"
 	"testing"
+	"time"
 	"unsafe"
 )
 
@@ -98,6 +99,30 @@ func BenchmarkWriteDispatch(b *testing.B) {
 	for b.Loop() {
 		if _, err := c.Write(msg); err != ErrClosed {
 			b.Fatal(err)
+		}
+	}
+}
+
+// TestTicksCap: a timeout converts to whole ticks rounded up, capped at
+// maxTimeoutTicks, whatever the tick (a long tick once overflowed the cap's
+// product and gave every timeout centuries).
+func TestTicksCap(t *testing.T) {
+	for _, c := range []struct {
+		tick, d time.Duration
+		want    int64
+	}{
+		{100 * time.Millisecond, 30 * time.Second, 300},
+		{100 * time.Millisecond, 150 * time.Millisecond, 2},
+		{time.Millisecond, 1000 * 24 * time.Hour, maxTimeoutTicks},
+		{9 * time.Second, 30 * time.Second, 4},
+		{10 * time.Second, 30 * time.Second, 3},
+		{time.Minute, 30 * time.Second, 1},
+		{time.Hour, time.Duration(1 << 62), 1281024},
+		{100 * time.Millisecond, time.Duration(1<<63 - 1), maxTimeoutTicks},
+	} {
+		e := &Engine{tickDur: c.tick}
+		if got := e.ticks(c.d); got != c.want {
+			t.Errorf("tick %v, timeout %v: %d ticks, want %d", c.tick, c.d, got, c.want)
 		}
 	}
 }

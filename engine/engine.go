@@ -625,7 +625,7 @@ const maxTimeoutTicks = 1 << 30
 // ticks converts a timeout to whole ticks, rounding up, at most
 // maxTimeoutTicks.
 func (e *Engine) ticks(d time.Duration) int64 {
-	if d >= time.Duration(maxTimeoutTicks)*e.tickDur {
+	if d/e.tickDur >= maxTimeoutTicks { // not d >= max*tick: that overflows past an 8.6 s tick
 		return maxTimeoutTicks
 	}
 	return int64((d + e.tickDur - 1) / e.tickDur)

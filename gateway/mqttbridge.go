@@ -40,9 +40,13 @@ const retainedPrefix = "warren.mqtt.retained."
 //
 // Going over max, the node keeps its subscriptions until the server has
 // confirmed the one to ">" (a flush, off the broker's lock): meanwhile
-// ">" takes only what none of them matches, so that a message published
-// during the switch is neither lost for want of a subscription nor taken
-// twice, bar one that races the switch itself on the client side.
+// ">" takes only what none of them matches, so that no message published
+// during the switch goes unsubscribed at the server. The NATS client
+// queues each subscription's messages apart, though: what sits in those
+// queues at the instant of the switch (a few messages, more under load)
+// may still be dropped or taken twice. Delivering every subscription
+// through one ordered queue with a marker for the switch would make it
+// exact; it is not done.
 type bridge struct {
 	nc     *nats.Conn
 	handle nats.MsgHandler

@@ -644,7 +644,7 @@ func (cc *clientConn) assign(x *Exchange, reused bool, now time.Time) {
 // in flight on cc (PoolConfig.MaxPipeline); cc.pmu is held.
 func (cc *clientConn) roomLocked() bool {
 	p := &cc.hp.c.pool
-	return cc.nfl > 0 && cc.nfl < p.MaxPipeline && !cc.solo && !cc.shut &&
+	return cc.nfl > 0 && cc.nfl < p.MaxPipeline && !cc.solo && !cc.shut && !cc.dead.Load() &&
 		(p.MaxRequestsPerConn <= 0 || cc.sent < p.MaxRequestsPerConn) && cc.gen == cc.hp.gen.Load()
 }
 
