@@ -162,15 +162,7 @@ func silent(c net.Conn) {
 }
 
 // closedPort returns a loopback address nothing listens on.
-func closedPort(t testing.TB) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
+func closedPort(t testing.TB) string { return testutil.RefusedAddr(t) }
 
 // quick is a Config for fast tests.
 func quick(url string) Config {

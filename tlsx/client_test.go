@@ -3,7 +3,6 @@ package tlsx_test
 import (
 	"crypto/tls"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -125,12 +124,7 @@ func TestClient(t *testing.T) {
 // TestClientConnectRefused: a dial whose connect fails ends in the inner
 // handler's OnClose with an I/O error, as it does without TLS.
 func TestClientConnectRefused(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := testutil.RefusedAddr(t)
 	e := testutil.StartEngine(t, engine.Config{})
 	g := &getter{closed: make(chan engine.CloseReason, 1)}
 	if _, err := e.DialHandler(netip.MustParseAddrPort(addr), netip.Addr{}, tlsx.NewClient(&tls.Config{}, 0, 0).Handler(g)); err != nil {

@@ -302,9 +302,7 @@ func TestClusterReusedConnClosed(t *testing.T) {
 func TestClusterConnectFailureRetries(t *testing.T) {
 	e := startEngine(t)
 	b := startBackend(t, http.HandlerFunc(hello))
-	dead, _ := net.Listen("tcp", "127.0.0.1:0")
-	deadAddr := dead.Addr().String()
-	dead.Close()
+	deadAddr := testutil.RefusedAddr(t)
 	c := newTestCluster(t, e, ClusterConfig{Hosts: []string{deadAddr, b.addr}, Balancer: BalanceRoundRobin,
 		Retry: RetryPolicy{MaxRetries: 2}})
 	for i := range 20 {
@@ -442,9 +440,7 @@ func accountingBalances(t *testing.T, hedge time.Duration) {
 		}
 		io.WriteString(w, "ok")
 	}))
-	dead, _ := net.Listen("tcp", "127.0.0.1:0")
-	deadAddr := dead.Addr().String()
-	dead.Close()
+	deadAddr := testutil.RefusedAddr(t)
 	c := newTestCluster(t, e, ClusterConfig{Hosts: []string{b.addr, deadAddr}, Timeout: 200 * time.Millisecond,
 		Retry: RetryPolicy{MaxRetries: 2}, BreakerOff: true, Pool: PoolConfig{MaxConnsPerHost: 8}, HedgeDelay: hedge})
 	var wg sync.WaitGroup

@@ -1,7 +1,6 @@
 package upstream
 
 import (
-	"net"
 	"net/http"
 	"sync"
 	"testing"
@@ -69,16 +68,11 @@ func TestRetryTakesRateLimitSlot(t *testing.T) {
 // second is refused.
 func TestConnectRetryTakesRateLimitSlot(t *testing.T) {
 	e, _ := fakeClockEngine(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := ln.Addr().String()
-	ln.Close()
+	dead := testutil.RefusedAddr(t)
 	c := newTestCluster(t, e, ClusterConfig{Hosts: []string{dead}, Timeout: -1, OutlierOff: true, BreakerOff: true,
 		Retry: RetryPolicy{MaxRetries: 3}, BackoffBase: time.Nanosecond, BackoffMax: time.Nanosecond,
 		RateLimit: RateLimitConfig{PerSecond: 20, Queue: 2}})
-	_, err = get(t, c, "/")
+	_, err := get(t, c, "/")
 	if FailureOf(err) != FailConnect {
 		t.Fatalf("got %v; want a connect failure", err)
 	}

@@ -1,10 +1,10 @@
 package upstreamtls_test
 
 import (
-	"net"
 	"testing"
 	"time"
 
+	"github.com/warrenhq/warren/internal/testutil"
 	"github.com/warrenhq/warren/upstream"
 	"github.com/warrenhq/warren/upstream/upstreamtls"
 )
@@ -13,12 +13,7 @@ import (
 // at once as a connect failure, as a plain one does, and gives its
 // connection slot back: the next request dials again.
 func TestRefused(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := testutil.RefusedAddr(t)
 	e := startEngine(t)
 	cl, _ := newCluster(t, e, upstream.ClusterConfig{Hosts: []string{"https://" + addr},
 		Retry: upstream.RetryPolicy{MaxRetries: -1}, Pool: upstream.PoolConfig{PendingTimeout: time.Minute}}, upstreamtls.Config{})
