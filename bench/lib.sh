@@ -39,16 +39,23 @@ median() {
   sort -g | awk '{v[NR] = $1} END {if (NR == 0) {print "-"} else if (NR % 2) {print v[(NR + 1) / 2]} else {print (v[NR / 2] + v[NR / 2 + 1]) / 2}}'
 }
 
-# cpu_ticks PID...: user+system clock ticks of the processes (all threads;
-# a process gone counts 0).
-cpu_ticks() {
-  local t=0 p
+# stat_ticks EXPR PID...: the sum over the processes of an awk expression
+# of /proc/PID/stat's fields (all threads; a process gone counts 0).
+stat_ticks() {
+  local expr=$1 t=0 p
+  shift
   for p in "$@"; do
     [ -r "/proc/$p/stat" ] || continue
-    t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+    t=$((t + $(awk "{print $expr}" "/proc/$p/stat")))
   done
   echo "$t"
 }
+
+# cpu_ticks PID...: user+system clock ticks of the processes.
+cpu_ticks() { stat_ticks '$14 + $15' "$@"; }
+
+# sys_ticks PID...: system clock ticks of the processes.
+sys_ticks() { stat_ticks '$15' "$@"; }
 
 # port_metric PORT NAME: the sum of NAME's samples on 127.0.0.1:PORT's
 # /metrics (0 when absent).

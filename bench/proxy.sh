@@ -44,16 +44,6 @@ need_cmd wrk nginx:nginx-light haproxy
 go build -o "$OUT/warren" ./cmd/warren
 W="$(pwd)/$OUT/warren"
 
-# sys_ticks PID...: system clock ticks of the processes (all threads).
-sys_ticks() {
-  local t=0 p
-  for p in "$@"; do
-    [ -r "/proc/$p/stat" ] || continue
-    t=$((t + $(awk '{print $15}' "/proc/$p/stat")))
-  done
-  echo "$t"
-}
-
 BPORT=$(free_port)
 "$W" echo -addr "127.0.0.1:$BPORT" -admin "" -loops 1 >"$OUT/backend.log" 2>&1 &
 BACKEND_PID=$!
