@@ -204,6 +204,9 @@ func (l *loop) process(n int, now time.Time) {
 		}
 	}
 	l.runMailbox()
+	if t := l.tick.Load(); l.restampDue(t) {
+		l.restamp(t) // timeout_unix.go
+	}
 	l.wheel.Advance(l.tick.Load(), l.expire)
 }
 
