@@ -42,15 +42,7 @@
 # `perf sched record` of the whole machine for 5 s from 2 s into the
 # traffic, summarized as each process's scheduling delay: how long its
 # threads waited runnable for a CPU; OUT/devices-sched.txt). GOGC and
-# GOMEMLIMIT, when set, reach the gateway and are printed. LOAD_NICE (0):
-# once the devices are online, every thread of the load generator's device
-# processes (its -procs children) gets this nice value; the load's parent,
-# which sends the commands and subscribes to the telemetry, keeps the
-# gateway's priority, so the latencies are still measured at full
-# priority. On a machine where the simulated devices share the gateway's
-# cores, this approximates devices on their own CPUs (real devices do not
-# take the gateway's cores); report it beside the LOAD_NICE=0 figure, not
-# instead of it.
+# GOMEMLIMIT, when set, reach the gateway and are printed.
 #
 # Besides the RSS per device, the held figure is split into anonymous
 # memory (the processes' own) and file pages (the binary's, which RSS
@@ -72,7 +64,6 @@ TRAFFIC=${TRAFFIC:-30s}
 COMMANDS=${COMMANDS:-500}
 RPS=${RPS:-$((N / 5))}
 STORM=${STORM:-1}
-LOAD_NICE=${LOAD_NICE:-0}
 MEM_BOUND=${MEM_BOUND:-$((512 << 20))}
 OUT=${OUT:-bench/out}
 PROTO=${PROTO:-ws}
@@ -204,7 +195,7 @@ load_cpu() {
   echo "$t"
 }
 
-echo "# devices.sh $(date -u +%FT%TZ): PROTO=$PROTO LOAD_FLAGS=${LOAD_FLAGS[*]} N=$N GW_PROCS=$GW_PROCS LOAD_PROCS=$LOAD_PROCS RATE=$RATE HOLD=$HOLD TRAFFIC=$TRAFFIC COMMANDS=$COMMANDS RPS=$RPS LOAD_NICE=$LOAD_NICE GOGC=${GOGC:-} GOMEMLIMIT=${GOMEMLIMIT:-} GOMAXPROCS=${GOMAXPROCS:-}"
+echo "# devices.sh $(date -u +%FT%TZ): PROTO=$PROTO LOAD_FLAGS=${LOAD_FLAGS[*]} N=$N GW_PROCS=$GW_PROCS LOAD_PROCS=$LOAD_PROCS RATE=$RATE HOLD=$HOLD TRAFFIC=$TRAFFIC COMMANDS=$COMMANDS RPS=$RPS GOGC=${GOGC:-} GOMEMLIMIT=${GOMEMLIMIT:-} GOMAXPROCS=${GOMAXPROCS:-}"
 echo "# $(machine_line)"
 : >"$OUT/devices-gateway.log"
 start_gateway
@@ -229,17 +220,6 @@ for ((i = 0; i < 1200; i++)); do
 done
 kill -0 "$LOAD_PID" 2>/dev/null || { cat "$OUT/devices-load.err" >&2; die "warren load ended during the ramp"; }
 echo "devices online: $(online) of $N"
-if [ "$LOAD_NICE" != 0 ]; then
-  # Per thread: on Linux a nice value belongs to a thread, and a Go
-  # process's threads exist by now; the ones made later inherit it.
-  nt=0
-  for p in $(pgrep -P "$LOAD_PID" || true); do
-    for tid in /proc/"$p"/task/*; do
-      renice -n "$LOAD_NICE" -p "${tid##*/}" >/dev/null 2>&1 && nt=$((nt + 1))
-    done
-  done
-  echo "load generator's device processes: $nt threads at nice $LOAD_NICE (its parent, sending the commands, not)"
-fi
 cpu0=$(gw_cpu)
 pcpu0=$(parent_cpu)
 lcpu0=$(load_cpu)
