@@ -25,11 +25,7 @@ func (l *loop) retime(c *Conn) {
 
 // retimeAll re-times every connection on l after a timeout changed.
 func (l *loop) retimeAll() {
-	for _, c := range l.conns {
-		if c != nil {
-			l.retime(c)
-		}
-	}
+	l.eachConn(l.retime)
 }
 
 // A connection's activity stamps are 32 bits (stamp, conn.go) and read back
@@ -60,10 +56,7 @@ func (l *loop) restampDue(now int64) bool {
 func (l *loop) restamp(now int64) {
 	old := stampOf(now - restampAge)
 	aged := func(s stamp) bool { return s != 0 && now-s.at(now) > restampAge }
-	for _, c := range l.conns {
-		if c == nil {
-			continue
-		}
+	l.eachConn(func(c *Conn) {
 		if aged(c.lastRead) {
 			c.lastRead = old
 		}
@@ -75,7 +68,7 @@ func (l *loop) restamp(now int64) {
 			c.lastWrite = old
 		}
 		c.mu.Unlock()
-	}
+	})
 }
 
 // msTicks converts a per-connection timeout override in ms (0: def;
