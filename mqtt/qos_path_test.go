@@ -58,7 +58,7 @@ func TestRetainedKeyIsTheCurrentMessage(t *testing.T) {
 // comes out of the pool is empty.
 func TestFlowPoolClean(t *testing.T) {
 	s := NewServer(Config{})
-	ss := &session{id: "a"}
+	ss := newSession("a")
 	m := newMsg(&Message{Topic: "t", Payload: []byte("x"), QoS: QoS1}, "", time.Time{})
 	ss.mu.Lock()
 	f := ss.f()
@@ -133,7 +133,7 @@ func TestRWLockShards(t *testing.T) {
 // newSubscription copies its filter (onSubscribe hands it a view of the
 // packet), into the subscription's own allocation when it is short.
 func TestNewSubscriptionOwnsItsFilter(t *testing.T) {
-	ss := &session{id: "s"}
+	ss := newSession("s")
 	for _, n := range []int{0, 1, 16, 17, 32, 33, 48, 49, 80, 81, 300} {
 		src := make([]byte, n)
 		for i := range src {
