@@ -18,6 +18,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nuid"
+
+	"github.com/warrenhq/warren/internal/keytab"
 )
 
 // Transport is how the hub reaches a connected device, whatever protocol
@@ -207,10 +209,44 @@ type HubConfig struct {
 
 const nShards = 64
 
+// shard holds a part of the node's sessions, by device id: one pointer
+// slot each (keytab: 11-21 bytes a device at its loads, against 30-60 for a
+// map[string]*Session's key, value and control byte; TestHubShardTable).
 type shard struct {
 	mu sync.Mutex
-	m  map[string]*Session
-	_  [40]byte
+	m  keytab.Table[*hubEntry]
+	_  [56]byte // a shard is two cache lines
+}
+
+// hubEntry is a Session as a shard keeps it: keyed by its device id, which
+// does not change while it is in the shard.
+type hubEntry Session
+
+// TableKey keys the session in its shard.
+func (e *hubEntry) TableKey() string { return e.Device }
+
+// get returns the shard's session of device, or nil; sh.mu is held.
+func (sh *shard) get(device string) *Session { return (*Session)(sh.m.Get(device)) }
+
+// set makes s the shard's session of its device and returns the one it
+// replaces, or nil; sh.mu is held.
+func (sh *shard) set(s *Session) *Session {
+	old := sh.m.Get(s.Device)
+	if old != nil {
+		sh.m.Replace(old, (*hubEntry)(s))
+	} else {
+		sh.m.Put((*hubEntry)(s))
+	}
+	return (*Session)(old)
+}
+
+// drop removes s if it is the shard's session of its device, and reports
+// whether it was; sh.mu is held.
+func (sh *shard) drop(s *Session) bool { return sh.m.Remove((*hubEntry)(s)) }
+
+// all calls fn with each of the shard's sessions; sh.mu is held.
+func (sh *shard) all(fn func(*Session)) {
+	sh.m.All(func(e *hubEntry) bool { fn((*Session)(e)); return true })
 }
 
 // pendingCmd is a command waiting for its device's ack.
@@ -286,7 +322,6 @@ func NewHub(cfg HubConfig, bus *Bus) *Hub {
 		paused: make(map[*Session]struct{}), stop: make(chan struct{}),
 		lim: newDeviceLimiter(cfg.Limits)}
 	for i := range h.shards {
-		h.shards[i].m = make(map[string]*Session)
 		if cfg.Directory == "" {
 			h.dir[i].m = make(map[string]dirEntry)
 		}
@@ -420,8 +455,7 @@ func (h *Hub) attach(s *Session, ident Identity, t Transport) {
 	s.last.Store(s.since)
 	sh := &h.shards[h.shardOf(s.Device)]
 	sh.mu.Lock()
-	old := sh.m[s.Device]
-	sh.m[s.Device] = s
+	old := sh.set(s)
 	sh.mu.Unlock()
 	if old != nil {
 		old.gone.Store(true)
@@ -442,10 +476,7 @@ func (h *Hub) attach(s *Session, ident Identity, t Transport) {
 func (h *Hub) Disconnect(s *Session, reason string) {
 	sh := &h.shards[h.shardOf(s.Device)]
 	sh.mu.Lock()
-	cur := sh.m[s.Device] == s
-	if cur {
-		delete(sh.m, s.Device)
-	}
+	cur := sh.drop(s)
 	sh.mu.Unlock()
 	h.unpause(s)
 	if !cur {
@@ -466,7 +497,7 @@ func (h *Hub) Local(device string) *Session {
 	sh := &h.shards[h.shardOf(device)]
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	return sh.m[device]
+	return sh.get(device)
 }
 
 // LocalCount returns the devices connected to this node.
@@ -617,9 +648,8 @@ func (h *Hub) onReplaced(m *nats.Msg) {
 func (h *Hub) replaceLocal(s *Session) {
 	sh := &h.shards[h.shardOf(s.Device)]
 	sh.mu.Lock()
-	cur := sh.m[s.Device] == s
+	cur := sh.drop(s)
 	if cur {
-		delete(sh.m, s.Device)
 		h.m.online.Add(-1)
 	}
 	sh.mu.Unlock()
@@ -713,11 +743,11 @@ func (h *Hub) onSync(m *nats.Msg) {
 	for i := range h.shards {
 		sh := &h.shards[i]
 		sh.mu.Lock()
-		for _, s := range sh.m {
+		sh.all(func(s *Session) {
 			d := h.infoOf(s)
 			batch = append(batch, presenceMsg{Device: d.Device, State: "online", Node: d.Node, Protocol: d.Protocol,
 				Remote: d.Remote, At: now, ConnectedAt: d.ConnectedAt.UTC(), Session: d.session})
-		}
+		})
 		sh.mu.Unlock()
 		if len(batch) >= 500 {
 			flush()
@@ -854,11 +884,11 @@ func (h *Hub) expireTokens() {
 		sh := &h.shards[i]
 		var exp []*Session
 		sh.mu.Lock()
-		for _, s := range sh.m {
+		sh.all(func(s *Session) {
 			if e := s.expires; e != 0 && now.UnixNano() >= e {
 				exp = append(exp, s)
 			}
-		}
+		})
 		sh.mu.Unlock()
 		for _, s := range exp {
 			s.t.Close(ReasonTokenExpired)
@@ -1324,10 +1354,8 @@ func (h *Hub) Sessions(fn func(*Session)) {
 	for i := range h.shards {
 		sh := &h.shards[i]
 		sh.mu.Lock()
-		ss := make([]*Session, 0, len(sh.m))
-		for _, s := range sh.m {
-			ss = append(ss, s)
-		}
+		ss := make([]*Session, 0, sh.m.Len())
+		sh.all(func(s *Session) { ss = append(ss, s) })
 		sh.mu.Unlock()
 		for _, s := range ss {
 			fn(s)
