@@ -119,7 +119,7 @@ func BenchmarkRouteFanout(b *testing.B) {
 	defer s.Close()
 	for i := range 5000 {
 		ss := newSession(strconv.Itoa(i))
-		s.subs.Insert("fan/out", ss.key(), &subscription{sess: ss, filter: "fan/out"})
+		s.subs.Insert("fan/out", ss.key(), newSubscription(ss, "fan/out"))
 	}
 	m := newMsg(&Message{Topic: "fan/out", Payload: []byte("x")}, "", time.Now())
 	b.ReportAllocs()

@@ -40,7 +40,8 @@ func TestIndexModel(t *testing.T) {
 			s.unindex(old)
 			ss.unlinkSub(prev, old)
 		default:
-			sub := &subscription{sess: ss, filter: f, qos: QoS(r.IntN(3))}
+			sub := newSubscription(ss, f)
+			sub.qos = QoS(r.IntN(3))
 			if IsShared(f) {
 				_, tf, _ := ParseShared(f)
 				sub.tf = uint16(len(f) - len(tf))
@@ -51,7 +52,7 @@ func TestIndexModel(t *testing.T) {
 		plus := 0
 		s.lit.All(func(sub *subscription) bool {
 			if !tableable(sub.topicFilter()) {
-				t.Fatalf("step %d: %q in the table", step, sub.filter)
+				t.Fatalf("step %d: %q in the table", step, sub.filter())
 			}
 			if plusLast(sub.topicFilter()) {
 				plus++
@@ -82,7 +83,7 @@ func TestIndexModel(t *testing.T) {
 				if a.sess.key() != b.sess.key() {
 					return cmpString(a.sess.key(), b.sess.key())
 				}
-				return cmpString(a.filter, b.filter)
+				return cmpString(a.filter(), b.filter())
 			}
 			slices.SortFunc(want, key)
 			slices.SortFunc(got, key)
@@ -109,7 +110,7 @@ func cmpString(a, b string) int {
 func subNames(subs []*subscription) []string {
 	var out []string
 	for _, sub := range subs {
-		out = append(out, sub.sess.key()+":"+sub.filter)
+		out = append(out, sub.sess.key()+":"+sub.filter())
 	}
 	return out
 }

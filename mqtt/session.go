@@ -168,23 +168,38 @@ func (s *Server) routeMessage(tm *msg, retain bool, from string, now time.Time, 
 func (m *msg) expired(now int64) bool { return m.expires != 0 && now >= m.expires }
 
 // subscription is one subscription of a session, the value of the trie.
+// It is 32 bytes, and its filter (as subscribed, with $share/group/ if
+// shared) follows it in the same allocation (newSubscription, filter): an
+// idle subscribed client holds one, and a string header in it would take
+// 16 of the bytes a short filter fits in.
 type subscription struct {
 	sess    *session
-	filter  string // as subscribed, with $share/group/ if shared
-	tf      uint16 // where the topic filter starts in filter (after $share/group/)
+	next    *subscription // the session's next subscription, guarded by Server.mu
+	id      uint32
+	tf      uint16 // where the topic filter starts in the filter (after $share/group/)
+	n       uint16 // the filter's length, when it is inline
 	qos     QoS
 	noLocal bool
 	rap     bool // retain as published
-	id      uint32
-	next    *subscription // the session's next subscription, guarded by Server.mu
+	long    bool // the filter is not inline: a string header follows the subscription
 }
+
+// subSize is where a subscription's filter, or its string header, starts.
+const subSize = unsafe.Sizeof(subscription{})
+
+// maxInlineFilter is the longest filter kept in its subscription's
+// allocation.
+const maxInlineFilter = 128
 
 // newSubscription returns a subscription of ss to filter (as subscribed,
 // with $share/group/ if shared) that owns a copy of the filter, made in
-// the same allocation when it is short. A routed message found in
-// Server.lit is compared with its subscription's filter: there the filter
-// sits on the subscription's cache lines instead of a line of its own,
-// in the size class the two took apart (48 bytes and the string's).
+// the same allocation, right after the subscription, when it is at most
+// maxInlineFilter bytes: each size here is a size class with the 32 bytes
+// of the subscription. A longer one is copied apart and its string header
+// follows the subscription. A routed message found in Server.lit is
+// compared with its subscription's filter: there the filter sits on the
+// subscription's cache lines instead of a line of its own. Every
+// subscription is made here: filter reads what follows it.
 func newSubscription(ss *session, filter string) *subscription {
 	var sub *subscription
 	var b []byte
@@ -207,29 +222,57 @@ func newSubscription(ss *session, filter string) *subscription {
 			b [48]byte
 		})
 		sub, b = &x.s, x.b[:n]
-	case n <= 80:
+	case n <= 64:
 		x := new(struct {
 			s subscription
-			b [80]byte
+			b [64]byte
+		})
+		sub, b = &x.s, x.b[:n]
+	case n <= 96:
+		x := new(struct {
+			s subscription
+			b [96]byte
+		})
+		sub, b = &x.s, x.b[:n]
+	case n <= maxInlineFilter:
+		x := new(struct {
+			s subscription
+			b [maxInlineFilter]byte
 		})
 		sub, b = &x.s, x.b[:n]
 	default:
-		sub, b = new(subscription), make([]byte, n)
+		x := new(struct {
+			s subscription
+			f string
+		})
+		x.f = strings.Clone(filter) // filter may be a view of the packet
+		x.s.long = true
+		x.s.sess = ss
+		return &x.s
 	}
 	copy(b, filter)
-	sub.sess, sub.filter = ss, stringOf(b)
+	sub.sess, sub.n = ss, uint16(len(filter))
 	return sub
 }
 
+// filter returns the filter as subscribed, with $share/group/ if shared.
+func (sub *subscription) filter() string {
+	p := unsafe.Add(unsafe.Pointer(sub), subSize)
+	if sub.long {
+		return *(*string)(p)
+	}
+	return unsafe.String((*byte)(p), sub.n)
+}
+
 // topicFilter returns the filter matched against topics.
-func (sub *subscription) topicFilter() string { return sub.filter[sub.tf:] }
+func (sub *subscription) topicFilter() string { return sub.filter()[sub.tf:] }
 
 // group returns the share group, or "" if the subscription is not shared.
 func (sub *subscription) group() string {
 	if sub.tf == 0 {
 		return ""
 	}
-	return sub.filter[len(sharePrefix) : sub.tf-1]
+	return sub.filter()[len(sharePrefix) : sub.tf-1]
 }
 
 // outflight is a QoS 1 or 2 message sent to the client and not yet
@@ -299,7 +342,7 @@ func (ss *session) key() string {
 // and the one before it in the list; s.mu is held.
 func (ss *session) findSub(filter string) (prev, sub *subscription) {
 	for sub = ss.subs; sub != nil; prev, sub = sub, sub.next {
-		if sub.filter == filter {
+		if sub.filter() == filter {
 			return prev, sub
 		}
 	}
@@ -673,7 +716,7 @@ func (s *Server) routeShared(m *msg, subs []*subscription, now int64) int {
 	groups := make(map[string][]*subscription)
 	for _, sub := range subs {
 		if sub.tf != 0 {
-			k := sub.filter // $share/group/filter: one group of one filter
+			k := sub.filter() // $share/group/filter: one group of one filter
 			groups[k] = append(groups[k], sub)
 		}
 	}

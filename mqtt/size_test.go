@@ -20,7 +20,7 @@ func TestIdleStructSizes(t *testing.T) {
 		{"session", unsafe.Sizeof(session{}), 48},
 		{"session apart, with its id", unsafe.Sizeof(ownSession{}), 64},
 		{"connExt", unsafe.Sizeof(connExt{}), 32},
-		{"subscription", unsafe.Sizeof(subscription{}), 48},
+		{"subscription", unsafe.Sizeof(subscription{}), 32},
 		{"trie node", unsafe.Sizeof(node[*subscription]{}), 48},
 	} {
 		if c.size > c.max {
