@@ -1298,7 +1298,7 @@ func (c *conn) closed(reason engine.CloseReason) {
 	c.wmu.Lock()
 	c.wclosed = true
 	c.releaseOut()
-	code, takenOver := c.code, c.takenOver
+	code := c.code
 	c.wmu.Unlock()
 	if !c.connected {
 		s.stats.pending.Add(-1)
@@ -1342,6 +1342,11 @@ func (c *conn) closed(reason engine.CloseReason) {
 		s.publishWill(will, now)
 	}
 	if h := s.cfg.Hooks.OnDisconnect; h != nil {
+		// Read after the session is settled: a takeover that held
+		// Server.mu before this close did (as above) has set it.
+		c.wmu.Lock()
+		takenOver := c.takenOver
+		c.wmu.Unlock()
 		h(&c.cl, reason, code, takenOver)
 	}
 }
