@@ -80,7 +80,7 @@ type mqttDevice struct {
 
 // mqttLink is one MQTT client of the gateway, the broker's Client.Identity:
 // for a device, the hub's Transport with the hub's session in it (one
-// 96-byte allocation per device, TestMQTTLinkSize; the session's device id
+// 80-byte allocation per device, TestMQTTLinkSize; the session's device id
 // is the client id's string). Until onConnect hands it to the hub, s holds
 // only the device id and the token's expiry. A client of a role the
 // gateway does not know has no session (its s.Device is empty) and is
@@ -108,7 +108,7 @@ func identityOf(id string, ident Identity) any {
 	if ident.Role == RoleDevice {
 		l.s.Device = id
 		if !ident.Expires.IsZero() {
-			l.s.expires = ident.Expires.UnixNano()
+			l.s.setExpires(ident.Expires)
 		}
 	}
 	return l
