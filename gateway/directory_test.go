@@ -12,11 +12,11 @@ func TestDirEntry(t *testing.T) {
 	if n := unsafe.Sizeof(dirEntry{}); n != 40 {
 		t.Errorf("dirEntry is %d bytes, want 40", n)
 	}
-	if n := unsafe.Sizeof(Session{}); n > 80 {
-		t.Errorf("Session is %d bytes, want at most 80 (a size class)", n)
+	if n := unsafe.Sizeof(Session{}); n > 64 {
+		t.Errorf("Session is %d bytes, want at most 64 (a size class)", n)
 	}
-	if n := unsafe.Sizeof(wsDevice{}); n > 96 {
-		t.Errorf("wsDevice (the WebSocket transport with its session) is %d bytes, want at most 96 (a size class)", n)
+	if n := unsafe.Sizeof(wsDevice{}); n > 80 {
+		t.Errorf("wsDevice (the WebSocket transport with its session) is %d bytes, want at most 80 (a size class)", n)
 	}
 	for _, remote := range []string{"127.0.0.1:5000", "[2001:db8::1]:443", "[::ffff:10.0.0.1]:80", ""} {
 		at := time.Date(2026, 12, 4, 23, 0, 0, 123456789, time.UTC)

@@ -66,7 +66,7 @@ func (h *Hub) remoteDir() bool { return h.cfg.Directory != "" }
 // localInfo returns the DeviceInfo of a local session, last seen included.
 func (h *Hub) localInfo(s *Session) *DeviceInfo {
 	d := h.infoOf(s)
-	d.LastSeen = time.Unix(0, s.last.Load())
+	d.LastSeen = s.lastSeen()
 	return d
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"log/slog"
+	"math"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -18,6 +19,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nuid"
+
+	"github.com/warrenhq/warren/internal/keytab"
 )
 
 // Transport is how the hub reaches a connected device, whatever protocol
@@ -73,33 +76,61 @@ var (
 	ErrCommandTimeout = errors.New("gateway: command timed out")
 )
 
-// Session is one connected device on this node. It is 80 bytes (a size
+// Session is one connected device on this node. It is 64 bytes (a size
 // class; TestDirEntry checks it): an idle device's share of the hub. A
 // transport may embed it in its own per-connection object (the WebSocket
-// transport does) so that a device costs one allocation, not two.
+// and MQTT transports do) so that a device costs one allocation, not two.
+// Its times past the connection's own are whole seconds: the token's
+// expiry (a JWT's exp and a certificate's end are) and the last activity,
+// as seconds after the connection.
 type Session struct {
-	Device  string
-	t       Transport
-	since   int64 // unix ns connected
-	last    atomic.Int64
-	expires int64        // the token's exp, Unix ns; 0: none
-	seq     uint32       // the session's number on its node (modulo 2^32): node/seq is its id
-	bad     atomic.Int32 // bad frames so far
-	paused  atomic.Bool
-	gone    atomic.Bool
+	Device string
+	t      Transport
+	since  int64 // unix ns connected
 
 	// held is telemetry waiting while the device is paused (the rest of
 	// the read that hit backpressure); nil until the first pause, so an
 	// ordinary session does not carry it.
 	held atomic.Pointer[heldQueue]
+
+	expires uint32        // the token's exp, Unix seconds rounded up; 0: none
+	last    atomic.Uint32 // the last activity, whole seconds after since
+	seq     uint32        // the session's number on its node (modulo 2^32): node/seq is its id
+	// state holds sPaused and sGone, and the bad frames so far in the
+	// bits above them (addBad).
+	state atomic.Uint32
 }
+
+// Session state bits.
+const (
+	sPaused  = 1 << 0 // reading is paused (backpressure): telemetry is held
+	sGone    = 1 << 1 // replaced or gone: reading is not resumed
+	badShift = 2      // the bad frames count from this bit on
+)
+
+// setExpires records the token's expiry (zero: none), rounded up to whole
+// seconds (within 2106).
+func (s *Session) setExpires(t time.Time) {
+	if t.IsZero() {
+		s.expires = 0
+		return
+	}
+	sec := t.Unix()
+	if t.Nanosecond() != 0 {
+		sec++
+	}
+	s.expires = uint32(min(max(sec, 1), math.MaxUint32))
+}
+
+// expiresAt returns the token's expiry, Unix ns; 0 for none.
+func (s *Session) expiresAt() int64 { return int64(s.expires) * int64(time.Second) }
 
 // Identity returns the identity the device connected with (always a
 // device: services hold no session).
 func (s *Session) Identity() Identity {
 	id := Identity{Device: s.Device, Role: RoleDevice}
 	if s.expires != 0 {
-		id.Expires = time.Unix(0, s.expires)
+		id.Expires = time.Unix(int64(s.expires), 0)
 	}
 	return id
 }
@@ -107,8 +138,33 @@ func (s *Session) Identity() Identity {
 // Transport returns the session's transport.
 func (s *Session) Transport() Transport { return s.t }
 
-// Touch records activity from the device.
-func (s *Session) Touch(now time.Time) { s.last.Store(now.UnixNano()) }
+// Touch records activity from the device, to the second.
+func (s *Session) Touch(now time.Time) {
+	d := (now.UnixNano() - s.since) / int64(time.Second)
+	s.last.Store(uint32(min(max(d, 0), math.MaxUint32)))
+}
+
+// lastSeen returns the time of the device's last activity, to the second
+// after it connected.
+func (s *Session) lastSeen() time.Time {
+	return time.Unix(0, s.since+int64(s.last.Load())*int64(time.Second))
+}
+
+// paused reports whether reading is paused; setPaused sets it and reports
+// whether it was not set before.
+func (s *Session) paused() bool { return s.state.Load()&sPaused != 0 }
+
+func (s *Session) setPaused() bool { return s.state.Or(sPaused)&sPaused == 0 }
+
+func (s *Session) clearPaused() { s.state.And(^uint32(sPaused)) }
+
+// gone reports whether the session was replaced; setGone marks it.
+func (s *Session) gone() bool { return s.state.Load()&sGone != 0 }
+
+func (s *Session) setGone() { s.state.Or(sGone) }
+
+// addBad counts one bad frame and returns the count so far.
+func (s *Session) addBad() int32 { return int32(s.state.Add(1<<badShift) >> badShift) }
 
 // maxHeldBytes bounds the telemetry a paused device's session holds: the
 // rest of the read that hit backpressure. Reading stops, so only frames
@@ -207,10 +263,44 @@ type HubConfig struct {
 
 const nShards = 64
 
+// shard holds a part of the node's sessions, by device id: one pointer
+// slot each (keytab: 11-21 bytes a device at its loads, against 30-60 for a
+// map[string]*Session's key, value and control byte; TestHubShardTable).
 type shard struct {
 	mu sync.Mutex
-	m  map[string]*Session
-	_  [40]byte
+	m  keytab.Table[*hubEntry]
+	_  [56]byte // a shard is two cache lines
+}
+
+// hubEntry is a Session as a shard keeps it: keyed by its device id, which
+// does not change while it is in the shard.
+type hubEntry Session
+
+// TableKey keys the session in its shard.
+func (e *hubEntry) TableKey() string { return e.Device }
+
+// get returns the shard's session of device, or nil; sh.mu is held.
+func (sh *shard) get(device string) *Session { return (*Session)(sh.m.Get(device)) }
+
+// set makes s the shard's session of its device and returns the one it
+// replaces, or nil; sh.mu is held.
+func (sh *shard) set(s *Session) *Session {
+	old := sh.m.Get(s.Device)
+	if old != nil {
+		sh.m.Replace(old, (*hubEntry)(s))
+	} else {
+		sh.m.Put((*hubEntry)(s))
+	}
+	return (*Session)(old)
+}
+
+// drop removes s if it is the shard's session of its device, and reports
+// whether it was; sh.mu is held.
+func (sh *shard) drop(s *Session) bool { return sh.m.Remove((*hubEntry)(s)) }
+
+// all calls fn with each of the shard's sessions; sh.mu is held.
+func (sh *shard) all(fn func(*Session)) {
+	sh.m.All(func(e *hubEntry) bool { fn((*Session)(e)); return true })
 }
 
 // pendingCmd is a command waiting for its device's ack.
@@ -286,7 +376,6 @@ func NewHub(cfg HubConfig, bus *Bus) *Hub {
 		paused: make(map[*Session]struct{}), stop: make(chan struct{}),
 		lim: newDeviceLimiter(cfg.Limits)}
 	for i := range h.shards {
-		h.shards[i].m = make(map[string]*Session)
 		if cfg.Directory == "" {
 			h.dir[i].m = make(map[string]dirEntry)
 		}
@@ -415,16 +504,15 @@ func (h *Hub) attach(s *Session, ident Identity, t Transport) {
 	// back must not make it look like a previous run's: see onPresence).
 	s.t, s.since, s.seq = t, max(now.UnixNano(), h.started), uint32(h.seq.Add(1))
 	if !ident.Expires.IsZero() {
-		s.expires = ident.Expires.UnixNano()
+		s.setExpires(ident.Expires)
 	}
-	s.last.Store(s.since)
+	s.last.Store(0)
 	sh := &h.shards[h.shardOf(s.Device)]
 	sh.mu.Lock()
-	old := sh.m[s.Device]
-	sh.m[s.Device] = s
+	old := sh.set(s)
 	sh.mu.Unlock()
 	if old != nil {
-		old.gone.Store(true)
+		old.setGone()
 		h.m.replaced.Add(1)
 		old.t.Close(ReasonReplaced)
 	} else {
@@ -442,10 +530,7 @@ func (h *Hub) attach(s *Session, ident Identity, t Transport) {
 func (h *Hub) Disconnect(s *Session, reason string) {
 	sh := &h.shards[h.shardOf(s.Device)]
 	sh.mu.Lock()
-	cur := sh.m[s.Device] == s
-	if cur {
-		delete(sh.m, s.Device)
-	}
+	cur := sh.drop(s)
 	sh.mu.Unlock()
 	h.unpause(s)
 	if !cur {
@@ -466,7 +551,7 @@ func (h *Hub) Local(device string) *Session {
 	sh := &h.shards[h.shardOf(device)]
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	return sh.m[device]
+	return sh.get(device)
 }
 
 // LocalCount returns the devices connected to this node.
@@ -509,7 +594,7 @@ func (h *Hub) dirLookup(device string) *DeviceInfo {
 	}
 	d := e.info(device)
 	if s := h.Local(device); s != nil && e.node == h.node && s.seq == e.seq {
-		d.LastSeen = time.Unix(0, s.last.Load())
+		d.LastSeen = s.lastSeen()
 	}
 	return d
 }
@@ -617,16 +702,15 @@ func (h *Hub) onReplaced(m *nats.Msg) {
 func (h *Hub) replaceLocal(s *Session) {
 	sh := &h.shards[h.shardOf(s.Device)]
 	sh.mu.Lock()
-	cur := sh.m[s.Device] == s
+	cur := sh.drop(s)
 	if cur {
-		delete(sh.m, s.Device)
 		h.m.online.Add(-1)
 	}
 	sh.mu.Unlock()
 	if !cur {
 		return
 	}
-	s.gone.Store(true)
+	s.setGone()
 	h.m.replaced.Add(1)
 	s.t.Close(ReasonReplaced)
 }
@@ -713,11 +797,11 @@ func (h *Hub) onSync(m *nats.Msg) {
 	for i := range h.shards {
 		sh := &h.shards[i]
 		sh.mu.Lock()
-		for _, s := range sh.m {
+		sh.all(func(s *Session) {
 			d := h.infoOf(s)
 			batch = append(batch, presenceMsg{Device: d.Device, State: "online", Node: d.Node, Protocol: d.Protocol,
 				Remote: d.Remote, At: now, ConnectedAt: d.ConnectedAt.UTC(), Session: d.session})
-		}
+		})
 		sh.mu.Unlock()
 		if len(batch) >= 500 {
 			flush()
@@ -854,11 +938,11 @@ func (h *Hub) expireTokens() {
 		sh := &h.shards[i]
 		var exp []*Session
 		sh.mu.Lock()
-		for _, s := range sh.m {
-			if e := s.expires; e != 0 && now.UnixNano() >= e {
+		sh.all(func(s *Session) {
+			if e := s.expiresAt(); e != 0 && now.UnixNano() >= e {
 				exp = append(exp, s)
 			}
-		}
+		})
 		sh.mu.Unlock()
 		for _, s := range exp {
 			s.t.Close(ReasonTokenExpired)
@@ -897,7 +981,7 @@ func (h *Hub) Telemetry(s *Session, data []byte, now time.Time) bool {
 	tm.dev[0] = s.Device
 	tm.recv[0] = string(now.UTC().AppendFormat(ts[:0], time.RFC3339Nano))
 	tm.m.Header[hdrNode] = h.nodeHdr
-	if s.paused.Load() {
+	if s.paused() {
 		// Reading is paused; frames of the read already in flight are
 		// held too.
 		if !s.hold(tm.detach()) {
@@ -951,7 +1035,7 @@ func (h *Hub) pause(s *Session, m *nats.Msg) {
 	if !s.hold(m) {
 		h.m.dropped("held_overflow")
 	}
-	if s.paused.CompareAndSwap(false, true) {
+	if s.setPaused() {
 		h.m.pauses.Add(1)
 		h.pausedMu.Lock()
 		h.paused[s] = struct{}{}
@@ -1001,8 +1085,8 @@ func (h *Hub) resumePaused() {
 		q.msgs = nil
 		q.mu.Unlock()
 		h.unpause(s)
-		s.paused.Store(false)
-		if !s.gone.Load() {
+		s.clearPaused()
+		if !s.gone() {
 			s.t.ResumeRead()
 		}
 	}
@@ -1324,10 +1408,8 @@ func (h *Hub) Sessions(fn func(*Session)) {
 	for i := range h.shards {
 		sh := &h.shards[i]
 		sh.mu.Lock()
-		ss := make([]*Session, 0, len(sh.m))
-		for _, s := range sh.m {
-			ss = append(ss, s)
-		}
+		ss := make([]*Session, 0, sh.m.Len())
+		sh.all(func(s *Session) { ss = append(ss, s) })
 		sh.mu.Unlock()
 		for _, s := range ss {
 			fn(s)

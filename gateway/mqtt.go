@@ -80,38 +80,44 @@ type mqttDevice struct {
 
 // mqttLink is one MQTT client of the gateway, the broker's Client.Identity:
 // for a device, the hub's Transport with the hub's session in it (one
-// 112-byte allocation per device, TestMQTTLinkSize; the session's device
-// id is the client id's string). Until onConnect hands it to the hub, s
-// holds only the device id and the token's expiry. A client of another
-// role has no session: its s.Device is empty.
+// 80-byte allocation per device, TestMQTTLinkSize; the session's device id
+// is the client id's string). Until onConnect hands it to the hub, s holds
+// only the device id and the token's expiry. A client of a role the
+// gateway does not know has no session (its s.Device is empty) and is
+// bound by the ACL; a service has no link (mqttService).
 type mqttLink struct {
 	s      Session
-	d      *mqttDevices
-	client atomic.Pointer[mqtt.Client]
-	reason atomic.Pointer[string] // the gateway's reason for closing, if it closes
-	on     atomic.Bool            // s is the hub's (onConnect)
-	svc    bool                   // RoleService: any topic
+	client atomic.Pointer[mqtt.Client] // set by onConnect; the broker is its Server
+	reason atomic.Pointer[string]      // the gateway's reason for closing, if it closes
 }
+
+// mqttService is the broker's Client.Identity of a service: any topic, no
+// session.
+type mqttService struct{}
 
 var _ Transport = (*mqttLink)(nil)
 
-// newMQTTLink returns the link of an authenticated client (id: its client
-// id, the same string as the device id of a device).
-func (d *mqttDevices) newMQTTLink(id string, ident Identity) *mqttLink {
-	l := &mqttLink{d: d, svc: ident.Role == RoleService}
+// identityOf returns the broker's Client.Identity of an authenticated
+// client (id: its client id, the same string as the device id of a
+// device): mqttService for a service, else its link.
+func identityOf(id string, ident Identity) any {
+	if ident.Role == RoleService {
+		return mqttService{}
+	}
+	l := &mqttLink{}
 	if ident.Role == RoleDevice {
 		l.s.Device = id
 		if !ident.Expires.IsZero() {
-			l.s.expires = ident.Expires.UnixNano()
+			l.s.setExpires(ident.Expires)
 		}
 	}
 	return l
 }
 
 // session returns the hub's session of a device once onConnect gave it,
-// or nil.
+// or nil. It runs on the client's event loop, as onConnect does.
 func (l *mqttLink) session() *Session {
-	if !l.on.Load() {
+	if l.s.t == nil {
 		return nil
 	}
 	return &l.s
@@ -182,7 +188,7 @@ func (d *mqttDevices) authenticate(ci *mqtt.ConnectInfo) (any, mqtt.ReasonCode, 
 	if cert := certIdentity(ci.Conn); cert.id != "" {
 		v, code, reason := d.authenticateCert(ci, cert) // gateway/tlsauth.go
 		if dev, ok := v.(*mqttDevice); ok && code == mqtt.Success {
-			return d.newMQTTLink(ci.ClientID, dev.ident), code, reason
+			return identityOf(ci.ClientID, dev.ident), code, reason
 		}
 		return v, code, reason
 	}
@@ -201,7 +207,7 @@ func (d *mqttDevices) authenticate(ci *mqtt.ConnectInfo) (any, mqtt.ReasonCode, 
 		d.refusedID.Add(1)
 		return nil, mqtt.ClientIdentifierNotValid, "client id must be the token's device id"
 	}
-	return d.newMQTTLink(ci.ClientID, ident), mqtt.Success, ""
+	return identityOf(ci.ClientID, ident), mqtt.Success, ""
 }
 
 // mappable reports whether an MQTT topic or filter maps onto a NATS
@@ -234,15 +240,15 @@ func (d *mqttDevices) authorize(c *mqtt.Client, a mqtt.Action, topic string) boo
 		d.unmappable.Add(1)
 		return false
 	}
-	l, _ := c.Identity.(*mqttLink)
-	if l == nil {
+	switch c.Identity.(type) {
+	case mqttService:
+		return true
+	case *mqttLink:
+	default:
 		return false
 	}
-	if l.svc {
-		return true
-	}
 	for _, p := range d.acl {
-		p = strings.ReplaceAll(strings.ReplaceAll(p, "%c", c.ID), "%u", c.Username)
+		p = strings.ReplaceAll(strings.ReplaceAll(p, "%c", c.ID), "%u", c.Username())
 		// A filter is allowed when the pattern covers it: matching the
 		// filter as if it were a topic does exactly that.
 		if mqtt.Match(p, topic) {
@@ -254,13 +260,15 @@ func (d *mqttDevices) authorize(c *mqtt.Client, a mqtt.Action, topic string) boo
 
 // onConnect registers a device with the hub.
 func (d *mqttDevices) onConnect(c *mqtt.Client, _ bool) {
-	l := c.Identity.(*mqttLink)
+	l, _ := c.Identity.(*mqttLink)
+	if l == nil {
+		return // a service
+	}
 	l.client.Store(c)
 	if l.s.Device == "" {
 		return // not a device
 	}
 	d.hub.attach(&l.s, l.s.Identity(), l)
-	l.on.Store(true)
 }
 
 // onDisconnect unregisters a device.
@@ -439,8 +447,12 @@ func (l *mqttLink) SendCommand(cmd Command) error {
 	if err != nil {
 		return err
 	}
+	c := l.client.Load()
+	if c == nil {
+		return ErrOffline
+	}
 	id := l.s.Device
-	_, err = l.d.broker.Publish(&mqtt.Message{Topic: "devices/" + id + "/commands/" + cmd.Name, Payload: b,
+	_, err = c.Server().Publish(&mqtt.Message{Topic: "devices/" + id + "/commands/" + cmd.Name, Payload: b,
 		QoS: mqtt.QoS1, ResponseTopic: "devices/" + id + "/acks/" + cmd.ID, CorrelationData: []byte(cmd.ID),
 		ContentType: "application/json", PayloadFormat: 1})
 	return err

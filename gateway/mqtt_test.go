@@ -404,25 +404,25 @@ func TestMQTTNoAuth(t *testing.T) {
 // An MQTT device is one allocation besides the broker's: its link with
 // the hub's session in it, whose device id is the client id's string.
 func TestMQTTLinkSize(t *testing.T) {
-	if n := unsafe.Sizeof(mqttLink{}); n > 112 {
-		t.Fatalf("mqttLink is %d bytes, over 112", n)
+	if n := unsafe.Sizeof(mqttLink{}); n > 80 {
+		t.Fatalf("mqttLink is %d bytes, over 80", n)
 	}
-	d := &mqttDevices{}
 	exp := time.Unix(1700000000, 5)
 	id := strings.Clone("dev-1")
-	l := d.newMQTTLink(id, Identity{Device: "dev-1", Role: RoleDevice, Expires: exp})
-	if l.s.Device != "dev-1" || unsafe.StringData(l.s.Device) != unsafe.StringData(id) || l.svc || l.session() != nil {
+	l, _ := identityOf(id, Identity{Device: "dev-1", Role: RoleDevice, Expires: exp}).(*mqttLink)
+	if l == nil || l.s.Device != "dev-1" || unsafe.StringData(l.s.Device) != unsafe.StringData(id) || l.session() != nil {
 		t.Fatalf("device link: %+v", l)
 	}
-	if got := l.s.Identity(); got.Device != "dev-1" || got.Role != RoleDevice || !got.Expires.Equal(exp) {
+	// The session keeps the expiry in whole seconds, rounded up.
+	if got := l.s.Identity(); got.Device != "dev-1" || got.Role != RoleDevice || !got.Expires.Equal(time.Unix(1700000001, 0)) {
 		t.Fatalf("identity %+v", got)
 	}
 	// A service uses any topic and has no session; a role the gateway
 	// does not know neither.
-	if l := d.newMQTTLink("svc", Identity{Device: "svc", Role: RoleService}); !l.svc || l.s.Device != "" {
-		t.Fatalf("service link: %+v", l)
+	if v := identityOf("svc", Identity{Device: "svc", Role: RoleService}); v != (mqttService{}) {
+		t.Fatalf("service identity: %#v", v)
 	}
-	if l := d.newMQTTLink("x", Identity{Device: "x", Role: "other"}); l.svc || l.s.Device != "" {
+	if l, _ := identityOf("x", Identity{Device: "x", Role: "other"}).(*mqttLink); l == nil || l.s.Device != "" {
 		t.Fatalf("other role's link: %+v", l)
 	}
 }

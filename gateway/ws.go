@@ -68,7 +68,7 @@ type wsDevices struct {
 }
 
 // wsDevice is one device connection: the hub's Transport, with the hub's
-// session in it (one 96-byte allocation per device; TestDirEntry checks
+// session in it (one 80-byte allocation per device; TestDirEntry checks
 // the size). Until OnOpen hands it to the hub, s holds only the device id
 // and the token's expiry that accept found.
 type wsDevice struct {
@@ -82,7 +82,7 @@ func newWSDevice(c *websocket.Conn, ident *Identity) *wsDevice {
 	dev := &wsDevice{c: c}
 	dev.s.Device = ident.Device
 	if !ident.Expires.IsZero() {
-		dev.s.expires = ident.Expires.UnixNano()
+		dev.s.setExpires(ident.Expires)
 	}
 	return dev
 }
@@ -240,7 +240,7 @@ func (d *wsDevices) bad(dev *wsDevice, code, msg, id string) {
 	d.hub.m.badFrames.Add(1)
 	b, _ := json.Marshal(errFrame{Type: "error", Code: code, Message: msg, ID: id})
 	dev.c.WriteMessage(websocket.OpText, b)
-	if n := dev.s.bad.Add(1); d.maxBad > 0 && n >= d.maxBad {
+	if n := dev.s.addBad(); d.maxBad > 0 && n >= d.maxBad {
 		dev.closeWith(ReasonAbuse, websocket.ClosePolicyViolation, "too many bad frames")
 	}
 }

@@ -5,6 +5,7 @@ package mqtt
 import (
 	"io"
 	"testing"
+	"time"
 )
 
 // TestDecodeAllocs checks that the common packets decode without
@@ -95,12 +96,12 @@ func TestQoS0RouteAllocs(t *testing.T) {
 				t.Fatal(err)
 			}
 			b.mu.RLock()
-			sc := b.sessions.get(id).conn
+			sc := b.sessions.Get(id).conn
 			b.mu.RUnlock()
 			pub := p.(*Publish)
-			run := func() { sc.onPublish(pub, len(in)) }
+			run := func() { sc.onPublish(pub, len(in), time.Now().UnixNano()) }
 			if c.corked {
-				run = func() { sc.cork(); sc.onPublish(pub, len(in)); sc.uncork() }
+				run = func() { sc.cork(); sc.onPublish(pub, len(in), time.Now().UnixNano()); sc.uncork() }
 			}
 			run()
 			if got := cl.expectPublish(); got.Topic != string(c.p.Topic) || got.QoS != QoS0 || got.Payload != string(benchPayload) {
@@ -145,12 +146,12 @@ func TestQoS1RouteAllocs(t *testing.T) {
 			}
 			pub := p.(*Publish)
 			b.mu.RLock()
-			ss := b.sessions.get(id)
+			ss := b.sessions.Get(id)
 			b.mu.RUnlock()
 			sc := ss.conn
 			run := func() {
 				sc.cork()
-				sc.onPublish(pub, len(in))
+				sc.onPublish(pub, len(in), time.Now().UnixNano())
 				sc.uncork()
 				ss.mu.Lock()
 				if ss.fl == nil || len(ss.fl.inflight) != 1 {

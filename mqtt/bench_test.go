@@ -118,8 +118,8 @@ func BenchmarkRouteFanout(b *testing.B) {
 	s := NewServer(Config{})
 	defer s.Close()
 	for i := range 5000 {
-		ss := &session{id: strconv.Itoa(i)}
-		s.subs.Insert("fan/out", ss.id, &subscription{sess: ss, filter: "fan/out"})
+		ss := newSession(strconv.Itoa(i))
+		s.subs.Insert("fan/out", ss.key(), newSubscription(ss, "fan/out"))
 	}
 	m := newMsg(&Message{Topic: "fan/out", Payload: []byte("x")}, "", time.Now())
 	b.ReportAllocs()
@@ -145,12 +145,12 @@ func BenchmarkQoS0Publish(b *testing.B) {
 		b.Fatal(err)
 	}
 	br.mu.RLock()
-	sc := br.sessions.get("bench").conn
+	sc := br.sessions.Get("bench").conn
 	br.mu.RUnlock()
 	pub := p.(*Publish)
 	b.ReportAllocs()
 	for b.Loop() {
-		sc.onPublish(pub, len(in))
+		sc.onPublish(pub, len(in), time.Now().UnixNano())
 	}
 }
 
@@ -170,14 +170,14 @@ func BenchmarkQoS1RoundTrip(b *testing.B) {
 		b.Fatal(err)
 	}
 	br.mu.RLock()
-	ss := br.sessions.get("bench")
+	ss := br.sessions.Get("bench")
 	br.mu.RUnlock()
 	sc := ss.conn
 	pub := p.(*Publish)
 	b.ReportAllocs()
 	for b.Loop() {
 		sc.cork()
-		sc.onPublish(pub, len(in))
+		sc.onPublish(pub, len(in), time.Now().UnixNano())
 		sc.uncork()
 		ss.mu.Lock()
 		id := ss.fl.inflight[0].id

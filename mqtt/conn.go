@@ -17,39 +17,50 @@ import (
 	"github.com/warrenhq/warren/websocket"
 )
 
-// conn is one MQTT connection, over TCP or WebSocket, with its Client
-// (one allocation of 144 bytes for both). Its fields without a lock belong
-// to the connection's event loop; those read by other goroutines
-// delivering messages (version, x, cl) are set before the
-// connection is attached to its session under session.mu, and never change
-// after.
+// conn is one MQTT connection, over TCP or WebSocket, with its Client and,
+// when the session ends with the connection (session expiry 0: most
+// devices), its session: one allocation of 160 bytes for the three
+// (TestIdleStructSizes). Its fields without a lock belong to the
+// connection's event loop; those read by other goroutines delivering
+// messages or calling the Client's methods (version, x, userIsID, cl) are
+// set before the connection is attached to its session under session.mu,
+// and never change after.
 type conn struct {
-	srv    *Server
-	ec     *engine.Conn
-	sess   *session
-	x      *connExt     // what few connections need; nil for a 3.1.1 client over TCP
-	in     *inState     // publishing state; nil until the client publishes
-	lastIn atomic.Int64 // unix ns of the last input; the sweeper reads it (WebSocket keep-alive)
+	srv  *Server
+	ec   *engine.Conn
+	sess *session
+	x    *connExt // what few connections need; nil for a 3.1.1 client over TCP
+	in   *inState // publishing state; nil until the client publishes
 
-	// The small fields share words.
+	// The small fields share words. On the loop:
 	version   Version
 	connected bool
 	done      bool // input is discarded from now on
 	normal    bool // the client sent a normal DISCONNECT: no will
-	takenOver atomic.Bool
+	// lastIn is the stamp (Server.stamp) of the last input; the loop
+	// writes it, the sweeper reads it (WebSocket keep-alive).
+	lastIn atomic.Uint32
 
 	// wmu guards output: batching while the loop handles input, and the
-	// end of writes once the connection closes.
-	wmu     sync.Mutex
-	corked  bool
-	wclosed bool
-	code    ReasonCode // the reason the server disconnected with, if it did
-	kaSecs  uint16     // the keep-alive, seconds (at most 65535 in both versions); on the loop
-	out     *outBuf    // batched output, pooled; nil when not corked
+	// end of writes once the connection closes; and takenOver and code.
+	wmu       sync.Mutex
+	corked    bool
+	wclosed   bool
+	takenOver bool       // another connection took the session over
+	userIsID  bool       // the user name is the client id (Client.Username); set with cl
+	code      ReasonCode // the reason the server disconnected with, if it did
+	kaSecs    uint16     // the keep-alive, seconds (at most 65535 in both versions); on the loop
+	out       *outBuf    // batched output, pooled; nil when not corked
 
 	// cl is the client the hooks see, set once the CONNECT is accepted
 	// (connected).
 	cl Client
+	// own is the connection's session when it ends with the connection
+	// (sessionFor), keyed by cl.ID instead of a copy of it. A later
+	// connection resuming it in a takeover (5.0, clean start 0, which may
+	// set an expiry) keeps this connection's memory for as long as the
+	// session then lives; nothing else of it is used.
+	own session
 }
 
 // connExt is the part of a connection that only some need: MQTT over
@@ -58,7 +69,8 @@ type conn struct {
 // accepted, and the pointer never changes after, so goroutines delivering
 // to the client read it like the fields of conn set then.
 type connExt struct {
-	ws *websocket.Conn // MQTT over WebSocket; nil on TCP
+	ws   *websocket.Conn // MQTT over WebSocket; nil on TCP
+	user *string         // the user name when it is not the client id (Client.Username)
 	// outAliases are the topic aliases the server set on this connection,
 	// guarded by the session's mu (every PUBLISH to the client is sent
 	// under it, so an alias is always set before it is used); nil until
@@ -223,7 +235,7 @@ func (p *proto) OnTimeout(ec *engine.Conn, reason engine.CloseReason) bool {
 		return false
 	}
 	limit := c.keepAlive() * 3 / 2
-	if idle := time.Duration(c.srv.now().UnixNano() - c.lastIn.Load()); idle < limit {
+	if idle := c.srv.since(c.lastIn.Load(), c.srv.now().UnixNano()); idle < limit {
 		// Output kept the engine's idle timer from firing earlier;
 		// the client itself has been quiet for less than the limit.
 		ec.SetIdleTimeout(max(limit-idle, time.Millisecond))
@@ -266,7 +278,8 @@ func (c *conn) feed(in []byte) int {
 		return len(in)
 	}
 	s := c.srv
-	c.lastIn.Store(s.now().UnixNano())
+	now := s.now().UnixNano()
+	c.lastIn.Store(s.stamp(now))
 	sc := scratchPool.Get().(*Scratch)
 	// The decoder lives for one read: its version is the connection's
 	// (zero until the CONNECT, which onConnect records first thing).
@@ -289,7 +302,7 @@ func (c *conn) feed(in []byte) int {
 			break
 		}
 		pc.in[p.Type()&15].Add(1)
-		c.handle(p, n)
+		c.handle(p, n, now)
 		off += n
 	}
 	c.uncork()
@@ -630,13 +643,13 @@ func (c *conn) flush() {
 	c.wmu.Unlock()
 }
 
-// handle handles one decoded packet.
-func (c *conn) handle(p Packet, n int) {
+// handle handles one decoded packet of n bytes, read at now (unix ns).
+func (c *conn) handle(p Packet, n int, now int64) {
 	switch p := p.(type) {
 	case *Connect:
 		c.onConnect(p)
 	case *Publish:
-		c.onPublish(p, n)
+		c.onPublish(p, n, now)
 	case *Ack:
 		c.onAck(p)
 	case *Subscribe:
@@ -708,14 +721,15 @@ func (c *conn) onConnect(p *Connect) {
 	// The Client is part of the connection; the hooks see it once the
 	// CONNECT is accepted (Authenticate gets ConnectInfo), and a refused
 	// CONNECT is the connection's last packet.
-	c.cl = Client{ID: cid, Version: p.Version, WebSocket: c.ws() != nil, c: c}
+	c.cl = Client{ID: cid, c: c}
 	cl := &c.cl
 	switch {
 	case !p.HasUsername:
 	case string(p.Username) == cid:
-		cl.Username = cid // one string for both, as devices often send
+		c.userIsID = true // one string for both, as devices often send
 	default:
-		cl.Username = string(p.Username)
+		u := string(p.Username)
+		c.ext().user = &u
 	}
 	if h := s.cfg.Hooks.Authenticate; h != nil {
 		ident, code, reason := h(&ConnectInfo{ClientID: cid, Username: p.Username, Password: p.Password,
@@ -815,7 +829,7 @@ func (c *conn) onConnect(p *Connect) {
 		c.refuse(ServerUnavailable, "server closed", engine.ReasonShutdown)
 		return
 	}
-	ss := s.sessions.get(cid)
+	ss := s.sessions.Get(cid)
 	if ss != nil {
 		ss.mu.Lock()
 		old := ss.conn
@@ -846,13 +860,13 @@ func (c *conn) onConnect(p *Connect) {
 		}
 	}
 	if ss == nil {
-		if s.sessions.len() >= s.cfg.MaxSessions {
+		if s.sessions.Len() >= s.cfg.MaxSessions {
 			s.mu.Unlock()
 			c.refuse(QuotaExceeded, "too many sessions", engine.ReasonLimitReached)
 			return
 		}
-		ss = &session{id: cid}
-		s.sessions.put(ss)
+		ss = c.sessionFor(cid, expiry)
+		s.sessions.Put(ss)
 	}
 	ss.expiry, ss.will = expiry, will
 	s.stats.online.Add(1)
@@ -893,8 +907,21 @@ func (c *conn) onConnect(p *Connect) {
 // takeOver ends a connection whose session another one took: DISCONNECT
 // session_taken_over in 5.0, and close. It may run on any goroutine.
 func (c *conn) takeOver() {
-	c.takenOver.Store(true)
+	c.wmu.Lock()
+	c.takenOver = true
+	c.wmu.Unlock()
 	c.kick(SessionTakenOver, "")
+}
+
+// sessionFor returns a new session for the client id cid with the given
+// expiry: the connection's own when it ends with the connection (expiry
+// 0; TestOwnSession), else one apart that may outlive it. s.mu is held.
+func (c *conn) sessionFor(cid string, expiry uint32) *session {
+	if expiry == 0 {
+		c.own.inConn = true
+		return &c.own
+	}
+	return newSession(cid)
 }
 
 // kick sends a 5.0 DISCONNECT with code and closes the connection, from
@@ -921,7 +948,7 @@ func (c *conn) current() bool {
 	return ss.conn == c
 }
 
-func (c *conn) onPublish(p *Publish, n int) {
+func (c *conn) onPublish(p *Publish, n int, t int64) {
 	s := c.srv
 	v5 := c.version == Version5
 	// The topic and strings of a message are views of the packet unless a
@@ -959,8 +986,7 @@ func (c *conn) onPublish(p *Publish, n int) {
 		c.disconnect(TopicNameInvalid, engine.ReasonLimitReached, "topic over the server's limits")
 		return
 	}
-	t := c.lastIn.Load() // read at the start of this OnData
-	now := time.Unix(0, t)
+	now := time.Unix(0, t) // read at the start of this OnData
 	// The buckets are touched (and the publishing state made) only when a
 	// rate is bounded: with both off a message reads no state of its own.
 	if (s.cfg.PublishRate > 0 || s.cfg.PublishBytesRate > 0) &&
@@ -1316,7 +1342,12 @@ func (c *conn) closed(reason engine.CloseReason) {
 		s.publishWill(will, now)
 	}
 	if h := s.cfg.Hooks.OnDisconnect; h != nil {
-		h(&c.cl, reason, code, c.takenOver.Load())
+		// Read after the session is settled: a takeover that held
+		// Server.mu before this close did (as above) has set it.
+		c.wmu.Lock()
+		takenOver := c.takenOver
+		c.wmu.Unlock()
+		h(&c.cl, reason, code, takenOver)
 	}
 }
 

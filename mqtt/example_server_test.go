@@ -71,3 +71,31 @@ func ExampleHooks() {
 	fmt.Println(n, err)
 	// Output: 0 <nil>
 }
+
+// A Client tells the hooks who connected: its id and the identity
+// Authenticate returned are fields; its user name, protocol level and
+// transport are read through methods, and Server is the broker it is
+// connected to (to publish to it from a hook, for one).
+func ExampleClient() {
+	e, _ := engine.New(engine.Config{}, nil)
+	e.Start("")
+	defer e.Shutdown(context.Background())
+
+	seen := make(chan string, 1)
+	var broker *mqtt.Server
+	broker = mqtt.NewServer(mqtt.Config{Hooks: mqtt.Hooks{
+		OnConnect: func(c *mqtt.Client, _ bool) {
+			seen <- fmt.Sprintf("%s user %q version %d websocket %v same server %v",
+				c.ID, c.Username(), c.Version(), c.WebSocket(), c.Server() == broker)
+		},
+	}})
+	defer broker.Close()
+	ln, _ := broker.Listen(e, "127.0.0.1:0")
+
+	c, _ := net.Dial("tcp", ln.Addr().String())
+	defer c.Close()
+	c.Write(mqtt.AppendConnect(nil, &mqtt.Connect{Version: mqtt.Version311, ClientID: []byte("dev-1"),
+		CleanStart: true, HasUsername: true, Username: []byte("dev-1")}))
+	fmt.Println(<-seen)
+	// Output: dev-1 user "dev-1" version 4 websocket false same server true
+}

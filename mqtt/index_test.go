@@ -21,9 +21,9 @@ func TestIndexModel(t *testing.T) {
 	topics := []string{"a", "a/b", "a/c", "a/d", "x/y/z", "$SYS/a", "a//b", "/a", "b", "x/y/", "x/y", "x/y/z/w", "/", "$SYS/"}
 	var sessions []*session
 	for i := range 12 {
-		ss := &session{id: "c" + strconv.Itoa(i)}
+		ss := newSession("c" + strconv.Itoa(i))
 		sessions = append(sessions, ss)
-		s.sessions.put(ss)
+		s.sessions.Put(ss)
 	}
 	maxPlus := 0
 	for step := range 3000 {
@@ -40,7 +40,8 @@ func TestIndexModel(t *testing.T) {
 			s.unindex(old)
 			ss.unlinkSub(prev, old)
 		default:
-			sub := &subscription{sess: ss, filter: f, qos: QoS(r.IntN(3))}
+			sub := newSubscription(ss, f)
+			sub.qos = QoS(r.IntN(3))
 			if IsShared(f) {
 				_, tf, _ := ParseShared(f)
 				sub.tf = uint16(len(f) - len(tf))
@@ -49,9 +50,9 @@ func TestIndexModel(t *testing.T) {
 			ss.linkSub(prev, old, sub)
 		}
 		plus := 0
-		s.lit.all(func(sub *subscription) bool {
+		s.lit.All(func(sub *subscription) bool {
 			if !tableable(sub.topicFilter()) {
-				t.Fatalf("step %d: %q in the table", step, sub.filter)
+				t.Fatalf("step %d: %q in the table", step, sub.filter())
 			}
 			if plusLast(sub.topicFilter()) {
 				plus++
@@ -79,10 +80,10 @@ func TestIndexModel(t *testing.T) {
 			got := s.matching(topic, nil)
 			s.mu.RUnlock()
 			key := func(a, b *subscription) int {
-				if a.sess.id != b.sess.id {
-					return cmpString(a.sess.id, b.sess.id)
+				if a.sess.key() != b.sess.key() {
+					return cmpString(a.sess.key(), b.sess.key())
 				}
-				return cmpString(a.filter, b.filter)
+				return cmpString(a.filter(), b.filter())
 			}
 			slices.SortFunc(want, key)
 			slices.SortFunc(got, key)
@@ -109,7 +110,7 @@ func cmpString(a, b string) int {
 func subNames(subs []*subscription) []string {
 	var out []string
 	for _, sub := range subs {
-		out = append(out, sub.sess.id+":"+sub.filter)
+		out = append(out, sub.sess.key()+":"+sub.filter())
 	}
 	return out
 }

@@ -89,7 +89,7 @@ func TestMosquittoClients(t *testing.T) {
 func subscribed(b *broker, id string) bool {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
-	ss := b.sessions.get(id)
+	ss := b.sessions.Get(id)
 	return ss != nil && ss.subs != nil
 }
 

@@ -58,7 +58,7 @@ func TestRetainedKeyIsTheCurrentMessage(t *testing.T) {
 // comes out of the pool is empty.
 func TestFlowPoolClean(t *testing.T) {
 	s := NewServer(Config{})
-	ss := &session{id: "a"}
+	ss := newSession("a")
 	m := newMsg(&Message{Topic: "t", Payload: []byte("x"), QoS: QoS1}, "", time.Time{})
 	ss.mu.Lock()
 	f := ss.f()
@@ -131,10 +131,11 @@ func TestRWLockShards(t *testing.T) {
 }
 
 // newSubscription copies its filter (onSubscribe hands it a view of the
-// packet), into the subscription's own allocation when it is short.
+// packet), into the subscription's own allocation, right after it, when it
+// is at most maxInlineFilter bytes; a longer one apart.
 func TestNewSubscriptionOwnsItsFilter(t *testing.T) {
-	ss := &session{id: "s"}
-	for _, n := range []int{0, 1, 16, 17, 32, 33, 48, 49, 80, 81, 300} {
+	ss := newSession("s")
+	for _, n := range []int{0, 1, 16, 17, 32, 33, 48, 49, 64, 65, 96, 97, 128, 129, 300, 70000} {
 		src := make([]byte, n)
 		for i := range src {
 			src[i] = 'a' + byte(i%26)
@@ -144,12 +145,12 @@ func TestNewSubscriptionOwnsItsFilter(t *testing.T) {
 		for i := range src {
 			src[i] = '#'
 		}
-		if sub.filter != want || sub.sess != ss {
-			t.Fatalf("len %d: filter %q, want %q", n, sub.filter, want)
+		if sub.filter() != want || sub.sess != ss {
+			t.Fatalf("len %d: filter %q, want %q", n, sub.filter(), want)
 		}
-		if inline := uintptr(unsafe.Pointer(unsafe.StringData(sub.filter))) - uintptr(unsafe.Pointer(sub)); n > 0 && n <= 80 &&
-			inline != unsafe.Sizeof(subscription{}) {
-			t.Errorf("len %d: filter %d bytes from its subscription, want right after it", n, inline)
+		inline := uintptr(unsafe.Pointer(unsafe.StringData(sub.filter()))) - uintptr(unsafe.Pointer(sub))
+		if n > 0 && (inline == subSize) != (n <= maxInlineFilter) {
+			t.Errorf("len %d: filter %d bytes from its subscription; inline: %v", n, inline, n <= maxInlineFilter)
 		}
 	}
 }

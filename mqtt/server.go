@@ -10,6 +10,7 @@ import (
 
 	"github.com/warrenhq/warren/engine"
 	"github.com/warrenhq/warren/http1"
+	"github.com/warrenhq/warren/internal/keytab"
 	"github.com/warrenhq/warren/websocket"
 )
 
@@ -248,21 +249,55 @@ type ConnectInfo struct {
 	Conn *engine.Conn
 }
 
-// Client describes a connected client to the hooks. It is immutable.
+// Client describes a connected client to the hooks. It is immutable. It
+// is part of the client's connection, as small as its fields allow (an idle
+// client holds one): what most clients share or do not have — the user
+// name, the protocol level, the transport — is read through methods from
+// where the connection keeps it anyway.
 type Client struct {
 	// ID is the client identifier (assigned by the server when the
 	// CONNECT had none).
 	ID string
-	// Username is the CONNECT's user name, if any.
-	Username string
 	// Identity is what Hooks.Authenticate returned, or nil.
 	Identity any
-	// Version is the protocol level the client speaks.
-	Version Version
-	// WebSocket is true for MQTT over WebSocket.
-	WebSocket bool
 
 	c *conn
+}
+
+// Username returns the CONNECT's user name, or "" if it had none. A user
+// name equal to the client id is the client id's string (devices often
+// send their id as both): no copy is kept.
+func (c *Client) Username() string {
+	switch {
+	case c.c == nil:
+		return ""
+	case c.c.userIsID:
+		return c.ID
+	case c.c.x != nil && c.c.x.user != nil:
+		return *c.c.x.user
+	}
+	return ""
+}
+
+// Version returns the protocol level the client speaks.
+func (c *Client) Version() Version {
+	if c.c == nil {
+		return 0
+	}
+	return c.c.version
+}
+
+// WebSocket reports whether the client speaks MQTT over WebSocket.
+func (c *Client) WebSocket() bool { return c.c != nil && c.c.ws() != nil }
+
+// Server returns the broker the client is connected to (nil for a Client
+// the broker did not make): an application holding a Client needs no
+// pointer of its own to publish to it.
+func (c *Client) Server() *Server {
+	if c.c == nil {
+		return nil
+	}
+	return c.c.srv
 }
 
 // Remote returns the client's address.
@@ -379,7 +414,7 @@ type Server struct {
 	// then conn.wmu (LOCKS in session.go). Routing reads it through the
 	// shard of the publisher's loop (rwLock).
 	mu       rwLock
-	sessions table[*session] // by client id
+	sessions keytab.Table[*session] // by client id
 	// lit holds the subscriptions to literal topic filters (no wildcard),
 	// and to filters P/+ with P literal, that are their filter's only
 	// subscriber, by topic filter: one slot each, found by a topic with
@@ -387,7 +422,7 @@ type Server struct {
 	// not zero: the topic, and its levels but the last with "/+"). The
 	// rest (other wildcard filters, and these with several subscribers)
 	// are in the trie subs.
-	lit      table[*subscription]
+	lit      keytab.Table[*subscription]
 	litPlus  int
 	subs     Trie[*subscription]
 	retained retainedStore
@@ -408,6 +443,7 @@ type Server struct {
 	sweeping  sync.Once
 	ws        *websocket.Server
 	idSeq     atomic.Uint64
+	epoch     int64 // unix ns when the server was made: stamps count from it
 }
 
 var _ engine.CloseDetail = ReasonCode(0)
@@ -418,11 +454,12 @@ var _ engine.CloseDetail = ReasonCode(0)
 func NewServer(cfg Config) *Server {
 	s := &Server{cfg: cfg.withDefaults(),
 		offline: make(map[*session]int64), wsKeepAlive: make(map[*conn]struct{}), stop: make(chan struct{})}
+	s.epoch = s.now().UnixNano()
 	s.mu.init()
 	s.queued = make([]queuedShard, len(s.mu.shards))
 	s.lim = s.cfg.Limits
 	s.lim.MaxPacketSize = s.lim.resolve().packetSize
-	s.lit.tagged = true // looked up for every message routed
+	s.lit.Tagged = true // looked up for every message routed
 	s.ws = websocket.New(websocket.Config{
 		Subprotocols:   []string{websocketSubprotocol},
 		MaxMessageSize: max(s.lim.MaxPacketSize, defaultWebSocketMaxMsgBytes),
@@ -444,6 +481,21 @@ func (s *Server) now() time.Time {
 		return s.cfg.Clock.Now()
 	}
 	return time.Now()
+}
+
+// stamp returns the stamp of t (unix ns): milliseconds since the server's
+// epoch in 32 bits, as a connection keeps the time of its last input. It
+// wraps after 49 days; since reads the difference of two stamps.
+func (s *Server) stamp(t int64) uint32 { return uint32((t - s.epoch) / int64(time.Millisecond)) }
+
+// since returns how long before t (unix ns) the stamp was taken; a stamp
+// taken after t (a connection's input racing the sweeper's clock) is
+// zero. It is right while the two are within 24 days of each other: an
+// input stamp is compared only while the client's keep-alive (at most
+// 65535 s) runs.
+func (s *Server) since(stamp uint32, t int64) time.Duration {
+	d := int32(s.stamp(t) - stamp)
+	return time.Duration(max(d, 0)) * time.Millisecond
 }
 
 // Handler returns the engine handler that serves MQTT on a TCP listener:

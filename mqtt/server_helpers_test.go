@@ -281,7 +281,7 @@ func testLogger() *slog.Logger {
 // offline reports whether client id has a session and no connection.
 func offline(b *broker, id string) bool {
 	b.mu.RLock()
-	ss := b.sessions.get(id)
+	ss := b.sessions.Get(id)
 	b.mu.RUnlock()
 	if ss == nil {
 		return false

@@ -480,7 +480,7 @@ func TestIdleHoldsNothing(t *testing.T) {
 	c.send(&Ack{Kind: TypePuback, PacketID: got.PacketID})
 	b.waitStats(t, "acked", func(s Stats) bool { return s.QueuedMessages == 0 })
 	b.mu.RLock()
-	ss := b.sessions.get("idle")
+	ss := b.sessions.Get("idle")
 	b.mu.RUnlock()
 	ss.mu.Lock()
 	cn, fl := ss.conn, ss.fl
@@ -512,7 +512,7 @@ func TestConnExtOnlyWhenNeeded(t *testing.T) {
 	connOf := func(id string) *conn {
 		t.Helper()
 		b.mu.RLock()
-		ss := b.sessions.get(id)
+		ss := b.sessions.Get(id)
 		b.mu.RUnlock()
 		if ss == nil {
 			t.Fatalf("no session %q", id)

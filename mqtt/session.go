@@ -168,23 +168,38 @@ func (s *Server) routeMessage(tm *msg, retain bool, from string, now time.Time, 
 func (m *msg) expired(now int64) bool { return m.expires != 0 && now >= m.expires }
 
 // subscription is one subscription of a session, the value of the trie.
+// It is 32 bytes, and its filter (as subscribed, with $share/group/ if
+// shared) follows it in the same allocation (newSubscription, filter): an
+// idle subscribed client holds one, and a string header in it would take
+// 16 of the bytes a short filter fits in.
 type subscription struct {
 	sess    *session
-	filter  string // as subscribed, with $share/group/ if shared
-	tf      uint16 // where the topic filter starts in filter (after $share/group/)
+	next    *subscription // the session's next subscription, guarded by Server.mu
+	id      uint32
+	tf      uint16 // where the topic filter starts in the filter (after $share/group/)
+	n       uint16 // the filter's length, when it is inline
 	qos     QoS
 	noLocal bool
 	rap     bool // retain as published
-	id      uint32
-	next    *subscription // the session's next subscription, guarded by Server.mu
+	long    bool // the filter is not inline: a string header follows the subscription
 }
+
+// subSize is where a subscription's filter, or its string header, starts.
+const subSize = unsafe.Sizeof(subscription{})
+
+// maxInlineFilter is the longest filter kept in its subscription's
+// allocation.
+const maxInlineFilter = 128
 
 // newSubscription returns a subscription of ss to filter (as subscribed,
 // with $share/group/ if shared) that owns a copy of the filter, made in
-// the same allocation when it is short. A routed message found in
-// Server.lit is compared with its subscription's filter: there the filter
-// sits on the subscription's cache lines instead of a line of its own,
-// in the size class the two took apart (48 bytes and the string's).
+// the same allocation, right after the subscription, when it is at most
+// maxInlineFilter bytes: each size here is a size class with the 32 bytes
+// of the subscription. A longer one is copied apart and its string header
+// follows the subscription. A routed message found in Server.lit is
+// compared with its subscription's filter: there the filter sits on the
+// subscription's cache lines instead of a line of its own. Every
+// subscription is made here: filter reads what follows it.
 func newSubscription(ss *session, filter string) *subscription {
 	var sub *subscription
 	var b []byte
@@ -207,29 +222,57 @@ func newSubscription(ss *session, filter string) *subscription {
 			b [48]byte
 		})
 		sub, b = &x.s, x.b[:n]
-	case n <= 80:
+	case n <= 64:
 		x := new(struct {
 			s subscription
-			b [80]byte
+			b [64]byte
+		})
+		sub, b = &x.s, x.b[:n]
+	case n <= 96:
+		x := new(struct {
+			s subscription
+			b [96]byte
+		})
+		sub, b = &x.s, x.b[:n]
+	case n <= maxInlineFilter:
+		x := new(struct {
+			s subscription
+			b [maxInlineFilter]byte
 		})
 		sub, b = &x.s, x.b[:n]
 	default:
-		sub, b = new(subscription), make([]byte, n)
+		x := new(struct {
+			s subscription
+			f string
+		})
+		x.f = strings.Clone(filter) // filter may be a view of the packet
+		x.s.long = true
+		x.s.sess = ss
+		return &x.s
 	}
 	copy(b, filter)
-	sub.sess, sub.filter = ss, stringOf(b)
+	sub.sess, sub.n = ss, uint16(len(filter))
 	return sub
 }
 
+// filter returns the filter as subscribed, with $share/group/ if shared.
+func (sub *subscription) filter() string {
+	p := unsafe.Add(unsafe.Pointer(sub), subSize)
+	if sub.long {
+		return *(*string)(p)
+	}
+	return unsafe.String((*byte)(p), sub.n)
+}
+
 // topicFilter returns the filter matched against topics.
-func (sub *subscription) topicFilter() string { return sub.filter[sub.tf:] }
+func (sub *subscription) topicFilter() string { return sub.filter()[sub.tf:] }
 
 // group returns the share group, or "" if the subscription is not shared.
 func (sub *subscription) group() string {
 	if sub.tf == 0 {
 		return ""
 	}
-	return sub.filter[len(sharePrefix) : sub.tf-1]
+	return sub.filter()[len(sharePrefix) : sub.tf-1]
 }
 
 // outflight is a QoS 1 or 2 message sent to the client and not yet
@@ -244,19 +287,23 @@ type outflight struct {
 }
 
 // session is a client's state, which outlives its connections unless it
-// is clean. It is 64 bytes (a size class): an idle subscribed client holds
-// one, so what few sessions need lives elsewhere (the QoS 1 and 2 state
-// behind fl, the time a session went offline in Server.offline, the will
-// delay in the will), and the server is passed to its methods rather than
-// kept.
+// is clean. It is 48 bytes: an idle subscribed client holds one, so what
+// few sessions need lives elsewhere (the QoS 1 and 2 state behind fl, the
+// time a session went offline in Server.offline, the will delay in the
+// will), and the server is passed to its methods rather than kept. A
+// session that ends with its connection (expiry 0 at CONNECT) is part of
+// the connection's allocation (conn.own) and keyed by its Client's id; one
+// that may outlive it is an ownSession, with its id (newSession).
 type session struct {
-	id string
-
 	// Guarded by Server.mu.
 	subs   *subscription // the subscriptions, linked by next
 	will   *msg          // pending will (with its delay), published unless a connection resumes in time
 	expiry uint32        // seconds the session outlives its connection; 0xffffffff never
 	nsubs  uint16        // how many subscriptions (Config.MaxSubscriptions is at most 65535)
+
+	// inConn is set once, before the session is shared: it is a conn's
+	// own session (key).
+	inConn bool
 
 	// mu guards the delivery state below.
 	dead bool // ended: deliveries are dropped
@@ -265,11 +312,37 @@ type session struct {
 	fl   *flow // QoS 1 and 2 state; nil while there is none (f allocates it)
 }
 
+// ownSession is a session allocated apart from any connection, with its
+// client id: one that may outlive its connection.
+type ownSession struct {
+	session
+	id string
+}
+
+// newSession returns a session, apart from any connection, of the client
+// id.
+func newSession(id string) *session {
+	o := &ownSession{id: id}
+	return &o.session
+}
+
+// ownOffset is where a conn holds its own session.
+const ownOffset = unsafe.Offsetof(conn{}.own)
+
+// key returns the session's client id: the Client's of the connection it
+// is part of, or its own.
+func (ss *session) key() string {
+	if ss.inConn {
+		return (*conn)(unsafe.Add(unsafe.Pointer(ss), -int(ownOffset))).cl.ID
+	}
+	return (*ownSession)(unsafe.Pointer(ss)).id
+}
+
 // findSub returns the session's subscription to filter (as subscribed)
 // and the one before it in the list; s.mu is held.
 func (ss *session) findSub(filter string) (prev, sub *subscription) {
 	for sub = ss.subs; sub != nil; prev, sub = sub, sub.next {
-		if sub.filter == filter {
+		if sub.filter() == filter {
 			return prev, sub
 		}
 	}
@@ -589,7 +662,7 @@ func (s *Server) route(m *msg, now int64, loop int) int {
 			case o.tf != 0:
 				shared = true
 				continue
-			case o.noLocal && ss.id == m.from:
+			case o.noLocal && ss.key() == m.from:
 				continue
 			}
 			qos, rap, match = max(qos, o.qos), rap || o.rap, true
@@ -612,14 +685,14 @@ func (s *Server) route(m *msg, now int64, loop int) int {
 // matching appends the subscriptions whose filter matches topic to subs;
 // s.mu is held (for reading at least).
 func (s *Server) matching(topic string, subs []*subscription) []*subscription {
-	if sub := s.lit.get(topic); sub != nil {
+	if sub := s.lit.Get(topic); sub != nil {
 		subs = append(subs, sub)
 	}
 	if s.litPlus > 0 {
 		// A filter P/+ (P without wildcards) in s.lit matches the topic
 		// P/level.
 		if i := strings.LastIndexByte(topic, '/'); i >= 0 {
-			if sub := s.lit.getJoin(topic[:i+1], "+"); sub != nil {
+			if sub := s.lit.GetJoin(topic[:i+1], "+"); sub != nil {
 				subs = append(subs, sub)
 			}
 		}
@@ -643,7 +716,7 @@ func (s *Server) routeShared(m *msg, subs []*subscription, now int64) int {
 	groups := make(map[string][]*subscription)
 	for _, sub := range subs {
 		if sub.tf != 0 {
-			k := sub.filter // $share/group/filter: one group of one filter
+			k := sub.filter() // $share/group/filter: one group of one filter
 			groups[k] = append(groups[k], sub)
 		}
 	}
@@ -701,7 +774,7 @@ func (s *Server) sweep(now time.Time) {
 	var silent []*conn
 	s.mu.Lock()
 	for c := range s.wsKeepAlive {
-		if time.Duration(t-c.lastIn.Load()) >= c.keepAlive()*3/2 {
+		if s.since(c.lastIn.Load(), t) >= c.keepAlive()*3/2 {
 			silent = append(silent, c)
 			delete(s.wsKeepAlive, c)
 		}
@@ -745,7 +818,7 @@ func (s *Server) endSessionLocked(ss *session) {
 	}
 	s.stats.subscriptions.Add(-int64(ss.nsubs))
 	ss.subs, ss.nsubs = nil, 0
-	s.sessions.remove(ss)
+	s.sessions.Remove(ss)
 	delete(s.offline, ss)
 	ss.release(s)
 }
@@ -760,10 +833,10 @@ func (s *Server) publishWill(w *msg, now time.Time) {
 }
 
 // tableKey keys a session in Server.sessions.
-func (ss *session) tableKey() string { return ss.id }
+func (ss *session) TableKey() string { return ss.key() }
 
 // tableKey keys a subscription in Server.lit.
-func (sub *subscription) tableKey() string { return sub.topicFilter() }
+func (sub *subscription) TableKey() string { return sub.topicFilter() }
 
 // tableable reports whether a topic filter may be indexed in s.lit: a
 // literal filter, found by the topic itself, or P/+ with P literal (a
@@ -782,14 +855,14 @@ func plusLast(tf string) bool { return len(tf) >= 2 && tf[len(tf)-1] == '+' }
 // litPut puts sub in s.lit, litDel takes it out (reporting whether it
 // was there), counting the P/+ filters in it.
 func (s *Server) litPut(sub *subscription) {
-	s.lit.put(sub)
+	s.lit.Put(sub)
 	if plusLast(sub.topicFilter()) {
 		s.litPlus++
 	}
 }
 
 func (s *Server) litDel(sub *subscription) bool {
-	if !s.lit.remove(sub) {
+	if !s.lit.Remove(sub) {
 		return false
 	}
 	if plusLast(sub.topicFilter()) {
@@ -807,16 +880,16 @@ func (s *Server) index(old, sub *subscription) {
 	if h := s.cfg.Hooks.OnFilter; h != nil && old == nil && !s.hasFilter(tf) {
 		defer h(tf, true)
 	}
-	key := func(sub *subscription) string { return subKey(sub.group(), sub.sess.id) }
+	key := func(sub *subscription) string { return subKey(sub.group(), sub.sess.key()) }
 	switch {
 	case !tableable(tf):
 	case old != nil:
-		if s.lit.replace(old, sub) {
+		if s.lit.Replace(old, sub) {
 			return
 		}
 		// old is in the trie, where Insert replaces it.
 	default:
-		if o := s.lit.get(tf); o != nil {
+		if o := s.lit.Get(tf); o != nil {
 			s.litDel(o)
 			s.subs.Insert(tf, key(o), o)
 		} else if !s.subs.hasSubscribers(tf) {
@@ -837,7 +910,7 @@ func (s *Server) unindex(sub *subscription) {
 		}
 		return
 	}
-	s.subs.Remove(tf, subKey(sub.group(), sub.sess.id))
+	s.subs.Remove(tf, subKey(sub.group(), sub.sess.key()))
 	if h := s.cfg.Hooks.OnFilter; h != nil && !s.hasFilter(tf) {
 		h(tf, false)
 	}
@@ -846,7 +919,7 @@ func (s *Server) unindex(sub *subscription) {
 // hasFilter reports whether a subscription to topic filter tf (without a
 // share prefix) is indexed; s.mu is held.
 func (s *Server) hasFilter(tf string) bool {
-	return (tableable(tf) && s.lit.get(tf) != nil) || s.subs.hasSubscribers(tf)
+	return (tableable(tf) && s.lit.Get(tf) != nil) || s.subs.hasSubscribers(tf)
 }
 
 // subKey is a subscription's key in the trie: the client id, prefixed by

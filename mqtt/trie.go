@@ -1,6 +1,10 @@
 package mqtt
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/warrenhq/warren/internal/keytab"
+)
 
 // Trie is a subscription index: topic filters, each with a value per
 // subscriber, looked up by topic name. It is a path-compressed trie of the
@@ -52,8 +56,8 @@ type node[V any] struct {
 // two children: one left with one child and no subscriber is merged with
 // that child.
 type nodeX[V any] struct {
-	kids   []*node[V]       // literal first levels
-	kidTab *table[*node[V]] // literal first levels, once more than smallKids
+	kids   []*node[V]              // literal first levels
+	kidTab *keytab.Table[*node[V]] // literal first levels, once more than smallKids
 	plus   *node[V]
 	hash   *node[V]
 	subs   []trieEntry[V]
@@ -66,7 +70,7 @@ type trieEntry[V any] struct {
 }
 
 // tableKey keys a node in its parent's kidTab: its first level.
-func (n *node[V]) tableKey() string { return firstLevel(n.name) }
+func (n *node[V]) TableKey() string { return firstLevel(n.name) }
 
 // firstLevel returns the first level of a filter or run of levels.
 func firstLevel(s string) string {
@@ -177,13 +181,13 @@ func (n *node[V]) add(c *node[V]) {
 	case level == "#":
 		x.hash = c
 	case x.kidTab != nil:
-		x.kidTab.put(c)
+		x.kidTab.Put(c)
 	default:
 		x.kids = append(x.kids, c)
 		if len(x.kids) > smallKids {
-			x.kidTab = &table[*node[V]]{tagged: true}
+			x.kidTab = &keytab.Table[*node[V]]{Tagged: true}
 			for _, k := range x.kids {
-				x.kidTab.put(k)
+				x.kidTab.Put(k)
 			}
 			x.kids = nil
 		}
@@ -343,7 +347,7 @@ func (n *node[V]) literal(level string) *node[V] {
 		return nil
 	}
 	if x.kidTab != nil {
-		return x.kidTab.get(level)
+		return x.kidTab.Get(level)
 	}
 	for _, c := range x.kids {
 		if startsWith(c.name, level) {
@@ -438,7 +442,7 @@ func (n *node[V]) settle(c *node[V]) {
 		case x.hash != nil:
 			k = x.hash
 		case x.kidTab != nil:
-			x.kidTab.all(func(o *node[V]) bool { k = o; return false })
+			x.kidTab.All(func(o *node[V]) bool { k = o; return false })
 		default:
 			k = x.kids[0]
 		}
@@ -450,7 +454,7 @@ func (n *node[V]) settle(c *node[V]) {
 func (x *nodeX[V]) nkids() int {
 	n := len(x.kids)
 	if x.kidTab != nil {
-		n += x.kidTab.len()
+		n += x.kidTab.Len()
 	}
 	if x.plus != nil {
 		n++
@@ -477,8 +481,8 @@ func (n *node[V]) drop(c *node[V]) {
 	case c == x.hash:
 		x.hash = nil
 	case x.kidTab != nil:
-		x.kidTab.remove(c)
-		if x.kidTab.len() == 0 {
+		x.kidTab.Remove(c)
+		if x.kidTab.Len() == 0 {
 			x.kidTab = nil
 		}
 	default:

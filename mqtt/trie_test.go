@@ -74,10 +74,10 @@ func checkTrie[V any](t *testing.T, tr *Trie[V]) {
 			lit(c)
 		}
 		if x.kidTab != nil {
-			if x.kidTab.len() == 0 {
+			if x.kidTab.Len() == 0 {
 				t.Fatalf("node %q: empty child table", path)
 			}
-			x.kidTab.all(func(c *node[V]) bool { lit(c); return true })
+			x.kidTab.All(func(c *node[V]) bool { lit(c); return true })
 		}
 	}
 	walk(&tr.root, "", true)
@@ -100,7 +100,7 @@ func countNodes[V any](tr *Trie[V]) (nodes, exts int) {
 			walk(c)
 		}
 		if x.kidTab != nil {
-			x.kidTab.all(func(c *node[V]) bool { walk(c); return true })
+			x.kidTab.All(func(c *node[V]) bool { walk(c); return true })
 		}
 		if x.plus != nil {
 			walk(x.plus)

@@ -1,4 +1,4 @@
-package mqtt
+package keytab
 
 import (
 	"hash/maphash"
@@ -10,7 +10,7 @@ import (
 
 type tkey struct{ k string }
 
-func (t *tkey) tableKey() string { return t.k }
+func (t *tkey) TableKey() string { return t.k }
 
 // The table against a map model: random puts, replaces and removes, every
 // key checked after each step batch, sizes through growth and shrinking.
@@ -21,28 +21,28 @@ func TestTableModel(t *testing.T) {
 
 func testTableModel(t *testing.T, tagged bool) {
 	r := rand.New(rand.NewPCG(1, 2))
-	tb := table[*tkey]{tagged: tagged}
+	tb := Table[*tkey]{Tagged: tagged}
 	model := map[string]*tkey{}
 	check := func() {
 		t.Helper()
-		if tb.len() != len(model) {
-			t.Fatalf("len %d, model %d", tb.len(), len(model))
+		if tb.Len() != len(model) {
+			t.Fatalf("len %d, model %d", tb.Len(), len(model))
 		}
 		for k, v := range model {
-			if got := tb.get(k); got != v {
+			if got := tb.Get(k); got != v {
 				t.Fatalf("get(%q) = %v, want %v", k, got, v)
 			}
 			for i := range len(k) + 1 {
-				if got := tb.getJoin(k[:i], k[i:]); got != v {
+				if got := tb.GetJoin(k[:i], k[i:]); got != v {
 					t.Fatalf("getJoin(%q, %q) = %v, want %v", k[:i], k[i:], got, v)
 				}
 			}
-			if got := tb.getJoin(k, "x"); got != model[k+"x"] {
+			if got := tb.GetJoin(k, "x"); got != model[k+"x"] {
 				t.Fatalf("getJoin(%q, x) = %v, want %v", k, got, model[k+"x"])
 			}
 		}
 		n := 0
-		tb.all(func(v *tkey) bool {
+		tb.All(func(v *tkey) bool {
 			if model[v.k] != v {
 				t.Fatalf("all yields %q, not in the model", v.k)
 			}
@@ -60,8 +60,8 @@ func testTableModel(t *testing.T, tagged bool) {
 				t.Fatalf("slot %d (%q): stale tag", i, v.k)
 			}
 		}
-		if tb.len() > 0 && tb.len()*4 > len(tb.slots)*3 {
-			t.Fatalf("load %d/%d over 3/4", tb.len(), len(tb.slots))
+		if tb.Len() > 0 && tb.Len()*4 > len(tb.slots)*3 {
+			t.Fatalf("load %d/%d over 3/4", tb.Len(), len(tb.slots))
 		}
 	}
 	for round := range 40 {
@@ -71,31 +71,31 @@ func testTableModel(t *testing.T, tagged bool) {
 			switch old := model[k]; {
 			case old == nil:
 				v := &tkey{k}
-				tb.put(v)
+				tb.Put(v)
 				model[k] = v
 			case r.IntN(3) == 0:
 				v := &tkey{k}
-				if !tb.replace(old, v) {
+				if !tb.Replace(old, v) {
 					t.Fatalf("replace(%q) missed", k)
 				}
 				model[k] = v
 			default:
-				if tb.remove(&tkey{k}) {
+				if tb.Remove(&tkey{k}) {
 					t.Fatalf("remove of another pointer with key %q succeeded", k)
 				}
-				if !tb.remove(old) {
+				if !tb.Remove(old) {
 					t.Fatalf("remove(%q) missed", k)
 				}
 				delete(model, k)
 			}
 		}
 		check()
-		if tb.get("absent") != nil {
+		if tb.Get("absent") != nil {
 			t.Fatal("get of an absent key")
 		}
 	}
 	for k, v := range model {
-		if !tb.remove(v) {
+		if !tb.Remove(v) {
 			t.Fatalf("remove(%q) missed", k)
 		}
 		delete(model, k)
@@ -110,20 +110,20 @@ func testTableModel(t *testing.T, tagged bool) {
 // in two parts, at every split.
 func TestTableGetJoinLong(t *testing.T) {
 	for _, tagged := range []bool{false, true} {
-		tb := table[*tkey]{tagged: tagged}
+		tb := Table[*tkey]{Tagged: tagged}
 		var keys []*tkey
 		for i := range 50 {
 			k := &tkey{strings.Repeat("l", joinBuf-25+i) + "/" + strconv.Itoa(i) + "/+"}
-			tb.put(k)
+			tb.Put(k)
 			keys = append(keys, k)
 		}
 		for _, k := range keys {
 			for i := range len(k.k) + 1 {
-				if got := tb.getJoin(k.k[:i], k.k[i:]); got != k {
+				if got := tb.GetJoin(k.k[:i], k.k[i:]); got != k {
 					t.Fatalf("tagged %v: getJoin at %d of %d bytes = %v", tagged, i, len(k.k), got)
 				}
 			}
-			if got := tb.getJoin(k.k, "/"); got != nil {
+			if got := tb.GetJoin(k.k, "/"); got != nil {
 				t.Fatalf("getJoin of a missing key = %v", got)
 			}
 		}

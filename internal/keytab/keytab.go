@@ -1,38 +1,45 @@
-package mqtt
+// Package keytab is an open-addressed hash table of pointers keyed by a
+// string their targets hold: a table of sessions by client id, of
+// subscriptions by topic filter, of a trie's children by first level, of a
+// hub's devices by device id. An entry costs one pointer slot (and one tag
+// byte in a tagged table) instead of a Go map's key string, value and
+// control byte.
+package keytab
 
 import (
 	"hash/maphash"
 	"unsafe"
 )
 
-// joinBuf is the longest key getJoin joins on the stack.
+// joinBuf is the longest key GetJoin joins on the stack.
 const joinBuf = 96
 
-// keyed is what a table holds: a pointer whose target carries its own key.
-type keyed interface {
+// Keyed is what a Table holds: a pointer whose target carries its own key,
+// which must not change while the target is in a table.
+type Keyed interface {
 	comparable
-	tableKey() string
+	TableKey() string
 }
 
-// table is an open-addressed hash table of pointers, each keyed by a string
-// its target holds (a session by its client id, a subscription by its topic
-// filter, a trie node by its first level), so an entry costs one pointer slot instead of a Go map's key
-// string, value and control byte: about 11-21 bytes per entry at the loads
-// it keeps (3/8 to 3/4) against 40-60 for a map[string]*T, and growing it
-// leaves one pointer array behind, not a table of strings.
+// Table is an open-addressed hash table of pointers, each keyed by a string
+// its target holds (TableKey), so an entry costs one pointer slot instead
+// of a Go map's key string, value and control byte: about 11-21 bytes per
+// entry at the loads it keeps (3/8 to 3/4) against 30-60 for a
+// map[string]*T, and growing it leaves one pointer array behind, not a
+// table of strings.
 //
 // It probes linearly and deletes by shifting back (no tombstones). Keys are
 // unique. The zero value is an empty table. A tagged table also keeps one
 // byte of each slot's key hash, compared before the entry is followed:
 // a lookup then reads the target and its key only for the entry it finds
-// (the others are cache misses on a busy broker), for one byte a slot. A table is not safe for
-// concurrent use, except that get and len may run concurrently with each
-// other; the Server guards its tables with Server.mu.
-type table[T keyed] struct {
+// (the others are cache misses on a busy broker), for one byte a slot. A
+// Table is not safe for concurrent use, except that Get, GetJoin and Len
+// may run concurrently with each other: its owner guards it.
+type Table[T Keyed] struct {
 	slots  []T
 	tags   []uint8 // tagged: tagOf the hash of each slot's key
 	n      int
-	tagged bool // set before the first put
+	Tagged bool // set before the first Put
 }
 
 // tableSeed seeds the hash of every table of the process.
@@ -41,18 +48,18 @@ var tableSeed = maphash.MakeSeed()
 // minTableSlots is the size of a table's first slot array.
 const minTableSlots = 16
 
-func (t *table[T]) home(key string) int {
+func (t *Table[T]) home(key string) int {
 	return int(maphash.String(tableSeed, key) & uint64(len(t.slots)-1))
 }
 
 // tagOf is the tag of a key's hash: bits the slot index does not use.
 func tagOf(h uint64) uint8 { return uint8(h >> 56) }
 
-// len returns the number of entries.
-func (t *table[T]) len() int { return t.n }
+// Len returns the number of entries.
+func (t *Table[T]) Len() int { return t.n }
 
-// get returns the entry with key, or the zero T.
-func (t *table[T]) get(key string) T {
+// Get returns the entry with key, or the zero T.
+func (t *Table[T]) Get(key string) T {
 	var zero T
 	if t.n == 0 {
 		return zero
@@ -63,22 +70,22 @@ func (t *table[T]) get(key string) T {
 		tag := tagOf(h)
 		for i := int(h) & mask; ; i = (i + 1) & mask {
 			v := t.slots[i]
-			if v == zero || t.tags[i] == tag && v.tableKey() == key {
+			if v == zero || t.tags[i] == tag && v.TableKey() == key {
 				return v
 			}
 		}
 	}
 	for i := int(h) & mask; ; i = (i + 1) & mask {
 		v := t.slots[i]
-		if v == zero || v.tableKey() == key {
+		if v == zero || v.TableKey() == key {
 			return v
 		}
 	}
 }
 
-// getJoin returns the entry whose key is a+b, or the zero T, without
+// GetJoin returns the entry whose key is a+b, or the zero T, without
 // making the string a+b.
-func (t *table[T]) getJoin(a, b string) T {
+func (t *Table[T]) GetJoin(a, b string) T {
 	var zero T
 	if t.n == 0 {
 		return zero
@@ -87,7 +94,7 @@ func (t *table[T]) getJoin(a, b string) T {
 		// Short keys (a device's filter is): joined on the stack.
 		var buf [joinBuf]byte
 		copy(buf[copy(buf[:], a):], b)
-		return t.get(unsafe.String(&buf[0], n))
+		return t.Get(unsafe.String(&buf[0], n))
 	}
 	var hh maphash.Hash
 	hh.SetSeed(tableSeed)
@@ -103,14 +110,14 @@ func (t *table[T]) getJoin(a, b string) T {
 		if t.tags != nil && t.tags[i] != tagOf(h) {
 			continue
 		}
-		if k := v.tableKey(); len(k) == len(a)+len(b) && k[:len(a)] == a && k[len(a):] == b {
+		if k := v.TableKey(); len(k) == len(a)+len(b) && k[:len(a)] == a && k[len(a):] == b {
 			return v
 		}
 	}
 }
 
-// put adds v, whose key must not be in the table.
-func (t *table[T]) put(v T) {
+// Put adds v, whose key must not be in the table.
+func (t *Table[T]) Put(v T) {
 	if (t.n+1)*4 > len(t.slots)*3 {
 		t.resize(max(minTableSlots, len(t.slots)*2))
 	}
@@ -119,9 +126,9 @@ func (t *table[T]) put(v T) {
 }
 
 // insert places v in its slot; there is room.
-func (t *table[T]) insert(v T) {
+func (t *Table[T]) insert(v T) {
 	var zero T
-	h := maphash.String(tableSeed, v.tableKey())
+	h := maphash.String(tableSeed, v.TableKey())
 	mask := len(t.slots) - 1
 	i := int(h) & mask
 	for t.slots[i] != zero {
@@ -133,9 +140,9 @@ func (t *table[T]) insert(v T) {
 	}
 }
 
-// replace puts v in the slot of old, which has the same key, and reports
+// Replace puts v in the slot of old, which has the same key, and reports
 // whether old was there.
-func (t *table[T]) replace(old, v T) bool {
+func (t *Table[T]) Replace(old, v T) bool {
 	if i := t.index(old); i >= 0 {
 		t.slots[i] = v
 		return true
@@ -144,13 +151,13 @@ func (t *table[T]) replace(old, v T) bool {
 }
 
 // index returns the slot holding v, or -1.
-func (t *table[T]) index(v T) int {
+func (t *Table[T]) index(v T) int {
 	var zero T
 	if t.n == 0 {
 		return -1
 	}
 	mask := len(t.slots) - 1
-	for i := t.home(v.tableKey()); ; i = (i + 1) & mask {
+	for i := t.home(v.TableKey()); ; i = (i + 1) & mask {
 		switch t.slots[i] {
 		case v:
 			return i
@@ -160,8 +167,8 @@ func (t *table[T]) index(v T) int {
 	}
 }
 
-// remove removes v (the very pointer) and reports whether it was there.
-func (t *table[T]) remove(v T) bool {
+// Remove removes v (the very pointer) and reports whether it was there.
+func (t *Table[T]) Remove(v T) bool {
 	var zero T
 	i := t.index(v)
 	if i < 0 {
@@ -171,7 +178,7 @@ func (t *table[T]) remove(v T) bool {
 	// whose home is not cyclically in (i, j].
 	mask := len(t.slots) - 1
 	for j := (i + 1) & mask; t.slots[j] != zero; j = (j + 1) & mask {
-		k := t.home(t.slots[j].tableKey())
+		k := t.home(t.slots[j].TableKey())
 		if i <= j && i < k && k <= j || i > j && (i < k || k <= j) {
 			continue
 		}
@@ -193,11 +200,11 @@ func (t *table[T]) remove(v T) bool {
 }
 
 // resize moves the entries to a slot array of size n, a power of two.
-func (t *table[T]) resize(n int) {
+func (t *Table[T]) resize(n int) {
 	var zero T
 	old := t.slots
 	t.slots = make([]T, n)
-	if t.tagged {
+	if t.Tagged {
 		t.tags = make([]uint8, n)
 	}
 	for _, v := range old {
@@ -207,8 +214,8 @@ func (t *table[T]) resize(n int) {
 	}
 }
 
-// all calls fn with every entry until it returns false.
-func (t *table[T]) all(fn func(T) bool) {
+// All calls fn with every entry until it returns false.
+func (t *Table[T]) All(fn func(T) bool) {
 	var zero T
 	for _, v := range t.slots {
 		if v != zero && !fn(v) {
