@@ -12,7 +12,9 @@
 #   N=1000 RATE=20000 QOS=1 DURATION=30 bench/mqtt-xnode.sh
 #
 # Environment: N (500), RATE (10000), QOS (0), RUNS (1), WARMUP (3),
-# DURATION (15), SIZE (64), OUT (bench/out). Linux only.
+# DURATION (15), SIZE (64), OUT (bench/out); PERF=1 records `perf record -g`
+# profiles of nodes A and C over the measurement window into the logs.
+# Linux only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +26,7 @@ WARMUP=${WARMUP:-3}
 DURATION=${DURATION:-15}
 SIZE=${SIZE:-64}
 OUT=${OUT:-bench/out}
+PERF=${PERF:-}
 
 PROG=mqtt-xnode
 # shellcheck source=bench/lib.sh
@@ -74,9 +77,17 @@ for run in $(seq 1 "$RUNS"); do
   c0=0
   for n in a b c; do c0=$((c0 + $(cpu_ticks "${NPID[$n]}"))); done
   clog=$LOGDIR/client-$run.log
+  if [ -n "$PERF" ]; then # profile the nodes over the measurement window
+    (sleep "$WARMUP"; for n in a c; do
+      perf record -q -F 499 -g -o "$LOGDIR/perf-$n-$run.data" -p "${NPID[$n]}" -- sleep "$DURATION" >/dev/null 2>&1 &
+    done; wait) &
+    perfpid=$!
+  fi
   timeout $((WARMUP + DURATION + 120)) "$BIN/mqttrt" -addr "127.0.0.1:${MQTT[a]}" -sub-addr "127.0.0.1:${MQTT[c]}" \
     -password "$TOKEN" -n "$N" -qos "$QOS" -rate "$RATE" -size "$SIZE" -warmup "${WARMUP}s" -duration "${DURATION}s" \
-    -server-pid "${NPID[a]}" >"$clog" 2>&1 || true
+    -server-pid "${NPID[a]}" -node-pids "${NPID[a]},${NPID[b]},${NPID[c]}" \
+    ${PERF:+-cpuprofile "$LOGDIR/client-$run.pprof"} >"$clog" 2>&1 || true
+  [ -z "$PERF" ] || wait "$perfpid" || true
   c1=0
   for n in a b c; do c1=$((c1 + $(cpu_ticks "${NPID[$n]}"))); done
   for n in a b c; do stop_pid "${NPID[$n]}" 30; done

@@ -2,7 +2,8 @@
 // each subscribed to a topic of its own, publish to that topic at -rate
 // messages per second in total and receive their own messages back. After
 // -warmup it measures for -duration: messages received, latency (publish to
-// receipt) and, given -server-pid, the broker's CPU time per message.
+// receipt), its own CPU time per message and, given -server-pid, the
+// broker's (-node-pids: each of several processes', one by one).
 //
 //	mqttrt -addr 127.0.0.1:1883 -n 5000 -qos 1 -rate 20000 -duration 15s -server-pid 1234
 //
@@ -24,7 +25,9 @@ import (
 	"math"
 	"net"
 	"os"
+	"runtime/pprof"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -76,6 +79,8 @@ func main() {
 	warmup := flag.Duration("warmup", 3*time.Second, "time before measuring")
 	duration := flag.Duration("duration", 15*time.Second, "measurement window")
 	pid := flag.Int("server-pid", 0, "broker pid, for its CPU time")
+	cpuProfile := flag.String("cpuprofile", "", "write the client's CPU profile over the measurement window to this file")
+	nodePids := flag.String("node-pids", "", "comma-separated pids (cluster nodes) whose CPU time per message is reported one by one")
 	srcBase := flag.String("src-base", "127.0.2.1", "first loopback source address")
 	srcCount := flag.Int("src-count", 60, "loopback source addresses")
 	flag.StringVar(&subAddr, "sub-addr", "", "subscribe through a second connection to this broker (empty: on the publishing connection)")
@@ -107,14 +112,38 @@ func main() {
 		<-ready
 	}
 	time.Sleep(*warmup)
+	var nodes []int
+	for _, f := range strings.Split(*nodePids, ",") {
+		if p, err := strconv.Atoi(strings.TrimSpace(f)); err == nil && p > 0 {
+			nodes = append(nodes, p)
+		}
+	}
+	nodeCPU := func() []time.Duration {
+		d := make([]time.Duration, len(nodes))
+		for i, p := range nodes {
+			d[i], _ = benchutil.CPUTime(p)
+		}
+		return d
+	}
 	cpu0, _ := benchutil.CPUTime(*pid)
+	self0, _ := benchutil.CPUTime(0)
+	nodes0 := nodeCPU()
 	s0, r0, a0 := sent.Load(), received.Load(), acked.Load()
+	if *cpuProfile != "" {
+		if f, err := os.Create(*cpuProfile); err == nil {
+			pprof.StartCPUProfile(f)
+			defer f.Close()
+		}
+	}
 	measuring.Store(true)
 	start := time.Now()
 	time.Sleep(*duration)
 	measuring.Store(false)
+	pprof.StopCPUProfile()
 	el := time.Since(start)
 	cpu1, _ := benchutil.CPUTime(*pid)
+	self1, _ := benchutil.CPUTime(0)
+	nodes1 := nodeCPU()
 	s1, r1, a1 := sent.Load(), received.Load(), acked.Load()
 	close(stop)
 	out := map[string]any{"clients": *n, "qos": *qos, "rate": *rate, "seconds": el.Seconds(),
@@ -124,6 +153,21 @@ func main() {
 		cpu := cpu1 - cpu0
 		out["server_cpu_s"] = cpu.Seconds()
 		out["server_cpu_us_per_msg"] = float64(cpu.Microseconds()) / float64(r1-r0)
+	}
+	if r1 > r0 {
+		perMsg := func(d time.Duration) float64 {
+			return math.Round(float64(d.Microseconds())/float64(r1-r0)*10) / 10
+		}
+		// The client's own CPU (all its connections, pacing and
+		// measuring), to tell its share of the cores from the nodes'.
+		out["client_cpu_us_per_msg"] = perMsg(self1 - self0)
+		if len(nodes) > 0 {
+			per := make([]float64, len(nodes))
+			for i := range nodes {
+				per[i] = perMsg(nodes1[i] - nodes0[i])
+			}
+			out["nodes_cpu_us_per_msg"] = per
+		}
 	}
 	b, _ := json.Marshal(out)
 	fmt.Println(string(b))
