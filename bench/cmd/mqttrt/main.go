@@ -328,6 +328,8 @@ func client(d *net.Dialer, addr string, i int, qos mqtt.QoS, size int, interval 
 	// Start at a random phase so clients spread over the interval.
 	next := time.Now().Add(time.Duration(i) * interval / time.Duration(max(1, 1000)) % max(interval, 1))
 	var out []byte
+	t := time.NewTimer(time.Until(next)) // one timer, reset: not one allocated per message
+	defer t.Stop()
 	for {
 		select {
 		case <-stop:
@@ -336,9 +338,10 @@ func client(d *net.Dialer, addr string, i int, qos mqtt.QoS, size int, interval 
 			return err
 		case err := <-subErr:
 			return err
-		case <-time.After(time.Until(next)):
+		case <-t.C:
 		}
 		next = next.Add(interval)
+		t.Reset(time.Until(next))
 		binary.BigEndian.PutUint64(payload, uint64(time.Since(t0)))
 		p := mqtt.Publish{Topic: topic, QoS: qos, Payload: payload}
 		if qos > 0 {
