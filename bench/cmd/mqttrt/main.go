@@ -40,9 +40,34 @@ var (
 	sent, received, acked atomic.Int64
 	hist                  [200]atomic.Int64 // latency buckets, 1.1x apart from 10 µs
 	measuring             atomic.Bool
-	t0                    = time.Now()
-	subAddr, password     string
+	// The measurement window in 100 ms slots by send time: how many
+	// messages of each took over slowAfter, and the slowest — whether the
+	// tail is spread or a few stalls.
+	windowStart       atomic.Int64 // since t0
+	slotSlow          [3000]atomic.Int32
+	slotMax           [3000]atomic.Int64 // µs
+	t0                = time.Now()
+	subAddr, password string
 )
+
+// slowAfter is the latency counted per 100 ms slot (the target's p99).
+const slowAfter = 10 * time.Millisecond
+
+// slowIn counts a message sent at sentAt (since t0) that took lat.
+func slowIn(sentAt, lat time.Duration) {
+	i := int((int64(sentAt) - windowStart.Load()) / int64(100*time.Millisecond))
+	if i < 0 || i >= len(slotSlow) {
+		return
+	}
+	slotSlow[i].Add(1)
+	us := lat.Microseconds()
+	for {
+		m := slotMax[i].Load()
+		if us <= m || slotMax[i].CompareAndSwap(m, us) {
+			return
+		}
+	}
+}
 
 func bucket(d time.Duration) int {
 	us := float64(d) / 1e3
@@ -135,6 +160,7 @@ func main() {
 			defer f.Close()
 		}
 	}
+	windowStart.Store(int64(time.Since(t0)))
 	measuring.Store(true)
 	start := time.Now()
 	time.Sleep(*duration)
@@ -169,6 +195,21 @@ func main() {
 			out["nodes_cpu_us_per_msg"] = per
 		}
 	}
+	// The 100 ms slots (by send time) with messages over slowAfter:
+	// [seconds into the window, how many, the slowest in ms].
+	var slow [][3]float64
+	nslow := 0
+	for i := range slotSlow {
+		if k := slotSlow[i].Load(); k > 0 {
+			nslow++
+			if len(slow) < 40 {
+				slow = append(slow, [3]float64{float64(i) / 10, float64(k), float64(slotMax[i].Load()) / 1e3})
+			}
+		}
+	}
+	out["slow_ms"] = slowAfter.Milliseconds()
+	out["slow_slots"] = nslow
+	out["slow_slot_list"] = slow
 	b, _ := json.Marshal(out)
 	fmt.Println(string(b))
 	if failed.Load() > 0 {
@@ -252,7 +293,11 @@ func open(d *net.Dialer, addr, id string, topic []byte, sub bool, qos mqtt.QoS, 
 				case *mqtt.Publish:
 					if len(p.Payload) >= 8 && measuring.Load() {
 						sentAt := time.Duration(binary.BigEndian.Uint64(p.Payload))
-						hist[bucket(time.Since(t0)-sentAt)].Add(1)
+						lat := time.Since(t0) - sentAt
+						hist[bucket(lat)].Add(1)
+						if lat > slowAfter {
+							slowIn(sentAt, lat)
+						}
 					}
 					received.Add(1)
 					if p.QoS == 1 {
