@@ -12,7 +12,13 @@
 #   N=1000 RATE=20000 QOS=1 DURATION=30 bench/mqtt-xnode.sh
 #
 # Environment: N (500), RATE (10000), QOS (0), RUNS (1), WARMUP (3),
-# DURATION (15), SIZE (64), OUT (bench/out). Linux only.
+# DURATION (15), SIZE (64), OUT (bench/out); PERF=1 records `perf record -g`
+# profiles of nodes A and C over the measurement window, their allocation
+# profiles and the client's CPU profile into the logs, and prints every
+# process's context switches and system calls per message (perf stat);
+# WARREN_BIN and MQTTRT_BIN use those binaries instead of building the
+# tree's (an A/B against another commit in one lock hold).
+# Linux only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,11 +30,15 @@ WARMUP=${WARMUP:-3}
 DURATION=${DURATION:-15}
 SIZE=${SIZE:-64}
 OUT=${OUT:-bench/out}
+PERF=${PERF:-}
+WARREN_BIN=${WARREN_BIN:-}
+MQTTRT_BIN=${MQTTRT_BIN:-}
 
 PROG=mqtt-xnode
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
 [ -r /proc/self/status ] || die "needs Linux /proc"
+[ -z "$PERF" ] || need_cmd perf:linux-perf
 ulimit -n "$(ulimit -Hn)"
 wait_port() { # wait_port PORT PID LOG
   local i
@@ -43,8 +53,8 @@ wait_port() { # wait_port PORT PID LOG
 BIN=$OUT/$PROG
 mkdir -p "$BIN"
 echo "building into $BIN ..."
-go build -o "$BIN/warren" ./cmd/warren
-go build -o "$BIN/mqttrt" ./bench/cmd/mqttrt
+if [ -n "$WARREN_BIN" ]; then cp "$WARREN_BIN" "$BIN/warren"; else go build -o "$BIN/warren" ./cmd/warren; fi
+if [ -n "$MQTTRT_BIN" ]; then cp "$MQTTRT_BIN" "$BIN/mqttrt"; else go build -o "$BIN/mqttrt" ./bench/cmd/mqttrt; fi
 LOGDIR=$OUT/logs/mqtt-xnode-$(date +%Y%m%d-%H%M%S)
 mkdir -p "$LOGDIR"
 SECRET=bench-xnode-secret-$$-0123456789abcdefghij
@@ -54,16 +64,17 @@ echo "mqtt-xnode: N=$N RATE=$RATE QOS=$QOS RUNS=$RUNS DURATION=${DURATION}s SIZE
 echo "  $(machine_line)"
 echo "  at $(git rev-parse --short HEAD 2>/dev/null || echo unknown); logs in $LOGDIR"
 
-declare -A MQTT CL NPID
+declare -A MQTT CL NPID ADM
 for run in $(seq 1 "$RUNS"); do
   for n in a b c; do CL[$n]=$(free_port); done
   for n in a b c; do
     routes=
     for o in a b c; do [ "$o" = "$n" ] || routes="${routes:+$routes,}nats://127.0.0.1:${CL[$o]}"; done
     MQTT[$n]=$(free_port)
+    ADM[$n]=$(free_port)
     mkdir -p "$LOGDIR/data-$n"
     "$BIN/warren" serve -node "$n" -addr "127.0.0.1:$(free_port)" -api "127.0.0.1:$(free_port)" \
-      -admin "127.0.0.1:$(free_port)" -mqtt "127.0.0.1:${MQTT[$n]}" -nats-listen "127.0.0.1:$(free_port)" \
+      -admin "127.0.0.1:${ADM[$n]}" -mqtt "127.0.0.1:${MQTT[$n]}" -nats-listen "127.0.0.1:$(free_port)" \
       -nats-cluster "127.0.0.1:${CL[$n]}" -nats-routes "$routes" -jwt-secret "$SECRET" \
       -data "$LOGDIR/data-$n" -log-level warn >"$LOGDIR/node-$n-$run.log" 2>&1 &
     NPID[$n]=$!
@@ -76,7 +87,38 @@ for run in $(seq 1 "$RUNS"); do
   clog=$LOGDIR/client-$run.log
   timeout $((WARMUP + DURATION + 120)) "$BIN/mqttrt" -addr "127.0.0.1:${MQTT[a]}" -sub-addr "127.0.0.1:${MQTT[c]}" \
     -password "$TOKEN" -n "$N" -qos "$QOS" -rate "$RATE" -size "$SIZE" -warmup "${WARMUP}s" -duration "${DURATION}s" \
-    -server-pid "${NPID[a]}" >"$clog" 2>&1 || true
+    -server-pid "${NPID[a]}" -node-pids "${NPID[a]},${NPID[b]},${NPID[c]}" \
+    ${PERF:+-cpuprofile "$LOGDIR/client-$run.pprof"} >"$clog" 2>&1 &
+  tpid=$!
+  PIDS+=("$tpid")
+  if [ -n "$PERF" ]; then
+    # Inside the measurement window (the clients connect in about a
+    # second): CPU profiles of nodes A and C, and the context switches and
+    # system calls of every process, per message at RATE.
+    sleep $((WARMUP + 1))
+    win=$((DURATION - 2))
+    cpid=$(pgrep -P "$tpid" | head -n 1)
+    for n in a c; do
+      perf record -q -F 499 -g -o "$LOGDIR/perf-$n-$run.data" -p "${NPID[$n]}" -- sleep "$win" >/dev/null 2>&1 &
+    done
+    for n in a b c client; do
+      p=${NPID[$n]:-$cpid}
+      perf stat -x, -e context-switches,raw_syscalls:sys_enter -o "$LOGDIR/stat-$n-$run.csv" -p "$p" -- sleep "$win" >/dev/null 2>&1 &
+    done
+  fi
+  wait "$tpid" || true
+  unset 'PIDS[-1]'
+  if [ -n "$PERF" ]; then
+    for n in a c; do # what the nodes allocated, since they started
+      curl -s -o "$LOGDIR/allocs-$n-$run.pprof" "http://127.0.0.1:${ADM[$n]}/debug/pprof/allocs" || true
+    done
+    for n in a b c client; do
+      awk -F, -v n="$n" -v r="$run" -v m="$(awk -v r="$RATE" -v w="$win" 'BEGIN {print r * w}')" \
+        '$3 == "context-switches" {cs = $1} $3 == "raw_syscalls:sys_enter" {sc = $1}
+         END {printf "  run %d: %-6s per message: %.2f context switches, %.2f system calls\n", r, n, cs / m, sc / m}' \
+        "$LOGDIR/stat-$n-$run.csv"
+    done
+  fi
   c1=0
   for n in a b c; do c1=$((c1 + $(cpu_ticks "${NPID[$n]}"))); done
   for n in a b c; do stop_pid "${NPID[$n]}" 30; done

@@ -56,7 +56,14 @@ type bridge struct {
 	mu    sync.RWMutex
 	refs  map[string]*bridgeSub // by NATS subject
 	order []*bridgeSub          // subscribed, oldest first
-	all   *nats.Subscription    // the one subscription once over max, or the fixed subject's
+	// bySub and wild index order for canonical, which runs for every
+	// message: a message's own subscription, and the wildcard subjects
+	// (oldest first) — a literal one can only match its own subject,
+	// which refs finds. seq numbers the subscriptions as they are made.
+	bySub map[*nats.Subscription]*bridgeSub
+	wild  []*bridgeSub
+	seq   uint64
+	all   *nats.Subscription // the one subscription once over max, or the fixed subject's
 	// pending is the subscription to ">" made on going over max, until
 	// the server has confirmed it and it becomes all.
 	pending *nats.Subscription
@@ -71,6 +78,8 @@ type bridgeSub struct {
 	subject string
 	filters int // topic filters mapped onto it
 	sub     *nats.Subscription
+	seq     uint64 // when sub was made: lower is older
+	wild    bool   // subject has a "*" or ">" token
 }
 
 func newBridge(nc *nats.Conn, handle nats.MsgHandler, max int, log *slog.Logger) *bridge {
@@ -78,6 +87,58 @@ func newBridge(nc *nats.Conn, handle nats.MsgHandler, max int, log *slog.Logger)
 		max = DefaultMQTTBridgeMaxSubjects
 	}
 	return &bridge{nc: nc, handle: handle, max: max, log: log, refs: map[string]*bridgeSub{}}
+}
+
+// track appends s, just subscribed as s.sub, to the subscriptions in
+// order. b.mu is held.
+func (b *bridge) track(s *bridgeSub) {
+	if b.refs == nil {
+		b.refs = map[string]*bridgeSub{}
+	}
+	if b.bySub == nil {
+		b.bySub = map[*nats.Subscription]*bridgeSub{}
+	}
+	b.seq++
+	s.seq = b.seq
+	s.wild = wildSubject(s.subject)
+	b.refs[s.subject] = s
+	b.order = append(b.order, s)
+	b.bySub[s.sub] = s
+	if s.wild {
+		b.wild = append(b.wild, s)
+	}
+}
+
+// untrack removes s from the subscriptions in order. b.mu is held.
+func (b *bridge) untrack(s *bridgeSub) {
+	delete(b.bySub, s.sub)
+	b.order = deleteSub(b.order, s)
+	if s.wild {
+		b.wild = deleteSub(b.wild, s)
+	}
+}
+
+func deleteSub(l []*bridgeSub, s *bridgeSub) []*bridgeSub {
+	for i, o := range l {
+		if o == s {
+			return append(l[:i], l[i+1:]...)
+		}
+	}
+	return l
+}
+
+// wildSubject reports whether NATS subject subj has a wildcard token.
+func wildSubject(subj string) bool {
+	for {
+		t, rest, more := strings.Cut(subj, ".")
+		if t == "*" || t == ">" {
+			return true
+		}
+		if !more {
+			return false
+		}
+		subj = rest
+	}
 }
 
 // subscribeAll makes the node's one subscription to subject: the fixed
@@ -100,7 +161,7 @@ func (b *bridge) dropOrder() {
 		s.sub.Unsubscribe()
 		s.sub = nil
 	}
-	b.order = nil
+	b.order, b.wild, b.bySub = nil, nil, nil
 }
 
 // overflow subscribes to ">" once the interest is over max, and switches
@@ -179,7 +240,7 @@ func (b *bridge) add(filter string) {
 		return
 	}
 	s.sub = sub
-	b.order = append(b.order, s)
+	b.track(s)
 }
 
 // remove uncounts a topic filter that lost its last subscriber.
@@ -203,32 +264,42 @@ func (b *bridge) remove(filter string) {
 		return
 	}
 	s.sub.Unsubscribe()
-	for i, o := range b.order {
-		if o == s {
-			b.order = append(b.order[:i], b.order[i+1:]...)
-			break
-		}
-	}
+	b.untrack(s)
 }
 
 // canonical reports whether m, delivered by subscription m.Sub, is to be
-// taken: no subscription made before m.Sub matches its subject.
+// taken: no subscription made before m.Sub matches its subject. It costs
+// a map lookup or two and a match per older wildcard subject, however
+// many literal subjects the node follows.
 func (b *bridge) canonical(m *nats.Msg) bool {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
 	if b.all != nil {
 		return m.Sub == b.all
 	}
-	for _, s := range b.order {
-		if s.sub == m.Sub {
-			return true
-		}
-		if subjectMatches(s.subject, m.Subject) {
+	if s := b.bySub[m.Sub]; s != nil {
+		return !b.matchedBefore(m.Subject, s.seq)
+	}
+	// ">" while it is pending takes what no per-subject subscription
+	// matches; anything else was unsubscribed since.
+	return b.pending != nil && m.Sub == b.pending && !b.matchedBefore(m.Subject, b.seq+1)
+}
+
+// matchedBefore reports whether a subscription in order made before seq
+// matches subj. b.mu is held.
+func (b *bridge) matchedBefore(subj string, seq uint64) bool {
+	if s := b.refs[subj]; s != nil && s.sub != nil && !s.wild && s.seq < seq {
+		return true
+	}
+	for _, w := range b.wild {
+		if w.seq >= seq {
 			return false
 		}
+		if subjectMatches(w.subject, subj) {
+			return true
+		}
 	}
-	// ">" while it is pending; false: unsubscribed since.
-	return b.pending != nil && m.Sub == b.pending
+	return false
 }
 
 // close ends the bridge's subscriptions.

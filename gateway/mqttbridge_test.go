@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -222,7 +223,8 @@ func TestMQTTBridgeOverflow(t *testing.T) {
 func TestBridgeCanonicalPending(t *testing.T) {
 	p1, p2, all := &nats.Subscription{}, &nats.Subscription{}, &nats.Subscription{}
 	b := &bridge{refs: map[string]*bridgeSub{}}
-	b.order = []*bridgeSub{{subject: "p.1", sub: p1}, {subject: "p.*", sub: p2}}
+	b.track(&bridgeSub{subject: "p.1", sub: p1})
+	b.track(&bridgeSub{subject: "p.*", sub: p2})
 	b.pending = all
 	for _, c := range []struct {
 		sub  *nats.Subscription
@@ -237,7 +239,8 @@ func TestBridgeCanonicalPending(t *testing.T) {
 			t.Errorf("pending: %s on %p: %v, want %v", c.subj, c.sub, got, c.want)
 		}
 	}
-	b.all, b.pending, b.order = all, nil, nil
+	b.all, b.pending = all, nil
+	b.dropOrder()
 	for _, c := range []struct {
 		sub  *nats.Subscription
 		subj string
@@ -245,6 +248,71 @@ func TestBridgeCanonicalPending(t *testing.T) {
 	}{{p1, "p.1", false}, {all, "p.1", true}, {all, "q.1", true}} {
 		if got := b.canonical(&nats.Msg{Sub: c.sub, Subject: c.subj}); got != c.want {
 			t.Errorf("switched: %s: %v, want %v", c.subj, got, c.want)
+		}
+	}
+}
+
+// TestBridgeCanonicalOrder: of a node's overlapping subscriptions, the
+// oldest that matches a message takes it, whether it is literal or a
+// wildcard, and a subscription that goes hands its messages on.
+func TestBridgeCanonicalOrder(t *testing.T) {
+	q1, qStar, rStar, r1, all := &nats.Subscription{}, &nats.Subscription{}, &nats.Subscription{}, &nats.Subscription{}, &nats.Subscription{}
+	b := &bridge{}
+	for _, s := range []*bridgeSub{{subject: "q.1", sub: q1}, {subject: "q.*", sub: qStar}, {subject: "r.*", sub: rStar}, {subject: "r.1", sub: r1}} {
+		b.track(s)
+	}
+	check := func(name string, cases []struct {
+		sub  *nats.Subscription
+		subj string
+		want bool
+	}) {
+		t.Helper()
+		for _, c := range cases {
+			if got := b.canonical(&nats.Msg{Sub: c.sub, Subject: c.subj}); got != c.want {
+				t.Errorf("%s: %s on %p: %v, want %v", name, c.subj, c.sub, got, c.want)
+			}
+		}
+	}
+	type tc = struct {
+		sub  *nats.Subscription
+		subj string
+		want bool
+	}
+	check("all four", []tc{
+		{q1, "q.1", true}, {qStar, "q.1", false}, {qStar, "q.2", true},
+		{rStar, "r.1", true}, {r1, "r.1", false}, {rStar, "r.2", true},
+		{all, "q.1", false}, {all, "z.1", false}, // not a subscription of the bridge (any more)
+	})
+	b.mu.Lock()
+	b.untrack(b.refs["q.1"])
+	delete(b.refs, "q.1")
+	b.untrack(b.refs["r.*"])
+	delete(b.refs, "r.*")
+	b.mu.Unlock()
+	check("after removing q.1 and r.*", []tc{
+		{qStar, "q.1", true}, {r1, "r.1", true}, {q1, "q.1", false}, {rStar, "r.2", false},
+	})
+	b.pending = all
+	check("> pending", []tc{{all, "q.1", false}, {all, "r.1", false}, {all, "r.2", true}, {r1, "r.1", true}})
+}
+
+// BenchmarkBridgeCanonical: the check every message from NATS passes, on
+// a node following 1,000 literal subjects and two wildcards.
+func BenchmarkBridgeCanonical(b *testing.B) {
+	br := &bridge{}
+	var subs []*nats.Subscription
+	for i := range 1000 {
+		s := &nats.Subscription{}
+		subs = append(subs, s)
+		br.track(&bridgeSub{subject: "rt." + strconv.Itoa(i), sub: s})
+	}
+	br.track(&bridgeSub{subject: "devices.*.telemetry", sub: &nats.Subscription{}})
+	br.track(&bridgeSub{subject: "x.>", sub: &nats.Subscription{}})
+	m := &nats.Msg{Sub: subs[999], Subject: "rt.999"}
+	b.ReportAllocs()
+	for b.Loop() {
+		if !br.canonical(m) {
+			b.Fatal("not canonical")
 		}
 	}
 }

@@ -2,7 +2,8 @@
 // each subscribed to a topic of its own, publish to that topic at -rate
 // messages per second in total and receive their own messages back. After
 // -warmup it measures for -duration: messages received, latency (publish to
-// receipt) and, given -server-pid, the broker's CPU time per message.
+// receipt), its own CPU time per message and, given -server-pid, the
+// broker's (-node-pids: each of several processes', one by one).
 //
 //	mqttrt -addr 127.0.0.1:1883 -n 5000 -qos 1 -rate 20000 -duration 15s -server-pid 1234
 //
@@ -24,7 +25,9 @@ import (
 	"math"
 	"net"
 	"os"
+	"runtime/pprof"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,9 +40,34 @@ var (
 	sent, received, acked atomic.Int64
 	hist                  [200]atomic.Int64 // latency buckets, 1.1x apart from 10 µs
 	measuring             atomic.Bool
-	t0                    = time.Now()
-	subAddr, password     string
+	// The measurement window in 100 ms slots by send time: how many
+	// messages of each took over slowAfter, and the slowest — whether the
+	// tail is spread or a few stalls.
+	windowStart       atomic.Int64 // since t0
+	slotSlow          [3000]atomic.Int32
+	slotMax           [3000]atomic.Int64 // µs
+	t0                = time.Now()
+	subAddr, password string
 )
+
+// slowAfter is the latency counted per 100 ms slot (the target's p99).
+const slowAfter = 10 * time.Millisecond
+
+// slowIn counts a message sent at sentAt (since t0) that took lat.
+func slowIn(sentAt, lat time.Duration) {
+	i := int((int64(sentAt) - windowStart.Load()) / int64(100*time.Millisecond))
+	if i < 0 || i >= len(slotSlow) {
+		return
+	}
+	slotSlow[i].Add(1)
+	us := lat.Microseconds()
+	for {
+		m := slotMax[i].Load()
+		if us <= m || slotMax[i].CompareAndSwap(m, us) {
+			return
+		}
+	}
+}
 
 func bucket(d time.Duration) int {
 	us := float64(d) / 1e3
@@ -76,6 +104,8 @@ func main() {
 	warmup := flag.Duration("warmup", 3*time.Second, "time before measuring")
 	duration := flag.Duration("duration", 15*time.Second, "measurement window")
 	pid := flag.Int("server-pid", 0, "broker pid, for its CPU time")
+	cpuProfile := flag.String("cpuprofile", "", "write the client's CPU profile over the measurement window to this file")
+	nodePids := flag.String("node-pids", "", "comma-separated pids (cluster nodes) whose CPU time per message is reported one by one")
 	srcBase := flag.String("src-base", "127.0.2.1", "first loopback source address")
 	srcCount := flag.Int("src-count", 60, "loopback source addresses")
 	flag.StringVar(&subAddr, "sub-addr", "", "subscribe through a second connection to this broker (empty: on the publishing connection)")
@@ -107,14 +137,39 @@ func main() {
 		<-ready
 	}
 	time.Sleep(*warmup)
+	var nodes []int
+	for _, f := range strings.Split(*nodePids, ",") {
+		if p, err := strconv.Atoi(strings.TrimSpace(f)); err == nil && p > 0 {
+			nodes = append(nodes, p)
+		}
+	}
+	nodeCPU := func() []time.Duration {
+		d := make([]time.Duration, len(nodes))
+		for i, p := range nodes {
+			d[i], _ = benchutil.CPUTime(p)
+		}
+		return d
+	}
 	cpu0, _ := benchutil.CPUTime(*pid)
+	self0, _ := benchutil.CPUTime(0)
+	nodes0 := nodeCPU()
 	s0, r0, a0 := sent.Load(), received.Load(), acked.Load()
+	if *cpuProfile != "" {
+		if f, err := os.Create(*cpuProfile); err == nil {
+			pprof.StartCPUProfile(f)
+			defer f.Close()
+		}
+	}
+	windowStart.Store(int64(time.Since(t0)))
 	measuring.Store(true)
 	start := time.Now()
 	time.Sleep(*duration)
 	measuring.Store(false)
+	pprof.StopCPUProfile()
 	el := time.Since(start)
 	cpu1, _ := benchutil.CPUTime(*pid)
+	self1, _ := benchutil.CPUTime(0)
+	nodes1 := nodeCPU()
 	s1, r1, a1 := sent.Load(), received.Load(), acked.Load()
 	close(stop)
 	out := map[string]any{"clients": *n, "qos": *qos, "rate": *rate, "seconds": el.Seconds(),
@@ -125,6 +180,36 @@ func main() {
 		out["server_cpu_s"] = cpu.Seconds()
 		out["server_cpu_us_per_msg"] = float64(cpu.Microseconds()) / float64(r1-r0)
 	}
+	if r1 > r0 {
+		perMsg := func(d time.Duration) float64 {
+			return math.Round(float64(d.Microseconds())/float64(r1-r0)*10) / 10
+		}
+		// The client's own CPU (all its connections, pacing and
+		// measuring), to tell its share of the cores from the nodes'.
+		out["client_cpu_us_per_msg"] = perMsg(self1 - self0)
+		if len(nodes) > 0 {
+			per := make([]float64, len(nodes))
+			for i := range nodes {
+				per[i] = perMsg(nodes1[i] - nodes0[i])
+			}
+			out["nodes_cpu_us_per_msg"] = per
+		}
+	}
+	// The 100 ms slots (by send time) with messages over slowAfter:
+	// [seconds into the window, how many, the slowest in ms].
+	var slow [][3]float64
+	nslow := 0
+	for i := range slotSlow {
+		if k := slotSlow[i].Load(); k > 0 {
+			nslow++
+			if len(slow) < 40 {
+				slow = append(slow, [3]float64{float64(i) / 10, float64(k), float64(slotMax[i].Load()) / 1e3})
+			}
+		}
+	}
+	out["slow_ms"] = slowAfter.Milliseconds()
+	out["slow_slots"] = nslow
+	out["slow_slot_list"] = slow
 	b, _ := json.Marshal(out)
 	fmt.Println(string(b))
 	if failed.Load() > 0 {
@@ -208,7 +293,11 @@ func open(d *net.Dialer, addr, id string, topic []byte, sub bool, qos mqtt.QoS, 
 				case *mqtt.Publish:
 					if len(p.Payload) >= 8 && measuring.Load() {
 						sentAt := time.Duration(binary.BigEndian.Uint64(p.Payload))
-						hist[bucket(time.Since(t0)-sentAt)].Add(1)
+						lat := time.Since(t0) - sentAt
+						hist[bucket(lat)].Add(1)
+						if lat > slowAfter {
+							slowIn(sentAt, lat)
+						}
 					}
 					received.Add(1)
 					if p.QoS == 1 {
@@ -284,6 +373,8 @@ func client(d *net.Dialer, addr string, i int, qos mqtt.QoS, size int, interval 
 	// Start at a random phase so clients spread over the interval.
 	next := time.Now().Add(time.Duration(i) * interval / time.Duration(max(1, 1000)) % max(interval, 1))
 	var out []byte
+	t := time.NewTimer(time.Until(next)) // one timer, reset: not one allocated per message
+	defer t.Stop()
 	for {
 		select {
 		case <-stop:
@@ -292,9 +383,10 @@ func client(d *net.Dialer, addr string, i int, qos mqtt.QoS, size int, interval 
 			return err
 		case err := <-subErr:
 			return err
-		case <-time.After(time.Until(next)):
+		case <-t.C:
 		}
 		next = next.Add(interval)
+		t.Reset(time.Until(next))
 		binary.BigEndian.PutUint64(payload, uint64(time.Since(t0)))
 		p := mqtt.Publish{Topic: topic, QoS: qos, Payload: payload}
 		if qos > 0 {
