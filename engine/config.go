@@ -2,7 +2,6 @@ package engine
 
 import (
 	"log/slog"
-	"runtime"
 	"time"
 )
 
@@ -101,7 +100,7 @@ type Config struct {
 // withDefaults returns c with zero fields replaced by their defaults.
 func (c Config) withDefaults() Config {
 	if c.Loops <= 0 {
-		c.Loops = runtime.GOMAXPROCS(0)
+		c.Loops = defaultLoops()
 	}
 	if c.MaxConns == 0 {
 		c.MaxConns = 1_000_000

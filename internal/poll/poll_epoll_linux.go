@@ -18,11 +18,15 @@ type Poller struct {
 	epfd   int
 	wakefd int
 	raw    []unix.EpollEvent
-	// file and rc put the epoll descriptor itself in Go's netpoller: a
-	// loop with nothing to do parks its goroutine instead of blocking an
-	// OS thread in epoll_wait, which would cost a hand-off of the
-	// scheduler's P and futex wake-ups on every wake (measured: 0.9 futex
-	// calls per round trip on one connection, against 0.1 parked).
+	// file and rc, when set (WARREN_NETPOLL=on), put the epoll descriptor
+	// itself in Go's netpoller: a Wait with nothing ready parks its
+	// goroutine instead of blocking its thread in epoll_wait. It is off by
+	// default: a parked loop is woken only when some thread polls the
+	// netpoller, and the one thread blocked there takes the first loop
+	// that has events, leaving the others' events unseen until a P goes
+	// idle or sysmon polls (every 10 ms) — the proxy's p99 was 1.6x
+	// nginx's for it (docs/benchmarks.md section 43). Blocking in
+	// epoll_wait lets the kernel wake each loop's own thread.
 	file     *os.File
 	rc       syscall.RawConn
 	deadline time.Time // read deadline set on file
@@ -56,9 +60,10 @@ func New(maxEvents int) (*Poller, error) {
 		p.Close()
 		return nil, err
 	}
-	// WARREN_NETPOLL=off (or 0, false) keeps the loops blocking in epoll_wait on their
-	// own threads: an A/B switch for benchmarks, not a tuning knob.
-	if v := os.Getenv("WARREN_NETPOLL"); v != "off" && v != "0" && v != "false" {
+	// WARREN_NETPOLL=on (or 1, true) parks the waiting goroutine in Go's
+	// netpoller instead of blocking its thread in epoll_wait: an A/B switch
+	// for benchmarks, not a tuning knob (see Parks).
+	if v := os.Getenv("WARREN_NETPOLL"); v == "on" || v == "1" || v == "true" {
 		if err := unix.SetNonblock(epfd, true); err == nil {
 			p.file = os.NewFile(uintptr(epfd), "epoll")
 			if rc, err := p.file.SyscallConn(); err == nil {
@@ -170,6 +175,13 @@ func (p *Poller) Wait(events []Event, timeoutMs int) (int, error) {
 	}
 	return j, nil
 }
+
+// Parks reports whether a Wait with nothing ready parks its goroutine in
+// Go's netpoller (WARREN_NETPOLL=on) rather than blocking its thread in
+// epoll_wait. A poller that blocks holds its P in a system call, which
+// the runtime takes away after a while unless another P is idle: the
+// engine keeps one spare (engine.Config.Loops).
+func (p *Poller) Parks() bool { return p.rc != nil }
 
 // Close releases the poller's descriptors.
 func (p *Poller) Close() error {

@@ -132,6 +132,10 @@ func (p *Poller) Close() error {
 	return unix.Close(p.kq)
 }
 
+// Parks reports false: a Wait with nothing ready blocks its thread in
+// kevent.
+func (p *Poller) Parks() bool { return false }
+
 // Nestable reports whether Nest works on this platform.
 const Nestable = false
 

@@ -20,9 +20,23 @@ func newPoller(t *testing.T, maxEvents int) *Poller {
 	return p
 }
 
-// Wait returns at its timeout when nothing happens, and at once on Wake.
+// Wait returns at its timeout when nothing happens, and at once on Wake,
+// whether it blocks in epoll_wait (the default) or parks in Go's
+// netpoller (WARREN_NETPOLL=on).
 func TestWaitTimeoutAndWake(t *testing.T) {
-	p := newPoller(t, 8)
+	for _, mode := range []string{"", "on"} {
+		t.Run("netpoll="+mode, func(t *testing.T) {
+			t.Setenv("WARREN_NETPOLL", mode)
+			p := newPoller(t, 8)
+			if p.Parks() != (mode == "on") {
+				t.Fatalf("Parks() = %v with WARREN_NETPOLL=%q", p.Parks(), mode)
+			}
+			testWaitTimeoutAndWake(t, p)
+		})
+	}
+}
+
+func testWaitTimeoutAndWake(t *testing.T, p *Poller) {
 	ev := make([]Event, 8)
 	start := time.Now()
 	if n, err := p.Wait(ev, 30); n != 0 || err != nil {
