@@ -100,8 +100,9 @@ func (c *Conn) setWhy(r CloseReason) {
 // three int64s. A stamp is read back against the loop's current tick (at),
 // which is exact while the two lie within 2^31 ticks of each other: 6.8
 // years at the default 100 ms tick, 24 days at a 1 ms tick. Timeouts are
-// capped at maxTimeoutTicks, so a connection that can time out is looked at
-// again long before its stamps could wrap. The zero stamp means none.
+// capped at maxTimeoutTicks, and each loop ages stamps older than every
+// timeout (restamp, timeout_unix.go), so none drifts that far. The zero
+// stamp means none.
 type stamp uint32
 
 // stampOf returns the stamp of tick t; never the zero stamp.

@@ -519,14 +519,14 @@ func (e *Engine) CloseConn(id uint64, r CloseReason) bool {
 	n := 0
 	for _, l := range loops {
 		if l.postFunc(func() {
-			for _, c := range l.conns {
-				if c != nil && c.id == id {
+			ok := false
+			l.eachConn(func(c *Conn) {
+				if !ok && c.id == id {
 					c.CloseWithReason(r)
-					found <- true
-					return
+					ok = true
 				}
-			}
-			found <- false
+			})
+			found <- ok
 		}) {
 			n++
 		}

@@ -42,7 +42,6 @@ type loop struct {
 	idx     int
 	tick    atomicTick
 	stats   loopStats
-	conns   []*Conn
 	stopped chan struct{}
 }
 
@@ -59,6 +58,7 @@ func (l *loop) drainAll()               {}
 func (l *loop) closeAll()               {}
 func (l *loop) stop()                   {}
 func (l *loop) snapshot() []ConnInfo    { return nil }
+func (l *loop) eachConn(func(*Conn))    {}
 func (l *loop) inject(*Conn, []byte)    {}
 
 func startLoops(e *Engine) error {

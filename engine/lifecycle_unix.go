@@ -20,15 +20,7 @@ func (l *loop) register(c *Conn) {
 		e.release(c)
 		return
 	}
-	for int(c.fd) >= len(l.conns) {
-		n := 2 * len(l.conns)
-		if n < 1024 {
-			n = 1024
-		}
-		grown := make([]*Conn, n)
-		copy(grown, l.conns)
-		l.conns = grown
-	}
+	slot := fdSlot(int(c.fd))
 	dialing := c.flags&fDialing != 0
 	if err := l.poller.Add(int(c.fd), !dialing, dialing); err != nil {
 		unix.Close(int(c.fd))
@@ -36,7 +28,7 @@ func (l *loop) register(c *Conn) {
 		l.stats.closed[ReasonIOError].Add(1)
 		return
 	}
-	l.conns[int(c.fd)] = c
+	slot.Store(c)
 	c.interest = ioRead
 	if dialing {
 		c.interest = ioWrite
@@ -176,7 +168,7 @@ func (l *loop) closeNow(c *Conn, r CloseReason, err error) {
 	c.mu.Unlock()
 
 	c.flags &^= fRegistered
-	l.conns[int(c.fd)] = nil
+	fdSlot(int(c.fd)).Store(nil)
 	// Counted before the descriptor closes, so a peer that saw the close
 	// sees it counted.
 	l.stats.observeDuration(time.Duration(e.cfg.Clock.Now().UnixNano() - c.created))
@@ -220,11 +212,11 @@ func (l *loop) drainConn(c *Conn) {
 
 // drainAll starts the drain of every connection on l (Shutdown).
 func (l *loop) drainAll() {
-	for _, c := range l.conns {
-		if c != nil && c.flags&fRegistered != 0 {
+	l.eachConn(func(c *Conn) {
+		if c.flags&fRegistered != 0 {
 			l.drainConn(c)
 		}
-	}
+	})
 }
 
 // stopAccepting closes l's listening sockets.
@@ -241,11 +233,7 @@ func (l *loop) stopAccepting() {
 
 // closeAll closes every connection on l at once, with ReasonShutdown.
 func (l *loop) closeAll() {
-	for _, c := range l.conns {
-		if c != nil {
-			l.closeNow(c, ReasonShutdown, nil)
-		}
-	}
+	l.eachConn(func(c *Conn) { l.closeNow(c, ReasonShutdown, nil) })
 }
 
 // stop ends l: it closes its listeners and connections, closes the

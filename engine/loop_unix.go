@@ -49,7 +49,6 @@ type loop struct {
 	poller *poll.Poller
 	events []poll.Event
 	buf    []byte
-	conns  []*Conn // indexed by descriptor
 	lns    []*listener
 	wheel  *timerwheel.Wheel // Conn.timer entries
 	tick   atomic.Int64
@@ -218,10 +217,7 @@ func (l *loop) process(n int, now time.Time) {
 			l.accept(ln)
 			continue
 		}
-		var c *Conn
-		if ev.Fd < len(l.conns) {
-			c = l.conns[ev.Fd]
-		}
+		c := l.owned(ev.Fd)
 		if c == nil {
 			if len(l.folded) > 0 {
 				l.markFolded(ev.Fd)
@@ -244,6 +240,9 @@ func (l *loop) process(n int, now time.Time) {
 		}
 	}
 	l.runMailbox()
+	if t := l.tick.Load(); l.restampDue(t) {
+		l.restamp(t) // timeout_unix.go
+	}
 	l.wheel.Advance(l.tick.Load(), l.expire)
 }
 

@@ -13,10 +13,7 @@ import (
 func (l *loop) snapshot() []ConnInfo {
 	e := l.e
 	var out []ConnInfo
-	for _, c := range l.conns {
-		if c == nil {
-			continue
-		}
+	l.eachConn(func(c *Conn) {
 		c.mu.Lock()
 		queued, lw := c.out.len(), c.lastWrite
 		c.mu.Unlock()
@@ -36,7 +33,7 @@ func (l *loop) snapshot() []ConnInfo {
 			BytesIn:    c.bytesIn.Load(), BytesOut: c.bytesOut.Load(), Served: c.served.Load(),
 			ReadBuffer: len(c.in), WriteBuffer: queued,
 		})
-	}
+	})
 	return out
 }
 

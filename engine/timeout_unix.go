@@ -25,11 +25,50 @@ func (l *loop) retime(c *Conn) {
 
 // retimeAll re-times every connection on l after a timeout changed.
 func (l *loop) retimeAll() {
-	for _, c := range l.conns {
-		if c != nil {
-			l.retime(c)
+	l.eachConn(l.retime)
+}
+
+// A connection's activity stamps are 32 bits (stamp, conn.go) and read back
+// exactly only within 2^31 ticks of the loop's tick: 24 days at a 1 ms
+// tick. A connection the wheel never looks at (no timeout), or one whose
+// other stamp keeps it alive (a device that sends telemetry and is never
+// written to: its lastWrite ages while lastRead stays fresh), would carry a
+// stamp past that and read it back in the future, and its idle timeout
+// would come weeks late. So each loop ages its stamps every
+// 2^restampShift ticks (restamp): a stamp older than restampAge is set to
+// that age, which is past every timeout (maxTimeoutTicks), so a deadline
+// computed from it has passed, as it had before. Between sweeps a stamp
+// ages at most restampAge + 2^restampShift + the loop's longest pause,
+// well under 2^31.
+const (
+	restampShift = 28                  // a sweep every 2^28 ticks: 3.1 days at a 1 ms tick, 310 days at 100 ms
+	restampAge   = maxTimeoutTicks + 2 // older than any deadline can reach back
+)
+
+// restampDue reports whether the loop's tick has crossed a sweep boundary
+// since the wheel last advanced.
+func (l *loop) restampDue(now int64) bool {
+	return now>>restampShift != l.wheel.Now()>>restampShift
+}
+
+// restamp ages every stamp of l's connections older than restampAge to
+// that age. It is O(descriptors) and runs once every 2^restampShift ticks.
+func (l *loop) restamp(now int64) {
+	old := stampOf(now - restampAge)
+	aged := func(s stamp) bool { return s != 0 && now-s.at(now) > restampAge }
+	l.eachConn(func(c *Conn) {
+		if aged(c.lastRead) {
+			c.lastRead = old
 		}
-	}
+		if aged(c.msgStart) {
+			c.msgStart = old
+		}
+		c.mu.Lock()
+		if aged(c.lastWrite) {
+			c.lastWrite = old
+		}
+		c.mu.Unlock()
+	})
 }
 
 // msTicks converts a per-connection timeout override in ms (0: def;
