@@ -94,6 +94,7 @@ type engineKind struct {
 var kinds = []engineKind{
 	{"loops-inline", func(c *Config) { c.Inline = true }},
 	{"loops-worker", func(c *Config) {}},
+	{"loops-blocking", func(c *Config) { c.Inline, c.BlockingPoll = true, true }},
 	{"portable", func(c *Config) { c.Portable = true }},
 }
 

@@ -3,6 +3,7 @@
 package poll
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -12,7 +13,7 @@ import (
 // newPoller returns a Poller closed when the test ends.
 func newPoller(t *testing.T, maxEvents int) *Poller {
 	t.Helper()
-	p, err := New(maxEvents)
+	p, err := New(maxEvents, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -21,15 +22,18 @@ func newPoller(t *testing.T, maxEvents int) *Poller {
 }
 
 // Wait returns at its timeout when nothing happens, and at once on Wake,
-// whether it blocks in epoll_wait (the default) or parks in Go's
-// netpoller (WARREN_NETPOLL=on).
+// whether it parks in Go's netpoller or blocks in epoll_wait.
 func TestWaitTimeoutAndWake(t *testing.T) {
-	for _, mode := range []string{"", "on"} {
-		t.Run("netpoll="+mode, func(t *testing.T) {
-			t.Setenv("WARREN_NETPOLL", mode)
-			p := newPoller(t, 8)
-			if p.Parks() != (mode == "on") {
-				t.Fatalf("Parks() = %v with WARREN_NETPOLL=%q", p.Parks(), mode)
+	for _, park := range []bool{true, false} {
+		t.Run(fmt.Sprint("park=", park), func(t *testing.T) {
+			t.Setenv("WARREN_NETPOLL", "")
+			p, err := New(8, park)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Close()
+			if p.Parks() != park {
+				t.Fatalf("Parks() = %v, want %v", p.Parks(), park)
 			}
 			testWaitTimeoutAndWake(t, p)
 		})
