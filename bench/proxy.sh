@@ -13,7 +13,11 @@
 #   B_BIN=/tmp/warren-old B_FLAGS="-loops 1" bench/proxy.sh
 #                               # A/B: a second warren proxy ("warrenB",
 #                               # binary B_BIN, default the same build,
-#                               # extra flags B_FLAGS) in the same rounds
+#                               # extra flags B_FLAGS, environment B_ENV)
+#                               # in the same rounds
+#   B_ENV=WARREN_NETPOLL=on bench/proxy.sh
+#                               # warrenB: loops parked in Go's netpoller
+#                               # (the engine's mode before section 43)
 #   BATCH=1 bench/proxy.sh      # also a warren proxy with batched
 #                               # pipelining ("batch": -pipeline $BATCH_PIPE
 #                               # (8) -pipeline-batch) in the same rounds
@@ -58,9 +62,10 @@ WARREN_PID=$!
 PIDS+=("$WARREN_PID")
 
 NAMES=(warren)
-if [ -n "${B_BIN:-}${B_FLAGS:-}" ]; then
+if [ -n "${B_BIN:-}${B_FLAGS:-}${B_ENV:-}" ]; then
   BBPORT=$(free_port)
-  "${B_BIN:-$W}" proxy -listen "127.0.0.1:$BBPORT" -admin "" -loops "$WORKERS" -upstream "http://127.0.0.1:$BPORT" \
+  # shellcheck disable=SC2086
+  env ${B_ENV:-} "${B_BIN:-$W}" proxy -listen "127.0.0.1:$BBPORT" -admin "" -loops "$WORKERS" -upstream "http://127.0.0.1:$BPORT" \
     -max-idle-per-host 256 ${B_FLAGS:-} >"$OUT/warrenB.log" 2>&1 &
   WARRENB_PID=$!
   PIDS+=("$WARRENB_PID")
@@ -282,6 +287,8 @@ fi
 if [ -n "${BBPORT:-}" ]; then
   wb=$(awk '{print $3}' "$OUT/warrenB.rounds" | median)
   awk -v w="$wb" -v a="$w" -v n="$n" -v h="$h" 'BEGIN {printf "warrenB CPU per request: %.2fx warren, %.2fx nginx, %.2fx HAProxy\n", w / a, w / n, w / h}'
-  paste -d' ' "$OUT/warren.rounds" "$OUT/warrenB.rounds" | awk '{printf "round %d: warrenB/warren CPU per request %.2f, req/s %.2f\n", NR, $11 / $3, $10 / $2}'
+  wbp=$(awk '{print $4}' "$OUT/warrenB.rounds" | median)
+  awk -v w="$wbp" -v a="$wp" -v n="$np" -v h="$hp" 'BEGIN {printf "warrenB p99: %.2fx warren, %.2fx nginx, %.2fx HAProxy\n", w / a, w / n, w / h}'
+  paste -d' ' "$OUT/warren.rounds" "$OUT/warrenB.rounds" | awk '{printf "round %d: warrenB/warren CPU per request %.2f, req/s %.2f, p99 %.2f\n", NR, $11 / $3, $10 / $2, $12 / $4}'
 fi
 rm -rf "$NDIR" "$HDIR"

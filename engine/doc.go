@@ -18,6 +18,12 @@
 // its connections besides its own until it gets busy (see Config.Loops and
 // Config.FixedLoops). Connections stay on their loop either way.
 //
+// An idle loop parks its goroutine in Go's netpoller (Linux), which is
+// cheapest when waits are many and short; with Config.BlockingPoll it
+// blocks its own thread in epoll_wait instead, so that under load one
+// loop's events never wait for another loop's busy spell (the reverse
+// proxy's choice; the engine then keeps one P spare).
+//
 // With Config.Inline the handler runs on the loop and must never block.
 // Otherwise it runs on a bounded worker pool, one call at a time per
 // connection; protocols that parse on the loop hand blocking work to the pool

@@ -5,7 +5,11 @@ package engine
 import (
 	"errors"
 	"net/netip"
+	"runtime"
 )
+
+// defaultLoops is Config.Loops' default: GOMAXPROCS.
+func defaultLoops() int { return runtime.GOMAXPROCS(0) }
 
 // pollSupported is false here: Start always runs the portable engine.
 const pollSupported = false

@@ -95,6 +95,7 @@ var kinds = []engineKind{
 	{"loops-inline", func(c *Config) { c.Inline = true }},
 	{"loops-worker", func(c *Config) {}},
 	{"portable", func(c *Config) { c.Portable = true }},
+	{"loops-blocking", func(c *Config) { c.Inline, c.BlockingPoll = true, true }}, // Config.BlockingPoll
 }
 
 func forEachKind(t *testing.T, fn func(t *testing.T, k engineKind)) {

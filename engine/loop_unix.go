@@ -76,7 +76,7 @@ func startLoops(e *Engine) error {
 	loops := make([]*loop, n)
 	now := e.tickAt(cfg.Clock.Now())
 	for i := range loops {
-		p, err := poll.New(1024)
+		p, err := poll.New(1024, !cfg.BlockingPoll)
 		if err != nil {
 			for _, l := range loops[:i] {
 				l.poller.Close()
@@ -95,10 +95,50 @@ func startLoops(e *Engine) error {
 		loops[i] = l
 	}
 	e.loops = loops
+	if cfg.BlockingPoll && !loops[0].poller.Parks() {
+		reserveSpareP(n)
+	}
 	for _, l := range loops {
 		go l.run()
 	}
 	return nil
+}
+
+// spareP is the GOMAXPROCS the engine set to keep a P spare, 0 if none.
+var spareP struct {
+	mu  sync.Mutex
+	set int
+}
+
+// reserveSpareP raises GOMAXPROCS to loops+1 when it is loops
+// (Config.BlockingPoll): the loops block their threads in epoll_wait, each
+// holding its P in a system call, and with no P idle the runtime's monitor
+// takes a blocked loop's P away within tens of microseconds and wakes
+// another thread to look for work — a hand-off and a futex wake-up per
+// idle spell (about 8% more CPU per proxied request, docs/benchmarks.md
+// section 43). With one P idle it leaves a blocked P alone for 10 ms and
+// the loop takes its own P back on return. More loops than CPUs get no
+// spare: they oversubscribe the cores already.
+func reserveSpareP(loops int) {
+	spareP.mu.Lock()
+	defer spareP.mu.Unlock()
+	if n := runtime.GOMAXPROCS(0); n == loops && loops <= runtime.NumCPU() {
+		runtime.GOMAXPROCS(loops + 1)
+		spareP.set = loops + 1
+	}
+}
+
+// defaultLoops is Config.Loops' default: GOMAXPROCS, less the spare P if
+// an engine added it (so a second engine does not take the spare for a
+// loop and raise GOMAXPROCS again).
+func defaultLoops() int {
+	spareP.mu.Lock()
+	defer spareP.mu.Unlock()
+	n := runtime.GOMAXPROCS(0)
+	if n == spareP.set && n > 1 {
+		n--
+	}
+	return n
 }
 
 // yieldAfter is how long a loop that never finds itself idle runs before

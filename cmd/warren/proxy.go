@@ -38,6 +38,7 @@ func runProxy(args []string, stdout, stderr io.Writer) int {
 	balancer := fs.String("balancer", "least_request", "least_request (P2C), round_robin, ring_hash or maglev (ring hash and Maglev hash the client address)")
 
 	var ecfg engine.Config
+	ecfg.BlockingPoll = true // busy loops must not wait for each other: the proxy's p99 (docs/benchmarks.md section 43)
 	stack.EngineFlags(fs, &ecfg)
 
 	var cc upstream.ClusterConfig

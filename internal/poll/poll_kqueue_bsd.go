@@ -20,7 +20,8 @@ type Poller struct {
 }
 
 // New creates a Poller able to return up to maxEvents events per Wait.
-func New(maxEvents int) (*Poller, error) {
+// A Wait with nothing ready blocks its thread in kevent; park is ignored.
+func New(maxEvents int, park bool) (*Poller, error) {
 	if maxEvents <= 0 {
 		maxEvents = 256
 	}
@@ -131,6 +132,10 @@ func (p *Poller) Close() error {
 	}
 	return unix.Close(p.kq)
 }
+
+// Parks reports false: a Wait with nothing ready blocks its thread in
+// kevent.
+func (p *Poller) Parks() bool { return false }
 
 // Nestable reports whether Nest works on this platform.
 const Nestable = false

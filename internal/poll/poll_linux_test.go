@@ -3,6 +3,7 @@
 package poll
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -12,7 +13,7 @@ import (
 // newPoller returns a Poller closed when the test ends.
 func newPoller(t *testing.T, maxEvents int) *Poller {
 	t.Helper()
-	p, err := New(maxEvents)
+	p, err := New(maxEvents, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -20,9 +21,26 @@ func newPoller(t *testing.T, maxEvents int) *Poller {
 	return p
 }
 
-// Wait returns at its timeout when nothing happens, and at once on Wake.
+// Wait returns at its timeout when nothing happens, and at once on Wake,
+// whether it parks in Go's netpoller or blocks in epoll_wait.
 func TestWaitTimeoutAndWake(t *testing.T) {
-	p := newPoller(t, 8)
+	for _, park := range []bool{true, false} {
+		t.Run(fmt.Sprint("park=", park), func(t *testing.T) {
+			t.Setenv("WARREN_NETPOLL", "")
+			p, err := New(8, park)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Close()
+			if p.Parks() != park {
+				t.Fatalf("Parks() = %v, want %v", p.Parks(), park)
+			}
+			testWaitTimeoutAndWake(t, p)
+		})
+	}
+}
+
+func testWaitTimeoutAndWake(t *testing.T, p *Poller) {
 	ev := make([]Event, 8)
 	start := time.Now()
 	if n, err := p.Wait(ev, 30); n != 0 || err != nil {
