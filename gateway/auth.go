@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -181,6 +182,34 @@ func authenticateBytes(a Authenticator, tok []byte, now time.Time) (Identity, er
 	return a.Authenticate(string(tok), now)
 }
 
+// hs256Claims are warrenClaims as the fast path decodes them: the same
+// JSON names, the dates as the numbers jwt.NumericDate reads (its
+// UnmarshalJSON runs a json.Unmarshal of its own per date).
+type hs256Claims struct {
+	Issuer    string           `json:"iss,omitempty"`
+	Subject   string           `json:"sub,omitempty"`
+	Audience  jwt.ClaimStrings `json:"aud,omitempty"`
+	ExpiresAt *json.Number     `json:"exp,omitempty"`
+	NotBefore *json.Number     `json:"nbf,omitempty"`
+	IssuedAt  *json.Number     `json:"iat,omitempty"`
+	ID        string           `json:"jti,omitempty"`
+	Role      Role             `json:"warren_role,omitempty"`
+}
+
+// numericDate sets d to the date n seconds after the epoch as
+// jwt.NumericDate's UnmarshalJSON does (a float64 split into whole and
+// fractional seconds, truncated to jwt.TimePrecision); false if n is not
+// a float64.
+func numericDate(n json.Number, d *jwt.NumericDate) bool {
+	f, err := n.Float64()
+	if err != nil {
+		return false
+	}
+	round, frac := math.Modf(f)
+	d.Time = time.Unix(int64(round), int64(frac*1e9)).Truncate(jwt.TimePrecision)
+	return true
+}
+
 // hs256Headers are the JWT headers the fast path takes, decoded: the one
 // golang-jwt and most libraries write (keys sorted), the other order, and
 // no typ. A token with any other header takes the parser's path.
@@ -237,9 +266,24 @@ func (a *hmacAuth) fast(token string, now time.Time) (Identity, bool) {
 	if err != nil {
 		return Identity{}, false
 	}
-	var c warrenClaims
-	if json.Unmarshal(cb[:n], &c) != nil {
+	var fc hs256Claims
+	if json.Unmarshal(cb[:n], &fc) != nil {
 		return Identity{}, false
+	}
+	c := warrenClaims{RegisteredClaims: jwt.RegisteredClaims{Subject: fc.Subject}, Role: fc.Role}
+	var exp, nbf, iat jwt.NumericDate
+	for _, d := range [...]struct {
+		n  *json.Number
+		to *jwt.NumericDate
+		p  **jwt.NumericDate
+	}{{fc.ExpiresAt, &exp, &c.ExpiresAt}, {fc.NotBefore, &nbf, &c.NotBefore}, {fc.IssuedAt, &iat, &c.IssuedAt}} {
+		if d.n == nil {
+			continue
+		}
+		if !numericDate(*d.n, d.to) {
+			return Identity{}, false
+		}
+		*d.p = d.to
 	}
 	sc.mac.Reset()
 	sc.mac.Write([]byte(token[:len(h)+1+len(payload)]))

@@ -12,6 +12,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -694,6 +695,11 @@ func TestAuthHMACFastPath(t *testing.T) {
 		hs(authWith("dev-1", "iat", authNow.Add(31*time.Second).Unix())),
 		hs(authWith("dev-1", "exp", authNow.Unix())),
 		hs(authWith("dev-1", "exp", float64(authNow.Unix())+0.5)),
+		hs(authWith("dev-1", "exp", strconv.FormatInt(exp.Unix(), 10))), // a quoted number
+		hs(authWith("dev-1", "exp", (*int)(nil))),                       // null
+		hs(authWith("dev-1", "exp", json.Number("1e999"))),
+		hs(authWith("dev-1", "iat", json.Number("1.7e9"), "nbf", true)),
+		hs(authWith("dev-1", "EXP", authNow.Unix())), // the decoder's case-insensitive names
 		hs(authWith("dev-1", "sub", 42)), hs(authClaims("a/b")), hs(authWith("dev-1", "warren_role", "admin")),
 		authSign(t, jwt.SigningMethodHS256, []byte("another-secret-another-secret-xx"), authClaims("dev-1")),
 		authSign(t, jwt.SigningMethodHS512, authSecret, authClaims("dev-1")),
