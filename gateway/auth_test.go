@@ -12,8 +12,10 @@ import (
 	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -645,4 +647,117 @@ func authNoTemps(t *testing.T, dir string) {
 		}
 		t.Fatalf("data dir holds %v, want only %s", names, SecretFile)
 	}
+}
+
+// TestAuthHMACFastPath: the HS256 fast path accepts exactly what the
+// parser's path accepts, with the same Identity, and is taken for the
+// tokens warren issues and the usual headers; everything else is left to
+// the parser (and so answers with its errors, TestAuthHMAC).
+func TestAuthHMACFastPath(t *testing.T) {
+	a := NewHMACAuth(authSecret).(*hmacAuth)
+	hs := func(c jwt.Claims) string { return authSign(t, jwt.SigningMethodHS256, authSecret, c) }
+	exp := authNow.Add(time.Hour)
+	issued, err := IssueToken(authSecret, "dev-1", "", time.Hour, authNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seg := func(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+	withHeader := func(tok, header string) string {
+		parts := strings.Split(tok, ".")
+		in := seg(header) + "." + parts[1]
+		sig, err := jwt.SigningMethodHS256.Sign(in, authSecret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return in + "." + base64.RawURLEncoding.EncodeToString(sig)
+	}
+	valid := hs(authClaims("dev-1"))
+	fast := []string{
+		valid, issued,
+		hs(authWith("dev-1", "warren_role", "service")),
+		hs(authWith("dev-1", "exp", nil)),
+		hs(authWith("dev-1", "iat", nil, "nbf", authNow.Add(10*time.Second).Unix())),
+		withHeader(valid, `{"typ":"JWT","alg":"HS256"}`),
+		withHeader(valid, `{"alg":"HS256"}`),
+	}
+	for i, tok := range fast {
+		if _, ok := a.fast(tok, authNow); !ok {
+			t.Errorf("token %d: not taken by the fast path", i)
+		}
+	}
+	tokens := append(fast,
+		withHeader(valid, `{"alg":"HS256","typ":"JWT","kid":"k1"}`),
+		withHeader(valid, `{"ALG":"HS256"}`),
+		withHeader(valid, `{"alg":"HS384"}`),
+		valid+".", valid[:len(valid)-1], valid+"A", strings.Replace(valid, ".", "..", 1),
+		hs(authWith("dev-1", "exp", "tomorrow")),
+		hs(authWith("dev-1", "nbf", authNow.Add(time.Minute).Unix())),
+		hs(authWith("dev-1", "iat", authNow.Add(31*time.Second).Unix())),
+		hs(authWith("dev-1", "exp", authNow.Unix())),
+		hs(authWith("dev-1", "exp", float64(authNow.Unix())+0.5)),
+		hs(authWith("dev-1", "exp", strconv.FormatInt(exp.Unix(), 10))), // a quoted number
+		hs(authWith("dev-1", "exp", (*int)(nil))),                       // null
+		hs(authWith("dev-1", "exp", json.Number("1e999"))),
+		hs(authWith("dev-1", "iat", json.Number("1.7e9"), "nbf", true)),
+		hs(authWith("dev-1", "EXP", authNow.Unix())), // the decoder's case-insensitive names
+		hs(authWith("dev-1", "sub", 42)), hs(authClaims("a/b")), hs(authWith("dev-1", "warren_role", "admin")),
+		authSign(t, jwt.SigningMethodHS256, []byte("another-secret-another-secret-xx"), authClaims("dev-1")),
+		authSign(t, jwt.SigningMethodHS512, authSecret, authClaims("dev-1")),
+		strings.Split(valid, ".")[0]+"."+seg(`{"sub":"dev-1"} trailing`)+"."+strings.Split(valid, ".")[2],
+	)
+	for i, tok := range tokens {
+		for _, now := range []time.Time{authNow, exp.Add(-time.Second), exp, exp.Add(29 * time.Second), authNow.Add(-29 * time.Second), authNow.Add(-31 * time.Second)} {
+			fid, fok := a.fast(tok, now)
+			pid, perr := authVerify(tok, now, "HS256", authSecret)
+			if fok && (perr != nil || fid != pid) {
+				t.Errorf("token %d at %s: fast path %+v, parser %+v, %v", i, now, fid, pid, perr)
+			}
+		}
+	}
+	// authenticateBytes answers as Authenticate does, and keeps nothing of
+	// the bytes it was given.
+	for i, tok := range append(tokens, "", "x") {
+		b := []byte(tok)
+		id, err := authenticateBytes(a, b, authNow)
+		wid, werr := a.Authenticate(tok, authNow)
+		for j := range b {
+			b[j] = 'x'
+		}
+		if id != wid || fmt.Sprint(err) != fmt.Sprint(werr) {
+			t.Errorf("token %d: authenticateBytes %+v, %v; Authenticate %+v, %v", i, id, err, wid, werr)
+		}
+	}
+	// The fast path's garbage against the parser's, per token.
+	fastAllocs := testing.AllocsPerRun(200, func() { a.fast(valid, authNow) })
+	parserAllocs := testing.AllocsPerRun(200, func() { authVerify(valid, authNow, "HS256", authSecret) })
+	t.Logf("allocations per token: fast path %.0f, parser %.0f", fastAllocs, parserAllocs)
+	if fastAllocs*2 > parserAllocs {
+		t.Errorf("fast path: %.0f allocations per token, the parser %.0f: want at most half", fastAllocs, parserAllocs)
+	}
+}
+
+// BenchmarkAuthHMAC is one HS256 check by the fast path and by the
+// parser's path.
+func BenchmarkAuthHMAC(b *testing.B) {
+	tok, err := IssueToken(authSecret, "dev-1", "", time.Hour, authNow)
+	if err != nil {
+		b.Fatal(err)
+	}
+	a := NewHMACAuth(authSecret)
+	b.Run("fast", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := a.Authenticate(tok, authNow); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("parser", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := authVerify(tok, authNow, "HS256", authSecret); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

@@ -7,6 +7,9 @@ import (
 	"sync"
 	"time"
 	"unique"
+	"unsafe"
+
+	"github.com/warrenhq/warren/internal/keytab"
 )
 
 // dirEntry is what a node knows of a device online somewhere in the
@@ -97,11 +100,178 @@ func (e *dirEntry) remote() netip.AddrPort {
 	return netip.AddrPortFrom(a, e.port)
 }
 
-// dirShard is one shard of the cluster directory, by device id.
+// dirShard is one shard of the cluster directory, by device id: a keytab
+// of records (one pointer slot each, the key being the id the record
+// holds) where a map[string]dirEntry cost a 56-byte slot, its share of
+// empty slots and the id's own allocation (≈ 100 bytes a device).
 type dirShard struct {
 	mu sync.RWMutex
-	m  map[string]dirEntry
+	t  keytab.Table[*dirRec]
 	_  [40]byte
+}
+
+// dirRec is the directory's record of a device: its dirEntry packed, then
+// in the same allocation the remote address in as many bytes as its family
+// needs (none, 4 or 16) and the device id, so that an IPv4 device with an
+// id of up to 17 bytes takes one 48-byte object. The record is a size
+// class's struct of a dirRec and a byte array (newDirRec); a record whose
+// address and id do not fit the largest class (dirLong, an id longer than
+// any the gateway admits) has a string of them after the dirRec instead.
+// A record's id never changes; its entry does, under its shard's lock.
+type dirRec struct {
+	node  unique.Handle[string]
+	since int64
+	seq   uint32
+	port  uint16
+	proto uint8
+	flags uint8   // dirAddrValid, dirAddr4, dirLong
+	n     uint8   // the id's length (inline records)
+	tail  [7]byte // the address's and the id's first bytes; the rest follow in the object
+}
+
+// dirLong marks a record whose address and id are in a string after it.
+const dirLong = 1 << 7
+
+// dirRecSize is the size of a dirRec; what follows it in its object is at
+// this offset.
+const dirRecSize = unsafe.Sizeof(dirRec{})
+
+// dirMaxInline is the most bytes of address and id a record holds inline.
+const dirMaxInline = 7 + 160
+
+// addrLen is the bytes of the remote address a record with flags keeps.
+func addrLen(flags uint8) int {
+	switch {
+	case flags&dirAddrValid == 0:
+		return 0
+	case flags&dirAddr4 != 0:
+		return 4
+	}
+	return 16
+}
+
+// newDirRec returns a record of device's entry e.
+func newDirRec(device string, e *dirEntry) *dirRec {
+	al := addrLen(e.flags)
+	var r *dirRec
+	switch n := al + len(device); {
+	case n <= 7+16:
+		r = &new(struct {
+			r dirRec
+			b [16]byte
+		}).r
+	case n <= 7+32:
+		r = &new(struct {
+			r dirRec
+			b [32]byte
+		}).r
+	case n <= 7+48:
+		r = &new(struct {
+			r dirRec
+			b [48]byte
+		}).r
+	case n <= 7+64:
+		r = &new(struct {
+			r dirRec
+			b [64]byte
+		}).r
+	case n <= 7+96:
+		r = &new(struct {
+			r dirRec
+			b [96]byte
+		}).r
+	case n <= dirMaxInline:
+		r = &new(struct {
+			r dirRec
+			b [dirMaxInline - 7]byte
+		}).r
+	default:
+		x := new(struct {
+			r dirRec
+			s string
+		})
+		b := make([]byte, al+len(device))
+		copy(b, e.addr[16-al:])
+		copy(b[al:], device)
+		x.s = string(b)
+		x.r.flags = dirLong
+		x.r.set(e)
+		return &x.r
+	}
+	r.n = uint8(len(device))
+	copy(unsafe.Slice(&r.tail[0], al+len(device))[al:], device)
+	r.set(e)
+	return r
+}
+
+// bytes returns the record's address and id bytes.
+func (r *dirRec) bytes() []byte {
+	if r.flags&dirLong != 0 {
+		s := *(*string)(unsafe.Add(unsafe.Pointer(r), dirRecSize))
+		return unsafe.Slice(unsafe.StringData(s), len(s))
+	}
+	return unsafe.Slice(&r.tail[0], addrLen(r.flags)+int(r.n))
+}
+
+// TableKey returns the device id.
+func (r *dirRec) TableKey() string {
+	b := r.bytes()
+	b = b[addrLen(r.flags):]
+	return unsafe.String(unsafe.SliceData(b), len(b))
+}
+
+// fits reports whether r can hold e: its address takes as many bytes.
+func (r *dirRec) fits(e *dirEntry) bool { return addrLen(r.flags) == addrLen(e.flags) }
+
+// set stores e in r, which fits it; the id stays. A long record's
+// address is in its string, which set does not write: a long record is
+// only set by newDirRec (store replaces one).
+func (r *dirRec) set(e *dirEntry) {
+	r.node, r.since, r.seq, r.port, r.proto = e.node, e.since, e.seq, e.port, e.proto
+	r.flags = r.flags&dirLong | e.flags
+	if al := addrLen(e.flags); al > 0 && r.flags&dirLong == 0 {
+		copy(unsafe.Slice(&r.tail[0], al), e.addr[16-al:])
+	}
+}
+
+// entry returns r's entry.
+func (r *dirRec) entry() dirEntry {
+	e := dirEntry{node: r.node, since: r.since, seq: r.seq, port: r.port, proto: r.proto, flags: r.flags &^ dirLong}
+	if al := addrLen(r.flags); al > 0 {
+		copy(e.addr[16-al:], r.bytes()[:al])
+		if al == 4 {
+			e.addr[10], e.addr[11] = 0xff, 0xff
+		}
+	}
+	return e
+}
+
+// get returns device's entry in the shard; its lock is held.
+func (ds *dirShard) get(device string) (dirEntry, bool) {
+	if r := ds.t.Get(device); r != nil {
+		return r.entry(), true
+	}
+	return dirEntry{}, false
+}
+
+// store makes e device's entry in the shard; its lock is held.
+func (ds *dirShard) store(device string, e *dirEntry) {
+	r := ds.t.Get(device)
+	switch {
+	case r == nil:
+		ds.t.Put(newDirRec(device, e))
+	case r.fits(e) && r.flags&dirLong == 0:
+		r.set(e)
+	default:
+		ds.t.Replace(r, newDirRec(r.TableKey(), e))
+	}
+}
+
+// remove deletes device's entry from the shard; its lock is held.
+func (ds *dirShard) remove(device string) {
+	if r := ds.t.Get(device); r != nil {
+		ds.t.Remove(r)
+	}
 }
 
 // newer reports whether e is a later session than o: connected later, or
@@ -170,8 +340,8 @@ func (h *Hub) entryOfSession(s *Session) dirEntry {
 func (h *Hub) dirSet(device string, e dirEntry) {
 	ds := &h.dir[h.shardOf(device)]
 	ds.mu.Lock()
-	if old, ok := ds.m[device]; !ok || !old.newer(&e) {
-		ds.m[device] = e
+	if old, ok := ds.get(device); !ok || !old.newer(&e) {
+		ds.store(device, &e)
 	}
 	ds.mu.Unlock()
 }
@@ -182,18 +352,18 @@ func (h *Hub) dirPut(device string, e dirEntry) (lost dirEntry, ok bool) {
 	ds := &h.dir[h.shardOf(device)]
 	ds.mu.Lock()
 	defer ds.mu.Unlock()
-	old, had := ds.m[device]
+	old, had := ds.get(device)
 	switch {
 	case !had:
-		ds.m[device] = e
+		ds.store(device, &e)
 		return dirEntry{}, false
 	case old.same(&e):
-		ds.m[device] = e
+		ds.store(device, &e)
 		return dirEntry{}, false
 	case old.newer(&e):
 		return e, true
 	default:
-		ds.m[device] = e
+		ds.store(device, &e)
 		return old, true
 	}
 }
@@ -202,8 +372,8 @@ func (h *Hub) dirPut(device string, e dirEntry) (lost dirEntry, ok bool) {
 func (h *Hub) dirDelete(device string, e *dirEntry) {
 	ds := &h.dir[h.shardOf(device)]
 	ds.mu.Lock()
-	if old, ok := ds.m[device]; ok && old.same(e) {
-		delete(ds.m, device)
+	if old, ok := ds.get(device); ok && old.same(e) {
+		ds.remove(device)
 	}
 	ds.mu.Unlock()
 }
@@ -212,7 +382,7 @@ func (h *Hub) dirDelete(device string, e *dirEntry) {
 func (h *Hub) dirGet(device string) (dirEntry, bool) {
 	ds := &h.dir[h.shardOf(device)]
 	ds.mu.RLock()
-	e, ok := ds.m[device]
+	e, ok := ds.get(device)
 	ds.mu.RUnlock()
 	return e, ok
 }

@@ -356,7 +356,7 @@ func (h *Hub) dirLen() int {
 	n := 0
 	for i := range h.dir {
 		h.dir[i].mu.RLock()
-		n += len(h.dir[i].m)
+		n += h.dir[i].t.Len()
 		h.dir[i].mu.RUnlock()
 	}
 	return n

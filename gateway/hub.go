@@ -375,11 +375,6 @@ func NewHub(cfg HubConfig, bus *Bus) *Hub {
 		pending: make(map[string]*pendingCmd), nodes: make(map[string]nodeSeen),
 		paused: make(map[*Session]struct{}), stop: make(chan struct{}),
 		lim: newDeviceLimiter(cfg.Limits)}
-	for i := range h.shards {
-		if cfg.Directory == "" {
-			h.dir[i].m = make(map[string]dirEntry)
-		}
-	}
 	h.m.init()
 	return h
 }
@@ -623,11 +618,12 @@ func (h *Hub) dirList(prefix, cursor string, limit int) ([]DeviceInfo, string) {
 	for i := range h.dir {
 		ds := &h.dir[i]
 		ds.mu.RLock()
-		for id := range ds.m {
-			if strings.HasPrefix(id, prefix) && id > cursor {
+		ds.t.All(func(r *dirRec) bool {
+			if id := r.TableKey(); strings.HasPrefix(id, prefix) && id > cursor {
 				ids = append(ids, id)
 			}
-		}
+			return true
+		})
 		ds.mu.RUnlock()
 	}
 	slices.Sort(ids)
@@ -914,11 +910,17 @@ func (h *Hub) dropDevices(nodes []unique.Handle[string], before int64) int {
 		ds := &h.dir[i]
 		var gone []*DeviceInfo
 		ds.mu.Lock()
-		for id, e := range ds.m {
-			if slices.Contains(nodes, e.node) && (before == 0 || e.since < before) {
-				delete(ds.m, id)
-				gone = append(gone, e.info(id))
+		var drop []*dirRec // (the table is not changed while walked)
+		ds.t.All(func(r *dirRec) bool {
+			if slices.Contains(nodes, r.node) && (before == 0 || r.since < before) {
+				drop = append(drop, r)
 			}
+			return true
+		})
+		for _, r := range drop {
+			e := r.entry()
+			gone = append(gone, e.info(r.TableKey()))
+			ds.t.Remove(r)
 		}
 		ds.mu.Unlock()
 		dropped += len(gone)
@@ -1355,11 +1357,12 @@ func (h *Hub) dirBroadcast(name string, payload json.RawMessage, devices []strin
 		for i := range h.dir {
 			ds := &h.dir[i]
 			ds.mu.RLock()
-			for id := range ds.m {
-				if strings.HasPrefix(id, prefix) {
+			ds.t.All(func(r *dirRec) bool {
+				if id := r.TableKey(); strings.HasPrefix(id, prefix) {
 					devices = append(devices, id)
 				}
-			}
+				return true
+			})
 			ds.mu.RUnlock()
 		}
 	}

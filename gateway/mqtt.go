@@ -192,11 +192,13 @@ func (d *mqttDevices) authenticate(ci *mqtt.ConnectInfo) (any, mqtt.ReasonCode, 
 		}
 		return v, code, reason
 	}
-	tok := string(ci.Password)
+	var ident Identity
+	var err error
 	if d.anon {
-		tok = ci.ClientID // NoAuth: the client id is the device id
+		ident, err = d.auth.Authenticate(ci.ClientID, d.now()) // NoAuth: the client id is the device id
+	} else {
+		ident, err = authenticateBytes(d.auth, ci.Password, d.now())
 	}
-	ident, err := d.auth.Authenticate(tok, d.now())
 	if err != nil {
 		d.refusedAuth.Add(1)
 		d.hub.m.authFailures.Add(1)

@@ -112,6 +112,9 @@ type outBuf struct{ b []byte }
 
 var outBufPool = sync.Pool{New: func() any { return new(outBuf) }}
 
+// connectInfos are the ConnectInfos CONNECTs hand to Hooks.Authenticate.
+var connectInfos = sync.Pool{New: func() any { return new(ConnectInfo) }}
+
 // maxPooledOut is the largest buffer an outBuf keeps in outBufPool; a
 // larger one goes back to the byte pools.
 const maxPooledOut = 4096
@@ -732,9 +735,15 @@ func (c *conn) onConnect(p *Connect) {
 		c.ext().user = &u
 	}
 	if h := s.cfg.Hooks.Authenticate; h != nil {
-		ident, code, reason := h(&ConnectInfo{ClientID: cid, Username: p.Username, Password: p.Password,
+		// (A ConnectInfo from a pool: one made here escapes through the
+		// hook, 112 bytes of garbage a CONNECT.)
+		ci := connectInfos.Get().(*ConnectInfo)
+		*ci = ConnectInfo{ClientID: cid, Username: p.Username, Password: p.Password,
 			HasUsername: p.HasUsername, HasPassword: p.HasPassword, Version: p.Version,
-			Remote: c.ec.RemoteAddr(), WebSocket: c.ws() != nil, Conn: c.ec})
+			Remote: c.ec.RemoteAddr(), WebSocket: c.ws() != nil, Conn: c.ec}
+		ident, code, reason := h(ci)
+		*ci = ConnectInfo{}
+		connectInfos.Put(ci)
 		if code != Success {
 			if !code.IsError() {
 				code = NotAuthorized

@@ -228,7 +228,8 @@ func (a Action) String() string {
 }
 
 // ConnectInfo is what Hooks.Authenticate gets: the CONNECT's credentials.
-// Its byte slices are valid only during the call.
+// It and its byte slices are valid only during the call (the server
+// reuses it for the next CONNECT): a hook copies what it keeps.
 type ConnectInfo struct {
 	// ClientID is the client identifier, assigned by the server when the
 	// CONNECT had none.
