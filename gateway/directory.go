@@ -9,6 +9,7 @@ import (
 	"unique"
 	"unsafe"
 
+	"github.com/warrenhq/warren/internal/inline"
 	"github.com/warrenhq/warren/internal/keytab"
 )
 
@@ -137,7 +138,7 @@ const dirLong = 1 << 7
 const dirRecSize = unsafe.Sizeof(dirRec{})
 
 // dirMaxInline is the most bytes of address and id a record holds inline.
-const dirMaxInline = 7 + 160
+const dirMaxInline = 7 + inline.MaxBytes
 
 // addrLen is the bytes of the remote address a record with flags keeps.
 func addrLen(flags uint8) int {
@@ -153,53 +154,19 @@ func addrLen(flags uint8) int {
 // newDirRec returns a record of device's entry e.
 func newDirRec(device string, e *dirEntry) *dirRec {
 	al := addrLen(e.flags)
-	var r *dirRec
-	switch n := al + len(device); {
-	case n <= 7+16:
-		r = &new(struct {
-			r dirRec
-			b [16]byte
-		}).r
-	case n <= 7+32:
-		r = &new(struct {
-			r dirRec
-			b [32]byte
-		}).r
-	case n <= 7+48:
-		r = &new(struct {
-			r dirRec
-			b [48]byte
-		}).r
-	case n <= 7+64:
-		r = &new(struct {
-			r dirRec
-			b [64]byte
-		}).r
-	case n <= 7+96:
-		r = &new(struct {
-			r dirRec
-			b [96]byte
-		}).r
-	case n <= dirMaxInline:
-		r = &new(struct {
-			r dirRec
-			b [dirMaxInline - 7]byte
-		}).r
-	default:
-		x := new(struct {
-			r dirRec
-			s string
-		})
-		b := make([]byte, al+len(device))
+	n := al + len(device)
+	if n > dirMaxInline {
+		b := make([]byte, n)
 		copy(b, e.addr[16-al:])
 		copy(b[al:], device)
-		x.s = string(b)
-		x.r.flags = dirLong
-		x.r.set(e)
-		return &x.r
+		r := inline.WithString[dirRec](string(b))
+		r.flags = dirLong
+		r.set(e)
+		return r
 	}
+	r, _, _ := inline.New[dirRec](max(0, n-len(dirRec{}.tail))) // the record's own tail holds the first bytes
 	r.n = uint8(len(device))
-	copy(unsafe.Slice(&r.tail[0], al+len(device))[al:], device)
+	copy(unsafe.Slice(&r.tail[0], n)[al:], device)
 	r.set(e)
 	return r
 }

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 	"unsafe"
+
+	"github.com/warrenhq/warren/internal/inline"
 )
 
 // Locks of the broker, in order (a lock on the left may be held while
@@ -194,62 +196,19 @@ const maxInlineFilter = 128
 // newSubscription returns a subscription of ss to filter (as subscribed,
 // with $share/group/ if shared) that owns a copy of the filter, made in
 // the same allocation, right after the subscription, when it is at most
-// maxInlineFilter bytes: each size here is a size class with the 32 bytes
-// of the subscription. A longer one is copied apart and its string header
-// follows the subscription. A routed message found in Server.lit is
+// maxInlineFilter bytes (internal/inline: with the 32 bytes of the
+// subscription, each room it rounds to is a size class). A longer one is
+// copied apart and its string header follows the subscription. A routed message found in Server.lit is
 // compared with its subscription's filter: there the filter sits on the
 // subscription's cache lines instead of a line of its own. Every
 // subscription is made here: filter reads what follows it.
 func newSubscription(ss *session, filter string) *subscription {
-	var sub *subscription
-	var b []byte
-	switch n := len(filter); {
-	case n <= 16:
-		x := new(struct {
-			s subscription
-			b [16]byte
-		})
-		sub, b = &x.s, x.b[:n]
-	case n <= 32:
-		x := new(struct {
-			s subscription
-			b [32]byte
-		})
-		sub, b = &x.s, x.b[:n]
-	case n <= 48:
-		x := new(struct {
-			s subscription
-			b [48]byte
-		})
-		sub, b = &x.s, x.b[:n]
-	case n <= 64:
-		x := new(struct {
-			s subscription
-			b [64]byte
-		})
-		sub, b = &x.s, x.b[:n]
-	case n <= 96:
-		x := new(struct {
-			s subscription
-			b [96]byte
-		})
-		sub, b = &x.s, x.b[:n]
-	case n <= maxInlineFilter:
-		x := new(struct {
-			s subscription
-			b [maxInlineFilter]byte
-		})
-		sub, b = &x.s, x.b[:n]
-	default:
-		x := new(struct {
-			s subscription
-			f string
-		})
-		x.f = strings.Clone(filter) // filter may be a view of the packet
-		x.s.long = true
-		x.s.sess = ss
-		return &x.s
+	if len(filter) > maxInlineFilter {
+		sub := inline.WithString[subscription](strings.Clone(filter)) // filter may be a view of the packet
+		sub.long, sub.sess = true, ss
+		return sub
 	}
+	sub, b, _ := inline.New[subscription](len(filter))
 	copy(b, filter)
 	sub.sess, sub.n = ss, uint16(len(filter))
 	return sub
