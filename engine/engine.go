@@ -515,32 +515,17 @@ func (e *Engine) CloseConn(id uint64, r CloseReason) bool {
 	if pe != nil {
 		return pe.closeByID(id, r)
 	}
-	found := make(chan bool, len(loops))
-	n := 0
-	for _, l := range loops {
-		if l.postFunc(func() {
-			ok := false
-			l.eachConn(func(c *Conn) {
-				if !ok && c.id == id {
-					c.CloseWithReason(r)
-					ok = true
-				}
-			})
-			found <- ok
-		}) {
-			n++
-		}
+	if len(loops) == 0 {
+		return false
 	}
-	ok := false
-	for i := 0; i < n; i++ {
-		select {
-		case f := <-found:
-			ok = ok || f
-		case <-e.done:
-			return ok
-		}
+	// The descriptor table is the process's: one walk finds the
+	// connection whichever loop owns it, and CloseWithReason is safe here.
+	c := e.findConn(id)
+	if c == nil {
+		return false
 	}
-	return ok
+	c.CloseWithReason(r)
+	return true
 }
 
 // Shutdown stops accepting, lets each connection finish (protocols say

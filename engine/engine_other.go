@@ -59,6 +59,8 @@ func (l *loop) closeAll()               {}
 func (l *loop) stop()                   {}
 func (l *loop) snapshot() []ConnInfo    { return nil }
 func (l *loop) eachConn(func(*Conn))    {}
+
+func (e *Engine) findConn(uint64) *Conn { return nil }
 func (l *loop) inject(*Conn, []byte)    {}
 
 func startLoops(e *Engine) error {

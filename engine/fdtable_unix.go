@@ -74,7 +74,29 @@ func fdSlot(fd int) *atomic.Pointer[Conn] {
 	return &cur[i][fd&fdChunkMask]
 }
 
-// eachConn calls fn for every connection l owns. fn may close it.
+// findConn returns e's registered connection with the given ID, or nil.
+// It walks the whole table; it may run on any goroutine.
+func (e *Engine) findConn(id uint64) *Conn {
+	p := fdTable.chunks.Load()
+	if p == nil {
+		return nil
+	}
+	for _, ch := range *p {
+		if ch == nil {
+			continue
+		}
+		for i := range ch {
+			if c := ch[i].Load(); c != nil && c.id == id && c.host.engine() == e {
+				return c
+			}
+		}
+	}
+	return nil
+}
+
+// eachConn calls fn for every connection l owns. fn may close it. Every
+// loop walks the whole table, other loops' and engines' slots included:
+// the walks (drain, close-all, retime, restamp, snapshot) are rare.
 func (l *loop) eachConn(fn func(c *Conn)) {
 	p := fdTable.chunks.Load()
 	if p == nil {

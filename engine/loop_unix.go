@@ -240,10 +240,11 @@ func (l *loop) process(n int, now time.Time) {
 		}
 	}
 	l.runMailbox()
-	if t := l.tick.Load(); l.restampDue(t) {
+	t := l.tick.Load()
+	if l.restampDue(t) {
 		l.restamp(t) // timeout_unix.go
 	}
-	l.wheel.Advance(l.tick.Load(), l.expire)
+	l.wheel.Advance(t, l.expire)
 }
 
 // post queues o for the loop and wakes it if it sleeps. It reports false

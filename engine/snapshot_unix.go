@@ -13,11 +13,11 @@ import (
 func (l *loop) snapshot() []ConnInfo {
 	e := l.e
 	var out []ConnInfo
+	now := l.tick.Load()
 	l.eachConn(func(c *Conn) {
 		c.mu.Lock()
 		queued, lw := c.out.len(), c.lastWrite
 		c.mu.Unlock()
-		now := l.tick.Load()
 		last := c.lastRead.at(now)
 		if lw != 0 {
 			last = max(last, lw.at(now))
