@@ -19,7 +19,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unsafe"
 
 	"github.com/golang-jwt/jwt/v5"
 )
@@ -167,19 +166,6 @@ func (a *hmacAuth) Authenticate(token string, now time.Time) (Identity, error) {
 		return id, nil
 	}
 	return authVerify(token, now, jwt.SigningMethodHS256.Alg(), a.secret)
-}
-
-// authenticateBytes is a.Authenticate for a token the caller holds as
-// bytes valid during the call (an MQTT password): the HS256 fast path
-// reads them in place and keeps nothing of them; only a token left to the
-// parser is copied into a string.
-func authenticateBytes(a Authenticator, tok []byte, now time.Time) (Identity, error) {
-	if h, ok := a.(*hmacAuth); ok && len(h.secret) > 0 {
-		if id, ok := h.fast(unsafe.String(unsafe.SliceData(tok), len(tok)), now); ok {
-			return id, nil
-		}
-	}
-	return a.Authenticate(string(tok), now)
 }
 
 // hs256Claims are warrenClaims as the fast path decodes them: the same

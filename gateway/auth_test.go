@@ -15,7 +15,6 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
-	"fmt"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -712,19 +711,6 @@ func TestAuthHMACFastPath(t *testing.T) {
 			if fok && (perr != nil || fid != pid) {
 				t.Errorf("token %d at %s: fast path %+v, parser %+v, %v", i, now, fid, pid, perr)
 			}
-		}
-	}
-	// authenticateBytes answers as Authenticate does, and keeps nothing of
-	// the bytes it was given.
-	for i, tok := range append(tokens, "", "x") {
-		b := []byte(tok)
-		id, err := authenticateBytes(a, b, authNow)
-		wid, werr := a.Authenticate(tok, authNow)
-		for j := range b {
-			b[j] = 'x'
-		}
-		if id != wid || fmt.Sprint(err) != fmt.Sprint(werr) {
-			t.Errorf("token %d: authenticateBytes %+v, %v; Authenticate %+v, %v", i, id, err, wid, werr)
 		}
 	}
 	// The fast path's garbage against the parser's, per token.

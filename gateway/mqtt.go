@@ -197,7 +197,7 @@ func (d *mqttDevices) authenticate(ci *mqtt.ConnectInfo) (any, mqtt.ReasonCode, 
 	if d.anon {
 		ident, err = d.auth.Authenticate(ci.ClientID, d.now()) // NoAuth: the client id is the device id
 	} else {
-		ident, err = authenticateBytes(d.auth, ci.Password, d.now())
+		ident, err = d.auth.Authenticate(string(ci.Password), d.now())
 	}
 	if err != nil {
 		d.refusedAuth.Add(1)
