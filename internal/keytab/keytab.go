@@ -23,10 +23,10 @@ type Keyed interface {
 
 // Table is an open-addressed hash table of pointers, each keyed by a string
 // its target holds (TableKey), so an entry costs one pointer slot instead
-// of a Go map's key string, value and control byte: about 11-21 bytes per
-// entry at the loads it keeps (3/8 to 3/4) against 30-60 for a
-// map[string]*T, and growing it leaves one pointer array behind, not a
-// table of strings.
+// of a Go map's key string, value and control byte: about 11-16 bytes per
+// entry at the loads it keeps (1/2 to 3/4: it grows by half, to any size,
+// not by doubling to a power of two) against 30-60 for a map[string]*T,
+// and growing it leaves one pointer array behind, not a table of strings.
 //
 // It probes linearly and deletes by shifting back (no tombstones). Keys are
 // unique. The zero value is an empty table. A tagged table also keeps one
@@ -49,11 +49,19 @@ var tableSeed = maphash.MakeSeed()
 const minTableSlots = 16
 
 func (t *Table[T]) home(key string) int {
-	return int(maphash.String(tableSeed, key) & uint64(len(t.slots)-1))
+	return slotOf(maphash.String(tableSeed, key), len(t.slots))
 }
+
+// slotOf maps a hash to a slot of n (fewer than 1<<32) by its low 32 bits,
+// scaled: any n works, not only a power of two.
+func slotOf(h uint64, n int) int { return int(uint64(uint32(h)) * uint64(n) >> 32) }
 
 // tagOf is the tag of a key's hash: bits the slot index does not use.
 func tagOf(h uint64) uint8 { return uint8(h >> 56) }
+
+// grown is the size a table of n slots grows to: half again, so that a
+// grown table is half full.
+func grown(n int) int { return max(minTableSlots, n+n/2) }
 
 // Len returns the number of entries.
 func (t *Table[T]) Len() int { return t.n }
@@ -65,20 +73,26 @@ func (t *Table[T]) Get(key string) T {
 		return zero
 	}
 	h := maphash.String(tableSeed, key)
-	mask := len(t.slots) - 1
+	n := len(t.slots)
 	if t.tags != nil {
 		tag := tagOf(h)
-		for i := int(h) & mask; ; i = (i + 1) & mask {
+		for i := slotOf(h, n); ; {
 			v := t.slots[i]
 			if v == zero || t.tags[i] == tag && v.TableKey() == key {
 				return v
 			}
+			if i++; i == n {
+				i = 0
+			}
 		}
 	}
-	for i := int(h) & mask; ; i = (i + 1) & mask {
+	for i := slotOf(h, n); ; {
 		v := t.slots[i]
 		if v == zero || v.TableKey() == key {
 			return v
+		}
+		if i++; i == n {
+			i = 0
 		}
 	}
 }
@@ -101,17 +115,19 @@ func (t *Table[T]) GetJoin(a, b string) T {
 	hh.WriteString(a)
 	hh.WriteString(b)
 	h := hh.Sum64()
-	mask := len(t.slots) - 1
-	for i := int(h) & mask; ; i = (i + 1) & mask {
+	n := len(t.slots)
+	for i := slotOf(h, n); ; {
 		v := t.slots[i]
 		if v == zero {
 			return v
 		}
-		if t.tags != nil && t.tags[i] != tagOf(h) {
-			continue
+		if t.tags == nil || t.tags[i] == tagOf(h) {
+			if k := v.TableKey(); len(k) == len(a)+len(b) && k[:len(a)] == a && k[len(a):] == b {
+				return v
+			}
 		}
-		if k := v.TableKey(); len(k) == len(a)+len(b) && k[:len(a)] == a && k[len(a):] == b {
-			return v
+		if i++; i == n {
+			i = 0
 		}
 	}
 }
@@ -119,7 +135,7 @@ func (t *Table[T]) GetJoin(a, b string) T {
 // Put adds v, whose key must not be in the table.
 func (t *Table[T]) Put(v T) {
 	if (t.n+1)*4 > len(t.slots)*3 {
-		t.resize(max(minTableSlots, len(t.slots)*2))
+		t.resize(grown(len(t.slots)))
 	}
 	t.insert(v)
 	t.n++
@@ -129,10 +145,12 @@ func (t *Table[T]) Put(v T) {
 func (t *Table[T]) insert(v T) {
 	var zero T
 	h := maphash.String(tableSeed, v.TableKey())
-	mask := len(t.slots) - 1
-	i := int(h) & mask
+	n := len(t.slots)
+	i := slotOf(h, n)
 	for t.slots[i] != zero {
-		i = (i + 1) & mask
+		if i++; i == n {
+			i = 0
+		}
 	}
 	t.slots[i] = v
 	if t.tags != nil {
@@ -156,13 +174,16 @@ func (t *Table[T]) index(v T) int {
 	if t.n == 0 {
 		return -1
 	}
-	mask := len(t.slots) - 1
-	for i := t.home(v.TableKey()); ; i = (i + 1) & mask {
+	n := len(t.slots)
+	for i := t.home(v.TableKey()); ; {
 		switch t.slots[i] {
 		case v:
 			return i
 		case zero:
 			return -1
+		}
+		if i++; i == n {
+			i = 0
 		}
 	}
 }
@@ -176,8 +197,14 @@ func (t *Table[T]) Remove(v T) bool {
 	}
 	// Shift back the entries of the run after i that may live in i: those
 	// whose home is not cyclically in (i, j].
-	mask := len(t.slots) - 1
-	for j := (i + 1) & mask; t.slots[j] != zero; j = (j + 1) & mask {
+	n := len(t.slots)
+	next := func(j int) int {
+		if j++; j == n {
+			return 0
+		}
+		return j
+	}
+	for j := next(i); t.slots[j] != zero; j = next(j) {
 		k := t.home(t.slots[j].TableKey())
 		if i <= j && i < k && k <= j || i > j && (i < k || k <= j) {
 			continue
@@ -194,12 +221,12 @@ func (t *Table[T]) Remove(v T) bool {
 	case t.n == 0:
 		t.slots, t.tags = nil, nil
 	case len(t.slots) > minTableSlots && t.n*8 < len(t.slots):
-		t.resize(len(t.slots) / 2)
+		t.resize(max(minTableSlots, len(t.slots)/2))
 	}
 	return true
 }
 
-// resize moves the entries to a slot array of size n, a power of two.
+// resize moves the entries to a slot array of size n.
 func (t *Table[T]) resize(n int) {
 	var zero T
 	old := t.slots
