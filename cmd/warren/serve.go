@@ -20,6 +20,7 @@ import (
 	"github.com/warrenhq/warren/admin"
 	"github.com/warrenhq/warren/engine"
 	"github.com/warrenhq/warren/gateway"
+	"github.com/warrenhq/warren/internal/memtrim"
 	"github.com/warrenhq/warren/prefork"
 	"github.com/warrenhq/warren/stack"
 )
@@ -60,6 +61,8 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	gogc := fs.Int("gogc", defaultServeGOGC(), "garbage collector target in percent (debug.SetGCPercent) in every gateway process: the heap may grow this much over the live heap before a collection; lower holds less memory per device for more GC CPU (default $GOGC if set; negative: off)")
 	memLimit := fs.String("gomemlimit", "", "Go runtime soft memory limit of each gateway process (debug.SetMemoryLimit), e.g. 512MiB or 1GiB; empty: $GOMEMLIMIT, else none")
+	var tcfg memtrim.Config
+	memtrimFlags(fs, &tcfg)
 	var ecfg engine.Config
 	var gcfg gateway.Config
 	stack.EngineFlags(fs, &ecfg)
@@ -88,6 +91,10 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "warren serve: %v\n", err)
 		return 2
 	}
+	trim := memtrim.New(tcfg)
+	trimCtx, stopTrim := context.WithCancel(context.Background())
+	defer stopTrim()
+	go trim.Run(trimCtx)
 	envDefault(fs, "api-token", "WARREN_API_TOKEN")
 	envDefault(fs, "admin-token", "WARREN_ADMIN_TOKEN")
 	envDefault(fs, "jwt-secret", "WARREN_JWT_SECRET")
@@ -145,7 +152,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		if n := workerGOMAXPROCS(*workerProcs, *procs, runtime.NumCPU(), os.Getenv("GOMAXPROCS")); n > 0 {
 			os.Setenv("GOMAXPROCS", strconv.Itoa(n)) // the workers' environment; the parent's runtime is set already
 		}
-		return serveSupervisor(sig, *procs, ecfg, gcfg, *adminAddr, *adminToken, *drain, extra.tls.CertFile != "", log)
+		return serveSupervisor(sig, *procs, ecfg, gcfg, *adminAddr, *adminToken, *drain, extra.tls.CertFile != "", trim, log)
 	}
 
 	st, err := stack.New(stack.Config{Engine: ecfg, DrainTimeout: *drain, Logger: log,
@@ -179,6 +186,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	for _, c := range g.Collectors() {
 		st.AddCollector(c)
 	}
+	st.AddCollector(trim.Collector())
 	log.Info("warren serve listening", "devices", g.DeviceAddr(), "api", g.APIAddr(), "mqtt", g.MQTTAddr(),
 		"tls", g.TLSAddr(), "mqtts", g.MQTTSAddr(), "upstream", strings.Join(gcfg.Upstream, ","), "webhook", gcfg.Webhook.URL, "node", g.Node(),
 		"nats", natsDescription(g.Bus()), "loops", st.Engine.Config().Loops)
@@ -194,7 +202,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 // directory on an engine of one loop of its own (the workers serve no
 // API): a command goes from the API straight to the worker holding the
 // device (docs/benchmarks.md §30). Then it supervises the workers.
-func serveSupervisor(sig <-chan os.Signal, procs int, ecfg engine.Config, gcfg gateway.Config, adminAddr, adminToken string, drain time.Duration, forwardHUP bool, log interface {
+func serveSupervisor(sig <-chan os.Signal, procs int, ecfg engine.Config, gcfg gateway.Config, adminAddr, adminToken string, drain time.Duration, forwardHUP bool, trim *memtrim.Trimmer, log interface {
 	Info(string, ...any)
 	Error(string, ...any)
 }) int {
@@ -241,7 +249,7 @@ func serveSupervisor(sig <-chan os.Signal, procs int, ecfg engine.Config, gcfg g
 	os.Setenv(preforkDirEnv, machine)
 	sc := stack.SupervisorConfig{Procs: procs, Addr: gcfg.Addr, AdminAddr: adminAddr,
 		AdminToken: adminToken, DrainTimeout: drain, Name: "warren serve", Logger: gcfg.Logger, ForwardHUP: forwardHUP,
-		Collectors: []prometheus.Collector{dir.Collector()}}
+		Collectors: []prometheus.Collector{dir.Collector(), trim.Collector()}}
 	if gcfg.API != "-" {
 		// One loop is plenty for the API; its handlers (a command waits
 		// for its ack) run on the engine's worker pool.
@@ -348,6 +356,15 @@ func defaultServeGOGC() int {
 		}
 	}
 	return DefaultServeGOGC
+}
+
+// memtrimFlags binds the flags of the trim after bursts of allocation
+// (internal/memtrim) in every gateway process.
+func memtrimFlags(fs *flag.FlagSet, c *memtrim.Config) {
+	fs.Int64Var(&c.Burst, "memtrim-burst", memtrim.DefaultBurst, "bytes allocated since the last trim (a connect ramp, a reconnect storm) after which the first quiet -memtrim-interval returns the process's free memory to the OS (a GC and debug.FreeOSMemory; warren_memtrim_trims_total); negative: never")
+	fs.Int64Var(&c.Quiet, "memtrim-quiet", memtrim.DefaultQuiet, "allocation rate, bytes a second, under which an interval is quiet: the burst is over")
+	fs.DurationVar(&c.Interval, "memtrim-interval", memtrim.DefaultInterval, "how often the allocation rate is read for -memtrim-burst")
+	fs.DurationVar(&c.MinGap, "memtrim-gap", memtrim.DefaultMinGap, "least time between two trims")
 }
 
 // applyGC sets the collector's target and, when limit is not empty, the

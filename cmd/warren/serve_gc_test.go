@@ -30,7 +30,8 @@ func TestParseBytes(t *testing.T) {
 // TestServeGCFlags: a bad -gomemlimit exits 2 before anything starts;
 // -gogc and -gomemlimit reach the runtime of a real warren serve (its
 // go_gc_gogc_percent and go_gc_gomemlimit_bytes metrics), and with
-// neither flag nor $GOGC the target is DefaultServeGOGC.
+// neither flag nor $GOGC the target is DefaultServeGOGC; the trim after
+// bursts (-memtrim-burst) reports its metrics.
 func TestServeGCFlags(t *testing.T) {
 	var out, errb strings.Builder
 	if code := run([]string{"serve", "-gomemlimit", "lots"}, &out, &errb); code != 2 ||
@@ -62,6 +63,11 @@ func TestServeGCFlags(t *testing.T) {
 		for _, w := range tc.want {
 			if !strings.Contains(metrics, "\n"+w+"\n") {
 				t.Errorf("serve %v: metrics lack %q", tc.args, w)
+			}
+		}
+		for _, w := range []string{"\nwarren_memtrim_trims_total ", "\nwarren_memtrim_released_bytes_total "} {
+			if !strings.Contains(metrics, w) {
+				t.Errorf("serve %v: metrics lack %q", tc.args, w[1:])
 			}
 		}
 		n.kill()

@@ -1,0 +1,19 @@
+package memtrim_test
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/warrenhq/warren/internal/memtrim"
+)
+
+// A server starts one Trimmer for its process and exports its metrics.
+func Example() {
+	t := memtrim.New(memtrim.Config{}) // the defaults: 16 MiB, 1 MiB/s, 1s, 30s
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go t.Run(ctx)
+	// registry.MustRegister(t.Collector())
+	fmt.Println(t.Stats().Trims)
+	// Output: 0
+}

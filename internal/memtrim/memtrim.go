@@ -1,0 +1,157 @@
+// Package memtrim gives the memory a burst of work left free back to the
+// operating system once the burst is over.
+//
+// A server that takes a burst of connections (a ramp, a reconnect storm)
+// allocates far more than it keeps: handshakes, tokens, messages. The Go
+// runtime returns free memory to the operating system slowly, and only
+// down to about its heap goal, so after the burst the process's RSS stays
+// near its peak for minutes while the heap it holds is much smaller. A
+// Trimmer watches the process's allocation rate; when a burst (Config.Burst
+// bytes allocated since the last trim) is followed by a quiet interval
+// (less than Config.Quiet bytes a second), it collects and returns every
+// free page (debug.FreeOSMemory), at most once per Config.MinGap. Under
+// steady traffic the rate never falls quiet, so it costs one read of the
+// runtime's metrics per Interval and nothing else.
+package memtrim
+
+import (
+	"context"
+	"runtime/debug"
+
+	"github.com/prometheus/client_golang/prometheus"
+	rtmetrics "runtime/metrics"
+	"sync/atomic"
+	"time"
+)
+
+var (
+	descTrims    = prometheus.NewDesc("warren_memtrim_trims_total", "Times the process returned its free memory to the operating system after a burst of allocation (-memtrim-burst).", nil, nil)
+	descReleased = prometheus.NewDesc("warren_memtrim_released_bytes_total", "Bytes the trims after bursts returned to the operating system.", nil, nil)
+)
+
+// Collector returns the Trimmer's metrics: warren_memtrim_trims_total and
+// warren_memtrim_released_bytes_total.
+func (t *Trimmer) Collector() prometheus.Collector { return collector{t} }
+
+type collector struct{ t *Trimmer }
+
+func (c collector) Describe(ch chan<- *prometheus.Desc) { ch <- descTrims; ch <- descReleased }
+
+func (c collector) Collect(ch chan<- prometheus.Metric) {
+	s := c.t.Stats()
+	ch <- prometheus.MustNewConstMetric(descTrims, prometheus.CounterValue, float64(s.Trims))
+	ch <- prometheus.MustNewConstMetric(descReleased, prometheus.CounterValue, float64(s.Released))
+}
+
+// Defaults of Config's fields.
+const (
+	DefaultInterval = time.Second
+	DefaultBurst    = 16 << 20
+	DefaultQuiet    = 1 << 20
+	DefaultMinGap   = 30 * time.Second
+)
+
+// Config says when a Trimmer trims. The zero value is the defaults.
+type Config struct {
+	// Interval is how often the allocation rate is read. Zero means
+	// DefaultInterval (1s).
+	Interval time.Duration
+	// Burst is how many bytes allocated since the last trim (or the start)
+	// make a burst worth trimming after. Zero means DefaultBurst (16 MiB);
+	// negative disables trimming. (At a GC target of 25, a burst of 16 MiB
+	// over a 10 MiB live heap has run about six collections already; the
+	// trim adds one, and the release of the free pages.)
+	Burst int64
+	// Quiet is the allocation rate, in bytes a second, under which an
+	// Interval counts as quiet: the burst is over. Zero means DefaultQuiet
+	// (1 MiB/s).
+	Quiet int64
+	// MinGap is the least time between two trims. Zero means
+	// DefaultMinGap (30s).
+	MinGap time.Duration
+}
+
+// Stats are a Trimmer's counts.
+type Stats struct {
+	Trims    uint64 // times memory was trimmed
+	Released uint64 // bytes the trims returned to the operating system
+}
+
+// Trimmer trims after bursts; see the package documentation. Its methods
+// are safe for concurrent use; Run once per Trimmer. One Trimmer is
+// enough for a process: the runtime's figures and the release are
+// process-wide.
+type Trimmer struct {
+	cfg      Config
+	trims    atomic.Uint64
+	released atomic.Uint64
+}
+
+// New returns a Trimmer with cfg's zero fields set to their defaults.
+func New(cfg Config) *Trimmer {
+	if cfg.Interval <= 0 {
+		cfg.Interval = DefaultInterval
+	}
+	if cfg.Burst == 0 {
+		cfg.Burst = DefaultBurst
+	}
+	if cfg.Quiet <= 0 {
+		cfg.Quiet = DefaultQuiet
+	}
+	if cfg.MinGap <= 0 {
+		cfg.MinGap = DefaultMinGap
+	}
+	return &Trimmer{cfg: cfg}
+}
+
+// Stats returns the counts so far.
+func (t *Trimmer) Stats() Stats {
+	return Stats{Trims: t.trims.Load(), Released: t.released.Load()}
+}
+
+// Run watches the allocation rate until ctx is done.
+func (t *Trimmer) Run(ctx context.Context) {
+	if t.cfg.Burst < 0 {
+		return
+	}
+	tick := time.NewTicker(t.cfg.Interval)
+	defer tick.Stop()
+	s := []rtmetrics.Sample{{Name: "/gc/heap/allocs:bytes"}, {Name: "/memory/classes/heap/released:bytes"}}
+	rtmetrics.Read(s)
+	base, prev := s[0].Value.Uint64(), s[0].Value.Uint64()
+	prevAt := time.Now()
+	var last time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			rtmetrics.Read(s)
+			cur := s[0].Value.Uint64()
+			d := t.decide(base, prev, cur, now.Sub(prevAt), now.Sub(last))
+			prev, prevAt = cur, now
+			if !d {
+				continue
+			}
+			before := s[1].Value.Uint64()
+			debug.FreeOSMemory()
+			rtmetrics.Read(s)
+			if after := s[1].Value.Uint64(); after > before {
+				t.released.Add(after - before)
+			}
+			t.trims.Add(1)
+			base, prev, last = s[0].Value.Uint64(), s[0].Value.Uint64(), now
+		}
+	}
+}
+
+// decide reports whether to trim now: a burst's worth allocated since
+// base, the last interval (elapsed, from prev to cur) quiet, and MinGap
+// since the last trim.
+func (t *Trimmer) decide(base, prev, cur uint64, elapsed, sinceTrim time.Duration) bool {
+	if cur-base < uint64(t.cfg.Burst) || sinceTrim < t.cfg.MinGap || elapsed <= 0 {
+		return false
+	}
+	rate := float64(cur-prev) / elapsed.Seconds()
+	return rate < float64(t.cfg.Quiet)
+}
