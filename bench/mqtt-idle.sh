@@ -32,7 +32,11 @@
 # per client at 15,000; next to nothing for mosquitto). GOGC and GOMEMLIMIT, when
 # set, apply to warren and are printed.
 #
-# Environment: N (15000), RUNS (3), SERVERS ("warren mosquitto"), V5 (0), DEVICES (0),
+# MEMTRIM=BYTES runs warren's broker with warren serve's trim after bursts
+# (-memtrim-burst BYTES: its free memory returned to the OS after the
+# clients' ramp); off by default.
+#
+# Environment: N (15000), RUNS (3), SERVERS ("warren mosquitto"), V5 (0), DEVICES (0), MEMTRIM (off),
 # CONC (200), SETTLE (2), SAMPLES (7), SPAN (3), OPEN_TIMEOUT (120), OUT
 # (bench/out). Linux only; installs Debian's mosquitto with apt-get if it is missing.
 # Every process it starts is stopped by pid on exit.
@@ -99,7 +103,7 @@ start_broker() { # start_broker NAME LOG: sets SRV_PID and SRV_ADDR
   : >"$log"
   case $name in
     warren)
-      "$BIN/mqtthost" -addr 127.0.0.1:0 >"$log" 2>&1 &
+      "$BIN/mqtthost" -addr 127.0.0.1:0 -memtrim-burst "${MEMTRIM:--1}" >"$log" 2>&1 &
       SRV_PID=$!
       PIDS+=("$SRV_PID")
       for ((i = 0; i < 100; i++)); do
@@ -167,7 +171,7 @@ measure() { # measure SERVER RUN
 }
 
 read -r -a order <<<"$SERVERS"
-echo "mqtt-idle: N=$N RUNS=$RUNS SERVERS=\"$SERVERS\" V5=$V5 DEVICES=$DEVICES GOGC=${GOGC:-default} GOMEMLIMIT=${GOMEMLIMIT:-default} mosquitto $(mosquitto -h 2>/dev/null | awk 'NR == 1 {print $3}')"
+echo "mqtt-idle: N=$N RUNS=$RUNS SERVERS=\"$SERVERS\" V5=$V5 DEVICES=$DEVICES MEMTRIM=${MEMTRIM:-off} GOGC=${GOGC:-default} GOMEMLIMIT=${GOMEMLIMIT:-default} mosquitto $(mosquitto -h 2>/dev/null | awk 'NR == 1 {print $3}')"
 echo "  $(machine_line)"
 echo "  at $(git rev-parse --short HEAD 2>/dev/null || echo unknown); logs in $LOGDIR"
 for ((run = 1; run <= RUNS; run++)); do

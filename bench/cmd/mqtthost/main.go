@@ -6,7 +6,9 @@
 // It prints "listening ADDR" once the listener is up, writes the Go memory
 // figures ("MEMSTATS {json}", after a GC) to stderr on SIGUSR1, and exits
 // on SIGTERM or SIGINT after draining. -pprof HOST:PORT serves
-// net/http/pprof.
+// net/http/pprof. -memtrim-burst N runs warren serve's trim after bursts
+// of allocation (internal/memtrim) with that burst size; by default it is
+// off, so the broker runs with the runtime as shipped.
 package main
 
 import (
@@ -24,6 +26,7 @@ import (
 	"github.com/warrenhq/warren/bench/internal/benchutil"
 
 	"github.com/warrenhq/warren/engine"
+	"github.com/warrenhq/warren/internal/memtrim"
 	"github.com/warrenhq/warren/mqtt"
 )
 
@@ -31,7 +34,9 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:1883", "MQTT listener")
 	loops := flag.Int("loops", 0, "event loops (0: GOMAXPROCS)")
 	pprofAddr := flag.String("pprof", "", "serve net/http/pprof on HOST:PORT")
+	trimBurst := flag.Int64("memtrim-burst", -1, "bytes allocated after which a quiet second returns free memory to the OS, as warren serve's -memtrim-burst (negative: off)")
 	flag.Parse()
+	go memtrim.New(memtrim.Config{Burst: *trimBurst}).Run(context.Background())
 	if *pprofAddr != "" {
 		go http.ListenAndServe(*pprofAddr, nil)
 	}
