@@ -264,7 +264,7 @@ type HubConfig struct {
 const nShards = 64
 
 // shard holds a part of the node's sessions, by device id: one pointer
-// slot each (keytab: 11-21 bytes a device at its loads, against 30-60 for a
+// slot each (keytab: 11-16 bytes a device at its loads, against 30-60 for a
 // map[string]*Session's key, value and control byte; TestHubShardTable).
 type shard struct {
 	mu sync.Mutex
