@@ -44,7 +44,9 @@ signed with -jwt-secret, sends telemetry at -rps in total and acks every
 command; -nats measures telemetry delivery and end-to-end latency on NATS,
 -commands R sends R commands per second through the -api management API.
 With -procs N the devices are spread over N worker processes (dev-1 … in
-the first, and so on) and this process watches NATS for all of them.
+the first, and so on) and this process watches NATS for all of them and
+sends the commands (-commands-in-devices: each worker its share, to its
+own devices).
 -first N numbers the devices from dev-<N+1>, so that two runs side by side
 (established devices and a storm) have distinct ids; -retries makes a
 device whose connect is refused try again after a jittered backoff, as
@@ -95,6 +97,7 @@ flags:
 	fs.StringVar(&cfg.Devices.APIURL, "api", "", "devices: the management API, http://host:port")
 	fs.StringVar(&cfg.Devices.APIToken, "api-token", "", "devices: bearer token for the management API (default $WARREN_API_TOKEN)")
 	fs.DurationVar(&cfg.Devices.CommandTimeout, "command-timeout", 5*time.Second, "devices: the ack timeout each command asks for")
+	fs.BoolVar(&cfg.Devices.CommandsInDevices, "commands-in-devices", false, "devices with -procs > 1: send the commands from the worker processes, each to its own devices, instead of from the parent, which runs no devices")
 	fs.IntVar(&cfg.Devices.First, "first", 0, "devices: offset of the device ids: the devices are dev-<first+1> and up (another run's devices keep theirs)")
 	fs.IntVar(&cfg.Devices.Retries, "retries", 0, "devices: a device whose connect fails (refused, reset, timed out) tries again up to this many times, with jittered exponential backoff (0: no retries)")
 	fs.DurationVar(&cfg.Devices.RetryBackoff, "retry-backoff", time.Second, "devices: wait before the first retry, doubled at each retry, each wait drawn between half of it and all of it")
