@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"syscall"
@@ -20,6 +21,28 @@ import (
 	"github.com/warrenhq/warren/gateway"
 	"github.com/warrenhq/warren/loadgen"
 )
+
+// DefaultLoadParentGOGC is the garbage collector target of a -procs
+// parent of warren load when neither -parent-gogc nor $GOGC sets one: the
+// parent measures (it watches NATS for the whole run's telemetry and
+// sends the commands) and holds a heap of a few MB, which Go's default of
+// 100 collects several times a second at 20,000 telemetry messages a
+// second (docs/benchmarks.md §48); its memory is not what a run measures.
+const DefaultLoadParentGOGC = 400
+
+// defaultLoadParentGOGC is -parent-gogc's default: $GOGC when set, else
+// DefaultLoadParentGOGC.
+func defaultLoadParentGOGC() int {
+	switch v := os.Getenv("GOGC"); {
+	case v == "off":
+		return -1
+	case v != "":
+		if n, err := strconv.Atoi(v); err == nil {
+			return n
+		}
+	}
+	return DefaultLoadParentGOGC
+}
 
 // runLoad is warren load: flags -> loadgen.Config -> loadgen.Run, then the
 // summary, the JSON report and the charts.
@@ -80,6 +103,7 @@ flags:
 	fs.StringVar(&cfg.AdminURL, "admin", "", "server admin URL (http://127.0.0.1:9901): RSS, CPU and connections from its /metrics")
 	fs.IntVar(&cfg.Loops, "loops", 0, "client event loops per process (0: GOMAXPROCS)")
 	fs.IntVar(&cfg.Procs, "procs", 1, "worker processes to spread the connections over (past the per-process open-file limit)")
+	parentGOGC := fs.Int("parent-gogc", defaultLoadParentGOGC(), "with -procs: garbage collector target in percent of this process, the one that measures (the NATS watcher, the command client): its heap is a few MB, so Go's 100 collects several times a second, each a pause in the measurement (default $GOGC if set, else 400; negative: off)")
 	workerProcs := fs.Int("worker-gomaxprocs", 0, "with -procs: GOMAXPROCS of each worker (0: $GOMAXPROCS if set, else the machine's CPUs divided among the workers, at least 1; negative: Go's default)")
 	jsonPath := fs.String("json", "", "write the JSON report to this file")
 	svgDir := fs.String("svg", "", "write latency.svg and conns.svg to this directory")
@@ -140,6 +164,7 @@ flags:
 		cfg.Progress = stderr
 	}
 	if cfg.Procs > 1 {
+		debug.SetGCPercent(*parentGOGC)
 		exe, err := os.Executable()
 		if err != nil {
 			fmt.Fprintf(stderr, "warren load: -procs: %v\n", err)
