@@ -22,8 +22,9 @@ type BusConfig struct {
 	// URLs are an external NATS cluster's servers. Empty means an
 	// embedded server.
 	URLs []string
-	// Listen is the embedded server's client address. Empty means no
-	// port: only this process reaches it (in-process connection); a
+	// Listen is the embedded server's client address, for other
+	// programs: this process always reaches its embedded server through
+	// an in-process connection. Empty means no port; a
 	// clustered server then listens on a random loopback port, which
 	// nats-server needs before it starts its routes.
 	Listen string
@@ -108,11 +109,12 @@ func StartBus(cfg BusConfig) (*Bus, error) {
 			return nil, err
 		}
 		b.srv = srv
-		if cfg.Listen == "" {
-			opts = append(opts, nats.InProcessServer(srv))
-		} else {
-			url = srv.ClientURL()
-		}
+		// This process's own connection is in-process whether or not the
+		// server listens (the port is for other programs): no socket, no
+		// system calls, no poller wake-up between this process's
+		// publishes and requests and its server — in the prefork parent,
+		// two crossings of every management API command.
+		opts = append(opts, nats.InProcessServer(srv))
 	}
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {

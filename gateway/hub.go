@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 	"unique"
+	"unsafe"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nuid"
@@ -393,7 +394,6 @@ const (
 func nodeCommandSubject(node string) string   { return "warren.node." + node + ".command" }
 func nodeBroadcastSubject(node string) string { return "warren.node." + node + ".broadcast" }
 func nodeReplacedSubject(node string) string  { return "warren.node." + node + ".replaced" }
-func telemetrySubject(id string) string       { return "devices." + id + ".telemetry" }
 func presenceSubject(id string) string        { return "devices." + id + ".presence" }
 
 // Start subscribes to presence, heartbeats and this node's commands, takes
@@ -976,12 +976,17 @@ func (h *Hub) Telemetry(s *Session, data []byte, now time.Time) bool {
 	if h.cfg.OnTelemetry != nil {
 		h.cfg.OnTelemetry(s.Device, data, now)
 	}
-	var ts [40]byte
 	tm := telemetryPool.Get().(*telemetryMsg)
 	defer tm.release()
-	tm.m.Subject, tm.m.Data = telemetrySubject(s.Device), data
+	// The subject and the Warren-Received header in tm.buf, one after the
+	// other (a longer id than buf holds would move both to a new array of
+	// their own, which the strings then keep alive: still valid).
+	b := append(append(append(tm.buf[:0], "devices."...), s.Device...), ".telemetry"...)
+	n := len(b)
+	b = now.UTC().AppendFormat(b, time.RFC3339Nano)
+	tm.m.Subject, tm.m.Data = unsafe.String(unsafe.SliceData(b), n), data
 	tm.dev[0] = s.Device
-	tm.recv[0] = string(now.UTC().AppendFormat(ts[:0], time.RFC3339Nano))
+	tm.recv[0] = unsafe.String(&b[n], len(b)-n)
 	tm.m.Header[hdrNode] = h.nodeHdr
 	if s.paused() {
 		// Reading is paused; frames of the read already in flight are
@@ -1012,6 +1017,11 @@ func (h *Hub) Telemetry(s *Session, data []byte, now time.Time) bool {
 type telemetryMsg struct {
 	m         nats.Msg
 	dev, recv [1]string
+	// buf holds the subject's and the Warren-Received header's bytes,
+	// which m's strings point into: the two strings a message needs cost
+	// no allocation. Valid until release: NATS copies them into its
+	// buffer before Publish returns, detach copies them out.
+	buf [len("devices.") + MaxDeviceIDLen + len(".telemetry") + 40]byte
 }
 
 var telemetryPool = sync.Pool{New: func() any {
@@ -1022,8 +1032,8 @@ var telemetryPool = sync.Pool{New: func() any {
 
 // detach returns a copy of the message that shares nothing with tm.
 func (tm *telemetryMsg) detach() *nats.Msg {
-	return &nats.Msg{Subject: tm.m.Subject, Data: tm.m.Data, Header: nats.Header{
-		hdrDevice: {tm.dev[0]}, hdrNode: tm.m.Header[hdrNode], hdrReceived: {tm.recv[0]}}}
+	return &nats.Msg{Subject: strings.Clone(tm.m.Subject), Data: tm.m.Data, Header: nats.Header{
+		hdrDevice: {tm.dev[0]}, hdrNode: tm.m.Header[hdrNode], hdrReceived: {strings.Clone(tm.recv[0])}}}
 }
 
 // release clears tm's references and returns it to the pool.

@@ -255,8 +255,8 @@ func TestTelemetryAllocsLimited(t *testing.T) {
 	data := []byte(`{"t":1,"temp":21.5}`)
 	now := fc.Now()
 	allocs := testing.AllocsPerRun(1000, func() { g.Hub().Telemetry(s, data, now) })
-	if allocs > 6 {
-		t.Errorf("%.1f allocations per limited telemetry message, want at most 6", allocs)
+	if allocs > 3 {
+		t.Errorf("%.1f allocations per limited telemetry message, want at most 3", allocs)
 	}
 	g2, fc2 := startLimitedGateway(t, DeviceLimits{Rate: 1, Burst: 1, FloodFactor: -1}, false)
 	connectAt(t, g2, fc2, "dev-b")

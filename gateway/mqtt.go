@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
@@ -249,15 +250,49 @@ func (d *mqttDevices) authorize(c *mqtt.Client, a mqtt.Action, topic string) boo
 	default:
 		return false
 	}
+	var b1, b2 [256]byte
 	for _, p := range d.acl {
-		p = strings.ReplaceAll(strings.ReplaceAll(p, "%c", c.ID), "%u", c.Username())
+		// p with %c and then %u replaced, built on the stack: authorize
+		// runs for every PUBLISH.
+		x := appendReplace(b1[:0], p, "%c", c.ID)
+		x = appendReplace(b2[:0], unsafe.String(unsafe.SliceData(x), len(x)), "%u", c.Username())
 		// A filter is allowed when the pattern covers it: matching the
-		// filter as if it were a topic does exactly that.
-		if mqtt.Match(p, topic) {
+		// filter as if it were a topic does exactly that. (Match keeps
+		// neither string.)
+		if mqtt.Match(unsafe.String(unsafe.SliceData(x), len(x)), topic) {
 			return true
 		}
 	}
 	return false
+}
+
+// appendReplace appends s to dst with every old replaced by new, as
+// strings.ReplaceAll does (old is not empty).
+func appendReplace(dst []byte, s, old, new string) []byte {
+	for {
+		i := strings.Index(s, old)
+		if i < 0 {
+			return append(dst, s...)
+		}
+		dst = append(append(dst, s[:i]...), new...)
+		s = s[i+len(old):]
+	}
+}
+
+// cutDeviceTopic is strings.CutPrefix(topic, "devices/"+device+"/")
+// without building the prefix.
+func cutDeviceTopic(topic, device string) (string, bool) {
+	rest, ok := strings.CutPrefix(topic, "devices/")
+	if !ok {
+		return topic, false
+	}
+	if rest, ok = strings.CutPrefix(rest, device); !ok {
+		return topic, false
+	}
+	if rest, ok = strings.CutPrefix(rest, "/"); !ok {
+		return topic, false
+	}
+	return rest, true
 }
 
 // onConnect registers a device with the hub.
@@ -305,7 +340,7 @@ func (d *mqttDevices) onPublish(c *mqtt.Client, m *mqtt.Message) (bool, mqtt.Rea
 	if l != nil {
 		if s := l.session(); s != nil {
 			s.Touch(now)
-			rest, ok := strings.CutPrefix(m.Topic, "devices/"+s.Device+"/")
+			rest, ok := cutDeviceTopic(m.Topic, s.Device)
 			switch {
 			case ok && rest == "telemetry":
 				// Telemetry keeps nothing of the payload (it copies what

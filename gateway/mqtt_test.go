@@ -426,3 +426,33 @@ func TestMQTTLinkSize(t *testing.T) {
 		t.Fatalf("other role's link: %+v", l)
 	}
 }
+
+// appendReplace is strings.ReplaceAll into a buffer, and cutDeviceTopic
+// strings.CutPrefix with the device's prefix, neither allocating.
+func TestMQTTTopicHelpers(t *testing.T) {
+	for _, c := range [][3]string{
+		{"devices/%c/#", "%c", "dev-1"}, {"%c/%c", "%c", "x"}, {"a/b", "%c", "x"}, {"%u%u", "%u", ""},
+		{"devices/%c/%u", "%u", "%c"}, {"", "%c", "y"},
+	} {
+		if got, want := string(appendReplace(nil, c[0], c[1], c[2])), strings.ReplaceAll(c[0], c[1], c[2]); got != want {
+			t.Errorf("appendReplace(%q, %q, %q) = %q, want %q", c[0], c[1], c[2], got, want)
+		}
+	}
+	for _, c := range [][2]string{
+		{"devices/dev-1/telemetry", "dev-1"}, {"devices/dev-1/acks/x", "dev-1"}, {"devices/dev-10/telemetry", "dev-1"},
+		{"devices/dev-1", "dev-1"}, {"device/dev-1/telemetry", "dev-1"}, {"devices//t", ""}, {"", "d"},
+	} {
+		rest, ok := cutDeviceTopic(c[0], c[1])
+		wantRest, wantOK := strings.CutPrefix(c[0], "devices/"+c[1]+"/")
+		if rest != wantRest || ok != wantOK {
+			t.Errorf("cutDeviceTopic(%q, %q) = %q, %v; want %q, %v", c[0], c[1], rest, ok, wantRest, wantOK)
+		}
+	}
+	var b [64]byte
+	if n := testing.AllocsPerRun(100, func() {
+		appendReplace(b[:0], "devices/%c/#", "%c", "dev-12345")
+		cutDeviceTopic("devices/dev-12345/telemetry", "dev-12345")
+	}); n != 0 {
+		t.Errorf("%v allocations", n)
+	}
+}

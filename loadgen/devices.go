@@ -37,7 +37,9 @@ import (
 //
 // (data is 100 bytes) at RPS in total, open-loop and spread over the
 // devices, and every device answers each command frame it receives with
-// {"type":"ack","id":…,"status":"ok"}. With DeviceConfig.NATS the run
+// {"type":"ack","id":…,"status":"ok"} (a command of the load generator's
+// own, whose payload is {"n":…}, with "result":{"at":<Unix ns it
+// arrived>}, which splits its round trip). With DeviceConfig.NATS the run
 // subscribes to devices.*.telemetry and measures each message's latency
 // from when it was due to when it arrived, and the telemetry lost; with
 // DeviceConfig.CommandRPS it sends commands through the management API to
@@ -84,6 +86,17 @@ type DeviceConfig struct {
 	// CommandTimeout is the ack timeout each command asks for. Zero
 	// means 5 s.
 	CommandTimeout time.Duration `json:"command_timeout,omitempty"`
+	// CommandsInDevices, in a multi-process run (Config.Procs > 1), sends
+	// the commands from the worker processes that run the devices, each
+	// its share of CommandRPS to its own connected devices. False (the
+	// default) sends them all from the parent, which runs no devices: a
+	// management API client is not inside a device fleet, and a worker's
+	// HTTP client would wait for the CPU behind its thousands of devices'
+	// telemetry, which the round trip would then measure. The parent
+	// picks among all the run's devices without knowing which are
+	// connected (one that is not answers 404). A one-process run always
+	// sends them beside its devices.
+	CommandsInDevices bool `json:"commands_in_devices,omitempty"`
 	// First is the index of this run's first device: device i of the run
 	// is dev-<First+i+1>. A multi-process run gives each worker its own
 	// range. Zero (or negative) means the devices are dev-1 and up.
@@ -285,7 +298,7 @@ func newDevRunner(ctx context.Context, cfg Config) (*devRunner, error) {
 		return nil, err
 	}
 	if dc.CommandRPS > 0 {
-		if r.cmd, err = newCommander(r); err != nil {
+		if r.cmd, err = newCommander(dc, cfg.Timeout, r.t0, func() int { return pickConnected(r) }); err != nil {
 			r.closeNATS()
 			return nil, err
 		}
@@ -750,12 +763,13 @@ func (r *devRunner) onFrame(payload, out []byte) []byte {
 	switch f.Type {
 	case "command":
 		r.cmdFrames.Add(1)
-		if r.cmd != nil && f.Payload.N != 0 {
-			r.cmd.arrive(f.Payload.N, r.now())
-		}
 		id, _ := json.Marshal(f.ID)
-		var buf [128]byte
-		ack := append(append(append(buf[:0], `{"type":"ack","id":`...), id...), `,"status":"ok"}`...)
+		var buf [160]byte
+		ack := append(append(append(buf[:0], `{"type":"ack","id":`...), id...), `,"status":"ok"`...)
+		if f.Payload.N != 0 { // a load generator's: when it arrived, for the commander's split
+			ack = appendArrival(append(ack, `,"result":`...), r.wall0+r.now())
+		}
+		ack = append(ack, '}')
 		if out == nil {
 			out = pool.Get(websocket.MaxHeaderLen + len(ack))[:0]
 		}

@@ -410,10 +410,14 @@ func (m *mqttDevices) refusedLocked(d *devConn, c *engine.Conn) {
 
 // mqttCommand is what a device reads of a command's payload.
 type mqttCommand struct {
-	ID string `json:"id"`
+	ID      string `json:"id"`
+	Payload struct {
+		N uint64 `json:"n"` // the load generator's command number
+	} `json:"payload"`
 }
 
-// commandLocked acknowledges a command: {"status":"ok"} on the command's
+// commandLocked acknowledges a command: {"status":"ok"} (and the
+// arrival's {"result":{"at":…}} for a load generator's) on the command's
 // 5.0 Response Topic (with its Correlation Data), or on
 // devices/<id>/acks/<command id>.
 func (m *mqttDevices) commandLocked(d *devConn, p *mqtt.Publish, out []byte) []byte {
@@ -429,7 +433,12 @@ func (m *mqttDevices) commandLocked(d *devConn, p *mqtt.Publish, out []byte) []b
 	}
 	r.cmdFrames.Add(1)
 	var ab [128]byte
-	ack := mqtt.Publish{QoS: m.qos, Payload: []byte(`{"status":"ok"}`)}
+	var pb [64]byte
+	ack := mqtt.Publish{QoS: m.qos, Payload: append(pb[:0], `{"status":"ok"`...)}
+	if cmd.Payload.N != 0 { // a load generator's: when it arrived, for the commander's split
+		ack.Payload = appendArrival(append(ack.Payload, `,"result":`...), r.wall0+r.now())
+	}
+	ack.Payload = append(ack.Payload, '}')
 	if len(p.Props.ResponseTopic) > 0 {
 		ack.Topic = p.Props.ResponseTopic
 		ack.Props.CorrelationData = p.Props.CorrelationData

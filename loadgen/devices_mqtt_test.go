@@ -275,7 +275,14 @@ func TestDevicesMQTTSeenByMosquitto(t *testing.T) {
 			}
 			telemetry++
 		case len(levels) == 4 && levels[2] == "acks" && levels[3] != "":
-			if payload != `{"status":"ok"}` || !strings.HasPrefix(levels[1], "dev-") {
+			var a struct {
+				Status string `json:"status"`
+				Result struct {
+					At int64 `json:"at"`
+				} `json:"result"`
+			}
+			if json.Unmarshal([]byte(payload), &a) != nil || a.Status != "ok" || a.Result.At == 0 ||
+				!strings.HasPrefix(levels[1], "dev-") {
 				t.Fatalf("ack %q", line)
 			}
 			acks++

@@ -2,20 +2,26 @@ package loadgen
 
 import (
 	"context"
+	"math/rand/v2"
 	"sync"
 	"time"
 )
 
 // devProcs is the backend of a multi-process devices run: worker
 // processes run the devices, each its own range of device ids
-// (DeviceConfig.First) and its share of the telemetry and command rates,
-// while this process watches NATS for the whole run's telemetry (the
-// workers write this process's run id and subscribe to nothing), so that
-// delivery, loss and end-to-end latency are counted once, on one clock.
+// (DeviceConfig.First) and its share of the telemetry rate, while this
+// process watches NATS for the whole run's telemetry (the workers write
+// this process's run id and subscribe to nothing), so that delivery, loss
+// and end-to-end latency are counted once, on one clock, and sends the
+// commands (unless DeviceConfig.CommandsInDevices gives each worker its
+// share), from a process that runs no devices.
 type devProcs struct {
 	g     *procGroup
 	watch *telemetryWatch // nil without NATS
+	cmd   *commander      // nil without commands, or with them in the workers
+	t0    time.Time       // the commander's clock
 	grace time.Duration
+	cmdTO time.Duration // how long traffic waits for the commands in flight
 
 	// mu guards the fields below, and serializes the calls of g.tick.
 	mu       sync.Mutex
@@ -35,18 +41,33 @@ func startDevProcs(ctx context.Context, cfg Config) (*devProcs, error) {
 	if cfg.Devices.Run == "" {
 		cfg.Devices.Run = newRunID()
 	}
-	d := &devProcs{grace: cfg.Devices.withDefaults().Grace}
+	dc := cfg.Devices.withDefaults()
+	d := &devProcs{grace: dc.Grace, t0: time.Now(), cmdTO: dc.CommandTimeout + cfg.Timeout}
 	var err error
+	if dc.CommandRPS > 0 && !dc.CommandsInDevices {
+		conns := cfg.Conns
+		if d.cmd, err = newCommander(dc, cfg.Timeout, d.t0, func() int { return rand.IntN(conns) }); err != nil {
+			return nil, err
+		}
+	}
 	if d.watch, err = watchTelemetry(cfg.Devices, cfg.Devices.Run); err != nil {
+		d.closeCmd()
 		return nil, err
 	}
 	if d.g, err = startProcs(cfg); err != nil {
 		if d.watch != nil {
 			d.watch.close()
 		}
+		d.closeCmd()
 		return nil, err
 	}
 	return d, nil
+}
+
+func (d *devProcs) closeCmd() {
+	if d.cmd != nil {
+		d.cmd.close()
+	}
 }
 
 func (d *devProcs) ramp(ctx context.Context) (int64, error) { return d.g.ramp(ctx) }
@@ -56,7 +77,20 @@ func (d *devProcs) hold(ctx context.Context, dur time.Duration) error { return d
 // traffic runs the workers' traffic, then waits up to the grace for the
 // telemetry still on its way to NATS.
 func (d *devProcs) traffic(ctx context.Context, dur time.Duration) error {
+	var wg sync.WaitGroup
+	if d.cmd != nil {
+		start := d.cmd.now()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d.cmd.drive(ctx, start, start+int64(dur))
+		}()
+	}
 	err := d.g.traffic(ctx, dur)
+	wg.Wait()
+	if d.cmd != nil {
+		d.cmd.wait(ctx, d.cmdTO)
+	}
 	if d.watch != nil && err == nil {
 		d.watch.waitFor(d.sentSoFar, d.grace, ctx.Done())
 	}
@@ -110,7 +144,19 @@ func (d *devProcs) tick() tick {
 // telemetry figures with what arrived on NATS.
 func (d *devProcs) finish() (*Report, error) {
 	rep, err := d.g.finish()
+	if d.cmd != nil {
+		d.cmd.close()
+		if rep.Devices == nil {
+			rep.Devices = &DeviceReport{}
+		}
+		cr := &DeviceReport{CommandOutcomes: map[string]int64{}, CommandHist: &Histogram{}}
+		d.cmd.report(cr)
+		rep.Devices.merge(cr)
+	}
 	if d.watch == nil {
+		if d.cmd != nil {
+			rep.finalize()
+		}
 		return rep, err
 	}
 	dropped := d.watch.close()

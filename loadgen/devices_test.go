@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -273,10 +274,17 @@ func TestDevConnSize(t *testing.T) {
 }
 
 // TestDevicesProcs runs 40 devices in two worker processes: each worker
-// takes its own range of device ids and its share of the telemetry and
-// commands, the parent watches NATS for the whole run, and the reports
-// merge.
+// takes its own range of device ids and its share of the telemetry, the
+// parent watches NATS for the whole run and sends the commands (or, with
+// CommandsInDevices, each worker its share to its own devices), and the
+// reports merge, the commands' split at the devices included.
 func TestDevicesProcs(t *testing.T) {
+	for _, inDevices := range []bool{false, true} {
+		t.Run(fmt.Sprintf("CommandsInDevices=%v", inDevices), func(t *testing.T) { testDevicesProcs(t, inDevices) })
+	}
+}
+
+func testDevicesProcs(t *testing.T, inDevices bool) {
 	g, nc := startGateway(t, "api-secret")
 	online := map[string]bool{}
 	var mu sync.Mutex
@@ -300,6 +308,7 @@ func TestDevicesProcs(t *testing.T) {
 	cfg.Devices.CommandRPS = 20
 	cfg.Devices.APIURL = "http://" + g.APIAddr()
 	cfg.Devices.APIToken = "api-secret"
+	cfg.Devices.CommandsInDevices = inDevices
 	rep := run(t, cfg)
 
 	d := rep.Devices
@@ -341,5 +350,9 @@ func TestDevicesProcs(t *testing.T) {
 		d.CommandLatency.Count != uint64(d.CommandsSent) {
 		t.Errorf("commands sent %d outcomes %v acked %d latency %+v", d.CommandsSent, d.CommandOutcomes,
 			d.AcksSent, d.CommandLatency)
+	}
+	if to, back := d.CommandHops[HopToDevice], d.CommandHops[HopFromDevice]; to.Count != uint64(d.CommandOutcomes["200"]) ||
+		back.Count != to.Count || to.P50 <= 0 || back.P50 <= 0 {
+		t.Errorf("command hops %+v, round trip %+v", d.CommandHops, d.CommandLatency)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -74,4 +75,34 @@ func ExampleDeviceReport_hops() {
 	// telemetry split: true
 	// commands split: true
 	// errors: 0
+}
+
+// ExampleDeviceConfig_commandsInDevices configures a multi-process
+// devices run (not run here: it starts worker processes). By default the
+// parent, which runs no devices, sends the commands, to devices picked at
+// random among the run's; CommandsInDevices sends them from the workers
+// instead, each its share to its own connected devices, as a fleet-side
+// client would. Either way each device writes its arrival time in its
+// ack, so DeviceReport.CommandHops splits the round trip at the device.
+func ExampleDeviceConfig_commandsInDevices() {
+	exe, _ := os.Executable() // a binary whose "load -worker" serves loadgen.ServeWorker
+	cfg := loadgen.Config{
+		URL: "ws://127.0.0.1:8080/v1/connect", Scenario: loadgen.ScenarioDevices,
+		Conns: 100000, Procs: 6, Rate: 5000, Hold: 20 * time.Second, Duration: 30 * time.Second, RPS: 20000,
+		Devices: loadgen.DeviceConfig{
+			JWTSecret:         []byte("the gateway's secret"),
+			NATS:              "nats://127.0.0.1:4222",
+			APIURL:            "http://127.0.0.1:8081",
+			CommandRPS:        500,
+			CommandsInDevices: false, // the default: the commands come from the parent
+		},
+		WorkerCommand: func(int) *exec.Cmd { return exec.Command(exe, "load", "-worker") },
+	}
+	rep, err := loadgen.Run(context.Background(), cfg)
+	if err != nil {
+		panic(err)
+	}
+	d := rep.Devices
+	fmt.Println("commands p99:", time.Duration(d.CommandLatency.P99*float64(time.Millisecond)),
+		"to device p99:", time.Duration(d.CommandHops[loadgen.HopToDevice].P99*float64(time.Millisecond)))
 }

@@ -229,10 +229,14 @@ func workerConfig(cfg Config, i, p int) Config {
 	wc.Rate = cfg.Rate / float64(p)
 	wc.RPS = cfg.RPS / float64(p)
 	// Devices: worker i's devices follow worker i-1's; the parent watches
-	// NATS for all of them (one run id), and each worker drives its share
-	// of the commands to its own devices.
+	// NATS for all of them (one run id) and sends the commands, unless
+	// each worker drives its share of them to its own devices
+	// (DeviceConfig.CommandsInDevices).
 	wc.Devices.First = cfg.Devices.First + i*(cfg.Conns/p) + min(i, cfg.Conns%p)
-	wc.Devices.CommandRPS = cfg.Devices.CommandRPS / float64(p)
+	wc.Devices.CommandRPS = 0
+	if cfg.Devices.CommandsInDevices {
+		wc.Devices.CommandRPS = cfg.Devices.CommandRPS / float64(p)
+	}
 	wc.Devices.NATS, wc.Devices.NATSConn = "", nil
 	if n := len(cfg.Sources); n >= p {
 		wc.Sources = cfg.Sources[i*n/p : (i+1)*n/p]

@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"syscall"
@@ -20,6 +21,28 @@ import (
 	"github.com/warrenhq/warren/gateway"
 	"github.com/warrenhq/warren/loadgen"
 )
+
+// DefaultLoadParentGOGC is the garbage collector target of a -procs
+// parent of warren load when neither -parent-gogc nor $GOGC sets one: the
+// parent measures (it watches NATS for the whole run's telemetry and
+// sends the commands) and holds a heap of a few MB, which Go's default of
+// 100 collects several times a second at 20,000 telemetry messages a
+// second (docs/benchmarks.md §48); its memory is not what a run measures.
+const DefaultLoadParentGOGC = 400
+
+// defaultLoadParentGOGC is -parent-gogc's default: $GOGC when set, else
+// DefaultLoadParentGOGC.
+func defaultLoadParentGOGC() int {
+	switch v := os.Getenv("GOGC"); {
+	case v == "off":
+		return -1
+	case v != "":
+		if n, err := strconv.Atoi(v); err == nil {
+			return n
+		}
+	}
+	return DefaultLoadParentGOGC
+}
 
 // runLoad is warren load: flags -> loadgen.Config -> loadgen.Run, then the
 // summary, the JSON report and the charts.
@@ -44,7 +67,9 @@ signed with -jwt-secret, sends telemetry at -rps in total and acks every
 command; -nats measures telemetry delivery and end-to-end latency on NATS,
 -commands R sends R commands per second through the -api management API.
 With -procs N the devices are spread over N worker processes (dev-1 … in
-the first, and so on) and this process watches NATS for all of them.
+the first, and so on) and this process watches NATS for all of them and
+sends the commands (-commands-in-devices: each worker its share, to its
+own devices).
 -first N numbers the devices from dev-<N+1>, so that two runs side by side
 (established devices and a storm) have distinct ids; -retries makes a
 device whose connect is refused try again after a jittered backoff, as
@@ -78,6 +103,7 @@ flags:
 	fs.StringVar(&cfg.AdminURL, "admin", "", "server admin URL (http://127.0.0.1:9901): RSS, CPU and connections from its /metrics")
 	fs.IntVar(&cfg.Loops, "loops", 0, "client event loops per process (0: GOMAXPROCS)")
 	fs.IntVar(&cfg.Procs, "procs", 1, "worker processes to spread the connections over (past the per-process open-file limit)")
+	parentGOGC := fs.Int("parent-gogc", defaultLoadParentGOGC(), "with -procs: garbage collector target in percent of this process, the one that measures (the NATS watcher, the command client): its heap is a few MB, so Go's 100 collects several times a second, each a pause in the measurement (default $GOGC if set, else 400; negative: off)")
 	workerProcs := fs.Int("worker-gomaxprocs", 0, "with -procs: GOMAXPROCS of each worker (0: $GOMAXPROCS if set, else the machine's CPUs divided among the workers, at least 1; negative: Go's default)")
 	jsonPath := fs.String("json", "", "write the JSON report to this file")
 	svgDir := fs.String("svg", "", "write latency.svg and conns.svg to this directory")
@@ -95,6 +121,7 @@ flags:
 	fs.StringVar(&cfg.Devices.APIURL, "api", "", "devices: the management API, http://host:port")
 	fs.StringVar(&cfg.Devices.APIToken, "api-token", "", "devices: bearer token for the management API (default $WARREN_API_TOKEN)")
 	fs.DurationVar(&cfg.Devices.CommandTimeout, "command-timeout", 5*time.Second, "devices: the ack timeout each command asks for")
+	fs.BoolVar(&cfg.Devices.CommandsInDevices, "commands-in-devices", false, "devices with -procs > 1: send the commands from the worker processes, each to its own devices, instead of from the parent, which runs no devices")
 	fs.IntVar(&cfg.Devices.First, "first", 0, "devices: offset of the device ids: the devices are dev-<first+1> and up (another run's devices keep theirs)")
 	fs.IntVar(&cfg.Devices.Retries, "retries", 0, "devices: a device whose connect fails (refused, reset, timed out) tries again up to this many times, with jittered exponential backoff (0: no retries)")
 	fs.DurationVar(&cfg.Devices.RetryBackoff, "retry-backoff", time.Second, "devices: wait before the first retry, doubled at each retry, each wait drawn between half of it and all of it")
@@ -137,6 +164,7 @@ flags:
 		cfg.Progress = stderr
 	}
 	if cfg.Procs > 1 {
+		debug.SetGCPercent(*parentGOGC)
 		exe, err := os.Executable()
 		if err != nil {
 			fmt.Fprintf(stderr, "warren load: -procs: %v\n", err)
