@@ -183,9 +183,12 @@ runq_wait() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $2} END {
 # at the normal priority (event loops, NATS, handlers) can be told from the
 # lowered handshake threads (-tls-handshake-nice).
 thread_stats() {
-  awk 'FILENAME ~ /\/stat$/ {s = $0; sub(/.*\) /, "", s); split(s, f, " "); n = split(FILENAME, q, "/"); nice[q[n-1]] = f[17]; next}
-       {n = split(FILENAME, q, "/"); run[q[n-1]] = $1; wt[q[n-1]] = $2}
-       END {for (t in run) if (t in nice) print t, nice[t], run[t], wt[t]}' /proc/"$1"/task/*/stat /proc/"$1"/task/*/schedstat 2>/dev/null
+  # grep -H: a thread that ends between the glob and the read is skipped.
+  grep -H '' /proc/"$1"/task/*/stat /proc/"$1"/task/*/schedstat 2>/dev/null |
+    awk '{i = index($0, ":"); file = substr($0, 1, i - 1); line = substr($0, i + 1); n = split(file, q, "/"); t = q[n - 1]}
+         file ~ /\/stat$/ {sub(/.*\) /, "", line); split(line, f, " "); nice[t] = f[17]; next}
+         {split(line, f, " "); run[t] = f[1]; wt[t] = f[2]}
+         END {for (t in run) if (t in nice) print t, nice[t], run[t], wt[t]}'
 }
 # thread_split PID FILE: the CPU and run-queue wait since FILE (thread_stats
 # at the start) of PID's threads at nice 0 and of its lowered ones (threads

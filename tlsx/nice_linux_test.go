@@ -85,6 +85,7 @@ func TestHandshakeNice(t *testing.T) {
 	}{
 		{7, 7, base + 1},
 		{-1, 0, base},
+		{0, 0, base},
 	} {
 		s, addr, pool := testServer(t, Config{HandshakeNice: c.nice, HandshakeCPU: 1, RatePerIP: -1, Rate: -1, BanThreshold: -1})
 		cfg := &tls.Config{RootCAs: pool, ServerName: "localhost", MinVersion: tls.VersionTLS13}
@@ -93,7 +94,7 @@ func TestHandshakeNice(t *testing.T) {
 			t.Fatalf("HandshakeNice %d: the handshake ran at nice %d with GOMAXPROCS %d, want nice %d and GOMAXPROCS %d",
 				c.nice, nice.Load(), procs.Load(), c.wantNice, c.wantProcs)
 		}
-		if c.nice < 0 {
+		if c.nice <= 0 {
 			if s.lowered.Load() != 0 || s.spareProcs() != 0 {
 				t.Fatalf("HandshakeNice %d: %d threads lowered, %d spare Ps", c.nice, s.lowered.Load(), s.spareProcs())
 			}

@@ -36,7 +36,6 @@ const (
 	DefaultCollectAfter      = 1000            // handshakes before a quiet second runs a collection
 	DefaultBurstGCPercent    = 100             // the garbage collector's target during a burst of handshakes
 	DefaultBurstRate         = 200             // handshakes a second that make a burst
-	DefaultHandshakeNice     = 19              // the nice value of the handshake workers' threads (Linux)
 	DefaultRatePerIP         = 20              // handshakes per second per client IP
 	DefaultRate              = 5000
 	DefaultReloadInterval    = 10 * time.Second
@@ -149,8 +148,14 @@ type Config struct {
 	// last, with none in progress (runtime.GOMAXPROCS: Go then stops
 	// adjusting it to CPU limits itself). A lowered thread is never
 	// raised again (that needs CAP_SYS_NICE): it ends with its worker.
-	// Zero means 19 (the lowest priority); 1-19 as nice(1); negative
-	// means the process's priority and no spare P.
+	// Zero (the default) or negative means the process's priority and
+	// no spare P; 1-19 as nice(1), 19 the lowest. Not on by default: on
+	// two shared cores it cost about a fifth more gateway CPU through a
+	// storm (a thread hand-off at each wake-up of a locked worker, the
+	// spare P's idle GC workers), stop-the-world pauses waited for
+	// lowered threads the kernel held back, and the command p99 it was
+	// for did not move within the machine's noise (docs/benchmarks.md
+	// §47).
 	HandshakeNice int
 	// CollectAfter: once this many handshakes have started since the last
 	// such collection, a second without a new handshake runs one garbage
@@ -272,9 +277,6 @@ func (c Config) withDefaults() Config {
 	}
 	if c.HandshakeCPU == 0 {
 		c.HandshakeCPU = max(1, runtime.GOMAXPROCS(0)/2)
-	}
-	if c.HandshakeNice == 0 {
-		c.HandshakeNice = DefaultHandshakeNice
 	}
 	c.HandshakeNice = min(c.HandshakeNice, 19)
 	if c.RatePerIP == 0 {
