@@ -84,8 +84,8 @@ func TestHandshakeNice(t *testing.T) {
 		nice, wantNice, wantProcs int
 	}{
 		{7, 7, base + 1},
+		{0, DefaultHandshakeNice, base + 1},
 		{-1, 0, base},
-		{0, 0, base},
 	} {
 		s, addr, pool := testServer(t, Config{HandshakeNice: c.nice, HandshakeCPU: 1, RatePerIP: -1, Rate: -1, BanThreshold: -1})
 		cfg := &tls.Config{RootCAs: pool, ServerName: "localhost", MinVersion: tls.VersionTLS13}
@@ -94,7 +94,7 @@ func TestHandshakeNice(t *testing.T) {
 			t.Fatalf("HandshakeNice %d: the handshake ran at nice %d with GOMAXPROCS %d, want nice %d and GOMAXPROCS %d",
 				c.nice, nice.Load(), procs.Load(), c.wantNice, c.wantProcs)
 		}
-		if c.nice <= 0 {
+		if c.nice < 0 {
 			if s.lowered.Load() != 0 || s.spareProcs() != 0 {
 				t.Fatalf("HandshakeNice %d: %d threads lowered, %d spare Ps", c.nice, s.lowered.Load(), s.spareProcs())
 			}
@@ -125,7 +125,7 @@ func TestHandshakeNice(t *testing.T) {
 		lowered := 0
 		all := threadNice(t)
 		for _, n := range all {
-			if n == 7 {
+			if n == c.wantNice {
 				lowered++
 			}
 		}
@@ -133,7 +133,7 @@ func TestHandshakeNice(t *testing.T) {
 			t.Fatalf("the main thread at nice %d: tools show it as the process's", all[os.Getpid()])
 		}
 		if lowered != int(s.lowered.Load()) || lowered == 0 {
-			t.Fatalf("%d threads at nice 7, %d workers lowered", lowered, s.lowered.Load())
+			t.Fatalf("%d threads at nice %d, %d workers lowered", lowered, c.wantNice, s.lowered.Load())
 		}
 		// The spare P goes once no handshake has started for the linger.
 		deadline := time.Now().Add(5 * time.Second)
@@ -148,7 +148,7 @@ func TestHandshakeNice(t *testing.T) {
 		for {
 			lowered = 0
 			for _, n := range threadNice(t) {
-				if n == 7 {
+				if n == c.wantNice {
 					lowered++
 				}
 			}
@@ -156,7 +156,7 @@ func TestHandshakeNice(t *testing.T) {
 				break
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("%d threads still at nice 7 after Close", lowered)
+				t.Fatalf("%d threads still at nice %d after Close", lowered, c.wantNice)
 			}
 			time.Sleep(10 * time.Millisecond)
 		}

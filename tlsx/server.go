@@ -36,6 +36,7 @@ const (
 	DefaultCollectAfter      = 1000            // handshakes before a quiet second runs a collection
 	DefaultBurstGCPercent    = 100             // the garbage collector's target during a burst of handshakes
 	DefaultBurstRate         = 200             // handshakes a second that make a burst
+	DefaultHandshakeNice     = 10              // the nice value of the handshake workers' threads (Linux)
 	DefaultRatePerIP         = 20              // handshakes per second per client IP
 	DefaultRate              = 5000
 	DefaultReloadInterval    = 10 * time.Second
@@ -148,14 +149,19 @@ type Config struct {
 	// last, with none in progress (runtime.GOMAXPROCS: Go then stops
 	// adjusting it to CPU limits itself). A lowered thread is never
 	// raised again (that needs CAP_SYS_NICE): it ends with its worker.
-	// Zero (the default) or negative means the process's priority and
-	// no spare P; 1-19 as nice(1), 19 the lowest. Not on by default: on
-	// two shared cores it cost about a fifth more gateway CPU through a
-	// storm (a thread hand-off at each wake-up of a locked worker, the
-	// spare P's idle GC workers), stop-the-world pauses waited for
-	// lowered threads the kernel held back, and the command p99 it was
-	// for did not move within the machine's noise (docs/benchmarks.md
-	// §47).
+	// Zero means 10; 1-19 as nice(1), 19 the lowest; negative means the
+	// process's priority and no spare P. Measured through a 20,000-client
+	// storm on two shared cores (docs/benchmarks.md §47): command p99
+	// 22-101 ms (median 34) at 10 against 44-407 ms (median 82) at the
+	// process's priority, and 25 ms against 207-331 ms with the storm's
+	// clients at the gateway's priority; the costs are about a quarter
+	// more CPU per handshake through a storm (a thread hand-off at each
+	// wake-up of a locked worker, the spare P's idle GC workers), 0.89x
+	// nginx's handshakes per CPU-second instead of 1.10x on one pinned
+	// CPU, and stop-the-world pauses that wait for a lowered thread the
+	// kernel holds back (p99 5-10 ms during a storm, from 0.2-2 ms). 19
+	// measured worse than 10 (median 95 ms): lowered threads held back
+	// longer hold their Ps and pauses longer.
 	HandshakeNice int
 	// CollectAfter: once this many handshakes have started since the last
 	// such collection, a second without a new handshake runs one garbage
@@ -277,6 +283,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.HandshakeCPU == 0 {
 		c.HandshakeCPU = max(1, runtime.GOMAXPROCS(0)/2)
+	}
+	if c.HandshakeNice == 0 {
+		c.HandshakeNice = DefaultHandshakeNice
 	}
 	c.HandshakeNice = min(c.HandshakeNice, 19)
 	if c.RatePerIP == 0 {
