@@ -201,6 +201,7 @@ func (hs *hsConn) OnData(c *engine.Conn, in []byte) int {
 	select {
 	case hs.s.jobs <- hs:
 		hs.s.demand.Add(1)
+		hs.s.holdSpare() // here, on the loop: a raise stops the world, which a lowered thread must not do
 		hs.s.grow()
 	default:
 		hs.s.m.refused.WithLabelValues(BoundQueueFull).Inc()
@@ -583,7 +584,6 @@ func (s *Server) collect() {
 func (s *Server) handshake(hs *hsConn) {
 	ctx, cancel := context.WithDeadline(context.WithValue(context.Background(), connKey{}, hs.c), hs.started.Add(s.cfg.HandshakeTimeout))
 	defer cancel()
-	s.holdSpare()
 	hs.takeCPU()
 	defer hs.cpuDone()
 	if f := testHookHandshake.Load(); f != nil {

@@ -113,8 +113,10 @@ func (s *Server) lowerWorker(resident bool, ready chan<- struct{}) (lowered, mov
 	return true, false
 }
 
-// holdSpare adds the spare Ps when a handshake starts and none are held,
-// and (re)arms their release.
+// holdSpare adds the spare Ps when a handshake is queued and none are
+// held, and (re)arms their release. The loop calls it: runtime.GOMAXPROCS
+// stops the world, and a lowered thread that the kernel held back in the
+// middle of that would stop the whole process with it.
 func (s *Server) holdSpare() {
 	if !s.niced() {
 		return
