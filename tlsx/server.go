@@ -152,9 +152,10 @@ type Config struct {
 	// Zero means 10; 1-19 as nice(1), 19 the lowest; negative means the
 	// process's priority and no spare P. Measured through a 20,000-client
 	// storm on two shared cores (docs/benchmarks.md §47): command p99
-	// 22-101 ms (median 34) at 10 against 44-407 ms (median 82) at the
-	// process's priority, and 25 ms against 207-331 ms with the storm's
-	// clients at the gateway's priority; the costs are about a quarter
+	// 25 ms against 207-331 ms at the process's priority with the storm's
+	// clients at the gateway's priority; with the clients at nice 19 it
+	// stayed within the machine's noise (median 69 against 77 ms), the
+	// gateway's own part of a command faster; the costs are about a quarter
 	// more CPU per handshake through a storm (a thread hand-off at each
 	// wake-up of a locked worker, the spare P's idle GC workers), 0.89x
 	// nginx's handshakes per CPU-second instead of 1.10x on one pinned
