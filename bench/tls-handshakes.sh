@@ -12,7 +12,8 @@
 # (-tls-no-session-tickets), the like-for-like comparison.
 #
 # Environment: SERVERS ("warren-notickets warren nginx"), VERSIONS ("1.3 1.2"), RUNS (3), D
-# (8s), C (64 handshakes in flight), OUT (bench/out). Linux only.
+# (8s), C (64 handshakes in flight), WARREN_FLAGS (more `warren echo` flags,
+# e.g. "-tls-handshake-nice 10"), OUT (bench/out). Linux only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SERVERS=${SERVERS:-"warren-notickets warren nginx"}
@@ -51,8 +52,9 @@ start() { # start NAME: sets SRV_PID (the process doing the handshakes), SRV_ADD
     warren | warren-notickets)
       local extra=()
       [ "$name" = warren-notickets ] && extra=(-tls-no-session-tickets)
+      # shellcheck disable=SC2086 # WARREN_FLAGS: several flags
       taskset -c 0 "$BIN/warren" echo -proto tcp -admin "" -addr "$SRV_ADDR" -tls-cert "$LOGDIR/cert.pem" -tls-key "$LOGDIR/key.pem" \
-        -tls-rate -1 -tls-rate-per-ip -1 -tls-ban-threshold -1 -tls-handshake-queue 4096 "${extra[@]}" >"$LOGDIR/warren.log" 2>&1 &
+        -tls-rate -1 -tls-rate-per-ip -1 -tls-ban-threshold -1 -tls-handshake-queue 4096 "${extra[@]}" ${WARREN_FLAGS:-} >"$LOGDIR/warren.log" 2>&1 &
       SRV_PID=$!
       PIDS+=("$SRV_PID")
       ;;

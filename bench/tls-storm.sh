@@ -48,6 +48,10 @@
 # -pprof=sched`), STORM_NICE (0: the nice value of the storm's
 # load generator; on this one machine its client handshakes take the CPU
 # that real devices' own processors would spend), OUT (bench/out).
+# Each gateway process's CPU and run-queue wait is also given split by
+# thread priority: threads at nice 0 (loops, NATS, handlers) and lowered
+# handshake threads (-tls-handshake-nice; threads that end during the
+# storm drop out of that sum).
 #
 # Linux only (it reads /proc). Every process it starts is stopped by pid.
 set -euo pipefail
@@ -174,9 +178,30 @@ declare -A pcpu0 pwait0
 # runq_wait PID: nanoseconds the process's threads have waited on the
 # kernel's run queues, runnable but not running (schedstat's second field).
 runq_wait() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $2} END {printf "%.0f\n", s}'; }
+# thread_stats PID: a line per thread of PID: its id, nice value, and the
+# nanoseconds it ran and waited runnable (schedstat), so that the threads
+# at the normal priority (event loops, NATS, handlers) can be told from the
+# lowered handshake threads (-tls-handshake-nice).
+thread_stats() {
+  # grep -H: a thread that ends between the glob and the read is skipped.
+  grep -H '' /proc/"$1"/task/*/stat /proc/"$1"/task/*/schedstat 2>/dev/null |
+    awk '{i = index($0, ":"); file = substr($0, 1, i - 1); line = substr($0, i + 1); n = split(file, q, "/"); t = q[n - 1]}
+         file ~ /\/stat$/ {sub(/.*\) /, "", line); split(line, f, " "); nice[t] = f[17]; next}
+         {split(line, f, " "); run[t] = f[1]; wt[t] = f[2]}
+         END {for (t in run) if (t in nice) print t, nice[t], run[t], wt[t]}'
+}
+# thread_split PID FILE: the CPU and run-queue wait since FILE (thread_stats
+# at the start) of PID's threads at nice 0 and of its lowered ones (threads
+# that ended meanwhile are not counted).
+thread_split() {
+  thread_stats "$1" | awk -v f="$2" 'BEGIN {while ((getline l < f) > 0) {split(l, a, " "); r0[a[1]] = a[3]; w0[a[1]] = a[4]}}
+    {k = ($2 == 0) ? "nice 0" : "lowered"; n[k]++; r[k] += $3 - r0[$1]; w[k] += $4 - w0[$1]}
+    END {for (k in n) printf "%s: %d threads ran %.2f s, waited for a core %.2f s;  ", k, n[k], r[k] / 1e9, w[k] / 1e9}'
+}
 for p in $(gw_pids) "$EST_PID"; do
   pcpu0[$p]=$(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)
   pwait0[$p]=$(runq_wait "$p")
+  thread_stats "$p" >"$OUT/tls-storm-threads0-$p.txt"
 done
 t0=$(date +%s.%N)
 WARREN_JWT_SECRET=$SECRET nice -n "$STORM_NICE" "$BIN/warren" load -scenario devices -url "$URL" -ca "$DATA/ca.pem" -conns "$STORM" \
@@ -234,6 +259,7 @@ for p in $(gw_pids); do
   [ "$p" = "$GW_PID" ] && role="parent (NATS, directory)"
   echo "  pid $p ($role): peak RSS $(hwm_kb "$p") kB, RSS now $(rss_kb "$p") kB, CPU during the storm $(echo "scale=2; ($(awk '{print $14 + $15}' "/proc/$p/stat") - ${pcpu0[$p]:-0}) / $hz" | bc) s," \
     "its threads runnable but waiting for a core $(echo "scale=2; ($(runq_wait "$p") - ${pwait0[$p]:-0}) / 1000000000" | bc) s"
+  echo "    by priority: $(thread_split "$p" "$OUT/tls-storm-threads0-$p.txt")"
 done
 if [ -d "/proc/$EST_PID" ]; then
   echo "  established devices' load generator: its threads runnable but waiting for a core $(echo "scale=2; ($(runq_wait "$EST_PID") - ${pwait0[$EST_PID]:-0}) / 1000000000" | bc) s during the storm"

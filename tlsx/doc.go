@@ -25,7 +25,10 @@
 // while it waits for its client, so a storm of handshakes leaves the
 // event loops their share of the CPU; while handshakes come in a burst
 // (Config.BurstRate a second) the garbage collector's target is raised to
-// Config.BurstGCPercent. Config.HandshakeTimeout bounds the whole
+// Config.BurstGCPercent. On Linux each worker computes on an OS thread of
+// its own at nice Config.HandshakeNice (10), with spare Ps while
+// handshakes run, so the kernel too runs the loops first.
+// Config.HandshakeTimeout bounds the whole
 // handshake from its first byte (slowloris), and Config.FlightTimeout each
 // of the client's turns in it, so a stalled client frees its worker soon.
 //

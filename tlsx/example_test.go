@@ -170,6 +170,23 @@ func ExampleConfig_handshakePool() {
 	// Output: handshakes computing at most: 1
 }
 
+// ExampleConfig_handshakeNice: on Linux the handshake workers compute on
+// threads at nice 10 by default (DefaultHandshakeNice), so that the kernel
+// runs the event loops and the command path first; 19 lowers them further,
+// and a process that keeps its own thread priorities and GOMAXPROCS turns
+// it off with a negative value.
+func ExampleConfig_handshakeNice() {
+	cert, _ := exampleCert()
+	s, err := tlsx.New(tlsx.Config{Certificate: cert, HandshakeNice: -1})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer s.Close()
+	fmt.Println("default nice value:", tlsx.DefaultHandshakeNice, "spare Ps held for:", tlsx.SpareLinger)
+	// Output: default nice value: 10 spare Ps held for: 5s
+}
+
 // ExampleRevokedError: with revocation lists (Config.CRLFile, or CRLs
 // whose signatures the caller checked), a listed client certificate fails
 // its handshake; the Server logs a *RevokedError and counts the handshake

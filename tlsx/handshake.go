@@ -201,6 +201,7 @@ func (hs *hsConn) OnData(c *engine.Conn, in []byte) int {
 	select {
 	case hs.s.jobs <- hs:
 		hs.s.demand.Add(1)
+		hs.s.holdSpare() // here, on the loop: a raise stops the world, which a lowered thread must not do
 		hs.s.grow()
 	default:
 		hs.s.m.refused.WithLabelValues(BoundQueueFull).Inc()
@@ -483,6 +484,10 @@ type keyLog struct{ hs *hsConn }
 
 func (k keyLog) Write(p []byte) (int, error) { k.hs.keyLogLine(p); return len(p), nil }
 
+// testHookHandshake, when set by a test, runs on the worker at each
+// handshake's start.
+var testHookHandshake atomic.Pointer[func()]
+
 // WorkerIdle is how long a handshake worker beyond the resident ones
 // (Config.HandshakeWorkers) waits for a job before it ends.
 const WorkerIdle = time.Second
@@ -490,8 +495,22 @@ const WorkerIdle = time.Second
 // worker runs handshakes until the Server closes; one that is not resident
 // also ends after WorkerIdle without a job, unless the handshakes queued or
 // running need it.
-func (s *Server) worker(resident bool) {
+func (s *Server) worker(resident bool) { s.workerOn(resident, nil) }
+
+// workerOn is worker; a worker started by lowerWorker in place of one on
+// the main thread closes ready once it has its own thread.
+func (s *Server) workerOn(resident bool, ready chan struct{}) {
 	defer s.wg.Done()
+	lowered, moved := s.lowerWorker(resident, ready)
+	if ready != nil {
+		close(ready)
+	}
+	if moved {
+		return
+	}
+	if lowered {
+		defer s.lowered.Add(-1)
+	}
 	var idle <-chan time.Time
 	var t *time.Timer
 	if !resident {
@@ -567,6 +586,9 @@ func (s *Server) handshake(hs *hsConn) {
 	defer cancel()
 	hs.takeCPU()
 	defer hs.cpuDone()
+	if f := testHookHandshake.Load(); f != nil {
+		(*f)()
+	}
 	if s.gc != nil {
 		s.sinceGC.Add(1)
 		s.gc.Reset(WorkerIdle)

@@ -42,6 +42,8 @@ type metrics struct {
 	queue       prometheus.GaugeFunc
 	workers     prometheus.GaugeFunc
 	computing   prometheus.GaugeFunc
+	lowered     prometheus.GaugeFunc
+	spare       prometheus.GaugeFunc
 	collections prometheus.Counter
 	bursts      prometheus.Counter
 	burst       prometheus.GaugeFunc
@@ -87,6 +89,10 @@ func newMetrics(namespace string, s *Server) *metrics {
 			}
 			return float64(s.cpu.held(s.cfg.HandshakeCPU))
 		}),
+		lowered: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Name: "tls_handshake_threads_lowered",
+			Help: "Handshake workers on an OS thread of their own at a lowered priority (Config.HandshakeNice; Linux)."}, func() float64 { return float64(s.lowered.Load()) }),
+		spare: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Name: "tls_spare_procs",
+			Help: "Ps (GOMAXPROCS) this server added while handshakes run, so that lowered handshake threads never hold the ones the loops need (Config.HandshakeNice)."}, func() float64 { return float64(s.spareProcs()) }),
 		collections: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "tls_collections_total",
 			Help: "Garbage collections run after a burst of handshakes (Config.CollectAfter)."}),
 		bursts: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "tls_gc_bursts_total",
@@ -146,6 +152,8 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.queue.Describe(ch)
 	m.workers.Describe(ch)
 	m.computing.Describe(ch)
+	m.lowered.Describe(ch)
+	m.spare.Describe(ch)
 	m.collections.Describe(ch)
 	m.bursts.Describe(ch)
 	m.burst.Describe(ch)
@@ -168,6 +176,8 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	m.queue.Collect(ch)
 	m.workers.Collect(ch)
 	m.computing.Collect(ch)
+	m.lowered.Collect(ch)
+	m.spare.Collect(ch)
 	m.collections.Collect(ch)
 	m.bursts.Collect(ch)
 	m.burst.Collect(ch)

@@ -36,6 +36,7 @@ const (
 	DefaultCollectAfter      = 1000            // handshakes before a quiet second runs a collection
 	DefaultBurstGCPercent    = 100             // the garbage collector's target during a burst of handshakes
 	DefaultBurstRate         = 200             // handshakes a second that make a burst
+	DefaultHandshakeNice     = 10              // the nice value of the handshake workers' threads (Linux)
 	DefaultRatePerIP         = 20              // handshakes per second per client IP
 	DefaultRate              = 5000
 	DefaultReloadInterval    = 10 * time.Second
@@ -132,6 +133,37 @@ type Config struct {
 	// nothing else. Zero means GOMAXPROCS/2 (at least 1); negative means
 	// no bound (every worker computes at will).
 	HandshakeCPU int
+	// HandshakeNice (Linux only; ignored elsewhere) is the nice value of
+	// the threads handshakes compute on: each handshake worker locks its
+	// goroutine to an OS thread of its own and lowers that thread's
+	// priority, so that the kernel runs the threads of the event loops,
+	// the NATS clients and the request handlers — of this process and of
+	// any other at the normal priority — ahead of handshake crypto, which
+	// gets the cores they leave. HandshakeCPU bounds what Go's scheduler
+	// runs; this is the same for the kernel's run queues, where a storm's
+	// handshakes otherwise delay every hop of a command on a busy machine
+	// (docs/benchmarks.md §47). So that a lowered thread the kernel keeps
+	// waiting cannot hold a P the loops need (a prefork worker has one),
+	// GOMAXPROCS is raised by HandshakeCPU (GOMAXPROCS, with no CPU
+	// bound) while handshakes run, and put back SpareLinger after the
+	// last, with none in progress (runtime.GOMAXPROCS: Go then stops
+	// adjusting it to CPU limits itself). A lowered thread is never
+	// raised again (that needs CAP_SYS_NICE): it ends with its worker.
+	// Zero means 10; 1-19 as nice(1), 19 the lowest; negative means the
+	// process's priority and no spare P. Measured through a 20,000-client
+	// storm on two shared cores (docs/benchmarks.md §47): command p99
+	// 25 ms against 207-331 ms at the process's priority with the storm's
+	// clients at the gateway's priority; with the clients at nice 19 it
+	// stayed within the machine's noise (median 69 against 77 ms), the
+	// gateway's own part of a command faster; the costs are about a quarter
+	// more CPU per handshake through a storm (a thread hand-off at each
+	// wake-up of a locked worker, the spare P's idle GC workers), 0.89x
+	// nginx's handshakes per CPU-second instead of 1.10x on one pinned
+	// CPU, and stop-the-world pauses that wait for a lowered thread the
+	// kernel holds back (p99 5-10 ms during a storm, from 0.2-2 ms). 19
+	// measured worse than 10 (median 95 ms): lowered threads held back
+	// longer hold their Ps and pauses longer.
+	HandshakeNice int
 	// CollectAfter: once this many handshakes have started since the last
 	// such collection, a second without a new handshake runs one garbage
 	// collection (runtime.GC), so that the heap's goal is set by the
@@ -253,6 +285,10 @@ func (c Config) withDefaults() Config {
 	if c.HandshakeCPU == 0 {
 		c.HandshakeCPU = max(1, runtime.GOMAXPROCS(0)/2)
 	}
+	if c.HandshakeNice == 0 {
+		c.HandshakeNice = DefaultHandshakeNice
+	}
+	c.HandshakeNice = min(c.HandshakeNice, 19)
 	if c.RatePerIP == 0 {
 		c.RatePerIP = DefaultRatePerIP
 	}
@@ -356,6 +392,20 @@ type Server struct {
 	raised   bool
 	spawn    sync.Mutex
 	stopped  bool // under spawn: Close has begun
+	// Lowered handshake threads and spare Ps (Config.HandshakeNice):
+	// lowered counts the workers on a lowered thread; spareN is the Ps
+	// added while handshakes run, spareHeld whether they are, lastStart
+	// when the last handshake started (UnixNano), spareT the release
+	// check, spareLinger SpareLinger (tests shorten it).
+	lowered     atomic.Int32
+	lowerErr    sync.Once
+	spareN      int
+	spareHeld   atomic.Bool
+	lastStart   atomic.Int64
+	spareMu     sync.Mutex
+	spareT      *time.Timer
+	spareClosed bool // under spareMu: Close has begun
+	spareLinger time.Duration
 	// byRandom maps a handshake's ClientHello random to its hsConn while
 	// it runs on a shared Config (sharedKeyLog).
 	byRandom sync.Map
@@ -411,6 +461,10 @@ func New(cfg Config) (*Server, error) {
 	s.base.GetConfigForClient = s.configFor
 	if cfg.HandshakeCPU > 0 {
 		s.cpu = newCPUSched(cfg.HandshakeCPU)
+	}
+	s.spareN, s.spareLinger = cfg.HandshakeCPU, spareLinger
+	if s.spareN <= 0 {
+		s.spareN = runtime.GOMAXPROCS(0)
 	}
 	s.resident = int32(min(cfg.HandshakeWorkers, max(1, runtime.GOMAXPROCS(0))))
 	for range s.resident {
@@ -728,6 +782,7 @@ func (s *Server) Close() {
 	})
 	s.wg.Wait()
 	s.endBurst()
+	s.closeSpare()
 }
 
 // Handler returns the engine.Handler for a TLS listener whose connections,
