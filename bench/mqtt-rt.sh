@@ -14,8 +14,10 @@
 # the latency quantiles. Medians over RUNS and the ratios close the report.
 #
 # Environment: N (5000), RATE (20000), QOS ("0 1"), RUNS (1), SERVERS
-# ("warren mosquitto"), WARMUP (3), DURATION (15), SIZE (64), LOOPS (0:
-# GOMAXPROCS, warren's event loops), OUT (bench/out). Linux only.
+# ("warren mosquitto"; "warrenB" is warren's broker again with B_ENV, e.g.
+# B_ENV=WARREN_PREPOLL=always, for an A/B of a setting in the same rounds),
+# WARMUP (3), DURATION (15), SIZE (64), LOOPS (0: GOMAXPROCS, warren's event
+# loops), OUT (bench/out). Linux only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,6 +30,7 @@ WARMUP=${WARMUP:-3}
 DURATION=${DURATION:-15}
 SIZE=${SIZE:-64}
 LOOPS=${LOOPS:-0}
+B_ENV=${B_ENV:-}
 OUT=${OUT:-bench/out}
 
 PROG=mqtt-rt
@@ -57,8 +60,13 @@ start_broker() { # start_broker NAME LOG: sets SRV_PID and SRV_ADDR
   local name=$1 log=$2 port i
   : >"$log"
   case $name in
-    warren)
-      "$BIN/mqtthost" -addr 127.0.0.1:0 -loops "$LOOPS" >"$log" 2>&1 &
+    warren | warrenB)
+      if [ "$name" = warrenB ]; then
+        # shellcheck disable=SC2086 # B_ENV is a list of NAME=VALUE words
+        env $B_ENV "$BIN/mqtthost" -addr 127.0.0.1:0 -loops "$LOOPS" >"$log" 2>&1 &
+      else
+        "$BIN/mqtthost" -addr 127.0.0.1:0 -loops "$LOOPS" >"$log" 2>&1 &
+      fi
       SRV_PID=$!
       PIDS+=("$SRV_PID")
       for ((i = 0; i < 100; i++)); do
@@ -105,7 +113,7 @@ print("\t".join(str(x) for x in [sys.argv[1], sys.argv[2], sys.argv[3], r["recei
 }
 
 read -r -a order <<<"$SERVERS"
-echo "mqtt-rt: N=$N RATE=$RATE QOS=\"$QOS\" RUNS=$RUNS DURATION=${DURATION}s SIZE=$SIZE mosquitto $(mosquitto -h 2>/dev/null | awk 'NR == 1 {print $3}')"
+echo "mqtt-rt: N=$N RATE=$RATE QOS=\"$QOS\" RUNS=$RUNS DURATION=${DURATION}s SIZE=$SIZE${B_ENV:+ B_ENV=\"$B_ENV\"} mosquitto $(mosquitto -h 2>/dev/null | awk 'NR == 1 {print $3}')"
 echo "  $(machine_line)"
 echo "  at $(git rev-parse --short HEAD 2>/dev/null || echo unknown); logs in $LOGDIR"
 for qos in $QOS; do
@@ -127,6 +135,10 @@ for qos in $QOS; do
     w=$(awk -F'\t' -v q="$qos" 'NR > 1 && $1 == "warren" && $2 == q {print $6}' "$RESULTS" | median)
     m=$(awk -F'\t' -v q="$qos" 'NR > 1 && $1 == "mosquitto" && $2 == q {print $6}' "$RESULTS" | median)
     awk -v w="$w" -v m="$m" -v q="$qos" 'BEGIN {if (m > 0) printf "  QoS %s: warren / mosquitto CPU per message = %.3f (target <= 0.8)\n", q, w / m}'
+    if [[ " $SERVERS " == *" warrenB "* ]]; then
+      b=$(awk -F'\t' -v q="$qos" 'NR > 1 && $1 == "warrenB" && $2 == q {print $6}' "$RESULTS" | median)
+      awk -v b="$b" -v w="$w" -v m="$m" -v q="$qos" -v e="$B_ENV" 'BEGIN {if (m > 0 && w > 0) printf "  QoS %s: warrenB (%s) / mosquitto = %.3f; warrenB / warren = %.3f\n", q, e, b / m, b / w}'
+    fi
   fi
 done
 echo "per-run figures: $RESULTS"
