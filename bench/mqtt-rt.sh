@@ -15,7 +15,8 @@
 #
 # Environment: N (5000), RATE (20000), QOS ("0 1"), RUNS (1), SERVERS
 # ("warren mosquitto"; "warrenB" is warren's broker again with B_ENV, e.g.
-# B_ENV=WARREN_PREPOLL=always, for an A/B of a setting in the same rounds),
+# B_ENV=WARREN_MQTT_FLUSH=read, for an A/B of a setting in the same rounds;
+# with B_BIN=PATH it runs that mqtthost binary instead, e.g. main's),
 # WARMUP (3), DURATION (15), SIZE (64), LOOPS (0: GOMAXPROCS, warren's event
 # loops), OUT (bench/out). Linux only.
 set -euo pipefail
@@ -31,6 +32,7 @@ DURATION=${DURATION:-15}
 SIZE=${SIZE:-64}
 LOOPS=${LOOPS:-0}
 B_ENV=${B_ENV:-}
+B_BIN=${B_BIN:-}
 OUT=${OUT:-bench/out}
 
 PROG=mqtt-rt
@@ -63,7 +65,7 @@ start_broker() { # start_broker NAME LOG: sets SRV_PID and SRV_ADDR
     warren | warrenB)
       if [ "$name" = warrenB ]; then
         # shellcheck disable=SC2086 # B_ENV is a list of NAME=VALUE words
-        env $B_ENV "$BIN/mqtthost" -addr 127.0.0.1:0 -loops "$LOOPS" >"$log" 2>&1 &
+        env $B_ENV "${B_BIN:-$BIN/mqtthost}" -addr 127.0.0.1:0 -loops "$LOOPS" >"$log" 2>&1 &
       else
         "$BIN/mqtthost" -addr 127.0.0.1:0 -loops "$LOOPS" >"$log" 2>&1 &
       fi
@@ -113,7 +115,7 @@ print("\t".join(str(x) for x in [sys.argv[1], sys.argv[2], sys.argv[3], r["recei
 }
 
 read -r -a order <<<"$SERVERS"
-echo "mqtt-rt: N=$N RATE=$RATE QOS=\"$QOS\" RUNS=$RUNS DURATION=${DURATION}s SIZE=$SIZE${B_ENV:+ B_ENV=\"$B_ENV\"} mosquitto $(mosquitto -h 2>/dev/null | awk 'NR == 1 {print $3}')"
+echo "mqtt-rt: N=$N RATE=$RATE QOS=\"$QOS\" RUNS=$RUNS DURATION=${DURATION}s SIZE=$SIZE${B_ENV:+ B_ENV=\"$B_ENV\"}${B_BIN:+ B_BIN=$B_BIN} mosquitto $(mosquitto -h 2>/dev/null | awk 'NR == 1 {print $3}')"
 echo "  $(machine_line)"
 echo "  at $(git rev-parse --short HEAD 2>/dev/null || echo unknown); logs in $LOGDIR"
 for qos in $QOS; do
