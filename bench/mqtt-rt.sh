@@ -15,7 +15,7 @@
 #
 # Environment: N (5000), RATE (20000), QOS ("0 1"), RUNS (1), SERVERS
 # ("warren mosquitto"; "warrenB" is warren's broker again with B_ENV, e.g.
-# B_ENV=WARREN_MQTT_FLUSH=read, for an A/B of a setting in the same rounds;
+# B_ENV=GOGC=50, for an A/B of a setting in the same rounds;
 # with B_BIN=PATH it runs that mqtthost binary instead, e.g. main's),
 # WARMUP (3), DURATION (15), SIZE (64), LOOPS (0: GOMAXPROCS, warren's event
 # loops), OUT (bench/out). Linux only.
