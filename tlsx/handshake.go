@@ -198,10 +198,12 @@ func (hs *hsConn) OnData(c *engine.Conn, in []byte) int {
 	if n := recordHeaderLen + 4 + 2 + 32; len(buf) >= n && buf[recordHeaderLen] == 1 { // a ClientHello: keep its random
 		hs.rnd = (*[32]byte)(bytes.Clone(buf[n-32 : n]))
 	}
+	// The spare Ps first, here on the loop: a raise stops the world, which
+	// must not wait for a lowered worker the queued job has just woken.
+	hs.s.holdSpare()
 	select {
 	case hs.s.jobs <- hs:
 		hs.s.demand.Add(1)
-		hs.s.holdSpare() // here, on the loop: a raise stops the world, which a lowered thread must not do
 		hs.s.grow()
 	default:
 		hs.s.m.refused.WithLabelValues(BoundQueueFull).Inc()

@@ -104,6 +104,7 @@ func (s *Server) lowerWorker(resident bool, ready chan<- struct{}) (lowered, mov
 	}
 	if err != nil {
 		runtime.UnlockOSThread()
+		s.lowerFailed.Store(true) // no thread lowered: no spare Ps either
 		s.lowerErr.Do(func() {
 			s.log.Warn("tls: handshake threads keep the process's priority", "nice", s.cfg.HandshakeNice, "error", err)
 		})
@@ -118,7 +119,7 @@ func (s *Server) lowerWorker(resident bool, ready chan<- struct{}) (lowered, mov
 // stops the world, and a lowered thread that the kernel held back in the
 // middle of that would stop the whole process with it.
 func (s *Server) holdSpare() {
-	if !s.niced() {
+	if !s.niced() || s.lowerFailed.Load() {
 		return
 	}
 	s.lastStart.Store(time.Now().UnixNano())
@@ -152,7 +153,16 @@ func (s *Server) spareCheck() {
 		s.spareT.Reset(max(s.spareLinger-idle, s.spareLinger/4))
 		return
 	}
+	// Clear the flag first, then look again: a handshake queued meanwhile
+	// either sees the flag cleared (and takes spareMu, after this) or
+	// stored its start before this second look sees it.
+	last := s.lastStart.Load()
 	s.spareHeld.Store(false)
+	if s.demand.Load() > 0 || s.lastStart.Load() != last {
+		s.spareHeld.Store(true)
+		s.spareT.Reset(s.spareLinger)
+		return
+	}
 	releaseProcs()
 }
 

@@ -133,10 +133,11 @@ type Config struct {
 	// nothing else. Zero means GOMAXPROCS/2 (at least 1); negative means
 	// no bound (every worker computes at will).
 	HandshakeCPU int
-	// HandshakeNice (Linux only; ignored elsewhere) is the nice value of
-	// the threads handshakes compute on: each handshake worker locks its
-	// goroutine to an OS thread of its own and lowers that thread's
-	// priority, so that the kernel runs the threads of the event loops,
+	// HandshakeNice (Linux only; ignored elsewhere) is how many nice levels
+	// below the process's the threads handshakes compute on run (to 19 at
+	// most; relative, so that a process started at nice 15 never raises
+	// them above its loops): each handshake worker locks its goroutine to
+	// an OS thread of its own and lowers that thread's priority, so that the kernel runs the threads of the event loops,
 	// the NATS clients and the request handlers — of this process and of
 	// any other at the normal priority — ahead of handshake crypto, which
 	// gets the cores they leave. HandshakeCPU bounds what Go's scheduler
@@ -149,8 +150,9 @@ type Config struct {
 	// last, with none in progress (runtime.GOMAXPROCS: Go then stops
 	// adjusting it to CPU limits itself). A lowered thread is never
 	// raised again (that needs CAP_SYS_NICE): it ends with its worker.
-	// Zero means 10; 1-19 as nice(1), 19 the lowest; negative means the
-	// process's priority and no spare P. Measured through a 20,000-client
+	// Zero means 10 (DefaultHandshakeNice); 1-19 nice levels, as nice(1)'s
+	// -n; negative means the process's priority and no spare P, as when
+	// no thread could be lowered (no spare P is then added either). Measured through a 20,000-client
 	// storm on two shared cores (docs/benchmarks.md §47): command p99
 	// 25 ms against 207-331 ms at the process's priority with the storm's
 	// clients at the gateway's priority; with the clients at nice 19 it
@@ -398,6 +400,7 @@ type Server struct {
 	// when the last handshake started (UnixNano), spareT the release
 	// check, spareLinger SpareLinger (tests shorten it).
 	lowered     atomic.Int32
+	lowerFailed atomic.Bool // a worker could not lower its thread: no spare Ps
 	lowerErr    sync.Once
 	spareN      int
 	spareHeld   atomic.Bool
