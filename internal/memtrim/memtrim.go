@@ -7,11 +7,14 @@
 // down to about its heap goal, so after the burst the process's RSS stays
 // near its peak for minutes while the heap it holds is much smaller. A
 // Trimmer watches the process's allocation rate; when a burst (Config.Burst
-// bytes allocated since the last trim) is followed by a quiet interval
+// bytes allocated, since the last trim, in intervals that were not quiet)
+// is followed by a quiet interval
 // (less than Config.Quiet bytes a second), it collects and returns every
-// free page (debug.FreeOSMemory), at most once per Config.MinGap. Under
-// steady traffic the rate never falls quiet, so it costs one read of the
-// runtime's metrics per Interval and nothing else.
+// free page (debug.FreeOSMemory), at most once per Config.MinGap. Steady
+// traffic costs one read of the runtime's metrics per Interval and nothing
+// else: over Quiet the rate never falls quiet, under it no interval counts
+// towards a burst (a rate that hovers about Quiet trims at most once per
+// MinGap).
 package memtrim
 
 import (
@@ -118,9 +121,10 @@ func (t *Trimmer) Run(ctx context.Context) {
 	defer tick.Stop()
 	s := []rtmetrics.Sample{{Name: "/gc/heap/allocs:bytes"}, {Name: "/memory/classes/heap/released:bytes"}}
 	rtmetrics.Read(s)
-	base, prev := s[0].Value.Uint64(), s[0].Value.Uint64()
+	prev := s[0].Value.Uint64()
 	prevAt := time.Now()
 	var last time.Time
+	var busy uint64 // bytes allocated in busy intervals since the last trim
 	for {
 		select {
 		case <-ctx.Done():
@@ -128,7 +132,7 @@ func (t *Trimmer) Run(ctx context.Context) {
 		case now := <-tick.C:
 			rtmetrics.Read(s)
 			cur := s[0].Value.Uint64()
-			d := t.decide(base, prev, cur, now.Sub(prevAt), now.Sub(last))
+			d := t.step(&busy, cur-prev, now.Sub(prevAt), now.Sub(last))
 			prev, prevAt = cur, now
 			if !d {
 				continue
@@ -140,18 +144,25 @@ func (t *Trimmer) Run(ctx context.Context) {
 				t.released.Add(after - before)
 			}
 			t.trims.Add(1)
-			base, prev, last = s[0].Value.Uint64(), s[0].Value.Uint64(), now
+			prev, last, busy = s[0].Value.Uint64(), now, 0
 		}
 	}
 }
 
-// decide reports whether to trim now: a burst's worth allocated since
-// base, the last interval (elapsed, from prev to cur) quiet, and MinGap
-// since the last trim.
-func (t *Trimmer) decide(base, prev, cur uint64, elapsed, sinceTrim time.Duration) bool {
-	if cur-base < uint64(t.cfg.Burst) || sinceTrim < t.cfg.MinGap || elapsed <= 0 {
+// step takes one interval's allocation (delta bytes over elapsed) and
+// reports whether to trim now: the interval quiet, a burst's worth
+// allocated in the busy intervals since the last trim (*busy, which it
+// adds a busy interval's bytes to), and MinGap since the last trim. Only
+// busy intervals count towards a burst, so a process that allocates
+// steadily under Quiet never trims; one whose rate hovers about Quiet
+// trims at most once per MinGap.
+func (t *Trimmer) step(busy *uint64, delta uint64, elapsed, sinceTrim time.Duration) bool {
+	if elapsed <= 0 {
 		return false
 	}
-	rate := float64(cur-prev) / elapsed.Seconds()
-	return rate < float64(t.cfg.Quiet)
+	if float64(delta)/elapsed.Seconds() >= float64(t.cfg.Quiet) {
+		*busy += delta
+		return false
+	}
+	return *busy >= uint64(t.cfg.Burst) && sinceTrim >= t.cfg.MinGap
 }

@@ -6,25 +6,34 @@ import (
 	"time"
 )
 
-// decide trims only after a burst, in a quiet interval, MinGap after the
-// last trim.
-func TestDecide(t *testing.T) {
+// step trims only after a burst of busy intervals, in a quiet one, MinGap
+// after the last trim; steady allocation under Quiet never adds up to a
+// burst.
+func TestStep(t *testing.T) {
 	tr := New(Config{Burst: 100, Quiet: 10, MinGap: time.Minute})
 	for _, tc := range []struct {
-		base, prev, cur uint64
-		elapsed, since  time.Duration
-		want            bool
+		busy           uint64
+		delta          uint64
+		elapsed, since time.Duration
+		want           bool
+		wantBusy       uint64
 	}{
-		{0, 200, 205, time.Second, time.Hour, true},         // burst, then 5 B/s
-		{0, 50, 55, time.Second, time.Hour, false},          // no burst
-		{0, 100, 200, time.Second, time.Hour, false},        // still busy
-		{0, 200, 205, time.Second, 30 * time.Second, false}, // too soon
-		{0, 200, 215, 2 * time.Second, time.Hour, true},     // 7.5 B/s
-		{1000, 1050, 1055, time.Second, time.Hour, false},   // burst counted from base
-		{0, 200, 205, 0, time.Hour, false},                  // no time passed
+		{200, 5, time.Second, time.Hour, true, 200},         // burst, then 5 B/s
+		{50, 5, time.Second, time.Hour, false, 50},          // no burst
+		{100, 100, time.Second, time.Hour, false, 200},      // still busy: counted
+		{200, 5, time.Second, 30 * time.Second, false, 200}, // too soon
+		{200, 15, 2 * time.Second, time.Hour, true, 200},    // 7.5 B/s
+		{200, 5, 0, time.Hour, false, 200},                  // no time passed
 	} {
-		if got := tr.decide(tc.base, tc.prev, tc.cur, tc.elapsed, tc.since); got != tc.want {
-			t.Errorf("decide(%+v) = %v", tc, got)
+		busy := tc.busy
+		if got := tr.step(&busy, tc.delta, tc.elapsed, tc.since); got != tc.want || busy != tc.wantBusy {
+			t.Errorf("step(%+v) = %v, busy %d", tc, got, busy)
+		}
+	}
+	var busy uint64
+	for i := range 1000 { // 5 B/s for 1,000 s: 5,000 B, fifty bursts' worth, all quiet
+		if tr.step(&busy, 5, time.Second, time.Hour) {
+			t.Fatalf("interval %d: steady allocation under Quiet trimmed", i)
 		}
 	}
 }
