@@ -78,15 +78,20 @@ func (d *devProcs) hold(ctx context.Context, dur time.Duration) error { return d
 // telemetry still on its way to NATS.
 func (d *devProcs) traffic(ctx context.Context, dur time.Duration) error {
 	var wg sync.WaitGroup
+	cctx, cancel := context.WithCancel(ctx) // the commands stop with the workers' traffic when it fails
+	defer cancel()
 	if d.cmd != nil {
 		start := d.cmd.now()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			d.cmd.drive(ctx, start, start+int64(dur))
+			d.cmd.drive(cctx, start, start+int64(dur))
 		}()
 	}
 	err := d.g.traffic(ctx, dur)
+	if err != nil {
+		cancel()
+	}
 	wg.Wait()
 	if d.cmd != nil {
 		d.cmd.wait(ctx, d.cmdTO)
