@@ -32,17 +32,7 @@ const DefaultLoadParentGOGC = 400
 
 // defaultLoadParentGOGC is -parent-gogc's default: $GOGC when set, else
 // DefaultLoadParentGOGC.
-func defaultLoadParentGOGC() int {
-	switch v := os.Getenv("GOGC"); {
-	case v == "off":
-		return -1
-	case v != "":
-		if n, err := strconv.Atoi(v); err == nil {
-			return n
-		}
-	}
-	return DefaultLoadParentGOGC
-}
+func defaultLoadParentGOGC() int { return envGOGC(DefaultLoadParentGOGC) }
 
 // runLoad is warren load: flags -> loadgen.Config -> loadgen.Run, then the
 // summary, the JSON report and the charts.

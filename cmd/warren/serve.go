@@ -346,7 +346,11 @@ const DefaultServeGOGC = 25
 
 // defaultServeGOGC is -gogc's default: $GOGC when set, else
 // DefaultServeGOGC.
-func defaultServeGOGC() int {
+func defaultServeGOGC() int { return envGOGC(DefaultServeGOGC) }
+
+// envGOGC is $GOGC as a GC percent ("off": -1) when set and valid, else
+// def.
+func envGOGC(def int) int {
 	switch v := os.Getenv("GOGC"); {
 	case v == "off":
 		return -1
@@ -355,7 +359,7 @@ func defaultServeGOGC() int {
 			return n
 		}
 	}
-	return DefaultServeGOGC
+	return def
 }
 
 // memtrimFlags binds the flags of the trim after bursts of allocation
