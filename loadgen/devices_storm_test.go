@@ -155,9 +155,10 @@ func TestDevicesTLSStorm(t *testing.T) {
 	if er.Connects != established || er.ConnsFailed != 0 || d == nil {
 		t.Fatalf("established: connects %d failed %d errors %v", er.Connects, er.ConnsFailed, er.Errors)
 	}
-	// Every command is answered 200, but the few in flight when the test
-	// stops the run (canceled: "other").
-	if other := d.CommandOutcomes["other"]; d.CommandsSent < 200 || d.CommandsUnsent != 0 || other > 5 ||
+	// Every command is answered 200, but those in flight when the test
+	// stops the run (canceled: "other"): at most half a second's worth,
+	// as a loaded machine stretches the round trips (6 were seen at load 6).
+	if other := d.CommandOutcomes["other"]; d.CommandsSent < 200 || d.CommandsUnsent != 0 || float64(other) > est.Devices.CommandRPS/2 ||
 		d.CommandOutcomes["200"]+other != d.CommandsSent || d.AcksSent < d.CommandOutcomes["200"] {
 		t.Errorf("established: commands sent %d unsent %d outcomes %v acked %d", d.CommandsSent, d.CommandsUnsent,
 			d.CommandOutcomes, d.AcksSent)
