@@ -47,7 +47,12 @@
 # of worker 0 during the storm, into OUT; read with `go tool trace
 # -pprof=sched`), STORM_NICE (0: the nice value of the storm's
 # load generator; on this one machine its client handshakes take the CPU
-# that real devices' own processors would spend), OUT (bench/out).
+# that real devices' own processors would spend), WARREN_BIN (a warren
+# binary to run as the gateway instead of building this checkout's, for
+# A/B runs of binaries built beforehand: nothing is compiled then),
+# LOAD_BIN (the warren binary of the load generators; WARREN_BIN or the
+# build by default — keep it the same binary across an A/B), OUT
+# (bench/out).
 # Each gateway process's CPU and run-queue wait is also given split by
 # thread priority: threads at nice 0 (loops, NATS, handlers) and lowered
 # handshake threads (-tls-handshake-nice; threads that end during the
@@ -73,6 +78,8 @@ GW_FLAGS=${GW_FLAGS:-}
 PROFILE=${PROFILE:-0}
 TRACE=${TRACE:-0}
 STORM_NICE=${STORM_NICE:-0}
+WARREN_BIN=${WARREN_BIN:-}
+LOAD_BIN=${LOAD_BIN:-}
 OUT=${OUT:-bench/out}
 
 PROG=tls-storm
@@ -85,7 +92,22 @@ per=$(((total + GW_PROCS - 1) / GW_PROCS))
 [ "$per" -le 19000 ] || die "$total devices over GW_PROCS=$GW_PROCS is $per a worker: over the open-file limit"
 per=$(((STORM + LOAD_PROCS - 1) / LOAD_PROCS))
 [ "$per" -le 19000 ] || die "STORM=$STORM over LOAD_PROCS=$LOAD_PROCS is $per devices a process: over the open-file limit"
-gw_setup
+for b in "$WARREN_BIN" "$LOAD_BIN"; do
+  [ -z "$b" ] || [ -x "$b" ] || die "$b: not an executable"
+done
+if [ -n "$WARREN_BIN" ]; then
+  # gw_setup without the build: the binaries were built beforehand.
+  ulimit -n "$(ulimit -Hn)"
+  mkdir -p "$OUT"
+  BIN=$(mktemp -d)
+  DATA=$(mktemp -d)
+  trap 'cleanup; rm -rf "$BIN" "$DATA"' EXIT
+  cp "$WARREN_BIN" "$BIN/warren"
+  SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+else
+  gw_setup
+fi
+LOADW=${LOAD_BIN:-$BIN/warren}
 
 # A CA and a server certificate it signs, for localhost and 127.0.0.1.
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=storm CA" \
@@ -130,7 +152,7 @@ gw_cpu() {
 # est_load NAME DURATION: the established devices' run, in the background
 # (sets LOAD_PID).
 est_load() {
-  WARREN_JWT_SECRET=$SECRET "$BIN/warren" load -scenario devices -url "$URL" -ca "$DATA/ca.pem" -conns "$ESTABLISHED" \
+  WARREN_JWT_SECRET=$SECRET "$LOADW" load -scenario devices -url "$URL" -ca "$DATA/ca.pem" -conns "$ESTABLISHED" \
     -src 127.0.3.1 -rate 1000 -hold 2s -duration "$2" -rps "$((ESTABLISHED / 5))" -commands "$COMMANDS" \
     -api "http://127.0.0.1:$API" -retries 10 -timeout 10s -quiet -json "$OUT/tls-storm-$1.json" \
     >"$OUT/tls-storm-$1.txt" 2>"$OUT/tls-storm-$1.err" &
@@ -160,6 +182,7 @@ EOF
 
 echo "# tls-storm.sh $(date -u +%FT%TZ): STORM=$STORM ESTABLISHED=$ESTABLISHED TLS_RATE=$TLS_RATE (-tls-rate $((TLS_RATE / GW_PROCS)) x $GW_PROCS workers) LOAD_PROCS=$LOAD_PROCS SOURCES=$SOURCES COMMANDS=$COMMANDS BASE=$BASE WINDOW=$WINDOW RETRIES=$RETRIES BACKOFF=$BACKOFF BACKOFF_MAX=$BACKOFF_MAX GW_FLAGS=$GW_FLAGS STORM_NICE=$STORM_NICE"
 echo "# $(machine_line)"
+echo "# gateway $(sha256sum <"$BIN/warren" | cut -c1-16)${WARREN_BIN:+ ($WARREN_BIN)}, load generator $(sha256sum <"$LOADW" | cut -c1-16)"
 
 # 2. Baseline.
 est_load base "$BASE"
@@ -204,7 +227,7 @@ for p in $(gw_pids) "$EST_PID"; do
   thread_stats "$p" >"$OUT/tls-storm-threads0-$p.txt"
 done
 t0=$(date +%s.%N)
-WARREN_JWT_SECRET=$SECRET nice -n "$STORM_NICE" "$BIN/warren" load -scenario devices -url "$URL" -ca "$DATA/ca.pem" -conns "$STORM" \
+WARREN_JWT_SECRET=$SECRET nice -n "$STORM_NICE" "$LOADW" load -scenario devices -url "$URL" -ca "$DATA/ca.pem" -conns "$STORM" \
   -first "$ESTABLISHED" -procs "$LOAD_PROCS" -src "$SOURCES" -retries "$RETRIES" -retry-backoff "$BACKOFF" \
   -retry-backoff-max "$BACKOFF_MAX" -hold 5s -timeout 10s -quiet -json "$OUT/tls-storm-storm.json" \
   >"$OUT/tls-storm-storm.txt" 2>"$OUT/tls-storm-storm.err" &
