@@ -53,7 +53,9 @@
 # LOAD_BIN (the warren binary of the load generators; WARREN_BIN or the
 # build by default — keep it the same binary across an A/B), OUT
 # (bench/out).
-# Each gateway process's CPU and run-queue wait is also given split by
+# Each worker's stop-the-world pauses are given from its
+# go_gc_duration_seconds (the last 256 collections' pauses: after a storm,
+# mostly the storm's). Each gateway process's CPU and run-queue wait is also given split by
 # thread priority: threads at nice 0 (loops, NATS, handlers) and lowered
 # handshake threads (-tls-handshake-nice; threads that end during the
 # storm drop out of that sum).
@@ -204,12 +206,13 @@ runq_wait() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $2} END {
 # thread_stats PID: a line per thread of PID: its id, nice value, and the
 # nanoseconds it ran and waited runnable (schedstat), so that the threads
 # at the normal priority (event loops, NATS, handlers) can be told from the
-# lowered handshake threads (-tls-handshake-nice).
+# lowered handshake threads (-tls-handshake-nice; "idle" for a thread
+# under SCHED_IDLE, stat's policy field).
 thread_stats() {
   # grep -H: a thread that ends between the glob and the read is skipped.
   grep -H '' /proc/"$1"/task/*/stat /proc/"$1"/task/*/schedstat 2>/dev/null |
     awk '{i = index($0, ":"); file = substr($0, 1, i - 1); line = substr($0, i + 1); n = split(file, q, "/"); t = q[n - 1]}
-         file ~ /\/stat$/ {sub(/.*\) /, "", line); split(line, f, " "); nice[t] = f[17]; next}
+         file ~ /\/stat$/ {sub(/.*\) /, "", line); split(line, f, " "); nice[t] = (f[39] == 5) ? "idle" : f[17]; next}
          {split(line, f, " "); run[t] = f[1]; wt[t] = f[2]}
          END {for (t in run) if (t in nice) print t, nice[t], run[t], wt[t]}'
 }
@@ -226,6 +229,22 @@ for p in $(gw_pids) "$EST_PID"; do
   pwait0[$p]=$(runq_wait "$p")
   thread_stats "$p" >"$OUT/tls-storm-threads0-$p.txt"
 done
+# The workers' admin listeners, and their garbage collections so far.
+mapfile -t WADM < <(curl -fsS "http://127.0.0.1:$ADM/workers" | python3 -c 'import json,sys; [print(w["admin"]) for w in json.load(sys.stdin)]')
+# gc_pauses ADDR: a worker's go_gc_duration_seconds (the stop-the-world
+# pauses of its last 256 collections, each the sum of the cycle's pauses,
+# waiting for every running thread to stop included): the count, then the
+# p50, p75 and max in ms.
+gc_pauses() {
+  curl -fsS "http://$1/metrics" 2>/dev/null | awk '
+    /^go_gc_duration_seconds_count/ {n = $2}
+    /^go_gc_duration_seconds[{]quantile="0.5"[}]/ {p50 = $2 * 1000}
+    /^go_gc_duration_seconds[{]quantile="0.75"[}]/ {p75 = $2 * 1000}
+    /^go_gc_duration_seconds[{]quantile="1"[}]/ {mx = $2 * 1000}
+    END {printf "%d %.2f %.2f %.2f\n", n, p50, p75, mx}'
+}
+declare -A gcn0
+for a in "${WADM[@]}"; do gcn0[$a]=$(gc_pauses "$a" | cut -d' ' -f1); done
 t0=$(date +%s.%N)
 WARREN_JWT_SECRET=$SECRET nice -n "$STORM_NICE" "$LOADW" load -scenario devices -url "$URL" -ca "$DATA/ca.pem" -conns "$STORM" \
   -first "$ESTABLISHED" -procs "$LOAD_PROCS" -src "$SOURCES" -retries "$RETRIES" -retry-backoff "$BACKOFF" \
@@ -283,6 +302,10 @@ for p in $(gw_pids); do
   echo "  pid $p ($role): peak RSS $(hwm_kb "$p") kB, RSS now $(rss_kb "$p") kB, CPU during the storm $(echo "scale=2; ($(awk '{print $14 + $15}' "/proc/$p/stat") - ${pcpu0[$p]:-0}) / $hz" | bc) s," \
     "its threads runnable but waiting for a core $(echo "scale=2; ($(runq_wait "$p") - ${pwait0[$p]:-0}) / 1000000000" | bc) s"
   echo "    by priority: $(thread_split "$p" "$OUT/tls-storm-threads0-$p.txt")"
+done
+for a in "${WADM[@]}"; do
+  read -r n p50 p75 mx < <(gc_pauses "$a")
+  echo "  worker $a: $((n - ${gcn0[$a]:-0})) collections during the storm; stop-the-world pause per collection (its last 256) p50 $p50 ms, p75 $p75 ms, max $mx ms"
 done
 if [ -d "/proc/$EST_PID" ]; then
   echo "  established devices' load generator: its threads runnable but waiting for a core $(echo "scale=2; ($(runq_wait "$EST_PID") - ${pwait0[$EST_PID]:-0}) / 1000000000" | bc) s during the storm"
