@@ -190,9 +190,10 @@ type Config struct {
 	// second; a negative BurstGCPercent never changes the target.
 	BurstGCPercent int
 	BurstRate      int
-	// HandshakeQueue bounds the handshakes waiting for a worker; a
-	// connection arriving when it is full is refused (BoundQueueFull).
-	// Zero means 1024.
+	// HandshakeQueue bounds the handshakes waiting for a worker — under
+	// HandshakeCPU, those waiting for their first CPU slot included (a
+	// handshake goes to a worker with its slot); a connection arriving
+	// when it is full is refused (BoundQueueFull). Zero means 1024.
 	HandshakeQueue int
 	// RatePerIP and BurstPerIP bound new TLS connections per client IP
 	// (per second, and bucket depth), checked before any TLS work. Zero
