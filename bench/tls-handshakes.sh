@@ -13,7 +13,10 @@
 #
 # Environment: SERVERS ("warren-notickets warren nginx"), VERSIONS ("1.3 1.2"), RUNS (3), D
 # (8s), C (64 handshakes in flight), WARREN_FLAGS (more `warren echo` flags,
-# e.g. "-tls-handshake-nice 10"), OUT (bench/out). Linux only.
+# e.g. "-tls-handshake-nice 10"), WARREN_BIN and TLSHS_BIN (binaries built
+# beforehand, used instead of building this checkout's: for A/B runs, where
+# nothing may compile inside the benchmark's hold), OUT (bench/out). Linux
+# only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SERVERS=${SERVERS:-"warren-notickets warren nginx"}
@@ -35,9 +38,10 @@ if [[ " $SERVERS " == *" nginx"* ]] && ! command -v nginx >/dev/null; then
     die "nginx is missing and apt-get install nginx-light failed"
 fi
 mkdir -p "$BIN"
-go build -o "$BIN/warren" ./cmd/warren
-go build -o "$BIN/tlshs" ./bench/cmd/tlshs
-LOGDIR=$(pwd)/$OUT/logs/tls-handshakes-$(date +%Y%m%d-%H%M%S)
+if [ -n "${WARREN_BIN:-}" ]; then cp "$WARREN_BIN" "$BIN/warren"; else go build -o "$BIN/warren" ./cmd/warren; fi
+if [ -n "${TLSHS_BIN:-}" ]; then cp "$TLSHS_BIN" "$BIN/tlshs"; else go build -o "$BIN/tlshs" ./bench/cmd/tlshs; fi
+case $OUT in /*) LOGDIR=$OUT ;; *) LOGDIR=$(pwd)/$OUT ;; esac
+LOGDIR=$LOGDIR/logs/tls-handshakes-$(date +%Y%m%d-%H%M%S)
 mkdir -p "$LOGDIR/nginx"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost \
   -keyout "$LOGDIR/key.pem" -out "$LOGDIR/cert.pem" >/dev/null 2>&1 || die "openssl could not make a certificate"

@@ -47,8 +47,15 @@
 # of worker 0 during the storm, into OUT; read with `go tool trace
 # -pprof=sched`), STORM_NICE (0: the nice value of the storm's
 # load generator; on this one machine its client handshakes take the CPU
-# that real devices' own processors would spend), OUT (bench/out).
-# Each gateway process's CPU and run-queue wait is also given split by
+# that real devices' own processors would spend), WARREN_BIN (a warren
+# binary to run as the gateway instead of building this checkout's, for
+# A/B runs of binaries built beforehand: nothing is compiled then),
+# LOAD_BIN (the warren binary of the load generators; WARREN_BIN or the
+# build by default — keep it the same binary across an A/B), OUT
+# (bench/out).
+# Each worker's stop-the-world pauses are given from its
+# go_gc_duration_seconds (the last 256 collections' pauses: after a storm,
+# mostly the storm's). Each gateway process's CPU and run-queue wait is also given split by
 # thread priority: threads at nice 0 (loops, NATS, handlers) and lowered
 # handshake threads (-tls-handshake-nice; threads that end during the
 # storm drop out of that sum).
@@ -73,6 +80,8 @@ GW_FLAGS=${GW_FLAGS:-}
 PROFILE=${PROFILE:-0}
 TRACE=${TRACE:-0}
 STORM_NICE=${STORM_NICE:-0}
+WARREN_BIN=${WARREN_BIN:-}
+LOAD_BIN=${LOAD_BIN:-}
 OUT=${OUT:-bench/out}
 
 PROG=tls-storm
@@ -85,7 +94,22 @@ per=$(((total + GW_PROCS - 1) / GW_PROCS))
 [ "$per" -le 19000 ] || die "$total devices over GW_PROCS=$GW_PROCS is $per a worker: over the open-file limit"
 per=$(((STORM + LOAD_PROCS - 1) / LOAD_PROCS))
 [ "$per" -le 19000 ] || die "STORM=$STORM over LOAD_PROCS=$LOAD_PROCS is $per devices a process: over the open-file limit"
-gw_setup
+for b in "$WARREN_BIN" "$LOAD_BIN"; do
+  [ -z "$b" ] || [ -x "$b" ] || die "$b: not an executable"
+done
+if [ -n "$WARREN_BIN" ]; then
+  # gw_setup without the build: the binaries were built beforehand.
+  ulimit -n "$(ulimit -Hn)"
+  mkdir -p "$OUT"
+  BIN=$(mktemp -d)
+  DATA=$(mktemp -d)
+  trap 'cleanup; rm -rf "$BIN" "$DATA"' EXIT
+  cp "$WARREN_BIN" "$BIN/warren"
+  SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+else
+  gw_setup
+fi
+LOADW=${LOAD_BIN:-$BIN/warren}
 
 # A CA and a server certificate it signs, for localhost and 127.0.0.1.
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=storm CA" \
@@ -130,7 +154,7 @@ gw_cpu() {
 # est_load NAME DURATION: the established devices' run, in the background
 # (sets LOAD_PID).
 est_load() {
-  WARREN_JWT_SECRET=$SECRET "$BIN/warren" load -scenario devices -url "$URL" -ca "$DATA/ca.pem" -conns "$ESTABLISHED" \
+  WARREN_JWT_SECRET=$SECRET "$LOADW" load -scenario devices -url "$URL" -ca "$DATA/ca.pem" -conns "$ESTABLISHED" \
     -src 127.0.3.1 -rate 1000 -hold 2s -duration "$2" -rps "$((ESTABLISHED / 5))" -commands "$COMMANDS" \
     -api "http://127.0.0.1:$API" -retries 10 -timeout 10s -quiet -json "$OUT/tls-storm-$1.json" \
     >"$OUT/tls-storm-$1.txt" 2>"$OUT/tls-storm-$1.err" &
@@ -160,6 +184,7 @@ EOF
 
 echo "# tls-storm.sh $(date -u +%FT%TZ): STORM=$STORM ESTABLISHED=$ESTABLISHED TLS_RATE=$TLS_RATE (-tls-rate $((TLS_RATE / GW_PROCS)) x $GW_PROCS workers) LOAD_PROCS=$LOAD_PROCS SOURCES=$SOURCES COMMANDS=$COMMANDS BASE=$BASE WINDOW=$WINDOW RETRIES=$RETRIES BACKOFF=$BACKOFF BACKOFF_MAX=$BACKOFF_MAX GW_FLAGS=$GW_FLAGS STORM_NICE=$STORM_NICE"
 echo "# $(machine_line)"
+echo "# gateway $(sha256sum <"$BIN/warren" | cut -c1-16)${WARREN_BIN:+ ($WARREN_BIN)}, load generator $(sha256sum <"$LOADW" | cut -c1-16)"
 
 # 2. Baseline.
 est_load base "$BASE"
@@ -181,12 +206,13 @@ runq_wait() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $2} END {
 # thread_stats PID: a line per thread of PID: its id, nice value, and the
 # nanoseconds it ran and waited runnable (schedstat), so that the threads
 # at the normal priority (event loops, NATS, handlers) can be told from the
-# lowered handshake threads (-tls-handshake-nice).
+# lowered handshake threads (-tls-handshake-nice; "idle" for a thread
+# under SCHED_IDLE, stat's policy field).
 thread_stats() {
   # grep -H: a thread that ends between the glob and the read is skipped.
   grep -H '' /proc/"$1"/task/*/stat /proc/"$1"/task/*/schedstat 2>/dev/null |
     awk '{i = index($0, ":"); file = substr($0, 1, i - 1); line = substr($0, i + 1); n = split(file, q, "/"); t = q[n - 1]}
-         file ~ /\/stat$/ {sub(/.*\) /, "", line); split(line, f, " "); nice[t] = f[17]; next}
+         file ~ /\/stat$/ {sub(/.*\) /, "", line); split(line, f, " "); nice[t] = (f[39] == 5) ? "idle" : f[17]; next}
          {split(line, f, " "); run[t] = f[1]; wt[t] = f[2]}
          END {for (t in run) if (t in nice) print t, nice[t], run[t], wt[t]}'
 }
@@ -203,8 +229,24 @@ for p in $(gw_pids) "$EST_PID"; do
   pwait0[$p]=$(runq_wait "$p")
   thread_stats "$p" >"$OUT/tls-storm-threads0-$p.txt"
 done
+# The workers' admin listeners, and their garbage collections so far.
+mapfile -t WADM < <(curl -fsS "http://127.0.0.1:$ADM/workers" | python3 -c 'import json,sys; [print(w["admin"]) for w in json.load(sys.stdin)]')
+# gc_pauses ADDR: a worker's go_gc_duration_seconds (the stop-the-world
+# pauses of its last 256 collections, each the sum of the cycle's pauses,
+# waiting for every running thread to stop included): the count, then the
+# p50, p75 and max in ms.
+gc_pauses() {
+  curl -fsS "http://$1/metrics" 2>/dev/null | awk '
+    /^go_gc_duration_seconds_count/ {n = $2}
+    /^go_gc_duration_seconds[{]quantile="0.5"[}]/ {p50 = $2 * 1000}
+    /^go_gc_duration_seconds[{]quantile="0.75"[}]/ {p75 = $2 * 1000}
+    /^go_gc_duration_seconds[{]quantile="1"[}]/ {mx = $2 * 1000}
+    END {printf "%d %.2f %.2f %.2f\n", n, p50, p75, mx}'
+}
+declare -A gcn0
+for a in "${WADM[@]}"; do gcn0[$a]=$(gc_pauses "$a" | cut -d' ' -f1); done
 t0=$(date +%s.%N)
-WARREN_JWT_SECRET=$SECRET nice -n "$STORM_NICE" "$BIN/warren" load -scenario devices -url "$URL" -ca "$DATA/ca.pem" -conns "$STORM" \
+WARREN_JWT_SECRET=$SECRET nice -n "$STORM_NICE" "$LOADW" load -scenario devices -url "$URL" -ca "$DATA/ca.pem" -conns "$STORM" \
   -first "$ESTABLISHED" -procs "$LOAD_PROCS" -src "$SOURCES" -retries "$RETRIES" -retry-backoff "$BACKOFF" \
   -retry-backoff-max "$BACKOFF_MAX" -hold 5s -timeout 10s -quiet -json "$OUT/tls-storm-storm.json" \
   >"$OUT/tls-storm-storm.txt" 2>"$OUT/tls-storm-storm.err" &
@@ -260,6 +302,10 @@ for p in $(gw_pids); do
   echo "  pid $p ($role): peak RSS $(hwm_kb "$p") kB, RSS now $(rss_kb "$p") kB, CPU during the storm $(echo "scale=2; ($(awk '{print $14 + $15}' "/proc/$p/stat") - ${pcpu0[$p]:-0}) / $hz" | bc) s," \
     "its threads runnable but waiting for a core $(echo "scale=2; ($(runq_wait "$p") - ${pwait0[$p]:-0}) / 1000000000" | bc) s"
   echo "    by priority: $(thread_split "$p" "$OUT/tls-storm-threads0-$p.txt")"
+done
+for a in "${WADM[@]}"; do
+  read -r n p50 p75 mx < <(gc_pauses "$a")
+  echo "  worker $a: $((n - ${gcn0[$a]:-0})) collections during the storm; stop-the-world pause per collection (its last 256) p50 $p50 ms, p75 $p75 ms, max $mx ms"
 done
 if [ -d "/proc/$EST_PID" ]; then
   echo "  established devices' load generator: its threads runnable but waiting for a core $(echo "scale=2; ($(runq_wait "$EST_PID") - ${pwait0[$EST_PID]:-0}) / 1000000000" | bc) s during the storm"
