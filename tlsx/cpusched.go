@@ -15,10 +15,6 @@ import "sync"
 // handshake (under its hsConn.mu) after cpuSched.mu is released, and
 // never while holding another hsConn's mu.
 type cpuSched struct {
-	// start hands a submitted handshake given its first slot to the
-	// workers (Server.submit); it never blocks.
-	start func(*hsConn)
-
 	mu      sync.Mutex
 	free    int       // slots nobody holds
 	ready   []*hsConn // handshakes waiting for a slot, oldest first (from head)
@@ -26,9 +22,7 @@ type cpuSched struct {
 	stopped bool // the Server closed: no more waiting
 }
 
-func newCPUSched(n int, start func(*hsConn)) *cpuSched {
-	return &cpuSched{free: n, start: start}
-}
+func newCPUSched(n int) *cpuSched { return &cpuSched{free: n} }
 
 // held returns the slots in use (the warren_tls_handshakes_computing gauge).
 func (c *cpuSched) held(n int) int {
@@ -59,8 +53,7 @@ func (c *cpuSched) acquire(hs *hsConn) bool {
 }
 
 // release gives back a slot: to the oldest handshake still waiting for
-// one, else to the free count; one not yet on a worker goes to the
-// workers with it. The caller holds no hsConn's mu.
+// one, else to the free count. The caller holds no hsConn's mu.
 func (c *cpuSched) release() {
 	for {
 		c.mu.Lock()
@@ -84,13 +77,8 @@ func (c *cpuSched) release() {
 			continue // its handshake ended while it waited: the next one
 		}
 		next.slot = true
-		start := next.unstarted
-		next.unstarted = false
 		next.cond.Broadcast()
 		next.mu.Unlock()
-		if start {
-			c.start(next) // to a worker, slot and all (Server.submit)
-		}
 		return
 	}
 }

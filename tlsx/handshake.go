@@ -129,14 +129,11 @@ type hsConn struct {
 	// CPU slots (Config.HandshakeCPU, cpuSched), under mu: slot says the
 	// handshake holds one; cpuQueued that it waits in the scheduler's
 	// FIFO; cpuGone that its handshake ended (a slot given now is passed
-	// on); dataWait that its worker waits for the client's bytes;
-	// unstarted that it waits for its first slot, before any worker
-	// (Server.submit).
+	// on); dataWait that its worker waits for the client's bytes.
 	slot      bool
 	cpuQueued bool
 	cpuGone   bool
 	dataWait  bool
-	unstarted bool // submitted, waiting in the FIFO for a slot before any worker has it
 
 	// The flight timeout (Config.FlightTimeout), under mu: waiting is
 	// set while the worker waits for a record it has not had whole, from
@@ -204,43 +201,16 @@ func (hs *hsConn) OnData(c *engine.Conn, in []byte) int {
 	// The spare Ps first, here on the loop: a raise stops the world, which
 	// must not wait for a lowered worker the queued job has just woken.
 	hs.s.holdSpare()
-	if !hs.s.submit(hs) {
+	select {
+	case hs.s.jobs <- hs:
+		hs.s.demand.Add(1)
+		hs.s.grow()
+	default:
 		hs.s.m.refused.WithLabelValues(BoundQueueFull).Inc()
 		hs.shut()
 		c.AbortWithDetail(engine.ReasonLimitReached, DetailQueueFull)
 	}
 	return len(in)
-}
-
-// submit queues hs's handshake, or reports false when Config.HandshakeQueue
-// handshakes already wait for a worker. Under Config.HandshakeCPU a
-// handshake goes to the workers only once it holds a CPU slot: given one
-// here if one is free, else when one is released (cpuSched.release). So a
-// worker is woken once, with a job it may compute at once — not a first
-// time for the job and a second for its slot, each a hand-off between OS
-// threads when the worker is locked to a lowered one (Config.HandshakeNice;
-// docs/benchmarks.md §52).
-func (s *Server) submit(hs *hsConn) bool {
-	if s.pending.Add(1) > int32(cap(s.jobs)) {
-		s.pending.Add(-1)
-		return false
-	}
-	s.demand.Add(1)
-	s.grow()
-	if s.cpu != nil {
-		hs.mu.Lock()
-		hs.unstarted = true
-		got := s.cpu.acquire(hs)
-		if got {
-			hs.unstarted = false
-		}
-		hs.mu.Unlock()
-		if !got {
-			return true // cpuSched.release sends it to the workers with its slot
-		}
-	}
-	s.jobs <- hs // never blocks: pending bounds what the channel holds
-	return true
 }
 
 // refuseNotTLS closes a connection whose first bytes are not a TLS
@@ -555,7 +525,6 @@ func (s *Server) workerOn(resident bool, ready chan struct{}) {
 		case <-s.closed:
 			return
 		case hs := <-s.jobs:
-			s.pending.Add(-1)
 			s.handshake(hs)
 			s.demand.Add(-1)
 		case <-idle:

@@ -190,10 +190,9 @@ type Config struct {
 	// second; a negative BurstGCPercent never changes the target.
 	BurstGCPercent int
 	BurstRate      int
-	// HandshakeQueue bounds the handshakes waiting for a worker — under
-	// HandshakeCPU, those waiting for their first CPU slot included (a
-	// handshake goes to a worker with its slot); a connection arriving
-	// when it is full is refused (BoundQueueFull). Zero means 1024.
+	// HandshakeQueue bounds the handshakes waiting for a worker; a
+	// connection arriving when it is full is refused (BoundQueueFull).
+	// Zero means 1024.
 	HandshakeQueue int
 	// RatePerIP and BurstPerIP bound new TLS connections per client IP
 	// (per second, and bucket depth), checked before any TLS work. Zero
@@ -375,13 +374,8 @@ type Server struct {
 	revFns map[uint64]func()
 	revSeq uint64
 
-	// jobs holds the handshakes for the workers (with a CPU slot under
-	// HandshakeCPU); pending counts those submitted that no worker has
-	// taken yet, waiting for a slot or in jobs, bounded by HandshakeQueue
-	// (jobs' capacity, so that a send to it never blocks).
-	jobs    chan *hsConn
-	pending atomic.Int32
-	cpu     *cpuSched // HandshakeCPU's slots; nil: no bound
+	jobs chan *hsConn
+	cpu  *cpuSched // HandshakeCPU's slots; nil: no bound
 	// The handshake workers: live running (resident of them never end),
 	// demand the handshakes queued or running; spawn serialises starting
 	// and ending a worker, and starting one against Close.
@@ -469,7 +463,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.base.GetConfigForClient = s.configFor
 	if cfg.HandshakeCPU > 0 {
-		s.cpu = newCPUSched(cfg.HandshakeCPU, func(hs *hsConn) { s.jobs <- hs })
+		s.cpu = newCPUSched(cfg.HandshakeCPU)
 	}
 	s.spareN, s.spareLinger = cfg.HandshakeCPU, spareLinger
 	if s.spareN <= 0 {
