@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/warrenhq/warren/admin"
 	"github.com/warrenhq/warren/engine"
@@ -45,6 +46,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	natsURLs := fs.String("nats", "", "external NATS cluster URL[,URL]; empty: run an embedded NATS server")
 	natsListen := fs.String("nats-listen", "127.0.0.1:4222", "embedded NATS client address for other programs (empty: no port)")
 	natsCluster := fs.String("nats-cluster", "", "embedded NATS route address HOST:PORT, to cluster with other warren nodes")
+	natsNoCache := fs.Bool("nats-no-sublist-cache", false, "the embedded NATS server keeps no cache of subject matches (nats-server's NoSublistCache)")
 	natsRoutes := fs.String("nats-routes", "", "other nodes' NATS routes nats://h:p,...")
 	jwtSecret := fs.String("jwt-secret", "", "HS256 secret for device tokens (default $WARREN_JWT_SECRET; with no auth flag a secret is generated under -data)")
 	jwtKey := fs.String("jwt-public-key", "", "PEM public key file for device tokens (RS256, ES256 or EdDSA)")
@@ -60,6 +62,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	workerProcs := fs.Int("worker-gomaxprocs", 0, "with -procs: GOMAXPROCS of each worker (0: $GOMAXPROCS if set, else the machine's CPUs divided among the workers, at least 1; negative: Go's default, every CPU in every worker)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	gogc := fs.Int("gogc", defaultServeGOGC(), "garbage collector target in percent (debug.SetGCPercent) in every gateway process: the heap may grow this much over the live heap before a collection; lower holds less memory per device for more GC CPU (default $GOGC if set; negative: off)")
+	parentGOGC := fs.Int("parent-gogc", defaultServeParentGOGC(), "with -procs: garbage collector target in percent of the prefork parent (the embedded NATS server, the machine's directory, the management API), whose heap is small and whose garbage is the NATS server's per message: a higher target collects it less often for a few MB (default $GOGC if set; negative: off)")
 	memLimit := fs.String("gomemlimit", "", "Go runtime soft memory limit of each gateway process (debug.SetMemoryLimit), e.g. 512MiB or 1GiB; empty: $GOMEMLIMIT, else none")
 	var tcfg memtrim.Config
 	memtrimFlags(fs, &tcfg)
@@ -127,7 +130,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	gcfg.CommandTimeout, gcfg.MaxBadFrames, gcfg.Logger = *cmdTimeout, *maxBad, log
 	gcfg.MaxPending, gcfg.MaxCommandTimeout = *maxPending, *maxCmdTimeout
 	gcfg.Bus = gateway.BusConfig{Listen: *natsListen, ClusterListen: *natsCluster, Routes: splitList(*natsRoutes),
-		URLs: splitList(*natsURLs)}
+		URLs: splitList(*natsURLs), NoSublistCache: *natsNoCache}
 
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
@@ -149,6 +152,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 			log.Error("-tls-addr/-mqtts", "error", err)
 			return 1
 		}
+		debug.SetGCPercent(*parentGOGC) // after applyGC: -gogc is the workers'
 		if n := workerGOMAXPROCS(*workerProcs, *procs, runtime.NumCPU(), os.Getenv("GOMAXPROCS")); n > 0 {
 			os.Setenv("GOMAXPROCS", strconv.Itoa(n)) // the workers' environment; the parent's runtime is set already
 		}
@@ -249,7 +253,9 @@ func serveSupervisor(sig <-chan os.Signal, procs int, ecfg engine.Config, gcfg g
 	os.Setenv(preforkDirEnv, machine)
 	sc := stack.SupervisorConfig{Procs: procs, Addr: gcfg.Addr, AdminAddr: adminAddr,
 		AdminToken: adminToken, DrainTimeout: drain, Name: "warren serve", Logger: gcfg.Logger, ForwardHUP: forwardHUP,
-		Collectors: []prometheus.Collector{dir.Collector(), trim.Collector()}}
+		// The parent's runtime (go_gc_*, go_memstats_*{worker="parent"}):
+		// its collections are the embedded NATS server's garbage.
+		Collectors: []prometheus.Collector{dir.Collector(), trim.Collector(), collectors.NewGoCollector()}}
 	if gcfg.API != "-" {
 		// One loop is plenty for the API; its handlers (a command waits
 		// for its ack) run on the engine's worker pool.
@@ -347,6 +353,20 @@ const DefaultServeGOGC = 25
 // defaultServeGOGC is -gogc's default: $GOGC when set, else
 // DefaultServeGOGC.
 func defaultServeGOGC() int { return envGOGC(DefaultServeGOGC) }
+
+// DefaultServeParentGOGC is the garbage collector target of warren
+// serve's prefork parent when neither -parent-gogc nor $GOGC sets one.
+// The parent holds no devices: its live heap is a few MB (the NATS
+// server's, the directory's), and its garbage is the NATS server's per
+// telemetry message (about 620 B: read buffers, match results on
+// subjects that miss its caches), which at -gogc's 25 it collects 7-9
+// times a second at 20,000 messages a second, each collection's mark
+// workers on a CPU the workers want (docs/benchmarks.md §48, §51).
+const DefaultServeParentGOGC = 25
+
+// defaultServeParentGOGC is -parent-gogc's default: $GOGC when set, else
+// DefaultServeParentGOGC.
+func defaultServeParentGOGC() int { return envGOGC(DefaultServeParentGOGC) }
 
 // envGOGC is $GOGC as a GC percent ("off": -1) when set and valid, else
 // def.

@@ -74,6 +74,31 @@ func TestServeGCFlags(t *testing.T) {
 	}
 }
 
+// TestServeParentGOGC: with -procs, -parent-gogc is the prefork parent's
+// collector target and -gogc the workers', each read from the merged
+// metrics (the parent's runtime is labelled worker="parent").
+func TestServeParentGOGC(t *testing.T) {
+	n := startServe(t, "pgc", t.TempDir(), "-auth", "none", "-procs", "2", "-gogc", "37", "-parent-gogc", "137")
+	want := []string{`go_gc_gogc_percent{worker="parent"} 137`, `go_gc_gogc_percent{worker="0"} 37`, `go_gc_gogc_percent{worker="1"} 37`}
+	var metrics string
+	eventually(t, 20*time.Second, "the parent's and both workers' collector targets", func() bool {
+		resp, err := http.Get("http://" + n.admin + "/metrics")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		metrics = string(b)
+		for _, w := range want {
+			if !strings.Contains(metrics, "\n"+w+"\n") {
+				return false
+			}
+		}
+		return true
+	})
+	n.kill()
+}
+
 // FuzzParseBytes: any input gives a size or an error, never a panic nor a
 // negative or overflowed size; a plain number of bytes is itself.
 func FuzzParseBytes(f *testing.F) {
