@@ -38,13 +38,6 @@ type BusConfig struct {
 	// Node names this gateway node in NATS (connection name, server
 	// name, presence, headers).
 	Node string
-	// NoSublistCache turns off the embedded server's cache of subject
-	// matches (nats-server's Options.NoSublistCache). The cache holds
-	// 1,024 subjects; with one telemetry subject per device it misses on
-	// nearly every message, and each miss copies the subject into it and
-	// takes the sublist's write lock. False keeps nats-server's default
-	// (the cache on).
-	NoSublistCache bool
 	// ReconnectBuffer bounds what is published while NATS is unreachable
 	// (nats.go's reconnect buffer). Zero means 8 MiB.
 	ReconnectBuffer int
@@ -144,8 +137,6 @@ func startEmbedded(cfg BusConfig) (*server.Server, error) {
 		NoLog:      true,
 		NoSigs:     true,
 		MaxPayload: 1 << 20,
-
-		NoSublistCache: cfg.NoSublistCache,
 	}
 	if cfg.Listen == "" && cfg.ClusterListen != "" {
 		// nats-server starts its routes only once its client listener is

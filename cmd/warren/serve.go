@@ -46,7 +46,6 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	natsURLs := fs.String("nats", "", "external NATS cluster URL[,URL]; empty: run an embedded NATS server")
 	natsListen := fs.String("nats-listen", "127.0.0.1:4222", "embedded NATS client address for other programs (empty: no port)")
 	natsCluster := fs.String("nats-cluster", "", "embedded NATS route address HOST:PORT, to cluster with other warren nodes")
-	natsNoCache := fs.Bool("nats-no-sublist-cache", false, "the embedded NATS server keeps no cache of subject matches (nats-server's NoSublistCache)")
 	natsRoutes := fs.String("nats-routes", "", "other nodes' NATS routes nats://h:p,...")
 	jwtSecret := fs.String("jwt-secret", "", "HS256 secret for device tokens (default $WARREN_JWT_SECRET; with no auth flag a secret is generated under -data)")
 	jwtKey := fs.String("jwt-public-key", "", "PEM public key file for device tokens (RS256, ES256 or EdDSA)")
@@ -130,7 +129,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	gcfg.CommandTimeout, gcfg.MaxBadFrames, gcfg.Logger = *cmdTimeout, *maxBad, log
 	gcfg.MaxPending, gcfg.MaxCommandTimeout = *maxPending, *maxCmdTimeout
 	gcfg.Bus = gateway.BusConfig{Listen: *natsListen, ClusterListen: *natsCluster, Routes: splitList(*natsRoutes),
-		URLs: splitList(*natsURLs), NoSublistCache: *natsNoCache}
+		URLs: splitList(*natsURLs)}
 
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
