@@ -21,7 +21,10 @@
 #     then the gateway's CPU per telemetry message, and the cores the
 #     gateway and the load generator used during the traffic (when the
 #     load generator is near the machine's cores, the latencies are the
-#     client's as much as the gateway's).
+#     client's as much as the gateway's); and the prefork parent's own
+#     share during the traffic (it runs the embedded NATS server): bytes
+#     and allocations per telemetry message, collections a second, cores,
+#     and the peak RSS sampled every 2 s (the parent's, every process's).
 #  3. storm: the gateway is restarted (SIGTERM drain, start again) and N
 #     devices connect at once (no ramp rate, the load generator's 1,024 dials
 #     in flight per process); reports the time until all are online and the
@@ -34,9 +37,9 @@
 # -mqtt port as MQTT clients, LOAD_FLAGS such as "-mqtt-version 5 -qos 1"
 # reach warren load), HEAP (1: save one worker's heap profile during the
 # hold), PROFILE (1: a 10 s CPU profile of one worker from 2 s into the
-# traffic, OUT/devices-worker.cpu.pb.gz; the prefork parent's admin serves
-# no /debug/pprof, so the parent, i.e. the embedded NATS server, is not
-# profiled), TRACE (1: a 5 s runtime trace of
+# traffic, OUT/devices-worker.cpu.pb.gz; not the prefork parent's, i.e.
+# the embedded NATS server's: that one is at the admin address's own
+# /debug/pprof, e.g. go tool pprof http://ADM/debug/pprof/allocs), TRACE (1: a 5 s runtime trace of
 # one worker from 2 s into the traffic, OUT/devices-worker.trace; `go tool
 # trace` shows how long the loops wait runnable, and the GC), PERF (1:
 # `perf sched record` of the whole machine for 5 s from 2 s into the

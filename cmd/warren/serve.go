@@ -60,7 +60,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	procs := fs.Int("procs", 1, "worker processes on the same ports (SO_REUSEPORT) under a parent that runs the embedded NATS server (1: none)")
 	workerProcs := fs.Int("worker-gomaxprocs", 0, "with -procs: GOMAXPROCS of each worker (0: $GOMAXPROCS if set, else the machine's CPUs divided among the workers, at least 1; negative: Go's default, every CPU in every worker)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
-	gogc := fs.Int("gogc", defaultServeGOGC(), "garbage collector target in percent (debug.SetGCPercent) in every gateway process: the heap may grow this much over the live heap before a collection; lower holds less memory per device for more GC CPU (default $GOGC if set; negative: off)")
+	gogc := fs.Int("gogc", defaultServeGOGC(), "garbage collector target in percent (debug.SetGCPercent) in every gateway process (with -procs: the workers; see -parent-gogc): the heap may grow this much over the live heap before a collection; lower holds less memory per device for more GC CPU (default $GOGC if set; negative: off)")
 	parentGOGC := fs.Int("parent-gogc", defaultServeParentGOGC(), "with -procs: garbage collector target in percent of the prefork parent (the embedded NATS server, the machine's directory, the management API), whose heap is small and whose garbage is the NATS server's per message: a higher target collects it less often for a few MB (default $GOGC if set; negative: off)")
 	memLimit := fs.String("gomemlimit", "", "Go runtime soft memory limit of each gateway process (debug.SetMemoryLimit), e.g. 512MiB or 1GiB; empty: $GOMEMLIMIT, else none")
 	var tcfg memtrim.Config
@@ -355,13 +355,15 @@ func defaultServeGOGC() int { return envGOGC(DefaultServeGOGC) }
 
 // DefaultServeParentGOGC is the garbage collector target of warren
 // serve's prefork parent when neither -parent-gogc nor $GOGC sets one.
-// The parent holds no devices: its live heap is a few MB (the NATS
-// server's, the directory's), and its garbage is the NATS server's per
-// telemetry message (about 620 B: read buffers, match results on
-// subjects that miss its caches), which at -gogc's 25 it collects 7-9
-// times a second at 20,000 messages a second, each collection's mark
-// workers on a CPU the workers want (docs/benchmarks.md §48, §51).
-const DefaultServeParentGOGC = 25
+// The parent holds no devices (its heap is the NATS server's and the
+// machine's directory), and its garbage is the NATS server's, about 620 B per telemetry message (read buffers, match
+// results for subjects that miss its caches). At -gogc's 25 it collected
+// about 7 times a second at 20,000 messages a second; at 100, 1.5 times,
+// for about 0.04 of a core less and ≈ 15 B more held RSS per device at
+// 100,000 devices (≈ 5 MB more in the parent during the traffic). 400
+// collects 0.3 times a second but holds ≈ 60 B more per device and ≈ 33
+// MB more during the traffic (docs/benchmarks.md §51).
+const DefaultServeParentGOGC = 100
 
 // defaultServeParentGOGC is -parent-gogc's default: $GOGC when set, else
 // DefaultServeParentGOGC.

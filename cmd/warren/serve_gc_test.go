@@ -3,6 +3,7 @@
 package main
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -76,27 +77,41 @@ func TestServeGCFlags(t *testing.T) {
 
 // TestServeParentGOGC: with -procs, -parent-gogc is the prefork parent's
 // collector target and -gogc the workers', each read from the merged
-// metrics (the parent's runtime is labelled worker="parent").
+// metrics (the parent's runtime is labelled worker="parent"); with
+// neither flag nor $GOGC they are DefaultServeParentGOGC and
+// DefaultServeGOGC.
 func TestServeParentGOGC(t *testing.T) {
-	n := startServe(t, "pgc", t.TempDir(), "-auth", "none", "-procs", "2", "-gogc", "37", "-parent-gogc", "137")
-	want := []string{`go_gc_gogc_percent{worker="parent"} 137`, `go_gc_gogc_percent{worker="0"} 37`, `go_gc_gogc_percent{worker="1"} 37`}
-	var metrics string
-	eventually(t, 20*time.Second, "the parent's and both workers' collector targets", func() bool {
-		resp, err := http.Get("http://" + n.admin + "/metrics")
-		if err != nil {
-			return false
+	for _, tc := range []struct {
+		args            []string
+		parent, workers int
+	}{
+		{[]string{"-gogc", "37", "-parent-gogc", "137"}, 137, 37},
+		{nil, DefaultServeParentGOGC, DefaultServeGOGC},
+	} {
+		if tc.args == nil && os.Getenv("GOGC") != "" {
+			continue // $GOGC is both flags' default then
 		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		metrics = string(b)
-		for _, w := range want {
-			if !strings.Contains(metrics, "\n"+w+"\n") {
+		n := startServe(t, "pgc", t.TempDir(), append([]string{"-auth", "none", "-procs", "2"}, tc.args...)...)
+		want := []string{fmt.Sprintf(`go_gc_gogc_percent{worker="parent"} %d`, tc.parent),
+			fmt.Sprintf(`go_gc_gogc_percent{worker="0"} %d`, tc.workers), fmt.Sprintf(`go_gc_gogc_percent{worker="1"} %d`, tc.workers)}
+		var metrics string
+		eventually(t, 20*time.Second, fmt.Sprintf("serve %v: the parent's and both workers' collector targets", tc.args), func() bool {
+			resp, err := http.Get("http://" + n.admin + "/metrics")
+			if err != nil {
 				return false
 			}
-		}
-		return true
-	})
-	n.kill()
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			metrics = string(b)
+			for _, w := range want {
+				if !strings.Contains(metrics, "\n"+w+"\n") {
+					return false
+				}
+			}
+			return true
+		})
+		n.kill()
+	}
 }
 
 // FuzzParseBytes: any input gives a size or an error, never a panic nor a
