@@ -359,8 +359,8 @@ func defaultServeGOGC() int { return envGOGC(DefaultServeGOGC) }
 // machine's directory), and its garbage is the NATS server's, about 620 B per telemetry message (read buffers, match
 // results for subjects that miss its caches). At -gogc's 25 it collected
 // about 7 times a second at 20,000 messages a second; at 100, 1.5 times,
-// for about 0.04 of a core less and ≈ 15 B more held RSS per device at
-// 100,000 devices (≈ 5 MB more in the parent during the traffic). 400
+// for about 0.05 of a core less and ≈ 15-20 B more held RSS per device at
+// 100,000 devices (≈ 5-10 MB more in the parent during the traffic). 400
 // collects 0.3 times a second but holds ≈ 60 B more per device and ≈ 33
 // MB more during the traffic (docs/benchmarks.md §51).
 const DefaultServeParentGOGC = 100
