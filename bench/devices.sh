@@ -21,7 +21,10 @@
 #     then the gateway's CPU per telemetry message, and the cores the
 #     gateway and the load generator used during the traffic (when the
 #     load generator is near the machine's cores, the latencies are the
-#     client's as much as the gateway's).
+#     client's as much as the gateway's); and the prefork parent's own
+#     share during the traffic (it runs the embedded NATS server): bytes
+#     and allocations per telemetry message, collections a second, cores,
+#     and the peak RSS sampled every 2 s (the parent's, every process's).
 #  3. storm: the gateway is restarted (SIGTERM drain, start again) and N
 #     devices connect at once (no ramp rate, the load generator's 1,024 dials
 #     in flight per process); reports the time until all are online and the
@@ -34,9 +37,9 @@
 # -mqtt port as MQTT clients, LOAD_FLAGS such as "-mqtt-version 5 -qos 1"
 # reach warren load), HEAP (1: save one worker's heap profile during the
 # hold), PROFILE (1: a 10 s CPU profile of one worker from 2 s into the
-# traffic, OUT/devices-worker.cpu.pb.gz; the prefork parent's admin serves
-# no /debug/pprof, so the parent, i.e. the embedded NATS server, is not
-# profiled), TRACE (1: a 5 s runtime trace of
+# traffic, OUT/devices-worker.cpu.pb.gz; not the prefork parent's, i.e.
+# the embedded NATS server's: that one is at the admin address's own
+# /debug/pprof, e.g. go tool pprof http://ADM/debug/pprof/allocs), TRACE (1: a 5 s runtime trace of
 # one worker from 2 s into the traffic, OUT/devices-worker.trace; `go tool
 # trace` shows how long the loops wait runnable, and the GC), PERF (1:
 # `perf sched record` of the whole machine for 5 s from 2 s into the
@@ -179,6 +182,15 @@ for r, (n, d, run, ds) in sorted(agg.items()):
 ' "$roles" >"$1"
   rm -f "$data"
 }
+# parent_mem: the gateway parent's runtime counters so far, "TotalAlloc
+# Mallocs NumGC" (from its admin's /debug/pprof/heap?debug=1, which ends
+# with runtime.MemStats): with the parent's RSS, sampled during the
+# traffic for its bytes and allocations per telemetry message and its
+# collections a second.
+parent_mem() {
+  curl -fsS "http://127.0.0.1:$ADM/debug/pprof/heap?debug=1" 2>/dev/null |
+    awk '/^# TotalAlloc = / {a = $4} /^# Mallocs = / {m = $4} /^# NumGC = / {g = $4} END {printf "%d %d %d\n", a, m, g}'
+}
 # sysc PID...: the processes' read and write system calls so far, "r w"
 # (/proc/PID/io syscr, syscw).
 sysc() {
@@ -255,6 +267,9 @@ while kill -0 "$LOAD_PID" 2>/dev/null; do
     grq0=$(runq_ns $(gw_pids)) lrq0=$(runq_ns "$LOAD_PID" $(pgrep -P "$LOAD_PID" || true))
     read -r wr0 ww0 <<<"$(sysc $(pgrep -P "$GW_PID"))"
     read -r pr0 pw0 <<<"$(sysc "$GW_PID")"
+    read -r pa0 pm0 pg0 <<<"$(parent_mem)"
+    pct0=$(parent_cpu)
+    prss=0 grss=0
     if [ "${PROFILE:-0}" = 1 ] || [ "${TRACE:-0}" = 1 ] || [ "${PERF:-0}" = 1 ]; then
       wadm=$(curl -fsS "http://127.0.0.1:$ADM/workers" | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["admin"])')
       if [ "${PROFILE:-0}" = 1 ]; then
@@ -283,6 +298,12 @@ while kill -0 "$LOAD_PID" 2>/dev/null; do
     grq1=$(runq_ns $(gw_pids)) lrq1=$(runq_ns "$LOAD_PID" $(pgrep -P "$LOAD_PID" || true)) trq1=$(date +%s.%N)
     read -r wr1 ww1 <<<"$(sysc $(pgrep -P "$GW_PID"))"
     read -r pr1 pw1 <<<"$(sysc "$GW_PID")"
+    read -r pa1 pm1 pg1 <<<"$(parent_mem)"
+    pct1=$(parent_cpu)
+    x=$(rss_kb "$GW_PID")
+    [ "$x" -gt "$prss" ] && prss=$x
+    x=$(gw_rss)
+    [ "$x" -gt "$grss" ] && grss=$x
   fi
   pcpu1=$(parent_cpu)
   sleep 0.5
@@ -309,6 +330,9 @@ if [ "$(echo "$span > 1" | bc)" = 1 ]; then
     # many reads and writes the workers (device frames in, NATS out) and
     # the parent (the NATS server) make for each
     tm=$(echo "$RPS * $rqs" | bc)
+    if [ "${pa1:-0}" -gt "${pa0:-0}" ]; then
+      echo "gateway parent during the traffic (the embedded NATS server, the directory, the API): $(echo "($pa1 - $pa0) / $tm" | bc) B and $(echo "scale=1; ($pm1 - $pm0) / $tm" | bc) allocations per telemetry message, $(echo "scale=1; ($pg1 - $pg0) / $rqs" | bc) collections a second, $(echo "scale=2; ($pct1 - $pct0) / $hz / $rqs" | bc) cores; peak RSS sampled $prss kB (the parent), $grss kB (the gateway, every process)"
+    fi
     echo "system calls per telemetry message during the traffic: workers $(echo "scale=2; ($wr1 - $wr0) / $tm" | bc) reads, $(echo "scale=2; ($ww1 - $ww0) / $tm" | bc) writes; parent (NATS) $(echo "scale=2; ($pr1 - $pr0) / $tm" | bc) reads, $(echo "scale=2; ($pw1 - $pw0) / $tm" | bc) writes"
   fi
 fi

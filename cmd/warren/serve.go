@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/warrenhq/warren/admin"
 	"github.com/warrenhq/warren/engine"
@@ -59,7 +60,8 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	procs := fs.Int("procs", 1, "worker processes on the same ports (SO_REUSEPORT) under a parent that runs the embedded NATS server (1: none)")
 	workerProcs := fs.Int("worker-gomaxprocs", 0, "with -procs: GOMAXPROCS of each worker (0: $GOMAXPROCS if set, else the machine's CPUs divided among the workers, at least 1; negative: Go's default, every CPU in every worker)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
-	gogc := fs.Int("gogc", defaultServeGOGC(), "garbage collector target in percent (debug.SetGCPercent) in every gateway process: the heap may grow this much over the live heap before a collection; lower holds less memory per device for more GC CPU (default $GOGC if set; negative: off)")
+	gogc := fs.Int("gogc", defaultServeGOGC(), "garbage collector target in percent (debug.SetGCPercent) in every gateway process (with -procs: the workers; see -parent-gogc): the heap may grow this much over the live heap before a collection; lower holds less memory per device for more GC CPU (default $GOGC if set; negative: off)")
+	parentGOGC := fs.Int("parent-gogc", defaultServeParentGOGC(), "with -procs: garbage collector target in percent of the prefork parent (the embedded NATS server, the machine's directory, the management API), whose heap is small and whose garbage is the NATS server's per message: a higher target collects it less often for a few MB (default $GOGC if set; negative: off)")
 	memLimit := fs.String("gomemlimit", "", "Go runtime soft memory limit of each gateway process (debug.SetMemoryLimit), e.g. 512MiB or 1GiB; empty: $GOMEMLIMIT, else none")
 	var tcfg memtrim.Config
 	memtrimFlags(fs, &tcfg)
@@ -149,6 +151,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 			log.Error("-tls-addr/-mqtts", "error", err)
 			return 1
 		}
+		debug.SetGCPercent(*parentGOGC) // after applyGC: -gogc is the workers'
 		if n := workerGOMAXPROCS(*workerProcs, *procs, runtime.NumCPU(), os.Getenv("GOMAXPROCS")); n > 0 {
 			os.Setenv("GOMAXPROCS", strconv.Itoa(n)) // the workers' environment; the parent's runtime is set already
 		}
@@ -249,7 +252,9 @@ func serveSupervisor(sig <-chan os.Signal, procs int, ecfg engine.Config, gcfg g
 	os.Setenv(preforkDirEnv, machine)
 	sc := stack.SupervisorConfig{Procs: procs, Addr: gcfg.Addr, AdminAddr: adminAddr,
 		AdminToken: adminToken, DrainTimeout: drain, Name: "warren serve", Logger: gcfg.Logger, ForwardHUP: forwardHUP,
-		Collectors: []prometheus.Collector{dir.Collector(), trim.Collector()}}
+		// The parent's runtime (go_gc_*, go_memstats_*{worker="parent"}):
+		// its collections are the embedded NATS server's garbage.
+		Collectors: []prometheus.Collector{dir.Collector(), trim.Collector(), collectors.NewGoCollector()}}
 	if gcfg.API != "-" {
 		// One loop is plenty for the API; its handlers (a command waits
 		// for its ack) run on the engine's worker pool.
@@ -347,6 +352,22 @@ const DefaultServeGOGC = 25
 // defaultServeGOGC is -gogc's default: $GOGC when set, else
 // DefaultServeGOGC.
 func defaultServeGOGC() int { return envGOGC(DefaultServeGOGC) }
+
+// DefaultServeParentGOGC is the garbage collector target of warren
+// serve's prefork parent when neither -parent-gogc nor $GOGC sets one.
+// The parent holds no devices (its heap is the NATS server's and the
+// machine's directory), and its garbage is the NATS server's, about 620 B per telemetry message (read buffers, match
+// results for subjects that miss its caches). At -gogc's 25 it collected
+// about 7 times a second at 20,000 messages a second; at 100, 1.5 times,
+// for about 0.05 of a core less and ≈ 15-20 B more held RSS per device at
+// 100,000 devices (≈ 5-10 MB more in the parent during the traffic). 400
+// collects 0.3 times a second but holds ≈ 60 B more per device and ≈ 33
+// MB more during the traffic (docs/benchmarks.md §51).
+const DefaultServeParentGOGC = 100
+
+// defaultServeParentGOGC is -parent-gogc's default: $GOGC when set, else
+// DefaultServeParentGOGC.
+func defaultServeParentGOGC() int { return envGOGC(DefaultServeParentGOGC) }
 
 // envGOGC is $GOGC as a GC percent ("off": -1) when set and valid, else
 // def.

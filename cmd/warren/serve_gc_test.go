@@ -3,6 +3,7 @@
 package main
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -70,6 +71,45 @@ func TestServeGCFlags(t *testing.T) {
 				t.Errorf("serve %v: metrics lack %q", tc.args, w[1:])
 			}
 		}
+		n.kill()
+	}
+}
+
+// TestServeParentGOGC: with -procs, -parent-gogc is the prefork parent's
+// collector target and -gogc the workers', each read from the merged
+// metrics (the parent's runtime is labelled worker="parent"); with
+// neither flag nor $GOGC they are DefaultServeParentGOGC and
+// DefaultServeGOGC.
+func TestServeParentGOGC(t *testing.T) {
+	for _, tc := range []struct {
+		args            []string
+		parent, workers int
+	}{
+		{[]string{"-gogc", "37", "-parent-gogc", "137"}, 137, 37},
+		{nil, DefaultServeParentGOGC, DefaultServeGOGC},
+	} {
+		if tc.args == nil && os.Getenv("GOGC") != "" {
+			continue // $GOGC is both flags' default then
+		}
+		n := startServe(t, "pgc", t.TempDir(), append([]string{"-auth", "none", "-procs", "2"}, tc.args...)...)
+		want := []string{fmt.Sprintf(`go_gc_gogc_percent{worker="parent"} %d`, tc.parent),
+			fmt.Sprintf(`go_gc_gogc_percent{worker="0"} %d`, tc.workers), fmt.Sprintf(`go_gc_gogc_percent{worker="1"} %d`, tc.workers)}
+		var metrics string
+		eventually(t, 20*time.Second, fmt.Sprintf("serve %v: the parent's and both workers' collector targets", tc.args), func() bool {
+			resp, err := http.Get("http://" + n.admin + "/metrics")
+			if err != nil {
+				return false
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			metrics = string(b)
+			for _, w := range want {
+				if !strings.Contains(metrics, "\n"+w+"\n") {
+					return false
+				}
+			}
+			return true
+		})
 		n.kill()
 	}
 }
