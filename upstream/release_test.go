@@ -63,6 +63,11 @@ func TestReleaseReuse(t *testing.T) {
 	e := startEngine(t)
 	b := startBackend(t, http.HandlerFunc(hello))
 	c := newTestCluster(t, e, ClusterConfig{Hosts: []string{"http://" + b.addr}, Timeout: 5 * time.Second})
+	// The first request waits for a connection to be dialled: queued, it
+	// is never reused. The rest find it idle.
+	if _, err := get(t, c, "/"); err != nil {
+		t.Fatal(err)
+	}
 	for i := range 20 {
 		h := newRelHandler()
 		x := c.Do(getRequest(h))
@@ -79,7 +84,7 @@ func TestReleaseReuse(t *testing.T) {
 			t.Fatalf("request %d: released exchange not reset: refs %d", i, x.refs.Load())
 		}
 	}
-	if st := c.Stats(); st.RqSuccess != 20 || st.RqActive != 0 {
+	if st := c.Stats(); st.RqSuccess != 21 || st.RqActive != 0 {
 		t.Errorf("stats: %+v", st)
 	}
 }
@@ -158,11 +163,9 @@ func TestReleaseRetriedNotReused(t *testing.T) {
 		}
 	}()
 	c := newTestCluster(t, e, ClusterConfig{Hosts: []string{ln.Addr().String()}})
-	h := newRelHandler()
-	x := c.Do(getRequest(h))
-	h.wait(t)
-	waitRefs(t, x, 1)
-	x.Release()
+	if _, err := get(t, c, "/"); err != nil { // opens the first connection
+		t.Fatal(err)
+	}
 	h2 := newRelHandler()
 	x2 := c.Do(getRequest(h2)) // on the first connection, which closes: retried on a second
 	h2.wait(t)
