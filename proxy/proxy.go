@@ -257,6 +257,11 @@ type pconn struct {
 	wbufs       [4][]byte // OnBody's Writev slice (upstream loop)
 	chunkHdr    [20]byte
 	idleFn      func() // backToIdle, made once
+	// held is the exchange Do returned, kept (client loop only) until the
+	// client connection goes back to idle or closes, where it is released
+	// (upstream.Exchange.Release) after the last use of pc.x there: OnClose
+	// and badRequest may still cancel it up to then, on this same loop.
+	held *upstream.Exchange
 
 	mu          sync.Mutex // guards the fields below
 	phase       uint8
@@ -385,6 +390,7 @@ func (pc *pconn) startRequest(raw []byte, n int) bool {
 		r.Key = upstream.HashKey(pc.c.RemoteAddr().Addr().String())
 	}
 	x := p.cl.Do(&r)
+	pc.held = x
 	pc.mu.Lock()
 	if pc.phase != phDone && pc.x == nil && !pc.respDoneLocked() {
 		pc.x = x
@@ -848,6 +854,7 @@ func (pc *pconn) backToIdle() {
 // release returns pc to the pool.
 func (pc *pconn) release() {
 	p := pc.p
+	pc.releaseHeld()
 	pc.parser.Reset()
 	pc.req.Reset()
 	pc.c = nil
@@ -896,6 +903,16 @@ func (pc *pconn) OnClose(c *engine.Conn, r engine.CloseReason, err error) {
 	pc.mu.Unlock()
 	if x != nil {
 		x.Cancel()
+	}
+	pc.releaseHeld()
+}
+
+// releaseHeld lets the cluster reuse the exchange of the request just
+// served (upstream.Exchange.Release); client loop only.
+func (pc *pconn) releaseHeld() {
+	if pc.held != nil {
+		pc.held.Release()
+		pc.held = nil
 	}
 }
 

@@ -151,6 +151,69 @@ type Exchange struct {
 	slot      *hostPool // holds a place in this host's MaxRequestsPerHost
 	rslot     *hostPool // a retry: holds a place in this host's MaxRetriesPerHost
 	freeTries int
+	// tainted: something besides x's handler, its connection and its
+	// overall timer may hold x (a retry's or the pending queue's timer, a
+	// failed attempt): x is never reused (see Release). Guarded by mu.
+	tainted bool
+
+	// Reuse (Release). pooled is set by Do before the first attempt and
+	// not changed after: x is a plain request that may be reused. refs
+	// counts its holders while pooled: the handler (until Release), Do's
+	// own call (until it returns) and the cluster (until a clean end);
+	// the last to let go puts x back in exchangePool.
+	pooled   bool
+	refs     atomic.Int32
+	released atomic.Bool
+	// timerLive: the overall timer could not be stopped (it fired), so
+	// its callback may still read x. Written and read only by the
+	// goroutine whose end() ended x.
+	timerLive bool
+}
+
+// exchangePool holds exchanges their handlers released (Release) after
+// they ended cleanly, for Do to reuse: a proxy's request then allocates
+// nothing.
+var exchangePool sync.Pool
+
+// Release tells the cluster that the caller is done with x: it will call
+// no method of x, nor keep a reference to it, from now on. Once x has
+// also ended (OnDone has returned), the cluster may reuse x for a later
+// request, which saves a heap allocation per request (a proxy's only
+// one). A plain request that ended with its first attempt's complete
+// response is reused; one that was hedged, retried, queued, streamed,
+// upgraded, pipelined, rate-limited, timed out, canceled or refused is
+// left to the garbage collector, as is any exchange never released.
+// Calling Release is optional; a second call does nothing. It is safe
+// for concurrent use, but no call on x may follow it or race with it.
+func (x *Exchange) Release() {
+	if x.released.Swap(true) {
+		return
+	}
+	x.unref()
+}
+
+// unref drops one of x's holders and puts x back in the pool when it was
+// the last.
+func (x *Exchange) unref() {
+	if !x.pooled {
+		return
+	}
+	if x.refs.Add(-1) == 0 {
+		*x = Exchange{}
+		exchangePool.Put(x)
+	}
+}
+
+// cleanEnd reports whether x, which the caller's end() just ended after
+// a complete response, holds nothing but its handler: no timer, queue or
+// retry can reach it any more.
+func (x *Exchange) cleanEnd() bool {
+	if !x.pooled || x.timerLive {
+		return false
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return !x.tainted && x.retries == 0 && !x.canceled && !x.timedOut
 }
 
 const (
@@ -171,7 +234,11 @@ const maxFreeRetries = 2
 // attempts on two hosts; the handler sees one of them, the first to
 // answer, and its calls carry the returned exchange.
 func (c *Cluster) Do(r *Request) *Exchange {
-	x := &Exchange{c: c, method: r.Method, head: r.Head, body: r.Body, stream: r.Stream, upgrade: r.Upgrade,
+	x, _ := exchangePool.Get().(*Exchange)
+	if x == nil {
+		x = new(Exchange)
+	}
+	*x = Exchange{c: c, method: r.Method, head: r.Head, body: r.Body, stream: r.Stream, upgrade: r.Upgrade,
 		key: r.Key, h: r.Handler, lastHost: -1, loop: r.Loop, expect: r.Expect100}
 	switch {
 	case r.Idempotent > 0:
@@ -237,7 +304,14 @@ func (c *Cluster) Do(r *Request) *Exchange {
 		time.AfterFunc(wait, x.begin) // the overall timer and Cancel still apply
 		return x
 	}
+	if x.hg == nil && !x.stream && !x.upgrade && !x.expect && c.pool.MaxPipeline <= 1 {
+		// A plain request: reusable once its handler, this call and the
+		// cluster have let go (Release).
+		x.pooled = true
+		x.refs.Store(3)
+	}
 	x.beginAt(x.begun)
+	x.unref() // Do's own hold: x's attempt may end on another loop before this
 	return x
 }
 
@@ -356,6 +430,7 @@ func (x *Exchange) breakerDone(err error, now time.Time) {
 // armPendingTimer bounds x's wait in a pending queue.
 func (x *Exchange) armPendingTimer() {
 	x.mu.Lock()
+	x.tainted = true // the pending queue and its timer hold x
 	if x.ptimer != nil {
 		x.ptimer.Stop()
 	}
@@ -399,6 +474,9 @@ func (x *Exchange) start(cc *clientConn, reused bool, now time.Time) bool {
 	hp.c.set.Start(hp.idx)
 	x.inSet = hp
 	hp.st.rqTotal.Add(1)
+	if x.loop >= 0 && x.loop != cc.loop {
+		hp.c.st.rqOtherLoop.Add(1)
+	}
 	piping := hp.c.pool.MaxPipeline > 1
 	if piping {
 		// The first request in flight; cc.pmu orders it before any
@@ -411,6 +489,7 @@ func (x *Exchange) start(cc *clientConn, reused bool, now time.Time) bool {
 	if len(x.body) > 0 {
 		if x.expect {
 			x.bodyHeld = true
+			x.tainted = true
 			x.ctimer = time.AfterFunc(ContinueTimeout, x.sendHeldBody)
 		} else {
 			bufs = append(bufs, x.body)
@@ -884,7 +963,9 @@ func (x *Exchange) complete(status int, now time.Time) {
 		x.finish(&Error{Failure: FailBadResponse, Host: hp.name})
 		return
 	}
-	x.finishAt(nil, now)
+	if x.finishAt(nil, now) && x.cleanEnd() {
+		x.unref() // the cluster's hold
+	}
 }
 
 // attemptInfo describes a failed attempt.
@@ -900,6 +981,7 @@ type attemptInfo struct {
 func (x *Exchange) attemptFailed(err *Error, hp *hostPool, ai attemptInfo) {
 	c := x.c
 	x.mu.Lock()
+	x.tainted = true
 	x.dropSlotLocked()
 	if x.state == xDone {
 		x.mu.Unlock()
@@ -964,6 +1046,7 @@ func (x *Exchange) attemptFailed(err *Error, hp *hostPool, ai attemptInfo) {
 func (x *Exchange) retry(backoff, connectFailed bool) bool {
 	c := x.c
 	x.mu.Lock()
+	x.tainted = true
 	n := x.retries + 1
 	reserved, at := x.reserved, x.retryAt
 	x.reserved, x.retryAt = false, time.Time{}
@@ -1111,8 +1194,8 @@ func (x *Exchange) end() bool {
 	if orphan != nil {
 		orphan.Abort(engine.ReasonLocal)
 	}
-	if overall != nil {
-		overall.stop()
+	if overall != nil && !overall.stop() {
+		x.timerLive = true
 	}
 	if x.child {
 		return true // the parent holds the request's gates
@@ -1130,9 +1213,9 @@ func (x *Exchange) end() bool {
 func (x *Exchange) finish(err error) { x.finishAt(err, time.Time{}) }
 
 // finishAt is finish with the clock read at now (zero: read it if needed).
-func (x *Exchange) finishAt(err error, now time.Time) {
+func (x *Exchange) finishAt(err error, now time.Time) bool {
 	if !x.end() {
-		return
+		return false
 	}
 	x.breakerDone(err, now)
 	if x.child {
@@ -1143,6 +1226,7 @@ func (x *Exchange) finishAt(err error, now time.Time) {
 		x.c.st.countFailure(f)
 	}
 	x.h.OnDone(x, err)
+	return true
 }
 
 // Status returns the status of the response passed on, or 0.

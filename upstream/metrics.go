@@ -35,6 +35,7 @@ import (
 //	warren_upstream_rq_retry_rate_limited_total   counter  retries and hedges not made for want of a rate limit slot
 //	warren_upstream_rq_pipelined_total            counter  requests written behind others on a connection
 //	warren_upstream_rq_pipeline_reset_total       counter  pipelined requests whose connection closed before their response (retried)
+//	warren_upstream_rq_other_loop_total           counter  requests started on a connection of another event loop than their caller's
 //	warren_upstream_host_overflow_total{resource} counter  per-host thresholds hit (connections, pending, requests, retries)
 //	warren_upstream_rq_xx_total{class}            counter  responses by status class
 //	warren_upstream_rq_failure_total{reason}      counter  requests failed without a response, by Failure
@@ -91,6 +92,7 @@ var metricDefs = []metricDef{
 	{"rq_retry_rate_limited_total", "Retries and hedges not made for want of a rate limit slot.", prometheus.CounterValue, ""},
 	{"rq_pipelined_total", "Requests written behind others on a connection (pipelining).", prometheus.CounterValue, ""},
 	{"rq_pipeline_reset_total", "Pipelined requests whose connection closed before their response started.", prometheus.CounterValue, ""},
+	{"rq_other_loop_total", "Requests started on a connection of another event loop than their caller's.", prometheus.CounterValue, ""},
 	{"host_overflow_total", "Per-host thresholds hit, by resource.", prometheus.CounterValue, "resource"},
 	{"rq_xx_total", "Responses by status class.", prometheus.CounterValue, "class"},
 	{"rq_failure_total", "Requests failed without a response, by reason.", prometheus.CounterValue, "reason"},
@@ -153,6 +155,7 @@ func (k *promCollector) Collect(ch chan<- prometheus.Metric) {
 		"rq_hedge_won_total": float64(s.RqHedgeWon), "rq_rate_limited_total": float64(s.RqRateLimited),
 		"rq_throttled_total": float64(s.RqThrottled), "rq_retry_rate_limited_total": float64(s.RqRetryRateLimited),
 		"rq_pipelined_total": float64(s.RqPipelined), "rq_pipeline_reset_total": float64(s.RqPipelineReset),
+		"rq_other_loop_total": float64(s.RqOtherLoop),
 	}
 	for _, d := range metricDefs {
 		desc := k.desc(d)

@@ -11,6 +11,7 @@ type clusterStats struct {
 	rqTotal, rqSuccess, rqOverflow, rqTimeout, rqPerTryTimeout atomic.Uint64
 	rqRetry, rqRetryReused, retryOverflow, retryRateLimited    atomic.Uint64
 	rqPipelined, rqPipelineReset                               atomic.Uint64
+	rqOtherLoop                                                atomic.Uint64
 	hedged, hedgeWon, rqRateLimited, rqThrottled               atomic.Uint64
 	pendingTotal, pendingOverflow, pendingTimeout              atomic.Uint64
 	breakerRejected, ejections, drains, upgrades               atomic.Uint64
@@ -102,6 +103,11 @@ type ClusterStats struct {
 	// connection closed before their response started (retried).
 	RqPipelined     uint64 `json:"rq_pipelined"`
 	RqPipelineReset uint64 `json:"rq_pipeline_reset"`
+	// RqOtherLoop counts requests started on a connection of another
+	// event loop than their caller's (Request.Loop): their response is
+	// read, and handed to the caller, on another thread. Idle connections
+	// of the caller's loop are taken first; this counts the rest.
+	RqOtherLoop uint64 `json:"rq_other_loop"`
 	// Resource thresholds: the cluster's (Thresholds, by Resource name)
 	// and each host's limits (PoolConfig, "connections", "pending",
 	// "requests"; -1 for none) with the times hosts hit them.
@@ -175,7 +181,7 @@ func (c *Cluster) Stats() ClusterStats {
 		BreakerRejected: s.breakerRejected.Load(), Ejections: s.ejections.Load(), Drains: s.drains.Load(),
 		Panic: c.set.Panic(), BreakerState: "off", RqHedged: s.hedged.Load(), RqHedgeWon: s.hedgeWon.Load(),
 		RqRateLimited: s.rqRateLimited.Load(), RqThrottled: s.rqThrottled.Load(), RqRetryRateLimited: s.retryRateLimited.Load(),
-		RqPipelined: s.rqPipelined.Load(), RqPipelineReset: s.rqPipelineReset.Load(),
+		RqPipelined: s.rqPipelined.Load(), RqPipelineReset: s.rqPipelineReset.Load(), RqOtherLoop: s.rqOtherLoop.Load(),
 		TLSHandshakes: s.tlsOK.Load(), TLSHandshakeFail: s.tlsFail.Load(),
 		CircuitBreakers: map[string]ThresholdStats{}, HostOverflow: map[string]uint64{},
 		HostLimits: map[string]int64{"connections": int64(max(-1, c.pool.MaxConnsPerHost)),

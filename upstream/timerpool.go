@@ -44,10 +44,13 @@ func (pt *pooledTimer[T]) run() {
 
 // stop stops the timer and pools it when it had not fired (after Stop
 // reports true its function does not run, so no one holds it). Call it
-// once: a pooled timer may belong to another target after.
-func (pt *pooledTimer[T]) stop() {
+// once: a pooled timer may belong to another target after. It reports
+// whether the timer was stopped before it fired.
+func (pt *pooledTimer[T]) stop() bool {
 	if pt.t.Stop() {
 		pt.target.Store(nil)
 		pt.p.pool.Put(pt)
+		return true
 	}
+	return false
 }
