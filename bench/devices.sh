@@ -189,7 +189,7 @@ for r, (n, d, run, ds) in sorted(agg.items()):
 # collections a second.
 parent_mem() {
   curl -fsS "http://127.0.0.1:$ADM/debug/pprof/heap?debug=1" 2>/dev/null |
-    awk '/^# TotalAlloc = / {a = $4} /^# Mallocs = / {m = $4} /^# NumGC = / {g = $4} END {printf "%d %d %d\n", a, m, g}'
+    awk '/^# TotalAlloc = / {a = $4} /^# Mallocs = / {m = $4} /^# NumGC = / {g = $4} END {printf "%.0f %.0f %.0f\n", a, m, g}'
 }
 # sysc PID...: the processes' read and write system calls so far, "r w"
 # (/proc/PID/io syscr, syscw).
@@ -300,7 +300,7 @@ while kill -0 "$LOAD_PID" 2>/dev/null; do
     read -r pr1 pw1 <<<"$(sysc "$GW_PID")"
     read -r pa1 pm1 pg1 <<<"$(parent_mem)"
     pct1=$(parent_cpu)
-    x=$(rss_kb "$GW_PID")
+    x=$(rss_kb "$GW_PID" 2>/dev/null || echo 0)
     [ "$x" -gt "$prss" ] && prss=$x
     x=$(gw_rss)
     [ "$x" -gt "$grss" ] && grss=$x
@@ -330,7 +330,7 @@ if [ "$(echo "$span > 1" | bc)" = 1 ]; then
     # many reads and writes the workers (device frames in, NATS out) and
     # the parent (the NATS server) make for each
     tm=$(echo "$RPS * $rqs" | bc)
-    if [ "${pa1:-0}" -gt "${pa0:-0}" ]; then
+    if [ "$GW_PROCS" -gt 1 ] && [ "${pa1:-0}" -gt "${pa0:-0}" ]; then
       echo "gateway parent during the traffic (the embedded NATS server, the directory, the API): $(echo "($pa1 - $pa0) / $tm" | bc) B and $(echo "scale=1; ($pm1 - $pm0) / $tm" | bc) allocations per telemetry message, $(echo "scale=1; ($pg1 - $pg0) / $rqs" | bc) collections a second, $(echo "scale=2; ($pct1 - $pct0) / $hz / $rqs" | bc) cores; peak RSS sampled $prss kB (the parent), $grss kB (the gateway, every process)"
     fi
     echo "system calls per telemetry message during the traffic: workers $(echo "scale=2; ($wr1 - $wr0) / $tm" | bc) reads, $(echo "scale=2; ($ww1 - $ww0) / $tm" | bc) writes; parent (NATS) $(echo "scale=2; ($pr1 - $pr0) / $tm" | bc) reads, $(echo "scale=2; ($pw1 - $pw0) / $tm" | bc) writes"

@@ -61,7 +61,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	workerProcs := fs.Int("worker-gomaxprocs", 0, "with -procs: GOMAXPROCS of each worker (0: $GOMAXPROCS if set, else the machine's CPUs divided among the workers, at least 1; negative: Go's default, every CPU in every worker)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	gogc := fs.Int("gogc", defaultServeGOGC(), "garbage collector target in percent (debug.SetGCPercent) in every gateway process (with -procs: the workers; see -parent-gogc): the heap may grow this much over the live heap before a collection; lower holds less memory per device for more GC CPU (default $GOGC if set; negative: off)")
-	parentGOGC := fs.Int("parent-gogc", defaultServeParentGOGC(), "with -procs: garbage collector target in percent of the prefork parent (the embedded NATS server, the machine's directory, the management API), whose heap is small and whose garbage is the NATS server's per message: a higher target collects it less often for a few MB (default $GOGC if set; negative: off)")
+	parentGOGC := fs.Int("parent-gogc", defaultServeParentGOGC(), "with -procs > 1 (ignored otherwise): garbage collector target in percent of the prefork parent (the embedded NATS server, the machine's directory, the management API), whose heap is small and whose garbage is the NATS server's per message: a higher target collects it less often for a few MB (default $GOGC if set; negative: off)")
 	memLimit := fs.String("gomemlimit", "", "Go runtime soft memory limit of each gateway process (debug.SetMemoryLimit), e.g. 512MiB or 1GiB; empty: $GOMEMLIMIT, else none")
 	var tcfg memtrim.Config
 	memtrimFlags(fs, &tcfg)
