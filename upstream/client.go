@@ -183,8 +183,12 @@ var exchangePool sync.Pool
 // response is reused; one that was hedged, retried, queued, streamed,
 // upgraded, pipelined, rate-limited, timed out, canceled or refused is
 // left to the garbage collector, as is any exchange never released.
-// Calling Release is optional; a second call does nothing. It is safe
-// for concurrent use, but no call on x may follow it or race with it.
+// Calling Release is optional. Call it at most once: once x has been
+// reused, a second call would let go of another request's exchange. After
+// it, nobody may use x — including whoever holds the pointer Do returned:
+// a handler that releases from OnDone, which may run before Do returns,
+// must be the only user of x, so release from the goroutine that called
+// Do, after it returned, when Do's result is kept (as warren proxy does).
 func (x *Exchange) Release() {
 	if x.released.Swap(true) {
 		return
@@ -293,6 +297,13 @@ func (c *Cluster) Do(r *Request) *Exchange {
 	if c.cfg.HedgeDelay > 0 && Hedgeable(r) && len(c.hosts) > 1 {
 		x.hg = &hedger{p: x}
 	}
+	if wait == 0 && x.hg == nil && !x.stream && !x.upgrade && !x.expect && c.pool.MaxPipeline <= 1 {
+		// A plain request: reusable once its handler, this call and the
+		// cluster have let go (Release). Set before the overall timer
+		// starts: from then on another goroutine may end x and release it.
+		x.pooled = true
+		x.refs.Store(3)
+	}
 	if c.cfg.Timeout > 0 {
 		t := overallTimers.arm(x, c.cfg.Timeout)
 		x.mu.Lock()
@@ -303,12 +314,6 @@ func (c *Cluster) Do(r *Request) *Exchange {
 		c.st.rqThrottled.Add(1)
 		time.AfterFunc(wait, x.begin) // the overall timer and Cancel still apply
 		return x
-	}
-	if x.hg == nil && !x.stream && !x.upgrade && !x.expect && c.pool.MaxPipeline <= 1 {
-		// A plain request: reusable once its handler, this call and the
-		// cluster have let go (Release).
-		x.pooled = true
-		x.refs.Store(3)
 	}
 	x.beginAt(x.begun)
 	x.unref() // Do's own hold: x's attempt may end on another loop before this

@@ -109,8 +109,29 @@ func TestReleaseBeforeEnd(t *testing.T) {
 	}
 }
 
+// TestReleaseOverallTimeoutAtOnce: requests whose overall timeout fires
+// at once end and are released on the timer's goroutine, racing Do's own
+// start: every one ends exactly once, and nothing is reused twice. (The
+// review's race — Do deciding reusability after arming the timer — was
+// seen by the race detector with a patched timer; this test does not
+// reproduce that window reliably.)
+func TestReleaseOverallTimeoutAtOnce(t *testing.T) {
+	e := startEngine(t)
+	b := startBackend(t, http.HandlerFunc(hello))
+	c := newTestCluster(t, e, ClusterConfig{Hosts: []string{"http://" + b.addr}, Timeout: time.Nanosecond})
+	for range 300 {
+		h := &releasingHandler{done: make(chan struct{})}
+		c.Do(getRequest(h))
+		select {
+		case <-h.done:
+		case <-time.After(10 * time.Second):
+			t.Fatal("no OnDone")
+		}
+	}
+}
+
 // releasingHandler releases its exchange from OnDone, twice (the second
-// call does nothing).
+// call, made while the cluster still holds the exchange, does nothing).
 type releasingHandler struct {
 	err  error
 	done chan struct{}
