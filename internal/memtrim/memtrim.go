@@ -20,11 +20,11 @@ package memtrim
 import (
 	"context"
 	"runtime/debug"
-
-	"github.com/prometheus/client_golang/prometheus"
 	rtmetrics "runtime/metrics"
 	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 var (
