@@ -137,8 +137,9 @@ type Config struct {
 	// below the process's the threads handshakes compute on run (to 19 at
 	// most; relative, so that a process started at nice 15 never raises
 	// them above its loops): each handshake worker locks its goroutine to
-	// an OS thread of its own and lowers that thread's priority, so that the kernel runs the threads of the event loops,
-	// the NATS clients and the request handlers — of this process and of
+	// an OS thread of its own and lowers that thread's priority, so that
+	// the kernel runs the threads of the event loops, the NATS clients and
+	// the request handlers — of this process and of
 	// any other at the normal priority — ahead of handshake crypto, which
 	// gets the cores they leave. HandshakeCPU bounds what Go's scheduler
 	// runs; this is the same for the kernel's run queues, where a storm's
@@ -152,19 +153,15 @@ type Config struct {
 	// raised again (that needs CAP_SYS_NICE): it ends with its worker.
 	// Zero means 10 (DefaultHandshakeNice); 1-19 nice levels, as nice(1)'s
 	// -n; negative means the process's priority and no spare P, as when
-	// no thread could be lowered (no spare P is then added either). Measured through a 20,000-client
-	// storm on two shared cores (docs/benchmarks.md §47): command p99
-	// 25 ms against 207-331 ms at the process's priority with the storm's
-	// clients at the gateway's priority; with the clients at nice 19 it
-	// stayed within the machine's noise (median 69 against 77 ms), the
-	// gateway's own part of a command faster; the costs are about a quarter
-	// more CPU per handshake through a storm (a thread hand-off at each
-	// wake-up of a locked worker, the spare P's idle GC workers), 0.89x
-	// nginx's handshakes per CPU-second instead of 1.10x on one pinned
-	// CPU, and stop-the-world pauses that wait for a lowered thread the
-	// kernel holds back (p99 5-10 ms during a storm, from 0.2-2 ms). 19
-	// measured worse than 10 (median 95 ms): lowered threads held back
-	// longer hold their Ps and pauses longer.
+	// no thread could be lowered (no spare P is then added either). The
+	// costs, measured through 20,000-client storms (docs/benchmarks.md
+	// §47, §52): about a quarter more CPU per handshake through a storm (a
+	// thread hand-off at each wake-up of a locked worker, the spare P's
+	// idle GC workers), handshakes per CPU-second on one pinned CPU at
+	// 0.89-1.04x nginx's (1.10x without, §47), and stop-the-world pauses
+	// that wait for a lowered thread the kernel holds back. 19 measured
+	// worse than 10: lowered threads held back longer hold their Ps, and
+	// pauses, longer.
 	HandshakeNice int
 	// CollectAfter: once this many handshakes have started since the last
 	// such collection, a second without a new handshake runs one garbage
