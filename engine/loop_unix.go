@@ -151,6 +151,14 @@ const yieldAfter = time.Millisecond
 func (l *loop) run() {
 	defer close(l.stopped)
 	e := l.e
+	locked := e.cfg.LockOSThread
+	if locked {
+		// Deferred after close(l.stopped), so it runs first: the thread
+		// is released before Stop's waiters return.
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+	}
+	yield := !locked // see Config.LockOSThread
 	tickMS := int(e.tickDur / time.Millisecond)
 	if tickMS < 1 {
 		tickMS = 1
@@ -187,7 +195,7 @@ func (l *loop) run() {
 		if len(l.folded) > 0 {
 			l.runFolded(woke)
 		}
-		if n > 0 && woke.Sub(busySince) >= yieldAfter {
+		if yield && n > 0 && woke.Sub(busySince) >= yieldAfter {
 			// A loop with events every time it polls never parks, and the
 			// Go scheduler would let it hold its P until its 10 ms forced
 			// preemption while another loop or a worker readied onto the
