@@ -151,14 +151,12 @@ const yieldAfter = time.Millisecond
 func (l *loop) run() {
 	defer close(l.stopped)
 	e := l.e
-	locked := e.cfg.LockOSThread
-	if locked {
+	if e.cfg.LockOSThread {
 		// Deferred after close(l.stopped), so it runs first: the thread
 		// is released before Stop's waiters return.
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
 	}
-	yield := !locked // see Config.LockOSThread
 	tickMS := int(e.tickDur / time.Millisecond)
 	if tickMS < 1 {
 		tickMS = 1
@@ -195,13 +193,19 @@ func (l *loop) run() {
 		if len(l.folded) > 0 {
 			l.runFolded(woke)
 		}
-		if yield && n > 0 && woke.Sub(busySince) >= yieldAfter {
+		if n > 0 && woke.Sub(busySince) >= yieldAfter {
 			// A loop with events every time it polls never parks, and the
 			// Go scheduler would let it hold its P until its 10 ms forced
 			// preemption while another loop or a worker readied onto the
 			// same P waits (p99 under wrk -c128 on 2 cores: 14-32 ms).
 			// Yielding after every batch fixed the tail but cost 10% CPU
 			// per request; once per busy millisecond bounds the wait.
+			// A locked loop (Config.LockOSThread) hands its P to another
+			// thread here and sleeps until the P comes back: its thread
+			// leaves the core to the other loop's, to the runtime's and
+			// to other processes' for a moment (the proxy's p99 is
+			// better with this yield than without it, docs/benchmarks.md
+			// section 57).
 			runtime.Gosched()
 			busySince = time.Now()
 		}
