@@ -15,6 +15,9 @@
 #                               # binary B_BIN, default the same build,
 #                               # extra flags B_FLAGS, environment B_ENV)
 #                               # in the same rounds
+#   C_BIN=... C_FLAGS=... C_ENV=... bench/proxy.sh
+#                               # a third warren proxy ("warrenC"), as
+#                               # warrenB, in the same rounds
 #   B_ENV=WARREN_NETPOLL=on bench/proxy.sh
 #                               # warrenB: loops parked in Go's netpoller
 #                               # (the engine's mode before section 43)
@@ -70,6 +73,15 @@ if [ -n "${B_BIN:-}${B_FLAGS:-}${B_ENV:-}" ]; then
   WARRENB_PID=$!
   PIDS+=("$WARRENB_PID")
   NAMES+=(warrenB)
+fi
+if [ -n "${C_BIN:-}${C_FLAGS:-}${C_ENV:-}" ]; then
+  CCPORT=$(free_port)
+  # shellcheck disable=SC2086
+  env ${C_ENV:-} "${C_BIN:-$W}" proxy -listen "127.0.0.1:$CCPORT" -admin "" -loops "$WORKERS" -upstream "http://127.0.0.1:$BPORT" \
+    -max-idle-per-host 256 ${C_FLAGS:-} >"$OUT/warrenC.log" 2>&1 &
+  WARRENC_PID=$!
+  PIDS+=("$WARRENC_PID")
+  NAMES+=(warrenC)
 fi
 if [ "${BATCH:-}" = 1 ]; then
   BTPORT=$(free_port)
@@ -232,6 +244,7 @@ echo "# $(date -u '+%Y-%m-%d %H:%M UTC'); $(machine_line)"
 echo "# wrk -t2 -c$CONNS -d$DURATION through each proxy to warren echo (-loops 1); proxies with $WORKERS workers/threads/loops; $ROUNDS rounds"
 echo "# nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'), HAProxy $(haproxy -v | head -1 | awk '{print $3}')"
 [ -n "${BBPORT:-}" ] && wait_port "$BBPORT"
+[ -n "${CCPORT:-}" ] && wait_port "$CCPORT"
 [ -n "${BTPORT:-}" ] && wait_port "$BTPORT"
 for name in "${NAMES[@]}"; do : >"$OUT/$name.rounds"; done
 for ((r = 1; r <= ROUNDS; r++)); do
@@ -239,6 +252,9 @@ for ((r = 1; r <= ROUNDS; r++)); do
   echo "warren $(run warren "$WPORT" "$WARREN_PID")" | tee -a "$OUT/warren.rounds"
   if [ -n "${BBPORT:-}" ]; then
     echo "warrenB $(run warrenB "$BBPORT" "$WARRENB_PID")" | tee -a "$OUT/warrenB.rounds"
+  fi
+  if [ -n "${CCPORT:-}" ]; then
+    echo "warrenC $(run warrenC "$CCPORT" "$WARRENC_PID")" | tee -a "$OUT/warrenC.rounds"
   fi
   if [ -n "${BTPORT:-}" ]; then
     echo "batch $(run batch "$BTPORT" "$BATCH_PID")" | tee -a "$OUT/batch.rounds"
@@ -263,6 +279,7 @@ if [ "${SYSCALLS:-}" = 1 ]; then
   echo
   syscalls warren "$WPORT" "$WARREN_PID"
   [ -n "${BBPORT:-}" ] && syscalls warrenB "$BBPORT" "$WARRENB_PID"
+  [ -n "${CCPORT:-}" ] && syscalls warrenC "$CCPORT" "$WARRENC_PID"
   [ -n "${BTPORT:-}" ] && syscalls batch "$BTPORT" "$BATCH_PID"
   # shellcheck disable=SC2046
   syscalls nginx "$NPORT" $(nginx_pids)
@@ -291,4 +308,16 @@ if [ -n "${BBPORT:-}" ]; then
   awk -v w="$wbp" -v a="$wp" -v n="$np" -v h="$hp" 'BEGIN {printf "warrenB p99: %.2fx warren, %.2fx nginx, %.2fx HAProxy\n", w / a, w / n, w / h}'
   paste -d' ' "$OUT/warren.rounds" "$OUT/warrenB.rounds" | awk '{printf "round %d: warrenB/warren CPU per request %.2f, req/s %.2f, p99 %.2f\n", NR, $11 / $3, $10 / $2, $12 / $4}'
 fi
+if [ -n "${CCPORT:-}" ]; then
+  wc=$(awk '{print $3}' "$OUT/warrenC.rounds" | median)
+  awk -v w="$wc" -v a="$w" -v n="$n" -v h="$h" 'BEGIN {printf "warrenC CPU per request: %.2fx warren, %.2fx nginx, %.2fx HAProxy\n", w / a, w / n, w / h}'
+  wcp=$(awk '{print $4}' "$OUT/warrenC.rounds" | median)
+  awk -v w="$wcp" -v a="$wp" -v n="$np" -v h="$hp" 'BEGIN {printf "warrenC p99: %.2fx warren, %.2fx nginx, %.2fx HAProxy\n", w / a, w / n, w / h}'
+  paste -d' ' "$OUT/warren.rounds" "$OUT/warrenC.rounds" | awk '{printf "round %d: warrenC/warren CPU per request %.2f, req/s %.2f, p99 %.2f\n", NR, $11 / $3, $10 / $2, $12 / $4}'
+fi
+# Per round, each proxy's p99 over HAProxy's in the same round.
+for name in "${NAMES[@]}"; do
+  [ "$name" = haproxy ] && continue
+  paste -d' ' "$OUT/$name.rounds" "$OUT/haproxy.rounds" | awk -v name="$name" '{r = r sprintf(" %.2f", $4 / $12)} END {printf "%s p99 / HAProxy per round:%s\n", name, r}'
+done
 rm -rf "$NDIR" "$HDIR"

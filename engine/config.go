@@ -35,6 +35,19 @@ type Config struct {
 	// stops adjusting it to CPU limits itself); zero Loops still means the
 	// GOMAXPROCS before the raise.
 	BlockingPoll bool
+	// LockOSThread locks each loop's goroutine to its own OS thread
+	// (runtime.LockOSThread) for the loop's life, so that a loop's work
+	// stays on one thread instead of moving to another at each of its
+	// yields. A locked loop's once-per-busy-millisecond yield then hands
+	// its P to another thread and back, two thread wake-ups, during which
+	// its thread sleeps and leaves the core to others: under the reverse
+	// proxy's load this gave a better p99 than unlocked loops and than
+	// locked loops that do not yield (docs/benchmarks.md section 57). A
+	// locked loop that parks (in Go's netpoller without BlockingPoll, or
+	// folded into loop 0) hands its P to another thread and is handed one
+	// back when it wakes, a thread switch each way, so it is meant for use
+	// with BlockingPoll. Zero means false. Ignored by the portable engine.
+	LockOSThread bool
 	// FixedLoops keeps every loop on its own goroutine whatever the load
 	// (no folding). Loops never fold off Linux or with Portable.
 	FixedLoops bool

@@ -22,7 +22,9 @@
 // cheapest when waits are many and short; with Config.BlockingPoll it
 // blocks its own thread in epoll_wait instead, so that under load one
 // loop's events never wait for another loop's busy spell (the reverse
-// proxy's choice; the engine then keeps one P spare).
+// proxy's choice; the engine then keeps one P spare). Config.LockOSThread
+// locks each loop to its own OS thread, so that a loop's work is not moved
+// between threads by the Go scheduler (the reverse proxy's choice too).
 //
 // With Config.Inline the handler runs on the loop and must never block.
 // Otherwise it runs on a bounded worker pool, one call at a time per

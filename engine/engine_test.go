@@ -95,7 +95,8 @@ var kinds = []engineKind{
 	{"loops-inline", func(c *Config) { c.Inline = true }},
 	{"loops-worker", func(c *Config) {}},
 	{"portable", func(c *Config) { c.Portable = true }},
-	{"loops-blocking", func(c *Config) { c.Inline, c.BlockingPoll = true, true }}, // Config.BlockingPoll
+	{"loops-blocking", func(c *Config) { c.Inline, c.BlockingPoll = true, true }},                     // Config.BlockingPoll
+	{"loops-locked", func(c *Config) { c.Inline, c.BlockingPoll, c.LockOSThread = true, true, true }}, // Config.LockOSThread
 }
 
 func forEachKind(t *testing.T, fn func(t *testing.T, k engineKind)) {

@@ -38,3 +38,26 @@ func ExampleConfig_blockingPoll() {
 	fmt.Println(string(buf))
 	// Output: ping
 }
+
+// Loops can also be locked to their OS threads (Config.LockOSThread), so
+// that each loop's work stays on one thread; with BlockingPoll, a loop's
+// thread then sleeps in epoll_wait and is woken by the kernel for that
+// loop's sockets alone.
+func ExampleConfig_lockOSThread() {
+	cfg := engine.Config{Inline: true, Loops: 2, BlockingPoll: true, LockOSThread: true}
+	e, err := engine.New(cfg, echoBack{})
+	if err != nil {
+		panic(err)
+	}
+	if err := e.Start("127.0.0.1:0"); err != nil {
+		panic(err)
+	}
+	defer e.Shutdown(context.Background())
+	c, _ := net.Dial("tcp", e.Addr().String())
+	defer c.Close()
+	c.Write([]byte("pong"))
+	buf := make([]byte, 4)
+	io.ReadFull(c, buf)
+	fmt.Println(string(buf))
+	// Output: pong
+}

@@ -151,6 +151,12 @@ const yieldAfter = time.Millisecond
 func (l *loop) run() {
 	defer close(l.stopped)
 	e := l.e
+	if e.cfg.LockOSThread {
+		// Deferred after close(l.stopped), so it runs first: the thread
+		// is released before Stop's waiters return.
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+	}
 	tickMS := int(e.tickDur / time.Millisecond)
 	if tickMS < 1 {
 		tickMS = 1
@@ -194,6 +200,12 @@ func (l *loop) run() {
 			// same P waits (p99 under wrk -c128 on 2 cores: 14-32 ms).
 			// Yielding after every batch fixed the tail but cost 10% CPU
 			// per request; once per busy millisecond bounds the wait.
+			// A locked loop (Config.LockOSThread) hands its P to another
+			// thread here and sleeps until the P comes back: its thread
+			// leaves the core to the other loop's, to the runtime's and
+			// to other processes' for a moment (the proxy's p99 is
+			// better with this yield than without it, docs/benchmarks.md
+			// section 57).
 			runtime.Gosched()
 			busySince = time.Now()
 		}

@@ -39,6 +39,7 @@ func runProxy(args []string, stdout, stderr io.Writer) int {
 
 	var ecfg engine.Config
 	ecfg.BlockingPoll = true // busy loops must not wait for each other: the proxy's p99 (docs/benchmarks.md section 43)
+	ecfg.LockOSThread = true // each loop on its own thread: the proxy's p99 (docs/benchmarks.md section 57)
 	stack.EngineFlags(fs, &ecfg)
 
 	var cc upstream.ClusterConfig
