@@ -79,7 +79,7 @@ func newMetrics(namespace string, s *Server) *metrics {
 			Help:    "Time from the ClientHello's arrival to the end of the handshake, queueing included.",
 			Buckets: []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5, 10}}),
 		queue: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Name: "tls_handshake_queue_depth",
-			Help: "Handshakes waiting for a handshake worker."}, func() float64 { return float64(len(s.jobs)) }),
+			Help: "Handshakes waiting for a handshake worker (with HandshakeCPU, those waiting for their first CPU slot included)."}, func() float64 { return float64(s.pending.Load()) }),
 		workers: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Name: "tls_handshake_workers",
 			Help: "Handshake workers running (Config.HandshakeWorkers at most; GOMAXPROCS of them stay when idle)."}, func() float64 { return float64(s.live.Load()) }),
 		computing: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Name: "tls_handshakes_computing",
