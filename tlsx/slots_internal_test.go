@@ -243,6 +243,9 @@ func TestSlotAccountingStress(t *testing.T) {
 			if n := testutil.ToFloat64(s.m.handshakes.WithLabelValues(ResultOK, versionName(tls.VersionTLS13))); n != float64(ok.Load()) {
 				t.Fatalf("%v ok on the server, %d clients served", n, ok.Load())
 			}
+			if m := testutil.ToFloat64(s.m.takenBack); m != float64(s.cpu.takenBack()) {
+				t.Fatalf("warren_tls_handshake_slots_taken_back_total %v, the scheduler counted %d", m, s.cpu.takenBack())
+			}
 			t.Logf("%d served, %d parked slots taken back", ok.Load(), s.cpu.takenBack())
 		})
 	}
