@@ -292,7 +292,6 @@ echo "storm: $(online) of $total online (peak $peak_online); all online ${all:-n
 if [ -n "$all" ]; then
   echo "storm: $((ok1 - ok0)) handshakes ok in $all s = $(echo "($ok1 - $ok0) / $all" | bc) handshakes/s (gateway limit $TLS_RATE/s); gateway CPU $(echo "scale=2; ($cpu1 - $cpu0) / $hz" | bc) s = $(echo "scale=2; ($cpu1 - $cpu0) / $hz / $all" | bc) cores"
 fi
-echo "CPU slots taken back from a queued new handshake (warren_tls_handshake_slots_taken_back_total): $(metric warren_tls_handshake_slots_taken_back_total '')"
 for b in listener per_ip banned queue_full; do
   echo "refused by bound $b: $(metric warren_tls_refused_total "bound=\"$b\"")"
 done

@@ -135,12 +135,6 @@ type hsConn struct {
 	cpuGone   bool
 	dataWait  bool
 
-	// Under cpuSched.mu: where a submitted handshake no worker has taken
-	// yet is in the scheduler (cpuFresh, cpuParked), and its index in
-	// cpuSched.parked.
-	cpuState uint8
-	parkAt   int
-
 	// The flight timeout (Config.FlightTimeout), under mu: waiting is
 	// set while the worker waits for a record it has not had whole, from
 	// the moment it found nothing to read until the record's last byte;
@@ -207,32 +201,16 @@ func (hs *hsConn) OnData(c *engine.Conn, in []byte) int {
 	// The spare Ps first, here on the loop: a raise stops the world, which
 	// must not wait for a lowered worker the queued job has just woken.
 	hs.s.holdSpare()
-	if !hs.s.submit(hs) {
+	select {
+	case hs.s.jobs <- hs:
+		hs.s.demand.Add(1)
+		hs.s.grow()
+	default:
 		hs.s.m.refused.WithLabelValues(BoundQueueFull).Inc()
 		hs.shut()
 		c.AbortWithDetail(engine.ReasonLimitReached, DetailQueueFull)
 	}
 	return len(in)
-}
-
-// submit queues hs's handshake, or reports false when Config.HandshakeQueue
-// handshakes already wait for a worker (Server.pending). Under
-// Config.HandshakeCPU a new handshake goes to the workers only with a CPU
-// slot, given here if one is free, else when one is released; until a
-// worker takes it the slot is parked with it, and a handshake already on
-// a worker that needs a slot takes it back (cpuSched's rules). The loop
-// calls it.
-func (s *Server) submit(hs *hsConn) bool {
-	if s.pending.Add(1) > int32(cap(s.jobs)) {
-		s.pending.Add(-1)
-		return false
-	}
-	s.demand.Add(1)
-	s.grow()
-	if s.cpu == nil || s.cpu.submit(hs) {
-		s.jobs <- hs // never blocks: pending bounds what the channel holds
-	}
-	return true
 }
 
 // refuseNotTLS closes a connection whose first bytes are not a TLS
@@ -275,16 +253,6 @@ func (hs *hsConn) OnClose(c *engine.Conn, r engine.CloseReason, err error) {
 	hs.counted = counted
 	hs.mu.Unlock()
 	hs.shut()
-	if hs.queued && hs.cpuBound() && hs.s.cpu.cancel(hs) {
-		// It waited for its first slot and will never reach a worker,
-		// which would have counted it (unless it timed out: below).
-		hs.s.pending.Add(-1)
-		hs.s.demand.Add(-1)
-		if !counted {
-			hs.s.abandoned(hs)
-			return
-		}
-	}
 	if !counted || r == engine.ReasonLimitReached {
 		return
 	}
@@ -557,7 +525,6 @@ func (s *Server) workerOn(resident bool, ready chan struct{}) {
 		case <-s.closed:
 			return
 		case hs := <-s.jobs:
-			s.pending.Add(-1)
 			s.handshake(hs)
 			s.demand.Add(-1)
 		case <-idle:
@@ -621,12 +588,8 @@ func (s *Server) handshake(hs *hsConn) {
 	closed := hs.closed
 	hs.mu.Unlock()
 	if closed {
-		// Its connection closed while it waited for a worker: no slot, no
-		// crypto/tls (a parked slot goes back, if OnClose has not given
-		// it back yet).
-		if hs.cpuBound() {
-			s.cpu.cancel(hs)
-		}
+		// Its connection closed while it waited for a worker: no CPU
+		// slot, no crypto/tls.
 		s.abandoned(hs)
 		return
 	}

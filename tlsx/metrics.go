@@ -42,7 +42,6 @@ type metrics struct {
 	queue       prometheus.GaugeFunc
 	workers     prometheus.GaugeFunc
 	computing   prometheus.GaugeFunc
-	takenBack   prometheus.CounterFunc
 	lowered     prometheus.GaugeFunc
 	spare       prometheus.GaugeFunc
 	collections prometheus.Counter
@@ -80,7 +79,7 @@ func newMetrics(namespace string, s *Server) *metrics {
 			Help:    "Time from the ClientHello's arrival to the end of the handshake, queueing included.",
 			Buckets: []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5, 10}}),
 		queue: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Name: "tls_handshake_queue_depth",
-			Help: "Handshakes waiting for a handshake worker (with HandshakeCPU, those waiting for their first CPU slot included)."}, func() float64 { return float64(s.pending.Load()) }),
+			Help: "Handshakes waiting for a handshake worker."}, func() float64 { return float64(len(s.jobs)) }),
 		workers: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Name: "tls_handshake_workers",
 			Help: "Handshake workers running (Config.HandshakeWorkers at most; GOMAXPROCS of them stay when idle)."}, func() float64 { return float64(s.live.Load()) }),
 		computing: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Name: "tls_handshakes_computing",
@@ -89,13 +88,6 @@ func newMetrics(namespace string, s *Server) *metrics {
 				return 0
 			}
 			return float64(s.cpu.held(s.cfg.HandshakeCPU))
-		}),
-		takenBack: prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: namespace, Name: "tls_handshake_slots_taken_back_total",
-			Help: "CPU slots sent to the workers with a new handshake and taken back, before a worker took it, by a handshake already on a worker that needed one (Config.HandshakeCPU)."}, func() float64 {
-			if s.cpu == nil {
-				return 0
-			}
-			return float64(s.cpu.takenBack())
 		}),
 		lowered: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Name: "tls_handshake_threads_lowered",
 			Help: "Handshake workers on an OS thread of their own at a lowered priority (Config.HandshakeNice; Linux)."}, func() float64 { return float64(s.lowered.Load()) }),
@@ -160,7 +152,6 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.queue.Describe(ch)
 	m.workers.Describe(ch)
 	m.computing.Describe(ch)
-	m.takenBack.Describe(ch)
 	m.lowered.Describe(ch)
 	m.spare.Describe(ch)
 	m.collections.Describe(ch)
@@ -185,7 +176,6 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	m.queue.Collect(ch)
 	m.workers.Collect(ch)
 	m.computing.Collect(ch)
-	m.takenBack.Collect(ch)
 	m.lowered.Collect(ch)
 	m.spare.Collect(ch)
 	m.collections.Collect(ch)

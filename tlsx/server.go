@@ -371,14 +371,8 @@ type Server struct {
 	revFns map[uint64]func()
 	revSeq uint64
 
-	// jobs holds the handshakes for the workers (under HandshakeCPU, each
-	// with a parked CPU slot unless taken back); pending counts those
-	// submitted that no worker has taken yet, waiting for their first slot
-	// or in jobs, bounded by HandshakeQueue (jobs' capacity, so that a send
-	// to it never blocks).
-	jobs    chan *hsConn
-	pending atomic.Int32
-	cpu     *cpuSched // HandshakeCPU's slots; nil: no bound
+	jobs chan *hsConn
+	cpu  *cpuSched // HandshakeCPU's slots; nil: no bound
 	// The handshake workers: live running (resident of them never end),
 	// demand the handshakes queued or running; spawn serialises starting
 	// and ending a worker, and starting one against Close.
@@ -466,7 +460,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.base.GetConfigForClient = s.configFor
 	if cfg.HandshakeCPU > 0 {
-		s.cpu = newCPUSched(cfg.HandshakeCPU, func(hs *hsConn) { s.jobs <- hs })
+		s.cpu = newCPUSched(cfg.HandshakeCPU)
 	}
 	s.spareN, s.spareLinger = cfg.HandshakeCPU, spareLinger
 	if s.spareN <= 0 {
