@@ -584,6 +584,15 @@ func (s *Server) collect() {
 // succeeds, hands the connection to the record layer and the wrapped
 // handler on its loop.
 func (s *Server) handshake(hs *hsConn) {
+	hs.mu.Lock()
+	closed := hs.closed
+	hs.mu.Unlock()
+	if closed {
+		// Its connection closed while it waited for a worker: no CPU
+		// slot, no crypto/tls.
+		s.abandoned(hs)
+		return
+	}
 	ctx, cancel := context.WithDeadline(context.WithValue(context.Background(), connKey{}, hs.c), hs.started.Add(s.cfg.HandshakeTimeout))
 	defer cancel()
 	hs.takeCPU()
@@ -681,6 +690,25 @@ func (s *Server) handshake(hs *hsConn) {
 		inner = h
 	}
 	hs.handOver(ours, t, inner, true)
+}
+
+// abandoned ends a handshake whose connection closed before a worker began
+// it: counted as aborted (the peer gave up) unless OnClose counted its
+// timeout, as a handshake failing on a worker for the same reason is.
+func (s *Server) abandoned(hs *hsConn) {
+	hs.mu.Lock()
+	counted := hs.counted
+	hs.counted = true
+	hs.mu.Unlock()
+	if hs.rnd != nil {
+		s.byRandom.CompareAndDelete(*hs.rnd, hs)
+		hs.rnd = nil
+	}
+	if counted {
+		return
+	}
+	s.m.handshakes.WithLabelValues(ResultAborted, "none").Inc()
+	s.flapped(hs.c)
 }
 
 func layerName(ours bool) string {
