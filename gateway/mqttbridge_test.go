@@ -6,6 +6,7 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/warrenhq/warren/engine"
 	"github.com/warrenhq/warren/internal/testutil"
@@ -193,5 +194,37 @@ func TestMQTTBridgeOverflow(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	if n.Load() != 1 || m.Load() != 1 {
 		t.Fatalf("delivered %d and %d times, want once each", n.Load(), m.Load())
+	}
+}
+
+// TestMQTTBridgeMetrics: the bridge's queue and its drops are exported
+// (a pedantic registry also checks the collector's descriptions).
+func TestMQTTBridgeMetrics(t *testing.T) {
+	g := startBridgeGateway(t, "n1", BusConfig{}, 0)
+	reg := prometheus.NewPedanticRegistry()
+	if err := reg.Register(g.mq.collector()); err != nil {
+		t.Fatal(err)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := map[string]string{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			labels := ""
+			for _, l := range m.GetLabel() {
+				labels += l.GetName() + "=" + l.GetValue()
+			}
+			found[mf.GetName()] = labels
+		}
+	}
+	for name, labels := range map[string]string{
+		"warren_gateway_mqtt_bridge_dropped_total": "reason=queue_full",
+		"warren_gateway_mqtt_bridge_queued":        "",
+	} {
+		if got, ok := found[name]; !ok || got != labels {
+			t.Errorf("%s: %q, %v; want labels %q", name, got, ok, labels)
+		}
 	}
 }
