@@ -17,7 +17,9 @@
 # profiles and the client's CPU profile into the logs, and prints every
 # process's context switches and system calls per message (perf stat);
 # WARREN_BIN and MQTTRT_BIN use those binaries instead of building the
-# tree's (an A/B against another commit in one lock hold).
+# tree's (an A/B against another commit in one lock hold); SERVE_EXTRA
+# adds flags to every node's `warren serve` (SERVE_EXTRA="-mqtt-bridge-max-subjects 100":
+# node C follows ">" instead of its N subjects).
 # Linux only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,6 +35,7 @@ OUT=${OUT:-bench/out}
 PERF=${PERF:-}
 WARREN_BIN=${WARREN_BIN:-}
 MQTTRT_BIN=${MQTTRT_BIN:-}
+SERVE_EXTRA=${SERVE_EXTRA:-}
 
 PROG=mqtt-xnode
 # shellcheck source=bench/lib.sh
@@ -60,7 +63,7 @@ mkdir -p "$LOGDIR"
 SECRET=bench-xnode-secret-$$-0123456789abcdefghij
 TOKEN=$("$BIN/warren" token -device bench -role service -jwt-secret "$SECRET")
 
-echo "mqtt-xnode: N=$N RATE=$RATE QOS=$QOS RUNS=$RUNS DURATION=${DURATION}s SIZE=$SIZE"
+echo "mqtt-xnode: N=$N RATE=$RATE QOS=$QOS RUNS=$RUNS DURATION=${DURATION}s SIZE=$SIZE${SERVE_EXTRA:+ SERVE_EXTRA=$SERVE_EXTRA}"
 echo "  $(machine_line)"
 echo "  at $(git rev-parse --short HEAD 2>/dev/null || echo unknown); logs in $LOGDIR"
 
@@ -73,10 +76,11 @@ for run in $(seq 1 "$RUNS"); do
     MQTT[$n]=$(free_port)
     ADM[$n]=$(free_port)
     mkdir -p "$LOGDIR/data-$n"
+    # shellcheck disable=SC2086 # SERVE_EXTRA is split into flags
     "$BIN/warren" serve -node "$n" -addr "127.0.0.1:$(free_port)" -api "127.0.0.1:$(free_port)" \
       -admin "127.0.0.1:${ADM[$n]}" -mqtt "127.0.0.1:${MQTT[$n]}" -nats-listen "127.0.0.1:$(free_port)" \
       -nats-cluster "127.0.0.1:${CL[$n]}" -nats-routes "$routes" -jwt-secret "$SECRET" \
-      -data "$LOGDIR/data-$n" -log-level warn >"$LOGDIR/node-$n-$run.log" 2>&1 &
+      -data "$LOGDIR/data-$n" -log-level warn $SERVE_EXTRA >"$LOGDIR/node-$n-$run.log" 2>&1 &
     NPID[$n]=$!
     PIDS+=("${NPID[$n]}")
   done

@@ -90,6 +90,12 @@ type Config struct {
 	// Past it the node subscribes to every subject (">") instead. Zero
 	// means DefaultMQTTBridgeMaxSubjects (1024).
 	MQTTBridgeMaxSubjects int
+	// MQTTBridgeQueue bounds the messages from NATS waiting for the node's
+	// MQTT bridge, which hands them to the node's MQTT subscribers one at
+	// a time, in the order NATS sent them. Past it the NATS client drops
+	// them (warren_gateway_mqtt_bridge_dropped_total{reason="queue_full"},
+	// logged). Zero means DefaultMQTTBridgeQueue (16384).
+	MQTTBridgeQueue int
 	// TLS, when set, serves devices over TLS too: https + wss on TLSAddr
 	// (the routes of Addr) and MQTT over TLS on MQTTS (ALPN "mqtt"). With
 	// a client CA (mutual TLS) a device may connect without a token: its

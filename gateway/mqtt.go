@@ -137,7 +137,7 @@ func newMQTTDevices(hub *Hub, bus *Bus, auth Authenticator, cfg Config, now func
 	if log == nil {
 		log = slog.Default()
 	}
-	d.br = newBridge(bus.Conn(), d.fromNATS, cfg.MQTTBridgeMaxSubjects, log)
+	d.br = newBridge(bus.Conn(), d.fromNATS, cfg.MQTTBridgeMaxSubjects, cfg.MQTTBridgeQueue, log)
 	if d.fixed = cfg.MQTTBridgeSubject; d.fixed == "" {
 		mc.Hooks.OnFilter = func(filter string, added bool) {
 			if added {
@@ -413,9 +413,6 @@ func (d *mqttDevices) fromRetained(m *nats.Msg) {
 // subscribers. What this node's MQTT clients published was routed locally
 // already and is skipped, and so are the gateway's own subjects.
 func (d *mqttDevices) fromNATS(m *nats.Msg) {
-	if !d.br.canonical(m) {
-		return // another of the node's subscriptions takes it
-	}
 	if strings.HasPrefix(m.Subject, "warren.") || strings.HasPrefix(m.Subject, "_INBOX.") ||
 		strings.HasPrefix(m.Subject, "$") {
 		return
@@ -522,10 +519,13 @@ func (l *mqttLink) Close(reason string) {
 //	warren_gateway_mqtt_refused_total{reason="auth|client_id"}  counter  CONNECTs refused
 //	warren_gateway_mqtt_bridged_total{direction="out|in"}       counter  messages bridged to and from NATS
 //	warren_gateway_mqtt_unmappable_total                        counter  topics refused for not mapping onto NATS
+//	warren_gateway_mqtt_bridge_dropped_total{reason="queue_full"} counter  messages from NATS dropped: the bridge's queue was full
+//	warren_gateway_mqtt_bridge_queued                           gauge    messages from NATS waiting in the bridge's queue
 type mqttCollector struct {
 	d                                            *mqttDevices
 	refused, bridged, unmappable                 *prometheus.Desc
 	bridgeSubjects, bridgeOverflow, bridgeErrors *prometheus.Desc
+	bridgeDropped, bridgeQueued                  *prometheus.Desc
 }
 
 func (d *mqttDevices) collector() prometheus.Collector {
@@ -538,6 +538,9 @@ func (d *mqttDevices) collector() prometheus.Collector {
 		bridgeOverflow: prometheus.NewDesc("warren_gateway_mqtt_bridge_overflow_total",
 			"Times the node's MQTT interest went over -mqtt-bridge-max-subjects (the bridge then follows every subject).", nil, nil),
 		bridgeErrors: prometheus.NewDesc("warren_gateway_mqtt_bridge_subscribe_errors_total", "NATS subscribes of the MQTT bridge that failed.", nil, nil),
+		bridgeDropped: prometheus.NewDesc("warren_gateway_mqtt_bridge_dropped_total",
+			"Messages from NATS the MQTT bridge did not hand on, by reason (queue_full: its queue, -mqtt-bridge-queue, was full).", []string{"reason"}, nil),
+		bridgeQueued: prometheus.NewDesc("warren_gateway_mqtt_bridge_queued", "Messages from NATS waiting in the MQTT bridge's queue (up to -mqtt-bridge-queue).", nil, nil),
 	}
 }
 
@@ -549,6 +552,8 @@ func (c *mqttCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.bridgeSubjects
 	ch <- c.bridgeOverflow
 	ch <- c.bridgeErrors
+	ch <- c.bridgeDropped
+	ch <- c.bridgeQueued
 }
 
 // Collect sends the counters.
@@ -564,4 +569,6 @@ func (c *mqttCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.bridgeSubjects, prometheus.GaugeValue, float64(c.d.br.subjects.Load()))
 	n(c.bridgeOverflow, c.d.br.overflowed.Load())
 	n(c.bridgeErrors, c.d.br.subErrors.Load())
+	n(c.bridgeDropped, c.d.br.dropped(), ReasonBridgeQueueFull)
+	ch <- prometheus.MustNewConstMetric(c.bridgeQueued, prometheus.GaugeValue, float64(c.d.br.queued()))
 }

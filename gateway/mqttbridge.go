@@ -8,11 +8,35 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nuid"
 )
 
 // DefaultMQTTBridgeMaxSubjects bounds the NATS subscriptions one node
 // makes for its MQTT subscribers' interest (Config.MQTTBridgeMaxSubjects).
 const DefaultMQTTBridgeMaxSubjects = 1024
+
+// DefaultMQTTBridgeQueue bounds the messages from NATS waiting for the
+// node's bridge to hand them to its MQTT subscribers
+// (Config.MQTTBridgeQueue): a second and a half of 10,000 messages a
+// second, 16,384 × (message + ≈ 250 bytes) of memory at most.
+const DefaultMQTTBridgeQueue = 16384
+
+// ReasonBridgeQueueFull labels the messages from NATS dropped because
+// the bridge's queue was full (warren_gateway_mqtt_bridge_dropped_total):
+// the NATS client drops what its subscriptions cannot queue (a slow
+// consumer).
+const ReasonBridgeQueueFull = "queue_full"
+
+// bridgeSwitchGrace is how long the bridge keeps its per-subject
+// subscriptions once the server has confirmed the one to ">": a message
+// the server matched before it had ">" and delivers after the
+// per-subject subscription went would be lost, so the two are kept apart
+// by this much.
+const bridgeSwitchGrace = time.Second
+
+// bridgeDropCheck is how often the bridge's consumer looks for messages
+// the NATS client dropped, to log them (at most once per period).
+const bridgeDropCheck = 10 * time.Second
 
 // retainedPrefix starts the subject a node publishes a retained MQTT
 // message on, besides the message's own subject: every node subscribes
@@ -29,48 +53,75 @@ const retainedPrefix = "warren.mqtt.retained."
 // (devices/dev-7/commands/+ → devices.*.commands.*), so that a node holds
 // a handful of subscriptions however many devices subscribe, never one
 // per device. A node sees only the messages somebody on it subscribed to.
-//
 // Past max subjects, or with a fixed subject (Config.MQTTBridgeSubject),
 // the node holds one subscription instead and sees everything on it.
 //
-// NATS delivers a message once per matching subscription of a
-// connection, and the subjects may overlap (devices.*.telemetry and
-// devices.>): a message is taken only from the first subscription, in
-// the order they were made, whose subject matches it (canonical).
+// Every subscription of the bridge delivers into one bounded channel
+// (nats.Conn.ChanQueueSubscribe), which one goroutine drains: the NATS
+// client's read loop puts each message there as it reads it, so the
+// bridge hands messages on in the order the server sent them, across
+// subscriptions, and the node has one goroutine for them however many
+// subjects it follows. When the channel is full the NATS client drops the
+// message (a slow consumer); the bridge counts those drops from its
+// subscriptions (reason queue_full) and logs them.
 //
-// Going over max, the node keeps its subscriptions until the server has
-// confirmed the one to ">" (a flush, off the broker's lock): meanwhile
-// ">" takes only what none of them matches, so that no message published
-// during the switch goes unsubscribed at the server. The NATS client
-// queues each subscription's messages apart, though: what sits in those
-// queues at the instant of the switch (a few messages, more under load)
-// may still be dropped or taken twice. Delivering every subscription
-// through one ordered queue with a marker for the switch would make it
-// exact; it is not done.
+// Every subscription of the bridge is in one queue group of its own (a
+// name unique to the bridge, nobody else's): the server gives a message
+// to one member of a queue group, however many of them match it, and
+// when the member it picked has gone since it matched the message, it
+// gives it to another member that matched. So overlapping subjects
+// (devices.*.telemetry and devices.>) deliver a message once without the
+// node comparing subjects, and the switch to ">" is exact: going over
+// max, the node subscribes to ">", waits until the server has confirmed
+// it, keeps its per-subject subscriptions bridgeSwitchGrace longer, and
+// then drains them (nats.Subscription.Drain: the server forgets them
+// first, the client a flush later, so that what the server gave them
+// reaches the channel). A message the server matched while both were
+// there goes to exactly one of them; one it matched before it had ">"
+// went to a per-subject subscription. What remains:
+//
+//   - a message the server matched before it had ">" but delivers after
+//     the per-subject subscription went: its delivering goroutine would
+//     have to stall between the two for over bridgeSwitchGrace;
+//   - a NATS disconnect in the instant between draining a subscription
+//     and the NATS client's flush for it can leave the server holding
+//     that subscription after the reconnect (nats.go resends it), which
+//     then takes a share of its subject's messages to nobody until the
+//     next reconnect;
+//   - messages the NATS client drops because the channel is full
+//     (counted), and, as everywhere in core NATS, what is published while
+//     the node is disconnected, and in the instant before a new
+//     subscription reaches the server.
+//
+// Removing a subject drains its subscription the same way, so that a
+// message of two overlapping subjects is not lost when one of them goes.
 type bridge struct {
 	nc     *nats.Conn
 	handle nats.MsgHandler
 	max    int
 	log    *slog.Logger
+	group  string         // the queue group of the bridge's subscriptions
+	q      chan *nats.Msg // what they deliver, in order
+	grace  time.Duration  // bridgeSwitchGrace; shorter in tests
+	done   chan struct{}  // closed by close: the consumer returns
+	exited chan struct{}  // closed when the consumer has returned
 
 	mu    sync.RWMutex
 	refs  map[string]*bridgeSub // by NATS subject
 	order []*bridgeSub          // subscribed, oldest first
-	// bySub and wild index order for canonical, which runs for every
-	// message: a message's own subscription, and the wildcard subjects
-	// (oldest first) — a literal one can only match its own subject,
-	// which refs finds. seq numbers the subscriptions as they are made.
-	bySub map[*nats.Subscription]*bridgeSub
-	wild  []*bridgeSub
-	seq   uint64
-	all   *nats.Subscription // the one subscription once over max, or the fixed subject's
+	all   *nats.Subscription    // the one subscription once over max, or the fixed subject's
 	// pending is the subscription to ">" made on going over max, until
-	// the server has confirmed it and it becomes all.
+	// the per-subject subscriptions have gone and it becomes all.
 	pending *nats.Subscription
+	closed  bool
+	// retired counts what the NATS client dropped for subscriptions that
+	// have ended (it keeps each subscription's count in the subscription).
+	retired uint64
 
 	subjects   atomic.Int64  // distinct subjects of the node's interest
 	overflowed atomic.Uint64 // times the interest went over max
 	subErrors  atomic.Uint64 // failed NATS subscribes
+	logged     atomic.Uint64 // drops logged so far
 }
 
 // bridgeSub is one subject of the node's interest.
@@ -78,116 +129,156 @@ type bridgeSub struct {
 	subject string
 	filters int // topic filters mapped onto it
 	sub     *nats.Subscription
-	seq     uint64 // when sub was made: lower is older
-	wild    bool   // subject has a "*" or ">" token
 }
 
-func newBridge(nc *nats.Conn, handle nats.MsgHandler, max int, log *slog.Logger) *bridge {
+// newBridge returns a bridge delivering to handle, on its own goroutine,
+// what its subscriptions bring; queue bounds what waits for it (zero:
+// DefaultMQTTBridgeQueue).
+func newBridge(nc *nats.Conn, handle nats.MsgHandler, max, queue int, log *slog.Logger) *bridge {
 	if max <= 0 {
 		max = DefaultMQTTBridgeMaxSubjects
 	}
-	return &bridge{nc: nc, handle: handle, max: max, log: log, refs: map[string]*bridgeSub{}}
+	if queue <= 0 {
+		queue = DefaultMQTTBridgeQueue
+	}
+	b := &bridge{nc: nc, handle: handle, max: max, log: log, refs: map[string]*bridgeSub{},
+		group: "warren.mqtt.bridge." + nuid.Next(), q: make(chan *nats.Msg, queue), grace: bridgeSwitchGrace,
+		done: make(chan struct{}), exited: make(chan struct{})}
+	go b.run()
+	return b
 }
 
-// track appends s, just subscribed as s.sub, to the subscriptions in
-// order. b.mu is held.
-func (b *bridge) track(s *bridgeSub) {
-	if b.refs == nil {
-		b.refs = map[string]*bridgeSub{}
-	}
-	if b.bySub == nil {
-		b.bySub = map[*nats.Subscription]*bridgeSub{}
-	}
-	b.seq++
-	s.seq = b.seq
-	s.wild = wildSubject(s.subject)
-	b.refs[s.subject] = s
-	b.order = append(b.order, s)
-	b.bySub[s.sub] = s
-	if s.wild {
-		b.wild = append(b.wild, s)
-	}
-}
-
-// untrack removes s from the subscriptions in order. b.mu is held.
-func (b *bridge) untrack(s *bridgeSub) {
-	delete(b.bySub, s.sub)
-	b.order = deleteSub(b.order, s)
-	if s.wild {
-		b.wild = deleteSub(b.wild, s)
-	}
-}
-
-func deleteSub(l []*bridgeSub, s *bridgeSub) []*bridgeSub {
-	for i, o := range l {
-		if o == s {
-			return append(l[:i], l[i+1:]...)
-		}
-	}
-	return l
-}
-
-// wildSubject reports whether NATS subject subj has a wildcard token.
-func wildSubject(subj string) bool {
+// run hands the messages of the bridge's subscriptions to handle, one at
+// a time in the order the NATS client read them, until close.
+func (b *bridge) run() {
+	defer close(b.exited)
+	t := time.NewTicker(bridgeDropCheck)
+	defer t.Stop()
 	for {
-		t, rest, more := strings.Cut(subj, ".")
-		if t == "*" || t == ">" {
-			return true
+		select {
+		case m := <-b.q:
+			b.handle(m)
+		case <-t.C:
+			b.logDrops()
+		case <-b.done:
+			return
 		}
-		if !more {
-			return false
-		}
-		subj = rest
 	}
+}
+
+// logDrops logs the messages the NATS client dropped since the last time.
+func (b *bridge) logDrops() {
+	n := b.dropped()
+	if last := b.logged.Load(); n > last && b.logged.CompareAndSwap(last, n) {
+		b.log.Warn("MQTT bridge: messages from NATS dropped: the bridge's queue was full (-mqtt-bridge-queue)",
+			"dropped", n-last, "reason", ReasonBridgeQueueFull, "queue", cap(b.q))
+	}
+}
+
+// dropped returns the messages the NATS client dropped because the
+// bridge's queue was full. A drop in the instant between a subscription's
+// last count and its end is not counted.
+func (b *bridge) dropped() uint64 {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	n := b.retired
+	count := func(s *nats.Subscription) {
+		if s == nil {
+			return
+		}
+		if d, err := s.Dropped(); err == nil {
+			n += uint64(d)
+		}
+	}
+	for _, s := range b.order {
+		count(s.sub)
+	}
+	count(b.all)
+	count(b.pending)
+	return n
+}
+
+// queued returns the messages waiting in the bridge's queue.
+func (b *bridge) queued() int { return len(b.q) }
+
+// subscribe makes one subscription of the bridge.
+func (b *bridge) subscribe(subject string) (*nats.Subscription, error) {
+	sub, err := b.nc.ChanQueueSubscribe(subject, b.group, b.q)
+	if err != nil {
+		b.subErrors.Add(1)
+	}
+	return sub, err
+}
+
+// end ends sub, keeping the count of what the NATS client dropped for
+// it. With drain, while NATS is connected, the server forgets sub first
+// and the client a flush later, so that what the server gave sub still
+// reaches the queue. b.mu is held.
+func (b *bridge) end(sub *nats.Subscription, drain bool) {
+	if n, err := sub.Dropped(); err == nil {
+		b.retired += uint64(n)
+	}
+	if drain && b.nc.IsConnected() && sub.Drain() == nil {
+		return
+	}
+	sub.Unsubscribe()
 }
 
 // subscribeAll makes the node's one subscription to subject: the fixed
-// subject, or ">" once the interest is over max. b.mu is held or b is
-// not shared yet.
+// subject. b.mu is held or b is not shared yet.
 func (b *bridge) subscribeAll(subject string) error {
-	sub, err := b.nc.Subscribe(subject, b.handle)
+	sub, err := b.subscribe(subject)
 	if err != nil {
-		b.subErrors.Add(1)
 		return err
 	}
 	b.all = sub
-	b.dropOrder()
+	b.dropOrder(false)
 	return nil
 }
 
 // dropOrder ends the per-subject subscriptions. b.mu is held.
-func (b *bridge) dropOrder() {
+func (b *bridge) dropOrder(drain bool) {
 	for _, s := range b.order {
-		s.sub.Unsubscribe()
+		b.end(s.sub, drain)
 		s.sub = nil
 	}
-	b.order, b.wild, b.bySub = nil, nil, nil
+	b.order = nil
 }
 
 // overflow subscribes to ">" once the interest is over max, and switches
 // to it when the server has it. b.mu is held.
 func (b *bridge) overflow() {
-	sub, err := b.nc.Subscribe(">", b.handle)
+	sub, err := b.subscribe(">")
 	if err != nil {
-		b.subErrors.Add(1)
 		b.log.Error("MQTT bridge: NATS subscribe", "subject", ">", "error", err)
 		return
 	}
 	b.pending = sub
-	go func() {
-		// A conn that is reconnecting fails the flush; it resubscribes
-		// ">" with the rest when it is back, so the switch goes ahead.
-		if err := b.nc.FlushTimeout(10 * time.Second); err != nil {
-			b.log.Warn("MQTT bridge: NATS flush after subscribing to >", "error", err)
-		}
-		b.mu.Lock()
-		defer b.mu.Unlock()
-		if b.pending != sub {
-			return // closed meanwhile
-		}
-		b.all, b.pending = sub, nil
-		b.dropOrder()
-	}()
+	go b.switchTo(sub)
+}
+
+// switchTo ends the per-subject subscriptions once the server has sub
+// (">") and bridgeSwitchGrace has passed.
+func (b *bridge) switchTo(sub *nats.Subscription) {
+	// A conn that is reconnecting fails the flush; it resubscribes ">"
+	// with the rest when it is back, so the switch goes ahead.
+	if err := b.nc.FlushTimeout(10 * time.Second); err != nil {
+		b.log.Warn("MQTT bridge: NATS flush after subscribing to >", "error", err)
+	}
+	t := time.NewTimer(b.grace)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-b.done:
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.pending != sub {
+		return // closed meanwhile
+	}
+	b.all, b.pending = sub, nil
+	b.dropOrder(true)
 }
 
 // interestSubject maps a topic filter onto the subject the bridge
@@ -216,6 +307,9 @@ func (b *bridge) add(filter string) {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.closed {
+		return
+	}
 	if s := b.refs[subj]; s != nil {
 		s.filters++
 		return
@@ -233,14 +327,13 @@ func (b *bridge) add(filter string) {
 		b.overflow()
 		return
 	}
-	sub, err := b.nc.Subscribe(subj, b.handle)
+	sub, err := b.subscribe(subj)
 	if err != nil {
-		b.subErrors.Add(1)
 		b.log.Error("MQTT bridge: NATS subscribe", "subject", subj, "error", err)
 		return
 	}
 	s.sub = sub
-	b.track(s)
+	b.order = append(b.order, s)
 }
 
 // remove uncounts a topic filter that lost its last subscriber.
@@ -263,78 +356,37 @@ func (b *bridge) remove(filter string) {
 	if s.sub == nil {
 		return
 	}
-	s.sub.Unsubscribe()
-	b.untrack(s)
-}
-
-// canonical reports whether m, delivered by subscription m.Sub, is to be
-// taken: no subscription made before m.Sub matches its subject. It costs
-// a map lookup or two and a match per older wildcard subject, however
-// many literal subjects the node follows.
-func (b *bridge) canonical(m *nats.Msg) bool {
-	b.mu.RLock()
-	defer b.mu.RUnlock()
-	if b.all != nil {
-		return m.Sub == b.all
-	}
-	if s := b.bySub[m.Sub]; s != nil {
-		return !b.matchedBefore(m.Subject, s.seq)
-	}
-	// ">" while it is pending takes what no per-subject subscription
-	// matches; anything else was unsubscribed since.
-	return b.pending != nil && m.Sub == b.pending && !b.matchedBefore(m.Subject, b.seq+1)
-}
-
-// matchedBefore reports whether a subscription in order made before seq
-// matches subj. b.mu is held.
-func (b *bridge) matchedBefore(subj string, seq uint64) bool {
-	if s := b.refs[subj]; s != nil && s.sub != nil && !s.wild && s.seq < seq {
-		return true
-	}
-	for _, w := range b.wild {
-		if w.seq >= seq {
-			return false
-		}
-		if subjectMatches(w.subject, subj) {
-			return true
+	// Drained: a message the server gave it, of a subject another
+	// subscription also matches, still reaches the queue.
+	b.end(s.sub, true)
+	s.sub = nil
+	for i, o := range b.order {
+		if o == s {
+			b.order = append(b.order[:i], b.order[i+1:]...)
+			break
 		}
 	}
-	return false
 }
 
-// close ends the bridge's subscriptions.
+// close ends the bridge's subscriptions and its goroutine; what is left
+// in its queue is not handed on.
 func (b *bridge) close() {
 	b.mu.Lock()
-	defer b.mu.Unlock()
+	if b.closed {
+		b.mu.Unlock()
+		return
+	}
+	b.closed = true
 	if b.all != nil {
-		b.all.Unsubscribe()
+		b.end(b.all, false)
 		b.all = nil
 	}
 	if b.pending != nil {
-		b.pending.Unsubscribe()
+		b.end(b.pending, false)
 		b.pending = nil
 	}
-	b.dropOrder()
-}
-
-// subjectMatches reports whether NATS subject subj matches pattern, whose
-// tokens may be "*" (one token) or a final ">" (one or more).
-func subjectMatches(pattern, subj string) bool {
-	for {
-		p, prest, pmore := strings.Cut(pattern, ".")
-		if p == ">" {
-			return subj != ""
-		}
-		t, srest, smore := strings.Cut(subj, ".")
-		if p != "*" && p != t {
-			return false
-		}
-		if pmore != smore {
-			return false
-		}
-		if !pmore {
-			return true
-		}
-		pattern, subj = prest, srest
-	}
+	b.dropOrder(false)
+	b.mu.Unlock()
+	close(b.done)
+	<-b.exited
 }

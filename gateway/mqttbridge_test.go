@@ -1,13 +1,12 @@
 package gateway
 
 import (
-	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
-	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/warrenhq/warren/engine"
 	"github.com/warrenhq/warren/internal/testutil"
@@ -32,22 +31,6 @@ func TestInterestSubject(t *testing.T) {
 		got, ok := interestSubject(filter)
 		if got != want || ok != (want != "") {
 			t.Errorf("interestSubject(%q) = %q, %v; want %q", filter, got, ok, want)
-		}
-	}
-}
-
-func TestSubjectMatches(t *testing.T) {
-	for _, c := range []struct {
-		pattern, subj string
-		want          bool
-	}{
-		{"a.b", "a.b", true}, {"a.b", "a.c", false}, {"a.b", "a.b.c", false}, {"a.b.c", "a.b", false},
-		{"a.*", "a.b", true}, {"a.*", "a.b.c", false}, {"*.b", "a.b", true},
-		{"a.>", "a.b", true}, {"a.>", "a.b.c", true}, {"a.>", "a", false}, {">", "a", true},
-		{"devices.*.telemetry", "devices.d1.telemetry", true}, {"devices.*.telemetry", "devices.d1.presence", false},
-	} {
-		if got := subjectMatches(c.pattern, c.subj); got != c.want {
-			t.Errorf("subjectMatches(%q, %q) = %v", c.pattern, c.subj, got)
 		}
 	}
 }
@@ -195,9 +178,8 @@ func TestMQTTBridgeOverflow(t *testing.T) {
 	if g.mq.br.overflowed.Load() != 1 || g.mq.br.subjects.Load() != 3 {
 		t.Fatalf("overflowed %d times, %d subjects", g.mq.br.overflowed.Load(), g.mq.br.subjects.Load())
 	}
-	// The switch to ">" waits for the server to confirm it; a message
-	// published during the switch may be dropped or taken twice (see
-	// bridge), so publish once it is done.
+	// Once the switch to ">" is done (TestBridgeSwitchExact publishes
+	// during it), the one subscription takes everything, once.
 	testutil.Eventually(t, 5*time.Second, "the switch to >", func() bool {
 		g.mq.br.mu.RLock()
 		defer g.mq.br.mu.RUnlock()
@@ -215,102 +197,34 @@ func TestMQTTBridgeOverflow(t *testing.T) {
 	}
 }
 
-// TestBridgeCanonicalPending: while the subscription to ">" waits for the
-// server, the per-subject ones still take their messages and ">" takes
-// only the rest; once it is confirmed it takes everything.
-func TestBridgeCanonicalPending(t *testing.T) {
-	p1, p2, all := &nats.Subscription{}, &nats.Subscription{}, &nats.Subscription{}
-	b := &bridge{refs: map[string]*bridgeSub{}}
-	b.track(&bridgeSub{subject: "p.1", sub: p1})
-	b.track(&bridgeSub{subject: "p.*", sub: p2})
-	b.pending = all
-	for _, c := range []struct {
-		sub  *nats.Subscription
-		subj string
-		want bool
-	}{
-		{p1, "p.1", true}, {p2, "p.1", false}, {all, "p.1", false},
-		{p2, "p.2", true}, {all, "p.2", false},
-		{all, "q.1", true},
-	} {
-		if got := b.canonical(&nats.Msg{Sub: c.sub, Subject: c.subj}); got != c.want {
-			t.Errorf("pending: %s on %p: %v, want %v", c.subj, c.sub, got, c.want)
-		}
+// TestMQTTBridgeMetrics: the bridge's queue and its drops are exported
+// (a pedantic registry also checks the collector's descriptions).
+func TestMQTTBridgeMetrics(t *testing.T) {
+	g := startBridgeGateway(t, "n1", BusConfig{}, 0)
+	reg := prometheus.NewPedanticRegistry()
+	if err := reg.Register(g.mq.collector()); err != nil {
+		t.Fatal(err)
 	}
-	b.all, b.pending = all, nil
-	b.dropOrder()
-	for _, c := range []struct {
-		sub  *nats.Subscription
-		subj string
-		want bool
-	}{{p1, "p.1", false}, {all, "p.1", true}, {all, "q.1", true}} {
-		if got := b.canonical(&nats.Msg{Sub: c.sub, Subject: c.subj}); got != c.want {
-			t.Errorf("switched: %s: %v, want %v", c.subj, got, c.want)
-		}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
 	}
-}
-
-// TestBridgeCanonicalOrder: of a node's overlapping subscriptions, the
-// oldest that matches a message takes it, whether it is literal or a
-// wildcard, and a subscription that goes hands its messages on.
-func TestBridgeCanonicalOrder(t *testing.T) {
-	q1, qStar, rStar, r1, all := &nats.Subscription{}, &nats.Subscription{}, &nats.Subscription{}, &nats.Subscription{}, &nats.Subscription{}
-	b := &bridge{}
-	for _, s := range []*bridgeSub{{subject: "q.1", sub: q1}, {subject: "q.*", sub: qStar}, {subject: "r.*", sub: rStar}, {subject: "r.1", sub: r1}} {
-		b.track(s)
-	}
-	check := func(name string, cases []struct {
-		sub  *nats.Subscription
-		subj string
-		want bool
-	}) {
-		t.Helper()
-		for _, c := range cases {
-			if got := b.canonical(&nats.Msg{Sub: c.sub, Subject: c.subj}); got != c.want {
-				t.Errorf("%s: %s on %p: %v, want %v", name, c.subj, c.sub, got, c.want)
+	found := map[string]string{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			labels := ""
+			for _, l := range m.GetLabel() {
+				labels += l.GetName() + "=" + l.GetValue()
 			}
+			found[mf.GetName()] = labels
 		}
 	}
-	type tc = struct {
-		sub  *nats.Subscription
-		subj string
-		want bool
-	}
-	check("all four", []tc{
-		{q1, "q.1", true}, {qStar, "q.1", false}, {qStar, "q.2", true},
-		{rStar, "r.1", true}, {r1, "r.1", false}, {rStar, "r.2", true},
-		{all, "q.1", false}, {all, "z.1", false}, // not a subscription of the bridge (any more)
-	})
-	b.mu.Lock()
-	b.untrack(b.refs["q.1"])
-	delete(b.refs, "q.1")
-	b.untrack(b.refs["r.*"])
-	delete(b.refs, "r.*")
-	b.mu.Unlock()
-	check("after removing q.1 and r.*", []tc{
-		{qStar, "q.1", true}, {r1, "r.1", true}, {q1, "q.1", false}, {rStar, "r.2", false},
-	})
-	b.pending = all
-	check("> pending", []tc{{all, "q.1", false}, {all, "r.1", false}, {all, "r.2", true}, {r1, "r.1", true}})
-}
-
-// BenchmarkBridgeCanonical: the check every message from NATS passes, on
-// a node following 1,000 literal subjects and two wildcards.
-func BenchmarkBridgeCanonical(b *testing.B) {
-	br := &bridge{}
-	var subs []*nats.Subscription
-	for i := range 1000 {
-		s := &nats.Subscription{}
-		subs = append(subs, s)
-		br.track(&bridgeSub{subject: "rt." + strconv.Itoa(i), sub: s})
-	}
-	br.track(&bridgeSub{subject: "devices.*.telemetry", sub: &nats.Subscription{}})
-	br.track(&bridgeSub{subject: "x.>", sub: &nats.Subscription{}})
-	m := &nats.Msg{Sub: subs[999], Subject: "rt.999"}
-	b.ReportAllocs()
-	for b.Loop() {
-		if !br.canonical(m) {
-			b.Fatal("not canonical")
+	for name, labels := range map[string]string{
+		"warren_gateway_mqtt_bridge_dropped_total": "reason=queue_full",
+		"warren_gateway_mqtt_bridge_queued":        "",
+	} {
+		if got, ok := found[name]; !ok || got != labels {
+			t.Errorf("%s: %q, %v; want labels %q", name, got, ok, labels)
 		}
 	}
 }
