@@ -25,6 +25,43 @@ func runNATS(t *testing.T, port int) *server.Server {
 	return s
 }
 
+// restartNATS starts a new, empty server on port whose client nc, in
+// process, has already subscribed to subject when the port opens: the
+// bus reconnects within about a second of it (and then publishes at
+// once), sooner than a client dialled after the server started may be
+// subscribed on a loaded machine.
+func restartNATS(t *testing.T, port int, subject string) (*server.Server, *nats.Subscription) {
+	t.Helper()
+	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, NoLog: true, NoSigs: true, DontListen: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	t.Cleanup(s.Shutdown)
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server did not start")
+	}
+	nc, err := nats.Connect("", nats.InProcessServer(s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	sub, err := nc.SubscribeSync(subject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	listening := make(chan struct{})
+	go s.AcceptLoop(listening) // what Start does without DontListen
+	<-listening
+	if s.Addr() == nil {
+		t.Fatalf("nats-server did not listen on port %d", port)
+	}
+	return s, sub
+}
+
 // TestBackpressure: with NATS gone and the reconnect buffer full, a device
 // is paused with its message held instead of losing it; when NATS is back
 // the held message is published and the device resumes.
@@ -51,21 +88,12 @@ func TestBackpressure(t *testing.T) {
 	_, p, _ := strings.Cut(port, ":")
 	var portN int
 	fmt.Sscan(p, &portN)
-	ns2 := runNATS(t, portN)
-	defer ns2.Shutdown()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	sub, _ := nc.SubscribeSync("devices.dev-bp.telemetry")
-	nc.Flush()
+	_, sub := restartNATS(t, portN, "devices.dev-bp.telemetry")
 	testutil.Eventually(t, 10*time.Second, "the bus back", func() bool { return g.Bus().Connected() })
-	// What was held while NATS was away arrives, in order (some of it may
-	// have gone out of the reconnect buffer before the subscription).
+	// What was held while NATS was away arrives, in order.
 	got := 0
 	for {
-		m, err := sub.NextMsg(2 * time.Second)
+		m, err := sub.NextMsg(10 * time.Second)
 		if err != nil {
 			break
 		}

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
 
 	"github.com/warrenhq/warren/internal/testutil"
 )
@@ -28,30 +27,17 @@ func TestReannounceAfterNATSReconnect(t *testing.T) {
 	testutil.Eventually(t, 0, "the bus to see NATS gone", func() bool { return !g.Bus().Connected() })
 	_, p, _ := strings.Cut(addr, ":")
 	port, _ := strconv.Atoi(p)
-	ns2 := runNATS(t, port)
-	defer ns2.Shutdown()
-	nc, err := nats.Connect("nats://" + addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	ch := make(chan *nats.Msg, 16)
-	if _, err := nc.ChanSubscribe("devices.*.presence", ch); err != nil {
-		t.Fatal(err)
-	}
-	nc.Flush()
+	_, sub := restartNATS(t, port, "devices.*.presence")
 	start := time.Now()
 	seen := map[string]bool{}
-	deadline := time.After(20 * time.Second)
 	for len(seen) < 2 {
-		select {
-		case m := <-ch:
-			var p presenceMsg
-			if json.Unmarshal(m.Data, &p) == nil && p.State == "online" && p.Node == "n1" {
-				seen[p.Device] = true
-			}
-		case <-deadline:
-			t.Fatalf("re-announced after the reconnect: %v, want dev-ra1 and dev-ra2", seen)
+		m, err := sub.NextMsg(20 * time.Second)
+		if err != nil {
+			t.Fatalf("re-announced after the reconnect: %v, want dev-ra1 and dev-ra2 (%v)", seen, err)
+		}
+		var p presenceMsg
+		if json.Unmarshal(m.Data, &p) == nil && p.State == "online" && p.Node == "n1" {
+			seen[p.Device] = true
 		}
 	}
 	t.Logf("re-announced %v after NATS came back", time.Since(start).Round(time.Millisecond))

@@ -503,7 +503,18 @@ func TestBlockingHandlersDoNotStallInline(t *testing.T) {
 
 func TestShutdownSendsConnectionClose(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, cfg Config, ec engine.Config) {
-		s, addr := startServer(t, cfg, testRouter(), ec)
+		// The busy connection's handler holds its response until the
+		// drain has begun.
+		entered, release := make(chan struct{}), make(chan struct{})
+		var releaseOnce sync.Once
+		r := testRouter()
+		r.HandleFunc("GET /hold", func(c *Ctx) {
+			close(entered)
+			<-release
+			c.WriteString("hello")
+		})
+		s, addr := startServer(t, cfg, r, ec)
+		t.Cleanup(func() { releaseOnce.Do(func() { close(release) }) }) // before the server's Close
 		idle, _ := net.Dial("tcp", addr)
 		defer idle.Close()
 		idle.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
@@ -516,18 +527,27 @@ func TestShutdownSendsConnectionClose(t *testing.T) {
 		io.ReadAll(resp.Body)
 		busy, _ := net.Dial("tcp", addr)
 		defer busy.Close()
-		busy.Write([]byte("GET /delay?ms=300 HTTP/1.1\r\nHost: x\r\n\r\n"))
-		time.Sleep(100 * time.Millisecond)
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		busy.Write([]byte("GET /hold HTTP/1.1\r\nHost: x\r\n\r\n"))
+		select {
+		case <-entered:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the busy request never reached its handler")
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		if err := s.Shutdown(ctx); err != nil {
+		shut := make(chan error, 1)
+		go func() { shut <- s.Shutdown(ctx) }()
+		testutil.Eventually(t, 0, "the drain to begin", s.Engine().Draining)
+		releaseOnce.Do(func() { close(release) })
+		if err := <-shut; err != nil {
 			t.Fatal(err)
 		}
-		busy.SetReadDeadline(time.Now().Add(time.Second))
+		busy.SetReadDeadline(time.Now().Add(10 * time.Second))
 		out, _ := io.ReadAll(busy)
 		if !strings.Contains(string(out), "Connection: close") || !strings.HasSuffix(string(out), "hello") {
 			t.Fatalf("in-flight response on shutdown: %q", out)
 		}
+		idle.SetReadDeadline(time.Now().Add(10 * time.Second))
 		if _, err := br.ReadByte(); err != io.EOF {
 			t.Fatalf("idle connection not closed: %v", err)
 		}

@@ -23,7 +23,7 @@ func pahoConnect(t *testing.T, url, id string, clean bool, onMsg paho.MessageHan
 
 func wait(t *testing.T, tok paho.Token) {
 	t.Helper()
-	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		t.Fatalf("paho: %v", tok.Error())
 	}
 }

@@ -267,7 +267,7 @@ func (c *client) pub(topic, payload string, qos QoS, id uint16, retain bool) {
 // waitStats polls the broker's stats until cond holds.
 func (b *broker) waitStats(t testing.TB, what string, cond func(Stats) bool) {
 	t.Helper()
-	testutil.Eventually(t, 5*time.Second, what, func() bool { return cond(b.Stats()) })
+	testutil.Eventually(t, 10*time.Second, what, func() bool { return cond(b.Stats()) })
 }
 
 // testLogger logs to stderr with WARREN_TEST_LOG=1, else discards.

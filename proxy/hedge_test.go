@@ -12,17 +12,23 @@ import (
 )
 
 // TestProxyHedge: through the proxy, with a slow and a fast backend and
-// -hedge-delay 30ms, every GET is answered by the fast backend within a
-// fraction of the slow one's delay (net/http client, keep-alive), while
-// POSTs with bodies are never hedged and wait for whichever backend they
-// were sent to.
+// -hedge-delay 30ms, every GET is answered by the fast backend before the
+// slow one would answer (net/http client, keep-alive), while POSTs with
+// bodies are never hedged and wait for whichever backend they were sent
+// to. The slow backend answers a GET after 5 s, so that a loaded machine
+// cannot pass for an unhedged request, and a POST after 0.7 s.
 func TestProxyHedge(t *testing.T) {
 	e := startEngine(t)
 	var slowGone atomic.Int64
+	const slowGET = 5 * time.Second
 	slow, _ := startGoBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.ReadAll(r.Body)
+		delay := 700 * time.Millisecond
+		if r.Method == http.MethodGet {
+			delay = slowGET
+		}
 		select {
-		case <-time.After(700 * time.Millisecond):
+		case <-time.After(delay):
 			io.WriteString(w, "slow")
 		case <-r.Context().Done():
 			slowGone.Add(1)
@@ -46,7 +52,7 @@ func TestProxyHedge(t *testing.T) {
 		if resp.StatusCode != 200 || string(b) != "fast" {
 			t.Fatalf("GET %d: %d %q", i, resp.StatusCode, b)
 		}
-		if d := time.Since(start); d > 500*time.Millisecond {
+		if d := time.Since(start); d >= slowGET {
 			t.Errorf("GET %d took %v: not hedged", i, d)
 		}
 	}

@@ -40,10 +40,10 @@ func blockingBackend(t *testing.T, release chan struct{}, inFlight *gauge) *back
 	}))
 }
 
-// waitUntil polls cond for up to 5 s.
+// waitUntil polls cond for up to 10 s.
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(10 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)

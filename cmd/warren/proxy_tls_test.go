@@ -29,6 +29,7 @@ func TestProxyCommandHTTPS(t *testing.T) {
 
 	p := startProc(t, "warren proxy", bin, "proxy", "-listen", "127.0.0.1:0", "-admin", "127.0.0.1:0",
 		"-upstream", backend.URL, "-upstream-ca", ca)
+	p.waitOutput(t, 20*time.Second, "admin: listening") // not printed before the proxy's line on every run
 	p.waitOutput(t, 20*time.Second, "warren proxy listening")
 	out := p.out.String()
 	addr := regexp.MustCompile(`proxy listening" addr=(\S+)`).FindStringSubmatch(out)[1]

@@ -405,7 +405,7 @@ func TestServePrefork(t *testing.T) {
 		}
 		fw.nc.Flush()
 	}
-	eventually(t, 2*time.Second, "commands sent to both workers", func() bool {
+	eventually(t, 10*time.Second, "commands sent to both workers", func() bool {
 		return forwarded("pf-0") && forwarded("pf-1")
 	})
 

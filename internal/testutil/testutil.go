@@ -39,11 +39,13 @@ func (f *FakeClock) Advance(d time.Duration) {
 }
 
 // Eventually polls cond every few milliseconds until it holds, failing the
-// test with what if it does not within d (5 s when d is zero).
+// test with what if it does not within d (10 s when d is zero: generous,
+// as a loaded 2-core machine running the race detector may take seconds
+// for what takes milliseconds on a quiet one; it costs only on failure).
 func Eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
 	if d == 0 {
-		d = 5 * time.Second
+		d = 10 * time.Second
 	}
 	deadline := time.Now().Add(d)
 	for !cond() {
