@@ -18,7 +18,9 @@ const DefaultMQTTBridgeMaxSubjects = 1024
 // DefaultMQTTBridgeQueue bounds the messages from NATS waiting for the
 // node's bridge to hand them to its MQTT subscribers
 // (Config.MQTTBridgeQueue): a second and a half of 10,000 messages a
-// second, 16,384 × (message + ≈ 250 bytes) of memory at most.
+// second, 16,384 × (message + ≈ 250 bytes) of memory at most. The bound is
+// in messages, not bytes: with the embedded server's 1 MiB max payload,
+// 16 GiB at worst.
 const DefaultMQTTBridgeQueue = 16384
 
 // ReasonBridgeQueueFull labels the messages from NATS dropped because
@@ -104,11 +106,13 @@ const retainedPrefix = "warren.mqtt.retained."
 // them and bridgeSwitchGrace more, and then drains the old group's
 // subscriptions: messages the server matched for the old group still
 // arrive, and while both groups are there a message comes through each,
-// twice. The same clears a subscription that was being drained when NATS
-// went away and that the reconnect resent: it stays in the old group. A
-// reconnect during a re-form starts another one, which re-forms what is
-// current then; add, remove and the switch to ">" subscribe under the
-// current group whenever they run.
+// twice. Until the new group reaches the server (a round trip after the
+// reconnect) the old one is still split, and about half of what is
+// published in that instant is lost. The same clears a subscription that
+// was being drained when NATS went away and that the reconnect resent: it
+// stays in the old group. A reconnect during a re-form starts another
+// one, which re-forms what is current then; add, remove and the switch to
+// ">" subscribe under the current group whenever they run.
 type bridge struct {
 	nc     *nats.Conn
 	handle nats.MsgHandler
