@@ -7,6 +7,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -61,6 +62,7 @@ type Bus struct {
 	up   atomic.Bool
 	disc atomic.Uint64 // disconnects seen
 	reco atomic.Uint64 // reconnects seen
+	errs asyncErrLog
 }
 
 // StartBus starts the embedded server when cfg has no URLs, and connects.
@@ -101,6 +103,11 @@ func StartBus(cfg BusConfig) (*Bus, error) {
 			}
 		}),
 		nats.ConnectHandler(func(*nats.Conn) { b.up.Store(true) }),
+		// Without one nats.go prints every asynchronous error to
+		// stderr: a line per slow-consumer episode, hundreds a second.
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			b.asyncError(sub, err, time.Now())
+		}),
 	}
 	url := strings.Join(cfg.URLs, ",")
 	if len(cfg.URLs) == 0 {
@@ -128,6 +135,82 @@ func StartBus(cfg BusConfig) (*Bus, error) {
 		b.up.Store(true)
 	}
 	return b, nil
+}
+
+// asyncErrEvery is how often the bus logs one kind of asynchronous NATS
+// error at most.
+const asyncErrEvery = 10 * time.Second
+
+// asyncErrKinds bounds the kinds of asynchronous NATS error the bus
+// remembers for asyncErrEvery: past it, the rest share one.
+const asyncErrKinds = 64
+
+// asyncErrLog rate-limits the bus's log lines for asynchronous NATS
+// errors: one per kind (the error's text) per asyncErrEvery, with the
+// number of the kind's errors left unlogged since the last line.
+type asyncErrLog struct {
+	mu    sync.Mutex
+	kinds map[string]*asyncErrKind
+}
+
+type asyncErrKind struct {
+	at      time.Time // logged last
+	skipped int       // since
+}
+
+// allow reports whether an error of kind may be logged at now, and how
+// many of its kind were not since the last one that was.
+func (l *asyncErrLog) allow(kind string, now time.Time) (ok bool, skipped int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.kinds == nil {
+		l.kinds = map[string]*asyncErrKind{}
+	}
+	k := l.kinds[kind]
+	if k == nil {
+		if len(l.kinds) >= asyncErrKinds {
+			for s, o := range l.kinds {
+				if now.Sub(o.at) >= asyncErrEvery {
+					delete(l.kinds, s)
+				}
+			}
+		}
+		if len(l.kinds) >= asyncErrKinds {
+			kind = "other"
+			k = l.kinds[kind]
+		}
+		if k == nil {
+			k = &asyncErrKind{}
+			l.kinds[kind] = k
+			k.at, ok = now, true
+			return ok, 0
+		}
+	}
+	if now.Sub(k.at) < asyncErrEvery {
+		k.skipped++
+		return false, 0
+	}
+	k.at, skipped, k.skipped = now, k.skipped, 0
+	return true, skipped
+}
+
+// asyncError handles an asynchronous NATS error at now: a slow consumer
+// is not logged (what its subscription drops is counted and logged by
+// its owner: the MQTT bridge, reason queue_full); the others are, once a
+// kind per asyncErrEvery.
+func (b *Bus) asyncError(sub *nats.Subscription, err error, now time.Time) {
+	if err == nil || errors.Is(err, nats.ErrSlowConsumer) {
+		return
+	}
+	ok, skipped := b.errs.allow(err.Error(), now)
+	if !ok {
+		return
+	}
+	subject := ""
+	if sub != nil {
+		subject = sub.Subject
+	}
+	b.log.Warn("gateway: NATS error", "error", err, "subject", subject, "not_logged_before", skipped)
 }
 
 // startEmbedded runs a nats-server in this process.

@@ -94,7 +94,11 @@ type Config struct {
 	// MQTT bridge, which hands them to the node's MQTT subscribers one at
 	// a time, in the order NATS sent them. Past it the NATS client drops
 	// them (warren_gateway_mqtt_bridge_dropped_total{reason="queue_full"},
-	// logged). Zero means DefaultMQTTBridgeQueue (16384).
+	// logged). Zero means DefaultMQTTBridgeQueue (16384). The bound is in
+	// messages, not bytes (the NATS client's byte limits do not apply to
+	// a channel subscription): at worst MQTTBridgeQueue × (the NATS max
+	// payload + ≈ 250 bytes), 16,384 × 1 MiB ≈ 16 GiB with the embedded
+	// server's 1 MiB; lower it where large messages are expected.
 	MQTTBridgeQueue int
 	// TLS, when set, serves devices over TLS too: https + wss on TLSAddr
 	// (the routes of Addr) and MQTT over TLS on MQTTS (ALPN "mqtt"). With

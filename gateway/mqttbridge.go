@@ -18,7 +18,9 @@ const DefaultMQTTBridgeMaxSubjects = 1024
 // DefaultMQTTBridgeQueue bounds the messages from NATS waiting for the
 // node's bridge to hand them to its MQTT subscribers
 // (Config.MQTTBridgeQueue): a second and a half of 10,000 messages a
-// second, 16,384 × (message + ≈ 250 bytes) of memory at most.
+// second, 16,384 × (message + ≈ 250 bytes) of memory at most. The bound is
+// in messages, not bytes: with the embedded server's 1 MiB max payload,
+// 16 GiB at worst.
 const DefaultMQTTBridgeQueue = 16384
 
 // ReasonBridgeQueueFull labels the messages from NATS dropped because
@@ -83,11 +85,8 @@ const retainedPrefix = "warren.mqtt.retained."
 //   - a message the server matched before it had ">" but delivers after
 //     the per-subject subscription went: its delivering goroutine would
 //     have to stall between the two for over bridgeSwitchGrace;
-//   - a NATS disconnect in the instant between draining a subscription
-//     and the NATS client's flush for it can leave the server holding
-//     that subscription after the reconnect (nats.go resends it), which
-//     then takes a share of its subject's messages to nobody until the
-//     next reconnect;
+//   - duplicates for about bridgeSwitchGrace after each NATS reconnect
+//     (see below);
 //   - messages the NATS client drops because the channel is full
 //     (counted), and, as everywhere in core NATS, what is published while
 //     the node is disconnected, and in the instant before a new
@@ -95,18 +94,37 @@ const retainedPrefix = "warren.mqtt.retained."
 //
 // Removing a subject drains its subscription the same way, so that a
 // message of two overlapping subjects is not lost when one of them goes.
+//
+// After every NATS reconnect the bridge re-forms its queue group (reform):
+// the NATS client resends every subscription under the old group, and a
+// server that still keeps the old, dead connection (it notices a
+// half-open one only by its own ping check, minutes later) would give
+// each message to one member of the group on either connection, about
+// half of them to the dead one. So on every reconnect the bridge
+// subscribes its current set (the per-subject subscriptions, ">", or the
+// fixed subject) again under a new group name, waits until the server has
+// them and bridgeSwitchGrace more, and then drains the old group's
+// subscriptions: messages the server matched for the old group still
+// arrive, and while both groups are there a message comes through each,
+// twice. Until the new group reaches the server (a round trip after the
+// reconnect) the old one is still split, and about half of what is
+// published in that instant is lost. The same clears a subscription that
+// was being drained when NATS went away and that the reconnect resent: it
+// stays in the old group. A reconnect during a re-form starts another
+// one, which re-forms what is current then; add, remove and the switch to
+// ">" subscribe under the current group whenever they run.
 type bridge struct {
 	nc     *nats.Conn
 	handle nats.MsgHandler
 	max    int
 	log    *slog.Logger
-	group  string         // the queue group of the bridge's subscriptions
 	q      chan *nats.Msg // what they deliver, in order
 	grace  time.Duration  // bridgeSwitchGrace; shorter in tests
 	done   chan struct{}  // closed by close: the consumer returns
 	exited chan struct{}  // closed when the consumer has returned
 
 	mu    sync.RWMutex
+	group string                // the queue group of the current subscriptions
 	refs  map[string]*bridgeSub // by NATS subject
 	order []*bridgeSub          // subscribed, oldest first
 	all   *nats.Subscription    // the one subscription once over max, or the fixed subject's
@@ -114,6 +132,10 @@ type bridge struct {
 	// the per-subject subscriptions have gone and it becomes all.
 	pending *nats.Subscription
 	closed  bool
+	// gen numbers the re-forms of the queue group; retiring holds, by
+	// re-form, the old group's subscriptions it drains after the grace.
+	gen      uint64
+	retiring map[uint64][]*nats.Subscription
 	// retired counts what the NATS client dropped for subscriptions that
 	// have ended (it keeps each subscription's count in the subscription).
 	retired uint64
@@ -122,6 +144,7 @@ type bridge struct {
 	overflowed atomic.Uint64 // times the interest went over max
 	subErrors  atomic.Uint64 // failed NATS subscribes
 	logged     atomic.Uint64 // drops logged so far
+	reformed   atomic.Uint64 // re-forms of the queue group completed
 }
 
 // bridgeSub is one subject of the node's interest.
@@ -142,11 +165,24 @@ func newBridge(nc *nats.Conn, handle nats.MsgHandler, max, queue int, log *slog.
 		queue = DefaultMQTTBridgeQueue
 	}
 	b := &bridge{nc: nc, handle: handle, max: max, log: log, refs: map[string]*bridgeSub{},
-		group: "warren.mqtt.bridge." + nuid.Next(), q: make(chan *nats.Msg, queue), grace: bridgeSwitchGrace,
+		group: bridgeGroup(), retiring: map[uint64][]*nats.Subscription{},
+		q: make(chan *nats.Msg, queue), grace: bridgeSwitchGrace,
 		done: make(chan struct{}), exited: make(chan struct{})}
+	// Chained after the handler nc has (the bus's): nc runs its
+	// handlers one at a time on a goroutine of its own.
+	prev := nc.ReconnectHandler()
+	nc.SetReconnectHandler(func(c *nats.Conn) {
+		if prev != nil {
+			prev(c)
+		}
+		b.reconnected()
+	})
 	go b.run()
 	return b
 }
+
+// bridgeGroup returns a new queue group name, nobody else's.
+func bridgeGroup() string { return "warren.mqtt.bridge." + nuid.Next() }
 
 // run hands the messages of the bridge's subscriptions to handle, one at
 // a time in the order the NATS client read them, until close.
@@ -195,13 +231,19 @@ func (b *bridge) dropped() uint64 {
 	}
 	count(b.all)
 	count(b.pending)
+	for _, old := range b.retiring {
+		for _, s := range old {
+			count(s)
+		}
+	}
 	return n
 }
 
 // queued returns the messages waiting in the bridge's queue.
 func (b *bridge) queued() int { return len(b.q) }
 
-// subscribe makes one subscription of the bridge.
+// subscribe makes one subscription of the bridge, in its current queue
+// group. b.mu is held or b is not shared yet.
 func (b *bridge) subscribe(subject string) (*nats.Subscription, error) {
 	sub, err := b.nc.ChanQueueSubscribe(subject, b.group, b.q)
 	if err != nil {
@@ -386,7 +428,87 @@ func (b *bridge) close() {
 		b.pending = nil
 	}
 	b.dropOrder(false)
+	for gen, old := range b.retiring {
+		for _, s := range old {
+			b.end(s, false)
+		}
+		delete(b.retiring, gen)
+	}
 	b.mu.Unlock()
 	close(b.done)
 	<-b.exited
+}
+
+// reconnected re-forms the bridge's queue group, on a goroutine of its
+// own: NATS has reconnected.
+func (b *bridge) reconnected() { go b.reform() }
+
+// reform subscribes the bridge's current set under a new queue group,
+// and drains the old group's subscriptions once the server has the new
+// ones and bridgeSwitchGrace has passed (see bridge).
+func (b *bridge) reform() {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return
+	}
+	b.gen++
+	gen := b.gen
+	b.group = bridgeGroup()
+	var old []*nats.Subscription
+	renew := func(sub *nats.Subscription) *nats.Subscription {
+		ns, err := b.subscribe(sub.Subject)
+		if err != nil {
+			// The old one stays: it still brings a share of the
+			// subject's messages.
+			b.log.Error("MQTT bridge: NATS subscribe after a reconnect", "subject", sub.Subject, "error", err)
+			return sub
+		}
+		old = append(old, sub)
+		return ns
+	}
+	for _, s := range b.order {
+		s.sub = renew(s.sub)
+	}
+	if b.all != nil {
+		b.all = renew(b.all)
+	}
+	var switchTo *nats.Subscription
+	if p := b.pending; p != nil {
+		// The switch waiting for the old ">" sees it is no longer
+		// pending and returns; this one waits for the new ">".
+		if b.pending = renew(p); b.pending != p {
+			switchTo = b.pending
+		}
+	}
+	b.retiring[gen] = old
+	n := len(old)
+	b.mu.Unlock()
+	if switchTo != nil {
+		go b.switchTo(switchTo)
+	}
+	// A conn that is reconnecting again fails the flush; that reconnect
+	// starts another re-form.
+	if err := b.nc.FlushTimeout(10 * time.Second); err != nil {
+		b.log.Warn("MQTT bridge: NATS flush after re-forming the queue group", "error", err)
+	}
+	t := time.NewTimer(b.grace)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-b.done:
+		return // close ends what retires
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	old, ok := b.retiring[gen]
+	if !ok {
+		return // closed meanwhile
+	}
+	delete(b.retiring, gen)
+	for _, s := range old {
+		b.end(s, true)
+	}
+	b.reformed.Add(1)
+	b.log.Info("MQTT bridge: queue group re-formed after a NATS reconnect", "subscriptions", n)
 }
