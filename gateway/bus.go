@@ -195,11 +195,15 @@ func (l *asyncErrLog) allow(kind string, now time.Time) (ok bool, skipped int) {
 }
 
 // asyncError handles an asynchronous NATS error at now: a slow consumer
-// is not logged (what its subscription drops is counted and logged by
-// its owner: the MQTT bridge, reason queue_full); the others are, once a
-// kind per asyncErrEvery.
+// on an MQTT bridge's subscription is not logged (the bridge counts and
+// logs what it drops, reason queue_full); the others — a slow consumer
+// on any other subscription included — are, once a kind per
+// asyncErrEvery.
 func (b *Bus) asyncError(sub *nats.Subscription, err error, now time.Time) {
-	if err == nil || errors.Is(err, nats.ErrSlowConsumer) {
+	if err == nil {
+		return
+	}
+	if errors.Is(err, nats.ErrSlowConsumer) && sub != nil && strings.HasPrefix(sub.Queue, bridgeGroupPrefix) {
 		return
 	}
 	ok, skipped := b.errs.allow(err.Error(), now)

@@ -168,21 +168,26 @@ func newBridge(nc *nats.Conn, handle nats.MsgHandler, max, queue int, log *slog.
 		group: bridgeGroup(), retiring: map[uint64][]*nats.Subscription{},
 		q: make(chan *nats.Msg, queue), grace: bridgeSwitchGrace,
 		done: make(chan struct{}), exited: make(chan struct{})}
-	// Chained after the handler nc has (the bus's): nc runs its
-	// handlers one at a time on a goroutine of its own.
+	// Chained before the handler nc has (the bus's, which re-announces
+	// every session): nc runs its handlers one at a time on a goroutine
+	// of its own, and the re-form only starts a goroutine, so the new
+	// group reaches the server without waiting for the re-announcement.
 	prev := nc.ReconnectHandler()
 	nc.SetReconnectHandler(func(c *nats.Conn) {
+		b.reconnected()
 		if prev != nil {
 			prev(c)
 		}
-		b.reconnected()
 	})
 	go b.run()
 	return b
 }
 
 // bridgeGroup returns a new queue group name, nobody else's.
-func bridgeGroup() string { return "warren.mqtt.bridge." + nuid.Next() }
+func bridgeGroup() string { return bridgeGroupPrefix + nuid.Next() }
+
+// bridgeGroupPrefix begins the name of every MQTT bridge's queue group.
+const bridgeGroupPrefix = "warren.mqtt.bridge."
 
 // run hands the messages of the bridge's subscriptions to handle, one at
 // a time in the order the NATS client read them, until close.

@@ -12,9 +12,10 @@ import (
 	"github.com/warrenhq/warren/internal/testutil"
 )
 
-// TestBusAsyncErrorLog: the bus logs no slow consumer (the bridge counts
-// and logs its drops), and other asynchronous NATS errors at most once a
-// kind per asyncErrEvery, with the number left unlogged since.
+// TestBusAsyncErrorLog: the bus logs no slow consumer on an MQTT
+// bridge's subscription (the bridge counts and logs its drops), and other
+// asynchronous NATS errors — a slow consumer elsewhere included — at most
+// once a kind per asyncErrEvery, with the number left unlogged since.
 func TestBusAsyncErrorLog(t *testing.T) {
 	var out syncBuffer
 	b := &Bus{log: slog.New(slog.NewTextHandler(&out, nil))}
@@ -29,11 +30,17 @@ func TestBusAsyncErrorLog(t *testing.T) {
 	perm := errors.New(`nats: permissions violation for subscription to "x"`)
 	other := errors.New("nats: some other error")
 
-	b.asyncError(nil, nats.ErrSlowConsumer, t0)
-	b.asyncError(nil, nats.ErrSlowConsumer, t0)
+	bridged := &nats.Subscription{Subject: "x", Queue: bridgeGroup()}
+	b.asyncError(bridged, nats.ErrSlowConsumer, t0)
+	b.asyncError(bridged, nats.ErrSlowConsumer, t0)
 	if l := lines(); len(l) != 0 {
-		t.Fatalf("slow consumer logged: %q", l)
+		t.Fatalf("the bridge's slow consumer logged: %q", l)
 	}
+	b.asyncError(&nats.Subscription{Subject: "devices.*.presence"}, nats.ErrSlowConsumer, t0)
+	if l := lines(); len(l) != 1 || !strings.Contains(l[0], "slow consumer") || !strings.Contains(l[0], "devices.*.presence") {
+		t.Fatalf("another subscription's slow consumer: %q", l)
+	}
+	out.Reset()
 	b.asyncError(nil, perm, t0)
 	b.asyncError(nil, perm, t0.Add(time.Second))
 	b.asyncError(nil, perm, t0.Add(9*time.Second))
@@ -70,10 +77,10 @@ func TestBusAsyncErrorKindsBounded(t *testing.T) {
 	}
 }
 
-// TestBusSlowConsumerQuiet: a real slow consumer on the bus's connection
-// goes to the bus's handler, which logs nothing (nats.go's default would
-// print it to stderr).
-func TestBusSlowConsumerQuiet(t *testing.T) {
+// TestBusSlowConsumerLog: a real slow consumer on the bus's connection
+// goes to the bus's handler (nats.go's default would print it to stderr),
+// which logs nothing for an MQTT bridge's subscription and logs any other.
+func TestBusSlowConsumerLog(t *testing.T) {
 	var out syncBuffer
 	bus, err := StartBus(BusConfig{Node: "slow", Logger: slog.New(slog.NewTextHandler(&out, nil))})
 	if err != nil {
@@ -83,29 +90,42 @@ func TestBusSlowConsumerQuiet(t *testing.T) {
 	if bus.Conn().ErrorHandler() == nil {
 		t.Fatal("no error handler on the bus's connection")
 	}
-	sub, err := bus.Conn().SubscribeSync("slow.>")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := sub.SetPendingLimits(1, -1); err != nil {
-		t.Fatal(err)
-	}
-	for range 100 {
-		if err := bus.Conn().Publish("slow.x", []byte("x")); err != nil {
+	slow := func(sub *nats.Subscription, subject string) {
+		t.Helper()
+		if err := sub.SetPendingLimits(1, -1); err != nil {
+			t.Fatal(err)
+		}
+		for range 100 {
+			if err := bus.Conn().Publish(subject, []byte("x")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := bus.Conn().Flush(); err != nil {
+			t.Fatal(err)
+		}
+		testutil.Eventually(t, 0, "a slow consumer on "+subject, func() bool {
+			n, err := sub.Dropped()
+			return err == nil && n > 0
+		})
+		if err := bus.Conn().Flush(); err != nil { // a round trip for the callback, on nats.go's goroutine
 			t.Fatal(err)
 		}
 	}
-	if err := bus.Conn().Flush(); err != nil {
+	sub, err := bus.Conn().QueueSubscribeSync("slow.>", bridgeGroup())
+	if err != nil {
 		t.Fatal(err)
 	}
-	testutil.Eventually(t, 5*time.Second, "a slow consumer", func() bool {
-		n, err := sub.Dropped()
-		return err == nil && n > 0
-	})
-	if err := bus.Conn().Flush(); err != nil { // a round trip for the callback, on nats.go's goroutine
-		t.Fatal(err)
-	}
+	slow(sub, "slow.x")
 	if s := out.String(); strings.Contains(s, "NATS error") {
-		t.Fatalf("slow consumer logged: %s", s)
+		t.Fatalf("the bridge's slow consumer logged: %s", s)
 	}
+	other, err := bus.Conn().SubscribeSync("loud.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	slow(other, "loud.x")
+	testutil.Eventually(t, 0, "another subscription's slow consumer logged", func() bool {
+		s := out.String()
+		return strings.Contains(s, "NATS error") && strings.Contains(s, "loud.>")
+	})
 }

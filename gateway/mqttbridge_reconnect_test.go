@@ -241,6 +241,10 @@ func TestBridgeReformRaces(t *testing.T) {
 
 	b.add("t/1")
 	waitBridgeSettled(t, b, 1)
+	// The server has t.1's subscription before the first message.
+	if err := b.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	stop := publisher(t, pub, []string{"t.1"})
 	for i := range 40 {
 		b.reconnected()

@@ -253,6 +253,9 @@ func (hs *hsConn) OnClose(c *engine.Conn, r engine.CloseReason, err error) {
 	hs.counted = counted
 	hs.mu.Unlock()
 	hs.shut()
+	if f := testHookClosed.Load(); f != nil {
+		(*f)()
+	}
 	if !counted || r == engine.ReasonLimitReached {
 		return
 	}
@@ -489,6 +492,10 @@ func (k keyLog) Write(p []byte) (int, error) { k.hs.keyLogLine(p); return len(p)
 // testHookHandshake, when set by a test, runs on the worker at each
 // handshake's start.
 var testHookHandshake atomic.Pointer[func()]
+
+// testHookClosed, when set by a test, runs at the end of a handshake's
+// OnClose.
+var testHookClosed atomic.Pointer[func()]
 
 // WorkerIdle is how long a handshake worker beyond the resident ones
 // (Config.HandshakeWorkers) waits for a job before it ends.

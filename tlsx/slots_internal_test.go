@@ -103,6 +103,10 @@ func TestClosedBeforeWorker(t *testing.T) {
 	}
 	testHookHandshake.Store(&hook)
 	defer testHookHandshake.Store(nil)
+	var closes atomic.Int32
+	closed := func() { closes.Add(1) }
+	testHookClosed.Store(&closed)
+	defer testHookClosed.Store(nil)
 	s, addr, _ := testServer(t, Config{HandshakeCPU: 2, HandshakeWorkers: 1, HandshakeNice: -1, FlightTimeout: -1,
 		RatePerIP: -1, Rate: -1, BanThreshold: -1})
 	aborted := func() float64 { return testutil.ToFloat64(s.m.handshakes.WithLabelValues(ResultAborted, "none")) }
@@ -125,6 +129,8 @@ func TestClosedBeforeWorker(t *testing.T) {
 	wtest.Eventually(t, 5*time.Second, "b and c queued", func() bool { return queued() == 2 })
 	b.Close()
 	c.Close()
+	// The server has seen both closes before the worker is free.
+	wtest.Eventually(t, 10*time.Second, "b and c closed on the server", func() bool { return closes.Load() == 2 })
 	close(gate) // a computes, then waits for its client without a slot
 	wtest.Eventually(t, 5*time.Second, "a waiting for its client", func() bool { return s.cpu.held(2) == 0 })
 	a.Close() // a fails on the worker, which then takes b's and c's jobs and drops them
