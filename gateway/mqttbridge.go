@@ -309,14 +309,7 @@ func (b *bridge) overflow() {
 func (b *bridge) switchTo(sub *nats.Subscription) {
 	// A conn that is reconnecting fails the flush; it resubscribes ">"
 	// with the rest when it is back, so the switch goes ahead.
-	if err := b.nc.FlushTimeout(10 * time.Second); err != nil {
-		b.log.Warn("MQTT bridge: NATS flush after subscribing to >", "error", err)
-	}
-	t := time.NewTimer(b.grace)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-b.done:
+	if !b.settle("subscribing to >") {
 		return
 	}
 	b.mu.Lock()
@@ -326,6 +319,23 @@ func (b *bridge) switchTo(sub *nats.Subscription) {
 	}
 	b.all, b.pending = sub, nil
 	b.dropOrder(true)
+}
+
+// settle waits until the server has what the bridge subscribed to so
+// far (a flush) and bridgeSwitchGrace more, after what (for the log if
+// the flush fails); false if the bridge closed meanwhile.
+func (b *bridge) settle(after string) bool {
+	if err := b.nc.FlushTimeout(10 * time.Second); err != nil {
+		b.log.Warn("MQTT bridge: NATS flush after "+after, "error", err)
+	}
+	t := time.NewTimer(b.grace)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-b.done:
+		return false
+	}
 }
 
 // interestSubject maps a topic filter onto the subject the bridge
@@ -494,14 +504,7 @@ func (b *bridge) reform() {
 	}
 	// A conn that is reconnecting again fails the flush; that reconnect
 	// starts another re-form.
-	if err := b.nc.FlushTimeout(10 * time.Second); err != nil {
-		b.log.Warn("MQTT bridge: NATS flush after re-forming the queue group", "error", err)
-	}
-	t := time.NewTimer(b.grace)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-b.done:
+	if !b.settle("re-forming the queue group") {
 		return // close ends what retires
 	}
 	b.mu.Lock()
