@@ -69,17 +69,26 @@ func TestProxyCommand(t *testing.T) {
 	if len(api.Clusters) != 1 || api.Clusters[0].Total != 2 || len(api.Clusters[0].Hosts) != 1 || api.Clusters[0].Hosts[0].Name != backend {
 		t.Fatalf("/api/upstream: %+v", api)
 	}
-	resp, err = http.Get("http://" + adminAddr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	metrics, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	for _, m := range []string{`warren_upstream_rq_xx_total{class="2xx",cluster="default"} 2`, `warren_proxy_requests_total 2`} {
-		if !strings.Contains(string(metrics), m) {
-			t.Errorf("metrics lack %s", m)
+	// A response's status class is counted once its exchange completes,
+	// just after the client has its last bytes: poll for the counters
+	// rather than read them once (CI caught the read in between).
+	want := []string{`warren_upstream_rq_xx_total{class="2xx",cluster="default"} 2`, `warren_proxy_requests_total 2`}
+	var metrics string
+	eventually(t, 5*time.Second, "metrics "+strings.Join(want, ", "), func() bool {
+		resp, err := http.Get("http://" + adminAddr + "/metrics")
+		if err != nil {
+			return false
 		}
-	}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		metrics = string(b)
+		for _, m := range want {
+			if !strings.Contains(metrics, m) {
+				return false
+			}
+		}
+		return true
+	})
 
 	// Draining the only host through the admin API leaves nothing to
 	// pick (draining overrides panic mode): 503 no_healthy_upstream.
