@@ -47,6 +47,15 @@
 # threads waited runnable for a CPU; OUT/devices-sched.txt). GOGC and
 # GOMEMLIMIT, when set, reach the gateway and are printed.
 #
+# During the traffic it also reads every thread's /proc/PID/task/TID/schedstat
+# (CPU time, run-queue wait, time slices) at its start and at its last 2 s
+# sample, and reports by role (the gateway's parent and workers, the load
+# generator's parent and workers): how many threads a process ran on (those
+# with at least 2% of a core), the share of a process's CPU its busiest
+# thread had, the run-queue wait a second and per time slice (one line a
+# role; whether the loops stay on their threads: warren serve and warren
+# load -lock-threads, docs/benchmarks.md section 60).
+#
 # Besides the RSS per device, the held figure is split into anonymous
 # memory (the processes' own) and file pages (the binary's, which RSS
 # counts once per process though the page cache holds them once), and
@@ -182,6 +191,64 @@ for r, (n, d, run, ds) in sorted(agg.items()):
 ' "$roles" >"$1"
   rm -f "$data"
 }
+# thread_roles: "pid role" for every process of the gateway and of the
+# load generator (read once at the traffic's start, for thread_snap).
+thread_roles() {
+  local p
+  for p in $(gw_pids); do echo "$p gw-$([ "$p" = "$GW_PID" ] && echo parent || echo worker)"; done
+  for p in "$LOAD_PID" $(pgrep -P "$LOAD_PID" || true); do echo "$p load-$([ "$p" = "$LOAD_PID" ] && echo parent || echo worker)"; done
+}
+# thread_snap: one line a thread of the processes in THR_ROLES, "role pid
+# tid cpu_ns runq_ns slices" (/proc/PID/task/TID/schedstat), read by one
+# awk (the benchmark's machine is busy: no process per thread).
+thread_snap() {
+  local files=() p
+  for p in $(awk '{print $1}' <<<"$THR_ROLES"); do files+=(/proc/"$p"/task/*/schedstat); done
+  awk -v roles="$THR_ROLES" 'BEGIN {n = split(roles, l, "\n"); for (i = 1; i <= n; i++) {split(l[i], f, " "); r[f[1]] = f[2]}}
+    {split(FILENAME, f, "/"); print r[f[3]], f[3], f[5], $1, $2, $3}' "${files[@]}" 2>/dev/null || true
+}
+# thread_summary SECONDS: from the snapshots $1 s apart in THR0 and THR1,
+# by role: processes, threads that ran (>= 2% of a core) per process and
+# how many carry 90% of its CPU, the busiest thread's share of its
+# process's CPU, run-queue wait a second (summed over the role's threads)
+# and per time slice.
+thread_summary() {
+  python3 -c '
+import sys
+span = float(sys.argv[1])
+def load(text):
+    d = {}
+    for l in text.splitlines():
+        f = l.split()
+        if len(f) == 6:
+            d[(f[0], f[1], f[2])] = (int(f[3]), int(f[4]), int(f[5]))
+    return d
+a, b = load(sys.argv[2]), load(sys.argv[3])
+roles = {}
+for k, (c1, w1, s1) in b.items():
+    c0, w0, s0 = a.get(k, (0, 0, 0))
+    roles.setdefault(k[0], {}).setdefault(k[1], []).append((c1 - c0, w1 - w0, s1 - s0))
+print("threads during the traffic (schedstat, %.1f s): by role, processes; threads that ran >= 2%% of a core per process, and how many carry 90%% of its CPU; the busiest thread'"'"'s share of its process'"'"'s CPU; run-queue wait s/s and per time slice" % span)
+for r in ("gw-parent", "gw-worker", "load-parent", "load-worker"):
+    ps = roles.get(r)
+    if not ps:
+        continue
+    busy, top, n90, cpu, wait, sl = [], [], [], 0, 0, 0
+    for ts in ps.values():
+        c = sum(t[0] for t in ts)
+        busy.append(sum(1 for t in ts if t[0] >= 0.02 * span * 1e9))
+        acc, k = 0, 0
+        for x in sorted((t[0] for t in ts), reverse=True):
+            if acc >= 0.9 * c:
+                break
+            acc += x; k += 1
+        n90.append(k)
+        if c > 0:
+            top.append(max(t[0] for t in ts) / c)
+        cpu += c; wait += sum(t[1] for t in ts); sl += sum(t[2] for t in ts)
+    print(f"  {r:11s} {len(ps)} procs, {cpu/span/1e9:.2f} cores; threads that ran {sum(busy)/len(ps):.1f} a process (max {max(busy)}), {sum(n90)/len(ps):.1f} carry 90% of its CPU; busiest thread {100*sum(top)/max(len(top),1):.0f}% of its process; run-queue wait {wait/span/1e9:.3f} s/s, {wait/max(sl,1)/1e3:.1f} µs a slice, {sl/span:.0f} slices/s")
+' "$1" "$THR0" "$THR1"
+}
 # parent_mem: the gateway parent's runtime counters so far, "TotalAlloc
 # Mallocs NumGC" (from its admin's /debug/pprof/heap?debug=1, which ends
 # with runtime.MemStats): with the parent's RSS, sampled during the
@@ -265,6 +332,8 @@ while kill -0 "$LOAD_PID" 2>/dev/null; do
   if [ -z "$tt0" ] && [ "$(echo "$(date +%s.%N) >= $ttraffic" | bc)" = 1 ]; then
     tt0=$(date +%s.%N) gt0=$c lt0=$l
     grq0=$(runq_ns $(gw_pids)) lrq0=$(runq_ns "$LOAD_PID" $(pgrep -P "$LOAD_PID" || true))
+    THR_ROLES=$(thread_roles)
+    THR0=$(thread_snap)
     read -r wr0 ww0 <<<"$(sysc $(pgrep -P "$GW_PID"))"
     read -r pr0 pw0 <<<"$(sysc "$GW_PID")"
     read -r pa0 pm0 pg0 <<<"$(parent_mem)"
@@ -296,6 +365,7 @@ while kill -0 "$LOAD_PID" 2>/dev/null; do
     # while the traffic runs (the workers' threads leave with them),
     # every 2 s: this loop's own processes are the machine's too
     grq1=$(runq_ns $(gw_pids)) lrq1=$(runq_ns "$LOAD_PID" $(pgrep -P "$LOAD_PID" || true)) trq1=$(date +%s.%N)
+    THR1=$(thread_snap)
     read -r wr1 ww1 <<<"$(sysc $(pgrep -P "$GW_PID"))"
     read -r pr1 pw1 <<<"$(sysc "$GW_PID")"
     read -r pa1 pm1 pg1 <<<"$(parent_mem)"
@@ -326,6 +396,7 @@ if [ "$(echo "$span > 1" | bc)" = 1 ]; then
   if [ -n "${trq1:-}" ]; then
     rqs=$(echo "$trq1 - $tt0" | bc)
     echo "run-queue wait during the traffic (threads runnable but not running, summed; per second of traffic): gateway $(echo "scale=3; ($grq1 - $grq0) / 1000000000 / $rqs" | bc) s/s, load generator $(echo "scale=3; ($lrq1 - $lrq0) / 1000000000 / $rqs" | bc) s/s"
+    thread_summary "$rqs" || true
     # per telemetry message due in the same span (RPS a second): how
     # many reads and writes the workers (device frames in, NATS out) and
     # the parent (the NATS server) make for each

@@ -96,6 +96,16 @@ type Config struct {
 	// Loops is the number of the client engine's event loops. Zero means
 	// GOMAXPROCS.
 	Loops int `json:"loops,omitempty"`
+	// BlockingPoll makes the client engine's idle loops block their
+	// threads in epoll_wait instead of parking in Go's netpoller
+	// (engine.Config.BlockingPoll); with -procs it reaches every worker.
+	// Zero means false, the engine's default.
+	BlockingPoll bool `json:"blocking_poll,omitempty"`
+	// LockOSThread locks each of the client engine's loops to its own OS
+	// thread (engine.Config.LockOSThread); with Procs it reaches every
+	// worker, which is where the devices' loops run. Zero means false,
+	// the engine's default.
+	LockOSThread bool `json:"lock_os_thread,omitempty"`
 	// Procs spreads the connections over this many worker processes, to
 	// pass the per-process open-file limit. Zero or one runs in this
 	// process. More needs WorkerCommand.

@@ -305,6 +305,8 @@ func newDevRunner(ctx context.Context, cfg Config) (*devRunner, error) {
 	}
 	r.eng, err = engine.New(engine.Config{
 		Loops:        loops,
+		BlockingPoll: cfg.BlockingPoll,
+		LockOSThread: cfg.LockOSThread,
 		Inline:       true,
 		MaxConns:     -1,
 		IdleTimeout:  -1,

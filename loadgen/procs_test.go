@@ -198,3 +198,43 @@ func TestCommandExitCodes(t *testing.T) {
 		t.Fatalf("with -max-errors 1: %v, want exit 0", err)
 	}
 }
+
+// TestWorkerConfigEngineFlags: the client engine's BlockingPoll and
+// LockOSThread reach every worker (where a devices run's loops are): they
+// survive workerConfig and the JSON line a worker reads its Config from.
+func TestWorkerConfigEngineFlags(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		cfg := Config{Conns: 4, Procs: 2, BlockingPoll: on, LockOSThread: on}
+		for i := range 2 {
+			wc := workerConfig(cfg, i, 2)
+			b, err := json.Marshal(wireMsg{Config: &wc})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var m wireMsg
+			if err := json.Unmarshal(b, &m); err != nil || m.Config == nil {
+				t.Fatalf("%s: %v", b, err)
+			}
+			if m.Config.BlockingPoll != on || m.Config.LockOSThread != on {
+				t.Fatalf("on=%v: worker %d got BlockingPoll %v LockOSThread %v from %s", on, i,
+					m.Config.BlockingPoll, m.Config.LockOSThread, b)
+			}
+		}
+	}
+}
+
+// TestRunProcsLockedLoops runs TestRunProcs's load from two workers
+// whose loops block in epoll_wait and are locked to their threads.
+func TestRunProcsLockedLoops(t *testing.T) {
+	hs := startHTTP(t)
+	cfg := quick(hs.url)
+	cfg.Conns, cfg.Procs, cfg.Inflight = 10, 2, 2
+	cfg.Duration = 800 * time.Millisecond
+	cfg.BlockingPoll, cfg.LockOSThread = true, true
+	cfg.WorkerCommand = testWorker("1")
+	rep := run(t, cfg)
+	if rep.Procs != 2 || rep.Connects != 10 || rep.Requests == 0 || rep.Requests != hs.requests.Load() || rep.TotalErrors() != 0 {
+		t.Fatalf("procs %d connects %d requests %d (server %d) errors %v", rep.Procs, rep.Connects, rep.Requests,
+			hs.requests.Load(), rep.Errors)
+	}
+}

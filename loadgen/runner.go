@@ -197,6 +197,8 @@ func newRunner(ctx context.Context, cfg Config) (*runner, error) {
 	}
 	r.eng, err = engine.New(engine.Config{
 		Loops:        loops,
+		BlockingPoll: cfg.BlockingPoll,
+		LockOSThread: cfg.LockOSThread,
 		Inline:       true,
 		MaxConns:     -1,
 		IdleTimeout:  -1,

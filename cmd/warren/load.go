@@ -92,6 +92,8 @@ flags:
 	fs.IntVar(&cfg.ServerPID, "server-pid", 0, "server pid: report its RSS per connection and CPU per request from /proc")
 	fs.StringVar(&cfg.AdminURL, "admin", "", "server admin URL (http://127.0.0.1:9901): RSS, CPU and connections from its /metrics")
 	fs.IntVar(&cfg.Loops, "loops", 0, "client event loops per process (0: GOMAXPROCS)")
+	fs.BoolVar(&cfg.BlockingPoll, "blocking-poll", cfg.BlockingPoll, "idle client loops block their threads in epoll_wait instead of parking in Go's netpoller (with -procs: in every worker)")
+	fs.BoolVar(&cfg.LockOSThread, "lock-threads", cfg.LockOSThread, "lock each client event loop to its own OS thread (with -procs: in every worker, where the devices run)")
 	fs.IntVar(&cfg.Procs, "procs", 1, "worker processes to spread the connections over (past the per-process open-file limit)")
 	parentGOGC := fs.Int("parent-gogc", defaultLoadParentGOGC(), "with -procs: garbage collector target in percent of this process, the one that measures (the NATS watcher, the command client): its heap is a few MB, so Go's 100 collects several times a second, each a pause in the measurement (default $GOGC if set, else 400; negative: off)")
 	workerProcs := fs.Int("worker-gomaxprocs", 0, "with -procs: GOMAXPROCS of each worker (0: $GOMAXPROCS if set, else the machine's CPUs divided among the workers, at least 1; negative: Go's default)")
