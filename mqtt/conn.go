@@ -1217,8 +1217,9 @@ func (c *conn) onSubscribe(p *Subscribe) {
 			codes[i] = QuotaExceeded
 			continue
 		}
-		sub := newSubscription(ss, pl.filter)
-		sub.tf, sub.qos, sub.noLocal, sub.rap, sub.id = uint16(len(pl.filter)-len(pl.tf)), pl.qos, pl.noLocal, pl.rap, subID
+		sub := newSub(ss, pl.filter, subID)
+		sub.setTF(len(pl.filter) - len(pl.tf))
+		sub.setOptions(pl.qos, pl.noLocal, pl.rap)
 		s.index(old, sub)
 		ss.linkSub(prev, old, sub)
 		if old == nil {
@@ -1239,8 +1240,8 @@ func (c *conn) onSubscribe(p *Subscribe) {
 	now := s.now().UnixNano()
 	for _, r := range retained {
 		var ids []uint32
-		if r.sub.id != 0 {
-			ids = []uint32{r.sub.id}
+		if id := r.sub.id(); id != 0 {
+			ids = []uint32{id}
 		}
 		for _, m := range s.retainedFor(r.tf, now) {
 			ss.deliver(s, m, min(m.QoS, r.sub.qos), true, ids, now)

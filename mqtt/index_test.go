@@ -44,7 +44,7 @@ func TestIndexModel(t *testing.T) {
 			sub.qos = QoS(r.IntN(3))
 			if IsShared(f) {
 				_, tf, _ := ParseShared(f)
-				sub.tf = uint16(len(f) - len(tf))
+				sub.setTF(len(f) - len(tf))
 			}
 			s.index(old, sub)
 			ss.linkSub(prev, old, sub)

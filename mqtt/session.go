@@ -7,8 +7,6 @@ import (
 	"sync"
 	"time"
 	"unsafe"
-
-	"github.com/warrenhq/warren/internal/inline"
 )
 
 // Locks of the broker, in order (a lock on the left may be held while
@@ -170,68 +168,198 @@ func (s *Server) routeMessage(tm *msg, retain bool, from string, now time.Time, 
 func (m *msg) expired(now int64) bool { return m.expires != 0 && now >= m.expires }
 
 // subscription is one subscription of a session, the value of the trie.
-// It is 32 bytes, and its filter (as subscribed, with $share/group/ if
-// shared) follows it in the same allocation (newSubscription, filter): an
-// idle subscribed client holds one, and a string header in it would take
-// 16 of the bytes a short filter fits in.
+// Its fields take 20 bytes and its filter (as subscribed, with
+// $share/group/ if shared) follows them in the same allocation, from
+// subSize on (newSub, filter): an idle subscribed client holds one, and a
+// 32-byte object holds a filter of up to 12 bytes (idle/12345), a 48-byte
+// one up to 28 (devices/dev-12345/commands/+). A subscription with an
+// identifier (5.0), or with a filter longer than maxInlineFilter, is long:
+// a subLong follows its 24 bytes instead, with the filter apart.
 type subscription struct {
-	sess    *session
-	next    *subscription // the session's next subscription, guarded by Server.mu
-	id      uint32
-	tf      uint16 // where the topic filter starts in the filter (after $share/group/)
-	n       uint16 // the filter's length, when it is inline
-	qos     QoS
-	noLocal bool
-	rap     bool // retain as published
-	long    bool // the filter is not inline: a string header follows the subscription
+	sess *session
+	next *subscription // the session's next subscription, guarded by Server.mu
+	// tf is where the topic filter starts in the filter (after
+	// $share/group/), 0 if not shared; a long subscription's tf over 255
+	// is in its subLong, and tf is 255.
+	tf    uint8
+	qos   QoS
+	flags subFlags
+	n     uint8   // the filter's length, when it is inline
+	head  [4]byte // the first bytes of an inline filter, which runs on past the struct
 }
 
-// subSize is where a subscription's filter, or its string header, starts.
-const subSize = unsafe.Sizeof(subscription{})
+// subFlags are a subscription's options.
+type subFlags uint8
+
+const (
+	subNoLocal subFlags = 1 << iota // no local (5.0)
+	subRAP                          // retain as published (5.0)
+	subIsLong                       // a subLong follows the subscription
+)
+
+// subLong follows a long subscription in its object.
+type subLong struct {
+	filter string
+	id     uint32 // the subscription identifier (5.0), 0 if none
+	tf     uint16
+}
+
+// subSize is where a subscription's inline filter starts.
+const subSize = unsafe.Offsetof(subscription{}.head)
 
 // maxInlineFilter is the longest filter kept in its subscription's
 // allocation.
 const maxInlineFilter = 128
 
 // newSubscription returns a subscription of ss to filter (as subscribed,
-// with $share/group/ if shared) that owns a copy of the filter, made in
-// the same allocation, right after the subscription, when it is at most
-// maxInlineFilter bytes (internal/inline: with the 32 bytes of the
-// subscription, each room it rounds to is a size class). A longer one is
-// copied apart and its string header follows the subscription. A routed message found in Server.lit is
-// compared with its subscription's filter: there the filter sits on the
-// subscription's cache lines instead of a line of its own. Every
-// subscription is made here: filter reads what follows it.
+// with $share/group/ if shared), without an identifier: newSub.
 func newSubscription(ss *session, filter string) *subscription {
-	if len(filter) > maxInlineFilter {
-		sub := inline.WithString[subscription](strings.Clone(filter)) // filter may be a view of the packet
-		sub.long, sub.sess = true, ss
-		return sub
+	return newSub(ss, filter, 0)
+}
+
+// newSub returns a subscription of ss to filter with the subscription
+// identifier id (0 if none) that owns a copy of the filter, made in the
+// same allocation from subSize on when the subscription is not long
+// (allocSub: each object is a size class). A long one's filter is copied
+// apart and its string header follows the subscription (subLong). A
+// routed message found in Server.lit is compared with its subscription's
+// filter: there the filter sits on the subscription's cache line instead
+// of a line of its own. Every subscription is made here: filter reads what
+// follows it. The caller sets tf (setTF) and the options.
+func newSub(ss *session, filter string, id uint32) *subscription {
+	if len(filter) > maxInlineFilter || id != 0 {
+		x := new(struct {
+			sub subscription
+			x   subLong
+		})
+		x.x.filter, x.x.id = strings.Clone(filter), id // filter may be a view of the packet
+		x.sub.sess, x.sub.flags = ss, subIsLong
+		return &x.sub
 	}
-	sub, b, _ := inline.New[subscription](len(filter))
-	copy(b, filter)
-	sub.sess, sub.n = ss, uint16(len(filter))
+	sub := allocSub(len(filter))
+	copy(unsafe.Slice((*byte)(unsafe.Add(unsafe.Pointer(sub), subSize)), len(filter)), filter)
+	sub.sess, sub.n = ss, uint8(len(filter))
 	return sub
+}
+
+// allocSub returns a zero subscription in an object with room for an
+// inline filter of n bytes (at most maxInlineFilter) from subSize on: the
+// object is the smallest size class that holds subSize+n bytes.
+func allocSub(n int) *subscription {
+	const room = unsafe.Sizeof(subscription{}) - subSize // inline bytes inside the struct
+	switch k := uintptr(n); {
+	case k <= room+8:
+		return &new(struct {
+			sub subscription
+			_   [8]byte
+		}).sub
+	case k <= room+24:
+		return &new(struct {
+			sub subscription
+			_   [24]byte
+		}).sub
+	case k <= room+40:
+		return &new(struct {
+			sub subscription
+			_   [40]byte
+		}).sub
+	case k <= room+56:
+		return &new(struct {
+			sub subscription
+			_   [56]byte
+		}).sub
+	case k <= room+72:
+		return &new(struct {
+			sub subscription
+			_   [72]byte
+		}).sub
+	case k <= room+88:
+		return &new(struct {
+			sub subscription
+			_   [88]byte
+		}).sub
+	case k <= room+104:
+		return &new(struct {
+			sub subscription
+			_   [104]byte
+		}).sub
+	case k <= room+120:
+		return &new(struct {
+			sub subscription
+			_   [120]byte
+		}).sub
+	default:
+		return &new(struct {
+			sub subscription
+			_   [136]byte // 160 bytes: room for maxInlineFilter
+		}).sub
+	}
+}
+
+// long returns the subLong that follows a long subscription.
+func (sub *subscription) long() *subLong {
+	return (*subLong)(unsafe.Add(unsafe.Pointer(sub), unsafe.Sizeof(subscription{})))
 }
 
 // filter returns the filter as subscribed, with $share/group/ if shared.
 func (sub *subscription) filter() string {
-	p := unsafe.Add(unsafe.Pointer(sub), subSize)
-	if sub.long {
-		return *(*string)(p)
+	if sub.flags&subIsLong != 0 {
+		return sub.long().filter
 	}
-	return unsafe.String((*byte)(p), sub.n)
+	return unsafe.String((*byte)(unsafe.Add(unsafe.Pointer(sub), subSize)), int(sub.n))
+}
+
+// id returns the subscription identifier (5.0), or 0.
+func (sub *subscription) id() uint32 {
+	if sub.flags&subIsLong == 0 {
+		return 0
+	}
+	return sub.long().id
+}
+
+// setTF sets where the topic filter starts in the filter: tf bytes in.
+func (sub *subscription) setTF(tf int) {
+	sub.tf = uint8(min(tf, 255))
+	if sub.flags&subIsLong != 0 {
+		sub.long().tf = uint16(tf)
+	}
+}
+
+// topicStart returns where the topic filter starts in the filter.
+func (sub *subscription) topicStart() int {
+	if sub.tf == 255 && sub.flags&subIsLong != 0 {
+		return int(sub.long().tf)
+	}
+	return int(sub.tf)
+}
+
+// noLocal reports the No Local option (5.0).
+func (sub *subscription) noLocal() bool { return sub.flags&subNoLocal != 0 }
+
+// rap reports the Retain As Published option (5.0).
+func (sub *subscription) rap() bool { return sub.flags&subRAP != 0 }
+
+// setOptions sets the subscription's QoS and its 5.0 options.
+func (sub *subscription) setOptions(qos QoS, noLocal, rap bool) {
+	sub.qos = qos
+	sub.flags &^= subNoLocal | subRAP
+	if noLocal {
+		sub.flags |= subNoLocal
+	}
+	if rap {
+		sub.flags |= subRAP
+	}
 }
 
 // topicFilter returns the filter matched against topics.
-func (sub *subscription) topicFilter() string { return sub.filter()[sub.tf:] }
+func (sub *subscription) topicFilter() string { return sub.filter()[sub.topicStart():] }
 
 // group returns the share group, or "" if the subscription is not shared.
 func (sub *subscription) group() string {
 	if sub.tf == 0 {
 		return ""
 	}
-	return sub.filter()[len(sharePrefix) : sub.tf-1]
+	return sub.filter()[len(sharePrefix) : sub.topicStart()-1]
 }
 
 // outflight is a QoS 1 or 2 message sent to the client and not yet
@@ -621,12 +749,12 @@ func (s *Server) route(m *msg, now int64, loop int) int {
 			case o.tf != 0:
 				shared = true
 				continue
-			case o.noLocal && ss.key() == m.from:
+			case o.noLocal() && ss.key() == m.from:
 				continue
 			}
-			qos, rap, match = max(qos, o.qos), rap || o.rap, true
-			if o.id != 0 {
-				ids = append(ids, o.id)
+			qos, rap, match = max(qos, o.qos), rap || o.rap(), true
+			if id := o.id(); id != 0 {
+				ids = append(ids, id)
 			}
 		}
 		if match {
@@ -697,10 +825,10 @@ func (s *Server) routeShared(m *msg, subs []*subscription, now int64) int {
 			pick = members[start%len(members)]
 		}
 		var ids []uint32
-		if pick.id != 0 {
-			ids = []uint32{pick.id}
+		if id := pick.id(); id != 0 {
+			ids = []uint32{id}
 		}
-		s.deliverTo(pick.sess, m, pick.qos, pick.rap, ids, now)
+		s.deliverTo(pick.sess, m, pick.qos, pick.rap(), ids, now)
 		n++
 	}
 	return n
