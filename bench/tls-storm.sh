@@ -343,7 +343,9 @@ for ((i = 0; i < 400; i++)); do
     PIDS+=("$!")
   fi
   n=$(online)
-  echo "$t $n" >>"$OUT/tls-storm-after.txt"
+  # the machine's CPU jiffies so far (user nice system idle iowait irq softirq):
+  # the kernel's share of a departure (its TCP teardowns) is in system and softirq
+  echo "$t $n $(awk '/^cpu / {print $2, $3, $4, $5, $6, $7, $8; exit}' /proc/stat)" >>"$OUT/tls-storm-after.txt"
   if [ -z "$left" ] && [ -n "$all" ] && [ "$n" -lt $((total - ESTABLISHED)) ]; then left=$t left_n=$n; fi
   if ! kill -0 "$EST_PID" 2>/dev/null; then
     est_end=$t
