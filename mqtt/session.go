@@ -211,6 +211,14 @@ const subSize = unsafe.Offsetof(subscription{}.head)
 // allocation.
 const maxInlineFilter = 128
 
+// The largest object allocSub makes holds maxInlineFilter bytes, and a
+// subscription's n (a uint8) counts them: both fail to compile if
+// maxInlineFilter grows past them.
+var (
+	_ [unsafe.Sizeof(subscription{}) - subSize + 136 - maxInlineFilter]byte
+	_ [255 - maxInlineFilter]byte
+)
+
 // newSubscription returns a subscription of ss to filter (as subscribed,
 // with $share/group/ if shared), without an identifier: newSub.
 func newSubscription(ss *session, filter string) *subscription {
