@@ -191,7 +191,7 @@ func TestPanelsJSON(t *testing.T) {
 		}
 	}
 
-	testutil.Eventually(t, 5*time.Second, "the MQTT close with a reason code", func() bool {
+	testutil.Eventually(t, 10*time.Second, "the MQTT close with a reason code", func() bool {
 		_, body, _ := get(t, r.s, "/api/stats", "panel-token")
 		st = stats{}
 		json.Unmarshal([]byte(body), &st)

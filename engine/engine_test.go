@@ -189,7 +189,7 @@ func TestEcho(t *testing.T) {
 			}(i)
 		}
 		wg.Wait()
-		eventually(t, 5*time.Second, "all closed", func() bool { return e.NumConns() == 0 })
+		eventually(t, 10*time.Second, "all closed", func() bool { return e.NumConns() == 0 })
 		st := e.Stats()
 		if st.Accepted != 20 || st.Closed[ReasonPeerClosed] != 20 {
 			t.Fatalf("accepted %d, peer-closed %d", st.Accepted, st.Closed[ReasonPeerClosed])
@@ -271,8 +271,8 @@ func TestManyConnsNoLeak(t *testing.T) {
 			if err := e.Close(); err != nil {
 				t.Fatal(err)
 			}
-			eventually(t, 5*time.Second, "descriptors released", func() bool { return fdCount(t) <= fds0 })
-			eventually(t, 5*time.Second, "goroutines released", func() bool { return runtime.NumGoroutine() <= g0+1 })
+			eventually(t, 10*time.Second, "descriptors released", func() bool { return fdCount(t) <= fds0 })
+			eventually(t, 10*time.Second, "goroutines released", func() bool { return runtime.NumGoroutine() <= g0+1 })
 		})
 	}
 }
@@ -533,7 +533,7 @@ func TestAdmission(t *testing.T) {
 			t.Fatalf("rejected %v closed %v", st.Rejected, st.Closed)
 		}
 		cs[0].Close()
-		eventually(t, 5*time.Second, "slot freed", func() bool { return e.NumConns() == 2 })
+		eventually(t, 10*time.Second, "slot freed", func() bool { return e.NumConns() == 2 })
 		roundTrip(t, dial(t, addr), "again")
 	})
 	t.Run("per-ip", func(t *testing.T) {
@@ -577,9 +577,9 @@ func TestAdmission(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 5*time.Second, "outbound open", func() bool { return out.State() != StateNew })
+		eventually(t, 10*time.Second, "outbound open", func() bool { return out.State() != StateNew })
 		out.Close()
-		eventually(t, 5*time.Second, "outbound closed", func() bool { return e.NumConns() == 1 })
+		eventually(t, 10*time.Second, "outbound closed", func() bool { return e.NumConns() == 1 })
 		second := dial(t, addr)
 		second.SetDeadline(time.Now().Add(5 * time.Second))
 		second.Write([]byte("x"))
@@ -597,7 +597,7 @@ func TestAdmission(t *testing.T) {
 			c := dial(t, addr)
 			c.Write([]byte("x"))
 		}
-		eventually(t, 5*time.Second, "rate rejections", func() bool { return e.Stats().Rejected[BoundAcceptRate] == 2 })
+		eventually(t, 10*time.Second, "rate rejections", func() bool { return e.Stats().Rejected[BoundAcceptRate] == 2 })
 		clk.Advance(time.Second)
 		roundTrip(t, dial(t, addr), "refilled")
 	})
@@ -688,7 +688,7 @@ func TestPeerResetMidWrite(t *testing.T) {
 			if r := h.awaitClose(t, 5*time.Second, "reset connection not closed"); r != ReasonPeerReset && r != ReasonIOError && r != ReasonPeerClosed {
 				t.Fatalf("reason %v", r)
 			}
-			eventually(t, 5*time.Second, "queue released", func() bool { return e.Stats().QueuedBytes == 0 })
+			eventually(t, 10*time.Second, "queue released", func() bool { return e.Stats().QueuedBytes == 0 })
 		})
 	}
 }
@@ -807,7 +807,7 @@ func TestStateChanges(t *testing.T) {
 	e, addr := startEngine(t, Config{Inline: true}, h)
 	c := dial(t, addr)
 	roundTrip(t, c, "x")
-	eventually(t, 5*time.Second, "idle gauge", func() bool { return e.Stats().ByState[StateIdle] == 1 })
+	eventually(t, 10*time.Second, "idle gauge", func() bool { return e.Stats().ByState[StateIdle] == 1 })
 	c.Close()
 	<-h.closed
 	h.mu.Lock()
@@ -1023,7 +1023,7 @@ func TestShutdownDrainsPausedConn(t *testing.T) {
 		e, addr := startEngine(t, cfg, pauser{})
 		c := dial(t, addr)
 		c.Write([]byte("x"))
-		eventually(t, 5*time.Second, "paused", func() bool { return e.NumConns() == 1 })
+		eventually(t, 10*time.Second, "paused", func() bool { return e.NumConns() == 1 })
 		time.Sleep(50 * time.Millisecond)
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		defer cancel()

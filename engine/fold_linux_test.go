@@ -34,7 +34,7 @@ func TestFoldWhenIdle(t *testing.T) {
 			k.cfg(&cfg)
 			h := newEcho()
 			e, addr := startEngine(t, cfg, h)
-			eventually(t, 5*time.Second, "loops 1 and 2 folded into 0", func() bool {
+			eventually(t, 10*time.Second, "loops 1 and 2 folded into 0", func() bool {
 				hs := hosts(e)
 				return hs[1] == 0 && hs[2] == 0
 			})
@@ -85,7 +85,7 @@ func TestFoldWhenIdle(t *testing.T) {
 func TestFoldedLoopMailboxWakesHost(t *testing.T) {
 	keepFolded(t)
 	e, addr := startEngine(t, Config{Loops: 2, TickInterval: 2 * time.Second}, newEcho())
-	eventually(t, 5*time.Second, "loop 1 folded", func() bool { return hosts(e)[1] == 0 })
+	eventually(t, 10*time.Second, "loop 1 folded", func() bool { return hosts(e)[1] == 0 })
 	var onLoop1 net.Conn
 	for i := 0; i < 2; i++ {
 		c := dial(t, addr)
@@ -114,7 +114,7 @@ func TestFoldedLoopMailboxWakesHost(t *testing.T) {
 	// The engine as a client: dialled connections go to both loops.
 	h := &clientHandler{opened: make(chan *Conn, 4), got: make(chan string, 4), closed: make(chan error, 4)}
 	client, _ := startEngine(t, Config{Loops: 2, Inline: true, TickInterval: 2 * time.Second}, h)
-	eventually(t, 5*time.Second, "client loop 1 folded", func() bool { return hosts(client)[1] == 0 })
+	eventually(t, 10*time.Second, "client loop 1 folded", func() bool { return hosts(client)[1] == 0 })
 	for i := 0; i < 2; i++ {
 		if _, err := client.DialWith(netip.MustParseAddrPort(addr), netip.Addr{}, "attached"); err != nil {
 			t.Fatal(err)
@@ -256,7 +256,7 @@ func TestFoldUnfoldUnderTraffic(t *testing.T) {
 			if folded.Load() == 0 || unfolded.Load() == 0 {
 				t.Fatalf("samples folded %d, unfolded %d: want both", folded.Load(), unfolded.Load())
 			}
-			eventually(t, 5*time.Second, "all closed", func() bool { return e.NumConns() == 0 })
+			eventually(t, 10*time.Second, "all closed", func() bool { return e.NumConns() == 0 })
 			if st := e.Stats(); st.Closed[ReasonPeerClosed] != 64 {
 				t.Fatalf("peer-closed %d, want 64", st.Closed[ReasonPeerClosed])
 			}

@@ -266,7 +266,7 @@ func TestDirectoryNodeRestart(t *testing.T) {
 	w.Bus().Close()
 	w2 := m.worker(t, "m1-1")
 	connect(t, w2, "new-run")
-	testutil.Eventually(t, 5*time.Second, "old-run gone, new-run kept (NodeTimeout is a minute)", func() bool {
+	testutil.Eventually(t, 10*time.Second, "old-run gone, new-run kept (NodeTimeout is a minute)", func() bool {
 		d := dir.Lookup("new-run")
 		return dir.Lookup("old-run") == nil && d != nil && d.Node == "m1-1"
 	})

@@ -246,14 +246,14 @@ func TestBridgeQueueFull(t *testing.T) {
 	// The consumer holds the first message; four fit in the queue; the
 	// other five are dropped.
 	nc.Publish("f.1", []byte("x"))
-	testutil.Eventually(t, 5*time.Second, "the first message", func() bool { return got.Load() == 1 })
+	testutil.Eventually(t, 10*time.Second, "the first message", func() bool { return got.Load() == 1 })
 	for range 9 {
 		nc.Publish("f.1", []byte("x"))
 	}
 	if err := nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	testutil.Eventually(t, 5*time.Second, "five drops", func() bool { return b.dropped() == 5 })
+	testutil.Eventually(t, 10*time.Second, "five drops", func() bool { return b.dropped() == 5 })
 	if b.queued() != 4 || got.Load() != 1 {
 		t.Fatalf("queued %d, handed on %d; want 4 and 1", b.queued(), got.Load())
 	}

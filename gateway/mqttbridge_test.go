@@ -124,7 +124,7 @@ func TestMQTTBridgeInterest(t *testing.T) {
 	in := b.mq.bridgedIn.Load()
 	pub.Publish("y/1", 0, false, "nobody on B").WaitTimeout(5 * time.Second)
 	pub.Publish("x/2/c", 0, false, "once").WaitTimeout(5 * time.Second)
-	testutil.Eventually(t, 5*time.Second, "x/2/c on node B", func() bool { return n1.Load() == 1 && n2.Load() == 1 })
+	testutil.Eventually(t, 10*time.Second, "x/2/c on node B", func() bool { return n1.Load() == 1 && n2.Load() == 1 })
 	time.Sleep(200 * time.Millisecond)
 	if n1.Load() != 1 || n2.Load() != 1 {
 		t.Fatalf("x/2/c delivered %d and %d times, want once each", n1.Load(), n2.Load())
@@ -137,7 +137,7 @@ func TestMQTTBridgeInterest(t *testing.T) {
 	if tk := c2.Unsubscribe("x/#"); !tk.WaitTimeout(5*time.Second) || tk.Error() != nil {
 		t.Fatal(tk.Error())
 	}
-	testutil.Eventually(t, 5*time.Second, "x.> unsubscribed", func() bool { return br.subjects.Load() == 2 })
+	testutil.Eventually(t, 10*time.Second, "x.> unsubscribed", func() bool { return br.subjects.Load() == 2 })
 	br.mu.RLock()
 	subs := len(br.order)
 	br.mu.RUnlock()
@@ -147,7 +147,7 @@ func TestMQTTBridgeInterest(t *testing.T) {
 
 	// A retained message published on A while nobody on B wants it.
 	pub.Publish("r/1", 1, true, "kept").WaitTimeout(5 * time.Second)
-	testutil.Eventually(t, 5*time.Second, "the retained message on node B", func() bool {
+	testutil.Eventually(t, 10*time.Second, "the retained message on node B", func() bool {
 		return b.MQTT().Stats().Retained == 1
 	})
 	got := make(chan string, 2)
@@ -180,7 +180,7 @@ func TestMQTTBridgeOverflow(t *testing.T) {
 	}
 	// Once the switch to ">" is done (TestBridgeSwitchExact publishes
 	// during it), the one subscription takes everything, once.
-	testutil.Eventually(t, 5*time.Second, "the switch to >", func() bool {
+	testutil.Eventually(t, 10*time.Second, "the switch to >", func() bool {
 		g.mq.br.mu.RLock()
 		defer g.mq.br.mu.RUnlock()
 		return g.mq.br.all != nil && g.mq.br.pending == nil && len(g.mq.br.order) == 0
@@ -190,7 +190,7 @@ func TestMQTTBridgeOverflow(t *testing.T) {
 	nc.Publish("p.3", []byte("b"))
 	nc.Publish("q.1", []byte("nobody"))
 	nc.Flush()
-	testutil.Eventually(t, 5*time.Second, "p/1 and p/3", func() bool { return n.Load() == 1 && m.Load() == 1 })
+	testutil.Eventually(t, 10*time.Second, "p/1 and p/3", func() bool { return n.Load() == 1 && m.Load() == 1 })
 	time.Sleep(200 * time.Millisecond)
 	if n.Load() != 1 || m.Load() != 1 {
 		t.Fatalf("delivered %d and %d times, want once each", n.Load(), m.Load())

@@ -62,7 +62,7 @@ func TestWebhookBounds(t *testing.T) {
 	}
 	// The one batch in flight holds 2 messages, the queue 8, the open
 	// batch at most 1: everything else is dropped.
-	testutil.Eventually(t, 5*time.Second, "the webhook to settle", func() bool { return len(w.q) == 0 || w.dropped.Load() > 0 })
+	testutil.Eventually(t, 10*time.Second, "the webhook to settle", func() bool { return len(w.q) == 0 || w.dropped.Load() > 0 })
 	st := w.sink.Stats()
 	if w.queued.Load()+w.dropped.Load() != n {
 		t.Errorf("queued %d + dropped %d != %d offered", w.queued.Load(), w.dropped.Load(), n)

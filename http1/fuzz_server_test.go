@@ -362,7 +362,7 @@ func (fs *fuzzServer) check(t *testing.T, in []byte, cuts uint32) {
 	rd.done = make(chan struct{})
 	nc.SetReadDeadline(time.Now().Add(10 * time.Second))
 	go rd.run(nc)
-	testutil.Eventually(t, 5*time.Second, "the server to accept the connection", func() bool { return fs.eng.NumConns() == 1 })
+	testutil.Eventually(t, 10*time.Second, "the server to accept the connection", func() bool { return fs.eng.NumConns() == 1 })
 	sent := 0
 	for _, piece := range [][2]int{{0, a}, {a, b}, {b, len(in)}} {
 		if piece[0] == piece[1] || piece[0] >= pl.stop {
@@ -403,7 +403,7 @@ func (fs *fuzzServer) check(t *testing.T, in []byte, cuts uint32) {
 		t.Errorf("server logged: %s", m)
 	}
 	fs.verify(t, in[:sent], pl, out)
-	testutil.Eventually(t, 5*time.Second, "the server to release the connection", func() bool { return fs.eng.NumConns() == 0 })
+	testutil.Eventually(t, 10*time.Second, "the server to release the connection", func() bool { return fs.eng.NumConns() == 0 })
 }
 
 // reader collects what the server sends until it closes the connection.

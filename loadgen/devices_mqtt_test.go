@@ -235,7 +235,7 @@ func TestDevicesMQTTSeenByMosquitto(t *testing.T) {
 		close(lines)
 	}()
 	// The subscription is in place once the observer is online.
-	testutil.Eventually(t, 5*time.Second, "mosquitto_sub subscribed",
+	testutil.Eventually(t, 10*time.Second, "mosquitto_sub subscribed",
 		func() bool { return g.MQTT().Stats().Subscriptions >= 2 })
 
 	cfg := mqttDeviceConfig(g, nc)

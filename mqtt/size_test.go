@@ -76,7 +76,7 @@ func TestOwnSession(t *testing.T) {
 		t.Fatal("the clean session is not its connection's own")
 	}
 	c.c.Close()
-	testutil.Eventually(t, 5*time.Second, "clean session ended", func() bool { return get("clean") == nil })
+	testutil.Eventually(t, 10*time.Second, "clean session ended", func() bool { return get("clean") == nil })
 
 	p := dial(t, b.addr, Version311)
 	if ca := p.connect(&Connect{ClientID: []byte("kept"), KeepAlive: 60}); ca.ReasonCode != Success {
@@ -86,7 +86,7 @@ func TestOwnSession(t *testing.T) {
 		t.Fatalf("persistent session %+v: want one apart", ss)
 	}
 	p.c.Close()
-	testutil.Eventually(t, 5*time.Second, "kept offline", func() bool { return offline(b, "kept") })
+	testutil.Eventually(t, 10*time.Second, "kept offline", func() bool { return offline(b, "kept") })
 
 	// 5.0: expiry 0, then taken over by clean start 0 with an expiry.
 	c1 := dial(t, b.addr, Version5)
@@ -118,7 +118,7 @@ func TestOwnSession(t *testing.T) {
 	}
 	c2.send(&Ack{Kind: TypePuback, PacketID: m.PacketID})
 	c2.c.Close()
-	testutil.Eventually(t, 5*time.Second, "dev offline", func() bool { return offline(b, "dev") })
+	testutil.Eventually(t, 10*time.Second, "dev offline", func() bool { return offline(b, "dev") })
 	pub.pub("dev/in", "two", QoS1, 2, false)
 	pub.expectAck(TypePuback, 2)
 	c3 := dial(t, b.addr, Version5)

@@ -478,25 +478,19 @@ func TestDialClosedBeforeResponse(t *testing.T) {
 // TestDialTimeoutAndCancel: a server that never answers; the handshake
 // times out, or Close gives the dial up first.
 func TestDialTimeoutAndCancel(t *testing.T) {
+	// The server holds every connection until the test ends (its raw
+	// server's 10 s deadline at most), so only the handshake timeout can
+	// end the first dial within rec.next's 5 s: no timed assertion needed.
 	release := make(chan struct{})
-	addr := startRawServer(t, func(s *rawServer) {
-		select {
-		case <-release:
-		case <-time.After(5 * time.Second):
-		}
-	})
+	addr := startRawServer(t, func(s *rawServer) { <-release })
 	defer close(release)
 	e := clientEngine(t, false)
-	start := time.Now()
 	_, rec := dial(t, e, wsURL(addr, "/"), DialConfig{HandshakeTimeout: 100 * time.Millisecond})
 	if ev := rec.next(t, "error"); !errors.Is(ev.err, ErrHandshakeTimeout) {
 		t.Fatalf("OnError(%v)", ev.err)
 	}
 	if ev := rec.next(t, "close"); ev.code != CloseAbnormal || ev.reason != engine.ReasonIdleTimeout {
 		t.Fatalf("OnClose(%v, %d)", ev.reason, ev.code)
-	}
-	if d := time.Since(start); d > 3*time.Second {
-		t.Fatalf("timed out after %v", d)
 	}
 
 	c, rec := dial(t, e, wsURL(addr, "/"), DialConfig{})

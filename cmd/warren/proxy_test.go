@@ -72,23 +72,7 @@ func TestProxyCommand(t *testing.T) {
 	// A response's status class is counted once its exchange completes,
 	// just after the client has its last bytes: poll for the counters
 	// rather than read them once (CI caught the read in between).
-	want := []string{`warren_upstream_rq_xx_total{class="2xx",cluster="default"} 2`, `warren_proxy_requests_total 2`}
-	var metrics string
-	eventually(t, 5*time.Second, "metrics "+strings.Join(want, ", "), func() bool {
-		resp, err := http.Get("http://" + adminAddr + "/metrics")
-		if err != nil {
-			return false
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		metrics = string(b)
-		for _, m := range want {
-			if !strings.Contains(metrics, m) {
-				return false
-			}
-		}
-		return true
-	})
+	waitMetrics(t, adminAddr, `warren_upstream_rq_xx_total{class="2xx",cluster="default"} 2`, `warren_proxy_requests_total 2`)
 
 	// Draining the only host through the admin API leaves nothing to
 	// pick (draining overrides panic mode): 503 no_healthy_upstream.
@@ -134,4 +118,32 @@ func TestProxyCommandUsage(t *testing.T) {
 		!strings.Contains(errb.String(), "-pipeline-batch needs -pipeline") {
 		t.Fatalf("-pipeline-batch without -pipeline: code %d: %s", code, errb.String())
 	}
+}
+
+// waitMetrics polls the admin listener's /metrics at adminAddr until it
+// carries every line of want, failing the test after 10 s, and returns the
+// last text read. A proxied exchange ends just after the client has the
+// response's last bytes (upstream's Exchange.complete: the connection goes
+// back to the pool, the status class and the proxy's response are
+// counted), so what a test reads of it right after the response must be
+// polled for.
+func waitMetrics(t *testing.T, adminAddr string, want ...string) string {
+	t.Helper()
+	var metrics string
+	eventually(t, 10*time.Second, "metrics "+strings.Join(want, ", "), func() bool {
+		resp, err := http.Get("http://" + adminAddr + "/metrics")
+		if err != nil {
+			return false
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		metrics = string(b)
+		for _, m := range want {
+			if !strings.Contains(metrics, m) {
+				return false
+			}
+		}
+		return true
+	})
+	return metrics
 }

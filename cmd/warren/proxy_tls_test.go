@@ -35,6 +35,11 @@ func TestProxyCommandHTTPS(t *testing.T) {
 	addr := regexp.MustCompile(`proxy listening" addr=(\S+)`).FindStringSubmatch(out)[1]
 	adminAddr := regexp.MustCompile(`admin: listening" addr=(\S+)`).FindStringSubmatch(out)[1]
 	for range 3 {
+		// The connection goes back to the pool just after the client has
+		// the last bytes: the next GET must find it there, not dial a
+		// second one (and make a second handshake), so wait for the
+		// exchange to end.
+		waitMetrics(t, adminAddr, `warren_upstream_rq_active{cluster="default"} 0`)
 		resp, err := http.Get("http://" + addr + "/a")
 		if err != nil {
 			t.Fatal(err)

@@ -188,13 +188,37 @@ type serveNode struct {
 // (which override these), and returns once it listens.
 func startServe(t *testing.T, node, data string, extra ...string) *serveNode {
 	t.Helper()
-	p := freePorts(t, 5) // distinct: held open together while picked
-	n := &serveNode{node: node, addr: p[0], api: p[1], admin: p[2], nats: p[3], mqtt: p[4]}
-	args := []string{"serve", "-node", node, "-addr", n.addr, "-api", n.api, "-admin", n.admin,
-		"-nats-listen", n.nats, "-mqtt", n.mqtt, "-data", data, "-drain-timeout", "5s"}
-	n.proc = startProc(t, "serve "+node, warrenBinary(t), append(args, extra...)...)
-	n.waitOutput(t, 20*time.Second, "warren serve listening")
-	return n
+	// The ports are free when picked, but closed before the process binds
+	// them: another process's outgoing connection can take one as its
+	// local port in between (seen under stress: bind: address already in
+	// use). Such a start is retried on new ports, twice at most.
+	for attempt := 1; ; attempt++ {
+		p := freePorts(t, 5) // distinct: held open together while picked
+		n := &serveNode{node: node, addr: p[0], api: p[1], admin: p[2], nats: p[3], mqtt: p[4]}
+		args := []string{"serve", "-node", node, "-addr", n.addr, "-api", n.api, "-admin", n.admin,
+			"-nats-listen", n.nats, "-mqtt", n.mqtt, "-data", data, "-drain-timeout", "5s"}
+		n.proc = startProc(t, "serve "+node, warrenBinary(t), append(args, extra...)...)
+		if attempt < 3 && n.lostPort(20*time.Second, "warren serve listening") {
+			t.Logf("serve %s: a picked port was taken before it bound it; new ports", node)
+			continue
+		}
+		n.waitOutput(t, 20*time.Second, "warren serve listening")
+		return n
+	}
+}
+
+// lostPort waits at most d for the process to print s, and reports
+// whether it exited first because a port it was given was in use.
+func (p *proc) lostPort(d time.Duration, s string) bool {
+	for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if strings.Contains(p.out.String(), s) {
+			return false
+		}
+		if p.exited() {
+			return strings.Contains(p.out.String(), "address already in use")
+		}
+	}
+	return false
 }
 
 // startNATSServer starts a standalone nats-server (built from the module's

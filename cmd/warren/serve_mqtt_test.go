@@ -57,7 +57,7 @@ func TestServeMQTT(t *testing.T) {
 	if err := s.Start(); err != nil {
 		t.Fatal(err)
 	}
-	n.waitDevice(t, 5*time.Second, "dev-9", "mqtt")
+	n.waitDevice(t, 10*time.Second, "dev-9", "mqtt")
 	// The device does not ack (mosquitto_sub can't): 504, but the command
 	// reached it.
 	code, _ := n.command(t, "dev-9", `{"name":"reboot","payload":{"in":5},"timeout":"1s"}`)

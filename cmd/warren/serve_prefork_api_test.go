@@ -66,7 +66,7 @@ func TestServePreforkAPI(t *testing.T) {
 		id := fmt.Sprintf("pa-%02d", i)
 		dialDevice(t, n.addr, id, deviceToken(t, data, id)).answer()
 		var node string
-		eventually(t, 5*time.Second, id+" in the directory", func() bool {
+		eventually(t, 10*time.Second, id+" in the directory", func() bool {
 			code, m := do("GET", "/v1/devices/"+id, "")
 			node, _ = m["node"].(string)
 			return code == 200 && node != "" && m["state"] == "online"
@@ -129,7 +129,7 @@ func TestServePreforkAPI(t *testing.T) {
 	}
 
 	// The API's metrics are the parent's own, in the merged scrape.
-	eventually(t, 5*time.Second, "the parent's command metrics", func() bool {
+	eventually(t, 10*time.Second, "the parent's command metrics", func() bool {
 		ok := parentSample(t, n.admin, `warren_gateway_commands_total{outcome="ok",worker="parent"}`)
 		off := parentSample(t, n.admin, `warren_gateway_commands_total{outcome="offline",worker="parent"}`)
 		rtt := parentSample(t, n.admin, `warren_gateway_command_duration_seconds_count{worker="parent"}`)
@@ -142,11 +142,13 @@ func TestServePreforkAPI(t *testing.T) {
 	// worker's drain closed the device first), not a reset connection.
 	slow := "pa-slow"
 	sd := dialDevice(t, n.addr, slow, deviceToken(t, data, slow))
+	delivered := make(chan struct{})
 	go func() {
 		_, b, err := sd.c.ReadMessage()
 		if err != nil {
 			return
 		}
+		close(delivered)
 		var f struct{ ID string }
 		json.Unmarshal(b, &f)
 		time.Sleep(300 * time.Millisecond)
@@ -157,7 +159,7 @@ func TestServePreforkAPI(t *testing.T) {
 			}
 		}
 	}()
-	eventually(t, 5*time.Second, slow+" in the directory", func() bool {
+	eventually(t, 10*time.Second, slow+" in the directory", func() bool {
 		code, _ := do("GET", "/v1/devices/"+slow, "")
 		return code == 200
 	})
@@ -171,7 +173,14 @@ func TestServePreforkAPI(t *testing.T) {
 		code, m, err := apiAs("POST", api+"/v1/devices/"+slow+"/commands", tok, `{"name":"slow"}`)
 		inFlight <- answer{code, m, err}
 	}()
-	time.Sleep(100 * time.Millisecond)
+	// SIGTERM once the device has the command, so that it is in flight
+	// however long a loaded machine takes to pass it on (a fixed sleep
+	// could signal before the API had the request).
+	select {
+	case <-delivered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the command did not reach " + slow + " in 10 s")
+	}
 	n.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case a := <-inFlight:
@@ -251,8 +260,8 @@ func TestServePreforkExternalNATS(t *testing.T) {
 	far.answer()
 	near := dialDevice(t, pf.addr, "near", secretToken(t, secret, "near"))
 	near.answer()
-	pf.waitDevice(t, 5*time.Second, "far", "solo")
-	eventually(t, 5*time.Second, "near on a prefork worker, seen from solo", func() bool {
+	pf.waitDevice(t, 10*time.Second, "far", "solo")
+	eventually(t, 10*time.Second, "near on a prefork worker, seen from solo", func() bool {
 		code, m := solo.device(t, "near")
 		node, _ := m["node"].(string)
 		return code == 200 && strings.HasPrefix(node, "pfx-")

@@ -62,7 +62,7 @@ func TestServeCertRevoked(t *testing.T) {
 		d.id = id
 		t.Cleanup(func() { d.c.Close() })
 		d.answer()
-		n.waitDevice(t, 5*time.Second, id, "revoke")
+		n.waitDevice(t, 10*time.Second, id, "revoke")
 		devs[id] = d
 	}
 	lost := make(chan error, 1)
@@ -74,7 +74,7 @@ func TestServeCertRevoked(t *testing.T) {
 		t.Fatalf("mqtts with a certificate: %v", tok.Error())
 	}
 	t.Cleanup(func() { mc.Disconnect(0) })
-	n.waitDevice(t, 5*time.Second, "mq-gone", "revoke")
+	n.waitDevice(t, 10*time.Second, "mq-gone", "revoke")
 
 	p.crl(t, 2, gone, mqGone) // over the same file
 	n.cmd.Process.Signal(syscall.SIGHUP)
@@ -89,7 +89,7 @@ func TestServeCertRevoked(t *testing.T) {
 	if code, m := n.command(t, "dev-keep", `{"name":"ping","timeout":"5s"}`); code != 200 || m["status"] != "ok" {
 		t.Errorf("device not revoked: %d %v", code, m)
 	}
-	eventually(t, 5*time.Second, "the revocations counted", func() bool {
+	eventually(t, 10*time.Second, "the revocations counted", func() bool {
 		return strings.Contains(fetchText(t, "http://"+n.admin+"/metrics"), `warren_gateway_disconnects_total{reason="certificate_revoked"} 2`)
 	})
 	if _, _, err := dialWSS(tlsAddr, p.pool, []tls.Certificate{gone}, "", tls.VersionTLS13); err == nil {

@@ -251,7 +251,7 @@ func clusterScenario(t *testing.T, a, b, c *serveNode, natsURL string, token fun
 	dc := dialDevice(t, c.addr, "dev-c", token("dev-c"))
 	dc.answer()
 	for _, n := range nodes {
-		n.waitDevice(t, 5*time.Second, "dev-c", c.node)
+		n.waitDevice(t, 10*time.Second, "dev-c", c.node)
 	}
 	if code, m := a.command(t, "dev-c", `{"name":"blink","timeout":"5s"}`); code != 200 || m["status"] != "ok" ||
 		fmt.Sprint(m["result"]) != "map[device:dev-c name:blink]" {
@@ -263,14 +263,14 @@ func clusterScenario(t *testing.T, a, b, c *serveNode, natsURL string, token fun
 	old := dialDevice(t, a.addr, "dev-m", tokM)
 	old.answer()
 	for _, n := range nodes {
-		n.waitDevice(t, 5*time.Second, "dev-m", a.node)
+		n.waitDevice(t, 10*time.Second, "dev-m", a.node)
 	}
 	dialDevice(t, b.addr, "dev-m", tokM).answer()
 	if ce := old.waitClosed(t); ce.Code != 4000 {
 		t.Errorf("moved device's old connection: close %d %q, want 4000", ce.Code, ce.Text)
 	}
 	for _, n := range nodes {
-		n.waitDevice(t, 5*time.Second, "dev-m", b.node)
+		n.waitDevice(t, 10*time.Second, "dev-m", b.node)
 	}
 	if code, m := c.command(t, "dev-m", `{"name":"where"}`); code != 200 ||
 		fmt.Sprint(m["result"]) != "map[device:dev-m name:where]" {
@@ -312,7 +312,7 @@ func clusterScenario(t *testing.T, a, b, c *serveNode, natsURL string, token fun
 	// The lost node's device reconnects to another node.
 	dialDevice(t, a.addr, "dev-c", token("dev-c")).answer()
 	for _, n := range []*serveNode{a, b} {
-		n.waitDevice(t, 5*time.Second, "dev-c", a.node)
+		n.waitDevice(t, 10*time.Second, "dev-c", a.node)
 	}
 	if code, m := b.command(t, "dev-c", `{"name":"back"}`); code != 200 ||
 		fmt.Sprint(m["result"]) != "map[device:dev-c name:back]" {
@@ -350,7 +350,7 @@ func TestServeExternalNATS(t *testing.T) {
 
 	d := dialDevice(t, n2.addr, "dev-x", secretToken(t, secret, "dev-x"))
 	d.answer()
-	n1.waitDevice(t, 5*time.Second, "dev-x", "ext2")
+	n1.waitDevice(t, 10*time.Second, "dev-x", "ext2")
 	if code, m := n1.command(t, "dev-x", `{"name":"ping","timeout":"5s"}`); code != 200 || m["status"] != "ok" ||
 		fmt.Sprint(m["result"]) != "map[device:dev-x name:ping]" {
 		t.Errorf("command on node 1 to a device on node 2: %d %v", code, m)
@@ -374,7 +374,7 @@ func TestServePrefork(t *testing.T) {
 		conns[id] = dialDevice(t, n.addr, id, deviceToken(t, data, id))
 		conns[id].answer()
 		var node string
-		eventually(t, 5*time.Second, id+" in the directory", func() bool {
+		eventually(t, 10*time.Second, id+" in the directory", func() bool {
 			code, m := n.device(t, id)
 			node, _ = m["node"].(string)
 			return code == 200 && node != ""
@@ -437,7 +437,7 @@ func TestServePrefork(t *testing.T) {
 		if ce := prev.waitClosed(t); ce.Code != 4000 {
 			t.Fatalf("%s replaced (connection %d) closed with %d %q, want 4000", moved, i, ce.Code, ce.Text)
 		}
-		eventually(t, 5*time.Second, moved+" online again", func() bool {
+		eventually(t, 10*time.Second, moved+" online again", func() bool {
 			code, m := n.device(t, moved)
 			node, _ = m["node"].(string)
 			return code == 200 && node != ""

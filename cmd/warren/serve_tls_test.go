@@ -145,7 +145,7 @@ func TestServeTLS(t *testing.T) {
 		d.id = v.id
 		t.Cleanup(func() { d.c.Close() })
 		d.answer()
-		n.waitDevice(t, 5*time.Second, v.id, "tls")
+		n.waitDevice(t, 10*time.Second, v.id, "tls")
 		if code, m := n.command(t, v.id, `{"name":"ping","timeout":"5s"}`); code != 200 || m["status"] != "ok" {
 			t.Errorf("%s command: %d %v", v.id, code, m)
 		}
@@ -160,7 +160,7 @@ func TestServeTLS(t *testing.T) {
 	d.id = "cert-dev"
 	t.Cleanup(func() { d.c.Close() })
 	d.answer()
-	n.waitDevice(t, 5*time.Second, "cert-dev", "tls")
+	n.waitDevice(t, 10*time.Second, "cert-dev", "tls")
 	if err := d.c.WriteMessage(gorilla.TextMessage, []byte(`{"type":"telemetry","data":{"via":"mtls"}}`)); err != nil {
 		t.Fatal(err)
 	}
@@ -237,7 +237,7 @@ func TestServeTLS(t *testing.T) {
 		deviceToken(t, data, "mq-tok"), "-t", "devices/mq-tok/telemetry", "-m", `{"mq":"alpn"}`); err != nil {
 		t.Errorf("mosquitto_pub --tls-alpn mqtt: %s", err.(*exec.ExitError).Stderr)
 	}
-	eventually(t, 5*time.Second, "MQTT over TLS telemetry on NATS", func() bool {
+	eventually(t, 10*time.Second, "MQTT over TLS telemetry on NATS", func() bool {
 		return w.find("devices.mq-tok.telemetry", func(m *nats.Msg) bool { return string(m.Data) == `{"mq":"alpn"}` }) != nil
 	})
 	// A client certificate and no password: the client id must be the CN.
@@ -246,7 +246,7 @@ func TestServeTLS(t *testing.T) {
 		"-m", `{"mq":"cert"}`); err != nil {
 		t.Errorf("mosquitto_pub --cert/--key: %s", err.(*exec.ExitError).Stderr)
 	}
-	eventually(t, 5*time.Second, "certificate MQTT telemetry on NATS", func() bool {
+	eventually(t, 10*time.Second, "certificate MQTT telemetry on NATS", func() bool {
 		return w.find("devices.mq-cert.telemetry", func(m *nats.Msg) bool { return string(m.Data) == `{"mq":"cert"}` }) != nil
 	})
 	if err := run("--cert", certFile, "--key", keyFile, "-i", "someone-else", "-t", "devices/someone-else/telemetry",
@@ -324,7 +324,7 @@ func TestServeTLSPrefork(t *testing.T) {
 		}
 		t.Cleanup(func() { d.c.Close() })
 		var node string
-		eventually(t, 5*time.Second, id+" in the directory", func() bool {
+		eventually(t, 10*time.Second, id+" in the directory", func() bool {
 			code, m := n.device(t, id)
 			node, _ = m["node"].(string)
 			return code == 200 && node != ""
@@ -395,7 +395,7 @@ func TestServeTLSReload(t *testing.T) {
 	d.id = "kept"
 	t.Cleanup(func() { d.c.Close() })
 	d.answer()
-	n.waitDevice(t, 5*time.Second, "kept", "reload")
+	n.waitDevice(t, 10*time.Second, "kept", "reload")
 
 	// A new certificate over the same files (leaf makes a new serial).
 	p.leaf(t, "server", &x509.Certificate{Subject: pkix.Name{CommonName: "localhost"},
@@ -405,7 +405,7 @@ func TestServeTLSReload(t *testing.T) {
 		t.Fatalf("certificate changed before SIGHUP (%s → %s)", before, s) // -tls-reload-interval -1s: no polling
 	}
 	n.cmd.Process.Signal(syscall.SIGHUP)
-	eventually(t, 5*time.Second, "the new certificate after SIGHUP", func() bool { return serial() != before })
+	eventually(t, 10*time.Second, "the new certificate after SIGHUP", func() bool { return serial() != before })
 	if code, m := n.command(t, "kept", `{"name":"ping","timeout":"5s"}`); code != 200 || m["status"] != "ok" {
 		t.Errorf("device connected before the reload: %d %v", code, m)
 	}
@@ -517,7 +517,7 @@ func TestServeCertExpiry(t *testing.T) {
 	d.id = "short-lived"
 	t.Cleanup(func() { d.c.Close() })
 	d.answer()
-	n.waitDevice(t, 5*time.Second, "short-lived", "certexp")
+	n.waitDevice(t, 10*time.Second, "short-lived", "certexp")
 	ce := d.waitClosed(t)
 	if ce.Code != 4001 || time.Now().Before(end) {
 		t.Errorf("closed with %d %q at %v; want 4001 once the certificate ends at %v", ce.Code, ce.Text, time.Now(), end)
