@@ -13,27 +13,11 @@ import (
 // ExampleRun drives a closed-loop HTTP load with two pipelined requests per
 // connection against a server in this process.
 func ExampleRun() {
-	r := http1.NewRouter()
-	r.Handle("GET /", http1.InlineFunc(func(c *http1.Ctx) { c.WriteString("hello") }))
-	eng, err := engine.New(engine.Config{}, nil)
-	if err != nil {
-		panic(err)
-	}
-	if err := eng.Start(""); err != nil {
-		panic(err)
-	}
-	defer eng.Close()
-	srv, err := http1.NewServer(eng, http1.Config{}, r)
-	if err != nil {
-		panic(err)
-	}
-	ln, err := srv.Listen("127.0.0.1:0")
-	if err != nil {
-		panic(err)
-	}
+	addr, stop := helloServer()
+	defer stop()
 
 	rep, err := loadgen.Run(context.Background(), loadgen.Config{
-		URL:      "http://" + ln.Addr().String() + "/",
+		URL:      "http://" + addr + "/",
 		Conns:    10,
 		Rate:     1000,
 		Duration: 200 * time.Millisecond,
@@ -54,6 +38,29 @@ func ExampleRun() {
 	// all answered: true
 	// p99 within max: true
 	// errors: 0
+}
+
+// helloServer starts an HTTP server in this process that answers every
+// GET / with "hello", and returns its address and a function that stops it.
+func helloServer() (addr string, stop func()) {
+	r := http1.NewRouter()
+	r.Handle("GET /", http1.InlineFunc(func(c *http1.Ctx) { c.WriteString("hello") }))
+	eng, err := engine.New(engine.Config{}, nil)
+	if err != nil {
+		panic(err)
+	}
+	if err := eng.Start(""); err != nil {
+		panic(err)
+	}
+	srv, err := http1.NewServer(eng, http1.Config{}, r)
+	if err != nil {
+		panic(err)
+	}
+	ln, err := srv.Listen("127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	return ln.Addr().String(), func() { eng.Close() }
 }
 
 // ExampleMerge combines the reports of two processes; histograms merge
