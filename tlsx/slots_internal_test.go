@@ -48,15 +48,7 @@ func TestNoStallOnQueuedSlot(t *testing.T) {
 	ok := func() float64 {
 		return testutil.ToFloat64(s.m.handshakes.WithLabelValues(ResultOK, versionName(tls.VersionTLS13)))
 	}
-	dial := func() net.Conn {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		return c
-	}
-	a := &gatedConn{Conn: dial(), open: make(chan struct{}), at: make(chan struct{})}
+	a := &gatedConn{Conn: dialTCP(t, addr), open: make(chan struct{}), at: make(chan struct{})}
 	errs := make(chan error, 2)
 	go func() { errs <- tls.Client(a, &tls.Config{InsecureSkipVerify: true}).Handshake() }()
 	select {
@@ -64,7 +56,7 @@ func TestNoStallOnQueuedSlot(t *testing.T) {
 	case err := <-errs:
 		t.Fatalf("A's handshake ended before its second flight: %v", err)
 	}
-	b := dial()
+	b := dialTCP(t, addr)
 	go func() { errs <- tls.Client(b, &tls.Config{InsecureSkipVerify: true}).Handshake() }()
 	wtest.Eventually(t, 10*time.Second, "B's handshake queued", func() bool { return testutil.ToFloat64(s.m.queue) == 1 })
 	close(a.open) // A's client answers
@@ -74,6 +66,17 @@ func TestNoStallOnQueuedSlot(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// dialTCP opens a TCP connection to addr, closed when the test ends.
+func dialTCP(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
 }
 
 // handshakesCounted sums warren_tls_handshakes_total over every label.
@@ -112,18 +115,10 @@ func TestClosedBeforeWorker(t *testing.T) {
 	aborted := func() float64 { return testutil.ToFloat64(s.m.handshakes.WithLabelValues(ResultAborted, "none")) }
 	queued := func() float64 { return testutil.ToFloat64(s.m.queue) }
 	hello := clientHello(t)
-	dial := func() net.Conn {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		return c
-	}
-	a := dial()
+	a := dialTCP(t, addr)
 	a.Write(hello)
 	wtest.Eventually(t, 5*time.Second, "the first handshake on the worker", func() bool { return starts.Load() == 1 })
-	b, c := dial(), dial()
+	b, c := dialTCP(t, addr), dialTCP(t, addr)
 	b.Write(hello)
 	c.Write(hello)
 	wtest.Eventually(t, 5*time.Second, "b and c queued", func() bool { return queued() == 2 })
