@@ -64,8 +64,7 @@ type mqttDevices struct {
 	now    func() time.Time
 	broker *mqtt.Server
 	br     *bridge
-	fixed  string             // Config.MQTTBridgeSubject: one subscription, interest not followed
-	retSub *nats.Subscription // retainedPrefix + ">"
+	fixed  string // Config.MQTTBridgeSubject: one subscription, interest not followed
 	certs  *certAuth
 
 	refusedAuth, refusedID, bridgedOut, bridgedIn, unmappable atomic.Uint64
@@ -162,11 +161,9 @@ func (f clockFunc) Now() time.Time { return f() }
 // bridge subject when there is one (otherwise the bridge follows the
 // broker's filters as clients subscribe).
 func (d *mqttDevices) start() error {
-	sub, err := d.bus.Conn().Subscribe(retainedPrefix+">", d.fromRetained)
-	if err != nil {
+	if err := d.br.subscribeRetained(retainedPrefix + ">"); err != nil {
 		return err
 	}
-	d.retSub = sub
 	if d.fixed != "" {
 		d.br.mu.Lock()
 		defer d.br.mu.Unlock()
@@ -176,9 +173,6 @@ func (d *mqttDevices) start() error {
 }
 
 func (d *mqttDevices) close() {
-	if d.retSub != nil {
-		d.retSub.Unsubscribe()
-	}
 	d.br.close()
 	d.broker.Close()
 }
@@ -413,6 +407,10 @@ func (d *mqttDevices) fromRetained(m *nats.Msg) {
 // subscribers. What this node's MQTT clients published was routed locally
 // already and is skipped, and so are the gateway's own subjects.
 func (d *mqttDevices) fromNATS(m *nats.Msg) {
+	if isRetainedSub(m) {
+		d.fromRetained(m)
+		return
+	}
 	if strings.HasPrefix(m.Subject, "warren.") || strings.HasPrefix(m.Subject, "_INBOX.") ||
 		strings.HasPrefix(m.Subject, "$") {
 		return

@@ -65,9 +65,11 @@ const retainedPrefix = "warren.mqtt.retained."
 // subscriptions, and the node has one goroutine for them however many
 // subjects it follows. When the channel is full the NATS client drops the
 // message (a slow consumer); the bridge counts those drops from its
-// subscriptions (reason queue_full) and logs them.
+// subscriptions (reason queue_full) and logs them. The node's subscription
+// to retained messages (subscribeRetained) delivers into the same channel,
+// so that a retained message keeps its place among the others.
 //
-// Every subscription of the bridge is in one queue group of its own (a
+// Every other subscription of the bridge is in one queue group of its own (a
 // name unique to the bridge, nobody else's): the server gives a message
 // to one member of a queue group, however many of them match it, and
 // when the member it picked has gone since it matched the message, it
@@ -128,6 +130,9 @@ type bridge struct {
 	refs  map[string]*bridgeSub // by NATS subject
 	order []*bridgeSub          // subscribed, oldest first
 	all   *nats.Subscription    // the one subscription once over max, or the fixed subject's
+	// ret is the node's subscription to retained messages
+	// (subscribeRetained).
+	ret *nats.Subscription
 	// pending is the subscription to ">" made on going over max, until
 	// the per-subject subscriptions have gone and it becomes all.
 	pending *nats.Subscription
@@ -236,6 +241,7 @@ func (b *bridge) dropped() uint64 {
 	}
 	count(b.all)
 	count(b.pending)
+	count(b.ret)
 	for _, old := range b.retiring {
 		for _, s := range old {
 			count(s)
@@ -269,6 +275,33 @@ func (b *bridge) end(sub *nats.Subscription, drain bool) {
 		return
 	}
 	sub.Unsubscribe()
+}
+
+// subscribeRetained subscribes the node to every node's retained
+// messages (subject: retainedPrefix + ">"), outside the queue group, since
+// every node keeps each of them. They come through the bridge's queue like
+// the rest, so that a retained message keeps its place among the messages
+// published before and after it on its topic (MQTT's ordered topic): on a
+// subscription of its own, with its own goroutine, it would overtake them
+// or fall behind. The handler tells them apart with isRetainedSub.
+func (b *bridge) subscribeRetained(subject string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	sub, err := b.nc.ChanSubscribe(subject, b.q)
+	if err != nil {
+		b.subErrors.Add(1)
+		return err
+	}
+	b.ret = sub
+	return nil
+}
+
+// isRetainedSub reports whether m came through the bridge's subscription
+// to retained messages (subscribeRetained): the one subscription of the
+// bridge in no queue group. The same message can also come through ">"
+// in the group, when the bridge follows everything.
+func isRetainedSub(m *nats.Msg) bool {
+	return m.Sub != nil && m.Sub.Queue == "" && strings.HasPrefix(m.Subject, retainedPrefix)
 }
 
 // subscribeAll makes the node's one subscription to subject: the fixed
@@ -434,6 +467,10 @@ func (b *bridge) close() {
 		return
 	}
 	b.closed = true
+	if b.ret != nil {
+		b.end(b.ret, false)
+		b.ret = nil
+	}
 	if b.all != nil {
 		b.end(b.all, false)
 		b.all = nil
