@@ -1,6 +1,9 @@
 package mqtt
 
-import "errors"
+import (
+	"errors"
+	"iter"
+)
 
 // Errors of Server.Publish.
 var (
@@ -22,18 +25,26 @@ type retainedStore struct {
 
 // retain stores m as its topic's retained message, or deletes the retained
 // message when m's payload is empty (MQTT 3.3.1.3).
-func (s *Server) retain(m *msg) {
+func (s *Server) retain(m *msg) { s.retainIf(m, false) }
+
+// retainIf is retain; with ifAbsent it stores m only when its topic holds
+// no retained message (and deletes nothing). It reports whether m was
+// stored.
+func (s *Server) retainIf(m *msg, ifAbsent bool) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r := &s.retained
 	old := r.m[m.Topic]
+	if ifAbsent && (old != nil || len(m.Payload) == 0) {
+		return false
+	}
 	if len(m.Payload) == 0 {
 		if old != nil {
 			delete(r.m, m.Topic)
 			r.bytes -= int(old.size)
 			s.stats.retained.Add(-1)
 		}
-		return
+		return false
 	}
 	n, b := len(r.m), r.bytes
 	if old != nil {
@@ -41,7 +52,7 @@ func (s *Server) retain(m *msg) {
 	}
 	if n+1 > s.cfg.MaxRetained || b+int(m.size) > s.cfg.MaxRetainedBytes {
 		s.drop(DropRetainedFull)
-		return
+		return false
 	}
 	if r.m == nil {
 		r.m = make(map[string]*msg)
@@ -50,6 +61,65 @@ func (s *Server) retain(m *msg) {
 	r.bytes = b + int(m.size)
 	if old == nil {
 		s.stats.retained.Add(1)
+	}
+	return true
+}
+
+// Retain stores m as the retained message of its topic, without
+// delivering it to anyone, or deletes the topic's retained message when
+// m's payload is empty. The store's bounds apply (Config.MaxRetained,
+// MaxRetainedBytes: a message over them is dropped with reason
+// retained_full and Retain returns nil). m is copied; its Retain field is
+// ignored. For the application's own store of a topic's state, or for
+// filling a broker from elsewhere; Publish with Retain both stores and
+// delivers.
+func (s *Server) Retain(m *Message) error {
+	_, err := s.storeRetained(m, false)
+	return err
+}
+
+// RetainIfAbsent is Retain for a topic that holds no retained message: it
+// stores m only then, deletes nothing (an empty payload is ignored), and
+// reports whether m was stored. The check and the store are one step
+// against every other publish, so it can fill a broker from a snapshot
+// taken elsewhere (another node's retained messages) without overwriting
+// what was published since.
+func (s *Server) RetainIfAbsent(m *Message) (bool, error) {
+	return s.storeRetained(m, true)
+}
+
+func (s *Server) storeRetained(m *Message, ifAbsent bool) (bool, error) {
+	if !ValidTopicName(m.Topic) {
+		return false, ErrTopic
+	}
+	if m.QoS > QoS2 {
+		return false, ErrQoS
+	}
+	mm := newMsg(m, "", s.now())
+	mm.Retain = true
+	return s.retainIf(mm, ifAbsent), nil
+}
+
+// RetainedMessages returns the retained messages as they are when it is
+// called (expired ones left out), in no particular order. The messages
+// share their bytes with the store: their slices must not be modified.
+// The store is not locked while the caller's loop runs.
+func (s *Server) RetainedMessages() iter.Seq[Message] {
+	now := s.now().UnixNano()
+	s.mu.RLock()
+	all := make([]*msg, 0, len(s.retained.m))
+	for _, m := range s.retained.m {
+		if !m.expired(now) {
+			all = append(all, m)
+		}
+	}
+	s.mu.RUnlock()
+	return func(yield func(Message) bool) {
+		for _, m := range all {
+			if !yield(m.Message) {
+				return
+			}
+		}
 	}
 }
 
