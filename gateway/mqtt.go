@@ -64,7 +64,8 @@ type mqttDevices struct {
 	now    func() time.Time
 	broker *mqtt.Server
 	br     *bridge
-	fixed  string // Config.MQTTBridgeSubject: one subscription, interest not followed
+	rs     *retainSync // the retained messages' sync with other nodes
+	fixed  string      // Config.MQTTBridgeSubject: one subscription, interest not followed
 	certs  *certAuth
 
 	refusedAuth, refusedID, bridgedOut, bridgedIn, unmappable atomic.Uint64
@@ -137,6 +138,7 @@ func newMQTTDevices(hub *Hub, bus *Bus, auth Authenticator, cfg Config, now func
 		log = slog.Default()
 	}
 	d.br = newBridge(bus.Conn(), d.fromNATS, cfg.MQTTBridgeMaxSubjects, cfg.MQTTBridgeQueue, log)
+	d.rs = newRetainSync(d, bus.Conn(), log)
 	if d.fixed = cfg.MQTTBridgeSubject; d.fixed == "" {
 		mc.Hooks.OnFilter = func(filter string, added bool) {
 			if added {
@@ -164,6 +166,7 @@ func (d *mqttDevices) start() error {
 	if err := d.br.subscribeRetained(retainedPrefix + ">"); err != nil {
 		return err
 	}
+	d.rs.start() // mqttretain.go
 	if d.fixed != "" {
 		d.br.mu.Lock()
 		defer d.br.mu.Unlock()
@@ -173,6 +176,7 @@ func (d *mqttDevices) start() error {
 }
 
 func (d *mqttDevices) close() {
+	d.rs.close()
 	d.br.close()
 	d.broker.Close()
 }
@@ -329,6 +333,9 @@ func (d *mqttDevices) onDisconnect(c *mqtt.Client, reason engine.CloseReason, co
 // onPublish turns a device's telemetry and acks into hub calls, and
 // bridges every other publish onto NATS. It runs on the event loop.
 func (d *mqttDevices) onPublish(c *mqtt.Client, m *mqtt.Message) (bool, mqtt.ReasonCode) {
+	if m.Retain {
+		d.rs.touch(m.Topic)
+	}
 	l, _ := c.Identity.(*mqttLink)
 	now := d.now()
 	if l != nil {
@@ -397,6 +404,7 @@ func (d *mqttDevices) fromRetained(m *nats.Msg) {
 		return
 	}
 	topic := topicOf(strings.TrimPrefix(m.Subject, retainedPrefix))
+	d.rs.touch(topic)
 	if _, err := d.broker.Publish(&mqtt.Message{Topic: topic, Payload: m.Data, QoS: qosOf(m), Retain: true}); err == nil {
 		d.bridgedIn.Add(1)
 	}
@@ -519,11 +527,13 @@ func (l *mqttLink) Close(reason string) {
 //	warren_gateway_mqtt_unmappable_total                        counter  topics refused for not mapping onto NATS
 //	warren_gateway_mqtt_bridge_dropped_total{reason="queue_full"} counter  messages from NATS dropped: the bridge's queue was full
 //	warren_gateway_mqtt_bridge_queued                           gauge    messages from NATS waiting in the bridge's queue
+//	warren_gateway_mqtt_retained_sync_total{result="stored|answered|too_large"} counter  the retained messages' sync (mqttretain.go)
 type mqttCollector struct {
 	d                                            *mqttDevices
 	refused, bridged, unmappable                 *prometheus.Desc
 	bridgeSubjects, bridgeOverflow, bridgeErrors *prometheus.Desc
 	bridgeDropped, bridgeQueued                  *prometheus.Desc
+	retainedSync                                 *prometheus.Desc
 }
 
 func (d *mqttDevices) collector() prometheus.Collector {
@@ -539,6 +549,8 @@ func (d *mqttDevices) collector() prometheus.Collector {
 		bridgeDropped: prometheus.NewDesc("warren_gateway_mqtt_bridge_dropped_total",
 			"Messages from NATS the MQTT bridge did not hand on, by reason (queue_full: its queue, -mqtt-bridge-queue, was full).", []string{"reason"}, nil),
 		bridgeQueued: prometheus.NewDesc("warren_gateway_mqtt_bridge_queued", "Messages from NATS waiting in the MQTT bridge's queue (up to -mqtt-bridge-queue).", nil, nil),
+		retainedSync: prometheus.NewDesc("warren_gateway_mqtt_retained_sync_total",
+			"The retained MQTT messages' sync between nodes: messages stored from another node's answer at start (stored), answers sent to starting nodes (answered), messages left out of an answer for being too large for one NATS message (too_large).", []string{"result"}, nil),
 	}
 }
 
@@ -552,6 +564,7 @@ func (c *mqttCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.bridgeErrors
 	ch <- c.bridgeDropped
 	ch <- c.bridgeQueued
+	ch <- c.retainedSync
 }
 
 // Collect sends the counters.
@@ -569,4 +582,7 @@ func (c *mqttCollector) Collect(ch chan<- prometheus.Metric) {
 	n(c.bridgeErrors, c.d.br.subErrors.Load())
 	n(c.bridgeDropped, c.d.br.dropped(), ReasonBridgeQueueFull)
 	ch <- prometheus.MustNewConstMetric(c.bridgeQueued, prometheus.GaugeValue, float64(c.d.br.queued()))
+	n(c.retainedSync, c.d.rs.synced.Load(), "stored")
+	n(c.retainedSync, c.d.rs.answered.Load(), "answered")
+	n(c.retainedSync, c.d.rs.skipped.Load(), "too_large")
 }
