@@ -12,6 +12,9 @@ var (
 	ErrTopic = errors.New("mqtt: invalid topic name")
 	// ErrQoS is a QoS over 2.
 	ErrQoS = errors.New("mqtt: invalid QoS")
+	// ErrShare is a share that is not a valid shared subscription filter
+	// ($share/group/filter; PublishShared).
+	ErrShare = errors.New("mqtt: invalid shared subscription")
 )
 
 // retainedStore holds the retained messages by topic, guarded by

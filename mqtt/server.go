@@ -132,6 +132,17 @@ type Config struct {
 	MaxRetained      int
 	MaxRetainedBytes int
 
+	// ExternalShares leaves shared subscriptions out of the broker's own
+	// routing: a client's publish and Publish go to every other matching
+	// subscription, and a share group gets messages only through
+	// PublishShared, which the application calls once it has picked this
+	// broker's group for a message. It is for a cluster that gives each
+	// message to one member of a group across all its brokers (the
+	// gateway does it with a NATS queue group per share group, told of
+	// the groups by Hooks.OnShare). False: each broker gives each message
+	// to one member of each of its groups.
+	ExternalShares bool
+
 	// MaxClientIDLength bounds client identifiers; longer ones are refused
 	// with client_identifier_not_valid. Zero means 256.
 	MaxClientIDLength int
@@ -394,6 +405,17 @@ type Hooks struct {
 	// filters. It runs with the broker's subscription lock held: it must
 	// be quick and must not call the Server.
 	OnFilter func(filter string, added bool)
+
+	// OnShare tells a cluster which share groups have members on this
+	// broker: share is the shared subscription's filter as subscribed
+	// ($share/group/filter); added is true when the group's first member
+	// here subscribes to that filter, false when its last one goes
+	// (unsubscribed, or its session ended or expired). With
+	// Config.ExternalShares the cluster then decides which broker's group
+	// gets each message (PublishShared). The same rules as OnFilter: it
+	// runs with the subscription lock held, must be quick and must not
+	// call the Server.
+	OnShare func(share string, added bool)
 }
 
 // Server is an MQTT 3.1.1 and 5.0 broker on an engine's event loops. It
@@ -427,6 +449,7 @@ type Server struct {
 	litPlus  int
 	subs     Trie[*subscription]
 	retained retainedStore
+	shares   map[string]int     // members here by $share/group/filter, while Hooks.OnShare is set
 	offline  map[*session]int64 // sessions to sweep (offline with an expiry, or a delayed will): unix ns they went offline
 	// wsKeepAlive are the connected WebSocket clients with a keep-alive,
 	// whose input the sweeper checks.

@@ -771,7 +771,7 @@ func (s *Server) route(m *msg, now int64, loop int) int {
 		}
 		i = j
 	}
-	if shared {
+	if shared && !s.cfg.ExternalShares {
 		n += s.routeShared(m, subs, now)
 	}
 	return n
@@ -840,6 +840,59 @@ func (s *Server) routeShared(m *msg, subs []*subscription, now int64) int {
 		n++
 	}
 	return n
+}
+
+// PublishShared delivers m to one member of one share group on this
+// broker — share is the group's filter as subscribed,
+// $share/group/filter — online members first, in turn, as the broker's own
+// routing does, and returns 1, or 0 when the group has no member here or
+// its filter does not match m's topic. m is delivered, not stored: its
+// Retain flag reaches only a member whose subscription asks for Retain As
+// Published. It is for
+// Config.ExternalShares, where the application has picked this broker's
+// group for the message; Hooks.OnPublish does not see it. m is copied.
+func (s *Server) PublishShared(m *Message, share string) (int, error) {
+	group, filter, ok := ParseShared(share)
+	if !ok {
+		return 0, ErrShare
+	}
+	if !ValidTopicName(m.Topic) {
+		return 0, ErrTopic
+	}
+	if m.QoS > QoS2 {
+		return 0, ErrQoS
+	}
+	if !Match(filter, m.Topic) {
+		return 0, nil
+	}
+	var arr [8]*subscription
+	subs := arr[:0]
+	mu := s.mu.rlock(0)
+	subs = s.matching(m.Topic, subs)
+	mu.RUnlock()
+	members := subs[:0]
+	for _, sub := range subs {
+		if sub.tf != 0 && sub.group() == group && sub.topicFilter() == filter {
+			members = append(members, sub)
+		}
+	}
+	if len(members) == 0 {
+		return 0, nil
+	}
+	now := s.now()
+	tm := getMsg()
+	defer putMsg(tm)
+	tm.Message = *m
+	mm := tm
+	if tm.QoS != QoS0 {
+		mm = newMsg(&tm.Message, "", now)
+	} else {
+		tm.from, tm.size, tm.expires = "", -1, 0
+		if tm.MessageExpiry > 0 {
+			tm.expires = now.Add(time.Duration(tm.MessageExpiry) * time.Second).UnixNano()
+		}
+	}
+	return s.routeShared(mm, members, now.UnixNano()), nil
 }
 
 // Publish injects m into the broker from the application (a command for a
@@ -975,6 +1028,15 @@ func (s *Server) index(old, sub *subscription) {
 	if h := s.cfg.Hooks.OnFilter; h != nil && old == nil && !s.hasFilter(tf) {
 		defer h(tf, true)
 	}
+	if h := s.cfg.Hooks.OnShare; h != nil && old == nil && sub.tf != 0 {
+		if s.shares == nil {
+			s.shares = make(map[string]int)
+		}
+		k := sub.filter()
+		if s.shares[k]++; s.shares[k] == 1 {
+			defer h(k, true)
+		}
+	}
 	key := func(sub *subscription) string { return subKey(sub.group(), sub.sess.key()) }
 	switch {
 	case !tableable(tf):
@@ -997,6 +1059,13 @@ func (s *Server) index(old, sub *subscription) {
 
 // unindex removes sub from the subscription index; s.mu is held.
 func (s *Server) unindex(sub *subscription) {
+	if h := s.cfg.Hooks.OnShare; h != nil && sub.tf != 0 {
+		k := sub.filter()
+		if s.shares[k]--; s.shares[k] <= 0 {
+			delete(s.shares, k)
+			defer h(k, false)
+		}
+	}
 	tf := sub.topicFilter()
 	if tableable(tf) && s.litDel(sub) {
 		// A filter in s.lit has no other subscriber.
