@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"log/slog"
 	"strings"
 	"sync"
@@ -9,6 +11,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nuid"
+
+	"github.com/warrenhq/warren/mqtt"
 )
 
 // DefaultMQTTBridgeMaxSubjects bounds the NATS subscriptions one node
@@ -133,6 +137,9 @@ type bridge struct {
 	// ret is the node's subscription to retained messages
 	// (subscribeRetained).
 	ret *nats.Subscription
+	// shares are the node's subscriptions for its MQTT share groups, by
+	// NATS queue group (addShare).
+	shares map[string]*bridgeShare
 	// pending is the subscription to ">" made on going over max, until
 	// the per-subject subscriptions have gone and it becomes all.
 	pending *nats.Subscription
@@ -150,6 +157,89 @@ type bridge struct {
 	subErrors  atomic.Uint64 // failed NATS subscribes
 	logged     atomic.Uint64 // drops logged so far
 	reformed   atomic.Uint64 // re-forms of the queue group completed
+}
+
+// bridgeShare is one MQTT share group with members on the node.
+type bridgeShare struct {
+	share string // $share/group/filter
+	sub   *nats.Subscription
+}
+
+// shareGroupPrefix begins the NATS queue group of an MQTT share group.
+const shareGroupPrefix = "warren.mqtt.share."
+
+// shareQueue returns the NATS queue group of an MQTT share group
+// ($share/group/filter): the same name on every node, and a valid NATS
+// name whatever characters the group and filter have.
+func shareQueue(share string) string {
+	sum := sha256.Sum256([]byte(share))
+	return shareGroupPrefix + hex.EncodeToString(sum[:16])
+}
+
+// addShare subscribes the node for an MQTT share group that got its
+// first member here (mqtt.Hooks.OnShare): on the subject its filter maps
+// to, in the NATS queue group every node with members of the group joins,
+// so that NATS gives each message to one of those nodes, which gives it
+// to one of its members (mqtt.Server.PublishShared). The subscription
+// delivers into the bridge's queue, outside the bridge's own group.
+func (b *bridge) addShare(share string) {
+	_, filter, ok := mqtt.ParseShared(share)
+	if !ok {
+		return
+	}
+	subj, ok := interestSubject(filter)
+	if !ok {
+		return
+	}
+	q := shareQueue(share)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed || b.shares[q] != nil {
+		return
+	}
+	sub, err := b.nc.ChanQueueSubscribe(subj, q, b.q)
+	if err != nil {
+		b.subErrors.Add(1)
+		b.log.Error("MQTT bridge: NATS subscribe", "subject", subj, "share", share, "error", err)
+		return
+	}
+	if b.shares == nil {
+		b.shares = make(map[string]*bridgeShare)
+	}
+	b.shares[q] = &bridgeShare{share: share, sub: sub}
+}
+
+// removeShare ends the node's subscription for a share group whose last
+// member here went.
+func (b *bridge) removeShare(share string) {
+	q := shareQueue(share)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if sh := b.shares[q]; sh != nil {
+		b.end(sh.sub, true)
+		delete(b.shares, q)
+	}
+}
+
+// shareOf returns the share group ($share/group/filter) a message's
+// subscription is for, "" if it is not one of the node's share groups.
+func (b *bridge) shareOf(m *nats.Msg) string {
+	if m.Sub == nil || !strings.HasPrefix(m.Sub.Queue, shareGroupPrefix) {
+		return ""
+	}
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if sh := b.shares[m.Sub.Queue]; sh != nil {
+		return sh.share
+	}
+	return ""
+}
+
+// sharesFollowed returns the number of share groups the node follows.
+func (b *bridge) sharesFollowed() int {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return len(b.shares)
 }
 
 // bridgeSub is one subject of the node's interest.
@@ -242,6 +332,9 @@ func (b *bridge) dropped() uint64 {
 	count(b.all)
 	count(b.pending)
 	count(b.ret)
+	for _, sh := range b.shares {
+		count(sh.sub)
+	}
 	for _, old := range b.retiring {
 		for _, s := range old {
 			count(s)
@@ -470,6 +563,10 @@ func (b *bridge) close() {
 	if b.ret != nil {
 		b.end(b.ret, false)
 		b.ret = nil
+	}
+	for q, sh := range b.shares {
+		b.end(sh.sub, false)
+		delete(b.shares, q)
 	}
 	if b.all != nil {
 		b.end(b.all, false)
