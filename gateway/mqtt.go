@@ -173,10 +173,11 @@ func (f clockFunc) Now() time.Time { return f() }
 // bridge subject when there is one (otherwise the bridge follows the
 // broker's filters as clients subscribe).
 func (d *mqttDevices) start() error {
+	d.rs.begin() // mqttretain.go: what changes from now on wins over the sync
 	if err := d.br.subscribeRetained(retainedPrefix + ">"); err != nil {
 		return err
 	}
-	d.rs.start() // mqttretain.go
+	go d.rs.run()
 	if d.fixed != "" {
 		d.br.mu.Lock()
 		defer d.br.mu.Unlock()
@@ -461,8 +462,12 @@ func (d *mqttDevices) fromNATS(m *nats.Msg) {
 			}
 		}
 	}
+	retain := m.Header.Get(headerRetain) == "1" // a NATS client's retained message
+	if retain {
+		d.rs.touch(topicOf(m.Subject))
+	}
 	if _, err := d.broker.Publish(&mqtt.Message{Topic: topicOf(m.Subject), Payload: m.Data, QoS: qosOf(m),
-		Retain: m.Header.Get(headerRetain) == "1"}); err == nil {
+		Retain: retain}); err == nil {
 		d.bridgedIn.Add(1)
 	}
 }

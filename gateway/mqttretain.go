@@ -3,9 +3,11 @@ package gateway
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,6 +37,12 @@ const (
 	// answers: a node that starts with routes to others learns of their
 	// answering group only once its routes are up.
 	retainSyncRetry = 4 * time.Second
+	// retainSyncAttempts bounds the asks after a timeout or a lost or
+	// malformed part.
+	retainSyncAttempts = 3
+	// retainSyncPending bounds the answer's bytes waiting to be stored,
+	// at least (twice the node's MaxRetainedBytes if more).
+	retainSyncPending = 64 << 20
 	// retainSyncMaxTouched bounds the topics a node remembers as changed
 	// while its sync runs; past it the sync stops (it could no longer
 	// tell a stale answer from a new message).
@@ -68,15 +76,16 @@ func newRetainSync(d *mqttDevices, nc *nats.Conn, log *slog.Logger) *retainSync 
 	return &retainSync{d: d, nc: nc, log: log, done: make(chan struct{}), exited: make(chan struct{})}
 }
 
-// start begins the node's sync on a goroutine of its own. Every change of
-// a retained topic the node sees from now on (touch) wins over the answer.
-func (r *retainSync) start() {
+// begin starts recording the retained topics that change (touch): from
+// now on, what changes on the node wins over the answer. The node calls it
+// before it subscribes to other nodes' retained messages, and run once it
+// has.
+func (r *retainSync) begin() {
 	r.mu.Lock()
 	r.touched = map[string]struct{}{}
 	r.begun = true
 	r.mu.Unlock()
 	r.syncing.Store(true)
-	go r.run()
 }
 
 // touch records that topic's retained message changed (a local publish or
@@ -91,6 +100,9 @@ func (r *retainSync) touch(topic string) {
 	if r.touched == nil {
 		return
 	}
+	if _, ok := r.touched[topic]; ok {
+		return
+	}
 	if len(r.touched) >= retainSyncMaxTouched {
 		r.touched = nil // apply stops taking the answer
 		return
@@ -98,41 +110,60 @@ func (r *retainSync) touch(topic string) {
 	r.touched[topic] = struct{}{}
 }
 
-// run asks for the other nodes' retained messages, stores those whose
-// topic holds none and did not change meanwhile, then answers the nodes
-// that start later.
+// run asks for the other nodes' retained messages and stores those whose
+// topic holds none and did not change meanwhile; then, if it has what
+// another node keeps (or no other node answered), it answers the nodes
+// that start later. On its own goroutine, after begin.
 func (r *retainSync) run() {
 	defer close(r.exited)
-	n, err := r.ask()
-	for wait, deadline := 100*time.Millisecond, time.Now().Add(retainSyncRetry); errors.Is(err, errNoOtherNode) && time.Now().Before(deadline); wait *= 2 {
-		select {
-		case <-time.After(min(wait, time.Until(deadline))):
-		case <-r.done:
-		}
+	var n int
+	var err error
+	for attempt, wait, deadline := 1, 100*time.Millisecond, time.Now().Add(retainSyncRetry); ; attempt++ {
 		n, err = r.ask()
+		switch {
+		case err == nil || errors.Is(err, errSyncClosed) || r.stopped():
+		case errors.Is(err, errNoOtherNode) && time.Now().Before(deadline):
+			// Routes to the other nodes may not be up yet.
+			if !r.sleep(min(wait, time.Until(deadline))) {
+				break
+			}
+			wait *= 2
+			continue
+		case !errors.Is(err, errNoOtherNode) && attempt < retainSyncAttempts:
+			// A timeout, a lost or malformed part: ask again, afresh (the
+			// queue group may pick another node).
+			r.log.Warn("MQTT retained sync: asking again", "error", err, "attempt", attempt)
+			if r.sleep(time.Second) {
+				continue
+			}
+		}
+		break
 	}
 	r.mu.Lock()
 	r.syncing.Store(false)
 	aborted := r.touched == nil
 	r.touched = nil
-	if r.closed {
-		r.mu.Unlock()
-		return
+	// A node answers only with a store as complete as it can know it.
+	answer := !r.closed && (err == nil || errors.Is(err, errNoOtherNode) || aborted)
+	var serr error
+	if answer {
+		var answers *nats.Subscription
+		if answers, serr = r.nc.QueueSubscribe(retainSyncSubject, retainSyncGroup, r.answer); serr == nil {
+			r.answers = answers
+		}
 	}
-	answers, serr := r.nc.QueueSubscribe(retainSyncSubject, retainSyncGroup, r.answer)
-	if serr == nil {
-		r.answers = answers
-	}
+	closed := r.closed
 	r.mu.Unlock()
 	switch {
-	case errors.Is(err, errNoOtherNode):
-		r.log.Debug("MQTT retained sync: no other node answered")
+	case closed:
 	case aborted:
 		r.log.Warn("MQTT retained sync: stopped, too many retained topics changed while it ran",
 			"stored", r.synced.Load(), "max_changed", retainSyncMaxTouched)
+	case errors.Is(err, errNoOtherNode):
+		r.log.Debug("MQTT retained sync: no other node answered")
 	case err != nil:
-		r.log.Warn("MQTT retained sync: another node's retained messages are not all here", "error", err,
-			"stored", r.synced.Load())
+		r.log.Error("MQTT retained sync: another node's retained messages are not all here; this node does not answer others",
+			"error", err, "stored", r.synced.Load())
 	default:
 		r.log.Info("MQTT retained sync: took another node's retained messages", "answer", n,
 			"stored", r.synced.Load())
@@ -142,7 +173,27 @@ func (r *retainSync) run() {
 	}
 }
 
-var errNoOtherNode = errors.New("no other node answered")
+// sleep waits d, false if the sync closed meanwhile.
+func (r *retainSync) sleep(d time.Duration) bool {
+	select {
+	case <-time.After(d):
+		return true
+	case <-r.done:
+		return false
+	}
+}
+
+// stopped reports whether too many topics changed for the sync to go on.
+func (r *retainSync) stopped() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.touched == nil
+}
+
+var (
+	errNoOtherNode = errors.New("no other node answered")
+	errSyncClosed  = errors.New("closed")
+)
 
 // ask requests the retained messages and stores the answer, returning
 // how many messages the answer had.
@@ -150,7 +201,7 @@ func (r *retainSync) ask() (int, error) {
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
-		return 0, errors.New("closed")
+		return 0, errSyncClosed
 	}
 	inbox, err := r.nc.SubscribeSync(nats.NewInbox())
 	if err != nil {
@@ -161,58 +212,70 @@ func (r *retainSync) ask() (int, error) {
 	r.mu.Unlock()
 	defer inbox.Unsubscribe()
 	// The answer is at most the answering node's store (its
-	// -mqtt-max-retained-bytes), which the bound here lets through.
-	inbox.SetPendingLimits(-1, max(64<<20, 2*r.d.broker.Config().MaxRetainedBytes))
+	// MaxRetainedBytes, 64 MiB by default), in parts of 256 KiB.
+	if err := inbox.SetPendingLimits(-1, max(retainSyncPending, 2*r.d.broker.Config().MaxRetainedBytes)); err != nil {
+		return 0, err
+	}
 	if err := r.nc.PublishRequest(retainSyncSubject, inbox.Subject, nil); err != nil {
 		return 0, err
 	}
+	got := 0
 	for {
 		m, err := inbox.NextMsg(retainSyncWait)
 		if errors.Is(err, nats.ErrNoResponders) {
 			return 0, errNoOtherNode
 		}
 		if err != nil {
-			return 0, err
+			return got, err
 		}
-		if err := r.apply(m.Data); err != nil {
-			return 0, err
+		k, err := r.apply(m.Data)
+		got += k
+		if err != nil {
+			return got, err
 		}
 		if end := m.Header.Get(headerSyncEnd); end != "" {
-			n, _ := strconv.Atoi(end)
-			return n, nil
+			if n, err := strconv.Atoi(end); err != nil || n != got {
+				return got, fmt.Errorf("the answer had %d messages, its end says %q", got, end)
+			}
+			return got, nil
 		}
 	}
 }
 
-// apply stores one part of an answer.
-func (r *retainSync) apply(part []byte) error {
+// apply stores one part of an answer and returns how many records it
+// had. A topic stored is delivered to the node's subscribers too: they
+// subscribed before it came, and would have had it from the store.
+func (r *retainSync) apply(part []byte) (int, error) {
+	k := 0
 	for len(part) > 0 {
 		topic, payload, qos, rest, ok := decodeRetained(part)
 		if !ok {
-			return errors.New("malformed answer")
+			return k, errors.New("malformed answer")
 		}
 		part = rest
+		k++
 		r.mu.Lock()
 		if r.touched == nil {
 			r.mu.Unlock()
-			return nil // stopped: see touch
+			continue // stopped: see touch
 		}
 		if _, changed := r.touched[topic]; !changed {
-			if ok, _ := r.d.broker.RetainIfAbsent(&mqtt.Message{Topic: topic, Payload: payload, QoS: qos}); ok {
+			if _, ok, _ := r.d.broker.PublishIfAbsent(&mqtt.Message{Topic: topic, Payload: payload, QoS: qos, Retain: true}); ok {
 				r.synced.Add(1)
 			}
 		}
 		r.mu.Unlock()
 	}
-	return nil
+	return k, nil
 }
 
 // answer sends a starting node this node's retained messages, in parts
 // of at most retainSyncPart bytes (a larger message goes alone); the last
 // part carries headerSyncEnd. A message too large for one NATS message is
-// left out (counted).
+// left out (counted). Only a request with an inbox for its reply is
+// answered.
 func (r *retainSync) answer(req *nats.Msg) {
-	if req.Reply == "" {
+	if !strings.HasPrefix(req.Reply, nats.InboxPrefix) {
 		return
 	}
 	limit := retainSyncPart // a part's bytes, unless one record is more

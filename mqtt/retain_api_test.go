@@ -2,7 +2,9 @@ package mqtt
 
 import (
 	"maps"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // TestRetainAPI: Retain stores and deletes without delivering;
@@ -78,5 +80,48 @@ func TestRetainAPI(t *testing.T) {
 	}
 	if _, err := b.RetainIfAbsent(&Message{Topic: "r/8", Payload: []byte("x"), QoS: 3}); err != ErrQoS {
 		t.Fatalf("QoS 3: %v, want ErrQoS", err)
+	}
+}
+
+// testClock is a Config.Clock the test moves.
+type testClock struct{ t atomic.Int64 }
+
+func (c *testClock) Now() time.Time { return time.Unix(0, c.t.Load()) }
+
+// TestPublishIfAbsent: it stores and delivers when the topic holds no
+// retained message, neither when it holds one; an expired one counts as
+// none, for RetainIfAbsent too.
+func TestPublishIfAbsent(t *testing.T) {
+	clk := &testClock{}
+	clk.t.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+	b := startBroker(t, Config{Clock: clk})
+	c := connectOK(t, b.addr, Version311, "early")
+	c.subscribe(1, QoS1, "f/#")
+
+	n, stored, err := b.PublishIfAbsent(&Message{Topic: "f/1", Payload: []byte("filled"), QoS: QoS1})
+	if n != 1 || !stored || err != nil {
+		t.Fatalf("PublishIfAbsent on an empty topic = %d, %v, %v; want 1, true, nil", n, stored, err)
+	}
+	if p := c.expectPublish(); p.Topic != "f/1" || p.Payload != "filled" {
+		t.Fatalf("the early subscriber got %+v", p)
+	}
+	if n, stored, _ := b.PublishIfAbsent(&Message{Topic: "f/1", Payload: []byte("older")}); n != 0 || stored {
+		t.Fatalf("PublishIfAbsent over a stored topic = %d, %v", n, stored)
+	}
+	if _, err := b.Publish(&Message{Topic: "f/marker", Payload: []byte("m")}); err != nil {
+		t.Fatal(err)
+	}
+	if p := c.expectPublish(); p.Topic != "f/marker" {
+		t.Fatalf("got %s before the marker: the refused fill was delivered", p.Topic)
+	}
+
+	// A retained message that expired does not keep the topic.
+	b.Retain(&Message{Topic: "f/2", Payload: []byte("short-lived"), MessageExpiry: 10})
+	if ok, _ := b.RetainIfAbsent(&Message{Topic: "f/2", Payload: []byte("x")}); ok {
+		t.Fatal("RetainIfAbsent replaced a live retained message")
+	}
+	clk.t.Add(int64(11 * time.Second))
+	if ok, _ := b.RetainIfAbsent(&Message{Topic: "f/2", Payload: []byte("after")}); !ok {
+		t.Fatal("an expired retained message kept RetainIfAbsent out")
 	}
 }

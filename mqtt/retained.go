@@ -31,14 +31,18 @@ type retainedStore struct {
 func (s *Server) retain(m *msg) { s.retainIf(m, false) }
 
 // retainIf is retain; with ifAbsent it stores m only when its topic holds
-// no retained message (and deletes nothing). It reports whether m was
-// stored.
+// no retained message, or an expired one (and deletes nothing). It
+// reports whether m was stored.
 func (s *Server) retainIf(m *msg, ifAbsent bool) bool {
+	var now int64
+	if ifAbsent {
+		now = s.now().UnixNano()
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r := &s.retained
 	old := r.m[m.Topic]
-	if ifAbsent && (old != nil || len(m.Payload) == 0) {
+	if ifAbsent && ((old != nil && !old.expired(now)) || len(m.Payload) == 0) {
 		return false
 	}
 	if len(m.Payload) == 0 {
@@ -77,30 +81,45 @@ func (s *Server) retainIf(m *msg, ifAbsent bool) bool {
 // filling a broker from elsewhere; Publish with Retain both stores and
 // delivers.
 func (s *Server) Retain(m *Message) error {
-	_, err := s.storeRetained(m, false)
+	_, _, err := s.storeRetained(m, false)
 	return err
 }
 
-// RetainIfAbsent is Retain for a topic that holds no retained message: it
-// stores m only then, deletes nothing (an empty payload is ignored), and
-// reports whether m was stored. The check and the store are one step
-// against every other publish, so it can fill a broker from a snapshot
-// taken elsewhere (another node's retained messages) without overwriting
-// what was published since.
+// RetainIfAbsent is Retain for a topic that holds no retained message
+// (or an expired one): it stores m only then, deletes nothing (an empty
+// payload is ignored), and reports whether m was stored. The check and
+// the store are one step against every other publish, so it can fill a
+// broker from a snapshot taken elsewhere (another node's retained
+// messages) without overwriting what was published since.
 func (s *Server) RetainIfAbsent(m *Message) (bool, error) {
-	return s.storeRetained(m, true)
+	_, stored, err := s.storeRetained(m, true)
+	return stored, err
 }
 
-func (s *Server) storeRetained(m *Message, ifAbsent bool) (bool, error) {
+// PublishIfAbsent is RetainIfAbsent, and delivers m to the current
+// subscribers (as Publish does, Retain As Published included) when it
+// stored it: a broker filled from a snapshot while clients subscribe then
+// gives the clients that subscribed before a topic was filled what the
+// store would have given them at their subscription. It returns the
+// number of sessions m went to and whether it was stored.
+func (s *Server) PublishIfAbsent(m *Message) (int, bool, error) {
+	mm, stored, err := s.storeRetained(m, true)
+	if !stored {
+		return 0, false, err
+	}
+	return s.route(mm, s.now().UnixNano(), 0), true, nil
+}
+
+func (s *Server) storeRetained(m *Message, ifAbsent bool) (*msg, bool, error) {
 	if !ValidTopicName(m.Topic) {
-		return false, ErrTopic
+		return nil, false, ErrTopic
 	}
 	if m.QoS > QoS2 {
-		return false, ErrQoS
+		return nil, false, ErrQoS
 	}
 	mm := newMsg(m, "", s.now())
 	mm.Retain = true
-	return s.retainIf(mm, ifAbsent), nil
+	return mm, s.retainIf(mm, ifAbsent), nil
 }
 
 // RetainedMessages returns the retained messages as they are when it is
