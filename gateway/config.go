@@ -100,6 +100,17 @@ type Config struct {
 	// payload + ≈ 250 bytes), 16,384 × 1 MiB ≈ 16 GiB with the embedded
 	// server's 1 MiB; lower it where large messages are expected.
 	MQTTBridgeQueue int
+
+	// MQTTClusterShares makes an MQTT share group ($share/group/filter)
+	// get each message once across the cluster instead of once per node
+	// with members: every node with members of the group joins a NATS
+	// queue group for it (at most MQTTBridgeMaxSubjects groups a node), and
+	// NATS picks one of those nodes per message (mqtt.Config.ExternalShares).
+	// Off by default: docs/mqtt.md says what it costs a share group (a
+	// round trip through NATS for every message, nothing while NATS is
+	// down, no 5.0 properties, members on a node with only offline members
+	// still picked).
+	MQTTClusterShares bool
 	// TLS, when set, serves devices over TLS too: https + wss on TLSAddr
 	// (the routes of Addr) and MQTT over TLS on MQTTS (ALPN "mqtt"). With
 	// a client CA (mutual TLS) a device may connect without a token: its

@@ -139,14 +139,16 @@ func newMQTTDevices(hub *Hub, bus *Bus, auth Authenticator, cfg Config, now func
 	}
 	d.br = newBridge(bus.Conn(), d.fromNATS, cfg.MQTTBridgeMaxSubjects, cfg.MQTTBridgeQueue, log)
 	d.rs = newRetainSync(d, bus.Conn(), log)
-	// Share groups span the cluster: NATS gives each message to one node
-	// with members of the group, which gives it to one of them.
-	mc.ExternalShares = true
-	mc.Hooks.OnShare = func(share string, added bool) {
-		if added {
-			d.br.addShare(share)
-		} else {
-			d.br.removeShare(share)
+	if cfg.MQTTClusterShares {
+		// Share groups span the cluster: NATS gives each message to one
+		// node with members of the group, which gives it to one of them.
+		mc.ExternalShares = true
+		mc.Hooks.OnShare = func(share string, added bool) {
+			if added {
+				d.br.addShare(share)
+			} else {
+				d.br.removeShare(share)
+			}
 		}
 	}
 	if d.fixed = cfg.MQTTBridgeSubject; d.fixed == "" {
@@ -434,12 +436,15 @@ func (d *mqttDevices) fromNATS(m *nats.Msg) {
 		strings.HasPrefix(m.Subject, "$") {
 		return
 	}
-	if share := d.br.shareOf(m); share != "" {
+	if isShareSub(m) {
 		// NATS picked this node for one of its share groups: every message
-		// on the subject, this node's own included (mqttbridge.go).
-		if n, err := d.broker.PublishShared(&mqtt.Message{Topic: topicOf(m.Subject), Payload: m.Data, QoS: qosOf(m),
-			Retain: m.Header.Get(headerRetain) == "1"}, share); err == nil && n > 0 {
-			d.bridgedIn.Add(1)
+		// on the subject, this node's own included (mqttbridge.go). A
+		// group that has just left the node has no member to take it.
+		if share := d.br.shareOf(m); share != "" {
+			if n, err := d.broker.PublishShared(&mqtt.Message{Topic: topicOf(m.Subject), Payload: m.Data, QoS: qosOf(m),
+				Retain: m.Header.Get(headerRetain) == "1"}, share); err == nil && n > 0 {
+				d.bridgedIn.Add(1)
+			}
 		}
 		return
 	}
@@ -551,14 +556,15 @@ func (l *mqttLink) Close(reason string) {
 //	warren_gateway_mqtt_unmappable_total                        counter  topics refused for not mapping onto NATS
 //	warren_gateway_mqtt_bridge_dropped_total{reason="queue_full"} counter  messages from NATS dropped: the bridge's queue was full
 //	warren_gateway_mqtt_bridge_queued                           gauge    messages from NATS waiting in the bridge's queue
-//	warren_gateway_mqtt_bridge_shares                           gauge    MQTT share groups with members on the node (one NATS queue subscription each)
+//	warren_gateway_mqtt_bridge_shares                           gauge    MQTT share groups with members on the node (one NATS queue subscription each; -mqtt-cluster-shares)
+//	warren_gateway_mqtt_bridge_shares_refused_total             counter  share groups not followed: the node had MQTTBridgeMaxSubjects already
 //	warren_gateway_mqtt_retained_sync_total{result="stored|answered|too_large"} counter  the retained messages' sync (mqttretain.go)
 type mqttCollector struct {
 	d                                            *mqttDevices
 	refused, bridged, unmappable                 *prometheus.Desc
 	bridgeSubjects, bridgeOverflow, bridgeErrors *prometheus.Desc
 	bridgeDropped, bridgeQueued                  *prometheus.Desc
-	retainedSync, bridgeShares                   *prometheus.Desc
+	retainedSync, bridgeShares, sharesRefused    *prometheus.Desc
 }
 
 func (d *mqttDevices) collector() prometheus.Collector {
@@ -576,6 +582,8 @@ func (d *mqttDevices) collector() prometheus.Collector {
 		bridgeQueued: prometheus.NewDesc("warren_gateway_mqtt_bridge_queued", "Messages from NATS waiting in the MQTT bridge's queue (up to -mqtt-bridge-queue).", nil, nil),
 		bridgeShares: prometheus.NewDesc("warren_gateway_mqtt_bridge_shares",
 			"MQTT share groups ($share/group/filter) with members on the node: one NATS queue subscription each, in a queue group every node with members of the group joins.", nil, nil),
+		sharesRefused: prometheus.NewDesc("warren_gateway_mqtt_bridge_shares_refused_total",
+			"MQTT share groups the node did not follow across the cluster (-mqtt-cluster-shares): it followed -mqtt-bridge-max-subjects groups already; their members here get nothing.", nil, nil),
 		retainedSync: prometheus.NewDesc("warren_gateway_mqtt_retained_sync_total",
 			"The retained MQTT messages' sync between nodes: messages stored from another node's answer at start (stored), answers sent to starting nodes (answered), messages left out of an answer for being too large for one NATS message (too_large).", []string{"result"}, nil),
 	}
@@ -593,6 +601,7 @@ func (c *mqttCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.bridgeQueued
 	ch <- c.retainedSync
 	ch <- c.bridgeShares
+	ch <- c.sharesRefused
 }
 
 // Collect sends the counters.
@@ -611,6 +620,7 @@ func (c *mqttCollector) Collect(ch chan<- prometheus.Metric) {
 	n(c.bridgeDropped, c.d.br.dropped(), ReasonBridgeQueueFull)
 	ch <- prometheus.MustNewConstMetric(c.bridgeQueued, prometheus.GaugeValue, float64(c.d.br.queued()))
 	ch <- prometheus.MustNewConstMetric(c.bridgeShares, prometheus.GaugeValue, float64(c.d.br.sharesFollowed()))
+	n(c.sharesRefused, c.d.br.sharesRefused.Load())
 	n(c.retainedSync, c.d.rs.synced.Load(), "stored")
 	n(c.retainedSync, c.d.rs.answered.Load(), "answered")
 	n(c.retainedSync, c.d.rs.skipped.Load(), "too_large")

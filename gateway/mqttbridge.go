@@ -157,6 +157,8 @@ type bridge struct {
 	subErrors  atomic.Uint64 // failed NATS subscribes
 	logged     atomic.Uint64 // drops logged so far
 	reformed   atomic.Uint64 // re-forms of the queue group completed
+	// sharesRefused counts share groups not followed (addShare: over max).
+	sharesRefused atomic.Uint64
 }
 
 // bridgeShare is one MQTT share group with members on the node.
@@ -184,17 +186,23 @@ func shareQueue(share string) string {
 // delivers into the bridge's queue, outside the bridge's own group.
 func (b *bridge) addShare(share string) {
 	_, filter, ok := mqtt.ParseShared(share)
-	if !ok {
+	if !ok || filter[0] == '$' || !mappable(filter) {
 		return
 	}
-	subj, ok := interestSubject(filter)
-	if !ok {
-		return
-	}
+	// The filter's own subject, not widened as the node's interest is:
+	// each group has a subscription of its own anyway, and a widened one
+	// would bring the group every device's messages.
+	subj := subject(filter)
 	q := shareQueue(share)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed || b.shares[q] != nil {
+		return
+	}
+	if len(b.shares) >= b.max {
+		b.sharesRefused.Add(1)
+		b.log.Warn("MQTT bridge: share group not followed across the cluster: the node follows -mqtt-bridge-max-subjects groups already; its members here get nothing",
+			"share", share, "max", b.max)
 		return
 	}
 	sub, err := b.nc.ChanQueueSubscribe(subj, q, b.q)
@@ -221,10 +229,17 @@ func (b *bridge) removeShare(share string) {
 	}
 }
 
+// isShareSub reports whether m came through a share group's
+// subscription (addShare).
+func isShareSub(m *nats.Msg) bool {
+	return m.Sub != nil && strings.HasPrefix(m.Sub.Queue, shareGroupPrefix)
+}
+
 // shareOf returns the share group ($share/group/filter) a message's
-// subscription is for, "" if it is not one of the node's share groups.
+// subscription is for, "" if it is not one of the node's share groups
+// (any more).
 func (b *bridge) shareOf(m *nats.Msg) string {
-	if m.Sub == nil || !strings.HasPrefix(m.Sub.Queue, shareGroupPrefix) {
+	if !isShareSub(m) {
 		return ""
 	}
 	b.mu.RLock()

@@ -9,18 +9,37 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/nats-io/nats.go"
+
+	"github.com/warrenhq/warren/engine"
 	"github.com/warrenhq/warren/internal/testutil"
+	"github.com/warrenhq/warren/mqtt"
 )
 
-// TestMQTTSharesAcrossNodes: an MQTT share group with members on two nodes
+// startSharesGateway starts a gateway node with MQTT and
+// MQTTClusterShares.
+func startSharesGateway(t *testing.T, node string, bc BusConfig) *Gateway {
+	t.Helper()
+	e := testutil.StartEngine(t, engine.Config{Logger: quietLog()})
+	g, err := New(e, Config{Addr: "127.0.0.1:0", API: "127.0.0.1:0", MQTT: "127.0.0.1:0", Auth: NewHMACAuth(testSecret),
+		Node: node, Bus: bc, CommandTimeout: 2 * time.Second, Logger: quietLog(), DataDir: t.TempDir(),
+		MQTTClusterShares: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(g.Close)
+	return g
+}
+
+// TestMQTTSharesAcrossNodes: with MQTTClusterShares an MQTT share group with members on two nodes
 // gets each message once across the cluster — from an MQTT client on
 // either node and from a NATS client — and both nodes' members take part;
 // a plain subscriber gets every message; the last member leaving a node
 // ends its queue subscription there.
 func TestMQTTSharesAcrossNodes(t *testing.T) {
-	a := startBridgeGateway(t, "node-a", BusConfig{ClusterListen: "127.0.0.1:0"}, 0)
-	b := startBridgeGateway(t, "node-b", BusConfig{ClusterListen: "127.0.0.1:0",
-		Routes: []string{"nats://" + a.Bus().ClusterAddr().String()}}, 0)
+	a := startSharesGateway(t, "node-a", BusConfig{ClusterListen: "127.0.0.1:0"})
+	b := startSharesGateway(t, "node-b", BusConfig{ClusterListen: "127.0.0.1:0",
+		Routes: []string{"nats://" + a.Bus().ClusterAddr().String()}})
 	testutil.Eventually(t, 10*time.Second, "the NATS route", func() bool {
 		return a.Bus().Embedded().NumRoutes() >= 1 && b.Bus().Embedded().NumRoutes() >= 1
 	})
@@ -125,4 +144,39 @@ func TestMQTTSharesAcrossNodes(t *testing.T) {
 	testutil.Eventually(t, 10*time.Second, "node B's share subscription ended", func() bool {
 		return b.mq.br.sharesFollowed() == 0
 	})
+}
+
+// TestMQTTShareLeftNoFallThrough: a message that reaches a node through a
+// share group's subscription after the group has left it goes to nobody
+// there (the plain subscribers had their own copy); and without
+// MQTTClusterShares a node keeps no share subscription at all.
+func TestMQTTShareLeftNoFallThrough(t *testing.T) {
+	g := startSharesGateway(t, "solo", BusConfig{})
+	got := make(chan string, 4)
+	if tk := service(t, g, "plain").Subscribe("jobs/#", 1, func(_ paho.Client, m paho.Message) {
+		got <- m.Topic()
+	}); !tk.WaitTimeout(5*time.Second) || tk.Error() != nil {
+		t.Fatal(tk.Error())
+	}
+	g.mq.fromNATS(&nats.Msg{Subject: "jobs.late", Data: []byte("x"), Header: nats.Header{},
+		Sub: &nats.Subscription{Queue: shareQueue("$share/gone/jobs/#")}})
+	if _, err := g.MQTT().Publish(&mqtt.Message{Topic: "jobs/marker", Payload: []byte("m")}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case topic := <-got:
+		if topic != "jobs/marker" {
+			t.Fatalf("the plain subscriber got %s: a share group's message fell through to it", topic)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no marker")
+	}
+
+	off := startBridgeGateway(t, "per-node", BusConfig{}, 0)
+	if tk := service(t, off, "member").Subscribe("$share/g/jobs/#", 1, func(paho.Client, paho.Message) {}); !tk.WaitTimeout(5*time.Second) || tk.Error() != nil {
+		t.Fatal(tk.Error())
+	}
+	if n := off.mq.br.sharesFollowed(); n != 0 {
+		t.Fatalf("without MQTTClusterShares the node follows %d share groups on NATS", n)
+	}
 }

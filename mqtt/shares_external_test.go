@@ -41,7 +41,7 @@ func TestExternalShares(t *testing.T) {
 	}
 	got := 0
 	for _, m := range []*client{m1, m2} {
-		if p, err := m.nextErr(300 * time.Millisecond); err == nil {
+		if p, err := m.nextErr(2 * time.Second); err == nil {
 			pb, ok := p.(*Publish)
 			if !ok || string(pb.Topic) != "t/3" {
 				t.Fatalf("a member of g got %s first, want t/3", show(p))
@@ -69,6 +69,7 @@ func TestExternalShares(t *testing.T) {
 	m2.expectUnsuback(2)
 	l.want(t, "$share/h/t/# false")
 	m1.c.Close()
+	b.waitStats(t, "m1 gone", func(s Stats) bool { return s.SessionsOnline == 3 })
 	l.want(t) // m2 is still in g
 	m2.c.Close()
 	l.want(t, "$share/g/t/# false")
