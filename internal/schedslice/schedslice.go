@@ -103,10 +103,10 @@ type Sweeper struct {
 }
 
 // New checks cfg and, when cfg.Slice is not zero, sets the slice on every
-// thread of the process at once. It returns ErrRange for a slice or
-// interval out of bounds, and ErrUnsupported (wrapped, with the reason)
-// where the kernel cannot do it (then it changed no thread, or one whose
-// kernel ignored the request).
+// thread of the process at once. It returns ErrRange for a slice out of
+// bounds, an error for a negative interval, and ErrUnsupported (wrapped,
+// with the reason) where the platform or the kernel cannot do it; then no
+// thread was changed.
 func New(cfg Config) (*Sweeper, error) {
 	if cfg.Slice < 0 || (cfg.Slice != 0 && (cfg.Slice < MinSlice || cfg.Slice > MaxSlice)) {
 		return nil, fmt.Errorf("%w: %v", ErrRange, cfg.Slice)
