@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/warrenhq/warren/gateway"
+	"github.com/warrenhq/warren/internal/schedslice"
 	"github.com/warrenhq/warren/loadgen"
 )
 
@@ -33,6 +34,17 @@ const DefaultLoadParentGOGC = 400
 // defaultLoadParentGOGC is -parent-gogc's default: $GOGC when set, else
 // DefaultLoadParentGOGC.
 func defaultLoadParentGOGC() int { return envGOGC(DefaultLoadParentGOGC) }
+
+// loadWorkerArgs are the arguments of a -procs worker of warren load: its
+// flags other than -worker travel in its JSON config, but -sched-slice
+// is the process's, set before the worker reads its config.
+func loadWorkerArgs(schedSlice time.Duration) []string {
+	args := []string{"load", "-worker"}
+	if schedSlice != 0 {
+		args = append(args, "-sched-slice", schedSlice.String())
+	}
+	return args
+}
 
 // runLoad is warren load: flags -> loadgen.Config -> loadgen.Run, then the
 // summary, the JSON report and the charts.
@@ -123,6 +135,7 @@ flags:
 	fs.DurationVar(&cfg.Devices.MQTT.KeepAlive, "mqtt-keepalive", 60*time.Second, "devices over mqtt(s)://: keep-alive asked in CONNECT; a silent device pings after it (negative: none)")
 	fs.IntVar(&cfg.Devices.MQTT.MaxInflight, "mqtt-inflight", 64, "devices over mqtt(s)://: QoS 1 publishes a device leaves unacknowledged at most")
 	fs.DurationVar(&cfg.Devices.MQTT.Reconnect, "mqtt-reconnect", 0, "devices over mqtt(s)://: a device whose connection ends (a 5.0 DISCONNECT included) reconnects after a random delay below this, and retries until the run ends (0: only after a 5.0 DISCONNECT during the traffic, at once)")
+	schedSlice := schedSliceFlag(fs, "this process's threads and, with -procs, every worker's")
 	worker := fs.Bool("worker", false, "run as a worker of a -procs parent, speaking JSON on stdin/stdout (internal)")
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
@@ -134,6 +147,14 @@ flags:
 		fmt.Fprintf(stderr, "warren load: unexpected arguments %q\n", fs.Args())
 		return 2
 	}
+	sweeper, err := schedslice.New(schedslice.Config{Slice: *schedSlice, Logger: newLogger(stderr, "warn")})
+	if err != nil {
+		fmt.Fprintf(stderr, "warren load: -sched-slice: %v\n", err)
+		return 2
+	}
+	sweepCtx, stopSweep := context.WithCancel(context.Background())
+	defer stopSweep()
+	go sweeper.Run(sweepCtx)
 	if *worker {
 		// The parent handles ^C for the whole group; a worker stops when
 		// told to, or when its standard input closes.
@@ -147,7 +168,6 @@ flags:
 	if code := deviceFlags(fs, &cfg, *jwtSecret, *dataDir, stderr); code != 0 {
 		return code
 	}
-	var err error
 	if cfg.Sources, err = loadgen.ParseSources(*src); err != nil {
 		fmt.Fprintf(stderr, "warren load: -src: %v\n", err)
 		return 2
@@ -164,7 +184,7 @@ flags:
 		}
 		n := workerGOMAXPROCS(*workerProcs, cfg.Procs, runtime.NumCPU(), os.Getenv("GOMAXPROCS"))
 		cfg.WorkerCommand = func(int) *exec.Cmd {
-			cmd := exec.Command(exe, "load", "-worker")
+			cmd := exec.Command(exe, loadWorkerArgs(*schedSlice)...)
 			cmd.Stderr = stderr
 			if n > 0 {
 				cmd.Env = append(os.Environ(), "GOMAXPROCS="+strconv.Itoa(n))

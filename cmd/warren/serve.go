@@ -22,6 +22,7 @@ import (
 	"github.com/warrenhq/warren/engine"
 	"github.com/warrenhq/warren/gateway"
 	"github.com/warrenhq/warren/internal/memtrim"
+	"github.com/warrenhq/warren/internal/schedslice"
 	"github.com/warrenhq/warren/prefork"
 	"github.com/warrenhq/warren/stack"
 )
@@ -65,6 +66,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	memLimit := fs.String("gomemlimit", "", "Go runtime soft memory limit of each gateway process (debug.SetMemoryLimit), e.g. 512MiB or 1GiB; empty: $GOMEMLIMIT, else none")
 	var tcfg memtrim.Config
 	memtrimFlags(fs, &tcfg)
+	schedSlice := schedSliceFlag(fs, "every gateway process's threads (with -procs: the parent's and every worker's)")
 	var ecfg engine.Config
 	var gcfg gateway.Config
 	stack.EngineFlags(fs, &ecfg)
@@ -101,6 +103,14 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	envDefault(fs, "admin-token", "WARREN_ADMIN_TOKEN")
 	envDefault(fs, "jwt-secret", "WARREN_JWT_SECRET")
 	log := newLogger(stderr, *logLevel)
+	sweeper, err := schedslice.New(schedslice.Config{Slice: *schedSlice, Logger: log})
+	if err != nil {
+		fmt.Fprintf(stderr, "warren serve: -sched-slice: %v\n", err)
+		return 2
+	}
+	sweepCtx, stopSweep := context.WithCancel(context.Background())
+	defer stopSweep()
+	go sweeper.Run(sweepCtx)
 
 	switch {
 	case *auth == "none":
@@ -155,7 +165,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		if n := workerGOMAXPROCS(*workerProcs, *procs, runtime.NumCPU(), os.Getenv("GOMAXPROCS")); n > 0 {
 			os.Setenv("GOMAXPROCS", strconv.Itoa(n)) // the workers' environment; the parent's runtime is set already
 		}
-		return serveSupervisor(sig, *procs, ecfg, gcfg, *adminAddr, *adminToken, *drain, extra.tls.CertFile != "", trim, log)
+		return serveSupervisor(sig, *procs, ecfg, gcfg, *adminAddr, *adminToken, *drain, extra.tls.CertFile != "", trim, sweeper, log)
 	}
 
 	st, err := stack.New(stack.Config{Engine: ecfg, DrainTimeout: *drain, Logger: log,
@@ -190,6 +200,9 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		st.AddCollector(c)
 	}
 	st.AddCollector(trim.Collector())
+	if sweeper.Slice() != 0 {
+		st.AddCollector(sweeper.Collector())
+	}
 	log.Info("warren serve listening", "devices", g.DeviceAddr(), "api", g.APIAddr(), "mqtt", g.MQTTAddr(),
 		"tls", g.TLSAddr(), "mqtts", g.MQTTSAddr(), "upstream", strings.Join(gcfg.Upstream, ","), "webhook", gcfg.Webhook.URL, "node", g.Node(),
 		"nats", natsDescription(g.Bus()), "loops", st.Engine.Config().Loops)
@@ -205,7 +218,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 // directory on an engine of one loop of its own (the workers serve no
 // API): a command goes from the API straight to the worker holding the
 // device (docs/benchmarks.md §30). Then it supervises the workers.
-func serveSupervisor(sig <-chan os.Signal, procs int, ecfg engine.Config, gcfg gateway.Config, adminAddr, adminToken string, drain time.Duration, forwardHUP bool, trim *memtrim.Trimmer, log interface {
+func serveSupervisor(sig <-chan os.Signal, procs int, ecfg engine.Config, gcfg gateway.Config, adminAddr, adminToken string, drain time.Duration, forwardHUP bool, trim *memtrim.Trimmer, sweeper *schedslice.Sweeper, log interface {
 	Info(string, ...any)
 	Error(string, ...any)
 }) int {
@@ -255,6 +268,9 @@ func serveSupervisor(sig <-chan os.Signal, procs int, ecfg engine.Config, gcfg g
 		// The parent's runtime (go_gc_*, go_memstats_*{worker="parent"}):
 		// its collections are the embedded NATS server's garbage.
 		Collectors: []prometheus.Collector{dir.Collector(), trim.Collector(), collectors.NewGoCollector()}}
+	if sweeper.Slice() != 0 {
+		sc.Collectors = append(sc.Collectors, sweeper.Collector())
+	}
 	if gcfg.API != "-" {
 		// One loop is plenty for the API; its handlers (a command waits
 		// for its ack) run on the engine's worker pool.
