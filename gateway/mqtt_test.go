@@ -20,9 +20,20 @@ import (
 // startMQTTGateway starts a gateway node with MQTT on a free port.
 func startMQTTGateway(t *testing.T, node string, bc BusConfig) *Gateway {
 	t.Helper()
+	return startMQTTGatewayWith(t, node, bc, nil)
+}
+
+// startMQTTGatewayWith starts a gateway node with MQTT on a free port,
+// its configuration changed by with (if not nil).
+func startMQTTGatewayWith(t *testing.T, node string, bc BusConfig, with func(*Config)) *Gateway {
+	t.Helper()
 	e := testutil.StartEngine(t, engine.Config{Logger: quietLog()})
-	g, err := New(e, Config{Addr: "127.0.0.1:0", API: "127.0.0.1:0", MQTT: "127.0.0.1:0", Auth: NewHMACAuth(testSecret),
-		Node: node, Bus: bc, CommandTimeout: 2 * time.Second, Logger: quietLog(), DataDir: t.TempDir()})
+	cfg := Config{Addr: "127.0.0.1:0", API: "127.0.0.1:0", MQTT: "127.0.0.1:0", Auth: NewHMACAuth(testSecret),
+		Node: node, Bus: bc, CommandTimeout: 2 * time.Second, Logger: quietLog(), DataDir: t.TempDir()}
+	if with != nil {
+		with(&cfg)
+	}
+	g, err := New(e, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,12 +16,7 @@ import (
 // were published (MQTT's ordered topic), though a retained message also
 // travels on the retained subject every node follows.
 func TestMQTTBridgeRetainedOrder(t *testing.T) {
-	a := startBridgeGateway(t, "node-a", BusConfig{ClusterListen: "127.0.0.1:0"}, 0)
-	b := startBridgeGateway(t, "node-b", BusConfig{ClusterListen: "127.0.0.1:0",
-		Routes: []string{"nats://" + a.Bus().ClusterAddr().String()}}, 0)
-	testutil.Eventually(t, 10*time.Second, "the NATS route", func() bool {
-		return a.Bus().Embedded().NumRoutes() >= 1 && b.Bus().Embedded().NumRoutes() >= 1
-	})
+	a, b := startRoutedPair(t, func(node string, bc BusConfig) *Gateway { return startBridgeGateway(t, node, bc, 0) })
 
 	var mu sync.Mutex
 	var got []int

@@ -8,7 +8,6 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/warrenhq/warren/engine"
 	"github.com/warrenhq/warren/internal/testutil"
 )
 
@@ -39,15 +38,20 @@ func TestInterestSubject(t *testing.T) {
 // bound.
 func startBridgeGateway(t *testing.T, node string, bc BusConfig, maxSubjects int) *Gateway {
 	t.Helper()
-	e := testutil.StartEngine(t, engine.Config{Logger: quietLog()})
-	g, err := New(e, Config{Addr: "127.0.0.1:0", API: "127.0.0.1:0", MQTT: "127.0.0.1:0", Auth: NewHMACAuth(testSecret),
-		Node: node, Bus: bc, CommandTimeout: 2 * time.Second, Logger: quietLog(), DataDir: t.TempDir(),
-		MQTTBridgeMaxSubjects: maxSubjects})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(g.Close)
-	return g
+	return startMQTTGatewayWith(t, node, bc, func(c *Config) { c.MQTTBridgeMaxSubjects = maxSubjects })
+}
+
+// startRoutedPair starts node-a and node-b with start, node B's embedded
+// NATS server routed to node A's, and waits for the route.
+func startRoutedPair(t *testing.T, start func(node string, bc BusConfig) *Gateway) (a, b *Gateway) {
+	t.Helper()
+	a = start("node-a", BusConfig{ClusterListen: "127.0.0.1:0"})
+	b = start("node-b", BusConfig{ClusterListen: "127.0.0.1:0",
+		Routes: []string{"nats://" + a.Bus().ClusterAddr().String()}})
+	testutil.Eventually(t, 10*time.Second, "the NATS route", func() bool {
+		return a.Bus().Embedded().NumRoutes() >= 1 && b.Bus().Embedded().NumRoutes() >= 1
+	})
+	return a, b
 }
 
 // service connects an MQTT client with a service token.
@@ -80,12 +84,7 @@ func counting(t *testing.T, c paho.Client, filter string) *atomic.Int64 {
 // subscription; retained messages reach a node that had no interest when
 // they were published.
 func TestMQTTBridgeInterest(t *testing.T) {
-	a := startBridgeGateway(t, "node-a", BusConfig{ClusterListen: "127.0.0.1:0"}, 0)
-	b := startBridgeGateway(t, "node-b", BusConfig{ClusterListen: "127.0.0.1:0",
-		Routes: []string{"nats://" + a.Bus().ClusterAddr().String()}}, 0)
-	testutil.Eventually(t, 10*time.Second, "the NATS route", func() bool {
-		return a.Bus().Embedded().NumRoutes() >= 1 && b.Bus().Embedded().NumRoutes() >= 1
-	})
+	a, b := startRoutedPair(t, func(node string, bc BusConfig) *Gateway { return startBridgeGateway(t, node, bc, 0) })
 	br := b.mq.br
 
 	// Two clients on node B with overlapping filters (x.*.c and x.>).

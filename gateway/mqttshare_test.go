@@ -11,7 +11,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/warrenhq/warren/engine"
 	"github.com/warrenhq/warren/internal/testutil"
 	"github.com/warrenhq/warren/mqtt"
 )
@@ -20,15 +19,7 @@ import (
 // MQTTClusterShares.
 func startSharesGateway(t *testing.T, node string, bc BusConfig) *Gateway {
 	t.Helper()
-	e := testutil.StartEngine(t, engine.Config{Logger: quietLog()})
-	g, err := New(e, Config{Addr: "127.0.0.1:0", API: "127.0.0.1:0", MQTT: "127.0.0.1:0", Auth: NewHMACAuth(testSecret),
-		Node: node, Bus: bc, CommandTimeout: 2 * time.Second, Logger: quietLog(), DataDir: t.TempDir(),
-		MQTTClusterShares: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(g.Close)
-	return g
+	return startMQTTGatewayWith(t, node, bc, func(c *Config) { c.MQTTClusterShares = true })
 }
 
 // TestMQTTSharesAcrossNodes: with MQTTClusterShares an MQTT share group with members on two nodes
@@ -37,12 +28,7 @@ func startSharesGateway(t *testing.T, node string, bc BusConfig) *Gateway {
 // a plain subscriber gets every message; the last member leaving a node
 // ends its queue subscription there.
 func TestMQTTSharesAcrossNodes(t *testing.T) {
-	a := startSharesGateway(t, "node-a", BusConfig{ClusterListen: "127.0.0.1:0"})
-	b := startSharesGateway(t, "node-b", BusConfig{ClusterListen: "127.0.0.1:0",
-		Routes: []string{"nats://" + a.Bus().ClusterAddr().String()}})
-	testutil.Eventually(t, 10*time.Second, "the NATS route", func() bool {
-		return a.Bus().Embedded().NumRoutes() >= 1 && b.Bus().Embedded().NumRoutes() >= 1
-	})
+	a, b := startRoutedPair(t, func(node string, bc BusConfig) *Gateway { return startSharesGateway(t, node, bc) })
 
 	var mu sync.Mutex
 	got := map[string][]string{} // payload → members that got it
