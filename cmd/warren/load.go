@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/warrenhq/warren/gateway"
-	"github.com/warrenhq/warren/internal/schedslice"
 	"github.com/warrenhq/warren/loadgen"
 )
 
@@ -147,14 +146,11 @@ flags:
 		fmt.Fprintf(stderr, "warren load: unexpected arguments %q\n", fs.Args())
 		return 2
 	}
-	sweeper, err := schedslice.New(schedslice.Config{Slice: *schedSlice, Logger: newLogger(stderr, "warn")})
-	if err != nil {
-		fmt.Fprintf(stderr, "warren load: -sched-slice: %v\n", err)
+	sweeper, stopSweep := startSweeper("load", *schedSlice, newLogger(stderr, "warn"), stderr)
+	if sweeper == nil {
 		return 2
 	}
-	sweepCtx, stopSweep := context.WithCancel(context.Background())
 	defer stopSweep()
-	go sweeper.Run(sweepCtx)
 	if *worker {
 		// The parent handles ^C for the whole group; a worker stops when
 		// told to, or when its standard input closes.
@@ -168,6 +164,7 @@ flags:
 	if code := deviceFlags(fs, &cfg, *jwtSecret, *dataDir, stderr); code != 0 {
 		return code
 	}
+	var err error
 	if cfg.Sources, err = loadgen.ParseSources(*src); err != nil {
 		fmt.Fprintf(stderr, "warren load: -src: %v\n", err)
 		return 2

@@ -103,14 +103,11 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	envDefault(fs, "admin-token", "WARREN_ADMIN_TOKEN")
 	envDefault(fs, "jwt-secret", "WARREN_JWT_SECRET")
 	log := newLogger(stderr, *logLevel)
-	sweeper, err := schedslice.New(schedslice.Config{Slice: *schedSlice, Logger: log})
-	if err != nil {
-		fmt.Fprintf(stderr, "warren serve: -sched-slice: %v\n", err)
+	sweeper, stopSweep := startSweeper("serve", *schedSlice, log, stderr)
+	if sweeper == nil {
 		return 2
 	}
-	sweepCtx, stopSweep := context.WithCancel(context.Background())
 	defer stopSweep()
-	go sweeper.Run(sweepCtx)
 
 	switch {
 	case *auth == "none":
