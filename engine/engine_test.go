@@ -936,9 +936,7 @@ func TestDial(t *testing.T) {
 			t.Fatalf("got %q", got)
 		}
 		// A refused connect ends in OnClose with the error.
-		ln, _ := net.Listen("tcp", "127.0.0.1:0")
-		dead := netip.MustParseAddrPort(ln.Addr().String())
-		ln.Close()
+		dead := refusedAddr(t)
 		if _, err := client.DialWith(dead, netip.Addr{}, "attached"); err != nil {
 			if k.name != "portable" {
 				t.Fatalf("dial error %v, want it through OnClose", err)
