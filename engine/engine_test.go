@@ -22,10 +22,13 @@ type echoHandler struct {
 	mu      sync.Mutex
 	reasons map[CloseReason]int
 	closed  chan CloseReason
+	// sleeping gets a value as a "sleep" message's handler starts.
+	sleeping chan struct{}
 }
 
 func newEcho() *echoHandler {
-	return &echoHandler{reasons: map[CloseReason]int{}, closed: make(chan CloseReason, 100000)}
+	return &echoHandler{reasons: map[CloseReason]int{}, closed: make(chan CloseReason, 100000),
+		sleeping: make(chan struct{}, 16)}
 }
 
 func (h *echoHandler) OnData(c *Conn, in []byte) int {
@@ -33,6 +36,10 @@ func (h *echoHandler) OnData(c *Conn, in []byte) int {
 	case bytes.HasPrefix(in, []byte("panic")):
 		panic("test panic")
 	case bytes.HasPrefix(in, []byte("sleep")):
+		select {
+		case h.sleeping <- struct{}{}:
+		default:
+		}
 		time.Sleep(time.Second)
 	}
 	c.Write(in)
@@ -711,7 +718,11 @@ func TestShutdownClosesIdleAndWaitsForWork(t *testing.T) {
 		busy := dial(t, addr)
 		if !cfg.Inline {
 			busy.Write([]byte("sleep")) // a handler in flight for a second
-			time.Sleep(100 * time.Millisecond)
+			select {
+			case <-h.sleeping:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the handler did not start within 10 s")
+			}
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -925,9 +936,7 @@ func TestDial(t *testing.T) {
 			t.Fatalf("got %q", got)
 		}
 		// A refused connect ends in OnClose with the error.
-		ln, _ := net.Listen("tcp", "127.0.0.1:0")
-		dead := netip.MustParseAddrPort(ln.Addr().String())
-		ln.Close()
+		dead := refusedAddr(t)
 		if _, err := client.DialWith(dead, netip.Addr{}, "attached"); err != nil {
 			if k.name != "portable" {
 				t.Fatalf("dial error %v, want it through OnClose", err)

@@ -608,9 +608,11 @@ func (s *Server) refuse(c *engine.Conn, hc *httpConn, err error) {
 	b = append(b, "\r\n\r\n"...)
 	b = append(b, e.Reason...)
 	b = append(b, '\n')
+	// Count before sending, so a client that saw the answer sees it
+	// counted.
+	s.stats.countStatus(e.Status)
 	c.Write(b)
 	pool.Put(b)
-	s.stats.countStatus(e.Status)
 	c.CloseWithReason(engine.ReasonProtocolError)
 }
 
@@ -908,9 +910,9 @@ func (s *Server) onTimeout(c *engine.Conn, hc *httpConn, r engine.CloseReason) b
 		b = AppendStatusLine(b, 1, 408)
 		b = s.date.AppendHeader(b, s.eng.Now())
 		b = append(b, "Connection: close\r\nContent-Length: 0\r\n\r\n"...)
+		s.stats.countStatus(408) // before sending, as refuse does
 		c.Write(b)
 		pool.Put(b)
-		s.stats.countStatus(408)
 		if hc != nil {
 			hc.dead.Store(true)
 			s.dropBody(hc)

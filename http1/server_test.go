@@ -269,6 +269,53 @@ func TestBadRequests(t *testing.T) {
 	}
 }
 
+// TestRefusalCountedBeforeItsAnswer: a client that has read a refusal's
+// answer (its head and its Content-Length of body, not the close after it)
+// sees it counted by status class, as a served request's answer is: the
+// count is made before the answer is sent. So is a 408 for a head that did
+// not arrive in time.
+func TestRefusalCountedBeforeItsAnswer(t *testing.T) {
+	readAnswer := func(t *testing.T, c net.Conn) int {
+		t.Helper()
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadAll(resp.Body); err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode
+	}
+	s, addr := startServer(t, Config{}, testRouter())
+	for i := 1; i <= 50; i++ {
+		c := dial(t, addr)
+		c.Write([]byte("GARBAGE\r\n\r\n"))
+		if st := readAnswer(t, c); st != 400 {
+			t.Fatalf("answer %d: status %d, want 400", i, st)
+		}
+		if st := s.Stats(); st.Requests[4] != uint64(i) || st.Refused != uint64(i) {
+			t.Fatalf("after %d refusals were answered: 4xx %d, refused %d", i, st.Requests[4], st.Refused)
+		}
+		c.Close()
+	}
+	forEachEngine(t, func(t *testing.T, cfg Config, ec engine.Config) {
+		cfg.HeaderTimeout = 10 * time.Second
+		s, addr, advance := timedServer(t, cfg, ec, 50)
+		c := dial(t, addr)
+		head := "GET / HTTP/1.1\r\nHost: x\r\nX-Slow: "
+		c.Write([]byte(head))
+		received(t, s, len(head))
+		advance(cfg.HeaderTimeout)
+		if st := readAnswer(t, c); st != 408 {
+			t.Fatalf("slow head: status %d, want 408", st)
+		}
+		if st := s.Stats(); st.Requests[4] != 1 || st.HeaderTimeouts != 1 {
+			t.Fatalf("after the 408 was answered: 4xx %d, timeouts %d", st.Requests[4], st.HeaderTimeouts)
+		}
+	})
+}
+
 func TestHeadAndHTTP10(t *testing.T) {
 	_, addr := startServer(t, Config{}, testRouter())
 	out := rawExchange(t, addr, "HEAD / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 5*time.Second)
@@ -343,6 +390,15 @@ func timedServer(t *testing.T, cfg Config, ec engine.Config, scale time.Duration
 	return s, addr, func(d time.Duration) { clk.Advance(d + 20*time.Millisecond) }
 }
 
+// received waits until the server has read n bytes in all: a timeout
+// that runs from a request's first byte is armed once they are read, so
+// a fake clock advanced before that would not end it.
+func received(t *testing.T, s *testServer, n int) {
+	t.Helper()
+	testutil.Eventually(t, 10*time.Second, fmt.Sprintf("%d bytes read by the server", n),
+		func() bool { return s.Engine().Stats().BytesIn >= uint64(n) })
+}
+
 // silent reports that nothing arrives on c for a short while.
 func silent(t *testing.T, c net.Conn) {
 	t.Helper()
@@ -370,7 +426,9 @@ func TestHeaderTimeout(t *testing.T) {
 		cfg.HeaderTimeout = 10 * time.Second
 		s, addr, advance := timedServer(t, cfg, ec, 50)
 		c := dial(t, addr)
-		c.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\nX-Slow: "))
+		head := "GET / HTTP/1.1\r\nHost: x\r\nX-Slow: "
+		c.Write([]byte(head))
+		received(t, s, len(head))
 		if !ec.Portable {
 			silent(t, c)
 		}
@@ -387,7 +445,9 @@ func TestBodyTimeout(t *testing.T) {
 		cfg.BodyTimeout = 30 * time.Second
 		s, addr, advance := timedServer(t, cfg, ec, 150)
 		c := dial(t, addr)
-		c.Write([]byte("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc"))
+		req := "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc"
+		c.Write([]byte(req))
+		received(t, s, len(req))
 		if !ec.Portable {
 			silent(t, c)
 		}

@@ -170,11 +170,26 @@ func TestDevicesWrongSecret(t *testing.T) {
 // echoes the 1001 goodbye, which is counted by code and is no error, and
 // tries to reconnect.
 func TestDevicesGatewayShutdown(t *testing.T) {
-	g, _ := startGateway(t, "")
+	g, nc := startGateway(t, "")
+	// The drain comes once the traffic has begun: the first telemetry
+	// reached the bus.
+	telemetry := make(chan struct{}, 1)
+	sub, err := nc.Subscribe("devices.*.telemetry", func(*nats.Msg) {
+		select {
+		case telemetry <- struct{}{}:
+		default:
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	nc.Flush()
 	cfg := deviceConfig(g)
 	// Frames due after the drain find no device and are given up a
-	// Timeout after they were due.
-	cfg.Conns, cfg.Duration, cfg.RPS, cfg.Timeout = 10, time.Second, 100, 500*time.Millisecond
+	// Timeout after they were due. The traffic lasts long enough for the
+	// drain to come within it on a loaded machine.
+	cfg.Conns, cfg.Duration, cfg.RPS, cfg.Timeout = 10, 3*time.Second, 100, 500*time.Millisecond
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -182,7 +197,10 @@ func TestDevicesGatewayShutdown(t *testing.T) {
 		for g.Hub().LocalCount() < 10 && time.Now().Before(deadline) {
 			time.Sleep(2 * time.Millisecond)
 		}
-		time.Sleep(200 * time.Millisecond) // into the traffic
+		select {
+		case <-telemetry: // into the traffic
+		case <-time.After(10 * time.Second):
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		g.Shutdown(ctx)

@@ -179,9 +179,7 @@ func TestProxyConcurrent(t *testing.T) {
 
 func TestProxyGatewayErrors(t *testing.T) {
 	e := startEngine(t)
-	dead, _ := net.Listen("tcp", "127.0.0.1:0")
-	addr := dead.Addr().String()
-	dead.Close()
+	addr := testutil.RefusedAddr(t)
 	paddr, _ := startProxy(t, e, upstream.ClusterConfig{Hosts: []string{addr}, OutlierOff: true, BreakerOff: true}, Config{})
 	resp, err := http.Get("http://" + paddr + "/")
 	if err != nil {

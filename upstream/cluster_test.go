@@ -321,9 +321,7 @@ func TestClusterConnectFailureRetries(t *testing.T) {
 
 func TestClusterFailFastNoHost(t *testing.T) {
 	e := startEngine(t)
-	dead, _ := net.Listen("tcp", "127.0.0.1:0")
-	addr := dead.Addr().String()
-	dead.Close()
+	addr := testutil.RefusedAddr(t)
 	c := newTestCluster(t, e, ClusterConfig{Hosts: []string{addr}})
 	_, err := get(t, c, "/")
 	if FailureOf(err) != FailConnect || FailureOf(err).Status() != 502 {

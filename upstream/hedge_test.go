@@ -32,39 +32,46 @@ func slowFast(t *testing.T, d time.Duration) (slow, fast *backend, gone *atomic.
 	return slow, fast, gone
 }
 
-// TestHedgeFastWins: requests alternate between a slow host (2 s) and a
-// fast one; those sent to the slow host are hedged to the fast one after
-// 30 ms, the fast answer wins, and the slow host sees each losing request's
-// connection closed. Every request is answered "fast"; the pool ends with
-// no connection to the slow host and nothing in flight.
+// TestHedgeFastWins: requests alternate between a slow host, which never
+// answers, and a fast one; those sent to the slow host are hedged to the
+// fast one after 30 ms, the fast answer wins, and the slow host sees each
+// losing request's connection closed. Every request is answered "fast"
+// (unhedged, it would wait for the slow host until its 10 s timeout); the
+// pool ends with no connection to the slow host and nothing in flight.
+//
+// No figure here depends on the machine's speed: a request sent to the
+// fast host is hedged too (to the slow one, and loses) when the fast
+// answer takes over 30 ms, as it can on a loaded machine, and a request to
+// the slow host can be won before its bytes reach that host.
 func TestHedgeFastWins(t *testing.T) {
 	e := startEngine(t)
-	slow, fast, gone := slowFast(t, 2*time.Second)
+	slow, fast, gone := slowFast(t, time.Hour)
 	c := newTestCluster(t, e, ClusterConfig{Hosts: []string{slow.addr, fast.addr}, Balancer: BalanceRoundRobin,
 		HedgeDelay: 30 * time.Millisecond, OutlierOff: true})
 	const n = 10
 	for i := range n {
-		start := time.Now()
 		r, err := get(t, c, "/")
 		if err != nil || r.Status != 200 || string(r.Body) != "fast" {
 			t.Fatalf("request %d: %v %+v", i, err, r)
 		}
-		if time.Since(start) > time.Second {
-			t.Errorf("request %d took %v: not hedged", i, time.Since(start))
-		}
 	}
 	st := c.Stats()
 	t.Logf("hedged %d, won %d, slow backend requests %d, fast %d", st.RqHedged, st.RqHedgeWon, slow.requests.Load(), fast.requests.Load())
-	if st.RqHedged == 0 || st.RqHedged != st.RqHedgeWon || st.RqHedged != uint64(slow.requests.Load()) {
-		t.Errorf("hedged %d, won %d, slow host got %d requests; want every request to the slow host hedged and won by the fast one",
-			st.RqHedged, st.RqHedgeWon, slow.requests.Load())
+	// Round robin sends n/2 requests to the slow host first: each was won
+	// by its hedge. The other hedges were of requests to the fast host.
+	if st.RqHedgeWon != n/2 || st.RqHedged < st.RqHedgeWon || st.RqHedged > n {
+		t.Errorf("hedged %d, won %d; want %d won (every request to the slow host) and no more hedges than requests",
+			st.RqHedged, st.RqHedgeWon, n/2)
 	}
 	if st.RqSuccess != n || st.RqTotal != n || st.RqStatus["2xx"] != n {
 		t.Errorf("requests %d, success %d, 2xx %d; want %d each (counted once per request)", st.RqTotal, st.RqSuccess, st.RqStatus["2xx"], n)
 	}
 	waitUntil(t, "the losers' connections closed at the slow backend", func() bool {
-		return gone.Load() == int64(st.RqHedged) && slow.open.Load() == 0
+		return gone.Load() == slow.requests.Load() && slow.open.Load() == 0
 	})
+	if got := slow.requests.Load(); got > int64(n/2)+int64(st.RqHedged-st.RqHedgeWon) {
+		t.Errorf("the slow backend got %d requests; at most %d were sent to it", got, int64(n/2)+int64(st.RqHedged-st.RqHedgeWon))
+	}
 	waitUntil(t, "pool and counters settled", func() bool {
 		s := c.Stats()
 		return s.RqActive == 0 && s.Hosts[0].Conns == 0 && s.Hosts[0].Assigned == 0 && s.Hosts[1].Assigned == 0 &&

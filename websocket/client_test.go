@@ -514,12 +514,7 @@ func TestDialTimeoutAndCancel(t *testing.T) {
 // TestDialConnectRefused: a failed connect reaches OnError with the
 // engine's error.
 func TestDialConnectRefused(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := testutil.RefusedAddr(t)
 	e := clientEngine(t, false)
 	_, rec := dial(t, e, wsURL(addr, "/"), DialConfig{})
 	if ev := rec.next(t, "error"); !errors.Is(ev.err, syscall.ECONNREFUSED) {

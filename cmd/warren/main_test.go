@@ -37,6 +37,38 @@ var listenRE = regexp.MustCompile(`addr=(\S+)`)
 // startWarren runs the binary and returns it with the address it reports.
 func startWarren(t *testing.T, bin string, args ...string) (*exec.Cmd, string, *bytes.Buffer) {
 	t.Helper()
+	cmd, addr, _, logs := runWarren(t, bin, false, args...)
+	return cmd, addr, logs
+}
+
+// startWarrenAdmin runs the binary with its admin listener on a port of
+// its own choosing (-admin 127.0.0.1:0) and returns it with the addresses
+// it reports, its listener's and its admin listener's. A port picked here
+// and handed over could be taken by another process before the binary
+// binds it.
+func startWarrenAdmin(t *testing.T, bin string, args ...string) (cmd *exec.Cmd, addr, admin string) {
+	t.Helper()
+	cmd, addr, admin, _ = runWarren(t, bin, true, append(args, "-admin", "127.0.0.1:0")...)
+	return cmd, addr, admin
+}
+
+// adminLineRE matches the admin listener's line: the prefork parent's
+// (stack.RunSupervisor: no token attribute), or a single process's
+// (admin.Server.Start); a prefork worker's admin listener, which has the
+// token attribute too, is on a port the parent picked.
+var adminLineRE = regexp.MustCompile(`msg="admin: listening" addr=(\S+)(.*)$`)
+
+// runWarren runs the binary and waits for the address it reports, and
+// with admin for its admin listener's address (that of the first line
+// without a token attribute when args ask for prefork workers).
+func runWarren(t *testing.T, bin string, admin bool, args ...string) (*exec.Cmd, string, string, *bytes.Buffer) {
+	t.Helper()
+	prefork := false
+	for i, a := range args {
+		if a == "-procs" && i+1 < len(args) && args[i+1] != "1" {
+			prefork = true
+		}
+	}
 	cmd := exec.Command(bin, args...)
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
@@ -45,25 +77,42 @@ func startWarren(t *testing.T, bin string, args ...string) (*exec.Cmd, string, *
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	logs := &bytes.Buffer{}
 	sc := bufio.NewScanner(stderr)
-	addrCh := make(chan string, 1)
+	addrCh, adminCh := make(chan string, 1), make(chan string, 1)
 	go func() {
+		sentAddr, sentAdmin := false, false
 		for sc.Scan() {
 			line := sc.Text()
 			logs.WriteString(line + "\n")
-			if strings.Contains(line, "listening") {
+			if m := adminLineRE.FindStringSubmatch(line); m != nil {
+				if !sentAdmin && (!prefork || !strings.Contains(m[2], "token=")) {
+					adminCh <- m[1]
+					sentAdmin = true
+				}
+				continue
+			}
+			if !sentAddr && strings.Contains(line, "listening") {
 				if m := listenRE.FindStringSubmatch(line); m != nil {
 					addrCh <- m[1]
+					sentAddr = true
 				}
 			}
 		}
 	}()
+	deadline := time.After(20 * time.Second)
+	var addr, adminAddr string
 	select {
-	case a := <-addrCh:
-		return cmd, a, logs
-	case <-time.After(20 * time.Second):
+	case addr = <-addrCh:
+	case <-deadline:
 		t.Fatal("warren did not report its address")
 	}
-	return nil, "", nil
+	if admin {
+		select {
+		case adminAddr = <-adminCh:
+		case <-deadline:
+			t.Fatal("warren did not report its admin address")
+		}
+	}
+	return cmd, addr, adminAddr, logs
 }
 
 func TestEchoTCPAndGracefulSIGTERM(t *testing.T) {
@@ -118,8 +167,7 @@ func freePort(t *testing.T) string {
 
 func TestEchoHTTP(t *testing.T) {
 	bin := buildWarren(t)
-	adminAddr := freePort(t)
-	cmd, addr, _ := startWarren(t, bin, "echo", "-addr", "127.0.0.1:0", "-admin", adminAddr, "-header-timeout", "2s")
+	cmd, addr, adminAddr := startWarrenAdmin(t, bin, "echo", "-addr", "127.0.0.1:0", "-header-timeout", "2s")
 	for _, tc := range []struct{ path, want string }{{"/", "hello"}, {"/delay?ms=20", "hello"}} {
 		c, err := net.Dial("tcp", addr)
 		if err != nil {
@@ -165,8 +213,7 @@ func TestEchoHTTP(t *testing.T) {
 
 func TestPreforkSupervisesWorkers(t *testing.T) {
 	bin := buildWarren(t)
-	adminAddr := freePort(t)
-	cmd, addr, _ := startWarren(t, bin, "echo", "-addr", "127.0.0.1:0", "-admin", adminAddr, "-procs", "2", "-drain-timeout", "3s")
+	cmd, addr, adminAddr := startWarrenAdmin(t, bin, "echo", "-addr", "127.0.0.1:0", "-procs", "2", "-drain-timeout", "3s")
 	getBody := func(url string) (int, string) {
 		resp, err := http.Get(url)
 		if err != nil {
@@ -226,8 +273,7 @@ func TestPreforkSupervisesWorkers(t *testing.T) {
 // series of the real workers, which it scrapes with the same token.
 func TestPreforkAdminToken(t *testing.T) {
 	bin := buildWarren(t)
-	adminAddr := freePort(t)
-	cmd, _, _ := startWarren(t, bin, "echo", "-addr", "127.0.0.1:0", "-admin", adminAddr, "-procs", "2",
+	cmd, _, adminAddr := startWarrenAdmin(t, bin, "echo", "-addr", "127.0.0.1:0", "-procs", "2",
 		"-admin-token", "s3cret", "-drain-timeout", "3s")
 	fetch := func(method, path, token string, hdr map[string]string) (int, string) {
 		req, err := http.NewRequest(method, "http://"+adminAddr+path, nil)

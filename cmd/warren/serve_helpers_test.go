@@ -181,6 +181,9 @@ func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
 type serveNode struct {
 	*proc
 	node, addr, api, admin, nats, mqtt string
+	// ports are the extra ports startServePorts picked for the node's
+	// extra flags, in order.
+	ports []string
 }
 
 // startServe runs `warren serve` as node on free loopback ports (devices,
@@ -188,17 +191,27 @@ type serveNode struct {
 // (which override these), and returns once it listens.
 func startServe(t *testing.T, node, data string, extra ...string) *serveNode {
 	t.Helper()
-	// The ports are free when picked, but closed before the process binds
-	// them: another process's outgoing connection can take one as its
-	// local port in between (seen under stress: bind: address already in
-	// use). Such a start is retried on new ports, twice at most.
+	return startServePorts(t, node, data, 0, func([]string) []string { return extra })
+}
+
+// startServePorts is startServe for extra flags that name ports of their
+// own (-tls-addr, -mqtts, -nats-cluster): k more free ports are picked
+// with the node's and handed to extra, which returns the flags; the node
+// keeps them in ports.
+//
+// The ports are free when picked, but closed before the process binds
+// them: another process's outgoing connection or a listener can take one
+// in between (seen under stress: bind: address already in use). Such a
+// start is retried on new ports, twice at most.
+func startServePorts(t *testing.T, node, data string, k int, extra func(ports []string) []string) *serveNode {
+	t.Helper()
 	for attempt := 1; ; attempt++ {
-		p := freePorts(t, 5) // distinct: held open together while picked
-		n := &serveNode{node: node, addr: p[0], api: p[1], admin: p[2], nats: p[3], mqtt: p[4]}
+		p := freePorts(t, 5+k) // distinct: held open together while picked
+		n := &serveNode{node: node, addr: p[0], api: p[1], admin: p[2], nats: p[3], mqtt: p[4], ports: p[5:]}
 		args := []string{"serve", "-node", node, "-addr", n.addr, "-api", n.api, "-admin", n.admin,
 			"-nats-listen", n.nats, "-mqtt", n.mqtt, "-data", data, "-drain-timeout", "5s"}
-		n.proc = startProc(t, "serve "+node, warrenBinary(t), append(args, extra...)...)
-		if attempt < 3 && n.lostPort(20*time.Second, "warren serve listening") {
+		n.proc = startProc(t, "serve "+node, warrenBinary(t), append(args, extra(n.ports)...)...)
+		if attempt < 3 && n.lostPort(20*time.Second, "warren serve listening", p...) {
 			t.Logf("serve %s: a picked port was taken before it bound it; new ports", node)
 			continue
 		}
@@ -208,36 +221,62 @@ func startServe(t *testing.T, node, data string, extra ...string) *serveNode {
 }
 
 // lostPort waits at most d for the process to print s, and reports
-// whether it exited first because a port it was given was in use.
-func (p *proc) lostPort(d time.Duration, s string) bool {
+// whether it exited first because a port it was given was in use: it
+// says so, or (the embedded NATS server only says it did not start) one
+// of ports cannot be bound now that the process is gone.
+func (p *proc) lostPort(d time.Duration, s string, ports ...string) bool {
 	for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 		if strings.Contains(p.out.String(), s) {
 			return false
 		}
 		if p.exited() {
-			return strings.Contains(p.out.String(), "address already in use")
+			return strings.Contains(p.out.String(), "address already in use") || anyInUse(ports)
 		}
 	}
 	return false
 }
 
+// anyInUse reports whether one of the loopback addresses cannot be
+// listened on because something else has its port.
+func anyInUse(addrs []string) bool {
+	for _, a := range addrs {
+		ln, err := net.Listen("tcp", a)
+		if err != nil {
+			if errors.Is(err, syscall.EADDRINUSE) {
+				return true
+			}
+			continue
+		}
+		ln.Close()
+	}
+	return false
+}
+
 // startNATSServer starts a standalone nats-server (built from the module's
-// nats-server) on a free port and returns its URL once it accepts.
+// nats-server) on a free port and returns its URL once it accepts. A
+// start that loses its port to another process before it binds it is
+// retried on a new one, twice at most.
 func startNATSServer(t *testing.T) string {
 	t.Helper()
 	natsBin := sharedBuild(t, "nats-server", "github.com/nats-io/nats-server/v2")
-	addr := freePort(t)
-	host, port, _ := net.SplitHostPort(addr)
-	startProc(t, "nats-server", natsBin, "-a", host, "-p", port)
-	url := "nats://" + addr
-	eventually(t, 10*time.Second, "nats-server accepting", func() bool {
-		nc, err := nats.Connect(url)
-		if err == nil {
-			nc.Close()
+	for attempt := 1; ; attempt++ {
+		addr := freePort(t)
+		host, port, _ := net.SplitHostPort(addr)
+		p := startProc(t, "nats-server", natsBin, "-a", host, "-p", port)
+		if attempt < 3 && p.lostPort(20*time.Second, "Server is ready", addr) {
+			t.Logf("nats-server: port %s was taken before it bound it; a new one", port)
+			continue
 		}
-		return err == nil
-	})
-	return url
+		url := "nats://" + addr
+		eventually(t, 10*time.Second, "nats-server accepting", func() bool {
+			nc, err := nats.Connect(url)
+			if err == nil {
+				nc.Close()
+			}
+			return err == nil
+		})
+		return url
+	}
 }
 
 // natsURL is the node's embedded NATS server for other programs.

@@ -45,13 +45,15 @@ func (p *servePKI) crl(t *testing.T, number int64, certs ...tls.Certificate) str
 func TestServeCertRevoked(t *testing.T) {
 	p := newServePKI(t)
 	data := t.TempDir()
-	tlsAddr, mqtts := freePort(t), freePort(t)
 	_, _, keep := p.client(t, "dev-keep")
 	_, _, gone := p.client(t, "dev-gone")
 	_, _, mqGone := p.client(t, "mq-gone")
 	crl := p.crl(t, 1)
-	n := startServe(t, "revoke", data, "-tls-cert", p.cert, "-tls-key", p.key, "-tls-client-ca", p.ca, "-tls-crl", crl,
-		"-tls-addr", tlsAddr, "-mqtts", mqtts, "-tls-reload-interval", "-1s")
+	n := startServePorts(t, "revoke", data, 2, func(ports []string) []string {
+		return []string{"-tls-cert", p.cert, "-tls-key", p.key, "-tls-client-ca", p.ca, "-tls-crl", crl,
+			"-tls-addr", ports[0], "-mqtts", ports[1], "-tls-reload-interval", "-1s"}
+	})
+	tlsAddr, mqtts := n.ports[0], n.ports[1]
 
 	devs := map[string]*wsDevice{}
 	for id, cert := range map[string]tls.Certificate{"dev-keep": keep, "dev-gone": gone} {

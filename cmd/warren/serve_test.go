@@ -184,12 +184,69 @@ func TestServeDrain(t *testing.T) {
 // the others' directories.
 func TestServeCluster(t *testing.T) {
 	data := t.TempDir()
-	clusterA := freePort(t)
-	a := startServe(t, "a", data, "-nats-cluster", clusterA)
-	b := startServe(t, "b", data, "-nats-cluster", freePort(t), "-nats-routes", "nats://"+clusterA)
-	c := startServe(t, "c", data, "-nats-cluster", freePort(t), "-nats-routes", "nats://"+clusterA)
+	a := startServePorts(t, "a", data, 1, func(p []string) []string { return []string{"-nats-cluster", p[0]} })
+	routeA := func(p []string) []string {
+		return []string{"-nats-cluster", p[0], "-nats-routes", "nats://" + a.ports[0]}
+	}
+	b := startServePorts(t, "b", data, 1, routeA)
+	c := startServePorts(t, "c", data, 1, routeA)
 	waitMesh(t, []string{a.natsURL(), b.natsURL(), c.natsURL()}, "a", "b", "c")
 	clusterScenario(t, a, b, c, a.natsURL(), func(id string) string { return deviceToken(t, data, id) })
+}
+
+// startNATSCluster starts n nats-server processes clustered through
+// routes, each on free client and route ports, and returns their client
+// URLs once each accepts. A start in which a server lost a picked port to
+// another process before binding it is retried on new ports (all of
+// them), twice at most.
+func startNATSCluster(t *testing.T, n int) []string {
+	t.Helper()
+	natsBin := sharedBuild(t, "nats-server", "github.com/nats-io/nats-server/v2")
+	for attempt := 1; ; attempt++ {
+		p := freePorts(t, 2*n) // distinct: held open together while picked
+		clients, routes := p[:n], make([]string, n)
+		for i, a := range p[n:] {
+			routes[i] = "nats://" + a
+		}
+		procs := make([]*proc, n)
+		for i := range n {
+			host, port, _ := net.SplitHostPort(clients[i])
+			var others []string
+			for j, r := range routes {
+				if j != i {
+					others = append(others, r)
+				}
+			}
+			procs[i] = startProc(t, fmt.Sprintf("nats-server %d", i), natsBin, "-a", host, "-p", port, "-n", fmt.Sprintf("ext-%d", i),
+				"--cluster_name", "ext", "--cluster", routes[i], "--routes", strings.Join(others, ","))
+		}
+		lost := false
+		for i, pr := range procs {
+			// A server listens for routes before it is ready for clients.
+			if pr.lostPort(20*time.Second, "Server is ready", clients[i], p[n+i]) {
+				lost = true
+			}
+		}
+		if lost && attempt < 3 {
+			t.Logf("nats cluster: a picked port was taken before a server bound it; new ports")
+			for _, pr := range procs {
+				pr.kill()
+			}
+			continue
+		}
+		urls := make([]string, n)
+		for i, c := range clients {
+			urls[i] = "nats://" + c
+			eventually(t, 10*time.Second, "nats-server "+c+" accepting", func() bool {
+				nc, err := nats.Connect(urls[i])
+				if err == nil {
+					nc.Close()
+				}
+				return err == nil
+			})
+		}
+		return urls
+	}
 }
 
 // TestServeExternalNATSCluster: three `warren serve` nodes on an external
@@ -197,34 +254,7 @@ func TestServeCluster(t *testing.T) {
 // each node connected to a different server of it. The same scenario as
 // TestServeCluster.
 func TestServeExternalNATSCluster(t *testing.T) {
-	natsBin := sharedBuild(t, "nats-server", "github.com/nats-io/nats-server/v2")
-	var clients, routes []string
-	for range 3 {
-		clients = append(clients, freePort(t))
-		routes = append(routes, "nats://"+freePort(t))
-	}
-	for i := range 3 {
-		host, port, _ := net.SplitHostPort(clients[i])
-		var others []string
-		for j, r := range routes {
-			if j != i {
-				others = append(others, r)
-			}
-		}
-		startProc(t, fmt.Sprintf("nats-server %d", i), natsBin, "-a", host, "-p", port, "-n", fmt.Sprintf("ext-%d", i),
-			"--cluster_name", "ext", "--cluster", routes[i], "--routes", strings.Join(others, ","))
-	}
-	urls := make([]string, 3)
-	for i, c := range clients {
-		urls[i] = "nats://" + c
-		eventually(t, 10*time.Second, "nats-server "+c+" accepting", func() bool {
-			nc, err := nats.Connect(urls[i])
-			if err == nil {
-				nc.Close()
-			}
-			return err == nil
-		})
-	}
+	urls := startNATSCluster(t, 3)
 	secret := []byte("external-nats-cluster-secret-0123456789")
 	var nodes []*serveNode
 	for i, name := range []string{"xa", "xb", "xc"} {

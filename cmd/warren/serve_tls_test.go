@@ -128,9 +128,11 @@ func dialWSS(addr string, pool *x509.CertPool, certs []tls.Certificate, token st
 func TestServeTLS(t *testing.T) {
 	p := newServePKI(t)
 	data := t.TempDir()
-	tlsAddr, mqtts := freePort(t), freePort(t)
-	n := startServe(t, "tls", data, "-tls-cert", p.cert, "-tls-key", p.key, "-tls-client-ca", p.ca,
-		"-tls-client-cert", "optional", "-tls-addr", tlsAddr, "-mqtts", mqtts)
+	n := startServePorts(t, "tls", data, 2, func(ports []string) []string {
+		return []string{"-tls-cert", p.cert, "-tls-key", p.key, "-tls-client-ca", p.ca,
+			"-tls-client-cert", "optional", "-tls-addr", ports[0], "-mqtts", ports[1]}
+	})
+	tlsAddr, mqtts := n.ports[0], n.ports[1]
 	w := watchNATS(t, n.natsURL(), "devices.>")
 
 	// Token devices over wss, TLS 1.2 and 1.3, no client certificate.
@@ -298,10 +300,13 @@ func fetchText(t *testing.T, url string) string {
 func TestServeTLSPrefork(t *testing.T) {
 	p := newServePKI(t)
 	data := t.TempDir()
-	tlsAddr, mqtts := "127.0.0.1:0", freePort(t) // port 0: the parent picks one for all workers
-	n := startServe(t, "tpf", data, "-procs", "2", "-drain-timeout", "3s", "-tls-cert", p.cert, "-tls-key", p.key,
-		"-tls-client-ca", p.ca, "-tls-client-cert", "optional", "-tls-addr", tlsAddr, "-mqtts", mqtts,
-		"-tls-reload-interval", "-1s")
+	tlsAddr := "127.0.0.1:0" // port 0: the parent picks one for all workers
+	n := startServePorts(t, "tpf", data, 1, func(ports []string) []string {
+		return []string{"-procs", "2", "-drain-timeout", "3s", "-tls-cert", p.cert, "-tls-key", p.key,
+			"-tls-client-ca", p.ca, "-tls-client-cert", "optional", "-tls-addr", tlsAddr, "-mqtts", ports[0],
+			"-tls-reload-interval", "-1s"}
+	})
+	mqtts := n.ports[0]
 	waitWorkers(t, n)
 	// The TLS port the workers share is in their log line.
 	var shared string
@@ -376,9 +381,10 @@ func TestServeTLSPrefork(t *testing.T) {
 func TestServeTLSReload(t *testing.T) {
 	p := newServePKI(t)
 	data := t.TempDir()
-	tlsAddr := freePort(t)
-	n := startServe(t, "reload", data, "-tls-cert", p.cert, "-tls-key", p.key, "-tls-addr", tlsAddr,
-		"-tls-reload-interval", "-1s")
+	n := startServePorts(t, "reload", data, 1, func(ports []string) []string {
+		return []string{"-tls-cert", p.cert, "-tls-key", p.key, "-tls-addr", ports[0], "-tls-reload-interval", "-1s"}
+	})
+	tlsAddr := n.ports[0]
 	serial := func() string {
 		c, err := tls.Dial("tcp", tlsAddr, &tls.Config{RootCAs: p.pool, ServerName: "localhost"})
 		if err != nil {
@@ -476,8 +482,10 @@ func TestServeMQTTOverWSSCert(t *testing.T) {
 	}
 	p := newServePKI(t)
 	data := t.TempDir()
-	tlsAddr := freePort(t)
-	n := startServe(t, "wssmq", data, "-tls-cert", p.cert, "-tls-key", p.key, "-tls-client-ca", p.ca, "-tls-addr", tlsAddr)
+	n := startServePorts(t, "wssmq", data, 1, func(ports []string) []string {
+		return []string{"-tls-cert", p.cert, "-tls-key", p.key, "-tls-client-ca", p.ca, "-tls-addr", ports[0]}
+	})
+	tlsAddr := n.ports[0]
 	w := watchNATS(t, n.natsURL(), "devices.>")
 	script := filepath.Join(t.TempDir(), "paho_wss.py")
 	os.WriteFile(script, []byte(pahoWSSScript), 0o644)
@@ -501,8 +509,10 @@ func TestServeMQTTOverWSSCert(t *testing.T) {
 func TestServeCertExpiry(t *testing.T) {
 	p := newServePKI(t)
 	data := t.TempDir()
-	tlsAddr := freePort(t)
-	n := startServe(t, "certexp", data, "-tls-cert", p.cert, "-tls-key", p.key, "-tls-client-ca", p.ca, "-tls-addr", tlsAddr)
+	n := startServePorts(t, "certexp", data, 1, func(ports []string) []string {
+		return []string{"-tls-cert", p.cert, "-tls-key", p.key, "-tls-client-ca", p.ca, "-tls-addr", ports[0]}
+	})
+	tlsAddr := n.ports[0]
 	end := time.Now().Add(3 * time.Second).Truncate(time.Second)
 	certFile, keyFile := p.leaf(t, "client-short", &x509.Certificate{Subject: pkix.Name{CommonName: "short-lived"},
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, NotAfter: end})

@@ -28,17 +28,12 @@ func TestNginxBackend(t *testing.T) {
 		t.Run(proto, func(t *testing.T) {
 			dir := t.TempDir()
 			ca, cert, key := serverCert(t, dir)
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			port := ln.Addr().(*net.TCPAddr).Port
-			ln.Close()
-			// master_process off: one process, so ending it leaves no
-			// worker behind (an orphaned worker kept the descriptors it
-			// inherited, such as a benchmark lock held by whoever ran the
-			// tests).
-			conf := fmt.Sprintf(`master_process off;
+			addr := startNginx(t, dir, func(port int) string {
+				// master_process off: one process, so ending it leaves no
+				// worker behind (an orphaned worker kept the descriptors it
+				// inherited, such as a benchmark lock held by whoever ran
+				// the tests).
+				return fmt.Sprintf(`master_process off;
 daemon off;
 pid %[1]s/nginx.pid;
 error_log %[1]s/error.log warn;
@@ -60,25 +55,7 @@ http {
   }
 }
 `, dir, port, cert, key, proto)
-			os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(conf), 0o644)
-			cmd := exec.Command("nginx", "-p", dir, "-c", filepath.Join(dir, "nginx.conf"))
-			cmd.Stderr = os.Stderr
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-			addr := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port)).String()
-			for deadline := time.Now().Add(5 * time.Second); ; {
-				if c, err := net.Dial("tcp", addr); err == nil {
-					c.Close()
-					break
-				}
-				if time.Now().After(deadline) {
-					b, _ := os.ReadFile(filepath.Join(dir, "error.log"))
-					t.Fatalf("nginx did not start: %s", b)
-				}
-				time.Sleep(20 * time.Millisecond)
-			}
+			})
 			e := startEngine(t)
 			cl, d := newCluster(t, e, upstream.ClusterConfig{Hosts: []string{"https://" + addr},
 				Pool: upstream.PoolConfig{MaxConnsPerHost: 1, MaxRequestsPerConn: 3}},
@@ -102,5 +79,57 @@ http {
 				t.Errorf("no TLS 1.2 session resumed: %+v", d.Stats())
 			}
 		})
+	}
+}
+
+// startNginx runs nginx with the configuration conf returns for a free
+// loopback port, in dir, and returns its address once nginx has bound it
+// (its pid file is written after its listeners are open). The port is
+// free when picked but closed before nginx binds it: when another process
+// took it in between (nginx exits: Address already in use), nginx is
+// started again on a new port, twice at most.
+func startNginx(t *testing.T, dir string, conf func(port int) string) string {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+		pid, errLog := filepath.Join(dir, "nginx.pid"), filepath.Join(dir, "error.log")
+		os.Remove(pid)
+		os.Remove(errLog)
+		os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(conf(port)), 0o644)
+		cmd := exec.Command("nginx", "-p", dir, "-c", filepath.Join(dir, "nginx.conf"))
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan struct{})
+		go func() { cmd.Wait(); close(exited) }()
+		t.Cleanup(func() { cmd.Process.Kill(); <-exited })
+		addr := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port)).String()
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			if _, err := os.Stat(pid); err == nil {
+				return addr
+			}
+			select {
+			case <-exited:
+				b, _ := os.ReadFile(errLog)
+				if attempt < 3 && strings.Contains(string(b), "Address already in use") {
+					t.Logf("nginx: port %d was taken before it bound it; a new one", port)
+				} else {
+					t.Fatalf("nginx exited: %s", b)
+				}
+			default:
+				if time.Now().After(deadline) {
+					b, _ := os.ReadFile(errLog)
+					t.Fatalf("nginx did not start: %s", b)
+				}
+				continue
+			}
+			break
+		}
 	}
 }
