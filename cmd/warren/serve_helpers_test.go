@@ -211,7 +211,9 @@ func startServePorts(t *testing.T, node, data string, k int, extra func(ports []
 		args := []string{"serve", "-node", node, "-addr", n.addr, "-api", n.api, "-admin", n.admin,
 			"-nats-listen", n.nats, "-mqtt", n.mqtt, "-data", data, "-drain-timeout", "5s"}
 		n.proc = startProc(t, "serve "+node, warrenBinary(t), append(args, extra(n.ports)...)...)
-		if attempt < 3 && n.lostPort(20*time.Second, "warren serve listening", p...) {
+		// The admin listener binds after "warren serve listening" is
+		// printed: its line says every picked port is bound.
+		if attempt < 3 && n.lostPort(20*time.Second, "admin: listening", p...) {
 			t.Logf("serve %s: a picked port was taken before it bound it; new ports", node)
 			continue
 		}
