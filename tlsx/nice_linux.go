@@ -3,6 +3,8 @@ package tlsx
 import (
 	"errors"
 	"syscall"
+
+	"github.com/warrenhq/warren/internal/threadattr"
 )
 
 // niceSupported: Linux sets a nice value per thread.
@@ -27,6 +29,8 @@ func lowerThread(n int) error {
 	if tid == syscall.Getpid() {
 		return errMainThread
 	}
+	threadattr.Mu.Lock() // against a -sched-slice sweep writing back the nice it read
+	defer threadattr.Mu.Unlock()
 	prio, err := syscall.Getpriority(syscall.PRIO_PROCESS, tid) // the raw system call: 20 - nice
 	if err != nil {
 		return err

@@ -12,7 +12,17 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/warrenhq/warren/internal/schedslice"
 )
+
+// base is process p's nice value (its main thread's).
+func base(p int) int32 {
+	if a, err := unix.SchedGetAttr(p, 0); err == nil {
+		return a.Nice
+	}
+	return 0
+}
 
 // procSlices reads the slice of every normal, not lowered thread of pid
 // and of its children, by process.
@@ -33,7 +43,7 @@ func procSlices(pid int) map[int][]uint64 {
 		for _, tk := range tasks {
 			tid, _ := strconv.Atoi(tk.Name())
 			a, err := unix.SchedGetAttr(tid, 0)
-			if err == nil && (a.Policy == unix.SCHED_NORMAL || a.Policy == unix.SCHED_BATCH) && a.Nice <= 0 {
+			if err == nil && (a.Policy == unix.SCHED_NORMAL || a.Policy == unix.SCHED_BATCH) && a.Nice <= base(p) {
 				m[p] = append(m[p], a.Runtime)
 			}
 		}
@@ -49,6 +59,9 @@ func TestServeSchedSlice(t *testing.T) {
 	if code := run([]string{"serve", "-sched-slice", "50us"}, &out, &errb); code != 2 ||
 		!strings.Contains(errb.String(), "-sched-slice") {
 		t.Fatalf("serve -sched-slice 50us: exit %d, %q; want 2", code, errb.String())
+	}
+	if err := schedslice.Supported(); err != nil {
+		t.Skip(err)
 	}
 	n := startServe(t, "slice", t.TempDir(), "-auth", "none", "-procs", "2", "-sched-slice", "300us")
 	defer n.kill()

@@ -212,8 +212,10 @@ func startServePorts(t *testing.T, node, data string, k int, extra func(ports []
 			"-nats-listen", n.nats, "-mqtt", n.mqtt, "-data", data, "-drain-timeout", "5s"}
 		n.proc = startProc(t, "serve "+node, warrenBinary(t), append(args, extra(n.ports)...)...)
 		// The admin listener binds after "warren serve listening" is
-		// printed: its line says every picked port is bound.
-		if attempt < 3 && n.lostPort(20*time.Second, "admin: listening", p...) {
+		// printed: its line (the parent's, under -procs: the workers'
+		// admin listeners are on other ports) says every picked port is
+		// bound.
+		if attempt < 3 && n.lostPort(20*time.Second, `"admin: listening" addr=`+n.admin, p...) {
 			t.Logf("serve %s: a picked port was taken before it bound it; new ports", node)
 			continue
 		}

@@ -12,6 +12,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/warrenhq/warren/internal/threadattr"
+
 	wtest "github.com/warrenhq/warren/internal/testutil"
 )
 
@@ -39,11 +41,20 @@ func resetAll() {
 	names, _ := os.ReadDir("/proc/self/task")
 	for _, n := range names {
 		tid, _ := strconv.Atoi(n.Name())
-		if a, err := unix.SchedGetAttr(tid, 0); err == nil && eligible(a) {
+		if a, err := unix.SchedGetAttr(tid, 0); err == nil && eligible(a, baseNice()) {
 			a.Runtime, a.Flags = 0, a.Flags&unix.SCHED_FLAG_RESET_ON_FORK
 			unix.SchedSetAttr(tid, a, 0)
 		}
 	}
+}
+
+// baseNice is the test process's nice value (its main thread's).
+func baseNice() int32 {
+	a, err := unix.SchedGetAttr(os.Getpid(), 0)
+	if err != nil {
+		return 0
+	}
+	return a.Nice
 }
 
 // threadSlices reads every eligible thread's slice.
@@ -57,7 +68,7 @@ func threadSlices(t *testing.T) map[int]uint64 {
 	for _, n := range names {
 		tid, _ := strconv.Atoi(n.Name())
 		a, err := unix.SchedGetAttr(tid, 0)
-		if err == nil && eligible(a) {
+		if err == nil && eligible(a, baseNice()) {
 			m[tid] = a.Runtime
 		}
 	}
@@ -100,9 +111,10 @@ func onThread[T any](f func(tid int) T) T {
 func TestRunSweepsLaterThreadsAndStops(t *testing.T) {
 	s := start(t, Config{Slice: testSlice, Interval: 10 * time.Millisecond})
 	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); s.Run(ctx) }()
+	defer cancel()
+	ran := make(chan struct{})
+	go func() { defer close(ran); s.Run(ctx) }()
+	base := baseNice()
 
 	late := make(chan struct{})
 	done := make(chan struct{})
@@ -114,23 +126,27 @@ func TestRunSweepsLaterThreadsAndStops(t *testing.T) {
 		go func() {
 			defer twg.Done()
 			*r = onThread(func(tid int) res {
+				// One step against the sweep, as tlsx lowers a thread.
+				threadattr.Mu.Lock()
 				a, err := unix.SchedGetAttr(0, 0)
 				if err != nil {
+					threadattr.Mu.Unlock()
 					t.Error(err)
 					return res{}
 				}
 				if i == 1 {
 					// A lowered priority: the sweep leaves the thread alone.
-					if err := unix.Setpriority(unix.PRIO_PROCESS, 0, 5); err != nil {
+					if err := unix.Setpriority(unix.PRIO_PROCESS, 0, int(base)+5); err != nil {
 						t.Error(err)
 					}
-					a.Nice = 5
+					a.Nice = base + 5
 				}
 				a.Runtime, a.Flags = 0, 0 // the kernel's slice
 				if err := unix.SchedSetAttr(0, a, 0); err != nil {
 					t.Error(err)
 				}
 				b, _ := unix.SchedGetAttr(0, 0)
+				threadattr.Mu.Unlock()
 				before := b.Runtime
 				late <- struct{}{}
 				<-done
@@ -158,8 +174,13 @@ func TestRunSweepsLaterThreadsAndStops(t *testing.T) {
 	}
 
 	cancel()
-	wg.Wait()
+	select {
+	case <-ran:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return within 5 s of its context's end")
+	}
 	n := s.Stats().Sweeps
+	time.Sleep(30 * time.Millisecond) // three of its intervals
 	// Run has returned: a thread put back at the kernel's slice stays
 	// there, and the count of sweeps no longer moves.
 	got := onThread(func(int) uint64 {
@@ -181,7 +202,7 @@ func TestSweepKeepsNiceAndPolicy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a.Policy != unix.SCHED_NORMAL || a.Nice != 0 || a.Runtime != uint64(testSlice) {
+	if a.Policy != unix.SCHED_NORMAL || a.Nice != baseNice() || a.Runtime != uint64(testSlice) {
 		t.Fatalf("attributes %+v", a)
 	}
 }

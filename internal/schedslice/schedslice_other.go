@@ -12,3 +12,7 @@ func (s *Sweeper) first() error { return fmt.Errorf("%w: not on this platform", 
 
 // sweepThreads is never reached off Linux: New refuses a non-zero slice.
 func sweepThreads(slice time.Duration) result { return result{} }
+
+// Supported reports ErrUnsupported: only Linux has per-thread slices for
+// normal threads.
+func Supported() error { return fmt.Errorf("%w: not on this platform", ErrUnsupported) }
