@@ -300,17 +300,7 @@ func TestDevicesMQTTSeenByMosquitto(t *testing.T) {
 func TestDevicesMQTTReconnect(t *testing.T) {
 	const n = 20
 	g1, nc := startMQTTGateway(t, "")
-	telemetry := make(chan struct{}, 1)
-	sub, err := nc.Subscribe("devices.*.telemetry", func(*nats.Msg) {
-		select {
-		case telemetry <- struct{}{}:
-		default:
-		}
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Unsubscribe()
+	telemetry := firstTelemetry(t, nc)
 	addr := g1.MQTTAddr()
 	cfg := Config{URL: "mqtt://" + addr, Conns: n, Duration: time.Minute, RPS: 20, Timeout: 5 * time.Second,
 		Loops: 2, Scenario: ScenarioDevices, Devices: DeviceConfig{JWTSecret: devSecret,

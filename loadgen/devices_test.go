@@ -166,13 +166,10 @@ func TestDevicesWrongSecret(t *testing.T) {
 	}
 }
 
-// TestDevicesGatewayShutdown drains the gateway under the devices: each
-// echoes the 1001 goodbye, which is counted by code and is no error, and
-// tries to reconnect.
-func TestDevicesGatewayShutdown(t *testing.T) {
-	g, nc := startGateway(t, "")
-	// The drain comes once the traffic has begun: the first telemetry
-	// reached the bus.
+// firstTelemetry returns a channel that gets a value when telemetry
+// reaches the bus (at most one waits), until the test ends.
+func firstTelemetry(t *testing.T, nc *nats.Conn) <-chan struct{} {
+	t.Helper()
 	telemetry := make(chan struct{}, 1)
 	sub, err := nc.Subscribe("devices.*.telemetry", func(*nats.Msg) {
 		select {
@@ -183,7 +180,18 @@ func TestDevicesGatewayShutdown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer sub.Unsubscribe()
+	t.Cleanup(func() { sub.Unsubscribe() })
+	return telemetry
+}
+
+// TestDevicesGatewayShutdown drains the gateway under the devices: each
+// echoes the 1001 goodbye, which is counted by code and is no error, and
+// tries to reconnect.
+func TestDevicesGatewayShutdown(t *testing.T) {
+	g, nc := startGateway(t, "")
+	// The drain comes once the traffic has begun: the first telemetry
+	// reached the bus.
+	telemetry := firstTelemetry(t, nc)
 	nc.Flush()
 	cfg := deviceConfig(g)
 	// Frames due after the drain find no device and are given up a
