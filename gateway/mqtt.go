@@ -132,7 +132,7 @@ func newMQTTDevices(hub *Hub, bus *Bus, auth Authenticator, cfg Config, now func
 	_, d.anon = auth.(noAuth)
 	mc := cfg.MQTTConfig
 	mc.Hooks = mqtt.Hooks{Authenticate: d.authenticate, Authorize: d.authorize, OnPublish: d.onPublish,
-		OnConnect: d.onConnect, OnDisconnect: d.onDisconnect}
+		OnConnect: d.onConnect, OnDisconnect: d.onDisconnect, OnWill: d.onWill}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
@@ -382,6 +382,24 @@ func (d *mqttDevices) onPublish(c *mqtt.Client, m *mqtt.Message) (bool, mqtt.Rea
 			}
 		}
 	}
+	d.bridgeOut(m)
+	return true, mqtt.Success
+}
+
+// onWill bridges a will message onto NATS as onPublish does the other
+// publishes: subscribers on other nodes get a client's will, and their
+// retained stores a retained one.
+func (d *mqttDevices) onWill(_ string, m *mqtt.Message) {
+	if m.Retain {
+		d.rs.touch(m.Topic)
+	}
+	d.bridgeOut(m)
+}
+
+// bridgeOut publishes a message of this node's MQTT clients on NATS
+// (headers Warren-Node, Warren-MQTT-QoS, Warren-MQTT-Retain), and a
+// retained one on retainedPrefix too.
+func (d *mqttDevices) bridgeOut(m *mqtt.Message) {
 	nm := &nats.Msg{Subject: subject(m.Topic), Data: append([]byte(nil), m.Payload...), Header: nats.Header{}}
 	nm.Header.Set(headerNode, d.node)
 	nm.Header.Set(headerQoS, string('0'+byte(m.QoS)))
@@ -398,7 +416,6 @@ func (d *mqttDevices) onPublish(c *mqtt.Client, m *mqtt.Message) (bool, mqtt.Rea
 			d.bridgedOut.Add(1)
 		}
 	}
-	return true, mqtt.Success
 }
 
 // qosOf is the MQTT QoS a bridged message carries (Warren-MQTT-QoS), 0

@@ -42,7 +42,8 @@ func startBridgeGateway(t *testing.T, node string, bc BusConfig, maxSubjects int
 }
 
 // startRoutedPair starts node-a and node-b with start, node B's embedded
-// NATS server routed to node A's, and waits for the route.
+// NATS server routed to node A's, and waits for the route and for both
+// nodes' retained syncs.
 func startRoutedPair(t *testing.T, start func(node string, bc BusConfig) *Gateway) (a, b *Gateway) {
 	t.Helper()
 	a = start("node-a", BusConfig{ClusterListen: "127.0.0.1:0"})
@@ -51,6 +52,15 @@ func startRoutedPair(t *testing.T, start func(node string, bc BusConfig) *Gatewa
 	testutil.Eventually(t, 10*time.Second, "the NATS route", func() bool {
 		return a.Bus().Embedded().NumRoutes() >= 1 && b.Bus().Embedded().NumRoutes() >= 1
 	})
+	// Their retained syncs are over (neither had an answer: ≈ 4 s), so
+	// that no fill from one's answer lands in the middle of a test.
+	for _, g := range []*Gateway{a, b} {
+		select {
+		case <-g.mq.rs.exited:
+		case <-time.After(20 * time.Second):
+			t.Fatalf("%s's retained sync did not end", g.Node())
+		}
+	}
 	return a, b
 }
 

@@ -416,6 +416,16 @@ type Hooks struct {
 	// runs with the subscription lock held, must be quick and must not
 	// call the Server.
 	OnShare func(share string, added bool)
+
+	// OnWill runs when the broker publishes a will message — its client's
+	// connection ended without a normal DISCONNECT, or its will delay
+	// passed — before the will is retained (if it asks to be) and routed
+	// to the local subscribers: a bridge sees the other publishes in
+	// OnPublish, which wills do not reach. clientID is the will's client.
+	// m and its slices are valid only during the call; it runs on the
+	// goroutine ending the connection or on the sweeper, with no lock
+	// held, and must not block.
+	OnWill func(clientID string, m *Message)
 }
 
 // Server is an MQTT 3.1.1 and 5.0 broker on an engine's event loops. It

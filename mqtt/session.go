@@ -974,6 +974,9 @@ func (s *Server) endSessionLocked(ss *session) {
 // publishWill publishes a will message.
 func (s *Server) publishWill(w *msg, now time.Time) {
 	s.stats.wills.Add(1)
+	if h := s.cfg.Hooks.OnWill; h != nil {
+		h(w.from, &w.Message)
+	}
 	if w.Retain {
 		s.retain(w)
 	}
