@@ -407,17 +407,7 @@ func TestDevicesMQTTReconnectWaits(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			const n = 5
 			g, nc := startMQTTGateway(t, "")
-			telemetry := make(chan struct{}, 1)
-			sub, err := nc.Subscribe("devices.*.telemetry", func(*nats.Msg) {
-				select {
-				case telemetry <- struct{}{}:
-				default:
-				}
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer sub.Unsubscribe()
+			telemetry := firstTelemetry(t, nc)
 			cfg := Config{URL: "mqtt://" + g.MQTTAddr(), Conns: n, Duration: time.Minute, RPS: 10,
 				Timeout: 5 * time.Second, Loops: 2, Scenario: ScenarioDevices, Devices: DeviceConfig{JWTSecret: devSecret,
 					MQTT: MQTTDeviceConfig{Version: 5, Reconnect: tc.reconnect}}}
