@@ -257,51 +257,33 @@ func allocSub(n int) *subscription {
 	const room = unsafe.Sizeof(subscription{}) - subSize // inline bytes inside the struct
 	switch k := uintptr(n); {
 	case k <= room+8:
-		return &new(struct {
-			sub subscription
-			_   [8]byte
-		}).sub
+		return subWith[[8]byte]()
 	case k <= room+24:
-		return &new(struct {
-			sub subscription
-			_   [24]byte
-		}).sub
+		return subWith[[24]byte]()
 	case k <= room+40:
-		return &new(struct {
-			sub subscription
-			_   [40]byte
-		}).sub
+		return subWith[[40]byte]()
 	case k <= room+56:
-		return &new(struct {
-			sub subscription
-			_   [56]byte
-		}).sub
+		return subWith[[56]byte]()
 	case k <= room+72:
-		return &new(struct {
-			sub subscription
-			_   [72]byte
-		}).sub
+		return subWith[[72]byte]()
 	case k <= room+88:
-		return &new(struct {
-			sub subscription
-			_   [88]byte
-		}).sub
+		return subWith[[88]byte]()
 	case k <= room+104:
-		return &new(struct {
-			sub subscription
-			_   [104]byte
-		}).sub
+		return subWith[[104]byte]()
 	case k <= room+120:
-		return &new(struct {
-			sub subscription
-			_   [120]byte
-		}).sub
+		return subWith[[120]byte]()
 	default:
-		return &new(struct {
-			sub subscription
-			_   [136]byte // 160 bytes: room for maxInlineFilter
-		}).sub
+		return subWith[[136]byte]() // 160 bytes: room for maxInlineFilter
 	}
+}
+
+// subWith allocates a subscription followed by the bytes of T, in one
+// object.
+func subWith[T any]() *subscription {
+	return &new(struct {
+		sub subscription
+		_   T
+	}).sub
 }
 
 // long returns the subLong that follows a long subscription.
