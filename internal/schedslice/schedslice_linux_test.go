@@ -98,8 +98,16 @@ func TestNewSetsEveryThread(t *testing.T) {
 func onThread[T any](f func(tid int) T) T {
 	ch := make(chan T)
 	go func() {
-		runtime.LockOSThread() // never unlocked: the thread exits with the goroutine
-		ch <- f(unix.Gettid())
+		runtime.LockOSThread()
+		if tid := unix.Gettid(); tid != unix.Getpid() {
+			ch <- f(tid) // never unlocked: the thread exits with the goroutine
+			return
+		}
+		// The process's main thread, whose nice value is the process's
+		// base (eligible): f goes to another thread while this one is
+		// held, and this one goes back to the scheduler.
+		ch <- onThread(f)
+		runtime.UnlockOSThread()
 	}()
 	return <-ch
 }
