@@ -641,29 +641,29 @@ func (c *Conn) event(ev *Event) {
 
 // Flow control for handlers on the worker pool: a connection stops being
 // read while the messages waiting for its handler cost more than
-// queuedHigh (each counts its size plus messageCost), and resumes below
-// queuedLow, so that one fast sender cannot fill the engine's worker queue.
-const (
-	messageCost = 1 << 10
-	queuedHigh  = 1 << 20
-	queuedLow   = 256 << 10
-)
+// Config.MaxHandlerBacklog (each counts its size plus messageCost), and
+// resumes below a quarter of it, so that one fast sender cannot fill the
+// engine's worker queue.
+const messageCost = 1 << 10
 
 // account adds delta to the cost of queued messages, pausing or resuming
 // reads as it crosses the marks. It is called on the loop (+) and on
 // workers (-); pause and resume are posted under c.mu, so in order.
 func (c *Conn) account(delta int64) {
 	n := c.queued.Add(delta)
-	if delta > 0 && n < queuedHigh || delta < 0 && n > queuedLow {
+	high := int64(c.srv.cfg.MaxHandlerBacklog)
+	low := high / 4
+	if delta > 0 && n < high || delta < 0 && n > low {
 		return
 	}
 	c.mu.Lock()
 	n = c.queued.Load()
 	switch {
-	case !c.paused && n >= queuedHigh:
+	case !c.paused && n >= high:
 		c.paused = true
+		c.srv.stats.pauses.Add(1)
 		c.ec.PauseRead()
-	case c.paused && n <= queuedLow:
+	case c.paused && n <= low:
 		c.paused = false
 		c.ec.ResumeRead()
 	}
