@@ -113,7 +113,11 @@ type Config struct {
 
 	// Workers bounds the worker pool's goroutines. Zero means 1024.
 	Workers int
-	// WorkerQueue bounds tasks waiting for a worker. Zero means 65536.
+	// WorkerQueue bounds tasks waiting for a worker (Dispatch fails with
+	// ErrWorkerQueueFull past it; protocols answer 503 or close). Zero
+	// means 65536. The lifecycle calls of handlers on the pool — OnOpen,
+	// also after SetHandler, and OnClose — are queued past it: they must
+	// run, and MaxConns bounds them.
 	WorkerQueue int
 
 	// ReadBufferSize is each loop's shared read buffer. Zero means 64 KiB.

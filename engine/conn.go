@@ -519,7 +519,11 @@ func (c *Conn) writeLocked(l *loop, bufs [][]byte, total int) (int, error) {
 	}
 	c.mu.Unlock()
 	if err != nil {
-		c.requestClose(ReasonSlowConsumer, err, true)
+		var d CloseDetail
+		if err == ErrQueueLimit {
+			d = DetailTotalQueueFull // the engine's bound, not this peer's
+		}
+		c.requestClose2(ReasonSlowConsumer, err, d, true)
 		return n, err
 	}
 	if arm {

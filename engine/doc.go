@@ -60,7 +60,8 @@
 // hit: MaxConns, MaxConnsPerIP and AcceptRate refuse connections at accept
 // (counted in Stats.Rejected by Bound and closed with ReasonLimitReached);
 // MaxInputBytes closes with ReasonLimitReached; WriteHighWater applies the
-// SlowPolicy (ReasonSlowConsumer); MaxQueuedBytes bounds all queued output;
+// SlowPolicy (ReasonSlowConsumer); MaxQueuedBytes bounds all queued output
+// (ReasonSlowConsumer with detail DetailTotalQueueFull);
 // IdleTimeout, ReadTimeout and WriteTimeout close with their reasons, within
 // one TickInterval of the deadline. Accept errors such as EMFILE back off
 // and are logged once per burst.

@@ -131,7 +131,14 @@ func (c *Conn) SetHandler(h Handler) {
 		e.callOnOpen(c)
 		return
 	}
-	c.Dispatch(func() { e.callOnOpen(c) })
+	// Queued even when the pool's queue is full, as a new connection's
+	// OnOpen is: the handler must see its connection open (MaxConns
+	// bounds these tasks).
+	c.inflight.Add(1)
+	e.workers.submit(c, func() {
+		defer c.taskDone()
+		e.callOnOpen(c)
+	}, true)
 }
 
 // Protocol returns the name of the protocol c speaks: its handler's

@@ -229,6 +229,17 @@ type CloseDetail interface {
 	String() string
 }
 
+// DetailTotalQueueFull is the close detail of a connection closed with
+// ReasonSlowConsumer because all connections' queued output reached
+// Config.MaxQueuedBytes, not because its own queue passed the high
+// watermark.
+const DetailTotalQueueFull = engineDetail("total_queue_full")
+
+// engineDetail is a close detail of the engine's own.
+type engineDetail string
+
+func (d engineDetail) String() string { return string(d) }
+
 // InlineHandler is implemented by handlers that choose where their OnData,
 // OnOpen and OnClose run regardless of Config.Inline: protocol parsers that
 // never block return true and run on the event loop; a handler that may

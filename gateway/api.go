@@ -73,9 +73,11 @@ type commandRequest struct {
 	Timeout string          `json:"timeout"`
 }
 
-// command sends a command and answers with the device's ack. It runs on
-// the engine's worker pool (the route is not Inline): it waits for the
-// ack.
+// command sends a command and answers with the device's ack. It detaches
+// the request (http1.Ctx.Detach): nothing waits for the ack — no worker,
+// no goroutine — and the answer goes out when the ack, the timeout or the
+// holding node's reply arrives, however many commands are in flight
+// (bounded by MaxPending, 503 past it).
 func (a *apiHandlers) command(c *http1.Ctx) {
 	id := c.Param("id")
 	if !ValidDeviceID(id) {
@@ -97,8 +99,22 @@ func (a *apiHandlers) command(c *http1.Ctx) {
 		timeout = d
 	}
 	ctx, cancel := drainProof(c.Context())
-	defer cancel()
-	ack, err := a.hub.Command(ctx, id, req.Name, req.Payload, timeout)
+	d, err := c.Detach()
+	if err != nil { // not for this route (no streamed body); wait here
+		defer cancel()
+		ack, err := a.hub.Command(ctx, id, req.Name, req.Payload, timeout)
+		writeCommandResult(c, ack, err)
+		return
+	}
+	a.hub.CommandAsync(ctx, id, req.Name, req.Payload, timeout, func(ack Ack, err error) {
+		cancel()
+		writeCommandResult(c, ack, err)
+		d.Finish()
+	})
+}
+
+// writeCommandResult answers a command request with its outcome.
+func writeCommandResult(c *http1.Ctx, ack Ack, err error) {
 	switch {
 	case err == nil:
 		writeJSON(c, 200, ack)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"hash/maphash"
 	"log/slog"
 	"math"
@@ -334,6 +333,12 @@ type Hub struct {
 	pmu     sync.Mutex
 	pending map[string]*pendingCmd
 
+	// The reply subscription of commands sent to other nodes
+	// (command_async.go), made on first use.
+	rqMu     sync.Mutex
+	rq       atomic.Pointer[requester]
+	rqClosed bool // guarded by rqMu
+
 	nmu   sync.Mutex
 	nodes map[string]nodeSeen // last heartbeat per other node
 
@@ -464,6 +469,7 @@ func (h *Hub) Close() {
 	for _, s := range h.subs {
 		s.Unsubscribe()
 	}
+	h.closeReplies()
 	h.pmu.Lock()
 	for id, p := range h.pending {
 		if p.timer != nil {
@@ -1109,11 +1115,14 @@ func (h *Hub) resumePaused() {
 // when the device is connected nowhere and ErrCommandTimeout when the ack
 // does not come in time.
 func (h *Hub) Command(ctx context.Context, device, name string, payload json.RawMessage, timeout time.Duration) (Ack, error) {
-	timeout = h.clampTimeout(timeout)
-	start := time.Now()
-	ack, err := h.command(ctx, device, name, payload, timeout)
-	h.m.commandDone(ack, err, time.Since(start))
-	return ack, err
+	type result struct {
+		ack Ack
+		err error
+	}
+	ch := make(chan result, 1)
+	h.CommandAsync(ctx, device, name, payload, timeout, func(a Ack, err error) { ch <- result{a, err} })
+	r := <-ch
+	return r.ack, r.err
 }
 
 func (h *Hub) clampTimeout(d time.Duration) time.Duration {
@@ -1121,81 +1130,6 @@ func (h *Hub) clampTimeout(d time.Duration) time.Duration {
 		d = h.cfg.CommandTimeout
 	}
 	return min(d, h.cfg.MaxCommandTimeout)
-}
-
-func (h *Hub) command(ctx context.Context, device, name string, payload json.RawMessage, timeout time.Duration) (Ack, error) {
-	if s := h.Local(device); s != nil {
-		ch := make(chan Ack, 1)
-		if err := h.deliver(s, name, payload, timeout, func(a Ack) { ch <- a }); err != nil {
-			return Ack{}, err
-		}
-		select {
-		case a := <-ch:
-			if a.Status == "timeout" {
-				return a, ErrCommandTimeout
-			}
-			return a, nil
-		case <-ctx.Done():
-			return Ack{}, ctx.Err()
-		}
-	}
-	req, _ := json.Marshal(nodeCommand{Device: device, Name: name, Payload: payload, Timeout: timeout.String()})
-	rctx, cancel := context.WithTimeout(ctx, timeout+time.Second)
-	defer cancel()
-	var m *nats.Msg
-	if h.remoteDir() {
-		// The machine's directory forwards the command to the node
-		// holding the device, which answers here directly: one NATS
-		// round trip less than a lookup and then the command.
-		var err error
-		m, err = h.nc.RequestWithContext(rctx, dirSubject(h.cfg.Directory, "command"), req)
-		result := "ok"
-		switch {
-		case err == nil:
-		case errors.Is(err, nats.ErrNoResponders):
-			result = "error"
-			err = fmt.Errorf("%w: command: %v", ErrDirectory, err)
-		case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
-			result, err = "timeout", ErrCommandTimeout
-		default:
-			result = "error"
-		}
-		h.m.dirRequest("command", result)
-		if err != nil {
-			return Ack{}, err
-		}
-	} else {
-		d := h.dirLookup(device)
-		if d == nil || d.Node == h.cfg.Node {
-			return Ack{}, ErrOffline
-		}
-		var err error
-		m, err = h.nc.RequestWithContext(rctx, nodeCommandSubject(d.Node), req)
-		if err != nil {
-			if errors.Is(err, nats.ErrNoResponders) {
-				return Ack{}, ErrOffline
-			}
-			if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-				return Ack{}, ErrCommandTimeout
-			}
-			return Ack{}, err
-		}
-	}
-	var r nodeReply
-	if err := json.Unmarshal(m.Data, &r); err != nil {
-		return Ack{}, err
-	}
-	switch r.Error {
-	case "":
-		if r.Ack.Status == "timeout" {
-			return r.Ack, ErrCommandTimeout
-		}
-		return r.Ack, nil
-	case "offline":
-		return Ack{}, ErrOffline
-	default:
-		return Ack{}, errors.New(r.Error)
-	}
 }
 
 // nodeCommand is a command forwarded to the node holding the device.

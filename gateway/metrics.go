@@ -122,6 +122,7 @@ var (
 	descPauses      = prometheus.NewDesc("warren_gateway_backpressure_pauses_total", "Devices paused because NATS could not take their telemetry.", nil, nil)
 	descCommands    = prometheus.NewDesc("warren_gateway_commands_total", "Commands by outcome: ok, error, timeout, offline, failed.", []string{"outcome"}, nil)
 	descPending     = prometheus.NewDesc("warren_gateway_commands_pending", "Commands waiting for a device's ack on this node.", nil, nil)
+	descForwarded   = prometheus.NewDesc("warren_gateway_commands_forwarded_pending", "Commands this node's API sent to the node holding the device and waits to hear from (bounded by -max-pending).", nil, nil)
 	descBroadcast   = prometheus.NewDesc("warren_gateway_broadcast_total", "Broadcast deliveries by result: sent or offline.", []string{"result"}, nil)
 	descBadFrames   = prometheus.NewDesc("warren_gateway_bad_frames_total", "Device frames refused (not JSON, unknown type, unknown ack).", nil, nil)
 	descAuthFail    = prometheus.NewDesc("warren_gateway_auth_failures_total", "Connections refused for a missing, bad or expired token.", nil, nil)
@@ -136,7 +137,7 @@ var (
 
 func (c hubCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descOnline, descDirectory, descConnects, descDisconnects, descReplaced, descTelIn,
-		descTelOut, descTelDrop, descPauses, descCommands, descPending, descBroadcast, descBadFrames, descAuthFail,
+		descTelOut, descTelDrop, descPauses, descCommands, descPending, descForwarded, descBroadcast, descBadFrames, descAuthFail,
 		descNATS, descNATSReco, descDirRequests, descLimitKeys, descLimitFull} {
 		ch <- d
 	}
@@ -169,6 +170,7 @@ func (c hubCollector) Collect(ch chan<- prometheus.Metric) {
 	n(descBroadcast, m.broadcastSent.Load(), "sent")
 	n(descBroadcast, m.broadcastOffline.Load(), "offline")
 	g(descPending, float64(h.Pending()))
+	g(descForwarded, float64(h.forwardedPending()))
 	up := 0.0
 	if h.bus.Connected() {
 		up = 1

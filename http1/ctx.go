@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/warrenhq/warren/engine"
@@ -30,6 +31,9 @@ type Ctx struct {
 	cctx   context.Context
 	cancel context.CancelCauseFunc
 	ended  error // why the context ended, once it has
+
+	det atomic.Int32 // detach state (detNone...): detach.go
+	rel func()       // the detached request's engine hold
 }
 
 // reqState is a Ctx's per-request part, zeroed between requests in one
@@ -132,6 +136,8 @@ func (c *Ctx) release() {
 	// Nothing else reaches c now: OnClose lets go of it (httpConn.cur)
 	// before the handler's context ends.
 	c.cctx, c.cancel, c.ended = nil, nil, nil
+	c.det.Store(detNone)
+	c.rel = nil
 	c.reqState = reqState{hdrs: hdrs}
 }
 

@@ -14,6 +14,7 @@ import (
 //	warren_http_request_duration_seconds          histogram  request head parsed to response handed to the engine
 //	warren_http_refused_total                     counter    malformed or over-limit requests (4xx/5xx, closed)
 //	warren_http_timeouts_total                    counter    heads or bodies cut by their timeout (408)
+//	warren_http_detached_requests                 gauge      requests detached (Ctx.Detach) and not yet finished
 //
 // Register it once, with the admin listener (admin.New's extra collectors)
 // or any prometheus.Registerer; it is safe for concurrent scrapes.
@@ -23,8 +24,8 @@ func (s *Server) Collector(namespace string) prometheus.Collector {
 
 // collector turns a Stats snapshot into constant metrics at scrape time.
 type collector struct {
-	stats                                 func() Stats
-	requests, duration, refused, timeouts *prometheus.Desc
+	stats                                           func() Stats
+	requests, duration, refused, timeouts, detached *prometheus.Desc
 }
 
 var _ prometheus.Collector = (*collector)(nil)
@@ -39,6 +40,7 @@ func newCollector(namespace string, stats func() Stats) *collector {
 		duration: prometheus.NewDesc(namespace+"_http_request_duration_seconds", "Time from request head parsed to response handed to the engine.", nil, nil),
 		refused:  prometheus.NewDesc(namespace+"_http_refused_total", "Malformed or over-limit requests answered with an error status and closed.", nil, nil),
 		timeouts: prometheus.NewDesc(namespace+"_http_timeouts_total", "Request heads or bodies not received in time (answered 408).", nil, nil),
+		detached: prometheus.NewDesc(namespace+"_http_detached_requests", "Requests detached by their handler (answered later, without a worker) and not yet finished.", nil, nil),
 	}
 }
 
@@ -48,6 +50,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.duration
 	ch <- c.refused
 	ch <- c.timeouts
+	ch <- c.detached
 }
 
 // Collect takes one Stats snapshot and sends it as constant metrics.
@@ -66,4 +69,5 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstHistogram(c.duration, cum, st.DurationSum.Seconds(), buckets)
 	ch <- prometheus.MustNewConstMetric(c.refused, prometheus.CounterValue, float64(st.Refused))
 	ch <- prometheus.MustNewConstMetric(c.timeouts, prometheus.CounterValue, float64(st.HeaderTimeouts))
+	ch <- prometheus.MustNewConstMetric(c.detached, prometheus.GaugeValue, float64(st.Detached))
 }

@@ -78,7 +78,14 @@ edge_http_requests_total{class="5xx"} 0
 	if err := promtest.GatherAndCompare(reg, strings.NewReader(want), "edge_http_requests_total"); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := promtest.GatherAndCount(reg); err != nil || n != 8 {
-		t.Fatalf("%d series, %v; want 8", n, err)
+	if n, err := promtest.GatherAndCount(reg); err != nil || n != 9 {
+		t.Fatalf("%d series, %v; want 9", n, err)
+	}
+	if err := promtest.GatherAndCompare(reg, strings.NewReader(`
+# HELP edge_http_detached_requests Requests detached by their handler (answered later, without a worker) and not yet finished.
+# TYPE edge_http_detached_requests gauge
+edge_http_detached_requests 0
+`), "edge_http_detached_requests"); err != nil {
+		t.Fatal(err)
 	}
 }

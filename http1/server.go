@@ -652,7 +652,9 @@ func (s *Server) serve(c *engine.Conn, hc *httpConn, req *Request, body []byte, 
 	if mode.inline {
 		ctx.inline = true
 		s.run(ctx, h)
-		s.finish(ctx)
+		if !s.detached(ctx) {
+			s.finish(ctx)
+		}
 		return
 	}
 	// Hand the request to a worker: it needs its own copy of whatever
@@ -680,6 +682,9 @@ func (s *Server) dispatch(c *engine.Conn, hc *httpConn, ctx *Ctx, h Handler) {
 	hc.curMu.Unlock()
 	err := c.Dispatch(func() {
 		s.run(ctx, h)
+		if s.detached(ctx) {
+			return // busy until Finish
+		}
 		upgrading := ctx.upgrade != nil
 		s.finish(ctx)
 		if !upgrading {
@@ -737,6 +742,13 @@ func (s *Server) run(ctx *Ctx, h Handler) {
 			}
 			ctx.keepAlive = false
 			ctx.panicked = true
+			if ctx.det.Load() != detNone {
+				// Detached: whatever was to answer it may never
+				// Finish, so the connection closes now (its context
+				// ends with it).
+				ctx.conn.CloseWithReason(engine.ReasonPanic)
+				return
+			}
 			if !ctx.streaming {
 				ctx.resetResponse()
 				ctx.SetStatus(500)

@@ -15,6 +15,7 @@ type serverStats struct {
 	timeouts atomic.Uint64
 	durCount [len(DurationBuckets) + 1]atomic.Uint64
 	durSumUS atomic.Uint64
+	detached atomic.Int64 // requests detached and not yet finished
 }
 
 func (st *serverStats) countStatus(code int) {
@@ -49,6 +50,9 @@ type Stats struct {
 	DurationCounts [len(DurationBuckets) + 1]uint64
 	// DurationSum is the summed duration of all requests.
 	DurationSum time.Duration
+	// Detached is how many requests are detached (Ctx.Detach) and not yet
+	// finished: answers the server waits for without a worker.
+	Detached int64
 }
 
 // Stats returns a snapshot of the server's request counters.
@@ -63,5 +67,6 @@ func (s *Server) Stats() Stats {
 		out.DurationCounts[i] = s.stats.durCount[i].Load()
 	}
 	out.DurationSum = time.Duration(s.stats.durSumUS.Load()) * time.Microsecond
+	out.Detached = s.stats.detached.Load()
 	return out
 }

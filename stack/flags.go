@@ -112,6 +112,7 @@ func HTTPFlags(fs *flag.FlagSet, c *http1.Config) {
 func WebSocketFlags(fs *flag.FlagSet, c *websocket.Config) {
 	fs.IntVar(&c.MaxMessageSize, "ws-max-message", websocket.DefaultMaxMessageSize, "WebSocket message size limit, close 1009 over it")
 	fs.DurationVar(&c.PingInterval, "ws-ping-interval", websocket.DefaultPingInterval, "WebSocket ping interval; a peer silent for two intervals is dead (negative: off)")
+	fs.IntVar(&c.MaxHandlerBacklog, "ws-max-backlog", websocket.DefaultMaxHandlerBacklog, "bytes of one connection's messages waiting for a handler on the worker pool before it is not read (resumes at a quarter)")
 	fs.DurationVar(&c.CloseTimeout, "ws-close-timeout", websocket.DefaultCloseTimeout, "how long a closing WebSocket waits for the peer's close frame")
 	fs.BoolVar(&c.Deflate.Enabled, "ws-deflate", false, "negotiate permessage-deflate")
 	fs.BoolVar(&c.Deflate.ServerNoContextTakeover, "ws-deflate-no-context", false, "permessage-deflate without context takeover (saves ~0.9 MB per connection)")

@@ -52,6 +52,7 @@ type Conn struct {
 	done     bool        // owned by the loop: input is discarded from now on
 	sub      uint8       // 1 + index into Config.Subprotocols; 0 for none
 	dialing  bool        // guarded by mu: a dialled connection awaits its 101
+	peerCode bool        // guarded by mu: code is the peer's, from its Close
 }
 
 // compression is the permessage-deflate state of one connection.
@@ -285,19 +286,31 @@ func (c *Conn) uncork() {
 func (c *Conn) closeEngine(why engine.CloseReason) {
 	c.mu.Lock()
 	c.flushLocked()
-	code := c.code
+	code, peer := c.code, c.peerCode
 	c.mu.Unlock()
-	c.ec.CloseWithDetail(why, closeDetail(code))
+	c.ec.CloseWithDetail(why, closeDetail(code, peer))
 }
 
 // closeDetail is the close code the engine records with the close, or nil
-// before any was sent or received.
-func closeDetail(code uint16) engine.CloseDetail {
-	if code == 0 {
+// before any was sent or received. A code the peer chose from the
+// registered or private ranges (3000–4999) is recorded as its range,
+// "3xxx" or "4xxx": peers pick those freely, and each distinct detail is a
+// metric series (the engine keeps at most 1,024).
+func closeDetail(code uint16, peer bool) engine.CloseDetail {
+	switch {
+	case code == 0:
 		return nil
+	case peer && code >= 3000 && code <= 4999:
+		return peerRange(code / 1000)
 	}
 	return CloseCode(code)
 }
+
+// peerRange is the close detail of a peer's code in 3000–3999 (3) or
+// 4000–4999 (4).
+type peerRange uint8
+
+func (r peerRange) String() string { return string(rune('0'+r)) + "xxx" }
 
 // CloseCode is a close status code (RFC 6455, section 7.4). It is the
 // engine.CloseDetail of a WebSocket connection's close, so metrics, logs
@@ -607,7 +620,7 @@ func (c *Conn) event(ev *Event) {
 		c.closeRecv = true
 		if !c.closeSent {
 			// The peer closes first: echo its status.
-			c.closeSent, c.why, c.code = true, engine.ReasonPeerClosed, ev.Code
+			c.closeSent, c.why, c.code, c.peerCode = true, engine.ReasonPeerClosed, ev.Code, true
 			c.writeCloseLocked(ev.Code, "")
 		}
 		why := c.why
@@ -628,29 +641,29 @@ func (c *Conn) event(ev *Event) {
 
 // Flow control for handlers on the worker pool: a connection stops being
 // read while the messages waiting for its handler cost more than
-// queuedHigh (each counts its size plus messageCost), and resumes below
-// queuedLow, so that one fast sender cannot fill the engine's worker queue.
-const (
-	messageCost = 1 << 10
-	queuedHigh  = 1 << 20
-	queuedLow   = 256 << 10
-)
+// Config.MaxHandlerBacklog (each counts its size plus messageCost), and
+// resumes below a quarter of it, so that one fast sender cannot fill the
+// engine's worker queue.
+const messageCost = 1 << 10
 
 // account adds delta to the cost of queued messages, pausing or resuming
 // reads as it crosses the marks. It is called on the loop (+) and on
 // workers (-); pause and resume are posted under c.mu, so in order.
 func (c *Conn) account(delta int64) {
 	n := c.queued.Add(delta)
-	if delta > 0 && n < queuedHigh || delta < 0 && n > queuedLow {
+	high := int64(c.srv.cfg.MaxHandlerBacklog)
+	low := high / 4
+	if delta > 0 && n < high || delta < 0 && n > low {
 		return
 	}
 	c.mu.Lock()
 	n = c.queued.Load()
 	switch {
-	case !c.paused && n >= queuedHigh:
+	case !c.paused && n >= high:
 		c.paused = true
+		c.srv.stats.pauses.Add(1)
 		c.ec.PauseRead()
-	case c.paused && n <= queuedLow:
+	case c.paused && n <= low:
 		c.paused = false
 		c.ec.ResumeRead()
 	}
@@ -697,9 +710,9 @@ func (p *proto) OnTimeout(ec *engine.Conn, reason engine.CloseReason) bool {
 	c.mu.Unlock()
 	if closing {
 		c.mu.Lock()
-		code := c.code
+		code, peer := c.code, c.peerCode
 		c.mu.Unlock()
-		ec.CloseWithDetail(why, closeDetail(code))
+		ec.CloseWithDetail(why, closeDetail(code, peer))
 		return false
 	}
 	if c.srv.cfg.PingInterval <= 0 {

@@ -15,6 +15,7 @@ import (
 //	warren_websocket_pings_total                          counter  liveness pings sent
 //	warren_websocket_dead_peers_total                     counter  peers closed for not answering pings
 //	warren_websocket_protocol_errors_total                counter  connections failed with 1002/1007/1009
+//	warren_websocket_read_pauses_total                    counter  connections not read: MaxHandlerBacklog reached
 //
 // Register it once, with the admin listener (admin.New's extra collectors)
 // or any prometheus.Registerer; it is safe for concurrent scrapes. The
@@ -25,8 +26,8 @@ func (s *Server) Collector(namespace string) prometheus.Collector {
 
 // collector turns a Stats snapshot into constant metrics at scrape time.
 type collector struct {
-	stats                                                 func() Stats
-	messages, upgrades, refused, open, pings, dead, proto *prometheus.Desc
+	stats                                                         func() Stats
+	messages, upgrades, refused, open, pings, dead, proto, pauses *prometheus.Desc
 }
 
 var _ prometheus.Collector = (*collector)(nil)
@@ -46,12 +47,13 @@ func newCollector(namespace string, stats func() Stats) *collector {
 		pings:    d("pings_total", "Liveness pings sent."),
 		dead:     d("dead_peers_total", "Connections closed because the peer stopped answering pings."),
 		proto:    d("protocol_errors_total", "Connections failed with close code 1002, 1007 or 1009."),
+		pauses:   d("read_pauses_total", "Connections not read for a while: the messages waiting for their handler reached MaxHandlerBacklog (-ws-max-backlog)."),
 	}
 }
 
 // Describe sends every descriptor.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.messages, c.upgrades, c.refused, c.open, c.pings, c.dead, c.proto} {
+	for _, d := range []*prometheus.Desc{c.messages, c.upgrades, c.refused, c.open, c.pings, c.dead, c.proto, c.pauses} {
 		ch <- d
 	}
 }
@@ -70,4 +72,5 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.pings, st.PingsSent)
 	counter(c.dead, st.DeadPeers)
 	counter(c.proto, st.ProtocolErrors)
+	counter(c.pauses, st.ReadPauses)
 }

@@ -10,7 +10,7 @@ import (
 )
 
 func TestCollector(t *testing.T) {
-	st := Stats{Upgrades: 3, Refused: 1, MessagesIn: 4, MessagesOut: 9, Open: 2, PingsSent: 5, DeadPeers: 1, ProtocolErrors: 6}
+	st := Stats{Upgrades: 3, Refused: 1, MessagesIn: 4, MessagesOut: 9, Open: 2, PingsSent: 5, DeadPeers: 1, ProtocolErrors: 6, ReadPauses: 7}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(newCollector("", func() Stats { return st }))
 	want := `
@@ -36,6 +36,9 @@ warren_websocket_dead_peers_total 1
 # HELP warren_websocket_protocol_errors_total Connections failed with close code 1002, 1007 or 1009.
 # TYPE warren_websocket_protocol_errors_total counter
 warren_websocket_protocol_errors_total 6
+# HELP warren_websocket_read_pauses_total Connections not read for a while: the messages waiting for their handler reached MaxHandlerBacklog (-ws-max-backlog).
+# TYPE warren_websocket_read_pauses_total counter
+warren_websocket_read_pauses_total 7
 `
 	if err := promtest.GatherAndCompare(reg, strings.NewReader(want)); err != nil {
 		t.Fatal(err)

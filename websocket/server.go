@@ -102,9 +102,16 @@ type Config struct {
 	// (echo, fan-out to a Group). Zero means they run on the engine's
 	// worker pool, one at a time per connection and in order, so they may
 	// block; each message is then copied, and a connection whose messages
-	// waiting for the handler pass 1 MiB (counting 1 KiB more per message)
-	// is not read until they fall below 256 KiB.
+	// waiting for the handler pass MaxHandlerBacklog is not read until
+	// they fall below a quarter of it.
 	Inline bool
+	// MaxHandlerBacklog bounds, for a handler on the worker pool, the
+	// messages of one connection waiting for it, in bytes (each counts
+	// 1 KiB more than its size): past it the connection is not read
+	// (Stats.ReadPauses counts it) until they fall below a quarter of it,
+	// so one fast sender cannot fill the engine's worker queue. Zero means
+	// DefaultMaxHandlerBacklog (1 MiB).
+	MaxHandlerBacklog int
 	// GoingAway returns the reason text of the close 1001 a connection
 	// gets when the engine drains (at most 123 bytes); a gateway uses it to
 	// carry a jittered retry hint so devices do not come back all at once.
@@ -127,8 +134,14 @@ func (c Config) withDefaults() Config {
 	if c.DeflateThreshold == 0 {
 		c.DeflateThreshold = DefaultDeflateThreshold
 	}
+	if c.MaxHandlerBacklog <= 0 {
+		c.MaxHandlerBacklog = DefaultMaxHandlerBacklog
+	}
 	return c
 }
+
+// DefaultMaxHandlerBacklog is Config.MaxHandlerBacklog's default: 1 MiB.
+const DefaultMaxHandlerBacklog = 1 << 20
 
 // Handler receives the messages of upgraded connections, and of dialled
 // ones (Dial, Client). OnMessage gets each complete text or binary
@@ -285,10 +298,12 @@ type Stats struct {
 	ProtocolErrors uint64 // connections failed with 1002, 1007 or 1009
 	MessagesIn     uint64 // data messages received
 	MessagesOut    uint64 // data messages sent (broadcasts count per connection)
+	ReadPauses     uint64 // connections not read for a while: MaxHandlerBacklog reached
 }
 
 type serverStats struct {
 	upgrades, refused, pings, dead, protoErrs atomic.Uint64
+	pauses                                    atomic.Uint64
 	open                                      atomic.Int64
 	msgIn, msgOut                             shardedCounter
 }
@@ -321,6 +336,7 @@ func (s *Server) Stats() Stats {
 		ProtocolErrors: s.stats.protoErrs.Load(),
 		MessagesIn:     s.stats.msgIn.load(),
 		MessagesOut:    s.stats.msgOut.load(),
+		ReadPauses:     s.stats.pauses.Load(),
 	}
 }
 

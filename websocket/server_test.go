@@ -860,7 +860,8 @@ func TestDispatchBackpressure(t *testing.T) {
 			mu.Unlock()
 		},
 	}
-	srv := startServer(t, Config{}, h)
+	const backlog = 256 << 10
+	srv := startServer(t, Config{MaxHandlerBacklog: backlog}, h)
 	c := dialRaw(t, srv.addr)
 	conn := <-opened
 	const n = 3000
@@ -878,8 +879,11 @@ func TestDispatchBackpressure(t *testing.T) {
 		return conn.paused
 	}
 	testutil.Eventually(t, 0, "reading to pause", paused)
-	if q := conn.queued.Load(); q > queuedHigh+256<<10 {
+	if q := conn.queued.Load(); q > backlog+256<<10 {
 		t.Fatalf("%d bytes queued for the handler while paused", q)
+	}
+	if p := srv.ws.Stats().ReadPauses; p == 0 {
+		t.Fatal("the pause was not counted")
 	}
 	close(gate)
 	testutil.Eventually(t, 0, "every message", func() bool {

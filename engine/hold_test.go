@@ -1,0 +1,144 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"testing"
+	"time"
+)
+
+// holder takes a hold for each "hold\n" line and hands its release to the
+// test; while one is held it leaves further input (as HTTP does).
+type holder struct {
+	*echoHandler
+	releases chan func()
+	conns    chan *Conn
+	held     chan int // how many lines were taken, sent at each hold
+	n        int
+}
+
+func newHolder() *holder {
+	return &holder{echoHandler: newEcho(), releases: make(chan func(), 16), conns: make(chan *Conn, 16), held: make(chan int, 16)}
+}
+
+func (h *holder) OnData(c *Conn, in []byte) int {
+	if c.inflight.Load() > 0 {
+		return 0
+	}
+	i := bytes.IndexByte(in, '\n')
+	if i < 0 {
+		return 0
+	}
+	h.n++
+	h.conns <- c
+	h.releases <- c.Hold()
+	h.held <- h.n
+	return i + 1
+}
+
+func TestHoldKeepsTimeoutsAndInputWaiting(t *testing.T) {
+	forEachKind(t, func(t *testing.T, k engineKind) {
+		cfg := Config{IdleTimeout: 100 * time.Millisecond, ReadTimeout: 100 * time.Millisecond, TickInterval: 10 * time.Millisecond, Loops: 1}
+		k.cfg(&cfg)
+		h := newHolder()
+		e, addr := startEngine(t, cfg, h)
+		c := dial(t, addr)
+		c.Write([]byte("hold\nsecond\npart"))
+		release := <-h.releases
+		<-h.held
+		// Several idle and read timeouts long: a held connection stays.
+		time.Sleep(400 * time.Millisecond)
+		if e.NumConns() != 1 {
+			t.Fatal("a held connection was closed by a timeout")
+		}
+		select {
+		case n := <-h.held:
+			t.Fatalf("line %d taken while the first is held", n)
+		default:
+		}
+		release()
+		release() // a second call does nothing
+		// The input left while held is presented again: the second line.
+		release2 := <-h.releases
+		if n := <-h.held; n != 2 {
+			t.Fatalf("held line %d, want 2", n)
+		}
+		release2()
+		// "part" has no newline: the read timeout now applies and closes c.
+		if r := h.awaitClose(t, 5*time.Second, "not closed after its holds ended"); r != ReasonReadTimeout {
+			t.Fatalf("reason %v, want %v", r, ReasonReadTimeout)
+		}
+	})
+}
+
+func TestHoldHalfClosedStaysUntilReleased(t *testing.T) {
+	forEachKind(t, func(t *testing.T, k engineKind) {
+		var cfg Config
+		k.cfg(&cfg)
+		h := newHolder()
+		e, addr := startEngine(t, cfg, h)
+		c := dial(t, addr)
+		c.Write([]byte("hold\n"))
+		release := <-h.releases
+		conn := <-h.conns
+		c.(interface{ CloseWrite() error }).CloseWrite()
+		time.Sleep(100 * time.Millisecond)
+		if e.NumConns() != 1 {
+			t.Fatal("a held, half-closed connection was closed before its answer")
+		}
+		conn.Write([]byte("answer"))
+		release()
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		b, err := io.ReadAll(c)
+		if err != nil || string(b) != "answer" {
+			t.Fatalf("read %q, %v; want the answer, then EOF", b, err)
+		}
+		if r := h.awaitClose(t, 5*time.Second, "not closed"); r != ReasonPeerClosed {
+			t.Fatalf("reason %v", r)
+		}
+	})
+}
+
+func TestShutdownWaitsForHold(t *testing.T) {
+	forEachKind(t, func(t *testing.T, k engineKind) {
+		var cfg Config
+		k.cfg(&cfg)
+		h := newHolder()
+		e, err := New(cfg, h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.Start("127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		defer e.Close()
+		addr := e.Addr().String()
+		dial(t, addr) // an idle connection, closed at once by the drain
+		c := dial(t, addr)
+		c.Write([]byte("hold\n"))
+		release := <-h.releases
+		conn := <-h.conns
+		eventually(t, 5*time.Second, "both connections accepted", func() bool { return e.NumConns() == 2 })
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		done := make(chan error, 1)
+		go func() { done <- e.Shutdown(ctx) }()
+		eventually(t, 5*time.Second, "the idle connection closed", func() bool { return e.NumConns() == 1 })
+		select {
+		case err := <-done:
+			t.Fatalf("Shutdown returned %v with a hold in progress", err)
+		case <-time.After(100 * time.Millisecond):
+		}
+		conn.Write([]byte("late answer"))
+		release()
+		if err := <-done; err != nil {
+			t.Fatalf("Shutdown: %v", err)
+		}
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		b, _ := io.ReadAll(c)
+		if string(b) != "late answer" {
+			t.Fatalf("read %q, want the held request's answer before the close", b)
+		}
+	})
+}
