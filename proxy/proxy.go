@@ -699,9 +699,13 @@ func (pc *pconn) OnResponse(x *upstream.Exchange, resp *http1.Response) {
 			opts = connOptions(opts, h.Value)
 		}
 	}
+	// A chunked or close-delimited body is framed by the proxy itself: a
+	// Content-Length beside it (RFC 9112 §6.3 lets Transfer-Encoding
+	// override one) must not reach the client.
+	dropLength := resp.Framing == http1.FramingChunked || resp.Framing == http1.FramingClose
 	var via []byte
 	for h := range resp.Headers() {
-		if hop(h.Name) || listed(opts, h.Name) {
+		if hop(h.Name) || listed(opts, h.Name) || dropLength && eq(h.Name, "content-length") {
 			continue
 		}
 		if eq(h.Name, "via") {
