@@ -139,3 +139,30 @@ func TestProxyResponseLengthAndChunked(t *testing.T) {
 		}
 	}
 }
+
+// TestProxyBadChunkMidBody: a request body whose chunked coding breaks
+// after its head was forwarded is answered 400 bad_request (the client's
+// fault), once, not with the 499 "canceled" of the exchange the proxy
+// cancels on the backend side.
+func TestProxyBadChunkMidBody(t *testing.T) {
+	e := startEngine(t)
+	be := startCannedBackend(t, func(head string) string {
+		time.Sleep(300 * time.Millisecond) // no answer before the bad chunk
+		return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+	})
+	paddr, p := startProxy(t, e, upstream.ClusterConfig{Hosts: []string{be.addr}}, Config{})
+	head := "POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n"
+	for i, parts := range [][]string{
+		{head + "zz\r\n"}, // one read: the exchange is still connecting
+		{head, "zz\r\n"},  // two: the head and first chunk are on the backend
+	} {
+		out := rawExchange(t, paddr, parts...)
+		if !strings.HasPrefix(out, "HTTP/1.1 400 ") || !strings.Contains(out, "X-Warren-Reason: bad_request\r\n") ||
+			strings.Count(out, "HTTP/1.1 ") != 1 {
+			t.Fatalf("case %d: got %q", i, out)
+		}
+		if n := p.st.badRequests.Load(); n != uint64(i+1) {
+			t.Fatalf("case %d: bad requests counted: %d", i, n)
+		}
+	}
+}

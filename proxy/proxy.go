@@ -269,6 +269,10 @@ type pconn struct {
 	reqDone     bool // request body fully forwarded
 	keepAlive   bool // the client may send another request
 	respStarted bool
+	// answered says the proxy wrote a response of its own (an error or a
+	// refusal) to this request: at most one goes out, whichever of
+	// badRequest and OnDone comes first.
+	answered    bool
 	respChunked bool // re-chunking the body for the client
 	closeAfter  bool // close the client connection after the response
 	minor       int  // the client's HTTP minor version
@@ -333,15 +337,18 @@ func (pc *pconn) badRequest(err error) {
 		e = &http1.Error{Status: 400, Reason: err.Error()}
 	}
 	pc.mu.Lock()
-	started := pc.respStarted
+	answer := !pc.respStarted && !pc.answered
+	pc.answered = true
 	x := pc.x
 	pc.phase = phDone
 	pc.mu.Unlock()
+	// The answer goes out before the cancel: the exchange's OnDone (which
+	// may run inside Cancel) then writes nothing and closes after it.
+	if answer {
+		pc.c.Write(pc.p.errorResponse(nil, e.Status, "bad_request", e.Reason, true))
+	}
 	if x != nil {
 		x.Cancel()
-	}
-	if !started {
-		pc.c.Write(pc.p.errorResponse(nil, e.Status, "bad_request", e.Reason, true))
 	}
 	pc.c.CloseWithReason(engine.ReasonProtocolError)
 }
@@ -365,7 +372,7 @@ func (pc *pconn) startRequest(raw []byte, n int) bool {
 	pc.keepAlive = !req.Close
 	pc.minor = req.ProtoMinor
 	pc.method = methodString(req.Method)
-	pc.respStarted, pc.respChunked, pc.closeAfter = false, false, false
+	pc.respStarted, pc.respChunked, pc.closeAfter, pc.answered = false, false, false, false
 	pc.reqDone = !hasBody
 	switch {
 	case upgrade:
@@ -784,8 +791,10 @@ func (pc *pconn) OnDone(x *upstream.Exchange, err error) {
 	keep := pc.keepAlive && !pc.closeAfter && pc.phase != phDone
 	minor := pc.minor
 	pc.x = nil
+	own := !pc.answered // no answer of the proxy's own went out yet
 	if err != nil && !started {
 		keep = keep && reqDone
+		pc.answered = true
 	}
 	if !reqDone {
 		keep = false // the rest of the request body is not worth reading
@@ -812,6 +821,9 @@ func (pc *pconn) OnDone(x *upstream.Exchange, err error) {
 			c.Writev(out)
 			clear(out)
 		}
+	case !started && !own:
+		// badRequest answered the client; the exchange it canceled
+		// ends here.
 	case !started:
 		p.st.errors.Add(1)
 		if le, ok := err.(*limitError); ok {
@@ -865,7 +877,7 @@ func (pc *pconn) release() {
 	pc.mu.Lock()
 	pc.x = nil
 	pc.phase = phHead
-	pc.reqDone, pc.keepAlive, pc.respStarted, pc.respChunked, pc.closeAfter = false, false, false, false, false
+	pc.reqDone, pc.keepAlive, pc.respStarted, pc.respChunked, pc.closeAfter, pc.answered = false, false, false, false, false, false
 	pc.headPending = false
 	pc.mu.Unlock()
 	if cap(pc.head) > 16<<10 {
