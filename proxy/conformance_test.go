@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/warrenhq/warren/http1"
 	"github.com/warrenhq/warren/upstream"
 )
 
@@ -165,4 +166,83 @@ func TestProxyBadChunkMidBody(t *testing.T) {
 			t.Fatalf("case %d: bad requests counted: %d", i, n)
 		}
 	}
+}
+
+// requestShapes are the request-target and Content-Length shapes both the
+// proxy's listener and a Forward route must normalize or refuse.
+func checkRequestShapes(t *testing.T, paddr string, be *cannedBackend) {
+	t.Helper()
+	before := len(be.seen())
+	// CONNECT is not proxied: a reverse proxy that forwarded it could
+	// open a tunnel through a backend that is a forward proxy, and the
+	// proxy does not splice a 2xx to it. Refused, nothing forwarded.
+	out := rawExchange(t, paddr, "CONNECT evil:443 HTTP/1.1\r\nHost: evil:443\r\n\r\n")
+	if !strings.HasPrefix(out, "HTTP/1.1 405 ") || !strings.Contains(out, "X-Warren-Reason: bad_request\r\n") {
+		t.Fatalf("CONNECT: %q", out)
+	}
+	if n := len(be.seen()); n != before {
+		t.Fatalf("CONNECT reached the backend: %q", be.seen()[before:])
+	}
+	// Absolute-form: the target's authority is the request's host (RFC
+	// 9112 §3.2.2, the received Host is ignored), and the backend gets
+	// origin-form with that Host, not a Host the proxy did not act on.
+	out = rawExchange(t, paddr, "GET http://real.example:8080/p/q?x=1 HTTP/1.1\r\nHost: other\r\nConnection: close\r\n\r\n")
+	if !strings.HasPrefix(out, "HTTP/1.1 200 ") {
+		t.Fatalf("absolute-form: %q", out)
+	}
+	heads := be.seen()
+	h := heads[len(heads)-1]
+	if !strings.HasPrefix(h, "GET /p/q?x=1 HTTP/1.1\r\n") || strings.Count(h, "Host: ") != 1 || !strings.Contains(h, "\r\nHost: real.example:8080\r\n") {
+		t.Fatalf("absolute-form forwarded as %q", h)
+	}
+	out = rawExchange(t, paddr, "GET http://real.example HTTP/1.1\r\nHost: other\r\nConnection: close\r\n\r\n")
+	heads = be.seen()
+	if h := heads[len(heads)-1]; !strings.HasPrefix(out, "HTTP/1.1 200 ") || !strings.HasPrefix(h, "GET / HTTP/1.1\r\n") || !strings.Contains(h, "\r\nHost: real.example\r\n") {
+		t.Fatalf("absolute-form without a path: %q forwarded as %q", out, h)
+	}
+	// Repeated or listed identical Content-Length values (RFC 9110 §8.6
+	// lets a recipient take them as one) go on as one field.
+	for _, cl := range []string{"Content-Length: 4\r\nContent-Length: 4\r\n", "Content-Length: 4, 4\r\n"} {
+		out = rawExchange(t, paddr, "POST /cl HTTP/1.1\r\nHost: a\r\n"+cl+"Connection: close\r\n\r\nabcd")
+		heads = be.seen()
+		h := heads[len(heads)-1]
+		if !strings.HasPrefix(out, "HTTP/1.1 200 ") || strings.Count(strings.ToLower(h), "content-length") != 1 || !strings.Contains(h, "\r\nContent-Length: 4\r\n") {
+			t.Fatalf("%q: %q forwarded as %q", cl, out, h)
+		}
+	}
+}
+
+func okBackend(t *testing.T) *cannedBackend {
+	return startCannedBackend(t, func(string) string { return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" })
+}
+
+// TestProxyRequestShapes: CONNECT refused, absolute-form and repeated
+// Content-Length normalized, on the proxy's listener.
+func TestProxyRequestShapes(t *testing.T) {
+	e := startEngine(t)
+	be := okBackend(t)
+	paddr, _ := startProxy(t, e, upstream.ClusterConfig{Hosts: []string{be.addr}}, Config{})
+	checkRequestShapes(t, paddr, be)
+}
+
+// TestForwardRequestShapes: the same on a Forward route (warren serve
+// -upstream).
+func TestForwardRequestShapes(t *testing.T) {
+	e := startEngine(t)
+	be := okBackend(t)
+	cl, err := upstream.NewCluster(e, upstream.ClusterConfig{Hosts: []string{be.addr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	p := New(e, cl, Config{})
+	defer p.Close()
+	r := http1.NewRouter()
+	r.NotFound = p.Forward()
+	srv, _ := http1.NewServer(e, http1.Config{}, r)
+	ln, err := srv.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkRequestShapes(t, ln.Addr().String(), be)
 }

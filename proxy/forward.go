@@ -29,6 +29,15 @@ func (p *Proxy) Forward() http1.Handler { return http1.HandlerFunc(p.forward) }
 
 func (p *Proxy) forward(c *http1.Ctx) {
 	req := c.Request
+	if isConnect(req.Method) {
+		p.st.badRequests.Add(1)
+		c.SetStatus(errConnect.Status)
+		c.SetHeader(p.reason, "bad_request")
+		c.SetHeader("Via", string(p.via))
+		c.SetClose()
+		c.WriteString(http1.StatusText(errConnect.Status) + ": bad_request\n")
+		return
+	}
 	upgrade := req.Upgrade != nil
 	body := c.Body()
 	head := appendForwardHead(nil, p, req, c.RemoteAddr().Addr().Unmap().String(), p.proto(c.Conn()), upgrade, len(body))
@@ -228,8 +237,9 @@ var (
 func appendForwardHead(b []byte, p *Proxy, req *http1.Request, remote, proto string, upgrade bool, bodyLen int) []byte {
 	b = append(b, req.Method...)
 	b = append(b, ' ')
-	b = append(b, req.Target...)
+	b = appendTarget(b, req)
 	b = append(b, " HTTP/1.1\r\n"...)
+	abs := absoluteForm(req)
 	var optsBuf [4][]byte
 	opts := optsBuf[:0]
 	for _, h := range req.Headers() {
@@ -251,10 +261,17 @@ func appendForwardHead(b []byte, p *Proxy, req *http1.Request, remote, proto str
 		case eq(h.Name, "via"):
 			via = h.Value
 			continue
+		case abs && eq(h.Name, "host"):
+			continue
 		}
 		b = append(b, h.Name...)
 		b = append(b, ": "...)
 		b = append(b, h.Value...)
+		b = append(b, "\r\n"...)
+	}
+	if abs {
+		b = append(b, "Host: "...)
+		b = append(b, req.Host...)
 		b = append(b, "\r\n"...)
 	}
 	b = append(b, "X-Forwarded-For: "...)

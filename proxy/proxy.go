@@ -357,6 +357,10 @@ func (pc *pconn) badRequest(err error) {
 // answered the request itself.
 func (pc *pconn) startRequest(raw []byte, n int) bool {
 	p, req := pc.p, &pc.req
+	if isConnect(req.Method) {
+		pc.badRequest(errConnect)
+		return false
+	}
 	hasBody := req.Chunked || req.ContentLength > 0
 	if p.bodyLim >= 0 && req.ContentLength > p.bodyLim {
 		pc.badRequest(http1.ErrBodyTooLarge)
@@ -404,6 +408,37 @@ func (pc *pconn) startRequest(raw []byte, n int) bool {
 	}
 	pc.mu.Unlock()
 	return true
+}
+
+// errConnect refuses CONNECT: the proxy forwards requests to its
+// cluster, it does not open tunnels (a backend that is itself a forward
+// proxy would otherwise be reachable through it), and a 2xx to a CONNECT
+// is not spliced.
+var errConnect = &http1.Error{Status: 405, Reason: "CONNECT is not proxied"}
+
+// isConnect reports whether m is CONNECT.
+func isConnect(m []byte) bool { return len(m) == 7 && string(m) == "CONNECT" }
+
+// appendTarget writes the request-target for the backend: as received,
+// but an absolute-form target (RFC 9112 §3.2.2) in origin-form, its
+// authority going to the Host field instead (absoluteForm).
+func appendTarget(b []byte, req *http1.Request) []byte {
+	if !absoluteForm(req) {
+		return append(b, req.Target...)
+	}
+	b = append(b, req.Path...)
+	if req.RawQuery != nil {
+		b = append(b, '?')
+		b = append(b, req.RawQuery...)
+	}
+	return b
+}
+
+// absoluteForm reports a request-target in absolute-form: req.Host is
+// then the target's authority, which replaces any Host field received
+// (the origin server must ignore that one, RFC 9112 §3.2.2).
+func absoluteForm(req *http1.Request) bool {
+	return req.Target[0] != '/' && len(req.Path) > 0 && req.Path[0] == '/'
 }
 
 // methodString returns m as a string, without allocating for the
@@ -596,8 +631,9 @@ func (pc *pconn) appendUpstreamHead(b []byte, upgrade bool) []byte {
 	req := &pc.req
 	b = append(b, req.Method...)
 	b = append(b, ' ')
-	b = append(b, req.Target...)
+	b = appendTarget(b, req)
 	b = append(b, " HTTP/1.1\r\n"...)
+	abs := absoluteForm(req)
 	var opts [][]byte
 	var optsBuf [4][]byte
 	opts = optsBuf[:0]
@@ -607,7 +643,7 @@ func (pc *pconn) appendUpstreamHead(b []byte, upgrade bool) []byte {
 		}
 	}
 	var xff, via []byte
-	hostSeen := false
+	hostSeen, lengthSeen := false, false
 	for _, h := range req.Headers() {
 		switch {
 		case eq(h.Name, "transfer-encoding"):
@@ -624,7 +660,21 @@ func (pc *pconn) appendUpstreamHead(b []byte, upgrade bool) []byte {
 			via = h.Value
 			continue
 		case eq(h.Name, "host"):
+			if abs {
+				continue
+			}
 			hostSeen = true
+		case eq(h.Name, "content-length"):
+			// Repeated or listed identical values (the parser refuses
+			// different ones) go on as one field.
+			if lengthSeen {
+				continue
+			}
+			lengthSeen = true
+			b = append(b, "Content-Length: "...)
+			b = strconv.AppendInt(b, req.ContentLength, 10)
+			b = append(b, "\r\n"...)
+			continue
 		}
 		b = append(b, h.Name...)
 		b = append(b, ": "...)
