@@ -246,3 +246,20 @@ func TestForwardRequestShapes(t *testing.T) {
 	}
 	checkRequestShapes(t, ln.Addr().String(), be)
 }
+
+// TestProxyBadResponseBodyBeforeFlush: a response whose body breaks
+// before any of it (or its head, held for the first piece) went to the
+// client is answered 502 bad_response, not with a connection closed
+// without a word.
+func TestProxyBadResponseBodyBeforeFlush(t *testing.T) {
+	e := startEngine(t)
+	be := startCannedBackend(t, func(string) string {
+		return "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n"
+	})
+	paddr, _ := startProxy(t, e, upstream.ClusterConfig{Hosts: []string{be.addr}}, Config{})
+	out := rawExchange(t, paddr, "GET /x HTTP/1.1\r\nHost: a\r\n\r\n")
+	if !strings.HasPrefix(out, "HTTP/1.1 502 ") || !strings.Contains(out, "X-Warren-Reason: bad_response\r\n") ||
+		!strings.Contains(out, "Connection: close\r\n") {
+		t.Fatalf("got %q", out)
+	}
+}

@@ -884,6 +884,17 @@ func (pc *pconn) OnDone(x *upstream.Exchange, err error) {
 		p.st.countFailure(f)
 		c.Write(p.errorResponse(pc, f.Status(), f.String(), err.Error(), !keep))
 		_ = minor
+	case pc.headPending:
+		// The response broke before any of it went out (its head waits
+		// for the first piece of body): answered as a failure before
+		// the response, and closed (the backend's status was counted).
+		pc.headPending = false
+		p.st.errors.Add(1)
+		f := upstream.FailureOf(err)
+		p.st.countFailure(f)
+		c.Write(p.errorResponse(pc, f.Status(), f.String(), err.Error(), true))
+		c.Close()
+		return
 	default:
 		// Cut short after the head was passed on: the client must see
 		// the truncation.
