@@ -263,3 +263,53 @@ func TestProxyBadResponseBodyBeforeFlush(t *testing.T) {
 		t.Fatalf("got %q", out)
 	}
 }
+
+// checkRepeatedFields: X-Forwarded-For and Via received on several field
+// lines are one list each (RFC 9110 §5.3): the proxy appends to all of
+// it, not to the last line only.
+func checkRepeatedFields(t *testing.T, paddr string, be *cannedBackend, respVia string) {
+	t.Helper()
+	out := rawExchange(t, paddr, "GET /f HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 1.1.1.1\r\nX-Forwarded-For: 2.2.2.2, 3.3.3.3\r\n"+
+		"Via: 1.0 a\r\nVia: 1.1 b\r\nConnection: close\r\n\r\n")
+	heads := be.seen()
+	h := heads[len(heads)-1]
+	if !strings.Contains(h, "\r\nX-Forwarded-For: 1.1.1.1, 2.2.2.2, 3.3.3.3, 127.0.0.1\r\n") || strings.Count(h, "X-Forwarded-For") != 1 ||
+		!strings.Contains(h, "\r\nVia: 1.0 a, 1.1 b, 1.1 warren\r\n") || strings.Count(h, "Via:") != 1 {
+		t.Fatalf("forwarded as %q", h)
+	}
+	if respVia != "" && !strings.Contains(out, respVia) {
+		t.Fatalf("response %q, want %q", out, respVia)
+	}
+}
+
+// TestProxyRepeatedForwardingFields: on the listener, both ways.
+func TestProxyRepeatedForwardingFields(t *testing.T) {
+	e := startEngine(t)
+	be := startCannedBackend(t, func(string) string {
+		return "HTTP/1.1 200 OK\r\nVia: 1.0 x\r\nVia: 1.1 y\r\nContent-Length: 2\r\n\r\nok"
+	})
+	paddr, _ := startProxy(t, e, upstream.ClusterConfig{Hosts: []string{be.addr}}, Config{})
+	checkRepeatedFields(t, paddr, be, "\r\nVia: 1.0 x, 1.1 y, 1.1 warren\r\n")
+}
+
+// TestForwardRepeatedForwardingFields: on a Forward route (the response's
+// Via lines are passed as they are, the proxy's after them).
+func TestForwardRepeatedForwardingFields(t *testing.T) {
+	e := startEngine(t)
+	be := okBackend(t)
+	cl, err := upstream.NewCluster(e, upstream.ClusterConfig{Hosts: []string{be.addr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	p := New(e, cl, Config{})
+	defer p.Close()
+	r := http1.NewRouter()
+	r.NotFound = p.Forward()
+	srv, _ := http1.NewServer(e, http1.Config{}, r)
+	ln, err := srv.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkRepeatedFields(t, ln.Addr().String(), be, "")
+}

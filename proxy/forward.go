@@ -247,19 +247,20 @@ func appendForwardHead(b []byte, p *Proxy, req *http1.Request, remote, proto str
 			opts = connOptions(opts, h.Value)
 		}
 	}
-	var xff, via []byte
+	var xffBuf, viaBuf [2][]byte
+	xff, via := xffBuf[:0], viaBuf[:0] // every line of each, in order (appendUpstreamHead)
 	for _, h := range req.Headers() {
 		switch {
 		case upgrade && eq(h.Name, "upgrade"):
 		case hop(h.Name) || listed(opts, h.Name) || eq(h.Name, "content-length") || eq(h.Name, "expect"):
 			continue
 		case eq(h.Name, "x-forwarded-for"):
-			xff = h.Value
+			xff = append(xff, h.Value)
 			continue
 		case eq(h.Name, "x-forwarded-proto"):
 			continue
 		case eq(h.Name, "via"):
-			via = h.Value
+			via = append(via, h.Value)
 			continue
 		case abs && eq(h.Name, "host"):
 			continue
@@ -275,18 +276,12 @@ func appendForwardHead(b []byte, p *Proxy, req *http1.Request, remote, proto str
 		b = append(b, "\r\n"...)
 	}
 	b = append(b, "X-Forwarded-For: "...)
-	if len(xff) > 0 {
-		b = append(b, xff...)
-		b = append(b, ", "...)
-	}
+	b = appendList(b, xff)
 	b = append(b, remote...)
 	b = append(b, "\r\nX-Forwarded-Proto: "...)
 	b = append(b, proto...)
 	b = append(b, "\r\nVia: "...)
-	if len(via) > 0 {
-		b = append(b, via...)
-		b = append(b, ", "...)
-	}
+	b = appendList(b, via)
 	b = append(b, p.via...)
 	b = append(b, "\r\n"...)
 	if upgrade {

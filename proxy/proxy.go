@@ -530,6 +530,19 @@ func (pc *pconn) forwardBody(in []byte) (int, error) {
 	return n, nil
 }
 
+// appendList appends the non-empty values of a list field received on
+// one or more lines, each followed by ", " (the proxy's own element
+// comes after them).
+func appendList(b []byte, vals [][]byte) []byte {
+	for _, v := range vals {
+		if len(v) > 0 {
+			b = append(b, v...)
+			b = append(b, ", "...)
+		}
+	}
+	return b
+}
+
 // hop reports whether a header field is hop-by-hop.
 func hop(name []byte) bool {
 	switch len(name) {
@@ -642,7 +655,10 @@ func (pc *pconn) appendUpstreamHead(b []byte, upgrade bool) []byte {
 			opts = connOptions(opts, h.Value)
 		}
 	}
-	var xff, via []byte
+	// X-Forwarded-For and Via may come on several field lines, one list
+	// (RFC 9110 §5.3): all of them are kept, in order.
+	var xffBuf, viaBuf [2][]byte
+	xff, via := xffBuf[:0], viaBuf[:0]
 	hostSeen, lengthSeen := false, false
 	for _, h := range req.Headers() {
 		switch {
@@ -652,12 +668,12 @@ func (pc *pconn) appendUpstreamHead(b []byte, upgrade bool) []byte {
 		case hop(h.Name) || listed(opts, h.Name):
 			continue
 		case eq(h.Name, "x-forwarded-for"):
-			xff = h.Value
+			xff = append(xff, h.Value)
 			continue
 		case eq(h.Name, "x-forwarded-proto"):
 			continue
 		case eq(h.Name, "via"):
-			via = h.Value
+			via = append(via, h.Value)
 			continue
 		case eq(h.Name, "host"):
 			if abs {
@@ -687,18 +703,12 @@ func (pc *pconn) appendUpstreamHead(b []byte, upgrade bool) []byte {
 		b = append(b, "\r\n"...)
 	}
 	b = append(b, "X-Forwarded-For: "...)
-	if len(xff) > 0 {
-		b = append(b, xff...)
-		b = append(b, ", "...)
-	}
+	b = appendList(b, xff)
 	b = pc.c.RemoteAddr().Addr().Unmap().AppendTo(b)
 	b = append(b, "\r\nX-Forwarded-Proto: "...)
 	b = append(b, pc.p.proto(pc.c)...)
 	b = append(b, "\r\nVia: "...)
-	if len(via) > 0 {
-		b = append(b, via...)
-		b = append(b, ", "...)
-	}
+	b = appendList(b, via)
 	b = append(b, pc.p.via...)
 	b = append(b, "\r\n"...)
 	if upgrade {
@@ -760,13 +770,14 @@ func (pc *pconn) OnResponse(x *upstream.Exchange, resp *http1.Response) {
 	// Content-Length beside it (RFC 9112 §6.3 lets Transfer-Encoding
 	// override one) must not reach the client.
 	dropLength := resp.Framing == http1.FramingChunked || resp.Framing == http1.FramingClose
-	var via []byte
+	var viaBuf [2][]byte
+	via := viaBuf[:0]
 	for h := range resp.Headers() {
 		if hop(h.Name) || listed(opts, h.Name) || dropLength && eq(h.Name, "content-length") {
 			continue
 		}
 		if eq(h.Name, "via") {
-			via = h.Value
+			via = append(via, h.Value)
 			continue
 		}
 		b = append(b, h.Name...)
@@ -775,10 +786,7 @@ func (pc *pconn) OnResponse(x *upstream.Exchange, resp *http1.Response) {
 		b = append(b, "\r\n"...)
 	}
 	b = append(b, "Via: "...)
-	if len(via) > 0 {
-		b = append(b, via...)
-		b = append(b, ", "...)
-	}
+	b = appendList(b, via)
 	b = append(b, pc.p.via...)
 	b = append(b, "\r\n"...)
 	if chunk {
