@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"io"
 	"net"
+	"net/http"
 	"strconv"
 	"strings"
 	"sync"
@@ -312,4 +313,33 @@ func TestForwardRepeatedForwardingFields(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkRepeatedFields(t, ln.Addr().String(), be, "")
+}
+
+// TestProxySlowUploadNotBackendFault: a client that stops sending its
+// request body is answered 408 body_timeout when the request times out
+// (its fault, not a 504 blaming the backend), and such clients do not
+// open the breaker for everyone else: six of them, then a GET is served.
+func TestProxySlowUploadNotBackendFault(t *testing.T) {
+	e := startEngine(t)
+	addr, _ := startGoBackend(t, http.HandlerFunc(echoBackend))
+	paddr, _ := startProxy(t, e, upstream.ClusterConfig{Hosts: []string{addr}, Timeout: 200 * time.Millisecond}, Config{})
+	var wg sync.WaitGroup
+	outs := make([]string, 6)
+	for i := range outs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			outs[i] = rawExchange(t, paddr, "POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\nabc")
+		}()
+	}
+	wg.Wait()
+	for i, out := range outs {
+		if !strings.HasPrefix(out, "HTTP/1.1 408 ") || !strings.Contains(out, "X-Warren-Reason: body_timeout\r\n") {
+			t.Fatalf("stalled upload %d: %q", i, out)
+		}
+	}
+	out := rawExchange(t, paddr, "GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+	if !strings.HasPrefix(out, "HTTP/1.1 200 ") {
+		t.Fatalf("GET after the stalled uploads: %q", out)
+	}
 }

@@ -882,6 +882,12 @@ func (pc *pconn) OnDone(x *upstream.Exchange, err error) {
 	case !started && !own:
 		// badRequest answered the client; the exchange it canceled
 		// ends here.
+	case !started && !reqDone && upstream.FailureOf(err) == upstream.FailTimeout:
+		// The client had not sent its whole body when the request timed
+		// out: its delay, not the backend's (the cluster does not hold it
+		// against the backend either). Counted with the bad requests.
+		p.st.badRequests.Add(1)
+		c.Write(p.errorResponse(pc, 408, "body_timeout", err.Error(), true))
 	case !started:
 		p.st.errors.Add(1)
 		if le, ok := err.(*limitError); ok {

@@ -838,6 +838,12 @@ func (cc *clientConn) perTryCheckAt(now time.Time) {
 			continue
 		}
 		due, wait := perTryDue(time.Unix(0, cc.lastIO.Load()), now, c.perTry)
+		if due && x.awaitingBody() {
+			// The caller has not sent the rest of the body: the silence
+			// is its own, not the backend's (the overall timeout bounds
+			// it). Checked again a period later.
+			due, wait = false, c.perTry
+		}
 		if !due {
 			cc.ptTimer.Reset(wait)
 			return
