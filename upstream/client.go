@@ -414,7 +414,10 @@ func (x *Exchange) dropSlotLocked() {
 // host is outlier detection's business, and retries route around it);
 // local refusals and cancels count neither way, nor does a timeout while
 // the caller still owed the streamed body (its silence, not the
-// backend's: slow uploads must not open the breaker for everyone).
+// backend's: slow uploads must not open the breaker for everyone) or
+// after the handler had the response head (the client got the backend's
+// status; a body cut by the timeout is as often a slow reader holding
+// the connection back as a slow backend).
 func (x *Exchange) breakerDone(err error, now time.Time) {
 	x.mu.Lock()
 	tk, has := x.ticket, x.hasTicket
@@ -429,7 +432,7 @@ func (x *Exchange) breakerDone(err error, now time.Time) {
 		x.c.brk.Release(tk)
 		return
 	case FailTimeout:
-		if bodyOpen {
+		if bodyOpen || x.respStarted() {
 			x.c.brk.Release(tk)
 			return
 		}

@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/warrenhq/warren/http1"
 )
 
 // TestSlowRequestBodyNotBackendFailure: a streamed request body the
@@ -44,5 +46,62 @@ func TestSlowRequestBodyNotBackendFailure(t *testing.T) {
 		if r, err := get(t, c, "/ok"); err != nil || r.Status != 200 {
 			t.Fatalf("per-try %v: a GET after the stalled uploads: %v %+v", perTry, err, r)
 		}
+	}
+}
+
+// pausingCollector pauses the upstream connection at the first piece of
+// body and never resumes it: a caller whose own client reads slowly.
+type pausingCollector struct {
+	err  error
+	done chan struct{}
+}
+
+func (k *pausingCollector) OnResponse(x *Exchange, resp *http1.Response) {}
+
+func (k *pausingCollector) OnBody(x *Exchange, data []byte) {
+	if uc := x.Conn(); uc != nil {
+		uc.PauseRead()
+	}
+}
+
+func (k *pausingCollector) OnDone(x *Exchange, err error) {
+	k.err = err
+	close(k.done)
+}
+
+// TestSlowResponseReaderNotBackendFailure: a request that times out while
+// its caller holds the response back (backpressure from a slow client
+// downloading a large body) counts neither way in the breaker: the
+// backend answered, and the status the client got was its. Before, six
+// slow downloads opened the breaker for everyone.
+func TestSlowResponseReaderNotBackendFailure(t *testing.T) {
+	e := startEngine(t)
+	big := make([]byte, 8<<20)
+	b := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/big" {
+			w.Write(big)
+			return
+		}
+		io.WriteString(w, "ok")
+	}))
+	c := newTestCluster(t, e, ClusterConfig{Hosts: []string{b.addr}, Timeout: 150 * time.Millisecond,
+		Breaker: BreakerConfig{ConsecutiveFailures: 2}})
+	for i := range 4 {
+		k := &pausingCollector{done: make(chan struct{})}
+		c.Do(&Request{Method: "GET", Head: AppendRequestHead(nil, "GET", "/big", "x", nil, -1, false), Handler: k})
+		select {
+		case <-k.done:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("request %d never ended", i)
+		}
+		if FailureOf(k.err) != FailTimeout {
+			t.Fatalf("request %d: %v; want a timeout", i, k.err)
+		}
+	}
+	if st := c.Stats(); st.BreakerState != "closed" {
+		t.Fatalf("breaker %s after four slow readers", st.BreakerState)
+	}
+	if r, err := get(t, c, "/ok"); err != nil || r.Status != 200 {
+		t.Fatalf("a GET after the slow readers: %v %+v", err, r)
 	}
 }
