@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"io"
 	"net"
 	"net/http"
@@ -341,5 +342,32 @@ func TestProxySlowUploadNotBackendFault(t *testing.T) {
 	out := rawExchange(t, paddr, "GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
 	if !strings.HasPrefix(out, "HTTP/1.1 200 ") {
 		t.Fatalf("GET after the stalled uploads: %q", out)
+	}
+}
+
+// TestProxyDrainFinishesInFlight: an engine shutdown (warren proxy's
+// SIGTERM) lets a request in flight finish within the drain timeout —
+// the client connection and the backend connection both wait for the
+// response, which goes out with Connection: close — instead of cutting
+// both at once because neither had bytes queued (a deploy must not cut
+// requests in flight).
+func TestProxyDrainFinishesInFlight(t *testing.T) {
+	e := startEngine(t)
+	addr, _ := startGoBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(300 * time.Millisecond)
+		io.WriteString(w, "finished")
+	}))
+	paddr, _ := startProxy(t, e, upstream.ClusterConfig{Hosts: []string{addr}}, Config{})
+	got := make(chan string, 1)
+	go func() { got <- rawExchange(t, paddr, "GET /slow HTTP/1.1\r\nHost: a\r\n\r\n") }()
+	time.Sleep(100 * time.Millisecond) // the request is on the backend
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := e.Shutdown(ctx); err != nil {
+		t.Errorf("shutdown: %v", err)
+	}
+	out := <-got
+	if !strings.HasPrefix(out, "HTTP/1.1 200 ") || !strings.HasSuffix(out, "finished") || !strings.Contains(out, "Connection: close\r\n") {
+		t.Fatalf("in flight during the drain: %q", out)
 	}
 }

@@ -283,6 +283,7 @@ var (
 	_ engine.Handler          = (*pconn)(nil)
 	_ engine.CloseHandler     = (*pconn)(nil)
 	_ engine.TimeoutHandler   = (*pconn)(nil)
+	_ engine.DrainHandler     = (*pconn)(nil)
 	_ engine.InlineHandler    = (*pconn)(nil)
 	_ upstream.UpgradeHandler = (*pconn)(nil)
 	_ upstream.InterimHandler = (*pconn)(nil)
@@ -983,6 +984,21 @@ func (pc *pconn) OnUpgrade(x *upstream.Exchange, uc *engine.Conn, resp *http1.Re
 	if !c.Post(func() { c.SetHandler(down) }) {
 		uc.Close()
 	}
+}
+
+// OnDrain (engine shutdown) lets a request in progress finish: its
+// response goes out with Connection: close and the connection closes
+// after it (the engine closes it at the drain deadline otherwise). A
+// connection between requests is left to the engine, which closes it.
+func (pc *pconn) OnDrain(c *engine.Conn) bool {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	switch pc.phase {
+	case phBody, phWait, phUpgrade:
+		pc.keepAlive = false
+		return true
+	}
+	return false
 }
 
 // OnClose cancels the exchange of a client that went away.
