@@ -840,6 +840,17 @@ func (cc *clientConn) perTryCheckAt(now time.Time) {
 			continue
 		}
 		due, wait := perTryDue(time.Unix(0, cc.lastIO.Load()), now, c.perTry)
+		if due && x.respStarted() {
+			// The handler has the response head: the attempt can no longer
+			// be retried, and a silence now is as often the caller holding
+			// the response back (a slow reader) as the backend; the overall
+			// timeout bounds the body. Disarmed (the next attempt arms it).
+			cc.ptArmed.Store(false)
+			if cc.x.Load() != x && cc.ptArmed.CompareAndSwap(false, true) {
+				continue // a new attempt found the timer armed: take it over
+			}
+			return
+		}
 		if due && x.awaitingBody() {
 			// The caller has not sent the rest of the body: the silence
 			// is its own, not the backend's (the overall timeout bounds

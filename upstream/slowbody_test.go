@@ -105,3 +105,39 @@ func TestSlowResponseReaderNotBackendFailure(t *testing.T) {
 		t.Fatalf("a GET after the slow readers: %v %+v", err, r)
 	}
 }
+
+// TestPerTryTimeoutNotAfterHead: once the handler has the response head
+// the per-try timeout no longer applies (the attempt can no longer be
+// retried; the overall timeout bounds the body): a caller holding the
+// response back (a slow reader) makes the connection silent, and the
+// per-try timeout used to cut such downloads and count them against the
+// host, ejecting a healthy backend.
+func TestPerTryTimeoutNotAfterHead(t *testing.T) {
+	e := startEngine(t)
+	big := make([]byte, 8<<20)
+	b := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/big" {
+			w.Write(big)
+			return
+		}
+		io.WriteString(w, "ok")
+	}))
+	c := newTestCluster(t, e, ClusterConfig{Hosts: []string{b.addr}, Timeout: 300 * time.Millisecond, PerTryTimeout: 30 * time.Millisecond,
+		Outlier: OutlierConfig{Consecutive5xx: 2, ConsecutiveGatewayFailure: 2, MaxEjectionPercent: 100}})
+	for i := range 3 {
+		k := &pausingCollector{done: make(chan struct{})}
+		c.Do(&Request{Method: "GET", Head: AppendRequestHead(nil, "GET", "/big", "x", nil, -1, false), Handler: k})
+		select {
+		case <-k.done:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("request %d never ended", i)
+		}
+		if FailureOf(k.err) != FailTimeout {
+			t.Fatalf("request %d: %v; want the overall timeout", i, k.err)
+		}
+	}
+	st := c.Stats()
+	if st.RqPerTryTimeout != 0 || st.Hosts[0].Ejected || st.RqTimeout != 3 {
+		t.Fatalf("per-try timeouts %d, overall %d, ejected %v after three slow readers", st.RqPerTryTimeout, st.RqTimeout, st.Hosts[0].Ejected)
+	}
+}
