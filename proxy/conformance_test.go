@@ -371,3 +371,41 @@ func TestProxyDrainFinishesInFlight(t *testing.T) {
 		t.Fatalf("in flight during the drain: %q", out)
 	}
 }
+
+// TestForwardClientGoneNo499: a Forward route whose client goes away
+// (here: half-closes) while the backend works cancels the exchange and
+// closes, without writing a "499" status line (a log code, not an HTTP
+// status a client should ever be sent).
+func TestForwardClientGoneNo499(t *testing.T) {
+	e := startEngine(t)
+	addr, _ := startGoBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(200 * time.Millisecond)
+		io.WriteString(w, "late")
+	}))
+	cl, err := upstream.NewCluster(e, upstream.ClusterConfig{Hosts: []string{addr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	p := New(e, cl, Config{})
+	defer p.Close()
+	r := http1.NewRouter()
+	r.NotFound = p.Forward()
+	srv, _ := http1.NewServer(e, http1.Config{}, r)
+	ln, err := srv.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(3 * time.Second))
+	io.WriteString(c, "GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
+	c.(*net.TCPConn).CloseWrite()
+	out, _ := io.ReadAll(c)
+	if len(out) != 0 {
+		t.Fatalf("written to a client that went away: %q", out)
+	}
+}

@@ -107,6 +107,12 @@ func (p *Proxy) forward(c *http1.Ctx) {
 				}
 				fl := upstream.FailureOf(ev.err)
 				p.st.countFailure(fl)
+				if fl == upstream.FailCanceled {
+					// The client went away (its context ended): nothing
+					// to answer, and 499 is a log code, not a status.
+					c.Conn().Close()
+					return
+				}
 				c.SetStatus(fl.Status())
 				c.SetHeader(p.reason, fl.String())
 				c.SetHeader("Via", string(p.via))
