@@ -202,6 +202,14 @@ func checkRequestShapes(t *testing.T, paddr string, be *cannedBackend) {
 	if h := heads[len(heads)-1]; !strings.HasPrefix(out, "HTTP/1.1 200 ") || !strings.HasPrefix(h, "GET / HTTP/1.1\r\n") || !strings.Contains(h, "\r\nHost: real.example\r\n") {
 		t.Fatalf("absolute-form without a path: %q forwarded as %q", out, h)
 	}
+	// An HTTP/1.0 request may come without Host; the backend gets
+	// HTTP/1.1, which must have one: empty, as RFC 9112 §3.2 says for a
+	// target without an authority (a Go or Node backend answered 400).
+	out = rawExchange(t, paddr, "GET /old HTTP/1.0\r\n\r\n")
+	heads = be.seen()
+	if h := heads[len(heads)-1]; !strings.HasPrefix(out, "HTTP/1.0 200 ") || !strings.HasPrefix(h, "GET /old HTTP/1.1\r\n") || strings.Count(h, "Host:") != 1 || !strings.Contains(h, "\r\nHost: \r\n") {
+		t.Fatalf("HTTP/1.0 without Host: %q forwarded as %q", out, h)
+	}
 	// Repeated or listed identical Content-Length values (RFC 9110 §8.6
 	// lets a recipient take them as one) go on as one field.
 	for _, cl := range []string{"Content-Length: 4\r\nContent-Length: 4\r\n", "Content-Length: 4, 4\r\n"} {

@@ -276,7 +276,9 @@ func appendForwardHead(b []byte, p *Proxy, req *http1.Request, remote, proto str
 		b = append(b, h.Value...)
 		b = append(b, "\r\n"...)
 	}
-	if abs {
+	if abs || req.Host == nil {
+		// The target's authority, or (an HTTP/1.0 request without Host)
+		// an empty Host, which HTTP/1.1 requires (RFC 9112 §3.2).
 		b = append(b, "Host: "...)
 		b = append(b, req.Host...)
 		b = append(b, "\r\n"...)

@@ -698,7 +698,9 @@ func (pc *pconn) appendUpstreamHead(b []byte, upgrade bool) []byte {
 		b = append(b, h.Value...)
 		b = append(b, "\r\n"...)
 	}
-	if !hostSeen && req.Host != nil {
+	if !hostSeen {
+		// The target's authority, or (an HTTP/1.0 request without Host)
+		// an empty Host, which HTTP/1.1 requires (RFC 9112 §3.2).
 		b = append(b, "Host: "...)
 		b = append(b, req.Host...)
 		b = append(b, "\r\n"...)
