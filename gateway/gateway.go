@@ -86,7 +86,11 @@ func New(eng *engine.Engine, cfg Config) (*Gateway, error) {
 		MaxCommandTimeout: cfg.MaxCommandTimeout, MaxPending: cfg.MaxPending, Logger: cfg.Logger,
 		Directory: cfg.Directory, Limits: cfg.DeviceLimits}
 	if cfg.Webhook.URL != "" {
-		if g.hook, err = newWebhook(eng, cfg.Node, cfg.Webhook); err != nil {
+		wc := cfg.Webhook
+		if wc.Cluster.Logger == nil {
+			wc.Cluster.Logger = cfg.Logger // the webhook cluster's ejections and breaker log with the gateway's
+		}
+		if g.hook, err = newWebhook(eng, cfg.Node, wc); err != nil {
 			bus.Close()
 			return nil, err
 		}

@@ -219,7 +219,7 @@ type webhookCollector webhook
 
 var (
 	webhookMsgDesc = prometheus.NewDesc("warren_gateway_webhook_messages_total",
-		"Telemetry messages offered to the webhook: queued, dropped (reason queue_full: the queue was full; in_flight: their batch was closed while -webhook-max-in-flight batches were being delivered).",
+		"Telemetry messages offered to the webhook: queued, delivered (their batch answered 2xx), dropped (reason queue_full: the queue was full; in_flight: their batch was closed while -webhook-max-in-flight batches were being delivered; delivery_failed: their batch failed after the cluster's retries).",
 		[]string{"result", "reason"}, nil)
 	webhookBatchDesc = prometheus.NewDesc("warren_gateway_webhook_batches_total",
 		"Webhook batches by result: delivered (2xx), failed (error or other status after retries), dropped (in_flight).",
@@ -239,6 +239,8 @@ func (c *webhookCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(webhookMsgDesc, prometheus.CounterValue, float64(c.queued.Load()), "queued", "")
 	ch <- prometheus.MustNewConstMetric(webhookMsgDesc, prometheus.CounterValue, float64(c.dropped.Load()), "dropped", "queue_full")
 	ch <- prometheus.MustNewConstMetric(webhookMsgDesc, prometheus.CounterValue, float64(st.DroppedMessages), "dropped", "in_flight")
+	ch <- prometheus.MustNewConstMetric(webhookMsgDesc, prometheus.CounterValue, float64(st.FailedMessages), "dropped", "delivery_failed")
+	ch <- prometheus.MustNewConstMetric(webhookMsgDesc, prometheus.CounterValue, float64(st.DeliveredMessages), "delivered", "")
 	ch <- prometheus.MustNewConstMetric(webhookBatchDesc, prometheus.CounterValue, float64(st.Delivered), "delivered")
 	ch <- prometheus.MustNewConstMetric(webhookBatchDesc, prometheus.CounterValue, float64(st.Failed), "failed")
 	ch <- prometheus.MustNewConstMetric(webhookBatchDesc, prometheus.CounterValue, float64(st.Dropped), "dropped")

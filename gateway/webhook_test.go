@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -14,6 +15,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/warrenhq/warren/engine"
 	"github.com/warrenhq/warren/internal/testutil"
@@ -182,4 +185,86 @@ func TestWebhookHTTPS(t *testing.T) {
 	defer w2.close()
 	w2.offer("dev-1", []byte(`{"t":1}`), time.Now())
 	testutil.Eventually(t, 10*time.Second, "a failed handshake", func() bool { return w2.cl.Stats().TLSHandshakeFail > 0 })
+}
+
+// TestWebhookFailedCounted: with the endpoint answering 500, the messages
+// of the batches that fail (after the cluster's retries) are counted as
+// dropped with reason delivery_failed, and those delivered once it
+// answers 2xx as delivered: every message queued is accounted for.
+func TestWebhookFailedCounted(t *testing.T) {
+	var fail atomic.Bool
+	fail.Store(true)
+	sink := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		if fail.Load() {
+			w.WriteHeader(500)
+		}
+	}))
+	defer sink.Close()
+	e := testutil.StartEngine(t, engine.Config{Logger: quietLog()})
+	w, err := newWebhook(e, "n1", WebhookConfig{URL: sink.URL + "/hook",
+		Batch: upstream.BatcherConfig{MaxCount: 5, MaxDelay: time.Millisecond}, MaxInFlight: 100,
+		Cluster: upstream.ClusterConfig{BreakerOff: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.close()
+	metric := func(result, reason string) float64 {
+		reg := prometheus.NewRegistry()
+		reg.MustRegister((*webhookCollector)(w))
+		fams, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range fams {
+			if f.GetName() != "warren_gateway_webhook_messages_total" {
+				continue
+			}
+			for _, m := range f.GetMetric() {
+				var res, rsn string
+				for _, l := range m.GetLabel() {
+					switch l.GetName() {
+					case "result":
+						res = l.GetValue()
+					case "reason":
+						rsn = l.GetValue()
+					}
+				}
+				if res == result && rsn == reason {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+		t.Fatalf("no messages_total{result=%q,reason=%q}", result, reason)
+		return 0
+	}
+	for range 20 {
+		w.offer("dev-1", []byte(`{"t":1}`), time.Now())
+	}
+	testutil.Eventually(t, 10*time.Second, "20 failed messages", func() bool { return metric("dropped", "delivery_failed") == 20 })
+	fail.Store(false)
+	for range 10 {
+		w.offer("dev-1", []byte(`{"t":2}`), time.Now())
+	}
+	testutil.Eventually(t, 10*time.Second, "10 delivered messages", func() bool { return metric("delivered", "") == 10 })
+	if q, f, d := metric("queued", ""), metric("dropped", "delivery_failed"), metric("delivered", ""); q != 30 || f != 20 || d != 10 {
+		t.Fatalf("queued %v, failed %v, delivered %v", q, f, d)
+	}
+}
+
+// TestWebhookLogsWithGatewayLogger: the webhook cluster's own logs (a
+// dead endpoint ejected by outlier detection) go to Config.Logger, not
+// to slog's default logger beside the gateway's.
+func TestWebhookLogsWithGatewayLogger(t *testing.T) {
+	var buf syncBuffer
+	g := startMQTTGatewayWith(t, "n1", BusConfig{}, func(c *Config) {
+		c.MQTT = ""
+		c.Logger = slog.New(slog.NewTextHandler(&buf, nil))
+		c.Webhook = WebhookConfig{URL: "http://" + testutil.RefusedAddr(t) + "/hook",
+			Batch: upstream.BatcherConfig{MaxCount: 1}, MaxInFlight: 100}
+	})
+	testutil.Eventually(t, 10*time.Second, "the dead endpoint's ejection logged", func() bool {
+		g.hook.offer("dev-1", []byte(`{"t":1}`), time.Now())
+		return strings.Contains(buf.String(), "host ejected") && strings.Contains(buf.String(), "cluster=webhook")
+	})
 }

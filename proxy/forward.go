@@ -29,6 +29,15 @@ func (p *Proxy) Forward() http1.Handler { return http1.HandlerFunc(p.forward) }
 
 func (p *Proxy) forward(c *http1.Ctx) {
 	req := c.Request
+	if isConnect(req.Method) {
+		p.st.badRequests.Add(1)
+		c.SetStatus(errConnect.Status)
+		c.SetHeader(p.reason, "bad_request")
+		c.SetHeader("Via", string(p.via))
+		c.SetClose()
+		c.WriteString(http1.StatusText(errConnect.Status) + ": bad_request\n")
+		return
+	}
 	upgrade := req.Upgrade != nil
 	body := c.Body()
 	head := appendForwardHead(nil, p, req, c.RemoteAddr().Addr().Unmap().String(), p.proto(c.Conn()), upgrade, len(body))
@@ -98,6 +107,12 @@ func (p *Proxy) forward(c *http1.Ctx) {
 				}
 				fl := upstream.FailureOf(ev.err)
 				p.st.countFailure(fl)
+				if fl == upstream.FailCanceled {
+					// The client went away (its context ended): nothing
+					// to answer, and 499 is a log code, not a status.
+					c.Conn().Close()
+					return
+				}
 				c.SetStatus(fl.Status())
 				c.SetHeader(p.reason, fl.String())
 				c.SetHeader("Via", string(p.via))
@@ -228,8 +243,9 @@ var (
 func appendForwardHead(b []byte, p *Proxy, req *http1.Request, remote, proto string, upgrade bool, bodyLen int) []byte {
 	b = append(b, req.Method...)
 	b = append(b, ' ')
-	b = append(b, req.Target...)
+	b = appendTarget(b, req)
 	b = append(b, " HTTP/1.1\r\n"...)
+	abs := absoluteForm(req)
 	var optsBuf [4][]byte
 	opts := optsBuf[:0]
 	for _, h := range req.Headers() {
@@ -237,19 +253,22 @@ func appendForwardHead(b []byte, p *Proxy, req *http1.Request, remote, proto str
 			opts = connOptions(opts, h.Value)
 		}
 	}
-	var xff, via []byte
+	var xffBuf, viaBuf [2][]byte
+	xff, via := xffBuf[:0], viaBuf[:0] // every line of each, in order (appendUpstreamHead)
 	for _, h := range req.Headers() {
 		switch {
 		case upgrade && eq(h.Name, "upgrade"):
 		case hop(h.Name) || listed(opts, h.Name) || eq(h.Name, "content-length") || eq(h.Name, "expect"):
 			continue
 		case eq(h.Name, "x-forwarded-for"):
-			xff = h.Value
+			xff = append(xff, h.Value)
 			continue
 		case eq(h.Name, "x-forwarded-proto"):
 			continue
 		case eq(h.Name, "via"):
-			via = h.Value
+			via = append(via, h.Value)
+			continue
+		case abs && eq(h.Name, "host"):
 			continue
 		}
 		b = append(b, h.Name...)
@@ -257,19 +276,20 @@ func appendForwardHead(b []byte, p *Proxy, req *http1.Request, remote, proto str
 		b = append(b, h.Value...)
 		b = append(b, "\r\n"...)
 	}
-	b = append(b, "X-Forwarded-For: "...)
-	if len(xff) > 0 {
-		b = append(b, xff...)
-		b = append(b, ", "...)
+	if abs || req.Host == nil {
+		// The target's authority, or (an HTTP/1.0 request without Host)
+		// an empty Host, which HTTP/1.1 requires (RFC 9112 §3.2).
+		b = append(b, "Host: "...)
+		b = append(b, req.Host...)
+		b = append(b, "\r\n"...)
 	}
+	b = append(b, "X-Forwarded-For: "...)
+	b = appendList(b, xff)
 	b = append(b, remote...)
 	b = append(b, "\r\nX-Forwarded-Proto: "...)
 	b = append(b, proto...)
 	b = append(b, "\r\nVia: "...)
-	if len(via) > 0 {
-		b = append(b, via...)
-		b = append(b, ", "...)
-	}
+	b = appendList(b, via)
 	b = append(b, p.via...)
 	b = append(b, "\r\n"...)
 	if upgrade {

@@ -269,6 +269,10 @@ type pconn struct {
 	reqDone     bool // request body fully forwarded
 	keepAlive   bool // the client may send another request
 	respStarted bool
+	// answered says the proxy wrote a response of its own (an error or a
+	// refusal) to this request: at most one goes out, whichever of
+	// badRequest and OnDone comes first.
+	answered    bool
 	respChunked bool // re-chunking the body for the client
 	closeAfter  bool // close the client connection after the response
 	minor       int  // the client's HTTP minor version
@@ -279,6 +283,7 @@ var (
 	_ engine.Handler          = (*pconn)(nil)
 	_ engine.CloseHandler     = (*pconn)(nil)
 	_ engine.TimeoutHandler   = (*pconn)(nil)
+	_ engine.DrainHandler     = (*pconn)(nil)
 	_ engine.InlineHandler    = (*pconn)(nil)
 	_ upstream.UpgradeHandler = (*pconn)(nil)
 	_ upstream.InterimHandler = (*pconn)(nil)
@@ -333,15 +338,18 @@ func (pc *pconn) badRequest(err error) {
 		e = &http1.Error{Status: 400, Reason: err.Error()}
 	}
 	pc.mu.Lock()
-	started := pc.respStarted
+	answer := !pc.respStarted && !pc.answered
+	pc.answered = true
 	x := pc.x
 	pc.phase = phDone
 	pc.mu.Unlock()
+	// The answer goes out before the cancel: the exchange's OnDone (which
+	// may run inside Cancel) then writes nothing and closes after it.
+	if answer {
+		pc.c.Write(pc.p.errorResponse(nil, e.Status, "bad_request", e.Reason, true))
+	}
 	if x != nil {
 		x.Cancel()
-	}
-	if !started {
-		pc.c.Write(pc.p.errorResponse(nil, e.Status, "bad_request", e.Reason, true))
 	}
 	pc.c.CloseWithReason(engine.ReasonProtocolError)
 }
@@ -350,6 +358,10 @@ func (pc *pconn) badRequest(err error) {
 // answered the request itself.
 func (pc *pconn) startRequest(raw []byte, n int) bool {
 	p, req := pc.p, &pc.req
+	if isConnect(req.Method) {
+		pc.badRequest(errConnect)
+		return false
+	}
 	hasBody := req.Chunked || req.ContentLength > 0
 	if p.bodyLim >= 0 && req.ContentLength > p.bodyLim {
 		pc.badRequest(http1.ErrBodyTooLarge)
@@ -365,7 +377,7 @@ func (pc *pconn) startRequest(raw []byte, n int) bool {
 	pc.keepAlive = !req.Close
 	pc.minor = req.ProtoMinor
 	pc.method = methodString(req.Method)
-	pc.respStarted, pc.respChunked, pc.closeAfter = false, false, false
+	pc.respStarted, pc.respChunked, pc.closeAfter, pc.answered = false, false, false, false
 	pc.reqDone = !hasBody
 	switch {
 	case upgrade:
@@ -397,6 +409,37 @@ func (pc *pconn) startRequest(raw []byte, n int) bool {
 	}
 	pc.mu.Unlock()
 	return true
+}
+
+// errConnect refuses CONNECT: the proxy forwards requests to its
+// cluster, it does not open tunnels (a backend that is itself a forward
+// proxy would otherwise be reachable through it), and a 2xx to a CONNECT
+// is not spliced.
+var errConnect = &http1.Error{Status: 405, Reason: "CONNECT is not proxied"}
+
+// isConnect reports whether m is CONNECT.
+func isConnect(m []byte) bool { return len(m) == 7 && string(m) == "CONNECT" }
+
+// appendTarget writes the request-target for the backend: as received,
+// but an absolute-form target (RFC 9112 §3.2.2) in origin-form, its
+// authority going to the Host field instead (absoluteForm).
+func appendTarget(b []byte, req *http1.Request) []byte {
+	if !absoluteForm(req) {
+		return append(b, req.Target...)
+	}
+	b = append(b, req.Path...)
+	if req.RawQuery != nil {
+		b = append(b, '?')
+		b = append(b, req.RawQuery...)
+	}
+	return b
+}
+
+// absoluteForm reports a request-target in absolute-form: req.Host is
+// then the target's authority, which replaces any Host field received
+// (the origin server must ignore that one, RFC 9112 §3.2.2).
+func absoluteForm(req *http1.Request) bool {
+	return req.Target[0] != '/' && len(req.Path) > 0 && req.Path[0] == '/'
 }
 
 // methodString returns m as a string, without allocating for the
@@ -486,6 +529,19 @@ func (pc *pconn) forwardBody(in []byte) (int, error) {
 		pc.p.res.add(pc.c, func() bool { return x.Backlog() <= pc.p.cfg.MaxBacklog/4 })
 	}
 	return n, nil
+}
+
+// appendList appends the non-empty values of a list field received on
+// one or more lines, each followed by ", " (the proxy's own element
+// comes after them).
+func appendList(b []byte, vals [][]byte) []byte {
+	for _, v := range vals {
+		if len(v) > 0 {
+			b = append(b, v...)
+			b = append(b, ", "...)
+		}
+	}
+	return b
 }
 
 // hop reports whether a header field is hop-by-hop.
@@ -589,8 +645,9 @@ func (pc *pconn) appendUpstreamHead(b []byte, upgrade bool) []byte {
 	req := &pc.req
 	b = append(b, req.Method...)
 	b = append(b, ' ')
-	b = append(b, req.Target...)
+	b = appendTarget(b, req)
 	b = append(b, " HTTP/1.1\r\n"...)
+	abs := absoluteForm(req)
 	var opts [][]byte
 	var optsBuf [4][]byte
 	opts = optsBuf[:0]
@@ -599,8 +656,11 @@ func (pc *pconn) appendUpstreamHead(b []byte, upgrade bool) []byte {
 			opts = connOptions(opts, h.Value)
 		}
 	}
-	var xff, via []byte
-	hostSeen := false
+	// X-Forwarded-For and Via may come on several field lines, one list
+	// (RFC 9110 §5.3): all of them are kept, in order.
+	var xffBuf, viaBuf [2][]byte
+	xff, via := xffBuf[:0], viaBuf[:0]
+	hostSeen, lengthSeen := false, false
 	for _, h := range req.Headers() {
 		switch {
 		case eq(h.Name, "transfer-encoding"):
@@ -609,39 +669,49 @@ func (pc *pconn) appendUpstreamHead(b []byte, upgrade bool) []byte {
 		case hop(h.Name) || listed(opts, h.Name):
 			continue
 		case eq(h.Name, "x-forwarded-for"):
-			xff = h.Value
+			xff = append(xff, h.Value)
 			continue
 		case eq(h.Name, "x-forwarded-proto"):
 			continue
 		case eq(h.Name, "via"):
-			via = h.Value
+			via = append(via, h.Value)
 			continue
 		case eq(h.Name, "host"):
+			if abs {
+				continue
+			}
 			hostSeen = true
+		case eq(h.Name, "content-length"):
+			// Repeated or listed identical values (the parser refuses
+			// different ones) go on as one field.
+			if lengthSeen {
+				continue
+			}
+			lengthSeen = true
+			b = append(b, "Content-Length: "...)
+			b = strconv.AppendInt(b, req.ContentLength, 10)
+			b = append(b, "\r\n"...)
+			continue
 		}
 		b = append(b, h.Name...)
 		b = append(b, ": "...)
 		b = append(b, h.Value...)
 		b = append(b, "\r\n"...)
 	}
-	if !hostSeen && req.Host != nil {
+	if !hostSeen {
+		// The target's authority, or (an HTTP/1.0 request without Host)
+		// an empty Host, which HTTP/1.1 requires (RFC 9112 §3.2).
 		b = append(b, "Host: "...)
 		b = append(b, req.Host...)
 		b = append(b, "\r\n"...)
 	}
 	b = append(b, "X-Forwarded-For: "...)
-	if len(xff) > 0 {
-		b = append(b, xff...)
-		b = append(b, ", "...)
-	}
+	b = appendList(b, xff)
 	b = pc.c.RemoteAddr().Addr().Unmap().AppendTo(b)
 	b = append(b, "\r\nX-Forwarded-Proto: "...)
 	b = append(b, pc.p.proto(pc.c)...)
 	b = append(b, "\r\nVia: "...)
-	if len(via) > 0 {
-		b = append(b, via...)
-		b = append(b, ", "...)
-	}
+	b = appendList(b, via)
 	b = append(b, pc.p.via...)
 	b = append(b, "\r\n"...)
 	if upgrade {
@@ -699,13 +769,18 @@ func (pc *pconn) OnResponse(x *upstream.Exchange, resp *http1.Response) {
 			opts = connOptions(opts, h.Value)
 		}
 	}
-	var via []byte
+	// A chunked or close-delimited body is framed by the proxy itself: a
+	// Content-Length beside it (RFC 9112 §6.3 lets Transfer-Encoding
+	// override one) must not reach the client.
+	dropLength := resp.Framing == http1.FramingChunked || resp.Framing == http1.FramingClose
+	var viaBuf [2][]byte
+	via := viaBuf[:0]
 	for h := range resp.Headers() {
-		if hop(h.Name) || listed(opts, h.Name) {
+		if hop(h.Name) || listed(opts, h.Name) || dropLength && eq(h.Name, "content-length") {
 			continue
 		}
 		if eq(h.Name, "via") {
-			via = h.Value
+			via = append(via, h.Value)
 			continue
 		}
 		b = append(b, h.Name...)
@@ -714,10 +789,7 @@ func (pc *pconn) OnResponse(x *upstream.Exchange, resp *http1.Response) {
 		b = append(b, "\r\n"...)
 	}
 	b = append(b, "Via: "...)
-	if len(via) > 0 {
-		b = append(b, via...)
-		b = append(b, ", "...)
-	}
+	b = appendList(b, via)
 	b = append(b, pc.p.via...)
 	b = append(b, "\r\n"...)
 	if chunk {
@@ -780,8 +852,10 @@ func (pc *pconn) OnDone(x *upstream.Exchange, err error) {
 	keep := pc.keepAlive && !pc.closeAfter && pc.phase != phDone
 	minor := pc.minor
 	pc.x = nil
+	own := !pc.answered // no answer of the proxy's own went out yet
 	if err != nil && !started {
 		keep = keep && reqDone
+		pc.answered = true
 	}
 	if !reqDone {
 		keep = false // the rest of the request body is not worth reading
@@ -808,6 +882,15 @@ func (pc *pconn) OnDone(x *upstream.Exchange, err error) {
 			c.Writev(out)
 			clear(out)
 		}
+	case !started && !own:
+		// badRequest answered the client; the exchange it canceled
+		// ends here.
+	case !started && !reqDone && upstream.FailureOf(err) == upstream.FailTimeout:
+		// The client had not sent its whole body when the request timed
+		// out: its delay, not the backend's (the cluster does not hold it
+		// against the backend either). Counted with the bad requests.
+		p.st.badRequests.Add(1)
+		c.Write(p.errorResponse(pc, 408, "body_timeout", err.Error(), true))
 	case !started:
 		p.st.errors.Add(1)
 		if le, ok := err.(*limitError); ok {
@@ -818,6 +901,17 @@ func (pc *pconn) OnDone(x *upstream.Exchange, err error) {
 		p.st.countFailure(f)
 		c.Write(p.errorResponse(pc, f.Status(), f.String(), err.Error(), !keep))
 		_ = minor
+	case pc.headPending:
+		// The response broke before any of it went out (its head waits
+		// for the first piece of body): answered as a failure before
+		// the response, and closed (the backend's status was counted).
+		pc.headPending = false
+		p.st.errors.Add(1)
+		f := upstream.FailureOf(err)
+		p.st.countFailure(f)
+		c.Write(p.errorResponse(pc, f.Status(), f.String(), err.Error(), true))
+		c.Close()
+		return
 	default:
 		// Cut short after the head was passed on: the client must see
 		// the truncation.
@@ -861,7 +955,7 @@ func (pc *pconn) release() {
 	pc.mu.Lock()
 	pc.x = nil
 	pc.phase = phHead
-	pc.reqDone, pc.keepAlive, pc.respStarted, pc.respChunked, pc.closeAfter = false, false, false, false, false
+	pc.reqDone, pc.keepAlive, pc.respStarted, pc.respChunked, pc.closeAfter, pc.answered = false, false, false, false, false, false
 	pc.headPending = false
 	pc.mu.Unlock()
 	if cap(pc.head) > 16<<10 {
@@ -892,6 +986,21 @@ func (pc *pconn) OnUpgrade(x *upstream.Exchange, uc *engine.Conn, resp *http1.Re
 	if !c.Post(func() { c.SetHandler(down) }) {
 		uc.Close()
 	}
+}
+
+// OnDrain (engine shutdown) lets a request in progress finish: its
+// response goes out with Connection: close and the connection closes
+// after it (the engine closes it at the drain deadline otherwise). A
+// connection between requests is left to the engine, which closes it.
+func (pc *pconn) OnDrain(c *engine.Conn) bool {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	switch pc.phase {
+	case phBody, phWait, phUpgrade:
+		pc.keepAlive = false
+		return true
+	}
+	return false
 }
 
 // OnClose cancels the exchange of a client that went away.

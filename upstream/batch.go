@@ -150,9 +150,14 @@ type SinkConfig struct {
 	Encode func(b Batch) []byte
 }
 
-// SinkStats counts what an HTTPSink did.
+// SinkStats counts what an HTTPSink did: batches (and their messages)
+// closed, delivered (2xx), failed (an error or another status after the
+// cluster's retries: their messages are lost) and dropped (closed over
+// MaxInFlight). Messages = DeliveredMessages + FailedMessages +
+// DroppedMessages + those in batches still in flight.
 type SinkStats struct {
 	Batches, Messages, Delivered, Failed, Dropped, DroppedMessages uint64
+	DeliveredMessages, FailedMessages                              uint64
 }
 
 // HTTPSink delivers messages to an HTTP endpoint through a Cluster in
@@ -164,7 +169,10 @@ type HTTPSink struct {
 	c   *Cluster
 	cfg SinkConfig
 	b   *Batcher
-	st  struct{ batches, messages, delivered, failed, dropped, droppedMsgs atomic.Uint64 }
+	st  struct {
+		batches, messages, delivered, failed, dropped, droppedMsgs atomic.Uint64
+		deliveredMsgs, failedMsgs                                  atomic.Uint64
+	}
 
 	inFlight atomic.Int64
 	mu       sync.Mutex // guards timer
@@ -247,7 +255,8 @@ func (s *HTTPSink) Flush() {
 // Stats returns the sink's counters.
 func (s *HTTPSink) Stats() SinkStats {
 	return SinkStats{Batches: s.st.batches.Load(), Messages: s.st.messages.Load(), Delivered: s.st.delivered.Load(),
-		Failed: s.st.failed.Load(), Dropped: s.st.dropped.Load(), DroppedMessages: s.st.droppedMsgs.Load()}
+		Failed: s.st.failed.Load(), Dropped: s.st.dropped.Load(), DroppedMessages: s.st.droppedMsgs.Load(),
+		DeliveredMessages: s.st.deliveredMsgs.Load(), FailedMessages: s.st.failedMsgs.Load()}
 }
 
 // InFlight returns the batches being delivered.
@@ -265,11 +274,14 @@ func (s *HTTPSink) deliver(bt Batch) {
 	body := s.cfg.Encode(bt)
 	head := AppendRequestHead(nil, s.cfg.Method, s.cfg.Path, s.cfg.Host,
 		[]string{"Content-Type", s.cfg.ContentType}, int64(len(body)), false)
-	s.c.Do(&Request{Method: s.cfg.Method, Head: head, Body: body, Idempotent: 1, Handler: (*sinkHandler)(s)})
+	s.c.Do(&Request{Method: s.cfg.Method, Head: head, Body: body, Idempotent: 1, Handler: &sinkHandler{s: s, n: uint64(len(bt.Messages))}})
 }
 
 // sinkHandler receives a batch's response.
-type sinkHandler HTTPSink
+type sinkHandler struct {
+	s *HTTPSink
+	n uint64 // the batch's messages
+}
 
 // OnResponse ignores the head; the status is read in OnDone.
 func (h *sinkHandler) OnResponse(x *Exchange, resp *http1.Response) {}
@@ -277,13 +289,15 @@ func (h *sinkHandler) OnResponse(x *Exchange, resp *http1.Response) {}
 // OnBody discards the response body.
 func (h *sinkHandler) OnBody(x *Exchange, data []byte) {}
 
-// OnDone counts the batch delivered (2xx) or failed.
+// OnDone counts the batch, and its messages, delivered (2xx) or failed.
 func (h *sinkHandler) OnDone(x *Exchange, err error) {
-	s := (*HTTPSink)(h)
+	s := h.s
 	s.inFlight.Add(-1)
 	if err == nil && x.Status() >= 200 && x.Status() < 300 {
 		s.st.delivered.Add(1)
+		s.st.deliveredMsgs.Add(h.n)
 	} else {
 		s.st.failed.Add(1)
+		s.st.failedMsgs.Add(h.n)
 	}
 }

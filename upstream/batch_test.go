@@ -5,8 +5,11 @@ import (
 	"io"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/warrenhq/warren/internal/testutil"
 )
 
 func TestBatcherBounds(t *testing.T) {
@@ -87,7 +90,38 @@ func TestHTTPSink(t *testing.T) {
 	for _, a := range got {
 		total += len(a)
 	}
-	if st.Delivered != 3 || total != 25 || st.Dropped != 0 || st.Failed != 0 {
+	if st.Delivered != 3 || total != 25 || st.Dropped != 0 || st.Failed != 0 || st.DeliveredMessages != 25 || st.FailedMessages != 0 {
 		t.Fatalf("stats %+v, backend got %v", st, got)
+	}
+}
+
+// TestHTTPSinkFailedMessages: the messages of a batch the endpoint
+// refuses (after the cluster's retries) are counted as failed, so every
+// message closed into a batch is accounted for as delivered, failed or
+// dropped.
+func TestHTTPSinkFailedMessages(t *testing.T) {
+	e := startEngine(t)
+	var fail atomic.Bool
+	fail.Store(true)
+	b := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		if fail.Load() {
+			w.WriteHeader(503)
+		}
+	}))
+	c := newTestCluster(t, e, ClusterConfig{Hosts: []string{b.addr}})
+	s := NewHTTPSink(c, SinkConfig{Batch: BatcherConfig{MaxCount: 10, MaxDelay: 20 * time.Millisecond}})
+	for range 25 {
+		s.Send([]byte("1"))
+	}
+	testutil.Eventually(t, 5*time.Second, "three failed batches", func() bool { return s.Stats().Failed == 3 })
+	fail.Store(false)
+	for range 7 {
+		s.Send([]byte("2"))
+	}
+	testutil.Eventually(t, 5*time.Second, "a delivered batch", func() bool { return s.Stats().Delivered == 1 })
+	st := s.Stats()
+	if st.FailedMessages != 25 || st.DeliveredMessages != 7 || st.Messages != 32 || st.DroppedMessages != 0 {
+		t.Fatalf("stats %+v", st)
 	}
 }

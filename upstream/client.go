@@ -412,11 +412,17 @@ func (x *Exchange) dropSlotLocked() {
 // breakerDone reports the request's outcome to the breaker: the breaker
 // counts requests as the client sees them, after retries (a single bad
 // host is outlier detection's business, and retries route around it);
-// local refusals and cancels count neither way.
+// local refusals and cancels count neither way, nor does a timeout while
+// the caller still owed the streamed body (its silence, not the
+// backend's: slow uploads must not open the breaker for everyone) or
+// after the handler had the response head (the client got the backend's
+// status; a body cut by the timeout is as often a slow reader holding
+// the connection back as a slow backend).
 func (x *Exchange) breakerDone(err error, now time.Time) {
 	x.mu.Lock()
 	tk, has := x.ticket, x.hasTicket
 	x.hasTicket = false
+	bodyOpen := x.stream && !x.ended
 	x.mu.Unlock()
 	if !has {
 		return
@@ -425,11 +431,27 @@ func (x *Exchange) breakerDone(err error, now time.Time) {
 	case FailOverflow, FailCanceled, FailShutdown, FailNoHost:
 		x.c.brk.Release(tk)
 		return
+	case FailTimeout:
+		if bodyOpen || x.respStarted() {
+			x.c.brk.Release(tk)
+			return
+		}
 	}
 	if now.IsZero() {
 		now = x.c.now()
 	}
 	x.c.brk.Done(tk, err == nil && x.Status() < 500, now)
+}
+
+// awaitingBody reports a streamed request whose caller has not ended
+// its body: a silence on its connection may then be the caller's.
+func (x *Exchange) awaitingBody() bool {
+	if !x.stream {
+		return false
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return !x.ended
 }
 
 // armPendingTimer bounds x's wait in a pending queue.

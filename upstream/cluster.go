@@ -462,6 +462,13 @@ func hostPort(s string) (string, bool, error) {
 		if u.Host == "" {
 			return "", false, fmt.Errorf("upstream: host %q: no host", s)
 		}
+		// A path, query or credentials would be dropped without a word
+		// (a request's target goes to the backend as received, and no
+		// Authorization is added), which is not what a URL that names
+		// them asks for: refused.
+		if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || u.User != nil {
+			return "", false, fmt.Errorf("upstream: host %q: only scheme://host[:port] (a path, query or user info is not supported)", redact(u))
+		}
 		s = u.Host
 	}
 	if _, _, err := net.SplitHostPort(s); err != nil {
@@ -469,6 +476,9 @@ func hostPort(s string) (string, bool, error) {
 	}
 	return s, secure, nil
 }
+
+// redact is u for an error message, a password in it masked.
+func redact(u *url.URL) string { return u.Redacted() }
 
 // dialHandler is the handler to dial hp with: h, or h below TLS for an
 // https host.

@@ -625,3 +625,24 @@ func TestClusterOverallTimeoutReused(t *testing.T) {
 		t.Errorf("rq_timeout %d + rq_per_try_timeout %d; counted %d", st.RqTimeout, st.RqPerTryTimeout, timeouts.Load())
 	}
 }
+
+// TestHostURLRefused: a backend URL with a path, query or user info is
+// refused at start rather than used as its host and port alone (the
+// path and credentials silently dropped); a bare trailing slash is
+// accepted.
+func TestHostURLRefused(t *testing.T) {
+	for _, h := range []string{"http://127.0.0.1:8000/base", "http://127.0.0.1:8000/base/", "http://127.0.0.1:8000?x=1",
+		"http://127.0.0.1:8000/?", "http://u:secret@127.0.0.1:8000", "https://u@127.0.0.1:8443", "http://127.0.0.1:8000/#f"} {
+		_, _, err := hostPort(h)
+		if err == nil {
+			t.Errorf("%q accepted", h)
+		} else if strings.Contains(err.Error(), "secret") {
+			t.Errorf("%q: the password is in the error: %v", h, err)
+		}
+	}
+	for h, want := range map[string]string{"http://127.0.0.1:8000/": "127.0.0.1:8000", "http://h": "h:80", "https://h/": "h:443", "h:1": "h:1"} {
+		if got, _, err := hostPort(h); err != nil || got != want {
+			t.Errorf("%q: %q %v; want %q", h, got, err, want)
+		}
+	}
+}

@@ -319,7 +319,7 @@ func (hp *hostPool) release(cc *clientConn, now time.Time) {
 		cc.assign(x, true, now)
 		return
 	}
-	if hp.nidle >= hp.c.pool.MaxIdlePerHost {
+	if hp.nidle >= hp.c.pool.MaxIdlePerHost || cc.drained {
 		hp.mu.Unlock()
 		cc.retire()
 		return
@@ -446,6 +446,7 @@ type clientConn struct {
 	closed    bool
 	gone      bool // closed, upgraded or retired: never reused
 	detached  bool // upgraded: the connection is no longer the pool's
+	drained   bool // the engine is shutting down: retired once free
 	requests  int
 	loop      int           // conn.Loop(); set before the connection is pooled
 	bufs      [3][]byte     // Writev's slice for a request, reused (under the exchange's mu)
@@ -472,6 +473,7 @@ var (
 	_ engine.OpenHandler    = (*clientConn)(nil)
 	_ engine.CloseHandler   = (*clientConn)(nil)
 	_ engine.TimeoutHandler = (*clientConn)(nil)
+	_ engine.DrainHandler   = (*clientConn)(nil)
 	_ engine.EOFHandler     = (*clientConn)(nil)
 	_ engine.InlineHandler  = (*clientConn)(nil)
 	_ engine.ProtocolNamer  = (*clientConn)(nil)
@@ -838,6 +840,23 @@ func (cc *clientConn) perTryCheckAt(now time.Time) {
 			continue
 		}
 		due, wait := perTryDue(time.Unix(0, cc.lastIO.Load()), now, c.perTry)
+		if due && x.respStarted() {
+			// The handler has the response head: the attempt can no longer
+			// be retried, and a silence now is as often the caller holding
+			// the response back (a slow reader) as the backend; the overall
+			// timeout bounds the body. Disarmed (the next attempt arms it).
+			cc.ptArmed.Store(false)
+			if cc.x.Load() != x && cc.ptArmed.CompareAndSwap(false, true) {
+				continue // a new attempt found the timer armed: take it over
+			}
+			return
+		}
+		if due && x.awaitingBody() {
+			// The caller has not sent the rest of the body: the silence
+			// is its own, not the backend's (the overall timeout bounds
+			// it). Checked again a period later.
+			due, wait = false, c.perTry
+		}
 		if !due {
 			cc.ptTimer.Reset(wait)
 			return
@@ -1056,6 +1075,19 @@ func (cc *clientConn) OnTimeout(conn *engine.Conn, r engine.CloseReason) bool {
 		return false
 	}
 	return true // busy again (taken from the idle stack meanwhile), or not due
+}
+
+// OnDrain (engine shutdown) keeps a connection with a request in flight
+// open until its response is complete, and retires it then (after any
+// request already waiting for it); an idle one is left to the engine,
+// which closes it.
+func (cc *clientConn) OnDrain(conn *engine.Conn) bool {
+	cc.drained = true
+	if cc.x.Load() != nil {
+		return true
+	}
+	cc.hp.removeIdle(cc)
+	return false
 }
 
 // OnClose accounts for the closed connection and fails its exchange, if
