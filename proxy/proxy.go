@@ -275,8 +275,11 @@ type pconn struct {
 	answered    bool
 	respChunked bool // re-chunking the body for the client
 	closeAfter  bool // close the client connection after the response
-	minor       int  // the client's HTTP minor version
-	method      string
+	// eofHold keeps a client that half-closed after its request open
+	// until its response is written (OnEOF); nil otherwise.
+	eofHold func()
+	minor   int // the client's HTTP minor version
+	method  string
 }
 
 var (
@@ -284,6 +287,7 @@ var (
 	_ engine.CloseHandler     = (*pconn)(nil)
 	_ engine.TimeoutHandler   = (*pconn)(nil)
 	_ engine.DrainHandler     = (*pconn)(nil)
+	_ engine.EOFHandler       = (*pconn)(nil)
 	_ engine.InlineHandler    = (*pconn)(nil)
 	_ upstream.UpgradeHandler = (*pconn)(nil)
 	_ upstream.InterimHandler = (*pconn)(nil)
@@ -865,6 +869,12 @@ func (pc *pconn) OnDone(x *upstream.Exchange, err error) {
 	} else {
 		pc.phase = phDone
 	}
+	if hold := pc.eofHold; hold != nil {
+		// Released when OnDone returns, after the answer and the close
+		// below were asked for.
+		pc.eofHold = nil
+		defer hold()
+	}
 	pc.mu.Unlock()
 	c := pc.c
 	switch {
@@ -957,6 +967,7 @@ func (pc *pconn) release() {
 	pc.phase = phHead
 	pc.reqDone, pc.keepAlive, pc.respStarted, pc.respChunked, pc.closeAfter, pc.answered = false, false, false, false, false, false
 	pc.headPending = false
+	pc.eofHold = nil
 	pc.mu.Unlock()
 	if cap(pc.head) > 16<<10 {
 		pc.head = nil
@@ -1003,15 +1014,35 @@ func (pc *pconn) OnDrain(c *engine.Conn) bool {
 	return false
 }
 
+// OnEOF keeps a client that half-closed its side after its whole request
+// (RFC 9112 §9.6 lets it: some clients send, shut down and read) until
+// its response is written, and closes after it; the engine would
+// otherwise close it at once, with nothing in progress on its loop. A
+// half-close before the request's end leaves the close to the engine
+// (OnClose cancels the exchange).
+func (pc *pconn) OnEOF(c *engine.Conn) {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	if pc.phase == phWait && pc.eofHold == nil {
+		pc.keepAlive = false
+		pc.eofHold = c.Hold()
+	}
+}
+
 // OnClose cancels the exchange of a client that went away.
 func (pc *pconn) OnClose(c *engine.Conn, r engine.CloseReason, err error) {
 	pc.mu.Lock()
 	x := pc.x
 	pc.x = nil
 	pc.phase = phDone
+	hold := pc.eofHold
+	pc.eofHold = nil
 	pc.mu.Unlock()
 	if x != nil {
 		x.Cancel()
+	}
+	if hold != nil {
+		hold()
 	}
 	pc.releaseHeld()
 }
