@@ -582,7 +582,11 @@ func (c *conn) fail(e *Error) {
 	if !c.connected {
 		// A CONNECT that failed: CONNACK with the reason, in the version
 		// the client asked for when the decoder got that far.
-		if c.version != 0 {
+		if c.version == Version311 && (e.Code == MalformedPacket || e.Code == ProtocolError) {
+			// 3.1.1 has no return code for a malformed CONNECT: close
+			// without a CONNACK [MQTT-3.1.4-1] (a CONNACK 0x03 would tell
+			// the client to come back later with the same packet).
+		} else if c.version != 0 {
 			c.srv.stats.refused.Add(1)
 			c.packet(&Connack{ReasonCode: e.Code})
 		} else if e.Code == UnsupportedProtocolVersion {

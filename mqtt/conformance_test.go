@@ -1,0 +1,84 @@
+package mqtt
+
+import (
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"testing"
+	"time"
+)
+
+// rawUntilClosed reads whatever the server sends until it closes the
+// connection (within 5 s), and returns the packets' first bytes and
+// lengths: the test decides what may have come.
+func (c *client) rawUntilClosed() []byte {
+	c.t.Helper()
+	c.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got, err := io.ReadAll(c.c)
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		c.t.Fatalf("the server did not close the connection (read %x)", got)
+	}
+	return append(c.buf, got...)
+}
+
+// [MQTT-3.1.4-1]: in 3.1.1 the server closes the connection without a
+// CONNACK when the CONNECT does not conform to section 3.1 — 3.1.1 has no
+// return code for a malformed CONNECT (0x03, server unavailable, would
+// send the client back later with the same packet).
+func TestMalformedConnect311NoConnack(t *testing.T) {
+	b := startBroker(t, Config{})
+	ok := AppendConnect(nil, &Connect{Version: Version311, ClientID: []byte("x"), CleanStart: true, KeepAlive: 60})
+	const flagsAt = 9 // fixed header 2, "MQTT" 6, level 1
+	if ok[flagsAt] != 0x02 {
+		t.Fatalf("CONNECT flags at %d: %x", flagsAt, ok)
+	}
+	withFlags := func(f byte) []byte {
+		p := append([]byte(nil), ok...)
+		p[flagsAt] = f
+		return p
+	}
+	badUTF8 := AppendConnect(nil, &Connect{Version: Version311, ClientID: []byte{0xff, 0xfe}, CleanStart: true})
+	passwordOnly := AppendConnect(nil, &Connect{Version: Version311, ClientID: []byte("x"), CleanStart: true})
+	passwordOnly[1] += 4
+	passwordOnly[flagsAt] |= 0x40
+	passwordOnly = binary.BigEndian.AppendUint16(passwordOnly, 2)
+	passwordOnly = append(passwordOnly, "pw"...)
+	for name, p := range map[string][]byte{
+		"reserved flag":              withFlags(0x03),
+		"will QoS without will flag": withFlags(0x02 | 0x08),
+		"will retain without will":   withFlags(0x02 | 0x20),
+		"password without user name": passwordOnly,
+		"client id not UTF-8":        badUTF8,
+	} {
+		c := dial(t, b.addr, Version311)
+		c.raw(p)
+		if got := c.rawUntilClosed(); len(got) != 0 {
+			t.Errorf("%s: the server sent %x before closing, want nothing", name, got)
+		}
+	}
+	// What 3.1.1 has a return code for still gets its CONNACK: an
+	// unsupported protocol level (0x01), an empty client id with clean
+	// session 0 (0x02, [MQTT-3.1.3-8]).
+	c := dial(t, b.addr, Version311)
+	lvl := append([]byte(nil), ok...)
+	lvl[8] = 6
+	c.raw(lvl)
+	if ca, isCA := c.next().(*Connack); !isCA || ca.ReasonCode != UnsupportedProtocolVersion {
+		t.Fatalf("level 6: %v", ca)
+	}
+	c = dial(t, b.addr, Version311)
+	if ca := c.connect(&Connect{CleanStart: false}); ca.ReasonCode != ClientIdentifierNotValid {
+		t.Fatalf("empty id, clean session 0: %v", ca.ReasonCode)
+	}
+	// 5.0 may answer a malformed CONNECT with CONNACK 0x81 [MQTT-3.1.4-2].
+	c = dial(t, b.addr, Version5)
+	p5 := AppendConnect(nil, &Connect{Version: Version5, ClientID: []byte("x"), CleanStart: true})
+	p5[flagsAt] |= 0x01
+	c.raw(p5)
+	if ca, isCA := c.next().(*Connack); !isCA || ca.ReasonCode != MalformedPacket {
+		t.Fatalf("5.0 reserved flag: %v", ca)
+	}
+	connectOK(t, b.addr, Version311, "still-serving")
+}
