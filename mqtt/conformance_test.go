@@ -82,3 +82,21 @@ func TestMalformedConnect311NoConnack(t *testing.T) {
 	}
 	connectOK(t, b.addr, Version311, "still-serving")
 }
+
+// [MQTT-3.3.4-6]: a PUBLISH from a client must not carry a Subscription
+// Identifier; the server treats one as a protocol error (DISCONNECT 0x82)
+// and does not route the message.
+func TestPublishSubscriptionIDFromClient(t *testing.T) {
+	b := startBroker(t, Config{})
+	sub := connectOK(t, b.addr, Version5, "sub")
+	sub.subscribe(1, QoS0, "sid/#")
+	c := connectOK(t, b.addr, Version5, "pub")
+	c.send(&Publish{Topic: []byte("sid/a"), Payload: []byte("x"), Props: Properties{SubscriptionIDs: []uint32{5}}})
+	if d := c.closed(); d == nil || d.ReasonCode != ProtocolError {
+		t.Fatalf("PUBLISH with a subscription identifier: DISCONNECT %+v", d)
+	}
+	b.Publish(&Message{Topic: "sid/b", Payload: []byte("after")})
+	if got := sub.expectPublish(); got.Topic != "sid/b" {
+		t.Fatalf("the refused message was routed: %+v", got)
+	}
+}

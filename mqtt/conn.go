@@ -970,6 +970,13 @@ func (c *conn) onPublish(p *Publish, n int, t int64) {
 	// retained as a view, and copies any other once, strings included.
 	view := s.cfg.Hooks.Authorize == nil && s.cfg.Hooks.OnPublish == nil
 	var topic string
+	if v5 && p.Props.Present.Has(PropSubscriptionID) {
+		// Subscription identifiers go from the server to a client only
+		// [MQTT-3.3.4-6].
+		c.srv.stats.proto.Add(1)
+		c.disconnect(ProtocolError, engine.ReasonProtocolError, "subscription identifier in a client's PUBLISH")
+		return
+	}
 	if v5 && p.Props.Present.Has(PropTopicAlias) {
 		a := int(p.Props.TopicAlias)
 		if a == 0 || a > s.cfg.TopicAliasMaximum {
