@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
 )
@@ -98,5 +99,49 @@ func TestPublishSubscriptionIDFromClient(t *testing.T) {
 	b.Publish(&Message{Topic: "sid/b", Payload: []byte("after")})
 	if got := sub.expectPublish(); got.Topic != "sid/b" {
 		t.Fatalf("the refused message was routed: %+v", got)
+	}
+}
+
+// [MQTT-3.1.2-25] and the reason string's rules in CONNACK and DISCONNECT
+// (5.0 3.2.2.3.7, 3.14.2.2.3): the server sends nothing larger than the
+// client's Maximum Packet Size, and leaves out the reason string rather.
+func TestDiagnosticsFitMaximumPacketSize(t *testing.T) {
+	long := strings.Repeat("r", 200)
+	b := startBroker(t, Config{Hooks: Hooks{Authenticate: func(ci *ConnectInfo) (any, ReasonCode, string) {
+		if ci.ClientID == "refused" {
+			return nil, NotAuthorized, long
+		}
+		return nil, Success, ""
+	}}})
+	const mps = 16
+	// A DISCONNECT with a reason string (an unknown topic alias).
+	c := dial(t, b.addr, Version5)
+	if ca := c.connect(&Connect{ClientID: []byte("small"), CleanStart: true, Props: Properties{MaximumPacketSize: mps}}); ca.ReasonCode != Success {
+		t.Fatal(ca.ReasonCode)
+	}
+	c.send(&Publish{Props: Properties{TopicAlias: 3}})
+	got := c.rawUntilClosed()
+	if len(got) == 0 || len(got) > mps || got[0] != byte(TypeDisconnect)<<4 {
+		t.Fatalf("DISCONNECT for a client taking %d bytes: %x", mps, got)
+	}
+	var dec Decoder
+	dec.Version = Version5
+	if _, p, err := dec.Decode(got, nil); err != nil || p.(*Disconnect).ReasonCode != ProtocolError {
+		t.Fatalf("DISCONNECT %x: %v %v", got, p, err)
+	}
+	// A refused CONNECT's CONNACK.
+	c = dial(t, b.addr, Version5)
+	c.send(&Connect{Version: Version5, ClientID: []byte("refused"), CleanStart: true, Props: Properties{MaximumPacketSize: mps}})
+	got = c.rawUntilClosed()
+	if len(got) == 0 || len(got) > mps || got[0] != byte(TypeConnack)<<4 {
+		t.Fatalf("CONNACK for a client taking %d bytes: %x", mps, got)
+	}
+	if _, p, err := dec.Decode(got, nil); err != nil || p.(*Connack).ReasonCode != NotAuthorized {
+		t.Fatalf("CONNACK %x: %v %v", got, p, err)
+	}
+	// Without the limit the reason string goes along.
+	c = dial(t, b.addr, Version5)
+	if ca := c.connect(&Connect{ClientID: []byte("refused"), CleanStart: true}); string(ca.Props.ReasonString) != long {
+		t.Fatalf("CONNACK without a limit: reason %q", ca.Props.ReasonString)
 	}
 }

@@ -476,12 +476,32 @@ func (c *conn) packet(p Packet) bool {
 		v = Version311
 	}
 	b := Append(pool.Get(256)[:0], v, p)
+	if x := c.x; x != nil && x.maxOut != 0 && len(b) > int(x.maxOut) {
+		b = appendWithoutDiagnostics(b[:0], v, p)
+	}
 	ok := c.write(b)
 	pool.Put(b)
 	if ok {
 		c.pc().out[p.Type()&15].Add(1)
 	}
 	return ok
+}
+
+// appendWithoutDiagnostics appends p without its reason string and user
+// properties: a packet the client's Maximum Packet Size would not take
+// with them goes without [MQTT-3.1.2-25] (5.0 3.2.2.3.7, 3.14.2.2.3).
+func appendWithoutDiagnostics(dst []byte, v Version, p Packet) []byte {
+	switch p := p.(type) {
+	case *Connack:
+		q := *p
+		q.Props.dropDiagnostics()
+		return Append(dst, v, &q)
+	case *Disconnect:
+		q := *p
+		q.Props.dropDiagnostics()
+		return Append(dst, v, &q)
+	}
+	return Append(dst, v, p)
 }
 
 func (c *conn) sendAck(kind Type, id uint16, code ReasonCode) {
@@ -706,6 +726,10 @@ func (s *Server) topicOK(t string) bool {
 func (c *conn) onConnect(p *Connect) {
 	s := c.srv
 	c.version = p.Version
+	if p.Props.Present.Has(PropMaximumPacketSize) {
+		// Before any refusal: a CONNACK must fit it too.
+		c.ext().maxOut = p.Props.MaximumPacketSize
+	}
 	now := s.now()
 	cid := string(p.ClientID)
 	assigned := false
@@ -786,9 +810,6 @@ func (c *conn) onConnect(p *Connect) {
 	c.kaSecs = uint16(ka / time.Second)
 	if p.Props.Present.Has(PropReceiveMaximum) {
 		c.ext().recvMax = p.Props.ReceiveMaximum
-	}
-	if p.Props.Present.Has(PropMaximumPacketSize) {
-		c.ext().maxOut = p.Props.MaximumPacketSize
 	}
 	if a := min(p.Props.TopicAliasMaximum, maxOutAliases); a > 0 {
 		c.ext().aliasMax = a
