@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net/netip"
 	"strings"
@@ -212,6 +213,12 @@ func (d *mqttDevices) authenticate(ci *mqtt.ConnectInfo) (any, mqtt.ReasonCode, 
 		ident, err = d.auth.Authenticate(string(ci.Password), d.now())
 	}
 	if err != nil {
+		if d.anon && errors.Is(err, ErrBadDeviceID) {
+			// The client id is what is refused: 0x85, and in 3.1.1
+			// return code 2 [MQTT-3.1.3-9], not a bad password.
+			d.refusedID.Add(1)
+			return nil, mqtt.ClientIdentifierNotValid, "client id is not a device id ([A-Za-z0-9_-], 1 to 128 bytes)"
+		}
 		d.refusedAuth.Add(1)
 		d.hub.m.authFailures.Add(1)
 		return nil, mqtt.BadUserNameOrPassword, AuthReason(err)

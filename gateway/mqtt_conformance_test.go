@@ -1,0 +1,75 @@
+package gateway
+
+import (
+	"net"
+	"testing"
+	"time"
+
+	"github.com/warrenhq/warren/engine"
+	"github.com/warrenhq/warren/internal/testutil"
+	"github.com/warrenhq/warren/mqtt"
+)
+
+// connackOf sends a CONNECT of version v for client id id and returns the
+// server's CONNACK, decoded in v.
+func connackOf(t *testing.T, addr string, v mqtt.Version, id string) *mqtt.Connack {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write(mqtt.AppendConnect(nil, &mqtt.Connect{Version: v, ClientID: []byte(id), CleanStart: true}))
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	d := mqtt.Decoder{Version: v}
+	var buf []byte
+	tmp := make([]byte, 512)
+	for {
+		n, p, err := d.Decode(buf, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n > 0 {
+			ca, ok := p.(*mqtt.Connack)
+			if !ok {
+				t.Fatalf("expected CONNACK, got %T", p)
+			}
+			cp := *ca
+			return &cp
+		}
+		k, err := c.Read(tmp)
+		if err != nil {
+			t.Fatalf("closed without a CONNACK: %v", err)
+		}
+		buf = append(buf, tmp[:k]...)
+	}
+}
+
+// With -auth none the client id is the device id: one that is not a
+// valid device id is refused as a client identifier (5.0 0x85; 3.1.1
+// return code 2, [MQTT-3.1.3-9]), not as a bad user name or password.
+func TestMQTTNoAuthBadClientID(t *testing.T) {
+	e := testutil.StartEngine(t, engine.Config{Logger: quietLog()})
+	g, err := New(e, Config{Addr: "127.0.0.1:0", API: "-", MQTT: "127.0.0.1:0", Auth: NoAuth(), Node: "n1",
+		Logger: quietLog(), DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(g.Close)
+	for _, v := range []mqtt.Version{mqtt.Version5, mqtt.Version311} {
+		for _, id := range []string{"a/b", "dev+1", "dev 1"} {
+			if ca := connackOf(t, g.MQTTAddr(), v, id); ca.ReasonCode != mqtt.ClientIdentifierNotValid {
+				t.Errorf("%v, client id %q: CONNACK %v, want client_identifier_not_valid", v, id, ca.ReasonCode)
+			}
+		}
+		if ca := connackOf(t, g.MQTTAddr(), v, "dev-ok"); ca.ReasonCode != mqtt.Success {
+			t.Errorf("%v, a valid id: CONNACK %v", v, ca.ReasonCode)
+		}
+	}
+	if n := g.mq.refusedID.Load(); n != 6 {
+		t.Fatalf("refused for the client id: %d, want 6", n)
+	}
+	if n := g.mq.refusedAuth.Load(); n != 0 {
+		t.Fatalf("refused as auth failures: %d", n)
+	}
+}
