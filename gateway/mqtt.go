@@ -70,6 +70,7 @@ type mqttDevices struct {
 	certs  *certAuth
 
 	refusedAuth, refusedID, bridgedOut, bridgedIn, unmappable atomic.Uint64
+	unmappableIn                                              atomic.Uint64 // messages from NATS on a subject no topic maps onto
 }
 
 // mqttDevice is what authenticating a CONNECT finds (by token here, by
@@ -452,6 +453,13 @@ func (d *mqttDevices) fromRetained(m *nats.Msg) {
 // subscribers. What this node's MQTT clients published was routed locally
 // already and is skipped, and so are the gateway's own subjects.
 func (d *mqttDevices) fromNATS(m *nats.Msg) {
+	if strings.IndexByte(m.Subject, '/') >= 0 {
+		// No MQTT topic maps onto a subject with a '/' in a token ('/'
+		// separates the levels): as a topic it would name another subject
+		// (a/b.c would be a/b/c, the image of a.b.c). Dropped, counted.
+		d.unmappableIn.Add(1)
+		return
+	}
 	if isRetainedSub(m) {
 		d.fromRetained(m)
 		return
@@ -578,7 +586,7 @@ func (l *mqttLink) Close(reason string) {
 //	warren_gateway_mqtt_refused_total{reason="auth|client_id"}  counter  CONNECTs refused
 //	warren_gateway_mqtt_bridged_total{direction="out|in"}       counter  messages bridged to and from NATS
 //	warren_gateway_mqtt_unmappable_total                        counter  topics refused for not mapping onto NATS
-//	warren_gateway_mqtt_bridge_dropped_total{reason="queue_full"} counter  messages from NATS dropped: the bridge's queue was full
+//	warren_gateway_mqtt_bridge_dropped_total{reason="queue_full|unmappable"} counter  messages from NATS dropped: the bridge's queue was full, or their subject has a '/' (no MQTT topic maps onto it)
 //	warren_gateway_mqtt_bridge_queued                           gauge    messages from NATS waiting in the bridge's queue
 //	warren_gateway_mqtt_bridge_shares                           gauge    MQTT share groups with members on the node (one NATS queue subscription each; -mqtt-cluster-shares)
 //	warren_gateway_mqtt_bridge_shares_refused_total             counter  share groups not followed: the node had MQTTBridgeMaxSubjects already
@@ -602,7 +610,7 @@ func (d *mqttDevices) collector() prometheus.Collector {
 			"Times the node's MQTT interest went over -mqtt-bridge-max-subjects (the bridge then follows every subject).", nil, nil),
 		bridgeErrors: prometheus.NewDesc("warren_gateway_mqtt_bridge_subscribe_errors_total", "NATS subscribes of the MQTT bridge that failed.", nil, nil),
 		bridgeDropped: prometheus.NewDesc("warren_gateway_mqtt_bridge_dropped_total",
-			"Messages from NATS the MQTT bridge did not hand on, by reason (queue_full: its queue, -mqtt-bridge-queue, was full).", []string{"reason"}, nil),
+			"Messages from NATS the MQTT bridge did not hand on, by reason (queue_full: its queue, -mqtt-bridge-queue, was full; unmappable: a subject with a '/', onto which no MQTT topic maps).", []string{"reason"}, nil),
 		bridgeQueued: prometheus.NewDesc("warren_gateway_mqtt_bridge_queued", "Messages from NATS waiting in the MQTT bridge's queue (up to -mqtt-bridge-queue).", nil, nil),
 		bridgeShares: prometheus.NewDesc("warren_gateway_mqtt_bridge_shares",
 			"MQTT share groups ($share/group/filter) with members on the node: one NATS queue subscription each, in a queue group every node with members of the group joins.", nil, nil),
@@ -642,6 +650,7 @@ func (c *mqttCollector) Collect(ch chan<- prometheus.Metric) {
 	n(c.bridgeOverflow, c.d.br.overflowed.Load())
 	n(c.bridgeErrors, c.d.br.subErrors.Load())
 	n(c.bridgeDropped, c.d.br.dropped(), ReasonBridgeQueueFull)
+	n(c.bridgeDropped, c.d.unmappableIn.Load(), "unmappable")
 	ch <- prometheus.MustNewConstMetric(c.bridgeQueued, prometheus.GaugeValue, float64(c.d.br.queued()))
 	ch <- prometheus.MustNewConstMetric(c.bridgeShares, prometheus.GaugeValue, float64(c.d.br.sharesFollowed()))
 	n(c.sharesRefused, c.d.br.sharesRefused.Load())

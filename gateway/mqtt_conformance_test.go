@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	paho "github.com/eclipse/paho.mqtt.golang"
+
 	"github.com/warrenhq/warren/engine"
 	"github.com/warrenhq/warren/internal/testutil"
 	"github.com/warrenhq/warren/mqtt"
@@ -71,5 +73,64 @@ func TestMQTTNoAuthBadClientID(t *testing.T) {
 	}
 	if n := g.mq.refusedAuth.Load(); n != 0 {
 		t.Fatalf("refused as auth failures: %d", n)
+	}
+}
+
+// Topics map one to one onto subjects: a NATS subject with a '/' in a
+// token is the image of no MQTT topic ('/' separates levels; a/b.c as a
+// topic would be a/b/c, the image of a.b.c), so it does not reach MQTT
+// subscribers, even of '#'; it is counted.
+func TestMQTTSlashSubjectNotDelivered(t *testing.T) {
+	g := startMQTTGateway(t, "n1", BusConfig{})
+	tok, err := IssueToken(testSecret, "backend", RoleService, time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := mqttClient(t, g, "backend", tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan string, 1024)
+	if tk := svc.Subscribe("#", 0, func(_ paho.Client, m paho.Message) {
+		got <- m.Topic() + " " + string(m.Payload())
+	}); !tk.WaitTimeout(5*time.Second) || tk.Error() != nil {
+		t.Fatal(tk.Error())
+	}
+	nc := natsConn(t, g)
+	// The bridge's subscription reaches the server asynchronously: publish
+	// the pair until the good one arrives. NATS keeps one publisher's
+	// order, so each bad one was handled before the good one after it.
+	deadline := time.Now().Add(10 * time.Second)
+wait:
+	for {
+		if time.Now().After(deadline) {
+			t.Fatal("no message from NATS reached the MQTT subscriber")
+		}
+		nc.Publish("n/b.x", []byte("bad"))
+		nc.Publish("n.b.x", []byte("good"))
+		nc.Flush()
+		select {
+		case s := <-got:
+			if s != "n/b/x good" {
+				t.Fatalf("delivered: %q", s)
+			}
+			break wait
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	// What the other rounds brought: good ones only.
+	for {
+		select {
+		case s := <-got:
+			if s != "n/b/x good" {
+				t.Fatalf("delivered: %q", s)
+			}
+			continue
+		case <-time.After(200 * time.Millisecond):
+		}
+		break
+	}
+	if g.mq.unmappableIn.Load() == 0 {
+		t.Fatal("the unmappable subject was not counted")
 	}
 }
