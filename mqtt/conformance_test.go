@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
 )
 
 // rawUntilClosed reads whatever the server sends until it closes the
@@ -144,4 +146,25 @@ func TestDiagnosticsFitMaximumPacketSize(t *testing.T) {
 	if ca := c.connect(&Connect{ClientID: []byte("refused"), CleanStart: true}); string(ca.Props.ReasonString) != long {
 		t.Fatalf("CONNACK without a limit: reason %q", ca.Props.ReasonString)
 	}
+}
+
+// Keep-alive over WebSocket, a client that is quiet both ways: it gets
+// DISCONNECT 0x8D and a close frame, as a busy one does
+// (TestWebSocketKeepAlive) and as a TCP client gets the DISCONNECT; the
+// engine's idle timer, which closes without either, is only a backstop
+// behind the sweeper.
+func TestWebSocketKeepAliveQuiet(t *testing.T) {
+	b := startBroker(t, Config{SweepInterval: time.Second})
+	ws := dialWS(t, b.wsAddr)
+	ws.WriteMessage(websocket.BinaryMessage, AppendConnect(nil, &Connect{Version: Version5, ClientID: []byte("quiet"), CleanStart: true, KeepAlive: 1}))
+	if got := readWS(t, ws, Version5); got != "connack" {
+		t.Fatal(got)
+	}
+	if got := readWS(t, ws, Version5); got != "disconnect" {
+		t.Fatalf("quiet WebSocket client got %s", got)
+	}
+	if _, _, err := ws.ReadMessage(); !websocket.IsCloseError(err, 1008) {
+		t.Fatalf("close: %v", err)
+	}
+	b.waitStats(t, "keep-alive counted", func(s Stats) bool { return s.KeepAliveTimeouts == 1 })
 }

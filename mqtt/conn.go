@@ -926,7 +926,14 @@ func (c *conn) onConnect(p *Connect) {
 		s.stats.connV3.Add(1)
 	}
 	if ka > 0 {
-		c.ec.SetIdleTimeout(ka * 3 / 2)
+		idle := ka * 3 / 2
+		if c.ws() != nil {
+			// The sweeper closes a silent WebSocket client, with
+			// DISCONNECT 0x8D and a close frame; the engine's timer, which
+			// would close it without either, is a backstop behind it.
+			idle += 2 * s.cfg.SweepInterval
+		}
+		c.ec.SetIdleTimeout(idle)
 	} else {
 		c.ec.SetIdleTimeout(-1)
 	}
