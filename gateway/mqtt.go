@@ -269,6 +269,9 @@ func (d *mqttDevices) authorize(c *mqtt.Client, a mqtt.Action, topic string) boo
 	default:
 		return false
 	}
+	if a == mqtt.ActionPublish && reservedTopic(topic) {
+		return false
+	}
 	var b1, b2 [256]byte
 	for _, p := range d.acl {
 		// p with %c and then %u replaced, built on the stack: authorize
@@ -281,6 +284,24 @@ func (d *mqttDevices) authorize(c *mqtt.Client, a mqtt.Action, topic string) boo
 		if mqtt.Match(unsafe.String(unsafe.SliceData(x), len(x)), topic) {
 			return true
 		}
+	}
+	return false
+}
+
+// reservedTopic reports whether topic maps onto a subject the gateway
+// itself publishes and trusts, which no device may publish on whatever its
+// ACL: a device's presence (devices.<id>.presence: every node's directory
+// follows it, and a forged event would take another device's entry and
+// close its connection as replaced) and the cluster's own subjects
+// (warren.>, and _INBOX.> where requests are answered).
+func reservedTopic(topic string) bool {
+	first, rest, _ := strings.Cut(topic, "/")
+	switch first {
+	case "warren", "_INBOX":
+		return true
+	case "devices":
+		_, last, ok := strings.Cut(rest, "/")
+		return ok && last == "presence"
 	}
 	return false
 }

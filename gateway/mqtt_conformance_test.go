@@ -134,3 +134,57 @@ wait:
 		t.Fatal("the unmappable subject was not counted")
 	}
 }
+
+// A device may not publish on the subjects the gateway itself publishes
+// and trusts, whatever its ACL: its presence (a forged presence event of
+// another device, published on the forger's own devices/<id>/presence,
+// took that device's directory entry and closed its connection as
+// replaced), the cluster's warren.> and _INBOX.>. PUBACK 0x87, and a
+// will on them is refused with CONNACK 0x87.
+func TestMQTTDeviceCannotForgePresence(t *testing.T) {
+	for _, acl := range [][]string{nil, {"#"}} {
+		g := startMQTTGatewayWith(t, "n1", BusConfig{}, func(c *Config) { c.MQTTACL = acl })
+		victim := rawMQTT(t, g.MQTTAddr(), "dev-2", token(t, "dev-2"))
+		testutil.Eventually(t, 0, "dev-2 online", func() bool { return g.Hub().Lookup("dev-2") != nil })
+		att := rawMQTT(t, g.MQTTAddr(), "dev-1", token(t, "dev-1"))
+		forged := `{"device":"dev-2","state":"online","node":"ghost","protocol":"mqtt","session":"ghost/1",` +
+			`"at":"2030-01-01T00:00:00Z","connected_at":"2030-01-01T00:00:00Z"}`
+		topics := []string{"devices/dev-1/presence", "warren/nodes/heartbeat", "_INBOX/x"}
+		if acl != nil {
+			topics = append(topics, "devices/dev-2/presence")
+		}
+		for i, topic := range topics {
+			att.Write(mqtt.AppendPublish(nil, mqtt.Version5, &mqtt.Publish{Topic: []byte(topic), QoS: mqtt.QoS1,
+				PacketID: uint16(i + 1), Payload: []byte(forged)}))
+			if a, ok := readMQTT(t, att).(*mqtt.Ack); !ok || a.ReasonCode != mqtt.NotAuthorized {
+				t.Fatalf("ACL %v, publish on %s: %+v", acl, topic, a)
+			}
+		}
+		// The device's own tree is still its own.
+		att.Write(mqtt.AppendPublish(nil, mqtt.Version5, &mqtt.Publish{Topic: []byte("devices/dev-1/status"), QoS: mqtt.QoS1,
+			PacketID: 9, Payload: []byte("up")}))
+		if a, ok := readMQTT(t, att).(*mqtt.Ack); !ok || a.ReasonCode != mqtt.Success {
+			t.Fatalf("ACL %v, publish on its own status: %+v", acl, a)
+		}
+		// A will on its presence.
+		c, err := net.Dial("tcp", g.MQTTAddr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Write(mqtt.AppendConnect(nil, &mqtt.Connect{Version: mqtt.Version5, ClientID: []byte("dev-3"), CleanStart: true,
+			Username: []byte("u"), Password: []byte(token(t, "dev-3")),
+			Will: &mqtt.Will{Topic: []byte("devices/dev-3/presence"), Payload: []byte(forged)}}))
+		if ca, ok := readMQTT(t, c).(*mqtt.Connack); !ok || ca.ReasonCode != mqtt.NotAuthorized {
+			t.Fatalf("ACL %v, will on presence: %+v", acl, ca)
+		}
+		c.Close()
+		// The victim is still connected, and the directory still has it here.
+		victim.Write(mqtt.AppendPingreq(nil))
+		if _, ok := readMQTT(t, victim).(*mqtt.Pingresp); !ok {
+			t.Fatalf("ACL %v: the victim lost its connection", acl)
+		}
+		if d := g.Hub().Lookup("dev-2"); d == nil || d.Node != "n1" {
+			t.Fatalf("ACL %v: dev-2's directory entry: %+v", acl, d)
+		}
+	}
+}
