@@ -418,9 +418,17 @@ func (d *mqttDevices) onPublish(c *mqtt.Client, m *mqtt.Message) (bool, mqtt.Rea
 // onWill bridges a will message onto NATS as onPublish does the other
 // publishes: subscribers on other nodes get a client's will, and their
 // retained stores a retained one.
-func (d *mqttDevices) onWill(_ string, m *mqtt.Message) {
+func (d *mqttDevices) onWill(clientID string, m *mqtt.Message) {
 	if m.Retain {
 		d.rs.touch(m.Topic)
+	}
+	if rest, ok := cutDeviceTopic(m.Topic, clientID); ok && rest == "telemetry" && ValidDeviceID(clientID) {
+		// A device's will on its telemetry is its last telemetry: with
+		// the headers a consumer of telemetry reads (Warren-Device,
+		// Warren-Received), as its other messages there have. (It keeps
+		// Warren-MQTT-QoS: this node's bridge must not route it twice.)
+		d.bridgeOutAs(m, clientID, d.now())
+		return
 	}
 	d.bridgeOut(m)
 }
@@ -428,8 +436,16 @@ func (d *mqttDevices) onWill(_ string, m *mqtt.Message) {
 // bridgeOut publishes a message of this node's MQTT clients on NATS
 // (headers Warren-Node, Warren-MQTT-QoS, Warren-MQTT-Retain), and a
 // retained one on retainedPrefix too.
-func (d *mqttDevices) bridgeOut(m *mqtt.Message) {
+func (d *mqttDevices) bridgeOut(m *mqtt.Message) { d.bridgeOutAs(m, "", time.Time{}) }
+
+// bridgeOutAs is bridgeOut, with the telemetry headers Warren-Device and
+// Warren-Received (at) when device is not empty.
+func (d *mqttDevices) bridgeOutAs(m *mqtt.Message, device string, at time.Time) {
 	nm := &nats.Msg{Subject: subject(m.Topic), Data: append([]byte(nil), m.Payload...), Header: nats.Header{}}
+	if device != "" {
+		nm.Header.Set(hdrDevice, device)
+		nm.Header.Set(hdrReceived, at.UTC().Format(time.RFC3339Nano))
+	}
 	nm.Header.Set(headerNode, d.node)
 	nm.Header.Set(headerQoS, string('0'+byte(m.QoS)))
 	if m.Retain {

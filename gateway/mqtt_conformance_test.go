@@ -188,3 +188,59 @@ func TestMQTTDeviceCannotForgePresence(t *testing.T) {
 		}
 	}
 }
+
+// A device's will on its telemetry topic lands on devices.<id>.telemetry
+// with the telemetry headers (Warren-Device, Warren-Node,
+// Warren-Received) and the exact payload, as its other telemetry does, and
+// reaches a local MQTT subscriber once.
+func TestMQTTWillAsTelemetry(t *testing.T) {
+	g := startMQTTGateway(t, "n1", BusConfig{})
+	nc := natsConn(t, g)
+	sub, _ := nc.SubscribeSync("devices.*.telemetry")
+	nc.Flush()
+	tok, err := IssueToken(testSecret, "backend", RoleService, time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := mqttClient(t, g, "backend", tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan string, 8)
+	if tk := svc.Subscribe("devices/+/telemetry", 0, func(_ paho.Client, m paho.Message) {
+		got <- string(m.Payload())
+	}); !tk.WaitTimeout(5*time.Second) || tk.Error() != nil {
+		t.Fatal(tk.Error())
+	}
+	payload := "\x00last\xff"
+	c, err := net.Dial("tcp", g.MQTTAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Write(mqtt.AppendConnect(nil, &mqtt.Connect{Version: mqtt.Version311, ClientID: []byte("dev-1"), CleanStart: true,
+		HasUsername: true, Username: []byte("u"), HasPassword: true, Password: []byte(token(t, "dev-1")), KeepAlive: 60,
+		Will: &mqtt.Will{Topic: []byte("devices/dev-1/telemetry"), Payload: []byte(payload), QoS: mqtt.QoS1}}))
+	testutil.Eventually(t, 0, "dev-1 online", func() bool { return g.Hub().Lookup("dev-1") != nil })
+	c.Close() // no DISCONNECT: the will goes out
+	m, err := sub.NextMsg(5 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(m.Data) != payload || m.Subject != "devices.dev-1.telemetry" || m.Header.Get("Warren-Device") != "dev-1" ||
+		m.Header.Get("Warren-Node") != "n1" || m.Header.Get("Warren-Received") == "" {
+		t.Fatalf("will as telemetry: %s %q %v", m.Subject, m.Data, m.Header)
+	}
+	select {
+	case p := <-got:
+		if p != payload {
+			t.Fatalf("local subscriber got %q", p)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the local subscriber did not get the will")
+	}
+	select {
+	case p := <-got:
+		t.Fatalf("the local subscriber got the will twice (%q)", p)
+	case <-time.After(300 * time.Millisecond):
+	}
+}
