@@ -272,12 +272,21 @@ func (d *mqttDevices) authorize(c *mqtt.Client, a mqtt.Action, topic string) boo
 	if a == mqtt.ActionPublish && reservedTopic(topic) {
 		return false
 	}
+	// A client id or user name stands for one level of a pattern only when
+	// it is one: with a '/', '+' or '#' (the user name is the client's to
+	// choose) it would widen the pattern to other devices' topics, and a
+	// pattern that names it does not apply.
+	user := c.Username()
+	idOK, userOK := aclLevel(c.ID), aclLevel(user)
 	var b1, b2 [256]byte
 	for _, p := range d.acl {
+		if (!idOK && strings.Contains(p, "%c")) || (!userOK && strings.Contains(p, "%u")) {
+			continue
+		}
 		// p with %c and then %u replaced, built on the stack: authorize
 		// runs for every PUBLISH.
 		x := appendReplace(b1[:0], p, "%c", c.ID)
-		x = appendReplace(b2[:0], unsafe.String(unsafe.SliceData(x), len(x)), "%u", c.Username())
+		x = appendReplace(b2[:0], unsafe.String(unsafe.SliceData(x), len(x)), "%u", user)
 		// A filter is allowed when the pattern covers it: matching the
 		// filter as if it were a topic does exactly that. (Match keeps
 		// neither string.)
@@ -286,6 +295,12 @@ func (d *mqttDevices) authorize(c *mqtt.Client, a mqtt.Action, topic string) boo
 		}
 	}
 	return false
+}
+
+// aclLevel reports whether s may stand for a level of an ACL pattern: not
+// empty, and no '/', '+', '#' (nor the '%' of another placeholder).
+func aclLevel(s string) bool {
+	return s != "" && !strings.ContainsAny(s, "/+#%")
 }
 
 // reservedTopic reports whether topic maps onto a subject the gateway

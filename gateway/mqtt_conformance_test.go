@@ -244,3 +244,61 @@ func TestMQTTWillAsTelemetry(t *testing.T) {
 	case <-time.After(300 * time.Millisecond):
 	}
 }
+
+// An ACL pattern's %u (and %c) stands for one level: a user name with a
+// '/', '+' or '#' — the client chooses it freely — does not widen the
+// pattern to other users' topics (users/%u/# with user '#' was users/#/#,
+// every user's tree); such a pattern does not apply to that client.
+func TestMQTTACLPlaceholderIsOneLevel(t *testing.T) {
+	e := testutil.StartEngine(t, engine.Config{Logger: quietLog()})
+	g, err := New(e, Config{Addr: "127.0.0.1:0", API: "-", MQTT: "127.0.0.1:0", Auth: NoAuth(), Node: "n1",
+		Logger: quietLog(), DataDir: t.TempDir(), MQTTACL: []string{"devices/%c/#", "users/%u/#"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(g.Close)
+	try := func(user, filter, topic string) (mqtt.ReasonCode, mqtt.ReasonCode) {
+		t.Helper()
+		c, err := net.Dial("tcp", g.MQTTAddr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.Write(mqtt.AppendConnect(nil, &mqtt.Connect{Version: mqtt.Version5, ClientID: []byte("dev-9"), CleanStart: true,
+			HasUsername: user != "", Username: []byte(user)}))
+		if ca, ok := readMQTT(t, c).(*mqtt.Connack); !ok || ca.ReasonCode != mqtt.Success {
+			t.Fatalf("user %q: CONNACK %+v", user, ca)
+		}
+		// The PUBLISH first: subscribed, the client would get its own
+		// message too.
+		c.Write(mqtt.AppendPublish(nil, mqtt.Version5, &mqtt.Publish{Topic: []byte(topic), QoS: mqtt.QoS1, PacketID: 2}))
+		a, ok := readMQTT(t, c).(*mqtt.Ack)
+		if !ok {
+			t.Fatalf("user %q: no PUBACK", user)
+		}
+		c.Write(mqtt.AppendSubscribe(nil, mqtt.Version5, &mqtt.Subscribe{PacketID: 1,
+			Filters: []mqtt.Subscription{{Filter: []byte(filter)}}}))
+		sa, ok := readMQTT(t, c).(*mqtt.Suback)
+		if !ok {
+			t.Fatalf("user %q: no SUBACK", user)
+		}
+		return sa.ReasonCodes[0], a.ReasonCode
+	}
+	for _, tc := range []struct{ user, filter, topic string }{
+		{"#", "users/#", "users/alice/x"},
+		{"+", "users/+/x", "users/alice/x"},
+		{"alice/x", "users/alice/x/#", "users/alice/x/y"},
+		{"", "users/#", "users//x"},
+	} {
+		if sub, pub := try(tc.user, tc.filter, tc.topic); sub != mqtt.NotAuthorized || pub != mqtt.NotAuthorized {
+			t.Errorf("user %q: SUBSCRIBE %s %v, PUBLISH %s %v; want both not_authorized", tc.user, tc.filter, sub, tc.topic, pub)
+		}
+	}
+	// A plain user name gets its own tree, and the other patterns still apply.
+	if sub, pub := try("alice", "users/alice/#", "users/alice/x"); sub != mqtt.GrantedQoS0 || pub != mqtt.Success {
+		t.Errorf("alice in her tree: %v %v", sub, pub)
+	}
+	if sub, pub := try("#", "devices/dev-9/#", "devices/dev-9/x"); sub != mqtt.GrantedQoS0 || pub != mqtt.Success {
+		t.Errorf("user '#' in its device tree: %v %v", sub, pub)
+	}
+}
