@@ -61,7 +61,7 @@ type mqttDevices struct {
 	auth   Authenticator
 	anon   bool
 	node   string
-	acl    []string
+	acl    []aclPattern
 	now    func() time.Time
 	broker *mqtt.Server
 	br     *bridge
@@ -127,9 +127,13 @@ func (l *mqttLink) session() *Session {
 }
 
 func newMQTTDevices(hub *Hub, bus *Bus, auth Authenticator, cfg Config, now func() time.Time) *mqttDevices {
-	d := &mqttDevices{hub: hub, bus: bus, auth: auth, node: cfg.Node, acl: cfg.MQTTACL, now: now}
-	if len(d.acl) == 0 {
-		d.acl = DefaultMQTTACL
+	d := &mqttDevices{hub: hub, bus: bus, auth: auth, node: cfg.Node, now: now}
+	acl := cfg.MQTTACL
+	if len(acl) == 0 {
+		acl = DefaultMQTTACL
+	}
+	for _, p := range acl {
+		d.acl = append(d.acl, aclPattern{p: p, c: strings.Contains(p, "%c"), u: strings.Contains(p, "%u")})
 	}
 	_, d.anon = auth.(noAuth)
 	mc := cfg.MQTTConfig
@@ -235,12 +239,22 @@ func (d *mqttDevices) authenticate(ci *mqtt.ConnectInfo) (any, mqtt.ReasonCode, 
 // mappable reports whether an MQTT topic or filter maps onto a NATS
 // subject: no empty level, no '.', '*' or '>' in a level.
 func mappable(topic string) bool {
-	for _, level := range strings.Split(topic, "/") {
-		if level == "" || strings.ContainsAny(level, ".*> \t\r\n") {
+	// One pass over the bytes: authorize runs it for every PUBLISH
+	// (strings.Split allocated the levels' slice each time).
+	prev := byte('/') // a leading '/' is an empty first level
+	for i := 0; i < len(topic); i++ {
+		b := topic[i]
+		switch b {
+		case '/':
+			if prev == '/' {
+				return false // an empty level
+			}
+		case '.', '*', '>', ' ', '\t', '\r', '\n':
 			return false
 		}
+		prev = b
 	}
-	return true
+	return prev != '/' // an empty last level, or an empty topic
 }
 
 // subject maps an MQTT topic name or filter onto a NATS subject.
@@ -276,21 +290,30 @@ func (d *mqttDevices) authorize(c *mqtt.Client, a mqtt.Action, topic string) boo
 	// it is one: with a '/', '+' or '#' (the user name is the client's to
 	// choose) it would widen the pattern to other devices' topics, and a
 	// pattern that names it does not apply.
-	user := c.Username()
-	idOK, userOK := aclLevel(c.ID), aclLevel(user)
 	var b1, b2 [256]byte
 	for _, p := range d.acl {
-		if (!idOK && strings.Contains(p, "%c")) || (!userOK && strings.Contains(p, "%u")) {
-			continue
-		}
 		// p with %c and then %u replaced, built on the stack: authorize
 		// runs for every PUBLISH.
-		x := appendReplace(b1[:0], p, "%c", c.ID)
-		x = appendReplace(b2[:0], unsafe.String(unsafe.SliceData(x), len(x)), "%u", user)
+		x := p.p
+		if p.c {
+			if !aclLevel(c.ID) {
+				continue
+			}
+			b := appendReplace(b1[:0], x, "%c", c.ID)
+			x = unsafe.String(unsafe.SliceData(b), len(b))
+		}
+		if p.u {
+			user := c.Username()
+			if !aclLevel(user) {
+				continue
+			}
+			b := appendReplace(b2[:0], x, "%u", user)
+			x = unsafe.String(unsafe.SliceData(b), len(b))
+		}
 		// A filter is allowed when the pattern covers it: matching the
 		// filter as if it were a topic does exactly that. (Match keeps
 		// neither string.)
-		if mqtt.Match(unsafe.String(unsafe.SliceData(x), len(x)), topic) {
+		if mqtt.Match(x, topic) {
 			return true
 		}
 	}
@@ -300,7 +323,20 @@ func (d *mqttDevices) authorize(c *mqtt.Client, a mqtt.Action, topic string) boo
 // aclLevel reports whether s may stand for a level of an ACL pattern: not
 // empty, and no '/', '+', '#' (nor the '%' of another placeholder).
 func aclLevel(s string) bool {
-	return s != "" && !strings.ContainsAny(s, "/+#%")
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '/', '+', '#', '%':
+			return false
+		}
+	}
+	return s != ""
+}
+
+// aclPattern is a pattern of Config.MQTTACL, with whether it names the
+// client id (%c) and the user name (%u).
+type aclPattern struct {
+	p    string
+	c, u bool
 }
 
 // reservedTopic reports whether topic maps onto a subject the gateway
@@ -310,15 +346,12 @@ func aclLevel(s string) bool {
 // close its connection as replaced) and the cluster's own subjects
 // (warren.>, and _INBOX.> where requests are answered).
 func reservedTopic(topic string) bool {
-	first, rest, _ := strings.Cut(topic, "/")
-	switch first {
-	case "warren", "_INBOX":
-		return true
-	case "devices":
-		_, last, ok := strings.Cut(rest, "/")
-		return ok && last == "presence"
+	if rest, ok := strings.CutPrefix(topic, "devices/"); ok {
+		i := strings.IndexByte(rest, '/')
+		return i >= 0 && rest[i+1:] == "presence"
 	}
-	return false
+	first, _, _ := strings.Cut(topic, "/")
+	return first == "warren" || first == "_INBOX"
 }
 
 // appendReplace appends s to dst with every old replaced by new, as

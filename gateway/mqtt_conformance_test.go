@@ -302,3 +302,32 @@ func TestMQTTACLPlaceholderIsOneLevel(t *testing.T) {
 		t.Errorf("user '#' in its device tree: %v %v", sub, pub)
 	}
 }
+
+// BenchmarkMQTTAuthorize is the ACL check every PUBLISH of a device pays
+// (telemetry included), with the default pattern devices/%c/#.
+func BenchmarkMQTTAuthorize(b *testing.B) {
+	d := &mqttDevices{acl: []aclPattern{{p: DefaultMQTTACL[0], c: true}}}
+	c := &mqtt.Client{ID: "dev-12345", Identity: &mqttLink{}}
+	b.ReportAllocs()
+	for b.Loop() {
+		if !d.authorize(c, mqtt.ActionPublish, "devices/dev-12345/telemetry") {
+			b.Fatal("refused")
+		}
+	}
+}
+
+func TestReservedTopicAndACLLevel(t *testing.T) {
+	for topic, want := range map[string]bool{"devices/dev-1/presence": true, "devices/x/presence": true,
+		"devices/dev-1/presence/x": false, "devices/a/b/presence": false, "devices/presence": false,
+		"devices/dev-1/telemetry": false, "warren/nodes/heartbeat": true, "warren": true, "warrenx/a": false,
+		"_INBOX/abc": true, "x/_INBOX": false} {
+		if reservedTopic(topic) != want {
+			t.Errorf("reservedTopic(%q) = %v", topic, !want)
+		}
+	}
+	for s, want := range map[string]bool{"dev-1": true, "": false, "a/b": false, "+": false, "#": false, "%c": false, "ü": true} {
+		if aclLevel(s) != want {
+			t.Errorf("aclLevel(%q) = %v", s, !want)
+		}
+	}
+}
