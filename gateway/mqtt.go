@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net/netip"
 	"strings"
@@ -60,7 +61,7 @@ type mqttDevices struct {
 	auth   Authenticator
 	anon   bool
 	node   string
-	acl    []string
+	acl    []aclPattern
 	now    func() time.Time
 	broker *mqtt.Server
 	br     *bridge
@@ -69,6 +70,7 @@ type mqttDevices struct {
 	certs  *certAuth
 
 	refusedAuth, refusedID, bridgedOut, bridgedIn, unmappable atomic.Uint64
+	unmappableIn                                              atomic.Uint64 // messages from NATS on a subject no topic maps onto
 }
 
 // mqttDevice is what authenticating a CONNECT finds (by token here, by
@@ -125,9 +127,13 @@ func (l *mqttLink) session() *Session {
 }
 
 func newMQTTDevices(hub *Hub, bus *Bus, auth Authenticator, cfg Config, now func() time.Time) *mqttDevices {
-	d := &mqttDevices{hub: hub, bus: bus, auth: auth, node: cfg.Node, acl: cfg.MQTTACL, now: now}
-	if len(d.acl) == 0 {
-		d.acl = DefaultMQTTACL
+	d := &mqttDevices{hub: hub, bus: bus, auth: auth, node: cfg.Node, now: now}
+	acl := cfg.MQTTACL
+	if len(acl) == 0 {
+		acl = DefaultMQTTACL
+	}
+	for _, p := range acl {
+		d.acl = append(d.acl, aclPattern{p: p, c: strings.Contains(p, "%c"), u: strings.Contains(p, "%u")})
 	}
 	_, d.anon = auth.(noAuth)
 	mc := cfg.MQTTConfig
@@ -212,6 +218,12 @@ func (d *mqttDevices) authenticate(ci *mqtt.ConnectInfo) (any, mqtt.ReasonCode, 
 		ident, err = d.auth.Authenticate(string(ci.Password), d.now())
 	}
 	if err != nil {
+		if d.anon && errors.Is(err, ErrBadDeviceID) {
+			// The client id is what is refused: 0x85, and in 3.1.1
+			// return code 2 [MQTT-3.1.3-9], not a bad password.
+			d.refusedID.Add(1)
+			return nil, mqtt.ClientIdentifierNotValid, "client id is not a device id ([A-Za-z0-9_-], 1 to 128 bytes)"
+		}
 		d.refusedAuth.Add(1)
 		d.hub.m.authFailures.Add(1)
 		return nil, mqtt.BadUserNameOrPassword, AuthReason(err)
@@ -227,12 +239,22 @@ func (d *mqttDevices) authenticate(ci *mqtt.ConnectInfo) (any, mqtt.ReasonCode, 
 // mappable reports whether an MQTT topic or filter maps onto a NATS
 // subject: no empty level, no '.', '*' or '>' in a level.
 func mappable(topic string) bool {
-	for _, level := range strings.Split(topic, "/") {
-		if level == "" || strings.ContainsAny(level, ".*> \t\r\n") {
+	// One pass over the bytes: authorize runs it for every PUBLISH
+	// (strings.Split allocated the levels' slice each time).
+	prev := byte('/') // a leading '/' is an empty first level
+	for i := 0; i < len(topic); i++ {
+		b := topic[i]
+		switch b {
+		case '/':
+			if prev == '/' {
+				return false // an empty level
+			}
+		case '.', '*', '>', ' ', '\t', '\r', '\n':
 			return false
 		}
+		prev = b
 	}
-	return true
+	return prev != '/' // an empty last level, or an empty topic
 }
 
 // subject maps an MQTT topic name or filter onto a NATS subject.
@@ -261,20 +283,75 @@ func (d *mqttDevices) authorize(c *mqtt.Client, a mqtt.Action, topic string) boo
 	default:
 		return false
 	}
+	if a == mqtt.ActionPublish && reservedTopic(topic) {
+		return false
+	}
+	// A client id or user name stands for one level of a pattern only when
+	// it is one: with a '/', '+' or '#' (the user name is the client's to
+	// choose) it would widen the pattern to other devices' topics, and a
+	// pattern that names it does not apply.
 	var b1, b2 [256]byte
 	for _, p := range d.acl {
 		// p with %c and then %u replaced, built on the stack: authorize
 		// runs for every PUBLISH.
-		x := appendReplace(b1[:0], p, "%c", c.ID)
-		x = appendReplace(b2[:0], unsafe.String(unsafe.SliceData(x), len(x)), "%u", c.Username())
+		x := p.p
+		if p.c {
+			if !aclLevel(c.ID) {
+				continue
+			}
+			b := appendReplace(b1[:0], x, "%c", c.ID)
+			x = unsafe.String(unsafe.SliceData(b), len(b))
+		}
+		if p.u {
+			user := c.Username()
+			if !aclLevel(user) {
+				continue
+			}
+			b := appendReplace(b2[:0], x, "%u", user)
+			x = unsafe.String(unsafe.SliceData(b), len(b))
+		}
 		// A filter is allowed when the pattern covers it: matching the
 		// filter as if it were a topic does exactly that. (Match keeps
 		// neither string.)
-		if mqtt.Match(unsafe.String(unsafe.SliceData(x), len(x)), topic) {
+		if mqtt.Match(x, topic) {
 			return true
 		}
 	}
 	return false
+}
+
+// aclLevel reports whether s may stand for a level of an ACL pattern: not
+// empty, and no '/', '+', '#' (nor the '%' of another placeholder).
+func aclLevel(s string) bool {
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '/', '+', '#', '%':
+			return false
+		}
+	}
+	return s != ""
+}
+
+// aclPattern is a pattern of Config.MQTTACL, with whether it names the
+// client id (%c) and the user name (%u).
+type aclPattern struct {
+	p    string
+	c, u bool
+}
+
+// reservedTopic reports whether topic maps onto a subject the gateway
+// itself publishes and trusts, which no device may publish on whatever its
+// ACL: a device's presence (devices.<id>.presence: every node's directory
+// follows it, and a forged event would take another device's entry and
+// close its connection as replaced) and the cluster's own subjects
+// (warren.>, and _INBOX.> where requests are answered).
+func reservedTopic(topic string) bool {
+	if rest, ok := strings.CutPrefix(topic, "devices/"); ok {
+		i := strings.IndexByte(rest, '/')
+		return i >= 0 && rest[i+1:] == "presence"
+	}
+	first, _, _ := strings.Cut(topic, "/")
+	return first == "warren" || first == "_INBOX"
 }
 
 // appendReplace appends s to dst with every old replaced by new, as
@@ -389,9 +466,17 @@ func (d *mqttDevices) onPublish(c *mqtt.Client, m *mqtt.Message) (bool, mqtt.Rea
 // onWill bridges a will message onto NATS as onPublish does the other
 // publishes: subscribers on other nodes get a client's will, and their
 // retained stores a retained one.
-func (d *mqttDevices) onWill(_ string, m *mqtt.Message) {
+func (d *mqttDevices) onWill(clientID string, m *mqtt.Message) {
 	if m.Retain {
 		d.rs.touch(m.Topic)
+	}
+	if rest, ok := cutDeviceTopic(m.Topic, clientID); ok && rest == "telemetry" && ValidDeviceID(clientID) {
+		// A device's will on its telemetry is its last telemetry: with
+		// the headers a consumer of telemetry reads (Warren-Device,
+		// Warren-Received), as its other messages there have. (It keeps
+		// Warren-MQTT-QoS: this node's bridge must not route it twice.)
+		d.bridgeOutAs(m, clientID, d.now())
+		return
 	}
 	d.bridgeOut(m)
 }
@@ -399,8 +484,16 @@ func (d *mqttDevices) onWill(_ string, m *mqtt.Message) {
 // bridgeOut publishes a message of this node's MQTT clients on NATS
 // (headers Warren-Node, Warren-MQTT-QoS, Warren-MQTT-Retain), and a
 // retained one on retainedPrefix too.
-func (d *mqttDevices) bridgeOut(m *mqtt.Message) {
+func (d *mqttDevices) bridgeOut(m *mqtt.Message) { d.bridgeOutAs(m, "", time.Time{}) }
+
+// bridgeOutAs is bridgeOut, with the telemetry headers Warren-Device and
+// Warren-Received (at) when device is not empty.
+func (d *mqttDevices) bridgeOutAs(m *mqtt.Message, device string, at time.Time) {
 	nm := &nats.Msg{Subject: subject(m.Topic), Data: append([]byte(nil), m.Payload...), Header: nats.Header{}}
+	if device != "" {
+		nm.Header.Set(hdrDevice, device)
+		nm.Header.Set(hdrReceived, at.UTC().Format(time.RFC3339Nano))
+	}
 	nm.Header.Set(headerNode, d.node)
 	nm.Header.Set(headerQoS, string('0'+byte(m.QoS)))
 	if m.Retain {
@@ -445,6 +538,13 @@ func (d *mqttDevices) fromRetained(m *nats.Msg) {
 // subscribers. What this node's MQTT clients published was routed locally
 // already and is skipped, and so are the gateway's own subjects.
 func (d *mqttDevices) fromNATS(m *nats.Msg) {
+	if strings.IndexByte(m.Subject, '/') >= 0 {
+		// No MQTT topic maps onto a subject with a '/' in a token ('/'
+		// separates the levels): as a topic it would name another subject
+		// (a/b.c would be a/b/c, the image of a.b.c). Dropped, counted.
+		d.unmappableIn.Add(1)
+		return
+	}
 	if isRetainedSub(m) {
 		d.fromRetained(m)
 		return
@@ -571,7 +671,7 @@ func (l *mqttLink) Close(reason string) {
 //	warren_gateway_mqtt_refused_total{reason="auth|client_id"}  counter  CONNECTs refused
 //	warren_gateway_mqtt_bridged_total{direction="out|in"}       counter  messages bridged to and from NATS
 //	warren_gateway_mqtt_unmappable_total                        counter  topics refused for not mapping onto NATS
-//	warren_gateway_mqtt_bridge_dropped_total{reason="queue_full"} counter  messages from NATS dropped: the bridge's queue was full
+//	warren_gateway_mqtt_bridge_dropped_total{reason="queue_full|unmappable"} counter  messages from NATS dropped: the bridge's queue was full, or their subject has a '/' (no MQTT topic maps onto it)
 //	warren_gateway_mqtt_bridge_queued                           gauge    messages from NATS waiting in the bridge's queue
 //	warren_gateway_mqtt_bridge_shares                           gauge    MQTT share groups with members on the node (one NATS queue subscription each; -mqtt-cluster-shares)
 //	warren_gateway_mqtt_bridge_shares_refused_total             counter  share groups not followed: the node had MQTTBridgeMaxSubjects already
@@ -595,7 +695,7 @@ func (d *mqttDevices) collector() prometheus.Collector {
 			"Times the node's MQTT interest went over -mqtt-bridge-max-subjects (the bridge then follows every subject).", nil, nil),
 		bridgeErrors: prometheus.NewDesc("warren_gateway_mqtt_bridge_subscribe_errors_total", "NATS subscribes of the MQTT bridge that failed.", nil, nil),
 		bridgeDropped: prometheus.NewDesc("warren_gateway_mqtt_bridge_dropped_total",
-			"Messages from NATS the MQTT bridge did not hand on, by reason (queue_full: its queue, -mqtt-bridge-queue, was full).", []string{"reason"}, nil),
+			"Messages from NATS the MQTT bridge did not hand on, by reason (queue_full: its queue, -mqtt-bridge-queue, was full; unmappable: a subject with a '/', onto which no MQTT topic maps).", []string{"reason"}, nil),
 		bridgeQueued: prometheus.NewDesc("warren_gateway_mqtt_bridge_queued", "Messages from NATS waiting in the MQTT bridge's queue (up to -mqtt-bridge-queue).", nil, nil),
 		bridgeShares: prometheus.NewDesc("warren_gateway_mqtt_bridge_shares",
 			"MQTT share groups ($share/group/filter) with members on the node: one NATS queue subscription each, in a queue group every node with members of the group joins.", nil, nil),
@@ -635,6 +735,7 @@ func (c *mqttCollector) Collect(ch chan<- prometheus.Metric) {
 	n(c.bridgeOverflow, c.d.br.overflowed.Load())
 	n(c.bridgeErrors, c.d.br.subErrors.Load())
 	n(c.bridgeDropped, c.d.br.dropped(), ReasonBridgeQueueFull)
+	n(c.bridgeDropped, c.d.unmappableIn.Load(), "unmappable")
 	ch <- prometheus.MustNewConstMetric(c.bridgeQueued, prometheus.GaugeValue, float64(c.d.br.queued()))
 	ch <- prometheus.MustNewConstMetric(c.bridgeShares, prometheus.GaugeValue, float64(c.d.br.sharesFollowed()))
 	n(c.sharesRefused, c.d.br.sharesRefused.Load())

@@ -234,7 +234,8 @@ func TestMQTTServiceSeesTelemetry(t *testing.T) {
 
 func TestMappable(t *testing.T) {
 	for topic, ok := range map[string]bool{"a/b/c": true, "a/+/#": true, "a.b": false, "a/*": false, "a/>": false,
-		"a//b": false, "/a": false, "devices/d-1/telemetry": true} {
+		"a//b": false, "/a": false, "devices/d-1/telemetry": true, "a/": false, "": false, "/": false, "a b": false,
+		"a/\tb": false, "a\n": false, "#": true, "+/+": true, "$SYS/x": true, "ü/ß": true} {
 		if mappable(topic) != ok {
 			t.Errorf("mappable(%q) = %v", topic, !ok)
 		}

@@ -476,12 +476,32 @@ func (c *conn) packet(p Packet) bool {
 		v = Version311
 	}
 	b := Append(pool.Get(256)[:0], v, p)
+	if x := c.x; x != nil && x.maxOut != 0 && len(b) > int(x.maxOut) {
+		b = appendWithoutDiagnostics(b[:0], v, p)
+	}
 	ok := c.write(b)
 	pool.Put(b)
 	if ok {
 		c.pc().out[p.Type()&15].Add(1)
 	}
 	return ok
+}
+
+// appendWithoutDiagnostics appends p without its reason string and user
+// properties: a packet the client's Maximum Packet Size would not take
+// with them goes without [MQTT-3.1.2-25] (5.0 3.2.2.3.7, 3.14.2.2.3).
+func appendWithoutDiagnostics(dst []byte, v Version, p Packet) []byte {
+	switch p := p.(type) {
+	case *Connack:
+		q := *p
+		q.Props.dropDiagnostics()
+		return Append(dst, v, &q)
+	case *Disconnect:
+		q := *p
+		q.Props.dropDiagnostics()
+		return Append(dst, v, &q)
+	}
+	return Append(dst, v, p)
 }
 
 func (c *conn) sendAck(kind Type, id uint16, code ReasonCode) {
@@ -582,7 +602,11 @@ func (c *conn) fail(e *Error) {
 	if !c.connected {
 		// A CONNECT that failed: CONNACK with the reason, in the version
 		// the client asked for when the decoder got that far.
-		if c.version != 0 {
+		if c.version == Version311 && (e.Code == MalformedPacket || e.Code == ProtocolError) {
+			// 3.1.1 has no return code for a malformed CONNECT: close
+			// without a CONNACK [MQTT-3.1.4-1] (a CONNACK 0x03 would tell
+			// the client to come back later with the same packet).
+		} else if c.version != 0 {
 			c.srv.stats.refused.Add(1)
 			c.packet(&Connack{ReasonCode: e.Code})
 		} else if e.Code == UnsupportedProtocolVersion {
@@ -702,6 +726,10 @@ func (s *Server) topicOK(t string) bool {
 func (c *conn) onConnect(p *Connect) {
 	s := c.srv
 	c.version = p.Version
+	if p.Props.Present.Has(PropMaximumPacketSize) {
+		// Before any refusal: a CONNACK must fit it too.
+		c.ext().maxOut = p.Props.MaximumPacketSize
+	}
 	now := s.now()
 	cid := string(p.ClientID)
 	assigned := false
@@ -782,9 +810,6 @@ func (c *conn) onConnect(p *Connect) {
 	c.kaSecs = uint16(ka / time.Second)
 	if p.Props.Present.Has(PropReceiveMaximum) {
 		c.ext().recvMax = p.Props.ReceiveMaximum
-	}
-	if p.Props.Present.Has(PropMaximumPacketSize) {
-		c.ext().maxOut = p.Props.MaximumPacketSize
 	}
 	if a := min(p.Props.TopicAliasMaximum, maxOutAliases); a > 0 {
 		c.ext().aliasMax = a
@@ -901,7 +926,14 @@ func (c *conn) onConnect(p *Connect) {
 		s.stats.connV3.Add(1)
 	}
 	if ka > 0 {
-		c.ec.SetIdleTimeout(ka * 3 / 2)
+		idle := ka * 3 / 2
+		if c.ws() != nil {
+			// The sweeper closes a silent WebSocket client, with
+			// DISCONNECT 0x8D and a close frame; the engine's timer, which
+			// would close it without either, is a backstop behind it.
+			idle += 2 * s.cfg.SweepInterval
+		}
+		c.ec.SetIdleTimeout(idle)
 	} else {
 		c.ec.SetIdleTimeout(-1)
 	}
@@ -966,6 +998,13 @@ func (c *conn) onPublish(p *Publish, n int, t int64) {
 	// retained as a view, and copies any other once, strings included.
 	view := s.cfg.Hooks.Authorize == nil && s.cfg.Hooks.OnPublish == nil
 	var topic string
+	if v5 && p.Props.Present.Has(PropSubscriptionID) {
+		// Subscription identifiers go from the server to a client only
+		// [MQTT-3.3.4-6].
+		c.srv.stats.proto.Add(1)
+		c.disconnect(ProtocolError, engine.ReasonProtocolError, "subscription identifier in a client's PUBLISH")
+		return
+	}
 	if v5 && p.Props.Present.Has(PropTopicAlias) {
 		a := int(p.Props.TopicAlias)
 		if a == 0 || a > s.cfg.TopicAliasMaximum {

@@ -229,6 +229,12 @@ var (
 	authProps = setOf(PropAuthMethod, PropAuthData, PropReasonString, PropUserProperty)
 )
 
+// dropDiagnostics removes the reason string and the user properties.
+func (p *Properties) dropDiagnostics() {
+	p.ReasonString, p.User = nil, nil
+	p.Present &^= 1<<PropReasonString | 1<<PropUserProperty
+}
+
 // reset empties p, keeping the capacity of its slices for reuse.
 func (p *Properties) reset() {
 	if p.Present == 0 {
