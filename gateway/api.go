@@ -67,6 +67,9 @@ func writeJSON(c *http1.Ctx, status int, v any) {
 	c.Write([]byte{'\n'})
 }
 
+// badCommandName is the 400's error for a name ValidCommandName refuses.
+const badCommandName = "name must be 1 to 128 printable ASCII characters without a space or any of . * > / + #"
+
 type commandRequest struct {
 	Name    string          `json:"name"`
 	Payload json.RawMessage `json:"payload"`
@@ -87,6 +90,10 @@ func (a *apiHandlers) command(c *http1.Ctx) {
 	var req commandRequest
 	if err := json.Unmarshal(c.Body(), &req); err != nil || req.Name == "" {
 		writeJSON(c, 400, map[string]string{"error": "body must be JSON with a name"})
+		return
+	}
+	if !ValidCommandName(req.Name) {
+		writeJSON(c, 400, map[string]string{"error": badCommandName})
 		return
 	}
 	var timeout time.Duration
@@ -122,6 +129,8 @@ func writeCommandResult(c *http1.Ctx, ack Ack, err error) {
 		writeJSON(c, 404, map[string]string{"error": "offline"})
 	case errors.Is(err, ErrCommandTimeout):
 		writeJSON(c, 504, map[string]string{"error": "timeout", "id": ack.ID})
+	case errors.Is(err, ErrBadCommandName):
+		writeJSON(c, 400, map[string]string{"error": badCommandName})
 	case errors.Is(err, ErrTooManyPending), errors.Is(err, ErrDirectory):
 		writeJSON(c, 503, map[string]string{"error": err.Error()})
 	default:
@@ -158,6 +167,10 @@ func (a *apiHandlers) broadcast(c *http1.Ctx) {
 	var req broadcastRequest
 	if err := json.Unmarshal(c.Body(), &req); err != nil || req.Name == "" || (len(req.Devices) == 0 && req.Prefix == "") {
 		writeJSON(c, 400, map[string]string{"error": "body must be JSON with a name and devices or a prefix"})
+		return
+	}
+	if !ValidCommandName(req.Name) {
+		writeJSON(c, 400, map[string]string{"error": badCommandName})
 		return
 	}
 	writeJSON(c, 202, a.hub.Broadcast(req.Name, req.Payload, req.Devices, req.Prefix))

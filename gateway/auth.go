@@ -116,6 +116,29 @@ func ValidDeviceID(id string) bool {
 	return true
 }
 
+// MaxCommandNameLen is the longest command name, in bytes.
+const MaxCommandNameLen = 128
+
+// ValidCommandName reports whether name can be a command's name: 1 to
+// MaxCommandNameLen printable ASCII bytes without a space or any of
+// . * > / + # — a name is one token of a NATS subject
+// (devices.<id>.commands.<name>) and one level of an MQTT topic
+// (devices/<id>/commands/<name>).
+func ValidCommandName(name string) bool {
+	if len(name) == 0 || len(name) > MaxCommandNameLen {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		switch c := name[i]; {
+		case c <= ' ' || c >= 0x7f:
+			return false
+		case c == '.' || c == '*' || c == '>' || c == '/' || c == '+' || c == '#':
+			return false
+		}
+	}
+	return true
+}
+
 // TokenLeeway is the clock skew allowed on a token's nbf and iat claims:
 // a token is accepted up to 30s before either. It does not apply to exp,
 // which is enforced to the second, as it is while the device stays

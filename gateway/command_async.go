@@ -22,6 +22,10 @@ import (
 // that delivered the answer (an event loop, a timer, the NATS reply
 // subscription's).
 func (h *Hub) CommandAsync(ctx context.Context, device, name string, payload json.RawMessage, timeout time.Duration, done func(Ack, error)) {
+	if !ValidCommandName(name) {
+		done(Ack{}, ErrBadCommandName)
+		return
+	}
 	timeout = h.clampTimeout(timeout)
 	start := time.Now()
 	w := &cmdWait{done: func(a Ack, err error) {
@@ -33,6 +37,9 @@ func (h *Hub) CommandAsync(ctx context.Context, device, name string, payload jso
 	w.mu.Unlock()
 	h.commandAsync(w, device, name, payload, timeout)
 }
+
+// ErrBadCommandName: the command's name is not ValidCommandName.
+var ErrBadCommandName = errors.New("gateway: bad command name")
 
 // cmdWait is one command's wait: finish ends it once.
 type cmdWait struct {

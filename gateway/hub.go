@@ -655,6 +655,12 @@ func (h *Hub) onPresence(m *nats.Msg) {
 	if json.Unmarshal(m.Data, &p) != nil || p.Node == h.cfg.Node {
 		return
 	}
+	if !presenceOf(m.Subject, p.Device) || m.Header.Get(headerQoS) != "" {
+		// Only a node's own event on the device's own subject counts: not
+		// one naming another device, nor an MQTT client's publish that the
+		// bridge carried (it has the bridge's header).
+		return
+	}
 	started := h.heard(p.Node)
 	e, ok := entryOf(&p)
 	if !ok || e.since < started {
@@ -678,6 +684,14 @@ func (h *Hub) onPresence(m *nats.Msg) {
 			h.replaceLocal(s)
 		}
 	}
+}
+
+// presenceOf reports whether subject is device's presence subject,
+// devices.<device>.presence, without building it.
+func presenceOf(subject, device string) bool {
+	const pre, suf = "devices.", ".presence"
+	return len(subject) == len(pre)+len(device)+len(suf) && strings.HasPrefix(subject, pre) &&
+		strings.HasSuffix(subject, suf) && subject[len(pre):len(pre)+len(device)] == device
 }
 
 // replacedNotice tells a node that its session seq of Device lost to a
