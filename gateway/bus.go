@@ -45,6 +45,11 @@ type BusConfig struct {
 	// PendingLimit bounds the bytes queued toward NATS while connected;
 	// past it telemetry pauses the devices sending it. Zero means 16 MiB.
 	PendingLimit int
+	// MaxPayload is the embedded server's largest message (nats-server's
+	// max_payload, headers included). Zero means 1 MiB; a gateway sets it
+	// to what its device limits need (see Config.WebSocket and
+	// MQTTConfig). At most 64 MiB.
+	MaxPayload int
 	// Logger receives the bus's logs.
 	Logger *slog.Logger
 	// OnReconnect runs after NATS reconnects (the gateway re-announces
@@ -217,13 +222,22 @@ func (b *Bus) asyncError(sub *nats.Subscription, err error, now time.Time) {
 	b.log.Warn("gateway: NATS error", "error", err, "subject", subject, "not_logged_before", skipped)
 }
 
+// embeddedMaxPayload is the embedded server's max_payload for a
+// configured n: 1 MiB for zero, at most 64 MiB (nats-server's bound).
+func embeddedMaxPayload(n int) int {
+	if n <= 0 {
+		return 1 << 20
+	}
+	return min(n, 64<<20)
+}
+
 // startEmbedded runs a nats-server in this process.
 func startEmbedded(cfg BusConfig) (*server.Server, error) {
 	opts := &server.Options{
 		ServerName: "warren-" + cfg.Node,
 		NoLog:      true,
 		NoSigs:     true,
-		MaxPayload: 1 << 20,
+		MaxPayload: int32(embeddedMaxPayload(cfg.MaxPayload)),
 	}
 	if cfg.Listen == "" && cfg.ClusterListen != "" {
 		// nats-server starts its routes only once its client listener is

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -12,6 +13,7 @@ import (
 	"github.com/warrenhq/warren/mqtt"
 	"github.com/warrenhq/warren/proxy"
 	"github.com/warrenhq/warren/upstream"
+	"github.com/warrenhq/warren/websocket"
 )
 
 // Gateway is a device gateway node on an engine: devices on one listener,
@@ -77,11 +79,16 @@ func New(eng *engine.Engine, cfg Config) (*Gateway, error) {
 			g.hub.Reannounce()
 		}
 	}
+	if bc.MaxPayload == 0 {
+		bc.MaxPayload = max(1<<20, deviceMessageMax(&cfg)+natsHeadroom)
+	}
 	bus, err := StartBus(bc)
 	if err != nil {
 		return nil, err
 	}
 	g.bus = bus
+	fitPayload(&cfg, int(bus.Conn().MaxPayload()), cfg.Logger)
+	g.cfg.WebSocket.MaxMessageSize, g.cfg.MQTTConfig.Limits.MaxPacketSize = cfg.WebSocket.MaxMessageSize, cfg.MQTTConfig.Limits.MaxPacketSize
 	hc := HubConfig{Node: cfg.Node, Now: eng.Now, CommandTimeout: cfg.CommandTimeout,
 		MaxCommandTimeout: cfg.MaxCommandTimeout, MaxPending: cfg.MaxPending, Logger: cfg.Logger,
 		Directory: cfg.Directory, Limits: cfg.DeviceLimits}
@@ -285,4 +292,55 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	err := g.eng.Shutdown(ctx)
 	g.Close()
 	return err
+}
+
+// natsHeadroom is what a device's message may need in NATS beyond its own
+// bytes: the telemetry headers (device, node, time) and the MQTT bridge's
+// (QoS, retain flag, 5.0 properties within the packet's own size).
+const natsHeadroom = 64 << 10
+
+// deviceMessageMax is the largest message a device may send under cfg:
+// a WebSocket message or an MQTT packet, whichever bound is larger
+// (defaults applied; an unbounded WebSocket counts as 64 MiB).
+func deviceMessageMax(cfg *Config) int {
+	ws := cfg.WebSocket.MaxMessageSize
+	switch {
+	case ws == 0:
+		ws = websocket.DefaultMaxMessageSize
+	case ws < 0:
+		ws = 64 << 20
+	}
+	n := ws
+	if cfg.MQTT != "" {
+		mq := cfg.MQTTConfig.Limits.MaxPacketSize
+		if mq <= 0 {
+			mq = mqtt.DefaultMaxPacketSize
+		}
+		n = max(n, mq)
+	}
+	return n
+}
+
+// fitPayload lowers the device limits to what NATS carries (its
+// max_payload less natsHeadroom), so that a message within them is never
+// one NATS refuses: it is refused by its own protocol instead (1009,
+// Maximum Packet Size). An external cluster's max_payload is its own; the
+// embedded server's follows the limits (New).
+func fitPayload(cfg *Config, maxPayload int, log *slog.Logger) {
+	if maxPayload <= natsHeadroom {
+		return // not known (not connected yet): nothing to fit to
+	}
+	limit := maxPayload - natsHeadroom
+	if ws := cfg.WebSocket.MaxMessageSize; ws < 0 || ws > limit || ws == 0 && websocket.DefaultMaxMessageSize > limit {
+		log.Warn("gateway: NATS carries smaller messages than -ws-max-message allows; devices' WebSocket messages are limited to what it carries",
+			"nats_max_payload", maxPayload, "ws_max_message", limit)
+		cfg.WebSocket.MaxMessageSize = limit
+	}
+	if cfg.MQTT != "" {
+		if mq := cfg.MQTTConfig.Limits.MaxPacketSize; mq > limit || mq <= 0 && mqtt.DefaultMaxPacketSize > limit {
+			log.Warn("gateway: NATS carries smaller messages than -mqtt-max-packet allows; the MQTT Maximum Packet Size announced is what it carries",
+				"nats_max_payload", maxPayload, "mqtt_max_packet", limit)
+			cfg.MQTTConfig.Limits.MaxPacketSize = limit
+		}
+	}
 }
