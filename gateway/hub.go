@@ -222,7 +222,7 @@ type presenceMsg struct {
 	Node        string    `json:"node"`
 	Protocol    string    `json:"protocol"`
 	Remote      string    `json:"remote"`
-	Reason      string    `json:"reason,omitempty"`
+	Reason      string    `json:"reason"` // "" when online: consumers read the field on every event
 	At          time.Time `json:"at"`
 	ConnectedAt time.Time `json:"connected_at"`
 	Session     string    `json:"session"`

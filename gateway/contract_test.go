@@ -1,0 +1,43 @@
+package gateway
+
+import (
+	"encoding/json"
+	"maps"
+	"slices"
+	"testing"
+	"time"
+)
+
+// Tests of what an outside check of issue 11 found: each one drives the
+// gateway as a platform team would, with a real WebSocket client and a
+// real NATS subscriber.
+
+// TestPresenceFields: every presence event, online as well as offline,
+// carries each field the contract names — a consumer that reads "reason"
+// from an online event (where it is empty) finds it.
+func TestPresenceFields(t *testing.T) {
+	g := startGateway(t, "n1", BusConfig{})
+	nc := natsConn(t, g)
+	pres, _ := nc.SubscribeSync("devices.dev-p.presence")
+	nc.Flush()
+	d := connect(t, g, "dev-p")
+	d.c.Close()
+	for _, want := range []struct{ state, reason string }{{"online", ""}, {"offline", ReasonDisconnected}} {
+		m, err := pres.NextMsg(5 * time.Second)
+		if err != nil {
+			t.Fatalf("%s: %v", want.state, err)
+		}
+		var p map[string]any
+		if err := json.Unmarshal(m.Data, &p); err != nil {
+			t.Fatalf("%s: %q: %v", want.state, m.Data, err)
+		}
+		for _, f := range []string{"device", "state", "node", "protocol", "remote", "reason", "at"} {
+			if _, ok := p[f]; !ok {
+				t.Errorf("%s presence %s has no %q (fields %v)", want.state, m.Data, f, slices.Sorted(maps.Keys(p)))
+			}
+		}
+		if p["state"] != want.state || p["reason"] != want.reason || p["device"] != "dev-p" || p["node"] != "n1" {
+			t.Errorf("presence %s, want state %q reason %q", m.Data, want.state, want.reason)
+		}
+	}
+}
