@@ -41,3 +41,45 @@ func TestPresenceFields(t *testing.T) {
 		}
 	}
 }
+
+// TestServiceCommandRawPayload: a backend service's command over NATS
+// whose payload is not JSON reaches the device as a JSON string of those
+// bytes (as docs/gateway.md says), not as null, and the reply is the ack.
+func TestServiceCommandRawPayload(t *testing.T) {
+	g := startGateway(t, "n1", BusConfig{})
+	nc := natsConn(t, g)
+	d := connect(t, g, "dev-s")
+	for _, c := range []struct{ sent, want string }{
+		{`plain text, not JSON`, `"plain text, not JSON"`},
+		{`{"level":3}`, `{"level":3}`},
+		{``, `null`},
+	} {
+		got := make(chan string, 1)
+		go func() {
+			d.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			_, b, err := d.c.ReadMessage()
+			if err != nil {
+				got <- "read: " + err.Error()
+				return
+			}
+			var cmd struct {
+				ID      string
+				Payload json.RawMessage
+			}
+			json.Unmarshal(b, &cmd)
+			d.send(`{"type":"ack","id":"` + cmd.ID + `","status":"ok","result":{"seen":true}}`)
+			got <- string(cmd.Payload)
+		}()
+		m, err := nc.Request("devices.dev-s.commands.set", []byte(c.sent), 5*time.Second)
+		if p := <-got; p != c.want {
+			t.Errorf("sent %q: the device got payload %s, want %s", c.sent, p, c.want)
+		}
+		if err != nil {
+			t.Fatalf("sent %q: request: %v", c.sent, err)
+		}
+		var a Ack
+		if err := json.Unmarshal(m.Data, &a); err != nil || a.Status != "ok" || string(a.Result) != `{"seen":true}` {
+			t.Errorf("sent %q: reply %s (%v), want the device's ack", c.sent, m.Data, err)
+		}
+	}
+}

@@ -1307,8 +1307,10 @@ func (h *Hub) serveRemote(device, name string, payload json.RawMessage, timeout 
 		payload = nil
 	}
 	if payload != nil && !json.Valid(payload) {
-		b, _ := json.Marshal(payload)
-		payload = b // a service's raw bytes travel as a JSON string
+		// A service's raw bytes travel as a JSON string (not as the
+		// RawMessage, which json.Marshal refuses for not being JSON).
+		b, _ := json.Marshal(string(payload))
+		payload = b
 	}
 	start := time.Now()
 	err := h.deliver(s, name, payload, timeout, func(a Ack) {
