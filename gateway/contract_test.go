@@ -83,3 +83,54 @@ func TestServiceCommandRawPayload(t *testing.T) {
 		}
 	}
 }
+
+// TestAckingDeviceOutlivesBroadcastsAndLateAcks: a device that acks every
+// command it gets, as the protocol asks, is not closed for abuse — not
+// by its acks of broadcast commands (which wait for no ack: they are
+// taken without an error frame, and counted), nor by acks that come after
+// their command's timeout (answered unknown_ack, and counted as bad
+// frames, but not towards the abuse close). Before, twelve broadcasts, or
+// ten late acks over the life of a connection, closed it with 1008.
+func TestAckingDeviceOutlivesBroadcastsAndLateAcks(t *testing.T) {
+	g := startGateway(t, "n1", BusConfig{})
+	d := connect(t, g, "dev-b")
+	for i := range 12 {
+		if code, m := apiPost(t, g.APIAddr(), "/v1/broadcast", `{"name":"config","payload":{"v":1},"devices":["dev-b"]}`); code != 202 || m["sent"] != 1.0 {
+			t.Fatalf("broadcast %d: %d %v", i, code, m)
+		}
+		cmd := d.read() // an error frame for the previous ack would come here
+		id, _ := cmd["id"].(string)
+		if cmd["type"] != "command" || cmd["name"] != "config" || !isBroadcastID(id) {
+			t.Fatalf("broadcast %d: got %v, want the command with a broadcast id", i, cmd)
+		}
+		d.send(`{"type":"ack","id":"` + id + `","status":"ok","result":null}`)
+	}
+	for i := range 12 {
+		if code, _ := apiPost(t, g.APIAddr(), "/v1/devices/dev-b/commands", `{"name":"slow","timeout":"20ms"}`); code != 504 {
+			t.Fatalf("late %d: %d, want 504", i, code)
+		}
+		cmd := d.read()
+		id, _ := cmd["id"].(string)
+		if cmd["type"] != "command" || isBroadcastID(id) {
+			t.Fatalf("late %d: got %v, want a unicast command", i, cmd)
+		}
+		d.send(`{"type":"ack","id":"` + id + `","status":"ok","result":null}`)
+		if m := d.read(); m["type"] != "error" || m["code"] != "unknown_ack" || m["id"] != id {
+			t.Fatalf("late ack %d: got %v, want unknown_ack", i, m)
+		}
+	}
+	// Still connected: a command in time is answered.
+	done := make(chan struct{})
+	go func() { defer close(done); d.answer("ok", `{"alive":true}`) }()
+	code, m := apiPost(t, g.APIAddr(), "/v1/devices/dev-b/commands", `{"name":"ping","timeout":"5s"}`)
+	<-done
+	if code != 200 || m["status"] != "ok" {
+		t.Fatalf("after the broadcasts and late acks: %d %v", code, m)
+	}
+	if n := g.Hub().m.broadcastAcks.Load(); n != 12 {
+		t.Errorf("broadcast acks counted %d, want 12", n)
+	}
+	if n := g.Hub().m.badFrames.Load(); n != 12 {
+		t.Errorf("bad frames counted %d, want the 12 late acks", n)
+	}
+}

@@ -1333,6 +1333,32 @@ func (h *Hub) serveRemote(device, name string, payload json.RawMessage, timeout 
 	}
 }
 
+// broadcastIDPrefix starts the id of every broadcast command (a unicast
+// command's id is a bare 22-character NUID): a broadcast waits for no
+// ack, so a device's ack of one is taken and counted, not refused as an
+// ack for an unknown id (a device that acks every command it gets, as the
+// protocol asks, is not closed for abuse after a few broadcasts).
+const broadcastIDPrefix = "b-"
+
+// broadcastID returns a new broadcast command id.
+func broadcastID() string { return broadcastIDPrefix + nuid.Next() }
+
+// isBroadcastID reports whether id has the form of a broadcast command's.
+func isBroadcastID(id string) bool {
+	return len(id) == len(broadcastIDPrefix)+22 && strings.HasPrefix(id, broadcastIDPrefix)
+}
+
+// BroadcastAck takes a device's ack of a broadcast command (see
+// isBroadcastID) and reports true, or reports false when id is not a
+// broadcast's.
+func (h *Hub) BroadcastAck(id string) bool {
+	if !isBroadcastID(id) {
+		return false
+	}
+	h.m.broadcastAcks.Add(1)
+	return true
+}
+
 // BroadcastResult counts a broadcast's fan-out.
 type BroadcastResult struct {
 	Sent    int `json:"sent"`
@@ -1381,7 +1407,7 @@ func (h *Hub) dirBroadcast(name string, payload json.RawMessage, devices []strin
 	remote := map[string][]string{}
 	for _, id := range devices {
 		if s := h.Local(id); s != nil {
-			if s.t.SendCommand(Command{ID: nuid.Next(), Name: name, Payload: payload}) == nil {
+			if s.t.SendCommand(Command{ID: broadcastID(), Name: name, Payload: payload}) == nil {
 				r.Sent++
 			} else {
 				r.Offline++
@@ -1413,7 +1439,7 @@ func (h *Hub) onNodeBroadcast(m *nats.Msg) {
 	}
 	for _, id := range b.Devices {
 		if s := h.Local(id); s != nil {
-			s.t.SendCommand(Command{ID: nuid.Next(), Name: b.Name, Payload: b.Payload})
+			s.t.SendCommand(Command{ID: broadcastID(), Name: b.Name, Payload: b.Payload})
 		}
 	}
 }
