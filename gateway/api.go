@@ -144,6 +144,12 @@ func (a *apiHandlers) broadcast(c *http1.Ctx) {
 		writeJSON(c, 400, map[string]string{"error": "body must be JSON with a name and devices or a prefix"})
 		return
 	}
+	if len(req.Devices) > 0 && req.Prefix != "" {
+		// The prefix would win and the listed devices it does not match
+		// would be dropped without a count: refuse rather than guess.
+		writeJSON(c, 400, map[string]string{"error": "devices or a prefix, not both"})
+		return
+	}
 	writeJSON(c, 202, a.hub.Broadcast(req.Name, req.Payload, req.Devices, req.Prefix))
 }
 

@@ -134,3 +134,28 @@ func TestAckingDeviceOutlivesBroadcastsAndLateAcks(t *testing.T) {
 		t.Errorf("bad frames counted %d, want the 12 late acks", n)
 	}
 }
+
+// TestBroadcastDevicesAndPrefix: a broadcast names devices or a prefix.
+// With both, the prefix won and a listed device it did not match was
+// neither sent the command nor counted offline; now the request is
+// refused with 400.
+func TestBroadcastDevicesAndPrefix(t *testing.T) {
+	g := startGateway(t, "n1", BusConfig{})
+	connect(t, g, "dev-1")
+	connect(t, g, "other-1")
+	if code, m := apiPost(t, g.APIAddr(), "/v1/broadcast", `{"name":"x","devices":["other-1"],"prefix":"dev-"}`); code != 400 {
+		t.Fatalf("devices and prefix: %d %v, want 400", code, m)
+	}
+	for _, c := range []struct {
+		body          string
+		sent, offline float64
+	}{
+		{`{"name":"x","devices":["other-1","ghost"]}`, 1, 1},
+		{`{"name":"x","prefix":"other-"}`, 1, 0},
+	} {
+		code, m := apiPost(t, g.APIAddr(), "/v1/broadcast", c.body)
+		if code != 202 || m["sent"] != c.sent || m["offline"] != c.offline {
+			t.Fatalf("%s: %d %v, want 202 sent %v offline %v", c.body, code, m, c.sent, c.offline)
+		}
+	}
+}
