@@ -3,9 +3,12 @@ package gateway
 import (
 	"encoding/json"
 	"maps"
+	"net/http"
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/warrenhq/warren/internal/testutil"
 )
 
 // Tests of what an outside check of issue 11 found: each one drives the
@@ -156,6 +159,38 @@ func TestBroadcastDevicesAndPrefix(t *testing.T) {
 		code, m := apiPost(t, g.APIAddr(), "/v1/broadcast", c.body)
 		if code != 202 || m["sent"] != c.sent || m["offline"] != c.offline {
 			t.Fatalf("%s: %d %v, want 202 sent %v offline %v", c.body, code, m, c.sent, c.offline)
+		}
+	}
+}
+
+// TestLastSeenOnAnotherNode: GET /v1/devices/{id} and the list, asked of
+// a node that does not hold the device, give its connect time as
+// last_seen (the last the directory heard of it), not Go's zero time
+// "0001-01-01T00:00:00Z"; the holding node gives its last activity.
+func TestLastSeenOnAnotherNode(t *testing.T) {
+	ns := cluster(t, 2)
+	a, b := ns[0], ns[1]
+	connect(t, b, "dev-l")
+	testutil.Eventually(t, 0, "dev-l known on node-a", func() bool { return a.Hub().Lookup("dev-l") != nil })
+	for _, g := range ns {
+		for _, path := range []string{"/v1/devices/dev-l", "/v1/devices?prefix=dev-l"} {
+			resp, err := http.Get("http://" + g.APIAddr() + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var body struct {
+				DeviceInfo
+				Devices []DeviceInfo `json:"devices"`
+			}
+			err = json.NewDecoder(resp.Body).Decode(&body)
+			resp.Body.Close()
+			d := body.DeviceInfo
+			if len(body.Devices) == 1 {
+				d = body.Devices[0]
+			}
+			if err != nil || d.Device != "dev-l" || d.ConnectedAt.IsZero() || d.LastSeen.Before(d.ConnectedAt) {
+				t.Errorf("%s %s: %+v (%v): want last_seen at or after connected_at", g.Node(), path, d, err)
+			}
 		}
 	}
 }
