@@ -1,12 +1,16 @@
 package gateway
 
 import (
+	"context"
 	"encoding/json"
 	"maps"
 	"net/http"
 	"slices"
+	"strings"
 	"testing"
 	"time"
+
+	gorilla "github.com/gorilla/websocket"
 
 	"github.com/warrenhq/warren/internal/testutil"
 )
@@ -191,6 +195,81 @@ func TestLastSeenOnAnotherNode(t *testing.T) {
 			if err != nil || d.Device != "dev-l" || d.ConnectedAt.IsZero() || d.LastSeen.Before(d.ConnectedAt) {
 				t.Errorf("%s %s: %+v (%v): want last_seen at or after connected_at", g.Node(), path, d, err)
 			}
+		}
+	}
+}
+
+// TestDrainAnswersWaitingCommands: SIGTERM's drain closes the devices
+// with 1001 at once, so a command still waiting for its ack can no longer
+// get one. It is answered 504 as soon as the last device has gone, and
+// the drain ends then; before, the API request waited out the command's
+// own timeout (here a minute), which held the drain until its deadline
+// cut the request off with no answer at all.
+func TestDrainAnswersWaitingCommands(t *testing.T) {
+	g := startGateway(t, "n1", BusConfig{})
+	d := connect(t, g, "dev-d")
+	nc := natsConn(t, g)
+	pres, _ := nc.SubscribeSync("devices.dev-d.presence")
+	nc.Flush()
+	type answer struct {
+		code int
+		body map[string]any
+		err  error
+	}
+	api := make(chan answer, 1)
+	go func() {
+		resp, err := http.Post("http://"+g.APIAddr()+"/v1/devices/dev-d/commands", "application/json",
+			strings.NewReader(`{"name":"slow","timeout":"60s"}`))
+		if err != nil {
+			api <- answer{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		var m map[string]any
+		json.NewDecoder(resp.Body).Decode(&m)
+		api <- answer{code: resp.StatusCode, body: m}
+	}()
+	if m := d.read(); m["type"] != "command" { // the device never acks it
+		t.Fatalf("got %v, want the command", m)
+	}
+	closed := make(chan error, 1)
+	go func() { // the device reads on, and answers the drain's close
+		d.c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		for {
+			if _, _, err := d.c.ReadMessage(); err != nil {
+				closed <- err
+				return
+			}
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := g.eng.Shutdown(ctx); err != nil {
+		t.Fatalf("drain: %v (the waiting command held it to its deadline)", err)
+	}
+	select {
+	case a := <-api:
+		if a.err != nil || a.code != 504 || a.body["error"] != "timeout" {
+			t.Fatalf("waiting command: %d %v %v, want 504 timeout", a.code, a.body, a.err)
+		}
+	default:
+		t.Fatal("the drain ended with the command unanswered")
+	}
+	if err := <-closed; err == nil {
+		t.Fatal("device not closed")
+	} else if ce, ok := err.(*gorilla.CloseError); !ok || ce.Code != 1001 {
+		t.Fatalf("close: %v, want 1001", err)
+	}
+	for {
+		m, err := pres.NextMsg(5 * time.Second)
+		if err != nil {
+			t.Fatalf("presence offline: %v", err)
+		}
+		if strings.Contains(string(m.Data), `"offline"`) {
+			if !strings.Contains(string(m.Data), `"reason":"shutdown"`) {
+				t.Fatalf("offline presence %s, want reason shutdown", m.Data)
+			}
+			break
 		}
 	}
 }

@@ -334,6 +334,10 @@ type Hub struct {
 	pmu     sync.Mutex
 	pending map[string]*pendingCmd
 
+	// draining is set when the node drains (Drain): once its last device
+	// has gone, the commands still waiting for acks are answered at once.
+	draining atomic.Bool
+
 	nmu   sync.Mutex
 	nodes map[string]nodeSeen // last heartbeat per other node
 
@@ -531,7 +535,9 @@ func (h *Hub) Disconnect(s *Session, reason string) {
 	if !cur {
 		return // replaced: the new session announced itself
 	}
-	h.m.online.Add(-1)
+	if h.m.online.Add(-1) == 0 && h.draining.Load() {
+		go h.failPending()
+	}
 	h.m.disconnect(reason)
 	now := h.cfg.Now()
 	if !h.remoteDir() {
@@ -1263,6 +1269,33 @@ func (h *Hub) Ack(s *Session, a Ack) bool {
 		return false
 	}
 	return h.finish(a.ID, a)
+}
+
+// Drain tells the hub its node drains (the engine's Shutdown has begun):
+// once the last local device has gone (the drain closes them with 1001),
+// no ack can come for the commands still waiting, and they are answered
+// at once with status "timeout" (the API's 504) rather than when each
+// one's timeout ends, which held the drain for as long. Safe to call from
+// any goroutine, more than once.
+func (h *Hub) Drain() {
+	h.draining.Store(true)
+	if h.m.online.Load() == 0 {
+		go h.failPending()
+	}
+}
+
+// failPending answers every command waiting for an ack with status
+// "timeout" (see Drain).
+func (h *Hub) failPending() {
+	h.pmu.Lock()
+	ids := make([]string, 0, len(h.pending))
+	for id := range h.pending {
+		ids = append(ids, id)
+	}
+	h.pmu.Unlock()
+	for _, id := range ids {
+		h.finish(id, Ack{ID: id, Status: "timeout"})
+	}
 }
 
 // Pending returns the commands waiting for acks on this node.
