@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"maps"
 	"net/http"
 	"slices"
@@ -271,5 +272,30 @@ func TestDrainAnswersWaitingCommands(t *testing.T) {
 			}
 			break
 		}
+	}
+}
+
+// TestNATSUnreachableAtStart: with -nats naming a server that is not
+// there (a typo, or NATS not up yet), the node starts and nats.go retries
+// in the background — and now the bus says so in a warning that names the
+// URL without its credentials; before, nothing was logged at all.
+func TestNATSUnreachableAtStart(t *testing.T) {
+	addr := testutil.RefusedAddr(t)
+	var logs syncBuffer
+	bus, err := StartBus(BusConfig{URLs: []string{"nats://svc:hunter2@" + addr}, Node: "n1",
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bus.Close()
+	out := logs.String()
+	if !strings.Contains(out, "NATS not reachable") || !strings.Contains(out, "nats://redacted@"+addr) {
+		t.Fatalf("log %q: want a warning naming the URL", out)
+	}
+	if strings.Contains(out, "hunter2") {
+		t.Fatalf("log %q shows the password", out)
+	}
+	if bus.Connected() {
+		t.Fatal("connected to nothing")
 	}
 }
