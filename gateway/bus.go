@@ -338,7 +338,9 @@ func (b *Bus) Relieved() bool {
 // embedded server.
 func (b *Bus) Close() {
 	if b.nc != nil {
-		b.nc.Flush()
+		if b.nc.IsConnected() { // else Flush waits out its 10 s for nothing
+			b.nc.Flush()
+		}
 		b.nc.Close()
 	}
 	if b.srv != nil {

@@ -443,7 +443,9 @@ func (h *Hub) Start() error {
 		sub.SetPendingLimits(1<<20, 256<<20)
 		h.subs = append(h.subs, sub)
 	}
-	h.nc.Flush()
+	if h.nc.IsConnected() { // else Flush waits out its 10 s: the start goes on, nats.go replays the subscriptions
+		h.nc.Flush()
+	}
 	if !h.remoteDir() {
 		h.syncPresence()
 	}
