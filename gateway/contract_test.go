@@ -13,6 +13,7 @@ import (
 
 	gorilla "github.com/gorilla/websocket"
 
+	"github.com/warrenhq/warren/engine"
 	"github.com/warrenhq/warren/internal/testutil"
 )
 
@@ -297,5 +298,41 @@ func TestNATSUnreachableAtStart(t *testing.T) {
 	}
 	if bus.Connected() {
 		t.Fatal("connected to nothing")
+	}
+}
+
+// TestReceivedHeaderNanoseconds: Warren-Received is RFC 3339 with all
+// nine digits of nanoseconds, whatever the time — here a whole second,
+// which time.RFC3339Nano wrote with no fraction at all.
+func TestReceivedHeaderNanoseconds(t *testing.T) {
+	clk := testutil.NewFakeClock() // on a whole second
+	e := testutil.StartEngine(t, engine.Config{Logger: quietLog(), Clock: clk})
+	g, err := New(e, Config{Addr: "127.0.0.1:0", API: "-", Auth: NewHMACAuth(testSecret), Node: "n1",
+		Logger: quietLog(), DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(g.Close)
+	nc := natsConn(t, g)
+	sub, _ := nc.SubscribeSync("devices.dev-h.telemetry")
+	nc.Flush()
+	tok, _ := IssueToken(testSecret, "dev-h", RoleDevice, time.Hour, clk.Now())
+	c, _, err := gorilla.DefaultDialer.Dial("ws://"+g.DeviceAddr()+"/v1/connect?token="+tok, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, step := range []time.Duration{0, 500 * time.Millisecond, 120 * time.Microsecond, 7} {
+		clk.Advance(step)
+		c.WriteMessage(gorilla.TextMessage, []byte(`{"type":"telemetry","data":1}`))
+		m, err := sub.NextMsg(5 * time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := m.Header.Get("Warren-Received")
+		at, err := time.Parse("2006-01-02T15:04:05.000000000Z07:00", h)
+		if err != nil || !at.Equal(clk.Now()) {
+			t.Fatalf("Warren-Received %q (%v): want %s with nine digits of nanoseconds", h, err, clk.Now().UTC())
+		}
 	}
 }

@@ -960,6 +960,12 @@ func (h *Hub) expireTokens() {
 	}
 }
 
+// receivedLayout formats Warren-Received: RFC 3339 with all nine digits
+// of nanoseconds (time.RFC3339Nano drops trailing zeros, so one header in
+// ten was shorter, and one whose time fell on a whole second had no
+// fraction at all; a consumer reading it with a fixed layout failed).
+const receivedLayout = "2006-01-02T15:04:05.000000000Z07:00"
+
 // Telemetry headers, in canonical form.
 const (
 	hdrDevice   = "Warren-Device"
@@ -991,7 +997,7 @@ func (h *Hub) Telemetry(s *Session, data []byte, now time.Time) bool {
 	// their own, which the strings then keep alive: still valid).
 	b := append(append(append(tm.buf[:0], "devices."...), s.Device...), ".telemetry"...)
 	n := len(b)
-	b = now.UTC().AppendFormat(b, time.RFC3339Nano)
+	b = now.UTC().AppendFormat(b, receivedLayout)
 	tm.m.Subject, tm.m.Data = unsafe.String(unsafe.SliceData(b), n), data
 	tm.dev[0] = s.Device
 	tm.recv[0] = unsafe.String(&b[n], len(b)-n)
