@@ -336,3 +336,15 @@ func TestReceivedHeaderNanoseconds(t *testing.T) {
 		}
 	}
 }
+
+// TestAppendReceived: appendReceived writes what the fixed layout
+// "2006-01-02T15:04:05.000000000Z07:00" does in UTC, without its cost.
+func TestAppendReceived(t *testing.T) {
+	for _, ns := range []int64{0, 1, 10, 500_000_000, 525_773_490, 999_999_999} {
+		at := time.Unix(1_796_598_074, ns).In(time.FixedZone("X", 3600))
+		want := at.UTC().Format("2006-01-02T15:04:05.000000000Z07:00")
+		if got := string(appendReceived([]byte("x"), at)); got != "x"+want {
+			t.Errorf("ns %d: %q, want %q", ns, got, "x"+want)
+		}
+	}
+}

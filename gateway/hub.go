@@ -960,11 +960,28 @@ func (h *Hub) expireTokens() {
 	}
 }
 
-// receivedLayout formats Warren-Received: RFC 3339 with all nine digits
-// of nanoseconds (time.RFC3339Nano drops trailing zeros, so one header in
-// ten was shorter, and one whose time fell on a whole second had no
-// fraction at all; a consumer reading it with a fixed layout failed).
-const receivedLayout = "2006-01-02T15:04:05.000000000Z07:00"
+// appendReceived appends t as Warren-Received: RFC 3339 in UTC with all
+// nine digits of nanoseconds, "2006-01-02T15:04:05.000000000Z"
+// (time.RFC3339Nano drops trailing zeros, so one header in ten was
+// shorter, and one whose time fell on a whole second had no fraction at
+// all; a consumer reading it with a fixed layout failed). It formats the
+// seconds with time.RFC3339, which AppendFormat has a fast path for, and
+// writes the fraction itself: the same cost as RFC3339Nano, where that
+// fixed layout through AppendFormat's general path took 2-3 times as long
+// (≈ 100 against ≈ 300 ns a message, 5 interleaved pairs).
+func appendReceived(b []byte, t time.Time) []byte {
+	t = t.UTC()
+	b = t.AppendFormat(b, time.RFC3339)
+	b = b[:len(b)-1] // its Z
+	var f [10]byte
+	f[0] = '.'
+	ns := t.Nanosecond()
+	for i := 9; i >= 1; i-- {
+		f[i] = byte('0' + ns%10)
+		ns /= 10
+	}
+	return append(append(b, f[:]...), 'Z')
+}
 
 // Telemetry headers, in canonical form.
 const (
@@ -997,7 +1014,7 @@ func (h *Hub) Telemetry(s *Session, data []byte, now time.Time) bool {
 	// their own, which the strings then keep alive: still valid).
 	b := append(append(append(tm.buf[:0], "devices."...), s.Device...), ".telemetry"...)
 	n := len(b)
-	b = now.UTC().AppendFormat(b, receivedLayout)
+	b = appendReceived(b, now)
 	tm.m.Subject, tm.m.Data = unsafe.String(unsafe.SliceData(b), n), data
 	tm.dev[0] = s.Device
 	tm.recv[0] = unsafe.String(&b[n], len(b)-n)
