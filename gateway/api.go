@@ -169,6 +169,12 @@ func (a *apiHandlers) broadcast(c *http1.Ctx) {
 		writeJSON(c, 400, map[string]string{"error": "body must be JSON with a name and devices or a prefix"})
 		return
 	}
+	if len(req.Devices) > 0 && req.Prefix != "" {
+		// The prefix would win and the listed devices it does not match
+		// would be dropped without a count: refuse rather than guess.
+		writeJSON(c, 400, map[string]string{"error": "devices or a prefix, not both"})
+		return
+	}
 	if !ValidCommandName(req.Name) {
 		writeJSON(c, 400, map[string]string{"error": badCommandName})
 		return

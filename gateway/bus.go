@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -138,6 +139,13 @@ func StartBus(cfg BusConfig) (*Bus, error) {
 	b.nc = nc
 	if nc.IsConnected() {
 		b.up.Store(true)
+	} else {
+		// nats.go retries in the background (RetryOnFailedConnect; its
+		// first connect is logged as a reconnect), and the node runs
+		// meanwhile with its publishes buffered: say so, or a mistyped
+		// -nats URL goes unnoticed.
+		b.log.Warn("gateway: NATS not reachable; retrying in the background, telemetry and presence buffered until it is",
+			"url", redactURLs(cfg.URLs))
 	}
 	return b, nil
 }
@@ -344,11 +352,32 @@ func (b *Bus) Relieved() bool {
 // embedded server.
 func (b *Bus) Close() {
 	if b.nc != nil {
-		b.nc.Flush()
+		if b.nc.IsConnected() { // else Flush waits out its 10 s for nothing
+			b.nc.Flush()
+		}
 		b.nc.Close()
 	}
 	if b.srv != nil {
 		b.srv.Shutdown()
 		b.srv.WaitForShutdown()
 	}
+}
+
+// redactURLs is urls joined with commas, without their user information
+// (a password or a token), for logs.
+func redactURLs(urls []string) string {
+	out := make([]string, len(urls))
+	for i, s := range urls {
+		u, err := url.Parse(s)
+		switch {
+		case err != nil:
+			out[i] = "(unparsable URL)"
+		case u.User != nil:
+			u.User = url.User("redacted")
+			out[i] = u.String()
+		default:
+			out[i] = s
+		}
+	}
+	return strings.Join(out, ",")
 }

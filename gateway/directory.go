@@ -259,8 +259,11 @@ func (e *dirEntry) same(o *dirEntry) bool { return e.node == o.node && e.seq == 
 
 // info returns the DeviceInfo of device's entry e.
 func (e *dirEntry) info(device string) *DeviceInfo {
+	since := time.Unix(0, e.since)
+	// LastSeen is the connect time, the last the directory heard of the
+	// device; the node holding it puts its last activity in its place.
 	d := &DeviceInfo{Device: device, State: "online", Node: e.node.Value(), Protocol: protocolName(e.proto),
-		ConnectedAt: time.Unix(0, e.since), session: sessionID(e.node.Value(), uint64(e.seq))}
+		ConnectedAt: since, LastSeen: since, session: sessionID(e.node.Value(), uint64(e.seq))}
 	if r := e.remote(); r.IsValid() {
 		d.Remote = r.String()
 	}

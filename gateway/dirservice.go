@@ -56,7 +56,7 @@ func presenceOfInfo(d *DeviceInfo) presenceMsg {
 // infoOfPresence is the DeviceInfo a directory's presence message carries.
 func infoOfPresence(p *presenceMsg) DeviceInfo {
 	return DeviceInfo{Device: p.Device, State: "online", Node: p.Node, Protocol: p.Protocol, Remote: p.Remote,
-		ConnectedAt: p.ConnectedAt, session: p.Session}
+		ConnectedAt: p.ConnectedAt, LastSeen: p.ConnectedAt, session: p.Session}
 }
 
 // remoteDir reports whether the hub asks a remote Directory rather than

@@ -104,6 +104,7 @@ func New(eng *engine.Engine, cfg Config) (*Gateway, error) {
 		hc.OnTelemetry = g.hook.offer
 	}
 	g.hub = NewHub(hc, bus)
+	context.AfterFunc(eng.Context(), g.hub.Drain) // the engine's Shutdown began
 	fail := func(err error) (*Gateway, error) {
 		g.closeParts()
 		return nil, err

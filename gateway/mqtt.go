@@ -492,7 +492,7 @@ func (d *mqttDevices) bridgeOutAs(m *mqtt.Message, device string, at time.Time) 
 	nm := &nats.Msg{Subject: subject(m.Topic), Data: append([]byte(nil), m.Payload...), Header: nats.Header{}}
 	if device != "" {
 		nm.Header.Set(hdrDevice, device)
-		nm.Header.Set(hdrReceived, at.UTC().Format(time.RFC3339Nano))
+		nm.Header.Set(hdrReceived, string(appendReceived(nil, at))) // as the telemetry path writes it
 	}
 	nm.Header.Set(headerNode, d.node)
 	nm.Header.Set(headerQoS, string('0'+byte(m.QoS)))

@@ -202,8 +202,11 @@ func (d *wsDevices) OnMessage(c *websocket.Conn, op websocket.Opcode, data []byt
 			d.bad(dev, "bad_ack", `an ack needs an id and a status of "ok" or "error"`, f.ID)
 			return
 		}
-		if !d.hub.Ack(s, Ack{ID: f.ID, Status: f.Status, Result: f.Result}) {
-			d.bad(dev, "unknown_ack", "no command with this id is waiting for an ack", f.ID)
+		if !d.hub.Ack(s, Ack{ID: f.ID, Status: f.Status, Result: f.Result}) && !d.hub.BroadcastAck(f.ID) {
+			// Refused and counted, but not towards the abuse close: a
+			// well-behaved device sends one when its ack comes after
+			// the command's timeout, or after it moved to another node.
+			d.refuse(dev, "unknown_ack", "no command with this id is waiting for an ack", f.ID)
 		}
 	default:
 		d.bad(dev, "unknown_type", `type must be "telemetry" or "ack"`, "")
@@ -237,12 +240,18 @@ func plainTelemetry(b []byte) []byte {
 // bad answers a refused frame with an error frame, and closes a device
 // that keeps sending them.
 func (d *wsDevices) bad(dev *wsDevice, code, msg, id string) {
-	d.hub.m.badFrames.Add(1)
-	b, _ := json.Marshal(errFrame{Type: "error", Code: code, Message: msg, ID: id})
-	dev.c.WriteMessage(websocket.OpText, b)
+	d.refuse(dev, code, msg, id)
 	if n := dev.s.addBad(); d.maxBad > 0 && n >= d.maxBad {
 		dev.closeWith(ReasonAbuse, websocket.ClosePolicyViolation, "too many bad frames")
 	}
+}
+
+// refuse answers a refused frame with an error frame and counts it in
+// the bad frames metric.
+func (d *wsDevices) refuse(dev *wsDevice, code, msg, id string) {
+	d.hub.m.badFrames.Add(1)
+	b, _ := json.Marshal(errFrame{Type: "error", Code: code, Message: msg, ID: id})
+	dev.c.WriteMessage(websocket.OpText, b)
 }
 
 // rateLimited tells the device its telemetry is being dropped (the hub
