@@ -184,10 +184,11 @@ func (h *Hub) remoteBroadcast(name string, payload json.RawMessage, devices []st
 		if err == nil && json.Unmarshal(m.Data, &r) == nil {
 			total.Sent += r.Sent
 			total.Offline += r.Offline
+			total.Failed += r.Failed
 			return
 		}
 		h.log.Warn("gateway: broadcast through the directory failed", "devices", n, "error", err)
-		total.Offline += n
+		total.Failed += n
 	}
 	if prefix != "" || len(devices) == 0 {
 		send(dirBroadcastReq{Name: name, Payload: payload, Prefix: prefix}, 0)

@@ -1369,6 +1369,10 @@ func (h *Hub) BroadcastAck(id string) bool {
 type BroadcastResult struct {
 	Sent    int `json:"sent"`
 	Offline int `json:"offline"`
+	// Failed counts devices online on another node whose command NATS
+	// did not take (a batch over NATS's max_payload, the connection
+	// closed, the machine's directory not answering).
+	Failed int `json:"failed"`
 }
 
 type nodeBroadcast struct {
@@ -1381,16 +1385,35 @@ type nodeBroadcast struct {
 // with prefix, to every online device whose id starts with it), wherever
 // they are connected. It never blocks on a device.
 func (h *Hub) Broadcast(name string, payload json.RawMessage, devices []string, prefix string) BroadcastResult {
+	var r BroadcastResult
 	if h.remoteDir() {
-		r := h.remoteBroadcast(name, payload, devices, prefix)
-		h.m.broadcastSent.Add(uint64(r.Sent))
-		h.m.broadcastOffline.Add(uint64(r.Offline))
-		return r
+		r = h.remoteBroadcast(name, payload, devices, prefix)
+	} else {
+		r = h.dirBroadcast(name, payload, devices, prefix)
 	}
-	r := h.dirBroadcast(name, payload, devices, prefix)
 	h.m.broadcastSent.Add(uint64(r.Sent))
 	h.m.broadcastOffline.Add(uint64(r.Offline))
+	h.m.broadcastFailed.Add(uint64(r.Failed))
 	return r
+}
+
+// broadcastBatches splits ids into the batches of one node's broadcast:
+// at most 1,000 devices, and at most maxBytes of ids (the rest of the
+// message — name, payload, JSON — is fixed); a batch that cannot hold even
+// one id is all of them, and fails to publish.
+func broadcastBatches(ids []string, maxBytes int, fn func([]string)) {
+	for len(ids) > 0 {
+		n, size := 0, 0
+		for n < len(ids) && n < 1000 {
+			size += len(ids[n]) + 3 // quotes and comma
+			if n > 0 && size > maxBytes {
+				break
+			}
+			n++
+		}
+		fn(ids[:n])
+		ids = ids[n:]
+	}
 }
 
 // dirBroadcast is Broadcast on the hub's own directory.
@@ -1427,13 +1450,16 @@ func (h *Hub) dirBroadcast(name string, payload json.RawMessage, devices []strin
 		}
 		r.Offline++
 	}
+	fixed := len(name) + len(payload) + 64 // the message but its ids
 	for node, ids := range remote {
-		for len(ids) > 0 {
-			n := min(len(ids), 1000)
-			b, _ := json.Marshal(nodeBroadcast{Name: name, Payload: payload, Devices: ids[:n]})
-			h.nc.Publish(nodeBroadcastSubject(node), b)
-			ids = ids[n:]
-		}
+		broadcastBatches(ids, int(h.nc.MaxPayload())-fixed, func(batch []string) {
+			b, _ := json.Marshal(nodeBroadcast{Name: name, Payload: payload, Devices: batch})
+			if err := h.nc.Publish(nodeBroadcastSubject(node), b); err != nil {
+				r.Sent -= len(batch)
+				r.Failed += len(batch)
+				h.log.Warn("gateway: broadcast to a node not sent", "node", node, "devices", len(batch), "bytes", len(b), "error", err)
+			}
+		})
 	}
 	return r
 }

@@ -20,6 +20,7 @@ type hubMetrics struct {
 	presenceErrors   atomic.Uint64
 	broadcastSent    atomic.Uint64
 	broadcastOffline atomic.Uint64
+	broadcastFailed  atomic.Uint64
 	broadcastAcks    atomic.Uint64 // devices' acks of broadcast commands
 	badFrames        atomic.Uint64
 	authFailures     atomic.Uint64
@@ -124,7 +125,7 @@ var (
 	descCommands    = prometheus.NewDesc("warren_gateway_commands_total", "Commands by outcome: ok, error, timeout, offline, failed.", []string{"outcome"}, nil)
 	descPending     = prometheus.NewDesc("warren_gateway_commands_pending", "Commands waiting for a device's ack on this node.", nil, nil)
 	descForwarded   = prometheus.NewDesc("warren_gateway_commands_forwarded_pending", "Commands this node's API sent to the node holding the device and waits to hear from (bounded by -max-pending).", nil, nil)
-	descBroadcast   = prometheus.NewDesc("warren_gateway_broadcast_total", "Broadcast deliveries by result: sent or offline; acked counts devices' acks of broadcast commands.", []string{"result"}, nil)
+	descBroadcast   = prometheus.NewDesc("warren_gateway_broadcast_total", "Broadcast deliveries by result: sent, offline or failed (NATS did not take it); acked counts devices' acks of broadcast commands.", []string{"result"}, nil)
 	descBadFrames   = prometheus.NewDesc("warren_gateway_bad_frames_total", "Device frames refused (not JSON, unknown type, unknown ack).", nil, nil)
 	descAuthFail    = prometheus.NewDesc("warren_gateway_auth_failures_total", "Connections refused for a missing, bad or expired token.", nil, nil)
 	descNATS        = prometheus.NewDesc("warren_gateway_nats_connected", "1 while the NATS connection is up.", nil, nil)
@@ -170,6 +171,7 @@ func (c hubCollector) Collect(ch chan<- prometheus.Metric) {
 	n(descAuthFail, m.authFailures.Load())
 	n(descBroadcast, m.broadcastSent.Load(), "sent")
 	n(descBroadcast, m.broadcastOffline.Load(), "offline")
+	n(descBroadcast, m.broadcastFailed.Load(), "failed")
 	n(descBroadcast, m.broadcastAcks.Load(), "acked")
 	g(descPending, float64(h.Pending()))
 	g(descForwarded, float64(h.forwardedPending()))
