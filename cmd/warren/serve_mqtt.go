@@ -27,6 +27,13 @@ func mqttFlags(fs *flag.FlagSet, cfg *gateway.Config) {
 	fs.IntVar(&m.MaxSessions, "mqtt-max-sessions", mqtt.DefaultMaxSessions, "MQTT: sessions held, online and offline")
 	fs.DurationVar(&m.MaxKeepAlive, "mqtt-max-keepalive", 0, "MQTT: longest keep-alive (announced to 5.0 clients); 0: no cap")
 	fs.IntVar(&m.MaxRetained, "mqtt-max-retained", mqtt.DefaultMaxRetained, "MQTT: retained messages")
+	fs.IntVar(&m.MaxRetainedBytes, "mqtt-max-retained-bytes", mqtt.DefaultMaxRetainedBytes, "MQTT: bytes of retained messages (topics and payloads); past it a message is delivered but not retained")
+	fs.IntVar(&m.PublishBurst, "mqtt-publish-burst", 0, "MQTT: PUBLISH packets a client may send at once above -mqtt-publish-rate (0: one second's worth)")
+	fs.IntVar(&m.TopicAliasMaximum, "mqtt-topic-alias-max", mqtt.DefaultTopicAliasMaximum, "MQTT: highest topic alias a 5.0 client may use, announced in CONNACK (negative: none)")
+	fs.DurationVar(&m.ConnectTimeout, "mqtt-connect-timeout", mqtt.DefaultConnectTimeout, "MQTT: how long a new connection may take to send its CONNECT")
+	fs.IntVar(&m.MaxClientIDLength, "mqtt-max-client-id", mqtt.DefaultMaxClientIDLength, "MQTT: longest client identifier in bytes")
+	fs.IntVar(&m.Limits.MaxTopicFilters, "mqtt-max-topic-filters", mqtt.DefaultMaxTopicFilters, "MQTT: topic filters in one SUBSCRIBE or UNSUBSCRIBE (more: quota exceeded)")
+	fs.IntVar(&m.Limits.MaxUserProperties, "mqtt-max-user-properties", mqtt.DefaultMaxUserProperties, "MQTT: user properties in one packet's property list (more: quota exceeded)")
 	fs.StringVar(&m.ServerReference, "mqtt-server-reference", "", "MQTT: server 5.0 clients are sent to on drain (DISCONNECT 0x9C); empty: 0x8B")
 	fs.IntVar(&cfg.MQTTBridgeMaxSubjects, "mqtt-bridge-max-subjects", gateway.DefaultMQTTBridgeMaxSubjects,
 		"MQTT: NATS subscriptions a node makes for its MQTT subscribers' interest (one per distinct subject, device ids widened); past it the node follows every subject")
