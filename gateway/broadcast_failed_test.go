@@ -6,6 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	promtest "github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/warrenhq/warren/internal/testutil"
 )
 
@@ -54,5 +57,22 @@ func TestBroadcastBatches(t *testing.T) {
 	broadcastBatches(many, 1<<20, func(b []string) { got = append(got, b) })
 	if len(got) != 3 || len(got[0]) != 1000 {
 		t.Fatalf("%d batches, first %d", len(got), len(got[0]))
+	}
+}
+
+// TestDropReasonsFromStart: the telemetry drop reasons the hub counts are
+// series from the start, at 0, so an alert on them has something to read.
+func TestDropReasonsFromStart(t *testing.T) {
+	g := startGateway(t, "n1", BusConfig{})
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(g.Hub().Collector())
+	want := `
+# HELP warren_gateway_telemetry_dropped_total Telemetry messages dropped, by reason.
+# TYPE warren_gateway_telemetry_dropped_total counter
+warren_gateway_telemetry_dropped_total{reason="bus_error"} 0
+warren_gateway_telemetry_dropped_total{reason="held_overflow"} 0
+`
+	if err := promtest.GatherAndCompare(reg, strings.NewReader(want), "warren_gateway_telemetry_dropped_total"); err != nil {
+		t.Fatal(err)
 	}
 }

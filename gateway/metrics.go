@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -55,6 +56,10 @@ func (m *hubMetrics) disconnect(reason string) {
 	m.disconnects[reason]++
 	m.mu.Unlock()
 }
+
+// dropReasons are the telemetry drop reasons the hub counts itself
+// (rate_limited is counted apart, when limits are on).
+var dropReasons = []string{"bus_error", "held_overflow"}
 
 func (m *hubMetrics) dropped(reason string) {
 	m.mu.Lock()
@@ -191,8 +196,13 @@ func (c hubCollector) Collect(ch chan<- prometheus.Metric) {
 	for r, v := range m.disconnects {
 		n(descDisconnects, v, r)
 	}
+	for _, r := range dropReasons {
+		n(descTelDrop, m.drops[r], r) // present from the start, for alerts
+	}
 	for r, v := range m.drops {
-		n(descTelDrop, v, r)
+		if !slices.Contains(dropReasons, r) {
+			n(descTelDrop, v, r)
+		}
 	}
 	for _, o := range []string{"ok", "error", "timeout", "offline", "failed"} {
 		n(descCommands, m.commands[o], o)
