@@ -75,4 +75,7 @@ warren_gateway_telemetry_dropped_total{reason="held_overflow"} 0
 	if err := promtest.GatherAndCompare(reg, strings.NewReader(want), "warren_gateway_telemetry_dropped_total"); err != nil {
 		t.Fatal(err)
 	}
+	if n, err := promtest.GatherAndCount(reg, "warren_gateway_nats_buffered_bytes"); err != nil || n != 1 {
+		t.Fatalf("warren_gateway_nats_buffered_bytes: %d series, %v", n, err)
+	}
 }

@@ -134,6 +134,7 @@ var (
 	descBadFrames   = prometheus.NewDesc("warren_gateway_bad_frames_total", "Device frames refused (not JSON, unknown type, unknown ack).", nil, nil)
 	descAuthFail    = prometheus.NewDesc("warren_gateway_auth_failures_total", "Connections refused for a missing, bad or expired token.", nil, nil)
 	descNATS        = prometheus.NewDesc("warren_gateway_nats_connected", "1 while the NATS connection is up.", nil, nil)
+	descNATSBuf     = prometheus.NewDesc("warren_gateway_nats_buffered_bytes", "Bytes published and not yet sent to NATS (-nats-pending-bytes bounds them while connected, -nats-reconnect-buffer while not).", nil, nil)
 	descNATSReco    = prometheus.NewDesc("warren_gateway_nats_reconnects_total", "NATS reconnections.", nil, nil)
 	descLimitKeys   = prometheus.NewDesc("warren_gateway_device_limit_keys", "Devices whose telemetry rate buckets are held (-device-limit-keys bounds it).", nil, nil)
 	descLimitFull   = prometheus.NewDesc("warren_gateway_device_limit_table_full_total", "Telemetry messages let through unlimited because the device limit table was full of busy devices.", nil, nil)
@@ -145,7 +146,7 @@ var (
 func (c hubCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descOnline, descDirectory, descConnects, descDisconnects, descReplaced, descTelIn,
 		descTelOut, descTelDrop, descPauses, descCommands, descPending, descForwarded, descBroadcast, descBadFrames, descAuthFail,
-		descNATS, descNATSReco, descDirRequests, descLimitKeys, descLimitFull} {
+		descNATS, descNATSReco, descNATSBuf, descDirRequests, descLimitKeys, descLimitFull} {
 		ch <- d
 	}
 	c.h.m.publishLat.Describe(ch)
@@ -185,6 +186,9 @@ func (c hubCollector) Collect(ch chan<- prometheus.Metric) {
 		up = 1
 	}
 	g(descNATS, up)
+	if n, err := h.nc.Buffered(); err == nil {
+		g(descNATSBuf, float64(n))
+	}
 	n(descNATSReco, h.bus.reco.Load())
 	if h.lim != nil {
 		keys, _ := h.lim.stats()

@@ -48,6 +48,8 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	natsListen := fs.String("nats-listen", "127.0.0.1:4222", "embedded NATS client address for other programs (empty: no port)")
 	natsCluster := fs.String("nats-cluster", "", "embedded NATS route address HOST:PORT, to cluster with other warren nodes")
 	natsRoutes := fs.String("nats-routes", "", "other nodes' NATS routes nats://h:p,...")
+	natsPending := fs.Int("nats-pending-bytes", 16<<20, "bytes queued toward NATS while connected; past it devices sending telemetry are paused")
+	natsReconnectBuf := fs.Int("nats-reconnect-buffer", 8<<20, "bytes published while NATS is unreachable, kept for the reconnect; past it publishes fail (counted bus_error)")
 	jwtSecret := fs.String("jwt-secret", "", "HS256 secret for device tokens (default $WARREN_JWT_SECRET; with no auth flag a secret is generated under -data)")
 	jwtKey := fs.String("jwt-public-key", "", "PEM public key file for device tokens (RS256, ES256 or EdDSA)")
 	auth := fs.String("auth", "", `"none" accepts any device id without a token (development only)`)
@@ -136,7 +138,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	gcfg.CommandTimeout, gcfg.MaxBadFrames, gcfg.Logger = *cmdTimeout, *maxBad, log
 	gcfg.MaxPending, gcfg.MaxCommandTimeout = *maxPending, *maxCmdTimeout
 	gcfg.Bus = gateway.BusConfig{Listen: *natsListen, ClusterListen: *natsCluster, Routes: splitList(*natsRoutes),
-		URLs: splitList(*natsURLs)}
+		URLs: splitList(*natsURLs), PendingLimit: *natsPending, ReconnectBuffer: *natsReconnectBuf}
 
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
