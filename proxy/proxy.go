@@ -276,10 +276,12 @@ type pconn struct {
 	respChunked bool // re-chunking the body for the client
 	closeAfter  bool // close the client connection after the response
 	// eofHold keeps a client that half-closed after its request open
-	// until its response is written (OnEOF); nil otherwise.
-	eofHold func()
-	minor   int // the client's HTTP minor version
-	method  string
+	// until its response is written (OnEOF); nil otherwise. finishing:
+	// OnDone is writing the response.
+	eofHold   func()
+	finishing bool
+	minor     int // the client's HTTP minor version
+	method    string
 }
 
 var (
@@ -869,12 +871,12 @@ func (pc *pconn) OnDone(x *upstream.Exchange, err error) {
 	} else {
 		pc.phase = phDone
 	}
-	if hold := pc.eofHold; hold != nil {
-		// Released when OnDone returns, after the answer and the close
-		// below were asked for.
-		pc.eofHold = nil
-		defer hold()
-	}
+	// Until OnDone has written, a client's FIN must still be held
+	// (OnEOF): the phase no longer says a response is coming. The hold,
+	// whenever it was taken, is released when OnDone returns, after the
+	// answer and any close were asked for.
+	pc.finishing = true
+	defer pc.endFinishing()
 	pc.mu.Unlock()
 	c := pc.c
 	switch {
@@ -967,7 +969,11 @@ func (pc *pconn) release() {
 	pc.phase = phHead
 	pc.reqDone, pc.keepAlive, pc.respStarted, pc.respChunked, pc.closeAfter, pc.answered = false, false, false, false, false, false
 	pc.headPending = false
-	pc.eofHold = nil
+	pc.finishing = false
+	if hold := pc.eofHold; hold != nil {
+		pc.eofHold = nil
+		hold()
+	}
 	pc.mu.Unlock()
 	if cap(pc.head) > 16<<10 {
 		pc.head = nil
@@ -1023,9 +1029,22 @@ func (pc *pconn) OnDrain(c *engine.Conn) bool {
 func (pc *pconn) OnEOF(c *engine.Conn) {
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
-	if pc.phase == phWait && pc.eofHold == nil {
+	if (pc.phase == phWait || pc.finishing) && pc.eofHold == nil {
 		pc.keepAlive = false
 		pc.eofHold = c.Hold()
+	}
+}
+
+// endFinishing ends OnDone's writing and releases a half-closed client's
+// hold, taken before or during it.
+func (pc *pconn) endFinishing() {
+	pc.mu.Lock()
+	pc.finishing = false
+	hold := pc.eofHold
+	pc.eofHold = nil
+	pc.mu.Unlock()
+	if hold != nil {
+		hold()
 	}
 }
 
