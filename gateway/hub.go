@@ -1450,9 +1450,15 @@ func (h *Hub) dirBroadcast(name string, payload json.RawMessage, devices []strin
 		}
 		r.Offline++
 	}
-	fixed := len(name) + len(payload) + 64 // the message but its ids
+	// The message but its ids, as encoded (json escapes <, > and & in the
+	// payload); ids need no escaping (ValidDeviceID).
+	empty, _ := json.Marshal(nodeBroadcast{Name: name, Payload: payload})
+	maxPayload := int(h.nc.MaxPayload())
+	if maxPayload <= 0 {
+		maxPayload = 1 << 20 // not connected yet: NATS's default
+	}
 	for node, ids := range remote {
-		broadcastBatches(ids, int(h.nc.MaxPayload())-fixed, func(batch []string) {
+		broadcastBatches(ids, maxPayload-len(empty), func(batch []string) {
 			b, _ := json.Marshal(nodeBroadcast{Name: name, Payload: payload, Devices: batch})
 			if err := h.nc.Publish(nodeBroadcastSubject(node), b); err != nil {
 				r.Sent -= len(batch)
