@@ -258,6 +258,9 @@ func (c *Ctx) Inline() bool { return c.inline }
 // that arrives before the switch waits for p. (The request's Upgrade
 // header is the embedded Request.Upgrade field.)
 func (c *Ctx) UpgradeTo(p engine.Handler) {
+	if c.det.Load() != detNone {
+		return // not on a detached request (Detach)
+	}
 	c.upgrade = p
 	c.keepAlive = true
 }
@@ -265,6 +268,9 @@ func (c *Ctx) UpgradeTo(p engine.Handler) {
 // WriteRaw writes p to the connection as is, bypassing the response (for a
 // protocol switch). After WriteRaw the server sends no response of its own.
 func (c *Ctx) WriteRaw(p []byte) (int, error) {
+	if c.det.Load() != detNone {
+		return 0, ErrNotDetachable // a protocol switch cannot follow Detach
+	}
 	c.streaming, c.chunked = true, false
 	c.status = 101
 	c.hdrs = c.hdrs[:0]

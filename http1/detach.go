@@ -39,7 +39,8 @@ type Detached struct {
 // fails with ErrNotDetachable for a streamed request body (StreamBody), a
 // response already streaming (Flush, WriteRaw), an upgrade (UpgradeTo),
 // or a second Detach. If the handler panics after Detach, the connection
-// closes at once (Finish must still be called if anything was set to).
+// closes at once and the request is abandoned (a later Finish does
+// nothing). UpgradeTo and WriteRaw do nothing on a detached request.
 func (c *Ctx) Detach() (*Detached, error) {
 	if c.pipe != nil || c.streaming || c.upgrade != nil || c.det.Load() != detNone {
 		return nil, ErrNotDetachable
@@ -96,6 +97,7 @@ const (
 	detRunning        // Detach called; the handler has not returned
 	detWaiting        // the handler returned; Finish not yet called
 	detFinished       // Finish called
+	detAbandoned      // the handler panicked first: Finish does nothing
 )
 
 // detached is called when a handler returns: it reports whether the
@@ -108,8 +110,23 @@ func (s *Server) detached(ctx *Ctx) bool {
 	if ctx.det.CompareAndSwap(detRunning, detWaiting) {
 		return true
 	}
+	if ctx.det.Load() == detAbandoned {
+		return true // the handler panicked: abandonDetached ended it
+	}
 	s.completeDetached(ctx) // Finish came first
 	return true
+}
+
+// abandonDetached ends a detached request whose handler panicked before
+// Finish: its connection is closing, so nothing is sent; the engine's hold
+// and the gauge are released, and the Ctx is left to the garbage
+// collector, not pooled, since the application may still call Finish on
+// it (which then does nothing).
+func (s *Server) abandonDetached(ctx *Ctx) {
+	s.stats.detached.Add(-1)
+	ctx.endContext()
+	ctx.hc.busy.Store(false)
+	ctx.rel()
 }
 
 // completeDetached sends a detached request's response and ends it, as

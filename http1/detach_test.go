@@ -263,10 +263,15 @@ func TestDetachedPanicCloses(t *testing.T) {
 	testutil.Eventually(t, 0, "the close counted as a panic", func() bool {
 		return s.Engine().Stats().Closed[engine.ReasonPanic] == 1
 	})
-	mu.Lock()
-	ds[0].Finish() // harmless after the close
-	mu.Unlock()
+	// Abandoned: the gauge is back without a Finish, and a late Finish
+	// does nothing.
 	testutil.Eventually(t, 0, "no detached request", func() bool { return s.Stats().Detached == 0 })
+	mu.Lock()
+	ds[0].Finish()
+	mu.Unlock()
+	if d := s.Stats().Detached; d != 0 {
+		t.Fatalf("detached %d after a late Finish", d)
+	}
 	if st, body, _ := get(t, &http.Client{Timeout: 5 * time.Second}, "http://"+addr+"/"); st != 200 || body != "hello" {
 		t.Fatal("server broken after a detached panic")
 	}

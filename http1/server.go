@@ -745,8 +745,12 @@ func (s *Server) run(ctx *Ctx, h Handler) {
 			if ctx.det.Load() != detNone {
 				// Detached: whatever was to answer it may never
 				// Finish, so the connection closes now (its context
-				// ends with it).
+				// ends with it) and, unless Finish came already, the
+				// request is abandoned: a later Finish does nothing.
 				ctx.conn.CloseWithReason(engine.ReasonPanic)
+				if ctx.det.CompareAndSwap(detRunning, detAbandoned) {
+					s.abandonDetached(ctx)
+				}
 				return
 			}
 			if !ctx.streaming {
