@@ -93,11 +93,11 @@ func (d *Detached) Finish() {
 
 // Detach states (Ctx.det).
 const (
-	detNone     int32 = iota
-	detRunning        // Detach called; the handler has not returned
-	detWaiting        // the handler returned; Finish not yet called
-	detFinished       // Finish called
-	detAbandoned      // the handler panicked first: Finish does nothing
+	detNone      int32 = iota
+	detRunning         // Detach called; the handler has not returned
+	detWaiting         // the handler returned; Finish not yet called
+	detFinished        // Finish called
+	detAbandoned       // the handler panicked first: Finish does nothing
 )
 
 // detached is called when a handler returns: it reports whether the
