@@ -300,26 +300,34 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 // (QoS, retain flag, 5.0 properties within the packet's own size).
 const natsHeadroom = 64 << 10
 
-// deviceMessageMax is the largest message a device may send under cfg:
-// a WebSocket message or an MQTT packet, whichever bound is larger
-// (defaults applied; an unbounded WebSocket counts as 64 MiB).
-func deviceMessageMax(cfg *Config) int {
-	ws := cfg.WebSocket.MaxMessageSize
-	switch {
+// wsMessageMax is the WebSocket message bound cfg sets, its default
+// applied (an unbounded one counts as 64 MiB, NATS's largest).
+func wsMessageMax(cfg *Config) int {
+	switch ws := cfg.WebSocket.MaxMessageSize; {
 	case ws == 0:
-		ws = websocket.DefaultMaxMessageSize
+		return websocket.DefaultMaxMessageSize
 	case ws < 0:
-		ws = 64 << 20
+		return 64 << 20
+	default:
+		return ws
 	}
-	n := ws
+}
+
+// mqttPacketMax is the MQTT packet bound cfg sets, its default applied.
+func mqttPacketMax(cfg *Config) int {
+	if mq := cfg.MQTTConfig.Limits.MaxPacketSize; mq > 0 {
+		return mq
+	}
+	return mqtt.DefaultMaxPacketSize
+}
+
+// deviceMessageMax is the largest message a device may send under cfg:
+// a WebSocket message or, with MQTT on, an MQTT packet.
+func deviceMessageMax(cfg *Config) int {
 	if cfg.MQTT != "" {
-		mq := cfg.MQTTConfig.Limits.MaxPacketSize
-		if mq <= 0 {
-			mq = mqtt.DefaultMaxPacketSize
-		}
-		n = max(n, mq)
+		return max(wsMessageMax(cfg), mqttPacketMax(cfg))
 	}
-	return n
+	return wsMessageMax(cfg)
 }
 
 // fitPayload lowers the device limits to what NATS carries (its
@@ -332,16 +340,14 @@ func fitPayload(cfg *Config, maxPayload int, log *slog.Logger) {
 		return // not known (not connected yet): nothing to fit to
 	}
 	limit := maxPayload - natsHeadroom
-	if ws := cfg.WebSocket.MaxMessageSize; ws < 0 || ws > limit || ws == 0 && websocket.DefaultMaxMessageSize > limit {
+	if wsMessageMax(cfg) > limit {
 		log.Warn("gateway: NATS carries smaller messages than -ws-max-message allows; devices' WebSocket messages are limited to what it carries",
 			"nats_max_payload", maxPayload, "ws_max_message", limit)
 		cfg.WebSocket.MaxMessageSize = limit
 	}
-	if cfg.MQTT != "" {
-		if mq := cfg.MQTTConfig.Limits.MaxPacketSize; mq > limit || mq <= 0 && mqtt.DefaultMaxPacketSize > limit {
-			log.Warn("gateway: NATS carries smaller messages than -mqtt-max-packet allows; the MQTT Maximum Packet Size announced is what it carries",
-				"nats_max_payload", maxPayload, "mqtt_max_packet", limit)
-			cfg.MQTTConfig.Limits.MaxPacketSize = limit
-		}
+	if cfg.MQTT != "" && mqttPacketMax(cfg) > limit {
+		log.Warn("gateway: NATS carries smaller messages than -mqtt-max-packet allows; the MQTT Maximum Packet Size announced is what it carries",
+			"nats_max_payload", maxPayload, "mqtt_max_packet", limit)
+		cfg.MQTTConfig.Limits.MaxPacketSize = limit
 	}
 }
