@@ -58,6 +58,9 @@ func TestServeMQTT(t *testing.T) {
 		t.Fatal(err)
 	}
 	n.waitDevice(t, 10*time.Second, "dev-9", "mqtt")
+	// Online comes with the CONNECT; the SUBSCRIBE follows it, and a
+	// command sent before it is taken reaches no subscription.
+	waitMetrics(t, n.admin, "warren_mqtt_subscriptions 1")
 	// The device does not ack (mosquitto_sub can't): 504, but the command
 	// reached it.
 	code, _ := n.command(t, "dev-9", `{"name":"reboot","payload":{"in":5},"timeout":"1s"}`)
