@@ -72,6 +72,12 @@ type Config struct {
 	// MaxConnsPerIP bounds open connections from one remote IP. Zero or
 	// negative means no bound.
 	MaxConnsPerIP int
+	// PerIPv6Prefix is the prefix length an IPv6 client is counted by for
+	// MaxConnsPerIP: every address of one /64 is one client by default,
+	// since a subscriber or a host is usually given a whole /64. Zero means
+	// 64; 128 counts each address on its own. IPv4 clients are counted by
+	// their address.
+	PerIPv6Prefix int
 	// AcceptRate bounds accepted connections per second (token bucket).
 	// Zero or negative means no bound.
 	AcceptRate float64

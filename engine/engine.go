@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/warrenhq/warren/internal/ipkey"
 )
 
 // Engine accepts connections and runs them on event loops. Create one with
@@ -41,8 +43,8 @@ type Engine struct {
 	tickDur time.Duration
 	limiter *rate.Limiter
 
-	// ipMu guards perIP: open connections by remote IP (MaxConnsPerIP),
-	// keyed by the 16-byte form Conn keeps (raddr). A netip.Addr key would
+	// ipMu guards perIP: open connections by remote IP (MaxConnsPerIP;
+	// an IPv6 client by its PerIPv6Prefix), keyed by the 16-byte form. A netip.Addr key would
 	// take 24 bytes and hold a pointer (its zone), so the GC would scan
 	// the whole table; this one has none, and a slot takes 20 bytes.
 	ipMu  sync.Mutex
@@ -626,7 +628,7 @@ func (e *Engine) admit(ip netip.Addr) (Bound, bool) {
 		return BoundMaxConns, false
 	}
 	if e.cfg.MaxConnsPerIP > 0 {
-		key := ip.Unmap().As16()
+		key := ipkey.Of(ip, e.cfg.PerIPv6Prefix).As16()
 		e.ipMu.Lock()
 		n := e.perIP[key]
 		if int(n) >= e.cfg.MaxConnsPerIP {
@@ -651,7 +653,7 @@ func (e *Engine) release(c *Conn) {
 		}
 	}
 	if e.cfg.MaxConnsPerIP > 0 && c.ln != 0 { // admitted: accepted, not dialled
-		key := c.raddr
+		key := ipkey.Of(netip.AddrFrom16(c.raddr), e.cfg.PerIPv6Prefix).As16()
 		e.ipMu.Lock()
 		if n := e.perIP[key]; n <= 1 {
 			delete(e.perIP, key)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/warrenhq/warren/engine"
 	"github.com/warrenhq/warren/http1"
+	"github.com/warrenhq/warren/internal/ipkey"
 	"github.com/warrenhq/warren/tlsx"
 	"github.com/warrenhq/warren/websocket"
 )
@@ -26,6 +27,7 @@ func EngineFlags(fs *flag.FlagSet, c *engine.Config) {
 	fs.BoolVar(&c.Inline, "inline", false, "run handlers that do not choose (raw TCP) on the event loop (they must never block); protocol parsers always run there")
 	fs.IntVar(&c.MaxConns, "max-conns", d.MaxConns, "maximum open connections (negative: unbounded)")
 	fs.IntVar(&c.MaxConnsPerIP, "max-conns-per-ip", 0, "maximum open connections per remote IP (0: unbounded)")
+	fs.IntVar(&c.PerIPv6Prefix, "per-ip-v6-prefix", ipkey.DefaultIPv6Bits, "-max-conns-per-ip counts an IPv6 client by this prefix of its address (64: a /64 is one client; 128: each address)")
 	fs.Float64Var(&c.AcceptRate, "accept-rate", 0, "maximum accepted connections per second (0: unbounded)")
 	fs.IntVar(&c.AcceptBurst, "accept-burst", 0, "accept-rate token bucket depth (0: the rate)")
 	fs.DurationVar(&c.IdleTimeout, "conn-idle-timeout", d.IdleTimeout, "close connections idle this long, on listeners whose protocol sets no idle timeout of its own (HTTP has -idle-timeout) (negative: never)")
@@ -140,6 +142,7 @@ func TLSFlags(fs *flag.FlagSet, c *tlsx.Config) {
 	fs.IntVar(&c.HandshakeQueue, "tls-handshake-queue", tlsx.DefaultHandshakeQueue, "TLS handshakes waiting for a worker; more are refused")
 	fs.Float64Var(&c.RatePerIP, "tls-rate-per-ip", tlsx.DefaultRatePerIP, "new TLS connections per second per client IP, before any TLS work (negative: unbounded)")
 	fs.IntVar(&c.BurstPerIP, "tls-burst-per-ip", 0, "per-IP bucket depth (0: twice -tls-rate-per-ip)")
+	fs.IntVar(&c.PerIPv6Prefix, "tls-per-ip-v6-prefix", ipkey.DefaultIPv6Bits, "-tls-rate-per-ip and the flapping bans count an IPv6 client by this prefix of its address (64: a /64 is one client; 128: each address)")
 	fs.Float64Var(&c.Rate, "tls-rate", tlsx.DefaultRate, "new TLS connections per second per listener (negative: unbounded)")
 	fs.IntVar(&c.Burst, "tls-burst", 0, "per-listener bucket depth (0: -tls-rate)")
 	fs.IntVar(&c.BanThreshold, "tls-ban-threshold", tlsx.DefaultBanThreshold, "ban a client IP with more short TLS connections than this (failed handshakes, or closed within -tls-ban-lifetime) per -tls-ban-window (negative: no bans)")

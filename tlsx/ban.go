@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/warrenhq/warren/engine"
+	"github.com/warrenhq/warren/internal/ipkey"
 	"github.com/warrenhq/warren/upstream"
 )
 
@@ -152,11 +153,15 @@ func (s *Server) flapped(c *engine.Conn) {
 	if s.flaps == nil {
 		return
 	}
-	ip := c.RemoteAddr().Addr()
+	ip := ipkey.Of(c.RemoteAddr().Addr(), s.cfg.PerIPv6Prefix)
 	s.m.flaps.Inc()
 	if s.flaps.flap(ip, s.cfg.Clock.Now()) {
 		s.m.bans.Inc()
-		s.log.Warn("tls client banned for flapping", "ip", ip.String(),
+		who := ip.String()
+		if ip.Is6() {
+			who = netip.PrefixFrom(ip, ipkey.Bits(s.cfg.PerIPv6Prefix)).String()
+		}
+		s.log.Warn("tls client banned for flapping", "ip", who,
 			"threshold", s.cfg.BanThreshold, "window", s.cfg.BanWindow, "for", s.cfg.BanDuration)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/warrenhq/warren/engine"
+	"github.com/warrenhq/warren/internal/ipkey"
 	"github.com/warrenhq/warren/internal/pool"
 )
 
@@ -76,12 +77,13 @@ func (*listenerHandler) Protocol() string { return ProtoTLS }
 func (lh *listenerHandler) OnOpen(c *engine.Conn) {
 	s := lh.s
 	now := s.cfg.Clock.Now()
-	if s.flaps != nil && s.flaps.banned(c.RemoteAddr().Addr(), now) {
+	client := ipkey.Of(c.RemoteAddr().Addr(), s.cfg.PerIPv6Prefix)
+	if s.flaps != nil && s.flaps.banned(client, now) {
 		s.m.refused.WithLabelValues(BoundBanned).Inc()
 		c.AbortWithDetail(engine.ReasonLimitReached, DetailBanned)
 		return
 	}
-	if s.perIP != nil && !s.perIP.AllowN(c.RemoteAddr().Addr(), now, 1) {
+	if s.perIP != nil && !s.perIP.AllowN(client, now, 1) {
 		s.m.refused.WithLabelValues(BoundPerIP).Inc()
 		c.AbortWithDetail(engine.ReasonLimitReached, DetailRefusedPerIP)
 		return

@@ -196,6 +196,13 @@ type Config struct {
 	// means 20/s and a burst of twice the rate; negative disables.
 	RatePerIP  float64
 	BurstPerIP int
+	// PerIPv6Prefix is the prefix length an IPv6 client is counted by for
+	// RatePerIP and the flapping bans: every address of one /64 is one
+	// client by default, since a subscriber or a host is usually given a
+	// whole /64 and could otherwise step around both by changing address.
+	// Zero means 64; 128 counts each address on its own. IPv4 clients are
+	// counted by their address.
+	PerIPv6Prefix int
 	// Rate and Burst bound new TLS connections per listener. Zero means
 	// 5000/s and a burst of the rate; negative disables.
 	Rate  float64
