@@ -52,9 +52,17 @@ func selfSigned(t testing.TB) (*tls.Certificate, *x509.CertPool) {
 // testServer is a TLS listener in front of an HTTP "hello".
 func testServer(t testing.TB, cfg Config) (*Server, string, *x509.CertPool) {
 	t.Helper()
+	return testServerOn(t, "127.0.0.1:0", engine.Config{}, cfg)
+}
+
+// testServerOn is testServer listening on addr, its engine made with ecfg.
+func testServerOn(t testing.TB, addr string, ecfg engine.Config, cfg Config) (*Server, string, *x509.CertPool) {
+	t.Helper()
 	cert, pool := selfSigned(t)
-	cfg.Certificate = cert
-	e := wtest.StartEngine(t, engine.Config{})
+	if cfg.Certificate == nil {
+		cfg.Certificate = cert
+	}
+	e := wtest.StartEngine(t, ecfg)
 	s, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -66,7 +74,7 @@ func testServer(t testing.TB, cfg Config) (*Server, string, *x509.CertPool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := s.Listen(e, "127.0.0.1:0", hs.Handler())
+	ln, err := s.Listen(e, addr, hs.Handler())
 	if err != nil {
 		t.Fatal(err)
 	}

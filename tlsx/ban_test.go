@@ -12,7 +12,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/warrenhq/warren/engine"
-	"github.com/warrenhq/warren/http1"
 	wtest "github.com/warrenhq/warren/internal/testutil"
 )
 
@@ -88,25 +87,9 @@ func TestFlapGuard(t *testing.T) {
 func banServer(t *testing.T, cfg Config) (*Server, string, *wtest.FakeClock) {
 	t.Helper()
 	clk := wtest.NewFakeClock()
-	cert, _ := selfSigned(t)
-	cfg.Certificate, cfg.Clock = cert, clk
-	e := wtest.StartEngine(t, engine.Config{Clock: clk})
-	s, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Close)
-	r := http1.NewRouter()
-	r.Handle("GET /", http1.InlineFunc(func(c *http1.Ctx) { c.WriteString("hello") }))
-	hs, err := http1.NewServer(e, http1.Config{}, r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := s.Listen(e, "127.0.0.1:0", hs.Handler())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s, ln.Addr().String(), clk
+	cfg.Clock = clk
+	s, addr, _ := testServerOn(t, "127.0.0.1:0", engine.Config{Clock: clk}, cfg)
+	return s, addr, clk
 }
 
 // get makes one HTTPS request on a new connection; hold runs between the

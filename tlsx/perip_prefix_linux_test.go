@@ -11,9 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/warrenhq/warren/engine"
-	"github.com/warrenhq/warren/http1"
 	"github.com/warrenhq/warren/internal/netns"
-	wtest "github.com/warrenhq/warren/internal/testutil"
 )
 
 // TestPerIPRateIPv6Prefix: the per-IP handshake bucket counts an IPv6
@@ -23,26 +21,10 @@ func TestPerIPRateIPv6Prefix(t *testing.T) {
 	if !netns.Run(t, "2001:db8::1/64", "2001:db8::2/64", "2001:db8:0:1::1/64") {
 		return
 	}
-	cert, pool := selfSigned(t)
-	e := wtest.StartEngine(t, engine.Config{})
-	s, err := New(Config{Certificate: cert, RatePerIP: 0.001, BurstPerIP: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Close)
-	r := http1.NewRouter()
-	r.Handle("GET /", http1.InlineFunc(func(c *http1.Ctx) { c.WriteString("hello") }))
-	hs, err := http1.NewServer(e, http1.Config{}, r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := s.Listen(e, "[2001:db8::1]:0", hs.Handler())
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, addr, pool := testServerOn(t, "[2001:db8::1]:0", engine.Config{}, Config{RatePerIP: 0.001, BurstPerIP: 1})
 	dial := func(src string) error {
 		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 5 * time.Second}
-		c, err := tls.DialWithDialer(d, "tcp", ln.Addr().String(), &tls.Config{RootCAs: pool, ServerName: "localhost"})
+		c, err := tls.DialWithDialer(d, "tcp", addr, &tls.Config{RootCAs: pool, ServerName: "localhost"})
 		if err == nil {
 			c.Close()
 		}
