@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/warrenhq/warren/internal/testaddr"
 )
 
 // echoHandler echoes input and records closes.
@@ -936,7 +938,7 @@ func TestDial(t *testing.T) {
 			t.Fatalf("got %q", got)
 		}
 		// A refused connect ends in OnClose with the error.
-		dead := refusedAddr(t)
+		dead := netip.MustParseAddrPort(testaddr.Refused(t))
 		if _, err := client.DialWith(dead, netip.Addr{}, "attached"); err != nil {
 			if k.name != "portable" {
 				t.Fatalf("dial error %v, want it through OnClose", err)

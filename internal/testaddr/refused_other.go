@@ -1,15 +1,15 @@
 //go:build !unix
 
-package testutil
+package testaddr
 
 import (
 	"net"
 	"testing"
 )
 
-// RefusedAddr returns a loopback TCP address nothing listens on (here a
+// Refused returns a loopback TCP address nothing listens on (here a
 // listener closed at once: its port may be handed out again).
-func RefusedAddr(t testing.TB) string {
+func Refused(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -1,6 +1,6 @@
 //go:build unix
 
-package engine
+package testaddr
 
 import (
 	"net/netip"
@@ -9,12 +9,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// refusedAddr returns a loopback address that refuses connections for the
-// rest of the test: a socket bound to it that never listens, so no other
-// test or process can listen on its port meanwhile, which a listener
-// closed at once cannot promise. (internal/testutil has the same helper;
-// it imports engine, so engine's own tests cannot use it.)
-func refusedAddr(t *testing.T) netip.AddrPort {
+// Refused returns a loopback TCP address that refuses connections
+// for the rest of the test: a socket bound to it that never listens.
+// Holding the port keeps any other listener of a parallel test or
+// process off it, which a listener closed at once cannot (its port may
+// be handed out again before the test dials it).
+func Refused(t testing.TB) string {
 	t.Helper()
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
 	if err != nil {
@@ -33,5 +33,5 @@ func refusedAddr(t *testing.T) netip.AddrPort {
 	if !ok {
 		t.Fatalf("getsockname: %T", sa)
 	}
-	return netip.AddrPortFrom(netip.AddrFrom4(in4.Addr), uint16(in4.Port))
+	return netip.AddrPortFrom(netip.AddrFrom4(in4.Addr), uint16(in4.Port)).String()
 }
