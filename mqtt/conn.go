@@ -1110,6 +1110,15 @@ func (c *conn) onPublish(p *Publish, n int, t int64) {
 		}
 		m.CorrelationData, m.User = pr.CorrelationData, pr.User
 	}
+	retain, refused := p.Retain, false
+	if retain && len(p.Payload) > 0 {
+		// A message the store won't keep goes on as a plain one: the
+		// hook (a bridge to other nodes) sees it without its retain flag.
+		if why, ok := s.retainFits(c.cl.ID, topic, msgSize(m)); !ok {
+			s.drop(why)
+			retain, refused, m.Retain = false, true, false
+		}
+	}
 	local, code := true, Success
 	if h := s.cfg.Hooks.OnPublish; h != nil {
 		local, code = h(&c.cl, m)
@@ -1131,9 +1140,19 @@ func (c *conn) onPublish(p *Publish, n int, t int64) {
 		return
 	}
 	if local {
-		s.routeMessage(tm, p.Retain, c.cl.ID, now, c.ec.Loop())
+		_, r := s.routeMessage(tm, retain, c.cl.ID, now, c.ec.Loop())
+		refused = refused || r
 	}
 	putMsg(tm)
+	if refused && v5 {
+		// Delivered, not retained: the publisher learns its retained
+		// state was not kept.
+		if p.QoS == QoS2 {
+			c.forgetQoS2(p.PacketID)
+		}
+		ack(QuotaExceeded)
+		return
+	}
 	ack(Success)
 }
 

@@ -15,6 +15,8 @@ import "github.com/prometheus/client_golang/prometheus"
 //	warren_mqtt_queued_messages                         gauge    QoS 1/2 messages held for clients
 //	warren_mqtt_queued_bytes                            gauge    their bytes
 //	warren_mqtt_retained_messages                       gauge    retained messages
+//	warren_mqtt_retained_bytes                          gauge    their bytes (MaxRetainedBytes)
+//	warren_mqtt_retained_clients                        gauge    clients holding retained messages
 //	warren_mqtt_sessions{state="online|offline"}        gauge    sessions
 //	warren_mqtt_subscriptions                           gauge    subscriptions
 //	warren_mqtt_takeovers_total                         counter  sessions taken over
@@ -43,6 +45,8 @@ func (s *Server) Collector(namespace string) prometheus.Collector {
 		qmsgs:     d("queued_messages", "QoS 1 and 2 messages held for clients, inflight included."),
 		qbytes:    d("queued_bytes", "Bytes of the messages held for clients."),
 		retained:  d("retained_messages", "Retained messages."),
+		rbytes:    d("retained_bytes", "Bytes of the retained messages, as the store's bounds count them."),
+		rclients:  d("retained_clients", "Clients holding at least one retained message."),
 		sessions:  d("sessions", "Sessions, by state.", "state"),
 		subs:      d("subscriptions", "Subscriptions across sessions."),
 		takeovers: d("takeovers_total", "Sessions taken over by a new connection."),
@@ -58,6 +62,7 @@ type collector struct {
 	conns, pending, refused, packets, publishes, dropped *prometheus.Desc
 	qmsgs, qbytes, retained, sessions, subs, takeovers   *prometheus.Desc
 	keepalive, wills, proto, rate                        *prometheus.Desc
+	rbytes, rclients                                     *prometheus.Desc
 }
 
 var _ prometheus.Collector = (*collector)(nil)
@@ -65,7 +70,8 @@ var _ prometheus.Collector = (*collector)(nil)
 // Describe sends every descriptor.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.conns, c.pending, c.refused, c.packets, c.publishes, c.dropped,
-		c.qmsgs, c.qbytes, c.retained, c.sessions, c.subs, c.takeovers, c.keepalive, c.wills, c.proto, c.rate} {
+		c.qmsgs, c.qbytes, c.retained, c.sessions, c.subs, c.takeovers, c.keepalive, c.wills, c.proto, c.rate,
+		c.rbytes, c.rclients} {
 		ch <- d
 	}
 }
@@ -97,6 +103,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.qmsgs, st.QueuedMessages)
 	gauge(c.qbytes, st.QueuedBytes)
 	gauge(c.retained, st.Retained)
+	gauge(c.rbytes, st.RetainedBytes)
+	gauge(c.rclients, st.RetainedClients)
 	gauge(c.sessions, st.SessionsOnline, "online")
 	gauge(c.sessions, st.SessionsOffline, "offline")
 	gauge(c.subs, st.Subscriptions)

@@ -39,8 +39,12 @@ const (
 	DefaultMaxSessions         = 1_000_000
 	DefaultMaxRetained         = 100_000
 	DefaultMaxRetainedBytes    = 64 << 20
-	DefaultMaxClientIDLength   = 256
-	DefaultSweepInterval       = time.Second
+	// DefaultMaxRetainedBytesPerClient is 1 MiB: one client holds at
+	// most 1/64 of the default store, and at least one message of the
+	// default maximum packet size.
+	DefaultMaxRetainedBytesPerClient = 1 << 20
+	DefaultMaxClientIDLength         = 256
+	DefaultSweepInterval             = time.Second
 )
 
 const (
@@ -128,9 +132,26 @@ type Config struct {
 
 	// MaxRetained and MaxRetainedBytes bound the retained messages; a
 	// retained message past either is not retained (DropRetainedFull),
-	// but still delivered. Zero means 100,000 messages and 64 MiB.
+	// but still delivered. Zero means 100,000 messages and 64 MiB. A
+	// message's bytes are its topic, payload and properties and 96 bytes
+	// of bookkeeping.
 	MaxRetained      int
 	MaxRetainedBytes int
+	// MaxRetainedBytesPerClient bounds the bytes of the retained messages
+	// one client has published and the store still holds (a message
+	// replaced, deleted or expired no longer counts against its
+	// publisher), so that one client cannot fill the node's store. A
+	// retained message past it is not retained (DropRetainedClientFull),
+	// but still delivered. Messages the application injects (Publish,
+	// Retain) count against no client. Zero means 1 MiB; negative means
+	// no bound.
+	//
+	// A retained PUBLISH the store refuses (this bound or the node's) is
+	// delivered to the current subscribers as a message without the
+	// retain flag (Hooks.OnPublish sees it so), and a 5.0 client's
+	// PUBACK or PUBREC says quota_exceeded (0x97); 3.1.1 has no code,
+	// so its client gets success. The refusal is counted either way.
+	MaxRetainedBytesPerClient int
 
 	// ExternalShares leaves shared subscriptions out of the broker's own
 	// routing: a client's publish and Publish go to every other matching
@@ -209,6 +230,9 @@ func (c Config) withDefaults() Config {
 	def(&c.MaxSessions, DefaultMaxSessions)
 	def(&c.MaxRetained, DefaultMaxRetained)
 	def(&c.MaxRetainedBytes, DefaultMaxRetainedBytes)
+	if c.MaxRetainedBytesPerClient == 0 {
+		c.MaxRetainedBytesPerClient = DefaultMaxRetainedBytesPerClient
+	}
 	def(&c.MaxClientIDLength, DefaultMaxClientIDLength)
 	if c.SweepInterval <= 0 {
 		c.SweepInterval = DefaultSweepInterval
