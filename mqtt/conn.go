@@ -864,6 +864,19 @@ func (c *conn) onConnect(p *Connect) {
 		return
 	}
 	ss := s.sessions.Get(cid)
+	if will != nil && s.cfg.MaxWillBytes > 0 {
+		// The session's will, if any, goes whatever happens below.
+		held := s.willBytes
+		if ss != nil && ss.will != nil {
+			held -= int64(ss.will.size)
+		}
+		if held+int64(will.size) > s.cfg.MaxWillBytes {
+			s.mu.Unlock()
+			s.stats.willsRefused.Add(1)
+			c.refuse(QuotaExceeded, "will messages over the server's limit", engine.ReasonLimitReached)
+			return
+		}
+	}
 	if ss != nil {
 		ss.mu.Lock()
 		old := ss.conn
@@ -884,7 +897,7 @@ func (c *conn) onConnect(p *Connect) {
 			if p.CleanStart || (old != nil && ss.will.delay == 0) {
 				wills = append(wills, ss.will)
 			}
-			ss.will = nil
+			s.setWill(ss, nil)
 		}
 		if p.CleanStart {
 			s.endSessionLocked(ss)
@@ -902,7 +915,8 @@ func (c *conn) onConnect(p *Connect) {
 		ss = c.sessionFor(cid, expiry)
 		s.sessions.Put(ss)
 	}
-	ss.expiry, ss.will = expiry, will
+	ss.expiry = expiry
+	s.setWill(ss, will)
 	s.stats.online.Add(1)
 	if c.ws() != nil && ka > 0 {
 		// The engine's idle timer is reset by output too: the sweeper
@@ -1391,10 +1405,11 @@ func (c *conn) closed(reason engine.CloseReason) {
 	if mine {
 		s.stats.online.Add(-1)
 		if c.normal {
-			ss.will = nil
+			s.setWill(ss, nil)
 		}
 		if ss.will != nil && (ss.will.delay == 0 || ss.expiry == 0) {
-			will, ss.will = ss.will, nil
+			will = ss.will
+			s.setWill(ss, nil)
 		}
 		if ss.expiry == 0 {
 			s.endSessionLocked(ss)

@@ -22,6 +22,9 @@ import "github.com/prometheus/client_golang/prometheus"
 //	warren_mqtt_takeovers_total                         counter  sessions taken over
 //	warren_mqtt_keepalive_timeouts_total                counter  clients closed for keep-alive
 //	warren_mqtt_wills_published_total                   counter  will messages published
+//	warren_mqtt_wills                                   gauge    pending wills the sessions hold
+//	warren_mqtt_will_bytes                              gauge    their bytes (MaxWillBytes)
+//	warren_mqtt_wills_refused_total                     counter  CONNECTs refused for MaxWillBytes
 //	warren_mqtt_protocol_errors_total                   counter  connections closed for a protocol error
 //	warren_mqtt_rate_limited_total                      counter  clients disconnected for their publish rate
 //
@@ -52,6 +55,9 @@ func (s *Server) Collector(namespace string) prometheus.Collector {
 		takeovers: d("takeovers_total", "Sessions taken over by a new connection."),
 		keepalive: d("keepalive_timeouts_total", "Clients closed for exceeding 1.5 times their keep-alive."),
 		wills:     d("wills_published_total", "Will messages published."),
+		willsHeld: d("wills", "Pending will messages the sessions hold."),
+		willBytes: d("will_bytes", "Bytes of the pending will messages, as MaxWillBytes counts them."),
+		willsRef:  d("wills_refused_total", "CONNECTs refused because their will would pass MaxWillBytes."),
 		proto:     d("protocol_errors_total", "Connections closed for a malformed packet or a protocol violation."),
 		rate:      d("rate_limited_total", "Clients disconnected for exceeding their publish rate."),
 	}
@@ -62,7 +68,7 @@ type collector struct {
 	conns, pending, refused, packets, publishes, dropped *prometheus.Desc
 	qmsgs, qbytes, retained, sessions, subs, takeovers   *prometheus.Desc
 	keepalive, wills, proto, rate                        *prometheus.Desc
-	rbytes, rclients                                     *prometheus.Desc
+	rbytes, rclients, willsHeld, willBytes, willsRef     *prometheus.Desc
 }
 
 var _ prometheus.Collector = (*collector)(nil)
@@ -71,7 +77,7 @@ var _ prometheus.Collector = (*collector)(nil)
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.conns, c.pending, c.refused, c.packets, c.publishes, c.dropped,
 		c.qmsgs, c.qbytes, c.retained, c.sessions, c.subs, c.takeovers, c.keepalive, c.wills, c.proto, c.rate,
-		c.rbytes, c.rclients} {
+		c.rbytes, c.rclients, c.willsHeld, c.willBytes, c.willsRef} {
 		ch <- d
 	}
 }
@@ -111,6 +117,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.takeovers, st.Takeovers)
 	counter(c.keepalive, st.KeepAliveTimeouts)
 	counter(c.wills, st.WillsPublished)
+	gauge(c.willsHeld, st.Wills)
+	gauge(c.willBytes, st.WillBytes)
+	counter(c.willsRef, st.WillsRefused)
 	counter(c.proto, st.ProtocolErrors)
 	counter(c.rate, st.RateLimited)
 }

@@ -59,3 +59,29 @@ func TestMosquittoRetainedQuota(t *testing.T) {
 		t.Fatalf("retained_client_full = %d, want 2", d)
 	}
 }
+
+// TestMosquittoWillQuota: mosquitto_pub with a will larger than what
+// MaxWillBytes leaves is refused at CONNECT — quota exceeded in 5.0,
+// broker unavailable in 3.1.1 — and one with a small will connects.
+func TestMosquittoWillQuota(t *testing.T) {
+	pub := needTool(t, "mosquitto_pub")
+	b := startBroker(t, Config{MaxWillBytes: 200})
+	host, port := hostPort(t, b.addr)
+	big := strings.Repeat("w", 300)
+	for _, c := range []struct{ v, want string }{{"mqttv5", "quota exceeded"}, {"mqttv311", "unavailable"}} {
+		o, err := exec.Command(pub, "-h", host, "-p", port, "-V", c.v, "-q", "1", "-t", "x", "-m", "m",
+			"--will-topic", "gone", "--will-payload", big).CombinedOutput()
+		if err == nil || !strings.Contains(strings.ToLower(string(o)), c.want) {
+			t.Fatalf("%s with a large will: %v %q, want a refusal saying %q", c.v, err, o, c.want)
+		}
+		o, err = exec.Command(pub, "-h", host, "-p", port, "-V", c.v, "-q", "1", "-t", "x", "-m", "m",
+			"--will-topic", "gone", "--will-payload", "small").CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s with a small will: %v %q", c.v, err, o)
+		}
+	}
+	if st := b.Stats(); st.WillsRefused != 2 {
+		t.Fatalf("wills refused = %d, want 2", st.WillsRefused)
+	}
+	b.waitStats(t, "no will held", func(s Stats) bool { return s.Wills == 0 && s.WillBytes == 0 })
+}

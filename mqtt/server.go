@@ -44,7 +44,11 @@ const (
 	// default maximum packet size.
 	DefaultMaxRetainedBytesPerClient = 1 << 20
 	DefaultMaxClientIDLength         = 256
-	DefaultSweepInterval             = time.Second
+	// DefaultMaxWillBytes is 64 MiB: 64 wills of the default maximum
+	// packet size, or a million devices' wills of 64 bytes (their topic,
+	// payload and bookkeeping counted).
+	DefaultMaxWillBytes  = 64 << 20
+	DefaultSweepInterval = time.Second
 )
 
 const (
@@ -153,6 +157,19 @@ type Config struct {
 	// so its client gets success. The refusal is counted either way.
 	MaxRetainedBytesPerClient int
 
+	// MaxWillBytes bounds the bytes of the will messages the sessions
+	// hold across the server (a will's topic, payload and properties and
+	// 96 bytes of bookkeeping, as the retained bounds count them): each
+	// will may be as large as a packet and lives as long as its
+	// connection, or its session while its will delay runs. A CONNECT
+	// whose will would pass it is refused: CONNACK quota_exceeded (0x97)
+	// in 5.0, server unavailable (3) in 3.1.1, the connection closed with
+	// limit_reached, counted in Stats.WillsRefused. A will's bytes are
+	// freed when it is published, dropped (a normal DISCONNECT, a resumed
+	// session) or replaced by the next CONNECT's. Zero means 64 MiB;
+	// negative means no bound.
+	MaxWillBytes int64
+
 	// ExternalShares leaves shared subscriptions out of the broker's own
 	// routing: a client's publish and Publish go to every other matching
 	// subscription, and a share group gets messages only through
@@ -234,6 +251,9 @@ func (c Config) withDefaults() Config {
 		c.MaxRetainedBytesPerClient = DefaultMaxRetainedBytesPerClient
 	}
 	def(&c.MaxClientIDLength, DefaultMaxClientIDLength)
+	if c.MaxWillBytes == 0 {
+		c.MaxWillBytes = DefaultMaxWillBytes
+	}
 	if c.SweepInterval <= 0 {
 		c.SweepInterval = DefaultSweepInterval
 	}
@@ -483,8 +503,11 @@ type Server struct {
 	litPlus  int
 	subs     Trie[*subscription]
 	retained retainedStore
-	shares   map[string]int     // members here by $share/group/filter, while Hooks.OnShare is set
-	offline  map[*session]int64 // sessions to sweep (offline with an expiry, or a delayed will): unix ns they went offline
+	// willBytes are the bytes of the sessions' pending wills
+	// (Config.MaxWillBytes; setWill).
+	willBytes int64
+	shares    map[string]int     // members here by $share/group/filter, while Hooks.OnShare is set
+	offline   map[*session]int64 // sessions to sweep (offline with an expiry, or a delayed will): unix ns they went offline
 	// wsKeepAlive are the connected WebSocket clients with a keep-alive,
 	// whose input the sweeper checks.
 	wsKeepAlive map[*conn]struct{}

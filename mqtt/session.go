@@ -926,12 +926,12 @@ func (s *Server) sweep(now time.Time) {
 	for ss, offAt := range s.offline {
 		if ss.will != nil && t >= offAt+int64(min(ss.will.delay, ss.expiry))*int64(time.Second) {
 			wills = append(wills, ss.will)
-			ss.will = nil
+			s.setWill(ss, nil)
 		}
 		if ss.expiry != maxSessionExpirySecondsV5 && t >= offAt+int64(ss.expiry)*int64(time.Second) {
 			if ss.will != nil {
 				wills = append(wills, ss.will)
-				ss.will = nil
+				s.setWill(ss, nil)
 			}
 			s.endSessionLocked(ss)
 			s.stats.offline.Add(-1)
@@ -951,6 +951,23 @@ func (s *Server) sweep(now time.Time) {
 	}
 }
 
+// setWill makes w (nil: none) the pending will of ss, moving the will
+// bytes held (Config.MaxWillBytes) from its old one; s.mu is held. A will
+// taken out to be published no longer counts: it is then the route's, or
+// the retained store's.
+func (s *Server) setWill(ss *session, w *msg) {
+	if old := ss.will; old != nil {
+		s.willBytes -= int64(old.size)
+		s.stats.willsHeld.Add(-1)
+	}
+	if w != nil {
+		s.willBytes += int64(w.size)
+		s.stats.willsHeld.Add(1)
+	}
+	ss.will = w
+	s.stats.willBytes.Store(s.willBytes)
+}
+
 // endSessionLocked removes ss and its subscriptions; s.mu is held. The
 // caller counts the session out of the online or offline gauge.
 func (s *Server) endSessionLocked(ss *session) {
@@ -962,6 +979,7 @@ func (s *Server) endSessionLocked(ss *session) {
 	}
 	s.stats.subscriptions.Add(-int64(ss.nsubs))
 	ss.subs, ss.nsubs = nil, 0
+	s.setWill(ss, nil) // (its callers have taken it out already)
 	s.sessions.Remove(ss)
 	delete(s.offline, ss)
 	ss.release(s)

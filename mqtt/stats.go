@@ -97,6 +97,11 @@ type Stats struct {
 	KeepAliveTimeouts uint64
 	// WillsPublished counts will messages published.
 	WillsPublished uint64
+	// Wills and WillBytes are the pending will messages the sessions hold
+	// and their bytes (Config.MaxWillBytes); WillsRefused counts CONNECTs
+	// refused because their will would pass it.
+	Wills, WillBytes int64
+	WillsRefused     uint64
 	// ProtocolErrors counts connections closed for a malformed packet or a
 	// protocol violation.
 	ProtocolErrors uint64
@@ -113,6 +118,8 @@ type serverStats struct {
 	dropped                                     [numDropReasons]atomic.Uint64
 	online, offline, subscriptions              atomic.Int64
 	retained, retainedBytes, retainedClients    atomic.Int64
+	willsHeld, willBytes                        atomic.Int64
+	willsRefused                                atomic.Uint64
 }
 
 // packetCounters are the per-packet counters of the connections of one
@@ -156,6 +163,7 @@ func (s *Server) Stats() Stats {
 		SessionsOnline:  st.online.Load(), SessionsOffline: st.offline.Load(),
 		Subscriptions: st.subscriptions.Load(),
 		Takeovers:     st.takeovers.Load(), KeepAliveTimeouts: st.keepAlive.Load(),
+		Wills: st.willsHeld.Load(), WillBytes: st.willBytes.Load(), WillsRefused: st.willsRefused.Load(),
 		WillsPublished: st.wills.Load(), ProtocolErrors: st.proto.Load(), RateLimited: st.rateLimited.Load(),
 	}
 	for k := range st.pkts {

@@ -30,6 +30,8 @@ func mqttFlags(fs *flag.FlagSet, cfg *gateway.Config) {
 	fs.IntVar(&m.MaxRetainedBytes, "mqtt-max-retained-bytes", mqtt.DefaultMaxRetainedBytes, "MQTT: bytes of retained messages (topics and payloads); past it a message is delivered but not retained")
 	fs.IntVar(&m.MaxRetainedBytesPerClient, "mqtt-max-retained-bytes-per-client", mqtt.DefaultMaxRetainedBytesPerClient,
 		"MQTT: bytes of retained messages one client's publishes hold in the store (negative: no bound); past it a message is delivered but not retained, and a 5.0 QoS 1/2 publisher gets 0x97")
+	fs.Int64Var(&m.MaxWillBytes, "mqtt-max-will-bytes", mqtt.DefaultMaxWillBytes,
+		"MQTT: bytes of the will messages held across sessions (negative: no bound); a CONNECT whose will does not fit gets 0x97 (3.1.1: server unavailable)")
 	fs.IntVar(&m.PublishBurst, "mqtt-publish-burst", 0, "MQTT: PUBLISH packets a client may send at once above -mqtt-publish-rate (0: one second's worth)")
 	fs.IntVar(&m.TopicAliasMaximum, "mqtt-topic-alias-max", mqtt.DefaultTopicAliasMaximum, "MQTT: highest topic alias a 5.0 client may use, announced in CONNACK (negative: none)")
 	fs.DurationVar(&m.ConnectTimeout, "mqtt-connect-timeout", mqtt.DefaultConnectTimeout, "MQTT: how long a new connection may take to send its CONNECT")
