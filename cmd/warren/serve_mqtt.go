@@ -42,7 +42,9 @@ func mqttFlags(fs *flag.FlagSet, cfg *gateway.Config) {
 	fs.IntVar(&cfg.MQTTBridgeMaxSubjects, "mqtt-bridge-max-subjects", gateway.DefaultMQTTBridgeMaxSubjects,
 		"MQTT: NATS subscriptions a node makes for its MQTT subscribers' interest (one per distinct subject, device ids widened); past it the node follows every subject")
 	fs.IntVar(&cfg.MQTTBridgeQueue, "mqtt-bridge-queue", gateway.DefaultMQTTBridgeQueue,
-		"MQTT: messages from NATS waiting for the node's MQTT subscribers, counted in messages, not bytes (at worst this many times the NATS max payload); past it they are dropped (counted, logged)")
+		"MQTT: messages from NATS waiting for the node's MQTT subscribers (their bytes: -mqtt-bridge-queue-bytes); past it they are dropped (counted queue_full, logged)")
+	fs.Int64Var(&cfg.MQTTBridgeQueueBytes, "mqtt-bridge-queue-bytes", gateway.DefaultMQTTBridgeQueueBytes,
+		"MQTT: bytes of the messages from NATS waiting for the node's MQTT subscribers (negative: no bound); past it they are dropped (counted queue_bytes_full, logged)")
 	fs.BoolVar(&cfg.MQTTClusterShares, "mqtt-cluster-shares", false,
 		"MQTT: a share group ($share/group/filter) gets each message once across the cluster, not once per node (through NATS; see docs/mqtt.md)")
 	fs.Func("mqtt-acl", "MQTT: comma-separated topic filters a device may use, %c client id, %u user name (default "+

@@ -37,3 +37,23 @@ func TestMQTTFlagsReachConfig(t *testing.T) {
 		t.Fatalf("parsed: %+v", m)
 	}
 }
+
+// TestQueueBytesFlags: -mqtt-bridge-queue-bytes and -webhook-queue-bytes
+// reach their Config fields, with the gateway's defaults.
+func TestQueueBytesFlags(t *testing.T) {
+	var cfg gateway.Config
+	var x serveExtra
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	mqttFlags(fs, &cfg)
+	serveExtraFlags(fs, &x, &cfg)
+	if cfg.MQTTBridgeQueueBytes != gateway.DefaultMQTTBridgeQueueBytes || x.webhook.QueueBytes != gateway.DefaultWebhookQueueBytes {
+		t.Fatalf("defaults: %d, %d", cfg.MQTTBridgeQueueBytes, x.webhook.QueueBytes)
+	}
+	if err := fs.Parse([]string{"-mqtt-bridge-queue-bytes", "1048576", "-webhook-queue-bytes", "-1"}); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.MQTTBridgeQueueBytes != 1<<20 || x.webhook.QueueBytes != -1 {
+		t.Fatalf("parsed: %d, %d", cfg.MQTTBridgeQueueBytes, x.webhook.QueueBytes)
+	}
+}
