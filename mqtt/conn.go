@@ -1125,11 +1125,12 @@ func (c *conn) onPublish(p *Publish, n int, t int64) {
 		m.CorrelationData, m.User = pr.CorrelationData, pr.User
 	}
 	retain, refused := p.Retain, false
+	var why DropReason
 	if retain && len(p.Payload) > 0 {
 		// A message the store won't keep goes on as a plain one: the
 		// hook (a bridge to other nodes) sees it without its retain flag.
-		if why, ok := s.retainFits(c.cl.ID, topic, msgSize(m)); !ok {
-			s.drop(why)
+		var ok bool
+		if why, ok = s.retainFits(c.cl.ID, topic, msgSize(m)); !ok {
 			retain, refused, m.Retain = false, true, false
 		}
 	}
@@ -1152,6 +1153,9 @@ func (c *conn) onPublish(p *Publish, n int, t int64) {
 			ack(Success)
 		}
 		return
+	}
+	if refused {
+		s.drop(why) // (counted once the hook has not refused the message)
 	}
 	if local {
 		_, r := s.routeMessage(tm, retain, c.cl.ID, now, c.ec.Loop())

@@ -181,3 +181,20 @@ func TestRetainedExpiryRefunds(t *testing.T) {
 		t.Fatalf("%d entries left in the expiry heap", left)
 	}
 }
+
+// TestRetainedRefusedByHookCountedOnce: a retained message over the
+// store's bounds that the OnPublish hook refuses too is counted once, as
+// the hook's refusal.
+func TestRetainedRefusedByHookCountedOnce(t *testing.T) {
+	b := startBroker(t, Config{MaxRetainedBytesPerClient: 100, Hooks: Hooks{OnPublish: func(*Client, *Message) (bool, ReasonCode) {
+		return true, NotAuthorized
+	}}})
+	p := connectOK(t, b.addr, Version5, "p")
+	p.pub("h/1", strings.Repeat("x", 200), QoS1, 1, true)
+	if rc := p.expectAck(TypePuback, 1); rc != NotAuthorized {
+		t.Fatalf("PUBACK = %v, want the hook's not_authorized", rc)
+	}
+	if st := b.Stats(); st.Dropped[DropRefused] != 1 || st.Dropped[DropRetainedClientFull] != 0 {
+		t.Fatalf("dropped: refused %d, retained_client_full %d; want 1, 0", st.Dropped[DropRefused], st.Dropped[DropRetainedClientFull])
+	}
+}
