@@ -425,8 +425,11 @@ type Hooks struct {
 	// flow ends there); 3.1.1 has no refusal, so its client gets a success ack, as
 	// for a message Authorize refused. Success (0) accepts it. m and its
 	// fields are valid only during the call; copy what must outlive it.
-	// Messages injected with Server.Publish don't reach it. Nil routes
-	// everything locally.
+	// A retained message the store will not keep (its bounds, such as
+	// MaxRetainedBytesPerClient) comes with Retain false: it is delivered
+	// as a plain message, and a bridge should forward it so. Messages
+	// injected with Server.Publish don't reach it. Nil routes everything
+	// locally.
 	OnPublish func(c *Client, m *Message) (local bool, code ReasonCode)
 
 	// OnConnect runs when a client's CONNECT has been accepted and its
@@ -466,6 +469,8 @@ type Hooks struct {
 	// passed — before the will is retained (if it asks to be) and routed
 	// to the local subscribers: a bridge sees the other publishes in
 	// OnPublish, which wills do not reach. clientID is the will's client.
+	// A retained will the store will not keep comes with Retain false, as
+	// in OnPublish.
 	// m and its slices are valid only during the call; it runs on the
 	// goroutine ending the connection or on the sweeper, with no lock
 	// held, and must not block.
