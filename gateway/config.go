@@ -100,6 +100,15 @@ type Config struct {
 	// payload + ≈ 250 bytes), 16,384 × 1 MiB ≈ 16 GiB with the embedded
 	// server's 1 MiB; lower it where large messages are expected.
 	MQTTBridgeQueue int
+	// MQTTBridgeQueueBytes bounds the bytes of the messages waiting in the
+	// MQTT bridge's queue (payload, subject, headers and 256 bytes each),
+	// which the bridge fills from the NATS client's hand-off (up to
+	// MQTTBridgeQueue messages) before each message it hands on; a
+	// message that would pass it is dropped
+	// (warren_gateway_mqtt_bridge_dropped_total{reason="queue_bytes_full"},
+	// logged). Zero means DefaultMQTTBridgeQueueBytes (64 MiB); negative
+	// means no byte bound.
+	MQTTBridgeQueueBytes int64
 
 	// MQTTClusterShares makes an MQTT share group ($share/group/filter)
 	// get each message once across the cluster instead of once per node

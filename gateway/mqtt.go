@@ -143,7 +143,7 @@ func newMQTTDevices(hub *Hub, bus *Bus, auth Authenticator, cfg Config, now func
 	if log == nil {
 		log = slog.Default()
 	}
-	d.br = newBridge(bus.Conn(), d.fromNATS, cfg.MQTTBridgeMaxSubjects, cfg.MQTTBridgeQueue, log)
+	d.br = newBridgeBytes(bus.Conn(), d.fromNATS, cfg.MQTTBridgeMaxSubjects, cfg.MQTTBridgeQueue, cfg.MQTTBridgeQueueBytes, log)
 	d.rs = newRetainSync(d, bus.Conn(), log)
 	if cfg.MQTTClusterShares {
 		// Share groups span the cluster: NATS gives each message to one
@@ -681,6 +681,7 @@ type mqttCollector struct {
 	refused, bridged, unmappable                 *prometheus.Desc
 	bridgeSubjects, bridgeOverflow, bridgeErrors *prometheus.Desc
 	bridgeDropped, bridgeQueued                  *prometheus.Desc
+	bridgeQueuedBytes                            *prometheus.Desc
 	retainedSync, bridgeShares, sharesRefused    *prometheus.Desc
 }
 
@@ -695,8 +696,10 @@ func (d *mqttDevices) collector() prometheus.Collector {
 			"Times the node's MQTT interest went over -mqtt-bridge-max-subjects (the bridge then follows every subject).", nil, nil),
 		bridgeErrors: prometheus.NewDesc("warren_gateway_mqtt_bridge_subscribe_errors_total", "NATS subscribes of the MQTT bridge that failed.", nil, nil),
 		bridgeDropped: prometheus.NewDesc("warren_gateway_mqtt_bridge_dropped_total",
-			"Messages from NATS the MQTT bridge did not hand on, by reason (queue_full: its queue, -mqtt-bridge-queue, was full; unmappable: a subject with a '/', onto which no MQTT topic maps).", []string{"reason"}, nil),
+			"Messages from NATS the MQTT bridge did not hand on, by reason (queue_full: its queue, -mqtt-bridge-queue, was full; queue_bytes_full: the message's bytes would have taken the queue past -mqtt-bridge-queue-bytes; unmappable: a subject with a '/', onto which no MQTT topic maps).", []string{"reason"}, nil),
 		bridgeQueued: prometheus.NewDesc("warren_gateway_mqtt_bridge_queued", "Messages from NATS waiting in the MQTT bridge's queue (up to -mqtt-bridge-queue).", nil, nil),
+		bridgeQueuedBytes: prometheus.NewDesc("warren_gateway_mqtt_bridge_queued_bytes",
+			"Bytes of the messages from NATS waiting in the MQTT bridge's queue past its hand-off (up to -mqtt-bridge-queue-bytes).", nil, nil),
 		bridgeShares: prometheus.NewDesc("warren_gateway_mqtt_bridge_shares",
 			"MQTT share groups ($share/group/filter) with members on the node: one NATS queue subscription each, in a queue group every node with members of the group joins.", nil, nil),
 		sharesRefused: prometheus.NewDesc("warren_gateway_mqtt_bridge_shares_refused_total",
@@ -716,6 +719,7 @@ func (c *mqttCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.bridgeErrors
 	ch <- c.bridgeDropped
 	ch <- c.bridgeQueued
+	ch <- c.bridgeQueuedBytes
 	ch <- c.retainedSync
 	ch <- c.bridgeShares
 	ch <- c.sharesRefused
@@ -735,8 +739,10 @@ func (c *mqttCollector) Collect(ch chan<- prometheus.Metric) {
 	n(c.bridgeOverflow, c.d.br.overflowed.Load())
 	n(c.bridgeErrors, c.d.br.subErrors.Load())
 	n(c.bridgeDropped, c.d.br.dropped(), ReasonBridgeQueueFull)
+	n(c.bridgeDropped, c.d.br.bytesDrops.Load(), ReasonBridgeQueueBytesFull)
 	n(c.bridgeDropped, c.d.unmappableIn.Load(), "unmappable")
 	ch <- prometheus.MustNewConstMetric(c.bridgeQueued, prometheus.GaugeValue, float64(c.d.br.queued()))
+	ch <- prometheus.MustNewConstMetric(c.bridgeQueuedBytes, prometheus.GaugeValue, float64(c.d.br.queuedBytes.Load()))
 	ch <- prometheus.MustNewConstMetric(c.bridgeShares, prometheus.GaugeValue, float64(c.d.br.sharesFollowed()))
 	n(c.sharesRefused, c.d.br.sharesRefused.Load())
 	n(c.retainedSync, c.d.rs.synced.Load(), "stored")

@@ -22,16 +22,33 @@ const DefaultMQTTBridgeMaxSubjects = 1024
 // DefaultMQTTBridgeQueue bounds the messages from NATS waiting for the
 // node's bridge to hand them to its MQTT subscribers
 // (Config.MQTTBridgeQueue): a second and a half of 10,000 messages a
-// second, 16,384 × (message + ≈ 250 bytes) of memory at most. The bound is
-// in messages, not bytes: with the embedded server's 1 MiB max payload,
-// 16 GiB at worst.
+// second. Their bytes are bounded by MQTTBridgeQueueBytes once the
+// bridge's goroutine has moved them from the NATS client's hand-off into
+// its queue; the hand-off itself is bounded by this count only (16,384 ×
+// the NATS max payload at worst, only while the goroutine gets no CPU).
 const DefaultMQTTBridgeQueue = 16384
+
+// DefaultMQTTBridgeQueueBytes bounds the bytes of the messages from NATS
+// waiting in the bridge's queue (Config.MQTTBridgeQueueBytes): 64 MiB,
+// the default queue's 16,384 messages at 4 KiB each.
+const DefaultMQTTBridgeQueueBytes = 64 << 20
+
+// bridgeMsgOverhead is what a message from NATS holds besides its
+// subject, reply, headers and payload (the nats.Msg and its header map),
+// counted in the queue's bytes.
+const bridgeMsgOverhead = 256
 
 // ReasonBridgeQueueFull labels the messages from NATS dropped because
 // the bridge's queue was full (warren_gateway_mqtt_bridge_dropped_total):
-// the NATS client drops what its subscriptions cannot queue (a slow
-// consumer).
+// the NATS client drops what the hand-off channel cannot take (a slow
+// consumer), and the bridge what its queue, at MQTTBridgeQueue
+// messages, cannot.
 const ReasonBridgeQueueFull = "queue_full"
+
+// ReasonBridgeQueueBytesFull labels the messages from NATS dropped
+// because their bytes would take the bridge's queue past
+// MQTTBridgeQueueBytes.
+const ReasonBridgeQueueBytesFull = "queue_bytes_full"
 
 // bridgeSwitchGrace is how long the bridge keeps its per-subject
 // subscriptions once the server has confirmed the one to ">": a message
@@ -124,10 +141,24 @@ type bridge struct {
 	handle nats.MsgHandler
 	max    int
 	log    *slog.Logger
-	q      chan *nats.Msg // what they deliver, in order
-	grace  time.Duration  // bridgeSwitchGrace; shorter in tests
-	done   chan struct{}  // closed by close: the consumer returns
-	exited chan struct{}  // closed when the consumer has returned
+	// q is what they deliver, in order: the hand-off from the NATS
+	// client's read loop, MQTTBridgeQueue messages (a burst read while
+	// the consumer is not scheduled must fit), which the consumer empties
+	// into queue before each message it hands on.
+	q chan *nats.Msg
+	// queue is what waits for the consumer after the hand-off, in order,
+	// within queueMax messages and queueMaxBytes bytes (negative: no
+	// byte bound). Only the consumer's goroutine touches it.
+	queue         msgRing
+	queueMax      int
+	queueMaxBytes int64
+	// queuedMsgs and queuedBytes are queue's length and bytes, for the
+	// metrics; fullDrops and bytesDrops the messages it refused.
+	queuedMsgs, queuedBytes atomic.Int64
+	fullDrops, bytesDrops   atomic.Uint64
+	grace                   time.Duration // bridgeSwitchGrace; shorter in tests
+	done                    chan struct{} // closed by close: the consumer returns
+	exited                  chan struct{} // closed when the consumer has returned
 
 	mu    sync.RWMutex
 	group string                // the queue group of the current subscriptions
@@ -156,7 +187,9 @@ type bridge struct {
 	overflowed atomic.Uint64 // times the interest went over max
 	subErrors  atomic.Uint64 // failed NATS subscribes
 	logged     atomic.Uint64 // drops logged so far
-	reformed   atomic.Uint64 // re-forms of the queue group completed
+	// loggedBytes counts the queue_bytes_full drops logged so far.
+	loggedBytes atomic.Uint64
+	reformed    atomic.Uint64 // re-forms of the queue group completed
 	// sharesRefused counts share groups not followed (addShare: over max).
 	sharesRefused atomic.Uint64
 }
@@ -265,18 +298,29 @@ type bridgeSub struct {
 }
 
 // newBridge returns a bridge delivering to handle, on its own goroutine,
-// what its subscriptions bring; queue bounds what waits for it (zero:
-// DefaultMQTTBridgeQueue).
+// what its subscriptions bring; queue bounds the messages that wait for
+// it (zero: DefaultMQTTBridgeQueue), their bytes DefaultMQTTBridgeQueueBytes.
 func newBridge(nc *nats.Conn, handle nats.MsgHandler, max, queue int, log *slog.Logger) *bridge {
+	return newBridgeBytes(nc, handle, max, queue, 0, log)
+}
+
+// newBridgeBytes is newBridge with queueBytes bounding the bytes of the
+// messages that wait (zero: DefaultMQTTBridgeQueueBytes; negative: no
+// bound).
+func newBridgeBytes(nc *nats.Conn, handle nats.MsgHandler, max, queue int, queueBytes int64, log *slog.Logger) *bridge {
 	if max <= 0 {
 		max = DefaultMQTTBridgeMaxSubjects
 	}
 	if queue <= 0 {
 		queue = DefaultMQTTBridgeQueue
 	}
+	if queueBytes == 0 {
+		queueBytes = DefaultMQTTBridgeQueueBytes
+	}
 	b := &bridge{nc: nc, handle: handle, max: max, log: log, refs: map[string]*bridgeSub{},
 		group: bridgeGroup(), retiring: map[uint64][]*nats.Subscription{},
 		q: make(chan *nats.Msg, queue), grace: bridgeSwitchGrace,
+		queueMax: queue, queueMaxBytes: queueBytes,
 		done: make(chan struct{}), exited: make(chan struct{})}
 	// Chained before the handler nc has (the bus's, which re-announces
 	// every session): nc runs its handlers one at a time on a goroutine
@@ -300,21 +344,107 @@ func bridgeGroup() string { return bridgeGroupPrefix + nuid.Next() }
 const bridgeGroupPrefix = "warren.mqtt.bridge."
 
 // run hands the messages of the bridge's subscriptions to handle, one at
-// a time in the order the NATS client read them, until close.
+// a time in the order the NATS client read them, until close. Before each
+// message it moves what waits in the hand-off into its queue, which keeps
+// the queue's bounds (take).
 func (b *bridge) run() {
 	defer close(b.exited)
 	t := time.NewTicker(bridgeDropCheck)
 	defer t.Stop()
 	for {
-		select {
-		case m := <-b.q:
-			b.handle(m)
-		case <-t.C:
-			b.logDrops()
-		case <-b.done:
-			return
+		if b.queue.len() == 0 {
+			select {
+			case m := <-b.q:
+				b.take(m)
+			case <-t.C:
+				b.logDrops()
+				continue
+			case <-b.done:
+				return
+			}
+		}
+		for more := true; more; {
+			select {
+			case m := <-b.q:
+				b.take(m)
+			case <-t.C:
+				b.logDrops()
+			case <-b.done:
+				return
+			default:
+				more = false
+			}
+		}
+		m := b.queue.pop()
+		b.queuedMsgs.Add(-1)
+		b.queuedBytes.Add(-bridgeMsgSize(m))
+		b.handle(m)
+	}
+}
+
+// take puts m in the queue, or drops it (counted) when the queue is at
+// its count or its bytes would pass the byte bound.
+func (b *bridge) take(m *nats.Msg) {
+	n := bridgeMsgSize(m)
+	switch {
+	case b.queue.len() >= b.queueMax:
+		b.fullDrops.Add(1)
+	case b.queueMaxBytes > 0 && b.queuedBytes.Load()+n > b.queueMaxBytes && b.queue.len() > 0:
+		// (A message larger than the whole bound still goes through an
+		// empty queue: NATS's max payload bounds it.)
+		b.bytesDrops.Add(1)
+	default:
+		b.queue.push(m)
+		b.queuedMsgs.Add(1)
+		b.queuedBytes.Add(n)
+	}
+}
+
+// bridgeMsgSize is the bytes m is counted for in the bridge's queue.
+func bridgeMsgSize(m *nats.Msg) int64 {
+	n := len(m.Subject) + len(m.Reply) + len(m.Data) + bridgeMsgOverhead
+	for k, vs := range m.Header {
+		n += len(k)
+		for _, v := range vs {
+			n += len(v)
 		}
 	}
+	return int64(n)
+}
+
+// msgRing is a FIFO of messages that grows as it needs and lets its
+// buffer go once it is empty and large.
+type msgRing struct {
+	buf     []*nats.Msg
+	head, n int
+}
+
+func (r *msgRing) len() int { return r.n }
+
+func (r *msgRing) push(m *nats.Msg) {
+	if r.n == len(r.buf) {
+		nb := make([]*nats.Msg, max(16, 2*len(r.buf)))
+		for i := range r.n {
+			nb[i] = r.buf[(r.head+i)%len(r.buf)]
+		}
+		r.buf, r.head = nb, 0
+	}
+	r.buf[(r.head+r.n)%len(r.buf)] = m
+	r.n++
+}
+
+func (r *msgRing) pop() *nats.Msg {
+	m := r.buf[r.head]
+	r.buf[r.head] = nil
+	r.head = (r.head + 1) % len(r.buf)
+	r.n--
+	if r.n == 0 {
+		r.head = 0
+		if len(r.buf) > 1024 {
+			r.buf = nil
+		}
+	}
+	return m
 }
 
 // logDrops logs the messages the NATS client dropped since the last time.
@@ -322,17 +452,22 @@ func (b *bridge) logDrops() {
 	n := b.dropped()
 	if last := b.logged.Load(); n > last && b.logged.CompareAndSwap(last, n) {
 		b.log.Warn("MQTT bridge: messages from NATS dropped: the bridge's queue was full (-mqtt-bridge-queue)",
-			"dropped", n-last, "reason", ReasonBridgeQueueFull, "queue", cap(b.q))
+			"dropped", n-last, "reason", ReasonBridgeQueueFull, "queue", b.queueMax)
+	}
+	if n, last := b.bytesDrops.Load(), b.loggedBytes.Load(); n > last && b.loggedBytes.CompareAndSwap(last, n) {
+		b.log.Warn("MQTT bridge: messages from NATS dropped: the bridge's queue was at its bytes (-mqtt-bridge-queue-bytes)",
+			"dropped", n-last, "reason", ReasonBridgeQueueBytesFull, "queue_bytes", b.queueMaxBytes)
 	}
 }
 
-// dropped returns the messages the NATS client dropped because the
-// bridge's queue was full. A drop in the instant between a subscription's
-// last count and its end is not counted.
+// dropped returns the messages dropped because the bridge's queue was
+// full: by the NATS client (the hand-off) and by the queue at its count. A
+// drop in the instant between a subscription's last count and its end is
+// not counted.
 func (b *bridge) dropped() uint64 {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
-	n := b.retired
+	n := b.retired + b.fullDrops.Load()
 	count := func(s *nats.Subscription) {
 		if s == nil {
 			return
@@ -358,8 +493,9 @@ func (b *bridge) dropped() uint64 {
 	return n
 }
 
-// queued returns the messages waiting in the bridge's queue.
-func (b *bridge) queued() int { return len(b.q) }
+// queued returns the messages waiting in the bridge's queue, hand-off
+// included.
+func (b *bridge) queued() int { return len(b.q) + int(b.queuedMsgs.Load()) }
 
 // subscribe makes one subscription of the bridge, in its current queue
 // group. b.mu is held or b is not shared yet.

@@ -293,3 +293,57 @@ func (w *syncBuffer) Reset() {
 	defer w.mu.Unlock()
 	w.b.Reset()
 }
+
+// TestBridgeQueueBytes: the bridge's queue holds at most
+// MQTTBridgeQueueBytes of messages; what would pass it is dropped with its
+// own reason (queue_bytes_full), counted apart from queue_full, and
+// logged; the queued bytes return to 0 once the consumer has caught up.
+// A message larger than the whole bound still passes an empty queue.
+func TestBridgeQueueBytes(t *testing.T) {
+	bus, err := StartBus(BusConfig{Node: "bridge-bytes", Logger: quietLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(bus.Close)
+	release := make(chan struct{})
+	var got atomic.Int64
+	var logs syncBuffer
+	payload := make([]byte, 1000)
+	one := bridgeMsgSize(&nats.Msg{Subject: "f.1", Data: payload}) // 1259
+	b := newBridgeBytes(bus.Conn(), func(*nats.Msg) {
+		if got.Add(1) == 1 {
+			<-release
+		}
+	}, 0, 100, 3*one, slog.New(slog.NewTextHandler(&logs, nil)))
+	t.Cleanup(b.close)
+	b.add("f/1")
+	nc := bus.Conn()
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	// The consumer holds the first message; nine wait in the hand-off;
+	// released, it takes three of them into its queue, within the bytes,
+	// and drops six.
+	nc.Publish("f.1", payload)
+	testutil.Eventually(t, 10*time.Second, "the first message", func() bool { return got.Load() == 1 })
+	for range 9 {
+		nc.Publish("f.1", payload)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, "nine in the hand-off", func() bool { return b.queued() == 9 })
+	close(release)
+	testutil.Eventually(t, 10*time.Second, "four handed on", func() bool { return got.Load() == 4 })
+	testutil.Eventually(t, 10*time.Second, "the queue empty", func() bool { return b.queued() == 0 && b.queuedBytes.Load() == 0 })
+	if bd, d := b.bytesDrops.Load(), b.dropped(); bd != 6 || d != 0 {
+		t.Fatalf("dropped: %d queue_bytes_full, %d queue_full; want 6, 0", bd, d)
+	}
+	b.logDrops()
+	b.logDrops()
+	if out := logs.String(); strings.Count(out, "-mqtt-bridge-queue-bytes") != 1 || !strings.Contains(out, "dropped=6 reason=queue_bytes_full") {
+		t.Fatalf("log: %q", out)
+	}
+	nc.Publish("f.1", make([]byte, 5*one))
+	testutil.Eventually(t, 10*time.Second, "the large message handed on", func() bool { return got.Load() == 5 })
+}

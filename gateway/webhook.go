@@ -22,7 +22,7 @@ import (
 // (POST, Content-Type application/json, the body a JSON array of
 // WebhookMessage). The NATS path never waits for it: a message is offered
 // to a bounded queue and dropped (counted, reason queue_full) when the
-// queue is full; a batch closed while MaxInFlight batches are being
+// queue is at its messages, or queue_bytes_full at its bytes; a batch closed while MaxInFlight batches are being
 // delivered is dropped too (reason in_flight).
 type WebhookConfig struct {
 	// URL is the endpoint, http://host:port/path or
@@ -33,6 +33,12 @@ type WebhookConfig struct {
 	// Queue bounds the messages waiting to be batched. Zero means
 	// DefaultWebhookQueue.
 	Queue int
+	// QueueBytes bounds the bytes of the messages waiting to be batched,
+	// as encoded (their JSON, a binary payload in base64). A message that
+	// would pass it is dropped (reason queue_bytes_full), unless the
+	// queue is empty. Zero means DefaultWebhookQueueBytes; negative means
+	// no byte bound.
+	QueueBytes int64
 	// Batch bounds a batch by count, bytes and time (zero fields: 128
 	// messages, 1 MiB, 50 ms).
 	Batch upstream.BatcherConfig
@@ -45,6 +51,10 @@ type WebhookConfig struct {
 
 // DefaultWebhookQueue is WebhookConfig.Queue's default.
 const DefaultWebhookQueue = 10_000
+
+// DefaultWebhookQueueBytes is WebhookConfig.QueueBytes's default: 64 MiB,
+// the default queue's 10,000 messages at 6.5 KiB each.
+const DefaultWebhookQueueBytes = 64 << 20
 
 // WebhookMessage is one element of a webhook batch. Data is the device's
 // telemetry exactly as sent when it is JSON (a text frame's data value, a
@@ -69,6 +79,11 @@ type webhook struct {
 	once    sync.Once
 	queued  atomic.Uint64
 	dropped atomic.Uint64
+	// maxBytes bounds qbytes, the bytes (capacity) of the messages in q;
+	// bytesDropped counts the messages it refused.
+	maxBytes     int64
+	qbytes       atomic.Int64
+	bytesDropped atomic.Uint64
 }
 
 func newWebhook(eng *engine.Engine, node string, cfg WebhookConfig) (*webhook, error) {
@@ -102,8 +117,12 @@ func newWebhook(eng *engine.Engine, node string, cfg WebhookConfig) (*webhook, e
 	if cfg.Queue <= 0 {
 		cfg.Queue = DefaultWebhookQueue
 	}
+	if cfg.QueueBytes == 0 {
+		cfg.QueueBytes = DefaultWebhookQueueBytes
+	}
 	w := &webhook{node: node, cl: cl, q: make(chan []byte, cfg.Queue), done: make(chan struct{}), exited: make(chan struct{}),
-		sink: upstream.NewHTTPSink(cl, upstream.SinkConfig{Batch: cfg.Batch, Path: path, Host: u.Host, MaxInFlight: cfg.MaxInFlight})}
+		maxBytes: cfg.QueueBytes,
+		sink:     upstream.NewHTTPSink(cl, upstream.SinkConfig{Batch: cfg.Batch, Path: path, Host: u.Host, MaxInFlight: cfg.MaxInFlight})}
 	go w.run()
 	return w, nil
 }
@@ -115,13 +134,33 @@ func (w *webhook) offer(device string, data []byte, now time.Time) {
 		w.dropped.Add(1)
 		return
 	}
-	b := appendWebhookMessage(make([]byte, 0, len(device)+len(w.node)+len(data)*4/3+96), device, w.node, data, now)
+	est := len(device) + len(w.node) + len(data)*4/3 + 96
+	if w.maxBytes > 0 {
+		if q := w.qbytes.Load(); q > 0 && q+int64(est) > w.maxBytes {
+			w.bytesDropped.Add(1) // before it is encoded
+			return
+		}
+	}
+	b := appendWebhookMessage(make([]byte, 0, est), device, w.node, data, now)
+	n := int64(cap(b))
+	if v := w.qbytes.Add(n); w.maxBytes > 0 && v > w.maxBytes && v != n {
+		w.qbytes.Add(-n)
+		w.bytesDropped.Add(1)
+		return
+	}
 	select {
 	case w.q <- b:
 		w.queued.Add(1)
 	default:
+		w.qbytes.Add(-n)
 		w.dropped.Add(1)
 	}
+}
+
+// send hands a queued message to the sink.
+func (w *webhook) send(m []byte) {
+	w.qbytes.Add(-int64(cap(m)))
+	w.sink.Send(m)
 }
 
 // appendWebhookMessage appends the JSON of a WebhookMessage to b: data
@@ -179,12 +218,12 @@ func (w *webhook) run() {
 	for {
 		select {
 		case m := <-w.q:
-			w.sink.Send(m)
+			w.send(m)
 		case <-w.done:
 			for {
 				select {
 				case m := <-w.q:
-					w.sink.Send(m)
+					w.send(m)
 				default:
 					w.sink.Flush()
 					return
@@ -219,25 +258,29 @@ type webhookCollector webhook
 
 var (
 	webhookMsgDesc = prometheus.NewDesc("warren_gateway_webhook_messages_total",
-		"Telemetry messages offered to the webhook: queued, delivered (their batch answered 2xx), dropped (reason queue_full: the queue was full; in_flight: their batch was closed while -webhook-max-in-flight batches were being delivered; delivery_failed: their batch failed after the cluster's retries).",
+		"Telemetry messages offered to the webhook: queued, delivered (their batch answered 2xx), dropped (reason queue_full: the queue was at -webhook-queue messages; queue_bytes_full: at -webhook-queue-bytes bytes; in_flight: their batch was closed while -webhook-max-in-flight batches were being delivered; delivery_failed: their batch failed after the cluster's retries).",
 		[]string{"result", "reason"}, nil)
 	webhookBatchDesc = prometheus.NewDesc("warren_gateway_webhook_batches_total",
 		"Webhook batches by result: delivered (2xx), failed (error or other status after retries), dropped (in_flight).",
 		[]string{"result"}, nil)
 	webhookQueueDesc = prometheus.NewDesc("warren_gateway_webhook_queue",
 		"Telemetry messages waiting to be batched for the webhook.", nil, nil)
+	webhookQueueBytesDesc = prometheus.NewDesc("warren_gateway_webhook_queue_bytes",
+		"Bytes of the telemetry messages waiting to be batched for the webhook, as encoded (up to -webhook-queue-bytes).", nil, nil)
 )
 
 func (c *webhookCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- webhookMsgDesc
 	ch <- webhookBatchDesc
 	ch <- webhookQueueDesc
+	ch <- webhookQueueBytesDesc
 }
 
 func (c *webhookCollector) Collect(ch chan<- prometheus.Metric) {
 	st := c.sink.Stats()
 	ch <- prometheus.MustNewConstMetric(webhookMsgDesc, prometheus.CounterValue, float64(c.queued.Load()), "queued", "")
 	ch <- prometheus.MustNewConstMetric(webhookMsgDesc, prometheus.CounterValue, float64(c.dropped.Load()), "dropped", "queue_full")
+	ch <- prometheus.MustNewConstMetric(webhookMsgDesc, prometheus.CounterValue, float64(c.bytesDropped.Load()), "dropped", "queue_bytes_full")
 	ch <- prometheus.MustNewConstMetric(webhookMsgDesc, prometheus.CounterValue, float64(st.DroppedMessages), "dropped", "in_flight")
 	ch <- prometheus.MustNewConstMetric(webhookMsgDesc, prometheus.CounterValue, float64(st.FailedMessages), "dropped", "delivery_failed")
 	ch <- prometheus.MustNewConstMetric(webhookMsgDesc, prometheus.CounterValue, float64(st.DeliveredMessages), "delivered", "")
@@ -245,4 +288,5 @@ func (c *webhookCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(webhookBatchDesc, prometheus.CounterValue, float64(st.Failed), "failed")
 	ch <- prometheus.MustNewConstMetric(webhookBatchDesc, prometheus.CounterValue, float64(st.Dropped), "dropped")
 	ch <- prometheus.MustNewConstMetric(webhookQueueDesc, prometheus.GaugeValue, float64(len(c.q)))
+	ch <- prometheus.MustNewConstMetric(webhookQueueBytesDesc, prometheus.GaugeValue, float64(c.qbytes.Load()))
 }

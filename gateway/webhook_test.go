@@ -268,3 +268,63 @@ func TestWebhookLogsWithGatewayLogger(t *testing.T) {
 		return strings.Contains(buf.String(), "host ejected") && strings.Contains(buf.String(), "cluster=webhook")
 	})
 }
+
+// TestWebhookQueueBytes: the webhook's queue holds at most QueueBytes of
+// encoded messages; past it a message is dropped with reason
+// queue_bytes_full, counted apart from queue_full; a message larger than
+// the whole bound passes an empty queue; the queued bytes return to 0
+// once the messages are delivered.
+func TestWebhookQueueBytes(t *testing.T) {
+	// The queue alone, nobody draining it: offer's accounting.
+	data := []byte(strings.Repeat(`"x"`, 100)[:300])
+	probe := appendWebhookMessage(make([]byte, 0, len("dev-1")+len("n1")+len(data)*4/3+96), "dev-1", "n1", data, time.Now())
+	one := int64(cap(probe))
+	w := &webhook{node: "n1", q: make(chan []byte, 100), maxBytes: 3 * one}
+	for range 10 {
+		w.offer("dev-1", data, time.Now())
+	}
+	if len(w.q) != 3 || w.bytesDropped.Load() != 7 || w.dropped.Load() != 0 || w.qbytes.Load() != 3*one {
+		t.Fatalf("queued %d (%d bytes), %d queue_bytes_full, %d queue_full; want 3 (%d), 7, 0",
+			len(w.q), w.qbytes.Load(), w.bytesDropped.Load(), w.dropped.Load(), 3*one)
+	}
+	big := &webhook{node: "n1", q: make(chan []byte, 100), maxBytes: 10}
+	big.offer("dev-1", data, time.Now())
+	big.offer("dev-1", data, time.Now())
+	if len(big.q) != 1 || big.bytesDropped.Load() != 1 {
+		t.Fatalf("a message over the whole bound: %d queued, %d dropped; want 1 (into the empty queue), 1", len(big.q), big.bytesDropped.Load())
+	}
+
+	// A real webhook: what it hands to the sink leaves the queue's bytes.
+	sink := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) { io.Copy(io.Discard, r.Body) }))
+	defer sink.Close()
+	e := testutil.StartEngine(t, engine.Config{Logger: quietLog()})
+	hw, err := newWebhook(e, "n1", WebhookConfig{URL: sink.URL + "/hook", QueueBytes: 1 << 20,
+		Batch: upstream.BatcherConfig{MaxCount: 4, MaxDelay: time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hw.close()
+	for range 20 {
+		hw.offer("dev-1", data, time.Now())
+	}
+	testutil.Eventually(t, 10*time.Second, "20 handed to the sink and settled", func() bool {
+		st := hw.sink.Stats()
+		return st.DeliveredMessages+st.DroppedMessages == 20 // (a fifth batch may find four in flight)
+	})
+	if q := hw.qbytes.Load(); q != 0 || hw.bytesDropped.Load() != 0 {
+		t.Fatalf("after delivery: %d bytes queued, %d dropped", q, hw.bytesDropped.Load())
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister((*webhookCollector)(hw))
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, mf := range mfs {
+		found = found || mf.GetName() == "warren_gateway_webhook_queue_bytes"
+	}
+	if !found {
+		t.Fatal("no warren_gateway_webhook_queue_bytes")
+	}
+}

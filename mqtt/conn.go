@@ -864,6 +864,19 @@ func (c *conn) onConnect(p *Connect) {
 		return
 	}
 	ss := s.sessions.Get(cid)
+	if will != nil && s.cfg.MaxWillBytes > 0 {
+		// The session's will, if any, goes whatever happens below.
+		held := s.willBytes
+		if ss != nil && ss.will != nil {
+			held -= int64(ss.will.size)
+		}
+		if held+int64(will.size) > s.cfg.MaxWillBytes {
+			s.mu.Unlock()
+			s.stats.willsRefused.Add(1)
+			c.refuse(QuotaExceeded, "will messages over the server's limit", engine.ReasonLimitReached)
+			return
+		}
+	}
 	if ss != nil {
 		ss.mu.Lock()
 		old := ss.conn
@@ -884,7 +897,7 @@ func (c *conn) onConnect(p *Connect) {
 			if p.CleanStart || (old != nil && ss.will.delay == 0) {
 				wills = append(wills, ss.will)
 			}
-			ss.will = nil
+			s.setWill(ss, nil)
 		}
 		if p.CleanStart {
 			s.endSessionLocked(ss)
@@ -902,7 +915,8 @@ func (c *conn) onConnect(p *Connect) {
 		ss = c.sessionFor(cid, expiry)
 		s.sessions.Put(ss)
 	}
-	ss.expiry, ss.will = expiry, will
+	ss.expiry = expiry
+	s.setWill(ss, will)
 	s.stats.online.Add(1)
 	if c.ws() != nil && ka > 0 {
 		// The engine's idle timer is reset by output too: the sweeper
@@ -1110,6 +1124,16 @@ func (c *conn) onPublish(p *Publish, n int, t int64) {
 		}
 		m.CorrelationData, m.User = pr.CorrelationData, pr.User
 	}
+	retain, refused := p.Retain, false
+	var why DropReason
+	if retain && len(p.Payload) > 0 {
+		// A message the store won't keep goes on as a plain one: the
+		// hook (a bridge to other nodes) sees it without its retain flag.
+		var ok bool
+		if why, ok = s.retainFits(c.cl.ID, topic, msgSize(m)); !ok {
+			retain, refused, m.Retain = false, true, false
+		}
+	}
 	local, code := true, Success
 	if h := s.cfg.Hooks.OnPublish; h != nil {
 		local, code = h(&c.cl, m)
@@ -1130,10 +1154,23 @@ func (c *conn) onPublish(p *Publish, n int, t int64) {
 		}
 		return
 	}
+	if refused {
+		s.drop(why) // (counted once the hook has not refused the message)
+	}
 	if local {
-		s.routeMessage(tm, p.Retain, c.cl.ID, now, c.ec.Loop())
+		_, r := s.routeMessage(tm, retain, c.cl.ID, now, c.ec.Loop())
+		refused = refused || r
 	}
 	putMsg(tm)
+	if refused && v5 {
+		// Delivered, not retained: the publisher learns its retained
+		// state was not kept.
+		if p.QoS == QoS2 {
+			c.forgetQoS2(p.PacketID)
+		}
+		ack(QuotaExceeded)
+		return
+	}
 	ack(Success)
 }
 
@@ -1372,10 +1409,11 @@ func (c *conn) closed(reason engine.CloseReason) {
 	if mine {
 		s.stats.online.Add(-1)
 		if c.normal {
-			ss.will = nil
+			s.setWill(ss, nil)
 		}
 		if ss.will != nil && (ss.will.delay == 0 || ss.expiry == 0) {
-			will, ss.will = ss.will, nil
+			will = ss.will
+			s.setWill(ss, nil)
 		}
 		if ss.expiry == 0 {
 			s.endSessionLocked(ss)

@@ -15,11 +15,16 @@ import "github.com/prometheus/client_golang/prometheus"
 //	warren_mqtt_queued_messages                         gauge    QoS 1/2 messages held for clients
 //	warren_mqtt_queued_bytes                            gauge    their bytes
 //	warren_mqtt_retained_messages                       gauge    retained messages
+//	warren_mqtt_retained_bytes                          gauge    their bytes (MaxRetainedBytes)
+//	warren_mqtt_retained_clients                        gauge    clients holding retained messages
 //	warren_mqtt_sessions{state="online|offline"}        gauge    sessions
 //	warren_mqtt_subscriptions                           gauge    subscriptions
 //	warren_mqtt_takeovers_total                         counter  sessions taken over
 //	warren_mqtt_keepalive_timeouts_total                counter  clients closed for keep-alive
 //	warren_mqtt_wills_published_total                   counter  will messages published
+//	warren_mqtt_wills                                   gauge    pending wills the sessions hold
+//	warren_mqtt_will_bytes                              gauge    their bytes (MaxWillBytes)
+//	warren_mqtt_wills_refused_total                     counter  CONNECTs refused for MaxWillBytes
 //	warren_mqtt_protocol_errors_total                   counter  connections closed for a protocol error
 //	warren_mqtt_rate_limited_total                      counter  clients disconnected for their publish rate
 //
@@ -43,11 +48,16 @@ func (s *Server) Collector(namespace string) prometheus.Collector {
 		qmsgs:     d("queued_messages", "QoS 1 and 2 messages held for clients, inflight included."),
 		qbytes:    d("queued_bytes", "Bytes of the messages held for clients."),
 		retained:  d("retained_messages", "Retained messages."),
+		rbytes:    d("retained_bytes", "Bytes of the retained messages, as the store's bounds count them."),
+		rclients:  d("retained_clients", "Clients holding at least one retained message."),
 		sessions:  d("sessions", "Sessions, by state.", "state"),
 		subs:      d("subscriptions", "Subscriptions across sessions."),
 		takeovers: d("takeovers_total", "Sessions taken over by a new connection."),
 		keepalive: d("keepalive_timeouts_total", "Clients closed for exceeding 1.5 times their keep-alive."),
 		wills:     d("wills_published_total", "Will messages published."),
+		willsHeld: d("wills", "Pending will messages the sessions hold."),
+		willBytes: d("will_bytes", "Bytes of the pending will messages, as MaxWillBytes counts them."),
+		willsRef:  d("wills_refused_total", "CONNECTs refused because their will would pass MaxWillBytes."),
 		proto:     d("protocol_errors_total", "Connections closed for a malformed packet or a protocol violation."),
 		rate:      d("rate_limited_total", "Clients disconnected for exceeding their publish rate."),
 	}
@@ -58,6 +68,7 @@ type collector struct {
 	conns, pending, refused, packets, publishes, dropped *prometheus.Desc
 	qmsgs, qbytes, retained, sessions, subs, takeovers   *prometheus.Desc
 	keepalive, wills, proto, rate                        *prometheus.Desc
+	rbytes, rclients, willsHeld, willBytes, willsRef     *prometheus.Desc
 }
 
 var _ prometheus.Collector = (*collector)(nil)
@@ -65,7 +76,8 @@ var _ prometheus.Collector = (*collector)(nil)
 // Describe sends every descriptor.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.conns, c.pending, c.refused, c.packets, c.publishes, c.dropped,
-		c.qmsgs, c.qbytes, c.retained, c.sessions, c.subs, c.takeovers, c.keepalive, c.wills, c.proto, c.rate} {
+		c.qmsgs, c.qbytes, c.retained, c.sessions, c.subs, c.takeovers, c.keepalive, c.wills, c.proto, c.rate,
+		c.rbytes, c.rclients, c.willsHeld, c.willBytes, c.willsRef} {
 		ch <- d
 	}
 }
@@ -97,12 +109,17 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.qmsgs, st.QueuedMessages)
 	gauge(c.qbytes, st.QueuedBytes)
 	gauge(c.retained, st.Retained)
+	gauge(c.rbytes, st.RetainedBytes)
+	gauge(c.rclients, st.RetainedClients)
 	gauge(c.sessions, st.SessionsOnline, "online")
 	gauge(c.sessions, st.SessionsOffline, "offline")
 	gauge(c.subs, st.Subscriptions)
 	counter(c.takeovers, st.Takeovers)
 	counter(c.keepalive, st.KeepAliveTimeouts)
 	counter(c.wills, st.WillsPublished)
+	gauge(c.willsHeld, st.Wills)
+	gauge(c.willBytes, st.WillBytes)
+	counter(c.willsRef, st.WillsRefused)
 	counter(c.proto, st.ProtocolErrors)
 	counter(c.rate, st.RateLimited)
 }

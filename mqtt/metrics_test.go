@@ -24,6 +24,12 @@ func TestCollector(t *testing.T) {
 # TYPE warren_mqtt_connections gauge
 warren_mqtt_connections{version="3.1.1"} 0
 warren_mqtt_connections{version="5.0"} 1
+# HELP warren_mqtt_retained_bytes Bytes of the retained messages, as the store's bounds count them.
+# TYPE warren_mqtt_retained_bytes gauge
+warren_mqtt_retained_bytes 98
+# HELP warren_mqtt_retained_clients Clients holding at least one retained message.
+# TYPE warren_mqtt_retained_clients gauge
+warren_mqtt_retained_clients 1
 # HELP warren_mqtt_retained_messages Retained messages.
 # TYPE warren_mqtt_retained_messages gauge
 warren_mqtt_retained_messages 1
@@ -32,7 +38,7 @@ warren_mqtt_retained_messages 1
 warren_mqtt_subscriptions 1
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "warren_mqtt_connections",
-		"warren_mqtt_retained_messages", "warren_mqtt_subscriptions"); err != nil {
+		"warren_mqtt_retained_messages", "warren_mqtt_retained_bytes", "warren_mqtt_retained_clients", "warren_mqtt_subscriptions"); err != nil {
 		t.Fatal(err)
 	}
 	n, err := testutil.GatherAndCount(reg, "warren_mqtt_packets_total")

@@ -24,16 +24,117 @@ var (
 type retainedStore struct {
 	m     map[string]*msg
 	bytes int
+	// by holds the bytes each publishing client (msg.from) has in the
+	// store, for Config.MaxRetainedBytesPerClient: a client has an entry
+	// only while it holds a retained message. Messages injected by the
+	// application (from "") are charged to no client.
+	by map[string]int
+	// exp is a heap of the stored messages that expire, soonest first,
+	// for the sweeper (expireRetained). A message no longer stored (its
+	// topic replaced or deleted) stays in it until it comes up or the
+	// heap is rebuilt: when such stale entries outnumber the live ones
+	// (expiring) and 64, the heap keeps only the live ones.
+	exp      []*msg
+	expiring int
+}
+
+// retainRefusal returns why m, from its client, can't replace old (nil
+// if its topic holds none) in the store: DropRetainedFull for the node's
+// bounds, DropRetainedClientFull for the client's; ok when it fits.
+// s.mu is held (read or write).
+func (s *Server) retainRefusal(from string, size int, old *msg) (DropReason, bool) {
+	r := &s.retained
+	n, b := len(r.m), r.bytes
+	mine := r.by[from]
+	if old != nil {
+		n, b = n-1, b-int(old.size)
+		if old.from == from {
+			mine -= int(old.size)
+		}
+	}
+	if n+1 > s.cfg.MaxRetained || b+size > s.cfg.MaxRetainedBytes {
+		return DropRetainedFull, false
+	}
+	if from != "" && s.cfg.MaxRetainedBytesPerClient > 0 && mine+size > s.cfg.MaxRetainedBytesPerClient {
+		return DropRetainedClientFull, false
+	}
+	return 0, true
+}
+
+// retainFits reports whether a retained message of size bytes (msgSize)
+// from client from would be stored on topic now, and why not. A client's
+// PUBLISH asks it before its hook runs, so that a message the store will
+// refuse is bridged (and retained elsewhere) as a plain one; the store
+// decides again when the message comes (retainIf).
+func (s *Server) retainFits(from, topic string, size int) (DropReason, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.retainRefusal(from, size, s.retained.m[topic])
+}
+
+// unstore takes old, the message stored on its topic, out of the store
+// and refunds its bytes; s.mu is held.
+func (s *Server) unstore(old *msg) {
+	r := &s.retained
+	delete(r.m, old.Topic)
+	r.bytes -= int(old.size)
+	s.charge(old.from, -int(old.size))
+	if old.expires != 0 {
+		r.expiring--
+	}
+	s.stats.retained.Add(-1)
+	s.stats.retainedBytes.Store(int64(r.bytes))
+}
+
+// store puts m in the store (its topic holds nothing) and charges its
+// bytes; s.mu is held.
+func (s *Server) store(m *msg) {
+	r := &s.retained
+	if r.m == nil {
+		r.m = make(map[string]*msg)
+	}
+	r.m[m.Topic] = m
+	r.bytes += int(m.size)
+	s.charge(m.from, int(m.size))
+	if m.expires != 0 {
+		r.expiring++
+		r.pushExp(m)
+	}
+	s.stats.retained.Add(1)
+	s.stats.retainedBytes.Store(int64(r.bytes))
+}
+
+// charge adds n bytes to the client from's share of the store; s.mu is
+// held.
+func (s *Server) charge(from string, n int) {
+	if from == "" {
+		return
+	}
+	r := &s.retained
+	v := r.by[from] + n
+	switch {
+	case v > 0 && r.by == nil:
+		r.by = map[string]int{from: v}
+	case v > 0:
+		r.by[from] = v
+	default:
+		delete(r.by, from)
+	}
+	s.stats.retainedClients.Store(int64(len(r.by)))
 }
 
 // retain stores m as its topic's retained message, or deletes the retained
-// message when m's payload is empty (MQTT 3.3.1.3).
-func (s *Server) retain(m *msg) { s.retainIf(m, false) }
+// message when m's payload is empty (MQTT 3.3.1.3). It reports whether
+// the store refused m (counted with its DropReason).
+func (s *Server) retain(m *msg) bool {
+	_, refused := s.retainIf(m, false)
+	return refused
+}
 
 // retainIf is retain; with ifAbsent it stores m only when its topic holds
 // no retained message, or an expired one (and deletes nothing). It
-// reports whether m was stored.
-func (s *Server) retainIf(m *msg, ifAbsent bool) bool {
+// reports whether m was stored, and whether the store's bounds refused it.
+func (s *Server) retainIf(m *msg, ifAbsent bool) (stored, refused bool) {
 	var now int64
 	if ifAbsent {
 		now = s.now().UnixNano()
@@ -43,33 +144,89 @@ func (s *Server) retainIf(m *msg, ifAbsent bool) bool {
 	r := &s.retained
 	old := r.m[m.Topic]
 	if ifAbsent && ((old != nil && !old.expired(now)) || len(m.Payload) == 0) {
-		return false
+		return false, false
 	}
 	if len(m.Payload) == 0 {
 		if old != nil {
-			delete(r.m, m.Topic)
-			r.bytes -= int(old.size)
-			s.stats.retained.Add(-1)
+			s.unstore(old)
 		}
-		return false
+		return false, false
 	}
-	n, b := len(r.m), r.bytes
+	if why, ok := s.retainRefusal(m.from, int(m.size), old); !ok {
+		s.drop(why)
+		return false, true
+	}
 	if old != nil {
-		n, b = n-1, b-int(old.size)
+		s.unstore(old)
 	}
-	if n+1 > s.cfg.MaxRetained || b+int(m.size) > s.cfg.MaxRetainedBytes {
-		s.drop(DropRetainedFull)
-		return false
+	s.store(m)
+	return true, false
+}
+
+// pushExp adds m to the expiry heap, first dropping its stale entries
+// when they outnumber the live ones.
+func (r *retainedStore) pushExp(m *msg) {
+	if len(r.exp) >= 2*r.expiring+64 {
+		live := r.exp[:0]
+		for _, e := range r.exp {
+			if r.m[e.Topic] == e {
+				live = append(live, e)
+			}
+		}
+		clear(r.exp[len(live):])
+		r.exp = live
+		for i := len(r.exp)/2 - 1; i >= 0; i-- {
+			r.down(i)
+		}
 	}
-	if r.m == nil {
-		r.m = make(map[string]*msg)
+	r.exp = append(r.exp, m)
+	for i := len(r.exp) - 1; i > 0; {
+		p := (i - 1) / 2
+		if r.exp[p].expires <= r.exp[i].expires {
+			break
+		}
+		r.exp[p], r.exp[i] = r.exp[i], r.exp[p]
+		i = p
 	}
-	r.m[m.Topic] = m
-	r.bytes = b + int(m.size)
-	if old == nil {
-		s.stats.retained.Add(1)
+}
+
+// down restores the heap below i.
+func (r *retainedStore) down(i int) {
+	for {
+		l, min := 2*i+1, i
+		if l < len(r.exp) && r.exp[l].expires < r.exp[min].expires {
+			min = l
+		}
+		if l+1 < len(r.exp) && r.exp[l+1].expires < r.exp[min].expires {
+			min = l + 1
+		}
+		if min == i {
+			return
+		}
+		r.exp[i], r.exp[min] = r.exp[min], r.exp[i]
+		i = min
 	}
-	return true
+}
+
+// expireRetained takes the retained messages expired at now (unix ns)
+// out of the store, refunding their bytes to their clients; s.mu is held
+// (the sweeper's).
+func (s *Server) expireRetained(now int64) {
+	r := &s.retained
+	for len(r.exp) > 0 && r.exp[0].expired(now) {
+		m := r.exp[0]
+		last := len(r.exp) - 1
+		r.exp[0] = r.exp[last]
+		r.exp[last] = nil
+		r.exp = r.exp[:last]
+		r.down(0)
+		if r.m[m.Topic] == m {
+			s.unstore(m)
+		}
+	}
+	if len(r.exp) == 0 {
+		r.exp = nil
+	}
 }
 
 // Retain stores m as the retained message of its topic, without
@@ -119,7 +276,8 @@ func (s *Server) storeRetained(m *Message, ifAbsent bool) (*msg, bool, error) {
 	}
 	mm := newMsg(m, "", s.now())
 	mm.Retain = true
-	return mm, s.retainIf(mm, ifAbsent), nil
+	stored, _ := s.retainIf(mm, ifAbsent)
+	return mm, stored, nil
 }
 
 // RetainedMessages returns the retained messages as they are when it is

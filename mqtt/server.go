@@ -39,8 +39,16 @@ const (
 	DefaultMaxSessions         = 1_000_000
 	DefaultMaxRetained         = 100_000
 	DefaultMaxRetainedBytes    = 64 << 20
-	DefaultMaxClientIDLength   = 256
-	DefaultSweepInterval       = time.Second
+	// DefaultMaxRetainedBytesPerClient is 1 MiB: one client holds at
+	// most 1/64 of the default store, and at least one message of the
+	// default maximum packet size.
+	DefaultMaxRetainedBytesPerClient = 1 << 20
+	DefaultMaxClientIDLength         = 256
+	// DefaultMaxWillBytes is 64 MiB: 64 wills of the default maximum
+	// packet size, or a million devices' wills of 64 bytes (their topic,
+	// payload and bookkeeping counted).
+	DefaultMaxWillBytes  = 64 << 20
+	DefaultSweepInterval = time.Second
 )
 
 const (
@@ -128,9 +136,39 @@ type Config struct {
 
 	// MaxRetained and MaxRetainedBytes bound the retained messages; a
 	// retained message past either is not retained (DropRetainedFull),
-	// but still delivered. Zero means 100,000 messages and 64 MiB.
+	// but still delivered. Zero means 100,000 messages and 64 MiB. A
+	// message's bytes are its topic, payload and properties and 96 bytes
+	// of bookkeeping.
 	MaxRetained      int
 	MaxRetainedBytes int
+	// MaxRetainedBytesPerClient bounds the bytes of the retained messages
+	// one client has published and the store still holds (a message
+	// replaced, deleted or expired no longer counts against its
+	// publisher), so that one client cannot fill the node's store. A
+	// retained message past it is not retained (DropRetainedClientFull),
+	// but still delivered. Messages the application injects (Publish,
+	// Retain) count against no client. Zero means 1 MiB; negative means
+	// no bound.
+	//
+	// A retained PUBLISH the store refuses (this bound or the node's) is
+	// delivered to the current subscribers as a message without the
+	// retain flag (Hooks.OnPublish sees it so), and a 5.0 client's
+	// PUBACK or PUBREC says quota_exceeded (0x97); 3.1.1 has no code,
+	// so its client gets success. The refusal is counted either way.
+	MaxRetainedBytesPerClient int
+
+	// MaxWillBytes bounds the bytes of the will messages the sessions
+	// hold across the server (a will's topic, payload and properties and
+	// 96 bytes of bookkeeping, as the retained bounds count them): each
+	// will may be as large as a packet and lives as long as its
+	// connection, or its session while its will delay runs. A CONNECT
+	// whose will would pass it is refused: CONNACK quota_exceeded (0x97)
+	// in 5.0, server unavailable (3) in 3.1.1, the connection closed with
+	// limit_reached, counted in Stats.WillsRefused. A will's bytes are
+	// freed when it is published, dropped (a normal DISCONNECT, a resumed
+	// session) or replaced by the next CONNECT's. Zero means 64 MiB;
+	// negative means no bound.
+	MaxWillBytes int64
 
 	// ExternalShares leaves shared subscriptions out of the broker's own
 	// routing: a client's publish and Publish go to every other matching
@@ -209,7 +247,13 @@ func (c Config) withDefaults() Config {
 	def(&c.MaxSessions, DefaultMaxSessions)
 	def(&c.MaxRetained, DefaultMaxRetained)
 	def(&c.MaxRetainedBytes, DefaultMaxRetainedBytes)
+	if c.MaxRetainedBytesPerClient == 0 {
+		c.MaxRetainedBytesPerClient = DefaultMaxRetainedBytesPerClient
+	}
 	def(&c.MaxClientIDLength, DefaultMaxClientIDLength)
+	if c.MaxWillBytes == 0 {
+		c.MaxWillBytes = DefaultMaxWillBytes
+	}
 	if c.SweepInterval <= 0 {
 		c.SweepInterval = DefaultSweepInterval
 	}
@@ -381,8 +425,11 @@ type Hooks struct {
 	// flow ends there); 3.1.1 has no refusal, so its client gets a success ack, as
 	// for a message Authorize refused. Success (0) accepts it. m and its
 	// fields are valid only during the call; copy what must outlive it.
-	// Messages injected with Server.Publish don't reach it. Nil routes
-	// everything locally.
+	// A retained message the store will not keep (its bounds, such as
+	// MaxRetainedBytesPerClient) comes with Retain false: it is delivered
+	// as a plain message, and a bridge should forward it so. Messages
+	// injected with Server.Publish don't reach it. Nil routes everything
+	// locally.
 	OnPublish func(c *Client, m *Message) (local bool, code ReasonCode)
 
 	// OnConnect runs when a client's CONNECT has been accepted and its
@@ -422,6 +469,8 @@ type Hooks struct {
 	// passed — before the will is retained (if it asks to be) and routed
 	// to the local subscribers: a bridge sees the other publishes in
 	// OnPublish, which wills do not reach. clientID is the will's client.
+	// A retained will the store will not keep comes with Retain false, as
+	// in OnPublish.
 	// m and its slices are valid only during the call; it runs on the
 	// goroutine ending the connection or on the sweeper, with no lock
 	// held, and must not block.
@@ -459,8 +508,11 @@ type Server struct {
 	litPlus  int
 	subs     Trie[*subscription]
 	retained retainedStore
-	shares   map[string]int     // members here by $share/group/filter, while Hooks.OnShare is set
-	offline  map[*session]int64 // sessions to sweep (offline with an expiry, or a delayed will): unix ns they went offline
+	// willBytes are the bytes of the sessions' pending wills
+	// (Config.MaxWillBytes; setWill).
+	willBytes int64
+	shares    map[string]int     // members here by $share/group/filter, while Hooks.OnShare is set
+	offline   map[*session]int64 // sessions to sweep (offline with an expiry, or a delayed will): unix ns they went offline
 	// wsKeepAlive are the connected WebSocket clients with a keep-alive,
 	// whose input the sweeper checks.
 	wsKeepAlive map[*conn]struct{}

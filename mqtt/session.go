@@ -69,11 +69,7 @@ func newMsg(m *Message, from string, now time.Time) *msg {
 	out := &msg{from: from}
 	out.QoS, out.Retain = m.QoS, m.Retain
 	out.PayloadFormat, out.MessageExpiry = m.PayloadFormat, m.MessageExpiry
-	n := len(m.Payload) + len(m.CorrelationData)
-	for _, u := range m.User {
-		n += len(u.Key) + len(u.Value)
-	}
-	strs := len(m.Topic) + len(m.ContentType) + len(m.ResponseTopic)
+	strs, n := msgBytes(m)
 	buf := make([]byte, 0, strs+n)
 	str := func(v string) string {
 		if v == "" {
@@ -106,8 +102,24 @@ func newMsg(m *Message, from string, now time.Time) *msg {
 	if m.MessageExpiry > 0 {
 		out.expires = now.Add(time.Duration(m.MessageExpiry) * time.Second).UnixNano()
 	}
-	out.size = int32(96 + strs + n + 32*len(out.User))
+	out.size = int32(96 + strs + n + 32*len(m.User)) // msgSize
 	return out
+}
+
+// msgBytes returns the bytes of m's strings and of its other slices.
+func msgBytes(m *Message) (strs, n int) {
+	n = len(m.Payload) + len(m.CorrelationData)
+	for _, u := range m.User {
+		n += len(u.Key) + len(u.Value)
+	}
+	return len(m.Topic) + len(m.ContentType) + len(m.ResponseTopic), n
+}
+
+// msgSize returns the bytes a copy of m holds (newMsg), as the queue and
+// retained bounds count them.
+func msgSize(m *Message) int {
+	strs, n := msgBytes(m)
+	return 96 + strs + n + 32*len(m.User)
 }
 
 // msgPool holds the transient messages of routeMessage.
@@ -147,21 +159,22 @@ func (m *msg) persist() *msg {
 // written to the subscriber's connection during the call and kept
 // nowhere. Any other message is copied to the heap once and shared by
 // whatever keeps it (retained store, offline queues, QoS 1 and 2 in
-// flight).
-func (s *Server) routeMessage(tm *msg, retain bool, from string, now time.Time, loop int) int {
+// flight). refused reports that the store's bounds refused to retain it
+// (it is routed all the same).
+func (s *Server) routeMessage(tm *msg, retain bool, from string, now time.Time, loop int) (n int, refused bool) {
 	t := now.UnixNano()
 	if tm.QoS != QoS0 || retain {
 		mm := newMsg(&tm.Message, from, now)
 		if retain {
-			s.retain(mm)
+			refused = s.retain(mm)
 		}
-		return s.route(mm, t, loop)
+		return s.route(mm, t, loop), refused
 	}
 	tm.from, tm.size, tm.expires = from, -1, 0
 	if tm.MessageExpiry > 0 {
 		tm.expires = now.Add(time.Duration(tm.MessageExpiry) * time.Second).UnixNano()
 	}
-	return s.route(tm, t, loop)
+	return s.route(tm, t, loop), false
 }
 
 // expired reports whether m has expired at now (unix ns).
@@ -891,7 +904,7 @@ func (s *Server) Publish(m *Message) (int, error) {
 	}
 	tm := getMsg()
 	tm.Message = *m
-	n := s.routeMessage(tm, m.Retain, "", s.now(), 0)
+	n, _ := s.routeMessage(tm, m.Retain, "", s.now(), 0)
 	putMsg(tm)
 	return n, nil
 }
@@ -903,6 +916,7 @@ func (s *Server) sweep(now time.Time) {
 	var wills []*msg
 	var silent []*conn
 	s.mu.Lock()
+	s.expireRetained(t)
 	for c := range s.wsKeepAlive {
 		if s.since(c.lastIn.Load(), t) >= c.keepAlive()*3/2 {
 			silent = append(silent, c)
@@ -912,12 +926,12 @@ func (s *Server) sweep(now time.Time) {
 	for ss, offAt := range s.offline {
 		if ss.will != nil && t >= offAt+int64(min(ss.will.delay, ss.expiry))*int64(time.Second) {
 			wills = append(wills, ss.will)
-			ss.will = nil
+			s.setWill(ss, nil)
 		}
 		if ss.expiry != maxSessionExpirySecondsV5 && t >= offAt+int64(ss.expiry)*int64(time.Second) {
 			if ss.will != nil {
 				wills = append(wills, ss.will)
-				ss.will = nil
+				s.setWill(ss, nil)
 			}
 			s.endSessionLocked(ss)
 			s.stats.offline.Add(-1)
@@ -937,6 +951,23 @@ func (s *Server) sweep(now time.Time) {
 	}
 }
 
+// setWill makes w (nil: none) the pending will of ss, moving the will
+// bytes held (Config.MaxWillBytes) from its old one; s.mu is held. A will
+// taken out to be published no longer counts: it is then the route's, or
+// the retained store's.
+func (s *Server) setWill(ss *session, w *msg) {
+	if old := ss.will; old != nil {
+		s.willBytes -= int64(old.size)
+		s.stats.willsHeld.Add(-1)
+	}
+	if w != nil {
+		s.willBytes += int64(w.size)
+		s.stats.willsHeld.Add(1)
+	}
+	ss.will = w
+	s.stats.willBytes.Store(s.willBytes)
+}
+
 // endSessionLocked removes ss and its subscriptions; s.mu is held. The
 // caller counts the session out of the online or offline gauge.
 func (s *Server) endSessionLocked(ss *session) {
@@ -948,14 +979,22 @@ func (s *Server) endSessionLocked(ss *session) {
 	}
 	s.stats.subscriptions.Add(-int64(ss.nsubs))
 	ss.subs, ss.nsubs = nil, 0
+	s.setWill(ss, nil) // (its callers have taken it out already)
 	s.sessions.Remove(ss)
 	delete(s.offline, ss)
 	ss.release(s)
 }
 
-// publishWill publishes a will message.
+// publishWill publishes a will message. A retained will the store won't
+// keep goes out as a plain message, as a client's PUBLISH does.
 func (s *Server) publishWill(w *msg, now time.Time) {
 	s.stats.wills.Add(1)
+	if w.Retain && len(w.Payload) > 0 {
+		if why, ok := s.retainFits(w.from, w.Topic, int(w.size)); !ok {
+			s.drop(why)
+			w.Retain = false
+		}
+	}
 	if h := s.cfg.Hooks.OnWill; h != nil {
 		h(w.from, &w.Message)
 	}

@@ -35,11 +35,16 @@ const (
 	// DropRefused is a PUBLISH the OnPublish hook refused with a reason
 	// code (a gateway's per-device rate limit, say).
 	DropRefused
+	// DropRetainedClientFull is a retained message not kept because its
+	// publisher's retained messages would pass
+	// Config.MaxRetainedBytesPerClient.
+	DropRetainedClientFull
 	numDropReasons
 )
 
 var dropNames = [...]string{"queue_full", "total_queue_full", "offline", "expired", "too_large",
-	"not_authorized", "retained_full", "write_failed", "session_ended", "refused"}
+	"not_authorized", "retained_full", "write_failed", "session_ended", "refused",
+	"retained_client_full"}
 
 // String returns the snake_case name used in metrics and logs.
 func (r DropReason) String() string {
@@ -78,8 +83,10 @@ type Stats struct {
 	// QueuedMessages and QueuedBytes are held across sessions, waiting for
 	// their clients (inflight messages included).
 	QueuedMessages, QueuedBytes int64
-	// Retained is the number of retained messages.
-	Retained int64
+	// Retained is the number of retained messages, RetainedBytes their
+	// bytes (as Config.MaxRetainedBytes counts them), RetainedClients the
+	// clients holding at least one (Config.MaxRetainedBytesPerClient).
+	Retained, RetainedBytes, RetainedClients int64
 	// SessionsOnline and SessionsOffline count sessions.
 	SessionsOnline, SessionsOffline int64
 	// Subscriptions counts subscriptions across sessions.
@@ -90,6 +97,11 @@ type Stats struct {
 	KeepAliveTimeouts uint64
 	// WillsPublished counts will messages published.
 	WillsPublished uint64
+	// Wills and WillBytes are the pending will messages the sessions hold
+	// and their bytes (Config.MaxWillBytes); WillsRefused counts CONNECTs
+	// refused because their will would pass it.
+	Wills, WillBytes int64
+	WillsRefused     uint64
 	// ProtocolErrors counts connections closed for a malformed packet or a
 	// protocol violation.
 	ProtocolErrors uint64
@@ -105,7 +117,9 @@ type serverStats struct {
 	pkts                                        [16]packetCounters // by loop: loops don't share cache lines
 	dropped                                     [numDropReasons]atomic.Uint64
 	online, offline, subscriptions              atomic.Int64
-	retained                                    atomic.Int64
+	retained, retainedBytes, retainedClients    atomic.Int64
+	willsHeld, willBytes                        atomic.Int64
+	willsRefused                                atomic.Uint64
 }
 
 // packetCounters are the per-packet counters of the connections of one
@@ -144,10 +158,12 @@ func (s *Server) Stats() Stats {
 		ConnectionsV311: st.connV3.Load(), ConnectionsV5: st.connV5.Load(), Pending: st.pending.Load(),
 		ConnectsRefused: st.refused.Load(),
 		QueuedBytes:     s.queuedBytes(),
-		Retained:        st.retained.Load(),
+		Retained:        st.retained.Load(), RetainedBytes: st.retainedBytes.Load(),
+		RetainedClients: st.retainedClients.Load(),
 		SessionsOnline:  st.online.Load(), SessionsOffline: st.offline.Load(),
 		Subscriptions: st.subscriptions.Load(),
 		Takeovers:     st.takeovers.Load(), KeepAliveTimeouts: st.keepAlive.Load(),
+		Wills: st.willsHeld.Load(), WillBytes: st.willBytes.Load(), WillsRefused: st.willsRefused.Load(),
 		WillsPublished: st.wills.Load(), ProtocolErrors: st.proto.Load(), RateLimited: st.rateLimited.Load(),
 	}
 	for k := range st.pkts {

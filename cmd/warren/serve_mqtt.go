@@ -28,6 +28,10 @@ func mqttFlags(fs *flag.FlagSet, cfg *gateway.Config) {
 	fs.DurationVar(&m.MaxKeepAlive, "mqtt-max-keepalive", 0, "MQTT: longest keep-alive (announced to 5.0 clients); 0: no cap")
 	fs.IntVar(&m.MaxRetained, "mqtt-max-retained", mqtt.DefaultMaxRetained, "MQTT: retained messages")
 	fs.IntVar(&m.MaxRetainedBytes, "mqtt-max-retained-bytes", mqtt.DefaultMaxRetainedBytes, "MQTT: bytes of retained messages (topics and payloads); past it a message is delivered but not retained")
+	fs.IntVar(&m.MaxRetainedBytesPerClient, "mqtt-max-retained-bytes-per-client", mqtt.DefaultMaxRetainedBytesPerClient,
+		"MQTT: bytes of retained messages one client's publishes hold in the store (negative: no bound); past it a message is delivered but not retained, and a 5.0 QoS 1/2 publisher gets 0x97")
+	fs.Int64Var(&m.MaxWillBytes, "mqtt-max-will-bytes", mqtt.DefaultMaxWillBytes,
+		"MQTT: bytes of the will messages held across sessions (negative: no bound); a CONNECT whose will does not fit gets 0x97 (3.1.1: server unavailable)")
 	fs.IntVar(&m.PublishBurst, "mqtt-publish-burst", 0, "MQTT: PUBLISH packets a client may send at once above -mqtt-publish-rate (0: one second's worth)")
 	fs.IntVar(&m.TopicAliasMaximum, "mqtt-topic-alias-max", mqtt.DefaultTopicAliasMaximum, "MQTT: highest topic alias a 5.0 client may use, announced in CONNACK (negative: none)")
 	fs.DurationVar(&m.ConnectTimeout, "mqtt-connect-timeout", mqtt.DefaultConnectTimeout, "MQTT: how long a new connection may take to send its CONNECT")
@@ -38,7 +42,9 @@ func mqttFlags(fs *flag.FlagSet, cfg *gateway.Config) {
 	fs.IntVar(&cfg.MQTTBridgeMaxSubjects, "mqtt-bridge-max-subjects", gateway.DefaultMQTTBridgeMaxSubjects,
 		"MQTT: NATS subscriptions a node makes for its MQTT subscribers' interest (one per distinct subject, device ids widened); past it the node follows every subject")
 	fs.IntVar(&cfg.MQTTBridgeQueue, "mqtt-bridge-queue", gateway.DefaultMQTTBridgeQueue,
-		"MQTT: messages from NATS waiting for the node's MQTT subscribers, counted in messages, not bytes (at worst this many times the NATS max payload); past it they are dropped (counted, logged)")
+		"MQTT: messages from NATS waiting for the node's MQTT subscribers (their bytes: -mqtt-bridge-queue-bytes); past it they are dropped (counted queue_full, logged)")
+	fs.Int64Var(&cfg.MQTTBridgeQueueBytes, "mqtt-bridge-queue-bytes", gateway.DefaultMQTTBridgeQueueBytes,
+		"MQTT: bytes of the messages from NATS waiting for the node's MQTT subscribers (negative: no bound); past it they are dropped (counted queue_bytes_full, logged)")
 	fs.BoolVar(&cfg.MQTTClusterShares, "mqtt-cluster-shares", false,
 		"MQTT: a share group ($share/group/filter) gets each message once across the cluster, not once per node (through NATS; see docs/mqtt.md)")
 	fs.Func("mqtt-acl", "MQTT: comma-separated topic filters a device may use, %c client id, %u user name (default "+

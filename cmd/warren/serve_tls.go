@@ -59,6 +59,7 @@ func serveExtraFlags(fs *flag.FlagSet, x *serveExtra, gcfg *gateway.Config) {
 	w := &x.webhook
 	fs.StringVar(&w.URL, "webhook", "", "telemetry also POSTed in JSON batches to this http://host:port/path (see docs/gateway.md); empty disables")
 	fs.IntVar(&w.Queue, "webhook-queue", gateway.DefaultWebhookQueue, "-webhook: messages waiting to be batched; over it they are dropped (counted, queue_full)")
+	fs.Int64Var(&w.QueueBytes, "webhook-queue-bytes", gateway.DefaultWebhookQueueBytes, "-webhook: bytes of the messages waiting to be batched, as encoded (negative: no bound); over it they are dropped (counted, queue_bytes_full)")
 	fs.IntVar(&w.Batch.MaxCount, "webhook-batch-count", upstream.DefaultBatchCount, "-webhook: messages per batch at most")
 	fs.IntVar(&w.Batch.MaxBytes, "webhook-batch-bytes", upstream.DefaultBatchBytes, "-webhook: a batch is sent once its messages reach this many bytes")
 	fs.DurationVar(&w.Batch.MaxDelay, "webhook-batch-delay", upstream.DefaultBatchDelay, "-webhook: a batch is sent this long after its first message at most")
