@@ -1,0 +1,87 @@
+package proxy
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/warrenhq/warren/engine"
+	"github.com/warrenhq/warren/http1"
+	"github.com/warrenhq/warren/upstream"
+)
+
+// startForward serves a Forward route (every path, as warren serve
+// -upstream does) on an http1 server and returns its address.
+func startForward(t *testing.T, e *engine.Engine, ccfg upstream.ClusterConfig, pcfg Config) (string, *Proxy) {
+	t.Helper()
+	cl, err := upstream.NewCluster(e, ccfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	p := New(e, cl, pcfg)
+	t.Cleanup(p.Close)
+	r := http1.NewRouter()
+	r.NotFound = p.Forward()
+	srv, _ := http1.NewServer(e, http1.Config{}, r)
+	ln, err := srv.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ln.Addr().String(), p
+}
+
+// bothPaths runs check against the proxy's own listener and a Forward
+// route, each in front of a backend that answers with respond.
+func bothPaths(t *testing.T, respond func(head string) string, check func(t *testing.T, addr string, be *cannedBackend)) {
+	e := startEngine(t)
+	t.Run("listener", func(t *testing.T) {
+		be := startCannedBackend(t, respond)
+		addr, _ := startProxy(t, e, upstream.ClusterConfig{Hosts: []string{be.addr}}, Config{})
+		check(t, addr, be)
+	})
+	t.Run("forward", func(t *testing.T) {
+		be := startCannedBackend(t, respond)
+		addr, _ := startForward(t, e, upstream.ClusterConfig{Hosts: []string{be.addr}}, Config{})
+		check(t, addr, be)
+	})
+}
+
+// TestProxyTransferCodingRefused: a backend body in a transfer coding
+// other than chunked ("gzip, chunked", or gzip to the close) is answered
+// 502 bad_response, as nginx ("upstream sent unknown Transfer-Encoding")
+// and Envoy answer it: re-chunked without its coding, the client would get
+// gzip bytes it is not told about, and an HTTP/1.0 client may not be sent
+// a Transfer-Encoding at all. A request in such a coding is refused with
+// 501 before it reaches the backend, as by nginx and Envoy.
+func TestProxyTransferCodingRefused(t *testing.T) {
+	for _, te := range []string{"gzip, chunked", "gzip"} {
+		bothPaths(t, func(head string) string {
+			if te == "gzip" {
+				return "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nConnection: close\r\n\r\n\x1f\x8b\x08\x00"
+			}
+			return "HTTP/1.1 200 OK\r\nTransfer-Encoding: " + te + "\r\n\r\n4\r\n\x1f\x8b\x08\x00\r\n0\r\n\r\n"
+		}, func(t *testing.T, addr string, be *cannedBackend) {
+			for _, v := range []string{"1.1", "1.0"} {
+				out := rawExchange(t, addr, "GET /x HTTP/"+v+"\r\nHost: a\r\nConnection: close\r\n\r\n")
+				if !strings.HasPrefix(out, "HTTP/1.") || !strings.HasPrefix(out[8:], " 502 ") || !strings.Contains(out, "X-Warren-Reason: bad_response\r\n") ||
+					strings.Contains(out, "\x1f\x8b") {
+					t.Fatalf("%s, HTTP/%s: got %q", te, v, out)
+				}
+			}
+			n := len(be.seen())
+			out := rawExchange(t, addr, "POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n1\r\nz\r\n0\r\n\r\n")
+			if !strings.HasPrefix(out, "HTTP/1.1 501 ") || len(be.seen()) != n {
+				t.Fatalf("request in gzip, chunked: %q, backend saw %d more", out, len(be.seen())-n)
+			}
+		})
+	}
+	// HEAD: no body, whatever the coding; the 200 goes on.
+	bothPaths(t, func(string) string {
+		return "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+	}, func(t *testing.T, addr string, be *cannedBackend) {
+		out := rawExchange(t, addr, "HEAD /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+		if !strings.HasPrefix(out, "HTTP/1.1 200 ") {
+			t.Fatalf("HEAD: got %q", out)
+		}
+	})
+}
