@@ -54,14 +54,18 @@ type reqState struct {
 	streaming bool
 	chunked   bool
 	headOnly  bool
-	inline    bool
-	panicked  bool
-	raw       bool
-	upgrade   engine.Handler
-	head      []byte       // pooled copy of the request head, when owned
-	ownBody   []byte       // pooled copy of the body, when owned
-	pipe      *bodyPipe    // the body, when streamed (StreamBody)
-	bodyR     bytes.Reader // BodyReader over body otherwise
+	// headLen is the Content-Length SetHeadLength declared for a
+	// response to HEAD (negative: none), when headLenSet.
+	headLen    int64
+	headLenSet bool
+	inline     bool
+	panicked   bool
+	raw        bool
+	upgrade    engine.Handler
+	head       []byte       // pooled copy of the request head, when owned
+	ownBody    []byte       // pooled copy of the body, when owned
+	pipe       *bodyPipe    // the body, when streamed (StreamBody)
+	bodyR      bytes.Reader // BodyReader over body otherwise
 }
 
 // Context returns the request's context. It is cancelled when the client
@@ -115,6 +119,7 @@ func (c *Ctx) reset(conn *engine.Conn, req *Request, body []byte, ps []param) {
 
 func (c *Ctx) resetResponse() {
 	c.status = 200
+	c.headLenSet = false
 	c.hdrs = c.hdrs[:0]
 	if c.out != nil {
 		c.out = c.out[:0]
@@ -265,6 +270,19 @@ func (c *Ctx) UpgradeTo(p engine.Handler) {
 	c.keepAlive = true
 }
 
+// SetHeadLength declares the Content-Length of a response to HEAD: the
+// length of the body a GET would have had (RFC 9110 §9.3.2), which the
+// server cannot count, as it sends no body. A negative n sends no
+// Content-Length at all (the length is unknown: a GET would have been
+// chunked). Without it, a response to HEAD carries the length of what the
+// handler wrote (and discarded). A reverse proxy passes its backend's
+// length on with it. It has no effect on a response to another method.
+func (c *Ctx) SetHeadLength(n int64) {
+	if c.headOnly {
+		c.headLen, c.headLenSet = n, true
+	}
+}
+
 // WriteRaw writes p to the connection as is, bypassing the response (for a
 // protocol switch). After WriteRaw the server sends no response of its own.
 func (c *Ctx) WriteRaw(p []byte) (int, error) {
@@ -351,7 +369,15 @@ func (c *Ctx) appendHead(b []byte, length int) []byte {
 		b = append(b, h.v...)
 		b = append(b, "\r\n"...)
 	}
-	if bodyAllowed(c.status) {
+	if c.headLenSet && bodyAllowed(c.status) {
+		// A HEAD response whose length the handler declared: no
+		// framing of the server's own, nor a default Content-Type.
+		if c.headLen >= 0 {
+			b = append(b, "Content-Length: "...)
+			b = strconv.AppendInt(b, c.headLen, 10)
+			b = append(b, "\r\n"...)
+		}
+	} else if bodyAllowed(c.status) {
 		if !hasCT && (length > 0 || length < 0) {
 			b = append(b, "Content-Type: text/plain; charset=utf-8\r\n"...)
 		}

@@ -164,3 +164,24 @@ func ExampleCtx_BodyReader() {
 	fmt.Println(string(b))
 	// Output: 3 lines
 }
+
+// A handler that knows the length of the representation a GET would
+// return (a file's size, a backend's Content-Length) declares it for HEAD,
+// where no body is written.
+func ExampleCtx_SetHeadLength() {
+	addr, stop := serve(http1.Config{}, http1.InlineFunc(func(c *http1.Ctx) {
+		c.SetHeader("Content-Type", "application/octet-stream")
+		c.SetHeadLength(1 << 20) // ignored but for HEAD
+		if string(c.Method) != "HEAD" {
+			c.WriteString("a megabyte, in real life")
+		}
+	}))
+	defer stop()
+	resp, err := http.Head("http://" + addr + "/file")
+	if err != nil {
+		panic(err)
+	}
+	resp.Body.Close()
+	fmt.Println(resp.StatusCode, resp.ContentLength)
+	// Output: 200 1048576
+}

@@ -74,6 +74,9 @@ func (p *Proxy) forward(c *http1.Ctx) {
 					c.AddHeader(h[0], h[1])
 				}
 				c.AddHeader("Via", string(p.via))
+				// A response to HEAD keeps the backend's Content-Length
+				// (the length a GET would have had), or has none.
+				c.SetHeadLength(ev.length)
 				if ev.stream {
 					c.Flush()
 				}
@@ -145,6 +148,7 @@ const (
 type fwdEvent struct {
 	kind    uint8
 	status  int
+	length  int64 // the response's Content-Length, or -1
 	stream  bool
 	headers [][2]string
 	data    []byte
@@ -180,8 +184,9 @@ func (f *fwd) push(ev fwdEvent) {
 }
 
 func (f *fwd) OnResponse(x *upstream.Exchange, resp *http1.Response) {
-	ev := fwdEvent{kind: evHead, status: resp.StatusCode,
-		stream: resp.Framing != http1.FramingLength || resp.ContentLength > 64<<10}
+	ev := fwdEvent{kind: evHead, status: resp.StatusCode, length: resp.ContentLength,
+		stream: resp.Framing == http1.FramingChunked || resp.Framing == http1.FramingClose ||
+			resp.Framing == http1.FramingLength && resp.ContentLength > 64<<10}
 	var optsBuf [4][]byte
 	opts := optsBuf[:0]
 	for h := range resp.Headers() {

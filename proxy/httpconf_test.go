@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"net/http"
 	"strings"
 	"testing"
 
@@ -82,6 +83,46 @@ func TestProxyTransferCodingRefused(t *testing.T) {
 		out := rawExchange(t, addr, "HEAD /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
 		if !strings.HasPrefix(out, "HTTP/1.1 200 ") {
 			t.Fatalf("HEAD: got %q", out)
+		}
+	})
+}
+
+// TestProxyHeadContentLength: a response to HEAD keeps the backend's
+// Content-Length, the length a GET would have had (RFC 9110 §9.3.2; nginx,
+// HAProxy and Envoy pass it on), with no body, and the connection serves
+// the next request; a HEAD answered without a length (a GET would be
+// chunked) gets none, not a "Content-Length: 0" that says the resource is
+// empty. Checked with Go's HTTP client too.
+func TestProxyHeadContentLength(t *testing.T) {
+	bothPaths(t, func(head string) string {
+		switch {
+		case strings.HasPrefix(head, "HEAD /chunked "):
+			return "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: text/html\r\n\r\n"
+		case strings.HasPrefix(head, "HEAD "):
+			return "HTTP/1.1 200 OK\r\nContent-Length: 1234\r\nContent-Type: application/json\r\n\r\n"
+		}
+		return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+	}, func(t *testing.T, addr string, be *cannedBackend) {
+		out := rawExchange(t, addr, "HEAD /x HTTP/1.1\r\nHost: a\r\n\r\n", "GET /y HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+		first, rest, _ := strings.Cut(out, "\r\n\r\n")
+		if !strings.HasPrefix(first, "HTTP/1.1 200 ") || !strings.Contains(first, "\r\nContent-Length: 1234") ||
+			!strings.Contains(first, "\r\nContent-Type: application/json") || !strings.HasPrefix(rest, "HTTP/1.1 200 ") ||
+			!strings.HasSuffix(rest, "\r\n\r\nok") {
+			t.Fatalf("HEAD then GET: %q", out)
+		}
+		out = rawExchange(t, addr, "HEAD /chunked HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+		lower := strings.ToLower(out)
+		if !strings.HasPrefix(out, "HTTP/1.1 200 ") || strings.Contains(lower, "content-length") ||
+			strings.Contains(lower, "transfer-encoding") || !strings.HasSuffix(out, "\r\n\r\n") {
+			t.Fatalf("HEAD of a chunked resource: %q", out)
+		}
+		resp, err := http.Head("http://" + addr + "/x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.ContentLength != 1234 {
+			t.Fatalf("net/http client: Content-Length %d", resp.ContentLength)
 		}
 	})
 }
