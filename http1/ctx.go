@@ -3,6 +3,7 @@ package http1
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net/netip"
 	"strconv"
@@ -281,6 +282,39 @@ func (c *Ctx) SetHeadLength(n int64) {
 	if c.headOnly {
 		c.headLen, c.headLenSet = n, true
 	}
+}
+
+// ErrInterimNotAllowed is an interim response (Ctx.WriteInterim) with a
+// status outside 100, 102-199, after the final response has started, or on
+// a detached request.
+var ErrInterimNotAllowed = errors.New("http1: interim response not allowed")
+
+// WriteInterim sends an interim (1xx) response ahead of the final one, at
+// once: code 100, or 102 to 199 (a protocol switch goes through UpgradeTo
+// and WriteRaw), with fields, such as the Link fields of 103 Early Hints
+// (RFC 8297). A client that sent HTTP/1.0 gets nothing (RFC 9110 §15.2);
+// that is not an error. It returns ErrInterimNotAllowed for another code,
+// once the response has started (Flush, WriteRaw) or on a detached
+// request. Field names and values are written as given; they must be
+// valid (no CR or LF).
+func (c *Ctx) WriteInterim(code int, fields []Header) error {
+	if code < 100 || code > 199 || code == 101 || c.streaming || c.raw || c.det.Load() != detNone {
+		return ErrInterimNotAllowed
+	}
+	if c.ProtoMinor == 0 {
+		return nil
+	}
+	b := AppendStatusLine(pool.Get(256)[:0], 1, code)
+	for _, h := range fields {
+		b = append(b, h.Name...)
+		b = append(b, ": "...)
+		b = append(b, h.Value...)
+		b = append(b, "\r\n"...)
+	}
+	b = append(b, "\r\n"...)
+	_, err := c.conn.Write(b)
+	pool.Put(b)
+	return err
 }
 
 // WriteRaw writes p to the connection as is, bypassing the response (for a

@@ -81,6 +81,17 @@ func (p *Proxy) forward(c *http1.Ctx) {
 					c.Flush()
 				}
 				headDone = true
+			case evInterim:
+				if headDone {
+					break
+				}
+				fields := make([]http1.Header, 0, len(ev.headers))
+				for _, h := range ev.headers {
+					fields = append(fields, http1.Header{Name: []byte(h[0]), Value: []byte(h[1])})
+				}
+				if c.WriteInterim(ev.status, fields) == nil && c.ProtoMinor == 1 {
+					p.st.interim.Add(1)
+				}
 			case evBody:
 				c.Write(ev.data)
 			case evUpgrade:
@@ -143,6 +154,7 @@ const (
 	evBody
 	evUpgrade
 	evDone
+	evInterim
 )
 
 type fwdEvent struct {
@@ -167,6 +179,9 @@ type fwd struct {
 	events []fwdEvent
 	queued int
 	paused bool
+	// interimN and interimBytes count the interim responses queued
+	// (Config.MaxInterim, MaxInterimBytes).
+	interimN, interimBytes int
 }
 
 func (f *fwd) push(ev fwdEvent) {
@@ -199,6 +214,50 @@ func (f *fwd) OnResponse(x *upstream.Exchange, resp *http1.Response) {
 			continue
 		}
 		ev.headers = append(ev.headers, [2]string{string(h.Name), string(h.Value)})
+	}
+	f.push(ev)
+}
+
+// OnInterim queues an interim response (103 Early Hints, 100 Continue)
+// for the worker, its hop-by-hop fields removed, within Config.MaxInterim
+// and MaxInterimBytes.
+func (f *fwd) OnInterim(x *upstream.Exchange, resp *http1.Response) {
+	p := f.p
+	ev := fwdEvent{kind: evInterim, status: resp.StatusCode}
+	size := 32 // status line, Via and the empty line
+	var optsBuf [4][]byte
+	opts := optsBuf[:0]
+	for h := range resp.Headers() {
+		if eq(h.Name, "connection") {
+			opts = connOptions(opts, h.Value)
+		}
+	}
+	var viaBuf [2][]byte
+	via := viaBuf[:0]
+	for h := range resp.Headers() {
+		if hop(h.Name) || listed(opts, h.Name) || eq(h.Name, "content-length") {
+			continue
+		}
+		if eq(h.Name, "via") {
+			via = append(via, h.Value)
+			continue
+		}
+		ev.headers = append(ev.headers, [2]string{string(h.Name), string(h.Value)})
+		size += len(h.Name) + len(h.Value) + 4
+	}
+	v := string(append(appendList(nil, via), p.via...))
+	ev.headers = append(ev.headers, [2]string{"Via", v})
+	size += len(v)
+	f.mu.Lock()
+	ok := f.interimN < p.cfg.MaxInterim && f.interimBytes+size <= p.cfg.MaxInterimBytes
+	if ok {
+		f.interimN++
+		f.interimBytes += size
+	}
+	f.mu.Unlock()
+	if !ok {
+		p.st.interimDropped.Add(1)
+		return
 	}
 	f.push(ev)
 }
@@ -241,6 +300,7 @@ func (holdHandler) OnClose(*engine.Conn, engine.CloseReason, error) {}
 var (
 	_ upstream.ResponseHandler = (*fwd)(nil)
 	_ upstream.UpgradeHandler  = (*fwd)(nil)
+	_ upstream.InterimHandler  = (*fwd)(nil)
 )
 
 // appendForwardHead writes the backend request head for a request the

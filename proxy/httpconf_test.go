@@ -1,7 +1,13 @@
 package proxy
 
 import (
+	"bytes"
+	"fmt"
+	"io"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -34,16 +40,21 @@ func startForward(t *testing.T, e *engine.Engine, ccfg upstream.ClusterConfig, p
 // bothPaths runs check against the proxy's own listener and a Forward
 // route, each in front of a backend that answers with respond.
 func bothPaths(t *testing.T, respond func(head string) string, check func(t *testing.T, addr string, be *cannedBackend)) {
+	bothPathsProxy(t, respond, func(t *testing.T, addr string, be *cannedBackend, _ *Proxy) { check(t, addr, be) })
+}
+
+// bothPathsProxy is bothPaths with the proxy given to check.
+func bothPathsProxy(t *testing.T, respond func(head string) string, check func(t *testing.T, addr string, be *cannedBackend, p *Proxy)) {
 	e := startEngine(t)
 	t.Run("listener", func(t *testing.T) {
 		be := startCannedBackend(t, respond)
-		addr, _ := startProxy(t, e, upstream.ClusterConfig{Hosts: []string{be.addr}}, Config{})
-		check(t, addr, be)
+		addr, p := startProxy(t, e, upstream.ClusterConfig{Hosts: []string{be.addr}}, Config{})
+		check(t, addr, be, p)
 	})
 	t.Run("forward", func(t *testing.T) {
 		be := startCannedBackend(t, respond)
-		addr, _ := startForward(t, e, upstream.ClusterConfig{Hosts: []string{be.addr}}, Config{})
-		check(t, addr, be)
+		addr, p := startForward(t, e, upstream.ClusterConfig{Hosts: []string{be.addr}}, Config{})
+		check(t, addr, be, p)
 	})
 }
 
@@ -125,4 +136,94 @@ func TestProxyHeadContentLength(t *testing.T) {
 			t.Fatalf("net/http client: Content-Length %d", resp.ContentLength)
 		}
 	})
+}
+
+// TestProxyInterimResponses: a backend's 103 Early Hints reach an
+// HTTP/1.1 client ahead of the final response (RFC 9110 §15.2: a proxy
+// forwards 1xx; RFC 8297), with the fields the backend sent but its
+// hop-by-hop ones, and Via; an HTTP/1.0 client gets none; past
+// Config.MaxInterim (8) a backend's flood of them is dropped and counted,
+// and the final response still goes on.
+func TestProxyInterimResponses(t *testing.T) {
+	hints := "HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\nConnection: X-Hop\r\nX-Hop: 1\r\n\r\n"
+	final := "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+	bothPathsProxy(t, func(head string) string {
+		if strings.HasPrefix(head, "GET /flood ") {
+			return strings.Repeat(hints, 12) + final
+		}
+		return hints + hints + final
+	}, func(t *testing.T, addr string, be *cannedBackend, p *Proxy) {
+		out := rawExchange(t, addr, "GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+		if n := strings.Count(out, "HTTP/1.1 103 Early Hints\r\n"); n != 2 || !strings.HasPrefix(out, "HTTP/1.1 103 ") ||
+			strings.Count(out, "\r\nLink: </s.css>; rel=preload\r\n") != 2 || strings.Contains(out, "X-Hop") ||
+			!strings.Contains(out, "\r\nHTTP/1.1 200 OK\r\n") || !strings.HasSuffix(out, "\r\n\r\nok") {
+			t.Fatalf("HTTP/1.1: %q", out)
+		}
+		interim, _, _ := strings.Cut(out, "\r\n\r\n")
+		if !strings.Contains(interim, "\r\nVia: 1.1 warren") {
+			t.Fatalf("no Via on the interim response: %q", interim)
+		}
+		out = rawExchange(t, addr, "GET /x HTTP/1.0\r\nHost: a\r\n\r\n")
+		if !strings.HasPrefix(out, "HTTP/1.0 200 ") || strings.Contains(out, " 103 ") {
+			t.Fatalf("HTTP/1.0: %q", out)
+		}
+		before := p.Stats()
+		out = rawExchange(t, addr, "GET /flood HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+		if n := strings.Count(out, " 103 Early Hints\r\n"); n != DefaultMaxInterim || !strings.HasSuffix(out, "\r\n\r\nok") {
+			t.Fatalf("flood: %d interim responses passed on: %q", n, out)
+		}
+		after := p.Stats()
+		if d := after.InterimDropped - before.InterimDropped; d != 12-DefaultMaxInterim {
+			t.Fatalf("dropped %d, want %d", d, 12-DefaultMaxInterim)
+		}
+		if d := after.Interim - before.Interim; d != DefaultMaxInterim {
+			t.Fatalf("passed on %d, want %d", d, DefaultMaxInterim)
+		}
+	})
+}
+
+// TestProxyInterimBytes: Config.MaxInterimBytes bounds the interim heads
+// passed on per request; the one over it is dropped, the final response
+// goes on.
+func TestProxyInterimBytes(t *testing.T) {
+	e := startEngine(t)
+	big := "HTTP/1.1 103 Early Hints\r\nLink: <" + strings.Repeat("a", 600) + ">\r\n\r\n"
+	be := startCannedBackend(t, func(string) string { return big + big + "HTTP/1.1 204 No Content\r\n\r\n" })
+	addr, p := startProxy(t, e, upstream.ClusterConfig{Hosts: []string{be.addr}}, Config{MaxInterimBytes: 1000})
+	out := rawExchange(t, addr, "GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+	if n := strings.Count(out, " 103 "); n != 1 || !strings.Contains(out, "HTTP/1.1 204 ") {
+		t.Fatalf("%d interim responses: %q", n, out)
+	}
+	if s := p.Stats(); s.InterimDropped != 1 || s.Interim != 1 {
+		t.Fatalf("interim %d, dropped %d", s.Interim, s.InterimDropped)
+	}
+}
+
+// TestProxyExpectContinueCurl: curl sends a large POST with "Expect:
+// 100-continue" and waits for 100 Continue before its body; the Go
+// backend's 100 reaches it through the proxy (curl's verbose log shows
+// it), and the body arrives whole.
+func TestProxyExpectContinueCurl(t *testing.T) {
+	curl, err := exec.LookPath("curl")
+	if err != nil {
+		t.Skip("no curl")
+	}
+	e := startEngine(t)
+	baddr, _ := startGoBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, _ := io.Copy(io.Discard, r.Body)
+		fmt.Fprintf(w, "got %d", n)
+	}))
+	addr, p := startProxy(t, e, upstream.ClusterConfig{Hosts: []string{baddr}}, Config{})
+	body := filepath.Join(t.TempDir(), "body")
+	if err := os.WriteFile(body, bytes.Repeat([]byte("x"), 100000), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(curl, "-sv", "--max-time", "20", "--expect100-timeout", "15", "-H", "Expect: 100-continue",
+		"--data-binary", "@"+body, "http://"+addr+"/up").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "< HTTP/1.1 100 Continue") || !strings.Contains(string(out), "got 100000") {
+		t.Fatalf("curl: %v\n%s", err, out)
+	}
+	if p.Stats().Interim != 1 {
+		t.Fatalf("interim responses counted: %d", p.Stats().Interim)
+	}
 }

@@ -13,6 +13,10 @@
 // naming the upstream.Failure (connect_failure, upstream_timeout,
 // no_healthy_upstream, overflow, breaker_open, ...).
 //
+// Interim (1xx) responses other than 101 (103 Early Hints, 100 Continue)
+// go on to HTTP/1.1 clients ahead of the final response, bounded per
+// request by Config.MaxInterim and Config.MaxInterimBytes.
+//
 // Config.RatePerIP limits the requests of each client address (a token
 // bucket per IP in a bounded table), and Config.RouteLimits those of a
 // path prefix per client address or per header value (a device id): over
@@ -88,6 +92,18 @@ type Config struct {
 	// answers 429 with Retry-After itself. Invalid entries
 	// (ValidateRouteLimits) are logged and skipped. None by default.
 	RouteLimits []RouteLimit
+	// MaxInterim bounds the interim (1xx) responses other than 101 passed
+	// on to a client per request: 103 Early Hints, 100 Continue, and any
+	// other a backend sends before its final response (RFC 9110 §15.2: a
+	// proxy forwards them, to HTTP/1.1 clients only). Those over it, or
+	// over MaxInterimBytes, are dropped and counted
+	// (warren_proxy_interim_dropped_total); the final response goes on.
+	// Zero means 8; negative forwards none.
+	MaxInterim int
+	// MaxInterimBytes bounds the bytes of the interim response heads
+	// passed on per request (each head is bounded by the cluster's
+	// response head limit too). Zero means 16 KiB.
+	MaxInterimBytes int
 	// Logger receives the proxy's logs. Nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -97,6 +113,10 @@ const (
 	DefaultIdleTimeout   = 60 * time.Second
 	DefaultHeaderTimeout = 10 * time.Second
 	DefaultMaxBacklog    = 256 << 10
+	// DefaultMaxInterim is the default Config.MaxInterim.
+	DefaultMaxInterim = 8
+	// DefaultMaxInterimBytes is the default Config.MaxInterimBytes.
+	DefaultMaxInterimBytes = 16 << 10
 )
 
 // Proxy is a reverse proxy from an engine's listeners to an
@@ -121,6 +141,7 @@ type Proxy struct {
 type stats struct {
 	requests, responses, errors, upgrades, badRequests atomic.Uint64
 	rateLimited                                        atomic.Uint64
+	interim, interimDropped                            atomic.Uint64
 	active, splices                                    atomic.Int64
 	status                                             [6]atomic.Uint64
 	failures                                           sync.Map // upstream.Failure → *atomic.Uint64
@@ -139,6 +160,12 @@ func New(eng *engine.Engine, cl *upstream.Cluster, cfg Config) *Proxy {
 	}
 	if cfg.Via == "" {
 		cfg.Via = "warren"
+	}
+	if cfg.MaxInterim == 0 {
+		cfg.MaxInterim = DefaultMaxInterim
+	}
+	if cfg.MaxInterimBytes <= 0 {
+		cfg.MaxInterimBytes = DefaultMaxInterimBytes
 	}
 	if cfg.ReasonHeader == "" {
 		cfg.ReasonHeader = "X-Warren-Reason"
@@ -282,6 +309,9 @@ type pconn struct {
 	finishing bool
 	minor     int // the client's HTTP minor version
 	method    string
+	// interimN and interimBytes count the interim responses passed on
+	// for this request (Config.MaxInterim, MaxInterimBytes).
+	interimN, interimBytes int
 }
 
 var (
@@ -384,6 +414,7 @@ func (pc *pconn) startRequest(raw []byte, n int) bool {
 	pc.minor = req.ProtoMinor
 	pc.method = methodString(req.Method)
 	pc.respStarted, pc.respChunked, pc.closeAfter, pc.answered = false, false, false, false
+	pc.interimN, pc.interimBytes = 0, 0
 	pc.reqDone = !hasBody
 	switch {
 	case upgrade:
@@ -726,14 +757,67 @@ func (pc *pconn) appendUpstreamHead(b []byte, upgrade bool) []byte {
 	return append(b, "\r\n"...)
 }
 
-// OnInterim forwards a 100 Continue to an HTTP/1.1 client.
+// OnInterim forwards an interim response (100 Continue, 103 Early Hints)
+// to an HTTP/1.1 client, its hop-by-hop fields removed and Via added,
+// within Config.MaxInterim and MaxInterimBytes; an HTTP/1.0 client gets
+// none (RFC 9110 §15.2).
 func (pc *pconn) OnInterim(x *upstream.Exchange, resp *http1.Response) {
+	p := pc.p
 	pc.mu.Lock()
-	minor := pc.minor
+	minor, answered, started := pc.minor, pc.answered, pc.respStarted
 	pc.mu.Unlock()
-	if resp.StatusCode == 100 && minor == 1 {
-		pc.c.Write([]byte("HTTP/1.1 100 Continue\r\n\r\n"))
+	if minor != 1 || answered || started {
+		return
 	}
+	b := appendInterim(nil, resp, p.via)
+	pc.mu.Lock()
+	ok := pc.interimN < p.cfg.MaxInterim && pc.interimBytes+len(b) <= p.cfg.MaxInterimBytes
+	if ok {
+		pc.interimN++
+		pc.interimBytes += len(b)
+	}
+	pc.mu.Unlock()
+	if !ok {
+		p.st.interimDropped.Add(1)
+		return
+	}
+	p.st.interim.Add(1)
+	pc.c.Write(b)
+}
+
+// appendInterim renders an interim response for the client: the
+// backend's status and fields but the hop-by-hop ones, and Via.
+func appendInterim(b []byte, resp *http1.Response, pvia []byte) []byte {
+	b = append(b, "HTTP/1.1 "...)
+	b = strconv.AppendInt(b, int64(resp.StatusCode), 10)
+	b = append(b, ' ')
+	b = append(b, resp.Reason...)
+	b = append(b, "\r\n"...)
+	var optsBuf [4][]byte
+	opts := optsBuf[:0]
+	for h := range resp.Headers() {
+		if eq(h.Name, "connection") {
+			opts = connOptions(opts, h.Value)
+		}
+	}
+	var viaBuf [2][]byte
+	via := viaBuf[:0]
+	for h := range resp.Headers() {
+		switch {
+		case hop(h.Name) || listed(opts, h.Name) || eq(h.Name, "content-length"):
+		case eq(h.Name, "via"):
+			via = append(via, h.Value)
+		default:
+			b = append(b, h.Name...)
+			b = append(b, ": "...)
+			b = append(b, h.Value...)
+			b = append(b, "\r\n"...)
+		}
+	}
+	b = append(b, "Via: "...)
+	b = appendList(b, via)
+	b = append(b, pvia...)
+	return append(b, "\r\n\r\n"...)
 }
 
 // OnResponse writes the response head to the client.
