@@ -59,6 +59,7 @@ type reqState struct {
 	// response to HEAD (negative: none), when headLenSet.
 	headLen    int64
 	headLenSet bool
+	trailers   []kv // SetTrailer's fields
 	inline     bool
 	panicked   bool
 	raw        bool
@@ -121,6 +122,7 @@ func (c *Ctx) reset(conn *engine.Conn, req *Request, body []byte, ps []param) {
 func (c *Ctx) resetResponse() {
 	c.status = 200
 	c.headLenSet = false
+	c.trailers = nil
 	c.hdrs = c.hdrs[:0]
 	if c.out != nil {
 		c.out = c.out[:0]
@@ -284,6 +286,17 @@ func (c *Ctx) SetHeadLength(n int64) {
 	}
 }
 
+// SetTrailer adds a trailer field, sent after the body of a response that
+// is streamed chunked (Flush, to an HTTP/1.1 client; RFC 9112 §7.1.2): a
+// checksum or status known only once the body is written. Elsewhere (a
+// buffered response, an HTTP/1.0 client) there is no trailer section and
+// the field is not sent. Announce it with a Trailer header field before
+// Flush. Names and values are written as given; they must be valid (no CR
+// or LF) and not fields a trailer may not carry (RFC 9110 §6.5.1).
+func (c *Ctx) SetTrailer(name, value string) {
+	c.trailers = append(c.trailers, kv{name, value})
+}
+
 // ErrInterimNotAllowed is an interim response (Ctx.WriteInterim) with a
 // status outside 100, 102-199, after the final response has started, or on
 // a detached request.
@@ -438,7 +451,18 @@ func (c *Ctx) send() {
 		return
 	}
 	if c.streaming {
-		if c.chunked {
+		if c.chunked && len(c.trailers) > 0 {
+			b := append(pool.Get(512)[:0], "0\r\n"...)
+			for _, h := range c.trailers {
+				b = append(b, h.k...)
+				b = append(b, ": "...)
+				b = append(b, h.v...)
+				b = append(b, "\r\n"...)
+			}
+			b = append(b, "\r\n"...)
+			c.conn.Write(b)
+			pool.Put(b)
+		} else if c.chunked {
 			c.conn.Write([]byte(LastChunk))
 		}
 		return

@@ -1,6 +1,8 @@
 package http1
 
 import (
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -35,5 +37,63 @@ func TestWriteInterim(t *testing.T) {
 	}
 	if e := <-errs; e[0] != nil {
 		t.Fatalf("HTTP/1.0: %v", e[0])
+	}
+}
+
+// TestSetTrailer: trailer fields follow a streamed chunked body to an
+// HTTP/1.1 client (Go's client reads them), and are not sent with a
+// buffered body.
+func TestSetTrailer(t *testing.T) {
+	_, addr := startServer(t, Config{}, HandlerFunc(func(c *Ctx) {
+		c.SetHeader("Trailer", "X-Sum")
+		if string(c.Path) == "/stream" {
+			c.Flush()
+		}
+		c.WriteString("body")
+		c.SetTrailer("X-Sum", "42")
+	}))
+	resp, err := http.Get("http://" + addr + "/stream")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(b) != "body" || resp.Trailer.Get("X-Sum") != "42" {
+		t.Fatalf("streamed: %q, trailer %v", b, resp.Trailer)
+	}
+	out := rawExchange(t, addr, "GET /buffered HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", 3*time.Second)
+	if !strings.HasSuffix(out, "\r\n\r\nbody") || strings.Contains(out, "X-Sum: 42") {
+		t.Fatalf("buffered: %q", out)
+	}
+}
+
+// TestChunkedTrailerBytes: TrailerBytes counts the trailer section's
+// bytes as Next consumes them, the final CRLF included, however the input
+// is split.
+func TestChunkedTrailerBytes(t *testing.T) {
+	body := "3\r\nabc\r\n0\r\nX-A: 1\r\nX-B: 2\r\n\r\n"
+	trailer := len("X-A: 1\r\nX-B: 2\r\n\r\n")
+	for split := 1; split < len(body); split++ {
+		var r ChunkedReader
+		in := []byte(body)
+		used, done := 0, false
+		for _, part := range [][]byte{in[:split], in[split:]} {
+			for len(part) > 0 {
+				n, _, d, err := r.Next(part)
+				if err != nil {
+					t.Fatal(err)
+				}
+				used, part, done = used+n, part[n:], d
+				if d || n == 0 {
+					break
+				}
+			}
+			if want := max(0, used-(len(body)-trailer)); r.TrailerBytes() != want {
+				t.Fatalf("split %d: after %d bytes TrailerBytes %d, want %d", split, used, r.TrailerBytes(), want)
+			}
+		}
+		if !done || len(r.Trailers()) != 2 {
+			t.Fatalf("split %d: done %v, trailers %v", split, done, r.Trailers())
+		}
 	}
 }

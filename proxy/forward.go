@@ -71,6 +71,9 @@ func (p *Proxy) forward(c *http1.Ctx) {
 			case evHead:
 				c.SetStatus(ev.status)
 				for _, h := range ev.headers {
+					if c.ProtoMinor == 0 && eq([]byte(h[0]), "trailer") {
+						continue // no trailer section for HTTP/1.0
+					}
 					c.AddHeader(h[0], h[1])
 				}
 				c.AddHeader("Via", string(p.via))
@@ -91,6 +94,10 @@ func (p *Proxy) forward(c *http1.Ctx) {
 				}
 				if c.WriteInterim(ev.status, fields) == nil && c.ProtoMinor == 1 {
 					p.st.interim.Add(1)
+				}
+			case evTrailers:
+				for _, h := range ev.headers {
+					c.SetTrailer(h[0], h[1])
 				}
 			case evBody:
 				c.Write(ev.data)
@@ -155,6 +162,7 @@ const (
 	evUpgrade
 	evDone
 	evInterim
+	evTrailers
 )
 
 type fwdEvent struct {
@@ -209,11 +217,28 @@ func (f *fwd) OnResponse(x *upstream.Exchange, resp *http1.Response) {
 			opts = connOptions(opts, h.Value)
 		}
 	}
+	// A chunked body's Trailer field goes on with its trailer fields
+	// (OnTrailers; the http1 server sends them after a chunked body).
+	keepTrailer := resp.Framing == http1.FramingChunked
 	for h := range resp.Headers() {
-		if hop(h.Name) || listed(opts, h.Name) || eq(h.Name, "content-length") {
+		if keepTrailer && eq(h.Name, "trailer") {
+			// kept
+		} else if hop(h.Name) || listed(opts, h.Name) || eq(h.Name, "content-length") {
 			continue
 		}
 		ev.headers = append(ev.headers, [2]string{string(h.Name), string(h.Value)})
+	}
+	f.push(ev)
+}
+
+// OnTrailers queues a chunked response's trailer fields, but the
+// hop-by-hop ones, for the worker (Ctx.SetTrailer).
+func (f *fwd) OnTrailers(x *upstream.Exchange, tr []http1.Header) {
+	ev := fwdEvent{kind: evTrailers}
+	for _, h := range tr {
+		if keptTrailer(h.Name) {
+			ev.headers = append(ev.headers, [2]string{string(h.Name), string(h.Value)})
+		}
 	}
 	f.push(ev)
 }
@@ -301,6 +326,7 @@ var (
 	_ upstream.ResponseHandler = (*fwd)(nil)
 	_ upstream.UpgradeHandler  = (*fwd)(nil)
 	_ upstream.InterimHandler  = (*fwd)(nil)
+	_ upstream.TrailerHandler  = (*fwd)(nil)
 )
 
 // appendForwardHead writes the backend request head for a request the

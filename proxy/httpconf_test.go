@@ -227,3 +227,66 @@ func TestProxyExpectContinueCurl(t *testing.T) {
 		t.Fatalf("interim responses counted: %d", p.Stats().Interim)
 	}
 }
+
+// TestProxyResponseTrailers: a chunked response's trailer fields reach an
+// HTTP/1.1 client (raw, and Go's client reads them as Trailer), with the
+// Trailer field announcing them, and without the hop-by-hop ones; an
+// HTTP/1.0 client gets the body alone.
+func TestProxyResponseTrailers(t *testing.T) {
+	bothPaths(t, func(string) string {
+		return "HTTP/1.1 200 OK\r\nTrailer: X-Checksum\r\nTransfer-Encoding: chunked\r\n\r\n" +
+			"3\r\nabc\r\n0\r\nX-Checksum: sha-1\r\nKeep-Alive: timeout=5\r\nGrpc-Status: 0\r\n\r\n"
+	}, func(t *testing.T, addr string, be *cannedBackend) {
+		out := rawExchange(t, addr, "GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+		head, body, _ := strings.Cut(out, "\r\n\r\n")
+		if !strings.Contains(head, "\r\nTrailer: X-Checksum\r\n") || !strings.HasSuffix(body, "0\r\nX-Checksum: sha-1\r\nGrpc-Status: 0\r\n\r\n") ||
+			strings.Contains(body, "Keep-Alive") {
+			t.Fatalf("HTTP/1.1: %q", out)
+		}
+		resp, err := http.Get("http://" + addr + "/x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(b) != "abc" || resp.Trailer.Get("X-Checksum") != "sha-1" || resp.Trailer.Get("Grpc-Status") != "0" ||
+			resp.Trailer.Get("Keep-Alive") != "" {
+			t.Fatalf("net/http: %q, trailer %v", b, resp.Trailer)
+		}
+		out = rawExchange(t, addr, "GET /x HTTP/1.0\r\nHost: a\r\n\r\n")
+		head, body, _ = strings.Cut(out, "\r\n\r\n")
+		if body != "abc" || strings.Contains(head, "Trailer") {
+			t.Fatalf("HTTP/1.0: %q", out)
+		}
+	})
+}
+
+// TestProxyRequestTrailers: a chunked request's trailer fields reach the
+// backend (Go's server reads them as Request.Trailer, its keys declared
+// by the Trailer field, which goes on too), but the hop-by-hop ones, whether the trailer section comes whole
+// or split across reads.
+func TestProxyRequestTrailers(t *testing.T) {
+	e := startEngine(t)
+	baddr, _ := startGoBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "%s sum=%q ka=%q declared=%v", b, r.Trailer.Get("X-Sum"), r.Trailer.Get("Keep-Alive"), len(r.Trailer) > 0)
+	}))
+	addr, _ := startProxy(t, e, upstream.ClusterConfig{Hosts: []string{baddr}}, Config{})
+	head := "POST /up HTTP/1.1\r\nHost: a\r\nTrailer: X-Sum\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+	want := `abc sum="7" ka="" declared=true`
+	for i, parts := range [][]string{
+		{head + "3\r\nabc\r\n0\r\nX-Sum: 7\r\n\r\n"},                          // whole, nothing to drop
+		{head + "3\r\nabc\r\n0\r\nX-Sum: 7\r\nKeep-Alive: 1\r\n\r\n"},         // whole, one to drop
+		{head + "3\r\nabc\r\n0\r\nX-Su", "m: 7\r\nKeep-Alive: 1\r\n", "\r\n"}, // split
+		{head + "3\r\nabc\r\n0\r\n", "X-Sum: 7\r\n\r", "\n"},                  // split at the end
+	} {
+		out := rawExchange(t, addr, parts...)
+		if !strings.HasPrefix(out, "HTTP/1.1 200 ") || !strings.HasSuffix(out, want) {
+			t.Fatalf("case %d: %q", i, out)
+		}
+	}
+	out := rawExchange(t, addr, head+"3\r\nabc\r\n0\r\n\r\n")
+	if !strings.HasSuffix(out, `abc sum="" ka="" declared=true`) {
+		t.Fatalf("no trailers: %q", out)
+	}
+}

@@ -7,8 +7,9 @@
 //
 // The proxy adds X-Forwarded-For, X-Forwarded-Proto and Via, strips the
 // hop-by-hop header fields (Connection and the fields it names,
-// Keep-Alive, Proxy-Connection, TE, Trailer, Upgrade but for upgrades,
-// Proxy-Authorization, Proxy-Authenticate), and answers a request it
+// Keep-Alive, Proxy-Connection, TE, Trailer but with a chunked body whose
+// trailer fields go on, Upgrade but for upgrades, Proxy-Authorization,
+// Proxy-Authenticate) from heads and trailer sections, and answers a request it
 // cannot forward with 502, 503 or 504 and an X-Warren-Reason header
 // naming the upstream.Failure (connect_failure, upstream_timeout,
 // no_healthy_upstream, overflow, breaker_open, ...).
@@ -279,6 +280,9 @@ type pconn struct {
 	remain  int64
 	head    []byte // upstream request head; kept until the exchange ends
 	rhead   []byte // response head being built (upstream loop)
+	// rtrail is the last chunk and trailer section of a response whose
+	// trailer fields go on (OnTrailers); empty otherwise (upstream loop).
+	rtrail []byte
 	// headPending says rhead has not been written yet (upstream loop).
 	headPending bool
 	wbufs       [4][]byte // OnBody's Writev slice (upstream loop)
@@ -323,6 +327,7 @@ var (
 	_ engine.InlineHandler    = (*pconn)(nil)
 	_ upstream.UpgradeHandler = (*pconn)(nil)
 	_ upstream.InterimHandler = (*pconn)(nil)
+	_ upstream.TrailerHandler = (*pconn)(nil)
 )
 
 func (pc *pconn) Inline() bool     { return true }
@@ -415,6 +420,7 @@ func (pc *pconn) startRequest(raw []byte, n int) bool {
 	pc.method = methodString(req.Method)
 	pc.respStarted, pc.respChunked, pc.closeAfter, pc.answered = false, false, false, false
 	pc.interimN, pc.interimBytes = 0, 0
+	pc.rtrail = pc.rtrail[:0]
 	pc.reqDone = !hasBody
 	switch {
 	case upgrade:
@@ -508,9 +514,10 @@ func (pc *pconn) respDoneLocked() bool { return pc.phase == phIdle || pc.phase =
 // forwardBody forwards request body bytes at the start of in, raw (chunked
 // coding as received); it returns how many it consumed.
 func (pc *pconn) forwardBody(in []byte) (int, error) {
-	var n int
+	var n, held int
 	var done bool
 	if pc.chunked {
+		tb0 := pc.chunk.TrailerBytes()
 		for n < len(in) {
 			k, _, d, err := pc.chunk.Next(in[n:])
 			if err != nil {
@@ -524,6 +531,13 @@ func (pc *pconn) forwardBody(in []byte) (int, error) {
 			if k == 0 {
 				break
 			}
+		}
+		// The trailer section's bytes are the last ones consumed: held
+		// back, and sent rendered from the fields kept (below) unless it
+		// came whole in this piece with nothing to remove.
+		held = pc.chunk.TrailerBytes() - tb0
+		if done && tb0 == 0 && !dropsTrailer(pc.chunk.Trailers()) {
+			held = 0
 		}
 	} else {
 		n = int(min(int64(len(in)), pc.remain))
@@ -557,9 +571,16 @@ func (pc *pconn) forwardBody(in []byte) (int, error) {
 			pc.phase = phWait
 		}
 		pc.mu.Unlock()
-		x.WriteEnd(in[:n])
-	} else if n > 0 {
-		x.Write(in[:n])
+		if held == 0 {
+			x.WriteEnd(in[:n])
+		} else {
+			if n > held {
+				x.Write(in[:n-held])
+			}
+			x.WriteEnd(appendTrailerSection(nil, pc.chunk.Trailers()))
+		}
+	} else if n > held {
+		x.Write(in[:n-held])
 	}
 	if x.Backlog() > pc.p.cfg.MaxBacklog {
 		pc.c.PauseRead()
@@ -702,6 +723,8 @@ func (pc *pconn) appendUpstreamHead(b []byte, upgrade bool) []byte {
 		switch {
 		case eq(h.Name, "transfer-encoding"):
 			// Kept: the body is forwarded as received.
+		case req.Chunked && eq(h.Name, "trailer"):
+			// Kept: the trailer fields it announces go on too.
 		case upgrade && eq(h.Name, "upgrade"):
 		case hop(h.Name) || listed(opts, h.Name):
 			continue
@@ -863,10 +886,15 @@ func (pc *pconn) OnResponse(x *upstream.Exchange, resp *http1.Response) {
 	// Content-Length beside it (RFC 9112 §6.3 lets Transfer-Encoding
 	// override one) must not reach the client.
 	dropLength := resp.Framing == http1.FramingChunked || resp.Framing == http1.FramingClose
+	// A chunked body's trailer fields go on to a client whose response is
+	// chunked too, and so does the Trailer field announcing them.
+	keepTrailer := chunk && resp.Framing == http1.FramingChunked
 	var viaBuf [2][]byte
 	via := viaBuf[:0]
 	for h := range resp.Headers() {
-		if hop(h.Name) || listed(opts, h.Name) || dropLength && eq(h.Name, "content-length") {
+		if keepTrailer && eq(h.Name, "trailer") {
+			// kept
+		} else if hop(h.Name) || listed(opts, h.Name) || dropLength && eq(h.Name, "content-length") {
 			continue
 		}
 		if eq(h.Name, "via") {
@@ -932,6 +960,48 @@ var (
 	lastChunk = []byte("0\r\n\r\n")
 )
 
+// OnTrailers keeps a chunked response's trailer fields, but the
+// hop-by-hop ones, for the end of a client response that is chunked too
+// (OnDone writes them); an HTTP/1.0 client's response has no trailer
+// section.
+func (pc *pconn) OnTrailers(x *upstream.Exchange, tr []http1.Header) {
+	pc.mu.Lock()
+	chunk := pc.respChunked
+	pc.mu.Unlock()
+	if chunk {
+		pc.rtrail = appendTrailerSection(append(pc.rtrail[:0], "0\r\n"...), tr)
+	}
+}
+
+// dropsTrailer reports whether a trailer section has a field the proxy
+// does not pass on.
+func dropsTrailer(tr []http1.Header) bool {
+	for _, h := range tr {
+		if !keptTrailer(h.Name) {
+			return true
+		}
+	}
+	return false
+}
+
+// keptTrailer reports whether a trailer field goes on: not a hop-by-hop
+// field, nor framing (RFC 9110 §6.5.1).
+func keptTrailer(name []byte) bool { return !hop(name) && !eq(name, "content-length") }
+
+// appendTrailerSection appends the trailer fields the proxy passes on and
+// the empty line that ends the section.
+func appendTrailerSection(b []byte, tr []http1.Header) []byte {
+	for _, h := range tr {
+		if keptTrailer(h.Name) {
+			b = append(b, h.Name...)
+			b = append(b, ": "...)
+			b = append(b, h.Value...)
+			b = append(b, "\r\n"...)
+		}
+	}
+	return append(b, "\r\n"...)
+}
+
 // OnDone ends the response: the client connection goes back to idle, or
 // closes; a failure before the response is answered with 502, 503 or 504.
 func (pc *pconn) OnDone(x *upstream.Exchange, err error) {
@@ -971,13 +1041,16 @@ func (pc *pconn) OnDone(x *upstream.Exchange, err error) {
 			out = append(out, pc.rhead)
 			pc.headPending = false
 		}
-		if chunk {
+		if chunk && len(pc.rtrail) > 0 {
+			out = append(out, pc.rtrail)
+		} else if chunk {
 			out = append(out, lastChunk)
 		}
 		if len(out) > 0 {
 			c.Writev(out)
 			clear(out)
 		}
+		pc.rtrail = pc.rtrail[:0]
 	case !started && !own:
 		// badRequest answered the client; the exchange it canceled
 		// ends here.
@@ -1064,6 +1137,9 @@ func (pc *pconn) release() {
 	}
 	if cap(pc.rhead) > 16<<10 {
 		pc.rhead = nil
+	}
+	if cap(pc.rtrail) > 16<<10 {
+		pc.rtrail = nil
 	}
 	p.pcPool.Put(pc)
 }

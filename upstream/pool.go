@@ -964,6 +964,11 @@ func (cc *clientConn) OnData(conn *engine.Conn, in []byte) int {
 			x.bodyData(data)
 		}
 		if done {
+			if cc.resp.Framing == http1.FramingChunked {
+				if tr := cc.parser.Trailers(); len(tr) > 0 {
+					x.trailers(tr)
+				}
+			}
 			cc.finish(conn, x, now)
 			continue
 		}
