@@ -122,6 +122,7 @@ func (p *Proxy) forward(c *http1.Ctx) {
 					return
 				}
 				p.st.errors.Add(1)
+				p.st.countHeadLimit(ev.err, false)
 				if headDone {
 					c.Conn().Abort(engine.ReasonIOError) // cut short: the client must see it
 					return

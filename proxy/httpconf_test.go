@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/warrenhq/warren/engine"
 	"github.com/warrenhq/warren/http1"
@@ -288,5 +289,58 @@ func TestProxyRequestTrailers(t *testing.T) {
 	out := rawExchange(t, addr, head+"3\r\nabc\r\n0\r\n\r\n")
 	if !strings.HasSuffix(out, `abc sum="" ka="" declared=true`) {
 		t.Fatalf("no trailers: %q", out)
+	}
+}
+
+// TestProxyHeadLimits: requests over the head limits are answered 431 or
+// 414 (bad_request), responses over the cluster's response head limits 502
+// bad_response, and each is counted by the limit it hit; a trailer
+// section over them cuts a response short (its head went on) and is
+// counted too.
+func TestProxyHeadLimits(t *testing.T) {
+	e := startEngine(t)
+	be := startCannedBackend(t, func(head string) string {
+		switch {
+		case strings.HasPrefix(head, "GET /bighead "):
+			return "HTTP/1.1 200 OK\r\nX-Big: " + strings.Repeat("b", 3000) + "\r\nContent-Length: 2\r\n\r\nok"
+		case strings.HasPrefix(head, "GET /many "):
+			return "HTTP/1.1 200 OK\r\n" + strings.Repeat("X-F: 1\r\n", 30) + "Content-Length: 2\r\n\r\nok"
+		case strings.HasPrefix(head, "GET /bigtrailer "):
+			return "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nX-T: " + strings.Repeat("t", 3000) + "\r\n\r\n"
+		case strings.HasPrefix(head, "POST "):
+			// This backend does not read chunked bodies: no answer
+			// before the proxy has read the request's trailer section.
+			time.Sleep(300 * time.Millisecond)
+		}
+		return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+	})
+	addr, p := startProxy(t, e, upstream.ClusterConfig{Hosts: []string{be.addr}, MaxResponseHeaderBytes: 2048, MaxResponseHeaders: 20,
+		Retry: upstream.RetryPolicy{MaxRetries: -1}},
+		Config{Limits: http1.Limits{MaxHeaderBytes: 1024, MaxHeaders: 10, MaxURIBytes: 256}})
+	for _, c := range []struct {
+		req, status, reason, limit string
+	}{
+		{"GET /x HTTP/1.1\r\nHost: a\r\nX-Big: " + strings.Repeat("a", 2000) + "\r\n\r\n", "431", "bad_request", "request_header_bytes"},
+		{"GET /x HTTP/1.1\r\nHost: a\r\n" + strings.Repeat("X-F: 1\r\n", 12) + "\r\n", "431", "bad_request", "request_headers"},
+		{"GET /" + strings.Repeat("u", 300) + " HTTP/1.1\r\nHost: a\r\n\r\n", "414", "bad_request", "request_uri_bytes"},
+		{"POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX-T: " + strings.Repeat("t", 2000) + "\r\n\r\n", "431", "bad_request", "request_trailer"},
+		{"GET /bighead HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", "502", "bad_response", "response_header_bytes"},
+		{"GET /many HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", "502", "bad_response", "response_headers"},
+	} {
+		before := p.Stats().HeadLimits[c.limit]
+		out := rawExchange(t, addr, c.req)
+		if !strings.HasPrefix(out, "HTTP/1.1 "+c.status+" ") || !strings.Contains(out, "X-Warren-Reason: "+c.reason+"\r\n") {
+			t.Fatalf("%s: got %q", c.limit, out)
+		}
+		if n := p.Stats().HeadLimits[c.limit] - before; n != 1 {
+			t.Fatalf("%s: counted %d", c.limit, n)
+		}
+	}
+	out := rawExchange(t, addr, "GET /bigtrailer HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+	if !strings.HasPrefix(out, "HTTP/1.1 200 ") || strings.HasSuffix(out, "0\r\n\r\n") {
+		t.Fatalf("trailer over the limit: %q", out)
+	}
+	if n := p.Stats().HeadLimits["response_trailer"]; n != 1 {
+		t.Fatalf("response_trailer counted %d", n)
 	}
 }

@@ -143,6 +143,7 @@ type stats struct {
 	requests, responses, errors, upgrades, badRequests atomic.Uint64
 	rateLimited                                        atomic.Uint64
 	interim, interimDropped                            atomic.Uint64
+	headLimits                                         [numHeadLimits]atomic.Uint64
 	active, splices                                    atomic.Int64
 	status                                             [6]atomic.Uint64
 	failures                                           sync.Map // upstream.Failure → *atomic.Uint64
@@ -374,6 +375,7 @@ func (pc *pconn) OnData(c *engine.Conn, in []byte) int {
 // badRequest answers a malformed request and closes.
 func (pc *pconn) badRequest(err error) {
 	pc.p.st.badRequests.Add(1)
+	pc.p.st.countHeadLimit(err, true)
 	e, ok := err.(*http1.Error)
 	if !ok {
 		e = &http1.Error{Status: 400, Reason: err.Error()}
@@ -412,7 +414,8 @@ func (pc *pconn) startRequest(raw []byte, n int) bool {
 	pc.head = pc.appendUpstreamHead(pc.head[:0], upgrade)
 	pc.chunked, pc.remain = req.Chunked, req.ContentLength
 	if req.Chunked {
-		pc.chunk.Reset(&http1.Limits{MaxBodyBytes: p.bodyLim})
+		// The trailer section is bounded as the head is.
+		pc.chunk.Reset(&http1.Limits{MaxBodyBytes: p.bodyLim, MaxHeaderBytes: p.cfg.Limits.MaxHeaderBytes, MaxHeaders: p.cfg.Limits.MaxHeaders})
 	}
 	pc.mu.Lock()
 	pc.keepAlive = !req.Close
@@ -1032,6 +1035,9 @@ func (pc *pconn) OnDone(x *upstream.Exchange, err error) {
 	pc.finishing = true
 	defer pc.endFinishing()
 	pc.mu.Unlock()
+	if err != nil && own {
+		p.st.countHeadLimit(err, false)
+	}
 	c := pc.c
 	switch {
 	case err == nil:
