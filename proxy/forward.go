@@ -24,7 +24,13 @@ import (
 //
 // The headers are rewritten as by the proxy (X-Forwarded-*, Via,
 // hop-by-hop fields), and a request the cluster cannot serve is answered
-// with 502, 503 or 504 and the reason header.
+// with 502, 503 or 504 and the reason header. As on the proxy's listener,
+// interim responses (103 Early Hints) go on to an HTTP/1.1 client
+// (Ctx.WriteInterim, within Config.MaxInterim and MaxInterimBytes), a
+// chunked response's trailer fields too (Ctx.SetTrailer), and a response
+// to HEAD keeps the backend's Content-Length (Ctx.SetHeadLength). The
+// request's own trailer fields are not passed on: the server collected
+// its body, which goes to the backend with a Content-Length.
 func (p *Proxy) Forward() http1.Handler { return http1.HandlerFunc(p.forward) }
 
 func (p *Proxy) forward(c *http1.Ctx) {
