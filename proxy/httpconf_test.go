@@ -103,13 +103,14 @@ func TestProxyTransferCodingRefused(t *testing.T) {
 // Content-Length, the length a GET would have had (RFC 9110 §9.3.2; nginx,
 // HAProxy and Envoy pass it on), with no body, and the connection serves
 // the next request; a HEAD answered without a length (a GET would be
-// chunked) gets none, not a "Content-Length: 0" that says the resource is
+// chunked, and Transfer-Encoding overrides a Content-Length beside it)
+// gets none, not a "Content-Length: 0" that says the resource is
 // empty. Checked with Go's HTTP client too.
 func TestProxyHeadContentLength(t *testing.T) {
 	bothPaths(t, func(head string) string {
 		switch {
 		case strings.HasPrefix(head, "HEAD /chunked "):
-			return "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: text/html\r\n\r\n"
+			return "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 99\r\nContent-Type: text/html\r\n\r\n"
 		case strings.HasPrefix(head, "HEAD "):
 			return "HTTP/1.1 200 OK\r\nContent-Length: 1234\r\nContent-Type: application/json\r\n\r\n"
 		}

@@ -888,7 +888,11 @@ func (pc *pconn) OnResponse(x *upstream.Exchange, resp *http1.Response) {
 	// A chunked or close-delimited body is framed by the proxy itself: a
 	// Content-Length beside it (RFC 9112 §6.3 lets Transfer-Encoding
 	// override one) must not reach the client.
-	dropLength := resp.Framing == http1.FramingChunked || resp.Framing == http1.FramingClose
+	// On a response without a body (HEAD, 204, 304) the Content-Length
+	// goes on as the backend sent it, unless Transfer-Encoding overrode it
+	// (the parser then reports none).
+	dropLength := resp.Framing == http1.FramingChunked || resp.Framing == http1.FramingClose ||
+		resp.Framing == http1.FramingNone && resp.ContentLength < 0
 	// A chunked body's trailer fields go on to a client whose response is
 	// chunked too, and so does the Trailer field announcing them.
 	keepTrailer := chunk && resp.Framing == http1.FramingChunked
