@@ -137,6 +137,25 @@ func TestProxyHeadContentLength(t *testing.T) {
 		if resp.ContentLength != 1234 {
 			t.Fatalf("net/http client: Content-Length %d", resp.ContentLength)
 		}
+		// Python's http.client on one keep-alive connection: HEAD reads
+		// no body whatever the length says, so a stray body byte would
+		// break the GET after it.
+		py, err := exec.LookPath("python3")
+		if err != nil {
+			return
+		}
+		script := `
+import http.client, sys
+c = http.client.HTTPConnection(sys.argv[1], timeout=5)
+c.request("HEAD", "/x"); r = c.getresponse(); r.read()
+print(r.status, r.getheader("Content-Length"), end=" ")
+c.request("GET", "/y"); r = c.getresponse()
+print(r.status, r.read().decode())
+`
+		pout, err := exec.Command(py, "-c", script, addr).CombinedOutput()
+		if err != nil || strings.TrimSpace(string(pout)) != "200 1234 200 ok" {
+			t.Fatalf("python http.client: %v: %s", err, pout)
+		}
 	})
 }
 
