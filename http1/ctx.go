@@ -57,17 +57,18 @@ type reqState struct {
 	headOnly  bool
 	// headLen is the Content-Length SetHeadLength declared for a
 	// response to HEAD (negative: none), when headLenSet.
-	headLen    int64
-	headLenSet bool
-	trailers   []kv // SetTrailer's fields
-	inline     bool
-	panicked   bool
-	raw        bool
-	upgrade    engine.Handler
-	head       []byte       // pooled copy of the request head, when owned
-	ownBody    []byte       // pooled copy of the body, when owned
-	pipe       *bodyPipe    // the body, when streamed (StreamBody)
-	bodyR      bytes.Reader // BodyReader over body otherwise
+	headLen     int64
+	headLenSet  bool
+	trailers    []kv     // SetTrailer's fields
+	reqTrailers []Header // the collected chunked body's trailer fields
+	inline      bool
+	panicked    bool
+	raw         bool
+	upgrade     engine.Handler
+	head        []byte       // pooled copy of the request head, when owned
+	ownBody     []byte       // pooled copy of the body, when owned
+	pipe        *bodyPipe    // the body, when streamed (StreamBody)
+	bodyR       bytes.Reader // BodyReader over body otherwise
 }
 
 // Context returns the request's context. It is cancelled when the client
@@ -152,6 +153,12 @@ func (c *Ctx) release() {
 // Body returns the request body: nil when there is none, or when the route
 // streams it (see StreamBody; use BodyReader).
 func (c *Ctx) Body() []byte { return c.body }
+
+// Trailers returns the trailer fields of a chunked request body, in the
+// order received, or nil when it had none. They are kept for a body the
+// server collects (Body), not for a StreamBody route's, and are valid
+// until the handler returns. The server's head limits bound them.
+func (c *Ctx) Trailers() []Header { return c.reqTrailers }
 
 // BodyReader returns the request body as a reader. On a StreamBody route it
 // reads the body as it arrives, blocking for more, and returns the error

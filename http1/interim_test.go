@@ -97,3 +97,25 @@ func TestChunkedTrailerBytes(t *testing.T) {
 		}
 	}
 }
+
+// TestCtxTrailers: a collected chunked body's trailer fields are the
+// handler's (Trailers), whether the trailer section came with the body
+// or in a later read; a body without them has none.
+func TestCtxTrailers(t *testing.T) {
+	_, addr := startServer(t, Config{}, HandlerFunc(func(c *Ctx) {
+		c.WriteString(string(c.Body()))
+		for _, h := range c.Trailers() {
+			c.WriteString(" " + string(h.Name) + "=" + string(h.Value))
+		}
+	}))
+	head := "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+	for body, want := range map[string]string{
+		"3\r\nabc\r\n0\r\nX-Sum: 7\r\nX-B: two\r\n\r\n": "abc X-Sum=7 X-B=two",
+		"3\r\nabc\r\n0\r\n\r\n":                         "abc",
+	} {
+		out := rawExchange(t, addr, head+body, 3*time.Second)
+		if !strings.HasSuffix(out, "\r\n\r\n"+want) {
+			t.Fatalf("%q: %q", body, out)
+		}
+	}
+}

@@ -28,9 +28,10 @@ import (
 // interim responses (103 Early Hints) go on to an HTTP/1.1 client
 // (Ctx.WriteInterim, within Config.MaxInterim and MaxInterimBytes), a
 // chunked response's trailer fields too (Ctx.SetTrailer), and a response
-// to HEAD keeps the backend's Content-Length (Ctx.SetHeadLength). The
-// request's own trailer fields are not passed on: the server collected
-// its body, which goes to the backend with a Content-Length.
+// to HEAD keeps the backend's Content-Length (Ctx.SetHeadLength). A
+// request body with trailer fields (Ctx.Trailers) goes to the backend
+// chunked, as one chunk and its trailer section; any other with a
+// Content-Length.
 func (p *Proxy) Forward() http1.Handler { return http1.HandlerFunc(p.forward) }
 
 func (p *Proxy) forward(c *http1.Ctx) {
@@ -46,7 +47,13 @@ func (p *Proxy) forward(c *http1.Ctx) {
 	}
 	upgrade := req.Upgrade != nil
 	body := c.Body()
-	head := appendForwardHead(nil, p, req, c.RemoteAddr().Addr().Unmap().String(), p.proto(c.Conn()), upgrade, len(body))
+	// A chunked request's trailer fields go on: the body is sent chunked
+	// again, as one chunk and the trailer section.
+	trailers := c.Trailers()
+	head := appendForwardHead(nil, p, req, c.RemoteAddr().Addr().Unmap().String(), p.proto(c.Conn()), upgrade, len(body), len(trailers) > 0)
+	if len(trailers) > 0 {
+		body = appendChunkedBody(nil, body, trailers)
+	}
 	f := &fwd{p: p, client: c.Conn(), wake: make(chan struct{}, 1)}
 	p.st.requests.Add(1)
 	if len(p.routes) > 0 {
@@ -338,7 +345,7 @@ var (
 
 // appendForwardHead writes the backend request head for a request the
 // http1 server parsed (and whose body it collected: bodyLen bytes).
-func appendForwardHead(b []byte, p *Proxy, req *http1.Request, remote, proto string, upgrade bool, bodyLen int) []byte {
+func appendForwardHead(b []byte, p *Proxy, req *http1.Request, remote, proto string, upgrade bool, bodyLen int, chunked bool) []byte {
 	b = append(b, req.Method...)
 	b = append(b, ' ')
 	b = appendTarget(b, req)
@@ -356,6 +363,8 @@ func appendForwardHead(b []byte, p *Proxy, req *http1.Request, remote, proto str
 	for _, h := range req.Headers() {
 		switch {
 		case upgrade && eq(h.Name, "upgrade"):
+		case chunked && eq(h.Name, "trailer"):
+			// Kept: the trailer fields it announces go on.
 		case hop(h.Name) || listed(opts, h.Name) || eq(h.Name, "content-length") || eq(h.Name, "expect"):
 			continue
 		case eq(h.Name, "x-forwarded-for"):
@@ -393,12 +402,27 @@ func appendForwardHead(b []byte, p *Proxy, req *http1.Request, remote, proto str
 	if upgrade {
 		b = append(b, "Connection: Upgrade\r\n"...)
 	}
-	if bodyLen > 0 || req.ContentLength >= 0 || req.Chunked {
+	if chunked {
+		b = append(b, "Transfer-Encoding: chunked\r\n"...)
+	} else if bodyLen > 0 || req.ContentLength >= 0 || req.Chunked {
 		b = append(b, "Content-Length: "...)
 		b = append(b, itoa(bodyLen)...)
 		b = append(b, "\r\n"...)
 	}
 	return append(b, "\r\n"...)
+}
+
+// appendChunkedBody frames body as one chunk followed by the trailer
+// fields the proxy passes on.
+func appendChunkedBody(b, body []byte, trailers []http1.Header) []byte {
+	if len(body) > 0 {
+		b = strconv.AppendInt(b, int64(len(body)), 16)
+		b = append(b, "\r\n"...)
+		b = append(b, body...)
+		b = append(b, "\r\n"...)
+	}
+	b = append(b, "0\r\n"...)
+	return appendTrailerSection(b, trailers)
 }
 
 func itoa(n int) string {
