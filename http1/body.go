@@ -277,6 +277,23 @@ func (r *ChunkedReader) Trailers() []Header {
 	return r.trailers
 }
 
+// TrailerBytes returns how many bytes of the trailer section, its final
+// CRLF included, Next has consumed so far: zero until the last chunk's
+// size line has ended. They are the last bytes Next consumed, so a proxy
+// that forwards a chunked body as received can hold them back and send
+// the trailer fields it keeps instead (see Trailers).
+func (r *ChunkedReader) TrailerBytes() int {
+	switch r.state {
+	case chunkTrailer, chunkTrailerName, chunkTrailerValue, chunkTrailerLF:
+		return len(r.tbuf)
+	case chunkEndLF:
+		return len(r.tbuf) + 1
+	case chunkDone:
+		return len(r.tbuf) + 2
+	}
+	return 0
+}
+
 // Len returns the number of body bytes decoded so far.
 func (r *ChunkedReader) Len() int64 { return r.total }
 

@@ -3,6 +3,7 @@ package http1
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net/netip"
 	"strconv"
@@ -54,14 +55,20 @@ type reqState struct {
 	streaming bool
 	chunked   bool
 	headOnly  bool
-	inline    bool
-	panicked  bool
-	raw       bool
-	upgrade   engine.Handler
-	head      []byte       // pooled copy of the request head, when owned
-	ownBody   []byte       // pooled copy of the body, when owned
-	pipe      *bodyPipe    // the body, when streamed (StreamBody)
-	bodyR     bytes.Reader // BodyReader over body otherwise
+	// headLen is the Content-Length SetHeadLength declared for a
+	// response to HEAD (negative: none), when headLenSet.
+	headLen     int64
+	headLenSet  bool
+	trailers    []kv     // SetTrailer's fields
+	reqTrailers []Header // the collected chunked body's trailer fields
+	inline      bool
+	panicked    bool
+	raw         bool
+	upgrade     engine.Handler
+	head        []byte       // pooled copy of the request head, when owned
+	ownBody     []byte       // pooled copy of the body, when owned
+	pipe        *bodyPipe    // the body, when streamed (StreamBody)
+	bodyR       bytes.Reader // BodyReader over body otherwise
 }
 
 // Context returns the request's context. It is cancelled when the client
@@ -115,6 +122,8 @@ func (c *Ctx) reset(conn *engine.Conn, req *Request, body []byte, ps []param) {
 
 func (c *Ctx) resetResponse() {
 	c.status = 200
+	c.headLenSet = false
+	c.trailers = nil
 	c.hdrs = c.hdrs[:0]
 	if c.out != nil {
 		c.out = c.out[:0]
@@ -144,6 +153,12 @@ func (c *Ctx) release() {
 // Body returns the request body: nil when there is none, or when the route
 // streams it (see StreamBody; use BodyReader).
 func (c *Ctx) Body() []byte { return c.body }
+
+// Trailers returns the trailer fields of a chunked request body, in the
+// order received, or nil when it had none. They are kept for a body the
+// server collects (Body), not for a StreamBody route's, and are valid
+// until the handler returns. The server's head limits bound them.
+func (c *Ctx) Trailers() []Header { return c.reqTrailers }
 
 // BodyReader returns the request body as a reader. On a StreamBody route it
 // reads the body as it arrives, blocking for more, and returns the error
@@ -265,6 +280,63 @@ func (c *Ctx) UpgradeTo(p engine.Handler) {
 	c.keepAlive = true
 }
 
+// SetHeadLength declares the Content-Length of a response to HEAD: the
+// length of the body a GET would have had (RFC 9110 §9.3.2), which the
+// server cannot count, as it sends no body. A negative n sends no
+// Content-Length at all (the length is unknown: a GET would have been
+// chunked). Without it, a response to HEAD carries the length of what the
+// handler wrote (and discarded). A reverse proxy passes its backend's
+// length on with it. It has no effect on a response to another method.
+func (c *Ctx) SetHeadLength(n int64) {
+	if c.headOnly {
+		c.headLen, c.headLenSet = n, true
+	}
+}
+
+// SetTrailer adds a trailer field, sent after the body of a response that
+// is streamed chunked (Flush, to an HTTP/1.1 client; RFC 9112 §7.1.2): a
+// checksum or status known only once the body is written. Elsewhere (a
+// buffered response, an HTTP/1.0 client) there is no trailer section and
+// the field is not sent. Announce it with a Trailer header field before
+// Flush. Names and values are written as given; they must be valid (no CR
+// or LF) and not fields a trailer may not carry (RFC 9110 §6.5.1).
+func (c *Ctx) SetTrailer(name, value string) {
+	c.trailers = append(c.trailers, kv{name, value})
+}
+
+// ErrInterimNotAllowed is an interim response (Ctx.WriteInterim) with a
+// status outside 100, 102-199, after the final response has started, or on
+// a detached request.
+var ErrInterimNotAllowed = errors.New("http1: interim response not allowed")
+
+// WriteInterim sends an interim (1xx) response ahead of the final one, at
+// once: code 100, or 102 to 199 (a protocol switch goes through UpgradeTo
+// and WriteRaw), with fields, such as the Link fields of 103 Early Hints
+// (RFC 8297). A client that sent HTTP/1.0 gets nothing (RFC 9110 §15.2);
+// that is not an error. It returns ErrInterimNotAllowed for another code,
+// once the response has started (Flush, WriteRaw) or on a detached
+// request. Field names and values are written as given; they must be
+// valid (no CR or LF).
+func (c *Ctx) WriteInterim(code int, fields []Header) error {
+	if code < 100 || code > 199 || code == 101 || c.streaming || c.raw || c.det.Load() != detNone {
+		return ErrInterimNotAllowed
+	}
+	if c.ProtoMinor == 0 {
+		return nil
+	}
+	b := AppendStatusLine(pool.Get(256)[:0], 1, code)
+	for _, h := range fields {
+		b = append(b, h.Name...)
+		b = append(b, ": "...)
+		b = append(b, h.Value...)
+		b = append(b, "\r\n"...)
+	}
+	b = append(b, "\r\n"...)
+	_, err := c.conn.Write(b)
+	pool.Put(b)
+	return err
+}
+
 // WriteRaw writes p to the connection as is, bypassing the response (for a
 // protocol switch). After WriteRaw the server sends no response of its own.
 func (c *Ctx) WriteRaw(p []byte) (int, error) {
@@ -351,7 +423,15 @@ func (c *Ctx) appendHead(b []byte, length int) []byte {
 		b = append(b, h.v...)
 		b = append(b, "\r\n"...)
 	}
-	if bodyAllowed(c.status) {
+	if c.headLenSet && bodyAllowed(c.status) {
+		// A HEAD response whose length the handler declared: no
+		// framing of the server's own, nor a default Content-Type.
+		if c.headLen >= 0 {
+			b = append(b, "Content-Length: "...)
+			b = strconv.AppendInt(b, c.headLen, 10)
+			b = append(b, "\r\n"...)
+		}
+	} else if bodyAllowed(c.status) {
 		if !hasCT && (length > 0 || length < 0) {
 			b = append(b, "Content-Type: text/plain; charset=utf-8\r\n"...)
 		}
@@ -378,7 +458,18 @@ func (c *Ctx) send() {
 		return
 	}
 	if c.streaming {
-		if c.chunked {
+		if c.chunked && len(c.trailers) > 0 {
+			b := append(pool.Get(512)[:0], "0\r\n"...)
+			for _, h := range c.trailers {
+				b = append(b, h.k...)
+				b = append(b, ": "...)
+				b = append(b, h.v...)
+				b = append(b, "\r\n"...)
+			}
+			b = append(b, "\r\n"...)
+			c.conn.Write(b)
+			pool.Put(b)
+		} else if c.chunked {
 			c.conn.Write([]byte(LastChunk))
 		}
 		return

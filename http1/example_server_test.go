@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -163,4 +164,67 @@ func ExampleCtx_BodyReader() {
 	resp.Body.Close()
 	fmt.Println(string(b))
 	// Output: 3 lines
+}
+
+// A handler that knows the length of the representation a GET would
+// return (a file's size, a backend's Content-Length) declares it for HEAD,
+// where no body is written.
+func ExampleCtx_SetHeadLength() {
+	addr, stop := serve(http1.Config{}, http1.InlineFunc(func(c *http1.Ctx) {
+		c.SetHeader("Content-Type", "application/octet-stream")
+		c.SetHeadLength(1 << 20) // ignored but for HEAD
+		if string(c.Method) != "HEAD" {
+			c.WriteString("a megabyte, in real life")
+		}
+	}))
+	defer stop()
+	resp, err := http.Head("http://" + addr + "/file")
+	if err != nil {
+		panic(err)
+	}
+	resp.Body.Close()
+	fmt.Println(resp.StatusCode, resp.ContentLength)
+	// Output: 200 1048576
+}
+
+// A handler sends 103 Early Hints while it prepares the page, so that a
+// browser can start fetching what the page needs; once the page is
+// streamed, a trailer field carries what is known only at its end.
+func ExampleCtx_WriteInterim() {
+	addr, stop := serve(http1.Config{}, http1.HandlerFunc(func(c *http1.Ctx) {
+		c.WriteInterim(103, []http1.Header{{Name: []byte("Link"), Value: []byte("</app.css>; rel=preload")}})
+		c.SetHeader("Trailer", "X-Rows")
+		c.Flush() // streamed: chunked, with a trailer section
+		c.WriteString("rows...")
+		c.SetTrailer("X-Rows", "3")
+	}))
+	defer stop()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		panic(err)
+	}
+	defer conn.Close()
+	fmt.Fprint(conn, "GET / HTTP/1.1\r\nHost: example\r\nConnection: close\r\n\r\n")
+	all, _ := io.ReadAll(conn)
+	for _, line := range strings.Split(string(all), "\r\n") {
+		if !strings.HasPrefix(line, "Date:") {
+			fmt.Printf("%q\n", line)
+		}
+	}
+	// Output:
+	// "HTTP/1.1 103 Early Hints"
+	// "Link: </app.css>; rel=preload"
+	// ""
+	// "HTTP/1.1 200 OK"
+	// "Trailer: X-Rows"
+	// "Content-Type: text/plain; charset=utf-8"
+	// "Transfer-Encoding: chunked"
+	// "Connection: close"
+	// ""
+	// "7"
+	// "rows..."
+	// "0"
+	// "X-Rows: 3"
+	// ""
+	// ""
 }

@@ -85,6 +85,11 @@ type Response struct {
 	// connection open, a bound for a client pool's idle timeout. Zero when
 	// absent, malformed or timeout=0.
 	KeepAlive time.Duration
+	// Coded reports a Transfer-Encoding that lists a coding other than
+	// chunked (the gzip of "gzip, chunked"): the body Body delimits is
+	// still in that coding, which the parser does not decode. A proxy
+	// must not pass such a body on as if it were plain (RFC 9112 §6.1).
+	Coded bool
 	// HeaderLen is the length of the head: status line, field lines and
 	// the final empty line. It equals the count Parse returns.
 	HeaderLen int
@@ -571,6 +576,7 @@ func parseResponseHead(in []byte, resp *Response, l *limits) (int, *Error) {
 		}
 		resp.Close = resp.Close || clSeen || resp.ProtoMinor == 0
 		resp.ContentLength = -1
+		resp.Coded = te.unknown
 	case clSeen:
 		resp.Framing = FramingLength
 	default:

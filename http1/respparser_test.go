@@ -499,3 +499,31 @@ func TestResponseParserAllocs(t *testing.T) {
 		t.Fatalf("%v allocations per run", n)
 	}
 }
+
+// TestResponseParserCoded checks that a transfer coding other than
+// chunked is reported (a proxy must not pass such a body on as plain),
+// wherever it appears, and that chunked alone is not.
+func TestResponseParserCoded(t *testing.T) {
+	for _, tc := range []struct {
+		method, in string
+		coded      bool
+	}{
+		{"GET", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", false},
+		{"GET", "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n", false},
+		{"GET", "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", true},
+		{"GET", "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n", true},
+		{"GET", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", true},
+		{"GET", "HTTP/1.1 200 OK\r\nTransfer-Encoding: deflate\r\n\r\n", true},
+		{"HEAD", "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", true},
+	} {
+		var p ResponseParser
+		var resp Response
+		n, err := p.Parse([]byte(tc.in), tc.method, &resp, nil)
+		if err != nil || n != len(tc.in) {
+			t.Fatalf("%q: Parse = %d, %v", tc.in, n, err)
+		}
+		if resp.Coded != tc.coded {
+			t.Fatalf("%q: Coded %v, want %v", tc.in, resp.Coded, tc.coded)
+		}
+	}
+}

@@ -346,6 +346,9 @@ type bodyState struct {
 type bodyDecoder struct {
 	want  int64
 	chunk *ChunkedReader
+	// trailers are a copy of a chunked body's trailer fields, kept when
+	// the decoder goes back to its pool (Ctx.Trailers).
+	trailers []Header
 }
 
 // decode consumes body bytes from in, handing each piece of data to emit
@@ -368,6 +371,9 @@ func (d *bodyDecoder) decode(in []byte, emit func(data []byte, end bool)) (n int
 			emit(data, fin)
 		}
 		if fin {
+			if tr := d.chunk.Trailers(); len(tr) > 0 {
+				d.trailers = cloneHeaders(tr)
+			}
 			d.release()
 			return n, true, nil
 		}
@@ -375,6 +381,23 @@ func (d *bodyDecoder) decode(in []byte, emit func(data []byte, end bool)) (n int
 			return n, false, nil
 		}
 	}
+}
+
+// cloneHeaders copies fields into one new buffer.
+func cloneHeaders(fields []Header) []Header {
+	size := 0
+	for _, h := range fields {
+		size += len(h.Name) + len(h.Value)
+	}
+	buf := make([]byte, 0, size)
+	out := make([]Header, len(fields))
+	for i, h := range fields {
+		buf = append(buf, h.Name...)
+		out[i].Name = buf[len(buf)-len(h.Name):]
+		buf = append(buf, h.Value...)
+		out[i].Value = buf[len(buf)-len(h.Value):]
+	}
+	return out
 }
 
 // release returns the chunked decoder to its pool.
@@ -645,7 +668,7 @@ func (s *Server) serve(c *engine.Conn, hc *httpConn, req *Request, body []byte, 
 	ctx.start = s.eng.Now()
 	ctx.keepAlive = s.keepAlive(c, req)
 	if owned {
-		ctx.head, ctx.ownBody = hc.b.head, body
+		ctx.head, ctx.ownBody, ctx.reqTrailers = hc.b.head, body, hc.b.trailers
 		hc.b.head = nil
 		s.dropBody(hc) // the rest of the body state goes back to its pool
 	}

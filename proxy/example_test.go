@@ -1,10 +1,13 @@
 package proxy_test
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httptrace"
+	"net/textproto"
 
 	"github.com/warrenhq/warren/engine"
 	"github.com/warrenhq/warren/proxy"
@@ -119,4 +122,50 @@ func ExampleConfig_routeLimits() {
 	// /api/b 429 Retry-After: 1
 	// /other 200
 	// refused on /api/: 1
+}
+
+// Interim responses and trailers go through: a backend's 103 Early Hints
+// reach the client before the final response (at most Config.MaxInterim
+// of them per request), and a chunked response's trailer fields after its
+// body.
+func ExampleConfig_maxInterim() {
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Link", "</app.css>; rel=preload")
+		w.WriteHeader(http.StatusEarlyHints)
+		w.Header().Set("Trailer", "X-Checksum")
+		w.WriteHeader(http.StatusOK)
+		io.WriteString(w, "page")
+		w.(http.Flusher).Flush() // chunked, so the trailer can follow
+		w.Header().Set("X-Checksum", "c0ffee")
+	}))
+	defer backend.Close()
+
+	eng, _ := engine.New(engine.Config{}, nil)
+	eng.Start("")
+	defer eng.Close()
+	cl, _ := upstream.NewCluster(eng, upstream.ClusterConfig{Hosts: []string{backend.URL}})
+	defer cl.Close()
+	p := proxy.New(eng, cl, proxy.Config{MaxInterim: 4})
+	defer p.Close()
+	ln, _ := p.Listen("127.0.0.1:0")
+
+	var hints []string
+	trace := &httptrace.ClientTrace{Got1xxResponse: func(code int, h textproto.MIMEHeader) error {
+		hints = append(hints, fmt.Sprint(code, " ", h.Get("Link")))
+		return nil
+	}}
+	req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), "GET",
+		"http://"+ln.Addr().String()+"/", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	fmt.Println(hints)
+	fmt.Println(resp.StatusCode, string(body), resp.Trailer.Get("X-Checksum"))
+	// Output:
+	// [103 </app.css>; rel=preload]
+	// 200 page c0ffee
 }

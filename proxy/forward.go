@@ -24,7 +24,14 @@ import (
 //
 // The headers are rewritten as by the proxy (X-Forwarded-*, Via,
 // hop-by-hop fields), and a request the cluster cannot serve is answered
-// with 502, 503 or 504 and the reason header.
+// with 502, 503 or 504 and the reason header. As on the proxy's listener,
+// interim responses (103 Early Hints) go on to an HTTP/1.1 client
+// (Ctx.WriteInterim, within Config.MaxInterim and MaxInterimBytes), a
+// chunked response's trailer fields too (Ctx.SetTrailer), and a response
+// to HEAD keeps the backend's Content-Length (Ctx.SetHeadLength). A
+// request body with trailer fields (Ctx.Trailers) goes to the backend
+// chunked, as one chunk and its trailer section; any other with a
+// Content-Length.
 func (p *Proxy) Forward() http1.Handler { return http1.HandlerFunc(p.forward) }
 
 func (p *Proxy) forward(c *http1.Ctx) {
@@ -40,7 +47,13 @@ func (p *Proxy) forward(c *http1.Ctx) {
 	}
 	upgrade := req.Upgrade != nil
 	body := c.Body()
-	head := appendForwardHead(nil, p, req, c.RemoteAddr().Addr().Unmap().String(), p.proto(c.Conn()), upgrade, len(body))
+	// A chunked request's trailer fields go on: the body is sent chunked
+	// again, as one chunk and the trailer section.
+	trailers := c.Trailers()
+	head := appendForwardHead(nil, p, req, c.RemoteAddr().Addr().Unmap().String(), p.proto(c.Conn()), upgrade, len(body), len(trailers) > 0)
+	if len(trailers) > 0 {
+		body = appendChunkedBody(nil, body, trailers)
+	}
 	f := &fwd{p: p, client: c.Conn(), wake: make(chan struct{}, 1)}
 	p.st.requests.Add(1)
 	if len(p.routes) > 0 {
@@ -71,13 +84,34 @@ func (p *Proxy) forward(c *http1.Ctx) {
 			case evHead:
 				c.SetStatus(ev.status)
 				for _, h := range ev.headers {
+					if c.ProtoMinor == 0 && eq([]byte(h[0]), "trailer") {
+						continue // no trailer section for HTTP/1.0
+					}
 					c.AddHeader(h[0], h[1])
 				}
 				c.AddHeader("Via", string(p.via))
+				// A response to HEAD keeps the backend's Content-Length
+				// (the length a GET would have had), or has none.
+				c.SetHeadLength(ev.length)
 				if ev.stream {
 					c.Flush()
 				}
 				headDone = true
+			case evInterim:
+				if headDone {
+					break
+				}
+				fields := make([]http1.Header, 0, len(ev.headers))
+				for _, h := range ev.headers {
+					fields = append(fields, http1.Header{Name: []byte(h[0]), Value: []byte(h[1])})
+				}
+				if c.WriteInterim(ev.status, fields) == nil && c.ProtoMinor == 1 {
+					p.st.interim.Add(1)
+				}
+			case evTrailers:
+				for _, h := range ev.headers {
+					c.SetTrailer(h[0], h[1])
+				}
 			case evBody:
 				c.Write(ev.data)
 			case evUpgrade:
@@ -101,6 +135,7 @@ func (p *Proxy) forward(c *http1.Ctx) {
 					return
 				}
 				p.st.errors.Add(1)
+				p.st.countHeadLimit(ev.err, false)
 				if headDone {
 					c.Conn().Abort(engine.ReasonIOError) // cut short: the client must see it
 					return
@@ -140,11 +175,14 @@ const (
 	evBody
 	evUpgrade
 	evDone
+	evInterim
+	evTrailers
 )
 
 type fwdEvent struct {
 	kind    uint8
 	status  int
+	length  int64 // the response's Content-Length, or -1
 	stream  bool
 	headers [][2]string
 	data    []byte
@@ -163,6 +201,9 @@ type fwd struct {
 	events []fwdEvent
 	queued int
 	paused bool
+	// interimN and interimBytes count the interim responses queued
+	// (Config.MaxInterim, MaxInterimBytes).
+	interimN, interimBytes int
 }
 
 func (f *fwd) push(ev fwdEvent) {
@@ -180,8 +221,9 @@ func (f *fwd) push(ev fwdEvent) {
 }
 
 func (f *fwd) OnResponse(x *upstream.Exchange, resp *http1.Response) {
-	ev := fwdEvent{kind: evHead, status: resp.StatusCode,
-		stream: resp.Framing != http1.FramingLength || resp.ContentLength > 64<<10}
+	ev := fwdEvent{kind: evHead, status: resp.StatusCode, length: resp.ContentLength,
+		stream: resp.Framing == http1.FramingChunked || resp.Framing == http1.FramingClose ||
+			resp.Framing == http1.FramingLength && resp.ContentLength > 64<<10}
 	var optsBuf [4][]byte
 	opts := optsBuf[:0]
 	for h := range resp.Headers() {
@@ -189,11 +231,72 @@ func (f *fwd) OnResponse(x *upstream.Exchange, resp *http1.Response) {
 			opts = connOptions(opts, h.Value)
 		}
 	}
+	// A chunked body's Trailer field goes on with its trailer fields
+	// (OnTrailers; the http1 server sends them after a chunked body).
+	keepTrailer := resp.Framing == http1.FramingChunked
+	for h := range resp.Headers() {
+		if keepTrailer && eq(h.Name, "trailer") {
+			// kept
+		} else if hop(h.Name) || listed(opts, h.Name) || eq(h.Name, "content-length") {
+			continue
+		}
+		ev.headers = append(ev.headers, [2]string{string(h.Name), string(h.Value)})
+	}
+	f.push(ev)
+}
+
+// OnTrailers queues a chunked response's trailer fields, but the
+// hop-by-hop ones, for the worker (Ctx.SetTrailer).
+func (f *fwd) OnTrailers(x *upstream.Exchange, tr []http1.Header) {
+	ev := fwdEvent{kind: evTrailers}
+	for _, h := range tr {
+		if keptTrailer(h.Name) {
+			ev.headers = append(ev.headers, [2]string{string(h.Name), string(h.Value)})
+		}
+	}
+	f.push(ev)
+}
+
+// OnInterim queues an interim response (103 Early Hints, 100 Continue)
+// for the worker, its hop-by-hop fields removed, within Config.MaxInterim
+// and MaxInterimBytes.
+func (f *fwd) OnInterim(x *upstream.Exchange, resp *http1.Response) {
+	p := f.p
+	ev := fwdEvent{kind: evInterim, status: resp.StatusCode}
+	size := 32 // status line, Via and the empty line
+	var optsBuf [4][]byte
+	opts := optsBuf[:0]
+	for h := range resp.Headers() {
+		if eq(h.Name, "connection") {
+			opts = connOptions(opts, h.Value)
+		}
+	}
+	var viaBuf [2][]byte
+	via := viaBuf[:0]
 	for h := range resp.Headers() {
 		if hop(h.Name) || listed(opts, h.Name) || eq(h.Name, "content-length") {
 			continue
 		}
+		if eq(h.Name, "via") {
+			via = append(via, h.Value)
+			continue
+		}
 		ev.headers = append(ev.headers, [2]string{string(h.Name), string(h.Value)})
+		size += len(h.Name) + len(h.Value) + 4
+	}
+	v := string(append(appendList(nil, via), p.via...))
+	ev.headers = append(ev.headers, [2]string{"Via", v})
+	size += len(v)
+	f.mu.Lock()
+	ok := f.interimN < p.cfg.MaxInterim && f.interimBytes+size <= p.cfg.MaxInterimBytes
+	if ok {
+		f.interimN++
+		f.interimBytes += size
+	}
+	f.mu.Unlock()
+	if !ok {
+		p.st.interimDropped.Add(1)
+		return
 	}
 	f.push(ev)
 }
@@ -236,11 +339,13 @@ func (holdHandler) OnClose(*engine.Conn, engine.CloseReason, error) {}
 var (
 	_ upstream.ResponseHandler = (*fwd)(nil)
 	_ upstream.UpgradeHandler  = (*fwd)(nil)
+	_ upstream.InterimHandler  = (*fwd)(nil)
+	_ upstream.TrailerHandler  = (*fwd)(nil)
 )
 
 // appendForwardHead writes the backend request head for a request the
 // http1 server parsed (and whose body it collected: bodyLen bytes).
-func appendForwardHead(b []byte, p *Proxy, req *http1.Request, remote, proto string, upgrade bool, bodyLen int) []byte {
+func appendForwardHead(b []byte, p *Proxy, req *http1.Request, remote, proto string, upgrade bool, bodyLen int, chunked bool) []byte {
 	b = append(b, req.Method...)
 	b = append(b, ' ')
 	b = appendTarget(b, req)
@@ -258,6 +363,8 @@ func appendForwardHead(b []byte, p *Proxy, req *http1.Request, remote, proto str
 	for _, h := range req.Headers() {
 		switch {
 		case upgrade && eq(h.Name, "upgrade"):
+		case chunked && eq(h.Name, "trailer"):
+			// Kept: the trailer fields it announces go on.
 		case hop(h.Name) || listed(opts, h.Name) || eq(h.Name, "content-length") || eq(h.Name, "expect"):
 			continue
 		case eq(h.Name, "x-forwarded-for"):
@@ -295,12 +402,27 @@ func appendForwardHead(b []byte, p *Proxy, req *http1.Request, remote, proto str
 	if upgrade {
 		b = append(b, "Connection: Upgrade\r\n"...)
 	}
-	if bodyLen > 0 || req.ContentLength >= 0 || req.Chunked {
+	if chunked {
+		b = append(b, "Transfer-Encoding: chunked\r\n"...)
+	} else if bodyLen > 0 || req.ContentLength >= 0 || req.Chunked {
 		b = append(b, "Content-Length: "...)
 		b = append(b, itoa(bodyLen)...)
 		b = append(b, "\r\n"...)
 	}
 	return append(b, "\r\n"...)
+}
+
+// appendChunkedBody frames body as one chunk followed by the trailer
+// fields the proxy passes on.
+func appendChunkedBody(b, body []byte, trailers []http1.Header) []byte {
+	if len(body) > 0 {
+		b = strconv.AppendInt(b, int64(len(body)), 16)
+		b = append(b, "\r\n"...)
+		b = append(b, body...)
+		b = append(b, "\r\n"...)
+	}
+	b = append(b, "0\r\n"...)
+	return appendTrailerSection(b, trailers)
 }
 
 func itoa(n int) string {

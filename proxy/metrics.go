@@ -27,6 +27,12 @@ type Stats struct {
 	// RateLimited counts the requests answered 429 for
 	// Config.RatePerIP (also in Errors).
 	RateLimited uint64
+	// Interim counts the interim (1xx) responses passed on to clients;
+	// InterimDropped those over Config.MaxInterim or MaxInterimBytes.
+	Interim, InterimDropped uint64
+	// HeadLimits counts the requests and responses over a head limit, by
+	// HeadLimit name.
+	HeadLimits map[string]uint64
 	// Routes are the Config.RouteLimits' counters, by route name (their
 	// 429s are also in Errors).
 	Routes map[string]RouteLimitStats
@@ -36,7 +42,8 @@ type Stats struct {
 func (p *Proxy) Stats() Stats {
 	s := Stats{Requests: p.st.requests.Load(), Responses: p.st.responses.Load(), Errors: p.st.errors.Load(),
 		BadRequests: p.st.badRequests.Load(), Upgrades: p.st.upgrades.Load(), Active: p.st.active.Load(),
-		Tunnels: p.st.splices.Load(), Failures: map[string]uint64{}, RateLimited: p.st.rateLimited.Load()}
+		Tunnels: p.st.splices.Load(), Failures: map[string]uint64{}, RateLimited: p.st.rateLimited.Load(),
+		Interim: p.st.interim.Load(), InterimDropped: p.st.interimDropped.Load()}
 	if len(p.routes) > 0 {
 		s.Routes = make(map[string]RouteLimitStats, len(p.routes))
 		for _, rl := range p.routes {
@@ -45,6 +52,10 @@ func (p *Proxy) Stats() Stats {
 	}
 	for i := range s.Status {
 		s.Status[i] = p.st.status[i].Load()
+	}
+	s.HeadLimits = make(map[string]uint64, numHeadLimits)
+	for l := HeadLimit(0); l < numHeadLimits; l++ {
+		s.HeadLimits[l.String()] = p.st.headLimits[l].Load()
 	}
 	p.st.failures.Range(func(k, v any) bool {
 		s.Failures[k.(upstream.Failure).String()] = v.(*atomic.Uint64).Load()
@@ -66,6 +77,9 @@ func (p *Proxy) Stats() Stats {
 //	warren_proxy_route_limit_keys{route}       gauge    keys held in a route limit's table
 //	warren_proxy_route_limit_evicted_busy_total{route} counter keys forgotten while their bucket refilled (table full)
 //	warren_proxy_upgrades_total                counter  upgrades spliced
+//	warren_proxy_interim_total                 counter  interim (1xx) responses passed on to clients
+//	warren_proxy_interim_dropped_total         counter  interim responses over Config.MaxInterim or MaxInterimBytes
+//	warren_proxy_head_limit_total{limit}       counter  requests and responses over a head limit (HeadLimit)
 //	warren_proxy_requests_active               gauge    requests in progress
 //	warren_proxy_tunnels_active                gauge    spliced connection halves open
 //
@@ -82,6 +96,10 @@ func (p *Proxy) Collector(namespace string) prometheus.Collector {
 		bad:       prometheus.NewDesc(ns+"bad_requests_total", "Malformed requests, answered 4xx and closed.", nil, nil),
 		limited:   prometheus.NewDesc(ns+"rate_limited_total", "Requests answered 429 for the per-IP rate limit.", nil, nil),
 		upgrades:  prometheus.NewDesc(ns+"upgrades_total", "Upgrades spliced.", nil, nil),
+		interim:   prometheus.NewDesc(ns+"interim_total", "Interim (1xx) responses passed on to clients.", nil, nil),
+		headLimit: prometheus.NewDesc(ns+"head_limit_total", "Requests and responses over a head limit, by limit.", []string{"limit"}, nil),
+		interimDropped: prometheus.NewDesc(ns+"interim_dropped_total",
+			"Interim responses not passed on: over the per-request count or byte bound.", nil, nil),
 		routeLimited: prometheus.NewDesc(ns+"route_limited_total", "Requests answered 429 for a route limit, by route and reason.",
 			[]string{"route", "reason"}, nil),
 		routeAllowed: prometheus.NewDesc(ns+"route_limit_allowed_total", "Requests a route limit admitted.", []string{"route"}, nil),
@@ -97,11 +115,12 @@ type collector struct {
 	p                                                                    *Proxy
 	requests, responses, errors, bad, limited, upgrades, active, tunnels *prometheus.Desc
 	routeLimited, routeAllowed, routeKeys, routeEvicted                  *prometheus.Desc
+	interim, interimDropped, headLimit                                   *prometheus.Desc
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.requests, c.responses, c.errors, c.bad, c.limited, c.upgrades, c.active, c.tunnels,
-		c.routeLimited, c.routeAllowed, c.routeKeys, c.routeEvicted} {
+		c.routeLimited, c.routeAllowed, c.routeKeys, c.routeEvicted, c.interim, c.interimDropped, c.headLimit} {
 		ch <- d
 	}
 }
@@ -118,6 +137,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.bad, prometheus.CounterValue, float64(s.BadRequests))
 	ch <- prometheus.MustNewConstMetric(c.limited, prometheus.CounterValue, float64(s.RateLimited))
 	ch <- prometheus.MustNewConstMetric(c.upgrades, prometheus.CounterValue, float64(s.Upgrades))
+	ch <- prometheus.MustNewConstMetric(c.interim, prometheus.CounterValue, float64(s.Interim))
+	ch <- prometheus.MustNewConstMetric(c.interimDropped, prometheus.CounterValue, float64(s.InterimDropped))
+	for l := HeadLimit(0); l < numHeadLimits; l++ {
+		ch <- prometheus.MustNewConstMetric(c.headLimit, prometheus.CounterValue, float64(s.HeadLimits[l.String()]), l.String())
+	}
 	ch <- prometheus.MustNewConstMetric(c.active, prometheus.GaugeValue, float64(s.Active))
 	ch <- prometheus.MustNewConstMetric(c.tunnels, prometheus.GaugeValue, float64(s.Tunnels))
 	for name, r := range s.Routes {

@@ -7,11 +7,16 @@
 //
 // The proxy adds X-Forwarded-For, X-Forwarded-Proto and Via, strips the
 // hop-by-hop header fields (Connection and the fields it names,
-// Keep-Alive, Proxy-Connection, TE, Trailer, Upgrade but for upgrades,
-// Proxy-Authorization, Proxy-Authenticate), and answers a request it
+// Keep-Alive, Proxy-Connection, TE, Trailer but with a chunked body whose
+// trailer fields go on, Upgrade but for upgrades, Proxy-Authorization,
+// Proxy-Authenticate) from heads and trailer sections, and answers a request it
 // cannot forward with 502, 503 or 504 and an X-Warren-Reason header
 // naming the upstream.Failure (connect_failure, upstream_timeout,
 // no_healthy_upstream, overflow, breaker_open, ...).
+//
+// Interim (1xx) responses other than 101 (103 Early Hints, 100 Continue)
+// go on to HTTP/1.1 clients ahead of the final response, bounded per
+// request by Config.MaxInterim and Config.MaxInterimBytes.
 //
 // Config.RatePerIP limits the requests of each client address (a token
 // bucket per IP in a bounded table), and Config.RouteLimits those of a
@@ -88,6 +93,18 @@ type Config struct {
 	// answers 429 with Retry-After itself. Invalid entries
 	// (ValidateRouteLimits) are logged and skipped. None by default.
 	RouteLimits []RouteLimit
+	// MaxInterim bounds the interim (1xx) responses other than 101 passed
+	// on to a client per request: 103 Early Hints, 100 Continue, and any
+	// other a backend sends before its final response (RFC 9110 §15.2: a
+	// proxy forwards them, to HTTP/1.1 clients only). Those over it, or
+	// over MaxInterimBytes, are dropped and counted
+	// (warren_proxy_interim_dropped_total); the final response goes on.
+	// Zero means 8; negative forwards none.
+	MaxInterim int
+	// MaxInterimBytes bounds the bytes of the interim response heads
+	// passed on per request (each head is bounded by the cluster's
+	// response head limit too). Zero means 16 KiB.
+	MaxInterimBytes int
 	// Logger receives the proxy's logs. Nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -97,6 +114,10 @@ const (
 	DefaultIdleTimeout   = 60 * time.Second
 	DefaultHeaderTimeout = 10 * time.Second
 	DefaultMaxBacklog    = 256 << 10
+	// DefaultMaxInterim is the default Config.MaxInterim.
+	DefaultMaxInterim = 8
+	// DefaultMaxInterimBytes is the default Config.MaxInterimBytes.
+	DefaultMaxInterimBytes = 16 << 10
 )
 
 // Proxy is a reverse proxy from an engine's listeners to an
@@ -121,6 +142,8 @@ type Proxy struct {
 type stats struct {
 	requests, responses, errors, upgrades, badRequests atomic.Uint64
 	rateLimited                                        atomic.Uint64
+	interim, interimDropped                            atomic.Uint64
+	headLimits                                         [numHeadLimits]atomic.Uint64
 	active, splices                                    atomic.Int64
 	status                                             [6]atomic.Uint64
 	failures                                           sync.Map // upstream.Failure → *atomic.Uint64
@@ -139,6 +162,12 @@ func New(eng *engine.Engine, cl *upstream.Cluster, cfg Config) *Proxy {
 	}
 	if cfg.Via == "" {
 		cfg.Via = "warren"
+	}
+	if cfg.MaxInterim == 0 {
+		cfg.MaxInterim = DefaultMaxInterim
+	}
+	if cfg.MaxInterimBytes <= 0 {
+		cfg.MaxInterimBytes = DefaultMaxInterimBytes
 	}
 	if cfg.ReasonHeader == "" {
 		cfg.ReasonHeader = "X-Warren-Reason"
@@ -252,6 +281,9 @@ type pconn struct {
 	remain  int64
 	head    []byte // upstream request head; kept until the exchange ends
 	rhead   []byte // response head being built (upstream loop)
+	// rtrail is the last chunk and trailer section of a response whose
+	// trailer fields go on (OnTrailers); empty otherwise (upstream loop).
+	rtrail []byte
 	// headPending says rhead has not been written yet (upstream loop).
 	headPending bool
 	wbufs       [4][]byte // OnBody's Writev slice (upstream loop)
@@ -282,6 +314,9 @@ type pconn struct {
 	finishing bool
 	minor     int // the client's HTTP minor version
 	method    string
+	// interimN and interimBytes count the interim responses passed on
+	// for this request (Config.MaxInterim, MaxInterimBytes).
+	interimN, interimBytes int
 }
 
 var (
@@ -293,6 +328,7 @@ var (
 	_ engine.InlineHandler    = (*pconn)(nil)
 	_ upstream.UpgradeHandler = (*pconn)(nil)
 	_ upstream.InterimHandler = (*pconn)(nil)
+	_ upstream.TrailerHandler = (*pconn)(nil)
 )
 
 func (pc *pconn) Inline() bool     { return true }
@@ -339,6 +375,7 @@ func (pc *pconn) OnData(c *engine.Conn, in []byte) int {
 // badRequest answers a malformed request and closes.
 func (pc *pconn) badRequest(err error) {
 	pc.p.st.badRequests.Add(1)
+	pc.p.st.countHeadLimit(err, true)
 	e, ok := err.(*http1.Error)
 	if !ok {
 		e = &http1.Error{Status: 400, Reason: err.Error()}
@@ -377,13 +414,16 @@ func (pc *pconn) startRequest(raw []byte, n int) bool {
 	pc.head = pc.appendUpstreamHead(pc.head[:0], upgrade)
 	pc.chunked, pc.remain = req.Chunked, req.ContentLength
 	if req.Chunked {
-		pc.chunk.Reset(&http1.Limits{MaxBodyBytes: p.bodyLim})
+		// The trailer section is bounded as the head is.
+		pc.chunk.Reset(&http1.Limits{MaxBodyBytes: p.bodyLim, MaxHeaderBytes: p.cfg.Limits.MaxHeaderBytes, MaxHeaders: p.cfg.Limits.MaxHeaders})
 	}
 	pc.mu.Lock()
 	pc.keepAlive = !req.Close
 	pc.minor = req.ProtoMinor
 	pc.method = methodString(req.Method)
 	pc.respStarted, pc.respChunked, pc.closeAfter, pc.answered = false, false, false, false
+	pc.interimN, pc.interimBytes = 0, 0
+	pc.rtrail = pc.rtrail[:0]
 	pc.reqDone = !hasBody
 	switch {
 	case upgrade:
@@ -477,9 +517,10 @@ func (pc *pconn) respDoneLocked() bool { return pc.phase == phIdle || pc.phase =
 // forwardBody forwards request body bytes at the start of in, raw (chunked
 // coding as received); it returns how many it consumed.
 func (pc *pconn) forwardBody(in []byte) (int, error) {
-	var n int
+	var n, held int
 	var done bool
 	if pc.chunked {
+		tb0 := pc.chunk.TrailerBytes()
 		for n < len(in) {
 			k, _, d, err := pc.chunk.Next(in[n:])
 			if err != nil {
@@ -493,6 +534,13 @@ func (pc *pconn) forwardBody(in []byte) (int, error) {
 			if k == 0 {
 				break
 			}
+		}
+		// The trailer section's bytes are the last ones consumed: held
+		// back, and sent rendered from the fields kept (below) unless it
+		// came whole in this piece with nothing to remove.
+		held = pc.chunk.TrailerBytes() - tb0
+		if done && tb0 == 0 && !dropsTrailer(pc.chunk.Trailers()) {
+			held = 0
 		}
 	} else {
 		n = int(min(int64(len(in)), pc.remain))
@@ -526,9 +574,16 @@ func (pc *pconn) forwardBody(in []byte) (int, error) {
 			pc.phase = phWait
 		}
 		pc.mu.Unlock()
-		x.WriteEnd(in[:n])
-	} else if n > 0 {
-		x.Write(in[:n])
+		if held == 0 {
+			x.WriteEnd(in[:n])
+		} else {
+			if n > held {
+				x.Write(in[:n-held])
+			}
+			x.WriteEnd(appendTrailerSection(nil, pc.chunk.Trailers()))
+		}
+	} else if n > held {
+		x.Write(in[:n-held])
 	}
 	if x.Backlog() > pc.p.cfg.MaxBacklog {
 		pc.c.PauseRead()
@@ -671,6 +726,8 @@ func (pc *pconn) appendUpstreamHead(b []byte, upgrade bool) []byte {
 		switch {
 		case eq(h.Name, "transfer-encoding"):
 			// Kept: the body is forwarded as received.
+		case req.Chunked && eq(h.Name, "trailer"):
+			// Kept: the trailer fields it announces go on too.
 		case upgrade && eq(h.Name, "upgrade"):
 		case hop(h.Name) || listed(opts, h.Name):
 			continue
@@ -726,14 +783,67 @@ func (pc *pconn) appendUpstreamHead(b []byte, upgrade bool) []byte {
 	return append(b, "\r\n"...)
 }
 
-// OnInterim forwards a 100 Continue to an HTTP/1.1 client.
+// OnInterim forwards an interim response (100 Continue, 103 Early Hints)
+// to an HTTP/1.1 client, its hop-by-hop fields removed and Via added,
+// within Config.MaxInterim and MaxInterimBytes; an HTTP/1.0 client gets
+// none (RFC 9110 §15.2).
 func (pc *pconn) OnInterim(x *upstream.Exchange, resp *http1.Response) {
+	p := pc.p
 	pc.mu.Lock()
-	minor := pc.minor
+	minor, answered, started := pc.minor, pc.answered, pc.respStarted
 	pc.mu.Unlock()
-	if resp.StatusCode == 100 && minor == 1 {
-		pc.c.Write([]byte("HTTP/1.1 100 Continue\r\n\r\n"))
+	if minor != 1 || answered || started {
+		return
 	}
+	b := appendInterim(nil, resp, p.via)
+	pc.mu.Lock()
+	ok := pc.interimN < p.cfg.MaxInterim && pc.interimBytes+len(b) <= p.cfg.MaxInterimBytes
+	if ok {
+		pc.interimN++
+		pc.interimBytes += len(b)
+	}
+	pc.mu.Unlock()
+	if !ok {
+		p.st.interimDropped.Add(1)
+		return
+	}
+	p.st.interim.Add(1)
+	pc.c.Write(b)
+}
+
+// appendInterim renders an interim response for the client: the
+// backend's status and fields but the hop-by-hop ones, and Via.
+func appendInterim(b []byte, resp *http1.Response, pvia []byte) []byte {
+	b = append(b, "HTTP/1.1 "...)
+	b = strconv.AppendInt(b, int64(resp.StatusCode), 10)
+	b = append(b, ' ')
+	b = append(b, resp.Reason...)
+	b = append(b, "\r\n"...)
+	var optsBuf [4][]byte
+	opts := optsBuf[:0]
+	for h := range resp.Headers() {
+		if eq(h.Name, "connection") {
+			opts = connOptions(opts, h.Value)
+		}
+	}
+	var viaBuf [2][]byte
+	via := viaBuf[:0]
+	for h := range resp.Headers() {
+		switch {
+		case hop(h.Name) || listed(opts, h.Name) || eq(h.Name, "content-length"):
+		case eq(h.Name, "via"):
+			via = append(via, h.Value)
+		default:
+			b = append(b, h.Name...)
+			b = append(b, ": "...)
+			b = append(b, h.Value...)
+			b = append(b, "\r\n"...)
+		}
+	}
+	b = append(b, "Via: "...)
+	b = appendList(b, via)
+	b = append(b, pvia...)
+	return append(b, "\r\n\r\n"...)
 }
 
 // OnResponse writes the response head to the client.
@@ -778,11 +888,20 @@ func (pc *pconn) OnResponse(x *upstream.Exchange, resp *http1.Response) {
 	// A chunked or close-delimited body is framed by the proxy itself: a
 	// Content-Length beside it (RFC 9112 §6.3 lets Transfer-Encoding
 	// override one) must not reach the client.
-	dropLength := resp.Framing == http1.FramingChunked || resp.Framing == http1.FramingClose
+	// On a response without a body (HEAD, 204, 304) the Content-Length
+	// goes on as the backend sent it, unless Transfer-Encoding overrode it
+	// (the parser then reports none).
+	dropLength := resp.Framing == http1.FramingChunked || resp.Framing == http1.FramingClose ||
+		resp.Framing == http1.FramingNone && resp.ContentLength < 0
+	// A chunked body's trailer fields go on to a client whose response is
+	// chunked too, and so does the Trailer field announcing them.
+	keepTrailer := chunk && resp.Framing == http1.FramingChunked
 	var viaBuf [2][]byte
 	via := viaBuf[:0]
 	for h := range resp.Headers() {
-		if hop(h.Name) || listed(opts, h.Name) || dropLength && eq(h.Name, "content-length") {
+		if keepTrailer && eq(h.Name, "trailer") {
+			// kept
+		} else if hop(h.Name) || listed(opts, h.Name) || dropLength && eq(h.Name, "content-length") {
 			continue
 		}
 		if eq(h.Name, "via") {
@@ -848,6 +967,48 @@ var (
 	lastChunk = []byte("0\r\n\r\n")
 )
 
+// OnTrailers keeps a chunked response's trailer fields, but the
+// hop-by-hop ones, for the end of a client response that is chunked too
+// (OnDone writes them); an HTTP/1.0 client's response has no trailer
+// section.
+func (pc *pconn) OnTrailers(x *upstream.Exchange, tr []http1.Header) {
+	pc.mu.Lock()
+	chunk := pc.respChunked
+	pc.mu.Unlock()
+	if chunk {
+		pc.rtrail = appendTrailerSection(append(pc.rtrail[:0], "0\r\n"...), tr)
+	}
+}
+
+// dropsTrailer reports whether a trailer section has a field the proxy
+// does not pass on.
+func dropsTrailer(tr []http1.Header) bool {
+	for _, h := range tr {
+		if !keptTrailer(h.Name) {
+			return true
+		}
+	}
+	return false
+}
+
+// keptTrailer reports whether a trailer field goes on: not a hop-by-hop
+// field, nor framing (RFC 9110 §6.5.1).
+func keptTrailer(name []byte) bool { return !hop(name) && !eq(name, "content-length") }
+
+// appendTrailerSection appends the trailer fields the proxy passes on and
+// the empty line that ends the section.
+func appendTrailerSection(b []byte, tr []http1.Header) []byte {
+	for _, h := range tr {
+		if keptTrailer(h.Name) {
+			b = append(b, h.Name...)
+			b = append(b, ": "...)
+			b = append(b, h.Value...)
+			b = append(b, "\r\n"...)
+		}
+	}
+	return append(b, "\r\n"...)
+}
+
 // OnDone ends the response: the client connection goes back to idle, or
 // closes; a failure before the response is answered with 502, 503 or 504.
 func (pc *pconn) OnDone(x *upstream.Exchange, err error) {
@@ -878,6 +1039,9 @@ func (pc *pconn) OnDone(x *upstream.Exchange, err error) {
 	pc.finishing = true
 	defer pc.endFinishing()
 	pc.mu.Unlock()
+	if err != nil && own {
+		p.st.countHeadLimit(err, false)
+	}
 	c := pc.c
 	switch {
 	case err == nil:
@@ -887,13 +1051,16 @@ func (pc *pconn) OnDone(x *upstream.Exchange, err error) {
 			out = append(out, pc.rhead)
 			pc.headPending = false
 		}
-		if chunk {
+		if chunk && len(pc.rtrail) > 0 {
+			out = append(out, pc.rtrail)
+		} else if chunk {
 			out = append(out, lastChunk)
 		}
 		if len(out) > 0 {
 			c.Writev(out)
 			clear(out)
 		}
+		pc.rtrail = pc.rtrail[:0]
 	case !started && !own:
 		// badRequest answered the client; the exchange it canceled
 		// ends here.
@@ -980,6 +1147,9 @@ func (pc *pconn) release() {
 	}
 	if cap(pc.rhead) > 16<<10 {
 		pc.rhead = nil
+	}
+	if cap(pc.rtrail) > 16<<10 {
+		pc.rtrail = nil
 	}
 	p.pcPool.Put(pc)
 }

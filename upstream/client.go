@@ -80,6 +80,16 @@ type InterimHandler interface {
 	OnInterim(x *Exchange, resp *http1.Response)
 }
 
+// TrailerHandler is implemented by handlers that want the trailer fields
+// of a chunked response (a proxy forwards them); others never see them.
+// OnTrailers is called once, after the last OnBody and before OnDone, when
+// the body ended with a non-empty trailer section; the fields are views
+// valid only during the call, bounded as the response head is
+// (ClusterConfig.MaxResponseHeaderBytes, MaxResponseHeaders).
+type TrailerHandler interface {
+	OnTrailers(x *Exchange, trailers []http1.Header)
+}
+
 // UpgradeHandler is implemented by handlers of Upgrade requests. After a
 // 101, OnUpgrade gets the connection, which has left the pool: it must
 // make it someone's with conn.SetHandler (it runs on conn's loop) or close
@@ -944,6 +954,16 @@ func (x *Exchange) bodyData(data []byte) {
 	x.h.OnBody(x, data)
 }
 
+// trailers passes a chunked body's trailer fields on.
+func (x *Exchange) trailers(tr []http1.Header) {
+	if x.discarding || x.ended2.Load() {
+		return
+	}
+	if th, ok := x.h.(TrailerHandler); ok {
+		th.OnTrailers(x, tr)
+	}
+}
+
 // detach takes x off its connection once its response is complete, before
 // its handler gets the response's last bytes and before the connection
 // carries another request: a Cancel or timeout from then on (a proxy's
@@ -1313,6 +1333,9 @@ type Response struct {
 	Header []http1.Header
 	// Body is the whole body.
 	Body []byte
+	// Trailer holds the trailer fields of a chunked body, names as
+	// received; nil when it had none.
+	Trailer []http1.Header
 	// Retries is how many retries the request took.
 	Retries int
 }
@@ -1377,6 +1400,12 @@ func (k *collector) OnBody(x *Exchange, data []byte) {
 		return
 	}
 	k.resp.Body = append(k.resp.Body, data...)
+}
+
+func (k *collector) OnTrailers(x *Exchange, tr []http1.Header) {
+	for _, h := range tr {
+		k.resp.Trailer = append(k.resp.Trailer, http1.Header{Name: bytes.Clone(h.Name), Value: bytes.Clone(h.Value)})
+	}
 }
 
 func (k *collector) OnDone(x *Exchange, err error) {

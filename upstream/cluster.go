@@ -270,8 +270,15 @@ type ClusterConfig struct {
 	// Health configures active health checks; they are off unless
 	// Health.Interval is positive.
 	Health HealthConfig
-	// MaxResponseHeaderBytes bounds a response head. Zero means 64 KiB.
+	// MaxResponseHeaderBytes bounds a response head, and a chunked
+	// response's trailer section: over it the response fails as
+	// FailBadResponse (http1.ErrHeaderTooLarge, ErrTrailerTooLarge). Zero
+	// means 64 KiB.
 	MaxResponseHeaderBytes int
+	// MaxResponseHeaders bounds the fields of a response head, and of a
+	// trailer section: over it the response fails as FailBadResponse
+	// (http1.ErrTooManyHeaders, ErrTrailerTooLarge). Zero means 100.
+	MaxResponseHeaders int
 	// Logger receives the cluster's logs. Nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -423,7 +430,7 @@ func NewCluster(eng *engine.Engine, cfg ClusterConfig) (*Cluster, error) {
 	default:
 		c.bal = NewLeastRequest(c.set, LeastRequestConfig{})
 	}
-	c.limits = http1.Limits{MaxHeaderBytes: cfg.MaxResponseHeaderBytes, MaxBodyBytes: -1}
+	c.limits = http1.Limits{MaxHeaderBytes: cfg.MaxResponseHeaderBytes, MaxHeaders: cfg.MaxResponseHeaders, MaxBodyBytes: -1}
 	c.res = NewResources(cfg.Thresholds)
 	if !cfg.BreakerOff {
 		c.brk = NewBreaker(cfg.Breaker)

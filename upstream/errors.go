@@ -119,6 +119,12 @@ func (e *Error) Is(target error) bool {
 	return ok && t.Err == nil && t.Host == "" && t.Reason == ReasonNone && t.Failure == e.Failure
 }
 
+// ErrTransferCoding is the cause (Error.Err) of a FailBadResponse whose
+// Transfer-Encoding lists a coding other than chunked ("gzip, chunked"):
+// the cluster decodes chunked framing only, and passing the body on would
+// hand the caller coded bytes it is not told about (RFC 9112 §6.1).
+var ErrTransferCoding = errors.New("response in a transfer coding other than chunked")
+
 // Sentinels for errors.Is, one per Failure.
 var (
 	ErrNoHost         = &Error{Failure: FailNoHost}

@@ -156,3 +156,36 @@ func ExampleClusterConfig_rateLimit() {
 	// Output:
 	// refused 1 rate_limited 1 throttled 1
 }
+
+// A chunked response's trailer fields come after its body: RoundTrip
+// collects them in Response.Trailer (a ResponseHandler gets them by
+// implementing TrailerHandler).
+func ExampleTrailerHandler() {
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Trailer", "X-Checksum")
+		io.WriteString(w, "data")
+		w.(http.Flusher).Flush()
+		w.Header().Set("X-Checksum", "c0ffee")
+	}))
+	defer backend.Close()
+
+	eng, _ := engine.New(engine.Config{}, nil)
+	eng.Start("")
+	defer eng.Close()
+	cl, err := upstream.NewCluster(eng, upstream.ClusterConfig{Hosts: []string{backend.URL}})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer cl.Close()
+	head := upstream.AppendRequestHead(nil, "GET", "/", "api.internal", nil, -1, false)
+	resp, err := cl.RoundTrip(context.Background(), &upstream.Request{Method: "GET", Head: head}, 0)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	for _, h := range resp.Trailer {
+		fmt.Printf("%s %s: %s\n", resp.Body, h.Name, h.Value)
+	}
+	// Output: data X-Checksum: c0ffee
+}

@@ -49,6 +49,7 @@ type hedger struct {
 var (
 	_ ResponseHandler = (*hedger)(nil)
 	_ InterimHandler  = (*hedger)(nil)
+	_ TrailerHandler  = (*hedger)(nil)
 )
 
 // attempt returns a child exchange of p: the same request, no gates.
@@ -191,6 +192,13 @@ func (hg *hedger) OnResponse(x *Exchange, resp *http1.Response) {
 func (hg *hedger) OnBody(x *Exchange, data []byte) {
 	if hg.winner.Load() == x && !hg.p.ended2.Load() {
 		hg.p.h.OnBody(hg.p, data)
+	}
+}
+
+// OnTrailers passes the winner's trailer fields on.
+func (hg *hedger) OnTrailers(x *Exchange, tr []http1.Header) {
+	if th, ok := hg.p.h.(TrailerHandler); ok && hg.winner.Load() == x && !hg.p.ended2.Load() {
+		th.OnTrailers(hg.p, tr)
 	}
 }
 

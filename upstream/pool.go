@@ -923,6 +923,14 @@ func (cc *clientConn) OnData(conn *engine.Conn, in []byte) int {
 				x.interim(&cc.resp)
 				continue
 			}
+			if cc.resp.Coded && cc.resp.Framing != http1.FramingNone {
+				// A body in a coding the cluster does not decode (gzip,
+				// chunked) would reach the caller as plain bytes: refused
+				// as a bad response, as nginx and Envoy refuse it.
+				cc.fail(x, &Error{Failure: FailBadResponse, Host: cc.hp.name, Err: ErrTransferCoding}, true)
+				conn.Abort(engine.ReasonProtocolError)
+				return len(in)
+			}
 			cc.gotHead = true
 			if cc.resp.KeepAlive > 0 {
 				cc.noteKeepAlive(conn, cc.resp.KeepAlive)
@@ -956,6 +964,11 @@ func (cc *clientConn) OnData(conn *engine.Conn, in []byte) int {
 			x.bodyData(data)
 		}
 		if done {
+			if cc.resp.Framing == http1.FramingChunked {
+				if tr := cc.parser.Trailers(); len(tr) > 0 {
+					x.trailers(tr)
+				}
+			}
 			cc.finish(conn, x, now)
 			continue
 		}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/warrenhq/warren/admin"
 	"github.com/warrenhq/warren/engine"
+	"github.com/warrenhq/warren/http1"
 	"github.com/warrenhq/warren/proxy"
 	"github.com/warrenhq/warren/stack"
 	"github.com/warrenhq/warren/tlsx"
@@ -49,6 +50,13 @@ func runProxy(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&pc.MaxBacklog, "max-backlog", proxy.DefaultMaxBacklog, "bytes queued toward a slow peer before the other side is paused")
 	fs.StringVar(&pc.Via, "via", "warren", "pseudonym in the Via header")
 	fs.Int64Var(&pc.Limits.MaxBodyBytes, "max-body-bytes", 0, "request body limit, 413 over it (0: none, the backend decides)")
+	fs.IntVar(&pc.Limits.MaxHeaderBytes, "max-header-bytes", http1.DefaultMaxHeaderBytes, "request head limit (and a chunked request's trailer section), 431 over it")
+	fs.IntVar(&pc.Limits.MaxHeaders, "max-headers", http1.DefaultMaxHeaders, "request header field count limit (and trailer fields), 431 over it")
+	fs.IntVar(&pc.Limits.MaxURIBytes, "max-uri-bytes", http1.DefaultMaxURIBytes, "request-target limit, 414 over it")
+	fs.IntVar(&cc.MaxResponseHeaderBytes, "max-response-header-bytes", http1.DefaultMaxHeaderBytes, "backend response head limit (and a chunked response's trailer section); over it 502 bad_response")
+	fs.IntVar(&cc.MaxResponseHeaders, "max-response-headers", http1.DefaultMaxHeaders, "backend response header field count limit (and trailer fields); over it 502 bad_response")
+	fs.IntVar(&pc.MaxInterim, "max-interim", proxy.DefaultMaxInterim, "interim (1xx) responses passed on per request; more are dropped and counted (negative: none)")
+	fs.IntVar(&pc.MaxInterimBytes, "max-interim-bytes", proxy.DefaultMaxInterimBytes, "bytes of interim response heads passed on per request; more are dropped and counted")
 	fs.Float64Var(&pc.RatePerIP, "rate-limit-per-ip", 0, "requests a second each client address may make; over it: 429 from the proxy itself (0: no limit)")
 	fs.IntVar(&pc.BurstPerIP, "rate-limit-per-ip-burst", 0, "burst of -rate-limit-per-ip (0: the rate rounded up, at least 1)")
 	fs.Var((*routeLimitsFlag)(&pc.RouteLimits), "route-limit",
