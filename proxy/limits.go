@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/warrenhq/warren/http1"
+	"github.com/warrenhq/warren/internal/ipkey"
 	"github.com/warrenhq/warren/upstream"
 )
 
@@ -234,6 +235,7 @@ func retryAfterSeconds(d time.Duration) int64 {
 // checkLimits applies the route limits, and Config.RatePerIP first when
 // perIP, to req from addr. It returns nil when the request may go on.
 func (p *Proxy) checkLimits(addr netip.Addr, req *http1.Request, now time.Time, perIP bool) *limitError {
+	addr = ipkey.Of(addr, p.cfg.PerIPv6Prefix)
 	if perIP && p.perIP != nil {
 		if r, wait := p.perIP.CheckWait(addr, now, 1); r != upstream.ReasonNone {
 			p.st.rateLimited.Add(1)

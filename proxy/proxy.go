@@ -87,6 +87,13 @@ type Config struct {
 	// BurstPerIP is the bucket size of RatePerIP. Zero means RatePerIP
 	// rounded up, at least 1.
 	BurstPerIP int
+	// PerIPv6Prefix is the prefix length an IPv6 client is counted by,
+	// for RatePerIP and for RouteLimits keyed by client address: every
+	// address of one /64 is one client by default, since a subscriber or
+	// a host is usually given a whole /64 and could otherwise step around
+	// a limit by changing address. Zero means 64; 128 counts each address
+	// on its own. IPv4 clients are counted by their address.
+	PerIPv6Prefix int
 	// RouteLimits are inbound rate limits by path prefix, keyed by client
 	// address or a header (RouteLimit), checked after RatePerIP on the
 	// proxy's listeners and on Forward routes: over one, the proxy

@@ -27,7 +27,7 @@ func EngineFlags(fs *flag.FlagSet, c *engine.Config) {
 	fs.BoolVar(&c.Inline, "inline", false, "run handlers that do not choose (raw TCP) on the event loop (they must never block); protocol parsers always run there")
 	fs.IntVar(&c.MaxConns, "max-conns", d.MaxConns, "maximum open connections (negative: unbounded)")
 	fs.IntVar(&c.MaxConnsPerIP, "max-conns-per-ip", 0, "maximum open connections per remote IP (0: unbounded)")
-	fs.IntVar(&c.PerIPv6Prefix, "per-ip-v6-prefix", ipkey.DefaultIPv6Bits, "-max-conns-per-ip counts an IPv6 client by this prefix of its address (64: a /64 is one client; 128: each address)")
+	fs.IntVar(&c.PerIPv6Prefix, "per-ip-v6-prefix", ipkey.DefaultIPv6Bits, "-max-conns-per-ip (and warren proxy's -rate-limit-per-ip and -route-limit by address) count an IPv6 client by this prefix of its address (64: a /64 is one client; 128: each address)")
 	fs.Float64Var(&c.AcceptRate, "accept-rate", 0, "maximum accepted connections per second (0: unbounded)")
 	fs.IntVar(&c.AcceptBurst, "accept-burst", 0, "accept-rate token bucket depth (0: the rate)")
 	fs.DurationVar(&c.IdleTimeout, "conn-idle-timeout", d.IdleTimeout, "close connections idle this long, on listeners whose protocol sets no idle timeout of its own (HTTP has -idle-timeout) (negative: never)")

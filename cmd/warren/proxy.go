@@ -132,6 +132,7 @@ func runProxy(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	envDefault(fs, "admin-token", "WARREN_ADMIN_TOKEN")
+	pc.PerIPv6Prefix = ecfg.PerIPv6Prefix // one setting for every per-client bound
 	if err := proxy.ValidateRouteLimits(pc.RouteLimits); err != nil {
 		fmt.Fprintf(stderr, "warren proxy: -route-limit: %v\n", err)
 		return 2
