@@ -63,6 +63,13 @@ type Config struct {
 	// back spread out. Zero means 1 s and 10 s.
 	RetryHintMin    time.Duration
 	RetryHintJitter time.Duration
+	// DrainTimeout is how long the node's drain may take (warren serve's
+	// -drain-timeout; the engine's Shutdown context is what ends it). A
+	// device with commands waiting for its acks when the drain begins is
+	// kept open until they are answered, at most until the drain timeout
+	// less a quarter of it (at most 2 s less), when they are answered
+	// "timeout" (504) and it gets its 1001. Zero means 10 s.
+	DrainTimeout time.Duration
 	// WebSocket configures device connections (message size, pings,
 	// deflate); Accept and Inline are the gateway's.
 	WebSocket websocket.Config

@@ -112,6 +112,10 @@ func newWSDevices(hub *Hub, auth Authenticator, cfg Config, now func() time.Time
 	wcfg.Inline = true
 	wcfg.Accept = d.accept
 	wcfg.GoingAway = d.goingAway
+	wcfg.DrainHold = func(c *websocket.Conn) bool {
+		dev, _ := c.Context().(*wsDevice)
+		return dev != nil && dev.session() != nil && d.hub.drainHold(&dev.s)
+	}
 	wcfg.Label = func(c *websocket.Conn) string {
 		if dev, ok := c.Context().(*wsDevice); ok {
 			return dev.s.Device
@@ -319,7 +323,12 @@ func (dev *wsDevice) Close(reason string) {
 	case ReasonTokenExpired:
 		code = CloseTokenExpired
 	case ReasonShutdown:
-		code = websocket.CloseGoingAway
+		// The drain let go of a device it kept open for its commands:
+		// the drain's own goodbye, 1001 with the retry hint.
+		r := reason
+		dev.reason.CompareAndSwap(nil, &r)
+		dev.c.GoingAway()
+		return
 	case ReasonRateLimited:
 		code = CloseRateLimited
 	case ReasonCertRevoked:

@@ -135,7 +135,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	if gcfg.API == "" {
 		gcfg.API = "-"
 	}
-	gcfg.CommandTimeout, gcfg.MaxBadFrames, gcfg.Logger = *cmdTimeout, *maxBad, log
+	gcfg.CommandTimeout, gcfg.MaxBadFrames, gcfg.Logger, gcfg.DrainTimeout = *cmdTimeout, *maxBad, log, *drain
 	gcfg.MaxPending, gcfg.MaxCommandTimeout = *maxPending, *maxCmdTimeout
 	gcfg.Bus = gateway.BusConfig{Listen: *natsListen, ClusterListen: *natsCluster, Routes: splitList(*natsRoutes),
 		URLs: splitList(*natsURLs), PendingLimit: *natsPending, ReconnectBuffer: *natsReconnectBuf}
