@@ -63,6 +63,11 @@ type Config struct {
 	// back spread out. Zero means 1 s and 10 s.
 	RetryHintMin    time.Duration
 	RetryHintJitter time.Duration
+	// DeviceHeldBytes bounds the telemetry bytes each device paused for
+	// NATS backpressure holds (see HubConfig.MaxHeldBytes); past it its
+	// messages are dropped, counted with reason held_overflow. Zero means
+	// DefaultDeviceHeldBytes (256 KiB).
+	DeviceHeldBytes int
 	// DrainTimeout is how long the node's drain may take (warren serve's
 	// -drain-timeout; the engine's Shutdown context is what ends it). A
 	// device with commands waiting for its acks when the drain begins is

@@ -169,12 +169,12 @@ func (s *Session) setGone() { s.state.Or(sGone) }
 // addBad counts one bad frame and returns the count so far.
 func (s *Session) addBad() int32 { return int32(s.state.Add(1<<badShift) >> badShift) }
 
-// maxHeldBytes bounds the telemetry a paused device's session holds: the
-// rest of the read that hit backpressure. Reading stops, so only frames
-// already read arrive; past the bound they are dropped and counted.
-const maxHeldBytes = 256 << 10
+// DefaultDeviceHeldBytes is HubConfig.MaxHeldBytes's default (and
+// Config.DeviceHeldBytes's, warren serve's -device-held-bytes).
+const DefaultDeviceHeldBytes = 256 << 10
 
-// heldQueue is a paused session's telemetry, bounded by maxHeldBytes.
+// heldQueue is a paused session's telemetry, bounded by
+// HubConfig.MaxHeldBytes.
 type heldQueue struct {
 	mu    sync.Mutex
 	msgs  []*nats.Msg
@@ -190,13 +190,13 @@ func (s *Session) heldQ() *heldQueue {
 	return s.held.Load()
 }
 
-// hold keeps m for when NATS has room; it reports false when the bound is
-// reached.
-func (s *Session) hold(m *nats.Msg) bool {
+// hold keeps m for when NATS has room; it reports false when limit
+// (bytes of held payload) is reached.
+func (s *Session) hold(m *nats.Msg, limit int) bool {
 	q := s.heldQ()
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.bytes+len(m.Data) > maxHeldBytes {
+	if q.bytes+len(m.Data) > limit {
 		return false
 	}
 	m.Data = append([]byte(nil), m.Data...) // the caller's buffer is not ours to keep
@@ -262,6 +262,12 @@ type HubConfig struct {
 	// Limits limits each device's telemetry (see DeviceLimits). The
 	// zero value limits nothing.
 	Limits DeviceLimits
+	// MaxHeldBytes bounds the telemetry payload bytes a device paused
+	// for NATS backpressure holds: the rest of the read that hit it
+	// (reading stops, so only frames already read arrive). Past it they
+	// are dropped and counted (telemetry_dropped_total{reason=
+	// "held_overflow"}). Zero means DefaultDeviceHeldBytes (256 KiB).
+	MaxHeldBytes int
 	// DrainTimeout is the node's drain deadline (warren serve's
 	// -drain-timeout): a device kept open at the drain for its commands
 	// still waiting for acks (see Drain) is let go at the latest
@@ -398,6 +404,9 @@ func NewHub(cfg HubConfig, bus *Bus) *Hub {
 	}
 	if cfg.DrainTimeout <= 0 {
 		cfg.DrainTimeout = 10 * time.Second
+	}
+	if cfg.MaxHeldBytes <= 0 {
+		cfg.MaxHeldBytes = DefaultDeviceHeldBytes
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -1073,7 +1082,7 @@ func (h *Hub) Telemetry(s *Session, data []byte, now time.Time) bool {
 	if s.paused() {
 		// Reading is paused; frames of the read already in flight are
 		// held too.
-		if !s.hold(tm.detach()) {
+		if !s.hold(tm.detach(), h.cfg.MaxHeldBytes) {
 			h.m.dropped("held_overflow")
 		}
 		return true
@@ -1126,7 +1135,7 @@ func (tm *telemetryMsg) release() {
 }
 
 func (h *Hub) pause(s *Session, m *nats.Msg) {
-	if !s.hold(m) {
+	if !s.hold(m, h.cfg.MaxHeldBytes) {
 		h.m.dropped("held_overflow")
 	}
 	if s.setPaused() {

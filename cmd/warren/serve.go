@@ -79,6 +79,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	serveExtraFlags(fs, &extra, &gcfg)
 	upTLS := serveUpstreamTLSFlags(fs) // -upstream-ca, -upstream-insecure, … (serve_upstream.go)
 	deviceLimitFlags(fs, &gcfg.DeviceLimits)
+	fs.IntVar(&gcfg.DeviceHeldBytes, "device-held-bytes", gateway.DefaultDeviceHeldBytes, "telemetry bytes each device paused for NATS backpressure holds (the rest of its read); past it they are dropped, counted (held_overflow)")
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
 			return 0
