@@ -99,17 +99,31 @@ type Session struct {
 	expires uint32        // the token's exp, Unix seconds rounded up; 0: none
 	last    atomic.Uint32 // the last activity, whole seconds after since
 	seq     uint32        // the session's number on its node (modulo 2^32): node/seq is its id
-	// state holds sPaused and sGone, and the bad frames so far in the
-	// bits above them (addBad).
+	// state holds sPaused and sGone, and above them the bad frames of
+	// the current window and that window's number (addBad).
 	state atomic.Uint32
 }
 
-// Session state bits.
+// Session state bits: two flags, then the bad frames of the current
+// window (badBits: at most MaxBadFramesLimit), then the window's number
+// since the session began (modulo 2^winBits: a session's window number
+// wraps after 2^18 windows, which only makes an old count look current
+// again if no bad frame came in exactly that long).
 const (
 	sPaused  = 1 << 0 // reading is paused (backpressure): telemetry is held
 	sGone    = 1 << 1 // replaced or gone: reading is not resumed
 	badShift = 2      // the bad frames count from this bit on
+	badBits  = 12
+	winShift = badShift + badBits
+	winBits  = 32 - winShift
+
+	badMask = (1<<badBits - 1) << badShift
+	winMask = (1<<winBits - 1) << winShift
 )
+
+// MaxBadFramesLimit is the largest bad-frame count a session keeps per
+// window; a larger Config.MaxBadFrames is treated as this.
+const MaxBadFramesLimit = 1<<badBits - 1
 
 // setExpires records the token's expiry (zero: none), rounded up to whole
 // seconds (within 2106).
@@ -166,8 +180,30 @@ func (s *Session) gone() bool { return s.state.Load()&sGone != 0 }
 
 func (s *Session) setGone() { s.state.Or(sGone) }
 
-// addBad counts one bad frame and returns the count so far.
-func (s *Session) addBad() int32 { return int32(s.state.Add(1<<badShift) >> badShift) }
+// addBad counts one bad frame at now and returns the count in its
+// window: fixed windows of length window since the session began, so a
+// device's bad frames are counted over the last window or two, not its
+// whole life (a device that errs once an hour is never closed for it).
+// It costs no byte beyond the session's state word and no timer: the
+// count restarts when a bad frame comes in a later window. window <= 0
+// counts over the session's whole life.
+func (s *Session) addBad(now time.Time, window time.Duration) int32 {
+	var w uint32
+	if window > 0 {
+		w = uint32((now.UnixNano()-s.since)/int64(window)) << winShift & winMask
+	}
+	for {
+		old := s.state.Load()
+		n := (old & badMask) >> badShift
+		if old&winMask != w {
+			n = 0 // a new window
+		}
+		n = min(n+1, MaxBadFramesLimit)
+		if s.state.CompareAndSwap(old, old&^(badMask|winMask)|w|n<<badShift) {
+			return int32(n)
+		}
+	}
+}
 
 // DefaultDeviceHeldBytes is HubConfig.MaxHeldBytes's default (and
 // Config.DeviceHeldBytes's, warren serve's -device-held-bytes).

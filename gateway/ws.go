@@ -58,6 +58,7 @@ type wsDevices struct {
 	hub          *Hub
 	auth         Authenticator
 	maxBad       int32
+	badWindow    time.Duration
 	retryMin     time.Duration
 	retryJitter  time.Duration
 	now          func() time.Time
@@ -106,7 +107,8 @@ var (
 )
 
 func newWSDevices(hub *Hub, auth Authenticator, cfg Config, now func() time.Time) *wsDevices {
-	d := &wsDevices{hub: hub, auth: auth, maxBad: int32(cfg.MaxBadFrames), retryMin: cfg.RetryHintMin,
+	d := &wsDevices{hub: hub, auth: auth, maxBad: int32(min(cfg.MaxBadFrames, MaxBadFramesLimit)),
+		badWindow: cfg.BadFrameWindow, retryMin: cfg.RetryHintMin,
 		retryJitter: cfg.RetryHintJitter, now: now}
 	wcfg := cfg.WebSocket
 	wcfg.Inline = true
@@ -245,7 +247,7 @@ func plainTelemetry(b []byte) []byte {
 // that keeps sending them.
 func (d *wsDevices) bad(dev *wsDevice, code, msg, id string) {
 	d.refuse(dev, code, msg, id)
-	if n := dev.s.addBad(); d.maxBad > 0 && n >= d.maxBad {
+	if n := dev.s.addBad(d.now(), d.badWindow); d.maxBad > 0 && n >= d.maxBad {
 		dev.closeWith(ReasonAbuse, websocket.ClosePolicyViolation, "too many bad frames")
 	}
 }
