@@ -15,11 +15,11 @@ func TestBadFrameWindow(t *testing.T) {
 	t0 := time.Date(2026, 12, 7, 1, 0, 0, 0, time.UTC)
 	s := &Session{since: t0.UnixNano()}
 	s.setPaused()
-	for min := range 60 {
+	for m := range 60 {
 		for i := range 9 {
-			at := t0.Add(time.Duration(min)*time.Minute + time.Duration(i)*time.Second)
+			at := t0.Add(time.Duration(m)*time.Minute + time.Duration(i)*time.Second)
 			if n := s.addBad(at, time.Minute); n != int32(i+1) {
-				t.Fatalf("minute %d, bad frame %d: count %d, want %d", min, i+1, n, i+1)
+				t.Fatalf("minute %d, bad frame %d: count %d, want %d", m, i+1, n, i+1)
 			}
 		}
 	}
@@ -60,7 +60,7 @@ func TestBadFrameConfig(t *testing.T) {
 	if g.ws.badWindow != DefaultBadFrameWindow || g.ws.maxBad != 10 {
 		t.Fatalf("defaults: window %v, max %d", g.ws.badWindow, g.ws.maxBad)
 	}
-	g = startGatewayWith(t, "n1", BusConfig{}, func(c *Config) { c.MaxBadFrames, c.BadFrameWindow = 1 << 20, -1 })
+	g = startGatewayWith(t, "n1", BusConfig{}, func(c *Config) { c.MaxBadFrames, c.BadFrameWindow = 1<<20, -1 })
 	if g.ws.badWindow >= 0 || g.ws.maxBad != MaxBadFramesLimit {
 		t.Fatalf("set: window %v, max %d", g.ws.badWindow, g.ws.maxBad)
 	}
