@@ -461,6 +461,26 @@ func TestDebugConns(t *testing.T) {
 	if l.Total != 4 || l.Conns == nil || len(l.Conns) != 0 {
 		t.Errorf("past the end: %+v", l)
 	}
+	// A cursor pages by id: each page's next_cursor is its last id, and
+	// the last page has none.
+	var walked []uint64
+	for cursor, pages := "", 0; pages < 10; pages++ {
+		l = ConnList{} // (next_cursor is left out on the last page)
+		getJSON(t, s, "/debug/conns?limit=1&cursor="+cursor, &l)
+		if len(l.Conns) != 1 {
+			t.Fatalf("cursor %q: %+v", cursor, l)
+		}
+		walked = append(walked, l.Conns[0].ID)
+		if l.Total != 4-pages {
+			t.Errorf("cursor %q: total %d, want the %d after it", cursor, l.Total, 4-pages)
+		}
+		if cursor = l.NextCursor; cursor == "" {
+			break
+		}
+	}
+	if len(walked) != 4 || walked[0] != all.Conns[0].ID || walked[3] != all.Conns[3].ID {
+		t.Errorf("cursor walk %v, want the 4 ids of %+v", walked, all.Conns)
+	}
 	getJSON(t, s, "/debug/conns?sort=bytes&limit=1", &l)
 	if len(l.Conns) != 1 || !strings.HasSuffix(cs[2].LocalAddr().String(), l.Conns[0].Remote[strings.LastIndex(l.Conns[0].Remote, ":"):]) {
 		t.Errorf("sort=bytes: %+v, want the conn from %s", l.Conns, cs[2].LocalAddr())
@@ -470,7 +490,7 @@ func TestDebugConns(t *testing.T) {
 		t.Errorf("sort=served: %+v", l.Conns)
 	}
 	for _, q := range []string{"state=bogus", "remote=nowhere", "min_age=soon", "max_age=-5",
-		"sort=size", "limit=0", "limit=x", "offset=-1"} {
+		"sort=size", "limit=0", "limit=x", "offset=-1", "offset=19999&limit=2", "cursor=x", "sort=bytes&cursor=1"} {
 		code, body, _ := get(t, s, "/debug/conns?"+q, "")
 		if code != 400 || !strings.Contains(body, `"error"`) {
 			t.Errorf("%s: %d %s", q, code, body)

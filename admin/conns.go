@@ -53,17 +53,26 @@ type Conn struct {
 }
 
 // ConnList is the answer of GET /debug/conns: Total connections matched the
-// filters, of which Conns holds those from Offset on, at most Limit.
+// filters (past the cursor, if one was given), of which Conns holds those
+// from Offset on, at most Limit. NextCursor, when the list is sorted by id
+// and more connections matched than it holds, is the cursor of the next
+// page (its last id).
 type ConnList struct {
-	Total  int    `json:"total"`
-	Offset int    `json:"offset"`
-	Limit  int    `json:"limit"`
-	Conns  []Conn `json:"conns"`
+	Total      int    `json:"total"`
+	Offset     int    `json:"offset"`
+	Limit      int    `json:"limit"`
+	NextCursor string `json:"next_cursor,omitempty"`
+	Conns      []Conn `json:"conns"`
 }
 
+// Bounds of /debug/conns: a page is at most maxLimit connections, and
+// offset + limit at most maxWindow, so that a request keeps at most
+// maxWindow connections' descriptions however many the engine holds
+// (deeper pages go by cursor, sort=id).
 const (
 	defaultLimit = 100
 	maxLimit     = 10000
+	maxWindow    = 20000
 )
 
 func (s *Server) connOf(ci *engine.ConnInfo, now time.Time) Conn {
@@ -108,6 +117,7 @@ type connQuery struct {
 	sort    string
 	offset  int
 	limit   int
+	cursor  uint64 // ids after it only (sort=id); 0: from the start
 }
 
 // sorts order connections for /debug/conns; all but id put the largest
@@ -156,6 +166,14 @@ func parseConnQuery(q map[string][]string) (connQuery, error) {
 		}
 	}
 	cq.label = get("label")
+	// device= and prefix= name a device (the gateway's label) as label=
+	// does: exactly, or by the start of its id.
+	if v := get("device"); v != "" {
+		cq.label = v
+	}
+	if v := get("prefix"); v != "" {
+		cq.label = v + "*"
+	}
 	if v := get("remote"); v != "" {
 		if cq.remote, err = remoteFilter(v); err != nil {
 			return cq, err
@@ -188,6 +206,17 @@ func parseConnQuery(q map[string][]string) (connQuery, error) {
 				return cq, fmt.Errorf("%s: %q is not a whole number ≥ %d", n.key, v, n.min)
 			}
 			*n.to = min(i, n.max)
+		}
+	}
+	if cq.offset+cq.limit > maxWindow {
+		return cq, fmt.Errorf("offset: offset + limit may be at most %d; page further with cursor (sort=id)", maxWindow)
+	}
+	if v := get("cursor"); v != "" {
+		if cq.sort != "id" {
+			return cq, fmt.Errorf("cursor: only with sort=id")
+		}
+		if cq.cursor, err = strconv.ParseUint(v, 10, 64); err != nil {
+			return cq, fmt.Errorf("cursor: %q is not a connection id", v)
 		}
 	}
 	return cq, nil
@@ -273,28 +302,96 @@ func (q *connQuery) match(ci *engine.ConnInfo, now time.Time) bool {
 	return idle >= q.minIdle
 }
 
-// listConns applies q to a fresh snapshot of the source's connections. It
-// filters and sorts pointers into the snapshot and converts only the page
-// it returns.
+// connWalker is a Source that walks its connections without a snapshot
+// of them all (engine.Engine.EachConnInfo).
+type connWalker interface {
+	EachConnInfo(fn func(ci *engine.ConnInfo))
+}
+
+// listConns applies q to the source's live connections. It counts the
+// matches and keeps only the first offset + limit of them in sort order
+// (a bounded heap, at most maxWindow), walking the connections where the
+// source can (connWalker) rather than copying them all, and converts only
+// the page it returns.
 func (s *Server) listConns(q connQuery) ConnList {
-	infos := s.src.Conns()
 	now := s.clock.Now()
-	matched := make([]*engine.ConnInfo, 0, len(infos))
-	for i := range infos {
-		if q.match(&infos[i], now) {
-			matched = append(matched, &infos[i])
+	top := boundedTop{cmp: sorts[q.sort], n: q.offset + q.limit}
+	total := 0
+	visit := func(ci *engine.ConnInfo) {
+		if (q.cursor != 0 && ci.ID <= q.cursor) || !q.match(ci, now) {
+			return
+		}
+		total++
+		top.offer(ci)
+	}
+	if w, ok := s.src.(connWalker); ok {
+		w.EachConnInfo(visit)
+	} else {
+		infos := s.src.Conns()
+		for i := range infos {
+			visit(&infos[i])
 		}
 	}
-	slices.SortFunc(matched, sorts[q.sort])
-	out := ConnList{Total: len(matched), Offset: q.offset, Limit: q.limit, Conns: []Conn{}}
+	matched := top.sorted()
+	out := ConnList{Total: total, Offset: q.offset, Limit: q.limit, Conns: []Conn{}}
 	if q.offset < len(matched) {
-		page := matched[q.offset:min(len(matched), q.offset+q.limit)]
+		page := matched[q.offset:]
 		out.Conns = make([]Conn, len(page))
-		for i, ci := range page {
-			out.Conns[i] = s.connOf(ci, now)
+		for i := range page {
+			out.Conns[i] = s.connOf(&page[i], now)
+		}
+		if q.sort == "id" && q.offset+len(page) < total {
+			out.NextCursor = strconv.FormatUint(page[len(page)-1].ID, 10)
 		}
 	}
 	return out
+}
+
+// boundedTop keeps the first n connections offered, in cmp's order: a
+// max-heap of at most n copies, its root the last of them.
+type boundedTop struct {
+	cmp func(a, b *engine.ConnInfo) int
+	n   int
+	h   []engine.ConnInfo
+}
+
+// offer keeps a copy of ci if it is among the first n so far.
+func (t *boundedTop) offer(ci *engine.ConnInfo) {
+	switch {
+	case t.n <= 0:
+	case len(t.h) < t.n:
+		t.h = append(t.h, *ci)
+		for i := len(t.h) - 1; i > 0; { // up
+			p := (i - 1) / 2
+			if t.cmp(&t.h[p], &t.h[i]) >= 0 {
+				break
+			}
+			t.h[p], t.h[i] = t.h[i], t.h[p]
+			i = p
+		}
+	case t.cmp(ci, &t.h[0]) < 0:
+		t.h[0] = *ci
+		for i := 0; ; { // down
+			l, big := 2*i+1, i
+			if l < len(t.h) && t.cmp(&t.h[l], &t.h[big]) > 0 {
+				big = l
+			}
+			if r := l + 1; r < len(t.h) && t.cmp(&t.h[r], &t.h[big]) > 0 {
+				big = r
+			}
+			if big == i {
+				break
+			}
+			t.h[i], t.h[big] = t.h[big], t.h[i]
+			i = big
+		}
+	}
+}
+
+// sorted returns what t kept, in cmp's order.
+func (t *boundedTop) sorted() []engine.ConnInfo {
+	slices.SortFunc(t.h, func(a, b engine.ConnInfo) int { return t.cmp(&a, &b) })
+	return t.h
 }
 
 func (s *Server) serveConns(w http.ResponseWriter, r *http.Request) {

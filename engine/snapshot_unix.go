@@ -11,10 +11,26 @@ import (
 
 // snapshot describes l's connections for Engine.Conns; it runs on l.
 func (l *loop) snapshot() []ConnInfo {
-	e := l.e
 	var out []ConnInfo
+	l.walkInfo(func(ci *ConnInfo) bool {
+		out = append(out, *ci)
+		return true
+	})
+	return out
+}
+
+// walkInfo calls fn with a description of each of l's connections, in one
+// ConnInfo reused from call to call, until fn returns false; it runs on l
+// (Engine.EachConnInfo).
+func (l *loop) walkInfo(fn func(ci *ConnInfo) bool) {
+	e := l.e
 	now := l.tick.Load()
+	var ci ConnInfo
+	going := true
 	l.eachConn(func(c *Conn) {
+		if !going {
+			return
+		}
 		c.mu.Lock()
 		queued, lw := c.out.len(), c.lastWrite
 		c.mu.Unlock()
@@ -25,16 +41,16 @@ func (l *loop) snapshot() []ConnInfo {
 		// Accepted connections on a listener bound to one address share
 		// its local address: spare a getsockname per connection.
 		local := c.LocalAddr()
-		out = append(out, ConnInfo{
+		ci = ConnInfo{
 			ID: c.id, Loop: l.idx, Remote: c.RemoteAddr(), Local: local, State: c.State(),
 			Protocol: c.Protocol(), Label: labelOf(c), Listener: int(c.ln), Outbound: c.flags&fOutbound != 0,
 			Created:    time.Unix(0, c.created),
 			LastActive: e.start.Add(time.Duration(last-1) * e.tickDur),
 			BytesIn:    c.bytesIn.Load(), BytesOut: c.bytesOut.Load(), Served: c.served.Load(),
 			ReadBuffer: len(c.in), WriteBuffer: queued,
-		})
+		}
+		going = fn(&ci)
 	})
-	return out
 }
 
 // sockName looks c's local address up with getsockname.

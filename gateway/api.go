@@ -129,6 +129,11 @@ func writeCommandResult(c *http1.Ctx, ack Ack, err error) {
 		writeJSON(c, 404, map[string]string{"error": "offline"})
 	case errors.Is(err, ErrCommandTimeout):
 		writeJSON(c, 504, map[string]string{"error": "timeout", "id": ack.ID})
+	case errors.Is(err, ErrDraining):
+		// The node holding the device drains: the device reconnects
+		// elsewhere (or to it restarted) within its retry hint.
+		c.SetHeader("Retry-After", "1")
+		writeJSON(c, 503, map[string]string{"error": "draining"})
 	case errors.Is(err, ErrBadCommandName):
 		writeJSON(c, 400, map[string]string{"error": badCommandName})
 	case errors.Is(err, ErrTooManyPending), errors.Is(err, ErrDirectory):

@@ -118,3 +118,30 @@ func TestBackpressure(t *testing.T) {
 		return false
 	})
 }
+
+// TestDeviceHeldBytes: a paused device holds at most DeviceHeldBytes of
+// telemetry (here 300: one 200-byte message); the next is dropped and
+// counted held_overflow. Unset, the bound is DefaultDeviceHeldBytes.
+func TestDeviceHeldBytes(t *testing.T) {
+	if g := startGateway(t, "n0", BusConfig{}); g.Hub().cfg.MaxHeldBytes != DefaultDeviceHeldBytes {
+		t.Fatalf("default held bound %d, want %d", g.Hub().cfg.MaxHeldBytes, DefaultDeviceHeldBytes)
+	}
+	g := startGatewayWith(t, "n1", BusConfig{}, func(c *Config) { c.DeviceHeldBytes = 300 })
+	d := connect(t, g, "dev-h")
+	s := g.Hub().Local("dev-h")
+	s.setPaused() // as if NATS had pushed back: what arrives now is held
+	pad := strings.Repeat("x", 200)
+	d.send(`{"type":"telemetry","data":"` + pad + `"}`)
+	d.send(`{"type":"telemetry","data":"` + pad + `"}`)
+	testutil.Eventually(t, 0, "the second message dropped", func() bool { return g.Hub().m.droppedCount("held_overflow") == 1 })
+	q := s.held.Load()
+	if q == nil {
+		t.Fatal("nothing held")
+	}
+	q.mu.Lock()
+	n, bytes := len(q.msgs), q.bytes
+	q.mu.Unlock()
+	if n != 1 || bytes != 202 {
+		t.Fatalf("held %d messages, %d bytes; want the first, 202 bytes", n, bytes)
+	}
+}

@@ -161,6 +161,8 @@ func (h *Hub) nodeAnswer(m *nats.Msg, err error, viaDir bool) (Ack, error) {
 		return r.Ack, nil
 	case "offline":
 		return Ack{}, ErrOffline
+	case "draining":
+		return Ack{}, ErrDraining
 	default:
 		return Ack{}, errors.New(r.Error)
 	}

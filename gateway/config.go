@@ -51,8 +51,15 @@ type Config struct {
 	// means 100,000.
 	MaxPending int
 	// MaxBadFrames closes a device (reason abuse, close 1008) after this
-	// many refused frames. Zero means 10; negative never closes.
+	// many refused frames within one BadFrameWindow. Zero means 10;
+	// negative never closes; at most MaxBadFramesLimit (4,095).
 	MaxBadFrames int
+	// BadFrameWindow is the window MaxBadFrames counts over: fixed
+	// windows from the connection's start, so a device reaches the bound
+	// only by sending MaxBadFrames bad frames within one window (or, at
+	// a window's edge, within two). Zero means DefaultBadFrameWindow (1
+	// minute); negative counts over the connection's whole life.
+	BadFrameWindow time.Duration
 	// DeviceLimits limits each device's telemetry rate, by device id (so a
 	// reconnect does not reset it), over WebSocket and MQTT alike. The
 	// zero value limits nothing (warren serve's -device-rate).
@@ -63,6 +70,18 @@ type Config struct {
 	// back spread out. Zero means 1 s and 10 s.
 	RetryHintMin    time.Duration
 	RetryHintJitter time.Duration
+	// DeviceHeldBytes bounds the telemetry bytes each device paused for
+	// NATS backpressure holds (see HubConfig.MaxHeldBytes); past it its
+	// messages are dropped, counted with reason held_overflow. Zero means
+	// DefaultDeviceHeldBytes (256 KiB).
+	DeviceHeldBytes int
+	// DrainTimeout is how long the node's drain may take (warren serve's
+	// -drain-timeout; the engine's Shutdown context is what ends it). A
+	// device with commands waiting for its acks when the drain begins is
+	// kept open until they are answered, at most until the drain timeout
+	// less a quarter of it (at most 2 s less), when they are answered
+	// "timeout" (504) and it gets its 1001. Zero means 10 s.
+	DrainTimeout time.Duration
 	// WebSocket configures device connections (message size, pings,
 	// deflate); Accept and Inline are the gateway's.
 	WebSocket websocket.Config
@@ -154,6 +173,8 @@ const (
 	DefaultAddr    = "127.0.0.1:8080"
 	DefaultAPI     = "127.0.0.1:8081"
 	DefaultDataDir = "./warren-data"
+	// DefaultBadFrameWindow is Config.BadFrameWindow's default.
+	DefaultBadFrameWindow = time.Minute
 )
 
 func (c Config) withDefaults() Config {
@@ -168,6 +189,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxBadFrames == 0 {
 		c.MaxBadFrames = 10
+	}
+	if c.BadFrameWindow == 0 {
+		c.BadFrameWindow = DefaultBadFrameWindow
 	}
 	if c.RetryHintMin <= 0 {
 		c.RetryHintMin = time.Second

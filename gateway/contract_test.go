@@ -201,14 +201,17 @@ func TestLastSeenOnAnotherNode(t *testing.T) {
 	}
 }
 
-// TestDrainAnswersWaitingCommands: SIGTERM's drain closes the devices
-// with 1001 at once, so a command still waiting for its ack can no longer
-// get one. It is answered 504 as soon as the last device has gone, and
-// the drain ends then; before, the API request waited out the command's
-// own timeout (here a minute), which held the drain until its deadline
-// cut the request off with no answer at all.
+// TestDrainAnswersWaitingCommands: a device whose command waits for an
+// ack that never comes is kept open by the drain (its ack could still
+// come) until the drain's hold ends, drainHoldFor(DrainTimeout) — here
+// 1.5 s of a 2 s drain timeout: the command is answered 504 then, the
+// device gets its 1001, and the drain ends within its deadline. Before
+// the hold, the device was closed at once and the command answered 504
+// as soon as the last device had gone; before that, the API request
+// waited out the command's own timeout (here a minute), which held the
+// drain until its deadline cut the request off with no answer at all.
 func TestDrainAnswersWaitingCommands(t *testing.T) {
-	g := startGateway(t, "n1", BusConfig{})
+	g := startGatewayWith(t, "n1", BusConfig{}, func(c *Config) { c.DrainTimeout = 2 * time.Second })
 	d := connect(t, g, "dev-d")
 	nc := natsConn(t, g)
 	pres, _ := nc.SubscribeSync("devices.dev-d.presence")

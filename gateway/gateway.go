@@ -91,7 +91,8 @@ func New(eng *engine.Engine, cfg Config) (*Gateway, error) {
 	g.cfg.WebSocket.MaxMessageSize, g.cfg.MQTTConfig.Limits.MaxPacketSize = cfg.WebSocket.MaxMessageSize, cfg.MQTTConfig.Limits.MaxPacketSize
 	hc := HubConfig{Node: cfg.Node, Now: eng.Now, CommandTimeout: cfg.CommandTimeout,
 		MaxCommandTimeout: cfg.MaxCommandTimeout, MaxPending: cfg.MaxPending, Logger: cfg.Logger,
-		Directory: cfg.Directory, Limits: cfg.DeviceLimits}
+		Directory: cfg.Directory, Limits: cfg.DeviceLimits, DrainTimeout: cfg.DrainTimeout,
+		MaxHeldBytes: cfg.DeviceHeldBytes}
 	if cfg.Webhook.URL != "" {
 		wc := cfg.Webhook
 		if wc.Cluster.Logger == nil {

@@ -26,9 +26,20 @@ func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, n
 // bc (an in-process embedded NATS server when zero).
 func startGateway(t *testing.T, node string, bc BusConfig) *Gateway {
 	t.Helper()
+	return startGatewayWith(t, node, bc, nil)
+}
+
+// startGatewayWith is startGateway with the test's own settings: set,
+// when not nil, changes the configuration before the node starts.
+func startGatewayWith(t *testing.T, node string, bc BusConfig, set func(*Config)) *Gateway {
+	t.Helper()
 	e := testutil.StartEngine(t, engine.Config{Logger: quietLog()})
-	g, err := New(e, Config{Addr: "127.0.0.1:0", API: "127.0.0.1:0", Auth: NewHMACAuth(testSecret),
-		Node: node, Bus: bc, CommandTimeout: 2 * time.Second, Logger: quietLog(), DataDir: t.TempDir()})
+	cfg := Config{Addr: "127.0.0.1:0", API: "127.0.0.1:0", Auth: NewHMACAuth(testSecret),
+		Node: node, Bus: bc, CommandTimeout: 2 * time.Second, Logger: quietLog(), DataDir: t.TempDir()}
+	if set != nil {
+		set(&cfg)
+	}
+	g, err := New(e, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -74,6 +74,9 @@ var (
 	ErrOffline = errors.New("gateway: device offline")
 	// ErrCommandTimeout: the device did not acknowledge in time.
 	ErrCommandTimeout = errors.New("gateway: command timed out")
+	// ErrDraining: the node holding the device drains; it delivers no
+	// new command (the API's 503 {"error":"draining"}, with Retry-After).
+	ErrDraining = errors.New("gateway: node draining")
 )
 
 // Session is one connected device on this node. It is 64 bytes (a size
@@ -96,17 +99,31 @@ type Session struct {
 	expires uint32        // the token's exp, Unix seconds rounded up; 0: none
 	last    atomic.Uint32 // the last activity, whole seconds after since
 	seq     uint32        // the session's number on its node (modulo 2^32): node/seq is its id
-	// state holds sPaused and sGone, and the bad frames so far in the
-	// bits above them (addBad).
+	// state holds sPaused and sGone, and above them the bad frames of
+	// the current window and that window's number (addBad).
 	state atomic.Uint32
 }
 
-// Session state bits.
+// Session state bits: two flags, then the bad frames of the current
+// window (badBits: at most MaxBadFramesLimit), then the window's number
+// since the session began (modulo 2^winBits: a session's window number
+// wraps after 2^18 windows, which only makes an old count look current
+// again if no bad frame came in exactly that long).
 const (
 	sPaused  = 1 << 0 // reading is paused (backpressure): telemetry is held
 	sGone    = 1 << 1 // replaced or gone: reading is not resumed
 	badShift = 2      // the bad frames count from this bit on
+	badBits  = 12
+	winShift = badShift + badBits
+	winBits  = 32 - winShift
+
+	badMask = (1<<badBits - 1) << badShift
+	winMask = (1<<winBits - 1) << winShift
 )
+
+// MaxBadFramesLimit is the largest bad-frame count a session keeps per
+// window; a larger Config.MaxBadFrames is treated as this.
+const MaxBadFramesLimit = 1<<badBits - 1
 
 // setExpires records the token's expiry (zero: none), rounded up to whole
 // seconds (within 2106).
@@ -163,15 +180,37 @@ func (s *Session) gone() bool { return s.state.Load()&sGone != 0 }
 
 func (s *Session) setGone() { s.state.Or(sGone) }
 
-// addBad counts one bad frame and returns the count so far.
-func (s *Session) addBad() int32 { return int32(s.state.Add(1<<badShift) >> badShift) }
+// addBad counts one bad frame at now and returns the count in its
+// window: fixed windows of length window since the session began, so a
+// device's bad frames are counted over the last window or two, not its
+// whole life (a device that errs once an hour is never closed for it).
+// It costs no byte beyond the session's state word and no timer: the
+// count restarts when a bad frame comes in a later window. window <= 0
+// counts over the session's whole life.
+func (s *Session) addBad(now time.Time, window time.Duration) int32 {
+	var w uint32
+	if window > 0 {
+		w = uint32((now.UnixNano()-s.since)/int64(window)) << winShift & winMask
+	}
+	for {
+		old := s.state.Load()
+		n := (old & badMask) >> badShift
+		if old&winMask != w {
+			n = 0 // a new window
+		}
+		n = min(n+1, MaxBadFramesLimit)
+		if s.state.CompareAndSwap(old, old&^(badMask|winMask)|w|n<<badShift) {
+			return int32(n)
+		}
+	}
+}
 
-// maxHeldBytes bounds the telemetry a paused device's session holds: the
-// rest of the read that hit backpressure. Reading stops, so only frames
-// already read arrive; past the bound they are dropped and counted.
-const maxHeldBytes = 256 << 10
+// DefaultDeviceHeldBytes is HubConfig.MaxHeldBytes's default (and
+// Config.DeviceHeldBytes's, warren serve's -device-held-bytes).
+const DefaultDeviceHeldBytes = 256 << 10
 
-// heldQueue is a paused session's telemetry, bounded by maxHeldBytes.
+// heldQueue is a paused session's telemetry, bounded by
+// HubConfig.MaxHeldBytes.
 type heldQueue struct {
 	mu    sync.Mutex
 	msgs  []*nats.Msg
@@ -187,13 +226,13 @@ func (s *Session) heldQ() *heldQueue {
 	return s.held.Load()
 }
 
-// hold keeps m for when NATS has room; it reports false when the bound is
-// reached.
-func (s *Session) hold(m *nats.Msg) bool {
+// hold keeps m for when NATS has room; it reports false when limit
+// (bytes of held payload) is reached.
+func (s *Session) hold(m *nats.Msg, limit int) bool {
 	q := s.heldQ()
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.bytes+len(m.Data) > maxHeldBytes {
+	if q.bytes+len(m.Data) > limit {
 		return false
 	}
 	m.Data = append([]byte(nil), m.Data...) // the caller's buffer is not ours to keep
@@ -259,6 +298,18 @@ type HubConfig struct {
 	// Limits limits each device's telemetry (see DeviceLimits). The
 	// zero value limits nothing.
 	Limits DeviceLimits
+	// MaxHeldBytes bounds the telemetry payload bytes a device paused
+	// for NATS backpressure holds: the rest of the read that hit it
+	// (reading stops, so only frames already read arrive). Past it they
+	// are dropped and counted (telemetry_dropped_total{reason=
+	// "held_overflow"}). Zero means DefaultDeviceHeldBytes (256 KiB).
+	MaxHeldBytes int
+	// DrainTimeout is the node's drain deadline (warren serve's
+	// -drain-timeout): a device kept open at the drain for its commands
+	// still waiting for acks (see Drain) is let go at the latest
+	// drainHoldFor(DrainTimeout) after the drain began, its commands
+	// answered "timeout". Zero means 10 s.
+	DrainTimeout time.Duration
 }
 
 const nShards = 64
@@ -339,9 +390,18 @@ type Hub struct {
 	rq       atomic.Pointer[requester]
 	rqClosed bool // guarded by rqMu
 
-	// draining is set when the node drains (Drain): once its last device
-	// has gone, the commands still waiting for acks are answered at once.
+	// draining is set when the node drains (Drain): no new command is
+	// delivered, and once its last device has gone, the commands still
+	// waiting for acks are answered at once. Set under pmu (deliver reads
+	// it there), read anywhere.
 	draining atomic.Bool
+	// The drain's hold, guarded by pmu, made when the node drains
+	// (beginDrainLocked): drainLeft counts each device's commands still
+	// waiting for acks, drainHeld is the sessions kept open for them, and
+	// drainEnd lets them go at the drain's deadline.
+	drainLeft map[string]int
+	drainHeld map[string]*Session
+	drainEnd  *time.Timer
 
 	nmu   sync.Mutex
 	nodes map[string]nodeSeen // last heartbeat per other node
@@ -377,6 +437,12 @@ func NewHub(cfg HubConfig, bus *Bus) *Hub {
 	}
 	if cfg.DirectoryTimeout <= 0 {
 		cfg.DirectoryTimeout = 2 * time.Second
+	}
+	if cfg.DrainTimeout <= 0 {
+		cfg.DrainTimeout = 10 * time.Second
+	}
+	if cfg.MaxHeldBytes <= 0 {
+		cfg.MaxHeldBytes = DefaultDeviceHeldBytes
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -477,6 +543,9 @@ func (h *Hub) Close() {
 	}
 	h.closeReplies()
 	h.pmu.Lock()
+	if h.drainEnd != nil {
+		h.drainEnd.Stop()
+	}
 	for id, p := range h.pending {
 		if p.timer != nil {
 			p.timer.Stop()
@@ -540,6 +609,13 @@ func (h *Hub) Disconnect(s *Session, reason string) {
 	cur := sh.drop(s)
 	sh.mu.Unlock()
 	h.unpause(s)
+	if h.draining.Load() {
+		h.pmu.Lock()
+		if h.drainHeld[s.Device] == s {
+			delete(h.drainHeld, s.Device)
+		}
+		h.pmu.Unlock()
+	}
 	if !cur {
 		return // replaced: the new session announced itself
 	}
@@ -1042,7 +1118,7 @@ func (h *Hub) Telemetry(s *Session, data []byte, now time.Time) bool {
 	if s.paused() {
 		// Reading is paused; frames of the read already in flight are
 		// held too.
-		if !s.hold(tm.detach()) {
+		if !s.hold(tm.detach(), h.cfg.MaxHeldBytes) {
 			h.m.dropped("held_overflow")
 		}
 		return true
@@ -1095,7 +1171,7 @@ func (tm *telemetryMsg) release() {
 }
 
 func (h *Hub) pause(s *Session, m *nats.Msg) {
-	if !s.hold(m) {
+	if !s.hold(m, h.cfg.MaxHeldBytes) {
 		h.m.dropped("held_overflow")
 	}
 	if s.setPaused() {
@@ -1199,6 +1275,11 @@ func (h *Hub) deliver(s *Session, name string, payload json.RawMessage, timeout 
 	id := nuid.Next()
 	p := &pendingCmd{device: s.Device, done: done}
 	h.pmu.Lock()
+	if h.draining.Load() {
+		h.pmu.Unlock()
+		h.m.drainRefused.Add(1)
+		return ErrDraining
+	}
 	if len(h.pending) >= h.cfg.MaxPending {
 		h.pmu.Unlock()
 		return ErrTooManyPending
@@ -1208,9 +1289,16 @@ func (h *Hub) deliver(s *Session, name string, payload json.RawMessage, timeout 
 	h.pmu.Unlock()
 	if err := s.t.SendCommand(Command{ID: id, Name: name, Payload: payload}); err != nil {
 		h.pmu.Lock()
-		delete(h.pending, id)
+		var release *Session
+		if h.pending[id] == p {
+			delete(h.pending, id)
+			release = h.drainDoneLocked(p.device)
+		}
 		p.timer.Stop()
 		h.pmu.Unlock()
+		if release != nil {
+			release.t.Close(ReasonShutdown)
+		}
 		return err
 	}
 	return nil
@@ -1220,15 +1308,22 @@ func (h *Hub) deliver(s *Session, name string, payload json.RawMessage, timeout 
 func (h *Hub) finish(id string, a Ack) bool {
 	h.pmu.Lock()
 	p := h.pending[id]
+	var release *Session
 	if p != nil {
 		delete(h.pending, id)
 		p.timer.Stop()
+		release = h.drainDoneLocked(p.device)
 	}
 	h.pmu.Unlock()
 	if p == nil || !p.fired.CompareAndSwap(false, true) {
 		return false
 	}
 	p.done(a)
+	if release != nil {
+		// The last command the drain kept the device open for is
+		// answered: it gets its goodbye now.
+		release.t.Close(ReasonShutdown)
+	}
 	return true
 }
 
@@ -1244,17 +1339,83 @@ func (h *Hub) Ack(s *Session, a Ack) bool {
 	return h.finish(a.ID, a)
 }
 
-// Drain tells the hub its node drains (the engine's Shutdown has begun):
-// once the last local device has gone (the drain closes them with 1001),
-// no ack can come for the commands still waiting, and they are answered
-// at once with status "timeout" (the API's 504) rather than when each
-// one's timeout ends, which held the drain for as long. Safe to call from
-// any goroutine, more than once.
+// Drain tells the hub its node drains (the engine's Shutdown has begun).
+// From then on the node delivers no new command to its devices
+// (ErrDraining). A device with commands still waiting for its acks is kept
+// open by its transport (drainHold) until the last of them is acked or
+// times out, and then closed with ReasonShutdown (WebSocket 1001 with the
+// retry hint, MQTT 5.0 DISCONNECT server_shutting_down); its telemetry
+// flows meanwhile. At drainHoldFor(HubConfig.DrainTimeout) after the drain
+// began, the commands still waiting are answered "timeout" (the API's
+// 504) and their devices closed alike. Once the last local device has
+// gone, no ack can come for the commands still waiting, and they are
+// answered "timeout" at once rather than when each one's timeout ends.
+// Safe to call from any goroutine, more than once.
 func (h *Hub) Drain() {
-	h.draining.Store(true)
+	h.pmu.Lock()
+	h.beginDrainLocked()
+	h.pmu.Unlock()
 	if h.m.online.Load() == 0 {
 		go h.failPending()
 	}
+}
+
+// drainHoldFor is how long after the drain began the devices kept open
+// for their commands are let go: the drain timeout less a quarter of it,
+// at most 2 s less, which leaves the close handshakes time within the
+// deadline.
+func drainHoldFor(timeout time.Duration) time.Duration {
+	return timeout - min(timeout/4, 2*time.Second)
+}
+
+// beginDrainLocked starts the node's drain once: no new command is
+// delivered (draining), the commands waiting for acks are counted per
+// device, and the hold's end is set. h.pmu is held.
+func (h *Hub) beginDrainLocked() {
+	if h.drainLeft != nil {
+		return
+	}
+	h.draining.Store(true)
+	h.drainLeft = make(map[string]int)
+	h.drainHeld = make(map[string]*Session)
+	for _, p := range h.pending {
+		h.drainLeft[p.device]++
+	}
+	h.drainEnd = time.AfterFunc(drainHoldFor(h.cfg.DrainTimeout), h.failPending)
+}
+
+// drainHold reports whether the drain keeps s open: true when the
+// device has commands waiting for its acks; the hub closes it with
+// ReasonShutdown once they are answered (see Drain). A transport asks it
+// when the engine drains the device's connection; it starts the node's
+// drain if Drain has not run yet.
+func (h *Hub) drainHold(s *Session) bool {
+	h.pmu.Lock()
+	defer h.pmu.Unlock()
+	h.beginDrainLocked()
+	if h.drainLeft[s.Device] == 0 || s.gone() {
+		return false
+	}
+	h.drainHeld[s.Device] = s
+	h.m.drainHeld.Add(1)
+	return true
+}
+
+// drainDoneLocked counts one of device's commands answered during the
+// drain and returns the session to close when it was the last one the
+// drain kept it open for, or nil. h.pmu is held.
+func (h *Hub) drainDoneLocked(device string) *Session {
+	if h.drainLeft == nil {
+		return nil
+	}
+	if n := h.drainLeft[device] - 1; n > 0 {
+		h.drainLeft[device] = n
+		return nil
+	}
+	delete(h.drainLeft, device)
+	s := h.drainHeld[device]
+	delete(h.drainHeld, device)
+	return s
 }
 
 // failPending answers every command waiting for an ack with status
@@ -1334,7 +1495,11 @@ func (h *Hub) serveRemote(device, name string, payload json.RawMessage, timeout 
 		h.nc.Publish(reply, b)
 	})
 	if err != nil {
-		b, _ := json.Marshal(nodeReply{Error: err.Error()})
+		msg := err.Error()
+		if errors.Is(err, ErrDraining) {
+			msg = "draining" // nodeAnswer's ErrDraining
+		}
+		b, _ := json.Marshal(nodeReply{Error: msg})
 		h.nc.Publish(reply, b)
 	}
 }

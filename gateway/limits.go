@@ -63,8 +63,12 @@ type DeviceLimits struct {
 	FloodWindow time.Duration
 }
 
-// Default DeviceLimits values.
+// Default DeviceLimits values. DefaultDeviceRate is warren serve's
+// -device-rate default, MQTT's own per-connection PUBLISH rate
+// (mqtt.DefaultPublishRate), so that a WebSocket device is bounded as an
+// MQTT one is; DeviceLimits' zero value still limits nothing.
 const (
+	DefaultDeviceRate       = 1000
 	DefaultDeviceLimitKeys  = 1 << 20
 	DefaultDeviceFlood      = 10
 	DefaultDeviceFloodAfter = 10 * time.Second

@@ -27,6 +27,8 @@ type hubMetrics struct {
 	authFailures     atomic.Uint64
 	rateLimited      atomic.Uint64 // telemetry dropped by DeviceLimits (a counter of its own: no lock per drop)
 	limitTableFull   atomic.Uint64 // telemetry let through because the limit table was full
+	drainHeld        atomic.Uint64 // devices the drain kept open for their pending commands
+	drainRefused     atomic.Uint64 // commands refused because the node drains
 
 	mu           sync.Mutex
 	disconnects  map[string]uint64    // by reason
@@ -138,6 +140,8 @@ var (
 	descNATSReco    = prometheus.NewDesc("warren_gateway_nats_reconnects_total", "NATS reconnections.", nil, nil)
 	descLimitKeys   = prometheus.NewDesc("warren_gateway_device_limit_keys", "Devices whose telemetry rate buckets are held (-device-limit-keys bounds it).", nil, nil)
 	descLimitFull   = prometheus.NewDesc("warren_gateway_device_limit_table_full_total", "Telemetry messages let through unlimited because the device limit table was full of busy devices.", nil, nil)
+	descDrainHeld   = prometheus.NewDesc("warren_gateway_drain_held_devices_total", "Devices a drain kept open until the commands waiting for their acks were answered.", nil, nil)
+	descDrainRefuse = prometheus.NewDesc("warren_gateway_drain_refused_commands_total", "Commands refused because the node holding the device drains (API 503 draining).", nil, nil)
 	descDirRequests = prometheus.NewDesc("warren_gateway_directory_requests_total",
 		"Requests of a prefork worker to its machine's directory, by op (get, list, broadcast, count) and result (ok, timeout, error).",
 		[]string{"op", "result"}, nil)
@@ -146,7 +150,8 @@ var (
 func (c hubCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descOnline, descDirectory, descConnects, descDisconnects, descReplaced, descTelIn,
 		descTelOut, descTelDrop, descPauses, descCommands, descPending, descForwarded, descBroadcast, descBadFrames, descAuthFail,
-		descNATS, descNATSReco, descNATSBuf, descDirRequests, descLimitKeys, descLimitFull} {
+		descNATS, descNATSReco, descNATSBuf, descDirRequests, descLimitKeys, descLimitFull,
+		descDrainHeld, descDrainRefuse} {
 		ch <- d
 	}
 	c.h.m.publishLat.Describe(ch)
@@ -179,6 +184,8 @@ func (c hubCollector) Collect(ch chan<- prometheus.Metric) {
 	n(descBroadcast, m.broadcastOffline.Load(), "offline")
 	n(descBroadcast, m.broadcastFailed.Load(), "failed")
 	n(descBroadcast, m.broadcastAcks.Load(), "acked")
+	n(descDrainHeld, m.drainHeld.Load())
+	n(descDrainRefuse, m.drainRefused.Load())
 	g(descPending, float64(h.Pending()))
 	g(descForwarded, float64(h.forwardedPending()))
 	up := 0.0

@@ -138,7 +138,7 @@ func newMQTTDevices(hub *Hub, bus *Bus, auth Authenticator, cfg Config, now func
 	_, d.anon = auth.(noAuth)
 	mc := cfg.MQTTConfig
 	mc.Hooks = mqtt.Hooks{Authenticate: d.authenticate, Authorize: d.authorize, OnPublish: d.onPublish,
-		OnConnect: d.onConnect, OnDisconnect: d.onDisconnect, OnWill: d.onWill}
+		OnConnect: d.onConnect, OnDisconnect: d.onDisconnect, OnWill: d.onWill, OnDrain: d.onDrain}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
@@ -394,6 +394,18 @@ func (d *mqttDevices) onConnect(c *mqtt.Client, _ bool) {
 		return // not a device
 	}
 	d.hub.attach(&l.s, l.s.Identity(), l)
+}
+
+// onDrain keeps a device open at the drain while commands wait for its
+// acks (Hub.drainHold); the hub then closes it (Close, ReasonShutdown:
+// 5.0 DISCONNECT server_shutting_down).
+func (d *mqttDevices) onDrain(c *mqtt.Client) bool {
+	l, _ := c.Identity.(*mqttLink)
+	if l == nil {
+		return false
+	}
+	s := l.session()
+	return s != nil && d.hub.drainHold(s)
 }
 
 // onDisconnect unregisters a device.

@@ -58,6 +58,7 @@ type wsDevices struct {
 	hub          *Hub
 	auth         Authenticator
 	maxBad       int32
+	badWindow    time.Duration
 	retryMin     time.Duration
 	retryJitter  time.Duration
 	now          func() time.Time
@@ -106,12 +107,17 @@ var (
 )
 
 func newWSDevices(hub *Hub, auth Authenticator, cfg Config, now func() time.Time) *wsDevices {
-	d := &wsDevices{hub: hub, auth: auth, maxBad: int32(cfg.MaxBadFrames), retryMin: cfg.RetryHintMin,
+	d := &wsDevices{hub: hub, auth: auth, maxBad: int32(min(cfg.MaxBadFrames, MaxBadFramesLimit)),
+		badWindow: cfg.BadFrameWindow, retryMin: cfg.RetryHintMin,
 		retryJitter: cfg.RetryHintJitter, now: now}
 	wcfg := cfg.WebSocket
 	wcfg.Inline = true
 	wcfg.Accept = d.accept
 	wcfg.GoingAway = d.goingAway
+	wcfg.DrainHold = func(c *websocket.Conn) bool {
+		dev, _ := c.Context().(*wsDevice)
+		return dev != nil && dev.session() != nil && d.hub.drainHold(&dev.s)
+	}
 	wcfg.Label = func(c *websocket.Conn) string {
 		if dev, ok := c.Context().(*wsDevice); ok {
 			return dev.s.Device
@@ -241,7 +247,7 @@ func plainTelemetry(b []byte) []byte {
 // that keeps sending them.
 func (d *wsDevices) bad(dev *wsDevice, code, msg, id string) {
 	d.refuse(dev, code, msg, id)
-	if n := dev.s.addBad(); d.maxBad > 0 && n >= d.maxBad {
+	if n := dev.s.addBad(d.now(), d.badWindow); d.maxBad > 0 && n >= d.maxBad {
 		dev.closeWith(ReasonAbuse, websocket.ClosePolicyViolation, "too many bad frames")
 	}
 }
@@ -319,7 +325,12 @@ func (dev *wsDevice) Close(reason string) {
 	case ReasonTokenExpired:
 		code = CloseTokenExpired
 	case ReasonShutdown:
-		code = websocket.CloseGoingAway
+		// The drain let go of a device it kept open for its commands:
+		// the drain's own goodbye, 1001 with the retry hint.
+		r := reason
+		dev.reason.CompareAndSwap(nil, &r)
+		dev.c.GoingAway()
+		return
 	case ReasonRateLimited:
 		code = CloseRateLimited
 	case ReasonCertRevoked:

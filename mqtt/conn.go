@@ -253,8 +253,18 @@ func (p *proto) OnTimeout(ec *engine.Conn, reason engine.CloseReason) bool {
 // DISCONNECT server_shutting_down, or use_another_server with
 // Config.ServerReference.
 func (p *proto) OnDrain(*engine.Conn) bool {
-	(*conn)(p).drain()
+	c := (*conn)(p)
+	if c.drainHold() {
+		return true // the application says goodbye later (Client.Disconnect)
+	}
+	c.drain()
 	return false
+}
+
+// drainHold asks Hooks.OnDrain whether the drain keeps c open.
+func (c *conn) drainHold() bool {
+	h := c.srv.cfg.Hooks.OnDrain
+	return h != nil && c.connected && !c.done && h(&c.cl)
 }
 
 func (c *conn) drain() {
@@ -1473,6 +1483,13 @@ func (b wsBridge) OnClose(wc *websocket.Conn, reason engine.CloseReason, _ uint1
 	if c, _ := wc.Context().(*conn); c != nil {
 		c.closed(reason)
 	}
+}
+
+// wsDrainHold runs when the engine drains a WebSocket connection: an
+// accepted client that Hooks.OnDrain holds stays open.
+func wsDrainHold(wc *websocket.Conn) bool {
+	c, _ := wc.Context().(*conn)
+	return c != nil && c.drainHold()
 }
 
 // wsGoingAway runs when the engine drains a WebSocket connection, before

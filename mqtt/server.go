@@ -437,6 +437,16 @@ type Hooks struct {
 	// resumed.
 	OnConnect func(c *Client, sessionPresent bool)
 
+	// OnDrain runs when the engine drains an accepted client's
+	// connection, before its goodbye (5.0: DISCONNECT
+	// server_shutting_down): true keeps the connection open — reading and
+	// writing as before — and leaves the goodbye to the application, which
+	// calls Client.Disconnect(ServerShuttingDown, ...) when it is done (a
+	// gateway waits for the acks of the commands its device has pending).
+	// The engine's shutdown deadline still closes it. It runs on the
+	// connection's event loop and must not block. Nil holds nothing.
+	OnDrain func(c *Client) (hold bool)
+
 	// OnDisconnect runs once when an accepted client's connection ends:
 	// reason is the engine's account, code the MQTT reason (the client's
 	// DISCONNECT reason, the reason code the server disconnected with, or
@@ -554,6 +564,7 @@ func NewServer(cfg Config) *Server {
 		CheckOrigin:    func([]byte, *http1.Ctx) bool { return true },
 		Label:          func(c *websocket.Conn) string { return wsLabel(c) },
 		GoingAway:      wsGoingAway,
+		DrainHold:      wsDrainHold,
 	}, wsBridge{s})
 	return s
 }

@@ -29,6 +29,10 @@ import (
 //	               labelled worker="parent", plus warren_prefork_workers_up,
 //	               warren_prefork_restarts_total{worker} and
 //	               warren_prefork_scrape_errors_total{worker}
+//	GET /debug/conns  the workers' /debug/conns merged (WorkerConnList:
+//	               each connection with its worker), the same filters,
+//	               sort, offset and limit (offset + limit ≤ 10,000); with
+//	               worker=N one worker's answer, cursor paging included
 //	GET /workers   the workers as JSON (pid, admin address, restarts, up)
 //	GET /healthz   200 while the supervisor runs
 //	GET /readyz    200 when every worker is up and reported its admin
@@ -75,6 +79,11 @@ func (s *Supervisor) AdminHandler() http.Handler {
 		for _, f := range fams {
 			enc.Encode(f)
 		}
+	})
+	mux.HandleFunc("GET /debug/conns", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.ScrapeTimeout)
+		defer cancel()
+		s.serveConns(ctx, client, w, r)
 	})
 	mux.HandleFunc("GET /workers", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")

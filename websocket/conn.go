@@ -734,6 +734,18 @@ func (p *proto) OnTimeout(ec *engine.Conn, reason engine.CloseReason) bool {
 // close timeout.
 func (p *proto) OnDrain(*engine.Conn) bool {
 	c := (*Conn)(p)
+	if hold := c.srv.cfg.DrainHold; hold != nil && hold(c) {
+		return true // the handler says goodbye later (GoingAway)
+	}
+	c.GoingAway()
+	return true
+}
+
+// GoingAway starts the close a drain sends: 1001 with Config.GoingAway's
+// reason, the connection closing with engine.ReasonShutdown. A handler
+// that held c at the drain (Config.DrainHold) calls it once done. Safe
+// from any goroutine; it does nothing once a close was sent.
+func (c *Conn) GoingAway() {
 	reason := "server shutting down"
 	if c.srv.client {
 		reason = "client shutting down"
@@ -744,7 +756,6 @@ func (p *proto) OnDrain(*engine.Conn) bool {
 		}
 	}
 	c.startClose(CloseGoingAway, reason, engine.ReasonShutdown)
-	return true
 }
 
 // OnClose releases the connection's state, leaves its groups and tells the

@@ -117,6 +117,13 @@ type Config struct {
 	// carry a jittered retry hint so devices do not come back all at once.
 	// Nil means "server shutting down".
 	GoingAway func(c *Conn) string
+	// DrainHold, when set, is asked when the engine drains c, before its
+	// close 1001: true keeps c open — reading and writing as before — and
+	// leaves its goodbye to the handler, which calls c.GoingAway when it
+	// is done (a gateway waits for the acks of the commands a device
+	// has pending). The engine's shutdown deadline still closes c. It runs
+	// on c's event loop and must not block. Nil holds nothing.
+	DrainHold func(c *Conn) bool
 	// Label names a connection in the engine's introspection
 	// (/debug/conns "label"): a gateway returns the device id. Nil means
 	// no label.

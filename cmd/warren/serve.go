@@ -56,7 +56,8 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	dataDir := fs.String("data", gateway.DefaultDataDir, "data directory (the generated JWT secret)")
 	node := fs.String("node", "", "this node's name in the cluster, unique per process (default host name and process id; prefork workers are <node>-<index>)")
 	cmdTimeout := fs.Duration("command-timeout", 5*time.Second, "default time a command waits for the device's ack")
-	maxBad := fs.Int("max-bad-frames", 10, "refused frames before a device is closed for abuse (negative: never)")
+	maxBad := fs.Int("max-bad-frames", 10, "refused frames within -bad-frame-window before a device is closed for abuse (negative: never; at most 4095)")
+	badWindow := fs.Duration("bad-frame-window", gateway.DefaultBadFrameWindow, "the window -max-bad-frames counts over, fixed windows from each connection's start (negative: the connection's whole life)")
 	maxPending := fs.Int("max-pending", 100_000, "commands waiting for acks on this node; 503 over it")
 	maxCmdTimeout := fs.Duration("max-command-timeout", 60*time.Second, "longest ack timeout a command may ask for")
 	drain := fs.Duration("drain-timeout", stack.DefaultDrainTimeout, "how long SIGTERM/SIGINT waits for devices and commands to finish")
@@ -79,6 +80,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	serveExtraFlags(fs, &extra, &gcfg)
 	upTLS := serveUpstreamTLSFlags(fs) // -upstream-ca, -upstream-insecure, … (serve_upstream.go)
 	deviceLimitFlags(fs, &gcfg.DeviceLimits)
+	fs.IntVar(&gcfg.DeviceHeldBytes, "device-held-bytes", gateway.DefaultDeviceHeldBytes, "telemetry bytes each device paused for NATS backpressure holds (the rest of its read); past it they are dropped, counted (held_overflow)")
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
 			return 0
@@ -135,7 +137,8 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	if gcfg.API == "" {
 		gcfg.API = "-"
 	}
-	gcfg.CommandTimeout, gcfg.MaxBadFrames, gcfg.Logger = *cmdTimeout, *maxBad, log
+	gcfg.CommandTimeout, gcfg.MaxBadFrames, gcfg.Logger, gcfg.DrainTimeout = *cmdTimeout, *maxBad, log, *drain
+	gcfg.BadFrameWindow = *badWindow
 	gcfg.MaxPending, gcfg.MaxCommandTimeout = *maxPending, *maxCmdTimeout
 	gcfg.Bus = gateway.BusConfig{Listen: *natsListen, ClusterListen: *natsCluster, Routes: splitList(*natsRoutes),
 		URLs: splitList(*natsURLs), PendingLimit: *natsPending, ReconnectBuffer: *natsReconnectBuf}

@@ -87,12 +87,49 @@ func TestServeRouteLimitFlags(t *testing.T) {
 	for _, args := range [][]string{
 		{"-route-limit", "/a/=1"},
 		{"-upstream", "http://127.0.0.1:1", "-route-limit", "nonsense"},
-		{"-device-bytes-rate", "1000"},
+		{"-device-rate", "0", "-device-bytes-rate", "1000"},
 	} {
 		cmd := exec.Command(bin, append([]string{"serve", "-api", "", "-nats-listen", "127.0.0.1:0", "-data", t.TempDir()}, args...)...)
 		out, err := cmd.CombinedOutput()
 		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || !strings.Contains(string(out), args[len(args)-2]) {
 			t.Fatalf("%v: %v %s", args, err, out)
 		}
+	}
+}
+
+// TestServeDefaultDeviceRate: without -device-rate a WebSocket device is
+// limited as an MQTT one is, at 1,000 messages a second (burst 2,000): a
+// device sending 10,000 at once — in less than the 8 s the bucket would
+// need to take them all — has the excess dropped and is told so.
+func TestServeDefaultDeviceRate(t *testing.T) {
+	data := t.TempDir()
+	n := startServe(t, "rate", data)
+	d := dialDevice(t, n.addr, "dev-1", deviceToken(t, data, "dev-1"))
+	told := make(chan map[string]any, 1)
+	go func() {
+		for {
+			_, b, err := d.c.ReadMessage()
+			if err != nil {
+				return
+			}
+			var m map[string]any
+			if json.Unmarshal(b, &m) == nil && m["code"] == "rate_limited" {
+				told <- m
+				return
+			}
+		}
+	}()
+	for range 10_000 {
+		if err := d.c.WriteMessage(gorilla.TextMessage, []byte(`{"type":"telemetry","data":1}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case m := <-told:
+		if ms, _ := m["retry_after_ms"].(float64); ms < 1 {
+			t.Fatalf("rate_limited frame %v, want retry_after_ms", m)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no rate_limited frame: the default -device-rate does not apply")
 	}
 }

@@ -276,3 +276,79 @@ func TestServePreforkExternalNATS(t *testing.T) {
 		t.Errorf("command to an offline device through the prefork parent: %d %v", code, m)
 	}
 }
+
+// TestServePreforkDebugConns: the prefork parent's admin answers
+// /debug/conns (before, 404) from its workers': devices found by prefix=
+// and device= whichever worker holds them, each with its worker, paged
+// with offset and limit across the workers, one worker's list with
+// worker=N and its cursor; a bad query is the workers' 400.
+func TestServePreforkDebugConns(t *testing.T) {
+	data := t.TempDir()
+	n := startServe(t, "pc", data, "-procs", "2")
+	waitWorkers(t, n)
+	const devices = 8
+	for i := range devices {
+		id := fmt.Sprintf("pc-%02d", i)
+		dialDevice(t, n.addr, id, deviceToken(t, data, id)).answer()
+	}
+	type conn struct {
+		Worker   int    `json:"worker"`
+		ID       uint64 `json:"id"`
+		Label    string `json:"label"`
+		Protocol string `json:"protocol"`
+	}
+	type list struct {
+		Total      int    `json:"total"`
+		NextCursor string `json:"next_cursor"`
+		Conns      []conn `json:"conns"`
+	}
+	get := func(q string) (int, list) {
+		t.Helper()
+		resp, err := apiClient.Get("http://" + n.admin + "/debug/conns?" + q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var l list
+		json.NewDecoder(resp.Body).Decode(&l)
+		return resp.StatusCode, l
+	}
+	var all list
+	eventually(t, 10*time.Second, "every device listed", func() bool {
+		code, l := get("prefix=pc-&limit=100")
+		all = l
+		return code == 200 && l.Total == devices
+	})
+	seen, workers := map[string]bool{}, map[int]int{}
+	for _, c := range all.Conns {
+		if c.Protocol != "websocket" || seen[c.Label] {
+			t.Fatalf("listed %+v", all.Conns)
+		}
+		seen[c.Label] = true
+		workers[c.Worker]++
+	}
+	if code, l := get("device=pc-03"); code != 200 || l.Total != 1 || l.Conns[0].Label != "pc-03" {
+		t.Fatalf("device=pc-03: %d %+v", code, l)
+	}
+	if code, l := get("prefix=pc-&offset=2&limit=3"); code != 200 || l.Total != devices || len(l.Conns) != 3 ||
+		l.Conns[0] != all.Conns[2] || l.Conns[2] != all.Conns[4] {
+		t.Fatalf("a page across the workers: %d %+v, want 3 from the 3rd of %+v", code, l, all.Conns)
+	}
+	for w, held := range workers {
+		code, l := get(fmt.Sprintf("prefix=pc-&worker=%d&limit=1", w))
+		if code != 200 || l.Total != held || len(l.Conns) != 1 || l.Conns[0].Worker != w || (held > 1) != (l.NextCursor != "") {
+			t.Fatalf("worker=%d (%d devices): %d %+v", w, held, code, l)
+		}
+		if held > 1 {
+			if code, l2 := get(fmt.Sprintf("prefix=pc-&worker=%d&limit=1&cursor=%s", w, l.NextCursor)); code != 200 ||
+				l2.Total != held-1 || l2.Conns[0].ID <= l.Conns[0].ID {
+				t.Fatalf("worker=%d cursor %s: %d %+v", w, l.NextCursor, code, l2)
+			}
+		}
+	}
+	for _, q := range []string{"state=bogus", "cursor=5", "worker=9", "offset=9999&limit=2"} {
+		if code, _ := get(q); code != 400 {
+			t.Errorf("%s: %d, want 400", q, code)
+		}
+	}
+}

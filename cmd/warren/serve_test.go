@@ -177,6 +177,79 @@ func TestServeDrain(t *testing.T) {
 	}
 }
 
+// TestServeDrainFinishesCommands: SIGTERM while the API waits for two
+// devices' acks (Python websockets devices). The one that acks a second
+// later keeps its connection until then: the API answers 200 with its
+// ack, and only then it gets close 1001 with the retry hint. The one that
+// never acks is answered 504 at the drain's end (-drain-timeout 4s: its
+// hold ends at 3 s) and closed with 1001 too. Both go offline with reason
+// shutdown, and the process exits 0. The same with -procs 2: the API in
+// the prefork parent, the devices on its workers.
+func TestServeDrainFinishesCommands(t *testing.T) {
+	t.Run("single", func(t *testing.T) { drainFinishesCommands(t) })
+	t.Run("procs", func(t *testing.T) { drainFinishesCommands(t, "-procs", "2") })
+}
+
+func drainFinishesCommands(t *testing.T, extra ...string) {
+	py := pythonWebsockets(t)
+	data := t.TempDir()
+	n := startServe(t, "drainack", data, append([]string{"-drain-timeout", "4s"}, extra...)...)
+	w := watchNATS(t, n.natsURL(), "devices.*.presence")
+	devs := map[string]*proc{}
+	for _, id := range []string{"dev-late", "dev-never"} {
+		devs[id] = startProc(t, id, py, "testdata/device.py",
+			"ws://"+n.addr+"/v1/connect?token="+deviceToken(t, data, id), `{"type":"telemetry","data":1}`, "1")
+		w.wait(t, 10*time.Second, "devices."+id+".presence", isPresence("online", ""))
+	}
+	type answer struct {
+		code int
+		body map[string]any
+	}
+	late, never := make(chan answer, 1), make(chan answer, 1)
+	go func() {
+		code, m := n.command(t, "dev-late", `{"name":"slow","timeout":"20s"}`)
+		late <- answer{code, m}
+	}()
+	go func() {
+		code, m := n.command(t, "dev-never", `{"name":"never","timeout":"60s"}`)
+		never <- answer{code, m}
+	}()
+	devs["dev-late"].waitOutput(t, 10*time.Second, `"name": "slow"`)
+	devs["dev-never"].waitOutput(t, 10*time.Second, `"name": "never"`)
+
+	n.cmd.Process.Signal(syscall.SIGTERM)
+	for _, c := range []struct {
+		id     string
+		ch     chan answer
+		status int
+	}{{"dev-late", late, 200}, {"dev-never", never, 504}} {
+		select {
+		case a := <-c.ch:
+			if a.code != c.status || (c.status == 200 && fmt.Sprint(a.body["result"]) != "map[done:slow payload:<nil>]") {
+				t.Errorf("%s: command during the drain: %d %v, want %d", c.id, a.code, a.body, c.status)
+			}
+		case <-time.After(15 * time.Second):
+			t.Fatalf("%s: command unanswered", c.id)
+		}
+		if err := devs[c.id].wait(t, 10*time.Second); err != nil {
+			t.Errorf("%s: device.py: %v", c.id, err)
+		}
+		var closeEv map[string]any
+		for _, ev := range pythonEvents(devs[c.id].out.String()) {
+			if ev["event"] == "close" {
+				closeEv = ev
+			}
+		}
+		if closeEv == nil || closeEv["code"] != 1001.0 || !strings.Contains(fmt.Sprint(closeEv["reason"]), "retry-after=") {
+			t.Errorf("%s: closed with %v, want 1001 with retry-after=", c.id, closeEv)
+		}
+		w.wait(t, 5*time.Second, "devices."+c.id+".presence", isPresence("offline", "shutdown"))
+	}
+	if err := n.wait(t, 10*time.Second); err != nil {
+		t.Errorf("serve exit after SIGTERM: %v", err)
+	}
+}
+
 // TestServeCluster: three `warren serve` processes whose embedded NATS
 // servers form a cluster through routes to the first. Commands cross
 // nodes, a device that moves is replaced on its old node, presence is the

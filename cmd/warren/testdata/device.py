@@ -1,11 +1,12 @@
 """A warren device on Python's websockets library, for the serve tests.
 
-    python3 device.py WS_URL TELEMETRY_FRAME
+    python3 device.py WS_URL TELEMETRY_FRAME [ACK_DELAY_SECONDS]
 
 It connects to WS_URL (the token in ?token=), sends TELEMETRY_FRAME as one
 text frame, and acks every command with
-{"done": <name>, "payload": <payload>}. After acking a command named "bye"
-it closes the connection (1000). It prints one JSON line per event:
+{"done": <name>, "payload": <payload>}, ACK_DELAY_SECONDS (default 0)
+after it came; a command named "never" it never acks. After acking a
+command named "bye" it closes the connection (1000). It prints one JSON line per event:
 {"event": "open"}, {"event": "frame", "frame": ...} for every frame it gets,
 and {"event": "close", "code": ..., "reason": ...} at the end. It gives up
 after 30 s.
@@ -22,7 +23,7 @@ def emit(**event):
     print(json.dumps(event), flush=True)
 
 
-async def device(url, telemetry):
+async def device(url, telemetry, delay):
     async with websockets.connect(url, open_timeout=10) as ws:
         emit(event="open")
         await ws.send(telemetry)
@@ -30,8 +31,10 @@ async def device(url, telemetry):
             async for message in ws:
                 frame = json.loads(message)
                 emit(event="frame", frame=frame)
-                if frame.get("type") != "command":
+                if frame.get("type") != "command" or frame["name"] == "never":
                     continue
+                if delay > 0:
+                    await asyncio.sleep(delay)
                 ack = {"type": "ack", "id": frame["id"], "status": "ok",
                        "result": {"done": frame["name"], "payload": frame.get("payload")}}
                 await ws.send(json.dumps(ack))
@@ -42,4 +45,5 @@ async def device(url, telemetry):
         emit(event="close", code=ws.close_code, reason=ws.close_reason)
 
 
-asyncio.run(asyncio.wait_for(device(sys.argv[1], sys.argv[2]), 30))
+delay = float(sys.argv[3]) if len(sys.argv) > 3 else 0.0
+asyncio.run(asyncio.wait_for(device(sys.argv[1], sys.argv[2], delay), 30))
