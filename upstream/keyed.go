@@ -118,7 +118,7 @@ func NewKeyedLimiter[K comparable](cfg KeyedConfig) *KeyedLimiter[K] {
 		burst:    int64(cfg.Burst),
 		maxKeys:  int32(cfg.MaxKeys),
 		evict:    cfg.EvictBusy,
-		index:    make(map[K]int32, min(cfg.MaxKeys, 1024)),
+		index:    make(map[K]int32), // grows with the keys seen: no table for keys that never come
 		head:     -1,
 		tail:     -1,
 		free:     -1,

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -345,5 +347,30 @@ func TestRateLimitersConcurrent(t *testing.T) {
 	}
 	if s := kl.Stats(); s.Keys > 8 {
 		t.Fatalf("keys %d over MaxKeys", s.Keys)
+	}
+}
+
+// TestKeyedLimiterStartsSmall: a new KeyedLimiter holds no table for keys
+// it has not seen (a gateway makes ~100 of them at start, one per shard
+// and purpose: eager tables were 5 MB a process), and grows with the keys.
+func TestKeyedLimiterStartsSmall(t *testing.T) {
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	ls := make([]*KeyedLimiter[string], 100)
+	for i := range ls {
+		ls[i] = NewKeyedLimiter[string](KeyedConfig{Rate: 10, MaxKeys: 1 << 20})
+	}
+	runtime.ReadMemStats(&after)
+	if per := (after.TotalAlloc - before.TotalAlloc) / uint64(len(ls)); per > 1024 {
+		t.Fatalf("a new KeyedLimiter allocates %d bytes before any key", per)
+	}
+	now := time.Unix(0, 0)
+	for i := range 5000 {
+		if !ls[0].AllowN(strconv.Itoa(i), now, 1) {
+			t.Fatalf("key %d refused", i)
+		}
+	}
+	if n := ls[0].Len(); n != 5000 {
+		t.Fatalf("%d keys held, want 5000", n)
 	}
 }
