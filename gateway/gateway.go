@@ -80,7 +80,7 @@ func New(eng *engine.Engine, cfg Config) (*Gateway, error) {
 		}
 	}
 	if bc.MaxPayload == 0 {
-		bc.MaxPayload = max(1<<20, deviceMessageMax(&cfg)+natsHeadroom)
+		bc.MaxPayload = EmbeddedMaxPayload(&cfg)
 	}
 	bus, err := StartBus(bc)
 	if err != nil {
@@ -330,6 +330,15 @@ func deviceMessageMax(cfg *Config) int {
 	}
 	return wsMessageMax(cfg)
 }
+
+// EmbeddedMaxPayload is the max_payload an embedded NATS server needs for
+// cfg's devices: their largest message (a WebSocket message or, with MQTT
+// on, an MQTT packet) plus the room the gateway's headers and subject
+// take, and at least NATS's default of 1 MiB. New gives its own embedded
+// server this; a prefork parent that runs the server its workers share
+// (warren serve -procs) sets its BusConfig.MaxPayload to it, so that the
+// workers' limits fit with nothing lowered.
+func EmbeddedMaxPayload(cfg *Config) int { return max(1<<20, deviceMessageMax(cfg)+natsHeadroom) }
 
 // fitPayload lowers the device limits to what NATS carries (its
 // max_payload less natsHeadroom), so that a message within them is never

@@ -231,6 +231,9 @@ func serveSupervisor(sig <-chan os.Signal, procs int, ecfg engine.Config, gcfg g
 			bc.Listen = "127.0.0.1:0" // the workers need a port
 		}
 		bc.Node = "parent"
+		if bc.MaxPayload == 0 {
+			bc.MaxPayload = gateway.EmbeddedMaxPayload(&gcfg) // the workers' device limits fit as they are
+		}
 		var err error
 		if bus, err = gateway.StartBus(bc); err != nil {
 			log.Error("embedded NATS", "error", err)

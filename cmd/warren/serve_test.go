@@ -490,6 +490,11 @@ func TestServePrefork(t *testing.T) {
 	if len(perNode["pf-0"]) == 0 || len(perNode["pf-1"]) == 0 {
 		t.Errorf("worker nodes %v: want pf-0 and pf-1 (-node pf, one node per worker)", perNode)
 	}
+	// The parent's embedded NATS server carries what the workers' default
+	// device limits allow: no worker had to lower them.
+	if out := n.out.String(); strings.Contains(out, "NATS carries smaller messages") {
+		t.Errorf("a worker lowered its device limits to the parent's NATS:\n%s", out)
+	}
 
 	// Every device gets commands until each worker has been sent one on
 	// its node subject (the parent's API sends each straight to the
