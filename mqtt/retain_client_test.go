@@ -198,3 +198,45 @@ func TestRetainedRefusedByHookCountedOnce(t *testing.T) {
 		t.Fatalf("dropped: refused %d, retained_client_full %d; want 1, 0", st.Dropped[DropRefused], st.Dropped[DropRetainedClientFull])
 	}
 }
+
+// TestRetainedExpiryHeapNoStale: replacing or deleting a retained message
+// that expires takes it out of the expiry heap at once, so a publish and
+// delete loop of large expiring messages leaves no entries behind, and
+// so no memory outside the store's bounds.
+func TestRetainedExpiryHeapNoStale(t *testing.T) {
+	b := startBroker(t, Config{})
+	p := connectOK(t, b.addr, Version5, "p")
+	id := uint16(0)
+	pub := func(topic string, payload []byte) {
+		id++
+		p.send(&Publish{Topic: []byte(topic), Payload: payload, QoS: QoS1, PacketID: id, Retain: true,
+			Props: Properties{MessageExpiry: 3600}})
+		if rc := p.expectAck(TypePuback, id); rc != Success {
+			t.Fatalf("PUBACK %d = %v", id, rc)
+		}
+	}
+	for i := range 10 {
+		pub("keep/"+string(rune('a'+i)), []byte("v"))
+	}
+	big := make([]byte, 64<<10)
+	for range 50 {
+		pub("big/1", big)         // stored, in the heap
+		pub("big/1", []byte("w")) // replaced
+		pub("big/1", big)
+		pub("big/1", nil) // deleted
+	}
+	b.mu.RLock()
+	n := len(b.retained.exp)
+	for i, m := range b.retained.exp {
+		if b.retained.m[m.Topic] != m || int(m.hi) != i+1 {
+			t.Errorf("heap entry %d (%s, index %d) is not the stored message", i, m.Topic, m.hi)
+		}
+	}
+	b.mu.RUnlock()
+	if n != 10 {
+		t.Fatalf("%d entries in the expiry heap, want the 10 stored", n)
+	}
+	if st := b.Stats(); st.Retained != 10 {
+		t.Fatalf("%d retained, want 10", st.Retained)
+	}
+}

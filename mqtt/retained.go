@@ -30,12 +30,9 @@ type retainedStore struct {
 	// application (from "") are charged to no client.
 	by map[string]int
 	// exp is a heap of the stored messages that expire, soonest first,
-	// for the sweeper (expireRetained). A message no longer stored (its
-	// topic replaced or deleted) stays in it until it comes up or the
-	// heap is rebuilt: when such stale entries outnumber the live ones
-	// (expiring) and 64, the heap keeps only the live ones.
-	exp      []*msg
-	expiring int
+	// for the sweeper (expireRetained); a message leaves it when it
+	// leaves the store (unstore), found by its index (msg.hi).
+	exp []*msg
 }
 
 // retainRefusal returns why m, from its client, can't replace old (nil
@@ -79,8 +76,8 @@ func (s *Server) unstore(old *msg) {
 	delete(r.m, old.Topic)
 	r.bytes -= int(old.size)
 	s.charge(old.from, -int(old.size))
-	if old.expires != 0 {
-		r.expiring--
+	if old.hi != 0 {
+		r.removeExp(int(old.hi) - 1)
 	}
 	s.stats.retained.Add(-1)
 	s.stats.retainedBytes.Store(int64(r.bytes))
@@ -97,7 +94,6 @@ func (s *Server) store(m *msg) {
 	r.bytes += int(m.size)
 	s.charge(m.from, int(m.size))
 	if m.expires != 0 {
-		r.expiring++
 		r.pushExp(m)
 	}
 	s.stats.retained.Add(1)
@@ -163,29 +159,45 @@ func (s *Server) retainIf(m *msg, ifAbsent bool) (stored, refused bool) {
 	return true, false
 }
 
-// pushExp adds m to the expiry heap, first dropping its stale entries
-// when they outnumber the live ones.
+// pushExp adds m to the expiry heap.
 func (r *retainedStore) pushExp(m *msg) {
-	if len(r.exp) >= 2*r.expiring+64 {
-		live := r.exp[:0]
-		for _, e := range r.exp {
-			if r.m[e.Topic] == e {
-				live = append(live, e)
-			}
-		}
-		clear(r.exp[len(live):])
-		r.exp = live
-		for i := len(r.exp)/2 - 1; i >= 0; i-- {
-			r.down(i)
-		}
-	}
 	r.exp = append(r.exp, m)
-	for i := len(r.exp) - 1; i > 0; {
+	m.hi = int32(len(r.exp))
+	r.up(len(r.exp) - 1)
+}
+
+// removeExp takes the heap's entry i out.
+func (r *retainedStore) removeExp(i int) {
+	m := r.exp[i]
+	last := len(r.exp) - 1
+	if i != last {
+		r.swap(i, last)
+	}
+	r.exp[last] = nil
+	r.exp = r.exp[:last]
+	m.hi = 0
+	if i != last {
+		r.down(i)
+		r.up(i)
+	}
+	if len(r.exp) == 0 {
+		r.exp = nil
+	}
+}
+
+func (r *retainedStore) swap(i, j int) {
+	r.exp[i], r.exp[j] = r.exp[j], r.exp[i]
+	r.exp[i].hi, r.exp[j].hi = int32(i+1), int32(j+1)
+}
+
+// up restores the heap above i.
+func (r *retainedStore) up(i int) {
+	for i > 0 {
 		p := (i - 1) / 2
 		if r.exp[p].expires <= r.exp[i].expires {
-			break
+			return
 		}
-		r.exp[p], r.exp[i] = r.exp[i], r.exp[p]
+		r.swap(p, i)
 		i = p
 	}
 }
@@ -203,7 +215,7 @@ func (r *retainedStore) down(i int) {
 		if min == i {
 			return
 		}
-		r.exp[i], r.exp[min] = r.exp[min], r.exp[i]
+		r.swap(i, min)
 		i = min
 	}
 }
@@ -214,18 +226,7 @@ func (r *retainedStore) down(i int) {
 func (s *Server) expireRetained(now int64) {
 	r := &s.retained
 	for len(r.exp) > 0 && r.exp[0].expired(now) {
-		m := r.exp[0]
-		last := len(r.exp) - 1
-		r.exp[0] = r.exp[last]
-		r.exp[last] = nil
-		r.exp = r.exp[:last]
-		r.down(0)
-		if r.m[m.Topic] == m {
-			s.unstore(m)
-		}
-	}
-	if len(r.exp) == 0 {
-		r.exp = nil
+		s.unstore(r.exp[0]) // takes it out of the heap
 	}
 }
 

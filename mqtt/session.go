@@ -61,6 +61,9 @@ type msg struct {
 	// delay is a will message's will delay, seconds: the will is unique
 	// to its session, which so needs no field for it.
 	delay uint32
+	// hi is the message's place in the retained store's expiry heap
+	// plus one, 0 when it is not in it; guarded by Server.mu.
+	hi int32
 }
 
 // newMsg copies m for routing: its topic, strings and bytes go to one
