@@ -3,6 +3,7 @@ package mqtt
 import (
 	"errors"
 	"iter"
+	"slices"
 )
 
 // Errors of Server.Publish.
@@ -33,40 +34,105 @@ type retainedStore struct {
 	// for the sweeper (expireRetained); a message leaves it when it
 	// leaves the store (unstore), found by its index (msg.hi).
 	exp []*msg
+	// pend are the reservations of the PUBLISHes between their decision
+	// and their store (reserveRetained), oldest first: as many as the
+	// loops running a retained PUBLISH's hook at once.
+	pend []*pending
 }
 
-// retainRefusal returns why m, from its client, can't replace old (nil
-// if its topic holds none) in the store: DropRetainedFull for the node's
-// bounds, DropRetainedClientFull for the client's; ok when it fits.
-// s.mu is held (read or write).
-func (s *Server) retainRefusal(from string, size int, old *msg) (DropReason, bool) {
-	r := &s.retained
-	n, b := len(r.m), r.bytes
-	mine := r.by[from]
-	if old != nil {
-		n, b = n-1, b-int(old.size)
-		if old.from == from {
-			mine -= int(old.size)
+// pending is the room a client's retained PUBLISH has reserved in the
+// store, from its decision (before Hooks.OnPublish runs) to its store or
+// release: the store's bounds are decided once, and the hook, the bridge
+// and the subscribers see the retain flag the store will take.
+type pending struct {
+	topic, from string
+	size        int
+}
+
+// grow returns what a message of size bytes from client from on topic
+// may add to the store: messages, bytes and, when mine is from, mine's
+// bytes. It may replace the topic's message, and adds what it holds over
+// it; when one of earlier (reservations) is on the topic too, the topic
+// may end up holding either, and it counts whole. s.mu is held.
+func (r *retainedStore) grow(topic, from string, size int, mine string, earlier []*pending) (n, b, c int) {
+	for _, e := range earlier {
+		if e.topic == topic {
+			if from == mine {
+				c = size
+			}
+			return 1, size, c
 		}
 	}
-	if n+1 > s.cfg.MaxRetained || b+size > s.cfg.MaxRetainedBytes {
+	old, own := r.m[topic], 0
+	if old == nil {
+		n = 1
+	} else if old.from == from {
+		own = int(old.size)
+	}
+	if old != nil {
+		b = max(0, size-int(old.size))
+	} else {
+		b = size
+	}
+	if from == mine {
+		c = max(0, size-own)
+	}
+	return n, b, c
+}
+
+// retainRefusal returns why a message of size bytes from client from
+// can't go on topic in the store: DropRetainedFull for the node's bounds,
+// DropRetainedClientFull for the client's; ok when it fits. What the
+// reservations may yet add counts as held. s.mu is held (read or write).
+func (s *Server) retainRefusal(from, topic string, size int) (DropReason, bool) {
+	r := &s.retained
+	n, b, mine := len(r.m), r.bytes, r.by[from]
+	for i, p := range r.pend {
+		dn, db, dc := r.grow(p.topic, p.from, p.size, from, r.pend[:i])
+		n, b, mine = n+dn, b+db, mine+dc
+	}
+	dn, db, dc := r.grow(topic, from, size, from, r.pend)
+	if n+dn > s.cfg.MaxRetained || b+db > s.cfg.MaxRetainedBytes {
 		return DropRetainedFull, false
 	}
-	if from != "" && s.cfg.MaxRetainedBytesPerClient > 0 && mine+size > s.cfg.MaxRetainedBytesPerClient {
+	if from != "" && s.cfg.MaxRetainedBytesPerClient > 0 && mine+dc > s.cfg.MaxRetainedBytesPerClient {
 		return DropRetainedClientFull, false
 	}
 	return 0, true
 }
 
-// retainFits reports whether a retained message of size bytes (msgSize)
-// from client from would be stored on topic now, and why not. A client's
-// PUBLISH asks it before its hook runs, so that a message the store will
-// refuse is bridged (and retained elsewhere) as a plain one; the store
-// decides again when the message comes (retainIf).
-func (s *Server) retainFits(from, topic string, size int) (DropReason, bool) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.retainRefusal(from, size, s.retained.m[topic])
+// reserveRetained decides whether a retained message of size bytes
+// (msgSize) from client from will be stored on topic, and reserves its
+// room when it will: the store takes it (retainIf with the reservation)
+// whatever is published meanwhile, or the caller releases the room
+// (releaseRetained). A client's PUBLISH decides so before its hook runs.
+func (s *Server) reserveRetained(from, topic string, size int) (*pending, DropReason, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if why, ok := s.retainRefusal(from, topic, size); !ok {
+		return nil, why, false
+	}
+	p := &pending{topic: topic, from: from, size: size}
+	s.retained.pend = append(s.retained.pend, p)
+	return p, 0, true
+}
+
+// releaseRetained gives back the room p reserved, when its message is not
+// stored after all.
+func (s *Server) releaseRetained(p *pending) {
+	s.mu.Lock()
+	s.retained.unpend(p)
+	s.mu.Unlock()
+}
+
+// unpend takes p out of the reservations; s.mu is held.
+func (r *retainedStore) unpend(p *pending) {
+	if i := slices.Index(r.pend, p); i >= 0 {
+		r.pend = slices.Delete(r.pend, i, i+1)
+	}
+	if len(r.pend) == 0 {
+		r.pend = nil
+	}
 }
 
 // unstore takes old, the message stored on its topic, out of the store
@@ -120,17 +186,19 @@ func (s *Server) charge(from string, n int) {
 }
 
 // retain stores m as its topic's retained message, or deletes the retained
-// message when m's payload is empty (MQTT 3.3.1.3). It reports whether
-// the store refused m (counted with its DropReason).
-func (s *Server) retain(m *msg) bool {
-	_, refused := s.retainIf(m, false)
+// message when m's payload is empty (MQTT 3.3.1.3); res, when not nil, is
+// the room reserved for m (reserveRetained), and m is then stored
+// whatever the bounds. It reports whether the store refused m (counted
+// with its DropReason).
+func (s *Server) retain(m *msg, res *pending) bool {
+	_, refused := s.retainIf(m, false, res)
 	return refused
 }
 
 // retainIf is retain; with ifAbsent it stores m only when its topic holds
 // no retained message, or an expired one (and deletes nothing). It
 // reports whether m was stored, and whether the store's bounds refused it.
-func (s *Server) retainIf(m *msg, ifAbsent bool) (stored, refused bool) {
+func (s *Server) retainIf(m *msg, ifAbsent bool, res *pending) (stored, refused bool) {
 	var now int64
 	if ifAbsent {
 		now = s.now().UnixNano()
@@ -138,6 +206,9 @@ func (s *Server) retainIf(m *msg, ifAbsent bool) (stored, refused bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r := &s.retained
+	if res != nil {
+		r.unpend(res)
+	}
 	old := r.m[m.Topic]
 	if ifAbsent && ((old != nil && !old.expired(now)) || len(m.Payload) == 0) {
 		return false, false
@@ -148,9 +219,11 @@ func (s *Server) retainIf(m *msg, ifAbsent bool) (stored, refused bool) {
 		}
 		return false, false
 	}
-	if why, ok := s.retainRefusal(m.from, int(m.size), old); !ok {
-		s.drop(why)
-		return false, true
+	if res == nil {
+		if why, ok := s.retainRefusal(m.from, m.Topic, int(m.size)); !ok {
+			s.drop(why)
+			return false, true
+		}
 	}
 	if old != nil {
 		s.unstore(old)
@@ -277,7 +350,7 @@ func (s *Server) storeRetained(m *Message, ifAbsent bool) (*msg, bool, error) {
 	}
 	mm := newMsg(m, "", s.now())
 	mm.Retain = true
-	stored, _ := s.retainIf(mm, ifAbsent)
+	stored, _ := s.retainIf(mm, ifAbsent, nil)
 	return mm, stored, nil
 }
 

@@ -162,14 +162,18 @@ func (m *msg) persist() *msg {
 // written to the subscriber's connection during the call and kept
 // nowhere. Any other message is copied to the heap once and shared by
 // whatever keeps it (retained store, offline queues, QoS 1 and 2 in
-// flight). refused reports that the store's bounds refused to retain it
-// (it is routed all the same).
-func (s *Server) routeMessage(tm *msg, retain bool, from string, now time.Time, loop int) (n int, refused bool) {
+// flight). res, when not nil, is the room reserved for it in the store
+// (reserveRetained), which then takes it. refused reports that the
+// store's bounds refused to retain it: it is routed all the same, as a
+// message without the retain flag.
+func (s *Server) routeMessage(tm *msg, retain bool, res *pending, from string, now time.Time, loop int) (n int, refused bool) {
 	t := now.UnixNano()
 	if tm.QoS != QoS0 || retain {
 		mm := newMsg(&tm.Message, from, now)
 		if retain {
-			refused = s.retain(mm)
+			if refused = s.retain(mm, res); refused {
+				mm.Retain = false
+			}
 		}
 		return s.route(mm, t, loop), refused
 	}
@@ -907,7 +911,7 @@ func (s *Server) Publish(m *Message) (int, error) {
 	}
 	tm := getMsg()
 	tm.Message = *m
-	n, _ := s.routeMessage(tm, m.Retain, "", s.now(), 0)
+	n, _ := s.routeMessage(tm, m.Retain, nil, "", s.now(), 0)
 	putMsg(tm)
 	return n, nil
 }
@@ -992,8 +996,11 @@ func (s *Server) endSessionLocked(ss *session) {
 // keep goes out as a plain message, as a client's PUBLISH does.
 func (s *Server) publishWill(w *msg, now time.Time) {
 	s.stats.wills.Add(1)
+	var res *pending
 	if w.Retain && len(w.Payload) > 0 {
-		if why, ok := s.retainFits(w.from, w.Topic, int(w.size)); !ok {
+		var why DropReason
+		var ok bool
+		if res, why, ok = s.reserveRetained(w.from, w.Topic, int(w.size)); !ok {
 			s.drop(why)
 			w.Retain = false
 		}
@@ -1001,8 +1008,11 @@ func (s *Server) publishWill(w *msg, now time.Time) {
 	if h := s.cfg.Hooks.OnWill; h != nil {
 		h(w.from, &w.Message)
 	}
-	if w.Retain {
-		s.retain(w)
+	switch {
+	case w.Retain:
+		s.retain(w, res)
+	case res != nil:
+		s.releaseRetained(res)
 	}
 	s.route(w, now.UnixNano(), 0)
 }
