@@ -375,3 +375,36 @@ func TestRetainedReservationsBound(t *testing.T) {
 		t.Fatalf("%d reservations left, %d bytes stored", len(s.retained.pend), s.retained.bytes)
 	}
 }
+
+// TestRetainedDefaultFitsMaxPacket: the default per-client bound holds a
+// retained message of the default maximum packet size.
+func TestRetainedDefaultFitsMaxPacket(t *testing.T) {
+	s := NewServer(Config{})
+	payload := make([]byte, DefaultMaxPacketSize-16) // fixed header, topic, packet id, properties
+	m := newMsg(&Message{Topic: "dev/1/state", Payload: payload, Retain: true}, "dev-1", time.Time{})
+	if s.retain(m, nil) {
+		t.Fatalf("a %d-byte retained message was refused under the default bound of %d", m.size, DefaultMaxRetainedBytesPerClient)
+	}
+}
+
+// TestRetainedPublishRefusedNotRetainedFlag: a message the application
+// publishes with Retain that the store refuses reaches a Retain As
+// Published subscriber without its retain flag, as a client's does.
+func TestRetainedPublishRefusedNotRetainedFlag(t *testing.T) {
+	b := startBroker(t, Config{MaxRetained: 1})
+	sub := connectOK(t, b.addr, Version5, "sub")
+	sub.send(&Subscribe{PacketID: 1, Filters: []Subscription{{Filter: []byte("r/#"), QoS: QoS1, RetainAsPublished: true}}})
+	if _, ok := sub.next().(*Suback); !ok {
+		t.Fatal("expected SUBACK")
+	}
+	for i, topic := range []string{"r/1", "r/2"} {
+		if _, err := b.Publish(&Message{Topic: topic, Payload: []byte("v"), QoS: QoS1, Retain: true}); err != nil {
+			t.Fatal(err)
+		}
+		m := sub.expectPublish()
+		if m.Topic != topic || m.Retain != (i == 0) {
+			t.Fatalf("got %s retain %v; want %s retain %v", m.Topic, m.Retain, topic, i == 0)
+		}
+		sub.send(&Ack{Kind: TypePuback, PacketID: m.PacketID})
+	}
+}
