@@ -996,6 +996,11 @@ func (s *Server) endSessionLocked(ss *session) {
 // keep goes out as a plain message, as a client's PUBLISH does.
 func (s *Server) publishWill(w *msg, now time.Time) {
 	s.stats.wills.Add(1)
+	if w.MessageExpiry > 0 {
+		// Its Message Expiry counts from its publication, not from the
+		// CONNECT that brought it (5.0 3.1.3.2.4).
+		w.expires = now.Add(time.Duration(w.MessageExpiry) * time.Second).UnixNano()
+	}
 	var res *pending
 	if w.Retain && len(w.Payload) > 0 {
 		var why DropReason
