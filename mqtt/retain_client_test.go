@@ -408,3 +408,45 @@ func TestRetainedPublishRefusedNotRetainedFlag(t *testing.T) {
 		sub.send(&Ack{Kind: TypePuback, PacketID: m.PacketID})
 	}
 }
+
+// TestRetainedRefusedPlain: a 5.0 QoS 0 retained publish the store
+// refuses is delivered as a plain message and counted; one the hook
+// takes over (local false) touches the local store not at all, so it is
+// not counted and holds no room.
+func TestRetainedRefusedPlain(t *testing.T) {
+	var mu sync.Mutex
+	local := true
+	b := startBroker(t, Config{MaxRetainedBytesPerClient: 150, Hooks: Hooks{OnPublish: func(*Client, *Message) (bool, ReasonCode) {
+		mu.Lock()
+		defer mu.Unlock()
+		return local, Success
+	}}})
+	sub := connectOK(t, b.addr, Version5, "sub")
+	sub.send(&Subscribe{PacketID: 1, Filters: []Subscription{{Filter: []byte("z/#"), QoS: QoS1, RetainAsPublished: true}}})
+	if _, ok := sub.next().(*Suback); !ok {
+		t.Fatal("expected SUBACK")
+	}
+	p := connectOK(t, b.addr, Version5, "p")
+	body := strings.Repeat("x", 100) // 96 + 3 + 100 bytes: over 150
+	p.pub("z/1", body, QoS0, 0, true)
+	if m := sub.expectPublish(); m.Topic != "z/1" || m.Retain {
+		t.Fatalf("got %s retain %v, want z/1 as a plain message", m.Topic, m.Retain)
+	}
+	b.waitStats(t, "the refusal counted", func(s Stats) bool { return s.Dropped[DropRetainedClientFull] == 1 })
+
+	mu.Lock()
+	local = false
+	mu.Unlock()
+	old := connectOK(t, b.addr, Version311, "old")
+	old.pub("z/2", body, QoS1, 1, true)
+	if rc := old.expectAck(TypePuback, 1); rc != Success {
+		t.Fatalf("PUBACK = %v", rc)
+	}
+	b.mu.RLock()
+	pend := len(b.retained.pend)
+	b.mu.RUnlock()
+	if st := b.Stats(); st.Dropped[DropRetainedClientFull] != 1 || st.Retained != 0 || pend != 0 {
+		t.Fatalf("retained_client_full %d, retained %d, reservations %d; want 1, 0, 0",
+			st.Dropped[DropRetainedClientFull], st.Retained, pend)
+	}
+}
