@@ -273,22 +273,25 @@ func TestRetainedExpiryHeapNoStale(t *testing.T) {
 // retain flag the hook saw; a hook that takes the message over (local
 // false) gives the room back.
 func TestRetainedDecidedOnce(t *testing.T) {
-	var b *broker
+	var srv *broker // set under mu once started, for the hook
 	var mu sync.Mutex
 	var saw []bool
 	take := false
-	b = startBroker(t, Config{MaxRetained: 2, Hooks: Hooks{OnPublish: func(_ *Client, m *Message) (bool, ReasonCode) {
+	b := startBroker(t, Config{MaxRetained: 2, Hooks: Hooks{OnPublish: func(_ *Client, m *Message) (bool, ReasonCode) {
 		mu.Lock()
 		defer mu.Unlock()
 		saw = append(saw, m.Retain)
 		if take {
 			return false, Success
 		}
-		if _, err := b.RetainIfAbsent(&Message{Topic: "app/" + m.Topic, Payload: []byte("x")}); err != nil {
+		if _, err := srv.RetainIfAbsent(&Message{Topic: "app/" + m.Topic, Payload: []byte("x")}); err != nil {
 			t.Error(err)
 		}
 		return true, Success
 	}}})
+	mu.Lock()
+	srv = b
+	mu.Unlock()
 	p := connectOK(t, b.addr, Version5, "p")
 	p.pub("d/1", "one", QoS1, 1, true) // d/1 stored, app/d/1 fills the store
 	if rc := p.expectAck(TypePuback, 1); rc != Success {
