@@ -993,7 +993,8 @@ func (s *Server) endSessionLocked(ss *session) {
 }
 
 // publishWill publishes a will message. A retained will the store won't
-// keep goes out as a plain message, as a client's PUBLISH does.
+// keep goes out as a plain message, as a QoS 0 or 3.1.1 client's PUBLISH
+// does: nobody is left to be told of the refusal.
 func (s *Server) publishWill(w *msg, now time.Time) {
 	s.stats.wills.Add(1)
 	if w.MessageExpiry > 0 {
