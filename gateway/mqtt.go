@@ -709,7 +709,7 @@ func (d *mqttDevices) collector() prometheus.Collector {
 		bridgeErrors: prometheus.NewDesc("warren_gateway_mqtt_bridge_subscribe_errors_total", "NATS subscribes of the MQTT bridge that failed.", nil, nil),
 		bridgeDropped: prometheus.NewDesc("warren_gateway_mqtt_bridge_dropped_total",
 			"Messages from NATS the MQTT bridge did not hand on, by reason (queue_full: its queue, -mqtt-bridge-queue, was full; queue_bytes_full: the message's bytes would have taken the queue past -mqtt-bridge-queue-bytes; unmappable: a subject with a '/', onto which no MQTT topic maps).", []string{"reason"}, nil),
-		bridgeQueued: prometheus.NewDesc("warren_gateway_mqtt_bridge_queued", "Messages from NATS waiting in the MQTT bridge's queue (up to -mqtt-bridge-queue).", nil, nil),
+		bridgeQueued: prometheus.NewDesc("warren_gateway_mqtt_bridge_queued", "Messages from NATS waiting in the MQTT bridge: in its hand-off from the NATS client and in its queue (up to -mqtt-bridge-queue each, so up to twice it).", nil, nil),
 		bridgeQueuedBytes: prometheus.NewDesc("warren_gateway_mqtt_bridge_queued_bytes",
 			"Bytes of the messages from NATS waiting in the MQTT bridge's queue past its hand-off (up to -mqtt-bridge-queue-bytes).", nil, nil),
 		bridgeShares: prometheus.NewDesc("warren_gateway_mqtt_bridge_shares",

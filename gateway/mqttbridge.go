@@ -346,7 +346,8 @@ const bridgeGroupPrefix = "warren.mqtt.bridge."
 // run hands the messages of the bridge's subscriptions to handle, one at
 // a time in the order the NATS client read them, until close. Before each
 // message it moves what waits in the hand-off into its queue, which keeps
-// the queue's bounds (take).
+// the queue's bounds (take): at most cap(b.q) messages a pass, so that a
+// flood into the hand-off can't keep handle from running (drain).
 func (b *bridge) run() {
 	defer close(b.exited)
 	t := time.NewTicker(bridgeDropCheck)
@@ -363,23 +364,33 @@ func (b *bridge) run() {
 				return
 			}
 		}
-		for more := true; more; {
-			select {
-			case m := <-b.q:
-				b.take(m)
-			case <-t.C:
-				b.logDrops()
-			case <-b.done:
-				return
-			default:
-				more = false
-			}
+		if !b.drain(t.C) {
+			return
 		}
 		m := b.queue.pop()
 		b.queuedMsgs.Add(-1)
 		b.queuedBytes.Add(-bridgeMsgSize(m))
 		b.handle(m)
 	}
+}
+
+// drain moves what waits in the hand-off into the queue, at most
+// cap(b.q) messages (what the hand-off holds when full), and logs the
+// drops when tick fires; false when the bridge is closed.
+func (b *bridge) drain(tick <-chan time.Time) bool {
+	for n := cap(b.q); n > 0; n-- {
+		select {
+		case m := <-b.q:
+			b.take(m)
+		case <-tick:
+			b.logDrops()
+		case <-b.done:
+			return false
+		default:
+			return true
+		}
+	}
+	return true
 }
 
 // take puts m in the queue, or drops it (counted) when the queue is at

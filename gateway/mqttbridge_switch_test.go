@@ -347,3 +347,29 @@ func TestBridgeQueueBytes(t *testing.T) {
 	nc.Publish("f.1", make([]byte, 5*one))
 	testutil.Eventually(t, 10*time.Second, "the large message handed on", func() bool { return got.Load() == 5 })
 }
+
+// TestBridgeDrainCapped: one pass of the consumer moves at most the
+// hand-off's capacity into its queue, however fast the hand-off is
+// refilled, so a flood can't keep the consumer from handing messages on.
+func TestBridgeDrainCapped(t *testing.T) {
+	b := &bridge{q: make(chan *nats.Msg, 4), queueMax: 1000, queueMaxBytes: -1, done: make(chan struct{})}
+	const total = 200
+	go func() {
+		for range total {
+			b.q <- &nats.Msg{Subject: "f.1", Data: []byte("x")}
+		}
+	}()
+	for taken := 0; taken < total; {
+		if !b.drain(nil) {
+			t.Fatal("drain reported the bridge closed")
+		}
+		n := b.queue.len()
+		if n > cap(b.q) {
+			t.Fatalf("one pass took %d messages, over the hand-off's %d", n, cap(b.q))
+		}
+		for range n {
+			b.queue.pop()
+		}
+		taken += n
+	}
+}

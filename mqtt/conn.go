@@ -49,6 +49,7 @@ type conn struct {
 	takenOver bool       // another connection took the session over
 	userIsID  bool       // the user name is the client id (Client.Username); set with cl
 	code      ReasonCode // the reason the server disconnected with, if it did
+	noProblem bool       // the client asked for no reason strings (Request Problem Information 0); on the loop
 	kaSecs    uint16     // the keep-alive, seconds (at most 65535 in both versions); on the loop
 	out       *outBuf    // batched output, pooled; nil when not corked
 
@@ -740,6 +741,7 @@ func (c *conn) onConnect(p *Connect) {
 		// Before any refusal: a CONNACK must fit it too.
 		c.ext().maxOut = p.Props.MaximumPacketSize
 	}
+	c.noProblem = p.Props.Present.Has(PropRequestProblemInfo) && !p.Props.RequestProblemInfo
 	now := s.now()
 	cid := string(p.ClientID)
 	assigned := false
@@ -1134,13 +1136,27 @@ func (c *conn) onPublish(p *Publish, n int, t int64) {
 		}
 		m.CorrelationData, m.User = pr.CorrelationData, pr.User
 	}
-	retain, refused := p.Retain, false
-	var why DropReason
-	if retain && len(p.Payload) > 0 {
-		// A message the store won't keep goes on as a plain one: the
-		// hook (a bridge to other nodes) sees it without its retain flag.
+	var res *pending
+	retain, refused, why := p.Retain, false, DropReason(0)
+	if p.Retain && len(p.Payload) > 0 {
+		// The store decides before the hook, and keeps the room it
+		// grants: the hook (a bridge to other nodes), the subscribers and
+		// the store see the same retain flag.
 		var ok bool
-		if why, ok = s.retainFits(c.cl.ID, topic, msgSize(m)); !ok {
+		if res, why, ok = s.reserveRetained(c.cl.ID, topic, msgSize(m)); !ok {
+			if v5 && p.QoS != QoS0 {
+				// A 5.0 client can be told: the message is refused whole,
+				// neither delivered nor bridged, so that a retry (a QoS 2
+				// resend included) can't deliver it twice.
+				putMsg(tm)
+				s.drop(why)
+				if p.QoS == QoS2 {
+					c.forgetQoS2(p.PacketID)
+				}
+				c.refuseRetained(p, why)
+				return
+			}
+			// QoS 0 and 3.1.1 can't be told: delivered as a plain message.
 			retain, refused, m.Retain = false, true, false
 		}
 	}
@@ -1150,6 +1166,9 @@ func (c *conn) onPublish(p *Publish, n int, t int64) {
 	}
 	if code >= 0x80 {
 		putMsg(tm)
+		if res != nil {
+			s.releaseRetained(res)
+		}
 		s.drop(DropRefused)
 		if !pubackCodes.has(code) {
 			code = UnspecifiedError // one PUBACK and PUBREC cannot carry
@@ -1164,24 +1183,34 @@ func (c *conn) onPublish(p *Publish, n int, t int64) {
 		}
 		return
 	}
-	if refused {
-		s.drop(why) // (counted once the hook has not refused the message)
-	}
 	if local {
-		_, r := s.routeMessage(tm, retain, c.cl.ID, now, c.ec.Loop())
-		refused = refused || r
+		if refused {
+			s.drop(why) // (counted once the hook has not refused the message)
+		}
+		s.routeMessage(tm, retain, res, c.cl.ID, now, c.ec.Loop())
+	} else if res != nil {
+		s.releaseRetained(res) // the hook took the message over
 	}
 	putMsg(tm)
-	if refused && v5 {
-		// Delivered, not retained: the publisher learns its retained
-		// state was not kept.
-		if p.QoS == QoS2 {
-			c.forgetQoS2(p.PacketID)
-		}
-		ack(QuotaExceeded)
-		return
-	}
 	ack(Success)
+}
+
+// refuseRetained answers a 5.0 QoS 1 or 2 retained PUBLISH the store's
+// bounds refused (why): quota_exceeded, with a reason string unless the
+// client asked for none.
+func (c *conn) refuseRetained(p *Publish, why DropReason) {
+	a := Ack{Kind: TypePuback, PacketID: p.PacketID, ReasonCode: QuotaExceeded}
+	if p.QoS == QoS2 {
+		a.Kind = TypePubrec
+	}
+	if !c.noProblem {
+		reason := "retained store full"
+		if why == DropRetainedClientFull {
+			reason = "client's retained quota exceeded"
+		}
+		a.Props.ReasonString = bytesOf(reason)
+	}
+	c.packet(&a)
 }
 
 // forgetQoS2 drops id from the session's QoS 2 messages received and not

@@ -42,7 +42,7 @@ func TestNewMsgOwnsItsStrings(t *testing.T) {
 func TestRetainedKeyIsTheCurrentMessage(t *testing.T) {
 	s := NewServer(Config{})
 	for _, p := range []string{"one", "two", "three"} {
-		s.retain(newMsg(&Message{Topic: "r/t", Payload: []byte(p), Retain: true}, "", time.Time{}))
+		s.retain(newMsg(&Message{Topic: "r/t", Payload: []byte(p), Retain: true}, "", time.Time{}), nil)
 	}
 	for k, m := range s.retained.m {
 		if unsafe.StringData(k) != unsafe.StringData(m.Topic) || string(m.Payload) != "three" {

@@ -3,6 +3,7 @@ package mqtt
 import (
 	"errors"
 	"iter"
+	"slices"
 )
 
 // Errors of Server.Publish.
@@ -30,46 +31,108 @@ type retainedStore struct {
 	// application (from "") are charged to no client.
 	by map[string]int
 	// exp is a heap of the stored messages that expire, soonest first,
-	// for the sweeper (expireRetained). A message no longer stored (its
-	// topic replaced or deleted) stays in it until it comes up or the
-	// heap is rebuilt: when such stale entries outnumber the live ones
-	// (expiring) and 64, the heap keeps only the live ones.
-	exp      []*msg
-	expiring int
+	// for the sweeper (expireRetained); a message leaves it when it
+	// leaves the store (unstore), found by its index (msg.hi).
+	exp []*msg
+	// pend are the reservations of the PUBLISHes between their decision
+	// and their store (reserveRetained), oldest first: as many as the
+	// loops running a retained PUBLISH's hook at once.
+	pend []*pending
 }
 
-// retainRefusal returns why m, from its client, can't replace old (nil
-// if its topic holds none) in the store: DropRetainedFull for the node's
-// bounds, DropRetainedClientFull for the client's; ok when it fits.
-// s.mu is held (read or write).
-func (s *Server) retainRefusal(from string, size int, old *msg) (DropReason, bool) {
-	r := &s.retained
-	n, b := len(r.m), r.bytes
-	mine := r.by[from]
-	if old != nil {
-		n, b = n-1, b-int(old.size)
-		if old.from == from {
-			mine -= int(old.size)
+// pending is the room a client's retained PUBLISH has reserved in the
+// store, from its decision (before Hooks.OnPublish runs) to its store or
+// release: the store's bounds are decided once, and the hook, the bridge
+// and the subscribers see the retain flag the store will take.
+type pending struct {
+	topic, from string
+	size        int
+}
+
+// grow returns what a message of size bytes from client from on topic
+// may add to the store: messages, bytes and, when mine is from, mine's
+// bytes. It may replace the topic's message, and adds what it holds over
+// it; when one of earlier (reservations) is on the topic too, the topic
+// may end up holding either, and it counts whole. s.mu is held.
+func (r *retainedStore) grow(topic, from string, size int, mine string, earlier []*pending) (n, b, c int) {
+	for _, e := range earlier {
+		if e.topic == topic {
+			if from == mine {
+				c = size
+			}
+			return 1, size, c
 		}
 	}
-	if n+1 > s.cfg.MaxRetained || b+size > s.cfg.MaxRetainedBytes {
+	old, own := r.m[topic], 0
+	if old == nil {
+		n = 1
+	} else if old.from == from {
+		own = int(old.size)
+	}
+	if old != nil {
+		b = max(0, size-int(old.size))
+	} else {
+		b = size
+	}
+	if from == mine {
+		c = max(0, size-own)
+	}
+	return n, b, c
+}
+
+// retainRefusal returns why a message of size bytes from client from
+// can't go on topic in the store: DropRetainedFull for the node's bounds,
+// DropRetainedClientFull for the client's; ok when it fits. What the
+// reservations may yet add counts as held. s.mu is held (read or write).
+func (s *Server) retainRefusal(from, topic string, size int) (DropReason, bool) {
+	r := &s.retained
+	n, b, mine := len(r.m), r.bytes, r.by[from]
+	for i, p := range r.pend {
+		dn, db, dc := r.grow(p.topic, p.from, p.size, from, r.pend[:i])
+		n, b, mine = n+dn, b+db, mine+dc
+	}
+	dn, db, dc := r.grow(topic, from, size, from, r.pend)
+	if n+dn > s.cfg.MaxRetained || b+db > s.cfg.MaxRetainedBytes {
 		return DropRetainedFull, false
 	}
-	if from != "" && s.cfg.MaxRetainedBytesPerClient > 0 && mine+size > s.cfg.MaxRetainedBytesPerClient {
+	if from != "" && s.cfg.MaxRetainedBytesPerClient > 0 && mine+dc > s.cfg.MaxRetainedBytesPerClient {
 		return DropRetainedClientFull, false
 	}
 	return 0, true
 }
 
-// retainFits reports whether a retained message of size bytes (msgSize)
-// from client from would be stored on topic now, and why not. A client's
-// PUBLISH asks it before its hook runs, so that a message the store will
-// refuse is bridged (and retained elsewhere) as a plain one; the store
-// decides again when the message comes (retainIf).
-func (s *Server) retainFits(from, topic string, size int) (DropReason, bool) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.retainRefusal(from, size, s.retained.m[topic])
+// reserveRetained decides whether a retained message of size bytes
+// (msgSize) from client from will be stored on topic, and reserves its
+// room when it will: the store takes it (retainIf with the reservation)
+// whatever is published meanwhile, or the caller releases the room
+// (releaseRetained). A client's PUBLISH decides so before its hook runs.
+func (s *Server) reserveRetained(from, topic string, size int) (*pending, DropReason, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if why, ok := s.retainRefusal(from, topic, size); !ok {
+		return nil, why, false
+	}
+	p := &pending{topic: topic, from: from, size: size}
+	s.retained.pend = append(s.retained.pend, p)
+	return p, 0, true
+}
+
+// releaseRetained gives back the room p reserved, when its message is not
+// stored after all.
+func (s *Server) releaseRetained(p *pending) {
+	s.mu.Lock()
+	s.retained.unpend(p)
+	s.mu.Unlock()
+}
+
+// unpend takes p out of the reservations; s.mu is held.
+func (r *retainedStore) unpend(p *pending) {
+	if i := slices.Index(r.pend, p); i >= 0 {
+		r.pend = slices.Delete(r.pend, i, i+1)
+	}
+	if len(r.pend) == 0 {
+		r.pend = nil
+	}
 }
 
 // unstore takes old, the message stored on its topic, out of the store
@@ -79,8 +142,8 @@ func (s *Server) unstore(old *msg) {
 	delete(r.m, old.Topic)
 	r.bytes -= int(old.size)
 	s.charge(old.from, -int(old.size))
-	if old.expires != 0 {
-		r.expiring--
+	if old.hi != 0 {
+		r.removeExp(int(old.hi) - 1)
 	}
 	s.stats.retained.Add(-1)
 	s.stats.retainedBytes.Store(int64(r.bytes))
@@ -97,7 +160,6 @@ func (s *Server) store(m *msg) {
 	r.bytes += int(m.size)
 	s.charge(m.from, int(m.size))
 	if m.expires != 0 {
-		r.expiring++
 		r.pushExp(m)
 	}
 	s.stats.retained.Add(1)
@@ -124,17 +186,19 @@ func (s *Server) charge(from string, n int) {
 }
 
 // retain stores m as its topic's retained message, or deletes the retained
-// message when m's payload is empty (MQTT 3.3.1.3). It reports whether
-// the store refused m (counted with its DropReason).
-func (s *Server) retain(m *msg) bool {
-	_, refused := s.retainIf(m, false)
+// message when m's payload is empty (MQTT 3.3.1.3); res, when not nil, is
+// the room reserved for m (reserveRetained), and m is then stored
+// whatever the bounds. It reports whether the store refused m (counted
+// with its DropReason).
+func (s *Server) retain(m *msg, res *pending) bool {
+	_, refused := s.retainIf(m, false, res)
 	return refused
 }
 
 // retainIf is retain; with ifAbsent it stores m only when its topic holds
 // no retained message, or an expired one (and deletes nothing). It
 // reports whether m was stored, and whether the store's bounds refused it.
-func (s *Server) retainIf(m *msg, ifAbsent bool) (stored, refused bool) {
+func (s *Server) retainIf(m *msg, ifAbsent bool, res *pending) (stored, refused bool) {
 	var now int64
 	if ifAbsent {
 		now = s.now().UnixNano()
@@ -142,6 +206,9 @@ func (s *Server) retainIf(m *msg, ifAbsent bool) (stored, refused bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r := &s.retained
+	if res != nil {
+		r.unpend(res)
+	}
 	old := r.m[m.Topic]
 	if ifAbsent && ((old != nil && !old.expired(now)) || len(m.Payload) == 0) {
 		return false, false
@@ -152,9 +219,11 @@ func (s *Server) retainIf(m *msg, ifAbsent bool) (stored, refused bool) {
 		}
 		return false, false
 	}
-	if why, ok := s.retainRefusal(m.from, int(m.size), old); !ok {
-		s.drop(why)
-		return false, true
+	if res == nil {
+		if why, ok := s.retainRefusal(m.from, m.Topic, int(m.size)); !ok {
+			s.drop(why)
+			return false, true
+		}
 	}
 	if old != nil {
 		s.unstore(old)
@@ -163,29 +232,45 @@ func (s *Server) retainIf(m *msg, ifAbsent bool) (stored, refused bool) {
 	return true, false
 }
 
-// pushExp adds m to the expiry heap, first dropping its stale entries
-// when they outnumber the live ones.
+// pushExp adds m to the expiry heap.
 func (r *retainedStore) pushExp(m *msg) {
-	if len(r.exp) >= 2*r.expiring+64 {
-		live := r.exp[:0]
-		for _, e := range r.exp {
-			if r.m[e.Topic] == e {
-				live = append(live, e)
-			}
-		}
-		clear(r.exp[len(live):])
-		r.exp = live
-		for i := len(r.exp)/2 - 1; i >= 0; i-- {
-			r.down(i)
-		}
-	}
 	r.exp = append(r.exp, m)
-	for i := len(r.exp) - 1; i > 0; {
+	m.hi = int32(len(r.exp))
+	r.up(len(r.exp) - 1)
+}
+
+// removeExp takes the heap's entry i out.
+func (r *retainedStore) removeExp(i int) {
+	m := r.exp[i]
+	last := len(r.exp) - 1
+	if i != last {
+		r.swap(i, last)
+	}
+	r.exp[last] = nil
+	r.exp = r.exp[:last]
+	m.hi = 0
+	if i != last {
+		r.down(i)
+		r.up(i)
+	}
+	if len(r.exp) == 0 {
+		r.exp = nil
+	}
+}
+
+func (r *retainedStore) swap(i, j int) {
+	r.exp[i], r.exp[j] = r.exp[j], r.exp[i]
+	r.exp[i].hi, r.exp[j].hi = int32(i+1), int32(j+1)
+}
+
+// up restores the heap above i.
+func (r *retainedStore) up(i int) {
+	for i > 0 {
 		p := (i - 1) / 2
 		if r.exp[p].expires <= r.exp[i].expires {
-			break
+			return
 		}
-		r.exp[p], r.exp[i] = r.exp[i], r.exp[p]
+		r.swap(p, i)
 		i = p
 	}
 }
@@ -203,7 +288,7 @@ func (r *retainedStore) down(i int) {
 		if min == i {
 			return
 		}
-		r.exp[i], r.exp[min] = r.exp[min], r.exp[i]
+		r.swap(i, min)
 		i = min
 	}
 }
@@ -214,18 +299,7 @@ func (r *retainedStore) down(i int) {
 func (s *Server) expireRetained(now int64) {
 	r := &s.retained
 	for len(r.exp) > 0 && r.exp[0].expired(now) {
-		m := r.exp[0]
-		last := len(r.exp) - 1
-		r.exp[0] = r.exp[last]
-		r.exp[last] = nil
-		r.exp = r.exp[:last]
-		r.down(0)
-		if r.m[m.Topic] == m {
-			s.unstore(m)
-		}
-	}
-	if len(r.exp) == 0 {
-		r.exp = nil
+		s.unstore(r.exp[0]) // takes it out of the heap
 	}
 }
 
@@ -276,7 +350,7 @@ func (s *Server) storeRetained(m *Message, ifAbsent bool) (*msg, bool, error) {
 	}
 	mm := newMsg(m, "", s.now())
 	mm.Retain = true
-	stored, _ := s.retainIf(mm, ifAbsent)
+	stored, _ := s.retainIf(mm, ifAbsent, nil)
 	return mm, stored, nil
 }
 

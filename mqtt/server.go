@@ -39,10 +39,11 @@ const (
 	DefaultMaxSessions         = 1_000_000
 	DefaultMaxRetained         = 100_000
 	DefaultMaxRetainedBytes    = 64 << 20
-	// DefaultMaxRetainedBytesPerClient is 1 MiB: one client holds at
-	// most 1/64 of the default store, and at least one message of the
-	// default maximum packet size.
-	DefaultMaxRetainedBytesPerClient = 1 << 20
+	// DefaultMaxRetainedBytesPerClient is 1 MiB and 4 KiB: one client
+	// holds about 1/64 of the default store, and at least one message of
+	// the default maximum packet size (its payload, topic and the 96
+	// bytes of bookkeeping).
+	DefaultMaxRetainedBytesPerClient = 1<<20 + 4<<10
 	DefaultMaxClientIDLength         = 256
 	// DefaultMaxWillBytes is 64 MiB: 64 wills of the default maximum
 	// packet size, or a million devices' wills of 64 bytes (their topic,
@@ -135,8 +136,9 @@ type Config struct {
 	MaxKeepAlive time.Duration
 
 	// MaxRetained and MaxRetainedBytes bound the retained messages; a
-	// retained message past either is not retained (DropRetainedFull),
-	// but still delivered. Zero means 100,000 messages and 64 MiB. A
+	// retained message past either is not retained (DropRetainedFull);
+	// see MaxRetainedBytesPerClient for what its publisher and the
+	// subscribers get. Zero means 100,000 messages and 64 MiB. A
 	// message's bytes are its topic, payload and properties and 96 bytes
 	// of bookkeeping.
 	MaxRetained      int
@@ -145,16 +147,25 @@ type Config struct {
 	// one client has published and the store still holds (a message
 	// replaced, deleted or expired no longer counts against its
 	// publisher), so that one client cannot fill the node's store. A
-	// retained message past it is not retained (DropRetainedClientFull),
-	// but still delivered. Messages the application injects (Publish,
-	// Retain) count against no client. Zero means 1 MiB; negative means
+	// retained message past it is not retained (DropRetainedClientFull).
+	// Messages the application injects (Publish, Retain) count against no
+	// client. The bound is per client id and per server: a client id
+	// connected to several nodes has it on each. Zero means 1 MiB and
+	// 4 KiB (a message of the default MaxPacketSize fits); negative means
 	// no bound.
 	//
-	// A retained PUBLISH the store refuses (this bound or the node's) is
-	// delivered to the current subscribers as a message without the
-	// retain flag (Hooks.OnPublish sees it so), and a 5.0 client's
-	// PUBACK or PUBREC says quota_exceeded (0x97); 3.1.1 has no code,
-	// so its client gets success. The refusal is counted either way.
+	// The store decides a client's retained PUBLISH (this bound and the
+	// node's) once, before Hooks.OnPublish runs, and keeps the room it
+	// grants until the message is stored. A 5.0 PUBLISH at QoS 1 or 2 it
+	// refuses is refused whole: not delivered, not shown to the hook, its
+	// PUBACK or PUBREC quota_exceeded (0x97, with a reason string unless
+	// the client asked for no problem information), no QoS 2 state kept,
+	// so a resend is decided again and never delivered twice. A QoS 0
+	// PUBLISH and a 3.1.1 one (no way to tell the client) are delivered
+	// as a message without the retain flag (the hook sees it so), and
+	// their client gets its usual acknowledgement; the topic's earlier
+	// retained message, if any, stays. The refusal is counted either
+	// way.
 	MaxRetainedBytesPerClient int
 
 	// MaxWillBytes bounds the bytes of the will messages the sessions
@@ -425,9 +436,12 @@ type Hooks struct {
 	// flow ends there); 3.1.1 has no refusal, so its client gets a success ack, as
 	// for a message Authorize refused. Success (0) accepts it. m and its
 	// fields are valid only during the call; copy what must outlive it.
-	// A retained message the store will not keep (its bounds, such as
-	// MaxRetainedBytesPerClient) comes with Retain false: it is delivered
-	// as a plain message, and a bridge should forward it so. Messages
+	// The store decides a retained message before the hook runs, and the
+	// flag the hook sees is the one the store takes: a QoS 0 or 3.1.1
+	// retained message the store will not keep (its bounds, such as
+	// MaxRetainedBytesPerClient) comes with Retain false, delivered as a
+	// plain message, and a bridge should forward it so; a 5.0 QoS 1 or 2
+	// one is refused before the hook (MaxRetainedBytesPerClient). Messages
 	// injected with Server.Publish don't reach it. Nil routes everything
 	// locally.
 	OnPublish func(c *Client, m *Message) (local bool, code ReasonCode)

@@ -61,6 +61,9 @@ type msg struct {
 	// delay is a will message's will delay, seconds: the will is unique
 	// to its session, which so needs no field for it.
 	delay uint32
+	// hi is the message's place in the retained store's expiry heap
+	// plus one, 0 when it is not in it; guarded by Server.mu.
+	hi int32
 }
 
 // newMsg copies m for routing: its topic, strings and bytes go to one
@@ -159,14 +162,18 @@ func (m *msg) persist() *msg {
 // written to the subscriber's connection during the call and kept
 // nowhere. Any other message is copied to the heap once and shared by
 // whatever keeps it (retained store, offline queues, QoS 1 and 2 in
-// flight). refused reports that the store's bounds refused to retain it
-// (it is routed all the same).
-func (s *Server) routeMessage(tm *msg, retain bool, from string, now time.Time, loop int) (n int, refused bool) {
+// flight). res, when not nil, is the room reserved for it in the store
+// (reserveRetained), which then takes it. refused reports that the
+// store's bounds refused to retain it: it is routed all the same, as a
+// message without the retain flag.
+func (s *Server) routeMessage(tm *msg, retain bool, res *pending, from string, now time.Time, loop int) (n int, refused bool) {
 	t := now.UnixNano()
 	if tm.QoS != QoS0 || retain {
 		mm := newMsg(&tm.Message, from, now)
 		if retain {
-			refused = s.retain(mm)
+			if refused = s.retain(mm, res); refused {
+				mm.Retain = false
+			}
 		}
 		return s.route(mm, t, loop), refused
 	}
@@ -904,7 +911,7 @@ func (s *Server) Publish(m *Message) (int, error) {
 	}
 	tm := getMsg()
 	tm.Message = *m
-	n, _ := s.routeMessage(tm, m.Retain, "", s.now(), 0)
+	n, _ := s.routeMessage(tm, m.Retain, nil, "", s.now(), 0)
 	putMsg(tm)
 	return n, nil
 }
@@ -986,11 +993,20 @@ func (s *Server) endSessionLocked(ss *session) {
 }
 
 // publishWill publishes a will message. A retained will the store won't
-// keep goes out as a plain message, as a client's PUBLISH does.
+// keep goes out as a plain message, as a QoS 0 or 3.1.1 client's PUBLISH
+// does: nobody is left to be told of the refusal.
 func (s *Server) publishWill(w *msg, now time.Time) {
 	s.stats.wills.Add(1)
+	if w.MessageExpiry > 0 {
+		// Its Message Expiry counts from its publication, not from the
+		// CONNECT that brought it (5.0 3.1.3.2.4).
+		w.expires = now.Add(time.Duration(w.MessageExpiry) * time.Second).UnixNano()
+	}
+	var res *pending
 	if w.Retain && len(w.Payload) > 0 {
-		if why, ok := s.retainFits(w.from, w.Topic, int(w.size)); !ok {
+		var why DropReason
+		var ok bool
+		if res, why, ok = s.reserveRetained(w.from, w.Topic, int(w.size)); !ok {
 			s.drop(why)
 			w.Retain = false
 		}
@@ -998,8 +1014,11 @@ func (s *Server) publishWill(w *msg, now time.Time) {
 	if h := s.cfg.Hooks.OnWill; h != nil {
 		h(w.from, &w.Message)
 	}
-	if w.Retain {
-		s.retain(w)
+	switch {
+	case w.Retain:
+		s.retain(w, res)
+	case res != nil:
+		s.releaseRetained(res)
 	}
 	s.route(w, now.UnixNano(), 0)
 }

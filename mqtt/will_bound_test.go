@@ -157,3 +157,39 @@ func TestWillBytesDelayAndExpiry(t *testing.T) {
 		t.Fatalf("after the churn: %d wills held, %d bytes; want 0, 0", st.Wills, st.WillBytes)
 	}
 }
+
+// TestWillExpiryFromPublication: a will's Message Expiry counts from its
+// publication (after its will delay), not from the CONNECT that set it:
+// a retained will with an expiry shorter than its delay is kept once
+// published.
+func TestWillExpiryFromPublication(t *testing.T) {
+	clk := &testClock{}
+	clk.t.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+	b := startBroker(t, Config{Clock: clk})
+	c := dial(t, b.addr, Version5)
+	w := &Will{QoS: QoS1, Retain: true, Topic: []byte("will/c"), Payload: []byte("gone")}
+	w.Props.WillDelay, w.Props.MessageExpiry = 30, 10
+	if ca := c.connect(&Connect{ClientID: []byte("c"), CleanStart: true, KeepAlive: 60, Will: w,
+		Props: Properties{SessionExpiry: 60}}); ca.ReasonCode != Success {
+		t.Fatalf("CONNACK %v", ca.ReasonCode)
+	}
+	c.c.Close()
+	b.waitStats(t, "the session offline", func(s Stats) bool { return s.SessionsOffline == 1 })
+	clk.t.Add(int64(31 * time.Second))
+	b.sweep(clk.Now())
+	if st := b.Stats(); st.Wills != 0 {
+		t.Fatalf("%d wills still held after their delay, want 0", st.Wills)
+	}
+	var kept []string
+	for m := range b.RetainedMessages() {
+		kept = append(kept, m.Topic)
+	}
+	if len(kept) != 1 || kept[0] != "will/c" {
+		t.Fatalf("retained %v, want the will, 10 s from its publication", kept)
+	}
+	clk.t.Add(int64(11 * time.Second))
+	b.sweep(clk.Now())
+	if st := b.Stats(); st.Retained != 0 {
+		t.Fatalf("%d retained 11 s after the will's publication, want it expired", st.Retained)
+	}
+}
