@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"cmp"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
@@ -21,6 +22,10 @@ import (
 // straight to the node holding the device.
 type apiHandlers struct {
 	hub *Hub
+	// drainRetry is the 503 draining answer's Retry-After in seconds:
+	// the longest reconnect hint the draining node gives its devices, so a
+	// client retrying then finds the device back (not a 404 offline).
+	drainRetry string
 }
 
 // apiRoutes is the management API:
@@ -33,8 +38,8 @@ type apiHandlers struct {
 //
 // With token set every route requires it as a bearer token (401
 // otherwise).
-func apiRoutes(hub *Hub, token string) *http1.Router {
-	a := &apiHandlers{hub: hub}
+func apiRoutes(hub *Hub, token string, drainRetry time.Duration) *http1.Router {
+	a := &apiHandlers{hub: hub, drainRetry: strconv.Itoa(int(max(1, (drainRetry+time.Second-1)/time.Second)))}
 	r := http1.NewRouter()
 	if token != "" {
 		r.Use(func(next http1.Handler) http1.Handler {
@@ -110,18 +115,18 @@ func (a *apiHandlers) command(c *http1.Ctx) {
 	if err != nil { // not for this route (no streamed body); wait here
 		defer cancel()
 		ack, err := a.hub.Command(ctx, id, req.Name, req.Payload, timeout)
-		writeCommandResult(c, ack, err)
+		a.writeCommandResult(c, ack, err)
 		return
 	}
 	a.hub.CommandAsync(ctx, id, req.Name, req.Payload, timeout, func(ack Ack, err error) {
 		cancel()
-		writeCommandResult(c, ack, err)
+		a.writeCommandResult(c, ack, err)
 		d.Finish()
 	})
 }
 
 // writeCommandResult answers a command request with its outcome.
-func writeCommandResult(c *http1.Ctx, ack Ack, err error) {
+func (a *apiHandlers) writeCommandResult(c *http1.Ctx, ack Ack, err error) {
 	switch {
 	case err == nil:
 		writeJSON(c, 200, ack)
@@ -132,7 +137,7 @@ func writeCommandResult(c *http1.Ctx, ack Ack, err error) {
 	case errors.Is(err, ErrDraining):
 		// The node holding the device drains: the device reconnects
 		// elsewhere (or to it restarted) within its retry hint.
-		c.SetHeader("Retry-After", "1")
+		c.SetHeader("Retry-After", a.drainRetry)
 		writeJSON(c, 503, map[string]string{"error": "draining"})
 	case errors.Is(err, ErrBadCommandName):
 		writeJSON(c, 400, map[string]string{"error": badCommandName})
@@ -234,6 +239,11 @@ type APIConfig struct {
 	// HTTP configures the API's HTTP/1.1 server. The zero value is ready
 	// to use (http1.Config's defaults).
 	HTTP http1.Config
+	// DrainRetry is the Retry-After of a command's 503 draining: the
+	// longest reconnect hint the nodes give their devices
+	// (Config.RetryHintMin + RetryHintJitter). Zero means 11 s, the
+	// hints' defaults.
+	DrainRetry time.Duration
 }
 
 // API is the management API served from a machine's Directory: the same
@@ -265,7 +275,7 @@ func (d *Directory) ServeAPI(eng *engine.Engine, cfg APIConfig) (*API, error) {
 	if cfg.HTTP.Logger == nil {
 		cfg.HTTP.Logger = d.h.log
 	}
-	srv, err := http1.NewServer(eng, cfg.HTTP, apiRoutes(d.h, cfg.Token))
+	srv, err := http1.NewServer(eng, cfg.HTTP, apiRoutes(d.h, cfg.Token, cmp.Or(cfg.DrainRetry, defaultRetryHintMin+defaultRetryHintJitter)))
 	if err != nil {
 		return nil, err
 	}

@@ -177,6 +177,12 @@ const (
 	DefaultBadFrameWindow = time.Minute
 )
 
+// The reconnect hint's defaults (Config.RetryHintMin, RetryHintJitter).
+const (
+	defaultRetryHintMin    = time.Second
+	defaultRetryHintJitter = 10 * time.Second
+)
+
 func (c Config) withDefaults() Config {
 	if c.Addr == "" {
 		c.Addr = DefaultAddr
@@ -194,10 +200,10 @@ func (c Config) withDefaults() Config {
 		c.BadFrameWindow = DefaultBadFrameWindow
 	}
 	if c.RetryHintMin <= 0 {
-		c.RetryHintMin = time.Second
+		c.RetryHintMin = defaultRetryHintMin
 	}
 	if c.RetryHintJitter <= 0 {
-		c.RetryHintJitter = 10 * time.Second
+		c.RetryHintJitter = defaultRetryHintJitter
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -170,7 +170,7 @@ func New(eng *engine.Engine, cfg Config) (*Gateway, error) {
 		}
 	}
 	if cfg.API != "-" {
-		if g.apiSrv, err = http1.NewServer(eng, cfg.HTTP, apiRoutes(g.hub, cfg.APIToken)); err != nil {
+		if g.apiSrv, err = http1.NewServer(eng, cfg.HTTP, apiRoutes(g.hub, cfg.APIToken, cfg.RetryHintMin+cfg.RetryHintJitter)); err != nil {
 			return fail(err)
 		}
 		if g.apiLn, err = g.apiSrv.Listen(cfg.API); err != nil {

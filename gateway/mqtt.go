@@ -664,14 +664,16 @@ func (l *mqttLink) Close(reason string) {
 	if c == nil {
 		return
 	}
+	if reason == ReasonShutdown {
+		c.GoingAway() // the drain's own goodbye, as for a device it did not hold
+		return
+	}
 	code := mqtt.AdministrativeAction
 	switch reason {
 	case ReasonReplaced:
 		code = mqtt.SessionTakenOver
 	case ReasonTokenExpired, ReasonCertRevoked:
 		code = mqtt.NotAuthorized
-	case ReasonShutdown:
-		code = mqtt.ServerShuttingDown
 	case ReasonRateLimited:
 		code = mqtt.MessageRateTooHigh
 	}

@@ -256,7 +256,7 @@ func (p *proto) OnTimeout(ec *engine.Conn, reason engine.CloseReason) bool {
 func (p *proto) OnDrain(*engine.Conn) bool {
 	c := (*conn)(p)
 	if c.drainHold() {
-		return true // the application says goodbye later (Client.Disconnect)
+		return true // the application says goodbye later (Client.GoingAway)
 	}
 	c.drain()
 	return false

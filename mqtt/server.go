@@ -388,6 +388,32 @@ func (c *Client) Disconnect(code ReasonCode, reason string) {
 	}
 }
 
+// GoingAway ends a connection that Hooks.OnDrain held, with the goodbye
+// the drain gives a connection it does not hold: a 5.0 client gets
+// DISCONNECT server_shutting_down (use_another_server with
+// Config.ServerReference), MQTT over WebSocket then closes 1001, and the
+// engine records the close as a shutdown (engine.ReasonShutdown). It runs
+// on the connection's event loop (engine.Conn.Post); it is safe for
+// concurrent use and does nothing once the connection has closed.
+func (c *Client) GoingAway() {
+	cc := c.c
+	if cc == nil {
+		return
+	}
+	cc.ec.Post(func() {
+		if cc.done {
+			return
+		}
+		if ws := cc.ws(); ws != nil {
+			ws.GoingAway() // wsGoingAway sends the 5.0 DISCONNECT first
+			return
+		}
+		cc.drain()
+		cc.flush()
+		cc.ec.CloseWithReason(engine.ReasonShutdown)
+	})
+}
+
 // PauseRead stops reading from the client's connection (backpressure);
 // ResumeRead undoes it. Both are safe for concurrent use.
 func (c *Client) PauseRead() {
@@ -455,8 +481,8 @@ type Hooks struct {
 	// connection, before its goodbye (5.0: DISCONNECT
 	// server_shutting_down): true keeps the connection open — reading and
 	// writing as before — and leaves the goodbye to the application, which
-	// calls Client.Disconnect(ServerShuttingDown, ...) when it is done (a
-	// gateway waits for the acks of the commands its device has pending).
+	// calls Client.GoingAway when it is done (a gateway waits for the acks
+	// of the commands its device has pending).
 	// The engine's shutdown deadline still closes it. It runs on the
 	// connection's event loop and must not block. Nil holds nothing.
 	OnDrain func(c *Client) (hold bool)

@@ -3,7 +3,7 @@ package websocket_test
 import (
 	"context"
 	"fmt"
-	"sync/atomic"
+	"sync"
 	"time"
 
 	gorilla "github.com/gorilla/websocket"
@@ -14,8 +14,14 @@ import (
 )
 
 // job is a connection's state in ExampleConfig_drainHold: whether it has
-// work in progress, and whether the drain held it for that work.
-type job struct{ busy, held atomic.Bool }
+// work in progress, and whether the drain held it for that work. DrainHold
+// runs on the event loop and Message on a worker: one lock makes "held
+// while busy" and "done, so let go if held" exclusive, so a connection is
+// never held with nobody left to let it go.
+type job struct {
+	mu         sync.Mutex
+	busy, held bool
+}
 
 // A connection with work in progress when the engine drains is held
 // open (DrainHold) until the work is done, and then says goodbye with the
@@ -26,23 +32,31 @@ func ExampleConfig_drainHold() {
 		Accept: func(_ *http1.Ctx, c *websocket.Conn) bool { c.SetContext(new(job)); return true },
 		DrainHold: func(c *websocket.Conn) bool {
 			j := c.Context().(*job)
-			j.held.Store(j.busy.Load())
-			if j.held.Load() {
+			j.mu.Lock()
+			j.held = j.busy
+			held := j.held
+			j.mu.Unlock()
+			if held {
 				heldNow <- struct{}{}
 			}
-			return j.held.Load()
+			return held
 		},
 	}, websocket.HandlerFuncs{
 		Message: func(c *websocket.Conn, _ websocket.Opcode, data []byte) {
 			j := c.Context().(*job)
 			switch string(data) {
 			case "start":
-				j.busy.Store(true)
+				j.mu.Lock()
+				j.busy = true
+				j.mu.Unlock()
 				c.WriteText("started")
 			case "done":
-				j.busy.Store(false)
+				j.mu.Lock()
+				j.busy = false
+				held := j.held
+				j.mu.Unlock()
 				c.WriteText("result")
-				if j.held.Load() {
+				if held {
 					c.GoingAway()
 				}
 			}

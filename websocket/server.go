@@ -115,6 +115,10 @@ type Config struct {
 	// GoingAway returns the reason text of the close 1001 a connection
 	// gets when the engine drains (at most 123 bytes); a gateway uses it to
 	// carry a jittered retry hint so devices do not come back all at once.
+	// It runs where the close starts: on the connection's event loop when
+	// the engine drains, on the caller's goroutine for Conn.GoingAway (a
+	// handler on a worker); it must not touch loop-owned state then, or the
+	// caller posts to the loop first (engine.Conn.Post), as mqtt does.
 	// Nil means "server shutting down".
 	GoingAway func(c *Conn) string
 	// DrainHold, when set, is asked when the engine drains c, before its

@@ -292,7 +292,8 @@ func serveSupervisor(sig <-chan os.Signal, procs int, ecfg engine.Config, gcfg g
 			return 1
 		}
 		defer eng.Close()
-		api, err := dir.ServeAPI(eng, gateway.APIConfig{Addr: gcfg.API, Token: gcfg.APIToken, HTTP: gcfg.HTTP})
+		api, err := dir.ServeAPI(eng, gateway.APIConfig{Addr: gcfg.API, Token: gcfg.APIToken, HTTP: gcfg.HTTP,
+			DrainRetry: gcfg.RetryHintMin + gcfg.RetryHintJitter})
 		if err != nil {
 			log.Error("-api", "addr", gcfg.API, "error", err)
 			return 1
