@@ -27,9 +27,9 @@ func mqttFlags(fs *flag.FlagSet, cfg *gateway.Config) {
 	fs.IntVar(&m.MaxSessions, "mqtt-max-sessions", mqtt.DefaultMaxSessions, "MQTT: sessions held, online and offline")
 	fs.DurationVar(&m.MaxKeepAlive, "mqtt-max-keepalive", 0, "MQTT: longest keep-alive (announced to 5.0 clients); 0: no cap")
 	fs.IntVar(&m.MaxRetained, "mqtt-max-retained", mqtt.DefaultMaxRetained, "MQTT: retained messages")
-	fs.IntVar(&m.MaxRetainedBytes, "mqtt-max-retained-bytes", mqtt.DefaultMaxRetainedBytes, "MQTT: bytes of retained messages (topics and payloads); past it a message is delivered but not retained")
+	fs.IntVar(&m.MaxRetainedBytes, "mqtt-max-retained-bytes", mqtt.DefaultMaxRetainedBytes, "MQTT: bytes of retained messages (topics and payloads); past it a 5.0 QoS 1/2 retained publish is refused whole (0x97), any other is delivered but not retained")
 	fs.IntVar(&m.MaxRetainedBytesPerClient, "mqtt-max-retained-bytes-per-client", mqtt.DefaultMaxRetainedBytesPerClient,
-		"MQTT: bytes of retained messages one client's publishes hold in the store (negative: no bound); past it a message is delivered but not retained, and a 5.0 QoS 1/2 publisher gets 0x97")
+		"MQTT: bytes of retained messages one client's publishes hold in the store (negative: no bound); past it a 5.0 QoS 1/2 retained publish is refused whole (0x97), any other is delivered but not retained")
 	fs.Int64Var(&m.MaxWillBytes, "mqtt-max-will-bytes", mqtt.DefaultMaxWillBytes,
 		"MQTT: bytes of the will messages held across sessions (negative: no bound); a CONNECT whose will does not fit gets 0x97 (3.1.1: server unavailable)")
 	fs.IntVar(&m.PublishBurst, "mqtt-publish-burst", 0, "MQTT: PUBLISH packets a client may send at once above -mqtt-publish-rate (0: one second's worth)")
