@@ -134,7 +134,7 @@ func TestDrainCommandTimesOut(t *testing.T) {
 	g := startGatewayWith(t, "n1", BusConfig{}, func(c *Config) { c.DrainTimeout = 40 * time.Second })
 	d := connect(t, g, "dev-d")
 	idle := connect(t, g, "dev-idle")
-	inFlight := postCommand(g.APIAddr(), "dev-d", `{"name":"slow","timeout":"1s"}`)
+	inFlight := postCommand(g.APIAddr(), "dev-d", `{"name":"slow","timeout":"3s"}`)
 	if m := d.read(); m["type"] != "command" {
 		t.Fatalf("got %v, want the command", m)
 	}
@@ -144,6 +144,8 @@ func TestDrainCommandTimesOut(t *testing.T) {
 	defer cancel()
 	drained := make(chan error, 1)
 	go func() { drained <- g.eng.Shutdown(ctx) }()
+	// The hold is what keeps dev-d open until its command's timeout.
+	testutil.Eventually(t, 0, "the device held by the drain", func() bool { return g.Hub().m.drainHeld.Load() == 1 })
 	if ce, ok := (<-idleClosed).(*gorilla.CloseError); !ok || ce.Code != 1001 {
 		t.Fatalf("the idle device's close: %v, want 1001", ce)
 	}

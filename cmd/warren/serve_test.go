@@ -193,12 +193,15 @@ func TestServeDrainFinishesCommands(t *testing.T) {
 func drainFinishesCommands(t *testing.T, extra ...string) {
 	py := pythonWebsockets(t)
 	data := t.TempDir()
-	n := startServe(t, "drainack", data, append([]string{"-drain-timeout", "4s"}, extra...)...)
+	// dev-late acks 2 s after its command, well inside the hold (6 s less
+	// a quarter), and well after the SIGTERM that follows the command's
+	// arrival, however loaded the machine.
+	n := startServe(t, "drainack", data, append([]string{"-drain-timeout", "6s"}, extra...)...)
 	w := watchNATS(t, n.natsURL(), "devices.*.presence")
 	devs := map[string]*proc{}
 	for _, id := range []string{"dev-late", "dev-never"} {
 		devs[id] = startProc(t, id, py, "testdata/device.py",
-			"ws://"+n.addr+"/v1/connect?token="+deviceToken(t, data, id), `{"type":"telemetry","data":1}`, "1")
+			"ws://"+n.addr+"/v1/connect?token="+deviceToken(t, data, id), `{"type":"telemetry","data":1}`, "2")
 		w.wait(t, 10*time.Second, "devices."+id+".presence", isPresence("online", ""))
 	}
 	type answer struct {
