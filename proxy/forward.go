@@ -201,9 +201,8 @@ type fwd struct {
 	events []fwdEvent
 	queued int
 	paused bool
-	// interimN and interimBytes count the interim responses queued
-	// (Config.MaxInterim, MaxInterimBytes).
-	interimN, interimBytes int
+	// interim counts the interim responses queued.
+	interim interimBudget
 }
 
 func (f *fwd) push(ev fwdEvent) {
@@ -288,11 +287,7 @@ func (f *fwd) OnInterim(x *upstream.Exchange, resp *http1.Response) {
 	ev.headers = append(ev.headers, [2]string{"Via", v})
 	size += len(v)
 	f.mu.Lock()
-	ok := f.interimN < p.cfg.MaxInterim && f.interimBytes+size <= p.cfg.MaxInterimBytes
-	if ok {
-		f.interimN++
-		f.interimBytes += size
-	}
+	ok := f.interim.admit(&p.cfg, resp.StatusCode, size)
 	f.mu.Unlock()
 	if !ok {
 		p.st.interimDropped.Add(1)

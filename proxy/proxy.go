@@ -321,9 +321,8 @@ type pconn struct {
 	finishing bool
 	minor     int // the client's HTTP minor version
 	method    string
-	// interimN and interimBytes count the interim responses passed on
-	// for this request (Config.MaxInterim, MaxInterimBytes).
-	interimN, interimBytes int
+	// interim counts the interim responses passed on for this request.
+	interim interimBudget
 }
 
 var (
@@ -429,7 +428,7 @@ func (pc *pconn) startRequest(raw []byte, n int) bool {
 	pc.minor = req.ProtoMinor
 	pc.method = methodString(req.Method)
 	pc.respStarted, pc.respChunked, pc.closeAfter, pc.answered = false, false, false, false
-	pc.interimN, pc.interimBytes = 0, 0
+	pc.interim = interimBudget{}
 	pc.rtrail = pc.rtrail[:0]
 	pc.reqDone = !hasBody
 	switch {
@@ -804,11 +803,7 @@ func (pc *pconn) OnInterim(x *upstream.Exchange, resp *http1.Response) {
 	}
 	b := appendInterim(nil, resp, p.via)
 	pc.mu.Lock()
-	ok := pc.interimN < p.cfg.MaxInterim && pc.interimBytes+len(b) <= p.cfg.MaxInterimBytes
-	if ok {
-		pc.interimN++
-		pc.interimBytes += len(b)
-	}
+	ok := pc.interim.admit(&p.cfg, resp.StatusCode, len(b))
 	pc.mu.Unlock()
 	if !ok {
 		p.st.interimDropped.Add(1)
@@ -816,6 +811,32 @@ func (pc *pconn) OnInterim(x *upstream.Exchange, resp *http1.Response) {
 	}
 	p.st.interim.Add(1)
 	pc.c.Write(b)
+}
+
+// interimBudget counts the interim responses passed on to a client for
+// one request. Its zero value is a request's start.
+type interimBudget struct {
+	continued bool // a 100 Continue went on
+	n, bytes  int  // the other interim responses passed on, and their bytes
+}
+
+// admit reports whether an interim response with status code, size bytes
+// long, goes on, and counts it. The first 100 Continue always does: a
+// client that sent "Expect: 100-continue" waits for it before its body,
+// and the backend waits for that body, so dropping it would stall both.
+// Any other (and a repeated 100) goes on within Config.MaxInterim and
+// MaxInterimBytes.
+func (b *interimBudget) admit(cfg *Config, code, size int) bool {
+	if code == 100 && !b.continued {
+		b.continued = true
+		return true
+	}
+	if b.n >= cfg.MaxInterim || b.bytes+size > cfg.MaxInterimBytes {
+		return false
+	}
+	b.n++
+	b.bytes += size
+	return true
 }
 
 // appendInterim renders an interim response for the client: the

@@ -1,0 +1,121 @@
+package proxy
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/warrenhq/warren/upstream"
+)
+
+// startExpectBackend starts a backend that answers each request head with
+// first (interim responses), then reads a 3-byte body and answers 200
+// "ok". It never sees the body if the client never sends it.
+func startExpectBackend(t *testing.T, first string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	t.Cleanup(func() { ln.Close(); <-done })
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(10 * time.Second))
+				br := bufio.NewReader(c)
+				for {
+					line, err := br.ReadString('\n')
+					if err != nil {
+						return
+					}
+					if line == "\r\n" {
+						break
+					}
+				}
+				io.WriteString(c, first)
+				if _, err := io.ReadFull(br, make([]byte, 3)); err != nil {
+					return
+				}
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// expectExchange sends a request with "Expect: 100-continue" and waits
+// for the 100 Continue before sending its body, as curl does; it returns
+// what it read before the 100 (or all it read, when none came) and
+// whether the 100 came.
+func expectExchange(t *testing.T, addr string) (string, bool) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "POST /up HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 3\r\nConnection: close\r\n\r\n")
+	// A client that never gets its 100 stalls until its own expect
+	// timeout; this one gives up after 5 s (not a timing assertion: the
+	// 100 comes at once or never).
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	br := bufio.NewReader(c)
+	var got strings.Builder
+	for {
+		line, err := br.ReadString('\n')
+		got.WriteString(line)
+		if err != nil {
+			return got.String(), false
+		}
+		if line == "HTTP/1.1 100 Continue\r\n" {
+			break
+		}
+	}
+	io.WriteString(c, "abc")
+	rest, _ := io.ReadAll(br)
+	got.Write(rest)
+	return got.String(), true
+}
+
+// TestProxyExpectContinueNotBounded: the backend's 100 Continue to a
+// request that carried "Expect: 100-continue" always reaches the
+// client, however many other interim responses came first and whatever
+// Config.MaxInterim and MaxInterimBytes say: dropped, it would leave the
+// client waiting for it and the backend waiting for the body.
+func TestProxyExpectContinueNotBounded(t *testing.T) {
+	e := startEngine(t)
+	hint := "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
+	for _, tc := range []struct {
+		name  string
+		first string
+		cfg   Config
+	}{
+		{"after-8-hints", strings.Repeat(hint, 8) + "HTTP/1.1 100 Continue\r\n\r\n", Config{MaxInterim: 8}},
+		{"after-big-hint", "HTTP/1.1 103 Early Hints\r\nLink: <" + strings.Repeat("a", 930) + ">\r\n\r\nHTTP/1.1 100 Continue\r\n\r\n",
+			Config{MaxInterim: 8, MaxInterimBytes: 1000}},
+		{"negative", "HTTP/1.1 100 Continue\r\n\r\n", Config{MaxInterim: -1}},
+		{"default", "HTTP/1.1 100 Continue\r\n\r\n", Config{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			baddr := startExpectBackend(t, tc.first)
+			addr, p := startProxy(t, e, upstream.ClusterConfig{Hosts: []string{baddr}}, tc.cfg)
+			out, ok := expectExchange(t, addr)
+			if !ok || !strings.HasSuffix(out, "\r\n\r\nok") {
+				t.Fatalf("100 Continue %v: %q", ok, out)
+			}
+			if s := p.Stats(); s.Interim == 0 {
+				t.Fatalf("interim responses counted: %+v", s)
+			}
+		})
+	}
+}
