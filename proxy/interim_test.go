@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"io"
 	"net"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -118,4 +119,56 @@ func TestProxyExpectContinueNotBounded(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestProxyInterimDefault: by default (Config.MaxInterim 0) a backend's
+// 103 Early Hints and other interim responses are dropped and counted,
+// its 100 Continue goes on, and the final response follows.
+func TestProxyInterimDefault(t *testing.T) {
+	hint := "HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n"
+	bothPathsProxy(t, func(string) string {
+		return hint + "HTTP/1.1 100 Continue\r\n\r\n" + hint + "HTTP/1.1 102 Processing\r\n\r\n" +
+			"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+	}, func(t *testing.T, addr string, be *cannedBackend, p *Proxy) {
+		out := rawExchange(t, addr, "GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+		if !strings.HasPrefix(out, "HTTP/1.1 100 Continue\r\n") || strings.Contains(out, " 103 ") ||
+			strings.Contains(out, " 102 ") || !strings.Contains(out, "\r\nHTTP/1.1 200 OK\r\n") || !strings.HasSuffix(out, "\r\n\r\nok") {
+			t.Fatalf("%q", out)
+		}
+		if s := p.Stats(); s.Interim != 1 || s.InterimDropped != 3 {
+			t.Fatalf("interim %d, dropped %d", s.Interim, s.InterimDropped)
+		}
+	})
+}
+
+// pyClient makes two GETs on one keep-alive connection with CPython's
+// http.client (what requests and urllib3 use) and prints each status and
+// body.
+const pyClient = `
+import http.client, sys
+c = http.client.HTTPConnection(sys.argv[1], timeout=5)
+for _ in range(2):
+    c.request("GET", "/x")
+    r = c.getresponse()
+    print(r.status, r.read().decode())
+`
+
+// TestProxyInterimPythonClient: a default proxy in front of a backend
+// that sends 103 Early Hints does not break CPython's http.client, which
+// takes a 103 for the final response (its status 103, an empty body, and
+// the real response read as the next one's).
+func TestProxyInterimPythonClient(t *testing.T) {
+	py, err := exec.LookPath("python3")
+	if err != nil {
+		t.Skip("no python3")
+	}
+	bothPaths(t, func(string) string {
+		return "HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n" +
+			"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfinal"
+	}, func(t *testing.T, addr string, be *cannedBackend) {
+		out, err := exec.Command(py, "-c", pyClient, addr).CombinedOutput()
+		if err != nil || string(out) != "200 final\n200 final\n" {
+			t.Fatalf("python http.client: %v\n%s", err, out)
+		}
+	})
 }

@@ -14,9 +14,9 @@
 // naming the upstream.Failure (connect_failure, upstream_timeout,
 // no_healthy_upstream, overflow, breaker_open, ...).
 //
-// Interim (1xx) responses other than 101 (103 Early Hints, 100 Continue)
-// go on to HTTP/1.1 clients ahead of the final response, bounded per
-// request by Config.MaxInterim and Config.MaxInterimBytes.
+// A backend's 100 Continue goes on to an HTTP/1.1 client; other interim
+// (1xx) responses but 101 (103 Early Hints) only when Config.MaxInterim
+// opts in, bounded per request by it and Config.MaxInterimBytes.
 //
 // Config.RatePerIP limits the requests of each client address (a token
 // bucket per IP in a bounded table), and Config.RouteLimits those of a
@@ -100,17 +100,23 @@ type Config struct {
 	// answers 429 with Retry-After itself. Invalid entries
 	// (ValidateRouteLimits) are logged and skipped. None by default.
 	RouteLimits []RouteLimit
-	// MaxInterim bounds the interim (1xx) responses other than 101 passed
-	// on to a client per request: 103 Early Hints, 100 Continue, and any
-	// other a backend sends before its final response (RFC 9110 §15.2: a
-	// proxy forwards them, to HTTP/1.1 clients only). Those over it, or
-	// over MaxInterimBytes, are dropped and counted
-	// (warren_proxy_interim_dropped_total); the final response goes on.
-	// Zero means 8; negative forwards none.
+	// MaxInterim bounds the interim (1xx) responses other than 100 Continue
+	// and 101 passed on to a client per request (103 Early Hints, 102
+	// Processing, any other a backend sends before its final response;
+	// RFC 9110 §15.2 lets a proxy forward them, to HTTP/1.1 clients only).
+	// Zero or negative, the default, passes none of them: they are
+	// dropped and counted (warren_proxy_interim_dropped_total) and the
+	// final response goes on. Forwarding them is an opt-in because
+	// CPython's http.client (and so requests and urllib3) takes a 103 for
+	// the final response and loses the real one; nginx too forwards them
+	// only with early_hints. N > 0 passes up to N of them, within
+	// MaxInterimBytes; those over either bound are dropped and counted.
+	// The first 100 Continue of a request always goes on, outside both
+	// bounds: a client that sent "Expect: 100-continue" waits for it.
 	MaxInterim int
 	// MaxInterimBytes bounds the bytes of the interim response heads
-	// passed on per request (each head is bounded by the cluster's
-	// response head limit too). Zero means 16 KiB.
+	// passed on per request under MaxInterim (each head is bounded by the
+	// cluster's response head limit too). Zero or negative means 16 KiB.
 	MaxInterimBytes int
 	// Logger receives the proxy's logs. Nil means slog.Default().
 	Logger *slog.Logger
@@ -121,8 +127,9 @@ const (
 	DefaultIdleTimeout   = 60 * time.Second
 	DefaultHeaderTimeout = 10 * time.Second
 	DefaultMaxBacklog    = 256 << 10
-	// DefaultMaxInterim is the default Config.MaxInterim.
-	DefaultMaxInterim = 8
+	// DefaultMaxInterim is the default Config.MaxInterim: no interim
+	// response but 100 Continue goes on.
+	DefaultMaxInterim = 0
 	// DefaultMaxInterimBytes is the default Config.MaxInterimBytes.
 	DefaultMaxInterimBytes = 16 << 10
 )
@@ -169,9 +176,6 @@ func New(eng *engine.Engine, cl *upstream.Cluster, cfg Config) *Proxy {
 	}
 	if cfg.Via == "" {
 		cfg.Via = "warren"
-	}
-	if cfg.MaxInterim == 0 {
-		cfg.MaxInterim = DefaultMaxInterim
 	}
 	if cfg.MaxInterimBytes <= 0 {
 		cfg.MaxInterimBytes = DefaultMaxInterimBytes
