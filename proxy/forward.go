@@ -52,7 +52,14 @@ func (p *Proxy) forward(c *http1.Ctx) {
 	trailers := c.Trailers()
 	head := appendForwardHead(nil, p, req, c.RemoteAddr().Addr().Unmap().String(), p.proto(c.Conn()), upgrade, len(body), len(trailers) > 0)
 	if len(trailers) > 0 {
-		body = appendChunkedBody(nil, body, trailers)
+		var optsBuf [4][]byte
+		opts := optsBuf[:0]
+		for _, h := range req.Headers() {
+			if eq(h.Name, "connection") {
+				opts = connOptions(opts, h.Value)
+			}
+		}
+		body = appendChunkedBody(nil, body, trailers, hopNames(nil).set(opts, true))
 	}
 	f := &fwd{p: p, client: c.Conn(), wake: make(chan struct{}, 1)}
 	p.st.requests.Add(1)
@@ -203,6 +210,9 @@ type fwd struct {
 	paused bool
 	// interim counts the interim responses queued.
 	interim interimBudget
+	// respOpts are the response head's connection options, removed from
+	// its trailer section (upstream loop).
+	respOpts hopNames
 }
 
 func (f *fwd) push(ev fwdEvent) {
@@ -233,6 +243,7 @@ func (f *fwd) OnResponse(x *upstream.Exchange, resp *http1.Response) {
 	// A chunked body's Trailer field goes on with its trailer fields
 	// (OnTrailers; the http1 server sends them after a chunked body).
 	keepTrailer := resp.Framing == http1.FramingChunked
+	f.respOpts = f.respOpts.set(opts, keepTrailer)
 	for h := range resp.Headers() {
 		if keepTrailer && eq(h.Name, "trailer") {
 			// kept
@@ -249,7 +260,7 @@ func (f *fwd) OnResponse(x *upstream.Exchange, resp *http1.Response) {
 func (f *fwd) OnTrailers(x *upstream.Exchange, tr []http1.Header) {
 	ev := fwdEvent{kind: evTrailers}
 	for _, h := range tr {
-		if keptTrailer(h.Name) {
+		if keptTrailer(h.Name, f.respOpts) {
 			ev.headers = append(ev.headers, [2]string{string(h.Name), string(h.Value)})
 		}
 	}
@@ -409,7 +420,7 @@ func appendForwardHead(b []byte, p *Proxy, req *http1.Request, remote, proto str
 
 // appendChunkedBody frames body as one chunk followed by the trailer
 // fields the proxy passes on.
-func appendChunkedBody(b, body []byte, trailers []http1.Header) []byte {
+func appendChunkedBody(b, body []byte, trailers []http1.Header, opts hopNames) []byte {
 	if len(body) > 0 {
 		b = strconv.AppendInt(b, int64(len(body)), 16)
 		b = append(b, "\r\n"...)
@@ -417,7 +428,7 @@ func appendChunkedBody(b, body []byte, trailers []http1.Header) []byte {
 		b = append(b, "\r\n"...)
 	}
 	b = append(b, "0\r\n"...)
-	return appendTrailerSection(b, trailers)
+	return appendTrailerSection(b, trailers, opts)
 }
 
 func itoa(n int) string {

@@ -295,6 +295,11 @@ type pconn struct {
 	// rtrail is the last chunk and trailer section of a response whose
 	// trailer fields go on (OnTrailers); empty otherwise (upstream loop).
 	rtrail []byte
+	// respOpts are the response head's connection options, removed from
+	// its trailer section (upstream loop); reqOpts the request head's,
+	// removed from the request's (client loop). Empty for a head without
+	// any.
+	respOpts, reqOpts hopNames
 	// headPending says rhead has not been written yet (upstream loop).
 	headPending bool
 	wbufs       [4][]byte // OnBody's Writev slice (upstream loop)
@@ -549,7 +554,7 @@ func (pc *pconn) forwardBody(in []byte) (int, error) {
 		// back, and sent rendered from the fields kept (below) unless it
 		// came whole in this piece with nothing to remove.
 		held = pc.chunk.TrailerBytes() - tb0
-		if done && tb0 == 0 && !dropsTrailer(pc.chunk.Trailers()) {
+		if done && tb0 == 0 && !dropsTrailer(pc.chunk.Trailers(), pc.reqOpts) {
 			held = 0
 		}
 	} else {
@@ -590,7 +595,7 @@ func (pc *pconn) forwardBody(in []byte) (int, error) {
 			if n > held {
 				x.Write(in[:n-held])
 			}
-			x.WriteEnd(appendTrailerSection(nil, pc.chunk.Trailers()))
+			x.WriteEnd(appendTrailerSection(nil, pc.chunk.Trailers(), pc.reqOpts))
 		}
 	} else if n > held {
 		x.Write(in[:n-held])
@@ -727,6 +732,7 @@ func (pc *pconn) appendUpstreamHead(b []byte, upgrade bool) []byte {
 			opts = connOptions(opts, h.Value)
 		}
 	}
+	pc.reqOpts = pc.reqOpts.set(opts, req.Chunked)
 	// X-Forwarded-For and Via may come on several field lines, one list
 	// (RFC 9110 §5.3): all of them are kept, in order.
 	var xffBuf, viaBuf [2][]byte
@@ -928,6 +934,7 @@ func (pc *pconn) OnResponse(x *upstream.Exchange, resp *http1.Response) {
 	// A chunked body's trailer fields go on to a client whose response is
 	// chunked too, and so does the Trailer field announcing them.
 	keepTrailer := chunk && resp.Framing == http1.FramingChunked
+	pc.respOpts = pc.respOpts.set(opts, keepTrailer)
 	var viaBuf [2][]byte
 	via := viaBuf[:0]
 	for h := range resp.Headers() {
@@ -1008,15 +1015,52 @@ func (pc *pconn) OnTrailers(x *upstream.Exchange, tr []http1.Header) {
 	chunk := pc.respChunked
 	pc.mu.Unlock()
 	if chunk {
-		pc.rtrail = appendTrailerSection(append(pc.rtrail[:0], "0\r\n"...), tr)
+		pc.rtrail = appendTrailerSection(append(pc.rtrail[:0], "0\r\n"...), tr, pc.respOpts)
 	}
+}
+
+// hopNames holds the connection options of a message head (the field
+// names its Connection header lists), kept for its trailer section,
+// where those fields are hop-by-hop too (RFC 9110 §7.6.1): each name
+// followed by a comma. It is bounded by the head it came from, and empty,
+// costing nothing, for the usual head without options; a reused one
+// keeps its buffer.
+type hopNames []byte
+
+// set returns h holding opts when keep is true (the message has a
+// trailer section to filter), empty otherwise.
+func (h hopNames) set(opts [][]byte, keep bool) hopNames {
+	h = h[:0]
+	if !keep {
+		return h
+	}
+	for _, o := range opts {
+		h = append(h, o...)
+		h = append(h, ',')
+	}
+	return h
+}
+
+// has reports whether name is one of the options.
+func (h hopNames) has(name []byte) bool {
+	for len(h) > 0 {
+		i := 0
+		for h[i] != ',' {
+			i++
+		}
+		if eqFold(h[:i], name) {
+			return true
+		}
+		h = h[i+1:]
+	}
+	return false
 }
 
 // dropsTrailer reports whether a trailer section has a field the proxy
 // does not pass on.
-func dropsTrailer(tr []http1.Header) bool {
+func dropsTrailer(tr []http1.Header, opts hopNames) bool {
 	for _, h := range tr {
-		if !keptTrailer(h.Name) {
+		if !keptTrailer(h.Name, opts) {
 			return true
 		}
 	}
@@ -1024,14 +1068,17 @@ func dropsTrailer(tr []http1.Header) bool {
 }
 
 // keptTrailer reports whether a trailer field goes on: not a hop-by-hop
-// field, nor framing (RFC 9110 §6.5.1).
-func keptTrailer(name []byte) bool { return !hop(name) && !eq(name, "content-length") }
+// field (opts: the head's connection options), nor framing (RFC 9110
+// §6.5.1).
+func keptTrailer(name []byte, opts hopNames) bool {
+	return !hop(name) && !eq(name, "content-length") && !opts.has(name)
+}
 
 // appendTrailerSection appends the trailer fields the proxy passes on and
 // the empty line that ends the section.
-func appendTrailerSection(b []byte, tr []http1.Header) []byte {
+func appendTrailerSection(b []byte, tr []http1.Header, opts hopNames) []byte {
 	for _, h := range tr {
-		if keptTrailer(h.Name) {
+		if keptTrailer(h.Name, opts) {
 			b = append(b, h.Name...)
 			b = append(b, ": "...)
 			b = append(b, h.Value...)
