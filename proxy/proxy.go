@@ -9,7 +9,10 @@
 // hop-by-hop header fields (Connection and the fields it names,
 // Keep-Alive, Proxy-Connection, TE, Trailer but with a chunked body whose
 // trailer fields go on, Upgrade but for upgrades, Proxy-Authorization,
-// Proxy-Authenticate) from heads and trailer sections, and answers a request it
+// Proxy-Authenticate) from heads and trailer sections (with the fields a
+// trailer section must not carry: framing, routing, authentication,
+// request and response control, content format, and the forwarding
+// fields the proxy sets; see controlField), and answers a request it
 // cannot forward with 502, 503 or 504 and an X-Warren-Reason header
 // naming the upstream.Failure (connect_failure, upstream_timeout,
 // no_healthy_upstream, overflow, breaker_open, ...).
@@ -1068,10 +1071,54 @@ func dropsTrailer(tr []http1.Header, opts hopNames) bool {
 }
 
 // keptTrailer reports whether a trailer field goes on: not a hop-by-hop
-// field (opts: the head's connection options), nor framing (RFC 9110
-// §6.5.1).
+// field (opts: the head's connection options), nor a control field.
 func keptTrailer(name []byte, opts hopNames) bool {
-	return !hop(name) && !eq(name, "content-length") && !opts.has(name)
+	return !hop(name) && !controlField(name) && !opts.has(name)
+}
+
+// controlField reports whether a field must not come in a trailer
+// section (RFC 9110 §6.5.1): framing (Content-Length), routing (Host),
+// request modifiers (Cache-Control, Expect, Max-Forwards, Pragma, Range,
+// If-*), authentication (Authorization, WWW-Authenticate, Cookie,
+// Set-Cookie, Realm), response control (Age, Date, Expires, Location,
+// Retry-After, Vary, Warning), content format (Content-Encoding,
+// Content-Type, Content-Range), and the forwarding fields the proxy sets
+// itself (X-Forwarded-*, Forwarded, Via). Hop-by-hop fields are hop's.
+// A backend or client that merged such a trailer field into the head
+// would take a spoofed Host, X-Forwarded-For or credentials.
+func controlField(n []byte) bool {
+	if len(n) > 3 && eq(n[:3], "if-") || len(n) > 12 && eq(n[:12], "x-forwarded-") {
+		return true
+	}
+	switch len(n) {
+	case 3:
+		return eq(n, "age") || eq(n, "via")
+	case 4:
+		return eq(n, "host") || eq(n, "date") || eq(n, "vary")
+	case 5:
+		return eq(n, "range") || eq(n, "realm")
+	case 6:
+		return eq(n, "expect") || eq(n, "pragma") || eq(n, "cookie")
+	case 7:
+		return eq(n, "expires") || eq(n, "warning")
+	case 8:
+		return eq(n, "location")
+	case 9:
+		return eq(n, "forwarded")
+	case 10:
+		return eq(n, "set-cookie")
+	case 11:
+		return eq(n, "retry-after")
+	case 12:
+		return eq(n, "max-forwards") || eq(n, "content-type")
+	case 13:
+		return eq(n, "authorization") || eq(n, "cache-control") || eq(n, "content-range")
+	case 14:
+		return eq(n, "content-length")
+	case 16:
+		return eq(n, "content-encoding") || eq(n, "www-authenticate")
+	}
+	return false
 }
 
 // appendTrailerSection appends the trailer fields the proxy passes on and

@@ -154,3 +154,37 @@ func TestProxyTrailerConnectionOptions(t *testing.T) {
 		}
 	})
 }
+
+// controlTrailers are fields that change framing, routing,
+// authentication, caching or content handling, or that the proxy sets
+// itself, sent in a trailer section.
+const controlTrailers = "Host: evil\r\nX-Forwarded-For: 6.6.6.6\r\nx-forwarded-proto: https\r\nForwarded: for=6.6.6.6\r\n" +
+	"Via: 1.1 evil\r\nAuthorization: Basic eDp5\r\nCookie: a=b\r\nSet-Cookie: a=b\r\nContent-Type: text/evil\r\n" +
+	"Content-Encoding: gzip\r\nContent-Range: bytes 0-1/2\r\nCache-Control: no-store\r\nIf-Match: *\r\nRange: bytes=0-\r\n" +
+	"Expect: 100-continue\r\nMax-Forwards: 0\r\nLocation: /evil\r\nRetry-After: 1\r\nWWW-Authenticate: Basic\r\nAge: 1\r\n" +
+	"Date: Mon, 07 Dec 2026 00:00:00 GMT\r\nExpires: 0\r\nVary: *\r\nPragma: no-cache\r\nWarning: 1\r\n"
+
+// TestProxyTrailerControlFields: request and response trailer sections
+// never carry fields that change framing, routing, authentication,
+// request or response control or content handling (RFC 9110 §6.5.1:
+// net/http's list and more), nor X-Forwarded-*, Forwarded or Via, which
+// the proxy sets itself: a backend that merges trailer fields into the
+// head would otherwise take a spoofed Host or X-Forwarded-For. Other
+// fields go on.
+func TestProxyTrailerControlFields(t *testing.T) {
+	requestTrailerPaths(t, func(t *testing.T, addr string, be *trailerBackend) {
+		out := rawExchange(t, addr, "POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"+
+			"3\r\nabc\r\n0\r\n"+controlTrailers+"X-Sum: 7\r\n\r\n")
+		if got := be.trailers(); !strings.HasPrefix(out, "HTTP/1.1 200 ") || len(got) != 1 || got[0] != "X-Sum: 7\r\n" {
+			t.Fatalf("backend got trailer sections %q (client %q)", got, out)
+		}
+	})
+	bothPaths(t, func(string) string {
+		return "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n" + controlTrailers + "X-Sum: 7\r\n\r\n"
+	}, func(t *testing.T, addr string, be *cannedBackend) {
+		out := rawExchange(t, addr, "GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+		if !strings.HasSuffix(out, "\r\n3\r\nabc\r\n0\r\nX-Sum: 7\r\n\r\n") {
+			t.Fatalf("%q", out)
+		}
+	})
+}
