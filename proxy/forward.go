@@ -61,7 +61,7 @@ func (p *Proxy) forward(c *http1.Ctx) {
 		}
 		body = appendChunkedBody(nil, body, trailers, hopNames(nil).set(opts, true))
 	}
-	f := &fwd{p: p, client: c.Conn(), wake: make(chan struct{}, 1)}
+	f := &fwd{p: p, client: c.Conn(), wake: make(chan struct{}, 1), minor: c.ProtoMinor}
 	p.st.requests.Add(1)
 	if len(p.routes) > 0 {
 		if le := p.checkLimits(c.RemoteAddr().Addr().Unmap(), req, p.eng.Now(), false); le != nil {
@@ -112,7 +112,7 @@ func (p *Proxy) forward(c *http1.Ctx) {
 				for _, h := range ev.headers {
 					fields = append(fields, http1.Header{Name: []byte(h[0]), Value: []byte(h[1])})
 				}
-				if c.WriteInterim(ev.status, fields) == nil && c.ProtoMinor == 1 {
+				if c.WriteInterim(ev.status, fields) == nil {
 					p.st.interim.Add(1)
 				}
 			case evTrailers:
@@ -203,6 +203,9 @@ type fwd struct {
 	p      *Proxy
 	client *engine.Conn
 	wake   chan struct{}
+	// minor is the client's HTTP minor version: an HTTP/1.0 client gets
+	// no interim response, and none is counted for it.
+	minor int
 
 	mu     sync.Mutex
 	events []fwdEvent
@@ -267,11 +270,15 @@ func (f *fwd) OnTrailers(x *upstream.Exchange, tr []http1.Header) {
 	f.push(ev)
 }
 
-// OnInterim queues an interim response (103 Early Hints, 100 Continue)
-// for the worker, its hop-by-hop fields removed, within Config.MaxInterim
-// and MaxInterimBytes.
+// OnInterim queues an interim response (100 Continue, and 103 Early
+// Hints when Config.MaxInterim opts in) for the worker, its hop-by-hop
+// fields removed, within Config.MaxInterim and MaxInterimBytes; as on the
+// listener, an HTTP/1.0 client gets none and none is counted.
 func (f *fwd) OnInterim(x *upstream.Exchange, resp *http1.Response) {
 	p := f.p
+	if f.minor != 1 {
+		return
+	}
 	ev := fwdEvent{kind: evInterim, status: resp.StatusCode}
 	size := 32 // status line, Via and the empty line
 	var optsBuf [4][]byte

@@ -172,3 +172,21 @@ func TestProxyInterimPythonClient(t *testing.T) {
 		}
 	})
 }
+
+// TestProxyInterimHTTP10NotCounted: an HTTP/1.0 client gets no interim
+// response, and they are counted neither as passed on nor as dropped, on
+// the listener and on a Forward route alike.
+func TestProxyInterimHTTP10NotCounted(t *testing.T) {
+	bothPathsProxy(t, func(string) string {
+		return "HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\nHTTP/1.1 100 Continue\r\n\r\n" +
+			"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+	}, func(t *testing.T, addr string, be *cannedBackend, p *Proxy) {
+		out := rawExchange(t, addr, "GET /x HTTP/1.0\r\nHost: a\r\n\r\n")
+		if !strings.HasPrefix(out, "HTTP/1.0 200 ") || !strings.HasSuffix(out, "\r\n\r\nok") {
+			t.Fatalf("%q", out)
+		}
+		if s := p.Stats(); s.Interim != 0 || s.InterimDropped != 0 {
+			t.Fatalf("interim %d, dropped %d", s.Interim, s.InterimDropped)
+		}
+	})
+}

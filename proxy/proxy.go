@@ -802,10 +802,11 @@ func (pc *pconn) appendUpstreamHead(b []byte, upgrade bool) []byte {
 	return append(b, "\r\n"...)
 }
 
-// OnInterim forwards an interim response (100 Continue, 103 Early Hints)
-// to an HTTP/1.1 client, its hop-by-hop fields removed and Via added,
-// within Config.MaxInterim and MaxInterimBytes; an HTTP/1.0 client gets
-// none (RFC 9110 §15.2).
+// OnInterim forwards an interim response (100 Continue, and 103 Early
+// Hints when Config.MaxInterim opts in) to an HTTP/1.1 client, its
+// hop-by-hop fields removed and Via added, within Config.MaxInterim and
+// MaxInterimBytes; an HTTP/1.0 client gets none (RFC 9110 §15.2), and
+// none is counted for it, passed on or dropped.
 func (pc *pconn) OnInterim(x *upstream.Exchange, resp *http1.Response) {
 	p := pc.p
 	pc.mu.Lock()
