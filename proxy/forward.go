@@ -28,7 +28,8 @@ import (
 // interim responses (103 Early Hints) go on to an HTTP/1.1 client
 // (Ctx.WriteInterim, within Config.MaxInterim and MaxInterimBytes), a
 // chunked response's trailer fields too (Ctx.SetTrailer), and a response
-// to HEAD keeps the backend's Content-Length (Ctx.SetHeadLength). A
+// to HEAD keeps the backend's Content-Length (Ctx.SetHeadLength); a
+// response without a Content-Type gets none (Ctx.OmitContentType). A
 // request body with trailer fields (Ctx.Trailers) goes to the backend
 // chunked, as one chunk and its trailer section; any other with a
 // Content-Length.
@@ -97,6 +98,9 @@ func (p *Proxy) forward(c *http1.Ctx) {
 					c.AddHeader(h[0], h[1])
 				}
 				c.AddHeader("Via", string(p.via))
+				// The backend's Content-Type goes on, and none when it
+				// sent none (not the server's default).
+				c.OmitContentType()
 				// A response to HEAD keeps the backend's Content-Length
 				// (the length a GET would have had), or has none.
 				c.SetHeadLength(ev.length)

@@ -190,3 +190,30 @@ func TestProxyInterimHTTP10NotCounted(t *testing.T) {
 		}
 	})
 }
+
+// TestProxyNoInventedContentType: a backend response without a
+// Content-Type reaches the client without one, on the listener and on a
+// Forward route (whose http1 server would otherwise add its default
+// text/plain), with a length or chunked; one with a Content-Type keeps it.
+func TestProxyNoInventedContentType(t *testing.T) {
+	bothPaths(t, func(head string) string {
+		switch {
+		case strings.HasPrefix(head, "GET /chunked "):
+			return "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"
+		case strings.HasPrefix(head, "GET /typed "):
+			return "HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: 2\r\n\r\nok"
+		}
+		return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+	}, func(t *testing.T, addr string, be *cannedBackend) {
+		for _, path := range []string{"/length", "/chunked"} {
+			out := rawExchange(t, addr, "GET "+path+" HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+			if !strings.HasPrefix(out, "HTTP/1.1 200 ") || strings.Contains(strings.ToLower(out), "content-type") {
+				t.Fatalf("%s: %q", path, out)
+			}
+		}
+		out := rawExchange(t, addr, "GET /typed HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+		if strings.Count(out, "Content-Type") != 1 || !strings.Contains(out, "\r\nContent-Type: image/png\r\n") {
+			t.Fatalf("typed: %q", out)
+		}
+	})
+}
