@@ -59,6 +59,7 @@ type reqState struct {
 	// response to HEAD (negative: none), when headLenSet.
 	headLen     int64
 	headLenSet  bool
+	noCT        bool     // OmitContentType: no default Content-Type
 	trailers    []kv     // SetTrailer's fields
 	reqTrailers []Header // the collected chunked body's trailer fields
 	inline      bool
@@ -122,7 +123,7 @@ func (c *Ctx) reset(conn *engine.Conn, req *Request, body []byte, ps []param) {
 
 func (c *Ctx) resetResponse() {
 	c.status = 200
-	c.headLenSet = false
+	c.headLenSet, c.noCT = false, false
 	c.trailers = nil
 	c.hdrs = c.hdrs[:0]
 	if c.out != nil {
@@ -293,6 +294,12 @@ func (c *Ctx) SetHeadLength(n int64) {
 	}
 }
 
+// OmitContentType sends the response without the default Content-Type
+// (text/plain; charset=utf-8) the server adds to a body when the handler
+// set none: the body's type stays unknown, as RFC 9110 §8.3 allows. A
+// reverse proxy passes a backend's response on as it came with it.
+func (c *Ctx) OmitContentType() { c.noCT = true }
+
 // SetTrailer adds a trailer field, sent after the body of a response that
 // is streamed chunked (Flush, to an HTTP/1.1 client; RFC 9112 §7.1.2): a
 // checksum or status known only once the body is written. Elsewhere (a
@@ -432,7 +439,7 @@ func (c *Ctx) appendHead(b []byte, length int) []byte {
 			b = append(b, "\r\n"...)
 		}
 	} else if bodyAllowed(c.status) {
-		if !hasCT && (length > 0 || length < 0) {
+		if !hasCT && !c.noCT && (length > 0 || length < 0) {
 			b = append(b, "Content-Type: text/plain; charset=utf-8\r\n"...)
 		}
 		if length >= 0 {

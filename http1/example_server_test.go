@@ -228,3 +228,20 @@ func ExampleCtx_WriteInterim() {
 	// ""
 	// ""
 }
+
+// A handler whose body's type is unknown (bytes passed on from elsewhere
+// without one) sends it without the server's default Content-Type.
+func ExampleCtx_OmitContentType() {
+	addr, stop := serve(http1.Config{}, http1.InlineFunc(func(c *http1.Ctx) {
+		c.OmitContentType()
+		c.WriteString("\x00\x01 of some kind")
+	}))
+	defer stop()
+	resp, err := http.Get("http://" + addr + "/blob")
+	if err != nil {
+		panic(err)
+	}
+	resp.Body.Close()
+	fmt.Printf("%q %d\n", resp.Header.Get("Content-Type"), resp.ContentLength)
+	// Output: "" 15
+}

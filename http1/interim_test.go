@@ -2,6 +2,7 @@ package http1
 
 import (
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -100,7 +101,8 @@ func TestChunkedTrailerBytes(t *testing.T) {
 
 // TestCtxTrailers: a collected chunked body's trailer fields are the
 // handler's (Trailers), whether the trailer section came with the body
-// or in a later read; a body without them has none.
+// or in later reads (written separately, each a read of its own on the
+// server's side as a rule); a body without them has none.
 func TestCtxTrailers(t *testing.T) {
 	_, addr := startServer(t, Config{}, HandlerFunc(func(c *Ctx) {
 		c.WriteString(string(c.Body()))
@@ -109,13 +111,54 @@ func TestCtxTrailers(t *testing.T) {
 		}
 	}))
 	head := "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
-	for body, want := range map[string]string{
-		"3\r\nabc\r\n0\r\nX-Sum: 7\r\nX-B: two\r\n\r\n": "abc X-Sum=7 X-B=two",
-		"3\r\nabc\r\n0\r\n\r\n":                         "abc",
+	for i, tc := range []struct {
+		parts []string
+		want  string
+	}{
+		{[]string{head + "3\r\nabc\r\n0\r\nX-Sum: 7\r\nX-B: two\r\n\r\n"}, "abc X-Sum=7 X-B=two"},
+		{[]string{head + "3\r\nabc\r\n0\r\n", "X-Sum: 7\r\nX-B: two\r\n\r\n"}, "abc X-Sum=7 X-B=two"},
+		{[]string{head + "3\r\nabc\r\n0\r\nX-S", "um: 7\r\nX-B: t", "wo\r\n\r\n"}, "abc X-Sum=7 X-B=two"},
+		{[]string{head + "3\r\nabc\r\n0\r\n\r\n"}, "abc"},
 	} {
-		out := rawExchange(t, addr, head+body, 3*time.Second)
-		if !strings.HasSuffix(out, "\r\n\r\n"+want) {
-			t.Fatalf("%q: %q", body, out)
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
 		}
+		c.SetDeadline(time.Now().Add(3 * time.Second))
+		for j, part := range tc.parts {
+			if j > 0 {
+				time.Sleep(50 * time.Millisecond) // a separate read on the server's side
+			}
+			c.Write([]byte(part))
+		}
+		b, _ := io.ReadAll(c)
+		c.Close()
+		if out := string(b); !strings.HasSuffix(out, "\r\n\r\n"+tc.want) {
+			t.Fatalf("case %d: %q", i, out)
+		}
+	}
+}
+
+// TestStreamBodyKeepsNoTrailers: a StreamBody route's chunked body does
+// not copy its trailer fields (Ctx.Trailers is only for a collected
+// body), while the collected path's decoder keeps them.
+func TestStreamBodyKeepsNoTrailers(t *testing.T) {
+	in := []byte("3\r\nabc\r\n0\r\nX-Sum: 7\r\n\r\n")
+	p := newBodyPipe(nil, &Request{Chunked: true}, Limits{}, 1<<20, time.Second)
+	if n, done, err := p.feed(in); n != len(in) || !done || err != nil {
+		t.Fatalf("feed: %d %v %v", n, done, err)
+	}
+	if p.trailers != nil {
+		t.Fatalf("streamed body kept trailers %q", p.trailers)
+	}
+	p.release()
+	var d bodyDecoder
+	d.chunk = chunkedPool.Get().(*ChunkedReader)
+	d.chunk.Reset(&Limits{})
+	if n, done, err := d.decode(in, func([]byte, bool) {}); n != len(in) || !done || err != nil {
+		t.Fatalf("decode: %d %v %v", n, done, err)
+	}
+	if len(d.trailers) != 1 || string(d.trailers[0].Name) != "X-Sum" || string(d.trailers[0].Value) != "7" {
+		t.Fatalf("collected body's trailers %q", d.trailers)
 	}
 }

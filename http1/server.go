@@ -347,8 +347,12 @@ type bodyDecoder struct {
 	want  int64
 	chunk *ChunkedReader
 	// trailers are a copy of a chunked body's trailer fields, kept when
-	// the decoder goes back to its pool (Ctx.Trailers).
+	// the decoder goes back to its pool (Ctx.Trailers), for a collected
+	// body only.
 	trailers []Header
+	// stream says the body goes to a StreamBody route, whose trailer
+	// fields are not kept (Ctx.Trailers is nil there).
+	stream bool
 }
 
 // decode consumes body bytes from in, handing each piece of data to emit
@@ -371,7 +375,7 @@ func (d *bodyDecoder) decode(in []byte, emit func(data []byte, end bool)) (n int
 			emit(data, fin)
 		}
 		if fin {
-			if tr := d.chunk.Trailers(); len(tr) > 0 {
+			if tr := d.chunk.Trailers(); len(tr) > 0 && !d.stream {
 				d.trailers = cloneHeaders(tr)
 			}
 			d.release()

@@ -76,6 +76,7 @@ type bodyPipe struct {
 
 func newBodyPipe(c *engine.Conn, req *Request, lim Limits, max int64, timeout time.Duration) *bodyPipe {
 	p := &bodyPipe{conn: c, timeout: timeout, ready: make(chan struct{}, 1), expect: req.Expect100}
+	p.stream = true
 	if req.Chunked {
 		p.chunk = chunkedPool.Get().(*ChunkedReader)
 		lim.MaxBodyBytes = max

@@ -28,7 +28,8 @@ import (
 // interim responses (103 Early Hints) go on to an HTTP/1.1 client
 // (Ctx.WriteInterim, within Config.MaxInterim and MaxInterimBytes), a
 // chunked response's trailer fields too (Ctx.SetTrailer), and a response
-// to HEAD keeps the backend's Content-Length (Ctx.SetHeadLength). A
+// to HEAD keeps the backend's Content-Length (Ctx.SetHeadLength); a
+// response without a Content-Type gets none (Ctx.OmitContentType). A
 // request body with trailer fields (Ctx.Trailers) goes to the backend
 // chunked, as one chunk and its trailer section; any other with a
 // Content-Length.
@@ -52,9 +53,16 @@ func (p *Proxy) forward(c *http1.Ctx) {
 	trailers := c.Trailers()
 	head := appendForwardHead(nil, p, req, c.RemoteAddr().Addr().Unmap().String(), p.proto(c.Conn()), upgrade, len(body), len(trailers) > 0)
 	if len(trailers) > 0 {
-		body = appendChunkedBody(nil, body, trailers)
+		var optsBuf [4][]byte
+		opts := optsBuf[:0]
+		for _, h := range req.Headers() {
+			if eq(h.Name, "connection") {
+				opts = connOptions(opts, h.Value)
+			}
+		}
+		body = appendChunkedBody(nil, body, trailers, hopNames(nil).set(opts, true))
 	}
-	f := &fwd{p: p, client: c.Conn(), wake: make(chan struct{}, 1)}
+	f := &fwd{p: p, client: c.Conn(), wake: make(chan struct{}, 1), minor: c.ProtoMinor}
 	p.st.requests.Add(1)
 	if len(p.routes) > 0 {
 		if le := p.checkLimits(c.RemoteAddr().Addr().Unmap(), req, p.eng.Now(), false); le != nil {
@@ -90,6 +98,9 @@ func (p *Proxy) forward(c *http1.Ctx) {
 					c.AddHeader(h[0], h[1])
 				}
 				c.AddHeader("Via", string(p.via))
+				// The backend's Content-Type goes on, and none when it
+				// sent none (not the server's default).
+				c.OmitContentType()
 				// A response to HEAD keeps the backend's Content-Length
 				// (the length a GET would have had), or has none.
 				c.SetHeadLength(ev.length)
@@ -105,7 +116,7 @@ func (p *Proxy) forward(c *http1.Ctx) {
 				for _, h := range ev.headers {
 					fields = append(fields, http1.Header{Name: []byte(h[0]), Value: []byte(h[1])})
 				}
-				if c.WriteInterim(ev.status, fields) == nil && c.ProtoMinor == 1 {
+				if c.WriteInterim(ev.status, fields) == nil {
 					p.st.interim.Add(1)
 				}
 			case evTrailers:
@@ -196,14 +207,19 @@ type fwd struct {
 	p      *Proxy
 	client *engine.Conn
 	wake   chan struct{}
+	// minor is the client's HTTP minor version: an HTTP/1.0 client gets
+	// no interim response, and none is counted for it.
+	minor int
 
 	mu     sync.Mutex
 	events []fwdEvent
 	queued int
 	paused bool
-	// interimN and interimBytes count the interim responses queued
-	// (Config.MaxInterim, MaxInterimBytes).
-	interimN, interimBytes int
+	// interim counts the interim responses queued.
+	interim interimBudget
+	// respOpts are the response head's connection options, removed from
+	// its trailer section (upstream loop).
+	respOpts hopNames
 }
 
 func (f *fwd) push(ev fwdEvent) {
@@ -234,6 +250,7 @@ func (f *fwd) OnResponse(x *upstream.Exchange, resp *http1.Response) {
 	// A chunked body's Trailer field goes on with its trailer fields
 	// (OnTrailers; the http1 server sends them after a chunked body).
 	keepTrailer := resp.Framing == http1.FramingChunked
+	f.respOpts = f.respOpts.set(opts, keepTrailer)
 	for h := range resp.Headers() {
 		if keepTrailer && eq(h.Name, "trailer") {
 			// kept
@@ -250,18 +267,22 @@ func (f *fwd) OnResponse(x *upstream.Exchange, resp *http1.Response) {
 func (f *fwd) OnTrailers(x *upstream.Exchange, tr []http1.Header) {
 	ev := fwdEvent{kind: evTrailers}
 	for _, h := range tr {
-		if keptTrailer(h.Name) {
+		if keptTrailer(h.Name, f.respOpts) {
 			ev.headers = append(ev.headers, [2]string{string(h.Name), string(h.Value)})
 		}
 	}
 	f.push(ev)
 }
 
-// OnInterim queues an interim response (103 Early Hints, 100 Continue)
-// for the worker, its hop-by-hop fields removed, within Config.MaxInterim
-// and MaxInterimBytes.
+// OnInterim queues an interim response (100 Continue, and 103 Early
+// Hints when Config.MaxInterim opts in) for the worker, its hop-by-hop
+// fields removed, within Config.MaxInterim and MaxInterimBytes; as on the
+// listener, an HTTP/1.0 client gets none and none is counted.
 func (f *fwd) OnInterim(x *upstream.Exchange, resp *http1.Response) {
 	p := f.p
+	if f.minor != 1 {
+		return
+	}
 	ev := fwdEvent{kind: evInterim, status: resp.StatusCode}
 	size := 32 // status line, Via and the empty line
 	var optsBuf [4][]byte
@@ -288,11 +309,7 @@ func (f *fwd) OnInterim(x *upstream.Exchange, resp *http1.Response) {
 	ev.headers = append(ev.headers, [2]string{"Via", v})
 	size += len(v)
 	f.mu.Lock()
-	ok := f.interimN < p.cfg.MaxInterim && f.interimBytes+size <= p.cfg.MaxInterimBytes
-	if ok {
-		f.interimN++
-		f.interimBytes += size
-	}
+	ok := f.interim.admit(&p.cfg, resp.StatusCode, size)
 	f.mu.Unlock()
 	if !ok {
 		p.st.interimDropped.Add(1)
@@ -414,7 +431,7 @@ func appendForwardHead(b []byte, p *Proxy, req *http1.Request, remote, proto str
 
 // appendChunkedBody frames body as one chunk followed by the trailer
 // fields the proxy passes on.
-func appendChunkedBody(b, body []byte, trailers []http1.Header) []byte {
+func appendChunkedBody(b, body []byte, trailers []http1.Header, opts hopNames) []byte {
 	if len(body) > 0 {
 		b = strconv.AppendInt(b, int64(len(body)), 16)
 		b = append(b, "\r\n"...)
@@ -422,7 +439,7 @@ func appendChunkedBody(b, body []byte, trailers []http1.Header) []byte {
 		b = append(b, "\r\n"...)
 	}
 	b = append(b, "0\r\n"...)
-	return appendTrailerSection(b, trailers)
+	return appendTrailerSection(b, trailers, opts)
 }
 
 func itoa(n int) string {

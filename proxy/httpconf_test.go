@@ -46,15 +46,20 @@ func bothPaths(t *testing.T, respond func(head string) string, check func(t *tes
 
 // bothPathsProxy is bothPaths with the proxy given to check.
 func bothPathsProxy(t *testing.T, respond func(head string) string, check func(t *testing.T, addr string, be *cannedBackend, p *Proxy)) {
+	bothPathsConfig(t, Config{}, respond, check)
+}
+
+// bothPathsConfig is bothPathsProxy with the proxy's Config.
+func bothPathsConfig(t *testing.T, pcfg Config, respond func(head string) string, check func(t *testing.T, addr string, be *cannedBackend, p *Proxy)) {
 	e := startEngine(t)
 	t.Run("listener", func(t *testing.T) {
 		be := startCannedBackend(t, respond)
-		addr, p := startProxy(t, e, upstream.ClusterConfig{Hosts: []string{be.addr}}, Config{})
+		addr, p := startProxy(t, e, upstream.ClusterConfig{Hosts: []string{be.addr}}, pcfg)
 		check(t, addr, be, p)
 	})
 	t.Run("forward", func(t *testing.T) {
 		be := startCannedBackend(t, respond)
-		addr, p := startForward(t, e, upstream.ClusterConfig{Hosts: []string{be.addr}}, Config{})
+		addr, p := startForward(t, e, upstream.ClusterConfig{Hosts: []string{be.addr}}, pcfg)
 		check(t, addr, be, p)
 	})
 }
@@ -162,13 +167,14 @@ print(r.status, r.read().decode())
 // TestProxyInterimResponses: a backend's 103 Early Hints reach an
 // HTTP/1.1 client ahead of the final response (RFC 9110 §15.2: a proxy
 // forwards 1xx; RFC 8297), with the fields the backend sent but its
-// hop-by-hop ones, and Via; an HTTP/1.0 client gets none; past
-// Config.MaxInterim (8) a backend's flood of them is dropped and counted,
-// and the final response still goes on.
+// hop-by-hop ones, and Via, when Config.MaxInterim opts in; an HTTP/1.0
+// client gets none; past Config.MaxInterim (8 here) a backend's flood of
+// them is dropped and counted, and the final response still goes on.
 func TestProxyInterimResponses(t *testing.T) {
+	const maxInterim = 8
 	hints := "HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\nConnection: X-Hop\r\nX-Hop: 1\r\n\r\n"
 	final := "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
-	bothPathsProxy(t, func(head string) string {
+	bothPathsConfig(t, Config{MaxInterim: maxInterim}, func(head string) string {
 		if strings.HasPrefix(head, "GET /flood ") {
 			return strings.Repeat(hints, 12) + final
 		}
@@ -190,15 +196,15 @@ func TestProxyInterimResponses(t *testing.T) {
 		}
 		before := p.Stats()
 		out = rawExchange(t, addr, "GET /flood HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
-		if n := strings.Count(out, " 103 Early Hints\r\n"); n != DefaultMaxInterim || !strings.HasSuffix(out, "\r\n\r\nok") {
+		if n := strings.Count(out, " 103 Early Hints\r\n"); n != maxInterim || !strings.HasSuffix(out, "\r\n\r\nok") {
 			t.Fatalf("flood: %d interim responses passed on: %q", n, out)
 		}
 		after := p.Stats()
-		if d := after.InterimDropped - before.InterimDropped; d != 12-DefaultMaxInterim {
-			t.Fatalf("dropped %d, want %d", d, 12-DefaultMaxInterim)
+		if d := after.InterimDropped - before.InterimDropped; d != 12-maxInterim {
+			t.Fatalf("dropped %d, want %d", d, 12-maxInterim)
 		}
-		if d := after.Interim - before.Interim; d != DefaultMaxInterim {
-			t.Fatalf("passed on %d, want %d", d, DefaultMaxInterim)
+		if d := after.Interim - before.Interim; d != maxInterim {
+			t.Fatalf("passed on %d, want %d", d, maxInterim)
 		}
 	})
 }
@@ -210,7 +216,7 @@ func TestProxyInterimBytes(t *testing.T) {
 	e := startEngine(t)
 	big := "HTTP/1.1 103 Early Hints\r\nLink: <" + strings.Repeat("a", 600) + ">\r\n\r\n"
 	be := startCannedBackend(t, func(string) string { return big + big + "HTTP/1.1 204 No Content\r\n\r\n" })
-	addr, p := startProxy(t, e, upstream.ClusterConfig{Hosts: []string{be.addr}}, Config{MaxInterimBytes: 1000})
+	addr, p := startProxy(t, e, upstream.ClusterConfig{Hosts: []string{be.addr}}, Config{MaxInterim: 8, MaxInterimBytes: 1000})
 	out := rawExchange(t, addr, "GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
 	if n := strings.Count(out, " 103 "); n != 1 || !strings.Contains(out, "HTTP/1.1 204 ") {
 		t.Fatalf("%d interim responses: %q", n, out)

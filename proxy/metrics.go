@@ -28,7 +28,9 @@ type Stats struct {
 	// Config.RatePerIP (also in Errors).
 	RateLimited uint64
 	// Interim counts the interim (1xx) responses passed on to clients;
-	// InterimDropped those over Config.MaxInterim or MaxInterimBytes.
+	// InterimDropped those dropped by Config.MaxInterim (all but 100
+	// Continue by default) or MaxInterimBytes. Neither counts the interim
+	// responses to an HTTP/1.0 client, which gets none.
 	Interim, InterimDropped uint64
 	// HeadLimits counts the requests and responses over a head limit, by
 	// HeadLimit name.
@@ -78,7 +80,7 @@ func (p *Proxy) Stats() Stats {
 //	warren_proxy_route_limit_evicted_busy_total{route} counter keys forgotten while their bucket refilled (table full)
 //	warren_proxy_upgrades_total                counter  upgrades spliced
 //	warren_proxy_interim_total                 counter  interim (1xx) responses passed on to clients
-//	warren_proxy_interim_dropped_total         counter  interim responses over Config.MaxInterim or MaxInterimBytes
+//	warren_proxy_interim_dropped_total         counter  interim responses dropped by Config.MaxInterim (all but 100 Continue by default) or MaxInterimBytes
 //	warren_proxy_head_limit_total{limit}       counter  requests and responses over a head limit (HeadLimit)
 //	warren_proxy_requests_active               gauge    requests in progress
 //	warren_proxy_tunnels_active                gauge    spliced connection halves open
@@ -99,7 +101,7 @@ func (p *Proxy) Collector(namespace string) prometheus.Collector {
 		interim:   prometheus.NewDesc(ns+"interim_total", "Interim (1xx) responses passed on to clients.", nil, nil),
 		headLimit: prometheus.NewDesc(ns+"head_limit_total", "Requests and responses over a head limit, by limit.", []string{"limit"}, nil),
 		interimDropped: prometheus.NewDesc(ns+"interim_dropped_total",
-			"Interim responses not passed on: over the per-request count or byte bound.", nil, nil),
+			"Interim responses not passed on: other than 100 Continue without -max-interim, or over the per-request count or byte bound.", nil, nil),
 		routeLimited: prometheus.NewDesc(ns+"route_limited_total", "Requests answered 429 for a route limit, by route and reason.",
 			[]string{"route", "reason"}, nil),
 		routeAllowed: prometheus.NewDesc(ns+"route_limit_allowed_total", "Requests a route limit admitted.", []string{"route"}, nil),

@@ -9,14 +9,17 @@
 // hop-by-hop header fields (Connection and the fields it names,
 // Keep-Alive, Proxy-Connection, TE, Trailer but with a chunked body whose
 // trailer fields go on, Upgrade but for upgrades, Proxy-Authorization,
-// Proxy-Authenticate) from heads and trailer sections, and answers a request it
+// Proxy-Authenticate) from heads and trailer sections (with the fields a
+// trailer section must not carry: framing, routing, authentication,
+// request and response control, content format, and the forwarding
+// fields the proxy sets; see controlField), and answers a request it
 // cannot forward with 502, 503 or 504 and an X-Warren-Reason header
 // naming the upstream.Failure (connect_failure, upstream_timeout,
 // no_healthy_upstream, overflow, breaker_open, ...).
 //
-// Interim (1xx) responses other than 101 (103 Early Hints, 100 Continue)
-// go on to HTTP/1.1 clients ahead of the final response, bounded per
-// request by Config.MaxInterim and Config.MaxInterimBytes.
+// A backend's 100 Continue goes on to an HTTP/1.1 client; other interim
+// (1xx) responses but 101 (103 Early Hints) only when Config.MaxInterim
+// opts in, bounded per request by it and Config.MaxInterimBytes.
 //
 // Config.RatePerIP limits the requests of each client address (a token
 // bucket per IP in a bounded table), and Config.RouteLimits those of a
@@ -100,17 +103,23 @@ type Config struct {
 	// answers 429 with Retry-After itself. Invalid entries
 	// (ValidateRouteLimits) are logged and skipped. None by default.
 	RouteLimits []RouteLimit
-	// MaxInterim bounds the interim (1xx) responses other than 101 passed
-	// on to a client per request: 103 Early Hints, 100 Continue, and any
-	// other a backend sends before its final response (RFC 9110 §15.2: a
-	// proxy forwards them, to HTTP/1.1 clients only). Those over it, or
-	// over MaxInterimBytes, are dropped and counted
-	// (warren_proxy_interim_dropped_total); the final response goes on.
-	// Zero means 8; negative forwards none.
+	// MaxInterim bounds the interim (1xx) responses other than 100 Continue
+	// and 101 passed on to a client per request (103 Early Hints, 102
+	// Processing, any other a backend sends before its final response;
+	// RFC 9110 §15.2 lets a proxy forward them, to HTTP/1.1 clients only).
+	// Zero or negative, the default, passes none of them: they are
+	// dropped and counted (warren_proxy_interim_dropped_total) and the
+	// final response goes on. Forwarding them is an opt-in because
+	// CPython's http.client (and so requests and urllib3) takes a 103 for
+	// the final response and loses the real one; nginx too forwards them
+	// only with early_hints. N > 0 passes up to N of them, within
+	// MaxInterimBytes; those over either bound are dropped and counted.
+	// The first 100 Continue of a request always goes on, outside both
+	// bounds: a client that sent "Expect: 100-continue" waits for it.
 	MaxInterim int
 	// MaxInterimBytes bounds the bytes of the interim response heads
-	// passed on per request (each head is bounded by the cluster's
-	// response head limit too). Zero means 16 KiB.
+	// passed on per request under MaxInterim (each head is bounded by the
+	// cluster's response head limit too). Zero or negative means 16 KiB.
 	MaxInterimBytes int
 	// Logger receives the proxy's logs. Nil means slog.Default().
 	Logger *slog.Logger
@@ -121,8 +130,9 @@ const (
 	DefaultIdleTimeout   = 60 * time.Second
 	DefaultHeaderTimeout = 10 * time.Second
 	DefaultMaxBacklog    = 256 << 10
-	// DefaultMaxInterim is the default Config.MaxInterim.
-	DefaultMaxInterim = 8
+	// DefaultMaxInterim is the default Config.MaxInterim: no interim
+	// response but 100 Continue goes on.
+	DefaultMaxInterim = 0
 	// DefaultMaxInterimBytes is the default Config.MaxInterimBytes.
 	DefaultMaxInterimBytes = 16 << 10
 )
@@ -169,9 +179,6 @@ func New(eng *engine.Engine, cl *upstream.Cluster, cfg Config) *Proxy {
 	}
 	if cfg.Via == "" {
 		cfg.Via = "warren"
-	}
-	if cfg.MaxInterim == 0 {
-		cfg.MaxInterim = DefaultMaxInterim
 	}
 	if cfg.MaxInterimBytes <= 0 {
 		cfg.MaxInterimBytes = DefaultMaxInterimBytes
@@ -291,6 +298,11 @@ type pconn struct {
 	// rtrail is the last chunk and trailer section of a response whose
 	// trailer fields go on (OnTrailers); empty otherwise (upstream loop).
 	rtrail []byte
+	// respOpts are the response head's connection options, removed from
+	// its trailer section (upstream loop); reqOpts the request head's,
+	// removed from the request's (client loop). Empty for a head without
+	// any.
+	respOpts, reqOpts hopNames
 	// headPending says rhead has not been written yet (upstream loop).
 	headPending bool
 	wbufs       [4][]byte // OnBody's Writev slice (upstream loop)
@@ -321,9 +333,8 @@ type pconn struct {
 	finishing bool
 	minor     int // the client's HTTP minor version
 	method    string
-	// interimN and interimBytes count the interim responses passed on
-	// for this request (Config.MaxInterim, MaxInterimBytes).
-	interimN, interimBytes int
+	// interim counts the interim responses passed on for this request.
+	interim interimBudget
 }
 
 var (
@@ -429,7 +440,7 @@ func (pc *pconn) startRequest(raw []byte, n int) bool {
 	pc.minor = req.ProtoMinor
 	pc.method = methodString(req.Method)
 	pc.respStarted, pc.respChunked, pc.closeAfter, pc.answered = false, false, false, false
-	pc.interimN, pc.interimBytes = 0, 0
+	pc.interim = interimBudget{}
 	pc.rtrail = pc.rtrail[:0]
 	pc.reqDone = !hasBody
 	switch {
@@ -546,7 +557,7 @@ func (pc *pconn) forwardBody(in []byte) (int, error) {
 		// back, and sent rendered from the fields kept (below) unless it
 		// came whole in this piece with nothing to remove.
 		held = pc.chunk.TrailerBytes() - tb0
-		if done && tb0 == 0 && !dropsTrailer(pc.chunk.Trailers()) {
+		if done && tb0 == 0 && !dropsTrailer(pc.chunk.Trailers(), pc.reqOpts) {
 			held = 0
 		}
 	} else {
@@ -587,7 +598,7 @@ func (pc *pconn) forwardBody(in []byte) (int, error) {
 			if n > held {
 				x.Write(in[:n-held])
 			}
-			x.WriteEnd(appendTrailerSection(nil, pc.chunk.Trailers()))
+			x.WriteEnd(appendTrailerSection(nil, pc.chunk.Trailers(), pc.reqOpts))
 		}
 	} else if n > held {
 		x.Write(in[:n-held])
@@ -724,6 +735,7 @@ func (pc *pconn) appendUpstreamHead(b []byte, upgrade bool) []byte {
 			opts = connOptions(opts, h.Value)
 		}
 	}
+	pc.reqOpts = pc.reqOpts.set(opts, req.Chunked)
 	// X-Forwarded-For and Via may come on several field lines, one list
 	// (RFC 9110 §5.3): all of them are kept, in order.
 	var xffBuf, viaBuf [2][]byte
@@ -790,10 +802,11 @@ func (pc *pconn) appendUpstreamHead(b []byte, upgrade bool) []byte {
 	return append(b, "\r\n"...)
 }
 
-// OnInterim forwards an interim response (100 Continue, 103 Early Hints)
-// to an HTTP/1.1 client, its hop-by-hop fields removed and Via added,
-// within Config.MaxInterim and MaxInterimBytes; an HTTP/1.0 client gets
-// none (RFC 9110 §15.2).
+// OnInterim forwards an interim response (100 Continue, and 103 Early
+// Hints when Config.MaxInterim opts in) to an HTTP/1.1 client, its
+// hop-by-hop fields removed and Via added, within Config.MaxInterim and
+// MaxInterimBytes; an HTTP/1.0 client gets none (RFC 9110 §15.2), and
+// none is counted for it, passed on or dropped.
 func (pc *pconn) OnInterim(x *upstream.Exchange, resp *http1.Response) {
 	p := pc.p
 	pc.mu.Lock()
@@ -804,11 +817,7 @@ func (pc *pconn) OnInterim(x *upstream.Exchange, resp *http1.Response) {
 	}
 	b := appendInterim(nil, resp, p.via)
 	pc.mu.Lock()
-	ok := pc.interimN < p.cfg.MaxInterim && pc.interimBytes+len(b) <= p.cfg.MaxInterimBytes
-	if ok {
-		pc.interimN++
-		pc.interimBytes += len(b)
-	}
+	ok := pc.interim.admit(&p.cfg, resp.StatusCode, len(b))
 	pc.mu.Unlock()
 	if !ok {
 		p.st.interimDropped.Add(1)
@@ -816,6 +825,32 @@ func (pc *pconn) OnInterim(x *upstream.Exchange, resp *http1.Response) {
 	}
 	p.st.interim.Add(1)
 	pc.c.Write(b)
+}
+
+// interimBudget counts the interim responses passed on to a client for
+// one request. Its zero value is a request's start.
+type interimBudget struct {
+	continued bool // a 100 Continue went on
+	n, bytes  int  // the other interim responses passed on, and their bytes
+}
+
+// admit reports whether an interim response with status code, size bytes
+// long, goes on, and counts it. The first 100 Continue always does: a
+// client that sent "Expect: 100-continue" waits for it before its body,
+// and the backend waits for that body, so dropping it would stall both.
+// Any other (and a repeated 100) goes on within Config.MaxInterim and
+// MaxInterimBytes.
+func (b *interimBudget) admit(cfg *Config, code, size int) bool {
+	if code == 100 && !b.continued {
+		b.continued = true
+		return true
+	}
+	if b.n >= cfg.MaxInterim || b.bytes+size > cfg.MaxInterimBytes {
+		return false
+	}
+	b.n++
+	b.bytes += size
+	return true
 }
 
 // appendInterim renders an interim response for the client: the
@@ -903,6 +938,7 @@ func (pc *pconn) OnResponse(x *upstream.Exchange, resp *http1.Response) {
 	// A chunked body's trailer fields go on to a client whose response is
 	// chunked too, and so does the Trailer field announcing them.
 	keepTrailer := chunk && resp.Framing == http1.FramingChunked
+	pc.respOpts = pc.respOpts.set(opts, keepTrailer)
 	var viaBuf [2][]byte
 	via := viaBuf[:0]
 	for h := range resp.Headers() {
@@ -983,15 +1019,52 @@ func (pc *pconn) OnTrailers(x *upstream.Exchange, tr []http1.Header) {
 	chunk := pc.respChunked
 	pc.mu.Unlock()
 	if chunk {
-		pc.rtrail = appendTrailerSection(append(pc.rtrail[:0], "0\r\n"...), tr)
+		pc.rtrail = appendTrailerSection(append(pc.rtrail[:0], "0\r\n"...), tr, pc.respOpts)
 	}
+}
+
+// hopNames holds the connection options of a message head (the field
+// names its Connection header lists), kept for its trailer section,
+// where those fields are hop-by-hop too (RFC 9110 §7.6.1): each name
+// followed by a comma. It is bounded by the head it came from, and empty,
+// costing nothing, for the usual head without options; a reused one
+// keeps its buffer.
+type hopNames []byte
+
+// set returns h holding opts when keep is true (the message has a
+// trailer section to filter), empty otherwise.
+func (h hopNames) set(opts [][]byte, keep bool) hopNames {
+	h = h[:0]
+	if !keep {
+		return h
+	}
+	for _, o := range opts {
+		h = append(h, o...)
+		h = append(h, ',')
+	}
+	return h
+}
+
+// has reports whether name is one of the options.
+func (h hopNames) has(name []byte) bool {
+	for len(h) > 0 {
+		i := 0
+		for h[i] != ',' {
+			i++
+		}
+		if eqFold(h[:i], name) {
+			return true
+		}
+		h = h[i+1:]
+	}
+	return false
 }
 
 // dropsTrailer reports whether a trailer section has a field the proxy
 // does not pass on.
-func dropsTrailer(tr []http1.Header) bool {
+func dropsTrailer(tr []http1.Header, opts hopNames) bool {
 	for _, h := range tr {
-		if !keptTrailer(h.Name) {
+		if !keptTrailer(h.Name, opts) {
 			return true
 		}
 	}
@@ -999,14 +1072,61 @@ func dropsTrailer(tr []http1.Header) bool {
 }
 
 // keptTrailer reports whether a trailer field goes on: not a hop-by-hop
-// field, nor framing (RFC 9110 §6.5.1).
-func keptTrailer(name []byte) bool { return !hop(name) && !eq(name, "content-length") }
+// field (opts: the head's connection options), nor a control field.
+func keptTrailer(name []byte, opts hopNames) bool {
+	return !hop(name) && !controlField(name) && !opts.has(name)
+}
+
+// controlField reports whether a field must not come in a trailer
+// section (RFC 9110 §6.5.1): framing (Content-Length), routing (Host),
+// request modifiers (Cache-Control, Expect, Max-Forwards, Pragma, Range,
+// If-*), authentication (Authorization, WWW-Authenticate, Cookie,
+// Set-Cookie, Realm), response control (Age, Date, Expires, Location,
+// Retry-After, Vary, Warning), content format (Content-Encoding,
+// Content-Type, Content-Range), and the forwarding fields the proxy sets
+// itself (X-Forwarded-*, Forwarded, Via). Hop-by-hop fields are hop's.
+// A backend or client that merged such a trailer field into the head
+// would take a spoofed Host, X-Forwarded-For or credentials.
+func controlField(n []byte) bool {
+	if len(n) > 3 && eq(n[:3], "if-") || len(n) > 12 && eq(n[:12], "x-forwarded-") {
+		return true
+	}
+	switch len(n) {
+	case 3:
+		return eq(n, "age") || eq(n, "via")
+	case 4:
+		return eq(n, "host") || eq(n, "date") || eq(n, "vary")
+	case 5:
+		return eq(n, "range") || eq(n, "realm")
+	case 6:
+		return eq(n, "expect") || eq(n, "pragma") || eq(n, "cookie")
+	case 7:
+		return eq(n, "expires") || eq(n, "warning")
+	case 8:
+		return eq(n, "location")
+	case 9:
+		return eq(n, "forwarded")
+	case 10:
+		return eq(n, "set-cookie")
+	case 11:
+		return eq(n, "retry-after")
+	case 12:
+		return eq(n, "max-forwards") || eq(n, "content-type")
+	case 13:
+		return eq(n, "authorization") || eq(n, "cache-control") || eq(n, "content-range")
+	case 14:
+		return eq(n, "content-length")
+	case 16:
+		return eq(n, "content-encoding") || eq(n, "www-authenticate")
+	}
+	return false
+}
 
 // appendTrailerSection appends the trailer fields the proxy passes on and
 // the empty line that ends the section.
-func appendTrailerSection(b []byte, tr []http1.Header) []byte {
+func appendTrailerSection(b []byte, tr []http1.Header, opts hopNames) []byte {
 	for _, h := range tr {
-		if keptTrailer(h.Name) {
+		if keptTrailer(h.Name, opts) {
 			b = append(b, h.Name...)
 			b = append(b, ": "...)
 			b = append(b, h.Value...)

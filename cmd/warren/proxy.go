@@ -55,8 +55,8 @@ func runProxy(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&pc.Limits.MaxURIBytes, "max-uri-bytes", http1.DefaultMaxURIBytes, "request-target limit, 414 over it")
 	fs.IntVar(&cc.MaxResponseHeaderBytes, "max-response-header-bytes", http1.DefaultMaxHeaderBytes, "backend response head limit (and a chunked response's trailer section); over it 502 bad_response")
 	fs.IntVar(&cc.MaxResponseHeaders, "max-response-headers", http1.DefaultMaxHeaders, "backend response header field count limit (and trailer fields); over it 502 bad_response")
-	fs.IntVar(&pc.MaxInterim, "max-interim", proxy.DefaultMaxInterim, "interim (1xx) responses passed on per request; more are dropped and counted (negative: none)")
-	fs.IntVar(&pc.MaxInterimBytes, "max-interim-bytes", proxy.DefaultMaxInterimBytes, "bytes of interim response heads passed on per request; more are dropped and counted")
+	fs.IntVar(&pc.MaxInterim, "max-interim", proxy.DefaultMaxInterim, "interim (1xx) responses other than 100 Continue (103 Early Hints ...) passed on per request; 0: none (CPython's http.client takes a 103 for the final response); more are dropped and counted")
+	fs.IntVar(&pc.MaxInterimBytes, "max-interim-bytes", proxy.DefaultMaxInterimBytes, "bytes of the interim response heads passed on per request under -max-interim; more are dropped and counted (0: 16 KiB)")
 	fs.Float64Var(&pc.RatePerIP, "rate-limit-per-ip", 0, "requests a second each client address may make; over it: 429 from the proxy itself (0: no limit)")
 	fs.IntVar(&pc.BurstPerIP, "rate-limit-per-ip-burst", 0, "burst of -rate-limit-per-ip (0: the rate rounded up, at least 1)")
 	fs.Var((*routeLimitsFlag)(&pc.RouteLimits), "route-limit",
