@@ -54,12 +54,7 @@ func (p *Proxy) forward(c *http1.Ctx) {
 	head := appendForwardHead(nil, p, req, c.RemoteAddr().Addr().Unmap().String(), p.proto(c.Conn()), upgrade, len(body), len(trailers) > 0)
 	if len(trailers) > 0 {
 		var optsBuf [4][]byte
-		opts := optsBuf[:0]
-		for _, h := range req.Headers() {
-			if eq(h.Name, "connection") {
-				opts = connOptions(opts, h.Value)
-			}
-		}
+		opts := reqConnOptions(optsBuf[:0], req)
 		body = appendChunkedBody(nil, body, trailers, hopNames(nil).set(opts, true))
 	}
 	f := &fwd{p: p, client: c.Conn(), wake: make(chan struct{}, 1), minor: c.ProtoMinor}
@@ -241,12 +236,7 @@ func (f *fwd) OnResponse(x *upstream.Exchange, resp *http1.Response) {
 		stream: resp.Framing == http1.FramingChunked || resp.Framing == http1.FramingClose ||
 			resp.Framing == http1.FramingLength && resp.ContentLength > 64<<10}
 	var optsBuf [4][]byte
-	opts := optsBuf[:0]
-	for h := range resp.Headers() {
-		if eq(h.Name, "connection") {
-			opts = connOptions(opts, h.Value)
-		}
-	}
+	opts := respConnOptions(optsBuf[:0], resp)
 	// A chunked body's Trailer field goes on with its trailer fields
 	// (OnTrailers; the http1 server sends them after a chunked body).
 	keepTrailer := resp.Framing == http1.FramingChunked
@@ -286,12 +276,7 @@ func (f *fwd) OnInterim(x *upstream.Exchange, resp *http1.Response) {
 	ev := fwdEvent{kind: evInterim, status: resp.StatusCode}
 	size := 32 // status line, Via and the empty line
 	var optsBuf [4][]byte
-	opts := optsBuf[:0]
-	for h := range resp.Headers() {
-		if eq(h.Name, "connection") {
-			opts = connOptions(opts, h.Value)
-		}
-	}
+	opts := respConnOptions(optsBuf[:0], resp)
 	var viaBuf [2][]byte
 	via := viaBuf[:0]
 	for h := range resp.Headers() {
@@ -369,12 +354,7 @@ func appendForwardHead(b []byte, p *Proxy, req *http1.Request, remote, proto str
 	b = append(b, " HTTP/1.1\r\n"...)
 	abs := absoluteForm(req)
 	var optsBuf [4][]byte
-	opts := optsBuf[:0]
-	for _, h := range req.Headers() {
-		if eq(h.Name, "connection") {
-			opts = connOptions(opts, h.Value)
-		}
-	}
+	opts := reqConnOptions(optsBuf[:0], req)
 	var xffBuf, viaBuf [2][]byte
 	xff, via := xffBuf[:0], viaBuf[:0] // every line of each, in order (appendUpstreamHead)
 	for _, h := range req.Headers() {

@@ -690,6 +690,27 @@ func eqFold(a, b []byte) bool {
 	return true
 }
 
+// reqConnOptions appends to dst the options req's Connection fields name
+// (connOptions of each).
+func reqConnOptions(dst [][]byte, req *http1.Request) [][]byte {
+	for _, h := range req.Headers() {
+		if eq(h.Name, "connection") {
+			dst = connOptions(dst, h.Value)
+		}
+	}
+	return dst
+}
+
+// respConnOptions is reqConnOptions for a response.
+func respConnOptions(dst [][]byte, resp *http1.Response) [][]byte {
+	for h := range resp.Headers() {
+		if eq(h.Name, "connection") {
+			dst = connOptions(dst, h.Value)
+		}
+	}
+	return dst
+}
+
 // connOptions splits a Connection header value into its options.
 func connOptions(dst [][]byte, v []byte) [][]byte {
 	for len(v) > 0 {
@@ -727,14 +748,8 @@ func (pc *pconn) appendUpstreamHead(b []byte, upgrade bool) []byte {
 	b = appendTarget(b, req)
 	b = append(b, " HTTP/1.1\r\n"...)
 	abs := absoluteForm(req)
-	var opts [][]byte
 	var optsBuf [4][]byte
-	opts = optsBuf[:0]
-	for _, h := range req.Headers() {
-		if eq(h.Name, "connection") {
-			opts = connOptions(opts, h.Value)
-		}
-	}
+	opts := reqConnOptions(optsBuf[:0], req)
 	pc.reqOpts = pc.reqOpts.set(opts, req.Chunked)
 	// X-Forwarded-For and Via may come on several field lines, one list
 	// (RFC 9110 §5.3): all of them are kept, in order.
@@ -862,12 +877,7 @@ func appendInterim(b []byte, resp *http1.Response, pvia []byte) []byte {
 	b = append(b, resp.Reason...)
 	b = append(b, "\r\n"...)
 	var optsBuf [4][]byte
-	opts := optsBuf[:0]
-	for h := range resp.Headers() {
-		if eq(h.Name, "connection") {
-			opts = connOptions(opts, h.Value)
-		}
-	}
+	opts := respConnOptions(optsBuf[:0], resp)
 	var viaBuf [2][]byte
 	via := viaBuf[:0]
 	for h := range resp.Headers() {
@@ -921,12 +931,7 @@ func (pc *pconn) OnResponse(x *upstream.Exchange, resp *http1.Response) {
 	b = append(b, resp.Reason...)
 	b = append(b, "\r\n"...)
 	var optsBuf [4][]byte
-	opts := optsBuf[:0]
-	for h := range resp.Headers() {
-		if eq(h.Name, "connection") {
-			opts = connOptions(opts, h.Value)
-		}
-	}
+	opts := respConnOptions(optsBuf[:0], resp)
 	// A chunked or close-delimited body is framed by the proxy itself: a
 	// Content-Length beside it (RFC 9112 §6.3 lets Transfer-Encoding
 	// override one) must not reach the client.
