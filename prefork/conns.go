@@ -114,6 +114,16 @@ func (s *Supervisor) serveConns(ctx context.Context, client *http.Client, w http
 	q.Set("limit", strconv.Itoa(offset+limit))
 	q.Set("sort", sortBy)
 	out := WorkerConnList{Offset: offset, Limit: limit, Conns: []WorkerConn{}}
+	// keepTop sorts what the workers answered and keeps the first
+	// offset+limit: run as answers come (once they pass twice that), so the
+	// parent holds at most 2×(offset+limit) connections, not procs× as many.
+	by := connSorts[sortBy]
+	keepTop := func() {
+		slices.SortFunc(out.Conns, func(a, b WorkerConn) int {
+			return cmp.Or(by(&a, &b), cmp.Compare(a.Worker, b.Worker), cmp.Compare(a.ID, b.ID))
+		})
+		out.Conns = out.Conns[:min(len(out.Conns), offset+limit)]
+	}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	badQuery := "" // a worker's 400: the query's fault, every worker says the same
@@ -139,6 +149,9 @@ func (s *Supervisor) serveConns(ctx context.Context, client *http.Client, w http
 			}
 			out.Total += l.Total
 			out.Conns = append(out.Conns, l.Conns...)
+			if len(out.Conns) > 2*(offset+limit) {
+				keepTop()
+			}
 		}()
 	}
 	wg.Wait()
@@ -146,10 +159,7 @@ func (s *Supervisor) serveConns(ctx context.Context, client *http.Client, w http
 		writeConnsJSON(w, http.StatusBadRequest, map[string]string{"error": badQuery})
 		return
 	}
-	by := connSorts[sortBy]
-	slices.SortFunc(out.Conns, func(a, b WorkerConn) int {
-		return cmp.Or(by(&a, &b), cmp.Compare(a.Worker, b.Worker), cmp.Compare(a.ID, b.ID))
-	})
+	keepTop()
 	if offset >= len(out.Conns) {
 		out.Conns = out.Conns[:0]
 	} else {
