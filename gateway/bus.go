@@ -95,8 +95,11 @@ func StartBus(cfg BusConfig) (*Bus, error) {
 		nats.ReconnectJitter(250*time.Millisecond, time.Second),
 		nats.ReconnectBufSize(cfg.ReconnectBuffer),
 		nats.RetryOnFailedConnect(true),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
 			b.up.Store(false)
+			if nc.IsClosed() {
+				return // our own Close at shutdown: nothing went wrong
+			}
 			b.disc.Add(1)
 			b.log.Warn("gateway: NATS disconnected", "error", err)
 		}),
