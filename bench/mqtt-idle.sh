@@ -75,8 +75,8 @@ WARM=${WARM:-0}
 WARM_HOLD=${WARM_HOLD:-2}
 STEP=${STEP:-5000}
 START_GC=${START_GC:-1}
-startgc=-start-gc=true
-[ "$START_GC" = 1 ] || startgc=-start-gc=false
+startgc=() # mqtthost runs it by default (as shipped); a broker older than §75 has no such flag
+[ "$START_GC" = 1 ] || startgc=(-start-gc=false)
 shape=()
 if [ "$DEVICES" = 1 ]; then shape=(-id 'dev-%d' -filter 'devices/dev-%d/commands/+' -user); fi
 CONC=${CONC:-200}
@@ -133,7 +133,7 @@ start_broker() { # start_broker NAME LOG: sets SRV_PID and SRV_ADDR
   : >"$log"
   case $name in
     warren)
-      "$BIN/mqtthost" -addr 127.0.0.1:0 -memtrim-burst "${MEMTRIM:--1}" "$startgc" >"$log" 2>&1 &
+      "$BIN/mqtthost" -addr 127.0.0.1:0 -memtrim-burst "${MEMTRIM:--1}" "${startgc[@]}" >"$log" 2>&1 &
       SRV_PID=$!
       PIDS+=("$SRV_PID")
       for ((i = 0; i < 100; i++)); do
