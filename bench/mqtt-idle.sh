@@ -40,12 +40,26 @@
 # what the first ramp of a fresh process costs. Off by default: the
 # benchmark's definition is the fresh process.
 #
+# STEP=K (5000) also reports the marginal cost of a client, free of every
+# fixed cost whichever server: the clients connect in two stages, K first
+# (RSS sampled as at the end, SETTLE seconds after they are up), then the
+# other N-K by a second client process; the marginal figure is
+# (RSS_N - RSS_K) / (N - K), and the same for the anonymous RSS. What the
+# first collections of a Go process make (docs/benchmarks.md §61), the
+# binary's pages and the allocators' arenas are all paid before K. The
+# headline figure stays (RSS_N - RSS_baseline) / N, the issue's
+# definition; STEP=0 opens all N at once (as before §75).
+#
+# START_GC=0 runs warren's broker without the collection at the end of
+# start-up (mqtthost -start-gc=false; warren serve's -memtrim-start=false),
+# to measure what it moves; by default the broker runs it, as shipped.
+#
 # MEMTRIM=BYTES runs warren's broker with warren serve's trim after bursts
 # (-memtrim-burst BYTES: its free memory returned to the OS after the
 # clients' ramp); off by default.
 #
 # Environment: N (15000), RUNS (3), SERVERS ("warren mosquitto"), V5 (0), DEVICES (0), WARM (0),
-# WARM_HOLD (2), MEMTRIM (off),
+# WARM_HOLD (2), MEMTRIM (off), STEP (5000), START_GC (1),
 # CONC (200), SETTLE (2), SAMPLES (7), SPAN (3), OPEN_TIMEOUT (120), OUT
 # (bench/out). Linux only; installs Debian's mosquitto with apt-get if it is missing.
 # Every process it starts is stopped by pid on exit.
@@ -59,6 +73,10 @@ V5=${V5:-0}
 DEVICES=${DEVICES:-0}
 WARM=${WARM:-0}
 WARM_HOLD=${WARM_HOLD:-2}
+STEP=${STEP:-5000}
+START_GC=${START_GC:-1}
+startgc=() # mqtthost runs it by default (as shipped); a broker older than §75 has no such flag
+[ "$START_GC" = 1 ] || startgc=(-start-gc=false)
 shape=()
 if [ "$DEVICES" = 1 ]; then shape=(-id 'dev-%d' -filter 'devices/dev-%d/commands/+' -user); fi
 CONC=${CONC:-200}
@@ -73,6 +91,7 @@ PROG=mqtt-idle
 . bench/lib.sh
 [ -r /proc/self/status ] || die "needs Linux /proc"
 [ "$N" -le 19000 ] || die "N=$N: one client process holds at most ~19000 connections"
+if [ "$STEP" -gt 0 ] && [ "$STEP" -ge "$N" ]; then die "STEP=$STEP must be under N=$N (or 0: off)"; fi
 # Debian's mosquitto is installed (apt-get) when a run wants it and it is missing.
 if [[ " $SERVERS " == *" mosquitto "* ]] && ! command -v mosquitto >/dev/null; then
   echo "installing mosquitto (apt-get) ..."
@@ -107,14 +126,14 @@ go build -o "$BIN/mqttidle" ./bench/cmd/mqttidle
 LOGDIR=$OUT/logs/mqtt-idle-$(date +%Y%m%d-%H%M%S)
 mkdir -p "$LOGDIR"
 RESULTS=$LOGDIR/results.tsv
-printf 'server\trun\tbase_kb\tloaded_kb\topened\tbytes_per_client\tgo_heap_stack_per_client\tanon_bytes_per_client\n' >"$RESULTS"
+printf 'server\trun\tbase_kb\tloaded_kb\topened\tbytes_per_client\tgo_heap_stack_per_client\tanon_bytes_per_client\tstep_kb\tstep_opened\tmarginal_bytes_per_client\tmarginal_anon_bytes_per_client\n' >"$RESULTS"
 
 start_broker() { # start_broker NAME LOG: sets SRV_PID and SRV_ADDR
   local name=$1 log=$2 port i
   : >"$log"
   case $name in
     warren)
-      "$BIN/mqtthost" -addr 127.0.0.1:0 -memtrim-burst "${MEMTRIM:--1}" >"$log" 2>&1 &
+      "$BIN/mqtthost" -addr 127.0.0.1:0 -memtrim-burst "${MEMTRIM:--1}" "${startgc[@]}" >"$log" 2>&1 &
       SRV_PID=$!
       PIDS+=("$SRV_PID")
       for ((i = 0; i < 100; i++)); do
@@ -140,6 +159,25 @@ start_broker() { # start_broker NAME LOG: sets SRV_PID and SRV_ADDR
   esac
 }
 
+# open_clients CLOG FIRST COUNT: starts a client process holding COUNT
+# clients numbered from FIRST, waits for its READY; sets CPID and READY.
+open_clients() {
+  local clog=$1 first=$2 count=$3 i v5flag=
+  [ "$V5" = 1 ] && v5flag=-v5
+  "$BIN/mqttidle" -addr "$SRV_ADDR" -first "$first" -n "$count" $v5flag "${shape[@]}" -concurrency "$CONC" -hold 600s \
+    -open-timeout "${OPEN_TIMEOUT}s" >"$clog" 2>&1 &
+  CPID=$!
+  PIDS+=("$CPID")
+  READY=
+  for ((i = 0; i < (OPEN_TIMEOUT + 15) * 10; i++)); do
+    READY=$(awk '/^READY / {print $2}' "$clog" || true)
+    [ -n "$READY" ] && break
+    kill -0 "$CPID" 2>/dev/null || { cat "$clog" >&2; die "client exited before READY"; }
+    sleep 0.1
+  done
+  [ -n "$READY" ] && [ "$READY" -gt 0 ] || die "no client ready ($clog)"
+}
+
 measure() { # measure SERVER RUN
   local name=$1 run=$2 log clog base loaded abase aloaded ready= cpid i v5flag=
   log=$LOGDIR/$name-$run.log
@@ -157,38 +195,52 @@ measure() { # measure SERVER RUN
   abase=$(anon_kb "$SRV_PID")
   local ms0="- -" ms1="- -" goper=-
   if [ "$name" = warren ]; then ms0=$(memstats "$SRV_PID" "$log"); fi
-  "$BIN/mqttidle" -addr "$SRV_ADDR" -n "$N" $v5flag "${shape[@]}" -concurrency "$CONC" -hold 600s \
-    -open-timeout "${OPEN_TIMEOUT}s" >"$clog" 2>&1 &
-  cpid=$!
-  PIDS+=("$cpid")
-  for ((i = 0; i < (OPEN_TIMEOUT + 15) * 10; i++)); do
-    ready=$(awk '/^READY / {print $2}' "$clog" || true)
-    [ -n "$ready" ] && break
-    kill -0 "$cpid" 2>/dev/null || { cat "$clog" >&2; die "client exited before READY"; }
-    sleep 0.1
-  done
-  [ -n "$ready" ] && [ "$ready" -gt 0 ] || die "$name: no client ready"
+  local step=- astep=- sready=0 cpid2= mpc=- mapc=-
+  if [ "$STEP" -gt 0 ]; then
+    # Two stages (STEP above): STEP clients, RSS, then the rest.
+    open_clients "$clog.step" 0 "$STEP"
+    cpid2=$CPID sready=$READY
+    grep '^{' "$clog.step" | sed "s/^/  $name run $run (first $STEP): /"
+    sleep "$SETTLE"
+    step=$(sample_rss "$SRV_PID" "$SAMPLES" "$SPAN")
+    astep=$(anon_kb "$SRV_PID")
+    open_clients "$clog" "$STEP" $((N - STEP))
+  else
+    open_clients "$clog" 0 "$N"
+  fi
+  cpid=$CPID
+  ready=$((READY + sready))
   grep '^{' "$clog" | sed "s/^/  $name run $run: /"
   sleep "$SETTLE"
   loaded=$(sample_rss "$SRV_PID" "$SAMPLES" "$SPAN")
   aloaded=$(anon_kb "$SRV_PID")
+  if [ "$STEP" -gt 0 ]; then
+    mpc=$(awk -v l="$loaded" -v b="$step" -v n="$READY" 'BEGIN {printf "%.0f", (l - b) * 1024 / n}')
+    mapc=$(awk -v l="$aloaded" -v b="$astep" -v n="$READY" 'BEGIN {printf "%.0f", (l - b) * 1024 / n}')
+  fi
   if [ "$name" = warren ]; then ms1=$(memstats "$SRV_PID" "$log"); fi
   if [ "$ms0" != "- -" ] && [ "$ms1" != "- -" ]; then
     goper=$(echo "$ms0 $ms1" | awk -v n="$ready" '{printf "%.0f", (($3 + $4) - ($1 + $2)) / n}')
   fi
   stop_pid "$cpid" 30
+  if [ -n "$cpid2" ]; then stop_pid "$cpid2" 30; fi
   stop_pid "$SRV_PID" 30
   PIDS=()
   local bpc apc
   bpc=$(awk -v l="$loaded" -v b="$base" -v n="$ready" 'BEGIN {printf "%.0f", (l - b) * 1024 / n}')
   apc=$(awk -v l="$aloaded" -v b="$abase" -v n="$ready" 'BEGIN {printf "%.0f", (l - b) * 1024 / n}')
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$run" "$base" "$loaded" "$ready" "$bpc" "$goper" "$apc" >>"$RESULTS"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$run" "$base" "$loaded" "$ready" "$bpc" "$goper" "$apc" \
+    "$step" "$sready" "$mpc" "$mapc" >>"$RESULTS"
   printf '  %-10s run %d: baseline %6d kB  loaded %7d kB  clients %6d  => %6d B/client  (anonymous %s B/client, Go heap+stacks %s B/client)\n' \
     "$name" "$run" "$base" "$loaded" "$ready" "$bpc" "$apc" "$goper"
+  if [ "$STEP" -gt 0 ]; then
+    printf '  %-10s run %d: at %d clients %7d kB  => marginal %s B/client over the last %d  (anonymous %s B/client)\n' \
+      "$name" "$run" "$sready" "$step" "$mpc" "$READY" "$mapc"
+  fi
 }
 
 read -r -a order <<<"$SERVERS"
-echo "mqtt-idle: N=$N RUNS=$RUNS SERVERS=\"$SERVERS\" V5=$V5 DEVICES=$DEVICES WARM=$WARM MEMTRIM=${MEMTRIM:-off} GOGC=${GOGC:-default} GOMEMLIMIT=${GOMEMLIMIT:-default} mosquitto $(mosquitto -h 2>/dev/null | awk 'NR == 1 {print $3}')"
+echo "mqtt-idle: N=$N RUNS=$RUNS SERVERS=\"$SERVERS\" V5=$V5 DEVICES=$DEVICES WARM=$WARM STEP=$STEP START_GC=$START_GC MEMTRIM=${MEMTRIM:-off} GOGC=${GOGC:-default} GOMEMLIMIT=${GOMEMLIMIT:-default} mosquitto $(mosquitto -h 2>/dev/null | awk 'NR == 1 {print $3}')"
 echo "  $(machine_line)"
 echo "  at $(git rev-parse --short HEAD 2>/dev/null || echo unknown); logs in $LOGDIR"
 for ((run = 1; run <= RUNS; run++)); do
@@ -218,5 +270,18 @@ if [[ " $SERVERS " == *" warren "* && " $SERVERS " == *" mosquitto "* ]]; then
   w=$(awk -F'\t' 'NR > 1 && $1 == "warren" {print $8}' "$RESULTS" | median)
   m=$(awk -F'\t' 'NR > 1 && $1 == "mosquitto" {print $8}' "$RESULTS" | median)
   awk -v w="$w" -v m="$m" 'BEGIN {printf "  anonymous RSS only: warren / mosquitto = %.3f\n", w / m}'
+fi
+if [ "$STEP" -gt 0 ]; then
+  echo "marginal, clients $STEP..$N (free of fixed costs):"
+  for s in $SERVERS; do
+    m=$(awk -F'\t' -v s="$s" 'NR > 1 && $1 == s {print $11}' "$RESULTS" | median)
+    a=$(awk -F'\t' -v s="$s" 'NR > 1 && $1 == s {print $12}' "$RESULTS" | median)
+    printf '  %-10s %8s B/client  (anonymous RSS %s B/client)\n' "$s" "$m" "$a"
+  done
+  if [[ " $SERVERS " == *" warren "* && " $SERVERS " == *" mosquitto "* ]]; then
+    w=$(awk -F'\t' 'NR > 1 && $1 == "warren" {print $11}' "$RESULTS" | median)
+    m=$(awk -F'\t' 'NR > 1 && $1 == "mosquitto" {print $11}' "$RESULTS" | median)
+    awk -v w="$w" -v m="$m" 'BEGIN {printf "  marginal: warren / mosquitto = %.3f\n", w / m}'
+  fi
 fi
 echo "per-run figures: $RESULTS"

@@ -26,11 +26,10 @@ import (
 // set before the connection is attached to its session under session.mu,
 // and never change after.
 type conn struct {
-	srv  *Server
-	ec   *engine.Conn
-	sess *session
-	x    *connExt // what few connections need; nil for a 3.1.1 client over TCP
-	in   *inState // publishing state; nil until the client publishes
+	srv *Server
+	ec  *engine.Conn
+	x   *connExt // what few connections need; nil for a 3.1.1 client over TCP with its own session
+	in  *inState // publishing state; nil until the client publishes
 
 	// The small fields share words. On the loop:
 	version   Version
@@ -53,11 +52,8 @@ type conn struct {
 	kaSecs    uint16     // the keep-alive, seconds (at most 65535 in both versions); on the loop
 	out       *outBuf    // batched output, pooled; nil when not corked
 
-	// cl is the client the hooks see, set once the CONNECT is accepted
-	// (connected).
-	cl Client
 	// own is the connection's session when it ends with the connection
-	// (sessionFor), keyed by cl.ID instead of a copy of it. A later
+	// (sessionFor), keyed by its Client's ID instead of a copy of it. A later
 	// connection resuming it in a takeover (5.0, clean start 0, which may
 	// set an expiry) keeps this connection's memory for as long as the
 	// session then lives; nothing else of it is used.
@@ -72,6 +68,10 @@ type conn struct {
 type connExt struct {
 	ws   *websocket.Conn // MQTT over WebSocket; nil on TCP
 	user *string         // the user name when it is not the client id (Client.Username)
+	// sess is the connection's session when it is not its own (c.own):
+	// one that may outlive it, or one a takeover resumed (session); set
+	// once, before the session is attached.
+	sess *session
 	// outAliases are the topic aliases the server set on this connection,
 	// guarded by the session's mu (every PUBLISH to the client is sent
 	// under it, so an alias is always set before it is used); nil until
@@ -89,6 +89,25 @@ func (c *conn) ext() *connExt {
 		c.x = &connExt{recvMax: 65535}
 	}
 	return c.x
+}
+
+// connOffset is where a Client holds its connection.
+const connOffset = unsafe.Offsetof(Client{}.c)
+
+// client returns the Client the connection is part of (every conn is
+// the c field of a Client: newConn). The hooks see it once the CONNECT is
+// accepted (connected); its ID is set then.
+func (c *conn) client() *Client {
+	return (*Client)(unsafe.Add(unsafe.Pointer(c), -int(connOffset)))
+}
+
+// session returns the connection's session once it is connected: its
+// own (c.own) unless the connection took another (connExt.sess).
+func (c *conn) session() *session {
+	if x := c.x; x != nil && x.sess != nil {
+		return x.sess
+	}
+	return &c.own
 }
 
 // ws returns the WebSocket the connection runs over, or nil on TCP.
@@ -189,7 +208,8 @@ var (
 // CONNECT within Config.ConnectTimeout.
 func (s *Server) newConn(ec *engine.Conn, ws *websocket.Conn) *conn {
 	s.startSweeper()
-	c := &conn{srv: s, ec: ec}
+	c := &new(Client).c // a conn is always part of its Client (client)
+	c.srv, c.ec = s, ec
 	if ws != nil {
 		c.x = &connExt{ws: ws, recvMax: 65535}
 	}
@@ -228,7 +248,7 @@ func (c *conn) label() string {
 	if !c.connected {
 		return ""
 	}
-	return c.cl.ID
+	return c.client().ID
 }
 
 // OnTimeout enforces the keep-alive (1.5 times the client's) and the
@@ -265,7 +285,7 @@ func (p *proto) OnDrain(*engine.Conn) bool {
 // drainHold asks Hooks.OnDrain whether the drain keeps c open.
 func (c *conn) drainHold() bool {
 	h := c.srv.cfg.Hooks.OnDrain
-	return h != nil && c.connected && !c.done && h(&c.cl)
+	return h != nil && c.connected && !c.done && h(c.client())
 }
 
 func (c *conn) drain() {
@@ -764,8 +784,8 @@ func (c *conn) onConnect(p *Connect) {
 	// The Client is part of the connection; the hooks see it once the
 	// CONNECT is accepted (Authenticate gets ConnectInfo), and a refused
 	// CONNECT is the connection's last packet.
-	c.cl = Client{ID: cid, c: c}
-	cl := &c.cl
+	cl := c.client()
+	cl.ID = cid
 	switch {
 	case !p.HasUsername:
 	case string(p.Username) == cid:
@@ -935,7 +955,10 @@ func (c *conn) onConnect(p *Connect) {
 		// checks a WebSocket client's own input against its keep-alive.
 		s.wsKeepAlive[c] = struct{}{}
 	}
-	c.sess, c.connected = ss, true
+	if ss != &c.own {
+		c.ext().sess = ss // before ss.conn below: x is fixed from then on
+	}
+	c.connected = true
 	ss.mu.Lock()
 	c.packet(ca)
 	ss.conn = c
@@ -1009,7 +1032,7 @@ func (c *conn) kick(code ReasonCode, reason string) {
 
 // current reports whether c still owns its session.
 func (c *conn) current() bool {
-	ss := c.sess
+	ss := c.session()
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	return ss.conn == c
@@ -1071,7 +1094,7 @@ func (c *conn) onPublish(p *Publish, n int, t int64) {
 		return
 	}
 	c.pc().pubIn[p.QoS].Add(1)
-	ss := c.sess
+	ss := c.session()
 	ack := func(code ReasonCode) {
 		switch p.QoS {
 		case QoS1:
@@ -1080,7 +1103,7 @@ func (c *conn) onPublish(p *Publish, n int, t int64) {
 			c.sendAck(TypePubrec, p.PacketID, code)
 		}
 	}
-	if a := s.cfg.Hooks.Authorize; a != nil && !a(&c.cl, ActionPublish, topic) {
+	if a := s.cfg.Hooks.Authorize; a != nil && !a(c.client(), ActionPublish, topic) {
 		s.drop(DropNotAuthorized)
 		if v5 {
 			ack(NotAuthorized)
@@ -1143,7 +1166,7 @@ func (c *conn) onPublish(p *Publish, n int, t int64) {
 		// grants: the hook (a bridge to other nodes), the subscribers and
 		// the store see the same retain flag.
 		var ok bool
-		if res, why, ok = s.reserveRetained(c.cl.ID, topic, msgSize(m)); !ok {
+		if res, why, ok = s.reserveRetained(c.client().ID, topic, msgSize(m)); !ok {
 			if v5 && p.QoS != QoS0 {
 				// A 5.0 client can be told: the message is refused whole,
 				// neither delivered nor bridged, so that a retry (a QoS 2
@@ -1162,7 +1185,7 @@ func (c *conn) onPublish(p *Publish, n int, t int64) {
 	}
 	local, code := true, Success
 	if h := s.cfg.Hooks.OnPublish; h != nil {
-		local, code = h(&c.cl, m)
+		local, code = h(c.client(), m)
 	}
 	if code >= 0x80 {
 		putMsg(tm)
@@ -1187,7 +1210,7 @@ func (c *conn) onPublish(p *Publish, n int, t int64) {
 		if refused {
 			s.drop(why) // (counted once the hook has not refused the message)
 		}
-		s.routeMessage(tm, retain, res, c.cl.ID, now, c.ec.Loop())
+		s.routeMessage(tm, retain, res, c.client().ID, now, c.ec.Loop())
 	} else if res != nil {
 		s.releaseRetained(res) // the hook took the message over
 	}
@@ -1216,7 +1239,7 @@ func (c *conn) refuseRetained(p *Publish, why DropReason) {
 // forgetQoS2 drops id from the session's QoS 2 messages received and not
 // yet released.
 func (c *conn) forgetQoS2(id uint16) {
-	ss := c.sess
+	ss := c.session()
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	if ss.conn != c {
@@ -1232,7 +1255,7 @@ func (c *conn) forgetQoS2(id uint16) {
 }
 
 func (c *conn) onAck(a *Ack) {
-	ss := c.sess
+	ss := c.session()
 	now := c.srv.now().UnixNano()
 	if a.Kind == TypePubrel {
 		ss.mu.Lock()
@@ -1309,7 +1332,7 @@ func (c *conn) onSubscribe(p *Subscribe) {
 		if IsShared(filter) {
 			pl.group, pl.tf, _ = ParseShared(filter)
 		}
-		if a := s.cfg.Hooks.Authorize; a != nil && !a(&c.cl, ActionSubscribe, pl.tf) {
+		if a := s.cfg.Hooks.Authorize; a != nil && !a(c.client(), ActionSubscribe, pl.tf) {
 			codes[i] = NotAuthorized
 			continue
 		}
@@ -1321,7 +1344,7 @@ func (c *conn) onSubscribe(p *Subscribe) {
 		sub *subscription
 	}
 	var retained []pending
-	ss := c.sess
+	ss := c.session()
 	s.mu.Lock()
 	for i, pl := range plans {
 		if codes[i].IsError() {
@@ -1369,7 +1392,7 @@ func (c *conn) onUnsubscribe(p *Unsubscribe) {
 	if !c.current() {
 		return
 	}
-	ss := c.sess
+	ss := c.session()
 	codes := make([]ReasonCode, len(p.Filters))
 	s.mu.Lock()
 	for i, f := range p.Filters {
@@ -1387,7 +1410,7 @@ func (c *conn) onUnsubscribe(p *Unsubscribe) {
 
 func (c *conn) onDisconnect(p *Disconnect) {
 	s := c.srv
-	ss := c.sess
+	ss := c.session()
 	if c.version == Version5 && p.Props.Present.Has(PropSessionExpiry) {
 		s.mu.Lock()
 		bad := ss.expiry == 0 && p.Props.SessionExpiry != 0
@@ -1435,7 +1458,7 @@ func (c *conn) closed(reason engine.CloseReason) {
 		s.stats.connV3.Add(-1)
 	}
 	now := s.now()
-	ss := c.sess
+	ss := c.session()
 	var will *msg
 	s.mu.Lock()
 	delete(s.wsKeepAlive, c)
@@ -1473,7 +1496,7 @@ func (c *conn) closed(reason engine.CloseReason) {
 		c.wmu.Lock()
 		takenOver := c.takenOver
 		c.wmu.Unlock()
-		h(&c.cl, reason, code, takenOver)
+		h(c.client(), reason, code, takenOver)
 	}
 }
 

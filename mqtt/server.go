@@ -316,11 +316,15 @@ type ConnectInfo struct {
 	Conn *engine.Conn
 }
 
-// Client describes a connected client to the hooks. It is immutable. It
-// is part of the client's connection, as small as its fields allow (an idle
-// client holds one): what most clients share or do not have — the user
-// name, the protocol level, the transport — is read through methods from
-// where the connection keeps it anyway.
+// Client describes a connected client to the hooks. Its exported fields
+// are immutable. The client's connection is part of it, so a Client
+// must not be copied (go vet's copylocks says so): pass the *Client the
+// hooks get. What most clients share or do not have — the user name, the
+// protocol level, the transport — is read through methods from where the
+// connection keeps it anyway. A Client made by an application (a test
+// of an Authorize hook, say) has only the fields it was given: Username,
+// Version, WebSocket and Server return zero values, Disconnect,
+// GoingAway, PauseRead and ResumeRead do nothing.
 type Client struct {
 	// ID is the client identifier (assigned by the server when the
 	// CONNECT had none).
@@ -328,15 +332,21 @@ type Client struct {
 	// Identity is what Hooks.Authenticate returned, or nil.
 	Identity any
 
-	c *conn
+	// c is the connection: every conn is the c of a Client (newConn), so
+	// a conn finds its Client without a pointer (conn.client). Its srv
+	// is nil in a Client the broker did not make.
+	c conn
 }
+
+// made reports whether the broker made c (its connection is real).
+func (c *Client) made() bool { return c.c.srv != nil }
 
 // Username returns the CONNECT's user name, or "" if it had none. A user
 // name equal to the client id is the client id's string (devices often
 // send their id as both): no copy is kept.
 func (c *Client) Username() string {
 	switch {
-	case c.c == nil:
+	case !c.made():
 		return ""
 	case c.c.userIsID:
 		return c.ID
@@ -348,22 +358,19 @@ func (c *Client) Username() string {
 
 // Version returns the protocol level the client speaks.
 func (c *Client) Version() Version {
-	if c.c == nil {
+	if !c.made() {
 		return 0
 	}
 	return c.c.version
 }
 
 // WebSocket reports whether the client speaks MQTT over WebSocket.
-func (c *Client) WebSocket() bool { return c.c != nil && c.c.ws() != nil }
+func (c *Client) WebSocket() bool { return c.made() && c.c.ws() != nil }
 
 // Server returns the broker the client is connected to (nil for a Client
 // the broker did not make): an application holding a Client needs no
 // pointer of its own to publish to it.
 func (c *Client) Server() *Server {
-	if c.c == nil {
-		return nil
-	}
 	return c.c.srv
 }
 
@@ -383,7 +390,7 @@ func (c *Client) Conn() *engine.Conn { return c.c.ec }
 // close detail. It is safe for concurrent use, and does nothing once the
 // connection has closed. The session stays, as for any non-normal end.
 func (c *Client) Disconnect(code ReasonCode, reason string) {
-	if c.c != nil {
+	if c.made() {
 		c.c.kick(code, reason)
 	}
 }
@@ -396,10 +403,10 @@ func (c *Client) Disconnect(code ReasonCode, reason string) {
 // on the connection's event loop (engine.Conn.Post); it is safe for
 // concurrent use and does nothing once the connection has closed.
 func (c *Client) GoingAway() {
-	cc := c.c
-	if cc == nil {
+	if !c.made() {
 		return
 	}
+	cc := &c.c
 	cc.ec.Post(func() {
 		if cc.done {
 			return
@@ -417,14 +424,14 @@ func (c *Client) GoingAway() {
 // PauseRead stops reading from the client's connection (backpressure);
 // ResumeRead undoes it. Both are safe for concurrent use.
 func (c *Client) PauseRead() {
-	if c.c != nil {
+	if c.made() {
 		c.c.ec.PauseRead()
 	}
 }
 
 // ResumeRead undoes PauseRead.
 func (c *Client) ResumeRead() {
-	if c.c != nil {
+	if c.made() {
 		c.c.ec.ResumeRead()
 	}
 }

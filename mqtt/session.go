@@ -430,7 +430,7 @@ const ownOffset = unsafe.Offsetof(conn{}.own)
 // is part of, or its own.
 func (ss *session) key() string {
 	if ss.inConn {
-		return (*conn)(unsafe.Add(unsafe.Pointer(ss), -int(ownOffset))).cl.ID
+		return (*conn)(unsafe.Add(unsafe.Pointer(ss), -int(ownOffset))).client().ID
 	}
 	return (*ownSession)(unsafe.Pointer(ss)).id
 }

@@ -15,11 +15,11 @@ func TestIdleStructSizes(t *testing.T) {
 		name      string
 		size, max uintptr
 	}{
-		{"conn with its Client and session", unsafe.Sizeof(conn{}), 160},
-		{"Client", unsafe.Sizeof(Client{}), 40},
+		{"Client with its conn and session", unsafe.Sizeof(Client{}), 144},
+		{"conn", unsafe.Sizeof(conn{}), 112},
 		{"session", unsafe.Sizeof(session{}), 48},
 		{"session apart, with its id", unsafe.Sizeof(ownSession{}), 64},
-		{"connExt", unsafe.Sizeof(connExt{}), 32},
+		{"connExt", unsafe.Sizeof(connExt{}), 48},
 		{"subscription", unsafe.Sizeof(subscription{}), 32},
 		{"trie node", unsafe.Sizeof(node[*subscription]{}), 48},
 	} {
@@ -70,7 +70,7 @@ func TestOwnSession(t *testing.T) {
 		t.Fatalf("clean session %+v: want the connection's own", ss)
 	}
 	ss.mu.Lock()
-	own := ss.conn != nil && ss == &ss.conn.own && ss.conn.sess == ss
+	own := ss.conn != nil && ss == &ss.conn.own && ss.conn.session() == ss
 	ss.mu.Unlock()
 	if !own {
 		t.Fatal("the clean session is not its connection's own")

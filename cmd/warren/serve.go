@@ -205,6 +205,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	if sweeper.Slice() != 0 {
 		st.AddCollector(sweeper.Collector())
 	}
+	trim.Settle() // start-up done: its fixed costs into the baseline
 	log.Info("warren serve listening", "devices", g.DeviceAddr(), "api", g.APIAddr(), "mqtt", g.MQTTAddr(),
 		"tls", g.TLSAddr(), "mqtts", g.MQTTSAddr(), "upstream", strings.Join(gcfg.Upstream, ","), "webhook", gcfg.Webhook.URL, "node", g.Node(),
 		"nats", natsDescription(g.Bus()), "loops", st.Engine.Config().Loops)
@@ -307,6 +308,7 @@ func serveSupervisor(sig <-chan os.Signal, procs int, ecfg engine.Config, gcfg g
 			}
 		}
 	}
+	trim.Settle() // the parent's start-up done (the workers settle their own)
 	return stack.RunSupervisor(sig, sc)
 }
 
@@ -412,6 +414,11 @@ func memtrimFlags(fs *flag.FlagSet, c *memtrim.Config) {
 	fs.Int64Var(&c.Quiet, "memtrim-quiet", memtrim.DefaultQuiet, "allocation rate, bytes a second, under which an interval is quiet: the burst is over")
 	fs.DurationVar(&c.Interval, "memtrim-interval", memtrim.DefaultInterval, "how often the allocation rate is read for -memtrim-burst")
 	fs.DurationVar(&c.MinGap, "memtrim-gap", memtrim.DefaultMinGap, "least time between two trims")
+	fs.BoolFunc("memtrim-start", "collect twice and return free memory to the OS once start-up is done, in every process (the runtime's first-collection metadata counted in the baseline, not per device; warren_memtrim_start_trims_total) (default true; -memtrim-start=false: off)", func(v string) error {
+		on, err := strconv.ParseBool(v)
+		c.NoSettle = !on
+		return err
+	})
 }
 
 // applyGC sets the collector's target and, when limit is not empty, the

@@ -32,7 +32,8 @@ func TestParseBytes(t *testing.T) {
 // -gogc and -gomemlimit reach the runtime of a real warren serve (its
 // go_gc_gogc_percent and go_gc_gomemlimit_bytes metrics), and with
 // neither flag nor $GOGC the target is DefaultServeGOGC; the trim after
-// bursts (-memtrim-burst) reports its metrics.
+// bursts (-memtrim-burst) reports its metrics; the collection at the end
+// of start-up ran once, or not at all with -memtrim-start=false.
 func TestServeGCFlags(t *testing.T) {
 	var out, errb strings.Builder
 	if code := run([]string{"serve", "-gomemlimit", "lots"}, &out, &errb); code != 2 ||
@@ -43,8 +44,10 @@ func TestServeGCFlags(t *testing.T) {
 		args []string
 		want []string
 	}{
-		{[]string{"-gogc", "37", "-gomemlimit", "300MiB"}, []string{"go_gc_gogc_percent 37", "go_gc_gomemlimit_bytes 3.145728e+08"}},
-		{nil, []string{"go_gc_gogc_percent " + strconv.Itoa(DefaultServeGOGC)}},
+		{[]string{"-gogc", "37", "-gomemlimit", "300MiB"}, []string{"go_gc_gogc_percent 37", "go_gc_gomemlimit_bytes 3.145728e+08",
+			"warren_memtrim_start_trims_total 1"}},
+		{nil, []string{"go_gc_gogc_percent " + strconv.Itoa(DefaultServeGOGC), "warren_memtrim_start_trims_total 1"}},
+		{[]string{"-memtrim-start=false"}, []string{"warren_memtrim_start_trims_total 0"}},
 	} {
 		if tc.args == nil && os.Getenv("GOGC") != "" {
 			continue // $GOGC is -gogc's default then
@@ -79,7 +82,8 @@ func TestServeGCFlags(t *testing.T) {
 // collector target and -gogc the workers', each read from the merged
 // metrics (the parent's runtime is labelled worker="parent"); with
 // neither flag nor $GOGC they are DefaultServeParentGOGC and
-// DefaultServeGOGC.
+// DefaultServeGOGC. Every process (the parent and each worker) ran its
+// collection at the end of start-up.
 func TestServeParentGOGC(t *testing.T) {
 	for _, tc := range []struct {
 		args            []string
@@ -93,7 +97,10 @@ func TestServeParentGOGC(t *testing.T) {
 		}
 		n := startServe(t, "pgc", t.TempDir(), append([]string{"-auth", "none", "-procs", "2"}, tc.args...)...)
 		want := []string{fmt.Sprintf(`go_gc_gogc_percent{worker="parent"} %d`, tc.parent),
-			fmt.Sprintf(`go_gc_gogc_percent{worker="0"} %d`, tc.workers), fmt.Sprintf(`go_gc_gogc_percent{worker="1"} %d`, tc.workers)}
+			fmt.Sprintf(`go_gc_gogc_percent{worker="0"} %d`, tc.workers), fmt.Sprintf(`go_gc_gogc_percent{worker="1"} %d`, tc.workers),
+			// Every process collected at the end of its start-up.
+			`warren_memtrim_start_trims_total{worker="parent"} 1`, `warren_memtrim_start_trims_total{worker="0"} 1`,
+			`warren_memtrim_start_trims_total{worker="1"} 1`}
 		var metrics string
 		eventually(t, 20*time.Second, fmt.Sprintf("serve %v: the parent's and both workers' collector targets", tc.args), func() bool {
 			resp, err := http.Get("http://" + n.admin + "/metrics")

@@ -17,3 +17,13 @@ func Example() {
 	fmt.Println(t.Stats().Trims)
 	// Output: 0
 }
+
+// A server settles its runtime once its listeners are up: the collection
+// at the end of start-up.
+func ExampleTrimmer_Settle() {
+	t := memtrim.New(memtrim.Config{})
+	// ... listeners up ...
+	t.Settle()
+	fmt.Println(t.Stats().Settles)
+	// Output: 1
+}

@@ -15,10 +15,16 @@
 // else: over Quiet the rate never falls quiet, under it no interval counts
 // towards a burst (a rate that hovers about Quiet trims at most once per
 // MinGap).
+//
+// Settle is the same collection once, at the end of a process's start-up:
+// it puts what the runtime makes at its first collections (the span sets
+// of the central lists, see Settle) and what start-up left free into the
+// baseline, where a fixed cost belongs, instead of onto the first clients.
 package memtrim
 
 import (
 	"context"
+	"runtime"
 	"runtime/debug"
 	rtmetrics "runtime/metrics"
 	"sync/atomic"
@@ -30,20 +36,30 @@ import (
 var (
 	descTrims    = prometheus.NewDesc("warren_memtrim_trims_total", "Times the process returned its free memory to the operating system after a burst of allocation (-memtrim-burst).", nil, nil)
 	descReleased = prometheus.NewDesc("warren_memtrim_released_bytes_total", "Bytes the trims after bursts returned to the operating system.", nil, nil)
+	descSettles  = prometheus.NewDesc("warren_memtrim_start_trims_total", "Collections at the end of the process's start-up (-memtrim-start): 1 once it ran, 0 when off.", nil, nil)
+	descSettled  = prometheus.NewDesc("warren_memtrim_start_released_bytes", "Bytes the collection at the end of start-up returned to the operating system.", nil, nil)
 )
 
-// Collector returns the Trimmer's metrics: warren_memtrim_trims_total and
-// warren_memtrim_released_bytes_total.
+// Collector returns the Trimmer's metrics: warren_memtrim_trims_total,
+// warren_memtrim_released_bytes_total, warren_memtrim_start_trims_total
+// and warren_memtrim_start_released_bytes.
 func (t *Trimmer) Collector() prometheus.Collector { return collector{t} }
 
 type collector struct{ t *Trimmer }
 
-func (c collector) Describe(ch chan<- *prometheus.Desc) { ch <- descTrims; ch <- descReleased }
+func (c collector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descTrims
+	ch <- descReleased
+	ch <- descSettles
+	ch <- descSettled
+}
 
 func (c collector) Collect(ch chan<- prometheus.Metric) {
 	s := c.t.Stats()
 	ch <- prometheus.MustNewConstMetric(descTrims, prometheus.CounterValue, float64(s.Trims))
 	ch <- prometheus.MustNewConstMetric(descReleased, prometheus.CounterValue, float64(s.Released))
+	ch <- prometheus.MustNewConstMetric(descSettles, prometheus.CounterValue, float64(s.Settles))
+	ch <- prometheus.MustNewConstMetric(descSettled, prometheus.GaugeValue, float64(s.Settled))
 }
 
 // Defaults of Config's fields.
@@ -72,12 +88,17 @@ type Config struct {
 	// MinGap is the least time between two trims. Zero means
 	// DefaultMinGap (30s).
 	MinGap time.Duration
+	// NoSettle turns Settle into a no-op (warren serve -memtrim-start=false).
+	// The zero value collects at the end of start-up.
+	NoSettle bool
 }
 
 // Stats are a Trimmer's counts.
 type Stats struct {
 	Trims    uint64 // times memory was trimmed
 	Released uint64 // bytes the trims returned to the operating system
+	Settles  uint64 // times Settle collected (at most once per Trimmer)
+	Settled  uint64 // bytes Settle returned to the operating system
 }
 
 // Trimmer trims after bursts; see the package documentation. Its methods
@@ -88,6 +109,8 @@ type Trimmer struct {
 	cfg      Config
 	trims    atomic.Uint64
 	released atomic.Uint64
+	settles  atomic.Uint64
+	settled  atomic.Uint64
 }
 
 // New returns a Trimmer with cfg's zero fields set to their defaults.
@@ -109,7 +132,40 @@ func New(cfg Config) *Trimmer {
 
 // Stats returns the counts so far.
 func (t *Trimmer) Stats() Stats {
-	return Stats{Trims: t.trims.Load(), Released: t.released.Load()}
+	return Stats{Trims: t.trims.Load(), Released: t.released.Load(), Settles: t.settles.Load(), Settled: t.settled.Load()}
+}
+
+// Settle ends a process's start-up: called once its listeners are up and
+// the garbage of its start-up is made, it runs two collections and
+// returns every free page to the operating system (runtime.GC, then
+// debug.FreeOSMemory, which is a collection and a scavenge). A second
+// call, or one with Config.NoSettle, does nothing. It blocks for the
+// collections (a few milliseconds on a start-up heap of a few MB).
+//
+// Why: the runtime keeps the spans of each size class on central lists
+// held in span sets, and makes the sets' blocks and spines (not returned,
+// ≈ 1.3 MB in a broker: docs/benchmarks.md §61) the first time spans
+// reach them, which is at the first collections. Left alone, that cost
+// lands on whatever the process allocates first — the first thousands of
+// clients — and reads as a cost per client. The sets come in pairs (one
+// for the spans swept in this cycle, one for the next: the sweep
+// generation's parity), so one collection makes half of them and the
+// second the other half; two collections at start-up put the whole fixed
+// cost into the baseline (§75). The scavenge then returns what start-up
+// left free.
+func (t *Trimmer) Settle() {
+	if t.cfg.NoSettle || !t.settles.CompareAndSwap(0, 1) {
+		return
+	}
+	s := []rtmetrics.Sample{{Name: "/memory/classes/heap/released:bytes"}}
+	rtmetrics.Read(s)
+	before := s[0].Value.Uint64()
+	runtime.GC()
+	debug.FreeOSMemory()
+	rtmetrics.Read(s)
+	if after := s[0].Value.Uint64(); after > before {
+		t.settled.Store(after - before)
+	}
 }
 
 // Run watches the allocation rate until ctx is done.

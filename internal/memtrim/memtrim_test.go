@@ -2,6 +2,7 @@ package memtrim
 
 import (
 	"context"
+	rtmetrics "runtime/metrics"
 	"testing"
 	"time"
 )
@@ -68,5 +69,38 @@ func TestRunTrimsAfterBurst(t *testing.T) {
 	off.Run(ctx) // returns at once, or runs until ctx ends
 	if time.Since(start) > 5*time.Second || off.Stats().Trims != 0 {
 		t.Fatal("a Trimmer with a negative Burst ran")
+	}
+}
+
+// forcedGCs returns the collections the process was asked for (runtime.GC,
+// debug.FreeOSMemory) so far.
+func forcedGCs() uint64 {
+	s := []rtmetrics.Sample{{Name: "/gc/cycles/forced:gc-cycles"}}
+	rtmetrics.Read(s)
+	return s[0].Value.Uint64()
+}
+
+// Settle collects twice and counts itself, once per Trimmer; with
+// NoSettle it does nothing.
+func TestSettle(t *testing.T) {
+	off := New(Config{NoSettle: true})
+	before := forcedGCs()
+	off.Settle()
+	if n := forcedGCs() - before; n != 0 || off.Stats().Settles != 0 {
+		t.Fatalf("NoSettle: %d collections, %d settles", n, off.Stats().Settles)
+	}
+	tr := New(Config{Burst: -1}) // the trim after bursts off: Settle is apart from it
+	before = forcedGCs()
+	tr.Settle()
+	if n := forcedGCs() - before; n < 2 {
+		t.Fatalf("Settle ran %d collections, want 2", n)
+	}
+	if s := tr.Stats(); s.Settles != 1 || s.Trims != 0 {
+		t.Fatalf("stats %+v after Settle: want Settles 1, Trims 0", s)
+	}
+	before = forcedGCs()
+	tr.Settle()
+	if n := forcedGCs() - before; n != 0 || tr.Stats().Settles != 1 {
+		t.Fatalf("a second Settle ran %d collections (settles %d)", n, tr.Stats().Settles)
 	}
 }

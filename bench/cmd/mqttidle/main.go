@@ -12,7 +12,9 @@
 // loopback source addresses starting at -src-base, with at most
 // -concurrency connections being set up at once. When every connection is
 // set up it prints a JSON summary and "READY n" on stdout, then holds them
-// until -hold has passed or it gets SIGTERM or SIGINT.
+// until -hold has passed or it gets SIGTERM or SIGINT. -first numbers the
+// connections from -first instead of 0, so a second process can add
+// clients of its own to a broker a first one already holds.
 package main
 
 import (
@@ -37,6 +39,7 @@ import (
 func main() {
 	addr := flag.String("addr", "127.0.0.1:1883", "broker address")
 	n := flag.Int("n", 1000, "connections")
+	first := flag.Int("first", 0, "number of the first connection (client id, filter, source address)")
 	v5 := flag.Bool("v5", false, "speak MQTT 5.0 instead of 3.1.1")
 	qos := flag.Int("qos", 0, "subscription QoS")
 	keepalive := flag.Int("keepalive", 0, "keep-alive in seconds (0: none)")
@@ -75,7 +78,7 @@ func main() {
 		wg.Add(1)
 		go func(i int) {
 			defer func() { <-sem; wg.Done() }()
-			c, err := open(ctx, benchutil.Dialer(srcs, i, 10*time.Second), *addr, v, i, mqtt.QoS(*qos), uint16(*keepalive), pattern{*idPat, *filterPat, *user})
+			c, err := open(ctx, benchutil.Dialer(srcs, *first+i, 10*time.Second), *addr, v, *first+i, mqtt.QoS(*qos), uint16(*keepalive), pattern{*idPat, *filterPat, *user})
 			if err != nil {
 				failed.Add(1)
 				errMu.Lock()
