@@ -489,6 +489,26 @@ func (c *conn) writePublish(p *Publish, limit int) (sent, tooLarge bool) {
 	return sent, false
 }
 
+// writePublish311 is writePublish for a 3.1.1 client, whose PUBLISH
+// carries no properties and has no size limit but the protocol's: b0 is
+// its first byte (publishFlags), id its packet identifier (QoS 1 and 2).
+// It reports whether the connection took it.
+func (c *conn) writePublish311(b0 byte, topic string, id uint16, payload []byte) bool {
+	hint := len(topic) + len(payload) + 9 // header, topic length, packet id
+	c.wmu.Lock()
+	if c.corked && !c.wclosed {
+		o := c.batch(hint)
+		o.b = appendPublish311(o.b, b0, topic, id, payload)
+		c.wmu.Unlock()
+		return true
+	}
+	c.wmu.Unlock()
+	b := appendPublish311(pool.Get(hint)[:0], b0, topic, id, payload)
+	ok := c.write(b)
+	pool.Put(b)
+	return ok
+}
+
 // rawWrite writes to the transport; c.wmu is held.
 func (c *conn) rawWrite(b []byte) bool {
 	var err error
@@ -568,18 +588,27 @@ func (c *conn) sendPublish(m *msg, qos QoS, id uint16, dup, retain bool, ids []u
 		s.drop(DropExpired)
 		return false
 	}
-	p := Publish{Dup: dup, QoS: qos, Retain: retain, Topic: bytesOf(m.Topic), PacketID: id, Payload: m.Payload}
-	if c.version == Version5 {
-		pr := &p.Props
-		if m.PayloadFormat != 0 {
-			pr.PayloadFormat = m.PayloadFormat
+	if c.version != Version5 {
+		// 3.1.1 has no properties, topic aliases or Maximum Packet Size:
+		// the packet is encoded straight into the output, without a
+		// Publish (392 bytes) to fill in.
+		if !c.writePublish311(publishFlags(qos, dup, retain), m.Topic, id, m.Payload) {
+			s.drop(DropWriteFailed)
+			return false
 		}
-		if m.expires != 0 {
-			pr.MessageExpiry = uint32(max(1, (m.expires-now+int64(time.Second)-1)/int64(time.Second)))
-		}
-		pr.ContentType, pr.ResponseTopic = bytesOf(m.ContentType), bytesOf(m.ResponseTopic)
-		pr.CorrelationData, pr.User, pr.SubscriptionIDs = m.CorrelationData, m.User, ids
+		c.sentPublish(qos)
+		return true
 	}
+	p := Publish{Dup: dup, QoS: qos, Retain: retain, Topic: bytesOf(m.Topic), PacketID: id, Payload: m.Payload}
+	pr := &p.Props
+	if m.PayloadFormat != 0 {
+		pr.PayloadFormat = m.PayloadFormat
+	}
+	if m.expires != 0 {
+		pr.MessageExpiry = uint32(max(1, (m.expires-now+int64(time.Second)-1)/int64(time.Second)))
+	}
+	pr.ContentType, pr.ResponseTopic = bytesOf(m.ContentType), bytesOf(m.ResponseTopic)
+	pr.CorrelationData, pr.User, pr.SubscriptionIDs = m.CorrelationData, m.User, ids
 	newAlias := false
 	x := c.x
 	if x != nil && x.aliasMax > 0 {
@@ -616,11 +645,16 @@ func (c *conn) sendPublish(m *msg, qos QoS, id uint16, dup, retain bool, ids []u
 		s.drop(DropWriteFailed)
 		return false
 	}
+	c.sentPublish(qos)
+	return true
+}
+
+// sentPublish counts a PUBLISH sent at qos.
+func (c *conn) sentPublish(qos QoS) {
 	pc := c.pc()
 	pc.out[TypePublish].Add(1)
 	pc.pubOut[qos].Add(1)
 	c.ec.AddServed(1)
-	return true
 }
 
 // fail answers a packet the decoder refused and closes the connection.

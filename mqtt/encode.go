@@ -105,6 +105,9 @@ func AppendConnack(dst []byte, v Version, c *Connack) []byte {
 
 // AppendPublish appends a PUBLISH. PacketID is written for QoS 1 and 2 only.
 func AppendPublish(dst []byte, v Version, p *Publish) []byte {
+	if v != Version5 {
+		return appendPublish311(dst, publishFlags(p.QoS, p.Dup, p.Retain), p.Topic, p.PacketID, p.Payload)
+	}
 	n := 2 + len(p.Topic) + len(p.Payload)
 	if p.QoS > 0 {
 		n += 2
@@ -114,15 +117,34 @@ func AppendPublish(dst []byte, v Version, p *Publish) []byte {
 		pn = p.Props.size(publishProps)
 		n += propsLen(pn)
 	}
-	b0 := byte(TypePublish)<<4 | b2u(p.Dup)<<3 | byte(p.QoS&3)<<1 | b2u(p.Retain)
-	dst = appendBin(appendHeader(dst, b0, n), p.Topic)
+	dst = appendBin(appendHeader(dst, publishFlags(p.QoS, p.Dup, p.Retain), n), p.Topic)
 	if p.QoS > 0 {
 		dst = binary.BigEndian.AppendUint16(dst, p.PacketID)
 	}
-	if v == Version5 {
-		dst = appendProps(dst, &p.Props, publishProps, pn)
-	}
+	dst = appendProps(dst, &p.Props, publishProps, pn)
 	return append(dst, p.Payload...)
+}
+
+// publishFlags returns a PUBLISH's first byte: its type and flags.
+func publishFlags(qos QoS, dup, retain bool) byte {
+	return byte(TypePublish)<<4 | b2u(dup)<<3 | byte(qos&3)<<1 | b2u(retain)
+}
+
+// appendPublish311 appends a 3.1.1 PUBLISH (no properties) whose first
+// byte is b0 (publishFlags): AppendPublish without a Publish to fill in,
+// for the broker's deliveries (conn.sendPublish). The packet identifier is
+// written for QoS 1 and 2 only.
+func appendPublish311[T []byte | string](dst []byte, b0 byte, topic T, id uint16, payload []byte) []byte {
+	n := 2 + len(topic) + len(payload)
+	qos := b0 >> 1 & 3
+	if qos > 0 {
+		n += 2
+	}
+	dst = appendBin(appendHeader(dst, b0, n), topic)
+	if qos > 0 {
+		dst = binary.BigEndian.AppendUint16(dst, id)
+	}
+	return append(dst, payload...)
 }
 
 // AppendAck appends a PUBACK, PUBREC, PUBREL or PUBCOMP, after a.Kind. In
