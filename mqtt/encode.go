@@ -104,21 +104,22 @@ func AppendConnack(dst []byte, v Version, c *Connack) []byte {
 }
 
 // AppendPublish appends a PUBLISH. PacketID is written for QoS 1 and 2 only.
+// Only QoS's two low bits are encoded (a QoS over 2 is not valid), in the
+// flags and in the choice to write PacketID alike, in both versions.
 func AppendPublish(dst []byte, v Version, p *Publish) []byte {
+	b0 := publishFlags(p.QoS, p.Dup, p.Retain)
 	if v != Version5 {
-		return appendPublish311(dst, publishFlags(p.QoS, p.Dup, p.Retain), p.Topic, p.PacketID, p.Payload)
+		return appendPublish311(dst, b0, p.Topic, p.PacketID, p.Payload)
 	}
+	withID := p.QoS&3 > 0
 	n := 2 + len(p.Topic) + len(p.Payload)
-	if p.QoS > 0 {
+	if withID {
 		n += 2
 	}
-	pn := 0
-	if v == Version5 {
-		pn = p.Props.size(publishProps)
-		n += propsLen(pn)
-	}
-	dst = appendBin(appendHeader(dst, publishFlags(p.QoS, p.Dup, p.Retain), n), p.Topic)
-	if p.QoS > 0 {
+	pn := p.Props.size(publishProps)
+	n += propsLen(pn)
+	dst = appendBin(appendHeader(dst, b0, n), p.Topic)
+	if withID {
 		dst = binary.BigEndian.AppendUint16(dst, p.PacketID)
 	}
 	dst = appendProps(dst, &p.Props, publishProps, pn)

@@ -10,9 +10,9 @@ import (
 // encode without a Publish (appendPublish311, which AppendPublish also
 // uses for 3.1.1) against the bytes of the specification's layout
 // (3.1.1 section 3.3) assembled here, and decodes it back, for every QoS
-// and flag and for remaining lengths of one to three varint bytes.
+// and flag and for remaining lengths of one to four varint bytes.
 func TestAppendPublish311(t *testing.T) {
-	for _, size := range []int{0, 1, 64, 120, 127, 128, 300, 16383, 16384, 70000} {
+	for _, size := range []int{0, 1, 64, 120, 127, 128, 300, 16383, 16384, 70000, 2097152} {
 		payload := bytes.Repeat([]byte{'x'}, size)
 		for _, topic := range []string{"a", "devices/dev-123456/telemetry", strings.Repeat("t/", 100) + "z"} {
 			for qos := QoS0; qos <= QoS2; qos++ {
@@ -32,6 +32,9 @@ func TestAppendPublish311(t *testing.T) {
 						}
 						if dup && qos == QoS0 {
 							continue // encodable, but not a valid packet to decode [MQTT-3.3.1-2]
+						}
+						if size > 1<<20 {
+							continue // over the decoder's default packet bound; the bytes are checked above
 						}
 						q, err := decodeOne(Version311, got[4:], nil)
 						if err != nil {
