@@ -32,7 +32,6 @@ func startHeldEngine(t *testing.T) (*Engine, map[int]uint64, map[int]func(string
 	t.Helper()
 	h := &holdHandler{held: make(chan struct{}, 1), release: make(chan struct{})}
 	e, addr := startEngine(t, Config{Loops: 2, Inline: true, FixedLoops: true}, h)
-	e.walkWait = 300 * time.Millisecond
 	ids := map[int]uint64{}
 	send := map[int]func(string){}
 	for len(ids) < 2 {
@@ -75,6 +74,9 @@ func TestEachConnInfoMissedLoop(t *testing.T) {
 	}
 	send[0]("hold")
 	<-h.held
+	// A shorter turn than 5 s for the held walks; long enough for the
+	// free loop to answer on a loaded machine.
+	e.walkWait = 2 * time.Second
 	var seen []uint64
 	returned := false
 	err := e.EachConnInfo(func(ci *ConnInfo) {
@@ -96,6 +98,7 @@ func TestEachConnInfoMissedLoop(t *testing.T) {
 		t.Fatalf("ConnInfoByID on the held loop: %v", err)
 	}
 	close(h.release)
+	e.walkWait = 0 // the 5 s turn again
 	// The late walk and description run now, and must call nothing.
 	eventually(t, 5*time.Second, "loop 0 free", func() bool { return e.EachConnInfo(func(*ConnInfo) {}) == nil })
 	returned = false
