@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -57,12 +58,19 @@ type Conn struct {
 // from Offset on, at most Limit. NextCursor, when the list is sorted by id
 // and more connections matched than it holds, is the cursor of the next
 // page (its last id).
+//
+// Partial is set when some of the engine's loops did not answer the walk
+// (busy more than 5 s, or stopped): MissedLoops names them, their
+// connections are neither listed nor counted in Total, and the answer is
+// still 200 with what the other loops hold.
 type ConnList struct {
-	Total      int    `json:"total"`
-	Offset     int    `json:"offset"`
-	Limit      int    `json:"limit"`
-	NextCursor string `json:"next_cursor,omitempty"`
-	Conns      []Conn `json:"conns"`
+	Total       int    `json:"total"`
+	Offset      int    `json:"offset"`
+	Limit       int    `json:"limit"`
+	NextCursor  string `json:"next_cursor,omitempty"`
+	Partial     bool   `json:"partial,omitempty"`
+	MissedLoops []int  `json:"missed_loops,omitempty"`
+	Conns       []Conn `json:"conns"`
 }
 
 // Bounds of /debug/conns: a page is at most maxLimit connections, and
@@ -303,10 +311,22 @@ func (q *connQuery) match(ci *engine.ConnInfo, now time.Time) bool {
 }
 
 // connWalker is a Source that walks its connections without a snapshot
-// of them all (engine.Engine.EachConnInfo).
+// of them all (engine.Engine.EachConnInfo), and says which loops it left
+// out (*engine.WalkError).
 type connWalker interface {
-	EachConnInfo(fn func(ci *engine.ConnInfo))
+	EachConnInfo(fn func(ci *engine.ConnInfo)) error
 }
+
+// connFinder is a Source that describes one connection by id without
+// describing the others (engine.Engine.ConnInfoByID).
+type connFinder interface {
+	ConnInfoByID(id uint64) (engine.ConnInfo, bool, error)
+}
+
+var (
+	_ connWalker = (*engine.Engine)(nil)
+	_ connFinder = (*engine.Engine)(nil)
+)
 
 // listConns applies q to the source's live connections. It counts the
 // matches and keeps only the first offset + limit of them in sort order
@@ -324,8 +344,18 @@ func (s *Server) listConns(q connQuery) ConnList {
 		total++
 		top.offer(ci)
 	}
+	var missed []int
 	if w, ok := s.src.(connWalker); ok {
-		w.EachConnInfo(visit)
+		if err := w.EachConnInfo(visit); err != nil {
+			var we *engine.WalkError
+			if errors.As(err, &we) {
+				missed = we.Loops
+			}
+			s.log.LogAttrs(context.Background(), slog.LevelWarn, "admin: /debug/conns is partial", slog.Any("error", err))
+			if missed == nil {
+				missed = []int{}
+			}
+		}
 	} else {
 		infos := s.src.Conns()
 		for i := range infos {
@@ -333,7 +363,8 @@ func (s *Server) listConns(q connQuery) ConnList {
 		}
 	}
 	matched := top.sorted()
-	out := ConnList{Total: total, Offset: q.offset, Limit: q.limit, Conns: []Conn{}}
+	out := ConnList{Total: total, Offset: q.offset, Limit: q.limit, Conns: []Conn{},
+		Partial: missed != nil, MissedLoops: missed}
 	if q.offset < len(matched) {
 		page := matched[q.offset:]
 		out.Conns = make([]Conn, len(page))
@@ -403,11 +434,21 @@ func (s *Server) serveConns(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, s.listConns(q))
 }
 
-// findConn returns the live connection id from a fresh snapshot.
+// findConn describes the live connection id: found by the source without
+// describing the others where it can (connFinder), else from a snapshot.
+// A source that could not look on the connection's loop gives an error
+// wrapping engine.ErrWalkIncomplete.
 func (s *Server) findConn(r *http.Request) (Conn, uint64, bool, error) {
 	id, err := strconv.ParseUint(r.PathValue("id"), 10, 64)
 	if err != nil {
 		return Conn{}, 0, false, fmt.Errorf("admin: connection id %q is not a number", r.PathValue("id"))
+	}
+	if f, ok := s.src.(connFinder); ok {
+		ci, found, err := f.ConnInfoByID(id)
+		if err != nil || !found {
+			return Conn{}, id, false, err
+		}
+		return s.connOf(&ci, s.clock.Now()), id, true, nil
 	}
 	infos := s.src.Conns()
 	for i := range infos {
@@ -421,6 +462,8 @@ func (s *Server) findConn(r *http.Request) (Conn, uint64, bool, error) {
 func (s *Server) serveConn(w http.ResponseWriter, r *http.Request) {
 	c, id, ok, err := s.findConn(r)
 	switch {
+	case errors.Is(err, engine.ErrWalkIncomplete):
+		writeError(w, http.StatusServiceUnavailable, "admin: connection %d: %v", id, err)
 	case err != nil:
 		writeError(w, http.StatusBadRequest, "%v", err)
 	case !ok:

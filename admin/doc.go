@@ -24,7 +24,7 @@
 //	GET  /readyz                    200, or 503 while the engine drains
 //	GET  /api/stats                 compact JSON the dashboard polls (?top=N adds the busiest connections)
 //	GET  /debug/conns               live connections, filtered and paged (see ConnList)
-//	GET  /debug/conns/{id}          one connection (404 when gone)
+//	GET  /debug/conns/{id}          one connection (404 when gone, 503 when its loop is busy > 5 s)
 //	POST /debug/conns/{id}/close    closes it with reason admin (404 when gone)
 //	GET  /debug/pprof/...           runtime profiles in net/http/pprof's formats (no /symbol)
 //
@@ -36,7 +36,13 @@
 // (see Conn) carries its protocol, the listener that accepted it
 // ("listener", 1-based in the order the engine added its listeners; 0 for a
 // connection the engine dialled) and "outbound" (true when dialled).
-// Durations in the answers are seconds, addresses are strings.
+// Durations in the answers are seconds, addresses are strings. The walk
+// takes each loop's connections on that loop; a loop that does not run its
+// turn within 5 s (a handler blocking it) is left out, and the answer,
+// still 200, says so: "partial": true and "missed_loops" with the loops'
+// indexes (their connections are neither listed nor in "total"). An
+// answer without "partial" is complete. /debug/conns/{id} finds its
+// connection without describing the others.
 //
 // # Metrics
 //

@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -61,6 +63,9 @@ type Engine struct {
 	addr     net.Addr
 	lns      []*Listener                 // every listener, in the order added; index+1 is Conn.ln
 	lnView   atomic.Pointer[[]*Listener] // lns for lock-free readers (loops)
+
+	// walkWait, when set (tests, before any walk), replaces connWalkTurn.
+	walkWait time.Duration
 
 	draining atomic.Bool
 	drainCtx context.Context // cancelled when Shutdown begins
@@ -510,6 +515,35 @@ func (e *Engine) Conns() []ConnInfo {
 	return out
 }
 
+// connWalkTurn is how long EachConnInfo and ConnInfoByID wait for a loop
+// to run their turn before giving up on it: a loop busy that long (a
+// handler blocking on it, or a walk of very many connections) is left out
+// rather than holding the caller.
+const connWalkTurn = 5 * time.Second
+
+// ErrWalkIncomplete is what a *WalkError matches (errors.Is): a walk of the
+// connections left out some loops' connections.
+var ErrWalkIncomplete = errors.New("engine: connection walk incomplete")
+
+// WalkError is EachConnInfo's error when it left out loops: each of Loops
+// (Conn's loop index, ConnInfo.Loop) did not run its turn of the walk
+// within 5 s, or had stopped, so its connections were not described.
+type WalkError struct {
+	Loops []int
+}
+
+// Error names the loops left out.
+func (we *WalkError) Error() string {
+	s := make([]string, len(we.Loops))
+	for i, l := range we.Loops {
+		s[i] = strconv.Itoa(l)
+	}
+	return "engine: connection walk incomplete: loop(s) " + strings.Join(s, ", ") + " did not answer"
+}
+
+// Is reports whether target is ErrWalkIncomplete.
+func (we *WalkError) Is(target error) bool { return target == ErrWalkIncomplete }
+
 // EachConnInfo calls fn with a description of each live connection, each
 // loop's taken on that loop, one loop after the other: fn is never called
 // concurrently, must not block, and ci is valid only during the call
@@ -517,45 +551,121 @@ func (e *Engine) Conns() []ConnInfo {
 // that filters, counts or keeps a bounded page of the connections costs
 // that page, not a copy of every connection (100,000 connections are
 // ≈ 20 MB of ConnInfo). It is meant for introspection, not hot paths.
-func (e *Engine) EachConnInfo(fn func(ci *ConnInfo)) {
+//
+// A loop that does not run its turn within 5 s (busy in a handler, say)
+// or has stopped is left out, fn is never called for its connections once
+// the walk has moved on, and the walk goes on with the next loop: the
+// error is then a *WalkError naming the loops left out (errors.Is
+// ErrWalkIncomplete), and what fn saw is a partial list. Nil means every
+// loop was walked.
+func (e *Engine) EachConnInfo(fn func(ci *ConnInfo)) error {
 	loops, pe := e.parts()
 	if pe != nil {
 		s := pe.snapshot()
 		for i := range s {
 			fn(&s[i])
 		}
-		return
+		return nil
 	}
-	// A loop that does not run its turn within 5 s is given up on; the
-	// guard keeps fn from running once EachConnInfo has returned.
+	wait := e.walkTurn()
+	// mu serialises fn; a loop whose turn is given up on has its walk
+	// cut off (gone), so a late walk never calls fn.
 	var mu sync.Mutex
-	over := false
-	call := func(ci *ConnInfo) bool {
-		mu.Lock()
-		defer mu.Unlock()
-		if over {
-			return false
+	var missed []int
+	for i, l := range loops {
+		gone := false
+		call := func(ci *ConnInfo) bool {
+			mu.Lock()
+			defer mu.Unlock()
+			if gone {
+				return false
+			}
+			fn(ci)
+			return true
 		}
-		fn(ci)
-		return true
-	}
-	defer func() {
-		mu.Lock()
-		over = true
-		mu.Unlock()
-	}()
-	for _, l := range loops {
 		done := make(chan struct{})
 		if !l.postFunc(func() { defer close(done); l.walkInfo(call) }) {
+			missed = append(missed, i)
 			continue
 		}
+		t := time.NewTimer(wait)
 		select {
 		case <-done:
 		case <-e.done:
-			return
-		case <-time.After(5 * time.Second):
-			return
+		case <-t.C:
 		}
+		t.Stop()
+		select {
+		case <-done:
+		default:
+			mu.Lock()
+			gone = true
+			mu.Unlock()
+			missed = append(missed, i)
+		}
+	}
+	if missed != nil {
+		return &WalkError{Loops: missed}
+	}
+	return nil
+}
+
+// walkTurn is connWalkTurn, or the shorter wait a test set.
+func (e *Engine) walkTurn() time.Duration {
+	if e.walkWait > 0 {
+		return e.walkWait
+	}
+	return connWalkTurn
+}
+
+// ConnInfoByID describes the live connection with the given ID, taken on
+// its loop, and reports whether it was found. It looks the connection up
+// without describing the others (a walk of the descriptor table, which
+// holds pointers, not descriptions), and is meant for introspection, not
+// hot paths. A connection whose loop does not run the description within
+// 5 s is reported with a *WalkError (errors.Is ErrWalkIncomplete).
+func (e *Engine) ConnInfoByID(id uint64) (ConnInfo, bool, error) {
+	loops, pe := e.parts()
+	if pe != nil {
+		ci, ok := pe.infoByID(id)
+		return ci, ok, nil
+	}
+	if len(loops) == 0 {
+		return ConnInfo{}, false, nil
+	}
+	c := e.findConn(id)
+	if c == nil {
+		return ConnInfo{}, false, nil
+	}
+	l, ok := c.host.(*loop)
+	if !ok {
+		return ConnInfo{}, false, nil
+	}
+	type answer struct {
+		ci ConnInfo
+		ok bool
+	}
+	ch := make(chan answer, 1)
+	if !l.postFunc(func() {
+		var a answer
+		// Still l's and registered: not closed (nor its descriptor
+		// reused) between the lookup and this turn.
+		if a.ok = l.owned(int(c.fd)) == c; a.ok {
+			l.infoOf(c, l.tick.Load(), &a.ci)
+		}
+		ch <- a
+	}) {
+		return ConnInfo{}, false, nil
+	}
+	t := time.NewTimer(e.walkTurn())
+	defer t.Stop()
+	select {
+	case a := <-ch:
+		return a.ci, a.ok, nil
+	case <-e.done:
+		return ConnInfo{}, false, nil
+	case <-t.C:
+		return ConnInfo{}, false, &WalkError{Loops: []int{l.idx}}
 	}
 }
 

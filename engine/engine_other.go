@@ -49,17 +49,19 @@ type atomicTick struct{}
 
 func (atomicTick) Load() int64 { return 0 }
 
-func (l *loop) post(o op) bool                { return false }
-func (l *loop) postFunc(fn func()) bool       { return false }
-func (l *loop) retimeAll()                    {}
-func (l *loop) retime(*Conn)                  {}
-func (l *loop) stopAccepting()                {}
-func (l *loop) drainAll()                     {}
-func (l *loop) closeAll()                     {}
-func (l *loop) stop()                         {}
-func (l *loop) snapshot() []ConnInfo          { return nil }
-func (l *loop) walkInfo(func(*ConnInfo) bool) {}
-func (l *loop) eachConn(func(*Conn))          {}
+func (l *loop) post(o op) bool                 { return false }
+func (l *loop) postFunc(fn func()) bool        { return false }
+func (l *loop) retimeAll()                     {}
+func (l *loop) retime(*Conn)                   {}
+func (l *loop) stopAccepting()                 {}
+func (l *loop) drainAll()                      {}
+func (l *loop) closeAll()                      {}
+func (l *loop) stop()                          {}
+func (l *loop) snapshot() []ConnInfo           { return nil }
+func (l *loop) walkInfo(func(*ConnInfo) bool)  {}
+func (l *loop) infoOf(*Conn, int64, *ConnInfo) {}
+func (l *loop) owned(int) *Conn                { return nil }
+func (l *loop) eachConn(func(*Conn))           {}
 
 func (e *Engine) findConn(uint64) *Conn { return nil }
 func (l *loop) inject(*Conn, []byte)    {}

@@ -705,15 +705,38 @@ func (pe *portableEngine) all() []*Conn {
 func (pe *portableEngine) snapshot() []ConnInfo {
 	var out []ConnInfo
 	for _, c := range pe.all() {
-		pc := c.portable()
-		out = append(out, ConnInfo{
-			ID: c.id, Remote: c.RemoteAddr(), Local: pc.local, State: c.State(),
-			Protocol: pc.proto.Load().name, Listener: int(c.ln), Outbound: c.ln == 0,
-			Created: time.Unix(0, c.created), LastActive: time.Unix(0, pc.last.Load()),
-			BytesIn: c.bytesIn.Load(), BytesOut: c.bytesOut.Load(), Served: c.served.Load(),
-		})
+		out = append(out, infoOfPortable(c))
 	}
 	return out
+}
+
+// infoByID describes the live connection id, looked up in pe's set
+// without describing the others.
+func (pe *portableEngine) infoByID(id uint64) (ConnInfo, bool) {
+	pe.mu.Lock()
+	var found *Conn
+	for c := range pe.conns {
+		if c.id == id {
+			found = c
+			break
+		}
+	}
+	pe.mu.Unlock()
+	if found == nil {
+		return ConnInfo{}, false
+	}
+	return infoOfPortable(found), true
+}
+
+// infoOfPortable describes c, a portable engine's connection.
+func infoOfPortable(c *Conn) ConnInfo {
+	pc := c.portable()
+	return ConnInfo{
+		ID: c.id, Remote: c.RemoteAddr(), Local: pc.local, State: c.State(),
+		Protocol: pc.proto.Load().name, Listener: int(c.ln), Outbound: c.ln == 0,
+		Created: time.Unix(0, c.created), LastActive: time.Unix(0, pc.last.Load()),
+		BytesIn: c.bytesIn.Load(), BytesOut: c.bytesOut.Load(), Served: c.served.Load(),
+	}
 }
 
 // retimeAll has every reader recompute its read deadline.

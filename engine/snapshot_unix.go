@@ -23,7 +23,6 @@ func (l *loop) snapshot() []ConnInfo {
 // ConnInfo reused from call to call, until fn returns false; it runs on l
 // (Engine.EachConnInfo).
 func (l *loop) walkInfo(fn func(ci *ConnInfo) bool) {
-	e := l.e
 	now := l.tick.Load()
 	var ci ConnInfo
 	going := true
@@ -31,26 +30,33 @@ func (l *loop) walkInfo(fn func(ci *ConnInfo) bool) {
 		if !going {
 			return
 		}
-		c.mu.Lock()
-		queued, lw := c.out.len(), c.lastWrite
-		c.mu.Unlock()
-		last := c.lastRead.at(now)
-		if lw != 0 {
-			last = max(last, lw.at(now))
-		}
-		// Accepted connections on a listener bound to one address share
-		// its local address: spare a getsockname per connection.
-		local := c.LocalAddr()
-		ci = ConnInfo{
-			ID: c.id, Loop: l.idx, Remote: c.RemoteAddr(), Local: local, State: c.State(),
-			Protocol: c.Protocol(), Label: labelOf(c), Listener: int(c.ln), Outbound: c.flags&fOutbound != 0,
-			Created:    time.Unix(0, c.created),
-			LastActive: e.start.Add(time.Duration(last-1) * e.tickDur),
-			BytesIn:    c.bytesIn.Load(), BytesOut: c.bytesOut.Load(), Served: c.served.Load(),
-			ReadBuffer: len(c.in), WriteBuffer: queued,
-		}
+		l.infoOf(c, now, &ci)
 		going = fn(&ci)
 	})
+}
+
+// infoOf describes c, one of l's connections, in ci at l's tick now; it
+// runs on l.
+func (l *loop) infoOf(c *Conn, now int64, ci *ConnInfo) {
+	e := l.e
+	c.mu.Lock()
+	queued, lw := c.out.len(), c.lastWrite
+	c.mu.Unlock()
+	last := c.lastRead.at(now)
+	if lw != 0 {
+		last = max(last, lw.at(now))
+	}
+	// Accepted connections on a listener bound to one address share
+	// its local address: spare a getsockname per connection.
+	local := c.LocalAddr()
+	*ci = ConnInfo{
+		ID: c.id, Loop: l.idx, Remote: c.RemoteAddr(), Local: local, State: c.State(),
+		Protocol: c.Protocol(), Label: labelOf(c), Listener: int(c.ln), Outbound: c.flags&fOutbound != 0,
+		Created:    time.Unix(0, c.created),
+		LastActive: e.start.Add(time.Duration(last-1) * e.tickDur),
+		BytesIn:    c.bytesIn.Load(), BytesOut: c.bytesOut.Load(), Served: c.served.Load(),
+		ReadBuffer: len(c.in), WriteBuffer: queued,
+	}
 }
 
 // sockName looks c's local address up with getsockname.

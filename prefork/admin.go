@@ -32,7 +32,9 @@ import (
 //	GET /debug/conns  the workers' /debug/conns merged (WorkerConnList:
 //	               each connection with its worker), the same filters,
 //	               sort, offset and limit (offset + limit ≤ 10,000); with
-//	               worker=N one worker's answer, cursor paging included
+//	               worker=N one worker's answer, cursor paging included;
+//	               "partial" when a worker did not answer ("errors") or
+//	               left loops out of its walk ("missed_loops", by worker)
 //	GET /workers   the workers as JSON (pid, admin address, restarts, up)
 //	GET /healthz   200 while the supervisor runs
 //	GET /readyz    200 when every worker is up and reported its admin

@@ -26,13 +26,18 @@ type WorkerConn struct {
 // WorkerConnList is the parent's answer of GET /debug/conns: the workers'
 // lists merged. Total sums the workers' totals; Errors names the workers
 // that did not answer (by index), whose connections are missing.
+// MissedLoops names, by worker, the loops a worker's own walk left out
+// (admin.ConnList.MissedLoops), whose connections are missing too.
+// Partial is set whenever either is: the list is not every connection.
 type WorkerConnList struct {
-	Total      int            `json:"total"`
-	Offset     int            `json:"offset"`
-	Limit      int            `json:"limit"`
-	NextCursor string         `json:"next_cursor,omitempty"`
-	Conns      []WorkerConn   `json:"conns"`
-	Errors     map[int]string `json:"errors,omitempty"`
+	Total       int            `json:"total"`
+	Offset      int            `json:"offset"`
+	Limit       int            `json:"limit"`
+	NextCursor  string         `json:"next_cursor,omitempty"`
+	Partial     bool           `json:"partial,omitempty"`
+	MissedLoops map[int][]int  `json:"missed_loops,omitempty"`
+	Conns       []WorkerConn   `json:"conns"`
+	Errors      map[int]string `json:"errors,omitempty"`
 }
 
 // Bounds of the parent's /debug/conns: what one worker may be asked for
@@ -145,7 +150,15 @@ func (s *Supervisor) serveConns(ctx context.Context, client *http.Client, w http
 					out.Errors = map[int]string{}
 				}
 				out.Errors[wi.Index] = err.Error()
+				out.Partial = true
 				return
+			}
+			if l.Partial {
+				out.Partial = true
+				if out.MissedLoops == nil {
+					out.MissedLoops = map[int][]int{}
+				}
+				out.MissedLoops[wi.Index] = l.MissedLoops[wi.Index]
 			}
 			out.Total += l.Total
 			out.Conns = append(out.Conns, l.Conns...)
@@ -208,7 +221,14 @@ func (s *Supervisor) workerConns(ctx context.Context, client *http.Client, wi Wo
 		return out, http.StatusBadGateway, fmt.Errorf("prefork: worker %d: %w", wi.Index, err)
 	}
 	out = WorkerConnList{Total: l.Total, Offset: l.Offset, Limit: l.Limit, NextCursor: l.NextCursor,
-		Conns: make([]WorkerConn, len(l.Conns))}
+		Partial: l.Partial, Conns: make([]WorkerConn, len(l.Conns))}
+	if l.Partial {
+		loops := l.MissedLoops
+		if loops == nil {
+			loops = []int{}
+		}
+		out.MissedLoops = map[int][]int{wi.Index: loops}
+	}
 	for i, c := range l.Conns {
 		out.Conns[i] = WorkerConn{Worker: wi.Index, Conn: c}
 	}

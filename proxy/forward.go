@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"github.com/warrenhq/warren/engine"
 	"github.com/warrenhq/warren/http1"
@@ -55,7 +56,7 @@ func (p *Proxy) forward(c *http1.Ctx) {
 	if len(trailers) > 0 {
 		var optsBuf [4][]byte
 		opts := reqConnOptions(optsBuf[:0], req)
-		body = appendChunkedBody(nil, body, trailers, hopNames(nil).set(opts, true))
+		body = appendChunkedBody(nil, body, trailers, hopNames(nil).set(opts, true), &p.st.trailersDropped[trailerRequest])
 	}
 	f := &fwd{p: p, client: c.Conn(), wake: make(chan struct{}, 1), minor: c.ProtoMinor}
 	p.st.requests.Add(1)
@@ -256,10 +257,19 @@ func (f *fwd) OnResponse(x *upstream.Exchange, resp *http1.Response) {
 // hop-by-hop ones, for the worker (Ctx.SetTrailer).
 func (f *fwd) OnTrailers(x *upstream.Exchange, tr []http1.Header) {
 	ev := fwdEvent{kind: evTrailers}
+	dropped := &f.p.st.trailersDropped[trailerResponse]
+	if f.minor != 1 {
+		// An HTTP/1.0 client's response has no trailer section: every
+		// field is dropped for that.
+		dropped[dropNoSection].Add(uint64(len(tr)))
+		return
+	}
 	for _, h := range tr {
-		if keptTrailer(h.Name, f.respOpts) {
-			ev.headers = append(ev.headers, [2]string{string(h.Name), string(h.Value)})
+		if v := trailerVerdict(h.Name, f.respOpts); v != keepTrailer {
+			dropped[v].Add(1)
+			continue
 		}
+		ev.headers = append(ev.headers, [2]string{string(h.Name), string(h.Value)})
 	}
 	f.push(ev)
 }
@@ -411,7 +421,7 @@ func appendForwardHead(b []byte, p *Proxy, req *http1.Request, remote, proto str
 
 // appendChunkedBody frames body as one chunk followed by the trailer
 // fields the proxy passes on.
-func appendChunkedBody(b, body []byte, trailers []http1.Header, opts hopNames) []byte {
+func appendChunkedBody(b, body []byte, trailers []http1.Header, opts hopNames, dropped *[numTrailerDrops]atomic.Uint64) []byte {
 	if len(body) > 0 {
 		b = strconv.AppendInt(b, int64(len(body)), 16)
 		b = append(b, "\r\n"...)
@@ -419,7 +429,7 @@ func appendChunkedBody(b, body []byte, trailers []http1.Header, opts hopNames) [
 		b = append(b, "\r\n"...)
 	}
 	b = append(b, "0\r\n"...)
-	return appendTrailerSection(b, trailers, opts)
+	return appendTrailerSection(b, trailers, opts, dropped)
 }
 
 func itoa(n int) string {

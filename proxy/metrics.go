@@ -35,6 +35,15 @@ type Stats struct {
 	// HeadLimits counts the requests and responses over a head limit, by
 	// HeadLimit name.
 	HeadLimits map[string]uint64
+	// TrailersDropped counts the trailer fields not passed on, by
+	// direction ("request": a client's to the backend; "response": a
+	// backend's to the client) and then reason ("hop_by_hop": hop-by-hop
+	// or named in the head's Connection field; "control": a field that
+	// must not come in a trailer section, such as Host, Content-Length,
+	// Authorization or X-Forwarded-For; "no_trailer_section": the client
+	// is HTTP/1.0 and its response carries none, so each of the backend's
+	// fields is dropped for that, whatever it is).
+	TrailersDropped map[string]map[string]uint64
 	// Routes are the Config.RouteLimits' counters, by route name (their
 	// 429s are also in Errors).
 	Routes map[string]RouteLimitStats
@@ -59,6 +68,14 @@ func (p *Proxy) Stats() Stats {
 	for l := HeadLimit(0); l < numHeadLimits; l++ {
 		s.HeadLimits[l.String()] = p.st.headLimits[l].Load()
 	}
+	s.TrailersDropped = make(map[string]map[string]uint64, numTrailerDirs)
+	for dir := range numTrailerDirs {
+		m := make(map[string]uint64, numTrailerDrops-1)
+		for why := keepTrailer + 1; why < numTrailerDrops; why++ {
+			m[why.String()] = p.st.trailersDropped[dir][why].Load()
+		}
+		s.TrailersDropped[trailerDirNames[dir]] = m
+	}
 	p.st.failures.Range(func(k, v any) bool {
 		s.Failures[k.(upstream.Failure).String()] = v.(*atomic.Uint64).Load()
 		return true
@@ -82,6 +99,7 @@ func (p *Proxy) Stats() Stats {
 //	warren_proxy_interim_total                 counter  interim (1xx) responses passed on to clients
 //	warren_proxy_interim_dropped_total         counter  interim responses dropped by Config.MaxInterim (all but 100 Continue by default) or MaxInterimBytes
 //	warren_proxy_head_limit_total{limit}       counter  requests and responses over a head limit (HeadLimit)
+//	warren_proxy_trailers_dropped_total{direction,reason} counter trailer fields not passed on (Stats.TrailersDropped)
 //	warren_proxy_requests_active               gauge    requests in progress
 //	warren_proxy_tunnels_active                gauge    spliced connection halves open
 //
@@ -100,6 +118,9 @@ func (p *Proxy) Collector(namespace string) prometheus.Collector {
 		upgrades:  prometheus.NewDesc(ns+"upgrades_total", "Upgrades spliced.", nil, nil),
 		interim:   prometheus.NewDesc(ns+"interim_total", "Interim (1xx) responses passed on to clients.", nil, nil),
 		headLimit: prometheus.NewDesc(ns+"head_limit_total", "Requests and responses over a head limit, by limit.", []string{"limit"}, nil),
+		trailersDropped: prometheus.NewDesc(ns+"trailers_dropped_total",
+			"Trailer fields not passed on, by direction (request, response) and reason (hop_by_hop, control, no_trailer_section).",
+			[]string{"direction", "reason"}, nil),
 		interimDropped: prometheus.NewDesc(ns+"interim_dropped_total",
 			"Interim responses not passed on: other than 100 Continue without -max-interim, or over the per-request count or byte bound.", nil, nil),
 		routeLimited: prometheus.NewDesc(ns+"route_limited_total", "Requests answered 429 for a route limit, by route and reason.",
@@ -117,12 +138,12 @@ type collector struct {
 	p                                                                    *Proxy
 	requests, responses, errors, bad, limited, upgrades, active, tunnels *prometheus.Desc
 	routeLimited, routeAllowed, routeKeys, routeEvicted                  *prometheus.Desc
-	interim, interimDropped, headLimit                                   *prometheus.Desc
+	interim, interimDropped, headLimit, trailersDropped                  *prometheus.Desc
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.requests, c.responses, c.errors, c.bad, c.limited, c.upgrades, c.active, c.tunnels,
-		c.routeLimited, c.routeAllowed, c.routeKeys, c.routeEvicted, c.interim, c.interimDropped, c.headLimit} {
+		c.routeLimited, c.routeAllowed, c.routeKeys, c.routeEvicted, c.interim, c.interimDropped, c.headLimit, c.trailersDropped} {
 		ch <- d
 	}
 }
@@ -143,6 +164,12 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.interimDropped, prometheus.CounterValue, float64(s.InterimDropped))
 	for l := HeadLimit(0); l < numHeadLimits; l++ {
 		ch <- prometheus.MustNewConstMetric(c.headLimit, prometheus.CounterValue, float64(s.HeadLimits[l.String()]), l.String())
+	}
+	for _, dir := range trailerDirNames {
+		for why := keepTrailer + 1; why < numTrailerDrops; why++ {
+			ch <- prometheus.MustNewConstMetric(c.trailersDropped, prometheus.CounterValue,
+				float64(s.TrailersDropped[dir][why.String()]), dir, why.String())
+		}
 	}
 	ch <- prometheus.MustNewConstMetric(c.active, prometheus.GaugeValue, float64(s.Active))
 	ch <- prometheus.MustNewConstMetric(c.tunnels, prometheus.GaugeValue, float64(s.Tunnels))

@@ -161,6 +161,7 @@ type stats struct {
 	rateLimited                                        atomic.Uint64
 	interim, interimDropped                            atomic.Uint64
 	headLimits                                         [numHeadLimits]atomic.Uint64
+	trailersDropped                                    [numTrailerDirs][numTrailerDrops]atomic.Uint64
 	active, splices                                    atomic.Int64
 	status                                             [6]atomic.Uint64
 	failures                                           sync.Map // upstream.Failure → *atomic.Uint64
@@ -598,7 +599,7 @@ func (pc *pconn) forwardBody(in []byte) (int, error) {
 			if n > held {
 				x.Write(in[:n-held])
 			}
-			x.WriteEnd(appendTrailerSection(nil, pc.chunk.Trailers(), pc.reqOpts))
+			x.WriteEnd(appendTrailerSection(nil, pc.chunk.Trailers(), pc.reqOpts, &pc.p.st.trailersDropped[trailerRequest]))
 		}
 	} else if n > held {
 		x.Write(in[:n-held])
@@ -1024,7 +1025,11 @@ func (pc *pconn) OnTrailers(x *upstream.Exchange, tr []http1.Header) {
 	chunk := pc.respChunked
 	pc.mu.Unlock()
 	if chunk {
-		pc.rtrail = appendTrailerSection(append(pc.rtrail[:0], "0\r\n"...), tr, pc.respOpts)
+		pc.rtrail = appendTrailerSection(append(pc.rtrail[:0], "0\r\n"...), tr, pc.respOpts, &pc.p.st.trailersDropped[trailerResponse])
+	} else {
+		// An HTTP/1.0 client's response has no trailer section: every
+		// field is dropped for that.
+		pc.p.st.trailersDropped[trailerResponse][dropNoSection].Add(uint64(len(tr)))
 	}
 }
 
@@ -1079,7 +1084,59 @@ func dropsTrailer(tr []http1.Header, opts hopNames) bool {
 // keptTrailer reports whether a trailer field goes on: not a hop-by-hop
 // field (opts: the head's connection options), nor a control field.
 func keptTrailer(name []byte, opts hopNames) bool {
-	return !hop(name) && !controlField(name) && !opts.has(name)
+	return trailerVerdict(name, opts) == keepTrailer
+}
+
+// trailerDrop is why a trailer field is not passed on: the reason label
+// of warren_proxy_trailers_dropped_total.
+type trailerDrop uint8
+
+const (
+	keepTrailer trailerDrop = iota // passed on, not counted
+	// dropHopByHop: a hop-by-hop field, or one the head's Connection
+	// field names (RFC 9110 §7.6.1).
+	dropHopByHop
+	// dropControl: a field that must not come in a trailer section
+	// (controlField: framing, routing, authentication, forwarding...).
+	dropControl
+	// dropNoSection: the client's response can carry no trailer section
+	// (an HTTP/1.0 client), so every field of the backend's is dropped.
+	dropNoSection
+	numTrailerDrops
+)
+
+// String returns the reason's label.
+func (d trailerDrop) String() string {
+	switch d {
+	case dropHopByHop:
+		return "hop_by_hop"
+	case dropControl:
+		return "control"
+	case dropNoSection:
+		return "no_trailer_section"
+	}
+	return "kept"
+}
+
+// The direction label of warren_proxy_trailers_dropped_total: a request's
+// trailer fields (client to backend) or a response's (backend to client).
+const (
+	trailerRequest = iota
+	trailerResponse
+	numTrailerDirs
+)
+
+var trailerDirNames = [numTrailerDirs]string{"request", "response"}
+
+// trailerVerdict says whether the trailer field name goes on, or why not.
+func trailerVerdict(name []byte, opts hopNames) trailerDrop {
+	switch {
+	case hop(name) || opts.has(name):
+		return dropHopByHop
+	case controlField(name):
+		return dropControl
+	}
+	return keepTrailer
 }
 
 // controlField reports whether a field must not come in a trailer
@@ -1128,15 +1185,18 @@ func controlField(n []byte) bool {
 }
 
 // appendTrailerSection appends the trailer fields the proxy passes on and
-// the empty line that ends the section.
-func appendTrailerSection(b []byte, tr []http1.Header, opts hopNames) []byte {
+// the empty line that ends the section, and counts those it drops in
+// dropped, by reason.
+func appendTrailerSection(b []byte, tr []http1.Header, opts hopNames, dropped *[numTrailerDrops]atomic.Uint64) []byte {
 	for _, h := range tr {
-		if keptTrailer(h.Name, opts) {
-			b = append(b, h.Name...)
-			b = append(b, ": "...)
-			b = append(b, h.Value...)
-			b = append(b, "\r\n"...)
+		if v := trailerVerdict(h.Name, opts); v != keepTrailer {
+			dropped[v].Add(1)
+			continue
 		}
+		b = append(b, h.Name...)
+		b = append(b, ": "...)
+		b = append(b, h.Value...)
+		b = append(b, "\r\n"...)
 	}
 	return append(b, "\r\n"...)
 }

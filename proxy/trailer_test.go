@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/warrenhq/warren/engine"
 	"github.com/warrenhq/warren/upstream"
 )
 
@@ -187,4 +188,60 @@ func TestProxyTrailerControlFields(t *testing.T) {
 			t.Fatalf("%q", out)
 		}
 	})
+}
+
+// TestProxyTrailersDroppedCounted: each trailer field the proxy does not
+// pass on is counted by direction and reason
+// (warren_proxy_trailers_dropped_total): hop-by-hop and Connection-named
+// fields, control fields, and a response's fields to an HTTP/1.0 client,
+// which gets no trailer section; the fields that go on are not counted.
+func TestProxyTrailersDroppedCounted(t *testing.T) {
+	dropped := func(p *Proxy) map[string]map[string]uint64 { return p.Stats().TrailersDropped }
+	want := func(t *testing.T, p *Proxy, dir string, hop, control, none uint64) {
+		t.Helper()
+		got := dropped(p)[dir]
+		if got["hop_by_hop"] != hop || got["control"] != control || got["no_trailer_section"] != none {
+			t.Fatalf("%s: dropped %v, want hop_by_hop %d, control %d, no_trailer_section %d", dir, got, hop, control, none)
+		}
+	}
+	t.Run("request", func(t *testing.T) {
+		e := startEngine(t)
+		for _, start := range []func(*testing.T, *engine.Engine, upstream.ClusterConfig, Config) (string, *Proxy){startProxyT, startForward} {
+			be := startTrailerBackend(t)
+			addr, p := start(t, e, upstream.ClusterConfig{Hosts: []string{be.addr}}, Config{})
+			// Connection names X-Secret; Keep-Alive is hop-by-hop; Host and
+			// Authorization are control fields; X-Sum goes on.
+			out := rawExchange(t, addr, "POST /up HTTP/1.1\r\nHost: a\r\nConnection: X-Secret\r\nTransfer-Encoding: chunked\r\n\r\n"+
+				"3\r\nabc\r\n0\r\nX-Secret: s\r\nKeep-Alive: 1\r\nHost: evil\r\nAuthorization: x\r\nX-Sum: 7\r\n\r\n"+
+				"GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+			if strings.Count(out, "HTTP/1.1 200 OK") != 2 || be.trailers()[0] != "X-Sum: 7\r\n" {
+				t.Fatalf("%q, backend %q", out, be.trailers())
+			}
+			want(t, p, "request", 2, 2, 0)
+			want(t, p, "response", 0, 0, 0)
+		}
+	})
+	bothPathsProxy(t, func(string) string {
+		return "HTTP/1.1 200 OK\r\nConnection: X-Secret\r\nTransfer-Encoding: chunked\r\n\r\n" +
+			"3\r\nabc\r\n0\r\nX-Secret: hop\r\nContent-Length: 9\r\nX-Sum: 7\r\nGrpc-Status: 0\r\n\r\n"
+	}, func(t *testing.T, addr string, be *cannedBackend, p *Proxy) {
+		out := rawExchange(t, addr, "GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+		if !strings.HasSuffix(out, "0\r\nX-Sum: 7\r\nGrpc-Status: 0\r\n\r\n") {
+			t.Fatalf("HTTP/1.1: %q", out)
+		}
+		want(t, p, "response", 1, 1, 0)
+		// HTTP/1.0: no trailer section; its four fields are dropped for
+		// that.
+		out = rawExchange(t, addr, "GET /x HTTP/1.0\r\nHost: a\r\n\r\n")
+		if _, body, _ := strings.Cut(out, "\r\n\r\n"); body != "abc" {
+			t.Fatalf("HTTP/1.0: %q", out)
+		}
+		want(t, p, "response", 1, 1, 4)
+		want(t, p, "request", 0, 0, 0)
+	})
+}
+
+// startProxyT is startProxy with startForward's signature.
+func startProxyT(t *testing.T, e *engine.Engine, ccfg upstream.ClusterConfig, pcfg Config) (string, *Proxy) {
+	return startProxy(t, e, ccfg, pcfg)
 }

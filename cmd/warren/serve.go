@@ -78,7 +78,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	mqttFlags(fs, &gcfg)
 	var extra serveExtra
 	serveExtraFlags(fs, &extra, &gcfg)
-	upTLS := serveUpstreamTLSFlags(fs) // -upstream-ca, -upstream-insecure, … (serve_upstream.go)
+	upTLS := serveUpstreamFlags(fs, &gcfg) // -max-response-header-bytes, -max-interim, -upstream-ca, … (serve_upstream.go)
 	deviceLimitFlags(fs, &gcfg.DeviceLimits)
 	fs.IntVar(&gcfg.DeviceHeldBytes, "device-held-bytes", gateway.DefaultDeviceHeldBytes, "telemetry bytes each device paused for NATS backpressure holds (the rest of its read); past it they are dropped, counted (held_overflow)")
 	if err := fs.Parse(args); err != nil {

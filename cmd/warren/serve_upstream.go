@@ -5,8 +5,27 @@ import (
 	"log/slog"
 
 	"github.com/warrenhq/warren/gateway"
+	"github.com/warrenhq/warren/http1"
+	"github.com/warrenhq/warren/proxy"
 	"github.com/warrenhq/warren/upstream/upstreamtls"
 )
+
+// serveUpstreamFlags registers warren serve's -upstream flags that warren
+// proxy has under the same names, defaults and meaning: the response head
+// and interim bounds (-max-response-header-bytes, -max-response-headers,
+// -max-interim, -max-interim-bytes) on the -upstream cluster and proxy,
+// and TLS to the backends (serveUpstreamTLSFlags). The request head bounds
+// are the device listener's own (-max-header-bytes, -max-headers,
+// -max-uri-bytes, -max-body-bytes: the http1 server parses a request
+// before it is forwarded).
+func serveUpstreamFlags(fs *flag.FlagSet, gcfg *gateway.Config) serveUpstreamTLS {
+	cc, pc := &gcfg.UpstreamCluster, &gcfg.UpstreamProxy
+	fs.IntVar(&cc.MaxResponseHeaderBytes, "max-response-header-bytes", http1.DefaultMaxHeaderBytes, "-upstream: backend response head limit (and a chunked response's trailer section); over it 502 bad_response")
+	fs.IntVar(&cc.MaxResponseHeaders, "max-response-headers", http1.DefaultMaxHeaders, "-upstream: backend response header field count limit (and trailer fields); over it 502 bad_response")
+	fs.IntVar(&pc.MaxInterim, "max-interim", proxy.DefaultMaxInterim, "-upstream: interim (1xx) responses other than 100 Continue (103 Early Hints ...) passed on per request; 0: none (CPython's http.client takes a 103 for the final response); more are dropped and counted")
+	fs.IntVar(&pc.MaxInterimBytes, "max-interim-bytes", proxy.DefaultMaxInterimBytes, "-upstream: bytes of the interim response heads passed on per request under -max-interim; more are dropped and counted (0: 16 KiB)")
+	return serveUpstreamTLSFlags(fs)
+}
 
 // serveUpstreamTLS holds warren serve's flags of TLS to https:// -upstream
 // backends and -webhook endpoints (the same names as warren proxy's).
