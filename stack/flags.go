@@ -116,8 +116,6 @@ func WebSocketFlags(fs *flag.FlagSet, c *websocket.Config) {
 	fs.DurationVar(&c.PingInterval, "ws-ping-interval", websocket.DefaultPingInterval, "WebSocket ping interval; a peer silent for two intervals is dead (negative: off)")
 	fs.IntVar(&c.MaxHandlerBacklog, "ws-max-backlog", websocket.DefaultMaxHandlerBacklog, "bytes of one connection's messages waiting for a handler on the worker pool before it is not read (resumes at a quarter)")
 	fs.DurationVar(&c.CloseTimeout, "ws-close-timeout", websocket.DefaultCloseTimeout, "how long a closing WebSocket waits for the peer's close frame")
-	fs.DurationVar(&c.CloseLinger, "ws-close-linger", websocket.DefaultCloseLinger, "after failing a WebSocket (1009, 1002, 1007, 1013), how long the server still reads and discards the peer's bytes before closing, so that the peer gets the close frame rather than a reset (1006); negative: close at once")
-	fs.IntVar(&c.CloseLingerBytes, "ws-close-linger-bytes", websocket.DefaultCloseLingerBytes, "the most bytes discarded while lingering; past it the connection closes at once (negative: no byte bound)")
 	fs.BoolVar(&c.Deflate.Enabled, "ws-deflate", false, "negotiate permessage-deflate")
 	fs.BoolVar(&c.Deflate.ServerNoContextTakeover, "ws-deflate-no-context", false, "permessage-deflate without context takeover (saves ~0.9 MB per connection)")
 }

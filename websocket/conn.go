@@ -2,7 +2,6 @@ package websocket
 
 import (
 	"errors"
-	"math"
 	"net/netip"
 	"strconv"
 	"sync"
@@ -462,76 +461,8 @@ func (c *Conn) run(fn func()) bool {
 // refused: 1013 (try again later), engine.ReasonLimitReached.
 func (c *Conn) overloaded() {
 	c.startClose(CloseTryAgainLater, "server overloaded", engine.ReasonLimitReached)
+	c.closeEngine(engine.ReasonLimitReached)
 	c.done = true
-	c.linger(engine.ReasonLimitReached)
-}
-
-// linger closes c with why after the Close frame it sent, the peer
-// possibly still sending: at once on a dialled connection or with
-// Config.CloseLinger negative, else once the peer closes its side, after
-// CloseLinger, or after CloseLingerBytes discarded (Config.CloseLinger).
-// It runs on the loop, c.done set. The state is a pooled Reader held only
-// while c lingers; the bound in time is the engine's read timeout, c's
-// input counting as a message in progress from now on.
-func (c *Conn) linger(why engine.CloseReason) {
-	cfg := &c.srv.cfg
-	c.dropReader()
-	if c.srv.client || cfg.CloseLinger < 0 {
-		c.closeEngine(why)
-		return
-	}
-	c.mu.Lock()
-	closed := c.closed
-	c.mu.Unlock()
-	if closed {
-		return
-	}
-	rd := readerPool.Get().(*Reader)
-	rd.lingerLeft = int64(cfg.CloseLingerBytes)
-	if rd.lingerLeft < 0 {
-		rd.lingerLeft = math.MaxInt64
-	}
-	c.rd = rd
-	c.srv.stats.lingers.Add(1)
-	// What is gathered (the Close frame) goes out now.
-	c.mu.Lock()
-	c.flushLocked()
-	c.mu.Unlock()
-	c.ec.SetMessagePending(true)
-	c.ec.SetIdleTimeout(cfg.CloseLinger)
-	c.ec.SetReadTimeout(cfg.CloseLinger)
-}
-
-// lingering reports whether c lingers after failing (linger); on the loop.
-func (c *Conn) lingering() bool { return c.rd != nil && c.rd.lingerLeft > 0 }
-
-// discard counts n bytes read while c lingers, closing c once
-// Config.CloseLingerBytes are spent; on the loop.
-func (c *Conn) discard(rd *Reader, n int) {
-	rd.lingerLeft -= int64(n)
-	if rd.lingerLeft > 0 {
-		return
-	}
-	c.srv.stats.lingerBytes.Add(1)
-	c.dropReader()
-	c.mu.Lock()
-	why := c.why
-	c.mu.Unlock()
-	c.closeEngine(why)
-}
-
-// OnEOF ends a lingering close when the peer has closed its side: c
-// closes with the reason of the failure, not as closed by the peer.
-func (p *proto) OnEOF(*engine.Conn) {
-	c := (*Conn)(p)
-	if !c.lingering() {
-		return
-	}
-	c.dropReader()
-	c.mu.Lock()
-	why := c.why
-	c.mu.Unlock()
-	c.closeEngine(why)
 }
 
 // proto is Conn seen by the engine: the upgrade makes it the engine
@@ -547,7 +478,6 @@ var (
 	_ engine.TimeoutHandler = (*proto)(nil)
 	_ engine.ProtocolNamer  = (*proto)(nil)
 	_ engine.InlineHandler  = (*proto)(nil)
-	_ engine.EOFHandler     = (*proto)(nil)
 )
 
 // ProtocolName is what WebSocket connections are called in ConnInfo,
@@ -610,9 +540,6 @@ func (p *proto) OnData(_ *engine.Conn, in []byte) int {
 		c.pingSent.Store(false) // any byte proves the peer alive
 	}
 	if c.done {
-		if rd := c.rd; rd != nil && rd.lingerLeft > 0 {
-			c.discard(rd, len(in))
-		}
 		return len(in)
 	}
 	inline := c.srv.cfg.Inline
@@ -644,9 +571,7 @@ func (c *Conn) decode(in []byte) int {
 		c.event(&ev)
 		off += n
 		if c.done {
-			if !c.lingering() {
-				c.dropReader()
-			}
+			c.dropReader()
 			return len(in)
 		}
 	}
@@ -771,7 +696,7 @@ func (c *Conn) fail(err error) {
 	if h := c.srv.hErr; h != nil {
 		c.run(func() { h.OnError(c, err) })
 	}
-	c.linger(why)
+	c.closeEngine(why)
 }
 
 // OnTimeout runs on the event loop when the connection has been quiet for

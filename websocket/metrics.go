@@ -16,8 +16,6 @@ import (
 //	warren_websocket_dead_peers_total                     counter  peers closed for not answering pings
 //	warren_websocket_protocol_errors_total                counter  connections failed with 1002/1007/1009
 //	warren_websocket_read_pauses_total                    counter  connections not read: MaxHandlerBacklog reached
-//	warren_websocket_linger_closes_total                  counter  failed connections that lingered before closing (CloseLinger)
-//	warren_websocket_linger_bytes_exceeded_total          counter  lingers cut short by CloseLingerBytes
 //
 // Register it once, with the admin listener (admin.New's extra collectors)
 // or any prometheus.Registerer; it is safe for concurrent scrapes. The
@@ -30,7 +28,6 @@ func (s *Server) Collector(namespace string) prometheus.Collector {
 type collector struct {
 	stats                                                         func() Stats
 	messages, upgrades, refused, open, pings, dead, proto, pauses *prometheus.Desc
-	lingers, lingerBytes                                          *prometheus.Desc
 }
 
 var _ prometheus.Collector = (*collector)(nil)
@@ -51,16 +48,12 @@ func newCollector(namespace string, stats func() Stats) *collector {
 		dead:     d("dead_peers_total", "Connections closed because the peer stopped answering pings."),
 		proto:    d("protocol_errors_total", "Connections failed with close code 1002, 1007 or 1009."),
 		pauses:   d("read_pauses_total", "Connections not read for a while: the messages waiting for their handler reached MaxHandlerBacklog (-ws-max-backlog)."),
-		lingers: d("linger_closes_total",
-			"Failed connections that kept reading and discarding after their Close frame before closing (-ws-close-linger)."),
-		lingerBytes: d("linger_bytes_exceeded_total",
-			"Lingering closes cut short by the bytes bound (-ws-close-linger-bytes): the peer may have seen a reset."),
 	}
 }
 
 // Describe sends every descriptor.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.messages, c.upgrades, c.refused, c.open, c.pings, c.dead, c.proto, c.pauses, c.lingers, c.lingerBytes} {
+	for _, d := range []*prometheus.Desc{c.messages, c.upgrades, c.refused, c.open, c.pings, c.dead, c.proto, c.pauses} {
 		ch <- d
 	}
 }
@@ -80,6 +73,4 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.dead, st.DeadPeers)
 	counter(c.proto, st.ProtocolErrors)
 	counter(c.pauses, st.ReadPauses)
-	counter(c.lingers, st.Lingers)
-	counter(c.lingerBytes, st.LingerBytesHit)
 }

@@ -10,8 +10,7 @@ import (
 )
 
 func TestCollector(t *testing.T) {
-	st := Stats{Upgrades: 3, Refused: 1, MessagesIn: 4, MessagesOut: 9, Open: 2, PingsSent: 5, DeadPeers: 1, ProtocolErrors: 6, ReadPauses: 7,
-		Lingers: 8, LingerBytesHit: 2}
+	st := Stats{Upgrades: 3, Refused: 1, MessagesIn: 4, MessagesOut: 9, Open: 2, PingsSent: 5, DeadPeers: 1, ProtocolErrors: 6, ReadPauses: 7}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(newCollector("", func() Stats { return st }))
 	want := `
@@ -40,12 +39,6 @@ warren_websocket_protocol_errors_total 6
 # HELP warren_websocket_read_pauses_total Connections not read for a while: the messages waiting for their handler reached MaxHandlerBacklog (-ws-max-backlog).
 # TYPE warren_websocket_read_pauses_total counter
 warren_websocket_read_pauses_total 7
-# HELP warren_websocket_linger_closes_total Failed connections that kept reading and discarding after their Close frame before closing (-ws-close-linger).
-# TYPE warren_websocket_linger_closes_total counter
-warren_websocket_linger_closes_total 8
-# HELP warren_websocket_linger_bytes_exceeded_total Lingering closes cut short by the bytes bound (-ws-close-linger-bytes): the peer may have seen a reset.
-# TYPE warren_websocket_linger_bytes_exceeded_total counter
-warren_websocket_linger_bytes_exceeded_total 2
 `
 	if err := promtest.GatherAndCompare(reg, strings.NewReader(want)); err != nil {
 		t.Fatal(err)

@@ -131,11 +131,6 @@ type Reader struct {
 	err    error // sticky error
 	closed bool  // a Close frame was read; discard the rest
 
-	// lingerLeft, on a Reader a server Conn holds only while it lingers
-	// after failing (Config.CloseLinger), is the bytes it may still
-	// discard; the Reader reads nothing then.
-	lingerLeft int64
-
 	// Message in progress: msgOp is OpText or OpBinary from the first
 	// frame until the message is returned, zero otherwise.
 	msgOp         Opcode

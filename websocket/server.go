@@ -33,10 +33,6 @@ const (
 	DefaultPingInterval = 30 * time.Second
 	// DefaultCloseTimeout is the CloseTimeout of a zero Config.
 	DefaultCloseTimeout = 5 * time.Second
-	// DefaultCloseLinger is the CloseLinger of a zero Config.
-	DefaultCloseLinger = time.Second
-	// DefaultCloseLingerBytes is the CloseLingerBytes of a zero Config.
-	DefaultCloseLingerBytes = 4 << 20
 	// DefaultDeflateThreshold is the DeflateThreshold of a zero Config.
 	DefaultDeflateThreshold = 128
 )
@@ -86,30 +82,6 @@ type Config struct {
 	// TCP connection when the peer's Close arrives or this long after the
 	// last byte moved, whichever is first. Zero means 5 s.
 	CloseTimeout time.Duration
-
-	// CloseLinger bounds the lingering close: when the server fails a
-	// connection whose peer may still be sending (a message over
-	// MaxMessageSize, 1009; another protocol error, 1002 or 1007; 1013
-	// when the worker pool is full), it sends its Close frame and then,
-	// rather than closing the socket at once, keeps reading and
-	// discarding the peer's bytes until the peer closes its side, this
-	// long has passed, or CloseLingerBytes were discarded, and only then
-	// closes. A socket closed with the peer's bytes unread makes the
-	// kernel send a reset, which throws away what it had not sent yet
-	// (the Close frame, when output was queued) and, on some systems,
-	// what the peer had not read yet: the peer then sees 1006 instead of
-	// the Close frame's code and reason. Lingering costs nothing while a
-	// connection is open (no goroutine, no timer but the engine's own,
-	// a pooled buffer-less state only while it lingers). Zero means 1 s,
-	// a few round trips of a slow mobile link, and short enough that a
-	// failed connection holds its slot briefly; negative closes at once.
-	CloseLinger time.Duration
-	// CloseLingerBytes bounds the bytes discarded while lingering; past
-	// it the connection closes at once. Zero means 4 MiB, more than a
-	// message just over the default MaxMessageSize and what a peer sends
-	// in a round trip on most links; negative means no byte bound
-	// (CloseLinger still ends it).
-	CloseLingerBytes int
 
 	// Deflate configures permessage-deflate (RFC 7692). The zero value
 	// disables it. It costs memory per connection: up to ~888 KB with
@@ -169,12 +141,6 @@ func (c Config) withDefaults() Config {
 	}
 	if c.CloseTimeout <= 0 {
 		c.CloseTimeout = DefaultCloseTimeout
-	}
-	if c.CloseLinger == 0 {
-		c.CloseLinger = DefaultCloseLinger
-	}
-	if c.CloseLingerBytes == 0 {
-		c.CloseLingerBytes = DefaultCloseLingerBytes
 	}
 	if c.DeflateThreshold == 0 {
 		c.DeflateThreshold = DefaultDeflateThreshold
@@ -344,15 +310,11 @@ type Stats struct {
 	MessagesIn     uint64 // data messages received
 	MessagesOut    uint64 // data messages sent (broadcasts count per connection)
 	ReadPauses     uint64 // connections not read for a while: MaxHandlerBacklog reached
-	// Lingers counts the failed connections that lingered before closing
-	// (Config.CloseLinger); LingerBytesHit those of them cut short by
-	// CloseLingerBytes (the peer may then see a reset).
-	Lingers, LingerBytesHit uint64
 }
 
 type serverStats struct {
 	upgrades, refused, pings, dead, protoErrs atomic.Uint64
-	pauses, lingers, lingerBytes              atomic.Uint64
+	pauses                                    atomic.Uint64
 	open                                      atomic.Int64
 	msgIn, msgOut                             shardedCounter
 }
@@ -386,8 +348,6 @@ func (s *Server) Stats() Stats {
 		MessagesIn:     s.stats.msgIn.load(),
 		MessagesOut:    s.stats.msgOut.load(),
 		ReadPauses:     s.stats.pauses.Load(),
-		Lingers:        s.stats.lingers.Load(),
-		LingerBytesHit: s.stats.lingerBytes.Load(),
 	}
 }
 
