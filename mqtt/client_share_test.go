@@ -166,3 +166,19 @@ func TestClientCopyDisconnectDuringTakeover(t *testing.T) {
 		old.closed()
 	}
 }
+
+// A Client an application makes (to test an Authorize hook, say) has only
+// the fields it was given: every method answers a zero value or does
+// nothing, none dereferences the connection it does not have.
+func TestApplicationClientZero(t *testing.T) {
+	c := &Client{ID: "dev-1", Identity: "someone"}
+	if c.Username() != "" || c.Version() != 0 || c.WebSocket() || c.Server() != nil ||
+		c.Remote().IsValid() || c.ConnID() != 0 || c.Conn() != nil {
+		t.Fatalf("user %q version %v ws %v server %v remote %v conn id %d conn %v",
+			c.Username(), c.Version(), c.WebSocket(), c.Server(), c.Remote(), c.ConnID(), c.Conn())
+	}
+	c.Disconnect(AdministrativeAction, "")
+	c.GoingAway()
+	c.PauseRead()
+	c.ResumeRead()
+}

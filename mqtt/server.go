@@ -325,8 +325,9 @@ type ConnectInfo struct {
 // have — the user name, the protocol level, the transport — is read
 // through methods from where the connection keeps it anyway. A Client
 // made by an application (a test of an Authorize hook, say) has only the
-// fields it was given: Username, Version, WebSocket and Server return
-// zero values, Disconnect, GoingAway, PauseRead and ResumeRead do nothing.
+// fields it was given: Username, Version, WebSocket, Server, Remote,
+// ConnID and Conn return zero values, Disconnect, GoingAway, PauseRead
+// and ResumeRead do nothing.
 type Client struct {
 	// ID is the client identifier (assigned by the server when the
 	// CONNECT had none).
@@ -377,10 +378,20 @@ func (c *Client) Server() *Server {
 }
 
 // Remote returns the client's address.
-func (c *Client) Remote() netip.AddrPort { return c.c.ec.RemoteAddr() }
+func (c *Client) Remote() netip.AddrPort {
+	if !c.made() {
+		return netip.AddrPort{}
+	}
+	return c.c.ec.RemoteAddr()
+}
 
 // ConnID returns the engine connection's identifier.
-func (c *Client) ConnID() uint64 { return c.c.ec.ID() }
+func (c *Client) ConnID() uint64 {
+	if !c.made() {
+		return 0
+	}
+	return c.c.ec.ID()
+}
 
 // attached reports whether c is the Client the broker made for the
 // connection that holds its session now: not a copy (whose conn is
