@@ -61,10 +61,12 @@ type conn struct {
 }
 
 // connExt is the part of a connection that only some need: MQTT over
-// WebSocket, and a 5.0 client's limits on what it receives. It is set
-// when the connection is made (WebSocket) or before its CONNECT is
-// accepted, and the pointer never changes after, so goroutines delivering
-// to the client read it like the fields of conn set then.
+// WebSocket, and a 5.0 client's limits on what it receives. It is made
+// when the connection is made (WebSocket) or, at the latest, before a
+// hook could see the Client (the will's Authorize), and the pointer never
+// changes after; its fields but sess are set by then too. So goroutines
+// a hook hands the Client to, and those delivering to the client, read
+// it like the fields of conn set then.
 type connExt struct {
 	ws   *websocket.Conn // MQTT over WebSocket; nil on TCP
 	user *string         // the user name when it is not the client id (Client.Username)
@@ -847,26 +849,9 @@ func (c *conn) onConnect(p *Connect) {
 		}
 		cl.Identity = ident
 	}
-	var will *msg
-	if w := p.Will; w != nil {
-		topic := string(w.Topic)
-		if !s.topicOK(topic) {
-			c.refuse(TopicNameInvalid, "will topic over the server's limits", engine.ReasonLimitReached)
-			return
-		}
-		if a := s.cfg.Hooks.Authorize; a != nil && !a(cl, ActionPublish, topic) {
-			c.refuse(NotAuthorized, "will topic not authorized", engine.ReasonLocal)
-			return
-		}
-		wm := Message{Topic: topic, Payload: w.Payload, QoS: w.QoS, Retain: w.Retain,
-			PayloadFormat: w.Props.PayloadFormat, MessageExpiry: w.Props.MessageExpiry,
-			ContentType: string(w.Props.ContentType), ResponseTopic: string(w.Props.ResponseTopic),
-			CorrelationData: w.Props.CorrelationData, User: w.Props.User}
-		will = newMsg(&wm, cid, now)
-		will.delay = w.Props.WillDelay
-	}
 
-	// Keep-alive, and the client's limits on what it receives.
+	// Keep-alive, and the client's limits on what it receives: before the
+	// will's Authorize, the first hook to see the Client.
 	ka := time.Duration(p.KeepAlive) * time.Second
 	var serverKA uint16
 	if mk := s.cfg.MaxKeepAlive; mk > 0 && p.Version == Version5 && (ka == 0 || ka > mk) {
@@ -895,6 +880,32 @@ func (c *conn) onConnect(p *Connect) {
 		if maxExp > 0 {
 			expiry = uint32(min(maxExp/time.Second, maxSessionExpirySecondsV5-1))
 		}
+	}
+
+	// A hook sees the Client from the will's Authorize on, and another
+	// goroutine it hands the Client to reads c.x (Client.WebSocket,
+	// Client.Username, Client.Disconnect): the connExt a session apart
+	// needs is made before then, so that only its sess is set later.
+	if p.Will != nil && s.cfg.Hooks.Authorize != nil && (!p.CleanStart || expiry != 0) {
+		c.ext()
+	}
+	var will *msg
+	if w := p.Will; w != nil {
+		topic := string(w.Topic)
+		if !s.topicOK(topic) {
+			c.refuse(TopicNameInvalid, "will topic over the server's limits", engine.ReasonLimitReached)
+			return
+		}
+		if a := s.cfg.Hooks.Authorize; a != nil && !a(cl, ActionPublish, topic) {
+			c.refuse(NotAuthorized, "will topic not authorized", engine.ReasonLocal)
+			return
+		}
+		wm := Message{Topic: topic, Payload: w.Payload, QoS: w.QoS, Retain: w.Retain,
+			PayloadFormat: w.Props.PayloadFormat, MessageExpiry: w.Props.MessageExpiry,
+			ContentType: string(w.Props.ContentType), ResponseTopic: string(w.Props.ResponseTopic),
+			CorrelationData: w.Props.CorrelationData, User: w.Props.User}
+		will = newMsg(&wm, cid, now)
+		will.delay = w.Props.WillDelay
 	}
 
 	// The CONNACK comes from a pool: made per client, it was most of the
@@ -990,7 +1001,10 @@ func (c *conn) onConnect(p *Connect) {
 		s.wsKeepAlive[c] = struct{}{}
 	}
 	if ss != &c.own {
-		c.ext().sess = ss // before ss.conn below: x is fixed from then on
+		// Before ss.conn below. c.x itself was made before any hook saw
+		// the Client if one could have (above); sess is read by no Client
+		// method, and by deliveries only once ss.conn is c.
+		c.ext().sess = ss
 	}
 	c.connected = true
 	ss.mu.Lock()

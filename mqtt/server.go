@@ -319,12 +319,15 @@ type ConnectInfo struct {
 // Client describes a connected client to the hooks. Its exported fields
 // are immutable. The client's connection is part of it, so a Client
 // must not be copied (go vet's copylocks says so): pass the *Client the
-// hooks get. What most clients share or do not have — the user name, the
-// protocol level, the transport — is read through methods from where the
-// connection keeps it anyway. A Client made by an application (a test
-// of an Authorize hook, say) has only the fields it was given: Username,
-// Version, WebSocket and Server return zero values, Disconnect,
-// GoingAway, PauseRead and ResumeRead do nothing.
+// hooks get. A copy is a snapshot of a connection other goroutines write
+// to (a data race unless nothing else touches the connection then); its
+// Disconnect and GoingAway do nothing. What most clients share or do not
+// have — the user name, the protocol level, the transport — is read
+// through methods from where the connection keeps it anyway. A Client
+// made by an application (a test of an Authorize hook, say) has only the
+// fields it was given: Username, Version, WebSocket, Server, Remote,
+// ConnID and Conn return zero values, Disconnect, GoingAway, PauseRead
+// and ResumeRead do nothing.
 type Client struct {
 	// ID is the client identifier (assigned by the server when the
 	// CONNECT had none).
@@ -375,10 +378,43 @@ func (c *Client) Server() *Server {
 }
 
 // Remote returns the client's address.
-func (c *Client) Remote() netip.AddrPort { return c.c.ec.RemoteAddr() }
+func (c *Client) Remote() netip.AddrPort {
+	if !c.made() {
+		return netip.AddrPort{}
+	}
+	return c.c.ec.RemoteAddr()
+}
 
 // ConnID returns the engine connection's identifier.
-func (c *Client) ConnID() uint64 { return c.c.ec.ID() }
+func (c *Client) ConnID() uint64 {
+	if !c.made() {
+		return 0
+	}
+	return c.c.ec.ID()
+}
+
+// attached reports whether c is the Client the broker made for the
+// connection that holds its session now: not a copy (whose conn is
+// elsewhere), nor one whose CONNECT is not yet accepted or whose session
+// another connection took over. It reads only what a copy shares with its
+// original and never changes (the server, the id) and then the session,
+// under its lock, so it is safe on either.
+func (c *Client) attached() bool {
+	if !c.made() {
+		return false
+	}
+	s := c.c.srv
+	s.mu.RLock()
+	ss := s.sessions.Get(c.ID)
+	s.mu.RUnlock()
+	if ss == nil {
+		return false
+	}
+	ss.mu.Lock()
+	ok := ss.conn == &c.c
+	ss.mu.Unlock()
+	return ok
+}
 
 // Conn returns the client's engine connection (its TLS state, for one:
 // tlsx.State).
@@ -388,9 +424,12 @@ func (c *Client) Conn() *engine.Conn { return c.c.ec }
 // with code and, when not empty, reason as its reason string (a 3.1.1
 // client is just closed); the engine connection closes with code as its
 // close detail. It is safe for concurrent use, and does nothing once the
-// connection has closed. The session stays, as for any non-normal end.
+// connection has closed or its session was taken over, before the
+// CONNECT is accepted (in the will's Authorize: refuse there instead),
+// or on a copy of the Client. The session stays, as for any non-normal
+// end. It takes the broker's lock, so not from OnFilter or OnShare.
 func (c *Client) Disconnect(code ReasonCode, reason string) {
-	if c.made() {
+	if c.attached() {
 		c.c.kick(code, reason)
 	}
 }
@@ -401,9 +440,11 @@ func (c *Client) Disconnect(code ReasonCode, reason string) {
 // Config.ServerReference), MQTT over WebSocket then closes 1001, and the
 // engine records the close as a shutdown (engine.ReasonShutdown). It runs
 // on the connection's event loop (engine.Conn.Post); it is safe for
-// concurrent use and does nothing once the connection has closed.
+// concurrent use and does nothing once the connection has closed, nor,
+// as Disconnect, on a copy of the Client or one whose session another
+// connection holds.
 func (c *Client) GoingAway() {
-	if !c.made() {
+	if !c.attached() {
 		return
 	}
 	cc := &c.c
@@ -422,7 +463,10 @@ func (c *Client) GoingAway() {
 }
 
 // PauseRead stops reading from the client's connection (backpressure);
-// ResumeRead undoes it. Both are safe for concurrent use.
+// ResumeRead undoes it. Both are safe for concurrent use. They act on the
+// engine connection alone, which a copy of the Client shares with it
+// (and which is safe to pause from anywhere), so they need no check of
+// the session as Disconnect does.
 func (c *Client) PauseRead() {
 	if c.made() {
 		c.c.ec.PauseRead()

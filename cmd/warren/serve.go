@@ -308,7 +308,10 @@ func serveSupervisor(sig <-chan os.Signal, procs int, ecfg engine.Config, gcfg g
 			}
 		}
 	}
-	trim.Settle() // the parent's start-up done (the workers settle their own)
+	// The parent's start-up done, before RunSupervisor starts prefork's
+	// listener, the workers and the admin endpoint: what the parent made so
+	// far goes into its baseline (each worker settles its own).
+	trim.Settle()
 	return stack.RunSupervisor(sig, sc)
 }
 

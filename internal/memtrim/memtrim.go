@@ -135,8 +135,10 @@ func (t *Trimmer) Stats() Stats {
 	return Stats{Trims: t.trims.Load(), Released: t.released.Load(), Settles: t.settles.Load(), Settled: t.settled.Load()}
 }
 
-// Settle ends a process's start-up: called once its listeners are up and
-// the garbage of its start-up is made, it runs two collections and
+// Settle ends a process's start-up: called once the garbage of its
+// start-up is made (in a server, once its listeners are up; in a parent
+// that only supervises, before it starts its workers, which settle their
+// own), it runs two collections and
 // returns every free page to the operating system (runtime.GC, then
 // debug.FreeOSMemory, which is a collection and a scavenge). A second
 // call, or one with Config.NoSettle, does nothing. It blocks for the
