@@ -98,11 +98,25 @@ func (e *Engine) findConn(id uint64) *Conn {
 // loop walks the whole table, other loops' and engines' slots included:
 // the walks (drain, close-all, retime, restamp, snapshot) are rare.
 func (l *loop) eachConn(fn func(c *Conn)) {
-	l.eachConnWhile(func(c *Conn) bool { fn(c); return true })
+	p := fdTable.chunks.Load()
+	if p == nil {
+		return
+	}
+	for _, ch := range *p {
+		if ch == nil {
+			continue
+		}
+		for i := range ch {
+			if c := ch[i].Load(); c != nil && c.host == connHost(l) {
+				fn(c)
+			}
+		}
+	}
 }
 
 // eachConnWhile calls fn for connections l owns, as eachConn does, until
-// fn returns false; the rest of the table is not scanned.
+// fn returns false; the rest of the table is not scanned. (eachConn keeps
+// its own loop: restamp runs it on every connection without a call more.)
 func (l *loop) eachConnWhile(fn func(c *Conn) bool) {
 	p := fdTable.chunks.Load()
 	if p == nil {
