@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/time/rate"
 
 	"github.com/warrenhq/warren/engine"
 )
@@ -105,6 +106,13 @@ type Server struct {
 	topN    int
 	top     []Conn
 
+	// partialMu guards the limit on the warning of a partial
+	// /debug/conns: a dashboard polling while a loop is stuck would log
+	// every poll.
+	partialMu      sync.Mutex
+	partialLim     *rate.Limiter
+	partialSkipped int // warnings not logged since the last one
+
 	// mu guards the listener state below.
 	mu      sync.Mutex
 	srv     *http.Server
@@ -134,7 +142,7 @@ func New(cfg Config, src Source, extra ...prometheus.Collector) (*Server, error)
 		cfg.Clock = systemClock{}
 	}
 	s := &Server{cfg: cfg, src: src, log: cfg.Logger, clock: cfg.Clock, ns: cfg.Namespace,
-		extra: prometheus.NewRegistry()}
+		extra: prometheus.NewRegistry(), partialLim: rate.NewLimiter(rate.Every(partialWarnEvery), partialWarnBurst)}
 
 	reg, gath := cfg.Registerer, cfg.Gatherer
 	if reg == nil {

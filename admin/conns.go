@@ -328,6 +328,30 @@ var (
 	_ connFinder = (*engine.Engine)(nil)
 )
 
+// The warning of a partial /debug/conns is limited to a burst of
+// partialWarnBurst, then one each partialWarnEvery, each saying how many
+// were left out since the one before ("suppressed").
+const (
+	partialWarnBurst = 3
+	partialWarnEvery = time.Minute
+)
+
+// warnPartial logs that a /debug/conns walk at now left loops out (err),
+// within the limit above.
+func (s *Server) warnPartial(now time.Time, err error) {
+	s.partialMu.Lock()
+	if !s.partialLim.AllowN(now, 1) {
+		s.partialSkipped++
+		s.partialMu.Unlock()
+		return
+	}
+	skipped := s.partialSkipped
+	s.partialSkipped = 0
+	s.partialMu.Unlock()
+	s.log.LogAttrs(context.Background(), slog.LevelWarn, "admin: /debug/conns is partial",
+		slog.Any("error", err), slog.Int("suppressed", skipped))
+}
+
 // listConns applies q to the source's live connections. It counts the
 // matches and keeps only the first offset + limit of them in sort order
 // (a bounded heap, at most maxWindow), walking the connections where the
@@ -351,7 +375,7 @@ func (s *Server) listConns(q connQuery) ConnList {
 			if errors.As(err, &we) {
 				missed = we.Loops
 			}
-			s.log.LogAttrs(context.Background(), slog.LevelWarn, "admin: /debug/conns is partial", slog.Any("error", err))
+			s.warnPartial(now, err)
 			if missed == nil {
 				missed = []int{}
 			}

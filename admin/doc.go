@@ -37,11 +37,15 @@
 // ("listener", 1-based in the order the engine added its listeners; 0 for a
 // connection the engine dialled) and "outbound" (true when dialled).
 // Durations in the answers are seconds, addresses are strings. The walk
-// takes each loop's connections on that loop; a loop that does not run its
-// turn within 5 s (a handler blocking it) is left out, and the answer,
-// still 200, says so: "partial": true and "missed_loops" with the loops'
-// indexes (their connections are neither listed nor in "total"). An
-// answer without "partial" is complete. /debug/conns/{id} finds its
+// takes each loop's connections on that loop, every loop asked at once
+// (engine.Engine.EachConnInfo); a loop that has not begun its part within
+// 5 s (a handler blocking it) is left out, and the answer, still 200 and
+// within about 5 s however many loops are busy, says so: "partial": true
+// and "missed_loops" with the loops' indexes (their connections are
+// neither listed nor in "total"; a loop that had begun is listed whole).
+// An answer without "partial" is complete. A partial answer is also logged
+// as a warning, at most 3 in a row and then one a minute, each with the
+// number left unlogged ("suppressed"). /debug/conns/{id} finds its
 // connection without describing the others.
 //
 // # Metrics

@@ -3,9 +3,12 @@
 package admin
 
 import (
+	"bytes"
 	"fmt"
+	"log/slog"
 	"net"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/warrenhq/warren/engine"
@@ -67,4 +70,51 @@ func TestDebugConnsPartial(t *testing.T) {
 		getJSON(t, s, "/debug/conns", &l)
 		return !l.Partial && l.Total == 2 && l.MissedLoops == nil
 	})
+}
+
+// walkMissSource is a stubSource whose walk of its connections always
+// leaves loop 1 out, as an engine with a stuck loop does.
+type walkMissSource struct{ stubSource }
+
+func (s *walkMissSource) EachConnInfo(fn func(ci *engine.ConnInfo)) error {
+	for _, ci := range s.Conns() {
+		fn(&ci)
+	}
+	return &engine.WalkError{Loops: []int{1}}
+}
+
+// TestDebugConnsPartialWarnLimited: a dashboard polling /debug/conns while
+// a loop is stuck must not log a warning per poll: a burst, then one per
+// partialWarnEvery saying how many it left out; every answer still says
+// it is partial.
+func TestDebugConnsPartialWarnLimited(t *testing.T) {
+	var logs bytes.Buffer
+	mu := make(chan struct{}, 1)
+	mu <- struct{}{}
+	clk := testutil.NewFakeClock()
+	s := startAdmin(t, Config{Clock: clk, Logger: slog.New(slog.NewTextHandler(lockedWriter{&logs, mu}, nil))}, &walkMissSource{})
+	warnings := func() string {
+		<-mu
+		defer func() { mu <- struct{}{} }()
+		return logs.String()
+	}
+	poll := func() {
+		t.Helper()
+		var l ConnList
+		if code := getJSON(t, s, "/debug/conns", &l); code != 200 || !l.Partial || !slices.Equal(l.MissedLoops, []int{1}) {
+			t.Fatalf("%d %+v", code, l)
+		}
+	}
+	for range partialWarnBurst + 10 {
+		poll()
+	}
+	if n := strings.Count(warnings(), "/debug/conns is partial"); n != partialWarnBurst {
+		t.Fatalf("%d warnings for %d polls, want %d:\n%s", n, partialWarnBurst+10, partialWarnBurst, warnings())
+	}
+	clk.Advance(partialWarnEvery)
+	poll()
+	out := warnings()
+	if n := strings.Count(out, "/debug/conns is partial"); n != partialWarnBurst+1 || !strings.Contains(out, "suppressed=10") {
+		t.Fatalf("after %v: %d warnings, want %d with suppressed=10:\n%s", partialWarnEvery, n, partialWarnBurst+1, out)
+	}
 }

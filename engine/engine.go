@@ -64,7 +64,7 @@ type Engine struct {
 	lns      []*Listener                 // every listener, in the order added; index+1 is Conn.ln
 	lnView   atomic.Pointer[[]*Listener] // lns for lock-free readers (loops)
 
-	// walkWait, when set (tests, before any walk), replaces connWalkTurn.
+	// walkWait, when set (tests, before any walk), replaces ConnWalkTurn.
 	walkWait time.Duration
 
 	draining atomic.Bool
@@ -515,19 +515,21 @@ func (e *Engine) Conns() []ConnInfo {
 	return out
 }
 
-// connWalkTurn is how long EachConnInfo and ConnInfoByID wait for a loop
-// to run their turn before giving up on it: a loop busy that long (a
-// handler blocking on it, or a walk of very many connections) is left out
-// rather than holding the caller.
-const connWalkTurn = 5 * time.Second
+// ConnWalkTurn is how long EachConnInfo and ConnInfoByID wait for the
+// loops to take up their turn before giving up on those that have not: a
+// loop busy that long (a handler blocking on it, say) is left out rather
+// than holding the caller. A caller that waits on them (the prefork
+// parent's /debug/conns) must allow a little more than this.
+const ConnWalkTurn = 5 * time.Second
 
 // ErrWalkIncomplete is what a *WalkError matches (errors.Is): a walk of the
 // connections left out some loops' connections.
 var ErrWalkIncomplete = errors.New("engine: connection walk incomplete")
 
 // WalkError is EachConnInfo's error when it left out loops: each of Loops
-// (Conn's loop index, ConnInfo.Loop) did not run its turn of the walk
-// within 5 s, or had stopped, so its connections were not described.
+// (Conn's loop index, ConnInfo.Loop) had not begun its turn of the walk
+// within ConnWalkTurn, or had stopped, so its connections were not
+// described.
 type WalkError struct {
 	Loops []int
 }
@@ -545,19 +547,22 @@ func (we *WalkError) Error() string {
 func (we *WalkError) Is(target error) bool { return target == ErrWalkIncomplete }
 
 // EachConnInfo calls fn with a description of each live connection, each
-// loop's taken on that loop, one loop after the other: fn is never called
-// concurrently, must not block, and ci is valid only during the call
-// (copy what you keep). Unlike Conns it keeps nothing itself, so a caller
-// that filters, counts or keeps a bounded page of the connections costs
-// that page, not a copy of every connection (100,000 connections are
-// ≈ 20 MB of ConnInfo). It is meant for introspection, not hot paths.
+// loop's taken on that loop: fn is never called concurrently, must not
+// block, and ci is valid only during the call (copy what you keep).
+// Unlike Conns it keeps nothing itself, so a caller that filters, counts
+// or keeps a bounded page of the connections costs that page, not a copy
+// of every connection (100,000 connections are ≈ 20 MB of ConnInfo). It is
+// meant for introspection, not hot paths.
 //
-// A loop that does not run its turn within 5 s (busy in a handler, say)
-// or has stopped is left out, fn is never called for its connections once
-// the walk has moved on, and the walk goes on with the next loop: the
-// error is then a *WalkError naming the loops left out (errors.Is
-// ErrWalkIncomplete), and what fn saw is a partial list. Nil means every
-// loop was walked.
+// Every loop is asked at once, and all get the same ConnWalkTurn (5 s) to
+// begin their part: a loop that has not begun by then (busy in a handler,
+// say) or has stopped is left out whole — fn is never called for any of
+// its connections, then or later — and the error is a *WalkError naming
+// the loops left out (errors.Is ErrWalkIncomplete), what fn saw being a
+// partial list. A loop that has begun is walked to its end (it runs only
+// the walk and fn by then), so a loop is either listed whole or not at
+// all. Nil means every loop was walked. EachConnInfo returns within about
+// ConnWalkTurn however many loops are busy.
 func (e *Engine) EachConnInfo(fn func(ci *ConnInfo)) error {
 	loops, pe := e.parts()
 	if pe != nil {
@@ -567,42 +572,74 @@ func (e *Engine) EachConnInfo(fn func(ci *ConnInfo)) error {
 		}
 		return nil
 	}
-	wait := e.walkTurn()
-	// mu serialises fn; a loop whose turn is given up on has its walk
-	// cut off (gone), so a late walk never calls fn.
+	// mu serialises fn and guards every turn's fn and started.
 	var mu sync.Mutex
-	var missed []int
+	type turn struct {
+		done chan struct{}
+		// fn is the caller's, set to nil when the loop is given up on:
+		// the posted walk, which may sit in a stuck loop's mailbox for
+		// long, then holds neither fn nor what fn holds.
+		fn      func(ci *ConnInfo)
+		started bool
+		posted  bool
+	}
+	turns := make([]*turn, len(loops))
 	for i, l := range loops {
-		gone := false
-		call := func(ci *ConnInfo) bool {
+		tn := &turn{done: make(chan struct{}), fn: fn}
+		turns[i] = tn
+		tn.posted = l.postFunc(func() {
+			defer close(tn.done)
 			mu.Lock()
-			defer mu.Unlock()
-			if gone {
-				return false
+			f := tn.fn
+			tn.started = f != nil
+			mu.Unlock()
+			if f == nil {
+				return
 			}
-			fn(ci)
-			return true
-		}
-		done := make(chan struct{})
-		if !l.postFunc(func() { defer close(done); l.walkInfo(call) }) {
-			missed = append(missed, i)
+			l.walkInfo(func(ci *ConnInfo) bool {
+				mu.Lock()
+				defer mu.Unlock()
+				f(ci)
+				return true
+			})
+		})
+	}
+	t := time.NewTimer(e.walkTurn())
+	defer t.Stop()
+	over := false
+	for _, tn := range turns {
+		if !tn.posted || over {
 			continue
 		}
-		t := time.NewTimer(wait)
 		select {
-		case <-done:
+		case <-tn.done:
 		case <-e.done:
+			over = true
 		case <-t.C:
+			over = true
 		}
-		t.Stop()
+	}
+	var missed []int
+	var running []*turn
+	mu.Lock()
+	for i, tn := range turns {
 		select {
-		case <-done:
+		case <-tn.done:
+			continue
 		default:
-			mu.Lock()
-			gone = true
-			mu.Unlock()
-			missed = append(missed, i)
 		}
+		if tn.posted && tn.started {
+			running = append(running, tn)
+			continue
+		}
+		tn.fn = nil
+		missed = append(missed, i)
+	}
+	mu.Unlock()
+	// A walk under way runs nothing but itself and fn on its loop: let
+	// it end, so that fn is not called once EachConnInfo has returned.
+	for _, tn := range running {
+		<-tn.done
 	}
 	if missed != nil {
 		return &WalkError{Loops: missed}
@@ -610,12 +647,12 @@ func (e *Engine) EachConnInfo(fn func(ci *ConnInfo)) error {
 	return nil
 }
 
-// walkTurn is connWalkTurn, or the shorter wait a test set.
+// walkTurn is ConnWalkTurn, or the shorter wait a test set.
 func (e *Engine) walkTurn() time.Duration {
 	if e.walkWait > 0 {
 		return e.walkWait
 	}
-	return connWalkTurn
+	return ConnWalkTurn
 }
 
 // ConnInfoByID describes the live connection with the given ID, taken on
@@ -623,7 +660,7 @@ func (e *Engine) walkTurn() time.Duration {
 // without describing the others (a walk of the descriptor table, which
 // holds pointers, not descriptions), and is meant for introspection, not
 // hot paths. A connection whose loop does not run the description within
-// 5 s is reported with a *WalkError (errors.Is ErrWalkIncomplete).
+// ConnWalkTurn (5 s) is reported with a *WalkError (errors.Is ErrWalkIncomplete).
 func (e *Engine) ConnInfoByID(id uint64) (ConnInfo, bool, error) {
 	loops, pe := e.parts()
 	if pe != nil {

@@ -113,3 +113,23 @@ func (l *loop) eachConn(fn func(c *Conn)) {
 		}
 	}
 }
+
+// eachConnWhile calls fn for connections l owns, as eachConn does, until
+// fn returns false; the rest of the table is not scanned. (eachConn keeps
+// its own loop: restamp runs it on every connection without a call more.)
+func (l *loop) eachConnWhile(fn func(c *Conn) bool) {
+	p := fdTable.chunks.Load()
+	if p == nil {
+		return
+	}
+	for _, ch := range *p {
+		if ch == nil {
+			continue
+		}
+		for i := range ch {
+			if c := ch[i].Load(); c != nil && c.host == connHost(l) && !fn(c) {
+				return
+			}
+		}
+	}
+}

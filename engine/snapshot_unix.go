@@ -25,13 +25,9 @@ func (l *loop) snapshot() []ConnInfo {
 func (l *loop) walkInfo(fn func(ci *ConnInfo) bool) {
 	now := l.tick.Load()
 	var ci ConnInfo
-	going := true
-	l.eachConn(func(c *Conn) {
-		if !going {
-			return
-		}
+	l.eachConnWhile(func(c *Conn) bool {
 		l.infoOf(c, now, &ci)
-		going = fn(&ci)
+		return fn(&ci)
 	})
 }
 

@@ -34,7 +34,11 @@ import (
 //	               sort, offset and limit (offset + limit ≤ 10,000); with
 //	               worker=N one worker's answer, cursor paging included;
 //	               "partial" when a worker did not answer ("errors") or
-//	               left loops out of its walk ("missed_loops", by worker)
+//	               left loops out of its walk ("missed_loops", by worker);
+//	               the workers are waited for Config.ScrapeTimeout, but
+//	               at least a worker's walk turn and a margin
+//	               (engine.ConnWalkTurn + 2 s = 7 s), so that a worker
+//	               with a busy loop answers partial rather than not at all
 //	GET /workers   the workers as JSON (pid, admin address, restarts, up)
 //	GET /healthz   200 while the supervisor runs
 //	GET /readyz    200 when every worker is up and reported its admin
@@ -83,7 +87,7 @@ func (s *Supervisor) AdminHandler() http.Handler {
 		}
 	})
 	mux.HandleFunc("GET /debug/conns", func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.ScrapeTimeout)
+		ctx, cancel := context.WithTimeout(r.Context(), connsTimeout(s.cfg.ScrapeTimeout))
 		defer cancel()
 		s.serveConns(ctx, client, w, r)
 	})

@@ -11,8 +11,10 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/warrenhq/warren/admin"
+	"github.com/warrenhq/warren/engine"
 )
 
 // WorkerConn is one connection in the parent's /debug/conns: a worker's
@@ -46,6 +48,19 @@ const (
 	connsMaxLimit = 10000
 	maxConnsBody  = 32 << 20
 )
+
+// connsMargin is what connsTimeout allows a worker over its walk's turn
+// (engine.ConnWalkTurn) to answer: the request, the page's encoding and
+// the reply, on loopback.
+const connsMargin = 2 * time.Second
+
+// connsTimeout is how long the parent's /debug/conns waits for its
+// workers: the scrape timeout, but never less than a worker's walk turn
+// and connsMargin, so that a worker whose walk gives up on a busy loop
+// answers (partial, with missed_loops) before the parent gives up on it.
+func connsTimeout(scrape time.Duration) time.Duration {
+	return max(scrape, engine.ConnWalkTurn+connsMargin)
+}
 
 // connSorts order merged connections as the workers' /debug/conns sorts
 // do (admin), ties by worker and id.

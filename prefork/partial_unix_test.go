@@ -50,15 +50,18 @@ func workerAdmin(t *testing.T, n int) (string, []net.Conn, *testutil.LoopHolder)
 // TestParentDebugConnsPartial: a worker whose engine left a loop out of
 // its walk (held past the 5 s turn) answers partial; the parent's merged
 // list must say so too, naming the worker and the loop, and stay 200 with
-// the connections it has. A worker that does not answer makes it partial
-// as well.
+// the connections it has, with the default Config. A worker that does
+// not answer makes it partial as well.
 func TestParentDebugConnsPartial(t *testing.T) {
 	if testing.Short() {
 		t.Skip("waits out the walk's 5 s turn")
 	}
 	a0, cs0, h0 := workerAdmin(t, 2)
 	a1, _, _ := workerAdmin(t, 1)
-	_, base := fakeSupervisor(t, Config{ScrapeTimeout: 15 * time.Second}, a0, a1)
+	// The default Config (ScrapeTimeout 2 s, shorter than the walk's
+	// turn): the parent must still wait for the held worker's partial
+	// answer rather than give up on that worker.
+	_, base := fakeSupervisor(t, Config{}, a0, a1)
 	get := func() WorkerConnList {
 		t.Helper()
 		code, body := fetch(t, "GET", base+"/debug/conns", "", nil)

@@ -105,7 +105,9 @@ type Config struct {
 	// ScrapeTimeout bounds one merged scrape of AdminHandler's /metrics:
 	// the workers are scraped in parallel, and one that has not answered
 	// in time is left out of that scrape and counted in
-	// warren_prefork_scrape_errors_total. Zero means 2 s.
+	// warren_prefork_scrape_errors_total. Zero means 2 s. AdminHandler's
+	// /debug/conns waits this long too, but never less than 7 s (a
+	// worker's walk turn, engine.ConnWalkTurn, and 2 s).
 	ScrapeTimeout time.Duration
 	// ScrapeStale is how long a worker's last good scrape is served in
 	// place of an answer that did not come in time (or failed), so that

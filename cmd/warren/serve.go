@@ -91,6 +91,10 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "warren serve: %v\n", err)
 		return 2
 	}
+	if err := checkServeUpstreamFlags(fs); err != nil { // serve_upstream.go
+		fmt.Fprintf(stderr, "warren serve: %v\n", err)
+		return 2
+	}
 	if err := checkDeviceLimits(&gcfg.DeviceLimits); err != nil {
 		fmt.Fprintf(stderr, "warren serve: %v\n", err)
 		return 2

@@ -2,6 +2,7 @@ package main
 
 import (
 	"flag"
+	"fmt"
 	"log/slog"
 
 	"github.com/warrenhq/warren/gateway"
@@ -17,7 +18,9 @@ import (
 // and TLS to the backends (serveUpstreamTLSFlags). The request head bounds
 // are the device listener's own (-max-header-bytes, -max-headers,
 // -max-uri-bytes, -max-body-bytes: the http1 server parses a request
-// before it is forwarded).
+// before it is forwarded; serve's -max-body-bytes is the HTTP server's,
+// 10 MiB buffered by default, not warren proxy's unbounded streamed one).
+// checkServeUpstreamFlags refuses the head flags without -upstream.
 func serveUpstreamFlags(fs *flag.FlagSet, gcfg *gateway.Config) serveUpstreamTLS {
 	cc, pc := &gcfg.UpstreamCluster, &gcfg.UpstreamProxy
 	fs.IntVar(&cc.MaxResponseHeaderBytes, "max-response-header-bytes", http1.DefaultMaxHeaderBytes, "-upstream: backend response head limit (and a chunked response's trailer section); over it 502 bad_response")
@@ -25,6 +28,29 @@ func serveUpstreamFlags(fs *flag.FlagSet, gcfg *gateway.Config) serveUpstreamTLS
 	fs.IntVar(&pc.MaxInterim, "max-interim", proxy.DefaultMaxInterim, "-upstream: interim (1xx) responses other than 100 Continue (103 Early Hints ...) passed on per request; 0: none (CPython's http.client takes a 103 for the final response); more are dropped and counted")
 	fs.IntVar(&pc.MaxInterimBytes, "max-interim-bytes", proxy.DefaultMaxInterimBytes, "-upstream: bytes of the interim response heads passed on per request under -max-interim; more are dropped and counted (0: 16 KiB)")
 	return serveUpstreamTLSFlags(fs)
+}
+
+// serveUpstreamHeadFlags are serveUpstreamFlags' flags that bound the
+// -upstream proxy alone: without -upstream they would do nothing.
+var serveUpstreamHeadFlags = []string{"max-response-header-bytes", "max-response-headers", "max-interim", "max-interim-bytes"}
+
+// checkServeUpstreamFlags refuses serveUpstreamHeadFlags set on fs (parsed)
+// without -upstream, as -route-limit is refused: a bound that is silently
+// ignored reads as one that holds. The TLS flags are not among them: they
+// serve https:// -webhook endpoints too.
+func checkServeUpstreamFlags(fs *flag.FlagSet) error {
+	if up := fs.Lookup("upstream"); up == nil || up.Value.String() != "" {
+		return nil
+	}
+	var err error
+	fs.Visit(func(f *flag.Flag) {
+		for _, name := range serveUpstreamHeadFlags {
+			if f.Name == name && err == nil {
+				err = fmt.Errorf("-%s needs -upstream (it bounds the proxied responses)", name)
+			}
+		}
+	})
+	return err
 }
 
 // serveUpstreamTLS holds warren serve's flags of TLS to https:// -upstream

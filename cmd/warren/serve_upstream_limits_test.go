@@ -16,8 +16,8 @@ import (
 // TestServeUpstreamHeadLimits: warren serve -upstream takes warren proxy's
 // response head and interim flags under the same names: a backend head
 // over -max-response-header-bytes or -max-response-headers gets 502, and
-// -max-interim 1 passes one of a Go backend's two 103 Early Hints on (by
-// default none).
+// -max-interim 1 passes one of a Go backend's two 103 Early Hints on,
+// -max-interim-bytes shorter than one head passes none (by default none).
 func TestServeUpstreamHeadLimits(t *testing.T) {
 	b := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
@@ -61,6 +61,13 @@ func TestServeUpstreamHeadLimits(t *testing.T) {
 		t.Fatalf("hints with -max-interim 1: %q", got)
 	}
 
+	// -max-interim-bytes under -max-interim: a 103 head is longer than
+	// 10 bytes, so neither goes on although two would be allowed.
+	ib := startServe(t, "upib", t.TempDir(), "-upstream", b.URL, "-max-interim", "2", "-max-interim-bytes", "10")
+	if got := raw(ib.addr, get("/hints")); !strings.HasPrefix(got, "HTTP/1.1 200 ") || strings.Contains(got, " 103 ") {
+		t.Fatalf("hints with -max-interim 2 -max-interim-bytes 10: %q", got)
+	}
+
 	// The defaults: the same heads pass (64 KiB, 100 fields), no 103.
 	d := startServe(t, "updef", t.TempDir(), "-upstream", b.URL)
 	for _, path := range []string{"/big", "/many"} {
@@ -70,5 +77,23 @@ func TestServeUpstreamHeadLimits(t *testing.T) {
 	}
 	if got := raw(d.addr, get("/hints")); !strings.HasPrefix(got, "HTTP/1.1 200 ") || strings.Contains(got, " 103 ") {
 		t.Fatalf("hints with the defaults: %q", got)
+	}
+}
+
+// TestServeUpstreamFlagsNeedUpstream: the response head and interim flags
+// bound the -upstream proxy alone; without -upstream they are a usage
+// error (exit 2), as -route-limit is, rather than silently ignored.
+func TestServeUpstreamFlagsNeedUpstream(t *testing.T) {
+	for _, args := range [][]string{
+		{"-max-response-header-bytes", "4096"},
+		{"-max-response-headers", "30"},
+		{"-max-interim", "1"},
+		{"-max-interim-bytes", "100"},
+	} {
+		var out, errb strings.Builder
+		if code := run(append([]string{"serve"}, args...), &out, &errb); code != 2 ||
+			!strings.Contains(errb.String(), args[0]+" needs -upstream") {
+			t.Fatalf("%v: exit %d, %q", args, code, errb.String())
+		}
 	}
 }
