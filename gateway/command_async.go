@@ -20,7 +20,7 @@ import (
 // the hub's reply subscription, calls done. ctx ending ends the wait, and
 // done gets ctx's error. done must not block: it runs on the goroutine
 // that delivered the answer (an event loop, a timer, the NATS reply
-// subscription's).
+// subscription's). A ctx that has ended already sends nothing.
 func (h *Hub) CommandAsync(ctx context.Context, device, name string, payload json.RawMessage, timeout time.Duration, done func(Ack, error)) {
 	if !ValidCommandName(name) {
 		done(Ack{}, ErrBadCommandName)
@@ -35,6 +35,13 @@ func (h *Hub) CommandAsync(ctx context.Context, device, name string, payload jso
 	w.mu.Lock()
 	w.stop = context.AfterFunc(ctx, func() { w.finish(Ack{}, ctx.Err()) })
 	w.mu.Unlock()
+	if ctx.Err() != nil {
+		// The caller is gone already (an API request that waited for a
+		// worker while its client left): the AfterFunc answers with
+		// ctx's error, and the device is sent nothing it would act on
+		// for no one.
+		return
+	}
 	h.commandAsync(w, device, name, payload, timeout)
 }
 

@@ -74,3 +74,28 @@ func TestForgedPresenceIgnored(t *testing.T) {
 		t.Fatal("presenceOf")
 	}
 }
+
+// TestCommandAfterCallerGone: a command whose context has ended before it
+// is sent (an API request that waited for a worker while its client left)
+// is answered with the context's error and never reaches the device.
+func TestCommandAfterCallerGone(t *testing.T) {
+	g := startGateway(t, "n1", BusConfig{})
+	d := connect(t, g, "dev-gone")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	got := make(chan error, 1)
+	g.Hub().CommandAsync(ctx, "dev-gone", "reboot", nil, time.Second, func(_ Ack, err error) { got <- err })
+	select {
+	case err := <-got:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("done with %v, want context.Canceled", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("done was not called")
+	}
+	// The device gets the next command, and only that one.
+	go g.Hub().Command(context.Background(), "dev-gone", "after", nil, time.Second)
+	if m := d.read(); m["name"] != "after" {
+		t.Fatalf("the device was sent %v first, want the command \"after\"", m)
+	}
+}
