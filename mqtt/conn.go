@@ -102,6 +102,13 @@ const (
 	stFlags     = 1<<stampShift - 1
 )
 
+// Every protocol level fits stVersion, and every flag sits below the
+// stamp: both fail to compile otherwise.
+var (
+	_ [stVersion - Version5]byte
+	_ [stFlags - stNoProblem]byte
+)
+
 // The bits of conn.wf.
 const (
 	wCorked    = 1 << iota // batching output while the loop handles input
