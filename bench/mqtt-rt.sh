@@ -18,7 +18,10 @@
 # B_ENV=GOGC=50, for an A/B of a setting in the same rounds;
 # with B_BIN=PATH it runs that mqtthost binary instead, e.g. main's),
 # WARMUP (3), DURATION (15), SIZE (64), LOOPS (0: GOMAXPROCS, warren's event
-# loops), OUT (bench/out). Linux only.
+# loops), OUT (bench/out). Linux only. mqtthost runs with warren serve's
+# collector target (-gogc 25) unless GOGC is set (docs/benchmarks.md §79);
+# a broker older than §79 runs at the runtime's 100 unless GOGC=25 is set
+# (B_ENV=GOGC=25 for warrenB).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -115,7 +118,7 @@ print("\t".join(str(x) for x in [sys.argv[1], sys.argv[2], sys.argv[3], r["recei
 }
 
 read -r -a order <<<"$SERVERS"
-echo "mqtt-rt: N=$N RATE=$RATE QOS=\"$QOS\" RUNS=$RUNS DURATION=${DURATION}s SIZE=$SIZE${B_ENV:+ B_ENV=\"$B_ENV\"}${B_BIN:+ B_BIN=$B_BIN} mosquitto $(mosquitto -h 2>/dev/null | awk 'NR == 1 {print $3}')"
+echo "mqtt-rt: N=$N RATE=$RATE QOS=\"$QOS\" RUNS=$RUNS DURATION=${DURATION}s SIZE=$SIZE GOGC=${GOGC:-default}${B_ENV:+ B_ENV=\"$B_ENV\"}${B_BIN:+ B_BIN=$B_BIN} mosquitto $(mosquitto -h 2>/dev/null | awk 'NR == 1 {print $3}')"
 echo "  $(machine_line)"
 echo "  at $(git rev-parse --short HEAD 2>/dev/null || echo unknown); logs in $LOGDIR"
 for qos in $QOS; do

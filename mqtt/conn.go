@@ -19,38 +19,36 @@ import (
 
 // conn is one MQTT connection, over TCP or WebSocket, with its Client and,
 // when the session ends with the connection (session expiry 0: most
-// devices), its session: one allocation of 160 bytes for the three
+// devices), its session: one allocation of 128 bytes for the three
 // (TestIdleStructSizes). Its fields without a lock belong to the
 // connection's event loop; those read by other goroutines delivering
-// messages or calling the Client's methods (version, x, userIsID, cl) are
-// set before the connection is attached to its session under session.mu,
-// and never change after.
+// messages or calling the Client's methods (the protocol level and
+// stUserIsID in state, x, the Client's ID and Identity) are set before
+// the connection is attached to its session under session.mu, and never
+// change after.
 type conn struct {
 	srv *Server
 	ec  *engine.Conn
 	x   *connExt // what few connections need; nil for a 3.1.1 client over TCP with its own session
 	in  *inState // publishing state; nil until the client publishes
 
-	// The small fields share words. On the loop:
-	version   Version
-	connected bool
-	done      bool // input is discarded from now on
-	normal    bool // the client sent a normal DISCONNECT: no will
-	// lastIn is the stamp (Server.stamp) of the last input; the loop
-	// writes it, the sweeper reads it (WebSocket keep-alive).
-	lastIn atomic.Uint32
+	// state is the loop's word: the stamp of the last input (Server.stamp,
+	// above stFlags), the protocol level and the flags below. Only the
+	// loop writes it; other goroutines read it atomically: the sweeper
+	// the stamp (WebSocket keep-alive), deliveries and the Client's
+	// methods the level and stUserIsID, which are set before the
+	// connection is attached to its session and never change after.
+	state atomic.Uint32
+
+	// wf and code are guarded by wmu (below).
+	wf     uint8      // wCorked, wClosed, wTakenOver
+	code   ReasonCode // the reason the server disconnected with, if it did
+	kaSecs uint16     // the keep-alive, seconds (at most 65535 in both versions); set at the CONNECT, on the loop
 
 	// wmu guards output: batching while the loop handles input, and the
-	// end of writes once the connection closes; and takenOver and code.
-	wmu       sync.Mutex
-	corked    bool
-	wclosed   bool
-	takenOver bool       // another connection took the session over
-	userIsID  bool       // the user name is the client id (Client.Username); set with cl
-	code      ReasonCode // the reason the server disconnected with, if it did
-	noProblem bool       // the client asked for no reason strings (Request Problem Information 0); on the loop
-	kaSecs    uint16     // the keep-alive, seconds (at most 65535 in both versions); on the loop
-	out       *outBuf    // batched output, pooled; nil when not corked
+	// end of writes once the connection closes; and wf and code.
+	wmu sync.Mutex
+	out *outBuf // batched output, pooled; nil when not corked
 
 	// own is the connection's session when it ends with the connection
 	// (sessionFor), keyed by its Client's ID instead of a copy of it. A later
@@ -92,6 +90,48 @@ func (c *conn) ext() *connExt {
 	}
 	return c.x
 }
+
+// The bits of conn.state below the stamp.
+const (
+	stVersion   = 7      // the protocol level (Version); 0 until the CONNECT's is read
+	stConnected = 1 << 3 // the CONNECT was accepted
+	stDone      = 1 << 4 // input is discarded from now on
+	stNormal    = 1 << 5 // the client sent a normal DISCONNECT: no will
+	stUserIsID  = 1 << 6 // the user name is the client id (Client.Username); set with the Client's ID
+	stNoProblem = 1 << 7 // the client asked for no reason strings (Request Problem Information 0)
+	stFlags     = 1<<stampShift - 1
+)
+
+// Every protocol level fits stVersion, and every flag sits below the
+// stamp: both fail to compile otherwise.
+var (
+	_ [stVersion - Version5]byte
+	_ [stFlags - stNoProblem]byte
+)
+
+// The bits of conn.wf.
+const (
+	wCorked    = 1 << iota // batching output while the loop handles input
+	wClosed                // the connection closed: no more writes
+	wTakenOver             // another connection took the session over
+)
+
+// version returns the connection's protocol level, 0 until its CONNECT's
+// is read.
+func (c *conn) version() Version { return Version(c.state.Load() & stVersion) }
+
+// is reports whether all of the state flags f are set.
+func (c *conn) is(f uint32) bool { return c.state.Load()&f == f }
+
+// set sets the state flags f; on the loop.
+func (c *conn) set(f uint32) { c.state.Store(c.state.Load() | f) }
+
+// setVersion sets the protocol level; on the loop, before the connection
+// is attached.
+func (c *conn) setVersion(v Version) { c.state.Store(c.state.Load()&^stVersion | uint32(v)) }
+
+// lastIn returns the stamp of the connection's last input.
+func (c *conn) lastIn() uint32 { return c.state.Load() >> stampShift }
 
 // connOffset is where a Client holds its connection.
 const connOffset = unsafe.Offsetof(Client{}.c)
@@ -247,7 +287,7 @@ func (p *proto) Inline() bool { return true }
 func (p *proto) Label(*engine.Conn) string { return (*conn)(p).label() }
 
 func (c *conn) label() string {
-	if !c.connected {
+	if !c.is(stConnected) {
 		return ""
 	}
 	return c.client().ID
@@ -257,11 +297,11 @@ func (c *conn) label() string {
 // connect timeout.
 func (p *proto) OnTimeout(ec *engine.Conn, reason engine.CloseReason) bool {
 	c := (*conn)(p)
-	if reason != engine.ReasonIdleTimeout || !c.connected || c.kaSecs == 0 {
+	if reason != engine.ReasonIdleTimeout || !c.is(stConnected) || c.kaSecs == 0 {
 		return false
 	}
 	limit := c.keepAlive() * 3 / 2
-	if idle := c.srv.since(c.lastIn.Load(), c.srv.now().UnixNano()); idle < limit {
+	if idle := c.srv.since(c.lastIn(), c.srv.now().UnixNano()); idle < limit {
 		// Output kept the engine's idle timer from firing earlier;
 		// the client itself has been quiet for less than the limit.
 		ec.SetIdleTimeout(max(limit-idle, time.Millisecond))
@@ -287,11 +327,11 @@ func (p *proto) OnDrain(*engine.Conn) bool {
 // drainHold asks Hooks.OnDrain whether the drain keeps c open.
 func (c *conn) drainHold() bool {
 	h := c.srv.cfg.Hooks.OnDrain
-	return h != nil && c.connected && !c.done && h(c.client())
+	return h != nil && c.state.Load()&(stConnected|stDone) == stConnected && h(c.client())
 }
 
 func (c *conn) drain() {
-	if !c.connected || c.version != Version5 {
+	if !c.is(stConnected) || c.version() != Version5 {
 		return
 	}
 	d := Disconnect{ReasonCode: ServerShuttingDown}
@@ -310,25 +350,26 @@ func (p *proto) OnClose(_ *engine.Conn, reason engine.CloseReason, _ error) {
 // feed decodes and handles the packets at the front of in and returns the
 // bytes consumed.
 func (c *conn) feed(in []byte) int {
-	if c.done {
+	st := c.state.Load()
+	if st&stDone != 0 {
 		return len(in)
 	}
 	s := c.srv
 	now := s.now().UnixNano()
-	c.lastIn.Store(s.stamp(now))
+	c.state.Store(s.stamp(now)<<stampShift | st&stFlags)
 	sc := scratchPool.Get().(*Scratch)
 	// The decoder lives for one read: its version is the connection's
 	// (zero until the CONNECT, which onConnect records first thing).
-	dec := Decoder{Version: c.version, Scratch: sc}
+	dec := Decoder{Version: Version(st & stVersion), Scratch: sc}
 	c.cork()
 	pc := c.pc()
 	off := 0
-	for off < len(in) && !c.done {
+	for off < len(in) && !c.is(stDone) {
 		n, p, err := dec.Decode(in[off:], &s.lim)
 		if err != nil {
-			if !c.connected && c.version == 0 {
+			if c.state.Load()&(stConnected|stVersion) == 0 {
 				// A CONNECT that failed after its protocol level was read.
-				c.version = dec.Version
+				c.setVersion(dec.Version)
 			}
 			c.fail(err.(*Error))
 			off = len(in)
@@ -344,7 +385,7 @@ func (c *conn) feed(in []byte) int {
 	c.uncork()
 	dec.Scratch = nil
 	scratchPool.Put(sc)
-	if c.done {
+	if c.is(stDone) {
 		return len(in)
 	}
 	return off
@@ -353,12 +394,12 @@ func (c *conn) feed(in []byte) int {
 // feedWS handles one WebSocket message: MQTT packets may straddle
 // messages, so a partial packet is kept (copied) until the rest arrives.
 func (c *conn) feedWS(data []byte) {
-	if c.done {
+	if c.is(stDone) {
 		return
 	}
 	if c.in == nil || len(c.in.partial) == 0 {
 		n := c.feed(data)
-		if n < len(data) && !c.done {
+		if n < len(data) && !c.is(stDone) {
 			c.st().partial = append(pool.Get(len(data) - n)[:0], data[n:]...)
 		}
 		return
@@ -373,7 +414,7 @@ func (c *conn) feedWS(data []byte) {
 	n := c.feed(st.partial)
 	rest := copy(st.partial, st.partial[n:])
 	st.partial = st.partial[:rest]
-	if rest == 0 || c.done {
+	if rest == 0 || c.is(stDone) {
 		c.freePartial()
 	}
 }
@@ -388,15 +429,15 @@ func (c *conn) freePartial() {
 // cork starts batching output while the loop handles input.
 func (c *conn) cork() {
 	c.wmu.Lock()
-	c.corked = true
+	c.wf |= wCorked
 	c.wmu.Unlock()
 }
 
 // uncork sends the batched output.
 func (c *conn) uncork() {
 	c.wmu.Lock()
-	c.corked = false
-	if c.out != nil && len(c.out.b) > 0 && !c.wclosed {
+	c.wf &^= wCorked
+	if c.out != nil && len(c.out.b) > 0 && c.wf&wClosed == 0 {
 		c.rawWrite(c.out.b)
 	}
 	c.releaseOut()
@@ -408,10 +449,10 @@ func (c *conn) uncork() {
 func (c *conn) write(b []byte) bool {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	if c.wclosed {
+	if c.wf&wClosed != 0 {
 		return false
 	}
-	if c.corked {
+	if c.wf&wCorked != 0 {
 		o := c.batch(len(b))
 		o.b = append(o.b, b...)
 		return true
@@ -440,14 +481,14 @@ func (c *conn) batch(n int) *outBuf {
 func (c *conn) writeAck(kind Type, id uint16, code ReasonCode) bool {
 	a := Ack{Kind: kind, PacketID: id, ReasonCode: code}
 	c.wmu.Lock()
-	if c.corked && !c.wclosed {
+	if c.wf&(wCorked|wClosed) == wCorked {
 		o := c.batch(maxAckSize)
-		o.b = AppendAck(o.b, c.version, &a)
+		o.b = AppendAck(o.b, c.version(), &a)
 		c.wmu.Unlock()
 		return true
 	}
 	c.wmu.Unlock()
-	b := AppendAck(pool.Get(maxAckSize)[:0], c.version, &a)
+	b := AppendAck(pool.Get(maxAckSize)[:0], c.version(), &a)
 	ok := c.write(b)
 	pool.Put(b)
 	return ok
@@ -465,14 +506,15 @@ const maxAckSize = 5
 // connection took it.
 func (c *conn) writePublish(p *Publish, limit int) (sent, tooLarge bool) {
 	hint := len(p.Topic) + len(p.Payload) + 8
-	if c.version == Version5 {
+	v := c.version()
+	if v == Version5 {
 		hint += p.Props.size(publishProps) + 4
 	}
 	c.wmu.Lock()
-	if c.corked && !c.wclosed {
+	if c.wf&(wCorked|wClosed) == wCorked {
 		o := c.batch(hint)
 		n := len(o.b)
-		o.b = AppendPublish(o.b, c.version, p)
+		o.b = AppendPublish(o.b, v, p)
 		if limit > 0 && len(o.b)-n > limit {
 			o.b = o.b[:n]
 			tooLarge = true
@@ -481,7 +523,7 @@ func (c *conn) writePublish(p *Publish, limit int) (sent, tooLarge bool) {
 		return !tooLarge, tooLarge
 	}
 	c.wmu.Unlock()
-	b := AppendPublish(pool.Get(hint)[:0], c.version, p)
+	b := AppendPublish(pool.Get(hint)[:0], v, p)
 	if limit > 0 && len(b) > limit {
 		pool.Put(b)
 		return false, true
@@ -498,7 +540,7 @@ func (c *conn) writePublish(p *Publish, limit int) (sent, tooLarge bool) {
 func (c *conn) writePublish311(b0 byte, topic string, id uint16, payload []byte) bool {
 	hint := len(topic) + len(payload) + 9 // header, topic length, packet id
 	c.wmu.Lock()
-	if c.corked && !c.wclosed {
+	if c.wf&(wCorked|wClosed) == wCorked {
 		o := c.batch(hint)
 		o.b = appendPublish311(o.b, b0, topic, id, payload)
 		c.wmu.Unlock()
@@ -524,7 +566,7 @@ func (c *conn) rawWrite(b []byte) bool {
 
 // packet encodes p for the connection and writes it.
 func (c *conn) packet(p Packet) bool {
-	v := c.version
+	v := c.version()
 	if v == 0 {
 		v = Version311
 	}
@@ -569,7 +611,7 @@ func (c *conn) sendDisconnect(d *Disconnect) {
 		c.code = d.ReasonCode
 	}
 	c.wmu.Unlock()
-	if c.version == Version5 {
+	if c.version() == Version5 {
 		c.packet(d)
 	}
 }
@@ -590,7 +632,7 @@ func (c *conn) sendPublish(m *msg, qos QoS, id uint16, dup, retain bool, ids []u
 		s.drop(DropExpired)
 		return false
 	}
-	if c.version != Version5 {
+	if c.version() != Version5 {
 		// 3.1.1 has no properties, topic aliases or Maximum Packet Size:
 		// the packet is encoded straight into the output, without a
 		// Publish (392 bytes) to fill in.
@@ -666,19 +708,19 @@ func (c *conn) fail(e *Error) {
 	if e.Code == PacketTooLarge || e.Code == QuotaExceeded {
 		why = engine.ReasonLimitReached
 	}
-	if !c.connected {
+	if !c.is(stConnected) {
 		// A CONNECT that failed: CONNACK with the reason, in the version
 		// the client asked for when the decoder got that far.
-		if c.version == Version311 && (e.Code == MalformedPacket || e.Code == ProtocolError) {
+		if v := c.version(); v == Version311 && (e.Code == MalformedPacket || e.Code == ProtocolError) {
 			// 3.1.1 has no return code for a malformed CONNECT: close
 			// without a CONNACK [MQTT-3.1.4-1] (a CONNACK 0x03 would tell
 			// the client to come back later with the same packet).
-		} else if c.version != 0 {
+		} else if v != 0 {
 			c.srv.stats.refused.Add(1)
 			c.packet(&Connack{ReasonCode: e.Code})
 		} else if e.Code == UnsupportedProtocolVersion {
 			c.srv.stats.refused.Add(1)
-			c.version = Version311
+			c.setVersion(Version311)
 			c.packet(&Connack{ReasonCode: UnsupportedProtocolVersion})
 		}
 		c.closeWith(why, e.Code)
@@ -690,7 +732,7 @@ func (c *conn) fail(e *Error) {
 // disconnect sends a 5.0 DISCONNECT with code (nothing in 3.1.1) and
 // closes the connection.
 func (c *conn) disconnect(code ReasonCode, why engine.CloseReason, reason string) {
-	if c.connected {
+	if c.is(stConnected) {
 		d := Disconnect{ReasonCode: code}
 		if reason != "" {
 			d.Props.ReasonString = bytesOf(reason)
@@ -703,7 +745,7 @@ func (c *conn) disconnect(code ReasonCode, why engine.CloseReason, reason string
 // closeWith closes the engine connection once its output, batched
 // included, is flushed. It runs on the loop.
 func (c *conn) closeWith(why engine.CloseReason, code ReasonCode) {
-	c.done = true
+	c.set(stDone)
 	c.flush()
 	if ws := c.ws(); ws != nil {
 		// The websocket batches its frames while it handles input: its
@@ -730,7 +772,7 @@ func wsCloseCode(code ReasonCode) uint16 {
 // flush writes the batched output now: a close must not overtake it.
 func (c *conn) flush() {
 	c.wmu.Lock()
-	if c.out != nil && len(c.out.b) > 0 && !c.wclosed {
+	if c.out != nil && len(c.out.b) > 0 && c.wf&wClosed == 0 {
 		c.rawWrite(c.out.b)
 		c.out.b = c.out.b[:0]
 	}
@@ -766,7 +808,7 @@ func (c *conn) handle(p Packet, n int, now int64) {
 func (c *conn) refuse(code ReasonCode, reason string, why engine.CloseReason) {
 	c.srv.stats.refused.Add(1)
 	ca := Connack{ReasonCode: code}
-	if reason != "" && c.version == Version5 {
+	if reason != "" && c.version() == Version5 {
 		ca.Props.ReasonString = bytesOf(reason)
 	}
 	c.packet(&ca)
@@ -792,12 +834,14 @@ func (s *Server) topicOK(t string) bool {
 
 func (c *conn) onConnect(p *Connect) {
 	s := c.srv
-	c.version = p.Version
+	c.setVersion(p.Version)
 	if p.Props.Present.Has(PropMaximumPacketSize) {
 		// Before any refusal: a CONNACK must fit it too.
 		c.ext().maxOut = p.Props.MaximumPacketSize
 	}
-	c.noProblem = p.Props.Present.Has(PropRequestProblemInfo) && !p.Props.RequestProblemInfo
+	if p.Props.Present.Has(PropRequestProblemInfo) && !p.Props.RequestProblemInfo {
+		c.set(stNoProblem)
+	}
 	now := s.now()
 	cid := string(p.ClientID)
 	assigned := false
@@ -825,7 +869,7 @@ func (c *conn) onConnect(p *Connect) {
 	switch {
 	case !p.HasUsername:
 	case string(p.Username) == cid:
-		c.userIsID = true // one string for both, as devices often send
+		c.set(stUserIsID) // one string for both, as devices often send
 	default:
 		u := string(p.Username)
 		c.ext().user = &u
@@ -944,8 +988,8 @@ func (c *conn) onConnect(p *Connect) {
 	if will != nil && s.cfg.MaxWillBytes > 0 {
 		// The session's will, if any, goes whatever happens below.
 		held := s.willBytes
-		if ss != nil && ss.will != nil {
-			held -= int64(ss.will.size)
+		if w := s.wills[ss]; ss != nil && w != nil {
+			held -= int64(w.size)
 		}
 		if held+int64(will.size) > s.cfg.MaxWillBytes {
 			s.mu.Unlock()
@@ -967,12 +1011,12 @@ func (c *conn) onConnect(p *Connect) {
 			s.stats.offline.Add(-1)
 			delete(s.offline, ss)
 		}
-		if ss.will != nil {
+		if w := s.wills[ss]; w != nil {
 			// The old connection ended without a normal DISCONNECT: its
 			// will goes out unless this connection resumes the session
 			// within the will delay (5.0 3.1.3.2.2).
-			if p.CleanStart || (old != nil && ss.will.delay == 0) {
-				wills = append(wills, ss.will)
+			if p.CleanStart || (old != nil && w.delay == 0) {
+				wills = append(wills, w)
 			}
 			s.setWill(ss, nil)
 		}
@@ -1006,7 +1050,7 @@ func (c *conn) onConnect(p *Connect) {
 		// method, and by deliveries only once ss.conn is c.
 		c.ext().sess = ss
 	}
-	c.connected = true
+	c.set(stConnected)
 	ss.mu.Lock()
 	c.packet(ca)
 	ss.conn = c
@@ -1046,7 +1090,7 @@ func (c *conn) onConnect(p *Connect) {
 // session_taken_over in 5.0, and close. It may run on any goroutine.
 func (c *conn) takeOver() {
 	c.wmu.Lock()
-	c.takenOver = true
+	c.wf |= wTakenOver
 	c.wmu.Unlock()
 	c.kick(SessionTakenOver, "")
 }
@@ -1088,7 +1132,7 @@ func (c *conn) current() bool {
 
 func (c *conn) onPublish(p *Publish, n int, t int64) {
 	s := c.srv
-	v5 := c.version == Version5
+	v5 := c.version() == Version5
 	// The topic and strings of a message are views of the packet unless a
 	// hook would see them (Authorize and OnPublish may keep the topic
 	// they are given): routeMessage routes a QoS 0 message that is not
@@ -1274,7 +1318,7 @@ func (c *conn) refuseRetained(p *Publish, why DropReason) {
 	if p.QoS == QoS2 {
 		a.Kind = TypePubrec
 	}
-	if !c.noProblem {
+	if !c.is(stNoProblem) {
 		reason := "retained store full"
 		if why == DropRetainedClientFull {
 			reason = "client's retained quota exceeded"
@@ -1370,7 +1414,7 @@ func (c *conn) onSubscribe(p *Subscribe) {
 			filter = string(f.Filter)
 		}
 		pl := plan{filter: filter, tf: filter, qos: min(f.QoS, QoS2), noLocal: f.NoLocal, rap: f.RetainAsPublished, rh: f.RetainHandling}
-		if c.version != Version5 {
+		if c.version() != Version5 {
 			pl.noLocal, pl.rap, pl.rh = false, false, 0
 		}
 		if !ValidTopicFilter(filter) || !s.topicOK(filter) {
@@ -1459,7 +1503,7 @@ func (c *conn) onUnsubscribe(p *Unsubscribe) {
 func (c *conn) onDisconnect(p *Disconnect) {
 	s := c.srv
 	ss := c.session()
-	if c.version == Version5 && p.Props.Present.Has(PropSessionExpiry) {
+	if c.version() == Version5 && p.Props.Present.Has(PropSessionExpiry) {
 		s.mu.Lock()
 		bad := ss.expiry == 0 && p.Props.SessionExpiry != 0
 		if !bad && c.current() {
@@ -1476,7 +1520,9 @@ func (c *conn) onDisconnect(p *Disconnect) {
 			return
 		}
 	}
-	c.normal = c.version != Version5 || p.ReasonCode != DisconnectWithWillMessage
+	if c.version() != Version5 || p.ReasonCode != DisconnectWithWillMessage {
+		c.set(stNormal)
+	}
 	c.wmu.Lock()
 	if c.code == 0 {
 		c.code = p.ReasonCode
@@ -1489,18 +1535,18 @@ func (c *conn) onDisconnect(p *Disconnect) {
 // offline (or ends), the will is published or scheduled, the hook told.
 func (c *conn) closed(reason engine.CloseReason) {
 	s := c.srv
-	c.done = true
+	c.set(stDone)
 	c.freePartial()
 	c.wmu.Lock()
-	c.wclosed = true
+	c.wf |= wClosed
 	c.releaseOut()
 	code := c.code
 	c.wmu.Unlock()
-	if !c.connected {
+	if !c.is(stConnected) {
 		s.stats.pending.Add(-1)
 		return
 	}
-	if c.version == Version5 {
+	if c.version() == Version5 {
 		s.stats.connV5.Add(-1)
 	} else {
 		s.stats.connV3.Add(-1)
@@ -1518,18 +1564,18 @@ func (c *conn) closed(reason engine.CloseReason) {
 	ss.mu.Unlock()
 	if mine {
 		s.stats.online.Add(-1)
-		if c.normal {
+		if c.is(stNormal) {
 			s.setWill(ss, nil)
 		}
-		if ss.will != nil && (ss.will.delay == 0 || ss.expiry == 0) {
-			will = ss.will
+		if w := s.wills[ss]; w != nil && (w.delay == 0 || ss.expiry == 0) {
+			will = w
 			s.setWill(ss, nil)
 		}
 		if ss.expiry == 0 {
 			s.endSessionLocked(ss)
 		} else {
 			s.stats.offline.Add(1)
-			if ss.will != nil || ss.expiry != maxSessionExpirySecondsV5 {
+			if s.wills[ss] != nil || ss.expiry != maxSessionExpirySecondsV5 {
 				s.offline[ss] = now.UnixNano() // when the will and the expiry count from
 			}
 		}
@@ -1542,7 +1588,7 @@ func (c *conn) closed(reason engine.CloseReason) {
 		// Read after the session is settled: a takeover that held
 		// Server.mu before this close did (as above) has set it.
 		c.wmu.Lock()
-		takenOver := c.takenOver
+		takenOver := c.wf&wTakenOver != 0
 		c.wmu.Unlock()
 		h(c.client(), reason, code, takenOver)
 	}

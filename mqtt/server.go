@@ -351,7 +351,7 @@ func (c *Client) Username() string {
 	switch {
 	case !c.made():
 		return ""
-	case c.c.userIsID:
+	case c.c.is(stUserIsID):
 		return c.ID
 	case c.c.x != nil && c.c.x.user != nil:
 		return *c.c.x.user
@@ -364,7 +364,7 @@ func (c *Client) Version() Version {
 	if !c.made() {
 		return 0
 	}
-	return c.c.version
+	return c.c.version()
 }
 
 // WebSocket reports whether the client speaks MQTT over WebSocket.
@@ -449,7 +449,7 @@ func (c *Client) GoingAway() {
 	}
 	cc := &c.c
 	cc.ec.Post(func() {
-		if cc.done {
+		if cc.is(stDone) {
 			return
 		}
 		if ws := cc.ws(); ws != nil {
@@ -609,8 +609,12 @@ type Server struct {
 	litPlus  int
 	subs     Trie[*subscription]
 	retained retainedStore
-	// willBytes are the bytes of the sessions' pending wills
-	// (Config.MaxWillBytes; setWill).
+	// wills are the sessions' pending wills (with their delays), each
+	// published unless a connection resumes its session in time: in a
+	// map rather than a field of every session, as most clients have
+	// none. willBytes are their bytes (Config.MaxWillBytes). Both change
+	// only in setWill.
+	wills     map[*session]*msg
 	willBytes int64
 	shares    map[string]int     // members here by $share/group/filter, while Hooks.OnShare is set
 	offline   map[*session]int64 // sessions to sweep (offline with an expiry, or a delayed will): unix ns they went offline
@@ -640,7 +644,7 @@ var _ engine.CloseDetail = ReasonCode(0)
 // server gets its first connection; Close stops it.
 func NewServer(cfg Config) *Server {
 	s := &Server{cfg: cfg.withDefaults(),
-		offline: make(map[*session]int64), wsKeepAlive: make(map[*conn]struct{}), stop: make(chan struct{})}
+		offline: make(map[*session]int64), wills: make(map[*session]*msg), wsKeepAlive: make(map[*conn]struct{}), stop: make(chan struct{})}
 	s.epoch = s.now().UnixNano()
 	s.mu.init()
 	s.queued = make([]queuedShard, len(s.mu.shards))
@@ -671,19 +675,31 @@ func (s *Server) now() time.Time {
 	return time.Now()
 }
 
-// stamp returns the stamp of t (unix ns): milliseconds since the server's
-// epoch in 32 bits, as a connection keeps the time of its last input. It
-// wraps after 49 days; since reads the difference of two stamps.
-func (s *Server) stamp(t int64) uint32 { return uint32((t - s.epoch) / int64(time.Millisecond)) }
+// stampUnit is the unit of a stamp, and stampShift where a connection
+// keeps its last input's stamp in its loop word (conn.state): 24 bits of
+// 16 ms wrap after 74 hours.
+const (
+	stampUnit  = 16 * time.Millisecond
+	stampShift = 8
+)
 
-// since returns how long before t (unix ns) the stamp was taken; a stamp
-// taken after t (a connection's input racing the sweeper's clock) is
-// zero. It is right while the two are within 24 days of each other: an
-// input stamp is compared only while the client's keep-alive (at most
-// 65535 s) runs.
+// stamp returns the stamp of t (unix ns): stampUnits since the server's
+// epoch in 24 bits, as a connection keeps the time of its last input.
+// since reads the difference of two stamps.
+func (s *Server) stamp(t int64) uint32 {
+	return uint32((t-s.epoch)/int64(stampUnit)) & (1<<(32-stampShift) - 1)
+}
+
+// since returns how long at least before t (unix ns) the stamp was taken
+// (a stamp's unit less than the stamps' difference, so that a keep-alive
+// is never enforced early); a stamp taken after t (a connection's input
+// racing the sweeper's clock) is zero. It is right while the two are
+// within 37 hours of each other: an input stamp is compared only while
+// the client's keep-alive (at most 65535 s, enforced at 1.5 times that,
+// 27 hours) runs.
 func (s *Server) since(stamp uint32, t int64) time.Duration {
-	d := int32(s.stamp(t) - stamp)
-	return time.Duration(max(d, 0)) * time.Millisecond
+	d := int32((s.stamp(t)-stamp)<<stampShift) >> stampShift
+	return time.Duration(max(d-1, 0)) * stampUnit
 }
 
 // Handler returns the engine handler that serves MQTT on a TCP listener:

@@ -393,8 +393,8 @@ type outflight struct {
 // that may outlive it is an ownSession, with its id (newSession).
 type session struct {
 	// Guarded by Server.mu.
+	// (The session's pending will is in Server.wills: few have one.)
 	subs   *subscription // the subscriptions, linked by next
-	will   *msg          // pending will (with its delay), published unless a connection resumes in time
 	expiry uint32        // seconds the session outlives its connection; 0xffffffff never
 	nsubs  uint16        // how many subscriptions (Config.MaxSubscriptions is at most 65535)
 
@@ -925,26 +925,26 @@ func (s *Server) sweep(now time.Time) {
 	s.mu.Lock()
 	s.expireRetained(t)
 	for c := range s.wsKeepAlive {
-		if s.since(c.lastIn.Load(), t) >= c.keepAlive()*3/2 {
+		if s.since(c.lastIn(), t) >= c.keepAlive()*3/2 {
 			silent = append(silent, c)
 			delete(s.wsKeepAlive, c)
 		}
 	}
 	for ss, offAt := range s.offline {
-		if ss.will != nil && t >= offAt+int64(min(ss.will.delay, ss.expiry))*int64(time.Second) {
-			wills = append(wills, ss.will)
+		if w := s.wills[ss]; w != nil && t >= offAt+int64(min(w.delay, ss.expiry))*int64(time.Second) {
+			wills = append(wills, w)
 			s.setWill(ss, nil)
 		}
 		if ss.expiry != maxSessionExpirySecondsV5 && t >= offAt+int64(ss.expiry)*int64(time.Second) {
-			if ss.will != nil {
-				wills = append(wills, ss.will)
+			if w := s.wills[ss]; w != nil {
+				wills = append(wills, w)
 				s.setWill(ss, nil)
 			}
 			s.endSessionLocked(ss)
 			s.stats.offline.Add(-1)
 			continue
 		}
-		if ss.will == nil && ss.expiry == maxSessionExpirySecondsV5 {
+		if s.wills[ss] == nil && ss.expiry == maxSessionExpirySecondsV5 {
 			delete(s.offline, ss)
 		}
 	}
@@ -963,15 +963,18 @@ func (s *Server) sweep(now time.Time) {
 // taken out to be published no longer counts: it is then the route's, or
 // the retained store's.
 func (s *Server) setWill(ss *session, w *msg) {
-	if old := ss.will; old != nil {
+	if old := s.wills[ss]; old != nil {
 		s.willBytes -= int64(old.size)
 		s.stats.willsHeld.Add(-1)
+		if w == nil {
+			delete(s.wills, ss)
+		}
 	}
 	if w != nil {
 		s.willBytes += int64(w.size)
 		s.stats.willsHeld.Add(1)
+		s.wills[ss] = w
 	}
-	ss.will = w
 	s.stats.willBytes.Store(s.willBytes)
 }
 

@@ -15,10 +15,10 @@ func TestIdleStructSizes(t *testing.T) {
 		name      string
 		size, max uintptr
 	}{
-		{"Client with its conn and session", unsafe.Sizeof(Client{}), 144},
-		{"conn", unsafe.Sizeof(conn{}), 112},
-		{"session", unsafe.Sizeof(session{}), 48},
-		{"session apart, with its id", unsafe.Sizeof(ownSession{}), 64},
+		{"Client with its conn and session", unsafe.Sizeof(Client{}), 128},
+		{"conn", unsafe.Sizeof(conn{}), 96},
+		{"session", unsafe.Sizeof(session{}), 40},
+		{"session apart, with its id", unsafe.Sizeof(ownSession{}), 56},
 		{"connExt", unsafe.Sizeof(connExt{}), 48},
 		{"subscription", unsafe.Sizeof(subscription{}), 32},
 		{"trie node", unsafe.Sizeof(node[*subscription]{}), 48},
@@ -127,5 +127,32 @@ func TestOwnSession(t *testing.T) {
 	}
 	if m := c3.expectPublish(); m.Payload != "two" {
 		t.Fatalf("queued: got %q", m.Payload)
+	}
+}
+
+// A connection keeps its last input's stamp in 24 bits of 16 ms: since
+// never says more time passed than did (a keep-alive is not enforced
+// early), says at most two units less, and reads across the stamps'
+// wrap; a stamp after t reads as zero.
+func TestStampSince(t *testing.T) {
+	s := NewServer(Config{})
+	defer s.Close()
+	wrap := int64(1<<(32-stampShift)) * int64(stampUnit)
+	for _, start := range []int64{0, 5 * int64(time.Millisecond), wrap - int64(time.Second), 3*wrap - 7} {
+		t0 := s.epoch + start
+		st := s.stamp(t0)
+		if st >= 1<<(32-stampShift) {
+			t.Fatalf("stamp %#x over 24 bits", st)
+		}
+		for _, d := range []time.Duration{0, time.Millisecond, 15 * time.Millisecond, 16 * time.Millisecond,
+			40 * time.Millisecond, 1500 * time.Millisecond, 98302 * time.Second} {
+			got := s.since(st, t0+int64(d))
+			if got > d || got < d-2*stampUnit {
+				t.Errorf("start %d: since %v later = %v", start, d, got)
+			}
+		}
+		if got := s.since(st, t0-int64(time.Second)); got != 0 {
+			t.Errorf("start %d: a stamp a second ahead reads %v, want 0", start, got)
+		}
 	}
 }

@@ -63,6 +63,9 @@ func TestWillBytesBound(t *testing.T) {
 	if st.WillsRefused != 2 || st.Wills != 3 || st.WillBytes != 806+96+7+1 {
 		t.Fatalf("after the refusals: %+v", st)
 	}
+	if n := pendingWills(b); n != 3 {
+		t.Fatalf("Server.wills holds %d, want 3", n)
+	}
 
 	// A takeover with the same will frees the old one's bytes first.
 	c1b, ca := connectWill(t, b, Version5, "c1", body, 0, 0)
@@ -84,6 +87,16 @@ func TestWillBytesBound(t *testing.T) {
 	c5.c.Close()
 	sub.expectPublish()
 	b.waitStats(t, "every will freed", func(s Stats) bool { return s.Wills == 0 && s.WillBytes == 0 })
+	if n := pendingWills(b); n != 0 {
+		t.Fatalf("Server.wills holds %d after every will was freed", n)
+	}
+}
+
+// pendingWills returns how many wills b's map holds.
+func pendingWills(b *broker) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.wills)
 }
 
 // TestWillBytesDelayAndExpiry: a will with a delay stays counted while
@@ -155,6 +168,9 @@ func TestWillBytesDelayAndExpiry(t *testing.T) {
 	b.sweep(clk.Now())
 	if st := b.Stats(); st.Wills != 0 || st.WillBytes != 0 {
 		t.Fatalf("after the churn: %d wills held, %d bytes; want 0, 0", st.Wills, st.WillBytes)
+	}
+	if n := pendingWills(b); n != 0 {
+		t.Fatalf("after the churn: Server.wills holds %d", n)
 	}
 }
 
