@@ -53,7 +53,7 @@ type Conn struct {
 	readTO   atomic.Int32
 	inflight atomic.Int32     // Dispatch tasks queued or running
 	host     connHost         // c's loop (*loop) or portable reader (*pconn): host.go
-	in       []byte           // unconsumed input, pooled
+	in       *inBuf           // unconsumed input, nil if none (input, setInput)
 	timer    timerwheel.Entry // in l.wheel while a timeout may apply; connOfTimer
 	bytesIn  atomic.Uint64
 	bytesOut atomic.Uint64
@@ -136,6 +136,65 @@ type errBox struct {
 	err    error
 	detail CloseDetail
 	tx     Transform // SetTransform; set once, read under Conn.mu
+}
+
+// inBuf holds a connection's unconsumed input out of line: the pooled
+// buffer with the tail of a message that straddles reads. Most connections
+// have none between reads (an idle one never does), so Conn keeps one
+// pointer (8 bytes) where the slice took three words (24): the holder is
+// taken from inBufPool only while input is pending, which costs an
+// indirection and a pool round trip per straddling message, nothing on a
+// read that OnData consumes whole.
+type inBuf struct{ b []byte }
+
+var inBufPool = sync.Pool{New: func() any { return new(inBuf) }}
+
+// input returns c's unconsumed input, nil if none; never empty and
+// non-nil. It belongs to whoever reads c (its loop, or the portable
+// engine's reader goroutine).
+func (c *Conn) input() []byte {
+	if c.in == nil {
+		return nil
+	}
+	return c.in.b
+}
+
+// setInput makes b, a buffer from internal/pool, c's unconsumed input in
+// place of the one input returned (which the caller has put back or
+// reused). An empty b goes back to the pool and leaves c with none.
+func (c *Conn) setInput(b []byte) {
+	if len(b) == 0 {
+		if b != nil {
+			pool.Put(b)
+		}
+		c.takeInput()
+		return
+	}
+	if c.in == nil {
+		c.in = inBufPool.Get().(*inBuf)
+	}
+	c.in.b = b
+}
+
+// takeInput returns c's unconsumed input and leaves c with none: the
+// caller owns the buffer.
+func (c *Conn) takeInput() []byte {
+	h := c.in
+	if h == nil {
+		return nil
+	}
+	b := h.b
+	h.b = nil
+	c.in = nil
+	inBufPool.Put(h)
+	return b
+}
+
+// dropInput returns c's unconsumed input, if any, to the pool.
+func (c *Conn) dropInput() {
+	if b := c.takeInput(); b != nil {
+		pool.Put(b)
+	}
 }
 
 func (c *Conn) setRemote(ap netip.AddrPort) {
@@ -298,7 +357,7 @@ func (c *Conn) SetReadTimeout(d time.Duration) {
 
 // pending reports whether a message is in progress: unconsumed input, or
 // a protocol that said so with SetMessagePending.
-func (c *Conn) pending() bool { return len(c.in) > 0 || c.flags&fMessage != 0 }
+func (c *Conn) pending() bool { return c.in != nil || c.flags&fMessage != 0 }
 
 // SetMessagePending tells the engine that a message is in progress although
 // OnData consumed its bytes so far (a protocol copying a request body into
