@@ -177,24 +177,35 @@ func (c *Conn) setInput(b []byte) {
 }
 
 // takeInput returns c's unconsumed input and leaves c with none: the
-// caller owns the buffer.
+// caller owns the buffer. It inlines to a nil check where c has none (a
+// read that OnData consumed whole).
 func (c *Conn) takeInput() []byte {
-	h := c.in
-	if h == nil {
+	if c.in == nil {
 		return nil
 	}
+	return c.freeInput()
+}
+
+// dropInput returns c's unconsumed input, if any, to the pool; inlined
+// like takeInput.
+func (c *Conn) dropInput() {
+	if c.in != nil {
+		c.putInput()
+	}
+}
+
+// putInput is dropInput's work where c has input.
+func (c *Conn) putInput() { pool.Put(c.freeInput()) }
+
+// freeInput returns c's holder to inBufPool and the buffer it held to the
+// caller; c.in must not be nil.
+func (c *Conn) freeInput() []byte {
+	h := c.in
 	b := h.b
 	h.b = nil
 	c.in = nil
 	inBufPool.Put(h)
 	return b
-}
-
-// dropInput returns c's unconsumed input, if any, to the pool.
-func (c *Conn) dropInput() {
-	if b := c.takeInput(); b != nil {
-		pool.Put(b)
-	}
 }
 
 func (c *Conn) setRemote(ap netip.AddrPort) {
