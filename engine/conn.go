@@ -142,10 +142,18 @@ type errBox struct {
 // buffer with the tail of a message that straddles reads. Most connections
 // have none between reads (an idle one never does), so Conn keeps one
 // pointer (8 bytes) where the slice took three words (24): the holder is
-// taken from inBufPool only while input is pending, which costs an
-// indirection and a pool round trip per straddling message, nothing on a
-// read that OnData consumes whole.
+// taken from inBufPool only while input is pending, and nothing is done
+// for it on a read that OnData consumes whole.
+//
+// A holder goes back to inBufPool with its buffer when that is small
+// (inKeep), emptied, so the next straddling message takes both in one Get
+// (newInput), and a message that straddles costs the pool round trip it
+// cost when Conn held the slice.
 type inBuf struct{ b []byte }
+
+// inKeep is the largest buffer a holder keeps in inBufPool; larger ones go
+// back to internal/pool, which sorts them by size.
+const inKeep = 4 << 10
 
 var inBufPool = sync.Pool{New: func() any { return new(inBuf) }}
 
@@ -159,9 +167,28 @@ func (c *Conn) input() []byte {
 	return c.in.b
 }
 
+// newInput makes a copy of data, which is not empty and not c's input,
+// c's unconsumed input, in a buffer of the holder's if it fits.
+func (c *Conn) newInput(data []byte) {
+	h := c.in
+	if h == nil {
+		h = inBufPool.Get().(*inBuf)
+		c.in = h
+	}
+	b := h.b
+	if cap(b) < len(data) {
+		if b != nil {
+			pool.Put(b)
+		}
+		b = pool.Get(len(data))
+	}
+	h.b = append(b[:0], data...)
+}
+
 // setInput makes b, a buffer from internal/pool, c's unconsumed input in
 // place of the one input returned (which the caller has put back or
-// reused). An empty b goes back to the pool and leaves c with none.
+// reused: pool.Grow). An empty b goes back to the pool and leaves c with
+// none.
 func (c *Conn) setInput(b []byte) {
 	if len(b) == 0 {
 		if b != nil {
@@ -171,7 +198,11 @@ func (c *Conn) setInput(b []byte) {
 		return
 	}
 	if c.in == nil {
-		c.in = inBufPool.Get().(*inBuf)
+		h := inBufPool.Get().(*inBuf)
+		if h.b != nil {
+			pool.Put(h.b)
+		}
+		c.in = h
 	}
 	c.in.b = b
 }
@@ -183,29 +214,35 @@ func (c *Conn) takeInput() []byte {
 	if c.in == nil {
 		return nil
 	}
-	return c.freeInput()
-}
-
-// dropInput returns c's unconsumed input, if any, to the pool; inlined
-// like takeInput.
-func (c *Conn) dropInput() {
-	if c.in != nil {
-		c.putInput()
-	}
-}
-
-// putInput is dropInput's work where c has input.
-func (c *Conn) putInput() { pool.Put(c.freeInput()) }
-
-// freeInput returns c's holder to inBufPool and the buffer it held to the
-// caller; c.in must not be nil.
-func (c *Conn) freeInput() []byte {
 	h := c.in
 	b := h.b
 	h.b = nil
 	c.in = nil
 	inBufPool.Put(h)
 	return b
+}
+
+// dropInput lets go of c's unconsumed input, if any; inlined like
+// takeInput.
+func (c *Conn) dropInput() {
+	if c.in != nil {
+		c.putInput()
+	}
+}
+
+// putInput is dropInput's work where c has input: the holder goes back to
+// inBufPool with its buffer emptied, or without it if it is larger than
+// inKeep.
+func (c *Conn) putInput() {
+	h := c.in
+	c.in = nil
+	if cap(h.b) > inKeep {
+		pool.Put(h.b)
+		h.b = nil
+	} else {
+		h.b = h.b[:0]
+	}
+	inBufPool.Put(h)
 }
 
 func (c *Conn) setRemote(ap netip.AddrPort) {

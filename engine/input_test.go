@@ -50,11 +50,38 @@ func TestInputHolder(t *testing.T) {
 	}
 
 	c.setInput(got[:copy(got, "rest")])
+	h = c.in
 	c.dropInput()
 	if c.in != nil || c.pending() {
 		t.Fatal("dropInput kept the input")
 	}
+	if h.b != nil {
+		t.Fatalf("a holder went back to its pool with a %d-byte buffer (over inKeep)", cap(h.b))
+	}
 	c.dropInput() // none: nothing to do
+
+	// newInput copies; a small buffer stays with its holder, emptied, for
+	// the next straddling message.
+	src := []byte("partial message")
+	c.newInput(src)
+	src[0] = 'X'
+	if got := string(c.input()); got != "partial message" {
+		t.Fatalf("newInput: input %q", got)
+	}
+	h = c.in
+	c.dropInput()
+	if len(h.b) != 0 || cap(h.b) == 0 || cap(h.b) > inKeep {
+		t.Fatalf("a small buffer left its holder: len %d cap %d", len(h.b), cap(h.b))
+	}
+	// A holder's buffer too small for the data is replaced.
+	h2 := &inBuf{b: pool.Get(256)[:0]}
+	c.in = h2
+	big := bytes.Repeat([]byte("q"), 1000)
+	c.newInput(big)
+	if !bytes.Equal(c.input(), big) || c.in != h2 || cap(h2.b) < 1000 {
+		t.Fatalf("newInput over a small buffer: len %d cap %d", len(c.input()), cap(h2.b))
+	}
+	c.dropInput()
 
 	c.flags |= fMessage
 	if !c.pending() {

@@ -451,7 +451,7 @@ func (pe *portableEngine) deliver(c *Conn, data []byte, now int64) {
 	if fromIn {
 		c.setInput(data[:copy(data, data[used:])])
 	} else {
-		c.setInput(append(pool.Get(rest)[:0], data[used:]...))
+		c.newInput(data[used:])
 	}
 	if pc := c.portable(); pc.msgStart == 0 || used > 0 {
 		pc.msgStart = now

@@ -186,7 +186,7 @@ func (l *loop) keepRest(c *Conn, data []byte, used int, fromIn bool) {
 	if fromIn {
 		c.setInput(data[:copy(data, data[used:])])
 	} else {
-		c.setInput(append(pool.Get(rest)[:0], data[used:]...))
+		c.newInput(data[used:])
 	}
 	if c.msgStart == 0 || used > 0 {
 		c.msgStart = stampOf(l.tick.Load())
