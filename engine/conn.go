@@ -53,7 +53,7 @@ type Conn struct {
 	readTO   atomic.Int32
 	inflight atomic.Int32     // Dispatch tasks queued or running
 	host     connHost         // c's loop (*loop) or portable reader (*pconn): host.go
-	in       []byte           // unconsumed input, pooled
+	in       *inBuf           // unconsumed input, nil if none (input, setInput)
 	timer    timerwheel.Entry // in l.wheel while a timeout may apply; connOfTimer
 	bytesIn  atomic.Uint64
 	bytesOut atomic.Uint64
@@ -136,6 +136,113 @@ type errBox struct {
 	err    error
 	detail CloseDetail
 	tx     Transform // SetTransform; set once, read under Conn.mu
+}
+
+// inBuf holds a connection's unconsumed input out of line: the pooled
+// buffer with the tail of a message that straddles reads. Most connections
+// have none between reads (an idle one never does), so Conn keeps one
+// pointer (8 bytes) where the slice took three words (24): the holder is
+// taken from inBufPool only while input is pending, and nothing is done
+// for it on a read that OnData consumes whole.
+//
+// A holder goes back to inBufPool with its buffer when that is small
+// (inKeep), emptied, so the next straddling message takes both in one Get
+// (newInput), and a message that straddles costs the pool round trip it
+// cost when Conn held the slice.
+type inBuf struct{ b []byte }
+
+// inKeep is the largest buffer a holder keeps in inBufPool; larger ones go
+// back to internal/pool, which sorts them by size.
+const inKeep = 4 << 10
+
+var inBufPool = sync.Pool{New: func() any { return new(inBuf) }}
+
+// input returns c's unconsumed input, nil if none; never empty and
+// non-nil. It belongs to whoever reads c (its loop, or the portable
+// engine's reader goroutine).
+func (c *Conn) input() []byte {
+	if c.in == nil {
+		return nil
+	}
+	return c.in.b
+}
+
+// newInput makes a copy of data, which is not empty and not c's input,
+// c's unconsumed input, in a buffer of the holder's if it fits.
+func (c *Conn) newInput(data []byte) {
+	h := c.in
+	if h == nil {
+		h = inBufPool.Get().(*inBuf)
+		c.in = h
+	}
+	b := h.b
+	if cap(b) < len(data) {
+		if b != nil {
+			pool.Put(b)
+		}
+		b = pool.Get(len(data))
+	}
+	h.b = append(b[:0], data...)
+}
+
+// setInput makes b, a buffer from internal/pool, c's unconsumed input in
+// place of the one input returned (which the caller has put back or
+// reused: pool.Grow). An empty b goes back to the pool and leaves c with
+// none.
+func (c *Conn) setInput(b []byte) {
+	if len(b) == 0 {
+		if b != nil {
+			pool.Put(b)
+		}
+		c.takeInput()
+		return
+	}
+	if c.in == nil {
+		h := inBufPool.Get().(*inBuf)
+		if h.b != nil {
+			pool.Put(h.b)
+		}
+		c.in = h
+	}
+	c.in.b = b
+}
+
+// takeInput returns c's unconsumed input and leaves c with none: the
+// caller owns the buffer. It inlines to a nil check where c has none (a
+// read that OnData consumed whole).
+func (c *Conn) takeInput() []byte {
+	if c.in == nil {
+		return nil
+	}
+	h := c.in
+	b := h.b
+	h.b = nil
+	c.in = nil
+	inBufPool.Put(h)
+	return b
+}
+
+// dropInput lets go of c's unconsumed input, if any; inlined like
+// takeInput.
+func (c *Conn) dropInput() {
+	if c.in != nil {
+		c.putInput()
+	}
+}
+
+// putInput is dropInput's work where c has input: the holder goes back to
+// inBufPool with its buffer emptied, or without it if it is larger than
+// inKeep.
+func (c *Conn) putInput() {
+	h := c.in
+	c.in = nil
+	if cap(h.b) > inKeep {
+		pool.Put(h.b)
+		h.b = nil
+	} else {
+		h.b = h.b[:0]
+	}
+	inBufPool.Put(h)
 }
 
 func (c *Conn) setRemote(ap netip.AddrPort) {
@@ -298,7 +405,7 @@ func (c *Conn) SetReadTimeout(d time.Duration) {
 
 // pending reports whether a message is in progress: unconsumed input, or
 // a protocol that said so with SetMessagePending.
-func (c *Conn) pending() bool { return len(c.in) > 0 || c.flags&fMessage != 0 }
+func (c *Conn) pending() bool { return c.in != nil || c.flags&fMessage != 0 }
 
 // SetMessagePending tells the engine that a message is in progress although
 // OnData consumed its bytes so far (a protocol copying a request body into

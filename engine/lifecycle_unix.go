@@ -179,10 +179,7 @@ func (l *loop) closeNow(c *Conn, r CloseReason, err error) {
 	}
 	unix.Close(int(c.fd))
 	l.wheel.Remove(&c.timer)
-	if c.in != nil {
-		pool.Put(c.in)
-		c.in = nil
-	}
+	c.dropInput()
 	l.setState(c, StateClosed)
 	e.release(c)
 	if c.hcaps&capClose != 0 {

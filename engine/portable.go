@@ -221,7 +221,7 @@ func (pe *portableEngine) serve(c *Conn) {
 			pe.drainConn(c)
 			continue
 		}
-		if pc.takeRedeliver() && len(c.in) > 0 && c.inflight.Load() == 0 {
+		if pc.takeRedeliver() && c.in != nil && c.inflight.Load() == 0 {
 			pe.input(c, nil)
 			continue
 		}
@@ -300,12 +300,12 @@ func (pe *portableEngine) drainAfterEOF(c *Conn) {
 		}
 		pc.redeliver = false
 		pc.mu.Unlock()
-		if pe.closeRequested(c) != ReasonNone || len(c.in) == 0 {
+		if pe.closeRequested(c) != ReasonNone || c.in == nil {
 			return
 		}
-		before := len(c.in)
+		before := len(c.input())
 		pe.input(c, nil)
-		if c.inflight.Load() == 0 && len(c.in) == before {
+		if c.inflight.Load() == 0 && len(c.input()) == before {
 			return // nothing more can be made of the pending bytes
 		}
 	}
@@ -376,18 +376,17 @@ func (pe *portableEngine) input(c *Conn, data []byte) {
 	now := time.Now().UnixNano() // deadlines on net.Conn are wall time
 	if data == nil {             // redelivery of pending input
 		c.flags &^= fNewHandler
-		used := e.callOnData(c, c.in)
-		for c.flags&fNewHandler != 0 && used < len(c.in) && pe.closeRequested(c) == ReasonNone {
+		in := c.input()
+		used := e.callOnData(c, in)
+		for c.flags&fNewHandler != 0 && used < len(in) && pe.closeRequested(c) == ReasonNone {
 			c.flags &^= fNewHandler
-			used += e.callOnData(c, c.in[used:])
+			used += e.callOnData(c, in[used:])
 		}
 		if used > 0 {
-			c.in = c.in[:copy(c.in, c.in[used:])]
+			c.setInput(in[:copy(in, in[used:])]) // an emptied buffer goes back to the pool
 			pc := c.portable()
 			pc.msgStart = now
-			if len(c.in) == 0 {
-				pool.Put(c.in)
-				c.in = nil
+			if c.in == nil {
 				if c.flags&fMessage == 0 {
 					pc.msgStart = 0
 				}
@@ -420,13 +419,14 @@ func (pe *portableEngine) deliver(c *Conn, data []byte, now int64) {
 		data = plain
 	}
 	fromIn := false
-	if len(c.in) > 0 {
-		if len(c.in)+len(data) > e.cfg.MaxInputBytes {
+	if in := c.input(); in != nil {
+		if len(in)+len(data) > e.cfg.MaxInputBytes {
 			c.requestClose(ReasonLimitReached, nil, true)
 			return
 		}
-		c.in = append(pool.Grow(c.in, len(data)), data...)
-		data, fromIn = c.in, true
+		in = append(pool.Grow(in, len(data)), data...)
+		c.setInput(in)
+		data, fromIn = in, true
 	}
 	c.flags &^= fNewHandler
 	used := e.callOnData(c, data)
@@ -438,10 +438,7 @@ func (pe *portableEngine) deliver(c *Conn, data []byte, now int64) {
 	}
 	rest := len(data) - used
 	if rest == 0 {
-		if c.in != nil {
-			pool.Put(c.in)
-			c.in = nil
-		}
+		c.dropInput()
 		if c.flags&fMessage == 0 {
 			c.portable().msgStart = 0
 		}
@@ -452,9 +449,9 @@ func (pe *portableEngine) deliver(c *Conn, data []byte, now int64) {
 		return
 	}
 	if fromIn {
-		c.in = c.in[:copy(c.in, c.in[used:])]
+		c.setInput(data[:copy(data, data[used:])])
 	} else {
-		c.in = append(pool.Get(rest)[:0], data[used:]...)
+		c.newInput(data[used:])
 	}
 	if pc := c.portable(); pc.msgStart == 0 || used > 0 {
 		pc.msgStart = now
@@ -491,10 +488,7 @@ func (pe *portableEngine) finish(c *Conn, why CloseReason, err error) {
 		e.countDetail(c, why, detail)
 	}
 	c.portable().nc.Close()
-	if c.in != nil {
-		pool.Put(c.in)
-		c.in = nil
-	}
+	c.dropInput()
 	pe.mu.Lock()
 	delete(pe.conns, c)
 	pe.mu.Unlock()

@@ -12,18 +12,19 @@ import (
 // done: a protocol that stopped parsing while a request was in flight (HTTP
 // pipelining) resumes where it left off without waiting for new bytes.
 func (l *loop) redeliver(c *Conn) {
-	if len(c.in) == 0 || c.inflight.Load() > 0 || c.flags&(fRegistered|fWorkerBusy) != fRegistered {
+	in := c.input()
+	if len(in) == 0 || c.inflight.Load() > 0 || c.flags&(fRegistered|fWorkerBusy) != fRegistered {
 		return
 	}
 	if !c.inline() {
-		l.dispatchInput(c, c.in, true)
+		l.dispatchInput(c, in, true)
 		return
 	}
-	used := l.e.callOnData(c, c.in)
+	used := l.e.callOnData(c, in)
 	if c.flags&fRegistered == 0 || used == 0 {
 		return
 	}
-	l.keepRest(c, c.in, used, true)
+	l.keepRest(c, in, used, true)
 	l.updateState(c)
 }
 
@@ -52,7 +53,7 @@ func (l *loop) onReadable(c *Conn) {
 		// Input left while work was in flight (a request pipelined behind
 		// one on a worker) may not have been redelivered yet: the FIN can
 		// be read before the loop handles the work's completion.
-		if len(c.in) > 0 {
+		if c.in != nil {
 			l.redeliver(c)
 			if c.flags&fRegistered == 0 || c.flags&fWorkerBusy != 0 || c.inflight.Load() > 0 {
 				return
@@ -100,13 +101,14 @@ func (l *loop) deliver(c *Conn, data []byte) {
 	}
 	n := len(data)
 	fromIn := false
-	if len(c.in) > 0 {
-		if len(c.in)+n > e.cfg.MaxInputBytes {
+	if in := c.input(); in != nil {
+		if len(in)+n > e.cfg.MaxInputBytes {
 			l.closeNow(c, ReasonLimitReached, nil)
 			return
 		}
-		c.in = append(pool.Grow(c.in, n), data...)
-		data, fromIn = c.in, true
+		in = append(pool.Grow(in, n), data...)
+		c.setInput(in)
+		data, fromIn = in, true
 	}
 	if !c.inline() {
 		l.dispatchInput(c, data, fromIn)
@@ -121,7 +123,7 @@ func (l *loop) deliver(c *Conn, data []byte) {
 		used += e.callOnData(c, data[used:])
 	}
 	if c.flags&fRegistered == 0 {
-		return // closed during OnData; closeNow released c.in
+		return // closed during OnData; closeNow released c's input
 	}
 	l.keepRest(c, data, used, fromIn)
 	l.updateState(c)
@@ -132,13 +134,14 @@ func (l *loop) deliver(c *Conn, data []byte) {
 }
 
 // dispatchInput hands data to c's handler on the worker pool; reading from
-// c pauses until it is done. fromIn says data is c.in.
+// c pauses until it is done. fromIn says data is c's input (c.input()).
 func (l *loop) dispatchInput(c *Conn, data []byte, fromIn bool) {
 	buf := data
 	if !fromIn {
 		buf = append(pool.Get(len(data))[:0], data...)
+	} else {
+		c.takeInput() // buf, now the worker's
 	}
-	c.in = nil
 	c.flags |= fWorkerBusy
 	l.updateInterest(c)
 	l.updateState(c)
@@ -170,10 +173,7 @@ func noop() {}
 func (l *loop) keepRest(c *Conn, data []byte, used int, fromIn bool) {
 	rest := len(data) - used
 	if rest == 0 {
-		if c.in != nil {
-			pool.Put(c.in)
-			c.in = nil
-		}
+		c.dropInput()
 		if c.flags&fMessage == 0 {
 			c.msgStart = 0
 		}
@@ -184,9 +184,9 @@ func (l *loop) keepRest(c *Conn, data []byte, used int, fromIn bool) {
 		return
 	}
 	if fromIn {
-		c.in = c.in[:copy(c.in, c.in[used:])]
+		c.setInput(data[:copy(data, data[used:])])
 	} else {
-		c.in = append(pool.Get(rest)[:0], data[used:]...)
+		c.newInput(data[used:])
 	}
 	if c.msgStart == 0 || used > 0 {
 		c.msgStart = stampOf(l.tick.Load())
@@ -203,12 +203,8 @@ func (l *loop) dataDone(c *Conn, rest []byte, progress bool) {
 		}
 		return
 	}
-	c.in = rest
+	c.setInput(rest) // an empty rest goes back to the pool
 	if len(rest) == 0 {
-		if rest != nil {
-			pool.Put(rest)
-			c.in = nil
-		}
 		c.msgStart = 0
 	} else if c.msgStart == 0 || progress {
 		c.msgStart = stampOf(l.tick.Load())

@@ -51,7 +51,7 @@ func (l *loop) infoOf(c *Conn, now int64, ci *ConnInfo) {
 		Created:    time.Unix(0, c.created),
 		LastActive: e.start.Add(time.Duration(last-1) * e.tickDur),
 		BytesIn:    c.bytesIn.Load(), BytesOut: c.bytesOut.Load(), Served: c.served.Load(),
-		ReadBuffer: len(c.in), WriteBuffer: queued,
+		ReadBuffer: len(c.input()), WriteBuffer: queued,
 	}
 }
 
