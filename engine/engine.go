@@ -454,7 +454,7 @@ func (e *Engine) SetIdleTimeout(d time.Duration) {
 // Stats returns a snapshot of the engine's counters.
 func (e *Engine) Stats() Stats {
 	s := Stats{ByState: make([]int64, numStates), Closed: make([]uint64, numReasons),
-		Rejected: make([]uint64, numBounds)}
+		Rejected: make([]uint64, numBounds), Lingers: make([]uint64, numLingerOutcomes)}
 	loops, pe := e.parts()
 	if pe != nil {
 		s.add(&pe.stats)

@@ -21,6 +21,7 @@ type loopStats struct {
 	bytesIn       atomic.Uint64
 	bytesOut      atomic.Uint64
 	watermarkHits atomic.Uint64
+	lingers       [numLingerOutcomes]atomic.Uint64 // linger.go
 	conns         atomic.Int64
 	states        [numStates]atomic.Int64
 	durCounts     [len(DurationBuckets) + 1]atomic.Uint64
@@ -78,6 +79,10 @@ type Stats struct {
 	BytesIn, BytesOut uint64
 	// WatermarkHits counts writes that found a queue over its high watermark.
 	WatermarkHits uint64
+	// Lingers counts the lingering closes (Conn.CloseLinger) that ended,
+	// by how they ended: index it with a LingerOutcome (len is
+	// len(LingerOutcomes())).
+	Lingers []uint64
 	// QueuedBytes is the output queued across all connections.
 	QueuedBytes int64
 	// WorkersBusy is the number of worker goroutines running a task.
@@ -166,6 +171,9 @@ func (s *Stats) add(ls *loopStats) {
 	s.BytesIn += ls.bytesIn.Load()
 	s.BytesOut += ls.bytesOut.Load()
 	s.WatermarkHits += ls.watermarkHits.Load()
+	for i := range s.Lingers {
+		s.Lingers[i] += ls.lingers[i].Load()
+	}
 	n := ls.conns.Load()
 	s.Active += n
 	s.Loops = append(s.Loops, LoopStats{Conns: n, Accepted: ls.accepted.Load(),

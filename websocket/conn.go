@@ -282,13 +282,16 @@ func (c *Conn) uncork() {
 }
 
 // closeEngine sends what is gathered and asks the engine to close the
-// connection (after flushing its queue) with why.
+// connection with why, once a Close frame has gone out: a lingering close
+// (engine.Conn.CloseLinger), which flushes the queue, shuts the write side
+// and reads what the peer still sends until it closes its side, so that
+// the peer gets the Close frame instead of a reset that would drop it.
 func (c *Conn) closeEngine(why engine.CloseReason) {
 	c.mu.Lock()
 	c.flushLocked()
 	code, peer := c.code, c.peerCode
 	c.mu.Unlock()
-	c.ec.CloseWithDetail(why, closeDetail(code, peer))
+	c.ec.CloseLinger(why, closeDetail(code, peer))
 }
 
 // closeDetail is the close code the engine records with the close, or nil
@@ -709,10 +712,7 @@ func (p *proto) OnTimeout(ec *engine.Conn, reason engine.CloseReason) bool {
 	closing, why := c.closeSent, c.why
 	c.mu.Unlock()
 	if closing {
-		c.mu.Lock()
-		code, peer := c.code, c.peerCode
-		c.mu.Unlock()
-		ec.CloseWithDetail(why, closeDetail(code, peer))
+		c.closeEngine(why) // the peer did not answer the Close frame in time
 		return false
 	}
 	if c.srv.cfg.PingInterval <= 0 {
