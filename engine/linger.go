@@ -10,9 +10,10 @@ package engine
 // error response that explains the close. The engine instead flushes the
 // connection's output, shuts its write side (the peer reads the end of
 // stream after the last byte), reads and throws away what still arrives
-// until the peer closes its side, and only then closes; a peer that does
-// not close within Config.LingerTimeout, or sends more than
-// Config.LingerBytes meanwhile, is reset.
+// until the peer closes its side, and only then closes. Past
+// Config.LingerBytes it stops reading (the peer's sending stalls, not its
+// reading of the answer); a peer that has not closed within
+// Config.LingerTimeout is reset.
 //
 // An open connection pays nothing for it: the state is a flag bit
 // (fLinger), the connection's existing timer entry carries the deadline,
@@ -29,7 +30,8 @@ const (
 	// connection closed cleanly, everything sent.
 	LingerEOF LingerOutcome = iota
 	// LingerBytes is a peer that sent more than Config.LingerBytes after
-	// the close began: the connection was reset.
+	// the close began and had not closed its side when LingerTimeout
+	// ended: the connection was reset.
 	LingerBytes
 	// LingerTimeout is output not flushed within the write timeout, or a
 	// peer that did not close within Config.LingerTimeout of the write
@@ -74,9 +76,11 @@ type lingerBox struct {
 // bounded by Config.WriteTimeout; then its write side is shut, so the peer
 // reads the end of stream after the last byte; the input that still
 // arrives, from the start, is read and thrown away until the peer closes
-// its side, Config.LingerBytes have arrived, or Config.LingerTimeout has
-// passed since the shutdown. Then c closes, with a reset (no orphaned
-// socket left behind) when a bound was hit. A plain Close in that state
+// its side or Config.LingerTimeout has passed since the shutdown. Past
+// Config.LingerBytes thrown away, c is no longer read: the peer's sending
+// stalls, while it can still read what c sent. c closes at the peer's end
+// of stream, or with a reset (no orphaned socket left behind) at the
+// timeout. A plain Close in that state
 // would reset the connection at once and lose what the peer had not read:
 // the WebSocket Close frame or the HTTP error response that explains the
 // close.

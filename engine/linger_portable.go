@@ -48,7 +48,7 @@ func (pe *portableEngine) linger(c *Conn, buf []byte) {
 			pe.stats.bytesIn.Add(uint64(n))
 			discarded += int64(n)
 			if e.cfg.LingerBytes > 0 && discarded > int64(e.cfg.LingerBytes) {
-				pe.lingerReset(c, LingerBytes)
+				pe.lingerStalled(c, until)
 				return
 			}
 		}
@@ -68,6 +68,29 @@ func (pe *portableEngine) linger(c *Conn, buf []byte) {
 			return
 		}
 	}
+}
+
+// lingerStalled stops reading a lingering c that has thrown LingerBytes
+// away — the peer's sending stalls, not its reading of what c sent — and
+// resets it at until, unless an Abort comes first.
+func (pe *portableEngine) lingerStalled(c *Conn, until time.Time) {
+	pc := c.portable()
+	t := time.AfterFunc(time.Until(until), func() {
+		pc.mu.Lock()
+		pc.cond.Broadcast()
+		pc.mu.Unlock()
+	})
+	defer t.Stop()
+	pc.mu.Lock()
+	for time.Now().Before(until) && pe.cutOutcome(c) != LingerAborted { // lock order: pc.mu, then c.mu
+		pc.cond.Wait()
+	}
+	pc.mu.Unlock()
+	if pe.cutOutcome(c) == LingerAborted {
+		pe.stats.lingers[LingerAborted].Add(1)
+		return
+	}
+	pe.lingerReset(c, LingerBytes)
 }
 
 // cutOutcome is how a linger that failed ended: aborted when an Abort

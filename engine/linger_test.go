@@ -139,12 +139,12 @@ func sum(v []uint64) uint64 {
 
 // TestLingerSenderReadsAnswer: a peer that keeps sending after its request
 // (an HTTP body, a WebSocket message over the limit) and reads
-// concurrently gets the whole answer and then the end of stream; its
-// sending past LingerBytes resets the connection.
+// concurrently gets the whole answer and then the end of stream; past
+// LingerBytes its sending stalls, and LingerTimeout resets it.
 func TestLingerSenderReadsAnswer(t *testing.T) {
 	forEachKind(t, func(t *testing.T, k engineKind) {
 		h := newLingerHandler()
-		cfg := lingerConfig(k, time.Minute)
+		cfg := lingerConfig(k, 300*time.Millisecond)
 		cfg.LingerBytes = 1 << 20
 		e, addr := startEngine(t, cfg, h)
 		c := dial(t, addr)

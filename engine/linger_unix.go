@@ -75,12 +75,10 @@ func (l *loop) lingerRead(c *Conn) {
 		c.bytesIn.Add(uint64(n))
 		l.stats.bytesIn.Add(uint64(n))
 		c.mu.Lock()
-		lb := &c.closeErr.linger
-		lb.discarded += int64(n)
-		over := l.e.cfg.LingerBytes > 0 && lb.discarded > int64(l.e.cfg.LingerBytes)
+		c.closeErr.linger.discarded += int64(n)
 		c.mu.Unlock()
-		if over {
-			l.lingerEnd(c, LingerBytes)
+		if l.lingerFull(c) {
+			l.updateInterest(c) // stop reading: the peer's sending stalls, not its reading
 		}
 		return
 	}
@@ -100,6 +98,22 @@ func (l *loop) lingerRead(c *Conn) {
 		return
 	}
 	l.updateInterest(c) // still flushing: lingerFlushed ends it
+}
+
+// lingerFull reports whether a lingering c has thrown LingerBytes away.
+func (l *loop) lingerFull(c *Conn) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return l.e.cfg.LingerBytes > 0 && c.closeErr.linger.discarded > int64(l.e.cfg.LingerBytes)
+}
+
+// lingerWant is the poll interest of a lingering c: reading, to throw the
+// input away, until the peer's end of stream or LingerBytes.
+func (l *loop) lingerWant(c *Conn) uint8 {
+	if c.flags&fReadEOF != 0 || l.lingerFull(c) {
+		return 0
+	}
+	return ioRead
 }
 
 // lingerDeadline is deadline for a lingering c: the write timeout while
@@ -129,6 +143,9 @@ func (l *loop) lingerDeadline(c *Conn, queued bool, lastWrite int64) (int64, Clo
 // hit, so that no orphaned socket keeps unsent output or waits in
 // FIN_WAIT_2 for a peer that does not answer.
 func (l *loop) lingerEnd(c *Conn, o LingerOutcome) {
+	if o == LingerTimeout && l.lingerFull(c) {
+		o = LingerBytes // the time ran out after the bytes did
+	}
 	c.flags &^= fLinger
 	l.stats.lingers[o].Add(1)
 	if o != LingerEOF {

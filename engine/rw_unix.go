@@ -294,8 +294,9 @@ func (l *loop) updateInterest(c *Conn) {
 		return
 	}
 	var want uint8
-	if c.flags&(fUserPaused|fSlowPaused|fWorkerBusy|fReadEOF|fFlushClose) == 0 ||
-		c.flags&(fLinger|fReadEOF) == fLinger { // a lingering close reads to discard
+	if c.flags&fLinger != 0 {
+		want = l.lingerWant(c) // linger_unix.go
+	} else if c.flags&(fUserPaused|fSlowPaused|fWorkerBusy|fReadEOF|fFlushClose) == 0 {
 		want = ioRead
 	}
 	c.mu.Lock()
