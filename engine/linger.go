@@ -87,8 +87,9 @@ type lingerBox struct {
 //
 // r and d (which may be nil) are recorded as with CloseWithDetail; the
 // first close asked for wins, and a later Abort cuts the linger short. The
-// handler gets no callback after CloseLinger but OnClose, which runs when
-// the descriptor closes, and Post functions no longer run. The connection
+// handler gets no callback after CloseLinger but OnStateChange (to
+// StateLingering, then StateClosed) and OnClose, which runs when the
+// descriptor closes; Post functions no longer run. The connection
 // is in StateLingering meanwhile; Stats.Lingers counts how each linger
 // ended. A peer that has already closed its side gets a plain close. A
 // negative Config.LingerTimeout makes CloseLinger CloseWithDetail. It is

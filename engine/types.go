@@ -50,7 +50,8 @@ const (
 	// output is being flushed, or its write side is shut and the input
 	// still arriving is read and thrown away, until the peer closes or a
 	// linger bound is hit (Config.LingerTimeout, Config.LingerBytes). Its
-	// handler gets no more callbacks but OnClose; it moves to StateClosed.
+	// handler gets no more callbacks but OnStateChange and OnClose; it
+	// moves to StateClosed.
 	StateLingering
 	numStates
 )
