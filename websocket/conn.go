@@ -282,15 +282,22 @@ func (c *Conn) uncork() {
 }
 
 // closeEngine sends what is gathered and asks the engine to close the
-// connection with why, once a Close frame has gone out: a lingering close
-// (engine.Conn.CloseLinger), which flushes the queue, shuts the write side
-// and reads what the peer still sends until it closes its side, so that
-// the peer gets the Close frame instead of a reset that would drop it.
+// connection with why, once a Close frame has gone out. When the peer's
+// Close has arrived too, nothing may follow it (RFC 6455 section 5.5.1)
+// and the server closes TCP at once (section 7.1.1). Otherwise the peer
+// may still be sending, and the close lingers (engine.Conn.CloseLinger):
+// the queue is flushed, the write side shut and what the peer still sends
+// read and thrown away until it closes its side, so that it gets the Close
+// frame instead of a reset that would drop it.
 func (c *Conn) closeEngine(why engine.CloseReason) {
 	c.mu.Lock()
 	c.flushLocked()
-	code, peer := c.code, c.peerCode
+	code, peer, done := c.code, c.peerCode, c.closeRecv
 	c.mu.Unlock()
+	if done {
+		c.ec.CloseWithDetail(why, closeDetail(code, peer))
+		return
+	}
 	c.ec.CloseLinger(why, closeDetail(code, peer))
 }
 
