@@ -35,7 +35,7 @@ func (pe *portableEngine) linger(c *Conn, buf []byte) {
 		c.in = nil
 	}
 	if err := cw.CloseWrite(); err != nil {
-		pe.stats.lingers[pe.cutOutcome(c)].Add(1)
+		pe.e.lingers[pe.cutOutcome(c)].Add(1)
 		return
 	}
 	until := time.Now().Add(e.cfg.LingerTimeout)
@@ -55,7 +55,7 @@ func (pe *portableEngine) linger(c *Conn, buf []byte) {
 		switch {
 		case err == nil:
 		case err == io.EOF:
-			pe.stats.lingers[LingerEOF].Add(1)
+			pe.e.lingers[LingerEOF].Add(1)
 			return
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			if time.Now().Before(until) {
@@ -64,7 +64,7 @@ func (pe *portableEngine) linger(c *Conn, buf []byte) {
 			pe.lingerReset(c, LingerTimeout)
 			return
 		default:
-			pe.stats.lingers[pe.cutOutcome(c)].Add(1)
+			pe.e.lingers[pe.cutOutcome(c)].Add(1)
 			return
 		}
 	}
@@ -87,7 +87,7 @@ func (pe *portableEngine) lingerStalled(c *Conn, until time.Time) {
 	}
 	pc.mu.Unlock()
 	if pe.cutOutcome(c) == LingerAborted {
-		pe.stats.lingers[LingerAborted].Add(1)
+		pe.e.lingers[LingerAborted].Add(1)
 		return
 	}
 	pe.lingerReset(c, LingerBytes)
@@ -107,7 +107,7 @@ func (pe *portableEngine) cutOutcome(c *Conn) LingerOutcome {
 // lingerReset counts a linger that hit bound o and makes the close that
 // follows a reset.
 func (pe *portableEngine) lingerReset(c *Conn, o LingerOutcome) {
-	pe.stats.lingers[o].Add(1)
+	pe.e.lingers[o].Add(1)
 	if tc, ok := c.portable().nc.(*net.TCPConn); ok {
 		tc.SetLinger(0)
 	}

@@ -147,7 +147,7 @@ func (l *loop) lingerEnd(c *Conn, o LingerOutcome) {
 		o = LingerBytes // the time ran out after the bytes did
 	}
 	c.flags &^= fLinger
-	l.stats.lingers[o].Add(1)
+	l.e.lingers[o].Add(1)
 	if o != LingerEOF {
 		_ = unix.SetsockoptLinger(int(c.fd), unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
 	}
@@ -162,5 +162,5 @@ func (l *loop) lingerCut(c *Conn, err error) {
 	if err != nil {
 		o = LingerError
 	}
-	l.stats.lingers[o].Add(1)
+	l.e.lingers[o].Add(1)
 }

@@ -21,7 +21,6 @@ type loopStats struct {
 	bytesIn       atomic.Uint64
 	bytesOut      atomic.Uint64
 	watermarkHits atomic.Uint64
-	lingers       [numLingerOutcomes]atomic.Uint64 // linger.go
 	conns         atomic.Int64
 	states        [numStates]atomic.Int64
 	durCounts     [len(DurationBuckets) + 1]atomic.Uint64
@@ -171,9 +170,6 @@ func (s *Stats) add(ls *loopStats) {
 	s.BytesIn += ls.bytesIn.Load()
 	s.BytesOut += ls.bytesOut.Load()
 	s.WatermarkHits += ls.watermarkHits.Load()
-	for i := range s.Lingers {
-		s.Lingers[i] += ls.lingers[i].Load()
-	}
 	n := ls.conns.Load()
 	s.Active += n
 	s.Loops = append(s.Loops, LoopStats{Conns: n, Accepted: ls.accepted.Load(),
