@@ -25,6 +25,7 @@ type collector struct {
 	bytesOut     *prometheus.Desc
 	queued       *prometheus.Desc
 	watermark    *prometheus.Desc
+	lingers      *prometheus.Desc
 	workerQueue  *prometheus.Desc
 	workersBusy  *prometheus.Desc
 	rejected     *prometheus.Desc
@@ -44,6 +45,8 @@ type collector struct {
 	rNames  []string
 	bounds  []engine.Bound
 	bNames  []string
+	lingerO []engine.LingerOutcome
+	lNames  []string
 }
 
 var _ prometheus.Collector = (*collector)(nil)
@@ -64,6 +67,7 @@ func newCollector(ns string, src Source, overload func() float64, memory func() 
 		bytesOut:     d("sent_bytes_total", "Payload bytes written to connections."),
 		queued:       d("queued_write_bytes", "Output bytes queued over all connections."),
 		watermark:    d("write_watermark_hits_total", "Writes that found a connection's queue over its high watermark."),
+		lingers:      d("connection_lingers_total", "Lingering closes (flush, shut the write side, read and discard until the peer's end of stream) that ended, by outcome: eof, or bytes and timeout (bound hit, reset), error, aborted.", "outcome"),
 		workerQueue:  d("worker_queue_length", "Tasks waiting for a worker."),
 		workersBusy:  d("workers_busy", "Workers running a task."),
 		rejected:     d("admission_rejected_total", "Connections refused at accept, by admission bound.", "bound"),
@@ -91,13 +95,17 @@ func newCollector(ns string, src Source, overload func() float64, memory func() 
 		c.bounds = append(c.bounds, b)
 		c.bNames = append(c.bNames, b.String())
 	}
+	for _, o := range engine.LingerOutcomes() {
+		c.lingerO = append(c.lingerO, o)
+		c.lNames = append(c.lNames, o.String())
+	}
 	return c
 }
 
 // Describe sends every descriptor.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.accepted, c.active, c.byState, c.closed, c.details, c.duration,
-		c.bytesIn, c.bytesOut, c.queued, c.watermark, c.workerQueue, c.workersBusy, c.rejected,
+		c.bytesIn, c.bytesOut, c.queued, c.watermark, c.lingers, c.workerQueue, c.workersBusy, c.rejected,
 		c.idleTimeout, c.overloadDesc, c.draining, c.loopConns, c.loopAccepted, c.loopBusy, c.loopHost, c.memPerConn} {
 		ch <- d
 	}
@@ -129,6 +137,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.bytesOut, float64(s.BytesOut))
 	gauge(c.queued, float64(s.QueuedBytes))
 	counter(c.watermark, float64(s.WatermarkHits))
+	for i, o := range c.lingerO {
+		counter(c.lingers, float64(at(s.Lingers, o)), c.lNames[i])
+	}
 	gauge(c.workerQueue, float64(s.WorkerQueue))
 	gauge(c.workersBusy, float64(s.WorkersBusy))
 	for i, b := range c.bounds {

@@ -57,7 +57,8 @@
 //
 //	warren_connections_accepted_total               counter  connections admitted
 //	warren_connections_active                       gauge    open connections
-//	warren_connections{state}                       gauge    open connections by state: new, active, idle, draining
+//	warren_connections{state}                       gauge    open connections by state: new, active, idle, draining,
+//	                                                         lingering
 //	warren_connections_closed_total{reason}         counter  closed connections by reason (every reason, zeros included;
 //	                                                         limit_reached includes connections refused at accept)
 //	warren_connection_close_details_total{proto,reason,detail}
@@ -68,6 +69,8 @@
 //	warren_sent_bytes_total                         counter  payload bytes written
 //	warren_queued_write_bytes                       gauge    output queued over all connections
 //	warren_write_watermark_hits_total               counter  writes that found a queue over its high watermark
+//	warren_connection_lingers_total{outcome}        counter  lingering closes (engine.Conn.CloseLinger) that ended, by
+//	                                                         outcome: eof, bytes, timeout, error, aborted
 //	warren_worker_queue_length                      gauge    tasks waiting for a worker
 //	warren_workers_busy                             gauge    workers running a task
 //	warren_admission_rejected_total{bound}          counter  connections refused at accept, by bound
@@ -80,7 +83,7 @@
 //	warren_loop_host{loop}                          gauge    loop running this one: itself, or 0 while folded
 //	warren_memory_per_connection_bytes              gauge    process resident memory / open connections (0 with none)
 //
-// These 21 families are the engine collector's. With its own registry
+// These 22 families are the engine collector's. With its own registry
 // (Config.Registerer nil) the server also exports the Go runtime (go_*) and
 // process (process_*) collectors.
 //

@@ -94,6 +94,27 @@ type Config struct {
 	// WriteTimeout closes a connection whose queued output makes no progress
 	// for this long. Zero means 30 s; negative disables it.
 	WriteTimeout time.Duration
+	// LingerTimeout bounds a lingering close (Conn.CloseLinger, which the
+	// WebSocket and HTTP/1.1 servers use when they close on a peer that
+	// may still be sending): once the output is flushed and the write side
+	// shut, input is read and thrown away for at most this long while the
+	// peer has not closed its side; then the connection is reset. Zero
+	// means 2 s: a peer hears of the close one round trip after it is sent
+	// and answers at once, and 2 s covers a slow path's round trip with a
+	// lost segment's first retransmission (1 s) besides. Negative turns
+	// lingering off: CloseLinger is a plain close.
+	LingerTimeout time.Duration
+	// LingerBytes bounds the input a lingering close reads and throws away;
+	// past it the connection is no longer read (the peer's sending stalls,
+	// its reading of the answer does not) until the peer's end of stream
+	// or LingerTimeout. Zero means 4 MiB: what a peer may still have on its
+	// way when it hears of the close, its socket's send buffer (Linux
+	// autotunes it up to 4 MiB) and the rest of a message it must finish
+	// before it can answer (a peer stalled in that send never reads the
+	// answer: with 64 KiB, 2 of 50 Python WebSocket peers got their 1009,
+	// docs/benchmarks.md section 80); throwing 4 MiB away costs about 64
+	// reads. Negative means no bound but LingerTimeout.
+	LingerBytes int
 	// TickInterval is the resolution of the per-loop timing wheel: a timeout
 	// fires within one tick after its deadline. Zero means 100 ms. A
 	// timeout is capped at 2^30 ticks (3.4 years at 100 ms, 12 days at
@@ -159,6 +180,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.WriteTimeout == 0 {
 		c.WriteTimeout = 30 * time.Second
+	}
+	if c.LingerTimeout == 0 {
+		c.LingerTimeout = 2 * time.Second
+	}
+	if c.LingerBytes == 0 {
+		c.LingerBytes = 4 << 20
 	}
 	if c.TickInterval <= 0 {
 		c.TickInterval = 100 * time.Millisecond

@@ -136,6 +136,7 @@ type errBox struct {
 	err    error
 	detail CloseDetail
 	tx     Transform // SetTransform; set once, read under Conn.mu
+	linger lingerBox // CloseLinger's progress (linger.go)
 }
 
 // inBuf holds a connection's unconsumed input out of line: the pooled
@@ -291,6 +292,7 @@ const (
 	fOutbound          // made by Dial
 	fNewHandler        // SetHandler ran during the current OnData
 	fTransform         // SetTransform: input goes through a Transform
+	fLinger            // CloseLinger: flushing, then discarding input (linger.go)
 )
 
 const (
@@ -488,6 +490,12 @@ func (c *Conn) requestClose(r CloseReason, err error, abort bool) {
 }
 
 func (c *Conn) requestClose2(r CloseReason, err error, d CloseDetail, abort bool) {
+	c.requestCloseOp(r, err, d, abort, opClose)
+}
+
+// requestCloseOp records the close and posts kind (opClose, or opLinger
+// for CloseLinger) to c's host.
+func (c *Conn) requestCloseOp(r CloseReason, err error, d CloseDetail, abort bool, kind opKind) {
 	c.mu.Lock()
 	if c.cs&csClosed != 0 || (c.cs&csClosing != 0 && !(abort && c.cs&csAbort == 0)) {
 		c.mu.Unlock()
@@ -514,9 +522,10 @@ func (c *Conn) requestClose2(r CloseReason, err error, d CloseDetail, abort bool
 	c.cs |= csClosing
 	if abort {
 		c.cs |= csAbort
+		kind = opClose
 	}
 	c.mu.Unlock()
-	c.post(opClose)
+	c.post(kind)
 }
 
 // Dispatch runs fn on the worker pool after every task dispatched earlier

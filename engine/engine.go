@@ -73,6 +73,10 @@ type Engine struct {
 	drained  chan struct{} // closed when draining and no connection is left
 	drainOne sync.Once
 	done     chan struct{} // closed when fully stopped
+
+	// lingers counts ended lingering closes by LingerOutcome (linger.go):
+	// rare events, kept out of the loops' hot counters.
+	lingers [numLingerOutcomes]atomic.Uint64
 }
 
 // New returns an engine with cfg. h, which may be nil, serves the listener
@@ -454,7 +458,7 @@ func (e *Engine) SetIdleTimeout(d time.Duration) {
 // Stats returns a snapshot of the engine's counters.
 func (e *Engine) Stats() Stats {
 	s := Stats{ByState: make([]int64, numStates), Closed: make([]uint64, numReasons),
-		Rejected: make([]uint64, numBounds)}
+		Rejected: make([]uint64, numBounds), Lingers: make([]uint64, numLingerOutcomes)}
 	loops, pe := e.parts()
 	if pe != nil {
 		s.add(&pe.stats)
@@ -467,6 +471,9 @@ func (e *Engine) Stats() Stats {
 	s.WorkerQueue = e.workers.waiting()
 	s.IdleTimeout = e.IdleTimeout()
 	s.Details = e.detailCounts()
+	for i := range s.Lingers {
+		s.Lingers[i] = e.lingers[i].Load()
+	}
 	return s
 }
 

@@ -27,6 +27,7 @@ const (
 	opQuiet
 	opDataDone
 	opPost
+	opLinger
 )
 
 // op is a request posted to a loop's mailbox; loops never run here.

@@ -86,7 +86,7 @@ func (l *loop) quiet(c *Conn) bool {
 // draining connection as soon as it is quiet, or a half-closed one once
 // its last work is done.
 func (l *loop) updateState(c *Conn) {
-	if c.flags&fRegistered == 0 {
+	if c.flags&(fRegistered|fLinger) != fRegistered { // a lingering close keeps StateLingering
 		return
 	}
 	busy := c.pending() || c.flags&fWorkerBusy != 0 || c.inflight.Load() > 0
@@ -155,6 +155,9 @@ func (l *loop) closeNow(c *Conn, r CloseReason, err error) {
 		return
 	}
 	e := l.e
+	if c.flags&fLinger != 0 {
+		l.lingerCut(c, err) // linger_unix.go: counted once, as cut short
+	}
 	c.mu.Lock()
 	if c.why() != ReasonNone {
 		r, err = c.why(), c.closeError()
@@ -196,6 +199,9 @@ func (l *loop) closeNow(c *Conn, r CloseReason, err error) {
 // engine tracks quiet for whichever handler is current, so a response
 // finishing on a worker while the drain starts cannot leave c open.
 func (l *loop) drainConn(c *Conn) {
+	if c.flags&fLinger != 0 {
+		return // closing already, within the linger's bounds
+	}
 	l.setState(c, StateDraining)
 	if l.e.callOnDrain(c) {
 		return

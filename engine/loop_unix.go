@@ -30,6 +30,7 @@ const (
 	opDataDone
 	opAdopt // fn adopts a folding loop: fold_unix.go
 	opPost  // fn runs for a live c: Conn.Post
+	opLinger
 )
 
 // op is a request posted to a loop's mailbox by another goroutine.
@@ -313,7 +314,7 @@ func (l *loop) handle(o *op) {
 		o.fn()
 		return
 	case opPost:
-		if c.flags&fRegistered != 0 {
+		if c.flags&(fRegistered|fLinger) == fRegistered {
 			c.flags &^= fNewHandler
 			o.fn()
 			if c.flags&fNewHandler != 0 {
@@ -335,6 +336,8 @@ func (l *loop) handle(o *op) {
 	switch o.kind {
 	case opClose:
 		l.handleClose(c)
+	case opLinger:
+		l.startLinger(c) // linger_unix.go
 	case opArmWrite:
 		l.armWrite(c)
 	case opPause:

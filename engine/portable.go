@@ -55,6 +55,7 @@ type pconn struct {
 	posted       []func() // Conn.Post functions for the reader to run
 	drainStarted bool     // OnDrain has run
 	drainQuiet   bool     // draining: close once quiet
+	linger       bool     // CloseLinger: linger before closing (linger_portable.go)
 
 	// last mirrors lastRead for observers on other goroutines.
 	last atomic.Int64
@@ -196,6 +197,7 @@ func (pe *portableEngine) serve(c *Conn) {
 	buf := make([]byte, portableReadSize)
 	var why CloseReason
 	var ioErr error
+	eof := false
 	for {
 		if r := pe.closeRequested(c); r != ReasonNone {
 			why = r
@@ -277,6 +279,7 @@ func (pe *portableEngine) serve(c *Conn) {
 			continue
 		}
 		if err == io.EOF {
+			eof = true
 			e.callOnEOF(c)
 			pe.drainAfterEOF(c)
 			why = ReasonPeerClosed
@@ -284,6 +287,9 @@ func (pe *portableEngine) serve(c *Conn) {
 			why, ioErr = reasonForNet(err), err
 		}
 		break
+	}
+	if !eof && ioErr == nil {
+		pe.linger(c, buf) // linger_portable.go: if CloseLinger asked for it
 	}
 	pe.finish(c, why, ioErr)
 }
@@ -535,6 +541,11 @@ func (pc *pconn) localAddr(*Conn) netip.AddrPort { return pc.local }
 func (pc *pconn) postOp(c *Conn, kind opKind) {
 	switch kind {
 	case opClose:
+		pc.requestClose(c)
+	case opLinger:
+		pc.mu.Lock()
+		pc.linger = true
+		pc.mu.Unlock()
 		pc.requestClose(c)
 	case opPause, opResume:
 		pc.mu.Lock()

@@ -32,6 +32,10 @@ func (l *loop) redeliver(c *Conn) {
 // it on. At end of file it calls OnEOF and closes c once nothing is left to
 // do; on an error it closes c.
 func (l *loop) onReadable(c *Conn) {
+	if c.flags&fLinger != 0 {
+		l.lingerRead(c) // linger_unix.go
+		return
+	}
 	n, err := readFD(int(c.fd), l.buf)
 	if n > 0 {
 		l.onInput(c, l.buf[:n])
@@ -197,7 +201,7 @@ func (l *loop) keepRest(c *Conn, data []byte, used int, fromIn bool) {
 // dataDone takes back a connection whose OnData ran on the worker pool.
 func (l *loop) dataDone(c *Conn, rest []byte, progress bool) {
 	c.flags &^= fWorkerBusy
-	if c.flags&fRegistered == 0 {
+	if c.flags&(fRegistered|fLinger) != fRegistered { // closed, or lingering: input is thrown away
 		if rest != nil {
 			pool.Put(rest)
 		}
@@ -242,6 +246,10 @@ func (l *loop) onWritable(c *Conn) {
 		l.closeNow(c, reasonFor(err), err)
 		return
 	}
+	if empty && c.flags&fLinger != 0 {
+		l.lingerFlushed(c) // linger_unix.go
+		return
+	}
 	if empty && c.flags&fFlushClose != 0 {
 		l.finishClose(c)
 		return
@@ -282,7 +290,9 @@ func (l *loop) updateInterest(c *Conn) {
 		return
 	}
 	var want uint8
-	if c.flags&(fUserPaused|fSlowPaused|fWorkerBusy|fReadEOF|fFlushClose) == 0 {
+	if c.flags&fLinger != 0 {
+		want = l.lingerWant(c) // linger_unix.go
+	} else if c.flags&(fUserPaused|fSlowPaused|fWorkerBusy|fReadEOF|fFlushClose) == 0 {
 		want = ioRead
 	}
 	c.mu.Lock()

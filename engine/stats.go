@@ -78,6 +78,10 @@ type Stats struct {
 	BytesIn, BytesOut uint64
 	// WatermarkHits counts writes that found a queue over its high watermark.
 	WatermarkHits uint64
+	// Lingers counts the lingering closes (Conn.CloseLinger) that ended,
+	// by how they ended: index it with a LingerOutcome (len is
+	// len(LingerOutcomes())).
+	Lingers []uint64
 	// QueuedBytes is the output queued across all connections.
 	QueuedBytes int64
 	// WorkersBusy is the number of worker goroutines running a task.

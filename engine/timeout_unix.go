@@ -96,6 +96,9 @@ func (l *loop) deadline(c *Conn) (int64, CloseReason) {
 	c.mu.Unlock()
 	lastRead := c.lastRead.at(now)
 	best, why := int64(1<<62), ReasonNone
+	if c.flags&fLinger != 0 {
+		return l.lingerDeadline(c, queued, lastWrite.at(now)) // linger_unix.go
+	}
 	if c.flags&fDialing != 0 {
 		if e.cfg.WriteTimeout > 0 {
 			return lastRead + e.ticks(e.cfg.WriteTimeout) + 1, ReasonWriteTimeout
@@ -141,6 +144,10 @@ func (l *loop) expire(ent *timerwheel.Entry) {
 	}
 	if dl > now {
 		l.wheel.Schedule(&c.timer, dl)
+		return
+	}
+	if c.flags&fLinger != 0 {
+		l.lingerEnd(c, LingerTimeout) // linger_unix.go
 		return
 	}
 	if why == ReasonWriteTimeout {

@@ -46,10 +46,17 @@ const (
 	StateDraining
 	// StateClosed is a connection whose descriptor has been closed.
 	StateClosed
+	// StateLingering is a connection closing with Conn.CloseLinger: its
+	// output is being flushed, or its write side is shut and the input
+	// still arriving is read and thrown away, until the peer closes or a
+	// linger bound is hit (Config.LingerTimeout, Config.LingerBytes). Its
+	// handler gets no more callbacks but OnStateChange and OnClose; it
+	// moves to StateClosed.
+	StateLingering
 	numStates
 )
 
-var stateNames = [...]string{"new", "active", "idle", "draining", "closed"}
+var stateNames = [...]string{"new", "active", "idle", "draining", "closed", "lingering"}
 
 // String returns the lower-case name used in metrics and logs.
 func (s State) String() string {
@@ -60,7 +67,9 @@ func (s State) String() string {
 }
 
 // States lists every State, in order, for metric labels.
-func States() []State { return []State{StateNew, StateActive, StateIdle, StateDraining, StateClosed} }
+func States() []State {
+	return []State{StateNew, StateActive, StateIdle, StateDraining, StateClosed, StateLingering}
+}
 
 // CloseReason says why a connection was closed. The same values label metrics
 // and log attributes.

@@ -54,6 +54,12 @@
 // clients are cut by the header and body timeouts with 408. Every malformed
 // request is answered with its status (see Errors below) and the connection
 // is closed, so nothing pipelined after a refused request is ever served.
+// Those closes, the 408s, and any close after an error answer (4xx, 5xx),
+// a handler panic or a streamed body linger (engine.Conn.CloseLinger, RFC
+// 9112 section 9.6): the answer is flushed, the write side shut, and what
+// the client still sends (the body of a request refused with 413) read and
+// thrown away until it closes its side, within the engine's LingerTimeout
+// and LingerBytes, so that a reset does not lose the answer.
 // When the engine shuts down, requests in progress are answered with
 // Connection: close and idle connections close at once.
 //

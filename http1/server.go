@@ -614,7 +614,9 @@ func (s *Server) readBody(hc *httpConn, in []byte) (int, bool, error) {
 
 // refuse answers a malformed or over-limit request with its status and
 // closes the connection: what follows it cannot be trusted (no request
-// smuggling).
+// smuggling). The close lingers (engine.Conn.CloseLinger): the client may
+// still be sending the request's body, and a close with its bytes unread
+// would reset the connection and lose the answer.
 func (s *Server) refuse(c *engine.Conn, hc *httpConn, err error) {
 	e, ok := err.(*Error)
 	if !ok {
@@ -640,7 +642,7 @@ func (s *Server) refuse(c *engine.Conn, hc *httpConn, err error) {
 	s.stats.countStatus(e.Status)
 	c.Write(b)
 	pool.Put(b)
-	c.CloseWithReason(engine.ReasonProtocolError)
+	c.CloseLinger(engine.ReasonProtocolError, nil)
 }
 
 func (s *Server) dropBody(hc *httpConn) {
@@ -858,7 +860,14 @@ func (s *Server) finish(ctx *Ctx) {
 			hc = s.ensureHC(c) // inline: on the loop
 		}
 		hc.dead.Store(true)
-		c.CloseWithReason(closeWhy)
+		if closeWhy != engine.ReasonLocal || ctx.pipe != nil || status >= 400 {
+			// An error, or a body the handler may have left unread: the
+			// client may still be sending, so the close lingers and the
+			// answer is not lost to a reset (RFC 9112 section 9.6).
+			c.CloseLinger(closeWhy, nil)
+		} else {
+			c.CloseWithReason(closeWhy)
+		}
 	}
 	s.reqPool.Put(ctx.Request)
 	ctx.release()
@@ -945,7 +954,8 @@ func (s *Server) onDrain(c *engine.Conn, hc *httpConn) bool {
 }
 
 // onTimeout answers a request head or body that did not arrive in time
-// with 408 before the connection closes.
+// with 408 before the connection closes, lingering: the client may still
+// be sending.
 func (s *Server) onTimeout(c *engine.Conn, hc *httpConn, r engine.CloseReason) bool {
 	if r == engine.ReasonReadTimeout && (hc == nil || !hc.busy.Load()) {
 		s.stats.timeouts.Add(1)
@@ -961,6 +971,7 @@ func (s *Server) onTimeout(c *engine.Conn, hc *httpConn, r engine.CloseReason) b
 			s.dropBody(hc)
 		}
 		c.SetMessagePending(false)
+		c.CloseLinger(r, nil)
 	}
 	return false
 }

@@ -436,6 +436,7 @@ func TestHeaderTimeout(t *testing.T) {
 		if out := readAll(t, c); !strings.HasPrefix(out, "HTTP/1.1 408 ") {
 			t.Fatalf("slow header got %q", out)
 		}
+		c.Close() // the server's lingering close waits for this end of stream
 		eventually(t, func() bool { return s.Engine().Stats().Closed[engine.ReasonReadTimeout] == 1 })
 	})
 }

@@ -33,6 +33,8 @@ func EngineFlags(fs *flag.FlagSet, c *engine.Config) {
 	fs.DurationVar(&c.IdleTimeout, "conn-idle-timeout", d.IdleTimeout, "close connections idle this long, on listeners whose protocol sets no idle timeout of its own (HTTP has -idle-timeout) (negative: never)")
 	fs.DurationVar(&c.ReadTimeout, "read-timeout", d.ReadTimeout, "close connections whose started message is not complete within this, on listeners whose protocol sets no read timeout of its own (HTTP has -header-timeout) (negative: never)")
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", d.WriteTimeout, "close connections whose queued output makes no progress this long (negative: never)")
+	fs.DurationVar(&c.LingerTimeout, "linger-timeout", d.LingerTimeout, "a lingering close (WebSocket closes, HTTP error answers) reads and throws away what the peer still sends for at most this long after shutting its write side, then resets (negative: no lingering, a plain close)")
+	fs.IntVar(&c.LingerBytes, "linger-bytes", d.LingerBytes, "input bytes a lingering close throws away before it resets the connection (negative: only -linger-timeout bounds it)")
 	fs.DurationVar(&c.TickInterval, "tick", d.TickInterval, "timer wheel resolution")
 	fs.IntVar(&c.WriteHighWater, "write-high-water", d.WriteHighWater, "per-connection queued output bytes where the slow-consumer policy applies")
 	fs.IntVar(&c.WriteLowWater, "write-low-water", 0, "queued bytes where a paused connection resumes reading (0: high/4)")

@@ -282,13 +282,23 @@ func (c *Conn) uncork() {
 }
 
 // closeEngine sends what is gathered and asks the engine to close the
-// connection (after flushing its queue) with why.
+// connection with why, once a Close frame has gone out. When the peer's
+// Close has arrived too, nothing may follow it (RFC 6455 section 5.5.1)
+// and the server closes TCP at once (section 7.1.1). Otherwise the peer
+// may still be sending, and the close lingers (engine.Conn.CloseLinger):
+// the queue is flushed, the write side shut and what the peer still sends
+// read and thrown away until it closes its side, so that it gets the Close
+// frame instead of a reset that would drop it.
 func (c *Conn) closeEngine(why engine.CloseReason) {
 	c.mu.Lock()
 	c.flushLocked()
-	code, peer := c.code, c.peerCode
+	code, peer, done := c.code, c.peerCode, c.closeRecv
 	c.mu.Unlock()
-	c.ec.CloseWithDetail(why, closeDetail(code, peer))
+	if done {
+		c.ec.CloseWithDetail(why, closeDetail(code, peer))
+		return
+	}
+	c.ec.CloseLinger(why, closeDetail(code, peer))
 }
 
 // closeDetail is the close code the engine records with the close, or nil
@@ -709,10 +719,7 @@ func (p *proto) OnTimeout(ec *engine.Conn, reason engine.CloseReason) bool {
 	closing, why := c.closeSent, c.why
 	c.mu.Unlock()
 	if closing {
-		c.mu.Lock()
-		code, peer := c.code, c.peerCode
-		c.mu.Unlock()
-		ec.CloseWithDetail(why, closeDetail(code, peer))
+		c.closeEngine(why) // the peer did not answer the Close frame in time
 		return false
 	}
 	if c.srv.cfg.PingInterval <= 0 {

@@ -60,7 +60,13 @@
 // engine's DrainHandler sends 1001, going away) wait for the peer's Close
 // for at most Config.CloseTimeout (5 s) before closing the TCP
 // connection; a Close from the peer is echoed and the server closes at
-// once.
+// once. Every such close of TCP, once a Close frame has gone out, is a
+// lingering one (engine.Conn.CloseLinger): the output is flushed, the
+// write side shut, and what the peer still sends (the rest of a message
+// over the limit) read and thrown away until it closes its side, within
+// the engine's LingerTimeout and LingerBytes; a close at once would have
+// the kernel reset the connection and lose the Close frame, and the peer
+// would see 1006 instead of the code and reason.
 //
 // # Dialing
 //
