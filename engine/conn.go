@@ -397,6 +397,37 @@ func (c *Conn) SetIdleTimeout(d time.Duration) {
 	c.post(opRetime)
 }
 
+// SetInputIdleTimeout is SetIdleTimeout for a protocol whose peer must
+// send within d whatever it is sent, as MQTT's keep-alive asks of a
+// client: only input restarts the timer, so output to a peer that has
+// gone silent does not keep it open. d must be positive (at most about
+// 12 days); zero or negative acts as SetIdleTimeout(d). The timeout
+// closes with ReasonIdleTimeout, as the idle timeout does. It is safe for
+// concurrent use and takes effect at once.
+func (c *Conn) SetInputIdleTimeout(d time.Duration) {
+	if d <= 0 {
+		c.SetIdleTimeout(d)
+		return
+	}
+	c.idleTO.Store(min(durationMS(d), idleInputOnly-1) | idleInputOnly)
+	c.post(opRetime)
+}
+
+// idleInputOnly marks a per-connection idle timeout (Conn.idleTO) that
+// only input restarts (SetInputIdleTimeout); the bits below it are the
+// timeout in ms.
+const idleInputOnly int32 = 1 << 30
+
+// idleTimeout returns c's idle timeout override in ms (0: the engine's,
+// negative: off) and whether only input restarts it.
+func (c *Conn) idleTimeout() (ms int32, inputOnly bool) {
+	ms = c.idleTO.Load()
+	if ms > 0 && ms&idleInputOnly != 0 {
+		return ms &^ idleInputOnly, true
+	}
+	return ms, false
+}
+
 // SetReadTimeout overrides Config.ReadTimeout for c: zero restores the
 // engine's value, negative disables it. It is safe for concurrent use and
 // takes effect at once.

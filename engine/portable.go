@@ -360,7 +360,8 @@ func (pe *portableEngine) deadline(c *Conn) (CloseReason, time.Time) {
 		}
 		return ReasonReadTimeout, time.Unix(0, pc.msgStart).Add(d)
 	}
-	d := msDuration(c.idleTO.Load(), idleDef)
+	ms, _ := c.idleTimeout() // the portable engine's idle timer counts input only
+	d := msDuration(ms, idleDef)
 	if d <= 0 {
 		return ReasonNone, time.Time{}
 	}

@@ -118,13 +118,16 @@ func (l *loop) deadline(c *Conn) (int64, CloseReason) {
 				best, why = dl, ReasonReadTimeout
 			}
 		}
-	} else if t := msTicks(e, c.idleTO.Load(), idleDef); t > 0 {
-		last := lastRead
-		if lastWrite != 0 {
-			last = max(last, lastWrite.at(now))
-		}
-		if last+t+1 < best {
-			best, why = last+t+1, ReasonIdleTimeout
+	} else {
+		ms, inputOnly := c.idleTimeout()
+		if t := msTicks(e, ms, idleDef); t > 0 {
+			last := lastRead
+			if lastWrite != 0 && !inputOnly {
+				last = max(last, lastWrite.at(now))
+			}
+			if last+t+1 < best {
+				best, why = last+t+1, ReasonIdleTimeout
+			}
 		}
 	}
 	return best, why
