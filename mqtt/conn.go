@@ -1067,6 +1067,11 @@ func (c *conn) onConnect(p *Connect) {
 		s.stats.connV3.Add(1)
 	}
 	if ka > 0 {
+		// The engine's idle timer is reset by output as well as input, so
+		// a TCP client that only receives is not held to its keep-alive
+		// (TestKeepAliveHeldByOutput). Once the engine can count input
+		// only, the call goes here, on the loop, before SetIdleTimeout:
+		//	c.ec.SetIdleInputOnly(true)
 		idle := ka * 3 / 2
 		if c.ws() != nil {
 			// The sweeper closes a silent WebSocket client, with

@@ -690,15 +690,30 @@ func (s *Server) stamp(t int64) uint32 {
 	return uint32((t-s.epoch)/int64(stampUnit)) & (1<<(32-stampShift) - 1)
 }
 
+// stampSkew is how far a stamp may read after the time it is compared
+// with and still be a connection's input racing the sweeper's clock
+// (64 units, about a second): since reads it as zero. A stamp further
+// ahead than that is one so old that its 24 bits wrapped past half their
+// range (a silence over 37 hours): since reads it as the maximum.
+const stampSkew = 64
+
 // since returns how long at least before t (unix ns) the stamp was taken
 // (a stamp's unit less than the stamps' difference, so that a keep-alive
-// is never enforced early); a stamp taken after t (a connection's input
-// racing the sweeper's clock) is zero. It is right while the two are
-// within 37 hours of each other: an input stamp is compared only while
-// the client's keep-alive (at most 65535 s, enforced at 1.5 times that,
-// 27 hours) runs.
+// is never enforced early). A stamp up to stampSkew units after t (a
+// connection's input racing the sweeper's clock) reads zero; one further
+// after t is a silence of more than 37 hours whose difference wrapped
+// negative, and reads as the most the stamps hold (2^23 units, 37
+// hours): more than any keep-alive's limit (at most 65535 s, enforced at
+// 1.5 times that, 27 hours), so such a client is closed, not re-armed. A
+// silence past 74.5 hours wraps to a small difference again: only a
+// client that is sent something at least every 1.5 times its keep-alive
+// for that long gets there, as output resets the engine's idle timer too
+// (OnTimeout).
 func (s *Server) since(stamp uint32, t int64) time.Duration {
 	d := int32((s.stamp(t)-stamp)<<stampShift) >> stampShift
+	if d < -stampSkew {
+		return time.Duration(1<<(32-stampShift-1)) * stampUnit
+	}
 	return time.Duration(max(d-1, 0)) * stampUnit
 }
 
