@@ -1527,6 +1527,14 @@ func (c *conn) onDisconnect(p *Disconnect) {
 	}
 	if c.version() != Version5 || p.ReasonCode != DisconnectWithWillMessage {
 		c.set(stNormal)
+		// The will is discarded on receipt [MQTT-3.14.4-3], not when the
+		// connection has closed: closeWith waits for the output to
+		// flush, and a takeover in that window would publish it.
+		s.mu.Lock()
+		if c.current() {
+			s.setWill(ss, nil)
+		}
+		s.mu.Unlock()
 	}
 	c.wmu.Lock()
 	if c.code == 0 {
