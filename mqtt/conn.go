@@ -293,6 +293,22 @@ func (c *conn) label() string {
 	return c.client().ID
 }
 
+// keepAliveArm returns the idle timeout that OnTimeout re-arms a
+// keep-alive with when its client has d left before its limit: d and two
+// stamp units, as since rounds the stamps' difference down twice (the
+// stamps' floor, and a unit less), so that this firing reads the limit
+// passed and closes, rather than re-arming again for a few milliseconds.
+//
+// The timer armed at CONNECT is the limit itself, not padded: the
+// engine's timer fires up to a tick after its deadline, and with the
+// default 100 ms tick that firing already reads the limit passed and
+// closes (keep-alive 1 s: closed at 1.606-1.609 s, where padding by two
+// units closed at 1.705-1.707 s, a tick later). Only with a tick under
+// about 32 ms can the first firing read short of the limit; the close
+// then comes on this re-armed pass, at most two units and a tick later
+// (10 ms tick: 1.509-1.548 s; padded 1.545-1.556 s).
+func keepAliveArm(d time.Duration) time.Duration { return d + 2*stampUnit }
+
 // OnTimeout enforces the keep-alive (1.5 times the client's) and the
 // connect timeout.
 func (p *proto) OnTimeout(ec *engine.Conn, reason engine.CloseReason) bool {
@@ -304,7 +320,7 @@ func (p *proto) OnTimeout(ec *engine.Conn, reason engine.CloseReason) bool {
 	if idle := c.srv.since(c.lastIn(), c.srv.now().UnixNano()); idle < limit {
 		// Output kept the engine's idle timer from firing earlier;
 		// the client itself has been quiet for less than the limit.
-		ec.SetIdleTimeout(max(limit-idle, time.Millisecond))
+		ec.SetIdleTimeout(keepAliveArm(limit - idle))
 		return true
 	}
 	c.srv.stats.keepAlive.Add(1)
@@ -1072,7 +1088,7 @@ func (c *conn) onConnect(p *Connect) {
 		// (TestKeepAliveHeldByOutput). Once the engine can count input
 		// only, the call goes here, on the loop, before SetIdleTimeout:
 		//	c.ec.SetIdleInputOnly(true)
-		idle := ka * 3 / 2
+		idle := ka * 3 / 2 // not padded: keepAliveArm
 		if c.ws() != nil {
 			// The sweeper closes a silent WebSocket client, with
 			// DISCONNECT 0x8D and a close frame; the engine's timer, which

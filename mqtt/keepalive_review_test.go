@@ -92,3 +92,29 @@ func TestKeepAliveHeldByOutput(t *testing.T) {
 	}
 	t.Fatal("keep-alive 1 s, client silent while the server published every 300 ms: still open after 10 s (limit 1.5 s)")
 }
+
+// A keep-alive timer re-armed after output held it (or after a first
+// firing that read just short of the limit) fires when since already
+// reads the limit passed, wherever in its stamp unit the client's last
+// input fell: it closes on that pass rather than re-arming again.
+func TestKeepAliveArmReadsLimit(t *testing.T) {
+	s := NewServer(Config{})
+	defer s.Close()
+	for _, ka := range []uint16{1, 2, 3, 7, 60, 65535} {
+		limit := time.Duration(ka) * time.Second * 3 / 2
+		for off := time.Duration(0); off < 2*stampUnit; off += time.Millisecond {
+			tIn := s.epoch + int64(time.Minute+off)
+			for _, fired := range []time.Duration{limit / 3, limit - 40*time.Millisecond, limit - time.Millisecond, limit} {
+				tNow := tIn + int64(fired)
+				read := s.since(s.stamp(tIn), tNow)
+				if read >= limit {
+					continue
+				}
+				if got := s.since(s.stamp(tIn), tNow+int64(keepAliveArm(limit-read))); got < limit {
+					t.Fatalf("keep-alive %d s, input %v into its unit, fired at %v reading %v: re-armed, it fires reading %v, under the limit %v",
+						ka, off, fired, read, got, limit)
+				}
+			}
+		}
+	}
+}
