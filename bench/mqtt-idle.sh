@@ -35,9 +35,12 @@
 # The collector's target: mqtthost runs with warren serve's -gogc default,
 # 25, unless GOGC is set (its -gogc flag defaults to $GOGC, else 25; since
 # docs/benchmarks.md §79), so the broker is measured as shipped. GOGC=100
-# measures it with the runtime's default, as every run before §79 did; a
-# broker older than §79 has no -gogc flag and runs at 100 unless GOGC=25
-# is set.
+# measures it with the runtime's default, as every run that did not set
+# GOGC did before §79. The script gives mqtthost GOGC (25 unless set), so that
+# both sides of an A/B (this script run in two checkouts) run with the
+# same target: a broker older than §79, which has no -gogc flag, gets it
+# through the runtime's own GOGC. mqtthost's listening line names the
+# target in effect (gogc=N), and the report shows it.
 #
 # WARM=1 takes each server's baseline after a first ramp: N clients
 # connect, subscribe, are held WARM_HOLD seconds (2) and close, and the
@@ -92,6 +95,7 @@ SAMPLES=${SAMPLES:-7}
 SPAN=${SPAN:-3}
 OPEN_TIMEOUT=${OPEN_TIMEOUT:-120}
 OUT=${OUT:-bench/out}
+BROKER_GOGC=${GOGC:-25} # mqtthost's, both sides of an A/B alike (above)
 
 PROG=mqtt-idle
 # shellcheck source=bench/lib.sh
@@ -140,12 +144,15 @@ start_broker() { # start_broker NAME LOG: sets SRV_PID and SRV_ADDR
   : >"$log"
   case $name in
     warren)
-      "$BIN/mqtthost" -addr 127.0.0.1:0 -memtrim-burst "${MEMTRIM:--1}" "${startgc[@]}" >"$log" 2>&1 &
+      GOGC=$BROKER_GOGC "$BIN/mqtthost" -addr 127.0.0.1:0 -memtrim-burst "${MEMTRIM:--1}" "${startgc[@]}" >"$log" 2>&1 &
       SRV_PID=$!
       PIDS+=("$SRV_PID")
       for ((i = 0; i < 100; i++)); do
         SRV_ADDR=$(awk '/^listening / {print $2}' "$log")
-        [ -n "$SRV_ADDR" ] && return 0
+        if [ -n "$SRV_ADDR" ]; then
+          echo "  $name: $(awk '/^listening / {print ($3 != "" ? $3 : "gogc not printed (mqtthost older than §79): runtime GOGC=" g)}' g="$BROKER_GOGC" "$log")"
+          return 0
+        fi
         sleep 0.1
       done
       die "mqtthost did not start" ;;
@@ -247,7 +254,7 @@ measure() { # measure SERVER RUN
 }
 
 read -r -a order <<<"$SERVERS"
-echo "mqtt-idle: N=$N RUNS=$RUNS SERVERS=\"$SERVERS\" V5=$V5 DEVICES=$DEVICES WARM=$WARM STEP=$STEP START_GC=$START_GC MEMTRIM=${MEMTRIM:-off} GOGC=${GOGC:-default: mqtthost 25 since §79} GOMEMLIMIT=${GOMEMLIMIT:-default} mosquitto $(mosquitto -h 2>/dev/null | awk 'NR == 1 {print $3}')"
+echo "mqtt-idle: N=$N RUNS=$RUNS SERVERS=\"$SERVERS\" V5=$V5 DEVICES=$DEVICES WARM=$WARM STEP=$STEP START_GC=$START_GC MEMTRIM=${MEMTRIM:-off} GOGC=$BROKER_GOGC GOMEMLIMIT=${GOMEMLIMIT:-default} mosquitto $(mosquitto -h 2>/dev/null | awk 'NR == 1 {print $3}')"
 echo "  $(machine_line)"
 echo "  at $(git rev-parse --short HEAD 2>/dev/null || echo unknown); logs in $LOGDIR"
 for ((run = 1; run <= RUNS; run++)); do
