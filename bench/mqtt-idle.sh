@@ -9,6 +9,10 @@
 #   DEVICES=1 bench/mqtt-idle.sh       clients shaped as warren serve's devices:
 #                                      client id dev-<i> (also the user name),
 #                                      subscribed to devices/dev-<i>/commands/+
+#   WILL=1 bench/mqtt-idle.sh          each client with a small will ("offline"
+#                                      at QoS 1 on status/<i>), the usual
+#                                      IoT last will (docs/mqtt.md: what a
+#                                      will costs)
 #
 # For every run and server it starts the broker on a free loopback port,
 # takes its baseline RSS (median of 3 samples over a second), opens N
@@ -89,6 +93,8 @@ startgc=() # mqtthost runs it by default (as shipped); a broker older than §75 
 [ "$START_GC" = 1 ] || startgc=(-start-gc=false)
 shape=()
 if [ "$DEVICES" = 1 ]; then shape=(-id 'dev-%d' -filter 'devices/dev-%d/commands/+' -user); fi
+WILL=${WILL:-0}
+if [ "$WILL" = 1 ]; then shape+=(-will 'status/%d'); fi
 CONC=${CONC:-200}
 SETTLE=${SETTLE:-2}
 SAMPLES=${SAMPLES:-7}
@@ -254,7 +260,7 @@ measure() { # measure SERVER RUN
 }
 
 read -r -a order <<<"$SERVERS"
-echo "mqtt-idle: N=$N RUNS=$RUNS SERVERS=\"$SERVERS\" V5=$V5 DEVICES=$DEVICES WARM=$WARM STEP=$STEP START_GC=$START_GC MEMTRIM=${MEMTRIM:-off} GOGC=$BROKER_GOGC GOMEMLIMIT=${GOMEMLIMIT:-default} mosquitto $(mosquitto -h 2>/dev/null | awk 'NR == 1 {print $3}')"
+echo "mqtt-idle: N=$N RUNS=$RUNS SERVERS=\"$SERVERS\" V5=$V5 DEVICES=$DEVICES WILL=$WILL WARM=$WARM STEP=$STEP START_GC=$START_GC MEMTRIM=${MEMTRIM:-off} GOGC=$BROKER_GOGC GOMEMLIMIT=${GOMEMLIMIT:-default} mosquitto $(mosquitto -h 2>/dev/null | awk 'NR == 1 {print $3}')"
 echo "  $(machine_line)"
 echo "  at $(git rev-parse --short HEAD 2>/dev/null || echo unknown); logs in $LOGDIR"
 for ((run = 1; run <= RUNS; run++)); do
