@@ -614,9 +614,9 @@ type Server struct {
 	// map rather than an 8-byte field of every session, which took the
 	// Client to the 128-byte size class (16 bytes less for every client).
 	// A will in the map costs about 18 to 24 bytes as measured (23.6 at
-	// 100,000 wills; up to about 37 just after the map grows), so a
+	// 100,000 wills; up to about 39 by its layout just after the map grows), so a
 	// client with one costs a few bytes more than before (2 to 8, up to
-	// 21), one without 16 bytes less: a win while fewer than about two
+	// 23), one without 16 bytes less: a win while fewer than about two
 	// thirds of the sessions hold a will (under a half just after the
 	// map grows). willBytes are their bytes (Config.MaxWillBytes); willsPeak
 	// is the most wills held since the map was last made, as Go maps do
