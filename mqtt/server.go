@@ -613,16 +613,16 @@ type Server struct {
 	// published unless a connection resumes its session in time: in a
 	// map rather than an 8-byte field of every session, which took the
 	// Client to the 128-byte size class (16 bytes less for every client).
-	// A will in the map costs about 18 to 24 bytes as measured (23.6 at
-	// 100,000 wills; up to about 39 by its layout just after the map grows), so a
-	// client with one costs a few bytes more than before (2 to 8, up to
-	// 23), one without 16 bytes less: a win while fewer than about two
-	// thirds of the sessions hold a will (under a half just after the
-	// map grows). willBytes are their bytes (Config.MaxWillBytes); willsPeak
-	// is the most wills held since the map was last made, as Go maps do
-	// not shrink: setWill makes it anew when it falls under an eighth of
-	// a peak of at least willsShrinkPeak. All three change only in
-	// setWill.
+	// A will costs more this way: a map entry alone measures 18 to 24
+	// bytes (23.6 at 100,000 wills), but a broker whose 15,000 clients
+	// all hold a will measured 39 bytes more live heap a client than
+	// with the field (35 more RSS; docs/benchmarks.md §79, Review,
+	// mended), one without a will 16 to 19 less: a win only while fewer
+	// than about a third of the sessions hold a will. willBytes are
+	// their bytes (Config.MaxWillBytes); willsPeak is the most wills held
+	// since the map was last made, as Go maps do not shrink: setWill
+	// makes it anew when it falls under an eighth of a peak of at least
+	// willsShrinkPeak. All three change only in setWill.
 	wills     map[*session]*msg
 	willBytes int64
 	willsPeak int
