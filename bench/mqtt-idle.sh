@@ -9,6 +9,10 @@
 #   DEVICES=1 bench/mqtt-idle.sh       clients shaped as warren serve's devices:
 #                                      client id dev-<i> (also the user name),
 #                                      subscribed to devices/dev-<i>/commands/+
+#   WILL=1 bench/mqtt-idle.sh          each client with a small will ("offline"
+#                                      at QoS 1 on status/<i>), the usual
+#                                      IoT last will (docs/mqtt.md: what a
+#                                      will costs)
 #
 # For every run and server it starts the broker on a free loopback port,
 # takes its baseline RSS (median of 3 samples over a second), opens N
@@ -35,9 +39,12 @@
 # The collector's target: mqtthost runs with warren serve's -gogc default,
 # 25, unless GOGC is set (its -gogc flag defaults to $GOGC, else 25; since
 # docs/benchmarks.md §79), so the broker is measured as shipped. GOGC=100
-# measures it with the runtime's default, as every run before §79 did; a
-# broker older than §79 has no -gogc flag and runs at 100 unless GOGC=25
-# is set.
+# measures it with the runtime's default, as every run that did not set
+# GOGC did before §79. The script gives mqtthost GOGC (25 unless set), so that
+# both sides of an A/B (this script run in two checkouts) run with the
+# same target: a broker older than §79, which has no -gogc flag, gets it
+# through the runtime's own GOGC. mqtthost's listening line names the
+# target in effect (gogc=N), and the report shows it.
 #
 # WARM=1 takes each server's baseline after a first ramp: N clients
 # connect, subscribe, are held WARM_HOLD seconds (2) and close, and the
@@ -86,12 +93,15 @@ startgc=() # mqtthost runs it by default (as shipped); a broker older than §75 
 [ "$START_GC" = 1 ] || startgc=(-start-gc=false)
 shape=()
 if [ "$DEVICES" = 1 ]; then shape=(-id 'dev-%d' -filter 'devices/dev-%d/commands/+' -user); fi
+WILL=${WILL:-0}
+if [ "$WILL" = 1 ]; then shape+=(-will 'status/%d'); fi
 CONC=${CONC:-200}
 SETTLE=${SETTLE:-2}
 SAMPLES=${SAMPLES:-7}
 SPAN=${SPAN:-3}
 OPEN_TIMEOUT=${OPEN_TIMEOUT:-120}
 OUT=${OUT:-bench/out}
+BROKER_GOGC=${GOGC:-25} # mqtthost's, both sides of an A/B alike (above)
 
 PROG=mqtt-idle
 # shellcheck source=bench/lib.sh
@@ -140,12 +150,15 @@ start_broker() { # start_broker NAME LOG: sets SRV_PID and SRV_ADDR
   : >"$log"
   case $name in
     warren)
-      "$BIN/mqtthost" -addr 127.0.0.1:0 -memtrim-burst "${MEMTRIM:--1}" "${startgc[@]}" >"$log" 2>&1 &
+      GOGC=$BROKER_GOGC "$BIN/mqtthost" -addr 127.0.0.1:0 -memtrim-burst "${MEMTRIM:--1}" "${startgc[@]}" >"$log" 2>&1 &
       SRV_PID=$!
       PIDS+=("$SRV_PID")
       for ((i = 0; i < 100; i++)); do
         SRV_ADDR=$(awk '/^listening / {print $2}' "$log")
-        [ -n "$SRV_ADDR" ] && return 0
+        if [ -n "$SRV_ADDR" ]; then
+          echo "  $name: $(awk '/^listening / {print ($3 != "" ? $3 : "gogc not printed (mqtthost older than §79): runtime GOGC=" g)}' g="$BROKER_GOGC" "$log")"
+          return 0
+        fi
         sleep 0.1
       done
       die "mqtthost did not start" ;;
@@ -247,7 +260,7 @@ measure() { # measure SERVER RUN
 }
 
 read -r -a order <<<"$SERVERS"
-echo "mqtt-idle: N=$N RUNS=$RUNS SERVERS=\"$SERVERS\" V5=$V5 DEVICES=$DEVICES WARM=$WARM STEP=$STEP START_GC=$START_GC MEMTRIM=${MEMTRIM:-off} GOGC=${GOGC:-default: mqtthost 25 since §79} GOMEMLIMIT=${GOMEMLIMIT:-default} mosquitto $(mosquitto -h 2>/dev/null | awk 'NR == 1 {print $3}')"
+echo "mqtt-idle: N=$N RUNS=$RUNS SERVERS=\"$SERVERS\" V5=$V5 DEVICES=$DEVICES WILL=$WILL WARM=$WARM STEP=$STEP START_GC=$START_GC MEMTRIM=${MEMTRIM:-off} GOGC=$BROKER_GOGC GOMEMLIMIT=${GOMEMLIMIT:-default} mosquitto $(mosquitto -h 2>/dev/null | awk 'NR == 1 {print $3}')"
 echo "  $(machine_line)"
 echo "  at $(git rev-parse --short HEAD 2>/dev/null || echo unknown); logs in $LOGDIR"
 for ((run = 1; run <= RUNS; run++)); do

@@ -19,9 +19,14 @@
 # with B_BIN=PATH it runs that mqtthost binary instead, e.g. main's),
 # WARMUP (3), DURATION (15), SIZE (64), LOOPS (0: GOMAXPROCS, warren's event
 # loops), OUT (bench/out). Linux only. mqtthost runs with warren serve's
-# collector target (-gogc 25) unless GOGC is set (docs/benchmarks.md §79);
-# a broker older than §79 runs at the runtime's 100 unless GOGC=25 is set
-# (B_ENV=GOGC=25 for warrenB).
+# collector target (-gogc 25) unless GOGC is set (docs/benchmarks.md §79).
+# The script gives GOGC (25 unless set) to every broker it starts, so
+# both sides of an A/B run with the same target: an mqtthost older than
+# §79, which has no -gogc flag, gets it through the runtime's own GOGC
+# (before §79 every run that did not set GOGC measured at 100). B_ENV
+# may still set another for warrenB. Each broker's listening line names
+# the target in effect (gogc=N; an older mqtthost prints none), and the
+# report shows it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,6 +41,7 @@ SIZE=${SIZE:-64}
 LOOPS=${LOOPS:-0}
 B_ENV=${B_ENV:-}
 B_BIN=${B_BIN:-}
+BROKER_GOGC=${GOGC:-25} # every broker's, both sides of an A/B alike (above)
 OUT=${OUT:-bench/out}
 
 PROG=mqtt-rt
@@ -68,15 +74,18 @@ start_broker() { # start_broker NAME LOG: sets SRV_PID and SRV_ADDR
     warren | warrenB)
       if [ "$name" = warrenB ]; then
         # shellcheck disable=SC2086 # B_ENV is a list of NAME=VALUE words
-        env $B_ENV "${B_BIN:-$BIN/mqtthost}" -addr 127.0.0.1:0 -loops "$LOOPS" >"$log" 2>&1 &
+        env GOGC="$BROKER_GOGC" $B_ENV "${B_BIN:-$BIN/mqtthost}" -addr 127.0.0.1:0 -loops "$LOOPS" >"$log" 2>&1 &
       else
-        "$BIN/mqtthost" -addr 127.0.0.1:0 -loops "$LOOPS" >"$log" 2>&1 &
+        GOGC=$BROKER_GOGC "$BIN/mqtthost" -addr 127.0.0.1:0 -loops "$LOOPS" >"$log" 2>&1 &
       fi
       SRV_PID=$!
       PIDS+=("$SRV_PID")
       for ((i = 0; i < 100; i++)); do
         SRV_ADDR=$(awk '/^listening / {print $2}' "$log")
-        [ -n "$SRV_ADDR" ] && return 0
+        if [ -n "$SRV_ADDR" ]; then
+          echo "  $name: $(awk '/^listening / {print ($3 != "" ? $3 : "gogc not printed (mqtthost older than §79): runtime GOGC=" g)}' g="$BROKER_GOGC" "$log")"
+          return 0
+        fi
         sleep 0.1
       done
       die "mqtthost did not start" ;;
@@ -118,7 +127,7 @@ print("\t".join(str(x) for x in [sys.argv[1], sys.argv[2], sys.argv[3], r["recei
 }
 
 read -r -a order <<<"$SERVERS"
-echo "mqtt-rt: N=$N RATE=$RATE QOS=\"$QOS\" RUNS=$RUNS DURATION=${DURATION}s SIZE=$SIZE GOGC=${GOGC:-default}${B_ENV:+ B_ENV=\"$B_ENV\"}${B_BIN:+ B_BIN=$B_BIN} mosquitto $(mosquitto -h 2>/dev/null | awk 'NR == 1 {print $3}')"
+echo "mqtt-rt: N=$N RATE=$RATE QOS=\"$QOS\" RUNS=$RUNS DURATION=${DURATION}s SIZE=$SIZE GOGC=$BROKER_GOGC${B_ENV:+ B_ENV=\"$B_ENV\"}${B_BIN:+ B_BIN=$B_BIN} mosquitto $(mosquitto -h 2>/dev/null | awk 'NR == 1 {print $3}')"
 echo "  $(machine_line)"
 echo "  at $(git rev-parse --short HEAD 2>/dev/null || echo unknown); logs in $LOGDIR"
 for qos in $QOS; do

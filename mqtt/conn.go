@@ -293,6 +293,37 @@ func (c *conn) label() string {
 	return c.client().ID
 }
 
+// armKeepAlive sets ec's idle timer to d for the keep-alive. Over TCP
+// only the client's input restarts it (engine.Conn.SetInputIdleTimeout):
+// the keep-alive is the client's to keep, and what the broker sends a
+// client that has gone silent must not hold it open (MQTT-3.1.2-24,
+// TestKeepAliveHeldByOutput). MQTT over WebSocket's engine timer is a
+// backstop behind the sweeper, which closes a silent client with its
+// DISCONNECT and close frame, and counts any traffic.
+func (c *conn) armKeepAlive(ec *engine.Conn, d time.Duration) {
+	if c.ws() == nil {
+		ec.SetInputIdleTimeout(d)
+		return
+	}
+	ec.SetIdleTimeout(d)
+}
+
+// keepAliveArm returns the idle timeout that OnTimeout re-arms a
+// keep-alive with when its client has d left before its limit: d and two
+// stamp units, as since rounds the stamps' difference down twice (the
+// stamps' floor, and a unit less), so that this firing reads the limit
+// passed and closes, rather than re-arming again for a few milliseconds.
+//
+// The timer armed at CONNECT is the limit itself, not padded: the
+// engine's timer fires up to a tick after its deadline, and with the
+// default 100 ms tick that firing already reads the limit passed and
+// closes (keep-alive 1 s: closed at 1.606-1.609 s, where padding by two
+// units closed at 1.705-1.707 s, a tick later). Only with a tick under
+// about 32 ms can the first firing read short of the limit; the close
+// then comes on this re-armed pass, at most two units and a tick later
+// (10 ms tick: 1.509-1.548 s; padded 1.545-1.556 s).
+func keepAliveArm(d time.Duration) time.Duration { return d + 2*stampUnit }
+
 // OnTimeout enforces the keep-alive (1.5 times the client's) and the
 // connect timeout.
 func (p *proto) OnTimeout(ec *engine.Conn, reason engine.CloseReason) bool {
@@ -304,7 +335,7 @@ func (p *proto) OnTimeout(ec *engine.Conn, reason engine.CloseReason) bool {
 	if idle := c.srv.since(c.lastIn(), c.srv.now().UnixNano()); idle < limit {
 		// Output kept the engine's idle timer from firing earlier;
 		// the client itself has been quiet for less than the limit.
-		ec.SetIdleTimeout(max(limit-idle, time.Millisecond))
+		c.armKeepAlive(ec, keepAliveArm(limit-idle))
 		return true
 	}
 	c.srv.stats.keepAlive.Add(1)
@@ -1067,14 +1098,14 @@ func (c *conn) onConnect(p *Connect) {
 		s.stats.connV3.Add(1)
 	}
 	if ka > 0 {
-		idle := ka * 3 / 2
+		idle := ka * 3 / 2 // not padded: keepAliveArm
 		if c.ws() != nil {
 			// The sweeper closes a silent WebSocket client, with
 			// DISCONNECT 0x8D and a close frame; the engine's timer, which
 			// would close it without either, is a backstop behind it.
 			idle += 2 * s.cfg.SweepInterval
 		}
-		c.ec.SetIdleTimeout(idle)
+		c.armKeepAlive(c.ec, idle)
 	} else {
 		c.ec.SetIdleTimeout(-1)
 	}
@@ -1522,6 +1553,14 @@ func (c *conn) onDisconnect(p *Disconnect) {
 	}
 	if c.version() != Version5 || p.ReasonCode != DisconnectWithWillMessage {
 		c.set(stNormal)
+		// The will is discarded on receipt [MQTT-3.14.4-3], not when the
+		// connection has closed: closeWith waits for the output to
+		// flush, and a takeover in that window would publish it.
+		s.mu.Lock()
+		if c.current() {
+			s.setWill(ss, nil)
+		}
+		s.mu.Unlock()
 	}
 	c.wmu.Lock()
 	if c.code == 0 {

@@ -974,9 +974,24 @@ func (s *Server) setWill(ss *session, w *msg) {
 		s.willBytes += int64(w.size)
 		s.stats.willsHeld.Add(1)
 		s.wills[ss] = w
+		s.willsPeak = max(s.willsPeak, len(s.wills))
+	} else if n := len(s.wills); s.willsPeak >= willsShrinkPeak && n < s.willsPeak/8 {
+		// After a peak (a reconnect storm, a fleet gone offline) the map
+		// keeps its memory: make it anew at its size. Copying n entries
+		// once the peak has fallen by 7n costs O(1) a removal.
+		m := make(map[*session]*msg, n)
+		for k, v := range s.wills {
+			m[k] = v
+		}
+		s.wills, s.willsPeak = m, n
 	}
 	s.stats.willBytes.Store(s.willBytes)
 }
+
+// willsShrinkPeak is the least peak of Server.wills that setWill shrinks
+// the map from: below it (about 24 KB of map) the memory kept is too
+// little to be worth a copy.
+const willsShrinkPeak = 1024
 
 // endSessionLocked removes ss and its subscriptions; s.mu is held. The
 // caller counts the session out of the online or offline gauge.

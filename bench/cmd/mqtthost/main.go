@@ -3,7 +3,8 @@
 //
 //	mqtthost -addr 127.0.0.1:0
 //
-// It prints "listening ADDR" once the listener is up, writes the Go memory
+// It prints "listening ADDR gogc=N" (N: the collector's target in
+// effect, -1 off) once the listener is up, writes the Go memory
 // figures ("MEMSTATS {json}", after a GC) to stderr on SIGUSR1, and exits
 // on SIGTERM or SIGINT after draining. -pprof HOST:PORT serves
 // net/http/pprof. -memtrim-burst N runs warren serve's trim after bursts
@@ -16,7 +17,8 @@
 // as warren serve's -gogc does, with its default: $GOGC when set, else 25
 // (cmd/warren's DefaultServeGOGC), so that the benchmark measures the
 // broker with the collector as shipped; -gogc 100 is the runtime's own
-// default, which every run before docs/benchmarks.md §79 measured.
+// default, which every run that did not set GOGC measured before
+// docs/benchmarks.md §79 (some set GOGC=50 or 25: their sections say so).
 package main
 
 import (
@@ -70,7 +72,7 @@ func main() {
 		os.Exit(1)
 	}
 	trim.Settle()
-	fmt.Println("listening", ln.Addr())
+	fmt.Println(listeningLine(ln.Addr().String(), *gogc))
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	stats := make(chan os.Signal, 1)
@@ -106,4 +108,11 @@ func defaultGOGC() int {
 		}
 	}
 	return serveGOGC
+}
+
+// listeningLine is what mqtthost prints once its listener is up: its
+// address, second word as the bench scripts read it, and the collector's
+// target in effect, so that an A/B's report shows what each side ran with.
+func listeningLine(addr string, gogc int) string {
+	return fmt.Sprintf("listening %s gogc=%d", addr, gogc)
 }

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"fmt"
 	"go/ast"
 	"go/parser"
 	"go/token"
 	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -38,5 +40,16 @@ func TestServeGOGCIsWarrenServes(t *testing.T) {
 	}
 	if n, _ := strconv.Atoi(lit.Value); n != serveGOGC {
 		t.Fatalf("warren serve's DefaultServeGOGC is %s, mqtthost's serveGOGC %d", lit.Value, serveGOGC)
+	}
+}
+
+// The listening line keeps the address as its second word (the bench
+// scripts' awk '/^listening / {print $2}') and names the target in effect.
+func TestListeningLine(t *testing.T) {
+	for _, g := range []int{25, 100, -1} {
+		f := strings.Fields(listeningLine("127.0.0.1:1883", g))
+		if len(f) != 3 || f[0] != "listening" || f[1] != "127.0.0.1:1883" || f[2] != fmt.Sprintf("gogc=%d", g) {
+			t.Errorf("gogc %d: listening line %q", g, f)
+		}
 	}
 }

@@ -6,7 +6,9 @@
 //
 // Each connection sends CONNECT (3.1.1 by default, clean session, client id
 // -id with %d replaced by i: idle-<i>; with -user the client id as user
-// name too; keep-alive -keepalive), waits for CONNACK, subscribes to -filter
+// name too; keep-alive -keepalive; with -will a will of 7 bytes,
+// "offline" at QoS 1, on that topic with %d replaced by i, as a device's
+// last will), waits for CONNACK, subscribes to -filter
 // with %d replaced by i (idle/<i>; devices/dev-%d/commands/+ is a device of
 // warren serve) at QoS -qos and waits for SUBACK. It dials from -src-count
 // loopback source addresses starting at -src-base, with at most
@@ -50,6 +52,7 @@ func main() {
 	idPat := flag.String("id", "idle-%d", "client id, %d replaced by the connection's number")
 	filterPat := flag.String("filter", "idle/%d", "topic filter subscribed to, %d replaced by the connection's number")
 	user := flag.Bool("user", false, "send the client id as user name too")
+	will := flag.String("will", "", "will topic, %d replaced by the connection's number: each client sends a will \"offline\" at QoS 1 (empty: no will)")
 	timeout := flag.Duration("open-timeout", 120*time.Second, "time allowed to set every connection up")
 	flag.Parse()
 	if _, err := benchutil.RaiseFileLimit(); err != nil {
@@ -78,7 +81,7 @@ func main() {
 		wg.Add(1)
 		go func(i int) {
 			defer func() { <-sem; wg.Done() }()
-			c, err := open(ctx, benchutil.Dialer(srcs, *first+i, 10*time.Second), *addr, v, *first+i, mqtt.QoS(*qos), uint16(*keepalive), pattern{*idPat, *filterPat, *user})
+			c, err := open(ctx, benchutil.Dialer(srcs, *first+i, 10*time.Second), *addr, v, *first+i, mqtt.QoS(*qos), uint16(*keepalive), pattern{*idPat, *filterPat, *will, *user})
 			if err != nil {
 				failed.Add(1)
 				errMu.Lock()
@@ -112,11 +115,12 @@ func main() {
 	}
 }
 
-// pattern is what each connection sends: client id and filter patterns,
-// and whether the client id is the user name too.
+// pattern is what each connection sends: client id, filter and will
+// topic patterns (no will if empty), and whether the client id is the
+// user name too.
 type pattern struct {
-	id, filter string
-	user       bool
+	id, filter, will string
+	user             bool
 }
 
 // open sets up one subscribed connection.
@@ -130,6 +134,9 @@ func open(ctx context.Context, d *net.Dialer, addr string, v mqtt.Version, i int
 	cp := &mqtt.Connect{Version: v, ClientID: []byte(id), CleanStart: true, KeepAlive: ka}
 	if p.user {
 		cp.HasUsername, cp.Username = true, cp.ClientID
+	}
+	if p.will != "" {
+		cp.Will = &mqtt.Will{QoS: mqtt.QoS1, Topic: []byte(strings.ReplaceAll(p.will, "%d", n)), Payload: []byte("offline")}
 	}
 	b := mqtt.AppendConnect(nil, cp)
 	b = mqtt.AppendSubscribe(b, v, &mqtt.Subscribe{PacketID: 1,
