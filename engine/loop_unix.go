@@ -67,6 +67,14 @@ type loop struct {
 	stopped  chan struct{}
 	folding  // fold_unix.go
 	scratch  acceptScratch
+
+	// cur is the connection whose OnData runs inline now, nil if none;
+	// injc is the one InjectInput was called for from it, and inj (a
+	// buffer from internal/pool, at most MaxInputBytes) the bytes it
+	// injected, delivered once that OnData returns (rw_unix.go: inject).
+	cur  *Conn
+	injc *Conn
+	inj  []byte
 }
 
 // startLoops creates the loops and starts them, without listeners.
