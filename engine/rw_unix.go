@@ -20,10 +20,9 @@ func (l *loop) redeliver(c *Conn) {
 		l.dispatchInput(c, in, true)
 		return
 	}
-	prev := l.cur
-	l.cur = c
+	l.cur = c // InjectInput from this OnData waits for it (inject)
 	used := l.e.callOnData(c, in)
-	l.cur = prev
+	l.cur = nil
 	if l.injc == c {
 		l.injected(c, in, used, true)
 		return
@@ -197,7 +196,6 @@ func (l *loop) deliver(c *Conn, data []byte) {
 		return
 	}
 	c.flags &^= fNewHandler
-	prev := l.cur
 	l.cur = c // InjectInput from this OnData waits for it (inject)
 	used := e.callOnData(c, data)
 	// A handler that handed c to another (SetHandler: an HTTP upgrade)
@@ -206,7 +204,7 @@ func (l *loop) deliver(c *Conn, data []byte) {
 		c.flags &^= fNewHandler
 		used += e.callOnData(c, data[used:])
 	}
-	l.cur = prev
+	l.cur = nil // inject restores an outer OnData's
 	if l.injc == c {
 		l.injected(c, data, used, fromIn)
 		return
