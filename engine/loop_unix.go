@@ -68,11 +68,12 @@ type loop struct {
 	folding  // fold_unix.go
 	scratch  acceptScratch
 
-	// cur is the connection whose OnData runs inline now, nil if none;
-	// injc is the one InjectInput was called for from it, and inj (a
-	// buffer from internal/pool, at most MaxInputBytes) the bytes it
-	// injected, delivered once that OnData returns (rw_unix.go: inject).
-	cur  *Conn
+	// cur is the ID of the connection whose OnData runs inline now, 0 if
+	// none (an ID, not a pointer: storing it costs no write barrier on
+	// every read); injc is the one InjectInput was called for from it, and
+	// inj (a buffer from internal/pool, at most MaxInputBytes) the bytes
+	// it injected, delivered once that OnData returns (rw_unix.go: inject).
+	cur  uint64
 	injc *Conn
 	inj  []byte
 }

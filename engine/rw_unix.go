@@ -20,9 +20,9 @@ func (l *loop) redeliver(c *Conn) {
 		l.dispatchInput(c, in, true)
 		return
 	}
-	l.cur = c // InjectInput from this OnData waits for it (inject)
+	l.cur = c.id // InjectInput from this OnData waits for it (inject)
 	used := l.e.callOnData(c, in)
-	l.cur = nil
+	l.cur = 0
 	if l.injc == c {
 		l.injected(c, in, used, true)
 		return
@@ -91,7 +91,7 @@ func (l *loop) onInput(c *Conn, data []byte) {
 // keeps a copy of pending (l.inj, bounded by MaxInputBytes) for deliver or
 // redeliver to hand on once that OnData has returned (injected).
 func (l *loop) inject(c *Conn, pending []byte) {
-	if c == l.cur && (l.injc == nil || l.injc == c) {
+	if c.id == l.cur && (l.injc == nil || l.injc == c) {
 		if c.flags&fRegistered == 0 {
 			return
 		}
@@ -196,7 +196,7 @@ func (l *loop) deliver(c *Conn, data []byte) {
 		return
 	}
 	c.flags &^= fNewHandler
-	l.cur = c // InjectInput from this OnData waits for it (inject)
+	l.cur = c.id // InjectInput from this OnData waits for it (inject)
 	used := e.callOnData(c, data)
 	// A handler that handed c to another (SetHandler: an HTTP upgrade)
 	// leaves the rest of the input to the new one.
@@ -204,7 +204,7 @@ func (l *loop) deliver(c *Conn, data []byte) {
 		c.flags &^= fNewHandler
 		used += e.callOnData(c, data[used:])
 	}
-	l.cur = nil // inject restores an outer OnData's
+	l.cur = 0 // inject restores an outer OnData's
 	if l.injc == c {
 		l.injected(c, data, used, fromIn)
 		return
