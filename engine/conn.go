@@ -291,6 +291,8 @@ const (
 	fOutbound          // made by Dial
 	fNewHandler        // SetHandler ran during the current OnData
 	fTransform         // SetTransform: input goes through a Transform
+	fInOnData          // OnData runs inline on the loop (InjectInput waits: inject)
+	fInjected          // InjectInput ran during it: the loop holds the bytes
 )
 
 const (

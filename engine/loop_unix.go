@@ -68,12 +68,10 @@ type loop struct {
 	folding  // fold_unix.go
 	scratch  acceptScratch
 
-	// cur is the ID of the connection whose OnData runs inline now, 0 if
-	// none (an ID, not a pointer: storing it costs no write barrier on
-	// every read); injc is the one InjectInput was called for from it, and
-	// inj (a buffer from internal/pool, at most MaxInputBytes) the bytes
-	// it injected, delivered once that OnData returns (rw_unix.go: inject).
-	cur  uint64
+	// injc is the connection InjectInput was called for from its own
+	// OnData (fInOnData), and inj (a buffer from internal/pool, at most
+	// MaxInputBytes) the bytes it injected, delivered once that OnData
+	// returns (rw_unix.go: inject).
 	injc *Conn
 	inj  []byte
 }

@@ -20,9 +20,9 @@ func (l *loop) redeliver(c *Conn) {
 		l.dispatchInput(c, in, true)
 		return
 	}
-	l.cur = c.id // InjectInput from this OnData waits for it (inject)
+	c.flags |= fInOnData // InjectInput from this OnData waits for it (inject)
 	used := l.e.callOnData(c, in)
-	l.cur = 0
+	c.flags &^= fInOnData
 	if l.injc == c {
 		l.injected(c, in, used, true)
 		return
@@ -91,26 +91,28 @@ func (l *loop) onInput(c *Conn, data []byte) {
 // keeps a copy of pending (l.inj, bounded by MaxInputBytes) for deliver or
 // redeliver to hand on once that OnData has returned (injected).
 func (l *loop) inject(c *Conn, pending []byte) {
-	if c.id == l.cur && (l.injc == nil || l.injc == c) {
+	if c.flags&fInOnData != 0 && (l.injc == nil || l.injc == c) {
 		if c.flags&fRegistered == 0 {
 			return
 		}
 		if len(l.inj)+len(pending) > l.e.cfg.MaxInputBytes {
 			pool.Put(l.inj)
 			l.injc, l.inj = nil, nil
+			c.flags &^= fInjected
 			l.closeNow(c, ReasonLimitReached, nil)
 			return
 		}
 		l.inj = append(pool.Grow(l.inj, len(pending)), pending...)
 		l.injc = c
+		c.flags |= fInjected
 		return
 	}
 	// Another connection (or c from outside its OnData): deliver now,
 	// with the injection state of the OnData around this call set aside.
-	cur, injc, inj := l.cur, l.injc, l.inj
+	injc, inj := l.injc, l.inj
 	l.injc, l.inj = nil, nil
 	l.deliver(c, pending)
-	l.cur, l.injc, l.inj = cur, injc, inj
+	l.injc, l.inj = injc, inj
 }
 
 // injected hands on the bytes c's OnData injected (l.inj) once that OnData
@@ -121,6 +123,7 @@ func (l *loop) inject(c *Conn, pending []byte) {
 func (l *loop) injected(c *Conn, data []byte, used int, fromIn bool) {
 	inj := l.inj
 	l.injc, l.inj = nil, nil
+	c.flags &^= fInjected
 	defer pool.Put(inj)
 	if c.flags&fRegistered == 0 {
 		return // closed during OnData; closeNow released c's input
@@ -195,21 +198,20 @@ func (l *loop) deliver(c *Conn, data []byte) {
 		l.dispatchInput(c, data, fromIn)
 		return
 	}
-	c.flags &^= fNewHandler
-	l.cur = c.id // InjectInput from this OnData waits for it (inject)
+	// InjectInput from this OnData waits for it (inject).
+	c.flags = c.flags&^fNewHandler | fInOnData
 	used := e.callOnData(c, data)
 	// A handler that handed c to another (SetHandler: an HTTP upgrade)
 	// leaves the rest of the input to the new one.
-	for c.flags&(fRegistered|fNewHandler) == fRegistered|fNewHandler && used < len(data) && c.inline() && l.injc != c {
+	for c.flags&(fRegistered|fNewHandler|fInjected) == fRegistered|fNewHandler && used < len(data) && c.inline() {
 		c.flags &^= fNewHandler
 		used += e.callOnData(c, data[used:])
 	}
-	l.cur = 0 // inject restores an outer OnData's
-	if l.injc == c {
-		l.injected(c, data, used, fromIn)
-		return
-	}
-	if c.flags&fRegistered == 0 {
+	c.flags &^= fInOnData
+	if c.flags&(fRegistered|fInjected) != fRegistered {
+		if l.injc == c {
+			l.injected(c, data, used, fromIn)
+		}
 		return // closed during OnData; closeNow released c's input
 	}
 	l.keepRest(c, data, used, fromIn)
