@@ -293,6 +293,8 @@ const (
 	fNewHandler        // SetHandler ran during the current OnData
 	fTransform         // SetTransform: input goes through a Transform
 	fLinger            // CloseLinger: flushing, then discarding input (linger.go)
+	fInOnData          // OnData runs inline on the loop (InjectInput waits: inject)
+	fInjected          // InjectInput ran during it: the loop holds the bytes
 )
 
 const (

@@ -68,6 +68,13 @@ type loop struct {
 	stopped  chan struct{}
 	folding  // fold_unix.go
 	scratch  acceptScratch
+
+	// injc is the connection InjectInput was called for from its own
+	// OnData (fInOnData), and inj (a buffer from internal/pool, at most
+	// MaxInputBytes) the bytes it injected, delivered once that OnData
+	// returns (rw_unix.go: inject).
+	injc *Conn
+	inj  []byte
 }
 
 // startLoops creates the loops and starts them, without listeners.

@@ -68,6 +68,13 @@ type pconn struct {
 	msgStart int64
 	// proto mirrors the handler's protocol name for observers.
 	proto atomic.Pointer[protoBox]
+
+	// Owned by the reader goroutine: inOnData is set while OnData runs
+	// there, and inj (a buffer from internal/pool, at most MaxInputBytes)
+	// holds what InjectInput was given meanwhile, delivered once OnData
+	// returns (pconn.inject).
+	inOnData bool
+	inj      []byte
 }
 
 func newPortable(e *Engine) *portableEngine {
@@ -384,10 +391,17 @@ func (pe *portableEngine) input(c *Conn, data []byte) {
 	if data == nil {             // redelivery of pending input
 		c.flags &^= fNewHandler
 		in := c.input()
+		pc := c.portable()
+		pc.inOnData = true
 		used := e.callOnData(c, in)
-		for c.flags&fNewHandler != 0 && used < len(in) && pe.closeRequested(c) == ReasonNone {
+		for c.flags&fNewHandler != 0 && used < len(in) && pc.inj == nil && pe.closeRequested(c) == ReasonNone {
 			c.flags &^= fNewHandler
 			used += e.callOnData(c, in[used:])
+		}
+		pc.inOnData = false
+		if pc.inj != nil {
+			pe.injected(c, in, used, true, now)
+			return
 		}
 		if used > 0 {
 			c.setInput(in[:copy(in, in[used:])]) // an emptied buffer goes back to the pool
@@ -436,12 +450,19 @@ func (pe *portableEngine) deliver(c *Conn, data []byte, now int64) {
 		data, fromIn = in, true
 	}
 	c.flags &^= fNewHandler
+	pc := c.portable()
+	pc.inOnData = true // InjectInput from this OnData waits for it
 	used := e.callOnData(c, data)
 	// A handler that handed c to another (SetHandler) leaves the rest of
 	// the input to the new one.
-	for c.flags&fNewHandler != 0 && used < len(data) && pe.closeRequested(c) == ReasonNone {
+	for c.flags&fNewHandler != 0 && used < len(data) && pc.inj == nil && pe.closeRequested(c) == ReasonNone {
 		c.flags &^= fNewHandler
 		used += e.callOnData(c, data[used:])
+	}
+	pc.inOnData = false
+	if pc.inj != nil {
+		pe.injected(c, data, used, fromIn, now)
+		return
 	}
 	rest := len(data) - used
 	if rest == 0 {
@@ -638,8 +659,67 @@ func (pc *pconn) writev(c *Conn, b [][]byte, total int) (int, error) {
 }
 
 // inject runs bytes already read through c's transform (InjectInput).
+// Called from c's OnData, it keeps a copy of pending (pc.inj, bounded by
+// MaxInputBytes) for deliver to hand on once OnData returns (injected).
 func (pc *pconn) inject(c *Conn, pending []byte) {
-	pc.pe.deliver(c, pending, time.Now().UnixNano())
+	if !pc.inOnData {
+		pc.pe.deliver(c, pending, time.Now().UnixNano())
+		return
+	}
+	if len(pc.inj)+len(pending) > pc.e.cfg.MaxInputBytes {
+		pool.Put(pc.inj)
+		pc.inj = nil
+		c.requestClose(ReasonLimitReached, nil, true)
+		return
+	}
+	pc.inj = append(pool.Grow(pc.inj, len(pending)), pending...)
+}
+
+// injected hands on the bytes c's OnData injected (pc.inj) once it has
+// returned, as the loop's injected does: through c's transform, then as
+// c's input ahead of data[used:], what OnData left (c's input when
+// fromIn), redelivered to c's handler.
+func (pe *portableEngine) injected(c *Conn, data []byte, used int, fromIn bool, now int64) {
+	pc := c.portable()
+	inj := pc.inj
+	pc.inj = nil
+	defer pool.Put(inj)
+	if pe.closeRequested(c) != ReasonNone {
+		return
+	}
+	if c.flags&fTransform != 0 {
+		t := c.Transform()
+		plain, err := t.Open(c, inj)
+		defer t.OpenDone()
+		if err != nil {
+			defer c.transformFailed(err)
+		}
+		inj = plain
+	}
+	rest := data[used:]
+	n := len(inj) + len(rest)
+	if n > pe.e.cfg.MaxInputBytes {
+		c.requestClose(ReasonLimitReached, nil, true)
+		return
+	}
+	var in []byte
+	if n > 0 {
+		in = append(append(pool.Get(n)[:0], inj...), rest...)
+	}
+	if fromIn {
+		c.dropInput() // data, now copied
+	}
+	c.setInput(in)
+	if n == 0 {
+		if c.flags&fMessage == 0 {
+			pc.msgStart = 0
+		}
+		return
+	}
+	if pc.msgStart == 0 || used > 0 {
+		pc.msgStart = now
+	}
+	pe.input(c, nil)
 }
 
 // finalLocked writes a transform's last bytes, bounded by WriteTimeout;

@@ -20,7 +20,13 @@ func (l *loop) redeliver(c *Conn) {
 		l.dispatchInput(c, in, true)
 		return
 	}
+	c.flags |= fInOnData // InjectInput from this OnData waits for it (inject)
 	used := l.e.callOnData(c, in)
+	c.flags &^= fInOnData
+	if l.injc == c {
+		l.injected(c, in, used, true)
+		return
+	}
 	if c.flags&fRegistered == 0 || used == 0 {
 		return
 	}
@@ -85,7 +91,85 @@ func (l *loop) onInput(c *Conn, data []byte) {
 }
 
 // inject runs bytes already read through c's transform (InjectInput).
-func (l *loop) inject(c *Conn, pending []byte) { l.deliver(c, pending) }
+// Called from c's own OnData, it does not run OnData again inside it: it
+// keeps a copy of pending (l.inj, bounded by MaxInputBytes) for deliver or
+// redeliver to hand on once that OnData has returned (injected).
+func (l *loop) inject(c *Conn, pending []byte) {
+	if c.flags&fInOnData != 0 && (l.injc == nil || l.injc == c) {
+		if c.flags&fRegistered == 0 {
+			return
+		}
+		if len(l.inj)+len(pending) > l.e.cfg.MaxInputBytes {
+			pool.Put(l.inj)
+			l.injc, l.inj = nil, nil
+			c.flags &^= fInjected
+			l.closeNow(c, ReasonLimitReached, nil)
+			return
+		}
+		l.inj = append(pool.Grow(l.inj, len(pending)), pending...)
+		l.injc = c
+		c.flags |= fInjected
+		return
+	}
+	// Another connection (or c from outside its OnData): deliver now,
+	// with the injection state of the OnData around this call set aside.
+	injc, inj := l.injc, l.inj
+	l.injc, l.inj = nil, nil
+	l.deliver(c, pending)
+	l.injc, l.inj = injc, inj
+}
+
+// injected hands on the bytes c's OnData injected (l.inj) once that OnData
+// has returned: data[used:] is what it left of its input (c's input when
+// fromIn). The injected bytes come from inside what it consumed, so they go
+// through c's transform and become c's input ahead of data[used:], and
+// redeliver hands that to c's handler (the new one, after SetHandler).
+func (l *loop) injected(c *Conn, data []byte, used int, fromIn bool) {
+	inj := l.inj
+	l.injc, l.inj = nil, nil
+	c.flags &^= fInjected
+	defer pool.Put(inj)
+	if c.flags&fRegistered == 0 {
+		return // closed during OnData; closeNow released c's input
+	}
+	if c.flags&fTransform != 0 {
+		t := c.Transform()
+		plain, err := t.Open(c, inj)
+		defer t.OpenDone()
+		if err != nil {
+			defer c.transformFailed(err)
+		}
+		if c.flags&fRegistered == 0 {
+			return
+		}
+		inj = plain
+	}
+	rest := data[used:]
+	n := len(inj) + len(rest)
+	if n > l.e.cfg.MaxInputBytes {
+		l.closeNow(c, ReasonLimitReached, nil)
+		return
+	}
+	var in []byte
+	if n > 0 {
+		in = append(append(pool.Get(n)[:0], inj...), rest...)
+	}
+	if fromIn {
+		c.dropInput() // data, now copied
+	}
+	c.setInput(in)
+	if n == 0 {
+		if c.flags&fMessage == 0 {
+			c.msgStart = 0
+		}
+	} else if c.msgStart == 0 || used > 0 {
+		c.msgStart = stampOf(l.tick.Load())
+		l.retime(c)
+	}
+	l.updateState(c)
+	c.flags &^= fNewHandler
+	l.redeliver(c)
+}
 
 // deliver is onInput after the counting: data goes through c's transform,
 // if it has one, and on to OnData.
@@ -118,15 +202,20 @@ func (l *loop) deliver(c *Conn, data []byte) {
 		l.dispatchInput(c, data, fromIn)
 		return
 	}
-	c.flags &^= fNewHandler
+	// InjectInput from this OnData waits for it (inject).
+	c.flags = c.flags&^fNewHandler | fInOnData
 	used := e.callOnData(c, data)
 	// A handler that handed c to another (SetHandler: an HTTP upgrade)
 	// leaves the rest of the input to the new one.
-	for c.flags&(fRegistered|fNewHandler) == fRegistered|fNewHandler && used < len(data) && c.inline() {
+	for c.flags&(fRegistered|fNewHandler|fInjected) == fRegistered|fNewHandler && used < len(data) && c.inline() {
 		c.flags &^= fNewHandler
 		used += e.callOnData(c, data[used:])
 	}
-	if c.flags&fRegistered == 0 {
+	c.flags &^= fInOnData
+	if c.flags&(fRegistered|fInjected) != fRegistered {
+		if l.injc == c {
+			l.injected(c, data, used, fromIn)
+		}
 		return // closed during OnData; closeNow released c's input
 	}
 	l.keepRest(c, data, used, fromIn)

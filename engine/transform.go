@@ -90,7 +90,12 @@ func (c *Conn) SetTransform(t Transform) {
 // layer that held c before (what followed a TLS handshake) — through c's
 // transform, if any, and on to its handler, as if just read (they are not
 // counted again in BytesIn). pending may be reused when it returns. It
-// belongs to c's loop, like SetTransform.
+// belongs to c's loop, like SetTransform: a handler that runs on the
+// worker pool cannot call it from its OnData. Called from c's own OnData
+// (after SetHandler: a gate that hands c on), it keeps a copy of pending
+// and returns; once that OnData has returned, pending goes to c's handler
+// ahead of what that OnData left unconsumed. The copy is bounded by
+// MaxInputBytes, like c's input; c closes with ReasonLimitReached past it.
 func (c *Conn) InjectInput(pending []byte) {
 	if len(pending) > 0 {
 		c.host.inject(c, pending)
