@@ -189,7 +189,11 @@ type OpenHandler interface {
 // also ends a connection whose dial or handshake failed, without OnOpen:
 // code CloseAbnormal, reason engine.ReasonIOError for a failed connect,
 // ReasonProtocolError for a refused or invalid handshake, a timeout's
-// reason, or ReasonLocal after Close; OnError said why just before.
+// reason, or ReasonLocal after Close; OnError said why just before. A
+// close that lingers (the server's Close not answered: a violation, a
+// close timeout) calls OnClose when it begins, with the reason it was
+// asked with; the TCP connection may outlive it by up to
+// engine.Config.LingerTimeout, and an I/O error meanwhile is not reported.
 type CloseHandler interface {
 	OnClose(c *Conn, reason engine.CloseReason, code uint16)
 }
