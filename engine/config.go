@@ -107,7 +107,10 @@ type Config struct {
 	// LingerBytes bounds the input a lingering close reads and throws away;
 	// past it the connection is no longer read (the peer's sending stalls,
 	// its reading of the answer does not) until the peer's end of stream
-	// or LingerTimeout. Zero means 4 MiB: what a peer may still have on its
+	// or LingerTimeout. The poll engine still sees a peer that closes then
+	// (Stats.Lingers eof); the portable engine, which would have to read
+	// to see it, holds the connection to LingerTimeout and resets it
+	// (bytes). Zero means 4 MiB: what a peer may still have on its
 	// way when it hears of the close, its socket's send buffer (Linux
 	// autotunes it up to 4 MiB) and the rest of a message it must finish
 	// before it can answer (a peer stalled in that send never reads the

@@ -86,10 +86,12 @@ type lingerBox struct {
 // close.
 //
 // r and d (which may be nil) are recorded as with CloseWithDetail; the
-// first close asked for wins, and a later Abort cuts the linger short. The
-// handler gets no callback after CloseLinger but OnStateChange (to
-// StateLingering, then StateClosed) and OnClose, which runs when the
-// descriptor closes; Post functions no longer run. The connection
+// first close asked for wins, and a later Abort cuts the linger short. Once
+// the loop takes the close the handler gets no callback but OnStateChange
+// (to StateLingering, then StateClosed) and OnClose, which runs when the
+// descriptor closes; Post functions no longer run. Until then, as with
+// Close, a Shutdown's OnDrain or input read in the same batch (OnData,
+// OnEOF) may still come. The connection
 // is in StateLingering meanwhile; Stats.Lingers counts how each linger
 // ended. A peer that has already closed its side gets a plain close. A
 // negative Config.LingerTimeout makes CloseLinger CloseWithDetail. It is

@@ -67,7 +67,10 @@ func (pe *portableEngine) linger(c *Conn, buf []byte) {
 
 // lingerStalled stops reading a lingering c that has thrown LingerBytes
 // away — the peer's sending stalls, not its reading of what c sent — and
-// resets it at until, unless an Abort comes first.
+// resets it at until, unless an Abort comes first. A peer that closes
+// meanwhile is not seen (that takes a read, which would take its input
+// too): it is held to until and counted LingerBytes, where the poll
+// engine sees the hang-up and counts LingerEOF (Config.LingerBytes).
 func (pe *portableEngine) lingerStalled(c *Conn, until time.Time) {
 	pc := c.portable()
 	t := time.AfterFunc(time.Until(until), func() {

@@ -173,6 +173,36 @@ func TestLingerSenderReadsAnswer(t *testing.T) {
 	})
 }
 
+// TestLingerPeerClosesPastBytes: a peer that reads the answer, sends more
+// than LingerBytes (so the linger stops reading it) and then closes has
+// closed its side, as the linger waits for: it ends at once, counted eof.
+// The poll engine saw the hang-up of a connection it no longer read and
+// counted it aborted, which README reserves for Abort and the shutdown
+// deadline. The portable engine cannot see the end of stream past
+// LingerBytes (it would have to read): it holds the linger to
+// LingerTimeout, as Config.LingerBytes says, so it is not run here.
+func TestLingerPeerClosesPastBytes(t *testing.T) {
+	for _, k := range kinds[:2] {
+		t.Run(k.name, func(t *testing.T) {
+			h := newLingerHandler()
+			cfg := lingerConfig(k, time.Minute)
+			cfg.LingerBytes = 1
+			e, addr := startEngine(t, cfg, h)
+			c := dial(t, addr)
+			c.Write([]byte("bye"))
+			readAnswer(t, c)
+			c.Write(make([]byte, 8<<10))
+			eventually(t, 5*time.Second, "the input past LingerBytes read", func() bool { return e.Stats().BytesIn > 1+3 })
+			c.Close()
+			eventually(t, 5*time.Second, "the linger counted", func() bool { return sum(e.Stats().Lingers) == 1 })
+			if st := e.Stats(); st.Lingers[LingerEOF] != 1 {
+				t.Fatalf("lingers %v, want one eof", st.Lingers)
+			}
+			h.awaitClose(t)
+		})
+	}
+}
+
 // TestLingerSilentPeerReset: a peer that neither reads nor closes is reset
 // once LingerTimeout has passed.
 func TestLingerSilentPeerReset(t *testing.T) {

@@ -255,7 +255,13 @@ func (l *loop) process(n int, now time.Time) {
 				// directions shut): level-triggered hang-ups would
 				// otherwise repeat forever.
 				err := sockError(int(c.fd))
-				l.closeNow(c, reasonFor(err), err)
+				if err == nil && c.flags&fLinger != 0 {
+					// A linger past LingerBytes, no longer read: the
+					// peer closed its side, as a linger waits for.
+					l.lingerEnd(c, LingerEOF)
+				} else {
+					l.closeNow(c, reasonFor(err), err)
+				}
 			}
 		}
 	}

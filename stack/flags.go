@@ -34,7 +34,7 @@ func EngineFlags(fs *flag.FlagSet, c *engine.Config) {
 	fs.DurationVar(&c.ReadTimeout, "read-timeout", d.ReadTimeout, "close connections whose started message is not complete within this, on listeners whose protocol sets no read timeout of its own (HTTP has -header-timeout) (negative: never)")
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", d.WriteTimeout, "close connections whose queued output makes no progress this long (negative: never)")
 	fs.DurationVar(&c.LingerTimeout, "linger-timeout", d.LingerTimeout, "a lingering close (WebSocket closes, HTTP error answers) reads and throws away what the peer still sends for at most this long after shutting its write side, then resets (negative: no lingering, a plain close)")
-	fs.IntVar(&c.LingerBytes, "linger-bytes", d.LingerBytes, "input bytes a lingering close throws away before it resets the connection (negative: only -linger-timeout bounds it)")
+	fs.IntVar(&c.LingerBytes, "linger-bytes", d.LingerBytes, "input bytes a lingering close reads and throws away; past them it stops reading (the peer's sending stalls, not its reading of the answer) until the peer closes or -linger-timeout resets it (negative: only -linger-timeout bounds it)")
 	fs.DurationVar(&c.TickInterval, "tick", d.TickInterval, "timer wheel resolution")
 	fs.IntVar(&c.WriteHighWater, "write-high-water", d.WriteHighWater, "per-connection queued output bytes where the slow-consumer policy applies")
 	fs.IntVar(&c.WriteLowWater, "write-low-water", 0, "queued bytes where a paused connection resumes reading (0: high/4)")
@@ -117,7 +117,7 @@ func WebSocketFlags(fs *flag.FlagSet, c *websocket.Config) {
 	fs.IntVar(&c.MaxMessageSize, "ws-max-message", websocket.DefaultMaxMessageSize, "WebSocket message size limit, close 1009 over it")
 	fs.DurationVar(&c.PingInterval, "ws-ping-interval", websocket.DefaultPingInterval, "WebSocket ping interval; a peer silent for two intervals is dead (negative: off)")
 	fs.IntVar(&c.MaxHandlerBacklog, "ws-max-backlog", websocket.DefaultMaxHandlerBacklog, "bytes of one connection's messages waiting for a handler on the worker pool before it is not read (resumes at a quarter)")
-	fs.DurationVar(&c.CloseTimeout, "ws-close-timeout", websocket.DefaultCloseTimeout, "how long a closing WebSocket waits for the peer's close frame")
+	fs.DurationVar(&c.CloseTimeout, "ws-close-timeout", websocket.DefaultCloseTimeout, "how long a closing WebSocket waits for the peer's close frame (an unanswered close then lingers: -linger-timeout)")
 	fs.BoolVar(&c.Deflate.Enabled, "ws-deflate", false, "negotiate permessage-deflate")
 	fs.BoolVar(&c.Deflate.ServerNoContextTakeover, "ws-deflate-no-context", false, "permessage-deflate without context takeover (saves ~0.9 MB per connection)")
 }

@@ -93,7 +93,11 @@ type DialConfig struct {
 
 	// CloseTimeout bounds the close handshake: after the client's Close
 	// (or its echo of the server's), it waits this long at most for the
-	// server to close the TCP connection. Zero means 5 s.
+	// server to close the TCP connection. Zero means 5 s. A close the
+	// server has not answered (a protocol error, or this timeout) lingers
+	// after it (engine.Conn.CloseLinger): up to the engine's WriteTimeout
+	// while the output flushes, then its LingerTimeout (2 s by default).
+	// OnClose does not wait for the linger.
 	CloseTimeout time.Duration
 
 	// Inline runs the handler's callbacks on the event loop, with no

@@ -41,7 +41,7 @@ type Conn struct {
 	why       engine.CloseReason // why the server closes once the handshake ends
 	closeSent bool               // a Close frame was sent: no more frames
 	closeRecv bool               // the peer's Close frame arrived
-	closed    bool               // the engine connection has closed
+	closed    bool               // the engine connection has closed, or lingers and the handler had OnClose
 	corked    bool               // the loop is handling input: gather small frames
 	paused    bool               // reading paused: too much waits for the handler
 	batch     *batchBuf          // frames gathered while corked; nil otherwise
@@ -288,17 +288,30 @@ func (c *Conn) uncork() {
 // may still be sending, and the close lingers (engine.Conn.CloseLinger):
 // the queue is flushed, the write side shut and what the peer still sends
 // read and thrown away until it closes its side, so that it gets the Close
-// frame instead of a reset that would drop it.
+// frame instead of a reset that would drop it. The handler is told at
+// once (OnClose with why), not when the linger ends: the connection is
+// over for it, and a device that reconnects meanwhile must not find the
+// old one still open.
 func (c *Conn) closeEngine(why engine.CloseReason) {
 	c.mu.Lock()
 	c.flushLocked()
 	code, peer, done := c.code, c.peerCode, c.closeRecv
+	tell := !done && !c.closed
+	if tell {
+		c.closed = true // for the handler: OnClose comes now, not when the linger ends
+	}
 	c.mu.Unlock()
 	if done {
 		c.ec.CloseWithDetail(why, closeDetail(code, peer))
 		return
 	}
 	c.ec.CloseLinger(why, closeDetail(code, peer))
+	if tell {
+		if code == 0 {
+			code = CloseAbnormal
+		}
+		c.finish(why, code, nil)
+	}
 }
 
 // closeDetail is the close code the engine records with the close, or nil
@@ -772,6 +785,7 @@ func (p *proto) OnClose(_ *engine.Conn, reason engine.CloseReason, err error) {
 	c.done = true
 	c.dropReader()
 	c.mu.Lock()
+	told := c.closed // a lingering close told the handler already
 	c.closed = true
 	code := c.code
 	if code == 0 {
@@ -798,6 +812,9 @@ func (p *proto) OnClose(_ *engine.Conn, reason engine.CloseReason, err error) {
 		g.remove(c)
 	}
 	c.srv.stats.open.Add(-1)
+	if told {
+		return // a lingering close told the handler when it began
+	}
 	c.finish(reason, code, err)
 }
 

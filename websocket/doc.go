@@ -66,7 +66,9 @@
 // over the limit) read and thrown away until it closes its side, within
 // the engine's LingerTimeout and LingerBytes; a close at once would have
 // the kernel reset the connection and lose the Close frame, and the peer
-// would see 1006 instead of the code and reason.
+// would see 1006 instead of the code and reason. The handler's OnClose
+// runs when such a close begins, not when the linger ends: a gateway
+// device that reconnects at once finds its old connection gone.
 //
 // # Dialing
 //

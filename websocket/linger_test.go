@@ -8,6 +8,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	gorilla "github.com/gorilla/websocket"
+
+	"github.com/warrenhq/warren/engine"
 )
 
 // TestLingerPythonTooBig has a real peer, Python's websockets, send six
@@ -44,6 +48,49 @@ func TestLingerPythonTooBig(t *testing.T) {
 			}
 			if good != runs {
 				t.Fatalf("%d of %d runs saw 1009 with its reason; the peer saw:\n%s", good, runs, out)
+			}
+		})
+	}
+}
+
+// TestLingerTellsHandlerAtOnce: a peer over the message limit gets 1009
+// and, like a gorilla client whose Close waits for its reader, keeps its
+// TCP connection open. The close lingers (for up to a minute here), but
+// the handler must get OnClose when the close begins, with the 1009 and
+// the limit's reason, while the connection is still lingering: a gateway
+// that kept the device registered until the linger ended counted its
+// immediate reconnect as replacing a connection already closed.
+func TestLingerTellsHandlerAtOnce(t *testing.T) {
+	for _, portable := range []bool{false, true} {
+		t.Run(map[bool]string{false: "loops", true: "portable"}[portable], func(t *testing.T) {
+			rec := newRecorder(false)
+			srv := startServer(t, Config{MaxMessageSize: 1 << 10}, rec, serverOpts{portable: portable, linger: time.Minute})
+			c, _, err := gorilla.DefaultDialer.Dial("ws://"+srv.addr+"/ws", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if err := c.WriteMessage(gorilla.BinaryMessage, make([]byte, 4<<10)); err != nil {
+				t.Fatal(err)
+			}
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if _, _, err := c.ReadMessage(); !gorilla.IsCloseError(err, CloseMessageTooBig) {
+				t.Fatalf("read %v, want close 1009", err)
+			}
+			ev := rec.next(t, "close")
+			if ev.code != CloseMessageTooBig || ev.reason != engine.ReasonLimitReached {
+				t.Fatalf("OnClose code %d reason %v, want 1009 and %v", ev.code, ev.reason, engine.ReasonLimitReached)
+			}
+			if n := srv.http.Engine().Stats().ByState[engine.StateLingering]; n != 1 {
+				t.Fatalf("%d connections lingering when OnClose ran, want 1 (the client has not closed)", n)
+			}
+			c.Close()
+			select {
+			case ev := <-rec.events:
+				if ev.kind == "close" {
+					t.Fatalf("a second OnClose after the linger: %+v", ev)
+				}
+			case <-time.After(200 * time.Millisecond):
 			}
 		})
 	}

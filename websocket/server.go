@@ -80,7 +80,12 @@ type Config struct {
 	// CloseTimeout bounds the close handshake: after the server sends a
 	// Close frame (Conn.Close, a protocol error, shutdown), it closes the
 	// TCP connection when the peer's Close arrives or this long after the
-	// last byte moved, whichever is first. Zero means 5 s.
+	// last byte moved, whichever is first. Zero means 5 s. A close the
+	// peer has not answered (a protocol error, or this timeout) lingers
+	// after it (engine.Conn.CloseLinger): up to the engine's WriteTimeout
+	// while the output flushes, then its LingerTimeout (2 s by default),
+	// so the TCP connection can outlive this bound by that much. OnClose
+	// does not wait for the linger.
 	CloseTimeout time.Duration
 
 	// Deflate configures permessage-deflate (RFC 7692). The zero value
@@ -189,7 +194,11 @@ type OpenHandler interface {
 // also ends a connection whose dial or handshake failed, without OnOpen:
 // code CloseAbnormal, reason engine.ReasonIOError for a failed connect,
 // ReasonProtocolError for a refused or invalid handshake, a timeout's
-// reason, or ReasonLocal after Close; OnError said why just before.
+// reason, or ReasonLocal after Close; OnError said why just before. A
+// close that lingers (the server's Close not answered: a violation, a
+// close timeout) calls OnClose when it begins, with the reason it was
+// asked with; the TCP connection may outlive it by up to
+// engine.Config.LingerTimeout, and an I/O error meanwhile is not reported.
 type CloseHandler interface {
 	OnClose(c *Conn, reason engine.CloseReason, code uint16)
 }

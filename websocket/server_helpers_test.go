@@ -29,6 +29,7 @@ type testServer struct {
 type serverOpts struct {
 	clock    engine.Clock
 	portable bool
+	linger   time.Duration                     // engine.Config.LingerTimeout; 0 is its default
 	router   func(r *http1.Router, ws *Server) // extra routes; nil mounts ws at GET /ws
 }
 
@@ -50,7 +51,7 @@ func startServer(t testing.TB, cfg Config, h Handler, opts ...serverOpts) *testS
 		r.Handle("GET /ws", ws.Handler())
 	}
 	e := testutil.StartEngine(t, engine.Config{Loops: 2, TickInterval: 10 * time.Millisecond, Clock: o.clock,
-		Portable: o.portable, Logger: discardLogger()})
+		Portable: o.portable, LingerTimeout: o.linger, Logger: discardLogger()})
 	srv, err := http1.NewServer(e, http1.Config{Logger: discardLogger()}, r)
 	if err != nil {
 		t.Fatal(err)

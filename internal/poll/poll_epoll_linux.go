@@ -83,10 +83,15 @@ func New(maxEvents int, park bool) (*Poller, error) {
 	return p, nil
 }
 
+// mask is the epoll event set of the interests. EPOLLRDHUP goes with
+// EPOLLIN only: polling is level-triggered, so a peer's half-close
+// registered on a descriptor that is not read (paused, or past its end of
+// stream while output still flushes) would be reported by every Wait and
+// spin the loop. EPOLLHUP and EPOLLERR are always reported.
 func mask(read, write bool) uint32 {
-	var ev uint32 = unix.EPOLLRDHUP
+	var ev uint32
 	if read {
-		ev |= unix.EPOLLIN
+		ev |= unix.EPOLLIN | unix.EPOLLRDHUP
 	}
 	if write {
 		ev |= unix.EPOLLOUT

@@ -110,3 +110,44 @@ func TestNest(t *testing.T) {
 		t.Fatalf("outer reports %d events after Unnest", n)
 	}
 }
+
+// A peer's half-close is not an event for a descriptor that is not read:
+// level-triggered EPOLLRDHUP registered without EPOLLIN was reported by
+// every Wait, and a loop flushing output to a peer that had shut its
+// side spun at full CPU until the queue drained (up to the write
+// timeout). A hang-up (both sides shut) is still reported without
+// interest.
+func TestHalfCloseWithoutReadInterest(t *testing.T) {
+	p := newPoller(t, 8)
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fds[0])
+	defer unix.Close(fds[1])
+	if err := p.Add(fds[0], false, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Shutdown(fds[1], unix.SHUT_WR); err != nil {
+		t.Fatal(err)
+	}
+	evs := make([]Event, 8)
+	if n, err := p.Wait(evs, 0); err != nil || n != 0 {
+		t.Fatalf("Wait after the peer's half-close, no interest: %d events %+v, %v; want none", n, evs[:n], err)
+	}
+	if err := p.Mod(fds[0], true, false); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := p.Wait(evs, 0); err != nil || n != 1 || !evs[0].Readable || evs[0].Hangup {
+		t.Fatalf("Wait reading: %d events %+v, %v; want one readable (the end of stream)", n, evs[:n], err)
+	}
+	if err := p.Mod(fds[0], false, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Shutdown(fds[0], unix.SHUT_WR); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := p.Wait(evs, 0); err != nil || n != 1 || !evs[0].Hangup {
+		t.Fatalf("Wait after both sides shut, no interest: %d events %+v, %v; want a hang-up", n, evs[:n], err)
+	}
+}
