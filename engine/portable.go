@@ -696,20 +696,11 @@ func (pe *portableEngine) injected(c *Conn, data []byte, used int, fromIn bool, 
 		}
 		inj = plain
 	}
-	rest := data[used:]
-	n := len(inj) + len(rest)
-	if n > pe.e.cfg.MaxInputBytes {
+	n := c.joinInjected(inj, data[used:], fromIn, pe.e.cfg.MaxInputBytes)
+	if n < 0 {
 		c.requestClose(ReasonLimitReached, nil, true)
 		return
 	}
-	var in []byte
-	if n > 0 {
-		in = append(append(pool.Get(n)[:0], inj...), rest...)
-	}
-	if fromIn {
-		c.dropInput() // data, now copied
-	}
-	c.setInput(in)
 	if n == 0 {
 		if c.flags&fMessage == 0 {
 			pc.msgStart = 0

@@ -144,20 +144,11 @@ func (l *loop) injected(c *Conn, data []byte, used int, fromIn bool) {
 		}
 		inj = plain
 	}
-	rest := data[used:]
-	n := len(inj) + len(rest)
-	if n > l.e.cfg.MaxInputBytes {
+	n := c.joinInjected(inj, data[used:], fromIn, l.e.cfg.MaxInputBytes)
+	if n < 0 {
 		l.closeNow(c, ReasonLimitReached, nil)
 		return
 	}
-	var in []byte
-	if n > 0 {
-		in = append(append(pool.Get(n)[:0], inj...), rest...)
-	}
-	if fromIn {
-		c.dropInput() // data, now copied
-	}
-	c.setInput(in)
 	if n == 0 {
 		if c.flags&fMessage == 0 {
 			c.msgStart = 0

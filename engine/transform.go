@@ -3,6 +3,8 @@ package engine
 import (
 	"errors"
 	"io"
+
+	"github.com/warrenhq/warren/internal/pool"
 )
 
 // Transform is a per-connection layer between the socket and the handler:
@@ -162,4 +164,26 @@ func (c *Conn) writeSealedLocked(l *loop, t Transform, bufs [][]byte, total int)
 		return 0, err
 	}
 	return total, nil
+}
+
+// joinInjected makes inj (bytes injected during OnData) followed by rest
+// (what that OnData left of its input) c's unconsumed input, in one
+// pooled buffer, none when both are empty; when fromIn, rest is part of
+// c's input, which it lets go of once copied. It returns the input's
+// length, or -1 past max, leaving c's input as it was (the caller closes
+// c). Both engines' injected use it.
+func (c *Conn) joinInjected(inj, rest []byte, fromIn bool, max int) int {
+	n := len(inj) + len(rest)
+	if n > max {
+		return -1
+	}
+	var in []byte
+	if n > 0 {
+		in = append(append(pool.Get(n)[:0], inj...), rest...)
+	}
+	if fromIn {
+		c.dropInput()
+	}
+	c.setInput(in)
+	return n
 }
