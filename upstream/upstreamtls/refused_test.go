@@ -23,7 +23,12 @@ func TestRefused(t *testing.T) {
 		if !errorsAs(err, &ue) || ue.Failure != upstream.FailConnect {
 			t.Fatalf("request %d: %v, want a connect failure", i, err)
 		}
+		// The failed connection's counters settle on its loop, which may
+		// be just after the request's answer reached this goroutine.
 		st := cl.Stats()
+		for end := time.Now().Add(5 * time.Second); (st.CxConnectFail != uint64(i) || st.CxActive != 0) && time.Now().Before(end); st = cl.Stats() {
+			time.Sleep(time.Millisecond)
+		}
 		if st.CxTotal != uint64(i) || st.CxConnectFail != uint64(i) || st.CxActive != 0 || st.TLSHandshakeFail != 0 {
 			t.Fatalf("request %d: %d dialled, %d failed, %d active, %d handshakes failed; want %d, %d, 0, 0",
 				i, st.CxTotal, st.CxConnectFail, st.CxActive, st.TLSHandshakeFail, i, i)
