@@ -401,18 +401,8 @@ const DefaultServeParentGOGC = 100
 func defaultServeParentGOGC() int { return envGOGC(DefaultServeParentGOGC) }
 
 // envGOGC is $GOGC as a GC percent ("off": -1) when set and valid, else
-// def.
-func envGOGC(def int) int {
-	switch v := os.Getenv("GOGC"); {
-	case v == "off":
-		return -1
-	case v != "":
-		if n, err := strconv.Atoi(v); err == nil {
-			return n
-		}
-	}
-	return def
-}
+// def (memtrim.EnvGOGC, which bench/cmd/mqtthost uses too).
+func envGOGC(def int) int { return memtrim.EnvGOGC(def) }
 
 // memtrimFlags binds the flags of the trim after bursts of allocation
 // (internal/memtrim) in every gateway process.

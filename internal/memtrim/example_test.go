@@ -3,6 +3,7 @@ package memtrim_test
 import (
 	"context"
 	"fmt"
+	"os"
 
 	"github.com/warrenhq/warren/internal/memtrim"
 )
@@ -26,4 +27,15 @@ func ExampleTrimmer_Settle() {
 	t.Settle()
 	fmt.Println(t.Stats().Settles)
 	// Output: 1
+}
+
+// A -gogc flag whose default is $GOGC when set, else the program's own.
+func ExampleEnvGOGC() {
+	os.Setenv("GOGC", "off")
+	fmt.Println(memtrim.EnvGOGC(25))
+	os.Unsetenv("GOGC")
+	fmt.Println(memtrim.EnvGOGC(25))
+	// Output:
+	// -1
+	// 25
 }

@@ -24,9 +24,11 @@ package memtrim
 
 import (
 	"context"
+	"os"
 	"runtime"
 	"runtime/debug"
 	rtmetrics "runtime/metrics"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -223,4 +225,19 @@ func (t *Trimmer) step(busy *uint64, delta uint64, elapsed, sinceTrim time.Durat
 		return false
 	}
 	return *busy >= uint64(t.cfg.Burst) && sinceTrim >= t.cfg.MinGap
+}
+
+// EnvGOGC returns $GOGC as a GC percent when it is set and valid ("off":
+// -1), else def: the default of a -gogc flag that, like the runtime,
+// lets the environment choose.
+func EnvGOGC(def int) int {
+	switch v := os.Getenv("GOGC"); {
+	case v == "off":
+		return -1
+	case v != "":
+		if n, err := strconv.Atoi(v); err == nil {
+			return n
+		}
+	}
+	return def
 }

@@ -31,7 +31,6 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/debug"
-	"strconv"
 	"syscall"
 	"time"
 
@@ -98,17 +97,7 @@ const serveGOGC = 25
 
 // defaultGOGC is -gogc's default: $GOGC when set ("off": -1), else
 // serveGOGC, as warren serve's.
-func defaultGOGC() int {
-	switch v := os.Getenv("GOGC"); {
-	case v == "off":
-		return -1
-	case v != "":
-		if n, err := strconv.Atoi(v); err == nil {
-			return n
-		}
-	}
-	return serveGOGC
-}
+func defaultGOGC() int { return memtrim.EnvGOGC(serveGOGC) }
 
 // listeningLine is what mqtthost prints once its listener is up: its
 // address, second word as the bench scripts read it, and the collector's
