@@ -30,12 +30,12 @@ type epollLoop struct {
 	events  []unix.EpollEvent
 }
 
-func newEpollLoop(lfd, wake int, backend netip.AddrPort, st *stats) (func() error, error) {
+func newEpollLoop(lfd, wake int, cfg relayConfig, st *stats) (func() error, error) {
 	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("epoll_create1: %w", err)
 	}
-	l := &epollLoop{ep: ep, lfd: lfd, wake: wake, backend: backend, st: st, sides: map[int]*epollSide{},
+	l := &epollLoop{ep: ep, lfd: lfd, wake: wake, backend: cfg.Backend, st: st, sides: map[int]*epollSide{},
 		buf: make([]byte, defaultBufSize), events: make([]unix.EpollEvent, 256)}
 	for _, fd := range []int{lfd, wake} {
 		if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)}); err != nil {

@@ -61,9 +61,10 @@ func main() {
 	loops := flag.Int("loops", 2, "event loops, each with its own SO_REUSEPORT listener")
 	mode := flag.String("mode", "epoll", "epoll or uring")
 	maxRun := flag.Duration("max", 30*time.Minute, "exit after this long")
+	minWait := flag.Duration("min-wait", 50*time.Microsecond, "uring: how long a round waits for its sends' completions and one more before any one completion ends the wait (0: wait for one)")
 	flag.Parse()
 
-	cfg := relayConfig{Loops: *loops, Mode: *mode}
+	cfg := relayConfig{Loops: *loops, Mode: *mode, MinWait: *minWait}
 	var err error
 	if cfg.Backend, err = netip.ParseAddrPort(*backend); err != nil {
 		fmt.Fprintln(os.Stderr, "uringrelay: -backend:", err)
@@ -107,6 +108,10 @@ type relayConfig struct {
 	Backend netip.AddrPort
 	Loops   int
 	Mode    string // "epoll" or "uring"
+	// MinWait (uring) bounds a round's wait for its own sends'
+	// completions and one more; zero waits for one completion only (and
+	// so costs a second io_uring_enter in a round that sent).
+	MinWait time.Duration
 }
 
 // relay is a running relay: its loops, their stop eventfds and errors.
@@ -162,7 +167,7 @@ func startRelay(cfg relayConfig) (*relay, error) {
 		go func() {
 			runtime.LockOSThread()
 			defer runtime.UnlockOSThread()
-			run, err := newLoop(lfds[i], r.wakes[i], cfg.Backend, r.stats[i])
+			run, err := newLoop(lfds[i], r.wakes[i], cfg, r.stats[i])
 			ready <- err
 			if err != nil {
 				unix.Close(lfds[i])

@@ -67,15 +67,24 @@ func body(n int) []byte {
 }
 
 // TestRelayRoundTrips sends keep-alive requests through the relay in
-// both modes, on several connections at once, with bodies from a few
+// both modes (uring with and without the bounded wait for a round's own
+// sends), on several connections at once, with bodies from a few
 // bytes to many times a receive buffer, and checks every byte; closing
 // the clients must close the relay's backend connections, and stop must
 // end the loops.
 func TestRelayRoundTrips(t *testing.T) {
-	for _, mode := range []string{"epoll", "uring"} {
-		t.Run(mode, func(t *testing.T) {
+	for _, tc := range []struct {
+		name, mode string
+		minWait    time.Duration
+	}{
+		{"epoll", "epoll", 0},
+		{"uring", "uring", 50 * time.Microsecond},
+		{"uring-wait-one", "uring", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
 			backend, ended := startBackend(t)
-			r, err := startRelay(relayConfig{Listen: netip.MustParseAddrPort("127.0.0.1:0"), Backend: backend, Loops: 2, Mode: mode})
+			r, err := startRelay(relayConfig{Listen: netip.MustParseAddrPort("127.0.0.1:0"), Backend: backend, Loops: 2,
+				Mode: tc.mode, MinWait: tc.minWait})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -26,7 +26,9 @@ const (
 	setupSingleIssuer  = 1 << 12
 	setupDeferTaskrun  = 1 << 13
 	featSingleMmap     = 1 << 0
+	featMinTimeout     = 1 << 15
 	enterGetEvents     = 1 << 0
+	enterExtArg        = 1 << 3
 	recvMultishot      = 1 << 1 // sqe.ioprio of IORING_OP_RECV
 	acceptMultishot    = 1 << 0 // sqe.ioprio of IORING_OP_ACCEPT
 	cqeFBuffer         = 1 << 0
@@ -70,6 +72,14 @@ type bufReg struct {
 	bgid        uint16
 	pad         uint16
 	resv        [3]uint64
+}
+
+// geteventsArg is struct io_uring_getevents_arg (IORING_ENTER_EXT_ARG).
+type geteventsArg struct {
+	sigmask     uint64
+	sigmaskSize uint32
+	minWaitUsec uint32 // Linux 6.12 (IORING_FEAT_MIN_TIMEOUT)
+	ts          uint64
 }
 
 // sqe is a submission queue entry as the kernel reads it (64 bytes).
@@ -117,6 +127,7 @@ type ring struct {
 	enters   uint64 // io_uring_enter calls
 	bufs     *bufRing
 	released bool
+	minWait  bool // the kernel takes min_wait_usec
 }
 
 func newRing(sqEntries, cqEntries uint32) (*ring, error) {
@@ -128,7 +139,7 @@ func newRing(sqEntries, cqEntries uint32) (*ring, error) {
 	if errno != 0 {
 		return nil, fmt.Errorf("io_uring_setup: %w", errno)
 	}
-	r := &ring{fd: int(fd)}
+	r := &ring{fd: int(fd), minWait: p.features&featMinTimeout != 0}
 	if p.features&featSingleMmap == 0 {
 		unix.Close(r.fd)
 		return nil, errors.New("io_uring: kernel lacks IORING_FEAT_SINGLE_MMAP")
@@ -169,7 +180,7 @@ func newRing(sqEntries, cqEntries uint32) (*ring, error) {
 // when the submission queue is full.
 func (r *ring) getSQE() (*sqe, error) {
 	if r.tail-atomic.LoadUint32(r.sqHead) >= r.sqSize {
-		if err := r.enter(0); err != nil {
+		if err := r.enter(0, 0); err != nil {
 			return nil, err
 		}
 	}
@@ -180,17 +191,25 @@ func (r *ring) getSQE() (*sqe, error) {
 }
 
 // enter submits every prepared SQE and, when wait > 0, waits until at
-// least wait completions are ready — one io_uring_enter.
-func (r *ring) enter(wait uint32) error {
+// least wait completions are ready — one io_uring_enter. With minWaitUsec
+// (and a kernel that takes it) it waits that long at most for wait
+// completions, and after that returns with whatever is ready, once at
+// least one is.
+func (r *ring) enter(wait, minWaitUsec uint32) error {
 	atomic.StoreUint32(r.sqTail, r.tail)
-	var flags uintptr
+	var flags, argp, argsz uintptr
 	if wait > 0 {
 		flags = enterGetEvents
+	}
+	arg := geteventsArg{minWaitUsec: minWaitUsec}
+	if minWaitUsec > 0 && r.minWait && wait > 1 {
+		flags |= enterExtArg
+		argp, argsz = uintptr(unsafe.Pointer(&arg)), unsafe.Sizeof(arg)
 	}
 	for range maxEnterRetryCount {
 		toSubmit := r.tail - atomic.LoadUint32(r.sqHead)
 		r.enters++
-		_, _, errno := unix.Syscall6(unix.SYS_IO_URING_ENTER, uintptr(r.fd), uintptr(toSubmit), uintptr(wait), flags, 0, 0)
+		_, _, errno := unix.Syscall6(unix.SYS_IO_URING_ENTER, uintptr(r.fd), uintptr(toSubmit), uintptr(wait), flags, argp, argsz)
 		switch errno {
 		case 0:
 			return nil

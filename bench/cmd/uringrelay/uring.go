@@ -4,6 +4,7 @@ package main
 
 import (
 	"net/netip"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -52,10 +53,19 @@ type uringLoop struct {
 	inflight int // requests whose last completion has not come
 	stopping bool
 	recycled bool // buffers handed back since the last publish
-	err      error
+	// roundSends counts the sends prepared in this round. A send to a
+	// socket with room completes inside the io_uring_enter that submits
+	// it, so the enter waits for those completions and one more: waiting
+	// for one would return at once with the sends' own completions and
+	// cost a second enter a round. A send that has to wait for room may
+	// be the one completion that can still come, so that wait is bounded
+	// by minWaitUsec, after which any completion ends it.
+	roundSends  uint32
+	minWaitUsec uint32
+	err         error
 }
 
-func newUringLoop(lfd, wake int, backend netip.AddrPort, st *stats) (func() error, error) {
+func newUringLoop(lfd, wake int, cfg relayConfig, st *stats) (func() error, error) {
 	r, err := newRing(defaultSQEntries, defaultCQEntries)
 	if err != nil {
 		return nil, err
@@ -64,7 +74,8 @@ func newUringLoop(lfd, wake int, backend netip.AddrPort, st *stats) (func() erro
 		r.close()
 		return nil, err
 	}
-	l := &uringLoop{r: r, lfd: lfd, wake: wake, backend: backend, st: st, sides: map[int]*uringSide{}}
+	l := &uringLoop{r: r, lfd: lfd, wake: wake, backend: cfg.Backend, st: st, sides: map[int]*uringSide{},
+		minWaitUsec: uint32(cfg.MinWait / time.Microsecond)}
 	return l.run, nil
 }
 
@@ -108,8 +119,11 @@ func (l *uringLoop) send(x *uringSide) {
 	s := l.prep(kindSend, x.fd, opSend)
 	s.addr = uint64(uintptr(unsafe.Pointer(&b[0])))
 	s.len = uint32(len(b))
-	s.opFlags = unix.MSG_NOSIGNAL
+	// MSG_WAITALL: the kernel retries a short send itself, so a send
+	// completes with all its bytes or an error.
+	s.opFlags = unix.MSG_NOSIGNAL | unix.MSG_WAITALL
 	x.sending = true
+	l.roundSends++
 	l.st.writes.Add(1)
 }
 
@@ -128,7 +142,12 @@ func (l *uringLoop) run() error {
 			l.r.bufs.publish()
 			l.recycled = false
 		}
-		err := l.r.enter(1)
+		wait := uint32(1)
+		if l.minWaitUsec > 0 && l.r.minWait {
+			wait += l.roundSends
+		}
+		err := l.r.enter(wait, l.minWaitUsec)
+		l.roundSends = 0
 		l.st.enters.Add(1)
 		l.st.rounds.Add(1)
 		if err != nil {
