@@ -7,7 +7,9 @@
 # completions waited for together, multishot recv into provided buffers)
 # — and, in the same rounds, the uring mode with -min-wait 0 ("uring1":
 # a round that sent waits for one completion, so it costs a second
-# io_uring_enter), nginx, HAProxy and `warren proxy` (default
+# io_uring_enter) and -mode uring-epoll ("uep": epoll's readiness and
+# read(), the wait an IORING_OP_EPOLL_WAIT submitted with the round's
+# sends in one enter: writes deferred to the round's end), nginx, HAProxy and `warren proxy` (default
 # configuration), all with WORKERS loops/workers/threads, to the same
 # backend (`warren echo -loops 1`), as bench/proxy.sh. The order of the
 # five rotates from round to round.
@@ -51,10 +53,13 @@ wait_port "$BPORT"
 declare -A PORT PID
 # uring1: the uring mode waiting for one completion a round (-min-wait 0),
 # so a round that sent costs a second io_uring_enter.
-for name in epoll uring uring1; do
+# uep: -mode uring-epoll -min-wait 0 (epoll's readiness and read(); the wait is an
+# IORING_OP_EPOLL_WAIT submitted with the round's sends in one enter).
+for name in epoll uring uring1 uep; do
   mode=${name%1}
   flags=()
   [ "$name" = uring1 ] && flags=(-min-wait 0)
+  [ "$name" = uep ] && mode=uring-epoll && flags=(-min-wait 0)
   PORT[$name]=$(free_port)
   "$R" -listen "127.0.0.1:${PORT[$name]}" -backend "127.0.0.1:$BPORT" -loops "$WORKERS" -mode "$mode" -max 30m "${flags[@]}" \
     >"$OUT/$name.log" 2>&1 &
@@ -129,7 +134,7 @@ EOF
 haproxy -db -f "$HDIR/haproxy.cfg" >"$OUT/haproxy.log" 2>&1 &
 PID[haproxy]=$!
 PIDS+=("${PID[haproxy]}")
-NAMES=(epoll uring uring1 nginx haproxy warren)
+NAMES=(epoll uring uring1 uep nginx haproxy warren)
 for name in "${NAMES[@]}"; do wait_port "${PORT[$name]}"; done
 
 # pids NAME: the processes whose CPU counts for NAME (nginx: master and workers).
@@ -143,7 +148,7 @@ pids() {
 # relay_rounds NAME: the relay's loop rounds so far (all loops), from its
 # STATS lines on SIGUSR1; 0 for the others.
 relay_rounds() {
-  case $1 in epoll | uring | uring1) ;; *) echo 0; return ;; esac
+  case $1 in epoll | uring | uring1 | uep) ;; *) echo 0; return ;; esac
   local log=$OUT/$1.log before i
   before=$(grep -c '^STATS ' "$log" || true)
   kill -USR1 "${PID[$1]}"
@@ -249,9 +254,13 @@ ratio() {
 }
 ratio uring epoll
 ratio uring1 epoll
+ratio uep epoll
 ratio epoll nginx
 ratio uring nginx
 ratio uring haproxy
+ratio uring1 nginx
+ratio uring1 haproxy
+ratio uep nginx
 ratio epoll haproxy
 ratio warren nginx
 ratio warren haproxy

@@ -18,7 +18,10 @@
 // buffer ring; a round is one io_uring_enter that submits the sends the
 // previous round queued (straight from the received buffer) and waits for
 // the next completions, so readiness, reads and writes share one
-// transition into the kernel.
+// transition into the kernel. -mode uring-epoll keeps epoll's readiness
+// and read() but waits with IORING_OP_EPOLL_WAIT (Linux 6.15) submitted
+// with the round's sends in one io_uring_enter: writes deferred to the
+// round's end, the smallest change warren's engine could make.
 //
 // It prints "listening HOST:PORT" once its listeners are bound, prints its
 // counters ("STATS rounds=… enters=… events=…") to stderr on SIGUSR1 and
@@ -59,7 +62,7 @@ func main() {
 	listen := flag.String("listen", "127.0.0.1:0", "listen address (port 0 picks a free one)")
 	backend := flag.String("backend", "", "backend HOST:PORT (IPv4)")
 	loops := flag.Int("loops", 2, "event loops, each with its own SO_REUSEPORT listener")
-	mode := flag.String("mode", "epoll", "epoll or uring")
+	mode := flag.String("mode", "epoll", "epoll, uring or uring-epoll")
 	maxRun := flag.Duration("max", 30*time.Minute, "exit after this long")
 	minWait := flag.Duration("min-wait", 50*time.Microsecond, "uring: how long a round waits for its sends' completions and one more before any one completion ends the wait (0: wait for one)")
 	flag.Parse()
@@ -107,7 +110,7 @@ type relayConfig struct {
 	Listen  netip.AddrPort
 	Backend netip.AddrPort
 	Loops   int
-	Mode    string // "epoll" or "uring"
+	Mode    string // "epoll", "uring" or "uring-epoll"
 	// MinWait (uring) bounds a round's wait for its own sends'
 	// completions and one more; zero waits for one completion only (and
 	// so costs a second io_uring_enter in a round that sent).
@@ -124,7 +127,7 @@ type relay struct {
 
 // startRelay binds the listeners and starts the loops.
 func startRelay(cfg relayConfig) (*relay, error) {
-	if cfg.Mode != "epoll" && cfg.Mode != "uring" {
+	if cfg.Mode != "epoll" && cfg.Mode != "uring" && cfg.Mode != "uring-epoll" {
 		return nil, fmt.Errorf("unknown -mode %q", cfg.Mode)
 	}
 	if cfg.Loops < 1 {
@@ -161,8 +164,11 @@ func startRelay(cfg relayConfig) (*relay, error) {
 	ready := make(chan error, cfg.Loops)
 	for i := range cfg.Loops {
 		newLoop := newEpollLoop
-		if cfg.Mode == "uring" {
+		switch cfg.Mode {
+		case "uring":
 			newLoop = newUringLoop
+		case "uring-epoll":
+			newLoop = newUringEpollLoop
 		}
 		go func() {
 			runtime.LockOSThread()

@@ -80,6 +80,8 @@ func TestRelayRoundTrips(t *testing.T) {
 		{"epoll", "epoll", 0},
 		{"uring", "uring", 50 * time.Microsecond},
 		{"uring-wait-one", "uring", 0},
+		{"uring-epoll", "uring-epoll", 50 * time.Microsecond},
+		{"uring-epoll-wait-one", "uring-epoll", 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			backend, ended := startBackend(t)
