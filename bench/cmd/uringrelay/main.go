@@ -23,6 +23,14 @@
 // with the round's sends in one io_uring_enter: writes deferred to the
 // round's end, the smallest change warren's engine could make.
 //
+// A send to a socket with room completes inside the enter that submits
+// it, so a round that waited for one completion would return at once with
+// its own sends' completions; -min-wait (default 50µs; Linux 6.12's
+// min_wait_usec) makes a round wait for its sends and one more completion
+// for that long, then for any one. -min-wait 0 waits for one completion
+// (a second enter in a round that sent); the two cost the same
+// (docs/benchmarks.md §83).
+//
 // It prints "listening HOST:PORT" once its listeners are bound, prints its
 // counters ("STATS rounds=… enters=… events=…") to stderr on SIGUSR1 and
 // exits on SIGTERM, SIGINT or after -max.

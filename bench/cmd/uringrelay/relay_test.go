@@ -10,12 +10,15 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // startBackend serves HTTP/1.1 keep-alive: GET /N answers a body of N
@@ -84,6 +87,9 @@ func TestRelayRoundTrips(t *testing.T) {
 		{"uring-epoll-wait-one", "uring-epoll", 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			if tc.mode != "epoll" {
+				skipWithoutUring(t, tc.mode == "uring-epoll")
+			}
 			backend, ended := startBackend(t)
 			r, err := startRelay(relayConfig{Listen: netip.MustParseAddrPort("127.0.0.1:0"), Backend: backend, Loops: 2,
 				Mode: tc.mode, MinWait: tc.minWait})
@@ -133,6 +139,32 @@ func TestRelayRoundTrips(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+// skipWithoutUring skips where io_uring cannot be set up (an old kernel,
+// kernel.io_uring_disabled, a seccomp profile) or, with epollWait, where
+// the kernel predates IORING_OP_EPOLL_WAIT (Linux 6.15).
+func skipWithoutUring(t *testing.T, epollWait bool) {
+	t.Helper()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	r, err := newRing(8, 16)
+	if err != nil {
+		t.Skipf("io_uring unavailable: %v", err)
+	}
+	r.close()
+	if !epollWait {
+		return
+	}
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		t.Fatal(err)
+	}
+	var major, minor int
+	fmt.Sscanf(unix.ByteSliceToString(u.Release[:]), "%d.%d", &major, &minor)
+	if major < 6 || major == 6 && minor < 15 {
+		t.Skipf("kernel %d.%d predates IORING_OP_EPOLL_WAIT (6.15)", major, minor)
 	}
 }
 
