@@ -36,6 +36,10 @@ type portableEngine struct {
 
 	wg       sync.WaitGroup
 	acceptWG sync.WaitGroup
+
+	// readHook, for tests, runs on a reader once its next read is armed,
+	// just before it reads.
+	readHook atomic.Pointer[func(*Conn)]
 }
 
 // pconn is the portable engine's per-connection state.
@@ -243,12 +247,13 @@ func (pe *portableEngine) serve(c *Conn) {
 		}
 		pe.setState(c, state)
 		timeoutWhy, deadline := pe.deadline(c)
-		pc.nc.SetReadDeadline(deadline)
-		if pc.signalled() || pe.closeRequested(c) != ReasonNone {
-			// A redeliver, drain, timeout change or close posted before
-			// the deadline above was set had its wake-up (a deadline of
-			// now) overwritten.
+		if !pc.arm(deadline) || pe.closeRequested(c) != ReasonNone {
+			// A redeliver, drain, timeout change, post or close waits:
+			// its wake-up (a deadline of now) is not to be overwritten.
 			continue
+		}
+		if h := pe.readHook.Load(); h != nil {
+			(*h)(c)
 		}
 		n, err := pc.nc.Read(buf)
 		if n > 0 {
@@ -270,6 +275,11 @@ func (pe *portableEngine) serve(c *Conn) {
 			if pc.signalled() {
 				// A post, redeliver or timeout change woke the read
 				// (a deadline of now), not the deadline itself.
+				continue
+			}
+			if time.Now().Before(deadline) {
+				// A wake-up nothing waits for: the deadline has not
+				// passed, so this is no timeout (the next turn re-arms).
 				continue
 			}
 			if timeoutWhy != ReasonNone {
@@ -332,12 +342,38 @@ func (pc *pconn) takeRedeliver() bool {
 	return r
 }
 
-// signalled reports whether a redeliver, a drain or a timeout change waits
-// for the reader.
+// signalled reports whether a redeliver, a drain, a timeout change or a
+// post waits for the reader.
 func (pc *pconn) signalled() bool {
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
+	return pc.signalledLocked()
+}
+
+func (pc *pconn) signalledLocked() bool {
 	return pc.redeliver || pc.drain || pc.retime || len(pc.posted) > 0
+}
+
+// arm sets the reader's deadline for its next read unless a signal waits
+// (it reports false then). It holds pc.mu, as the wakers do from setting
+// their signal to waking the read (wakeLocked): a wake-up cannot land
+// after the reader has taken its signal and armed the next read, where it
+// would cut that read short as a timeout no deadline called for.
+func (pc *pconn) arm(deadline time.Time) bool {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	if pc.signalledLocked() {
+		return false
+	}
+	pc.nc.SetReadDeadline(deadline)
+	return true
+}
+
+// wakeLocked interrupts the reader's read (a deadline of now) for the
+// signal just set; pc.mu is held (see arm).
+func (pc *pconn) wakeLocked() {
+	pc.cond.Broadcast()
+	pc.nc.SetReadDeadline(time.Now())
 }
 
 func (pc *pconn) takeDrain() bool {
@@ -579,15 +615,14 @@ func (pc *pconn) postOp(c *Conn, kind opKind) {
 		if pc.drainQuiet {
 			pc.drain = true // the reader re-checks quiet in drainConn
 		}
-		pc.redeliver = true
-		pc.cond.Broadcast()
+		pc.redeliver = true // the reader resumes pending input
+		pc.wakeLocked()
 		pc.mu.Unlock()
-		pc.nc.SetReadDeadline(time.Now()) // the reader resumes pending input
 	case opRetime:
 		pc.mu.Lock()
-		pc.retime = true
+		pc.retime = true // re-evaluated by the reader
+		pc.wakeLocked()
 		pc.mu.Unlock()
-		pc.nc.SetReadDeadline(time.Now()) // re-evaluated by the reader
 	}
 }
 
@@ -595,9 +630,8 @@ func (pc *pconn) postOp(c *Conn, kind opKind) {
 func (pc *pconn) postFn(_ *Conn, fn func()) bool {
 	pc.mu.Lock()
 	pc.posted = append(pc.posted, fn)
-	pc.cond.Broadcast()
+	pc.wakeLocked()
 	pc.mu.Unlock()
-	pc.nc.SetReadDeadline(time.Now())
 	return true
 }
 
@@ -618,9 +652,8 @@ func (pc *pconn) oneGoroutine() bool { return true }
 // synchronous, so nothing queued is lost.
 func (pc *pconn) requestClose(c *Conn) {
 	pc.mu.Lock()
-	pc.cond.Broadcast()
+	pc.wakeLocked()
 	pc.mu.Unlock()
-	pc.nc.SetReadDeadline(time.Now())
 	c.mu.Lock()
 	abort := c.cs&csAbort != 0
 	c.mu.Unlock()
@@ -845,9 +878,8 @@ func (pe *portableEngine) shutdown(ctx context.Context) error {
 		pc := c.portable()
 		pc.mu.Lock()
 		pc.drain = true
-		pc.cond.Broadcast()
+		pc.wakeLocked()
 		pc.mu.Unlock()
-		pc.nc.SetReadDeadline(time.Now())
 	}
 	e.checkDrained()
 	var err error
