@@ -208,6 +208,61 @@ func TestInjectFromOnDataKeepsRest(t *testing.T) {
 	})
 }
 
+// injHop consumes n bytes of what it is handed and hands its connection
+// on to next (SetHandler), recording what it consumed. It runs inline or
+// on the worker pool, as the engine is configured.
+type injHop struct {
+	n    int
+	next Handler
+	mu   sync.Mutex
+	got  []byte
+}
+
+func (h *injHop) OnData(c *Conn, in []byte) int {
+	n := min(h.n, len(in))
+	h.mu.Lock()
+	h.got = append(h.got, in[:n]...)
+	h.mu.Unlock()
+	c.SetHandler(h.next)
+	return n
+}
+
+func (h *injHop) consumed() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return string(h.got)
+}
+
+// TestInjectThenSetHandlerAgain: the gate (injA) hands c to a handler and
+// injects; that handler, on the injected bytes, hands c on again, and so
+// does the next (one byte, none, one). Each gets what the one before left,
+// at once — the injected bytes are not held until the next read — and the
+// next read goes to the last.
+func TestInjectThenSetHandlerAgain(t *testing.T) {
+	forEachKind(t, func(t *testing.T, k engineKind) {
+		last := &injB{closed: make(chan CloseReason, 4)}
+		hop3 := &injHop{n: 1, next: last}
+		hop2 := &injHop{n: 0, next: hop3}
+		hop1 := &injHop{n: 1, next: hop2}
+		a := &injA{need: 2, all: true, chunks: []string{"xyz12"}, b: hop1, seen: make(chan *Conn, 16)}
+		cfg := Config{Loops: 1, IdleTimeout: time.Hour}
+		k.cfg(&cfg)
+		_, addr := startEngine(t, cfg, a)
+		nc := dial(t, addr)
+		nc.Write([]byte("go"))
+		c := firstConn(t, a.seen)
+		eventually(t, 5*time.Second, "the last handler consumed z12", func() bool { return last.consumed() == "z12" })
+		settledInput(t, c, "")
+		nc.Write([]byte("w"))
+		eventually(t, 5*time.Second, "the last handler consumed z12w", func() bool { return last.consumed() == "z12w" })
+		for i, h := range []*injHop{hop1, hop2, hop3} {
+			if got, want := h.consumed(), []string{"x", "", "y"}[i]; got != want {
+				t.Errorf("handler %d consumed %q, want %q", i+1, got, want)
+			}
+		}
+	})
+}
+
 // TestInjectFromOnDataLimit: bytes injected from OnData count against
 // MaxInputBytes; past it the connection closes with ReasonLimitReached.
 func TestInjectFromOnDataLimit(t *testing.T) {
