@@ -60,6 +60,9 @@ type pconn struct {
 	drainStarted bool     // OnDrain has run
 	drainQuiet   bool     // draining: close once quiet
 	linger       bool     // CloseLinger: linger before closing (linger_portable.go)
+	// wakes counts the wake-ups (wakeLocked): a read that times out
+	// while it is what arm recorded timed out on its own deadline.
+	wakes uint64
 
 	// last mirrors lastRead for observers on other goroutines.
 	last atomic.Int64
@@ -247,7 +250,8 @@ func (pe *portableEngine) serve(c *Conn) {
 		}
 		pe.setState(c, state)
 		timeoutWhy, deadline := pe.deadline(c)
-		if !pc.arm(deadline) || pe.closeRequested(c) != ReasonNone {
+		wakes, armed := pc.arm(deadline)
+		if !armed || pe.closeRequested(c) != ReasonNone {
 			// A redeliver, drain, timeout change, post or close waits:
 			// its wake-up (a deadline of now) is not to be overwritten.
 			continue
@@ -272,14 +276,11 @@ func (pe *portableEngine) serve(c *Conn) {
 				pe.drainConn(c)
 				continue
 			}
-			if pc.signalled() {
-				// A post, redeliver or timeout change woke the read
-				// (a deadline of now), not the deadline itself.
-				continue
-			}
-			if time.Now().Before(deadline) {
-				// A wake-up nothing waits for: the deadline has not
-				// passed, so this is no timeout (the next turn re-arms).
+			if pc.wokenSince(wakes) {
+				// A post, redeliver, timeout change or close woke the
+				// read (a deadline of now), not its own deadline. No
+				// clock is read: a wall-clock step cannot make a
+				// timeout a wake-up, or a wake-up a timeout.
 				continue
 			}
 			if timeoutWhy != ReasonNone {
@@ -342,12 +343,12 @@ func (pc *pconn) takeRedeliver() bool {
 	return r
 }
 
-// signalled reports whether a redeliver, a drain, a timeout change or a
-// post waits for the reader.
-func (pc *pconn) signalled() bool {
+// wokenSince reports whether the reader has been woken (wakeLocked) since
+// arm returned wakes.
+func (pc *pconn) wokenSince(wakes uint64) bool {
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
-	return pc.signalledLocked()
+	return pc.wakes != wakes
 }
 
 func (pc *pconn) signalledLocked() bool {
@@ -355,23 +356,25 @@ func (pc *pconn) signalledLocked() bool {
 }
 
 // arm sets the reader's deadline for its next read unless a signal waits
-// (it reports false then). It holds pc.mu, as the wakers do from setting
-// their signal to waking the read (wakeLocked): a wake-up cannot land
-// after the reader has taken its signal and armed the next read, where it
-// would cut that read short as a timeout no deadline called for.
-func (pc *pconn) arm(deadline time.Time) bool {
+// (ok is false then), and returns the wake-up count it armed at. It holds
+// pc.mu, as the wakers do from setting their signal to waking the read
+// (wakeLocked): a wake-up cannot land after the reader has taken its
+// signal and armed the next read unless it bumps the count, so a read
+// that times out with the count unchanged timed out on deadline.
+func (pc *pconn) arm(deadline time.Time) (wakes uint64, ok bool) {
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
 	if pc.signalledLocked() {
-		return false
+		return pc.wakes, false
 	}
 	pc.nc.SetReadDeadline(deadline)
-	return true
+	return pc.wakes, true
 }
 
 // wakeLocked interrupts the reader's read (a deadline of now) for the
-// signal just set; pc.mu is held (see arm).
+// signal just set, and counts the wake-up; pc.mu is held (see arm).
 func (pc *pconn) wakeLocked() {
+	pc.wakes++
 	pc.cond.Broadcast()
 	pc.nc.SetReadDeadline(time.Now())
 }

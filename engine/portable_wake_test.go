@@ -1,31 +1,56 @@
 package engine
 
 import (
+	"sync/atomic"
 	"testing"
 	"time"
 )
 
-// TestPortableStrayWake: a wake-up of the portable reader that no signal
-// claims — a deadline of now landing after the reader has taken the post
-// it was for and armed its next read, as a Post's did when it woke the
-// reader outside pc.mu (§85 in docs/benchmarks.md) — is no timeout: the
-// connection stays open with its pending input, and the next read reaches
-// the handler. Before, it closed with ReasonReadTimeout long before the
-// read timeout.
+// TestPortableStrayWake: the portable reader tells a wake-up from its own
+// deadline by the wake-up count arm recorded, not by the clock (§85 in
+// docs/benchmarks.md). A Post from another goroutine that lands once the
+// reader has armed its read (from readHook) cuts the read short: that is
+// a wake-up, not a read timeout — the post runs, the connection stays
+// open with its pending input, and the next read reaches the handler. A
+// read that times out with no wake-up counted is a timeout, even though
+// the wall clock says its deadline (the read timeout, 30 s away) has not
+// passed: that is what a backwards step of the wall clock looks like to
+// the reader, and the clock test that stood here before took it for a
+// wake-up and read on, stretching the user's timeout by the step.
 func TestPortableStrayWake(t *testing.T) {
 	b := &injB{keep: 1, closed: make(chan CloseReason, 4)}
-	e, addr := startEngine(t, Config{Portable: true, IdleTimeout: time.Hour}, b)
+	e, addr := startEngine(t, Config{Portable: true, IdleTimeout: time.Hour, ReadTimeout: 30 * time.Second}, b)
+	const (
+		modeNone = iota
+		modePost // a Post from another goroutine
+		modeStep // the read's deadline fires early, as after a clock step
+	)
+	var mode atomic.Int32
 	armed := make(chan *Conn, 16)
+	ran := make(chan struct{}, 1)
 	hook := func(c *Conn) {
-		if c.pending() { // the read timeout applies to this read
-			select {
-			case armed <- c:
-			default:
+		if !c.pending() { // the read timeout applies to this read
+			return
+		}
+		switch mode.Swap(modeNone) {
+		case modePost:
+			done := make(chan bool)
+			go func() { done <- c.Post(func() { ran <- struct{}{} }) }()
+			if !<-done {
+				t.Error("Post failed")
 			}
+		case modeStep:
+			c.portable().nc.SetReadDeadline(time.Now())
+		}
+		select {
+		case armed <- c:
+		default:
 		}
 	}
 	e.portable.readHook.Store(&hook)
+
 	nc := dial(t, addr)
+	mode.Store(modePost)
 	nc.Write([]byte("ab"))
 	var c *Conn
 	select {
@@ -33,15 +58,19 @@ func TestPortableStrayWake(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the reader never armed a read with input pending")
 	}
-	// The reader has armed its read (the read timeout, 30 s away) and
-	// reads, or is about to: a stray wake-up cuts that read short.
-	c.portable().nc.SetReadDeadline(time.Now())
+	select {
+	case <-ran:
+	case r := <-b.closed:
+		t.Fatalf("closed with %v after a post woke the read", r)
+	case <-time.After(5 * time.Second):
+		t.Fatal("the post never ran")
+	}
 	select {
 	case c = <-armed: // it read nothing, and armed the next read again
 	case r := <-b.closed:
-		t.Fatalf("closed with %v after a stray wake-up", r)
+		t.Fatalf("closed with %v after a post woke the read", r)
 	case <-time.After(5 * time.Second):
-		t.Fatal("the reader did not re-arm after a stray wake-up")
+		t.Fatal("the reader did not re-arm after a post woke it")
 	}
 	nc.Write([]byte("c"))
 	eventually(t, 5*time.Second, "B consumed ab", func() bool {
@@ -54,5 +83,21 @@ func TestPortableStrayWake(t *testing.T) {
 	})
 	if held, _ := heldInput(t, c); held != "c" {
 		t.Errorf("c holds %q, want %q", held, "c")
+	}
+
+	mode.Store(modeStep)
+	c.Post(func() {}) // the reader re-arms
+	select {
+	case <-armed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the reader never armed its next read")
+	}
+	select {
+	case r := <-b.closed:
+		if r != ReasonReadTimeout {
+			t.Errorf("closed with %v, want %v", r, ReasonReadTimeout)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a read that timed out with no wake-up was not taken for a timeout")
 	}
 }
