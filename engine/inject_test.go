@@ -377,3 +377,39 @@ func readXored(t *testing.T, nc net.Conn, want string) {
 		t.Fatalf("got %q, want %q", xored(string(got)), want)
 	}
 }
+
+// injInlineHop is an injHop that runs inline whatever the engine's mode.
+type injInlineHop struct{ injHop }
+
+func (h *injInlineHop) Inline() bool { return true }
+
+// injWorkerB is an injB that runs on the worker pool whatever the
+// engine's mode.
+type injWorkerB struct{ injB }
+
+func (b *injWorkerB) Inline() bool { return false }
+
+// TestRedeliverInlineToWorker: redeliver hands a worker-pool successor
+// the rest (the end of loop.redeliver): the gate injects, an inline hop
+// consumes one byte of the injected bytes and hands c to a handler on the
+// worker pool, which gets the rest at once, not at the next read.
+func TestRedeliverInlineToWorker(t *testing.T) {
+	forEachKind(t, func(t *testing.T, k engineKind) {
+		last := &injWorkerB{injB{closed: make(chan CloseReason, 4)}}
+		hop := &injInlineHop{injHop{n: 1, next: last}}
+		a := &injA{need: 2, all: true, chunks: []string{"xyz12"}, b: hop, seen: make(chan *Conn, 16)}
+		cfg := Config{Loops: 1, IdleTimeout: time.Hour}
+		k.cfg(&cfg)
+		_, addr := startEngine(t, cfg, a)
+		nc := dial(t, addr)
+		nc.Write([]byte("go"))
+		c := firstConn(t, a.seen)
+		eventually(t, 5*time.Second, "the worker handler consumed yz12", func() bool { return last.consumed() == "yz12" })
+		settledInput(t, c, "")
+		nc.Write([]byte("w"))
+		eventually(t, 5*time.Second, "the worker handler consumed yz12w", func() bool { return last.consumed() == "yz12w" })
+		if got := hop.consumed(); got != "x" {
+			t.Errorf("the hop consumed %q, want %q", got, "x")
+		}
+	})
+}
