@@ -283,6 +283,12 @@ func (pe *portableEngine) serve(c *Conn) {
 				// timeout a wake-up, or a wake-up a timeout.
 				continue
 			}
+			if c.inflight.Load() > 0 {
+				// Held (Hold) from another goroutine since the read was
+				// armed: its timeouts wait for the hold to end, as on
+				// the loops; the next turn arms no deadline.
+				continue
+			}
 			if timeoutWhy != ReasonNone {
 				if e.callOnTimeout(c, timeoutWhy) {
 					pc.lastRead = time.Now().UnixNano()
