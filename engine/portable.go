@@ -362,7 +362,7 @@ func (pc *pconn) signalledLocked() bool {
 }
 
 // arm sets the reader's deadline for its next read unless a signal waits
-// (ok is false then), and returns the wake-up count it armed at. It holds
+// or reading is paused (ok is false then), and returns the wake-up count it armed at. It holds
 // pc.mu, as the wakers do from setting their signal to waking the read
 // (wakeLocked): a wake-up cannot land after the reader has taken its
 // signal and armed the next read unless it bumps the count, so a read
@@ -370,7 +370,7 @@ func (pc *pconn) signalledLocked() bool {
 func (pc *pconn) arm(deadline time.Time) (wakes uint64, ok bool) {
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
-	if pc.signalledLocked() {
+	if pc.signalledLocked() || pc.paused {
 		return pc.wakes, false
 	}
 	pc.nc.SetReadDeadline(deadline)
@@ -614,9 +614,14 @@ func (pc *pconn) postOp(c *Conn, kind opKind) {
 		pc.linger = true
 		pc.mu.Unlock()
 		pc.requestClose(c)
-	case opPause, opResume:
+	case opPause:
 		pc.mu.Lock()
-		pc.paused = kind == opPause
+		pc.paused = true
+		pc.wakeLocked() // a read in progress stops (arm re-arms none while paused)
+		pc.mu.Unlock()
+	case opResume:
+		pc.mu.Lock()
+		pc.paused = false
 		pc.cond.Broadcast()
 		pc.mu.Unlock()
 	case opQuiet:
