@@ -650,10 +650,11 @@ func (pc *pconn) postFn(_ *Conn, fn func()) bool {
 }
 
 // setMessagePending applies on any handler: OnData always runs on the
-// reader here.
+// reader here. The message starts on the real clock, as every portable
+// timeout does (deadlines on a net.Conn), not on Config.Clock.
 func (pc *pconn) setMessagePending(c *Conn, pending bool) {
 	if c.markMessage(pending) {
-		pc.msgStart = pc.e.Now().UnixNano()
+		pc.msgStart = time.Now().UnixNano()
 	}
 }
 
