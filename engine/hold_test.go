@@ -193,3 +193,40 @@ func TestHoldOffReader(t *testing.T) {
 		}
 	})
 }
+
+// TestLongHoldThenIdle: a hold longer than the idle timeout that ends
+// with a reply leaves c idle from the reply (Config.IdleTimeout: no bytes
+// moved for this long), not closed at once. The portable reader counted
+// input only, and closed c as soon as the hold ended.
+func TestLongHoldThenIdle(t *testing.T) {
+	forEachKind(t, func(t *testing.T, k engineKind) {
+		h := newRVHandler()
+		h.onData = func(c *Conn, in []byte) {
+			rel := c.Hold()
+			time.AfterFunc(600*time.Millisecond, func() { c.Write([]byte("reply")); rel() })
+		}
+		cfg := Config{Loops: 1, IdleTimeout: 300 * time.Millisecond}
+		k.cfg(&cfg)
+		_, addr := startEngine(t, cfg, h)
+		nc := dial(t, addr)
+		nc.Write([]byte("x"))
+		nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+		buf := make([]byte, 5)
+		if _, err := io.ReadFull(nc, buf); err != nil {
+			t.Fatalf("read the reply: %v", err)
+		}
+		select {
+		case r := <-h.closed:
+			t.Errorf("closed with %v just after the reply (idle timeout 300ms)", r)
+		case <-time.After(150 * time.Millisecond):
+		}
+		select {
+		case r := <-h.closed: // idle from the reply on
+			if r != ReasonIdleTimeout {
+				t.Errorf("closed with %v, want %v", r, ReasonIdleTimeout)
+			}
+		case <-time.After(5 * time.Second):
+			t.Error("the idle timeout never closed c after the reply")
+		}
+	})
+}

@@ -66,6 +66,10 @@ type pconn struct {
 
 	// last mirrors lastRead for observers on other goroutines.
 	last atomic.Int64
+	// lastWrite is the last write that moved bytes, unix nanoseconds, 0
+	// if none: the idle timeout counts writes too, unless c's is
+	// input-only (SetInputIdleTimeout).
+	lastWrite atomic.Int64
 
 	// Owned by the reader goroutine, unix nanoseconds (deadlines on a
 	// net.Conn are wall time; the poll engine keeps these in the Conn, as
@@ -249,6 +253,7 @@ func (pe *portableEngine) serve(c *Conn) {
 			state = StateDraining
 		}
 		pe.setState(c, state)
+		wrote := pc.lastWrite.Load()
 		timeoutWhy, deadline := pe.deadline(c)
 		wakes, armed := pc.arm(deadline)
 		if !armed || pe.closeRequested(c) != ReasonNone {
@@ -287,6 +292,11 @@ func (pe *portableEngine) serve(c *Conn) {
 				// Held (Hold) from another goroutine since the read was
 				// armed: its timeouts wait for the hold to end, as on
 				// the loops; the next turn arms no deadline.
+				continue
+			}
+			if timeoutWhy == ReasonIdleTimeout && pc.lastWrite.Load() != wrote {
+				// Bytes went out since the read was armed: the next turn
+				// counts the idle time from them.
 				continue
 			}
 			if timeoutWhy != ReasonNone {
@@ -412,12 +422,16 @@ func (pe *portableEngine) deadline(c *Conn) (CloseReason, time.Time) {
 		}
 		return ReasonReadTimeout, time.Unix(0, pc.msgStart).Add(d)
 	}
-	ms, _ := c.idleTimeout() // the portable engine's idle timer counts input only
+	ms, inputOnly := c.idleTimeout()
 	d := msDuration(ms, idleDef)
 	if d <= 0 {
 		return ReasonNone, time.Time{}
 	}
-	return ReasonIdleTimeout, time.Unix(0, pc.lastRead).Add(d)
+	last := pc.lastRead
+	if !inputOnly {
+		last = max(last, pc.lastWrite.Load())
+	}
+	return ReasonIdleTimeout, time.Unix(0, last).Add(d)
 }
 
 func msDuration(ms int32, def time.Duration) time.Duration {
@@ -770,6 +784,7 @@ func (pc *pconn) finalLocked(c *Conn, b []byte) {
 	if n, _ := pc.nc.Write(b); n > 0 {
 		c.bytesOut.Add(uint64(n))
 		pc.pe.stats.bytesOut.Add(uint64(n))
+		pc.lastWrite.Store(time.Now().UnixNano())
 	}
 }
 
@@ -785,6 +800,7 @@ func (pc *pconn) writeLocked(c *Conn, b [][]byte) (int, error) {
 	if n > 0 {
 		c.bytesOut.Add(uint64(n))
 		pc.pe.stats.bytesOut.Add(uint64(n))
+		pc.lastWrite.Store(time.Now().UnixNano())
 	}
 	if err != nil {
 		r := reasonForNet(err)

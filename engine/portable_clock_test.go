@@ -23,3 +23,38 @@ func TestPortableMessagePendingFakeClock(t *testing.T) {
 	case <-time.After(500 * time.Millisecond):
 	}
 }
+
+// TestPortableInputIdleIgnoresWrites: on the portable engine, whose idle
+// timeout counts writes as the loops' does, an input-only idle timeout
+// (SetInputIdleTimeout) still counts input only: writes to a silent peer
+// do not keep c open.
+func TestPortableInputIdleIgnoresWrites(t *testing.T) {
+	h := newRVHandler()
+	h.onData = func(c *Conn, in []byte) { c.SetInputIdleTimeout(300 * time.Millisecond) }
+	_, addr := startEngine(t, Config{Portable: true, IdleTimeout: time.Hour}, h)
+	nc := dial(t, addr)
+	nc.Write([]byte("x"))
+	c := <-h.seen
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				c.Write([]byte("z"))
+			}
+		}
+	}()
+	select {
+	case r := <-h.closed:
+		if r != ReasonIdleTimeout {
+			t.Errorf("closed with %v, want %v", r, ReasonIdleTimeout)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("writes kept an input-only idle timeout from running")
+	}
+}
