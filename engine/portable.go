@@ -216,6 +216,7 @@ func (pe *portableEngine) serve(c *Conn) {
 	var why CloseReason
 	var ioErr error
 	eof := false
+	refused := 0 // turns in a row arm refused for a signal
 	for {
 		if r := pe.closeRequested(c); r != ReasonNone {
 			why = r
@@ -256,15 +257,35 @@ func (pe *portableEngine) serve(c *Conn) {
 		wrote := pc.lastWrite.Load()
 		timeoutWhy, deadline := pe.deadline(c)
 		wakes, armed := pc.arm(deadline)
-		if !armed || pe.closeRequested(c) != ReasonNone {
-			// A redeliver, drain, timeout change, post or close waits:
-			// its wake-up (a deadline of now) is not to be overwritten.
+		if pe.closeRequested(c) != ReasonNone {
 			continue
 		}
-		if h := pe.readHook.Load(); h != nil {
-			(*h)(c)
+		letThrough := false
+		if !armed {
+			// A redeliver, drain, timeout change, post or pause waits:
+			// its wake-up (a deadline of now) is not to be overwritten.
+			if refused++; refused < portableSignalTurns {
+				continue
+			}
+			// Signals (a storm of posts) have kept the reader from
+			// reading for portableSignalTurns turns in a row: let a
+			// read through, so input and timeouts are not starved.
+			letThrough = true
 		}
-		n, err := pc.nc.Read(buf)
+		refused = 0
+		var n int
+		var err error
+		if letThrough {
+			var ok bool
+			if n, ok, err = pc.probe(buf, 0, true); !ok {
+				continue // paused
+			}
+		} else {
+			if h := pe.readHook.Load(); h != nil {
+				(*h)(c)
+			}
+			n, err = pc.nc.Read(buf)
+		}
 		if n > 0 {
 			pe.input(c, buf[:n])
 		}
@@ -281,7 +302,13 @@ func (pe *portableEngine) serve(c *Conn) {
 				pe.drainConn(c)
 				continue
 			}
-			if pc.wokenSince(wakes) {
+			if letThrough {
+				// The read let through waited only portableProbeWait:
+				// its timeout is an expiry only past the deadline.
+				if deadline.IsZero() || time.Now().Before(deadline) {
+					continue
+				}
+			} else if pc.wokenSince(wakes) {
 				// A post, redeliver, timeout change or close woke the
 				// read (a deadline of now), not its own deadline. No
 				// clock is read: a wall-clock step cannot make a
@@ -298,6 +325,26 @@ func (pe *portableEngine) serve(c *Conn) {
 				// Bytes went out since the read was armed: the next turn
 				// counts the idle time from them.
 				continue
+			}
+			if timeoutWhy != ReasonNone && n == 0 && !letThrough {
+				// The deadline may have passed while the reader was busy
+				// (a slow OnData, posts), and a read whose deadline has
+				// passed returns without reading: input may be waiting.
+				// One short read tells; input is activity.
+				m, ok, perr := pc.probe(buf, wakes, false)
+				if !ok {
+					continue // woken meanwhile, or paused
+				}
+				if m > 0 {
+					pe.input(c, buf[:m])
+					continue
+				}
+				if !errors.As(perr, &ne) || !ne.Timeout() || pc.wokenSince(wakes) {
+					continue // the next read reports an error; or woken
+				}
+			}
+			if n > 0 {
+				continue // input came in with the timeout: activity
 			}
 			if timeoutWhy != ReasonNone {
 				if e.callOnTimeout(c, timeoutWhy) {
@@ -357,6 +404,33 @@ func (pc *pconn) takeRedeliver() bool {
 	r := pc.redeliver
 	pc.redeliver = false
 	return r
+}
+
+// portableSignalTurns bounds the reader's turns in a row on signals
+// (posts, redelivers, timeout changes) without a read: past it, one short
+// read (probe) is let through, so a storm of posts starves neither input
+// nor the timeouts.
+const portableSignalTurns = 64
+
+// portableProbeWait bounds a probe's read: a read whose deadline has
+// passed returns at once without reading, so a probe gives the bytes
+// already arrived this long to be read.
+const portableProbeWait = time.Millisecond
+
+// probe reads what has already arrived, waiting at most portableProbeWait
+// (its deadline overwrites the armed one). Unless force is set, it does
+// not read once the reader has been woken since arm returned wakes. It
+// never reads while reading is paused; ok is false when it did not read.
+func (pc *pconn) probe(buf []byte, wakes uint64, force bool) (n int, ok bool, err error) {
+	pc.mu.Lock()
+	if pc.paused || (!force && pc.wakes != wakes) {
+		pc.mu.Unlock()
+		return 0, false, nil
+	}
+	pc.nc.SetReadDeadline(time.Now().Add(portableProbeWait))
+	pc.mu.Unlock()
+	n, err = pc.nc.Read(buf)
+	return n, true, err
 }
 
 // wokenSince reports whether the reader has been woken (wakeLocked) since

@@ -85,8 +85,12 @@ func TestPortableStrayWake(t *testing.T) {
 		t.Errorf("c holds %q, want %q", held, "c")
 	}
 
-	mode.Store(modeStep)
-	c.Post(func() {}) // the reader re-arms
+	for len(armed) > 0 {
+		<-armed
+	}
+	// Set from the reader, so the step lands on the read it arms next,
+	// with no wake-up after it.
+	c.Post(func() { mode.Store(modeStep) })
 	select {
 	case <-armed:
 	case <-time.After(5 * time.Second):
@@ -99,5 +103,60 @@ func TestPortableStrayWake(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("a read that timed out with no wake-up was not taken for a timeout")
+	}
+}
+
+// TestPortablePostStormLetsReadsThrough: posts that keep coming, so that
+// a signal waits at every turn of the portable reader (here a post that
+// posts itself again), do not starve its reads: past portableSignalTurns
+// turns in a row a short read is let through, and the peer's bytes reach
+// OnData while the storm goes on.
+func TestPortablePostStormLetsReadsThrough(t *testing.T) {
+	var got atomic.Int64
+	h := newRVHandler()
+	h.onData = func(c *Conn, in []byte) { got.Add(int64(len(in))) }
+	_, addr := startEngine(t, Config{Portable: true, IdleTimeout: time.Hour}, h)
+	nc := dial(t, addr)
+	nc.Write([]byte("x"))
+	c := <-h.seen
+	var stop atomic.Bool
+	defer stop.Store(true)
+	var storm func()
+	storm = func() {
+		if !stop.Load() {
+			c.Post(storm)
+		}
+	}
+	c.Post(storm)
+	nc.Write([]byte("y"))
+	eventually(t, 5*time.Second, "the second byte reached OnData", func() bool { return got.Load() == 2 })
+}
+
+// TestPortableBusyThenWaitingInput: OnData runs past the idle timeout
+// while the peer's next bytes already wait in the socket. The deadline
+// the reader arms next has passed, and a read whose deadline has passed
+// returns without reading: the reader took that for silence and closed
+// with the bytes unread. It now reads what waits (one short read) before
+// it closes, and the bytes reach OnData.
+func TestPortableBusyThenWaitingInput(t *testing.T) {
+	var got atomic.Int64
+	h := newRVHandler()
+	h.onData = func(c *Conn, in []byte) {
+		if got.Add(1) == 1 {
+			time.Sleep(400 * time.Millisecond)
+		}
+	}
+	_, addr := startEngine(t, Config{Portable: true, IdleTimeout: 200 * time.Millisecond}, h)
+	nc := dial(t, addr)
+	nc.Write([]byte("slow"))
+	eventually(t, 5*time.Second, "the first OnData", func() bool { return got.Load() == 1 })
+	nc.Write([]byte("next"))
+	select {
+	case r := <-h.closed:
+		if got.Load() < 2 {
+			t.Fatalf("closed with %v with the second message unread", r)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the idle timeout never closed c")
 	}
 }
