@@ -158,6 +158,10 @@ type Config struct {
 	// Logger receives the engine's logs. Nil means slog.Default().
 	Logger *slog.Logger
 	// Clock drives timeouts and the accept rate. Nil means the system clock.
+	// The portable engine (Portable, and every platform without epoll or
+	// kqueue) times its connections with read deadlines on Go's net.Conn,
+	// so its idle, read and write timeouts run on the real clock whatever
+	// Clock is; Clock still drives its accept rate and reported times.
 	Clock Clock
 }
 

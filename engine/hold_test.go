@@ -142,3 +142,91 @@ func TestShutdownWaitsForHold(t *testing.T) {
 		}
 	})
 }
+
+// rvHandler consumes all its input, hands its connection to the test on
+// the first bytes, runs onData if set, and records why it closed.
+type rvHandler struct {
+	seen   chan *Conn
+	closed chan CloseReason
+	onData func(c *Conn, in []byte)
+}
+
+func newRVHandler() *rvHandler {
+	return &rvHandler{seen: make(chan *Conn, 1), closed: make(chan CloseReason, 4)}
+}
+
+func (h *rvHandler) Inline() bool { return true }
+
+func (h *rvHandler) OnData(c *Conn, in []byte) int {
+	select {
+	case h.seen <- c:
+	default:
+	}
+	if h.onData != nil {
+		h.onData(c, in)
+	}
+	return len(in)
+}
+
+func (h *rvHandler) OnClose(c *Conn, r CloseReason, err error) { h.closed <- r }
+
+// TestHoldOffReader: a hold taken from another goroutine while c waits
+// for input, its idle deadline armed, keeps the idle timeout from running
+// (Hold's doc). The portable reader closed c as idle_timeout when the
+// deadline it had armed before the hold fired.
+func TestHoldOffReader(t *testing.T) {
+	forEachKind(t, func(t *testing.T, k engineKind) {
+		h := newRVHandler()
+		cfg := Config{Loops: 1, IdleTimeout: 300 * time.Millisecond}
+		k.cfg(&cfg)
+		_, addr := startEngine(t, cfg, h)
+		nc := dial(t, addr)
+		nc.Write([]byte("x"))
+		c := <-h.seen
+		time.Sleep(20 * time.Millisecond) // the reader waits in its read
+		release := c.Hold()
+		defer release()
+		select {
+		case r := <-h.closed:
+			t.Errorf("closed with %v while held", r)
+		case <-time.After(time.Second):
+		}
+	})
+}
+
+// TestLongHoldThenIdle: a hold longer than the idle timeout that ends
+// with a reply leaves c idle from the reply (Config.IdleTimeout: no bytes
+// moved for this long), not closed at once. The portable reader counted
+// input only, and closed c as soon as the hold ended.
+func TestLongHoldThenIdle(t *testing.T) {
+	forEachKind(t, func(t *testing.T, k engineKind) {
+		h := newRVHandler()
+		h.onData = func(c *Conn, in []byte) {
+			rel := c.Hold()
+			time.AfterFunc(600*time.Millisecond, func() { c.Write([]byte("reply")); rel() })
+		}
+		cfg := Config{Loops: 1, IdleTimeout: 300 * time.Millisecond}
+		k.cfg(&cfg)
+		_, addr := startEngine(t, cfg, h)
+		nc := dial(t, addr)
+		nc.Write([]byte("x"))
+		nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+		buf := make([]byte, 5)
+		if _, err := io.ReadFull(nc, buf); err != nil {
+			t.Fatalf("read the reply: %v", err)
+		}
+		select {
+		case r := <-h.closed:
+			t.Errorf("closed with %v just after the reply (idle timeout 300ms)", r)
+		case <-time.After(150 * time.Millisecond):
+		}
+		select {
+		case r := <-h.closed: // idle from the reply on
+			if r != ReasonIdleTimeout {
+				t.Errorf("closed with %v, want %v", r, ReasonIdleTimeout)
+			}
+		case <-time.After(5 * time.Second):
+			t.Error("the idle timeout never closed c after the reply")
+		}
+	})
+}

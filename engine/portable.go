@@ -36,6 +36,10 @@ type portableEngine struct {
 
 	wg       sync.WaitGroup
 	acceptWG sync.WaitGroup
+
+	// readHook, for tests, runs on a reader once its next read is armed,
+	// just before it reads.
+	readHook atomic.Pointer[func(*Conn)]
 }
 
 // pconn is the portable engine's per-connection state.
@@ -56,9 +60,16 @@ type pconn struct {
 	drainStarted bool     // OnDrain has run
 	drainQuiet   bool     // draining: close once quiet
 	linger       bool     // CloseLinger: linger before closing (linger_portable.go)
+	// wakes counts the wake-ups (wakeLocked): a read that times out
+	// while it is what arm recorded timed out on its own deadline.
+	wakes uint64
 
 	// last mirrors lastRead for observers on other goroutines.
 	last atomic.Int64
+	// lastWrite is the last write that moved bytes, unix nanoseconds, 0
+	// if none: the idle timeout counts writes too, unless c's is
+	// input-only (SetInputIdleTimeout).
+	lastWrite atomic.Int64
 
 	// Owned by the reader goroutine, unix nanoseconds (deadlines on a
 	// net.Conn are wall time; the poll engine keeps these in the Conn, as
@@ -205,6 +216,7 @@ func (pe *portableEngine) serve(c *Conn) {
 	var why CloseReason
 	var ioErr error
 	eof := false
+	refused := 0 // turns in a row arm refused for a signal
 	for {
 		if r := pe.closeRequested(c); r != ReasonNone {
 			why = r
@@ -242,15 +254,38 @@ func (pe *portableEngine) serve(c *Conn) {
 			state = StateDraining
 		}
 		pe.setState(c, state)
+		wrote := pc.lastWrite.Load()
 		timeoutWhy, deadline := pe.deadline(c)
-		pc.nc.SetReadDeadline(deadline)
-		if pc.signalled() || pe.closeRequested(c) != ReasonNone {
-			// A redeliver, drain, timeout change or close posted before
-			// the deadline above was set had its wake-up (a deadline of
-			// now) overwritten.
+		wakes, armed := pc.arm(deadline)
+		if pe.closeRequested(c) != ReasonNone {
 			continue
 		}
-		n, err := pc.nc.Read(buf)
+		letThrough := false
+		if !armed {
+			// A redeliver, drain, timeout change, post or pause waits:
+			// its wake-up (a deadline of now) is not to be overwritten.
+			if refused++; refused < portableSignalTurns {
+				continue
+			}
+			// Signals (a storm of posts) have kept the reader from
+			// reading for portableSignalTurns turns in a row: let a
+			// read through, so input and timeouts are not starved.
+			letThrough = true
+		}
+		refused = 0
+		var n int
+		var err error
+		if letThrough {
+			var ok bool
+			if n, ok, err = pc.probe(buf, 0, true); !ok {
+				continue // paused
+			}
+		} else {
+			if h := pe.readHook.Load(); h != nil {
+				(*h)(c)
+			}
+			n, err = pc.nc.Read(buf)
+		}
 		if n > 0 {
 			pe.input(c, buf[:n])
 		}
@@ -267,10 +302,49 @@ func (pe *portableEngine) serve(c *Conn) {
 				pe.drainConn(c)
 				continue
 			}
-			if pc.signalled() {
-				// A post, redeliver or timeout change woke the read
-				// (a deadline of now), not the deadline itself.
+			if letThrough {
+				// The read let through waited only portableProbeWait:
+				// its timeout is an expiry only past the deadline.
+				if deadline.IsZero() || time.Now().Before(deadline) {
+					continue
+				}
+			} else if pc.wokenSince(wakes) {
+				// A post, redeliver, timeout change or close woke the
+				// read (a deadline of now), not its own deadline. No
+				// clock is read: a wall-clock step cannot make a
+				// timeout a wake-up, or a wake-up a timeout.
 				continue
+			}
+			if c.inflight.Load() > 0 {
+				// Held (Hold) from another goroutine since the read was
+				// armed: its timeouts wait for the hold to end, as on
+				// the loops; the next turn arms no deadline.
+				continue
+			}
+			if timeoutWhy == ReasonIdleTimeout && pc.lastWrite.Load() != wrote {
+				// Bytes went out since the read was armed: the next turn
+				// counts the idle time from them.
+				continue
+			}
+			if timeoutWhy != ReasonNone && n == 0 && !letThrough {
+				// The deadline may have passed while the reader was busy
+				// (a slow OnData, posts), and a read whose deadline has
+				// passed returns without reading: input may be waiting.
+				// One short read tells; input is activity.
+				m, ok, perr := pc.probe(buf, wakes, false)
+				if !ok {
+					continue // woken meanwhile, or paused
+				}
+				if m > 0 {
+					pe.input(c, buf[:m])
+					continue
+				}
+				if !errors.As(perr, &ne) || !ne.Timeout() || pc.wokenSince(wakes) {
+					continue // the next read reports an error; or woken
+				}
+			}
+			if n > 0 {
+				continue // input came in with the timeout: activity
 			}
 			if timeoutWhy != ReasonNone {
 				if e.callOnTimeout(c, timeoutWhy) {
@@ -332,12 +406,67 @@ func (pc *pconn) takeRedeliver() bool {
 	return r
 }
 
-// signalled reports whether a redeliver, a drain or a timeout change waits
-// for the reader.
-func (pc *pconn) signalled() bool {
+// portableSignalTurns bounds the reader's turns in a row on signals
+// (posts, redelivers, timeout changes) without a read: past it, one short
+// read (probe) is let through, so a storm of posts starves neither input
+// nor the timeouts.
+const portableSignalTurns = 64
+
+// portableProbeWait bounds a probe's read: a read whose deadline has
+// passed returns at once without reading, so a probe gives the bytes
+// already arrived this long to be read.
+const portableProbeWait = time.Millisecond
+
+// probe reads what has already arrived, waiting at most portableProbeWait
+// (its deadline overwrites the armed one). Unless force is set, it does
+// not read once the reader has been woken since arm returned wakes. It
+// never reads while reading is paused; ok is false when it did not read.
+func (pc *pconn) probe(buf []byte, wakes uint64, force bool) (n int, ok bool, err error) {
+	pc.mu.Lock()
+	if pc.paused || (!force && pc.wakes != wakes) {
+		pc.mu.Unlock()
+		return 0, false, nil
+	}
+	pc.nc.SetReadDeadline(time.Now().Add(portableProbeWait))
+	pc.mu.Unlock()
+	n, err = pc.nc.Read(buf)
+	return n, true, err
+}
+
+// wokenSince reports whether the reader has been woken (wakeLocked) since
+// arm returned wakes.
+func (pc *pconn) wokenSince(wakes uint64) bool {
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
+	return pc.wakes != wakes
+}
+
+func (pc *pconn) signalledLocked() bool {
 	return pc.redeliver || pc.drain || pc.retime || len(pc.posted) > 0
+}
+
+// arm sets the reader's deadline for its next read unless a signal waits
+// or reading is paused (ok is false then), and returns the wake-up count it armed at. It holds
+// pc.mu, as the wakers do from setting their signal to waking the read
+// (wakeLocked): a wake-up cannot land after the reader has taken its
+// signal and armed the next read unless it bumps the count, so a read
+// that times out with the count unchanged timed out on deadline.
+func (pc *pconn) arm(deadline time.Time) (wakes uint64, ok bool) {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	if pc.signalledLocked() || pc.paused {
+		return pc.wakes, false
+	}
+	pc.nc.SetReadDeadline(deadline)
+	return pc.wakes, true
+}
+
+// wakeLocked interrupts the reader's read (a deadline of now) for the
+// signal just set, and counts the wake-up; pc.mu is held (see arm).
+func (pc *pconn) wakeLocked() {
+	pc.wakes++
+	pc.cond.Broadcast()
+	pc.nc.SetReadDeadline(time.Now())
 }
 
 func (pc *pconn) takeDrain() bool {
@@ -367,12 +496,16 @@ func (pe *portableEngine) deadline(c *Conn) (CloseReason, time.Time) {
 		}
 		return ReasonReadTimeout, time.Unix(0, pc.msgStart).Add(d)
 	}
-	ms, _ := c.idleTimeout() // the portable engine's idle timer counts input only
+	ms, inputOnly := c.idleTimeout()
 	d := msDuration(ms, idleDef)
 	if d <= 0 {
 		return ReasonNone, time.Time{}
 	}
-	return ReasonIdleTimeout, time.Unix(0, pc.lastRead).Add(d)
+	last := pc.lastRead
+	if !inputOnly {
+		last = max(last, pc.lastWrite.Load())
+	}
+	return ReasonIdleTimeout, time.Unix(0, last).Add(d)
 }
 
 func msDuration(ms int32, def time.Duration) time.Duration {
@@ -569,9 +702,14 @@ func (pc *pconn) postOp(c *Conn, kind opKind) {
 		pc.linger = true
 		pc.mu.Unlock()
 		pc.requestClose(c)
-	case opPause, opResume:
+	case opPause:
 		pc.mu.Lock()
-		pc.paused = kind == opPause
+		pc.paused = true
+		pc.wakeLocked() // a read in progress stops (arm re-arms none while paused)
+		pc.mu.Unlock()
+	case opResume:
+		pc.mu.Lock()
+		pc.paused = false
 		pc.cond.Broadcast()
 		pc.mu.Unlock()
 	case opQuiet:
@@ -579,15 +717,14 @@ func (pc *pconn) postOp(c *Conn, kind opKind) {
 		if pc.drainQuiet {
 			pc.drain = true // the reader re-checks quiet in drainConn
 		}
-		pc.redeliver = true
-		pc.cond.Broadcast()
+		pc.redeliver = true // the reader resumes pending input
+		pc.wakeLocked()
 		pc.mu.Unlock()
-		pc.nc.SetReadDeadline(time.Now()) // the reader resumes pending input
 	case opRetime:
 		pc.mu.Lock()
-		pc.retime = true
+		pc.retime = true // re-evaluated by the reader
+		pc.wakeLocked()
 		pc.mu.Unlock()
-		pc.nc.SetReadDeadline(time.Now()) // re-evaluated by the reader
 	}
 }
 
@@ -595,17 +732,17 @@ func (pc *pconn) postOp(c *Conn, kind opKind) {
 func (pc *pconn) postFn(_ *Conn, fn func()) bool {
 	pc.mu.Lock()
 	pc.posted = append(pc.posted, fn)
-	pc.cond.Broadcast()
+	pc.wakeLocked()
 	pc.mu.Unlock()
-	pc.nc.SetReadDeadline(time.Now())
 	return true
 }
 
 // setMessagePending applies on any handler: OnData always runs on the
-// reader here.
+// reader here. The message starts on the real clock, as every portable
+// timeout does (deadlines on a net.Conn), not on Config.Clock.
 func (pc *pconn) setMessagePending(c *Conn, pending bool) {
 	if c.markMessage(pending) {
-		pc.msgStart = pc.e.Now().UnixNano()
+		pc.msgStart = time.Now().UnixNano()
 	}
 }
 
@@ -618,9 +755,8 @@ func (pc *pconn) oneGoroutine() bool { return true }
 // synchronous, so nothing queued is lost.
 func (pc *pconn) requestClose(c *Conn) {
 	pc.mu.Lock()
-	pc.cond.Broadcast()
+	pc.wakeLocked()
 	pc.mu.Unlock()
-	pc.nc.SetReadDeadline(time.Now())
 	c.mu.Lock()
 	abort := c.cs&csAbort != 0
 	c.mu.Unlock()
@@ -722,6 +858,7 @@ func (pc *pconn) finalLocked(c *Conn, b []byte) {
 	if n, _ := pc.nc.Write(b); n > 0 {
 		c.bytesOut.Add(uint64(n))
 		pc.pe.stats.bytesOut.Add(uint64(n))
+		pc.lastWrite.Store(time.Now().UnixNano())
 	}
 }
 
@@ -737,6 +874,7 @@ func (pc *pconn) writeLocked(c *Conn, b [][]byte) (int, error) {
 	if n > 0 {
 		c.bytesOut.Add(uint64(n))
 		pc.pe.stats.bytesOut.Add(uint64(n))
+		pc.lastWrite.Store(time.Now().UnixNano())
 	}
 	if err != nil {
 		r := reasonForNet(err)
@@ -845,9 +983,8 @@ func (pe *portableEngine) shutdown(ctx context.Context) error {
 		pc := c.portable()
 		pc.mu.Lock()
 		pc.drain = true
-		pc.cond.Broadcast()
+		pc.wakeLocked()
 		pc.mu.Unlock()
-		pc.nc.SetReadDeadline(time.Now())
 	}
 	e.checkDrained()
 	var err error

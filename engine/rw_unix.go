@@ -20,18 +20,31 @@ func (l *loop) redeliver(c *Conn) {
 		l.dispatchInput(c, in, true)
 		return
 	}
-	c.flags |= fInOnData // InjectInput from this OnData waits for it (inject)
+	// InjectInput from this OnData waits for it (inject).
+	c.flags = c.flags&^fNewHandler | fInOnData
 	used := l.e.callOnData(c, in)
+	// A handler that hands c on (SetHandler) leaves the rest to the new
+	// one, as in deliver.
+	for c.flags&(fRegistered|fNewHandler|fInjected) == fRegistered|fNewHandler && used < len(in) && c.inline() {
+		c.flags &^= fNewHandler
+		used += l.e.callOnData(c, in[used:])
+	}
 	c.flags &^= fInOnData
 	if l.injc == c {
 		l.injected(c, in, used, true)
 		return
 	}
-	if c.flags&fRegistered == 0 || used == 0 {
+	if c.flags&fRegistered == 0 {
 		return
 	}
-	l.keepRest(c, in, used, true)
-	l.updateState(c)
+	if used > 0 {
+		l.keepRest(c, in, used, true)
+		l.updateState(c)
+	}
+	if c.flags&fNewHandler != 0 {
+		c.flags &^= fNewHandler
+		l.redeliver(c) // the new handler runs on the worker pool
+	}
 }
 
 // onReadable reads what c's socket holds into l's shared buffer and hands
