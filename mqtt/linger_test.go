@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	gorilla "github.com/gorilla/websocket"
+
 	"github.com/warrenhq/warren/engine"
 	"github.com/warrenhq/warren/internal/testutil"
 )
@@ -530,4 +532,27 @@ func TestLingerNotOnNormalClose(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestLingerWebSocketTooLarge: over WebSocket a packet over the limit still
+// gets DISCONNECT packet_too_large, then the close 1008 (the websocket
+// closes the connection, lingering unless the client's Close came back),
+// and the client's end is settled once.
+func TestLingerWebSocketTooLarge(t *testing.T) {
+	var gone atomic.Int32
+	b := startBroker(t, Config{Hooks: Hooks{OnDisconnect: func(*Client, engine.CloseReason, ReasonCode, bool) { gone.Add(1) }}})
+	ws := dialWS(t, b.wsAddr)
+	ws.WriteMessage(gorilla.BinaryMessage, AppendConnect(nil, &Connect{Version: Version5, ClientID: []byte("wsbig"), CleanStart: true}))
+	if got := readWS(t, ws, Version5); got != "connack" {
+		t.Fatal(got)
+	}
+	ws.WriteMessage(gorilla.BinaryMessage, appendHeader(nil, 0x30, 64<<20))
+	if got := readWS(t, ws, Version5); got != "disconnect" {
+		t.Fatalf("got %s", got)
+	}
+	if _, _, err := ws.ReadMessage(); !gorilla.IsCloseError(err, 1008) {
+		t.Fatalf("close: %v", err)
+	}
+	b.waitStats(t, "closed", func(s Stats) bool { return s.ConnectionsV5 == 0 && s.ProtocolErrors == 1 })
+	testutil.Eventually(t, 5*time.Second, "OnDisconnect", func() bool { return gone.Load() == 1 })
 }
