@@ -345,13 +345,18 @@ func (p *proto) OnTimeout(ec *engine.Conn, reason engine.CloseReason) bool {
 
 // OnDrain says goodbye to a 5.0 client when the engine shuts down:
 // DISCONNECT server_shutting_down, or use_another_server with
-// Config.ServerReference.
+// Config.ServerReference, and a lingering close (closeWith). A 3.1.1
+// client, or one whose CONNECT is not accepted yet, is closed by the
+// engine once quiet.
 func (p *proto) OnDrain(*engine.Conn) bool {
 	c := (*conn)(p)
 	if c.drainHold() {
 		return true // the application says goodbye later (Client.GoingAway)
 	}
-	c.drain()
+	if code, sent := c.drain(); sent {
+		c.closeWith(engine.ReasonShutdown, code, true)
+		return true
+	}
 	return false
 }
 
@@ -361,9 +366,12 @@ func (c *conn) drainHold() bool {
 	return h != nil && c.state.Load()&(stConnected|stDone) == stConnected && h(c.client())
 }
 
-func (c *conn) drain() {
-	if !c.is(stConnected) || c.version() != Version5 {
-		return
+// drain sends a connected 5.0 client the drain's DISCONNECT, and
+// reports its code and whether it went out (sent: a 3.1.1 client, or one
+// whose CONNECT is not accepted, gets nothing).
+func (c *conn) drain() (code ReasonCode, sent bool) {
+	if c.state.Load()&(stConnected|stDone) != stConnected || c.version() != Version5 {
+		return 0, false
 	}
 	d := Disconnect{ReasonCode: ServerShuttingDown}
 	if ref := c.srv.cfg.ServerReference; ref != "" {
@@ -371,6 +379,7 @@ func (c *conn) drain() {
 		d.Props.ServerReference = bytesOf(ref)
 	}
 	c.sendDisconnect(&d)
+	return d.ReasonCode, true
 }
 
 // OnClose ends the connection's part in its session.
@@ -742,10 +751,12 @@ func (c *conn) fail(e *Error) {
 	if !c.is(stConnected) {
 		// A CONNECT that failed: CONNACK with the reason, in the version
 		// the client asked for when the decoder got that far.
+		sent := true
 		if v := c.version(); v == Version311 && (e.Code == MalformedPacket || e.Code == ProtocolError) {
 			// 3.1.1 has no return code for a malformed CONNECT: close
 			// without a CONNACK [MQTT-3.1.4-1] (a CONNACK 0x03 would tell
 			// the client to come back later with the same packet).
+			sent = false
 		} else if v != 0 {
 			c.srv.stats.refused.Add(1)
 			c.packet(&Connack{ReasonCode: e.Code})
@@ -753,8 +764,10 @@ func (c *conn) fail(e *Error) {
 			c.srv.stats.refused.Add(1)
 			c.setVersion(Version311)
 			c.packet(&Connack{ReasonCode: UnsupportedProtocolVersion})
+		} else {
+			sent = false
 		}
-		c.closeWith(why, e.Code)
+		c.closeWith(why, e.Code, sent)
 		return
 	}
 	c.disconnect(e.Code, why, e.Msg)
@@ -763,28 +776,47 @@ func (c *conn) fail(e *Error) {
 // disconnect sends a 5.0 DISCONNECT with code (nothing in 3.1.1) and
 // closes the connection.
 func (c *conn) disconnect(code ReasonCode, why engine.CloseReason, reason string) {
+	sent := false
 	if c.is(stConnected) {
 		d := Disconnect{ReasonCode: code}
 		if reason != "" {
 			d.Props.ReasonString = bytesOf(reason)
 		}
 		c.sendDisconnect(&d)
+		sent = c.version() == Version5
 	}
-	c.closeWith(why, code)
+	c.closeWith(why, code, sent)
 }
 
 // closeWith closes the engine connection once its output, batched
-// included, is flushed. It runs on the loop.
-func (c *conn) closeWith(why engine.CloseReason, code ReasonCode) {
+// included, is flushed. It runs on the loop. sent says the server's last
+// packet went out (a refused CONNACK, a 5.0 DISCONNECT): the client may
+// still be sending, and closing on its unread input would reset the
+// connection and throw away what it has not received yet, that packet
+// among it. So the close lingers (engine.Conn.CloseLinger: the write side
+// is shut after the output, what the client still sends is read and
+// thrown away until it closes its side, within the engine's bounds), and
+// the connection's end is settled at once (closed): the session, the will
+// and Hooks.OnDisconnect do not wait for the client to close, and a
+// reconnect meanwhile is no takeover. Otherwise (a close the client asked
+// for, a 3.1.1 error with nothing to say) the close is plain, and the end
+// settled when the engine calls OnClose.
+func (c *conn) closeWith(why engine.CloseReason, code ReasonCode, sent bool) {
 	c.set(stDone)
 	c.flush()
 	if ws := c.ws(); ws != nil {
 		// The websocket batches its frames while it handles input: its
-		// close frame goes after them, then it closes the connection.
+		// close frame goes after them, then it closes the connection
+		// (lingering unless the client's close frame came).
 		ws.Close(wsCloseCode(code), "")
 		return
 	}
-	c.ec.CloseWithDetail(why, code)
+	if !sent {
+		c.ec.CloseWithDetail(why, code)
+		return
+	}
+	c.ec.CloseLinger(why, code)
+	c.closed(why)
 }
 
 // wsCloseCode is the WebSocket close code of an MQTT close: 1000 for a
@@ -843,7 +875,7 @@ func (c *conn) refuse(code ReasonCode, reason string, why engine.CloseReason) {
 		ca.Props.ReasonString = bytesOf(reason)
 	}
 	c.packet(&ca)
-	c.closeWith(why, code)
+	c.closeWith(why, code, true)
 }
 
 // maxOutAliases bounds the topic aliases the server sets on one
@@ -1138,8 +1170,24 @@ func (c *conn) sessionFor(cid string, expiry uint32) *session {
 }
 
 // kick sends a 5.0 DISCONNECT with code and closes the connection, from
-// any goroutine.
+// any goroutine. Over TCP, a 5.0 client's goodbye and lingering close
+// (closeWith) run on the connection's loop; nothing happens if it closes
+// before then.
 func (c *conn) kick(code ReasonCode, reason string) {
+	if c.ws() == nil && c.version() == Version5 {
+		c.ec.Post(func() {
+			if c.is(stDone) {
+				return // closing already
+			}
+			d := Disconnect{ReasonCode: code}
+			if reason != "" && len(reason) < 0xffff {
+				d.Props.ReasonString = bytesOf(reason)
+			}
+			c.sendDisconnect(&d)
+			c.closeWith(engine.ReasonLocal, code, true)
+		})
+		return
+	}
 	d := Disconnect{ReasonCode: code}
 	if reason != "" && len(reason) < 0xffff {
 		d.Props.ReasonString = bytesOf(reason)
@@ -1567,20 +1615,26 @@ func (c *conn) onDisconnect(p *Disconnect) {
 		c.code = p.ReasonCode
 	}
 	c.wmu.Unlock()
-	c.closeWith(engine.ReasonPeerClosed, p.ReasonCode)
+	c.closeWith(engine.ReasonPeerClosed, p.ReasonCode, false)
 }
 
-// closed runs once when the connection has closed: the session goes
-// offline (or ends), the will is published or scheduled, the hook told.
+// closed runs once on the loop when the connection has closed, or has
+// begun its lingering close (closeWith): the session goes offline (or
+// ends), the will is published or scheduled, the hook told. A second call
+// (OnClose at the linger's end) does nothing.
 func (c *conn) closed(reason engine.CloseReason) {
 	s := c.srv
-	c.set(stDone)
-	c.freePartial()
 	c.wmu.Lock()
+	if c.wf&wClosed != 0 {
+		c.wmu.Unlock()
+		return
+	}
 	c.wf |= wClosed
 	c.releaseOut()
 	code := c.code
 	c.wmu.Unlock()
+	c.set(stDone)
+	c.freePartial()
 	if !c.is(stConnected) {
 		s.stats.pending.Add(-1)
 		return

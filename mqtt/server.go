@@ -423,7 +423,10 @@ func (c *Client) Conn() *engine.Conn { return c.c.ec }
 // Disconnect ends the client's connection: a 5.0 client gets DISCONNECT
 // with code and, when not empty, reason as its reason string (a 3.1.1
 // client is just closed); the engine connection closes with code as its
-// close detail. It is safe for concurrent use, and does nothing once the
+// close detail. Over TCP the 5.0 client's DISCONNECT is sent from the
+// connection's event loop (engine.Conn.Post) and its close lingers
+// (engine.Conn.CloseLinger), so that a client still sending reads the
+// DISCONNECT rather than a reset. It is safe for concurrent use, and does nothing once the
 // connection has closed or its session was taken over, before the
 // CONNECT is accepted (in the will's Authorize: refuse there instead),
 // or on a copy of the Client. The session stays, as for any non-normal
@@ -456,7 +459,10 @@ func (c *Client) GoingAway() {
 			ws.GoingAway() // wsGoingAway sends the 5.0 DISCONNECT first
 			return
 		}
-		cc.drain()
+		if code, sent := cc.drain(); sent {
+			cc.closeWith(engine.ReasonShutdown, code, true) // lingers
+			return
+		}
 		cc.flush()
 		cc.ec.CloseWithReason(engine.ReasonShutdown)
 	})
@@ -538,8 +544,13 @@ type Hooks struct {
 	// connection's event loop and must not block. Nil holds nothing.
 	OnDrain func(c *Client) (hold bool)
 
-	// OnDisconnect runs once when an accepted client's connection ends:
-	// reason is the engine's account, code the MQTT reason (the client's
+	// OnDisconnect runs once when an accepted client's connection ends,
+	// or, when the server closes it after a last packet (a 5.0
+	// DISCONNECT: an error, Client.Disconnect, a takeover, the drain), as
+	// its lingering close begins rather than when the client has closed
+	// its side (engine.Conn.CloseLinger): reason is the engine's account
+	// (for a lingering close, the one the server closed with), code the
+	// MQTT reason (the client's
 	// DISCONNECT reason, the reason code the server disconnected with, or
 	// Success when the transport just closed), and takenOver is true when
 	// another connection took the session over.
