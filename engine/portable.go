@@ -337,10 +337,16 @@ func (pe *portableEngine) serve(c *Conn) {
 				}
 				if m > 0 {
 					pe.input(c, buf[:m])
-					continue
 				}
-				if !errors.As(perr, &ne) || !ne.Timeout() || pc.wokenSince(wakes) {
-					continue // the next read reports an error; or woken
+				if perr != nil && !(errors.As(perr, &ne) && ne.Timeout()) {
+					// The peer's end of stream or an error: the read's
+					// own end (a later read would only find the deadline
+					// passed again, and never see it).
+					err = perr
+					goto ended
+				}
+				if m > 0 || perr == nil || pc.wokenSince(wakes) {
+					continue // input is activity; or woken
 				}
 			}
 			if n > 0 {
@@ -358,6 +364,11 @@ func (pe *portableEngine) serve(c *Conn) {
 				break
 			}
 			continue
+		}
+	ended:
+		if r := pe.closeRequested(c); r != ReasonNone {
+			why = r
+			break
 		}
 		if err == io.EOF {
 			eof = true
