@@ -798,9 +798,10 @@ func (c *conn) disconnect(code ReasonCode, why engine.CloseReason, reason string
 // thrown away until it closes its side, within the engine's bounds), and
 // the connection's end is settled at once (closed): the session, the will
 // and Hooks.OnDisconnect do not wait for the client to close, and a
-// reconnect meanwhile is no takeover. Otherwise (a close the client asked
-// for, a 3.1.1 error with nothing to say) the close is plain, and the end
-// settled when the engine calls OnClose.
+// reconnect meanwhile is no takeover. (Over WebSocket the websocket's
+// close handshake settles it when it ends: wsBridge.OnClose.) Otherwise
+// (a close the client asked for, a 3.1.1 error with nothing to say) the
+// close is plain, and the end settled when the engine calls OnClose.
 func (c *conn) closeWith(why engine.CloseReason, code ReasonCode, sent bool) {
 	c.set(stDone)
 	c.flush()

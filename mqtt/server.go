@@ -545,15 +545,18 @@ type Hooks struct {
 	OnDrain func(c *Client) (hold bool)
 
 	// OnDisconnect runs once when an accepted client's connection ends,
-	// or, when the server closes it after a last packet (a 5.0
+	// or, when the server closes a TCP client after a last packet (a 5.0
 	// DISCONNECT: an error, Client.Disconnect, a takeover, the drain), as
 	// its lingering close begins rather than when the client has closed
-	// its side (engine.Conn.CloseLinger): reason is the engine's account
-	// (for a lingering close, the one the server closed with), code the
-	// MQTT reason (the client's
-	// DISCONNECT reason, the reason code the server disconnected with, or
-	// Success when the transport just closed), and takenOver is true when
-	// another connection took the session over.
+	// its side (engine.Conn.CloseLinger), so that a client reconnecting
+	// at once is no takeover. Over WebSocket it runs when the close
+	// handshake ends (the client's Close frame, or the websocket's
+	// CloseTimeout without one): a client reconnecting before then takes
+	// its session over. reason is the engine's account (for a lingering
+	// close, the one the server closed with), code the MQTT reason (the
+	// client's DISCONNECT reason, the reason code the server disconnected
+	// with, or Success when the transport just closed), and takenOver is
+	// true when another connection took the session over.
 	OnDisconnect func(c *Client, reason engine.CloseReason, code ReasonCode, takenOver bool)
 
 	// OnFilter tells a bridge which topic filters the broker has
