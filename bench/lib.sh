@@ -221,3 +221,68 @@ start_server() {
   cat "$log" >&2
   die "$name did not print its address within 10 s"
 }
+
+# nginx_proxy_conf DIR WORKERS PORT BPORT: writes DIR/nginx.conf, nginx as
+# the keep-alive reverse proxy the proxy benchmarks compare against (issue
+# 14): WORKERS workers on 127.0.0.1:PORT, 256 idle keep-alive connections
+# to the backend on 127.0.0.1:BPORT, no access log, the forwarding headers
+# warren proxy adds.
+nginx_proxy_conf() {
+  local dir=$1 workers=$2 port=$3 bport=$4
+  cat >"$dir/nginx.conf" <<EOF
+worker_processes $workers;
+daemon off;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  client_body_temp_path $dir/body;
+  proxy_temp_path $dir/proxy;
+  fastcgi_temp_path $dir/fastcgi;
+  uwsgi_temp_path $dir/uwsgi;
+  scgi_temp_path $dir/scgi;
+  keepalive_requests 1000000;
+  upstream backend {
+    server 127.0.0.1:$bport;
+    keepalive 256;
+    keepalive_requests 1000000;
+  }
+  server {
+    listen 127.0.0.1:$port;
+    location / {
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto \$scheme;
+    }
+  }
+}
+EOF
+}
+
+# haproxy_proxy_conf DIR WORKERS PORT BPORT: writes DIR/haproxy.cfg, HAProxy
+# as the same keep-alive reverse proxy (nbthread WORKERS, connections to the
+# backend reused always).
+haproxy_proxy_conf() {
+  local dir=$1 workers=$2 port=$3 bport=$4
+  cat >"$dir/haproxy.cfg" <<EOF
+global
+  nbthread $workers
+  maxconn 8000
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+  option http-keep-alive
+  option forwardfor
+  http-reuse always
+frontend f
+  bind 127.0.0.1:$port
+  default_backend b
+backend b
+  server s1 127.0.0.1:$bport
+EOF
+}

@@ -75,37 +75,7 @@ PIDS+=("${PID[warren]}")
 
 PORT[nginx]=$(free_port)
 NDIR=$(mktemp -d /tmp/warren-bench-nginx.XXXXXX)
-cat >"$NDIR/nginx.conf" <<EOF
-worker_processes $WORKERS;
-daemon off;
-pid $NDIR/nginx.pid;
-error_log $NDIR/error.log warn;
-events { worker_connections 8192; }
-http {
-  access_log off;
-  client_body_temp_path $NDIR/body;
-  proxy_temp_path $NDIR/proxy;
-  fastcgi_temp_path $NDIR/fastcgi;
-  uwsgi_temp_path $NDIR/uwsgi;
-  scgi_temp_path $NDIR/scgi;
-  keepalive_requests 1000000;
-  upstream backend {
-    server 127.0.0.1:$BPORT;
-    keepalive 256;
-    keepalive_requests 1000000;
-  }
-  server {
-    listen 127.0.0.1:${PORT[nginx]};
-    location / {
-      proxy_pass http://backend;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
-      proxy_set_header X-Forwarded-Proto \$scheme;
-    }
-  }
-}
-EOF
+nginx_proxy_conf "$NDIR" "$WORKERS" "${PORT[nginx]}" "$BPORT"
 nginx -p "$NDIR" -c "$NDIR/nginx.conf" >"$OUT/nginx.log" 2>&1 &
 PID[nginx]=$!
 PIDS+=("${PID[nginx]}")
@@ -113,24 +83,7 @@ PIDS+=("${PID[nginx]}")
 PORT[haproxy]=$(free_port)
 HDIR=$(mktemp -d /tmp/warren-bench-haproxy.XXXXXX)
 trap 'cleanup; rm -rf "$NDIR" "$HDIR"' EXIT
-cat >"$HDIR/haproxy.cfg" <<EOF
-global
-  nbthread $WORKERS
-  maxconn 8000
-defaults
-  mode http
-  timeout connect 5s
-  timeout client 60s
-  timeout server 60s
-  option http-keep-alive
-  option forwardfor
-  http-reuse always
-frontend f
-  bind 127.0.0.1:${PORT[haproxy]}
-  default_backend b
-backend b
-  server s1 127.0.0.1:$BPORT
-EOF
+haproxy_proxy_conf "$HDIR" "$WORKERS" "${PORT[haproxy]}" "$BPORT"
 haproxy -db -f "$HDIR/haproxy.cfg" >"$OUT/haproxy.log" 2>&1 &
 PID[haproxy]=$!
 PIDS+=("${PID[haproxy]}")
