@@ -286,3 +286,9 @@ backend b
   server s1 127.0.0.1:$bport
 EOF
 }
+
+# wrk_p99_ms: the 99th percentile latency, in ms, of the `wrk --latency`
+# output on stdin (wrk prints it in us, ms or s).
+wrk_p99_ms() {
+  awk '$1 == "99%" {v = $2; if (v ~ /us$/) {sub(/us/, "", v); v /= 1000} else if (v ~ /ms$/) {sub(/ms/, "", v)} else if (v ~ /s$/) {sub(/s/, "", v); v *= 1000}; print v}'
+}

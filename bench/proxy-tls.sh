@@ -113,7 +113,7 @@ run() {
   echo "$out" >>"$OUT/wrk-$name.txt"
   reqs=$(echo "$out" | awk '/requests in/ {print $1}')
   rps=$(echo "$out" | awk '/^Requests\/sec/ {print $2}')
-  p99=$(echo "$out" | awk '$1 == "99%" {v = $2; if (v ~ /us$/) {sub(/us/, "", v); v /= 1000} else if (v ~ /ms$/) {sub(/ms/, "", v)} else if (v ~ /s$/) {sub(/s/, "", v); v *= 1000}; print v}')
+  p99=$(echo "$out" | wrk_p99_ms)
   awk -v t=$((c1 - c0)) -v hz="$hz" -v n="$reqs" -v rps="$rps" -v p99="$p99" 'BEGIN {printf "%s %.2f %s\n", rps, t / hz * 1e6 / n, p99}'
 }
 

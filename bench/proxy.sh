@@ -147,7 +147,7 @@ run() {
   echo "$out" >"$OUT/wrk-$name.txt"
   reqs=$(echo "$out" | awk '/requests in/ {print $1}')
   rps=$(echo "$out" | awk '/^Requests\/sec/ {print $2}')
-  p99=$(echo "$out" | awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; print v}')
+  p99=$(echo "$out" | wrk_p99_ms)
   if echo "$out" | grep -q 'Non-2xx\|Socket errors'; then
     echo "$PROG: $name: $(echo "$out" | grep 'Non-2xx\|Socket errors')" >&2
   fi
