@@ -255,7 +255,7 @@ func (pe *portableEngine) serve(c *Conn) {
 		}
 		pe.setState(c, state)
 		wrote := pc.lastWrite.Load()
-		timeoutWhy, deadline := pe.deadline(c)
+		timeoutWhy, deadline, writesCount := pe.deadline(c)
 		wakes, armed := pc.arm(deadline)
 		if pe.closeRequested(c) != ReasonNone {
 			continue
@@ -321,9 +321,12 @@ func (pe *portableEngine) serve(c *Conn) {
 				// the loops; the next turn arms no deadline.
 				continue
 			}
-			if timeoutWhy == ReasonIdleTimeout && pc.lastWrite.Load() != wrote {
+			if timeoutWhy == ReasonIdleTimeout && writesCount && pc.lastWrite.Load() != wrote {
 				// Bytes went out since the read was armed: the next turn
-				// counts the idle time from them.
+				// counts the idle time from them. Not for an input-only
+				// timeout, whose deadline writes do not move: the next
+				// turn would arm the same passed deadline, and a busy
+				// writer kept it from expiring for as long as it wrote.
 				continue
 			}
 			if timeoutWhy != ReasonNone && n == 0 && !letThrough {
@@ -489,34 +492,35 @@ func (pc *pconn) takeDrain() bool {
 }
 
 // deadline picks the read deadline: the read timeout while a message is
-// pending, else the idle timeout.
-func (pe *portableEngine) deadline(c *Conn) (CloseReason, time.Time) {
+// pending, else the idle timeout. writes reports whether writes move it
+// (an idle timeout that is not input-only).
+func (pe *portableEngine) deadline(c *Conn) (why CloseReason, at time.Time, writes bool) {
 	e := pe.e
 	pc := c.portable()
 	if pc.lastRead == 0 {
 		pc.lastRead = time.Now().UnixNano()
 	}
 	if c.inflight.Load() > 0 {
-		return ReasonNone, time.Time{}
+		return ReasonNone, time.Time{}, false
 	}
 	idleDef, readDef := e.timeouts(c.ln)
 	if c.pending() {
 		d := msDuration(c.readTO.Load(), readDef)
 		if d <= 0 {
-			return ReasonNone, time.Time{}
+			return ReasonNone, time.Time{}, false
 		}
-		return ReasonReadTimeout, time.Unix(0, pc.msgStart).Add(d)
+		return ReasonReadTimeout, time.Unix(0, pc.msgStart).Add(d), false
 	}
 	ms, inputOnly := c.idleTimeout()
 	d := msDuration(ms, idleDef)
 	if d <= 0 {
-		return ReasonNone, time.Time{}
+		return ReasonNone, time.Time{}, false
 	}
 	last := pc.lastRead
 	if !inputOnly {
 		last = max(last, pc.lastWrite.Load())
 	}
-	return ReasonIdleTimeout, time.Unix(0, last).Add(d)
+	return ReasonIdleTimeout, time.Unix(0, last).Add(d), !inputOnly
 }
 
 func msDuration(ms int32, def time.Duration) time.Duration {
