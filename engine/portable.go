@@ -77,6 +77,10 @@ type pconn struct {
 	// none.
 	lastRead int64
 	msgStart int64
+	// msgs counts the messages started (startMessage): a read timeout
+	// that expired stands if the message it timed is still pending when
+	// the input found with its expiry has been handled (readTimeoutStands).
+	msgs uint64
 	// proto mirrors the handler's protocol name for observers.
 	proto atomic.Pointer[protoBox]
 
@@ -256,6 +260,7 @@ func (pe *portableEngine) serve(c *Conn) {
 		pe.setState(c, state)
 		wrote := pc.lastWrite.Load()
 		timeoutWhy, deadline, writesCount := pe.deadline(c)
+		msgs := pc.msgs
 		wakes, armed := pc.arm(deadline)
 		if pe.closeRequested(c) != ReasonNone {
 			continue
@@ -333,7 +338,10 @@ func (pe *portableEngine) serve(c *Conn) {
 				// The deadline may have passed while the reader was busy
 				// (a slow OnData, posts), and a read whose deadline has
 				// passed returns without reading: input may be waiting.
-				// One short read tells; input is activity.
+				// One short read tells; input is activity, unless the
+				// timeout is a read timeout that still stands
+				// (readTimeoutStands): a message's timeout runs from its
+				// start, and its bytes do not move it, as on the loops.
 				m, ok, perr := pc.probe(buf, wakes, false)
 				if !ok {
 					continue // woken meanwhile, or paused
@@ -348,18 +356,20 @@ func (pe *portableEngine) serve(c *Conn) {
 					err = perr
 					goto ended
 				}
-				if m > 0 || perr == nil || pc.wokenSince(wakes) {
+				if m > 0 && pe.readTimeoutStands(c, msgs, deadline) {
+					// Bytes of the message it timed: a peer trickling
+					// them kept the message open past its timeout.
+				} else if m > 0 || perr == nil || pc.wokenSince(wakes) {
 					continue // input is activity; or woken
 				}
-			}
-			if n > 0 {
+			} else if n > 0 && !pe.readTimeoutStands(c, msgs, deadline) {
 				continue // input came in with the timeout: activity
 			}
 			if timeoutWhy != ReasonNone {
 				if e.callOnTimeout(c, timeoutWhy) {
 					pc.lastRead = time.Now().UnixNano()
 					if c.pending() {
-						pc.msgStart = pc.lastRead
+						pc.startMessage(pc.lastRead)
 					}
 					continue
 				}
@@ -523,6 +533,28 @@ func (pe *portableEngine) deadline(c *Conn) (why CloseReason, at time.Time, writ
 	return ReasonIdleTimeout, time.Unix(0, last).Add(d), !inputOnly
 }
 
+// readTimeoutStands reports whether a read timeout whose deadline
+// (deadline, when c had started msgs messages) has passed still applies
+// now that the input read with its expiry has been handled: c is open,
+// not held, and the same message is still pending with a deadline no
+// later (OnData may have raised the read timeout, or ended the message).
+// It runs on c's reader.
+func (pe *portableEngine) readTimeoutStands(c *Conn, msgs uint64, deadline time.Time) bool {
+	pc := c.portable()
+	if pc.msgs != msgs || pe.closeRequested(c) != ReasonNone {
+		return false
+	}
+	why, at, _ := pe.deadline(c)
+	return why == ReasonReadTimeout && !at.After(deadline)
+}
+
+// startMessage stamps the start of c's pending message, now (unix
+// nanoseconds, wall time), and counts it; it runs on c's reader.
+func (pc *pconn) startMessage(now int64) {
+	pc.msgStart = now
+	pc.msgs++
+}
+
 func msDuration(ms int32, def time.Duration) time.Duration {
 	switch {
 	case ms < 0:
@@ -554,7 +586,7 @@ func (pe *portableEngine) input(c *Conn, data []byte) {
 		if used > 0 {
 			c.setInput(in[:copy(in, in[used:])]) // an emptied buffer goes back to the pool
 			pc := c.portable()
-			pc.msgStart = now
+			pc.startMessage(now)
 			if c.in == nil {
 				if c.flags&fMessage == 0 {
 					pc.msgStart = 0
@@ -630,7 +662,7 @@ func (pe *portableEngine) deliver(c *Conn, data []byte, now int64) {
 		c.newInput(data[used:])
 	}
 	if pc := c.portable(); pc.msgStart == 0 || used > 0 {
-		pc.msgStart = now
+		pc.startMessage(now)
 	}
 }
 
@@ -757,7 +789,7 @@ func (pc *pconn) postFn(_ *Conn, fn func()) bool {
 // timeout does (deadlines on a net.Conn), not on Config.Clock.
 func (pc *pconn) setMessagePending(c *Conn, pending bool) {
 	if c.markMessage(pending) {
-		pc.msgStart = time.Now().UnixNano()
+		pc.startMessage(time.Now().UnixNano())
 	}
 }
 
@@ -859,7 +891,7 @@ func (pe *portableEngine) injected(c *Conn, data []byte, used int, fromIn bool, 
 		return
 	}
 	if pc.msgStart == 0 || used > 0 {
-		pc.msgStart = now
+		pc.startMessage(now)
 	}
 	pe.input(c, nil)
 }

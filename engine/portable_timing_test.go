@@ -47,3 +47,84 @@ func TestPortableInputIdleWritesDoNotRearm(t *testing.T) {
 		t.Errorf("%d reads armed under an input-only idle timeout of 200 ms, each after a write: writes re-armed its passed deadline", n)
 	}
 }
+
+// trickleHandler starts a message on its first input (SetReadTimeout,
+// SetMessagePending) and then stays busy past the read timeout, so the
+// reader's next read is armed with the deadline already passed. It
+// consumes every byte, and ends the message on a byte "." when end is set.
+type trickleHandler struct {
+	*rvHandler
+	timeout time.Duration
+	end     bool
+	first   atomic.Bool
+}
+
+func (h *trickleHandler) OnData(c *Conn, in []byte) int {
+	if !h.first.Swap(true) {
+		c.SetReadTimeout(h.timeout)
+		c.SetMessagePending(true)
+		time.Sleep(2 * h.timeout) // busy past the deadline
+	}
+	if h.end && in[len(in)-1] == '.' {
+		c.SetMessagePending(false)
+	}
+	return h.rvHandler.OnData(c, in)
+}
+
+// TestPortableReadTimeoutTrickle: a pending message's read timeout runs
+// from the message's start (SetMessagePending, or a handler's progress),
+// not from its last byte, as on the loops. On the portable engine a read
+// armed past the deadline returns at once, and the short read that then
+// looks for input waiting (probe) took a byte of the same message for
+// activity and read on: a peer trickling a byte within every probe kept
+// the message open past its timeout. Here the peer's next byte is sent as
+// each read is armed (readHook), at most trickleCap of them, after the
+// handler has been busy past the deadline: the connection must close with
+// read_timeout at once, not after trickleCap bytes.
+func TestPortableReadTimeoutTrickle(t *testing.T) {
+	const trickleCap = 2000
+	h := &trickleHandler{rvHandler: newRVHandler(), timeout: 50 * time.Millisecond}
+	e, addr := startEngine(t, Config{Portable: true, IdleTimeout: time.Hour}, h)
+	nc := dial(t, addr)
+	var sent atomic.Int64
+	hook := func(c *Conn) {
+		if c.pending() && sent.Add(1) <= trickleCap {
+			nc.Write([]byte("b"))
+		}
+	}
+	e.portable.readHook.Store(&hook)
+	nc.Write([]byte("a"))
+	select {
+	case r := <-h.closed:
+		if r != ReasonReadTimeout {
+			t.Errorf("closed with %v, want %v", r, ReasonReadTimeout)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the read timeout never closed c")
+	}
+	if n := sent.Load(); n > 20 {
+		t.Errorf("%d bytes trickled into a message past its read timeout before it closed", n)
+	}
+}
+
+// TestPortableReadTimeoutLateEnd: the other side of
+// TestPortableReadTimeoutTrickle. Input that a busy reader finds waiting
+// once the read timeout has passed still counts when it ends the
+// message: the connection stays open, as it would have had the reader
+// not been busy.
+func TestPortableReadTimeoutLateEnd(t *testing.T) {
+	h := &trickleHandler{rvHandler: newRVHandler(), timeout: 50 * time.Millisecond, end: true}
+	_, addr := startEngine(t, Config{Portable: true, IdleTimeout: time.Hour}, h)
+	nc := dial(t, addr)
+	nc.Write([]byte("a"))
+	c := <-h.seen
+	nc.Write([]byte("bc.")) // waits while OnData is busy past the deadline
+	eventually(t, 5*time.Second, "the message ended", func() bool {
+		select {
+		case r := <-h.closed:
+			t.Fatalf("closed with %v, the message ended on time", r)
+		default:
+		}
+		return c.bytesIn.Load() == 4 && c.State() == StateIdle
+	})
+}
