@@ -64,8 +64,12 @@ type pconn struct {
 	// while it is what arm recorded timed out on its own deadline.
 	wakes uint64
 
-	// last mirrors lastRead for observers on other goroutines.
-	last atomic.Int64
+	// readAt and wroteAt are the last read and the last write that moved
+	// bytes on Config.Clock, unix nanoseconds, for observers on other
+	// goroutines: ConnInfo.LastActive is the later, as on the loops, on
+	// the clock Created is on. readAt starts at c's creation; wroteAt is
+	// 0 until a write. The stamps below are wall time, for deadlines.
+	readAt, wroteAt atomic.Int64
 	// lastWrite is the last write that moved bytes, unix nanoseconds, 0
 	// if none: the idle timeout counts writes too, unless c's is
 	// input-only (SetInputIdleTimeout).
@@ -162,6 +166,7 @@ func (pe *portableEngine) adopt(nc net.Conn, remote netip.AddrPort, h Handler, i
 	local, _ := netip.ParseAddrPort(nc.LocalAddr().String())
 	pc := &pconn{e: e, pe: pe, nc: nc, local: local}
 	pc.cond = sync.NewCond(&pc.mu)
+	pc.readAt.Store(c.created)
 	pc.proto.Store(&protoBox{protocolOf(h)})
 	c.host = pc
 	pe.mu.Lock()
@@ -599,7 +604,7 @@ func (pe *portableEngine) input(c *Conn, data []byte) {
 	pe.stats.bytesIn.Add(uint64(len(data)))
 	pc := c.portable()
 	pc.lastRead = now
-	pc.last.Store(now)
+	pc.readAt.Store(pc.clockNanos(now))
 	pe.deliver(c, data, now)
 }
 
@@ -905,8 +910,25 @@ func (pc *pconn) finalLocked(c *Conn, b []byte) {
 	if n, _ := pc.nc.Write(b); n > 0 {
 		c.bytesOut.Add(uint64(n))
 		pc.pe.stats.bytesOut.Add(uint64(n))
-		pc.lastWrite.Store(time.Now().UnixNano())
+		pc.wrote()
 	}
+}
+
+// wrote stamps a write that moved bytes.
+func (pc *pconn) wrote() {
+	now := time.Now().UnixNano()
+	pc.lastWrite.Store(now)
+	pc.wroteAt.Store(pc.clockNanos(now))
+}
+
+// clockNanos returns Config.Clock's time, unix nanoseconds, for a stamp
+// taken at wall, a reading of the real clock (it serves as is when
+// Config.Clock is the system clock).
+func (pc *pconn) clockNanos(wall int64) int64 {
+	if pc.e.sysClock {
+		return wall
+	}
+	return pc.e.cfg.Clock.Now().UnixNano()
 }
 
 // writeLocked writes b; c.mu is held on entry and released on return.
@@ -921,7 +943,7 @@ func (pc *pconn) writeLocked(c *Conn, b [][]byte) (int, error) {
 	if n > 0 {
 		c.bytesOut.Add(uint64(n))
 		pc.pe.stats.bytesOut.Add(uint64(n))
-		pc.lastWrite.Store(time.Now().UnixNano())
+		pc.wrote()
 	}
 	if err != nil {
 		r := reasonForNet(err)
@@ -996,8 +1018,9 @@ func infoOfPortable(c *Conn) ConnInfo {
 	return ConnInfo{
 		ID: c.id, Remote: c.RemoteAddr(), Local: pc.local, State: c.State(),
 		Protocol: pc.proto.Load().name, Listener: int(c.ln), Outbound: c.ln == 0,
-		Created: time.Unix(0, c.created), LastActive: time.Unix(0, pc.last.Load()),
-		BytesIn: c.bytesIn.Load(), BytesOut: c.bytesOut.Load(), Served: c.served.Load(),
+		Created:    time.Unix(0, c.created),
+		LastActive: time.Unix(0, max(pc.readAt.Load(), pc.wroteAt.Load())),
+		BytesIn:    c.bytesIn.Load(), BytesOut: c.bytesOut.Load(), Served: c.served.Load(),
 	}
 }
 

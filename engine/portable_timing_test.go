@@ -128,3 +128,54 @@ func TestPortableReadTimeoutLateEnd(t *testing.T) {
 		return c.bytesIn.Load() == 4 && c.State() == StateIdle
 	})
 }
+
+// TestLastActiveOnClock: ConnInfo's Created and LastActive read one
+// clock, Config.Clock, on every engine: LastActive follows the last read
+// or write on it (the loops to their tick). On the portable engine
+// LastActive was the real time of the last read, and 0 (1970) before it.
+func TestLastActiveOnClock(t *testing.T) {
+	forEachKind(t, func(t *testing.T, k engineKind) {
+		clk := newFakeClock()
+		const tick = 10 * time.Millisecond
+		cfg := Config{Loops: 1, IdleTimeout: time.Hour, TickInterval: tick, Clock: clk}
+		k.cfg(&cfg)
+		h := newRVHandler()
+		e, addr := startEngine(t, cfg, h)
+		info := func() ConnInfo {
+			t.Helper()
+			cs := e.Conns()
+			if len(cs) != 1 {
+				t.Fatalf("%d connections, want 1", len(cs))
+			}
+			return cs[0]
+		}
+		within := func(what string, got, want time.Time) {
+			t.Helper()
+			if got.After(want) || want.Sub(got) > tick {
+				t.Errorf("%s: LastActive %v, want %v (to a tick of %v)", what, got, want, tick)
+			}
+		}
+		nc := dial(t, addr)
+		eventually(t, 5*time.Second, "the connection", func() bool { return e.NumConns() == 1 })
+		ci := info()
+		if !ci.Created.Equal(clk.Now()) {
+			t.Errorf("Created %v, want the clock's %v", ci.Created, clk.Now())
+		}
+		within("before input", ci.LastActive, ci.Created)
+
+		clk.Advance(5 * time.Second)
+		nc.Write([]byte("x"))
+		c := <-h.seen
+		eventually(t, 5*time.Second, "the byte counted", func() bool { return c.bytesIn.Load() == 1 })
+		within("after a read", info().LastActive, clk.Now())
+
+		if k.name != "portable" {
+			return // a write from another goroutine stamps the loop's last tick
+		}
+		clk.Advance(5 * time.Second)
+		if _, err := c.Write([]byte("y")); err != nil {
+			t.Fatal(err)
+		}
+		within("after a write", info().LastActive, clk.Now())
+	})
+}
