@@ -156,7 +156,7 @@ func TestLastActiveOnClock(t *testing.T) {
 			}
 		}
 		nc := dial(t, addr)
-		eventually(t, 5*time.Second, "the connection", func() bool { return e.NumConns() == 1 })
+		eventually(t, 5*time.Second, "the connection", func() bool { return len(e.Conns()) == 1 })
 		ci := info()
 		if !ci.Created.Equal(clk.Now()) {
 			t.Errorf("Created %v, want the clock's %v", ci.Created, clk.Now())
