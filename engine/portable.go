@@ -299,6 +299,13 @@ func (pe *portableEngine) serve(c *Conn) {
 		if n > 0 {
 			pe.input(c, buf[:n])
 		}
+		if err == nil && letThrough && n > 0 && timeoutWhy == ReasonReadTimeout &&
+			!time.Now().Before(deadline) && pe.readTimeoutStands(c, msgs, deadline) {
+			// The read let through overwrote the deadline, and read
+			// bytes of the message it timed once it had passed: a
+			// storm of posts and a trickle kept the message open.
+			err = os.ErrDeadlineExceeded
+		}
 		if err == nil {
 			continue
 		}

@@ -179,3 +179,44 @@ func TestLastActiveOnClock(t *testing.T) {
 		within("after a write", info().LastActive, clk.Now())
 	})
 }
+
+// TestPortableReadTimeoutTrickleInPostStorm: TestPortableReadTimeoutTrickle
+// under a storm of posts, where the reader reads only through the short
+// reads it lets through (portableSignalTurns). One that returned a byte of
+// the message past its read timeout was input like any other, and a peer
+// trickling a byte into each kept the message open for as long as the
+// storm and the trickle lasted. Here each of the storm's posts sends the
+// peer's next byte once the deadline has passed, at most trickleCap of
+// them: the connection must close with read_timeout after a few.
+func TestPortableReadTimeoutTrickleInPostStorm(t *testing.T) {
+	const trickleCap = 2000
+	h := &trickleHandler{rvHandler: newRVHandler(), timeout: 50 * time.Millisecond}
+	_, addr := startEngine(t, Config{Portable: true, IdleTimeout: time.Hour}, h)
+	nc := dial(t, addr)
+	nc.Write([]byte("a"))
+	c := <-h.seen // OnData has returned once the storm's first post runs
+	var sent atomic.Int64
+	var storm func()
+	storm = func() {
+		pc := c.portable()
+		past := time.Now().UnixNano() > pc.msgStart+int64(h.timeout)
+		if c.pending() && past && sent.Add(1) <= trickleCap {
+			nc.Write([]byte("b"))
+		}
+		if sent.Load() <= trickleCap {
+			c.Post(storm)
+		}
+	}
+	c.Post(storm)
+	select {
+	case r := <-h.closed:
+		if r != ReasonReadTimeout {
+			t.Errorf("closed with %v, want %v", r, ReasonReadTimeout)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the read timeout never closed c")
+	}
+	if n := sent.Load(); n > 20*portableSignalTurns {
+		t.Errorf("%d bytes trickled into a message past its read timeout before it closed", n)
+	}
+}
