@@ -368,10 +368,10 @@ func (pe *portableEngine) serve(c *Conn) {
 					err = perr
 					goto ended
 				}
-				if m > 0 && pe.readTimeoutStands(c, msgs, deadline) {
-					// Bytes of the message it timed: a peer trickling
-					// them kept the message open past its timeout.
-				} else if m > 0 || perr == nil || pc.wokenSince(wakes) {
+				// Bytes of the message a read timeout timed are not
+				// activity: a peer trickling them kept it open.
+				stands := m > 0 && pe.readTimeoutStands(c, msgs, deadline)
+				if !stands && (m > 0 || perr == nil || pc.wokenSince(wakes)) {
 					continue // input is activity; or woken
 				}
 			} else if n > 0 && !pe.readTimeoutStands(c, msgs, deadline) {
@@ -917,12 +917,12 @@ func (pc *pconn) finalLocked(c *Conn, b []byte) {
 	if n, _ := pc.nc.Write(b); n > 0 {
 		c.bytesOut.Add(uint64(n))
 		pc.pe.stats.bytesOut.Add(uint64(n))
-		pc.wrote()
+		pc.stampWrite()
 	}
 }
 
-// wrote stamps a write that moved bytes.
-func (pc *pconn) wrote() {
+// stampWrite stamps a write that moved bytes, on both clocks.
+func (pc *pconn) stampWrite() {
 	now := time.Now().UnixNano()
 	pc.lastWrite.Store(now)
 	pc.wroteAt.Store(pc.clockNanos(now))
@@ -950,7 +950,7 @@ func (pc *pconn) writeLocked(c *Conn, b [][]byte) (int, error) {
 	if n > 0 {
 		c.bytesOut.Add(uint64(n))
 		pc.pe.stats.bytesOut.Add(uint64(n))
-		pc.wrote()
+		pc.stampWrite()
 	}
 	if err != nil {
 		r := reasonForNet(err)
