@@ -68,7 +68,11 @@ type pconn struct {
 	// bytes on Config.Clock, unix nanoseconds, for observers on other
 	// goroutines: ConnInfo.LastActive is the later, as on the loops, on
 	// the clock Created is on. readAt starts at c's creation; wroteAt is
-	// 0 until a write. The stamps below are wall time, for deadlines.
+	// 0 until a write. With a Config.Clock other than the system clock,
+	// each read and each write that moves bytes calls its Now once
+	// (clockNanos), where the loops read it once per turn; the system
+	// clock costs nothing more. The stamps below are wall time, for
+	// deadlines.
 	readAt, wroteAt atomic.Int64
 	// lastWrite is the last write that moved bytes, unix nanoseconds, 0
 	// if none: the idle timeout counts writes too, unless c's is
@@ -81,9 +85,13 @@ type pconn struct {
 	// none.
 	lastRead int64
 	msgStart int64
-	// msgs counts the messages started (startMessage): a read timeout
-	// that expired stands if the message it timed is still pending when
-	// the input found with its expiry has been handled (readTimeoutStands).
+	// msgs counts the starts of c's pending message (startMessage): a
+	// message begun (SetMessagePending, unconsumed input), and restarted
+	// by the handler's progress (it consumed some of its input, on a read
+	// or a redelivery) or by OnTimeout keeping c open. A read timeout that
+	// expired stands if the message it timed has not restarted and is
+	// still pending when the input found with its expiry has been handled
+	// (readTimeoutStands).
 	msgs uint64
 	// proto mirrors the handler's protocol name for observers.
 	proto atomic.Pointer[protoBox]
@@ -226,6 +234,12 @@ func (pe *portableEngine) serve(c *Conn) {
 	var ioErr error
 	eof := false
 	refused := 0 // turns in a row arm refused for a signal
+	// late counts the reads in a row, past a read timeout's deadline
+	// (lateAt), that filled buf with bytes of the message it timed: more
+	// was waiting, so the message is judged on the read that comes back
+	// short, or after lateMax full ones (a peer streaming at full speed
+	// cannot keep it open).
+	late, lateMax, lateAt := 0, e.cfg.MaxInputBytes/len(buf)+1, time.Time{}
 	for {
 		if r := pe.closeRequested(c); r != ReasonNone {
 			why = r
@@ -266,6 +280,9 @@ func (pe *portableEngine) serve(c *Conn) {
 		wrote := pc.lastWrite.Load()
 		timeoutWhy, deadline, writesCount := pe.deadline(c)
 		msgs := pc.msgs
+		if !deadline.Equal(lateAt) {
+			late, lateAt = 0, deadline
+		}
 		wakes, armed := pc.arm(deadline)
 		if pe.closeRequested(c) != ReasonNone {
 			continue
@@ -299,12 +316,16 @@ func (pe *portableEngine) serve(c *Conn) {
 		if n > 0 {
 			pe.input(c, buf[:n])
 		}
+		lateStands := false // the read let through expired the read timeout
 		if err == nil && letThrough && n > 0 && timeoutWhy == ReasonReadTimeout &&
-			!time.Now().Before(deadline) && pe.readTimeoutStands(c, msgs, deadline) {
+			!time.Now().Before(deadline) {
 			// The read let through overwrote the deadline, and read
-			// bytes of the message it timed once it had passed: a
-			// storm of posts and a trickle kept the message open.
-			err = os.ErrDeadlineExceeded
+			// bytes once it had passed: if they leave the message it
+			// timed pending, a storm of posts and a trickle kept it
+			// open, unless the read filled buf (more is waiting).
+			if lateStands = pe.lateReadStands(c, msgs, deadline, n == len(buf), &late, lateMax); lateStands {
+				err = os.ErrDeadlineExceeded
+			}
 		}
 		if err == nil {
 			continue
@@ -350,10 +371,11 @@ func (pe *portableEngine) serve(c *Conn) {
 				// The deadline may have passed while the reader was busy
 				// (a slow OnData, posts), and a read whose deadline has
 				// passed returns without reading: input may be waiting.
-				// One short read tells; input is activity, unless the
-				// timeout is a read timeout that still stands
-				// (readTimeoutStands): a message's timeout runs from its
-				// start, and its bytes do not move it, as on the loops.
+				// One short read tells (and the next, if it fills buf:
+				// lateReadStands); input is activity, unless the timeout
+				// is a read timeout that still stands (readTimeoutStands):
+				// a message's timeout runs from its start, and its bytes
+				// do not move it, as on the loops.
 				m, ok, perr := pc.probe(buf, wakes, false)
 				if !ok {
 					continue // woken meanwhile, or paused
@@ -369,12 +391,18 @@ func (pe *portableEngine) serve(c *Conn) {
 					goto ended
 				}
 				// Bytes of the message a read timeout timed are not
-				// activity: a peer trickling them kept it open.
-				stands := m > 0 && pe.readTimeoutStands(c, msgs, deadline)
+				// activity (a peer trickling them kept it open), unless
+				// the read filled buf: more is waiting, to be read first.
+				stands := false
+				if m > 0 {
+					stands = pe.lateReadStands(c, msgs, deadline, m == len(buf), &late, lateMax)
+				} else {
+					late = 0 // nothing was waiting
+				}
 				if !stands && (m > 0 || perr == nil || pc.wokenSince(wakes)) {
 					continue // input is activity; or woken
 				}
-			} else if n > 0 && !pe.readTimeoutStands(c, msgs, deadline) {
+			} else if n > 0 && !lateStands && !pe.readTimeoutStands(c, msgs, deadline) {
 				continue // input came in with the timeout: activity
 			}
 			if timeoutWhy != ReasonNone {
@@ -558,6 +586,25 @@ func (pe *portableEngine) readTimeoutStands(c *Conn, msgs uint64, deadline time.
 	}
 	why, at, _ := pe.deadline(c)
 	return why == ReasonReadTimeout && !at.After(deadline)
+}
+
+// lateReadStands is readTimeoutStands for input read past the deadline,
+// once handled, unless the read was full (it filled the reader's buffer)
+// and fewer than lateMax full reads in a row (*late) came before it: then
+// more was already waiting, and the message is judged once that has been
+// read too; the read is counted in *late and lateReadStands reports
+// false. A read that is judged resets *late. It runs on c's reader.
+func (pe *portableEngine) lateReadStands(c *Conn, msgs uint64, deadline time.Time, full bool, late *int, lateMax int) bool {
+	if !pe.readTimeoutStands(c, msgs, deadline) {
+		*late = 0
+		return false
+	}
+	if full && *late < lateMax {
+		*late++
+		return false
+	}
+	*late = 0
+	return true
 }
 
 // startMessage stamps the start of c's pending message, now (unix
@@ -929,8 +976,10 @@ func (pc *pconn) stampWrite() {
 }
 
 // clockNanos returns Config.Clock's time, unix nanoseconds, for a stamp
-// taken at wall, a reading of the real clock (it serves as is when
-// Config.Clock is the system clock).
+// taken at wall, a reading of the real clock: wall as is when Config.Clock
+// is the system clock, else one call of the clock's Now, per read and per
+// write, from c's goroutine or a writer's (as the loops call it from each
+// of theirs).
 func (pc *pconn) clockNanos(wall int64) int64 {
 	if pc.e.sysClock {
 		return wall

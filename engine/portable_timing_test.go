@@ -56,6 +56,7 @@ type trickleHandler struct {
 	*rvHandler
 	timeout time.Duration
 	end     bool
+	busy    chan struct{} // if set, signalled as the first OnData turns busy
 	first   atomic.Bool
 }
 
@@ -63,6 +64,9 @@ func (h *trickleHandler) OnData(c *Conn, in []byte) int {
 	if !h.first.Swap(true) {
 		c.SetReadTimeout(h.timeout)
 		c.SetMessagePending(true)
+		if h.busy != nil {
+			h.busy <- struct{}{}
+		}
 		time.Sleep(2 * h.timeout) // busy past the deadline
 	}
 	if h.end && in[len(in)-1] == '.' {
@@ -111,22 +115,36 @@ func TestPortableReadTimeoutTrickle(t *testing.T) {
 // TestPortableReadTimeoutTrickle. Input that a busy reader finds waiting
 // once the read timeout has passed still counts when it ends the
 // message: the connection stays open, as it would have had the reader
-// not been busy.
+// not been busy. That holds for an end more than one read (16 KiB,
+// portableReadSize) away: the portable reader judged the message on its
+// first read past the deadline, and closed c with its end still waiting.
 func TestPortableReadTimeoutLateEnd(t *testing.T) {
-	h := &trickleHandler{rvHandler: newRVHandler(), timeout: 50 * time.Millisecond, end: true}
-	_, addr := startEngine(t, Config{Portable: true, IdleTimeout: time.Hour}, h)
-	nc := dial(t, addr)
-	nc.Write([]byte("a"))
-	c := <-h.seen
-	nc.Write([]byte("bc.")) // waits while OnData is busy past the deadline
-	eventually(t, 5*time.Second, "the message ended", func() bool {
-		select {
-		case r := <-h.closed:
-			t.Fatalf("closed with %v, the message ended on time", r)
-		default:
-		}
-		return c.bytesIn.Load() == 4 && c.State() == StateIdle
-	})
+	big := make([]byte, 40000)
+	big[len(big)-1] = '.'
+	for _, tc := range []struct {
+		name string
+		rest []byte
+	}{{"short", []byte("bc.")}, {"40KB", big}} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := &trickleHandler{rvHandler: newRVHandler(), timeout: 50 * time.Millisecond, end: true,
+				busy: make(chan struct{}, 1)}
+			_, addr := startEngine(t, Config{Portable: true, IdleTimeout: time.Hour}, h)
+			nc := dial(t, addr)
+			nc.Write([]byte("a"))
+			<-h.busy
+			nc.Write(tc.rest) // within the read timeout, while OnData is busy past it
+			c := <-h.seen
+			want := uint64(1 + len(tc.rest))
+			eventually(t, 5*time.Second, "the message ended", func() bool {
+				select {
+				case r := <-h.closed:
+					t.Fatalf("closed with %v, the message ended on time", r)
+				default:
+				}
+				return c.bytesIn.Load() == want && c.State() == StateIdle
+			})
+		})
+	}
 }
 
 // TestLastActiveOnClock: ConnInfo's Created and LastActive read one
@@ -218,5 +236,176 @@ func TestPortableReadTimeoutTrickleInPostStorm(t *testing.T) {
 	}
 	if n := sent.Load(); n > 20*portableSignalTurns {
 		t.Errorf("%d bytes trickled into a message past its read timeout before it closed", n)
+	}
+}
+
+// lateBigHandler waits (returns 0) for a message of want bytes, started
+// on its first input (SetReadTimeout, SetMessagePending), and is busy
+// past the read timeout in that first OnData.
+type lateBigHandler struct {
+	*rvHandler
+	want  int
+	first atomic.Bool
+	done  atomic.Bool
+}
+
+func (h *lateBigHandler) OnData(c *Conn, in []byte) int {
+	if !h.first.Swap(true) {
+		c.SetReadTimeout(50 * time.Millisecond)
+		c.SetMessagePending(true)
+		select {
+		case h.seen <- c:
+		default:
+		}
+		time.Sleep(100 * time.Millisecond) // busy past the deadline
+	}
+	if len(in) < h.want {
+		return 0
+	}
+	c.SetMessagePending(false)
+	h.done.Store(true)
+	return len(in)
+}
+
+// waitMessageEnd waits for done, failing if c closes first.
+func waitMessageEnd(t *testing.T, h *rvHandler, done *atomic.Bool, what string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !done.Load() {
+		select {
+		case r := <-h.closed:
+			t.Fatalf("closed with %v; %s", r, what)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the message never ended")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestPortableReadTimeoutLateBigMessage: a message whose bytes are all
+// in the socket within its read timeout, but read late (a busy OnData),
+// ends: Config.ReadTimeout closes a message not received whole in time.
+// On the portable engine the short read that looks for input waiting once
+// the deadline has passed (probe) reads at most 16 KiB (portableReadSize),
+// and took the rest's still being pending for a trickle: c closed with
+// read_timeout with the message's end already waiting in the socket.
+func TestPortableReadTimeoutLateBigMessage(t *testing.T) {
+	forEachKind(t, func(t *testing.T, k engineKind) {
+		const want = 40000
+		h := &lateBigHandler{rvHandler: newRVHandler(), want: want}
+		cfg := Config{IdleTimeout: time.Hour}
+		k.cfg(&cfg)
+		_, addr := startEngine(t, cfg, h)
+		nc := dial(t, addr)
+		nc.Write([]byte("a"))
+		<-h.seen
+		nc.Write(make([]byte, want-1)) // on time: while OnData is busy
+		waitMessageEnd(t, h.rvHandler, &h.done, "the message was all sent within its read timeout")
+	})
+}
+
+// recTransform is a record transform (TLS-like): the first byte is a
+// record of its own, then records of rec bytes; Open returns plaintext
+// for whole records only.
+type recTransform struct {
+	rec   int
+	first bool
+	buf   []byte
+	out   []byte
+}
+
+func (t *recTransform) Open(c *Conn, in []byte) ([]byte, error) {
+	t.buf = append(t.buf, in...)
+	if !t.first && len(t.buf) > 0 {
+		t.first = true
+		t.out = append(t.out[:0], t.buf[0])
+		t.buf = t.buf[1:]
+		return t.out, nil
+	}
+	if len(t.buf) < t.rec {
+		return nil, nil
+	}
+	t.out = append(t.out[:0], t.buf[:t.rec]...)
+	t.buf = t.buf[t.rec:]
+	return t.out, nil
+}
+func (t *recTransform) OpenDone()                                  {}
+func (t *recTransform) Seal(b [][]byte, total int) ([]byte, error) { return nil, nil }
+func (t *recTransform) Final() []byte                              { return nil }
+func (t *recTransform) Release([]byte)                             {}
+
+// lateRecHandler reads through a recTransform of 17000-byte records: its
+// first record starts a message and is busy past the read timeout; the
+// next, whole, record ends it.
+type lateRecHandler struct {
+	*rvHandler
+	first atomic.Bool
+	done  atomic.Bool
+}
+
+func (h *lateRecHandler) OnOpen(c *Conn) { c.SetTransform(&recTransform{rec: 17000}) }
+
+func (h *lateRecHandler) OnData(c *Conn, in []byte) int {
+	if !h.first.Swap(true) {
+		c.SetReadTimeout(50 * time.Millisecond)
+		c.SetMessagePending(true)
+		select {
+		case h.seen <- c:
+		default:
+		}
+		time.Sleep(100 * time.Millisecond) // busy past the deadline
+		return len(in)
+	}
+	c.SetMessagePending(false) // a whole record ends the message
+	h.done.Store(true)
+	return len(in)
+}
+
+// TestPortableReadTimeoutLateRecord: TestPortableReadTimeoutLateBigMessage
+// through a transform: the message's last record (17000 bytes; a TLS
+// record is up to 16 KiB plus its overhead) is in the socket within the
+// read timeout, but does not decrypt from one 16 KiB read.
+func TestPortableReadTimeoutLateRecord(t *testing.T) {
+	forEachKind(t, func(t *testing.T, k engineKind) {
+		h := &lateRecHandler{rvHandler: newRVHandler()}
+		cfg := Config{IdleTimeout: time.Hour}
+		k.cfg(&cfg)
+		_, addr := startEngine(t, cfg, h)
+		nc := dial(t, addr)
+		nc.Write([]byte("a"))
+		<-h.seen
+		nc.Write(make([]byte, 17000)) // on time: while OnData is busy
+		waitMessageEnd(t, h.rvHandler, &h.done, "the record was sent within the read timeout")
+	})
+}
+
+// TestPortableReadTimeoutLateBigMessageInPostStorm:
+// TestPortableReadTimeoutLateBigMessage under a storm of posts, where the
+// reader reads only through the short reads it lets through
+// (portableSignalTurns). One that read bytes of the message past its read
+// timeout expired it, even when it filled the buffer: the message's end
+// was still waiting. The storm starts in the busy OnData and lasts until
+// the message ends, at most stormCap posts.
+func TestPortableReadTimeoutLateBigMessageInPostStorm(t *testing.T) {
+	const want, stormCap = 40000, 100 * portableSignalTurns
+	h := &lateBigHandler{rvHandler: newRVHandler(), want: want}
+	_, addr := startEngine(t, Config{Portable: true, IdleTimeout: time.Hour}, h)
+	nc := dial(t, addr)
+	var posts atomic.Int64
+	nc.Write([]byte("a"))
+	c := <-h.seen // the first OnData is busy
+	var storm func()
+	storm = func() {
+		if !h.done.Load() && posts.Add(1) <= stormCap {
+			c.Post(storm)
+		}
+	}
+	c.Post(storm)                  // runs once the busy OnData has returned
+	nc.Write(make([]byte, want-1)) // on time: while OnData is busy
+	waitMessageEnd(t, h.rvHandler, &h.done, "the message was all sent within its read timeout")
+	if posts.Load() > stormCap {
+		t.Fatal("the storm outlasted its cap: the reader did not read through it")
 	}
 }
