@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"net"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -407,5 +408,48 @@ func TestPortableReadTimeoutLateBigMessageInPostStorm(t *testing.T) {
 	waitMessageEnd(t, h.rvHandler, &h.done, "the message was all sent within its read timeout")
 	if posts.Load() > stormCap {
 		t.Fatal("the storm outlasted its cap: the reader did not read through it")
+	}
+}
+
+// TestPortableReadTimeoutLateStream: the bound on
+// TestPortableReadTimeoutLateBigMessage's reading on. A read past a read
+// timeout's deadline that fills the buffer reads on, but a peer streaming
+// bytes of the message at full speed keeps every read full: past
+// MaxInputBytes/portableReadSize+1 full reads in a row the message is
+// judged, and c closes with read_timeout. Here the peer sends a little
+// more than a read's worth as each read is armed (readHook) past the
+// deadline, at most streamCap times, and the handler consumes it all
+// without ending the message; c's socket buffer is raised so the peer's
+// window never runs short, and every read past the deadline is full.
+func TestPortableReadTimeoutLateStream(t *testing.T) {
+	const maxIn, streamCap = 64 << 10, 1000
+	h := &trickleHandler{rvHandler: newRVHandler(), timeout: 50 * time.Millisecond}
+	e, addr := startEngine(t, Config{Portable: true, IdleTimeout: time.Hour, MaxInputBytes: maxIn}, h)
+	nc := dial(t, addr)
+	chunk := make([]byte, portableReadSize+1)
+	var sent atomic.Int64
+	hook := func(c *Conn) {
+		pc := c.portable()
+		past := time.Now().UnixNano() > pc.msgStart+int64(h.timeout)
+		if tc, ok := pc.nc.(*net.TCPConn); ok && sent.Load() == 0 {
+			tc.SetReadBuffer(4 << 20)
+		}
+		if c.pending() && past && sent.Add(1) <= streamCap {
+			nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
+			nc.Write(chunk)
+		}
+	}
+	e.portable.readHook.Store(&hook)
+	nc.Write([]byte("a"))
+	select {
+	case r := <-h.closed:
+		if r != ReasonReadTimeout {
+			t.Errorf("closed with %v, want %v", r, ReasonReadTimeout)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the read timeout never closed c")
+	}
+	if max := int64(maxIn/portableReadSize + 1 + 5); sent.Load() > max {
+		t.Errorf("%d reads' worth streamed into a message past its read timeout before it closed, want at most %d", sent.Load(), max)
 	}
 }
