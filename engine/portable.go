@@ -237,7 +237,7 @@ func (pe *portableEngine) serve(c *Conn) {
 	// late counts the reads in a row, past a read timeout's deadline
 	// (lateAt), that filled buf with bytes of the message it timed: more
 	// was waiting, so the message is judged on the read that comes back
-	// short, or after lateMax full ones (a peer streaming at full speed
+	// short, or on full read lateMax+1 (a peer streaming at full speed
 	// cannot keep it open).
 	late, lateMax, lateAt := 0, e.cfg.MaxInputBytes/len(buf)+1, time.Time{}
 	for {
@@ -393,11 +393,13 @@ func (pe *portableEngine) serve(c *Conn) {
 				// Bytes of the message a read timeout timed are not
 				// activity (a peer trickling them kept it open), unless
 				// the read filled buf: more is waiting, to be read first.
+				// An empty probe leaves late as it is: it is judged
+				// below, or it was woken (a post between the probe's
+				// deadline and its read), and posts must not restart
+				// the count of a peer's full reads.
 				stands := false
 				if m > 0 {
 					stands = pe.lateReadStands(c, msgs, deadline, m == len(buf), &late, lateMax)
-				} else {
-					late = 0 // nothing was waiting
 				}
 				if !stands && (m > 0 || perr == nil || pc.wokenSince(wakes)) {
 					continue // input is activity; or woken

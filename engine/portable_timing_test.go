@@ -453,3 +453,54 @@ func TestPortableReadTimeoutLateStream(t *testing.T) {
 		t.Errorf("%d reads' worth streamed into a message past its read timeout before it closed, want at most %d", sent.Load(), max)
 	}
 }
+
+// TestPortableReadTimeoutLateStreamWithPosts: posts from another goroutine
+// while a peer streams a message past its read timeout must not restart
+// the count of full late reads (a probe a post wakes comes back empty):
+// the message closes within MaxInputBytes/16 KiB+1 full reads. Before the
+// fix about one run in seven went over, up to 1.3 MiB.
+func TestPortableReadTimeoutLateStreamWithPosts(t *testing.T) {
+	const maxIn = 64 << 10
+	limit := uint64((maxIn/portableReadSize + 3) * portableReadSize) // lateMax+1 full reads, the first byte, slack of one
+	for i := 0; i < 8; i++ {
+		h := &trickleHandler{rvHandler: newRVHandler(), timeout: 50 * time.Millisecond, busy: make(chan struct{}, 1)}
+		_, addr := startEngine(t, Config{Portable: true, IdleTimeout: time.Hour, MaxInputBytes: maxIn}, h)
+		nc := dial(t, addr)
+		nc.Write([]byte("a"))
+		<-h.busy
+		c := <-h.seen
+		var stop atomic.Bool
+		done := make(chan struct{}, 2)
+		go func() {
+			defer func() { done <- struct{}{} }()
+			buf := make([]byte, 64<<10)
+			for start := time.Now(); !stop.Load() && time.Since(start) < 3*time.Second; {
+				nc.SetWriteDeadline(time.Now().Add(time.Second))
+				if _, err := nc.Write(buf); err != nil {
+					return
+				}
+			}
+		}()
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for !stop.Load() {
+				c.Post(func() {})
+				time.Sleep(20 * time.Microsecond)
+			}
+		}()
+		select {
+		case r := <-h.closed:
+			if r != ReasonReadTimeout {
+				t.Errorf("run %d: closed with %v, want %v", i, r, ReasonReadTimeout)
+			}
+		case <-time.After(10 * time.Second):
+			t.Errorf("run %d: still open after 10 s, %d KiB in", i, c.BytesIn()>>10)
+		}
+		stop.Store(true)
+		<-done
+		<-done
+		if in := c.BytesIn(); in > limit {
+			t.Errorf("run %d: %d KiB read into a message past its read timeout, want at most %d KiB", i, in>>10, limit>>10)
+		}
+	}
+}
