@@ -64,8 +64,16 @@ type pconn struct {
 	// while it is what arm recorded timed out on its own deadline.
 	wakes uint64
 
-	// last mirrors lastRead for observers on other goroutines.
-	last atomic.Int64
+	// readAt and wroteAt are the last read and the last write that moved
+	// bytes on Config.Clock, unix nanoseconds, for observers on other
+	// goroutines: ConnInfo.LastActive is the later, as on the loops, on
+	// the clock Created is on. readAt starts at c's creation; wroteAt is
+	// 0 until a write. With a Config.Clock other than the system clock,
+	// each read and each write that moves bytes calls its Now once
+	// (clockNanos), where the loops read it once per turn; the system
+	// clock costs nothing more. The stamps below are wall time, for
+	// deadlines.
+	readAt, wroteAt atomic.Int64
 	// lastWrite is the last write that moved bytes, unix nanoseconds, 0
 	// if none: the idle timeout counts writes too, unless c's is
 	// input-only (SetInputIdleTimeout).
@@ -77,6 +85,14 @@ type pconn struct {
 	// none.
 	lastRead int64
 	msgStart int64
+	// msgs counts the starts of c's pending message (startMessage): a
+	// message begun (SetMessagePending, unconsumed input), and restarted
+	// by the handler's progress (it consumed some of its input, on a read
+	// or a redelivery) or by OnTimeout keeping c open. A read timeout that
+	// expired stands if the message it timed has not restarted and is
+	// still pending when the input found with its expiry has been handled
+	// (readTimeoutStands).
+	msgs uint64
 	// proto mirrors the handler's protocol name for observers.
 	proto atomic.Pointer[protoBox]
 
@@ -158,6 +174,7 @@ func (pe *portableEngine) adopt(nc net.Conn, remote netip.AddrPort, h Handler, i
 	local, _ := netip.ParseAddrPort(nc.LocalAddr().String())
 	pc := &pconn{e: e, pe: pe, nc: nc, local: local}
 	pc.cond = sync.NewCond(&pc.mu)
+	pc.readAt.Store(c.created)
 	pc.proto.Store(&protoBox{protocolOf(h)})
 	c.host = pc
 	pe.mu.Lock()
@@ -217,6 +234,12 @@ func (pe *portableEngine) serve(c *Conn) {
 	var ioErr error
 	eof := false
 	refused := 0 // turns in a row arm refused for a signal
+	// late counts the reads in a row, past a read timeout's deadline
+	// (lateAt), that filled buf with bytes of the message it timed: more
+	// was waiting, so the message is judged on the read that comes back
+	// short, or on full read lateMax+1 (a peer streaming at full speed
+	// cannot keep it open).
+	late, lateMax, lateAt := 0, e.cfg.MaxInputBytes/len(buf)+1, time.Time{}
 	for {
 		if r := pe.closeRequested(c); r != ReasonNone {
 			why = r
@@ -255,7 +278,11 @@ func (pe *portableEngine) serve(c *Conn) {
 		}
 		pe.setState(c, state)
 		wrote := pc.lastWrite.Load()
-		timeoutWhy, deadline := pe.deadline(c)
+		timeoutWhy, deadline, writesCount := pe.deadline(c)
+		msgs := pc.msgs
+		if !deadline.Equal(lateAt) {
+			late, lateAt = 0, deadline
+		}
 		wakes, armed := pc.arm(deadline)
 		if pe.closeRequested(c) != ReasonNone {
 			continue
@@ -289,6 +316,17 @@ func (pe *portableEngine) serve(c *Conn) {
 		if n > 0 {
 			pe.input(c, buf[:n])
 		}
+		lateStands := false // the read let through expired the read timeout
+		if err == nil && letThrough && n > 0 && timeoutWhy == ReasonReadTimeout &&
+			!time.Now().Before(deadline) {
+			// The read let through overwrote the deadline, and read
+			// bytes once it had passed: if they leave the message it
+			// timed pending, a storm of posts and a trickle kept it
+			// open, unless the read filled buf (more is waiting).
+			if lateStands = pe.lateReadStands(c, msgs, deadline, n == len(buf), &late, lateMax); lateStands {
+				err = os.ErrDeadlineExceeded
+			}
+		}
 		if err == nil {
 			continue
 		}
@@ -321,16 +359,23 @@ func (pe *portableEngine) serve(c *Conn) {
 				// the loops; the next turn arms no deadline.
 				continue
 			}
-			if timeoutWhy == ReasonIdleTimeout && pc.lastWrite.Load() != wrote {
+			if timeoutWhy == ReasonIdleTimeout && writesCount && pc.lastWrite.Load() != wrote {
 				// Bytes went out since the read was armed: the next turn
-				// counts the idle time from them.
+				// counts the idle time from them. Not for an input-only
+				// timeout, whose deadline writes do not move: the next
+				// turn would arm the same passed deadline, and a busy
+				// writer kept it from expiring for as long as it wrote.
 				continue
 			}
 			if timeoutWhy != ReasonNone && n == 0 && !letThrough {
 				// The deadline may have passed while the reader was busy
 				// (a slow OnData, posts), and a read whose deadline has
 				// passed returns without reading: input may be waiting.
-				// One short read tells; input is activity.
+				// One short read tells (and the next, if it fills buf:
+				// lateReadStands); input is activity, unless the timeout
+				// is a read timeout that still stands (readTimeoutStands):
+				// a message's timeout runs from its start, and its bytes
+				// do not move it, as on the loops.
 				m, ok, perr := pc.probe(buf, wakes, false)
 				if !ok {
 					continue // woken meanwhile, or paused
@@ -345,18 +390,28 @@ func (pe *portableEngine) serve(c *Conn) {
 					err = perr
 					goto ended
 				}
-				if m > 0 || perr == nil || pc.wokenSince(wakes) {
+				// Bytes of the message a read timeout timed are not
+				// activity (a peer trickling them kept it open), unless
+				// the read filled buf: more is waiting, to be read first.
+				// An empty probe leaves late as it is: it is judged
+				// below, or it was woken (a post between the probe's
+				// deadline and its read), and posts must not restart
+				// the count of a peer's full reads.
+				stands := false
+				if m > 0 {
+					stands = pe.lateReadStands(c, msgs, deadline, m == len(buf), &late, lateMax)
+				}
+				if !stands && (m > 0 || perr == nil || pc.wokenSince(wakes)) {
 					continue // input is activity; or woken
 				}
-			}
-			if n > 0 {
+			} else if n > 0 && !lateStands && !pe.readTimeoutStands(c, msgs, deadline) {
 				continue // input came in with the timeout: activity
 			}
 			if timeoutWhy != ReasonNone {
 				if e.callOnTimeout(c, timeoutWhy) {
 					pc.lastRead = time.Now().UnixNano()
 					if c.pending() {
-						pc.msgStart = pc.lastRead
+						pc.startMessage(pc.lastRead)
 					}
 					continue
 				}
@@ -489,34 +544,76 @@ func (pc *pconn) takeDrain() bool {
 }
 
 // deadline picks the read deadline: the read timeout while a message is
-// pending, else the idle timeout.
-func (pe *portableEngine) deadline(c *Conn) (CloseReason, time.Time) {
+// pending, else the idle timeout. writes reports whether writes move it
+// (an idle timeout that is not input-only).
+func (pe *portableEngine) deadline(c *Conn) (why CloseReason, at time.Time, writes bool) {
 	e := pe.e
 	pc := c.portable()
 	if pc.lastRead == 0 {
 		pc.lastRead = time.Now().UnixNano()
 	}
 	if c.inflight.Load() > 0 {
-		return ReasonNone, time.Time{}
+		return ReasonNone, time.Time{}, false
 	}
 	idleDef, readDef := e.timeouts(c.ln)
 	if c.pending() {
 		d := msDuration(c.readTO.Load(), readDef)
 		if d <= 0 {
-			return ReasonNone, time.Time{}
+			return ReasonNone, time.Time{}, false
 		}
-		return ReasonReadTimeout, time.Unix(0, pc.msgStart).Add(d)
+		return ReasonReadTimeout, time.Unix(0, pc.msgStart).Add(d), false
 	}
 	ms, inputOnly := c.idleTimeout()
 	d := msDuration(ms, idleDef)
 	if d <= 0 {
-		return ReasonNone, time.Time{}
+		return ReasonNone, time.Time{}, false
 	}
 	last := pc.lastRead
 	if !inputOnly {
 		last = max(last, pc.lastWrite.Load())
 	}
-	return ReasonIdleTimeout, time.Unix(0, last).Add(d)
+	return ReasonIdleTimeout, time.Unix(0, last).Add(d), !inputOnly
+}
+
+// readTimeoutStands reports whether a read timeout whose deadline
+// (deadline, when c had started msgs messages) has passed still applies
+// now that the input read with its expiry has been handled: c is open,
+// not held, and the same message is still pending with a deadline no
+// later (OnData may have raised the read timeout, or ended the message).
+// It runs on c's reader.
+func (pe *portableEngine) readTimeoutStands(c *Conn, msgs uint64, deadline time.Time) bool {
+	pc := c.portable()
+	if pc.msgs != msgs || pe.closeRequested(c) != ReasonNone {
+		return false
+	}
+	why, at, _ := pe.deadline(c)
+	return why == ReasonReadTimeout && !at.After(deadline)
+}
+
+// lateReadStands is readTimeoutStands for input read past the deadline,
+// once handled, unless the read was full (it filled the reader's buffer)
+// and fewer than lateMax full reads in a row (*late) came before it: then
+// more was already waiting, and the message is judged once that has been
+// read too; the read is counted in *late and lateReadStands reports
+// false. A read that is judged resets *late. It runs on c's reader.
+func (pe *portableEngine) lateReadStands(c *Conn, msgs uint64, deadline time.Time, full bool, late *int, lateMax int) bool {
+	if !pe.readTimeoutStands(c, msgs, deadline) {
+		*late = 0
+		return false
+	}
+	if full && *late < lateMax {
+		*late++
+		return false
+	}
+	*late = 0
+	return true
+}
+
+// startMessage stamps the start of c's pending message, now (unix
+// nanoseconds, wall time), and counts it; it runs on c's reader.
+func (pc *pconn) startMessage(now int64) {
+	pc.msgStart = now
+	pc.msgs++
 }
 
 func msDuration(ms int32, def time.Duration) time.Duration {
@@ -550,7 +647,7 @@ func (pe *portableEngine) input(c *Conn, data []byte) {
 		if used > 0 {
 			c.setInput(in[:copy(in, in[used:])]) // an emptied buffer goes back to the pool
 			pc := c.portable()
-			pc.msgStart = now
+			pc.startMessage(now)
 			if c.in == nil {
 				if c.flags&fMessage == 0 {
 					pc.msgStart = 0
@@ -563,7 +660,7 @@ func (pe *portableEngine) input(c *Conn, data []byte) {
 	pe.stats.bytesIn.Add(uint64(len(data)))
 	pc := c.portable()
 	pc.lastRead = now
-	pc.last.Store(now)
+	pc.readAt.Store(pc.clockNanos(now))
 	pe.deliver(c, data, now)
 }
 
@@ -626,7 +723,7 @@ func (pe *portableEngine) deliver(c *Conn, data []byte, now int64) {
 		c.newInput(data[used:])
 	}
 	if pc := c.portable(); pc.msgStart == 0 || used > 0 {
-		pc.msgStart = now
+		pc.startMessage(now)
 	}
 }
 
@@ -753,7 +850,7 @@ func (pc *pconn) postFn(_ *Conn, fn func()) bool {
 // timeout does (deadlines on a net.Conn), not on Config.Clock.
 func (pc *pconn) setMessagePending(c *Conn, pending bool) {
 	if c.markMessage(pending) {
-		pc.msgStart = time.Now().UnixNano()
+		pc.startMessage(time.Now().UnixNano())
 	}
 }
 
@@ -855,7 +952,7 @@ func (pe *portableEngine) injected(c *Conn, data []byte, used int, fromIn bool, 
 		return
 	}
 	if pc.msgStart == 0 || used > 0 {
-		pc.msgStart = now
+		pc.startMessage(now)
 	}
 	pe.input(c, nil)
 }
@@ -869,8 +966,27 @@ func (pc *pconn) finalLocked(c *Conn, b []byte) {
 	if n, _ := pc.nc.Write(b); n > 0 {
 		c.bytesOut.Add(uint64(n))
 		pc.pe.stats.bytesOut.Add(uint64(n))
-		pc.lastWrite.Store(time.Now().UnixNano())
+		pc.stampWrite()
 	}
+}
+
+// stampWrite stamps a write that moved bytes, on both clocks.
+func (pc *pconn) stampWrite() {
+	now := time.Now().UnixNano()
+	pc.lastWrite.Store(now)
+	pc.wroteAt.Store(pc.clockNanos(now))
+}
+
+// clockNanos returns Config.Clock's time, unix nanoseconds, for a stamp
+// taken at wall, a reading of the real clock: wall as is when Config.Clock
+// is the system clock, else one call of the clock's Now, per read and per
+// write, from c's goroutine or a writer's (as the loops call it from each
+// of theirs).
+func (pc *pconn) clockNanos(wall int64) int64 {
+	if pc.e.sysClock {
+		return wall
+	}
+	return pc.e.cfg.Clock.Now().UnixNano()
 }
 
 // writeLocked writes b; c.mu is held on entry and released on return.
@@ -885,7 +1001,7 @@ func (pc *pconn) writeLocked(c *Conn, b [][]byte) (int, error) {
 	if n > 0 {
 		c.bytesOut.Add(uint64(n))
 		pc.pe.stats.bytesOut.Add(uint64(n))
-		pc.lastWrite.Store(time.Now().UnixNano())
+		pc.stampWrite()
 	}
 	if err != nil {
 		r := reasonForNet(err)
@@ -960,8 +1076,9 @@ func infoOfPortable(c *Conn) ConnInfo {
 	return ConnInfo{
 		ID: c.id, Remote: c.RemoteAddr(), Local: pc.local, State: c.State(),
 		Protocol: pc.proto.Load().name, Listener: int(c.ln), Outbound: c.ln == 0,
-		Created: time.Unix(0, c.created), LastActive: time.Unix(0, pc.last.Load()),
-		BytesIn: c.bytesIn.Load(), BytesOut: c.bytesOut.Load(), Served: c.served.Load(),
+		Created:    time.Unix(0, c.created),
+		LastActive: time.Unix(0, max(pc.readAt.Load(), pc.wroteAt.Load())),
+		BytesIn:    c.bytesIn.Load(), BytesOut: c.bytesOut.Load(), Served: c.served.Load(),
 	}
 }
 
