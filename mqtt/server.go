@@ -416,6 +416,19 @@ func (c *Client) attached() bool {
 	return ok
 }
 
+// Current reports whether c is still the server's current connection for
+// its client id: its CONNECT was accepted, it has not closed, and no later
+// connection with the same client id has taken its session over. It is
+// false on a copy of the Client and on one an application made. An
+// application that registers clients by id elsewhere (the gateway's hub)
+// asks it from Hooks.OnConnect, under its own lock, so that a connection
+// taken over before its OnConnect ran — a device reconnecting twice in
+// quick succession, whose second OnConnect may run first, on another
+// event loop — is not registered over the newer one. It takes the
+// broker's read lock, so not from OnFilter or OnShare; it is safe for
+// concurrent use.
+func (c *Client) Current() bool { return c.attached() }
+
 // Conn returns the client's engine connection (its TLS state, for one:
 // tlsx.State).
 func (c *Client) Conn() *engine.Conn { return c.c.ec }
