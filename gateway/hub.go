@@ -411,6 +411,16 @@ type Hub struct {
 	pausedMu sync.Mutex
 	paused   map[*Session]struct{}
 
+	// hoMu guards handoffs: the sessions a transport handed off (an MQTT
+	// takeover: handOff), each with the timer that drops it if no new
+	// connection attaches in time; nil once Close ran. Taken under a
+	// shard's mu, never the other way round.
+	hoMu     sync.Mutex
+	handoffs map[*Session]*time.Timer
+	// handoffWait is the hand-off's bound in ns; zero means
+	// DefaultHandoffWait (tests shorten it).
+	handoffWait atomic.Int64
+
 	subs []*nats.Subscription
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -449,7 +459,7 @@ func NewHub(cfg HubConfig, bus *Bus) *Hub {
 	}
 	h := &Hub{cfg: cfg, node: unique.Make(cfg.Node), nodeHdr: []string{cfg.Node}, bus: bus, nc: bus.Conn(), log: cfg.Logger, seed: maphash.MakeSeed(),
 		pending: make(map[string]*pendingCmd), nodes: make(map[string]nodeSeen),
-		paused: make(map[*Session]struct{}), stop: make(chan struct{}),
+		paused: make(map[*Session]struct{}), handoffs: make(map[*Session]*time.Timer), stop: make(chan struct{}),
 		lim: newDeviceLimiter(cfg.Limits)}
 	h.m.init()
 	return h
@@ -542,6 +552,12 @@ func (h *Hub) Close() {
 		s.Unsubscribe()
 	}
 	h.closeReplies()
+	h.hoMu.Lock()
+	for _, t := range h.handoffs {
+		t.Stop()
+	}
+	h.handoffs = nil
+	h.hoMu.Unlock()
 	h.pmu.Lock()
 	if h.drainEnd != nil {
 		h.drainEnd.Stop()
@@ -588,6 +604,7 @@ func (h *Hub) attach(s *Session, ident Identity, t Transport) {
 	old := sh.set(s)
 	sh.mu.Unlock()
 	if old != nil {
+		h.endHandoff(old)
 		old.setGone()
 		h.m.replaced.Add(1)
 		old.t.Close(ReasonReplaced)
@@ -619,16 +636,106 @@ func (h *Hub) Disconnect(s *Session, reason string) {
 	if !cur {
 		return // replaced: the new session announced itself
 	}
+	h.m.disconnect(reason)
+	h.offline(s, reason)
+}
+
+// offline announces dropped session s offline with reason.
+func (h *Hub) offline(s *Session, reason string) {
 	if h.m.online.Add(-1) == 0 && h.draining.Load() {
 		go h.failPending()
 	}
-	h.m.disconnect(reason)
 	now := h.cfg.Now()
 	if !h.remoteDir() {
 		e := h.entryOfSession(s)
 		h.dirDelete(s.Device, &e)
 	}
 	h.publishPresence(h.infoOf(s), "offline", reason, now)
+}
+
+// DefaultHandoffWait bounds a hand-off (Hub.handOff): a session whose
+// connection another connection of its device took over at the transport
+// stays the device's this long at most, waiting for the new connection
+// to attach.
+const DefaultHandoffWait = time.Second
+
+// handOff is Disconnect for a connection whose session another
+// connection of the same device took over at the transport (an MQTT
+// client id connecting again: the broker closes the old connection
+// before the new one's OnConnect, on another event loop, so the hub may
+// hear of the close first). The device is not offline: it is between
+// connections. If s is still the device's session, it stays so, marked
+// gone (commands to it fail at once as offline: deliver), with no event
+// and no count, until the new connection attaches and replaces it (one
+// replacement counted, no offline event) or, past DefaultHandoffWait with
+// no attach (the client id was taken by a client that is not the device:
+// a service, a client of another role), it is dropped and announced
+// offline with ReasonReplaced (handoffs_expired_total). If another
+// connection replaced s already, there is nothing left to do.
+func (h *Hub) handOff(s *Session) {
+	sh := &h.shards[h.shardOf(s.Device)]
+	sh.mu.Lock()
+	held := false
+	if sh.get(s.Device) == s {
+		h.hoMu.Lock()
+		if h.handoffs != nil { // nil: the hub closed
+			s.setGone()
+			wait := DefaultHandoffWait
+			if d := h.handoffWait.Load(); d > 0 {
+				wait = time.Duration(d)
+			}
+			h.handoffs[s] = time.AfterFunc(wait, func() { h.handoffExpired(s) })
+			held = true
+		}
+		h.hoMu.Unlock()
+	}
+	sh.mu.Unlock()
+	if !held {
+		h.Disconnect(s, ReasonReplaced)
+		return
+	}
+	h.unpause(s)
+	if h.draining.Load() {
+		h.pmu.Lock()
+		if h.drainHeld[s.Device] == s {
+			delete(h.drainHeld, s.Device)
+		}
+		h.pmu.Unlock()
+	}
+}
+
+// endHandoff stops the hand-off timer of s, if s was handed off.
+func (h *Hub) endHandoff(s *Session) {
+	h.hoMu.Lock()
+	if t := h.handoffs[s]; t != nil {
+		t.Stop()
+		delete(h.handoffs, s)
+	}
+	h.hoMu.Unlock()
+}
+
+// handoffExpired drops handed-off session s when no new connection has
+// replaced it in time, and announces the device offline (replaced: its
+// connection was taken over).
+func (h *Hub) handoffExpired(s *Session) {
+	sh := &h.shards[h.shardOf(s.Device)]
+	sh.mu.Lock()
+	cur := sh.get(s.Device) == s
+	if cur {
+		sh.drop(s)
+	}
+	sh.mu.Unlock()
+	h.hoMu.Lock()
+	if h.handoffs != nil {
+		delete(h.handoffs, s)
+	}
+	h.hoMu.Unlock()
+	if !cur {
+		return
+	}
+	h.m.handoffsExpired.Add(1)
+	h.m.replaced.Add(1)
+	h.offline(s, ReasonReplaced)
 }
 
 // Local returns this node's session of device, or nil.
@@ -810,6 +917,7 @@ func (h *Hub) replaceLocal(s *Session) {
 	if !cur {
 		return
 	}
+	h.endHandoff(s)
 	s.setGone()
 	h.m.replaced.Add(1)
 	s.t.Close(ReasonReplaced)

@@ -71,6 +71,19 @@ type mqttDevices struct {
 
 	refusedAuth, refusedID, bridgedOut, bridgedIn, unmappable atomic.Uint64
 	unmappableIn                                              atomic.Uint64 // messages from NATS on a subject no topic maps onto
+
+	// testHook, set by tests only, is called with "connect" as onConnect
+	// begins, "connected" as it ends, "disconnect" as onDisconnect begins
+	// and "disconnected" as it ends: tests order the hooks of two
+	// connections with it.
+	testHook atomic.Pointer[func(event string, c *mqtt.Client)]
+}
+
+// test calls the test hook, if a test set one.
+func (d *mqttDevices) test(event string, c *mqtt.Client) {
+	if h := d.testHook.Load(); h != nil {
+		(*h)(event, c)
+	}
 }
 
 // mqttDevice is what authenticating a CONNECT finds (by token here, by
@@ -385,6 +398,8 @@ func cutDeviceTopic(topic, device string) (string, bool) {
 
 // onConnect registers a device with the hub.
 func (d *mqttDevices) onConnect(c *mqtt.Client, _ bool) {
+	d.test("connect", c)
+	defer d.test("connected", c)
 	l, _ := c.Identity.(*mqttLink)
 	if l == nil {
 		return // a service
@@ -410,6 +425,8 @@ func (d *mqttDevices) onDrain(c *mqtt.Client) bool {
 
 // onDisconnect unregisters a device.
 func (d *mqttDevices) onDisconnect(c *mqtt.Client, reason engine.CloseReason, code mqtt.ReasonCode, takenOver bool) {
+	d.test("disconnect", c)
+	defer d.test("disconnected", c)
 	l, _ := c.Identity.(*mqttLink)
 	if l == nil {
 		return
@@ -418,12 +435,16 @@ func (d *mqttDevices) onDisconnect(c *mqtt.Client, reason engine.CloseReason, co
 	if s == nil {
 		return
 	}
+	if takenOver {
+		// The device connected again: its new connection attaches (or
+		// attached already) and replaces this one (Hub.handOff).
+		d.hub.handOff(s)
+		return
+	}
 	why := ReasonDisconnected
 	switch {
 	case l.reason.Load() != nil:
 		why = *l.reason.Load()
-	case takenOver:
-		why = ReasonReplaced
 	case reason == engine.ReasonShutdown:
 		why = ReasonShutdown
 	case reason != engine.ReasonPeerClosed && reason != engine.ReasonLocal:

@@ -1,0 +1,344 @@
+package gateway
+
+import (
+	"encoding/json"
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/warrenhq/warren/engine"
+	"github.com/warrenhq/warren/internal/testutil"
+	"github.com/warrenhq/warren/mqtt"
+)
+
+// The tests of an MQTT device taking over its own session (a client id
+// connecting again): the broker closes the old connection (5.0:
+// DISCONNECT 0x8E) before the new one's OnConnect, on another goroutine,
+// so the gateway sees the old one's OnDisconnect and the new one's
+// OnConnect in either order. They run on the portable engine (a goroutine
+// per connection), where a test hook can hold one connection's hook while
+// the other's runs.
+
+// startPortableMQTT starts a gateway node with MQTT on the portable
+// engine, its configuration changed by with (if not nil).
+func startPortableMQTT(t *testing.T, with func(*Config)) *Gateway {
+	t.Helper()
+	e := testutil.StartEngine(t, engine.Config{Logger: quietLog(), Portable: true})
+	cfg := Config{Addr: "127.0.0.1:0", API: "-", MQTT: "127.0.0.1:0", Auth: NewHMACAuth(testSecret),
+		Node: "n1", CommandTimeout: 2 * time.Second, Logger: quietLog(), DataDir: t.TempDir()}
+	if with != nil {
+		with(&cfg)
+	}
+	g, err := New(e, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(g.Close)
+	return g
+}
+
+// mqConn is a raw MQTT client of version v.
+type mqConn struct {
+	net.Conn
+	v   mqtt.Version
+	buf []byte
+}
+
+// dialMQTT sends a CONNECT as id with password (clean start) and, when
+// wait is set, checks the CONNACK.
+func dialMQTT(t *testing.T, addr, id, password string, v mqtt.Version, wait bool) *mqConn {
+	t.Helper()
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	c := &mqConn{Conn: nc, v: v}
+	nc.Write(mqtt.AppendConnect(nil, &mqtt.Connect{Version: v, ClientID: []byte(id), CleanStart: true,
+		KeepAlive: 60, Username: []byte("u"), Password: []byte(password)}))
+	if wait {
+		c.connack(t)
+	}
+	return c
+}
+
+// connack checks the CONNACK.
+func (c *mqConn) connack(t *testing.T) {
+	t.Helper()
+	if ca, ok := c.next(t).(*mqtt.Connack); !ok || ca.ReasonCode != mqtt.Success {
+		t.Fatalf("CONNACK %+v", ca)
+	}
+}
+
+// next reads one packet; nil when the connection closes first.
+func (c *mqConn) next(t *testing.T) mqtt.Packet {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	d := mqtt.Decoder{Version: c.v}
+	tmp := make([]byte, 1024)
+	for {
+		if n, p, err := d.Decode(c.buf, nil); err != nil {
+			t.Fatal(err)
+		} else if n > 0 {
+			c.buf = c.buf[n:]
+			return p
+		}
+		k, err := c.Read(tmp)
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				t.Fatal("no packet and no close in 5 s")
+			}
+			return nil
+		}
+		c.buf = append(c.buf, tmp[:k]...)
+	}
+}
+
+// closed reads until the connection closes and returns the DISCONNECT
+// read first, if any.
+func (c *mqConn) closed(t *testing.T) *mqtt.Disconnect {
+	t.Helper()
+	var d *mqtt.Disconnect
+	for {
+		p := c.next(t)
+		if p == nil {
+			return d
+		}
+		if dd, ok := p.(*mqtt.Disconnect); ok && d == nil {
+			cp := *dd
+			d = &cp
+		}
+	}
+}
+
+// ping checks that the connection is alive: PINGREQ, PINGRESP.
+func (c *mqConn) ping(t *testing.T) {
+	t.Helper()
+	c.Write(mqtt.Append(nil, c.v, &mqtt.Pingreq{}))
+	if p := c.next(t); p == nil {
+		t.Fatal("the connection closed; want PINGRESP")
+	} else if _, ok := p.(*mqtt.Pingresp); !ok {
+		t.Fatalf("got %T, want PINGRESP", p)
+	}
+}
+
+// presenceOf reads the next presence event (state, reason).
+func nextPresence(t *testing.T, sub *nats.Subscription) (state, reason string) {
+	t.Helper()
+	m, err := sub.NextMsg(5 * time.Second)
+	if err != nil {
+		t.Fatalf("presence: %v", err)
+	}
+	var p presenceMsg
+	if err := json.Unmarshal(m.Data, &p); err != nil {
+		t.Fatal(err)
+	}
+	return p.State, p.Reason
+}
+
+// hookSteps lets a test wait, in one connection's hook, for a step of
+// another's: steps are closed channels by name, made on first use.
+type hookSteps struct {
+	t  *testing.T
+	mu sync.Mutex
+	ch map[string]chan struct{}
+}
+
+func newHookSteps(t *testing.T) *hookSteps {
+	return &hookSteps{t: t, ch: map[string]chan struct{}{}}
+}
+
+func (h *hookSteps) get(name string) chan struct{} {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	c := h.ch[name]
+	if c == nil {
+		c = make(chan struct{})
+		h.ch[name] = c
+	}
+	return c
+}
+
+// done marks step name done (once).
+func (h *hookSteps) done(name string) {
+	c := h.get(name)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	select {
+	case <-c:
+	default:
+		close(c)
+	}
+}
+
+// wait waits for step name, at most 5 s (the test fails then; the
+// connection's hook goes on, so that nothing hangs).
+func (h *hookSteps) wait(name string) {
+	select {
+	case <-h.get(name):
+	case <-time.After(5 * time.Second):
+		h.t.Errorf("step %q did not come in 5 s", name)
+	}
+}
+
+// setHook installs the test hook of g's MQTT devices.
+func setHook(g *Gateway, fn func(event string, c *mqtt.Client)) { g.mq.testHook.Store(&fn) }
+
+// TestMQTTSelfTakeover: a device connected over MQTT connects again with
+// the same client id. Whichever of the old connection's OnDisconnect and
+// the new one's OnConnect the gateway sees first, the replacement is
+// counted once (warren_gateway_sessions_replaced_total), presence says
+// online, online — no offline while the new connection is live — and the
+// hub holds the new connection; when that one closes, the device is
+// offline (disconnected) and the hub holds nothing.
+func TestMQTTSelfTakeover(t *testing.T) {
+	for _, v := range []mqtt.Version{mqtt.Version311, mqtt.Version5} {
+		for _, order := range []string{"old-first", "new-first"} {
+			t.Run(v.String()+"/"+order, func(t *testing.T) {
+				g := startPortableMQTT(t, nil)
+				nc := natsConn(t, g)
+				pres, _ := nc.SubscribeSync("devices.dev-t.presence")
+				nc.Flush()
+				steps := newHookSteps(t)
+				var first atomic.Pointer[mqtt.Client]
+				var connects atomic.Int32
+				setHook(g, func(ev string, c *mqtt.Client) {
+					old := c == first.Load()
+					switch ev {
+					case "connect":
+						if connects.Add(1) == 1 {
+							first.Store(c)
+						} else if order == "old-first" {
+							steps.wait("old disconnected") // the old OnDisconnect first
+						}
+					case "connected":
+						if !old {
+							steps.done("new connected")
+						}
+					case "disconnect":
+						if old && order == "new-first" {
+							steps.wait("new connected") // the new OnConnect first
+						}
+					case "disconnected":
+						if old {
+							steps.done("old disconnected")
+						}
+					}
+				})
+				tok := token(t, "dev-t")
+				a := dialMQTT(t, g.MQTTAddr(), "dev-t", tok, v, true)
+				if st, _ := nextPresence(t, pres); st != "online" {
+					t.Fatalf("first event %s", st)
+				}
+				b := dialMQTT(t, g.MQTTAddr(), "dev-t", tok, mqtt.Version5, true)
+				d := a.closed(t)
+				if v == mqtt.Version5 && (d == nil || d.ReasonCode != mqtt.SessionTakenOver) {
+					t.Fatalf("old connection's DISCONNECT %+v", d)
+				}
+				steps.wait("old disconnected")
+				steps.wait("new connected")
+				if st, why := nextPresence(t, pres); st != "online" {
+					t.Fatalf("second event %s %s, want online", st, why)
+				}
+				b.ping(t)
+				h := g.Hub()
+				if n := h.m.replaced.Load(); n != 1 {
+					t.Errorf("sessions replaced %d, want 1", n)
+				}
+				if s := h.Local("dev-t"); s == nil {
+					t.Fatal("the hub holds no session of the device")
+				} else if l := s.Transport().(*mqttLink); l.client.Load() == first.Load() || s.gone() {
+					t.Fatal("the hub holds the old connection")
+				}
+				if n := h.LocalCount(); n != 1 {
+					t.Errorf("devices online %d, want 1", n)
+				}
+				b.Write(mqtt.Append(nil, mqtt.Version5, &mqtt.Disconnect{}))
+				b.closed(t)
+				if st, why := nextPresence(t, pres); st != "offline" || why != ReasonDisconnected {
+					t.Fatalf("third event %s %s, want offline disconnected", st, why)
+				}
+				if s := h.Local("dev-t"); s != nil || h.LocalCount() != 0 {
+					t.Fatalf("after the close: %v, %d online", s, h.LocalCount())
+				}
+				if n := h.m.replaced.Load(); n != 1 {
+					t.Errorf("sessions replaced %d at the end, want 1", n)
+				}
+			})
+		}
+	}
+}
+
+// TestMQTTHandoffExpires: a client that is not the device (a service)
+// takes the device's client id, so no new connection of the device
+// attaches: the handed-off session is dropped at the hand-off's bound,
+// the device announced offline (replaced), counted once as replaced and
+// in handoffs_expired_total, and the hub holds nothing of it. Closing the
+// hub with a hand-off under way stops its timer.
+func TestMQTTHandoffExpires(t *testing.T) {
+	g := startPortableMQTT(t, nil)
+	h := g.Hub()
+	h.handoffWait.Store(int64(50 * time.Millisecond))
+	nc := natsConn(t, g)
+	pres, _ := nc.SubscribeSync("devices.dev-e.presence")
+	nc.Flush()
+	a := dialMQTT(t, g.MQTTAddr(), "dev-e", token(t, "dev-e"), mqtt.Version5, true)
+	if st, _ := nextPresence(t, pres); st != "online" {
+		t.Fatalf("first event %s", st)
+	}
+	svc, err := IssueToken(testSecret, "svc-1", RoleService, time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dialMQTT(t, g.MQTTAddr(), "dev-e", svc, mqtt.Version5, true)
+	if d := a.closed(t); d == nil || d.ReasonCode != mqtt.SessionTakenOver {
+		t.Fatalf("device's DISCONNECT %+v", d)
+	}
+	if st, why := nextPresence(t, pres); st != "offline" || why != ReasonReplaced {
+		t.Fatalf("second event %s %s, want offline replaced", st, why)
+	}
+	if h.Local("dev-e") != nil || h.LocalCount() != 0 {
+		t.Fatal("the hub still holds the device")
+	}
+	if r, x := h.m.replaced.Load(), h.m.handoffsExpired.Load(); r != 1 || x != 1 {
+		t.Fatalf("replaced %d, hand-offs expired %d; want 1, 1", r, x)
+	}
+	h.hoMu.Lock()
+	left := len(h.handoffs)
+	h.hoMu.Unlock()
+	if left != 0 {
+		t.Fatalf("%d hand-offs left", left)
+	}
+
+	// A hand-off the hub's Close ends: its timer is stopped.
+	h.handoffWait.Store(int64(time.Hour))
+	dialMQTT(t, g.MQTTAddr(), "dev-f", token(t, "dev-f"), mqtt.Version311, true)
+	testutil.Eventually(t, 5*time.Second, "dev-f online", func() bool { return h.Local("dev-f") != nil })
+	dialMQTT(t, g.MQTTAddr(), "dev-f", svc, mqtt.Version5, true)
+	var timer *time.Timer
+	testutil.Eventually(t, 5*time.Second, "dev-f handed off", func() bool {
+		h.hoMu.Lock()
+		defer h.hoMu.Unlock()
+		for s, tm := range h.handoffs {
+			if s.Device == "dev-f" {
+				timer = tm
+			}
+		}
+		return timer != nil
+	})
+	h.Close()
+	if timer.Stop() {
+		t.Fatal("the hand-off's timer was still running after Close")
+	}
+	h.hoMu.Lock()
+	defer h.hoMu.Unlock()
+	if h.handoffs != nil {
+		t.Fatal("hand-offs kept after Close")
+	}
+}
