@@ -420,6 +420,9 @@ type Hub struct {
 	// handoffWait is the hand-off's bound in ns; zero means
 	// DefaultHandoffWait (tests shorten it).
 	handoffWait atomic.Int64
+	// testAttach, set by tests only (before any attach), runs as attachIf
+	// begins, before the shard's lock.
+	testAttach func(s *Session)
 
 	subs []*nats.Subscription
 	stop chan struct{}
@@ -587,20 +590,45 @@ func (h *Hub) Connect(ident Identity, t Transport) *Session {
 
 // attach is Connect with a session the transport allocated (zero, in its
 // own connection object).
-func (h *Hub) attach(s *Session, ident Identity, t Transport) {
-	now := h.cfg.Now()
+func (h *Hub) attach(s *Session, ident Identity, t Transport) { h.attachIf(s, ident, t, nil) }
+
+// attachIf is attach when still (if not nil) reports true, asked under
+// the device's shard lock as part of the attach; it reports whether s was
+// attached. A transport whose connection another connection of the device
+// may take over at the transport (MQTT: mqtt.Client.Current) passes the
+// check, so that a connection superseded before it attached — a device
+// reconnecting twice in quick succession, whose second connection's
+// attach may come first, from another event loop — is refused rather
+// than registered over the newer connection (which it would close as
+// replaced). The check and the attach are one step under the lock: a
+// takeover after the check comes with its own attach after this one,
+// which replaces s. A refused s is not attached (its Transport stays
+// nil), no event is published, and it counts as replaced: the newer
+// connection took it over.
+func (h *Hub) attachIf(s *Session, ident Identity, t Transport, still func() bool) bool {
 	if s.Device != ident.Device {
 		s.Device = ident.Device // (a transport's session may hold it already: no write, no race with its readers)
 	}
+	sh := &h.shards[h.shardOf(s.Device)]
+	if h.testAttach != nil {
+		h.testAttach(s)
+	}
+	sh.mu.Lock()
+	if still != nil && !still() {
+		sh.mu.Unlock()
+		h.m.replaced.Add(1)
+		return false
+	}
+	now := h.cfg.Now()
 	// A session is never older than its hub's run (a wall clock stepped
 	// back must not make it look like a previous run's: see onPresence).
+	// Set under the lock, once the attach is decided: no other goroutine
+	// sees s before it is in the shard.
 	s.t, s.since, s.seq = t, max(now.UnixNano(), h.started), uint32(h.seq.Add(1))
 	if !ident.Expires.IsZero() {
 		s.setExpires(ident.Expires)
 	}
 	s.last.Store(0)
-	sh := &h.shards[h.shardOf(s.Device)]
-	sh.mu.Lock()
 	old := sh.set(s)
 	sh.mu.Unlock()
 	if old != nil {
@@ -616,6 +644,7 @@ func (h *Hub) attach(s *Session, ident Identity, t Transport) {
 		h.dirSet(s.Device, h.entryOfSession(s))
 	}
 	h.publishPresence(h.infoOf(s), "online", "", now)
+	return true
 }
 
 // Disconnect unregisters a closed connection and announces the device

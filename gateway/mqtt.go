@@ -396,7 +396,8 @@ func cutDeviceTopic(topic, device string) (string, bool) {
 	return rest, true
 }
 
-// onConnect registers a device with the hub.
+// onConnect registers a device with the hub. Lock order: the hub's shard,
+// then the broker's locks (Client.Current under Hub.attachIf).
 func (d *mqttDevices) onConnect(c *mqtt.Client, _ bool) {
 	d.test("connect", c)
 	defer d.test("connected", c)
@@ -408,7 +409,12 @@ func (d *mqttDevices) onConnect(c *mqtt.Client, _ bool) {
 	if l.s.Device == "" {
 		return // not a device
 	}
-	d.hub.attach(&l.s, l.s.Identity(), l)
+	// Attached only if the broker still holds this connection for the
+	// client id, checked under the hub's lock with the attach: a
+	// connection a newer one took over before this hook ran (the newer
+	// one's OnConnect may run first, on another loop) must not replace
+	// it in the hub, nor close it as replaced (Hub.attachIf).
+	d.hub.attachIf(&l.s, l.s.Identity(), l, c.Current)
 }
 
 // onDrain keeps a device open at the drain while commands wait for its

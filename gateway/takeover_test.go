@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -341,4 +342,117 @@ func TestMQTTHandoffExpires(t *testing.T) {
 	if h.handoffs != nil {
 		t.Fatal("hand-offs kept after Close")
 	}
+}
+
+// fakeLink is a Transport for hub tests: it records its close.
+type fakeLink struct {
+	name   string
+	closed atomic.Pointer[string]
+}
+
+func (f *fakeLink) Protocol() string              { return "fake" }
+func (f *fakeLink) Remote() netip.AddrPort        { return netip.AddrPort{} }
+func (f *fakeLink) SendCommand(cmd Command) error { return nil }
+func (f *fakeLink) Close(reason string)           { f.closed.CompareAndSwap(nil, &reason) }
+func (f *fakeLink) PauseRead()                    {}
+func (f *fakeLink) ResumeRead()                   {}
+
+// TestHubAttachIfRace: a takeover landing between a connection's "is it
+// still current?" and its attach — forced here by attaching the newer
+// connection from the hub's test hook, as the older one's attach begins
+// — does not let the older, superseded connection replace the newer,
+// live one: the older one is refused, the newer one stays the device's
+// and is not closed, and each of the two replacements (the first
+// connection by the second, the second by the third) counts once.
+func TestHubAttachIfRace(t *testing.T) {
+	g := startPortableMQTT(t, nil)
+	h := g.Hub()
+	ident := Identity{Device: "dev-r", Role: RoleDevice}
+	first, second, third := &fakeLink{name: "first"}, &fakeLink{name: "second"}, &fakeLink{name: "third"}
+	var s1, s2, s3 Session
+	if !h.attachIf(&s1, ident, first, nil) {
+		t.Fatal("first attach refused")
+	}
+	var secondCurrent atomic.Bool
+	secondCurrent.Store(true)
+	h.testAttach = func(s *Session) {
+		if s == &s2 {
+			// The third connection takes the second's place at the
+			// transport and attaches, right as the second's attach begins.
+			secondCurrent.Store(false)
+			if !h.attachIf(&s3, ident, third, func() bool { return true }) {
+				t.Error("third attach refused")
+			}
+		}
+	}
+	if h.attachIf(&s2, ident, second, secondCurrent.Load) {
+		t.Error("the superseded second connection was attached")
+	}
+	h.testAttach = nil
+	if h.Local("dev-r") != &s3 {
+		t.Fatal("the hub does not hold the third connection")
+	}
+	if r := third.closed.Load(); r != nil {
+		t.Fatalf("the live third connection was closed: %s", *r)
+	}
+	if r := first.closed.Load(); r == nil || *r != ReasonReplaced {
+		t.Fatal("the first connection was not closed as replaced")
+	}
+	if n := h.m.replaced.Load(); n != 2 {
+		t.Fatalf("replaced %d, want 2", n)
+	}
+	if n := h.LocalCount(); n != 1 {
+		t.Fatalf("online %d, want 1", n)
+	}
+	h.Disconnect(&s3, ReasonDisconnected)
+	if h.Local("dev-r") != nil || h.LocalCount() != 0 {
+		t.Fatal("the device is still online with every connection closed")
+	}
+}
+
+// TestMQTTChainTakeover: a device connects three times in quick
+// succession; the second connection's OnConnect is held until the third
+// has attached (the third took the second over meanwhile). The second is
+// not registered over the third: the third stays connected and the
+// device's, and once it closes the device is offline with nothing held.
+func TestMQTTChainTakeover(t *testing.T) {
+	g := startPortableMQTT(t, nil)
+	h := g.Hub()
+	steps := newHookSteps(t)
+	var connects atomic.Int32
+	setHook(g, func(ev string, c *mqtt.Client) {
+		switch ev {
+		case "connect":
+			if connects.Add(1) == 2 {
+				steps.done("second in OnConnect")
+				steps.wait("third connected")
+			}
+		case "connected":
+			if connects.Load() == 3 {
+				steps.done("third connected")
+			}
+		}
+	})
+	tok := token(t, "dev-c")
+	a := dialMQTT(t, g.MQTTAddr(), "dev-c", tok, mqtt.Version5, true)
+	testutil.Eventually(t, 5*time.Second, "first attached", func() bool { return h.Local("dev-c") != nil })
+	b := dialMQTT(t, g.MQTTAddr(), "dev-c", tok, mqtt.Version5, false)
+	steps.wait("second in OnConnect")
+	c := dialMQTT(t, g.MQTTAddr(), "dev-c", tok, mqtt.Version5, true)
+	a.closed(t)
+	b.closed(t)
+	c.ping(t)
+	s := h.Local("dev-c")
+	if s == nil || s.gone() {
+		t.Fatal("the hub does not hold the third connection")
+	}
+	if cl := s.Transport().(*mqttLink).client.Load(); cl == nil || !cl.Current() {
+		t.Fatal("the hub holds a connection that is not the broker's current one")
+	}
+	if n := h.m.replaced.Load(); n != 2 {
+		t.Errorf("replaced %d, want 2", n)
+	}
+	c.Write(mqtt.Append(nil, mqtt.Version5, &mqtt.Disconnect{}))
+	c.closed(t)
+	testutil.Eventually(t, 5*time.Second, "dev-c offline", func() bool { return h.Local("dev-c") == nil && h.LocalCount() == 0 })
 }
