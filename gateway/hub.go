@@ -1407,8 +1407,16 @@ type nodeReply struct {
 var ErrTooManyPending = errors.New("gateway: too many commands waiting for acks")
 
 // deliver sends a command to a local session and calls done once with its
-// ack, or with status "timeout". It never blocks.
+// ack, or with status "timeout". It never blocks. A session that is gone
+// — replaced, or handed off between an MQTT device's old connection and
+// its new one (handOff) — is sent nothing: ErrOffline at once, as for a
+// device connected nowhere, rather than a command to a closed connection
+// that would wait out its timeout (the caller may retry: the device is
+// back once its new connection has attached).
 func (h *Hub) deliver(s *Session, name string, payload json.RawMessage, timeout time.Duration, done func(Ack)) error {
+	if s.gone() {
+		return ErrOffline
+	}
 	id := nuid.Next()
 	p := &pendingCmd{device: s.Device, done: done}
 	h.pmu.Lock()
@@ -1633,8 +1641,17 @@ func (h *Hub) serveRemote(device, name string, payload json.RawMessage, timeout 
 	})
 	if err != nil {
 		msg := err.Error()
-		if errors.Is(err, ErrDraining) {
+		switch {
+		case errors.Is(err, ErrDraining):
 			msg = "draining" // nodeAnswer's ErrDraining
+		case errors.Is(err, ErrOffline):
+			// Between an MQTT device's connections (deliver): as for a
+			// device not here, a service's request gets no answer, a
+			// node's gets nodeAnswer's ErrOffline.
+			if !wrapped {
+				return
+			}
+			msg = "offline"
 		}
 		b, _ := json.Marshal(nodeReply{Error: msg})
 		h.nc.Publish(reply, b)
@@ -1738,7 +1755,9 @@ func (h *Hub) dirBroadcast(name string, payload json.RawMessage, devices []strin
 	remote := map[string][]string{}
 	for _, id := range devices {
 		if s := h.Local(id); s != nil {
-			if s.t.SendCommand(Command{ID: broadcastID(), Name: name, Payload: payload}) == nil {
+			// A gone session (between an MQTT device's connections:
+			// deliver) is offline, as for a command.
+			if !s.gone() && s.t.SendCommand(Command{ID: broadcastID(), Name: name, Payload: payload}) == nil {
 				r.Sent++
 			} else {
 				r.Offline++
@@ -1778,7 +1797,7 @@ func (h *Hub) onNodeBroadcast(m *nats.Msg) {
 		return
 	}
 	for _, id := range b.Devices {
-		if s := h.Local(id); s != nil {
+		if s := h.Local(id); s != nil && !s.gone() {
 			s.t.SendCommand(Command{ID: broadcastID(), Name: b.Name, Payload: b.Payload})
 		}
 	}

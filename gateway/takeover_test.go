@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net"
@@ -455,4 +456,83 @@ func TestMQTTChainTakeover(t *testing.T) {
 	c.Write(mqtt.Append(nil, mqtt.Version5, &mqtt.Disconnect{}))
 	c.closed(t)
 	testutil.Eventually(t, 5*time.Second, "dev-c offline", func() bool { return h.Local("dev-c") == nil && h.LocalCount() == 0 })
+}
+
+// TestMQTTHandoffCommand: a command sent while the device is between its
+// old MQTT connection and the new one (the old one's OnDisconnect has
+// handed the session off, the new one's OnConnect is held) fails at once
+// as offline, counted in commands_total{outcome="offline"}, rather than
+// going to the closed connection and waiting out its timeout; once the
+// new connection has attached, commands reach it.
+func TestMQTTHandoffCommand(t *testing.T) {
+	g := startPortableMQTT(t, nil)
+	h := g.Hub()
+	steps := newHookSteps(t)
+	var first atomic.Pointer[mqtt.Client]
+	var connects atomic.Int32
+	setHook(g, func(ev string, c *mqtt.Client) {
+		switch ev {
+		case "connect":
+			if connects.Add(1) == 1 {
+				first.Store(c)
+			} else {
+				steps.done("new in OnConnect")
+				steps.wait("command sent")
+			}
+		case "disconnected":
+			if c == first.Load() {
+				steps.done("old disconnected")
+			}
+		}
+	})
+	tok := token(t, "dev-h")
+	a := dialMQTT(t, g.MQTTAddr(), "dev-h", tok, mqtt.Version5, true)
+	testutil.Eventually(t, 5*time.Second, "first attached", func() bool { return h.Local("dev-h") != nil })
+	b := dialMQTT(t, g.MQTTAddr(), "dev-h", tok, mqtt.Version5, false)
+	steps.wait("new in OnConnect")
+	a.closed(t)
+	steps.wait("old disconnected")
+	_, err := h.Command(context.Background(), "dev-h", "reboot", nil, 3*time.Second)
+	steps.done("command sent")
+	if !errors.Is(err, ErrOffline) {
+		t.Fatalf("command in the hand-off: %v, want %v", err, ErrOffline)
+	}
+	h.m.mu.Lock()
+	offline := h.m.commands["offline"]
+	h.m.mu.Unlock()
+	if offline != 1 {
+		t.Fatalf("commands offline %d, want 1", offline)
+	}
+
+	// The new connection attached: a command reaches it and its ack
+	// comes back.
+	b.connack(t)
+	b.Write(mqtt.Append(nil, mqtt.Version5, &mqtt.Subscribe{PacketID: 1,
+		Filters: []mqtt.Subscription{{Filter: []byte("devices/dev-h/commands/#"), QoS: mqtt.QoS1}}}))
+	if _, ok := b.next(t).(*mqtt.Suback); !ok {
+		t.Fatal("no SUBACK")
+	}
+	testutil.Eventually(t, 5*time.Second, "new attached", func() bool {
+		s := h.Local("dev-h")
+		return s != nil && !s.gone()
+	})
+	type result struct {
+		a   Ack
+		err error
+	}
+	done := make(chan result, 1)
+	h.CommandAsync(context.Background(), "dev-h", "reboot", nil, 5*time.Second, func(a Ack, err error) { done <- result{a, err} })
+	p, ok := b.next(t).(*mqtt.Publish)
+	if !ok {
+		t.Fatal("no command PUBLISH")
+	}
+	var cmd mqttCommand
+	if err := json.Unmarshal(p.Payload, &cmd); err != nil {
+		t.Fatal(err)
+	}
+	b.Write(mqtt.Append(nil, mqtt.Version5, &mqtt.Publish{Topic: []byte("devices/dev-h/acks/" + cmd.ID),
+		Payload: []byte(`{"status":"ok"}`)}))
+	if r := <-done; r.err != nil || r.a.Status != "ok" {
+		t.Fatalf("command after the hand-off: %+v %v", r.a, r.err)
+	}
 }
