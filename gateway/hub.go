@@ -1645,12 +1645,9 @@ func (h *Hub) serveRemote(device, name string, payload json.RawMessage, timeout 
 		case errors.Is(err, ErrDraining):
 			msg = "draining" // nodeAnswer's ErrDraining
 		case errors.Is(err, ErrOffline):
-			// Between an MQTT device's connections (deliver): as for a
-			// device not here, a service's request gets no answer, a
-			// node's gets nodeAnswer's ErrOffline.
-			if !wrapped {
-				return
-			}
+			// Between an MQTT device's connections (deliver): answered at
+			// once, nodeAnswer's ErrOffline for a node, {"error":"offline"}
+			// for a service, rather than left to its timeout.
 			msg = "offline"
 		}
 		b, _ := json.Marshal(nodeReply{Error: msg})

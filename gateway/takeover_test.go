@@ -461,8 +461,9 @@ func TestMQTTChainTakeover(t *testing.T) {
 // TestMQTTHandoffCommand: a command sent while the device is between its
 // old MQTT connection and the new one (the old one's OnDisconnect has
 // handed the session off, the new one's OnConnect is held) fails at once
-// as offline, counted in commands_total{outcome="offline"}, rather than
-// going to the closed connection and waiting out its timeout; once the
+// as offline, counted in commands_total{outcome="offline"} (a service's
+// NATS request is answered {"error":"offline"}), rather than going to the
+// closed connection and waiting out its timeout; once the
 // new connection has attached, commands reach it.
 func TestMQTTHandoffCommand(t *testing.T) {
 	g := startPortableMQTT(t, nil)
@@ -493,9 +494,19 @@ func TestMQTTHandoffCommand(t *testing.T) {
 	a.closed(t)
 	steps.wait("old disconnected")
 	_, err := h.Command(context.Background(), "dev-h", "reboot", nil, 3*time.Second)
+	// A service's NATS request is answered at once too.
+	nc := natsConn(t, g)
+	m, rerr := nc.Request("devices.dev-h.commands.reboot", nil, 3*time.Second)
 	steps.done("command sent")
 	if !errors.Is(err, ErrOffline) {
 		t.Fatalf("command in the hand-off: %v, want %v", err, ErrOffline)
+	}
+	if rerr != nil {
+		t.Fatalf("service's request in the hand-off: %v", rerr)
+	}
+	var r nodeReply
+	if json.Unmarshal(m.Data, &r) != nil || r.Error != "offline" {
+		t.Fatalf("service's request in the hand-off answered %s", m.Data)
 	}
 	h.m.mu.Lock()
 	offline := h.m.commands["offline"]
