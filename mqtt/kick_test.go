@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
+
 	"github.com/warrenhq/warren/internal/testutil"
 )
 
@@ -97,5 +99,74 @@ func TestClientCurrent(t *testing.T) {
 	testutil.Eventually(t, 5*time.Second, "the second connection not current", func() bool { return !cb.Current() })
 	if (&Client{ID: "dev"}).Current() {
 		t.Fatal("an application's Client is current")
+	}
+}
+
+// TestKickFromOnPublishWebSocket is TestKickFromOnPublish over
+// WebSocket, the four PUBLISHes in one message: the kicking hook ends the
+// message's handling (feedWS), and the rest is neither routed nor
+// acknowledged.
+func TestKickFromOnPublishWebSocket(t *testing.T) {
+	var mu sync.Mutex
+	var seen []string
+	cfg := Config{Hooks: Hooks{OnPublish: func(c *Client, m *Message) (bool, ReasonCode) {
+		mu.Lock()
+		seen = append(seen, m.Topic)
+		mu.Unlock()
+		if m.Topic == "kick" {
+			c.Disconnect(AdministrativeAction, "kicked")
+		}
+		return true, Success
+	}}}
+	b := startBroker(t, cfg)
+	sub := connectOK(t, b.addr, Version5, "sub")
+	sub.subscribe(1, QoS0, "t/#")
+	ws := dialWS(t, b.wsAddr)
+	ws.WriteMessage(websocket.BinaryMessage, AppendConnect(nil, &Connect{Version: Version5, ClientID: []byte("pub"), CleanStart: true}))
+	if got := readWS(t, ws, Version5); got != "connack" {
+		t.Fatal(got)
+	}
+	var out []byte
+	for i, topic := range []string{"t/a", "kick", "t/b", "t/c"} {
+		out = Append(out, Version5, &Publish{Topic: []byte(topic), Payload: []byte("x"), QoS: QoS1, PacketID: uint16(i + 1)})
+	}
+	ws.WriteMessage(websocket.BinaryMessage, out)
+	var in []byte
+	ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		_, data, err := ws.ReadMessage()
+		if err != nil {
+			break
+		}
+		in = append(in, data...)
+	}
+	var acks []uint16
+	d := Decoder{Version: Version5}
+	for len(in) > 0 {
+		n, p, err := d.Decode(in, nil)
+		if err != nil || n == 0 {
+			t.Fatalf("decoding the server's packets: %v", err)
+		}
+		if a, ok := p.(*Ack); ok && a.Kind == TypePuback {
+			acks = append(acks, a.PacketID)
+		}
+		in = in[n:]
+	}
+	if slices.Contains(acks, 3) || slices.Contains(acks, 4) {
+		t.Errorf("PUBACKs after the kick: %v", acks)
+	}
+	m := connectOK(t, b.addr, Version5, "marker")
+	m.pub("t/z", "z", QoS0, 0, false)
+	var got []string
+	for len(got) == 0 || got[len(got)-1] != "t/z" {
+		got = append(got, sub.expectPublish().Topic)
+	}
+	if !slices.Equal(got, []string{"t/a", "t/z"}) {
+		t.Errorf("routed %v, want [t/a t/z]", got)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(seen, []string{"t/a", "kick", "t/z"}) {
+		t.Errorf("OnPublish saw %v, want [t/a kick t/z]", seen)
 	}
 }
