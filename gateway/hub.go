@@ -555,12 +555,7 @@ func (h *Hub) Close() {
 		s.Unsubscribe()
 	}
 	h.closeReplies()
-	h.hoMu.Lock()
-	for _, t := range h.handoffs {
-		t.Stop()
-	}
-	h.handoffs = nil
-	h.hoMu.Unlock()
+	h.closeHandoffs()
 	h.pmu.Lock()
 	if h.drainEnd != nil {
 		h.drainEnd.Stop()
@@ -730,6 +725,35 @@ func (h *Hub) handOff(s *Session) {
 			delete(h.drainHeld, s.Device)
 		}
 		h.pmu.Unlock()
+	}
+}
+
+// closeHandoffs ends the hand-offs under way as the hub closes: their
+// timers stopped, each session still its device's dropped and announced
+// offline (shutdown), as a connection the shutdown closed is (no new
+// connection of the device attaches to a closing hub). It runs before the
+// bus closes, for the events to go out; handOff holds nothing more once
+// it ran (handoffs is nil).
+func (h *Hub) closeHandoffs() {
+	h.hoMu.Lock()
+	held := make([]*Session, 0, len(h.handoffs))
+	for s, t := range h.handoffs {
+		t.Stop()
+		held = append(held, s)
+	}
+	h.handoffs = nil
+	h.hoMu.Unlock()
+	for _, s := range held {
+		// A timer that fired already races its handoffExpired here:
+		// whichever drops s announces it, once.
+		sh := &h.shards[h.shardOf(s.Device)]
+		sh.mu.Lock()
+		cur := sh.drop(s)
+		sh.mu.Unlock()
+		if cur {
+			h.m.disconnect(ReasonShutdown)
+			h.offline(s, ReasonShutdown)
+		}
 	}
 }
 

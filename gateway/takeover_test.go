@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
 	"github.com/warrenhq/warren/engine"
@@ -282,7 +283,8 @@ func TestMQTTSelfTakeover(t *testing.T) {
 // attaches: the handed-off session is dropped at the hand-off's bound,
 // the device announced offline (replaced), counted once as replaced and
 // in handoffs_expired_total, and the hub holds nothing of it. Closing the
-// hub with a hand-off under way stops its timer.
+// hub with a hand-off under way stops its timer, drops the session and
+// announces the device offline (shutdown).
 func TestMQTTHandoffExpires(t *testing.T) {
 	g := startPortableMQTT(t, nil)
 	h := g.Hub()
@@ -318,8 +320,11 @@ func TestMQTTHandoffExpires(t *testing.T) {
 		t.Fatalf("%d hand-offs left", left)
 	}
 
-	// A hand-off the hub's Close ends: its timer is stopped.
+	// A hand-off the hub's Close ends: its timer is stopped, the device
+	// dropped and announced offline.
 	h.handoffWait.Store(int64(time.Hour))
+	presF, _ := nc.SubscribeSync("devices.dev-f.presence")
+	nc.Flush()
 	dialMQTT(t, g.MQTTAddr(), "dev-f", token(t, "dev-f"), mqtt.Version311, true)
 	testutil.Eventually(t, 5*time.Second, "dev-f online", func() bool { return h.Local("dev-f") != nil })
 	dialMQTT(t, g.MQTTAddr(), "dev-f", svc, mqtt.Version5, true)
@@ -334,14 +339,103 @@ func TestMQTTHandoffExpires(t *testing.T) {
 		}
 		return timer != nil
 	})
+	if st, _ := nextPresence(t, presF); st != "online" {
+		t.Fatalf("dev-f's first event %s", st)
+	}
 	h.Close()
 	if timer.Stop() {
 		t.Fatal("the hand-off's timer was still running after Close")
 	}
 	h.hoMu.Lock()
-	defer h.hoMu.Unlock()
-	if h.handoffs != nil {
+	kept := h.handoffs != nil
+	h.hoMu.Unlock()
+	if kept {
 		t.Fatal("hand-offs kept after Close")
+	}
+	if st, why := nextPresence(t, presF); st != "offline" || why != ReasonShutdown {
+		t.Fatalf("dev-f's event at Close %s %s, want offline shutdown", st, why)
+	}
+	if h.Local("dev-f") != nil || h.Lookup("dev-f") != nil || h.LocalCount() != 0 {
+		t.Fatal("the hub still holds dev-f after Close")
+	}
+}
+
+// TestHubCloseHandoff: Hub.Close with a session handed off drops it from
+// its shard and the directory and announces the device offline
+// (shutdown), counted in disconnects_total{reason="shutdown"}.
+func TestHubCloseHandoff(t *testing.T) {
+	g := startPortableMQTT(t, nil)
+	h := g.Hub()
+	h.handoffWait.Store(int64(time.Hour))
+	nc := natsConn(t, g)
+	pres, _ := nc.SubscribeSync("devices.dev-x.presence")
+	nc.Flush()
+	var s Session
+	h.attachIf(&s, Identity{Device: "dev-x", Role: RoleDevice}, &fakeLink{}, nil)
+	if st, _ := nextPresence(t, pres); st != "online" {
+		t.Fatal(st)
+	}
+	h.handOff(&s)
+	h.Close()
+	if st, why := nextPresence(t, pres); st != "offline" || why != ReasonShutdown {
+		t.Fatalf("event at Close %s %s, want offline shutdown", st, why)
+	}
+	if h.Local("dev-x") != nil || h.Lookup("dev-x") != nil || h.LocalCount() != 0 {
+		t.Fatalf("after Close: Local %v, Lookup %v, %d online", h.Local("dev-x"), h.Lookup("dev-x"), h.LocalCount())
+	}
+	h.m.mu.Lock()
+	n := h.m.disconnects[ReasonShutdown]
+	h.m.mu.Unlock()
+	if n != 1 {
+		t.Fatalf("disconnects shutdown %d, want 1", n)
+	}
+}
+
+// TestMQTTShutdownDuringHandoff: a graceful Shutdown with an MQTT
+// hand-off under way (the device's client id taken by a service, the
+// hand-off's bound far off) announces the device offline: the engine
+// drains before the bound, and the hub's Close ends the hand-off.
+func TestMQTTShutdownDuringHandoff(t *testing.T) {
+	ns := runNATS(t, server.RANDOM_PORT)
+	url := "nats://" + ns.Addr().String()
+	g := startPortableMQTT(t, func(c *Config) { c.Bus = BusConfig{URLs: []string{url}} })
+	h := g.Hub()
+	h.handoffWait.Store(int64(time.Hour))
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	pres, _ := nc.SubscribeSync("devices.dev-s.presence")
+	nc.Flush()
+	a := dialMQTT(t, g.MQTTAddr(), "dev-s", token(t, "dev-s"), mqtt.Version5, true)
+	if st, _ := nextPresence(t, pres); st != "online" {
+		t.Fatalf("first event %s", st)
+	}
+	svc, _ := IssueToken(testSecret, "svc-1", RoleService, time.Hour, time.Now())
+	sc := dialMQTT(t, g.MQTTAddr(), "dev-s", svc, mqtt.Version5, true)
+	a.closed(t)
+	a.Close()
+	done := make(chan struct{})
+	go func() {
+		// A client that leaves when told to (DISCONNECT 0x8B).
+		defer close(done)
+		buf := make([]byte, 512)
+		sc.SetReadDeadline(time.Now().Add(10 * time.Second))
+		sc.Read(buf)
+		sc.Close()
+	}()
+	defer func() { <-done }()
+	testutil.Eventually(t, 5*time.Second, "handed off", func() bool {
+		h.hoMu.Lock()
+		defer h.hoMu.Unlock()
+		return len(h.handoffs) == 1
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	g.Shutdown(ctx)
+	if st, why := nextPresence(t, pres); st != "offline" || why != ReasonShutdown {
+		t.Fatalf("event at the shutdown %s %s, want offline shutdown", st, why)
 	}
 }
 
