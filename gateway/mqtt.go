@@ -441,6 +441,15 @@ func (d *mqttDevices) onDisconnect(c *mqtt.Client, reason engine.CloseReason, co
 	if s == nil {
 		return
 	}
+	if r := l.reason.Load(); r != nil {
+		// The hub closed the connection for a reason of its own
+		// (token_expired, abuse, rate_limited, certificate_revoked,
+		// shutdown, replaced): that reason stands, even if the device's
+		// reconnect took the closing connection over meanwhile — the new
+		// connection's attach announces it online again.
+		d.hub.Disconnect(s, *r)
+		return
+	}
 	if takenOver {
 		// The device connected again: its new connection attaches (or
 		// attached already) and replaces this one (Hub.handOff).
@@ -449,8 +458,6 @@ func (d *mqttDevices) onDisconnect(c *mqtt.Client, reason engine.CloseReason, co
 	}
 	why := ReasonDisconnected
 	switch {
-	case l.reason.Load() != nil:
-		why = *l.reason.Load()
 	case reason == engine.ReasonShutdown:
 		why = ReasonShutdown
 	case reason != engine.ReasonPeerClosed && reason != engine.ReasonLocal:

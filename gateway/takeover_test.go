@@ -641,3 +641,56 @@ func TestMQTTHandoffCommand(t *testing.T) {
 		t.Fatalf("command after the hand-off: %+v %v", r.a, r.err)
 	}
 }
+
+// TestMQTTReasonBeatsTakeover: the hub closes a device's connection for
+// a reason of its own (token_expired here: the reason stored, as
+// mqttLink.Close stores it, the close on its way) and the device
+// reconnects with its client id before that close has settled, so the
+// broker takes the old connection over. The hub's reason stands: the
+// device is announced offline token_expired, then online with its new
+// connection — not handed off as if it had merely reconnected. The new
+// connection's OnConnect is held until the old one's OnDisconnect has
+// run (the other order replaces the old session, no offline between).
+func TestMQTTReasonBeatsTakeover(t *testing.T) {
+	g := startPortableMQTT(t, nil)
+	h := g.Hub()
+	steps := newHookSteps(t)
+	var first atomic.Pointer[mqtt.Client]
+	var connects atomic.Int32
+	setHook(g, func(ev string, c *mqtt.Client) {
+		switch ev {
+		case "connect":
+			if connects.Add(1) == 1 {
+				first.Store(c)
+			} else {
+				steps.wait("old disconnected")
+			}
+		case "disconnected":
+			if c == first.Load() {
+				steps.done("old disconnected")
+			}
+		}
+	})
+	nc := natsConn(t, g)
+	pres, _ := nc.SubscribeSync("devices.dev-r.presence")
+	nc.Flush()
+	tok := token(t, "dev-r")
+	a := dialMQTT(t, g.MQTTAddr(), "dev-r", tok, mqtt.Version311, true)
+	if st, _ := nextPresence(t, pres); st != "online" {
+		t.Fatalf("first event %s", st)
+	}
+	r := ReasonTokenExpired
+	h.Local("dev-r").Transport().(*mqttLink).reason.CompareAndSwap(nil, &r)
+	b := dialMQTT(t, g.MQTTAddr(), "dev-r", tok, mqtt.Version311, true)
+	a.closed(t)
+	if st, why := nextPresence(t, pres); st != "offline" || why != ReasonTokenExpired {
+		t.Fatalf("second event %s %q, want offline token_expired", st, why)
+	}
+	if st, _ := nextPresence(t, pres); st != "online" {
+		t.Fatalf("third event %s, want online", st)
+	}
+	b.ping(t)
+	if s := h.Local("dev-r"); s == nil || s.gone() || h.LocalCount() != 1 {
+		t.Fatal("the hub does not hold the device's new connection")
+	}
+}
