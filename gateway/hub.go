@@ -420,9 +420,9 @@ type Hub struct {
 	// handoffWait is the hand-off's bound in ns; zero means
 	// DefaultHandoffWait (tests shorten it).
 	handoffWait atomic.Int64
-	// testAttach, set by tests only (before any attach), runs as attachIf
-	// begins, before the shard's lock.
-	testAttach func(s *Session)
+	// testAttach, set by tests only, runs as attachIf begins, before the
+	// shard's lock.
+	testAttach atomic.Pointer[func(s *Session)]
 
 	subs []*nats.Subscription
 	stop chan struct{}
@@ -605,8 +605,8 @@ func (h *Hub) attachIf(s *Session, ident Identity, t Transport, still func() boo
 		s.Device = ident.Device // (a transport's session may hold it already: no write, no race with its readers)
 	}
 	sh := &h.shards[h.shardOf(s.Device)]
-	if h.testAttach != nil {
-		h.testAttach(s)
+	if fn := h.testAttach.Load(); fn != nil {
+		(*fn)(s)
 	}
 	sh.mu.Lock()
 	if still != nil && !still() {

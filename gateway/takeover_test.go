@@ -452,57 +452,116 @@ func (f *fakeLink) Close(reason string)           { f.closed.CompareAndSwap(nil,
 func (f *fakeLink) PauseRead()                    {}
 func (f *fakeLink) ResumeRead()                   {}
 
-// TestHubAttachIfRace: a takeover landing between a connection's "is it
-// still current?" and its attach — forced here by attaching the newer
-// connection from the hub's test hook, as the older one's attach begins
-// — does not let the older, superseded connection replace the newer,
-// live one: the older one is refused, the newer one stays the device's
-// and is not closed, and each of the two replacements (the first
-// connection by the second, the second by the third) counts once.
+// TestHubAttachIfRace: a takeover landing around a connection's "is it
+// still current?" check does not let the older, superseded connection
+// replace the newer, live one. The check runs under the device's shard
+// lock (asserted: the lock is held while it runs), so a takeover's
+// attach lands either before it — the older connection is refused — or
+// after the older one's attach, which it then replaces. Both are forced
+// here: the newer connection attaches from the hub's test hook as the
+// older one's attach begins, or from the check itself, as it answers
+// "still current" (its attach started then, held at the shard's lock).
 func TestHubAttachIfRace(t *testing.T) {
 	g := startPortableMQTT(t, nil)
 	h := g.Hub()
 	ident := Identity{Device: "dev-r", Role: RoleDevice}
-	first, second, third := &fakeLink{name: "first"}, &fakeLink{name: "second"}, &fakeLink{name: "third"}
-	var s1, s2, s3 Session
-	if !h.attachIf(&s1, ident, first, nil) {
-		t.Fatal("first attach refused")
-	}
-	var secondCurrent atomic.Bool
-	secondCurrent.Store(true)
-	h.testAttach = func(s *Session) {
-		if s == &s2 {
-			// The third connection takes the second's place at the
-			// transport and attaches, right as the second's attach begins.
-			secondCurrent.Store(false)
-			if !h.attachIf(&s3, ident, third, func() bool { return true }) {
-				t.Error("third attach refused")
-			}
+	sh := &h.shards[h.shardOf("dev-r")]
+	// locked asserts that the check runs under the device's shard lock.
+	locked := func() {
+		if sh.mu.TryLock() {
+			sh.mu.Unlock()
+			t.Error("the check ran without the device's shard lock")
 		}
 	}
-	if h.attachIf(&s2, ident, second, secondCurrent.Load) {
-		t.Error("the superseded second connection was attached")
-	}
-	h.testAttach = nil
-	if h.Local("dev-r") != &s3 {
-		t.Fatal("the hub does not hold the third connection")
-	}
-	if r := third.closed.Load(); r != nil {
-		t.Fatalf("the live third connection was closed: %s", *r)
-	}
-	if r := first.closed.Load(); r == nil || *r != ReasonReplaced {
-		t.Fatal("the first connection was not closed as replaced")
-	}
-	if n := h.m.replaced.Load(); n != 2 {
-		t.Fatalf("replaced %d, want 2", n)
-	}
-	if n := h.LocalCount(); n != 1 {
-		t.Fatalf("online %d, want 1", n)
-	}
-	h.Disconnect(&s3, ReasonDisconnected)
-	if h.Local("dev-r") != nil || h.LocalCount() != 0 {
-		t.Fatal("the device is still online with every connection closed")
-	}
+
+	t.Run("before", func(t *testing.T) {
+		first, second, third := &fakeLink{name: "first"}, &fakeLink{name: "second"}, &fakeLink{name: "third"}
+		var s1, s2, s3 Session
+		if !h.attachIf(&s1, ident, first, nil) {
+			t.Fatal("first attach refused")
+		}
+		var secondCurrent atomic.Bool
+		secondCurrent.Store(true)
+		hook := func(s *Session) {
+			if s == &s2 {
+				// The third connection takes the second's place at the
+				// transport and attaches, right as the second's attach
+				// begins.
+				secondCurrent.Store(false)
+				if !h.attachIf(&s3, ident, third, func() bool { locked(); return true }) {
+					t.Error("third attach refused")
+				}
+			}
+		}
+		h.testAttach.Store(&hook)
+		if h.attachIf(&s2, ident, second, func() bool { locked(); return secondCurrent.Load() }) {
+			t.Error("the superseded second connection was attached")
+		}
+		h.testAttach.Store(nil)
+		if h.Local("dev-r") != &s3 {
+			t.Fatal("the hub does not hold the third connection")
+		}
+		if r := third.closed.Load(); r != nil {
+			t.Fatalf("the live third connection was closed: %s", *r)
+		}
+		if r := first.closed.Load(); r == nil || *r != ReasonReplaced {
+			t.Fatal("the first connection was not closed as replaced")
+		}
+		if n := h.m.replaced.Load(); n != 2 {
+			t.Fatalf("replaced %d, want 2", n)
+		}
+		if n := h.LocalCount(); n != 1 {
+			t.Fatalf("online %d, want 1", n)
+		}
+		h.Disconnect(&s3, ReasonDisconnected)
+		if h.Local("dev-r") != nil || h.LocalCount() != 0 {
+			t.Fatal("the device is still online with every connection closed")
+		}
+	})
+
+	t.Run("after", func(t *testing.T) {
+		second, third := &fakeLink{name: "second"}, &fakeLink{name: "third"}
+		var s2, s3 Session
+		replaced := h.m.replaced.Load()
+		started := make(chan struct{})
+		hook := func(s *Session) {
+			if s == &s3 {
+				close(started)
+			}
+		}
+		h.testAttach.Store(&hook)
+		thirdDone := make(chan bool)
+		if !h.attachIf(&s2, ident, second, func() bool {
+			locked()
+			// The third connection takes the second's place right after
+			// this check: its attach starts and reaches the shard's lock.
+			go func() { thirdDone <- h.attachIf(&s3, ident, third, func() bool { locked(); return true }) }()
+			<-started
+			return true
+		}) {
+			t.Error("the second connection, current at its check, was refused")
+		}
+		if !<-thirdDone {
+			t.Error("third attach refused")
+		}
+		h.testAttach.Store(nil)
+		if h.Local("dev-r") != &s3 {
+			t.Fatal("the hub does not hold the third connection")
+		}
+		if r := third.closed.Load(); r != nil {
+			t.Fatalf("the live third connection was closed: %s", *r)
+		}
+		if r := second.closed.Load(); r == nil || *r != ReasonReplaced {
+			t.Fatal("the second connection was not closed as replaced")
+		}
+		if n := h.m.replaced.Load() - replaced; n != 1 {
+			t.Fatalf("replaced %d, want 1", n)
+		}
+		h.Disconnect(&s3, ReasonDisconnected)
+		if h.Local("dev-r") != nil || h.LocalCount() != 0 {
+			t.Fatal("the device is still online with every connection closed")
+		}
+	})
 }
 
 // TestMQTTChainTakeover: a device connects three times in quick
