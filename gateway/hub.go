@@ -423,6 +423,9 @@ type Hub struct {
 	// testAttach, set by tests only, runs as attachIf begins, before the
 	// shard's lock.
 	testAttach atomic.Pointer[func(s *Session)]
+	// testExpired, set by tests only, runs in handoffExpired once the
+	// shard's lock is released.
+	testExpired atomic.Pointer[func(s *Session)]
 
 	subs []*nats.Subscription
 	stop chan struct{}
@@ -666,15 +669,21 @@ func (h *Hub) Disconnect(s *Session, reason string) {
 
 // offline announces dropped session s offline with reason.
 func (h *Hub) offline(s *Session, reason string) {
+	now := h.cfg.Now()
+	h.dropped(s)
+	h.publishPresence(h.infoOf(s), "offline", reason, now)
+}
+
+// dropped is offline but for the event: the online count, and the
+// directory entry of s removed.
+func (h *Hub) dropped(s *Session) {
 	if h.m.online.Add(-1) == 0 && h.draining.Load() {
 		go h.failPending()
 	}
-	now := h.cfg.Now()
 	if !h.remoteDir() {
 		e := h.entryOfSession(s)
 		h.dirDelete(s.Device, &e)
 	}
-	h.publishPresence(h.infoOf(s), "offline", reason, now)
 }
 
 // DefaultHandoffWait bounds a hand-off (Hub.handOff): a session whose
@@ -770,14 +779,27 @@ func (h *Hub) endHandoff(s *Session) {
 // handoffExpired drops handed-off session s when no new connection has
 // replaced it in time, and announces the device offline (replaced: its
 // connection was taken over).
+//
+// The offline event goes out under the device's shard lock, with the
+// drop: a new connection of the device attaching right then (it takes
+// the lock after) publishes its online event after this offline one, so
+// presence subscribers (a prefork machine's directory, services) see the
+// device online at the end, not offline after its online. (A plain
+// Disconnect racing a new connection's attach publishes after unlocking:
+// there the new connection replaced the old one first, or the old one's
+// close came first, as the device did.)
 func (h *Hub) handoffExpired(s *Session) {
 	sh := &h.shards[h.shardOf(s.Device)]
 	sh.mu.Lock()
-	cur := sh.get(s.Device) == s
+	cur := sh.drop(s)
+	now := h.cfg.Now()
 	if cur {
-		sh.drop(s)
+		h.publishPresence(h.infoOf(s), "offline", ReasonReplaced, now)
 	}
 	sh.mu.Unlock()
+	if fn := h.testExpired.Load(); fn != nil {
+		(*fn)(s)
+	}
 	h.hoMu.Lock()
 	if h.handoffs != nil {
 		delete(h.handoffs, s)
@@ -788,7 +810,8 @@ func (h *Hub) handoffExpired(s *Session) {
 	}
 	h.m.handoffsExpired.Add(1)
 	h.m.replaced.Add(1)
-	h.offline(s, ReasonReplaced)
+	h.m.disconnect(ReasonReplaced)
+	h.dropped(s)
 }
 
 // Local returns this node's session of device, or nil.

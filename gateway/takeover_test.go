@@ -753,3 +753,51 @@ func TestMQTTReasonBeatsTakeover(t *testing.T) {
 		t.Fatal("the hub does not hold the device's new connection")
 	}
 }
+
+// TestHandoffExpiryThenAttach: a hand-off's bound passes just as a new
+// connection of the device attaches — forced here by attaching it from
+// the hub's test hook right after the expiry dropped the old session. The
+// presence events come in the order of the sessions: the old one offline
+// (replaced), then the new one online, so the device is online at the
+// end for every subscriber; the expiry is counted in
+// disconnects_total{reason="replaced"} and handoffs_expired_total.
+func TestHandoffExpiryThenAttach(t *testing.T) {
+	g := startPortableMQTT(t, nil)
+	h := g.Hub()
+	h.handoffWait.Store(int64(time.Millisecond))
+	nc := natsConn(t, g)
+	pres, _ := nc.SubscribeSync("devices.dev-o.presence")
+	nc.Flush()
+	ident := Identity{Device: "dev-o", Role: RoleDevice}
+	var s1, s2 Session
+	h.attachIf(&s1, ident, &fakeLink{}, nil)
+	if st, _ := nextPresence(t, pres); st != "online" {
+		t.Fatalf("first event %s", st)
+	}
+	attached := make(chan struct{})
+	hook := func(s *Session) {
+		if s == &s1 {
+			h.attachIf(&s2, ident, &fakeLink{}, nil)
+			close(attached)
+		}
+	}
+	h.testExpired.Store(&hook)
+	h.handOff(&s1)
+	<-attached
+	h.testExpired.Store(nil)
+	st, why := nextPresence(t, pres)
+	st2, _ := nextPresence(t, pres)
+	if st != "offline" || why != ReasonReplaced || st2 != "online" {
+		t.Fatalf("events %s %s, %s; want offline replaced, online", st, why, st2)
+	}
+	if h.Local("dev-o") != &s2 || h.LocalCount() != 1 || h.Lookup("dev-o") == nil {
+		t.Fatal("the hub does not hold the new session")
+	}
+	// (The counts follow the hook: waited for.)
+	testutil.Eventually(t, 5*time.Second, "the expiry counted in handoffs_expired_total and disconnects_total{reason=\"replaced\"}", func() bool {
+		h.m.mu.Lock()
+		n := h.m.disconnects[ReasonReplaced]
+		h.m.mu.Unlock()
+		return n == 1 && h.m.handoffsExpired.Load() == 1
+	})
+}
