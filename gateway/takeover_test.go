@@ -205,6 +205,9 @@ func TestMQTTSelfTakeover(t *testing.T) {
 		for _, order := range []string{"old-first", "new-first"} {
 			t.Run(v.String()+"/"+order, func(t *testing.T) {
 				g := startPortableMQTT(t, nil)
+				// The hooks hold a connection for as long as the test needs: the
+				// hand-off's bound must not end it meanwhile (not the 1 s default).
+				g.Hub().handoffWait.Store(int64(time.Hour))
 				nc := natsConn(t, g)
 				pres, _ := nc.SubscribeSync("devices.dev-t.presence")
 				nc.Flush()
@@ -572,6 +575,7 @@ func TestHubAttachIfRace(t *testing.T) {
 func TestMQTTChainTakeover(t *testing.T) {
 	g := startPortableMQTT(t, nil)
 	h := g.Hub()
+	h.handoffWait.Store(int64(time.Hour)) // no hand-off ends by its bound while a hook holds a connection
 	steps := newHookSteps(t)
 	var connects atomic.Int32
 	setHook(g, func(ev string, c *mqtt.Client) {
@@ -621,6 +625,7 @@ func TestMQTTChainTakeover(t *testing.T) {
 func TestMQTTHandoffCommand(t *testing.T) {
 	g := startPortableMQTT(t, nil)
 	h := g.Hub()
+	h.handoffWait.Store(int64(time.Hour)) // no hand-off ends by its bound while a hook holds a connection
 	steps := newHookSteps(t)
 	var first atomic.Pointer[mqtt.Client]
 	var connects atomic.Int32
@@ -713,6 +718,7 @@ func TestMQTTHandoffCommand(t *testing.T) {
 func TestMQTTReasonBeatsTakeover(t *testing.T) {
 	g := startPortableMQTT(t, nil)
 	h := g.Hub()
+	h.handoffWait.Store(int64(time.Hour)) // no hand-off ends by its bound while a hook holds a connection
 	steps := newHookSteps(t)
 	var first atomic.Pointer[mqtt.Client]
 	var connects atomic.Int32
