@@ -359,6 +359,11 @@ func (p *proto) OnTimeout(ec *engine.Conn, reason engine.CloseReason) bool {
 // Config.ServerReference, and a lingering close (closeWith). A 3.1.1
 // client, or one whose CONNECT is not accepted yet, is closed by the
 // engine once quiet.
+//
+// A kicked client (Client.Disconnect, a takeover: stKicked) keeps the
+// kick's goodbye: its DISCONNECT and close are on their way (over TCP a
+// 5.0 client's are posted to the loop, and the drain may run first), so
+// the drain sends nothing and leaves the close to the kick.
 func (p *proto) OnDrain(*engine.Conn) bool {
 	c := (*conn)(p)
 	if c.drainHold() {
@@ -368,20 +373,22 @@ func (p *proto) OnDrain(*engine.Conn) bool {
 		c.closeWith(engine.ReasonShutdown, code, true)
 		return true
 	}
-	return false
+	return c.is(stKicked) // (the hook may have kicked it)
 }
 
-// drainHold asks Hooks.OnDrain whether the drain keeps c open.
+// drainHold asks Hooks.OnDrain whether the drain keeps c open; a kicked
+// client is not held.
 func (c *conn) drainHold() bool {
 	h := c.srv.cfg.Hooks.OnDrain
-	return h != nil && c.state.Load()&(stConnected|stDone) == stConnected && h(c.client())
+	return h != nil && c.state.Load()&(stConnected|stDone|stKicked) == stConnected && h(c.client())
 }
 
 // drain sends a connected 5.0 client the drain's DISCONNECT, and
-// reports its code and whether it went out (sent: a 3.1.1 client, or one
-// whose CONNECT is not accepted, gets nothing).
+// reports its code and whether it went out (sent: a 3.1.1 client, one
+// whose CONNECT is not accepted, or one kicked, whose kick says goodbye,
+// gets nothing).
 func (c *conn) drain() (code ReasonCode, sent bool) {
-	if c.state.Load()&(stConnected|stDone) != stConnected || c.version() != Version5 {
+	if c.state.Load()&(stConnected|stDone|stKicked) != stConnected || c.version() != Version5 {
 		return 0, false
 	}
 	d := Disconnect{ReasonCode: ServerShuttingDown}

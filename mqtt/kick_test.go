@@ -1,6 +1,7 @@
 package mqtt
 
 import (
+	"context"
 	"slices"
 	"sync"
 	"testing"
@@ -168,5 +169,45 @@ func TestKickFromOnPublishWebSocket(t *testing.T) {
 	defer mu.Unlock()
 	if !slices.Equal(seen, []string{"t/a", "kick", "t/z"}) {
 		t.Errorf("OnPublish saw %v, want [t/a kick t/z]", seen)
+	}
+}
+
+// TestKickBeatsDrain: a 5.0 client kicked as the engine's drain reaches
+// it (Hooks.OnDrain disconnects it with administrative_action: the kick
+// is posted to the loop, the drain runs on) gets the kick's DISCONNECT,
+// not the drain's server_shutting_down, and the shutdown ends.
+func TestKickBeatsDrain(t *testing.T) {
+	for _, k := range engineKinds {
+		t.Run(k.name, func(t *testing.T) {
+			cfg := Config{Hooks: Hooks{OnDrain: func(c *Client) bool {
+				c.Disconnect(AdministrativeAction, "kicked")
+				return false
+			}}}
+			b := startBroker(t, cfg, lingerEngine(k.portable, 0))
+			c := connectOK(t, b.addr, Version5, "dev")
+			done := make(chan error, 1)
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				done <- b.e.Shutdown(ctx)
+			}()
+			// The first DISCONNECT is the goodbye; the client then leaves
+			// (the lingering close waits for it).
+			var d *Disconnect
+			for d == nil {
+				pk, err := c.nextErr(5 * time.Second)
+				if err != nil {
+					t.Fatalf("no DISCONNECT: %v", err)
+				}
+				d, _ = pk.(*Disconnect)
+			}
+			c.c.Close()
+			if d.ReasonCode != AdministrativeAction {
+				t.Errorf("DISCONNECT %v, want %v", d.ReasonCode, AdministrativeAction)
+			}
+			if err := <-done; err != nil {
+				t.Fatalf("shutdown: %v", err)
+			}
+		})
 	}
 }

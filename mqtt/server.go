@@ -456,7 +456,8 @@ func (c *Client) Disconnect(code ReasonCode, reason string) {
 // Config.ServerReference), MQTT over WebSocket then closes 1001, and the
 // engine records the close as a shutdown (engine.ReasonShutdown). It runs
 // on the connection's event loop (engine.Conn.Post); it is safe for
-// concurrent use and does nothing once the connection has closed, nor,
+// concurrent use and does nothing once the connection has closed or been
+// disconnected (Disconnect, a takeover: that goodbye stands), nor,
 // as Disconnect, on a copy of the Client or one whose session another
 // connection holds.
 func (c *Client) GoingAway() {
@@ -465,8 +466,8 @@ func (c *Client) GoingAway() {
 	}
 	cc := &c.c
 	cc.ec.Post(func() {
-		if cc.is(stDone) {
-			return
+		if cc.stopped() {
+			return // closing, or kicked: the kick says goodbye
 		}
 		if ws := cc.ws(); ws != nil {
 			ws.GoingAway() // wsGoingAway sends the 5.0 DISCONNECT first
