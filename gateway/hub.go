@@ -415,10 +415,32 @@ type Hub struct {
 	// takeover: handOff), each with the timer that drops it if no new
 	// connection attaches in time; nil once Close ran. Taken under a
 	// shard's mu, never the other way round.
+	//
+	// Lock order of the MQTT hand-off (a lock on the left may be held
+	// while taking one on its right):
+	//
+	//	shard.mu  ->  hoMu
+	//	shard.mu  ->  the broker's Server.mu (read)  ->  session.mu
+	//	shard.mu  ->  the NATS connection's lock
+	//
+	// The second: attachIf's check, mqtt.Client.Current, asked under the
+	// shard's lock so that the check and the attach are one step. The
+	// broker holds none of its locks across a hook (mqtt/session.go), so
+	// nothing takes a shard's lock under a broker lock. Its cost: a
+	// connect's attach waits, holding its shard, while a writer holds
+	// Server.mu (a subscribe, a takeover); Server.mu's read side is
+	// sharded per loop (mqtt/rwlock.go), so readers do not contend with
+	// each other. A lock-free check — a "taken over" bit the broker sets
+	// on the old connection under its lock before the new connection's
+	// OnConnect can run — would avoid that wait; it is not done: Current
+	// also says "closed" and "not accepted", which such a bit would have
+	// to repeat. The third: handoffExpired publishes its offline event
+	// under the shard's lock (nats.go's Publish only appends to its
+	// buffer; no NATS callback takes a shard's lock under it).
 	hoMu     sync.Mutex
 	handoffs map[*Session]*time.Timer
 	// handoffWait is the hand-off's bound in ns; zero means
-	// DefaultHandoffWait (tests shorten it).
+	// DefaultHandoffWait (tests change it).
 	handoffWait atomic.Int64
 	// testAttach, set by tests only, runs as attachIf begins, before the
 	// shard's lock.
@@ -703,8 +725,12 @@ const DefaultHandoffWait = time.Second
 // replacement counted, no offline event) or, past DefaultHandoffWait with
 // no attach (the client id was taken by a client that is not the device:
 // a service, a client of another role), it is dropped and announced
-// offline with ReasonReplaced (handoffs_expired_total). If another
-// connection replaced s already, there is nothing left to do.
+// offline with ReasonReplaced (handoffs_expired_total,
+// disconnects_total{reason="replaced"}), or, if the hub closes first,
+// with ReasonShutdown (Close). If another connection replaced s already,
+// there is nothing left to do. A transport whose connection the hub
+// itself was closing (Transport.Close) disconnects with that reason
+// instead, takeover or not.
 func (h *Hub) handOff(s *Session) {
 	sh := &h.shards[h.shardOf(s.Device)]
 	sh.mu.Lock()
