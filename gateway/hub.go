@@ -411,6 +411,44 @@ type Hub struct {
 	pausedMu sync.Mutex
 	paused   map[*Session]struct{}
 
+	// hoMu guards handoffs: the sessions a transport handed off (an MQTT
+	// takeover: handOff), each with the timer that drops it if no new
+	// connection attaches in time; nil once Close ran. Taken under a
+	// shard's mu, never the other way round.
+	//
+	// Lock order of the MQTT hand-off (a lock on the left may be held
+	// while taking one on its right):
+	//
+	//	shard.mu  ->  hoMu
+	//	shard.mu  ->  the broker's Server.mu (read)  ->  session.mu
+	//	shard.mu  ->  the NATS connection's lock
+	//
+	// The second: attachIf's check, mqtt.Client.Current, asked under the
+	// shard's lock so that the check and the attach are one step. The
+	// broker holds none of its locks across a hook (mqtt/session.go), so
+	// nothing takes a shard's lock under a broker lock. Its cost: a
+	// connect's attach waits, holding its shard, while a writer holds
+	// Server.mu (a subscribe, a takeover); Server.mu's read side is
+	// sharded per loop (mqtt/rwlock.go), so readers do not contend with
+	// each other. A lock-free check — a "taken over" bit the broker sets
+	// on the old connection under its lock before the new connection's
+	// OnConnect can run — would avoid that wait; it is not done: Current
+	// also says "closed" and "not accepted", which such a bit would have
+	// to repeat. The third: handoffExpired publishes its offline event
+	// under the shard's lock (nats.go's Publish only appends to its
+	// buffer; no NATS callback takes a shard's lock under it).
+	hoMu     sync.Mutex
+	handoffs map[*Session]*time.Timer
+	// handoffWait is the hand-off's bound in ns; zero means
+	// DefaultHandoffWait (tests change it).
+	handoffWait atomic.Int64
+	// testAttach, set by tests only, runs as attachIf begins, before the
+	// shard's lock.
+	testAttach atomic.Pointer[func(s *Session)]
+	// testExpired, set by tests only, runs in handoffExpired once the
+	// shard's lock is released.
+	testExpired atomic.Pointer[func(s *Session)]
+
 	subs []*nats.Subscription
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -449,7 +487,7 @@ func NewHub(cfg HubConfig, bus *Bus) *Hub {
 	}
 	h := &Hub{cfg: cfg, node: unique.Make(cfg.Node), nodeHdr: []string{cfg.Node}, bus: bus, nc: bus.Conn(), log: cfg.Logger, seed: maphash.MakeSeed(),
 		pending: make(map[string]*pendingCmd), nodes: make(map[string]nodeSeen),
-		paused: make(map[*Session]struct{}), stop: make(chan struct{}),
+		paused: make(map[*Session]struct{}), handoffs: make(map[*Session]*time.Timer), stop: make(chan struct{}),
 		lim: newDeviceLimiter(cfg.Limits)}
 	h.m.init()
 	return h
@@ -542,6 +580,7 @@ func (h *Hub) Close() {
 		s.Unsubscribe()
 	}
 	h.closeReplies()
+	h.closeHandoffs()
 	h.pmu.Lock()
 	if h.drainEnd != nil {
 		h.drainEnd.Stop()
@@ -571,23 +610,49 @@ func (h *Hub) Connect(ident Identity, t Transport) *Session {
 
 // attach is Connect with a session the transport allocated (zero, in its
 // own connection object).
-func (h *Hub) attach(s *Session, ident Identity, t Transport) {
-	now := h.cfg.Now()
+func (h *Hub) attach(s *Session, ident Identity, t Transport) { h.attachIf(s, ident, t, nil) }
+
+// attachIf is attach when still (if not nil) reports true, asked under
+// the device's shard lock as part of the attach; it reports whether s was
+// attached. A transport whose connection another connection of the device
+// may take over at the transport (MQTT: mqtt.Client.Current) passes the
+// check, so that a connection superseded before it attached — a device
+// reconnecting twice in quick succession, whose second connection's
+// attach may come first, from another event loop — is refused rather
+// than registered over the newer connection (which it would close as
+// replaced). The check and the attach are one step under the lock: a
+// takeover after the check comes with its own attach after this one,
+// which replaces s. A refused s is not attached (its Transport stays
+// nil), no event is published, and it counts as replaced: the newer
+// connection took it over.
+func (h *Hub) attachIf(s *Session, ident Identity, t Transport, still func() bool) bool {
 	if s.Device != ident.Device {
 		s.Device = ident.Device // (a transport's session may hold it already: no write, no race with its readers)
 	}
+	sh := &h.shards[h.shardOf(s.Device)]
+	if fn := h.testAttach.Load(); fn != nil {
+		(*fn)(s)
+	}
+	sh.mu.Lock()
+	if still != nil && !still() {
+		sh.mu.Unlock()
+		h.m.replaced.Add(1)
+		return false
+	}
+	now := h.cfg.Now()
 	// A session is never older than its hub's run (a wall clock stepped
 	// back must not make it look like a previous run's: see onPresence).
+	// Set under the lock, once the attach is decided: no other goroutine
+	// sees s before it is in the shard.
 	s.t, s.since, s.seq = t, max(now.UnixNano(), h.started), uint32(h.seq.Add(1))
 	if !ident.Expires.IsZero() {
 		s.setExpires(ident.Expires)
 	}
 	s.last.Store(0)
-	sh := &h.shards[h.shardOf(s.Device)]
-	sh.mu.Lock()
 	old := sh.set(s)
 	sh.mu.Unlock()
 	if old != nil {
+		h.endHandoff(old)
 		old.setGone()
 		h.m.replaced.Add(1)
 		old.t.Close(ReasonReplaced)
@@ -599,6 +664,7 @@ func (h *Hub) attach(s *Session, ident Identity, t Transport) {
 		h.dirSet(s.Device, h.entryOfSession(s))
 	}
 	h.publishPresence(h.infoOf(s), "online", "", now)
+	return true
 }
 
 // Disconnect unregisters a closed connection and announces the device
@@ -619,16 +685,159 @@ func (h *Hub) Disconnect(s *Session, reason string) {
 	if !cur {
 		return // replaced: the new session announced itself
 	}
+	h.m.disconnect(reason)
+	h.offline(s, reason)
+}
+
+// offline announces dropped session s offline with reason.
+func (h *Hub) offline(s *Session, reason string) {
+	now := h.cfg.Now()
+	h.dropped(s)
+	h.publishPresence(h.infoOf(s), "offline", reason, now)
+}
+
+// dropped is offline but for the event: the online count, and the
+// directory entry of s removed.
+func (h *Hub) dropped(s *Session) {
 	if h.m.online.Add(-1) == 0 && h.draining.Load() {
 		go h.failPending()
 	}
-	h.m.disconnect(reason)
-	now := h.cfg.Now()
 	if !h.remoteDir() {
 		e := h.entryOfSession(s)
 		h.dirDelete(s.Device, &e)
 	}
-	h.publishPresence(h.infoOf(s), "offline", reason, now)
+}
+
+// DefaultHandoffWait bounds a hand-off (Hub.handOff): a session whose
+// connection another connection of its device took over at the transport
+// stays the device's this long at most, waiting for the new connection
+// to attach.
+const DefaultHandoffWait = time.Second
+
+// handOff is Disconnect for a connection whose session another
+// connection of the same device took over at the transport (an MQTT
+// client id connecting again: the broker closes the old connection
+// before the new one's OnConnect, on another event loop, so the hub may
+// hear of the close first). The device is not offline: it is between
+// connections. If s is still the device's session, it stays so, marked
+// gone (commands to it fail at once as offline: deliver), with no event
+// and no count, until the new connection attaches and replaces it (one
+// replacement counted, no offline event) or, past DefaultHandoffWait with
+// no attach (the client id was taken by a client that is not the device:
+// a service, a client of another role), it is dropped and announced
+// offline with ReasonReplaced (handoffs_expired_total,
+// disconnects_total{reason="replaced"}), or, if the hub closes first,
+// with ReasonShutdown (Close). If another connection replaced s already,
+// there is nothing left to do. A transport whose connection the hub
+// itself was closing (Transport.Close) disconnects with that reason
+// instead, takeover or not.
+func (h *Hub) handOff(s *Session) {
+	sh := &h.shards[h.shardOf(s.Device)]
+	sh.mu.Lock()
+	held := false
+	if sh.get(s.Device) == s {
+		h.hoMu.Lock()
+		if h.handoffs != nil { // nil: the hub closed
+			s.setGone()
+			wait := DefaultHandoffWait
+			if d := h.handoffWait.Load(); d > 0 {
+				wait = time.Duration(d)
+			}
+			h.handoffs[s] = time.AfterFunc(wait, func() { h.handoffExpired(s) })
+			held = true
+		}
+		h.hoMu.Unlock()
+	}
+	sh.mu.Unlock()
+	if !held {
+		h.Disconnect(s, ReasonReplaced)
+		return
+	}
+	h.unpause(s)
+	if h.draining.Load() {
+		h.pmu.Lock()
+		if h.drainHeld[s.Device] == s {
+			delete(h.drainHeld, s.Device)
+		}
+		h.pmu.Unlock()
+	}
+}
+
+// closeHandoffs ends the hand-offs under way as the hub closes: their
+// timers stopped, each session still its device's dropped and announced
+// offline (shutdown), as a connection the shutdown closed is (no new
+// connection of the device attaches to a closing hub). It runs before the
+// bus closes, for the events to go out; handOff holds nothing more once
+// it ran (handoffs is nil).
+func (h *Hub) closeHandoffs() {
+	h.hoMu.Lock()
+	held := make([]*Session, 0, len(h.handoffs))
+	for s, t := range h.handoffs {
+		t.Stop()
+		held = append(held, s)
+	}
+	h.handoffs = nil
+	h.hoMu.Unlock()
+	for _, s := range held {
+		// A timer that fired already races its handoffExpired here:
+		// whichever drops s announces it, once.
+		sh := &h.shards[h.shardOf(s.Device)]
+		sh.mu.Lock()
+		cur := sh.drop(s)
+		sh.mu.Unlock()
+		if cur {
+			h.m.disconnect(ReasonShutdown)
+			h.offline(s, ReasonShutdown)
+		}
+	}
+}
+
+// endHandoff stops the hand-off timer of s, if s was handed off.
+func (h *Hub) endHandoff(s *Session) {
+	h.hoMu.Lock()
+	if t := h.handoffs[s]; t != nil {
+		t.Stop()
+		delete(h.handoffs, s)
+	}
+	h.hoMu.Unlock()
+}
+
+// handoffExpired drops handed-off session s when no new connection has
+// replaced it in time, and announces the device offline (replaced: its
+// connection was taken over).
+//
+// The offline event goes out under the device's shard lock, with the
+// drop: a new connection of the device attaching right then (it takes
+// the lock after) publishes its online event after this offline one, so
+// presence subscribers (a prefork machine's directory, services) see the
+// device online at the end, not offline after its online. (A plain
+// Disconnect racing a new connection's attach publishes after unlocking:
+// there the new connection replaced the old one first, or the old one's
+// close came first, as the device did.)
+func (h *Hub) handoffExpired(s *Session) {
+	sh := &h.shards[h.shardOf(s.Device)]
+	sh.mu.Lock()
+	cur := sh.drop(s)
+	now := h.cfg.Now()
+	if cur {
+		h.publishPresence(h.infoOf(s), "offline", ReasonReplaced, now)
+	}
+	sh.mu.Unlock()
+	if fn := h.testExpired.Load(); fn != nil {
+		(*fn)(s)
+	}
+	h.hoMu.Lock()
+	if h.handoffs != nil {
+		delete(h.handoffs, s)
+	}
+	h.hoMu.Unlock()
+	if !cur {
+		return
+	}
+	h.m.handoffsExpired.Add(1)
+	h.m.replaced.Add(1)
+	h.m.disconnect(ReasonReplaced)
+	h.dropped(s)
 }
 
 // Local returns this node's session of device, or nil.
@@ -810,6 +1019,7 @@ func (h *Hub) replaceLocal(s *Session) {
 	if !cur {
 		return
 	}
+	h.endHandoff(s)
 	s.setGone()
 	h.m.replaced.Add(1)
 	s.t.Close(ReasonReplaced)
@@ -1270,8 +1480,16 @@ type nodeReply struct {
 var ErrTooManyPending = errors.New("gateway: too many commands waiting for acks")
 
 // deliver sends a command to a local session and calls done once with its
-// ack, or with status "timeout". It never blocks.
+// ack, or with status "timeout". It never blocks. A session that is gone
+// — replaced, or handed off between an MQTT device's old connection and
+// its new one (handOff) — is sent nothing: ErrOffline at once, as for a
+// device connected nowhere, rather than a command to a closed connection
+// that would wait out its timeout (the caller may retry: the device is
+// back once its new connection has attached).
 func (h *Hub) deliver(s *Session, name string, payload json.RawMessage, timeout time.Duration, done func(Ack)) error {
+	if s.gone() {
+		return ErrOffline
+	}
 	id := nuid.Next()
 	p := &pendingCmd{device: s.Device, done: done}
 	h.pmu.Lock()
@@ -1496,8 +1714,14 @@ func (h *Hub) serveRemote(device, name string, payload json.RawMessage, timeout 
 	})
 	if err != nil {
 		msg := err.Error()
-		if errors.Is(err, ErrDraining) {
+		switch {
+		case errors.Is(err, ErrDraining):
 			msg = "draining" // nodeAnswer's ErrDraining
+		case errors.Is(err, ErrOffline):
+			// Between an MQTT device's connections (deliver): answered at
+			// once, nodeAnswer's ErrOffline for a node, {"error":"offline"}
+			// for a service, rather than left to its timeout.
+			msg = "offline"
 		}
 		b, _ := json.Marshal(nodeReply{Error: msg})
 		h.nc.Publish(reply, b)
@@ -1601,7 +1825,9 @@ func (h *Hub) dirBroadcast(name string, payload json.RawMessage, devices []strin
 	remote := map[string][]string{}
 	for _, id := range devices {
 		if s := h.Local(id); s != nil {
-			if s.t.SendCommand(Command{ID: broadcastID(), Name: name, Payload: payload}) == nil {
+			// A gone session (between an MQTT device's connections:
+			// deliver) is offline, as for a command.
+			if !s.gone() && s.t.SendCommand(Command{ID: broadcastID(), Name: name, Payload: payload}) == nil {
 				r.Sent++
 			} else {
 				r.Offline++
@@ -1641,7 +1867,7 @@ func (h *Hub) onNodeBroadcast(m *nats.Msg) {
 		return
 	}
 	for _, id := range b.Devices {
-		if s := h.Local(id); s != nil {
+		if s := h.Local(id); s != nil && !s.gone() {
 			s.t.SendCommand(Command{ID: broadcastID(), Name: b.Name, Payload: b.Payload})
 		}
 	}

@@ -29,6 +29,7 @@ type hubMetrics struct {
 	limitTableFull   atomic.Uint64 // telemetry let through because the limit table was full
 	drainHeld        atomic.Uint64 // devices the drain kept open for their pending commands
 	drainRefused     atomic.Uint64 // commands refused because the node drains
+	handoffsExpired  atomic.Uint64 // hand-offs (Hub.handOff) no new connection ended in time
 
 	mu           sync.Mutex
 	disconnects  map[string]uint64    // by reason
@@ -141,6 +142,7 @@ var (
 	descLimitKeys   = prometheus.NewDesc("warren_gateway_device_limit_keys", "Devices whose telemetry rate buckets are held (-device-limit-keys bounds it).", nil, nil)
 	descLimitFull   = prometheus.NewDesc("warren_gateway_device_limit_table_full_total", "Telemetry messages let through unlimited because the device limit table was full of busy devices.", nil, nil)
 	descDrainHeld   = prometheus.NewDesc("warren_gateway_drain_held_devices_total", "Devices a drain kept open until the commands waiting for their acks were answered.", nil, nil)
+	descHandoffs    = prometheus.NewDesc("warren_gateway_handoffs_expired_total", "Device sessions an MQTT takeover handed off that no new connection of the device took up within a second (the client id was taken by a client that is not the device): dropped, announced offline with reason replaced.", nil, nil)
 	descDrainRefuse = prometheus.NewDesc("warren_gateway_drain_refused_commands_total", "Commands refused because the node holding the device drains (API 503 draining).", nil, nil)
 	descDirRequests = prometheus.NewDesc("warren_gateway_directory_requests_total",
 		"Requests of a prefork worker to its machine's directory, by op (get, list, broadcast, count) and result (ok, timeout, error).",
@@ -151,7 +153,7 @@ func (c hubCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descOnline, descDirectory, descConnects, descDisconnects, descReplaced, descTelIn,
 		descTelOut, descTelDrop, descPauses, descCommands, descPending, descForwarded, descBroadcast, descBadFrames, descAuthFail,
 		descNATS, descNATSReco, descNATSBuf, descDirRequests, descLimitKeys, descLimitFull,
-		descDrainHeld, descDrainRefuse} {
+		descDrainHeld, descDrainRefuse, descHandoffs} {
 		ch <- d
 	}
 	c.h.m.publishLat.Describe(ch)
@@ -186,6 +188,7 @@ func (c hubCollector) Collect(ch chan<- prometheus.Metric) {
 	n(descBroadcast, m.broadcastAcks.Load(), "acked")
 	n(descDrainHeld, m.drainHeld.Load())
 	n(descDrainRefuse, m.drainRefused.Load())
+	n(descHandoffs, m.handoffsExpired.Load())
 	g(descPending, float64(h.Pending()))
 	g(descForwarded, float64(h.forwardedPending()))
 	up := 0.0

@@ -71,6 +71,19 @@ type mqttDevices struct {
 
 	refusedAuth, refusedID, bridgedOut, bridgedIn, unmappable atomic.Uint64
 	unmappableIn                                              atomic.Uint64 // messages from NATS on a subject no topic maps onto
+
+	// testHook, set by tests only, is called with "connect" as onConnect
+	// begins, "connected" as it ends, "disconnect" as onDisconnect begins
+	// and "disconnected" as it ends: tests order the hooks of two
+	// connections with it.
+	testHook atomic.Pointer[func(event string, c *mqtt.Client)]
+}
+
+// test calls the test hook, if a test set one.
+func (d *mqttDevices) test(event string, c *mqtt.Client) {
+	if h := d.testHook.Load(); h != nil {
+		(*h)(event, c)
+	}
 }
 
 // mqttDevice is what authenticating a CONNECT finds (by token here, by
@@ -383,8 +396,11 @@ func cutDeviceTopic(topic, device string) (string, bool) {
 	return rest, true
 }
 
-// onConnect registers a device with the hub.
+// onConnect registers a device with the hub. Lock order: the hub's shard,
+// then the broker's locks (Client.Current under Hub.attachIf).
 func (d *mqttDevices) onConnect(c *mqtt.Client, _ bool) {
+	d.test("connect", c)
+	defer d.test("connected", c)
 	l, _ := c.Identity.(*mqttLink)
 	if l == nil {
 		return // a service
@@ -393,7 +409,12 @@ func (d *mqttDevices) onConnect(c *mqtt.Client, _ bool) {
 	if l.s.Device == "" {
 		return // not a device
 	}
-	d.hub.attach(&l.s, l.s.Identity(), l)
+	// Attached only if the broker still holds this connection for the
+	// client id, checked under the hub's lock with the attach: a
+	// connection a newer one took over before this hook ran (the newer
+	// one's OnConnect may run first, on another loop) must not replace
+	// it in the hub, nor close it as replaced (Hub.attachIf).
+	d.hub.attachIf(&l.s, l.s.Identity(), l, c.Current)
 }
 
 // onDrain keeps a device open at the drain while commands wait for its
@@ -410,6 +431,8 @@ func (d *mqttDevices) onDrain(c *mqtt.Client) bool {
 
 // onDisconnect unregisters a device.
 func (d *mqttDevices) onDisconnect(c *mqtt.Client, reason engine.CloseReason, code mqtt.ReasonCode, takenOver bool) {
+	d.test("disconnect", c)
+	defer d.test("disconnected", c)
 	l, _ := c.Identity.(*mqttLink)
 	if l == nil {
 		return
@@ -418,12 +441,23 @@ func (d *mqttDevices) onDisconnect(c *mqtt.Client, reason engine.CloseReason, co
 	if s == nil {
 		return
 	}
+	if r := l.reason.Load(); r != nil {
+		// The hub closed the connection for a reason of its own
+		// (token_expired, abuse, rate_limited, certificate_revoked,
+		// shutdown, replaced): that reason stands, even if the device's
+		// reconnect took the closing connection over meanwhile — the new
+		// connection's attach announces it online again.
+		d.hub.Disconnect(s, *r)
+		return
+	}
+	if takenOver {
+		// The device connected again: its new connection attaches (or
+		// attached already) and replaces this one (Hub.handOff).
+		d.hub.handOff(s)
+		return
+	}
 	why := ReasonDisconnected
 	switch {
-	case l.reason.Load() != nil:
-		why = *l.reason.Load()
-	case takenOver:
-		why = ReasonReplaced
 	case reason == engine.ReasonShutdown:
 		why = ReasonShutdown
 	case reason != engine.ReasonPeerClosed && reason != engine.ReasonLocal:

@@ -33,15 +33,17 @@ type conn struct {
 	in  *inState // publishing state; nil until the client publishes
 
 	// state is the loop's word: the stamp of the last input (Server.stamp,
-	// above stFlags), the protocol level and the flags below. Only the
-	// loop writes it; other goroutines read it atomically: the sweeper
-	// the stamp (WebSocket keep-alive), deliveries and the Client's
-	// methods the level and stUserIsID, which are set before the
+	// above stFlags), the protocol level and the flags below. The loop
+	// writes it, and kick sets stKicked from any goroutine: every write is
+	// an atomic read-modify-write (set, setVersion, feed's stamp), so
+	// none loses another's bit. Other goroutines read it atomically: the
+	// sweeper the stamp (WebSocket keep-alive), deliveries and the
+	// Client's methods the level and stUserIsID, which are set before the
 	// connection is attached to its session and never change after.
 	state atomic.Uint32
 
 	// wf and code are guarded by wmu (below).
-	wf     uint8      // wCorked, wClosed, wTakenOver
+	wf     uint8      // wCorked, wClosed, wTakenOver, wNormal
 	code   ReasonCode // the reason the server disconnected with, if it did
 	kaSecs uint16     // the keep-alive, seconds (at most 65535 in both versions); set at the CONNECT, on the loop
 
@@ -96,7 +98,7 @@ const (
 	stVersion   = 7      // the protocol level (Version); 0 until the CONNECT's is read
 	stConnected = 1 << 3 // the CONNECT was accepted
 	stDone      = 1 << 4 // input is discarded from now on
-	stNormal    = 1 << 5 // the client sent a normal DISCONNECT: no will
+	stKicked    = 1 << 5 // kick ran: input is discarded from now on, the close is on its way
 	stUserIsID  = 1 << 6 // the user name is the client id (Client.Username); set with the Client's ID
 	stNoProblem = 1 << 7 // the client asked for no reason strings (Request Problem Information 0)
 	stFlags     = 1<<stampShift - 1
@@ -114,6 +116,7 @@ const (
 	wCorked    = 1 << iota // batching output while the loop handles input
 	wClosed                // the connection closed: no more writes
 	wTakenOver             // another connection took the session over
+	wNormal                // the client sent a normal DISCONNECT: no will
 )
 
 // version returns the connection's protocol level, 0 until its CONNECT's
@@ -123,12 +126,20 @@ func (c *conn) version() Version { return Version(c.state.Load() & stVersion) }
 // is reports whether all of the state flags f are set.
 func (c *conn) is(f uint32) bool { return c.state.Load()&f == f }
 
-// set sets the state flags f; on the loop.
-func (c *conn) set(f uint32) { c.state.Store(c.state.Load() | f) }
+// set sets the state flags f: on the loop, or stKicked from anywhere
+// (kick).
+func (c *conn) set(f uint32) { c.state.Or(f) }
 
 // setVersion sets the protocol level; on the loop, before the connection
 // is attached.
-func (c *conn) setVersion(v Version) { c.state.Store(c.state.Load()&^stVersion | uint32(v)) }
+func (c *conn) setVersion(v Version) {
+	for {
+		st := c.state.Load()
+		if c.state.CompareAndSwap(st, st&^stVersion|uint32(v)) {
+			return
+		}
+	}
+}
 
 // lastIn returns the stamp of the connection's last input.
 func (c *conn) lastIn() uint32 { return c.state.Load() >> stampShift }
@@ -348,6 +359,11 @@ func (p *proto) OnTimeout(ec *engine.Conn, reason engine.CloseReason) bool {
 // Config.ServerReference, and a lingering close (closeWith). A 3.1.1
 // client, or one whose CONNECT is not accepted yet, is closed by the
 // engine once quiet.
+//
+// A kicked client (Client.Disconnect, a takeover: stKicked) keeps the
+// kick's goodbye: its DISCONNECT and close are on their way (over TCP a
+// 5.0 client's are posted to the loop, and the drain may run first), so
+// the drain sends nothing and leaves the close to the kick.
 func (p *proto) OnDrain(*engine.Conn) bool {
 	c := (*conn)(p)
 	if c.drainHold() {
@@ -357,20 +373,22 @@ func (p *proto) OnDrain(*engine.Conn) bool {
 		c.closeWith(engine.ReasonShutdown, code, true)
 		return true
 	}
-	return false
+	return c.is(stKicked) // (the hook may have kicked it)
 }
 
-// drainHold asks Hooks.OnDrain whether the drain keeps c open.
+// drainHold asks Hooks.OnDrain whether the drain keeps c open; a kicked
+// client is not held.
 func (c *conn) drainHold() bool {
 	h := c.srv.cfg.Hooks.OnDrain
-	return h != nil && c.state.Load()&(stConnected|stDone) == stConnected && h(c.client())
+	return h != nil && c.state.Load()&(stConnected|stDone|stKicked) == stConnected && h(c.client())
 }
 
 // drain sends a connected 5.0 client the drain's DISCONNECT, and
-// reports its code and whether it went out (sent: a 3.1.1 client, or one
-// whose CONNECT is not accepted, gets nothing).
+// reports its code and whether it went out (sent: a 3.1.1 client, one
+// whose CONNECT is not accepted, or one kicked, whose kick says goodbye,
+// gets nothing).
 func (c *conn) drain() (code ReasonCode, sent bool) {
-	if c.state.Load()&(stConnected|stDone) != stConnected || c.version() != Version5 {
+	if c.state.Load()&(stConnected|stDone|stKicked) != stConnected || c.version() != Version5 {
 		return 0, false
 	}
 	d := Disconnect{ReasonCode: ServerShuttingDown}
@@ -391,12 +409,19 @@ func (p *proto) OnClose(_ *engine.Conn, reason engine.CloseReason, _ error) {
 // bytes consumed.
 func (c *conn) feed(in []byte) int {
 	st := c.state.Load()
-	if st&stDone != 0 {
+	if st&(stDone|stKicked) != 0 {
 		return len(in)
 	}
 	s := c.srv
 	now := s.now().UnixNano()
-	c.state.Store(s.stamp(now)<<stampShift | st&stFlags)
+	if stamp := s.stamp(now); st>>stampShift != stamp {
+		// A new stamp (every stampUnit at most): a compare-and-swap, so
+		// that a kick's stKicked set meanwhile is kept; most reads of a
+		// busy client land in the same unit and write nothing.
+		for !c.state.CompareAndSwap(st, stamp<<stampShift|st&stFlags) {
+			st = c.state.Load()
+		}
+	}
 	sc := scratchPool.Get().(*Scratch)
 	// The decoder lives for one read: its version is the connection's
 	// (zero until the CONNECT, which onConnect records first thing).
@@ -404,7 +429,9 @@ func (c *conn) feed(in []byte) int {
 	c.cork()
 	pc := c.pc()
 	off := 0
-	for off < len(in) && !c.is(stDone) {
+	// A kick (Client.Disconnect from a hook, a takeover) ends the read:
+	// nothing after the packet that was being handled then is handled.
+	for off < len(in) && c.state.Load()&(stDone|stKicked) == 0 {
 		n, p, err := dec.Decode(in[off:], &s.lim)
 		if err != nil {
 			if c.state.Load()&(stConnected|stVersion) == 0 {
@@ -425,21 +452,25 @@ func (c *conn) feed(in []byte) int {
 	c.uncork()
 	dec.Scratch = nil
 	scratchPool.Put(sc)
-	if c.is(stDone) {
+	if c.state.Load()&(stDone|stKicked) != 0 {
 		return len(in)
 	}
 	return off
 }
 
+// stopped reports whether input is discarded: the connection is closing
+// (stDone) or was kicked (stKicked).
+func (c *conn) stopped() bool { return c.state.Load()&(stDone|stKicked) != 0 }
+
 // feedWS handles one WebSocket message: MQTT packets may straddle
 // messages, so a partial packet is kept (copied) until the rest arrives.
 func (c *conn) feedWS(data []byte) {
-	if c.is(stDone) {
+	if c.stopped() {
 		return
 	}
 	if c.in == nil || len(c.in.partial) == 0 {
 		n := c.feed(data)
-		if n < len(data) && !c.is(stDone) {
+		if n < len(data) && !c.stopped() {
 			c.st().partial = append(pool.Get(len(data) - n)[:0], data[n:]...)
 		}
 		return
@@ -454,7 +485,7 @@ func (c *conn) feedWS(data []byte) {
 	n := c.feed(st.partial)
 	rest := copy(st.partial, st.partial[n:])
 	st.partial = st.partial[:rest]
-	if rest == 0 || c.is(stDone) {
+	if rest == 0 || c.stopped() {
 		c.freePartial()
 	}
 }
@@ -1175,6 +1206,10 @@ func (c *conn) sessionFor(cid string, expiry uint32) *session {
 // (closeWith) run on the connection's loop; nothing happens if it closes
 // before then.
 func (c *conn) kick(code ReasonCode, reason string) {
+	// Nothing more of the client's input is handled, from the rest of the
+	// read under way on — a hook on the connection's own loop kicking it
+	// (Client.Disconnect from OnPublish) included.
+	c.set(stKicked)
 	if c.ws() == nil && c.version() == Version5 {
 		c.ec.Post(func() {
 			if c.is(stDone) {
@@ -1600,8 +1635,8 @@ func (c *conn) onDisconnect(p *Disconnect) {
 			return
 		}
 	}
-	if c.version() != Version5 || p.ReasonCode != DisconnectWithWillMessage {
-		c.set(stNormal)
+	normal := c.version() != Version5 || p.ReasonCode != DisconnectWithWillMessage
+	if normal {
 		// The will is discarded on receipt [MQTT-3.14.4-3], not when the
 		// connection has closed: closeWith waits for the output to
 		// flush, and a takeover in that window would publish it.
@@ -1614,6 +1649,9 @@ func (c *conn) onDisconnect(p *Disconnect) {
 	c.wmu.Lock()
 	if c.code == 0 {
 		c.code = p.ReasonCode
+	}
+	if normal {
+		c.wf |= wNormal
 	}
 	c.wmu.Unlock()
 	c.closeWith(engine.ReasonPeerClosed, p.ReasonCode, false)
@@ -1632,7 +1670,7 @@ func (c *conn) closed(reason engine.CloseReason) {
 	}
 	c.wf |= wClosed
 	c.releaseOut()
-	code := c.code
+	code, normal := c.code, c.wf&wNormal != 0
 	c.wmu.Unlock()
 	c.set(stDone)
 	c.freePartial()
@@ -1658,7 +1696,7 @@ func (c *conn) closed(reason engine.CloseReason) {
 	ss.mu.Unlock()
 	if mine {
 		s.stats.online.Add(-1)
-		if c.is(stNormal) {
+		if normal {
 			s.setWill(ss, nil)
 		}
 		if w := s.wills[ss]; w != nil && (w.delay == 0 || ss.expiry == 0) {

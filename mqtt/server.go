@@ -416,6 +416,19 @@ func (c *Client) attached() bool {
 	return ok
 }
 
+// Current reports whether c is still the server's current connection for
+// its client id: its CONNECT was accepted, it has not closed, and no later
+// connection with the same client id has taken its session over. It is
+// false on a copy of the Client and on one an application made. An
+// application that registers clients by id elsewhere (the gateway's hub)
+// asks it from Hooks.OnConnect, under its own lock, so that a connection
+// taken over before its OnConnect ran — a device reconnecting twice in
+// quick succession, whose second OnConnect may run first, on another
+// event loop — is not registered over the newer one. It takes the
+// broker's read lock, so not from OnFilter or OnShare; it is safe for
+// concurrent use.
+func (c *Client) Current() bool { return c.attached() }
+
 // Conn returns the client's engine connection (its TLS state, for one:
 // tlsx.State).
 func (c *Client) Conn() *engine.Conn { return c.c.ec }
@@ -443,7 +456,8 @@ func (c *Client) Disconnect(code ReasonCode, reason string) {
 // Config.ServerReference), MQTT over WebSocket then closes 1001, and the
 // engine records the close as a shutdown (engine.ReasonShutdown). It runs
 // on the connection's event loop (engine.Conn.Post); it is safe for
-// concurrent use and does nothing once the connection has closed, nor,
+// concurrent use and does nothing once the connection has closed or been
+// disconnected (Disconnect, a takeover: that goodbye stands), nor,
 // as Disconnect, on a copy of the Client or one whose session another
 // connection holds.
 func (c *Client) GoingAway() {
@@ -452,8 +466,8 @@ func (c *Client) GoingAway() {
 	}
 	cc := &c.c
 	cc.ec.Post(func() {
-		if cc.is(stDone) {
-			return
+		if cc.stopped() {
+			return // closing, or kicked: the kick says goodbye
 		}
 		if ws := cc.ws(); ws != nil {
 			ws.GoingAway() // wsGoingAway sends the 5.0 DISCONNECT first
