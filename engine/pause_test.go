@@ -24,6 +24,18 @@ func TestPauseOffReader(t *testing.T) {
 		eventually(t, 2*time.Second, "the first OnData", func() bool { return n.Load() == 1 })
 		time.Sleep(20 * time.Millisecond) // the reader waits in its read
 		c.PauseRead()
+		// A Post queued behind the pause runs once the pause has been
+		// taken (the loops handle their mailbox in order), so a busy
+		// machine cannot let "z" in before it.
+		posted := make(chan struct{})
+		if !c.Post(func() { close(posted) }) {
+			t.Fatal("Post refused")
+		}
+		select {
+		case <-posted:
+		case <-time.After(5 * time.Second):
+			t.Fatal("the Post after PauseRead did not run")
+		}
 		time.Sleep(50 * time.Millisecond)
 		nc.Write([]byte("z"))
 		time.Sleep(300 * time.Millisecond)
