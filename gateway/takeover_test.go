@@ -721,7 +721,8 @@ func TestMQTTHandoffCommand(t *testing.T) {
 // device is announced offline token_expired, then online with its new
 // connection — not handed off as if it had merely reconnected. The new
 // connection's OnConnect is held until the old one's OnDisconnect has
-// run (the other order replaces the old session, no offline between).
+// run (the other order replaces the old session, no offline between),
+// which orders the events here; the hub itself does not order them.
 func TestMQTTReasonBeatsTakeover(t *testing.T) {
 	g := startPortableMQTT(t, nil)
 	h := g.Hub()
