@@ -71,6 +71,16 @@ type Bus struct {
 	errs asyncErrLog
 }
 
+// busWriteTimeout bounds a write of the bus's NATS connection (nats.go's
+// FlusherTimeout, whose default is a minute): a publish that finds 32 KiB
+// buffered writes to the socket itself, holding the connection's lock,
+// and every publisher waits behind it while NATS is stalled. Ten seconds
+// is nats-server's own default write deadline for its clients (the
+// server cuts a consumer that stalls that long); past it the connection
+// is treated as broken and reconnects, buffering publishes meanwhile
+// (BusConfig.ReconnectBuffer).
+const busWriteTimeout = 10 * time.Second
+
 // StartBus starts the embedded server when cfg has no URLs, and connects.
 // The connection reconnects forever with jitter; telemetry published while
 // it is away waits in a bounded buffer.
@@ -95,6 +105,7 @@ func StartBus(cfg BusConfig) (*Bus, error) {
 		nats.ReconnectJitter(250*time.Millisecond, time.Second),
 		nats.ReconnectBufSize(cfg.ReconnectBuffer),
 		nats.RetryOnFailedConnect(true),
+		nats.FlusherTimeout(busWriteTimeout),
 		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
 			b.up.Store(false)
 			if nc.IsClosed() {

@@ -421,7 +421,6 @@ type Hub struct {
 	//
 	//	shard.mu  ->  hoMu
 	//	shard.mu  ->  the broker's Server.mu (read)  ->  session.mu
-	//	shard.mu  ->  the NATS connection's lock
 	//
 	// The second: attachIf's check, mqtt.Client.Current, asked under the
 	// shard's lock so that the check and the attach are one step. The
@@ -434,11 +433,19 @@ type Hub struct {
 	// on the old connection under its lock before the new connection's
 	// OnConnect can run — would avoid that wait; it is not done: Current
 	// also says "closed" and "not accepted", which such a bit would have
-	// to repeat. The third: handoffExpired publishes its offline event
-	// under the shard's lock (nats.go's Publish only appends to its
-	// buffer; no NATS callback takes a shard's lock under it).
+	// to repeat. No NATS publish runs under a shard's lock: nats.go's
+	// Publish writes to the socket itself, holding the connection's lock,
+	// once 32 KiB are buffered, and may wait there up to the bus's write
+	// timeout (busWriteTimeout) while NATS is stalled; every device of the
+	// shard would wait with it. So presence events are published after
+	// unlocking, and their order is not the order of the hub's steps
+	// (docs/gateway.md: consumers match an event to its session).
 	hoMu     sync.Mutex
 	handoffs map[*Session]*time.Timer
+	// hoRun counts the hand-off timers not stopped: set, or fired and
+	// their handoffExpired running. Close waits for it (closeHandoffs),
+	// so that an expiry's offline event goes out before the bus closes.
+	hoRun sync.WaitGroup
 	// handoffWait is the hand-off's bound in ns; zero means
 	// DefaultHandoffWait (tests change it).
 	handoffWait atomic.Int64
@@ -446,8 +453,11 @@ type Hub struct {
 	// shard's lock.
 	testAttach atomic.Pointer[func(s *Session)]
 	// testExpired, set by tests only, runs in handoffExpired once the
-	// shard's lock is released.
+	// shard's lock is released, before the offline event.
 	testExpired atomic.Pointer[func(s *Session)]
+	// testCloseWait, set by tests only, runs in closeHandoffs before it
+	// waits for the expiries running.
+	testCloseWait atomic.Pointer[func()]
 
 	subs []*nats.Subscription
 	stop chan struct{}
@@ -743,7 +753,11 @@ func (h *Hub) handOff(s *Session) {
 			if d := h.handoffWait.Load(); d > 0 {
 				wait = time.Duration(d)
 			}
-			h.handoffs[s] = time.AfterFunc(wait, func() { h.handoffExpired(s) })
+			h.hoRun.Add(1)
+			h.handoffs[s] = time.AfterFunc(wait, func() {
+				defer h.hoRun.Done()
+				h.handoffExpired(s)
+			})
 			held = true
 		}
 		h.hoMu.Unlock()
@@ -768,12 +782,16 @@ func (h *Hub) handOff(s *Session) {
 // offline (shutdown), as a connection the shutdown closed is (no new
 // connection of the device attaches to a closing hub). It runs before the
 // bus closes, for the events to go out; handOff holds nothing more once
-// it ran (handoffs is nil).
+// it ran (handoffs is nil). It waits for the expiries already running
+// (their timers fired), whose offline events go out before the bus
+// closes too.
 func (h *Hub) closeHandoffs() {
 	h.hoMu.Lock()
 	held := make([]*Session, 0, len(h.handoffs))
 	for s, t := range h.handoffs {
-		t.Stop()
+		if t.Stop() {
+			h.hoRun.Done()
+		}
 		held = append(held, s)
 	}
 	h.handoffs = nil
@@ -790,13 +808,19 @@ func (h *Hub) closeHandoffs() {
 			h.offline(s, ReasonShutdown)
 		}
 	}
+	if fn := h.testCloseWait.Load(); fn != nil {
+		(*fn)()
+	}
+	h.hoRun.Wait()
 }
 
 // endHandoff stops the hand-off timer of s, if s was handed off.
 func (h *Hub) endHandoff(s *Session) {
 	h.hoMu.Lock()
 	if t := h.handoffs[s]; t != nil {
-		t.Stop()
+		if t.Stop() {
+			h.hoRun.Done()
+		}
 		delete(h.handoffs, s)
 	}
 	h.hoMu.Unlock()
@@ -806,38 +830,32 @@ func (h *Hub) endHandoff(s *Session) {
 // replaced it in time, and announces the device offline (replaced: its
 // connection was taken over).
 //
-// The offline event goes out under the device's shard lock, with the
-// drop: a new connection of the device attaching right then (it takes
-// the lock after) publishes its online event after this offline one, so
-// presence subscribers (a prefork machine's directory, services) see the
-// device online at the end, not offline after its online. (A plain
-// Disconnect racing a new connection's attach publishes after unlocking:
-// there the new connection replaced the old one first, or the old one's
-// close came first, as the device did.)
+// The event goes out after the shard's lock is released, as Disconnect's
+// does (see hoMu for why): a new connection of the device attaching
+// right then may publish its online event first. Presence consumers
+// match an offline event to its session (the hub's own directory does:
+// onPresence deletes an entry only of the same session), so the device
+// stays online for them either way.
 func (h *Hub) handoffExpired(s *Session) {
 	sh := &h.shards[h.shardOf(s.Device)]
 	sh.mu.Lock()
 	cur := sh.drop(s)
-	now := h.cfg.Now()
-	if cur {
-		h.publishPresence(h.infoOf(s), "offline", ReasonReplaced, now)
-	}
 	sh.mu.Unlock()
-	if fn := h.testExpired.Load(); fn != nil {
-		(*fn)(s)
-	}
 	h.hoMu.Lock()
 	if h.handoffs != nil {
 		delete(h.handoffs, s)
 	}
 	h.hoMu.Unlock()
+	if fn := h.testExpired.Load(); fn != nil {
+		(*fn)(s)
+	}
 	if !cur {
 		return
 	}
 	h.m.handoffsExpired.Add(1)
 	h.m.replaced.Add(1)
 	h.m.disconnect(ReasonReplaced)
-	h.dropped(s)
+	h.offline(s, ReasonReplaced)
 }
 
 // Local returns this node's session of device, or nil.

@@ -446,7 +446,9 @@ func (d *mqttDevices) onDisconnect(c *mqtt.Client, reason engine.CloseReason, co
 		// (token_expired, abuse, rate_limited, certificate_revoked,
 		// shutdown, replaced): that reason stands, even if the device's
 		// reconnect took the closing connection over meanwhile — the new
-		// connection's attach announces it online again.
+		// connection's attach announces it online again (perhaps
+		// published before this offline: presence consumers match an
+		// event to its session, docs/gateway.md).
 		d.hub.Disconnect(s, *r)
 		return
 	}

@@ -134,6 +134,13 @@ func (c *mqConn) ping(t *testing.T) {
 // presenceOf reads the next presence event (state, reason).
 func nextPresence(t *testing.T, sub *nats.Subscription) (state, reason string) {
 	t.Helper()
+	p := nextPresenceMsg(t, sub)
+	return p.State, p.Reason
+}
+
+// nextPresenceMsg is nextPresence's whole event.
+func nextPresenceMsg(t *testing.T, sub *nats.Subscription) presenceMsg {
+	t.Helper()
 	m, err := sub.NextMsg(5 * time.Second)
 	if err != nil {
 		t.Fatalf("presence: %v", err)
@@ -142,7 +149,7 @@ func nextPresence(t *testing.T, sub *nats.Subscription) (state, reason string) {
 	if err := json.Unmarshal(m.Data, &p); err != nil {
 		t.Fatal(err)
 	}
-	return p.State, p.Reason
+	return p
 }
 
 // hookSteps lets a test wait, in one connection's hook, for a step of
@@ -714,7 +721,8 @@ func TestMQTTHandoffCommand(t *testing.T) {
 // device is announced offline token_expired, then online with its new
 // connection — not handed off as if it had merely reconnected. The new
 // connection's OnConnect is held until the old one's OnDisconnect has
-// run (the other order replaces the old session, no offline between).
+// run (the other order replaces the old session, no offline between),
+// which orders the events here; the hub itself does not order them.
 func TestMQTTReasonBeatsTakeover(t *testing.T) {
 	g := startPortableMQTT(t, nil)
 	h := g.Hub()
@@ -762,11 +770,13 @@ func TestMQTTReasonBeatsTakeover(t *testing.T) {
 
 // TestHandoffExpiryThenAttach: a hand-off's bound passes just as a new
 // connection of the device attaches — forced here by attaching it from
-// the hub's test hook right after the expiry dropped the old session. The
-// presence events come in the order of the sessions: the old one offline
-// (replaced), then the new one online, so the device is online at the
-// end for every subscriber; the expiry is counted in
-// disconnects_total{reason="replaced"} and handoffs_expired_total.
+// the hub's test hook after the expiry dropped the old session and before
+// its offline event. The events then come out of the sessions' order (the
+// new session online, then the old one offline): applied by session, as
+// docs/gateway.md tells consumers to, they leave the device online with
+// its new session, and so does the hub's own directory; the expiry is
+// counted in disconnects_total{reason="replaced"} and
+// handoffs_expired_total.
 func TestHandoffExpiryThenAttach(t *testing.T) {
 	g := startPortableMQTT(t, nil)
 	h := g.Hub()
@@ -777,8 +787,9 @@ func TestHandoffExpiryThenAttach(t *testing.T) {
 	ident := Identity{Device: "dev-o", Role: RoleDevice}
 	var s1, s2 Session
 	h.attachIf(&s1, ident, &fakeLink{}, nil)
-	if st, _ := nextPresence(t, pres); st != "online" {
-		t.Fatalf("first event %s", st)
+	first := nextPresenceMsg(t, pres)
+	if first.State != "online" {
+		t.Fatalf("first event %s", first.State)
 	}
 	attached := make(chan struct{})
 	hook := func(s *Session) {
@@ -791,19 +802,86 @@ func TestHandoffExpiryThenAttach(t *testing.T) {
 	h.handOff(&s1)
 	<-attached
 	h.testExpired.Store(nil)
-	st, why := nextPresence(t, pres)
-	st2, _ := nextPresence(t, pres)
-	if st != "offline" || why != ReasonReplaced || st2 != "online" {
-		t.Fatalf("events %s %s, %s; want offline replaced, online", st, why, st2)
+	// The consumer's rule: online makes the event's session the device's;
+	// offline removes the device only if it names that session.
+	cur := first.Session
+	var offline presenceMsg
+	for range 2 {
+		p := nextPresenceMsg(t, pres)
+		switch {
+		case p.State == "online":
+			cur = p.Session
+		case p.State == "offline" && p.Session == cur:
+			cur = ""
+		}
+		if p.State == "offline" {
+			offline = p
+		}
 	}
+	if offline.Reason != ReasonReplaced || offline.Session != first.Session {
+		t.Fatalf("offline event %+v, want the first session's, replaced", offline)
+	}
+	if cur == "" || cur == first.Session {
+		t.Fatalf("by session the device is %q, want online with its new session", cur)
+	}
+	// (The offline event goes out after the drop: the counts are done.)
 	if h.Local("dev-o") != &s2 || h.LocalCount() != 1 || h.Lookup("dev-o") == nil {
 		t.Fatal("the hub does not hold the new session")
 	}
-	// (The counts follow the hook: waited for.)
 	testutil.Eventually(t, 5*time.Second, "the expiry counted in handoffs_expired_total and disconnects_total{reason=\"replaced\"}", func() bool {
 		h.m.mu.Lock()
 		n := h.m.disconnects[ReasonReplaced]
 		h.m.mu.Unlock()
 		return n == 1 && h.m.handoffsExpired.Load() == 1
 	})
+}
+
+// TestHubCloseWaitsExpiry: a hand-off timer that fired as the hub closes
+// runs its expiry in its own goroutine, which drops the session before
+// Close can (Close then has nothing to drop). Close waits for that
+// expiry, whose offline event goes out before the bus closes: held here
+// in the expiry's hook until Close reached its wait, Close must not have
+// returned. (Without the wait, the hook sees Close return: the gateway
+// would close the bus under the event.)
+func TestHubCloseWaitsExpiry(t *testing.T) {
+	g := startPortableMQTT(t, nil)
+	h := g.Hub()
+	h.handoffWait.Store(int64(time.Millisecond))
+	nc := natsConn(t, g)
+	pres, _ := nc.SubscribeSync("devices.dev-w.presence")
+	nc.Flush()
+	var s Session
+	h.attachIf(&s, Identity{Device: "dev-w", Role: RoleDevice}, &fakeLink{}, nil)
+	if st, _ := nextPresence(t, pres); st != "online" {
+		t.Fatal(st)
+	}
+	closeDone := make(chan struct{})
+	waiting := make(chan struct{})
+	early := make(chan bool, 1)
+	wait := func() { close(waiting) }
+	h.testCloseWait.Store(&wait)
+	hook := func(*Session) {
+		go func() {
+			defer close(closeDone)
+			h.Close()
+		}()
+		select {
+		case <-waiting:
+			early <- false
+		case <-closeDone:
+			early <- true
+		}
+	}
+	h.testExpired.Store(&hook)
+	h.handOff(&s)
+	if <-early {
+		t.Fatal("Close returned while a hand-off's expiry was still running")
+	}
+	<-closeDone
+	if st, why := nextPresence(t, pres); st != "offline" || why != ReasonReplaced {
+		t.Fatalf("event %s %s, want offline replaced", st, why)
+	}
+	if h.LocalCount() != 0 || h.Local("dev-w") != nil {
+		t.Fatal("the session is left")
+	}
 }

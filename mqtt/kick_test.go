@@ -211,3 +211,44 @@ func TestKickBeatsDrain(t *testing.T) {
 		})
 	}
 }
+
+// TestGoingAwayAfterKick: a 5.0 client held by Hooks.OnDrain, told to go
+// away (Client.GoingAway, posted to its loop) and then kicked
+// (Client.Disconnect with administrative_action, its DISCONNECT posted
+// after) gets the kick's DISCONNECT only: GoingAway, run first, finds
+// the client kicked and leaves the goodbye to the kick, and the shutdown
+// ends.
+func TestGoingAwayAfterKick(t *testing.T) {
+	for _, k := range engineKinds {
+		t.Run(k.name, func(t *testing.T) {
+			cfg := Config{Hooks: Hooks{OnDrain: func(c *Client) bool {
+				c.GoingAway()
+				c.Disconnect(AdministrativeAction, "kicked")
+				return true
+			}}}
+			b := startBroker(t, cfg, lingerEngine(k.portable, 0))
+			c := connectOK(t, b.addr, Version5, "dev")
+			done := make(chan error, 1)
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				done <- b.e.Shutdown(ctx)
+			}()
+			var d *Disconnect
+			for d == nil {
+				pk, err := c.nextErr(5 * time.Second)
+				if err != nil {
+					t.Fatalf("no DISCONNECT: %v", err)
+				}
+				d, _ = pk.(*Disconnect)
+			}
+			c.c.Close()
+			if d.ReasonCode != AdministrativeAction {
+				t.Errorf("DISCONNECT %v, want %v", d.ReasonCode, AdministrativeAction)
+			}
+			if err := <-done; err != nil {
+				t.Fatalf("shutdown: %v", err)
+			}
+		})
+	}
+}
