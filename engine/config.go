@@ -48,6 +48,20 @@ type Config struct {
 	// back when it wakes, a thread switch each way, so it is meant for use
 	// with BlockingPoll. Zero means false. Ignored by the portable engine.
 	LockOSThread bool
+	// IOUring makes each loop wait through its own io_uring (Linux 6.15
+	// or later): the wait is an IORING_OP_EPOLL_WAIT on the loop's epoll
+	// set, so readiness works as without it, and the writes a round makes
+	// while its loop is awake are deferred (copied into the connection's
+	// output queue) and go out as IORING_OP_SEND/SENDMSG entries submitted
+	// in the same io_uring_enter as the next wait: fewer transitions into
+	// the kernel per request (docs/engine.md, docs/benchmarks.md §87).
+	// Loops then block their threads in the wait, as with BlockingPoll,
+	// and do not fold (FixedLoops). When the kernel refuses (no io_uring,
+	// or no IORING_OP_EPOLL_WAIT), the loops fall back to epoll, the
+	// engine logs it once, and Stats.IOUringLoops says how many loops use
+	// a ring. Zero means false. Ignored off Linux and by the portable
+	// engine.
+	IOUring bool
 	// FixedLoops keeps every loop on its own goroutine whatever the load
 	// (no folding). Loops never fold off Linux or with Portable.
 	FixedLoops bool

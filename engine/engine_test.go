@@ -106,6 +106,7 @@ var kinds = []engineKind{
 	{"portable", func(c *Config) { c.Portable = true }},
 	{"loops-blocking", func(c *Config) { c.Inline, c.BlockingPoll = true, true }},                     // Config.BlockingPoll
 	{"loops-locked", func(c *Config) { c.Inline, c.BlockingPoll, c.LockOSThread = true, true, true }}, // Config.LockOSThread
+	{"loops-uring", func(c *Config) { c.Inline, c.IOUring = true, true }},                             // Config.IOUring: uring_linux_test.go skips it where the kernel refuses
 }
 
 func forEachKind(t *testing.T, fn func(t *testing.T, k engineKind)) {
@@ -121,6 +122,9 @@ func startEngine(t testing.TB, cfg Config, h Handler) (*Engine, string) {
 	if cfg.Loops == 0 {
 		cfg.Loops = 2
 	}
+	if cfg.IOUring && !cfg.Portable {
+		skipWithoutRing(t)
+	}
 	e, err := New(cfg, h)
 	if err != nil {
 		t.Fatal(err)
@@ -129,6 +133,10 @@ func startEngine(t testing.TB, cfg Config, h Handler) (*Engine, string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.Close() })
+	if cfg.IOUring && !cfg.Portable {
+		// The loops set their rings up on their own goroutines.
+		eventually(t, 5*time.Second, "loops on io_uring", func() bool { return e.Stats().IOUringLoops == cfg.Loops })
+	}
 	return e, e.Addr().String()
 }
 

@@ -66,8 +66,15 @@ type loop struct {
 
 	stopping bool
 	stopped  chan struct{}
-	folding  // fold_unix.go
-	scratch  acceptScratch
+
+	// uring is Config.IOUring where supported (immutable); ring is the
+	// loop's io_uring once its goroutine has set it up, and ringUp says so
+	// to writers on other goroutines (uring_linux.go).
+	uring   bool
+	ring    *ringLoop
+	ringUp  atomic.Bool
+	folding // fold_unix.go
+	scratch acceptScratch
 
 	// injc is the connection InjectInput was called for from its own
 	// OnData (fInOnData), and inj (a buffer from internal/pool, at most
@@ -84,7 +91,7 @@ func startLoops(e *Engine) error {
 	loops := make([]*loop, n)
 	now := e.tickAt(cfg.Clock.Now())
 	for i := range loops {
-		p, err := poll.New(1024, !cfg.BlockingPoll)
+		p, err := poll.New(1024, !cfg.BlockingPoll && !(cfg.IOUring && ringSupported))
 		if err != nil {
 			for _, l := range loops[:i] {
 				l.poller.Close()
@@ -97,13 +104,14 @@ func startLoops(e *Engine) error {
 			buf:     make([]byte, cfg.ReadBufferSize),
 			wheel:   timerwheel.New(1024, now),
 			stopped: make(chan struct{}),
+			uring:   cfg.IOUring && ringSupported,
 		}
 		l.tick.Store(now)
 		l.initFolding(n)
 		loops[i] = l
 	}
 	e.loops = loops
-	if cfg.BlockingPoll && !loops[0].poller.Parks() {
+	if (cfg.BlockingPoll || loops[0].uring) && !loops[0].poller.Parks() {
 		reserveSpareP(n)
 	}
 	for _, l := range loops {
@@ -165,6 +173,9 @@ func (l *loop) run() {
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
 	}
+	if l.uring {
+		l.startRing() // uring_linux.go; on the locked thread, if any
+	}
 	tickMS := int(e.tickDur / time.Millisecond)
 	if tickMS < 1 {
 		tickMS = 1
@@ -179,7 +190,13 @@ func (l *loop) run() {
 		}
 		waitStart := time.Now()
 		l.load.idle(waitStart)
-		n, err := l.poller.Wait(l.events, timeout)
+		var n int
+		var err error
+		if l.ring != nil {
+			n, err = l.ringWait(timeout) // uring_linux.go
+		} else {
+			n, err = l.poller.Wait(l.events, timeout)
+		}
 		l.sleeping.Store(false)
 		woke := time.Now()
 		l.load.wake(woke)

@@ -332,6 +332,10 @@ func (l *loop) onWritable(c *Conn) {
 		return
 	}
 	c.mu.Lock()
+	if c.out != nil && c.out.ring {
+		c.mu.Unlock()
+		return // the ring sends it (uring_linux.go)
+	}
 	empty, err := c.flushLocked(l)
 	queued := c.out.len()
 	c.mu.Unlock()
@@ -366,7 +370,11 @@ func (l *loop) armWrite(c *Conn) {
 	c.mu.Lock()
 	c.cs &^= csArmPending
 	queued := c.out.len()
+	ring := c.out != nil && c.out.ring
 	c.mu.Unlock()
+	if ring {
+		l.ringQueue(c) // uring_linux.go: sent at the round's end
+	}
 	if queued > e.cfg.WriteHighWater && e.cfg.SlowPolicy == SlowPause {
 		c.flags |= fSlowPaused
 	}
@@ -389,7 +397,7 @@ func (l *loop) updateInterest(c *Conn) {
 		want = ioRead
 	}
 	c.mu.Lock()
-	if c.out != nil {
+	if c.out != nil && !c.out.ring { // the ring sends ring output (uring_linux.go)
 		want |= ioWrite
 	}
 	c.mu.Unlock()

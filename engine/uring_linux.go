@@ -1,0 +1,452 @@
+//go:build linux
+
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/warrenhq/warren/internal/pool"
+	"github.com/warrenhq/warren/internal/uring"
+)
+
+// ringSupported says Config.IOUring applies here.
+const ringSupported = true
+
+// The io_uring mode (Config.IOUring). A loop waits with an
+// IORING_OP_EPOLL_WAIT on its own epoll set, kept in flight across rounds
+// (one at a time), so accept, readiness, folding's nesting, wake-ups and
+// PauseRead work as with epoll_wait. A write made while the loop is awake
+// and its connection has nothing queued is copied into a fresh output
+// queue marked ring (outQueue.ring) instead of written; the loop learns
+// of it through the opArmWrite the writer posts, and at the end of the
+// round submits one IORING_OP_SEND (one buffer) or SENDMSG (several) per
+// connection in the same io_uring_enter as its next wait. While a send is
+// in flight (outQueue.sending) later writes queue behind it and go out
+// when it completes; a partial send goes on from where it stopped; an
+// EAGAIN hands the queue back to epoll (EPOLLOUT, onWritable); an error
+// closes the connection with the reason a write's error would give.
+//
+// The buffers a send points at are the queue's, kept referenced by its
+// slot until the send's completion: a connection that closes with a send
+// in flight hands its queue to the slot (orphan) and asks the kernel to
+// cancel the send; the queue goes back to its pools only at the send's
+// completion, -ECANCELED included.
+
+const (
+	ringSQEntries = 256
+	ringCQEntries = 4096
+	ringMaxIov    = 64
+	// ringMinWaitUsec bounds how long a round waits for its own sends'
+	// completions besides the next event (docs/benchmarks.md §83): a send
+	// to a socket with room completes inside the enter that submits it,
+	// so waiting for one completion would return at once and cost a
+	// second enter.
+	ringMinWaitUsec = 50
+	ringStopWait    = time.Second
+)
+
+// user_data: the kind in the top byte, a send slot's generation and index
+// below.
+const (
+	udEpoll  = 1 << 56
+	udSend   = 2 << 56
+	udCancel = 3 << 56
+	udKind   = 0xff << 56
+)
+
+// ringLoop is one loop's io_uring state, owned by the loop's goroutine.
+type ringLoop struct {
+	r     *uring.Ring
+	raw   []unix.EpollEvent // IORING_OP_EPOLL_WAIT fills it; kept while armed
+	armed bool              // an IORING_OP_EPOLL_WAIT is in flight
+	n     int               // events the last reap delivered into l.events
+	sendq []*Conn           // connections with ring output to submit at the round's end
+	slots []*sendSlot
+	free  []uint32 // free slot indices
+	// inflight counts entries whose completion has not been read.
+	inflight   int
+	roundSends uint32
+	complete   func(*uring.CQE) // l.ringComplete, bound once
+}
+
+// sendSlot pins one send in flight: the queue whose buffers it points at
+// and, for SENDMSG, the msghdr and iovecs the kernel reads.
+type sendSlot struct {
+	c      *Conn
+	q      *outQueue
+	gen    uint32
+	orphan bool // c closed meanwhile: q is the slot's, released at the completion
+	msg    unix.Msghdr
+	iov    [ringMaxIov]unix.Iovec
+}
+
+// ringLeaks keeps rings whose sends never completed at stop, with the
+// buffers they point at, referenced for good.
+var ringLeaks struct {
+	mu    sync.Mutex
+	rings []*ringLoop
+}
+
+// startRing sets up l's ring, on l's goroutine (with LockOSThread the
+// ring is single-issuer and runs completions' task work only in this
+// thread's waits). When the kernel refuses, l stays on epoll and the
+// engine logs it once.
+func (l *loop) startRing() {
+	e := l.e
+	flags := uint32(uring.SetupSubmitAll | uring.SetupCoopTaskrun)
+	if e.cfg.LockOSThread {
+		flags = uring.SetupSubmitAll | uring.SetupSingleIssuer | uring.SetupDeferTaskrun
+	}
+	r, err := uring.New(ringSQEntries, ringCQEntries, flags)
+	if err == nil {
+		if err = r.Probe(uring.OpEpollWait, uring.OpSend, uring.OpSendmsg, uring.OpAsyncCancel); err != nil {
+			r.Close()
+		}
+	}
+	if err != nil {
+		e.ringOnce.Do(func() {
+			e.log.LogAttrs(context.Background(), slog.LevelWarn, "engine: io_uring unavailable, the loops use epoll", slog.String("error", err.Error()))
+		})
+		return
+	}
+	rl := &ringLoop{r: r, raw: make([]unix.EpollEvent, len(l.events))}
+	rl.complete = l.ringComplete
+	l.ring = rl
+	l.ringUp.Store(true)
+	e.ringLoops.Add(1)
+}
+
+// ringWait is poller.Wait through the ring: it submits the round's sends
+// and, unless one is in flight, an IORING_OP_EPOLL_WAIT, waits up to
+// timeoutMs (0: not at all) in the same io_uring_enter, then handles the
+// completions and returns the events delivered into l.events.
+func (l *loop) ringWait(timeoutMs int) (int, error) {
+	rl := l.ring
+	l.ringSubmitSends()
+	if !rl.armed {
+		s, err := rl.r.GetSQE()
+		if err != nil {
+			return 0, err
+		}
+		s.Opcode = uring.OpEpollWait
+		s.Fd = int32(l.poller.Fd())
+		s.SetAddr(unsafe.Pointer(&rl.raw[0]))
+		s.Len = uint32(len(rl.raw))
+		s.UserData = udEpoll
+		rl.armed = true
+		rl.inflight++
+	}
+	var err error
+	if timeoutMs == 0 {
+		err = rl.r.Enter(0, 0, -1)
+	} else {
+		wait := uint32(1)
+		if rl.r.MinWait {
+			wait += rl.roundSends
+		}
+		err = rl.r.Enter(wait, ringMinWaitUsec, time.Duration(timeoutMs)*time.Millisecond)
+	}
+	rl.roundSends = 0
+	l.sleeping.Store(false)
+	if err != nil {
+		return 0, err
+	}
+	rl.n = 0
+	rl.r.ForEachCQE(rl.complete)
+	return rl.n, nil
+}
+
+// ringComplete handles one completion.
+func (l *loop) ringComplete(cqe *uring.CQE) {
+	rl := l.ring
+	rl.inflight--
+	switch cqe.UserData & udKind {
+	case udEpoll:
+		rl.armed = false
+		if cqe.Res > 0 {
+			rl.n = l.poller.Events(rl.raw[:cqe.Res], l.events)
+		} else if cqe.Res < 0 && cqe.Res != -int32(unix.EINTR) && cqe.Res != -int32(unix.ECANCELED) {
+			l.e.errLog.Log("engine: io_uring epoll wait", unix.Errno(-cqe.Res))
+		}
+	case udSend:
+		i := uint32(cqe.UserData)
+		s := rl.slots[i]
+		if uint32(cqe.UserData>>32)&0xffffff != s.gen {
+			return // cannot happen: a slot is reused only after its completion
+		}
+		c, q, orphan := s.c, s.q, s.orphan
+		s.c, s.q, s.orphan = nil, nil, false
+		if s.msg.Iov != nil { // drop the buffers' references
+			clear(s.iov[:s.msg.Iovlen])
+			s.msg = unix.Msghdr{}
+		}
+		s.gen = (s.gen + 1) & 0xffffff
+		rl.free = append(rl.free, i)
+		if orphan {
+			releaseOrphan(q)
+			return
+		}
+		l.ringSent(c, q, cqe.Res)
+	case udCancel:
+	}
+}
+
+// releaseOrphan returns a closed connection's queue, whose send has
+// completed, to its pools.
+func releaseOrphan(q *outQueue) {
+	for _, b := range q.bufs {
+		pool.Put(b)
+	}
+	clear(q.bufs)
+	q.bufs, q.bytes = q.bufs[:0], 0
+	q.ring, q.sending = false, false
+	outQueuePool.Put(q)
+}
+
+// ringSubmitSends prepares a send for each connection queued in sendq
+// that has ring output and no send in flight.
+func (l *loop) ringSubmitSends() {
+	rl := l.ring
+	for i, c := range rl.sendq {
+		rl.sendq[i] = nil
+		c.mu.Lock()
+		q := c.out
+		if c.cs&csClosed != 0 || q == nil || !q.ring || q.sending || len(q.bufs) == 0 {
+			c.mu.Unlock()
+			continue
+		}
+		if !l.ringSendLocked(c, q) {
+			q.ring = false // back to epoll: onWritable flushes it
+			c.mu.Unlock()
+			l.updateInterest(c)
+			continue
+		}
+		c.mu.Unlock()
+	}
+	rl.sendq = rl.sendq[:0]
+}
+
+// ringSendLocked prepares the send of q's head (up to ringMaxIov
+// buffers); c.mu is held. It reports false when the ring has no room.
+func (l *loop) ringSendLocked(c *Conn, q *outQueue) bool {
+	rl := l.ring
+	sqe, err := rl.r.GetSQE()
+	if err != nil {
+		return false
+	}
+	var i uint32
+	if k := len(rl.free); k > 0 {
+		i = rl.free[k-1]
+		rl.free = rl.free[:k-1]
+	} else {
+		i = uint32(len(rl.slots))
+		rl.slots = append(rl.slots, &sendSlot{})
+	}
+	s := rl.slots[i]
+	s.c, s.q = c, q
+	bufs := q.bufs
+	if len(bufs) > ringMaxIov {
+		bufs = bufs[:ringMaxIov]
+	}
+	sqe.Fd = c.fd
+	sqe.OpFlags = unix.MSG_NOSIGNAL | unix.MSG_WAITALL
+	sqe.UserData = udSend | uint64(s.gen)<<32 | uint64(i)
+	if len(bufs) == 1 {
+		sqe.Opcode = uring.OpSend
+		sqe.SetAddr(unsafe.Pointer(&bufs[0][0]))
+		sqe.Len = uint32(len(bufs[0]))
+	} else {
+		for j, b := range bufs {
+			s.iov[j].Base = &b[0]
+			s.iov[j].SetLen(len(b))
+		}
+		s.msg = unix.Msghdr{Iov: &s.iov[0]}
+		s.msg.SetIovlen(len(bufs))
+		sqe.Opcode = uring.OpSendmsg
+		sqe.SetAddr(unsafe.Pointer(&s.msg))
+	}
+	q.sending, q.slot = true, i
+	rl.inflight++
+	rl.roundSends++
+	l.stats.ringSends.Add(1)
+	return true
+}
+
+// ringSent handles the completion of c's send from q: res bytes went out,
+// or -errno.
+func (l *loop) ringSent(c *Conn, q *outQueue, res int32) {
+	e := l.e
+	rl := l.ring
+	c.mu.Lock()
+	q.sending = false
+	if res > 0 {
+		n := int(res)
+		c.bytesOut.Add(uint64(n))
+		l.stats.bytesOut.Add(uint64(n))
+		c.lastWrite = stampOf(l.tick.Load())
+		q.bytes -= n
+		e.queued.Add(-int64(n))
+		c.consumeOutLocked(n)
+	}
+	if res < 0 {
+		errno := unix.Errno(-res)
+		if errno == unix.EAGAIN || errno == unix.EINTR {
+			q.ring = false // epoll's EPOLLOUT takes over (onWritable)
+			c.mu.Unlock()
+			l.updateInterest(c)
+			return
+		}
+		c.mu.Unlock()
+		l.closeNow(c, reasonFor(errno), errno)
+		return
+	}
+	empty := len(q.bufs) == 0
+	if empty {
+		c.freeOutLocked()
+	} else {
+		rl.sendq = append(rl.sendq, c)
+	}
+	queued := c.out.len()
+	c.mu.Unlock()
+	if empty && c.flags&fLinger != 0 {
+		l.lingerFlushed(c) // linger_unix.go
+		return
+	}
+	if empty && c.flags&fFlushClose != 0 {
+		l.finishClose(c)
+		return
+	}
+	if c.flags&fSlowPaused != 0 && queued <= e.cfg.WriteLowWater {
+		c.flags &^= fSlowPaused
+	}
+	if empty || c.flags&fSlowPaused == 0 {
+		l.updateInterest(c)
+	}
+	if empty {
+		l.updateState(c)
+	}
+}
+
+// ringOrphan hands the queue of c, which closes with a send in flight, to
+// the send's slot and asks the kernel to cancel the send; c.mu is held.
+// The queue's bytes stop counting as queued now; its buffers stay pinned
+// until the send's completion.
+func (l *loop) ringOrphan(c *Conn) {
+	rl := l.ring
+	q := c.out
+	s := rl.slots[q.slot]
+	s.orphan, s.c = true, nil
+	c.out = nil
+	if q.bytes > 0 {
+		l.e.queued.Add(-int64(q.bytes))
+		q.bytes = 0
+	}
+	if sqe, err := rl.r.GetSQE(); err == nil {
+		sqe.Opcode = uring.OpAsyncCancel
+		sqe.Addr = udSend | uint64(s.gen)<<32 | uint64(q.slot)
+		sqe.UserData = udCancel
+		rl.inflight++
+	}
+	// Without room for the cancel, the send ends when the descriptor's
+	// close makes it fail, or when the peer reads.
+}
+
+// ringQueue notes, on opArmWrite, that c's output is the ring's to send.
+func (l *loop) ringQueue(c *Conn) { l.ring.sendq = append(l.ring.sendq, c) }
+
+// ringWriteLocked is writeLocked's io_uring path; c.mu is held. ok false
+// leaves the write to the epoll path, c.mu still held; ok true means the
+// write is done (c.mu released) with n and err.
+func (c *Conn) ringWriteLocked(l *loop, bufs [][]byte, total int) (n int, err error, ok bool) {
+	e := l.e
+	cfg := &e.cfg
+	q := c.out
+	if q == nil {
+		if !l.ringUp.Load() || l.sleeping.Load() || total > cfg.WriteHighWater {
+			return 0, nil, false // the loop is not in a round: write now
+		}
+		// Deferred bytes count as queued, but must not make c look slow
+		// or trip the engine's bound: past it, write now instead.
+		if cfg.MaxQueuedBytes > 0 {
+			if e.queued.Add(int64(total)) > cfg.MaxQueuedBytes {
+				e.queued.Add(-int64(total))
+				return 0, nil, false
+			}
+		} else {
+			e.queued.Add(int64(total))
+		}
+		q = outQueuePool.Get().(*outQueue)
+		q.ring = true
+		c.out = q
+		c.lastWrite = stampOf(l.tick.Load())
+		c.appendOutLocked(bufs, 0)
+		q.bytes = total
+		arm := c.cs&csArmPending == 0
+		if arm {
+			c.cs |= csArmPending
+		}
+		c.mu.Unlock()
+		if arm {
+			l.post(op{kind: opArmWrite, c: c})
+		}
+		return total, nil, true
+	}
+	if q.ring && !q.sending && (q.bytes+total > cfg.WriteHighWater ||
+		cfg.MaxQueuedBytes > 0 && e.queued.Load()+int64(total) > cfg.MaxQueuedBytes) {
+		// Only deferred bytes are queued: write them now rather than
+		// count them against c's watermark or the engine's bound.
+		if _, err := c.flushLocked(l); err != nil {
+			c.mu.Unlock()
+			c.requestClose(reasonFor(err), err, true)
+			return 0, err, true
+		}
+	}
+	return 0, nil, false
+}
+
+// stopRing ends l's ring once its connections are closed (their sends
+// orphaned): it cancels what is in flight, the epoll wait included, and
+// reads completions until none is left, for ringStopWait at most. A ring
+// whose sends never complete is kept, with the buffers it points at, for
+// good.
+func (l *loop) stopRing() {
+	rl := l.ring
+	if sqe, err := rl.r.GetSQE(); err == nil {
+		sqe.Opcode = uring.OpAsyncCancel
+		sqe.OpFlags = uring.CancelAny
+		sqe.UserData = udCancel
+		rl.inflight++
+	}
+	l.ringSubmitSends() // nothing: every connection is closed
+	deadline := time.Now().Add(ringStopWait)
+	for rl.inflight > 0 {
+		left := time.Until(deadline)
+		if left <= 0 {
+			break
+		}
+		if err := rl.r.Enter(1, 0, left); err != nil {
+			break
+		}
+		rl.r.ForEachCQE(rl.complete)
+	}
+	l.ringUp.Store(false)
+	l.e.ringLoops.Add(-1)
+	if rl.inflight > 0 {
+		l.e.errLog.Log("engine: io_uring stop", fmt.Errorf("%d operations still in flight: %w", rl.inflight, errRingStuck))
+		ringLeaks.mu.Lock()
+		ringLeaks.rings = append(ringLeaks.rings, rl)
+		ringLeaks.mu.Unlock()
+		return
+	}
+	rl.r.Close()
+}
+
+var errRingStuck = errors.New("engine: io_uring operations did not complete")

@@ -1,0 +1,16 @@
+//go:build darwin || freebsd
+
+package engine
+
+// Config.IOUring is Linux's; elsewhere the loops always use their poller.
+const ringSupported = false
+
+// ringLoop is the io_uring state, never set off Linux.
+type ringLoop struct{}
+
+func (l *loop) startRing()                                              {}
+func (l *loop) ringWait(int) (int, error)                               { return 0, nil }
+func (l *loop) ringOrphan(*Conn)                                        {}
+func (l *loop) ringQueue(*Conn)                                         {}
+func (l *loop) stopRing()                                               {}
+func (c *Conn) ringWriteLocked(*loop, [][]byte, int) (int, error, bool) { return 0, nil, false }

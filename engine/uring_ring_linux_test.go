@@ -1,0 +1,299 @@
+//go:build linux
+
+package engine
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"testing"
+	"time"
+)
+
+// ringKinds are the poll-engine kinds compared with the io_uring one.
+func ringKinds() []engineKind {
+	return []engineKind{kinds[0], kindNamed("loops-uring")}
+}
+
+func kindNamed(name string) engineKind {
+	for _, k := range kinds {
+		if k.name == name {
+			return k
+		}
+	}
+	panic("no kind " + name)
+}
+
+// onLoopState runs fn on loop i of e and waits for it.
+func onLoopState(t *testing.T, e *Engine, i int, fn func(l *loop)) {
+	t.Helper()
+	l := e.loops[i]
+	done := make(chan struct{})
+	if !l.postFunc(func() { fn(l); close(done) }) {
+		t.Fatal("loop stopped")
+	}
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("loop did not run the function")
+	}
+}
+
+// TestRingSendsCounted: an inline echo on the ring sends through it, and
+// its bytes count in BytesOut as written ones do.
+func TestRingSendsCounted(t *testing.T) {
+	k := kindNamed("loops-uring")
+	cfg := Config{Loops: 1}
+	k.cfg(&cfg)
+	h := newEcho()
+	e, addr := startEngine(t, cfg, h)
+	c := dial(t, addr)
+	want := 0
+	for i := range 50 {
+		msg := fmt.Sprintf("ping %d", i)
+		roundTrip(t, c, msg)
+		want += len(msg)
+	}
+	// The last send's completion may be read after the peer has its bytes.
+	eventually(t, 5*time.Second, "BytesOut counting every echo", func() bool { return e.Stats().BytesOut == uint64(want) })
+	st := e.Stats()
+	if st.RingSends == 0 {
+		t.Fatal("no send went through the ring")
+	}
+	if st.QueuedBytes != 0 {
+		t.Fatalf("QueuedBytes %d after the echoes", st.QueuedBytes)
+	}
+}
+
+// fanHandler writes msg to every other connection when one sends "fan",
+// from the loop, in one OnData: a broadcast.
+type fanHandler struct {
+	echoHandler
+	mu    sync.Mutex
+	conns map[*Conn]bool
+	msg   []byte
+}
+
+func (h *fanHandler) OnOpen(c *Conn) {
+	h.mu.Lock()
+	h.conns[c] = true
+	h.mu.Unlock()
+}
+
+func (h *fanHandler) OnData(c *Conn, in []byte) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for p := range h.conns {
+		if p != c {
+			p.Write(h.msg)
+		}
+	}
+	return len(in)
+}
+
+// TestRingFanOutUnderQueueLimit: a handler writing to 20 peers in one
+// round must not trip MaxQueuedBytes with the writes the ring defers
+// (they are not slow output): past the bound, writes go out at once, and
+// no peer is closed, as with epoll.
+func TestRingFanOutUnderQueueLimit(t *testing.T) {
+	for _, k := range ringKinds() {
+		t.Run(k.name, func(t *testing.T) {
+			const peers = 20
+			msg := bytes.Repeat([]byte("m"), 1000)
+			cfg := Config{Loops: 1, MaxQueuedBytes: 10 * int64(len(msg))}
+			k.cfg(&cfg)
+			h := &fanHandler{echoHandler: *newEcho(), conns: map[*Conn]bool{}, msg: msg}
+			e, addr := startEngine(t, cfg, h)
+			var cs []net.Conn
+			for range peers {
+				cs = append(cs, dial(t, addr))
+			}
+			eventually(t, 5*time.Second, "peers open", func() bool {
+				h.mu.Lock()
+				defer h.mu.Unlock()
+				return len(h.conns) == peers
+			})
+			src := dial(t, addr)
+			eventually(t, 5*time.Second, "source open", func() bool {
+				h.mu.Lock()
+				defer h.mu.Unlock()
+				return len(h.conns) == peers+1
+			})
+			for round := range 3 {
+				if _, err := src.Write([]byte("fan")); err != nil {
+					t.Fatal(err)
+				}
+				for i, c := range cs {
+					c.SetReadDeadline(time.Now().Add(5 * time.Second))
+					buf := make([]byte, len(msg))
+					if _, err := io.ReadFull(c, buf); err != nil {
+						t.Fatalf("round %d: peer %d: %v (closed: %v)", round, i, err, h.reasons)
+					}
+				}
+			}
+			if n := e.Stats().Closed[ReasonSlowConsumer]; n != 0 {
+				t.Fatalf("%d peers closed as slow consumers", n)
+			}
+		})
+	}
+}
+
+// bigHandler answers "big" with 4 MiB in 64 writes from its OnData, and
+// "abort" with an Abort.
+type bigHandler struct{ echoHandler }
+
+func (h *bigHandler) OnData(c *Conn, in []byte) int {
+	switch {
+	case bytes.HasPrefix(in, []byte("big")):
+		chunk := bytes.Repeat([]byte("b"), 64<<10)
+		for range 64 {
+			c.Write(chunk)
+		}
+	case bytes.HasPrefix(in, []byte("abort")):
+		c.Abort(ReasonLocal)
+	}
+	return len(in)
+}
+
+// ringIdle reports, on loop 0, that its ring has no send in flight and
+// every send slot is free.
+func ringIdle(t *testing.T, e *Engine) (idle bool, inflight int) {
+	onLoopState(t, e, 0, func(l *loop) {
+		rl := l.ring
+		inflight = rl.inflight
+		if rl.armed {
+			inflight-- // the epoll wait, between rounds
+		}
+		idle = len(rl.free) == len(rl.slots)
+		for _, s := range rl.slots {
+			if s.q != nil || s.c != nil {
+				idle = false
+			}
+		}
+	})
+	return idle, inflight
+}
+
+// TestRingAbortWithSendInFlight: a connection aborted while a send to a
+// peer that does not read is in flight gets its send cancelled; its
+// buffers stay with the send's slot until the completion, then go back,
+// and nothing stays queued or in flight. The engine then stops at once
+// (no operation left for stop to wait for).
+func TestRingAbortWithSendInFlight(t *testing.T) {
+	k := kindNamed("loops-uring")
+	cfg := Config{Loops: 1, WriteHighWater: 64 << 20}
+	k.cfg(&cfg)
+	h := &bigHandler{echoHandler: *newEcho()}
+	e, addr := startEngine(t, cfg, h)
+	c := dial(t, addr)
+	c.(*net.TCPConn).SetReadBuffer(4096)
+	c.Write([]byte("big"))
+	eventually(t, 5*time.Second, "a send in flight", func() bool {
+		sending := false
+		onLoopState(t, e, 0, func(l *loop) {
+			for _, s := range l.ring.slots {
+				if s.c != nil {
+					sending = true
+				}
+			}
+		})
+		return sending
+	})
+	c.Write([]byte("abort"))
+	if r := h.awaitClose(t, 5*time.Second, "not aborted"); r != ReasonLocal {
+		t.Fatalf("closed with %v", r)
+	}
+	eventually(t, 5*time.Second, "the send's completion", func() bool {
+		idle, _ := ringIdle(t, e)
+		return idle
+	})
+	if q := e.Stats().QueuedBytes; q != 0 {
+		t.Fatalf("QueuedBytes %d", q)
+	}
+	if _, inflight := ringIdle(t, e); inflight != 0 {
+		t.Fatalf("%d operations in flight besides the epoll wait", inflight)
+	}
+}
+
+// TestRingStopWithSendInFlight: stopping an engine whose connection has a
+// send in flight to a peer that does not read cancels it and releases
+// the ring, none kept for good.
+func TestRingStopWithSendInFlight(t *testing.T) {
+	k := kindNamed("loops-uring")
+	cfg := Config{Loops: 1, WriteHighWater: 64 << 20}
+	k.cfg(&cfg)
+	h := &bigHandler{echoHandler: *newEcho()}
+	e, addr := startEngine(t, cfg, h)
+	c := dial(t, addr)
+	c.(*net.TCPConn).SetReadBuffer(4096)
+	c.Write([]byte("big"))
+	eventually(t, 5*time.Second, "a send in flight", func() bool {
+		sending := false
+		onLoopState(t, e, 0, func(l *loop) {
+			for _, s := range l.ring.slots {
+				if s.c != nil {
+					sending = true
+				}
+			}
+		})
+		return sending
+	})
+	ringLeaks.mu.Lock()
+	leaked := len(ringLeaks.rings)
+	ringLeaks.mu.Unlock()
+	var enters uint64
+	l := e.loops[0]
+	e.Close()
+	<-l.stopped
+	enters = l.ring.r.Enters
+	ringLeaks.mu.Lock()
+	defer ringLeaks.mu.Unlock()
+	if len(ringLeaks.rings) != leaked {
+		t.Fatal("the ring was kept: its operations did not complete at stop")
+	}
+	if l.ring.inflight != 0 {
+		t.Fatalf("%d operations in flight after stop", l.ring.inflight)
+	}
+	_ = enters
+}
+
+// TestRingPeerResetMidWrite is TestPeerResetMidWrite on the ring.
+func TestRingPeerResetMidWrite(t *testing.T) {
+	k := kindNamed("loops-uring")
+	cfg := Config{WriteHighWater: 512 << 20}
+	k.cfg(&cfg)
+	h := &floodHandler{echoHandler: *newEcho()}
+	e, addr := startEngine(t, cfg, h)
+	c := dial(t, addr)
+	c.Write([]byte("flood"))
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	io.ReadFull(c, make([]byte, 100<<10))
+	c.(*net.TCPConn).SetLinger(0)
+	c.Close()
+	if r := h.awaitClose(t, 5*time.Second, "reset connection not closed"); r != ReasonPeerReset && r != ReasonIOError && r != ReasonPeerClosed {
+		t.Fatalf("reason %v", r)
+	}
+	eventually(t, 10*time.Second, "queue released", func() bool { return e.Stats().QueuedBytes == 0 })
+}
+
+// TestRingSlowConsumer is TestSlowConsumer on the ring.
+func TestRingSlowConsumer(t *testing.T) {
+	k := kindNamed("loops-uring")
+	cfg := Config{WriteHighWater: 1 << 20}
+	k.cfg(&cfg)
+	h := &floodHandler{echoHandler: *newEcho()}
+	e, addr := startEngine(t, cfg, h)
+	slow := dial(t, addr)
+	slow.(*net.TCPConn).SetReadBuffer(4096)
+	slow.Write([]byte("flood"))
+	other := dial(t, addr)
+	if r := h.awaitClose(t, 10*time.Second, "slow consumer not closed"); r != ReasonSlowConsumer {
+		t.Fatalf("closed with %v, want slow_consumer", r)
+	}
+	for i := 0; i < 100; i++ {
+		roundTrip(t, other, fmt.Sprintf("ping %d", i))
+	}
+	eventually(t, 5*time.Second, "queue released", func() bool { return e.Stats().QueuedBytes == 0 })
+}
