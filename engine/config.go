@@ -50,11 +50,15 @@ type Config struct {
 	LockOSThread bool
 	// IOUring makes each loop wait through its own io_uring (Linux 6.15
 	// or later): the wait is an IORING_OP_EPOLL_WAIT on the loop's epoll
-	// set, so readiness works as without it, and the writes a round makes
-	// while its loop is awake are deferred (copied into the connection's
-	// output queue) and go out as IORING_OP_SEND/SENDMSG entries submitted
-	// in the same io_uring_enter as the next wait: fewer transitions into
-	// the kernel per request (docs/engine.md, docs/benchmarks.md §87).
+	// set, so readiness works as without it; a round's readable
+	// connections are read with one IORING_OP_RECV each, all in one
+	// io_uring_enter; and the writes a round makes while its loop is awake
+	// are deferred (copied into the connection's output queue) and go out
+	// as IORING_OP_SEND/SENDMSG entries submitted in the same
+	// io_uring_enter as the next wait: fewer transitions into the kernel
+	// per request (README "Raw connections", docs/benchmarks.md §87). A
+	// deferral that would pass WriteHighWater or MaxQueuedBytes is
+	// written at once instead.
 	// Loops then block their threads in the wait, as with BlockingPoll,
 	// and do not fold (FixedLoops). When the kernel refuses (no io_uring,
 	// or no IORING_OP_EPOLL_WAIT), the loops fall back to epoll, the

@@ -107,6 +107,7 @@ var kinds = []engineKind{
 	{"loops-blocking", func(c *Config) { c.Inline, c.BlockingPoll = true, true }},                     // Config.BlockingPoll
 	{"loops-locked", func(c *Config) { c.Inline, c.BlockingPoll, c.LockOSThread = true, true, true }}, // Config.LockOSThread
 	{"loops-uring", func(c *Config) { c.Inline, c.IOUring = true, true }},                             // Config.IOUring: uring_linux_test.go skips it where the kernel refuses
+	{"loops-uring-worker", func(c *Config) { c.IOUring = true }},                                      // handlers on the worker pool, writing from its goroutines
 }
 
 func forEachKind(t *testing.T, fn func(t *testing.T, k engineKind)) {

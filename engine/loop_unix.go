@@ -266,7 +266,9 @@ func (l *loop) process(n int, now time.Time) {
 		}
 		if ev.Readable && c.flags&fRegistered != 0 {
 			if c.interest&ioRead != 0 {
-				l.onReadable(c)
+				if l.ring == nil || !l.ringRecvLater(c) { // uring_linux.go
+					l.onReadable(c)
+				}
 			} else if ev.Hangup {
 				// Not reading, but the socket is dead (RST or both
 				// directions shut): level-triggered hang-ups would
@@ -281,6 +283,9 @@ func (l *loop) process(n int, now time.Time) {
 				}
 			}
 		}
+	}
+	if l.ring != nil {
+		l.ringRecvs() // uring_linux.go: the reads ringRecvLater took
 	}
 	l.runMailbox()
 	t := l.tick.Load()

@@ -64,32 +64,38 @@ func (l *loop) onReadable(c *Conn) {
 		return
 	}
 	if err == nil { // end of file
-		c.flags |= fReadEOF
-		l.updateInterest(c)
-		l.e.callOnEOF(c)
-		if c.flags&fRegistered == 0 {
-			return
-		}
-		if c.flags&fWorkerBusy != 0 || c.inflight.Load() > 0 {
-			return // updateState closes it once the work in flight is done
-		}
-		// Input left while work was in flight (a request pipelined behind
-		// one on a worker) may not have been redelivered yet: the FIN can
-		// be read before the loop handles the work's completion.
-		if c.in != nil {
-			l.redeliver(c)
-			if c.flags&fRegistered == 0 || c.flags&fWorkerBusy != 0 || c.inflight.Load() > 0 {
-				return
-			}
-		}
-		if l.quiet(c) {
-			l.closeNow(c, ReasonPeerClosed, nil)
-		} else {
-			c.requestClose(ReasonPeerClosed, nil, false) // flush queued output first
-		}
+		l.readEOF(c)
 		return
 	}
 	l.closeNow(c, reasonFor(err), err)
+}
+
+// readEOF handles the end of c's input: OnEOF, then a close once nothing
+// is left to do.
+func (l *loop) readEOF(c *Conn) {
+	c.flags |= fReadEOF
+	l.updateInterest(c)
+	l.e.callOnEOF(c)
+	if c.flags&fRegistered == 0 {
+		return
+	}
+	if c.flags&fWorkerBusy != 0 || c.inflight.Load() > 0 {
+		return // updateState closes it once the work in flight is done
+	}
+	// Input left while work was in flight (a request pipelined behind
+	// one on a worker) may not have been redelivered yet: the FIN can
+	// be read before the loop handles the work's completion.
+	if c.in != nil {
+		l.redeliver(c)
+		if c.flags&fRegistered == 0 || c.flags&fWorkerBusy != 0 || c.inflight.Load() > 0 {
+			return
+		}
+	}
+	if l.quiet(c) {
+		l.closeNow(c, ReasonPeerClosed, nil)
+	} else {
+		c.requestClose(ReasonPeerClosed, nil, false) // flush queued output first
+	}
 }
 
 // onInput passes data read from c to OnData, after any pending input, and

@@ -22,6 +22,7 @@ type loopStats struct {
 	bytesOut      atomic.Uint64
 	watermarkHits atomic.Uint64
 	ringSends     atomic.Uint64 // io_uring sends submitted (Config.IOUring)
+	ringRecvs     atomic.Uint64 // io_uring recvs submitted
 	conns         atomic.Int64
 	states        [numStates]atomic.Int64
 	durCounts     [len(DurationBuckets) + 1]atomic.Uint64
@@ -83,8 +84,9 @@ type Stats struct {
 	// io_uring (Config.IOUring; 0 without it, off Linux, or when the
 	// kernel refused and the loops fell back to epoll).
 	IOUringLoops int
-	// RingSends counts the sends submitted through the loops' io_urings.
-	RingSends uint64
+	// RingSends and RingRecvs count the sends and the reads submitted
+	// through the loops' io_urings.
+	RingSends, RingRecvs uint64
 	// Lingers counts the lingering closes (Conn.CloseLinger) that ended,
 	// by how they ended: index it with a LingerOutcome (len is
 	// len(LingerOutcomes())).
@@ -178,6 +180,7 @@ func (s *Stats) add(ls *loopStats) {
 	s.BytesOut += ls.bytesOut.Load()
 	s.WatermarkHits += ls.watermarkHits.Load()
 	s.RingSends += ls.ringSends.Load()
+	s.RingRecvs += ls.ringRecvs.Load()
 	n := ls.conns.Load()
 	s.Active += n
 	s.Loops = append(s.Loops, LoopStats{Conns: n, Accepted: ls.accepted.Load(),

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"time"
 	"unsafe"
@@ -59,7 +60,22 @@ const (
 	udEpoll  = 1 << 56
 	udSend   = 2 << 56
 	udCancel = 3 << 56
+	udRecv   = 4 << 56
 	udKind   = 0xff << 56
+)
+
+// The read side: a round's readable connections (up to ringRecvSlots)
+// are read with one IORING_OP_RECV each (MSG_DONTWAIT: a spurious
+// readiness completes at once with EAGAIN), submitted together in one
+// io_uring_enter that waits for their completions, into a per-loop arena
+// of slots; each connection's bytes then go through onInput, as read()'s
+// do. A recv whose completion comes later (it never should) keeps its
+// slot until it does, and is delivered then, or dropped if its
+// connection has closed meanwhile.
+const (
+	ringRecvSlots    = 32
+	ringRecvSlotSize = 16 << 10
+	ringRecvWait     = 100 * time.Millisecond
 )
 
 // ringLoop is one loop's io_uring state, owned by the loop's goroutine.
@@ -75,6 +91,14 @@ type ringLoop struct {
 	inflight   int
 	roundSends uint32
 	complete   func(*uring.CQE) // l.ringComplete, bound once
+
+	// recv is on unless WARREN_URING_RECV=off (for A/B measurements).
+	recv     bool
+	reads    []*Conn // readable connections taken by ringRecvLater this round
+	rbuf     []byte  // ringRecvSlots slots of ringRecvSlotSize bytes
+	rslot    [ringRecvSlots]*Conn
+	rbusy    [ringRecvSlots]bool // a recv into the slot is in flight
+	rpending int                 // recvs of this batch not yet completed
 }
 
 // sendSlot pins one send in flight: the queue whose buffers it points at
@@ -118,6 +142,10 @@ func (l *loop) startRing() {
 		return
 	}
 	rl := &ringLoop{r: r, raw: make([]unix.EpollEvent, len(l.events))}
+	if os.Getenv("WARREN_URING_RECV") != "off" {
+		rl.recv = true
+		rl.rbuf = make([]byte, ringRecvSlots*ringRecvSlotSize)
+	}
 	rl.complete = l.ringComplete
 	l.ring = rl
 	l.ringUp.Store(true)
@@ -195,7 +223,90 @@ func (l *loop) ringComplete(cqe *uring.CQE) {
 			return
 		}
 		l.ringSent(c, q, cqe.Res)
+	case udRecv:
+		i := int(uint32(cqe.UserData))
+		c := rl.rslot[i]
+		rl.rslot[i], rl.rbusy[i] = nil, false
+		rl.rpending--
+		l.ringReceived(c, cqe.Res, rl.rbuf[i*ringRecvSlotSize:(i+1)*ringRecvSlotSize])
 	case udCancel:
+	}
+}
+
+// ringRecvLater takes readable c's read for the round's batch of recvs
+// (ringRecvs), reporting false when the batch is full or the ring does
+// not read (the caller reads now).
+func (l *loop) ringRecvLater(c *Conn) bool {
+	rl := l.ring
+	if !rl.recv || c.flags&fLinger != 0 || len(rl.reads) >= ringRecvSlots {
+		return false
+	}
+	rl.reads = append(rl.reads, c)
+	return true
+}
+
+// ringRecvs reads the connections ringRecvLater took, one recv each in
+// one io_uring_enter, and hands each one's bytes on as onReadable does.
+func (l *loop) ringRecvs() {
+	rl := l.ring
+	if len(rl.reads) == 0 {
+		return
+	}
+	slot := 0
+	for k, c := range rl.reads {
+		rl.reads[k] = nil
+		if c.flags&fRegistered == 0 || c.interest&ioRead == 0 || c.flags&fLinger != 0 {
+			continue
+		}
+		for slot < ringRecvSlots && rl.rbusy[slot] {
+			slot++
+		}
+		if slot == ringRecvSlots {
+			l.onReadable(c) // no free slot: read() as without the ring
+			continue
+		}
+		sqe, err := rl.r.GetSQE()
+		if err != nil {
+			l.onReadable(c)
+			continue
+		}
+		sqe.Opcode = uring.OpRecv
+		sqe.Fd = c.fd
+		sqe.SetAddr(unsafe.Pointer(&rl.rbuf[slot*ringRecvSlotSize]))
+		sqe.Len = ringRecvSlotSize
+		sqe.OpFlags = unix.MSG_DONTWAIT
+		sqe.UserData = udRecv | uint64(slot)
+		rl.rslot[slot], rl.rbusy[slot] = c, true
+		rl.rpending++
+		rl.inflight++
+		slot++
+		l.stats.ringRecvs.Add(1)
+	}
+	rl.reads = rl.reads[:0]
+	if rl.rpending == 0 {
+		return
+	}
+	if err := rl.r.Enter(uint32(rl.rpending), 0, ringRecvWait); err != nil {
+		l.e.errLog.Log("engine: io_uring recv", err)
+	}
+	rl.r.ForEachCQE(rl.complete)
+}
+
+// ringReceived hands on what a recv into buf read for c: res bytes, 0 at
+// end of file, or -errno; as onReadable does after its read().
+func (l *loop) ringReceived(c *Conn, res int32, buf []byte) {
+	if c.flags&fRegistered == 0 || c.flags&fLinger != 0 {
+		return // closed, or lingering, since: its input is no one's
+	}
+	switch {
+	case res > 0:
+		l.onInput(c, buf[:res])
+	case res == 0:
+		l.readEOF(c)
+	case res == -int32(unix.EAGAIN) || res == -int32(unix.EINTR):
+	default:
+		err := unix.Errno(-res)
+		l.closeNow(c, reasonFor(err), err)
 	}
 }
 

@@ -14,3 +14,5 @@ func (l *loop) ringOrphan(*Conn)                                        {}
 func (l *loop) ringQueue(*Conn)                                         {}
 func (l *loop) stopRing()                                               {}
 func (c *Conn) ringWriteLocked(*loop, [][]byte, int) (int, error, bool) { return 0, nil, false }
+func (l *loop) ringRecvLater(*Conn) bool                                { return false }
+func (l *loop) ringRecvs()                                              {}

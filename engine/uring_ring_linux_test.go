@@ -62,6 +62,12 @@ func TestRingSendsCounted(t *testing.T) {
 	if st.RingSends == 0 {
 		t.Fatal("no send went through the ring")
 	}
+	if st.RingRecvs == 0 {
+		t.Fatal("no read went through the ring")
+	}
+	if st.BytesIn != uint64(want) {
+		t.Fatalf("BytesIn %d, want %d", st.BytesIn, want)
+	}
 	if st.QueuedBytes != 0 {
 		t.Fatalf("QueuedBytes %d after the echoes", st.QueuedBytes)
 	}
