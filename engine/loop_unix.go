@@ -90,8 +90,9 @@ func startLoops(e *Engine) error {
 	n := cfg.Loops
 	loops := make([]*loop, n)
 	now := e.tickAt(cfg.Clock.Now())
+	useRing := (cfg.IOUring || ringForced) && ringSupported
 	for i := range loops {
-		p, err := poll.New(1024, !cfg.BlockingPoll && !(cfg.IOUring && ringSupported))
+		p, err := poll.New(1024, !cfg.BlockingPoll && !useRing)
 		if err != nil {
 			for _, l := range loops[:i] {
 				l.poller.Close()
@@ -104,7 +105,7 @@ func startLoops(e *Engine) error {
 			buf:     make([]byte, cfg.ReadBufferSize),
 			wheel:   timerwheel.New(1024, now),
 			stopped: make(chan struct{}),
-			uring:   cfg.IOUring && ringSupported,
+			uring:   useRing,
 		}
 		l.tick.Store(now)
 		l.initFolding(n)

@@ -21,6 +21,11 @@ import (
 // ringSupported says Config.IOUring applies here.
 const ringSupported = true
 
+// ringForced turns Config.IOUring on for every engine of the process
+// (WARREN_IO_URING=on): for running other packages' tests and A/B
+// measurements on the ring, like WARREN_NETPOLL.
+var ringForced = os.Getenv("WARREN_IO_URING") == "on"
+
 // The io_uring mode (Config.IOUring). A loop waits with an
 // IORING_OP_EPOLL_WAIT on its own epoll set, kept in flight across rounds
 // (one at a time), so accept, readiness, folding's nesting, wake-ups and
@@ -442,6 +447,17 @@ func (l *loop) ringSent(c *Conn, q *outQueue, res int32) {
 		l.updateInterest(c)
 	}
 	if empty {
+		if c.flags&fReadEOF != 0 && c.in != nil {
+			// Half-closed with input a finished task left (a request
+			// pipelined behind one on a worker, whose opQuiet is still
+			// in the mailbox): offer it before updateState takes c for
+			// done, as readEOF does. A deferred send completes sooner
+			// after the task than an epoll flush would.
+			l.redeliver(c)
+			if c.flags&fRegistered == 0 {
+				return
+			}
+		}
 		l.updateState(c)
 	}
 }

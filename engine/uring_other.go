@@ -3,7 +3,10 @@
 package engine
 
 // Config.IOUring is Linux's; elsewhere the loops always use their poller.
-const ringSupported = false
+const (
+	ringSupported = false
+	ringForced    = false
+)
 
 // ringLoop is the io_uring state, never set off Linux.
 type ringLoop struct{}
