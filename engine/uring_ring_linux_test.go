@@ -303,4 +303,3 @@ func TestRingSlowConsumer(t *testing.T) {
 	}
 	eventually(t, 5*time.Second, "queue released", func() bool { return e.Stats().QueuedBytes == 0 })
 }
-
