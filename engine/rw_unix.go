@@ -380,6 +380,11 @@ func (l *loop) armWrite(c *Conn) {
 	c.mu.Unlock()
 	if ring {
 		l.ringQueue(c) // uring_linux.go: sent at the round's end
+		if queued <= e.cfg.WriteHighWater {
+			// Poll interest is unchanged, and the write timeout is set
+			// for a send still in flight at the next round (ringWait).
+			return
+		}
 	}
 	if queued > e.cfg.WriteHighWater && e.cfg.SlowPolicy == SlowPause {
 		c.flags |= fSlowPaused

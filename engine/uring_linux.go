@@ -98,12 +98,16 @@ type ringLoop struct {
 	complete   func(*uring.CQE) // l.ringComplete, bound once
 
 	// recv is on unless WARREN_URING_RECV=off (for A/B measurements).
-	recv     bool
-	reads    []*Conn // readable connections taken by ringRecvLater this round
-	rbuf     []byte  // ringRecvSlots slots of ringRecvSlotSize bytes
-	rslot    [ringRecvSlots]*Conn
-	rbusy    [ringRecvSlots]bool // a recv into the slot is in flight
-	rpending int                 // recvs of this batch not yet completed
+	recv bool
+	// submitted holds the send slots (index and generation) submitted in
+	// the last enter: those still in flight once it has returned are
+	// timed (retime), as armWrite times output queued for epoll.
+	submitted []uint64
+	reads     []*Conn // readable connections taken by ringRecvLater this round
+	rbuf      []byte  // ringRecvSlots slots of ringRecvSlotSize bytes
+	rslot     [ringRecvSlots]*Conn
+	rbusy     [ringRecvSlots]bool // a recv into the slot is in flight
+	rpending  int                 // recvs of this batch not yet completed
 }
 
 // sendSlot pins one send in flight: the queue whose buffers it points at
@@ -194,6 +198,13 @@ func (l *loop) ringWait(timeoutMs int) (int, error) {
 	}
 	rl.n = 0
 	rl.r.ForEachCQE(rl.complete)
+	for i, ud := range rl.submitted {
+		rl.submitted[i] = 0
+		if s := rl.slots[uint32(ud)]; s.c != nil && uint64(s.gen) == ud>>32 {
+			l.retime(s.c) // the write timeout, for a send that waits for room
+		}
+	}
+	rl.submitted = rl.submitted[:0]
 	return rl.n, nil
 }
 
@@ -390,6 +401,7 @@ func (l *loop) ringSendLocked(c *Conn, q *outQueue) bool {
 		sqe.SetAddr(unsafe.Pointer(&s.msg))
 	}
 	q.sending, q.slot = true, i
+	rl.submitted = append(rl.submitted, uint64(s.gen)<<32|uint64(i))
 	rl.inflight++
 	rl.roundSends++
 	l.stats.ringSends.Add(1)
@@ -442,11 +454,15 @@ func (l *loop) ringSent(c *Conn, q *outQueue, res int32) {
 	}
 	if c.flags&fSlowPaused != 0 && queued <= e.cfg.WriteLowWater {
 		c.flags &^= fSlowPaused
+		l.updateInterest(c) // reading again
 	}
-	if empty || c.flags&fSlowPaused == 0 {
-		l.updateInterest(c)
+	if !empty {
+		l.retime(c) // more to send: the write timeout goes on
 	}
-	if empty {
+	// Ring output never changes the poll interest, nor whether c is busy:
+	// only a half-closed or draining connection, which may be waiting for
+	// its output to end, needs updateState here.
+	if empty && c.flags&(fReadEOF|fDrainQuiet) != 0 {
 		if c.flags&fReadEOF != 0 && c.in != nil {
 			// Half-closed with input a finished task left (a request
 			// pipelined behind one on a worker, whose opQuiet is still
