@@ -303,3 +303,23 @@ func TestRingSlowConsumer(t *testing.T) {
 	}
 	eventually(t, 5*time.Second, "queue released", func() bool { return e.Stats().QueuedBytes == 0 })
 }
+
+// TestRingWriteTimeout: a ring send that waits for room from a peer that
+// does not read is timed: the connection closes for its write timeout.
+func TestRingWriteTimeout(t *testing.T) {
+	k := kindNamed("loops-uring")
+	cfg := Config{Loops: 1, WriteHighWater: 64 << 20, WriteTimeout: 300 * time.Millisecond}
+	k.cfg(&cfg)
+	h := &bigHandler{echoHandler: *newEcho()}
+	e, addr := startEngine(t, cfg, h)
+	c := dial(t, addr)
+	c.(*net.TCPConn).SetReadBuffer(4096)
+	c.Write([]byte("big"))
+	if r := h.awaitClose(t, 10*time.Second, "not closed for its write timeout"); r != ReasonWriteTimeout {
+		t.Fatalf("closed with %v, want write_timeout", r)
+	}
+	eventually(t, 5*time.Second, "the send's completion", func() bool {
+		idle, _ := ringIdle(t, e)
+		return idle
+	})
+}
