@@ -232,6 +232,9 @@ func (l *loop) run() {
 			// to other processes' for a moment (the proxy's p99 is
 			// better with this yield than without it, docs/benchmarks.md
 			// section 57).
+			if l.ring != nil {
+				l.ringFlush() // uring_linux.go: the round's sends go before the yield
+			}
 			runtime.Gosched()
 			busySince = time.Now()
 		}

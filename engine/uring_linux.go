@@ -208,6 +208,20 @@ func (l *loop) ringWait(timeoutMs int) (int, error) {
 	return rl.n, nil
 }
 
+// ringFlush submits the round's sends now, without waiting or reading
+// completions: before the loop yields its P (runtime.Gosched), which may
+// leave its thread asleep for a while, its writes must not wait with it.
+// The next ringWait counts their completions in its wait as usual.
+func (l *loop) ringFlush() {
+	l.ringSubmitSends()
+	if l.ring.r.Prepared() == 0 {
+		return
+	}
+	if err := l.ring.r.Enter(0, 0, -1); err != nil {
+		l.e.errLog.Log("engine: io_uring submit", err)
+	}
+}
+
 // ringComplete handles one completion.
 func (l *loop) ringComplete(cqe *uring.CQE) {
 	rl := l.ring

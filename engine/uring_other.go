@@ -19,3 +19,4 @@ func (l *loop) stopRing()                                               {}
 func (c *Conn) ringWriteLocked(*loop, [][]byte, int) (int, error, bool) { return 0, nil, false }
 func (l *loop) ringRecvLater(*Conn) bool                                { return false }
 func (l *loop) ringRecvs()                                              {}
+func (l *loop) ringFlush()                                              {}
