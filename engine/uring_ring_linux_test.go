@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -322,4 +323,41 @@ func TestRingWriteTimeout(t *testing.T) {
 		idle, _ := ringIdle(t, e)
 		return idle
 	})
+}
+
+// TestRingNoDescriptorLeak: engines on the ring, started, used and closed
+// in turn, leave no descriptor behind (the rings' included).
+func TestRingNoDescriptorLeak(t *testing.T) {
+	k := kindNamed("loops-uring")
+	count := func() int {
+		ents, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Skip(err)
+		}
+		return len(ents)
+	}
+	run := func() {
+		cfg := Config{Loops: 2}
+		k.cfg(&cfg)
+		skipWithoutRing(t)
+		e, err := New(cfg, newEcho())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.Start("127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 5*time.Second, "loops on io_uring", func() bool { return e.Stats().IOUringLoops == 2 })
+		c := dial(t, e.Addr().String())
+		roundTrip(t, c, "ping")
+		c.Close()
+		e.Close()
+		eventually(t, 5*time.Second, "rings released", func() bool { return e.Stats().IOUringLoops == 0 })
+	}
+	run() // the first engine's one-time descriptors, if any
+	before := count()
+	for range 5 {
+		run()
+	}
+	eventually(t, 5*time.Second, "descriptors back to their count", func() bool { return count() <= before })
 }
