@@ -183,7 +183,11 @@ func (l *loop) ringWait(timeoutMs int) (int, error) {
 	}
 	var err error
 	if timeoutMs == 0 {
-		err = rl.r.Enter(0, 0, -1)
+		// Poll, not a bare submit: with LockOSThread the ring defers
+		// completions' task work (SetupDeferTaskrun) to enters that ask
+		// for events, and a loop whose mailbox is never empty never
+		// waits.
+		err = rl.r.Poll()
 	} else {
 		wait := uint32(1)
 		if rl.r.MinWait {

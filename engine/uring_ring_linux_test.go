@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -360,4 +361,34 @@ func TestRingNoDescriptorLeak(t *testing.T) {
 		run()
 	}
 	eventually(t, 5*time.Second, "descriptors back to their count", func() bool { return count() <= before })
+}
+
+// TestRingLockedBusyMailbox: with LockOSThread the ring defers
+// completions' work to the loop's own enters that ask for events
+// (DEFER_TASKRUN); a loop whose mailbox is never empty waits with a zero
+// timeout every round, and must still see readiness: an echo round trip
+// goes through while a function keeps reposting itself.
+func TestRingLockedBusyMailbox(t *testing.T) {
+	for _, k := range []engineKind{kindNamed("loops-uring"), {"loops-uring-locked", func(c *Config) { c.Inline, c.IOUring, c.LockOSThread = true, true, true }}} {
+		t.Run(k.name, func(t *testing.T) {
+			cfg := Config{Loops: 1}
+			k.cfg(&cfg)
+			e, addr := startEngine(t, cfg, newEcho())
+			c := dial(t, addr)
+			roundTrip(t, c, "warm")
+			var stop atomic.Bool
+			var reposts atomic.Int64
+			l := e.loops[0]
+			var f func()
+			f = func() {
+				if reposts.Add(1) < 1e8 && !stop.Load() {
+					l.postFunc(f)
+				}
+			}
+			l.postFunc(f)
+			defer stop.Store(true)
+			eventually(t, 5*time.Second, "a busy mailbox", func() bool { return reposts.Load() > 100 })
+			roundTrip(t, c, "ping")
+		})
+	}
 }

@@ -257,7 +257,6 @@ func (r *Ring) GetSQE() (*SQE, error) {
 // ready. A completion queue too full to submit into (EBUSY) is not an
 // error either: the caller reaps and enters again.
 func (r *Ring) Enter(wait, minWaitUsec uint32, timeout time.Duration) error {
-	atomic.StoreUint32(r.sqTail, r.tail)
 	var flags uintptr
 	ext := false
 	if wait > 0 {
@@ -276,6 +275,13 @@ func (r *Ring) Enter(wait, minWaitUsec uint32, timeout time.Duration) error {
 			flags |= enterExtArg
 		}
 	}
+	return r.enter(wait, flags, ext)
+}
+
+// enter makes the io_uring_enter calls of Enter and Poll: flags and, when
+// ext, r.arg are set.
+func (r *Ring) enter(wait uint32, flags uintptr, ext bool) error {
+	atomic.StoreUint32(r.sqTail, r.tail)
 	for range maxEnterRetries {
 		toSubmit := r.tail - atomic.LoadUint32(r.sqHead)
 		r.Enters++
@@ -283,12 +289,12 @@ func (r *Ring) Enter(wait, minWaitUsec uint32, timeout time.Duration) error {
 		switch {
 		case ext:
 			_, _, errno = unix.Syscall6(unix.SYS_IO_URING_ENTER, uintptr(r.fd), uintptr(toSubmit), uintptr(wait), flags, uintptr(unsafe.Pointer(&r.arg)), unsafe.Sizeof(r.arg))
-		case wait > 0:
-			_, _, errno = unix.Syscall6(unix.SYS_IO_URING_ENTER, uintptr(r.fd), uintptr(toSubmit), uintptr(wait), flags, 0, 0)
 		default:
-			// Nothing to wait for: it cannot block, so the scheduler need
-			// not hand the thread's P away.
-			_, _, errno = unix.RawSyscall6(unix.SYS_IO_URING_ENTER, uintptr(r.fd), uintptr(toSubmit), 0, 0, 0, 0)
+			// Also without a wait a plain Syscall6: the submissions may
+			// run inline (a send of a large buffer, a cancel), and the
+			// scheduler and the garbage collector's stop-the-world must
+			// see the thread in the kernel.
+			_, _, errno = unix.Syscall6(unix.SYS_IO_URING_ENTER, uintptr(r.fd), uintptr(toSubmit), uintptr(wait), flags, 0, 0)
 		}
 		switch errno {
 		case 0, unix.ETIME:
@@ -305,6 +311,17 @@ func (r *Ring) Enter(wait, minWaitUsec uint32, timeout time.Duration) error {
 		}
 	}
 	return errors.New("io_uring_enter: interrupted too often")
+}
+
+// Poll submits every prepared entry and, without waiting, makes ready
+// the completions whose work the kernel has finished: one
+// io_uring_enter with IORING_ENTER_GETEVENTS and no minimum. On a ring
+// set up with SetupDeferTaskrun, completions are posted only by the
+// issuer's enters that ask for events; Enter(0, 0, -1) submits without
+// ever posting them, so a loop that never waits (its wait's timeout
+// always zero) must Poll.
+func (r *Ring) Poll() error {
+	return r.enter(0, enterGetEvents, false)
 }
 
 // Ready returns the number of completions ready to be read.
