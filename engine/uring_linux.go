@@ -36,9 +36,15 @@ var ringForced = os.Getenv("WARREN_IO_URING") == "on"
 // round submits one IORING_OP_SEND (one buffer) or SENDMSG (several) per
 // connection in the same io_uring_enter as its next wait. While a send is
 // in flight (outQueue.sending) later writes queue behind it and go out
-// when it completes; a partial send goes on from where it stopped; an
-// EAGAIN hands the queue back to epoll (EPOLLOUT, onWritable); an error
-// closes the connection with the reason a write's error would give.
+// when it completes. A send does not wait for all its bytes (no
+// MSG_WAITALL): it completes with what the socket took, which leaves the
+// queue at once, so only the rest counts as queued, against the write
+// watermarks and MaxQueuedBytes, as after epoll's write; the rest goes
+// out in the next round's send, which the kernel holds until the socket
+// has room (timed by the write timeout meanwhile). An EAGAIN (not
+// expected: the send is not MSG_DONTWAIT) hands the queue back to epoll
+// (EPOLLOUT, onWritable); an error closes the connection with the reason
+// a write's error would give.
 //
 // The buffers a send points at are the queue's, kept referenced by its
 // slot until the send's completion: a connection that closes with a send
@@ -402,7 +408,7 @@ func (l *loop) ringSendLocked(c *Conn, q *outQueue) bool {
 		bufs = bufs[:ringMaxIov]
 	}
 	sqe.Fd = c.fd
-	sqe.OpFlags = unix.MSG_NOSIGNAL | unix.MSG_WAITALL
+	sqe.OpFlags = unix.MSG_NOSIGNAL
 	sqe.UserData = udSend | uint64(s.gen)<<32 | uint64(i)
 	if len(bufs) == 1 {
 		sqe.Opcode = uring.OpSend
@@ -516,8 +522,9 @@ func (l *loop) ringOrphan(c *Conn) {
 		sqe.UserData = udCancel
 		rl.inflight++
 	}
-	// Without room for the cancel, the send ends when the descriptor's
-	// close makes it fail, or when the peer reads.
+	// Without room for the cancel, the send ends only when the peer
+	// reads or resets, or at stopRing's cancel: the ring holds its own
+	// reference to the socket, so closing the descriptor does not end it.
 }
 
 // ringQueue notes, on opArmWrite, that c's output is the ring's to send.

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // ringKinds are the poll-engine kinds compared with the io_uring one.
@@ -389,6 +391,67 @@ func TestRingLockedBusyMailbox(t *testing.T) {
 			defer stop.Store(true)
 			eventually(t, 5*time.Second, "a busy mailbox", func() bool { return reposts.Load() > 100 })
 			roundTrip(t, c, "ping")
+		})
+	}
+}
+
+// twoStep writes 90 KiB on "a" and 30 KiB on "b".
+type twoStep struct{ echoHandler }
+
+func (h *twoStep) OnData(c *Conn, in []byte) int {
+	switch {
+	case bytes.HasPrefix(in, []byte("a")):
+		c.Write(bytes.Repeat([]byte("a"), 90<<10))
+	case bytes.HasPrefix(in, []byte("b")):
+		c.Write(bytes.Repeat([]byte("b"), 30<<10))
+	}
+	return len(in)
+}
+
+// TestRingPartialSendLeavesQueue: a ring send counts as queued only what
+// the socket has not taken, as epoll's write does: 90 KiB to a peer that
+// does not read, whose socket takes part of it, leave less than 90 KiB
+// queued, and 30 KiB more stay under a 100 KiB high watermark (SlowClose
+// would close the connection otherwise). A send that waited for all its
+// bytes (MSG_WAITALL) kept the whole 90 KiB counted until the peer read.
+func TestRingPartialSendLeavesQueue(t *testing.T) {
+	for _, k := range ringKinds() {
+		t.Run(k.name, func(t *testing.T) {
+			cfg := Config{Loops: 1, WriteHighWater: 100 << 10}
+			k.cfg(&cfg)
+			e, addr := startEngine(t, cfg, &twoStep{echoHandler: *newEcho()})
+			raddr, err := net.ResolveTCPAddr("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := net.DialTCP("tcp", nil, raddr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetReadBuffer(4096)
+			eventually(t, 5*time.Second, "accepted", func() bool { return e.Stats().Active == 1 })
+			onLoopState(t, e, 0, func(l *loop) {
+				l.eachConn(func(sc *Conn) { unix.SetsockoptInt(int(sc.fd), unix.SOL_SOCKET, unix.SO_SNDBUF, 8192) })
+			})
+			if _, err := c.Write([]byte("a")); err != nil {
+				t.Fatal(err)
+			}
+			var first int64
+			eventually(t, 5*time.Second, "part of 90 KiB sent", func() bool {
+				first = e.Stats().QueuedBytes
+				return first > 0 && first < 90<<10
+			})
+			if _, err := c.Write([]byte("b")); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, 5*time.Second, "30 KiB more queued", func() bool {
+				s := e.Stats()
+				return s.QueuedBytes >= first+20<<10 || s.Closed[ReasonSlowConsumer] != 0
+			})
+			if n := e.Stats().Closed[ReasonSlowConsumer]; n != 0 {
+				t.Fatalf("closed as a slow consumer with %d bytes queued before the second write", first)
+			}
 		})
 	}
 }
