@@ -702,7 +702,7 @@ func (c *Conn) enqueueLocked(l *loop, bufs [][]byte, skip, rest int) error {
 			return ErrSlowConsumer
 		}
 	}
-	if cfg.MaxQueuedBytes > 0 && e.queued.Add(int64(rest)) > cfg.MaxQueuedBytes {
+	if cfg.MaxQueuedBytes > 0 && e.queued.Add(int64(rest))-e.deferred.Load() > cfg.MaxQueuedBytes {
 		e.queued.Add(-int64(rest))
 		return ErrQueueLimit
 	} else if cfg.MaxQueuedBytes <= 0 {
@@ -812,6 +812,7 @@ func (c *Conn) releaseOutLocked(e *Engine) {
 	if c.out.bytes > 0 {
 		e.queued.Add(-int64(c.out.bytes))
 	}
+	e.undefer(c.out)
 	c.freeOutLocked()
 }
 
@@ -826,6 +827,20 @@ type outQueue struct {
 	ring    bool
 	sending bool
 	slot    uint32
+	// deferred is how many of bytes were deferred to the round's end
+	// rather than written (counted in Engine.deferred too), until the
+	// queue's first send completes or epoll takes the queue over.
+	deferred int
+}
+
+// undefer stops counting q's deferred bytes as deferred: they have gone
+// out, or what is left of them is queued as epoll's write would have
+// left it. q may be nil.
+func (e *Engine) undefer(q *outQueue) {
+	if q != nil && q.deferred != 0 {
+		e.deferred.Add(-int64(q.deferred))
+		q.deferred = 0
+	}
 }
 
 var outQueuePool = sync.Pool{New: func() any { return new(outQueue) }}

@@ -40,6 +40,11 @@ type Engine struct {
 	rr     atomic.Uint64
 	conns  atomic.Int64 // admitted and not yet closed
 	queued atomic.Int64 // output bytes queued over all connections
+	// deferred is the part of queued that the io_uring mode holds for
+	// the round's end (outQueue.deferred), which epoll would have
+	// written already: a real queueing (enqueueLocked) checks
+	// MaxQueuedBytes against queued less deferred.
+	deferred atomic.Int64
 	// ringLoops counts the loops running on an io_uring (Config.IOUring);
 	// ringOnce logs the fallback to epoll once.
 	ringLoops atomic.Int32

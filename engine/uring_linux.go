@@ -357,7 +357,7 @@ func releaseOrphan(q *outQueue) {
 		pool.Put(b)
 	}
 	clear(q.bufs)
-	q.bufs, q.bytes = q.bufs[:0], 0
+	q.bufs, q.bytes, q.deferred = q.bufs[:0], 0, 0
 	q.ring, q.sending = false, false
 	outQueuePool.Put(q)
 }
@@ -376,6 +376,7 @@ func (l *loop) ringSubmitSends() {
 		}
 		if !l.ringSendLocked(c, q) {
 			q.ring = false // back to epoll: onWritable flushes it
+			l.e.undefer(q)
 			c.mu.Unlock()
 			l.updateInterest(c)
 			continue
@@ -448,6 +449,9 @@ func (l *loop) ringSent(c *Conn, q *outQueue, res int32) {
 		e.queued.Add(-int64(n))
 		c.consumeOutLocked(n)
 	}
+	// After queued's decrement, so that queued less deferred never
+	// passes what is really queued.
+	e.undefer(q)
 	if res < 0 {
 		errno := unix.Errno(-res)
 		if errno == unix.EAGAIN || errno == unix.EINTR {
@@ -516,6 +520,7 @@ func (l *loop) ringOrphan(c *Conn) {
 		l.e.queued.Add(-int64(q.bytes))
 		q.bytes = 0
 	}
+	l.e.undefer(q)
 	if sqe, err := rl.r.GetSQE(); err == nil {
 		sqe.Opcode = uring.OpAsyncCancel
 		sqe.Addr = udSend | uint64(s.gen)<<32 | uint64(q.slot)
@@ -541,11 +546,15 @@ func (c *Conn) ringWriteLocked(l *loop, bufs [][]byte, total int) (n int, err er
 		if !l.ringUp.Load() || l.sleeping.Load() || total > cfg.WriteHighWater {
 			return 0, nil, false // the loop is not in a round: write now
 		}
-		// Deferred bytes count as queued, but must not make c look slow
-		// or trip the engine's bound: past it, write now instead.
+		// Deferred bytes count as queued (and as deferred, first, so
+		// that another connection's enqueueLocked never sees them queued
+		// but not deferred), but must not make c look slow or trip the
+		// engine's bound: past it, write now instead.
+		e.deferred.Add(int64(total))
 		if cfg.MaxQueuedBytes > 0 {
 			if e.queued.Add(int64(total)) > cfg.MaxQueuedBytes {
 				e.queued.Add(-int64(total))
+				e.deferred.Add(-int64(total))
 				return 0, nil, false
 			}
 		} else {
@@ -556,7 +565,7 @@ func (c *Conn) ringWriteLocked(l *loop, bufs [][]byte, total int) (n int, err er
 		c.out = q
 		c.lastWrite = stampOf(l.tick.Load())
 		c.appendOutLocked(bufs, 0)
-		q.bytes = total
+		q.bytes, q.deferred = total, total
 		arm := c.cs&csArmPending == 0
 		if arm {
 			c.cs |= csArmPending
@@ -571,7 +580,11 @@ func (c *Conn) ringWriteLocked(l *loop, bufs [][]byte, total int) (n int, err er
 		cfg.MaxQueuedBytes > 0 && e.queued.Load()+int64(total) > cfg.MaxQueuedBytes) {
 		// Only deferred bytes are queued: write them now rather than
 		// count them against c's watermark or the engine's bound.
-		if _, err := c.flushLocked(l); err != nil {
+		d := q.deferred
+		q.deferred = 0
+		_, err = c.flushLocked(l) // q may be back in its pool after
+		e.deferred.Add(-int64(d))
+		if err != nil {
 			c.mu.Unlock()
 			c.requestClose(reasonFor(err), err, true)
 			return 0, err, true

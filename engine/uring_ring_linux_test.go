@@ -455,3 +455,92 @@ func TestRingPartialSendLeavesQueue(t *testing.T) {
 		})
 	}
 }
+
+// orderedFan writes msg to every other connection, in the order they
+// opened, on any input, and keeps the writes' errors.
+type orderedFan struct {
+	echoHandler
+	mu    sync.Mutex
+	conns []*Conn
+	msg   []byte
+	fans  int
+	errs  []error
+}
+
+func (h *orderedFan) OnOpen(c *Conn) { h.mu.Lock(); h.conns = append(h.conns, c); h.mu.Unlock() }
+
+func (h *orderedFan) OnData(c *Conn, in []byte) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, p := range h.conns {
+		if p != c {
+			if _, err := p.Write(h.msg); err != nil {
+				h.errs = append(h.errs, err)
+			}
+		}
+	}
+	h.fans++
+	return len(in)
+}
+
+// TestRingFanOutSlowPeer: a fan-out to 19 peers with room and, last, one
+// whose socket is full, under a MaxQueuedBytes of ten messages. Epoll
+// writes the 19 at once and queues only the last one's message; the
+// ring defers the 19 to the round's end, and those deferred bytes must
+// not count against the bound when the last peer's message has to be
+// queued for real (it would fail with ErrQueueLimit).
+func TestRingFanOutSlowPeer(t *testing.T) {
+	for _, k := range ringKinds() {
+		t.Run(k.name, func(t *testing.T) {
+			const peers = 20
+			msg := bytes.Repeat([]byte("m"), 1000)
+			cfg := Config{Loops: 1, MaxQueuedBytes: 10 * int64(len(msg))}
+			k.cfg(&cfg)
+			h := &orderedFan{echoHandler: *newEcho(), msg: msg}
+			e, addr := startEngine(t, cfg, h)
+			opened := func(n int) func() bool {
+				return func() bool { h.mu.Lock(); defer h.mu.Unlock(); return len(h.conns) == n }
+			}
+			var cs []net.Conn
+			for i := range peers {
+				cs = append(cs, dial(t, addr))
+				eventually(t, 5*time.Second, "peer open", opened(i+1))
+			}
+			h.mu.Lock()
+			slow := h.conns[peers-1]
+			h.mu.Unlock()
+			onLoopState(t, e, 0, func(l *loop) { // fill the last peer's socket
+				fd := int(slow.fd)
+				unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, 4096)
+				junk := make([]byte, 65536)
+				for range 1000 {
+					if _, err := unix.Write(fd, junk); err != nil {
+						break
+					}
+				}
+			})
+			src := dial(t, addr)
+			eventually(t, 5*time.Second, "source open", opened(peers+1))
+			if _, err := src.Write([]byte("fan")); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, 5*time.Second, "the fan-out", func() bool { h.mu.Lock(); defer h.mu.Unlock(); return h.fans == 1 })
+			for i, c := range cs[:peers-1] {
+				c.SetReadDeadline(time.Now().Add(5 * time.Second))
+				if _, err := io.ReadFull(c, make([]byte, len(msg))); err != nil {
+					t.Fatalf("peer %d: %v", i, err)
+				}
+			}
+			h.mu.Lock()
+			errs := h.errs
+			h.mu.Unlock()
+			if len(errs) != 0 {
+				t.Fatalf("fan-out writes failed: %v", errs)
+			}
+			if n := e.Stats().Closed[ReasonSlowConsumer]; n != 0 {
+				t.Fatalf("%d peers closed as slow consumers", n)
+			}
+			eventually(t, 5*time.Second, "no bytes counted as deferred", func() bool { return e.deferred.Load() == 0 })
+		})
+	}
+}
