@@ -232,7 +232,7 @@ func (l *loop) run() {
 			// to other processes' for a moment (the proxy's p99 is
 			// better with this yield than without it, docs/benchmarks.md
 			// section 57).
-			if l.ring != nil {
+			if l.ring != nil && !l.stopping { // a stopped loop's ring is closed
 				l.ringFlush() // uring_linux.go: the round's sends go before the yield
 			}
 			runtime.Gosched()

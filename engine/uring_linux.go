@@ -620,6 +620,7 @@ func (l *loop) stopRing() {
 	}
 	l.ringUp.Store(false)
 	l.e.ringLoops.Add(-1)
+	l.ring = nil // what is left of the round must not touch a closed ring
 	if rl.inflight > 0 {
 		l.e.errLog.Log("engine: io_uring stop", fmt.Errorf("%d operations still in flight: %w", rl.inflight, errRingStuck))
 		ringLeaks.mu.Lock()
