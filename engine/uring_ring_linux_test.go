@@ -598,3 +598,54 @@ func TestRingStopInBusyRound(t *testing.T) {
 		})
 	}
 }
+
+type hugeHandler struct{ echoHandler }
+
+func (h *hugeHandler) OnData(c *Conn, in []byte) int {
+	chunk := bytes.Repeat([]byte("b"), 64<<10)
+	for range 128 { // 8 MiB
+		c.Write(chunk)
+	}
+	return len(in)
+}
+
+// TestRingWriteTimeoutWithProgress: WriteTimeout is "no progress for
+// this long"; a peer that reads steadily, but slower than a whole ring
+// send of 64 buffers (4 MiB) takes, must not be timed out: a send that
+// waited for all its bytes (MSG_WAITALL) moved lastWrite only at its end.
+// Reviewer uringB's probe, at half its size.
+func TestRingWriteTimeoutWithProgress(t *testing.T) {
+	for _, name := range []string{"loops-inline", "loops-uring"} {
+		t.Run(name, func(t *testing.T) {
+			skipWithoutRing(t)
+			k := kindNamed(name)
+			cfg := Config{Loops: 1, WriteHighWater: 64 << 20, WriteTimeout: 300 * time.Millisecond}
+			k.cfg(&cfg)
+			h := &hugeHandler{echoHandler: *newEcho()}
+			_, addr := startEngine(t, cfg, h)
+			c := dial(t, addr)
+			c.(*net.TCPConn).SetReadBuffer(64 << 10)
+			c.Write([]byte("go"))
+			buf := make([]byte, 64<<10)
+			total := 0
+			deadline := time.Now().Add(20 * time.Second)
+			for total < 8<<20 && time.Now().Before(deadline) {
+				c.SetReadDeadline(time.Now().Add(2 * time.Second))
+				n, err := c.Read(buf)
+				total += n
+				if err != nil {
+					break
+				}
+				time.Sleep(5 * time.Millisecond) // about 10 MB/s at most: steady progress
+			}
+			select {
+			case r := <-h.closed:
+				t.Errorf("%s: closed with %v after %d bytes; the peer was reading", name, r, total)
+			default:
+				if total != 8<<20 {
+					t.Errorf("%s: got %d bytes", name, total)
+				}
+			}
+		})
+	}
+}
