@@ -374,6 +374,16 @@ func (l *loop) ringSubmitSends() {
 			c.mu.Unlock()
 			continue
 		}
+		if c.flags&fDialing != 0 {
+			// Not before the connect completes: a send on a connecting
+			// socket waits for it, and a refused connect's error would
+			// go to the send, leaving onWritable's sockError nil. Epoll
+			// flushes the queue once connected, as without the ring.
+			q.ring = false
+			l.e.undefer(q)
+			c.mu.Unlock()
+			continue
+		}
 		if !l.ringSendLocked(c, q) {
 			q.ring = false // back to epoll: onWritable flushes it
 			l.e.undefer(q)

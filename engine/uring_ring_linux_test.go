@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -648,4 +649,82 @@ func TestRingWriteTimeoutWithProgress(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRingNoSendWhileDialing: a write deferred on an outbound connection
+// whose connect is still in progress is not sent through the ring (the
+// send could take the connect's error from onWritable's sockError); it
+// goes out through epoll once connected. The connect is held by a
+// listener whose accept queue (backlog 0) is full, so its SYN is dropped
+// until a retransmission after the queue has room.
+func TestRingNoSendWhileDialing(t *testing.T) {
+	k := kindNamed("loops-uring")
+	cfg := Config{Loops: 1}
+	k.cfg(&cfg)
+	e, _ := startEngine(t, cfg, newEcho())
+	lfd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(lfd)
+	if err := unix.Bind(lfd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Listen(lfd, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.SetsockoptTimeval(lfd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: 10}); err != nil {
+		t.Fatal(err) // bounds the accepts below
+	}
+	sa, err := unix.Getsockname(lfd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(sa.(*unix.SockaddrInet4).Port))
+	filler, err := net.DialTimeout("tcp", addr.String(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer filler.Close()
+	out, err := e.Dial(addr, netip.Addr{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dialing := false
+	onLoopState(t, e, 0, func(l *loop) {
+		dialing = out.flags&fDialing != 0
+		out.Write([]byte("hello")) // in a round: deferred for the ring
+	})
+	if !dialing {
+		t.Skip("the connect completed at once")
+	}
+	onLoopState(t, e, 0, func(*loop) {}) // the round that wrote has ended
+	if n := e.Stats().RingSends; n != 0 {
+		t.Fatalf("%d ring sends submitted while the connect was in progress", n)
+	}
+	// Make room: the SYN's retransmission (about a second) connects, and
+	// the queued bytes arrive through epoll.
+	for range 2 {
+		nfd, _, err := unix.Accept4(lfd, unix.SOCK_CLOEXEC)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer unix.Close(nfd)
+		if got := unix.SetsockoptTimeval(nfd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: 5}); got != nil {
+			t.Fatal(got)
+		}
+		var lsa unix.Sockaddr
+		if lsa, err = unix.Getpeername(nfd); err != nil {
+			t.Fatal(err)
+		}
+		if lsa.(*unix.SockaddrInet4).Port != filler.LocalAddr().(*net.TCPAddr).Port {
+			buf := make([]byte, 5)
+			n, err := unix.Read(nfd, buf)
+			if err != nil || string(buf[:n]) != "hello" {
+				t.Fatalf("read %q, %v; want hello", buf[:n], err)
+			}
+			return
+		}
+	}
+	t.Fatal("the outbound connection was not accepted")
 }
