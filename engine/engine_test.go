@@ -106,7 +106,7 @@ var kinds = []engineKind{
 	{"portable", func(c *Config) { c.Portable = true }},
 	{"loops-blocking", func(c *Config) { c.Inline, c.BlockingPoll = true, true }},                     // Config.BlockingPoll
 	{"loops-locked", func(c *Config) { c.Inline, c.BlockingPoll, c.LockOSThread = true, true, true }}, // Config.LockOSThread
-	{"loops-uring", func(c *Config) { c.Inline, c.IOUring = true, true }},                             // Config.IOUring: uring_linux_test.go skips it where the kernel refuses
+	{"loops-uring", func(c *Config) { c.Inline, c.IOUring = true, true }},                             // Config.IOUring: startEngine skips it where the kernel refuses (skipWithoutRing)
 	{"loops-uring-worker", func(c *Config) { c.IOUring = true }},                                      // handlers on the worker pool, writing from its goroutines
 }
 
@@ -337,9 +337,10 @@ func TestSlowConsumer(t *testing.T) {
 			if e.Stats().WatermarkHits == 0 {
 				t.Fatal("no watermark hit counted")
 			}
-			if q := e.Stats().QueuedBytes; q != 0 {
-				t.Fatalf("queued bytes %d after close", q)
-			}
+			// Eventually: on the ring (WARREN_IO_URING=on) the last
+			// echo's bytes leave QueuedBytes at its send's completion,
+			// reaped in the loop's next wait.
+			eventually(t, 5*time.Second, "no queued bytes after close", func() bool { return e.Stats().QueuedBytes == 0 })
 		})
 	}
 }

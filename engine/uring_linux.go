@@ -146,7 +146,7 @@ func (l *loop) startRing() {
 	}
 	r, err := uring.New(ringSQEntries, ringCQEntries, flags)
 	if err == nil {
-		if err = r.Probe(uring.OpEpollWait, uring.OpSend, uring.OpSendmsg, uring.OpAsyncCancel); err != nil {
+		if err = r.Probe(uring.OpEpollWait, uring.OpSend, uring.OpSendmsg, uring.OpAsyncCancel, uring.OpRecv); err != nil {
 			r.Close()
 		}
 	}
@@ -238,6 +238,10 @@ func (l *loop) ringComplete(cqe *uring.CQE) {
 	rl.inflight--
 	switch cqe.UserData & udKind {
 	case udEpoll:
+		// Reaped mid-round (ringRecvs), its events are dropped by the
+		// next ringWait's rl.n = 0, not handled a round late: epoll is
+		// level-triggered and reports what is still ready again, and a
+		// descriptor closed and reused meanwhile gets no stale event.
 		rl.armed = false
 		if cqe.Res > 0 {
 			rl.n = l.poller.Events(rl.raw[:cqe.Res], l.events)
@@ -278,11 +282,31 @@ func (l *loop) ringComplete(cqe *uring.CQE) {
 // not read (the caller reads now).
 func (l *loop) ringRecvLater(c *Conn) bool {
 	rl := l.ring
-	if !rl.recv || c.flags&fLinger != 0 || len(rl.reads) >= ringRecvSlots {
+	if !rl.recv || c.flags&fLinger != 0 {
+		return false
+	}
+	if rl.rpending > 0 && rl.recvPending(c) {
+		// A recv of c's from an earlier round is still in flight: a
+		// read now would overtake its bytes. Its completion comes
+		// first; level-triggered epoll reports c again.
+		return true
+	}
+	if len(rl.reads) >= ringRecvSlots {
 		return false
 	}
 	rl.reads = append(rl.reads, c)
 	return true
+}
+
+// recvPending reports whether a recv into one of rl's slots is in flight
+// for c.
+func (rl *ringLoop) recvPending(c *Conn) bool {
+	for i, b := range rl.rbusy {
+		if b && rl.rslot[i] == c {
+			return true
+		}
+	}
+	return false
 }
 
 // ringRecvs reads the connections ringRecvLater took, one recv each in
@@ -292,7 +316,7 @@ func (l *loop) ringRecvs() {
 	if len(rl.reads) == 0 {
 		return
 	}
-	slot := 0
+	slot, batch := 0, 0
 	for k, c := range rl.reads {
 		rl.reads[k] = nil
 		if c.flags&fRegistered == 0 || c.interest&ioRead == 0 || c.flags&fLinger != 0 {
@@ -307,7 +331,7 @@ func (l *loop) ringRecvs() {
 		}
 		sqe, err := rl.r.GetSQE()
 		if err != nil {
-			l.onReadable(c)
+			l.onReadable(c) // no recv of c's is pending (ringRecvLater)
 			continue
 		}
 		sqe.Opcode = uring.OpRecv
@@ -319,14 +343,17 @@ func (l *loop) ringRecvs() {
 		rl.rslot[slot], rl.rbusy[slot] = c, true
 		rl.rpending++
 		rl.inflight++
+		batch++
 		slot++
 		l.stats.ringRecvs.Add(1)
 	}
 	rl.reads = rl.reads[:0]
-	if rl.rpending == 0 {
+	if batch == 0 {
 		return
 	}
-	if err := rl.r.Enter(uint32(rl.rpending), 0, ringRecvWait); err != nil {
+	// Wait for this batch only: a recv left from an earlier batch (its
+	// entry not submitted then) must not hold every later round.
+	if err := rl.r.Enter(uint32(batch), 0, ringRecvWait); err != nil {
 		l.e.errLog.Log("engine: io_uring recv", err)
 	}
 	rl.r.ForEachCQE(rl.complete)

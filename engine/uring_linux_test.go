@@ -21,7 +21,7 @@ func skipWithoutRing(t testing.TB) {
 	ringProbe.once.Do(func() {
 		r, err := uring.New(8, 16, 0)
 		if err == nil {
-			err = r.Probe(uring.OpEpollWait, uring.OpSend, uring.OpSendmsg, uring.OpAsyncCancel)
+			err = r.Probe(uring.OpEpollWait, uring.OpSend, uring.OpSendmsg, uring.OpAsyncCancel, uring.OpRecv)
 			r.Close()
 		}
 		ringProbe.err = err
