@@ -124,7 +124,7 @@ type sendSlot struct {
 	gen    uint32
 	orphan bool // c closed meanwhile: q is the slot's, released at the completion
 	msg    unix.Msghdr
-	iov    [ringMaxIov]unix.Iovec
+	iov    []unix.Iovec // ringMaxIov, made at the slot's first SENDMSG
 }
 
 // ringLeaks keeps rings whose sends never completed at stop, with the
@@ -263,6 +263,9 @@ func (l *loop) ringComplete(cqe *uring.CQE) {
 		s.gen = (s.gen + 1) & 0xffffff
 		rl.free = append(rl.free, i)
 		if orphan {
+			if cqe.Res > 0 { // what went out before the close still counts
+				l.stats.bytesOut.Add(uint64(cqe.Res))
+			}
 			releaseOrphan(q)
 			return
 		}
@@ -453,6 +456,9 @@ func (l *loop) ringSendLocked(c *Conn, q *outQueue) bool {
 		sqe.SetAddr(unsafe.Pointer(&bufs[0][0]))
 		sqe.Len = uint32(len(bufs[0]))
 	} else {
+		if s.iov == nil {
+			s.iov = make([]unix.Iovec, ringMaxIov)
+		}
 		for j, b := range bufs {
 			s.iov[j].Base = &b[0]
 			s.iov[j].SetLen(len(b))

@@ -706,6 +706,9 @@ func TestRingNoSendWhileDialing(t *testing.T) {
 	// the queued bytes arrive through epoll.
 	for range 2 {
 		nfd, _, err := unix.Accept4(lfd, unix.SOCK_CLOEXEC)
+		for err == unix.EINTR { // the runtime's preemption signals
+			nfd, _, err = unix.Accept4(lfd, unix.SOCK_CLOEXEC)
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -720,6 +723,9 @@ func TestRingNoSendWhileDialing(t *testing.T) {
 		if lsa.(*unix.SockaddrInet4).Port != filler.LocalAddr().(*net.TCPAddr).Port {
 			buf := make([]byte, 5)
 			n, err := unix.Read(nfd, buf)
+			for err == unix.EINTR {
+				n, err = unix.Read(nfd, buf)
+			}
 			if err != nil || string(buf[:n]) != "hello" {
 				t.Fatalf("read %q, %v; want hello", buf[:n], err)
 			}
