@@ -104,10 +104,11 @@ var kinds = []engineKind{
 	{"loops-inline", func(c *Config) { c.Inline = true }},
 	{"loops-worker", func(c *Config) {}},
 	{"portable", func(c *Config) { c.Portable = true }},
-	{"loops-blocking", func(c *Config) { c.Inline, c.BlockingPoll = true, true }},                     // Config.BlockingPoll
-	{"loops-locked", func(c *Config) { c.Inline, c.BlockingPoll, c.LockOSThread = true, true, true }}, // Config.LockOSThread
-	{"loops-uring", func(c *Config) { c.Inline, c.IOUring = true, true }},                             // Config.IOUring: startEngine skips it where the kernel refuses (skipWithoutRing)
-	{"loops-uring-worker", func(c *Config) { c.IOUring = true }},                                      // handlers on the worker pool, writing from its goroutines
+	{"loops-blocking", func(c *Config) { c.Inline, c.BlockingPoll = true, true }},                      // Config.BlockingPoll
+	{"loops-locked", func(c *Config) { c.Inline, c.BlockingPoll, c.LockOSThread = true, true, true }},  // Config.LockOSThread
+	{"loops-uring", func(c *Config) { c.Inline, c.IOUring = true, true }},                              // Config.IOUring: startEngine skips it where the kernel refuses (skipWithoutRing)
+	{"loops-uring-worker", func(c *Config) { c.IOUring = true }},                                       // handlers on the worker pool, writing from its goroutines
+	{"loops-uring-locked", func(c *Config) { c.Inline, c.IOUring, c.LockOSThread = true, true, true }}, // the proxy's configuration: a single-issuer DEFER_TASKRUN ring
 }
 
 func forEachKind(t *testing.T, fn func(t *testing.T, k engineKind)) {
