@@ -173,8 +173,8 @@ func TestShortStats(t *testing.T) {
 	}
 }
 
-// TestScrapeSize checks the figures the package doc gives: 22 families,
-// 41 samples plus four per loop and one per close detail seen.
+// TestScrapeSize checks the figures the package doc gives: 25 families,
+// 44 samples plus four per loop and one per close detail seen.
 func TestScrapeSize(t *testing.T) {
 	var st engine.Stats
 	st.ByState = make([]int64, len(engine.States()))
@@ -192,8 +192,8 @@ func TestScrapeSize(t *testing.T) {
 	for _, mf := range mfs {
 		samples += len(mf.GetMetric())
 	}
-	if len(mfs) != 22 || samples != 41+4*3+1 {
-		t.Errorf("%d families, %d samples; want 22 and %d", len(mfs), samples, 41+4*3+1)
+	if len(mfs) != 25 || samples != 44+4*3+1 {
+		t.Errorf("%d families, %d samples; want 25 and %d", len(mfs), samples, 44+4*3+1)
 	}
 }
 

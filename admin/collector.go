@@ -37,6 +37,9 @@ type collector struct {
 	loopBusy     *prometheus.Desc
 	loopHost     *prometheus.Desc
 	memPerConn   *prometheus.Desc
+	ringLoops    *prometheus.Desc
+	ringSends    *prometheus.Desc
+	ringRecvs    *prometheus.Desc
 
 	// Label values, made once so a scrape does not convert them again.
 	states  []engine.State
@@ -79,6 +82,9 @@ func newCollector(ns string, src Source, overload func() float64, memory func() 
 		loopBusy:     d("loop_busy_ratio", "Share of its last load window (about 250 ms) each loop's goroutine was awake, folded loops' work included; 0 while folded.", "loop"),
 		loopHost:     d("loop_host", "Index of the loop whose goroutine runs each loop: its own, or 0 while folded.", "loop"),
 		memPerConn:   d("memory_per_connection_bytes", "Process resident memory divided by open connections; 0 with none."),
+		ringLoops:    d("io_uring_loops", "Event loops waiting and sending through io_uring (engine Config.IOUring, -io-uring); 0: every loop on epoll (off, or the kernel refused)."),
+		ringSends:    d("io_uring_sends_total", "Sends submitted through the loops' io_urings."),
+		ringRecvs:    d("io_uring_recvs_total", "Reads submitted through the loops' io_urings."),
 	}
 	for _, s := range engine.States() {
 		if s == engine.StateClosed {
@@ -106,7 +112,8 @@ func newCollector(ns string, src Source, overload func() float64, memory func() 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.accepted, c.active, c.byState, c.closed, c.details, c.duration,
 		c.bytesIn, c.bytesOut, c.queued, c.watermark, c.lingers, c.workerQueue, c.workersBusy, c.rejected,
-		c.idleTimeout, c.overloadDesc, c.draining, c.loopConns, c.loopAccepted, c.loopBusy, c.loopHost, c.memPerConn} {
+		c.idleTimeout, c.overloadDesc, c.draining, c.loopConns, c.loopAccepted, c.loopBusy, c.loopHost, c.memPerConn,
+		c.ringLoops, c.ringSends, c.ringRecvs} {
 		ch <- d
 	}
 }
@@ -137,6 +144,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.bytesOut, float64(s.BytesOut))
 	gauge(c.queued, float64(s.QueuedBytes))
 	counter(c.watermark, float64(s.WatermarkHits))
+	gauge(c.ringLoops, float64(s.IOUringLoops))
+	counter(c.ringSends, float64(s.RingSends))
+	counter(c.ringRecvs, float64(s.RingRecvs))
 	for i, o := range c.lingerO {
 		counter(c.lingers, float64(at(s.Lingers, o)), c.lNames[i])
 	}

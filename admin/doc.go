@@ -82,8 +82,12 @@
 //	warren_loop_busy_ratio{loop}                    gauge    share of its last ~250 ms awake (0 while folded)
 //	warren_loop_host{loop}                          gauge    loop running this one: itself, or 0 while folded
 //	warren_memory_per_connection_bytes              gauge    process resident memory / open connections (0 with none)
+//	warren_io_uring_loops                           gauge    loops waiting, reading and sending through io_uring
+//	                                                         (engine.Config.IOUring); 0 without it or when the kernel refused
+//	warren_io_uring_sends_total                     counter  sends submitted through the loops' io_urings
+//	warren_io_uring_recvs_total                     counter  reads submitted through the loops' io_urings
 //
-// These 22 families are the engine collector's. With its own registry
+// These 25 families are the engine collector's. With its own registry
 // (Config.Registerer nil) the server also exports the Go runtime (go_*) and
 // process (process_*) collectors.
 //

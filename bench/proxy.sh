@@ -177,7 +177,7 @@ syscalls() {
   for p in "${spids[@]}"; do wait "$p" 2>/dev/null || true; done
   reqs=$(echo "$out" | awk '/requests in/ {print $1}')
   cat "$OUT"/strace-"$name".* | awk -v n="$reqs" -v name="$name" -v f="$f" '
-    $NF ~ /^(read|write|writev|readv|recvfrom|sendto|sendmsg|recvmsg|epoll_wait|epoll_pwait|epoll_ctl|futex|accept4|nanosleep|sched_yield)$/ {c[$NF] += $4}
+    $NF ~ /^(read|write|writev|readv|recvfrom|sendto|sendmsg|recvmsg|epoll_wait|epoll_pwait|epoll_ctl|futex|accept4|nanosleep|sched_yield|io_uring_enter)$/ {c[$NF] += $4}
     END {
       printf "%s syscalls per request (%d requests under strace):", name, n
       t = 0

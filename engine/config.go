@@ -48,6 +48,29 @@ type Config struct {
 	// back when it wakes, a thread switch each way, so it is meant for use
 	// with BlockingPoll. Zero means false. Ignored by the portable engine.
 	LockOSThread bool
+	// IOUring makes each loop wait through its own io_uring (Linux 6.15
+	// or later): the wait is an IORING_OP_EPOLL_WAIT on the loop's epoll
+	// set, so readiness works as without it; a round's readable
+	// connections (up to 32) are read with one IORING_OP_RECV each, all
+	// in one io_uring_enter, into a per-loop arena of 32 slots of 16 KiB
+	// (512 KiB a loop; a recv reads at most 16 KiB where read() reads up
+	// to ReadBufferSize); and the writes a round makes while its loop is awake
+	// are deferred (copied into the connection's output queue) and go out
+	// as IORING_OP_SEND/SENDMSG entries submitted in the same
+	// io_uring_enter as the next wait: fewer transitions into the kernel
+	// per request (README "Raw connections", docs/benchmarks.md §87). A
+	// deferral that would pass WriteHighWater or MaxQueuedBytes is
+	// written at once instead.
+	// A send completes with what the socket took; only the rest counts
+	// as queued, against the watermarks and MaxQueuedBytes, as with
+	// epoll. Loops then block their threads in the wait, as with
+	// BlockingPoll, and do not fold (FixedLoops). When the kernel refuses
+	// (no io_uring, or no IORING_OP_EPOLL_WAIT), the loops fall back to
+	// epoll, the engine logs it once, and Stats.IOUringLoops says how
+	// many loops use a ring; the loops that fell back still block their
+	// threads in the wait and do not fold, as with the ring. Zero means
+	// false. Ignored off Linux and by the portable engine.
+	IOUring bool
 	// FixedLoops keeps every loop on its own goroutine whatever the load
 	// (no folding). Loops never fold off Linux or with Portable.
 	FixedLoops bool

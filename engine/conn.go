@@ -642,6 +642,11 @@ func (c *Conn) writev(l *loop, bufs [][]byte, total int) (int, error) {
 // writeLocked writes bufs, or queues what the socket does not take. c.mu
 // is held on entry and released on return.
 func (c *Conn) writeLocked(l *loop, bufs [][]byte, total int) (int, error) {
+	if l.uring {
+		if n, err, ok := c.ringWriteLocked(l, bufs, total); ok { // uring_linux.go
+			return n, err
+		}
+	}
 	n := 0
 	if c.out == nil {
 		var err error
@@ -697,7 +702,7 @@ func (c *Conn) enqueueLocked(l *loop, bufs [][]byte, skip, rest int) error {
 			return ErrSlowConsumer
 		}
 	}
-	if cfg.MaxQueuedBytes > 0 && e.queued.Add(int64(rest)) > cfg.MaxQueuedBytes {
+	if cfg.MaxQueuedBytes > 0 && e.queued.Add(int64(rest))-e.deferred.Load() > cfg.MaxQueuedBytes {
 		e.queued.Add(-int64(rest))
 		return ErrQueueLimit
 	} else if cfg.MaxQueuedBytes <= 0 {
@@ -707,6 +712,14 @@ func (c *Conn) enqueueLocked(l *loop, bufs [][]byte, skip, rest int) error {
 		c.lastWrite = stampOf(l.tick.Load())
 		c.out = outQueuePool.Get().(*outQueue)
 	}
+	c.appendOutLocked(bufs, skip)
+	c.out.bytes += rest
+	return nil
+}
+
+// appendOutLocked copies bufs, but for their first skip bytes, to the end
+// of c's queue (not nil), in pooled buffers; the caller counts the bytes.
+func (c *Conn) appendOutLocked(bufs [][]byte, skip int) {
 	q := c.out
 	for _, b := range bufs {
 		if skip >= len(b) {
@@ -736,8 +749,6 @@ func (c *Conn) enqueueLocked(l *loop, bufs [][]byte, skip, rest int) error {
 			b = b[m:]
 		}
 	}
-	q.bytes += rest
-	return nil
 }
 
 // flushLocked writes queued output; it reports whether the queue is empty.
@@ -801,6 +812,7 @@ func (c *Conn) releaseOutLocked(e *Engine) {
 	if c.out.bytes > 0 {
 		e.queued.Add(-int64(c.out.bytes))
 	}
+	e.undefer(c.out)
 	c.freeOutLocked()
 }
 
@@ -809,6 +821,26 @@ func (c *Conn) releaseOutLocked(e *Engine) {
 type outQueue struct {
 	bufs  [][]byte
 	bytes int
+	// The io_uring mode's state (uring_linux.go): ring says the loop's
+	// ring sends this queue (epoll's EPOLLOUT is not armed for it),
+	// sending that a send of its head is in flight, in send slot slot.
+	ring    bool
+	sending bool
+	slot    uint32
+	// deferred is how many of bytes were deferred to the round's end
+	// rather than written (counted in Engine.deferred too), until the
+	// queue's first send completes or epoll takes the queue over.
+	deferred int
+}
+
+// undefer stops counting q's deferred bytes as deferred: they have gone
+// out, or what is left of them is queued as epoll's write would have
+// left it. q may be nil.
+func (e *Engine) undefer(q *outQueue) {
+	if q != nil && q.deferred != 0 {
+		e.deferred.Add(-int64(q.deferred))
+		q.deferred = 0
+	}
 }
 
 var outQueuePool = sync.Pool{New: func() any { return new(outQueue) }}
@@ -826,6 +858,7 @@ func (c *Conn) freeOutLocked() {
 	if q := c.out; q != nil {
 		clear(q.bufs)
 		q.bufs, q.bytes = q.bufs[:0], 0
+		q.ring = false
 		c.out = nil
 		outQueuePool.Put(q)
 	}

@@ -36,14 +36,23 @@ type Engine struct {
 	portable *portableEngine
 	workers  *workerPool
 
-	nextID  atomic.Uint64
-	rr      atomic.Uint64
-	conns   atomic.Int64 // admitted and not yet closed
-	queued  atomic.Int64 // output bytes queued over all connections
-	idleTO  atomic.Int64 // effective engine idle timeout, ns; <0 off
-	start   time.Time
-	tickDur time.Duration
-	limiter *rate.Limiter
+	nextID atomic.Uint64
+	rr     atomic.Uint64
+	conns  atomic.Int64 // admitted and not yet closed
+	queued atomic.Int64 // output bytes queued over all connections
+	// deferred is the part of queued that the io_uring mode holds for
+	// the round's end (outQueue.deferred), which epoll would have
+	// written already: a real queueing (enqueueLocked) checks
+	// MaxQueuedBytes against queued less deferred.
+	deferred atomic.Int64
+	// ringLoops counts the loops running on an io_uring (Config.IOUring);
+	// ringOnce logs the fallback to epoll once.
+	ringLoops atomic.Int32
+	ringOnce  sync.Once
+	idleTO    atomic.Int64 // effective engine idle timeout, ns; <0 off
+	start     time.Time
+	tickDur   time.Duration
+	limiter   *rate.Limiter
 
 	// ipMu guards perIP: open connections by remote IP (MaxConnsPerIP;
 	// an IPv6 client by its PerIPv6Prefix), keyed by the 16-byte form. A netip.Addr key would
@@ -467,6 +476,7 @@ func (e *Engine) Stats() Stats {
 		s.add(&l.stats)
 	}
 	s.QueuedBytes = e.queued.Load()
+	s.IOUringLoops = int(e.ringLoops.Load())
 	s.WorkersBusy = e.workers.busy.Load()
 	s.WorkerQueue = e.workers.waiting()
 	s.IdleTimeout = e.IdleTimeout()

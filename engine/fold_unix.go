@@ -81,7 +81,7 @@ func (m *loadMeter) take(now time.Time) float64 {
 }
 
 func (l *loop) initFolding(loops int) {
-	l.canFold = poll.Nestable && loops > 1 && !l.e.cfg.FixedLoops
+	l.canFold = poll.Nestable && loops > 1 && !l.e.cfg.FixedLoops && !l.uring
 	l.stats.host.Store(int32(l.idx))
 	l.resume = make(chan struct{}, 1)
 }

@@ -167,6 +167,9 @@ func (l *loop) closeNow(c *Conn, r CloseReason, err error) {
 	}
 	detail := c.closeDetail()
 	c.cs |= csClosed | csClosing
+	if c.out != nil && c.out.sending {
+		l.ringOrphan(c) // uring_linux.go: its buffers stay pinned until the send completes
+	}
 	c.releaseOutLocked(e)
 	c.mu.Unlock()
 
@@ -262,6 +265,9 @@ func (l *loop) stop() {
 		} else if o.buf != nil {
 			pool.Put(o.buf)
 		}
+	}
+	if l.ring != nil {
+		l.stopRing() // uring_linux.go
 	}
 	l.poller.Close()
 }

@@ -66,8 +66,15 @@ type loop struct {
 
 	stopping bool
 	stopped  chan struct{}
-	folding  // fold_unix.go
-	scratch  acceptScratch
+
+	// uring is Config.IOUring where supported (immutable); ring is the
+	// loop's io_uring once its goroutine has set it up, and ringUp says so
+	// to writers on other goroutines (uring_linux.go).
+	uring   bool
+	ring    *ringLoop
+	ringUp  atomic.Bool
+	folding // fold_unix.go
+	scratch acceptScratch
 
 	// injc is the connection InjectInput was called for from its own
 	// OnData (fInOnData), and inj (a buffer from internal/pool, at most
@@ -83,8 +90,9 @@ func startLoops(e *Engine) error {
 	n := cfg.Loops
 	loops := make([]*loop, n)
 	now := e.tickAt(cfg.Clock.Now())
+	useRing := (cfg.IOUring || ringForced) && ringSupported
 	for i := range loops {
-		p, err := poll.New(1024, !cfg.BlockingPoll)
+		p, err := poll.New(1024, !cfg.BlockingPoll && !useRing)
 		if err != nil {
 			for _, l := range loops[:i] {
 				l.poller.Close()
@@ -97,13 +105,14 @@ func startLoops(e *Engine) error {
 			buf:     make([]byte, cfg.ReadBufferSize),
 			wheel:   timerwheel.New(1024, now),
 			stopped: make(chan struct{}),
+			uring:   useRing,
 		}
 		l.tick.Store(now)
 		l.initFolding(n)
 		loops[i] = l
 	}
 	e.loops = loops
-	if cfg.BlockingPoll && !loops[0].poller.Parks() {
+	if (cfg.BlockingPoll || loops[0].uring) && !loops[0].poller.Parks() {
 		reserveSpareP(n)
 	}
 	for _, l := range loops {
@@ -165,6 +174,9 @@ func (l *loop) run() {
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
 	}
+	if l.uring {
+		l.startRing() // uring_linux.go; on the locked thread, if any
+	}
 	tickMS := int(e.tickDur / time.Millisecond)
 	if tickMS < 1 {
 		tickMS = 1
@@ -179,7 +191,13 @@ func (l *loop) run() {
 		}
 		waitStart := time.Now()
 		l.load.idle(waitStart)
-		n, err := l.poller.Wait(l.events, timeout)
+		var n int
+		var err error
+		if l.ring != nil {
+			n, err = l.ringWait(timeout) // uring_linux.go
+		} else {
+			n, err = l.poller.Wait(l.events, timeout)
+		}
 		l.sleeping.Store(false)
 		woke := time.Now()
 		l.load.wake(woke)
@@ -214,6 +232,9 @@ func (l *loop) run() {
 			// to other processes' for a moment (the proxy's p99 is
 			// better with this yield than without it, docs/benchmarks.md
 			// section 57).
+			if l.ring != nil && !l.stopping { // a stopped loop's ring is closed
+				l.ringFlush() // uring_linux.go: the round's sends go before the yield
+			}
 			runtime.Gosched()
 			busySince = time.Now()
 		}
@@ -249,7 +270,9 @@ func (l *loop) process(n int, now time.Time) {
 		}
 		if ev.Readable && c.flags&fRegistered != 0 {
 			if c.interest&ioRead != 0 {
-				l.onReadable(c)
+				if l.ring == nil || !l.ringRecvLater(c) { // uring_linux.go
+					l.onReadable(c)
+				}
 			} else if ev.Hangup {
 				// Not reading, but the socket is dead (RST or both
 				// directions shut): level-triggered hang-ups would
@@ -264,6 +287,9 @@ func (l *loop) process(n int, now time.Time) {
 				}
 			}
 		}
+	}
+	if l.ring != nil {
+		l.ringRecvs() // uring_linux.go: the reads ringRecvLater took
 	}
 	l.runMailbox()
 	t := l.tick.Load()

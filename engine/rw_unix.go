@@ -64,32 +64,38 @@ func (l *loop) onReadable(c *Conn) {
 		return
 	}
 	if err == nil { // end of file
-		c.flags |= fReadEOF
-		l.updateInterest(c)
-		l.e.callOnEOF(c)
-		if c.flags&fRegistered == 0 {
-			return
-		}
-		if c.flags&fWorkerBusy != 0 || c.inflight.Load() > 0 {
-			return // updateState closes it once the work in flight is done
-		}
-		// Input left while work was in flight (a request pipelined behind
-		// one on a worker) may not have been redelivered yet: the FIN can
-		// be read before the loop handles the work's completion.
-		if c.in != nil {
-			l.redeliver(c)
-			if c.flags&fRegistered == 0 || c.flags&fWorkerBusy != 0 || c.inflight.Load() > 0 {
-				return
-			}
-		}
-		if l.quiet(c) {
-			l.closeNow(c, ReasonPeerClosed, nil)
-		} else {
-			c.requestClose(ReasonPeerClosed, nil, false) // flush queued output first
-		}
+		l.readEOF(c)
 		return
 	}
 	l.closeNow(c, reasonFor(err), err)
+}
+
+// readEOF handles the end of c's input: OnEOF, then a close once nothing
+// is left to do.
+func (l *loop) readEOF(c *Conn) {
+	c.flags |= fReadEOF
+	l.updateInterest(c)
+	l.e.callOnEOF(c)
+	if c.flags&fRegistered == 0 {
+		return
+	}
+	if c.flags&fWorkerBusy != 0 || c.inflight.Load() > 0 {
+		return // updateState closes it once the work in flight is done
+	}
+	// Input left while work was in flight (a request pipelined behind
+	// one on a worker) may not have been redelivered yet: the FIN can
+	// be read before the loop handles the work's completion.
+	if c.in != nil {
+		l.redeliver(c)
+		if c.flags&fRegistered == 0 || c.flags&fWorkerBusy != 0 || c.inflight.Load() > 0 {
+			return
+		}
+	}
+	if l.quiet(c) {
+		l.closeNow(c, ReasonPeerClosed, nil)
+	} else {
+		c.requestClose(ReasonPeerClosed, nil, false) // flush queued output first
+	}
 }
 
 // onInput passes data read from c to OnData, after any pending input, and
@@ -332,6 +338,10 @@ func (l *loop) onWritable(c *Conn) {
 		return
 	}
 	c.mu.Lock()
+	if c.out != nil && c.out.ring {
+		c.mu.Unlock()
+		return // the ring sends it (uring_linux.go)
+	}
 	empty, err := c.flushLocked(l)
 	queued := c.out.len()
 	c.mu.Unlock()
@@ -366,7 +376,16 @@ func (l *loop) armWrite(c *Conn) {
 	c.mu.Lock()
 	c.cs &^= csArmPending
 	queued := c.out.len()
+	ring := c.out != nil && c.out.ring
 	c.mu.Unlock()
+	if ring {
+		l.ringQueue(c) // uring_linux.go: sent at the round's end
+		if queued <= e.cfg.WriteHighWater {
+			// Poll interest is unchanged, and the write timeout is set
+			// for a send still in flight at the next round (ringWait).
+			return
+		}
+	}
 	if queued > e.cfg.WriteHighWater && e.cfg.SlowPolicy == SlowPause {
 		c.flags |= fSlowPaused
 	}
@@ -389,7 +408,7 @@ func (l *loop) updateInterest(c *Conn) {
 		want = ioRead
 	}
 	c.mu.Lock()
-	if c.out != nil {
+	if c.out != nil && !c.out.ring { // the ring sends ring output (uring_linux.go)
 		want |= ioWrite
 	}
 	c.mu.Unlock()

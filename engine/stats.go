@@ -21,6 +21,8 @@ type loopStats struct {
 	bytesIn       atomic.Uint64
 	bytesOut      atomic.Uint64
 	watermarkHits atomic.Uint64
+	ringSends     atomic.Uint64 // io_uring sends submitted (Config.IOUring)
+	ringRecvs     atomic.Uint64 // io_uring recvs submitted
 	conns         atomic.Int64
 	states        [numStates]atomic.Int64
 	durCounts     [len(DurationBuckets) + 1]atomic.Uint64
@@ -78,6 +80,13 @@ type Stats struct {
 	BytesIn, BytesOut uint64
 	// WatermarkHits counts writes that found a queue over its high watermark.
 	WatermarkHits uint64
+	// IOUringLoops is the number of loops waiting and sending through an
+	// io_uring (Config.IOUring; 0 without it, off Linux, or when the
+	// kernel refused and the loops fell back to epoll).
+	IOUringLoops int
+	// RingSends and RingRecvs count the sends and the reads submitted
+	// through the loops' io_urings.
+	RingSends, RingRecvs uint64
 	// Lingers counts the lingering closes (Conn.CloseLinger) that ended,
 	// by how they ended: index it with a LingerOutcome (len is
 	// len(LingerOutcomes())).
@@ -170,6 +179,8 @@ func (s *Stats) add(ls *loopStats) {
 	s.BytesIn += ls.bytesIn.Load()
 	s.BytesOut += ls.bytesOut.Load()
 	s.WatermarkHits += ls.watermarkHits.Load()
+	s.RingSends += ls.ringSends.Load()
+	s.RingRecvs += ls.ringRecvs.Load()
 	n := ls.conns.Load()
 	s.Active += n
 	s.Loops = append(s.Loops, LoopStats{Conns: n, Accepted: ls.accepted.Load(),

@@ -21,6 +21,7 @@ func EngineFlags(fs *flag.FlagSet, c *engine.Config) {
 	fs.BoolVar(&c.FixedLoops, "fixed-loops", false, "keep every loop on its own goroutine whatever the load (no folding of idle loops into loop 0)")
 	fs.BoolVar(&c.BlockingPoll, "blocking-poll", c.BlockingPoll, "idle loops block their threads in epoll_wait instead of parking in Go's netpoller: lower latency under load, more CPU at many short idle spells; with as many loops as GOMAXPROCS (at most the CPUs), the engine raises GOMAXPROCS by one, once")
 	fs.BoolVar(&c.LockOSThread, "lock-threads", c.LockOSThread, "lock each event loop to its own OS thread (with -blocking-poll): a loop's work stays on one thread instead of moving at each of its yields")
+	fs.BoolVar(&c.IOUring, "io-uring", c.IOUring, "Linux 6.15+: each loop waits through its own io_uring (IORING_OP_EPOLL_WAIT) and sends a round's writes in the same io_uring_enter as its next wait, fewer system calls per request; loops then block their threads and do not fold; where the kernel refuses, epoll, logged once (metric io_uring_loops); ignored elsewhere")
 	fs.Var(balanceFlag{&c.Balance}, "balance", "how new connections are spread over loops: round-robin or least-connections")
 	fs.BoolVar(&c.ReusePort, "reuseport", false, "one SO_REUSEPORT listening socket per loop")
 	fs.BoolVar(&c.Portable, "portable", false, "use the portable engine (Go net package, goroutine per connection)")

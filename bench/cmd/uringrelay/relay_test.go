@@ -153,7 +153,7 @@ func skipWithoutUring(t *testing.T, epollWait bool) {
 	if err != nil {
 		t.Skipf("io_uring unavailable: %v", err)
 	}
-	r.close()
+	r.Close()
 	if !epollWait {
 		return
 	}

@@ -8,6 +8,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/warrenhq/warren/internal/uring"
 )
 
 // What a completion is for: the kind in user_data's high 32 bits, the
@@ -21,9 +23,7 @@ const (
 )
 
 const (
-	opAsyncCancel = 14
-	cancelAny     = 1 << 2 // IORING_ASYNC_CANCEL_ANY
-	pollIn        = 0x1
+	pollIn = 0x1
 )
 
 // chunk is a received buffer on its way to the other socket of the pair.
@@ -44,7 +44,8 @@ type uringSide struct {
 }
 
 type uringLoop struct {
-	r        *ring
+	r        *uring.Ring
+	bufs     *uring.BufRing
 	lfd      int
 	wake     int
 	backend  netip.AddrPort
@@ -70,11 +71,12 @@ func newUringLoop(lfd, wake int, cfg relayConfig, st *stats) (func() error, erro
 	if err != nil {
 		return nil, err
 	}
-	if err := r.registerBufRing(defaultBufCount, defaultBufSize); err != nil {
-		r.close()
+	bufs, err := r.RegisterBufRing(defaultBufCount, defaultBufSize)
+	if err != nil {
+		r.Close()
 		return nil, err
 	}
-	l := &uringLoop{r: r, lfd: lfd, wake: wake, backend: cfg.Backend, st: st, sides: map[int]*uringSide{},
+	l := &uringLoop{r: r, bufs: bufs, lfd: lfd, wake: wake, backend: cfg.Backend, st: st, sides: map[int]*uringSide{},
 		minWaitUsec: uint32(cfg.MinWait / time.Microsecond)}
 	return l.run, nil
 }
@@ -82,32 +84,32 @@ func newUringLoop(lfd, wake int, cfg relayConfig, st *stats) (func() error, erro
 func userData(kind, fd int) uint64 { return uint64(kind)<<32 | uint64(uint32(fd)) }
 
 // prep returns a fresh SQE for kind on fd, counted as in flight.
-func (l *uringLoop) prep(kind, fd int, op uint8) *sqe {
-	s, err := l.r.getSQE()
+func (l *uringLoop) prep(kind, fd int, op uint8) *uring.SQE {
+	s, err := l.r.GetSQE()
 	if err != nil {
 		if l.err == nil {
 			l.err = err
 		}
-		return &sqe{} // the caller fills a throw-away entry; the loop stops on l.err
+		return &uring.SQE{} // the caller fills a throw-away entry; the loop stops on l.err
 	}
-	s.opcode = op
-	s.fd = int32(fd)
-	s.userData = userData(kind, fd)
+	s.Opcode = op
+	s.Fd = int32(fd)
+	s.UserData = userData(kind, fd)
 	l.inflight++
 	return s
 }
 
 func (l *uringLoop) armAccept() {
-	s := l.prep(kindAccept, l.lfd, opAccept)
-	s.ioprio = acceptMultishot
-	s.opFlags = unix.SOCK_NONBLOCK | unix.SOCK_CLOEXEC
+	s := l.prep(kindAccept, l.lfd, uring.OpAccept)
+	s.Ioprio = uring.AcceptMultishot
+	s.OpFlags = unix.SOCK_NONBLOCK | unix.SOCK_CLOEXEC
 }
 
 func (l *uringLoop) armRecv(x *uringSide) {
-	s := l.prep(kindRecv, x.fd, opRecv)
-	s.ioprio = recvMultishot
-	s.flags = sqeBufferSelect
-	s.bufGroup = ringBufGroup
+	s := l.prep(kindRecv, x.fd, uring.OpRecv)
+	s.Ioprio = uring.RecvMultishot
+	s.Flags = uring.SQEBufferSelect
+	s.BufGroup = 0 /* buffer group 0 */
 	x.recvArmed = true
 }
 
@@ -115,38 +117,38 @@ func (l *uringLoop) armRecv(x *uringSide) {
 // reaches the kernel with the next io_uring_enter, at the round's end.
 func (l *uringLoop) send(x *uringSide) {
 	c := x.queue[0]
-	b := l.r.bufs.buf(c.bid, c.size)[c.off:]
-	s := l.prep(kindSend, x.fd, opSend)
-	s.addr = uint64(uintptr(unsafe.Pointer(&b[0])))
-	s.len = uint32(len(b))
+	b := l.bufs.Buf(c.bid, c.size)[c.off:]
+	s := l.prep(kindSend, x.fd, uring.OpSend)
+	s.Addr = uint64(uintptr(unsafe.Pointer(&b[0])))
+	s.Len = uint32(len(b))
 	// MSG_WAITALL: the kernel retries a short send itself, so a send
 	// completes with all its bytes or an error.
-	s.opFlags = unix.MSG_NOSIGNAL | unix.MSG_WAITALL
+	s.OpFlags = unix.MSG_NOSIGNAL | unix.MSG_WAITALL
 	x.sending = true
 	l.roundSends++
 	l.st.writes.Add(1)
 }
 
 func (l *uringLoop) recycle(bid uint16) {
-	l.r.bufs.add(bid)
+	l.bufs.Add(bid)
 	l.recycled = true
 }
 
 func (l *uringLoop) run() error {
-	defer l.r.close()
+	defer l.r.Close()
 	l.armAccept()
-	s := l.prep(kindWake, l.wake, opPollAdd)
-	s.opFlags = pollIn
+	s := l.prep(kindWake, l.wake, uring.OpPollAdd)
+	s.OpFlags = pollIn
 	for l.inflight > 0 && l.err == nil {
 		if l.recycled {
-			l.r.bufs.publish()
+			l.bufs.Publish()
 			l.recycled = false
 		}
 		wait := uint32(1)
-		if l.minWaitUsec > 0 && l.r.minWait {
+		if l.minWaitUsec > 0 && l.r.MinWait {
 			wait += l.roundSends
 		}
-		err := l.r.enter(wait, l.minWaitUsec)
+		err := l.r.Enter(wait, l.minWaitUsec, -1)
 		l.roundSends = 0
 		l.st.enters.Add(1)
 		l.st.rounds.Add(1)
@@ -154,7 +156,7 @@ func (l *uringLoop) run() error {
 			l.err = err
 			break
 		}
-		n := l.r.forEachCQE(l.complete)
+		n := l.r.ForEachCQE(l.complete)
 		l.st.events.Add(uint64(n))
 	}
 	for _, x := range l.sides {
@@ -164,9 +166,9 @@ func (l *uringLoop) run() error {
 	return l.err
 }
 
-func (l *uringLoop) complete(c *cqe) {
-	kind, fd := int(c.userData>>32), int(int32(uint32(c.userData)))
-	more := c.flags&cqeFMore != 0
+func (l *uringLoop) complete(c *uring.CQE) {
+	kind, fd := int(c.UserData>>32), int(int32(uint32(c.UserData)))
+	more := c.Flags&uring.CQEFMore != 0
 	if !more {
 		l.inflight--
 	}
@@ -175,8 +177,8 @@ func (l *uringLoop) complete(c *cqe) {
 		l.stop()
 	case kindCancel:
 	case kindAccept:
-		if c.res >= 0 {
-			l.accepted(int(c.res))
+		if c.Res >= 0 {
+			l.accepted(int(c.Res))
 		}
 		if !more && !l.stopping {
 			l.armAccept()
@@ -194,8 +196,8 @@ func (l *uringLoop) stop() {
 		return
 	}
 	l.stopping = true
-	s := l.prep(kindCancel, 0, opAsyncCancel)
-	s.opFlags = cancelAny
+	s := l.prep(kindCancel, 0, uring.OpAsyncCancel)
+	s.OpFlags = uring.CancelAny
 	for _, x := range l.sides {
 		x.closing = true
 	}
@@ -224,13 +226,13 @@ func (l *uringLoop) accepted(cfd int) {
 	l.armRecv(b)
 }
 
-func (l *uringLoop) received(x *uringSide, c *cqe, more bool) {
-	if c.flags&cqeFBuffer != 0 {
-		bid := uint16(c.flags >> cqeBufferShift)
-		if c.res > 0 && !x.closing {
+func (l *uringLoop) received(x *uringSide, c *uring.CQE, more bool) {
+	if c.Flags&uring.CQEFBuffer != 0 {
+		bid := uint16(c.Flags >> uring.CQEBufferShift)
+		if c.Res > 0 && !x.closing {
 			l.st.reads.Add(1)
 			p := x.peer
-			p.queue = append(p.queue, chunk{bid: bid, size: int(c.res)})
+			p.queue = append(p.queue, chunk{bid: bid, size: int(c.Res)})
 			if !p.sending {
 				l.send(p)
 			}
@@ -239,9 +241,9 @@ func (l *uringLoop) received(x *uringSide, c *cqe, more bool) {
 		}
 	}
 	switch {
-	case c.res == -int32(unix.ENOBUFS):
+	case c.Res == -int32(unix.ENOBUFS):
 		l.st.nobufs.Add(1)
-	case c.res <= 0:
+	case c.Res <= 0:
 		l.closePair(x)
 	}
 	if !more {
@@ -253,12 +255,12 @@ func (l *uringLoop) received(x *uringSide, c *cqe, more bool) {
 	l.maybeFinish(x)
 }
 
-func (l *uringLoop) sent(x *uringSide, c *cqe) {
+func (l *uringLoop) sent(x *uringSide, c *uring.CQE) {
 	x.sending = false
-	if c.res < 0 {
+	if c.Res < 0 {
 		l.closePair(x)
 	} else {
-		x.queue[0].off += int(c.res)
+		x.queue[0].off += int(c.Res)
 		if x.queue[0].off == x.queue[0].size {
 			l.recycle(x.queue[0].bid)
 			x.queue = x.queue[1:]

@@ -8,6 +8,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/warrenhq/warren/internal/uring"
 )
 
 // The uring-epoll mode keeps the engine's readiness model and moves only
@@ -18,7 +20,6 @@ import (
 // could make (docs/benchmarks.md §83): writes deferred to the round's end.
 
 const (
-	opEpollWait    = 59
 	kindEpoll      = 6
 	maxQueueChunks = 16 // a side with this many chunks queued stops its peer's reads
 )
@@ -33,7 +34,7 @@ type uepSide struct {
 }
 
 type uringEpollLoop struct {
-	r           *ring
+	r           *uring.Ring
 	ep          int
 	lfd         int
 	wake        int
@@ -88,7 +89,7 @@ func newUringEpollLoop(lfd, wake int, cfg relayConfig, st *stats) (func() error,
 }
 
 func (l *uringEpollLoop) release() {
-	l.r.close()
+	l.r.Close()
 	if l.ep >= 0 {
 		unix.Close(l.ep)
 	}
@@ -100,17 +101,17 @@ func (l *uringEpollLoop) release() {
 	}
 }
 
-func (l *uringEpollLoop) prep(kind, fd int, op uint8) *sqe {
-	s, err := l.r.getSQE()
+func (l *uringEpollLoop) prep(kind, fd int, op uint8) *uring.SQE {
+	s, err := l.r.GetSQE()
 	if err != nil {
 		if l.err == nil {
 			l.err = err
 		}
-		return &sqe{}
+		return &uring.SQE{}
 	}
-	s.opcode = op
-	s.fd = int32(fd)
-	s.userData = userData(kind, fd)
+	s.Opcode = op
+	s.Fd = int32(fd)
+	s.UserData = userData(kind, fd)
 	l.inflight++
 	return s
 }
@@ -124,18 +125,18 @@ func (l *uringEpollLoop) run() error {
 	defer l.release()
 	for l.err == nil {
 		if !l.stopping && !l.epollArmed {
-			s := l.prep(kindEpoll, l.ep, opEpollWait)
-			s.addr = uint64(uintptr(unsafe.Pointer(&l.events[0])))
-			s.len = uint32(len(l.events))
+			s := l.prep(kindEpoll, l.ep, uring.OpEpollWait)
+			s.Addr = uint64(uintptr(unsafe.Pointer(&l.events[0])))
+			s.Len = uint32(len(l.events))
 			l.epollArmed = true
 		} else if l.stopping && l.inflight == 0 {
 			break
 		}
 		wait := uint32(1)
-		if l.minWaitUsec > 0 && l.r.minWait {
+		if l.minWaitUsec > 0 && l.r.MinWait {
 			wait += l.roundSends
 		}
-		err := l.r.enter(wait, l.minWaitUsec)
+		err := l.r.Enter(wait, l.minWaitUsec, -1)
 		l.roundSends = 0
 		l.st.enters.Add(1)
 		l.st.rounds.Add(1)
@@ -143,7 +144,7 @@ func (l *uringEpollLoop) run() error {
 			l.err = err
 			break
 		}
-		n := l.r.forEachCQE(l.complete)
+		n := l.r.ForEachCQE(l.complete)
 		l.st.events.Add(uint64(n))
 	}
 	for _, x := range l.sides {
@@ -153,17 +154,17 @@ func (l *uringEpollLoop) run() error {
 	return l.err
 }
 
-func (l *uringEpollLoop) complete(c *cqe) {
-	kind, fd := int(c.userData>>32), int(int32(uint32(c.userData)))
+func (l *uringEpollLoop) complete(c *uring.CQE) {
+	kind, fd := int(c.UserData>>32), int(int32(uint32(c.UserData)))
 	l.inflight--
 	switch kind {
 	case kindEpoll:
 		l.epollArmed = false
 		switch {
-		case c.res > 0:
-			l.ready(int(c.res))
-		case c.res < 0 && c.res != -int32(unix.EINTR) && c.res != -int32(unix.ECANCELED) && l.err == nil:
-			l.err = fmt.Errorf("IORING_OP_EPOLL_WAIT: %w", unix.Errno(-c.res))
+		case c.Res > 0:
+			l.ready(int(c.Res))
+		case c.Res < 0 && c.Res != -int32(unix.EINTR) && c.Res != -int32(unix.ECANCELED) && l.err == nil:
+			l.err = fmt.Errorf("IORING_OP_EPOLL_WAIT: %w", unix.Errno(-c.Res))
 		}
 	case kindSend:
 		l.sent(l.sides[fd], c)
@@ -190,8 +191,8 @@ func (l *uringEpollLoop) ready(n int) {
 
 func (l *uringEpollLoop) stop() {
 	l.stopping = true
-	s := l.prep(kindCancel, 0, opAsyncCancel)
-	s.opFlags = cancelAny
+	s := l.prep(kindCancel, 0, uring.OpAsyncCancel)
+	s.OpFlags = uring.CancelAny
 	for _, x := range l.sides {
 		if !x.closing {
 			l.closePair(x)
@@ -258,21 +259,21 @@ func (l *uringEpollLoop) read(s *uepSide) {
 func (l *uringEpollLoop) send(x *uepSide) {
 	c := x.queue[0]
 	b := l.buf(c.bid)[c.off:c.size]
-	s := l.prep(kindSend, x.fd, opSend)
-	s.addr = uint64(uintptr(unsafe.Pointer(&b[0])))
-	s.len = uint32(len(b))
-	s.opFlags = unix.MSG_NOSIGNAL | unix.MSG_WAITALL
+	s := l.prep(kindSend, x.fd, uring.OpSend)
+	s.Addr = uint64(uintptr(unsafe.Pointer(&b[0])))
+	s.Len = uint32(len(b))
+	s.OpFlags = unix.MSG_NOSIGNAL | unix.MSG_WAITALL
 	x.sending = true
 	l.roundSends++
 	l.st.writes.Add(1)
 }
 
-func (l *uringEpollLoop) sent(x *uepSide, c *cqe) {
+func (l *uringEpollLoop) sent(x *uepSide, c *uring.CQE) {
 	x.sending = false
-	if c.res < 0 {
+	if c.Res < 0 {
 		l.closePair(x)
 	} else {
-		x.queue[0].off += int(c.res)
+		x.queue[0].off += int(c.Res)
 		if x.queue[0].off == x.queue[0].size {
 			l.free = append(l.free, x.queue[0].bid)
 			x.queue = x.queue[1:]
