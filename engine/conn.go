@@ -859,6 +859,9 @@ func (c *Conn) freeOutLocked() {
 		clear(q.bufs)
 		q.bufs, q.bytes = q.bufs[:0], 0
 		q.ring = false
+		if q.deferred != 0 { // none left by today's callers; never pooled with a count
+			c.engine().undefer(q)
+		}
 		c.out = nil
 		outQueuePool.Put(q)
 	}

@@ -41,9 +41,12 @@ type Engine struct {
 	conns  atomic.Int64 // admitted and not yet closed
 	queued atomic.Int64 // output bytes queued over all connections
 	// deferred is the part of queued that the io_uring mode holds for
-	// the round's end (outQueue.deferred), which epoll would have
-	// written already: a real queueing (enqueueLocked) checks
-	// MaxQueuedBytes against queued less deferred.
+	// the round's end (outQueue.deferred), at most MaxQueuedBytes/4:
+	// bytes epoll would have tried to write already, most of which go out
+	// with the round's sends. A real queueing (enqueueLocked) checks
+	// MaxQueuedBytes against queued less deferred; a deferred send that
+	// then waits for room stops being deferred (ringWait), so queued
+	// output passes MaxQueuedBytes by at most that quarter.
 	deferred atomic.Int64
 	// ringLoops counts the loops running on an io_uring (Config.IOUring);
 	// ringOnce logs the fallback to epoll once.

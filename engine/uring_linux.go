@@ -211,7 +211,15 @@ func (l *loop) ringWait(timeoutMs int) (int, error) {
 	for i, ud := range rl.submitted {
 		rl.submitted[i] = 0
 		if s := rl.slots[uint32(ud)]; s.c != nil && uint64(s.gen) == ud>>32 {
-			l.retime(s.c) // the write timeout, for a send that waits for room
+			// A send still in flight after its enter waits for room:
+			// its bytes are what epoll's write would have left queued,
+			// no longer deferred (they count against MaxQueuedBytes
+			// for other connections' queueing from now on).
+			c := s.c
+			c.mu.Lock()
+			l.e.undefer(c.out)
+			c.mu.Unlock()
+			l.retime(c) // the write timeout, for a send that waits for room
 		}
 	}
 	rl.submitted = rl.submitted[:0]
@@ -593,8 +601,17 @@ func (c *Conn) ringWriteLocked(l *loop, bufs [][]byte, total int) (n int, err er
 		// that another connection's enqueueLocked never sees them queued
 		// but not deferred), but must not make c look slow or trip the
 		// engine's bound: past it, write now instead.
-		e.deferred.Add(int64(total))
+		// The deferred bytes of all connections are held to a quarter of
+		// MaxQueuedBytes: those whose sends then wait for room become
+		// queued for real (ringWait), and a real queueing does not count
+		// the round's deferred bytes, so queued output passes the bound
+		// by at most that quarter, for a round.
+		d := e.deferred.Add(int64(total))
 		if cfg.MaxQueuedBytes > 0 {
+			if d > cfg.MaxQueuedBytes/4 {
+				e.deferred.Add(-int64(total))
+				return 0, nil, false
+			}
 			if e.queued.Add(int64(total)) > cfg.MaxQueuedBytes {
 				e.queued.Add(-int64(total))
 				e.deferred.Add(-int64(total))

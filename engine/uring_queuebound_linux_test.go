@@ -1,0 +1,96 @@
+//go:build linux
+
+package engine
+
+import (
+	"bytes"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// TestRingQueueBoundWithFullPeers: on the ring, MaxQueuedBytes holds
+// within a quarter of itself (Config.IOUring) when every peer of a
+// fan-out has a full socket: the sends of deferred bytes then wait for
+// room, and those bytes count as queued. Before, they stayed "deferred"
+// until their sends completed, uncounted for other connections'
+// queueing, and queued output reached twice the bound (131,072 of
+// 65,536; review rv-uringC).
+func TestRingQueueBoundWithFullPeers(t *testing.T) {
+	for _, k := range ringKinds() {
+		t.Run(k.name, func(t *testing.T) {
+			const peers = 20
+			msg := bytes.Repeat([]byte("m"), 8<<10)
+			max := 8 * int64(len(msg))
+			cfg := Config{Loops: 1, MaxQueuedBytes: max}
+			k.cfg(&cfg)
+			h := &fullFan{echoHandler: *newEcho(), msg: msg}
+			e, addr := startEngine(t, cfg, h)
+			opened := func(n int) func() bool {
+				return func() bool { h.mu.Lock(); defer h.mu.Unlock(); return len(h.conns) == n }
+			}
+			var cs []net.Conn
+			for i := range peers {
+				cs = append(cs, dial(t, addr))
+				eventually(t, 5*time.Second, "peer open", opened(i+1))
+			}
+			onLoopState(t, e, 0, func(l *loop) { // fill every peer's socket
+				h.mu.Lock()
+				defer h.mu.Unlock()
+				for _, p := range h.conns {
+					fd := int(p.fd)
+					unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, 4096)
+					junk := make([]byte, 65536)
+					for range 1000 {
+						if _, err := unix.Write(fd, junk); err != nil {
+							break
+						}
+					}
+				}
+			})
+			src := dial(t, addr)
+			eventually(t, 5*time.Second, "source open", opened(peers+1))
+			var peak int64
+			for i := 0; i < 3; i++ {
+				src.Write([]byte("fan"))
+				eventually(t, 5*time.Second, "the fan-out", func() bool { h.mu.Lock(); defer h.mu.Unlock(); return h.fans == i+1 })
+				time.Sleep(20 * time.Millisecond)
+				if q := e.Stats().QueuedBytes; q > peak {
+					peak = q
+				}
+			}
+			if bound := max + max/4; peak > bound {
+				t.Errorf("QueuedBytes reached %d, past MaxQueuedBytes %d and its quarter (%d)", peak, max, bound)
+			}
+			for _, c := range cs {
+				c.Close()
+			}
+		})
+	}
+}
+
+// fullFan writes msg to every other connection on any input.
+type fullFan struct {
+	echoHandler
+	mu    sync.Mutex
+	conns []*Conn
+	msg   []byte
+	fans  int
+}
+
+func (h *fullFan) OnOpen(c *Conn) { h.mu.Lock(); h.conns = append(h.conns, c); h.mu.Unlock() }
+
+func (h *fullFan) OnData(c *Conn, in []byte) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, p := range h.conns {
+		if p != c {
+			p.Write(h.msg)
+		}
+	}
+	h.fans++
+	return len(in)
+}
