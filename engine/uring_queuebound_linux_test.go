@@ -5,11 +5,8 @@ package engine
 import (
 	"bytes"
 	"net"
-	"sync"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // TestRingQueueBoundWithFullPeers: on the ring, MaxQueuedBytes holds
@@ -27,7 +24,7 @@ func TestRingQueueBoundWithFullPeers(t *testing.T) {
 			max := 8 * int64(len(msg))
 			cfg := Config{Loops: 1, MaxQueuedBytes: max}
 			k.cfg(&cfg)
-			h := &fullFan{echoHandler: *newEcho(), msg: msg}
+			h := &orderedFan{echoHandler: *newEcho(), msg: msg}
 			e, addr := startEngine(t, cfg, h)
 			opened := func(n int) func() bool {
 				return func() bool { h.mu.Lock(); defer h.mu.Unlock(); return len(h.conns) == n }
@@ -41,14 +38,7 @@ func TestRingQueueBoundWithFullPeers(t *testing.T) {
 				h.mu.Lock()
 				defer h.mu.Unlock()
 				for _, p := range h.conns {
-					fd := int(p.fd)
-					unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, 4096)
-					junk := make([]byte, 65536)
-					for range 1000 {
-						if _, err := unix.Write(fd, junk); err != nil {
-							break
-						}
-					}
+					fillSendBuffer(int(p.fd))
 				}
 			})
 			src := dial(t, addr)
@@ -70,27 +60,4 @@ func TestRingQueueBoundWithFullPeers(t *testing.T) {
 			}
 		})
 	}
-}
-
-// fullFan writes msg to every other connection on any input.
-type fullFan struct {
-	echoHandler
-	mu    sync.Mutex
-	conns []*Conn
-	msg   []byte
-	fans  int
-}
-
-func (h *fullFan) OnOpen(c *Conn) { h.mu.Lock(); h.conns = append(h.conns, c); h.mu.Unlock() }
-
-func (h *fullFan) OnData(c *Conn, in []byte) int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for _, p := range h.conns {
-		if p != c {
-			p.Write(h.msg)
-		}
-	}
-	h.fans++
-	return len(in)
 }

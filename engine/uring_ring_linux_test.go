@@ -519,16 +519,7 @@ func TestRingFanOutSlowPeer(t *testing.T) {
 			h.mu.Lock()
 			slow := h.conns[peers-1]
 			h.mu.Unlock()
-			onLoopState(t, e, 0, func(l *loop) { // fill the last peer's socket
-				fd := int(slow.fd)
-				unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, 4096)
-				junk := make([]byte, 65536)
-				for range 1000 {
-					if _, err := unix.Write(fd, junk); err != nil {
-						break
-					}
-				}
-			})
+			onLoopState(t, e, 0, func(l *loop) { fillSendBuffer(int(slow.fd)) })
 			src := dial(t, addr)
 			eventually(t, 5*time.Second, "source open", opened(peers+1))
 			if _, err := src.Write([]byte("fan")); err != nil {
@@ -738,4 +729,17 @@ func TestRingNoSendWhileDialing(t *testing.T) {
 		}
 	}
 	t.Fatal("the outbound connection was not accepted")
+}
+
+// fillSendBuffer shrinks fd's send buffer and fills it (and the peer's
+// receive buffer), for a peer that reads nothing: the next send waits
+// for room.
+func fillSendBuffer(fd int) {
+	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, 4096)
+	junk := make([]byte, 65536)
+	for range 1000 {
+		if _, err := unix.Write(fd, junk); err != nil {
+			break
+		}
+	}
 }

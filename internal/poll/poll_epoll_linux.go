@@ -168,25 +168,7 @@ func (p *Poller) Wait(events []Event, timeoutMs int) (int, error) {
 		}
 		return 0, err
 	}
-	j := 0
-	for i := 0; i < n; i++ {
-		r := &p.raw[i]
-		fd := int(r.Fd)
-		if fd == p.wakefd {
-			var buf [8]byte
-			unix.Read(p.wakefd, buf[:])
-			p.woken.Store(false)
-			continue
-		}
-		events[j] = Event{
-			Fd:       fd,
-			Readable: r.Events&(unix.EPOLLIN|unix.EPOLLERR|unix.EPOLLHUP|unix.EPOLLRDHUP) != 0,
-			Writable: r.Events&(unix.EPOLLOUT|unix.EPOLLERR) != 0,
-			Hangup:   r.Events&(unix.EPOLLHUP|unix.EPOLLERR) != 0,
-		}
-		j++
-	}
-	return j, nil
+	return p.Events(p.raw[:n], events), nil
 }
 
 // Parks reports whether a Wait with nothing ready parks its goroutine in
@@ -254,8 +236,7 @@ func pollNow(epfd int, events []unix.EpollEvent) (int, error) {
 // Events translates raw epoll events that a wait on Fd made elsewhere
 // filled (the engine's io_uring IORING_OP_EPOLL_WAIT) into events, as many
 // as fit, as Wait does: wake-ups are consumed and not reported. It returns
-// how many it filled. (Wait keeps its own copy of the loop: a call there
-// would cost every epoll round.)
+// how many it filled. Wait uses it for its own events.
 func (p *Poller) Events(raw []unix.EpollEvent, events []Event) int {
 	j := 0
 	for i := 0; i < len(raw) && j < len(events); i++ {
