@@ -349,12 +349,7 @@ func (l *loop) onWritable(c *Conn) {
 		l.closeNow(c, reasonFor(err), err)
 		return
 	}
-	if empty && c.flags&fLinger != 0 {
-		l.lingerFlushed(c) // linger_unix.go
-		return
-	}
-	if empty && c.flags&fFlushClose != 0 {
-		l.finishClose(c)
+	if empty && l.flushedEnd(c) {
 		return
 	}
 	if c.flags&fSlowPaused != 0 && queued <= e.cfg.WriteLowWater {
@@ -419,4 +414,19 @@ func (l *loop) updateInterest(c *Conn) {
 	if err := l.poller.Mod(int(c.fd), want&ioRead != 0, want&ioWrite != 0); err != nil {
 		l.closeNow(c, ReasonIOError, err)
 	}
+}
+
+// flushedEnd carries out what c's output running empty ends: a linger's
+// flush or a close that waited for its output. It reports whether c is
+// done with (closed, or lingering on).
+func (l *loop) flushedEnd(c *Conn) bool {
+	if c.flags&fLinger != 0 {
+		l.lingerFlushed(c) // linger_unix.go
+		return true
+	}
+	if c.flags&fFlushClose != 0 {
+		l.finishClose(c)
+		return true
+	}
+	return false
 }

@@ -523,12 +523,7 @@ func (l *loop) ringSent(c *Conn, q *outQueue, res int32) {
 	}
 	queued := c.out.len()
 	c.mu.Unlock()
-	if empty && c.flags&fLinger != 0 {
-		l.lingerFlushed(c) // linger_unix.go
-		return
-	}
-	if empty && c.flags&fFlushClose != 0 {
-		l.finishClose(c)
+	if empty && l.flushedEnd(c) {
 		return
 	}
 	if c.flags&fSlowPaused != 0 && queued <= e.cfg.WriteLowWater {

@@ -677,13 +677,9 @@ func (h *Hub) attachIf(s *Session, ident Identity, t Transport, still func() boo
 	return true
 }
 
-// Disconnect unregisters a closed connection and announces the device
-// offline with reason, unless another connection replaced it.
-func (h *Hub) Disconnect(s *Session, reason string) {
-	sh := &h.shards[h.shardOf(s.Device)]
-	sh.mu.Lock()
-	cur := sh.drop(s)
-	sh.mu.Unlock()
+// letGo ends what the hub holds for s's connection beyond the session:
+// a paused read and a drain's hold.
+func (h *Hub) letGo(s *Session) {
 	h.unpause(s)
 	if h.draining.Load() {
 		h.pmu.Lock()
@@ -692,6 +688,16 @@ func (h *Hub) Disconnect(s *Session, reason string) {
 		}
 		h.pmu.Unlock()
 	}
+}
+
+// Disconnect unregisters a closed connection and announces the device
+// offline with reason, unless another connection replaced it.
+func (h *Hub) Disconnect(s *Session, reason string) {
+	sh := &h.shards[h.shardOf(s.Device)]
+	sh.mu.Lock()
+	cur := sh.drop(s)
+	sh.mu.Unlock()
+	h.letGo(s)
 	if !cur {
 		return // replaced: the new session announced itself
 	}
@@ -767,14 +773,7 @@ func (h *Hub) handOff(s *Session) {
 		h.Disconnect(s, ReasonReplaced)
 		return
 	}
-	h.unpause(s)
-	if h.draining.Load() {
-		h.pmu.Lock()
-		if h.drainHeld[s.Device] == s {
-			delete(h.drainHeld, s.Device)
-		}
-		h.pmu.Unlock()
-	}
+	h.letGo(s)
 }
 
 // closeHandoffs ends the hand-offs under way as the hub closes: their
