@@ -431,7 +431,7 @@ func (c *conn) feed(in []byte) int {
 	off := 0
 	// A kick (Client.Disconnect from a hook, a takeover) ends the read:
 	// nothing after the packet that was being handled then is handled.
-	for off < len(in) && c.state.Load()&(stDone|stKicked) == 0 {
+	for off < len(in) && !c.stopped() {
 		n, p, err := dec.Decode(in[off:], &s.lim)
 		if err != nil {
 			if c.state.Load()&(stConnected|stVersion) == 0 {
@@ -452,7 +452,7 @@ func (c *conn) feed(in []byte) int {
 	c.uncork()
 	dec.Scratch = nil
 	scratchPool.Put(sc)
-	if c.state.Load()&(stDone|stKicked) != 0 {
+	if c.stopped() {
 		return len(in)
 	}
 	return off
