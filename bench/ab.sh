@@ -2,6 +2,8 @@
 # bench/ab.sh A_REPO B_REPO — A/B of two warren checkouts in the same run, for the
 # issue-10 "no regression" check. Four figures:
 #   tcp-idle  server RSS per idle TCP conn, 15,000 conns   (bench/idle-mem.sh, SERVERS=warren)
+#             and its anonymous part alone (tcp-idle-anon: without the binary's pages
+#             the first GC pages in, a one-off that differs between builds, §95)
 #   ws-idle   server RSS per idle WebSocket, 15,000 conns  (bench/compare.sh ws-idle)
 #   http      wrk -t1 -c128 server CPU µs/req, and ÷ fasthttp in the same run (bench/compare.sh http)
 #   ws-echo   15,000 WS conns open-loop 10k msg/s, server CPU µs/msg, and ÷ gorilla (bench/compare.sh ws-echo)
@@ -23,7 +25,7 @@
 #   SCRIPTS (A), OUT (bench/out/ab-<time>).
 # Output: a table on stdout; $OUT/summary.tsv; per-run logs under $OUT/s/logs/.
 set -euo pipefail
-[ $# -eq 2 ] || { sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+[ $# -eq 2 ] || { sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 A=$(realpath "$1") B=$(realpath "$2")
 MEM_RUNS=${MEM_RUNS:-3} HTTP_RUNS=${HTTP_RUNS:-9} WS_RUNS=${WS_RUNS:-7}
 HTTP_DURATION=${HTTP_DURATION:-8s} WS_DURATION=${WS_DURATION:-15s} WS_RPS=${WS_RPS:-10000} N=${N:-15000}
@@ -112,7 +114,7 @@ emit() {
 # ---- tcp-idle: bench/idle-mem.sh, one RUNS=1 call per measurement ---------
 if [[ " $ONLY " == *" tcp-idle "* ]]; then
   echo "tcp-idle: idle-mem.sh N=$N RUNS=1 SERVERS=warren, $MEM_RUNS x (A,B alternating) ..."
-  : >"$OUT/tcp.A"; : >"$OUT/tcp.B"
+  : >"$OUT/tcp.A"; : >"$OUT/tcp.B"; : >"$OUT/tcpanon.A"; : >"$OUT/tcpanon.B"
   for ((r = 1; r <= MEM_RUNS; r++)); do
     if ((r % 2)); then ord="A B"; else ord="B A"; fi
     for x in $ord; do
@@ -122,11 +124,18 @@ if [[ " $ONLY " == *" tcp-idle "* ]]; then
       check_bin "$OUT/s/idle-mem/warren" "$want"
       v=$(awk -F'\t' 'NR > 1 && $1 == "warren" {print $7}' "$res")
       echo "$v" >>"$OUT/tcp.$x"
-      echo "  round $r $x: $v B/conn ($(awk -F'\t' 'NR > 1 && $1 == "warren" {print $6}' "$res") opened)"
+      # Column 9 (anonymous RSS per connection) exists in idle-mem.sh since §95; older scripts leave it empty.
+      va=$(awk -F'\t' 'NR > 1 && $1 == "warren" {print $9}' "$res")
+      [ -n "$va" ] && echo "$va" >>"$OUT/tcpanon.$x"
+      echo "  round $r $x: $v B/conn$([ -n "$va" ] && echo ", anonymous $va B/conn") ($(awk -F'\t' 'NR > 1 && $1 == "warren" {print $6}' "$res") opened)"
     done
   done
   paste "$OUT/tcp.A" "$OUT/tcp.B" | awk '$1 > 0 {printf "%.3f\n", $2 / $1}' >"$OUT/tcp.BA"
   emit tcp-idle-15k "B/conn" "$OUT/tcp.A" "$OUT/tcp.B" "$OUT/tcp.BA"
+  if [ -s "$OUT/tcpanon.A" ] && [ -s "$OUT/tcpanon.B" ]; then
+    paste "$OUT/tcpanon.A" "$OUT/tcpanon.B" | awk '$1 > 0 {printf "%.3f\n", $2 / $1}' >"$OUT/tcpanon.BA"
+    emit tcp-idle-anon-15k "B/conn" "$OUT/tcpanon.A" "$OUT/tcpanon.B" "$OUT/tcpanon.BA"
+  fi
 fi
 
 # compare_pairs RESULTS SERVERCOL VALUECOL FILTERCOL FILTERVAL PEER PREFIX:

@@ -15,6 +15,18 @@
 # opened. Medians over RUNS runs and the ratios against netecho close the
 # report. Server order rotates between runs.
 #
+# Next to that figure it reports the anonymous part alone (RssAnon: heap,
+# stacks, runtime metadata) per connection, and the file-backed kB the
+# server paged in meanwhile (RssFile: pages of its own binary). The file
+# part is a one-off, not a per-connection cost: the Go runtime's first GC
+# cycle, which starts at about 15,000 idle connections (the heap passes
+# its first 4 MB goal), reads the binary's .gopclntab for its stack scans
+# and the kernel maps those pages 64 KiB around each fault; which and how
+# many 64 KiB windows depends on the binary's layout (192 against 320 kB
+# between two commits with the same heap per connection, §95 of
+# docs/benchmarks.md). Compare builds on the anonymous figure when they
+# differ by a few bytes.
+#
 # Servers:
 #   warren      warren echo -proto tcp (event loops, handler inline; admin
 #               listener on a free port, as shipped)
@@ -57,15 +69,17 @@ if [ "$hard" != unlimited ] && [ $((N + 100)) -gt "$hard" ]; then
   die "N=$N: the server cannot hold more than about $((hard - 100)) connections under the open-file hard limit $hard"
 fi
 
-# sample_rss PID COUNT SPAN: median VmRSS in kB of COUNT samples over SPAN seconds.
+# sample_rss PID COUNT SPAN: "VMRSS ANON", the medians in kB of VmRSS and
+# RssAnon over COUNT samples taken across SPAN seconds.
 sample_rss() {
-  local pid=$1 count=$2 span=$3 gap i
+  local pid=$1 count=$2 span=$3 gap i samples
   gap=$(awk -v s="$span" -v c="$count" 'BEGIN {print (c > 1) ? s / (c - 1) : 0}')
-  for ((i = 0; i < count; i++)); do
+  samples=$(for ((i = 0; i < count; i++)); do
     kill -0 "$pid" 2>/dev/null || die "server pid $pid died while sampling"
-    rss_kb "$pid"
+    awk '/^VmRSS:/ {r = $2} /^RssAnon:/ {a = $2} END {print r, a}' "/proc/$pid/status"
     if [ "$i" -lt $((count - 1)) ]; then sleep "$gap"; fi
-  done | median
+  done)
+  echo "$(echo "$samples" | cut -d' ' -f1 | median) $(echo "$samples" | cut -d' ' -f2 | median)"
 }
 
 # ---- build ---------------------------------------------------------------
@@ -81,15 +95,15 @@ mkdir -p "$LOGDIR"
 
 # ---- one measurement -----------------------------------------------------
 RESULTS=$LOGDIR/results.tsv
-printf 'server\trun\tbase_kb\tloaded_kb\thwm_kb\topened\tbytes_per_conn\tgo_heap_stack_per_conn\n' >"$RESULTS"
+printf 'server\trun\tbase_kb\tloaded_kb\thwm_kb\topened\tbytes_per_conn\tgo_heap_stack_per_conn\tanon_bytes_per_conn\tfile_kb\n' >"$RESULTS"
 
 measure() { # measure SERVER RUN
-  local name=$1 run=$2 log base loaded hwm opened=0 k clients per n ready i
+  local name=$1 run=$2 log base loaded base_anon loaded_anon hwm opened=0 k clients per n ready i
   local cpids=() clogs=() ms0 ms1 goper="-"
   log=$LOGDIR/$name-$run.log
   start_server "$name" "$log"
   sleep 1
-  base=$(sample_rss "$SRV_PID" 3 1)
+  read -r base base_anon <<<"$(sample_rss "$SRV_PID" 3 1)"
   ms0="- -"
   if has_memstats "$name"; then ms0=$(memstats "$SRV_PID" "$log"); fi
 
@@ -121,7 +135,7 @@ measure() { # measure SERVER RUN
   [ "$opened" -gt 0 ] || die "$name: no connection opened"
 
   sleep "$SETTLE"
-  loaded=$(sample_rss "$SRV_PID" "$SAMPLES" "$SPAN")
+  read -r loaded loaded_anon <<<"$(sample_rss "$SRV_PID" "$SAMPLES" "$SPAN")"
   hwm=$(hwm_kb "$SRV_PID")
   ms1="- -"
   if has_memstats "$name"; then ms1=$(memstats "$SRV_PID" "$log"); fi
@@ -132,11 +146,13 @@ measure() { # measure SERVER RUN
   for k in "${!cpids[@]}"; do stop_pid "${cpids[$k]}" 30; done
   stop_pid "$SRV_PID" 30
   PIDS=()
-  local bpc
+  local bpc abpc fkb
   bpc=$(awk -v l="$loaded" -v b="$base" -v n="$opened" 'BEGIN {printf "%.0f", (l - b) * 1024 / n}')
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$run" "$base" "$loaded" "$hwm" "$opened" "$bpc" "$goper" >>"$RESULTS"
-  printf '  %-10s run %d: baseline %6d kB  loaded %7d kB  peak %7d kB  opened %6d  => %6d B/conn  (Go heap+stacks %s B/conn)\n' \
-    "$name" "$run" "$base" "$loaded" "$hwm" "$opened" "$bpc" "$goper"
+  abpc=$(awk -v l="$loaded_anon" -v b="$base_anon" -v n="$opened" 'BEGIN {printf "%.0f", (l - b) * 1024 / n}')
+  fkb=$(((loaded - base) - (loaded_anon - base_anon)))
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$run" "$base" "$loaded" "$hwm" "$opened" "$bpc" "$goper" "$abpc" "$fkb" >>"$RESULTS"
+  printf '  %-10s run %d: baseline %6d kB  loaded %7d kB  peak %7d kB  opened %6d  => %6d B/conn, anonymous %d B/conn + file %d kB  (Go heap+stacks %s B/conn)\n' \
+    "$name" "$run" "$base" "$loaded" "$hwm" "$opened" "$bpc" "$abpc" "$fkb" "$goper"
 }
 
 # ---- runs ----------------------------------------------------------------
@@ -153,10 +169,10 @@ done
 # ---- summary -------------------------------------------------------------
 echo
 echo "medians over $RUNS run(s), N=$N:"
-printf '  %-10s %12s %12s %12s %14s %18s\n' server baseline_kB loaded_kB peak_kB bytes/conn go_heap+stack/conn
+printf '  %-10s %12s %12s %12s %14s %14s %10s %18s\n' server baseline_kB loaded_kB peak_kB bytes/conn anon_B/conn file_kB go_heap+stack/conn
 for s in $SERVERS; do
   col() { awk -F'\t' -v s="$s" -v c="$1" 'NR > 1 && $1 == s && $c != "-" {print $c}' "$RESULTS" | median; }
-  printf '  %-10s %12s %12s %12s %14s %18s\n' "$s" "$(col 3)" "$(col 4)" "$(col 5)" "$(col 7)" "$(col 8)"
+  printf '  %-10s %12s %12s %12s %14s %14s %10s %18s\n' "$s" "$(col 3)" "$(col 4)" "$(col 5)" "$(col 7)" "$(col 9)" "$(col 10)" "$(col 8)"
 done
 if [[ " $SERVERS " == *" netecho "* ]]; then
   echo
