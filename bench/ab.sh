@@ -3,7 +3,8 @@
 # issue-10 "no regression" check. Four figures:
 #   tcp-idle  server RSS per idle TCP conn, 15,000 conns   (bench/idle-mem.sh, SERVERS=warren)
 #             and its anonymous part alone (tcp-idle-anon: without the binary's pages
-#             the first GC pages in, a one-off that differs between builds, §95)
+#             the first GC pages in, a one-off that differs between builds, §95);
+#             ws-idle likewise (ws-idle-anon, when A's `warren load` reports it)
 #   ws-idle   server RSS per idle WebSocket, 15,000 conns  (bench/compare.sh ws-idle)
 #   http      wrk -t1 -c128 server CPU µs/req, and ÷ fasthttp in the same run (bench/compare.sh http)
 #   ws-echo   15,000 WS conns open-loop 10k msg/s, server CPU µs/msg, and ÷ gorilla (bench/compare.sh ws-echo)
@@ -25,7 +26,7 @@
 #   SCRIPTS (A), OUT (bench/out/ab-<time>).
 # Output: a table on stdout; $OUT/summary.tsv; per-run logs under $OUT/s/logs/.
 set -euo pipefail
-[ $# -eq 2 ] || { sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+[ $# -eq 2 ] || { sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 A=$(realpath "$1") B=$(realpath "$2")
 MEM_RUNS=${MEM_RUNS:-3} HTTP_RUNS=${HTTP_RUNS:-9} WS_RUNS=${WS_RUNS:-7}
 HTTP_DURATION=${HTTP_DURATION:-8s} WS_DURATION=${WS_DURATION:-15s} WS_RPS=${WS_RPS:-10000} N=${N:-15000}
@@ -163,6 +164,11 @@ if [[ " $ONLY " == *" ws-idle "* ]]; then
   grep -E '^  warren' "$OUT/ws-idle.txt" | sed 's/^/ /'
   compare_pairs "$res" 1 6 0 "" "" "$OUT/wsidle"
   emit ws-idle-15k "B/conn" "$OUT/wsidle.A" "$OUT/wsidle.B" "$OUT/wsidle.BA"
+  # Column 8 (anonymous RSS per connection) needs A's `warren load` and scripts from §95 on.
+  compare_pairs "$res" 1 8 0 "" "" "$OUT/wsidleanon"
+  if [ -s "$OUT/wsidleanon.A" ] && [ -s "$OUT/wsidleanon.B" ]; then
+    emit ws-idle-anon-15k "B/conn" "$OUT/wsidleanon.A" "$OUT/wsidleanon.B" "$OUT/wsidleanon.BA"
+  fi
 fi
 
 # ---- http: compare.sh http, wrk, warren (A), warren-alt (B), fasthttp -----

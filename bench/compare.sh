@@ -204,7 +204,7 @@ header() {
 scenario_ws_idle() {
   local n=${N:-15000} hold=${HOLD:-10s} run s log json rc
   header "N=$n HOLD=$hold"
-  printf 'server\trun\trss_start_kb\trss_held_kb\tconns\tbytes_per_conn\tconnect_rate\n' >"$RESULTS"
+  printf 'server\trun\trss_start_kb\trss_held_kb\tconns\tbytes_per_conn\tconnect_rate\tanon_bytes_per_conn\n' >"$RESULTS"
   for ((run = 1; run <= RUNS; run++)); do
     for s in $(order "$run"); do
       log=$LOGDIR/$s-$run.log json=$LOGDIR/$s-$run.json
@@ -216,18 +216,19 @@ scenario_ws_idle() {
       stop_server
       [ -s "$json" ] || { cat "$LOGDIR/$s-$run.load.txt" >&2; die "$s run $run: no report (exit $rc)"; }
       jq -r --arg s "$s" --arg r "$run" '[$s, $r, (.server.rss_start_bytes / 1024 | floor), (.server.rss_held_bytes / 1024 | floor),
-        .connects, (.server.rss_per_conn_bytes | round), (.connect_rate | round)] | @tsv' "$json" >>"$RESULTS"
-      tail -n 1 "$RESULTS" | awk -F'\t' '{printf "  %-8s run %s: RSS %6d kB -> %7d kB, %6d conns open => %6d B/conn (connects %d/s)\n", $1, $2, $3, $4, $5, $6, $7}'
+        .connects, (.server.rss_per_conn_bytes | round), (.connect_rate | round),
+        (.server.rss_anon_per_conn_bytes // null | if . == null then "-" else round end)] | @tsv' "$json" >>"$RESULTS"
+      tail -n 1 "$RESULTS" | awk -F'\t' '{printf "  %-8s run %s: RSS %6d kB -> %7d kB, %6d conns open => %6d B/conn, anonymous %s B/conn (connects %d/s)\n", $1, $2, $3, $4, $5, $6, $8, $7}'
       [ "$rc" -eq 0 ] || echo "  $s run $run: warren load exited $rc (see $LOGDIR/$s-$run.load.txt)"
     done
   done
   echo
   echo "medians over $RUNS run(s), $n idle WebSocket connections:"
-  printf '  %-8s %12s %12s %10s %14s %14s\n' server start_kB held_kB conns "bytes/conn" "vs gorilla"
+  printf '  %-8s %12s %12s %10s %14s %14s %14s\n' server start_kB held_kB conns "bytes/conn" "vs gorilla" "anon B/conn"
   local ref
   ref=$(col gorilla 6)
   for s in $SERVERS; do
-    printf '  %-8s %12s %12s %10s %14s %14s\n' "$s" "$(col "$s" 3)" "$(col "$s" 4)" "$(col "$s" 5)" "$(col "$s" 6)" "$(ratio "$(col "$s" 6)" "$ref")"
+    printf '  %-8s %12s %12s %10s %14s %14s %14s\n' "$s" "$(col "$s" 3)" "$(col "$s" 4)" "$(col "$s" 5)" "$(col "$s" 6)" "$(ratio "$(col "$s" 6)" "$ref")" "$(col "$s" 8)"
   done
 }
 

@@ -337,7 +337,7 @@ func TestTimelineAndProgress(t *testing.T) {
 }
 
 func TestServerUsageFromProc(t *testing.T) {
-	if _, _, err := readProc(1); err != nil {
+	if _, _, _, err := readProc(1); err != nil {
 		t.Skip("no /proc here")
 	}
 	hs := startHTTP(t)
@@ -387,4 +387,29 @@ func mustSources(t *testing.T, s string) []netip.Addr {
 		t.Fatal(err)
 	}
 	return a
+}
+
+func TestStatusKB(t *testing.T) {
+	status := []byte("Name:\twarren\nVmHWM:\t   20480 kB\nVmRSS:\t   18044 kB\nRssAnon:\t    2112 kB\nRssFile:\t   15932 kB\nBad:\tx kB\n")
+	for _, c := range []struct {
+		key  string
+		want int64
+	}{
+		{"VmRSS:", 18044 * 1024},
+		{"RssAnon:", 2112 * 1024},
+		{"RssFile:", 15932 * 1024},
+		{"RssShmem:", -1}, // missing
+		{"Bad:", -1},      // malformed
+	} {
+		if got := statusKB(status, c.key); got != c.want {
+			t.Errorf("statusKB(%q) = %d, want %d", c.key, got, c.want)
+		}
+	}
+	rss, anon, _, err := readProc(os.Getpid())
+	if err != nil {
+		t.Skipf("no /proc here: %v", err)
+	}
+	if rss <= 0 || anon <= 0 || anon > rss {
+		t.Fatalf("readProc: rss %d, anon %d", rss, anon)
+	}
 }

@@ -138,6 +138,13 @@ type ServerUsage struct {
 	// RSSPerConn is (RSSHeld - RSSStart) / connections open after the
 	// ramp, in bytes.
 	RSSPerConn float64 `json:"rss_per_conn_bytes"`
+	// RSSAnonPerConn is the same figure for the anonymous memory alone
+	// (RssAnon: heap, stacks, runtime metadata), without the file-backed
+	// pages, such as the server binary's, paged in meanwhile: a one-off
+	// (the runtime's first GC cycle reads the binary's .gopclntab) that
+	// RSSPerConn spreads over the connections. Zero when unknown (read
+	// from the admin endpoint, or a kernel without RssAnon).
+	RSSAnonPerConn float64 `json:"rss_anon_per_conn_bytes,omitempty"`
 	// CPU seconds (user + system) spent by the server in the ramp, the
 	// hold and the traffic phase.
 	CPURamp    float64 `json:"cpu_ramp_seconds"`
@@ -404,7 +411,11 @@ func (r *Report) WriteSummary(w io.Writer) error {
 		}
 		p("server\t%s (%s): RSS %s at start -> %s %s -> %s at end", who, s.Source,
 			bytesIEC(float64(s.RSSStart)), bytesIEC(float64(s.RSSHeld)), held, bytesIEC(float64(s.RSSEnd)))
-		p("server memory\t%s per connection", bytesIEC(s.RSSPerConn))
+		if s.RSSAnonPerConn != 0 {
+			p("server memory\t%s per connection (anonymous %s)", bytesIEC(s.RSSPerConn), bytesIEC(s.RSSAnonPerConn))
+		} else {
+			p("server memory\t%s per connection", bytesIEC(s.RSSPerConn))
+		}
 		cpu := fmt.Sprintf("ramp %.2fs, hold %.2fs, traffic %.2fs", s.CPURamp, s.CPUHold, s.CPUTraffic)
 		if r.Requests > 0 {
 			cpu += fmt.Sprintf(" = %.1f µs per %s", s.CPUPerRequest, unit)

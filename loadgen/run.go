@@ -163,6 +163,9 @@ func (co *coordinator) run(ctx context.Context) (*Report, error) {
 		u.RSSStart, u.RSSHeld, u.RSSEnd = samples[0].rss, held.rss, samples[3].rss
 		if open > 0 {
 			u.RSSPerConn = float64(held.rss-samples[0].rss) / float64(open)
+			if held.anon >= 0 && samples[0].anon >= 0 {
+				u.RSSAnonPerConn = float64(held.anon-samples[0].anon) / float64(open)
+			}
 		}
 		u.CPURamp = samples[1].cpu - samples[0].cpu
 		u.CPUHold = samples[2].cpu - samples[1].cpu

@@ -20,6 +20,7 @@ const clockTicks = 100
 // serverSample is the server's resource use at one moment.
 type serverSample struct {
 	rss   int64   // bytes
+	anon  int64   // RssAnon in bytes (heap, stacks), -1 when unknown
 	cpu   float64 // user + system seconds
 	conns int64   // warren_connections_active, -1 when unknown
 }
@@ -52,14 +53,14 @@ func (p *probe) source() string {
 // sample reads the server's RSS, CPU time and, from the admin endpoint,
 // its active connections.
 func (p *probe) sample(ctx context.Context) (serverSample, error) {
-	s := serverSample{conns: -1}
+	s := serverSample{anon: -1, conns: -1}
 	var errs []string
 	if p.pid > 0 {
-		rss, cpu, err := readProc(p.pid)
+		rss, anon, cpu, err := readProc(p.pid)
 		if err != nil {
 			errs = append(errs, err.Error())
 		}
-		s.rss, s.cpu = rss, cpu
+		s.rss, s.anon, s.cpu = rss, anon, cpu
 	}
 	if p.admin != "" {
 		m, err := p.metrics(ctx)
@@ -84,34 +85,41 @@ func (p *probe) sample(ctx context.Context) (serverSample, error) {
 	return s, nil
 }
 
-// readProc reads VmRSS from /proc/PID/status and utime+stime from
-// /proc/PID/stat.
-func readProc(pid int) (rss int64, cpu float64, err error) {
+// readProc reads VmRSS and RssAnon from /proc/PID/status and utime+stime
+// from /proc/PID/stat. anon is -1 when the kernel does not report RssAnon
+// (before Linux 4.5).
+func readProc(pid int) (rss, anon int64, cpu float64, err error) {
 	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0, 0, err
+		return 0, -1, 0, err
 	}
-	rss = -1
-	for _, line := range strings.Split(string(status), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			f := strings.Fields(rest)
-			if len(f) >= 1 {
-				kb, err := strconv.ParseInt(f[0], 10, 64)
-				if err == nil {
-					rss = kb * 1024
-				}
-			}
-		}
-	}
+	rss, anon = statusKB(status, "VmRSS:"), statusKB(status, "RssAnon:")
 	if rss < 0 {
-		return 0, 0, fmt.Errorf("loadgen: no VmRSS in /proc/%d/status", pid)
+		return 0, -1, 0, fmt.Errorf("loadgen: no VmRSS in /proc/%d/status", pid)
 	}
 	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return rss, 0, err
+		return rss, anon, 0, err
 	}
 	cpu, err = parseStatCPU(stat)
-	return rss, cpu, err
+	return rss, anon, cpu, err
+}
+
+// statusKB returns the value of the "KEY   N kB" line of a /proc/PID/status
+// in bytes, or -1 when the line is missing or malformed.
+func statusKB(status []byte, key string) int64 {
+	for _, line := range strings.Split(string(status), "\n") {
+		if rest, ok := strings.CutPrefix(line, key); ok {
+			f := strings.Fields(rest)
+			if len(f) >= 1 {
+				if kb, err := strconv.ParseInt(f[0], 10, 64); err == nil {
+					return kb * 1024
+				}
+			}
+			return -1
+		}
+	}
+	return -1
 }
 
 // parseStatCPU returns utime+stime in seconds from the contents of
