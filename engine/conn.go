@@ -702,7 +702,7 @@ func (c *Conn) enqueueLocked(l *loop, bufs [][]byte, skip, rest int) error {
 			return ErrSlowConsumer
 		}
 	}
-	if cfg.MaxQueuedBytes > 0 && e.queued.Add(int64(rest))-e.deferred.Load() > cfg.MaxQueuedBytes {
+	if cfg.MaxQueuedBytes > 0 && e.queued.Add(int64(rest)) > cfg.MaxQueuedBytes {
 		e.queued.Add(-int64(rest))
 		return ErrQueueLimit
 	} else if cfg.MaxQueuedBytes <= 0 {
@@ -809,11 +809,11 @@ func (c *Conn) releaseOutLocked(e *Engine) {
 	for _, b := range c.out.bufs {
 		pool.Put(b)
 	}
-	if c.out.bytes > 0 {
-		e.queued.Add(-int64(c.out.bytes))
+	if n := c.out.bytes - c.out.deferred; n > 0 {
+		e.queued.Add(-int64(n))
 	}
-	e.undefer(c.out)
-	c.freeOutLocked()
+	c.out.bytes = 0
+	c.freeOutLocked() // drops the deferred count
 }
 
 // outQueue is a connection's queued output: pooled buffers in order. A
@@ -827,20 +827,33 @@ type outQueue struct {
 	ring    bool
 	sending bool
 	slot    uint32
-	// deferred is how many of bytes were deferred to the round's end
-	// rather than written (counted in Engine.deferred too), until the
-	// queue's first send completes or epoll takes the queue over.
+	// deferred is how many of bytes, at the queue's head, were deferred
+	// to the round's end rather than written, until the queue's first
+	// send completes or epoll takes the queue over. They are counted in
+	// their loop's loopStats.deferred, not in Engine.queued: a deferred
+	// write touches no engine-wide counter (docs/benchmarks.md §94).
 	deferred int
 }
 
-// undefer stops counting q's deferred bytes as deferred: they have gone
-// out, or what is left of them is queued as epoll's write would have
-// left it. q may be nil.
-func (e *Engine) undefer(q *outQueue) {
+// undefer turns q's deferred bytes into queued ones, as epoll's write
+// would have left them: counted in Engine.queued from now on, against
+// MaxQueuedBytes. l is q's loop; q may be nil.
+func (l *loop) undefer(q *outQueue) {
 	if q != nil && q.deferred != 0 {
-		e.deferred.Add(-int64(q.deferred))
+		l.e.queued.Add(int64(q.deferred))
+		l.stats.deferred.Add(-int64(q.deferred))
 		q.deferred = 0
 	}
+}
+
+// deferredBytes returns the bytes all loops hold deferred (io_uring mode).
+func (e *Engine) deferredBytes() int64 {
+	var n int64
+	loops, _ := e.parts()
+	for _, l := range loops {
+		n += l.stats.deferred.Load()
+	}
+	return n
 }
 
 var outQueuePool = sync.Pool{New: func() any { return new(outQueue) }}
@@ -859,8 +872,11 @@ func (c *Conn) freeOutLocked() {
 		clear(q.bufs)
 		q.bufs, q.bytes = q.bufs[:0], 0
 		q.ring = false
-		if q.deferred != 0 { // none left by today's callers; never pooled with a count
-			c.engine().undefer(q)
+		if q.deferred != 0 { // releaseOutLocked's: the deferred bytes are dropped
+			if l, ok := c.host.(*loop); ok {
+				l.stats.deferred.Add(-int64(q.deferred))
+			}
+			q.deferred = 0
 		}
 		c.out = nil
 		outQueuePool.Put(q)
