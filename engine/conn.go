@@ -735,13 +735,17 @@ func (c *Conn) appendOutLocked(bufs [][]byte, skip int) {
 			}
 			if last == nil || len(last) == cap(last) {
 				size := len(b)
-				if size < 4096 {
-					size = 4096
+				if size < outKeepSize {
+					size = outKeepSize
 				}
 				if size > 256<<10 {
 					size = 256 << 10
 				}
-				last = pool.Get(size)[:0]
+				if size == outKeepSize && q.keep != nil {
+					last, q.keep = q.keep, nil
+				} else {
+					last = pool.Get(size)[:0]
+				}
 				q.bufs = append(q.bufs, last)
 			}
 			m := copy(last[len(last):cap(last)], b)
@@ -795,7 +799,11 @@ func (c *Conn) consumeOutLocked(n int) {
 			return
 		}
 		n -= len(b)
-		pool.Put(b)
+		if q.keep == nil && cap(b) == outKeepSize {
+			q.keep = b[:0] // the queue's next small write needs no pool.Get
+		} else {
+			pool.Put(b)
+		}
 		q.bufs[0] = nil
 		q.bufs = q.bufs[1:]
 	}
@@ -827,6 +835,12 @@ type outQueue struct {
 	ring    bool
 	sending bool
 	slot    uint32
+	// keep is a written-out buffer of outKeepSize that the queue holds
+	// for its next small write, across its trips through outQueuePool:
+	// a deferred write and its send's completion (the io_uring mode's
+	// every write) then take no buffer from internal/pool and return
+	// none. It is no connection's: an idle connection has no queue.
+	keep []byte
 	// deferred is how many of bytes, at the queue's head, were deferred
 	// to the round's end rather than written, until the queue's first
 	// send completes or epoll takes the queue over. They are counted in
@@ -857,6 +871,10 @@ func (e *Engine) deferredBytes() int64 {
 }
 
 var outQueuePool = sync.Pool{New: func() any { return new(outQueue) }}
+
+// outKeepSize is the size of the smallest buffer a queue takes from
+// internal/pool, the one it keeps (outQueue.keep).
+const outKeepSize = 4096
 
 // len returns the queued bytes; q may be nil.
 func (q *outQueue) len() int {

@@ -1,0 +1,39 @@
+package engine
+
+import (
+	"bytes"
+	"testing"
+)
+
+// TestOutQueueKeepsSmallBuffer: a queue whose small output was written
+// keeps its buffer for its next small write (outQueue.keep), across its
+// trip through outQueuePool, instead of returning it to internal/pool and
+// taking another: the io_uring mode queues every write it defers.
+func TestOutQueueKeepsSmallBuffer(t *testing.T) {
+	c := &Conn{out: new(outQueue)}
+	msg := bytes.Repeat([]byte("k"), 300)
+	c.appendOutLocked([][]byte{msg}, 0)
+	c.out.bytes += len(msg)
+	first := &c.out.bufs[0][:1][0]
+	c.out.bytes -= len(msg)
+	c.consumeOutLocked(len(msg))
+	if len(c.out.bufs) != 0 || c.out.keep == nil || &c.out.keep[:1][0] != first || len(c.out.keep) != 0 {
+		t.Fatalf("after the write: %d buffers queued, keep %p (len %d), want none queued and the written buffer kept",
+			len(c.out.bufs), c.out.keep, len(c.out.keep))
+	}
+	c.appendOutLocked([][]byte{msg[:100]}, 0)
+	if c.out.keep != nil || &c.out.bufs[0][:1][0] != first || !bytes.Equal(c.out.bufs[0], msg[:100]) {
+		t.Fatal("the next small write did not take the kept buffer")
+	}
+	// A large write takes a pooled buffer of its size, and leaves keep alone.
+	c.consumeOutLocked(100)
+	big := bytes.Repeat([]byte("b"), 3*outKeepSize)
+	c.appendOutLocked([][]byte{big}, 0)
+	if c.out.keep == nil || cap(c.out.bufs[0]) < len(big) {
+		t.Fatalf("large write: keep %p, buffer cap %d", c.out.keep, cap(c.out.bufs[0]))
+	}
+	c.consumeOutLocked(len(big)) // not outKeepSize: back to internal/pool
+	if &c.out.keep[:1][0] != first {
+		t.Fatal("a large buffer replaced the kept one")
+	}
+}
