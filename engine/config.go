@@ -60,10 +60,10 @@ type Config struct {
 	// io_uring_enter as the next wait: fewer transitions into the kernel
 	// per request (README "Raw connections", docs/benchmarks.md §87). A
 	// deferral that would pass WriteHighWater or MaxQueuedBytes, or
-	// bring the bytes deferred over all connections past a quarter of
-	// MaxQueuedBytes, is written at once instead; deferred bytes whose
-	// sends wait for room count as queued from then on, so queued output
-	// can pass MaxQueuedBytes by up to that quarter.
+	// bring the bytes its loop holds deferred past the loop's share of
+	// a quarter of MaxQueuedBytes, is written at once instead; deferred
+	// bytes whose sends wait for room count as queued from then on, so
+	// queued output can pass MaxQueuedBytes by up to that quarter.
 	// A send completes with what the socket took; only the rest counts
 	// as queued, against the watermarks and MaxQueuedBytes, as with
 	// epoll. Loops then block their threads in the wait, as with
