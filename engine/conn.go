@@ -744,6 +744,10 @@ func (c *Conn) appendOutLocked(bufs [][]byte, skip int) {
 				if size == outKeepSize && q.keep != nil {
 					last, q.keep = q.keep, nil
 				} else {
+					if q.keep != nil { // not held while output waits
+						pool.Put(q.keep)
+						q.keep = nil
+					}
 					last = pool.Get(size)[:0]
 				}
 				q.bufs = append(q.bufs, last)
@@ -799,8 +803,8 @@ func (c *Conn) consumeOutLocked(n int) {
 			return
 		}
 		n -= len(b)
-		if q.keep == nil && cap(b) == outKeepSize {
-			q.keep = b[:0] // the queue's next small write needs no pool.Get
+		if len(q.bufs) == 1 && q.keep == nil && cap(b) == outKeepSize {
+			q.keep = b[:0] // the queue is empty: its next small write needs no pool.Get
 		} else {
 			pool.Put(b)
 		}
@@ -835,11 +839,13 @@ type outQueue struct {
 	ring    bool
 	sending bool
 	slot    uint32
-	// keep is a written-out buffer of outKeepSize that the queue holds
-	// for its next small write, across its trips through outQueuePool:
-	// a deferred write and its send's completion (the io_uring mode's
-	// every write) then take no buffer from internal/pool and return
-	// none. It is no connection's: an idle connection has no queue.
+	// keep is the last written-out buffer, of outKeepSize, of a queue
+	// that ran empty, held for the queue's next small write across its
+	// trip through outQueuePool: a deferred write and its send's
+	// completion (the io_uring mode's every write) then take no buffer
+	// from internal/pool and return none. A queue holding output holds
+	// no keep (a first write that does not fit it gives it back), and an
+	// idle connection has no queue.
 	keep []byte
 	// deferred is how many of bytes, at the queue's head, were deferred
 	// to the round's end rather than written, until the queue's first

@@ -25,15 +25,30 @@ func TestOutQueueKeepsSmallBuffer(t *testing.T) {
 	if c.out.keep != nil || &c.out.bufs[0][:1][0] != first || !bytes.Equal(c.out.bufs[0], msg[:100]) {
 		t.Fatal("the next small write did not take the kept buffer")
 	}
-	// A large write takes a pooled buffer of its size, and leaves keep alone.
+	// A large write takes a pooled buffer of its size and gives the kept
+	// one back: a queue holding output holds no spare buffer.
 	c.consumeOutLocked(100)
+	if c.out.keep == nil {
+		t.Fatal("the second small write's buffer was not kept")
+	}
 	big := bytes.Repeat([]byte("b"), 3*outKeepSize)
 	c.appendOutLocked([][]byte{big}, 0)
-	if c.out.keep == nil || cap(c.out.bufs[0]) < len(big) {
+	if c.out.keep != nil || cap(c.out.bufs[0]) < len(big) {
 		t.Fatalf("large write: keep %p, buffer cap %d", c.out.keep, cap(c.out.bufs[0]))
 	}
-	c.consumeOutLocked(len(big)) // not outKeepSize: back to internal/pool
-	if &c.out.keep[:1][0] != first {
-		t.Fatal("a large buffer replaced the kept one")
+	// Of two small buffers written out, only the last is kept.
+	c.consumeOutLocked(len(big))
+	c.appendOutLocked([][]byte{bytes.Repeat([]byte("s"), outKeepSize), msg[:10]}, 0)
+	if len(c.out.bufs) != 2 {
+		t.Fatalf("%d buffers, want 2", len(c.out.bufs))
+	}
+	second := &c.out.bufs[1][:1][0]
+	c.consumeOutLocked(outKeepSize)
+	if c.out.keep != nil {
+		t.Fatal("a buffer kept while output waits")
+	}
+	c.consumeOutLocked(10)
+	if c.out.keep == nil || &c.out.keep[:1][0] != second {
+		t.Fatal("the emptied queue's last buffer was not kept")
 	}
 }
