@@ -795,21 +795,31 @@ func (c *Conn) flushLocked(l *loop) (bool, error) {
 // handed it out.
 func (c *Conn) consumeOutLocked(n int) {
 	q := c.out
+	k := 0 // whole buffers written
 	for n > 0 {
-		b := q.bufs[0]
+		b := q.bufs[k]
 		if n < len(b) {
 			m := copy(b, b[n:])
-			q.bufs[0] = b[:m]
-			return
+			q.bufs[k] = b[:m]
+			break
 		}
 		n -= len(b)
-		if len(q.bufs) == 1 && q.keep == nil && cap(b) == outKeepSize {
+		if k == len(q.bufs)-1 && q.keep == nil && cap(b) == outKeepSize {
 			q.keep = b[:0] // the queue is empty: its next small write needs no pool.Get
 		} else {
 			pool.Put(b)
 		}
-		q.bufs[0] = nil
-		q.bufs = q.bufs[1:]
+		k++
+	}
+	if k > 0 {
+		// Shift the rest down rather than reslice the front, so the
+		// slice keeps its capacity: a queue that ran empty takes its
+		// next buffer without growing it (otherwise an allocation per
+		// write in the io_uring mode, which queues every write it
+		// defers: docs/benchmarks.md §94).
+		m := copy(q.bufs, q.bufs[k:])
+		clear(q.bufs[m:])
+		q.bufs = q.bufs[:m]
 	}
 }
 

@@ -52,3 +52,32 @@ func TestOutQueueKeepsSmallBuffer(t *testing.T) {
 		t.Fatal("the emptied queue's last buffer was not kept")
 	}
 }
+
+// TestOutQueueCycleAllocates0: a queue that runs empty and queues again
+// (the io_uring mode's every deferred write and its send's completion)
+// allocates nothing; reslicing its written buffers off the front left
+// it no capacity, and every next write grew it.
+func TestOutQueueCycleAllocates0(t *testing.T) {
+	c := &Conn{out: new(outQueue)}
+	msg := bytes.Repeat([]byte("a"), 200)
+	cycle := func() {
+		c.appendOutLocked([][]byte{msg}, 0)
+		c.consumeOutLocked(len(msg))
+	}
+	cycle()
+	if n := testing.AllocsPerRun(100, cycle); n != 0 {
+		t.Fatalf("%.1f allocations a write", n)
+	}
+	// Partly written, several buffers: the rest stays in order.
+	big := bytes.Repeat([]byte("0123456789"), 1000)
+	c.appendOutLocked([][]byte{msg, big, msg}, 0)
+	want := append(append(append([]byte{}, msg...), big...), msg...)
+	c.consumeOutLocked(len(msg) + 5)
+	var got []byte
+	for _, b := range c.out.bufs {
+		got = append(got, b...)
+	}
+	if !bytes.Equal(got, want[len(msg)+5:]) {
+		t.Fatalf("after a partial write the queue holds %d bytes, want %d in order", len(got), len(want)-len(msg)-5)
+	}
+}
