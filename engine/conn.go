@@ -811,17 +811,33 @@ func (c *Conn) consumeOutLocked(n int) {
 		}
 		k++
 	}
-	if k > 0 {
-		// Shift the rest down rather than reslice the front, so the
-		// slice keeps its capacity: a queue that ran empty takes its
-		// next buffer without growing it (otherwise an allocation per
-		// write in the io_uring mode, which queues every write it
-		// defers: docs/benchmarks.md §94).
-		m := copy(q.bufs, q.bufs[k:])
-		clear(q.bufs[m:])
-		q.bufs = q.bufs[:m]
+	if k == 0 {
+		return
 	}
+	if rest := len(q.bufs) - k; rest <= outShiftMax {
+		// Few buffers left (none, most often): shift them down rather
+		// than reslice the front, so the slice keeps its capacity and a
+		// queue that ran empty takes its next buffer without growing it
+		// (otherwise an allocation per write in the io_uring mode,
+		// which queues every write it defers: docs/benchmarks.md §94).
+		copy(q.bufs, q.bufs[k:])
+		clear(q.bufs[rest:])
+		q.bufs = q.bufs[:rest]
+		return
+	}
+	// A long queue drained in steps: shifting its tail at every step
+	// would cost O(n²); reslice instead.
+	clear(q.bufs[:k])
+	q.bufs = q.bufs[k:]
 }
+
+// outShiftMax is how many unwritten buffers consumeOutLocked shifts down
+// at most; past it, it reslices. outBufsKeepMax is the largest buffer
+// slice a queue takes back to outQueuePool.
+const (
+	outShiftMax    = 64
+	outBufsKeepMax = 64
+)
 
 // releaseOutLocked drops queued output of a closed connection.
 func (c *Conn) releaseOutLocked(e *Engine) {
@@ -876,16 +892,6 @@ func (l *loop) undefer(q *outQueue) {
 	}
 }
 
-// deferredBytes returns the bytes all loops hold deferred (io_uring mode).
-func (e *Engine) deferredBytes() int64 {
-	var n int64
-	loops, _ := e.parts()
-	for _, l := range loops {
-		n += l.stats.deferred.Load()
-	}
-	return n
-}
-
 var outQueuePool = sync.Pool{New: func() any { return new(outQueue) }}
 
 // outKeepSize is the size of the smallest buffer a queue takes from
@@ -900,12 +906,24 @@ func (q *outQueue) len() int {
 	return q.bytes
 }
 
+// reset empties q's buffer slice, or drops it past outBufsKeepMax (a
+// fan-out storm's long queue must not stay in outQueuePool), for its
+// return to the pool.
+func (q *outQueue) reset() {
+	if cap(q.bufs) > outBufsKeepMax {
+		q.bufs = nil
+	} else {
+		clear(q.bufs)
+		q.bufs = q.bufs[:0]
+	}
+	q.bytes = 0
+	q.ring = false
+}
+
 // freeOutLocked returns an emptied queue to its pool.
 func (c *Conn) freeOutLocked() {
 	if q := c.out; q != nil {
-		clear(q.bufs)
-		q.bufs, q.bytes = q.bufs[:0], 0
-		q.ring = false
+		q.reset()
 		if q.deferred != 0 { // releaseOutLocked's: the deferred bytes are dropped
 			if l, ok := c.host.(*loop); ok {
 				l.stats.deferred.Add(-int64(q.deferred))

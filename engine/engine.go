@@ -45,8 +45,8 @@ type Engine struct {
 	// MaxQueuedBytes/4 over the loops), bytes epoll would have tried to
 	// write already, most of which go out with the round's sends; a
 	// deferred send that then waits for room moves its bytes here
-	// (ringWait), so queued output passes MaxQueuedBytes by at most
-	// that quarter.
+	// (ringSendsWaiting), so queued output passes MaxQueuedBytes by at
+	// most that quarter.
 	queued atomic.Int64
 	// ringLoops counts the loops running on an io_uring (Config.IOUring);
 	// ringOnce logs the fallback to epoll once.
@@ -475,11 +475,13 @@ func (e *Engine) Stats() Stats {
 	if pe != nil {
 		s.add(&pe.stats)
 	}
-	s.QueuedBytes = e.queued.Load()
 	for _, l := range loops {
 		s.add(&l.stats)
 		s.QueuedBytes += l.stats.deferred.Load() // the io_uring mode's deferred bytes
 	}
+	// After the loops' deferred bytes: bytes moving from those to queued
+	// are added here first, so the sum never undercounts.
+	s.QueuedBytes += e.queued.Load()
 	s.IOUringLoops = int(e.ringLoops.Load())
 	s.WorkersBusy = e.workers.busy.Load()
 	s.WorkerQueue = e.workers.waiting()

@@ -81,3 +81,52 @@ func TestOutQueueCycleAllocates0(t *testing.T) {
 		t.Fatalf("after a partial write the queue holds %d bytes, want %d in order", len(got), len(want)-len(msg)-5)
 	}
 }
+
+// TestOutQueueLongConsumeReslices: a long queue drained in steps is
+// resliced, not shifted down at every step (O(n²) copies over the
+// drain); a short one is shifted, keeping its capacity.
+func TestOutQueueLongConsumeReslices(t *testing.T) {
+	fill := func(n int) *Conn {
+		c := &Conn{out: new(outQueue)}
+		for range n {
+			// Each write fills a buffer: n buffers of outKeepSize.
+			c.appendOutLocked([][]byte{bytes.Repeat([]byte("x"), outKeepSize)}, 0)
+		}
+		if len(c.out.bufs) != n {
+			t.Fatalf("%d buffers, want %d", len(c.out.bufs), n)
+		}
+		return c
+	}
+	long := fill(outShiftMax + 100)
+	before := cap(long.out.bufs)
+	long.consumeOutLocked(outKeepSize + 1) // one buffer and a byte of the next
+	if got := cap(long.out.bufs); got != before-1 {
+		t.Fatalf("long queue: capacity %d after one buffer written, want %d (resliced, not shifted)", got, before-1)
+	}
+	if len(long.out.bufs) != outShiftMax+99 || len(long.out.bufs[0]) != outKeepSize-1 {
+		t.Fatalf("long queue: %d buffers, head %d bytes", len(long.out.bufs), len(long.out.bufs[0]))
+	}
+	short := fill(3)
+	before = cap(short.out.bufs)
+	short.consumeOutLocked(outKeepSize)
+	if got := cap(short.out.bufs); got != before || len(short.out.bufs) != 2 {
+		t.Fatalf("short queue: capacity %d (want %d), %d buffers (want 2)", got, before, len(short.out.bufs))
+	}
+}
+
+// TestOutQueueResetDropsLongSlice: a queue goes back to outQueuePool
+// with its buffer slice only when that is short; a fan-out storm's long
+// queues must not keep their slices in the pool.
+func TestOutQueueResetDropsLongSlice(t *testing.T) {
+	q := &outQueue{bufs: make([][]byte, 3, outBufsKeepMax+1), bytes: 7, ring: true}
+	q.reset()
+	if q.bufs != nil || q.bytes != 0 || q.ring {
+		t.Fatalf("long: bufs cap %d, bytes %d, ring %v", cap(q.bufs), q.bytes, q.ring)
+	}
+	q = &outQueue{bufs: make([][]byte, 3, outBufsKeepMax)}
+	q.bufs[0] = []byte("x")
+	q.reset()
+	if q.bufs == nil || cap(q.bufs) != outBufsKeepMax || len(q.bufs) != 0 || q.bufs[:1][0] != nil {
+		t.Fatalf("short: bufs len %d cap %d", len(q.bufs), cap(q.bufs))
+	}
+}

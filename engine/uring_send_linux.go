@@ -76,9 +76,8 @@ func releaseOrphan(q *outQueue) {
 	for _, b := range q.bufs {
 		pool.Put(b)
 	}
-	clear(q.bufs)
-	q.bufs, q.bytes, q.deferred = q.bufs[:0], 0, 0
-	q.ring, q.sending = false, false
+	q.reset()
+	q.deferred, q.sending = 0, false
 	outQueuePool.Put(q)
 }
 
@@ -177,17 +176,20 @@ func (l *loop) ringSent(c *Conn, q *outQueue, res int32) {
 	// the send took of it leaves the loop's deferred count, what it did
 	// not take becomes queued, and what it took beyond it leaves queued.
 	// A send of deferred bytes only, taken whole (the common case),
-	// touches no engine-wide counter.
+	// touches no engine-wide counter. Bytes moving to Engine.queued are
+	// added there before they leave the loop's count (Stats reads the
+	// loops' counts first, so it may overcount for a moment, never
+	// undercount).
 	sent := 0
 	if res > 0 {
 		sent = int(res)
 	}
 	if d := q.deferred; d != 0 {
 		q.deferred = 0
-		l.stats.deferred.Add(-int64(d))
 		if d != sent {
 			e.queued.Add(int64(d - sent))
 		}
+		l.stats.deferred.Add(-int64(d))
 	} else if sent > 0 {
 		e.queued.Add(-int64(sent))
 	}
@@ -295,10 +297,13 @@ func (c *Conn) ringWriteLocked(l *loop, bufs [][]byte, total int) (n int, err er
 		// against the engine's bound, and a round's writes must not
 		// contend on an engine-wide counter (docs/benchmarks.md §94).
 		// The loops' deferred bytes are held to a quarter of
-		// MaxQueuedBytes (each loop to its share): those whose sends
-		// then wait for room become queued (ringSendsWaiting), so queued
-		// output passes the bound by at most that quarter, for a round.
-		// Past either, write now.
+		// MaxQueuedBytes, each loop to its share (zero, so no deferral,
+		// when MaxQueuedBytes/4 < Loops): those whose sends then wait
+		// for room become queued (ringSendsWaiting), so queued output
+		// passes the bound by at most that quarter, for a round. A
+		// deferral that would take Engine.queued plus this loop's
+		// deferred bytes past MaxQueuedBytes, or the loop past its
+		// share, is written now instead.
 		d := l.stats.deferred.Add(int64(total))
 		if limit := cfg.MaxQueuedBytes; limit > 0 &&
 			(d > limit/4/int64(cfg.Loops) || e.queued.Load()+d > limit) {

@@ -9,6 +9,16 @@ import (
 	"time"
 )
 
+// deferredBytes returns the bytes all loops hold deferred (io_uring mode).
+func (e *Engine) deferredBytes() int64 {
+	var n int64
+	loops, _ := e.parts()
+	for _, l := range loops {
+		n += l.stats.deferred.Load()
+	}
+	return n
+}
+
 // TestRingDeferredNotEngineQueued: a write deferred to the round's end is
 // counted by its loop (loopStats.deferred), not in Engine.queued, which
 // both loops would otherwise contend on for every write and completion;
