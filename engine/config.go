@@ -59,11 +59,13 @@ type Config struct {
 	// as IORING_OP_SEND/SENDMSG entries submitted in the same
 	// io_uring_enter as the next wait: fewer transitions into the kernel
 	// per request (README "Raw connections", docs/benchmarks.md §87). A
-	// deferral that would pass WriteHighWater or MaxQueuedBytes, or
-	// bring the bytes deferred over all connections past a quarter of
-	// MaxQueuedBytes, is written at once instead; deferred bytes whose
-	// sends wait for room count as queued from then on, so queued output
-	// can pass MaxQueuedBytes by up to that quarter.
+	// deferral that would pass WriteHighWater, take the queued bytes
+	// plus those its loop holds deferred past MaxQueuedBytes, or take
+	// its loop's deferred bytes past the loop's share of a quarter of
+	// MaxQueuedBytes (MaxQueuedBytes/4/Loops; zero, so no deferral, when
+	// that quarter is smaller than Loops) is written at once instead;
+	// deferred bytes whose sends wait for room count as queued from then
+	// on, so queued output can pass MaxQueuedBytes by up to that quarter.
 	// A send completes with what the socket took; only the rest counts
 	// as queued, against the watermarks and MaxQueuedBytes, as with
 	// epoll. Loops then block their threads in the wait, as with

@@ -702,7 +702,7 @@ func (c *Conn) enqueueLocked(l *loop, bufs [][]byte, skip, rest int) error {
 			return ErrSlowConsumer
 		}
 	}
-	if cfg.MaxQueuedBytes > 0 && e.queued.Add(int64(rest))-e.deferred.Load() > cfg.MaxQueuedBytes {
+	if cfg.MaxQueuedBytes > 0 && e.queued.Add(int64(rest)) > cfg.MaxQueuedBytes {
 		e.queued.Add(-int64(rest))
 		return ErrQueueLimit
 	} else if cfg.MaxQueuedBytes <= 0 {
@@ -735,13 +735,21 @@ func (c *Conn) appendOutLocked(bufs [][]byte, skip int) {
 			}
 			if last == nil || len(last) == cap(last) {
 				size := len(b)
-				if size < 4096 {
-					size = 4096
+				if size < outKeepSize {
+					size = outKeepSize
 				}
 				if size > 256<<10 {
 					size = 256 << 10
 				}
-				last = pool.Get(size)[:0]
+				if size == outKeepSize && q.keep != nil {
+					last, q.keep = q.keep, nil
+				} else {
+					if q.keep != nil { // not held while output waits
+						pool.Put(q.keep)
+						q.keep = nil
+					}
+					last = pool.Get(size)[:0]
+				}
 				q.bufs = append(q.bufs, last)
 			}
 			m := copy(last[len(last):cap(last)], b)
@@ -787,19 +795,49 @@ func (c *Conn) flushLocked(l *loop) (bool, error) {
 // handed it out.
 func (c *Conn) consumeOutLocked(n int) {
 	q := c.out
+	k := 0 // whole buffers written
 	for n > 0 {
-		b := q.bufs[0]
+		b := q.bufs[k]
 		if n < len(b) {
 			m := copy(b, b[n:])
-			q.bufs[0] = b[:m]
-			return
+			q.bufs[k] = b[:m]
+			break
 		}
 		n -= len(b)
-		pool.Put(b)
-		q.bufs[0] = nil
-		q.bufs = q.bufs[1:]
+		if k == len(q.bufs)-1 && q.keep == nil && cap(b) == outKeepSize {
+			q.keep = b[:0] // the queue is empty: its next small write needs no pool.Get
+		} else {
+			pool.Put(b)
+		}
+		k++
 	}
+	if k == 0 {
+		return
+	}
+	if rest := len(q.bufs) - k; rest <= outShiftMax {
+		// Few buffers left (none, most often): shift them down rather
+		// than reslice the front, so the slice keeps its capacity and a
+		// queue that ran empty takes its next buffer without growing it
+		// (otherwise an allocation per write in the io_uring mode,
+		// which queues every write it defers: docs/benchmarks.md §94).
+		copy(q.bufs, q.bufs[k:])
+		clear(q.bufs[rest:])
+		q.bufs = q.bufs[:rest]
+		return
+	}
+	// A long queue drained in steps: shifting its tail at every step
+	// would cost O(n²); reslice instead.
+	clear(q.bufs[:k])
+	q.bufs = q.bufs[k:]
 }
+
+// outShiftMax is how many unwritten buffers consumeOutLocked shifts down
+// at most; past it, it reslices. outBufsKeepMax is the largest buffer
+// slice a queue takes back to outQueuePool.
+const (
+	outShiftMax    = 64
+	outBufsKeepMax = 64
+)
 
 // releaseOutLocked drops queued output of a closed connection.
 func (c *Conn) releaseOutLocked(e *Engine) {
@@ -809,11 +847,11 @@ func (c *Conn) releaseOutLocked(e *Engine) {
 	for _, b := range c.out.bufs {
 		pool.Put(b)
 	}
-	if c.out.bytes > 0 {
-		e.queued.Add(-int64(c.out.bytes))
+	if n := c.out.bytes - c.out.deferred; n > 0 {
+		e.queued.Add(-int64(n))
 	}
-	e.undefer(c.out)
-	c.freeOutLocked()
+	c.out.bytes = 0
+	c.freeOutLocked() // drops the deferred count
 }
 
 // outQueue is a connection's queued output: pooled buffers in order. A
@@ -827,23 +865,38 @@ type outQueue struct {
 	ring    bool
 	sending bool
 	slot    uint32
-	// deferred is how many of bytes were deferred to the round's end
-	// rather than written (counted in Engine.deferred too), until the
-	// queue's first send completes or epoll takes the queue over.
+	// keep is the last written-out buffer, of outKeepSize, of a queue
+	// that ran empty, held for the queue's next small write across its
+	// trip through outQueuePool: a deferred write and its send's
+	// completion (the io_uring mode's every write) then take no buffer
+	// from internal/pool and return none. A queue holding output holds
+	// no keep (a first write that does not fit it gives it back), and an
+	// idle connection has no queue.
+	keep []byte
+	// deferred is how many of bytes, at the queue's head, were deferred
+	// to the round's end rather than written, until the queue's first
+	// send completes or epoll takes the queue over. They are counted in
+	// their loop's loopStats.deferred, not in Engine.queued: a deferred
+	// write touches no engine-wide counter (docs/benchmarks.md §94).
 	deferred int
 }
 
-// undefer stops counting q's deferred bytes as deferred: they have gone
-// out, or what is left of them is queued as epoll's write would have
-// left it. q may be nil.
-func (e *Engine) undefer(q *outQueue) {
+// undefer turns q's deferred bytes into queued ones, as epoll's write
+// would have left them: counted in Engine.queued from now on, against
+// MaxQueuedBytes. l is q's loop; q may be nil.
+func (l *loop) undefer(q *outQueue) {
 	if q != nil && q.deferred != 0 {
-		e.deferred.Add(-int64(q.deferred))
+		l.e.queued.Add(int64(q.deferred))
+		l.stats.deferred.Add(-int64(q.deferred))
 		q.deferred = 0
 	}
 }
 
 var outQueuePool = sync.Pool{New: func() any { return new(outQueue) }}
+
+// outKeepSize is the size of the smallest buffer a queue takes from
+// internal/pool, the one it keeps (outQueue.keep).
+const outKeepSize = 4096
 
 // len returns the queued bytes; q may be nil.
 func (q *outQueue) len() int {
@@ -853,14 +906,29 @@ func (q *outQueue) len() int {
 	return q.bytes
 }
 
+// reset empties q's buffer slice, or drops it past outBufsKeepMax (a
+// fan-out storm's long queue must not stay in outQueuePool), for its
+// return to the pool.
+func (q *outQueue) reset() {
+	if cap(q.bufs) > outBufsKeepMax {
+		q.bufs = nil
+	} else {
+		clear(q.bufs)
+		q.bufs = q.bufs[:0]
+	}
+	q.bytes = 0
+	q.ring = false
+}
+
 // freeOutLocked returns an emptied queue to its pool.
 func (c *Conn) freeOutLocked() {
 	if q := c.out; q != nil {
-		clear(q.bufs)
-		q.bufs, q.bytes = q.bufs[:0], 0
-		q.ring = false
-		if q.deferred != 0 { // none left by today's callers; never pooled with a count
-			c.engine().undefer(q)
+		q.reset()
+		if q.deferred != 0 { // releaseOutLocked's: the deferred bytes are dropped
+			if l, ok := c.host.(*loop); ok {
+				l.stats.deferred.Add(-int64(q.deferred))
+			}
+			q.deferred = 0
 		}
 		c.out = nil
 		outQueuePool.Put(q)

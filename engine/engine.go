@@ -39,15 +39,15 @@ type Engine struct {
 	nextID atomic.Uint64
 	rr     atomic.Uint64
 	conns  atomic.Int64 // admitted and not yet closed
-	queued atomic.Int64 // output bytes queued over all connections
-	// deferred is the part of queued that the io_uring mode holds for
-	// the round's end (outQueue.deferred), at most MaxQueuedBytes/4:
-	// bytes epoll would have tried to write already, most of which go out
-	// with the round's sends. A real queueing (enqueueLocked) checks
-	// MaxQueuedBytes against queued less deferred; a deferred send that
-	// then waits for room stops being deferred (ringWait), so queued
-	// output passes MaxQueuedBytes by at most that quarter.
-	deferred atomic.Int64
+	// queued is the output bytes queued over all connections. The bytes
+	// the io_uring mode holds for the round's end (outQueue.deferred) are
+	// not in it: each loop counts its own (loopStats.deferred, at most
+	// MaxQueuedBytes/4 over the loops), bytes epoll would have tried to
+	// write already, most of which go out with the round's sends; a
+	// deferred send that then waits for room moves its bytes here
+	// (ringSendsWaiting), so queued output passes MaxQueuedBytes by at
+	// most that quarter.
+	queued atomic.Int64
 	// ringLoops counts the loops running on an io_uring (Config.IOUring);
 	// ringOnce logs the fallback to epoll once.
 	ringLoops atomic.Int32
@@ -477,8 +477,11 @@ func (e *Engine) Stats() Stats {
 	}
 	for _, l := range loops {
 		s.add(&l.stats)
+		s.QueuedBytes += l.stats.deferred.Load() // the io_uring mode's deferred bytes
 	}
-	s.QueuedBytes = e.queued.Load()
+	// After the loops' deferred bytes: bytes moving from those to queued
+	// are added here first, so the sum never undercounts.
+	s.QueuedBytes += e.queued.Load()
 	s.IOUringLoops = int(e.ringLoops.Load())
 	s.WorkersBusy = e.workers.busy.Load()
 	s.WorkerQueue = e.workers.waiting()

@@ -23,6 +23,7 @@ type loopStats struct {
 	watermarkHits atomic.Uint64
 	ringSends     atomic.Uint64 // io_uring sends submitted (Config.IOUring)
 	ringRecvs     atomic.Uint64 // io_uring recvs submitted
+	deferred      atomic.Int64  // output bytes the loop's ring holds for the round's end (outQueue.deferred)
 	conns         atomic.Int64
 	states        [numStates]atomic.Int64
 	durCounts     [len(DurationBuckets) + 1]atomic.Uint64

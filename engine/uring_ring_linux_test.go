@@ -541,7 +541,7 @@ func TestRingFanOutSlowPeer(t *testing.T) {
 			if n := e.Stats().Closed[ReasonSlowConsumer]; n != 0 {
 				t.Fatalf("%d peers closed as slow consumers", n)
 			}
-			eventually(t, 5*time.Second, "no bytes counted as deferred", func() bool { return e.deferred.Load() == 0 })
+			eventually(t, 5*time.Second, "no bytes counted as deferred", func() bool { return e.deferredBytes() == 0 })
 		})
 	}
 }

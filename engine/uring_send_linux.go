@@ -62,7 +62,7 @@ func (l *loop) ringSendsWaiting() {
 			// for other connections' queueing from now on).
 			c := s.c
 			c.mu.Lock()
-			l.e.undefer(c.out)
+			l.undefer(c.out)
 			c.mu.Unlock()
 			l.retime(c) // the write timeout, for a send that waits for room
 		}
@@ -76,9 +76,8 @@ func releaseOrphan(q *outQueue) {
 	for _, b := range q.bufs {
 		pool.Put(b)
 	}
-	clear(q.bufs)
-	q.bufs, q.bytes, q.deferred = q.bufs[:0], 0, 0
-	q.ring, q.sending = false, false
+	q.reset()
+	q.deferred, q.sending = 0, false
 	outQueuePool.Put(q)
 }
 
@@ -100,13 +99,13 @@ func (l *loop) ringSubmitSends() {
 			// go to the send, leaving onWritable's sockError nil. Epoll
 			// flushes the queue once connected, as without the ring.
 			q.ring = false
-			l.e.undefer(q)
+			l.undefer(q)
 			c.mu.Unlock()
 			continue
 		}
 		if !l.ringSendLocked(c, q) {
 			q.ring = false // back to epoll: onWritable flushes it
-			l.e.undefer(q)
+			l.undefer(q)
 			c.mu.Unlock()
 			l.updateInterest(c)
 			continue
@@ -173,18 +172,34 @@ func (l *loop) ringSent(c *Conn, q *outQueue, res int32) {
 	rl := l.ring
 	c.mu.Lock()
 	q.sending = false
+	// The deferred head (q.deferred) was never in Engine.queued: what
+	// the send took of it leaves the loop's deferred count, what it did
+	// not take becomes queued, and what it took beyond it leaves queued.
+	// A send of deferred bytes only, taken whole (the common case),
+	// touches no engine-wide counter. Bytes moving to Engine.queued are
+	// added there before they leave the loop's count (Stats reads the
+	// loops' counts first, so it may overcount for a moment, never
+	// undercount).
+	sent := 0
 	if res > 0 {
-		n := int(res)
-		c.bytesOut.Add(uint64(n))
-		l.stats.bytesOut.Add(uint64(n))
-		c.lastWrite = stampOf(l.tick.Load())
-		q.bytes -= n
-		e.queued.Add(-int64(n))
-		c.consumeOutLocked(n)
+		sent = int(res)
 	}
-	// After queued's decrement, so that queued less deferred never
-	// passes what is really queued.
-	e.undefer(q)
+	if d := q.deferred; d != 0 {
+		q.deferred = 0
+		if d != sent {
+			e.queued.Add(int64(d - sent))
+		}
+		l.stats.deferred.Add(-int64(d))
+	} else if sent > 0 {
+		e.queued.Add(-int64(sent))
+	}
+	if sent > 0 {
+		c.bytesOut.Add(uint64(sent))
+		l.stats.bytesOut.Add(uint64(sent))
+		c.lastWrite = stampOf(l.tick.Load())
+		q.bytes -= sent
+		c.consumeOutLocked(sent)
+	}
 	if res < 0 {
 		errno := unix.Errno(-res)
 		if errno == unix.EAGAIN || errno == unix.EINTR {
@@ -244,11 +259,14 @@ func (l *loop) ringOrphan(c *Conn) {
 	s := rl.slots[q.slot]
 	s.orphan, s.c = true, nil
 	c.out = nil
-	if q.bytes > 0 {
-		l.e.queued.Add(-int64(q.bytes))
-		q.bytes = 0
+	if n := q.bytes - q.deferred; n > 0 {
+		l.e.queued.Add(-int64(n))
 	}
-	l.e.undefer(q)
+	q.bytes = 0
+	if q.deferred != 0 {
+		l.stats.deferred.Add(-int64(q.deferred))
+		q.deferred = 0
+	}
 	if sqe, err := rl.r.GetSQE(); err == nil {
 		sqe.Opcode = uring.OpAsyncCancel
 		sqe.Addr = udSend | uint64(s.gen)<<32 | uint64(q.slot)
@@ -274,28 +292,23 @@ func (c *Conn) ringWriteLocked(l *loop, bufs [][]byte, total int) (n int, err er
 		if !l.ringUp.Load() || l.sleeping.Load() || total > cfg.WriteHighWater {
 			return 0, nil, false // the loop is not in a round: write now
 		}
-		// Deferred bytes count as queued (and as deferred, first, so
-		// that another connection's enqueueLocked never sees them queued
-		// but not deferred), but must not make c look slow or trip the
-		// engine's bound: past it, write now instead.
-		// The deferred bytes of all connections are held to a quarter of
-		// MaxQueuedBytes: those whose sends then wait for room become
-		// queued for real (ringWait), and a real queueing does not count
-		// the round's deferred bytes, so queued output passes the bound
-		// by at most that quarter, for a round.
-		d := e.deferred.Add(int64(total))
-		if cfg.MaxQueuedBytes > 0 {
-			if d > cfg.MaxQueuedBytes/4 {
-				e.deferred.Add(-int64(total))
-				return 0, nil, false
-			}
-			if e.queued.Add(int64(total)) > cfg.MaxQueuedBytes {
-				e.queued.Add(-int64(total))
-				e.deferred.Add(-int64(total))
-				return 0, nil, false
-			}
-		} else {
-			e.queued.Add(int64(total))
+		// Deferred bytes are counted by the loop (loopStats.deferred),
+		// not in Engine.queued: they must not make c look slow or count
+		// against the engine's bound, and a round's writes must not
+		// contend on an engine-wide counter (docs/benchmarks.md §94).
+		// The loops' deferred bytes are held to a quarter of
+		// MaxQueuedBytes, each loop to its share (zero, so no deferral,
+		// when MaxQueuedBytes/4 < Loops): those whose sends then wait
+		// for room become queued (ringSendsWaiting), so queued output
+		// passes the bound by at most that quarter, for a round. A
+		// deferral that would take Engine.queued plus this loop's
+		// deferred bytes past MaxQueuedBytes, or the loop past its
+		// share, is written now instead.
+		d := l.stats.deferred.Add(int64(total))
+		if limit := cfg.MaxQueuedBytes; limit > 0 &&
+			(d > limit/4/int64(cfg.Loops) || e.queued.Load()+d > limit) {
+			l.stats.deferred.Add(-int64(total))
+			return 0, nil, false
 		}
 		q = outQueuePool.Get().(*outQueue)
 		q.ring = true
@@ -314,13 +327,11 @@ func (c *Conn) ringWriteLocked(l *loop, bufs [][]byte, total int) (n int, err er
 		return total, nil, true
 	}
 	if q.ring && !q.sending && (q.bytes+total > cfg.WriteHighWater ||
-		cfg.MaxQueuedBytes > 0 && e.queued.Load()+int64(total) > cfg.MaxQueuedBytes) {
+		cfg.MaxQueuedBytes > 0 && e.queued.Load()+int64(q.bytes+total) > cfg.MaxQueuedBytes) {
 		// Only deferred bytes are queued: write them now rather than
 		// count them against c's watermark or the engine's bound.
-		d := q.deferred
-		q.deferred = 0
+		l.undefer(q)              // queued now, as flushLocked counts them
 		_, err = c.flushLocked(l) // q may be back in its pool after
-		e.deferred.Add(-int64(d))
 		if err != nil {
 			c.mu.Unlock()
 			c.requestClose(reasonFor(err), err, true)
