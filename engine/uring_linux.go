@@ -86,7 +86,7 @@ type ringLoop struct {
 	// inflight counts entries whose completion has not been read.
 	inflight   int
 	roundSends uint32
-	complete   func(*uring.CQE) // l.ringComplete, bound once
+	complete   func(uring.CQE) // l.ringComplete, bound once
 
 	// recv is on unless WARREN_URING_RECV=off (for A/B measurements).
 	recv bool
@@ -201,7 +201,7 @@ func (l *loop) ringFlush() {
 }
 
 // ringComplete handles one completion.
-func (l *loop) ringComplete(cqe *uring.CQE) {
+func (l *loop) ringComplete(cqe uring.CQE) {
 	rl := l.ring
 	rl.inflight--
 	switch cqe.UserData & udKind {

@@ -23,7 +23,7 @@ type sendSlot struct {
 }
 
 // ringSendDone handles the completion of a send (udSend).
-func (l *loop) ringSendDone(cqe *uring.CQE) {
+func (l *loop) ringSendDone(cqe uring.CQE) {
 	rl := l.ring
 	i := uint32(cqe.UserData)
 	s := rl.slots[i]

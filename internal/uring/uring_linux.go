@@ -329,7 +329,7 @@ func (r *Ring) Ready() uint32 { return atomic.LoadUint32(r.cqTail) - *r.cqHead }
 
 // ForEachCQE hands every ready completion to fn, marking each seen before
 // fn runs (fn may prepare and submit entries), and returns how many.
-func (r *Ring) ForEachCQE(fn func(c *CQE)) int {
+func (r *Ring) ForEachCQE(fn func(c CQE)) int {
 	n := 0
 	for {
 		head := *r.cqHead
@@ -338,7 +338,7 @@ func (r *Ring) ForEachCQE(fn func(c *CQE)) int {
 		}
 		c := *(*CQE)(unsafe.Add(r.cqes, uintptr(head&r.cqMask)*cqeSize))
 		atomic.StoreUint32(r.cqHead, head+1)
-		fn(&c)
+		fn(c)
 		n++
 	}
 }

@@ -58,7 +58,7 @@ func TestSendRecvAndTimeout(t *testing.T) {
 		if err := r.Enter(1, 0, 5*time.Second); err != nil {
 			t.Fatal(err)
 		}
-		if r.ForEachCQE(func(c *CQE) { got[c.UserData] = c.Res }) == 0 {
+		if r.ForEachCQE(func(c CQE) { got[c.UserData] = c.Res }) == 0 {
 			t.Fatal("no completion within 5 s")
 		}
 	}
@@ -136,7 +136,7 @@ func TestPollDeferTaskrun(t *testing.T) {
 		}
 	}
 	var got []CQE
-	r.ForEachCQE(func(c *CQE) { got = append(got, *c) })
+	r.ForEachCQE(func(c CQE) { got = append(got, c) })
 	if len(got) != 1 || got[0].UserData != 7 || got[0].Res != 1 {
 		t.Fatalf("completions after Poll: %+v, want the epoll wait's with 1 event", got)
 	}

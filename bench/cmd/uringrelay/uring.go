@@ -166,7 +166,7 @@ func (l *uringLoop) run() error {
 	return l.err
 }
 
-func (l *uringLoop) complete(c *uring.CQE) {
+func (l *uringLoop) complete(c uring.CQE) {
 	kind, fd := int(c.UserData>>32), int(int32(uint32(c.UserData)))
 	more := c.Flags&uring.CQEFMore != 0
 	if !more {
@@ -226,7 +226,7 @@ func (l *uringLoop) accepted(cfd int) {
 	l.armRecv(b)
 }
 
-func (l *uringLoop) received(x *uringSide, c *uring.CQE, more bool) {
+func (l *uringLoop) received(x *uringSide, c uring.CQE, more bool) {
 	if c.Flags&uring.CQEFBuffer != 0 {
 		bid := uint16(c.Flags >> uring.CQEBufferShift)
 		if c.Res > 0 && !x.closing {
@@ -255,7 +255,7 @@ func (l *uringLoop) received(x *uringSide, c *uring.CQE, more bool) {
 	l.maybeFinish(x)
 }
 
-func (l *uringLoop) sent(x *uringSide, c *uring.CQE) {
+func (l *uringLoop) sent(x *uringSide, c uring.CQE) {
 	x.sending = false
 	if c.Res < 0 {
 		l.closePair(x)

@@ -154,7 +154,7 @@ func (l *uringEpollLoop) run() error {
 	return l.err
 }
 
-func (l *uringEpollLoop) complete(c *uring.CQE) {
+func (l *uringEpollLoop) complete(c uring.CQE) {
 	kind, fd := int(c.UserData>>32), int(int32(uint32(c.UserData)))
 	l.inflight--
 	switch kind {
@@ -268,7 +268,7 @@ func (l *uringEpollLoop) send(x *uepSide) {
 	l.st.writes.Add(1)
 }
 
-func (l *uringEpollLoop) sent(x *uepSide, c *uring.CQE) {
+func (l *uringEpollLoop) sent(x *uepSide, c uring.CQE) {
 	x.sending = false
 	if c.Res < 0 {
 		l.closePair(x)
