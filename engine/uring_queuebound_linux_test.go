@@ -26,13 +26,9 @@ func TestRingQueueBoundWithFullPeers(t *testing.T) {
 			k.cfg(&cfg)
 			h := &orderedFan{echoHandler: *newEcho(), msg: msg}
 			e, addr := startEngine(t, cfg, h)
-			opened := func(n int) func() bool {
-				return func() bool { h.mu.Lock(); defer h.mu.Unlock(); return len(h.conns) == n }
-			}
 			var cs []net.Conn
-			for i := range peers {
-				cs = append(cs, dial(t, addr))
-				eventually(t, 5*time.Second, "peer open", opened(i+1))
+			for range peers {
+				cs = append(cs, h.dialOpened(t, addr, "peer"))
 			}
 			onLoopState(t, e, 0, func(l *loop) { // fill every peer's socket
 				h.mu.Lock()
@@ -41,8 +37,7 @@ func TestRingQueueBoundWithFullPeers(t *testing.T) {
 					fillSendBuffer(int(p.fd))
 				}
 			})
-			src := dial(t, addr)
-			eventually(t, 5*time.Second, "source open", opened(peers+1))
+			src := h.dialOpened(t, addr, "source")
 			var peak int64
 			for i := 0; i < 3; i++ {
 				src.Write([]byte("fan"))

@@ -479,6 +479,18 @@ type orderedFan struct {
 
 func (h *orderedFan) OnOpen(c *Conn) { h.mu.Lock(); h.conns = append(h.conns, c); h.mu.Unlock() }
 
+// dialOpened dials addr and waits until h has seen the connection open,
+// so that h.conns keeps the dial order.
+func (h *orderedFan) dialOpened(t *testing.T, addr string, what string) net.Conn {
+	t.Helper()
+	h.mu.Lock()
+	n := len(h.conns) + 1
+	h.mu.Unlock()
+	c := dial(t, addr)
+	eventually(t, 5*time.Second, what+" open", func() bool { h.mu.Lock(); defer h.mu.Unlock(); return len(h.conns) == n })
+	return c
+}
+
 func (h *orderedFan) OnData(c *Conn, in []byte) int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -508,20 +520,15 @@ func TestRingFanOutSlowPeer(t *testing.T) {
 			k.cfg(&cfg)
 			h := &orderedFan{echoHandler: *newEcho(), msg: msg}
 			e, addr := startEngine(t, cfg, h)
-			opened := func(n int) func() bool {
-				return func() bool { h.mu.Lock(); defer h.mu.Unlock(); return len(h.conns) == n }
-			}
 			var cs []net.Conn
-			for i := range peers {
-				cs = append(cs, dial(t, addr))
-				eventually(t, 5*time.Second, "peer open", opened(i+1))
+			for range peers {
+				cs = append(cs, h.dialOpened(t, addr, "peer"))
 			}
 			h.mu.Lock()
 			slow := h.conns[peers-1]
 			h.mu.Unlock()
 			onLoopState(t, e, 0, func(l *loop) { fillSendBuffer(int(slow.fd)) })
-			src := dial(t, addr)
-			eventually(t, 5*time.Second, "source open", opened(peers+1))
+			src := h.dialOpened(t, addr, "source")
 			if _, err := src.Write([]byte("fan")); err != nil {
 				t.Fatal(err)
 			}
