@@ -12,6 +12,51 @@ import (
 	"github.com/warrenhq/warren/internal/testutil"
 )
 
+// kickRecorder is the kick tests' OnPublish hook: it records every
+// PUBLISH's topic and disconnects the client on topic "kick".
+type kickRecorder struct {
+	mu   sync.Mutex
+	seen []string
+}
+
+func (kr *kickRecorder) hooks() Hooks {
+	return Hooks{OnPublish: func(c *Client, m *Message) (bool, ReasonCode) {
+		kr.mu.Lock()
+		kr.seen = append(kr.seen, m.Topic)
+		kr.mu.Unlock()
+		if m.Topic == "kick" {
+			c.Disconnect(AdministrativeAction, "kicked")
+		}
+		return true, Success
+	}}
+}
+
+// check asserts what the kick tests expect once the publisher, which
+// sent t/a, kick, t/b and t/c (packet ids 1–4), has been kicked: no
+// PUBACK for 3 or 4 among acks, and for a marker published after it has
+// gone, the subscriber gets t/a, then the marker, nothing between, and
+// the hook saw t/a, kick and the marker only.
+func (kr *kickRecorder) check(t *testing.T, b *broker, sub *client, acks []uint16) {
+	t.Helper()
+	if slices.Contains(acks, 3) || slices.Contains(acks, 4) {
+		t.Errorf("PUBACKs after the kick: %v", acks)
+	}
+	m := connectOK(t, b.addr, Version5, "marker")
+	m.pub("t/z", "z", QoS0, 0, false)
+	var got []string
+	for len(got) == 0 || got[len(got)-1] != "t/z" {
+		got = append(got, sub.expectPublish().Topic)
+	}
+	if !slices.Equal(got, []string{"t/a", "t/z"}) {
+		t.Errorf("routed %v, want [t/a t/z]", got)
+	}
+	kr.mu.Lock()
+	defer kr.mu.Unlock()
+	if !slices.Equal(kr.seen, []string{"t/a", "kick", "t/z"}) {
+		t.Errorf("OnPublish saw %v, want [t/a kick t/z]", kr.seen)
+	}
+}
+
 // TestKickFromOnPublish: a client that Hooks.OnPublish disconnects (a
 // limit, a revoked credential) has nothing more of its input handled: the
 // PUBLISHes that came in the same read after the one that kicked it are
@@ -21,17 +66,8 @@ func TestKickFromOnPublish(t *testing.T) {
 	for _, k := range engineKinds {
 		for _, v := range []Version{Version311, Version5} {
 			t.Run(k.name+"/"+v.String(), func(t *testing.T) {
-				var mu sync.Mutex
-				var seen []string
-				cfg := Config{Hooks: Hooks{OnPublish: func(c *Client, m *Message) (bool, ReasonCode) {
-					mu.Lock()
-					seen = append(seen, m.Topic)
-					mu.Unlock()
-					if m.Topic == "kick" {
-						c.Disconnect(AdministrativeAction, "kicked")
-					}
-					return true, Success
-				}}}
+				kr := &kickRecorder{}
+				cfg := Config{Hooks: kr.hooks()}
 				b := startBroker(t, cfg, lingerEngine(k.portable, 0))
 				sub := connectOK(t, b.addr, Version5, "sub")
 				sub.subscribe(1, QoS0, "t/#")
@@ -52,25 +88,7 @@ func TestKickFromOnPublish(t *testing.T) {
 						acks = append(acks, a.PacketID)
 					}
 				}
-				if slices.Contains(acks, 3) || slices.Contains(acks, 4) {
-					t.Errorf("PUBACKs after the kick: %v", acks)
-				}
-				// A marker published after the kicked client has gone:
-				// the subscriber gets t/a, then the marker, nothing between.
-				m := connectOK(t, b.addr, Version5, "marker")
-				m.pub("t/z", "z", QoS0, 0, false)
-				var got []string
-				for len(got) == 0 || got[len(got)-1] != "t/z" {
-					got = append(got, sub.expectPublish().Topic)
-				}
-				if !slices.Equal(got, []string{"t/a", "t/z"}) {
-					t.Errorf("routed %v, want [t/a t/z]", got)
-				}
-				mu.Lock()
-				defer mu.Unlock()
-				if !slices.Equal(seen, []string{"t/a", "kick", "t/z"}) {
-					t.Errorf("OnPublish saw %v, want [t/a kick t/z]", seen)
-				}
+				kr.check(t, b, sub, acks)
 			})
 		}
 	}
@@ -108,17 +126,8 @@ func TestClientCurrent(t *testing.T) {
 // message's handling (feedWS), and the rest is neither routed nor
 // acknowledged.
 func TestKickFromOnPublishWebSocket(t *testing.T) {
-	var mu sync.Mutex
-	var seen []string
-	cfg := Config{Hooks: Hooks{OnPublish: func(c *Client, m *Message) (bool, ReasonCode) {
-		mu.Lock()
-		seen = append(seen, m.Topic)
-		mu.Unlock()
-		if m.Topic == "kick" {
-			c.Disconnect(AdministrativeAction, "kicked")
-		}
-		return true, Success
-	}}}
+	kr := &kickRecorder{}
+	cfg := Config{Hooks: kr.hooks()}
 	b := startBroker(t, cfg)
 	sub := connectOK(t, b.addr, Version5, "sub")
 	sub.subscribe(1, QoS0, "t/#")
@@ -153,23 +162,7 @@ func TestKickFromOnPublishWebSocket(t *testing.T) {
 		}
 		in = in[n:]
 	}
-	if slices.Contains(acks, 3) || slices.Contains(acks, 4) {
-		t.Errorf("PUBACKs after the kick: %v", acks)
-	}
-	m := connectOK(t, b.addr, Version5, "marker")
-	m.pub("t/z", "z", QoS0, 0, false)
-	var got []string
-	for len(got) == 0 || got[len(got)-1] != "t/z" {
-		got = append(got, sub.expectPublish().Topic)
-	}
-	if !slices.Equal(got, []string{"t/a", "t/z"}) {
-		t.Errorf("routed %v, want [t/a t/z]", got)
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	if !slices.Equal(seen, []string{"t/a", "kick", "t/z"}) {
-		t.Errorf("OnPublish saw %v, want [t/a kick t/z]", seen)
-	}
+	kr.check(t, b, sub, acks)
 }
 
 // TestKickBeatsDrain: a 5.0 client kicked as the engine's drain reaches
