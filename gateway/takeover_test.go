@@ -29,6 +29,20 @@ import (
 
 // startPortableMQTT starts a gateway node with MQTT on the portable
 // engine, its configuration changed by with (if not nil).
+// handoffHub starts a gateway on the portable engine whose hub holds a
+// hand-off for wait at most, and subscribes, through its embedded NATS,
+// to device's presence events.
+func handoffHub(t *testing.T, wait time.Duration, device string) (*Gateway, *Hub, *nats.Conn, *nats.Subscription) {
+	t.Helper()
+	g := startPortableMQTT(t, nil)
+	h := g.Hub()
+	h.handoffWait.Store(int64(wait))
+	nc := natsConn(t, g)
+	pres, _ := nc.SubscribeSync("devices." + device + ".presence")
+	nc.Flush()
+	return g, h, nc, pres
+}
+
 func startPortableMQTT(t *testing.T, with func(*Config)) *Gateway {
 	t.Helper()
 	e := testutil.StartEngine(t, engine.Config{Logger: quietLog(), Portable: true})
@@ -296,12 +310,7 @@ func TestMQTTSelfTakeover(t *testing.T) {
 // hub with a hand-off under way stops its timer, drops the session and
 // announces the device offline (shutdown).
 func TestMQTTHandoffExpires(t *testing.T) {
-	g := startPortableMQTT(t, nil)
-	h := g.Hub()
-	h.handoffWait.Store(int64(50 * time.Millisecond))
-	nc := natsConn(t, g)
-	pres, _ := nc.SubscribeSync("devices.dev-e.presence")
-	nc.Flush()
+	g, h, nc, pres := handoffHub(t, 50*time.Millisecond, "dev-e")
 	a := dialMQTT(t, g.MQTTAddr(), "dev-e", token(t, "dev-e"), mqtt.Version5, true)
 	if st, _ := nextPresence(t, pres); st != "online" {
 		t.Fatalf("first event %s", st)
@@ -374,12 +383,7 @@ func TestMQTTHandoffExpires(t *testing.T) {
 // its shard and the directory and announces the device offline
 // (shutdown), counted in disconnects_total{reason="shutdown"}.
 func TestHubCloseHandoff(t *testing.T) {
-	g := startPortableMQTT(t, nil)
-	h := g.Hub()
-	h.handoffWait.Store(int64(time.Hour))
-	nc := natsConn(t, g)
-	pres, _ := nc.SubscribeSync("devices.dev-x.presence")
-	nc.Flush()
+	_, h, _, pres := handoffHub(t, time.Hour, "dev-x")
 	var s Session
 	h.attachIf(&s, Identity{Device: "dev-x", Role: RoleDevice}, &fakeLink{}, nil)
 	if st, _ := nextPresence(t, pres); st != "online" {
@@ -778,12 +782,7 @@ func TestMQTTReasonBeatsTakeover(t *testing.T) {
 // counted in disconnects_total{reason="replaced"} and
 // handoffs_expired_total.
 func TestHandoffExpiryThenAttach(t *testing.T) {
-	g := startPortableMQTT(t, nil)
-	h := g.Hub()
-	h.handoffWait.Store(int64(time.Millisecond))
-	nc := natsConn(t, g)
-	pres, _ := nc.SubscribeSync("devices.dev-o.presence")
-	nc.Flush()
+	_, h, _, pres := handoffHub(t, time.Millisecond, "dev-o")
 	ident := Identity{Device: "dev-o", Role: RoleDevice}
 	var s1, s2 Session
 	h.attachIf(&s1, ident, &fakeLink{}, nil)
@@ -844,12 +843,7 @@ func TestHandoffExpiryThenAttach(t *testing.T) {
 // returned. (Without the wait, the hook sees Close return: the gateway
 // would close the bus under the event.)
 func TestHubCloseWaitsExpiry(t *testing.T) {
-	g := startPortableMQTT(t, nil)
-	h := g.Hub()
-	h.handoffWait.Store(int64(time.Millisecond))
-	nc := natsConn(t, g)
-	pres, _ := nc.SubscribeSync("devices.dev-w.presence")
-	nc.Flush()
+	_, h, _, pres := handoffHub(t, time.Millisecond, "dev-w")
 	var s Session
 	h.attachIf(&s, Identity{Device: "dev-w", Role: RoleDevice}, &fakeLink{}, nil)
 	if st, _ := nextPresence(t, pres); st != "online" {
