@@ -59,8 +59,15 @@ func (h *echoHandler) OnClose(c *Conn, r CloseReason, err error) {
 // what when none comes within d.
 func (h *echoHandler) awaitClose(t testing.TB, d time.Duration, what string) CloseReason {
 	t.Helper()
+	return awaitReason(t, h.closed, d, what)
+}
+
+// awaitReason returns the next close reason from closed, failing the
+// test with what when none comes within d.
+func awaitReason(t testing.TB, closed <-chan CloseReason, d time.Duration, what string) CloseReason {
+	t.Helper()
 	select {
-	case r := <-h.closed:
+	case r := <-closed:
 		return r
 	case <-time.After(d):
 		t.Fatal(what)

@@ -36,13 +36,8 @@ func TestPortableInputIdleWritesDoNotRearm(t *testing.T) {
 	nc := dial(t, addr)
 	nc.Write([]byte("x"))
 	<-h.seen
-	select {
-	case r := <-h.closed:
-		if r != ReasonIdleTimeout {
-			t.Errorf("closed with %v, want %v", r, ReasonIdleTimeout)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the input-only idle timeout never closed c")
+	if r := awaitReason(t, h.closed, 10*time.Second, "the input-only idle timeout never closed c"); r != ReasonIdleTimeout {
+		t.Errorf("closed with %v, want %v", r, ReasonIdleTimeout)
 	}
 	if n := armed.Load(); n > 20 {
 		t.Errorf("%d reads armed under an input-only idle timeout of 200 ms, each after a write: writes re-armed its passed deadline", n)
@@ -99,13 +94,8 @@ func TestPortableReadTimeoutTrickle(t *testing.T) {
 	}
 	e.portable.readHook.Store(&hook)
 	nc.Write([]byte("a"))
-	select {
-	case r := <-h.closed:
-		if r != ReasonReadTimeout {
-			t.Errorf("closed with %v, want %v", r, ReasonReadTimeout)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the read timeout never closed c")
+	if r := awaitReason(t, h.closed, 10*time.Second, "the read timeout never closed c"); r != ReasonReadTimeout {
+		t.Errorf("closed with %v, want %v", r, ReasonReadTimeout)
 	}
 	if n := sent.Load(); n > 20 {
 		t.Errorf("%d bytes trickled into a message past its read timeout before it closed", n)
@@ -227,13 +217,8 @@ func TestPortableReadTimeoutTrickleInPostStorm(t *testing.T) {
 		}
 	}
 	c.Post(storm)
-	select {
-	case r := <-h.closed:
-		if r != ReasonReadTimeout {
-			t.Errorf("closed with %v, want %v", r, ReasonReadTimeout)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the read timeout never closed c")
+	if r := awaitReason(t, h.closed, 10*time.Second, "the read timeout never closed c"); r != ReasonReadTimeout {
+		t.Errorf("closed with %v, want %v", r, ReasonReadTimeout)
 	}
 	if n := sent.Load(); n > 20*portableSignalTurns {
 		t.Errorf("%d bytes trickled into a message past its read timeout before it closed", n)
@@ -441,13 +426,8 @@ func TestPortableReadTimeoutLateStream(t *testing.T) {
 	}
 	e.portable.readHook.Store(&hook)
 	nc.Write([]byte("a"))
-	select {
-	case r := <-h.closed:
-		if r != ReasonReadTimeout {
-			t.Errorf("closed with %v, want %v", r, ReasonReadTimeout)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("the read timeout never closed c")
+	if r := awaitReason(t, h.closed, 20*time.Second, "the read timeout never closed c"); r != ReasonReadTimeout {
+		t.Errorf("closed with %v, want %v", r, ReasonReadTimeout)
 	}
 	if max := int64(maxIn/portableReadSize + 1 + 5); sent.Load() > max {
 		t.Errorf("%d reads' worth streamed into a message past its read timeout before it closed, want at most %d", sent.Load(), max)
