@@ -176,31 +176,7 @@ func TestKickBeatsDrain(t *testing.T) {
 				c.Disconnect(AdministrativeAction, "kicked")
 				return false
 			}}}
-			b := startBroker(t, cfg, lingerEngine(k.portable, 0))
-			c := connectOK(t, b.addr, Version5, "dev")
-			done := make(chan error, 1)
-			go func() {
-				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				defer cancel()
-				done <- b.e.Shutdown(ctx)
-			}()
-			// The first DISCONNECT is the goodbye; the client then leaves
-			// (the lingering close waits for it).
-			var d *Disconnect
-			for d == nil {
-				pk, err := c.nextErr(5 * time.Second)
-				if err != nil {
-					t.Fatalf("no DISCONNECT: %v", err)
-				}
-				d, _ = pk.(*Disconnect)
-			}
-			c.c.Close()
-			if d.ReasonCode != AdministrativeAction {
-				t.Errorf("DISCONNECT %v, want %v", d.ReasonCode, AdministrativeAction)
-			}
-			if err := <-done; err != nil {
-				t.Fatalf("shutdown: %v", err)
-			}
+			shutdownExpectingKick(t, k.portable, cfg)
 		})
 	}
 }
@@ -219,29 +195,39 @@ func TestGoingAwayAfterKick(t *testing.T) {
 				c.Disconnect(AdministrativeAction, "kicked")
 				return true
 			}}}
-			b := startBroker(t, cfg, lingerEngine(k.portable, 0))
-			c := connectOK(t, b.addr, Version5, "dev")
-			done := make(chan error, 1)
-			go func() {
-				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				defer cancel()
-				done <- b.e.Shutdown(ctx)
-			}()
-			var d *Disconnect
-			for d == nil {
-				pk, err := c.nextErr(5 * time.Second)
-				if err != nil {
-					t.Fatalf("no DISCONNECT: %v", err)
-				}
-				d, _ = pk.(*Disconnect)
-			}
-			c.c.Close()
-			if d.ReasonCode != AdministrativeAction {
-				t.Errorf("DISCONNECT %v, want %v", d.ReasonCode, AdministrativeAction)
-			}
-			if err := <-done; err != nil {
-				t.Fatalf("shutdown: %v", err)
-			}
+			shutdownExpectingKick(t, k.portable, cfg)
 		})
+	}
+}
+
+// shutdownExpectingKick starts a broker with cfg, whose OnDrain kicks the
+// client, connects a 5.0 client and shuts the engine down: the client's
+// first DISCONNECT (its goodbye; the client then leaves, which the
+// lingering close waits for) must be the kick's administrative_action,
+// and the shutdown must end.
+func shutdownExpectingKick(t *testing.T, portable bool, cfg Config) {
+	t.Helper()
+	b := startBroker(t, cfg, lingerEngine(portable, 0))
+	c := connectOK(t, b.addr, Version5, "dev")
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		done <- b.e.Shutdown(ctx)
+	}()
+	var d *Disconnect
+	for d == nil {
+		pk, err := c.nextErr(5 * time.Second)
+		if err != nil {
+			t.Fatalf("no DISCONNECT: %v", err)
+		}
+		d, _ = pk.(*Disconnect)
+	}
+	c.c.Close()
+	if d.ReasonCode != AdministrativeAction {
+		t.Errorf("DISCONNECT %v, want %v", d.ReasonCode, AdministrativeAction)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("shutdown: %v", err)
 	}
 }
