@@ -82,6 +82,9 @@ type loop struct {
 	// returns (rw_unix.go: inject).
 	injc *Conn
 	inj  []byte
+
+	// yields counts the loop's runtime.Gosched calls (for tests).
+	yields atomic.Int64
 }
 
 // startLoops creates the loops and starts them, without listeners.
@@ -162,6 +165,17 @@ func defaultLoops() int {
 // it lets the Go scheduler run other goroutines on its P.
 const yieldAfter = time.Millisecond
 
+// refreshAfter is how long a loop with events runs without passing through
+// the Go scheduler before it yields anyway. A loop that blocks its thread
+// in a system call (Config.BlockingPoll, io_uring) between short busy
+// spells never reschedules by itself, and the runtime's sysmon takes a
+// goroutine that has not been rescheduled for 10 ms (forcePreemptNS) for
+// a runaway: it then preempts it with a signal whenever it finds it
+// running and takes its P whenever it finds it in the wait, up to every
+// 20 µs, each a thread hand-off (docs/benchmarks.md section 97). A yield
+// every 5 ms is a hand-off every 5 ms instead.
+const refreshAfter = 5 * time.Millisecond
+
 // run is l's goroutine: it polls, handles the events, the mailbox and the
 // timers, runs the loops folded into it, yields now and then and adapts
 // its folding, until l stops.
@@ -182,6 +196,8 @@ func (l *loop) run() {
 		tickMS = 1
 	}
 	busySince := time.Now()
+	lastYield := busySince
+	blocks := !l.poller.Parks() // it waits in a system call holding its P
 	l.load.start(busySince)
 	for !l.stopping {
 		timeout := tickMS
@@ -219,7 +235,7 @@ func (l *loop) run() {
 		if len(l.folded) > 0 {
 			l.runFolded(woke)
 		}
-		if n > 0 && woke.Sub(busySince) >= yieldAfter {
+		if n > 0 && (woke.Sub(busySince) >= yieldAfter || blocks && woke.Sub(lastYield) >= refreshAfter) {
 			// A loop with events every time it polls never parks, and the
 			// Go scheduler would let it hold its P until its 10 ms forced
 			// preemption while another loop or a worker readied onto the
@@ -236,7 +252,9 @@ func (l *loop) run() {
 				l.ringFlush() // uring_linux.go: the round's sends go before the yield
 			}
 			runtime.Gosched()
+			l.yields.Add(1)
 			busySince = time.Now()
+			lastYield = busySince
 		}
 		if woke.Sub(l.load.since) >= foldWindow {
 			l.adapt(woke)
