@@ -38,7 +38,7 @@ type Config struct {
 	// it has events: a goroutine that has not been rescheduled for 10 ms
 	// is taken by the runtime's sysmon for a runaway, preempted with a
 	// signal or stripped of its P at each of sysmon's ticks (up to every
-	// 20 µs), which cost the reverse proxy 13% of its CPU per request
+	// 20 µs), which cost the reverse proxy about 9% of its CPU per request
 	// (docs/benchmarks.md section 97).
 	BlockingPoll bool
 	// LockOSThread locks each loop's goroutine to its own OS thread
