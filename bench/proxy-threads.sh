@@ -18,12 +18,13 @@
 set -euo pipefail
 PROG=proxy-threads.sh
 [ $# -ge 1 ] || { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+W=$(realpath "$1") # before the cd: a relative BIN is the caller's
+shift
 cd "$(dirname "$0")/.."
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
 need_cmd wrk
-W=$(realpath "$1")
-shift
+export LC_ALL=C # sort and join agree on the order
 SPAN=${SPAN:-5}
 CONNS=${CONNS:-64}
 OUT_WRK=$(mktemp)
@@ -43,15 +44,16 @@ wait_port "$PPORT"
 
 EVENTS=()
 if [ "${PROBES:-}" = 1 ]; then
-  need_cmd perf
+  need_cmd perf:linux-perf
   GROUP=warrenrt
+  trap 'perf probe -q -d "$GROUP:*" >/dev/null 2>&1 || true; rm -f "$OUT_WRK" "$OUT_PERF"; cleanup' EXIT
   perf probe -q -d "$GROUP:*" >/dev/null 2>&1 || true
   for f in retake preemptone handoffp gosched_m; do
     if perf probe -q -x "$W" -a "$GROUP:w_$f=runtime.$f" >/dev/null 2>&1; then
       EVENTS+=(-e "$GROUP:w_$f")
     fi
   done
-  trap 'perf probe -q -d "$GROUP:*" >/dev/null 2>&1 || true; rm -f "$OUT_WRK" "$OUT_PERF"; cleanup' EXIT
+  [ ${#EVENTS[@]} -gt 0 ] || die "PROBES=1: no uprobe could be added to $W (root? symbols? uprobes?)"
 fi
 
 # snap: "tid voluntary involuntary ticks" per thread of the proxy.
@@ -65,16 +67,18 @@ snap() {
 wrk -t2 -c"$CONNS" -d2s "http://127.0.0.1:$PPORT/" >/dev/null
 wrk -t2 -c"$CONNS" -d$((SPAN + 2))s "http://127.0.0.1:$PPORT/" >"$OUT_WRK" 2>&1 &
 WRK=$!
+PIDS+=("$WRK")
 sleep 1
 s1=$(snap)
 if [ ${#EVENTS[@]} -gt 0 ]; then
-  perf stat -x, "${EVENTS[@]}" -p "$P" -- sleep "$SPAN" 2>"$OUT_PERF" >/dev/null
+  perf stat -x, "${EVENTS[@]}" -p "$P" -- sleep "$SPAN" 2>"$OUT_PERF" >/dev/null ||
+    die "perf stat failed: $(cat "$OUT_PERF")"
 else
   sleep "$SPAN"
 fi
 s2=$(snap)
 wait "$WRK"
-echo "# $(basename "$W") proxy $*: $(awk '/^Requests\/sec/ {print $2}' "$OUT_WRK") requests/s; $(machine_line)"
+echo "# $(basename "$W") proxy $*: $(awk '/^Requests\/sec/ {print $2}' "$OUT_WRK") requests/s over the whole wrk run ($((SPAN + 2)) s; the rates below over its middle $SPAN s); $(machine_line)"
 printf '%-8s %10s %12s %10s\n' tid "vol/s" "invol/s" "cpu ms/s"
 join <(echo "$s1") <(echo "$s2") | awk -v s="$SPAN" -v hz="$(getconf CLK_TCK)" \
   '{printf "%-8s %10.0f %12.0f %10.1f\n", $1, ($5 - $2) / s, ($6 - $3) / s, ($7 - $4) / hz * 1000 / s}' |

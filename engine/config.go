@@ -35,11 +35,11 @@ type Config struct {
 	// stops adjusting it to CPU limits itself); zero Loops still means the
 	// GOMAXPROCS before the raise. A blocking loop (this, IOUring, macOS,
 	// FreeBSD) also yields to the Go scheduler at least every 5 ms while
-	// it has events: a goroutine that has not been rescheduled for 10 ms
+	// it is at work (woken within 10 ms): a goroutine that has not been rescheduled for 10 ms
 	// is taken by the runtime's sysmon for a runaway, preempted with a
 	// signal or stripped of its P at each of sysmon's ticks (up to every
-	// 20 µs), which cost the reverse proxy about 9% of its CPU per request
-	// (docs/benchmarks.md section 97).
+	// 20 µs), which cost the reverse proxy with IOUring about 9% of its
+	// CPU per request (docs/benchmarks.md section 97).
 	BlockingPoll bool
 	// LockOSThread locks each loop's goroutine to its own OS thread
 	// (runtime.LockOSThread) for the loop's life, so that a loop's work

@@ -165,16 +165,24 @@ func defaultLoops() int {
 // it lets the Go scheduler run other goroutines on its P.
 const yieldAfter = time.Millisecond
 
-// refreshAfter is how long a loop with events runs without passing through
-// the Go scheduler before it yields anyway. A loop that blocks its thread
-// in a system call (Config.BlockingPoll, io_uring) between short busy
-// spells never reschedules by itself, and the runtime's sysmon takes a
-// goroutine that has not been rescheduled for 10 ms (forcePreemptNS) for
-// a runaway: it then preempts it with a signal whenever it finds it
-// running and takes its P whenever it finds it in the wait, up to every
-// 20 µs, each a thread hand-off (docs/benchmarks.md section 97). A yield
-// every 5 ms is a hand-off every 5 ms instead.
-const refreshAfter = 5 * time.Millisecond
+// refreshAfter is how long a blocking loop at work runs without passing
+// through the Go scheduler before it yields anyway. A loop that blocks its
+// thread in a system call (Config.BlockingPoll, io_uring, macOS, FreeBSD)
+// between short busy spells never reschedules by itself, and the runtime's
+// sysmon takes a goroutine that has not been rescheduled for runawayAfter
+// for a runaway: from then on it asks for a preemption whenever it finds it
+// running and takes its P whenever it finds it in the wait, and resets
+// itself to polling every 20 µs at each take. A take does not reschedule
+// the goroutine (it gets an idle P back on leaving the system call), so
+// that goes on for as long as the loop stays busy, each take a thread
+// hand-off (docs/benchmarks.md section 97). A yield every 5 ms is a
+// hand-off every 5 ms instead. A wait of runawayAfter or more was
+// idleness: sysmon has taken the P during it whatever the loop does, so no
+// yield follows it.
+const refreshAfter = runawayAfter / 2
+
+// runawayAfter is the Go runtime's forcePreemptNS.
+const runawayAfter = 10 * time.Millisecond
 
 // run is l's goroutine: it polls, handles the events, the mailbox and the
 // timers, runs the loops folded into it, yields now and then and adapts
@@ -235,7 +243,11 @@ func (l *loop) run() {
 		if len(l.folded) > 0 {
 			l.runFolded(woke)
 		}
-		if n > 0 && (woke.Sub(busySince) >= yieldAfter || blocks && woke.Sub(lastYield) >= refreshAfter) {
+		// refresh: a blocking loop at work (sockets or only mailbox posts
+		// woke it within runawayAfter) that has not yielded for
+		// refreshAfter.
+		refresh := blocks && woke.Sub(lastYield) >= refreshAfter && woke.Sub(waitStart) < runawayAfter
+		if n > 0 && woke.Sub(busySince) >= yieldAfter || refresh {
 			// A loop with events every time it polls never parks, and the
 			// Go scheduler would let it hold its P until its 10 ms forced
 			// preemption while another loop or a worker readied onto the
