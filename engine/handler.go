@@ -8,6 +8,7 @@ import (
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 )
 
 // Handler capabilities, resolved once per handler type and kept in
@@ -25,18 +26,51 @@ const (
 )
 
 // capsCache maps a handler's dynamic type to its capabilities. It is read
-// without a lock on every SetHandler and written once per new type.
+// without a lock and written once per new type. capsFast, a direct-mapped
+// cache of its entries indexed by the type's address, spares the map's
+// hashing of an interface key on every SetHandler (a reverse proxy hands
+// each client connection over twice a request).
 var (
 	capsMu    sync.Mutex
-	capsCache atomic.Pointer[map[reflect.Type]uint8]
+	capsCache atomic.Pointer[map[reflect.Type]*capsEntry]
+	capsFast  [capsFastSlots]atomic.Pointer[capsEntry]
 )
+
+// capsFastSlots is capsFast's size, a power of two.
+const capsFastSlots = 32
+
+// capsEntry is one handler type's capabilities; typ is its type word.
+type capsEntry struct {
+	typ  unsafe.Pointer
+	caps uint8
+}
+
+// typeWord returns the address of h's dynamic type descriptor: the first
+// word of an empty interface holding h. Type descriptors never move.
+func typeWord(h Handler) unsafe.Pointer {
+	e := any(h)
+	return (*[2]unsafe.Pointer)(unsafe.Pointer(&e))[0]
+}
 
 // capsOf returns h's capabilities.
 func capsOf(h Handler) uint8 {
+	tw := typeWord(h)
+	slot := &capsFast[uint64(uintptr(tw))*0x9E3779B97F4A7C15>>(64-5)]
+	if e := slot.Load(); e != nil && e.typ == tw {
+		return e.caps
+	}
+	e := capsEntryOf(h, tw)
+	slot.Store(e) // an entry made once per type: a collision costs a map lookup, never an allocation
+	return e.caps
+}
+
+// capsEntryOf returns h's entry from capsCache, making it on h's type's
+// first SetHandler.
+func capsEntryOf(h Handler, tw unsafe.Pointer) *capsEntry {
 	t := reflect.TypeOf(h)
 	if m := capsCache.Load(); m != nil {
-		if c, ok := (*m)[t]; ok {
-			return c
+		if e, ok := (*m)[t]; ok {
+			return e
 		}
 	}
 	var c uint8
@@ -67,15 +101,21 @@ func capsOf(h Handler) uint8 {
 	capsMu.Lock()
 	defer capsMu.Unlock()
 	old := capsCache.Load()
-	next := make(map[reflect.Type]uint8, 8)
+	if old != nil {
+		if e, ok := (*old)[t]; ok {
+			return e // made by another goroutine meanwhile
+		}
+	}
+	next := make(map[reflect.Type]*capsEntry, 8)
 	if old != nil {
 		for k, v := range *old {
 			next[k] = v
 		}
 	}
-	next[t] = c
+	e := &capsEntry{typ: tw, caps: c}
+	next[t] = e
 	capsCache.Store(&next)
-	return c
+	return e
 }
 
 // protocolOf names the protocol h speaks.
