@@ -704,6 +704,9 @@ func reqConnOptions(dst [][]byte, req *http1.Request) [][]byte {
 
 // respConnOptions is reqConnOptions for a response.
 func respConnOptions(dst [][]byte, resp *http1.Response) [][]byte {
+	if !resp.HasConnectionField() {
+		return dst // no field to scan the head for
+	}
 	for h := range resp.Headers() {
 		if eq(h.Name, "connection") {
 			dst = connOptions(dst, h.Value)
