@@ -308,7 +308,12 @@ type pconn struct {
 	headPending bool
 	wbufs       [4][]byte // OnBody's Writev slice (upstream loop)
 	chunkHdr    [20]byte
-	idleFn      func() // backToIdle, made once
+	// xffText is xffAddr in text, the client address X-Forwarded-For
+	// last named: kept across requests (and the connections the pooled
+	// pc serves) so that a client seen again is not formatted again.
+	xffAddr netip.Addr
+	xffText []byte
+	idleFn  func() // backToIdle, made once
 	// held is the exchange Do returned, kept (client loop only) until the
 	// client connection goes back to idle or closes, where it is released
 	// (upstream.Exchange.Release) after the last use of pc.x there: OnClose
@@ -808,7 +813,10 @@ func (pc *pconn) appendUpstreamHead(b []byte, upgrade bool) []byte {
 	}
 	b = append(b, "X-Forwarded-For: "...)
 	b = appendList(b, xff)
-	b = pc.c.RemoteAddr().Addr().Unmap().AppendTo(b)
+	if a := pc.c.RemoteAddr().Addr().Unmap(); a != pc.xffAddr || len(pc.xffText) == 0 {
+		pc.xffAddr, pc.xffText = a, a.AppendTo(pc.xffText[:0])
+	}
+	b = append(b, pc.xffText...)
 	b = append(b, "\r\nX-Forwarded-Proto: "...)
 	b = append(b, pc.p.proto(pc.c)...)
 	b = append(b, "\r\nVia: "...)
