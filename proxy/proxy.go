@@ -935,11 +935,10 @@ func (pc *pconn) OnResponse(x *upstream.Exchange, resp *http1.Response) {
 	pc.mu.Unlock()
 
 	b := pc.rhead[:0]
-	b = append(b, "HTTP/1."...)
-	b = strconv.AppendInt(b, int64(min(minor, 1)), 10)
-	b = append(b, ' ')
-	b = strconv.AppendInt(b, int64(resp.StatusCode), 10)
-	b = append(b, ' ')
+	// The parser gives a three-digit status code (100 to 999).
+	code := resp.StatusCode
+	b = append(b, 'H', 'T', 'T', 'P', '/', '1', '.', '0'+byte(min(minor, 1)), ' ',
+		'0'+byte(code/100), '0'+byte(code/10%10), '0'+byte(code%10), ' ')
 	b = append(b, resp.Reason...)
 	b = append(b, "\r\n"...)
 	var optsBuf [4][]byte
