@@ -618,6 +618,9 @@ func (c *Cluster) Close() error {
 		hp.failPending(&Error{Failure: FailShutdown, Host: hp.name})
 		hp.closeIdle()
 	}
+	for i := range c.overall {
+		c.overall[i].idle()
+	}
 	return nil
 }
 

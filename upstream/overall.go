@@ -80,6 +80,17 @@ func (o *overallTimeouts) stop(x *Exchange) bool {
 	return on
 }
 
+// idle stops the timer when no exchange is listed (Cluster.Close), so
+// that a closed cluster leaves no timer behind; the next arm starts it
+// again. With exchanges listed it does nothing: they still time out.
+func (o *overallTimeouts) idle() {
+	o.mu.Lock()
+	if o.head == nil && o.t != nil && o.t.Stop() {
+		o.at = time.Time{}
+	}
+	o.mu.Unlock()
+}
+
 func (o *overallTimeouts) unlinkLocked(x *Exchange) {
 	if x.toPrev == nil {
 		o.head = x.toNext

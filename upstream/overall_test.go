@@ -106,3 +106,34 @@ func TestOverallTimeoutsOrder(t *testing.T) {
 	}
 	o.t.Stop()
 }
+
+// TestOverallTimeoutsIdle: idle (Cluster.Close) stops the timer of an
+// empty list, which the next arm starts again, and leaves a list with
+// exchanges alone.
+func TestOverallTimeoutsIdle(t *testing.T) {
+	o := &overallTimeouts{d: time.Hour, run: func(*Exchange) {}}
+	a, b := &Exchange{}, &Exchange{}
+	o.arm(a)
+	o.idle()
+	o.mu.Lock()
+	armed := !o.at.IsZero()
+	o.mu.Unlock()
+	if !armed {
+		t.Fatal("idle stopped the timer of a list with an exchange")
+	}
+	o.stop(a)
+	o.idle()
+	o.mu.Lock()
+	armed = !o.at.IsZero()
+	o.mu.Unlock()
+	if armed || o.t.Stop() {
+		t.Fatal("idle left the timer of an empty list running")
+	}
+	o.arm(b)
+	o.mu.Lock()
+	armed = !o.at.IsZero()
+	o.mu.Unlock()
+	if !armed || !o.t.Stop() {
+		t.Fatal("arm after idle did not start the timer again")
+	}
+}
