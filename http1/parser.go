@@ -135,18 +135,22 @@ type Request struct {
 	// lines and the final empty line. It equals the count Parse returns.
 	HeaderLen int
 
-	raw    []byte // input[:HeaderLen]; anchor for Rebase
-	nhdr   int
-	hdr    [inlineHeaders]Header
-	spill  []Header // all headers once there are more than inlineHeaders
-	absURI bool     // target in absolute-form; Host came from it
+	raw  []byte // input[:HeaderLen]; anchor for Rebase
+	nhdr int
+	hdr  [inlineHeaders]Header
+	// hdrHigh counts the entries of hdr written since the last Reset:
+	// those from hdrHigh on are zero, so Reset clears only hdr[:hdrHigh].
+	hdrHigh int
+	spill   []Header // all headers once there are more than inlineHeaders
+	absURI  bool     // target in absolute-form; Host came from it
 }
 
 // Reset clears r, keeping the memory it allocated for header fields.
 func (r *Request) Reset() {
-	spill := r.spill
-	clear(spill)
-	*r = Request{ContentLength: -1, spill: spill[:0]}
+	clear(r.spill)
+	clear(r.hdr[:r.hdrHigh])
+	r.hdrHigh = 0
+	r.reset()
 }
 
 // reset clears the fields Parse sets, without clearing the inline header
@@ -255,6 +259,7 @@ func (r *Request) addHeader(name, value []byte) {
 		h := &r.hdr[r.nhdr]
 		h.Name, h.Value = name, value
 		r.nhdr++
+		r.hdrHigh = max(r.hdrHigh, r.nhdr)
 		return
 	}
 	if r.nhdr == inlineHeaders {

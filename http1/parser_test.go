@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -631,3 +632,32 @@ func TestLimitsDefaults(t *testing.T) {
 }
 
 var _ = bytes.Equal
+
+// TestRequestResetClearsEveryHeader: Reset leaves r equal to a fresh
+// Request (ContentLength -1) holding no view of any input, whatever the
+// requests parsed into it since the last Reset: a long head, then a short
+// one (whose parse leaves the long one's later fields in place), then a
+// head past the inline storage.
+func TestRequestResetClearsEveryHeader(t *testing.T) {
+	heads := [][]string{
+		{"GET / HTTP/1.1\r\nHost: a\r\n" + manyHeaders(5) + "\r\n", "GET / HTTP/1.1\r\nHost: b\r\n\r\n"},
+		{"GET / HTTP/1.1\r\nHost: a\r\n" + manyHeaders(40) + "\r\n", "GET / HTTP/1.1\r\nHost: b\r\nX: 1\r\n\r\n"},
+		{"GET / HTTP/1.1\r\nHost: b\r\n\r\n"},
+	}
+	for _, hs := range heads {
+		var req Request
+		for round := range 2 {
+			for _, h := range hs {
+				var p Parser
+				if n, err := p.Parse([]byte(h), &req, nil); err != nil || n != len(h) {
+					t.Fatalf("Parse(%q) = %d, %v", h, n, err)
+				}
+			}
+			req.Reset()
+			fresh := Request{ContentLength: -1, spill: req.spill}
+			if !reflect.DeepEqual(req, fresh) {
+				t.Fatalf("round %d after %d heads: Reset left %s", round, len(hs), snapshot(&req))
+			}
+		}
+	}
+}

@@ -94,8 +94,14 @@ type Response struct {
 	// the final empty line. It equals the count Parse returns.
 	HeaderLen int
 
-	raw []byte // input[:HeaderLen]
+	raw     []byte // input[:HeaderLen]
+	hasConn bool   // a Connection field is among the header fields
 }
+
+// HasConnectionField reports whether the head has a Connection header
+// field. When it has none, a proxy has no connection options to look
+// for among the fields (RFC 9110 §7.6.1) and can skip that scan.
+func (r *Response) HasConnectionField() bool { return r.hasConn }
 
 // Raw returns the head r was parsed from, input[:HeaderLen].
 func (r *Response) Raw() []byte { return r.raw }
@@ -532,6 +538,7 @@ func parseResponseHead(in []byte, resp *Response, l *limits) (int, *Error) {
 		switch len(name) {
 		case 10:
 			if lowerIs(name, "connection") {
+				resp.hasConn = true
 				c, k, _ := connectionOptions(value)
 				connClose, connKeepLive = connClose || c, connKeepLive || k
 			} else if lowerIs(name, "keep-alive") && !keepAliveSeen {

@@ -527,3 +527,36 @@ func TestResponseParserCoded(t *testing.T) {
 		}
 	}
 }
+
+// TestResponseHasConnectionField: HasConnectionField reports a Connection
+// field in any case, with any value, and is cleared for the next response
+// on the same parser.
+func TestResponseHasConnectionField(t *testing.T) {
+	for _, c := range []struct {
+		head string
+		want bool
+	}{
+		{"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", false},
+		{"HTTP/1.1 200 OK\r\nKeep-Alive: timeout=5\r\nContent-Length: 0\r\n\r\n", false},
+		{"HTTP/1.1 200 OK\r\nCONNECTION: X-Hop\r\nContent-Length: 0\r\n\r\n", true},
+		{"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nconnection: keep-alive\r\n\r\n", true},
+		{"HTTP/1.1 200 OK\r\nConnection:\r\nContent-Length: 0\r\n\r\n", true},
+	} {
+		var p ResponseParser
+		var resp Response
+		// After a response with a Connection field on the same parser.
+		prev := "HTTP/1.1 200 OK\r\nConnection: X-Prev\r\nContent-Length: 0\r\n\r\n"
+		if _, err := p.Parse([]byte(prev), "GET", &resp, nil); err != nil || !resp.HasConnectionField() {
+			t.Fatalf("%q: %v, HasConnectionField %v", prev, err, resp.HasConnectionField())
+		}
+		if _, _, done, err := p.Body(nil); !done || err != nil {
+			t.Fatalf("%q: Body: done %v, %v", prev, done, err)
+		}
+		if n, err := p.Parse([]byte(c.head), "GET", &resp, nil); err != nil || n != len(c.head) {
+			t.Fatalf("%q: Parse = %d, %v", c.head, n, err)
+		}
+		if got := resp.HasConnectionField(); got != c.want {
+			t.Errorf("%q: HasConnectionField = %v, want %v", c.head, got, c.want)
+		}
+	}
+}

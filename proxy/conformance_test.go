@@ -417,3 +417,37 @@ func TestForwardClientGoneNo499(t *testing.T) {
 		t.Fatalf("written to a client that went away: %q", out)
 	}
 }
+
+// TestProxyForwardedForPerClient: X-Forwarded-For names each client's own
+// address, one after the other from different addresses (the pooled
+// connection state that keeps the last address's text must not leak it to
+// the next client).
+func TestProxyForwardedForPerClient(t *testing.T) {
+	e := startEngine(t)
+	be := startCannedBackend(t, func(string) string { return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" })
+	paddr, _ := startProxy(t, e, upstream.ClusterConfig{Hosts: []string{be.addr}}, Config{})
+	for _, ip := range []string{"127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.2", "127.0.0.1"} {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Timeout: 3 * time.Second}
+		c, err := d.Dial("tcp", paddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(3 * time.Second))
+		for range 2 { // and again on the same connection
+			if _, err := io.WriteString(c, "GET /xff HTTP/1.1\r\nHost: a\r\n\r\n"); err != nil {
+				t.Fatal(err)
+			}
+			resp, err := http.ReadResponse(bufio.NewReader(io.LimitReader(c, 1<<20)), nil)
+			if err != nil {
+				t.Fatalf("from %s: %v", ip, err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			heads := be.seen()
+			if h := heads[len(heads)-1]; !strings.Contains(h, "\r\nX-Forwarded-For: "+ip+"\r\n") {
+				t.Fatalf("from %s: forwarded as %q", ip, h)
+			}
+		}
+		c.Close()
+	}
+}

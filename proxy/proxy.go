@@ -308,7 +308,12 @@ type pconn struct {
 	headPending bool
 	wbufs       [4][]byte // OnBody's Writev slice (upstream loop)
 	chunkHdr    [20]byte
-	idleFn      func() // backToIdle, made once
+	// xffText is xffAddr in text, the client address X-Forwarded-For
+	// last named: kept across requests (and the connections the pooled
+	// pc serves) so that a client seen again is not formatted again.
+	xffAddr netip.Addr
+	xffText []byte
+	idleFn  func() // backToIdle, made once
 	// held is the exchange Do returned, kept (client loop only) until the
 	// client connection goes back to idle or closes, where it is released
 	// (upstream.Exchange.Release) after the last use of pc.x there: OnClose
@@ -704,6 +709,9 @@ func reqConnOptions(dst [][]byte, req *http1.Request) [][]byte {
 
 // respConnOptions is reqConnOptions for a response.
 func respConnOptions(dst [][]byte, resp *http1.Response) [][]byte {
+	if !resp.HasConnectionField() {
+		return dst // no field to scan the head for
+	}
 	for h := range resp.Headers() {
 		if eq(h.Name, "connection") {
 			dst = connOptions(dst, h.Value)
@@ -805,7 +813,10 @@ func (pc *pconn) appendUpstreamHead(b []byte, upgrade bool) []byte {
 	}
 	b = append(b, "X-Forwarded-For: "...)
 	b = appendList(b, xff)
-	b = pc.c.RemoteAddr().Addr().Unmap().AppendTo(b)
+	if a := pc.c.RemoteAddr().Addr().Unmap(); a != pc.xffAddr || len(pc.xffText) == 0 {
+		pc.xffAddr, pc.xffText = a, a.AppendTo(pc.xffText[:0])
+	}
+	b = append(b, pc.xffText...)
 	b = append(b, "\r\nX-Forwarded-Proto: "...)
 	b = append(b, pc.p.proto(pc.c)...)
 	b = append(b, "\r\nVia: "...)
@@ -924,11 +935,10 @@ func (pc *pconn) OnResponse(x *upstream.Exchange, resp *http1.Response) {
 	pc.mu.Unlock()
 
 	b := pc.rhead[:0]
-	b = append(b, "HTTP/1."...)
-	b = strconv.AppendInt(b, int64(min(minor, 1)), 10)
-	b = append(b, ' ')
-	b = strconv.AppendInt(b, int64(resp.StatusCode), 10)
-	b = append(b, ' ')
+	// The parser gives a three-digit status code (100 to 999).
+	code := resp.StatusCode
+	b = append(b, 'H', 'T', 'T', 'P', '/', '1', '.', '0'+byte(min(minor, 1)), ' ',
+		'0'+byte(code/100), '0'+byte(code/10%10), '0'+byte(code%10), ' ')
 	b = append(b, resp.Reason...)
 	b = append(b, "\r\n"...)
 	var optsBuf [4][]byte

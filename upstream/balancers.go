@@ -102,6 +102,12 @@ func (l *LeastRequest) Pick(uint64) int {
 		return -1
 	}
 	n := len(l.set.hosts)
+	if n == 1 && l.src == nil {
+		// Every draw is host 0, which is eligible. (A Source given in
+		// the config is still drawn from, as before, so that a seeded
+		// sequence does not depend on the cluster's size.)
+		return 0
+	}
 	best := -1
 	for range l.choices {
 		i := l.randomEligible(n, all)

@@ -113,10 +113,15 @@ type Exchange struct {
 	loop    int
 	h       ResponseHandler
 	begun   time.Time
-	overall *pooledTimer[Exchange]
-	hg      *hedger // a hedged request: its attempts are child exchanges
-	child   bool    // an attempt of a hedged request: no gates, no request-level accounting
-	noRetry bool    // the hedge itself: not retried (but for a reused connection's free retry)
+	overall *overallTimeouts // its overall timeout's list; nil: none
+	// toPrev, toNext, toDue and toOn place x in its overall timeout's
+	// list; guarded by that list's mu (overallTimeouts).
+	toPrev, toNext *Exchange
+	toDue          time.Time
+	toOn           bool
+	hg             *hedger // a hedged request: its attempts are child exchanges
+	child          bool    // an attempt of a hedged request: no gates, no request-level accounting
+	noRetry        bool    // the hedge itself: not retried (but for a reused connection's free retry)
 
 	// mu guards the fields below.
 	mu        sync.Mutex
@@ -315,7 +320,8 @@ func (c *Cluster) Do(r *Request) *Exchange {
 		x.refs.Store(3)
 	}
 	if c.cfg.Timeout > 0 {
-		t := overallTimers.arm(x, c.cfg.Timeout)
+		t := c.overallOf(x.loop)
+		t.arm(x)
 		x.mu.Lock()
 		x.overall = t
 		x.mu.Unlock()
@@ -342,8 +348,14 @@ func (x *Exchange) beginAt(now time.Time) {
 	x.dispatchAt(now)
 }
 
-// overallTimers are the exchanges' overall timeouts.
-var overallTimers = timerPool[Exchange]{fire: (*Exchange).onOverallTimeout}
+// overallOf returns the overall timeouts' list of exchanges begun on
+// loop (the last one for a negative or unknown loop).
+func (c *Cluster) overallOf(loop int) *overallTimeouts {
+	if loop < 0 || loop >= len(c.overall)-1 {
+		loop = len(c.overall) - 1
+	}
+	return &c.overall[loop]
+}
 
 // dispatch runs one attempt: breaker, host, pool.
 func (x *Exchange) dispatch() { x.dispatchAt(x.c.now()) }
@@ -1241,7 +1253,7 @@ func (x *Exchange) end() bool {
 	if orphan != nil {
 		orphan.Abort(engine.ReasonLocal)
 	}
-	if overall != nil && !overall.stop() {
+	if overall != nil && !overall.stop(x) {
 		x.timerLive = true
 	}
 	if x.child {

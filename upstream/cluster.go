@@ -339,8 +339,11 @@ type Cluster struct {
 
 	limits http1.Limits // response parsing: head bounded, body streamed
 
-	rndMu sync.Mutex
-	rnd   *rand.PCG
+	// overall are the overall timeouts' lists (overallOf); empty when
+	// Timeout is off.
+	overall []overallTimeouts
+	rndMu   sync.Mutex
+	rnd     *rand.PCG
 
 	closed atomic.Bool
 	stop   chan struct{}
@@ -383,6 +386,13 @@ func NewCluster(eng *engine.Engine, cfg ClusterConfig) (*Cluster, error) {
 	c := &Cluster{eng: eng, cfg: cfg, pool: cfg.Pool.withDefaults(), name: cfg.Name, perTry: perTry,
 		log: cfg.Logger.With("cluster", cfg.Name), stop: make(chan struct{}),
 		rnd: rand.NewPCG(uint64(time.Now().UnixNano()), 0x9e3779b97f4a7c15)}
+	if cfg.Timeout > 0 {
+		// One list per loop (Request.Loop) and one for the rest.
+		c.overall = make([]overallTimeouts, max(1, eng.Config().Loops)+1)
+		for i := range c.overall {
+			c.overall[i].d, c.overall[i].run = cfg.Timeout, (*Exchange).onOverallTimeout
+		}
+	}
 	hs := make([]Host, len(cfg.Hosts))
 	for i, h := range cfg.Hosts {
 		name, secure, err := hostPort(h)
@@ -607,6 +617,9 @@ func (c *Cluster) Close() error {
 	for _, hp := range c.hosts {
 		hp.failPending(&Error{Failure: FailShutdown, Host: hp.name})
 		hp.closeIdle()
+	}
+	for i := range c.overall {
+		c.overall[i].idle()
 	}
 	return nil
 }

@@ -596,26 +596,20 @@ func (cc *clientConn) expired(now time.Time) bool {
 	if c.pool.MaxLifetime > 0 && now.Sub(cc.created) >= c.pool.MaxLifetime {
 		return true
 	}
-	last := time.Unix(0, cc.lastIO.Load())
-	if c.pool.IdleTimeout > 0 && now.Sub(last) >= c.pool.IdleTimeout {
+	// lastIO and kaNanos are wall-clock nanoseconds: compared as integers
+	// with now's, as now.Sub(time.Unix(0, v)) and now.Before would (a
+	// time.Time from time.Unix has no monotonic reading), without building
+	// the times.
+	ns := now.UnixNano()
+	if c.pool.IdleTimeout > 0 && time.Duration(ns-cc.lastIO.Load()) >= c.pool.IdleTimeout {
 		return true
 	}
-	if ka := cc.kaDeadline(); !ka.IsZero() && !now.Before(ka) {
+	if ka := cc.kaNanos.Load(); ka != 0 && ns >= ka {
 		hp.st.kaRetired.Add(1)
 		c.st.kaRetired.Add(1)
 		return true
 	}
 	return false
-}
-
-// kaDeadline is when the backend's keep-alive, less the margin, ends for
-// the idle connection, or zero when the backend announced none.
-func (cc *clientConn) kaDeadline() time.Time {
-	v := cc.kaNanos.Load()
-	if v == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, v)
 }
 
 // retire closes cc (it is no longer in the idle stack).

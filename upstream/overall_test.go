@@ -1,0 +1,139 @@
+package upstream
+
+import (
+	"sync"
+	"testing"
+	"time"
+)
+
+// firedLog records the exchanges an overallTimeouts timed out, in order.
+type firedLog struct {
+	mu sync.Mutex
+	xs []*Exchange
+}
+
+func (f *firedLog) add(x *Exchange) {
+	f.mu.Lock()
+	f.xs = append(f.xs, x)
+	f.mu.Unlock()
+}
+
+func (f *firedLog) get() []*Exchange {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]*Exchange(nil), f.xs...)
+}
+
+// TestOverallTimeoutsLazyTimer: an exchange stopped before its deadline
+// never times out, even when it was first in the list (the timer, armed
+// for it, then finds nothing due and is armed again for the next one);
+// the others time out in deadline order, and their stop reports false.
+func TestOverallTimeoutsLazyTimer(t *testing.T) {
+	var log firedLog
+	o := &overallTimeouts{d: 20 * time.Millisecond, run: log.add}
+	x1, x2, x3 := &Exchange{}, &Exchange{}, &Exchange{}
+	o.arm(x1)
+	// Due after x1's deadline, for which the timer is armed: they time
+	// out only if the timer is armed again after it found nothing due.
+	later := time.Now().Add(30 * time.Millisecond)
+	o.armAt(x2, later)
+	o.armAt(x3, later)
+	if !o.stop(x1) {
+		t.Fatal("stop before the deadline reported false")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(log.get()) < 2 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	got := log.get()
+	if len(got) != 2 || got[0] != x2 || got[1] != x3 {
+		t.Fatalf("timed out %v; want x2 then x3 (x1 %p x2 %p x3 %p)", got, x1, x2, x3)
+	}
+	if o.stop(x2) || o.stop(x3) {
+		t.Fatal("stop after the timeout fired reported true")
+	}
+	o.mu.Lock()
+	empty := o.head == nil && o.tail == nil && o.at.IsZero()
+	o.mu.Unlock()
+	if !empty {
+		t.Fatal("list or timer left armed after every deadline passed")
+	}
+	// Armed again after it went idle.
+	x4 := &Exchange{}
+	o.arm(x4)
+	for len(log.get()) < 3 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := log.get(); len(got) != 3 || got[2] != x4 {
+		t.Fatalf("an exchange armed on an idle list never timed out: %v", got)
+	}
+}
+
+// TestOverallTimeoutsOrder: an exchange whose deadline is earlier than
+// the tail's (two loops' clock reads crossing on the way to the lock) goes
+// before it, and one earlier than the timer's moves the timer.
+func TestOverallTimeoutsOrder(t *testing.T) {
+	o := &overallTimeouts{d: time.Hour, run: func(*Exchange) {}}
+	t0 := time.Now()
+	a, b, c := &Exchange{}, &Exchange{}, &Exchange{}
+	o.armAt(a, t0.Add(2*time.Second))
+	o.armAt(b, t0.Add(3*time.Second))
+	o.armAt(c, t0.Add(time.Second))
+	o.mu.Lock()
+	var got []*Exchange
+	for x := o.head; x != nil; x = x.toNext {
+		got = append(got, x)
+	}
+	at := o.at
+	tailOK := o.tail == b
+	o.mu.Unlock()
+	if len(got) != 3 || got[0] != c || got[1] != a || got[2] != b || !tailOK {
+		t.Fatalf("list %v; want c %p, a %p, b %p", got, c, a, b)
+	}
+	if !at.Equal(c.toDue) {
+		t.Fatalf("timer at %v; want the earliest deadline %v", at, c.toDue)
+	}
+	for _, x := range []*Exchange{a, c, b} {
+		if !o.stop(x) || o.stop(x) {
+			t.Fatal("stop: want true once, then false")
+		}
+	}
+	o.mu.Lock()
+	empty := o.head == nil && o.tail == nil
+	o.mu.Unlock()
+	if !empty {
+		t.Fatal("list not empty after every exchange stopped")
+	}
+	o.t.Stop()
+}
+
+// TestOverallTimeoutsIdle: idle (Cluster.Close) stops the timer of an
+// empty list, which the next arm starts again, and leaves a list with
+// exchanges alone.
+func TestOverallTimeoutsIdle(t *testing.T) {
+	o := &overallTimeouts{d: time.Hour, run: func(*Exchange) {}}
+	a, b := &Exchange{}, &Exchange{}
+	o.arm(a)
+	o.idle()
+	o.mu.Lock()
+	armed := !o.at.IsZero()
+	o.mu.Unlock()
+	if !armed {
+		t.Fatal("idle stopped the timer of a list with an exchange")
+	}
+	o.stop(a)
+	o.idle()
+	o.mu.Lock()
+	armed = !o.at.IsZero()
+	o.mu.Unlock()
+	if armed || o.t.Stop() {
+		t.Fatal("idle left the timer of an empty list running")
+	}
+	o.arm(b)
+	o.mu.Lock()
+	armed = !o.at.IsZero()
+	o.mu.Unlock()
+	if !armed || !o.t.Stop() {
+		t.Fatal("arm after idle did not start the timer again")
+	}
+}
