@@ -59,7 +59,7 @@ func (o *overallTimeouts) armAt(x *Exchange, now time.Time) {
 	if o.at.IsZero() || due.Before(o.at) {
 		o.at = due
 		if o.t == nil {
-			o.t = time.AfterFunc(o.d, o.fire)
+			o.t = time.AfterFunc(due.Sub(now), o.fire)
 		} else {
 			o.t.Reset(due.Sub(now))
 		}
@@ -109,9 +109,9 @@ func (o *overallTimeouts) unlinkLocked(x *Exchange) {
 // timer for the first one left, and runs their timeouts, in deadline
 // order. It runs on the timer's goroutine.
 func (o *overallTimeouts) fire() {
-	now := time.Now()
 	var first, last *Exchange // the due ones, chained through toNext
 	o.mu.Lock()
+	now := time.Now() // under the lock: a wait for it must not make a due exchange look early
 	for x := o.head; x != nil && !x.toDue.After(now); x = o.head {
 		o.unlinkLocked(x)
 		if last == nil {

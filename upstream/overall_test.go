@@ -30,12 +30,14 @@ func (f *firedLog) get() []*Exchange {
 // the others time out in deadline order, and their stop reports false.
 func TestOverallTimeoutsLazyTimer(t *testing.T) {
 	var log firedLog
-	o := &overallTimeouts{d: 20 * time.Millisecond, run: log.add}
+	o := &overallTimeouts{d: 200 * time.Millisecond, run: log.add}
 	x1, x2, x3 := &Exchange{}, &Exchange{}, &Exchange{}
-	o.arm(x1)
+	base := time.Now()
+	o.armAt(x1, base)
 	// Due after x1's deadline, for which the timer is armed: they time
 	// out only if the timer is armed again after it found nothing due.
-	later := time.Now().Add(30 * time.Millisecond)
+	// (x1's stop below has 200 ms to come before its deadline.)
+	later := base.Add(50 * time.Millisecond)
 	o.armAt(x2, later)
 	o.armAt(x3, later)
 	if !o.stop(x1) {
