@@ -32,7 +32,8 @@
 # The backend is `warren echo` (GET / → "hello", on its event loop). On
 # the 2-core benchmark machine wrk, the proxy and the backend share the
 # cores, so requests per second measure the machine more than the proxy;
-# CPU per request is the figure to compare.
+# CPU per request is the figure to compare, best as the per-round ratios to
+# nginx and HAProxy printed last (the machine drifts between rounds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PROG=bench/proxy.sh
@@ -272,5 +273,16 @@ fi
 for name in "${NAMES[@]}"; do
   [ "$name" = haproxy ] && continue
   paste -d' ' "$OUT/$name.rounds" "$OUT/haproxy.rounds" | awk -v name="$name" '{r = r sprintf(" %.2f", $4 / $12)} END {printf "%s p99 / HAProxy per round:%s\n", name, r}'
+done
+# Per round, each warren's CPU per request over nginx's and HAProxy's in
+# the same round, and the median of those ratios: the machine's drift
+# between rounds moves every proxy, so the per-round ratio is the steadier
+# figure.
+for name in "${NAMES[@]}"; do
+  case $name in nginx | haproxy) continue ;; esac
+  for peer in nginx haproxy; do
+    rs=$(paste -d' ' "$OUT/$name.rounds" "$OUT/$peer.rounds" | awk '{printf "%.2f\n", $3 / $11}')
+    echo "$name CPU / $peer per round: $(echo "$rs" | tr '\n' ' ')(median $(echo "$rs" | median))"
+  done
 done
 rm -rf "$NDIR" "$HDIR"
