@@ -17,18 +17,18 @@
 set -euo pipefail
 PROG=instr.sh
 [ $# -ge 1 ] || { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+BINS=()
+for b in "$@"; do BINS+=("$(realpath "$b")"); done # before the cd: relative paths are the caller's
 cd "$(dirname "$0")/.."
 . bench/lib.sh
 need_cmd valgrind callgrind_control:valgrind
 ROUNDS=${ROUNDS:-3} N=${N:-3000} C=${C:-16}
 OUT=${OUT:-bench/out/instr-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT"
-BINS=()
-for b in "$@"; do BINS+=("$(realpath "$b")"); done
 go build -o "$OUT/reqcount" ./bench/cmd/reqcount
 
 one() { # one BIN TAG: prints instructions per request
-  local bin=$1 tag=$2 port pid f ir
+  local bin=$1 tag=$2 port pid
   port=$(free_port)
   rm -f "$OUT/cg.$tag".*
   GODEBUG=asyncpreemptoff=1 valgrind --tool=callgrind --cache-sim=no --branch-sim=no \
@@ -36,37 +36,9 @@ one() { # one BIN TAG: prints instructions per request
     "$bin" echo -addr "127.0.0.1:$port" -admin "" >"$OUT/server.$tag.log" 2>&1 &
   pid=$!
   PIDS+=("$pid")
-  for ((i = 0; i < 600; i++)); do
-    "$OUT/reqcount" -addr "127.0.0.1:$port" -c 1 -n 1 >/dev/null 2>&1 && break
-    sleep 0.1
-  done
-  "$OUT/reqcount" -addr "127.0.0.1:$port" -c "$C" -n 200 >/dev/null
-  callgrind_control -z "$pid" >/dev/null 2>&1
-  "$OUT/reqcount" -addr "127.0.0.1:$port" -c "$C" -n "$N" >/dev/null
-  callgrind_control -d "$pid" >/dev/null 2>&1
-  sleep 1
-  stop_pid "$pid" 20
-  # The dump taken with -d is the newest file with a numeric suffix.
-  f=$(ls -t "$OUT/cg.$tag".* | grep -E '\.[0-9]+\.[0-9]+$' | head -1 || true)
-  [ -n "$f" ] || f=$(ls -t "$OUT/cg.$tag".* | head -1)
-  ir=$(awk '/^(summary|totals):/ {print $2; exit}' "$f")
-  [ -n "$ir" ] || die "no total in $f"
-  awk -v ir="$ir" -v n=$((C * N)) 'BEGIN {printf "%.0f\n", ir / n}'
+  callgrind_per_request "$port" "$pid" "$tag" "$OUT/server.$tag.log"
 }
 
 echo "# warren echo under callgrind; $C connections x $N requests a run; $ROUNDS rounds; load $(cut -d' ' -f1-3 /proc/loadavg)"
-k=${#BINS[@]}
-for ((r = 0; r < ROUNDS; r++)); do
-  for ((i = 0; i < k; i++)); do
-    j=$(((i + r) % k))
-    v=$(one "${BINS[$j]}" "b$j.r$r")
-    echo "round $r bin $j ${BINS[$j]} instructions/request $v" | tee -a "$OUT/runs"
-  done
-done
-base=
-for ((j = 0; j < k; j++)); do
-  m=$(awk -v j="$j" '$4 == j {print $NF}' "$OUT/runs" | median)
-  [ -z "$base" ] && base=$m
-  awk -v j="$j" -v b="${BINS[$j]}" -v m="$m" -v a="$base" 'BEGIN {printf "bin %d %s: median %.0f instructions/request, %.4fx bin 0\n", j, b, m, m / a}'
-done
+callgrind_rounds
 echo "# load $(cut -d' ' -f1-3 /proc/loadavg)"

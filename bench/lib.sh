@@ -292,3 +292,51 @@ EOF
 wrk_p99_ms() {
   awk '$1 == "99%" {v = $2; if (v ~ /us$/) {sub(/us/, "", v); v /= 1000} else if (v ~ /ms$/) {sub(/ms/, "", v)} else if (v ~ /s$/) {sub(/s/, "", v); v *= 1000}; print v}'
 }
+
+# callgrind_per_request PORT PID TAG LOG: for bench/instr.sh and
+# bench/proxy-instr.sh, with $OUT/reqcount built and C and N set: waits
+# for PORT to answer (dies when PID, a server under callgrind writing
+# $OUT/cg.TAG.<pid>, exits first, with LOG's tail), warms it up with C x 200
+# keep-alive requests, zeroes its counters, makes exactly C x N requests
+# (every answer checked), dumps, stops PID and prints the dump's
+# instructions per request.
+callgrind_per_request() {
+  local port=$1 pid=$2 tag=$3 log=$4 i f ir
+  for ((i = 0; i < 600; i++)); do
+    "$OUT/reqcount" -addr "127.0.0.1:$port" -c 1 -n 1 >/dev/null 2>&1 && break
+    kill -0 "$pid" 2>/dev/null || die "server exited: $(tail -3 "$log")"
+    sleep 0.1
+  done
+  "$OUT/reqcount" -addr "127.0.0.1:$port" -c "$C" -n 200 >/dev/null
+  callgrind_control -z "$pid" >/dev/null 2>&1
+  "$OUT/reqcount" -addr "127.0.0.1:$port" -c "$C" -n "$N" >/dev/null
+  callgrind_control -d "$pid" >/dev/null 2>&1
+  sleep 1
+  stop_pid "$pid" 20
+  # The dump taken with -d is the newest file with a numeric suffix.
+  f=$(ls -t "$OUT/cg.$tag".* | grep -E '\.[0-9]+\.[0-9]+$' | head -1 || true)
+  [ -n "$f" ] || f=$(ls -t "$OUT/cg.$tag".* | head -1)
+  ir=$(awk '/^(summary|totals):/ {print $2; exit}' "$f")
+  [ -n "$ir" ] || die "no total in $f"
+  awk -v ir="$ir" -v n=$((C * N)) 'BEGIN {printf "%.0f\n", ir / n}'
+}
+
+# callgrind_rounds: runs the caller's `one BIN TAG` (which prints
+# instructions per request) for every binary of BINS in ROUNDS rounds whose
+# order rotates, records each in $OUT/runs, then prints per binary the
+# median and its ratio to the first binary's.
+callgrind_rounds() {
+  local k=${#BINS[@]} r i j v m base=
+  for ((r = 0; r < ROUNDS; r++)); do
+    for ((i = 0; i < k; i++)); do
+      j=$(((i + r) % k))
+      v=$(one "${BINS[$j]}" "b$j.r$r")
+      echo "round $r bin $j ${BINS[$j]} instructions/request $v" | tee -a "$OUT/runs"
+    done
+  done
+  for ((j = 0; j < k; j++)); do
+    m=$(awk -v j="$j" '$4 == j {print $NF}' "$OUT/runs" | median)
+    [ -z "$base" ] && base=$m
+    awk -v j="$j" -v b="${BINS[$j]}" -v m="$m" -v a="$base" 'BEGIN {printf "bin %d %s: median %.0f instructions/request, %.4fx bin 0\n", j, b, m, m / a}'
+  done
+}

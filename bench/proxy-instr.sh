@@ -19,6 +19,8 @@
 set -euo pipefail
 PROG=proxy-instr.sh
 [ $# -ge 1 ] || { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+BINS=()
+for b in "$@"; do BINS+=("$(realpath "$b")"); done # before the cd: relative paths are the caller's
 cd "$(dirname "$0")/.."
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
@@ -30,12 +32,10 @@ case " $PROXY_FLAGS " in
 esac
 OUT=${OUT:-bench/out/proxy-instr-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT"
-BINS=()
-for b in "$@"; do BINS+=("$(realpath "$b")"); done
 go build -o "$OUT/reqcount" ./bench/cmd/reqcount
 
 one() { # one BIN TAG: prints instructions per request
-  local bin=$1 tag=$2 bport port bpid pid f ir i
+  local bin=$1 tag=$2 bport port bpid pid
   bport=$(free_port)
   "$bin" echo -addr "127.0.0.1:$bport" -admin "" -loops 1 >"$OUT/backend.$tag.log" 2>&1 &
   bpid=$!
@@ -51,39 +51,10 @@ one() { # one BIN TAG: prints instructions per request
     >"$OUT/proxy.$tag.log" 2>&1 &
   pid=$!
   PIDS+=("$pid")
-  for ((i = 0; i < 600; i++)); do
-    "$OUT/reqcount" -addr "127.0.0.1:$port" -c 1 -n 1 >/dev/null 2>&1 && break
-    kill -0 "$pid" 2>/dev/null || die "proxy exited: $(tail -3 "$OUT/proxy.$tag.log")"
-    sleep 0.1
-  done
-  "$OUT/reqcount" -addr "127.0.0.1:$port" -c "$C" -n 200 >/dev/null
-  callgrind_control -z "$pid" >/dev/null 2>&1
-  "$OUT/reqcount" -addr "127.0.0.1:$port" -c "$C" -n "$N" >/dev/null
-  callgrind_control -d "$pid" >/dev/null 2>&1
-  sleep 1
-  stop_pid "$pid" 20
+  callgrind_per_request "$port" "$pid" "$tag" "$OUT/proxy.$tag.log"
   stop_pid "$bpid" 10
-  # The dump taken with -d is the newest file with a numeric suffix.
-  f=$(ls -t "$OUT/cg.$tag".* | grep -E '\.[0-9]+\.[0-9]+$' | head -1 || true)
-  [ -n "$f" ] || f=$(ls -t "$OUT/cg.$tag".* | head -1)
-  ir=$(awk '/^(summary|totals):/ {print $2; exit}' "$f")
-  [ -n "$ir" ] || die "no total in $f"
-  awk -v ir="$ir" -v n=$((C * N)) 'BEGIN {printf "%.0f\n", ir / n}'
 }
 
 echo "# warren proxy under callgrind (flags: ${PROXY_FLAGS:-none}); $C connections x $N requests a run; $ROUNDS rounds; load $(cut -d' ' -f1-3 /proc/loadavg)"
-k=${#BINS[@]}
-for ((r = 0; r < ROUNDS; r++)); do
-  for ((i = 0; i < k; i++)); do
-    j=$(((i + r) % k))
-    v=$(one "${BINS[$j]}" "b$j.r$r")
-    echo "round $r bin $j ${BINS[$j]} instructions/request $v" | tee -a "$OUT/runs"
-  done
-done
-base=
-for ((j = 0; j < k; j++)); do
-  m=$(awk -v j="$j" '$4 == j {print $NF}' "$OUT/runs" | median)
-  [ -z "$base" ] && base=$m
-  awk -v j="$j" -v b="${BINS[$j]}" -v m="$m" -v a="$base" 'BEGIN {printf "bin %d %s: median %.0f instructions/request, %.4fx bin 0\n", j, b, m, m / a}'
-done
+callgrind_rounds
 echo "# load $(cut -d' ' -f1-3 /proc/loadavg)"
