@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"reflect"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -25,14 +24,14 @@ const (
 	capInlineSet // the handler answered InlineHandler at all
 )
 
-// capsCache maps a handler's dynamic type to its capabilities. It is read
-// without a lock and written once per new type. capsFast, a direct-mapped
-// cache of its entries indexed by the type's address, spares the map's
-// hashing of an interface key on every SetHandler (a reverse proxy hands
-// each client connection over twice a request).
+// capsCache maps a handler's dynamic type (its typeWord) to its
+// capabilities. It is read without a lock and written once per new type.
+// capsFast, a direct-mapped cache of its entries, spares the map look-up on
+// nearly every SetHandler (a reverse proxy hands each client connection
+// over twice a request).
 var (
 	capsMu    sync.Mutex
-	capsCache atomic.Pointer[map[reflect.Type]*capsEntry]
+	capsCache atomic.Pointer[map[unsafe.Pointer]*capsEntry]
 	capsFast  [capsFastSlots]atomic.Pointer[capsEntry]
 )
 
@@ -67,9 +66,8 @@ func capsOf(h Handler) uint8 {
 // capsEntryOf returns h's entry from capsCache, making it on h's type's
 // first SetHandler.
 func capsEntryOf(h Handler, tw unsafe.Pointer) *capsEntry {
-	t := reflect.TypeOf(h)
 	if m := capsCache.Load(); m != nil {
-		if e, ok := (*m)[t]; ok {
+		if e, ok := (*m)[tw]; ok {
 			return e
 		}
 	}
@@ -102,18 +100,18 @@ func capsEntryOf(h Handler, tw unsafe.Pointer) *capsEntry {
 	defer capsMu.Unlock()
 	old := capsCache.Load()
 	if old != nil {
-		if e, ok := (*old)[t]; ok {
+		if e, ok := (*old)[tw]; ok {
 			return e // made by another goroutine meanwhile
 		}
 	}
-	next := make(map[reflect.Type]*capsEntry, 8)
+	next := make(map[unsafe.Pointer]*capsEntry, 8)
 	if old != nil {
 		for k, v := range *old {
 			next[k] = v
 		}
 	}
 	e := &capsEntry{typ: tw, caps: c}
-	next[t] = e
+	next[tw] = e
 	capsCache.Store(&next)
 	return e
 }
