@@ -81,6 +81,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	upTLS := serveUpstreamFlags(fs, &gcfg) // -max-response-header-bytes, -max-interim, -upstream-ca, … (serve_upstream.go)
 	deviceLimitFlags(fs, &gcfg.DeviceLimits)
 	fs.IntVar(&gcfg.DeviceHeldBytes, "device-held-bytes", gateway.DefaultDeviceHeldBytes, "telemetry bytes each device paused for NATS backpressure holds (the rest of its read); past it they are dropped, counted (held_overflow)")
+	fs.DurationVar(&gcfg.HandoffWait, "handoff-wait", gateway.DefaultHandoffWait, "how long a device whose MQTT connection another connection took over by its client id waits for that connection to register before it is dropped and announced offline (reason replaced)")
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
 			return 0
