@@ -573,25 +573,27 @@ func (c *Cluster) backoff(attempt int) time.Duration {
 	return Backoff(attempt, c.cfg.BackoffBase, c.cfg.BackoffMax, c.rnd)
 }
 
-// Drain takes host i out of rotation (as if unhealthy), lets its requests
-// in flight finish and closes its idle connections; Undrain puts it back.
-// It is what the admin API and a failed health check do.
+// Drain takes host i out of rotation, lets its requests in flight finish
+// and closes its idle connections; Undrain puts it back. It is what the
+// admin API's drain does. A drained host is excluded from the HostSet
+// (HostSet.SetExcluded): no new request goes to it, in panic mode
+// included, and it does not count among the hosts when the panic
+// threshold is computed. Its health is left alone: active checks go on
+// and decide its health when it returns.
 func (c *Cluster) Drain(i int) {
 	hp := c.hosts[i]
 	hp.draining.Store(true)
-	c.set.SetHealthy(i, false)
+	c.set.SetExcluded(i, true)
 	hp.closeIdle()
 	c.st.drains.Add(1)
 }
 
 // Undrain returns host i, drained by Drain, to rotation (unless a health
-// check holds it unhealthy).
+// check or outlier detection holds it out).
 func (c *Cluster) Undrain(i int) {
 	hp := c.hosts[i]
 	hp.draining.Store(false)
-	if c.hc == nil || c.hc.healthy(i) {
-		c.set.SetHealthy(i, true)
-	}
+	c.set.SetExcluded(i, false)
 }
 
 // HostIndex returns the index of the host named name ("host:port" as

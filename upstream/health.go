@@ -75,14 +75,6 @@ func newHealthChecker(c *Cluster, cfg HealthConfig) *healthChecker {
 	return &healthChecker{c: c, cfg: cfg, hosts: make([]hcHost, len(c.hosts))}
 }
 
-// healthy reports whether active checks hold host i healthy.
-func (h *healthChecker) healthy(i int) bool {
-	hh := &h.hosts[i]
-	hh.mu.Lock()
-	defer hh.mu.Unlock()
-	return !hh.unhealthy
-}
-
 // run starts the checks that are due at now; the maintenance goroutine
 // calls it.
 func (h *healthChecker) run(now time.Time) {
@@ -147,9 +139,7 @@ func (h *healthChecker) result(i int, ok bool) {
 		return
 	}
 	if nowHealthy {
-		if !hp.draining.Load() {
-			c.set.SetHealthy(i, true)
-		}
+		c.set.SetHealthy(i, true)
 		c.log.Info("upstream: host healthy", "host", hp.name)
 		return
 	}
