@@ -125,6 +125,12 @@ func (e *Error) Is(target error) bool {
 // hand the caller coded bytes it is not told about (RFC 9112 §6.1).
 var ErrTransferCoding = errors.New("response in a transfer coding other than chunked")
 
+// ErrConnectTimeout is the cause (Error.Err) of a FailConnect whose
+// connect, TLS handshake included, took longer than
+// PoolConfig.ConnectTimeout (the proxy answers 502 connect_failure, as for
+// any connect failure).
+var ErrConnectTimeout = errors.New("connect timed out")
+
 // Sentinels for errors.Is, one per Failure.
 var (
 	ErrNoHost         = &Error{Failure: FailNoHost}
