@@ -13,8 +13,9 @@ type Failure uint8
 const (
 	// FailNone is no failure.
 	FailNone Failure = iota
-	// FailNoHost is a cluster with no host that may be picked (all
-	// unhealthy, ejected or draining with panic mode off, or none at all).
+	// FailNoHost is a cluster with no host that may be picked (every host
+	// drained, or the others unhealthy or ejected with panic mode off or
+	// not reached).
 	FailNoHost
 	// FailOverflow is a request refused by a resource threshold
 	// (Thresholds.MaxRequests, MaxPending, MaxConnections) or a host's
