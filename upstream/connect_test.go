@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,21 +26,28 @@ func (s *stuckHandshake) OnClose(c *engine.Conn, r engine.CloseReason, err error
 }
 
 // holdingListener accepts connections and holds them without a byte, until
-// the test ends.
-func holdingListener(t *testing.T) string {
+// the test ends; it returns its address and a count of the connections
+// accepted.
+func holdingListener(t *testing.T) (string, *atomic.Int64) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	held := make(chan net.Conn, 64)
+	held := make(chan net.Conn, 1024)
+	var accepted atomic.Int64
 	go func() {
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			held <- c
+			accepted.Add(1)
+			select {
+			case held <- c:
+			default:
+				c.Close()
+			}
 		}
 	}()
 	t.Cleanup(func() {
@@ -53,7 +61,7 @@ func holdingListener(t *testing.T) string {
 			}
 		}
 	})
-	return ln.Addr().String()
+	return ln.Addr().String(), &accepted
 }
 
 // TestClusterConnectTimeout: a connect whose handshake never completes
@@ -62,7 +70,7 @@ func holdingListener(t *testing.T) string {
 // connection closed.
 func TestClusterConnectTimeout(t *testing.T) {
 	e := startEngine(t)
-	addr := holdingListener(t)
+	addr, accepted := holdingListener(t)
 	c := newTestCluster(t, e, ClusterConfig{Hosts: []string{"https://" + addr}, OutlierOff: true,
 		Retry: RetryPolicy{MaxRetries: -1}, Pool: PoolConfig{ConnectTimeout: 200 * time.Millisecond},
 		DialTLS: func(_ string, h engine.Handler) engine.Handler { return &stuckHandshake{h: h} }})
@@ -75,5 +83,8 @@ func TestClusterConnectTimeout(t *testing.T) {
 	}
 	if st := c.Stats(); st.CxConnectFail != 1 || st.TLSHandshakeFail != 0 {
 		t.Errorf("connect failures %d, TLS handshake failures %d; want 1, 0", st.CxConnectFail, st.TLSHandshakeFail)
+	}
+	if accepted.Load() != 1 {
+		t.Errorf("the backend accepted %d connections; want 1, cut by the timeout", accepted.Load())
 	}
 }

@@ -79,14 +79,24 @@ func newHealthChecker(c *Cluster, cfg HealthConfig) *healthChecker {
 // calls it.
 func (h *healthChecker) run(now time.Time) {
 	for i := range h.hosts {
-		hh := &h.hosts[i]
-		if now.Before(hh.next) || hh.inFlight.Load() {
-			continue
+		if h.due(i, now) {
+			h.check(i)
 		}
-		hh.next = now.Add(h.cfg.Interval + h.c.jitter(h.cfg.Jitter))
-		hh.inFlight.Store(true)
-		h.check(i)
 	}
+}
+
+// due reports whether host i's check is due at now: its time has come and
+// its last check is done. It then marks the check in flight and schedules
+// the next one Interval plus a random jitter in [0, Jitter) after now.
+// Only the maintenance goroutine (or a test in its place) calls it.
+func (h *healthChecker) due(i int, now time.Time) bool {
+	hh := &h.hosts[i]
+	if now.Before(hh.next) || hh.inFlight.Load() {
+		return false
+	}
+	hh.next = now.Add(h.cfg.Interval + h.c.jitter(h.cfg.Jitter))
+	hh.inFlight.Store(true)
+	return true
 }
 
 func (h *healthChecker) stop() {}
