@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/warrenhq/warren/engine"
 	"github.com/warrenhq/warren/internal/testutil"
 )
 
@@ -137,5 +138,39 @@ func TestClusterHealthTimeout(t *testing.T) {
 	}
 	if accepted.Load() < 2 {
 		t.Errorf("%d checks connected; the failures are the timeouts of checks that did", accepted.Load())
+	}
+}
+
+// TestClusterHealthTimeoutFakeTime: a check's timeout runs on the engine's
+// clock: a silent host's checks fail only as the clock passes their
+// deadline, and the host goes out of rotation after UnhealthyThreshold
+// of them, with no wall-clock wait for the timeout (a minute).
+func TestClusterHealthTimeoutFakeTime(t *testing.T) {
+	clk := testutil.NewFakeClock()
+	e := testutil.StartEngine(t, engine.Config{Loops: 1, Clock: clk})
+	addr, accepted := holdingListener(t)
+	c := newTestCluster(t, e, ClusterConfig{Hosts: []string{addr}, OutlierOff: true, Timeout: -1,
+		Health: HealthConfig{Interval: time.Second, Timeout: time.Minute, Jitter: -1, Path: "/healthz"}})
+	fails := func() uint64 { return c.Stats().Hosts[0].HealthFail }
+	testutil.Eventually(t, 0, "the first check connected", func() bool { return accepted.Load() == 1 })
+	time.Sleep(300 * time.Millisecond) // three maintenance ticks with the clock stopped
+	if n := fails(); n != 0 || accepted.Load() != 1 {
+		t.Fatalf("%d failed checks, %d connections with the clock stopped; want 0, 1", n, accepted.Load())
+	}
+	clk.Advance(time.Minute - time.Millisecond)
+	time.Sleep(300 * time.Millisecond)
+	if n := fails(); n != 0 {
+		t.Fatalf("%d failed checks before the timeout", n)
+	}
+	clk.Advance(time.Millisecond)
+	testutil.Eventually(t, 0, "the first check timed out", func() bool { return fails() == 1 })
+	testutil.Eventually(t, 0, "the next check connected", func() bool { return accepted.Load() == 2 })
+	if !c.set.Healthy(0) {
+		t.Fatal("unhealthy after one failed check; the threshold is 2")
+	}
+	clk.Advance(time.Minute)
+	testutil.Eventually(t, 0, "unhealthy after the second timeout", func() bool { return !c.set.Healthy(0) })
+	if n := fails(); n != 2 {
+		t.Errorf("%d failed checks; want 2", n)
 	}
 }
