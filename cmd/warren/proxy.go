@@ -84,6 +84,7 @@ func runProxy(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&t.MaxRetries, "cb-max-retries", upstream.DefaultMaxRetries, "circuit breaker: retries in flight (used with -retry-budget-off)")
 
 	fs.BoolVar(&cc.BreakerOff, "breaker-off", false, "disable the classic breaker")
+	fs.BoolVar(&cc.BreakerOn5xx, "breaker-5xx", false, "breaker: count every 5xx response as a failure (default: only 502, 503 and 504, with connect failures, resets and timeouts)")
 	fs.IntVar(&cc.Breaker.ConsecutiveFailures, "breaker-failures", upstream.DefaultBreakerConsecutiveFailures, "breaker: consecutive failed attempts that open it")
 	fs.Float64Var(&cc.Breaker.FailureRatio, "breaker-ratio", upstream.DefaultBreakerFailureRatio, "breaker: failure ratio over the window that opens it")
 	fs.IntVar(&cc.Breaker.MinRequests, "breaker-min-requests", upstream.DefaultBreakerMinRequests, "breaker: attempts in the window before the ratio counts")
