@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/warrenhq/warren/proxy"
@@ -15,6 +16,7 @@ import (
 type clusterFlags struct {
 	balancer, hashHeader   *string
 	retryOn, retryStatuses *string
+	weights                *string
 }
 
 // clusterPolicyFlags registers warren proxy's cluster policy flags on fs,
@@ -27,6 +29,7 @@ type clusterFlags struct {
 func clusterPolicyFlags(fs *flag.FlagSet, cc *upstream.ClusterConfig) *clusterFlags {
 	f := &clusterFlags{}
 	f.balancer = fs.String("balancer", "least_request", "least_request (P2C), round_robin, ring_hash or maglev (ring hash and Maglev hash the client address, or -hash-header's value)")
+	f.weights = fs.String("weights", "", "round-robin weights of the -upstream hosts, comma-separated in the same order (\"3,1,1\"; empty: 1 each); with -balancer round_robin")
 	f.hashHeader = fs.String("hash-header", "", "with -balancer ring_hash or maglev: the request header whose value is the hash key (a device id); requests without it, and the default (empty), hash the client address")
 	p := &cc.Pool
 	fs.IntVar(&p.MaxConnsPerHost, "max-conns-per-host", upstream.DefaultMaxConnsPerHost, "connections per backend (negative: only -cb-max-connections)")
@@ -64,6 +67,10 @@ func clusterPolicyFlags(fs *flag.FlagSet, cc *upstream.ClusterConfig) *clusterFl
 	fs.DurationVar(&cc.Outlier.BaseEjectionTime, "outlier-base-ejection", upstream.DefaultBaseEjectionTime, "first ejection's length (times the ejection count)")
 	fs.DurationVar(&cc.Outlier.MaxEjectionTime, "outlier-max-ejection", upstream.DefaultMaxEjectionTime, "longest ejection")
 	fs.IntVar(&cc.Outlier.MaxEjectionPercent, "outlier-max-percent", upstream.DefaultMaxEjectionPercent, "most hosts ejected at once, percent (one always may be)")
+	fs.IntVar(&cc.Outlier.FailurePercentageThreshold, "outlier-failure-percent", upstream.DefaultFailurePercentageThreshold, "eject a host whose failures reach this percentage of its requests in -outlier-interval (negative: off)")
+	fs.IntVar(&cc.Outlier.FailurePercentageRequestVolume, "outlier-failure-volume", upstream.DefaultFailurePercentageRequestVolume, "requests a host needs in -outlier-interval before -outlier-failure-percent counts")
+	fs.IntVar(&cc.Outlier.FailurePercentageMinimumHosts, "outlier-failure-min-hosts", upstream.DefaultFailurePercentageMinimumHosts, "hosts the cluster needs for -outlier-failure-percent to apply")
+	fs.DurationVar(&cc.Outlier.Interval, "outlier-interval", upstream.DefaultOutlierInterval, "window of -outlier-failure-percent, and the period after which a host that stays in lowers its ejection multiplier")
 	fs.Float64Var(&cc.HostSet.PanicThreshold, "panic-threshold", upstream.DefaultPanicThreshold, "below this percentage of available hosts, balance over all (negative: never)")
 
 	fs.DurationVar(&cc.Timeout, "timeout", upstream.DefaultTimeout, "request timeout, retries included; 504 after (negative: none)")
@@ -75,13 +82,16 @@ func clusterPolicyFlags(fs *flag.FlagSet, cc *upstream.ClusterConfig) *clusterFl
 	fs.BoolVar(&cc.RetryBudgetOff, "retry-budget-off", false, "bound retries by -cb-max-retries instead of a budget")
 	fs.Float64Var(&cc.RetryBudget.Percent, "retry-budget", upstream.DefaultRetryBudgetPercent, "retries in flight as a percentage of requests in flight")
 	fs.DurationVar(&cc.HedgeDelay, "hedge-delay", 0, "send a second attempt of an idempotent request to another backend when the first has not answered this long; first answer wins (0: no hedging)")
-	fs.DurationVar(&cc.BackoffBase, "backoff-base", upstream.DefaultBackoffBase, "retry backoff base (full jitter, capped at 10x)")
+	fs.DurationVar(&cc.BackoffBase, "backoff-base", upstream.DefaultBackoffBase, "retry backoff base (full jitter, capped at -backoff-max)")
+	fs.DurationVar(&cc.BackoffMax, "backoff-max", 0, "longest retry backoff (0: 10x -backoff-base)")
 
 	fs.DurationVar(&cc.Health.Interval, "hc-interval", 0, "active health check interval (0: off)")
 	fs.StringVar(&cc.Health.Path, "hc-path", "", "HTTP health check path (empty: TCP connect)")
 	fs.DurationVar(&cc.Health.Timeout, "hc-timeout", upstream.DefaultHealthTimeout, "health check timeout")
 	fs.IntVar(&cc.Health.UnhealthyThreshold, "hc-unhealthy", upstream.DefaultHealthUnhealthyThreshold, "failed checks in a row that take a host out")
 	fs.IntVar(&cc.Health.HealthyThreshold, "hc-healthy", upstream.DefaultHealthHealthyThreshold, "passed checks in a row that bring it back")
+	fs.DurationVar(&cc.Health.Jitter, "hc-jitter", 0, "random delay up to this much added to each check interval, so hosts are not checked in lockstep (0: a tenth of -hc-interval; negative: none)")
+	fs.StringVar(&cc.Health.Host, "hc-host", "", "Host header of HTTP health checks (empty: the host's host:port)")
 	fs.Float64Var(&cc.RateLimit.PerSecond, "rate-limit", 0, "requests a second sent to the cluster at most, spaced evenly; over it a request waits for its slot; retries and hedges take slots too (0: no limit)")
 	fs.IntVar(&cc.RateLimit.Queue, "rate-limit-queue", 0, "requests waiting for their -rate-limit slot at most (with the one leaving); over it: 503 at once (0: one second's worth)")
 	fs.DurationVar(&cc.ResolveInterval, "resolve-interval", upstream.DefaultResolveInterval, "re-resolve backend names this often (negative: at start only)")
@@ -105,6 +115,22 @@ func (f *clusterFlags) finish(cc *upstream.ClusterConfig, pc *proxy.Config) erro
 	}
 	if cc.Retry.On, err = parseRetryOn(*f.retryOn); err != nil {
 		return fmt.Errorf("-retry-on: %w", err)
+	}
+	cc.Weights = nil
+	if *f.weights != "" {
+		if cc.Balancer != upstream.BalanceRoundRobin {
+			return fmt.Errorf("-weights needs -balancer round_robin")
+		}
+		for _, w := range strings.Split(*f.weights, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(w))
+			if err != nil || n < 1 {
+				return fmt.Errorf("-weights: bad weight %q (a whole number, at least 1)", w)
+			}
+			cc.Weights = append(cc.Weights, n)
+		}
+		if len(cc.Hosts) > 0 && len(cc.Weights) != len(cc.Hosts) {
+			return fmt.Errorf("-weights: %d weights for %d hosts", len(cc.Weights), len(cc.Hosts))
+		}
 	}
 	cc.Retry.Statuses = nil
 	for _, s := range strings.Split(*f.retryStatuses, ",") {

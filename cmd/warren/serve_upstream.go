@@ -111,6 +111,7 @@ func serveUpstreamConfig(fs *flag.FlagSet, path string, gcfg *gateway.Config) er
 	if flagSet(fs, "upstream-max-conns-per-host") || !flagSet(pfs, "max-conns-per-host") {
 		cc.Pool.MaxConnsPerHost = maxConns
 	}
+	cc.Hosts = splitList(fs.Lookup("upstream").Value.String()) // for -weights' count; the gateway sets them again
 	if err := f.finish(cc, &gcfg.UpstreamProxy); err != nil {
 		return fmt.Errorf("-upstream-config: %w", err)
 	}
