@@ -229,6 +229,14 @@ type ClusterConfig struct {
 	// BreakerOff disables it.
 	Breaker    BreakerConfig
 	BreakerOff bool
+	// BreakerOn5xx makes every 5xx response a failure for the breaker. By
+	// default only the gateway class is (502, 503 and 504), with connect
+	// failures, resets and timeouts: the breaker gates the whole
+	// cluster, and a 500 from one route of a working backend is that
+	// route's answer, not the backend failing (Envoy's outlier detection
+	// makes the same split: consecutive_5xx against
+	// consecutive_gateway_failure).
+	BreakerOn5xx bool
 	// Outlier configures passive health checking from request results;
 	// OutlierOff disables it.
 	Outlier    OutlierConfig
