@@ -141,3 +141,91 @@ func TestPollDeferTaskrun(t *testing.T) {
 		t.Fatalf("completions after Poll: %+v, want the epoll wait's with 1 event", got)
 	}
 }
+
+// TestForEachCQEBatches: more completions than a batch of 16 are
+// each handed out once, also when fn calls ForEachCQE again (the nested
+// call takes those not yet copied), and all are marked seen; without
+// nesting, in order.
+func TestForEachCQEBatches(t *testing.T) {
+	r, err := New(32, 64, SetupSubmitAll|SetupCoopTaskrun)
+	if err != nil {
+		t.Skipf("io_uring unavailable: %v", err)
+	}
+	defer r.Close()
+	const opNop = 0 // IORING_OP_NOP
+	const total = 2*16 + 5
+	for sent := 0; sent < total; {
+		k := min(total-sent, 20)
+		for i := range k {
+			s, err := r.GetSQE()
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.Opcode, s.UserData = opNop, uint64(sent+i+1)
+		}
+		if err := r.Enter(uint32(k), 0, 5*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		sent += k
+	}
+	for r.Ready() < total {
+		if err := r.Enter(1, 0, time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []uint64
+	var fn func(c CQE)
+	nested := 0
+	fn = func(c CQE) {
+		got = append(got, c.UserData)
+		if len(got) == 3 {
+			nested = r.ForEachCQE(fn)
+		}
+	}
+	n := r.ForEachCQE(fn)
+	if n+nested != total || len(got) != total || r.Ready() != 0 {
+		t.Fatalf("handed out %d+%d (%d calls), %d still ready; want %d", n, nested, len(got), r.Ready(), total)
+	}
+	if nested == 0 {
+		t.Fatal("the nested call handed out nothing")
+	}
+	seen := map[uint64]bool{}
+	for _, ud := range got {
+		if seen[ud] || ud < 1 || ud > total {
+			t.Fatalf("completion %d handed out twice or unknown: %v", ud, got)
+		}
+		seen[ud] = true
+	}
+}
+
+// TestForEachCQEOrder: without nesting, completions come in the order
+// they completed, across batches.
+func TestForEachCQEOrder(t *testing.T) {
+	r, err := New(64, 128, SetupSubmitAll|SetupCoopTaskrun)
+	if err != nil {
+		t.Skipf("io_uring unavailable: %v", err)
+	}
+	defer r.Close()
+	const total = 3*16 + 1
+	for i := range total {
+		s, err := r.GetSQE()
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Opcode, s.UserData = 0, uint64(i+1) // IORING_OP_NOP
+		s.Flags = 1 << 1                      // IOSQE_IO_LINK: complete in submission order
+	}
+	if err := r.Enter(total, 0, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	var got []uint64
+	r.ForEachCQE(func(c CQE) { got = append(got, c.UserData) })
+	if len(got) != total {
+		t.Fatalf("got %d completions, want %d", len(got), total)
+	}
+	for i, ud := range got {
+		if ud != uint64(i+1) {
+			t.Fatalf("completion %d is %d: %v", i, ud, got)
+		}
+	}
+}
