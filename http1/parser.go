@@ -3,6 +3,7 @@ package http1
 import (
 	"bytes"
 	"encoding/binary"
+	"math/bits"
 )
 
 // Default limits, used where a Limits field is zero.
@@ -678,9 +679,7 @@ func parseHead(in []byte, req *Request, l *limits) (int, *Error) {
 // The request and response parsers share it.
 func parseField(in []byte, i int) (name, value []byte, next int, e *Error) {
 	start := i
-	for i < len(in) && isToken[in[i]] {
-		i++
-	}
+	i = skipName(in, i)
 	if i >= len(in) {
 		return nil, nil, 0, nil
 	}
@@ -766,32 +765,68 @@ func errOf(i int) *Error {
 	return nil
 }
 
-// skipValue returns the offset of the first byte at or after i that cannot
-// be in a field value, or len(in). It checks eight bytes at a time while
-// they are all visible ASCII, SP or obs-text, and goes byte by byte through
-// a word with anything else, such as an HTAB or the CR that ends the value.
-func skipValue(in []byte, i int) int {
-	for {
-		for i+8 <= len(in) {
-			x := binary.LittleEndian.Uint64(in[i:])
-			// Bytes below 0x20 (Hacker's Delight "hasless"), and DEL,
-			// a zero byte in x^0x7f...; bytes >= 0x80 never match.
-			y := x ^ 0x7f7f7f7f7f7f7f7f
-			if ((x-0x2020202020202020)&^x|(y-0x0101010101010101)&^y)&0x8080808080808080 != 0 {
-				break
-			}
+// skipName returns the offset of the first byte at or after i that is not
+// a tchar (isToken), or len(in). It checks eight bytes at a time: a word of
+// ASCII letters and '-' (what field names are made of) is skipped whole, and
+// a word with any other byte jumps to the first such byte, which ends the
+// name unless isToken says it is one of the rarer tchars (a digit, '_', ...).
+func skipName(in []byte, i int) int {
+	for i+8 <= len(in) {
+		x := binary.LittleEndian.Uint64(in[i:])
+		// Per byte, exact (no carry crosses a byte: a 7-bit value plus at
+		// most 0x80 stays below 0x100): the high bit of v+(0x80-m) is
+		// set iff v >= m. Letters are 'a'..'z' once 0x20 is set (which
+		// maps nothing else into that range), '-' is 0x2d; bytes with
+		// the high bit are not tchars.
+		v := x & 0x7f7f7f7f7f7f7f7f
+		lo := v | 0x2020202020202020
+		letter := (lo + 0x1f1f1f1f1f1f1f1f) &^ (lo + 0x0505050505050505)
+		dash := (v + 0x5353535353535353) &^ (v + 0x5252525252525252)
+		other := ^((letter | dash) &^ x) & 0x8080808080808080
+		if other == 0 {
 			i += 8
+			continue
 		}
-		end := min(i+8, len(in))
-		for ; i < end; i++ {
-			if !isValue[in[i]] {
-				return i
-			}
-		}
-		if i == len(in) {
+		i += bits.TrailingZeros64(other) >> 3
+		if !isToken[in[i]] {
 			return i
 		}
+		i++
 	}
+	for i < len(in) && isToken[in[i]] {
+		i++
+	}
+	return i
+}
+
+// skipValue returns the offset of the first byte at or after i that cannot
+// be in a field value, or len(in). It checks eight bytes at a time: a word
+// of visible ASCII, SP and obs-text is skipped whole, and a word with
+// anything else jumps to the first such byte, which ends the value unless
+// it is an HTAB.
+func skipValue(in []byte, i int) int {
+	for i+8 <= len(in) {
+		x := binary.LittleEndian.Uint64(in[i:])
+		// Bytes below 0x20 (Hacker's Delight "hasless"), and DEL, a zero
+		// byte in x^0x7f...; bytes >= 0x80 never match. A borrow only
+		// flags bytes above one that matches, so the lowest flagged byte
+		// is the first that matches.
+		y := x ^ 0x7f7f7f7f7f7f7f7f
+		m := ((x-0x2020202020202020)&^x | (y-0x0101010101010101)&^y) & 0x8080808080808080
+		if m == 0 {
+			i += 8
+			continue
+		}
+		i += bits.TrailingZeros64(m) >> 3
+		if in[i] != '\t' {
+			return i
+		}
+		i++
+	}
+	for i < len(in) && isValue[in[i]] {
+		i++
+	}
+	return i
 }
 
 // parseVersion parses an HTTP-version (RFC 9112 §2.3). Anything that looks

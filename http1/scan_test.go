@@ -1,0 +1,109 @@
+package http1
+
+import (
+	"errors"
+	"testing"
+)
+
+// refSkipName and refSkipValue are the byte-at-a-time scans that skipName
+// and skipValue must agree with.
+func refSkipName(in []byte, i int) int {
+	for i < len(in) && isToken[in[i]] {
+		i++
+	}
+	return i
+}
+
+func refSkipValue(in []byte, i int) int {
+	for i < len(in) && isValue[in[i]] {
+		i++
+	}
+	return i
+}
+
+// TestSkipWordBoundaries puts every byte value at every position of the
+// first three words after every start offset of a name and of a value, and
+// checks the word-at-a-time scans against the byte-at-a-time ones.
+func TestSkipWordBoundaries(t *testing.T) {
+	name := []byte("X-Forwarded-For-Content-Type-Length-Ab")
+	value := []byte("text/html; charset=utf-8, \x80\xff gzip ~ 100")
+	for _, tc := range []struct {
+		what      string
+		base      []byte
+		skip, ref func([]byte, int) int
+	}{
+		{"name", name, skipName, refSkipName},
+		{"value", value, skipValue, refSkipValue},
+	} {
+		buf := make([]byte, len(tc.base))
+		for c := 0; c < 256; c++ {
+			for start := 0; start < 8; start++ {
+				for pos := start; pos < start+24 && pos < len(buf); pos++ {
+					for end := pos + 1; end <= len(buf); end += 7 {
+						copy(buf, tc.base)
+						buf[pos] = byte(c)
+						in := buf[:end]
+						if got, want := tc.skip(in, start), tc.ref(in, start); got != want {
+							t.Fatalf("%s %q from %d: got %d, want %d", tc.what, in, start, got, want)
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestParseFieldBytesAtWordBoundaries parses a request whose field name or
+// value has one byte replaced, at each offset of the first words, by each
+// byte value, and checks that it is accepted exactly when the byte belongs
+// there.
+func TestParseFieldBytesAtWordBoundaries(t *testing.T) {
+	const (
+		pre  = "GET / HTTP/1.1\r\nHost: a\r\n"
+		name = "Abcdefgh-Ijklmnop-Q"
+		val  = "abcdefghijklmnopqrstuvwx"
+	)
+	for c := 0; c < 256; c++ {
+		for pos := 0; pos < len(name); pos++ {
+			if c == '\n' && pos == 0 || c == ':' && pos > 0 {
+				continue // an empty line ends the section; a colon the name
+			}
+			n := []byte(name)
+			n[pos] = byte(c)
+			in := pre + string(n) + ": v\r\n\r\n"
+			var p Parser
+			var req Request
+			_, err := p.Parse([]byte(in), &req, nil)
+			if ok := isToken[c]; ok != (err == nil) {
+				t.Fatalf("name byte %#x at %d: err %v", c, pos, err)
+			}
+			if err == nil && string(req.Headers()[1].Name) != string(n) {
+				t.Fatalf("name byte %#x at %d: name %q", c, pos, req.Headers()[1].Name)
+			}
+		}
+		for pos := 0; pos < len(val); pos++ {
+			v := []byte(val)
+			v[pos] = byte(c)
+			in := pre + "N: " + string(v) + "\r\n\r\n"
+			var p Parser
+			var req Request
+			_, err := p.Parse([]byte(in), &req, nil)
+			want := isValue[c]
+			if c == '\r' && pos < len(val)-1 {
+				want = false // a bare CR
+			}
+			if c == '\n' {
+				// A bare LF ends the line; the rest is a field line
+				// without a colon unless it is empty.
+				want = pos == len(val)-1
+			}
+			if want != (err == nil) {
+				t.Fatalf("value byte %#x at %d: err %v", c, pos, err)
+			}
+			if err != nil && !errors.Is(err, ErrBadHeaderValue) && !errors.Is(err, ErrBareCR) &&
+				!errors.Is(err, ErrBadHeaderName) && !errors.Is(err, ErrObsFold) {
+				t.Fatalf("value byte %#x at %d: unexpected err %v", c, pos, err)
+			}
+		}
+	}
+}
