@@ -257,8 +257,12 @@ func (c *Cluster) Do(r *Request) *Exchange {
 	if x == nil {
 		x = new(Exchange)
 	}
-	*x = Exchange{c: c, method: r.Method, head: r.Head, body: r.Body, stream: r.Stream, upgrade: r.Upgrade,
-		key: r.Key, h: r.Handler, lastHost: -1, loop: r.Loop, expect: r.Expect100}
+	// x is zero (new, or cleared by unref before it went back into the
+	// pool): field by field, as a composite literal would be built in a
+	// stack temporary and copied whole.
+	x.c, x.method, x.head, x.body = c, r.Method, r.Head, r.Body
+	x.stream, x.upgrade, x.expect = r.Stream, r.Upgrade, r.Expect100
+	x.key, x.h, x.lastHost, x.loop = r.Key, r.Handler, -1, r.Loop
 	switch {
 	case r.Idempotent > 0:
 		x.idem = true
