@@ -325,7 +325,11 @@ func (c *Cluster) Do(r *Request) *Exchange {
 	}
 	if c.cfg.Timeout > 0 {
 		t := c.overallOf(x.loop)
-		t.arm(x)
+		if c.sysClock {
+			t.armAt(x, x.begun) // begun was read from time.Now just now
+		} else {
+			t.arm(x)
+		}
 		x.mu.Lock()
 		x.overall = t
 		x.mu.Unlock()

@@ -342,8 +342,12 @@ type Cluster struct {
 	// overall are the overall timeouts' lists (overallOf); empty when
 	// Timeout is off.
 	overall []overallTimeouts
-	rndMu   sync.Mutex
-	rnd     *rand.PCG
+	// sysClock: eng's clock is the system clock (engine.SystemClock), so
+	// the time Do reads for an exchange's start is the time.Now its
+	// overall timer is armed from.
+	sysClock bool
+	rndMu    sync.Mutex
+	rnd      *rand.PCG
 
 	closed atomic.Bool
 	stop   chan struct{}
@@ -383,7 +387,7 @@ func NewCluster(eng *engine.Engine, cfg ClusterConfig) (*Cluster, error) {
 	if cfg.BackoffMax <= 0 {
 		cfg.BackoffMax = 10 * cfg.BackoffBase
 	}
-	c := &Cluster{eng: eng, cfg: cfg, pool: cfg.Pool.withDefaults(), name: cfg.Name, perTry: perTry,
+	c := &Cluster{eng: eng, sysClock: eng.SystemClock(), cfg: cfg, pool: cfg.Pool.withDefaults(), name: cfg.Name, perTry: perTry,
 		log: cfg.Logger.With("cluster", cfg.Name), stop: make(chan struct{}),
 		rnd: rand.NewPCG(uint64(time.Now().UnixNano()), 0x9e3779b97f4a7c15)}
 	if cfg.Timeout > 0 {

@@ -1,9 +1,14 @@
 package upstream
 
 import (
+	"net/http"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/warrenhq/warren/engine"
+	"github.com/warrenhq/warren/http1"
+	"github.com/warrenhq/warren/internal/testutil"
 )
 
 // firedLog records the exchanges an overallTimeouts timed out, in order.
@@ -139,3 +144,55 @@ func TestOverallTimeoutsIdle(t *testing.T) {
 		t.Fatal("arm after idle did not start the timer again")
 	}
 }
+
+// TestOverallTimeoutClockRead: on an engine with the system clock an
+// exchange's overall deadline is counted from the time Do read for its
+// start (no second clock read); on an injected clock, whose times a
+// time.Timer cannot use, from time.Now as before.
+func TestOverallTimeoutClockRead(t *testing.T) {
+	block := make(chan struct{})
+	defer close(block)
+	b := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-block:
+		case <-r.Context().Done():
+		}
+	}))
+	const timeout = time.Hour
+	for _, fake := range []bool{false, true} {
+		e := startEngine(t)
+		if fake {
+			e = testutil.StartEngine(t, engine.Config{Loops: 1, Clock: testutil.NewFakeClock()})
+		}
+		if e.SystemClock() == fake {
+			t.Fatalf("fake %v: SystemClock() = %v", fake, e.SystemClock())
+		}
+		c := newTestCluster(t, e, ClusterConfig{Hosts: []string{b.addr}, Timeout: timeout})
+		before := time.Now()
+		x := c.Do(&Request{Method: "GET", Head: AppendRequestHead(nil, "GET", "/", "test", nil, -1, false),
+			Handler: discardHandler{}})
+		after := time.Now()
+		o := c.overallOf(x.loop)
+		o.mu.Lock()
+		due, on := x.toDue, x.toOn
+		o.mu.Unlock()
+		if !on {
+			t.Fatalf("fake %v: the overall timeout is not armed", fake)
+		}
+		if !fake && !due.Equal(x.begun.Add(timeout)) {
+			t.Errorf("system clock: due %v; want begun %v + %v", due, x.begun, timeout)
+		}
+		if fake && (due.Before(before.Add(timeout)) || due.After(after.Add(timeout))) {
+			t.Errorf("injected clock: due %v; want time.Now + %v, between %v and %v", due, timeout,
+				before.Add(timeout), after.Add(timeout))
+		}
+		x.Cancel()
+	}
+}
+
+// discardHandler ignores the response.
+type discardHandler struct{}
+
+func (discardHandler) OnResponse(*Exchange, *http1.Response) {}
+func (discardHandler) OnBody(*Exchange, []byte)              {}
+func (discardHandler) OnDone(*Exchange, error)               {}
