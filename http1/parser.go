@@ -143,12 +143,17 @@ type Request struct {
 	// those from hdrHigh on are zero, so Reset clears only hdr[:hdrHigh].
 	hdrHigh int
 	spill   []Header // all headers once there are more than inlineHeaders
+	// spillHigh counts the entries of spill's backing array written since
+	// the last Reset (a shorter head leaves some past len(spill)), so
+	// Reset clears only those.
+	spillHigh int
 	absURI  bool     // target in absolute-form; Host came from it
 }
 
 // Reset clears r, keeping the memory it allocated for header fields.
 func (r *Request) Reset() {
-	clear(r.spill)
+	clear(r.spill[:min(r.spillHigh, cap(r.spill))])
+	r.spillHigh = 0
 	clear(r.hdr[:r.hdrHigh])
 	r.hdrHigh = 0
 	r.reset()
@@ -226,14 +231,14 @@ func (r *Request) Rebase(b []byte) {
 // be r. CopyTo allocates only to grow buf or dst's header storage.
 func (r *Request) CopyTo(dst *Request, buf []byte) []byte {
 	buf = append(buf[:0], r.raw...)
-	spill := dst.spill[:0]
+	spill, high := dst.spill[:0], dst.spillHigh
 	if r.nhdr > inlineHeaders {
 		spill = append(spill, r.spill...)
 	}
 	if dst != r {
 		*dst = *r
 	}
-	dst.spill = spill
+	dst.spill, dst.spillHigh = spill, max(high, len(spill))
 	dst.Rebase(buf)
 	return buf
 }
@@ -267,6 +272,7 @@ func (r *Request) addHeader(name, value []byte) {
 		r.spill = append(r.spill[:0], r.hdr[:]...)
 	}
 	r.spill = append(r.spill, Header{name, value})
+	r.spillHigh = max(r.spillHigh, len(r.spill))
 	r.nhdr++
 }
 
