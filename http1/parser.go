@@ -147,7 +147,7 @@ type Request struct {
 	// the last Reset (a shorter head leaves some past len(spill)), so
 	// Reset clears only those.
 	spillHigh int
-	absURI  bool     // target in absolute-form; Host came from it
+	absURI    bool // target in absolute-form; Host came from it
 }
 
 // Reset clears r, keeping the memory it allocated for header fields.
@@ -1052,9 +1052,25 @@ func trimOWS(b []byte) []byte {
 }
 
 // lowerIs reports whether b equals the lowercase s ignoring ASCII case. It
-// requires len(b) >= len(s).
+// requires len(b) >= len(s). From four bytes on it compares words: two
+// that overlap for up to eight bytes, eight at a time beyond.
 func lowerIs(b []byte, s string) bool {
-	for i := 0; i < len(s); i++ {
+	n := len(s)
+	switch {
+	case n >= 8:
+		b = b[:n]
+		for i := 0; i < n-8; i += 8 {
+			if !foldIs64(binary.LittleEndian.Uint64(b[i:]), str64(s[i:])) {
+				return false
+			}
+		}
+		return foldIs64(binary.LittleEndian.Uint64(b[n-8:]), str64(s[n-8:]))
+	case n >= 4:
+		b = b[:n]
+		return foldIs64(uint64(binary.LittleEndian.Uint32(b)), uint64(str32(s))) &&
+			foldIs64(uint64(binary.LittleEndian.Uint32(b[n-4:])), uint64(str32(s[n-4:])))
+	}
+	for i := 0; i < n; i++ {
 		c := b[i]
 		if c >= 'A' && c <= 'Z' {
 			c += 'a' - 'A'
@@ -1064,6 +1080,29 @@ func lowerIs(b []byte, s string) bool {
 		}
 	}
 	return true
+}
+
+// foldIs64 reports whether the bytes of x equal those of w, whose letters
+// are lowercase ASCII, ignoring ASCII case: at a letter of w, x may have
+// it or its uppercase (x|0x20 is the letter for exactly those two); every
+// other byte must be equal.
+func foldIs64(x, w uint64) bool {
+	// 0x80 at the bytes of w from 'a' to 'z' (w's bytes are ASCII: no
+	// carry crosses a byte), moved down to 0x20.
+	letters := (w + 0x1f1f1f1f1f1f1f1f) &^ (w + 0x0505050505050505) & 0x8080808080808080
+	return x|letters>>2 == w
+}
+
+// str64 and str32 load the first eight or four bytes of s, little-endian.
+func str64(s string) uint64 {
+	_ = s[7]
+	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+}
+
+func str32(s string) uint32 {
+	_ = s[3]
+	return uint32(s[0]) | uint32(s[1])<<8 | uint32(s[2])<<16 | uint32(s[3])<<24
 }
 
 // equalFold reports whether b and s are equal ignoring ASCII case.

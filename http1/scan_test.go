@@ -2,6 +2,7 @@ package http1
 
 import (
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -103,6 +104,40 @@ func TestParseFieldBytesAtWordBoundaries(t *testing.T) {
 			if err != nil && !errors.Is(err, ErrBadHeaderValue) && !errors.Is(err, ErrBareCR) &&
 				!errors.Is(err, ErrBadHeaderName) && !errors.Is(err, ErrObsFold) {
 				t.Fatalf("value byte %#x at %d: unexpected err %v", c, pos, err)
+			}
+		}
+	}
+}
+
+// TestLowerIs checks the word-at-a-time lowerIs against a byte-at-a-time
+// reference for the literals the parsers use, with every byte value at
+// every position of the input.
+func TestLowerIs(t *testing.T) {
+	ref := func(b []byte, s string) bool {
+		for i := 0; i < len(s); i++ {
+			c := b[i]
+			if c >= 'A' && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			if c != s[i] {
+				return false
+			}
+		}
+		return true
+	}
+	for _, s := range []string{"te", "via", "host", "close", "expect", "upgrade", "trailer", "keep-alive",
+		"connection", "100-continue", "content-length", "transfer-encoding", "x-forwarded-proto", "proxy-authorization"} {
+		up := []byte(strings.ToUpper(s))
+		for pos := range len(s) {
+			for c := 0; c < 256; c++ {
+				for _, base := range [][]byte{[]byte(s), up} {
+					b := append([]byte(nil), base...)
+					b[pos] = byte(c)
+					b = append(b, "xyz"...) // lowerIs looks at b[:len(s)] only
+					if got, want := lowerIs(b, s), ref(b, s); got != want {
+						t.Fatalf("lowerIs(%q, %q) = %v, want %v", b, s, got, want)
+					}
+				}
 			}
 		}
 	}
