@@ -155,6 +155,12 @@ type Proxy struct {
 	// protoAuto: Config.Proto was left empty; X-Forwarded-Proto follows
 	// each client connection (see Proxy.proto).
 	protoAuto bool
+
+	// reqTail and reqTailTLS end a request head whose client sent no Via
+	// ("\r\nX-Forwarded-Proto: " proto "\r\nVia: " via "\r\n"), for
+	// Config.Proto and for a TLS client when it follows the connection;
+	// respVia ends a response's ("Via: " via "\r\n"). Made once in New.
+	reqTail, reqTailTLS, respVia []byte
 }
 
 type stats struct {
@@ -200,6 +206,9 @@ func New(eng *engine.Engine, cl *upstream.Cluster, cfg Config) *Proxy {
 	if p.bodyLim == 0 {
 		p.bodyLim = -1
 	}
+	p.reqTail = []byte("\r\nX-Forwarded-Proto: " + cfg.Proto + "\r\nVia: " + string(p.via) + "\r\n")
+	p.reqTailTLS = []byte("\r\nX-Forwarded-Proto: https\r\nVia: " + string(p.via) + "\r\n")
+	p.respVia = []byte("Via: " + string(p.via) + "\r\n")
 	p.cfg.Limits.MaxBodyBytes = -1 // the parser checks Content-Length against bodyLim below
 	p.res.init(cfg.MaxBacklog / 4)
 	if cfg.RatePerIP > 0 {
@@ -855,12 +864,16 @@ func (pc *pconn) appendUpstreamHead(b []byte, upgrade bool) []byte {
 		pc.xffAddr, pc.xffText = a, a.AppendTo(pc.xffText[:0])
 	}
 	b = append(b, pc.xffText...)
-	b = append(b, "\r\nX-Forwarded-Proto: "...)
-	b = append(b, pc.p.proto(pc.c)...)
-	b = append(b, "\r\nVia: "...)
-	b = appendList(b, via)
-	b = append(b, pc.p.via...)
-	b = append(b, "\r\n"...)
+	if len(via) == 0 {
+		b = append(b, pc.p.reqTailOf(pc.c)...)
+	} else {
+		b = append(b, "\r\nX-Forwarded-Proto: "...)
+		b = append(b, pc.p.proto(pc.c)...)
+		b = append(b, "\r\nVia: "...)
+		b = appendList(b, via)
+		b = append(b, pc.p.via...)
+		b = append(b, "\r\n"...)
+	}
 	if upgrade {
 		b = append(b, "Connection: Upgrade\r\n"...)
 	}
@@ -1011,10 +1024,14 @@ func (pc *pconn) OnResponse(x *upstream.Exchange, resp *http1.Response) {
 		b = append(b, h.Value...)
 		b = append(b, "\r\n"...)
 	}
-	b = append(b, "Via: "...)
-	b = appendList(b, via)
-	b = append(b, pc.p.via...)
-	b = append(b, "\r\n"...)
+	if len(via) == 0 {
+		b = append(b, pc.p.respVia...)
+	} else {
+		b = append(b, "Via: "...)
+		b = appendList(b, via)
+		b = append(b, pc.p.via...)
+		b = append(b, "\r\n"...)
+	}
 	if chunk {
 		b = append(b, "Transfer-Encoding: chunked\r\n"...)
 	}
@@ -1661,6 +1678,14 @@ func (s *stats) countStatus(code int) {
 func (s *stats) countFailure(f upstream.Failure) {
 	v, _ := s.failures.LoadOrStore(f, new(atomic.Uint64))
 	v.(*atomic.Uint64).Add(1)
+}
+
+// reqTailOf is reqTail or reqTailTLS, as proto(c) would choose.
+func (p *Proxy) reqTailOf(c *engine.Conn) []byte {
+	if p.protoAuto && c != nil && c.Transform() != nil {
+		return p.reqTailTLS
+	}
+	return p.reqTail
 }
 
 // proto is the X-Forwarded-Proto value for a request from client
