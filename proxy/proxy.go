@@ -37,7 +37,6 @@
 package proxy
 
 import (
-	"encoding/binary"
 	"log/slog"
 	"net/netip"
 	"strconv"
@@ -660,24 +659,10 @@ func hop(name []byte) bool {
 	return false
 }
 
-// eq compares b with the lower-case s, ignoring ASCII case. From four
-// bytes on it compares words (as http1's lowerIs does): two that overlap
-// for up to eight bytes, eight at a time beyond.
+// eq compares b with the lower-case s, ignoring ASCII case.
 func eq(b []byte, s string) bool {
 	if len(b) != len(s) {
 		return false
-	}
-	switch n := len(s); {
-	case n >= 8:
-		for i := 0; i < n-8; i += 8 {
-			if !foldIs64(binary.LittleEndian.Uint64(b[i:]), str64(s[i:])) {
-				return false
-			}
-		}
-		return foldIs64(binary.LittleEndian.Uint64(b[n-8:]), str64(s[n-8:]))
-	case n >= 4:
-		return foldIs64(uint64(binary.LittleEndian.Uint32(b)), uint64(str32(s))) &&
-			foldIs64(uint64(binary.LittleEndian.Uint32(b[n-4:])), uint64(str32(s[n-4:])))
 	}
 	for i := range b {
 		c := b[i]
@@ -689,29 +674,6 @@ func eq(b []byte, s string) bool {
 		}
 	}
 	return true
-}
-
-// foldIs64 reports whether the bytes of x equal those of w, whose letters
-// are lowercase ASCII, ignoring ASCII case: at a letter of w, x may have
-// it or its uppercase (x|0x20 is the letter for exactly those two); every
-// other byte must be equal.
-func foldIs64(x, w uint64) bool {
-	// 0x80 at the bytes of w from 'a' to 'z' (w's bytes are ASCII: no
-	// carry crosses a byte), moved down to 0x20.
-	letters := (w + 0x1f1f1f1f1f1f1f1f) &^ (w + 0x0505050505050505) & 0x8080808080808080
-	return x|letters>>2 == w
-}
-
-// str64 and str32 load the first eight or four bytes of s, little-endian.
-func str64(s string) uint64 {
-	_ = s[7]
-	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
-		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
-}
-
-func str32(s string) uint32 {
-	_ = s[3]
-	return uint32(s[0]) | uint32(s[1])<<8 | uint32(s[2])<<16 | uint32(s[3])<<24
 }
 
 // listed reports whether name is one of the Connection header's options.
