@@ -142,18 +142,15 @@ type Request struct {
 	// hdrHigh counts the entries of hdr written since the last Reset:
 	// those from hdrHigh on are zero, so Reset clears only hdr[:hdrHigh].
 	hdrHigh int
-	spill   []Header // all headers once there are more than inlineHeaders
-	// spillHigh counts the entries of spill's backing array written since
-	// the last Reset (a shorter head leaves some past len(spill)), so
-	// Reset clears only those.
-	spillHigh int
-	absURI    bool // target in absolute-form; Host came from it
+	// spill holds all headers once there are more than inlineHeaders.
+	// Its entries past len(spill) are zero: reset clears the ones a
+	// parse wrote before it shortens the slice.
+	spill  []Header
+	absURI bool // target in absolute-form; Host came from it
 }
 
 // Reset clears r, keeping the memory it allocated for header fields.
 func (r *Request) Reset() {
-	clear(r.spill[:min(r.spillHigh, cap(r.spill))])
-	r.spillHigh = 0
 	clear(r.hdr[:r.hdrHigh])
 	r.hdrHigh = 0
 	r.reset()
@@ -171,6 +168,7 @@ func (r *Request) reset() {
 	r.HeaderLen = 0
 	r.raw = nil
 	r.nhdr = 0
+	clear(r.spill)
 	r.spill = r.spill[:0]
 }
 
@@ -231,14 +229,18 @@ func (r *Request) Rebase(b []byte) {
 // be r. CopyTo allocates only to grow buf or dst's header storage.
 func (r *Request) CopyTo(dst *Request, buf []byte) []byte {
 	buf = append(buf[:0], r.raw...)
-	spill, high := dst.spill[:0], dst.spillHigh
-	if r.nhdr > inlineHeaders {
-		spill = append(spill, r.spill...)
-	}
+	var spill []Header
 	if dst != r {
+		clear(dst.spill) // dst's entries past the copy's length stay zero
+		spill = dst.spill[:0]
+		if r.nhdr > inlineHeaders {
+			spill = append(spill, r.spill...)
+		}
 		*dst = *r
+	} else {
+		spill = r.spill
 	}
-	dst.spill, dst.spillHigh = spill, max(high, len(spill))
+	dst.spill = spill
 	dst.Rebase(buf)
 	return buf
 }
@@ -272,7 +274,6 @@ func (r *Request) addHeader(name, value []byte) {
 		r.spill = append(r.spill[:0], r.hdr[:]...)
 	}
 	r.spill = append(r.spill, Header{name, value})
-	r.spillHigh = max(r.spillHigh, len(r.spill))
 	r.nhdr++
 }
 

@@ -142,3 +142,29 @@ func TestLowerIs(t *testing.T) {
 		}
 	}
 }
+
+// TestCopyToLeavesNoStaleSpill: CopyTo into a Request whose spill held a
+// longer head leaves no view of that head past the copy's fields.
+func TestCopyToLeavesNoStaleSpill(t *testing.T) {
+	for _, short := range []int{35, 3} {
+		var dst, src Request
+		long := "GET / HTTP/1.1\r\nHost: a\r\n" + manyHeaders(40) + "\r\n"
+		head := "GET / HTTP/1.1\r\nHost: b\r\n" + manyHeaders(short) + "\r\n"
+		var p Parser
+		if _, err := p.Parse([]byte(long), &dst, nil); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.Parse([]byte(head), &src, nil); err != nil {
+			t.Fatal(err)
+		}
+		src.CopyTo(&dst, nil)
+		if len(dst.Headers()) != short+1 {
+			t.Fatalf("short %d: copy has %d fields", short, len(dst.Headers()))
+		}
+		for i, h := range dst.spill[len(dst.spill):cap(dst.spill)] {
+			if h.Name != nil || h.Value != nil {
+				t.Fatalf("short %d: spill[%d] past the copy holds %q", short, len(dst.spill)+i, h.Name)
+			}
+		}
+	}
+}
