@@ -605,12 +605,12 @@ func parseHead(in []byte, req *Request, l *limits) (int, *Error) {
 				upgrade = value
 			}
 		case 10:
-			if lowerIs(name, "connection") {
+			if lowerIsLong(name, "connection") {
 				c, k, u := connectionOptions(value)
 				connClose, connKeepLive, connUpgrade = connClose || c, connKeepLive || k, connUpgrade || u
 			}
 		case 14:
-			if lowerIs(name, "content-length") {
+			if lowerIsLong(name, "content-length") {
 				n, ok := parseContentLength(value)
 				if !ok || clSeen && n != req.ContentLength {
 					return 0, ErrBadContentLength
@@ -618,7 +618,7 @@ func parseHead(in []byte, req *Request, l *limits) (int, *Error) {
 				clSeen, req.ContentLength = true, n
 			}
 		case 17:
-			if lowerIs(name, "transfer-encoding") {
+			if lowerIsLong(name, "transfer-encoding") {
 				if e := te.add(value); e != nil {
 					return 0, e
 				}
@@ -1032,14 +1032,14 @@ func connectionOptions(v []byte) (closeOpt, keepAlive, upgrade bool) {
 		case 7:
 			upgrade = upgrade || lowerIs(m, "upgrade")
 		case 10:
-			keepAlive = keepAlive || lowerIs(m, "keep-alive")
+			keepAlive = keepAlive || lowerIsLong(m, "keep-alive")
 		}
 	}
 	return closeOpt, keepAlive, upgrade
 }
 
 func lowerIs100Continue(v []byte) bool {
-	return len(v) == len("100-continue") && lowerIs(v, "100-continue")
+	return len(v) == len("100-continue") && lowerIsLong(v, "100-continue")
 }
 
 func trimOWS(b []byte) []byte {
@@ -1053,25 +1053,10 @@ func trimOWS(b []byte) []byte {
 }
 
 // lowerIs reports whether b equals the lowercase s ignoring ASCII case. It
-// requires len(b) >= len(s). From four bytes on it compares words: two
-// that overlap for up to eight bytes, eight at a time beyond.
+// requires len(b) >= len(s). It is small enough to inline; lowerIsLong is
+// faster for literals of eight bytes or more.
 func lowerIs(b []byte, s string) bool {
-	n := len(s)
-	switch {
-	case n >= 8:
-		b = b[:n]
-		for i := 0; i < n-8; i += 8 {
-			if !foldIs64(binary.LittleEndian.Uint64(b[i:]), str64(s[i:])) {
-				return false
-			}
-		}
-		return foldIs64(binary.LittleEndian.Uint64(b[n-8:]), str64(s[n-8:]))
-	case n >= 4:
-		b = b[:n]
-		return foldIs64(uint64(binary.LittleEndian.Uint32(b)), uint64(str32(s))) &&
-			foldIs64(uint64(binary.LittleEndian.Uint32(b[n-4:])), uint64(str32(s[n-4:])))
-	}
-	for i := 0; i < n; i++ {
+	for i := 0; i < len(s); i++ {
 		c := b[i]
 		if c >= 'A' && c <= 'Z' {
 			c += 'a' - 'A'
@@ -1081,6 +1066,19 @@ func lowerIs(b []byte, s string) bool {
 		}
 	}
 	return true
+}
+
+// lowerIsLong is lowerIs for len(s) >= 8: it compares eight bytes at a
+// time, the last word overlapping the one before.
+func lowerIsLong(b []byte, s string) bool {
+	n := len(s)
+	b = b[:n]
+	for i := 0; i < n-8; i += 8 {
+		if !foldIs64(binary.LittleEndian.Uint64(b[i:]), str64(s[i:])) {
+			return false
+		}
+	}
+	return foldIs64(binary.LittleEndian.Uint64(b[n-8:]), str64(s[n-8:]))
 }
 
 // foldIs64 reports whether the bytes of x equal those of w, whose letters
@@ -1094,16 +1092,11 @@ func foldIs64(x, w uint64) bool {
 	return x|letters>>2 == w
 }
 
-// str64 and str32 load the first eight or four bytes of s, little-endian.
+// str64 loads the first eight bytes of s, little-endian.
 func str64(s string) uint64 {
 	_ = s[7]
 	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
 		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
-}
-
-func str32(s string) uint32 {
-	_ = s[3]
-	return uint32(s[0]) | uint32(s[1])<<8 | uint32(s[2])<<16 | uint32(s[3])<<24
 }
 
 // equalFold reports whether b and s are equal ignoring ASCII case.

@@ -587,16 +587,16 @@ func parseResponseHead(in []byte, resp *Response, l *limits) (int, *Error) {
 
 		switch len(name) {
 		case 10:
-			if lowerIs(name, "connection") {
+			if lowerIsLong(name, "connection") {
 				resp.hasConn = true
 				c, k, _ := connectionOptions(value)
 				connClose, connKeepLive = connClose || c, connKeepLive || k
-			} else if lowerIs(name, "keep-alive") && !keepAliveSeen {
+			} else if lowerIsLong(name, "keep-alive") && !keepAliveSeen {
 				keepAliveSeen = true
 				resp.KeepAlive = keepAliveTimeout(value)
 			}
 		case 14:
-			if lowerIs(name, "content-length") {
+			if lowerIsLong(name, "content-length") {
 				n, ok := parseContentLength(value)
 				if !ok || clSeen && n != resp.ContentLength {
 					return 0, ErrBadContentLength
@@ -604,7 +604,7 @@ func parseResponseHead(in []byte, resp *Response, l *limits) (int, *Error) {
 				clSeen, resp.ContentLength = true, n
 			}
 		case 17:
-			if lowerIs(name, "transfer-encoding") {
+			if lowerIsLong(name, "transfer-encoding") {
 				if e := te.add(value); e != nil {
 					return 0, e
 				}

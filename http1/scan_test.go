@@ -109,9 +109,9 @@ func TestParseFieldBytesAtWordBoundaries(t *testing.T) {
 	}
 }
 
-// TestLowerIs checks the word-at-a-time lowerIs against a byte-at-a-time
-// reference for the literals the parsers use, with every byte value at
-// every position of the input.
+// TestLowerIs checks lowerIs and the word-at-a-time lowerIsLong against a
+// byte-at-a-time reference for the literals the parsers use, with every
+// byte value at every position of the input.
 func TestLowerIs(t *testing.T) {
 	ref := func(b []byte, s string) bool {
 		for i := 0; i < len(s); i++ {
@@ -136,6 +136,12 @@ func TestLowerIs(t *testing.T) {
 					b = append(b, "xyz"...) // lowerIs looks at b[:len(s)] only
 					if got, want := lowerIs(b, s), ref(b, s); got != want {
 						t.Fatalf("lowerIs(%q, %q) = %v, want %v", b, s, got, want)
+					}
+					if len(s) < 8 {
+						continue
+					}
+					if got, want := lowerIsLong(b, s), ref(b, s); got != want {
+						t.Fatalf("lowerIsLong(%q, %q) = %v, want %v", b, s, got, want)
 					}
 				}
 			}
