@@ -175,7 +175,7 @@ type Exchange struct {
 	// not changed after: x is a plain request that may be reused. refs
 	// counts its holders while pooled: the handler (until Release), Do's
 	// own call (until it returns) and the cluster (until a clean end);
-	// the last to let go puts x back in exchangePool.
+	// the last to let go puts x back (Cluster.freeExchange).
 	pooled   bool
 	refs     atomic.Int32
 	released atomic.Bool
@@ -187,8 +187,58 @@ type Exchange struct {
 
 // exchangePool holds exchanges their handlers released (Release) after
 // they ended cleanly, for Do to reuse: a proxy's request then allocates
-// nothing.
+// nothing. A cluster's free lists (xFree) come first.
 var exchangePool sync.Pool
+
+// xFree is a cluster's free list of exchanges for the Do calls of one
+// loop (Request.Loop): up to xFreeMax released exchanges, taken back
+// before exchangePool's, whose round trip (pinning the P, a push on its
+// deque, a pop) costs several times this list's uncontended lock. The
+// lists keep at most xFreeMax exchanges a loop for the cluster's life
+// (a few hundred bytes each); more go to exchangePool.
+type xFree struct {
+	mu sync.Mutex
+	xs []*Exchange
+	_  [64 - 8 - 24]byte // one list a cache line
+}
+
+// xFreeMax bounds an xFree list.
+const xFreeMax = 32
+
+// newExchange returns a zero exchange for a Do on loop.
+func (c *Cluster) newExchange(loop int) *Exchange {
+	if uint(loop) < uint(len(c.xfree)) {
+		f := &c.xfree[loop]
+		f.mu.Lock()
+		if n := len(f.xs); n > 0 {
+			x := f.xs[n-1]
+			f.xs[n-1] = nil
+			f.xs = f.xs[:n-1]
+			f.mu.Unlock()
+			return x
+		}
+		f.mu.Unlock()
+	}
+	if x, _ := exchangePool.Get().(*Exchange); x != nil {
+		return x
+	}
+	return new(Exchange)
+}
+
+// freeExchange keeps x, zeroed, for the Do calls of loop.
+func (c *Cluster) freeExchange(x *Exchange, loop int) {
+	if uint(loop) < uint(len(c.xfree)) {
+		f := &c.xfree[loop]
+		f.mu.Lock()
+		if len(f.xs) < xFreeMax {
+			f.xs = append(f.xs, x)
+			f.mu.Unlock()
+			return
+		}
+		f.mu.Unlock()
+	}
+	exchangePool.Put(x)
+}
 
 // Release tells the cluster that the caller is done with x: it will call
 // no method of x, nor keep a reference to it, from now on. Once x has
@@ -218,8 +268,9 @@ func (x *Exchange) unref() {
 		return
 	}
 	if x.refs.Add(-1) == 0 {
+		c, loop := x.c, x.loop
 		*x = Exchange{}
-		exchangePool.Put(x)
+		c.freeExchange(x, loop)
 	}
 }
 
@@ -253,10 +304,7 @@ const maxFreeRetries = 2
 // attempts on two hosts; the handler sees one of them, the first to
 // answer, and its calls carry the returned exchange.
 func (c *Cluster) Do(r *Request) *Exchange {
-	x, _ := exchangePool.Get().(*Exchange)
-	if x == nil {
-		x = new(Exchange)
-	}
+	x := c.newExchange(r.Loop)
 	// x is zero (new, or cleared by unref before it went back into the
 	// pool): field by field, as a composite literal would be built in a
 	// stack temporary and copied whole.

@@ -346,8 +346,10 @@ type Cluster struct {
 	// the time Do reads for an exchange's start is the time.Now its
 	// overall timer is armed from.
 	sysClock bool
-	rndMu    sync.Mutex
-	rnd      *rand.PCG
+	// xfree are the free lists of exchanges, one a loop (newExchange).
+	xfree []xFree
+	rndMu sync.Mutex
+	rnd   *rand.PCG
 
 	closed atomic.Bool
 	stop   chan struct{}
@@ -390,6 +392,7 @@ func NewCluster(eng *engine.Engine, cfg ClusterConfig) (*Cluster, error) {
 	c := &Cluster{eng: eng, sysClock: eng.SystemClock(), cfg: cfg, pool: cfg.Pool.withDefaults(), name: cfg.Name, perTry: perTry,
 		log: cfg.Logger.With("cluster", cfg.Name), stop: make(chan struct{}),
 		rnd: rand.NewPCG(uint64(time.Now().UnixNano()), 0x9e3779b97f4a7c15)}
+	c.xfree = make([]xFree, max(1, eng.Config().Loops))
 	if cfg.Timeout > 0 {
 		// One list per loop (Request.Loop) and one for the rest.
 		c.overall = make([]overallTimeouts, max(1, eng.Config().Loops)+1)

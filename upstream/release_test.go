@@ -269,3 +269,54 @@ func TestOtherLoopCounted(t *testing.T) {
 		t.Fatalf("RqOtherLoop = %d, want 2", n)
 	}
 }
+
+// TestReleaseFreeList: a released exchange goes to the free list of the
+// loop its request named, and the next Do on that loop takes it back,
+// zeroed; a list holds at most xFreeMax, and a request outside the loops
+// (Loop -1) uses the shared pool.
+func TestReleaseFreeList(t *testing.T) {
+	e := startEngine(t)
+	b := startBackend(t, http.HandlerFunc(hello))
+	c := newTestCluster(t, e, ClusterConfig{Hosts: []string{"http://" + b.addr}, Timeout: 5 * time.Second})
+	if _, err := get(t, c, "/"); err != nil {
+		t.Fatal(err)
+	}
+	var prev *Exchange
+	for i := range 5 {
+		h := newRelHandler()
+		r := getRequest(h)
+		r.Loop = 0
+		x := c.Do(r)
+		h.wait(t)
+		if prev != nil && x != prev {
+			t.Fatalf("request %d on loop 0: a new exchange %p, not the released %p", i, x, prev)
+		}
+		waitRefs(t, x, 1)
+		x.Release()
+		if n := len(c.xfree[0].xs); n != 1 {
+			t.Fatalf("request %d: loop 0's free list holds %d", i, n)
+		}
+		prev = x
+	}
+	for range xFreeMax + 5 {
+		c.freeExchange(new(Exchange), 0)
+		c.freeExchange(new(Exchange), -1)
+		c.freeExchange(new(Exchange), len(c.xfree))
+	}
+	if n := len(c.xfree[0].xs); n != xFreeMax {
+		t.Fatalf("loop 0's free list holds %d; want at most %d", n, xFreeMax)
+	}
+	for _, l := range c.xfree[1:] {
+		if len(l.xs) != 0 {
+			t.Fatalf("a list of another loop holds %d", len(l.xs))
+		}
+	}
+	for range xFreeMax {
+		if x := c.newExchange(0); x.c != nil || x.refs.Load() != 0 || x.state != 0 {
+			t.Fatal("newExchange returned an exchange that is not zero")
+		}
+	}
+	if n := len(c.xfree[0].xs); n != 0 {
+		t.Fatalf("loop 0's free list holds %d after as many takes", n)
+	}
+}
