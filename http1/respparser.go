@@ -155,25 +155,6 @@ func (r *Response) Headers() iter.Seq[Header] {
 	}
 }
 
-// AppendHeaders appends the header fields to dst in the order received and
-// returns the extended slice: the fields Headers yields, for a caller that
-// walks them all (a proxy copying a response head) without an iterator's
-// calls. It allocates only when dst lacks the room; a head's first eight
-// fields are found without scanning it.
-func (r *Response) AppendHeaders(dst []Header) []Header {
-	if r.nf < 0 {
-		for h := range r.Headers() {
-			dst = append(dst, h)
-		}
-		return dst
-	}
-	raw := r.raw
-	for _, f := range r.fields[:r.nf] {
-		dst = append(dst, Header{Name: raw[f.name:f.nameEnd], Value: raw[f.value:f.valueEnd]})
-	}
-	return dst
-}
-
 // Header returns the value of the first header field whose name equals name
 // case-insensitively, or nil if there is none. A present but empty field
 // yields an empty, non-nil slice. It does not allocate.

@@ -612,21 +612,6 @@ func TestResponseHeadersTable(t *testing.T) {
 			if len(got) != len(want) || len(got) != n+1+btoi(long) {
 				t.Fatalf("n %d long %v: %d fields, scan %d", n, long, len(got), len(want))
 			}
-			// AppendHeaders gives what Headers yields, after what dst holds.
-			s := resp
-			s.nf = -1
-			for _, r := range []*Response{&resp, &s} {
-				app := r.AppendHeaders([]Header{{Name: []byte("Pre")}})
-				if len(app) != len(got)+1 || string(app[0].Name) != "Pre" {
-					t.Fatalf("n %d long %v: AppendHeaders gave %d fields", n, long, len(app))
-				}
-				for k, h := range app[1:] {
-					if &h.Name[0] != &got[k].Name[0] || len(h.Name) != len(got[k].Name) ||
-						string(h.Value) != string(got[k].Value) || cap(h.Value) != cap(got[k].Value) {
-						t.Fatalf("n %d long %v: AppendHeaders[%d] %q=%q, Headers %q=%q", n, long, k, h.Name, h.Value, got[k].Name, got[k].Value)
-					}
-				}
-			}
 			for k := range got {
 				g, w := got[k], want[k]
 				if string(g.Name) != string(w.Name) || string(g.Value) != string(w.Value) ||

@@ -970,8 +970,7 @@ func (pc *pconn) OnResponse(x *upstream.Exchange, resp *http1.Response) {
 	pc.respOpts = pc.respOpts.set(opts, keepTrailer)
 	var viaBuf [2][]byte
 	via := viaBuf[:0]
-	var hdrBuf [8]http1.Header
-	for _, h := range resp.AppendHeaders(hdrBuf[:0]) {
+	for h := range resp.Headers() {
 		if keepTrailer && eq(h.Name, "trailer") {
 			// kept
 		} else if hop(h.Name) || listed(opts, h.Name) || dropLength && eq(h.Name, "content-length") {
