@@ -160,7 +160,27 @@ type Proxy struct {
 	// Config.Proto and for a TLS client when it follows the connection;
 	// respVia ends a response's ("Via: " via "\r\n"). Made once in New.
 	reqTail, reqTailTLS, respVia []byte
+
+	// pcFree are the free lists of pconns, one a loop (getPC).
+	pcFree []pcFree
 }
+
+// pcFree is a proxy's free list of pconns for the client connections of
+// one loop: up to pcFreeMax released pconns, taken back before pcPool's,
+// whose round trip (pinning the P, a push on its deque, a pop) costs
+// several times this list's uncontended lock (a lock, as on the portable
+// engine every connection of "loop" 0 runs on its own goroutine). The
+// lists keep at most pcFreeMax pconns a loop for the proxy's life (a few
+// KiB each: the parsed request's inline fields, the head buffers, which
+// release caps at 16 KiB); more go to pcPool.
+type pcFree struct {
+	mu  sync.Mutex
+	pcs []*pconn
+	_   [64 - 8 - 24]byte // one list a cache line
+}
+
+// pcFreeMax bounds a pcFree list.
+const pcFreeMax = 32
 
 type stats struct {
 	requests, responses, errors, upgrades, badRequests atomic.Uint64
@@ -208,6 +228,7 @@ func New(eng *engine.Engine, cl *upstream.Cluster, cfg Config) *Proxy {
 	p.reqTail = []byte("\r\nX-Forwarded-Proto: " + cfg.Proto + "\r\nVia: " + string(p.via) + "\r\n")
 	p.reqTailTLS = []byte("\r\nX-Forwarded-Proto: https\r\nVia: " + string(p.via) + "\r\n")
 	p.respVia = []byte("Via: " + string(p.via) + "\r\n")
+	p.pcFree = make([]pcFree, max(1, eng.Config().Loops))
 	p.cfg.Limits.MaxBodyBytes = -1 // the parser checks Content-Length against bodyLim below
 	p.res.init(cfg.MaxBacklog / 4)
 	if cfg.RatePerIP > 0 {
@@ -272,12 +293,40 @@ func (h *idleHandler) Protocol() string { return ProtocolName }
 const ProtocolName = "proxy"
 
 func (p *Proxy) getPC(c *engine.Conn) *pconn {
-	pc, _ := p.pcPool.Get().(*pconn)
+	var pc *pconn
+	if l := c.Loop(); uint(l) < uint(len(p.pcFree)) {
+		f := &p.pcFree[l]
+		f.mu.Lock()
+		if n := len(f.pcs); n > 0 {
+			pc = f.pcs[n-1]
+			f.pcs[n-1] = nil
+			f.pcs = f.pcs[:n-1]
+		}
+		f.mu.Unlock()
+	}
 	if pc == nil {
-		pc = &pconn{p: p}
+		pc, _ = p.pcPool.Get().(*pconn)
+		if pc == nil {
+			pc = &pconn{p: p}
+		}
 	}
 	pc.c = c
 	return pc
+}
+
+// putPC keeps pc, released, for the client connections of loop l.
+func (p *Proxy) putPC(pc *pconn, l int) {
+	if uint(l) < uint(len(p.pcFree)) {
+		f := &p.pcFree[l]
+		f.mu.Lock()
+		if len(f.pcs) < pcFreeMax {
+			f.pcs = append(f.pcs, pc)
+			f.mu.Unlock()
+			return
+		}
+		f.mu.Unlock()
+	}
+	p.pcPool.Put(pc)
 }
 
 // Request phases of a pconn.
@@ -1349,6 +1398,7 @@ func (pc *pconn) release() {
 	pc.releaseHeld()
 	pc.parser.Reset()
 	pc.req.Reset()
+	loop := pc.c.Loop()
 	pc.c = nil
 	pc.mu.Lock()
 	pc.x = nil
@@ -1370,7 +1420,7 @@ func (pc *pconn) release() {
 	if cap(pc.rtrail) > 16<<10 {
 		pc.rtrail = nil
 	}
-	p.pcPool.Put(pc)
+	p.putPC(pc, loop)
 }
 
 // OnUpgrade splices the client and the backend after a 101.
