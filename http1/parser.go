@@ -975,6 +975,9 @@ func (t *teState) add(v []byte) *Error {
 // parseContentLength parses a Content-Length value. A list of identical
 // values, as in "5, 5", is accepted as that value (RFC 9110 §8.6).
 func parseContentLength(v []byte) (int64, bool) {
+	if n, ok := parseShortDecimal(v); ok {
+		return n, true // the common case: one value, digits only
+	}
 	n := int64(-1)
 	for {
 		c := bytes.IndexByte(v, ',')
@@ -992,6 +995,23 @@ func parseContentLength(v []byte) (int64, bool) {
 		}
 		v = v[c+1:]
 	}
+}
+
+// parseShortDecimal parses 1 to 18 digits, too few to overflow an int64;
+// it reports false for anything else, which parseDecimal and its callers
+// then decide.
+func parseShortDecimal(b []byte) (int64, bool) {
+	if len(b) == 0 || len(b) > 18 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range b {
+		if !isDigit(c) {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, true
 }
 
 // parseDecimal parses 1*DIGIT into a non-negative int64.

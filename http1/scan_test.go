@@ -174,3 +174,51 @@ func TestCopyToLeavesNoStaleSpill(t *testing.T) {
 		}
 	}
 }
+
+// TestParseContentLength checks parseContentLength, with its fast path for
+// a short run of digits, against the general path alone, on edge cases and
+// on every string of up to four bytes from a small alphabet, and on
+// lengths around int64's limit.
+func TestParseContentLength(t *testing.T) {
+	general := func(v []byte) (int64, bool) {
+		n := int64(-1)
+		for {
+			c := strings.IndexByte(string(v), ',')
+			m := v
+			if c >= 0 {
+				m = v[:c]
+			}
+			x, ok := parseDecimal(trimOWS(m))
+			if !ok || n >= 0 && x != n {
+				return 0, false
+			}
+			n = x
+			if c < 0 {
+				return n, true
+			}
+			v = v[c+1:]
+		}
+	}
+	in := []string{"", "0", "5", "00012", "123456789012345678", "1234567890123456789",
+		"9223372036854775807", "9223372036854775808", "99999999999999999999", "5, 5", "5,6", " 5", "5 ",
+		"+5", "-1", "1a", "1 2", ","}
+	const alphabet = "09, a"
+	var gen func(prefix string, depth int)
+	gen = func(prefix string, depth int) {
+		in = append(in, prefix)
+		if depth == 4 {
+			return
+		}
+		for _, c := range alphabet {
+			gen(prefix+string(c), depth+1)
+		}
+	}
+	gen("", 0)
+	for _, s := range in {
+		n, ok := parseContentLength([]byte(s))
+		wn, wok := general([]byte(s))
+		if n != wn || ok != wok {
+			t.Fatalf("parseContentLength(%q) = %d, %v; want %d, %v", s, n, ok, wn, wok)
+		}
+	}
+}
