@@ -306,9 +306,9 @@ func TestReleaseFreeList(t *testing.T) {
 	if n := len(c.xfree[0].xs); n != xFreeMax {
 		t.Fatalf("loop 0's free list holds %d; want at most %d", n, xFreeMax)
 	}
-	for _, l := range c.xfree[1:] {
-		if len(l.xs) != 0 {
-			t.Fatalf("a list of another loop holds %d", len(l.xs))
+	for i := 1; i < len(c.xfree); i++ {
+		if n := len(c.xfree[i].xs); n != 0 {
+			t.Fatalf("loop %d's free list holds %d", i, n)
 		}
 	}
 	for range xFreeMax {
