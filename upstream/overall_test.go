@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"fmt"
 	"net/http"
 	"sync"
 	"testing"
@@ -196,3 +197,30 @@ type discardHandler struct{}
 func (discardHandler) OnResponse(*Exchange, *http1.Response) {}
 func (discardHandler) OnBody(*Exchange, []byte)              {}
 func (discardHandler) OnDone(*Exchange, error)               {}
+
+// TestClusterMaxLifetimeFakeTime: a connection kept busy (never idle
+// long) is retired once it is MaxLifetime old, not before, on the engine's
+// clock.
+func TestClusterMaxLifetimeFakeTime(t *testing.T) {
+	clk := testutil.NewFakeClock()
+	e := testutil.StartEngine(t, engine.Config{Loops: 1, Clock: clk})
+	b := startBackend(t, http.HandlerFunc(hello))
+	c := newTestCluster(t, e, ClusterConfig{Hosts: []string{b.addr}, Timeout: -1,
+		Pool: PoolConfig{IdleTimeout: time.Hour, MaxLifetime: 10 * time.Second}})
+	step := func(advance time.Duration, wantConns int64, why string) {
+		t.Helper()
+		clk.Advance(advance)
+		if _, err := get(t, c, "/"); err != nil {
+			t.Fatalf("%s: %v", why, err)
+		}
+		if n := b.accepted.Load(); n != wantConns {
+			t.Fatalf("%s: backend saw %d connections; want %d", why, n, wantConns)
+		}
+	}
+	step(0, 1, "first request")
+	for i := range 3 {
+		step(3*time.Second, 1, fmt.Sprintf("%ds of 10s: reused", 3*(i+1)))
+	}
+	step(999*time.Millisecond, 1, "9.999s of 10s: reused")
+	step(time.Millisecond, 2, "10s: retired")
+}
