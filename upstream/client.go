@@ -185,6 +185,14 @@ type Exchange struct {
 	timerLive bool
 }
 
+// clearBufs drops the references of a writev's few buffers: a loop of
+// stores, where clear calls memclrHasPointers.
+func clearBufs(bufs [][]byte) {
+	for i := range bufs {
+		bufs[i] = nil
+	}
+}
+
 // exchangePool holds exchanges their handlers released (Release) after
 // they ended cleanly, for Do to reuse: a proxy's request then allocates
 // nothing. A cluster's free lists (xFree) come first.
@@ -282,8 +290,9 @@ func (x *Exchange) cleanEnd() bool {
 		return false
 	}
 	x.mu.Lock()
-	defer x.mu.Unlock()
-	return !x.tainted && x.retries == 0 && !x.canceled && !x.timedOut
+	clean := !x.tainted && x.retries == 0 && !x.canceled && !x.timedOut
+	x.mu.Unlock()
+	return clean
 }
 
 const (
@@ -612,7 +621,7 @@ func (x *Exchange) start(cc *clientConn, reused bool, now time.Time) bool {
 	} else {
 		_, err = conn.Writev(bufs)
 	}
-	clear(bufs)
+	clearBufs(bufs)
 	if piping {
 		cc.syncOpenLocked()
 		cc.pmu.Unlock()
@@ -685,7 +694,7 @@ func (x *Exchange) startPipelined(cc *clientConn, now time.Time, join bool) int 
 	} else {
 		_, err = conn.Writev(bufs)
 	}
-	clear(bufs)
+	clearBufs(bufs)
 	cc.syncOpenLocked()
 	cc.pmu.Unlock()
 	x.mu.Unlock()
@@ -886,8 +895,9 @@ func (x *Exchange) respStarted() bool { return x.respBegun.Load() }
 // connection may carry another request.
 func (x *Exchange) bodyComplete() bool {
 	x.mu.Lock()
-	defer x.mu.Unlock()
-	return !x.abandoned && (!x.stream || x.ended && len(x.buf) == 0)
+	done := !x.abandoned && (!x.stream || x.ended && len(x.buf) == 0)
+	x.mu.Unlock()
+	return done
 }
 
 // ContinueTimeout is how long a request with Request.Expect100 waits for
