@@ -186,9 +186,10 @@ type Exchange struct {
 }
 
 // clearBufs drops the references of a writev's few buffers: a loop of
-// stores, where clear calls memclrHasPointers.
+// stores, where clear calls memclrHasPointers. (Backwards: the compiler
+// turns the forward loop back into that call.)
 func clearBufs(bufs [][]byte) {
-	for i := range bufs {
+	for i := len(bufs) - 1; i >= 0; i-- {
 		bufs[i] = nil
 	}
 }
