@@ -75,6 +75,9 @@ type Config struct {
 	// messages are dropped, counted with reason held_overflow. Zero means
 	// DefaultDeviceHeldBytes (256 KiB).
 	DeviceHeldBytes int
+	// HandoffWait bounds an MQTT takeover's hand-off (HubConfig.HandoffWait,
+	// warren serve's -handoff-wait). Zero means DefaultHandoffWait (1 s).
+	HandoffWait time.Duration
 	// DrainTimeout is how long the node's drain may take (warren serve's
 	// -drain-timeout; the engine's Shutdown context is what ends it). A
 	// device with commands waiting for its acks when the drain begins is

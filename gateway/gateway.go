@@ -92,7 +92,7 @@ func New(eng *engine.Engine, cfg Config) (*Gateway, error) {
 	hc := HubConfig{Node: cfg.Node, Now: eng.Now, CommandTimeout: cfg.CommandTimeout,
 		MaxCommandTimeout: cfg.MaxCommandTimeout, MaxPending: cfg.MaxPending, Logger: cfg.Logger,
 		Directory: cfg.Directory, Limits: cfg.DeviceLimits, DrainTimeout: cfg.DrainTimeout,
-		MaxHeldBytes: cfg.DeviceHeldBytes}
+		MaxHeldBytes: cfg.DeviceHeldBytes, HandoffWait: cfg.HandoffWait}
 	if cfg.Webhook.URL != "" {
 		wc := cfg.Webhook
 		if wc.Cluster.Logger == nil {

@@ -304,6 +304,13 @@ type HubConfig struct {
 	// are dropped and counted (telemetry_dropped_total{reason=
 	// "held_overflow"}). Zero means DefaultDeviceHeldBytes (256 KiB).
 	MaxHeldBytes int
+	// HandoffWait bounds an MQTT takeover's hand-off (see
+	// DefaultHandoffWait; warren serve's -handoff-wait): how long a device
+	// whose connection another connection took over by its client id stays
+	// the device's, gone, waiting for the new connection to register,
+	// before it is dropped and announced offline with reason replaced.
+	// Zero means DefaultHandoffWait (1 s).
+	HandoffWait time.Duration
 	// DrainTimeout is the node's drain deadline (warren serve's
 	// -drain-timeout): a device kept open at the drain for its commands
 	// still waiting for acks (see Drain) is let go at the latest
@@ -446,8 +453,8 @@ type Hub struct {
 	// their handoffExpired running. Close waits for it (closeHandoffs),
 	// so that an expiry's offline event goes out before the bus closes.
 	hoRun sync.WaitGroup
-	// handoffWait is the hand-off's bound in ns; zero means
-	// DefaultHandoffWait (tests change it).
+	// handoffWait is the hand-off's bound in ns: HubConfig.HandoffWait
+	// (tests change it).
 	handoffWait atomic.Int64
 	// testAttach, set by tests only, runs as attachIf begins, before the
 	// shard's lock.
@@ -492,6 +499,9 @@ func NewHub(cfg HubConfig, bus *Bus) *Hub {
 	if cfg.MaxHeldBytes <= 0 {
 		cfg.MaxHeldBytes = DefaultDeviceHeldBytes
 	}
+	if cfg.HandoffWait <= 0 {
+		cfg.HandoffWait = DefaultHandoffWait
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -499,6 +509,7 @@ func NewHub(cfg HubConfig, bus *Bus) *Hub {
 		pending: make(map[string]*pendingCmd), nodes: make(map[string]nodeSeen),
 		paused: make(map[*Session]struct{}), handoffs: make(map[*Session]*time.Timer), stop: make(chan struct{}),
 		lim: newDeviceLimiter(cfg.Limits)}
+	h.handoffWait.Store(int64(cfg.HandoffWait))
 	h.m.init()
 	return h
 }
@@ -724,10 +735,14 @@ func (h *Hub) dropped(s *Session) {
 	}
 }
 
-// DefaultHandoffWait bounds a hand-off (Hub.handOff): a session whose
-// connection another connection of its device took over at the transport
-// stays the device's this long at most, waiting for the new connection
-// to attach.
+// DefaultHandoffWait is HubConfig.HandoffWait's default (and
+// Config.HandoffWait's, warren serve's -handoff-wait). It bounds a
+// hand-off (Hub.handOff): a session whose connection another connection
+// of its device took over at the transport stays the device's this long
+// at most, waiting for the new connection to attach. A second is long
+// enough for the new connection's CONNECT to reach OnConnect on a loaded
+// node, and short enough that a service which took a device's client id
+// does not leave the device looking online for long.
 const DefaultHandoffWait = time.Second
 
 // handOff is Disconnect for a connection whose session another
@@ -738,7 +753,7 @@ const DefaultHandoffWait = time.Second
 // connections. If s is still the device's session, it stays so, marked
 // gone (commands to it fail at once as offline: deliver), with no event
 // and no count, until the new connection attaches and replaces it (one
-// replacement counted, no offline event) or, past DefaultHandoffWait with
+// replacement counted, no offline event) or, past HubConfig.HandoffWait with
 // no attach (the client id was taken by a client that is not the device:
 // a service, a client of another role), it is dropped and announced
 // offline with ReasonReplaced (handoffs_expired_total,
@@ -755,10 +770,7 @@ func (h *Hub) handOff(s *Session) {
 		h.hoMu.Lock()
 		if h.handoffs != nil { // nil: the hub closed
 			s.setGone()
-			wait := DefaultHandoffWait
-			if d := h.handoffWait.Load(); d > 0 {
-				wait = time.Duration(d)
-			}
+			wait := time.Duration(h.handoffWait.Load())
 			h.hoRun.Add(1)
 			h.handoffs[s] = time.AfterFunc(wait, func() {
 				defer h.hoRun.Done()

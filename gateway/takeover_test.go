@@ -34,9 +34,8 @@ import (
 // to device's presence events.
 func handoffHub(t *testing.T, wait time.Duration, device string) (*Gateway, *Hub, *nats.Conn, *nats.Subscription) {
 	t.Helper()
-	g := startPortableMQTT(t, nil)
+	g := startPortableMQTT(t, func(c *Config) { c.HandoffWait = wait })
 	h := g.Hub()
-	h.handoffWait.Store(int64(wait))
 	nc := natsConn(t, g)
 	pres, _ := nc.SubscribeSync("devices." + device + ".presence")
 	nc.Flush()
@@ -877,5 +876,18 @@ func TestHubCloseWaitsExpiry(t *testing.T) {
 	}
 	if h.LocalCount() != 0 || h.Local("dev-w") != nil {
 		t.Fatal("the session is left")
+	}
+}
+
+// TestHandoffWaitConfig: Config.HandoffWait (warren serve's -handoff-wait)
+// is the hub's hand-off bound, and zero means DefaultHandoffWait.
+func TestHandoffWaitConfig(t *testing.T) {
+	for _, tc := range []struct {
+		set, want time.Duration
+	}{{0, DefaultHandoffWait}, {-time.Second, DefaultHandoffWait}, {250 * time.Millisecond, 250 * time.Millisecond}, {time.Hour, time.Hour}} {
+		g := startPortableMQTT(t, func(c *Config) { c.HandoffWait = tc.set })
+		if got := time.Duration(g.Hub().handoffWait.Load()); got != tc.want {
+			t.Errorf("HandoffWait %v: the hub's bound is %v, want %v", tc.set, got, tc.want)
+		}
 	}
 }

@@ -45,7 +45,9 @@ type WebhookConfig struct {
 	// MaxInFlight caps the batches being delivered at once. Zero means 4.
 	MaxInFlight int
 	// Cluster configures the endpoint's cluster (pools, breaker, retries,
-	// timeouts); Hosts and Name are the webhook's.
+	// timeouts); Hosts and Name are the webhook's, and its breaker counts
+	// every 5xx answer as a failure (BreakerOn5xx): the endpoint is a
+	// single route, so a 500 from it is the sink failing.
 	Cluster upstream.ClusterConfig
 }
 
@@ -100,6 +102,7 @@ func newWebhook(eng *engine.Engine, node string, cfg WebhookConfig) (*webhook, e
 	}
 	cc := cfg.Cluster
 	cc.Hosts = []string{u.Scheme + "://" + u.Host}
+	cc.BreakerOn5xx = true
 	if cc.Name == "" {
 		cc.Name = "webhook"
 	}

@@ -328,3 +328,26 @@ func TestWebhookQueueBytes(t *testing.T) {
 		t.Fatal("no warren_gateway_webhook_queue_bytes")
 	}
 }
+
+// TestWebhookBreakerCountsEvery5xx: the webhook's endpoint is one route,
+// so its breaker counts a 500 as a failure (BreakerOn5xx), unlike a
+// proxied cluster's: three batches answered 500 open it.
+func TestWebhookBreakerCountsEvery5xx(t *testing.T) {
+	sink := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.WriteHeader(500)
+	}))
+	defer sink.Close()
+	e := testutil.StartEngine(t, engine.Config{Logger: quietLog()})
+	w, err := newWebhook(e, "n1", WebhookConfig{URL: sink.URL + "/hook",
+		Batch: upstream.BatcherConfig{MaxCount: 1}, MaxInFlight: 1,
+		Cluster: upstream.ClusterConfig{OutlierOff: true, Breaker: upstream.BreakerConfig{ConsecutiveFailures: 3, FailureRatio: -1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.close()
+	testutil.Eventually(t, 10*time.Second, "the breaker open after batches answered 500", func() bool {
+		w.offer("dev-1", []byte(`{"t":1}`), time.Now())
+		return w.cl.Stats().BreakerState == "open"
+	})
+}

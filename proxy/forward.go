@@ -72,7 +72,11 @@ func (p *Proxy) forward(c *http1.Ctx) {
 		}
 	}
 	p.st.active.Add(1)
-	x := p.cl.Do(&upstream.Request{Method: string(req.Method), Head: head, Body: body, Upgrade: upgrade, Handler: f, Loop: -1})
+	r := &upstream.Request{Method: string(req.Method), Head: head, Body: body, Upgrade: upgrade, Handler: f, Loop: -1}
+	if p.cfg.HashClient {
+		r.Key = p.hashKey(req, c.RemoteAddr().Addr())
+	}
+	x := p.cl.Do(r)
 	ctx := c.Context()
 	headDone := false
 	for {

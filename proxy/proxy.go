@@ -76,9 +76,15 @@ type Config struct {
 	// request that came in over TLS (a connection with a transform, such
 	// as warren serve's -tls-addr) and "http" otherwise.
 	Proto string
-	// HashClient balances ring hash and Maglev clusters by client address
-	// (session affinity).
+	// HashClient balances ring hash and Maglev clusters by a key per
+	// request (session affinity): the value of the HashHeader field when
+	// it is set and the request carries it, else the client address.
 	HashClient bool
+	// HashHeader names the request header whose value is HashClient's key
+	// (a device id: "X-Device-Id"). Behind a load balancer every request
+	// comes from its address, so hashing that would send everything to
+	// one backend. Empty: the client address.
+	HashHeader string
 	// RatePerIP limits the requests each client address may make through
 	// the proxy's own listeners (inbound; not Forward): a token bucket per
 	// IP in a bounded table (upstream.KeyedLimiter, 65536 addresses, the
@@ -527,7 +533,7 @@ func (pc *pconn) startRequest(raw []byte, n int) bool {
 	r := upstream.Request{Method: pc.method, Head: pc.head, Stream: hasBody, Upgrade: upgrade, Handler: pc,
 		Loop: pc.c.Loop()}
 	if p.cfg.HashClient {
-		r.Key = upstream.HashKey(pc.c.RemoteAddr().Addr().String())
+		r.Key = p.hashKey(req, pc.c.RemoteAddr().Addr())
 	}
 	x := p.cl.Do(&r)
 	pc.held = x
@@ -537,6 +543,17 @@ func (pc *pconn) startRequest(raw []byte, n int) bool {
 	}
 	pc.mu.Unlock()
 	return true
+}
+
+// hashKey is req's key for a ring hash or Maglev cluster (HashClient):
+// Config.HashHeader's value when req has one, else the client's address.
+func (p *Proxy) hashKey(req *http1.Request, client netip.Addr) uint64 {
+	if p.cfg.HashHeader != "" {
+		if v := req.Header(p.cfg.HashHeader); len(v) > 0 {
+			return upstream.HashKey(string(v))
+		}
+	}
+	return upstream.HashKey(client.String())
 }
 
 // errConnect refuses CONNECT: the proxy forwards requests to its

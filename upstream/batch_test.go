@@ -57,6 +57,24 @@ func TestBatcherDefaults(t *testing.T) {
 	if bt, ok := b.Add([]byte("m"), now); !ok || len(bt.Messages) != DefaultBatchCount {
 		t.Fatal("default count is not 128")
 	}
+	// The default delay, 50 ms after the first message.
+	b.Add([]byte("m"), now)
+	if d, ok := b.Deadline(); !ok || d != now.Add(50*time.Millisecond) || DefaultBatchDelay != 50*time.Millisecond {
+		t.Fatalf("deadline %v; want 50 ms after the first message", d.Sub(now))
+	}
+	if _, ok := b.Due(now.Add(49 * time.Millisecond)); ok {
+		t.Fatal("due after 49 ms")
+	}
+	if bt, ok := b.Due(now.Add(50 * time.Millisecond)); !ok || bt.Why != "time" || len(bt.Messages) != 1 {
+		t.Fatalf("not due after 50 ms: %v %+v", ok, bt)
+	}
+	// The default bytes bound, 1 MiB.
+	if _, ok := b.Add(make([]byte, DefaultBatchBytes-1), now); ok {
+		t.Fatal("closed below 1 MiB")
+	}
+	if bt, ok := b.Add([]byte("m"), now); !ok || bt.Why != "bytes" || bt.Bytes != 1<<20 {
+		t.Fatalf("not closed at 1 MiB: %+v", bt)
+	}
 }
 
 func TestHTTPSink(t *testing.T) {

@@ -528,7 +528,16 @@ func (x *Exchange) breakerDone(err error, now time.Time) {
 	if now.IsZero() {
 		now = x.c.now()
 	}
-	x.c.brk.Done(tk, err == nil && x.Status() < 500, now)
+	x.c.brk.Done(tk, err == nil && !x.c.breakerFails(x.Status()), now)
+}
+
+// breakerFails reports whether a response with status counts as a
+// failure for the breaker (ClusterConfig.BreakerOn5xx).
+func (c *Cluster) breakerFails(status int) bool {
+	if status < 500 {
+		return false
+	}
+	return c.cfg.BreakerOn5xx || status >= 502 && status <= 504
 }
 
 // awaitingBody reports a streamed request whose caller has not ended

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -193,8 +194,8 @@ type ClusterConfig struct {
 	Name string
 	// Hosts lists the backends as "host:port", "http://host:port" or
 	// "https://host:port" (the default port 80, or 443 for https). A name
-	// is resolved when the cluster starts (the first address), and again
-	// every ResolveInterval. http and https hosts may be mixed in one
+	// is resolved when the cluster starts (its first IPv4 address, else
+	// its first), and again every ResolveInterval. http and https hosts may be mixed in one
 	// cluster; an https host needs DialTLS.
 	Hosts []string
 	// DialTLS runs TLS on the connections to https:// hosts, health
@@ -211,10 +212,13 @@ type ClusterConfig struct {
 	// Weights gives each host's weight for round robin (same order as
 	// Hosts); missing or zero weights are 1.
 	Weights []int
-	// ResolveInterval re-resolves host names this often; a host whose
-	// address changed gets new connections to the new address and its old
-	// ones are retired as they are released. Zero means 30s; negative
-	// resolves only at start.
+	// ResolveInterval re-resolves host names this often, off the
+	// maintenance loop (one round at a time; a lookup takes at most 5s). A
+	// host keeps its address while it is among the name's answers, in any
+	// order; a host whose address is no longer among them moves to the
+	// new one: new connections go there, idle ones close, and busy ones
+	// retire as they are released. A failed lookup keeps the address. Zero
+	// means 30s; negative resolves only at start.
 	ResolveInterval time.Duration
 	// Pool bounds each host's connection pool.
 	Pool PoolConfig
@@ -225,6 +229,14 @@ type ClusterConfig struct {
 	// BreakerOff disables it.
 	Breaker    BreakerConfig
 	BreakerOff bool
+	// BreakerOn5xx makes every 5xx response a failure for the breaker. By
+	// default only the gateway class is (502, 503 and 504), with connect
+	// failures, resets and timeouts: the breaker gates the whole
+	// cluster, and a 500 from one route of a working backend is that
+	// route's answer, not the backend failing (Envoy's outlier detection
+	// makes the same split: consecutive_5xx against
+	// consecutive_gateway_failure).
+	BreakerOn5xx bool
 	// Outlier configures passive health checking from request results;
 	// OutlierOff disables it.
 	Outlier    OutlierConfig
@@ -513,34 +525,64 @@ func (hp *hostPool) dialHandler(h engine.Handler) engine.Handler {
 	return hp.c.cfg.DialTLS(hp.sni, h)
 }
 
-// resolve returns the first address of "host:port".
+// lookupNetIP looks a host name up; tests replace it (before they make a
+// cluster) with a fake resolver.
+var lookupNetIP = func(ctx context.Context, host string) ([]netip.Addr, error) {
+	return net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+}
+
+// resolveTimeout bounds one lookup of a host name.
+const resolveTimeout = 5 * time.Second
+
+// resolve returns the address to dial for "host:port": an IPv4 address of
+// the name's if it has one (most backends listen there), else its first.
 func resolve(hp string) (netip.AddrPort, error) {
+	addrs, err := resolveAll(context.Background(), hp)
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	return preferred(addrs), nil
+}
+
+// resolveAll returns every address of "host:port" (one for an address
+// literal); a lookup takes at most resolveTimeout, and ends with ctx.
+func resolveAll(ctx context.Context, hp string) ([]netip.AddrPort, error) {
 	if ap, err := netip.ParseAddrPort(hp); err == nil {
-		return ap, nil
+		return []netip.AddrPort{ap}, nil
 	}
 	host, port, err := net.SplitHostPort(hp)
 	if err != nil {
-		return netip.AddrPort{}, err
+		return nil, err
 	}
 	p, err := strconv.ParseUint(port, 10, 16)
 	if err != nil {
-		return netip.AddrPort{}, fmt.Errorf("bad port %q", port)
+		return nil, fmt.Errorf("bad port %q", port)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, resolveTimeout)
 	defer cancel()
-	addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	addrs, err := lookupNetIP(ctx, host)
 	if err != nil {
-		return netip.AddrPort{}, err
+		return nil, err
 	}
 	if len(addrs) == 0 {
-		return netip.AddrPort{}, fmt.Errorf("no address for %q", host)
+		return nil, fmt.Errorf("no address for %q", host)
 	}
-	for _, a := range addrs { // prefer IPv4, as most backends listen there
-		if a.Is4() || a.Is4In6() {
-			return netip.AddrPortFrom(a.Unmap(), uint16(p)), nil
+	aps := make([]netip.AddrPort, len(addrs))
+	for i, a := range addrs {
+		aps[i] = netip.AddrPortFrom(a.Unmap(), uint16(p))
+	}
+	return aps, nil
+}
+
+// preferred picks the address to dial among addrs (not empty): the first
+// IPv4 one, else the first.
+func preferred(addrs []netip.AddrPort) netip.AddrPort {
+	for _, a := range addrs {
+		if a.Addr().Is4() {
+			return a
 		}
 	}
-	return netip.AddrPortFrom(addrs[0], uint16(p)), nil
+	return addrs[0]
 }
 
 // Name returns the cluster's name.
@@ -580,25 +622,27 @@ func (c *Cluster) backoff(attempt int) time.Duration {
 	return Backoff(attempt, c.cfg.BackoffBase, c.cfg.BackoffMax, c.rnd)
 }
 
-// Drain takes host i out of rotation (as if unhealthy), lets its requests
-// in flight finish and closes its idle connections; Undrain puts it back.
-// It is what the admin API and a failed health check do.
+// Drain takes host i out of rotation, lets its requests in flight finish
+// and closes its idle connections; Undrain puts it back. It is what the
+// admin API's drain does. A drained host is excluded from the HostSet
+// (HostSet.SetExcluded): no new request goes to it, in panic mode
+// included, and it does not count among the hosts when the panic
+// threshold is computed. Its health is left alone: active checks go on
+// and decide its health when it returns.
 func (c *Cluster) Drain(i int) {
 	hp := c.hosts[i]
 	hp.draining.Store(true)
-	c.set.SetHealthy(i, false)
+	c.set.SetExcluded(i, true)
 	hp.closeIdle()
 	c.st.drains.Add(1)
 }
 
 // Undrain returns host i, drained by Drain, to rotation (unless a health
-// check holds it unhealthy).
+// check or outlier detection holds it out).
 func (c *Cluster) Undrain(i int) {
 	hp := c.hosts[i]
 	hp.draining.Store(false)
-	if c.hc == nil || c.hc.healthy(i) {
-		c.set.SetHealthy(i, true)
-	}
+	c.set.SetExcluded(i, false)
 }
 
 // HostIndex returns the index of the host named name ("host:port" as
@@ -632,12 +676,23 @@ func (c *Cluster) Close() error {
 }
 
 // maintain runs the cluster's periodic work: outlier un-ejection, health
-// checks and DNS re-resolution.
+// checks and DNS re-resolution. A re-resolution round runs on a goroutine
+// of its own, one round at a time, so that a slow or silent DNS server
+// delays neither health checks nor un-ejection; Close cancels its lookups
+// and waits for it.
 func (c *Cluster) maintain() {
 	defer c.wg.Done()
 	tick := 100 * time.Millisecond
 	t := time.NewTicker(tick)
 	defer t.Stop()
+	ctx, cancel := context.WithCancel(context.Background())
+	var round chan struct{} // the running round's, closed when it ends; nil when none runs
+	defer func() {
+		cancel()
+		if round != nil {
+			<-round
+		}
+	}()
 	var lastResolve time.Time
 	for {
 		select {
@@ -655,32 +710,53 @@ func (c *Cluster) maintain() {
 		if c.hc != nil {
 			c.hc.run(now)
 		}
-		if c.cfg.ResolveInterval > 0 && now.Sub(lastResolve) >= c.cfg.ResolveInterval {
+		if round != nil {
+			select {
+			case <-round:
+				round = nil
+			default:
+			}
+		}
+		if c.cfg.ResolveInterval > 0 && round == nil && now.Sub(lastResolve) >= c.cfg.ResolveInterval {
 			if !lastResolve.IsZero() {
-				c.reresolve()
+				round = make(chan struct{})
+				go func(done chan struct{}) {
+					defer close(done)
+					c.reresolve(ctx)
+				}(round)
 			}
 			lastResolve = now
 		}
 	}
 }
 
-// reresolve looks every named host up again.
-func (c *Cluster) reresolve() {
+// reresolve looks every named host up again, one after another. A host
+// keeps its address while the address is still among the name's answers
+// (a DNS server that rotates its answers does not churn the pool); when
+// it is not, the host moves to the new preferred address: its idle
+// connections close and the busy ones retire at release.
+func (c *Cluster) reresolve(ctx context.Context) {
 	for _, hp := range c.hosts {
 		if _, err := netip.ParseAddrPort(hp.name); err == nil {
 			continue
 		}
-		ap, err := resolve(hp.name)
+		addrs, err := resolveAll(ctx, hp.name)
+		if ctx.Err() != nil {
+			return // closing
+		}
 		if err != nil {
 			c.log.Warn("upstream: re-resolve failed; keeping the old address", "host", hp.name, "error", err)
 			continue
 		}
-		if old := hp.addr.Load(); *old != ap {
-			hp.addr.Store(&ap)
-			hp.gen.Add(1) // connections to the old address retire at release
-			hp.closeIdle()
-			c.log.Info("upstream: host address changed", "host", hp.name, "old", old.String(), "new", ap.String())
+		old := hp.addr.Load()
+		if slices.Contains(addrs, *old) {
+			continue
 		}
+		ap := preferred(addrs)
+		hp.addr.Store(&ap)
+		hp.gen.Add(1) // connections to the old address retire at release
+		hp.closeIdle()
+		c.log.Info("upstream: host address changed", "host", hp.name, "old", old.String(), "new", ap.String())
 	}
 }
 

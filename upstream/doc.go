@@ -19,8 +19,10 @@
 // reused connection before any response byte is retried at once when that
 // is safe. Every request passes the breaker, the resource thresholds and
 // the balancer, and its result feeds outlier detection; active health
-// checks, DNS re-resolution and un-ejection run on one maintenance
-// goroutine per cluster. Cluster.Drain takes a host out of rotation.
+// checks and un-ejection run on one maintenance goroutine per cluster,
+// DNS re-resolution on a goroutine of its own (one round at a time, so a
+// silent DNS server delays neither). Cluster.Drain takes a host out of
+// rotation: excluded, it is never picked, panic mode included.
 // Hosts given as https:// URLs are reached over TLS through
 // ClusterConfig.DialTLS, which package upstreamtls fills (upstream itself
 // does not import the TLS layer); a failed handshake is a connect failure.
@@ -68,7 +70,9 @@
 // A HostSet is a fixed list of hosts with live health and ejection flags and
 // per-host active request counts. The balancers over it skip unhealthy and
 // ejected hosts, unless fewer than HostSetConfig.PanicThreshold percent are
-// available, when they pick among all of them (panic mode):
+// available, when they pick among all of them (panic mode); an excluded
+// host (HostSet.SetExcluded: a drained one) is never picked and does not
+// count toward the threshold:
 //
 //	HostSetConfig.PanicThreshold       50 (percent; negative disables)
 //	RoundRobin                         smooth weighted round robin

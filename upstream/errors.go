@@ -13,8 +13,9 @@ type Failure uint8
 const (
 	// FailNone is no failure.
 	FailNone Failure = iota
-	// FailNoHost is a cluster with no host that may be picked (all
-	// unhealthy, ejected or draining with panic mode off, or none at all).
+	// FailNoHost is a cluster with no host that may be picked (every host
+	// drained, or the others unhealthy or ejected with panic mode off or
+	// not reached).
 	FailNoHost
 	// FailOverflow is a request refused by a resource threshold
 	// (Thresholds.MaxRequests, MaxPending, MaxConnections) or a host's
@@ -124,6 +125,12 @@ func (e *Error) Is(target error) bool {
 // the cluster decodes chunked framing only, and passing the body on would
 // hand the caller coded bytes it is not told about (RFC 9112 §6.1).
 var ErrTransferCoding = errors.New("response in a transfer coding other than chunked")
+
+// ErrConnectTimeout is the cause (Error.Err) of a FailConnect whose
+// connect, TLS handshake included, took longer than
+// PoolConfig.ConnectTimeout (the proxy answers 502 connect_failure, as for
+// any connect failure).
+var ErrConnectTimeout = errors.New("connect timed out")
 
 // Sentinels for errors.Is, one per Failure.
 var (

@@ -17,7 +17,10 @@ type HealthConfig struct {
 	// Interval between checks of a host. Zero or negative disables active
 	// checks.
 	Interval time.Duration
-	// Timeout bounds one check. Zero means 1s.
+	// Timeout bounds one check, connect (and TLS handshake) included; the
+	// check then fails. It is read on the engine's clock by the cluster's
+	// maintenance loop, so a check ends up to 100ms after it. Zero means
+	// 1s.
 	Timeout time.Duration
 	// Jitter adds a random delay up to this much to each interval, so
 	// hosts are not checked in lockstep. Zero means a tenth of Interval;
@@ -52,8 +55,12 @@ type healthChecker struct {
 }
 
 type hcHost struct {
-	next      time.Time
-	inFlight  atomic.Bool
+	next     time.Time
+	inFlight atomic.Bool
+	// probe is the last check started and deadline when it times out;
+	// only the maintenance goroutine touches them.
+	probe     *probe
+	deadline  time.Time
 	mu        sync.Mutex // guards the counts and state
 	fails, ok int
 	unhealthy bool
@@ -75,34 +82,49 @@ func newHealthChecker(c *Cluster, cfg HealthConfig) *healthChecker {
 	return &healthChecker{c: c, cfg: cfg, hosts: make([]hcHost, len(c.hosts))}
 }
 
-// healthy reports whether active checks hold host i healthy.
-func (h *healthChecker) healthy(i int) bool {
-	hh := &h.hosts[i]
-	hh.mu.Lock()
-	defer hh.mu.Unlock()
-	return !hh.unhealthy
-}
-
-// run starts the checks that are due at now; the maintenance goroutine
-// calls it.
+// run times out the checks in flight past their deadline at now and
+// starts the checks that are due; the maintenance goroutine calls it.
 func (h *healthChecker) run(now time.Time) {
 	for i := range h.hosts {
 		hh := &h.hosts[i]
-		if now.Before(hh.next) || hh.inFlight.Load() {
-			continue
+		if hh.probe != nil && hh.inFlight.Load() && !now.Before(hh.deadline) {
+			hh.probe.timeout()
 		}
-		hh.next = now.Add(h.cfg.Interval + h.c.jitter(h.cfg.Jitter))
-		hh.inFlight.Store(true)
-		h.check(i)
+		if h.due(i, now) {
+			h.check(i, now)
+		}
 	}
 }
 
-func (h *healthChecker) stop() {}
+// due reports whether host i's check is due at now: its time has come and
+// its last check is done. It then marks the check in flight and schedules
+// the next one Interval plus a random jitter in [0, Jitter) after now.
+// Only the maintenance goroutine (or a test in its place) calls it.
+func (h *healthChecker) due(i int, now time.Time) bool {
+	hh := &h.hosts[i]
+	if now.Before(hh.next) || hh.inFlight.Load() {
+		return false
+	}
+	hh.next = now.Add(h.cfg.Interval + h.c.jitter(h.cfg.Jitter))
+	hh.inFlight.Store(true)
+	return true
+}
 
-// check starts one check of host i.
-func (h *healthChecker) check(i int) {
+// stop ends the checks in flight, without a result; the maintenance
+// goroutine calls it when the cluster closes.
+func (h *healthChecker) stop() {
+	for i := range h.hosts {
+		if p := h.hosts[i].probe; p != nil {
+			p.cancel()
+		}
+	}
+}
+
+// check starts one check of host i at now.
+func (h *healthChecker) check(i int, now time.Time) {
 	hp := h.c.hosts[i]
 	p := &probe{h: h, i: i}
+	h.hosts[i].probe, h.hosts[i].deadline = p, now.Add(h.cfg.Timeout)
 	if h.cfg.Path != "" {
 		host := h.cfg.Host
 		if host == "" {
@@ -111,7 +133,6 @@ func (h *healthChecker) check(i int) {
 		p.req = []byte("GET " + h.cfg.Path + " HTTP/1.1\r\nHost: " + host +
 			"\r\nUser-Agent: warren-health-check\r\nConnection: close\r\n\r\n")
 	}
-	p.timer.Store(time.AfterFunc(h.cfg.Timeout, p.timeout))
 	conn, err := h.c.eng.DialHandler(*hp.addr.Load(), netip.Addr{}, hp.dialHandler(p))
 	if err != nil {
 		p.done(false)
@@ -147,9 +168,7 @@ func (h *healthChecker) result(i int, ok bool) {
 		return
 	}
 	if nowHealthy {
-		if !hp.draining.Load() {
-			c.set.SetHealthy(i, true)
-		}
+		c.set.SetHealthy(i, true)
 		c.log.Info("upstream: host healthy", "host", hp.name)
 		return
 	}
@@ -164,7 +183,6 @@ type probe struct {
 	h      *healthChecker
 	i      int
 	req    []byte
-	timer  atomic.Pointer[time.Timer]
 	conn   atomic.Pointer[engine.Conn]
 	once   sync.Once
 	parser http1.ResponseParser
@@ -211,6 +229,7 @@ func (p *probe) OnClose(c *engine.Conn, r engine.CloseReason, err error) {
 	p.done(false) // no-op when the result is in
 }
 
+// timeout fails the check and closes its connection.
 func (p *probe) timeout() {
 	p.done(false)
 	if c := p.conn.Load(); c != nil {
@@ -218,11 +237,16 @@ func (p *probe) timeout() {
 	}
 }
 
+// cancel ends the check without a result (the cluster closes).
+func (p *probe) cancel() {
+	p.once.Do(func() { p.h.hosts[p.i].inFlight.Store(false) })
+	if c := p.conn.Load(); c != nil {
+		c.Abort(engine.ReasonLocal)
+	}
+}
+
 func (p *probe) done(ok bool) {
 	p.once.Do(func() {
-		if t := p.timer.Load(); t != nil {
-			t.Stop() // nil when the timeout fired before check stored it
-		}
 		p.h.result(p.i, ok)
 		p.h.hosts[p.i].inFlight.Store(false)
 	})

@@ -34,21 +34,31 @@ const DefaultPanicThreshold = 50
 const (
 	flagUnhealthy uint32 = 1 << iota
 	flagEjected
+	flagExcluded
 )
 
 // HostSet is a fixed list of hosts with live flags: unhealthy (set by health
-// checks) and ejected (set by outlier detection), and a count of active
-// requests per host for least-request balancing. Membership is fixed: to add
-// or remove hosts, build a new HostSet and new balancers over it; flags and
-// counts change in place.
+// checks), ejected (set by outlier detection) and excluded (set by a drain),
+// and a count of active requests per host for least-request balancing.
+// Membership is fixed: to add or remove hosts, build a new HostSet and new
+// balancers over it; flags and counts change in place.
+//
+// An excluded host is never picked, in panic mode included, and does not
+// count among the hosts when the panic threshold is computed: with three
+// hosts of which one is excluded, one unhealthy host leaves 1 of 2
+// available (50%), not 1 of 3. Envoy's excluded hosts count the same way
+// but are still picked in panic mode; an excluded host here is one an
+// operator drained, whose new requests must go elsewhere whatever the
+// health of the rest.
 //
 // A HostSet is safe for concurrent use; flag and count updates are atomic
 // and never block Pick.
 type HostSet struct {
 	hosts       []Host
 	state       []hostState
-	unavailable atomic.Int32
-	panicBelow  float64 // percent; negative disables
+	unavailable atomic.Int32 // hosts with any flag
+	excluded    atomic.Int32 // hosts with flagExcluded
+	panicBelow  float64      // percent; negative disables
 }
 
 type hostState struct {
@@ -89,6 +99,11 @@ func (s *HostSet) SetHealthy(i int, healthy bool) { s.setFlag(i, flagUnhealthy, 
 // SetEjected marks host i ejected or not (outlier detection).
 func (s *HostSet) SetEjected(i int, ejected bool) { s.setFlag(i, flagEjected, ejected) }
 
+// SetExcluded marks host i excluded or not (Cluster.Drain): an excluded
+// host is never picked, even in panic mode, and is left out of the panic
+// threshold's count of hosts.
+func (s *HostSet) SetExcluded(i int, excluded bool) { s.setFlag(i, flagExcluded, excluded) }
+
 func (s *HostSet) setFlag(i int, flag uint32, on bool) {
 	f := &s.state[i].flags
 	for {
@@ -107,6 +122,13 @@ func (s *HostSet) setFlag(i int, flag uint32, on bool) {
 			case nw == 0:
 				s.unavailable.Add(-1)
 			}
+			if flag == flagExcluded {
+				if on {
+					s.excluded.Add(1)
+				} else {
+					s.excluded.Add(-1)
+				}
+			}
 			return
 		}
 	}
@@ -118,19 +140,28 @@ func (s *HostSet) Healthy(i int) bool { return s.state[i].flags.Load()&flagUnhea
 // Ejected reports whether host i is marked ejected.
 func (s *HostSet) Ejected(i int) bool { return s.state[i].flags.Load()&flagEjected != 0 }
 
-// Available reports whether host i is healthy and not ejected.
+// Excluded reports whether host i is marked excluded.
+func (s *HostSet) Excluded(i int) bool { return s.state[i].flags.Load()&flagExcluded != 0 }
+
+// Available reports whether host i is healthy, not ejected and not
+// excluded.
 func (s *HostSet) Available(i int) bool { return s.state[i].flags.Load() == 0 }
 
 // AvailableCount returns the number of available hosts.
 func (s *HostSet) AvailableCount() int { return len(s.hosts) - int(s.unavailable.Load()) }
 
-// Panic reports whether fewer than PanicThreshold percent of the hosts are
-// available, so the balancers pick among all of them.
+// Panic reports whether fewer than PanicThreshold percent of the hosts
+// that are not excluded are available, so the balancers pick among all of
+// them but the excluded. It is false when every host is excluded.
 func (s *HostSet) Panic() bool {
-	if s.panicBelow < 0 || len(s.hosts) == 0 {
+	if s.panicBelow < 0 {
 		return false
 	}
-	return float64(s.AvailableCount())*100 < s.panicBelow*float64(len(s.hosts))
+	n := len(s.hosts) - int(s.excluded.Load())
+	if n <= 0 {
+		return false
+	}
+	return float64(s.AvailableCount())*100 < s.panicBelow*float64(n)
 }
 
 // Start counts a request starting on host i (least request reads it).
@@ -142,8 +173,8 @@ func (s *HostSet) Done(i int) { s.state[i].active.Add(-1) }
 // Active returns the requests in flight on host i.
 func (s *HostSet) Active(i int) int64 { return s.state[i].active.Load() }
 
-// eligibility returns whether to pick among all hosts (panic) and whether
-// any host can be picked at all.
+// eligibility returns whether to pick among all hosts but the excluded
+// (panic) and whether any host can be picked at all.
 func (s *HostSet) eligibility() (all, any bool) {
 	if len(s.hosts) == 0 {
 		return false, false
@@ -154,15 +185,19 @@ func (s *HostSet) eligibility() (all, any bool) {
 	return false, s.AvailableCount() > 0
 }
 
-// eligible reports whether host i may be picked.
-func (s *HostSet) eligible(i int, all bool) bool { return all || s.state[i].flags.Load() == 0 }
+// eligible reports whether host i may be picked: when available, or in
+// panic (all) when not excluded.
+func (s *HostSet) eligible(i int, all bool) bool {
+	f := s.state[i].flags.Load()
+	return f == 0 || all && f&flagExcluded == 0
+}
 
 // Balancer picks a host of a HostSet for a request. key is the request's
 // hash (HashKey of a device id, a client IP, a header); balancers that do
 // not hash ignore it. Pick returns the host's index in the HostSet, or -1
-// when no host may be picked (an empty set, or none available with panic
-// mode disabled). It skips unhealthy and ejected hosts unless the set is in
-// panic. Every Balancer here is safe for concurrent use and does not
+// when no host may be picked (an empty set, every host excluded, or none
+// available with panic mode disabled). It skips unhealthy and ejected hosts
+// unless the set is in panic, and excluded hosts always. Every Balancer here is safe for concurrent use and does not
 // allocate in Pick.
 type Balancer interface {
 	Pick(key uint64) int

@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+	"strings"
 )
 
 // Collector returns a Prometheus promCollector of the cluster's figures,
@@ -44,6 +45,10 @@ import (
 //	warren_upstream_circuit_breaker_trips_total   counter  moves to open
 //	warren_upstream_outlier_ejections_total       counter  hosts ejected
 //	warren_upstream_outlier_ejected               gauge    hosts ejected now
+//	warren_upstream_outlier_ejections_enforced_total{kind} counter hosts ejected by trigger (consecutive_5xx, consecutive_gateway_failure, failure_percentage)
+//	warren_upstream_circuit_breakers_limit{resource}  gauge the cluster's thresholds (connections, pending, requests, retries; -1: none)
+//	warren_upstream_circuit_breakers_active{resource} gauge their use now
+//	warren_upstream_circuit_breakers_open{resource}   gauge 1 while the resource is at its threshold (the next one is refused)
 //	warren_upstream_membership_healthy            gauge    hosts healthy, not ejected, not draining
 //	warren_upstream_membership_total              gauge    hosts
 //	warren_upstream_health_check_total{result}    counter  active checks by result (success, failure)
@@ -100,6 +105,10 @@ var metricDefs = []metricDef{
 	{"circuit_breaker_rejected_total", "Requests refused by the breaker.", prometheus.CounterValue, ""},
 	{"circuit_breaker_trips_total", "Moves of the breaker to open.", prometheus.CounterValue, ""},
 	{"outlier_ejections_total", "Hosts ejected by outlier detection.", prometheus.CounterValue, ""},
+	{"outlier_ejections_enforced_total", "Hosts ejected by outlier detection, by what triggered the ejection (Envoy's ejections_enforced_*).", prometheus.CounterValue, "kind"},
+	{"circuit_breakers_limit", "The cluster's resource thresholds, by resource (-1: none).", prometheus.GaugeValue, "resource"},
+	{"circuit_breakers_active", "Use of the cluster's resource thresholds now, by resource.", prometheus.GaugeValue, "resource"},
+	{"circuit_breakers_open", "1 while a resource is at its threshold, so the next one is refused (Envoy's cx_open, rq_pending_open, rq_open, rq_retry_open).", prometheus.GaugeValue, "resource"},
 	{"outlier_ejected", "Hosts ejected now.", prometheus.GaugeValue, ""},
 	{"membership_healthy", "Hosts healthy, not ejected and not draining.", prometheus.GaugeValue, ""},
 	{"membership_total", "Hosts.", prometheus.GaugeValue, ""},
@@ -170,7 +179,28 @@ func (k *promCollector) Collect(ch chan<- prometheus.Metric) {
 			for _, f := range Failures() {
 				ch <- prometheus.MustNewConstMetric(desc, d.kind, float64(s.RqFailures[f.String()]), name, f.String())
 			}
+		case "kind":
+			for e := EjectConsecutive5xx; e < numEjections; e++ {
+				ch <- prometheus.MustNewConstMetric(desc, d.kind, float64(s.EjectionsByKind[e.String()]), name, e.String())
+			}
 		case "resource":
+			if strings.HasPrefix(d.name, "circuit_breakers_") {
+				for r := Resource(0); r < numResources; r++ {
+					ts := s.CircuitBreakers[r.String()]
+					v := float64(ts.Active)
+					switch d.name {
+					case "circuit_breakers_limit":
+						v = float64(ts.Limit)
+					case "circuit_breakers_open":
+						v = 0
+						if ts.Limit >= 0 && ts.Active >= ts.Limit {
+							v = 1
+						}
+					}
+					ch <- prometheus.MustNewConstMetric(desc, d.kind, v, name, r.String())
+				}
+				continue
+			}
 			for _, r := range hostResourceNames {
 				ch <- prometheus.MustNewConstMetric(desc, d.kind, float64(s.HostOverflow[r]), name, r)
 			}

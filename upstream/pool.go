@@ -1129,6 +1129,9 @@ func (cc *clientConn) OnClose(conn *engine.Conn, r engine.CloseReason, err error
 		}
 		if err == nil {
 			err = errConnectClosed
+			if cc.connFault.Load() { // connectTimeout's abort
+				err = ErrConnectTimeout
+			}
 		}
 		cc.connectFailed(err)
 		return

@@ -115,14 +115,18 @@ type ClusterStats struct {
 	HostLimits      map[string]int64          `json:"host_limits"`
 	HostOverflow    map[string]uint64         `json:"host_overflow"`
 	// Policies.
-	BreakerState    string      `json:"breaker_state"`
-	BreakerRejected uint64      `json:"breaker_rejected"`
-	BreakerTrips    uint64      `json:"breaker_trips"`
-	Ejections       uint64      `json:"outlier_ejections"`
-	EjectedNow      int         `json:"outlier_ejected"`
-	Drains          uint64      `json:"drains"`
-	Panic           bool        `json:"panic"`
-	Hosts           []HostStats `json:"hosts"`
+	BreakerState    string `json:"breaker_state"`
+	BreakerRejected uint64 `json:"breaker_rejected"`
+	BreakerTrips    uint64 `json:"breaker_trips"`
+	Ejections       uint64 `json:"outlier_ejections"`
+	// EjectionsByKind counts the ejections by what triggered them
+	// (Ejection's names: consecutive_5xx, consecutive_gateway_failure,
+	// failure_percentage), Envoy's ejections_enforced_*.
+	EjectionsByKind map[string]uint64 `json:"outlier_ejections_by_kind"`
+	EjectedNow      int               `json:"outlier_ejected"`
+	Drains          uint64            `json:"drains"`
+	Panic           bool              `json:"panic"`
+	Hosts           []HostStats       `json:"hosts"`
 }
 
 // HostStats is one host's state and counters.
@@ -203,8 +207,16 @@ func (c *Cluster) Stats() ClusterStats {
 		out.BreakerState = c.brk.State(now).String()
 		out.BreakerTrips = c.brk.Stats(now).Trips
 	}
+	out.EjectionsByKind = map[string]uint64{}
+	for e := EjectConsecutive5xx; e < numEjections; e++ {
+		out.EjectionsByKind[e.String()] = 0
+	}
 	if c.out != nil {
-		out.EjectedNow = c.out.Stats(now).Ejected
+		os := c.out.Stats(now)
+		out.EjectedNow = os.Ejected
+		for e := EjectConsecutive5xx; e < numEjections; e++ {
+			out.EjectionsByKind[e.String()] = os.Ejections(e)
+		}
 	}
 	for i, hp := range c.hosts {
 		conns, idle, pending := hp.counts()

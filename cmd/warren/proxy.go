@@ -36,7 +36,6 @@ func runProxy(args []string, stdout, stderr io.Writer) int {
 	drain := fs.Duration("drain-timeout", stack.DefaultDrainTimeout, "how long SIGTERM/SIGINT waits for connections to finish")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	name := fs.String("cluster", "default", "cluster name in metrics and the admin API")
-	balancer := fs.String("balancer", "least_request", "least_request (P2C), round_robin, ring_hash or maglev (ring hash and Maglev hash the client address)")
 
 	var ecfg engine.Config
 	ecfg.BlockingPoll = true // busy loops must not wait for each other: the proxy's p99 (docs/benchmarks.md section 43)
@@ -62,62 +61,7 @@ func runProxy(args []string, stdout, stderr io.Writer) int {
 	fs.Var((*routeLimitsFlag)(&pc.RouteLimits), "route-limit",
 		"inbound limit of a path prefix, repeatable: PREFIX=RATE[,burst=N][,header=NAME][,keys=N][,name=LABEL]; per client address, or per value of header NAME; over it: 429 with Retry-After (none by default)")
 
-	p := &cc.Pool
-	fs.IntVar(&p.MaxConnsPerHost, "max-conns-per-host", upstream.DefaultMaxConnsPerHost, "connections per backend (negative: only -cb-max-connections)")
-	fs.IntVar(&p.MaxIdlePerHost, "max-idle-per-host", upstream.DefaultMaxIdlePerHost, "idle keep-alive connections kept per backend")
-	fs.DurationVar(&p.IdleTimeout, "pool-idle-timeout", upstream.DefaultPoolIdleTimeout, "close pooled connections idle this long (keep it below the backend's keep-alive timeout; its Keep-Alive header is honoured anyway)")
-	fs.DurationVar(&p.MaxLifetime, "max-lifetime", upstream.DefaultMaxLifetime, "retire backend connections this old (negative: never)")
-	fs.IntVar(&p.MaxRequestsPerConn, "max-requests-per-conn", 0, "retire a backend connection after this many requests (0: no limit)")
-	fs.DurationVar(&p.ConnectTimeout, "connect-timeout", upstream.DefaultConnectTimeout, "backend connect timeout")
-	fs.IntVar(&p.MaxPendingPerHost, "max-pending-per-host", upstream.DefaultMaxPendingPerHost, "requests waiting for a connection per backend; over it: 503 at once")
-	fs.IntVar(&p.MaxRequestsPerHost, "max-requests-per-host", upstream.DefaultMaxRequestsPerHost, "requests waiting for or on a connection per backend; a full backend's requests go to another, else 503 at once (negative: no limit)")
-	fs.IntVar(&p.MaxRetriesPerHost, "max-retries-per-host", 0, "retries (and hedges) in flight per backend; a full backend's retries go to another, else 503 at once (0: no per-host limit, the retry budget bounds them)")
-	fs.DurationVar(&p.PendingTimeout, "pending-timeout", upstream.DefaultPendingTimeout, "longest wait for a backend connection; 503 after")
-	fs.IntVar(&p.MaxPipeline, "pipeline", 0, "HTTP/1.1 pipelining: requests in flight per backend connection, used only when a backend has no idle connection and -max-conns-per-host (or -cb-max-connections) is reached; idempotent requests without a body only (0 or 1: off)")
-	fs.BoolVar(&p.BatchPipeline, "pipeline-batch", false, "with -pipeline N: the requests a loop reads in one round of events share a backend connection (up to N) and one write, even while idle connections are free; fewer system calls per request, but those requests are answered one after another")
-	fs.DurationVar(&p.KeepAliveMargin, "keepalive-margin", upstream.DefaultKeepAliveMargin, "retire pooled connections this long before the backend's Keep-Alive timeout")
-
-	t := &cc.Thresholds
-	fs.IntVar(&t.MaxConnections, "cb-max-connections", upstream.DefaultMaxConnections, "circuit breaker: connections to the cluster (negative: no limit)")
-	fs.IntVar(&t.MaxPending, "cb-max-pending", upstream.DefaultMaxPending, "circuit breaker: requests waiting for a connection")
-	fs.IntVar(&t.MaxRequests, "cb-max-requests", upstream.DefaultMaxRequests, "circuit breaker: requests in flight")
-	fs.IntVar(&t.MaxRetries, "cb-max-retries", upstream.DefaultMaxRetries, "circuit breaker: retries in flight (used with -retry-budget-off)")
-
-	fs.BoolVar(&cc.BreakerOff, "breaker-off", false, "disable the classic breaker")
-	fs.IntVar(&cc.Breaker.ConsecutiveFailures, "breaker-failures", upstream.DefaultBreakerConsecutiveFailures, "breaker: consecutive failed attempts that open it")
-	fs.Float64Var(&cc.Breaker.FailureRatio, "breaker-ratio", upstream.DefaultBreakerFailureRatio, "breaker: failure ratio over the window that opens it")
-	fs.IntVar(&cc.Breaker.MinRequests, "breaker-min-requests", upstream.DefaultBreakerMinRequests, "breaker: attempts in the window before the ratio counts")
-	fs.DurationVar(&cc.Breaker.Window, "breaker-window", upstream.DefaultBreakerWindow, "breaker: rolling window")
-	fs.DurationVar(&cc.Breaker.OpenTimeout, "breaker-open-timeout", upstream.DefaultBreakerOpenTimeout, "breaker: time open before a half-open probe")
-	fs.IntVar(&cc.Breaker.HalfOpenProbes, "breaker-probes", upstream.DefaultBreakerHalfOpenProbes, "breaker: half-open probes that must succeed")
-
-	fs.BoolVar(&cc.OutlierOff, "outlier-off", false, "disable outlier detection")
-	fs.IntVar(&cc.Outlier.Consecutive5xx, "outlier-5xx", upstream.DefaultConsecutive5xx, "eject a host after this many 5xx or connect failures in a row")
-	fs.IntVar(&cc.Outlier.ConsecutiveGatewayFailure, "outlier-gateway", upstream.DefaultConsecutiveGatewayFailure, "eject a host after this many 502/503/504 or connect failures in a row")
-	fs.DurationVar(&cc.Outlier.BaseEjectionTime, "outlier-base-ejection", upstream.DefaultBaseEjectionTime, "first ejection's length (times the ejection count)")
-	fs.DurationVar(&cc.Outlier.MaxEjectionTime, "outlier-max-ejection", upstream.DefaultMaxEjectionTime, "longest ejection")
-	fs.IntVar(&cc.Outlier.MaxEjectionPercent, "outlier-max-percent", upstream.DefaultMaxEjectionPercent, "most hosts ejected at once, percent (one always may be)")
-	fs.Float64Var(&cc.HostSet.PanicThreshold, "panic-threshold", upstream.DefaultPanicThreshold, "below this percentage of available hosts, balance over all (negative: never)")
-
-	fs.DurationVar(&cc.Timeout, "timeout", upstream.DefaultTimeout, "request timeout, retries included; 504 after (negative: none)")
-	fs.DurationVar(&cc.PerTryTimeout, "per-try-timeout", 0, "longest silence of the backend within one attempt (0: -timeout)")
-	fs.IntVar(&cc.Retry.MaxRetries, "retries", 1, "retries per request (negative: none)")
-	retryOn := fs.String("retry-on", "connect-failure,reset,gateway-error", "retry conditions: connect-failure, reset, 5xx, gateway-error")
-	retryStatuses := fs.String("retry-statuses", "", "further statuses to retry on, comma-separated (429,409)")
-	fs.BoolVar(&cc.Retry.RetryNonIdempotent, "retry-non-idempotent", false, "retry POST/PATCH that may have reached the backend")
-	fs.BoolVar(&cc.RetryBudgetOff, "retry-budget-off", false, "bound retries by -cb-max-retries instead of a budget")
-	fs.Float64Var(&cc.RetryBudget.Percent, "retry-budget", upstream.DefaultRetryBudgetPercent, "retries in flight as a percentage of requests in flight")
-	fs.DurationVar(&cc.HedgeDelay, "hedge-delay", 0, "send a second attempt of an idempotent request to another backend when the first has not answered this long; first answer wins (0: no hedging)")
-	fs.DurationVar(&cc.BackoffBase, "backoff-base", upstream.DefaultBackoffBase, "retry backoff base (full jitter, capped at 10x)")
-
-	fs.DurationVar(&cc.Health.Interval, "hc-interval", 0, "active health check interval (0: off)")
-	fs.StringVar(&cc.Health.Path, "hc-path", "", "HTTP health check path (empty: TCP connect)")
-	fs.DurationVar(&cc.Health.Timeout, "hc-timeout", upstream.DefaultHealthTimeout, "health check timeout")
-	fs.IntVar(&cc.Health.UnhealthyThreshold, "hc-unhealthy", upstream.DefaultHealthUnhealthyThreshold, "failed checks in a row that take a host out")
-	fs.IntVar(&cc.Health.HealthyThreshold, "hc-healthy", upstream.DefaultHealthHealthyThreshold, "passed checks in a row that bring it back")
-	fs.Float64Var(&cc.RateLimit.PerSecond, "rate-limit", 0, "requests a second sent to the cluster at most, spaced evenly; over it a request waits for its slot; retries and hedges take slots too (0: no limit)")
-	fs.IntVar(&cc.RateLimit.Queue, "rate-limit-queue", 0, "requests waiting for their -rate-limit slot at most (with the one leaving); over it: 503 at once (0: one second's worth)")
-	fs.DurationVar(&cc.ResolveInterval, "resolve-interval", upstream.DefaultResolveInterval, "re-resolve backend names this often (negative: at start only)")
+	cf := clusterPolicyFlags(fs, &cc)
 
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
@@ -137,10 +81,6 @@ func runProxy(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "warren proxy: -route-limit: %v\n", err)
 		return 2
 	}
-	if cc.Pool.BatchPipeline && cc.Pool.MaxPipeline < 2 {
-		fmt.Fprintln(stderr, "warren proxy: -pipeline-batch needs -pipeline N (N >= 2: the requests one connection carries)")
-		return 2
-	}
 	if *ups == "" {
 		fmt.Fprintln(stderr, "warren proxy: -upstream is required (http://host:port,...)")
 		return 2
@@ -150,25 +90,9 @@ func runProxy(args []string, stdout, stderr io.Writer) int {
 			cc.Hosts = append(cc.Hosts, h)
 		}
 	}
-	var err error
-	if cc.Balancer, err = upstream.ParseBalancer(*balancer); err != nil {
+	if err := cf.finish(&cc, &pc); err != nil {
 		fmt.Fprintf(stderr, "warren proxy: %v\n", err)
 		return 2
-	}
-	pc.HashClient = cc.Balancer == upstream.BalanceRingHash || cc.Balancer == upstream.BalanceMaglev
-	if cc.Retry.On, err = parseRetryOn(*retryOn); err != nil {
-		fmt.Fprintf(stderr, "warren proxy: -retry-on: %v\n", err)
-		return 2
-	}
-	for _, s := range strings.Split(*retryStatuses, ",") {
-		if s = strings.TrimSpace(s); s != "" {
-			var code int
-			if _, err := fmt.Sscanf(s, "%d", &code); err != nil || code < 100 || code > 999 {
-				fmt.Fprintf(stderr, "warren proxy: -retry-statuses: bad status %q\n", s)
-				return 2
-			}
-			cc.Retry.Statuses = append(cc.Retry.Statuses, code)
-		}
 	}
 	cc.Name = *name
 

@@ -79,8 +79,10 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	var extra serveExtra
 	serveExtraFlags(fs, &extra, &gcfg)
 	upTLS := serveUpstreamFlags(fs, &gcfg) // -max-response-header-bytes, -max-interim, -upstream-ca, … (serve_upstream.go)
+	upConfig := fs.String("upstream-config", "", "-upstream: JSON file of warren proxy's cluster policy settings for the legacy cluster, under their flag names ({\"breaker-off\": true, \"retries\": 2, \"hc-interval\": \"5s\", \"hc-path\": \"/healthz\", \"balancer\": \"maglev\", \"hash-header\": \"X-Device-Id\"}); settings left out take warren proxy's defaults (see docs/upstream.md)")
 	deviceLimitFlags(fs, &gcfg.DeviceLimits)
 	fs.IntVar(&gcfg.DeviceHeldBytes, "device-held-bytes", gateway.DefaultDeviceHeldBytes, "telemetry bytes each device paused for NATS backpressure holds (the rest of its read); past it they are dropped, counted (held_overflow)")
+	fs.DurationVar(&gcfg.HandoffWait, "handoff-wait", gateway.DefaultHandoffWait, "how long a device whose MQTT connection another connection took over by its client id waits for that connection to register before it is dropped and announced offline (reason replaced)")
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
 			return 0
@@ -92,6 +94,10 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if err := checkServeUpstreamFlags(fs); err != nil { // serve_upstream.go
+		fmt.Fprintf(stderr, "warren serve: %v\n", err)
+		return 2
+	}
+	if err := serveUpstreamConfig(fs, *upConfig, &gcfg); err != nil { // serve_upstream.go
 		fmt.Fprintf(stderr, "warren serve: %v\n", err)
 		return 2
 	}

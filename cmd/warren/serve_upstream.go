@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 
 	"github.com/warrenhq/warren/gateway"
@@ -77,5 +78,42 @@ func (u serveUpstreamTLS) apply(gcfg *gateway.Config, log *slog.Logger) error {
 	u.cfg.Warn(log, "warren serve")
 	gcfg.UpstreamCluster.DialTLS = d.Handler
 	gcfg.Webhook.Cluster.DialTLS = d.Handler
+	return nil
+}
+
+// serveUpstreamConfig applies warren serve's -upstream-config file to the
+// -upstream cluster: a JSON object of warren proxy's cluster policy
+// settings under their flag names (clusterPolicyFlags: "retries",
+// "breaker-off", "hc-interval", "balancer", "hash-header", ...), so the
+// legacy cluster's breaker, retries, health checks, outlier detection and
+// balancer are set as warren proxy's are; a setting the file leaves out
+// takes warren proxy's default. serve's own -upstream-timeout and
+// -upstream-max-conns-per-host, when given on the command line, win over
+// the file's "timeout" and "max-conns-per-host".
+func serveUpstreamConfig(fs *flag.FlagSet, path string, gcfg *gateway.Config) error {
+	if path == "" {
+		return nil
+	}
+	if up := fs.Lookup("upstream"); up == nil || up.Value.String() == "" {
+		return fmt.Errorf("-upstream-config needs -upstream (it configures the proxied cluster)")
+	}
+	cc := &gcfg.UpstreamCluster
+	timeout, maxConns := cc.Timeout, cc.Pool.MaxConnsPerHost
+	pfs := flag.NewFlagSet("-upstream-config", flag.ContinueOnError)
+	pfs.SetOutput(io.Discard)
+	f := clusterPolicyFlags(pfs, cc)
+	if err := applyConfigFile(pfs, path); err != nil {
+		return fmt.Errorf("-upstream-config: %w", err)
+	}
+	if flagSet(fs, "upstream-timeout") || !flagSet(pfs, "timeout") {
+		cc.Timeout = timeout
+	}
+	if flagSet(fs, "upstream-max-conns-per-host") || !flagSet(pfs, "max-conns-per-host") {
+		cc.Pool.MaxConnsPerHost = maxConns
+	}
+	cc.Hosts = splitList(fs.Lookup("upstream").Value.String()) // for -weights' count; the gateway sets them again
+	if err := f.finish(cc, &gcfg.UpstreamProxy); err != nil {
+		return fmt.Errorf("-upstream-config: %w", err)
+	}
 	return nil
 }
