@@ -76,7 +76,8 @@ type Config struct {
 	// DefaultDeviceHeldBytes (256 KiB).
 	DeviceHeldBytes int
 	// HandoffWait bounds an MQTT takeover's hand-off (HubConfig.HandoffWait,
-	// warren serve's -handoff-wait). Zero means DefaultHandoffWait (1 s).
+	// warren serve's -handoff-wait). Zero or negative means DefaultHandoffWait
+	// (1 s).
 	HandoffWait time.Duration
 	// DrainTimeout is how long the node's drain may take (warren serve's
 	// -drain-timeout; the engine's Shutdown context is what ends it). A

@@ -309,7 +309,7 @@ type HubConfig struct {
 	// whose connection another connection took over by its client id stays
 	// the device's, gone, waiting for the new connection to register,
 	// before it is dropped and announced offline with reason replaced.
-	// Zero means DefaultHandoffWait (1 s).
+	// Zero or negative means DefaultHandoffWait (1 s).
 	HandoffWait time.Duration
 	// DrainTimeout is the node's drain deadline (warren serve's
 	// -drain-timeout): a device kept open at the drain for its commands

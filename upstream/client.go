@@ -534,7 +534,7 @@ func (x *Exchange) breakerDone(err error, now time.Time) {
 // breakerFails reports whether a response with status counts as a
 // failure for the breaker (ClusterConfig.BreakerOn5xx).
 func (c *Cluster) breakerFails(status int) bool {
-	if status < 500 {
+	if status < 500 || status > 599 {
 		return false
 	}
 	return c.cfg.BreakerOn5xx || status >= 502 && status <= 504

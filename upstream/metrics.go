@@ -1,8 +1,9 @@
 package upstream
 
 import (
-	"github.com/prometheus/client_golang/prometheus"
 	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Collector returns a Prometheus promCollector of the cluster's figures,

@@ -100,3 +100,47 @@ func TestCollectorThresholdsAndEjectionKinds(t *testing.T) {
 		t.Fatalf("failure_percentage %v", p)
 	}
 }
+
+// TestCollectorRetriesUnderBudget: with the retry budget on (the
+// default) the retries threshold reported is the budget's, which bounds
+// them, not Thresholds.MaxRetries: its admitted retries now (the
+// minimum, idle) and the retries in flight.
+func TestCollectorRetriesUnderBudget(t *testing.T) {
+	e := startEngine(t)
+	release := make(chan struct{})
+	var n sync.Mutex
+	seen := 0
+	b := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n.Lock()
+		seen++
+		first := seen == 1
+		n.Unlock()
+		if first {
+			w.WriteHeader(503)
+			return
+		}
+		<-release
+	}))
+	c := newTestCluster(t, e, ClusterConfig{Hosts: []string{b.addr}, BreakerOff: true, OutlierOff: true,
+		Thresholds:  Thresholds{MaxRetries: 100},
+		RetryBudget: RetryBudgetConfig{Percent: 20, MinConcurrency: 7},
+		Retry:       RetryPolicy{MaxRetries: 1}, BackoffBase: time.Millisecond})
+	const name = "warren_upstream_circuit_breakers_"
+	if l, a := collected(t, c, name+"limit", "resource", "retries"), collected(t, c, name+"active", "resource", "retries"); l != 7 || a != 0 {
+		t.Fatalf("idle: retries limit %v active %v, want the budget's minimum 7 and 0", l, a)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		get(t, c, "/r")
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for collected(t, c, name+"active", "resource", "retries") != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the retry never in flight on the gauge")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	close(release)
+	<-done
+}

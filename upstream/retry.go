@@ -100,7 +100,7 @@ func (b *RetryBudget) End() { b.active.Add(-1) }
 // it until DoneRetry. When it does not, the refusal is counted (Refused) and
 // the reason to report is ReasonRetryBudget.
 func (b *RetryBudget) TryRetry() bool {
-	allowed := max(b.minimum, int64(b.percent*float64(b.active.Load())/100))
+	allowed := b.Allowed()
 	for {
 		n := b.retries.Load()
 		if n >= allowed {
@@ -111,6 +111,12 @@ func (b *RetryBudget) TryRetry() bool {
 			return true
 		}
 	}
+}
+
+// Allowed returns the retries the budget admits in flight now: its
+// percentage of the attempts in flight, at least its minimum.
+func (b *RetryBudget) Allowed() int64 {
+	return max(b.minimum, int64(b.percent*float64(b.active.Load())/100))
 }
 
 // DoneRetry ends a retry TryRetry admitted.

@@ -108,7 +108,9 @@ type ClusterStats struct {
 	// read, and handed to the caller, on another thread. Idle connections
 	// of the caller's loop are taken first; this counts the rest.
 	RqOtherLoop uint64 `json:"rq_other_loop"`
-	// Resource thresholds: the cluster's (Thresholds, by Resource name)
+	// Resource thresholds: the cluster's (Thresholds, by Resource name;
+	// "retries" is the retry budget's when it is on: the retries it
+	// admits in flight now, those in flight, its refusals)
 	// and each host's limits (PoolConfig, "connections", "pending",
 	// "requests"; -1 for none) with the times hosts hit them.
 	CircuitBreakers map[string]ThresholdStats `json:"circuit_breakers"`
@@ -193,6 +195,10 @@ func (c *Cluster) Stats() ClusterStats {
 			"retries": int64(max(-1, c.pool.MaxRetriesPerHost))}}
 	for r := ResourceConnections; r < numResources; r++ {
 		out.CircuitBreakers[r.String()] = ThresholdStats{Limit: c.res.limit[r], Active: c.res.Count(r), Overflow: c.res.Overflows(r)}
+	}
+	if c.bud != nil {
+		// The retry budget, not Thresholds.MaxRetries, bounds retries.
+		out.CircuitBreakers[ResourceRetries.String()] = ThresholdStats{Limit: c.bud.Allowed(), Active: c.bud.Retries(), Overflow: c.bud.Refused()}
 	}
 	for _, n := range hostResourceNames {
 		out.HostOverflow[n] = 0

@@ -68,8 +68,8 @@ func clusterPolicyFlags(fs *flag.FlagSet, cc *upstream.ClusterConfig) *clusterFl
 	fs.DurationVar(&cc.Outlier.MaxEjectionTime, "outlier-max-ejection", upstream.DefaultMaxEjectionTime, "longest ejection")
 	fs.IntVar(&cc.Outlier.MaxEjectionPercent, "outlier-max-percent", upstream.DefaultMaxEjectionPercent, "most hosts ejected at once, percent (one always may be)")
 	fs.IntVar(&cc.Outlier.FailurePercentageThreshold, "outlier-failure-percent", upstream.DefaultFailurePercentageThreshold, "eject a host whose failures reach this percentage of its requests in -outlier-interval (negative: off)")
-	fs.IntVar(&cc.Outlier.FailurePercentageRequestVolume, "outlier-failure-volume", upstream.DefaultFailurePercentageRequestVolume, "requests a host needs in -outlier-interval before -outlier-failure-percent counts")
-	fs.IntVar(&cc.Outlier.FailurePercentageMinimumHosts, "outlier-failure-min-hosts", upstream.DefaultFailurePercentageMinimumHosts, "hosts the cluster needs for -outlier-failure-percent to apply")
+	fs.IntVar(&cc.Outlier.FailurePercentageRequestVolume, "outlier-failure-volume", upstream.DefaultFailurePercentageRequestVolume, "requests a host needs in -outlier-interval before -outlier-failure-percent counts (negative: no minimum)")
+	fs.IntVar(&cc.Outlier.FailurePercentageMinimumHosts, "outlier-failure-min-hosts", upstream.DefaultFailurePercentageMinimumHosts, "hosts the cluster needs for -outlier-failure-percent to apply (negative: no minimum)")
 	fs.DurationVar(&cc.Outlier.Interval, "outlier-interval", upstream.DefaultOutlierInterval, "window of -outlier-failure-percent, and the period after which a host that stays in lowers its ejection multiplier")
 	fs.Float64Var(&cc.HostSet.PanicThreshold, "panic-threshold", upstream.DefaultPanicThreshold, "below this percentage of available hosts, balance over all (negative: never)")
 
@@ -113,6 +113,9 @@ func (f *clusterFlags) finish(cc *upstream.ClusterConfig, pc *proxy.Config) erro
 	if pc.HashHeader != "" && !pc.HashClient {
 		return fmt.Errorf("-hash-header needs -balancer ring_hash or maglev")
 	}
+	if !isToken(pc.HashHeader) {
+		return fmt.Errorf("-hash-header: %q is not a header field name", pc.HashHeader)
+	}
 	if cc.Retry.On, err = parseRetryOn(*f.retryOn); err != nil {
 		return fmt.Errorf("-retry-on: %w", err)
 	}
@@ -143,4 +146,17 @@ func (f *clusterFlags) finish(cc *upstream.ClusterConfig, pc *proxy.Config) erro
 		}
 	}
 	return nil
+}
+
+// isToken reports whether s is empty or an HTTP token (RFC 9110 §5.6.2),
+// as a header field name is.
+func isToken(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0 {
+			continue
+		}
+		return false
+	}
+	return true
 }

@@ -3,6 +3,8 @@ package main
 import (
 	"flag"
 	"io"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -61,11 +63,36 @@ func TestClusterPolicyFlags(t *testing.T) {
 		{[]string{"-balancer", "round_robin", "-weights", "1,x,1"}, `bad weight "x"`},
 		{[]string{"-hash-header", "X-Device-Id"}, "-hash-header needs -balancer ring_hash or maglev"},
 		{[]string{"-balancer", "random"}, "random"},
+		{[]string{"-balancer", "maglev", "-hash-header", "X Device"}, "not a header field name"},
+		{[]string{"-balancer", "maglev", "-hash-header", "X-Device:"}, "not a header field name"},
 		{[]string{"-retry-on", "sometimes"}, "-retry-on"},
 		{[]string{"-pipeline-batch"}, "-pipeline-batch needs -pipeline"},
 	} {
 		if _, _, err := parseClusterFlags(3, tc.args...); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v: %v, want an error with %q", tc.args, err, tc.want)
 		}
+	}
+}
+
+// TestConfigFileNumbers: a -config (or -upstream-config) file's numbers
+// reach their flags as written: a whole number of a million or more is
+// not refused as "1e+06", a fraction stays a fraction.
+func TestConfigFileNumbers(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "c.json")
+	os.WriteFile(p, []byte(`{"cb-max-requests": 1000000, "breaker-ratio": 0.25, "retry-statuses": [429, 409], "breaker-5xx": true}`), 0o600)
+	var cc upstream.ClusterConfig
+	var pc proxy.Config
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	f := clusterPolicyFlags(fs, &cc)
+	if err := applyConfigFile(fs, p); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.finish(&cc, &pc); err != nil {
+		t.Fatal(err)
+	}
+	if cc.Thresholds.MaxRequests != 1_000_000 || cc.Breaker.FailureRatio != 0.25 || !cc.BreakerOn5xx ||
+		!reflect.DeepEqual(cc.Retry.Statuses, []int{429, 409}) {
+		t.Fatalf("parsed %+v", cc)
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
@@ -215,7 +216,9 @@ func applyConfigFile(fs *flag.FlagSet, path string) error {
 		return err
 	}
 	var m map[string]any
-	if err := json.Unmarshal(b, &m); err != nil {
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.UseNumber() // 1000000 stays "1000000", not "1e+06" (which an int flag refuses)
+	if err := d.Decode(&m); err != nil {
 		return err
 	}
 	for k, v := range m {
