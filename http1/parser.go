@@ -231,10 +231,16 @@ func (r *Request) CopyTo(dst *Request, buf []byte) []byte {
 	buf = append(buf[:0], r.raw...)
 	var spill []Header
 	if dst != r {
-		clear(dst.spill) // dst's entries past the copy's length stay zero
+		// dst.spill may share r's array (dst a copy of r): copy first,
+		// then clear what dst held past the copy's length, keeping
+		// entries past len(spill) zero.
+		old := len(dst.spill)
 		spill = dst.spill[:0]
 		if r.nhdr > inlineHeaders {
 			spill = append(spill, r.spill...)
+		}
+		if old > len(spill) {
+			clear(spill[len(spill):old]) // same array: append did not grow it
 		}
 		*dst = *r
 	} else {

@@ -533,6 +533,7 @@ func parseResponseHead(in []byte, resp *Response, l *limits) (int, *Error) {
 	// Header fields.
 	var (
 		nhdr                    int
+		nf                      int8 // resp.nf, set with resp.raw once the head is whole
 		clSeen                  bool
 		te                      teState
 		connClose, connKeepLive bool
@@ -554,14 +555,14 @@ func parseResponseHead(in []byte, resp *Response, l *limits) (int, *Error) {
 		if next == 0 {
 			return 0, e
 		}
-		if resp.nf >= 0 && nhdr < respFields && next <= math.MaxUint16 {
+		if nf >= 0 && nhdr < respFields && next <= math.MaxUint16 {
 			// value is in[vs:vs+len(value)], a view without a
 			// capacity limit: its offset is what its capacity lacks.
 			vs := cap(in) - cap(value)
 			resp.fields[nhdr] = fieldPos{uint16(i), uint16(i + len(name)), uint16(vs), uint16(vs + len(value))}
-			resp.nf++
+			nf++
 		} else {
-			resp.nf = -1
+			nf = -1
 		}
 		i = next
 		nhdr++
@@ -593,7 +594,7 @@ func parseResponseHead(in []byte, resp *Response, l *limits) (int, *Error) {
 		}
 	}
 	resp.HeaderLen = i
-	resp.raw = in[:i]
+	resp.raw, resp.nf = in[:i], nf
 
 	// Framing (RFC 9112 §6.3); frame handles the cases that depend on the
 	// status and the request method. A transfer coding other than chunked

@@ -222,3 +222,49 @@ func TestParseContentLength(t *testing.T) {
 		}
 	}
 }
+
+// TestHeadersAfterIncompleteParse: after Parse reports an incomplete head
+// or an error part-way through the fields, Header and Headers find no
+// field (the table is kept only with the whole head), as before it
+// existed, instead of slicing a head that was never recorded (review
+// rv-upx2's probe).
+func TestHeadersAfterIncompleteParse(t *testing.T) {
+	for _, in := range []string{
+		"HTTP/1.1 200 OK\r\nX-A: 1\r\nX-B: 2\r\n",
+		"HTTP/1.1 200 OK\r\nX-A: 1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+	} {
+		var p ResponseParser
+		var resp Response
+		n, err := p.Parse([]byte(in), "GET", &resp, nil)
+		if n != 0 {
+			t.Fatalf("%q: Parse = %d, %v", in, n, err)
+		}
+		if v := resp.Header("x-a"); v != nil {
+			t.Fatalf("%q: Header(x-a) = %q after (0, %v)", in, v, err)
+		}
+		for h := range resp.Headers() {
+			t.Fatalf("%q: Headers yielded %q after (0, %v)", in, h.Name, err)
+		}
+	}
+}
+
+// TestCopyToAliasedSpill: CopyTo into a plain copy of the source, whose
+// spill shares the source's array, keeps every field of both (review
+// rv-upx2's probe).
+func TestCopyToAliasedSpill(t *testing.T) {
+	head := "GET / HTTP/1.1\r\nHost: a\r\n" + manyHeaders(40) + "\r\n"
+	var p Parser
+	var a Request
+	if _, err := p.Parse([]byte(head), &a, nil); err != nil {
+		t.Fatal(err)
+	}
+	want := string(a.Headers()[40].Name)
+	c := a // shares a's spill
+	a.CopyTo(&c, nil)
+	if hs := c.Headers(); len(hs) != 41 || string(hs[40].Name) != want {
+		t.Fatalf("copy has %d fields, last %q; want 41, %q", len(hs), hs[len(hs)-1].Name, want)
+	}
+	if hs := a.Headers(); string(hs[40].Name) != want {
+		t.Fatalf("source lost its fields: last %q", hs[40].Name)
+	}
+}
