@@ -34,4 +34,18 @@ func TestPCFreeList(t *testing.T) {
 	if n := len(p.pcFree[1].pcs); n != 0 {
 		t.Fatalf("loop 1's free list holds %d", n)
 	}
+	// A pconn with a big buffer, or whose request spilled, goes to the
+	// pool instead (review rv-upx2, finding 3).
+	for _, big := range []*pconn{{p: p, head: make([]byte, 0, pcSmallBuf+1)},
+		{p: p, rhead: make([]byte, 0, pcSmallBuf+1)}, {p: p, rtrail: make([]byte, 0, pcSmallBuf+1)},
+		{p: p, spilled: true}} {
+		p.putPC(big, 1)
+		if n := len(p.pcFree[1].pcs); n != 0 {
+			t.Fatalf("a pconn with big buffers went on loop 1's free list")
+		}
+	}
+	p.putPC(&pconn{p: p, head: make([]byte, 0, pcSmallBuf)}, 1)
+	if n := len(p.pcFree[1].pcs); n != 1 {
+		t.Fatalf("a pconn with small buffers did not go on loop 1's free list")
+	}
 }

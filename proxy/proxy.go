@@ -174,11 +174,15 @@ type Proxy struct {
 // pcFree is a proxy's free list of pconns for the client connections of
 // one loop: up to pcFreeMax released pconns, taken back before pcPool's,
 // whose round trip (pinning the P, a push on its deque, a pop) costs
-// several times this list's uncontended lock (a lock, as on the portable
-// engine every connection of "loop" 0 runs on its own goroutine). The
-// lists keep at most pcFreeMax pconns a loop for the proxy's life (a few
-// KiB each: the parsed request's inline fields, the head buffers, which
-// release caps at 16 KiB); more go to pcPool.
+// several times this list's uncontended lock. Only a pconn whose buffers
+// are small goes on a list (pcSmall: head buffers of at most 4 KiB, no
+// request that spilled past the parser's 32 inline fields), so the lists
+// keep at most pcFreeMax × ~15 KiB a loop for the proxy's life, with the
+// bytes of the heads they last carried until they are reused; others go
+// to pcPool, which drops them over two GCs. A proxy has the lists only on
+// an engine with event loops: on the portable engine every connection
+// has its own goroutine and Conn.Loop is 0 for all, so one list would
+// serialize them where pcPool is per P.
 type pcFree struct {
 	mu  sync.Mutex
 	pcs []*pconn
@@ -234,7 +238,9 @@ func New(eng *engine.Engine, cl *upstream.Cluster, cfg Config) *Proxy {
 	p.reqTail = []byte("\r\nX-Forwarded-Proto: " + cfg.Proto + "\r\nVia: " + string(p.via) + "\r\n")
 	p.reqTailTLS = []byte("\r\nX-Forwarded-Proto: https\r\nVia: " + string(p.via) + "\r\n")
 	p.respVia = []byte("Via: " + string(p.via) + "\r\n")
-	p.pcFree = make([]pcFree, max(1, eng.Config().Loops))
+	if engineLoops && !eng.Config().Portable {
+		p.pcFree = make([]pcFree, max(1, eng.Config().Loops))
+	}
 	p.cfg.Limits.MaxBodyBytes = -1 // the parser checks Content-Length against bodyLim below
 	p.res.init(cfg.MaxBacklog / 4)
 	if cfg.RatePerIP > 0 {
@@ -320,9 +326,17 @@ func (p *Proxy) getPC(c *engine.Conn) *pconn {
 	return pc
 }
 
+// pcSmallBuf bounds each head buffer of a pconn kept on a free list.
+const pcSmallBuf = 4 << 10
+
+// pcSmall reports whether pc may go on a free list: its buffers are small.
+func (pc *pconn) pcSmall() bool {
+	return !pc.spilled && cap(pc.head) <= pcSmallBuf && cap(pc.rhead) <= pcSmallBuf && cap(pc.rtrail) <= pcSmallBuf
+}
+
 // putPC keeps pc, released, for the client connections of loop l.
 func (p *Proxy) putPC(pc *pconn, l int) {
-	if uint(l) < uint(len(p.pcFree)) {
+	if uint(l) < uint(len(p.pcFree)) && pc.pcSmall() {
 		f := &p.pcFree[l]
 		f.mu.Lock()
 		if len(f.pcs) < pcFreeMax {
@@ -377,6 +391,9 @@ type pconn struct {
 	// pc serves) so that a client seen again is not formatted again.
 	xffAddr netip.Addr
 	xffText []byte
+	// spilled: a request parsed into req had more than 32 fields, so
+	// req holds a spill slice; pc then skips the free lists (pcSmall).
+	spilled bool
 	idleFn  func() // backToIdle, made once
 	// held is the exchange Do returned, kept (client loop only) until the
 	// client connection goes back to idle or closes, where it is released
@@ -1414,6 +1431,8 @@ func (pc *pconn) release() {
 	p := pc.p
 	pc.releaseHeld()
 	pc.parser.Reset()
+	// More than http1's 32 inline fields: the request's storage grew.
+	pc.spilled = pc.spilled || len(pc.req.Headers()) > 32
 	pc.req.Reset()
 	loop := pc.c.Loop()
 	pc.c = nil

@@ -204,7 +204,11 @@ var exchangePool sync.Pool
 // before exchangePool's, whose round trip (pinning the P, a push on its
 // deque, a pop) costs several times this list's uncontended lock. The
 // lists keep at most xFreeMax exchanges a loop for the cluster's life
-// (a few hundred bytes each); more go to exchangePool.
+// (a few hundred bytes each, zeroed: no buffers); more go to
+// exchangePool. A cluster has them only on an engine with event loops:
+// on the portable engine every connection has its own goroutine and
+// Conn.Loop is 0 for all, so one list would serialize them where
+// exchangePool is per P.
 type xFree struct {
 	mu sync.Mutex
 	xs []*Exchange

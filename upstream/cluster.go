@@ -404,7 +404,9 @@ func NewCluster(eng *engine.Engine, cfg ClusterConfig) (*Cluster, error) {
 	c := &Cluster{eng: eng, sysClock: eng.SystemClock(), cfg: cfg, pool: cfg.Pool.withDefaults(), name: cfg.Name, perTry: perTry,
 		log: cfg.Logger.With("cluster", cfg.Name), stop: make(chan struct{}),
 		rnd: rand.NewPCG(uint64(time.Now().UnixNano()), 0x9e3779b97f4a7c15)}
-	c.xfree = make([]xFree, max(1, eng.Config().Loops))
+	if engineLoops && !eng.Config().Portable {
+		c.xfree = make([]xFree, max(1, eng.Config().Loops))
+	}
 	if cfg.Timeout > 0 {
 		// One list per loop (Request.Loop) and one for the rest.
 		c.overall = make([]overallTimeouts, max(1, eng.Config().Loops)+1)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/warrenhq/warren/engine"
 	"github.com/warrenhq/warren/http1"
+	"github.com/warrenhq/warren/internal/testutil"
 )
 
 // relHandler signals OnDone with its error and the exchange, and keeps
@@ -319,4 +320,16 @@ func TestReleaseFreeList(t *testing.T) {
 	if n := len(c.xfree[0].xs); n != 0 {
 		t.Fatalf("loop 0's free list holds %d after as many takes", n)
 	}
+}
+
+// TestFreeListNotOnPortable: a cluster on the portable engine, where every
+// connection has its own goroutine and Conn.Loop is 0 for all, keeps no
+// per-loop free lists (review rv-upx2, finding 4).
+func TestFreeListNotOnPortable(t *testing.T) {
+	e := testutil.StartEngine(t, engine.Config{Portable: true})
+	c := newTestCluster(t, e, ClusterConfig{Hosts: []string{"127.0.0.1:1"}, Timeout: -1})
+	if len(c.xfree) != 0 {
+		t.Fatalf("%d free lists on the portable engine", len(c.xfree))
+	}
+	c.freeExchange(new(Exchange), 0) // to the pool
 }
