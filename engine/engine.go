@@ -133,6 +133,12 @@ func (e *Engine) Config() Config { return e.cfg }
 // injects a clock controls all of them.
 func (e *Engine) Now() time.Time { return e.cfg.Clock.Now() }
 
+// SystemClock reports whether the engine's clock is the system clock
+// (Config.Clock nil): a time from Now is then a time.Now reading, monotonic
+// clock included, so a layer that also needs real time (a time.Timer's
+// deadline) may reuse one instead of reading the clock again.
+func (e *Engine) SystemClock() bool { return e.sysClock }
+
 // Listener is one of an engine's listeners (Engine.Listen): where it
 // listens, the handler its connections get, and the timeouts they start
 // with. Its sockets live on the loops (or, on the portable engine, in an

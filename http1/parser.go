@@ -3,6 +3,7 @@ package http1
 import (
 	"bytes"
 	"encoding/binary"
+	"math/bits"
 )
 
 // Default limits, used where a Limits field is zero.
@@ -141,13 +142,15 @@ type Request struct {
 	// hdrHigh counts the entries of hdr written since the last Reset:
 	// those from hdrHigh on are zero, so Reset clears only hdr[:hdrHigh].
 	hdrHigh int
-	spill   []Header // all headers once there are more than inlineHeaders
-	absURI  bool     // target in absolute-form; Host came from it
+	// spill holds all headers once there are more than inlineHeaders.
+	// Its entries past len(spill) are zero: reset clears the ones a
+	// parse wrote before it shortens the slice.
+	spill  []Header
+	absURI bool // target in absolute-form; Host came from it
 }
 
 // Reset clears r, keeping the memory it allocated for header fields.
 func (r *Request) Reset() {
-	clear(r.spill)
 	clear(r.hdr[:r.hdrHigh])
 	r.hdrHigh = 0
 	r.reset()
@@ -165,6 +168,7 @@ func (r *Request) reset() {
 	r.HeaderLen = 0
 	r.raw = nil
 	r.nhdr = 0
+	clear(r.spill)
 	r.spill = r.spill[:0]
 }
 
@@ -225,12 +229,22 @@ func (r *Request) Rebase(b []byte) {
 // be r. CopyTo allocates only to grow buf or dst's header storage.
 func (r *Request) CopyTo(dst *Request, buf []byte) []byte {
 	buf = append(buf[:0], r.raw...)
-	spill := dst.spill[:0]
-	if r.nhdr > inlineHeaders {
-		spill = append(spill, r.spill...)
-	}
+	var spill []Header
 	if dst != r {
+		// dst.spill may share r's array (dst a copy of r): copy first,
+		// then clear what dst held past the copy's length, keeping
+		// entries past len(spill) zero.
+		old := len(dst.spill)
+		spill = dst.spill[:0]
+		if r.nhdr > inlineHeaders {
+			spill = append(spill, r.spill...)
+		}
+		if old > len(spill) {
+			clear(spill[len(spill):old]) // same array: append did not grow it
+		}
 		*dst = *r
+	} else {
+		spill = r.spill
 	}
 	dst.spill = spill
 	dst.Rebase(buf)
@@ -597,12 +611,12 @@ func parseHead(in []byte, req *Request, l *limits) (int, *Error) {
 				upgrade = value
 			}
 		case 10:
-			if lowerIs(name, "connection") {
+			if lowerIsLong(name, "connection") {
 				c, k, u := connectionOptions(value)
 				connClose, connKeepLive, connUpgrade = connClose || c, connKeepLive || k, connUpgrade || u
 			}
 		case 14:
-			if lowerIs(name, "content-length") {
+			if lowerIsLong(name, "content-length") {
 				n, ok := parseContentLength(value)
 				if !ok || clSeen && n != req.ContentLength {
 					return 0, ErrBadContentLength
@@ -610,7 +624,7 @@ func parseHead(in []byte, req *Request, l *limits) (int, *Error) {
 				clSeen, req.ContentLength = true, n
 			}
 		case 17:
-			if lowerIs(name, "transfer-encoding") {
+			if lowerIsLong(name, "transfer-encoding") {
 				if e := te.add(value); e != nil {
 					return 0, e
 				}
@@ -678,9 +692,7 @@ func parseHead(in []byte, req *Request, l *limits) (int, *Error) {
 // The request and response parsers share it.
 func parseField(in []byte, i int) (name, value []byte, next int, e *Error) {
 	start := i
-	for i < len(in) && isToken[in[i]] {
-		i++
-	}
+	i = skipName(in, i)
 	if i >= len(in) {
 		return nil, nil, 0, nil
 	}
@@ -766,32 +778,68 @@ func errOf(i int) *Error {
 	return nil
 }
 
-// skipValue returns the offset of the first byte at or after i that cannot
-// be in a field value, or len(in). It checks eight bytes at a time while
-// they are all visible ASCII, SP or obs-text, and goes byte by byte through
-// a word with anything else, such as an HTAB or the CR that ends the value.
-func skipValue(in []byte, i int) int {
-	for {
-		for i+8 <= len(in) {
-			x := binary.LittleEndian.Uint64(in[i:])
-			// Bytes below 0x20 (Hacker's Delight "hasless"), and DEL,
-			// a zero byte in x^0x7f...; bytes >= 0x80 never match.
-			y := x ^ 0x7f7f7f7f7f7f7f7f
-			if ((x-0x2020202020202020)&^x|(y-0x0101010101010101)&^y)&0x8080808080808080 != 0 {
-				break
-			}
+// skipName returns the offset of the first byte at or after i that is not
+// a tchar (isToken), or len(in). It checks eight bytes at a time: a word of
+// ASCII letters and '-' (what field names are made of) is skipped whole, and
+// a word with any other byte jumps to the first such byte, which ends the
+// name unless isToken says it is one of the rarer tchars (a digit, '_', ...).
+func skipName(in []byte, i int) int {
+	for i+8 <= len(in) {
+		x := binary.LittleEndian.Uint64(in[i:])
+		// Per byte, exact (no carry crosses a byte: a 7-bit value plus at
+		// most 0x80 stays below 0x100): the high bit of v+(0x80-m) is
+		// set iff v >= m. Letters are 'a'..'z' once 0x20 is set (which
+		// maps nothing else into that range), '-' is 0x2d; bytes with
+		// the high bit are not tchars.
+		v := x & 0x7f7f7f7f7f7f7f7f
+		lo := v | 0x2020202020202020
+		letter := (lo + 0x1f1f1f1f1f1f1f1f) &^ (lo + 0x0505050505050505)
+		dash := (v + 0x5353535353535353) &^ (v + 0x5252525252525252)
+		other := ^((letter | dash) &^ x) & 0x8080808080808080
+		if other == 0 {
 			i += 8
+			continue
 		}
-		end := min(i+8, len(in))
-		for ; i < end; i++ {
-			if !isValue[in[i]] {
-				return i
-			}
-		}
-		if i == len(in) {
+		i += bits.TrailingZeros64(other) >> 3
+		if !isToken[in[i]] {
 			return i
 		}
+		i++
 	}
+	for i < len(in) && isToken[in[i]] {
+		i++
+	}
+	return i
+}
+
+// skipValue returns the offset of the first byte at or after i that cannot
+// be in a field value, or len(in). It checks eight bytes at a time: a word
+// of visible ASCII, SP and obs-text is skipped whole, and a word with
+// anything else jumps to the first such byte, which ends the value unless
+// it is an HTAB.
+func skipValue(in []byte, i int) int {
+	for i+8 <= len(in) {
+		x := binary.LittleEndian.Uint64(in[i:])
+		// Bytes below 0x20 (Hacker's Delight "hasless"), and DEL, a zero
+		// byte in x^0x7f...; bytes >= 0x80 never match. A borrow only
+		// flags bytes above one that matches, so the lowest flagged byte
+		// is the first that matches.
+		y := x ^ 0x7f7f7f7f7f7f7f7f
+		m := ((x-0x2020202020202020)&^x | (y-0x0101010101010101)&^y) & 0x8080808080808080
+		if m == 0 {
+			i += 8
+			continue
+		}
+		i += bits.TrailingZeros64(m) >> 3
+		if in[i] != '\t' {
+			return i
+		}
+		i++
+	}
+	for i < len(in) && isValue[in[i]] {
+		i++
+	}
+	return i
 }
 
 // parseVersion parses an HTTP-version (RFC 9112 §2.3). Anything that looks
@@ -933,6 +981,9 @@ func (t *teState) add(v []byte) *Error {
 // parseContentLength parses a Content-Length value. A list of identical
 // values, as in "5, 5", is accepted as that value (RFC 9110 §8.6).
 func parseContentLength(v []byte) (int64, bool) {
+	if n, ok := parseShortDecimal(v); ok {
+		return n, true // the common case: one value, digits only
+	}
 	n := int64(-1)
 	for {
 		c := bytes.IndexByte(v, ',')
@@ -950,6 +1001,23 @@ func parseContentLength(v []byte) (int64, bool) {
 		}
 		v = v[c+1:]
 	}
+}
+
+// parseShortDecimal parses 1 to 18 digits, too few to overflow an int64;
+// it reports false for anything else, which parseDecimal and its callers
+// then decide.
+func parseShortDecimal(b []byte) (int64, bool) {
+	if len(b) == 0 || len(b) > 18 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range b {
+		if !isDigit(c) {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, true
 }
 
 // parseDecimal parses 1*DIGIT into a non-negative int64.
@@ -990,14 +1058,14 @@ func connectionOptions(v []byte) (closeOpt, keepAlive, upgrade bool) {
 		case 7:
 			upgrade = upgrade || lowerIs(m, "upgrade")
 		case 10:
-			keepAlive = keepAlive || lowerIs(m, "keep-alive")
+			keepAlive = keepAlive || lowerIsLong(m, "keep-alive")
 		}
 	}
 	return closeOpt, keepAlive, upgrade
 }
 
 func lowerIs100Continue(v []byte) bool {
-	return len(v) == len("100-continue") && lowerIs(v, "100-continue")
+	return len(v) == len("100-continue") && lowerIsLong(v, "100-continue")
 }
 
 func trimOWS(b []byte) []byte {
@@ -1011,7 +1079,8 @@ func trimOWS(b []byte) []byte {
 }
 
 // lowerIs reports whether b equals the lowercase s ignoring ASCII case. It
-// requires len(b) >= len(s).
+// requires len(b) >= len(s). It is small enough to inline; lowerIsLong is
+// faster for literals of eight bytes or more.
 func lowerIs(b []byte, s string) bool {
 	for i := 0; i < len(s); i++ {
 		c := b[i]
@@ -1023,6 +1092,37 @@ func lowerIs(b []byte, s string) bool {
 		}
 	}
 	return true
+}
+
+// lowerIsLong is lowerIs for len(s) >= 8: it compares eight bytes at a
+// time, the last word overlapping the one before.
+func lowerIsLong(b []byte, s string) bool {
+	n := len(s)
+	b = b[:n]
+	for i := 0; i < n-8; i += 8 {
+		if !foldIs64(binary.LittleEndian.Uint64(b[i:]), str64(s[i:])) {
+			return false
+		}
+	}
+	return foldIs64(binary.LittleEndian.Uint64(b[n-8:]), str64(s[n-8:]))
+}
+
+// foldIs64 reports whether the bytes of x equal those of w, whose letters
+// are lowercase ASCII, ignoring ASCII case: at a letter of w, x may have
+// it or its uppercase (x|0x20 is the letter for exactly those two); every
+// other byte must be equal.
+func foldIs64(x, w uint64) bool {
+	// 0x80 at the bytes of w from 'a' to 'z' (w's bytes are ASCII: no
+	// carry crosses a byte), moved down to 0x20.
+	letters := (w + 0x1f1f1f1f1f1f1f1f) &^ (w + 0x0505050505050505) & 0x8080808080808080
+	return x|letters>>2 == w
+}
+
+// str64 loads the first eight bytes of s, little-endian.
+func str64(s string) uint64 {
+	_ = s[7]
+	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
 }
 
 // equalFold reports whether b and s are equal ignoring ASCII case.

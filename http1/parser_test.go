@@ -643,6 +643,7 @@ func TestRequestResetClearsEveryHeader(t *testing.T) {
 		{"GET / HTTP/1.1\r\nHost: a\r\n" + manyHeaders(5) + "\r\n", "GET / HTTP/1.1\r\nHost: b\r\n\r\n"},
 		{"GET / HTTP/1.1\r\nHost: a\r\n" + manyHeaders(40) + "\r\n", "GET / HTTP/1.1\r\nHost: b\r\nX: 1\r\n\r\n"},
 		{"GET / HTTP/1.1\r\nHost: b\r\n\r\n"},
+		{"GET / HTTP/1.1\r\nHost: a\r\n" + manyHeaders(40) + "\r\n", "GET / HTTP/1.1\r\nHost: a\r\n" + manyHeaders(35) + "\r\n"},
 	}
 	for _, hs := range heads {
 		var req Request
@@ -657,6 +658,13 @@ func TestRequestResetClearsEveryHeader(t *testing.T) {
 			fresh := Request{ContentLength: -1, spill: req.spill}
 			if !reflect.DeepEqual(req, fresh) {
 				t.Fatalf("round %d after %d heads: Reset left %s", round, len(hs), snapshot(&req))
+			}
+			// Nor in the spill's storage past its length, which a
+			// shorter head did not overwrite.
+			for i, h := range req.spill[:cap(req.spill)] {
+				if h.Name != nil || h.Value != nil {
+					t.Fatalf("round %d after %d heads: Reset left spill[%d] = %q: %q", round, len(hs), i, h.Name, h.Value)
+				}
 			}
 		}
 	}

@@ -49,11 +49,12 @@ func (f Framing) String() string {
 // Like a Request, its byte-slice fields are read-only views into the input
 // passed to ResponseParser.Parse, valid while those bytes are neither
 // overwritten nor released; use Rebase when they have moved. Unlike a
-// Request, a Response keeps no table of its header fields: Header and
-// Headers scan the header section, which was validated by Parse. That keeps
-// a Response small enough to live on the stack, and parsing cheap for
-// clients that, like a load generator, look at no field the parser does not
-// already interpret.
+// Request, a Response keeps no table of its header fields' views: only the
+// offsets of the first eight (64 bytes), which Header and Headers read,
+// scanning the header section (validated by Parse) for a head with more.
+// That keeps a Response small enough to live on the stack, and parsing
+// cheap for clients that, like a load generator, look at no field the
+// parser does not already interpret.
 //
 // A Response is not safe for concurrent use. The zero value is an empty
 // response, ready to be parsed into.
@@ -96,7 +97,19 @@ type Response struct {
 
 	raw     []byte // input[:HeaderLen]
 	hasConn bool   // a Connection field is among the header fields
+	// fields holds where the first respFields field lines' names and
+	// values are in raw, for Headers; nf counts them, or is -1 when the
+	// head has more fields or is too long for the offsets, and Headers
+	// scans raw instead.
+	nf     int8
+	fields [respFields]fieldPos
 }
+
+// respFields is how many field lines a Response notes the place of.
+const respFields = 8
+
+// fieldPos is where a field line's name and value are in a head.
+type fieldPos struct{ name, nameEnd, value, valueEnd uint16 }
 
 // HasConnectionField reports whether the head has a Connection header
 // field. When it has none, a proxy has no connection options to look
@@ -111,6 +124,15 @@ func (r *Response) Raw() []byte { return r.raw }
 // have no surrounding whitespace. It does not allocate.
 func (r *Response) Headers() iter.Seq[Header] {
 	return func(yield func(Header) bool) {
+		if r.nf >= 0 {
+			raw := r.raw
+			for _, f := range r.fields[:r.nf] {
+				if !yield(Header{Name: raw[f.name:f.nameEnd], Value: raw[f.value:f.valueEnd]}) {
+					return
+				}
+			}
+			return
+		}
 		b := r.raw
 		i := bytes.IndexByte(b, '\n') // end of the status line
 		if i < 0 {
@@ -511,6 +533,7 @@ func parseResponseHead(in []byte, resp *Response, l *limits) (int, *Error) {
 	// Header fields.
 	var (
 		nhdr                    int
+		nf                      int8 // resp.nf, set with resp.raw once the head is whole
 		clSeen                  bool
 		te                      teState
 		connClose, connKeepLive bool
@@ -532,21 +555,30 @@ func parseResponseHead(in []byte, resp *Response, l *limits) (int, *Error) {
 		if next == 0 {
 			return 0, e
 		}
+		if nf >= 0 && nhdr < respFields && next <= math.MaxUint16 {
+			// value is in[vs:vs+len(value)], a view without a
+			// capacity limit: its offset is what its capacity lacks.
+			vs := cap(in) - cap(value)
+			resp.fields[nhdr] = fieldPos{uint16(i), uint16(i + len(name)), uint16(vs), uint16(vs + len(value))}
+			nf++
+		} else {
+			nf = -1
+		}
 		i = next
 		nhdr++
 
 		switch len(name) {
 		case 10:
-			if lowerIs(name, "connection") {
+			if lowerIsLong(name, "connection") {
 				resp.hasConn = true
 				c, k, _ := connectionOptions(value)
 				connClose, connKeepLive = connClose || c, connKeepLive || k
-			} else if lowerIs(name, "keep-alive") && !keepAliveSeen {
+			} else if lowerIsLong(name, "keep-alive") && !keepAliveSeen {
 				keepAliveSeen = true
 				resp.KeepAlive = keepAliveTimeout(value)
 			}
 		case 14:
-			if lowerIs(name, "content-length") {
+			if lowerIsLong(name, "content-length") {
 				n, ok := parseContentLength(value)
 				if !ok || clSeen && n != resp.ContentLength {
 					return 0, ErrBadContentLength
@@ -554,7 +586,7 @@ func parseResponseHead(in []byte, resp *Response, l *limits) (int, *Error) {
 				clSeen, resp.ContentLength = true, n
 			}
 		case 17:
-			if lowerIs(name, "transfer-encoding") {
+			if lowerIsLong(name, "transfer-encoding") {
 				if e := te.add(value); e != nil {
 					return 0, e
 				}
@@ -562,7 +594,7 @@ func parseResponseHead(in []byte, resp *Response, l *limits) (int, *Error) {
 		}
 	}
 	resp.HeaderLen = i
-	resp.raw = in[:i]
+	resp.raw, resp.nf = in[:i], nf
 
 	// Framing (RFC 9112 §6.3); frame handles the cases that depend on the
 	// status and the request method. A transfer coding other than chunked

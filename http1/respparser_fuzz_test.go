@@ -2,6 +2,7 @@ package http1
 
 import (
 	"errors"
+	"iter"
 	"testing"
 )
 
@@ -112,5 +113,20 @@ func checkResponse(t *testing.T, r *Response) {
 		if len(trimOWS(h.Value)) != len(h.Value) {
 			t.Fatalf("header value %q", h.Value)
 		}
+	}
+	// The fields' noted places and a scan of the head agree.
+	scanned := *r
+	scanned.nf = -1
+	next, stop := iter.Pull(scanned.Headers())
+	defer stop()
+	for h := range r.Headers() {
+		w, ok := next()
+		if !ok || &h.Name[0] != &w.Name[0] || len(h.Name) != len(w.Name) || string(h.Value) != string(w.Value) ||
+			cap(h.Value) != cap(w.Value) {
+			t.Fatalf("Headers %q=%q; scan %q=%q (%t)", h.Name, h.Value, w.Name, w.Value, ok)
+		}
+	}
+	if w, ok := next(); ok {
+		t.Fatalf("scan has a field more: %q", w.Name)
 	}
 }

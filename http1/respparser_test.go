@@ -560,3 +560,74 @@ func TestResponseHasConnectionField(t *testing.T) {
 		}
 	}
 }
+
+// TestResponseHeadersTable checks the header fields a Response notes the
+// place of (the first respFields, in a head of at most 64 KiB) against a
+// scan of its head: the same views, in the same order, for heads with
+// fewer, as many and more fields, with and without whitespace around the
+// values and bare LF line ends, and for a head longer than the offsets
+// reach.
+func TestResponseHeadersTable(t *testing.T) {
+	scan := func(r *Response) []Header {
+		s := *r
+		s.nf = -1
+		var hs []Header
+		for h := range s.Headers() {
+			hs = append(hs, h)
+		}
+		return hs
+	}
+	for n := 0; n <= respFields+3; n++ {
+		for _, long := range []bool{false, true} {
+			var b strings.Builder
+			b.WriteString("HTTP/1.1 200 OK\r\n")
+			for k := range n {
+				switch k % 3 {
+				case 0:
+					fmt.Fprintf(&b, "X-F%d: v%d\r\n", k, k)
+				case 1:
+					fmt.Fprintf(&b, "x-f%d:\t v %d \t\n", k, k)
+				default:
+					fmt.Fprintf(&b, "X-Empty-%d:\r\n", k)
+				}
+			}
+			if long {
+				fmt.Fprintf(&b, "X-Long: %s\r\n", strings.Repeat("a", 70000))
+			}
+			b.WriteString("Content-Length: 0\r\n\r\n")
+			in := []byte(b.String())
+			var p ResponseParser
+			var resp Response
+			if _, err := p.Parse(in, "GET", &resp, &Limits{MaxHeaderBytes: 1 << 20}); err != nil {
+				t.Fatalf("n %d long %v: %v", n, long, err)
+			}
+			if want := !long && n+1 <= respFields; (resp.nf >= 0) != want {
+				t.Fatalf("n %d long %v: nf %d", n, long, resp.nf)
+			}
+			want := scan(&resp)
+			var got []Header
+			for h := range resp.Headers() {
+				got = append(got, h)
+			}
+			if len(got) != len(want) || len(got) != n+1+btoi(long) {
+				t.Fatalf("n %d long %v: %d fields, scan %d", n, long, len(got), len(want))
+			}
+			for k := range got {
+				g, w := got[k], want[k]
+				if string(g.Name) != string(w.Name) || string(g.Value) != string(w.Value) ||
+					cap(g.Name) != cap(w.Name) || cap(g.Value) != cap(w.Value) ||
+					&g.Name[0] != &w.Name[0] {
+					t.Fatalf("n %d long %v field %d: %q=%q (cap %d, %d), scan %q=%q (cap %d, %d)", n, long, k,
+						g.Name, g.Value, cap(g.Name), cap(g.Value), w.Name, w.Value, cap(w.Name), cap(w.Value))
+				}
+			}
+		}
+	}
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -160,7 +160,37 @@ type Proxy struct {
 	// protoAuto: Config.Proto was left empty; X-Forwarded-Proto follows
 	// each client connection (see Proxy.proto).
 	protoAuto bool
+
+	// reqTail and reqTailTLS end a request head whose client sent no Via
+	// ("\r\nX-Forwarded-Proto: " proto "\r\nVia: " via "\r\n"), for
+	// Config.Proto and for a TLS client when it follows the connection;
+	// respVia ends a response's ("Via: " via "\r\n"). Made once in New.
+	reqTail, reqTailTLS, respVia []byte
+
+	// pcFree are the free lists of pconns, one a loop (getPC).
+	pcFree []pcFree
 }
+
+// pcFree is a proxy's free list of pconns for the client connections of
+// one loop: up to pcFreeMax released pconns, taken back before pcPool's,
+// whose round trip (pinning the P, a push on its deque, a pop) costs
+// several times this list's uncontended lock. Only a pconn whose buffers
+// are small goes on a list (pcSmall: head buffers of at most 4 KiB, no
+// request that spilled past the parser's 32 inline fields), so the lists
+// keep at most pcFreeMax × ~15 KiB a loop for the proxy's life, with the
+// bytes of the heads they last carried until they are reused; others go
+// to pcPool, which drops them over two GCs. A proxy has the lists only on
+// an engine with event loops: on the portable engine every connection
+// has its own goroutine and Conn.Loop is 0 for all, so one list would
+// serialize them where pcPool is per P.
+type pcFree struct {
+	mu  sync.Mutex
+	pcs []*pconn
+	_   [64 - 8 - 24]byte // one list a cache line
+}
+
+// pcFreeMax bounds a pcFree list.
+const pcFreeMax = 32
 
 type stats struct {
 	requests, responses, errors, upgrades, badRequests atomic.Uint64
@@ -204,6 +234,12 @@ func New(eng *engine.Engine, cl *upstream.Cluster, cfg Config) *Proxy {
 		bodyLim: cfg.Limits.MaxBodyBytes, protoAuto: protoAuto}
 	if p.bodyLim == 0 {
 		p.bodyLim = -1
+	}
+	p.reqTail = []byte("\r\nX-Forwarded-Proto: " + cfg.Proto + "\r\nVia: " + string(p.via) + "\r\n")
+	p.reqTailTLS = []byte("\r\nX-Forwarded-Proto: https\r\nVia: " + string(p.via) + "\r\n")
+	p.respVia = []byte("Via: " + string(p.via) + "\r\n")
+	if engineLoops && !eng.Config().Portable {
+		p.pcFree = make([]pcFree, max(1, eng.Config().Loops))
 	}
 	p.cfg.Limits.MaxBodyBytes = -1 // the parser checks Content-Length against bodyLim below
 	p.res.init(cfg.MaxBacklog / 4)
@@ -269,12 +305,48 @@ func (h *idleHandler) Protocol() string { return ProtocolName }
 const ProtocolName = "proxy"
 
 func (p *Proxy) getPC(c *engine.Conn) *pconn {
-	pc, _ := p.pcPool.Get().(*pconn)
+	var pc *pconn
+	if l := c.Loop(); uint(l) < uint(len(p.pcFree)) {
+		f := &p.pcFree[l]
+		f.mu.Lock()
+		if n := len(f.pcs); n > 0 {
+			pc = f.pcs[n-1]
+			f.pcs[n-1] = nil
+			f.pcs = f.pcs[:n-1]
+		}
+		f.mu.Unlock()
+	}
 	if pc == nil {
-		pc = &pconn{p: p}
+		pc, _ = p.pcPool.Get().(*pconn)
+		if pc == nil {
+			pc = &pconn{p: p}
+		}
 	}
 	pc.c = c
 	return pc
+}
+
+// pcSmallBuf bounds each head buffer of a pconn kept on a free list.
+const pcSmallBuf = 4 << 10
+
+// pcSmall reports whether pc may go on a free list: its buffers are small.
+func (pc *pconn) pcSmall() bool {
+	return !pc.spilled && cap(pc.head) <= pcSmallBuf && cap(pc.rhead) <= pcSmallBuf && cap(pc.rtrail) <= pcSmallBuf
+}
+
+// putPC keeps pc, released, for the client connections of loop l.
+func (p *Proxy) putPC(pc *pconn, l int) {
+	if uint(l) < uint(len(p.pcFree)) && pc.pcSmall() {
+		f := &p.pcFree[l]
+		f.mu.Lock()
+		if len(f.pcs) < pcFreeMax {
+			f.pcs = append(f.pcs, pc)
+			f.mu.Unlock()
+			return
+		}
+		f.mu.Unlock()
+	}
+	p.pcPool.Put(pc)
 }
 
 // Request phases of a pconn.
@@ -319,6 +391,9 @@ type pconn struct {
 	// pc serves) so that a client seen again is not formatted again.
 	xffAddr netip.Addr
 	xffText []byte
+	// spilled: a request parsed into req had more than 32 fields, so
+	// req holds a spill slice; pc then skips the free lists (pcSmall).
+	spilled bool
 	idleFn  func() // backToIdle, made once
 	// held is the exchange Do returned, kept (client loop only) until the
 	// client connection goes back to idle or closes, where it is released
@@ -834,12 +909,16 @@ func (pc *pconn) appendUpstreamHead(b []byte, upgrade bool) []byte {
 		pc.xffAddr, pc.xffText = a, a.AppendTo(pc.xffText[:0])
 	}
 	b = append(b, pc.xffText...)
-	b = append(b, "\r\nX-Forwarded-Proto: "...)
-	b = append(b, pc.p.proto(pc.c)...)
-	b = append(b, "\r\nVia: "...)
-	b = appendList(b, via)
-	b = append(b, pc.p.via...)
-	b = append(b, "\r\n"...)
+	if len(via) == 0 {
+		b = append(b, pc.p.reqTailOf(pc.c)...)
+	} else {
+		b = append(b, "\r\nX-Forwarded-Proto: "...)
+		b = append(b, pc.p.proto(pc.c)...)
+		b = append(b, "\r\nVia: "...)
+		b = appendList(b, via)
+		b = append(b, pc.p.via...)
+		b = append(b, "\r\n"...)
+	}
 	if upgrade {
 		b = append(b, "Connection: Upgrade\r\n"...)
 	}
@@ -989,10 +1068,14 @@ func (pc *pconn) OnResponse(x *upstream.Exchange, resp *http1.Response) {
 		b = append(b, h.Value...)
 		b = append(b, "\r\n"...)
 	}
-	b = append(b, "Via: "...)
-	b = appendList(b, via)
-	b = append(b, pc.p.via...)
-	b = append(b, "\r\n"...)
+	if len(via) == 0 {
+		b = append(b, pc.p.respVia...)
+	} else {
+		b = append(b, "Via: "...)
+		b = appendList(b, via)
+		b = append(b, pc.p.via...)
+		b = append(b, "\r\n"...)
+	}
 	if chunk {
 		b = append(b, "Transfer-Encoding: chunked\r\n"...)
 	}
@@ -1348,7 +1431,10 @@ func (pc *pconn) release() {
 	p := pc.p
 	pc.releaseHeld()
 	pc.parser.Reset()
+	// More than http1's 32 inline fields: the request's storage grew.
+	pc.spilled = pc.spilled || len(pc.req.Headers()) > 32
 	pc.req.Reset()
+	loop := pc.c.Loop()
 	pc.c = nil
 	pc.mu.Lock()
 	pc.x = nil
@@ -1370,7 +1456,7 @@ func (pc *pconn) release() {
 	if cap(pc.rtrail) > 16<<10 {
 		pc.rtrail = nil
 	}
-	p.pcPool.Put(pc)
+	p.putPC(pc, loop)
 }
 
 // OnUpgrade splices the client and the backend after a 101.
@@ -1639,6 +1725,14 @@ func (s *stats) countStatus(code int) {
 func (s *stats) countFailure(f upstream.Failure) {
 	v, _ := s.failures.LoadOrStore(f, new(atomic.Uint64))
 	v.(*atomic.Uint64).Add(1)
+}
+
+// reqTailOf is reqTail or reqTailTLS, as proto(c) would choose.
+func (p *Proxy) reqTailOf(c *engine.Conn) []byte {
+	if p.protoAuto && c != nil && c.Transform() != nil {
+		return p.reqTailTLS
+	}
+	return p.reqTail
 }
 
 // proto is the X-Forwarded-Proto value for a request from client

@@ -175,7 +175,7 @@ type Exchange struct {
 	// not changed after: x is a plain request that may be reused. refs
 	// counts its holders while pooled: the handler (until Release), Do's
 	// own call (until it returns) and the cluster (until a clean end);
-	// the last to let go puts x back in exchangePool.
+	// the last to let go puts x back (Cluster.freeExchange).
 	pooled   bool
 	refs     atomic.Int32
 	released atomic.Bool
@@ -185,10 +185,73 @@ type Exchange struct {
 	timerLive bool
 }
 
+// clearBufs drops the references of a writev's few buffers: a loop of
+// stores, where clear calls memclrHasPointers. (Backwards: the compiler
+// turns the forward loop back into that call.)
+func clearBufs(bufs [][]byte) {
+	for i := len(bufs) - 1; i >= 0; i-- {
+		bufs[i] = nil
+	}
+}
+
 // exchangePool holds exchanges their handlers released (Release) after
 // they ended cleanly, for Do to reuse: a proxy's request then allocates
-// nothing.
+// nothing. A cluster's free lists (xFree) come first.
 var exchangePool sync.Pool
+
+// xFree is a cluster's free list of exchanges for the Do calls of one
+// loop (Request.Loop): up to xFreeMax released exchanges, taken back
+// before exchangePool's, whose round trip (pinning the P, a push on its
+// deque, a pop) costs several times this list's uncontended lock. The
+// lists keep at most xFreeMax exchanges a loop for the cluster's life
+// (a few hundred bytes each, zeroed: no buffers); more go to
+// exchangePool. A cluster has them only on an engine with event loops:
+// on the portable engine every connection has its own goroutine and
+// Conn.Loop is 0 for all, so one list would serialize them where
+// exchangePool is per P.
+type xFree struct {
+	mu sync.Mutex
+	xs []*Exchange
+	_  [64 - 8 - 24]byte // one list a cache line
+}
+
+// xFreeMax bounds an xFree list.
+const xFreeMax = 32
+
+// newExchange returns a zero exchange for a Do on loop.
+func (c *Cluster) newExchange(loop int) *Exchange {
+	if uint(loop) < uint(len(c.xfree)) {
+		f := &c.xfree[loop]
+		f.mu.Lock()
+		if n := len(f.xs); n > 0 {
+			x := f.xs[n-1]
+			f.xs[n-1] = nil
+			f.xs = f.xs[:n-1]
+			f.mu.Unlock()
+			return x
+		}
+		f.mu.Unlock()
+	}
+	if x, _ := exchangePool.Get().(*Exchange); x != nil {
+		return x
+	}
+	return new(Exchange)
+}
+
+// freeExchange keeps x, zeroed, for the Do calls of loop.
+func (c *Cluster) freeExchange(x *Exchange, loop int) {
+	if uint(loop) < uint(len(c.xfree)) {
+		f := &c.xfree[loop]
+		f.mu.Lock()
+		if len(f.xs) < xFreeMax {
+			f.xs = append(f.xs, x)
+			f.mu.Unlock()
+			return
+		}
+		f.mu.Unlock()
+	}
+	exchangePool.Put(x)
+}
 
 // Release tells the cluster that the caller is done with x: it will call
 // no method of x, nor keep a reference to it, from now on. Once x has
@@ -218,8 +281,9 @@ func (x *Exchange) unref() {
 		return
 	}
 	if x.refs.Add(-1) == 0 {
+		c, loop := x.c, x.loop
 		*x = Exchange{}
-		exchangePool.Put(x)
+		c.freeExchange(x, loop)
 	}
 }
 
@@ -231,8 +295,9 @@ func (x *Exchange) cleanEnd() bool {
 		return false
 	}
 	x.mu.Lock()
-	defer x.mu.Unlock()
-	return !x.tainted && x.retries == 0 && !x.canceled && !x.timedOut
+	clean := !x.tainted && x.retries == 0 && !x.canceled && !x.timedOut
+	x.mu.Unlock()
+	return clean
 }
 
 const (
@@ -253,12 +318,13 @@ const maxFreeRetries = 2
 // attempts on two hosts; the handler sees one of them, the first to
 // answer, and its calls carry the returned exchange.
 func (c *Cluster) Do(r *Request) *Exchange {
-	x, _ := exchangePool.Get().(*Exchange)
-	if x == nil {
-		x = new(Exchange)
-	}
-	*x = Exchange{c: c, method: r.Method, head: r.Head, body: r.Body, stream: r.Stream, upgrade: r.Upgrade,
-		key: r.Key, h: r.Handler, lastHost: -1, loop: r.Loop, expect: r.Expect100}
+	x := c.newExchange(r.Loop)
+	// x is zero (new, or cleared by unref before it went back into the
+	// pool): field by field, as a composite literal would be built in a
+	// stack temporary and copied whole.
+	x.c, x.method, x.head, x.body = c, r.Method, r.Head, r.Body
+	x.stream, x.upgrade, x.expect = r.Stream, r.Upgrade, r.Expect100
+	x.key, x.h, x.lastHost, x.loop = r.Key, r.Handler, -1, r.Loop
 	switch {
 	case r.Idempotent > 0:
 		x.idem = true
@@ -321,7 +387,11 @@ func (c *Cluster) Do(r *Request) *Exchange {
 	}
 	if c.cfg.Timeout > 0 {
 		t := c.overallOf(x.loop)
-		t.arm(x)
+		if c.sysClock {
+			t.armAt(x, x.begun) // begun was read from time.Now just now
+		} else {
+			t.arm(x)
+		}
 		x.mu.Lock()
 		x.overall = t
 		x.mu.Unlock()
@@ -565,7 +635,7 @@ func (x *Exchange) start(cc *clientConn, reused bool, now time.Time) bool {
 	} else {
 		_, err = conn.Writev(bufs)
 	}
-	clear(bufs)
+	clearBufs(bufs)
 	if piping {
 		cc.syncOpenLocked()
 		cc.pmu.Unlock()
@@ -638,7 +708,7 @@ func (x *Exchange) startPipelined(cc *clientConn, now time.Time, join bool) int 
 	} else {
 		_, err = conn.Writev(bufs)
 	}
-	clear(bufs)
+	clearBufs(bufs)
 	cc.syncOpenLocked()
 	cc.pmu.Unlock()
 	x.mu.Unlock()
@@ -839,8 +909,9 @@ func (x *Exchange) respStarted() bool { return x.respBegun.Load() }
 // connection may carry another request.
 func (x *Exchange) bodyComplete() bool {
 	x.mu.Lock()
-	defer x.mu.Unlock()
-	return !x.abandoned && (!x.stream || x.ended && len(x.buf) == 0)
+	done := !x.abandoned && (!x.stream || x.ended && len(x.buf) == 0)
+	x.mu.Unlock()
+	return done
 }
 
 // ContinueTimeout is how long a request with Request.Expect100 waits for

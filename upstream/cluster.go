@@ -354,8 +354,14 @@ type Cluster struct {
 	// overall are the overall timeouts' lists (overallOf); empty when
 	// Timeout is off.
 	overall []overallTimeouts
-	rndMu   sync.Mutex
-	rnd     *rand.PCG
+	// sysClock: eng's clock is the system clock (engine.SystemClock), so
+	// the time Do reads for an exchange's start is the time.Now its
+	// overall timer is armed from.
+	sysClock bool
+	// xfree are the free lists of exchanges, one a loop (newExchange).
+	xfree []xFree
+	rndMu sync.Mutex
+	rnd   *rand.PCG
 
 	closed atomic.Bool
 	stop   chan struct{}
@@ -395,9 +401,12 @@ func NewCluster(eng *engine.Engine, cfg ClusterConfig) (*Cluster, error) {
 	if cfg.BackoffMax <= 0 {
 		cfg.BackoffMax = 10 * cfg.BackoffBase
 	}
-	c := &Cluster{eng: eng, cfg: cfg, pool: cfg.Pool.withDefaults(), name: cfg.Name, perTry: perTry,
+	c := &Cluster{eng: eng, sysClock: eng.SystemClock(), cfg: cfg, pool: cfg.Pool.withDefaults(), name: cfg.Name, perTry: perTry,
 		log: cfg.Logger.With("cluster", cfg.Name), stop: make(chan struct{}),
 		rnd: rand.NewPCG(uint64(time.Now().UnixNano()), 0x9e3779b97f4a7c15)}
+	if engineLoops && !eng.Config().Portable {
+		c.xfree = make([]xFree, max(1, eng.Config().Loops))
+	}
 	if cfg.Timeout > 0 {
 		// One list per loop (Request.Loop) and one for the rest.
 		c.overall = make([]overallTimeouts, max(1, eng.Config().Loops)+1)

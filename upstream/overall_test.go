@@ -1,9 +1,15 @@
 package upstream
 
 import (
+	"fmt"
+	"net/http"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/warrenhq/warren/engine"
+	"github.com/warrenhq/warren/http1"
+	"github.com/warrenhq/warren/internal/testutil"
 )
 
 // firedLog records the exchanges an overallTimeouts timed out, in order.
@@ -138,4 +144,83 @@ func TestOverallTimeoutsIdle(t *testing.T) {
 	if !armed || !o.t.Stop() {
 		t.Fatal("arm after idle did not start the timer again")
 	}
+}
+
+// TestOverallTimeoutClockRead: on an engine with the system clock an
+// exchange's overall deadline is counted from the time Do read for its
+// start (no second clock read); on an injected clock, whose times a
+// time.Timer cannot use, from time.Now as before.
+func TestOverallTimeoutClockRead(t *testing.T) {
+	block := make(chan struct{})
+	defer close(block)
+	b := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-block:
+		case <-r.Context().Done():
+		}
+	}))
+	const timeout = time.Hour
+	for _, fake := range []bool{false, true} {
+		e := startEngine(t)
+		if fake {
+			e = testutil.StartEngine(t, engine.Config{Loops: 1, Clock: testutil.NewFakeClock()})
+		}
+		if e.SystemClock() == fake {
+			t.Fatalf("fake %v: SystemClock() = %v", fake, e.SystemClock())
+		}
+		c := newTestCluster(t, e, ClusterConfig{Hosts: []string{b.addr}, Timeout: timeout})
+		before := time.Now()
+		x := c.Do(&Request{Method: "GET", Head: AppendRequestHead(nil, "GET", "/", "test", nil, -1, false),
+			Handler: discardHandler{}})
+		after := time.Now()
+		o := c.overallOf(x.loop)
+		o.mu.Lock()
+		due, on := x.toDue, x.toOn
+		o.mu.Unlock()
+		if !on {
+			t.Fatalf("fake %v: the overall timeout is not armed", fake)
+		}
+		if !fake && !due.Equal(x.begun.Add(timeout)) {
+			t.Errorf("system clock: due %v; want begun %v + %v", due, x.begun, timeout)
+		}
+		if fake && (due.Before(before.Add(timeout)) || due.After(after.Add(timeout))) {
+			t.Errorf("injected clock: due %v; want time.Now + %v, between %v and %v", due, timeout,
+				before.Add(timeout), after.Add(timeout))
+		}
+		x.Cancel()
+	}
+}
+
+// discardHandler ignores the response.
+type discardHandler struct{}
+
+func (discardHandler) OnResponse(*Exchange, *http1.Response) {}
+func (discardHandler) OnBody(*Exchange, []byte)              {}
+func (discardHandler) OnDone(*Exchange, error)               {}
+
+// TestClusterMaxLifetimeFakeTime: a connection kept busy (never idle
+// long) is retired once it is MaxLifetime old, not before, on the engine's
+// clock.
+func TestClusterMaxLifetimeFakeTime(t *testing.T) {
+	clk := testutil.NewFakeClock()
+	e := testutil.StartEngine(t, engine.Config{Loops: 1, Clock: clk})
+	b := startBackend(t, http.HandlerFunc(hello))
+	c := newTestCluster(t, e, ClusterConfig{Hosts: []string{b.addr}, Timeout: -1,
+		Pool: PoolConfig{IdleTimeout: time.Hour, MaxLifetime: 10 * time.Second}})
+	step := func(advance time.Duration, wantConns int64, why string) {
+		t.Helper()
+		clk.Advance(advance)
+		if _, err := get(t, c, "/"); err != nil {
+			t.Fatalf("%s: %v", why, err)
+		}
+		if n := b.accepted.Load(); n != wantConns {
+			t.Fatalf("%s: backend saw %d connections; want %d", why, n, wantConns)
+		}
+	}
+	step(0, 1, "first request")
+	for i := range 3 {
+		step(3*time.Second, 1, fmt.Sprintf("%ds of 10s: reused", 3*(i+1)))
+	}
+	step(999*time.Millisecond, 1, "9.999s of 10s: reused")
+	step(time.Millisecond, 2, "10s: retired")
 }

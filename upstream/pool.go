@@ -377,8 +377,12 @@ func (hp *hostPool) closeIdle() {
 // hp.connecting already count it.
 func (hp *hostPool) dial() {
 	c := hp.c
-	cc := &clientConn{hp: hp, created: c.now(), gen: hp.gen.Load()}
-	cc.lastIO.Store(cc.created.UnixNano())
+	now := c.now()
+	cc := &clientConn{hp: hp, gen: hp.gen.Load()}
+	cc.lastIO.Store(now.UnixNano())
+	if c.pool.MaxLifetime > 0 {
+		cc.retireAt = now.Add(c.pool.MaxLifetime)
+	}
 	c.st.cxTotal.Add(1)
 	hp.st.cxTotal.Add(1)
 	cc.timer = time.AfterFunc(c.pool.ConnectTimeout, cc.connectTimeout)
@@ -402,12 +406,15 @@ func (hp *hostPool) counts() (conns, idle, pending int) {
 // requests of the exchanges assigned to it and parses their responses on
 // its loop.
 type clientConn struct {
-	hp      *hostPool
-	created time.Time
-	gen     uint32
-	timer   *time.Timer // connect timeout
-	dialed  atomic.Pointer[engine.Conn]
-	lastIO  atomic.Int64 // unix nanos of the last request start or response byte
+	hp *hostPool
+	// retireAt is the dial's time + PoolConfig.MaxLifetime (zero when
+	// off): expired compares it with now, which is now.Sub(dialed at) >=
+	// MaxLifetime without Sub's call.
+	retireAt time.Time
+	gen      uint32
+	timer    *time.Timer // connect timeout
+	dialed   atomic.Pointer[engine.Conn]
+	lastIO   atomic.Int64 // unix nanos of the last request start or response byte
 
 	x atomic.Pointer[Exchange] // in flight (being answered), or nil
 	// dead is set by OnClose before it takes x: an exchange started on cc
@@ -593,7 +600,7 @@ func (cc *clientConn) expired(now time.Time) bool {
 	if cc.gen != hp.gen.Load() {
 		return true
 	}
-	if c.pool.MaxLifetime > 0 && now.Sub(cc.created) >= c.pool.MaxLifetime {
+	if c.pool.MaxLifetime > 0 && !now.Before(cc.retireAt) {
 		return true
 	}
 	// lastIO and kaNanos are wall-clock nanoseconds: compared as integers

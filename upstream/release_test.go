@@ -11,6 +11,7 @@ import (
 
 	"github.com/warrenhq/warren/engine"
 	"github.com/warrenhq/warren/http1"
+	"github.com/warrenhq/warren/internal/testutil"
 )
 
 // relHandler signals OnDone with its error and the exchange, and keeps
@@ -268,4 +269,67 @@ func TestOtherLoopCounted(t *testing.T) {
 	if n := c.Stats().RqOtherLoop; n != 2 {
 		t.Fatalf("RqOtherLoop = %d, want 2", n)
 	}
+}
+
+// TestReleaseFreeList: a released exchange goes to the free list of the
+// loop its request named, and the next Do on that loop takes it back,
+// zeroed; a list holds at most xFreeMax, and a request outside the loops
+// (Loop -1) uses the shared pool.
+func TestReleaseFreeList(t *testing.T) {
+	e := startEngine(t)
+	b := startBackend(t, http.HandlerFunc(hello))
+	c := newTestCluster(t, e, ClusterConfig{Hosts: []string{"http://" + b.addr}, Timeout: 5 * time.Second})
+	if _, err := get(t, c, "/"); err != nil {
+		t.Fatal(err)
+	}
+	var prev *Exchange
+	for i := range 5 {
+		h := newRelHandler()
+		r := getRequest(h)
+		r.Loop = 0
+		x := c.Do(r)
+		h.wait(t)
+		if prev != nil && x != prev {
+			t.Fatalf("request %d on loop 0: a new exchange %p, not the released %p", i, x, prev)
+		}
+		waitRefs(t, x, 1)
+		x.Release()
+		if n := len(c.xfree[0].xs); n != 1 {
+			t.Fatalf("request %d: loop 0's free list holds %d", i, n)
+		}
+		prev = x
+	}
+	for range xFreeMax + 5 {
+		c.freeExchange(new(Exchange), 0)
+		c.freeExchange(new(Exchange), -1)
+		c.freeExchange(new(Exchange), len(c.xfree))
+	}
+	if n := len(c.xfree[0].xs); n != xFreeMax {
+		t.Fatalf("loop 0's free list holds %d; want at most %d", n, xFreeMax)
+	}
+	for i := 1; i < len(c.xfree); i++ {
+		if n := len(c.xfree[i].xs); n != 0 {
+			t.Fatalf("loop %d's free list holds %d", i, n)
+		}
+	}
+	for range xFreeMax {
+		if x := c.newExchange(0); x.c != nil || x.refs.Load() != 0 || x.state != 0 {
+			t.Fatal("newExchange returned an exchange that is not zero")
+		}
+	}
+	if n := len(c.xfree[0].xs); n != 0 {
+		t.Fatalf("loop 0's free list holds %d after as many takes", n)
+	}
+}
+
+// TestFreeListNotOnPortable: a cluster on the portable engine, where every
+// connection has its own goroutine and Conn.Loop is 0 for all, keeps no
+// per-loop free lists (review rv-upx2, finding 4).
+func TestFreeListNotOnPortable(t *testing.T) {
+	e := testutil.StartEngine(t, engine.Config{Portable: true})
+	c := newTestCluster(t, e, ClusterConfig{Hosts: []string{"127.0.0.1:1"}, Timeout: -1})
+	if len(c.xfree) != 0 {
+		t.Fatalf("%d free lists on the portable engine", len(c.xfree))
+	}
+	c.freeExchange(new(Exchange), 0) // to the pool
 }
