@@ -231,9 +231,14 @@ func (r *Request) CopyTo(dst *Request, buf []byte) []byte {
 	buf = append(buf[:0], r.raw...)
 	var spill []Header
 	if dst != r {
-		// dst.spill may share r's array (dst a copy of r): copy first,
-		// then clear what dst held past the copy's length, keeping
-		// entries past len(spill) zero.
+		// dst.spill may share r's array (dst a value copy of r): then
+		// dst takes an array of its own, or the two would keep sharing
+		// it (r's next parse would rewrite dst's fields). Otherwise copy
+		// into dst's, then clear what dst held past the copy's length,
+		// keeping entries past len(spill) zero.
+		if cap(dst.spill) > 0 && cap(r.spill) > 0 && &dst.spill[:1][0] == &r.spill[:1][0] {
+			dst.spill = nil
+		}
 		old := len(dst.spill)
 		spill = dst.spill[:0]
 		if r.nhdr > inlineHeaders {

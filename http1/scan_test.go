@@ -267,4 +267,14 @@ func TestCopyToAliasedSpill(t *testing.T) {
 	if hs := a.Headers(); string(hs[40].Name) != want {
 		t.Fatalf("source lost its fields: last %q", hs[40].Name)
 	}
+	// The copy shares no memory with a: a's next parse leaves it whole
+	// (review rv-upx2b).
+	other := "GET / HTTP/1.1\r\nHost: b\r\n" + strings.ReplaceAll(manyHeaders(40), "X-Header", "Other-Hd") + "\r\n"
+	p.Reset()
+	if _, err := p.Parse([]byte(other), &a, nil); err != nil {
+		t.Fatal(err)
+	}
+	if hs := c.Headers(); string(hs[40].Name) != want || &hs[40] == &a.Headers()[40] {
+		t.Fatalf("after the source's next parse the copy's last field is %q (want %q); shared %v", hs[40].Name, want, &hs[40] == &a.Headers()[40])
+	}
 }

@@ -175,9 +175,10 @@ type Proxy struct {
 // one loop: up to pcFreeMax released pconns, taken back before pcPool's,
 // whose round trip (pinning the P, a push on its deque, a pop) costs
 // several times this list's uncontended lock. Only a pconn whose buffers
-// are small goes on a list (pcSmall: head buffers of at most 4 KiB, no
-// request that spilled past the parser's 32 inline fields), so the lists
-// keep at most pcFreeMax × ~15 KiB a loop for the proxy's life, with the
+// are small goes on a list (pcSmall: head, trailer and hop-by-hop option
+// buffers of at most 4 KiB each, no request that spilled past the
+// parser's 32 inline fields, no chunked request body read), so the lists
+// keep at most pcFreeMax × ~25 KiB a loop for the proxy's life, with the
 // bytes of the heads they last carried until they are reused; others go
 // to pcPool, which drops them over two GCs. A proxy has the lists only on
 // an engine with event loops: on the portable engine every connection
@@ -330,8 +331,11 @@ func (p *Proxy) getPC(c *engine.Conn) *pconn {
 const pcSmallBuf = 4 << 10
 
 // pcSmall reports whether pc may go on a free list: its buffers are small.
+// A pconn that read a chunked request body is not: its chunk reader keeps
+// the trailer section's buffer (up to MaxHeaderBytes) for its next body.
 func (pc *pconn) pcSmall() bool {
-	return !pc.spilled && cap(pc.head) <= pcSmallBuf && cap(pc.rhead) <= pcSmallBuf && cap(pc.rtrail) <= pcSmallBuf
+	return !pc.spilled && !pc.chunkedRead && cap(pc.head) <= pcSmallBuf && cap(pc.rhead) <= pcSmallBuf &&
+		cap(pc.rtrail) <= pcSmallBuf && cap(pc.reqOpts) <= pcSmallBuf && cap(pc.respOpts) <= pcSmallBuf
 }
 
 // putPC keeps pc, released, for the client connections of loop l.
@@ -394,7 +398,10 @@ type pconn struct {
 	// spilled: a request parsed into req had more than 32 fields, so
 	// req holds a spill slice; pc then skips the free lists (pcSmall).
 	spilled bool
-	idleFn  func() // backToIdle, made once
+	// chunkedRead: a chunked request body was read through chunk, whose
+	// trailer buffer outlives the request (pcSmall).
+	chunkedRead bool
+	idleFn      func() // backToIdle, made once
 	// held is the exchange Do returned, kept (client loop only) until the
 	// client connection goes back to idle or closes, where it is released
 	// (upstream.Exchange.Release) after the last use of pc.x there: OnClose
@@ -519,6 +526,7 @@ func (pc *pconn) startRequest(raw []byte, n int) bool {
 	pc.head = pc.appendUpstreamHead(pc.head[:0], upgrade)
 	pc.chunked, pc.remain = req.Chunked, req.ContentLength
 	if req.Chunked {
+		pc.chunkedRead = true
 		// The trailer section is bounded as the head is.
 		pc.chunk.Reset(&http1.Limits{MaxBodyBytes: p.bodyLim, MaxHeaderBytes: p.cfg.Limits.MaxHeaderBytes, MaxHeaders: p.cfg.Limits.MaxHeaders})
 	}
@@ -1339,7 +1347,12 @@ func (pc *pconn) OnDone(x *upstream.Exchange, err error) {
 	// whenever it was taken, is released when OnDone returns, after the
 	// answer and any close were asked for.
 	pc.finishing = true
-	defer pc.endFinishing()
+	ended := false // endFinishing ran: pc may be another client's after the idle post
+	defer func() {
+		if !ended {
+			pc.endFinishing()
+		}
+	}()
 	pc.mu.Unlock()
 	if err != nil && own {
 		p.st.countHeadLimit(err, false)
@@ -1410,6 +1423,11 @@ func (pc *pconn) OnDone(x *upstream.Exchange, err error) {
 	if pc.idleFn == nil {
 		pc.idleFn = pc.backToIdle
 	}
+	// The answer is written: end the finishing (releasing a half-closed
+	// client's hold) before the post, after which the client's loop may
+	// release pc and give it to another client (review rv-upx2b).
+	pc.endFinishing()
+	ended = true
 	c.Post(pc.idleFn)
 }
 
