@@ -989,6 +989,12 @@ func parseContentLength(v []byte) (int64, bool) {
 	if n, ok := parseShortDecimal(v); ok {
 		return n, true // the common case: one value, digits only
 	}
+	return parseContentLengthList(v)
+}
+
+// parseContentLengthList is parseContentLength's general path: a list of
+// values with optional whitespace, all equal.
+func parseContentLengthList(v []byte) (int64, bool) {
 	n := int64(-1)
 	for {
 		c := bytes.IndexByte(v, ',')
