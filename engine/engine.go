@@ -139,6 +139,14 @@ func (e *Engine) Now() time.Time { return e.cfg.Clock.Now() }
 // deadline) may reuse one instead of reading the clock again.
 func (e *Engine) SystemClock() bool { return e.sysClock }
 
+// EventLoops reports whether the engine runs (or, before Start, will run)
+// event loops: not Config.Portable, on a platform with a poller (Linux,
+// macOS, FreeBSD). A connection's Loop then names the one goroutine that
+// runs its callbacks, so state kept per loop index is touched by that
+// loop alone; on the portable engine every connection has its own
+// goroutine and Loop is 0 for all of them.
+func (e *Engine) EventLoops() bool { return !e.cfg.Portable && pollSupported }
+
 // Listener is one of an engine's listeners (Engine.Listen): where it
 // listens, the handler its connections get, and the timeouts they start
 // with. Its sockets live on the loops (or, on the portable engine, in an

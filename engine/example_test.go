@@ -143,3 +143,20 @@ func ExampleEOFHandler() {
 	fmt.Print(string(reply))
 	// Output: 12 bytes
 }
+
+// ExampleEngine_EventLoops: a layer that keeps state per loop index (a
+// free list per loop) asks whether the engine has loops; the portable
+// engine has none, and its clock is the system clock unless one is
+// injected (Engine.SystemClock).
+func ExampleEngine_EventLoops() {
+	e, err := engine.New(engine.Config{Portable: true}, nil)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println("event loops:", e.EventLoops())
+	fmt.Println("system clock:", e.SystemClock())
+	// Output:
+	// event loops: false
+	// system clock: true
+}

@@ -239,7 +239,7 @@ func New(eng *engine.Engine, cl *upstream.Cluster, cfg Config) *Proxy {
 	p.reqTail = []byte("\r\nX-Forwarded-Proto: " + cfg.Proto + "\r\nVia: " + string(p.via) + "\r\n")
 	p.reqTailTLS = []byte("\r\nX-Forwarded-Proto: https\r\nVia: " + string(p.via) + "\r\n")
 	p.respVia = []byte("Via: " + string(p.via) + "\r\n")
-	if engineLoops && !eng.Config().Portable {
+	if eng.EventLoops() {
 		p.pcFree = make([]pcFree, max(1, eng.Config().Loops))
 	}
 	p.cfg.Limits.MaxBodyBytes = -1 // the parser checks Content-Length against bodyLim below

@@ -404,7 +404,7 @@ func NewCluster(eng *engine.Engine, cfg ClusterConfig) (*Cluster, error) {
 	c := &Cluster{eng: eng, sysClock: eng.SystemClock(), cfg: cfg, pool: cfg.Pool.withDefaults(), name: cfg.Name, perTry: perTry,
 		log: cfg.Logger.With("cluster", cfg.Name), stop: make(chan struct{}),
 		rnd: rand.NewPCG(uint64(time.Now().UnixNano()), 0x9e3779b97f4a7c15)}
-	if engineLoops && !eng.Config().Portable {
+	if eng.EventLoops() {
 		c.xfree = make([]xFree, max(1, eng.Config().Loops))
 	}
 	if cfg.Timeout > 0 {

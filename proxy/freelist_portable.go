@@ -1,7 +1,0 @@
-//go:build !(linux || darwin || freebsd)
-
-package proxy
-
-// engineLoops: only the portable engine runs here, where every connection
-// has its own goroutine and Conn.Loop is 0 for all: no per-loop free lists.
-const engineLoops = false
