@@ -21,6 +21,8 @@
 #   B_ENV=WARREN_NETPOLL=on bench/proxy.sh
 #                               # warrenB: loops parked in Go's netpoller
 #                               # (the engine's mode before section 43)
+#   ORDER=fixed bench/proxy.sh  # every round in the same order (default:
+#                               # the order rotates by one proxy a round)
 #   BATCH=1 bench/proxy.sh      # also a warren proxy with batched
 #                               # pipelining ("batch": -pipeline $BATCH_PIPE
 #                               # (8) -pipeline-batch) in the same rounds
@@ -201,21 +203,31 @@ echo "# nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'), HAProxy $(haproxy -v | hea
 [ -n "${CCPORT:-}" ] && wait_port "$CCPORT"
 [ -n "${BTPORT:-}" ] && wait_port "$BTPORT"
 for name in "${NAMES[@]}"; do : >"$OUT/$name.rounds"; done
+# run_named NAME: one round's run of the proxy NAME, appended to its rounds.
+run_named() {
+  case $1 in
+  warren) echo "warren $(run warren "$WPORT" "$WARREN_PID")" ;;
+  warrenB) echo "warrenB $(run warrenB "$BBPORT" "$WARRENB_PID")" ;;
+  warrenC) echo "warrenC $(run warrenC "$CCPORT" "$WARRENC_PID")" ;;
+  batch) echo "batch $(run batch "$BTPORT" "$BATCH_PID")" ;;
+  # shellcheck disable=SC2046
+  nginx) echo "nginx $(run nginx "$NPORT" $(nginx_pids))" ;;
+  haproxy) echo "haproxy $(run haproxy "$HPORT" "$HAPROXY_PID")" ;;
+  esac | tee -a "$OUT/$1.rounds"
+}
+# Each round runs every proxy once; the order rotates by one proxy a round
+# (round 1 starts with warren, round 2 with the next, ...), so no proxy
+# always runs first or right after another: a fixed order measured the
+# second position ~5% cheaper than the first with the same build in both
+# (docs/benchmarks.md §108). ORDER=fixed keeps the old fixed order.
 for ((r = 1; r <= ROUNDS; r++)); do
-  # shellcheck disable=SC2046
-  echo "warren $(run warren "$WPORT" "$WARREN_PID")" | tee -a "$OUT/warren.rounds"
-  if [ -n "${BBPORT:-}" ]; then
-    echo "warrenB $(run warrenB "$BBPORT" "$WARRENB_PID")" | tee -a "$OUT/warrenB.rounds"
-  fi
-  if [ -n "${CCPORT:-}" ]; then
-    echo "warrenC $(run warrenC "$CCPORT" "$WARRENC_PID")" | tee -a "$OUT/warrenC.rounds"
-  fi
-  if [ -n "${BTPORT:-}" ]; then
-    echo "batch $(run batch "$BTPORT" "$BATCH_PID")" | tee -a "$OUT/batch.rounds"
-  fi
-  # shellcheck disable=SC2046
-  echo "nginx $(run nginx "$NPORT" $(nginx_pids))" | tee -a "$OUT/nginx.rounds"
-  echo "haproxy $(run haproxy "$HPORT" "$HAPROXY_PID")" | tee -a "$OUT/haproxy.rounds"
+  n=${#NAMES[@]}
+  off=$(((r - 1) % n))
+  [ "${ORDER:-rotate}" = fixed ] && off=0
+  order=()
+  for ((i = 0; i < n; i++)); do order+=("${NAMES[$(((off + i) % n))]}"); done
+  echo "# round $r: ${order[*]}"
+  for name in "${order[@]}"; do run_named "$name"; done
 done
 echo
 printf '%-8s %12s %16s %10s %16s %12s %10s %18s\n' proxy "req/s" "CPU us/req" "p99 ms" "of it kernel us" "ctxsw/req" "idle %" "backend us/req"
