@@ -556,7 +556,7 @@ func (pc *pconn) startRequest(raw []byte, n int) bool {
 		}
 	}
 	r := upstream.Request{Method: pc.method, Head: pc.head, Stream: hasBody, Upgrade: upgrade, Handler: pc,
-		Loop: pc.c.Loop()}
+		Loop: pc.c.Loop(), Now: pc.c.Now()} // OnData runs inline: the loop's round time
 	if p.cfg.HashClient {
 		r.Key = p.hashKey(req, pc.c.RemoteAddr().Addr())
 	}

@@ -224,3 +224,37 @@ func TestClusterMaxLifetimeFakeTime(t *testing.T) {
 	step(999*time.Millisecond, 1, "9.999s of 10s: reused")
 	step(time.Millisecond, 2, "10s: retired")
 }
+
+// TestDoRequestNow: a Request with Now starts its exchange then, without
+// reading the clock: begun is Now and, on the system clock, the overall
+// timeout is due Now + Timeout.
+func TestDoRequestNow(t *testing.T) {
+	block := make(chan struct{})
+	defer close(block)
+	b := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-block:
+		case <-r.Context().Done():
+		}
+	}))
+	const timeout = time.Hour
+	e := startEngine(t)
+	c := newTestCluster(t, e, ClusterConfig{Hosts: []string{b.addr}, Timeout: timeout})
+	at := time.Now().Add(-time.Minute) // a reading the caller made earlier
+	x := c.Do(&Request{Method: "GET", Head: AppendRequestHead(nil, "GET", "/", "test", nil, -1, false),
+		Handler: discardHandler{}, Now: at})
+	defer x.Cancel()
+	if !x.begun.Equal(at) {
+		t.Errorf("begun %v, want the request's Now %v", x.begun, at)
+	}
+	o := c.overallOf(x.loop)
+	o.mu.Lock()
+	due, on := x.toDue, x.toOn
+	o.mu.Unlock()
+	if !on || !due.Equal(at.Add(timeout)) {
+		t.Errorf("overall timeout armed %v, due %v; want due Now + %v = %v", on, due, timeout, at.Add(timeout))
+	}
+	if el := x.Elapsed(time.Now()); el < time.Minute {
+		t.Errorf("Elapsed %v, want at least a minute from Now", el)
+	}
+}
