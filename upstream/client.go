@@ -125,7 +125,7 @@ type Exchange struct {
 	// toPrev, toNext, toDue and toOn place x in its overall timeout's
 	// list; guarded by that list's mu (overallTimeouts).
 	toPrev, toNext *Exchange
-	toDue          time.Time
+	toDue          int64 // on the list's clock (overallTimeouts)
 	toOn           bool
 	hg             *hedger // a hedged request: its attempts are child exchanges
 	child          bool    // an attempt of a hedged request: no gates, no request-level accounting
