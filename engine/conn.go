@@ -321,7 +321,9 @@ func (c *Conn) Loop() int {
 // timers that runs the callback (nginx caches its time the same way), so a
 // handler that timestamps every request pays no clock read: it is earlier
 // than time.Now by as long as the round has run so far, well under a
-// millisecond under load, and never older than the loop's last wake-up.
+// millisecond under load, and never older than the loop's last wake-up
+// (a folded loop reads its own time when it has events: see Config's
+// folding).
 // Otherwise (an injected clock, the portable engine, or outside a round) it
 // is Engine.Now.
 //

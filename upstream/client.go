@@ -61,7 +61,10 @@ type Request struct {
 	// the time its event loop woke for the round, up to that round's
 	// length before the call. The exchange starts then: its overall
 	// timeout, rate limit and breaker admission, and latency count from
-	// it. Zero reads the engine's clock (Engine.Now).
+	// it. Zero reads the engine's clock (Engine.Now). It must be a reading
+	// of that engine's clock (Engine.Now or Conn.Now, with its monotonic
+	// reading): a time built by hand (time.Unix, Round(0)) makes the
+	// overall timeouts follow the wall clock's steps.
 	Now time.Time
 }
 

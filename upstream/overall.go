@@ -68,10 +68,19 @@ func (o *overallTimeouts) armAt(x *Exchange, now time.Time) {
 	}
 	if !o.armed || due < o.at {
 		o.at, o.armed = due, true
+		// The timer waits for due on the clock read here, not o.d: now
+		// may be a reading made earlier (Request.Now, a loop's round
+		// time), and the timeout counts from it. Only an arm that moves
+		// the timer reads the clock; under load the timer stays armed
+		// and fire re-arms it.
+		wait := time.Duration(due - o.clock.nanos(time.Now()))
+		if wait < 0 {
+			wait = 0
+		}
 		if o.t == nil {
-			o.t = time.AfterFunc(o.d, o.fire) // due is now + o.d
+			o.t = time.AfterFunc(wait, o.fire)
 		} else {
-			o.t.Reset(o.d)
+			o.t.Reset(wait)
 		}
 	}
 	o.mu.Unlock()

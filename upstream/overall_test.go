@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"sync"
@@ -258,5 +259,40 @@ func TestDoRequestNow(t *testing.T) {
 	}
 	if el := x.Elapsed(time.Now()); el < time.Minute {
 		t.Errorf("Elapsed %v, want at least a minute from Now", el)
+	}
+}
+
+// TestOverallTimeoutFromRequestNow: the overall timeout counts from
+// Request.Now, not from Do, also for the exchange whose arm sets the
+// timer (review rv-upx3: the timer waited Timeout from the arm). Timeout
+// 2 s from a Now 1.9 s old: the timeout comes about 0.1 s after Do,
+// never near 2 s.
+func TestOverallTimeoutFromRequestNow(t *testing.T) {
+	block := make(chan struct{})
+	defer close(block)
+	b := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-block:
+		case <-r.Context().Done():
+		}
+	}))
+	e := startEngine(t)
+	c := newTestCluster(t, e, ClusterConfig{Hosts: []string{b.addr}, Timeout: 2 * time.Second})
+	h := &doneHandler{done: make(chan error, 1)}
+	start := time.Now()
+	x := c.Do(&Request{Method: "GET", Head: AppendRequestHead(nil, "GET", "/", "test", nil, -1, false),
+		Handler: h, Now: start.Add(-1900 * time.Millisecond)})
+	defer x.Cancel()
+	var err error
+	select {
+	case err = <-h.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no timeout")
+	}
+	if !errors.Is(err, ErrTimeout) {
+		t.Fatalf("ended with %v, want the overall timeout", err)
+	}
+	if el := time.Since(start); el >= 1500*time.Millisecond {
+		t.Fatalf("timed out %v after Do; want about 0.1 s (2 s from a Now 1.9 s old)", el)
 	}
 }
