@@ -315,6 +315,29 @@ func (c *Conn) Loop() int {
 	return 0
 }
 
+// Now returns the engine's time for a callback of c's handler. On an event
+// loop with the system clock (Config.Clock nil) it is the time the loop
+// read once, right after its poll, for the round of events, mailbox and
+// timers that runs the callback (nginx caches its time the same way), so a
+// handler that timestamps every request pays no clock read: it is earlier
+// than time.Now by as long as the round has run so far, well under a
+// millisecond under load, and never older than the loop's last wake-up
+// (a folded loop reads its own time when it has events: see Config's
+// folding).
+// Otherwise (an injected clock, the portable engine, or outside a round) it
+// is Engine.Now.
+//
+// Call it only on c's loop goroutine: from the callbacks of an inline
+// handler (InlineHandler) or a function given to Post. On any other
+// goroutine (a worker pool's handler, a timer) use Engine.Now: a call
+// there races with the loop.
+func (c *Conn) Now() time.Time {
+	if l, ok := c.host.(*loop); ok && !l.now.IsZero() {
+		return l.now
+	}
+	return c.host.engine().Now()
+}
+
 // RemoteAddr returns the peer's address. It is safe for concurrent use.
 func (c *Conn) RemoteAddr() netip.AddrPort {
 	return netip.AddrPortFrom(netip.AddrFrom16(c.raddr).Unmap(), c.rport)

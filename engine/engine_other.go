@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/netip"
 	"runtime"
+	"time"
 )
 
 // defaultLoops is Config.Loops' default: GOMAXPROCS.
@@ -44,7 +45,8 @@ type loop struct {
 	tick    atomicTick
 	stats   loopStats
 	stopped chan struct{}
-	uring   bool // always false: Config.IOUring is Linux's
+	uring   bool      // always false: Config.IOUring is Linux's
+	now     time.Time // always zero: Conn.Now reads the clock
 }
 
 type atomicTick struct{}

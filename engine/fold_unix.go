@@ -208,15 +208,21 @@ func (h *loop) markFolded(fd int) {
 func (h *loop) runFolded(now time.Time) {
 	for i := 0; i < len(h.folded); i++ {
 		f := h.folded[i]
-		n := 0
+		n, fnow := 0, now
 		if f.ready {
 			f.ready = false
 			var err error
 			if n, err = f.poller.Wait(f.events, 0); err != nil && !errors.Is(err, poll.ErrClosed) {
 				h.e.errLog.Log("engine: poll wait", err)
 			}
+			if n > 0 {
+				// Its events may have come after the host woke, during
+				// the host's round: the round's time (Conn.Now) must not
+				// be earlier than the input it stamps.
+				fnow = time.Now()
+			}
 		}
-		f.process(n, now)
+		f.process(n, fnow)
 		if f.stopping {
 			h.release(i)
 			i--

@@ -85,6 +85,10 @@ type loop struct {
 
 	// yields counts the loop's runtime.Gosched calls (for tests).
 	yields atomic.Int64
+
+	// now is the round's time for Conn.Now while process runs (read after
+	// the wait; the system clock only), zero otherwise. Loop goroutine only.
+	now time.Time
 }
 
 // startLoops creates the loops and starts them, without listeners.
@@ -280,6 +284,8 @@ func (l *loop) process(n int, now time.Time) {
 	e := l.e
 	if !e.sysClock {
 		now = e.cfg.Clock.Now() // the caller's clock read serves otherwise
+	} else {
+		l.now = now // Conn.Now for the round's callbacks
 	}
 	l.tick.Store(e.tickAt(now))
 	for i := 0; i < n; i++ {
@@ -327,6 +333,7 @@ func (l *loop) process(n int, now time.Time) {
 		l.restamp(t) // timeout_unix.go
 	}
 	l.wheel.Advance(t, l.expire)
+	l.now = time.Time{}
 }
 
 // post queues o for the loop and wakes it if it sleeps. It reports false

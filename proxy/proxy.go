@@ -549,14 +549,17 @@ func (pc *pconn) startRequest(raw []byte, n int) bool {
 	pc.mu.Unlock()
 	p.st.requests.Add(1)
 	p.st.active.Add(1)
+	// The request's time: OnData runs inline, so this is the client
+	// loop's round time (engine.Conn.Now), no clock read.
+	now := pc.c.Now()
 	if p.perIP != nil || len(p.routes) > 0 {
-		if le := p.checkLimits(pc.c.RemoteAddr().Addr().Unmap(), req, p.eng.Now(), true); le != nil {
+		if le := p.checkLimits(pc.c.RemoteAddr().Addr().Unmap(), req, now, true); le != nil {
 			pc.OnDone(nil, le) // as a refusal inside Do: answered, the connection kept when it can be
 			return true
 		}
 	}
 	r := upstream.Request{Method: pc.method, Head: pc.head, Stream: hasBody, Upgrade: upgrade, Handler: pc,
-		Loop: pc.c.Loop()}
+		Loop: pc.c.Loop(), Now: now}
 	if p.cfg.HashClient {
 		r.Key = p.hashKey(req, pc.c.RemoteAddr().Addr())
 	}

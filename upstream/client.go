@@ -55,6 +55,17 @@ type Request struct {
 	Loop int
 	// Handler receives the response. Required.
 	Handler ResponseHandler
+	// Now, when not zero, is the time of the call on the cluster's engine
+	// clock, which spares Do a clock read: engine.Conn.Now of the
+	// connection whose callback calls Do (a proxy's client connection),
+	// the time its event loop woke for the round, up to that round's
+	// length before the call. The exchange starts then: its overall
+	// timeout, rate limit and breaker admission, and latency count from
+	// it. Zero reads the engine's clock (Engine.Now). It must be a reading
+	// of that engine's clock (Engine.Now or Conn.Now, with its monotonic
+	// reading): a time built by hand (time.Unix, Round(0)) makes the
+	// overall timeouts follow the wall clock's steps.
+	Now time.Time
 }
 
 // ResponseHandler receives the response to a Request. Its calls run on the
@@ -117,7 +128,7 @@ type Exchange struct {
 	// toPrev, toNext, toDue and toOn place x in its overall timeout's
 	// list; guarded by that list's mu (overallTimeouts).
 	toPrev, toNext *Exchange
-	toDue          time.Time
+	toDue          int64 // on the list's clock (overallTimeouts)
 	toOn           bool
 	hg             *hedger // a hedged request: its attempts are child exchanges
 	child          bool    // an attempt of a hedged request: no gates, no request-level accounting
@@ -331,7 +342,9 @@ func (c *Cluster) Do(r *Request) *Exchange {
 	case r.Idempotent == 0:
 		x.idem = Idempotent(r.Method)
 	}
-	x.begun = c.now()
+	if x.begun = r.Now; x.begun.IsZero() {
+		x.begun = c.now()
+	}
 	c.st.rqTotal.Add(1)
 	if c.closed.Load() {
 		x.state = xDone
@@ -388,7 +401,7 @@ func (c *Cluster) Do(r *Request) *Exchange {
 	if c.cfg.Timeout > 0 {
 		t := c.overallOf(x.loop)
 		if c.sysClock {
-			t.armAt(x, x.begun) // begun was read from time.Now just now
+			t.armAt(x, x.begun) // begun is a time.Now reading (r.Now: the loop's)
 		} else {
 			t.arm(x)
 		}

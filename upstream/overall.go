@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"math"
 	"sync"
 	"time"
 )
@@ -27,7 +28,12 @@ type overallTimeouts struct {
 	mu         sync.Mutex
 	head, tail *Exchange
 	t          *time.Timer // nil until the first arm
-	at         time.Time   // when t fires; zero when it is not armed
+	// Deadlines are nanoseconds on clock (since its first arm's time,
+	// monotonic): an arm takes one Time.Sub instead of a Time.Add, and
+	// the list compares integers.
+	clock monoClock
+	at    int64 // when t fires, on clock; valid when armed
+	armed bool  // t is armed
 }
 
 // arm starts x's overall timeout: o.d from now, x.onOverallTimeout runs
@@ -36,13 +42,17 @@ func (o *overallTimeouts) arm(x *Exchange) { o.armAt(x, time.Now()) }
 
 // armAt is arm with the clock read at now.
 func (o *overallTimeouts) armAt(x *Exchange, now time.Time) {
-	due := now.Add(o.d)
 	o.mu.Lock()
+	n := o.clock.nanos(now)
+	due := n + int64(o.d)
+	if due < n {
+		due = math.MaxInt64 // a timeout of centuries
+	}
 	x.toDue, x.toOn = due, true
 	// After the last exchange whose deadline is not later: the tail,
 	// unless two loops' clock reads crossed on the way here.
 	p := o.tail
-	for p != nil && p.toDue.After(due) {
+	for p != nil && p.toDue > due {
 		p = p.toPrev
 	}
 	x.toPrev = p
@@ -56,12 +66,21 @@ func (o *overallTimeouts) armAt(x *Exchange, now time.Time) {
 	} else {
 		x.toNext.toPrev = x
 	}
-	if o.at.IsZero() || due.Before(o.at) {
-		o.at = due
+	if !o.armed || due < o.at {
+		o.at, o.armed = due, true
+		// The timer waits for due on the clock read here, not o.d: now
+		// may be a reading made earlier (Request.Now, a loop's round
+		// time), and the timeout counts from it. Only an arm that moves
+		// the timer reads the clock; under load the timer stays armed
+		// and fire re-arms it.
+		wait := time.Duration(due - o.clock.nanos(time.Now()))
+		if wait < 0 {
+			wait = 0
+		}
 		if o.t == nil {
-			o.t = time.AfterFunc(due.Sub(now), o.fire)
+			o.t = time.AfterFunc(wait, o.fire)
 		} else {
-			o.t.Reset(due.Sub(now))
+			o.t.Reset(wait)
 		}
 	}
 	o.mu.Unlock()
@@ -86,7 +105,7 @@ func (o *overallTimeouts) stop(x *Exchange) bool {
 func (o *overallTimeouts) idle() {
 	o.mu.Lock()
 	if o.head == nil && o.t != nil && o.t.Stop() {
-		o.at = time.Time{}
+		o.armed = false
 	}
 	o.mu.Unlock()
 }
@@ -111,8 +130,8 @@ func (o *overallTimeouts) unlinkLocked(x *Exchange) {
 func (o *overallTimeouts) fire() {
 	var first, last *Exchange // the due ones, chained through toNext
 	o.mu.Lock()
-	now := time.Now() // under the lock: a wait for it must not make a due exchange look early
-	for x := o.head; x != nil && !x.toDue.After(now); x = o.head {
+	now := o.clock.nanos(time.Now()) // under the lock: a wait for it must not make a due exchange look early
+	for x := o.head; x != nil && x.toDue <= now; x = o.head {
 		o.unlinkLocked(x)
 		if last == nil {
 			first = x
@@ -123,9 +142,9 @@ func (o *overallTimeouts) fire() {
 	}
 	if o.head != nil {
 		o.at = o.head.toDue
-		o.t.Reset(o.at.Sub(now))
+		o.t.Reset(time.Duration(o.at - now))
 	} else {
-		o.at = time.Time{}
+		o.armed = false
 	}
 	o.mu.Unlock()
 	// Off the list (toOn false), a due exchange's links are this

@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"sync"
@@ -61,7 +62,7 @@ func TestOverallTimeoutsLazyTimer(t *testing.T) {
 		t.Fatal("stop after the timeout fired reported true")
 	}
 	o.mu.Lock()
-	empty := o.head == nil && o.tail == nil && o.at.IsZero()
+	empty := o.head == nil && o.tail == nil && !o.armed
 	o.mu.Unlock()
 	if !empty {
 		t.Fatal("list or timer left armed after every deadline passed")
@@ -98,7 +99,7 @@ func TestOverallTimeoutsOrder(t *testing.T) {
 	if len(got) != 3 || got[0] != c || got[1] != a || got[2] != b || !tailOK {
 		t.Fatalf("list %v; want c %p, a %p, b %p", got, c, a, b)
 	}
-	if !at.Equal(c.toDue) {
+	if at != c.toDue {
 		t.Fatalf("timer at %v; want the earliest deadline %v", at, c.toDue)
 	}
 	for _, x := range []*Exchange{a, c, b} {
@@ -124,7 +125,7 @@ func TestOverallTimeoutsIdle(t *testing.T) {
 	o.arm(a)
 	o.idle()
 	o.mu.Lock()
-	armed := !o.at.IsZero()
+	armed := o.armed
 	o.mu.Unlock()
 	if !armed {
 		t.Fatal("idle stopped the timer of a list with an exchange")
@@ -132,14 +133,14 @@ func TestOverallTimeoutsIdle(t *testing.T) {
 	o.stop(a)
 	o.idle()
 	o.mu.Lock()
-	armed = !o.at.IsZero()
+	armed = o.armed
 	o.mu.Unlock()
 	if armed || o.t.Stop() {
 		t.Fatal("idle left the timer of an empty list running")
 	}
 	o.arm(b)
 	o.mu.Lock()
-	armed = !o.at.IsZero()
+	armed = o.armed
 	o.mu.Unlock()
 	if !armed || !o.t.Stop() {
 		t.Fatal("arm after idle did not start the timer again")
@@ -176,16 +177,17 @@ func TestOverallTimeoutClockRead(t *testing.T) {
 		o := c.overallOf(x.loop)
 		o.mu.Lock()
 		due, on := x.toDue, x.toOn
+		// Deadlines are nanoseconds on the list's clock.
+		begun, lo, hi := o.clock.nanos(x.begun)+int64(timeout), o.clock.nanos(before)+int64(timeout), o.clock.nanos(after)+int64(timeout)
 		o.mu.Unlock()
 		if !on {
 			t.Fatalf("fake %v: the overall timeout is not armed", fake)
 		}
-		if !fake && !due.Equal(x.begun.Add(timeout)) {
-			t.Errorf("system clock: due %v; want begun %v + %v", due, x.begun, timeout)
+		if !fake && due != begun {
+			t.Errorf("system clock: due %v; want begun + %v: %v", due, timeout, begun)
 		}
-		if fake && (due.Before(before.Add(timeout)) || due.After(after.Add(timeout))) {
-			t.Errorf("injected clock: due %v; want time.Now + %v, between %v and %v", due, timeout,
-				before.Add(timeout), after.Add(timeout))
+		if fake && (due < lo || due > hi) {
+			t.Errorf("injected clock: due %v; want time.Now + %v, between %v and %v", due, timeout, lo, hi)
 		}
 		x.Cancel()
 	}
@@ -223,4 +225,74 @@ func TestClusterMaxLifetimeFakeTime(t *testing.T) {
 	}
 	step(999*time.Millisecond, 1, "9.999s of 10s: reused")
 	step(time.Millisecond, 2, "10s: retired")
+}
+
+// TestDoRequestNow: a Request with Now starts its exchange then, without
+// reading the clock: begun is Now and, on the system clock, the overall
+// timeout is due Now + Timeout.
+func TestDoRequestNow(t *testing.T) {
+	block := make(chan struct{})
+	defer close(block)
+	b := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-block:
+		case <-r.Context().Done():
+		}
+	}))
+	const timeout = time.Hour
+	e := startEngine(t)
+	c := newTestCluster(t, e, ClusterConfig{Hosts: []string{b.addr}, Timeout: timeout})
+	at := time.Now().Add(-time.Minute) // a reading the caller made earlier
+	x := c.Do(&Request{Method: "GET", Head: AppendRequestHead(nil, "GET", "/", "test", nil, -1, false),
+		Handler: discardHandler{}, Now: at})
+	defer x.Cancel()
+	if !x.begun.Equal(at) {
+		t.Errorf("begun %v, want the request's Now %v", x.begun, at)
+	}
+	o := c.overallOf(x.loop)
+	o.mu.Lock()
+	due, on := x.toDue, x.toOn
+	want := o.clock.nanos(at) + int64(timeout) // deadlines are nanoseconds on the list's clock
+	o.mu.Unlock()
+	if !on || due != want {
+		t.Errorf("overall timeout armed %v, due %v; want due Now + %v = %v", on, due, timeout, want)
+	}
+	if el := x.Elapsed(time.Now()); el < time.Minute {
+		t.Errorf("Elapsed %v, want at least a minute from Now", el)
+	}
+}
+
+// TestOverallTimeoutFromRequestNow: the overall timeout counts from
+// Request.Now, not from Do, also for the exchange whose arm sets the
+// timer (review rv-upx3: the timer waited Timeout from the arm). Timeout
+// 2 s from a Now 1.9 s old: the timeout comes about 0.1 s after Do,
+// never near 2 s.
+func TestOverallTimeoutFromRequestNow(t *testing.T) {
+	block := make(chan struct{})
+	defer close(block)
+	b := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-block:
+		case <-r.Context().Done():
+		}
+	}))
+	e := startEngine(t)
+	c := newTestCluster(t, e, ClusterConfig{Hosts: []string{b.addr}, Timeout: 2 * time.Second})
+	h := &doneHandler{done: make(chan error, 1)}
+	start := time.Now()
+	x := c.Do(&Request{Method: "GET", Head: AppendRequestHead(nil, "GET", "/", "test", nil, -1, false),
+		Handler: h, Now: start.Add(-1900 * time.Millisecond)})
+	defer x.Cancel()
+	var err error
+	select {
+	case err = <-h.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no timeout")
+	}
+	if !errors.Is(err, ErrTimeout) {
+		t.Fatalf("ended with %v, want the overall timeout", err)
+	}
+	if el := time.Since(start); el >= 1500*time.Millisecond {
+		t.Fatalf("timed out %v after Do; want about 0.1 s (2 s from a Now 1.9 s old)", el)
+	}
 }

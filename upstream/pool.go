@@ -888,7 +888,7 @@ func perTryDue(last, now time.Time, d time.Duration) (bool, time.Duration) {
 
 // OnData parses responses.
 func (cc *clientConn) OnData(conn *engine.Conn, in []byte) int {
-	now := cc.hp.c.now()
+	now := conn.Now() // the loop's round time: OnData runs inline
 	cc.lastIO.Store(now.UnixNano())
 	used := 0
 	for used < len(in) {
