@@ -217,9 +217,9 @@ run_named() {
 }
 # Each round runs every proxy once; the order rotates by one proxy a round
 # (round 1 starts with warren, round 2 with the next, ...), so no proxy
-# always runs first or right after another: a fixed order measured the
-# second position ~5% cheaper than the first with the same build in both
-# (docs/benchmarks.md §108). ORDER=fixed keeps the old fixed order.
+# always runs first or right after another, and whatever a slot does to
+# its figure (docs/benchmarks.md §108) is spread over all of them.
+# ORDER=fixed keeps the old fixed order.
 for ((r = 1; r <= ROUNDS; r++)); do
   n=${#NAMES[@]}
   off=$(((r - 1) % n))
