@@ -152,14 +152,7 @@ func TestOverallTimeoutsIdle(t *testing.T) {
 // start (no second clock read); on an injected clock, whose times a
 // time.Timer cannot use, from time.Now as before.
 func TestOverallTimeoutClockRead(t *testing.T) {
-	block := make(chan struct{})
-	defer close(block)
-	b := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case <-block:
-		case <-r.Context().Done():
-		}
-	}))
+	b := stallingBackend(t)
 	const timeout = time.Hour
 	for _, fake := range []bool{false, true} {
 		e := startEngine(t)
@@ -231,14 +224,7 @@ func TestClusterMaxLifetimeFakeTime(t *testing.T) {
 // reading the clock: begun is Now and, on the system clock, the overall
 // timeout is due Now + Timeout.
 func TestDoRequestNow(t *testing.T) {
-	block := make(chan struct{})
-	defer close(block)
-	b := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case <-block:
-		case <-r.Context().Done():
-		}
-	}))
+	b := stallingBackend(t)
 	const timeout = time.Hour
 	e := startEngine(t)
 	c := newTestCluster(t, e, ClusterConfig{Hosts: []string{b.addr}, Timeout: timeout})
@@ -268,14 +254,7 @@ func TestDoRequestNow(t *testing.T) {
 // 2 s from a Now 1.9 s old: the timeout comes about 0.1 s after Do,
 // never near 2 s.
 func TestOverallTimeoutFromRequestNow(t *testing.T) {
-	block := make(chan struct{})
-	defer close(block)
-	b := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case <-block:
-		case <-r.Context().Done():
-		}
-	}))
+	b := stallingBackend(t)
 	e := startEngine(t)
 	c := newTestCluster(t, e, ClusterConfig{Hosts: []string{b.addr}, Timeout: 2 * time.Second})
 	h := &doneHandler{done: make(chan error, 1)}
@@ -295,4 +274,18 @@ func TestOverallTimeoutFromRequestNow(t *testing.T) {
 	if el := time.Since(start); el >= 1500*time.Millisecond {
 		t.Fatalf("timed out %v after Do; want about 0.1 s (2 s from a Now 1.9 s old)", el)
 	}
+}
+
+// stallingBackend starts a backend that answers nothing: each request
+// waits until the test ends or its client goes.
+func stallingBackend(t *testing.T) *backend {
+	block := make(chan struct{})
+	b := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-block:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(func() { close(block) }) // before the backend's own cleanup (last in, first out)
+	return b
 }
