@@ -172,6 +172,12 @@ func (r *Request) reset() {
 	r.spill = r.spill[:0]
 }
 
+// Spilled reports whether r's field storage has grown past the 32 fields
+// it holds inline: a request with more fields was parsed into it. Reset
+// keeps the grown storage for reuse, so it stays true; a pool of requests
+// may use it to keep only small ones.
+func (r *Request) Spilled() bool { return cap(r.spill) > 0 }
+
 // Headers returns the header fields in the order received. The slice is
 // r's own storage: valid until r is next parsed into or reset, and not to be
 // modified.

@@ -669,3 +669,32 @@ func TestRequestResetClearsEveryHeader(t *testing.T) {
 		}
 	}
 }
+
+// TestRequestSpilled: Spilled is false for a request of up to 32 fields,
+// true once more were parsed into it, and stays true across Reset (the
+// grown storage is kept).
+func TestRequestSpilled(t *testing.T) {
+	var p Parser
+	var r Request
+	parse := func(fields int) {
+		t.Helper()
+		head := "GET / HTTP/1.1\r\nHost: x\r\n" + strings.Repeat("X-F: v\r\n", fields-1) + "\r\n"
+		if _, err := p.Parse([]byte(head), &r, &Limits{MaxHeaders: 100}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	parse(32)
+	if r.Spilled() {
+		t.Fatal("32 fields: Spilled")
+	}
+	p.Reset()
+	r.Reset()
+	parse(33)
+	if !r.Spilled() {
+		t.Fatal("33 fields: not Spilled")
+	}
+	r.Reset()
+	if !r.Spilled() {
+		t.Fatal("after Reset: not Spilled (the storage is kept)")
+	}
+}

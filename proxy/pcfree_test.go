@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/warrenhq/warren/engine"
+	"github.com/warrenhq/warren/http1"
 	"github.com/warrenhq/warren/internal/testutil"
 	"github.com/warrenhq/warren/upstream"
 )
@@ -44,10 +45,17 @@ func TestPCFreeList(t *testing.T) {
 	}
 	// A pconn with a big buffer, or whose request spilled, goes to the
 	// pool instead (review rv-upx2, finding 3).
+	spilled := &pconn{p: p}
+	var ps http1.Parser
+	many := "GET / HTTP/1.1\r\nHost: x\r\n" + strings.Repeat("X-F: v\r\n", 40) + "\r\n"
+	if _, err := ps.Parse([]byte(many), &spilled.req, &http1.Limits{MaxHeaders: 100}); err != nil {
+		t.Fatal(err)
+	}
+	spilled.req.Reset()
 	for _, big := range []*pconn{{p: p, head: make([]byte, 0, pcSmallBuf+1)},
 		{p: p, rhead: make([]byte, 0, pcSmallBuf+1)}, {p: p, rtrail: make([]byte, 0, pcSmallBuf+1)},
 		{p: p, reqOpts: make(hopNames, 0, pcSmallBuf+1)}, {p: p, respOpts: make(hopNames, 0, pcSmallBuf+1)},
-		{p: p, spilled: true}, {p: p, chunkedRead: true}} {
+		spilled, {p: p, chunkedRead: true}} {
 		p.putPC(big, 1)
 		if n := len(p.pcFree[1].pcs); n != 0 {
 			t.Fatalf("a pconn with big buffers went on loop 1's free list")

@@ -334,7 +334,7 @@ const pcSmallBuf = 4 << 10
 // A pconn that read a chunked request body is not: its chunk reader keeps
 // the trailer section's buffer (up to MaxHeaderBytes) for its next body.
 func (pc *pconn) pcSmall() bool {
-	return !pc.spilled && !pc.chunkedRead && cap(pc.head) <= pcSmallBuf && cap(pc.rhead) <= pcSmallBuf &&
+	return !pc.req.Spilled() && !pc.chunkedRead && cap(pc.head) <= pcSmallBuf && cap(pc.rhead) <= pcSmallBuf &&
 		cap(pc.rtrail) <= pcSmallBuf && cap(pc.reqOpts) <= pcSmallBuf && cap(pc.respOpts) <= pcSmallBuf
 }
 
@@ -395,9 +395,6 @@ type pconn struct {
 	// pc serves) so that a client seen again is not formatted again.
 	xffAddr netip.Addr
 	xffText []byte
-	// spilled: a request parsed into req had more than 32 fields, so
-	// req holds a spill slice; pc then skips the free lists (pcSmall).
-	spilled bool
 	// chunkedRead: a chunked request body was read through chunk, whose
 	// trailer buffer outlives the request (pcSmall).
 	chunkedRead bool
@@ -1452,8 +1449,6 @@ func (pc *pconn) release() {
 	p := pc.p
 	pc.releaseHeld()
 	pc.parser.Reset()
-	// More than http1's 32 inline fields: the request's storage grew.
-	pc.spilled = pc.spilled || len(pc.req.Headers()) > 32
 	pc.req.Reset()
 	loop := pc.c.Loop()
 	pc.c = nil
