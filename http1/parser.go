@@ -1178,6 +1178,21 @@ func isScheme(c byte, i int) bool {
 	return false
 }
 
+// IsToken reports whether s is a non-empty token (RFC 9110 section
+// 5.6.2): what a header field name, a method or an Upgrade protocol name
+// must be.
+func IsToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !isToken[s[i]] {
+			return false
+		}
+	}
+	return true
+}
+
 func isTokenString(b []byte) bool {
 	if len(b) == 0 {
 		return false

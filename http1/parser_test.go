@@ -698,3 +698,12 @@ func TestRequestSpilled(t *testing.T) {
 		t.Fatal("after Reset: not Spilled (the storage is kept)")
 	}
 }
+
+func TestIsToken(t *testing.T) {
+	for s, want := range map[string]bool{"X-Device-Id": true, "a!#$%&'*+-.^_`|~9": true, "": false,
+		"X Device": false, "X:Id": false, "é": false, "X\r\n": false} {
+		if got := IsToken(s); got != want {
+			t.Errorf("IsToken(%q) = %v, want %v", s, got, want)
+		}
+	}
+}

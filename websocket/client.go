@@ -235,7 +235,7 @@ func NewClient(e *engine.Engine, cfg DialConfig, h Handler) (*Client, error) {
 	if len(cfg.Subprotocols) > 0 {
 		cl.extra = append(cl.extra, "Sec-WebSocket-Protocol: "...)
 		for i, p := range cfg.Subprotocols {
-			if !isToken(p) {
+			if !http1.IsToken(p) {
 				return nil, fmt.Errorf("%w: subprotocol %q is not a token", ErrBadDialConfig, p)
 			}
 			if i > 0 {
@@ -252,7 +252,7 @@ func NewClient(e *engine.Engine, cfg DialConfig, h Handler) (*Client, error) {
 	}
 	for _, f := range cfg.Header {
 		name, value := f[0], f[1]
-		if !isToken(name) || strings.ContainsAny(value, "\r\n\x00") {
+		if !http1.IsToken(name) || strings.ContainsAny(value, "\r\n\x00") {
 			return nil, fmt.Errorf("%w: header field %q", ErrBadDialConfig, name)
 		}
 		switch strings.ToLower(name) {
@@ -430,19 +430,6 @@ func newKey(key *[24]byte) {
 	var raw [16]byte
 	_, _ = rand.Read(raw[:]) // never fails; see crypto/rand.Read
 	base64.StdEncoding.Encode(key[:], raw[:])
-}
-
-// isToken reports whether s is a non-empty RFC 9110 token.
-func isToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if !isTokenChar(s[i]) {
-			return false
-		}
-	}
-	return true
 }
 
 // handshake is a dialled connection's engine handler from the connect to

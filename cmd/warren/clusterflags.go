@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/warrenhq/warren/http1"
 	"github.com/warrenhq/warren/proxy"
 	"github.com/warrenhq/warren/upstream"
 )
@@ -113,7 +114,7 @@ func (f *clusterFlags) finish(cc *upstream.ClusterConfig, pc *proxy.Config) erro
 	if pc.HashHeader != "" && !pc.HashClient {
 		return fmt.Errorf("-hash-header needs -balancer ring_hash or maglev")
 	}
-	if !isToken(pc.HashHeader) {
+	if pc.HashHeader != "" && !http1.IsToken(pc.HashHeader) {
 		return fmt.Errorf("-hash-header: %q is not a header field name", pc.HashHeader)
 	}
 	if cc.Retry.On, err = parseRetryOn(*f.retryOn); err != nil {
@@ -146,17 +147,4 @@ func (f *clusterFlags) finish(cc *upstream.ClusterConfig, pc *proxy.Config) erro
 		}
 	}
 	return nil
-}
-
-// isToken reports whether s is empty or an HTTP token (RFC 9110 §5.6.2),
-// as a header field name is.
-func isToken(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0 {
-			continue
-		}
-		return false
-	}
-	return true
 }
